@@ -1,0 +1,10 @@
+//! Foundation types shared by every Loopline crate: the closed error vocabulary, identifiers, clocks,
+//! pagination tokens and the proto3-JSON number encodings that MLflow clients expect.
+
+pub mod error_code;
+pub mod ids;
+pub mod page_token;
+pub mod proto_json;
+pub mod time;
+
+pub use error_code::{ErrorCode, HasErrorCode};

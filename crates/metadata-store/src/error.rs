@@ -1,0 +1,49 @@
+//! Errors of the metadata store.
+
+use loopline_core::{ErrorCode, HasErrorCode};
+
+/// What can go wrong in a metadata store call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named entity does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// An entity with that identity already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is not valid in the current state (deleted run, changed param, bad filter...).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// The database refused or failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The database was written by a newer Loopline.
+    #[error(
+        "the database schema is at version {found} but this loopline binary knows only up to version {supported}; upgrade loopline"
+    )]
+    SchemaTooNew {
+        /// Version found in the database.
+        found: i64,
+        /// Newest version this binary can run.
+        supported: i64,
+    },
+    /// The backend URI is not usable.
+    #[error("unsupported backend store uri '{0}': use a sqlite:// path or a postgresql:// url")]
+    UnsupportedUri(String),
+}
+
+impl HasErrorCode for StoreError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            StoreError::NotFound(_) => ErrorCode::ResourceDoesNotExist,
+            StoreError::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
+            StoreError::InvalidParameter(_) => ErrorCode::InvalidParameterValue,
+            StoreError::Database(_) | StoreError::SchemaTooNew { .. } | StoreError::UnsupportedUri(_) => {
+                ErrorCode::InternalError
+            }
+        }
+    }
+}
+
+/// Result alias for store calls.
+pub type StoreResult<T> = Result<T, StoreError>;

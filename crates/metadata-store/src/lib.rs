@@ -1,0 +1,15 @@
+//! The metadata store: per-domain storage traits, their SQL implementation for SQLite (embedded default)
+//! and PostgreSQL (for replicas), migrations, and the search-filter compiler.
+
+pub mod entities;
+pub mod error;
+pub mod queries;
+pub mod search;
+pub mod sql;
+pub mod traits;
+
+pub use entities::*;
+pub use error::{StoreError, StoreResult};
+pub use queries::*;
+pub use sql::SqlStore;
+pub use traits::*;

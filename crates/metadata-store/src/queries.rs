@@ -1,0 +1,171 @@
+//! Inputs of store calls that carry more than a handful of fields.
+
+use crate::entities::{Metric, Param, Tag, ViewType};
+
+/// A page request: where to start and how many.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// Maximum number of items.
+    pub max_results: u64,
+    /// Token from a previous page.
+    pub page_token: Option<String>,
+}
+
+/// Search over experiments.
+#[derive(Debug, Clone, Default)]
+pub struct ExperimentSearch {
+    /// Filter text in MLflow's grammar.
+    pub filter: Option<String>,
+    /// order_by entries.
+    pub order_by: Vec<String>,
+    /// Which lifecycle stages.
+    pub view_type: ViewType,
+    /// Paging.
+    pub page: PageRequest,
+}
+
+/// Search over runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunSearch {
+    /// Experiments to search.
+    pub experiment_ids: Vec<String>,
+    /// Filter text.
+    pub filter: Option<String>,
+    /// order_by entries.
+    pub order_by: Vec<String>,
+    /// Which lifecycle stages.
+    pub view_type: ViewType,
+    /// Paging.
+    pub page: PageRequest,
+}
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Experiment id.
+    pub experiment_id: String,
+    /// Who starts it.
+    pub user_id: String,
+    /// Display name (already generated if the client sent none).
+    pub run_name: String,
+    /// Start time, ms.
+    pub start_time: i64,
+    /// Initial tags (the `mlflow.runName` tag is kept in sync by the store).
+    pub tags: Vec<Tag>,
+}
+
+/// Changes to a run's info.
+#[derive(Debug, Clone, Default)]
+pub struct RunUpdate {
+    /// New status.
+    pub status: Option<String>,
+    /// New end time.
+    pub end_time: Option<i64>,
+    /// New name.
+    pub run_name: Option<String>,
+}
+
+/// Metrics, params and tags to log in one atomic batch.
+#[derive(Debug, Clone, Default)]
+pub struct LogBatch {
+    /// Metric points.
+    pub metrics: Vec<Metric>,
+    /// Params (immutable once logged).
+    pub params: Vec<Param>,
+    /// Tags (overwrite).
+    pub tags: Vec<Tag>,
+}
+
+/// A logged model to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewLoggedModel {
+    /// Experiment id.
+    pub experiment_id: String,
+    /// Name ("model" by default in the client).
+    pub name: String,
+    /// Producing run, if any.
+    pub source_run_id: Option<String>,
+    /// Params.
+    pub params: Vec<Param>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+    /// Free-form type.
+    pub model_type: String,
+}
+
+/// Search over logged models.
+#[derive(Debug, Clone, Default)]
+pub struct LoggedModelSearch {
+    /// Experiments to search.
+    pub experiment_ids: Vec<String>,
+    /// Filter text.
+    pub filter: Option<String>,
+    /// Order: (identifier, ascending).
+    pub order_by: Vec<(String, bool)>,
+    /// Paging.
+    pub page: PageRequest,
+}
+
+/// Search over registered models or model versions.
+#[derive(Debug, Clone, Default)]
+pub struct RegistrySearch {
+    /// Filter text.
+    pub filter: Option<String>,
+    /// order_by entries.
+    pub order_by: Vec<String>,
+    /// Paging.
+    pub page: PageRequest,
+}
+
+/// A model version to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewModelVersion {
+    /// Registered model name.
+    pub name: String,
+    /// Source URI as given.
+    pub source: String,
+    /// Producing run, if known.
+    pub run_id: String,
+    /// Link to the run.
+    pub run_link: String,
+    /// Description.
+    pub description: String,
+    /// Tags.
+    pub tags: Vec<Tag>,
+    /// Logged model behind the version.
+    pub model_id: Option<String>,
+    /// Artifact location to download from.
+    pub storage_location: String,
+    /// Creator.
+    pub user_id: String,
+}
+
+/// Search over traces.
+#[derive(Debug, Clone, Default)]
+pub struct TraceSearch {
+    /// Experiments to search.
+    pub experiment_ids: Vec<String>,
+    /// Filter text (attributes `timestamp_ms`, `execution_time_ms`, `status`, `name`, `run_id`, tags, metadata).
+    pub filter: Option<String>,
+    /// Order entries such as `timestamp_ms DESC`.
+    pub order_by: Vec<String>,
+    /// Paging.
+    pub page: PageRequest,
+}
+
+/// A trace to record.
+#[derive(Debug, Clone)]
+pub struct NewTrace {
+    /// `tr-` + 32 hex.
+    pub trace_id: String,
+    /// Experiment id.
+    pub experiment_id: String,
+    /// Request time, ms.
+    pub timestamp_ms: i64,
+    /// Duration, ms.
+    pub execution_time_ms: i64,
+    /// OK, ERROR, IN_PROGRESS.
+    pub state: String,
+    /// The whole trace info as JSON (tags and metadata included).
+    pub trace_info: serde_json::Value,
+}

@@ -1,0 +1,496 @@
+//! The model registry on SQL: registered models, versions, stages, tags and aliases.
+
+use super::query_text;
+use super::rows::{integer, optional_text, text};
+use super::{SqlStore, built_query, is_unique_violation};
+use crate::entities::*;
+use crate::error::{StoreError, StoreResult};
+use crate::queries::{NewModelVersion, RegistrySearch};
+use crate::search::SqlBuilder;
+use crate::traits::RegistryStore;
+use async_trait::async_trait;
+use loopline_core::time::now_millis;
+use sqlx::any::AnyRow;
+use std::collections::HashMap;
+
+
+pub(super) const VERSION_COLUMNS: &str = "v.name, v.version, v.creation_time, v.last_updated_time, v.description, v.user_id, \
+     v.current_stage, v.source, v.run_id, v.run_link, v.status, v.storage_location, v.model_id";
+
+pub(super) fn version_from_row(row: &AnyRow) -> StoreResult<ModelVersion> {
+    let version_number = integer(row, "version")?;
+    Ok(ModelVersion {
+        name: text(row, "name")?,
+        version: version_number.to_string(),
+        creation_timestamp: integer(row, "creation_time")?,
+        last_updated_timestamp: integer(row, "last_updated_time")?,
+        user_id: text(row, "user_id")?,
+        current_stage: text(row, "current_stage")?,
+        description: text(row, "description")?,
+        source: text(row, "source")?,
+        run_id: text(row, "run_id")?,
+        status: text(row, "status")?,
+        run_link: text(row, "run_link")?,
+        tags: Vec::new(),
+        aliases: Vec::new(),
+        model_id: optional_text(row, "model_id")?,
+        storage_location: text(row, "storage_location")?,
+        version_number,
+    })
+}
+
+fn model_not_found(name: &str) -> StoreError {
+    StoreError::NotFound(format!("Registered Model with name={name} not found"))
+}
+
+fn version_not_found(name: &str, version: i64) -> StoreError {
+    StoreError::NotFound(format!("Model Version (name={name}, version={version}) not found"))
+}
+
+impl SqlStore {
+    /// Fills tags and aliases of versions.
+    pub(super) async fn decorate_versions(&self, versions: &mut [ModelVersion]) -> StoreResult<()> {
+        if versions.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = versions.iter().map(|version| version.name.clone()).collect();
+        let mut tags: HashMap<(String, i64), Vec<Tag>> = HashMap::new();
+        let mut builder = SqlBuilder::new("SELECT name, version, key, value FROM model_version_tags WHERE name IN ");
+        builder.push_text_list(&names);
+        builder.push(" ORDER BY key");
+        for row in built_query(&builder).fetch_all(&self.pool).await? {
+            tags.entry((text(&row, "name")?, integer(&row, "version")?))
+                .or_default()
+                .push(Tag::new(text(&row, "key")?, text(&row, "value")?));
+        }
+        let mut aliases: HashMap<(String, i64), Vec<String>> = HashMap::new();
+        let mut builder = SqlBuilder::new("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
+        builder.push_text_list(&names);
+        builder.push(" ORDER BY alias");
+        for row in built_query(&builder).fetch_all(&self.pool).await? {
+            aliases.entry((text(&row, "name")?, integer(&row, "version")?)).or_default().push(text(&row, "alias")?);
+        }
+        for version in versions.iter_mut() {
+            let key = (version.name.clone(), version.version_number);
+            version.tags = tags.remove(&key).unwrap_or_default();
+            version.aliases = aliases.remove(&key).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// Assembles registered models from their rows.
+    pub(super) async fn load_registered_models(&self, rows: Vec<AnyRow>) -> StoreResult<Vec<RegisteredModel>> {
+        let mut models = Vec::with_capacity(rows.len());
+        for row in &rows {
+            models.push(RegisteredModel {
+                name: text(row, "name")?,
+                creation_timestamp: integer(row, "creation_time")?,
+                last_updated_timestamp: integer(row, "last_updated_time")?,
+                description: text(row, "description")?,
+                latest_versions: Vec::new(),
+                tags: Vec::new(),
+                aliases: Vec::new(),
+            });
+        }
+        let names: Vec<String> = models.iter().map(|model| model.name.clone()).collect();
+        if names.is_empty() {
+            return Ok(models);
+        }
+        let mut tags = super::rows::load_key_values(&self.pool, "registered_model_tags", "name", &names).await?;
+        let mut aliases: HashMap<String, Vec<AliasEntry>> = HashMap::new();
+        let mut builder = SqlBuilder::new("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
+        builder.push_text_list(&names);
+        builder.push(" ORDER BY alias");
+        for row in built_query(&builder).fetch_all(&self.pool).await? {
+            aliases.entry(text(&row, "name")?).or_default().push(AliasEntry {
+                alias: text(&row, "alias")?,
+                version: integer(&row, "version")?.to_string(),
+            });
+        }
+        // Latest version per (model, stage).
+        let mut builder = SqlBuilder::new(format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions v WHERE v.name IN "
+        ));
+        builder.push_text_list(&names);
+        builder.push(
+            " AND v.version = (SELECT MAX(w.version) FROM model_versions w WHERE w.name = v.name AND w.current_stage = v.current_stage) \
+             ORDER BY v.version",
+        );
+        let mut latest: HashMap<String, Vec<ModelVersion>> = HashMap::new();
+        for row in built_query(&builder).fetch_all(&self.pool).await? {
+            let version = version_from_row(&row)?;
+            latest.entry(version.name.clone()).or_default().push(version);
+        }
+        for model in models.iter_mut() {
+            model.tags = tags.remove(&model.name).unwrap_or_default();
+            model.aliases = aliases.remove(&model.name).unwrap_or_default();
+            model.latest_versions = latest.remove(&model.name).unwrap_or_default();
+        }
+        Ok(models)
+    }
+
+    async fn require_registered_model(&self, name: &str) -> StoreResult<()> {
+        sqlx::query("SELECT name FROM registered_models WHERE name = $1")
+            .bind(name.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| model_not_found(name))?;
+        Ok(())
+    }
+
+    async fn require_version(&self, name: &str, version: i64) -> StoreResult<()> {
+        sqlx::query("SELECT version FROM model_versions WHERE name = $1 AND version = $2")
+            .bind(name.to_string())
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| version_not_found(name, version))?;
+        Ok(())
+    }
+
+    async fn touch_registered_model(&self, name: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE registered_models SET last_updated_time = $1 WHERE name = $2")
+            .bind(now_millis())
+            .bind(name.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RegistryStore for SqlStore {
+    async fn create_registered_model(&self, name: &str, tags: &[Tag], description: &str) -> StoreResult<RegisteredModel> {
+        {
+            let _writer = self.writer_guard().await;
+            let mut transaction = self.pool.begin().await?;
+            let now = now_millis();
+            sqlx::query("INSERT INTO registered_models (name, creation_time, last_updated_time, description) VALUES ($1, $2, $3, $4)")
+                .bind(name.to_string())
+                .bind(now)
+                .bind(now)
+                .bind(description.to_string())
+                .execute(&mut *transaction)
+                .await
+                .map_err(|error| {
+                    if is_unique_violation(&error) {
+                        StoreError::AlreadyExists(format!("Registered Model (name={name}) already exists."))
+                    } else {
+                        StoreError::Database(error)
+                    }
+                })?;
+            for tag in tags {
+                sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value")
+                    .bind(name.to_string())
+                    .bind(tag.key.clone())
+                    .bind(tag.value.clone())
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            transaction.commit().await?;
+        }
+        self.get_registered_model(name).await
+    }
+
+    async fn get_registered_model(&self, name: &str) -> StoreResult<RegisteredModel> {
+        let rows = sqlx::query("SELECT name, creation_time, last_updated_time, description FROM registered_models WHERE name = $1")
+            .bind(name.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        self.load_registered_models(rows).await?.pop().ok_or_else(|| model_not_found(name))
+    }
+
+    async fn rename_registered_model(&self, name: &str, new_name: &str) -> StoreResult<RegisteredModel> {
+        self.require_registered_model(name).await?;
+        {
+            let _writer = self.writer_guard().await;
+            let mut transaction = self.pool.begin().await?;
+            sqlx::query("UPDATE registered_models SET name = $1, last_updated_time = $2 WHERE name = $3")
+                .bind(new_name.to_string())
+                .bind(now_millis())
+                .bind(name.to_string())
+                .execute(&mut *transaction)
+                .await
+                .map_err(|error| {
+                    if is_unique_violation(&error) {
+                        StoreError::AlreadyExists(format!("Registered Model (name={new_name}) already exists."))
+                    } else {
+                        StoreError::Database(error)
+                    }
+                })?;
+            for table in ["registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases"] {
+                query_text(format!("UPDATE {table} SET name = $1 WHERE name = $2"))
+                    .bind(new_name.to_string())
+                    .bind(name.to_string())
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            transaction.commit().await?;
+        }
+        self.get_registered_model(new_name).await
+    }
+
+    async fn update_registered_model(&self, name: &str, description: &str) -> StoreResult<RegisteredModel> {
+        self.require_registered_model(name).await?;
+        {
+            let _writer = self.writer_guard().await;
+            sqlx::query("UPDATE registered_models SET description = $1, last_updated_time = $2 WHERE name = $3")
+                .bind(description.to_string())
+                .bind(now_millis())
+                .bind(name.to_string())
+                .execute(&self.pool)
+                .await?;
+        }
+        self.get_registered_model(name).await
+    }
+
+    async fn delete_registered_model(&self, name: &str) -> StoreResult<()> {
+        self.require_registered_model(name).await?;
+        let _writer = self.writer_guard().await;
+        let mut transaction = self.pool.begin().await?;
+        for table in ["registered_model_tags", "model_version_tags", "registered_model_aliases", "model_versions", "registered_models"] {
+            query_text(format!("DELETE FROM {table} WHERE name = $1"))
+                .bind(name.to_string())
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn set_registered_model_tag(&self, name: &str, tag: &Tag) -> StoreResult<()> {
+        self.require_registered_model(name).await?;
+        let _writer = self.writer_guard().await;
+        sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value")
+            .bind(name.to_string())
+            .bind(tag.key.clone())
+            .bind(tag.value.clone())
+            .execute(&self.pool)
+            .await?;
+        self.touch_registered_model(name).await
+    }
+
+    async fn delete_registered_model_tag(&self, name: &str, key: &str) -> StoreResult<()> {
+        self.require_registered_model(name).await?;
+        let _writer = self.writer_guard().await;
+        sqlx::query("DELETE FROM registered_model_tags WHERE name = $1 AND key = $2")
+            .bind(name.to_string())
+            .bind(key.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn search_registered_models(&self, search: &RegistrySearch) -> StoreResult<Page<RegisteredModel>> {
+        self.search_registered_models_sql(search).await
+    }
+
+    async fn get_latest_versions(&self, name: &str, stages: &[String]) -> StoreResult<Vec<ModelVersion>> {
+        let model = self.get_registered_model(name).await?;
+        let mut versions: Vec<ModelVersion> = model
+            .latest_versions
+            .into_iter()
+            .filter(|version| stages.is_empty() || stages.iter().any(|stage| stage.eq_ignore_ascii_case(&version.current_stage)))
+            .collect();
+        self.decorate_versions(&mut versions).await?;
+        Ok(versions)
+    }
+
+    async fn create_model_version(&self, new_version: &NewModelVersion) -> StoreResult<ModelVersion> {
+        self.require_registered_model(&new_version.name).await?;
+        let mut attempts = 0;
+        let version = loop {
+            attempts += 1;
+            let _writer = self.writer_guard().await;
+            let mut transaction = self.pool.begin().await?;
+            let next: i64 = integer(
+                &sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS next FROM model_versions WHERE name = $1")
+                    .bind(new_version.name.clone())
+                    .fetch_one(&mut *transaction)
+                    .await?,
+                "next",
+            )?;
+            let now = now_millis();
+            let inserted = sqlx::query(
+                "INSERT INTO model_versions (name, version, creation_time, last_updated_time, description, user_id, current_stage, \
+                 source, run_id, run_link, status, storage_location, model_id) VALUES ($1, $2, $3, $4, $5, $6, 'None', $7, $8, $9, 'READY', $10, $11)",
+            )
+            .bind(new_version.name.clone())
+            .bind(next)
+            .bind(now)
+            .bind(now)
+            .bind(new_version.description.clone())
+            .bind(new_version.user_id.clone())
+            .bind(new_version.source.clone())
+            .bind(new_version.run_id.clone())
+            .bind(new_version.run_link.clone())
+            .bind(new_version.storage_location.clone())
+            .bind(new_version.model_id.clone())
+            .execute(&mut *transaction)
+            .await;
+            match inserted {
+                Err(error) if is_unique_violation(&error) && attempts < 10 => continue,
+                Err(error) => return Err(error.into()),
+                Ok(_) => {}
+            }
+            for tag in &new_version.tags {
+                sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value")
+                    .bind(new_version.name.clone())
+                    .bind(next)
+                    .bind(tag.key.clone())
+                    .bind(tag.value.clone())
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            sqlx::query("UPDATE registered_models SET last_updated_time = $1 WHERE name = $2")
+                .bind(now)
+                .bind(new_version.name.clone())
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+            break next;
+        };
+        self.get_model_version(&new_version.name, version).await
+    }
+
+    async fn get_model_version(&self, name: &str, version: i64) -> StoreResult<ModelVersion> {
+        let row = query_text(format!("SELECT {VERSION_COLUMNS} FROM model_versions v WHERE v.name = $1 AND v.version = $2"))
+            .bind(name.to_string())
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| version_not_found(name, version))?;
+        let mut versions = vec![version_from_row(&row)?];
+        self.decorate_versions(&mut versions).await?;
+        Ok(versions.remove(0))
+    }
+
+    async fn update_model_version(&self, name: &str, version: i64, description: &str) -> StoreResult<ModelVersion> {
+        self.require_version(name, version).await?;
+        {
+            let _writer = self.writer_guard().await;
+            sqlx::query("UPDATE model_versions SET description = $1, last_updated_time = $2 WHERE name = $3 AND version = $4")
+                .bind(description.to_string())
+                .bind(now_millis())
+                .bind(name.to_string())
+                .bind(version)
+                .execute(&self.pool)
+                .await?;
+        }
+        self.get_model_version(name, version).await
+    }
+
+    async fn delete_model_version(&self, name: &str, version: i64) -> StoreResult<()> {
+        self.require_version(name, version).await?;
+        let _writer = self.writer_guard().await;
+        let mut transaction = self.pool.begin().await?;
+        for table in ["model_version_tags", "registered_model_aliases", "model_versions"] {
+            query_text(format!("DELETE FROM {table} WHERE name = $1 AND version = $2"))
+                .bind(name.to_string())
+                .bind(version)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn set_model_version_tag(&self, name: &str, version: i64, tag: &Tag) -> StoreResult<()> {
+        self.require_version(name, version).await?;
+        let _writer = self.writer_guard().await;
+        sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value")
+            .bind(name.to_string())
+            .bind(version)
+            .bind(tag.key.clone())
+            .bind(tag.value.clone())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_model_version_tag(&self, name: &str, version: i64, key: &str) -> StoreResult<()> {
+        self.require_version(name, version).await?;
+        let _writer = self.writer_guard().await;
+        sqlx::query("DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3")
+            .bind(name.to_string())
+            .bind(version)
+            .bind(key.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn transition_model_version_stage(
+        &self,
+        name: &str,
+        version: i64,
+        stage: &str,
+        archive_existing_versions: bool,
+    ) -> StoreResult<ModelVersion> {
+        self.require_version(name, version).await?;
+        {
+            let _writer = self.writer_guard().await;
+            let mut transaction = self.pool.begin().await?;
+            let now = now_millis();
+            if archive_existing_versions && (stage == "Staging" || stage == "Production") {
+                sqlx::query(
+                    "UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $1 \
+                     WHERE name = $2 AND current_stage = $3 AND version != $4",
+                )
+                .bind(now)
+                .bind(name.to_string())
+                .bind(stage.to_string())
+                .bind(version)
+                .execute(&mut *transaction)
+                .await?;
+            }
+            sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE name = $3 AND version = $4")
+                .bind(stage.to_string())
+                .bind(now)
+                .bind(name.to_string())
+                .bind(version)
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+        }
+        self.get_model_version(name, version).await
+    }
+
+    async fn search_model_versions(&self, search: &RegistrySearch) -> StoreResult<Page<ModelVersion>> {
+        self.search_model_versions_sql(search).await
+    }
+
+    async fn set_alias(&self, name: &str, alias: &str, version: i64) -> StoreResult<()> {
+        self.require_version(name, version).await?;
+        let _writer = self.writer_guard().await;
+        sqlx::query("INSERT INTO registered_model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version")
+            .bind(name.to_string())
+            .bind(alias.to_string())
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_alias(&self, name: &str, alias: &str) -> StoreResult<()> {
+        self.require_registered_model(name).await?;
+        let _writer = self.writer_guard().await;
+        sqlx::query("DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2")
+            .bind(name.to_string())
+            .bind(alias.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_model_version_by_alias(&self, name: &str, alias: &str) -> StoreResult<ModelVersion> {
+        self.require_registered_model(name).await?;
+        let row = sqlx::query("SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2")
+            .bind(name.to_string())
+            .bind(alias.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::InvalidParameter(format!("Registered model alias {alias} not found.")))?;
+        self.get_model_version(name, integer(&row, "version")?).await
+    }
+}

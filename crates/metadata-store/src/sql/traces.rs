@@ -1,0 +1,200 @@
+//! Traces on SQL. The trace info is kept as the JSON the client sent (with our additions); the columns
+//! beside it exist for searching and ordering.
+
+use super::rows::text;
+use super::{SqlStore, built_query, into_page, invalid_filter, invalid_search, page_limits, parse_experiment_id};
+use crate::entities::{Page, Tag};
+use crate::error::{StoreError, StoreResult};
+use crate::queries::{NewTrace, TraceSearch};
+use crate::search::compile::{
+    ClauseCompiler, IdentifierKind, OrderTerm, compile_expression, identifier_kind, numeric_predicate, render_order_terms,
+    string_predicate,
+};
+use crate::search::{Comparison, SqlBuilder, SqlValue, parse_filter, parse_order_clause};
+use crate::traits::TraceStore;
+use async_trait::async_trait;
+
+fn trace_not_found(trace_id: &str) -> StoreError {
+    StoreError::NotFound(format!("Trace with ID {trace_id} is not found."))
+}
+
+fn attribute_column(key: &str) -> Option<(&'static str, bool)> {
+    match key {
+        "timestamp" | "timestamp_ms" => Some(("t.timestamp_ms", true)),
+        "execution_time" | "execution_time_ms" => Some(("t.execution_time_ms", true)),
+        "status" | "state" => Some(("t.state", false)),
+        "request_id" | "trace_id" => Some(("t.trace_id", false)),
+        _ => None,
+    }
+}
+
+struct TraceClauses;
+
+impl ClauseCompiler for TraceClauses {
+    fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
+        if identifier_kind(comparison.prefix.as_deref()).ok() != Some(IdentifierKind::Attribute) {
+            return Err(format!(
+                "traces can be filtered by timestamp_ms, execution_time_ms, status and trace_id; '{}' is not supported",
+                crate::search::compile::identifier(comparison)
+            ));
+        }
+        match attribute_column(&comparison.key) {
+            Some((column, true)) => numeric_predicate(column, comparison, builder),
+            Some((column, false)) => string_predicate(column, comparison, true, builder),
+            None => Err(format!("invalid trace attribute '{}'", comparison.key)),
+        }
+    }
+}
+
+impl SqlStore {
+    async fn update_trace_info(
+        &self,
+        trace_id: &str,
+        change: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>) + Send,
+    ) -> StoreResult<()> {
+        let _writer = self.writer_guard().await;
+        let mut transaction = self.pool.begin().await?;
+        let row = sqlx::query("SELECT trace_info FROM traces WHERE trace_id = $1")
+            .bind(trace_id.to_string())
+            .fetch_optional(&mut *transaction)
+            .await?
+            .ok_or_else(|| trace_not_found(trace_id))?;
+        let mut info: serde_json::Value = serde_json::from_str(&text(&row, "trace_info")?)
+            .map_err(|error| StoreError::InvalidParameter(format!("stored trace {trace_id} is not valid JSON: {error}")))?;
+        let tags = info
+            .as_object_mut()
+            .ok_or_else(|| StoreError::InvalidParameter(format!("stored trace {trace_id} is not a JSON object")))?
+            .entry("tags")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(tags) = tags.as_object_mut() {
+            change(tags);
+        }
+        sqlx::query("UPDATE traces SET trace_info = $1 WHERE trace_id = $2")
+            .bind(info.to_string())
+            .bind(trace_id.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TraceStore for SqlStore {
+    async fn start_trace(&self, trace: &NewTrace) -> StoreResult<()> {
+        let experiment_id = parse_experiment_id(&trace.experiment_id)?;
+        self.experiment_stage(experiment_id).await?;
+        let _writer = self.writer_guard().await;
+        sqlx::query(
+            "INSERT INTO traces (trace_id, experiment_id, timestamp_ms, execution_time_ms, state, trace_info) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (trace_id) DO UPDATE SET timestamp_ms = excluded.timestamp_ms, execution_time_ms = excluded.execution_time_ms, \
+             state = excluded.state, trace_info = excluded.trace_info",
+        )
+        .bind(trace.trace_id.clone())
+        .bind(experiment_id)
+        .bind(trace.timestamp_ms)
+        .bind(trace.execution_time_ms)
+        .bind(trace.state.clone())
+        .bind(trace.trace_info.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_trace_info(&self, trace_id: &str) -> StoreResult<serde_json::Value> {
+        let row = sqlx::query("SELECT trace_info FROM traces WHERE trace_id = $1")
+            .bind(trace_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| trace_not_found(trace_id))?;
+        serde_json::from_str(&text(&row, "trace_info")?)
+            .map_err(|error| StoreError::InvalidParameter(format!("stored trace {trace_id} is not valid JSON: {error}")))
+    }
+
+    async fn search_traces(&self, search: &TraceSearch) -> StoreResult<Page<serde_json::Value>> {
+        let (max_results, offset) = page_limits(&search.page, 100, 50_000, "search_traces")?;
+        if search.experiment_ids.is_empty() {
+            return Ok(Page { items: Vec::new(), next_page_token: None });
+        }
+        let mut builder = SqlBuilder::new("SELECT t.trace_info FROM traces t WHERE t.experiment_id IN (");
+        for (index, experiment_id) in search.experiment_ids.iter().enumerate() {
+            if index > 0 {
+                builder.push(", ");
+            }
+            let placeholder = builder.bind(SqlValue::Integer(parse_experiment_id(experiment_id)?));
+            builder.push(&placeholder);
+        }
+        builder.push(")");
+        if let Some(expression) = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)? {
+            builder.push(" AND ");
+            compile_expression(&expression, &TraceClauses, &mut builder).map_err(|reason| invalid_search("trace filter", reason))?;
+        }
+        let mut terms = Vec::new();
+        for clause_text in &search.order_by {
+            let clause = parse_order_clause(clause_text).map_err(invalid_filter)?;
+            let (column, _) = attribute_column(&clause.key)
+                .ok_or_else(|| StoreError::InvalidParameter(format!("cannot order traces by '{clause_text}'")))?;
+            terms.push(OrderTerm { expression: column.to_string(), ascending: clause.ascending });
+        }
+        terms.push(OrderTerm { expression: "t.timestamp_ms".into(), ascending: false });
+        terms.push(OrderTerm { expression: "t.trace_id".into(), ascending: true });
+        builder.push(&format!(" ORDER BY {} LIMIT {} OFFSET {offset}", render_order_terms(&terms), max_results + 1));
+        let rows = built_query(&builder).fetch_all(&self.pool).await?;
+        let mut infos = Vec::with_capacity(rows.len());
+        for row in rows {
+            let info: serde_json::Value = serde_json::from_str(&text(&row, "trace_info")?)
+                .map_err(|error| StoreError::InvalidParameter(format!("stored trace is not valid JSON: {error}")))?;
+            infos.push(info);
+        }
+        Ok(into_page(infos, max_results, offset))
+    }
+
+    async fn set_trace_tag(&self, trace_id: &str, tag: &Tag) -> StoreResult<()> {
+        let value = serde_json::Value::String(tag.value.clone());
+        let key = tag.key.clone();
+        self.update_trace_info(trace_id, move |tags| {
+            tags.insert(key, value);
+        })
+        .await
+    }
+
+    async fn delete_trace_tag(&self, trace_id: &str, key: &str) -> StoreResult<()> {
+        let key = key.to_string();
+        self.update_trace_info(trace_id, move |tags| {
+            tags.remove(&key);
+        })
+        .await
+    }
+
+    async fn delete_traces(
+        &self,
+        experiment_id: &str,
+        trace_ids: &[String],
+        max_timestamp_millis: Option<i64>,
+        max_traces: Option<i64>,
+    ) -> StoreResult<i64> {
+        let experiment_id = parse_experiment_id(experiment_id)?;
+        let _writer = self.writer_guard().await;
+        let mut builder = SqlBuilder::new("DELETE FROM traces WHERE experiment_id = ");
+        let placeholder = builder.bind(SqlValue::Integer(experiment_id));
+        builder.push(&placeholder);
+        if !trace_ids.is_empty() {
+            builder.push(" AND trace_id IN ");
+            builder.push_text_list(trace_ids);
+        } else if let Some(max_timestamp) = max_timestamp_millis {
+            let timestamp = builder.bind(SqlValue::Integer(max_timestamp));
+            let experiment = builder.bind(SqlValue::Integer(experiment_id));
+            let limit = max_traces.unwrap_or(i64::MAX).max(0);
+            builder.push(&format!(
+                " AND trace_id IN (SELECT trace_id FROM traces WHERE experiment_id = {experiment} AND timestamp_ms <= {timestamp} \
+                 ORDER BY timestamp_ms LIMIT {limit})"
+            ));
+        } else {
+            return Err(StoreError::InvalidParameter(
+                "either request_ids or max_timestamp_millis must be given to delete traces".to_string(),
+            ));
+        }
+        let result = built_query(&builder).execute(&self.pool).await?;
+        Ok(result.rows_affected() as i64)
+    }
+}

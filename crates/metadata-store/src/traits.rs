@@ -1,0 +1,153 @@
+//! The storage traits. Domain services depend on these, never on a concrete store; every implementation
+//! runs the same conformance suite (`tests/conformance`).
+
+use crate::entities::*;
+use crate::error::StoreResult;
+use crate::queries::*;
+use async_trait::async_trait;
+
+/// Experiments.
+#[async_trait]
+pub trait ExperimentStore: Send + Sync {
+    /// Creates an experiment and returns its id. Without a location it gets `<default root>/<id>`.
+    async fn create_experiment(&self, name: &str, artifact_location: Option<&str>, tags: &[Tag]) -> StoreResult<String>;
+    /// Gets an experiment by id.
+    async fn get_experiment(&self, experiment_id: &str) -> StoreResult<Experiment>;
+    /// Gets an experiment by name.
+    async fn get_experiment_by_name(&self, name: &str) -> StoreResult<Experiment>;
+    /// Searches experiments.
+    async fn search_experiments(&self, search: &ExperimentSearch) -> StoreResult<Page<Experiment>>;
+    /// Renames an experiment.
+    async fn rename_experiment(&self, experiment_id: &str, new_name: &str) -> StoreResult<()>;
+    /// Soft-deletes or restores an experiment (and its runs).
+    async fn set_experiment_lifecycle(&self, experiment_id: &str, stage: LifecycleStage) -> StoreResult<()>;
+    /// Sets an experiment tag.
+    async fn set_experiment_tag(&self, experiment_id: &str, tag: &Tag) -> StoreResult<()>;
+    /// Deletes an experiment tag.
+    async fn delete_experiment_tag(&self, experiment_id: &str, key: &str) -> StoreResult<()>;
+}
+
+/// Runs, their metrics, params, tags, inputs and outputs.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Creates a run in an active experiment.
+    async fn create_run(&self, new_run: &NewRun) -> StoreResult<Run>;
+    /// Gets a whole run.
+    async fn get_run(&self, run_id: &str) -> StoreResult<Run>;
+    /// Updates status, end time or name.
+    async fn update_run(&self, run_id: &str, update: &RunUpdate) -> StoreResult<RunInfo>;
+    /// Soft-deletes or restores a run.
+    async fn set_run_lifecycle(&self, run_id: &str, stage: LifecycleStage) -> StoreResult<()>;
+    /// Logs metrics, params and tags atomically to an active run.
+    async fn log_batch(&self, run_id: &str, batch: &LogBatch) -> StoreResult<()>;
+    /// Deletes a run tag.
+    async fn delete_run_tag(&self, run_id: &str, key: &str) -> StoreResult<()>;
+    /// All points of one metric, ordered by step then timestamp.
+    async fn metric_history(&self, run_id: &str, key: &str, page: &PageRequest) -> StoreResult<Page<Metric>>;
+    /// Records datasets and models used by a run.
+    async fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput], models: &[ModelInput]) -> StoreResult<()>;
+    /// Records models produced by a run.
+    async fn log_outputs(&self, run_id: &str, models: &[ModelOutput]) -> StoreResult<()>;
+    /// Searches runs.
+    async fn search_runs(&self, search: &RunSearch) -> StoreResult<Page<Run>>;
+}
+
+/// Logged models (MLflow 3).
+#[async_trait]
+pub trait LoggedModelStore: Send + Sync {
+    /// Creates a model in PENDING state; `artifact_uri` is computed from the experiment location.
+    async fn create_logged_model(&self, new_model: &NewLoggedModel) -> StoreResult<LoggedModel>;
+    /// Gets a model.
+    async fn get_logged_model(&self, model_id: &str) -> StoreResult<LoggedModel>;
+    /// Sets the status (READY, UPLOAD_FAILED).
+    async fn set_logged_model_status(&self, model_id: &str, status: &str) -> StoreResult<LoggedModel>;
+    /// Sets tags.
+    async fn set_logged_model_tags(&self, model_id: &str, tags: &[Tag]) -> StoreResult<()>;
+    /// Deletes a tag.
+    async fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> StoreResult<()>;
+    /// Adds params.
+    async fn log_logged_model_params(&self, model_id: &str, params: &[Param]) -> StoreResult<()>;
+    /// Soft-deletes a model.
+    async fn delete_logged_model(&self, model_id: &str) -> StoreResult<()>;
+    /// Searches models.
+    async fn search_logged_models(&self, search: &LoggedModelSearch) -> StoreResult<Page<LoggedModel>>;
+}
+
+/// The model registry.
+#[async_trait]
+pub trait RegistryStore: Send + Sync {
+    /// Creates a registered model.
+    async fn create_registered_model(&self, name: &str, tags: &[Tag], description: &str) -> StoreResult<RegisteredModel>;
+    /// Gets a registered model with latest versions, tags and aliases.
+    async fn get_registered_model(&self, name: &str) -> StoreResult<RegisteredModel>;
+    /// Renames a registered model (versions, tags and aliases follow).
+    async fn rename_registered_model(&self, name: &str, new_name: &str) -> StoreResult<RegisteredModel>;
+    /// Sets the description.
+    async fn update_registered_model(&self, name: &str, description: &str) -> StoreResult<RegisteredModel>;
+    /// Deletes a registered model with all its versions.
+    async fn delete_registered_model(&self, name: &str) -> StoreResult<()>;
+    /// Sets a tag.
+    async fn set_registered_model_tag(&self, name: &str, tag: &Tag) -> StoreResult<()>;
+    /// Deletes a tag.
+    async fn delete_registered_model_tag(&self, name: &str, key: &str) -> StoreResult<()>;
+    /// Searches registered models.
+    async fn search_registered_models(&self, search: &RegistrySearch) -> StoreResult<Page<RegisteredModel>>;
+    /// Newest version per stage (all stages when `stages` is empty).
+    async fn get_latest_versions(&self, name: &str, stages: &[String]) -> StoreResult<Vec<ModelVersion>>;
+    /// Creates the next version of a model.
+    async fn create_model_version(&self, new_version: &NewModelVersion) -> StoreResult<ModelVersion>;
+    /// Gets a version.
+    async fn get_model_version(&self, name: &str, version: i64) -> StoreResult<ModelVersion>;
+    /// Sets a version's description.
+    async fn update_model_version(&self, name: &str, version: i64, description: &str) -> StoreResult<ModelVersion>;
+    /// Deletes a version (and aliases pointing at it).
+    async fn delete_model_version(&self, name: &str, version: i64) -> StoreResult<()>;
+    /// Sets a version tag.
+    async fn set_model_version_tag(&self, name: &str, version: i64, tag: &Tag) -> StoreResult<()>;
+    /// Deletes a version tag.
+    async fn delete_model_version_tag(&self, name: &str, version: i64, key: &str) -> StoreResult<()>;
+    /// Moves a version to a stage, optionally archiving the others in that stage.
+    async fn transition_model_version_stage(
+        &self,
+        name: &str,
+        version: i64,
+        stage: &str,
+        archive_existing_versions: bool,
+    ) -> StoreResult<ModelVersion>;
+    /// Searches versions.
+    async fn search_model_versions(&self, search: &RegistrySearch) -> StoreResult<Page<ModelVersion>>;
+    /// Points an alias at a version.
+    async fn set_alias(&self, name: &str, alias: &str, version: i64) -> StoreResult<()>;
+    /// Removes an alias.
+    async fn delete_alias(&self, name: &str, alias: &str) -> StoreResult<()>;
+    /// The version an alias points at.
+    async fn get_model_version_by_alias(&self, name: &str, alias: &str) -> StoreResult<ModelVersion>;
+}
+
+/// Traces recorded by `@mlflow.trace`.
+#[async_trait]
+pub trait TraceStore: Send + Sync {
+    /// Records a trace.
+    async fn start_trace(&self, trace: &NewTrace) -> StoreResult<()>;
+    /// Gets a trace's info JSON.
+    async fn get_trace_info(&self, trace_id: &str) -> StoreResult<serde_json::Value>;
+    /// Searches traces.
+    async fn search_traces(&self, search: &TraceSearch) -> StoreResult<Page<serde_json::Value>>;
+    /// Sets a trace tag.
+    async fn set_trace_tag(&self, trace_id: &str, tag: &Tag) -> StoreResult<()>;
+    /// Deletes a trace tag.
+    async fn delete_trace_tag(&self, trace_id: &str, key: &str) -> StoreResult<()>;
+    /// Deletes traces by id, or the oldest ones before a time; returns how many.
+    async fn delete_traces(
+        &self,
+        experiment_id: &str,
+        trace_ids: &[String],
+        max_timestamp_millis: Option<i64>,
+        max_traces: Option<i64>,
+    ) -> StoreResult<i64>;
+}
+
+/// Everything a server needs from metadata storage.
+pub trait MetadataStore: ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore {}
+
+impl<T: ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore> MetadataStore for T {}
