@@ -1,1 +1,8 @@
-//! placeholder
+//! The model registry service: registered models, versions linked to logged models and runs, stages and
+//! aliases, with MLflow's validation and side effects.
+
+mod error;
+mod service;
+
+pub use error::{RegistryError, RegistryResult};
+pub use service::{CreateModelVersion, RegistryService, normalize_stage};

@@ -1,1 +1,86 @@
-//! placeholder
+//! Composition: configuration, choice of implementations, and `serve`. `main` only parses the command
+//! line and calls into here, so tests can start the same server in-process.
+
+pub mod config;
+
+use anyhow::Context;
+use config::ServerConfig;
+use loopline_artifact_store::ObjectArtifactStore;
+use loopline_http_api::{AppState, HttpLimits};
+use loopline_metadata_store::{MetadataStore, SqlStore};
+use loopline_model_registry::RegistryService;
+use loopline_tracking::TrackingService;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Artifact URIs handed to clients are served by our own artifact proxy.
+const PROXIED_ARTIFACT_ROOT: &str = "mlflow-artifacts:";
+
+/// Opens storage as configured and builds the HTTP application.
+pub async fn build_application(config: &ServerConfig) -> anyhow::Result<(axum::Router, Arc<SqlStore>)> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store = Arc::new(
+        SqlStore::connect(&config.backend_store_uri, PROXIED_ARTIFACT_ROOT)
+            .await
+            .with_context(|| format!("opening the backend store '{}'", config::redact_uri(&config.backend_store_uri)))?,
+    );
+    let artifacts = ObjectArtifactStore::open(&config.artifacts_destination)
+        .with_context(|| format!("opening the artifact destination '{}'", config.artifacts_destination))?;
+    tracing::info!(artifacts = artifacts.description(), "artifact store ready");
+    let metadata: Arc<dyn MetadataStore> = store.clone();
+    let state = AppState {
+        tracking: TrackingService::new(metadata.clone()),
+        registry: RegistryService::new(metadata),
+        artifacts: Arc::new(artifacts),
+        limits: HttpLimits::default(),
+    };
+    let router = loopline_http_api::router(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
+    Ok((router, store))
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    tracing::error!("a request handler panicked; this is a bug");
+    let body = serde_json::json!({"error_code": "INTERNAL_ERROR", "message": "the server hit an internal error; see its log"});
+    axum::response::IntoResponse::into_response((axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)))
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests and closes the store.
+pub async fn serve(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (router, store) = build_application(&config).await?;
+    tracing::info!(address = %listener.local_addr()?, "loopline server listening");
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    store.close().await;
+    tracing::info!("loopline server stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; draining in-flight requests");
+}

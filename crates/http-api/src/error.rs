@@ -1,0 +1,61 @@
+//! Errors on the wire: one exhaustive mapping from error codes to HTTP statuses, and MLflow's JSON body.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use loopline_core::{ErrorCode, HasErrorCode};
+
+/// An error ready to be sent.
+#[derive(Debug)]
+pub struct ApiError {
+    /// Category.
+    pub code: ErrorCode,
+    /// Message for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Builds an error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// A 400 naming what is wrong.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidParameterValue, message)
+    }
+}
+
+/// The HTTP status for each code. Client mistakes are always 4xx: the MLflow client retries 5xx for minutes.
+#[deny(clippy::wildcard_enum_match_arm)]
+pub fn status_for(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::ResourceDoesNotExist | ErrorCode::EndpointNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::ResourceAlreadyExists | ErrorCode::InvalidParameterValue | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RequestLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::InvalidState => StatusCode::CONFLICT,
+        ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_for(self.code);
+        if status.is_server_error() {
+            tracing::error!(code = %self.code, message = %self.message, "request failed");
+        }
+        let body = serde_json::json!({"error_code": self.code.as_str(), "message": self.message});
+        (status, Json(body)).into_response()
+    }
+}
+
+impl<E: HasErrorCode + std::fmt::Display> From<E> for ApiError {
+    fn from(error: E) -> Self {
+        Self::new(error.error_code(), error.to_string())
+    }
+}
+
+/// Result alias for handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

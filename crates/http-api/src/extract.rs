@@ -1,0 +1,144 @@
+//! Request extraction in MLflow's conventions: GET messages travel in the query string (repeated keys for
+//! lists, `True`/`False` for booleans); every other method sends JSON, DELETE included. Any failure becomes
+//! a 400 that names the offending field; oversized bodies a 413.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
+use axum::http::Method;
+use loopline_core::ErrorCode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+/// A request message of type `T`, from the query string (GET) or the JSON body (other methods).
+pub struct MlflowMessage<T>(pub T);
+
+fn query_to_json(query: &str) -> Value {
+    let mut object = Map::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let value = Value::String(value.into_owned());
+        match object.get_mut(key.as_ref()) {
+            Some(Value::Array(values)) => values.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, value]);
+            }
+            None => {
+                object.insert(key.into_owned(), value);
+            }
+        }
+    }
+    Value::Object(object)
+}
+
+/// Reads a whole body up to `limit` bytes, answering 413 beyond it.
+pub async fn read_body_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let too_large = std::error::Error::source(&error)
+            .is_some_and(|source| source.to_string().contains("length limit"))
+            || error.to_string().contains("length limit");
+        if too_large {
+            ApiError::new(ErrorCode::RequestTooLarge, format!("request body is larger than the limit of {limit} bytes"))
+        } else {
+            ApiError::new(ErrorCode::BadRequest, format!("could not read the request body: {error}"))
+        }
+    })
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for MlflowMessage<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let query_value = query_to_json(request.uri().query().unwrap_or_default());
+        let value = if request.method() == Method::GET {
+            query_value
+        } else {
+            let bytes = read_body_limited(request.into_body(), state.limits.max_json_body_bytes).await?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                query_value
+            } else {
+                serde_json::from_slice::<Value>(&bytes)
+                    .map_err(|error| ApiError::new(ErrorCode::BadRequest, format!("the request body is not valid JSON: {error}")))?
+            }
+        };
+        if !value.is_object() {
+            return Err(ApiError::new(ErrorCode::BadRequest, "the request body must be a JSON object"));
+        }
+        let message = serde_path_to_error::deserialize(value).map_err(|error| {
+            let field = error.path().to_string();
+            ApiError::invalid(format!("Invalid value for parameter '{field}': {}", error.inner()))
+        })?;
+        Ok(MlflowMessage(message))
+    }
+}
+
+/// Deserialises a list that may arrive as one string (a single query parameter) or as an array.
+pub fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+        Nothing(()),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(single) => vec![single],
+        OneOrMany::Many(many) => many,
+        OneOrMany::Nothing(()) => Vec::new(),
+    })
+}
+
+/// Deserialises a boolean from JSON or from a query string (`True`, `true`, `1`...).
+pub fn lenient_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flexible {
+        Bool(bool),
+        Text(String),
+        Nothing(()),
+    }
+    match Flexible::deserialize(deserializer)? {
+        Flexible::Bool(value) => Ok(Some(value)),
+        Flexible::Nothing(()) => Ok(None),
+        Flexible::Text(text) => match text.to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(Some(true)),
+            "false" | "0" | "" => Ok(Some(false)),
+            other => Err(serde::de::Error::custom(format!("'{other}' is not a boolean"))),
+        },
+    }
+}
+
+/// A key/value pair in a request (tags, params).
+#[derive(Debug, Deserialize)]
+pub struct KeyValueInput {
+    /// Key.
+    pub key: Option<String>,
+    /// Value; absent means "".
+    pub value: Option<String>,
+}
+
+/// Converts request pairs into tags, requiring keys.
+pub fn to_tags(inputs: Vec<KeyValueInput>, field: &str) -> Result<Vec<loopline_metadata_store::Tag>, ApiError> {
+    inputs
+        .into_iter()
+        .map(|input| match input.key {
+            Some(key) if !key.is_empty() => Ok(loopline_metadata_store::Tag::new(key, input.value.unwrap_or_default())),
+            _ => Err(ApiError::invalid(format!("Missing value for required parameter '{field}.key'."))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_query_keys_become_lists() {
+        let value = query_to_json("order_by=a&order_by=b&name=x%20y&flag=True");
+        assert_eq!(value["order_by"], serde_json::json!(["a", "b"]));
+        assert_eq!(value["name"], "x y");
+        assert_eq!(value["flag"], "True");
+    }
+}

@@ -1,0 +1,102 @@
+//! The artifact proxy: streaming upload and download, listing and deletion, all confined below the
+//! artifact root by `ArtifactPath`.
+
+use super::{JsonResult, empty_object};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use loopline_artifact_store::ArtifactPath;
+use loopline_core::ErrorCode;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A content type from the file extension, as MLflow's server guesses it.
+fn content_type_for(name: &str) -> &'static str {
+    let extension = name.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase()).unwrap_or_default();
+    match extension.as_str() {
+        "txt" | "log" | "md" | "py" | "yaml" | "yml" | "csv" | "mlmodel" | "toml" => "text/plain",
+        "json" => "application/json",
+        "html" | "htm" => "text/html",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "pdf" => "application/pdf",
+        _ if name == "MLmodel" => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
+pub(super) async fn upload(State(state): State<AppState>, Path(raw_path): Path<String>, body: Body) -> ApiResult<Response> {
+    let path = ArtifactPath::parse(&raw_path)?;
+    let limit = state.limits.max_artifact_bytes;
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&received);
+    let stream = body
+        .into_data_stream()
+        .map(move |chunk| {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            let total = counter.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+            if total > limit {
+                return Err(std::io::Error::other(format!("upload exceeds the limit of {limit} bytes")));
+            }
+            Ok(chunk)
+        })
+        .boxed();
+    match state.artifacts.put(&path, stream).await {
+        Ok(_) => Ok(StatusCode::OK.into_response()),
+        Err(_) if received.load(Ordering::Relaxed) > limit => Err(ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("artifact '{}' is larger than the limit of {limit} bytes", path.as_string()),
+        )),
+        Err(error) => Err(error.into()),
+    }
+}
+
+pub(super) async fn download(State(state): State<AppState>, Path(raw_path): Path<String>) -> ApiResult<Response> {
+    let path = ArtifactPath::parse(&raw_path)?;
+    let download = state.artifacts.get(&path).await?;
+    let file_name = path.file_name().unwrap_or("artifact").replace('"', "");
+    let headers = [
+        (header::CONTENT_TYPE, content_type_for(&file_name).to_string()),
+        (header::CONTENT_LENGTH, download.size.to_string()),
+        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file_name}\"")),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+    ];
+    Ok((headers, Body::from_stream(download.body)).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    path: Option<String>,
+}
+
+pub(super) async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> JsonResult {
+    let path = ArtifactPath::parse(query.path.as_deref().unwrap_or_default())?;
+    let entries = state.artifacts.list(&path).await?;
+    if entries.is_empty() {
+        return empty_object();
+    }
+    let files: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|entry| match entry.size {
+            Some(size) if !entry.is_dir => serde_json::json!({"path": entry.name, "is_dir": false, "file_size": size}),
+            _ => serde_json::json!({"path": entry.name, "is_dir": entry.is_dir}),
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "files": files })))
+}
+
+pub(super) async fn delete(State(state): State<AppState>, Path(raw_path): Path<String>) -> JsonResult {
+    let path = ArtifactPath::parse(&raw_path)?;
+    if path.is_root() {
+        return Err(ApiError::invalid("refusing to delete the whole artifact root"));
+    }
+    state.artifacts.delete(&path).await?;
+    empty_object()
+}

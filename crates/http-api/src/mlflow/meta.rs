@@ -1,0 +1,29 @@
+//! Health, version and server capabilities.
+
+use super::JsonResult;
+use axum::Json;
+
+/// Liveness.
+pub(super) async fn health() -> &'static str {
+    "OK"
+}
+
+/// The server version, as plain text. Clients compare it with 3.4 to decide whether to send spans over
+/// OTLP; we report Loopline's own version, so they upload spans as the `traces.json` artifact instead.
+pub(super) async fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// Capabilities the client checks before downloads.
+pub(super) async fn server_info() -> JsonResult {
+    Ok(Json(serde_json::json!({
+        "store_type": "SqlStore",
+        "workspaces_enabled": false,
+        "trace_archival_enabled": false,
+        "multipart_uploads_enabled": false,
+        "multipart_downloads_enabled": false,
+        "presigned_upload_run_id_supported": false,
+        "presigned_upload_model_id_supported": false,
+        "features_enabled": {},
+    })))
+}

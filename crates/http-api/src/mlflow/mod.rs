@@ -1,0 +1,158 @@
+//! MLflow's REST API (2.0 and 3.0) and its artifact proxy.
+
+mod artifacts;
+mod experiments;
+mod logged_models;
+mod meta;
+mod model_versions;
+mod registered_models;
+mod runs;
+mod traces;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use axum::Json;
+use axum::Router;
+use axum::http::{StatusCode, Uri};
+use axum::routing::{delete, get, patch, post, put};
+use loopline_core::ErrorCode;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// JSON response of a handler.
+pub(crate) type JsonResult = ApiResult<Json<Value>>;
+
+/// `{}`: MLflow's void response.
+pub(crate) fn empty_object() -> JsonResult {
+    Ok(Json(Value::Object(Map::new())))
+}
+
+/// Serialises an entity.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("entities serialise to JSON: this is a bug")
+}
+
+/// `{field: items, next_page_token: token}` with empty parts omitted, as proto3 JSON does.
+pub(crate) fn page_response<T: Serialize>(field: &str, items: &[T], next_page_token: Option<String>) -> JsonResult {
+    let mut object = Map::new();
+    if !items.is_empty() {
+        object.insert(field.to_string(), to_json(&items));
+    }
+    if let Some(token) = next_page_token {
+        object.insert("next_page_token".to_string(), Value::String(token));
+    }
+    Ok(Json(Value::Object(object)))
+}
+
+/// `{key: value}`.
+pub(crate) fn single<T: Serialize>(key: &str, value: &T) -> JsonResult {
+    let mut object = Map::new();
+    object.insert(key.to_string(), to_json(value));
+    Ok(Json(Value::Object(object)))
+}
+
+/// A required string field, or the 400 that names it.
+pub(crate) fn required<'a>(value: &'a Option<String>, field: &str) -> ApiResult<&'a str> {
+    Ok(loopline_tracking::validation::required(value.as_deref(), field)?)
+}
+
+async fn unknown_endpoint(uri: Uri) -> ApiError {
+    ApiError::new(ErrorCode::EndpointNotFound, format!("no endpoint matches '{}'", uri.path()))
+}
+
+async fn method_not_allowed() -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(serde_json::json!({"error_code": "ENDPOINT_NOT_FOUND", "message": "this endpoint does not accept that HTTP method"})),
+    )
+}
+
+/// All MLflow routes.
+pub fn routes(state: AppState) -> Router {
+    let api = "/api/2.0/mlflow";
+    let api3 = "/api/3.0/mlflow";
+    let artifacts_root = "/api/2.0/mlflow-artifacts/artifacts";
+    Router::new()
+        .route("/health", get(meta::health))
+        .route("/version", get(meta::version))
+        .route(&format!("{api3}/server-info"), get(meta::server_info))
+        // Experiments.
+        .route(&format!("{api}/experiments/create"), post(experiments::create))
+        .route(&format!("{api}/experiments/get"), get(experiments::get))
+        .route(&format!("{api}/experiments/get-by-name"), get(experiments::get_by_name))
+        .route(&format!("{api}/experiments/search"), post(experiments::search).get(experiments::search))
+        .route(&format!("{api}/experiments/update"), post(experiments::update))
+        .route(&format!("{api}/experiments/delete"), post(experiments::delete))
+        .route(&format!("{api}/experiments/restore"), post(experiments::restore))
+        .route(&format!("{api}/experiments/set-experiment-tag"), post(experiments::set_tag))
+        .route(&format!("{api}/experiments/delete-experiment-tag"), post(experiments::delete_tag))
+        // Runs.
+        .route(&format!("{api}/runs/create"), post(runs::create))
+        .route(&format!("{api}/runs/get"), get(runs::get))
+        .route(&format!("{api}/runs/update"), post(runs::update))
+        .route(&format!("{api}/runs/delete"), post(runs::delete))
+        .route(&format!("{api}/runs/restore"), post(runs::restore))
+        .route(&format!("{api}/runs/log-metric"), post(runs::log_metric))
+        .route(&format!("{api}/runs/log-parameter"), post(runs::log_parameter))
+        .route(&format!("{api}/runs/set-tag"), post(runs::set_tag))
+        .route(&format!("{api}/runs/delete-tag"), post(runs::delete_tag))
+        .route(&format!("{api}/runs/log-batch"), post(runs::log_batch))
+        .route(&format!("{api}/runs/log-inputs"), post(runs::log_inputs))
+        .route(&format!("{api}/runs/outputs"), post(runs::log_outputs))
+        .route(&format!("{api}/runs/search"), post(runs::search).get(runs::search))
+        .route(&format!("{api}/metrics/get-history"), get(runs::metric_history))
+        // Logged models.
+        .route(&format!("{api}/logged-models"), post(logged_models::create))
+        .route(&format!("{api}/logged-models/search"), post(logged_models::search))
+        .route(
+            &format!("{api}/logged-models/{{model_id}}"),
+            get(logged_models::get).patch(logged_models::finalize).delete(logged_models::delete),
+        )
+        .route(&format!("{api}/logged-models/{{model_id}}/tags"), patch(logged_models::set_tags))
+        .route(&format!("{api}/logged-models/{{model_id}}/tags/{{key}}"), delete(logged_models::delete_tag))
+        .route(&format!("{api}/logged-models/{{model_id}}/params"), post(logged_models::log_params))
+        // Registered models.
+        .route(&format!("{api}/registered-models/create"), post(registered_models::create))
+        .route(&format!("{api}/registered-models/get"), get(registered_models::get))
+        .route(&format!("{api}/registered-models/search"), get(registered_models::search))
+        .route(&format!("{api}/registered-models/update"), patch(registered_models::update))
+        .route(&format!("{api}/registered-models/rename"), post(registered_models::rename))
+        .route(&format!("{api}/registered-models/delete"), delete(registered_models::delete))
+        .route(&format!("{api}/registered-models/set-tag"), post(registered_models::set_tag))
+        .route(&format!("{api}/registered-models/delete-tag"), delete(registered_models::delete_tag))
+        .route(
+            &format!("{api}/registered-models/get-latest-versions"),
+            post(registered_models::latest_versions).get(registered_models::latest_versions),
+        )
+        .route(
+            &format!("{api}/registered-models/alias"),
+            post(registered_models::set_alias).get(registered_models::get_by_alias).delete(registered_models::delete_alias),
+        )
+        // Model versions.
+        .route(&format!("{api}/model-versions/create"), post(model_versions::create))
+        .route(&format!("{api}/model-versions/get"), get(model_versions::get))
+        .route(&format!("{api}/model-versions/get-download-uri"), get(model_versions::download_uri))
+        .route(&format!("{api}/model-versions/search"), get(model_versions::search))
+        .route(&format!("{api}/model-versions/update"), patch(model_versions::update))
+        .route(&format!("{api}/model-versions/transition-stage"), post(model_versions::transition_stage))
+        .route(&format!("{api}/model-versions/delete"), delete(model_versions::delete))
+        .route(&format!("{api}/model-versions/set-tag"), post(model_versions::set_tag))
+        .route(&format!("{api}/model-versions/delete-tag"), delete(model_versions::delete_tag))
+        // Traces.
+        .route(&format!("{api3}/traces"), post(traces::start))
+        .route(&format!("{api3}/traces/search"), post(traces::search))
+        .route(&format!("{api3}/traces/batchGet"), get(traces::batch_get))
+        .route(&format!("{api3}/traces/get"), get(traces::get_by_query))
+        .route(&format!("{api3}/traces/{{trace_id}}"), get(traces::get))
+        .route(&format!("{api}/traces/{{trace_id}}/tags"), patch(traces::set_tag).delete(traces::delete_tag))
+        .route(&format!("{api}/traces/delete-traces"), post(traces::delete_traces))
+        // Artifact proxy.
+        .route(artifacts_root, get(artifacts::list))
+        .route(
+            &format!("{artifacts_root}/{{*path}}"),
+            put(artifacts::upload).get(artifacts::download).delete(artifacts::delete),
+        )
+        .fallback(unknown_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}

@@ -1,0 +1,223 @@
+//! Trace endpoints used by `@mlflow.trace`: StartTraceV3, get, search, tags and deletion. Spans travel as
+//! the `traces.json` artifact next to each trace.
+
+use super::{JsonResult, empty_object, page_response, required, single};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{MlflowMessage, lenient_bool, one_or_many};
+use axum::extract::{Path, State};
+use loopline_core::proto_json::deserialize_optional_int64;
+use loopline_metadata_store::{NewTrace, PageRequest, Tag, TraceSearch};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Milliseconds since the epoch from an RFC 3339 UTC timestamp such as `2026-11-22T01:45:13.928Z`.
+pub(crate) fn parse_timestamp_millis(text: &str) -> Option<i64> {
+    let text = text.trim().strip_suffix('Z').unwrap_or(text.trim());
+    let (date, time) = text.split_once('T')?;
+    let mut date_parts = date.splitn(3, '-').map(|part| part.parse::<i64>());
+    let (year, month, day) = (date_parts.next()?.ok()?, date_parts.next()?.ok()?, date_parts.next()?.ok()?);
+    let time = time.split(['+']).next()?;
+    let mut time_parts = time.splitn(3, ':');
+    let hours: i64 = time_parts.next()?.parse().ok()?;
+    let minutes: i64 = time_parts.next()?.parse().ok()?;
+    let seconds: f64 = time_parts.next()?.parse().ok()?;
+    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let shifted_year = if month <= 2 { year - 1 } else { year };
+    let era = shifted_year.div_euclid(400);
+    let year_of_era = shifted_year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some(((days * 86_400 + hours * 3600 + minutes * 60) as f64 * 1000.0 + (seconds * 1000.0).round()) as i64)
+}
+
+/// Milliseconds from a proto Duration string such as `0.001s`.
+fn parse_duration_millis(text: &str) -> Option<i64> {
+    let seconds: f64 = text.trim().strip_suffix('s')?.parse().ok()?;
+    Some((seconds * 1000.0).round() as i64)
+}
+
+#[derive(Deserialize)]
+pub(super) struct StartRequest {
+    trace: Option<Value>,
+}
+
+pub(super) async fn start(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<StartRequest>) -> JsonResult {
+    let mut trace_info = request
+        .trace
+        .and_then(|trace| trace.get("trace_info").cloned())
+        .filter(Value::is_object)
+        .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'trace.trace_info'."))?;
+    let trace_id = trace_info
+        .get("trace_id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty() && id.chars().all(|character| character.is_ascii_alphanumeric() || character == '-'))
+        .ok_or_else(|| ApiError::invalid("Invalid value for parameter 'trace.trace_info.trace_id'."))?
+        .to_string();
+    let experiment_id = trace_info
+        .pointer("/trace_location/mlflow_experiment/experiment_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'trace.trace_info.trace_location.mlflow_experiment.experiment_id'."))?
+        .to_string();
+    let experiment = state.tracking.store().get_experiment(&experiment_id).await?;
+    let timestamp_ms = trace_info
+        .get("request_time")
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp_millis)
+        .unwrap_or_else(loopline_core::time::now_millis);
+    let execution_time_ms = trace_info.get("execution_duration").and_then(Value::as_str).and_then(parse_duration_millis).unwrap_or(0);
+    let trace_state = trace_info.get("state").and_then(Value::as_str).unwrap_or("STATE_UNSPECIFIED").to_string();
+    let artifact_location = format!("{}/traces/{trace_id}/artifacts", experiment.artifact_location.trim_end_matches('/'));
+    let object = trace_info.as_object_mut().expect("checked to be an object above");
+    let tags = object.entry("tags").or_insert_with(|| json!({}));
+    if let Some(tags) = tags.as_object_mut() {
+        tags.insert("mlflow.artifactLocation".to_string(), Value::String(artifact_location));
+    }
+    state
+        .tracking
+        .store()
+        .start_trace(&NewTrace { trace_id, experiment_id, timestamp_ms, execution_time_ms, state: trace_state, trace_info: trace_info.clone() })
+        .await?;
+    single("trace", &json!({ "trace_info": trace_info }))
+}
+
+pub(super) async fn get(State(state): State<AppState>, Path(trace_id): Path<String>) -> JsonResult {
+    let trace_info = state.tracking.store().get_trace_info(&trace_id).await?;
+    single("trace", &json!({ "trace_info": trace_info }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct GetQuery {
+    trace_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    #[allow(dead_code)]
+    allow_partial: Option<bool>,
+}
+
+pub(super) async fn get_by_query(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<GetQuery>) -> JsonResult {
+    let trace_id = required(&request.trace_id, "trace_id")?;
+    let trace_info = state.tracking.store().get_trace_info(trace_id).await?;
+    single("trace", &json!({ "trace_info": trace_info }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct BatchGetQuery {
+    #[serde(default, deserialize_with = "one_or_many")]
+    trace_ids: Vec<String>,
+}
+
+pub(super) async fn batch_get(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<BatchGetQuery>) -> JsonResult {
+    let mut traces = Vec::with_capacity(request.trace_ids.len());
+    for trace_id in &request.trace_ids {
+        let trace_info = state.tracking.store().get_trace_info(trace_id).await?;
+        traces.push(json!({ "trace_info": trace_info }));
+    }
+    page_response("traces", &traces, None)
+}
+
+#[derive(Deserialize)]
+pub(super) struct SearchRequest {
+    #[serde(default)]
+    locations: Vec<Value>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    experiment_ids: Vec<String>,
+    filter: Option<String>,
+    #[serde(default, deserialize_with = "deserialize_optional_int64")]
+    max_results: Option<i64>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    order_by: Vec<String>,
+    page_token: Option<String>,
+}
+
+fn experiment_ids_of(request: &SearchRequest) -> Vec<String> {
+    let mut experiment_ids = request.experiment_ids.clone();
+    for location in &request.locations {
+        if let Some(experiment_id) = location.pointer("/mlflow_experiment/experiment_id").and_then(Value::as_str) {
+            experiment_ids.push(experiment_id.to_string());
+        }
+    }
+    experiment_ids
+}
+
+pub(super) async fn search(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<SearchRequest>) -> JsonResult {
+    let max_results = u64::try_from(request.max_results.unwrap_or(100))
+        .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
+    let search = TraceSearch {
+        experiment_ids: experiment_ids_of(&request),
+        filter: request.filter,
+        order_by: request.order_by,
+        page: PageRequest { max_results, page_token: request.page_token },
+    };
+    let page = state.tracking.store().search_traces(&search).await?;
+    page_response("traces", &page.items, page.next_page_token)
+}
+
+#[derive(Deserialize)]
+pub(super) struct TagRequest {
+    key: Option<String>,
+    value: Option<String>,
+}
+
+fn tag_of(request: &TagRequest) -> ApiResult<Tag> {
+    let key = required(&request.key, "key")?;
+    Ok(Tag::new(key, request.value.clone().unwrap_or_default()))
+}
+
+pub(super) async fn set_tag(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+    MlflowMessage(request): MlflowMessage<TagRequest>,
+) -> JsonResult {
+    state.tracking.store().set_trace_tag(&trace_id, &tag_of(&request)?).await?;
+    empty_object()
+}
+
+pub(super) async fn delete_tag(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+    MlflowMessage(request): MlflowMessage<TagRequest>,
+) -> JsonResult {
+    let key = required(&request.key, "key")?;
+    state.tracking.store().delete_trace_tag(&trace_id, key).await?;
+    empty_object()
+}
+
+#[derive(Deserialize)]
+pub(super) struct DeleteRequest {
+    experiment_id: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    request_ids: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    trace_ids: Vec<String>,
+    #[serde(default, deserialize_with = "deserialize_optional_int64")]
+    max_timestamp_millis: Option<i64>,
+    #[serde(default, deserialize_with = "deserialize_optional_int64")]
+    max_traces: Option<i64>,
+}
+
+pub(super) async fn delete_traces(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<DeleteRequest>) -> JsonResult {
+    let experiment_id = required(&request.experiment_id, "experiment_id")?;
+    let mut trace_ids = request.request_ids.clone();
+    trace_ids.extend(request.trace_ids.iter().cloned());
+    let deleted = state
+        .tracking
+        .store()
+        .delete_traces(experiment_id, &trace_ids, request.max_timestamp_millis, request.max_traces)
+        .await?;
+    single("traces_deleted", &deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proto_timestamps_and_durations_parse() {
+        assert_eq!(parse_timestamp_millis("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(parse_timestamp_millis("2026-11-22T01:45:13.928Z"), Some(1_795_311_913_928));
+        assert_eq!(parse_duration_millis("0.001s"), Some(1));
+        assert_eq!(parse_timestamp_millis("garbage"), None);
+    }
+}

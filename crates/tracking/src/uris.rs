@@ -1,0 +1,105 @@
+//! URI rules that keep clients from pointing the server at places it must not touch (SSRF, local files).
+
+use crate::error::{TrackingError, TrackingResult};
+
+/// Schemes an experiment's artifact location may use. Local paths, `file:` and `http(s):` are refused:
+/// the server would otherwise hand out (or proxy) locations outside its artifact store.
+const ALLOWED_LOCATION_SCHEMES: &[&str] = &["mlflow-artifacts", "s3", "gs", "wasbs", "abfss"];
+
+fn scheme_of(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once(':')?;
+    let valid = !scheme.is_empty()
+        && scheme.chars().all(|character| character.is_ascii_alphanumeric() || "+-.".contains(character));
+    valid.then_some(scheme)
+}
+
+fn has_traversal(uri: &str) -> bool {
+    let decoded = percent_decoded(uri);
+    decoded.split(['/', '\\']).any(|segment| segment == "..") || decoded.contains('\\') || decoded.contains('\0')
+}
+
+fn percent_decoded(text: &str) -> String {
+    let mut current = text.to_string();
+    for _ in 0..3 {
+        let bytes = current.as_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut index = 0;
+        while index < bytes.len() {
+            if bytes[index] == b'%'
+                && index + 2 < bytes.len()
+                && let Ok(byte) = u8::from_str_radix(&current[index + 1..index + 3], 16)
+            {
+                decoded.push(byte);
+                index += 3;
+                continue;
+            }
+            decoded.push(bytes[index]);
+            index += 1;
+        }
+        let next = String::from_utf8_lossy(&decoded).into_owned();
+        if next == current {
+            break;
+        }
+        current = next;
+    }
+    current
+}
+
+/// Checks a client-supplied experiment artifact location.
+pub fn validate_artifact_location(location: &str) -> TrackingResult<()> {
+    let scheme = scheme_of(location).map(str::to_ascii_lowercase);
+    let allowed = scheme.as_deref().is_some_and(|scheme| ALLOWED_LOCATION_SCHEMES.contains(&scheme));
+    if !allowed || has_traversal(location) || location.contains('#') {
+        return Err(TrackingError::InvalidParameter(format!(
+            "artifact_location '{location}' is not allowed: use a location under one of the schemes {} without '..' segments, or leave it empty to use the server's artifact store",
+            ALLOWED_LOCATION_SCHEMES.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a model version source. Registry sources may name logged models, runs or the server's own
+/// artifact store; local paths, `file:` URIs and traversal are refused so that get-download-uri can never
+/// send a client to a file outside the artifact store.
+pub fn validate_model_version_source(source: &str) -> TrackingResult<()> {
+    let refuse = |reason: &str| {
+        TrackingError::InvalidParameter(format!("Invalid model version source: '{source}'. {reason}"))
+    };
+    if source.is_empty() {
+        return Err(refuse("A source is required."));
+    }
+    if has_traversal(source) || source.contains('#') {
+        return Err(refuse("Sources may not contain '..' segments, backslashes or '#'."));
+    }
+    let Some(scheme) = scheme_of(source).map(str::to_ascii_lowercase) else {
+        return Err(refuse("Local paths are not allowed; use a models:/, runs:/ or mlflow-artifacts:/ URI."));
+    };
+    match scheme.as_str() {
+        "models" | "runs" | "mlflow-artifacts" | "s3" | "gs" | "wasbs" | "abfss" => Ok(()),
+        _ => Err(refuse("Only models:/, runs:/, mlflow-artifacts:/ and object-store URIs are allowed.")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_locations_are_confined_to_known_schemes() {
+        assert!(validate_artifact_location("mlflow-artifacts:/team-a").is_ok());
+        assert!(validate_artifact_location("s3://bucket/prefix").is_ok());
+        for hostile in ["http://169.254.169.254/latest", "file:///etc", "/etc/passwd", "ftp://x", "s3://b/../../x", "mlflow-artifacts:/%2e%2e/x"] {
+            assert!(validate_artifact_location(hostile).is_err(), "{hostile}");
+        }
+    }
+
+    #[test]
+    fn model_version_sources_cannot_point_at_local_files() {
+        assert!(validate_model_version_source("models:/m-0123").is_ok());
+        assert!(validate_model_version_source("runs:/abc/model").is_ok());
+        assert!(validate_model_version_source("mlflow-artifacts:/1/abc/artifacts/model").is_ok());
+        for hostile in ["/etc/passwd", "file:///etc/passwd", "runs:/abc/../../../etc", "http://evil/x", "mlflow-artifacts:/%252e%252e/x", "C:\\x"] {
+            assert!(validate_model_version_source(hostile).is_err(), "{hostile}");
+        }
+    }
+}
