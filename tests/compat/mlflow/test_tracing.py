@@ -1,0 +1,25 @@
+"""`@mlflow.trace` logs without errors and the trace can be read back and tagged."""
+
+import mlflow
+
+
+def test_traced_function_is_recorded(experiment, client):
+    @mlflow.trace
+    def add(a, b):
+        return a + b
+
+    assert add(2, 3) == 5
+    trace_id = mlflow.get_last_active_trace_id()
+    assert trace_id
+    # Traces are exported in the background; wait for the export as a reader would.
+    mlflow.flush_trace_async_logging()
+    trace = mlflow.get_trace(trace_id)
+    assert trace.info.trace_id == trace_id
+    assert trace.info.experiment_id == experiment
+    client.set_trace_tag(trace_id, "reviewed", "yes")
+    assert mlflow.get_trace(trace_id).info.tags["reviewed"] == "yes"
+    client.delete_trace_tag(trace_id, "reviewed")
+    assert "reviewed" not in mlflow.get_trace(trace_id).info.tags
+    found = mlflow.search_traces(locations=[experiment], return_type="list")
+    assert [item.info.trace_id for item in found] == [trace_id]
+    assert client.delete_traces(experiment, trace_ids=[trace_id]) == 1
