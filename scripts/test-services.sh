@@ -1,0 +1,99 @@
+# Helpers for scripts/test.sh: a Python venv with the real clients, a throwaway PostgreSQL cluster and a
+# local S3-compatible server (moto), all on loopback and all stopped on exit. Sourced, not run.
+
+WORK_DIR="$(mktemp -d -t loopline-test-XXXXXX)"
+CLEANUP_COMMANDS=()
+
+run_cleanup() {
+  for command in "${CLEANUP_COMMANDS[@]}"; do eval "$command" || true; done
+  rm -rf "$WORK_DIR"
+}
+trap run_cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+setup_venv() {
+  local venv="${LOOPLINE_VENV:-.venv}"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "==> creating Python venv $venv"
+    python3 -m venv "$venv"
+  fi
+  if ! "$venv/bin/python" -c 'import mlflow, sklearn, moto, boto3, pytest' 2>/dev/null \
+     || ! cmp -s tests/compat/requirements.txt "$venv/.loopline-requirements"; then
+    echo "==> installing the compatibility clients (tests/compat/requirements.txt)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
+    cp tests/compat/requirements.txt "$venv/.loopline-requirements"
+  fi
+  PYTHON="$venv/bin/python"
+  export PYTHON
+}
+
+postgres_bin_dir() {
+  local candidate
+  for candidate in /usr/lib/postgresql/*/bin; do
+    [ -x "$candidate/initdb" ] && { echo "$candidate"; return 0; }
+  done
+  return 1
+}
+
+start_postgres() {
+  local bin_dir
+  if ! bin_dir="$(postgres_bin_dir)"; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "==> installing PostgreSQL from Debian packages"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+      bin_dir="$(postgres_bin_dir)"
+    else
+      echo "PostgreSQL server binaries not found: install the 'postgresql' package and run again" >&2
+      return 1
+    fi
+  fi
+  local data="$WORK_DIR/postgres" port
+  port="$(free_port)"
+  mkdir -p "$data"
+  local as_owner=()
+  if [ "$(id -u)" = 0 ]; then
+    # initdb refuses to run as root; the Debian package creates a 'postgres' user.
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    chown postgres "$WORK_DIR" "$data"
+    chmod 755 "$WORK_DIR"
+    as_owner=(runuser -u postgres --)
+  fi
+  echo "==> starting PostgreSQL on 127.0.0.1:$port"
+  "${as_owner[@]}" "$bin_dir/initdb" -D "$data/cluster" -U loopline --auth=trust -E UTF8 >/dev/null
+  "${as_owner[@]}" "$bin_dir/pg_ctl" -D "$data/cluster" -l "$data/log" -w \
+    -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+  CLEANUP_COMMANDS+=("${as_owner[*]} $bin_dir/pg_ctl -D $data/cluster -m fast -w stop >/dev/null")
+  export LOOPLINE_TEST_POSTGRES_URL="postgresql://loopline@127.0.0.1:$port/postgres"
+}
+
+start_s3() {
+  local port
+  port="$(free_port)"
+  echo "==> starting the S3-compatible test server (moto) on 127.0.0.1:$port"
+  "$(dirname "$PYTHON")/moto_server" -H 127.0.0.1 -p "$port" >"$WORK_DIR/moto.log" 2>&1 &
+  local moto_pid=$!
+  CLEANUP_COMMANDS+=("kill $moto_pid")
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+    sleep 0.2
+  done
+  export AWS_ACCESS_KEY_ID=loopline-test AWS_SECRET_ACCESS_KEY=loopline-test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  curl -s -f -X PUT "$AWS_ENDPOINT_URL/loopline-test" >/dev/null
+  export LOOPLINE_TEST_S3_BUCKET=loopline-test
+}
+
+create_postgres_database() {
+  local name="$1"
+  "$PYTHON" - "$LOOPLINE_TEST_POSTGRES_URL" "$name" <<'PY'
+import sys, subprocess, urllib.parse
+url = urllib.parse.urlparse(sys.argv[1])
+subprocess.run(["psql", "-h", url.hostname, "-p", str(url.port), "-U", url.username, "-d", "postgres",
+                "-q", "-c", f'CREATE DATABASE "{sys.argv[2]}"'], check=True)
+PY
+  echo "${LOOPLINE_TEST_POSTGRES_URL%/*}/$name"
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every Loopline test:
+#   1. Rust unit and integration tests, including the storage conformance suites against SQLite,
+#      PostgreSQL, a local directory and an S3-compatible server;
+#   2. the MLflow compatibility suite (tests/compat/mlflow) with the real mlflow client from PyPI,
+#      once against SQLite + local artifacts and once against PostgreSQL + S3.
+# It installs what it needs (a venv in .venv, PostgreSQL from Debian packages if absent) and starts its
+# own servers on loopback, stopping them on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/test-services.sh
+
+setup_venv
+start_postgres
+start_s3
+
+echo "==> building"
+cargo build --workspace --all-targets --locked
+
+echo "==> Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+export LOOPLINE_BIN="$PWD/target/debug/loopline"
+
+echo "==> MLflow compatibility suite: SQLite + local artifacts"
+"$PYTHON" -m pytest tests/compat/mlflow -q -p no:cacheprovider -W ignore::DeprecationWarning
+
+echo "==> MLflow compatibility suite: PostgreSQL + S3"
+LOOPLINE_COMPAT_BACKEND_STORE_URI="$(create_postgres_database "compat_$RANDOM$RANDOM")" \
+LOOPLINE_COMPAT_ARTIFACTS_DESTINATION="s3://$LOOPLINE_TEST_S3_BUCKET/compat" \
+  "$PYTHON" -m pytest tests/compat/mlflow -q -p no:cacheprovider -W ignore::DeprecationWarning
+
+echo "==> all tests passed"
