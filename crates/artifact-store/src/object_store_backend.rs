@@ -157,28 +157,27 @@ impl ArtifactStore for ObjectArtifactStore {
 
     async fn delete(&self, path: &ArtifactPath) -> ArtifactResult<()> {
         let location = self.object_path(path);
-        let mut found = false;
-        match self.store.delete(&location).await {
-            Ok(()) => found = true,
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(error) => return Err(Self::storage_error(path, error)),
-        }
+        // A directory is every object below the prefix; a file is the object itself.
         let mut children = self.store.list(Some(&location));
         let mut child_paths = Vec::new();
         while let Some(child) = children.next().await {
             match child {
-                Ok(meta) => child_paths.push(meta.location),
+                Ok(meta) if meta.location != location => child_paths.push(meta.location),
+                Ok(_) => {}
                 Err(object_store::Error::NotFound { .. }) => break,
                 Err(error) => return Err(Self::storage_error(path, error)),
             }
         }
-        for child in child_paths {
-            found = true;
-            self.store.delete(&child).await.map_err(|error| Self::storage_error(path, error))?;
+        if !child_paths.is_empty() {
+            for child in child_paths {
+                self.store.delete(&child).await.map_err(|error| Self::storage_error(path, error))?;
+            }
+            return Ok(());
         }
-        if !found {
-            return Err(ArtifactError::NotFound(path.as_string()));
+        match self.store.head(&location).await {
+            Ok(_) => self.store.delete(&location).await.map_err(|error| Self::storage_error(path, error)),
+            Err(object_store::Error::NotFound { .. }) => Err(ArtifactError::NotFound(path.as_string())),
+            Err(error) => Err(Self::storage_error(path, error)),
         }
-        Ok(())
     }
 }
