@@ -127,7 +127,9 @@ CREATE TABLE registered_models (
     name TEXT PRIMARY KEY,
     creation_time BIGINT NOT NULL,
     last_updated_time BIGINT NOT NULL,
-    description TEXT NOT NULL
+    description TEXT NOT NULL,
+    -- Version numbers are never reused, even after a version is deleted.
+    next_version BIGINT NOT NULL DEFAULT 1
 );
 CREATE TABLE registered_model_tags (
     name TEXT NOT NULL,

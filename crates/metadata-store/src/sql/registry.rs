@@ -297,26 +297,26 @@ impl RegistryStore for SqlStore {
     }
 
     async fn create_model_version(&self, new_version: &NewModelVersion) -> StoreResult<ModelVersion> {
-        self.require_registered_model(&new_version.name).await?;
-        let mut attempts = 0;
-        let version = loop {
-            attempts += 1;
+        let version = {
             let _writer = self.writer_guard().await;
             let mut transaction = self.pool.begin().await?;
-            let next: i64 = integer(
-                &sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS next FROM model_versions WHERE name = $1")
-                    .bind(new_version.name.clone())
-                    .fetch_one(&mut *transaction)
-                    .await?,
-                "next",
-            )?;
+            let allocated = sqlx::query(
+                "UPDATE registered_models SET next_version = next_version + 1, last_updated_time = $1 WHERE name = $2 \
+                 RETURNING next_version - 1 AS version",
+            )
+            .bind(now_millis())
+            .bind(new_version.name.clone())
+            .fetch_optional(&mut *transaction)
+            .await?
+            .ok_or_else(|| model_not_found(&new_version.name))?;
+            let version = integer(&allocated, "version")?;
             let now = now_millis();
-            let inserted = sqlx::query(
+            sqlx::query(
                 "INSERT INTO model_versions (name, version, creation_time, last_updated_time, description, user_id, current_stage, \
                  source, run_id, run_link, status, storage_location, model_id) VALUES ($1, $2, $3, $4, $5, $6, 'None', $7, $8, $9, 'READY', $10, $11)",
             )
             .bind(new_version.name.clone())
-            .bind(next)
+            .bind(version)
             .bind(now)
             .bind(now)
             .bind(new_version.description.clone())
@@ -327,28 +327,18 @@ impl RegistryStore for SqlStore {
             .bind(new_version.storage_location.clone())
             .bind(new_version.model_id.clone())
             .execute(&mut *transaction)
-            .await;
-            match inserted {
-                Err(error) if is_unique_violation(&error) && attempts < 10 => continue,
-                Err(error) => return Err(error.into()),
-                Ok(_) => {}
-            }
+            .await?;
             for tag in &new_version.tags {
                 sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value")
                     .bind(new_version.name.clone())
-                    .bind(next)
+                    .bind(version)
                     .bind(tag.key.clone())
                     .bind(tag.value.clone())
                     .execute(&mut *transaction)
                     .await?;
             }
-            sqlx::query("UPDATE registered_models SET last_updated_time = $1 WHERE name = $2")
-                .bind(now)
-                .bind(new_version.name.clone())
-                .execute(&mut *transaction)
-                .await?;
             transaction.commit().await?;
-            break next;
+            version
         };
         self.get_model_version(&new_version.name, version).await
     }
