@@ -19,11 +19,17 @@ impl ArtifactPath {
 
     /// Validates a user-supplied path (already percent-decoded once by the HTTP layer).
     pub fn parse(raw: &str) -> Result<Self, ArtifactError> {
-        let refuse = |reason: &str| ArtifactError::InvalidPath { path: raw.to_string(), reason: reason.to_string() };
+        let refuse = |reason: &str| ArtifactError::InvalidPath {
+            path: raw.to_string(),
+            reason: reason.to_string(),
+        };
         // Decode repeatedly so that %252e%252e and friends are seen for what they are.
         let mut decoded = raw.to_string();
         for _ in 0..4 {
-            let next = percent_decode_str(&decoded).decode_utf8().map_err(|_| refuse("it is not valid UTF-8"))?.into_owned();
+            let next = percent_decode_str(&decoded)
+                .decode_utf8()
+                .map_err(|_| refuse("it is not valid UTF-8"))?
+                .into_owned();
             if next == decoded {
                 break;
             }
@@ -53,7 +59,9 @@ impl ArtifactPath {
             match segment {
                 "" | "." => continue,
                 ".." => return Err(refuse("'..' segments are not allowed")),
-                other if other.chars().any(char::is_control) => return Err(refuse("control characters are not allowed")),
+                other if other.chars().any(char::is_control) => {
+                    return Err(refuse("control characters are not allowed"));
+                }
                 other => segments.push(other.to_string()),
             }
         }
@@ -99,7 +107,10 @@ mod tests {
 
     #[test]
     fn plain_paths_normalise() {
-        assert_eq!(ArtifactPath::parse("1/abc/artifacts/./a//b.txt").unwrap().as_string(), "1/abc/artifacts/a/b.txt");
+        assert_eq!(
+            ArtifactPath::parse("1/abc/artifacts/./a//b.txt").unwrap().as_string(),
+            "1/abc/artifacts/a/b.txt"
+        );
         assert!(ArtifactPath::parse("").unwrap().is_root());
         assert_eq!(ArtifactPath::parse("x/file..name").unwrap().as_string(), "x/file..name");
     }

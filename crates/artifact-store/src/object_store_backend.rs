@@ -22,34 +22,56 @@ impl ObjectArtifactStore {
     /// Opens a destination: a local directory path (created if needed), `file:///path`, or
     /// `s3://bucket/prefix` (credentials, region and endpoint from the usual `AWS_*` variables).
     pub fn open(destination: &str) -> ArtifactResult<Self> {
-        let configuration_error = |reason: String| ArtifactError::Configuration { destination: destination.to_string(), reason };
+        let configuration_error = |reason: String| ArtifactError::Configuration {
+            destination: destination.to_string(),
+            reason,
+        };
         if let Some(rest) = destination.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(configuration_error("the s3 url names no bucket".to_string()));
             }
             let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("MLFLOW_S3_ENDPOINT_URL")) {
-                builder = builder.with_endpoint(endpoint.clone()).with_allow_http(endpoint.starts_with("http://"));
+            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("MLFLOW_S3_ENDPOINT_URL"))
+            {
+                builder = builder
+                    .with_endpoint(endpoint.clone())
+                    .with_allow_http(endpoint.starts_with("http://"));
             }
-            let store = builder.build().map_err(|error| configuration_error(error.to_string()))?;
+            let store = builder
+                .build()
+                .map_err(|error| configuration_error(error.to_string()))?;
             let prefix_path = ArtifactPath::parse(prefix).map_err(|error| configuration_error(error.to_string()))?;
-            return Ok(Self { store: Arc::new(store), prefix: prefix_path.segments().to_vec(), description: destination.to_string() });
+            return Ok(Self {
+                store: Arc::new(store),
+                prefix: prefix_path.segments().to_vec(),
+                description: destination.to_string(),
+            });
         }
         if destination.contains("://") && !destination.starts_with("file://") {
-            return Err(configuration_error("supported destinations are a local directory, file:// and s3://".to_string()));
+            return Err(configuration_error(
+                "supported destinations are a local directory, file:// and s3://".to_string(),
+            ));
         }
         let directory = destination.strip_prefix("file://").unwrap_or(destination);
         std::fs::create_dir_all(directory).map_err(|error| configuration_error(error.to_string()))?;
         let canonical = std::fs::canonicalize(directory).map_err(|error| configuration_error(error.to_string()))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&canonical)
             .map_err(|error| configuration_error(error.to_string()))?;
-        Ok(Self { store: Arc::new(store), prefix: Vec::new(), description: canonical.display().to_string() })
+        Ok(Self {
+            store: Arc::new(store),
+            prefix: Vec::new(),
+            description: canonical.display().to_string(),
+        })
     }
 
     /// Wraps an existing object store (used by tests and alternative backends).
     pub fn from_store(store: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
-        Self { store, prefix: Vec::new(), description: description.into() }
+        Self {
+            store,
+            prefix: Vec::new(),
+            description: description.into(),
+        }
     }
 
     /// Where artifacts go, for logs.
@@ -58,13 +80,21 @@ impl ObjectArtifactStore {
     }
 
     fn object_path(&self, path: &ArtifactPath) -> ObjectPath {
-        ObjectPath::from_iter(self.prefix.iter().map(String::as_str).chain(path.segments().iter().map(String::as_str)))
+        ObjectPath::from_iter(
+            self.prefix
+                .iter()
+                .map(String::as_str)
+                .chain(path.segments().iter().map(String::as_str)),
+        )
     }
 
     fn storage_error(path: &ArtifactPath, source: object_store::Error) -> ArtifactError {
         match source {
             object_store::Error::NotFound { .. } => ArtifactError::NotFound(path.as_string()),
-            other => ArtifactError::Storage { path: path.as_string(), source: other },
+            other => ArtifactError::Storage {
+                path: path.as_string(),
+                source: other,
+            },
         }
     }
 }
@@ -73,10 +103,16 @@ impl ObjectArtifactStore {
 impl ArtifactStore for ObjectArtifactStore {
     async fn put(&self, path: &ArtifactPath, mut body: ByteStream) -> ArtifactResult<u64> {
         if path.is_root() {
-            return Err(ArtifactError::InvalidPath { path: String::new(), reason: "a file needs a name".to_string() });
+            return Err(ArtifactError::InvalidPath {
+                path: String::new(),
+                reason: "a file needs a name".to_string(),
+            });
         }
         let location = self.object_path(path);
-        let body_error = |source| ArtifactError::Body { path: path.as_string(), source };
+        let body_error = |source| ArtifactError::Body {
+            path: path.as_string(),
+            source,
+        };
         let mut head = BytesMut::new();
         let mut total: u64 = 0;
         while head.len() < SINGLE_PUT_LIMIT {
@@ -95,7 +131,11 @@ impl ArtifactStore for ObjectArtifactStore {
                 }
             }
         }
-        let upload = self.store.put_multipart(&location).await.map_err(|error| Self::storage_error(path, error))?;
+        let upload = self
+            .store
+            .put_multipart(&location)
+            .await
+            .map_err(|error| Self::storage_error(path, error))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, SINGLE_PUT_LIMIT);
         writer.write(&head);
         while let Some(chunk) = body.next().await {
@@ -107,10 +147,16 @@ impl ArtifactStore for ObjectArtifactStore {
                 }
             };
             total += chunk.len() as u64;
-            writer.wait_for_capacity(4).await.map_err(|error| Self::storage_error(path, error))?;
+            writer
+                .wait_for_capacity(4)
+                .await
+                .map_err(|error| Self::storage_error(path, error))?;
             writer.write(&chunk);
         }
-        writer.finish().await.map_err(|error| Self::storage_error(path, error))?;
+        writer
+            .finish()
+            .await
+            .map_err(|error| Self::storage_error(path, error))?;
         Ok(total)
     }
 
@@ -118,7 +164,11 @@ impl ArtifactStore for ObjectArtifactStore {
         if path.is_root() {
             return Err(ArtifactError::NotFound(String::new()));
         }
-        let result = self.store.get(&self.object_path(path)).await.map_err(|error| Self::storage_error(path, error))?;
+        let result = self
+            .store
+            .get(&self.object_path(path))
+            .await
+            .map_err(|error| Self::storage_error(path, error))?;
         let size = result.meta.size;
         let owned_path = path.as_string();
         let body = result
@@ -130,7 +180,11 @@ impl ArtifactStore for ObjectArtifactStore {
 
     async fn list(&self, path: &ArtifactPath) -> ArtifactResult<Vec<ArtifactEntry>> {
         let location = self.object_path(path);
-        let prefix = if location.as_ref().is_empty() { None } else { Some(&location) };
+        let prefix = if location.as_ref().is_empty() {
+            None
+        } else {
+            Some(&location)
+        };
         let listing = match self.store.list_with_delimiter(prefix).await {
             Ok(listing) => listing,
             Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
@@ -139,7 +193,11 @@ impl ArtifactStore for ObjectArtifactStore {
         let mut entries = Vec::new();
         for directory in listing.common_prefixes {
             if let Some(name) = directory.filename() {
-                entries.push(ArtifactEntry { name: name.to_string(), is_dir: true, size: None });
+                entries.push(ArtifactEntry {
+                    name: name.to_string(),
+                    is_dir: true,
+                    size: None,
+                });
             }
         }
         for object in listing.objects {
@@ -148,7 +206,11 @@ impl ArtifactStore for ObjectArtifactStore {
                 return Ok(Vec::new());
             }
             if let Some(name) = object.location.filename() {
-                entries.push(ArtifactEntry { name: name.to_string(), is_dir: false, size: Some(object.size) });
+                entries.push(ArtifactEntry {
+                    name: name.to_string(),
+                    is_dir: false,
+                    size: Some(object.size),
+                });
             }
         }
         entries.sort_by(|left, right| left.name.cmp(&right.name));
@@ -170,12 +232,19 @@ impl ArtifactStore for ObjectArtifactStore {
         }
         if !child_paths.is_empty() {
             for child in child_paths {
-                self.store.delete(&child).await.map_err(|error| Self::storage_error(path, error))?;
+                self.store
+                    .delete(&child)
+                    .await
+                    .map_err(|error| Self::storage_error(path, error))?;
             }
             return Ok(());
         }
         match self.store.head(&location).await {
-            Ok(_) => self.store.delete(&location).await.map_err(|error| Self::storage_error(path, error)),
+            Ok(_) => self
+                .store
+                .delete(&location)
+                .await
+                .map_err(|error| Self::storage_error(path, error)),
             Err(object_store::Error::NotFound { .. }) => Err(ArtifactError::NotFound(path.as_string())),
             Err(error) => Err(Self::storage_error(path, error)),
         }

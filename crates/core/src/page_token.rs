@@ -29,7 +29,9 @@ pub fn decode_offset(token: Option<&str>) -> Result<u64, InvalidPageToken> {
     let Some(token) = token.filter(|token| !token.is_empty()) else {
         return Ok(0);
     };
-    let invalid = || InvalidPageToken { token: token.to_string() };
+    let invalid = || InvalidPageToken {
+        token: token.to_string(),
+    };
     let bytes = STANDARD.decode(token).map_err(|_| invalid())?;
     let body: TokenBody = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     Ok(body.offset)

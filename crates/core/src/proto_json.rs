@@ -75,7 +75,10 @@ impl Visitor<'_> for Int64Visitor {
         }
     }
     fn visit_str<E: de::Error>(self, value: &str) -> Result<i64, E> {
-        value.trim().parse().map_err(|_| E::custom(format!("'{value}' is not an integer")))
+        value
+            .trim()
+            .parse()
+            .map_err(|_| E::custom(format!("'{value}' is not an integer")))
     }
 }
 
@@ -117,8 +120,14 @@ mod tests {
         assert!(parsed.value.is_nan());
         assert_eq!(parsed.step, 7);
         assert_eq!(serde_json::to_string(&parsed).unwrap(), r#"{"value":"NaN","step":7}"#);
-        let infinite = Sample { value: f64::NEG_INFINITY, step: 1 };
-        assert_eq!(serde_json::to_string(&infinite).unwrap(), r#"{"value":"-Infinity","step":1}"#);
+        let infinite = Sample {
+            value: f64::NEG_INFINITY,
+            step: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&infinite).unwrap(),
+            r#"{"value":"-Infinity","step":1}"#
+        );
         assert!(serde_json::from_str::<Sample>(r#"{"value":"abc","step":1}"#).is_err());
     }
 }

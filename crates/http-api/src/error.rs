@@ -17,7 +17,10 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// A 400 naming what is wrong.
@@ -31,7 +34,9 @@ impl ApiError {
 pub fn status_for(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::ResourceDoesNotExist | ErrorCode::EndpointNotFound => StatusCode::NOT_FOUND,
-        ErrorCode::ResourceAlreadyExists | ErrorCode::InvalidParameterValue | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::ResourceAlreadyExists | ErrorCode::InvalidParameterValue | ErrorCode::BadRequest => {
+            StatusCode::BAD_REQUEST
+        }
         ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RequestLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::InvalidState => StatusCode::CONFLICT,

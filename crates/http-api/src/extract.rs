@@ -40,9 +40,15 @@ pub async fn read_body_limited(body: Body, limit: usize) -> Result<axum::body::B
             .is_some_and(|source| source.to_string().contains("length limit"))
             || error.to_string().contains("length limit");
         if too_large {
-            ApiError::new(ErrorCode::RequestTooLarge, format!("request body is larger than the limit of {limit} bytes"))
+            ApiError::new(
+                ErrorCode::RequestTooLarge,
+                format!("request body is larger than the limit of {limit} bytes"),
+            )
         } else {
-            ApiError::new(ErrorCode::BadRequest, format!("could not read the request body: {error}"))
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("could not read the request body: {error}"),
+            )
         }
     })
 }
@@ -59,12 +65,19 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for MlflowMessage<T> {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 query_value
             } else {
-                serde_json::from_slice::<Value>(&bytes)
-                    .map_err(|error| ApiError::new(ErrorCode::BadRequest, format!("the request body is not valid JSON: {error}")))?
+                serde_json::from_slice::<Value>(&bytes).map_err(|error| {
+                    ApiError::new(
+                        ErrorCode::BadRequest,
+                        format!("the request body is not valid JSON: {error}"),
+                    )
+                })?
             }
         };
         if !value.is_object() {
-            return Err(ApiError::new(ErrorCode::BadRequest, "the request body must be a JSON object"));
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "the request body must be a JSON object",
+            ));
         }
         let message = serde_path_to_error::deserialize(value).map_err(|error| {
             let field = error.path().to_string();
@@ -125,7 +138,9 @@ pub fn to_tags(inputs: Vec<KeyValueInput>, field: &str) -> Result<Vec<loopline_m
         .into_iter()
         .map(|input| match input.key {
             Some(key) if !key.is_empty() => Ok(loopline_metadata_store::Tag::new(key, input.value.unwrap_or_default())),
-            _ => Err(ApiError::invalid(format!("Missing value for required parameter '{field}.key'."))),
+            _ => Err(ApiError::invalid(format!(
+                "Missing value for required parameter '{field}.key'."
+            ))),
         })
         .collect()
 }

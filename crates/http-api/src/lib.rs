@@ -23,7 +23,10 @@ pub struct HttpLimits {
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        Self { max_json_body_bytes: 16 * 1024 * 1024, max_artifact_bytes: 64 * 1024 * 1024 * 1024 }
+        Self {
+            max_json_body_bytes: 16 * 1024 * 1024,
+            max_artifact_bytes: 64 * 1024 * 1024 * 1024,
+        }
     }
 }
 

@@ -16,7 +16,10 @@ pub struct Tag {
 impl Tag {
     /// Builds a tag from anything string-like.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { key: key.into(), value: value.into() }
+        Self {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 #[async_trait]
 pub trait ExperimentStore: Send + Sync {
     /// Creates an experiment and returns its id. Without a location it gets `<default root>/<id>`.
-    async fn create_experiment(&self, name: &str, artifact_location: Option<&str>, tags: &[Tag]) -> StoreResult<String>;
+    async fn create_experiment(&self, name: &str, artifact_location: Option<&str>, tags: &[Tag])
+    -> StoreResult<String>;
     /// Gets an experiment by id.
     async fn get_experiment(&self, experiment_id: &str) -> StoreResult<Experiment>;
     /// Gets an experiment by name.
@@ -77,7 +78,12 @@ pub trait LoggedModelStore: Send + Sync {
 #[async_trait]
 pub trait RegistryStore: Send + Sync {
     /// Creates a registered model.
-    async fn create_registered_model(&self, name: &str, tags: &[Tag], description: &str) -> StoreResult<RegisteredModel>;
+    async fn create_registered_model(
+        &self,
+        name: &str,
+        tags: &[Tag],
+        description: &str,
+    ) -> StoreResult<RegisteredModel>;
     /// Gets a registered model with latest versions, tags and aliases.
     async fn get_registered_model(&self, name: &str) -> StoreResult<RegisteredModel>;
     /// Renames a registered model (versions, tags and aliases follow).

@@ -56,15 +56,21 @@ pub fn parse_version(version: &str) -> RegistryResult<i64> {
         .parse::<i64>()
         .ok()
         .filter(|number| *number > 0)
-        .ok_or_else(|| RegistryError::InvalidParameter(format!("Model version must be a positive integer, got '{version}'.")))
+        .ok_or_else(|| {
+            RegistryError::InvalidParameter(format!("Model version must be a positive integer, got '{version}'."))
+        })
 }
 
 fn validate_model_name(name: &str) -> RegistryResult<()> {
     if name.trim().is_empty() {
-        return Err(RegistryError::InvalidParameter("Registered model name cannot be empty.".to_string()));
+        return Err(RegistryError::InvalidParameter(
+            "Registered model name cannot be empty.".to_string(),
+        ));
     }
     if name.contains('/') && name.split('/').any(|segment| segment == "..") {
-        return Err(RegistryError::InvalidParameter(format!("Invalid registered model name '{name}'.")));
+        return Err(RegistryError::InvalidParameter(format!(
+            "Invalid registered model name '{name}'."
+        )));
     }
     Ok(())
 }
@@ -72,9 +78,13 @@ fn validate_model_name(name: &str) -> RegistryResult<()> {
 fn validate_alias(alias: &str) -> RegistryResult<()> {
     let invalid_shape = alias.is_empty()
         || alias.len() > MAX_ALIAS_LENGTH
-        || !alias.chars().all(|character| character.is_alphanumeric() || character == '_' || character == '-');
+        || !alias
+            .chars()
+            .all(|character| character.is_alphanumeric() || character == '_' || character == '-');
     let reserved = alias.eq_ignore_ascii_case("latest")
-        || (alias.len() > 1 && alias.starts_with(['v', 'V']) && alias[1..].chars().all(|character| character.is_ascii_digit()));
+        || (alias.len() > 1
+            && alias.starts_with(['v', 'V'])
+            && alias[1..].chars().all(|character| character.is_ascii_digit()));
     if invalid_shape || reserved {
         return Err(RegistryError::InvalidParameter(format!(
             "Invalid alias name: '{alias}'. Aliases may only contain alphanumerics, underscores and dashes, be at most {MAX_ALIAS_LENGTH} characters, and may not be 'latest' or of the form 'v<number>'."
@@ -95,7 +105,12 @@ impl RegistryService {
     }
 
     /// Creates a registered model.
-    pub async fn create_registered_model(&self, name: &str, tags: &[Tag], description: &str) -> RegistryResult<RegisteredModel> {
+    pub async fn create_registered_model(
+        &self,
+        name: &str,
+        tags: &[Tag],
+        description: &str,
+    ) -> RegistryResult<RegisteredModel> {
         validate_model_name(name)?;
         validate_tags(tags, MAX_REGISTRY_TAG_VALUE_LENGTH)?;
         Ok(self.store.create_registered_model(name, tags, description).await?)
@@ -116,7 +131,10 @@ impl RegistryService {
     /// Sets a version tag.
     pub async fn set_model_version_tag(&self, name: &str, version: &str, tag: &Tag) -> RegistryResult<()> {
         validate_tags(std::slice::from_ref(tag), MAX_REGISTRY_TAG_VALUE_LENGTH)?;
-        Ok(self.store.set_model_version_tag(name, parse_version(version)?, tag).await?)
+        Ok(self
+            .store
+            .set_model_version_tag(name, parse_version(version)?, tag)
+            .await?)
     }
 
     /// Creates a version, linking it to its logged model or run and recording the link on the model.
@@ -125,7 +143,10 @@ impl RegistryService {
         validate_model_version_source(&request.source)?;
         validate_tags(&request.tags, MAX_REGISTRY_TAG_VALUE_LENGTH)?;
         let model_id = request.model_id.clone().filter(|id| !id.is_empty());
-        let source_model_id = request.source.strip_prefix("models:/").filter(|rest| rest.starts_with("m-"));
+        let source_model_id = request
+            .source
+            .strip_prefix("models:/")
+            .filter(|rest| rest.starts_with("m-"));
         if let Some(source_model_id) = source_model_id
             && model_id.as_deref() != Some(source_model_id.trim_end_matches('/'))
         {
@@ -193,9 +214,18 @@ impl RegistryService {
     }
 
     /// Moves a version between stages.
-    pub async fn transition_stage(&self, name: &str, version: &str, stage: &str, archive_existing: bool) -> RegistryResult<ModelVersion> {
+    pub async fn transition_stage(
+        &self,
+        name: &str,
+        version: &str,
+        stage: &str,
+        archive_existing: bool,
+    ) -> RegistryResult<ModelVersion> {
         let stage = normalize_stage(stage)?;
-        Ok(self.store.transition_model_version_stage(name, parse_version(version)?, stage, archive_existing).await?)
+        Ok(self
+            .store
+            .transition_model_version_stage(name, parse_version(version)?, stage, archive_existing)
+            .await?)
     }
 
     /// Newest version per stage.

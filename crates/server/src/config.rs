@@ -43,8 +43,12 @@ impl ServerConfig {
 
 /// Hides the password of a database URL for logs and errors.
 pub fn redact_uri(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else { return uri.to_string() };
-    let Some((credentials, host)) = rest.rsplit_once('@') else { return uri.to_string() };
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return uri.to_string();
+    };
     let user = credentials.split(':').next().unwrap_or_default();
     format!("{scheme}://{user}:***@{host}")
 }
@@ -55,7 +59,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_uri("postgresql://me:secret@db:5432/x"), "postgresql://me:***@db:5432/x");
+        assert_eq!(
+            redact_uri("postgresql://me:secret@db:5432/x"),
+            "postgresql://me:***@db:5432/x"
+        );
         assert_eq!(redact_uri("sqlite:///x.db"), "sqlite:///x.db");
     }
 }

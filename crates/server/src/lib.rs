@@ -23,7 +23,12 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<(axum::R
     let store = Arc::new(
         SqlStore::connect(&config.backend_store_uri, PROXIED_ARTIFACT_ROOT)
             .await
-            .with_context(|| format!("opening the backend store '{}'", config::redact_uri(&config.backend_store_uri)))?,
+            .with_context(|| {
+                format!(
+                    "opening the backend store '{}'",
+                    config::redact_uri(&config.backend_store_uri)
+                )
+            })?,
     );
     let artifacts = ObjectArtifactStore::open(&config.artifacts_destination)
         .with_context(|| format!("opening the artifact destination '{}'", config.artifacts_destination))?;
@@ -35,13 +40,15 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<(axum::R
         artifacts: Arc::new(artifacts),
         limits: HttpLimits::default(),
     };
-    let router = loopline_http_api::router(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
+    let router =
+        loopline_http_api::router(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
     Ok((router, store))
 }
 
 fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
     tracing::error!("a request handler panicked; this is a bug");
-    let body = serde_json::json!({"error_code": "INTERNAL_ERROR", "message": "the server hit an internal error; see its log"});
+    let body =
+        serde_json::json!({"error_code": "INTERNAL_ERROR", "message": "the server hit an internal error; see its log"});
     axum::response::IntoResponse::into_response((axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)))
 }
 
@@ -53,7 +60,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (router, store) = build_application(&config).await?;
     tracing::info!(address = %listener.local_addr()?, "loopline server listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
     store.close().await;
     tracing::info!("loopline server stopped");
     Ok(())

@@ -22,16 +22,17 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOOPLINE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("LOOPLINE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     match Cli::parse().command {
         Command::Server(config) => {
             let config = config.with_defaults();
             let address = format!("{}:{}", config.host, config.port);
-            let listener = TcpListener::bind(&address)
-                .await
-                .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}; pick another --port or stop the process using it"))?;
+            let listener = TcpListener::bind(&address).await.map_err(|error| {
+                anyhow::anyhow!("cannot listen on {address}: {error}; pick another --port or stop the process using it")
+            })?;
             loopline_server::serve(config, listener, loopline_server::shutdown_signal()).await
         }
     }

@@ -28,7 +28,10 @@ impl TestServer {
     }
 
     /// Starts a server with explicit storage (None = embedded default).
-    pub async fn start_with(backend_store_uri: Option<String>, artifacts_destination: Option<String>) -> anyhow::Result<Self> {
+    pub async fn start_with(
+        backend_store_uri: Option<String>,
+        artifacts_destination: Option<String>,
+    ) -> anyhow::Result<Self> {
         let temporary = tempfile::tempdir()?;
         let data_dir = temporary.path().to_path_buf();
         let config = ServerConfig {
@@ -109,7 +112,8 @@ impl RawResponse {
 
     /// The body as JSON (panics with the body when it is not JSON: tests only).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", self.body_text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", self.body_text()))
     }
 }
 
@@ -122,7 +126,10 @@ pub async fn raw_request(
     body: &[u8],
 ) -> anyhow::Result<RawResponse> {
     let mut stream = TcpStream::connect(address).await?;
-    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -144,7 +151,9 @@ pub async fn raw_request(
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
         .collect();
     let raw_body = response[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    let chunked = headers
+        .iter()
+        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
     let body = if chunked { dechunk(&raw_body)? } else { raw_body };
     Ok(RawResponse { status, headers, body })
 }
@@ -152,7 +161,10 @@ pub async fn raw_request(
 fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
-        let line_end = data.windows(2).position(|window| window == b"\r\n").ok_or_else(|| anyhow::anyhow!("bad chunk"))?;
+        let line_end = data
+            .windows(2)
+            .position(|window| window == b"\r\n")
+            .ok_or_else(|| anyhow::anyhow!("bad chunk"))?;
         let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end])?.trim(), 16)?;
         data = &data[line_end + 2..];
         if size == 0 {
@@ -173,6 +185,10 @@ pub async fn send_json(
     let response = client.request(method, url).json(body).send().await?;
     let status = response.status().as_u16();
     let text = response.text().await?;
-    let value = if text.is_empty() { serde_json::json!({}) } else { serde_json::from_str(&text)? };
+    let value = if text.is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::from_str(&text)?
+    };
     Ok((status, value))
 }

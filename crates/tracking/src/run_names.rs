@@ -5,14 +5,14 @@ use rand::seq::IndexedRandom;
 
 const ADJECTIVES: &[&str] = &[
     "able", "bold", "brave", "bright", "calm", "clever", "crisp", "daring", "eager", "fair", "gentle", "glad", "grand",
-    "happy", "keen", "kind", "lively", "lucky", "merry", "nimble", "polite", "proud", "quick", "quiet", "rare", "silent",
-    "smart", "steady", "swift", "tidy", "vast", "warm", "wise", "witty", "zesty",
+    "happy", "keen", "kind", "lively", "lucky", "merry", "nimble", "polite", "proud", "quick", "quiet", "rare",
+    "silent", "smart", "steady", "swift", "tidy", "vast", "warm", "wise", "witty", "zesty",
 ];
 
 const NOUNS: &[&str] = &[
-    "ant", "bass", "bear", "bird", "calf", "carp", "cat", "colt", "crane", "crow", "deer", "dove", "eel", "elk", "finch",
-    "fox", "frog", "goat", "hare", "hawk", "heron", "lark", "lynx", "mole", "moth", "newt", "owl", "panda", "robin",
-    "rook", "seal", "shark", "slug", "snail", "squid", "stork", "swan", "toad", "trout", "wolf", "wren",
+    "ant", "bass", "bear", "bird", "calf", "carp", "cat", "colt", "crane", "crow", "deer", "dove", "eel", "elk",
+    "finch", "fox", "frog", "goat", "hare", "hawk", "heron", "lark", "lynx", "mole", "moth", "newt", "owl", "panda",
+    "robin", "rook", "seal", "shark", "slug", "snail", "squid", "stork", "swan", "toad", "trout", "wolf", "wren",
 ];
 
 /// A new random run name.

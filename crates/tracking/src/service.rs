@@ -41,7 +41,12 @@ impl TrackingService {
     }
 
     /// Creates an experiment after checking its name, location and tags.
-    pub async fn create_experiment(&self, name: &str, artifact_location: Option<&str>, tags: &[Tag]) -> TrackingResult<String> {
+    pub async fn create_experiment(
+        &self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[Tag],
+    ) -> TrackingResult<String> {
         validate_experiment_name(name)?;
         let location = artifact_location.filter(|location| !location.is_empty());
         if let Some(location) = location {
@@ -66,14 +71,21 @@ impl TrackingService {
     /// Starts a run, generating a name when the client gave none and keeping `mlflow.runName` in sync.
     pub async fn create_run(&self, request: StartRun) -> TrackingResult<Run> {
         validate_tags(&request.tags, MAX_RUN_TAG_VALUE_LENGTH)?;
-        let tag_name = request.tags.iter().find(|tag| tag.key == "mlflow.runName").map(|tag| tag.value.clone());
+        let tag_name = request
+            .tags
+            .iter()
+            .find(|tag| tag.key == "mlflow.runName")
+            .map(|tag| tag.value.clone());
         let run_name = request
             .run_name
             .filter(|name| !name.is_empty())
             .or(tag_name)
             .unwrap_or_else(generate_run_name);
         let new_run = NewRun {
-            experiment_id: request.experiment_id.filter(|id| !id.is_empty()).unwrap_or_else(|| "0".to_string()),
+            experiment_id: request
+                .experiment_id
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(|| "0".to_string()),
             user_id: request.user_id.unwrap_or_default(),
             run_name,
             start_time: request.start_time.unwrap_or_else(loopline_core::time::now_millis),
@@ -91,7 +103,14 @@ impl TrackingService {
                 "Invalid run status '{status}': expected RUNNING, SCHEDULED, FINISHED, FAILED or KILLED"
             )));
         }
-        let update = RunUpdate { status: update.status.as_deref().and_then(RunStatus::parse).map(|status| status.as_str().to_string()), ..update };
+        let update = RunUpdate {
+            status: update
+                .status
+                .as_deref()
+                .and_then(RunStatus::parse)
+                .map(|status| status.as_str().to_string()),
+            ..update
+        };
         Ok(self.store.update_run(run_id, &update).await?)
     }
 
@@ -116,7 +135,11 @@ impl TrackingService {
             self.store.get_run(run_id).await?;
         }
         let new_model = NewLoggedModel {
-            name: if new_model.name.is_empty() { "model".to_string() } else { new_model.name },
+            name: if new_model.name.is_empty() {
+                "model".to_string()
+            } else {
+                new_model.name
+            },
             ..new_model
         };
         Ok(self.store.create_logged_model(&new_model).await?)

@@ -9,7 +9,9 @@ const ALLOWED_LOCATION_SCHEMES: &[&str] = &["mlflow-artifacts", "s3", "gs", "was
 fn scheme_of(uri: &str) -> Option<&str> {
     let (scheme, _) = uri.split_once(':')?;
     let valid = !scheme.is_empty()
-        && scheme.chars().all(|character| character.is_ascii_alphanumeric() || "+-.".contains(character));
+        && scheme
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "+-.".contains(character));
     valid.then_some(scheme)
 }
 
@@ -48,7 +50,9 @@ fn percent_decoded(text: &str) -> String {
 /// Checks a client-supplied experiment artifact location.
 pub fn validate_artifact_location(location: &str) -> TrackingResult<()> {
     let scheme = scheme_of(location).map(str::to_ascii_lowercase);
-    let allowed = scheme.as_deref().is_some_and(|scheme| ALLOWED_LOCATION_SCHEMES.contains(&scheme));
+    let allowed = scheme
+        .as_deref()
+        .is_some_and(|scheme| ALLOWED_LOCATION_SCHEMES.contains(&scheme));
     if !allowed || has_traversal(location) || location.contains('#') {
         return Err(TrackingError::InvalidParameter(format!(
             "artifact_location '{location}' is not allowed: use a location under one of the schemes {} without '..' segments, or leave it empty to use the server's artifact store",
@@ -62,9 +66,8 @@ pub fn validate_artifact_location(location: &str) -> TrackingResult<()> {
 /// artifact store; local paths, `file:` URIs and traversal are refused so that get-download-uri can never
 /// send a client to a file outside the artifact store.
 pub fn validate_model_version_source(source: &str) -> TrackingResult<()> {
-    let refuse = |reason: &str| {
-        TrackingError::InvalidParameter(format!("Invalid model version source: '{source}'. {reason}"))
-    };
+    let refuse =
+        |reason: &str| TrackingError::InvalidParameter(format!("Invalid model version source: '{source}'. {reason}"));
     if source.is_empty() {
         return Err(refuse("A source is required."));
     }
@@ -72,11 +75,15 @@ pub fn validate_model_version_source(source: &str) -> TrackingResult<()> {
         return Err(refuse("Sources may not contain '..' segments, backslashes or '#'."));
     }
     let Some(scheme) = scheme_of(source).map(str::to_ascii_lowercase) else {
-        return Err(refuse("Local paths are not allowed; use a models:/, runs:/ or mlflow-artifacts:/ URI."));
+        return Err(refuse(
+            "Local paths are not allowed; use a models:/, runs:/ or mlflow-artifacts:/ URI.",
+        ));
     };
     match scheme.as_str() {
         "models" | "runs" | "mlflow-artifacts" | "s3" | "gs" | "wasbs" | "abfss" => Ok(()),
-        _ => Err(refuse("Only models:/, runs:/, mlflow-artifacts:/ and object-store URIs are allowed.")),
+        _ => Err(refuse(
+            "Only models:/, runs:/, mlflow-artifacts:/ and object-store URIs are allowed.",
+        )),
     }
 }
 
@@ -88,7 +95,14 @@ mod tests {
     fn artifact_locations_are_confined_to_known_schemes() {
         assert!(validate_artifact_location("mlflow-artifacts:/team-a").is_ok());
         assert!(validate_artifact_location("s3://bucket/prefix").is_ok());
-        for hostile in ["http://169.254.169.254/latest", "file:///etc", "/etc/passwd", "ftp://x", "s3://b/../../x", "mlflow-artifacts:/%2e%2e/x"] {
+        for hostile in [
+            "http://169.254.169.254/latest",
+            "file:///etc",
+            "/etc/passwd",
+            "ftp://x",
+            "s3://b/../../x",
+            "mlflow-artifacts:/%2e%2e/x",
+        ] {
             assert!(validate_artifact_location(hostile).is_err(), "{hostile}");
         }
     }
@@ -98,7 +112,14 @@ mod tests {
         assert!(validate_model_version_source("models:/m-0123").is_ok());
         assert!(validate_model_version_source("runs:/abc/model").is_ok());
         assert!(validate_model_version_source("mlflow-artifacts:/1/abc/artifacts/model").is_ok());
-        for hostile in ["/etc/passwd", "file:///etc/passwd", "runs:/abc/../../../etc", "http://evil/x", "mlflow-artifacts:/%252e%252e/x", "C:\\x"] {
+        for hostile in [
+            "/etc/passwd",
+            "file:///etc/passwd",
+            "runs:/abc/../../../etc",
+            "http://evil/x",
+            "mlflow-artifacts:/%252e%252e/x",
+            "C:\\x",
+        ] {
             assert!(validate_model_version_source(hostile).is_err(), "{hostile}");
         }
     }

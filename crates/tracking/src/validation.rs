@@ -28,7 +28,9 @@ fn invalid(message: String) -> TrackingError {
 pub fn required<'a>(value: Option<&'a str>, field: &str) -> TrackingResult<&'a str> {
     match value {
         Some(text) if !text.is_empty() => Ok(text),
-        _ => Err(invalid(format!("Missing value for required parameter '{field}'. See the API docs for more information about request parameters."))),
+        _ => Err(invalid(format!(
+            "Missing value for required parameter '{field}'. See the API docs for more information about request parameters."
+        ))),
     }
 }
 
@@ -37,7 +39,9 @@ pub fn validate_key(kind: &str, key: &str) -> TrackingResult<()> {
     if key.is_empty() {
         return Err(invalid(format!("Invalid {kind} name: ''. Names may not be empty.")));
     }
-    let allowed = key.chars().all(|character| character.is_alphanumeric() || "_-. :/".contains(character));
+    let allowed = key
+        .chars()
+        .all(|character| character.is_alphanumeric() || "_-. :/".contains(character));
     if !allowed {
         return Err(invalid(format!(
             "Invalid {kind} name: '{key}'. Names may only contain alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colon(:) and slashes (/)."
@@ -71,7 +75,9 @@ pub fn validate_length(kind: &str, key: &str, value: &str, limit: usize) -> Trac
 /// Checks an experiment name.
 pub fn validate_experiment_name(name: &str) -> TrackingResult<()> {
     if name.trim().is_empty() {
-        return Err(invalid("Invalid experiment name: ''. An experiment name must be a non-empty string.".to_string()));
+        return Err(invalid(
+            "Invalid experiment name: ''. An experiment name must be a non-empty string.".to_string(),
+        ));
     }
     validate_length("Experiment name", name, name, MAX_EXPERIMENT_NAME_LENGTH)
 }
@@ -130,9 +136,16 @@ mod tests {
 
     #[test]
     fn batches_are_bounded() {
-        let mut batch = LogBatch::default();
-        batch.params = (0..101).map(|index| Tag::new(format!("p{index}"), "v")).collect();
-        assert!(validate_batch(&batch).unwrap_err().to_string().contains("at most 100 params"));
+        let mut batch = LogBatch {
+            params: (0..101).map(|index| Tag::new(format!("p{index}"), "v")).collect(),
+            ..LogBatch::default()
+        };
+        assert!(
+            validate_batch(&batch)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 100 params")
+        );
         batch.params.truncate(1);
         batch.params[0].value = "x".repeat(6001);
         assert!(validate_batch(&batch).is_err());

@@ -14,17 +14,28 @@ struct StoreUnderTest {
 fn local_store() -> Option<StoreUnderTest> {
     let temporary = tempfile::tempdir().unwrap();
     let store = ObjectArtifactStore::open(&temporary.path().display().to_string()).unwrap();
-    Some(StoreUnderTest { store, _temporary: Some(temporary) })
+    Some(StoreUnderTest {
+        store,
+        _temporary: Some(temporary),
+    })
 }
 
 fn s3_store() -> Option<StoreUnderTest> {
-    let (Ok(_), Ok(bucket)) = (std::env::var("AWS_ENDPOINT_URL"), std::env::var("LOOPLINE_TEST_S3_BUCKET")) else {
-        eprintln!("AWS_ENDPOINT_URL / LOOPLINE_TEST_S3_BUCKET are not set: the S3 cases did not run (scripts/test.sh sets them)");
+    let (Ok(_), Ok(bucket)) = (
+        std::env::var("AWS_ENDPOINT_URL"),
+        std::env::var("LOOPLINE_TEST_S3_BUCKET"),
+    ) else {
+        eprintln!(
+            "AWS_ENDPOINT_URL / LOOPLINE_TEST_S3_BUCKET are not set: the S3 cases did not run (scripts/test.sh sets them)"
+        );
         return None;
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let destination = format!("s3://{bucket}/conformance-{}", uuid::Uuid::new_v4().simple());
-    Some(StoreUnderTest { store: ObjectArtifactStore::open(&destination).unwrap(), _temporary: None })
+    Some(StoreUnderTest {
+        store: ObjectArtifactStore::open(&destination).unwrap(),
+        _temporary: None,
+    })
 }
 
 fn path(text: &str) -> ArtifactPath {
@@ -47,10 +58,19 @@ async fn read_all(store: &ObjectArtifactStore, location: &str) -> Result<Vec<u8>
 }
 
 async fn small_files_round_trip(store: &ObjectArtifactStore) {
-    let written = store.put(&path("run/artifacts/a.txt"), body_of(vec![b"hello ".to_vec(), b"world".to_vec()])).await.unwrap();
+    let written = store
+        .put(
+            &path("run/artifacts/a.txt"),
+            body_of(vec![b"hello ".to_vec(), b"world".to_vec()]),
+        )
+        .await
+        .unwrap();
     assert_eq!(written, 11);
     assert_eq!(read_all(store, "run/artifacts/a.txt").await.unwrap(), b"hello world");
-    store.put(&path("run/artifacts/a.txt"), body_of(vec![b"replaced".to_vec()])).await.unwrap();
+    store
+        .put(&path("run/artifacts/a.txt"), body_of(vec![b"replaced".to_vec()]))
+        .await
+        .unwrap();
     assert_eq!(read_all(store, "run/artifacts/a.txt").await.unwrap(), b"replaced");
     store.put(&path("run/artifacts/empty"), body_of(vec![])).await.unwrap();
     assert_eq!(read_all(store, "run/artifacts/empty").await.unwrap(), b"");
@@ -71,15 +91,33 @@ async fn listings_show_one_level(store: &ObjectArtifactStore) {
         store.put(&path(file), body_of(vec![b"12345".to_vec()])).await.unwrap();
     }
     let entries = store.list(&path("d")).await.unwrap();
-    let summary: Vec<(String, bool, Option<u64>)> = entries.into_iter().map(|entry| (entry.name, entry.is_dir, entry.size)).collect();
-    assert_eq!(summary, vec![("sub".to_string(), true, None), ("x.txt".to_string(), false, Some(5))]);
-    assert!(store.list(&path("d/x.txt")).await.unwrap().is_empty(), "a file lists as empty");
-    assert!(store.list(&path("nothing/here")).await.unwrap().is_empty(), "a missing path lists as empty");
+    let summary: Vec<(String, bool, Option<u64>)> = entries
+        .into_iter()
+        .map(|entry| (entry.name, entry.is_dir, entry.size))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("sub".to_string(), true, None), ("x.txt".to_string(), false, Some(5))]
+    );
+    assert!(
+        store.list(&path("d/x.txt")).await.unwrap().is_empty(),
+        "a file lists as empty"
+    );
+    assert!(
+        store.list(&path("nothing/here")).await.unwrap().is_empty(),
+        "a missing path lists as empty"
+    );
 }
 
 async fn missing_files_and_directories_are_not_found(store: &ObjectArtifactStore) {
-    store.put(&path("dir/file"), body_of(vec![b"x".to_vec()])).await.unwrap();
-    assert!(matches!(read_all(store, "dir/missing").await, Err(ArtifactError::NotFound(_))));
+    store
+        .put(&path("dir/file"), body_of(vec![b"x".to_vec()]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        read_all(store, "dir/missing").await,
+        Err(ArtifactError::NotFound(_))
+    ));
     assert!(matches!(read_all(store, "dir").await, Err(ArtifactError::NotFound(_))));
 }
 
@@ -90,8 +128,14 @@ async fn deletion_of_files_and_trees(store: &ObjectArtifactStore) {
     store.delete(&path("t/a")).await.unwrap();
     assert!(matches!(read_all(store, "t/a").await, Err(ArtifactError::NotFound(_))));
     store.delete(&path("t/b")).await.unwrap();
-    assert!(matches!(read_all(store, "t/b/c").await, Err(ArtifactError::NotFound(_))));
-    assert!(matches!(store.delete(&path("t/none")).await, Err(ArtifactError::NotFound(_))));
+    assert!(matches!(
+        read_all(store, "t/b/c").await,
+        Err(ArtifactError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete(&path("t/none")).await,
+        Err(ArtifactError::NotFound(_))
+    ));
     assert_eq!(read_all(store, "keep/e").await.unwrap(), b"x");
 }
 
@@ -106,7 +150,10 @@ async fn failed_uploads_leave_nothing(store: &ObjectArtifactStore) {
     .boxed();
     let error = store.put(&path("partial/file.bin"), failing).await.unwrap_err();
     assert!(matches!(error, ArtifactError::Body { .. }), "{error}");
-    assert!(matches!(read_all(store, "partial/file.bin").await, Err(ArtifactError::NotFound(_))));
+    assert!(matches!(
+        read_all(store, "partial/file.bin").await,
+        Err(ArtifactError::NotFound(_))
+    ));
 }
 
 macro_rules! conformance_suite {

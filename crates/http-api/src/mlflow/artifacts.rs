@@ -17,7 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A content type from the file extension, as MLflow's server guesses it.
 fn content_type_for(name: &str) -> &'static str {
-    let extension = name.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase()).unwrap_or_default();
+    let extension = name
+        .rsplit_once('.')
+        .map(|(_, extension)| extension.to_ascii_lowercase())
+        .unwrap_or_default();
     match extension.as_str() {
         "txt" | "log" | "md" | "py" | "yaml" | "yml" | "csv" | "mlmodel" | "toml" => "text/plain",
         "json" => "application/json",
@@ -32,7 +35,11 @@ fn content_type_for(name: &str) -> &'static str {
     }
 }
 
-pub(super) async fn upload(State(state): State<AppState>, Path(raw_path): Path<String>, body: Body) -> ApiResult<Response> {
+pub(super) async fn upload(
+    State(state): State<AppState>,
+    Path(raw_path): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
     let path = ArtifactPath::parse(&raw_path)?;
     let limit = state.limits.max_artifact_bytes;
     let received = Arc::new(AtomicU64::new(0));
@@ -43,7 +50,9 @@ pub(super) async fn upload(State(state): State<AppState>, Path(raw_path): Path<S
             let chunk = chunk.map_err(std::io::Error::other)?;
             let total = counter.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
             if total > limit {
-                return Err(std::io::Error::other(format!("upload exceeds the limit of {limit} bytes")));
+                return Err(std::io::Error::other(format!(
+                    "upload exceeds the limit of {limit} bytes"
+                )));
             }
             Ok(chunk)
         })
@@ -52,7 +61,10 @@ pub(super) async fn upload(State(state): State<AppState>, Path(raw_path): Path<S
         Ok(_) => Ok(StatusCode::OK.into_response()),
         Err(_) if received.load(Ordering::Relaxed) > limit => Err(ApiError::new(
             ErrorCode::RequestTooLarge,
-            format!("artifact '{}' is larger than the limit of {limit} bytes", path.as_string()),
+            format!(
+                "artifact '{}' is larger than the limit of {limit} bytes",
+                path.as_string()
+            ),
         )),
         Err(error) => Err(error.into()),
     }
@@ -65,7 +77,10 @@ pub(super) async fn download(State(state): State<AppState>, Path(raw_path): Path
     let headers = [
         (header::CONTENT_TYPE, content_type_for(&file_name).to_string()),
         (header::CONTENT_LENGTH, download.size.to_string()),
-        (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file_name}\"")),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{file_name}\""),
+        ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
     ];
     Ok((headers, Body::from_stream(download.body)).into_response())

@@ -15,7 +15,9 @@ pub(super) fn parse_view_type(value: Option<&str>) -> Result<ViewType, ApiError>
         "ACTIVE_ONLY" | "1" | "" => Ok(ViewType::ActiveOnly),
         "DELETED_ONLY" | "2" => Ok(ViewType::DeletedOnly),
         "ALL" | "3" => Ok(ViewType::All),
-        other => Err(ApiError::invalid(format!("Invalid view type '{other}': expected ACTIVE_ONLY, DELETED_ONLY or ALL"))),
+        other => Err(ApiError::invalid(format!(
+            "Invalid view type '{other}': expected ACTIVE_ONLY, DELETED_ONLY or ALL"
+        ))),
     }
 }
 
@@ -44,10 +46,16 @@ pub(super) struct CreateRequest {
     tags: Vec<KeyValueInput>,
 }
 
-pub(super) async fn create(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<CreateRequest>) -> JsonResult {
+pub(super) async fn create(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<CreateRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let tags = to_tags(request.tags, "tags")?;
-    let experiment_id = state.tracking.create_experiment(name, request.artifact_location.as_deref(), &tags).await?;
+    let experiment_id = state
+        .tracking
+        .create_experiment(name, request.artifact_location.as_deref(), &tags)
+        .await?;
     single("experiment_id", &experiment_id)
 }
 
@@ -56,7 +64,10 @@ pub(super) struct GetRequest {
     experiment_id: Option<String>,
 }
 
-pub(super) async fn get(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<GetRequest>) -> JsonResult {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<GetRequest>,
+) -> JsonResult {
     let experiment_id = required(&request.experiment_id, "experiment_id")?;
     let experiment = state.tracking.store().get_experiment(experiment_id).await?;
     single("experiment", &experiment)
@@ -67,7 +78,10 @@ pub(super) struct GetByNameRequest {
     experiment_name: Option<String>,
 }
 
-pub(super) async fn get_by_name(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<GetByNameRequest>) -> JsonResult {
+pub(super) async fn get_by_name(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<GetByNameRequest>,
+) -> JsonResult {
     let name = required(&request.experiment_name, "experiment_name")?;
     let experiment = state.tracking.store().get_experiment_by_name(name).await?;
     single("experiment", &experiment)
@@ -84,14 +98,20 @@ pub(super) struct SearchRequest {
     view_type: Option<NameOrNumber>,
 }
 
-pub(super) async fn search(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<SearchRequest>) -> JsonResult {
+pub(super) async fn search(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<SearchRequest>,
+) -> JsonResult {
     let max_results = u64::try_from(request.max_results.unwrap_or(1000))
         .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
     let search = ExperimentSearch {
         filter: request.filter,
         order_by: request.order_by,
         view_type: parse_view_type(request.view_type.map(|view| view.as_text()).as_deref())?,
-        page: PageRequest { max_results, page_token: request.page_token },
+        page: PageRequest {
+            max_results,
+            page_token: request.page_token,
+        },
     };
     let page = state.tracking.store().search_experiments(&search).await?;
     page_response("experiments", &page.items, page.next_page_token)
@@ -103,22 +123,39 @@ pub(super) struct UpdateRequest {
     new_name: Option<String>,
 }
 
-pub(super) async fn update(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<UpdateRequest>) -> JsonResult {
+pub(super) async fn update(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<UpdateRequest>,
+) -> JsonResult {
     let experiment_id = required(&request.experiment_id, "experiment_id")?;
     let new_name = required(&request.new_name, "new_name")?;
     state.tracking.rename_experiment(experiment_id, new_name).await?;
     empty_object()
 }
 
-pub(super) async fn delete(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<GetRequest>) -> JsonResult {
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<GetRequest>,
+) -> JsonResult {
     let experiment_id = required(&request.experiment_id, "experiment_id")?;
-    state.tracking.store().set_experiment_lifecycle(experiment_id, LifecycleStage::Deleted).await?;
+    state
+        .tracking
+        .store()
+        .set_experiment_lifecycle(experiment_id, LifecycleStage::Deleted)
+        .await?;
     empty_object()
 }
 
-pub(super) async fn restore(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<GetRequest>) -> JsonResult {
+pub(super) async fn restore(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<GetRequest>,
+) -> JsonResult {
     let experiment_id = required(&request.experiment_id, "experiment_id")?;
-    state.tracking.store().set_experiment_lifecycle(experiment_id, LifecycleStage::Active).await?;
+    state
+        .tracking
+        .store()
+        .set_experiment_lifecycle(experiment_id, LifecycleStage::Active)
+        .await?;
     empty_object()
 }
 
@@ -129,7 +166,10 @@ pub(super) struct TagRequest {
     value: Option<String>,
 }
 
-pub(super) async fn set_tag(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<TagRequest>) -> JsonResult {
+pub(super) async fn set_tag(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<TagRequest>,
+) -> JsonResult {
     let experiment_id = required(&request.experiment_id, "experiment_id")?;
     let key = required(&request.key, "key")?;
     let tag = Tag::new(key, request.value.clone().unwrap_or_default());
@@ -137,7 +177,10 @@ pub(super) async fn set_tag(State(state): State<AppState>, MlflowMessage(request
     empty_object()
 }
 
-pub(super) async fn delete_tag(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<TagRequest>) -> JsonResult {
+pub(super) async fn delete_tag(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<TagRequest>,
+) -> JsonResult {
     let experiment_id = required(&request.experiment_id, "experiment_id")?;
     let key = required(&request.key, "key")?;
     state.tracking.store().delete_experiment_tag(experiment_id, key).await?;

@@ -21,7 +21,10 @@ pub(super) struct CreateRequest {
     model_type: Option<String>,
 }
 
-pub(super) async fn create(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<CreateRequest>) -> JsonResult {
+pub(super) async fn create(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<CreateRequest>,
+) -> JsonResult {
     let experiment_id = required(&request.experiment_id, "experiment_id")?.to_string();
     let model = state
         .tracking
@@ -52,7 +55,10 @@ pub(super) async fn finalize(
     Path(model_id): Path<String>,
     MlflowMessage(request): MlflowMessage<FinalizeRequest>,
 ) -> JsonResult {
-    let status = request.status.map(|status| status.as_text()).ok_or_else(|| ApiError::invalid("Missing value for required parameter 'status'."))?;
+    let status = request
+        .status
+        .map(|status| status.as_text())
+        .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'status'."))?;
     let model = state.tracking.finalize_logged_model(&model_id, &status).await?;
     single("model", &model)
 }
@@ -79,7 +85,10 @@ pub(super) async fn set_tags(
     empty_object()
 }
 
-pub(super) async fn delete_tag(State(state): State<AppState>, Path((model_id, key)): Path<(String, String)>) -> JsonResult {
+pub(super) async fn delete_tag(
+    State(state): State<AppState>,
+    Path((model_id, key)): Path<(String, String)>,
+) -> JsonResult {
     state.tracking.store().delete_logged_model_tag(&model_id, &key).await?;
     empty_object()
 }
@@ -96,7 +105,11 @@ pub(super) async fn log_params(
     MlflowMessage(request): MlflowMessage<ParamsRequest>,
 ) -> JsonResult {
     let params = to_tags(request.params, "params")?;
-    state.tracking.store().log_logged_model_params(&model_id, &params).await?;
+    state
+        .tracking
+        .store()
+        .log_logged_model_params(&model_id, &params)
+        .await?;
     empty_object()
 }
 
@@ -119,11 +132,19 @@ pub(super) struct SearchRequest {
     page_token: Option<String>,
 }
 
-pub(super) async fn search(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<SearchRequest>) -> JsonResult {
+pub(super) async fn search(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<SearchRequest>,
+) -> JsonResult {
     let order_by = request
         .order_by
         .into_iter()
-        .map(|order| Ok((required(&order.field_name, "order_by.field_name")?.to_string(), order.ascending.unwrap_or(true))))
+        .map(|order| {
+            Ok((
+                required(&order.field_name, "order_by.field_name")?.to_string(),
+                order.ascending.unwrap_or(true),
+            ))
+        })
         .collect::<ApiResult<Vec<_>>>()?;
     let max_results = u64::try_from(request.max_results.unwrap_or(100))
         .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
@@ -131,7 +152,10 @@ pub(super) async fn search(State(state): State<AppState>, MlflowMessage(request)
         experiment_ids: request.experiment_ids,
         filter: request.filter,
         order_by,
-        page: PageRequest { max_results, page_token: request.page_token },
+        page: PageRequest {
+            max_results,
+            page_token: request.page_token,
+        },
     };
     let page = state.tracking.store().search_logged_models(&search).await?;
     page_response("models", &page.items, page.next_page_token)

@@ -57,13 +57,18 @@ pub(crate) fn required<'a>(value: &'a Option<String>, field: &str) -> ApiResult<
 }
 
 async fn unknown_endpoint(uri: Uri) -> ApiError {
-    ApiError::new(ErrorCode::EndpointNotFound, format!("no endpoint matches '{}'", uri.path()))
+    ApiError::new(
+        ErrorCode::EndpointNotFound,
+        format!("no endpoint matches '{}'", uri.path()),
+    )
 }
 
 async fn method_not_allowed() -> (StatusCode, Json<Value>) {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(serde_json::json!({"error_code": "ENDPOINT_NOT_FOUND", "message": "this endpoint does not accept that HTTP method"})),
+        Json(
+            serde_json::json!({"error_code": "ENDPOINT_NOT_FOUND", "message": "this endpoint does not accept that HTTP method"}),
+        ),
     )
 }
 
@@ -80,12 +85,21 @@ pub fn routes(state: AppState) -> Router {
         .route(&format!("{api}/experiments/create"), post(experiments::create))
         .route(&format!("{api}/experiments/get"), get(experiments::get))
         .route(&format!("{api}/experiments/get-by-name"), get(experiments::get_by_name))
-        .route(&format!("{api}/experiments/search"), post(experiments::search).get(experiments::search))
+        .route(
+            &format!("{api}/experiments/search"),
+            post(experiments::search).get(experiments::search),
+        )
         .route(&format!("{api}/experiments/update"), post(experiments::update))
         .route(&format!("{api}/experiments/delete"), post(experiments::delete))
         .route(&format!("{api}/experiments/restore"), post(experiments::restore))
-        .route(&format!("{api}/experiments/set-experiment-tag"), post(experiments::set_tag))
-        .route(&format!("{api}/experiments/delete-experiment-tag"), post(experiments::delete_tag))
+        .route(
+            &format!("{api}/experiments/set-experiment-tag"),
+            post(experiments::set_tag),
+        )
+        .route(
+            &format!("{api}/experiments/delete-experiment-tag"),
+            post(experiments::delete_tag),
+        )
         // Runs.
         .route(&format!("{api}/runs/create"), post(runs::create))
         .route(&format!("{api}/runs/get"), get(runs::get))
@@ -106,51 +120,99 @@ pub fn routes(state: AppState) -> Router {
         .route(&format!("{api}/logged-models/search"), post(logged_models::search))
         .route(
             &format!("{api}/logged-models/{{model_id}}"),
-            get(logged_models::get).patch(logged_models::finalize).delete(logged_models::delete),
+            get(logged_models::get)
+                .patch(logged_models::finalize)
+                .delete(logged_models::delete),
         )
-        .route(&format!("{api}/logged-models/{{model_id}}/tags"), patch(logged_models::set_tags))
-        .route(&format!("{api}/logged-models/{{model_id}}/tags/{{key}}"), delete(logged_models::delete_tag))
-        .route(&format!("{api}/logged-models/{{model_id}}/params"), post(logged_models::log_params))
+        .route(
+            &format!("{api}/logged-models/{{model_id}}/tags"),
+            patch(logged_models::set_tags),
+        )
+        .route(
+            &format!("{api}/logged-models/{{model_id}}/tags/{{key}}"),
+            delete(logged_models::delete_tag),
+        )
+        .route(
+            &format!("{api}/logged-models/{{model_id}}/params"),
+            post(logged_models::log_params),
+        )
         // Registered models.
-        .route(&format!("{api}/registered-models/create"), post(registered_models::create))
+        .route(
+            &format!("{api}/registered-models/create"),
+            post(registered_models::create),
+        )
         .route(&format!("{api}/registered-models/get"), get(registered_models::get))
-        .route(&format!("{api}/registered-models/search"), get(registered_models::search))
-        .route(&format!("{api}/registered-models/update"), patch(registered_models::update))
-        .route(&format!("{api}/registered-models/rename"), post(registered_models::rename))
-        .route(&format!("{api}/registered-models/delete"), delete(registered_models::delete))
-        .route(&format!("{api}/registered-models/set-tag"), post(registered_models::set_tag))
-        .route(&format!("{api}/registered-models/delete-tag"), delete(registered_models::delete_tag))
+        .route(
+            &format!("{api}/registered-models/search"),
+            get(registered_models::search),
+        )
+        .route(
+            &format!("{api}/registered-models/update"),
+            patch(registered_models::update),
+        )
+        .route(
+            &format!("{api}/registered-models/rename"),
+            post(registered_models::rename),
+        )
+        .route(
+            &format!("{api}/registered-models/delete"),
+            delete(registered_models::delete),
+        )
+        .route(
+            &format!("{api}/registered-models/set-tag"),
+            post(registered_models::set_tag),
+        )
+        .route(
+            &format!("{api}/registered-models/delete-tag"),
+            delete(registered_models::delete_tag),
+        )
         .route(
             &format!("{api}/registered-models/get-latest-versions"),
             post(registered_models::latest_versions).get(registered_models::latest_versions),
         )
         .route(
             &format!("{api}/registered-models/alias"),
-            post(registered_models::set_alias).get(registered_models::get_by_alias).delete(registered_models::delete_alias),
+            post(registered_models::set_alias)
+                .get(registered_models::get_by_alias)
+                .delete(registered_models::delete_alias),
         )
         // Model versions.
         .route(&format!("{api}/model-versions/create"), post(model_versions::create))
         .route(&format!("{api}/model-versions/get"), get(model_versions::get))
-        .route(&format!("{api}/model-versions/get-download-uri"), get(model_versions::download_uri))
+        .route(
+            &format!("{api}/model-versions/get-download-uri"),
+            get(model_versions::download_uri),
+        )
         .route(&format!("{api}/model-versions/search"), get(model_versions::search))
         .route(&format!("{api}/model-versions/update"), patch(model_versions::update))
-        .route(&format!("{api}/model-versions/transition-stage"), post(model_versions::transition_stage))
+        .route(
+            &format!("{api}/model-versions/transition-stage"),
+            post(model_versions::transition_stage),
+        )
         .route(&format!("{api}/model-versions/delete"), delete(model_versions::delete))
         .route(&format!("{api}/model-versions/set-tag"), post(model_versions::set_tag))
-        .route(&format!("{api}/model-versions/delete-tag"), delete(model_versions::delete_tag))
+        .route(
+            &format!("{api}/model-versions/delete-tag"),
+            delete(model_versions::delete_tag),
+        )
         // Traces.
         .route(&format!("{api3}/traces"), post(traces::start))
         .route(&format!("{api3}/traces/search"), post(traces::search))
         .route(&format!("{api3}/traces/batchGet"), get(traces::batch_get))
         .route(&format!("{api3}/traces/get"), get(traces::get_by_query))
         .route(&format!("{api3}/traces/{{trace_id}}"), get(traces::get))
-        .route(&format!("{api}/traces/{{trace_id}}/tags"), patch(traces::set_tag).delete(traces::delete_tag))
+        .route(
+            &format!("{api}/traces/{{trace_id}}/tags"),
+            patch(traces::set_tag).delete(traces::delete_tag),
+        )
         .route(&format!("{api}/traces/delete-traces"), post(traces::delete_traces))
         // Artifact proxy.
         .route(artifacts_root, get(artifacts::list))
         .route(
             &format!("{artifacts_root}/{{*path}}"),
-            put(artifacts::upload).get(artifacts::download).delete(artifacts::delete),
+            put(artifacts::upload)
+                .get(artifacts::download)
+                .delete(artifacts::delete),
         )
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)

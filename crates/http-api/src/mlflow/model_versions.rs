@@ -22,7 +22,10 @@ pub(super) struct CreateRequest {
     tags: Vec<KeyValueInput>,
 }
 
-pub(super) async fn create(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<CreateRequest>) -> JsonResult {
+pub(super) async fn create(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<CreateRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?.to_string();
     let source = required(&request.source, "source")?.to_string();
     let version = state
@@ -46,21 +49,30 @@ pub(super) struct VersionRequest {
     version: Option<String>,
 }
 
-pub(super) async fn get(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<VersionRequest>) -> JsonResult {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<VersionRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let version = required(&request.version, "version")?;
     let model_version = state.registry.get_model_version(name, version).await?;
     single("model_version", &model_version)
 }
 
-pub(super) async fn download_uri(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<VersionRequest>) -> JsonResult {
+pub(super) async fn download_uri(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<VersionRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let version = required(&request.version, "version")?;
     let uri = state.registry.download_uri(name, version).await?;
     single("artifact_uri", &uri)
 }
 
-pub(super) async fn delete(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<VersionRequest>) -> JsonResult {
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<VersionRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let version = required(&request.version, "version")?;
     let number = loopline_model_registry::RegistryService::parse_version_number(version)?;
@@ -78,8 +90,17 @@ pub(super) struct SearchRequest {
     page_token: Option<String>,
 }
 
-pub(super) async fn search(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<SearchRequest>) -> JsonResult {
-    let search = registry_search(request.filter, request.max_results, request.order_by, request.page_token, 10_000)?;
+pub(super) async fn search(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<SearchRequest>,
+) -> JsonResult {
+    let search = registry_search(
+        request.filter,
+        request.max_results,
+        request.order_by,
+        request.page_token,
+        10_000,
+    )?;
     let page = state.registry.store().search_model_versions(&search).await?;
     page_response("model_versions", &page.items, page.next_page_token)
 }
@@ -91,7 +112,10 @@ pub(super) struct UpdateRequest {
     description: Option<String>,
 }
 
-pub(super) async fn update(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<UpdateRequest>) -> JsonResult {
+pub(super) async fn update(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<UpdateRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let version = required(&request.version, "version")?;
     let number = loopline_model_registry::RegistryService::parse_version_number(version)?;
@@ -132,19 +156,32 @@ pub(super) struct TagRequest {
     value: Option<String>,
 }
 
-pub(super) async fn set_tag(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<TagRequest>) -> JsonResult {
+pub(super) async fn set_tag(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<TagRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let version = required(&request.version, "version")?;
     let key = required(&request.key, "key")?;
-    state.registry.set_model_version_tag(name, version, &Tag::new(key, request.value.clone().unwrap_or_default())).await?;
+    state
+        .registry
+        .set_model_version_tag(name, version, &Tag::new(key, request.value.clone().unwrap_or_default()))
+        .await?;
     empty_object()
 }
 
-pub(super) async fn delete_tag(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<TagRequest>) -> JsonResult {
+pub(super) async fn delete_tag(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<TagRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let version = required(&request.version, "version")?;
     let key = required(&request.key, "key")?;
     let number = loopline_model_registry::RegistryService::parse_version_number(version)?;
-    state.registry.store().delete_model_version_tag(name, number, key).await?;
+    state
+        .registry
+        .store()
+        .delete_model_version_tag(name, number, key)
+        .await?;
     empty_object()
 }

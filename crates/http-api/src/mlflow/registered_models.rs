@@ -17,10 +17,16 @@ pub(super) struct CreateRequest {
     description: Option<String>,
 }
 
-pub(super) async fn create(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<CreateRequest>) -> JsonResult {
+pub(super) async fn create(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<CreateRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let tags = to_tags(request.tags, "tags")?;
-    let model = state.registry.create_registered_model(name, &tags, request.description.as_deref().unwrap_or_default()).await?;
+    let model = state
+        .registry
+        .create_registered_model(name, &tags, request.description.as_deref().unwrap_or_default())
+        .await?;
     single("registered_model", &model)
 }
 
@@ -29,13 +35,19 @@ pub(super) struct NameRequest {
     name: Option<String>,
 }
 
-pub(super) async fn get(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<NameRequest>) -> JsonResult {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<NameRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let model = state.registry.store().get_registered_model(name).await?;
     single("registered_model", &model)
 }
 
-pub(super) async fn delete(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<NameRequest>) -> JsonResult {
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<NameRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     state.registry.store().delete_registered_model(name).await?;
     empty_object()
@@ -61,11 +73,27 @@ pub(super) fn registry_search(
 ) -> Result<RegistrySearch, ApiError> {
     let max_results = u64::try_from(max_results.unwrap_or(default_max))
         .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
-    Ok(RegistrySearch { filter, order_by, page: PageRequest { max_results, page_token } })
+    Ok(RegistrySearch {
+        filter,
+        order_by,
+        page: PageRequest {
+            max_results,
+            page_token,
+        },
+    })
 }
 
-pub(super) async fn search(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<SearchRequest>) -> JsonResult {
-    let search = registry_search(request.filter, request.max_results, request.order_by, request.page_token, 100)?;
+pub(super) async fn search(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<SearchRequest>,
+) -> JsonResult {
+    let search = registry_search(
+        request.filter,
+        request.max_results,
+        request.order_by,
+        request.page_token,
+        100,
+    )?;
     let page = state.registry.store().search_registered_models(&search).await?;
     page_response("registered_models", &page.items, page.next_page_token)
 }
@@ -76,9 +104,16 @@ pub(super) struct UpdateRequest {
     description: Option<String>,
 }
 
-pub(super) async fn update(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<UpdateRequest>) -> JsonResult {
+pub(super) async fn update(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<UpdateRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
-    let model = state.registry.store().update_registered_model(name, request.description.as_deref().unwrap_or_default()).await?;
+    let model = state
+        .registry
+        .store()
+        .update_registered_model(name, request.description.as_deref().unwrap_or_default())
+        .await?;
     single("registered_model", &model)
 }
 
@@ -88,7 +123,10 @@ pub(super) struct RenameRequest {
     new_name: Option<String>,
 }
 
-pub(super) async fn rename(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<RenameRequest>) -> JsonResult {
+pub(super) async fn rename(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<RenameRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let new_name = required(&request.new_name, "new_name")?;
     let model = state.registry.rename_registered_model(name, new_name).await?;
@@ -102,14 +140,23 @@ pub(super) struct TagRequest {
     value: Option<String>,
 }
 
-pub(super) async fn set_tag(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<TagRequest>) -> JsonResult {
+pub(super) async fn set_tag(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<TagRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let key = required(&request.key, "key")?;
-    state.registry.set_registered_model_tag(name, &Tag::new(key, request.value.clone().unwrap_or_default())).await?;
+    state
+        .registry
+        .set_registered_model_tag(name, &Tag::new(key, request.value.clone().unwrap_or_default()))
+        .await?;
     empty_object()
 }
 
-pub(super) async fn delete_tag(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<TagRequest>) -> JsonResult {
+pub(super) async fn delete_tag(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<TagRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let key = required(&request.key, "key")?;
     state.registry.store().delete_registered_model_tag(name, key).await?;
@@ -139,7 +186,10 @@ pub(super) struct AliasRequest {
     version: Option<String>,
 }
 
-pub(super) async fn set_alias(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<AliasRequest>) -> JsonResult {
+pub(super) async fn set_alias(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<AliasRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let alias = required(&request.alias, "alias")?;
     let version = required(&request.version, "version")?;
@@ -147,14 +197,20 @@ pub(super) async fn set_alias(State(state): State<AppState>, MlflowMessage(reque
     empty_object()
 }
 
-pub(super) async fn get_by_alias(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<AliasRequest>) -> JsonResult {
+pub(super) async fn get_by_alias(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<AliasRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let alias = required(&request.alias, "alias")?;
     let version = state.registry.store().get_model_version_by_alias(name, alias).await?;
     single("model_version", &version)
 }
 
-pub(super) async fn delete_alias(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<AliasRequest>) -> JsonResult {
+pub(super) async fn delete_alias(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<AliasRequest>,
+) -> JsonResult {
     let name = required(&request.name, "name")?;
     let alias = required(&request.alias, "alias")?;
     state.registry.store().delete_alias(name, alias).await?;

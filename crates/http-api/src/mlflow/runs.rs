@@ -21,7 +21,11 @@ pub(super) struct RunIdentity {
 
 impl RunIdentity {
     fn resolve(&self) -> ApiResult<&str> {
-        let run_id = self.run_id.as_deref().filter(|id| !id.is_empty()).or(self.run_uuid.as_deref().filter(|id| !id.is_empty()));
+        let run_id = self
+            .run_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .or(self.run_uuid.as_deref().filter(|id| !id.is_empty()));
         run_id.ok_or_else(|| ApiError::invalid("Missing value for required parameter 'run_id'."))
     }
 }
@@ -41,7 +45,10 @@ pub(super) struct CreateRequest {
     tags: Vec<KeyValueInput>,
 }
 
-pub(super) async fn create(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<CreateRequest>) -> JsonResult {
+pub(super) async fn create(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<CreateRequest>,
+) -> JsonResult {
     let run = state
         .tracking
         .create_run(StartRun {
@@ -55,7 +62,10 @@ pub(super) async fn create(State(state): State<AppState>, MlflowMessage(request)
     run_response(&run)
 }
 
-pub(super) async fn get(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<RunIdentity>) -> JsonResult {
+pub(super) async fn get(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<RunIdentity>,
+) -> JsonResult {
     let run = state.tracking.store().get_run(request.resolve()?).await?;
     run_response(&run)
 }
@@ -70,7 +80,10 @@ pub(super) struct UpdateRequest {
     run_name: Option<String>,
 }
 
-pub(super) async fn update(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<UpdateRequest>) -> JsonResult {
+pub(super) async fn update(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<UpdateRequest>,
+) -> JsonResult {
     let update = RunUpdate {
         status: request.status.map(|status| status.as_text()),
         end_time: request.end_time,
@@ -80,13 +93,27 @@ pub(super) async fn update(State(state): State<AppState>, MlflowMessage(request)
     single("run_info", &info)
 }
 
-pub(super) async fn delete(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<RunIdentity>) -> JsonResult {
-    state.tracking.store().set_run_lifecycle(request.resolve()?, LifecycleStage::Deleted).await?;
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<RunIdentity>,
+) -> JsonResult {
+    state
+        .tracking
+        .store()
+        .set_run_lifecycle(request.resolve()?, LifecycleStage::Deleted)
+        .await?;
     empty_object()
 }
 
-pub(super) async fn restore(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<RunIdentity>) -> JsonResult {
-    state.tracking.store().set_run_lifecycle(request.resolve()?, LifecycleStage::Active).await?;
+pub(super) async fn restore(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<RunIdentity>,
+) -> JsonResult {
+    state
+        .tracking
+        .store()
+        .set_run_lifecycle(request.resolve()?, LifecycleStage::Active)
+        .await?;
     empty_object()
 }
 
@@ -108,7 +135,9 @@ pub(super) struct MetricInput {
 impl MetricInput {
     fn into_metric(self) -> ApiResult<Metric> {
         let key = required(&self.key, "key")?.to_string();
-        let value = self.value.ok_or_else(|| ApiError::invalid("Missing value for required parameter 'value'."))?;
+        let value = self
+            .value
+            .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'value'."))?;
         let non_empty = |text: Option<String>| text.filter(|text| !text.is_empty());
         Ok(Metric {
             key,
@@ -131,8 +160,14 @@ pub(super) struct LogMetricRequest {
     metric: MetricInput,
 }
 
-pub(super) async fn log_metric(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<LogMetricRequest>) -> JsonResult {
-    let batch = LogBatch { metrics: vec![request.metric.into_metric()?], ..LogBatch::default() };
+pub(super) async fn log_metric(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<LogMetricRequest>,
+) -> JsonResult {
+    let batch = LogBatch {
+        metrics: vec![request.metric.into_metric()?],
+        ..LogBatch::default()
+    };
     state.tracking.log_batch(request.identity.resolve()?, batch).await?;
     empty_object()
 }
@@ -152,21 +187,40 @@ impl KeyValueRequest {
     }
 }
 
-pub(super) async fn log_parameter(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<KeyValueRequest>) -> JsonResult {
-    let batch = LogBatch { params: vec![request.tag()?], ..LogBatch::default() };
+pub(super) async fn log_parameter(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<KeyValueRequest>,
+) -> JsonResult {
+    let batch = LogBatch {
+        params: vec![request.tag()?],
+        ..LogBatch::default()
+    };
     state.tracking.log_batch(request.identity.resolve()?, batch).await?;
     empty_object()
 }
 
-pub(super) async fn set_tag(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<KeyValueRequest>) -> JsonResult {
-    let batch = LogBatch { tags: vec![request.tag()?], ..LogBatch::default() };
+pub(super) async fn set_tag(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<KeyValueRequest>,
+) -> JsonResult {
+    let batch = LogBatch {
+        tags: vec![request.tag()?],
+        ..LogBatch::default()
+    };
     state.tracking.log_batch(request.identity.resolve()?, batch).await?;
     empty_object()
 }
 
-pub(super) async fn delete_tag(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<KeyValueRequest>) -> JsonResult {
+pub(super) async fn delete_tag(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<KeyValueRequest>,
+) -> JsonResult {
     let key = required(&request.key, "key")?;
-    state.tracking.store().delete_run_tag(request.identity.resolve()?, key).await?;
+    state
+        .tracking
+        .store()
+        .delete_run_tag(request.identity.resolve()?, key)
+        .await?;
     empty_object()
 }
 
@@ -182,9 +236,20 @@ pub(super) struct LogBatchRequest {
     tags: Vec<KeyValueInput>,
 }
 
-pub(super) async fn log_batch(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<LogBatchRequest>) -> JsonResult {
-    let metrics = request.metrics.into_iter().map(MetricInput::into_metric).collect::<ApiResult<Vec<_>>>()?;
-    let batch = LogBatch { metrics, params: to_tags(request.params, "params")?, tags: to_tags(request.tags, "tags")? };
+pub(super) async fn log_batch(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<LogBatchRequest>,
+) -> JsonResult {
+    let metrics = request
+        .metrics
+        .into_iter()
+        .map(MetricInput::into_metric)
+        .collect::<ApiResult<Vec<_>>>()?;
+    let batch = LogBatch {
+        metrics,
+        params: to_tags(request.params, "params")?,
+        tags: to_tags(request.tags, "tags")?,
+    };
     state.tracking.log_batch(request.identity.resolve()?, batch).await?;
     empty_object()
 }
@@ -223,10 +288,15 @@ pub(super) struct LogInputsRequest {
     models: Vec<ModelReference>,
 }
 
-pub(super) async fn log_inputs(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<LogInputsRequest>) -> JsonResult {
+pub(super) async fn log_inputs(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<LogInputsRequest>,
+) -> JsonResult {
     let mut datasets = Vec::with_capacity(request.datasets.len());
     for input in request.datasets {
-        let fields = input.dataset.ok_or_else(|| ApiError::invalid("Missing value for required parameter 'datasets.dataset'."))?;
+        let fields = input
+            .dataset
+            .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'datasets.dataset'."))?;
         datasets.push(DatasetInput {
             tags: to_tags(input.tags, "datasets.tags")?,
             dataset: Dataset {
@@ -242,9 +312,17 @@ pub(super) async fn log_inputs(State(state): State<AppState>, MlflowMessage(requ
     let models = request
         .models
         .into_iter()
-        .map(|model| Ok(ModelInput { model_id: required(&model.model_id, "models.model_id")?.to_string() }))
+        .map(|model| {
+            Ok(ModelInput {
+                model_id: required(&model.model_id, "models.model_id")?.to_string(),
+            })
+        })
         .collect::<ApiResult<Vec<_>>>()?;
-    state.tracking.store().log_inputs(request.identity.resolve()?, &datasets, &models).await?;
+    state
+        .tracking
+        .store()
+        .log_inputs(request.identity.resolve()?, &datasets, &models)
+        .await?;
     empty_object()
 }
 
@@ -256,15 +334,25 @@ pub(super) struct LogOutputsRequest {
     models: Vec<ModelReference>,
 }
 
-pub(super) async fn log_outputs(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<LogOutputsRequest>) -> JsonResult {
+pub(super) async fn log_outputs(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<LogOutputsRequest>,
+) -> JsonResult {
     let models = request
         .models
         .into_iter()
         .map(|model| {
-            Ok(ModelOutput { model_id: required(&model.model_id, "models.model_id")?.to_string(), step: model.step.unwrap_or(0) })
+            Ok(ModelOutput {
+                model_id: required(&model.model_id, "models.model_id")?.to_string(),
+                step: model.step.unwrap_or(0),
+            })
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    state.tracking.store().log_outputs(request.identity.resolve()?, &models).await?;
+    state
+        .tracking
+        .store()
+        .log_outputs(request.identity.resolve()?, &models)
+        .await?;
     empty_object()
 }
 
@@ -281,7 +369,10 @@ pub(super) struct SearchRequest {
     page_token: Option<String>,
 }
 
-pub(super) async fn search(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<SearchRequest>) -> JsonResult {
+pub(super) async fn search(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<SearchRequest>,
+) -> JsonResult {
     let max_results = u64::try_from(request.max_results.unwrap_or(1000))
         .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
     let search = RunSearch {
@@ -289,7 +380,10 @@ pub(super) async fn search(State(state): State<AppState>, MlflowMessage(request)
         filter: request.filter,
         order_by: request.order_by,
         view_type: parse_view_type(request.run_view_type.map(|view| view.as_text()).as_deref())?,
-        page: PageRequest { max_results, page_token: request.page_token },
+        page: PageRequest {
+            max_results,
+            page_token: request.page_token,
+        },
     };
     let page = state.tracking.store().search_runs(&search).await?;
     page_response("runs", &page.items, page.next_page_token)
@@ -305,11 +399,21 @@ pub(super) struct HistoryRequest {
     page_token: Option<String>,
 }
 
-pub(super) async fn metric_history(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<HistoryRequest>) -> JsonResult {
+pub(super) async fn metric_history(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<HistoryRequest>,
+) -> JsonResult {
     let key = required(&request.metric_key, "metric_key")?;
     let max_results = u64::try_from(request.max_results.unwrap_or(25_000))
         .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
-    let page_request = PageRequest { max_results, page_token: request.page_token.clone() };
-    let page = state.tracking.store().metric_history(request.identity.resolve()?, key, &page_request).await?;
+    let page_request = PageRequest {
+        max_results,
+        page_token: request.page_token.clone(),
+    };
+    let page = state
+        .tracking
+        .store()
+        .metric_history(request.identity.resolve()?, key, &page_request)
+        .await?;
     page_response("metrics", &page.items, page.next_page_token)
 }

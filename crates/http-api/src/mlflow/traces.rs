@@ -16,7 +16,11 @@ pub(crate) fn parse_timestamp_millis(text: &str) -> Option<i64> {
     let text = text.trim().strip_suffix('Z').unwrap_or(text.trim());
     let (date, time) = text.split_once('T')?;
     let mut date_parts = date.splitn(3, '-').map(|part| part.parse::<i64>());
-    let (year, month, day) = (date_parts.next()?.ok()?, date_parts.next()?.ok()?, date_parts.next()?.ok()?);
+    let (year, month, day) = (
+        date_parts.next()?.ok()?,
+        date_parts.next()?.ok()?,
+        date_parts.next()?.ok()?,
+    );
     let time = time.split(['+']).next()?;
     let mut time_parts = time.splitn(3, ':');
     let hours: i64 = time_parts.next()?.parse().ok()?;
@@ -44,7 +48,10 @@ pub(super) struct StartRequest {
     trace: Option<Value>,
 }
 
-pub(super) async fn start(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<StartRequest>) -> JsonResult {
+pub(super) async fn start(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<StartRequest>,
+) -> JsonResult {
     let mut trace_info = request
         .trace
         .and_then(|trace| trace.get("trace_info").cloned())
@@ -53,7 +60,12 @@ pub(super) async fn start(State(state): State<AppState>, MlflowMessage(request):
     let trace_id = trace_info
         .get("trace_id")
         .and_then(Value::as_str)
-        .filter(|id| !id.is_empty() && id.chars().all(|character| character.is_ascii_alphanumeric() || character == '-'))
+        .filter(|id| {
+            !id.is_empty()
+                && id
+                    .chars()
+                    .all(|character| character.is_ascii_alphanumeric() || character == '-')
+        })
         .ok_or_else(|| ApiError::invalid("Invalid value for parameter 'trace.trace_info.trace_id'."))?
         .to_string();
     let experiment_id = trace_info
@@ -67,9 +79,20 @@ pub(super) async fn start(State(state): State<AppState>, MlflowMessage(request):
         .and_then(Value::as_str)
         .and_then(parse_timestamp_millis)
         .unwrap_or_else(loopline_core::time::now_millis);
-    let execution_time_ms = trace_info.get("execution_duration").and_then(Value::as_str).and_then(parse_duration_millis).unwrap_or(0);
-    let trace_state = trace_info.get("state").and_then(Value::as_str).unwrap_or("STATE_UNSPECIFIED").to_string();
-    let artifact_location = format!("{}/traces/{trace_id}/artifacts", experiment.artifact_location.trim_end_matches('/'));
+    let execution_time_ms = trace_info
+        .get("execution_duration")
+        .and_then(Value::as_str)
+        .and_then(parse_duration_millis)
+        .unwrap_or(0);
+    let trace_state = trace_info
+        .get("state")
+        .and_then(Value::as_str)
+        .unwrap_or("STATE_UNSPECIFIED")
+        .to_string();
+    let artifact_location = format!(
+        "{}/traces/{trace_id}/artifacts",
+        experiment.artifact_location.trim_end_matches('/')
+    );
     let object = trace_info.as_object_mut().expect("checked to be an object above");
     let tags = object.entry("tags").or_insert_with(|| json!({}));
     if let Some(tags) = tags.as_object_mut() {
@@ -78,7 +101,14 @@ pub(super) async fn start(State(state): State<AppState>, MlflowMessage(request):
     state
         .tracking
         .store()
-        .start_trace(&NewTrace { trace_id, experiment_id, timestamp_ms, execution_time_ms, state: trace_state, trace_info: trace_info.clone() })
+        .start_trace(&NewTrace {
+            trace_id,
+            experiment_id,
+            timestamp_ms,
+            execution_time_ms,
+            state: trace_state,
+            trace_info: trace_info.clone(),
+        })
         .await?;
     single("trace", &json!({ "trace_info": trace_info }))
 }
@@ -96,7 +126,10 @@ pub(super) struct GetQuery {
     allow_partial: Option<bool>,
 }
 
-pub(super) async fn get_by_query(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<GetQuery>) -> JsonResult {
+pub(super) async fn get_by_query(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<GetQuery>,
+) -> JsonResult {
     let trace_id = required(&request.trace_id, "trace_id")?;
     let trace_info = state.tracking.store().get_trace_info(trace_id).await?;
     single("trace", &json!({ "trace_info": trace_info }))
@@ -108,7 +141,10 @@ pub(super) struct BatchGetQuery {
     trace_ids: Vec<String>,
 }
 
-pub(super) async fn batch_get(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<BatchGetQuery>) -> JsonResult {
+pub(super) async fn batch_get(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<BatchGetQuery>,
+) -> JsonResult {
     let mut traces = Vec::with_capacity(request.trace_ids.len());
     for trace_id in &request.trace_ids {
         let trace_info = state.tracking.store().get_trace_info(trace_id).await?;
@@ -134,21 +170,30 @@ pub(super) struct SearchRequest {
 fn experiment_ids_of(request: &SearchRequest) -> Vec<String> {
     let mut experiment_ids = request.experiment_ids.clone();
     for location in &request.locations {
-        if let Some(experiment_id) = location.pointer("/mlflow_experiment/experiment_id").and_then(Value::as_str) {
+        if let Some(experiment_id) = location
+            .pointer("/mlflow_experiment/experiment_id")
+            .and_then(Value::as_str)
+        {
             experiment_ids.push(experiment_id.to_string());
         }
     }
     experiment_ids
 }
 
-pub(super) async fn search(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<SearchRequest>) -> JsonResult {
+pub(super) async fn search(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<SearchRequest>,
+) -> JsonResult {
     let max_results = u64::try_from(request.max_results.unwrap_or(100))
         .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
     let search = TraceSearch {
         experiment_ids: experiment_ids_of(&request),
         filter: request.filter,
         order_by: request.order_by,
-        page: PageRequest { max_results, page_token: request.page_token },
+        page: PageRequest {
+            max_results,
+            page_token: request.page_token,
+        },
     };
     let page = state.tracking.store().search_traces(&search).await?;
     page_response("traces", &page.items, page.next_page_token)
@@ -170,7 +215,11 @@ pub(super) async fn set_tag(
     Path(trace_id): Path<String>,
     MlflowMessage(request): MlflowMessage<TagRequest>,
 ) -> JsonResult {
-    state.tracking.store().set_trace_tag(&trace_id, &tag_of(&request)?).await?;
+    state
+        .tracking
+        .store()
+        .set_trace_tag(&trace_id, &tag_of(&request)?)
+        .await?;
     empty_object()
 }
 
@@ -197,14 +246,22 @@ pub(super) struct DeleteRequest {
     max_traces: Option<i64>,
 }
 
-pub(super) async fn delete_traces(State(state): State<AppState>, MlflowMessage(request): MlflowMessage<DeleteRequest>) -> JsonResult {
+pub(super) async fn delete_traces(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<DeleteRequest>,
+) -> JsonResult {
     let experiment_id = required(&request.experiment_id, "experiment_id")?;
     let mut trace_ids = request.request_ids.clone();
     trace_ids.extend(request.trace_ids.iter().cloned());
     let deleted = state
         .tracking
         .store()
-        .delete_traces(experiment_id, &trace_ids, request.max_timestamp_millis, request.max_traces)
+        .delete_traces(
+            experiment_id,
+            &trace_ids,
+            request.max_timestamp_millis,
+            request.max_traces,
+        )
         .await?;
     single("traces_deleted", &deleted)
 }
@@ -216,7 +273,10 @@ mod tests {
     #[test]
     fn proto_timestamps_and_durations_parse() {
         assert_eq!(parse_timestamp_millis("1970-01-01T00:00:01.5Z"), Some(1500));
-        assert_eq!(parse_timestamp_millis("2026-11-22T01:45:13.928Z"), Some(1_795_311_913_928));
+        assert_eq!(
+            parse_timestamp_millis("2026-11-22T01:45:13.928Z"),
+            Some(1_795_311_913_928)
+        );
         assert_eq!(parse_duration_millis("0.001s"), Some(1));
         assert_eq!(parse_timestamp_millis("garbage"), None);
     }

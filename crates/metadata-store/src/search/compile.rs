@@ -31,7 +31,7 @@ pub fn compile_expression(
     Ok(())
 }
 
-fn text_value<'a>(comparison: &'a Comparison) -> Result<&'a str, String> {
+fn text_value(comparison: &Comparison) -> Result<&str, String> {
     match &comparison.value {
         FilterValue::Text(text) => Ok(text),
         other => Err(format!(
@@ -69,7 +69,10 @@ pub fn string_predicate(
     match comparison.comparator {
         Comparator::Equal | Comparator::NotEqual | Comparator::Like => {
             let placeholder = builder.bind_text(text_value(comparison)?);
-            builder.push(&format!("{column} {} {placeholder}", comparison.comparator.sql_operator()));
+            builder.push(&format!(
+                "{column} {} {placeholder}",
+                comparison.comparator.sql_operator()
+            ));
         }
         Comparator::ILike => {
             let placeholder = builder.bind_text(text_value(comparison)?);
@@ -103,7 +106,13 @@ pub fn numeric_predicate(column: &str, comparison: &Comparison, builder: &mut Sq
         FilterValue::Text(text) => text
             .parse::<f64>()
             .map_err(|_| format!("expected a number for '{}', got '{text}'", identifier(comparison)))?,
-        other => return Err(format!("expected a number for '{}', got {}", identifier(comparison), describe_value(other))),
+        other => {
+            return Err(format!(
+                "expected a number for '{}', got {}",
+                identifier(comparison),
+                describe_value(other)
+            ));
+        }
     };
     let value = if number.fract() == 0.0 && number.abs() < 9.0e18 {
         SqlValue::Integer(number as i64)
@@ -111,7 +120,10 @@ pub fn numeric_predicate(column: &str, comparison: &Comparison, builder: &mut Sq
         SqlValue::Real(number)
     };
     let placeholder = builder.bind(value);
-    builder.push(&format!("{column} {} {placeholder}", comparison.comparator.sql_operator()));
+    builder.push(&format!(
+        "{column} {} {placeholder}",
+        comparison.comparator.sql_operator()
+    ));
     Ok(())
 }
 
@@ -132,7 +144,11 @@ impl KeyValueTable<'_> {
             .iter()
             .map(|(child, parent)| format!("{alias}.{child} = {parent}"))
             .collect();
-        format!("FROM {} {alias} WHERE {} AND {alias}.key = {key_placeholder}", self.table, join.join(" AND "))
+        format!(
+            "FROM {} {alias} WHERE {} AND {alias}.key = {key_placeholder}",
+            self.table,
+            join.join(" AND ")
+        )
     }
 }
 
@@ -172,7 +188,10 @@ pub fn key_value_predicate_with_default(
     let key_placeholder = builder.bind_text(&comparison.key);
     let default_placeholder = builder.bind_text(default_value);
     let subquery = table.correlated_subquery("kv", &key_placeholder);
-    let column = format!("COALESCE((SELECT kv.{} {subquery}), {default_placeholder})", table.value_column);
+    let column = format!(
+        "COALESCE((SELECT kv.{} {subquery}), {default_placeholder})",
+        table.value_column
+    );
     string_predicate(&column, comparison, true, builder)
 }
 

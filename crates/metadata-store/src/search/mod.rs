@@ -5,5 +5,8 @@ pub mod compile;
 pub mod parser;
 pub mod sql_builder;
 
-pub use parser::{Comparator, Comparison, FilterExpression, FilterSyntaxError, FilterValue, OrderClause, parse_filter, parse_order_clause};
+pub use parser::{
+    Comparator, Comparison, FilterExpression, FilterSyntaxError, FilterValue, OrderClause, parse_filter,
+    parse_order_clause,
+};
 pub use sql_builder::{SqlBuilder, SqlValue};

@@ -169,7 +169,9 @@ fn tokenize(filter: &str) -> Result<Vec<Token>, String> {
                     && word.ends_with('.')
                     && character != '\''
                 {
-                    let (Token::Backticked(key) | Token::Quoted(key)) = token else { unreachable!() };
+                    let (Token::Backticked(key) | Token::Quoted(key)) = token else {
+                        unreachable!()
+                    };
                     word.push('\u{0}');
                     word.push_str(&key);
                 } else {
@@ -192,7 +194,9 @@ fn tokenize(filter: &str) -> Result<Vec<Token>, String> {
             }
             _ if character.is_ascii_digit()
                 || ((character == '-' || character == '+' || character == '.')
-                    && characters.get(index + 1).is_some_and(|next| next.is_ascii_digit() || *next == '.')) =>
+                    && characters
+                        .get(index + 1)
+                        .is_some_and(|next| next.is_ascii_digit() || *next == '.')) =>
             {
                 let start = index;
                 index += 1;
@@ -275,7 +279,11 @@ impl Parser {
             self.position += 1;
             children.push(self.parse_and()?);
         }
-        Ok(if children.len() == 1 { children.remove(0) } else { FilterExpression::Or(children) })
+        Ok(if children.len() == 1 {
+            children.remove(0)
+        } else {
+            FilterExpression::Or(children)
+        })
     }
 
     fn parse_and(&mut self) -> Result<FilterExpression, String> {
@@ -284,7 +292,11 @@ impl Parser {
             self.position += 1;
             children.push(self.parse_primary()?);
         }
-        Ok(if children.len() == 1 { children.remove(0) } else { FilterExpression::And(children) })
+        Ok(if children.len() == 1 {
+            children.remove(0)
+        } else {
+            FilterExpression::And(children)
+        })
     }
 
     fn parse_primary(&mut self) -> Result<FilterExpression, String> {
@@ -313,15 +325,27 @@ impl Parser {
             _ => match self.next() {
                 Some(Token::Quoted(text)) => FilterValue::Text(text),
                 Some(Token::Number(number)) => FilterValue::Number(number),
-                Some(other) => return Err(format!("expected a value after '{comparator}', found {}", describe(&other))),
+                Some(other) => {
+                    return Err(format!(
+                        "expected a value after '{comparator}', found {}",
+                        describe(&other)
+                    ));
+                }
                 None => return Err(format!("expected a value after '{comparator}'")),
             },
         };
-        Ok(Comparison { prefix, key, comparator, value })
+        Ok(Comparison {
+            prefix,
+            key,
+            comparator,
+            value,
+        })
     }
 
     fn parse_comparator(&mut self) -> Result<Comparator, String> {
-        let token = self.next().ok_or("expected a comparator, found the end of the filter")?;
+        let token = self
+            .next()
+            .ok_or("expected a comparator, found the end of the filter")?;
         let comparator = match &token {
             Token::Operator(operator) => match operator.as_str() {
                 "=" => Comparator::Equal,
@@ -372,13 +396,25 @@ impl Parser {
             match self.next() {
                 Some(Token::Quoted(text)) => values.push(text),
                 Some(Token::Number(_)) => return Err("list values must be quoted strings".to_string()),
-                Some(Token::CloseParen) if values.is_empty() => return Err("a value list must not be empty".to_string()),
-                other => return Err(format!("expected a quoted value in the list, found {}", describe_option(&other))),
+                Some(Token::CloseParen) if values.is_empty() => {
+                    return Err("a value list must not be empty".to_string());
+                }
+                other => {
+                    return Err(format!(
+                        "expected a quoted value in the list, found {}",
+                        describe_option(&other)
+                    ));
+                }
             }
             match self.next() {
                 Some(Token::Comma) => continue,
                 Some(Token::CloseParen) => return Ok(values),
-                other => return Err(format!("expected ',' or ')' in the list, found {}", describe_option(&other))),
+                other => {
+                    return Err(format!(
+                        "expected ',' or ')' in the list, found {}",
+                        describe_option(&other)
+                    ));
+                }
             }
         }
     }
@@ -398,7 +434,10 @@ fn describe(token: &Token) -> String {
 }
 
 fn describe_option(token: &Option<Token>) -> String {
-    token.as_ref().map(describe).unwrap_or_else(|| "the end of the filter".to_string())
+    token
+        .as_ref()
+        .map(describe)
+        .unwrap_or_else(|| "the end of the filter".to_string())
 }
 
 /// Splits `prefix.key` (the key may itself hold dots, or arrive quoted after a NUL marker).
@@ -415,7 +454,10 @@ fn split_identifier(word: &str) -> Result<(Option<String>, String), String> {
 
 /// Parses a filter string. An empty or blank filter yields `None`.
 pub fn parse_filter(filter: &str) -> Result<Option<FilterExpression>, FilterSyntaxError> {
-    let error = |reason: String| FilterSyntaxError { filter: filter.to_string(), reason };
+    let error = |reason: String| FilterSyntaxError {
+        filter: filter.to_string(),
+        reason,
+    };
     if filter.trim().is_empty() {
         return Ok(None);
     }
@@ -423,7 +465,10 @@ pub fn parse_filter(filter: &str) -> Result<Option<FilterExpression>, FilterSynt
     let mut parser = Parser { tokens, position: 0 };
     let expression = parser.parse_or().map_err(error)?;
     if let Some(extra) = parser.peek() {
-        return Err(error(format!("unexpected {} after a complete expression", describe(extra))));
+        return Err(error(format!(
+            "unexpected {} after a complete expression",
+            describe(extra)
+        )));
     }
     Ok(Some(expression))
 }
@@ -441,7 +486,10 @@ pub struct OrderClause {
 
 /// Parses one order_by entry such as ``metrics.`acc` DESC`` or `start_time`.
 pub fn parse_order_clause(text: &str) -> Result<OrderClause, FilterSyntaxError> {
-    let error = |reason: String| FilterSyntaxError { filter: text.to_string(), reason };
+    let error = |reason: String| FilterSyntaxError {
+        filter: text.to_string(),
+        reason,
+    };
     let tokens = tokenize(text).map_err(error)?;
     let mut tokens = tokens.into_iter();
     let (prefix, key) = match tokens.next() {
@@ -456,7 +504,10 @@ pub fn parse_order_clause(text: &str) -> Result<OrderClause, FilterSyntaxError> 
         Some(other) => return Err(error(format!("expected ASC or DESC, found {}", describe(&other)))),
     };
     if let Some(extra) = tokens.next() {
-        return Err(error(format!("unexpected {} after the sort direction", describe(&extra))));
+        return Err(error(format!(
+            "unexpected {} after the sort direction",
+            describe(&extra)
+        )));
     }
     Ok(OrderClause { prefix, key, ascending })
 }
@@ -474,8 +525,12 @@ mod tests {
 
     #[test]
     fn parses_the_observed_mlflow_filters() {
-        let parsed = parse_filter("metrics.acc >= 0.25 AND metrics.loss < 0.9").unwrap().unwrap();
-        let FilterExpression::And(children) = parsed else { panic!("expected AND") };
+        let parsed = parse_filter("metrics.acc >= 0.25 AND metrics.loss < 0.9")
+            .unwrap()
+            .unwrap();
+        let FilterExpression::And(children) = parsed else {
+            panic!("expected AND")
+        };
         assert_eq!(children.len(), 2);
         let backticked = comparison("tags.`mlflow.prompt.is_prompt` != 'true'");
         assert_eq!(backticked.prefix.as_deref(), Some("tags"));
@@ -484,7 +539,10 @@ mod tests {
         let dotted = comparison("tags.mlflow.runName = 'r4'");
         assert_eq!(dotted.key, "mlflow.runName");
         let quoted = comparison("params.\"my key\" = \"v\"");
-        assert_eq!((quoted.key.as_str(), quoted.value), ("my key", FilterValue::Text("v".into())));
+        assert_eq!(
+            (quoted.key.as_str(), quoted.value),
+            ("my key", FilterValue::Text("v".into()))
+        );
         let listed = comparison("attributes.run_id IN ('a', 'b')");
         assert_eq!(listed.value, FilterValue::List(vec!["a".into(), "b".into()]));
         assert_eq!(comparison("tags.missing IS NULL").comparator, Comparator::IsNull);
@@ -496,14 +554,25 @@ mod tests {
 
     #[test]
     fn or_and_parentheses_nest() {
-        let parsed = parse_filter("(params.a = '1' OR params.a = '2') and metrics.m > 0").unwrap().unwrap();
-        let FilterExpression::And(children) = parsed else { panic!("expected AND") };
+        let parsed = parse_filter("(params.a = '1' OR params.a = '2') and metrics.m > 0")
+            .unwrap()
+            .unwrap();
+        let FilterExpression::And(children) = parsed else {
+            panic!("expected AND")
+        };
         assert!(matches!(&children[0], FilterExpression::Or(inner) if inner.len() == 2));
     }
 
     #[test]
     fn rejects_malformed_filters_with_reasons() {
-        for bad in ["metrics.acc >> 1", "metrics.acc", "params.a = ", "params.a IN ()", "(params.a = '1'", "params.a = 'x"] {
+        for bad in [
+            "metrics.acc >> 1",
+            "metrics.acc",
+            "params.a = ",
+            "params.a IN ()",
+            "(params.a = '1'",
+            "params.a = 'x",
+        ] {
             let error = parse_filter(bad).unwrap_err();
             assert!(!error.reason.is_empty(), "{bad}");
         }
@@ -514,7 +583,10 @@ mod tests {
     #[test]
     fn order_clauses() {
         let clause = parse_order_clause("metrics.`acc` DESC").unwrap();
-        assert_eq!((clause.prefix.as_deref(), clause.key.as_str(), clause.ascending), (Some("metrics"), "acc", false));
+        assert_eq!(
+            (clause.prefix.as_deref(), clause.key.as_str(), clause.ascending),
+            (Some("metrics"), "acc", false)
+        );
         assert!(parse_order_clause("start_time").unwrap().ascending);
         assert!(parse_order_clause("start_time sideways").is_err());
     }

@@ -24,7 +24,10 @@ pub struct SqlBuilder {
 impl SqlBuilder {
     /// Starts with the given SQL text.
     pub fn new(sql: impl Into<String>) -> Self {
-        Self { sql: sql.into(), values: Vec::new() }
+        Self {
+            sql: sql.into(),
+            values: Vec::new(),
+        }
     }
 
     /// Records a value and returns its placeholder.

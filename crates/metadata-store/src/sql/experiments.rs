@@ -1,7 +1,10 @@
 //! Experiments on SQL.
 
 use super::rows::{integer, load_key_values, text};
-use super::{SqlStore, built_query, into_page, invalid_filter, invalid_search, is_unique_violation, page_limits, parse_experiment_id};
+use super::{
+    SqlStore, built_query, into_page, invalid_filter, invalid_search, is_unique_violation, page_limits,
+    parse_experiment_id,
+};
 use crate::entities::{Experiment, LifecycleStage, Page, Tag};
 use crate::error::{StoreError, StoreResult};
 use crate::queries::ExperimentSearch;
@@ -36,14 +39,16 @@ impl ClauseCompiler for ExperimentClauses {
     fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
         match identifier_kind(comparison.prefix.as_deref())? {
             IdentifierKind::Tag => {
-                let table = KeyValueTable { table: "experiment_tags", join: &[("experiment_id", "e.experiment_id")], value_column: "value" };
+                let table = KeyValueTable {
+                    table: "experiment_tags",
+                    join: &[("experiment_id", "e.experiment_id")],
+                    value_column: "value",
+                };
                 key_value_predicate(&table, comparison, builder)
             }
             IdentifierKind::Attribute => match comparison.key.as_str() {
                 "name" => string_predicate("e.name", comparison, true, builder),
-                "experiment_id" => {
-                    string_predicate(&cast_experiment_id_to_text(), comparison, true, builder)
-                }
+                "experiment_id" => string_predicate(&cast_experiment_id_to_text(), comparison, true, builder),
                 "creation_time" | "last_update_time" => {
                     numeric_predicate(&format!("e.{}", comparison.key), comparison, builder)
                 }
@@ -67,27 +72,53 @@ fn experiment_order_term(clause_text: &str) -> Result<OrderTerm, String> {
     }
     let expression = match clause.key.as_str() {
         "name" | "experiment_id" | "creation_time" | "last_update_time" => format!("e.{}", clause.key),
-        other => return Err(format!("cannot order experiments by '{other}': use name, experiment_id, creation_time or last_update_time")),
+        other => {
+            return Err(format!(
+                "cannot order experiments by '{other}': use name, experiment_id, creation_time or last_update_time"
+            ));
+        }
     };
-    Ok(OrderTerm { expression, ascending: clause.ascending })
+    Ok(OrderTerm {
+        expression,
+        ascending: clause.ascending,
+    })
 }
 
 impl SqlStore {
     async fn attach_experiment_tags(&self, experiments: &mut [Experiment]) -> StoreResult<()> {
-        let ids: Vec<String> = experiments.iter().map(|experiment| experiment.experiment_id.clone()).collect();
+        let ids: Vec<String> = experiments
+            .iter()
+            .map(|experiment| experiment.experiment_id.clone())
+            .collect();
         // experiment_tags.experiment_id is an integer; compare as text for a portable IN list.
-        let mut tags = load_key_values(&self.pool, "(SELECT CAST(experiment_id AS TEXT) AS experiment_id, key, value FROM experiment_tags) t", "experiment_id", &ids).await?;
+        let mut tags = load_key_values(
+            &self.pool,
+            "(SELECT CAST(experiment_id AS TEXT) AS experiment_id, key, value FROM experiment_tags) t",
+            "experiment_id",
+            &ids,
+        )
+        .await?;
         for experiment in experiments.iter_mut() {
             experiment.tags = tags.remove(&experiment.experiment_id).unwrap_or_default();
         }
         Ok(())
     }
 
-    async fn fetch_experiment(&self, predicate: &str, value: crate::search::SqlValue, missing: String) -> StoreResult<Experiment> {
-        let mut builder = SqlBuilder::new(format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE {predicate} = "));
+    async fn fetch_experiment(
+        &self,
+        predicate: &str,
+        value: crate::search::SqlValue,
+        missing: String,
+    ) -> StoreResult<Experiment> {
+        let mut builder = SqlBuilder::new(format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE {predicate} = "
+        ));
         let placeholder = builder.bind(value);
         builder.push(&placeholder);
-        let row = built_query(&builder).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound(missing))?;
+        let row = built_query(&builder)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound(missing))?;
         let mut experiments = vec![experiment_from_row(&row)?];
         self.attach_experiment_tags(&mut experiments).await?;
         Ok(experiments.remove(0))
@@ -106,7 +137,12 @@ impl SqlStore {
 
 #[async_trait]
 impl ExperimentStore for SqlStore {
-    async fn create_experiment(&self, name: &str, artifact_location: Option<&str>, tags: &[Tag]) -> StoreResult<String> {
+    async fn create_experiment(
+        &self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[Tag],
+    ) -> StoreResult<String> {
         let _writer = self.writer_guard().await;
         let mut transaction = self.pool.begin().await?;
         let existing = sqlx::query("SELECT lifecycle_stage FROM experiments WHERE name = $1")
@@ -116,7 +152,9 @@ impl ExperimentStore for SqlStore {
         if let Some(row) = existing {
             let stage = text(&row, "lifecycle_stage")?;
             let suffix = if stage == "deleted" { " in deleted state" } else { "" };
-            return Err(StoreError::AlreadyExists(format!("Experiment '{name}' already exists{suffix}.")));
+            return Err(StoreError::AlreadyExists(format!(
+                "Experiment '{name}' already exists{suffix}."
+            )));
         }
         let now = now_millis();
         let inserted = sqlx::query(
@@ -164,18 +202,27 @@ impl ExperimentStore for SqlStore {
         let Ok(numeric_id) = parse_experiment_id(experiment_id) else {
             return Err(StoreError::NotFound(missing));
         };
-        self.fetch_experiment("e.experiment_id", crate::search::SqlValue::Integer(numeric_id), missing).await
+        self.fetch_experiment("e.experiment_id", crate::search::SqlValue::Integer(numeric_id), missing)
+            .await
     }
 
     async fn get_experiment_by_name(&self, name: &str) -> StoreResult<Experiment> {
         let missing = format!("Could not find experiment with name '{name}'");
-        self.fetch_experiment("e.name", crate::search::SqlValue::Text(name.to_string()), missing).await
+        self.fetch_experiment("e.name", crate::search::SqlValue::Text(name.to_string()), missing)
+            .await
     }
 
     async fn search_experiments(&self, search: &ExperimentSearch) -> StoreResult<Page<Experiment>> {
         let (max_results, offset) = page_limits(&search.page, 1000, 50_000, "search_experiments")?;
-        let mut builder = SqlBuilder::new(format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN "));
-        let stages: Vec<String> = search.view_type.stages().iter().map(|stage| stage.to_string()).collect();
+        let mut builder = SqlBuilder::new(format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN "
+        ));
+        let stages: Vec<String> = search
+            .view_type
+            .stages()
+            .iter()
+            .map(|stage| stage.to_string())
+            .collect();
         builder.push_text_list(&stages);
         if let Some(expression) = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)? {
             builder.push(" AND ");
@@ -187,9 +234,15 @@ impl ExperimentStore for SqlStore {
             terms.push(experiment_order_term(clause).map_err(|reason| invalid_search("order_by clause", reason))?);
         }
         if terms.is_empty() {
-            terms.push(OrderTerm { expression: "e.creation_time".into(), ascending: false });
+            terms.push(OrderTerm {
+                expression: "e.creation_time".into(),
+                ascending: false,
+            });
         }
-        terms.push(OrderTerm { expression: "e.experiment_id".into(), ascending: true });
+        terms.push(OrderTerm {
+            expression: "e.experiment_id".into(),
+            ascending: true,
+        });
         builder.push(&format!(" ORDER BY {}", render_order_terms(&terms)));
         builder.push(&format!(" LIMIT {} OFFSET {offset}", max_results + 1));
         let rows = built_query(&builder).fetch_all(&self.pool).await?;
@@ -227,7 +280,9 @@ impl ExperimentStore for SqlStore {
         let numeric_id = parse_experiment_id(experiment_id)?;
         self.experiment_stage(numeric_id).await?;
         if numeric_id == 0 && stage == LifecycleStage::Deleted {
-            return Err(StoreError::InvalidParameter("Cannot delete the default experiment '0'.".to_string()));
+            return Err(StoreError::InvalidParameter(
+                "Cannot delete the default experiment '0'.".to_string(),
+            ));
         }
         let _writer = self.writer_guard().await;
         let now = now_millis();
@@ -279,7 +334,9 @@ impl ExperimentStore for SqlStore {
             .execute(&self.pool)
             .await?;
         if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("No tag with name: {key} in experiment with id {experiment_id}")));
+            return Err(StoreError::NotFound(format!(
+                "No tag with name: {key} in experiment with id {experiment_id}"
+            )));
         }
         Ok(())
     }

@@ -48,7 +48,9 @@ fn attribute_column(key: &str) -> Option<(&'static str, bool)> {
         "status" => Some(("m.status", false)),
         "source_run_id" => Some(("m.source_run_id", false)),
         "creation_time" | "creation_timestamp" | "creation_timestamp_ms" => Some(("m.creation_time", true)),
-        "last_updated_time" | "last_updated_timestamp" | "last_updated_timestamp_ms" => Some(("m.last_updated_time", true)),
+        "last_updated_time" | "last_updated_timestamp" | "last_updated_timestamp_ms" => {
+            Some(("m.last_updated_time", true))
+        }
         _ => None,
     }
 }
@@ -68,11 +70,19 @@ impl ClauseCompiler for LoggedModelClauses {
                 Ok(())
             }
             IdentifierKind::Param => {
-                let table = KeyValueTable { table: "logged_model_params", join: &[("model_id", "m.model_id")], value_column: "value" };
+                let table = KeyValueTable {
+                    table: "logged_model_params",
+                    join: &[("model_id", "m.model_id")],
+                    value_column: "value",
+                };
                 key_value_predicate(&table, comparison, builder)
             }
             IdentifierKind::Tag => {
-                let table = KeyValueTable { table: "logged_model_tags", join: &[("model_id", "m.model_id")], value_column: "value" };
+                let table = KeyValueTable {
+                    table: "logged_model_tags",
+                    join: &[("model_id", "m.model_id")],
+                    value_column: "value",
+                };
                 key_value_predicate(&table, comparison, builder)
             }
             IdentifierKind::Attribute => match attribute_column(&comparison.key) {
@@ -129,7 +139,10 @@ impl SqlStore {
                 point.model_id = optional_text(&row, "model_id")?;
                 point.dataset_name = optional_text(&row, "dataset_name")?;
                 point.dataset_digest = optional_text(&row, "dataset_digest")?;
-                metrics.entry(point.model_id.clone().unwrap_or_default()).or_default().push(point);
+                metrics
+                    .entry(point.model_id.clone().unwrap_or_default())
+                    .or_default()
+                    .push(point);
             }
         }
         Ok(infos
@@ -193,7 +206,10 @@ impl LoggedModelStore for SqlStore {
         }
         let experiment_id = parse_experiment_id(&experiment.experiment_id)?;
         let model_id = loopline_core::ids::new_logged_model_id();
-        let artifact_location = format!("{}/models/{model_id}/artifacts", experiment.artifact_location.trim_end_matches('/'));
+        let artifact_location = format!(
+            "{}/models/{model_id}/artifacts",
+            experiment.artifact_location.trim_end_matches('/')
+        );
         let now = now_millis();
         {
             let _writer = self.writer_guard().await;
@@ -212,7 +228,10 @@ impl LoggedModelStore for SqlStore {
             .bind(new_model.source_run_id.clone().unwrap_or_default())
             .execute(&mut *transaction)
             .await?;
-            for (table, entries) in [("logged_model_params", &new_model.params), ("logged_model_tags", &new_model.tags)] {
+            for (table, entries) in [
+                ("logged_model_params", &new_model.params),
+                ("logged_model_tags", &new_model.tags),
+            ] {
                 for entry in entries {
                     query_text(format!(
                         "INSERT INTO {table} (model_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"
@@ -230,11 +249,16 @@ impl LoggedModelStore for SqlStore {
     }
 
     async fn get_logged_model(&self, model_id: &str) -> StoreResult<LoggedModel> {
-        let rows = query_text(format!("SELECT {MODEL_COLUMNS} FROM logged_models m WHERE m.model_id = $1 AND m.lifecycle_stage = 'active'"))
-            .bind(model_id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        self.load_logged_models(rows).await?.pop().ok_or_else(|| model_not_found(model_id))
+        let rows = query_text(format!(
+            "SELECT {MODEL_COLUMNS} FROM logged_models m WHERE m.model_id = $1 AND m.lifecycle_stage = 'active'"
+        ))
+        .bind(model_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        self.load_logged_models(rows)
+            .await?
+            .pop()
+            .ok_or_else(|| model_not_found(model_id))
     }
 
     async fn set_logged_model_status(&self, model_id: &str, status: &str) -> StoreResult<LoggedModel> {
@@ -264,13 +288,16 @@ impl LoggedModelStore for SqlStore {
             .execute(&self.pool)
             .await?;
         if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("No tag with key '{key}' found for logged model '{model_id}'.")));
+            return Err(StoreError::NotFound(format!(
+                "No tag with key '{key}' found for logged model '{model_id}'."
+            )));
         }
         Ok(())
     }
 
     async fn log_logged_model_params(&self, model_id: &str, params: &[Param]) -> StoreResult<()> {
-        self.upsert_model_key_values("logged_model_params", model_id, params).await
+        self.upsert_model_key_values("logged_model_params", model_id, params)
+            .await
     }
 
     async fn delete_logged_model(&self, model_id: &str) -> StoreResult<()> {
@@ -287,10 +314,13 @@ impl LoggedModelStore for SqlStore {
     async fn search_logged_models(&self, search: &LoggedModelSearch) -> StoreResult<Page<LoggedModel>> {
         let (max_results, offset) = page_limits(&search.page, 100, 50_000, "search_logged_models")?;
         if search.experiment_ids.is_empty() {
-            return Err(StoreError::InvalidParameter("experiment_ids must name at least one experiment".to_string()));
+            return Err(StoreError::InvalidParameter(
+                "experiment_ids must name at least one experiment".to_string(),
+            ));
         }
-        let mut builder =
-            SqlBuilder::new(format!("SELECT {MODEL_COLUMNS} FROM logged_models m WHERE m.lifecycle_stage = 'active' AND m.experiment_id IN ("));
+        let mut builder = SqlBuilder::new(format!(
+            "SELECT {MODEL_COLUMNS} FROM logged_models m WHERE m.lifecycle_stage = 'active' AND m.experiment_id IN ("
+        ));
         for (index, experiment_id) in search.experiment_ids.iter().enumerate() {
             if index > 0 {
                 builder.push(", ");
@@ -306,11 +336,24 @@ impl LoggedModelStore for SqlStore {
         }
         let mut terms = Vec::new();
         for (field, ascending) in &search.order_by {
-            terms.push(model_order_term(field, *ascending, &mut builder).map_err(|reason| invalid_search("order_by", reason))?);
+            terms.push(
+                model_order_term(field, *ascending, &mut builder)
+                    .map_err(|reason| invalid_search("order_by", reason))?,
+            );
         }
-        terms.push(OrderTerm { expression: "m.creation_time".into(), ascending: false });
-        terms.push(OrderTerm { expression: "m.model_id".into(), ascending: true });
-        builder.push(&format!(" ORDER BY {} LIMIT {} OFFSET {offset}", render_order_terms(&terms), max_results + 1));
+        terms.push(OrderTerm {
+            expression: "m.creation_time".into(),
+            ascending: false,
+        });
+        terms.push(OrderTerm {
+            expression: "m.model_id".into(),
+            ascending: true,
+        });
+        builder.push(&format!(
+            " ORDER BY {} LIMIT {} OFFSET {offset}",
+            render_order_terms(&terms),
+            max_results + 1
+        ));
         let rows = built_query(&builder).fetch_all(&self.pool).await?;
         let models = self.load_logged_models(rows).await?;
         Ok(into_page(models, max_results, offset))

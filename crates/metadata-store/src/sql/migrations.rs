@@ -27,7 +27,9 @@ impl SqlStore {
         let mut transaction = self.pool.begin().await?;
         if self.dialect == Dialect::Postgres {
             // Replicas starting together must not migrate concurrently.
-            sqlx::query("SELECT pg_advisory_xact_lock(7361832)").execute(&mut *transaction).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7361832)")
+                .execute(&mut *transaction)
+                .await?;
         }
         sqlx::query("CREATE TABLE IF NOT EXISTS loopline_schema (version BIGINT NOT NULL)")
             .execute(&mut *transaction)
@@ -37,7 +39,10 @@ impl SqlStore {
             .await?
             .try_get("version")?;
         if current_version > LATEST_SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew { found: current_version, supported: LATEST_SCHEMA_VERSION });
+            return Err(StoreError::SchemaTooNew {
+                found: current_version,
+                supported: LATEST_SCHEMA_VERSION,
+            });
         }
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(current_version as usize) {
             let version = index as i64 + 1;
@@ -49,7 +54,9 @@ impl SqlStore {
                 }
                 query_text(statement).execute(&mut *transaction).await?;
             }
-            sqlx::query("DELETE FROM loopline_schema").execute(&mut *transaction).await?;
+            sqlx::query("DELETE FROM loopline_schema")
+                .execute(&mut *transaction)
+                .await?;
             sqlx::query("INSERT INTO loopline_schema (version) VALUES ($1)")
                 .bind(version)
                 .execute(&mut *transaction)

@@ -58,7 +58,10 @@ fn database_url(backend_store_uri: &str) -> StoreResult<(String, Dialect)> {
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent).map_err(|error| {
-                StoreError::InvalidParameter(format!("cannot create directory '{}' for the database: {error}", parent.display()))
+                StoreError::InvalidParameter(format!(
+                    "cannot create directory '{}' for the database: {error}",
+                    parent.display()
+                ))
             })?;
         }
         return Ok((format!("sqlite://{path}?mode=rwc"), Dialect::Sqlite));
@@ -163,13 +166,19 @@ fn invalid_search(what: &str, reason: String) -> StoreError {
 /// Parses a numeric id (experiments) into the stored integer, or reports it missing.
 fn parse_experiment_id(experiment_id: &str) -> StoreResult<i64> {
     i64::from_str(experiment_id.trim()).map_err(|_| {
-        StoreError::InvalidParameter(format!("experiment id '{experiment_id}' is not a valid id: it must be a decimal integer"))
+        StoreError::InvalidParameter(format!(
+            "experiment id '{experiment_id}' is not a valid id: it must be a decimal integer"
+        ))
     })
 }
 
 /// Limits the number of rows one page can ask for.
 fn page_limits(page: &crate::queries::PageRequest, default: u64, maximum: u64, what: &str) -> StoreResult<(u64, u64)> {
-    let max_results = if page.max_results == 0 { default } else { page.max_results };
+    let max_results = if page.max_results == 0 {
+        default
+    } else {
+        page.max_results
+    };
     if max_results > maximum {
         return Err(StoreError::InvalidParameter(format!(
             "invalid value {max_results} for parameter 'max_results' supplied: {what} supports at most {maximum} results per page"
@@ -204,7 +213,10 @@ mod tests {
     fn mlflow_style_sqlite_uris_map_to_paths() {
         let temporary = std::env::temp_dir();
         let absolute = format!("sqlite:///{}/x.db", temporary.display());
-        assert_eq!(database_url(&absolute).unwrap().0, format!("sqlite://{}/x.db?mode=rwc", temporary.display()));
+        assert_eq!(
+            database_url(&absolute).unwrap().0,
+            format!("sqlite://{}/x.db?mode=rwc", temporary.display())
+        );
         assert_eq!(database_url("sqlite:///x.db").unwrap().0, "sqlite://x.db?mode=rwc");
         assert_eq!(database_url("postgresql://u@h/db").unwrap().1, Dialect::Postgres);
         assert!(database_url("mysql://x").is_err());

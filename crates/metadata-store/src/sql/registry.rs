@@ -13,7 +13,6 @@ use loopline_core::time::now_millis;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
 
-
 pub(super) const VERSION_COLUMNS: &str = "v.name, v.version, v.creation_time, v.last_updated_time, v.description, v.user_id, \
      v.current_stage, v.source, v.run_id, v.run_link, v.status, v.storage_location, v.model_id";
 
@@ -68,7 +67,10 @@ impl SqlStore {
         builder.push_text_list(&names);
         builder.push(" ORDER BY alias");
         for row in built_query(&builder).fetch_all(&self.pool).await? {
-            aliases.entry((text(&row, "name")?, integer(&row, "version")?)).or_default().push(text(&row, "alias")?);
+            aliases
+                .entry((text(&row, "name")?, integer(&row, "version")?))
+                .or_default()
+                .push(text(&row, "alias")?);
         }
         for version in versions.iter_mut() {
             let key = (version.name.clone(), version.version_number);
@@ -160,7 +162,12 @@ impl SqlStore {
 
 #[async_trait]
 impl RegistryStore for SqlStore {
-    async fn create_registered_model(&self, name: &str, tags: &[Tag], description: &str) -> StoreResult<RegisteredModel> {
+    async fn create_registered_model(
+        &self,
+        name: &str,
+        tags: &[Tag],
+        description: &str,
+    ) -> StoreResult<RegisteredModel> {
         {
             let _writer = self.writer_guard().await;
             let mut transaction = self.pool.begin().await?;
@@ -193,11 +200,16 @@ impl RegistryStore for SqlStore {
     }
 
     async fn get_registered_model(&self, name: &str) -> StoreResult<RegisteredModel> {
-        let rows = sqlx::query("SELECT name, creation_time, last_updated_time, description FROM registered_models WHERE name = $1")
-            .bind(name.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        self.load_registered_models(rows).await?.pop().ok_or_else(|| model_not_found(name))
+        let rows = sqlx::query(
+            "SELECT name, creation_time, last_updated_time, description FROM registered_models WHERE name = $1",
+        )
+        .bind(name.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        self.load_registered_models(rows)
+            .await?
+            .pop()
+            .ok_or_else(|| model_not_found(name))
     }
 
     async fn rename_registered_model(&self, name: &str, new_name: &str) -> StoreResult<RegisteredModel> {
@@ -218,7 +230,12 @@ impl RegistryStore for SqlStore {
                         StoreError::Database(error)
                     }
                 })?;
-            for table in ["registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases"] {
+            for table in [
+                "registered_model_tags",
+                "model_versions",
+                "model_version_tags",
+                "registered_model_aliases",
+            ] {
                 query_text(format!("UPDATE {table} SET name = $1 WHERE name = $2"))
                     .bind(new_name.to_string())
                     .bind(name.to_string())
@@ -248,7 +265,13 @@ impl RegistryStore for SqlStore {
         self.require_registered_model(name).await?;
         let _writer = self.writer_guard().await;
         let mut transaction = self.pool.begin().await?;
-        for table in ["registered_model_tags", "model_version_tags", "registered_model_aliases", "model_versions", "registered_models"] {
+        for table in [
+            "registered_model_tags",
+            "model_version_tags",
+            "registered_model_aliases",
+            "model_versions",
+            "registered_models",
+        ] {
             query_text(format!("DELETE FROM {table} WHERE name = $1"))
                 .bind(name.to_string())
                 .execute(&mut *transaction)
@@ -290,7 +313,12 @@ impl RegistryStore for SqlStore {
         let mut versions: Vec<ModelVersion> = model
             .latest_versions
             .into_iter()
-            .filter(|version| stages.is_empty() || stages.iter().any(|stage| stage.eq_ignore_ascii_case(&version.current_stage)))
+            .filter(|version| {
+                stages.is_empty()
+                    || stages
+                        .iter()
+                        .any(|stage| stage.eq_ignore_ascii_case(&version.current_stage))
+            })
             .collect();
         self.decorate_versions(&mut versions).await?;
         Ok(versions)
@@ -344,12 +372,14 @@ impl RegistryStore for SqlStore {
     }
 
     async fn get_model_version(&self, name: &str, version: i64) -> StoreResult<ModelVersion> {
-        let row = query_text(format!("SELECT {VERSION_COLUMNS} FROM model_versions v WHERE v.name = $1 AND v.version = $2"))
-            .bind(name.to_string())
-            .bind(version)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| version_not_found(name, version))?;
+        let row = query_text(format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions v WHERE v.name = $1 AND v.version = $2"
+        ))
+        .bind(name.to_string())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| version_not_found(name, version))?;
         let mut versions = vec![version_from_row(&row)?];
         self.decorate_versions(&mut versions).await?;
         Ok(versions.remove(0))
@@ -359,13 +389,15 @@ impl RegistryStore for SqlStore {
         self.require_version(name, version).await?;
         {
             let _writer = self.writer_guard().await;
-            sqlx::query("UPDATE model_versions SET description = $1, last_updated_time = $2 WHERE name = $3 AND version = $4")
-                .bind(description.to_string())
-                .bind(now_millis())
-                .bind(name.to_string())
-                .bind(version)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(
+                "UPDATE model_versions SET description = $1, last_updated_time = $2 WHERE name = $3 AND version = $4",
+            )
+            .bind(description.to_string())
+            .bind(now_millis())
+            .bind(name.to_string())
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
         }
         self.get_model_version(name, version).await
     }
@@ -434,13 +466,15 @@ impl RegistryStore for SqlStore {
                 .execute(&mut *transaction)
                 .await?;
             }
-            sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE name = $3 AND version = $4")
-                .bind(stage.to_string())
-                .bind(now)
-                .bind(name.to_string())
-                .bind(version)
-                .execute(&mut *transaction)
-                .await?;
+            sqlx::query(
+                "UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE name = $3 AND version = $4",
+            )
+            .bind(stage.to_string())
+            .bind(now)
+            .bind(name.to_string())
+            .bind(version)
+            .execute(&mut *transaction)
+            .await?;
             transaction.commit().await?;
         }
         self.get_model_version(name, version).await

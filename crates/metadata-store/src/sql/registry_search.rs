@@ -12,7 +12,11 @@ use crate::search::compile::{
 use crate::search::{Comparison, SqlBuilder, parse_filter, parse_order_clause};
 
 /// Tag comparisons shared by both registry searches, with the prompt marker reading 'false' when absent.
-fn registry_tag_predicate(table: &KeyValueTable<'_>, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
+fn registry_tag_predicate(
+    table: &KeyValueTable<'_>,
+    comparison: &Comparison,
+    builder: &mut SqlBuilder,
+) -> Result<(), String> {
     if comparison.key == PROMPT_TAG_KEY {
         return key_value_predicate_with_default(table, comparison, "false", builder);
     }
@@ -25,10 +29,16 @@ impl ClauseCompiler for RegisteredModelClauses {
     fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
         match identifier_kind(comparison.prefix.as_deref())? {
             IdentifierKind::Tag => {
-                let table = KeyValueTable { table: "registered_model_tags", join: &[("name", "m.name")], value_column: "value" };
+                let table = KeyValueTable {
+                    table: "registered_model_tags",
+                    join: &[("name", "m.name")],
+                    value_column: "value",
+                };
                 registry_tag_predicate(&table, comparison, builder)
             }
-            IdentifierKind::Attribute if comparison.key == "name" => string_predicate("m.name", comparison, true, builder),
+            IdentifierKind::Attribute if comparison.key == "name" => {
+                string_predicate("m.name", comparison, true, builder)
+            }
             _ => Err(format!(
                 "invalid identifier '{}': registered models can be filtered by name and tags.<key>",
                 crate::search::compile::identifier(comparison)
@@ -74,9 +84,16 @@ fn registered_model_order(clause_text: &str) -> Result<OrderTerm, String> {
         "name" => "m.name",
         "creation_timestamp" | "timestamp" => "m.creation_time",
         "last_updated_timestamp" => "m.last_updated_time",
-        other => return Err(format!("cannot order registered models by '{other}': use name, creation_timestamp or last_updated_timestamp")),
+        other => {
+            return Err(format!(
+                "cannot order registered models by '{other}': use name, creation_timestamp or last_updated_timestamp"
+            ));
+        }
     };
-    Ok(OrderTerm { expression: expression.to_string(), ascending: clause.ascending })
+    Ok(OrderTerm {
+        expression: expression.to_string(),
+        ascending: clause.ascending,
+    })
 }
 
 fn model_version_order(clause_text: &str) -> Result<OrderTerm, String> {
@@ -86,11 +103,16 @@ fn model_version_order(clause_text: &str) -> Result<OrderTerm, String> {
         "version_number" | "version" => "v.version",
         "creation_timestamp" | "timestamp" => "v.creation_time",
         "last_updated_timestamp" => "v.last_updated_time",
-        other => return Err(format!(
-            "cannot order model versions by '{other}': use name, version_number, creation_timestamp or last_updated_timestamp"
-        )),
+        other => {
+            return Err(format!(
+                "cannot order model versions by '{other}': use name, version_number, creation_timestamp or last_updated_timestamp"
+            ));
+        }
     };
-    Ok(OrderTerm { expression: expression.to_string(), ascending: clause.ascending })
+    Ok(OrderTerm {
+        expression: expression.to_string(),
+        ascending: clause.ascending,
+    })
 }
 
 fn apply_filter(
@@ -107,16 +129,33 @@ fn apply_filter(
 }
 
 impl SqlStore {
-    pub(super) async fn search_registered_models_sql(&self, search: &RegistrySearch) -> StoreResult<Page<RegisteredModel>> {
+    pub(super) async fn search_registered_models_sql(
+        &self,
+        search: &RegistrySearch,
+    ) -> StoreResult<Page<RegisteredModel>> {
         let (max_results, offset) = page_limits(&search.page, 100, 1000, "search_registered_models")?;
-        let mut builder = SqlBuilder::new("SELECT m.name, m.creation_time, m.last_updated_time, m.description FROM registered_models m");
-        apply_filter(&mut builder, search.filter.as_deref(), &RegisteredModelClauses, "registered model filter")?;
+        let mut builder = SqlBuilder::new(
+            "SELECT m.name, m.creation_time, m.last_updated_time, m.description FROM registered_models m",
+        );
+        apply_filter(
+            &mut builder,
+            search.filter.as_deref(),
+            &RegisteredModelClauses,
+            "registered model filter",
+        )?;
         let mut terms = Vec::new();
         for clause in &search.order_by {
             terms.push(registered_model_order(clause).map_err(|reason| invalid_search("order_by clause", reason))?);
         }
-        terms.push(OrderTerm { expression: "m.name".into(), ascending: true });
-        builder.push(&format!(" ORDER BY {} LIMIT {} OFFSET {offset}", render_order_terms(&terms), max_results + 1));
+        terms.push(OrderTerm {
+            expression: "m.name".into(),
+            ascending: true,
+        });
+        builder.push(&format!(
+            " ORDER BY {} LIMIT {} OFFSET {offset}",
+            render_order_terms(&terms),
+            max_results + 1
+        ));
         let rows = built_query(&builder).fetch_all(&self.pool).await?;
         let models = self.load_registered_models(rows).await?;
         Ok(into_page(models, max_results, offset))
@@ -125,17 +164,35 @@ impl SqlStore {
     pub(super) async fn search_model_versions_sql(&self, search: &RegistrySearch) -> StoreResult<Page<ModelVersion>> {
         let (max_results, offset) = page_limits(&search.page, 10_000, 200_000, "search_model_versions")?;
         let mut builder = SqlBuilder::new(format!("SELECT {VERSION_COLUMNS} FROM model_versions v"));
-        apply_filter(&mut builder, search.filter.as_deref(), &ModelVersionClauses, "model version filter")?;
+        apply_filter(
+            &mut builder,
+            search.filter.as_deref(),
+            &ModelVersionClauses,
+            "model version filter",
+        )?;
         let mut terms = Vec::new();
         for clause in &search.order_by {
             terms.push(model_version_order(clause).map_err(|reason| invalid_search("order_by clause", reason))?);
         }
         if terms.is_empty() {
-            terms.push(OrderTerm { expression: "v.last_updated_time".into(), ascending: false });
+            terms.push(OrderTerm {
+                expression: "v.last_updated_time".into(),
+                ascending: false,
+            });
         }
-        terms.push(OrderTerm { expression: "v.name".into(), ascending: true });
-        terms.push(OrderTerm { expression: "v.version".into(), ascending: false });
-        builder.push(&format!(" ORDER BY {} LIMIT {} OFFSET {offset}", render_order_terms(&terms), max_results + 1));
+        terms.push(OrderTerm {
+            expression: "v.name".into(),
+            ascending: true,
+        });
+        terms.push(OrderTerm {
+            expression: "v.version".into(),
+            ascending: false,
+        });
+        builder.push(&format!(
+            " ORDER BY {} LIMIT {} OFFSET {offset}",
+            render_order_terms(&terms),
+            max_results + 1
+        ));
         let rows = built_query(&builder).fetch_all(&self.pool).await?;
         let mut versions = rows.iter().map(version_from_row).collect::<StoreResult<Vec<_>>>()?;
         self.decorate_versions(&mut versions).await?;

@@ -68,12 +68,17 @@ where
     if owners.is_empty() {
         return Ok(grouped);
     }
-    let mut builder = SqlBuilder::new(format!("SELECT {owner_column} AS owner, key, value FROM {table} WHERE {owner_column} IN "));
+    let mut builder = SqlBuilder::new(format!(
+        "SELECT {owner_column} AS owner, key, value FROM {table} WHERE {owner_column} IN "
+    ));
     builder.push_text_list(owners);
     builder.push(" ORDER BY key");
     let rows = super::built_query(&builder).fetch_all(executor).await?;
     for row in rows {
-        grouped.entry(text(&row, "owner")?).or_default().push(Tag { key: text(&row, "key")?, value: text(&row, "value")? });
+        grouped.entry(text(&row, "owner")?).or_default().push(Tag {
+            key: text(&row, "key")?,
+            value: text(&row, "value")?,
+        });
     }
     Ok(grouped)
 }

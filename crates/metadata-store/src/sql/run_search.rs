@@ -11,8 +11,16 @@ use crate::search::compile::{
 };
 use crate::search::{Comparator, Comparison, SqlBuilder, SqlValue, parse_filter, parse_order_clause};
 
-const PARAMS_TABLE: KeyValueTable<'static> = KeyValueTable { table: "params", join: &[("run_id", "r.run_id")], value_column: "value" };
-const TAGS_TABLE: KeyValueTable<'static> = KeyValueTable { table: "tags", join: &[("run_id", "r.run_id")], value_column: "value" };
+const PARAMS_TABLE: KeyValueTable<'static> = KeyValueTable {
+    table: "params",
+    join: &[("run_id", "r.run_id")],
+    value_column: "value",
+};
+const TAGS_TABLE: KeyValueTable<'static> = KeyValueTable {
+    table: "tags",
+    join: &[("run_id", "r.run_id")],
+    value_column: "value",
+};
 
 /// Maps a run attribute (with MLflow's aliases) to its column; says whether it is numeric.
 fn attribute_column(key: &str) -> Option<(&'static str, bool)> {
@@ -64,7 +72,11 @@ impl ClauseCompiler for RunClauses {
                     "name" => "d.name",
                     "digest" => "d.digest",
                     "context" => "ctx.value",
-                    other => return Err(format!("invalid dataset key '{other}': expected name, digest or context")),
+                    other => {
+                        return Err(format!(
+                            "invalid dataset key '{other}': expected name, digest or context"
+                        ));
+                    }
                 };
                 builder.push(
                     "EXISTS (SELECT 1 FROM run_dataset_inputs i JOIN datasets d ON d.dataset_id = i.dataset_id \
@@ -90,7 +102,10 @@ fn check_value_types(comparison: &Comparison) -> Result<(), String> {
         ));
     }
     if kind == IdentifierKind::Metric && !matches!(comparison.value, crate::search::FilterValue::Number(_)) {
-        return Err(format!("metric '{}' must be compared with an unquoted number", identifier(comparison)));
+        return Err(format!(
+            "metric '{}' must be compared with an unquoted number",
+            identifier(comparison)
+        ));
     }
     if kind == IdentifierKind::Metric && !comparison.comparator.is_numeric() {
         return Err(format!(
@@ -100,9 +115,16 @@ fn check_value_types(comparison: &Comparison) -> Result<(), String> {
         ));
     }
     if matches!(comparison.comparator, Comparator::In | Comparator::NotIn)
-        && matches!(kind, IdentifierKind::Metric | IdentifierKind::Param | IdentifierKind::Tag)
+        && matches!(
+            kind,
+            IdentifierKind::Metric | IdentifierKind::Param | IdentifierKind::Tag
+        )
     {
-        return Err(format!("'{}' is not supported for '{}'", comparison.comparator, identifier(comparison)));
+        return Err(format!(
+            "'{}' is not supported for '{}'",
+            comparison.comparator,
+            identifier(comparison)
+        ));
     }
     Ok(())
 }
@@ -121,7 +143,9 @@ fn run_order_term(clause_text: &str, builder: &mut SqlBuilder) -> Result<OrderTe
     let expression = match identifier_kind(clause.prefix.as_deref())? {
         IdentifierKind::Metric => {
             let key = builder.bind_text(&clause.key);
-            format!("(SELECT lm.value FROM latest_metrics lm WHERE lm.run_id = r.run_id AND lm.key = {key} AND lm.is_nan = 0)")
+            format!(
+                "(SELECT lm.value FROM latest_metrics lm WHERE lm.run_id = r.run_id AND lm.key = {key} AND lm.is_nan = 0)"
+            )
         }
         IdentifierKind::Param => {
             let key = builder.bind_text(&clause.key);
@@ -136,22 +160,36 @@ fn run_order_term(clause_text: &str, builder: &mut SqlBuilder) -> Result<OrderTe
             .ok_or_else(|| format!("invalid order_by attribute '{}'", clause.key))?,
         IdentifierKind::Dataset => return Err("runs cannot be ordered by dataset fields".to_string()),
     };
-    Ok(OrderTerm { expression, ascending: clause.ascending })
+    Ok(OrderTerm {
+        expression,
+        ascending: clause.ascending,
+    })
 }
 
 impl SqlStore {
     pub(super) async fn search_runs_sql(&self, search: &RunSearch) -> StoreResult<Page<Run>> {
         let (max_results, offset) = page_limits(&search.page, 1000, 50_000, "search_runs")?;
         if search.experiment_ids.is_empty() {
-            return Ok(Page { items: Vec::new(), next_page_token: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
         }
         let mut statement = SqlBuilder::new("SELECT r.run_id FROM runs r WHERE r.experiment_id IN ");
         let mut terms = Vec::new();
         for clause in &search.order_by {
-            terms.push(run_order_term(clause, &mut statement).map_err(|reason| invalid_search("order_by clause", reason))?);
+            terms.push(
+                run_order_term(clause, &mut statement).map_err(|reason| invalid_search("order_by clause", reason))?,
+            );
         }
-        terms.push(OrderTerm { expression: "r.start_time".into(), ascending: false });
-        terms.push(OrderTerm { expression: "r.run_id".into(), ascending: true });
+        terms.push(OrderTerm {
+            expression: "r.start_time".into(),
+            ascending: false,
+        });
+        terms.push(OrderTerm {
+            expression: "r.run_id".into(),
+            ascending: true,
+        });
         let order_sql = render_order_terms(&terms);
         let mut experiment_ids = Vec::new();
         for experiment_id in &search.experiment_ids {
@@ -166,18 +204,32 @@ impl SqlStore {
             statement.push(&placeholder);
         }
         statement.push(") AND r.lifecycle_stage IN ");
-        let stages: Vec<String> = search.view_type.stages().iter().map(|stage| stage.to_string()).collect();
+        let stages: Vec<String> = search
+            .view_type
+            .stages()
+            .iter()
+            .map(|stage| stage.to_string())
+            .collect();
         statement.push_text_list(&stages);
         if let Some(expression) = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)? {
             statement.push(" AND ");
             compile_expression(&expression, &CheckedRunClauses, &mut statement)
                 .map_err(|reason| invalid_search("search filter", reason))?;
         }
-        statement.push(&format!(" ORDER BY {order_sql} LIMIT {} OFFSET {offset}", max_results + 1));
+        statement.push(&format!(
+            " ORDER BY {order_sql} LIMIT {} OFFSET {offset}",
+            max_results + 1
+        ));
         let rows = built_query(&statement).fetch_all(&self.pool).await?;
-        let run_ids = rows.iter().map(|row| text(row, "run_id")).collect::<StoreResult<Vec<_>>>()?;
+        let run_ids = rows
+            .iter()
+            .map(|row| text(row, "run_id"))
+            .collect::<StoreResult<Vec<_>>>()?;
         let page = into_page(run_ids, max_results, offset);
         let runs = self.load_runs(&page.items).await?;
-        Ok(Page { items: runs, next_page_token: page.next_page_token })
+        Ok(Page {
+            items: runs,
+            next_page_token: page.next_page_token,
+        })
     }
 }

@@ -117,7 +117,9 @@ async fn insert_params(transaction: &mut Transaction<'static, Any>, run_id: &str
         let old_value = text(&row, "value")?;
         let new_value = submitted.get(key.as_str()).copied().unwrap_or_default();
         if old_value != new_value {
-            conflicts.push(format!("{{'key': '{key}', 'old_value': '{old_value}', 'new_value': '{new_value}'}}"));
+            conflicts.push(format!(
+                "{{'key': '{key}', 'old_value': '{old_value}', 'new_value': '{new_value}'}}"
+            ));
         }
     }
     if !conflicts.is_empty() {
@@ -135,11 +137,19 @@ fn is_later(candidate: &Metric, current: &Metric) -> bool {
     let current_value = stored_metric_value(current.value).0;
     (candidate.step, candidate.timestamp)
         .cmp(&(current.step, current.timestamp))
-        .then(candidate_value.partial_cmp(&current_value).unwrap_or(std::cmp::Ordering::Equal))
+        .then(
+            candidate_value
+                .partial_cmp(&current_value)
+                .unwrap_or(std::cmp::Ordering::Equal),
+        )
         .is_gt()
 }
 
-async fn insert_metrics(transaction: &mut Transaction<'static, Any>, run_id: &str, metrics: &[Metric]) -> StoreResult<()> {
+async fn insert_metrics(
+    transaction: &mut Transaction<'static, Any>,
+    run_id: &str,
+    metrics: &[Metric],
+) -> StoreResult<()> {
     if metrics.is_empty() {
         return Ok(());
     }
@@ -187,7 +197,8 @@ async fn insert_metrics(transaction: &mut Transaction<'static, Any>, run_id: &st
     }
     let latest: Vec<&Metric> = latest_per_key.into_values().collect();
     for chunk in latest.chunks(INSERT_CHUNK_ROWS) {
-        let mut builder = SqlBuilder::new("INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) VALUES ");
+        let mut builder =
+            SqlBuilder::new("INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) VALUES ");
         for (index, point) in chunk.iter().enumerate() {
             if index > 0 {
                 builder.push(", ");
@@ -294,7 +305,11 @@ impl SqlStore {
                 profile: optional_text(&row, "profile")?,
             };
             let tags = input_tags.remove(&(run_id.clone(), dataset_id)).unwrap_or_default();
-            grouped.entry(run_id).or_default().dataset_inputs.push(DatasetInput { tags, dataset });
+            grouped
+                .entry(run_id)
+                .or_default()
+                .dataset_inputs
+                .push(DatasetInput { tags, dataset });
         }
         let mut model_builder = SqlBuilder::new("SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN ");
         model_builder.push_text_list(run_ids);
@@ -303,7 +318,9 @@ impl SqlStore {
                 .entry(text(&row, "run_id")?)
                 .or_default()
                 .model_inputs
-                .push(ModelInput { model_id: text(&row, "model_id")? });
+                .push(ModelInput {
+                    model_id: text(&row, "model_id")?,
+                });
         }
         Ok(grouped)
     }
@@ -313,10 +330,14 @@ impl SqlStore {
         builder.push_text_list(run_ids);
         let mut grouped: HashMap<String, RunOutputs> = HashMap::new();
         for row in built_query(&builder).fetch_all(&self.pool).await? {
-            grouped.entry(text(&row, "run_id")?).or_default().model_outputs.push(ModelOutput {
-                model_id: text(&row, "model_id")?,
-                step: integer(&row, "step")?,
-            });
+            grouped
+                .entry(text(&row, "run_id")?)
+                .or_default()
+                .model_outputs
+                .push(ModelOutput {
+                    model_id: text(&row, "model_id")?,
+                    step: integer(&row, "step")?,
+                });
         }
         Ok(grouped)
     }
@@ -344,8 +365,16 @@ impl RunStore for SqlStore {
         }
         let experiment_id = parse_experiment_id(&new_run.experiment_id)?;
         let run_id = loopline_core::ids::new_run_id();
-        let artifact_uri = format!("{}/{run_id}/artifacts", experiment.artifact_location.trim_end_matches('/'));
-        let mut tags: Vec<Tag> = new_run.tags.iter().filter(|tag| tag.key != RUN_NAME_TAG).cloned().collect();
+        let artifact_uri = format!(
+            "{}/{run_id}/artifacts",
+            experiment.artifact_location.trim_end_matches('/')
+        );
+        let mut tags: Vec<Tag> = new_run
+            .tags
+            .iter()
+            .filter(|tag| tag.key != RUN_NAME_TAG)
+            .cloned()
+            .collect();
         tags.push(Tag::new(RUN_NAME_TAG, new_run.run_name.clone()));
         let _writer = self.writer_guard().await;
         let mut transaction = self.pool.begin().await?;
@@ -368,7 +397,10 @@ impl RunStore for SqlStore {
     }
 
     async fn get_run(&self, run_id: &str) -> StoreResult<Run> {
-        self.load_runs(&[run_id.to_string()]).await?.pop().ok_or_else(|| run_not_found(run_id))
+        self.load_runs(&[run_id.to_string()])
+            .await?
+            .pop()
+            .ok_or_else(|| run_not_found(run_id))
     }
 
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> StoreResult<RunInfo> {
@@ -434,7 +466,9 @@ impl RunStore for SqlStore {
             .execute(&mut *transaction)
             .await?;
         if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("No tag with name: {key} in run with id {run_id}")));
+            return Err(StoreError::NotFound(format!(
+                "No tag with name: {key} in run with id {run_id}"
+            )));
         }
         transaction.commit().await?;
         Ok(())
@@ -477,12 +511,13 @@ impl RunStore for SqlStore {
             .bind(dataset.profile.clone())
             .execute(&mut *transaction)
             .await?;
-            let row = sqlx::query("SELECT dataset_id FROM datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3")
-                .bind(experiment_id)
-                .bind(dataset.name.clone())
-                .bind(dataset.digest.clone())
-                .fetch_one(&mut *transaction)
-                .await?;
+            let row =
+                sqlx::query("SELECT dataset_id FROM datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3")
+                    .bind(experiment_id)
+                    .bind(dataset.name.clone())
+                    .bind(dataset.digest.clone())
+                    .fetch_one(&mut *transaction)
+                    .await?;
             let dataset_id = text(&row, "dataset_id")?;
             sqlx::query("INSERT INTO run_dataset_inputs (run_id, dataset_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(run_id.to_string())

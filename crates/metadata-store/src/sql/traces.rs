@@ -7,8 +7,8 @@ use crate::entities::{Page, Tag};
 use crate::error::{StoreError, StoreResult};
 use crate::queries::{NewTrace, TraceSearch};
 use crate::search::compile::{
-    ClauseCompiler, IdentifierKind, OrderTerm, compile_expression, identifier_kind, numeric_predicate, render_order_terms,
-    string_predicate,
+    ClauseCompiler, IdentifierKind, OrderTerm, compile_expression, identifier_kind, numeric_predicate,
+    render_order_terms, string_predicate,
 };
 use crate::search::{Comparison, SqlBuilder, SqlValue, parse_filter, parse_order_clause};
 use crate::traits::TraceStore;
@@ -59,8 +59,9 @@ impl SqlStore {
             .fetch_optional(&mut *transaction)
             .await?
             .ok_or_else(|| trace_not_found(trace_id))?;
-        let mut info: serde_json::Value = serde_json::from_str(&text(&row, "trace_info")?)
-            .map_err(|error| StoreError::InvalidParameter(format!("stored trace {trace_id} is not valid JSON: {error}")))?;
+        let mut info: serde_json::Value = serde_json::from_str(&text(&row, "trace_info")?).map_err(|error| {
+            StoreError::InvalidParameter(format!("stored trace {trace_id} is not valid JSON: {error}"))
+        })?;
         let tags = info
             .as_object_mut()
             .ok_or_else(|| StoreError::InvalidParameter(format!("stored trace {trace_id} is not a JSON object")))?
@@ -107,14 +108,18 @@ impl TraceStore for SqlStore {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| trace_not_found(trace_id))?;
-        serde_json::from_str(&text(&row, "trace_info")?)
-            .map_err(|error| StoreError::InvalidParameter(format!("stored trace {trace_id} is not valid JSON: {error}")))
+        serde_json::from_str(&text(&row, "trace_info")?).map_err(|error| {
+            StoreError::InvalidParameter(format!("stored trace {trace_id} is not valid JSON: {error}"))
+        })
     }
 
     async fn search_traces(&self, search: &TraceSearch) -> StoreResult<Page<serde_json::Value>> {
         let (max_results, offset) = page_limits(&search.page, 100, 50_000, "search_traces")?;
         if search.experiment_ids.is_empty() {
-            return Ok(Page { items: Vec::new(), next_page_token: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
         }
         let mut builder = SqlBuilder::new("SELECT t.trace_info FROM traces t WHERE t.experiment_id IN (");
         for (index, experiment_id) in search.experiment_ids.iter().enumerate() {
@@ -127,18 +132,32 @@ impl TraceStore for SqlStore {
         builder.push(")");
         if let Some(expression) = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)? {
             builder.push(" AND ");
-            compile_expression(&expression, &TraceClauses, &mut builder).map_err(|reason| invalid_search("trace filter", reason))?;
+            compile_expression(&expression, &TraceClauses, &mut builder)
+                .map_err(|reason| invalid_search("trace filter", reason))?;
         }
         let mut terms = Vec::new();
         for clause_text in &search.order_by {
             let clause = parse_order_clause(clause_text).map_err(invalid_filter)?;
             let (column, _) = attribute_column(&clause.key)
                 .ok_or_else(|| StoreError::InvalidParameter(format!("cannot order traces by '{clause_text}'")))?;
-            terms.push(OrderTerm { expression: column.to_string(), ascending: clause.ascending });
+            terms.push(OrderTerm {
+                expression: column.to_string(),
+                ascending: clause.ascending,
+            });
         }
-        terms.push(OrderTerm { expression: "t.timestamp_ms".into(), ascending: false });
-        terms.push(OrderTerm { expression: "t.trace_id".into(), ascending: true });
-        builder.push(&format!(" ORDER BY {} LIMIT {} OFFSET {offset}", render_order_terms(&terms), max_results + 1));
+        terms.push(OrderTerm {
+            expression: "t.timestamp_ms".into(),
+            ascending: false,
+        });
+        terms.push(OrderTerm {
+            expression: "t.trace_id".into(),
+            ascending: true,
+        });
+        builder.push(&format!(
+            " ORDER BY {} LIMIT {} OFFSET {offset}",
+            render_order_terms(&terms),
+            max_results + 1
+        ));
         let rows = built_query(&builder).fetch_all(&self.pool).await?;
         let mut infos = Vec::with_capacity(rows.len());
         for row in rows {

@@ -3,7 +3,16 @@
 use loopline_metadata_store::*;
 
 fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
-    Metric { key: key.into(), value, timestamp, step, dataset_name: None, dataset_digest: None, model_id: None, run_id: None }
+    Metric {
+        key: key.into(),
+        value,
+        timestamp,
+        step,
+        dataset_name: None,
+        dataset_digest: None,
+        model_id: None,
+        run_id: None,
+    }
 }
 
 async fn new_run(store: &SqlStore, experiment_id: &str, name: &str, start_time: i64) -> Run {
@@ -20,60 +29,133 @@ async fn new_run(store: &SqlStore, experiment_id: &str, name: &str, start_time: 
 }
 
 fn page(max_results: u64, page_token: Option<String>) -> PageRequest {
-    PageRequest { max_results, page_token }
+    PageRequest {
+        max_results,
+        page_token,
+    }
 }
 
 pub async fn default_experiment_exists(store: &SqlStore) {
     let default = store.get_experiment("0").await.unwrap();
-    assert_eq!((default.name.as_str(), default.lifecycle_stage.as_str()), ("Default", "active"));
+    assert_eq!(
+        (default.name.as_str(), default.lifecycle_stage.as_str()),
+        ("Default", "active")
+    );
     assert_eq!(default.artifact_location, "mlflow-artifacts:/0");
-    assert!(matches!(store.get_experiment("12345").await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.get_experiment("abc").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get_experiment("12345").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get_experiment("abc").await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 pub async fn experiment_lifecycle_and_search(store: &SqlStore) {
-    let first = store.create_experiment("alpha", None, &[Tag::new("team", "a")]).await.unwrap();
-    let second = store.create_experiment("beta", Some("s3://bucket/beta"), &[]).await.unwrap();
+    let first = store
+        .create_experiment("alpha", None, &[Tag::new("team", "a")])
+        .await
+        .unwrap();
+    let second = store
+        .create_experiment("beta", Some("s3://bucket/beta"), &[])
+        .await
+        .unwrap();
     assert_ne!(first, second);
-    assert!(matches!(store.create_experiment("alpha", None, &[]).await, Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(
+        store.create_experiment("alpha", None, &[]).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
     let alpha = store.get_experiment_by_name("alpha").await.unwrap();
     assert_eq!(alpha.artifact_location, format!("mlflow-artifacts:/{first}"));
     assert_eq!(alpha.tags, vec![Tag::new("team", "a")]);
-    assert_eq!(store.get_experiment(&second).await.unwrap().artifact_location, "s3://bucket/beta");
+    assert_eq!(
+        store.get_experiment(&second).await.unwrap().artifact_location,
+        "s3://bucket/beta"
+    );
     store.rename_experiment(&first, "alpha-renamed").await.unwrap();
     store.set_experiment_tag(&first, &Tag::new("k", "v")).await.unwrap();
     store.delete_experiment_tag(&first, "team").await.unwrap();
-    assert_eq!(store.get_experiment(&first).await.unwrap().tags, vec![Tag::new("k", "v")]);
-    store.set_experiment_lifecycle(&second, LifecycleStage::Deleted).await.unwrap();
-    assert!(store.set_experiment_lifecycle("0", LifecycleStage::Deleted).await.is_err());
-    let active = store.search_experiments(&ExperimentSearch { order_by: vec!["name ASC".into()], ..Default::default() }).await.unwrap();
+    assert_eq!(
+        store.get_experiment(&first).await.unwrap().tags,
+        vec![Tag::new("k", "v")]
+    );
+    store
+        .set_experiment_lifecycle(&second, LifecycleStage::Deleted)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_experiment_lifecycle("0", LifecycleStage::Deleted)
+            .await
+            .is_err()
+    );
+    let active = store
+        .search_experiments(&ExperimentSearch {
+            order_by: vec!["name ASC".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let names: Vec<_> = active.items.iter().map(|experiment| experiment.name.as_str()).collect();
     assert_eq!(names, ["Default", "alpha-renamed"]);
-    let deleted = store.search_experiments(&ExperimentSearch { view_type: ViewType::DeletedOnly, ..Default::default() }).await.unwrap();
+    let deleted = store
+        .search_experiments(&ExperimentSearch {
+            view_type: ViewType::DeletedOnly,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(deleted.items.len(), 1);
     let filtered = store
-        .search_experiments(&ExperimentSearch { filter: Some("tags.k = 'v' AND name LIKE 'alpha%'".into()), view_type: ViewType::All, ..Default::default() })
+        .search_experiments(&ExperimentSearch {
+            filter: Some("tags.k = 'v' AND name LIKE 'alpha%'".into()),
+            view_type: ViewType::All,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(filtered.items.len(), 1);
-    let first_page = store.search_experiments(&ExperimentSearch { view_type: ViewType::All, page: page(2, None), ..Default::default() }).await.unwrap();
+    let first_page = store
+        .search_experiments(&ExperimentSearch {
+            view_type: ViewType::All,
+            page: page(2, None),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(first_page.items.len(), 2);
     let second_page = store
-        .search_experiments(&ExperimentSearch { view_type: ViewType::All, page: page(2, first_page.next_page_token), ..Default::default() })
+        .search_experiments(&ExperimentSearch {
+            view_type: ViewType::All,
+            page: page(2, first_page.next_page_token),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!((second_page.items.len(), second_page.next_page_token), (1, None));
-    store.set_experiment_lifecycle(&second, LifecycleStage::Active).await.unwrap();
+    store
+        .set_experiment_lifecycle(&second, LifecycleStage::Active)
+        .await
+        .unwrap();
 }
 
 pub async fn runs_log_and_read_back(store: &SqlStore) {
     let run = new_run(store, "0", "first", 100).await;
     assert_eq!(run.info.status, "RUNNING");
     assert!(run.data.tags.contains(&Tag::new("mlflow.runName", "first")));
-    assert_eq!(run.info.artifact_uri, format!("mlflow-artifacts:/0/{}/artifacts", run.info.run_id));
+    assert_eq!(
+        run.info.artifact_uri,
+        format!("mlflow-artifacts:/0/{}/artifacts", run.info.run_id)
+    );
     let run_id = run.info.run_id.clone();
     let batch = LogBatch {
-        metrics: vec![metric("loss", 0.5, 10, 0), metric("loss", 0.25, 11, 1), metric("nan", f64::NAN, 1, 0), metric("inf", f64::INFINITY, 1, 0)],
+        metrics: vec![
+            metric("loss", 0.5, 10, 0),
+            metric("loss", 0.25, 11, 1),
+            metric("nan", f64::NAN, 1, 0),
+            metric("inf", f64::INFINITY, 1, 0),
+        ],
         params: vec![Tag::new("lr", "0.1")],
         tags: vec![Tag::new("mlflow.runName", "renamed")],
     };
@@ -82,38 +164,121 @@ pub async fn runs_log_and_read_back(store: &SqlStore) {
     assert_eq!(fetched.info.run_name, "renamed");
     let loss = fetched.data.metrics.iter().find(|point| point.key == "loss").unwrap();
     assert_eq!((loss.value, loss.step), (0.25, 1));
-    assert!(fetched.data.metrics.iter().find(|point| point.key == "nan").unwrap().value.is_nan());
-    assert_eq!(fetched.data.metrics.iter().find(|point| point.key == "inf").unwrap().value, f64::INFINITY);
+    assert!(
+        fetched
+            .data
+            .metrics
+            .iter()
+            .find(|point| point.key == "nan")
+            .unwrap()
+            .value
+            .is_nan()
+    );
+    assert_eq!(
+        fetched
+            .data
+            .metrics
+            .iter()
+            .find(|point| point.key == "inf")
+            .unwrap()
+            .value,
+        f64::INFINITY
+    );
     assert_eq!(fetched.data.params, vec![Tag::new("lr", "0.1")]);
     let info = store
-        .update_run(&run_id, &RunUpdate { status: Some("FINISHED".into()), end_time: Some(200), run_name: Some("final".into()) })
+        .update_run(
+            &run_id,
+            &RunUpdate {
+                status: Some("FINISHED".into()),
+                end_time: Some(200),
+                run_name: Some("final".into()),
+            },
+        )
         .await
         .unwrap();
-    assert_eq!((info.status.as_str(), info.end_time, info.run_name.as_str()), ("FINISHED", Some(200), "final"));
+    assert_eq!(
+        (info.status.as_str(), info.end_time, info.run_name.as_str()),
+        ("FINISHED", Some(200), "final")
+    );
     let first_page = store.metric_history(&run_id, "loss", &page(1, None)).await.unwrap();
     assert_eq!(first_page.items[0].value, 0.5);
-    let second_page = store.metric_history(&run_id, "loss", &page(1, first_page.next_page_token)).await.unwrap();
+    let second_page = store
+        .metric_history(&run_id, "loss", &page(1, first_page.next_page_token))
+        .await
+        .unwrap();
     assert_eq!((second_page.items[0].value, second_page.next_page_token), (0.25, None));
     store.delete_run_tag(&run_id, "origin").await.unwrap();
-    assert!(matches!(store.delete_run_tag(&run_id, "origin").await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.get_run("0123456789abcdef0123456789abcdef").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.delete_run_tag(&run_id, "origin").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get_run("0123456789abcdef0123456789abcdef").await,
+        Err(StoreError::NotFound(_))
+    ));
     let dataset = DatasetInput {
         tags: vec![Tag::new("mlflow.data.context", "training")],
-        dataset: Dataset { name: "iris".into(), digest: "abc".into(), source_type: "local".into(), source: "{}".into(), schema: None, profile: None },
+        dataset: Dataset {
+            name: "iris".into(),
+            digest: "abc".into(),
+            source_type: "local".into(),
+            source: "{}".into(),
+            schema: None,
+            profile: None,
+        },
     };
-    store.log_inputs(&run_id, std::slice::from_ref(&dataset), &[ModelInput { model_id: "m-1".into() }]).await.unwrap();
-    store.log_inputs(&run_id, std::slice::from_ref(&dataset), &[]).await.unwrap();
-    store.log_outputs(&run_id, &[ModelOutput { model_id: "m-2".into(), step: 3 }]).await.unwrap();
+    store
+        .log_inputs(
+            &run_id,
+            std::slice::from_ref(&dataset),
+            &[ModelInput { model_id: "m-1".into() }],
+        )
+        .await
+        .unwrap();
+    store
+        .log_inputs(&run_id, std::slice::from_ref(&dataset), &[])
+        .await
+        .unwrap();
+    store
+        .log_outputs(
+            &run_id,
+            &[ModelOutput {
+                model_id: "m-2".into(),
+                step: 3,
+            }],
+        )
+        .await
+        .unwrap();
     let with_io = store.get_run(&run_id).await.unwrap();
     assert_eq!(with_io.inputs.dataset_inputs, vec![dataset]);
     assert_eq!(with_io.inputs.model_inputs, vec![ModelInput { model_id: "m-1".into() }]);
-    assert_eq!(with_io.outputs.model_outputs, vec![ModelOutput { model_id: "m-2".into(), step: 3 }]);
+    assert_eq!(
+        with_io.outputs.model_outputs,
+        vec![ModelOutput {
+            model_id: "m-2".into(),
+            step: 3
+        }]
+    );
 }
 
 pub async fn latest_metric_is_by_step_then_timestamp_then_value(store: &SqlStore) {
     let run_id = new_run(store, "0", "ordering", 1).await.info.run_id;
-    for point in [metric("m", 5.0, 100, 3), metric("m", 1.0, 200, 2), metric("m", 7.0, 50, 3), metric("m", 9.0, 100, 3)] {
-        store.log_batch(&run_id, &LogBatch { metrics: vec![point], ..Default::default() }).await.unwrap();
+    for point in [
+        metric("m", 5.0, 100, 3),
+        metric("m", 1.0, 200, 2),
+        metric("m", 7.0, 50, 3),
+        metric("m", 9.0, 100, 3),
+    ] {
+        store
+            .log_batch(
+                &run_id,
+                &LogBatch {
+                    metrics: vec![point],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
     }
     let latest = store.get_run(&run_id).await.unwrap().data.metrics;
     assert_eq!(latest.len(), 1);
@@ -122,41 +287,101 @@ pub async fn latest_metric_is_by_step_then_timestamp_then_value(store: &SqlStore
 
 pub async fn params_are_immutable_and_batches_idempotent(store: &SqlStore) {
     let run_id = new_run(store, "0", "params", 1).await.info.run_id;
-    let batch = LogBatch { metrics: vec![metric("m", 1.0, 1, 1)], params: vec![Tag::new("p", "1")], tags: vec![] };
+    let batch = LogBatch {
+        metrics: vec![metric("m", 1.0, 1, 1)],
+        params: vec![Tag::new("p", "1")],
+        tags: vec![],
+    };
     store.log_batch(&run_id, &batch).await.unwrap();
     store.log_batch(&run_id, &batch).await.unwrap();
-    assert_eq!(store.metric_history(&run_id, "m", &page(100, None)).await.unwrap().items.len(), 1);
-    let changed = LogBatch { params: vec![Tag::new("p", "2")], ..Default::default() };
+    assert_eq!(
+        store
+            .metric_history(&run_id, "m", &page(100, None))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let changed = LogBatch {
+        params: vec![Tag::new("p", "2")],
+        ..Default::default()
+    };
     let error = store.log_batch(&run_id, &changed).await.unwrap_err();
-    assert!(error.to_string().contains("Changing param values is not allowed"), "{error}");
-    let mixed = LogBatch { metrics: vec![metric("after", 1.0, 1, 1)], params: vec![Tag::new("p", "3")], tags: vec![] };
+    assert!(
+        error.to_string().contains("Changing param values is not allowed"),
+        "{error}"
+    );
+    let mixed = LogBatch {
+        metrics: vec![metric("after", 1.0, 1, 1)],
+        params: vec![Tag::new("p", "3")],
+        tags: vec![],
+    };
     assert!(store.log_batch(&run_id, &mixed).await.is_err());
-    assert!(store.metric_history(&run_id, "after", &page(10, None)).await.unwrap().items.is_empty(), "a refused batch must leave nothing behind");
+    assert!(
+        store
+            .metric_history(&run_id, "after", &page(10, None))
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "a refused batch must leave nothing behind"
+    );
 }
 
 pub async fn deleted_runs_refuse_writes(store: &SqlStore) {
     let run_id = new_run(store, "0", "doomed", 1).await.info.run_id;
     store.set_run_lifecycle(&run_id, LifecycleStage::Deleted).await.unwrap();
-    let error = store.log_batch(&run_id, &LogBatch { tags: vec![Tag::new("a", "b")], ..Default::default() }).await.unwrap_err();
+    let error = store
+        .log_batch(
+            &run_id,
+            &LogBatch {
+                tags: vec![Tag::new("a", "b")],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(error, StoreError::InvalidParameter(_)), "{error}");
-    let hidden = store.search_runs(&RunSearch { experiment_ids: vec!["0".into()], ..Default::default() }).await.unwrap();
+    let hidden = store
+        .search_runs(&RunSearch {
+            experiment_ids: vec!["0".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(hidden.items.iter().all(|run| run.info.run_id != run_id));
     store.set_run_lifecycle(&run_id, LifecycleStage::Active).await.unwrap();
-    store.log_batch(&run_id, &LogBatch { tags: vec![Tag::new("a", "b")], ..Default::default() }).await.unwrap();
+    store
+        .log_batch(
+            &run_id,
+            &LogBatch {
+                tags: vec![Tag::new("a", "b")],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
 }
 
 pub async fn run_search_filters_order_and_pages(store: &SqlStore) {
     let experiment_id = store.create_experiment("search", None, &[]).await.unwrap();
     let mut run_ids = Vec::new();
     for index in 0..10i64 {
-        let run_id = new_run(store, &experiment_id, &format!("r{index}"), 1000 + index).await.info.run_id;
+        let run_id = new_run(store, &experiment_id, &format!("r{index}"), 1000 + index)
+            .await
+            .info
+            .run_id;
         let mut metrics = vec![metric("acc", index as f64 / 10.0, 1, 0)];
         if index % 2 == 1 {
             metrics.push(metric("loss", 1.0 - index as f64 / 10.0, 1, 0));
         }
         let params = vec![Tag::new("model", if index % 3 == 0 { "rf" } else { "lr" })];
         let tags = vec![Tag::new("team", if index < 5 { "a" } else { "b" })];
-        store.log_batch(&run_id, &LogBatch { metrics, params, tags }).await.unwrap();
+        store
+            .log_batch(&run_id, &LogBatch { metrics, params, tags })
+            .await
+            .unwrap();
         run_ids.push(run_id);
     }
     let search = |filter: &str, order_by: Vec<&str>| RunSearch {
@@ -167,20 +392,66 @@ pub async fn run_search_filters_order_and_pages(store: &SqlStore) {
         ..Default::default()
     };
     let names = |runs: Page<Run>| runs.items.into_iter().map(|run| run.info.run_name).collect::<Vec<_>>();
-    let found = store.search_runs(&search("metrics.acc >= 0.5 AND params.model = 'rf' AND tags.team = 'b'", vec!["metrics.acc DESC"])).await.unwrap();
+    let found = store
+        .search_runs(&search(
+            "metrics.acc >= 0.5 AND params.model = 'rf' AND tags.team = 'b'",
+            vec!["metrics.acc DESC"],
+        ))
+        .await
+        .unwrap();
     assert_eq!(names(found), ["r9", "r6"]);
-    let found = store.search_runs(&search("params.model = 'rf' OR tags.team = 'a'", vec!["start_time ASC"])).await.unwrap();
+    let found = store
+        .search_runs(&search(
+            "params.model = 'rf' OR tags.team = 'a'",
+            vec!["start_time ASC"],
+        ))
+        .await
+        .unwrap();
     assert_eq!(names(found), ["r0", "r1", "r2", "r3", "r4", "r6", "r9"]);
     let found = store.search_runs(&search("tags.team LIKE 'A'", vec![])).await.unwrap();
     assert!(found.items.is_empty(), "LIKE is case-sensitive");
-    assert_eq!(store.search_runs(&search("tags.team ILIKE 'A'", vec![])).await.unwrap().items.len(), 5);
-    assert_eq!(store.search_runs(&search("attributes.run_name = 'r3'", vec![])).await.unwrap().items.len(), 1);
-    assert_eq!(store.search_runs(&search("tags.absent IS NULL", vec![])).await.unwrap().items.len(), 10);
+    assert_eq!(
+        store
+            .search_runs(&search("tags.team ILIKE 'A'", vec![]))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        5
+    );
+    assert_eq!(
+        store
+            .search_runs(&search("attributes.run_name = 'r3'", vec![]))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .search_runs(&search("tags.absent IS NULL", vec![]))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        10
+    );
     let listed = format!("attributes.run_id IN ('{}', '{}')", run_ids[0], run_ids[1]);
-    assert_eq!(store.search_runs(&search(&listed, vec![])).await.unwrap().items.len(), 2);
+    assert_eq!(
+        store.search_runs(&search(&listed, vec![])).await.unwrap().items.len(),
+        2
+    );
     for direction in ["ASC", "DESC"] {
-        let ordered = store.search_runs(&search("", vec![&format!("metrics.loss {direction}")])).await.unwrap();
-        let has_loss: Vec<bool> = ordered.items.iter().map(|run| run.data.metrics.iter().any(|point| point.key == "loss")).collect();
+        let ordered = store
+            .search_runs(&search("", vec![&format!("metrics.loss {direction}")]))
+            .await
+            .unwrap();
+        let has_loss: Vec<bool> = ordered
+            .items
+            .iter()
+            .map(|run| run.data.metrics.iter().any(|point| point.key == "loss"))
+            .collect();
         assert_eq!(has_loss, [vec![true; 5], vec![false; 5]].concat(), "{direction}");
     }
     let default_order = store.search_runs(&search("", vec![])).await.unwrap();
@@ -200,26 +471,55 @@ pub async fn run_search_filters_order_and_pages(store: &SqlStore) {
     seen.sort();
     run_ids.sort();
     assert_eq!(seen, run_ids);
-    for bad in ["metrics.acc >> 1", "params.model = 1", "nonsense.x = 'y'", "attributes.bogus = 'x'"] {
-        assert!(matches!(store.search_runs(&search(bad, vec![])).await, Err(StoreError::InvalidParameter(_))), "{bad}");
+    for bad in [
+        "metrics.acc >> 1",
+        "params.model = 1",
+        "nonsense.x = 'y'",
+        "attributes.bogus = 'x'",
+    ] {
+        assert!(
+            matches!(
+                store.search_runs(&search(bad, vec![])).await,
+                Err(StoreError::InvalidParameter(_))
+            ),
+            "{bad}"
+        );
     }
 }
 
 pub async fn concurrent_batches_to_one_run(store: &SqlStore) {
     let run_id = new_run(store, "0", "shared", 1).await.info.run_id;
-    let store_ref = &*store;
+    let store_ref = store;
     let writers = (0..16i64).map(|writer| {
         let run_id = run_id.clone();
         async move {
-            let metrics = (0..50).map(|step| metric(&format!("w{writer}"), step as f64, 1, step)).collect();
-            store_ref.log_batch(&run_id, &LogBatch { metrics, ..Default::default() }).await
+            let metrics = (0..50)
+                .map(|step| metric(&format!("w{writer}"), step as f64, 1, step))
+                .collect();
+            store_ref
+                .log_batch(
+                    &run_id,
+                    &LogBatch {
+                        metrics,
+                        ..Default::default()
+                    },
+                )
+                .await
         }
     });
     for result in futures::future::join_all(writers).await {
         result.unwrap();
     }
     for writer in 0..16 {
-        assert_eq!(store.metric_history(&run_id, &format!("w{writer}"), &page(1000, None)).await.unwrap().items.len(), 50);
+        assert_eq!(
+            store
+                .metric_history(&run_id, &format!("w{writer}"), &page(1000, None))
+                .await
+                .unwrap()
+                .items
+                .len(),
+            50
+        );
     }
 }
 
@@ -239,66 +539,219 @@ pub async fn logged_models_and_linked_metrics(store: &SqlStore) {
     let model_id = model.info.model_id.clone();
     assert!(model_id.starts_with("m-"));
     assert_eq!(model.info.status, "LOGGED_MODEL_PENDING");
-    assert_eq!(model.info.artifact_uri, format!("mlflow-artifacts:/0/models/{model_id}/artifacts"));
+    assert_eq!(
+        model.info.artifact_uri,
+        format!("mlflow-artifacts:/0/models/{model_id}/artifacts")
+    );
     let mut linked = metric("acc", 0.9, 5, 0);
     linked.model_id = Some(model_id.clone());
-    store.log_batch(&run_id, &LogBatch { metrics: vec![linked], ..Default::default() }).await.unwrap();
-    let ready = store.set_logged_model_status(&model_id, "LOGGED_MODEL_READY").await.unwrap();
+    store
+        .log_batch(
+            &run_id,
+            &LogBatch {
+                metrics: vec![linked],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ready = store
+        .set_logged_model_status(&model_id, "LOGGED_MODEL_READY")
+        .await
+        .unwrap();
     assert_eq!(ready.info.status, "LOGGED_MODEL_READY");
     assert_eq!(ready.data.metrics[0].run_id.as_deref(), Some(run_id.as_str()));
-    store.set_logged_model_tags(&model_id, &[Tag::new("extra", "1")]).await.unwrap();
+    store
+        .set_logged_model_tags(&model_id, &[Tag::new("extra", "1")])
+        .await
+        .unwrap();
     store.delete_logged_model_tag(&model_id, "flavor").await.unwrap();
-    assert_eq!(store.get_logged_model(&model_id).await.unwrap().info.tags, vec![Tag::new("extra", "1")]);
-    let search = |filter: &str| LoggedModelSearch { experiment_ids: vec!["0".into()], filter: Some(filter.into()), ..Default::default() };
-    assert_eq!(store.search_logged_models(&search("name = 'model'")).await.unwrap().items.len(), 1);
-    assert_eq!(store.search_logged_models(&search("metrics.acc > 0.5")).await.unwrap().items.len(), 1);
-    assert!(store.search_logged_models(&search("name = 'other'")).await.unwrap().items.is_empty());
+    assert_eq!(
+        store.get_logged_model(&model_id).await.unwrap().info.tags,
+        vec![Tag::new("extra", "1")]
+    );
+    let search = |filter: &str| LoggedModelSearch {
+        experiment_ids: vec!["0".into()],
+        filter: Some(filter.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .search_logged_models(&search("name = 'model'"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .search_logged_models(&search("metrics.acc > 0.5"))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .search_logged_models(&search("name = 'other'"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     store.delete_logged_model(&model_id).await.unwrap();
-    assert!(matches!(store.get_logged_model(&model_id).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get_logged_model(&model_id).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 pub async fn registry_versions_stages_aliases(store: &SqlStore) {
-    store.create_registered_model("clf", &[Tag::new("team", "a")], "first").await.unwrap();
-    assert!(matches!(store.create_registered_model("clf", &[], "").await, Err(StoreError::AlreadyExists(_))));
-    let new_version = |source: &str| NewModelVersion { name: "clf".into(), source: source.into(), storage_location: source.into(), ..Default::default() };
-    assert_eq!(store.create_model_version(&new_version("runs:/a/model")).await.unwrap().version, "1");
-    assert_eq!(store.create_model_version(&new_version("runs:/b/model")).await.unwrap().version, "2");
-    store.transition_model_version_stage("clf", 1, "Production", false).await.unwrap();
-    store.transition_model_version_stage("clf", 2, "Production", true).await.unwrap();
-    assert_eq!(store.get_model_version("clf", 1).await.unwrap().current_stage, "Archived");
+    store
+        .create_registered_model("clf", &[Tag::new("team", "a")], "first")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.create_registered_model("clf", &[], "").await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let new_version = |source: &str| NewModelVersion {
+        name: "clf".into(),
+        source: source.into(),
+        storage_location: source.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .create_model_version(&new_version("runs:/a/model"))
+            .await
+            .unwrap()
+            .version,
+        "1"
+    );
+    assert_eq!(
+        store
+            .create_model_version(&new_version("runs:/b/model"))
+            .await
+            .unwrap()
+            .version,
+        "2"
+    );
+    store
+        .transition_model_version_stage("clf", 1, "Production", false)
+        .await
+        .unwrap();
+    store
+        .transition_model_version_stage("clf", 2, "Production", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_model_version("clf", 1).await.unwrap().current_stage,
+        "Archived"
+    );
     let latest = store.get_latest_versions("clf", &["Production".into()]).await.unwrap();
-    assert_eq!(latest.iter().map(|version| version.version.as_str()).collect::<Vec<_>>(), ["2"]);
+    assert_eq!(
+        latest
+            .iter()
+            .map(|version| version.version.as_str())
+            .collect::<Vec<_>>(),
+        ["2"]
+    );
     store.set_alias("clf", "champion", 2).await.unwrap();
-    assert_eq!(store.get_model_version_by_alias("clf", "champion").await.unwrap().aliases, vec!["champion".to_string()]);
-    assert!(matches!(store.set_alias("clf", "ghost", 9).await, Err(StoreError::NotFound(_))));
+    assert_eq!(
+        store
+            .get_model_version_by_alias("clf", "champion")
+            .await
+            .unwrap()
+            .aliases,
+        vec!["champion".to_string()]
+    );
+    assert!(matches!(
+        store.set_alias("clf", "ghost", 9).await,
+        Err(StoreError::NotFound(_))
+    ));
     let model = store.get_registered_model("clf").await.unwrap();
-    assert_eq!(model.aliases, vec![AliasEntry { alias: "champion".into(), version: "2".into() }]);
+    assert_eq!(
+        model.aliases,
+        vec![AliasEntry {
+            alias: "champion".into(),
+            version: "2".into()
+        }]
+    );
     store.delete_model_version("clf", 2).await.unwrap();
-    assert!(matches!(store.get_model_version_by_alias("clf", "champion").await, Err(StoreError::InvalidParameter(_))));
-    assert_eq!(store.create_model_version(&new_version("runs:/c/model")).await.unwrap().version, "3");
-    store.set_model_version_tag("clf", 3, &Tag::new("ok", "yes")).await.unwrap();
-    assert_eq!(store.get_model_version("clf", 3).await.unwrap().tags, vec![Tag::new("ok", "yes")]);
+    assert!(matches!(
+        store.get_model_version_by_alias("clf", "champion").await,
+        Err(StoreError::InvalidParameter(_))
+    ));
+    assert_eq!(
+        store
+            .create_model_version(&new_version("runs:/c/model"))
+            .await
+            .unwrap()
+            .version,
+        "3"
+    );
+    store
+        .set_model_version_tag("clf", 3, &Tag::new("ok", "yes"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_model_version("clf", 3).await.unwrap().tags,
+        vec![Tag::new("ok", "yes")]
+    );
 }
 
 pub async fn registry_rename_and_search(store: &SqlStore) {
     store.create_registered_model("old", &[], "").await.unwrap();
-    store.create_registered_model("prompt", &[Tag::new("mlflow.prompt.is_prompt", "true")], "").await.unwrap();
     store
-        .create_model_version(&NewModelVersion { name: "old".into(), source: "runs:/a/m".into(), tags: vec![Tag::new("t", "1")], ..Default::default() })
+        .create_registered_model("prompt", &[Tag::new("mlflow.prompt.is_prompt", "true")], "")
+        .await
+        .unwrap();
+    store
+        .create_model_version(&NewModelVersion {
+            name: "old".into(),
+            source: "runs:/a/m".into(),
+            tags: vec![Tag::new("t", "1")],
+            ..Default::default()
+        })
         .await
         .unwrap();
     store.set_alias("old", "live", 1).await.unwrap();
     store.rename_registered_model("old", "new").await.unwrap();
     let version = store.get_model_version("new", 1).await.unwrap();
     assert_eq!((version.tags.len(), version.aliases.len()), (1, 1));
-    assert!(matches!(store.get_registered_model("old").await, Err(StoreError::NotFound(_))));
-    let search = |filter: &str| RegistrySearch { filter: Some(filter.into()), ..Default::default() };
-    let found = store.search_registered_models(&search("name LIKE '%' AND tag.`mlflow.prompt.is_prompt` != 'true'")).await.unwrap();
-    assert_eq!(found.items.iter().map(|model| model.name.as_str()).collect::<Vec<_>>(), ["new"]);
-    let versions = store.search_model_versions(&search("name = 'new' AND tags.t = '1'")).await.unwrap();
+    assert!(matches!(
+        store.get_registered_model("old").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let search = |filter: &str| RegistrySearch {
+        filter: Some(filter.into()),
+        ..Default::default()
+    };
+    let found = store
+        .search_registered_models(&search("name LIKE '%' AND tag.`mlflow.prompt.is_prompt` != 'true'"))
+        .await
+        .unwrap();
+    assert_eq!(
+        found.items.iter().map(|model| model.name.as_str()).collect::<Vec<_>>(),
+        ["new"]
+    );
+    let versions = store
+        .search_model_versions(&search("name = 'new' AND tags.t = '1'"))
+        .await
+        .unwrap();
     assert_eq!(versions.items.len(), 1);
     store.delete_registered_model("new").await.unwrap();
-    assert!(store.search_model_versions(&search("name = 'new'")).await.unwrap().items.is_empty());
+    assert!(
+        store
+            .search_model_versions(&search("name = 'new'"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 pub async fn traces_round_trip(store: &SqlStore) {
@@ -319,9 +772,18 @@ pub async fn traces_round_trip(store: &SqlStore) {
     assert_eq!(store.get_trace_info("tr-1").await.unwrap()["tags"]["k"], "v");
     store.delete_trace_tag("tr-1", "k").await.unwrap();
     assert!(store.get_trace_info("tr-1").await.unwrap()["tags"].get("k").is_none());
-    let found = store.search_traces(&TraceSearch { experiment_ids: vec!["0".into()], ..Default::default() }).await.unwrap();
+    let found = store
+        .search_traces(&TraceSearch {
+            experiment_ids: vec!["0".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(found.items[0]["trace_id"], "tr-2", "newest first");
     assert_eq!(store.delete_traces("0", &["tr-1".into()], None, None).await.unwrap(), 1);
     assert_eq!(store.delete_traces("0", &[], Some(5000), Some(10)).await.unwrap(), 1);
-    assert!(matches!(store.get_trace_info("tr-2").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get_trace_info("tr-2").await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -15,7 +15,10 @@ pub async fn sqlite_store() -> Option<StoreUnderTest> {
     let temporary = tempfile::tempdir().unwrap();
     let uri = format!("sqlite:///{}", temporary.path().join("meta.db").display());
     let store = SqlStore::connect(&uri, "mlflow-artifacts:").await.unwrap();
-    Some(StoreUnderTest { store, _temporary: Some(temporary) })
+    Some(StoreUnderTest {
+        store,
+        _temporary: Some(temporary),
+    })
 }
 
 pub async fn postgres_store() -> Option<StoreUnderTest> {
@@ -26,11 +29,19 @@ pub async fn postgres_store() -> Option<StoreUnderTest> {
     sqlx::any::install_default_drivers();
     let database = format!("conformance_{}", uuid::Uuid::new_v4().simple());
     let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&admin)
+        .await
+        .unwrap();
     admin.close().await;
     let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let store = SqlStore::connect(&format!("{base}/{database}"), "mlflow-artifacts:").await.unwrap();
-    Some(StoreUnderTest { store, _temporary: None })
+    let store = SqlStore::connect(&format!("{base}/{database}"), "mlflow-artifacts:")
+        .await
+        .unwrap();
+    Some(StoreUnderTest {
+        store,
+        _temporary: None,
+    })
 }
 
 macro_rules! conformance_suite {

@@ -10,13 +10,22 @@ const BATCHES_PER_CLIENT: usize = 10;
 const POINTS_PER_BATCH: usize = 20;
 
 async fn new_run(client: &reqwest::Client, server: &TestServer) -> String {
-    let (status, body) = send_json(client, Method::POST, &server.url("/api/2.0/mlflow/runs/create"), &json!({"experiment_id": "0"})).await.unwrap();
+    let (status, body) = send_json(
+        client,
+        Method::POST,
+        &server.url("/api/2.0/mlflow/runs/create"),
+        &json!({"experiment_id": "0"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 200, "{body}");
     body["run"]["info"]["run_id"].as_str().unwrap().to_string()
 }
 
 async fn history_length(client: &reqwest::Client, server: &TestServer, run_id: &str, key: &str) -> usize {
-    let url = server.url(&format!("/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key={key}"));
+    let url = server.url(&format!(
+        "/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key={key}"
+    ));
     let body: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
     body["metrics"].as_array().map_or(0, Vec::len)
 }
@@ -56,7 +65,12 @@ async fn sixty_four_clients_lose_nothing() {
         }
     });
     let failures: Vec<String> = join_all(tasks).await.into_iter().flatten().collect();
-    assert!(failures.is_empty(), "{} failed requests, first: {:?}", failures.len(), failures.first());
+    assert!(
+        failures.is_empty(),
+        "{} failed requests, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
     let expected = BATCHES_PER_CLIENT * POINTS_PER_BATCH;
     for (client_index, own_run) in own_runs.iter().enumerate() {
         let key = format!("client_{client_index}");

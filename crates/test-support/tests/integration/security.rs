@@ -23,7 +23,10 @@ const HOSTILE_PATHS: &[&str] = &[
 ];
 
 fn assert_refused(status: u16, body: &str, what: &str) {
-    assert!((400..500).contains(&status), "{what}: expected a 4xx, got {status}: {body}");
+    assert!(
+        (400..500).contains(&status),
+        "{what}: expected a 4xx, got {status}: {body}"
+    );
     assert!(!body.contains(SECRET), "{what}: the secret leaked");
     assert!(!body.contains("root:x:0:0"), "{what}: /etc/passwd leaked");
 }
@@ -33,40 +36,138 @@ async fn artifact_paths_cannot_leave_the_root() {
     let server = TestServer::start().await.unwrap();
     std::fs::write(server.data_dir.join("secret.txt"), SECRET).unwrap();
     for hostile in HOSTILE_PATHS {
-        let download = raw_request(server.address, "GET", &format!("/api/2.0/mlflow-artifacts/artifacts/{hostile}"), &[], b"").await.unwrap();
+        let download = raw_request(
+            server.address,
+            "GET",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{hostile}"),
+            &[],
+            b"",
+        )
+        .await
+        .unwrap();
         assert_refused(download.status, &download.body_text(), &format!("GET {hostile}"));
-        let listing = raw_request(server.address, "GET", &format!("/api/2.0/mlflow-artifacts/artifacts?path={hostile}"), &[], b"").await.unwrap();
+        let listing = raw_request(
+            server.address,
+            "GET",
+            &format!("/api/2.0/mlflow-artifacts/artifacts?path={hostile}"),
+            &[],
+            b"",
+        )
+        .await
+        .unwrap();
         assert_refused(listing.status, &listing.body_text(), &format!("list {hostile}"));
-        let upload = raw_request(server.address, "PUT", &format!("/api/2.0/mlflow-artifacts/artifacts/{hostile}"), &[], b"overwritten").await.unwrap();
+        let upload = raw_request(
+            server.address,
+            "PUT",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{hostile}"),
+            &[],
+            b"overwritten",
+        )
+        .await
+        .unwrap();
         assert_refused(upload.status, &upload.body_text(), &format!("PUT {hostile}"));
-        let deletion = raw_request(server.address, "DELETE", &format!("/api/2.0/mlflow-artifacts/artifacts/{hostile}"), &[], b"").await.unwrap();
+        let deletion = raw_request(
+            server.address,
+            "DELETE",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{hostile}"),
+            &[],
+            b"",
+        )
+        .await
+        .unwrap();
         assert_refused(deletion.status, &deletion.body_text(), &format!("DELETE {hostile}"));
     }
-    assert_eq!(std::fs::read_to_string(server.data_dir.join("secret.txt")).unwrap(), SECRET);
+    assert_eq!(
+        std::fs::read_to_string(server.data_dir.join("secret.txt")).unwrap(),
+        SECRET
+    );
     let escaped: Vec<_> = std::fs::read_dir(&server.data_dir)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .filter(|name| !["secret.txt", "artifacts", "loopline.db", "loopline.db-wal", "loopline.db-shm"].contains(&name.as_str()))
+        .filter(|name| {
+            ![
+                "secret.txt",
+                "artifacts",
+                "loopline.db",
+                "loopline.db-wal",
+                "loopline.db-shm",
+            ]
+            .contains(&name.as_str())
+        })
         .collect();
-    assert!(escaped.is_empty(), "files written outside the artifact root: {escaped:?}");
+    assert!(
+        escaped.is_empty(),
+        "files written outside the artifact root: {escaped:?}"
+    );
     server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn legitimate_artifact_paths_work() {
     let server = TestServer::start().await.unwrap();
-    let upload = raw_request(server.address, "PUT", "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/dir/file..name.txt", &[], b"hello").await.unwrap();
+    let upload = raw_request(
+        server.address,
+        "PUT",
+        "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/dir/file..name.txt",
+        &[],
+        b"hello",
+    )
+    .await
+    .unwrap();
     assert_eq!(upload.status, 200, "{}", upload.body_text());
-    let download = raw_request(server.address, "GET", "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/dir/file..name.txt", &[], b"").await.unwrap();
+    let download = raw_request(
+        server.address,
+        "GET",
+        "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/dir/file..name.txt",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
     assert_eq!((download.status, download.body_text().as_str()), (200, "hello"));
-    let listing = raw_request(server.address, "GET", "/api/2.0/mlflow-artifacts/artifacts?path=1%2Frun%2Fartifacts%2Fdir", &[], b"").await.unwrap();
-    assert_eq!(listing.json(), json!({"files": [{"path": "file..name.txt", "is_dir": false, "file_size": 5}]}));
-    let directory = raw_request(server.address, "GET", "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/dir", &[], b"").await.unwrap();
+    let listing = raw_request(
+        server.address,
+        "GET",
+        "/api/2.0/mlflow-artifacts/artifacts?path=1%2Frun%2Fartifacts%2Fdir",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        listing.json(),
+        json!({"files": [{"path": "file..name.txt", "is_dir": false, "file_size": 5}]})
+    );
+    let directory = raw_request(
+        server.address,
+        "GET",
+        "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/dir",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
     assert_eq!(directory.status, 404);
     assert_eq!(directory.json()["error_code"], "RESOURCE_DOES_NOT_EXIST");
-    let deletion = raw_request(server.address, "DELETE", "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/dir", &[], b"").await.unwrap();
+    let deletion = raw_request(
+        server.address,
+        "DELETE",
+        "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/dir",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
     assert_eq!(deletion.status, 200, "{}", deletion.body_text());
-    let gone = raw_request(server.address, "GET", "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/dir/file..name.txt", &[], b"").await.unwrap();
+    let gone = raw_request(
+        server.address,
+        "GET",
+        "/api/2.0/mlflow-artifacts/artifacts/1/run/artifacts/dir/file..name.txt",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
     assert_eq!(gone.status, 404);
     server.stop().await.unwrap();
 }
@@ -75,16 +176,33 @@ async fn legitimate_artifact_paths_work() {
 async fn experiment_locations_with_arbitrary_schemes_are_refused() {
     let server = TestServer::start().await.unwrap();
     let client = reqwest::Client::new();
-    for location in ["http://169.254.169.254/latest/meta-data", "file:///etc", "/etc", "ftp://host/x", "s3://bucket/../../x", "gopher://x"] {
-        let (status, body) = send_json(&client, Method::POST, &server.url("/api/2.0/mlflow/experiments/create"), &json!({"name": location, "artifact_location": location}))
-            .await
-            .unwrap();
+    for location in [
+        "http://169.254.169.254/latest/meta-data",
+        "file:///etc",
+        "/etc",
+        "ftp://host/x",
+        "s3://bucket/../../x",
+        "gopher://x",
+    ] {
+        let (status, body) = send_json(
+            &client,
+            Method::POST,
+            &server.url("/api/2.0/mlflow/experiments/create"),
+            &json!({"name": location, "artifact_location": location}),
+        )
+        .await
+        .unwrap();
         assert_eq!(status, 400, "{location}: {body}");
         assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
     }
-    let (status, _) = send_json(&client, Method::POST, &server.url("/api/2.0/mlflow/experiments/create"), &json!({"name": "ok", "artifact_location": "s3://bucket/prefix"}))
-        .await
-        .unwrap();
+    let (status, _) = send_json(
+        &client,
+        Method::POST,
+        &server.url("/api/2.0/mlflow/experiments/create"),
+        &json!({"name": "ok", "artifact_location": "s3://bucket/prefix"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 200);
     server.stop().await.unwrap();
 }
@@ -93,12 +211,31 @@ async fn experiment_locations_with_arbitrary_schemes_are_refused() {
 async fn model_version_sources_outside_the_store_are_refused() {
     let server = TestServer::start().await.unwrap();
     let client = reqwest::Client::new();
-    let (status, _) = send_json(&client, Method::POST, &server.url("/api/2.0/mlflow/registered-models/create"), &json!({"name": "m"})).await.unwrap();
+    let (status, _) = send_json(
+        &client,
+        Method::POST,
+        &server.url("/api/2.0/mlflow/registered-models/create"),
+        &json!({"name": "m"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, 200);
-    for source in ["/etc/passwd", "file:///etc/passwd", "runs:/abc/../../../../etc", "mlflow-artifacts:/%2e%2e/%2e%2e/etc", "http://evil.example/model", "models:/m-1#/../x"] {
-        let (status, body) = send_json(&client, Method::POST, &server.url("/api/2.0/mlflow/model-versions/create"), &json!({"name": "m", "source": source}))
-            .await
-            .unwrap();
+    for source in [
+        "/etc/passwd",
+        "file:///etc/passwd",
+        "runs:/abc/../../../../etc",
+        "mlflow-artifacts:/%2e%2e/%2e%2e/etc",
+        "http://evil.example/model",
+        "models:/m-1#/../x",
+    ] {
+        let (status, body) = send_json(
+            &client,
+            Method::POST,
+            &server.url("/api/2.0/mlflow/model-versions/create"),
+            &json!({"name": "m", "source": source}),
+        )
+        .await
+        .unwrap();
         assert_eq!(status, 400, "{source}: {body}");
         assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
     }
