@@ -102,8 +102,7 @@ pub(super) async fn search(
     State(state): State<AppState>,
     MlflowMessage(request): MlflowMessage<SearchRequest>,
 ) -> JsonResult {
-    let max_results = u64::try_from(request.max_results.unwrap_or(1000))
-        .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
+    let max_results = super::page_size(request.max_results, 1000)?;
     let search = ExperimentSearch {
         filter: request.filter,
         order_by: request.order_by,

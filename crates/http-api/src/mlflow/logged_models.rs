@@ -146,8 +146,7 @@ pub(super) async fn search(
             ))
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    let max_results = u64::try_from(request.max_results.unwrap_or(100))
-        .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
+    let max_results = super::page_size(request.max_results, 100)?;
     let search = LoggedModelSearch {
         experiment_ids: request.experiment_ids,
         filter: request.filter,

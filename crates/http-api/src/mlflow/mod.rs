@@ -56,6 +56,12 @@ pub(crate) fn required<'a>(value: &'a Option<String>, field: &str) -> ApiResult<
     Ok(loopline_tracking::validation::required(value.as_deref(), field)?)
 }
 
+/// A page size from the request, or the endpoint's default; negative values are a 400.
+pub(crate) fn page_size(max_results: Option<i64>, default: i64) -> ApiResult<u64> {
+    u64::try_from(max_results.unwrap_or(default))
+        .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))
+}
+
 async fn unknown_endpoint(uri: Uri) -> ApiError {
     ApiError::new(
         ErrorCode::EndpointNotFound,

@@ -71,8 +71,7 @@ pub(super) fn registry_search(
     page_token: Option<String>,
     default_max: i64,
 ) -> Result<RegistrySearch, ApiError> {
-    let max_results = u64::try_from(max_results.unwrap_or(default_max))
-        .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
+    let max_results = super::page_size(max_results, default_max)?;
     Ok(RegistrySearch {
         filter,
         order_by,

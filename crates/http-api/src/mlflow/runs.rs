@@ -373,8 +373,7 @@ pub(super) async fn search(
     State(state): State<AppState>,
     MlflowMessage(request): MlflowMessage<SearchRequest>,
 ) -> JsonResult {
-    let max_results = u64::try_from(request.max_results.unwrap_or(1000))
-        .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
+    let max_results = super::page_size(request.max_results, 1000)?;
     let search = RunSearch {
         experiment_ids: request.experiment_ids,
         filter: request.filter,
@@ -404,8 +403,7 @@ pub(super) async fn metric_history(
     MlflowMessage(request): MlflowMessage<HistoryRequest>,
 ) -> JsonResult {
     let key = required(&request.metric_key, "metric_key")?;
-    let max_results = u64::try_from(request.max_results.unwrap_or(25_000))
-        .map_err(|_| ApiError::invalid("Invalid value for parameter 'max_results': it must not be negative"))?;
+    let max_results = super::page_size(request.max_results, 25_000)?;
     let page_request = PageRequest {
         max_results,
         page_token: request.page_token.clone(),

@@ -10,7 +10,7 @@ use crate::search::compile::{
     ClauseCompiler, IdentifierKind, KeyValueTable, OrderTerm, compile_expression, identifier_kind, key_value_predicate,
     numeric_predicate, render_order_terms, string_predicate,
 };
-use crate::search::{Comparison, SqlBuilder, SqlValue, parse_filter, parse_order_clause};
+use crate::search::{Comparison, SqlBuilder, parse_filter, parse_order_clause};
 use crate::traits::{ExperimentStore, LoggedModelStore};
 use async_trait::async_trait;
 use loopline_core::time::now_millis;
@@ -319,16 +319,9 @@ impl LoggedModelStore for SqlStore {
             ));
         }
         let mut builder = SqlBuilder::new(format!(
-            "SELECT {MODEL_COLUMNS} FROM logged_models m WHERE m.lifecycle_stage = 'active' AND m.experiment_id IN ("
+            "SELECT {MODEL_COLUMNS} FROM logged_models m WHERE m.lifecycle_stage = 'active' AND m.experiment_id IN "
         ));
-        for (index, experiment_id) in search.experiment_ids.iter().enumerate() {
-            if index > 0 {
-                builder.push(", ");
-            }
-            let placeholder = builder.bind(SqlValue::Integer(parse_experiment_id(experiment_id)?));
-            builder.push(&placeholder);
-        }
-        builder.push(")");
+        super::push_experiment_id_list(&mut builder, &search.experiment_ids)?;
         if let Some(expression) = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)? {
             builder.push(" AND ");
             compile_expression(&expression, &LoggedModelClauses, &mut builder)

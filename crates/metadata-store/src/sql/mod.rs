@@ -155,6 +155,20 @@ fn built_query<'q>(builder: &SqlBuilder) -> Query<'q, Any, AnyArguments> {
     bind_values(query_text(builder.sql.clone()), &builder.values)
 }
 
+/// Appends `(id, id, ...)` for decimal experiment ids, refusing ids that are not integers.
+fn push_experiment_id_list(builder: &mut SqlBuilder, experiment_ids: &[String]) -> StoreResult<()> {
+    builder.push("(");
+    for (index, experiment_id) in experiment_ids.iter().enumerate() {
+        if index > 0 {
+            builder.push(", ");
+        }
+        let placeholder = builder.bind(SqlValue::Integer(parse_experiment_id(experiment_id)?));
+        builder.push(&placeholder);
+    }
+    builder.push(")");
+    Ok(())
+}
+
 fn invalid_filter(error: FilterSyntaxError) -> StoreError {
     StoreError::InvalidParameter(error.to_string())
 }

@@ -1,7 +1,7 @@
 //! Run search: MLflow's filter grammar over metrics, params, tags, attributes and datasets, compiled to SQL.
 
 use super::rows::text;
-use super::{SqlStore, built_query, into_page, invalid_filter, invalid_search, page_limits, parse_experiment_id};
+use super::{SqlStore, built_query, into_page, invalid_filter, invalid_search, page_limits};
 use crate::entities::{Page, Run};
 use crate::error::StoreResult;
 use crate::queries::RunSearch;
@@ -9,7 +9,7 @@ use crate::search::compile::{
     ClauseCompiler, IdentifierKind, KeyValueTable, OrderTerm, compile_expression, identifier, identifier_kind,
     key_value_predicate, numeric_predicate, render_order_terms, string_predicate,
 };
-use crate::search::{Comparator, Comparison, SqlBuilder, SqlValue, parse_filter, parse_order_clause};
+use crate::search::{Comparator, Comparison, SqlBuilder, parse_filter, parse_order_clause};
 
 const PARAMS_TABLE: KeyValueTable<'static> = KeyValueTable {
     table: "params",
@@ -191,19 +191,8 @@ impl SqlStore {
             ascending: true,
         });
         let order_sql = render_order_terms(&terms);
-        let mut experiment_ids = Vec::new();
-        for experiment_id in &search.experiment_ids {
-            experiment_ids.push(parse_experiment_id(experiment_id)?);
-        }
-        statement.push("(");
-        for (index, experiment_id) in experiment_ids.iter().enumerate() {
-            if index > 0 {
-                statement.push(", ");
-            }
-            let placeholder = statement.bind(SqlValue::Integer(*experiment_id));
-            statement.push(&placeholder);
-        }
-        statement.push(") AND r.lifecycle_stage IN ");
+        super::push_experiment_id_list(&mut statement, &search.experiment_ids)?;
+        statement.push(" AND r.lifecycle_stage IN ");
         let stages: Vec<String> = search
             .view_type
             .stages()

@@ -121,15 +121,8 @@ impl TraceStore for SqlStore {
                 next_page_token: None,
             });
         }
-        let mut builder = SqlBuilder::new("SELECT t.trace_info FROM traces t WHERE t.experiment_id IN (");
-        for (index, experiment_id) in search.experiment_ids.iter().enumerate() {
-            if index > 0 {
-                builder.push(", ");
-            }
-            let placeholder = builder.bind(SqlValue::Integer(parse_experiment_id(experiment_id)?));
-            builder.push(&placeholder);
-        }
-        builder.push(")");
+        let mut builder = SqlBuilder::new("SELECT t.trace_info FROM traces t WHERE t.experiment_id IN ");
+        super::push_experiment_id_list(&mut builder, &search.experiment_ids)?;
         if let Some(expression) = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)? {
             builder.push(" AND ");
             compile_expression(&expression, &TraceClauses, &mut builder)
