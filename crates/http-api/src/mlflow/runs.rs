@@ -21,13 +21,16 @@ pub(super) struct RunIdentity {
 
 impl RunIdentity {
     fn resolve(&self) -> ApiResult<&str> {
-        let run_id = self
-            .run_id
-            .as_deref()
-            .filter(|id| !id.is_empty())
-            .or(self.run_uuid.as_deref().filter(|id| !id.is_empty()));
-        run_id.ok_or_else(|| ApiError::invalid("Missing value for required parameter 'run_id'."))
+        resolve_run_id(&self.run_id, &self.run_uuid)
     }
+}
+
+/// The run id from `run_id`, or from its legacy twin `run_uuid`.
+fn resolve_run_id<'a>(run_id: &'a Option<String>, run_uuid: &'a Option<String>) -> ApiResult<&'a str> {
+    let non_empty = |value: &'a Option<String>| value.as_deref().filter(|id| !id.is_empty());
+    non_empty(run_id)
+        .or(non_empty(run_uuid))
+        .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'run_id'."))
 }
 
 fn run_response(run: &Run) -> JsonResult {
@@ -72,8 +75,8 @@ pub(super) async fn get(
 
 #[derive(Deserialize)]
 pub(super) struct UpdateRequest {
-    #[serde(flatten)]
-    identity: RunIdentity,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     status: Option<NameOrNumber>,
     #[serde(default, deserialize_with = "deserialize_optional_int64")]
     end_time: Option<i64>,
@@ -89,7 +92,7 @@ pub(super) async fn update(
         end_time: request.end_time,
         run_name: request.run_name,
     };
-    let info = state.tracking.update_run(request.identity.resolve()?, update).await?;
+    let info = state.tracking.update_run(resolve_run_id(&request.run_id, &request.run_uuid)?, update).await?;
     single("run_info", &info)
 }
 
@@ -154,28 +157,46 @@ impl MetricInput {
 
 #[derive(Deserialize)]
 pub(super) struct LogMetricRequest {
-    #[serde(flatten)]
-    identity: RunIdentity,
-    #[serde(flatten)]
-    metric: MetricInput,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+    key: Option<String>,
+    #[serde(default, deserialize_with = "deserialize_optional_double")]
+    value: Option<f64>,
+    #[serde(default, deserialize_with = "deserialize_optional_int64")]
+    timestamp: Option<i64>,
+    #[serde(default, deserialize_with = "deserialize_optional_int64")]
+    step: Option<i64>,
+    model_id: Option<String>,
+    dataset_name: Option<String>,
+    dataset_digest: Option<String>,
 }
 
 pub(super) async fn log_metric(
     State(state): State<AppState>,
     MlflowMessage(request): MlflowMessage<LogMetricRequest>,
 ) -> JsonResult {
+    let run_id = resolve_run_id(&request.run_id, &request.run_uuid)?.to_string();
+    let metric = MetricInput {
+        key: request.key,
+        value: request.value,
+        timestamp: request.timestamp,
+        step: request.step,
+        model_id: request.model_id,
+        dataset_name: request.dataset_name,
+        dataset_digest: request.dataset_digest,
+    };
     let batch = LogBatch {
-        metrics: vec![request.metric.into_metric()?],
+        metrics: vec![metric.into_metric()?],
         ..LogBatch::default()
     };
-    state.tracking.log_batch(request.identity.resolve()?, batch).await?;
+    state.tracking.log_batch(&run_id, batch).await?;
     empty_object()
 }
 
 #[derive(Deserialize)]
 pub(super) struct KeyValueRequest {
-    #[serde(flatten)]
-    identity: RunIdentity,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     key: Option<String>,
     value: Option<String>,
 }
@@ -195,7 +216,7 @@ pub(super) async fn log_parameter(
         params: vec![request.tag()?],
         ..LogBatch::default()
     };
-    state.tracking.log_batch(request.identity.resolve()?, batch).await?;
+    state.tracking.log_batch(resolve_run_id(&request.run_id, &request.run_uuid)?, batch).await?;
     empty_object()
 }
 
@@ -207,7 +228,7 @@ pub(super) async fn set_tag(
         tags: vec![request.tag()?],
         ..LogBatch::default()
     };
-    state.tracking.log_batch(request.identity.resolve()?, batch).await?;
+    state.tracking.log_batch(resolve_run_id(&request.run_id, &request.run_uuid)?, batch).await?;
     empty_object()
 }
 
@@ -219,15 +240,15 @@ pub(super) async fn delete_tag(
     state
         .tracking
         .store()
-        .delete_run_tag(request.identity.resolve()?, key)
+        .delete_run_tag(resolve_run_id(&request.run_id, &request.run_uuid)?, key)
         .await?;
     empty_object()
 }
 
 #[derive(Deserialize)]
 pub(super) struct LogBatchRequest {
-    #[serde(flatten)]
-    identity: RunIdentity,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     metrics: Vec<MetricInput>,
     #[serde(default)]
@@ -250,7 +271,7 @@ pub(super) async fn log_batch(
         params: to_tags(request.params, "params")?,
         tags: to_tags(request.tags, "tags")?,
     };
-    state.tracking.log_batch(request.identity.resolve()?, batch).await?;
+    state.tracking.log_batch(resolve_run_id(&request.run_id, &request.run_uuid)?, batch).await?;
     empty_object()
 }
 
@@ -280,8 +301,8 @@ pub(super) struct ModelReference {
 
 #[derive(Deserialize)]
 pub(super) struct LogInputsRequest {
-    #[serde(flatten)]
-    identity: RunIdentity,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     datasets: Vec<DatasetInputFields>,
     #[serde(default)]
@@ -321,15 +342,15 @@ pub(super) async fn log_inputs(
     state
         .tracking
         .store()
-        .log_inputs(request.identity.resolve()?, &datasets, &models)
+        .log_inputs(resolve_run_id(&request.run_id, &request.run_uuid)?, &datasets, &models)
         .await?;
     empty_object()
 }
 
 #[derive(Deserialize)]
 pub(super) struct LogOutputsRequest {
-    #[serde(flatten)]
-    identity: RunIdentity,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     models: Vec<ModelReference>,
 }
@@ -351,7 +372,7 @@ pub(super) async fn log_outputs(
     state
         .tracking
         .store()
-        .log_outputs(request.identity.resolve()?, &models)
+        .log_outputs(resolve_run_id(&request.run_id, &request.run_uuid)?, &models)
         .await?;
     empty_object()
 }
@@ -390,8 +411,8 @@ pub(super) async fn search(
 
 #[derive(Deserialize)]
 pub(super) struct HistoryRequest {
-    #[serde(flatten)]
-    identity: RunIdentity,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     metric_key: Option<String>,
     #[serde(default, deserialize_with = "deserialize_optional_int64")]
     max_results: Option<i64>,
@@ -411,7 +432,7 @@ pub(super) async fn metric_history(
     let page = state
         .tracking
         .store()
-        .metric_history(request.identity.resolve()?, key, &page_request)
+        .metric_history(resolve_run_id(&request.run_id, &request.run_uuid)?, key, &page_request)
         .await?;
     page_response("metrics", &page.items, page.next_page_token)
 }

@@ -154,11 +154,29 @@ impl KeyValueTable<'_> {
 
 /// A predicate over a key/value child table: `IS NULL` means the key is absent, every other comparator
 /// requires the key to be present with a matching value.
+///
+/// Written as `owner IN (SELECT owner FROM child WHERE key = ? AND value ...)` when the child joins on one
+/// column, so the database can drive the search from the child's `(key, value)` index instead of probing
+/// once per candidate row.
 pub fn key_value_predicate(
     table: &KeyValueTable<'_>,
     comparison: &Comparison,
     builder: &mut SqlBuilder,
 ) -> Result<(), String> {
+    if let [(child_column, parent_expression)] = table.join {
+        let key_placeholder = builder.bind_text(&comparison.key);
+        let keyed = format!("SELECT kv.{child_column} FROM {} kv WHERE kv.key = {key_placeholder}", table.table);
+        match comparison.comparator {
+            Comparator::IsNull => builder.push(&format!("{parent_expression} NOT IN ({keyed})")),
+            Comparator::IsNotNull => builder.push(&format!("{parent_expression} IN ({keyed})")),
+            _ => {
+                builder.push(&format!("{parent_expression} IN ({keyed} AND "));
+                string_predicate(&format!("kv.{}", table.value_column), comparison, true, builder)?;
+                builder.push(")");
+            }
+        }
+        return Ok(());
+    }
     let key_placeholder = builder.bind_text(&comparison.key);
     let alias = "kv";
     let subquery = table.correlated_subquery(alias, &key_placeholder);

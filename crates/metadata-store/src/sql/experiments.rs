@@ -93,6 +93,7 @@ impl SqlStore {
         // experiment_tags.experiment_id is an integer; compare as text for a portable IN list.
         let mut tags = load_key_values(
             &self.pool,
+            self.dialect,
             "(SELECT CAST(experiment_id AS TEXT) AS experiment_id, key, value FROM experiment_tags) t",
             "experiment_id",
             &ids,
@@ -115,7 +116,7 @@ impl SqlStore {
         ));
         let placeholder = builder.bind(value);
         builder.push(&placeholder);
-        let row = built_query(&builder)
+        let row = built_query(&builder, self.dialect)
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound(missing))?;
@@ -245,7 +246,7 @@ impl ExperimentStore for SqlStore {
         });
         builder.push(&format!(" ORDER BY {}", render_order_terms(&terms)));
         builder.push(&format!(" LIMIT {} OFFSET {offset}", max_results + 1));
-        let rows = built_query(&builder).fetch_all(&self.pool).await?;
+        let rows = built_query(&builder, self.dialect).fetch_all(&self.pool).await?;
         let mut experiments = rows.iter().map(experiment_from_row).collect::<StoreResult<Vec<_>>>()?;
         self.attach_experiment_tags(&mut experiments).await?;
         Ok(into_page(experiments, max_results, offset))

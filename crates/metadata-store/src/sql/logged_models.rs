@@ -124,8 +124,8 @@ impl SqlStore {
     async fn load_logged_models(&self, rows: Vec<AnyRow>) -> StoreResult<Vec<LoggedModel>> {
         let infos = rows.iter().map(model_info_from_row).collect::<StoreResult<Vec<_>>>()?;
         let ids: Vec<String> = infos.iter().map(|info| info.model_id.clone()).collect();
-        let mut params = load_key_values(&self.pool, "logged_model_params", "model_id", &ids).await?;
-        let mut tags = load_key_values(&self.pool, "logged_model_tags", "model_id", &ids).await?;
+        let mut params = load_key_values(&self.pool, self.dialect, "logged_model_params", "model_id", &ids).await?;
+        let mut tags = load_key_values(&self.pool, self.dialect, "logged_model_tags", "model_id", &ids).await?;
         let mut metrics: HashMap<String, Vec<Metric>> = HashMap::new();
         if !ids.is_empty() {
             let mut builder = SqlBuilder::new(
@@ -133,7 +133,7 @@ impl SqlStore {
             );
             builder.push_text_list(&ids);
             builder.push(" ORDER BY key, step, timestamp");
-            for row in built_query(&builder).fetch_all(&self.pool).await? {
+            for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
                 let mut point = metric(&row)?;
                 point.run_id = Some(text(&row, "run_id")?);
                 point.model_id = optional_text(&row, "model_id")?;
@@ -347,7 +347,7 @@ impl LoggedModelStore for SqlStore {
             render_order_terms(&terms),
             max_results + 1
         ));
-        let rows = built_query(&builder).fetch_all(&self.pool).await?;
+        let rows = built_query(&builder, self.dialect).fetch_all(&self.pool).await?;
         let models = self.load_logged_models(rows).await?;
         Ok(into_page(models, max_results, offset))
     }

@@ -151,8 +151,43 @@ fn query_text<'q>(sql: String) -> Query<'q, Any, AnyArguments> {
 }
 
 /// A query built from a [`SqlBuilder`].
-fn built_query<'q>(builder: &SqlBuilder) -> Query<'q, Any, AnyArguments> {
-    bind_values(query_text(builder.sql.clone()), &builder.values)
+///
+/// On SQLite the `$N` placeholders become anonymous `?` with the values reordered to match: SQLite
+/// resolves each named parameter with a linear scan, which makes a 3,600-value batch insert quadratic.
+fn built_query<'q>(builder: &SqlBuilder, dialect: Dialect) -> Query<'q, Any, AnyArguments> {
+    match dialect {
+        Dialect::Postgres => bind_values(query_text(builder.sql.clone()), &builder.values),
+        Dialect::Sqlite => {
+            let (sql, order) = to_positional(&builder.sql);
+            let values: Vec<SqlValue> = order.iter().map(|number| builder.values[number - 1].clone()).collect();
+            bind_values(query_text(sql), &values)
+        }
+    }
+}
+
+/// Rewrites `$N` placeholders (outside quoted literals) as `?`, returning the N of each in text order.
+fn to_positional(sql: &str) -> (String, Vec<usize>) {
+    let mut rewritten = String::with_capacity(sql.len());
+    let mut order = Vec::new();
+    let mut characters = sql.chars().peekable();
+    let mut in_literal = false;
+    while let Some(character) = characters.next() {
+        if character == '\'' {
+            in_literal = !in_literal;
+        }
+        if character == '$' && !in_literal && characters.peek().is_some_and(char::is_ascii_digit) {
+            let mut number = 0usize;
+            while let Some(digit) = characters.peek().and_then(|next| next.to_digit(10)) {
+                number = number * 10 + digit as usize;
+                characters.next();
+            }
+            order.push(number);
+            rewritten.push('?');
+            continue;
+        }
+        rewritten.push(character);
+    }
+    (rewritten, order)
 }
 
 /// Appends `(id, id, ...)` for decimal experiment ids, refusing ids that are not integers.
@@ -222,6 +257,13 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbered_placeholders_become_positional_in_text_order() {
+        let (sql, order) = to_positional("SELECT x FROM t WHERE a = $2 AND b = '$1' AND c IN ($1, $3) ORDER BY $2");
+        assert_eq!(sql, "SELECT x FROM t WHERE a = ? AND b = '$1' AND c IN (?, ?) ORDER BY ?");
+        assert_eq!(order, vec![2, 1, 3, 2]);
+    }
 
     #[test]
     fn mlflow_style_sqlite_uris_map_to_paths() {

@@ -57,7 +57,7 @@ impl SqlStore {
         let mut builder = SqlBuilder::new("SELECT name, version, key, value FROM model_version_tags WHERE name IN ");
         builder.push_text_list(&names);
         builder.push(" ORDER BY key");
-        for row in built_query(&builder).fetch_all(&self.pool).await? {
+        for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
             tags.entry((text(&row, "name")?, integer(&row, "version")?))
                 .or_default()
                 .push(Tag::new(text(&row, "key")?, text(&row, "value")?));
@@ -66,7 +66,7 @@ impl SqlStore {
         let mut builder = SqlBuilder::new("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
         builder.push_text_list(&names);
         builder.push(" ORDER BY alias");
-        for row in built_query(&builder).fetch_all(&self.pool).await? {
+        for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
             aliases
                 .entry((text(&row, "name")?, integer(&row, "version")?))
                 .or_default()
@@ -98,12 +98,12 @@ impl SqlStore {
         if names.is_empty() {
             return Ok(models);
         }
-        let mut tags = super::rows::load_key_values(&self.pool, "registered_model_tags", "name", &names).await?;
+        let mut tags = super::rows::load_key_values(&self.pool, self.dialect, "registered_model_tags", "name", &names).await?;
         let mut aliases: HashMap<String, Vec<AliasEntry>> = HashMap::new();
         let mut builder = SqlBuilder::new("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
         builder.push_text_list(&names);
         builder.push(" ORDER BY alias");
-        for row in built_query(&builder).fetch_all(&self.pool).await? {
+        for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
             aliases.entry(text(&row, "name")?).or_default().push(AliasEntry {
                 alias: text(&row, "alias")?,
                 version: integer(&row, "version")?.to_string(),
@@ -119,7 +119,7 @@ impl SqlStore {
              ORDER BY v.version",
         );
         let mut latest: HashMap<String, Vec<ModelVersion>> = HashMap::new();
-        for row in built_query(&builder).fetch_all(&self.pool).await? {
+        for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
             let version = version_from_row(&row)?;
             latest.entry(version.name.clone()).or_default().push(version);
         }

@@ -156,7 +156,7 @@ impl SqlStore {
             render_order_terms(&terms),
             max_results + 1
         ));
-        let rows = built_query(&builder).fetch_all(&self.pool).await?;
+        let rows = built_query(&builder, self.dialect).fetch_all(&self.pool).await?;
         let models = self.load_registered_models(rows).await?;
         Ok(into_page(models, max_results, offset))
     }
@@ -193,7 +193,7 @@ impl SqlStore {
             render_order_terms(&terms),
             max_results + 1
         ));
-        let rows = built_query(&builder).fetch_all(&self.pool).await?;
+        let rows = built_query(&builder, self.dialect).fetch_all(&self.pool).await?;
         let mut versions = rows.iter().map(version_from_row).collect::<StoreResult<Vec<_>>>()?;
         self.decorate_versions(&mut versions).await?;
         Ok(into_page(versions, max_results, offset))

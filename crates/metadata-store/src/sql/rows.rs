@@ -57,6 +57,7 @@ pub(super) fn stored_metric_value(value: f64) -> (f64, i64) {
 /// Loads `(owner, key, value)` rows of a child table for many owners at once, grouped by owner.
 pub(super) async fn load_key_values<'e, E>(
     executor: E,
+    dialect: super::Dialect,
     table: &str,
     owner_column: &str,
     owners: &[String],
@@ -73,7 +74,7 @@ where
     ));
     builder.push_text_list(owners);
     builder.push(" ORDER BY key");
-    let rows = super::built_query(&builder).fetch_all(executor).await?;
+    let rows = super::built_query(&builder, dialect).fetch_all(executor).await?;
     for row in rows {
         grouped.entry(text(&row, "owner")?).or_default().push(Tag {
             key: text(&row, "key")?,

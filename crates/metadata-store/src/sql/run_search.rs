@@ -46,7 +46,7 @@ impl ClauseCompiler for RunClauses {
             IdentifierKind::Metric => {
                 let key = builder.bind_text(&comparison.key);
                 builder.push(&format!(
-                    "EXISTS (SELECT 1 FROM latest_metrics lm WHERE lm.run_id = r.run_id AND lm.key = {key} AND lm.is_nan = 0 AND "
+                    "r.run_id IN (SELECT lm.run_id FROM latest_metrics lm WHERE lm.key = {key} AND lm.is_nan = 0 AND "
                 ));
                 numeric_predicate("lm.value", comparison, builder)?;
                 builder.push(")");
@@ -209,7 +209,7 @@ impl SqlStore {
             " ORDER BY {order_sql} LIMIT {} OFFSET {offset}",
             max_results + 1
         ));
-        let rows = built_query(&statement).fetch_all(&self.pool).await?;
+        let rows = built_query(&statement, self.dialect).fetch_all(&self.pool).await?;
         let run_ids = rows
             .iter()
             .map(|row| text(row, "run_id"))

@@ -2,7 +2,7 @@
 
 use super::query_text;
 use super::rows::{integer, load_key_values, metric, optional_integer, optional_text, stored_metric_value, text};
-use super::{SqlStore, built_query, into_page, page_limits, parse_experiment_id};
+use super::{Dialect, SqlStore, built_query, into_page, page_limits, parse_experiment_id};
 use crate::entities::*;
 use crate::error::{StoreError, StoreResult};
 use crate::queries::{LogBatch, NewRun, PageRequest, RunSearch, RunUpdate};
@@ -76,7 +76,12 @@ async fn upsert_run_tags(transaction: &mut Transaction<'static, Any>, run_id: &s
     Ok(())
 }
 
-async fn insert_params(transaction: &mut Transaction<'static, Any>, run_id: &str, params: &[Param]) -> StoreResult<()> {
+async fn insert_params(
+    transaction: &mut Transaction<'static, Any>,
+    dialect: Dialect,
+    run_id: &str,
+    params: &[Param],
+) -> StoreResult<()> {
     if params.is_empty() {
         return Ok(());
     }
@@ -103,14 +108,14 @@ async fn insert_params(transaction: &mut Transaction<'static, Any>, run_id: &str
             builder.push(&format!("({run}, {key}, {value})"));
         }
         builder.push(" ON CONFLICT (run_id, key) DO NOTHING");
-        built_query(&builder).execute(&mut **transaction).await?;
+        built_query(&builder, dialect).execute(&mut **transaction).await?;
     }
     let keys: Vec<String> = submitted.keys().map(|key| key.to_string()).collect();
     let mut builder = SqlBuilder::new("SELECT key, value FROM params WHERE run_id = ");
     let run = builder.bind_text(run_id);
     builder.push(&format!("{run} AND key IN "));
     builder.push_text_list(&keys);
-    let stored = built_query(&builder).fetch_all(&mut **transaction).await?;
+    let stored = built_query(&builder, dialect).fetch_all(&mut **transaction).await?;
     let mut conflicts = Vec::new();
     for row in stored {
         let key = text(&row, "key")?;
@@ -147,6 +152,7 @@ fn is_later(candidate: &Metric, current: &Metric) -> bool {
 
 async fn insert_metrics(
     transaction: &mut Transaction<'static, Any>,
+    dialect: Dialect,
     run_id: &str,
     metrics: &[Metric],
 ) -> StoreResult<()> {
@@ -184,7 +190,7 @@ async fn insert_metrics(
             builder.push(")");
         }
         builder.push(" ON CONFLICT DO NOTHING");
-        built_query(&builder).execute(&mut **transaction).await?;
+        built_query(&builder, dialect).execute(&mut **transaction).await?;
     }
     let mut latest_per_key: BTreeMap<&str, &Metric> = BTreeMap::new();
     for point in metrics {
@@ -221,7 +227,7 @@ async fn insert_metrics(
              (excluded.timestamp > latest_metrics.timestamp OR (excluded.timestamp = latest_metrics.timestamp \
              AND excluded.value > latest_metrics.value)))",
         );
-        built_query(&builder).execute(&mut **transaction).await?;
+        built_query(&builder, dialect).execute(&mut **transaction).await?;
     }
     Ok(())
 }
@@ -235,12 +241,12 @@ impl SqlStore {
         let mut builder = SqlBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_id IN "));
         builder.push_text_list(run_ids);
         let mut infos: HashMap<String, RunInfo> = HashMap::new();
-        for row in built_query(&builder).fetch_all(&self.pool).await? {
+        for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
             let info = run_info_from_row(&row)?;
             infos.insert(info.run_id.clone(), info);
         }
-        let mut params = load_key_values(&self.pool, "params", "run_id", run_ids).await?;
-        let mut tags = load_key_values(&self.pool, "tags", "run_id", run_ids).await?;
+        let mut params = load_key_values(&self.pool, self.dialect, "params", "run_id", run_ids).await?;
+        let mut tags = load_key_values(&self.pool, self.dialect, "tags", "run_id", run_ids).await?;
         let mut metrics = self.load_latest_metrics(run_ids).await?;
         let mut inputs = self.load_run_inputs(run_ids).await?;
         let mut outputs = self.load_run_outputs(run_ids).await?;
@@ -267,7 +273,7 @@ impl SqlStore {
         builder.push_text_list(run_ids);
         builder.push(" ORDER BY key");
         let mut grouped: HashMap<String, Vec<Metric>> = HashMap::new();
-        for row in built_query(&builder).fetch_all(&self.pool).await? {
+        for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
             grouped.entry(text(&row, "run_id")?).or_default().push(metric(&row)?);
         }
         Ok(grouped)
@@ -281,13 +287,13 @@ impl SqlStore {
         );
         builder.push_text_list(run_ids);
         builder.push(" ORDER BY d.name, d.digest");
-        let dataset_rows = built_query(&builder).fetch_all(&self.pool).await?;
+        let dataset_rows = built_query(&builder, self.dialect).fetch_all(&self.pool).await?;
         let mut tag_builder =
             SqlBuilder::new("SELECT run_id, dataset_id, key, value FROM run_dataset_input_tags WHERE run_id IN ");
         tag_builder.push_text_list(run_ids);
         tag_builder.push(" ORDER BY key");
         let mut input_tags: HashMap<(String, String), Vec<Tag>> = HashMap::new();
-        for row in built_query(&tag_builder).fetch_all(&self.pool).await? {
+        for row in built_query(&tag_builder, self.dialect).fetch_all(&self.pool).await? {
             input_tags
                 .entry((text(&row, "run_id")?, text(&row, "dataset_id")?))
                 .or_default()
@@ -313,7 +319,7 @@ impl SqlStore {
         }
         let mut model_builder = SqlBuilder::new("SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN ");
         model_builder.push_text_list(run_ids);
-        for row in built_query(&model_builder).fetch_all(&self.pool).await? {
+        for row in built_query(&model_builder, self.dialect).fetch_all(&self.pool).await? {
             grouped
                 .entry(text(&row, "run_id")?)
                 .or_default()
@@ -329,7 +335,7 @@ impl SqlStore {
         let mut builder = SqlBuilder::new("SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id IN ");
         builder.push_text_list(run_ids);
         let mut grouped: HashMap<String, RunOutputs> = HashMap::new();
-        for row in built_query(&builder).fetch_all(&self.pool).await? {
+        for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
             grouped
                 .entry(text(&row, "run_id")?)
                 .or_default()
@@ -449,8 +455,8 @@ impl RunStore for SqlStore {
         let _writer = self.writer_guard().await;
         let mut transaction = self.pool.begin().await?;
         require_active_run(&mut transaction, run_id).await?;
-        insert_params(&mut transaction, run_id, &batch.params).await?;
-        insert_metrics(&mut transaction, run_id, &batch.metrics).await?;
+        insert_params(&mut transaction, self.dialect, run_id, &batch.params).await?;
+        insert_metrics(&mut transaction, self.dialect, run_id, &batch.metrics).await?;
         upsert_run_tags(&mut transaction, run_id, &batch.tags).await?;
         transaction.commit().await?;
         Ok(())

@@ -151,7 +151,7 @@ impl TraceStore for SqlStore {
             render_order_terms(&terms),
             max_results + 1
         ));
-        let rows = built_query(&builder).fetch_all(&self.pool).await?;
+        let rows = built_query(&builder, self.dialect).fetch_all(&self.pool).await?;
         let mut infos = Vec::with_capacity(rows.len());
         for row in rows {
             let info: serde_json::Value = serde_json::from_str(&text(&row, "trace_info")?)
@@ -206,7 +206,7 @@ impl TraceStore for SqlStore {
                 "either request_ids or max_timestamp_millis must be given to delete traces".to_string(),
             ));
         }
-        let result = built_query(&builder).execute(&self.pool).await?;
+        let result = built_query(&builder, self.dialect).execute(&self.pool).await?;
         Ok(result.rows_affected() as i64)
     }
 }

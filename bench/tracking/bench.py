@@ -1,0 +1,303 @@
+"""Side-by-side benchmark: the real `mlflow server` and `loopline server`, same machine, same client
+workload, one run. Prints a table with the ratio for each measurement.
+
+Usage (see run.sh, which prepares the venv and the release binary):
+    python bench/tracking/bench.py --loopline-bin target/release/loopline [--runs 10000] [--seconds 10]
+"""
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+SEARCH_FILTER = "metrics.acc > 0.5 and params.model = 'rf' and tags.team = 'a'"
+SEARCH_ORDER = ["metrics.acc DESC"]
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def process_tree(pid):
+    """The pid and all its descendants, from /proc."""
+    pids, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        pids.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                queue.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:
+                pass
+    return pids
+
+
+def memory_mib(pid):
+    """(RSS, PSS) summed over the process tree, in MiB."""
+    rss = pss = 0
+    for member in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            pass
+    return rss / 1024, pss / 1024
+
+
+def cpu_seconds(pid):
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError):
+            pass
+    return total / ticks
+
+
+class Server:
+    def __init__(self, name, command, cwd, url):
+        self.name, self.url = name, url
+        self.log = open(Path(cwd) / "server.log", "wb")
+        started = time.monotonic()
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = started + 180
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{name} exited early; see {cwd}/server.log")
+            try:
+                if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not become healthy in 180 s")
+            time.sleep(0.1)
+        self.startup_seconds = time.monotonic() - started
+
+    def stop(self):
+        try:
+            os.killpg(self.process.pid, 15)
+            self.process.wait(timeout=30)
+        except Exception:
+            os.killpg(self.process.pid, 9)
+
+
+def run_for(seconds, threads, work):
+    """Calls work(thread_index, iteration) from `threads` threads for `seconds`; returns (ops/s, p50 ms)."""
+    latencies = [[] for _ in range(threads)]
+    stop_at = time.monotonic() + seconds
+
+    def worker(index):
+        iteration = 0
+        while time.monotonic() < stop_at:
+            began = time.perf_counter()
+            work(index, iteration)
+            latencies[index].append(time.perf_counter() - began)
+            iteration += 1
+
+    pool = [threading.Thread(target=worker, args=(index,)) for index in range(threads)]
+    began = time.monotonic()
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    elapsed = time.monotonic() - began
+    flat = [value for per_thread in latencies for value in per_thread]
+    return len(flat) / elapsed, statistics.median(flat) * 1000
+
+
+def run_record(index):
+    generator = random.Random(index)
+    return {
+        "metrics": {"acc": generator.random(), "loss": generator.random(), "f1": generator.random()},
+        "params": {"model": generator.choice(["rf", "lr", "svm"]), "lr": generator.choice(["0.001", "0.003", "0.01"]), "depth": str(generator.randint(2, 12))},
+        "tags": {"team": generator.choice(["a", "b", "c"]), "stage": generator.choice(["prod", "dev", "test"])},
+    }
+
+
+def populate_over_http(url, experiment_id, runs, threads=8):
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = MlflowClient(url)
+
+    def create(index):
+        record = run_record(index)
+        run = client.create_run(experiment_id, run_name=f"run-{index}", start_time=1_000_000 + index)
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(key, value, now, 0) for key, value in record["metrics"].items()],
+            params=[Param(key, value) for key, value in record["params"].items()],
+            tags=[RunTag(key, value) for key, value in record["tags"].items()],
+        )
+
+    indexes = iter(range(runs))
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                index = next(indexes, None)
+            if index is None:
+                return
+            create(index)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
+def populate_mlflow_in_process(database_path, artifact_root, experiment_id, runs):
+    """MLflow over HTTP creates ~13 runs/s here; write its runs through its own store instead, as its
+    own tests do. The data is the same as Loopline's."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(f"sqlite:///{database_path}", artifact_root)
+    for index in range(runs):
+        record = run_record(index)
+        run = store.create_run(experiment_id, "bench", 1_000_000 + index, [RunTag("mlflow.runName", f"run-{index}")], f"run-{index}")
+        now = int(time.time() * 1000)
+        store.log_batch(
+            run.info.run_id,
+            metrics=[Metric(key, value, now, 0) for key, value in record["metrics"].items()],
+            params=[Param(key, value) for key, value in record["params"].items()],
+            tags=[RunTag(key, value) for key, value in record["tags"].items()],
+        )
+
+
+def measure(server, args, workdir):
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    results = {"startup to healthy (s)": server.startup_seconds}
+    time.sleep(3)
+    results["idle RSS (MiB)"], results["idle PSS (MiB)"] = memory_mib(server.process.pid)
+    client = MlflowClient(server.url)
+    experiment_id = client.create_experiment(f"bench-{time.time_ns()}")
+    runs = [client.create_run(experiment_id).info.run_id for _ in range(8)]
+
+    cpu_before = cpu_seconds(server.process.pid)
+    ops, p50 = run_for(args.seconds, 1, lambda thread, step: client.log_metric(runs[0], "m", 0.5, step=step))
+    results["log_metric, 1 thread (req/s)"] = ops
+    results["log_metric, 1 thread p50 (ms)"] = p50
+    ops, _ = run_for(args.seconds, 8, lambda thread, step: client.log_metric(runs[thread], "m8", 0.5, step=step))
+    results["log_metric, 8 threads (req/s)"] = ops
+    session = requests.Session()
+    payload = lambda step: {"run_id": runs[1], "key": "raw", "value": 1.0, "timestamp": 1, "step": step}
+    ops, _ = run_for(args.seconds, 1, lambda thread, step: session.post(f"{server.url}/api/2.0/mlflow/runs/log-metric", json=payload(step)).raise_for_status())
+    results["log_metric raw HTTP, 1 thread (req/s)"] = ops
+
+    batch_counter = [0]
+
+    def log_thousand(thread, iteration):
+        base = iteration * 100
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"k{key}", float(step), now, base + step) for key in range(10) for step in range(100)]
+        client.log_batch(runs[2], metrics=metrics)
+        batch_counter[0] += 1
+
+    ops, p50 = run_for(args.seconds, 1, log_thousand)
+    results["log_batch of 1000 metrics (batches/s)"] = ops
+    results["log_batch p50 (ms)"] = p50
+    cpu_after = cpu_seconds(server.process.pid)
+    results["server CPU during logging (s)"] = cpu_after - cpu_before
+
+    search_experiment = client.create_experiment(f"search-{time.time_ns()}")
+    began = time.monotonic()
+    if server.name == "mlflow":
+        populate_mlflow_in_process(Path(workdir) / "mlflow.db", str(Path(workdir) / "mlartifacts"), search_experiment, args.runs)
+    else:
+        populate_over_http(server.url, search_experiment, args.runs)
+    results[f"populate {args.runs} runs (s)"] = time.monotonic() - began
+
+    timings, raw_timings, hits = [], [], 0
+    for _ in range(7):
+        began = time.perf_counter()
+        found = client.search_runs([search_experiment], SEARCH_FILTER, order_by=SEARCH_ORDER, max_results=100)
+        timings.append(time.perf_counter() - began)
+        hits = len(found)
+        began = time.perf_counter()
+        session.post(
+            f"{server.url}/api/2.0/mlflow/runs/search",
+            json={"experiment_ids": [search_experiment], "filter": SEARCH_FILTER, "order_by": SEARCH_ORDER, "max_results": 100},
+        ).raise_for_status()
+        raw_timings.append(time.perf_counter() - began)
+    results["3-clause search, 100 hits (ms)"] = statistics.median(timings) * 1000
+    results["3-clause search raw HTTP (ms)"] = statistics.median(raw_timings) * 1000
+    results["search hits"] = hits
+    results["loaded RSS (MiB)"], results["loaded PSS (MiB)"] = memory_mib(server.process.pid)
+    return results
+
+
+HIGHER_IS_BETTER = ("req/s", "batches/s")
+
+
+def print_table(mlflow_results, loopline_results):
+    print()
+    print(f"{'measurement':45} {'mlflow server':>15} {'loopline':>15} {'ratio':>10}")
+    print("-" * 88)
+    for key, mlflow_value in mlflow_results.items():
+        loopline_value = loopline_results[key]
+        if key == "search hits":
+            ratio = "same" if mlflow_value == loopline_value else "DIFFERENT"
+        elif any(unit in key for unit in HIGHER_IS_BETTER):
+            ratio = f"{loopline_value / mlflow_value:.1f}x"
+        else:
+            ratio = f"{mlflow_value / loopline_value:.1f}x" if loopline_value else "-"
+        print(f"{key:45} {mlflow_value:15.1f} {loopline_value:15.1f} {ratio:>10}")
+    print()
+    print("ratio: how many times better Loopline is (throughput up, time and memory down).")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--loopline-bin", default="target/release/loopline")
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--only", choices=["mlflow", "loopline"])
+    args = parser.parse_args()
+    results = {}
+    for name in ["loopline", "mlflow"]:
+        if args.only and args.only != name:
+            continue
+        workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
+        port = free_port()
+        if name == "mlflow":
+            mlflow_cli = str(Path(sys.executable).parent / "mlflow")
+            command = [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port)]
+        else:
+            command = [os.path.abspath(args.loopline_bin), "server", "--port", str(port), "--data-dir", workdir]
+        print(f"== {name}: starting in {workdir}", flush=True)
+        server = Server(name, command, workdir, f"http://127.0.0.1:{port}")
+        try:
+            results[name] = measure(server, args, workdir)
+        finally:
+            server.stop()
+        for key, value in results[name].items():
+            print(f"   {key}: {value:.1f}", flush=True)
+    if len(results) == 2:
+        print_table(results["mlflow"], results["loopline"])
+
+
+if __name__ == "__main__":
+    main()
