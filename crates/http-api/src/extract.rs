@@ -61,15 +61,22 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for MlflowMessage<T> {
             let field = error.path().to_string();
             let inner = error.into_inner();
             if inner.is_syntax() || inner.is_eof() {
-                ApiError::new(ErrorCode::BadRequest, format!("the request body is not valid JSON: {inner}"))
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("the request body is not valid JSON: {inner}"),
+                )
             } else if field == "." {
-                ApiError::new(ErrorCode::BadRequest, format!("the request body must be a JSON object: {inner}"))
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("the request body must be a JSON object: {inner}"),
+                )
             } else {
                 ApiError::invalid(format!("Invalid value for parameter '{field}': {inner}"))
             }
         };
         let query = request.uri().query().unwrap_or_default().to_string();
-        let from_query = |query: &str| serde_path_to_error::deserialize(query_to_json(query)).map_err(describe_value_error);
+        let from_query =
+            |query: &str| serde_path_to_error::deserialize(query_to_json(query)).map_err(describe_value_error);
         if request.method() == Method::GET {
             return from_query(&query).map(MlflowMessage);
         }
@@ -78,12 +85,20 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for MlflowMessage<T> {
             return from_query(&query).map(MlflowMessage);
         }
         if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::new(ErrorCode::BadRequest, "the request body must be a JSON object"));
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "the request body must be a JSON object",
+            ));
         }
         // Deserialise straight from the bytes: no intermediate JSON tree for 1000-metric batches.
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
         let message = serde_path_to_error::deserialize(&mut deserializer).map_err(describe)?;
-        deserializer.end().map_err(|error| ApiError::new(ErrorCode::BadRequest, format!("the request body is not valid JSON: {error}")))?;
+        deserializer.end().map_err(|error| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("the request body is not valid JSON: {error}"),
+            )
+        })?;
         Ok(MlflowMessage(message))
     }
 }

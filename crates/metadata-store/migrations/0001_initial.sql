@@ -1,5 +1,6 @@
 -- Loopline metadata schema, version 1. Written in the SQL that SQLite and PostgreSQL share;
--- {{EXPERIMENT_ID_TYPE}} is the only dialect-specific piece (auto-increment key).
+-- {{EXPERIMENT_ID_TYPE}} (auto-increment key) and {{WITHOUT_ROWID}} (SQLite's clustered tables) are the only
+-- dialect-specific pieces.
 CREATE TABLE experiments (
     experiment_id {{EXPERIMENT_ID_TYPE}},
     name TEXT NOT NULL UNIQUE,
@@ -32,14 +33,14 @@ CREATE TABLE params (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
-);
+) {{WITHOUT_ROWID}};
 CREATE INDEX params_by_key ON params (key, value);
 CREATE TABLE tags (
     run_id TEXT NOT NULL,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
-);
+) {{WITHOUT_ROWID}};
 CREATE INDEX tags_by_key ON tags (key, value);
 CREATE TABLE metrics (
     run_id TEXT NOT NULL,
@@ -62,8 +63,8 @@ CREATE TABLE latest_metrics (
     value DOUBLE PRECISION NOT NULL,
     is_nan BIGINT NOT NULL,
     PRIMARY KEY (run_id, key)
-);
-CREATE INDEX latest_metrics_by_key ON latest_metrics (key, value);
+) {{WITHOUT_ROWID}};
+CREATE INDEX latest_metrics_by_key ON latest_metrics (key, is_nan, value);
 CREATE TABLE datasets (
     dataset_id TEXT PRIMARY KEY,
     experiment_id BIGINT NOT NULL,

@@ -92,7 +92,10 @@ pub(super) async fn update(
         end_time: request.end_time,
         run_name: request.run_name,
     };
-    let info = state.tracking.update_run(resolve_run_id(&request.run_id, &request.run_uuid)?, update).await?;
+    let info = state
+        .tracking
+        .update_run(resolve_run_id(&request.run_id, &request.run_uuid)?, update)
+        .await?;
     single("run_info", &info)
 }
 
@@ -216,7 +219,10 @@ pub(super) async fn log_parameter(
         params: vec![request.tag()?],
         ..LogBatch::default()
     };
-    state.tracking.log_batch(resolve_run_id(&request.run_id, &request.run_uuid)?, batch).await?;
+    state
+        .tracking
+        .log_batch(resolve_run_id(&request.run_id, &request.run_uuid)?, batch)
+        .await?;
     empty_object()
 }
 
@@ -228,7 +234,10 @@ pub(super) async fn set_tag(
         tags: vec![request.tag()?],
         ..LogBatch::default()
     };
-    state.tracking.log_batch(resolve_run_id(&request.run_id, &request.run_uuid)?, batch).await?;
+    state
+        .tracking
+        .log_batch(resolve_run_id(&request.run_id, &request.run_uuid)?, batch)
+        .await?;
     empty_object()
 }
 
@@ -271,7 +280,10 @@ pub(super) async fn log_batch(
         params: to_tags(request.params, "params")?,
         tags: to_tags(request.tags, "tags")?,
     };
-    state.tracking.log_batch(resolve_run_id(&request.run_id, &request.run_uuid)?, batch).await?;
+    state
+        .tracking
+        .log_batch(resolve_run_id(&request.run_id, &request.run_uuid)?, batch)
+        .await?;
     empty_object()
 }
 

@@ -165,7 +165,10 @@ pub fn key_value_predicate(
 ) -> Result<(), String> {
     if let [(child_column, parent_expression)] = table.join {
         let key_placeholder = builder.bind_text(&comparison.key);
-        let keyed = format!("SELECT kv.{child_column} FROM {} kv WHERE kv.key = {key_placeholder}", table.table);
+        let keyed = format!(
+            "SELECT kv.{child_column} FROM {} kv WHERE kv.key = {key_placeholder}",
+            table.table
+        );
         match comparison.comparator {
             Comparator::IsNull => builder.push(&format!("{parent_expression} NOT IN ({keyed})")),
             Comparator::IsNotNull => builder.push(&format!("{parent_expression} IN ({keyed})")),
@@ -219,6 +222,29 @@ pub struct OrderTerm {
     pub expression: String,
     /// Ascending?
     pub ascending: bool,
+    /// Whether the expression can be NULL. Only those get the extra "missing values last" sort key,
+    /// which would otherwise stop the database from reading rows in index order.
+    pub nullable: bool,
+}
+
+impl OrderTerm {
+    /// A term over a NOT NULL column.
+    pub fn column(expression: &str, ascending: bool) -> Self {
+        Self {
+            expression: expression.to_string(),
+            ascending,
+            nullable: false,
+        }
+    }
+
+    /// A term over an expression that is NULL when the key is missing (a subquery, a nullable column).
+    pub fn nullable(expression: String, ascending: bool) -> Self {
+        Self {
+            expression,
+            ascending,
+            nullable: true,
+        }
+    }
 }
 
 /// Renders order terms so that rows missing the key sort last in either direction.
@@ -227,7 +253,11 @@ pub fn render_order_terms(terms: &[OrderTerm]) -> String {
         .iter()
         .map(|term| {
             let direction = if term.ascending { "ASC" } else { "DESC" };
-            format!("({} IS NULL) ASC, {} {direction}", term.expression, term.expression)
+            if term.nullable {
+                format!("({} IS NULL) ASC, {} {direction}", term.expression, term.expression)
+            } else {
+                format!("{} {direction}", term.expression)
+            }
         })
         .collect();
     rendered.join(", ")

@@ -78,10 +78,7 @@ fn experiment_order_term(clause_text: &str) -> Result<OrderTerm, String> {
             ));
         }
     };
-    Ok(OrderTerm {
-        expression,
-        ascending: clause.ascending,
-    })
+    Ok(OrderTerm::column(&expression, clause.ascending))
 }
 
 impl SqlStore {
@@ -235,15 +232,9 @@ impl ExperimentStore for SqlStore {
             terms.push(experiment_order_term(clause).map_err(|reason| invalid_search("order_by clause", reason))?);
         }
         if terms.is_empty() {
-            terms.push(OrderTerm {
-                expression: "e.creation_time".into(),
-                ascending: false,
-            });
+            terms.push(OrderTerm::column("e.creation_time", false));
         }
-        terms.push(OrderTerm {
-            expression: "e.experiment_id".into(),
-            ascending: true,
-        });
+        terms.push(OrderTerm::column("e.experiment_id", true));
         builder.push(&format!(" ORDER BY {}", render_order_terms(&terms)));
         builder.push(&format!(" LIMIT {} OFFSET {offset}", max_results + 1));
         let rows = built_query(&builder, self.dialect).fetch_all(&self.pool).await?;

@@ -117,7 +117,13 @@ fn model_order_term(field: &str, ascending: bool, builder: &mut SqlBuilder) -> R
             .ok_or_else(|| format!("invalid order_by field '{field}'"))?,
         IdentifierKind::Dataset => return Err("logged models cannot be ordered by dataset fields".to_string()),
     };
-    Ok(OrderTerm { expression, ascending })
+    // Metric, param and tag keys may be missing; those sort last.
+    let nullable = expression.starts_with('(');
+    Ok(OrderTerm {
+        expression,
+        ascending,
+        nullable,
+    })
 }
 
 impl SqlStore {
@@ -334,14 +340,8 @@ impl LoggedModelStore for SqlStore {
                     .map_err(|reason| invalid_search("order_by", reason))?,
             );
         }
-        terms.push(OrderTerm {
-            expression: "m.creation_time".into(),
-            ascending: false,
-        });
-        terms.push(OrderTerm {
-            expression: "m.model_id".into(),
-            ascending: true,
-        });
+        terms.push(OrderTerm::column("m.creation_time", false));
+        terms.push(OrderTerm::column("m.model_id", true));
         builder.push(&format!(
             " ORDER BY {} LIMIT {} OFFSET {offset}",
             render_order_terms(&terms),

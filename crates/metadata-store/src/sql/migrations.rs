@@ -13,11 +13,13 @@ const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")]
 pub const LATEST_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 fn render(migration: &str, dialect: Dialect) -> String {
-    let experiment_id_type = match dialect {
-        Dialect::Sqlite => "INTEGER PRIMARY KEY",
-        Dialect::Postgres => "BIGSERIAL PRIMARY KEY",
+    let (experiment_id_type, without_rowid) = match dialect {
+        Dialect::Sqlite => ("INTEGER PRIMARY KEY", "WITHOUT ROWID"),
+        Dialect::Postgres => ("BIGSERIAL PRIMARY KEY", ""),
     };
-    migration.replace("{{EXPERIMENT_ID_TYPE}}", experiment_id_type)
+    migration
+        .replace("{{EXPERIMENT_ID_TYPE}}", experiment_id_type)
+        .replace("{{WITHOUT_ROWID}}", without_rowid)
 }
 
 impl SqlStore {

@@ -261,7 +261,10 @@ mod tests {
     #[test]
     fn numbered_placeholders_become_positional_in_text_order() {
         let (sql, order) = to_positional("SELECT x FROM t WHERE a = $2 AND b = '$1' AND c IN ($1, $3) ORDER BY $2");
-        assert_eq!(sql, "SELECT x FROM t WHERE a = ? AND b = '$1' AND c IN (?, ?) ORDER BY ?");
+        assert_eq!(
+            sql,
+            "SELECT x FROM t WHERE a = ? AND b = '$1' AND c IN (?, ?) ORDER BY ?"
+        );
         assert_eq!(order, vec![2, 1, 3, 2]);
     }
 

@@ -98,7 +98,8 @@ impl SqlStore {
         if names.is_empty() {
             return Ok(models);
         }
-        let mut tags = super::rows::load_key_values(&self.pool, self.dialect, "registered_model_tags", "name", &names).await?;
+        let mut tags =
+            super::rows::load_key_values(&self.pool, self.dialect, "registered_model_tags", "name", &names).await?;
         let mut aliases: HashMap<String, Vec<AliasEntry>> = HashMap::new();
         let mut builder = SqlBuilder::new("SELECT name, alias, version FROM registered_model_aliases WHERE name IN ");
         builder.push_text_list(&names);

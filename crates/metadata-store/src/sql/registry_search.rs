@@ -90,10 +90,7 @@ fn registered_model_order(clause_text: &str) -> Result<OrderTerm, String> {
             ));
         }
     };
-    Ok(OrderTerm {
-        expression: expression.to_string(),
-        ascending: clause.ascending,
-    })
+    Ok(OrderTerm::column(expression, clause.ascending))
 }
 
 fn model_version_order(clause_text: &str) -> Result<OrderTerm, String> {
@@ -109,10 +106,7 @@ fn model_version_order(clause_text: &str) -> Result<OrderTerm, String> {
             ));
         }
     };
-    Ok(OrderTerm {
-        expression: expression.to_string(),
-        ascending: clause.ascending,
-    })
+    Ok(OrderTerm::column(expression, clause.ascending))
 }
 
 fn apply_filter(
@@ -147,10 +141,7 @@ impl SqlStore {
         for clause in &search.order_by {
             terms.push(registered_model_order(clause).map_err(|reason| invalid_search("order_by clause", reason))?);
         }
-        terms.push(OrderTerm {
-            expression: "m.name".into(),
-            ascending: true,
-        });
+        terms.push(OrderTerm::column("m.name", true));
         builder.push(&format!(
             " ORDER BY {} LIMIT {} OFFSET {offset}",
             render_order_terms(&terms),
@@ -175,19 +166,10 @@ impl SqlStore {
             terms.push(model_version_order(clause).map_err(|reason| invalid_search("order_by clause", reason))?);
         }
         if terms.is_empty() {
-            terms.push(OrderTerm {
-                expression: "v.last_updated_time".into(),
-                ascending: false,
-            });
+            terms.push(OrderTerm::column("v.last_updated_time", false));
         }
-        terms.push(OrderTerm {
-            expression: "v.name".into(),
-            ascending: true,
-        });
-        terms.push(OrderTerm {
-            expression: "v.version".into(),
-            ascending: false,
-        });
+        terms.push(OrderTerm::column("v.name", true));
+        terms.push(OrderTerm::column("v.version", false));
         builder.push(&format!(
             " ORDER BY {} LIMIT {} OFFSET {offset}",
             render_order_terms(&terms),

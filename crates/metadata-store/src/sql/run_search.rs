@@ -160,9 +160,12 @@ fn run_order_term(clause_text: &str, builder: &mut SqlBuilder) -> Result<OrderTe
             .ok_or_else(|| format!("invalid order_by attribute '{}'", clause.key))?,
         IdentifierKind::Dataset => return Err("runs cannot be ordered by dataset fields".to_string()),
     };
+    // Metric, param and tag keys may be missing, and so may end_time; those sort last.
+    let nullable = expression.starts_with('(') || expression == "r.end_time";
     Ok(OrderTerm {
         expression,
         ascending: clause.ascending,
+        nullable,
     })
 }
 
@@ -182,14 +185,8 @@ impl SqlStore {
                 run_order_term(clause, &mut statement).map_err(|reason| invalid_search("order_by clause", reason))?,
             );
         }
-        terms.push(OrderTerm {
-            expression: "r.start_time".into(),
-            ascending: false,
-        });
-        terms.push(OrderTerm {
-            expression: "r.run_id".into(),
-            ascending: true,
-        });
+        terms.push(OrderTerm::column("r.start_time", false));
+        terms.push(OrderTerm::column("r.run_id", true));
         let order_sql = render_order_terms(&terms);
         super::push_experiment_id_list(&mut statement, &search.experiment_ids)?;
         statement.push(" AND r.lifecycle_stage IN ");

@@ -133,19 +133,10 @@ impl TraceStore for SqlStore {
             let clause = parse_order_clause(clause_text).map_err(invalid_filter)?;
             let (column, _) = attribute_column(&clause.key)
                 .ok_or_else(|| StoreError::InvalidParameter(format!("cannot order traces by '{clause_text}'")))?;
-            terms.push(OrderTerm {
-                expression: column.to_string(),
-                ascending: clause.ascending,
-            });
+            terms.push(OrderTerm::column(column, clause.ascending));
         }
-        terms.push(OrderTerm {
-            expression: "t.timestamp_ms".into(),
-            ascending: false,
-        });
-        terms.push(OrderTerm {
-            expression: "t.trace_id".into(),
-            ascending: true,
-        });
+        terms.push(OrderTerm::column("t.timestamp_ms", false));
+        terms.push(OrderTerm::column("t.trace_id", true));
         builder.push(&format!(
             " ORDER BY {} LIMIT {} OFFSET {offset}",
             render_order_terms(&terms),
