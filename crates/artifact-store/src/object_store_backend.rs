@@ -11,6 +11,12 @@ use std::sync::Arc;
 /// Uploads smaller than this are sent in one request; larger ones stream as a multipart upload.
 const SINGLE_PUT_LIMIT: usize = 8 * 1024 * 1024;
 
+/// The cloud clients speak TLS through rustls with the ring provider (no C crypto build); it must be
+/// installed once per process before a client is built. Installing twice is harmless.
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Artifacts kept in an `object_store` backend below a prefix.
 pub struct ObjectArtifactStore {
     store: Arc<dyn ObjectStore>,
@@ -19,18 +25,51 @@ pub struct ObjectArtifactStore {
 }
 
 impl ObjectArtifactStore {
-    /// Opens a destination: a local directory path (created if needed), `file:///path`, or
-    /// `s3://bucket/prefix` (credentials, region and endpoint from the usual `AWS_*` variables).
+    /// Opens a destination: a local directory path (created if needed), `file:///path`,
+    /// `s3://bucket/prefix` (credentials, region and endpoint from the usual `AWS_*` variables),
+    /// `gs://bucket/prefix` (`GOOGLE_*` variables) or `az://container/prefix`, `abfss://` and `wasbs://`
+    /// URLs (`AZURE_*` variables).
     pub fn open(destination: &str) -> ArtifactResult<Self> {
         let configuration_error = |reason: String| ArtifactError::Configuration {
             destination: destination.to_string(),
             reason,
         };
+        if let Some(rest) = destination.strip_prefix("gs://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(configuration_error("the gs url names no bucket".to_string()));
+            }
+            install_tls_provider();
+            let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|error| configuration_error(error.to_string()))?;
+            return Self::with_prefix(Arc::new(store), prefix, destination);
+        }
+        if ["az://", "abfss://", "abfs://", "wasbs://", "adl://"]
+            .iter()
+            .any(|scheme| destination.starts_with(scheme))
+        {
+            install_tls_provider();
+            let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(destination)
+                .build()
+                .map_err(|error| configuration_error(error.to_string()))?;
+            let path_start = destination.find("://").map(|index| index + 3).unwrap_or_default();
+            // Whether the container is the authority (az://container/...) or part of it
+            // (abfss://container@account.../...), the prefix is the path after the authority.
+            let prefix = destination[path_start..]
+                .split_once('/')
+                .map(|(_, path)| path)
+                .unwrap_or_default();
+            return Self::with_prefix(Arc::new(store), prefix, destination);
+        }
         if let Some(rest) = destination.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(configuration_error("the s3 url names no bucket".to_string()));
             }
+            let prefix_path = ArtifactPath::parse(prefix).map_err(|error| configuration_error(error.to_string()))?;
             let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
             if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("MLFLOW_S3_ENDPOINT_URL"))
             {
@@ -38,10 +77,10 @@ impl ObjectArtifactStore {
                     .with_endpoint(endpoint.clone())
                     .with_allow_http(endpoint.starts_with("http://"));
             }
+            install_tls_provider();
             let store = builder
                 .build()
                 .map_err(|error| configuration_error(error.to_string()))?;
-            let prefix_path = ArtifactPath::parse(prefix).map_err(|error| configuration_error(error.to_string()))?;
             return Ok(Self {
                 store: Arc::new(store),
                 prefix: prefix_path.segments().to_vec(),
@@ -62,6 +101,18 @@ impl ObjectArtifactStore {
             store: Arc::new(store),
             prefix: Vec::new(),
             description: canonical.display().to_string(),
+        })
+    }
+
+    fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str, destination: &str) -> ArtifactResult<Self> {
+        let prefix_path = ArtifactPath::parse(prefix).map_err(|error| ArtifactError::Configuration {
+            destination: destination.to_string(),
+            reason: error.to_string(),
+        })?;
+        Ok(Self {
+            store,
+            prefix: prefix_path.segments().to_vec(),
+            description: destination.to_string(),
         })
     }
 
@@ -248,5 +299,23 @@ impl ArtifactStore for ObjectArtifactStore {
             Err(object_store::Error::NotFound { .. }) => Err(ArtifactError::NotFound(path.as_string())),
             Err(error) => Err(Self::storage_error(path, error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_destinations_are_refused_with_the_reason() {
+        for destination in ["gs://", "s3://", "ftp://host/path", "http://example.com/x"] {
+            let error = ObjectArtifactStore::open(destination).err().expect("refused");
+            assert!(error.to_string().contains(destination), "{error}");
+        }
+    }
+
+    #[test]
+    fn s3_prefixes_are_confined_like_paths() {
+        assert!(ObjectArtifactStore::open("s3://bucket/../escape").is_err());
     }
 }
