@@ -4,7 +4,7 @@
 use super::{JsonResult, empty_object, page_response, required, single};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{MlflowMessage, lenient_bool, one_or_many};
+use crate::extract::{MlflowMessage, one_or_many};
 use axum::extract::{Path, State};
 use loopline_core::proto_json::deserialize_optional_int64;
 use loopline_metadata_store::{NewTrace, PageRequest, Tag, TraceSearch};
@@ -121,9 +121,6 @@ pub(super) async fn get(State(state): State<AppState>, Path(trace_id): Path<Stri
 #[derive(Deserialize)]
 pub(super) struct GetQuery {
     trace_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient_bool")]
-    #[allow(dead_code)]
-    allow_partial: Option<bool>,
 }
 
 pub(super) async fn get_by_query(
