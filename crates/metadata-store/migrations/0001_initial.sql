@@ -176,3 +176,17 @@ CREATE TABLE traces (
     trace_info TEXT NOT NULL
 );
 CREATE INDEX traces_by_experiment ON traces (experiment_id, timestamp_ms);
+CREATE TABLE trace_tags (
+    trace_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (trace_id, key)
+) {{WITHOUT_ROWID}};
+CREATE INDEX trace_tags_by_key ON trace_tags (key, value);
+CREATE TABLE trace_metadata (
+    trace_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (trace_id, key)
+) {{WITHOUT_ROWID}};
+CREATE INDEX trace_metadata_by_key ON trace_metadata (key, value);

@@ -18,8 +18,25 @@ def test_traced_function_is_recorded(experiment, client):
     assert trace.info.experiment_id == experiment
     client.set_trace_tag(trace_id, "reviewed", "yes")
     assert mlflow.get_trace(trace_id).info.tags["reviewed"] == "yes"
+    tagged = mlflow.search_traces(locations=[experiment], filter_string="tag.reviewed = 'yes'", return_type="list")
+    assert [item.info.trace_id for item in tagged] == [trace_id]
     client.delete_trace_tag(trace_id, "reviewed")
     assert "reviewed" not in mlflow.get_trace(trace_id).info.tags
     found = mlflow.search_traces(locations=[experiment], return_type="list")
     assert [item.info.trace_id for item in found] == [trace_id]
     assert client.delete_traces(experiment, trace_ids=[trace_id]) == 1
+
+
+def test_traces_inside_a_run_are_found_by_run_id(experiment):
+    @mlflow.trace
+    def double(value):
+        return value * 2
+
+    with mlflow.start_run() as run:
+        double(21)
+    outside = double(1)
+    mlflow.flush_trace_async_logging()
+    assert outside == 2
+    found = mlflow.search_traces(run_id=run.info.run_id, return_type="list")
+    assert len(found) == 1
+    assert found[0].info.request_metadata["mlflow.sourceRun"] == run.info.run_id

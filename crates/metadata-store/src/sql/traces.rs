@@ -1,14 +1,15 @@
 //! Traces on SQL. The trace info is kept as the JSON the client sent (with our additions); the columns
 //! beside it exist for searching and ordering.
 
+use super::query_text;
 use super::rows::text;
 use super::{SqlStore, built_query, into_page, invalid_filter, invalid_search, page_limits, parse_experiment_id};
 use crate::entities::{Page, Tag};
 use crate::error::{StoreError, StoreResult};
 use crate::queries::{NewTrace, TraceSearch};
 use crate::search::compile::{
-    ClauseCompiler, IdentifierKind, OrderTerm, compile_expression, identifier_kind, numeric_predicate,
-    render_order_terms, string_predicate,
+    ClauseCompiler, IdentifierKind, KeyValueTable, OrderTerm, compile_expression, identifier_kind, key_value_predicate,
+    numeric_predicate, render_order_terms, string_predicate,
 };
 use crate::search::{Comparison, SqlBuilder, SqlValue, parse_filter, parse_order_clause};
 use crate::traits::TraceStore;
@@ -28,22 +29,64 @@ fn attribute_column(key: &str) -> Option<(&'static str, bool)> {
     }
 }
 
+const TRACE_TAGS: KeyValueTable<'static> = KeyValueTable {
+    table: "trace_tags",
+    join: &[("trace_id", "t.trace_id")],
+    value_column: "value",
+};
+const TRACE_METADATA: KeyValueTable<'static> = KeyValueTable {
+    table: "trace_metadata",
+    join: &[("trace_id", "t.trace_id")],
+    value_column: "value",
+};
+/// The metadata key under which a trace records the run it was created in.
+const SOURCE_RUN_METADATA_KEY: &str = "mlflow.sourceRun";
+
 struct TraceClauses;
 
 impl ClauseCompiler for TraceClauses {
     fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
+        match comparison.prefix.as_deref() {
+            Some("metadata" | "request_metadata") => return key_value_predicate(&TRACE_METADATA, comparison, builder),
+            Some("tag" | "tags") => return key_value_predicate(&TRACE_TAGS, comparison, builder),
+            _ => {}
+        }
         if identifier_kind(comparison.prefix.as_deref()).ok() != Some(IdentifierKind::Attribute) {
             return Err(format!(
-                "traces can be filtered by timestamp_ms, execution_time_ms, status and trace_id; '{}' is not supported",
+                "traces can be filtered by attributes, tag.<key> and metadata.<key>; '{}' is not supported",
                 crate::search::compile::identifier(comparison)
             ));
+        }
+        if comparison.key == "run_id" {
+            let by_source_run = Comparison {
+                key: SOURCE_RUN_METADATA_KEY.to_string(),
+                ..comparison.clone()
+            };
+            return key_value_predicate(&TRACE_METADATA, &by_source_run, builder);
         }
         match attribute_column(&comparison.key) {
             Some((column, true)) => numeric_predicate(column, comparison, builder),
             Some((column, false)) => string_predicate(column, comparison, true, builder),
-            None => Err(format!("invalid trace attribute '{}'", comparison.key)),
+            None => Err(format!(
+                "invalid trace attribute '{}': use timestamp_ms, execution_time_ms, status, trace_id or run_id",
+                comparison.key
+            )),
         }
     }
+}
+
+/// The string entries of a JSON object field of the trace info (`tags`, `trace_metadata`).
+fn string_map(trace_info: &serde_json::Value, field: &str) -> Vec<(String, String)> {
+    trace_info
+        .get(field)
+        .and_then(serde_json::Value::as_object)
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|(key, value)| value.as_str().map(|text| (key.clone(), text.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl SqlStore {
@@ -75,6 +118,19 @@ impl SqlStore {
             .bind(trace_id.to_string())
             .execute(&mut *transaction)
             .await?;
+        // Keep the searchable copy of the tags equal to the JSON.
+        sqlx::query("DELETE FROM trace_tags WHERE trace_id = $1")
+            .bind(trace_id.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        for (key, value) in string_map(&info, "tags") {
+            sqlx::query("INSERT INTO trace_tags (trace_id, key, value) VALUES ($1, $2, $3)")
+                .bind(trace_id.to_string())
+                .bind(key)
+                .bind(value)
+                .execute(&mut *transaction)
+                .await?;
+        }
         transaction.commit().await?;
         Ok(())
     }
@@ -86,6 +142,7 @@ impl TraceStore for SqlStore {
         let experiment_id = parse_experiment_id(&trace.experiment_id)?;
         self.experiment_stage(experiment_id).await?;
         let _writer = self.writer_guard().await;
+        let mut transaction = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO traces (trace_id, experiment_id, timestamp_ms, execution_time_ms, state, trace_info) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (trace_id) DO UPDATE SET timestamp_ms = excluded.timestamp_ms, execution_time_ms = excluded.execution_time_ms, \
@@ -97,8 +154,25 @@ impl TraceStore for SqlStore {
         .bind(trace.execution_time_ms)
         .bind(trace.state.clone())
         .bind(trace.trace_info.to_string())
-        .execute(&self.pool)
+        .execute(&mut *transaction)
         .await?;
+        for (table, field) in [("trace_tags", "tags"), ("trace_metadata", "trace_metadata")] {
+            query_text(format!("DELETE FROM {table} WHERE trace_id = $1"))
+                .bind(trace.trace_id.clone())
+                .execute(&mut *transaction)
+                .await?;
+            for (key, value) in string_map(&trace.trace_info, field) {
+                query_text(format!(
+                    "INSERT INTO {table} (trace_id, key, value) VALUES ($1, $2, $3)"
+                ))
+                .bind(trace.trace_id.clone())
+                .bind(key)
+                .bind(value)
+                .execute(&mut *transaction)
+                .await?;
+            }
+        }
+        transaction.commit().await?;
         Ok(())
     }
 
@@ -177,8 +251,7 @@ impl TraceStore for SqlStore {
         max_traces: Option<i64>,
     ) -> StoreResult<i64> {
         let experiment_id = parse_experiment_id(experiment_id)?;
-        let _writer = self.writer_guard().await;
-        let mut builder = SqlBuilder::new("DELETE FROM traces WHERE experiment_id = ");
+        let mut builder = SqlBuilder::new("SELECT trace_id FROM traces WHERE experiment_id = ");
         let placeholder = builder.bind(SqlValue::Integer(experiment_id));
         builder.push(&placeholder);
         if !trace_ids.is_empty() {
@@ -186,18 +259,32 @@ impl TraceStore for SqlStore {
             builder.push_text_list(trace_ids);
         } else if let Some(max_timestamp) = max_timestamp_millis {
             let timestamp = builder.bind(SqlValue::Integer(max_timestamp));
-            let experiment = builder.bind(SqlValue::Integer(experiment_id));
             let limit = max_traces.unwrap_or(i64::MAX).max(0);
             builder.push(&format!(
-                " AND trace_id IN (SELECT trace_id FROM traces WHERE experiment_id = {experiment} AND timestamp_ms <= {timestamp} \
-                 ORDER BY timestamp_ms LIMIT {limit})"
+                " AND timestamp_ms <= {timestamp} ORDER BY timestamp_ms LIMIT {limit}"
             ));
         } else {
             return Err(StoreError::InvalidParameter(
                 "either request_ids or max_timestamp_millis must be given to delete traces".to_string(),
             ));
         }
-        let result = built_query(&builder, self.dialect).execute(&self.pool).await?;
-        Ok(result.rows_affected() as i64)
+        let _writer = self.writer_guard().await;
+        let mut transaction = self.pool.begin().await?;
+        let doomed = built_query(&builder, self.dialect)
+            .fetch_all(&mut *transaction)
+            .await?
+            .iter()
+            .map(|row| text(row, "trace_id"))
+            .collect::<StoreResult<Vec<_>>>()?;
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        for table in ["trace_tags", "trace_metadata", "traces"] {
+            let mut deletion = SqlBuilder::new(format!("DELETE FROM {table} WHERE trace_id IN "));
+            deletion.push_text_list(&doomed);
+            built_query(&deletion, self.dialect).execute(&mut *transaction).await?;
+        }
+        transaction.commit().await?;
+        Ok(doomed.len() as i64)
     }
 }

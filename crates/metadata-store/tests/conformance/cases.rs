@@ -756,6 +756,7 @@ pub async fn registry_rename_and_search(store: &SqlStore) {
 
 pub async fn traces_round_trip(store: &SqlStore) {
     for (index, trace_id) in ["tr-1", "tr-2"].iter().enumerate() {
+        let source_run = if index == 0 { "run-a" } else { "run-b" };
         store
             .start_trace(&NewTrace {
                 trace_id: trace_id.to_string(),
@@ -763,15 +764,75 @@ pub async fn traces_round_trip(store: &SqlStore) {
                 timestamp_ms: 1000 + index as i64,
                 execution_time_ms: 5,
                 state: "OK".into(),
-                trace_info: serde_json::json!({"trace_id": trace_id, "tags": {}}),
+                trace_info: serde_json::json!({
+                    "trace_id": trace_id,
+                    "tags": {"mlflow.traceName": format!("name-{index}")},
+                    "trace_metadata": {"mlflow.sourceRun": source_run},
+                }),
             })
             .await
             .unwrap();
     }
     store.set_trace_tag("tr-1", &Tag::new("k", "v")).await.unwrap();
     assert_eq!(store.get_trace_info("tr-1").await.unwrap()["tags"]["k"], "v");
+    let search = |filter: &str| TraceSearch {
+        experiment_ids: vec!["0".into()],
+        filter: Some(filter.into()),
+        ..Default::default()
+    };
+    let ids = |page: Page<serde_json::Value>| {
+        page.items
+            .iter()
+            .map(|info| info["trace_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.search_traces(&search("tag.k = 'v'")).await.unwrap()),
+        ["tr-1"]
+    );
+    assert_eq!(
+        ids(store
+            .search_traces(&search("tags.`mlflow.traceName` LIKE 'name-%'"))
+            .await
+            .unwrap()),
+        ["tr-2", "tr-1"]
+    );
+    assert_eq!(
+        ids(store
+            .search_traces(&search("metadata.`mlflow.sourceRun` = 'run-b'"))
+            .await
+            .unwrap()),
+        ["tr-2"]
+    );
+    assert_eq!(
+        ids(store
+            .search_traces(&search("attribute.run_id = 'run-a'"))
+            .await
+            .unwrap()),
+        ["tr-1"]
+    );
+    assert_eq!(
+        ids(store
+            .search_traces(&search("timestamp_ms > 1000 AND status = 'OK'"))
+            .await
+            .unwrap()),
+        ["tr-2"]
+    );
+    assert!(matches!(
+        store.search_traces(&search("span.name = 'x'")).await,
+        Err(StoreError::InvalidParameter(_))
+    ));
     store.delete_trace_tag("tr-1", "k").await.unwrap();
     assert!(store.get_trace_info("tr-1").await.unwrap()["tags"].get("k").is_none());
+    assert!(
+        store
+            .search_traces(&search("tag.k = 'v'"))
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "the searchable tags follow deletions"
+    );
     let found = store
         .search_traces(&TraceSearch {
             experiment_ids: vec!["0".into()],
@@ -786,4 +847,12 @@ pub async fn traces_round_trip(store: &SqlStore) {
         store.get_trace_info("tr-2").await,
         Err(StoreError::NotFound(_))
     ));
+    assert!(
+        store
+            .search_traces(&search("attribute.run_id = 'run-b'"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
