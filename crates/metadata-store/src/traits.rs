@@ -143,6 +143,8 @@ pub trait TraceStore: Send + Sync {
     async fn set_trace_tag(&self, trace_id: &str, tag: &Tag) -> StoreResult<()>;
     /// Deletes a trace tag.
     async fn delete_trace_tag(&self, trace_id: &str, key: &str) -> StoreResult<()>;
+    /// Appends an assessment (feedback or expectation, already given its id) to a trace.
+    async fn add_trace_assessment(&self, trace_id: &str, assessment: &serde_json::Value) -> StoreResult<()>;
     /// Deletes traces by id, or the oldest ones before a time; returns how many.
     async fn delete_traces(
         &self,

@@ -18,6 +18,10 @@ def test_traced_function_is_recorded(experiment, client):
     assert trace.info.experiment_id == experiment
     client.set_trace_tag(trace_id, "reviewed", "yes")
     assert mlflow.get_trace(trace_id).info.tags["reviewed"] == "yes"
+    feedback = mlflow.log_feedback(trace_id=trace_id, name="good", value=True)
+    assert feedback.assessment_id.startswith("a-")
+    assessments = mlflow.get_trace(trace_id).info.assessments
+    assert [(item.name, item.value) for item in assessments] == [("good", True)]
     tagged = mlflow.search_traces(locations=[experiment], filter_string="tag.reviewed = 'yes'", return_type="list")
     assert [item.info.trace_id for item in tagged] == [trace_id]
     client.delete_trace_tag(trace_id, "reviewed")

@@ -208,6 +208,10 @@ pub fn routes(state: AppState) -> Router {
         .route(&format!("{api3}/traces/get"), get(traces::get_by_query))
         .route(&format!("{api3}/traces/{{trace_id}}"), get(traces::get))
         .route(
+            &format!("{api3}/traces/{{trace_id}}/assessments"),
+            post(traces::create_assessment),
+        )
+        .route(
             &format!("{api}/traces/{{trace_id}}/tags"),
             patch(traces::set_tag).delete(traces::delete_tag),
         )

@@ -105,14 +105,10 @@ impl SqlStore {
         let mut info: serde_json::Value = serde_json::from_str(&text(&row, "trace_info")?).map_err(|error| {
             StoreError::InvalidParameter(format!("stored trace {trace_id} is not valid JSON: {error}"))
         })?;
-        let tags = info
+        let object = info
             .as_object_mut()
-            .ok_or_else(|| StoreError::InvalidParameter(format!("stored trace {trace_id} is not a JSON object")))?
-            .entry("tags")
-            .or_insert_with(|| serde_json::json!({}));
-        if let Some(tags) = tags.as_object_mut() {
-            change(tags);
-        }
+            .ok_or_else(|| StoreError::InvalidParameter(format!("stored trace {trace_id} is not a JSON object")))?;
+        change(object);
         sqlx::query("UPDATE traces SET trace_info = $1 WHERE trace_id = $2")
             .bind(info.to_string())
             .bind(trace_id.to_string())
@@ -229,16 +225,38 @@ impl TraceStore for SqlStore {
     async fn set_trace_tag(&self, trace_id: &str, tag: &Tag) -> StoreResult<()> {
         let value = serde_json::Value::String(tag.value.clone());
         let key = tag.key.clone();
-        self.update_trace_info(trace_id, move |tags| {
-            tags.insert(key, value);
+        self.update_trace_info(trace_id, move |info| {
+            if let Some(tags) = info
+                .entry("tags")
+                .or_insert_with(|| serde_json::json!({}))
+                .as_object_mut()
+            {
+                tags.insert(key, value);
+            }
         })
         .await
     }
 
     async fn delete_trace_tag(&self, trace_id: &str, key: &str) -> StoreResult<()> {
         let key = key.to_string();
-        self.update_trace_info(trace_id, move |tags| {
-            tags.remove(&key);
+        self.update_trace_info(trace_id, move |info| {
+            if let Some(tags) = info.get_mut("tags").and_then(serde_json::Value::as_object_mut) {
+                tags.remove(&key);
+            }
+        })
+        .await
+    }
+
+    async fn add_trace_assessment(&self, trace_id: &str, assessment: &serde_json::Value) -> StoreResult<()> {
+        let assessment = assessment.clone();
+        self.update_trace_info(trace_id, move |info| {
+            if let Some(assessments) = info
+                .entry("assessments")
+                .or_insert_with(|| serde_json::json!([]))
+                .as_array_mut()
+            {
+                assessments.push(assessment);
+            }
         })
         .await
     }

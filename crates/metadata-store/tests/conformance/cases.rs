@@ -824,6 +824,16 @@ pub async fn traces_round_trip(store: &SqlStore) {
     ));
     store.delete_trace_tag("tr-1", "k").await.unwrap();
     assert!(store.get_trace_info("tr-1").await.unwrap()["tags"].get("k").is_none());
+    let feedback = serde_json::json!({"assessment_id": "a-1", "assessment_name": "good", "feedback": {"value": true}});
+    store.add_trace_assessment("tr-1", &feedback).await.unwrap();
+    assert_eq!(
+        store.get_trace_info("tr-1").await.unwrap()["assessments"],
+        serde_json::json!([feedback])
+    );
+    assert!(matches!(
+        store.add_trace_assessment("tr-404", &feedback).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert!(
         store
             .search_traces(&search("tag.k = 'v'"))
