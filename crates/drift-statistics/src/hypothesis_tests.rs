@@ -17,6 +17,7 @@ pub struct TestResult {
 /// Pearson's chi-squared goodness-of-fit test of observed counts against expected counts over the same
 /// categories, as `scipy.stats.chisquare(observed, expected)`; expected counts are rescaled to the observed
 /// total when they differ (scipy requires equal sums; a profile's reference shares are the common case).
+/// A category observed now but absent from the reference makes the statistic infinite and the p-value 0.
 pub fn chi_squared_goodness_of_fit(observed: &[f64], expected: &[f64]) -> Result<TestResult, StatisticError> {
     if observed.len() != expected.len() {
         return Err(StatisticError::LengthMismatch {
@@ -28,15 +29,12 @@ pub fn chi_squared_goodness_of_fit(observed: &[f64], expected: &[f64]) -> Result
     let expected_total = check_frequencies(expected, "reference")?;
     let scale = observed_total / expected_total;
     let mut statistic = 0.0;
-    for (position, (observed_count, expected_count)) in observed.iter().zip(expected).enumerate() {
+    for (observed_count, expected_count) in observed.iter().zip(expected) {
         let expected_count = expected_count * scale;
         if expected_count == 0.0 {
             if *observed_count > 0.0 {
-                return Err(StatisticError::InvalidParameter {
-                    name: "expected",
-                    value: position as f64,
-                    reason: "a category with observations has an expected count of zero",
-                });
+                // A category the reference never saw: infinitely unlikely under it, as scipy reports.
+                statistic = f64::INFINITY;
             }
             continue;
         }
@@ -45,6 +43,8 @@ pub fn chi_squared_goodness_of_fit(observed: &[f64], expected: &[f64]) -> Result
     let degrees_of_freedom = (observed.len() - 1) as f64;
     let p_value = if degrees_of_freedom == 0.0 {
         1.0
+    } else if statistic.is_infinite() {
+        0.0
     } else {
         chi_squared_survival(statistic, degrees_of_freedom)
     };
@@ -185,7 +185,8 @@ mod tests {
         assert_eq!(two_proportion_z_test(10, 10, 20, 20).unwrap().p_value, 1.0);
         assert!(two_proportion_z_test(11, 10, 1, 2).is_err());
         assert!(two_proportion_z_test(0, 0, 1, 2).is_err());
-        assert!(chi_squared_goodness_of_fit(&[1.0, 1.0], &[1.0, 0.0]).is_err());
+        let unseen = chi_squared_goodness_of_fit(&[1.0, 1.0], &[1.0, 0.0]).unwrap();
+        assert_eq!((unseen.statistic, unseen.p_value), (f64::INFINITY, 0.0));
         assert!(chi_squared_goodness_of_fit(&[1.0], &[1.0, 2.0]).is_err());
     }
 }

@@ -10,6 +10,7 @@ pub mod distances;
 pub mod error;
 pub mod hypothesis_tests;
 pub mod kolmogorov_smirnov;
+pub mod method_choice;
 pub mod special;
 
 pub use error::StatisticError;
