@@ -2,11 +2,13 @@
 //! documents the reference implementation it matches and its conventions (log base, binning, epsilon).
 //!
 //! This is the first part of issue 3: distances between samples or frequency vectors, chi-squared,
-//! two-proportion and exact Kolmogorov–Smirnov tests with p-values, and change detectors for streams. The
-//! asymptotic KS and Anderson–Darling p-values and MMD follow (see docs/drift-statistics.md).
+//! two-proportion and exact Kolmogorov–Smirnov tests with p-values, embedding drift (MMD), and change
+//! detectors for streams. The
+//! asymptotic KS and Anderson–Darling p-values follow (see docs/drift-statistics.md).
 
 pub mod change_detection;
 pub mod distances;
+pub mod embeddings;
 pub mod error;
 pub mod hypothesis_tests;
 pub mod kolmogorov_smirnov;
