@@ -123,9 +123,12 @@ pub(super) async fn restore(
     empty_object()
 }
 
-/// A metric point as clients send it.
+/// A metric point as clients send it: the body of log-metric, and each entry of log-batch's `metrics`
+/// (where clients repeat the run id).
 #[derive(Deserialize)]
 pub(super) struct MetricInput {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     key: Option<String>,
     #[serde(default, deserialize_with = "deserialize_optional_double")]
     value: Option<f64>,
@@ -158,38 +161,13 @@ impl MetricInput {
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct LogMetricRequest {
-    run_id: Option<String>,
-    run_uuid: Option<String>,
-    key: Option<String>,
-    #[serde(default, deserialize_with = "deserialize_optional_double")]
-    value: Option<f64>,
-    #[serde(default, deserialize_with = "deserialize_optional_int64")]
-    timestamp: Option<i64>,
-    #[serde(default, deserialize_with = "deserialize_optional_int64")]
-    step: Option<i64>,
-    model_id: Option<String>,
-    dataset_name: Option<String>,
-    dataset_digest: Option<String>,
-}
-
 pub(super) async fn log_metric(
     State(state): State<AppState>,
-    MlflowMessage(request): MlflowMessage<LogMetricRequest>,
+    MlflowMessage(request): MlflowMessage<MetricInput>,
 ) -> JsonResult {
     let run_id = resolve_run_id(&request.run_id, &request.run_uuid)?.to_string();
-    let metric = MetricInput {
-        key: request.key,
-        value: request.value,
-        timestamp: request.timestamp,
-        step: request.step,
-        model_id: request.model_id,
-        dataset_name: request.dataset_name,
-        dataset_digest: request.dataset_digest,
-    };
     let batch = LogBatch {
-        metrics: vec![metric.into_metric()?],
+        metrics: vec![request.into_metric()?],
         ..LogBatch::default()
     };
     state.tracking.log_batch(&run_id, batch).await?;

@@ -48,7 +48,7 @@ impl ClauseCompiler for ExperimentClauses {
             }
             IdentifierKind::Attribute => match comparison.key.as_str() {
                 "name" => string_predicate("e.name", comparison, true, builder),
-                "experiment_id" => string_predicate(&cast_experiment_id_to_text(), comparison, true, builder),
+                "experiment_id" => string_predicate(EXPERIMENT_ID_AS_TEXT, comparison, true, builder),
                 "creation_time" | "last_update_time" => {
                     numeric_predicate(&format!("e.{}", comparison.key), comparison, builder)
                 }
@@ -61,9 +61,8 @@ impl ClauseCompiler for ExperimentClauses {
     }
 }
 
-fn cast_experiment_id_to_text() -> String {
-    "CAST(e.experiment_id AS TEXT)".to_string()
-}
+/// The experiment id as text, so string comparators and IN lists apply to it on both databases.
+const EXPERIMENT_ID_AS_TEXT: &str = "CAST(e.experiment_id AS TEXT)";
 
 fn experiment_order_term(clause_text: &str) -> Result<OrderTerm, String> {
     let clause = parse_order_clause(clause_text).map_err(|error| error.reason)?;
