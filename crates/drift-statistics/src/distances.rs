@@ -22,20 +22,32 @@ fn advance_past(sorted_values: &[f64], mut start: usize, threshold: f64) -> usiz
 pub fn wasserstein_distance(reference: &[f64], current: &[f64]) -> Result<f64, StatisticError> {
     check_sample(reference, "reference")?;
     check_sample(current, "current")?;
-    let reference_sorted = sorted(reference);
-    let current_sorted = sorted(current);
-    let mut all_values: Vec<f64> = reference_sorted.iter().chain(current_sorted.iter()).copied().collect();
-    all_values.sort_by(f64::total_cmp);
-    let (reference_count, current_count) = (reference_sorted.len() as f64, current_sorted.len() as f64);
+    Ok(wasserstein_distance_of_sorted(&sorted(reference), &sorted(current)))
+}
+
+/// [`wasserstein_distance`] for samples already sorted ascending (finite, non-empty: not checked), in one merge
+/// pass: the gap between the CDFs just after each distinct value, times the distance to the next value.
+pub fn wasserstein_distance_of_sorted(reference: &[f64], current: &[f64]) -> f64 {
+    let (reference_count, current_count) = (reference.len() as f64, current.len() as f64);
     let (mut reference_below, mut current_below) = (0usize, 0usize);
+    let next_value = |r: usize, c: usize| {
+        reference
+            .get(r)
+            .copied()
+            .unwrap_or(f64::INFINITY)
+            .min(current.get(c).copied().unwrap_or(f64::INFINITY))
+    };
+    let mut previous = next_value(0, 0);
     let mut area = 0.0;
-    for pair in all_values.windows(2) {
-        reference_below = advance_past(&reference_sorted, reference_below, pair[0]);
-        current_below = advance_past(&current_sorted, current_below, pair[0]);
+    while reference_below < reference.len() || current_below < current.len() {
+        let value = next_value(reference_below, current_below);
         let gap = reference_below as f64 / reference_count - current_below as f64 / current_count;
-        area += gap.abs() * (pair[1] - pair[0]);
+        area += gap.abs() * (value - previous);
+        reference_below = advance_past(reference, reference_below, value);
+        current_below = advance_past(current, current_below, value);
+        previous = value;
     }
-    Ok(area)
+    area
 }
 
 /// The two-sample Kolmogorov–Smirnov statistic: the largest gap between the empirical CDFs, as the

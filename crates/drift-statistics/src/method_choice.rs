@@ -35,9 +35,81 @@ pub enum DriftMethod {
     NormedWasserstein,
     /// Jensen–Shannon distance between category or bin shares (a distance).
     JensenShannon,
+    /// Population Stability Index over bin or category shares (a distance-like score).
+    PopulationStability,
+    /// Kullback–Leibler divergence of the current shares from the reference's (a distance-like score).
+    KullbackLeibler,
+    /// Hellinger distance between bin or category shares (a distance).
+    Hellinger,
 }
 
+/// Every method, for listing in messages.
+pub const ALL_METHODS: [DriftMethod; 8] = [
+    DriftMethod::KolmogorovSmirnov,
+    DriftMethod::ChiSquared,
+    DriftMethod::ProportionZTest,
+    DriftMethod::NormedWasserstein,
+    DriftMethod::JensenShannon,
+    DriftMethod::PopulationStability,
+    DriftMethod::KullbackLeibler,
+    DriftMethod::Hellinger,
+];
+
 impl DriftMethod {
+    /// The method's name as Evidently spells it (`ks`, `chisquare`, `z`, `wasserstein`, `jensenshannon`, `psi`,
+    /// `kl_div`, `hellinger`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DriftMethod::KolmogorovSmirnov => "ks",
+            DriftMethod::ChiSquared => "chisquare",
+            DriftMethod::ProportionZTest => "z",
+            DriftMethod::NormedWasserstein => "wasserstein",
+            DriftMethod::JensenShannon => "jensenshannon",
+            DriftMethod::PopulationStability => "psi",
+            DriftMethod::KullbackLeibler => "kl_div",
+            DriftMethod::Hellinger => "hellinger",
+        }
+    }
+
+    /// The method with this name, if any.
+    pub fn from_name(name: &str) -> Option<DriftMethod> {
+        ALL_METHODS.into_iter().find(|m| m.name() == name)
+    }
+
+    /// A description for reports.
+    pub fn description(self) -> &'static str {
+        match self {
+            DriftMethod::KolmogorovSmirnov => "Kolmogorov–Smirnov p-value",
+            DriftMethod::ChiSquared => "chi-squared p-value",
+            DriftMethod::ProportionZTest => "two-proportion z-test p-value",
+            DriftMethod::NormedWasserstein => "Wasserstein distance (normed)",
+            DriftMethod::JensenShannon => "Jensen–Shannon distance",
+            DriftMethod::PopulationStability => "Population Stability Index",
+            DriftMethod::KullbackLeibler => "Kullback–Leibler divergence",
+            DriftMethod::Hellinger => "Hellinger distance",
+        }
+    }
+
+    /// The threshold used when none is given: 0.05 for p-values, 0.1 for distances (Evidently's defaults).
+    pub fn default_threshold(self) -> f64 {
+        if self.yields_p_value() {
+            DEFAULT_P_VALUE_THRESHOLD
+        } else {
+            DEFAULT_DISTANCE_THRESHOLD
+        }
+    }
+
+    /// True when the method needs the samples themselves rather than counts (so a summarised reference
+    /// cannot serve).
+    pub fn needs_samples(self) -> bool {
+        matches!(self, DriftMethod::KolmogorovSmirnov)
+    }
+
+    /// True when the method compares category counts (numeric columns are binned first).
+    pub fn compares_shares(self) -> bool {
+        !matches!(self, DriftMethod::KolmogorovSmirnov | DriftMethod::NormedWasserstein)
+    }
+
     /// True when the method yields a p-value (small means drift); false for distances (large means drift).
     pub fn yields_p_value(self) -> bool {
         matches!(
@@ -135,6 +207,14 @@ mod tests {
         assert_eq!(choose(ColumnKind::Categorical, 5000, 40), DriftMethod::JensenShannon);
         assert_eq!(default_method(ColumnKind::Categorical, 5000, 40).threshold, 0.1);
         assert_eq!(default_method(ColumnKind::Categorical, 50, 40).threshold, 0.05);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for method in ALL_METHODS {
+            assert_eq!(DriftMethod::from_name(method.name()), Some(method));
+        }
+        assert_eq!(DriftMethod::from_name("nope"), None);
     }
 
     #[test]

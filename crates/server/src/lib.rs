@@ -1,6 +1,7 @@
 //! Composition: configuration, choice of implementations, and `serve`. `main` only parses the command
 //! line and calls into here, so tests can start the same server in-process.
 
+pub mod commands;
 pub mod config;
 
 use anyhow::Context;

@@ -1,6 +1,9 @@
 //! The `loopline` binary.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use loopline_server::commands;
 use loopline_server::config::ServerConfig;
 use tokio::net::TcpListener;
 
@@ -16,10 +19,13 @@ struct Cli {
 enum Command {
     /// Run the tracking server, model registry and artifact proxy (MLflow-compatible).
     Server(ServerConfig),
+    /// Profile a table (Parquet, CSV, Arrow IPC) into a JSON file that later drift checks use as reference.
+    Profile(commands::profile::ProfileArgs),
+    /// Compare current data with a reference (data or profile). Exit 0: no drift, 1: drift, 2: bad input.
+    Drift(commands::drift::DriftArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     // Colour only for a person at a terminal: log files and collectors get plain text.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
@@ -30,13 +36,24 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Server(config) => {
-            let config = config.with_defaults();
-            let address = format!("{}:{}", config.host, config.port);
-            let listener = TcpListener::bind(&address).await.map_err(|error| {
-                anyhow::anyhow!("cannot listen on {address}: {error}; pick another --port or stop the process using it")
-            })?;
-            loopline_server::serve(config, listener, loopline_server::shutdown_signal()).await
-        }
+        Command::Profile(args) => commands::profile::run(args),
+        Command::Drift(args) => commands::drift::run(args),
+        Command::Server(config) => match run_server(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+#[tokio::main]
+async fn run_server(config: ServerConfig) -> anyhow::Result<()> {
+    let config = config.with_defaults();
+    let address = format!("{}:{}", config.host, config.port);
+    let listener = TcpListener::bind(&address).await.map_err(|error| {
+        anyhow::anyhow!("cannot listen on {address}: {error}; pick another --port or stop the process using it")
+    })?;
+    loopline_server::serve(config, listener, loopline_server::shutdown_signal()).await
 }

@@ -115,7 +115,10 @@ pub fn value_runs(sorted: &[f64]) -> impl Iterator<Item = (f64, u64)> + '_ {
     let mut start = 0;
     std::iter::from_fn(move || {
         let value = *sorted.get(start)?;
-        let end = start + sorted[start..].partition_point(|v| *v <= value);
+        let mut end = start + 1;
+        while end < sorted.len() && sorted[end] == value {
+            end += 1;
+        }
         let run = (value, (end - start) as u64);
         start = end;
         Some(run)
