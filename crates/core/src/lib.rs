@@ -2,6 +2,7 @@
 //! pagination tokens and the proto3-JSON number encodings that MLflow clients expect.
 
 pub mod error_code;
+pub mod html;
 pub mod ids;
 pub mod page_token;
 pub mod proto_json;

@@ -23,6 +23,8 @@ enum Command {
     Profile(commands::profile::ProfileArgs),
     /// Compare current data with a reference (data or profile). Exit 0: no drift, 1: drift, 2: bad input.
     Drift(commands::drift::DriftArgs),
+    /// Check a table against an expectation suite (Great Expectations JSON). Exit 0: met, 1: failed, 2: bad input.
+    Validate(commands::validate::ValidateArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Profile(args) => commands::profile::run(args),
         Command::Drift(args) => commands::drift::run(args),
+        Command::Validate(args) => commands::validate::run(args),
         Command::Server(config) => match run_server(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

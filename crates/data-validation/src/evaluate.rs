@@ -1,0 +1,537 @@
+//! Evaluating a suite in one pass: every expectation keeps a small state that each record batch updates, and the
+//! results are read from the states at the end.
+
+use std::collections::{HashMap, HashSet};
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Schema};
+use loopline_tabular::profile::compensated_sum;
+use serde_json::{Map, Value, json};
+
+use crate::cells::{Cell, Cells};
+use crate::error::SuiteError;
+use crate::expectation::{Aggregate, Bounds, Expectation, ValueRule, ValueSet};
+use crate::result::{ExceptionInfo, ExpectationResult, PARTIAL_UNEXPECTED_COUNT, ValidationResult};
+use crate::suite::{ExpectationConfig, ExpectationSuite};
+
+/// A hashable form of a cell (numbers by their bits, with −0 read as 0).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Number(u64),
+    Text(String),
+    Bool(bool),
+}
+
+impl Key {
+    fn of(cell: Cell<'_>) -> Key {
+        match cell {
+            Cell::Number(n) => Key::Number(if n == 0.0 { 0u64 } else { n.to_bits() }),
+            Cell::Text(t) => Key::Text(t.to_string()),
+            Cell::Bool(b) => Key::Bool(b),
+        }
+    }
+}
+
+struct Membership {
+    numbers: HashSet<u64>,
+    texts: HashSet<String>,
+    booleans: Vec<bool>,
+}
+
+impl Membership {
+    fn of(set: &ValueSet) -> Membership {
+        Membership {
+            numbers: set.numbers.iter().map(|n| if *n == 0.0 { 0 } else { n.to_bits() }).collect(),
+            texts: set.texts.iter().cloned().collect(),
+            booleans: set.booleans.clone(),
+        }
+    }
+
+    fn contains(&self, cell: Cell<'_>) -> bool {
+        match cell {
+            Cell::Number(n) => self.numbers.contains(&if n == 0.0 { 0 } else { n.to_bits() }),
+            Cell::Text(t) => self.texts.contains(t),
+            Cell::Bool(b) => self.booleans.contains(&b),
+        }
+    }
+}
+
+/// Occurrences of one value, for uniqueness: how many, and the first rows (enough to list unexpected rows).
+struct Occurrences {
+    count: u64,
+    rows: Vec<u64>,
+    value: Value,
+}
+
+struct ValuesState {
+    mostly: f64,
+    rule: ValueRule,
+    membership: Option<Membership>,
+    element_count: u64,
+    missing: u64,
+    unexpected: u64,
+    partial: Vec<(u64, Value)>,
+    previous: Option<f64>,
+    occurrences: HashMap<Key, Occurrences>,
+}
+
+#[derive(Default)]
+struct AggregateState {
+    values: Vec<f64>,
+    distinct: HashSet<Key>,
+    non_null: u64,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+enum State {
+    Table,
+    Values(Box<ValuesState>),
+    Aggregate(Aggregate, Bounds, AggregateState),
+    OfType(String),
+}
+
+struct Entry {
+    expectation: Expectation,
+    config: ExpectationConfig,
+    state: State,
+    exception: Option<String>,
+}
+
+/// A suite being evaluated over a stream of batches.
+pub struct Validator {
+    suite_name: String,
+    schema: Schema,
+    rows: u64,
+    entries: Vec<Entry>,
+}
+
+fn rule_needs(rule: &ValueRule) -> Option<&'static str> {
+    match rule {
+        ValueRule::Between(_) | ValueRule::Increasing { .. } => Some("numbers"),
+        ValueRule::LengthBetween(_) => Some("text"),
+        _ => None,
+    }
+}
+
+impl Validator {
+    /// Checks every expectation of the suite (unknown types and bad arguments are refused here, naming the
+    /// expectation) and prepares to read batches with `schema`.
+    pub fn new(suite: &ExpectationSuite, schema: &Schema) -> Result<Validator, SuiteError> {
+        let mut entries = Vec::with_capacity(suite.expectations.len());
+        for (index, config) in suite.expectations.iter().enumerate() {
+            let expectation = Expectation::parse(index, config)?;
+            let state = match &expectation {
+                Expectation::Values { mostly, rule, .. } => State::Values(Box::new(ValuesState {
+                    mostly: *mostly,
+                    membership: match rule {
+                        ValueRule::InSet(set) | ValueRule::NotInSet(set) => Some(Membership::of(set)),
+                        _ => None,
+                    },
+                    rule: rule.clone(),
+                    element_count: 0,
+                    missing: 0,
+                    unexpected: 0,
+                    partial: Vec::new(),
+                    previous: None,
+                    occurrences: HashMap::new(),
+                })),
+                Expectation::Aggregate { aggregate, bounds, .. } => {
+                    State::Aggregate(*aggregate, *bounds, AggregateState::default())
+                }
+                Expectation::OfType { type_name, .. } => State::OfType(type_name.clone()),
+                _ => State::Table,
+            };
+            let exception = expectation.column().and_then(|column| {
+                schema.index_of(column).err().map(|_| {
+                    let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+                    format!("column '{column}' is not in the data; its columns are {names:?}")
+                })
+            });
+            entries.push(Entry { expectation, config: config.clone(), state, exception });
+        }
+        Ok(Validator { suite_name: suite.name.clone(), schema: schema.clone(), rows: 0, entries })
+    }
+
+    /// The columns the suite reads (only these need to be decoded).
+    pub fn columns(&self) -> Vec<String> {
+        let mut columns: Vec<String> = Vec::new();
+        for entry in &self.entries {
+            if let Some(column) = entry.expectation.column()
+                && entry.exception.is_none()
+                && !columns.iter().any(|c| c == column)
+            {
+                columns.push(column.to_string());
+            }
+        }
+        columns
+    }
+
+    /// Updates every expectation with one batch (which must hold [`Validator::columns`]).
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), arrow_schema::ArrowError> {
+        let mut views: HashMap<String, Cells> = HashMap::new();
+        for column in self.columns() {
+            let array = batch.column_by_name(&column).ok_or_else(|| {
+                arrow_schema::ArrowError::SchemaError(format!("batch has no column '{column}'"))
+            })?;
+            views.insert(column, Cells::of(array)?);
+        }
+        let offset = self.rows;
+        for entry in &mut self.entries {
+            if entry.exception.is_some() {
+                continue;
+            }
+            let Some(cells) = entry.expectation.column().and_then(|c| views.get(c)) else { continue };
+            let outcome = match &mut entry.state {
+                State::Values(state) => update_values(state, cells, offset),
+                State::Aggregate(aggregate, _, state) => update_aggregate(*aggregate, state, cells),
+                _ => Ok(()),
+            };
+            if let Err(message) = outcome {
+                let column = entry.expectation.column().unwrap_or_default();
+                entry.exception = Some(format!("column '{column}': {message}"));
+            }
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// The results.
+    pub fn finish(self, meta: Map<String, Value>) -> ValidationResult {
+        let rows = self.rows;
+        let schema = self.schema;
+        let results = self
+            .entries
+            .into_iter()
+            .map(|entry| {
+                if let Some(message) = entry.exception {
+                    return ExpectationResult::exception(&entry.config, message);
+                }
+                let (success, result) = match entry.state {
+                    State::Values(state) => finish_values(*state),
+                    State::Aggregate(aggregate, bounds, state) => finish_aggregate(aggregate, bounds, state),
+                    State::OfType(type_name) => {
+                        let column = entry.expectation.column().unwrap_or_default();
+                        let data_type = schema.field_with_name(column).map(|f| f.data_type().clone()).ok();
+                        finish_of_type(&type_name, data_type.as_ref())
+                    }
+                    State::Table => finish_table(&entry.expectation, &schema, rows),
+                };
+                ExpectationResult {
+                    success,
+                    expectation_config: entry.config,
+                    result,
+                    exception_info: ExceptionInfo::default(),
+                }
+            })
+            .collect();
+        ValidationResult::new(&self.suite_name, results, meta)
+    }
+}
+
+fn update_values(state: &mut ValuesState, cells: &Cells, offset: u64) -> Result<(), String> {
+    if let Some(needed) = rule_needs(&state.rule) {
+        let holds = cells.describe();
+        let fits = match needed {
+            "numbers" => matches!(cells, Cells::Numbers { .. }),
+            _ => matches!(cells, Cells::Text(_)),
+        };
+        if !fits && !cells.is_empty() {
+            return Err(format!("this expectation needs {needed}, but the column holds {holds}"));
+        }
+    }
+    if let Cells::Unsupported(_, data_type) = cells {
+        return Err(format!("values of type {data_type} are not supported"));
+    }
+    let integer = cells.is_integer();
+    for row in 0..cells.len() {
+        state.element_count += 1;
+        let index = offset + row as u64;
+        let Some(cell) = cells.get(row) else {
+            if matches!(state.rule, ValueRule::NotNull) {
+                state.unexpected += 1;
+                if state.partial.len() < PARTIAL_UNEXPECTED_COUNT {
+                    state.partial.push((index, Value::Null));
+                }
+            } else {
+                state.missing += 1;
+            }
+            continue;
+        };
+        let expected = match &state.rule {
+            ValueRule::NotNull => true,
+            ValueRule::Between(bounds) => match cell {
+                Cell::Number(n) => bounds.contains(n),
+                _ => false,
+            },
+            ValueRule::InSet(_) => state.membership.as_ref().is_some_and(|m| m.contains(cell)),
+            ValueRule::NotInSet(_) => !state.membership.as_ref().is_some_and(|m| m.contains(cell)),
+            ValueRule::MatchRegex(regex) => match cell {
+                Cell::Text(text) => regex.is_match(text),
+                other => regex.is_match(&other.python_text(integer)),
+            },
+            ValueRule::LengthBetween(bounds) => match cell {
+                Cell::Text(text) => bounds.contains(text.chars().count() as f64),
+                _ => false,
+            },
+            ValueRule::Increasing { strictly } => {
+                let Cell::Number(n) = cell else { return Err("needs numbers".to_string()) };
+                let in_order = match state.previous {
+                    None => true,
+                    Some(previous) if *strictly => n > previous,
+                    Some(previous) => n >= previous,
+                };
+                state.previous = Some(n);
+                in_order
+            }
+            ValueRule::Unique => {
+                let entry = state.occurrences.entry(Key::of(cell)).or_insert_with(|| Occurrences {
+                    count: 0,
+                    rows: Vec::new(),
+                    value: cell.to_json(integer),
+                });
+                entry.count += 1;
+                if entry.rows.len() < PARTIAL_UNEXPECTED_COUNT {
+                    entry.rows.push(index);
+                }
+                true
+            }
+        };
+        if !expected {
+            state.unexpected += 1;
+            if state.partial.len() < PARTIAL_UNEXPECTED_COUNT {
+                state.partial.push((index, cell.to_json(integer)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn update_aggregate(aggregate: Aggregate, state: &mut AggregateState, cells: &Cells) -> Result<(), String> {
+    if aggregate != Aggregate::ProportionUnique && !matches!(cells, Cells::Numbers { .. }) && !cells.is_empty() {
+        return Err(format!("this statistic needs numbers, but the column holds {}", cells.describe()));
+    }
+    if let Cells::Unsupported(_, data_type) = cells {
+        return Err(format!("values of type {data_type} are not supported"));
+    }
+    for row in 0..cells.len() {
+        let Some(cell) = cells.get(row) else { continue };
+        state.non_null += 1;
+        match (aggregate, cell) {
+            (Aggregate::ProportionUnique, cell) => {
+                state.distinct.insert(Key::of(cell));
+            }
+            (Aggregate::Min, Cell::Number(n)) => state.min = Some(state.min.map_or(n, |m| m.min(n))),
+            (Aggregate::Max, Cell::Number(n)) => state.max = Some(state.max.map_or(n, |m| m.max(n))),
+            (_, Cell::Number(n)) => state.values.push(n),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn percent(part: u64, whole: u64) -> Value {
+    if whole == 0 { Value::Null } else { json!(part as f64 / whole as f64 * 100.0) }
+}
+
+/// GX's `partial_unexpected_counts`: the listed values counted, most frequent first, ties by value.
+fn partial_counts(values: &[Value]) -> Value {
+    let mut counts: Vec<(Value, u64)> = Vec::new();
+    for value in values {
+        match counts.iter_mut().find(|(v, _)| v == value) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((value.clone(), 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| compare_json(&a.0, &b.0)));
+    Value::Array(counts.into_iter().map(|(value, count)| json!({"value": value, "count": count})).collect())
+}
+
+fn compare_json(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64().unwrap_or(0.0).total_cmp(&y.as_f64().unwrap_or(0.0)),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+fn finish_values(mut state: ValuesState) -> (bool, Map<String, Value>) {
+    if matches!(state.rule, ValueRule::Unique) {
+        let mut duplicated: Vec<(u64, Value)> = Vec::new();
+        for occurrences in state.occurrences.values().filter(|o| o.count > 1) {
+            state.unexpected += occurrences.count;
+            duplicated.extend(occurrences.rows.iter().map(|row| (*row, occurrences.value.clone())));
+        }
+        duplicated.sort_by_key(|(row, _)| *row);
+        duplicated.truncate(PARTIAL_UNEXPECTED_COUNT);
+        state.partial = duplicated;
+    }
+    let not_null = matches!(state.rule, ValueRule::NotNull);
+    let considered = state.element_count - state.missing;
+    let success = considered == 0
+        || ((considered - state.unexpected) as f64 / considered as f64) >= state.mostly;
+    let listed: Vec<Value> = state.partial.iter().map(|(_, v)| v.clone()).collect();
+    let mut result = Map::new();
+    result.insert("element_count".into(), json!(state.element_count));
+    result.insert("unexpected_count".into(), json!(state.unexpected));
+    let percent_total = percent(state.unexpected, state.element_count);
+    let percent_nonmissing = percent(state.unexpected, considered);
+    result.insert("unexpected_percent".into(), if not_null { percent_total.clone() } else { percent_nonmissing.clone() });
+    result.insert("partial_unexpected_list".into(), Value::Array(listed.clone()));
+    if !not_null {
+        result.insert("missing_count".into(), json!(state.missing));
+        result.insert("missing_percent".into(), percent(state.missing, state.element_count));
+        result.insert("unexpected_percent_total".into(), percent_total);
+        result.insert("unexpected_percent_nonmissing".into(), percent_nonmissing);
+    }
+    result.insert("partial_unexpected_counts".into(), partial_counts(&listed));
+    result.insert(
+        "partial_unexpected_index_list".into(),
+        Value::Array(state.partial.iter().map(|(row, _)| json!(row)).collect()),
+    );
+    (success, result)
+}
+
+fn finish_aggregate(aggregate: Aggregate, bounds: Bounds, mut state: AggregateState) -> (bool, Map<String, Value>) {
+    let count = state.values.len();
+    let observed: Option<f64> = match aggregate {
+        Aggregate::Min => state.min,
+        Aggregate::Max => state.max,
+        Aggregate::Sum => Some(compensated_sum(state.values.iter().copied())),
+        Aggregate::Mean => (count > 0).then(|| compensated_sum(state.values.iter().copied()) / count as f64),
+        Aggregate::Stdev => (count > 1).then(|| {
+            let mean = compensated_sum(state.values.iter().copied()) / count as f64;
+            let squares = compensated_sum(state.values.iter().map(|v| (v - mean) * (v - mean)));
+            (squares / (count - 1) as f64).sqrt()
+        }),
+        Aggregate::Median => (count > 0).then(|| {
+            let middle = count / 2;
+            let (_, upper, _) = state.values.select_nth_unstable_by(middle, f64::total_cmp);
+            let upper = *upper;
+            if count % 2 == 1 {
+                upper
+            } else {
+                let lower = state.values[..middle].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (lower + upper) / 2.0
+            }
+        }),
+        Aggregate::ProportionUnique => {
+            (state.non_null > 0).then(|| state.distinct.len() as f64 / state.non_null as f64)
+        }
+    };
+    let mut result = Map::new();
+    let success = match observed {
+        Some(value) if value.is_finite() => bounds.contains(value),
+        _ => false,
+    };
+    result.insert(
+        "observed_value".into(),
+        observed.and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null),
+    );
+    (success, result)
+}
+
+/// pandas' dtype name for an Arrow type, as GX reports it for pandas data.
+pub fn pandas_dtype_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Int8 => "int8".into(),
+        DataType::Int16 => "int16".into(),
+        DataType::Int32 => "int32".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::UInt8 => "uint8".into(),
+        DataType::UInt16 => "uint16".into(),
+        DataType::UInt32 => "uint32".into(),
+        DataType::UInt64 => "uint64".into(),
+        DataType::Float16 => "float16".into(),
+        DataType::Float32 => "float32".into(),
+        DataType::Float64 => "float64".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "object".into(),
+        DataType::Dictionary(_, value) if matches!(value.as_ref(), DataType::Utf8 | DataType::LargeUtf8) => {
+            "category".into()
+        }
+        DataType::Timestamp(unit, None) => format!("datetime64[{}]", unit_suffix(unit)),
+        DataType::Timestamp(unit, Some(zone)) => format!("datetime64[{}, {zone}]", unit_suffix(unit)),
+        other => other.to_string(),
+    }
+}
+
+fn unit_suffix(unit: &arrow_schema::TimeUnit) -> &'static str {
+    match unit {
+        arrow_schema::TimeUnit::Second => "s",
+        arrow_schema::TimeUnit::Millisecond => "ms",
+        arrow_schema::TimeUnit::Microsecond => "us",
+        arrow_schema::TimeUnit::Nanosecond => "ns",
+    }
+}
+
+fn finish_of_type(type_name: &str, data_type: Option<&DataType>) -> (bool, Map<String, Value>) {
+    let mut result = Map::new();
+    let Some(data_type) = data_type else {
+        result.insert("observed_value".into(), Value::Null);
+        return (false, result);
+    };
+    let observed = pandas_dtype_name(data_type);
+    let wanted = type_name.to_ascii_lowercase();
+    let aliases: &[&str] = match observed.as_str() {
+        "object" => &["object", "str", "string", "utf8"],
+        "bool" => &["bool", "boolean"],
+        "int64" => &["int64", "int", "integer"],
+        "float64" => &["float64", "float", "double"],
+        _ => &[],
+    };
+    let success = wanted == observed
+        || aliases.contains(&wanted.as_str())
+        || wanted == data_type.to_string().to_ascii_lowercase();
+    result.insert("observed_value".into(), Value::from(observed));
+    (success, result)
+}
+
+fn finish_table(expectation: &Expectation, schema: &Schema, rows: u64) -> (bool, Map<String, Value>) {
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mut result = Map::new();
+    let success = match expectation {
+        Expectation::ColumnToExist { column, index } => match columns.iter().position(|c| c == column) {
+            Some(position) => index.is_none_or(|i| i == position),
+            None => false,
+        },
+        Expectation::ColumnsMatchOrderedList { columns: expected } => {
+            result.insert("observed_value".into(), json!(columns));
+            let success = &columns == expected;
+            if !success {
+                let longest = columns.len().max(expected.len());
+                let mismatched: Vec<Value> = (0..longest)
+                    .filter(|i| columns.get(*i) != expected.get(*i))
+                    .map(|i| json!({"Expected Column Position": i, "Expected": expected.get(i), "Found": columns.get(i)}))
+                    .collect();
+                result.insert("details".into(), json!({"mismatched": mismatched}));
+            }
+            success
+        }
+        Expectation::ColumnsMatchSet { columns: expected, exact } => {
+            let mut sorted = columns.clone();
+            sorted.sort();
+            result.insert("observed_value".into(), json!(sorted));
+            let unexpected: Vec<&String> = columns.iter().filter(|c| !expected.contains(c)).collect();
+            let missing: Vec<&String> = expected.iter().filter(|c| !columns.contains(c)).collect();
+            let success = missing.is_empty() && (!exact || unexpected.is_empty());
+            if !unexpected.is_empty() || !missing.is_empty() {
+                let mut mismatched = Map::new();
+                if !unexpected.is_empty() {
+                    mismatched.insert("unexpected".into(), json!(unexpected));
+                }
+                if !missing.is_empty() {
+                    mismatched.insert("missing".into(), json!(missing));
+                }
+                result.insert("details".into(), json!({"mismatched": mismatched}));
+            }
+            success
+        }
+        Expectation::RowCountBetween(bounds) => {
+            result.insert("observed_value".into(), json!(rows));
+            bounds.contains(rows as f64)
+        }
+        _ => false,
+    };
+    (success, result)
+}
