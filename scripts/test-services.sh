@@ -30,6 +30,35 @@ setup_venv() {
   export PYTHON
 }
 
+# A second venv for the data suites (tests/compat/stats): Evidently and Great Expectations pin pandas < 3 and
+# other versions that would clash with the mlflow client's, so they live apart.
+setup_stats_venv() {
+  local venv="${LOOPLINE_STATS_VENV:-.venv-stats}"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "==> creating Python venv $venv"
+    python3 -m venv "$venv"
+  fi
+  if ! cmp -s tests/compat/stats/requirements.txt "$venv/.loopline-requirements"; then
+    echo "==> installing the reference implementations (tests/compat/stats/requirements.txt)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/compat/stats/requirements.txt
+    cp tests/compat/stats/requirements.txt "$venv/.loopline-requirements"
+  fi
+  STATS_PYTHON="$venv/bin/python"
+  export STATS_PYTHON
+}
+
+# Headless Chromium for the report screenshot test, from Debian packages when absent and we may install.
+ensure_chromium() {
+  if command -v chromium >/dev/null; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing Chromium from Debian packages"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+}
+
 postgres_bin_dir() {
   local candidate
   for candidate in /usr/lib/postgresql/*/bin; do

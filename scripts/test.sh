@@ -3,7 +3,9 @@
 #   1. Rust unit and integration tests, including the storage conformance suites against SQLite,
 #      PostgreSQL, a local directory and an S3-compatible server;
 #   2. the MLflow compatibility suite (tests/compat/mlflow) with the real mlflow client from PyPI,
-#      once against SQLite + local artifacts and once against PostgreSQL + S3.
+#      once against SQLite + local artifacts and once against PostgreSQL + S3;
+#   3. the data suite (tests/compat/stats): statistics against scipy, drift verdicts against Evidently,
+#      validation results against Great Expectations, and a headless-Chromium look at the HTML report.
 # It installs what it needs (a venv in .venv, PostgreSQL from Debian packages if absent) and starts its
 # own servers on loopback, stopping them on exit.
 set -euo pipefail
@@ -11,6 +13,8 @@ cd "$(dirname "$0")/.."
 source scripts/test-services.sh
 
 setup_venv
+setup_stats_venv
+ensure_chromium
 start_postgres
 start_s3
 
@@ -33,5 +37,8 @@ echo "==> MLflow compatibility suite: PostgreSQL + S3"
 LOOPLINE_COMPAT_BACKEND_STORE_URI="$(create_postgres_database "compat_$RANDOM$RANDOM")" \
 LOOPLINE_COMPAT_ARTIFACTS_DESTINATION="s3://$LOOPLINE_TEST_S3_BUCKET/compat" \
   "$PYTHON" -m pytest tests/compat/mlflow -q -p no:cacheprovider -W ignore::DeprecationWarning
+
+echo "==> data suite: scipy, Evidently, Great Expectations, report in Chromium"
+"$STATS_PYTHON" -m pytest tests/compat/stats -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 echo "==> all tests passed"

@@ -45,7 +45,9 @@ impl Cells {
         };
         Ok(match ValueKind::of(data_type) {
             ValueKind::Numeric => Cells::Numbers {
-                values: arrow_cast::cast(array, &DataType::Float64)?.as_primitive::<Float64Type>().clone(),
+                values: arrow_cast::cast(array, &DataType::Float64)?
+                    .as_primitive::<Float64Type>()
+                    .clone(),
                 integer: plain.is_integer(),
             },
             ValueKind::Categorical if matches!(plain, DataType::Boolean) => {
@@ -104,7 +106,9 @@ impl Cell<'_> {
     pub fn to_json(self, integer: bool) -> Value {
         match self {
             Cell::Number(n) if integer && n.fract() == 0.0 && n.abs() < 9.007e15 => Value::from(n as i64),
-            Cell::Number(n) => serde_json::Number::from_f64(n).map(Value::Number).unwrap_or(Value::Null),
+            Cell::Number(n) => serde_json::Number::from_f64(n)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
             Cell::Text(text) => Value::from(text),
             Cell::Bool(b) => Value::from(b),
         }

@@ -7,9 +7,7 @@ pub enum SuiteError {
     #[error("not an expectation suite: {0}")]
     Malformed(String),
     /// An expectation type this version does not evaluate.
-    #[error(
-        "expectation {index} has type '{kind}', which Loopline does not evaluate; supported types: {supported}"
-    )]
+    #[error("expectation {index} has type '{kind}', which Loopline does not evaluate; supported types: {supported}")]
     UnknownExpectation {
         /// Position in the suite (0-based).
         index: usize,

@@ -41,7 +41,11 @@ struct Membership {
 impl Membership {
     fn of(set: &ValueSet) -> Membership {
         Membership {
-            numbers: set.numbers.iter().map(|n| if *n == 0.0 { 0 } else { n.to_bits() }).collect(),
+            numbers: set
+                .numbers
+                .iter()
+                .map(|n| if *n == 0.0 { 0 } else { n.to_bits() })
+                .collect(),
             texts: set.texts.iter().cloned().collect(),
             booleans: set.booleans.clone(),
         }
@@ -148,9 +152,19 @@ impl Validator {
                     format!("column '{column}' is not in the data; its columns are {names:?}")
                 })
             });
-            entries.push(Entry { expectation, config: config.clone(), state, exception });
+            entries.push(Entry {
+                expectation,
+                config: config.clone(),
+                state,
+                exception,
+            });
         }
-        Ok(Validator { suite_name: suite.name.clone(), schema: schema.clone(), rows: 0, entries })
+        Ok(Validator {
+            suite_name: suite.name.clone(),
+            schema: schema.clone(),
+            rows: 0,
+            entries,
+        })
     }
 
     /// The columns the suite reads (only these need to be decoded).
@@ -171,9 +185,9 @@ impl Validator {
     pub fn push(&mut self, batch: &RecordBatch) -> Result<(), arrow_schema::ArrowError> {
         let mut views: HashMap<String, Cells> = HashMap::new();
         for column in self.columns() {
-            let array = batch.column_by_name(&column).ok_or_else(|| {
-                arrow_schema::ArrowError::SchemaError(format!("batch has no column '{column}'"))
-            })?;
+            let array = batch
+                .column_by_name(&column)
+                .ok_or_else(|| arrow_schema::ArrowError::SchemaError(format!("batch has no column '{column}'")))?;
             views.insert(column, Cells::of(array)?);
         }
         let offset = self.rows;
@@ -181,7 +195,9 @@ impl Validator {
             if entry.exception.is_some() {
                 continue;
             }
-            let Some(cells) = entry.expectation.column().and_then(|c| views.get(c)) else { continue };
+            let Some(cells) = entry.expectation.column().and_then(|c| views.get(c)) else {
+                continue;
+            };
             let outcome = match &mut entry.state {
                 State::Values(state) => update_values(state, cells, offset),
                 State::Aggregate(aggregate, _, state) => update_aggregate(*aggregate, state, cells),
@@ -275,7 +291,9 @@ fn update_values(state: &mut ValuesState, cells: &Cells, offset: u64) -> Result<
                 _ => false,
             },
             ValueRule::Increasing { strictly } => {
-                let Cell::Number(n) = cell else { return Err("needs numbers".to_string()) };
+                let Cell::Number(n) = cell else {
+                    return Err("needs numbers".to_string());
+                };
                 let in_order = match state.previous {
                     None => true,
                     Some(previous) if *strictly => n > previous,
@@ -309,7 +327,10 @@ fn update_values(state: &mut ValuesState, cells: &Cells, offset: u64) -> Result<
 
 fn update_aggregate(aggregate: Aggregate, state: &mut AggregateState, cells: &Cells) -> Result<(), String> {
     if aggregate != Aggregate::ProportionUnique && !matches!(cells, Cells::Numbers { .. }) && !cells.is_empty() {
-        return Err(format!("this statistic needs numbers, but the column holds {}", cells.describe()));
+        return Err(format!(
+            "this statistic needs numbers, but the column holds {}",
+            cells.describe()
+        ));
     }
     if let Cells::Unsupported(_, data_type) = cells {
         return Err(format!("values of type {data_type} are not supported"));
@@ -331,7 +352,11 @@ fn update_aggregate(aggregate: Aggregate, state: &mut AggregateState, cells: &Ce
 }
 
 fn percent(part: u64, whole: u64) -> Value {
-    if whole == 0 { Value::Null } else { json!(part as f64 / whole as f64 * 100.0) }
+    if whole == 0 {
+        Value::Null
+    } else {
+        json!(part as f64 / whole as f64 * 100.0)
+    }
 }
 
 /// GX's `partial_unexpected_counts`: the listed values counted, most frequent first, ties by value.
@@ -344,7 +369,12 @@ fn partial_counts(values: &[Value]) -> Value {
         }
     }
     counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| compare_json(&a.0, &b.0)));
-    Value::Array(counts.into_iter().map(|(value, count)| json!({"value": value, "count": count})).collect())
+    Value::Array(
+        counts
+            .into_iter()
+            .map(|(value, count)| json!({"value": value, "count": count}))
+            .collect(),
+    )
 }
 
 fn compare_json(a: &Value, b: &Value) -> std::cmp::Ordering {
@@ -368,15 +398,21 @@ fn finish_values(mut state: ValuesState) -> (bool, Map<String, Value>) {
     }
     let not_null = matches!(state.rule, ValueRule::NotNull);
     let considered = state.element_count - state.missing;
-    let success = considered == 0
-        || ((considered - state.unexpected) as f64 / considered as f64) >= state.mostly;
+    let success = considered == 0 || ((considered - state.unexpected) as f64 / considered as f64) >= state.mostly;
     let listed: Vec<Value> = state.partial.iter().map(|(_, v)| v.clone()).collect();
     let mut result = Map::new();
     result.insert("element_count".into(), json!(state.element_count));
     result.insert("unexpected_count".into(), json!(state.unexpected));
     let percent_total = percent(state.unexpected, state.element_count);
     let percent_nonmissing = percent(state.unexpected, considered);
-    result.insert("unexpected_percent".into(), if not_null { percent_total.clone() } else { percent_nonmissing.clone() });
+    result.insert(
+        "unexpected_percent".into(),
+        if not_null {
+            percent_total.clone()
+        } else {
+            percent_nonmissing.clone()
+        },
+    );
     result.insert("partial_unexpected_list".into(), Value::Array(listed.clone()));
     if !not_null {
         result.insert("missing_count".into(), json!(state.missing));
@@ -426,7 +462,10 @@ fn finish_aggregate(aggregate: Aggregate, bounds: Bounds, mut state: AggregateSt
     };
     result.insert(
         "observed_value".into(),
-        observed.and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null),
+        observed
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
     );
     (success, result)
 }
@@ -508,7 +547,10 @@ fn finish_table(expectation: &Expectation, schema: &Schema, rows: u64) -> (bool,
             }
             success
         }
-        Expectation::ColumnsMatchSet { columns: expected, exact } => {
+        Expectation::ColumnsMatchSet {
+            columns: expected,
+            exact,
+        } => {
             let mut sorted = columns.clone();
             sorted.sort();
             result.insert("observed_value".into(), json!(sorted));

@@ -175,7 +175,11 @@ struct Arguments<'a> {
 
 impl Arguments<'_> {
     fn bad(&self, message: String) -> SuiteError {
-        SuiteError::BadArgument { index: self.index, kind: self.kind.to_string(), message }
+        SuiteError::BadArgument {
+            index: self.index,
+            kind: self.kind.to_string(),
+            message,
+        }
     }
 
     fn string(&self, name: &str) -> Result<String, SuiteError> {
@@ -265,21 +269,33 @@ impl Expectation {
     /// Parses the expectation at `index` of a suite.
     pub fn parse(index: usize, config: &ExpectationConfig) -> Result<Expectation, SuiteError> {
         let kind = config.kind.as_str();
-        let args = Arguments { index, kind, kwargs: &config.kwargs };
+        let args = Arguments {
+            index,
+            kind,
+            kwargs: &config.kwargs,
+        };
         let values = |rule: ValueRule| -> Result<Expectation, SuiteError> {
-            Ok(Expectation::Values { column: args.column()?, mostly: args.mostly()?, rule })
+            Ok(Expectation::Values {
+                column: args.column()?,
+                mostly: args.mostly()?,
+                rule,
+            })
         };
         let aggregate = |aggregate: Aggregate| -> Result<Expectation, SuiteError> {
-            Ok(Expectation::Aggregate { column: args.column()?, aggregate, bounds: args.bounds()? })
+            Ok(Expectation::Aggregate {
+                column: args.column()?,
+                aggregate,
+                bounds: args.bounds()?,
+            })
         };
         match kind {
             "expect_column_to_exist" => Ok(Expectation::ColumnToExist {
                 column: args.column()?,
                 index: args.number("column_index")?.map(|i| i as usize),
             }),
-            "expect_table_columns_to_match_ordered_list" => {
-                Ok(Expectation::ColumnsMatchOrderedList { columns: args.names("column_list")? })
-            }
+            "expect_table_columns_to_match_ordered_list" => Ok(Expectation::ColumnsMatchOrderedList {
+                columns: args.names("column_list")?,
+            }),
             "expect_table_columns_to_match_set" => Ok(Expectation::ColumnsMatchSet {
                 columns: args.names("column_set")?,
                 exact: args.boolean("exact_match", true)?,
@@ -291,18 +307,19 @@ impl Expectation {
             "expect_column_values_to_not_be_in_set" => values(ValueRule::NotInSet(args.value_set()?)),
             "expect_column_values_to_match_regex" => {
                 let pattern = args.string("regex")?;
-                let regex = Regex::new(&pattern)
-                    .map_err(|e| args.bad(format!("regex {pattern:?} does not compile: {e}")))?;
+                let regex =
+                    Regex::new(&pattern).map_err(|e| args.bad(format!("regex {pattern:?} does not compile: {e}")))?;
                 values(ValueRule::MatchRegex(regex))
             }
             "expect_column_values_to_be_unique" => values(ValueRule::Unique),
             "expect_column_value_lengths_to_be_between" => values(ValueRule::LengthBetween(args.bounds()?)),
-            "expect_column_values_to_be_increasing" => {
-                values(ValueRule::Increasing { strictly: args.boolean("strictly", false)? })
-            }
-            "expect_column_values_to_be_of_type" => {
-                Ok(Expectation::OfType { column: args.column()?, type_name: args.string("type_")? })
-            }
+            "expect_column_values_to_be_increasing" => values(ValueRule::Increasing {
+                strictly: args.boolean("strictly", false)?,
+            }),
+            "expect_column_values_to_be_of_type" => Ok(Expectation::OfType {
+                column: args.column()?,
+                type_name: args.string("type_")?,
+            }),
             "expect_column_mean_to_be_between" => aggregate(Aggregate::Mean),
             "expect_column_median_to_be_between" => aggregate(Aggregate::Median),
             "expect_column_stdev_to_be_between" => aggregate(Aggregate::Stdev),
@@ -346,22 +363,54 @@ mod tests {
     fn arguments_are_checked_up_front() {
         let unknown = Expectation::parse(3, &config("expect_column_to_be_fabulous", serde_json::json!({})));
         let message = unknown.unwrap_err().to_string();
-        assert!(message.contains("expectation 3 has type 'expect_column_to_be_fabulous'"), "{message}");
-        let bad = Expectation::parse(0, &config("expect_column_values_to_match_regex", serde_json::json!({"column": "a", "regex": "("})));
+        assert!(
+            message.contains("expectation 3 has type 'expect_column_to_be_fabulous'"),
+            "{message}"
+        );
+        let bad = Expectation::parse(
+            0,
+            &config(
+                "expect_column_values_to_match_regex",
+                serde_json::json!({"column": "a", "regex": "("}),
+            ),
+        );
         assert!(bad.unwrap_err().to_string().contains("does not compile"));
-        let inverted = Expectation::parse(0, &config("expect_column_values_to_be_between", serde_json::json!({"column": "a", "min_value": 5, "max_value": 1})));
+        let inverted = Expectation::parse(
+            0,
+            &config(
+                "expect_column_values_to_be_between",
+                serde_json::json!({"column": "a", "min_value": 5, "max_value": 1}),
+            ),
+        );
         assert!(inverted.unwrap_err().to_string().contains("above max_value"));
-        let mostly = Expectation::parse(0, &config("expect_column_values_to_not_be_null", serde_json::json!({"column": "a", "mostly": 1.5})));
+        let mostly = Expectation::parse(
+            0,
+            &config(
+                "expect_column_values_to_not_be_null",
+                serde_json::json!({"column": "a", "mostly": 1.5}),
+            ),
+        );
         assert!(mostly.unwrap_err().to_string().contains("'mostly'"));
-        let missing = Expectation::parse(0, &config("expect_column_mean_to_be_between", serde_json::json!({"min_value": 1})));
+        let missing = Expectation::parse(
+            0,
+            &config("expect_column_mean_to_be_between", serde_json::json!({"min_value": 1})),
+        );
         assert!(missing.unwrap_err().to_string().contains("'column' is required"));
     }
 
     #[test]
     fn bounds_honour_strictness_and_open_sides() {
-        let closed = Bounds { min: Some(1.0), max: Some(2.0), ..Default::default() };
+        let closed = Bounds {
+            min: Some(1.0),
+            max: Some(2.0),
+            ..Default::default()
+        };
         assert!(closed.contains(1.0) && closed.contains(2.0) && !closed.contains(2.5));
-        let strict = Bounds { strict_min: true, strict_max: true, ..closed };
+        let strict = Bounds {
+            strict_min: true,
+            strict_max: true,
+            ..closed
+        };
         assert!(!strict.contains(1.0) && !strict.contains(2.0) && strict.contains(1.5));
         assert!(Bounds::default().contains(f64::MAX));
     }

@@ -41,8 +41,16 @@ pub fn observation(result: &ExpectationResult) -> String {
     }
     match (r.get("unexpected_count"), r.get("element_count")) {
         (Some(unexpected), Some(elements)) => {
-            let share = r.get("unexpected_percent").and_then(Value::as_f64).map(|p| format!(" ({}%)", format_number(p)));
-            format!("{} of {} values unexpected{}", show(unexpected), show(elements), share.unwrap_or_default())
+            let share = r
+                .get("unexpected_percent")
+                .and_then(Value::as_f64)
+                .map(|p| format!(" ({}%)", format_number(p)));
+            format!(
+                "{} of {} values unexpected{}",
+                show(unexpected),
+                show(elements),
+                share.unwrap_or_default()
+            )
         }
         _ if result.success => "met".to_string(),
         _ => "not met".to_string(),
@@ -52,7 +60,11 @@ pub fn observation(result: &ExpectationResult) -> String {
 /// Renders a validation result.
 pub fn render(result: &ValidationResult, data: &str) -> String {
     let mut page = String::with_capacity(32 * 1024);
-    let (class, verdict) = if result.success { ("pass", "All expectations met") } else { ("fail", "Expectations failed") };
+    let (class, verdict) = if result.success {
+        ("pass", "All expectations met")
+    } else {
+        ("fail", "Expectations failed")
+    };
     let _ = write!(
         page,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
@@ -68,7 +80,11 @@ pub fn render(result: &ValidationResult, data: &str) -> String {
         result.statistics.evaluated_expectations,
     );
     for (index, item) in result.results.iter().enumerate() {
-        let badge = if item.success { "<span class=\"badge pass\">met</span>" } else { "<span class=\"badge fail\">failed</span>" };
+        let badge = if item.success {
+            "<span class=\"badge pass\">met</span>"
+        } else {
+            "<span class=\"badge fail\">failed</span>"
+        };
         let sample = item
             .result
             .get("partial_unexpected_list")

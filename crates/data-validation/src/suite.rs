@@ -76,11 +76,19 @@ mod tests {
                          "meta": {"great_expectations_version": "1.24.1"}}"#;
         let legacy = r#"{"expectation_suite_name": "s", "expectations": [{"expectation_type": "expect_column_to_exist",
                          "kwargs": {"column": "a"}, "meta": {}}], "meta": {"great_expectations_version": "1.24.1"}}"#;
-        let (modern, legacy) = (ExpectationSuite::from_json(modern).unwrap(), ExpectationSuite::from_json(legacy).unwrap());
+        let (modern, legacy) = (
+            ExpectationSuite::from_json(modern).unwrap(),
+            ExpectationSuite::from_json(legacy).unwrap(),
+        );
         assert_eq!(modern, legacy);
         let written: Value = serde_json::from_str(&modern.to_json()).unwrap();
         assert_eq!(written["expectations"][0]["type"], "expect_column_to_exist");
         assert_eq!(written["name"], "s");
-        assert!(ExpectationSuite::from_json("{}").unwrap_err().to_string().contains("missing field"));
+        assert!(
+            ExpectationSuite::from_json("{}")
+                .unwrap_err()
+                .to_string()
+                .contains("missing field")
+        );
     }
 }

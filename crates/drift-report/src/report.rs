@@ -270,7 +270,22 @@ pub fn build_report(
         ));
     }
     let compared = |name: &str| reference.columns.iter().any(|c| c.name == name);
-    for retyped in schema.retyped.iter().filter(|r| !r.comparable && compared(&r.name)) {
+    let all_null: Vec<&str> = current
+        .columns
+        .iter()
+        .filter(|(name, _, values)| compared(name) && values.rows() > 0 && values.nulls() == values.rows())
+        .map(|(name, _, _)| name.as_str())
+        .collect();
+    for name in &all_null {
+        problems.push(format!(
+            "column '{name}' is entirely null in the current data; drop it with --columns or fix the data"
+        ));
+    }
+    for retyped in schema
+        .retyped
+        .iter()
+        .filter(|r| !r.comparable && compared(&r.name) && !all_null.contains(&r.name.as_str()))
+    {
         problems.push(format!(
             "column '{}' is {} in the reference but {} in the current data; the values cannot be compared",
             retyped.name, retyped.reference, retyped.current

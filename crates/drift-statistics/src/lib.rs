@@ -4,13 +4,14 @@
 //! This is the first part of issue 3: distances between samples or frequency vectors, chi-squared,
 //! two-proportion and exact Kolmogorov–Smirnov tests with p-values, embedding drift (MMD), and change
 //! detectors for streams. The
-//! asymptotic KS and Anderson–Darling p-values follow (see docs/drift-statistics.md).
+//! Anderson–Darling test follows (see docs/drift-statistics.md).
 
 pub mod change_detection;
 pub mod distances;
 pub mod embeddings;
 pub mod error;
 pub mod hypothesis_tests;
+pub mod kolmogorov_distribution;
 pub mod kolmogorov_smirnov;
 pub mod method_choice;
 pub mod special;

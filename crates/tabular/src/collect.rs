@@ -164,7 +164,7 @@ impl Accumulator {
             }
             Accumulator::Other(rows, nulls) => {
                 *rows += array.len() as u64;
-                *nulls += array.null_count() as u64;
+                *nulls += array.logical_null_count() as u64;
             }
         }
         Ok(())

@@ -70,7 +70,7 @@ impl ColumnGuess {
     fn data_type(&self, name: &str) -> Result<DataType, String> {
         let numbers = self.integers + self.floats;
         if self.cells == 0 {
-            return Ok(DataType::Utf8);
+            return Ok(DataType::Null);
         }
         if numbers == self.cells {
             return Ok(if self.floats == 0 {

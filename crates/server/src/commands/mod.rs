@@ -4,6 +4,7 @@
 pub mod drift;
 pub mod profile;
 pub mod progress;
+pub mod stats;
 pub mod validate;
 
 use std::process::ExitCode;

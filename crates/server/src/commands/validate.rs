@@ -62,7 +62,10 @@ pub fn run(args: ValidateArgs) -> ExitCode {
     let data = args.data.display().to_string();
     let mut meta = Map::new();
     meta.insert("data".into(), Value::from(data.clone()));
-    meta.insert("validated_by".into(), Value::from(format!("loopline {}", env!("CARGO_PKG_VERSION"))));
+    meta.insert(
+        "validated_by".into(),
+        Value::from(format!("loopline {}", env!("CARGO_PKG_VERSION"))),
+    );
     let result = validator.finish(meta);
     for (index, item) in result.results.iter().enumerate() {
         let mark = if item.success { "ok  " } else { "FAIL" };
