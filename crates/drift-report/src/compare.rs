@@ -93,34 +93,58 @@ fn number_label(value: f64) -> String {
     format!("{value}")
 }
 
-/// Counts per label of a numeric reference with few distinct values.
+/// Counts per value of a numeric reference, as labels (from its values, or a profile's value counts).
 fn numeric_reference_labels(reference: &NumericReference) -> Option<LabelReference> {
-    let counts = reference.value_counts.as_ref()?;
+    let counts: Vec<(f64, u64)> = match (&reference.values, &reference.value_counts) {
+        (Some(values), _) => value_runs(values).collect(),
+        (None, Some(counts)) => counts.clone(),
+        (None, None) => return None,
+    };
     Some(LabelReference {
         counts: counts.iter().map(|(v, c)| (number_label(*v), *c)).collect(),
         other: 0,
     })
 }
 
-/// Drift of a numeric column.
+/// Integer columns with at most this many distinct current values are categories (Evidently's
+/// `INTEGER_CARDINALITY_LIMIT`, applied to the current data as Evidently does).
+pub const INTEGER_CATEGORY_LIMIT: usize = 10;
+
+/// Whether an integer column is read as categories: at most [`INTEGER_CATEGORY_LIMIT`] distinct current values.
+pub fn integer_is_categorical(current_sorted: &[f64]) -> bool {
+    value_runs(current_sorted).take(INTEGER_CATEGORY_LIMIT + 1).count() <= INTEGER_CATEGORY_LIMIT
+}
+
+/// Drift of a numeric column; `as_categories` when the column is to be compared as labels whatever its
+/// number of distinct values (integer columns with few current values, as Evidently types them).
 pub fn compare_numeric(
     reference: &NumericReference,
     current: &NumericValues,
+    as_categories: bool,
     choice: Choice,
 ) -> Result<Outcome, String> {
     let current_values = &current.values;
     let few = union_distinct(reference, current_values, 5);
-    let kind = if few <= 5 {
+    let kind = if few <= 5 || as_categories {
         ColumnKind::Categorical
     } else {
         ColumnKind::Numerical
     };
     let chosen = choice.resolve(default_method(kind, reference.finite as usize, few));
     let method = chosen.method;
+    if kind == ColumnKind::Categorical && !method.compares_shares() {
+        return Err(format!(
+            "method {} needs many distinct numbers, but this column is compared as categories",
+            method.name()
+        ));
+    }
     if method.compares_shares() {
-        if few <= 5 || reference.value_counts.is_some() {
-            let labels = numeric_reference_labels(reference)
-                .ok_or_else(|| "the reference profile has no value counts for this column".to_string())?;
+        if kind == ColumnKind::Categorical || reference.value_counts.is_some() {
+            let labels = numeric_reference_labels(reference).ok_or_else(|| {
+                "the reference profile keeps no value counts for this column (it has more than 20 distinct \
+                 values); pass the reference data file instead of its profile"
+                    .to_string()
+            })?;
             let current_counts: Vec<(String, u64)> =
                 value_runs(current_values).map(|(v, c)| (number_label(v), c)).collect();
             return compare_label_counts(&labels, &current_counts, chosen);
@@ -404,12 +428,13 @@ mod tests {
     #[test]
     fn defaults_follow_evidently_by_reference_size() {
         let small = NumericReference::of_values(numeric(normal_sample(500, 0.0, 3)));
-        let outcome = compare_numeric(&small, &numeric(normal_sample(400, 1.0, 4)), Choice::default()).unwrap();
+        let outcome = compare_numeric(&small, &numeric(normal_sample(400, 1.0, 4)), false, Choice::default()).unwrap();
         assert_eq!(outcome.method, DriftMethod::KolmogorovSmirnov);
         assert!(outcome.drifted && outcome.p_value.unwrap() < 1e-10);
 
         let large = NumericReference::of_values(numeric(normal_sample(5000, 0.0, 5)));
-        let outcome = compare_numeric(&large, &numeric(normal_sample(5000, 0.02, 6)), Choice::default()).unwrap();
+        let outcome =
+            compare_numeric(&large, &numeric(normal_sample(5000, 0.02, 6)), false, Choice::default()).unwrap();
         assert_eq!(
             (outcome.method, outcome.drifted),
             (DriftMethod::NormedWasserstein, false)
@@ -419,7 +444,7 @@ mod tests {
             method: Some(DriftMethod::PopulationStability),
             threshold: None,
         };
-        let outcome = compare_numeric(&large, &numeric(normal_sample(5000, 1.0, 7)), forced).unwrap();
+        let outcome = compare_numeric(&large, &numeric(normal_sample(5000, 1.0, 7)), false, forced).unwrap();
         assert_eq!(
             (outcome.method, outcome.threshold, outcome.drifted),
             (DriftMethod::PopulationStability, 0.1, true)
@@ -430,7 +455,7 @@ mod tests {
     fn few_distinct_numbers_are_compared_as_categories() {
         let reference = NumericReference::of_values(numeric([0.0; 300].iter().chain(&[1.0; 700]).copied().collect()));
         let current = numeric([0.0; 500].iter().chain(&[1.0; 500]).copied().collect());
-        let outcome = compare_numeric(&reference, &current, Choice::default()).unwrap();
+        let outcome = compare_numeric(&reference, &current, false, Choice::default()).unwrap();
         assert_eq!(outcome.method, DriftMethod::ProportionZTest);
         assert!(outcome.drifted);
     }

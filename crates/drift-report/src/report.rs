@@ -9,7 +9,7 @@ use loopline_tabular::collect::ColumnValues;
 use loopline_tabular::{DatasetProfile, SchemaDiff, ValueKind};
 use serde::Serialize;
 
-use crate::compare::{Choice, compare_labels, compare_numeric};
+use crate::compare::{Choice, compare_labels, compare_numeric, integer_is_categorical};
 use crate::plot::{Plot, label_plot, numeric_plot};
 use crate::quality::{Finding, column_findings};
 use crate::reference::ReferenceColumn;
@@ -333,7 +333,8 @@ pub fn build_report(
                     ));
                     None
                 } else {
-                    Some(compare_numeric(numeric, current_values, choice))
+                    let as_categories = data_type.is_integer() && integer_is_categorical(&current_values.values);
+                    Some(compare_numeric(numeric, current_values, as_categories, choice))
                 }
             }
             (ColumnValues::Categorical(current_values), _, Some(labels)) => {
