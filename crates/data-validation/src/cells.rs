@@ -2,7 +2,7 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, StringArray};
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, LargeStringArray, StringArray};
 use arrow_schema::{ArrowError, DataType};
 use loopline_tabular::ValueKind;
 use serde_json::Value;
@@ -29,6 +29,8 @@ pub enum Cells {
     },
     /// Text.
     Text(StringArray),
+    /// Text with 64-bit offsets (read as is, not copied into 32-bit offsets).
+    LargeText(LargeStringArray),
     /// Booleans.
     Bools(BooleanArray),
     /// A type the rules do not read.
@@ -53,6 +55,9 @@ impl Cells {
             ValueKind::Categorical if matches!(plain, DataType::Boolean) => {
                 Cells::Bools(arrow_cast::cast(array, &DataType::Boolean)?.as_boolean().clone())
             }
+            ValueKind::Categorical if matches!(data_type, DataType::LargeUtf8) => {
+                Cells::LargeText(array.as_string::<i64>().clone())
+            }
             ValueKind::Categorical => Cells::Text(arrow_cast::cast(array, &DataType::Utf8)?.as_string::<i32>().clone()),
             _ => Cells::Unsupported(array.len(), data_type.clone()),
         })
@@ -63,6 +68,7 @@ impl Cells {
         match self {
             Cells::Numbers { values, .. } => values.len(),
             Cells::Text(values) => values.len(),
+            Cells::LargeText(values) => values.len(),
             Cells::Bools(values) => values.len(),
             Cells::Unsupported(len, _) => *len,
         }
@@ -80,6 +86,7 @@ impl Cells {
                 (values.is_valid(row) && !values.value(row).is_nan()).then(|| Cell::Number(values.value(row)))
             }
             Cells::Text(values) => values.is_valid(row).then(|| Cell::Text(values.value(row))),
+            Cells::LargeText(values) => values.is_valid(row).then(|| Cell::Text(values.value(row))),
             Cells::Bools(values) => values.is_valid(row).then(|| Cell::Bool(values.value(row))),
             Cells::Unsupported(..) => None,
         }
@@ -94,7 +101,7 @@ impl Cells {
     pub fn describe(&self) -> String {
         match self {
             Cells::Numbers { .. } => "numbers".to_string(),
-            Cells::Text(_) => "text".to_string(),
+            Cells::Text(_) | Cells::LargeText(_) => "text".to_string(),
             Cells::Bools(_) => "booleans".to_string(),
             Cells::Unsupported(_, data_type) => format!("values of type {data_type}"),
         }

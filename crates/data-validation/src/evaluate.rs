@@ -9,32 +9,15 @@ use loopline_tabular::profile::compensated_sum;
 use serde_json::{Map, Value, json};
 
 use crate::cells::{Cell, Cells};
+use crate::distinct::{DistinctSet, FastState, ValueCounter};
 use crate::error::SuiteError;
 use crate::expectation::{Aggregate, Bounds, Expectation, ValueRule, ValueSet};
 use crate::result::{ExceptionInfo, ExpectationResult, PARTIAL_UNEXPECTED_COUNT, ValidationResult};
 use crate::suite::{ExpectationConfig, ExpectationSuite};
 
-/// A hashable form of a cell (numbers by their bits, with −0 read as 0).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Number(u64),
-    Text(String),
-    Bool(bool),
-}
-
-impl Key {
-    fn of(cell: Cell<'_>) -> Key {
-        match cell {
-            Cell::Number(n) => Key::Number(if n == 0.0 { 0u64 } else { n.to_bits() }),
-            Cell::Text(t) => Key::Text(t.to_string()),
-            Cell::Bool(b) => Key::Bool(b),
-        }
-    }
-}
-
 struct Membership {
-    numbers: HashSet<u64>,
-    texts: HashSet<String>,
+    numbers: HashSet<u64, FastState>,
+    texts: HashSet<String, FastState>,
     booleans: Vec<bool>,
 }
 
@@ -60,29 +43,28 @@ impl Membership {
     }
 }
 
-/// Occurrences of one value, for uniqueness: how many, and the first rows (enough to list unexpected rows).
-struct Occurrences {
-    count: u64,
-    rows: Vec<u64>,
-    value: Value,
+/// Counts of a value expectation.
+#[derive(Default)]
+struct Tally {
+    element_count: u64,
+    missing: u64,
+    unexpected: u64,
+    partial: Vec<(u64, Value)>,
 }
 
 struct ValuesState {
     mostly: f64,
     rule: ValueRule,
     membership: Option<Membership>,
-    element_count: u64,
-    missing: u64,
-    unexpected: u64,
-    partial: Vec<(u64, Value)>,
+    tally: Tally,
     previous: Option<f64>,
-    occurrences: HashMap<Key, Occurrences>,
+    counter: ValueCounter,
 }
 
 #[derive(Default)]
 struct AggregateState {
     values: Vec<f64>,
-    distinct: HashSet<Key>,
+    distinct: DistinctSet,
     non_null: u64,
     min: Option<f64>,
     max: Option<f64>,
@@ -133,12 +115,9 @@ impl Validator {
                         _ => None,
                     },
                     rule: rule.clone(),
-                    element_count: 0,
-                    missing: 0,
-                    unexpected: 0,
-                    partial: Vec::new(),
+                    tally: Tally::default(),
                     previous: None,
-                    occurrences: HashMap::new(),
+                    counter: ValueCounter::default(),
                 })),
                 Expectation::Aggregate { aggregate, bounds, .. } => {
                     State::Aggregate(*aggregate, *bounds, AggregateState::default())
@@ -191,23 +170,15 @@ impl Validator {
             views.insert(column, Cells::of(array)?);
         }
         let offset = self.rows;
-        for entry in &mut self.entries {
-            if entry.exception.is_some() {
-                continue;
+        // Expectations are independent: share them out over the cores, each thread updating its own.
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let chunk = self.entries.len().div_ceil(threads).max(1);
+        let views = &views;
+        std::thread::scope(|scope| {
+            for entries in self.entries.chunks_mut(chunk) {
+                scope.spawn(move || entries.iter_mut().for_each(|entry| update_entry(entry, views, offset)));
             }
-            let Some(cells) = entry.expectation.column().and_then(|c| views.get(c)) else {
-                continue;
-            };
-            let outcome = match &mut entry.state {
-                State::Values(state) => update_values(state, cells, offset),
-                State::Aggregate(aggregate, _, state) => update_aggregate(*aggregate, state, cells),
-                _ => Ok(()),
-            };
-            if let Err(message) = outcome {
-                let column = entry.expectation.column().unwrap_or_default();
-                entry.exception = Some(format!("column '{column}': {message}"));
-            }
-        }
+        });
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
@@ -245,12 +216,30 @@ impl Validator {
     }
 }
 
+fn update_entry(entry: &mut Entry, views: &HashMap<String, Cells>, offset: u64) {
+    if entry.exception.is_some() {
+        return;
+    }
+    let Some(cells) = entry.expectation.column().and_then(|c| views.get(c)) else {
+        return;
+    };
+    let outcome = match &mut entry.state {
+        State::Values(state) => update_values(state, cells, offset),
+        State::Aggregate(aggregate, _, state) => update_aggregate(*aggregate, state, cells),
+        _ => Ok(()),
+    };
+    if let Err(message) = outcome {
+        let column = entry.expectation.column().unwrap_or_default();
+        entry.exception = Some(format!("column '{column}': {message}"));
+    }
+}
+
 fn update_values(state: &mut ValuesState, cells: &Cells, offset: u64) -> Result<(), String> {
     if let Some(needed) = rule_needs(&state.rule) {
         let holds = cells.describe();
         let fits = match needed {
             "numbers" => matches!(cells, Cells::Numbers { .. }),
-            _ => matches!(cells, Cells::Text(_)),
+            _ => matches!(cells, Cells::Text(_) | Cells::LargeText(_)),
         };
         if !fits && !cells.is_empty() {
             return Err(format!("this expectation needs {needed}, but the column holds {holds}"));
@@ -260,69 +249,132 @@ fn update_values(state: &mut ValuesState, cells: &Cells, offset: u64) -> Result<
         return Err(format!("values of type {data_type} are not supported"));
     }
     let integer = cells.is_integer();
-    for row in 0..cells.len() {
-        state.element_count += 1;
-        let index = offset + row as u64;
-        let Some(cell) = cells.get(row) else {
-            if matches!(state.rule, ValueRule::NotNull) {
-                state.unexpected += 1;
-                if state.partial.len() < PARTIAL_UNEXPECTED_COUNT {
-                    state.partial.push((index, Value::Null));
-                }
-            } else {
-                state.missing += 1;
+    let ValuesState {
+        rule,
+        membership,
+        tally,
+        previous,
+        counter,
+        ..
+    } = state;
+    let rules = Rules {
+        rule,
+        membership: membership.as_ref(),
+        previous,
+        counter,
+        integer,
+    };
+    match cells {
+        Cells::Numbers { values, .. } => rules.apply(
+            tally,
+            values.iter().map(|v| v.filter(|x| !x.is_nan()).map(Cell::Number)),
+            offset,
+        ),
+        Cells::Text(values) => rules.apply(tally, values.iter().map(|v| v.map(Cell::Text)), offset),
+        Cells::LargeText(values) => rules.apply(tally, values.iter().map(|v| v.map(Cell::Text)), offset),
+        Cells::Bools(values) => rules.apply(tally, values.iter().map(|v| v.map(Cell::Bool)), offset),
+        Cells::Unsupported(..) => {}
+    }
+    Ok(())
+}
+
+/// One value rule with what it needs, applied to a run of cells. Each rule gets its own monomorphised loop.
+struct Rules<'s> {
+    rule: &'s ValueRule,
+    membership: Option<&'s Membership>,
+    previous: &'s mut Option<f64>,
+    counter: &'s mut ValueCounter,
+    integer: bool,
+}
+
+impl Rules<'_> {
+    fn apply<'a>(self, tally: &mut Tally, cells: impl Iterator<Item = Option<Cell<'a>>>, offset: u64) {
+        let integer = self.integer;
+        match self.rule {
+            ValueRule::NotNull => scan(tally, cells, offset, integer, true, |_, _| true),
+            ValueRule::Between(bounds) => scan(
+                tally,
+                cells,
+                offset,
+                integer,
+                false,
+                |cell, _| matches!(cell, Cell::Number(n) if bounds.contains(n)),
+            ),
+            ValueRule::InSet(_) => {
+                let membership = self.membership.expect("sets have a membership");
+                scan(tally, cells, offset, integer, false, |cell, _| {
+                    membership.contains(cell)
+                })
             }
-            continue;
-        };
-        let expected = match &state.rule {
-            ValueRule::NotNull => true,
-            ValueRule::Between(bounds) => match cell {
-                Cell::Number(n) => bounds.contains(n),
-                _ => false,
-            },
-            ValueRule::InSet(_) => state.membership.as_ref().is_some_and(|m| m.contains(cell)),
-            ValueRule::NotInSet(_) => !state.membership.as_ref().is_some_and(|m| m.contains(cell)),
-            ValueRule::MatchRegex(regex) => match cell {
+            ValueRule::NotInSet(_) => {
+                let membership = self.membership.expect("sets have a membership");
+                scan(tally, cells, offset, integer, false, |cell, _| {
+                    !membership.contains(cell)
+                })
+            }
+            ValueRule::MatchRegex(regex) => scan(tally, cells, offset, integer, false, |cell, _| match cell {
                 Cell::Text(text) => regex.is_match(text),
                 other => regex.is_match(&other.python_text(integer)),
-            },
-            ValueRule::LengthBetween(bounds) => match cell {
+            }),
+            ValueRule::LengthBetween(bounds) => scan(tally, cells, offset, integer, false, |cell, _| match cell {
                 Cell::Text(text) => bounds.contains(text.chars().count() as f64),
                 _ => false,
-            },
+            }),
             ValueRule::Increasing { strictly } => {
-                let Cell::Number(n) = cell else {
-                    return Err("needs numbers".to_string());
-                };
-                let in_order = match state.previous {
-                    None => true,
-                    Some(previous) if *strictly => n > previous,
-                    Some(previous) => n >= previous,
-                };
-                state.previous = Some(n);
-                in_order
+                let previous = self.previous;
+                scan(tally, cells, offset, integer, false, |cell, _| {
+                    let Cell::Number(n) = cell else { return false };
+                    let in_order = match *previous {
+                        None => true,
+                        Some(before) if *strictly => n > before,
+                        Some(before) => n >= before,
+                    };
+                    *previous = Some(n);
+                    in_order
+                })
             }
             ValueRule::Unique => {
-                let entry = state.occurrences.entry(Key::of(cell)).or_insert_with(|| Occurrences {
-                    count: 0,
-                    rows: Vec::new(),
-                    value: cell.to_json(integer),
-                });
-                entry.count += 1;
-                if entry.rows.len() < PARTIAL_UNEXPECTED_COUNT {
-                    entry.rows.push(index);
-                }
-                true
-            }
-        };
-        if !expected {
-            state.unexpected += 1;
-            if state.partial.len() < PARTIAL_UNEXPECTED_COUNT {
-                state.partial.push((index, cell.to_json(integer)));
+                let counter = self.counter;
+                scan(tally, cells, offset, integer, false, |cell, row| {
+                    counter.add(cell, row, integer, PARTIAL_UNEXPECTED_COUNT);
+                    true
+                })
             }
         }
     }
-    Ok(())
+}
+
+/// Counts cells, missing ones (or, for `nulls_unexpected`, counts them as unexpected) and those `expected`
+/// rejects, listing the first unexpected values with their rows.
+fn scan<'a>(
+    tally: &mut Tally,
+    cells: impl Iterator<Item = Option<Cell<'a>>>,
+    offset: u64,
+    integer: bool,
+    nulls_unexpected: bool,
+    mut expected: impl FnMut(Cell<'a>, u64) -> bool,
+) {
+    for (row, cell) in cells.enumerate() {
+        let index = offset + row as u64;
+        tally.element_count += 1;
+        match cell {
+            None if nulls_unexpected => {
+                tally.unexpected += 1;
+                if tally.partial.len() < PARTIAL_UNEXPECTED_COUNT {
+                    tally.partial.push((index, Value::Null));
+                }
+            }
+            None => tally.missing += 1,
+            Some(cell) => {
+                if !expected(cell, index) {
+                    tally.unexpected += 1;
+                    if tally.partial.len() < PARTIAL_UNEXPECTED_COUNT {
+                        tally.partial.push((index, cell.to_json(integer)));
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn update_aggregate(aggregate: Aggregate, state: &mut AggregateState, cells: &Cells) -> Result<(), String> {
@@ -340,7 +392,7 @@ fn update_aggregate(aggregate: Aggregate, state: &mut AggregateState, cells: &Ce
         state.non_null += 1;
         match (aggregate, cell) {
             (Aggregate::ProportionUnique, cell) => {
-                state.distinct.insert(Key::of(cell));
+                state.distinct.add(cell);
             }
             (Aggregate::Min, Cell::Number(n)) => state.min = Some(state.min.map_or(n, |m| m.min(n))),
             (Aggregate::Max, Cell::Number(n)) => state.max = Some(state.max.map_or(n, |m| m.max(n))),
@@ -387,24 +439,19 @@ fn compare_json(a: &Value, b: &Value) -> std::cmp::Ordering {
 
 fn finish_values(mut state: ValuesState) -> (bool, Map<String, Value>) {
     if matches!(state.rule, ValueRule::Unique) {
-        let mut duplicated: Vec<(u64, Value)> = Vec::new();
-        for occurrences in state.occurrences.values().filter(|o| o.count > 1) {
-            state.unexpected += occurrences.count;
-            duplicated.extend(occurrences.rows.iter().map(|row| (*row, occurrences.value.clone())));
-        }
-        duplicated.sort_by_key(|(row, _)| *row);
-        duplicated.truncate(PARTIAL_UNEXPECTED_COUNT);
-        state.partial = duplicated;
+        let (count, listed) = state.counter.repeated(PARTIAL_UNEXPECTED_COUNT);
+        state.tally.unexpected += count;
+        state.tally.partial = listed;
     }
     let not_null = matches!(state.rule, ValueRule::NotNull);
-    let considered = state.element_count - state.missing;
-    let success = considered == 0 || ((considered - state.unexpected) as f64 / considered as f64) >= state.mostly;
-    let listed: Vec<Value> = state.partial.iter().map(|(_, v)| v.clone()).collect();
+    let considered = state.tally.element_count - state.tally.missing;
+    let success = considered == 0 || ((considered - state.tally.unexpected) as f64 / considered as f64) >= state.mostly;
+    let listed: Vec<Value> = state.tally.partial.iter().map(|(_, v)| v.clone()).collect();
     let mut result = Map::new();
-    result.insert("element_count".into(), json!(state.element_count));
-    result.insert("unexpected_count".into(), json!(state.unexpected));
-    let percent_total = percent(state.unexpected, state.element_count);
-    let percent_nonmissing = percent(state.unexpected, considered);
+    result.insert("element_count".into(), json!(state.tally.element_count));
+    result.insert("unexpected_count".into(), json!(state.tally.unexpected));
+    let percent_total = percent(state.tally.unexpected, state.tally.element_count);
+    let percent_nonmissing = percent(state.tally.unexpected, considered);
     result.insert(
         "unexpected_percent".into(),
         if not_null {
@@ -415,15 +462,18 @@ fn finish_values(mut state: ValuesState) -> (bool, Map<String, Value>) {
     );
     result.insert("partial_unexpected_list".into(), Value::Array(listed.clone()));
     if !not_null {
-        result.insert("missing_count".into(), json!(state.missing));
-        result.insert("missing_percent".into(), percent(state.missing, state.element_count));
+        result.insert("missing_count".into(), json!(state.tally.missing));
+        result.insert(
+            "missing_percent".into(),
+            percent(state.tally.missing, state.tally.element_count),
+        );
         result.insert("unexpected_percent_total".into(), percent_total);
         result.insert("unexpected_percent_nonmissing".into(), percent_nonmissing);
     }
     result.insert("partial_unexpected_counts".into(), partial_counts(&listed));
     result.insert(
         "partial_unexpected_index_list".into(),
-        Value::Array(state.partial.iter().map(|(row, _)| json!(row)).collect()),
+        Value::Array(state.tally.partial.iter().map(|(row, _)| json!(row)).collect()),
     );
     (success, result)
 }

@@ -2,6 +2,7 @@
 //! `mostly` semantics and result shape, all evaluated in one pass over Arrow record batches.
 
 pub mod cells;
+pub mod distinct;
 pub mod error;
 pub mod evaluate;
 pub mod expectation;

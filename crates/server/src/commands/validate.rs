@@ -48,15 +48,27 @@ pub fn run(args: ValidateArgs) -> ExitCode {
         Ok(batches) => batches,
         Err(error) => return input_error(error),
     };
-    for batch in batches {
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(error) => return input_error(error),
-        };
-        if let Err(error) = validator.push(&batch) {
-            return input_error(format!("{}: {error}", args.data.display()));
+    // Decode on one thread while the expectations run on the others.
+    let outcome = std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(4);
+        scope.spawn(move || {
+            for batch in batches {
+                if sender.send(batch).is_err() {
+                    break;
+                }
+            }
+        });
+        for batch in receiver {
+            let batch = batch.map_err(|error| error.to_string())?;
+            validator
+                .push(&batch)
+                .map_err(|error| format!("{}: {error}", args.data.display()))?;
+            bar.inc(batch.num_rows() as u64);
         }
-        bar.inc(batch.num_rows() as u64);
+        Ok::<(), String>(())
+    });
+    if let Err(message) = outcome {
+        return input_error(message);
     }
     bar.finish_and_clear();
     let data = args.data.display().to_string();
