@@ -1,8 +1,8 @@
 //! One column of one record batch seen as cells: numbers (NaN counts as missing, as pandas), text or booleans.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::Float64Type;
-use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, LargeStringArray, StringArray};
+use arrow_array::types::{Float64Type, Int32Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int32Array, LargeStringArray, StringArray};
 use arrow_schema::{ArrowError, DataType};
 use loopline_tabular::ValueKind;
 use serde_json::Value;
@@ -31,10 +31,21 @@ pub enum Cells {
     Text(StringArray),
     /// Text with 64-bit offsets (read as is, not copied into 32-bit offsets).
     LargeText(LargeStringArray),
+    /// Dictionary-encoded text: per-row keys into distinct values, so rules can judge each value once.
+    Dictionary {
+        /// Per-row positions in `values`.
+        keys: Int32Array,
+        /// The distinct values.
+        values: StringArray,
+    },
     /// Booleans.
     Bools(BooleanArray),
     /// A type the rules do not read.
     Unsupported(usize, DataType),
+}
+
+fn is_text_dictionary(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Dictionary(key, value) if **key == DataType::Int32 && **value == DataType::Utf8)
 }
 
 impl Cells {
@@ -55,6 +66,13 @@ impl Cells {
             ValueKind::Categorical if matches!(plain, DataType::Boolean) => {
                 Cells::Bools(arrow_cast::cast(array, &DataType::Boolean)?.as_boolean().clone())
             }
+            ValueKind::Categorical if is_text_dictionary(data_type) => {
+                let dictionary = array.as_dictionary::<Int32Type>();
+                Cells::Dictionary {
+                    keys: dictionary.keys().clone(),
+                    values: dictionary.values().as_string::<i32>().clone(),
+                }
+            }
             ValueKind::Categorical if matches!(data_type, DataType::LargeUtf8) => {
                 Cells::LargeText(array.as_string::<i64>().clone())
             }
@@ -69,6 +87,7 @@ impl Cells {
             Cells::Numbers { values, .. } => values.len(),
             Cells::Text(values) => values.len(),
             Cells::LargeText(values) => values.len(),
+            Cells::Dictionary { keys, .. } => keys.len(),
             Cells::Bools(values) => values.len(),
             Cells::Unsupported(len, _) => *len,
         }
@@ -87,6 +106,9 @@ impl Cells {
             }
             Cells::Text(values) => values.is_valid(row).then(|| Cell::Text(values.value(row))),
             Cells::LargeText(values) => values.is_valid(row).then(|| Cell::Text(values.value(row))),
+            Cells::Dictionary { keys, values } => keys
+                .is_valid(row)
+                .then(|| Cell::Text(values.value(keys.value(row) as usize))),
             Cells::Bools(values) => values.is_valid(row).then(|| Cell::Bool(values.value(row))),
             Cells::Unsupported(..) => None,
         }
@@ -101,7 +123,7 @@ impl Cells {
     pub fn describe(&self) -> String {
         match self {
             Cells::Numbers { .. } => "numbers".to_string(),
-            Cells::Text(_) | Cells::LargeText(_) => "text".to_string(),
+            Cells::Text(_) | Cells::LargeText(_) | Cells::Dictionary { .. } => "text".to_string(),
             Cells::Bools(_) => "booleans".to_string(),
             Cells::Unsupported(_, data_type) => format!("values of type {data_type}"),
         }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, Schema};
 use loopline_tabular::profile::compensated_sum;
 use serde_json::{Map, Value, json};
@@ -239,7 +239,7 @@ fn update_values(state: &mut ValuesState, cells: &Cells, offset: u64) -> Result<
         let holds = cells.describe();
         let fits = match needed {
             "numbers" => matches!(cells, Cells::Numbers { .. }),
-            _ => matches!(cells, Cells::Text(_) | Cells::LargeText(_)),
+            _ => matches!(cells, Cells::Text(_) | Cells::LargeText(_) | Cells::Dictionary { .. }),
         };
         if !fits && !cells.is_empty() {
             return Err(format!("this expectation needs {needed}, but the column holds {holds}"));
@@ -272,6 +272,22 @@ fn update_values(state: &mut ValuesState, cells: &Cells, offset: u64) -> Result<
         ),
         Cells::Text(values) => rules.apply(tally, values.iter().map(|v| v.map(Cell::Text)), offset),
         Cells::LargeText(values) => rules.apply(tally, values.iter().map(|v| v.map(Cell::Text)), offset),
+        Cells::Dictionary { keys, values } => match rules.judge_values(values) {
+            // Judge each distinct value once, then read the verdict per row by key.
+            Some(verdicts) => scan(
+                tally,
+                keys.iter().map(|k| k.map(|k| k as usize)),
+                offset,
+                matches!(rules.rule, ValueRule::NotNull),
+                |key, _| verdicts[key],
+                |key| Value::from(values.value(key)),
+            ),
+            None => rules.apply(
+                tally,
+                keys.iter().map(|k| k.map(|k| Cell::Text(values.value(k as usize)))),
+                offset,
+            ),
+        },
         Cells::Bools(values) => rules.apply(tally, values.iter().map(|v| v.map(Cell::Bool)), offset),
         Cells::Unsupported(..) => {}
     }
@@ -288,41 +304,53 @@ struct Rules<'s> {
 }
 
 impl Rules<'_> {
+    /// Verdicts per distinct text value, for rules that judge a value alone (not by position or repetition).
+    fn judge_values(&self, values: &arrow_array::StringArray) -> Option<Vec<bool>> {
+        let judge = |check: &dyn Fn(&str) -> bool| Some(values.iter().map(|v| v.is_some_and(check)).collect());
+        match self.rule {
+            ValueRule::NotNull => judge(&|_| true),
+            ValueRule::InSet(_) => judge(&|text| self.membership.is_some_and(|m| m.contains(Cell::Text(text)))),
+            ValueRule::NotInSet(_) => judge(&|text| !self.membership.is_some_and(|m| m.contains(Cell::Text(text)))),
+            ValueRule::MatchRegex(regex) => judge(&|text| regex.is_match(text)),
+            ValueRule::LengthBetween(bounds) => judge(&|text| bounds.contains(text.chars().count() as f64)),
+            _ => None,
+        }
+    }
+
     fn apply<'a>(self, tally: &mut Tally, cells: impl Iterator<Item = Option<Cell<'a>>>, offset: u64) {
         let integer = self.integer;
+        let json = |cell: Cell<'a>| cell.to_json(integer);
         match self.rule {
-            ValueRule::NotNull => scan(tally, cells, offset, integer, true, |_, _| true),
-            ValueRule::Between(bounds) => scan(
-                tally,
-                cells,
-                offset,
-                integer,
-                false,
-                |cell, _| matches!(cell, Cell::Number(n) if bounds.contains(n)),
-            ),
+            ValueRule::NotNull => scan(tally, cells, offset, true, |_, _| true, json),
+            ValueRule::Between(bounds) => {
+                let check = |cell: Cell<'a>, _| matches!(cell, Cell::Number(n) if bounds.contains(n));
+                scan(tally, cells, offset, false, check, json)
+            }
             ValueRule::InSet(_) => {
                 let membership = self.membership.expect("sets have a membership");
-                scan(tally, cells, offset, integer, false, |cell, _| {
-                    membership.contains(cell)
-                })
+                scan(tally, cells, offset, false, |cell, _| membership.contains(cell), json)
             }
             ValueRule::NotInSet(_) => {
                 let membership = self.membership.expect("sets have a membership");
-                scan(tally, cells, offset, integer, false, |cell, _| {
-                    !membership.contains(cell)
-                })
+                scan(tally, cells, offset, false, |cell, _| !membership.contains(cell), json)
             }
-            ValueRule::MatchRegex(regex) => scan(tally, cells, offset, integer, false, |cell, _| match cell {
-                Cell::Text(text) => regex.is_match(text),
-                other => regex.is_match(&other.python_text(integer)),
-            }),
-            ValueRule::LengthBetween(bounds) => scan(tally, cells, offset, integer, false, |cell, _| match cell {
-                Cell::Text(text) => bounds.contains(text.chars().count() as f64),
-                _ => false,
-            }),
+            ValueRule::MatchRegex(regex) => {
+                let check = |cell: Cell<'a>, _| match cell {
+                    Cell::Text(text) => regex.is_match(text),
+                    other => regex.is_match(&other.python_text(integer)),
+                };
+                scan(tally, cells, offset, false, check, json)
+            }
+            ValueRule::LengthBetween(bounds) => {
+                let check = |cell: Cell<'a>, _| match cell {
+                    Cell::Text(text) => bounds.contains(text.chars().count() as f64),
+                    _ => false,
+                };
+                scan(tally, cells, offset, false, check, json)
+            }
             ValueRule::Increasing { strictly } => {
                 let previous = self.previous;
-                scan(tally, cells, offset, integer, false, |cell, _| {
+                let check = |cell: Cell<'a>, _| {
                     let Cell::Number(n) = cell else { return false };
                     let in_order = match *previous {
                         None => true,
@@ -331,14 +359,16 @@ impl Rules<'_> {
                     };
                     *previous = Some(n);
                     in_order
-                })
+                };
+                scan(tally, cells, offset, false, check, json)
             }
             ValueRule::Unique => {
                 let counter = self.counter;
-                scan(tally, cells, offset, integer, false, |cell, row| {
+                let check = |cell: Cell<'a>, row| {
                     counter.add(cell, row, integer, PARTIAL_UNEXPECTED_COUNT);
                     true
-                })
+                };
+                scan(tally, cells, offset, false, check, json)
             }
         }
     }
@@ -346,13 +376,13 @@ impl Rules<'_> {
 
 /// Counts cells, missing ones (or, for `nulls_unexpected`, counts them as unexpected) and those `expected`
 /// rejects, listing the first unexpected values with their rows.
-fn scan<'a>(
+fn scan<T: Copy>(
     tally: &mut Tally,
-    cells: impl Iterator<Item = Option<Cell<'a>>>,
+    cells: impl Iterator<Item = Option<T>>,
     offset: u64,
-    integer: bool,
     nulls_unexpected: bool,
-    mut expected: impl FnMut(Cell<'a>, u64) -> bool,
+    mut expected: impl FnMut(T, u64) -> bool,
+    to_json: impl Fn(T) -> Value,
 ) {
     for (row, cell) in cells.enumerate() {
         let index = offset + row as u64;
@@ -369,7 +399,7 @@ fn scan<'a>(
                 if !expected(cell, index) {
                     tally.unexpected += 1;
                     if tally.partial.len() < PARTIAL_UNEXPECTED_COUNT {
-                        tally.partial.push((index, cell.to_json(integer)));
+                        tally.partial.push((index, to_json(cell)));
                     }
                 }
             }
@@ -386,6 +416,20 @@ fn update_aggregate(aggregate: Aggregate, state: &mut AggregateState, cells: &Ce
     }
     if let Cells::Unsupported(_, data_type) = cells {
         return Err(format!("values of type {data_type} are not supported"));
+    }
+    if let Cells::Dictionary { keys, values } = cells {
+        // Only distinct values matter here: mark the keys in use, then add each used value once.
+        let mut used = vec![false; values.len()];
+        for key in keys.iter().flatten() {
+            used[key as usize] = true;
+            state.non_null += 1;
+        }
+        for (index, _) in used.iter().enumerate().filter(|(_, used)| **used) {
+            if values.is_valid(index) {
+                state.distinct.add(Cell::Text(values.value(index)));
+            }
+        }
+        return Ok(());
     }
     for row in 0..cells.len() {
         let Some(cell) = cells.get(row) else { continue };

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
+use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
 use crate::csv_schema::{CsvLayout, infer_csv_schema, null_pattern};
 use crate::error::TabularError;
@@ -173,12 +174,22 @@ impl TableSource {
 
     /// Streams the file as record batches holding only `columns` (all columns when `None`), in file order.
     pub fn batches(&self, columns: Option<&[String]>) -> Result<Batches, TabularError> {
+        self.batches_with(columns, false)
+    }
+
+    /// As [`TableSource::batches`]; with `dictionary_text`, Parquet text columns come as dictionary arrays
+    /// (`Dictionary(Int32, Utf8)`), so work per distinct value can be done once per batch instead of per row.
+    pub fn batches_with(&self, columns: Option<&[String]>, dictionary_text: bool) -> Result<Batches, TabularError> {
         let projection = columns.map(|c| self.column_indices(c)).transpose()?;
         let file = File::open(&self.path).map_err(|e| TabularError::io(&self.path, e))?;
         let unreadable = |error: ArrowError| self.decode_error(error);
         let inner: Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send> = match self.format {
             FileFormat::Parquet => {
-                let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                let mut options = ArrowReaderOptions::new();
+                if dictionary_text {
+                    options = options.with_schema(Arc::new(dictionary_text_schema(&self.schema)));
+                }
+                let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
                     .map_err(|e| unreadable(ArrowError::ExternalError(Box::new(e))))?;
                 let mask = match &projection {
                     Some(indices) => ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied()),
@@ -235,6 +246,22 @@ impl TableSource {
             },
         }
     }
+}
+
+/// The schema with text columns read as dictionaries.
+fn dictionary_text_schema(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 => field.as_ref().clone().with_data_type(DataType::Dictionary(
+                Box::new(DataType::Int32),
+                Box::new(DataType::Utf8),
+            )),
+            _ => field.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
 }
 
 /// Record batches streamed from a [`TableSource`]; decoding errors name the file.

@@ -126,18 +126,24 @@ def close(a, b) -> bool:
     return a == b
 
 
-@pytest.fixture(scope="module")
-def both_results(tmp_path_factory, loopline_bin):
+@pytest.fixture(scope="module", params=["parquet", "csv"])
+def both_results(request, tmp_path_factory, loopline_bin):
+    """GX on the frame, Loopline on the frame written as Parquet (text read as dictionaries) or as CSV (text read
+    as plain strings): both paths must give GX's answers."""
     import subprocess
 
     directory = tmp_path_factory.mktemp("gx")
     frame = make_frame()
-    frame.to_parquet(directory / "data.parquet", index=False)
+    data = directory / f"data.{request.param}"
+    if request.param == "parquet":
+        frame.to_parquet(data, index=False)
+    else:
+        frame.to_csv(data, index=False)
     suite_json, gx_result = run_gx(frame)
     # The suite file is the one GX itself wrote.
     (directory / "suite.json").write_text(json.dumps(suite_json))
     process = subprocess.run(
-        [loopline_bin, "validate", directory / "data.parquet", "--suite", directory / "suite.json", "--json", directory / "out.json"],
+        [loopline_bin, "validate", data, "--suite", directory / "suite.json", "--json", directory / "out.json"],
         capture_output=True,
         text=True,
     )

@@ -44,7 +44,7 @@ pub fn run(args: ValidateArgs) -> ExitCode {
     };
     let columns = validator.columns();
     let bar = rows_bar("validating", source.rows());
-    let batches = match source.batches(Some(&columns)) {
+    let batches = match source.batches_with(Some(&columns), true) {
         Ok(batches) => batches,
         Err(error) => return input_error(error),
     };
