@@ -7,6 +7,7 @@
 //! never bin. Columns with at most five distinct values over both sides are compared as categories, and so are
 //! numeric columns for share-based methods when they have at most twenty distinct reference values.
 
+use loopline_drift_statistics::anderson_darling::anderson_darling_k_sample;
 use loopline_drift_statistics::distances::{
     hellinger_distance, jensen_shannon_distance, kullback_leibler_divergence, population_stability_index,
     wasserstein_distance_of_sorted,
@@ -170,6 +171,15 @@ pub fn compare_numeric(
             let test = kolmogorov_smirnov_test(values, current_values).map_err(|e| e.to_string())?;
             Ok(verdict(chosen, test.statistic, Some(test.p_value)))
         }
+        DriftMethod::AndersonDarling => {
+            let values = reference.values.as_ref().ok_or_else(|| {
+                "method anderson needs the reference values, which a profile keeps only for columns of at most \
+                 1000 values; pass the reference data file instead of its profile"
+                    .to_string()
+            })?;
+            let test = anderson_darling_k_sample(&[values, current_values]).map_err(|e| e.to_string())?;
+            Ok(verdict(chosen, test.statistic, Some(test.p_value)))
+        }
         DriftMethod::NormedWasserstein => {
             let distance = match &reference.values {
                 Some(values) => wasserstein_distance_of_sorted(values, current_values),
@@ -287,7 +297,7 @@ fn compare_label_counts(
 ) -> Result<Outcome, String> {
     if matches!(
         chosen.method,
-        DriftMethod::KolmogorovSmirnov | DriftMethod::NormedWasserstein
+        DriftMethod::KolmogorovSmirnov | DriftMethod::NormedWasserstein | DriftMethod::AndersonDarling
     ) {
         return Err(format!(
             "method {} needs numbers; this column holds labels",
@@ -379,7 +389,9 @@ fn share_method(chosen: MethodChoice, reference: &[f64], current: &[f64]) -> Res
                 None,
             ))
         }
-        DriftMethod::KolmogorovSmirnov | DriftMethod::NormedWasserstein => unreachable!("not share-based"),
+        DriftMethod::KolmogorovSmirnov | DriftMethod::NormedWasserstein | DriftMethod::AndersonDarling => {
+            unreachable!("not share-based")
+        }
     }
 }
 
@@ -449,6 +461,27 @@ mod tests {
             (outcome.method, outcome.threshold, outcome.drifted),
             (DriftMethod::PopulationStability, 0.1, true)
         );
+    }
+
+    #[test]
+    fn anderson_darling_needs_the_reference_values() {
+        let values = normal_sample(300, 0.0, 8);
+        let reference = NumericReference::of_values(numeric(values.clone()));
+        let anderson = Choice {
+            method: Some(DriftMethod::AndersonDarling),
+            threshold: None,
+        };
+        let outcome = compare_numeric(&reference, &numeric(normal_sample(300, 1.0, 9)), false, anderson).unwrap();
+        assert_eq!(
+            (outcome.method, outcome.threshold, outcome.drifted),
+            (DriftMethod::AndersonDarling, 0.05, true)
+        );
+        let summarised = NumericReference {
+            values: None,
+            ..reference
+        };
+        let error = compare_numeric(&summarised, &numeric(values), false, anderson).unwrap_err();
+        assert!(error.contains("needs the reference values"), "{error}");
     }
 
     #[test]

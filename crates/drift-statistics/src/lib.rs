@@ -4,8 +4,9 @@
 //! This is the first part of issue 3: distances between samples or frequency vectors, chi-squared,
 //! two-proportion and exact Kolmogorov–Smirnov tests with p-values, embedding drift (MMD), and change
 //! detectors for streams. The
-//! Anderson–Darling test follows (see docs/drift-statistics.md).
+//! k-sample Anderson–Darling test with scipy's interpolated p-value.
 
+pub mod anderson_darling;
 pub mod change_detection;
 pub mod distances;
 pub mod embeddings;

@@ -41,10 +41,12 @@ pub enum DriftMethod {
     KullbackLeibler,
     /// Hellinger distance between bin or category shares (a distance).
     Hellinger,
+    /// k-sample Anderson–Darling test (a p-value, scipy's interpolation between 0.001 and 0.25).
+    AndersonDarling,
 }
 
 /// Every method, for listing in messages.
-pub const ALL_METHODS: [DriftMethod; 8] = [
+pub const ALL_METHODS: [DriftMethod; 9] = [
     DriftMethod::KolmogorovSmirnov,
     DriftMethod::ChiSquared,
     DriftMethod::ProportionZTest,
@@ -53,6 +55,7 @@ pub const ALL_METHODS: [DriftMethod; 8] = [
     DriftMethod::PopulationStability,
     DriftMethod::KullbackLeibler,
     DriftMethod::Hellinger,
+    DriftMethod::AndersonDarling,
 ];
 
 impl DriftMethod {
@@ -68,6 +71,7 @@ impl DriftMethod {
             DriftMethod::PopulationStability => "psi",
             DriftMethod::KullbackLeibler => "kl_div",
             DriftMethod::Hellinger => "hellinger",
+            DriftMethod::AndersonDarling => "anderson",
         }
     }
 
@@ -87,6 +91,7 @@ impl DriftMethod {
             DriftMethod::PopulationStability => "Population Stability Index",
             DriftMethod::KullbackLeibler => "Kullback–Leibler divergence",
             DriftMethod::Hellinger => "Hellinger distance",
+            DriftMethod::AndersonDarling => "Anderson–Darling p-value",
         }
     }
 
@@ -102,19 +107,25 @@ impl DriftMethod {
     /// True when the method needs the samples themselves rather than counts (so a summarised reference
     /// cannot serve).
     pub fn needs_samples(self) -> bool {
-        matches!(self, DriftMethod::KolmogorovSmirnov)
+        matches!(self, DriftMethod::KolmogorovSmirnov | DriftMethod::AndersonDarling)
     }
 
     /// True when the method compares category counts (numeric columns are binned first).
     pub fn compares_shares(self) -> bool {
-        !matches!(self, DriftMethod::KolmogorovSmirnov | DriftMethod::NormedWasserstein)
+        !matches!(
+            self,
+            DriftMethod::KolmogorovSmirnov | DriftMethod::NormedWasserstein | DriftMethod::AndersonDarling
+        )
     }
 
     /// True when the method yields a p-value (small means drift); false for distances (large means drift).
     pub fn yields_p_value(self) -> bool {
         matches!(
             self,
-            DriftMethod::KolmogorovSmirnov | DriftMethod::ChiSquared | DriftMethod::ProportionZTest
+            DriftMethod::KolmogorovSmirnov
+                | DriftMethod::ChiSquared
+                | DriftMethod::ProportionZTest
+                | DriftMethod::AndersonDarling
         )
     }
 

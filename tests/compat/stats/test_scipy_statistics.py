@@ -89,6 +89,24 @@ def test_two_sample_statistics_match_scipy(ask):
             assert close(decode(answer["p_value"]), p_value), (name, function, answer, p_value)
 
 
+def test_anderson_darling_k_sample_matches_scipy(ask):
+    import warnings
+
+    rng = np.random.default_rng(99)
+    cases = [[clean(r), clean(c)] for _, r, c in sample_pairs() if len(clean(r)) + len(clean(c)) > 3]
+    cases.append([list(rng.normal(0, 1, 40)), list(rng.normal(0.3, 1, 55)), list(rng.normal(0, 2, 30))])
+    cases.append([list(np.round(rng.normal(0, 1, 200))), list(np.round(rng.normal(0.05, 1, 300))),
+                  list(np.round(rng.normal(0, 1, 250)))])
+    cases.append([list(rng.normal(0, 1, 500)), list(rng.normal(0.12, 1, 500))])
+    answers = ask([{"function": "anderson_ksamp", "samples": samples} for samples in cases])
+    for answer, samples in zip(answers, cases):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = stats.anderson_ksamp(samples, variant="midrank")
+        assert close(answer["statistic"], expected.statistic), (answer, expected)
+        assert close(answer["p_value"], expected.pvalue), (answer, expected)
+
+
 def test_kolmogorov_distribution_matches_kstwo_across_regions(ask):
     cases = []
     for n in [2, 7, 30, 100, 140, 141, 500, 1000, 5000, 40_000, 150_000, 600_000]:

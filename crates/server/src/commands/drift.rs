@@ -27,7 +27,7 @@ pub struct DriftArgs {
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
     /// Method for every column (`NAME`) or one column (`COLUMN=NAME`): ks, chisquare, z, wasserstein,
-    /// jensenshannon, psi, kl_div, hellinger. Repeatable. Default: Evidently's choice per column.
+    /// jensenshannon, psi, kl_div, hellinger, anderson. Repeatable. Default: Evidently's choice per column.
     #[arg(long = "method", value_name = "[COLUMN=]NAME")]
     pub methods: Vec<String>,
     /// Threshold for every column (`VALUE`) or one column (`COLUMN=VALUE`): a p-value below which, or a distance

@@ -8,6 +8,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use clap::Args;
+use loopline_drift_statistics::anderson_darling::anderson_darling_k_sample;
 use loopline_drift_statistics::distances::{
     hellinger_distance, jensen_shannon_distance, kullback_leibler_divergence, population_stability_index,
     wasserstein_distance,
@@ -72,6 +73,18 @@ pub fn evaluate(request: &Value) -> Result<Value, String> {
             let result = kolmogorov_smirnov_test(&reference, &current).map_err(error)?;
             Ok(test(result.statistic, result.p_value))
         }
+        "anderson_ksamp" => {
+            let samples: Vec<Vec<f64>> = request
+                .get("samples")
+                .and_then(Value::as_array)
+                .ok_or("'samples' must be a list of lists of numbers")?
+                .iter()
+                .map(|sample| numbers(&json!({"sample": sample}), "sample"))
+                .collect::<Result<_, _>>()?;
+            let slices: Vec<&[f64]> = samples.iter().map(Vec::as_slice).collect();
+            let result = anderson_darling_k_sample(&slices).map_err(error)?;
+            Ok(test(result.statistic, result.p_value))
+        }
         "kstwo_sf" => {
             let d = request.get("d").and_then(Value::as_f64).ok_or("'d' must be a number")?;
             Ok(distance(kolmogorov_survival(integer(request, "n")?, d)))
@@ -124,7 +137,7 @@ pub fn evaluate(request: &Value) -> Result<Value, String> {
             Ok(distance(hellinger_distance(&reference, &current).map_err(error)?))
         }
         other => Err(format!(
-            "unknown function '{other}'; use ks_2samp, kstwo_sf, wasserstein_distance, chisquare, chi2_contingency, \
+            "unknown function '{other}'; use ks_2samp, kstwo_sf, anderson_ksamp, wasserstein_distance, chisquare, chi2_contingency, \
              proportions_ztest, jensenshannon, entropy, psi or hellinger"
         )),
     }
