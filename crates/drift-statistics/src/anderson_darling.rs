@@ -126,10 +126,11 @@ fn quadratic_fit(x: &[f64], y: &[f64]) -> [f64; 3] {
             .max_by(|a, b| system[*a][pivot].abs().total_cmp(&system[*b][pivot].abs()))
             .unwrap_or(pivot);
         system.swap(pivot, best);
-        for row in pivot + 1..3 {
-            let factor = system[row][pivot] / system[pivot][pivot];
-            for column in pivot..4 {
-                system[row][column] -= factor * system[pivot][column];
+        let pivot_row = system[pivot];
+        for row in system.iter_mut().skip(pivot + 1) {
+            let factor = row[pivot] / pivot_row[pivot];
+            for (cell, above) in row.iter_mut().zip(pivot_row.iter()).skip(pivot) {
+                *cell -= factor * above;
             }
         }
     }
