@@ -3,47 +3,13 @@
 //! (the data are the user's own files, so hash flooding is not a concern here).
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
+
+use loopline_tabular::rows::FastHasher;
 
 use serde_json::Value;
 
 use crate::cells::Cell;
-
-/// A multiply-rotate hasher in the style of rustc's FxHash.
-#[derive(Default, Clone, Copy)]
-pub struct FastHasher(u64);
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.write_u64(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
-        }
-        let mut tail = 0u64;
-        for (i, byte) in chunks.remainder().iter().enumerate() {
-            tail |= (*byte as u64) << (8 * i);
-        }
-        self.write_u64(tail ^ bytes.len() as u64);
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(SEED);
-    }
-
-    fn write_u8(&mut self, value: u8) {
-        self.write_u64(value as u64);
-    }
-
-    fn write_usize(&mut self, value: usize) {
-        self.write_u64(value as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// Hash-map state for [`FastHasher`].
 pub type FastState = BuildHasherDefault<FastHasher>;

@@ -95,6 +95,8 @@ fn drift_exit_codes_say_whether_the_data_moved() {
             .any(|f| f["check"] == "new_categories" && f["message"].as_str().unwrap().contains("black"))
     );
     assert!(findings.iter().any(|f| f["check"] == "out_of_reference_range"));
+    // table() repeats its rows' values with period `rows`: every row is distinct.
+    assert!(!findings.iter().any(|f| f["check"] == "duplicate_rows"));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!doctype html>") && page.contains("<svg") && page.contains("Dataset drift detected"));
     assert!(!page.contains("<script") && !page.contains("http://") && !page.contains("https://"));

@@ -218,6 +218,7 @@ fn microseconds_per_unit(data_type: &DataType) -> f64 {
 pub struct Collector {
     fields: Vec<Field>,
     accumulators: Vec<Accumulator>,
+    fingerprints: Option<Vec<u64>>,
 }
 
 impl Collector {
@@ -226,7 +227,19 @@ impl Collector {
         Collector {
             fields: fields.to_vec(),
             accumulators: fields.iter().map(|f| Accumulator::for_type(f.data_type())).collect(),
+            fingerprints: None,
         }
+    }
+
+    /// Also fingerprints every row, to count duplicate rows (see [`crate::rows`]).
+    pub fn counting_duplicates(mut self) -> Collector {
+        self.fingerprints = Some(Vec::new());
+        self
+    }
+
+    /// Rows equal to an earlier row in every collected column, when counting was asked for.
+    pub fn duplicate_rows(&mut self) -> Option<u64> {
+        self.fingerprints.take().map(crate::rows::duplicate_count)
     }
 
     /// Adds a batch's values. The batch must hold the collector's columns (by name).
@@ -236,6 +249,14 @@ impl Collector {
                 arrow_schema::ArrowError::SchemaError(format!("batch has no column '{}'", field.name()))
             })?;
             accumulator.push(column)?;
+        }
+        if let Some(fingerprints) = &mut self.fingerprints {
+            let start = fingerprints.len();
+            fingerprints.resize(start + batch.num_rows(), 0);
+            for field in &self.fields {
+                let column = batch.column_by_name(field.name()).expect("checked above");
+                crate::rows::mix_column(&mut fingerprints[start..], column)?;
+            }
         }
         Ok(())
     }
@@ -270,8 +291,18 @@ impl Collector {
 pub fn collect_columns(
     source: &TableSource,
     columns: Option<&[String]>,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<Vec<(Field, ColumnValues)>, TabularError> {
+    collect_table(source, columns, false, progress).map(|(columns, _)| columns)
+}
+
+/// As [`collect_columns`], also counting duplicate rows over the columns read when `count_duplicates`.
+pub fn collect_table(
+    source: &TableSource,
+    columns: Option<&[String]>,
+    count_duplicates: bool,
+    mut progress: impl FnMut(u64),
+) -> Result<(Vec<(Field, ColumnValues)>, Option<u64>), TabularError> {
     let fields: Vec<Field> = match columns {
         Some(names) => source
             .column_indices(names)?
@@ -281,6 +312,9 @@ pub fn collect_columns(
         None => source.schema().fields().iter().map(|f| f.as_ref().clone()).collect(),
     };
     let mut collector = Collector::new(&fields);
+    if count_duplicates {
+        collector = collector.counting_duplicates();
+    }
     for batch in source.batches(columns)? {
         let batch = batch?;
         collector.push(&batch).map_err(|e| TabularError::Unreadable {
@@ -290,5 +324,6 @@ pub fn collect_columns(
         })?;
         progress(batch.num_rows() as u64);
     }
-    Ok(collector.finish())
+    let duplicates = collector.duplicate_rows();
+    Ok((collector.finish(), duplicates))
 }

@@ -11,6 +11,7 @@ pub mod kind;
 pub mod profile;
 pub mod quantiles;
 pub mod read;
+pub mod rows;
 pub mod schema;
 
 pub use collect::{CategoricalValues, ColumnValues, NumericValues};

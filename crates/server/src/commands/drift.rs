@@ -8,7 +8,7 @@ use arrow_schema::DataType;
 use clap::Args;
 use loopline_drift_report::{CurrentData, DriftOptions, DriftReport, NamedColumns, ReferenceData, build_report};
 use loopline_drift_statistics::method_choice::{ALL_METHODS, DEFAULT_DRIFT_SHARE, DriftMethod};
-use loopline_tabular::collect::collect_columns;
+use loopline_tabular::collect::collect_table;
 use loopline_tabular::{DatasetProfile, TableSource, TabularError};
 
 use super::progress::rows_bar;
@@ -99,22 +99,34 @@ fn schema_of(source: &TableSource) -> Vec<(String, DataType)> {
         .collect()
 }
 
-fn read_table(source: &TableSource, columns: &[String], label: &str) -> Result<(u64, NamedColumns), TabularError> {
+/// Columns read from a table, with its row count and (when counted) its duplicate rows.
+struct Read {
+    rows: u64,
+    columns: NamedColumns,
+    duplicate_rows: Option<u64>,
+}
+
+fn read_table(
+    source: &TableSource,
+    columns: &[String],
+    label: &str,
+    count_duplicates: bool,
+) -> Result<Read, TabularError> {
     let bar = rows_bar(label, source.rows());
     let mut rows = 0;
-    let collected = collect_columns(source, Some(columns), |n| {
+    let (collected, duplicate_rows) = collect_table(source, Some(columns), count_duplicates, |n| {
         rows += n;
         bar.inc(n);
     })?;
     bar.finish_and_clear();
-    let rows = source.rows().unwrap_or(rows);
-    Ok((
-        rows,
-        collected
+    Ok(Read {
+        rows: source.rows().unwrap_or(rows),
+        columns: collected
             .into_iter()
             .map(|(f, v)| (f.name().clone(), f.data_type().clone(), v))
             .collect(),
-    ))
+        duplicate_rows,
+    })
 }
 
 enum Reference {
@@ -166,27 +178,32 @@ pub fn run(args: DriftArgs) -> ExitCode {
     let (reference_data, current_read) = std::thread::scope(|scope| {
         let reference_task = scope.spawn(|| match &reference {
             Reference::Profile(profile) => Ok(ReferenceData::of_profile(profile, Some(&selected))),
-            Reference::Table(source) => read_table(source, &selected, "reference").map(|(rows, columns)| {
-                ReferenceData::of_values(&source.path().display().to_string(), rows, schema_of(source), columns)
+            Reference::Table(source) => read_table(source, &selected, "reference", false).map(|read| {
+                ReferenceData::of_values(
+                    &source.path().display().to_string(),
+                    read.rows,
+                    schema_of(source),
+                    read.columns,
+                )
             }),
         });
-        let current_read = read_table(&current_source, &current_columns, "current");
+        let current_read = read_table(&current_source, &current_columns, "current", true);
         (reference_task.join().expect("reading does not panic"), current_read)
     });
     let reference_data = match reference_data {
         Ok(data) => data,
         Err(error) => return input_error(error),
     };
-    let (rows, columns) = match current_read {
+    let read = match current_read {
         Ok(read) => read,
         Err(error) => return input_error(error),
     };
     let current = CurrentData {
         source: args.current.display().to_string(),
-        rows,
+        rows: read.rows,
         schema: schema_of(&current_source),
-        columns,
-        duplicate_rows: None,
+        columns: read.columns,
+        duplicate_rows: read.duplicate_rows,
     };
     let report = match build_report(&reference_data, &current, &options) {
         Ok(report) => report,
