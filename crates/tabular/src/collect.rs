@@ -287,12 +287,15 @@ impl Collector {
     }
 }
 
+/// Collected columns with their fields.
+pub type FieldValues = Vec<(Field, ColumnValues)>;
+
 /// Reads `columns` (all when `None`) of a file, calling `progress` with the rows of each batch read.
 pub fn collect_columns(
     source: &TableSource,
     columns: Option<&[String]>,
     progress: impl FnMut(u64),
-) -> Result<Vec<(Field, ColumnValues)>, TabularError> {
+) -> Result<FieldValues, TabularError> {
     collect_table(source, columns, false, progress).map(|(columns, _)| columns)
 }
 
@@ -302,7 +305,7 @@ pub fn collect_table(
     columns: Option<&[String]>,
     count_duplicates: bool,
     mut progress: impl FnMut(u64),
-) -> Result<(Vec<(Field, ColumnValues)>, Option<u64>), TabularError> {
+) -> Result<(FieldValues, Option<u64>), TabularError> {
     let fields: Vec<Field> = match columns {
         Some(names) => source
             .column_indices(names)?
