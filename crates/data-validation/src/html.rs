@@ -16,18 +16,41 @@ main{max-width:1180px;margin:0 auto;padding:24px}h1{font-size:24px;margin:0 0 4p
 .verdict{border-left:6px solid}.fail{border-left-color:#c0392b}.pass{border-left-color:#2e8b57}
 table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dde1e8}
 th,td{padding:8px 10px;border-bottom:1px solid #eceef2;text-align:left;vertical-align:top;font-size:14px}
-th{background:#f0f2f5}code{font-size:12px;background:#f0f2f5;padding:1px 4px;border-radius:3px;word-break:break-all}
+th{background:#f0f2f5}code{font-size:12px;background:#f0f2f5;padding:1px 4px;border-radius:3px}
+td.args{min-width:220px;max-width:380px;overflow-wrap:anywhere}td.args div{margin:1px 0}
+td.observed{min-width:200px;max-width:360px;overflow-wrap:anywhere}
 .badge{display:inline-block;white-space:nowrap;padding:2px 8px;border-radius:10px;font-size:12px;font-weight:600}
 .badge.fail{background:#fbe3e0;color:#a93226}.badge.pass{background:#e0f3e8;color:#23704a}
 .muted{color:#5b6475;font-size:13px}
 ";
 
+/// Items of a list shown before "… and N more".
+const LISTED: usize = 8;
+
 fn show(value: &Value) -> String {
     match value {
         Value::Number(n) => n.as_f64().map(format_number).unwrap_or_else(|| n.to_string()),
         Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let shown: Vec<String> = items.iter().take(LISTED).map(show).collect();
+            let more = items.len().saturating_sub(LISTED);
+            if more > 0 {
+                format!("{} … and {more} more", shown.join(", "))
+            } else {
+                shown.join(", ")
+            }
+        }
         other => other.to_string(),
     }
+}
+
+/// The arguments other than the column, one `name: value` line each.
+fn arguments(kwargs: &serde_json::Map<String, Value>) -> String {
+    kwargs
+        .iter()
+        .filter(|(name, _)| name.as_str() != "column" && name.as_str() != "batch_id")
+        .map(|(name, value)| format!("<div><code>{}</code> {}</div>", escape(name), escape(&show(value))))
+        .collect()
 }
 
 /// One line on what an expectation observed.
@@ -71,7 +94,7 @@ pub fn render(result: &ValidationResult, data: &str) -> String {
          content=\"width=device-width,initial-scale=1\"><title>Validation: {}</title><style>{STYLE}</style></head>\
          <body><main><h1>Validation report</h1><p class=\"sub\">Suite <b>{}</b> on <b>{}</b></p><div class=\"cards\">\
          <div class=\"card verdict {class}\"><small>Verdict</small><b>{verdict}</b></div><div class=\"card\"><small>Met\
-         </small><b>{} of {}</b></div></div><table><thead><tr><th>#</th><th>Expectation</th><th>Arguments</th>\
+         </small><b>{} of {}</b></div></div><table><thead><tr><th>#</th><th>Expectation</th><th>Column</th><th>Arguments</th>\
          <th>Result</th><th>Observed</th><th>Sample of unexpected values</th></tr></thead><tbody>",
         escape(&result.suite_name),
         escape(&result.suite_name),
@@ -91,12 +114,20 @@ pub fn render(result: &ValidationResult, data: &str) -> String {
             .and_then(Value::as_array)
             .map(|values| values.iter().take(8).map(show).collect::<Vec<_>>().join(", "))
             .unwrap_or_default();
+        let column = item
+            .expectation_config
+            .kwargs
+            .get("column")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{badge}</td><td>{}</td><td class=\"muted\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td><b>{}</b></td><td class=\"args\">{}</td><td>{badge}</td>\
+             <td class=\"observed\">{}</td><td class=\"muted\">{}</td></tr>",
             index + 1,
             escape(&item.expectation_config.kind),
-            escape(&Value::Object(item.expectation_config.kwargs.clone()).to_string()),
+            escape(column),
+            arguments(&item.expectation_config.kwargs),
             escape(&observation(item)),
             escape(&sample),
         );
