@@ -1,5 +1,7 @@
 //! Model backends for serving and batch inference. This first part holds the native tree evaluators:
-//! XGBoost models (JSON and UBJSON files) evaluated in Rust with XGBoost's own single-precision arithmetic.
+//! XGBoost models (JSON and UBJSON files) in XGBoost's single-precision arithmetic and LightGBM text models in
+//! double precision, both equal to the libraries' own predictions.
 
+pub mod lightgbm;
 pub mod ubjson;
 pub mod xgboost;

@@ -82,7 +82,12 @@ fn bad_models_and_inputs_are_refused_with_reasons() {
     assert!(XgboostModel::load(&path).unwrap_err().to_string().contains("not JSON"));
     let binary = directory.path().join("model.xgb");
     std::fs::write(&binary, b"\x00\x01garbage").unwrap();
-    assert!(XgboostModel::load(&binary).unwrap_err().to_string().contains("invalid UBJSON"));
+    assert!(
+        XgboostModel::load(&binary)
+            .unwrap_err()
+            .to_string()
+            .contains("invalid UBJSON")
+    );
     assert!(
         XgboostModel::load(&directory.path().join("absent.json"))
             .unwrap_err()
