@@ -1,0 +1,163 @@
+//! The `MLmodel` file of an MLflow model directory: flavors, signature and the files they name.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde_json::{Map, Number, Value};
+use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::signature::Signature;
+
+/// Why a model directory cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DescriptorError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The reason.
+        message: String,
+    },
+    /// The `MLmodel` file is not what MLflow writes.
+    #[error("{path} is not a valid MLmodel file: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file named by the descriptor would lie outside the model directory.
+    #[error("the model names {name:?}, which is not a path inside the model directory")]
+    OutsideModel {
+        /// The name given.
+        name: String,
+    },
+}
+
+/// A parsed `MLmodel`.
+#[derive(Debug, Clone)]
+pub struct ModelDescriptor {
+    directory: PathBuf,
+    document: Value,
+    signature: Option<Signature>,
+}
+
+/// YAML to JSON: scalars keep their YAML type (MLflow writes plain mappings, lists and scalars).
+fn to_json(yaml: &Yaml) -> Value {
+    match yaml {
+        Yaml::Real(text) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Yaml::Integer(n) => Value::from(*n),
+        Yaml::String(s) => Value::from(s.as_str()),
+        Yaml::Boolean(b) => Value::from(*b),
+        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        Yaml::Hash(entries) => {
+            let mut map = Map::new();
+            for (key, value) in entries {
+                let key = match key {
+                    Yaml::String(s) => s.clone(),
+                    Yaml::Integer(n) => n.to_string(),
+                    Yaml::Boolean(b) => b.to_string(),
+                    Yaml::Real(r) => r.clone(),
+                    _ => continue,
+                };
+                map.insert(key, to_json(value));
+            }
+            Value::Object(map)
+        }
+        _ => Value::Null,
+    }
+}
+
+/// `name` joined to `directory` when it is a plain relative path with no `..`, `.` prefix tricks or roots.
+pub fn inside(directory: &Path, name: &str) -> Result<PathBuf, DescriptorError> {
+    let outside = || DescriptorError::OutsideModel { name: name.to_string() };
+    let relative = Path::new(name);
+    if name.is_empty() || name.contains('\0') || name.contains('\\') {
+        return Err(outside());
+    }
+    for component in relative.components() {
+        match component {
+            Component::Normal(_) | Component::CurDir => {}
+            _ => return Err(outside()),
+        }
+    }
+    Ok(directory.join(relative))
+}
+
+impl ModelDescriptor {
+    /// Reads `MLmodel` from a model directory.
+    pub fn load(directory: &Path) -> Result<ModelDescriptor, DescriptorError> {
+        let path = directory.join("MLmodel");
+        let text = std::fs::read_to_string(&path).map_err(|e| DescriptorError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        ModelDescriptor::parse(directory, &text).map_err(|message| DescriptorError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses the text of an `MLmodel` for a model in `directory`.
+    pub fn parse(directory: &Path, text: &str) -> Result<ModelDescriptor, String> {
+        let documents = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+        let document = documents.first().map(to_json).unwrap_or(Value::Null);
+        if !document.get("flavors").is_some_and(Value::is_object) {
+            return Err("it has no 'flavors' mapping".to_string());
+        }
+        let signature = match document.get("signature") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(Signature::from_value(value)?),
+        };
+        Ok(ModelDescriptor {
+            directory: directory.to_path_buf(),
+            document,
+            signature,
+        })
+    }
+
+    /// The model directory.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// Flavor names, in file order.
+    pub fn flavor_names(&self) -> Vec<&str> {
+        self.document["flavors"]
+            .as_object()
+            .map(|f| f.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// A flavor's configuration.
+    pub fn flavor(&self, name: &str) -> Option<&Map<String, Value>> {
+        self.document["flavors"].get(name).and_then(Value::as_object)
+    }
+
+    /// A text field of a flavor (`data`, `model_class`, `loader_module`, ...).
+    pub fn flavor_field(&self, flavor: &str, field: &str) -> Option<&str> {
+        self.flavor(flavor).and_then(|f| f.get(field)).and_then(Value::as_str)
+    }
+
+    /// The file or directory a flavor's `data` names, confined to the model directory.
+    pub fn flavor_data(&self, flavor: &str) -> Result<Option<PathBuf>, DescriptorError> {
+        self.flavor_field(flavor, "data")
+            .map(|name| inside(&self.directory, name))
+            .transpose()
+    }
+
+    /// The signature, if the model has one.
+    pub fn signature(&self) -> Option<&Signature> {
+        self.signature.as_ref()
+    }
+
+    /// Any top-level field (`mlflow_version`, `model_uuid`, `saved_input_example_info`, ...).
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.document.get(name)
+    }
+}
