@@ -25,6 +25,8 @@ enum Command {
     Drift(commands::drift::DriftArgs),
     /// Check a table against an expectation suite (Great Expectations JSON). Exit 0: met, 1: failed, 2: bad input.
     Validate(commands::validate::ValidateArgs),
+    /// Batch inference: run an MLflow model directory over a table into a Parquet file (mlflow models predict's flags).
+    Predict(commands::predict::PredictArgs),
     /// Compute statistics from JSON lines on standard input (for scripts and cross-checks).
     Stats(commands::stats::StatsArgs),
 }
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Drift(args) => commands::drift::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Stats(args) => commands::stats::run(args),
+        Command::Predict(args) => commands::predict::run(args),
         Command::Server(config) => match run_server(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
