@@ -196,7 +196,8 @@ fn decile_bins(reference: &NumericReference, current: &[f64]) -> (Vec<f64>, Vec<
     let mut edges: Vec<f64> = (1..10)
         .filter_map(|i| match &reference.values {
             Some(values) => quantile(values, i as f64 / 10.0),
-            None => Some(summary_quantile(&reference.quantiles, i as f64 / 10.0)),
+            // The summary is itself the quantile function at evenly spaced points: interpolate in it.
+            None => quantile(&reference.quantiles, i as f64 / 10.0),
         })
         .collect();
     edges.dedup();
@@ -219,11 +220,6 @@ fn decile_bins(reference: &NumericReference, current: &[f64]) -> (Vec<f64>, Vec<
     reference_counts.push((reference.finite as f64 - reference_previous).max(0.0));
     current_counts.push(current.len() as f64 - current_previous);
     (reference_counts, current_counts)
-}
-
-fn summary_quantile(summary: &[f64], p: f64) -> f64 {
-    // The summary is itself the quantile function at evenly spaced points: interpolate in it.
-    quantile(summary, p).unwrap_or(f64::NAN)
 }
 
 /// Wasserstein-1 between a distribution known by its quantile summary (the quantile function taken as linear
@@ -341,6 +337,9 @@ fn fill_empty(counts: &[f64]) -> Vec<f64> {
 
 fn share_method(chosen: MethodChoice, reference: &[f64], current: &[f64]) -> Result<Outcome, String> {
     let error = |e: loopline_drift_statistics::StatisticError| e.to_string();
+    let distance = |value: Result<f64, loopline_drift_statistics::StatisticError>| {
+        Ok(verdict(chosen, value.map_err(error)?, None))
+    };
     match chosen.method {
         DriftMethod::ChiSquared => {
             let test = chi_squared_goodness_of_fit(current, reference).map_err(error)?;
@@ -363,32 +362,15 @@ fn share_method(chosen: MethodChoice, reference: &[f64], current: &[f64]) -> Res
             .map_err(error)?;
             Ok(verdict(chosen, test.statistic, Some(test.p_value)))
         }
-        DriftMethod::JensenShannon => Ok(verdict(
-            chosen,
-            jensen_shannon_distance(reference, current, None).map_err(error)?,
-            None,
-        )),
-        DriftMethod::Hellinger => Ok(verdict(
-            chosen,
-            hellinger_distance(reference, current).map_err(error)?,
-            None,
-        )),
+        DriftMethod::JensenShannon => distance(jensen_shannon_distance(reference, current, None)),
+        DriftMethod::Hellinger => distance(hellinger_distance(reference, current)),
         DriftMethod::PopulationStability => {
-            let (r, c) = (fill_empty(reference), fill_empty(current));
-            Ok(verdict(
-                chosen,
-                population_stability_index(&r, &c).map_err(error)?,
-                None,
-            ))
+            distance(population_stability_index(&fill_empty(reference), &fill_empty(current)))
         }
-        DriftMethod::KullbackLeibler => {
-            let (r, c) = (fill_empty(reference), fill_empty(current));
-            Ok(verdict(
-                chosen,
-                kullback_leibler_divergence(&r, &c).map_err(error)?,
-                None,
-            ))
-        }
+        DriftMethod::KullbackLeibler => distance(kullback_leibler_divergence(
+            &fill_empty(reference),
+            &fill_empty(current),
+        )),
         DriftMethod::KolmogorovSmirnov | DriftMethod::NormedWasserstein | DriftMethod::AndersonDarling => {
             unreachable!("not share-based")
         }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-pub use loopline_core::html::{escape, format_number};
+use loopline_core::html::{escape, format_number};
 
 use crate::plot::Plot;
 use crate::report::{ColumnReport, DriftReport};
@@ -155,19 +155,28 @@ fn chart(plot: &Plot) -> String {
     }
 }
 
-fn histogram(edges: &[f64], reference: &[f64], current: &[f64]) -> String {
-    let bins = reference.len().max(1);
-    let top = reference
+/// The largest share on either side (the chart's full height), never zero.
+fn tallest(reference: &[f64], current: &[f64]) -> f64 {
+    reference
         .iter()
         .chain(current)
         .copied()
         .fold(0.0f64, f64::max)
-        .max(f64::MIN_POSITIVE);
+        .max(f64::MIN_POSITIVE)
+}
+
+fn svg_open(title: &str) -> String {
+    format!(
+        "<svg width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\"><title>{title}</title>"
+    )
+}
+
+fn histogram(edges: &[f64], reference: &[f64], current: &[f64]) -> String {
+    let bins = reference.len().max(1);
+    let top = tallest(reference, current);
     let width = WIDTH / bins as f64;
     let plot_height = HEIGHT - AXIS;
-    let mut svg = format!(
-        "<svg width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\"><title>histogram</title>"
-    );
+    let mut svg = svg_open("histogram");
     for (shares, colour) in [(reference, REFERENCE_COLOUR), (current, CURRENT_COLOUR)] {
         for (i, share) in shares.iter().enumerate() {
             let height = plot_height * share / top;
@@ -192,18 +201,11 @@ fn histogram(edges: &[f64], reference: &[f64], current: &[f64]) -> String {
 
 fn bars(labels: &[String], reference: &[f64], current: &[f64]) -> String {
     let groups = labels.len().max(1);
-    let top = reference
-        .iter()
-        .chain(current)
-        .copied()
-        .fold(0.0f64, f64::max)
-        .max(f64::MIN_POSITIVE);
+    let top = tallest(reference, current);
     let group_width = WIDTH / groups as f64;
     let bar = ((group_width - 2.0) / 2.0).max(0.5);
     let plot_height = HEIGHT - AXIS;
-    let mut svg = format!(
-        "<svg width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\"><title>categories</title>"
-    );
+    let mut svg = svg_open("categories");
     for (i, label) in labels.iter().enumerate() {
         let x = i as f64 * group_width;
         for (offset, share, colour) in [(0.0, reference[i], REFERENCE_COLOUR), (bar, current[i], CURRENT_COLOUR)] {

@@ -5,8 +5,8 @@ use loopline_tabular::SchemaDiff;
 use loopline_tabular::collect::ColumnValues;
 use serde::Serialize;
 
-use crate::html::format_number;
 use crate::reference::ReferenceColumn;
+use loopline_core::html::format_number;
 
 /// Rise in the share of missing cells (percentage points) reported as a surge.
 pub const MISSING_SURGE_POINTS: f64 = 0.05;

@@ -2,8 +2,7 @@
 
 use arrow_schema::DataType;
 use loopline_tabular::collect::{CategoricalValues, ColumnValues, NumericValues};
-use loopline_tabular::profile::{ColumnProfile, QUANTILE_POINTS, mean_and_std, value_runs};
-use loopline_tabular::quantiles::quantile_summary;
+use loopline_tabular::profile::ColumnProfile;
 use loopline_tabular::{ValueKind, profile::NumericProfile};
 
 /// What is known of a numeric reference column.
@@ -65,22 +64,11 @@ fn population_std(sample_std: Option<f64>, count: u64) -> f64 {
 }
 
 impl NumericReference {
-    /// From collected values (moved in: the sorted values are kept).
+    /// From collected values (moved in: the sorted values are kept), summarised as a profile would be.
     pub fn of_values(values: NumericValues) -> NumericReference {
-        let (mean, std, _) = mean_and_std(&values.values);
-        let distinct = value_runs(&values.values).count() as u64;
-        let finite = values.values.len() as u64;
-        NumericReference {
-            quantiles: quantile_summary(&values.values, QUANTILE_POINTS),
-            finite,
-            mean,
-            population_std: population_std(std, finite),
-            range: values.values.first().copied().zip(values.values.last().copied()),
-            distinct,
-            value_counts: (distinct <= 20).then(|| value_runs(&values.values).collect()),
-            non_finite: values.nan + values.positive_infinity + values.negative_infinity,
-            values: Some(values.values),
-        }
+        let mut reference = NumericReference::of_profile(&NumericProfile::of(&values));
+        reference.values = Some(values.values);
+        reference
     }
 
     /// From a profile.

@@ -52,17 +52,6 @@ pub enum Predictions {
     },
 }
 
-impl Predictions {
-    /// Rows predicted.
-    pub fn rows(&self) -> usize {
-        match self {
-            Predictions::Float32 { values, width } => values.len() / width.max(&1),
-            Predictions::Float64 { values, width } => values.len() / width.max(&1),
-            Predictions::Labels { values } => values.len(),
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 enum Engine {
     Xgboost { model: XgboostModel, labels: bool },

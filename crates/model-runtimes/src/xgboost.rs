@@ -104,7 +104,6 @@ impl Tree {
 #[derive(Debug, Clone)]
 pub struct XgboostModel {
     transform: Transform,
-    objective: String,
     groups: usize,
     features: usize,
     base_margin: Vec<f32>,
@@ -300,7 +299,6 @@ impl XgboostModel {
             });
         Ok(XgboostModel {
             transform,
-            objective,
             groups,
             features,
             base_margin,
@@ -319,16 +317,6 @@ impl XgboostModel {
     /// Feature names recorded in the model, if any.
     pub fn feature_names(&self) -> Option<&[String]> {
         self.feature_names.as_deref()
-    }
-
-    /// Output values per row before the transform (one per class for multi-class models).
-    pub fn groups(&self) -> usize {
-        self.groups
-    }
-
-    /// The objective's name.
-    pub fn objective(&self) -> &str {
-        &self.objective
     }
 
     /// Margins for rows given row-major (`rows.len()` a multiple of [`XgboostModel::features`]).

@@ -128,26 +128,30 @@ impl Accumulator {
         }
     }
 
-    fn push(&mut self, array: &ArrayRef) -> Result<(), arrow_schema::ArrowError> {
-        match self {
+    /// Adds a column's values and returns the column as it was read (cast to `f64`, `i64` or text), so row
+    /// fingerprints can reuse the cast instead of casting again.
+    fn push(&mut self, array: &ArrayRef) -> Result<ArrayRef, arrow_schema::ArrowError> {
+        Ok(match self {
             Accumulator::Numeric(values) => {
-                let floats = arrow_cast::cast(array, &DataType::Float64)?;
-                let floats = floats.as_primitive::<arrow_array::types::Float64Type>();
+                let cast = arrow_cast::cast(array, &DataType::Float64)?;
+                let floats = cast.as_primitive::<arrow_array::types::Float64Type>();
                 values.nulls += floats.null_count() as u64;
                 if floats.null_count() == 0 {
                     floats.values().iter().for_each(|v| values.push_f64(*v));
                 } else {
                     floats.iter().flatten().for_each(|v| values.push_f64(v));
                 }
+                cast
             }
             Accumulator::Datetime(values, scale) => {
-                let integers = arrow_cast::cast(array, &DataType::Int64)?;
-                let integers = integers.as_primitive::<Int64Type>();
+                let cast = arrow_cast::cast(array, &DataType::Int64)?;
+                let integers = cast.as_primitive::<Int64Type>();
                 values.nulls += integers.null_count() as u64;
                 integers
                     .iter()
                     .flatten()
                     .for_each(|v| values.push_f64(v as f64 * *scale));
+                cast
             }
             Accumulator::Categorical(counts, nulls) => {
                 *nulls += array.null_count() as u64;
@@ -155,19 +159,21 @@ impl Accumulator {
                     for value in booleans.iter().flatten() {
                         count_label(counts, if value { "true" } else { "false" });
                     }
+                    array.clone()
                 } else {
                     let strings = arrow_cast::cast(array, &DataType::Utf8)?;
                     for value in strings.as_string::<i32>().iter().flatten() {
                         count_label(counts, value);
                     }
+                    strings
                 }
             }
             Accumulator::Other(rows, nulls) => {
                 *rows += array.len() as u64;
                 *nulls += array.logical_null_count() as u64;
+                array.clone()
             }
-        }
-        Ok(())
+        })
     }
 
     fn finish(self) -> ColumnValues {
@@ -244,18 +250,17 @@ impl Collector {
 
     /// Adds a batch's values. The batch must hold the collector's columns (by name).
     pub fn push(&mut self, batch: &RecordBatch) -> Result<(), arrow_schema::ArrowError> {
+        let start = self.fingerprints.as_ref().map_or(0, Vec::len);
+        if let Some(fingerprints) = &mut self.fingerprints {
+            fingerprints.resize(start + batch.num_rows(), 0);
+        }
         for (field, accumulator) in self.fields.iter().zip(self.accumulators.iter_mut()) {
             let column = batch.column_by_name(field.name()).ok_or_else(|| {
                 arrow_schema::ArrowError::SchemaError(format!("batch has no column '{}'", field.name()))
             })?;
-            accumulator.push(column)?;
-        }
-        if let Some(fingerprints) = &mut self.fingerprints {
-            let start = fingerprints.len();
-            fingerprints.resize(start + batch.num_rows(), 0);
-            for field in &self.fields {
-                let column = batch.column_by_name(field.name()).expect("checked above");
-                crate::rows::mix_column(&mut fingerprints[start..], column)?;
+            let read = accumulator.push(column)?;
+            if let Some(fingerprints) = &mut self.fingerprints {
+                crate::rows::mix_column(&mut fingerprints[start..], &read)?;
             }
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! Comparing the columns of two tables by name.
 
-use arrow_schema::{DataType, Schema};
+use arrow_schema::DataType;
 use serde::Serialize;
 
 use crate::kind::ValueKind;
@@ -52,18 +52,6 @@ impl SchemaDiff {
             .map(|(name, _)| name.clone())
             .collect();
         diff
-    }
-
-    /// Compares two Arrow schemas.
-    pub fn of_schemas(reference: &Schema, current: &Schema) -> SchemaDiff {
-        let pairs = |schema: &Schema| -> Vec<(String, DataType)> {
-            schema
-                .fields()
-                .iter()
-                .map(|f| (f.name().clone(), f.data_type().clone()))
-                .collect()
-        };
-        SchemaDiff::between(&pairs(reference), &pairs(current))
     }
 
     /// True when the tables have the same columns with the same types.

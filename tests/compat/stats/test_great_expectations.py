@@ -3,15 +3,17 @@ observed values, unexpected counts and percentages, and partial unexpected lists
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import great_expectations as gx
-from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench" / "drift"))
+from run_gx import gx_validate  # noqa: E402
 
-from conftest import read_json
+from conftest import read_json  # noqa: E402
 
 SUITE = [
     ("expect_column_to_exist", {"column": "price"}),
@@ -83,20 +85,7 @@ def make_frame(rows: int = 2000, seed: int = 11) -> pd.DataFrame:
 
 
 def run_gx(frame: pd.DataFrame) -> tuple[dict, dict]:
-    context = gx.get_context(mode="ephemeral")
-    batch = (
-        context.data_sources.add_pandas("pandas")
-        .add_dataframe_asset("frame")
-        .add_batch_definition_whole_dataframe("whole")
-        .get_batch(batch_parameters={"dataframe": frame})
-    )
-    suite = gx.ExpectationSuite(
-        name="compat",
-        expectations=[ExpectationConfiguration(type=kind, kwargs=kwargs).to_domain_obj() for kind, kwargs in SUITE],
-    )
-    suite_json = suite.to_json_dict()
-    result = batch.validate(suite, result_format="SUMMARY").to_json_dict()
-    return suite_json, result
+    return gx_validate(frame, "compat", SUITE)
 
 
 def config_key(config: dict) -> str:

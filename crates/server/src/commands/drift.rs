@@ -231,7 +231,7 @@ pub fn run(args: DriftArgs) -> ExitCode {
 }
 
 fn print_summary(report: &DriftReport) {
-    use loopline_drift_report::html::format_number;
+    use loopline_core::html::format_number;
     let verdict = if report.dataset_drift {
         "DRIFT DETECTED"
     } else {

@@ -79,6 +79,6 @@ pub fn run(args: ProfileArgs) -> ExitCode {
 
 fn show(value: Option<f64>) -> String {
     value
-        .map(loopline_drift_report::html::format_number)
+        .map(loopline_core::html::format_number)
         .unwrap_or_else(|| "–".to_string())
 }

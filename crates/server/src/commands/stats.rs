@@ -27,9 +27,12 @@ use super::{OK, input_error};
 pub struct StatsArgs {}
 
 fn numbers(request: &Value, name: &str) -> Result<Vec<f64>, String> {
-    request
-        .get(name)
-        .and_then(Value::as_array)
+    number_list(request.get(name), name)
+}
+
+/// A JSON list of numbers (`"NaN"`, `"inf"` and `"-inf"` spelled as strings); `name` is for messages.
+fn number_list(list: Option<&Value>, name: &str) -> Result<Vec<f64>, String> {
+    list.and_then(Value::as_array)
         .ok_or_else(|| format!("'{name}' must be a list of numbers"))?
         .iter()
         .map(|v| match v {
@@ -79,7 +82,7 @@ pub fn evaluate(request: &Value) -> Result<Value, String> {
                 .and_then(Value::as_array)
                 .ok_or("'samples' must be a list of lists of numbers")?
                 .iter()
-                .map(|sample| numbers(&json!({"sample": sample}), "sample"))
+                .map(|sample| number_list(Some(sample), "samples"))
                 .collect::<Result<_, _>>()?;
             let slices: Vec<&[f64]> = samples.iter().map(Vec::as_slice).collect();
             let result = anderson_darling_k_sample(&slices).map_err(error)?;
