@@ -5,11 +5,10 @@
 //! boosters). Other flavors, including scikit-learn-API LightGBM models (saved with skops), need the Python
 //! worker.
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Float64Type;
-use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
-use loopline_model_runtime_api::{DescriptorError, ModelDescriptor};
+use loopline_model_runtime_api::tensor::{DataType, Tensor, TensorData};
+use loopline_model_runtime_api::{
+    DescriptorError, Model, ModelDescriptor, ModelMetadata, PredictError, TensorMetadata,
+};
 
 use crate::lightgbm::LightgbmModel;
 use crate::xgboost::XgboostModel;
@@ -23,33 +22,6 @@ pub enum NativeError {
     /// The model file is unusable.
     #[error("{0}")]
     Model(String),
-    /// The input does not fit the model.
-    #[error("{0}")]
-    Input(String),
-}
-
-/// Predictions, row-major with `width` values per row.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Predictions {
-    /// Single-precision values (XGBoost).
-    Float32 {
-        /// Values.
-        values: Vec<f32>,
-        /// Values per row.
-        width: usize,
-    },
-    /// Double-precision values (LightGBM).
-    Float64 {
-        /// Values.
-        values: Vec<f64>,
-        /// Values per row.
-        width: usize,
-    },
-    /// Class labels.
-    Labels {
-        /// Labels.
-        values: Vec<i64>,
-    },
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +35,7 @@ enum Engine {
 pub struct NativeTreeModel {
     engine: Engine,
     feature_names: Vec<String>,
+    metadata: ModelMetadata,
 }
 
 impl NativeTreeModel {
@@ -82,9 +55,28 @@ impl NativeTreeModel {
             };
             let model = XgboostModel::load(&path).map_err(|e| NativeError::Model(e.to_string()))?;
             let feature_names = model.feature_names().map(<[String]>::to_vec).unwrap_or_default();
+            let format = descriptor.flavor_field("xgboost", "model_format").unwrap_or("json");
+            let width = model
+                .predict(&vec![f32::NAN; model.features()])
+                .map(|v| v.len())
+                .unwrap_or(1);
+            let (datatype, width) = if labels {
+                (DataType::Int64, 1)
+            } else {
+                (DataType::Fp32, width)
+            };
+            let metadata = metadata(
+                &format!("xgboost_{format}"),
+                &feature_names,
+                model.features(),
+                DataType::Fp32,
+                datatype,
+                width,
+            );
             return Ok(Some(NativeTreeModel {
                 engine: Engine::Xgboost { model, labels },
                 feature_names,
+                metadata,
             }));
         }
         if let Some(path) = descriptor.flavor_data("lightgbm")? {
@@ -93,9 +85,18 @@ impl NativeTreeModel {
             }
             let model = LightgbmModel::load(&path).map_err(|e| NativeError::Model(e.to_string()))?;
             let feature_names = model.feature_names().to_vec();
+            let metadata = metadata(
+                "lightgbm_text",
+                &feature_names,
+                model.features(),
+                DataType::Fp64,
+                DataType::Fp64,
+                model.classes(),
+            );
             return Ok(Some(NativeTreeModel {
                 engine: Engine::Lightgbm(model),
                 feature_names,
+                metadata,
             }));
         }
         Ok(None)
@@ -113,78 +114,141 @@ impl NativeTreeModel {
         }
     }
 
-    /// The feature matrix, row-major: columns by the model's feature names when the batch has them all,
-    /// otherwise by position; nulls become NaN (missing).
-    fn matrix(&self, batch: &RecordBatch) -> Result<Vec<f64>, NativeError> {
+    /// The feature matrix, row-major, from either one `[rows, features]` tensor or one tensor per feature
+    /// (shape `[rows]` or `[rows, 1]`), matched by the model's feature names when it has them and by position
+    /// otherwise. Columns the model does not read are ignored; NaN is a missing value.
+    fn matrix(&self, inputs: &[Tensor]) -> Result<(Vec<f64>, usize), PredictError> {
         let features = self.features();
-        let by_name = !self.feature_names.is_empty()
-            && self
-                .feature_names
-                .iter()
-                .all(|name| batch.schema().index_of(name).is_ok());
-        let indices: Vec<usize> = if by_name {
-            self.feature_names
-                .iter()
-                .map(|name| batch.schema().index_of(name).expect("checked"))
-                .collect()
-        } else if batch.num_columns() == features {
-            (0..features).collect()
-        } else {
-            let missing: Vec<&String> = self
-                .feature_names
-                .iter()
-                .filter(|name| batch.schema().index_of(name).is_err())
-                .collect();
-            return Err(NativeError::Input(format!(
-                "the model reads {features} features{}; the input has {} columns",
-                if missing.is_empty() {
-                    String::new()
-                } else {
-                    format!(" and the input lacks {missing:?}")
-                },
-                batch.num_columns()
-            )));
-        };
-        let rows = batch.num_rows();
+        let rows = loopline_model_runtime_api::tensor::request_rows(inputs).map_err(PredictError::Input)?;
         let mut matrix = vec![0.0f64; rows * features];
-        for (position, index) in indices.into_iter().enumerate() {
-            let column = batch.column(index);
-            let numeric =
-                column.data_type().is_numeric() || matches!(column.data_type(), DataType::Boolean | DataType::Null);
-            let numbers = numeric
-                .then(|| arrow_cast::cast(column, &DataType::Float64))
-                .transpose()
-                .ok()
-                .flatten()
-                .ok_or_else(|| {
-                    NativeError::Input(format!(
-                        "column '{}' holds {}, not numbers",
-                        batch.schema().field(index).name(),
-                        column.data_type()
-                    ))
-                })?;
-            let numbers = numbers.as_primitive::<Float64Type>();
+        let numbers = |tensor: &Tensor| -> Result<(), PredictError> {
+            if matches!(tensor.data, TensorData::Bytes(_)) {
+                return Err(PredictError::Input(format!(
+                    "input '{}' holds {}, not numbers",
+                    tensor.name,
+                    tensor.datatype.name()
+                )));
+            }
+            Ok(())
+        };
+        if let [tensor] = inputs
+            && tensor.shape.len() == 2
+            && tensor.shape[1] == features
+        {
+            numbers(tensor)?;
+            for (slot, index) in matrix.iter_mut().zip(0..) {
+                *slot = tensor.data.number(index).unwrap_or(f64::NAN);
+            }
+            return Ok((matrix, rows));
+        }
+        let columns: Vec<&Tensor> = if self.feature_names.is_empty() {
+            if inputs.len() != features {
+                return Err(PredictError::Input(format!(
+                    "the model reads {features} features; give one [rows, {features}] tensor or {features} columns, not {} inputs",
+                    inputs.len()
+                )));
+            }
+            inputs.iter().collect()
+        } else {
+            let mut missing = Vec::new();
+            let found: Vec<&Tensor> = self
+                .feature_names
+                .iter()
+                .filter_map(|name| {
+                    let tensor = inputs.iter().find(|t| &t.name == name);
+                    if tensor.is_none() {
+                        missing.push(name.as_str());
+                    }
+                    tensor
+                })
+                .collect();
+            if !missing.is_empty() {
+                let shown: Vec<&str> = missing.iter().take(10).copied().collect();
+                return Err(PredictError::Input(format!(
+                    "the input lacks {} of the model's {features} features: {shown:?}{}",
+                    missing.len(),
+                    if missing.len() > shown.len() { " ..." } else { "" }
+                )));
+            }
+            found
+        };
+        for (position, tensor) in columns.into_iter().enumerate() {
+            numbers(tensor)?;
+            if tensor.row_width() != 1 {
+                return Err(PredictError::Input(format!(
+                    "input '{}' has shape {:?}; a feature column has one value per row",
+                    tensor.name, tensor.shape
+                )));
+            }
             for row in 0..rows {
-                matrix[row * features + position] = if numbers.is_valid(row) {
-                    numbers.value(row)
-                } else {
-                    f64::NAN
-                };
+                matrix[row * features + position] = tensor.data.number(row).unwrap_or(f64::NAN);
             }
         }
-        Ok(matrix)
+        Ok((matrix, rows))
+    }
+}
+
+fn metadata(
+    platform: &str,
+    names: &[String],
+    features: usize,
+    input: DataType,
+    output: DataType,
+    width: usize,
+) -> ModelMetadata {
+    let inputs = if names.is_empty() {
+        vec![TensorMetadata {
+            name: "input".to_string(),
+            datatype: input,
+            shape: vec![-1, features as i64],
+        }]
+    } else {
+        names
+            .iter()
+            .map(|name| TensorMetadata {
+                name: name.clone(),
+                datatype: input,
+                shape: vec![-1],
+            })
+            .collect()
+    };
+    let shape = if width > 1 { vec![-1, width as i64] } else { vec![-1] };
+    ModelMetadata {
+        platform: platform.to_string(),
+        inputs,
+        outputs: vec![TensorMetadata {
+            name: OUTPUT.to_string(),
+            datatype: output,
+            shape,
+        }],
+    }
+}
+
+/// The name of the native models' one output.
+pub const OUTPUT: &str = "prediction";
+
+fn output(datatype: DataType, rows: usize, width: usize, data: TensorData) -> Result<Vec<Tensor>, PredictError> {
+    let shape = if width > 1 { vec![rows, width] } else { vec![rows] };
+    Tensor::new(OUTPUT, datatype, shape, data)
+        .map(|t| vec![t])
+        .map_err(PredictError::Internal)
+}
+
+impl Model for NativeTreeModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
     }
 
     /// Predicts a batch as `mlflow.pyfunc` would.
-    pub fn predict(&self, batch: &RecordBatch) -> Result<Predictions, NativeError> {
-        let matrix = self.matrix(batch)?;
+    fn predict(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, PredictError> {
+        let (matrix, rows) = self.matrix(inputs)?;
         match &self.engine {
             Engine::Xgboost { model, labels } => {
                 let single: Vec<f32> = matrix.iter().map(|v| *v as f32).collect();
-                let values = model.predict(&single).map_err(|e| NativeError::Input(e.to_string()))?;
-                let width = values.len() / batch.num_rows().max(1);
+                let values = model.predict(&single).map_err(|e| PredictError::Input(e.to_string()))?;
+                let width = values.len() / rows.max(1);
                 if !labels {
-                    return Ok(Predictions::Float32 { values, width });
+                    return output(DataType::Fp32, rows, width, TensorData::F32(values));
                 }
                 let labels = if width == 1 {
                     values.iter().map(|p| i64::from(*p > 0.5)).collect()
@@ -202,14 +266,11 @@ impl NativeTreeModel {
                         })
                         .collect()
                 };
-                Ok(Predictions::Labels { values: labels })
+                output(DataType::Int64, rows, 1, TensorData::Int(labels))
             }
             Engine::Lightgbm(model) => {
-                let values = model.predict(&matrix).map_err(|e| NativeError::Input(e.to_string()))?;
-                Ok(Predictions::Float64 {
-                    values,
-                    width: model.classes(),
-                })
+                let values = model.predict(&matrix).map_err(|e| PredictError::Input(e.to_string()))?;
+                output(DataType::Fp64, rows, model.classes(), TensorData::F64(values))
             }
         }
     }

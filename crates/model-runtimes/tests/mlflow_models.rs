@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch};
-use loopline_model_runtime_api::ModelDescriptor;
-use loopline_model_runtimes::flavors::{NativeTreeModel, Predictions};
+use loopline_model_runtime_api::tensor::tensors_from_batch;
+use loopline_model_runtime_api::{DataType, Model, ModelDescriptor, TensorData};
+use loopline_model_runtimes::flavors::NativeTreeModel;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -47,25 +48,30 @@ fn predictions_equal_mlflow_pyfunc() {
             .unwrap_or_else(|| panic!("{name} is served natively"));
         // Columns are matched by name, so their order in the input does not matter.
         for reversed in [false, true] {
-            let predictions = model.predict(&inputs(&expected, reversed)).unwrap();
+            let tensors = tensors_from_batch(&inputs(&expected, reversed)).unwrap();
+            let outputs = model.predict(&tensors).unwrap();
+            assert_eq!(outputs.len(), 1);
+            let output = &outputs[0];
+            assert_eq!(output.shape[0], 30, "{name}");
+            let width = output.shape.get(1).copied().unwrap_or(1);
             let values: Vec<f64> = want["values"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
                 .collect();
-            match (&predictions, want["dtype"].as_str().unwrap()) {
-                (Predictions::Labels { values: got }, "int64") => {
+            assert_eq!(width, values.len() / 30, "{name}");
+            match (&output.data, want["dtype"].as_str().unwrap()) {
+                (TensorData::Int(got), "int64") => {
+                    assert_eq!(output.datatype, DataType::Int64);
                     assert_eq!(got.iter().map(|v| *v as f64).collect::<Vec<_>>(), values, "{name}");
                 }
-                (Predictions::Float32 { values: got, width }, "float32") => {
-                    assert_eq!(*width, values.len() / 30, "{name}");
+                (TensorData::F32(got), "float32") => {
                     for (g, w) in got.iter().zip(&values) {
                         assert!((*g as f64 - w).abs() <= 1e-6 * w.abs().max(1.0), "{name}: {g} != {w}");
                     }
                 }
-                (Predictions::Float64 { values: got, width }, "float64") => {
-                    assert_eq!(*width, values.len() / 30, "{name}");
+                (TensorData::F64(got), "float64") => {
                     for (g, w) in got.iter().zip(&values) {
                         assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "{name}: {g} != {w}");
                     }
@@ -83,9 +89,12 @@ fn inputs_that_do_not_fit_are_refused_by_name() {
     assert_eq!(model.feature_names(), ["f0", "f1", "f2", "f3", "f4"]);
     let partial =
         RecordBatch::try_from_iter(vec![("f0", Arc::new(Float64Array::from(vec![1.0])) as ArrayRef)]).unwrap();
-    let error = model.predict(&partial).unwrap_err().to_string();
+    let error = model
+        .predict(&tensors_from_batch(&partial).unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(
-        error.contains("reads 5 features") && error.contains("\"f1\""),
+        error.contains("lacks 4 of the model's 5 features") && error.contains("\"f1\""),
         "{error}"
     );
     let text: ArrayRef = Arc::new(arrow_array::StringArray::from(vec!["x"]));
@@ -102,8 +111,8 @@ fn inputs_that_do_not_fit_are_refused_by_name() {
         })
         .collect();
     let error = model
-        .predict(&RecordBatch::try_from_iter(columns).unwrap())
+        .predict(&tensors_from_batch(&RecordBatch::try_from_iter(columns).unwrap()).unwrap())
         .unwrap_err()
         .to_string();
-    assert!(error.contains("column 'f3' holds Utf8, not numbers"), "{error}");
+    assert!(error.contains("input 'f3' holds BYTES, not numbers"), "{error}");
 }

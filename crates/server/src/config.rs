@@ -23,6 +23,65 @@ pub struct ServerConfig {
     /// Directory for the embedded defaults.
     #[arg(long, env = "LOOPLINE_DATA_DIR", default_value = "loopline-data")]
     pub data_dir: PathBuf,
+    /// How registered models are served.
+    #[command(flatten)]
+    pub serving: ServingOptions,
+}
+
+/// Batching and limits for model endpoints.
+#[derive(Debug, Clone, Args)]
+pub struct ServingOptions {
+    /// Most rows one model call takes; concurrent requests are packed up to it.
+    #[arg(long, env = "LOOPLINE_MAX_BATCH_ROWS", default_value_t = 256)]
+    pub max_batch_rows: usize,
+    /// Longest a request waits for others to join its batch (0: run as soon as a thread is free; batches then
+    /// form only under load).
+    #[arg(long, env = "LOOPLINE_MAX_BATCH_WAIT_MS", default_value_t = 0)]
+    pub max_batch_wait_ms: u64,
+    /// Rows that may wait per model; beyond it requests are refused with 429 at once.
+    #[arg(long, env = "LOOPLINE_MAX_QUEUED_ROWS", default_value_t = 16_384)]
+    pub max_queued_rows: usize,
+    /// Model calls running at once per model (default: the number of cores).
+    #[arg(long, env = "LOOPLINE_INFERENCE_THREADS")]
+    pub inference_threads: Option<usize>,
+    /// Largest inference request body, in MiB.
+    #[arg(long, env = "LOOPLINE_MAX_REQUEST_MB", default_value_t = 64)]
+    pub max_request_mb: usize,
+}
+
+impl Default for ServingOptions {
+    fn default() -> Self {
+        ServingOptions {
+            max_batch_rows: 256,
+            max_batch_wait_ms: 0,
+            max_queued_rows: 16_384,
+            inference_threads: None,
+            max_request_mb: 64,
+        }
+    }
+}
+
+impl ServingOptions {
+    /// The runner settings, checked.
+    pub fn runner(&self) -> Result<loopline_serving::RunnerConfig, String> {
+        let defaults = loopline_serving::RunnerConfig::default();
+        let batching = loopline_serving::batching::BatchingConfig {
+            max_batch_rows: self.max_batch_rows,
+            max_wait: std::time::Duration::from_millis(self.max_batch_wait_ms),
+            max_queued_rows: self.max_queued_rows,
+        };
+        batching.validate()?;
+        let concurrency = self.inference_threads.unwrap_or(defaults.concurrency);
+        if concurrency == 0 {
+            return Err("--inference-threads must be at least 1".to_string());
+        }
+        Ok(loopline_serving::RunnerConfig { batching, concurrency })
+    }
+
+    /// The request body limit in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_request_mb.saturating_mul(1024 * 1024)
+    }
 }
 
 impl ServerConfig {

@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod model_fetch;
 
 use anyhow::Context;
 use config::ServerConfig;
@@ -35,18 +36,49 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<(axum::R
         .with_context(|| format!("opening the artifact destination '{}'", config.artifacts_destination))?;
     tracing::info!(artifacts = artifacts.description(), "artifact store ready");
     let metadata: Arc<dyn MetadataStore> = store.clone();
+    let artifacts: Arc<dyn loopline_artifact_store::ArtifactStore> = Arc::new(artifacts);
+    let serving = serving_state(config, metadata.clone(), artifacts.clone())?;
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
         registry: RegistryService::new(metadata),
-        artifacts: Arc::new(artifacts),
+        artifacts,
         limits: HttpLimits::default(),
     };
-    let router =
-        loopline_http_api::router(state).layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
+    let router = loopline_http_api::router(state)
+        .merge(loopline_serving::routes::v2_routes(serving.clone()))
+        .merge(loopline_serving::routes::registry_scoring_routes(serving))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
     Ok((router, store))
 }
 
-fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+/// Registered versions served at `/v2/models/{name}/versions/{version-or-alias}/infer` and
+/// `/models/{name}/versions/{version-or-alias}/invocations`, loaded from the registry on first use.
+fn serving_state(
+    config: &ServerConfig,
+    metadata: Arc<dyn MetadataStore>,
+    artifacts: Arc<dyn loopline_artifact_store::ArtifactStore>,
+) -> anyhow::Result<loopline_serving::ServingState> {
+    let runner = config
+        .serving
+        .runner()
+        .map_err(|e| anyhow::anyhow!("serving settings: {e}"))?;
+    let repository = Arc::new(model_fetch::local::LocalRepository::new(metadata, artifacts));
+    let source = model_fetch::source::RegistrySource::new(repository).context("creating the model cache directory")?;
+    let metrics = Arc::new(loopline_serving::Metrics::default());
+    let catalog = loopline_serving::LoadingCatalog::new(
+        Arc::new(source),
+        runner,
+        metrics.clone(),
+        std::time::Duration::from_secs(10),
+    );
+    Ok(loopline_serving::ServingState {
+        catalog: Arc::new(catalog),
+        metrics,
+        max_body_bytes: config.serving.max_body_bytes(),
+    })
+}
+
+pub(crate) fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
     tracing::error!("a request handler panicked; this is a bug");
     let body =
         serde_json::json!({"error_code": "INTERNAL_ERROR", "message": "the server hit an internal error; see its log"});

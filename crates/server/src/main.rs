@@ -27,6 +27,8 @@ enum Command {
     Validate(commands::validate::ValidateArgs),
     /// Batch inference: run an MLflow model directory over a table into a Parquet file (mlflow models predict's flags).
     Predict(commands::predict::PredictArgs),
+    /// Serve one model over the MLflow scoring protocol and the Open Inference Protocol v2 (mlflow models serve's flags).
+    Serve(commands::serve::ServeArgs),
     /// Compute statistics from JSON lines on standard input (for scripts and cross-checks).
     Stats(commands::stats::StatsArgs),
 }
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::run(args),
         Command::Stats(args) => commands::stats::run(args),
         Command::Predict(args) => commands::predict::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Server(config) => match run_server(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

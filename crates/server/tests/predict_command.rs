@@ -22,6 +22,7 @@ fn predict(model: &str, input: &std::path::Path, output: &std::path::Path) -> st
             "-o",
             output.to_str().unwrap(),
         ])
+        .env_remove("MLFLOW_TRACKING_URI")
         .output()
         .unwrap()
 }
@@ -89,14 +90,11 @@ fn unusable_models_exit_2_with_a_reason() {
     std::fs::write(&input, "f0\n1\n").unwrap();
     let output = directory.path().join("out.parquet");
     for (model, reason) in [
-        (
-            "models:/churn@champion".to_string(),
-            "resolved through a tracking server",
-        ),
+        ("models:/churn@champion".to_string(), "set MLFLOW_TRACKING_URI"),
         (directory.path().display().to_string(), "has no MLmodel file"),
         (
             fixtures().join("xgb_regressor").display().to_string(),
-            "reads 5 features",
+            "lacks 4 of the model's 5 features",
         ),
     ] {
         let result = predict(&model, &input, &output);

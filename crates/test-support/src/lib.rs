@@ -32,6 +32,19 @@ impl TestServer {
         backend_store_uri: Option<String>,
         artifacts_destination: Option<String>,
     ) -> anyhow::Result<Self> {
+        Self::start_configured(backend_store_uri, artifacts_destination, Default::default()).await
+    }
+
+    /// Starts a server on embedded storage with these serving settings.
+    pub async fn start_serving(serving: loopline_server::config::ServingOptions) -> anyhow::Result<Self> {
+        Self::start_configured(None, None, serving).await
+    }
+
+    async fn start_configured(
+        backend_store_uri: Option<String>,
+        artifacts_destination: Option<String>,
+        serving: loopline_server::config::ServingOptions,
+    ) -> anyhow::Result<Self> {
         let temporary = tempfile::tempdir()?;
         let data_dir = temporary.path().to_path_buf();
         let config = ServerConfig {
@@ -40,6 +53,7 @@ impl TestServer {
             backend_store_uri: backend_store_uri.unwrap_or_default(),
             artifacts_destination: artifacts_destination.unwrap_or_default(),
             data_dir: data_dir.clone(),
+            serving,
         }
         .with_defaults();
         let listener = TcpListener::bind("127.0.0.1:0").await?;

@@ -5,6 +5,7 @@ pub mod drift;
 pub mod predict;
 pub mod profile;
 pub mod progress;
+pub mod serve;
 pub mod stats;
 pub mod validate;
 

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
-use arrow_array::{ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch};
+use arrow_array::RecordBatch;
 use clap::Args;
-use loopline_model_runtime_api::ModelDescriptor;
-use loopline_model_runtimes::flavors::{NativeTreeModel, Predictions};
+use loopline_model_runtime_api::Model;
+use loopline_model_runtime_api::tensor::{batch_from_tensors, tensors_from_batch};
 use loopline_tabular::TableSource;
 
 use super::progress::rows_bar;
@@ -20,7 +20,9 @@ use super::{OK, input_error};
 /// Arguments of `loopline predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// The model: a local MLflow model directory (a path or a `file://` URI).
+    /// The model: a local MLflow model directory (a path or `file://` URI), or `models:/name/version`,
+    /// `models:/name@alias`, `models:/m-<id>`, `runs:/<run-id>/<path>` from the tracking server in
+    /// `MLFLOW_TRACKING_URI`.
     #[arg(short = 'm', long = "model-uri")]
     pub model_uri: String,
     /// Input table (Parquet, CSV or Arrow IPC).
@@ -35,67 +37,18 @@ pub struct PredictArgs {
     pub content_type: Option<String>,
 }
 
-fn model_directory(uri: &str) -> Result<PathBuf, String> {
-    if let Some(scheme) = ["models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://"]
-        .iter()
-        .find(|s| uri.starts_with(**s))
-    {
-        return Err(format!(
-            "{uri}: {scheme} URIs are resolved through a tracking server, which `loopline predict` does not do yet; \
-             download the model directory first (for example `mlflow artifacts download -u {uri}`) and pass its path"
-        ));
-    }
-    let path = PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri));
-    if !path.join("MLmodel").is_file() {
-        return Err(format!(
-            "{} is not an MLflow model directory (it has no MLmodel file)",
-            path.display()
-        ));
-    }
-    Ok(path)
-}
-
-fn to_batch(predictions: Predictions) -> Result<RecordBatch, String> {
-    let columns: Vec<(String, ArrayRef)> = match predictions {
-        Predictions::Labels { values } => vec![("prediction".to_string(), Arc::new(Int64Array::from(values)))],
-        Predictions::Float32 { values, width } => split(&values, width, |column| Arc::new(Float32Array::from(column))),
-        Predictions::Float64 { values, width } => split(&values, width, |column| Arc::new(Float64Array::from(column))),
-    };
-    RecordBatch::try_from_iter(columns).map_err(|e| e.to_string())
-}
-
-fn split<T: Copy>(values: &[T], width: usize, array: impl Fn(Vec<T>) -> ArrayRef) -> Vec<(String, ArrayRef)> {
-    if width <= 1 {
-        return vec![("prediction".to_string(), array(values.to_vec()))];
-    }
-    (0..width)
-        .map(|class| {
-            let column: Vec<T> = values.iter().skip(class).step_by(width).copied().collect();
-            (format!("prediction_{class}"), array(column))
-        })
-        .collect()
-}
-
 /// Runs `loopline predict`.
 pub fn run(args: PredictArgs) -> ExitCode {
-    let directory = match model_directory(&args.model_uri) {
-        Ok(directory) => directory,
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return input_error(format!("cannot start the I/O runtime: {error}")),
+    };
+    let fetched = match runtime.block_on(crate::model_fetch::fetch_for_cli(&args.model_uri)) {
+        Ok(fetched) => fetched,
         Err(message) => return input_error(message),
     };
-    let descriptor = match ModelDescriptor::load(&directory) {
-        Ok(descriptor) => descriptor,
-        Err(error) => return input_error(error),
-    };
-    let model = match NativeTreeModel::load(&descriptor) {
-        Ok(Some(model)) => model,
-        Ok(None) => {
-            return input_error(format!(
-                "{}: flavors {:?} need the Python model worker, which is not built yet; models served natively are \
-                 XGBoost models and LightGBM boosters",
-                directory.display(),
-                descriptor.flavor_names()
-            ));
-        }
+    let model = match loopline_model_runtimes::load_model(&fetched.directory) {
+        Ok(loaded) => loaded.model,
         Err(error) => return input_error(error),
     };
     if let Some(kind) = &args.content_type
@@ -112,7 +65,7 @@ pub fn run(args: PredictArgs) -> ExitCode {
         Err(error) => return input_error(error),
     };
     let bar = rows_bar("predicting", source.rows());
-    let outcome = run_pipeline(&model, batches, &args.output, |rows| bar.inc(rows));
+    let outcome = run_pipeline(model.as_ref(), batches, &args.output, |rows| bar.inc(rows));
     bar.finish_and_clear();
     match outcome {
         Ok(rows) => {
@@ -128,7 +81,7 @@ pub fn run(args: PredictArgs) -> ExitCode {
 
 /// Reader → workers (one per core) → writer, with bounded queues; output in input order.
 fn run_pipeline(
-    model: &NativeTreeModel,
+    model: &dyn Model,
     batches: loopline_tabular::read::Batches,
     output: &std::path::Path,
     mut progress: impl FnMut(u64),
@@ -154,7 +107,9 @@ fn run_pipeline(
                 loop {
                     let next = receiver.lock().expect("the queue lock is not poisoned").recv();
                     let Ok((index, batch)) = next else { break };
-                    let result = model.predict(&batch).map_err(|e| e.to_string()).and_then(to_batch);
+                    let result = tensors_from_batch(&batch)
+                        .and_then(|inputs| model.predict(&inputs).map_err(|e| e.to_string()))
+                        .and_then(|outputs| batch_from_tensors(&outputs));
                     if sender.send((index, result)).is_err() {
                         break;
                     }

@@ -4,4 +4,5 @@ mod concurrency;
 mod endpoint_inventory;
 mod errors;
 mod security;
+mod serving;
 mod wire_format;

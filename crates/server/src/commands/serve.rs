@@ -1,0 +1,106 @@
+//! `loopline serve -m MODEL_URI [-h HOST] [-p PORT]`: one model behind the MLflow scoring protocol
+//! (`/invocations`, `/ping`, `/health`, `/version`) and the Open Inference Protocol v2, with
+//! `mlflow models serve`'s flags; `models:/` and `runs:/` URIs come from the tracking server in
+//! `MLFLOW_TRACKING_URI`, as with the mlflow CLI.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use loopline_serving::{FixedCatalog, Metrics, ModelRunner, Served, ServingState};
+
+use super::input_error;
+use crate::config::ServingOptions;
+
+/// Arguments of `loopline serve`.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct ServeArgs {
+    /// The model: a local MLflow model directory, `models:/name/version`, `models:/name@alias`,
+    /// `models:/m-<id>` or `runs:/<run-id>/<path>`.
+    #[arg(short = 'm', long = "model-uri")]
+    pub model_uri: String,
+    /// Address to listen on.
+    #[arg(short = 'h', long, env = "MLFLOW_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(short = 'p', long, env = "MLFLOW_PORT", default_value_t = 5000)]
+    pub port: u16,
+    /// Batching and limits.
+    #[command(flatten)]
+    pub serving: ServingOptions,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// Runs `loopline serve`.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return input_error(format!("cannot start the runtime: {error}")),
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let runner_config = match args.serving.runner() {
+        Ok(config) => config,
+        Err(message) => return input_error(message),
+    };
+    let fetched = match crate::model_fetch::fetch_for_cli(&args.model_uri).await {
+        Ok(fetched) => fetched,
+        Err(message) => return input_error(message),
+    };
+    let directory = fetched.directory.clone();
+    let loaded = match tokio::task::spawn_blocking(move || loopline_model_runtimes::load_model(&directory)).await {
+        Ok(Ok(loaded)) => loaded,
+        Ok(Err(error)) => return input_error(error),
+        Err(error) => return input_error(format!("loading the model stopped: {error}")),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let served = Served {
+        name: fetched.name.clone(),
+        runner: ModelRunner::start(
+            &fetched.name,
+            &fetched.version,
+            loaded.model,
+            runner_config,
+            metrics.clone(),
+        ),
+        descriptor: Arc::new(loaded.descriptor),
+    };
+    let state = ServingState {
+        catalog: Arc::new(FixedCatalog::new(served)),
+        metrics,
+        max_body_bytes: args.serving.max_body_bytes(),
+    };
+    let address = format!("{}:{}", args.host, args.port);
+    let listener = match tokio::net::TcpListener::bind(&address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            return input_error(format!(
+                "cannot listen on {address}: {error}; pick another --port or stop the process using it"
+            ));
+        }
+    };
+    tracing::info!(
+        model = %fetched.name,
+        version = %fetched.version,
+        address = %listener.local_addr().map(|a| a.to_string()).unwrap_or(address),
+        "serving: POST /invocations (MLflow scoring) and /v2/models/{}/infer (Open Inference Protocol)",
+        fetched.name
+    );
+    let router = loopline_serving::routes::standalone_routes(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(crate::panic_response));
+    match axum::serve(listener, router)
+        .with_graceful_shutdown(crate::shutdown_signal())
+        .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: serving HTTP: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

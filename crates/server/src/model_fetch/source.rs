@@ -1,0 +1,91 @@
+//! Registry versions for the serving catalog: a version number, an alias or `latest` resolved through a
+//! [`ModelRepository`], and the model directory downloaded once into a cache directory that lives as long as
+//! the server.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use loopline_serving::{CatalogError, ModelSource};
+
+use super::{ModelRepository, download};
+
+/// Registry versions downloaded into a private cache directory.
+pub struct RegistrySource {
+    repository: Arc<dyn ModelRepository>,
+    cache: tempfile::TempDir,
+    locations: Mutex<HashMap<(String, String), String>>,
+}
+
+impl RegistrySource {
+    /// Over `repository`, caching downloads in a new temporary directory.
+    pub fn new(repository: Arc<dyn ModelRepository>) -> std::io::Result<RegistrySource> {
+        Ok(RegistrySource {
+            repository,
+            cache: tempfile::Builder::new().prefix("loopline-models-").tempdir()?,
+            locations: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn locations(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
+        self.locations.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A URL's version segment as a registry reference: digits are a version, `latest` the newest, anything else
+/// an alias.
+fn reference(segment: Option<&str>) -> Option<String> {
+    match segment {
+        None => None,
+        Some(s) if s.eq_ignore_ascii_case("latest") => None,
+        Some(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) => Some(s.to_string()),
+        Some(alias) => Some(format!("@{}", alias.trim_start_matches('@'))),
+    }
+}
+
+#[async_trait]
+impl ModelSource for RegistrySource {
+    async fn resolve(&self, name: &str, segment: Option<&str>) -> Result<String, CatalogError> {
+        let (version, location) = self
+            .repository
+            .version_location(name, reference(segment).as_deref())
+            .await
+            .map_err(CatalogError::NotFound)?;
+        self.locations().insert((name.to_string(), version.clone()), location);
+        Ok(version)
+    }
+
+    async fn fetch(&self, name: &str, version: &str) -> Result<PathBuf, CatalogError> {
+        let key = (name.to_string(), version.to_string());
+        let location = self.locations().get(&key).cloned();
+        let location = match location {
+            Some(location) => location,
+            None => {
+                self.repository
+                    .version_location(name, Some(version))
+                    .await
+                    .map_err(CatalogError::NotFound)?
+                    .1
+            }
+        };
+        let location = match super::ModelUri::parse(&location) {
+            Ok(uri @ (super::ModelUri::Logged(_) | super::ModelUri::Run { .. })) => {
+                super::locate(self.repository.as_ref(), &uri)
+                    .await
+                    .map_err(CatalogError::NotReady)?
+                    .1
+            }
+            _ => location,
+        };
+        let directory = tempfile::Builder::new()
+            .prefix("model-")
+            .tempdir_in(self.cache.path())
+            .map_err(|e| CatalogError::NotReady(format!("cannot create a cache directory: {e}")))?
+            .keep();
+        download(self.repository.as_ref(), &location, &directory)
+            .await
+            .map_err(|e| CatalogError::NotReady(format!("model '{name}' version {version} cannot be fetched: {e}")))?;
+        Ok(directory)
+    }
+}

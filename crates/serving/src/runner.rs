@@ -1,0 +1,295 @@
+//! The task that drives one model's [`BatchQueue`]: requests are admitted (or refused at once when the queue
+//! is full), a batch is taken as soon as a worker slot is free and the queue says it is due, the batch's
+//! requests are stacked into one call of the model on the blocking pool, and each request gets its own rows
+//! back. Requests whose caller went away before their batch started are skipped.
+//!
+//! With the default wait of zero a request runs as soon as a slot is free, so batches form on their own
+//! under load (requests that arrive while every slot is busy run together) without adding latency when idle.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use loopline_model_runtime_api::tensor::{request_rows, split_rows, stack, stackable};
+use loopline_model_runtime_api::{Model, PredictError, Tensor};
+use tokio::sync::{Notify, Semaphore, oneshot};
+
+use crate::batching::{BatchQueue, BatchingConfig, QueueFull};
+use crate::metrics::Metrics;
+
+/// Why a request got no prediction.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InferError {
+    /// The input does not fit the model.
+    #[error("{0}")]
+    Input(String),
+    /// The queue is full; try again later (429).
+    #[error("the model's queue is full ({queued} rows waiting, limit {limit}); retry later or add replicas")]
+    Busy {
+        /// Rows queued.
+        queued: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// The model cannot answer now (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The model failed (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<PredictError> for InferError {
+    fn from(error: PredictError) -> InferError {
+        match error {
+            PredictError::Input(message) => InferError::Input(message),
+            PredictError::Unavailable(message) => InferError::Unavailable(message),
+            PredictError::Internal(message) => InferError::Internal(message),
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Vec<Tensor>, InferError>>;
+
+struct Pending {
+    inputs: Vec<Tensor>,
+    reply: Reply,
+    arrived: Instant,
+}
+
+struct Shared {
+    queue: Mutex<BatchQueue<Pending>>,
+    wake: Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// One loaded model with its batching task.
+pub struct ModelRunner {
+    model: Arc<dyn Model>,
+    shared: Arc<Shared>,
+    name: String,
+    version: String,
+}
+
+impl std::fmt::Debug for ModelRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelRunner")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// How a runner batches and how many batches run at once.
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerConfig {
+    /// Batching limits.
+    pub batching: BatchingConfig,
+    /// Batches running at once (blocking threads).
+    pub concurrency: usize,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            batching: BatchingConfig {
+                max_batch_rows: 256,
+                max_wait: Duration::ZERO,
+                max_queued_rows: 16_384,
+            },
+            concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
+    }
+}
+
+impl ModelRunner {
+    /// Starts the batching task for `model` (call inside a Tokio runtime).
+    pub fn start(
+        name: &str,
+        version: &str,
+        model: Arc<dyn Model>,
+        config: RunnerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Arc<ModelRunner> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(BatchQueue::new(config.batching)),
+            wake: Notify::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        });
+        let runner = Arc::new(ModelRunner {
+            model: model.clone(),
+            shared: shared.clone(),
+            name: name.to_string(),
+            version: version.to_string(),
+        });
+        tokio::spawn(drive(
+            shared,
+            model,
+            config,
+            metrics,
+            (name.to_string(), version.to_string()),
+        ));
+        runner
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<dyn Model> {
+        &self.model
+    }
+
+    /// The version it serves.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Rows waiting.
+    pub fn queued_rows(&self) -> usize {
+        self.lock().queued_rows()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BatchQueue<Pending>> {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Predicts one request (its rows may share a batch with others).
+    pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, InferError> {
+        let rows = request_rows(&inputs).map_err(InferError::Input)?;
+        if rows == 0 {
+            return Err(InferError::Input("the request has no rows".to_string()));
+        }
+        let (reply, answer) = oneshot::channel();
+        let now = Instant::now();
+        let offered = self.lock().offer(
+            Pending {
+                inputs,
+                reply,
+                arrived: now,
+            },
+            rows,
+            now,
+        );
+        if let Err((_, QueueFull { queued_rows, limit })) = offered {
+            return Err(InferError::Busy {
+                queued: queued_rows,
+                limit,
+            });
+        }
+        self.shared.wake.notify_one();
+        answer
+            .await
+            .unwrap_or_else(|_| Err(InferError::Unavailable("the model was unloaded".to_string())))
+    }
+
+    /// Stops the batching task once the queue is empty.
+    pub fn stop(&self) {
+        self.shared.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Drop for ModelRunner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn drive(
+    shared: Arc<Shared>,
+    model: Arc<dyn Model>,
+    config: RunnerConfig,
+    metrics: Arc<Metrics>,
+    labels: (String, String),
+) {
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Wait until a batch is due.
+        let batch = loop {
+            let notified = shared.wake.notified();
+            let (batch, deadline) = {
+                let mut queue = shared.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if queue.is_due(Instant::now()) {
+                    (Some(queue.take_batch(|pending| pending.reply.is_closed())), None)
+                } else {
+                    (None, queue.deadline())
+                }
+            };
+            if let Some(batch) = batch {
+                break batch;
+            }
+            if shared.closed.load(std::sync::atomic::Ordering::SeqCst) && deadline.is_none() {
+                return;
+            }
+            match deadline {
+                Some(deadline) => {
+                    let _ = tokio::time::timeout_at(deadline.into(), notified).await;
+                }
+                None => notified.await,
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let model = model.clone();
+        let metrics = metrics.clone();
+        let labels = labels.clone();
+        tokio::task::spawn_blocking(move || {
+            run_batch(model.as_ref(), batch, &metrics, &labels);
+            drop(permit);
+        });
+    }
+}
+
+/// Runs requests in groups of consecutive stackable ones, replying to each.
+fn run_batch(model: &dyn Model, batch: Vec<(Pending, usize)>, metrics: &Metrics, labels: &(String, String)) {
+    let started = Instant::now();
+    let mut groups: Vec<Vec<(Pending, usize)>> = Vec::new();
+    for item in batch {
+        match groups.last_mut() {
+            Some(group) if stackable(&group[0].0.inputs, &item.0.inputs) => group.push(item),
+            _ => groups.push(vec![item]),
+        }
+    }
+    for group in groups {
+        let queued: Vec<Duration> = group.iter().map(|(p, _)| started.duration_since(p.arrived)).collect();
+        let rows: Vec<usize> = group.iter().map(|(_, rows)| *rows).collect();
+        let compute_start = Instant::now();
+        let outcome = if group.len() == 1 {
+            model.predict(&group[0].0.inputs).map(|outputs| vec![outputs])
+        } else {
+            let parts: Vec<&[Tensor]> = group.iter().map(|(p, _)| p.inputs.as_slice()).collect();
+            model.predict(&stack(&parts)).map(|outputs| split_rows(&outputs, &rows))
+        };
+        metrics.batch(
+            &labels.0,
+            &labels.1,
+            rows.iter().sum(),
+            &queued,
+            compute_start.elapsed(),
+        );
+        match outcome {
+            Ok(per_request) => {
+                for ((pending, _), outputs) in group.into_iter().zip(per_request) {
+                    let _ = pending.reply.send(Ok(outputs));
+                }
+            }
+            Err(PredictError::Input(_)) if group.len() > 1 => {
+                // One request spoiled the batch: run each alone so only that one fails.
+                for (pending, _) in group {
+                    let result = model.predict(&pending.inputs).map_err(InferError::from);
+                    let _ = pending.reply.send(result);
+                }
+            }
+            Err(error) => {
+                let error = InferError::from(error);
+                for (pending, _) in group {
+                    let _ = pending.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}

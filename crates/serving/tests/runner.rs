@@ -1,0 +1,204 @@
+//! The batching task with a model that the test holds inside `predict`: requests that arrive while every
+//! slot is busy run together as one batch, each caller gets its own rows, a full queue refuses at once, and
+//! one bad request does not spoil the batch it shares.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use loopline_model_runtime_api::{DataType, Model, ModelMetadata, PredictError, Tensor, TensorData};
+use loopline_serving::batching::BatchingConfig;
+use loopline_serving::runner::InferError;
+use loopline_serving::{Metrics, ModelRunner, RunnerConfig};
+
+/// Doubles its input; reports each call's row count, then waits for the test's go-ahead.
+struct HeldModel {
+    metadata: ModelMetadata,
+    entered: Mutex<Sender<usize>>,
+    release: Mutex<Receiver<()>>,
+}
+
+impl Model for HeldModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    fn predict(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, PredictError> {
+        let TensorData::F64(values) = &inputs[0].data else {
+            return Err(PredictError::Input("numbers only".to_string()));
+        };
+        if values.iter().any(|v| v.is_nan()) {
+            return Err(PredictError::Input("NaN is not allowed".to_string()));
+        }
+        let _ = self.entered.lock().unwrap().send(values.len());
+        self.release.lock().unwrap().recv().unwrap();
+        let doubled = values.iter().map(|v| v * 2.0).collect::<Vec<_>>();
+        Ok(vec![
+            Tensor::new("y", DataType::Fp64, vec![doubled.len()], TensorData::F64(doubled)).unwrap(),
+        ])
+    }
+}
+
+fn rows(values: &[f64]) -> Vec<Tensor> {
+    vec![
+        Tensor::new(
+            "x",
+            DataType::Fp64,
+            vec![values.len()],
+            TensorData::F64(values.to_vec()),
+        )
+        .unwrap(),
+    ]
+}
+
+struct Harness {
+    runner: Arc<ModelRunner>,
+    entered: Receiver<usize>,
+    release: Sender<()>,
+    metrics: Arc<Metrics>,
+}
+
+fn start(max_batch_rows: usize, max_queued_rows: usize) -> Harness {
+    let (entered_sender, entered) = channel();
+    let (release, release_receiver) = channel();
+    let model = HeldModel {
+        metadata: ModelMetadata {
+            platform: "test".to_string(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        },
+        entered: Mutex::new(entered_sender),
+        release: Mutex::new(release_receiver),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let config = RunnerConfig {
+        batching: BatchingConfig {
+            max_batch_rows,
+            max_wait: Duration::ZERO,
+            max_queued_rows,
+        },
+        concurrency: 1,
+    };
+    let runner = ModelRunner::start("m", "1", Arc::new(model), config, metrics.clone());
+    Harness {
+        runner,
+        entered,
+        release,
+        metrics,
+    }
+}
+
+/// Waits (without a clock) until the runner has `rows` rows queued.
+async fn until_queued(runner: &ModelRunner, rows: usize) {
+    while runner.queued_rows() != rows {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_arriving_while_busy_share_one_batch_and_get_their_own_rows() {
+    let harness = start(64, 1024);
+    let first = tokio::spawn({
+        let runner = harness.runner.clone();
+        async move { runner.infer(rows(&[1.0])).await }
+    });
+    let entered = tokio::task::spawn_blocking(move || harness.entered.recv().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(entered, 1, "the first request runs alone");
+    // The slot is held: these three queue up behind it.
+    let mut waiting = Vec::new();
+    for values in [vec![10.0, 11.0], vec![20.0], vec![30.0, 31.0, 32.0]] {
+        let runner = harness.runner.clone();
+        waiting.push(tokio::spawn(async move { runner.infer(rows(&values)).await }));
+    }
+    until_queued(&harness.runner, 6).await;
+    harness.release.send(()).unwrap();
+    assert_eq!(first.await.unwrap().unwrap()[0].data, TensorData::F64(vec![2.0]));
+    harness.release.send(()).unwrap();
+    let answers: Vec<Vec<Tensor>> = futures_join(waiting).await;
+    assert_eq!(answers[0][0].data, TensorData::F64(vec![20.0, 22.0]));
+    assert_eq!(answers[1][0].data, TensorData::F64(vec![40.0]));
+    assert_eq!(answers[2][0].data, TensorData::F64(vec![60.0, 62.0, 64.0]));
+    assert_eq!(answers[2][0].shape, vec![3]);
+    let text = harness.metrics.render(&[]);
+    assert!(
+        text.contains("loopline_inference_batches_total{model=\"m\",version=\"1\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("loopline_inference_batch_rows_bucket{model=\"m\",version=\"1\",le=\"4.0\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("loopline_inference_batch_rows_bucket{model=\"m\",version=\"1\",le=\"8.0\"} 2"),
+        "{text}"
+    );
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<Result<Vec<Tensor>, InferError>>>) -> Vec<Vec<Tensor>> {
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap().unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_at_once() {
+    let harness = start(2, 2);
+    let runner = harness.runner.clone();
+    let first = tokio::spawn(async move { runner.infer(rows(&[1.0])).await });
+    let entered = tokio::task::spawn_blocking(move || harness.entered.recv().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(entered, 1);
+    let runner = harness.runner.clone();
+    let queued = tokio::spawn(async move { runner.infer(rows(&[2.0, 3.0])).await });
+    until_queued(&harness.runner, 2).await;
+    let refused = harness.runner.infer(rows(&[4.0])).await.unwrap_err();
+    assert_eq!(refused, InferError::Busy { queued: 2, limit: 2 });
+    assert!(refused.to_string().contains("queue is full"));
+    harness.release.send(()).unwrap();
+    harness.release.send(()).unwrap();
+    assert!(first.await.unwrap().is_ok());
+    assert_eq!(queued.await.unwrap().unwrap()[0].data, TensorData::F64(vec![4.0, 6.0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_request_fails_alone() {
+    let harness = start(64, 1024);
+    let runner = harness.runner.clone();
+    let first = tokio::spawn(async move { runner.infer(rows(&[1.0])).await });
+    let entered = harness.entered;
+    let entered = tokio::task::spawn_blocking(move || {
+        entered.recv().unwrap();
+        entered
+    })
+    .await
+    .unwrap();
+    let good = {
+        let runner = harness.runner.clone();
+        tokio::spawn(async move { runner.infer(rows(&[5.0])).await })
+    };
+    until_queued(&harness.runner, 1).await;
+    let bad = {
+        let runner = harness.runner.clone();
+        tokio::spawn(async move { runner.infer(rows(&[f64::NAN])).await })
+    };
+    until_queued(&harness.runner, 2).await;
+    harness.release.send(()).unwrap();
+    // The stacked batch fails on NaN before reaching the hold; the good request is re-run alone.
+    harness.release.send(()).unwrap();
+    assert!(first.await.unwrap().is_ok());
+    assert_eq!(good.await.unwrap().unwrap()[0].data, TensorData::F64(vec![10.0]));
+    assert_eq!(
+        bad.await.unwrap().unwrap_err(),
+        InferError::Input("NaN is not allowed".to_string())
+    );
+    drop(entered);
+    assert_eq!(
+        harness.runner.infer(Vec::new()).await.unwrap_err(),
+        InferError::Input("the request has no inputs".to_string())
+    );
+}
