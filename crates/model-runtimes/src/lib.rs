@@ -1,9 +1,11 @@
 //! Model backends for serving and batch inference: native XGBoost models (JSON and UBJSON files, in
 //! XGBoost's single-precision arithmetic) and LightGBM text models (double precision), both equal to the
-//! libraries' own predictions. [`load_model`] picks the backend for an MLflow model directory.
+//! libraries' own predictions, and ONNX models through ONNX Runtime loaded at run time. [`load_model`] picks
+//! the backend for an MLflow model directory.
 
 pub mod flavors;
 pub mod lightgbm;
+pub mod onnx;
 pub mod ubjson;
 pub mod xgboost;
 
@@ -39,17 +41,28 @@ pub struct LoadedModel {
 pub fn load_model(directory: &Path) -> Result<LoadedModel, LoadError> {
     let descriptor = ModelDescriptor::load(directory)?;
     match flavors::NativeTreeModel::load(&descriptor) {
+        Ok(Some(model)) => {
+            return Ok(LoadedModel {
+                model: Arc::new(model),
+                descriptor,
+            });
+        }
+        Ok(None) => {}
+        Err(flavors::NativeError::Descriptor(error)) => return Err(LoadError::Descriptor(error)),
+        Err(flavors::NativeError::Model(message)) => return Err(LoadError::Model(message)),
+    }
+    let sessions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    match onnx::OnnxModel::load(&descriptor, sessions) {
         Ok(Some(model)) => Ok(LoadedModel {
             model: Arc::new(model),
             descriptor,
         }),
+        Err(message) => Err(LoadError::Model(message)),
         Ok(None) => Err(LoadError::Unsupported(format!(
             "{}: flavors {:?} need the Python model worker, which this build does not have yet; models served \
-             natively are XGBoost models and LightGBM boosters",
+             natively are XGBoost models, LightGBM boosters and ONNX models",
             directory.display(),
             descriptor.flavor_names()
         ))),
-        Err(flavors::NativeError::Descriptor(error)) => Err(LoadError::Descriptor(error)),
-        Err(flavors::NativeError::Model(message)) => Err(LoadError::Model(message)),
     }
 }

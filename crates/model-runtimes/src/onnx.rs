@@ -1,0 +1,415 @@
+//! ONNX models through ONNX Runtime itself, loaded at run time (the `ort` crate's `load-dynamic`): the
+//! shared library that ships inside the `onnxruntime` wheel on PyPI is found through `ORT_DYLIB_PATH` or a
+//! project virtualenv. Without it the server still starts and ONNX models report why they cannot load.
+//!
+//! Inputs are fed as `mlflow.onnx`'s pyfunc feeds them: a single-input model takes every column as one
+//! matrix (or one tensor as it is); a multi-input model takes one column or tensor per input, by name. Values
+//! are cast to the element type each input declares. Tensor outputs come back as they are; a sequence of maps
+//! (the ZipMap that scikit-learn classifier exports end with) becomes a `[rows, classes]` matrix.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use loopline_model_runtime_api::{
+    DataType, Model, ModelDescriptor, ModelMetadata, PredictError, Tensor, TensorData, TensorMetadata,
+};
+use ort::session::Session;
+use ort::value::{DynValue, TensorElementType, ValueType};
+
+/// The process-wide ONNX Runtime, or why it is unavailable.
+fn runtime() -> Result<&'static ort::environment::Environment, String> {
+    static RUNTIME: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let library = library_path()?;
+            let builder = ort::init_from(&library)
+                .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", library.display()))?;
+            builder
+                .with_name("loopline")
+                .build()
+                .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", library.display()))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Whether ONNX models can be served, and if not, why.
+pub fn availability() -> Result<(), String> {
+    runtime().map(|_| ())
+}
+
+/// `ORT_DYLIB_PATH`, else `libonnxruntime.so*` inside an `onnxruntime` wheel in a `.venv` of the working
+/// directory or of a directory above the executable.
+fn library_path() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("ORT_DYLIB_PATH names {}, which is not a file", path.display()))
+        };
+    }
+    let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
+    if let Ok(executable) = std::env::current_exe() {
+        roots.extend(executable.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    for root in roots {
+        if let Some(found) = find_in_venv(&root.join(".venv")) {
+            return Ok(found);
+        }
+    }
+    Err(
+        "ONNX Runtime is not available: install the onnxruntime wheel (pip install onnxruntime) and set \
+         ORT_DYLIB_PATH to its capi/libonnxruntime.so.<version>, or create the project venv with scripts/test.sh"
+            .to_string(),
+    )
+}
+
+fn find_in_venv(venv: &Path) -> Option<PathBuf> {
+    let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+    for python in lib.flatten() {
+        let capi = python.path().join("site-packages/onnxruntime/capi");
+        let Ok(files) = std::fs::read_dir(&capi) else { continue };
+        let mut candidates: Vec<PathBuf> = files
+            .flatten()
+            .map(|f| f.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            })
+            .collect();
+        candidates.sort();
+        if let Some(found) = candidates.pop() {
+            return Some(found);
+        }
+    }
+    None
+}
+
+#[derive(Debug, Clone)]
+struct Input {
+    name: String,
+    element: TensorElementType,
+    shape: Vec<i64>,
+}
+
+/// An ONNX model with one session per concurrent caller.
+pub struct OnnxModel {
+    sessions: Vec<Mutex<Session>>,
+    inputs: Vec<Input>,
+    output_names: Vec<String>,
+    metadata: ModelMetadata,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel").field("metadata", &self.metadata).finish()
+    }
+}
+
+fn datatype(element: TensorElementType) -> Option<DataType> {
+    Some(match element {
+        TensorElementType::Float32 => DataType::Fp32,
+        TensorElementType::Float64 => DataType::Fp64,
+        TensorElementType::Int8 => DataType::Int8,
+        TensorElementType::Int16 => DataType::Int16,
+        TensorElementType::Int32 => DataType::Int32,
+        TensorElementType::Int64 => DataType::Int64,
+        TensorElementType::Uint8 => DataType::Uint8,
+        TensorElementType::Uint16 => DataType::Uint16,
+        TensorElementType::Uint32 => DataType::Uint32,
+        TensorElementType::Uint64 => DataType::Uint64,
+        TensorElementType::Bool => DataType::Bool,
+        TensorElementType::String => DataType::Bytes,
+        _ => return None,
+    })
+}
+
+fn describe(name: &str, value: &ValueType) -> TensorMetadata {
+    match value {
+        ValueType::Tensor { ty, shape, .. } => TensorMetadata {
+            name: name.to_string(),
+            datatype: datatype(*ty).unwrap_or(DataType::Bytes),
+            shape: shape.iter().copied().collect(),
+        },
+        // A sequence of maps (ZipMap) is returned as a [rows, classes] matrix.
+        _ => TensorMetadata {
+            name: name.to_string(),
+            datatype: DataType::Fp32,
+            shape: vec![-1, -1],
+        },
+    }
+}
+
+impl OnnxModel {
+    /// Loads the `onnx` flavor of a model directory with `sessions` sessions (one per concurrent caller).
+    pub fn load(descriptor: &ModelDescriptor, sessions: usize) -> Result<Option<OnnxModel>, String> {
+        let Some(path) = descriptor.flavor_data("onnx").map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let environment = runtime()?;
+        let open = || -> Result<Session, String> {
+            Session::builder(environment)
+                .map_err(|e| e.to_string())?
+                .with_intra_threads(1)
+                .map_err(|e| e.to_string())?
+                .commit_from_file(&path)
+                .map_err(|e| format!("ONNX Runtime cannot load {}: {e}", path.display()))
+        };
+        let first = open()?;
+        let inputs: Vec<Input> = first
+            .inputs()
+            .iter()
+            .map(|outlet| match outlet.dtype() {
+                ValueType::Tensor { ty, shape, .. } => Ok(Input {
+                    name: outlet.name().to_string(),
+                    element: *ty,
+                    shape: shape.iter().copied().collect(),
+                }),
+                other => Err(format!(
+                    "input '{}' is a {other}, not a tensor; it cannot be fed",
+                    outlet.name()
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        let output_names: Vec<String> = first.outputs().iter().map(|o| o.name().to_string()).collect();
+        let metadata = ModelMetadata {
+            platform: "onnxruntime_onnx".to_string(),
+            inputs: first.inputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
+            outputs: first.outputs().iter().map(|o| describe(o.name(), o.dtype())).collect(),
+        };
+        let mut all = vec![Mutex::new(first)];
+        for _ in 1..sessions.max(1) {
+            all.push(Mutex::new(open()?));
+        }
+        Ok(Some(OnnxModel {
+            sessions: all,
+            inputs,
+            output_names,
+            metadata,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }))
+    }
+
+    /// The feeds: `(input, shape, data)` per model input.
+    fn feeds(&self, tensors: &[Tensor]) -> Result<Vec<(Input, Vec<usize>, TensorData)>, PredictError> {
+        let rows = loopline_model_runtime_api::tensor::request_rows(tensors).map_err(PredictError::Input)?;
+        if let [input] = self.inputs.as_slice() {
+            // One input: a tensor as given, or every column side by side.
+            if let [tensor] = tensors
+                && tensor.shape.len() == input.shape.len().max(1)
+            {
+                return Ok(vec![(input.clone(), tensor.shape.clone(), tensor.data.clone())]);
+            }
+            let width: usize = tensors.iter().map(Tensor::row_width).sum();
+            let mut columns = Vec::with_capacity(rows * width);
+            let text = tensors.iter().any(|t| matches!(t.data, TensorData::Bytes(_)));
+            let mut strings = Vec::new();
+            for row in 0..rows {
+                for tensor in tensors {
+                    let w = tensor.row_width();
+                    for offset in row * w..(row + 1) * w {
+                        match &tensor.data {
+                            TensorData::Bytes(values) => strings.push(values[offset].clone()),
+                            data if text => {
+                                strings.push(data.number(offset).unwrap_or(f64::NAN).to_string().into_bytes())
+                            }
+                            data => columns.push(data.number(offset).unwrap_or(f64::NAN)),
+                        }
+                    }
+                }
+            }
+            let data = if text {
+                TensorData::Bytes(strings)
+            } else {
+                TensorData::F64(columns)
+            };
+            return Ok(vec![(input.clone(), vec![rows, width], data)]);
+        }
+        self.inputs
+            .iter()
+            .map(|input| {
+                let tensor = tensors.iter().find(|t| t.name == input.name).ok_or_else(|| {
+                    let wanted: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+                    PredictError::Input(format!(
+                        "the model's inputs are {wanted:?}; the request lacks '{}'",
+                        input.name
+                    ))
+                })?;
+                // A column fed to a [rows, 1] input gains its second dimension.
+                let mut shape = tensor.shape.clone();
+                if input.shape.len() == 2 && shape.len() == 1 {
+                    shape.push(1);
+                }
+                Ok((input.clone(), shape, tensor.data.clone()))
+            })
+            .collect()
+    }
+}
+
+fn to_value(input: &Input, shape: Vec<usize>, data: TensorData) -> Result<DynValue, PredictError> {
+    let bad = |what: &str| PredictError::Input(format!("input '{}' expects {what}", input.name));
+    let shape: Vec<i64> = shape.into_iter().map(|d| d as i64).collect();
+    let numbers = |data: &TensorData| -> Result<Vec<f64>, PredictError> {
+        (0..data.len())
+            .map(|i| data.number(i).ok_or_else(|| bad("numbers, not text")))
+            .collect()
+    };
+    let fail = |e: ort::Error| PredictError::Internal(e.to_string());
+    macro_rules! tensor {
+        ($t:ty, $data:expr) => {
+            ort::value::Tensor::<$t>::from_array((
+                shape,
+                numbers($data)?.into_iter().map(|v| v as $t).collect::<Vec<$t>>(),
+            ))
+            .map(|t| t.into_dyn())
+            .map_err(fail)
+        };
+    }
+    match input.element {
+        TensorElementType::Float32 => match data {
+            TensorData::F32(values) => ort::value::Tensor::from_array((shape, values))
+                .map(|t| t.into_dyn())
+                .map_err(fail),
+            other => tensor!(f32, &other),
+        },
+        TensorElementType::Float64 => tensor!(f64, &data),
+        TensorElementType::Int64 => tensor!(i64, &data),
+        TensorElementType::Int32 => tensor!(i32, &data),
+        TensorElementType::Int16 => tensor!(i16, &data),
+        TensorElementType::Int8 => tensor!(i8, &data),
+        TensorElementType::Uint8 => tensor!(u8, &data),
+        TensorElementType::Uint16 => tensor!(u16, &data),
+        TensorElementType::Uint32 => tensor!(u32, &data),
+        TensorElementType::Uint64 => tensor!(u64, &data),
+        TensorElementType::Bool => {
+            let values: Vec<bool> = numbers(&data)?.into_iter().map(|v| v != 0.0).collect();
+            ort::value::Tensor::from_array((shape, values))
+                .map(|t| t.into_dyn())
+                .map_err(fail)
+        }
+        TensorElementType::String => {
+            let TensorData::Bytes(values) = data else {
+                return Err(bad("text"));
+            };
+            let text: Vec<String> = values
+                .into_iter()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .collect();
+            ort::value::Tensor::from_string_array((shape, text.as_slice()))
+                .map(|t| t.into_dyn())
+                .map_err(fail)
+        }
+        other => Err(PredictError::Input(format!(
+            "input '{}' has element type {other:?}, which this server does not feed",
+            input.name
+        ))),
+    }
+}
+
+fn from_value(name: &str, value: &DynValue) -> Result<Tensor, String> {
+    let shaped = |shape: &ort::value::Shape| -> Vec<usize> { shape.iter().map(|d| (*d).max(0) as usize).collect() };
+    match value.dtype() {
+        ValueType::Tensor { ty, .. } => {
+            let ty = *ty;
+            macro_rules! take {
+                ($t:ty, $variant:ident, $convert:expr) => {{
+                    let (shape, values) = value.try_extract_tensor::<$t>().map_err(|e| e.to_string())?;
+                    (
+                        shaped(shape),
+                        TensorData::$variant(values.iter().map($convert).collect()),
+                    )
+                }};
+            }
+            let (shape, data) = match ty {
+                TensorElementType::Float32 => take!(f32, F32, |v| *v),
+                TensorElementType::Float64 => take!(f64, F64, |v| *v),
+                TensorElementType::Int64 => take!(i64, Int, |v| *v),
+                TensorElementType::Int32 => take!(i32, Int, |v| i64::from(*v)),
+                TensorElementType::Int16 => take!(i16, Int, |v| i64::from(*v)),
+                TensorElementType::Int8 => take!(i8, Int, |v| i64::from(*v)),
+                TensorElementType::Uint8 => take!(u8, UInt, |v| u64::from(*v)),
+                TensorElementType::Uint16 => take!(u16, UInt, |v| u64::from(*v)),
+                TensorElementType::Uint32 => take!(u32, UInt, |v| u64::from(*v)),
+                TensorElementType::Uint64 => take!(u64, UInt, |v| *v),
+                TensorElementType::Bool => take!(bool, Bool, |v| *v),
+                TensorElementType::String => {
+                    let (shape, values) = value.try_extract_strings().map_err(|e| e.to_string())?;
+                    (
+                        shaped(shape),
+                        TensorData::Bytes(values.into_iter().map(String::into_bytes).collect()),
+                    )
+                }
+                other => {
+                    return Err(format!(
+                        "output '{name}' has element type {other:?}, which cannot be returned"
+                    ));
+                }
+            };
+            let datatype = datatype(ty).unwrap_or(DataType::Bytes);
+            let shape = if shape.is_empty() { vec![data.len()] } else { shape };
+            Tensor::new(name, datatype, shape, data)
+        }
+        ValueType::Sequence(_) => {
+            let maps = value
+                .try_extract_sequence::<ort::value::DynMapValueType>()
+                .map_err(|e| format!("output '{name}': {e}"))?;
+            let rows = maps.len();
+            let mut values = Vec::new();
+            let mut width = 0;
+            for map in &maps {
+                let mut row: Vec<(String, f32)> = match map.try_extract_key_values::<i64, f32>() {
+                    Ok(pairs) => {
+                        let mut pairs = pairs;
+                        pairs.sort_by_key(|(k, _)| *k);
+                        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                    }
+                    Err(_) => {
+                        let mut pairs = map
+                            .try_extract_key_values::<String, f32>()
+                            .map_err(|e| format!("output '{name}': {e}"))?;
+                        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                        pairs
+                    }
+                };
+                width = row.len();
+                values.extend(row.drain(..).map(|(_, v)| v));
+            }
+            Tensor::new(name, DataType::Fp32, vec![rows, width], TensorData::F32(values))
+        }
+        other => Err(format!("output '{name}' is a {other}, which cannot be returned")),
+    }
+}
+
+impl Model for OnnxModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    fn predict(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, PredictError> {
+        let feeds = self.feeds(inputs)?;
+        let values: Vec<(String, DynValue)> = feeds
+            .into_iter()
+            .map(|(input, shape, data)| to_value(&input, shape, data).map(|v| (input.name.clone(), v)))
+            .collect::<Result<_, _>>()?;
+        // Any free session, else wait for the next in turn.
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let count = self.sessions.len();
+        let mut guard = (0..count)
+            .find_map(|i| self.sessions[(start + i) % count].try_lock().ok())
+            .unwrap_or_else(|| {
+                self.sessions[start % count]
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            });
+        let outputs = guard
+            .run(values)
+            .map_err(|e| PredictError::Input(format!("ONNX Runtime refused the input: {e}")))?;
+        self.output_names
+            .iter()
+            .map(|name| from_value(name, &outputs[name.as_str()]).map_err(PredictError::Internal))
+            .collect()
+    }
+}
