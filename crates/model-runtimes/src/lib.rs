@@ -1,11 +1,13 @@
 //! Model backends for serving and batch inference: native XGBoost models (JSON and UBJSON files, in
 //! XGBoost's single-precision arithmetic) and LightGBM text models (double precision), both equal to the
-//! libraries' own predictions, and ONNX models through ONNX Runtime loaded at run time. [`load_model`] picks
+//! libraries' own predictions, ONNX models through ONNX Runtime loaded at run time, and every other pyfunc
+//! model in a supervised Python worker. [`load_model`] picks
 //! the backend for an MLflow model directory.
 
 pub mod flavors;
 pub mod lightgbm;
 pub mod onnx;
+pub mod python;
 pub mod ubjson;
 pub mod xgboost;
 
@@ -53,16 +55,40 @@ pub fn load_model(directory: &Path) -> Result<LoadedModel, LoadError> {
     }
     let sessions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     match onnx::OnnxModel::load(&descriptor, sessions) {
+        Ok(Some(model)) => {
+            return Ok(LoadedModel {
+                model: Arc::new(model),
+                descriptor,
+            });
+        }
+        Err(message) => return Err(LoadError::Model(message)),
+        Ok(None) => {}
+    }
+    match python::PythonModel::load(&descriptor) {
         Ok(Some(model)) => Ok(LoadedModel {
             model: Arc::new(model),
             descriptor,
         }),
         Err(message) => Err(LoadError::Model(message)),
         Ok(None) => Err(LoadError::Unsupported(format!(
-            "{}: flavors {:?} need the Python model worker, which this build does not have yet; models served \
-             natively are XGBoost models, LightGBM boosters and ONNX models",
+            "{}: flavors {:?} have no backend: native backends serve xgboost, lightgbm (Booster) and onnx models, \
+             the Python worker any model with a python_function flavor",
             directory.display(),
             descriptor.flavor_names()
         ))),
     }
+}
+
+/// Project virtualenvs to look in for ONNX Runtime and Python: `.venv` in the working directory and in every
+/// directory above the executable.
+pub(crate) fn project_venvs() -> Vec<std::path::PathBuf> {
+    let mut roots: Vec<std::path::PathBuf> = std::env::current_dir().into_iter().collect();
+    if let Ok(executable) = std::env::current_exe() {
+        roots.extend(executable.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    roots
+        .into_iter()
+        .map(|root| root.join(".venv"))
+        .filter(|venv| venv.is_dir())
+        .collect()
 }

@@ -49,14 +49,8 @@ fn library_path() -> Result<PathBuf, String> {
             Err(format!("ORT_DYLIB_PATH names {}, which is not a file", path.display()))
         };
     }
-    let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
-    if let Ok(executable) = std::env::current_exe() {
-        roots.extend(executable.ancestors().skip(1).map(Path::to_path_buf));
-    }
-    for root in roots {
-        if let Some(found) = find_in_venv(&root.join(".venv")) {
-            return Ok(found);
-        }
+    if let Some(found) = crate::project_venvs().iter().find_map(|venv| find_in_venv(venv)) {
+        return Ok(found);
     }
     Err(
         "ONNX Runtime is not available: install the onnxruntime wheel (pip install onnxruntime) and set \

@@ -1,0 +1,55 @@
+"""Saves the models the Python-worker tests serve, and what mlflow.pyfunc predicts for them, into the directory
+given on the command line: a scikit-learn pipeline (scaler + logistic regression, saved with mlflow.sklearn),
+a custom PythonModel that doubles `x` (refusing negative values, and exiting the process on 13 so the tests
+can watch a worker crash), and a model that returns two named outputs.
+
+usage: python make_pyfunc_models.py OUT_DIR
+"""
+
+import json
+import os
+import pathlib
+import sys
+
+import mlflow.pyfunc
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+class Doubler(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        x = model_input["x"].to_numpy()
+        if (x < 0).any():
+            raise ValueError("x must not be negative")
+        if (x == 13).any():
+            os._exit(3)
+        return pd.DataFrame({"doubled": x * 2.0})
+
+
+class TwoOutputs(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        x = np.asarray(model_input, dtype=float)
+        return {"total": x.sum(axis=1), "scaled": x * 10.0}
+
+
+def main() -> None:
+    out = pathlib.Path(sys.argv[1])
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    y = (X.a - X.c > 0).astype(int)
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    mlflow.sklearn.save_model(pipeline, str(out / "sklearn"), serialization_format="cloudpickle")
+    mlflow.pyfunc.save_model(str(out / "doubler"), python_model=Doubler())
+    mlflow.pyfunc.save_model(str(out / "two_outputs"), python_model=TwoOutputs())
+    X_test = pd.DataFrame(rng.normal(size=(25, 3)), columns=["a", "b", "c"])
+    predicted = mlflow.pyfunc.load_model(str(out / "sklearn")).predict(X_test)
+    expected = {"inputs": X_test.to_dict(orient="list"), "sklearn": np.asarray(predicted).tolist()}
+    (out / "expected.json").write_text(json.dumps(expected))
+
+
+if __name__ == "__main__":
+    main()
