@@ -4,7 +4,10 @@
 #      PostgreSQL, a local directory and an S3-compatible server;
 #   2. the MLflow compatibility suite (tests/compat/mlflow) with the real mlflow client from PyPI,
 #      once against SQLite + local artifacts and once against PostgreSQL + S3;
-#   3. the data suite (tests/compat/stats): statistics against scipy, drift verdicts against Evidently,
+#   3. the serving suite (tests/compat/serving): every model of the test set (native XGBoost/LightGBM, ONNX
+#      exports, scikit-learn and custom pyfunc models in the Python worker) through tritonclient.http and
+#      requests, equal to mlflow.pyfunc / onnxruntime; `loopline serve` and `loopline predict` with models:/;
+#   4. the data suite (tests/compat/stats): statistics against scipy, drift verdicts against Evidently,
 #      validation results against Great Expectations, and a headless-Chromium look at the HTML report.
 # It installs what it needs (a venv in .venv, PostgreSQL from Debian packages if absent) and starts its
 # own servers on loopback, stopping them on exit.
@@ -17,6 +20,11 @@ setup_stats_venv
 ensure_chromium
 start_postgres
 start_s3
+
+# The Python model worker and ONNX Runtime come from the project venv; say so explicitly for every test.
+VENV_DIR="$(cd "$(dirname "$PYTHON")/.." && pwd)"
+export LOOPLINE_PYTHON="$VENV_DIR/bin/python"
+export ORT_DYLIB_PATH="$(ls "$VENV_DIR"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)"
 
 echo "==> building"
 cargo build --workspace --all-targets --locked
@@ -37,6 +45,9 @@ echo "==> MLflow compatibility suite: PostgreSQL + S3"
 LOOPLINE_COMPAT_BACKEND_STORE_URI="$(create_postgres_database "compat_$RANDOM$RANDOM")" \
 LOOPLINE_COMPAT_ARTIFACTS_DESTINATION="s3://$LOOPLINE_TEST_S3_BUCKET/compat" \
   "$PYTHON" -m pytest tests/compat/mlflow -q -p no:cacheprovider -W ignore::DeprecationWarning
+
+echo "==> serving suite: tritonclient, requests and mlflow.pyfunc against loopline server, serve and predict"
+"$PYTHON" -m pytest tests/compat/serving -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 echo "==> data suite: scipy, Evidently, Great Expectations, report in Chromium"
 "$STATS_PYTHON" -m pytest tests/compat/stats -q -p no:cacheprovider -W ignore::DeprecationWarning

@@ -7,62 +7,32 @@ Environment:
 """
 
 import os
-import socket
-import subprocess
+import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from loopline_process import LooplineProcess, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def server_url():
-    binary = os.environ.get("LOOPLINE_BIN", str(REPO_ROOT / "target" / "debug" / "loopline"))
     data_dir = tempfile.mkdtemp(prefix="loopline-compat-")
-    port = _free_port()
-    command = [binary, "server", "--port", str(port), "--data-dir", data_dir]
+    port = free_port()
+    args = ["server", "--port", str(port), "--data-dir", data_dir]
     backend = os.environ.get("LOOPLINE_COMPAT_BACKEND_STORE_URI")
     if backend:
-        command += ["--backend-store-uri", backend]
+        args += ["--backend-store-uri", backend]
     artifacts = os.environ.get("LOOPLINE_COMPAT_ARTIFACTS_DESTINATION")
     if artifacts:
-        command += ["--artifacts-destination", artifacts]
-    log_path = Path(data_dir) / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"loopline server exited early:\n{log_path.read_text()}")
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"loopline server did not become healthy:\n{log_path.read_text()}")
-        time.sleep(0.1)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    assert process.returncode == 0, f"server did not shut down cleanly:\n{log_path.read_text()}"
+        args += ["--artifacts-destination", artifacts]
+    server = LooplineProcess(args, port, Path(data_dir) / "server.log", timeout=60)
+    yield server.url
+    code = server.stop()
+    assert code == 0, f"server did not shut down cleanly:\n{server.log_text()}"
 
 
 @pytest.fixture(scope="session", autouse=True)
