@@ -47,6 +47,15 @@ pub struct ServingOptions {
     /// Largest inference request body, in MiB.
     #[arg(long, env = "LOOPLINE_MAX_REQUEST_MB", default_value_t = 64)]
     pub max_request_mb: usize,
+    /// Share of answered requests written to the prediction log (0 turns it off).
+    #[arg(long, env = "LOOPLINE_PREDICTION_LOG_SAMPLE_RATE", default_value_t = 1.0)]
+    pub prediction_log_sample_rate: f64,
+    /// Rows per prediction log file.
+    #[arg(long, env = "LOOPLINE_PREDICTION_LOG_FLUSH_ROWS", default_value_t = 10_000)]
+    pub prediction_log_flush_rows: usize,
+    /// Longest a logged prediction waits before its file is written, in seconds.
+    #[arg(long, env = "LOOPLINE_PREDICTION_LOG_FLUSH_SECONDS", default_value_t = 60)]
+    pub prediction_log_flush_seconds: u64,
 }
 
 impl Default for ServingOptions {
@@ -57,6 +66,9 @@ impl Default for ServingOptions {
             max_queued_rows: 16_384,
             inference_threads: None,
             max_request_mb: 64,
+            prediction_log_sample_rate: 1.0,
+            prediction_log_flush_rows: 10_000,
+            prediction_log_flush_seconds: 60,
         }
     }
 }
@@ -76,6 +88,27 @@ impl ServingOptions {
             return Err("--inference-threads must be at least 1".to_string());
         }
         Ok(loopline_serving::RunnerConfig { batching, concurrency })
+    }
+
+    /// The prediction log settings, or `None` when it is off.
+    pub fn prediction_log(&self) -> Result<Option<loopline_serving::LogConfig>, String> {
+        let rate = self.prediction_log_sample_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(format!(
+                "--prediction-log-sample-rate is {rate}; give a share between 0 and 1"
+            ));
+        }
+        if self.prediction_log_flush_rows == 0 || self.prediction_log_flush_seconds == 0 {
+            return Err(
+                "--prediction-log-flush-rows and --prediction-log-flush-seconds must be at least 1".to_string(),
+            );
+        }
+        Ok((rate > 0.0).then(|| loopline_serving::LogConfig {
+            sample_rate: rate,
+            flush_rows: self.prediction_log_flush_rows,
+            flush_interval: std::time::Duration::from_secs(self.prediction_log_flush_seconds),
+            ..loopline_serving::LogConfig::default()
+        }))
     }
 
     /// The request body limit in bytes.

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 const PROXIED_ARTIFACT_ROOT: &str = "mlflow-artifacts:";
 
 /// Opens storage as configured and builds the HTTP application.
-pub async fn build_application(config: &ServerConfig) -> anyhow::Result<(axum::Router, Arc<SqlStore>)> {
+pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Application> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let store = Arc::new(
         SqlStore::connect(&config.backend_store_uri, PROXIED_ARTIFACT_ROOT)
@@ -44,11 +44,37 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<(axum::R
         artifacts,
         limits: HttpLimits::default(),
     };
+    let prediction_log = serving.log.clone();
     let router = loopline_http_api::router(state)
         .merge(loopline_serving::routes::v2_routes(serving.clone()))
+        .merge(loopline_serving::routes::feedback_routes(serving.clone()))
         .merge(loopline_serving::routes::registry_scoring_routes(serving))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
-    Ok((router, store))
+    Ok(Application {
+        router,
+        store,
+        prediction_log,
+    })
+}
+
+/// The assembled server.
+pub struct Application {
+    /// Every route.
+    pub router: axum::Router,
+    /// The metadata store, closed on shutdown.
+    pub store: Arc<SqlStore>,
+    /// The prediction log, flushed on shutdown.
+    pub prediction_log: Option<Arc<loopline_serving::PredictionLog>>,
+}
+
+/// Writes what the prediction log still buffers (at shutdown).
+pub async fn flush_prediction_log(log: Option<&Arc<loopline_serving::PredictionLog>>) {
+    if let Some(log) = log {
+        match log.flush().await {
+            Ok(()) => tracing::info!(rows = log.written(), dropped = log.dropped(), "prediction log flushed"),
+            Err(error) => tracing::error!(%error, "prediction log not flushed"),
+        }
+    }
 }
 
 /// Registered versions served at `/v2/models/{name}/versions/{version-or-alias}/infer` and
@@ -62,7 +88,12 @@ fn serving_state(
         .serving
         .runner()
         .map_err(|e| anyhow::anyhow!("serving settings: {e}"))?;
-    let repository = Arc::new(model_fetch::local::LocalRepository::new(metadata, artifacts));
+    let log = config
+        .serving
+        .prediction_log()
+        .map_err(|e| anyhow::anyhow!("serving settings: {e}"))?
+        .map(|log| loopline_serving::PredictionLog::start(log, artifacts.clone()));
+    let repository = Arc::new(model_fetch::local::LocalRepository::new(metadata, artifacts.clone()));
     let source = model_fetch::source::RegistrySource::new(repository).context("creating the model cache directory")?;
     let metrics = Arc::new(loopline_serving::Metrics::default());
     let catalog = loopline_serving::LoadingCatalog::new(
@@ -75,6 +106,7 @@ fn serving_state(
         catalog: Arc::new(catalog),
         metrics,
         max_body_bytes: config.serving.max_body_bytes(),
+        log,
     })
 }
 
@@ -91,13 +123,14 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (router, store) = build_application(&config).await?;
+    let application = build_application(&config).await?;
     tracing::info!(address = %listener.local_addr()?, "loopline server listening");
-    axum::serve(listener, router)
+    axum::serve(listener, application.router)
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
-    store.close().await;
+    flush_prediction_log(application.prediction_log.as_ref()).await;
+    application.store.close().await;
     tracing::info!("loopline server stopped");
     Ok(())
 }

@@ -27,6 +27,8 @@ enum Command {
     Validate(commands::validate::ValidateArgs),
     /// Batch inference: run an MLflow model directory over a table into a Parquet file (mlflow models predict's flags).
     Predict(commands::predict::PredictArgs),
+    /// Work with the prediction log: `loopline predictions export --model NAME -o out.parquet`.
+    Predictions(commands::predictions::PredictionsArgs),
     /// Serve one model over the MLflow scoring protocol and the Open Inference Protocol v2 (mlflow models serve's flags).
     Serve(commands::serve::ServeArgs),
     /// Compute statistics from JSON lines on standard input (for scripts and cross-checks).
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => commands::stats::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Predictions(args) => commands::predictions::run(args),
         Command::Server(config) => match run_server(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

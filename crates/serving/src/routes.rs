@@ -16,8 +16,10 @@ use serde_json::json;
 use crate::catalog::{Catalog, CatalogError, Served};
 use crate::conform::conform;
 use crate::metrics::{Metrics, Outcome};
+use crate::prediction_log::{Feedback, Logged, PredictionLog};
 use crate::runner::InferError;
 use crate::{oip, scoring};
+use loopline_model_runtime_api::Tensor;
 
 /// What the serving endpoints share.
 #[derive(Clone)]
@@ -28,6 +30,58 @@ pub struct ServingState {
     pub metrics: Arc<Metrics>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// Where sampled predictions and feedback go, when logging is on.
+    pub log: Option<Arc<PredictionLog>>,
+}
+
+impl ServingState {
+    /// Records an answered request when the log samples it.
+    fn log(
+        &self,
+        sampled: bool,
+        request_id: &str,
+        served: &Served,
+        arrived: i64,
+        inputs: Vec<Tensor>,
+        outputs: &[Tensor],
+    ) {
+        if let (true, Some(log)) = (sampled, &self.log) {
+            log.record(Logged {
+                request_id: request_id.to_string(),
+                model: served.name.clone(),
+                version: served.runner.version().to_string(),
+                timestamp_ms: arrived,
+                inputs,
+                outputs: outputs.to_vec(),
+            });
+        }
+    }
+
+    fn sampled(&self) -> bool {
+        self.log.as_ref().is_some_and(|log| log.sampled())
+    }
+
+    /// Runs a request through the model, recording it in the prediction log when sampled.
+    async fn infer_logged(
+        &self,
+        served: &Served,
+        request_id: &str,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, InferError> {
+        let sampled = self.sampled();
+        let logged_inputs = sampled.then(|| inputs.clone());
+        let arrived = loopline_core::time::now_millis();
+        let outputs = served.runner.infer(inputs).await?;
+        self.log(
+            sampled,
+            request_id,
+            served,
+            arrived,
+            logged_inputs.unwrap_or_default(),
+            &outputs,
+        );
+        Ok(outputs)
+    }
 }
 
 /// The Open Inference Protocol v2 endpoints and `/metrics`.
@@ -226,14 +280,16 @@ async fn infer_v2(
         let inputs = std::mem::take(&mut request.inputs);
         conform(served.descriptor.signature(), inputs).map(|inputs| (request, inputs))
     });
-    let (request, inputs) = match prepared {
+    let (mut request, inputs) = match prepared {
         Ok(prepared) => prepared,
         Err(message) => {
             record(Outcome::BadInput);
             return v2_error(StatusCode::BAD_REQUEST, message);
         }
     };
-    let outputs = match served.runner.infer(inputs).await {
+    let request_id = request.id.clone().unwrap_or_else(new_request_id);
+    request.id = Some(request_id.clone());
+    let outputs = match state.infer_logged(&served, &request_id, inputs).await {
         Ok(outputs) => outputs,
         Err(error) => {
             let (status, outcome) = infer_status(&error);
@@ -245,6 +301,7 @@ async fn infer_v2(
         Ok(encoded) => {
             record(Outcome::Success);
             let mut response = Response::new(Body::from(encoded.body));
+            set_request_id(&mut response, &request_id);
             let content_type = if let Some(length) = encoded.header_length {
                 response
                     .headers_mut()
@@ -262,6 +319,103 @@ async fn infer_v2(
             record(Outcome::BadInput);
             v2_error(StatusCode::BAD_REQUEST, message)
         }
+    }
+}
+
+/// The header that carries a request's id both ways (the id feedback refers to).
+const REQUEST_ID: &str = "x-request-id";
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn set_request_id(response: &mut Response, id: &str) {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+}
+
+/// `POST /api/loopline/v1/feedback`: ground-truth labels for earlier requests, by request id.
+pub fn feedback_routes(state: ServingState) -> Router {
+    Router::new()
+        .route("/api/loopline/v1/feedback", post(feedback))
+        .route("/api/loopline/v1/predictions/flush", post(flush_log))
+        .with_state(state)
+}
+
+/// `POST /api/loopline/v1/predictions/flush`: writes every buffered prediction and label now (before an
+/// export, or before stopping a replica by hand).
+async fn flush_log(State(state): State<ServingState>) -> Response {
+    let Some(log) = &state.log else {
+        return mlflow_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the prediction log is off on this server",
+        );
+    };
+    match log.flush().await {
+        Ok(()) => axum::Json(json!({"written_rows": log.written(), "dropped": log.dropped()})).into_response(),
+        Err(message) => mlflow_error(StatusCode::SERVICE_UNAVAILABLE, message),
+    }
+}
+
+async fn feedback(State(state): State<ServingState>, body: Body) -> Response {
+    let error = |status: StatusCode, message: String| {
+        (status, axum::Json(json!({"error_code": if status == StatusCode::BAD_REQUEST { "INVALID_PARAMETER_VALUE" } else { "TEMPORARILY_UNAVAILABLE" }, "message": message}))).into_response()
+    };
+    let Some(log) = &state.log else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the prediction log is off on this server, so feedback cannot be joined to predictions; start it with a prediction log".to_string(),
+        );
+    };
+    let body = match read_body(body, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(message) => return error(StatusCode::PAYLOAD_TOO_LARGE, message),
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
+    };
+    let items: Vec<&serde_json::Value> = match value.get("feedback") {
+        Some(serde_json::Value::Array(items)) => items.iter().collect(),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "'feedback' must be a list of {request_id, label}".to_string(),
+            );
+        }
+        None => vec![&value],
+    };
+    let now = loopline_core::time::now_millis();
+    let mut entries = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let Some(request_id) = item
+            .get("request_id")
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+        else {
+            return error(StatusCode::BAD_REQUEST, format!("feedback {index} has no 'request_id'"));
+        };
+        let Some(label) = item
+            .get("label")
+            .or_else(|| item.get("labels"))
+            .filter(|v| !v.is_null())
+        else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("feedback {index} ({request_id}) has no 'label'"),
+            );
+        };
+        entries.push(Feedback {
+            request_id: request_id.to_string(),
+            label: label.to_string(),
+            timestamp_ms: now,
+        });
+    }
+    let recorded = entries.len();
+    match log.feedback(entries).await {
+        Ok(()) => axum::Json(json!({"recorded": recorded})).into_response(),
+        Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
     }
 }
 
@@ -380,14 +534,21 @@ async fn score(state: &ServingState, served: Served, headers: &HeaderMap, body: 
             return mlflow_error(StatusCode::BAD_REQUEST, message);
         }
     };
-    match served.runner.infer(inputs).await {
+    let request_id = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .map_or_else(new_request_id, str::to_string);
+    match state.infer_logged(&served, &request_id, inputs).await {
         Ok(outputs) => {
             record(Outcome::Success);
-            (
+            let mut response = (
                 [(header::CONTENT_TYPE, "application/json")],
                 scoring::encode_predictions(&outputs),
             )
-                .into_response()
+                .into_response();
+            set_request_id(&mut response, &request_id);
+            response
         }
         Err(error) => {
             let (status, outcome) = infer_status(&error);

@@ -28,6 +28,7 @@ def server():
     port = free_port()
     process = LooplineProcess(["server", "--port", str(port), "--data-dir", data_dir], port,
                               Path(data_dir) / "server.log", timeout=60)
+    process.data_dir = data_dir
     os.environ["MLFLOW_TRACKING_URI"] = process.url
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     import mlflow

@@ -114,3 +114,34 @@ def test_predict_and_serve_resolve_runs_and_logged_models(server, tmp_path):
                               "-o", str(tmp_path / "x.parquet")], env={**os.environ, "MLFLOW_TRACKING_URI": server.url},
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no-such-model" in missing.stderr
+
+
+def test_logged_predictions_export_with_feedback(server, models, tmp_path):
+    model = models["lgb-regressor-booster"]
+    url = f"{server.url}/models/lgb-regressor-booster/versions/champion/invocations"
+    first = requests.post(url, json=split_body(model.inputs.head(3)), headers={"X-Request-Id": "export-1"})
+    second = requests.post(url, json=split_body(model.inputs.tail(2)))
+    assert first.status_code == second.status_code == 200
+    generated = second.headers["x-request-id"]
+    feedback = requests.post(f"{server.url}/api/loopline/v1/feedback", json={"feedback": [
+        {"request_id": "export-1", "label": 0.5}, {"request_id": generated, "label": 1.5}]})
+    assert feedback.json() == {"recorded": 2}
+    assert requests.post(f"{server.url}/api/loopline/v1/predictions/flush").status_code == 200
+    target = tmp_path / "log.parquet"
+    result = subprocess.run([binary(), "predictions", "export", "--model", "lgb-regressor-booster", "--data-dir",
+                             server.data_dir, "-o", str(target)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    log = pd.read_parquet(target)
+    mine = log[log.request_id.isin(["export-1", generated])].sort_values(["timestamp", "request_id", "row"])
+    assert len(mine) == 5
+    assert list(mine.label) == ["0.5"] * 3 + ["1.5"] * 2
+    np.testing.assert_allclose(mine["input.f0"].to_numpy(), pd.concat([model.inputs.head(3), model.inputs.tail(2)]).f0.to_numpy())
+    np.testing.assert_allclose(mine["output.prediction"].to_numpy(),
+                               np.concatenate([model.expected[:3], model.expected[-2:]]), rtol=1e-6)
+    none = subprocess.run([binary(), "predictions", "export", "--model", "nobody", "--data-dir", server.data_dir,
+                           "-o", str(tmp_path / "none.parquet")], capture_output=True, text=True)
+    assert none.returncode == 2 and "no logged predictions for model 'nobody'" in none.stderr
+
+
+def split_body(frame):
+    return {"dataframe_split": {"columns": list(frame.columns), "data": frame.values.tolist()}}

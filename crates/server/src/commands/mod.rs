@@ -3,6 +3,7 @@
 
 pub mod drift;
 pub mod predict;
+pub mod predictions;
 pub mod profile;
 pub mod progress;
 pub mod serve;

@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// Port to listen on.
     #[arg(short = 'p', long, env = "MLFLOW_PORT", default_value_t = 5000)]
     pub port: u16,
+    /// Where to keep the prediction log and feedback (a directory or `s3://bucket/prefix`); off when not given.
+    #[arg(long, env = "LOOPLINE_PREDICTION_LOG")]
+    pub prediction_log: Option<String>,
     /// Batching and limits.
     #[command(flatten)]
     pub serving: ServingOptions,
@@ -58,6 +61,16 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(Err(error)) => return input_error(error),
         Err(error) => return input_error(format!("loading the model stopped: {error}")),
     };
+    let log = match (&args.prediction_log, args.serving.prediction_log()) {
+        (_, Err(message)) => return input_error(message),
+        (None, _) | (_, Ok(None)) => None,
+        (Some(destination), Ok(Some(config))) => {
+            match loopline_artifact_store::ObjectArtifactStore::open(destination) {
+                Ok(store) => Some(loopline_serving::PredictionLog::start(config, Arc::new(store))),
+                Err(error) => return input_error(format!("--prediction-log {destination}: {error}")),
+            }
+        }
+    };
     let metrics = Arc::new(Metrics::default());
     let served = Served {
         name: fetched.name.clone(),
@@ -74,6 +87,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         catalog: Arc::new(FixedCatalog::new(served)),
         metrics,
         max_body_bytes: args.serving.max_body_bytes(),
+        log: log.clone(),
     };
     let address = format!("{}:{}", args.host, args.port);
     let listener = match tokio::net::TcpListener::bind(&address).await {
@@ -91,12 +105,14 @@ async fn serve(args: ServeArgs) -> ExitCode {
         "serving: POST /invocations (MLflow scoring) and /v2/models/{}/infer (Open Inference Protocol)",
         fetched.name
     );
-    let router = loopline_serving::routes::standalone_routes(state)
+    let router = loopline_serving::routes::standalone_routes(state.clone())
+        .merge(loopline_serving::routes::feedback_routes(state))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(crate::panic_response));
-    match axum::serve(listener, router)
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(crate::shutdown_signal())
-        .await
-    {
+        .await;
+    crate::flush_prediction_log(log.as_ref()).await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: serving HTTP: {error}");

@@ -373,3 +373,163 @@ async fn a_version_that_cannot_load_is_not_ready_with_its_reason_and_others_keep
     }
     server.stop().await.unwrap();
 }
+
+fn parquet_rows(directory: &std::path::Path) -> Vec<arrow_array::RecordBatch> {
+    let mut batches = Vec::new();
+    let mut pending = vec![directory.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let entry = entry.unwrap().path();
+            if entry.is_dir() {
+                pending.push(entry);
+            } else {
+                let file = std::fs::File::open(&entry).unwrap();
+                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                batches.extend(reader.map(Result::unwrap));
+            }
+        }
+    }
+    batches
+}
+
+fn strings(batches: &[arrow_array::RecordBatch], column: &str) -> Vec<String> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let values = b.column_by_name(column).unwrap().as_string::<i32>().clone();
+            (0..values.len()).map(move |i| values.value(i).to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn answered_requests_and_feedback_land_in_the_prediction_log() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    let columns = json!(["f0", "f1", "f2", "f3", "f4"]);
+    let row = json!({"dataframe_split": {"columns": columns, "data": [[1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 0.0, 0.0, 0.0, -1.0]]}});
+    let path = "/models/churn/versions/champion/invocations";
+    let tagged = post(
+        &server,
+        path,
+        &[("Content-Type", "application/json"), ("X-Request-Id", "req-9")],
+        row.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(tagged.status, 200);
+    assert!(tagged.headers.iter().any(|(k, v)| k == "x-request-id" && v == "req-9"));
+    let untagged = post_json(&server, path, &row).await;
+    let generated = untagged
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-request-id")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(
+        generated.len(),
+        32,
+        "a generated id is returned for feedback to refer to"
+    );
+    let v2 = post_json(&server, "/v2/models/churn/versions/1/infer", &v2_columns()).await;
+    assert_eq!(v2.json()["id"], "req-1");
+    let refused = post_json(&server, path, &json!({"dataframe_records": [{"f0": "x"}]})).await;
+    assert_eq!(refused.status, 400, "refused requests are not logged");
+
+    let feedback = "/api/loopline/v1/feedback";
+    let one = post_json(&server, feedback, &json!({"request_id": "req-9", "label": [1, 0]})).await;
+    assert_eq!((one.status, one.json()["recorded"].clone()), (200, json!(1)));
+    let many = post_json(
+        &server,
+        feedback,
+        &json!({"feedback": [{"request_id": generated, "label": 1}, {"request_id": "req-1", "label": 0}]}),
+    )
+    .await;
+    assert_eq!(many.json()["recorded"], 2);
+    let bad = post_json(&server, feedback, &json!({"label": 1})).await;
+    assert!(bad.status == 400 && bad.json()["message"].as_str().unwrap().contains("request_id"));
+    let flushed = post_json(&server, "/api/loopline/v1/predictions/flush", &json!({})).await;
+    assert_eq!(flushed.status, 200, "{}", flushed.body_text());
+
+    let logged = parquet_rows(&server.data_dir.join("artifacts/predictions/model=churn"));
+    let mut ids = strings(&logged, "request_id");
+    ids.sort();
+    let mut want = vec![
+        "req-9".to_string(),
+        "req-9".to_string(),
+        generated.clone(),
+        generated.clone(),
+    ];
+    want.extend(std::iter::repeat_n("req-1".to_string(), 30));
+    want.sort();
+    assert_eq!(ids, want, "two rows per scoring request, thirty for the v2 request");
+    assert!(strings(&logged, "model_version").iter().all(|v| v == "1"));
+    for batch in &logged {
+        for column in ["timestamp", "row", "input.f0", "input.f4", "output.prediction"] {
+            assert!(
+                batch.schema().index_of(column).is_ok(),
+                "{column} in {:?}",
+                batch.schema()
+            );
+        }
+    }
+    let hours: Vec<String> = std::fs::read_dir(server.data_dir.join("artifacts/predictions/model=churn"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        hours
+            .iter()
+            .all(|h| h.starts_with("hour=") && h.len() == "hour=2026-11-22T10".len()),
+        "{hours:?}"
+    );
+    let labels = parquet_rows(&server.data_dir.join("artifacts/feedback"));
+    let mut pairs: Vec<(String, String)> = strings(&labels, "request_id")
+        .into_iter()
+        .zip(strings(&labels, "label"))
+        .collect();
+    pairs.sort();
+    let mut want = vec![
+        ("req-1".to_string(), "0".to_string()),
+        ("req-9".to_string(), "[1,0]".to_string()),
+        (generated, "1".to_string()),
+    ];
+    want.sort();
+    assert_eq!(pairs, want);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_the_log_off_nothing_is_written_and_feedback_says_why() {
+    let server = TestServer::start_serving(ServingOptions {
+        prediction_log_sample_rate: 0.0,
+        ..ServingOptions::default()
+    })
+    .await
+    .unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    let answered = post_json(&server, "/v2/models/churn/versions/1/infer", &v2_columns()).await;
+    assert_eq!(answered.status, 200);
+    let feedback = post_json(
+        &server,
+        "/api/loopline/v1/feedback",
+        &json!({"request_id": "req-1", "label": 1}),
+    )
+    .await;
+    assert_eq!(feedback.status, 503);
+    assert!(
+        feedback.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("prediction log is off")
+    );
+    let flush = post_json(&server, "/api/loopline/v1/predictions/flush", &json!({})).await;
+    assert_eq!(flush.status, 503);
+    assert!(!server.data_dir.join("artifacts/predictions").exists());
+    server.stop().await.unwrap();
+}
