@@ -265,6 +265,15 @@ impl Tensor {
     }
 }
 
+/// The position of the tensor called `name`, looking first at `hint` (where it sits when a request lists
+/// columns in the model's order, the common case) and then everywhere.
+pub fn position_of(tensors: &[Tensor], name: &str, hint: usize) -> Option<usize> {
+    if tensors.get(hint).is_some_and(|t| t.name == name) {
+        return Some(hint);
+    }
+    tensors.iter().position(|t| t.name == name)
+}
+
 /// Rows of a request: the first dimension its tensors agree on.
 pub fn request_rows(tensors: &[Tensor]) -> Result<usize, String> {
     let Some(first) = tensors.first() else {
@@ -422,17 +431,21 @@ pub fn batch_from_tensors(tensors: &[Tensor]) -> Result<RecordBatch, String> {
     for tensor in tensors {
         let width = tensor.row_width();
         let column = |offset: usize| -> ArrayRef {
-            let pick = |i: usize| i % width.max(1) == offset;
+            let step = width.max(1);
             macro_rules! take {
                 ($values:expr, $array:ty) => {
-                    Arc::new(<$array>::from(
-                        $values
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| pick(*i))
-                            .map(|(_, v)| v.clone())
-                            .collect::<Vec<_>>(),
-                    ))
+                    if step == 1 {
+                        Arc::new(<$array>::from($values.clone()))
+                    } else {
+                        Arc::new(<$array>::from(
+                            $values
+                                .iter()
+                                .skip(offset)
+                                .step_by(step)
+                                .cloned()
+                                .collect::<Vec<_>>(),
+                        ))
+                    }
                 };
             }
             match &tensor.data {
@@ -442,12 +455,7 @@ pub fn batch_from_tensors(tensors: &[Tensor]) -> Result<RecordBatch, String> {
                 TensorData::F32(v) => take!(v, Float32Array),
                 TensorData::F64(v) => take!(v, Float64Array),
                 TensorData::Bytes(v) => {
-                    let picked: Vec<&[u8]> = v
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| pick(*i))
-                        .map(|(_, b)| b.as_slice())
-                        .collect();
+                    let picked: Vec<&[u8]> = v.iter().skip(offset).step_by(step).map(Vec::as_slice).collect();
                     match picked
                         .iter()
                         .map(|b| std::str::from_utf8(b))

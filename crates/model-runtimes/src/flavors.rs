@@ -154,8 +154,10 @@ impl NativeTreeModel {
             let found: Vec<&Tensor> = self
                 .feature_names
                 .iter()
-                .filter_map(|name| {
-                    let tensor = inputs.iter().find(|t| &t.name == name);
+                .enumerate()
+                .filter_map(|(index, name)| {
+                    let tensor =
+                        loopline_model_runtime_api::tensor::position_of(inputs, name, index).map(|i| &inputs[i]);
                     if tensor.is_none() {
                         missing.push(name.as_str());
                     }

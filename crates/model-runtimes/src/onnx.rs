@@ -198,27 +198,25 @@ impl OnnxModel {
                 return Ok(vec![(input.clone(), tensor.shape.clone(), tensor.data.clone())]);
             }
             let width: usize = tensors.iter().map(Tensor::row_width).sum();
-            let mut columns = Vec::with_capacity(rows * width);
             let text = tensors.iter().any(|t| matches!(t.data, TensorData::Bytes(_)));
-            let mut strings = Vec::new();
-            for row in 0..rows {
-                for tensor in tensors {
-                    let w = tensor.row_width();
-                    for offset in row * w..(row + 1) * w {
-                        match &tensor.data {
-                            TensorData::Bytes(values) => strings.push(values[offset].clone()),
-                            data if text => {
-                                strings.push(data.number(offset).unwrap_or(f64::NAN).to_string().into_bytes())
-                            }
-                            data => columns.push(data.number(offset).unwrap_or(f64::NAN)),
+            let data = if text {
+                let mut strings = Vec::with_capacity(rows * width);
+                for row in 0..rows {
+                    for tensor in tensors {
+                        let w = tensor.row_width();
+                        for offset in row * w..(row + 1) * w {
+                            strings.push(match &tensor.data {
+                                TensorData::Bytes(values) => values[offset].clone(),
+                                data => data.number(offset).unwrap_or(f64::NAN).to_string().into_bytes(),
+                            });
                         }
                     }
                 }
-            }
-            let data = if text {
                 TensorData::Bytes(strings)
+            } else if input.element == TensorElementType::Float32 {
+                TensorData::F32(interleave(tensors, rows, width))
             } else {
-                TensorData::F64(columns)
+                TensorData::F64(interleave(tensors, rows, width))
             };
             return Ok(vec![(input.clone(), vec![rows, width], data)]);
         }
@@ -240,6 +238,100 @@ impl OnnxModel {
                 Ok((input.clone(), shape, tensor.data.clone()))
             })
             .collect()
+    }
+}
+
+/// A float element type that every tensor family converts into.
+trait Element: Copy + Default {
+    fn of_f64(value: f64) -> Self;
+    fn of_f32(value: f32) -> Self;
+    /// The values themselves when they already are of this type.
+    fn borrow_f32(values: &[f32]) -> Option<&[Self]>;
+    /// The values themselves when they already are of this type.
+    fn borrow_f64(values: &[f64]) -> Option<&[Self]>;
+}
+
+impl Element for f32 {
+    fn of_f64(value: f64) -> f32 {
+        value as f32
+    }
+    fn of_f32(value: f32) -> f32 {
+        value
+    }
+    fn borrow_f32(values: &[f32]) -> Option<&[f32]> {
+        Some(values)
+    }
+    fn borrow_f64(_: &[f64]) -> Option<&[f32]> {
+        None
+    }
+}
+
+impl Element for f64 {
+    fn of_f64(value: f64) -> f64 {
+        value
+    }
+    fn of_f32(value: f32) -> f64 {
+        f64::from(value)
+    }
+    fn borrow_f32(_: &[f32]) -> Option<&[f64]> {
+        None
+    }
+    fn borrow_f64(values: &[f64]) -> Option<&[f64]> {
+        Some(values)
+    }
+}
+
+/// Numeric tensors side by side as one row-major matrix, each column converted once by its type.
+fn interleave<T: Element>(tensors: &[Tensor], rows: usize, _width: usize) -> Vec<T> {
+    let mut matrix = Vec::new();
+    interleave_into(&mut matrix, tensors, rows);
+    matrix
+}
+
+/// [`interleave`] into a buffer whose memory is reused.
+fn interleave_into<T: Element>(matrix: &mut Vec<T>, tensors: &[Tensor], rows: usize) {
+    // Columns already of type T are read in place; others are converted once.
+    let columns: Vec<(std::borrow::Cow<'_, [T]>, usize)> = tensors
+        .iter()
+        .map(|tensor| {
+            let values = match &tensor.data {
+                TensorData::F32(values) => T::borrow_f32(values)
+                    .map(std::borrow::Cow::Borrowed)
+                    .unwrap_or_else(|| values.iter().map(|v| T::of_f32(*v)).collect()),
+                TensorData::F64(values) => T::borrow_f64(values)
+                    .map(std::borrow::Cow::Borrowed)
+                    .unwrap_or_else(|| values.iter().map(|v| T::of_f64(*v)).collect()),
+                data => (0..data.len())
+                    .map(|i| T::of_f64(data.number(i).unwrap_or(f64::NAN)))
+                    .collect(),
+            };
+            (values, tensor.row_width())
+        })
+        .collect();
+    let width: usize = columns.iter().map(|(_, w)| w).sum();
+    // Reuse the buffer without clearing it: every element is overwritten below.
+    if matrix.len() < rows * width {
+        matrix.resize(rows * width, T::default());
+    }
+    matrix.truncate(rows * width);
+    // Blocks of rows small enough for the cache: each column is read in order, the block written in place.
+    const BLOCK: usize = 64;
+    for start in (0..rows).step_by(BLOCK) {
+        let end = (start + BLOCK).min(rows);
+        let block = &mut matrix[start * width..end * width];
+        let mut first = 0;
+        for (values, w) in &columns {
+            if *w == 1 {
+                for (row, value) in values[start..end].iter().enumerate() {
+                    block[row * width + first] = *value;
+                }
+            } else {
+                for (row, chunk) in values[start * w..end * w].chunks_exact(*w).enumerate() {
+                    block[row * width + first..row * width + first + w].copy_from_slice(chunk);
+                }
+            }
+            first += w;
+        }
     }
 }
 
@@ -269,7 +361,12 @@ fn to_value(input: &Input, shape: Vec<usize>, data: TensorData) -> Result<DynVal
                 .map_err(fail),
             other => tensor!(f32, &other),
         },
-        TensorElementType::Float64 => tensor!(f64, &data),
+        TensorElementType::Float64 => match data {
+            TensorData::F64(values) => ort::value::Tensor::from_array((shape, values))
+                .map(|t| t.into_dyn())
+                .map_err(fail),
+            other => tensor!(f64, &other),
+        },
         TensorElementType::Int64 => tensor!(i64, &data),
         TensorElementType::Int32 => tensor!(i32, &data),
         TensorElementType::Int16 => tensor!(i16, &data),
@@ -383,12 +480,48 @@ impl Model for OnnxModel {
     }
 
     fn predict(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, PredictError> {
+        // The common batch case, numeric columns into one float matrix, is laid out in a buffer each thread
+        // keeps, so large batches do not fault in fresh pages every time.
+        if let Some((input, rows, width)) = self.float_matrix(inputs) {
+            return SCRATCH.with_borrow_mut(|scratch| {
+                interleave_into(scratch, inputs, rows);
+                let view = ort::value::TensorRef::from_array_view(([rows, width], scratch.as_slice()))
+                    .map_err(|e| PredictError::Internal(e.to_string()))?
+                    .into_dyn();
+                self.run(vec![(input.name.clone(), ort::session::SessionInputValue::from(view))])
+            });
+        }
         let feeds = self.feeds(inputs)?;
-        let values: Vec<(String, DynValue)> = feeds
+        let values: Vec<(String, ort::session::SessionInputValue<'_>)> = feeds
             .into_iter()
-            .map(|(input, shape, data)| to_value(&input, shape, data).map(|v| (input.name.clone(), v)))
+            .map(|(input, shape, data)| to_value(&input, shape, data).map(|v| (input.name.clone(), v.into())))
             .collect::<Result<_, _>>()?;
-        // Any free session, else wait for the next in turn.
+        self.run(values)
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl OnnxModel {
+    /// The single float input and the matrix shape when the request is numeric columns (not one tensor that
+    /// is fed as it is).
+    fn float_matrix(&self, inputs: &[Tensor]) -> Option<(&Input, usize, usize)> {
+        let [input] = self.inputs.as_slice() else { return None };
+        if input.element != TensorElementType::Float32
+            || input.shape.len() != 2
+            || inputs.len() < 2
+            || inputs.iter().any(|t| matches!(t.data, TensorData::Bytes(_)))
+        {
+            return None;
+        }
+        let rows = loopline_model_runtime_api::tensor::request_rows(inputs).ok()?;
+        Some((input, rows, inputs.iter().map(Tensor::row_width).sum()))
+    }
+
+    /// Runs the model on one free session (else waits for the next in turn) and copies the outputs out.
+    fn run(&self, values: Vec<(String, ort::session::SessionInputValue<'_>)>) -> Result<Vec<Tensor>, PredictError> {
         let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let count = self.sessions.len();
         let mut guard = (0..count)

@@ -87,7 +87,11 @@ impl ServingOptions {
         if concurrency == 0 {
             return Err("--inference-threads must be at least 1".to_string());
         }
-        Ok(loopline_serving::RunnerConfig { batching, concurrency })
+        Ok(loopline_serving::RunnerConfig {
+            batching,
+            concurrency,
+            ..defaults
+        })
     }
 
     /// The prediction log settings, or `None` when it is off.

@@ -3,6 +3,7 @@
 //! cast to the declared width; NaN is refused where the declared type is an integer or boolean), and tensors
 //! of the declared dtype and fixed dimensions. Errors name the field.
 
+use loopline_model_runtime_api::tensor::position_of;
 use loopline_model_runtime_api::{ColumnType, DataType, Schema, Signature, Tensor, TensorData, TensorSpec};
 
 /// Checks and casts `inputs` to the signature's inputs; without a signature they pass unchanged.
@@ -63,8 +64,12 @@ fn conform_columns(
     }
     let extra: Vec<&str> = inputs
         .iter()
-        .map(|t| t.name.as_str())
-        .filter(|name| !columns.iter().any(|c| c.name.as_deref() == Some(*name)))
+        .enumerate()
+        .filter(|(index, t)| {
+            let at_hint = columns.get(*index).and_then(|c| c.name.as_deref()) == Some(t.name.as_str());
+            !at_hint && !columns.iter().any(|c| c.name.as_deref() == Some(t.name.as_str()))
+        })
+        .map(|(_, t)| t.name.as_str())
         .collect();
     if !extra.is_empty() {
         let known: Vec<&str> = columns.iter().filter_map(|c| c.name.as_deref()).collect();
@@ -72,14 +77,18 @@ fn conform_columns(
             "the request has columns the model's signature does not know: {extra:?}; it takes {known:?}"
         ));
     }
+    let positions: Vec<Option<usize>> = columns
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| position_of(&inputs, spec.name.as_deref().expect("all named"), index))
+        .collect();
     let mut inputs: Vec<Option<Tensor>> = inputs.into_iter().map(Some).collect();
     let mut conformed = Vec::with_capacity(columns.len());
     let mut missing = Vec::new();
-    for spec in columns {
-        let name = spec.name.as_deref().expect("all named");
-        match inputs.iter_mut().find(|t| t.as_ref().is_some_and(|t| t.name == name)) {
-            Some(slot) => conformed.push(cast_column(&spec.kind, slot.take().expect("found"))?),
-            None if spec.required => missing.push(name),
+    for (spec, position) in columns.iter().zip(positions) {
+        match position.and_then(|p| inputs[p].take()) {
+            Some(tensor) => conformed.push(cast_column(&spec.kind, tensor)?),
+            None if spec.required => missing.push(spec.name.as_deref().expect("all named")),
             None => {}
         }
     }

@@ -6,6 +6,7 @@
 //! With the default wait of zero a request runs as soon as a slot is free, so batches form on their own
 //! under load (requests that arrive while every slot is busy run together) without adding latency when idle.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,26 @@ struct Shared {
     queue: Mutex<BatchQueue<Pending>>,
     wake: Notify,
     closed: std::sync::atomic::AtomicBool,
+    /// Model calls running now (batches and inline requests share the limit).
+    slots: Arc<Semaphore>,
+    /// Recent compute time per row in nanoseconds (an average over batches; `u64::MAX` until measured).
+    nanos_per_row: AtomicU64,
+    metrics: Arc<Metrics>,
+    labels: (String, String),
+    inline_budget_nanos: u64,
+}
+
+impl Shared {
+    fn record_compute(&self, rows: usize, took: Duration) {
+        let per_row = (took.as_nanos() as u64) / rows.max(1) as u64;
+        let previous = self.nanos_per_row.load(Ordering::Relaxed);
+        let next = if previous == u64::MAX {
+            per_row
+        } else {
+            (previous * 7 + per_row) / 8
+        };
+        self.nanos_per_row.store(next, Ordering::Relaxed);
+    }
 }
 
 /// One loaded model with its batching task.
@@ -86,6 +107,9 @@ pub struct RunnerConfig {
     pub batching: BatchingConfig,
     /// Batches running at once (blocking threads).
     pub concurrency: usize,
+    /// Requests expected to compute within this run in the caller's task when a slot is free and nothing
+    /// queues: handing a few microseconds of work to another thread costs more than the work. Zero turns it off.
+    pub inline_budget: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -97,6 +121,7 @@ impl Default for RunnerConfig {
                 max_queued_rows: 16_384,
             },
             concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            inline_budget: Duration::from_micros(50),
         }
     }
 }
@@ -114,6 +139,11 @@ impl ModelRunner {
             queue: Mutex::new(BatchQueue::new(config.batching)),
             wake: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            nanos_per_row: AtomicU64::new(u64::MAX),
+            metrics,
+            labels: (name.to_string(), version.to_string()),
+            inline_budget_nanos: config.inline_budget.as_nanos() as u64,
         });
         let runner = Arc::new(ModelRunner {
             model: model.clone(),
@@ -121,13 +151,7 @@ impl ModelRunner {
             name: name.to_string(),
             version: version.to_string(),
         });
-        tokio::spawn(drive(
-            shared,
-            model,
-            config,
-            metrics,
-            (name.to_string(), version.to_string()),
-        ));
+        tokio::spawn(drive(shared, model));
         runner
     }
 
@@ -159,6 +183,9 @@ impl ModelRunner {
         if rows == 0 {
             return Err(InferError::Input("the request has no rows".to_string()));
         }
+        if let Some(answer) = self.try_inline(&inputs, rows) {
+            return answer;
+        }
         let (reply, answer) = oneshot::channel();
         let now = Instant::now();
         let offered = self.lock().offer(
@@ -182,6 +209,27 @@ impl ModelRunner {
             .unwrap_or_else(|_| Err(InferError::Unavailable("the model was unloaded".to_string())))
     }
 
+    /// Runs a cheap request at once in the caller's task, when its expected compute time is within the inline
+    /// budget, nothing waits in the queue, and a slot is free.
+    fn try_inline(&self, inputs: &[Tensor], rows: usize) -> Option<Result<Vec<Tensor>, InferError>> {
+        let per_row = self.shared.nanos_per_row.load(Ordering::Relaxed);
+        if per_row == u64::MAX || per_row.saturating_mul(rows as u64) >= self.shared.inline_budget_nanos {
+            return None;
+        }
+        let permit = self.shared.slots.clone().try_acquire_owned().ok()?;
+        if !self.lock().is_empty() {
+            return None;
+        }
+        let started = Instant::now();
+        let result = self.model.predict(inputs);
+        let took = started.elapsed();
+        drop(permit);
+        self.shared.record_compute(rows, took);
+        let (model, version) = &self.shared.labels;
+        self.shared.metrics.batch(model, version, rows, &[Duration::ZERO], took);
+        Some(result.map_err(InferError::from))
+    }
+
     /// Stops the batching task once the queue is empty.
     pub fn stop(&self) {
         self.shared.closed.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -195,16 +243,9 @@ impl Drop for ModelRunner {
     }
 }
 
-async fn drive(
-    shared: Arc<Shared>,
-    model: Arc<dyn Model>,
-    config: RunnerConfig,
-    metrics: Arc<Metrics>,
-    labels: (String, String),
-) {
-    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+async fn drive(shared: Arc<Shared>, model: Arc<dyn Model>) {
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
+        let Ok(permit) = shared.slots.clone().acquire_owned().await else {
             return;
         };
         // Wait until a batch is due.
@@ -235,17 +276,16 @@ async fn drive(
             continue;
         }
         let model = model.clone();
-        let metrics = metrics.clone();
-        let labels = labels.clone();
+        let shared = shared.clone();
         tokio::task::spawn_blocking(move || {
-            run_batch(model.as_ref(), batch, &metrics, &labels);
+            run_batch(model.as_ref(), batch, &shared);
             drop(permit);
         });
     }
 }
 
 /// Runs requests in groups of consecutive stackable ones, replying to each.
-fn run_batch(model: &dyn Model, batch: Vec<(Pending, usize)>, metrics: &Metrics, labels: &(String, String)) {
+fn run_batch(model: &dyn Model, batch: Vec<(Pending, usize)>, shared: &Shared) {
     let started = Instant::now();
     let mut groups: Vec<Vec<(Pending, usize)>> = Vec::new();
     for item in batch {
@@ -264,13 +304,14 @@ fn run_batch(model: &dyn Model, batch: Vec<(Pending, usize)>, metrics: &Metrics,
             let parts: Vec<&[Tensor]> = group.iter().map(|(p, _)| p.inputs.as_slice()).collect();
             model.predict(&stack(&parts)).map(|outputs| split_rows(&outputs, &rows))
         };
-        metrics.batch(
-            &labels.0,
-            &labels.1,
-            rows.iter().sum(),
-            &queued,
-            compute_start.elapsed(),
-        );
+        let took = compute_start.elapsed();
+        let (model_name, version) = &shared.labels;
+        shared
+            .metrics
+            .batch(model_name, version, rows.iter().sum(), &queued, took);
+        if outcome.is_ok() {
+            shared.record_compute(rows.iter().sum(), took);
+        }
         match outcome {
             Ok(per_request) => {
                 for ((pending, _), outputs) in group.into_iter().zip(per_request) {

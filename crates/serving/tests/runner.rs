@@ -78,6 +78,7 @@ fn start(max_batch_rows: usize, max_queued_rows: usize) -> Harness {
             max_queued_rows,
         },
         concurrency: 1,
+        inline_budget: Duration::ZERO,
     };
     let runner = ModelRunner::start("m", "1", Arc::new(model), config, metrics.clone());
     Harness {
@@ -201,4 +202,49 @@ async fn a_bad_request_fails_alone() {
         harness.runner.infer(Vec::new()).await.unwrap_err(),
         InferError::Input("the request has no inputs".to_string())
     );
+}
+
+/// Answers at once, noting the thread it ran on.
+struct QuickModel(ModelMetadata, Mutex<Option<std::thread::ThreadId>>);
+
+impl Model for QuickModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.0
+    }
+
+    fn predict(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, PredictError> {
+        *self.1.lock().unwrap() = Some(std::thread::current().id());
+        Ok(inputs.to_vec())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cheap_requests_run_in_the_callers_task_once_their_cost_is_known() {
+    let metadata = ModelMetadata {
+        platform: "test".to_string(),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+    };
+    for (budget, inline) in [(Duration::from_secs(1), true), (Duration::ZERO, false)] {
+        let config = RunnerConfig {
+            inline_budget: budget,
+            ..RunnerConfig::default()
+        };
+        let model = Arc::new(QuickModel(metadata.clone(), Mutex::new(None)));
+        let runner = ModelRunner::start("m", "1", model.clone(), config, Arc::new(Metrics::default()));
+        // The first request measures the model on the batching path, on a blocking thread.
+        let caller = std::thread::current().id();
+        assert_eq!(
+            runner.infer(rows(&[1.0])).await.unwrap()[0].data,
+            TensorData::F64(vec![1.0])
+        );
+        assert_ne!(*model.1.lock().unwrap(), Some(caller));
+        // The next one runs inline: on the thread that polled the request (no await comes before the model).
+        let caller = std::thread::current().id();
+        assert_eq!(
+            runner.infer(rows(&[2.0])).await.unwrap()[0].data,
+            TensorData::F64(vec![2.0])
+        );
+        assert_eq!(*model.1.lock().unwrap() == Some(caller), inline, "budget {budget:?}");
+    }
 }

@@ -139,8 +139,14 @@ fn write_in_order(
             if writer.is_none() {
                 let file =
                     std::fs::File::create(output).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
-                writer =
-                    Some(parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| e.to_string())?);
+                // Predictions rarely repeat: plain encoding writes them faster than dictionaries would.
+                let properties = parquet::file::properties::WriterProperties::builder()
+                    .set_dictionary_enabled(false)
+                    .build();
+                writer = Some(
+                    parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(properties))
+                        .map_err(|e| e.to_string())?,
+                );
             }
             writer
                 .as_mut()
