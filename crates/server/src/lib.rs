@@ -67,6 +67,14 @@ pub struct Application {
     pub prediction_log: Option<Arc<loopline_serving::PredictionLog>>,
 }
 
+/// Says at startup whether ONNX models can be served (the server runs without ONNX Runtime).
+pub(crate) fn report_onnx_runtime() {
+    match loopline_model_runtimes::onnx::availability() {
+        Ok(()) => tracing::info!("ONNX Runtime loaded: ONNX models can be served"),
+        Err(reason) => tracing::warn!(%reason, "ONNX models cannot be served; every other model can"),
+    }
+}
+
 /// Writes what the prediction log still buffers (at shutdown).
 pub async fn flush_prediction_log(log: Option<&Arc<loopline_serving::PredictionLog>>) {
     if let Some(log) = log {
@@ -88,6 +96,7 @@ fn serving_state(
         .serving
         .runner()
         .map_err(|e| anyhow::anyhow!("serving settings: {e}"))?;
+    report_onnx_runtime();
     let log = config
         .serving
         .prediction_log()
