@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use loopline_model_runtime_api::tensor::{request_rows, split_rows, stack, stackable};
 use loopline_model_runtime_api::{Model, PredictError, Tensor};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::batching::{BatchQueue, BatchingConfig, QueueFull};
 use crate::metrics::Metrics;
@@ -245,23 +245,16 @@ impl Drop for ModelRunner {
 
 async fn drive(shared: Arc<Shared>, model: Arc<dyn Model>) {
     loop {
-        let Ok(permit) = shared.slots.clone().acquire_owned().await else {
-            return;
-        };
-        // Wait until a batch is due.
-        let batch = loop {
+        // Wait until a batch is due, holding no slot meanwhile so idle time leaves every slot to inline requests.
+        loop {
             let notified = shared.wake.notified();
-            let (batch, deadline) = {
-                let mut queue = shared.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let deadline = {
+                let queue = shared.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if queue.is_due(Instant::now()) {
-                    (Some(queue.take_batch(|pending| pending.reply.is_closed())), None)
-                } else {
-                    (None, queue.deadline())
+                    break;
                 }
+                queue.deadline()
             };
-            if let Some(batch) = batch {
-                break batch;
-            }
             if shared.closed.load(std::sync::atomic::Ordering::SeqCst) && deadline.is_none() {
                 return;
             }
@@ -271,21 +264,28 @@ async fn drive(shared: Arc<Shared>, model: Arc<dyn Model>) {
                 }
                 None => notified.await,
             }
+        }
+        let Ok(permit) = shared.slots.clone().acquire_owned().await else {
+            return;
         };
+        // Requests that arrived while every slot was busy join this batch.
+        let batch = shared
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take_batch(|pending| pending.reply.is_closed());
         if batch.is_empty() {
             continue;
         }
         let model = model.clone();
         let shared = shared.clone();
-        tokio::task::spawn_blocking(move || {
-            run_batch(model.as_ref(), batch, &shared);
-            drop(permit);
-        });
+        tokio::task::spawn_blocking(move || run_batch(model.as_ref(), batch, &shared, permit));
     }
 }
 
-/// Runs requests in groups of consecutive stackable ones, replying to each.
-fn run_batch(model: &dyn Model, batch: Vec<(Pending, usize)>, shared: &Shared) {
+/// Runs requests in groups of consecutive stackable ones, then frees the slot and replies to each (so a caller
+/// holding its answer can count on the slot being free again).
+fn run_batch(model: &dyn Model, batch: Vec<(Pending, usize)>, shared: &Shared, slot: OwnedSemaphorePermit) {
     let started = Instant::now();
     let mut groups: Vec<Vec<(Pending, usize)>> = Vec::new();
     for item in batch {
@@ -294,6 +294,7 @@ fn run_batch(model: &dyn Model, batch: Vec<(Pending, usize)>, shared: &Shared) {
             _ => groups.push(vec![item]),
         }
     }
+    let mut answers: Vec<(Reply, Result<Vec<Tensor>, InferError>)> = Vec::new();
     for group in groups {
         let queued: Vec<Duration> = group.iter().map(|(p, _)| started.duration_since(p.arrived)).collect();
         let rows: Vec<usize> = group.iter().map(|(_, rows)| *rows).collect();
@@ -315,22 +316,26 @@ fn run_batch(model: &dyn Model, batch: Vec<(Pending, usize)>, shared: &Shared) {
         match outcome {
             Ok(per_request) => {
                 for ((pending, _), outputs) in group.into_iter().zip(per_request) {
-                    let _ = pending.reply.send(Ok(outputs));
+                    answers.push((pending.reply, Ok(outputs)));
                 }
             }
             Err(PredictError::Input(_)) if group.len() > 1 => {
                 // One request spoiled the batch: run each alone so only that one fails.
                 for (pending, _) in group {
                     let result = model.predict(&pending.inputs).map_err(InferError::from);
-                    let _ = pending.reply.send(result);
+                    answers.push((pending.reply, result));
                 }
             }
             Err(error) => {
                 let error = InferError::from(error);
                 for (pending, _) in group {
-                    let _ = pending.reply.send(Err(error.clone()));
+                    answers.push((pending.reply, Err(error.clone())));
                 }
             }
         }
+    }
+    drop(slot);
+    for (reply, answer) in answers {
+        let _ = reply.send(answer);
     }
 }
