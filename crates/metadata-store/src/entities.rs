@@ -403,3 +403,53 @@ pub struct Page<T> {
 
 /// The stages a model version can be in, in MLflow's spelling.
 pub const MODEL_VERSION_STAGES: [&str; 4] = ["None", "Staging", "Production", "Archived"];
+
+/// A deployment as stored: its specification and rollout state are JSON documents owned by the deployments
+/// crate; the store only keeps them consistent (`revision` grows by one on every update).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentRecord {
+    /// Unique name.
+    pub name: String,
+    /// The specification, JSON.
+    pub spec: String,
+    /// The rollout state, JSON.
+    pub state: String,
+    /// Bumped on every update; updates name the revision they were based on.
+    pub revision: i64,
+    /// Creation time, ms since the epoch.
+    pub creation_time: i64,
+    /// Last update time, ms since the epoch.
+    pub last_update_time: i64,
+}
+
+/// One entry of a deployment's audit trail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentEvent {
+    /// Increasing id (assigned by the store; ignored when appending).
+    pub event_id: i64,
+    /// The deployment.
+    pub deployment: String,
+    /// When, ms since the epoch.
+    pub timestamp_ms: i64,
+    /// What happened (`created`, `step`, `promoted`, `rolled_back`...).
+    pub kind: String,
+    /// Who or what caused it (`user:<name>`, `controller`...).
+    pub actor: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The figures behind it, JSON.
+    pub details: String,
+}
+
+/// A change of a registry alias: the version it pointed at from `set_time` on (`None`: removed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasChange {
+    /// Registered model.
+    pub name: String,
+    /// Alias.
+    pub alias: String,
+    /// Version, or `None` once the alias was removed.
+    pub version: Option<i64>,
+    /// When, ms since the epoch.
+    pub set_time: i64,
+}

@@ -14,6 +14,9 @@ pub enum StoreError {
     /// The request is not valid in the current state (deleted run, changed param, bad filter...).
     #[error("{0}")]
     InvalidParameter(String),
+    /// The change was based on an outdated copy, or conflicts with work under way (409).
+    #[error("{0}")]
+    Conflict(String),
     /// The database refused or failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -38,6 +41,7 @@ impl HasErrorCode for StoreError {
             StoreError::NotFound(_) => ErrorCode::ResourceDoesNotExist,
             StoreError::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
             StoreError::InvalidParameter(_) => ErrorCode::InvalidParameterValue,
+            StoreError::Conflict(_) => ErrorCode::InvalidState,
             StoreError::Database(_) | StoreError::SchemaTooNew { .. } | StoreError::UnsupportedUri(_) => {
                 ErrorCode::InternalError
             }

@@ -156,6 +156,48 @@ pub trait TraceStore: Send + Sync {
 }
 
 /// Everything a server needs from metadata storage.
-pub trait MetadataStore: ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore {}
+pub trait MetadataStore:
+    ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore + DeploymentStore
+{
+}
 
-impl<T: ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore> MetadataStore for T {}
+impl<T: ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore + DeploymentStore> MetadataStore
+    for T
+{
+}
+
+/// Deployments, their audit trail, and the history of registry aliases. Updates are optimistic: each names
+/// the revision it read, so two replicas (or a user and the rollout controller) never overwrite each other.
+#[async_trait]
+pub trait DeploymentStore: Send + Sync {
+    /// Stores a new deployment at revision 1 with its first event; `AlreadyExists` if the name is taken.
+    async fn create_deployment(
+        &self,
+        name: &str,
+        spec: &str,
+        state: &str,
+        event: &DeploymentEvent,
+    ) -> StoreResult<DeploymentRecord>;
+    /// One deployment; `NotFound` if missing.
+    async fn get_deployment(&self, name: &str) -> StoreResult<DeploymentRecord>;
+    /// Every deployment, by name.
+    async fn list_deployments(&self) -> StoreResult<Vec<DeploymentRecord>>;
+    /// Replaces spec and state if the stored revision is still `expected_revision`, appending `events` in the
+    /// same transaction; `Conflict` otherwise, and nothing is written.
+    async fn update_deployment(
+        &self,
+        name: &str,
+        expected_revision: i64,
+        spec: &str,
+        state: &str,
+        events: &[DeploymentEvent],
+    ) -> StoreResult<DeploymentRecord>;
+    /// Deletes a deployment and its events.
+    async fn delete_deployment(&self, name: &str) -> StoreResult<()>;
+    /// Appends an event that changes no state (a guardrail reading, a refused request).
+    async fn append_deployment_event(&self, event: &DeploymentEvent) -> StoreResult<()>;
+    /// Events with an id above `after`, oldest first, at most `limit`.
+    async fn deployment_events(&self, name: &str, after: i64, limit: usize) -> StoreResult<Vec<DeploymentEvent>>;
+    /// Alias changes of a registered model (one alias, or all), oldest first.
+    async fn alias_history(&self, name: &str, alias: Option<&str>) -> StoreResult<Vec<AliasChange>>;
+}

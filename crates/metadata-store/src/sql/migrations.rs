@@ -7,7 +7,10 @@ use crate::error::{StoreError, StoreResult};
 use sqlx::Row;
 
 /// The migrations in order; index + 1 is the schema version each one produces.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_deployments.sql"),
+];
 
 /// The newest schema version this binary knows.
 pub const LATEST_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -20,6 +23,7 @@ fn render(migration: &str, dialect: Dialect) -> String {
     migration
         .replace("{{EXPERIMENT_ID_TYPE}}", experiment_id_type)
         .replace("{{WITHOUT_ROWID}}", without_rowid)
+        .replace("{{AUTO_ID}}", experiment_id_type)
 }
 
 impl SqlStore {

@@ -1,5 +1,6 @@
 //! The model registry on SQL: registered models, versions, stages, tags and aliases.
 
+use super::deployments::record_alias_change;
 use super::query_text;
 use super::rows::{integer, optional_text, text};
 use super::{SqlStore, built_query, is_unique_violation};
@@ -236,6 +237,7 @@ impl RegistryStore for SqlStore {
                 "model_versions",
                 "model_version_tags",
                 "registered_model_aliases",
+                "registered_model_alias_history",
             ] {
                 query_text(format!("UPDATE {table} SET name = $1 WHERE name = $2"))
                     .bind(new_name.to_string())
@@ -270,6 +272,7 @@ impl RegistryStore for SqlStore {
             "registered_model_tags",
             "model_version_tags",
             "registered_model_aliases",
+            "registered_model_alias_history",
             "model_versions",
             "registered_models",
         ] {
@@ -407,6 +410,14 @@ impl RegistryStore for SqlStore {
         self.require_version(name, version).await?;
         let _writer = self.writer_guard().await;
         let mut transaction = self.pool.begin().await?;
+        let aliases = sqlx::query("SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2")
+            .bind(name.to_string())
+            .bind(version)
+            .fetch_all(&mut *transaction)
+            .await?;
+        for row in &aliases {
+            record_alias_change(&mut transaction, name, &text(row, "alias")?, None).await?;
+        }
         for table in ["model_version_tags", "registered_model_aliases", "model_versions"] {
             query_text(format!("DELETE FROM {table} WHERE name = $1 AND version = $2"))
                 .bind(name.to_string())
@@ -488,23 +499,32 @@ impl RegistryStore for SqlStore {
     async fn set_alias(&self, name: &str, alias: &str, version: i64) -> StoreResult<()> {
         self.require_version(name, version).await?;
         let _writer = self.writer_guard().await;
+        let mut transaction = self.pool.begin().await?;
         sqlx::query("INSERT INTO registered_model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version")
             .bind(name.to_string())
             .bind(alias.to_string())
             .bind(version)
-            .execute(&self.pool)
+            .execute(&mut *transaction)
             .await?;
+        record_alias_change(&mut transaction, name, alias, Some(version)).await?;
+        transaction.commit().await?;
         Ok(())
     }
 
     async fn delete_alias(&self, name: &str, alias: &str) -> StoreResult<()> {
         self.require_registered_model(name).await?;
         let _writer = self.writer_guard().await;
-        sqlx::query("DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2")
+        let mut transaction = self.pool.begin().await?;
+        let removed = sqlx::query("DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2")
             .bind(name.to_string())
             .bind(alias.to_string())
-            .execute(&self.pool)
-            .await?;
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+        if removed > 0 {
+            record_alias_change(&mut transaction, name, alias, None).await?;
+        }
+        transaction.commit().await?;
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 
 use loopline_metadata_store::*;
 
+pub use super::deployment_cases::*;
+
 fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
     Metric {
         key: key.into(),

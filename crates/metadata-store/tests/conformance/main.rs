@@ -2,6 +2,7 @@
 //! PostgreSQL when `LOOPLINE_TEST_POSTGRES_URL` names a server, which `scripts/test.sh` always provides).
 
 mod cases;
+mod deployment_cases;
 
 use loopline_metadata_store::SqlStore;
 
@@ -80,4 +81,7 @@ every_backend!(
     registry_versions_stages_aliases,
     registry_rename_and_search,
     traces_round_trip,
+    deployments_update_by_revision,
+    concurrent_updates_have_one_winner,
+    alias_history_follows_the_registry,
 );
