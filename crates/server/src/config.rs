@@ -56,6 +56,9 @@ pub struct ServingOptions {
     /// Longest a logged prediction waits before its file is written, in seconds.
     #[arg(long, env = "LOOPLINE_PREDICTION_LOG_FLUSH_SECONDS", default_value_t = 60)]
     pub prediction_log_flush_seconds: u64,
+    /// How often the rollout controller checks every deployment (aliases, warming, guardrails, steps), ms.
+    #[arg(long, env = "LOOPLINE_ROLLOUT_TICK_MS", default_value_t = 1000)]
+    pub rollout_tick_ms: u64,
 }
 
 impl Default for ServingOptions {
@@ -69,6 +72,7 @@ impl Default for ServingOptions {
             prediction_log_sample_rate: 1.0,
             prediction_log_flush_rows: 10_000,
             prediction_log_flush_seconds: 60,
+            rollout_tick_ms: 1000,
         }
     }
 }

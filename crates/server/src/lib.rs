@@ -37,7 +37,25 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     tracing::info!(artifacts = artifacts.description(), "artifact store ready");
     let metadata: Arc<dyn MetadataStore> = store.clone();
     let artifacts: Arc<dyn loopline_artifact_store::ArtifactStore> = Arc::new(artifacts);
-    let serving = serving_state(config, metadata.clone(), artifacts.clone())?;
+    let (mut serving, source) = serving_state(config, metadata.clone(), artifacts.clone())?;
+    let deployments = loopline_deployments::Manager::new(
+        metadata.clone(),
+        source,
+        serving.metrics.clone(),
+        loopline_deployments::ManagerConfig {
+            runner: config
+                .serving
+                .runner()
+                .map_err(|e| anyhow::anyhow!("serving settings: {e}"))?,
+            tick: std::time::Duration::from_millis(config.serving.rollout_tick_ms.max(10)),
+        },
+    );
+    deployments.start().await;
+    serving.deployments = Some(deployments.clone());
+    let deployment_api = loopline_deployments::api::routes(loopline_deployments::api::ApiState {
+        manager: deployments,
+        store: metadata.clone(),
+    });
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
         registry: RegistryService::new(metadata),
@@ -49,6 +67,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_serving::routes::v2_routes(serving.clone()))
         .merge(loopline_serving::routes::feedback_routes(serving.clone()))
         .merge(loopline_serving::routes::registry_scoring_routes(serving))
+        .merge(deployment_api)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
     Ok(Application {
         router,
@@ -91,7 +110,7 @@ fn serving_state(
     config: &ServerConfig,
     metadata: Arc<dyn MetadataStore>,
     artifacts: Arc<dyn loopline_artifact_store::ArtifactStore>,
-) -> anyhow::Result<loopline_serving::ServingState> {
+) -> anyhow::Result<(loopline_serving::ServingState, Arc<dyn loopline_serving::ModelSource>)> {
     let runner = config
         .serving
         .runner()
@@ -103,20 +122,25 @@ fn serving_state(
         .map_err(|e| anyhow::anyhow!("serving settings: {e}"))?
         .map(|log| loopline_serving::PredictionLog::start(log, artifacts.clone()));
     let repository = Arc::new(model_fetch::local::LocalRepository::new(metadata, artifacts.clone()));
-    let source = model_fetch::source::RegistrySource::new(repository).context("creating the model cache directory")?;
+    let source: Arc<dyn loopline_serving::ModelSource> =
+        Arc::new(model_fetch::source::RegistrySource::new(repository).context("creating the model cache directory")?);
     let metrics = Arc::new(loopline_serving::Metrics::default());
     let catalog = loopline_serving::LoadingCatalog::new(
-        Arc::new(source),
+        source.clone(),
         runner,
         metrics.clone(),
         std::time::Duration::from_secs(10),
     );
-    Ok(loopline_serving::ServingState {
-        catalog: Arc::new(catalog),
-        metrics,
-        max_body_bytes: config.serving.max_body_bytes(),
-        log,
-    })
+    Ok((
+        loopline_serving::ServingState {
+            catalog: Arc::new(catalog),
+            metrics,
+            max_body_bytes: config.serving.max_body_bytes(),
+            log,
+            deployments: None,
+        },
+        source,
+    ))
 }
 
 pub(crate) fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {

@@ -5,6 +5,7 @@
 pub mod batching;
 pub mod catalog;
 pub mod conform;
+pub mod dispatch;
 pub mod metrics;
 pub mod oip;
 pub mod prediction_log;

@@ -60,6 +60,8 @@ pub struct Logged {
     pub inputs: Vec<Tensor>,
     /// Outputs.
     pub outputs: Vec<Tensor>,
+    /// A shadow version's answer (compared, never returned to the caller).
+    pub shadow: bool,
 }
 
 /// A ground-truth label for a request.
@@ -182,6 +184,13 @@ fn prediction_rows(entry: &Logged) -> Result<RecordBatch, String> {
         (
             "model_version".to_string(),
             Arc::new(StringArray::from(vec![entry.version.as_str(); rows])),
+        ),
+        (
+            "role".to_string(),
+            Arc::new(StringArray::from(vec![
+                if entry.shadow { "shadow" } else { "served" };
+                rows
+            ])),
         ),
         (
             "row".to_string(),

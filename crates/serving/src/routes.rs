@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::catalog::{Catalog, CatalogError, Served};
 use crate::conform::conform;
+use crate::dispatch::{Deployment, Deployments, RoutedError, infer_routed};
 use crate::metrics::{Metrics, Outcome};
 use crate::prediction_log::{Feedback, Logged, PredictionLog};
 use crate::runner::InferError;
@@ -32,6 +33,8 @@ pub struct ServingState {
     pub max_body_bytes: usize,
     /// Where sampled predictions and feedback go, when logging is on.
     pub log: Option<Arc<PredictionLog>>,
+    /// Deployments, when the server has them (requests to a deployment's name route through its policy).
+    pub deployments: Option<Arc<dyn Deployments>>,
 }
 
 impl ServingState {
@@ -53,6 +56,22 @@ impl ServingState {
                 timestamp_ms: arrived,
                 inputs,
                 outputs: outputs.to_vec(),
+                shadow: false,
+            });
+        }
+    }
+
+    /// Records a shadow version's answer next to the primary's, when the log samples it.
+    pub(crate) fn log_shadow(&self, served: &Served, request_id: &str, inputs: Vec<Tensor>, outputs: &[Tensor]) {
+        if let Some(log) = self.log.as_ref().filter(|log| log.sampled()) {
+            log.record(Logged {
+                request_id: request_id.to_string(),
+                model: served.name.clone(),
+                version: served.runner.version().to_string(),
+                timestamp_ms: loopline_core::time::now_millis(),
+                inputs,
+                outputs: outputs.to_vec(),
+                shadow: true,
             });
         }
     }
@@ -62,7 +81,7 @@ impl ServingState {
     }
 
     /// Runs a request through the model, recording it in the prediction log when sampled.
-    async fn infer_logged(
+    pub(crate) async fn infer_logged(
         &self,
         served: &Served,
         request_id: &str,
@@ -107,6 +126,7 @@ pub fn registry_scoring_routes(state: ServingState) -> Router {
             "/models/{name}/versions/{version}/invocations",
             post(version_invocations),
         )
+        .route("/deployments/{name}/invocations", post(deployment_invocations))
         .with_state(state)
 }
 
@@ -220,7 +240,85 @@ async fn infer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    infer_v2(&state, &name, None, &headers, body).await
+    let target = match state.deployments.as_ref().and_then(|d| d.find(&name)) {
+        Some(deployment) => Target::Deployment(deployment),
+        None => Target::Version(None),
+    };
+    infer_v2(&state, &name, target, &headers, body).await
+}
+
+/// What answers a request: a resolved version, a version to resolve, or a deployment's policy.
+pub(crate) enum Target<'a> {
+    /// This model.
+    Served(Served),
+    /// The version (or alias) of the requested model; `None` for the default.
+    Version(Option<&'a str>),
+    /// A deployment, which picks the version after the request is decoded.
+    Deployment(Arc<dyn Deployment>),
+}
+
+/// A failure as (status, counted outcome, message).
+type Failure = (StatusCode, Outcome, String);
+
+fn routed_failure(error: RoutedError) -> Failure {
+    match error {
+        RoutedError::Catalog(error) => (catalog_status(&error), Outcome::Failure, error.to_string()),
+        RoutedError::Input(message) => (StatusCode::BAD_REQUEST, Outcome::BadInput, message),
+        RoutedError::Infer(error) => {
+            let (status, outcome) = infer_status(&error);
+            (status, outcome, error.to_string())
+        }
+    }
+}
+
+/// Resolves what can be resolved before the body is read: the served version, or the labels a deployment
+/// counts early refusals under.
+async fn resolve(
+    state: &ServingState,
+    name: &str,
+    target: &Target<'_>,
+) -> Result<(Option<Served>, (String, String)), CatalogError> {
+    let served = match target {
+        Target::Served(served) => served.clone(),
+        Target::Version(version) => state.catalog.get(name, *version).await?,
+        Target::Deployment(deployment) => {
+            return Ok((None, (deployment.model().to_string(), deployment.stable_version())));
+        }
+    };
+    let labels = (served.name.clone(), served.runner.version().to_string());
+    Ok((Some(served), labels))
+}
+
+/// Runs decoded inputs through the target.
+async fn answer(
+    state: &ServingState,
+    served: Option<Served>,
+    target: &Target<'_>,
+    headers: &HeaderMap,
+    request_id: &str,
+    inputs: Vec<Tensor>,
+) -> Result<(Served, Vec<Tensor>), Failure> {
+    match (served, target) {
+        (Some(served), _) => {
+            let inputs = conform(served.descriptor.signature(), inputs)
+                .map_err(|message| (StatusCode::BAD_REQUEST, Outcome::BadInput, message))?;
+            match state.infer_logged(&served, request_id, inputs).await {
+                Ok(outputs) => Ok((served, outputs)),
+                Err(error) => {
+                    let (status, outcome) = infer_status(&error);
+                    Err((status, outcome, error.to_string()))
+                }
+            }
+        }
+        (None, Target::Deployment(deployment)) => infer_routed(state, deployment, headers, request_id, inputs)
+            .await
+            .map_err(routed_failure),
+        (None, _) => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Outcome::Failure,
+            "no version was resolved for the request".to_string(),
+        )),
+    }
 }
 
 async fn version_infer(
@@ -229,37 +327,27 @@ async fn version_infer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    infer_v2(&state, &name, Some(&version), &headers, body).await
+    infer_v2(&state, &name, Target::Version(Some(&version)), &headers, body).await
 }
 
 const PROTOCOL_V2: &str = "v2";
 const PROTOCOL_MLFLOW: &str = "mlflow";
 
-async fn infer_v2(
-    state: &ServingState,
-    name: &str,
-    version: Option<&str>,
-    headers: &HeaderMap,
-    body: Body,
-) -> Response {
+async fn infer_v2(state: &ServingState, name: &str, target: Target<'_>, headers: &HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let served = match state.catalog.get(name, version).await {
-        Ok(served) => served,
+    let (served, labels) = match resolve(state, name, &target).await {
+        Ok(resolved) => resolved,
         Err(error) => return v2_error(catalog_status(&error), error),
     };
-    let record = |outcome: Outcome| {
-        state.metrics.request(
-            &served.name,
-            served.runner.version(),
-            PROTOCOL_V2,
-            outcome,
-            started.elapsed(),
-        );
+    let record = |labels: &(String, String), outcome: Outcome| {
+        state
+            .metrics
+            .request(&labels.0, &labels.1, PROTOCOL_V2, outcome, started.elapsed());
     };
     let body = match read_body(body, state.max_body_bytes).await {
         Ok(body) => body,
         Err(message) => {
-            record(Outcome::BadInput);
+            record(&labels, Outcome::BadInput);
             return v2_error(StatusCode::PAYLOAD_TOO_LARGE, message);
         }
     };
@@ -268,7 +356,7 @@ async fn infer_v2(
         Some(value) => match value.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()) {
             Some(length) => Some(length),
             None => {
-                record(Outcome::BadInput);
+                record(&labels, Outcome::BadInput);
                 return v2_error(
                     StatusCode::BAD_REQUEST,
                     "Inference-Header-Content-Length must be a byte count",
@@ -276,32 +364,32 @@ async fn infer_v2(
             }
         },
     };
-    let prepared = oip::decode_request(&body, header_length).and_then(|mut request| {
-        let inputs = std::mem::take(&mut request.inputs);
-        conform(served.descriptor.signature(), inputs).map(|inputs| (request, inputs))
-    });
-    let (mut request, inputs) = match prepared {
-        Ok(prepared) => prepared,
+    let mut request = match oip::decode_request(&body, header_length) {
+        Ok(request) => request,
         Err(message) => {
-            record(Outcome::BadInput);
+            record(&labels, Outcome::BadInput);
             return v2_error(StatusCode::BAD_REQUEST, message);
         }
     };
+    let inputs = std::mem::take(&mut request.inputs);
     let request_id = request.id.clone().unwrap_or_else(new_request_id);
     request.id = Some(request_id.clone());
-    let outputs = match state.infer_logged(&served, &request_id, inputs).await {
-        Ok(outputs) => outputs,
-        Err(error) => {
-            let (status, outcome) = infer_status(&error);
-            record(outcome);
-            return v2_error(status, error);
+    let (served, outputs) = match answer(state, served, &target, headers, &request_id, inputs).await {
+        Ok(answered) => answered,
+        Err((status, outcome, message)) => {
+            record(&labels, outcome);
+            return v2_error(status, message);
         }
     };
-    match oip::encode_response(&served.name, served.runner.version(), &request, &outputs) {
+    let labels = (served.name.clone(), served.runner.version().to_string());
+    match oip::encode_response(name, served.runner.version(), &request, &outputs) {
         Ok(encoded) => {
-            record(Outcome::Success);
+            record(&labels, Outcome::Success);
             let mut response = Response::new(Body::from(encoded.body));
             set_request_id(&mut response, &request_id);
+            if let Ok(value) = HeaderValue::from_str(served.runner.version()) {
+                response.headers_mut().insert(SERVED_VERSION, value);
+            }
             let content_type = if let Some(length) = encoded.header_length {
                 response
                     .headers_mut()
@@ -316,7 +404,7 @@ async fn infer_v2(
             response
         }
         Err(message) => {
-            record(Outcome::BadInput);
+            record(&labels, Outcome::BadInput);
             v2_error(StatusCode::BAD_REQUEST, message)
         }
     }
@@ -362,12 +450,6 @@ async fn feedback(State(state): State<ServingState>, body: Body) -> Response {
     let error = |status: StatusCode, message: String| {
         (status, axum::Json(json!({"error_code": if status == StatusCode::BAD_REQUEST { "INVALID_PARAMETER_VALUE" } else { "TEMPORARILY_UNAVAILABLE" }, "message": message}))).into_response()
     };
-    let Some(log) = &state.log else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the prediction log is off on this server, so feedback cannot be joined to predictions; start it with a prediction log".to_string(),
-        );
-    };
     let body = match read_body(body, state.max_body_bytes).await {
         Ok(body) => body,
         Err(message) => return error(StatusCode::PAYLOAD_TOO_LARGE, message),
@@ -381,13 +463,14 @@ async fn feedback(State(state): State<ServingState>, body: Body) -> Response {
         Some(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                "'feedback' must be a list of {request_id, label}".to_string(),
+                "'feedback' must be a list of {request_id, label, reward}".to_string(),
             );
         }
         None => vec![&value],
     };
     let now = loopline_core::time::now_millis();
-    let mut entries = Vec::with_capacity(items.len());
+    let mut labels = Vec::with_capacity(items.len());
+    let mut rewards = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let Some(request_id) = item
             .get("request_id")
@@ -396,27 +479,62 @@ async fn feedback(State(state): State<ServingState>, body: Body) -> Response {
         else {
             return error(StatusCode::BAD_REQUEST, format!("feedback {index} has no 'request_id'"));
         };
-        let Some(label) = item
+        let label = item
             .get("label")
             .or_else(|| item.get("labels"))
-            .filter(|v| !v.is_null())
-        else {
+            .filter(|v| !v.is_null());
+        let reward = match item.get("reward").filter(|v| !v.is_null()) {
+            None => None,
+            Some(value) => match value.as_f64().filter(|r| (0.0..=1.0).contains(r)) {
+                Some(reward) => Some(reward),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("feedback {index} ({request_id}): 'reward' must be a number from 0 to 1, got {value}"),
+                    );
+                }
+            },
+        };
+        if label.is_none() && reward.is_none() {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("feedback {index} ({request_id}) has no 'label'"),
+                format!("feedback {index} ({request_id}) has neither a 'label' nor a 'reward'"),
             );
-        };
-        entries.push(Feedback {
-            request_id: request_id.to_string(),
-            label: label.to_string(),
-            timestamp_ms: now,
-        });
+        }
+        if let Some(label) = label {
+            labels.push(Feedback {
+                request_id: request_id.to_string(),
+                label: label.to_string(),
+                timestamp_ms: now,
+            });
+        }
+        if let Some(reward) = reward {
+            rewards.push((request_id.to_string(), reward));
+        }
     }
-    let recorded = entries.len();
-    match log.feedback(entries).await {
-        Ok(()) => axum::Json(json!({"recorded": recorded})).into_response(),
-        Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+    if !labels.is_empty() && state.log.is_none() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the prediction log is off on this server, so labels cannot be joined to predictions; start it with a prediction log".to_string(),
+        );
     }
+    if !rewards.is_empty() && state.deployments.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "rewards feed deployments with a bandit policy, and this server has no deployments".to_string(),
+        );
+    }
+    let matched = rewards
+        .iter()
+        .filter(|(id, reward)| state.deployments.as_ref().is_some_and(|d| d.reward(id, *reward)))
+        .count();
+    let recorded = labels.len();
+    if let (Some(log), false) = (&state.log, labels.is_empty())
+        && let Err(message) = log.feedback(labels).await
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, message);
+    }
+    axum::Json(json!({"recorded": recorded, "rewards": rewards.len(), "rewards_matched": matched})).into_response()
 }
 
 fn mlflow_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -479,7 +597,8 @@ async fn invocations(State(state): State<ServingState>, headers: HeaderMap, body
     let Some(served) = state.catalog.loaded().into_iter().next() else {
         return mlflow_error(StatusCode::SERVICE_UNAVAILABLE, "no model is loaded");
     };
-    score(&state, served, &headers, body).await
+    let name = served.name.clone();
+    score(&state, &name, Target::Served(served), &headers, body).await
 }
 
 async fn version_invocations(
@@ -488,49 +607,64 @@ async fn version_invocations(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match state.catalog.get(&name, Some(&version)).await {
-        Ok(served) => score(&state, served, &headers, body).await,
-        Err(error) => mlflow_error(catalog_status(&error), error),
+    score(&state, &name, Target::Version(Some(&version)), &headers, body).await
+}
+
+/// `POST /deployments/{name}/invocations`: the MLflow scoring protocol through a deployment's policy.
+async fn deployment_invocations(
+    State(state): State<ServingState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match state.deployments.as_ref().and_then(|d| d.find(&name)) {
+        Some(deployment) => score(&state, &name, Target::Deployment(deployment), &headers, body).await,
+        None => mlflow_error(
+            StatusCode::NOT_FOUND,
+            format!("no deployment named '{name}'; list them at /api/loopline/v1/deployments"),
+        ),
     }
 }
 
-async fn score(state: &ServingState, served: Served, headers: &HeaderMap, body: Body) -> Response {
+async fn score(state: &ServingState, name: &str, target: Target<'_>, headers: &HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let record = |outcome: Outcome| {
-        state.metrics.request(
-            &served.name,
-            served.runner.version(),
-            PROTOCOL_MLFLOW,
-            outcome,
-            started.elapsed(),
-        );
+    let (served, labels) = match resolve(state, name, &target).await {
+        Ok(resolved) => resolved,
+        Err(error) => return mlflow_error(catalog_status(&error), error),
+    };
+    let record = |labels: &(String, String), outcome: Outcome| {
+        state
+            .metrics
+            .request(&labels.0, &labels.1, PROTOCOL_MLFLOW, outcome, started.elapsed());
     };
     let format = match scoring_format(headers) {
         Ok(format) => format,
         Err(message) => {
-            record(Outcome::BadInput);
+            record(&labels, Outcome::BadInput);
             return unsupported_media(message);
         }
     };
     let body = match read_body(body, state.max_body_bytes).await {
         Ok(body) => body,
         Err(message) => {
-            record(Outcome::BadInput);
+            record(&labels, Outcome::BadInput);
             return mlflow_error(StatusCode::PAYLOAD_TOO_LARGE, message);
         }
     };
-    let signature = served.descriptor.signature();
+    // Parameters are checked against the served version's signature; a deployment's versions share one.
+    let params = served
+        .as_ref()
+        .and_then(|s| s.descriptor.signature())
+        .map(|s| s.params.clone())
+        .unwrap_or_default();
     let decoded = match format {
-        Format::Json => {
-            let params = signature.map(|s| s.params.as_slice()).unwrap_or_default();
-            scoring::decode_json(&body, params).map(|request| request.inputs)
-        }
+        Format::Json => scoring::decode_json(&body, &params).map(|request| request.inputs),
         Format::Csv => scoring::decode_csv(&body),
     };
-    let inputs = match decoded.and_then(|inputs| conform(signature, inputs)) {
+    let inputs = match decoded {
         Ok(inputs) => inputs,
         Err(message) => {
-            record(Outcome::BadInput);
+            record(&labels, Outcome::BadInput);
             return mlflow_error(StatusCode::BAD_REQUEST, message);
         }
     };
@@ -539,24 +673,32 @@ async fn score(state: &ServingState, served: Served, headers: &HeaderMap, body: 
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 256)
         .map_or_else(new_request_id, str::to_string);
-    match state.infer_logged(&served, &request_id, inputs).await {
-        Ok(outputs) => {
-            record(Outcome::Success);
+    match answer(state, served, &target, headers, &request_id, inputs).await {
+        Ok((served, outputs)) => {
+            record(
+                &(served.name.clone(), served.runner.version().to_string()),
+                Outcome::Success,
+            );
             let mut response = (
                 [(header::CONTENT_TYPE, "application/json")],
                 scoring::encode_predictions(&outputs),
             )
                 .into_response();
             set_request_id(&mut response, &request_id);
+            if let Ok(value) = HeaderValue::from_str(served.runner.version()) {
+                response.headers_mut().insert(SERVED_VERSION, value);
+            }
             response
         }
-        Err(error) => {
-            let (status, outcome) = infer_status(&error);
-            record(outcome);
-            mlflow_error(status, error)
+        Err((status, outcome, message)) => {
+            record(&labels, outcome);
+            mlflow_error(status, message)
         }
     }
 }
+
+/// The header naming the version that answered (useful behind a deployment).
+const SERVED_VERSION: &str = "x-loopline-model-version";
 
 async fn ping(State(state): State<ServingState>) -> Response {
     match state.catalog.ready() {
@@ -576,9 +718,13 @@ async fn metrics(State(state): State<ServingState>) -> Response {
         .into_iter()
         .map(|s| (s.name.clone(), s.runner.version().to_string(), s.runner.queued_rows()))
         .collect();
+    let mut text = state.metrics.render(&queues);
+    if let Some(deployments) = &state.deployments {
+        deployments.render_metrics(&mut text);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(&queues),
+        text,
     )
         .into_response()
 }

@@ -88,6 +88,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         metrics,
         max_body_bytes: args.serving.max_body_bytes(),
         log: log.clone(),
+        deployments: None,
     };
     let address = format!("{}:{}", args.host, args.port);
     let listener = match tokio::net::TcpListener::bind(&address).await {

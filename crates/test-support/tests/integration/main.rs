@@ -1,6 +1,7 @@
 //! Integration tests: the real server in-process on port 0, spoken to over HTTP.
 
 mod concurrency;
+mod deployments;
 mod endpoint_inventory;
 mod errors;
 mod security;

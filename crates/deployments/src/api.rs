@@ -1,0 +1,253 @@
+//! `/api/loopline/v1/deployments`: create, list, read, update, delete, promote, roll back and read the audit
+//! trail; `/api/loopline/v1/registered-models/alias-history`: which version an alias named when. Errors use
+//! the `{error_code, message}` shape of the rest of the API.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use loopline_metadata_store::MetadataStore;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::manager::{CommandError, Manager};
+use crate::spec::DeploymentSpec;
+
+/// What the endpoints share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The deployments.
+    pub manager: Arc<Manager>,
+    /// For the alias history.
+    pub store: Arc<dyn MetadataStore>,
+}
+
+/// The routes.
+pub fn routes(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/loopline/v1/deployments", get(list).post(create))
+        .route(
+            "/api/loopline/v1/deployments/{name}",
+            get(read).put(update).patch(update).delete(delete),
+        )
+        .route("/api/loopline/v1/deployments/{name}/promote", post(promote))
+        .route("/api/loopline/v1/deployments/{name}/rollback", post(rollback))
+        .route("/api/loopline/v1/deployments/{name}/events", get(events))
+        .route("/api/loopline/v1/registered-models/alias-history", get(alias_history))
+        .with_state(state)
+}
+
+fn failure(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    (
+        status,
+        axum::Json(json!({"error_code": code, "message": message.to_string()})),
+    )
+        .into_response()
+}
+
+fn refused(error: CommandError) -> Response {
+    match error {
+        CommandError::Invalid(m) => failure(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", m),
+        CommandError::NotFound(m) => failure(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", m),
+        CommandError::Conflict(m) => failure(StatusCode::CONFLICT, "INVALID_STATE", m),
+        CommandError::Internal(m) => failure(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", m),
+    }
+}
+
+fn answer(result: Result<Value, CommandError>) -> Response {
+    match result {
+        Ok(deployment) => axum::Json(json!({"deployment": deployment})).into_response(),
+        Err(error) => refused(error),
+    }
+}
+
+/// Who asked: the `X-Loopline-User` header, else `api`.
+fn actor(headers: &HeaderMap) -> String {
+    headers
+        .get("x-loopline-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(|| "api".to_string(), |user| format!("user:{user}"))
+}
+
+fn bad(message: String) -> Response {
+    failure(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, String> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            format!("the body is not a valid request: {}", e.inner())
+        } else {
+            format!("field '{path}': {}", e.inner())
+        }
+    })
+}
+
+/// Splits a body into the spec and the named extra fields (`name`, `revision`).
+fn spec_and(body: &Bytes, extra: &[&str]) -> Result<(DeploymentSpec, serde_json::Map<String, Value>), String> {
+    let mut fields: serde_json::Map<String, Value> = json_body(body)?;
+    let taken: serde_json::Map<String, Value> = extra
+        .iter()
+        .filter_map(|key| fields.remove(*key).map(|value| (key.to_string(), value)))
+        .collect();
+    let spec = json_body(&Bytes::from(Value::Object(fields).to_string()))?;
+    Ok((spec, taken))
+}
+
+async fn create(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (spec, extra) = match spec_and(&body, &["name"]) {
+        Ok(parsed) => parsed,
+        Err(message) => return bad(message),
+    };
+    let Some(name) = extra.get("name").and_then(Value::as_str) else {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PARAMETER_VALUE",
+            "field 'name': a deployment needs a name",
+        );
+    };
+    answer(state.manager.create(name, spec, &actor(&headers)).await)
+}
+
+async fn list(State(state): State<ApiState>) -> Response {
+    match state.manager.list().await {
+        Ok(deployments) => axum::Json(json!({"deployments": deployments})).into_response(),
+        Err(error) => refused(error),
+    }
+}
+
+async fn read(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
+    answer(state.manager.get(&name).await)
+}
+
+async fn update(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let (spec, extra) = match spec_and(&body, &["revision", "name"]) {
+        Ok(parsed) => parsed,
+        Err(message) => return bad(message),
+    };
+    let revision = match extra.get("revision") {
+        None | Some(Value::Null) => None,
+        Some(value) => match value.as_i64() {
+            Some(revision) => Some(revision),
+            None => {
+                return failure(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_PARAMETER_VALUE",
+                    format!("field 'revision': expected an integer, got {value}"),
+                );
+            }
+        },
+    };
+    answer(state.manager.update(&name, spec, revision, &actor(&headers)).await)
+}
+
+async fn delete(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
+    match state.manager.delete(&name).await {
+        Ok(()) => axum::Json(json!({})).into_response(),
+        Err(error) => refused(error),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    #[serde(default)]
+    version: Option<String>,
+}
+
+async fn promote(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: PromoteBody = match json_body(&body) {
+        Ok(body) => body,
+        Err(message) => return bad(message),
+    };
+    answer(
+        state
+            .manager
+            .promote(&name, body.version.as_deref(), &actor(&headers))
+            .await,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn rollback(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: RollbackBody = match json_body(&body) {
+        Ok(body) => body,
+        Err(message) => return bad(message),
+    };
+    answer(
+        state
+            .manager
+            .rollback(&name, body.reason.as_deref(), &actor(&headers))
+            .await,
+    )
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    1000
+}
+
+async fn events(State(state): State<ApiState>, Path(name): Path<String>, Query(query): Query<EventsQuery>) -> Response {
+    match state.manager.events(&name, query.after, query.limit.min(10_000)).await {
+        Ok(events) => axum::Json(json!({"events": events})).into_response(),
+        Err(error) => refused(error),
+    }
+}
+
+#[derive(Deserialize)]
+struct AliasQuery {
+    name: String,
+    #[serde(default)]
+    alias: Option<String>,
+}
+
+async fn alias_history(State(state): State<ApiState>, Query(query): Query<AliasQuery>) -> Response {
+    if state.store.get_registered_model(&query.name).await.is_err() {
+        return failure(
+            StatusCode::NOT_FOUND,
+            "RESOURCE_DOES_NOT_EXIST",
+            format!("registered model '{}' does not exist", query.name),
+        );
+    }
+    match state.store.alias_history(&query.name, query.alias.as_deref()).await {
+        Ok(changes) => axum::Json(json!({
+            "changes": changes
+                .into_iter()
+                .map(|c| json!({"alias": c.alias, "version": c.version.map(|v| v.to_string()), "set_time": c.set_time}))
+                .collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(error) => failure(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", error),
+    }
+}
