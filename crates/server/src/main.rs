@@ -38,6 +38,10 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Compute statistics from JSON lines on standard input (for scripts and cross-checks).
     Stats(commands::stats::StatsArgs),
+    /// Create or update a deployment on a server: a model (alias or version) with a rollout policy and guardrails.
+    Deploy(Box<commands::rollout::DeployArgs>),
+    /// Watch and steer rollouts: `status NAME [--watch]`, `promote NAME`, `rollback NAME`, `list`.
+    Rollout(commands::rollout::RolloutArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,8 @@ fn main() -> ExitCode {
         Command::Predict(args) => commands::predict::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Predictions(args) => commands::predictions::run(args),
+        Command::Deploy(args) => commands::rollout::deploy(*args),
+        Command::Rollout(args) => commands::rollout::rollout(args),
         Command::Server(config) => match run_server(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -56,6 +56,16 @@ impl TestServer {
             serving,
         }
         .with_defaults();
+        Self::launch(config, temporary).await
+    }
+
+    /// Starts a server with this exact configuration (for restarts on the same storage).
+    pub async fn start_with_config(config: ServerConfig) -> anyhow::Result<Self> {
+        Self::launch(config, tempfile::tempdir()?).await
+    }
+
+    async fn launch(config: ServerConfig, temporary: tempfile::TempDir) -> anyhow::Result<Self> {
+        let data_dir = config.data_dir.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let (sender, receiver) = oneshot::channel::<()>();

@@ -6,6 +6,7 @@ pub mod predict;
 pub mod predictions;
 pub mod profile;
 pub mod progress;
+pub mod rollout;
 pub mod serve;
 pub mod stats;
 pub mod validate;

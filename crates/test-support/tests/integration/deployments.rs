@@ -9,14 +9,14 @@ use loopline_server::config::ServingOptions;
 use loopline_test_support::{RawResponse, TestServer, raw_request};
 use serde_json::{Value, json};
 
-const API: &str = "/api/2.0/mlflow";
-const DEPLOYMENTS: &str = "/api/loopline/v1/deployments";
+pub(crate) const API: &str = "/api/2.0/mlflow";
+pub(crate) const DEPLOYMENTS: &str = "/api/loopline/v1/deployments";
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model-runtimes/tests/fixtures/mlflow")
 }
 
-async fn call(server: &TestServer, method: &str, path: &str, body: &Value) -> RawResponse {
+pub(crate) async fn call(server: &TestServer, method: &str, path: &str, body: &Value) -> RawResponse {
     raw_request(
         server.address,
         method,
@@ -28,13 +28,13 @@ async fn call(server: &TestServer, method: &str, path: &str, body: &Value) -> Ra
     .unwrap()
 }
 
-fn json_of(response: &RawResponse) -> Value {
+pub(crate) fn json_of(response: &RawResponse) -> Value {
     serde_json::from_slice(&response.body).unwrap_or(Value::Null)
 }
 
 /// Uploads a fixture under `folder` and registers it as the next version of `name`; `broken` corrupts the
 /// model file so the version cannot load.
-async fn add_version(server: &TestServer, name: &str, folder: &str, fixture: &str, broken: bool) -> String {
+pub(crate) async fn add_version(server: &TestServer, name: &str, folder: &str, fixture: &str, broken: bool) -> String {
     for entry in std::fs::read_dir(fixtures().join(fixture)).unwrap() {
         let entry = entry.unwrap();
         let file = entry.file_name().into_string().unwrap();
@@ -67,7 +67,7 @@ async fn add_version(server: &TestServer, name: &str, folder: &str, fixture: &st
         .to_string()
 }
 
-async fn set_alias(server: &TestServer, name: &str, alias: &str, version: &str) {
+pub(crate) async fn set_alias(server: &TestServer, name: &str, alias: &str, version: &str) {
     let response = call(
         server,
         "POST",
@@ -78,7 +78,7 @@ async fn set_alias(server: &TestServer, name: &str, alias: &str, version: &str) 
     assert_eq!(response.status, 200, "{}", response.body_text());
 }
 
-async fn alias_version(server: &TestServer, name: &str, alias: &str) -> String {
+pub(crate) async fn alias_version(server: &TestServer, name: &str, alias: &str) -> String {
     let response = raw_request(
         server.address,
         "GET",
@@ -94,7 +94,7 @@ async fn alias_version(server: &TestServer, name: &str, alias: &str) -> String {
         .to_string()
 }
 
-async fn deployment(server: &TestServer, name: &str) -> Value {
+pub(crate) async fn deployment(server: &TestServer, name: &str) -> Value {
     let response = raw_request(server.address, "GET", &format!("{DEPLOYMENTS}/{name}"), &[], b"")
         .await
         .unwrap();
@@ -104,7 +104,7 @@ async fn deployment(server: &TestServer, name: &str) -> Value {
 
 /// Waits (sending `traffic` requests meanwhile) until the deployment satisfies `done`; a generous bound keeps a
 /// slow machine from failing the test, not a timing assumption.
-async fn until(server: &TestServer, name: &str, traffic: bool, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn until(server: &TestServer, name: &str, traffic: bool, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let current = deployment(server, name).await;
@@ -126,13 +126,13 @@ async fn until(server: &TestServer, name: &str, traffic: bool, done: impl Fn(&Va
     }
 }
 
-async fn score(server: &TestServer, name: &str) -> RawResponse {
+pub(crate) async fn score(server: &TestServer, name: &str) -> RawResponse {
     let body =
         json!({"dataframe_split": {"columns": ["f0", "f1", "f2", "f3", "f4"], "data": [[0.1, 0.2, 0.3, 0.4, 0.5]]}});
     call(server, "POST", &format!("/deployments/{name}/invocations"), &body).await
 }
 
-fn served_version(response: &RawResponse) -> String {
+pub(crate) fn served_version(response: &RawResponse) -> String {
     response
         .headers
         .iter()
@@ -141,18 +141,18 @@ fn served_version(response: &RawResponse) -> String {
         .unwrap_or_default()
 }
 
-async fn events(server: &TestServer, name: &str) -> Vec<Value> {
+pub(crate) async fn events(server: &TestServer, name: &str) -> Vec<Value> {
     let response = raw_request(server.address, "GET", &format!("{DEPLOYMENTS}/{name}/events"), &[], b"")
         .await
         .unwrap();
     json_of(&response)["events"].as_array().unwrap().clone()
 }
 
-fn kinds(events: &[Value]) -> Vec<String> {
+pub(crate) fn kinds(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect()
 }
 
-async fn server() -> TestServer {
+pub(crate) async fn server() -> TestServer {
     TestServer::start_serving(ServingOptions {
         rollout_tick_ms: 10,
         ..ServingOptions::default()
@@ -311,4 +311,72 @@ async fn a_candidate_that_cannot_load_is_rolled_back_and_bad_requests_change_not
     // Requests kept being answered by version 1 throughout.
     let answer = score(&server, "fraud").await;
     assert_eq!((answer.status, served_version(&answer).as_str()), (200, "1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_rollout_on_one_deployment_is_refused_and_changes_nothing() {
+    let server = server().await;
+    for folder in ["c1", "c2", "c3"] {
+        add_version(&server, "conflict", folder, "xgb_booster", false).await;
+    }
+    let canary = json!({"type": "canary", "steps": [20, 100], "min_dwell_seconds": 3600});
+    let created = call(
+        &server,
+        "POST",
+        DEPLOYMENTS,
+        &json!({"name": "conflict", "model": "models:/conflict/1", "policy": canary}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.body_text());
+    // Pointing the deployment at version 2 starts a rollout.
+    let path = format!("{DEPLOYMENTS}/conflict");
+    let moved = call(
+        &server,
+        "PUT",
+        &path,
+        &json!({"model": "models:/conflict/2", "policy": canary}),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{}", moved.body_text());
+    let rolling = until(&server, "conflict", false, |d| d["rollout"]["phase"] == "running").await;
+    assert_eq!(rolling["shares"], json!({"1": 0.8, "2": 0.2}));
+    let revision = rolling["revision"].clone();
+    for (body, status, needle) in [
+        (
+            json!({"model": "models:/conflict/3", "policy": canary}),
+            409,
+            "promote or roll it back",
+        ),
+        (
+            json!({"model": "models:/conflict/2", "policy": {"type": "shadow"}}),
+            409,
+            "promote or roll it back",
+        ),
+        (
+            json!({"model": "models:/other/1", "policy": canary}),
+            400,
+            "keeps its registered model",
+        ),
+        (
+            json!({"model": "models:/conflict/2", "policy": canary, "revision": 1}),
+            409,
+            "revision",
+        ),
+        (
+            json!({"model": "models:/conflict/2", "policy": {"type": "canary", "steps": [-5, 100]}}),
+            400,
+            "steps[0]",
+        ),
+    ] {
+        let refused = call(&server, "PUT", &path, &body).await;
+        assert_eq!(refused.status, status, "{body}: {}", refused.body_text());
+        assert!(refused.body_text().contains(needle), "{body}: {}", refused.body_text());
+    }
+    let after = deployment(&server, "conflict").await;
+    assert_eq!(after["revision"], revision, "refused updates wrote nothing");
+    assert_eq!(after["rollout"]["candidates"], json!(["2"]));
+    let promote_unknown = call(&server, "POST", &format!("{path}/promote"), &json!({"version": "3"})).await;
+    assert_eq!(promote_unknown.status, 400, "{}", promote_unknown.body_text());
+    let missing = call(&server, "POST", &format!("{DEPLOYMENTS}/nothing/rollback"), &json!({})).await;
+    assert_eq!(missing.status, 404, "{}", missing.body_text());
 }

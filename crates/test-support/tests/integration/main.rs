@@ -2,6 +2,7 @@
 
 mod concurrency;
 mod deployments;
+mod deployments_traffic;
 mod endpoint_inventory;
 mod errors;
 mod security;
