@@ -33,7 +33,7 @@ impl Manager {
             .retain(|name, _| names.contains(name.as_str()));
         let now = now_millis();
         for record in &records {
-            match self.live_for(record) {
+            match self.live_for(record).await {
                 Ok(live) => self.advance(&live, now).await,
                 Err(error) => tracing::error!(deployment = record.name, %error, "deployment skipped"),
             }

@@ -174,6 +174,9 @@ impl Live {
     /// Takes a newly stored record; a new step starts a new window.
     pub fn adopt(&self, record: DeploymentRecord, spec: DeploymentSpec, state: DeploymentState) {
         let mut inner = self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if record.revision < inner.record.revision {
+            return;
+        }
         let step = step_key(&state);
         if step != inner.step {
             *lock(&self.window) = Window::default();
@@ -329,5 +332,63 @@ impl Deployment for Live {
         let shadow_values = shadow.map(prediction_values);
         lock(&self.window).observe_shadow(&stable, shadow_values.as_deref(), latency.as_secs_f64() * 1000.0);
         lock(&self.totals).entry(version.to_string()).or_default().mirrored += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Rollout;
+    use async_trait::async_trait;
+    use loopline_serving::{Metrics, ModelSource, RunnerConfig};
+
+    struct NoModels;
+
+    #[async_trait]
+    impl ModelSource for NoModels {
+        async fn resolve(&self, _: &str, _: Option<&str>) -> Result<String, CatalogError> {
+            Err(CatalogError::NotFound("none".into()))
+        }
+        async fn fetch(&self, _: &str, _: &str) -> Result<std::path::PathBuf, CatalogError> {
+            Err(CatalogError::NotFound("none".into()))
+        }
+    }
+
+    fn record(revision: i64, state: &DeploymentState) -> DeploymentRecord {
+        DeploymentRecord {
+            name: "d".into(),
+            spec: r#"{"model":"models:/m@champion"}"#.into(),
+            state: serde_json::to_string(state).unwrap(),
+            revision,
+            creation_time: 1,
+            last_update_time: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_older_record_never_replaces_a_newer_one() {
+        let spec: DeploymentSpec = serde_json::from_str(r#"{"model":"models:/m@champion"}"#).unwrap();
+        let warming = DeploymentState {
+            stable: "1".into(),
+            previous: None,
+            rollout: Some(Rollout::begin(vec!["2".into()], "test", 0)),
+            rollbacks: 0,
+        };
+        let mut running = warming.clone();
+        running.rollout.as_mut().unwrap().phase = Phase::Running;
+        let catalog = LoadingCatalog::new(
+            Arc::new(NoModels),
+            RunnerConfig::default(),
+            Arc::new(Metrics::default()),
+            Duration::from_secs(1),
+        );
+        let live = Live::new(record(1, &warming), spec.clone(), warming.clone(), catalog, Arc::default()).unwrap();
+        live.adopt(record(2, &running), spec.clone(), running.clone());
+        live.window.lock().unwrap().observe("2", false, 1.0, &[1.0]);
+        // A reader that fetched revision 1 before revision 2 was stored must not undo it (nor its window).
+        live.adopt(record(1, &warming), spec, warming);
+        assert_eq!(live.read().record.revision, 2);
+        assert_eq!(live.read().state, running);
+        assert_eq!(live.window.lock().unwrap().requests("2"), 1);
     }
 }

@@ -149,16 +149,22 @@ impl Manager {
             .cloned()
     }
 
-    /// The in-memory deployment for `record`, created (or re-created when its runtime changed) as needed.
-    pub(crate) fn live_for(&self, record: &DeploymentRecord) -> Result<Arc<Live>, String> {
+    /// The in-memory deployment for `record`, created (or re-created when its runtime changed) as needed. A
+    /// replacement gets its route table before it takes over, so requests never find it unready.
+    pub(crate) async fn live_for(&self, record: &DeploymentRecord) -> Result<Arc<Live>, String> {
         let (spec, state) = parse(record)?;
-        if let Some(live) = self.get_live(&record.name) {
-            let same_runtime = live.read().spec.runtime == spec.runtime;
-            if same_runtime {
-                if live.read().record.revision != record.revision {
+        let existing = self.get_live(&record.name);
+        if let Some(live) = &existing {
+            // A deployment deleted and created again under the same name (by another replica) starts afresh.
+            let same =
+                live.read().spec.runtime == spec.runtime && live.read().record.creation_time == record.creation_time;
+            if same {
+                // Only a newer record replaces what is held: a reader that fetched the record just before a
+                // change was stored must not take the deployment back to the older state.
+                if record.revision > live.read().record.revision {
                     live.adopt(record.clone(), spec, state);
                 }
-                return Ok(live);
+                return Ok(live.clone());
             }
         }
         let catalog = LoadingCatalog::new(
@@ -168,6 +174,10 @@ impl Manager {
             Duration::from_secs(10),
         );
         let live = Arc::new(Live::new(record.clone(), spec, state, catalog, self.ledger.clone())?);
+        if existing.is_some() {
+            // Built before it replaces the one requests use now.
+            self.rebuild(&live).await;
+        }
         self.live
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -214,6 +224,12 @@ impl Manager {
             shadow,
             bandit: planned.bandit,
         }));
+        // Versions no longer planned (nor kept warm) are unloaded; requests still holding one finish on it.
+        let mut keep = planned.versions();
+        if let Some(previous) = state.previous.as_ref().filter(|p| p.until_ms > now_millis()) {
+            keep.push(previous.version.clone());
+        }
+        live.catalog.retain(&live.model, &keep);
     }
 
     /// Checks the model a spec names and returns its registered model and the version it resolves to now.
@@ -303,7 +319,7 @@ impl Manager {
             .store
             .create_deployment(name, &to_json(&spec), &to_json(&state), &created)
             .await?;
-        let live = self.live_for(&record).map_err(CommandError::Internal)?;
+        let live = self.live_for(&record).await.map_err(CommandError::Internal)?;
         self.advance(&live, now_millis()).await;
         Ok(self.describe(&live))
     }
@@ -374,7 +390,7 @@ impl Manager {
             .store
             .update_deployment(name, record.revision, &to_json(&spec), &to_json(&state), &events)
             .await?;
-        let live = self.live_for(&record).map_err(CommandError::Internal)?;
+        let live = self.live_for(&record).await.map_err(CommandError::Internal)?;
         self.advance(&live, now_millis()).await;
         Ok(self.describe(&live))
     }
@@ -518,14 +534,14 @@ impl Manager {
             .store
             .update_deployment(&live.name, revision, &to_json(spec), &to_json(state), &events)
             .await?;
-        let live = self.live_for(&record).map_err(CommandError::Internal)?;
+        let live = self.live_for(&record).await.map_err(CommandError::Internal)?;
         self.rebuild(&live).await;
         Ok(self.describe(&live))
     }
 
     async fn stored_live(&self, name: &str) -> Result<Arc<Live>, CommandError> {
         let record = self.store.get_deployment(name).await?;
-        self.live_for(&record).map_err(CommandError::Internal)
+        self.live_for(&record).await.map_err(CommandError::Internal)
     }
 
     /// Deletes a deployment.
@@ -552,7 +568,7 @@ impl Manager {
     pub async fn list(&self) -> Result<Vec<Value>, CommandError> {
         let mut listed = Vec::new();
         for record in self.store.list_deployments().await? {
-            if let Ok(live) = self.live_for(&record) {
+            if let Ok(live) = self.live_for(&record).await {
                 listed.push(self.describe(&live));
             }
         }

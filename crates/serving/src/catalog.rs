@@ -139,6 +139,12 @@ impl LoadingCatalog {
         slot
     }
 
+    /// Unloads every version of `name` except `keep` (a running request keeps its model until it finishes).
+    pub fn retain(&self, name: &str, keep: &[String]) {
+        let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.retain(|(model, version), _| model != name || keep.contains(version));
+    }
+
     async fn load(&self, name: &str, version: &str) -> Result<Served, (String, Instant)> {
         let failed = |message: String| (message, Instant::now());
         let directory = self
