@@ -382,7 +382,14 @@ mod tests {
             Arc::new(Metrics::default()),
             Duration::from_secs(1),
         );
-        let live = Live::new(record(1, &warming), spec.clone(), warming.clone(), catalog, Arc::default()).unwrap();
+        let live = Live::new(
+            record(1, &warming),
+            spec.clone(),
+            warming.clone(),
+            catalog,
+            Arc::default(),
+        )
+        .unwrap();
         live.adopt(record(2, &running), spec.clone(), running.clone());
         live.window.lock().unwrap().observe("2", false, 1.0, &[1.0]);
         // A reader that fetched revision 1 before revision 2 was stored must not undo it (nor its window).

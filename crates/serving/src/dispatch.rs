@@ -170,15 +170,15 @@ pub async fn infer_routed(
             let started = Instant::now();
             let result = shadow.runner.infer(inputs.clone()).await;
             let latency = started.elapsed();
+            if let Ok(outputs) = &result {
+                state.log_shadow(&shadow, &request_id, inputs, outputs);
+            }
             deployment.observe_shadow(
                 shadow.runner.version(),
                 &primary_outputs,
                 result.as_ref().ok().map(Vec::as_slice),
                 latency,
             );
-            if let Ok(outputs) = result {
-                state.log_shadow(&shadow, &request_id, inputs, &outputs);
-            }
         });
     }
     Ok((served, outputs))

@@ -380,3 +380,36 @@ async fn a_second_rollout_on_one_deployment_is_refused_and_changes_nothing() {
     let missing = call(&server, "POST", &format!("{DEPLOYMENTS}/nothing/rollback"), &json!({})).await;
     assert_eq!(missing.status, 404, "{}", missing.body_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_inference_requests_to_a_deployment_name_go_through_its_policy() {
+    let server = server().await;
+    for folder in ["o1", "o2"] {
+        add_version(&server, "oip", folder, "xgb_booster", false).await;
+    }
+    let created = call(
+        &server,
+        "POST",
+        DEPLOYMENTS,
+        &json!({"name": "oip-live", "model": "models:/oip/1", "routing_seed": 3,
+                "policy": {"type": "ab", "weights": {"1": 1, "2": 1}}}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.body_text());
+    until(&server, "oip-live", false, |d| d["rollout"]["phase"] == "running").await;
+    let body =
+        json!({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 5], "data": [0.1, 0.2, 0.3, 0.4, 0.5]}]});
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let answer = call(&server, "POST", "/v2/models/oip-live/infer", &body).await;
+        assert_eq!(answer.status, 200, "{}", answer.body_text());
+        assert_eq!(json_of(&answer)["model_name"], "oip-live");
+        let version = served_version(&answer);
+        assert_eq!(json_of(&answer)["model_version"], version.as_str());
+        seen.insert(version);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["1", "2"], "both arms answered");
+    // The registered model's own endpoints are untouched by the deployment.
+    let direct = call(&server, "POST", "/v2/models/oip/versions/1/infer", &body).await;
+    assert_eq!(served_version(&direct), "1");
+}

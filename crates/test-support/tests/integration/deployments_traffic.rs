@@ -15,6 +15,7 @@ use crate::deployments::{
     DEPLOYMENTS, add_version, alias_version, call, deployment, events, json_of, score, served_version, server,
     set_alias, until,
 };
+use crate::serving::{parquet_rows, strings};
 
 const ROW: &str =
     r#"{"dataframe_split": {"columns": ["f0", "f1", "f2", "f3", "f4"], "data": [[0.1, 0.2, 0.3, 0.4, 0.5]]}}"#;
@@ -127,6 +128,26 @@ async fn shadow_answers_are_compared_but_never_returned() {
         .unwrap()
         .body_text();
     assert!(metrics.contains("loopline_deployment_shadow_requests_total{deployment=\"risk\",version=\"2\"}"));
+    // The shadow's answers are logged next to the stable version's, under the same request ids.
+    let flushed = call(&server, "POST", "/api/loopline/v1/predictions/flush", &json!({})).await;
+    assert_eq!(flushed.status, 200, "{}", flushed.body_text());
+    let logged = parquet_rows(&server.data_dir.join("artifacts/predictions/model=risk"));
+    let roles = strings(&logged, "role");
+    let versions = strings(&logged, "model_version");
+    let ids = strings(&logged, "request_id");
+    let shadow_ids: std::collections::HashSet<&String> = ids
+        .iter()
+        .zip(&roles)
+        .filter(|(_, r)| *r == "shadow")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(shadow_ids.len(), 40);
+    assert!(roles.iter().zip(&versions).all(|(r, v)| (r == "shadow") == (v == "2")));
+    assert!(
+        shadow_ids
+            .iter()
+            .all(|id| ids.iter().zip(&roles).any(|(i, r)| i == *id && r == "served"))
+    );
 }
 
 /// Writes a pyfunc model whose predictions fail (`fail`) or take 300 ms (`slow`), served by the Python

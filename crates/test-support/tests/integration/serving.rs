@@ -374,7 +374,7 @@ async fn a_version_that_cannot_load_is_not_ready_with_its_reason_and_others_keep
     server.stop().await.unwrap();
 }
 
-fn parquet_rows(directory: &std::path::Path) -> Vec<arrow_array::RecordBatch> {
+pub(crate) fn parquet_rows(directory: &std::path::Path) -> Vec<arrow_array::RecordBatch> {
     let mut batches = Vec::new();
     let mut pending = vec![directory.to_path_buf()];
     while let Some(path) = pending.pop() {
@@ -395,7 +395,7 @@ fn parquet_rows(directory: &std::path::Path) -> Vec<arrow_array::RecordBatch> {
     batches
 }
 
-fn strings(batches: &[arrow_array::RecordBatch], column: &str) -> Vec<String> {
+pub(crate) fn strings(batches: &[arrow_array::RecordBatch], column: &str) -> Vec<String> {
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     batches
