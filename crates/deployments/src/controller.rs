@@ -265,7 +265,7 @@ fn step_event(deployment: &str, planned: &state::Plan, rollout: &Rollout, why: &
     let described: Vec<String> = planned
         .arms
         .iter()
-        .map(|(v, share)| format!("{v}: {:.0}%", share * 100.0))
+        .map(|(v, share)| format!("version {v} {:.0}%", share * 100.0))
         .collect();
     let shadow = planned
         .shadow

@@ -102,7 +102,7 @@ pub enum RolloutCommand {
     Status {
         /// Deployment name.
         name: String,
-        /// Keep printing new events and traffic changes until the rollout completes or rolls back.
+        /// Keep printing new events and traffic until a rollout (the one under way, or the next one) ends.
         #[arg(long)]
         watch: bool,
         #[command(flatten)]
@@ -514,6 +514,7 @@ async fn status(server: &ServerArgs, name: &str, watch: bool) -> Result<(), Stri
     let mut last = events.last().and_then(|e| e["id"].as_i64()).unwrap_or(0);
     let mut was_rolling = !deployment["deployment"]["rollout"].is_null();
     let mut traffic = String::new();
+    let mut ended = false;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let fresh = client
@@ -522,6 +523,13 @@ async fn status(server: &ServerArgs, name: &str, watch: bool) -> Result<(), Stri
         for event in fresh["events"].as_array().cloned().unwrap_or_default() {
             print_event(&event);
             last = event["id"].as_i64().unwrap_or(last);
+            // A rollout may start and end between two looks; its last event says it ended.
+            if matches!(
+                event["kind"].as_str(),
+                Some("promoted" | "rolled_back" | "rollout_cancelled")
+            ) {
+                ended = true;
+            }
         }
         let current = client.ok(reqwest::Method::GET, &path, None).await?;
         let deployment = &current["deployment"];
@@ -535,7 +543,7 @@ async fn status(server: &ServerArgs, name: &str, watch: bool) -> Result<(), Stri
             traffic = line;
         }
         let rolling = !deployment["rollout"].is_null();
-        if was_rolling && !rolling {
+        if (was_rolling || ended) && !rolling {
             println!(
                 "rollout finished: '{name}' serves version {} (rollbacks {})",
                 deployment["stable_version"].as_str().unwrap_or("?"),
