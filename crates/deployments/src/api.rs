@@ -2,6 +2,7 @@
 //! trail; `/api/loopline/v1/registered-models/alias-history`: which version an alias named when. Errors use
 //! the `{error_code, message}` shape of the rest of the API.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -206,41 +207,46 @@ async fn rollback(
     )
 }
 
-#[derive(Deserialize)]
-struct EventsQuery {
-    #[serde(default)]
-    after: i64,
-    #[serde(default = "default_limit")]
-    limit: usize,
+fn number<T: std::str::FromStr>(query: &HashMap<String, String>, key: &str, default: T) -> Result<T, String> {
+    match query.get(key) {
+        None => Ok(default),
+        Some(text) => text
+            .parse()
+            .map_err(|_| format!("query parameter '{key}' must be a whole number, got '{text}'")),
+    }
 }
 
-fn default_limit() -> usize {
-    1000
-}
-
-async fn events(State(state): State<ApiState>, Path(name): Path<String>, Query(query): Query<EventsQuery>) -> Response {
-    match state.manager.events(&name, query.after, query.limit.min(10_000)).await {
+async fn events(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (after, limit) = match (number(&query, "after", 0i64), number(&query, "limit", 1000usize)) {
+        (Ok(after), Ok(limit)) => (after, limit),
+        (Err(message), _) | (_, Err(message)) => return bad(message),
+    };
+    match state.manager.events(&name, after, limit.min(10_000)).await {
         Ok(events) => axum::Json(json!({"events": events})).into_response(),
         Err(error) => refused(error),
     }
 }
 
-#[derive(Deserialize)]
-struct AliasQuery {
-    name: String,
-    #[serde(default)]
-    alias: Option<String>,
-}
-
-async fn alias_history(State(state): State<ApiState>, Query(query): Query<AliasQuery>) -> Response {
-    if state.store.get_registered_model(&query.name).await.is_err() {
+async fn alias_history(State(state): State<ApiState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let Some(name) = query.get("name").filter(|n| !n.is_empty()) else {
+        return bad("query parameter 'name' (the registered model) is required".to_string());
+    };
+    if state.store.get_registered_model(name).await.is_err() {
         return failure(
             StatusCode::NOT_FOUND,
             "RESOURCE_DOES_NOT_EXIST",
-            format!("registered model '{}' does not exist", query.name),
+            format!("registered model '{name}' does not exist"),
         );
     }
-    match state.store.alias_history(&query.name, query.alias.as_deref()).await {
+    match state
+        .store
+        .alias_history(name, query.get("alias").map(String::as_str))
+        .await
+    {
         Ok(changes) => axum::Json(json!({
             "changes": changes
                 .into_iter()

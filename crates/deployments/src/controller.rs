@@ -211,6 +211,12 @@ impl Manager {
                 }
             }
         }
+        if state.previous.as_ref().is_some_and(|p| p.until_ms <= now) {
+            // Past the switch-back window the old version no longer needs to stay loaded.
+            let mut keep = plan(&spec, &state).versions();
+            keep.extend(state.rollout.iter().flat_map(|r| r.candidates.clone()));
+            live.catalog.retain(&live.model, &keep);
+        }
         if let Some(posteriors) = live.take_posteriors()
             && let Some(rollout) = state.rollout.as_mut()
             && rollout.bandit.len() == posteriors.len()

@@ -534,7 +534,12 @@ async fn feedback(State(state): State<ServingState>, body: Body) -> Response {
     {
         return error(StatusCode::SERVICE_UNAVAILABLE, message);
     }
-    axum::Json(json!({"recorded": recorded, "rewards": rewards.len(), "rewards_matched": matched})).into_response()
+    let mut answer = json!({"recorded": recorded});
+    if !rewards.is_empty() {
+        answer["rewards"] = json!(rewards.len());
+        answer["rewards_matched"] = json!(matched);
+    }
+    axum::Json(answer).into_response()
 }
 
 fn mlflow_error(status: StatusCode, message: impl std::fmt::Display) -> Response {

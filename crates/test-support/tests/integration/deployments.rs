@@ -379,6 +379,18 @@ async fn a_second_rollout_on_one_deployment_is_refused_and_changes_nothing() {
     assert_eq!(promote_unknown.status, 400, "{}", promote_unknown.body_text());
     let missing = call(&server, "POST", &format!("{DEPLOYMENTS}/nothing/rollback"), &json!({})).await;
     assert_eq!(missing.status, 404, "{}", missing.body_text());
+    for (target, needle) in [
+        (format!("{path}/events?after=soon"), "'after'"),
+        ("/api/loopline/v1/registered-models/alias-history".to_string(), "'name'"),
+    ] {
+        let refused = raw_request(server.address, "GET", &target, &[], b"").await.unwrap();
+        assert_eq!(refused.status, 400, "{target}");
+        assert!(
+            json_of(&refused)["message"].as_str().unwrap().contains(needle),
+            "{}",
+            refused.body_text()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
