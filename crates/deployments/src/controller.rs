@@ -282,7 +282,7 @@ fn step_event(deployment: &str, planned: &state::Plan, rollout: &Rollout, why: &
         deployment,
         "step",
         "controller",
-        format!("step {}: {}{shadow} ({why})", rollout.step, described.join(", ")),
+        format!("step {}: {}{shadow} ({why})", rollout.step + 1, described.join(", ")),
         json!({"shares": shares(planned), "step": rollout.step}),
     )
 }

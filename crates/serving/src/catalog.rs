@@ -100,6 +100,9 @@ pub trait ModelSource: Send + Sync {
 
 type Slot = Arc<OnceCell<Result<Served, (String, Instant)>>>;
 
+/// A model name and the version or alias asked for.
+type Reference = (String, Option<String>);
+
 /// Registry versions loaded on first use.
 pub struct LoadingCatalog {
     source: Arc<dyn ModelSource>,
@@ -107,7 +110,12 @@ pub struct LoadingCatalog {
     metrics: Arc<Metrics>,
     slots: Mutex<HashMap<(String, String), Slot>>,
     retry_after: Duration,
+    /// Recent resolutions of (model, reference) to a version, so a request does not query the registry.
+    resolved: Mutex<HashMap<Reference, (String, Instant)>>,
 }
+
+/// How long a resolved reference is trusted: a moved alias or a deleted version is seen within this time.
+const RESOLUTION_TTL: Duration = Duration::from_secs(1);
 
 impl LoadingCatalog {
     /// A catalog over `source`; a failed load is retried after `retry_after`.
@@ -123,6 +131,7 @@ impl LoadingCatalog {
             metrics,
             slots: Mutex::new(HashMap::new()),
             retry_after,
+            resolved: Mutex::new(HashMap::new()),
         }
     }
 
@@ -137,6 +146,27 @@ impl LoadingCatalog {
         let slot: Slot = Arc::new(OnceCell::new());
         slots.insert(key.clone(), slot.clone());
         slot
+    }
+
+    async fn resolve(&self, name: &str, reference: Option<&str>) -> Result<String, CatalogError> {
+        let key = (name.to_string(), reference.map(str::to_string));
+        let cached = {
+            let resolved = self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            resolved
+                .get(&key)
+                .filter(|(_, at)| at.elapsed() < RESOLUTION_TTL)
+                .map(|(version, _)| version.clone())
+        };
+        if let Some(version) = cached {
+            return Ok(version);
+        }
+        let version = self.source.resolve(name, reference).await?;
+        let mut resolved = self.resolved.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if resolved.len() > 10_000 {
+            resolved.retain(|_, (_, at)| at.elapsed() < RESOLUTION_TTL);
+        }
+        resolved.insert(key, (version.clone(), Instant::now()));
+        Ok(version)
     }
 
     /// Unloads every version of `name` except `keep` (a running request keeps its model until it finishes).
@@ -168,7 +198,7 @@ impl LoadingCatalog {
 #[async_trait]
 impl Catalog for LoadingCatalog {
     async fn get(&self, name: &str, reference: Option<&str>) -> Result<Served, CatalogError> {
-        let version = self.source.resolve(name, reference).await?;
+        let version = self.resolve(name, reference).await?;
         let key = (name.to_string(), version.clone());
         let slot = self.slot(&key);
         let result = slot.get_or_init(|| self.load(name, &version)).await;

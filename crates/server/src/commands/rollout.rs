@@ -408,7 +408,7 @@ fn describe(deployment: &Value) -> String {
     let steps = policy["steps"]
         .as_array()
         .map(|s| {
-            let shown: Vec<String> = s.iter().map(|v| format!("{}%", v)).collect();
+            let shown: Vec<String> = s.iter().map(|v| format!("{}%", v.as_f64().unwrap_or(0.0))).collect();
             format!(" ({})", shown.join(" -> "))
         })
         .unwrap_or_default();
