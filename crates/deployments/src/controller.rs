@@ -238,7 +238,7 @@ impl Manager {
                     tracing::debug!(deployment = live.name, %error, "deployment changed meanwhile; next pass")
                 }
             }
-        } else if live.table().is_err() {
+        } else if live.table_is_stale() {
             self.rebuild(live).await;
         }
     }

@@ -108,6 +108,8 @@ pub struct Live {
     /// Record, spec, state.
     pub inner: RwLock<Inner>,
     table: RwLock<Result<Arc<Table>, String>>,
+    /// The revision the route table was built from.
+    built: std::sync::atomic::AtomicI64,
     /// This step's observations.
     pub window: Mutex<Window>,
     /// Since start, per version.
@@ -158,6 +160,7 @@ impl Live {
                 state,
             }),
             table: RwLock::new(Err("the deployment is starting".to_string())),
+            built: std::sync::atomic::AtomicI64::new(-1),
             window: Mutex::new(Window::default()),
             totals: Mutex::new(HashMap::new()),
             posteriors: Mutex::new((posteriors, false)),
@@ -196,8 +199,14 @@ impl Live {
         };
     }
 
-    /// Installs a new route table (or the reason there is none).
-    pub fn install(&self, table: Result<Table, String>) {
+    /// Whether the route table predates the state (another replica, or a reader, brought a newer record).
+    pub fn table_is_stale(&self) -> bool {
+        self.built.load(std::sync::atomic::Ordering::SeqCst) != self.read().record.revision || self.table().is_err()
+    }
+
+    /// Installs a route table built from record `revision` (or the reason there is none).
+    pub fn install(&self, revision: i64, table: Result<Table, String>) {
+        self.built.store(revision, std::sync::atomic::Ordering::SeqCst);
         *self.table.write().unwrap_or_else(std::sync::PoisonError::into_inner) = table.map(Arc::new);
     }
 

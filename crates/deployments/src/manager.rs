@@ -187,9 +187,9 @@ impl Manager {
 
     /// Builds the route table from the stored state: every version in the plan loaded first.
     pub(crate) async fn rebuild(&self, live: &Live) {
-        let (spec, state) = {
+        let (spec, state, revision) = {
             let inner = live.read();
-            (inner.spec.clone(), inner.state.clone())
+            (inner.spec.clone(), inner.state.clone(), inner.record.revision)
         };
         let planned = plan(&spec, &state);
         let mut arms = Vec::new();
@@ -197,7 +197,10 @@ impl Manager {
             match live.catalog.get(&live.model, Some(version)).await {
                 Ok(served) => arms.push((served, *share)),
                 Err(error) if index == 0 => {
-                    live.install(Err(format!("its stable version {version} is not ready: {error}")));
+                    live.install(
+                        revision,
+                        Err(format!("its stable version {version} is not ready: {error}")),
+                    );
                     return;
                 }
                 Err(error) => {
@@ -219,11 +222,14 @@ impl Manager {
             // Kept warm for an instant switch back.
             let _ = live.catalog.get(&live.model, Some(&previous.version)).await;
         }
-        live.install(Ok(Table {
-            arms,
-            shadow,
-            bandit: planned.bandit,
-        }));
+        live.install(
+            revision,
+            Ok(Table {
+                arms,
+                shadow,
+                bandit: planned.bandit,
+            }),
+        );
         // Versions no longer planned (nor kept warm) are unloaded; requests still holding one finish on it.
         let mut keep = planned.versions();
         if let Some(previous) = state.previous.as_ref().filter(|p| p.until_ms > now_millis()) {
@@ -558,7 +564,7 @@ impl Manager {
     /// One deployment with its live figures.
     pub async fn get(&self, name: &str) -> Result<Value, CommandError> {
         let live = self.stored_live(name).await?;
-        if live.table().is_err() {
+        if live.table_is_stale() {
             self.rebuild(&live).await;
         }
         Ok(self.describe(&live))

@@ -2,6 +2,7 @@
 
 mod concurrency;
 mod deployments;
+mod deployments_replicas;
 mod deployments_traffic;
 mod endpoint_inventory;
 mod errors;
