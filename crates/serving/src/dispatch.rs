@@ -183,3 +183,44 @@ pub async fn infer_routed(
     }
     Ok((served, outputs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loopline_model_runtime_api::DataType;
+
+    fn tensor(name: &str, data: TensorData) -> Tensor {
+        let rows = data.len();
+        let datatype = match &data {
+            TensorData::Bytes(_) => DataType::Bytes,
+            _ => DataType::Fp64,
+        };
+        Tensor {
+            name: name.to_string(),
+            datatype,
+            shape: vec![rows],
+            data,
+        }
+    }
+
+    #[test]
+    fn sticky_keys_come_from_a_header_or_the_first_value_of_a_column() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user", "u-17".parse().unwrap());
+        let inputs = vec![
+            tensor("user_id", TensorData::Bytes(vec![b"alice".to_vec(), b"bob".to_vec()])),
+            tensor("account", TensorData::F64(vec![42.0, 7.0])),
+        ];
+        let header = StickyKey::Header("x-user".into());
+        assert_eq!(sticky_value(&header, &headers, &inputs).as_deref(), Some("u-17"));
+        let text = StickyKey::Column("user_id".into());
+        assert_eq!(sticky_value(&text, &headers, &inputs).as_deref(), Some("alice"));
+        let number = StickyKey::Column("account".into());
+        assert_eq!(sticky_value(&number, &headers, &inputs).as_deref(), Some("42"));
+        assert_eq!(sticky_value(&StickyKey::Column("none".into()), &headers, &inputs), None);
+        assert_eq!(
+            sticky_value(&StickyKey::Header("x-other".into()), &headers, &inputs),
+            None
+        );
+    }
+}

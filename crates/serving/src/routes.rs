@@ -187,8 +187,21 @@ async fn ready(State(state): State<ServingState>) -> Response {
     }
 }
 
+/// The version that answers for `name`: a deployment's stable version when `name` is a deployment (and no
+/// version is asked for), else the catalog's.
+async fn lookup(state: &ServingState, name: &str, version: Option<&str>) -> Result<Served, CatalogError> {
+    if version.is_none()
+        && let Some(deployment) = state.deployments.as_ref().and_then(|d| d.find(name))
+    {
+        return deployment
+            .route(None)
+            .map(|route| route.fallback.unwrap_or(route.primary));
+    }
+    state.catalog.get(name, version).await
+}
+
 async fn metadata_of(state: &ServingState, name: &str, version: Option<&str>) -> Response {
-    let served = match state.catalog.get(name, version).await {
+    let served = match lookup(state, name, version).await {
         Ok(served) => served,
         Err(error) => return v2_error(catalog_status(&error), error),
     };
@@ -199,7 +212,7 @@ async fn metadata_of(state: &ServingState, name: &str, version: Option<&str>) ->
             .collect()
     };
     axum::Json(json!({
-        "name": served.name,
+        "name": name,
         "versions": [served.runner.version()],
         "platform": metadata.platform,
         "inputs": tensors(&metadata.inputs),
@@ -220,7 +233,7 @@ async fn version_metadata(
 }
 
 async fn ready_of(state: &ServingState, name: &str, version: Option<&str>) -> Response {
-    match state.catalog.get(name, version).await {
+    match lookup(state, name, version).await {
         Ok(_) => axum::Json(json!({"name": name, "ready": true})).into_response(),
         Err(error) => v2_error(catalog_status(&error), error),
     }

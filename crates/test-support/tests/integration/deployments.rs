@@ -421,6 +421,16 @@ async fn open_inference_requests_to_a_deployment_name_go_through_its_policy() {
         seen.insert(version);
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["1", "2"], "both arms answered");
+    // Readiness and metadata answer for the deployment name too (tritonclient asks before inferring).
+    let ready = raw_request(server.address, "GET", "/v2/models/oip-live/ready", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(ready.status, 200, "{}", ready.body_text());
+    let metadata = raw_request(server.address, "GET", "/v2/models/oip-live", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(json_of(&metadata)["name"], "oip-live");
+    assert_eq!(json_of(&metadata)["versions"], json!(["1"]));
     // The registered model's own endpoints are untouched by the deployment.
     let direct = call(&server, "POST", "/v2/models/oip/versions/1/infer", &body).await;
     assert_eq!(served_version(&direct), "1");

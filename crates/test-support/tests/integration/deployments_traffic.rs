@@ -263,7 +263,9 @@ async fn promotions_and_rollbacks_under_load_fail_no_request() {
     }
     for round in 0..3 {
         set_alias(&server, "steady", "champion", "2").await;
-        until(&server, "steady", false, |d| d["rollout"]["phase"] == "running").await;
+        let switched = until(&server, "steady", false, |d| d["rollout"]["phase"] == "running").await;
+        // Blue-green: once warm, the new version takes everything at once; the old one stays loaded.
+        assert_eq!(switched["shares"], json!({"1": 0.0, "2": 1.0}), "round {round}");
         let promoted = call(&server, "POST", &format!("{DEPLOYMENTS}/steady/promote"), &json!({})).await;
         assert_eq!(promoted.status, 200, "round {round}: {}", promoted.body_text());
         // Requests keep flowing through the switch before it is undone.
