@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import requests
+import tritonclient.http as triton
 import xgboost
 from loopline_process import binary
 from mlflow.models import infer_signature
@@ -108,3 +109,17 @@ def test_a_canary_promotion_and_an_automatic_rollback_watched_from_the_cli(serve
     history = requests.get(f"{server.url}/api/loopline/v1/registered-models/alias-history",
                            params={"name": NAME, "alias": "champion"}).json()["changes"]
     assert [change["version"] for change in history] == ["1", "2", "3", "2"]
+
+
+def test_tritonclient_reaches_a_deployment_by_its_name(server):
+    """Runs after the CLI test: the deployment serves version 2, and tritonclient needs nothing special."""
+    client = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    assert client.is_model_ready(DEPLOYMENT)
+    assert client.get_model_metadata(DEPLOYMENT)["versions"] == ["2"]
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame(rng.normal(size=(3, 4)), columns=["a", "b", "c", "d"])
+    tensor = triton.InferInput("input", [3, 4], "FP64")
+    tensor.set_data_from_numpy(X.to_numpy())
+    result = client.infer(DEPLOYMENT, [tensor])
+    expected = mlflow.pyfunc.load_model(f"models:/{NAME}/2").predict(X)
+    np.testing.assert_allclose(result.as_numpy("prediction").ravel(), np.asarray(expected).ravel(), rtol=1e-6, atol=1e-6)
