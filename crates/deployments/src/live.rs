@@ -41,12 +41,14 @@ pub struct Totals {
     pub mirrored: u64,
 }
 
-/// What identifies a step: a new key starts a new window.
+/// What identifies a step: a new key starts a new window. Without a rollout the stable version is the step, so a
+/// rollback to the previous version starts a fresh window instead of showing the replaced version's figures.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct StepKey(Option<(String, usize, bool)>);
+struct StepKey(String, Option<(String, usize, bool)>);
 
 fn step_key(state: &DeploymentState) -> StepKey {
     StepKey(
+        state.stable.clone(),
         state
             .rollout
             .as_ref()
@@ -374,6 +376,44 @@ mod tests {
         }
     }
 
+    fn catalog() -> LoadingCatalog {
+        LoadingCatalog::new(
+            Arc::new(NoModels),
+            RunnerConfig::default(),
+            Arc::new(Metrics::default()),
+            Duration::from_secs(1),
+        )
+    }
+
+    fn settled(stable: &str) -> DeploymentState {
+        DeploymentState {
+            stable: stable.into(),
+            previous: None,
+            rollout: None,
+            rollbacks: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_stable_version_without_a_rollout_starts_a_new_window() {
+        let spec: DeploymentSpec = serde_json::from_str(r#"{"model":"models:/m@champion"}"#).unwrap();
+        let live = Live::new(
+            record(1, &settled("4")),
+            spec.clone(),
+            settled("4"),
+            catalog(),
+            Arc::default(),
+        )
+        .unwrap();
+        live.window.lock().unwrap().observe("4", false, 1.0, &[1.0]);
+        // The same state stored again (a tag, a guardrail change) keeps what the step has seen.
+        live.adopt(record(2, &settled("4")), spec.clone(), settled("4"));
+        assert_eq!(live.window.lock().unwrap().requests("4"), 1);
+        // A rollback to the previous version: its figures start from nothing, version 4's are gone.
+        live.adopt(record(3, &settled("2")), spec, settled("2"));
+        assert_eq!(live.window.lock().unwrap().requests("4"), 0);
+    }
+
     #[tokio::test]
     async fn an_older_record_never_replaces_a_newer_one() {
         let spec: DeploymentSpec = serde_json::from_str(r#"{"model":"models:/m@champion"}"#).unwrap();
@@ -385,17 +425,11 @@ mod tests {
         };
         let mut running = warming.clone();
         running.rollout.as_mut().unwrap().phase = Phase::Running;
-        let catalog = LoadingCatalog::new(
-            Arc::new(NoModels),
-            RunnerConfig::default(),
-            Arc::new(Metrics::default()),
-            Duration::from_secs(1),
-        );
         let live = Live::new(
             record(1, &warming),
             spec.clone(),
             warming.clone(),
-            catalog,
+            catalog(),
             Arc::default(),
         )
         .unwrap();

@@ -513,7 +513,7 @@ async fn status(server: &ServerArgs, name: &str, watch: bool) -> Result<(), Stri
     }
     let mut last = events.last().and_then(|e| e["id"].as_i64()).unwrap_or(0);
     let mut was_rolling = !deployment["deployment"]["rollout"].is_null();
-    let mut traffic = String::new();
+    let mut figures = Figures::new();
     let mut ended = false;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -521,7 +521,7 @@ async fn status(server: &ServerArgs, name: &str, watch: bool) -> Result<(), Stri
             .ok(reqwest::Method::GET, &format!("{path}/events?after={last}"), None)
             .await?;
         for event in fresh["events"].as_array().cloned().unwrap_or_default() {
-            print_event(&event);
+            figures.above(|| print_event(&event));
             last = event["id"].as_i64().unwrap_or(last);
             // A rollout may start and end between two looks; its last event says it ended.
             if matches!(
@@ -536,14 +536,13 @@ async fn status(server: &ServerArgs, name: &str, watch: bool) -> Result<(), Stri
         let line = describe(deployment)
             .lines()
             .filter(|l| l.trim_start().starts_with("this step") || l.trim_start().starts_with("shadow"))
+            .map(str::trim)
             .collect::<Vec<_>>()
             .join(" ");
-        if !line.is_empty() && line != traffic {
-            println!("  {}", line.trim());
-            traffic = line;
-        }
+        figures.show(line);
         let rolling = !deployment["rollout"].is_null();
         if (was_rolling || ended) && !rolling {
+            figures.finish();
             println!(
                 "rollout finished: '{name}' serves version {} (rollbacks {})",
                 deployment["stable_version"].as_str().unwrap_or("?"),
@@ -552,5 +551,59 @@ async fn status(server: &ServerArgs, name: &str, watch: bool) -> Result<(), Stri
             return Ok(());
         }
         was_rolling = rolling;
+    }
+}
+
+/// The current step's figures while watching: redrawn in place under the events at a terminal; elsewhere (a log,
+/// a pipe) printed as a line when they change, at most every ten seconds, so a long step does not flood the log.
+struct Figures {
+    line: indicatif::ProgressBar,
+    printed: Option<std::time::Instant>,
+    shown: String,
+}
+
+impl Figures {
+    const QUIET: Duration = Duration::from_secs(10);
+
+    fn new() -> Figures {
+        let line = indicatif::ProgressBar::new_spinner()
+            .with_style(indicatif::ProgressStyle::with_template("  {spinner} {msg}").expect("a valid template"));
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            line.set_draw_target(indicatif::ProgressDrawTarget::stdout());
+            line.enable_steady_tick(Duration::from_millis(250));
+        } else {
+            line.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        Figures {
+            line,
+            printed: None,
+            shown: String::new(),
+        }
+    }
+
+    /// Prints above the live line without tearing it.
+    fn above(&self, print: impl FnOnce()) {
+        self.line.suspend(print);
+    }
+
+    fn show(&mut self, figures: String) {
+        if figures.is_empty() || figures == self.shown {
+            return;
+        }
+        if self.line.is_hidden() {
+            if self.printed.is_some_and(|at| at.elapsed() < Self::QUIET) {
+                return;
+            }
+            println!("  {figures}");
+            self.printed = Some(std::time::Instant::now());
+        } else {
+            self.line.set_message(figures.clone());
+            self.line.tick();
+        }
+        self.shown = figures;
+    }
+
+    fn finish(&self) {
+        self.line.finish_and_clear();
     }
 }
