@@ -138,6 +138,9 @@ impl Manager {
         if let Some(concurrency) = spec.runtime.concurrency {
             config.concurrency = concurrency;
         }
+        if let Some(seconds) = spec.runtime.timeout_seconds {
+            config.timeout = Some(Duration::from_secs(seconds));
+        }
         config
     }
 

@@ -42,6 +42,9 @@ pub struct Runtime {
     /// Batches running at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+    /// Seconds a request waits for its prediction before it is answered 504.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
 }
 
 /// Where the sticky key comes from.
@@ -293,6 +296,9 @@ impl DeploymentSpec {
         }
         if self.runtime.concurrency == Some(0) {
             return Err("'runtime.concurrency' must be at least 1".to_string());
+        }
+        if self.runtime.timeout_seconds == Some(0) {
+            return Err("'runtime.timeout_seconds' must be at least 1".to_string());
         }
         match &self.policy {
             Policy::Canary { steps, .. } => {

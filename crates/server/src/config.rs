@@ -44,6 +44,15 @@ pub struct ServingOptions {
     /// Model calls running at once per model (default: the number of cores).
     #[arg(long, env = "LOOPLINE_INFERENCE_THREADS")]
     pub inference_threads: Option<usize>,
+    /// Seconds a request waits for its prediction before it is answered 504, as `mlflow models serve --timeout`
+    /// (0: no limit).
+    #[arg(
+        short = 't',
+        long = "timeout",
+        env = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT",
+        default_value_t = 60
+    )]
+    pub timeout_seconds: u64,
     /// Largest inference request body, in MiB.
     #[arg(long, env = "LOOPLINE_MAX_REQUEST_MB", default_value_t = 64)]
     pub max_request_mb: usize,
@@ -68,6 +77,7 @@ impl Default for ServingOptions {
             max_batch_wait_ms: 0,
             max_queued_rows: 16_384,
             inference_threads: None,
+            timeout_seconds: 60,
             max_request_mb: 64,
             prediction_log_sample_rate: 1.0,
             prediction_log_flush_rows: 10_000,
@@ -94,6 +104,7 @@ impl ServingOptions {
         Ok(loopline_serving::RunnerConfig {
             batching,
             concurrency,
+            timeout: (self.timeout_seconds > 0).then(|| std::time::Duration::from_secs(self.timeout_seconds)),
             ..defaults
         })
     }

@@ -106,7 +106,10 @@ pub fn sticky_value(key: &StickyKey, headers: &HeaderMap, inputs: &[Tensor]) -> 
 }
 
 fn is_failure(error: &InferError) -> bool {
-    matches!(error, InferError::Unavailable(_) | InferError::Internal(_))
+    matches!(
+        error,
+        InferError::Unavailable(_) | InferError::Internal(_) | InferError::Timeout(_)
+    )
 }
 
 async fn run_one(

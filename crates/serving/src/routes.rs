@@ -158,6 +158,7 @@ fn infer_status(error: &InferError) -> (StatusCode, Outcome) {
         InferError::Busy { .. } => (StatusCode::TOO_MANY_REQUESTS, Outcome::Rejected),
         InferError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Outcome::Failure),
         InferError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, Outcome::Failure),
+        InferError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, Outcome::Failure),
     }
 }
 
@@ -562,6 +563,7 @@ fn mlflow_error(status: StatusCode, message: impl std::fmt::Display) -> Response
         StatusCode::SERVICE_UNAVAILABLE => "TEMPORARILY_UNAVAILABLE",
         StatusCode::PAYLOAD_TOO_LARGE => "RESOURCE_EXHAUSTED",
         StatusCode::INTERNAL_SERVER_ERROR => "INTERNAL_ERROR",
+        StatusCode::GATEWAY_TIMEOUT => "DEADLINE_EXCEEDED",
         _ => "BAD_REQUEST",
     };
     (

@@ -37,6 +37,11 @@ pub enum InferError {
     /// The model failed (500).
     #[error("{0}")]
     Internal(String),
+    /// No answer within the request timeout (504); the request was abandoned and is skipped if still queued.
+    #[error(
+        "no prediction within the {0:?} request timeout; the request was abandoned (raise --timeout if the model is this slow)"
+    )]
+    Timeout(Duration),
 }
 
 impl From<PredictError> for InferError {
@@ -68,6 +73,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     labels: (String, String),
     inline_budget_nanos: u64,
+    timeout: Option<Duration>,
 }
 
 impl Shared {
@@ -110,6 +116,9 @@ pub struct RunnerConfig {
     /// Requests expected to compute within this run in the caller's task when a slot is free and nothing
     /// queues: handing a few microseconds of work to another thread costs more than the work. Zero turns it off.
     pub inline_budget: Duration,
+    /// How long a caller waits for its prediction before it is answered 504 (as `mlflow models serve
+    /// --timeout`); `None` waits as long as the model takes.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for RunnerConfig {
@@ -122,6 +131,7 @@ impl Default for RunnerConfig {
             },
             concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             inline_budget: Duration::from_micros(50),
+            timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -144,6 +154,7 @@ impl ModelRunner {
             metrics,
             labels: (name.to_string(), version.to_string()),
             inline_budget_nanos: config.inline_budget.as_nanos() as u64,
+            timeout: config.timeout,
         });
         let runner = Arc::new(ModelRunner {
             model: model.clone(),
@@ -204,9 +215,15 @@ impl ModelRunner {
             });
         }
         self.shared.wake.notify_one();
-        answer
-            .await
-            .unwrap_or_else(|_| Err(InferError::Unavailable("the model was unloaded".to_string())))
+        let answer = match self.shared.timeout {
+            // Dropping the receiver marks the request abandoned: a batch not yet taken skips it.
+            Some(limit) => match tokio::time::timeout(limit, answer).await {
+                Ok(answer) => answer,
+                Err(_) => return Err(InferError::Timeout(limit)),
+            },
+            None => answer.await,
+        };
+        answer.unwrap_or_else(|_| Err(InferError::Unavailable("the model was unloaded".to_string())))
     }
 
     /// Runs a cheap request at once in the caller's task, when its expected compute time is within the inline

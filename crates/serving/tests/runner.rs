@@ -59,6 +59,10 @@ struct Harness {
 }
 
 fn start(max_batch_rows: usize, max_queued_rows: usize) -> Harness {
+    start_with(max_batch_rows, max_queued_rows, None)
+}
+
+fn start_with(max_batch_rows: usize, max_queued_rows: usize, timeout: Option<Duration>) -> Harness {
     let (entered_sender, entered) = channel();
     let (release, release_receiver) = channel();
     let model = HeldModel {
@@ -79,6 +83,7 @@ fn start(max_batch_rows: usize, max_queued_rows: usize) -> Harness {
         },
         concurrency: 1,
         inline_budget: Duration::ZERO,
+        timeout,
     };
     let runner = ModelRunner::start("m", "1", Arc::new(model), config, metrics.clone());
     Harness {
@@ -135,6 +140,43 @@ async fn requests_arriving_while_busy_share_one_batch_and_get_their_own_rows() {
         text.contains("loopline_inference_batch_rows_bucket{model=\"m\",version=\"1\",le=\"8.0\"} 2"),
         "{text}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_past_their_timeout_are_answered_and_abandoned() {
+    let limit = Duration::from_secs(60);
+    let harness = start_with(64, 1024, Some(limit));
+    let runner = harness.runner.clone();
+    let held = tokio::spawn(async move { runner.infer(rows(&[1.0])).await });
+    let entered = harness.entered;
+    let (entered, rows_entered) = tokio::task::spawn_blocking(move || {
+        let rows = entered.recv().unwrap();
+        (entered, rows)
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows_entered, 1);
+    // While the model holds the first request, a second one (two rows) waits in the queue.
+    let runner = harness.runner.clone();
+    let waiting = tokio::spawn(async move { runner.infer(rows(&[2.0, 2.5])).await });
+    until_queued(&harness.runner, 2).await;
+    // The paused clock moves past the limit by hand: both callers are answered with the timeout.
+    tokio::time::advance(limit + Duration::from_secs(1)).await;
+    let timed_out = held.await.unwrap().unwrap_err();
+    assert_eq!(timed_out, InferError::Timeout(limit));
+    assert!(timed_out.to_string().contains("--timeout"), "{timed_out}");
+    assert_eq!(waiting.await.unwrap().unwrap_err(), InferError::Timeout(limit));
+    // The model finishes the first request; the abandoned queued one is skipped, so the next call the model
+    // sees is the new one-row request.
+    harness.release.send(()).unwrap();
+    let runner = harness.runner.clone();
+    let next = tokio::spawn(async move { runner.infer(rows(&[3.0])).await });
+    let rows_entered = tokio::task::spawn_blocking(move || entered.recv().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rows_entered, 1, "the abandoned two-row request was not computed");
+    harness.release.send(()).unwrap();
+    assert_eq!(next.await.unwrap().unwrap()[0].data, TensorData::F64(vec![6.0]));
 }
 
 async fn futures_join(handles: Vec<tokio::task::JoinHandle<Result<Vec<Tensor>, InferError>>>) -> Vec<Vec<Tensor>> {

@@ -17,11 +17,13 @@ from loopline_process import LooplineProcess, binary, free_port
 
 @pytest.fixture(scope="module")
 def served(server, models):
-    """`loopline serve -m models:/xgb-regressor@champion` with a 1 MiB body limit."""
+    """`loopline serve -m models:/xgb-regressor@champion` with a 1 MiB body limit, started with the rest of
+    `mlflow models serve`'s flags as a script written for mlflow passes them."""
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="loopline-serve-")) / "serve.log"
     process = LooplineProcess(["serve", "-m", "models:/xgb-regressor@champion", "-h", "127.0.0.1", "-p", str(port),
-                               "--max-request-mb", "1"], port, log, health_path="/ping",
+                               "-t", "30", "-w", "2", "--env-manager", "local", "--max-request-mb", "1"], port, log,
+                              health_path="/ping",
                               env={"MLFLOW_TRACKING_URI": server.url})
     yield process
     assert process.stop() == 0, process.log_text()

@@ -34,3 +34,47 @@ pub fn write_output(path: &std::path::Path, text: &str) -> Result<(), String> {
     }
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
+
+/// `mlflow models serve` / `predict` flags about the Python environment, accepted so their command lines work
+/// unchanged. Loopline builds no environment: native models run in-process and any other model in the Python
+/// worker's interpreter (`LOOPLINE_PYTHON`, else the project venv's, else `python3`), so anything but `local` is
+/// answered with a note saying so.
+#[derive(Debug, clap::Args)]
+pub struct PythonEnvArgs {
+    /// Accepted for `mlflow models` compatibility: `local`, `virtualenv`, `uv` or `conda`; Loopline always uses the
+    /// local environment.
+    #[arg(long, value_parser = ["local", "virtualenv", "uv", "conda"])]
+    pub env_manager: Option<String>,
+    /// Accepted for `mlflow models` compatibility (the same as `--env-manager local`).
+    #[arg(long)]
+    pub no_conda: bool,
+    /// Accepted for `mlflow models` compatibility; nothing is installed.
+    #[arg(long)]
+    pub install_mlflow: bool,
+}
+
+impl PythonEnvArgs {
+    /// What the flags asked for that Loopline does differently, for a note on standard error.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(manager) = self.env_manager.as_deref().filter(|m| *m != "local" && !self.no_conda) {
+            notes.push(format!(
+                "--env-manager {manager}: Loopline creates no environment; native models (XGBoost, LightGBM, ONNX) \
+                 run in-process and other models in the Python of LOOPLINE_PYTHON, which needs the model's \
+                 libraries"
+            ));
+        }
+        if self.install_mlflow {
+            notes
+                .push("--install-mlflow: nothing is installed; the Python worker uses the mlflow it finds".to_string());
+        }
+        notes
+    }
+
+    /// Prints the notes.
+    pub fn print_notes(&self) {
+        for note in self.notes() {
+            eprintln!("note: {note}");
+        }
+    }
+}

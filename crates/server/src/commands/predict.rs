@@ -35,10 +35,14 @@ pub struct PredictArgs {
     /// compatibility.
     #[arg(short = 't', long = "content-type")]
     pub content_type: Option<String>,
+    /// `mlflow models predict`'s environment flags.
+    #[command(flatten)]
+    pub python_env: super::PythonEnvArgs,
 }
 
 /// Runs `loopline predict`.
 pub fn run(args: PredictArgs) -> ExitCode {
+    args.python_env.print_notes();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return input_error(format!("cannot start the I/O runtime: {error}")),

@@ -84,6 +84,9 @@ pub struct DeployArgs {
     /// Batches running at once.
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Seconds a request waits for its prediction before it is answered 504.
+    #[arg(long)]
+    pub timeout_seconds: Option<u64>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -266,6 +269,9 @@ fn spec(args: &DeployArgs) -> Result<Value, String> {
     }
     if let Some(v) = args.concurrency {
         runtime.insert("concurrency".to_string(), json!(v));
+    }
+    if let Some(v) = args.timeout_seconds {
+        runtime.insert("timeout_seconds".to_string(), json!(v));
     }
     let mut spec = json!({"model": args.model, "policy": policy, "guardrails": guardrails, "runtime": runtime});
     if let Some(header) = &args.sticky_header {

@@ -29,6 +29,13 @@ pub struct ServeArgs {
     /// Where to keep the prediction log and feedback (a directory or `s3://bucket/prefix`); off when not given.
     #[arg(long, env = "LOOPLINE_PREDICTION_LOG")]
     pub prediction_log: Option<String>,
+    /// Model calls running at once, as `mlflow models serve --workers` (the same as `--inference-threads`;
+    /// default: the number of cores).
+    #[arg(short = 'w', long, env = "MLFLOW_MODELS_WORKERS")]
+    pub workers: Option<usize>,
+    /// `mlflow models serve`'s environment flags.
+    #[command(flatten)]
+    pub python_env: super::PythonEnvArgs,
     /// Batching and limits.
     #[command(flatten)]
     pub serving: ServingOptions,
@@ -46,7 +53,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
     runtime.block_on(serve(args))
 }
 
-async fn serve(args: ServeArgs) -> ExitCode {
+async fn serve(mut args: ServeArgs) -> ExitCode {
+    args.python_env.print_notes();
+    if args.serving.inference_threads.is_none() {
+        args.serving.inference_threads = args.workers;
+    }
     let runner_config = match args.serving.runner() {
         Ok(config) => config,
         Err(message) => return input_error(message),
