@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod metrics;
 pub mod oip;
 pub mod prediction_log;
+pub mod python_json;
 pub mod routes;
 pub mod runner;
 pub mod scoring;

@@ -64,8 +64,8 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
         Some(length) => (&body[..length], &body[length..]),
         None => (body, &[][..]),
     };
-    let raw: RawRequest =
-        serde_json::from_slice(json).map_err(|e| format!("the request is not a valid infer request: {e}"))?;
+    let raw: RawRequest = crate::python_json::parse(json, crate::python_json::AS_STRINGS)
+        .map_err(|e| format!("the request is not a valid infer request: {e}"))?;
     if raw.inputs.is_empty() {
         return Err("the request has no inputs".to_string());
     }
@@ -415,6 +415,12 @@ mod tests {
         let request = decode_request(body, None).unwrap();
         assert_eq!(request.id.as_deref(), Some("r1"));
         assert!(matches!(&request.inputs[0].data, TensorData::F32(v) if v[2] == 3.0 && v[3].is_nan()));
+        // tritonclient's JSON tensors go through Python's json.dumps, which writes bare NaN and Infinity.
+        let python = br#"{"inputs":[{"name":"x","shape":[3],"datatype":"FP64","data":[NaN,Infinity,-Infinity]}]}"#;
+        let request = decode_request(python, None).unwrap();
+        assert!(
+            matches!(&request.inputs[0].data, TensorData::F64(v) if v[0].is_nan() && v[1] == f64::INFINITY && v[2] == f64::NEG_INFINITY)
+        );
         let short = br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[1,2,3]}]}"#;
         assert!(
             decode_request(short, None)

@@ -18,10 +18,38 @@ pub struct ScoringRequest {
 
 const FORMATS: [&str; 4] = ["dataframe_split", "dataframe_records", "instances", "inputs"];
 
+/// Python's bare `NaN` becomes null (a missing number, as pandas reads it); the bare infinities become marker
+/// strings (a NUL and the word) that no caller's text holds, so a column of nothing but infinities is still a
+/// number column.
+const NON_FINITE: crate::python_json::Replacements = crate::python_json::Replacements {
+    nan: "null",
+    infinity: "\"\\u0000Infinity\"",
+    negative_infinity: "\"\\u0000-Infinity\"",
+};
+
+/// A bare infinity from Python's JSON.
+fn bare_infinity(value: &Value) -> Option<f64> {
+    match value.as_str()? {
+        "\0Infinity" => Some(f64::INFINITY),
+        "\0-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
+/// A bare infinity, or `"Infinity"`, `"-Infinity"` or `"NaN"` written as text in a column that holds numbers.
+fn non_finite(value: &Value) -> Option<f64> {
+    bare_infinity(value).or_else(|| match value.as_str()? {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    })
+}
+
 /// Decodes a JSON body.
 pub fn decode_json(body: &[u8], params_schema: &[ParamSpec]) -> Result<ScoringRequest, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("Invalid input. The body is not valid JSON: {e}"))?;
+    let value: Value = crate::python_json::parse(body, NON_FINITE)
+        .map_err(|e| format!("Invalid input. The body is not valid JSON: {e}"))?;
     let Value::Object(mut object) = value else {
         return Err(format!(
             "Invalid input. The body must be a JSON object with one of the keys {FORMATS:?} (and optionally 'params')"
@@ -153,10 +181,20 @@ fn column_tensor(name: &str, cells: &[&Value]) -> Result<Tensor, String> {
             DataType::Int64,
             TensorData::Int(cells.iter().map(|c| c.as_i64().expect("int")).collect()),
         )
-    } else if all(|c| c.is_number() || c.is_null()) {
+    } else if rows == 0
+        || (all(|c| c.is_number() || c.is_null() || non_finite(c).is_some())
+            && cells
+                .iter()
+                .any(|c| c.is_number() || c.is_null() || bare_infinity(c).is_some()))
+    {
         (
             DataType::Fp64,
-            TensorData::F64(cells.iter().map(|c| c.as_f64().unwrap_or(f64::NAN)).collect()),
+            TensorData::F64(
+                cells
+                    .iter()
+                    .map(|c| c.as_f64().or_else(|| non_finite(c)).unwrap_or(f64::NAN))
+                    .collect(),
+            ),
         )
     } else if all(Value::is_string) {
         (
@@ -383,6 +421,25 @@ mod tests {
         }
         let matrix = decode_json(br#"{"inputs": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]}"#, &[]).unwrap();
         assert_eq!(matrix.inputs[0].shape, vec![3, 2]);
+    }
+
+    #[test]
+    fn python_json_with_bare_non_finite_numbers_is_read_as_mlflow_reads_it() {
+        // What `requests.post(url, json=frame.to_dict(orient="split"))` sends for a frame with gaps.
+        let body = br#"{"dataframe_split": {"columns": ["a", "b", "c"], "data": [[NaN, Infinity, "x"], [1.5, -Infinity, "NaN"]]}}"#;
+        let request = decode_json(body, &[]).unwrap();
+        assert!(matches!(&request.inputs[0].data, TensorData::F64(v) if v[0].is_nan() && v[1] == 1.5));
+        assert_eq!(
+            request.inputs[1].data,
+            TensorData::F64(vec![f64::INFINITY, f64::NEG_INFINITY])
+        );
+        // Text stays text, even where it spells a number's name.
+        assert_eq!(
+            request.inputs[2].data,
+            TensorData::Bytes(vec![b"x".to_vec(), b"NaN".to_vec()])
+        );
+        let all_missing = decode_json(br#"{"inputs": {"a": [NaN, NaN]}}"#, &[]).unwrap();
+        assert!(matches!(&all_missing.inputs[0].data, TensorData::F64(v) if v.iter().all(|x| x.is_nan())));
     }
 
     #[test]

@@ -7,12 +7,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import requests
 import tritonclient.http as triton
 from loopline_process import LooplineProcess, binary, free_port
+from mlflow.utils.proto_json_utils import dump_input_data
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,23 @@ def test_serve_answers_every_scoring_form(served, models):
     csv = requests.post(f"{served.url}/invocations", data=frame.to_csv(index=False), headers={"Content-Type": "text/csv"})
     assert csv.status_code == 200, csv.text
     np.testing.assert_allclose(csv.json()["predictions"], model.expected, rtol=1e-6, atol=1e-6)
+
+
+def test_serve_reads_missing_and_infinite_values_as_python_writes_them(served, models):
+    """mlflow's own request serialiser (dump_input_data, what its scoring clients send) goes through json.dumps,
+    which writes bare NaN and Infinity; mlflow models serve reads them, and so must Loopline, with the same
+    predictions as mlflow.pyfunc on the same frame."""
+    model = models["xgb-regressor"]
+    frame = model.inputs.copy()
+    frame.iloc[0, 0] = np.nan
+    frame.iloc[1, 1] = np.inf
+    frame.iloc[2, 2] = -np.inf
+    body = dump_input_data(frame)
+    assert "NaN" in body and "-Infinity" in body
+    response = requests.post(f"{served.url}/invocations", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    expected = mlflow.pyfunc.load_model(model.uri).predict(frame)
+    np.testing.assert_allclose(response.json()["predictions"], np.asarray(expected).ravel(), rtol=1e-6, atol=1e-6)
 
 
 def test_serve_speaks_the_open_inference_protocol(served, models):
