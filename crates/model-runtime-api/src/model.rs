@@ -45,4 +45,9 @@ pub trait Model: Send + Sync {
 
     /// Predicts a batch: input tensors whose first dimension is the row; outputs with the same number of rows.
     fn predict(&self, inputs: &[crate::tensor::Tensor]) -> Result<Vec<crate::tensor::Tensor>, PredictError>;
+
+    /// The longest one `predict` call may take, for backends that can stop a call that runs over (the Python
+    /// worker is stopped and restarted, as `mlflow models serve --timeout` stops its workers); in-process
+    /// backends finish what they started and ignore it.
+    fn limit_call_time(&self, _limit: Option<std::time::Duration>) {}
 }

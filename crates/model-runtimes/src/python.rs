@@ -159,6 +159,8 @@ impl Worker {
 struct Inner {
     directory: PathBuf,
     worker: Mutex<Option<Worker>>,
+    /// The longest a call may wait for the worker's answer, in milliseconds (0: no limit).
+    call_limit_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
@@ -247,6 +249,7 @@ impl PythonModel {
             inner: Arc::new(Inner {
                 directory,
                 worker: Mutex::new(Some(worker)),
+                call_limit_ms: std::sync::atomic::AtomicU64::new(0),
             }),
             metadata: metadata(descriptor),
         }))
@@ -327,6 +330,11 @@ impl Model for PythonModel {
         &self.metadata
     }
 
+    fn limit_call_time(&self, limit: Option<std::time::Duration>) {
+        let ms = limit.map_or(0, |l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.inner.call_limit_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn predict(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, PredictError> {
         let request = request_batch(inputs)
             .and_then(|batch| encode(&batch))
@@ -340,6 +348,13 @@ impl Model for PythonModel {
             *slot = Some(Worker::start(&self.inner.directory).map_err(PredictError::Unavailable)?);
         }
         let worker = slot.as_mut().expect("started above");
+        let limit_ms = self.inner.call_limit_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let limit = (limit_ms > 0).then(|| std::time::Duration::from_millis(limit_ms));
+        if let Err(error) = worker.stream.set_read_timeout(limit) {
+            return Err(PredictError::Internal(format!(
+                "cannot time the Python model worker: {error}"
+            )));
+        }
         match worker.exchange(&request) {
             Ok((0, payload)) => {
                 drop(slot);
@@ -352,6 +367,22 @@ impl Model for PythonModel {
                 "the model failed: {}",
                 String::from_utf8_lossy(&message)
             ))),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                // Stopping the worker (dropping it kills the process) is the only way to stop the call.
+                *slot = None;
+                drop(slot);
+                let limit = limit.unwrap_or_default();
+                tracing::error!(model = %self.inner.directory.display(), ?limit, "a Python model call ran over its limit; stopping its worker");
+                self.inner.restart_in_background();
+                Err(PredictError::Unavailable(format!(
+                    "the model took longer than the {limit:?} limit (--timeout); its Python worker was stopped and is being restarted"
+                )))
+            }
             Err(_) => {
                 let exit = worker.exit_description();
                 let log = tail(&worker.stderr);

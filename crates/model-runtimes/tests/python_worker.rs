@@ -82,6 +82,21 @@ fn python_models_predict_crash_and_recover() {
     );
     let again = doubler.model.predict(&[column("x", vec![5.0])]).unwrap();
     assert_eq!(again[0].data, TensorData::F64(vec![10.0]), "a new worker answers");
+    // A call that never returns is stopped at the limit, with its worker; the next call gets a new worker.
+    doubler
+        .model
+        .limit_call_time(Some(std::time::Duration::from_millis(500)));
+    let hung = doubler.model.predict(&[column("x", vec![7.0])]).unwrap_err();
+    assert!(
+        matches!(&hung, PredictError::Unavailable(m) if m.contains("longer than the 500ms limit")),
+        "{hung:?}"
+    );
+    let after = doubler.model.predict(&[column("x", vec![6.0])]).unwrap();
+    assert_eq!(
+        after[0].data,
+        TensorData::F64(vec![12.0]),
+        "a new worker answers after the stopped call"
+    );
 
     let two = load_model(&directory.path().join("two_outputs")).unwrap();
     let matrix = Tensor::new(

@@ -156,6 +156,7 @@ impl ModelRunner {
             inline_budget_nanos: config.inline_budget.as_nanos() as u64,
             timeout: config.timeout,
         });
+        model.limit_call_time(config.timeout);
         let runner = Arc::new(ModelRunner {
             model: model.clone(),
             shared: shared.clone(),

@@ -1,7 +1,7 @@
 """Saves the models the Python-worker tests serve, and what mlflow.pyfunc predicts for them, into the directory
 given on the command line: a scikit-learn pipeline (scaler + logistic regression, saved with mlflow.sklearn),
 a custom PythonModel that doubles `x` (refusing negative values, and exiting the process on 13 so the tests
-can watch a worker crash), and a model that returns two named outputs.
+can watch a worker crash, and never answering on 7 so they can watch a call stopped at its time limit), and a model that returns two named outputs.
 
 usage: python make_pyfunc_models.py OUT_DIR
 """
@@ -9,6 +9,7 @@ usage: python make_pyfunc_models.py OUT_DIR
 import json
 import os
 import pathlib
+import threading
 import sys
 
 import mlflow.pyfunc
@@ -27,6 +28,8 @@ class Doubler(mlflow.pyfunc.PythonModel):
             raise ValueError("x must not be negative")
         if (x == 13).any():
             os._exit(3)
+        if (x == 7).any():
+            threading.Event().wait()  # never answers: the caller's time limit must stop it
         return pd.DataFrame({"doubled": x * 2.0})
 
 
