@@ -159,9 +159,26 @@ pub async fn raw_request(
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await?;
-    stream.write_all(body).await?;
+    // The body is written while the answer is read: a server may answer before reading all of it (413 for an
+    // oversized body) and close, and the client then sees a broken pipe or a reset. As HTTP clients do, a
+    // failed body write is ignored and the answer already sent is kept.
+    let (mut reader, mut writer) = stream.into_split();
+    let body = body.to_vec();
+    let writing = tokio::spawn(async move {
+        let _ = writer.write_all(&body).await;
+        writer
+    });
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(read) => response.extend_from_slice(&chunk[..read]),
+            Err(error) if !response.is_empty() && error.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    drop(writing.await);
     let split = response
         .windows(4)
         .position(|window| window == b"\r\n\r\n")
