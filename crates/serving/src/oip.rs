@@ -207,12 +207,12 @@ fn from_json(name: &str, datatype: DataType, count: usize, value: &Value) -> Res
 fn number(value: &Value) -> Option<f64> {
     match value {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => match s.as_str() {
-            "NaN" | "nan" => Some(f64::NAN),
-            "Infinity" | "inf" => Some(f64::INFINITY),
-            "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+        Value::String(s) => crate::python_json::non_finite_word(s).or(match s.as_str() {
+            "nan" => Some(f64::NAN),
+            "inf" => Some(f64::INFINITY),
+            "-inf" => Some(f64::NEG_INFINITY),
             _ => None,
-        },
+        }),
         _ => None,
     }
 }

@@ -24,6 +24,17 @@ pub const AS_STRINGS: Replacements = Replacements {
     negative_infinity: "\"-Infinity\"",
 };
 
+/// The value a non-finite float's name stands for: `"NaN"`, `"Infinity"` or `"-Infinity"` (the words Python
+/// writes, and the strings both protocols accept in number positions).
+pub fn non_finite_word(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
 /// Parses `body` as JSON, accepting Python's bare non-finite words when strict parsing fails.
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8], replacements: Replacements) -> Result<T, serde_json::Error> {
     match serde_json::from_slice(body) {

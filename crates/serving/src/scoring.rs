@@ -38,12 +38,7 @@ fn bare_infinity(value: &Value) -> Option<f64> {
 
 /// A bare infinity, or `"Infinity"`, `"-Infinity"` or `"NaN"` written as text in a column that holds numbers.
 fn non_finite(value: &Value) -> Option<f64> {
-    bare_infinity(value).or_else(|| match value.as_str()? {
-        "NaN" => Some(f64::NAN),
-        "Infinity" => Some(f64::INFINITY),
-        "-Infinity" => Some(f64::NEG_INFINITY),
-        _ => None,
-    })
+    bare_infinity(value).or_else(|| crate::python_json::non_finite_word(value.as_str()?))
 }
 
 /// Decodes a JSON body.
