@@ -6,6 +6,7 @@ pub mod html;
 pub mod ids;
 pub mod page_token;
 pub mod proto_json;
+pub mod redact;
 pub mod time;
 
 pub use error_code::{ErrorCode, HasErrorCode};

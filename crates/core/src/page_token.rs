@@ -10,6 +10,9 @@ struct TokenBody {
     offset: u64,
 }
 
+/// The largest offset a token may carry; no store holds this many rows.
+pub const MAX_OFFSET: u64 = 1 << 53;
+
 /// A page token could not be decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid page token '{token}': it must be a value returned as next_page_token by a previous call")]
@@ -34,6 +37,11 @@ pub fn decode_offset(token: Option<&str>) -> Result<u64, InvalidPageToken> {
     };
     let bytes = STANDARD.decode(token).map_err(|_| invalid())?;
     let body: TokenBody = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    // Offsets travel to the database as signed 64-bit integers, with a page size added: anything near that
+    // range was never handed out by a server.
+    if body.offset > MAX_OFFSET {
+        return Err(invalid());
+    }
     Ok(body.offset)
 }
 
@@ -48,5 +56,8 @@ mod tests {
         assert_eq!(decode_offset(Some("eyJvZmZzZXQiOiA1fQ==")).unwrap(), 5);
         assert_eq!(decode_offset(None).unwrap(), 0);
         assert!(decode_offset(Some("not base64!")).is_err());
+        assert!(decode_offset(Some(&encode_offset(1 << 63))).is_err());
+        assert!(decode_offset(Some(&encode_offset(u64::MAX))).is_err());
+        assert_eq!(decode_offset(Some(&encode_offset(MAX_OFFSET))).unwrap(), MAX_OFFSET);
     }
 }

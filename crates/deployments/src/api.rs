@@ -43,11 +43,12 @@ pub fn routes(state: ApiState) -> Router {
 }
 
 fn failure(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
-    (
-        status,
-        axum::Json(json!({"error_code": code, "message": message.to_string()})),
-    )
-        .into_response()
+    let mut message = message.to_string();
+    if status.is_server_error() {
+        tracing::error!(%message, "deployment request failed");
+        message = loopline_core::redact::redact_server_paths(&message);
+    }
+    (status, axum::Json(json!({"error_code": code, "message": message}))).into_response()
 }
 
 fn refused(error: CommandError) -> Response {

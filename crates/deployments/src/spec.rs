@@ -294,11 +294,40 @@ impl DeploymentSpec {
         if self.runtime.max_batch_rows == Some(0) {
             return Err("'runtime.max_batch_rows' must be at least 1".to_string());
         }
-        if self.runtime.concurrency == Some(0) {
-            return Err("'runtime.concurrency' must be at least 1".to_string());
+        let max_concurrency = loopline_serving::runner::MAX_CONCURRENCY;
+        if let Some(concurrency) = self.runtime.concurrency
+            && !(1..=max_concurrency).contains(&concurrency)
+        {
+            return Err(format!(
+                "'runtime.concurrency' must be between 1 and {max_concurrency}, got {concurrency}"
+            ));
         }
+        let max_batch_rows = loopline_serving::runner::MAX_BATCH_ROWS;
+        if let Some(rows) = self.runtime.max_batch_rows
+            && rows > max_batch_rows
+        {
+            return Err(format!(
+                "'runtime.max_batch_rows' must be at most {max_batch_rows}, got {rows}"
+            ));
+        }
+        let max_seconds = loopline_serving::runner::MAX_TIMEOUT.as_secs();
         if self.runtime.timeout_seconds == Some(0) {
             return Err("'runtime.timeout_seconds' must be at least 1".to_string());
+        }
+        if let Some(seconds) = self.runtime.timeout_seconds
+            && seconds > max_seconds
+        {
+            return Err(format!(
+                "'runtime.timeout_seconds' must be at most {max_seconds}, got {seconds}"
+            ));
+        }
+        if let Some(wait) = self.runtime.max_batch_wait_ms
+            && wait > max_seconds * 1000
+        {
+            return Err(format!(
+                "'runtime.max_batch_wait_ms' must be at most {}, got {wait}",
+                max_seconds * 1000
+            ));
         }
         match &self.policy {
             Policy::Canary { steps, .. } => {

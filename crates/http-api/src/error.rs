@@ -48,10 +48,13 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_for(self.code);
-        if status.is_server_error() {
+        let message = if status.is_server_error() {
             tracing::error!(code = %self.code, message = %self.message, "request failed");
-        }
-        let body = serde_json::json!({"error_code": self.code.as_str(), "message": self.message});
+            loopline_core::redact::redact_server_paths(&self.message)
+        } else {
+            self.message
+        };
+        let body = serde_json::json!({"error_code": self.code.as_str(), "message": message});
         (status, Json(body)).into_response()
     }
 }

@@ -202,6 +202,25 @@ impl TensorData {
     }
 }
 
+/// The number of elements of `shape`, or None when its non-zero dimensions multiply past `usize`.
+///
+/// Zero dimensions are skipped for the overflow check: `[0, 2^40, 2^40]` holds no element, but its row width
+/// (`2^40 * 2^40`) would still wrap, so such a shape is refused too. Every partial product of an accepted
+/// shape fits in `usize`.
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    nonzero_dimension_product(shape)?;
+    Some(if shape.contains(&0) { 0 } else { shape.iter().product() })
+}
+
+/// The product of the non-zero dimensions of `shape` (1 for none), or None when it overflows `usize`. This
+/// bounds the work any per-row or per-element loop over the shape can do.
+pub fn nonzero_dimension_product(shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .filter(|dimension| **dimension != 0)
+        .try_fold(1usize, |product, dimension| product.checked_mul(*dimension))
+}
+
 /// A named tensor; `shape[0]` is the row dimension.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
@@ -224,7 +243,11 @@ impl Tensor {
         data: TensorData,
     ) -> Result<Tensor, String> {
         let name = name.into();
-        let expected: usize = shape.iter().product();
+        let Some(expected) = element_count(&shape) else {
+            return Err(format!(
+                "tensor '{name}' has shape {shape:?}, whose dimensions multiply past any size a tensor can have"
+            ));
+        };
         if expected != data.len() {
             return Err(format!(
                 "tensor '{name}' has shape {shape:?} ({expected} elements) but {} values",
@@ -511,6 +534,12 @@ mod tests {
     #[test]
     fn element_counts_must_match_shapes() {
         assert!(Tensor::new("x", DataType::Fp64, vec![2, 2], TensorData::F64(vec![1.0])).is_err());
+        let wrapping = vec![1 << 32, 1 << 32, 0];
+        assert!(Tensor::new("x", DataType::Fp64, wrapping, TensorData::F64(vec![])).is_err());
+        let wide_and_empty = vec![0, 1 << 40, 1 << 40];
+        assert!(Tensor::new("x", DataType::Fp64, wide_and_empty, TensorData::F64(vec![])).is_err());
+        assert_eq!(element_count(&[3, 0, 5]), Some(0));
+        assert_eq!(nonzero_dimension_product(&[3, 0, 5]), Some(15));
         assert!(request_rows(&[column("a", vec![1.0]), column("b", vec![1.0, 2.0])]).is_err());
     }
 

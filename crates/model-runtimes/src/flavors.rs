@@ -120,7 +120,12 @@ impl NativeTreeModel {
     fn matrix(&self, inputs: &[Tensor]) -> Result<(Vec<f64>, usize), PredictError> {
         let features = self.features();
         let rows = loopline_model_runtime_api::tensor::request_rows(inputs).map_err(PredictError::Input)?;
-        let mut matrix = vec![0.0f64; rows * features];
+        let cells = rows.checked_mul(features).ok_or_else(|| {
+            PredictError::Input(format!(
+                "{rows} rows of {features} features are more values than one request can hold"
+            ))
+        })?;
+        let mut matrix = vec![0.0f64; cells];
         let numbers = |tensor: &Tensor| -> Result<(), PredictError> {
             if matches!(tensor.data, TensorData::Bytes(_)) {
                 return Err(PredictError::Input(format!(

@@ -89,7 +89,7 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
                 })
             })
             .collect::<Result<_, _>>()?;
-        let count: usize = shape.iter().product();
+        let count = declared_element_count(&input.name, &shape, body.len())?;
         let binary_size = input
             .parameters
             .as_ref()
@@ -147,6 +147,22 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
     })
 }
 
+/// The element count a shape declares, refused when it could not fit in the body: every element takes at
+/// least one byte of JSON or binary data, and even a shape with a zero dimension may not declare more rows
+/// or row width than that, since per-row work follows the other dimensions. Nothing is allocated from a
+/// declared size before this check.
+fn declared_element_count(name: &str, shape: &[usize], body_length: usize) -> Result<usize, String> {
+    let declared = loopline_model_runtime_api::tensor::nonzero_dimension_product(shape);
+    match declared {
+        Some(product) if product <= body_length.max(1) => {
+            Ok(loopline_model_runtime_api::tensor::element_count(shape).unwrap_or(0))
+        }
+        _ => Err(format!(
+            "input '{name}' has shape {shape:?}, more elements than a {body_length}-byte request can hold"
+        )),
+    }
+}
+
 fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
     match value {
         Value::Array(items) => items.iter().for_each(|item| flatten(item, out)),
@@ -155,7 +171,7 @@ fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
 }
 
 fn from_json(name: &str, datatype: DataType, count: usize, value: &Value) -> Result<TensorData, String> {
-    let mut items = Vec::with_capacity(count);
+    let mut items = Vec::new();
     flatten(value, &mut items);
     if items.len() != count {
         return Err(format!(
@@ -219,7 +235,8 @@ fn number(value: &Value) -> Option<f64> {
 
 fn from_binary(name: &str, datatype: DataType, count: usize, bytes: &[u8]) -> Result<TensorData, String> {
     let Some(width) = datatype.width() else {
-        let mut items = Vec::with_capacity(count);
+        // Each element has a four-byte length prefix.
+        let mut items = Vec::with_capacity(count.min(bytes.len() / 4));
         let mut rest = bytes;
         while !rest.is_empty() {
             if rest.len() < 4 {
@@ -242,12 +259,13 @@ fn from_binary(name: &str, datatype: DataType, count: usize, bytes: &[u8]) -> Re
         }
         return Ok(TensorData::Bytes(items));
     };
-    if bytes.len() != count * width {
+    let needed = count.checked_mul(width);
+    if needed != Some(bytes.len()) {
         return Err(format!(
-            "input '{name}' has {} bytes of binary data but its shape and {} need {}",
+            "input '{name}' has {} bytes of binary data but its shape needs {} elements of {}",
             bytes.len(),
-            datatype.name(),
-            count * width
+            count,
+            datatype.name()
         ));
     }
     let chunks = bytes.chunks_exact(width);
@@ -452,5 +470,37 @@ mod tests {
         assert_eq!(&encoded.body[length..length + 4], &7i32.to_le_bytes());
         let truncated = &body[..body.len() - 1];
         assert!(decode_request(truncated, Some(header.len())).is_err());
+    }
+
+    #[test]
+    fn declared_sizes_are_checked_before_anything_is_allocated() {
+        let huge = br#"{"inputs":[{"name":"x","shape":[35184372088832],"datatype":"FP32","data":[1]}]}"#;
+        assert!(decode_request(huge, None).unwrap_err().contains("more elements than"));
+        let wrapping = br#"{"inputs":[{"name":"x","shape":[4294967296,4294967296,0],"datatype":"FP32","data":[]}]}"#;
+        assert!(
+            decode_request(wrapping, None)
+                .unwrap_err()
+                .contains("more elements than")
+        );
+        let empty_rows = br#"{"inputs":[{"name":"x","shape":[1099511627776,0],"datatype":"FP32","data":[]}]}"#;
+        assert!(
+            decode_request(empty_rows, None)
+                .unwrap_err()
+                .contains("more elements than")
+        );
+        let header = br#"{"inputs":[{"name":"s","shape":[35184372088832],"datatype":"BYTES","parameters":{"binary_data_size":4}}]}"#;
+        let mut body = header.to_vec();
+        body.extend_from_slice(&0u32.to_le_bytes());
+        assert!(
+            decode_request(&body, Some(header.len()))
+                .unwrap_err()
+                .contains("more elements than")
+        );
+        let header = br#"{"inputs":[{"name":"x","shape":[4611686018427387904],"datatype":"FP64","parameters":{"binary_data_size":8}}]}"#;
+        let mut body = header.to_vec();
+        body.extend_from_slice(&1.0f64.to_le_bytes());
+        assert!(decode_request(&body, Some(header.len())).is_err());
+        let empty = br#"{"inputs":[{"name":"x","shape":[0,3],"datatype":"FP32","data":[]}]}"#;
+        assert_eq!(decode_request(empty, None).unwrap().inputs[0].shape, vec![0, 3]);
     }
 }

@@ -142,7 +142,7 @@ pub fn standalone_routes(state: ServingState) -> Router {
 }
 
 fn v2_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, axum::Json(json!({"error": message.to_string()}))).into_response()
+    (status, axum::Json(json!({"error": answered_message(status, message)}))).into_response()
 }
 
 fn catalog_status(error: &CatalogError) -> StatusCode {
@@ -386,7 +386,11 @@ async fn infer_v2(state: &ServingState, name: &str, target: Target<'_>, headers:
         }
     };
     let inputs = std::mem::take(&mut request.inputs);
-    let request_id = request.id.clone().unwrap_or_else(new_request_id);
+    let request_id = request
+        .id
+        .clone()
+        .filter(|id| usable_request_id(id))
+        .unwrap_or_else(new_request_id);
     request.id = Some(request_id.clone());
     let (served, outputs) = match answer(state, served, &target, headers, &request_id, inputs).await {
         Ok(answered) => answered,
@@ -426,6 +430,15 @@ async fn infer_v2(state: &ServingState, name: &str, target: Target<'_>, headers:
 
 /// The header that carries a request's id both ways (the id feedback refers to).
 const REQUEST_ID: &str = "x-request-id";
+
+/// A caller's request id is kept when it can travel in a header and is short enough to log; otherwise the
+/// request gets a new one.
+fn usable_request_id(id: &str) -> bool {
+    (1..=MAX_REQUEST_ID_BYTES).contains(&id.len()) && id.bytes().all(|byte| byte.is_ascii_graphic())
+}
+
+/// The longest request id a caller may choose.
+const MAX_REQUEST_ID_BYTES: usize = 256;
 
 fn new_request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -568,9 +581,19 @@ fn mlflow_error(status: StatusCode, message: impl std::fmt::Display) -> Response
     };
     (
         status,
-        axum::Json(json!({"error_code": code, "message": message.to_string()})),
+        axum::Json(json!({"error_code": code, "message": answered_message(status, message)})),
     )
         .into_response()
+}
+
+/// What a client is told: server-side failures lose the server's paths (the log keeps them).
+fn answered_message(status: StatusCode, message: impl std::fmt::Display) -> String {
+    let message = message.to_string();
+    if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), %message, "model request failed");
+        return loopline_core::redact::redact_server_paths(&message);
+    }
+    message
 }
 
 fn unsupported_media(message: String) -> Response {
@@ -691,7 +714,7 @@ async fn score(state: &ServingState, name: &str, target: Target<'_>, headers: &H
     let request_id = headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .filter(|v| usable_request_id(v))
         .map_or_else(new_request_id, str::to_string);
     match answer(state, served, &target, headers, &request_id, inputs).await {
         Ok((served, outputs)) => {

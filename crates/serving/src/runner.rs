@@ -121,6 +121,14 @@ pub struct RunnerConfig {
     pub timeout: Option<Duration>,
 }
 
+/// The most model calls one model may run at once (a deployment's `runtime.concurrency` is checked against
+/// it; more threads than this only add contention).
+pub const MAX_CONCURRENCY: usize = 1_024;
+/// The longest request timeout and batch wait a deployment may set.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// The largest batch a deployment may set, in rows.
+pub const MAX_BATCH_ROWS: usize = 1 << 20;
+
 impl Default for RunnerConfig {
     fn default() -> Self {
         RunnerConfig {
@@ -149,7 +157,7 @@ impl ModelRunner {
             queue: Mutex::new(BatchQueue::new(config.batching)),
             wake: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
-            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            slots: Arc::new(Semaphore::new(config.concurrency.clamp(1, MAX_CONCURRENCY))),
             nanos_per_row: AtomicU64::new(u64::MAX),
             metrics,
             labels: (name.to_string(), version.to_string()),
@@ -239,7 +247,7 @@ impl ModelRunner {
             return None;
         }
         let started = Instant::now();
-        let result = self.model.predict(inputs);
+        let result = predict_guarded(self.model.as_ref(), inputs);
         let took = started.elapsed();
         drop(permit);
         self.shared.record_compute(rows, took);
@@ -301,6 +309,40 @@ async fn drive(shared: Arc<Shared>, model: Arc<dyn Model>) {
     }
 }
 
+/// Calls the model, turning a panic into an error for this request alone. A panic is a bug (inputs are
+/// checked before they reach a model), but it must cost one 500, not the batch's other callers their answers
+/// nor the process.
+fn predict_guarded(model: &dyn Model, inputs: &[Tensor]) -> Result<Vec<Tensor>, PredictError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.predict(inputs))).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        tracing::error!(panic = %message, "a model panicked while predicting; this is a bug in loopline");
+        Err(PredictError::Internal(format!(
+            "the model's evaluator failed unexpectedly ({message}); this is a bug in loopline, please report it"
+        )))
+    })
+}
+
+/// Gives each request of a stacked batch its rows of the outputs, once the outputs are checked to hold one
+/// row per input row (a model that answers with fewer rows fails the batch instead of panicking).
+fn split_batch_outputs(outputs: &[Tensor], rows: &[usize]) -> Result<Vec<Vec<Tensor>>, PredictError> {
+    let total_rows: usize = rows.iter().sum();
+    for output in outputs {
+        let consistent = output.rows() == total_rows
+            && loopline_model_runtime_api::tensor::element_count(&output.shape) == Some(output.data.len());
+        if !consistent {
+            return Err(PredictError::Internal(format!(
+                "the model answered {total_rows} input rows with output '{}' of shape {:?}",
+                output.name, output.shape
+            )));
+        }
+    }
+    Ok(split_rows(outputs, rows))
+}
+
 /// Runs requests in groups of consecutive stackable ones, then frees the slot and replies to each (so a caller
 /// holding its answer can count on the slot being free again).
 fn run_batch(model: &dyn Model, batch: Vec<(Pending, usize)>, shared: &Shared, slot: OwnedSemaphorePermit) {
@@ -318,10 +360,10 @@ fn run_batch(model: &dyn Model, batch: Vec<(Pending, usize)>, shared: &Shared, s
         let rows: Vec<usize> = group.iter().map(|(_, rows)| *rows).collect();
         let compute_start = Instant::now();
         let outcome = if group.len() == 1 {
-            model.predict(&group[0].0.inputs).map(|outputs| vec![outputs])
+            predict_guarded(model, &group[0].0.inputs).map(|outputs| vec![outputs])
         } else {
             let parts: Vec<&[Tensor]> = group.iter().map(|(p, _)| p.inputs.as_slice()).collect();
-            model.predict(&stack(&parts)).map(|outputs| split_rows(&outputs, &rows))
+            predict_guarded(model, &stack(&parts)).and_then(|outputs| split_batch_outputs(&outputs, &rows))
         };
         let took = compute_start.elapsed();
         let (model_name, version) = &shared.labels;
@@ -340,7 +382,7 @@ fn run_batch(model: &dyn Model, batch: Vec<(Pending, usize)>, shared: &Shared, s
             Err(PredictError::Input(_)) if group.len() > 1 => {
                 // One request spoiled the batch: run each alone so only that one fails.
                 for (pending, _) in group {
-                    let result = model.predict(&pending.inputs).map_err(InferError::from);
+                    let result = predict_guarded(model, &pending.inputs).map_err(InferError::from);
                     answers.push((pending.reply, result));
                 }
             }

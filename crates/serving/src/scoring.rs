@@ -230,7 +230,11 @@ fn array_tensor(name: &str, value: &Value) -> Result<Tensor, String> {
     }
     let mut cells = Vec::new();
     collect(value, &mut cells);
-    let expected: usize = shape.iter().product();
+    let Some(expected) = loopline_model_runtime_api::tensor::element_count(&shape) else {
+        return Err(format!(
+            "Invalid input. '{name}' nests arrays whose lengths multiply past any size a tensor can have"
+        ));
+    };
     if cells.len() != expected {
         return Err(format!(
             "Invalid input. '{name}' is a ragged array: its first rows suggest shape {shape:?} but it holds {} values",

@@ -27,11 +27,11 @@ fn percent_decoded(text: &str) -> String {
         let mut decoded = Vec::with_capacity(bytes.len());
         let mut index = 0;
         while index < bytes.len() {
+            // Bytes, not string slices: the two characters after '%' may be part of a multibyte character.
             if bytes[index] == b'%'
-                && index + 2 < bytes.len()
-                && let Ok(byte) = u8::from_str_radix(&current[index + 1..index + 3], 16)
+                && let (Some(high), Some(low)) = (hex_value(bytes.get(index + 1)), hex_value(bytes.get(index + 2)))
             {
-                decoded.push(byte);
+                decoded.push(high * 16 + low);
                 index += 3;
                 continue;
             }
@@ -47,8 +47,28 @@ fn percent_decoded(text: &str) -> String {
     current
 }
 
+fn hex_value(byte: Option<&u8>) -> Option<u8> {
+    let digit = char::from(*byte?).to_digit(16)?;
+    u8::try_from(digit).ok()
+}
+
+/// `mlflow-artifacts://host:port/...` names another server's artifact proxy: the stock client would upload
+/// this experiment's artifacts there.
+fn names_another_artifact_server(uri: &str) -> bool {
+    let Some(rest) = uri.get("mlflow-artifacts:".len()..) else {
+        return false;
+    };
+    uri[.."mlflow-artifacts:".len()].eq_ignore_ascii_case("mlflow-artifacts:") && rest.starts_with("//")
+}
+
 /// Checks a client-supplied experiment artifact location.
 pub fn validate_artifact_location(location: &str) -> TrackingResult<()> {
+    if names_another_artifact_server(location) {
+        return Err(TrackingError::InvalidParameter(format!(
+            "artifact_location '{location}' names a host: an mlflow-artifacts location must be a path on this \
+             server's artifact store, such as 'mlflow-artifacts:/team-a'"
+        )));
+    }
     let scheme = scheme_of(location).map(str::to_ascii_lowercase);
     let allowed = scheme
         .as_deref()
@@ -79,6 +99,24 @@ pub fn validate_model_version_source(source: &str) -> TrackingResult<()> {
             "Local paths are not allowed; use a models:/, runs:/ or mlflow-artifacts:/ URI.",
         ));
     };
+    if scheme == "mlflow-artifacts" {
+        if names_another_artifact_server(source) {
+            return Err(refuse(
+                "An mlflow-artifacts source names a path on this server, not a host.",
+            ));
+        }
+        // The artifact store's root or a whole experiment is not a model: serving it would copy all of it.
+        let segments = source["mlflow-artifacts:".len()..]
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .count();
+        if segments < 2 {
+            return Err(refuse(
+                "An mlflow-artifacts source must name a model's directory inside an experiment, such as \
+                 mlflow-artifacts:/1/<run id>/artifacts/model.",
+            ));
+        }
+    }
     match scheme.as_str() {
         "models" | "runs" | "mlflow-artifacts" | "s3" | "gs" | "wasbs" | "abfss" => Ok(()),
         _ => Err(refuse(
@@ -102,9 +140,27 @@ mod tests {
             "ftp://x",
             "s3://b/../../x",
             "mlflow-artifacts:/%2e%2e/x",
+            "mlflow-artifacts://other-host:5000/x",
+            "MLFLOW-ARTIFACTS://other-host/x",
         ] {
             assert!(validate_artifact_location(hostile).is_err(), "{hostile}");
         }
+    }
+
+    #[test]
+    fn percent_signs_before_multibyte_characters_are_plain_text() {
+        for text in [
+            "s3://b/%€",
+            "s3://b/%aé",
+            "s3://b/%",
+            "s3://b/%4",
+            "mlflow-artifacts:/x%é%",
+        ] {
+            assert!(validate_artifact_location(text).is_ok(), "{text}");
+            assert_eq!(percent_decoded(text), text);
+        }
+        assert_eq!(percent_decoded("a%2Fb%2f"), "a/b/");
+        assert!(validate_model_version_source("runs:/a/%€").is_ok());
     }
 
     #[test]
@@ -119,6 +175,10 @@ mod tests {
             "http://evil/x",
             "mlflow-artifacts:/%252e%252e/x",
             "C:\\x",
+            "mlflow-artifacts:/",
+            "mlflow-artifacts:/1",
+            "mlflow-artifacts:///1/",
+            "mlflow-artifacts://host/1/abc/artifacts/model",
         ] {
             assert!(validate_model_version_source(hostile).is_err(), "{hostile}");
         }

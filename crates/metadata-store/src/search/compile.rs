@@ -66,6 +66,9 @@ pub fn string_predicate(
     allow_lists: bool,
     builder: &mut SqlBuilder,
 ) -> Result<(), String> {
+    if matches!(comparison.comparator, Comparator::Like | Comparator::ILike) {
+        check_like_pattern(text_value(comparison)?)?;
+    }
     match comparison.comparator {
         Comparator::Equal | Comparator::NotEqual | Comparator::Like => {
             let placeholder = builder.bind_text(text_value(comparison)?);
@@ -88,6 +91,27 @@ pub fn string_predicate(
         other => {
             return Err(format!("invalid comparator '{other}' for '{}'", identifier(comparison)));
         }
+    }
+    Ok(())
+}
+
+/// The longest LIKE pattern accepted, in bytes (SQLite refuses patterns past 50,000 bytes).
+pub const MAX_LIKE_PATTERN_BYTES: usize = 10_000;
+
+/// Refuses LIKE patterns that a database would reject at run time: too long for SQLite, or ending in a lone
+/// backslash, which PostgreSQL reads as an escape with nothing to escape.
+fn check_like_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.len() > MAX_LIKE_PATTERN_BYTES {
+        return Err(format!(
+            "the LIKE pattern is {} bytes long, more than the {MAX_LIKE_PATTERN_BYTES} accepted",
+            pattern.len()
+        ));
+    }
+    let trailing_backslashes = pattern.chars().rev().take_while(|character| *character == '\\').count();
+    if trailing_backslashes % 2 == 1 {
+        return Err(format!(
+            "the LIKE pattern '{pattern}' ends with an escape character '\\' that escapes nothing"
+        ));
     }
     Ok(())
 }

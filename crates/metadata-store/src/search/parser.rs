@@ -9,8 +9,22 @@
 //! identifier := [prefix '.'] key      key may be dotted, or quoted with backticks or double quotes
 //! ```
 //! The parser knows nothing about which identifiers an entity supports; each search compiler validates that.
+//!
+//! Filters arrive from anyone who can reach the server, so the parser is bounded: the text's length, how deep
+//! parentheses nest (the parser and the compiler recurse once per level), how many comparisons there are (each
+//! becomes a SQL predicate, and SQLite refuses expression trees past 1,000 levels) and how many list values
+//! there are (each becomes a bound parameter, and SQLite refuses statements past 32,766 of them).
 
 use std::fmt;
+
+/// The longest filter accepted, in bytes.
+pub const MAX_FILTER_BYTES: usize = 100_000;
+/// How deep parentheses may nest.
+pub const MAX_NESTING_DEPTH: usize = 32;
+/// How many comparisons one filter may hold.
+pub const MAX_COMPARISONS: usize = 500;
+/// How many values all `IN` lists of one filter may hold together.
+pub const MAX_LIST_VALUES: usize = 10_000;
 
 /// A parsed filter expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,6 +270,12 @@ fn read_quoted(characters: &[char], start: usize) -> Result<(String, usize), Str
 struct Parser {
     tokens: Vec<Token>,
     position: usize,
+    /// Parentheses open around the current position.
+    depth: usize,
+    /// Comparisons read so far.
+    comparisons: usize,
+    /// List values read so far.
+    list_values: usize,
 }
 
 impl Parser {
@@ -302,11 +322,24 @@ impl Parser {
     fn parse_primary(&mut self) -> Result<FilterExpression, String> {
         if self.peek() == Some(&Token::OpenParen) {
             self.position += 1;
+            self.depth += 1;
+            if self.depth > MAX_NESTING_DEPTH {
+                return Err(format!(
+                    "parentheses nest deeper than {MAX_NESTING_DEPTH} levels; simplify the filter"
+                ));
+            }
             let inner = self.parse_or()?;
             if self.next() != Some(Token::CloseParen) {
                 return Err("missing ')'".to_string());
             }
+            self.depth -= 1;
             return Ok(inner);
+        }
+        self.comparisons += 1;
+        if self.comparisons > MAX_COMPARISONS {
+            return Err(format!(
+                "the filter holds more than {MAX_COMPARISONS} comparisons; split the search or use IN lists"
+            ));
         }
         self.parse_comparison().map(FilterExpression::Comparison)
     }
@@ -394,7 +427,15 @@ impl Parser {
         let mut values = Vec::new();
         loop {
             match self.next() {
-                Some(Token::Quoted(text)) => values.push(text),
+                Some(Token::Quoted(text)) => {
+                    self.list_values += 1;
+                    if self.list_values > MAX_LIST_VALUES {
+                        return Err(format!(
+                            "the filter's IN lists hold more than {MAX_LIST_VALUES} values together"
+                        ));
+                    }
+                    values.push(text);
+                }
                 Some(Token::Number(_)) => return Err("list values must be quoted strings".to_string()),
                 Some(Token::CloseParen) if values.is_empty() => {
                     return Err("a value list must not be empty".to_string());
@@ -461,8 +502,23 @@ pub fn parse_filter(filter: &str) -> Result<Option<FilterExpression>, FilterSynt
     if filter.trim().is_empty() {
         return Ok(None);
     }
+    if filter.len() > MAX_FILTER_BYTES {
+        return Err(FilterSyntaxError {
+            filter: format!("{}...", truncate_on_char_boundary(filter, 200)),
+            reason: format!(
+                "the filter is {} bytes long, more than the {MAX_FILTER_BYTES} accepted",
+                filter.len()
+            ),
+        });
+    }
     let tokens = tokenize(filter).map_err(error)?;
-    let mut parser = Parser { tokens, position: 0 };
+    let mut parser = Parser {
+        tokens,
+        position: 0,
+        depth: 0,
+        comparisons: 0,
+        list_values: 0,
+    };
     let expression = parser.parse_or().map_err(error)?;
     if let Some(extra) = parser.peek() {
         return Err(error(format!(
@@ -471,6 +527,18 @@ pub fn parse_filter(filter: &str) -> Result<Option<FilterExpression>, FilterSynt
         )));
     }
     Ok(Some(expression))
+}
+
+/// The longest prefix of `text` of at most `max_bytes` bytes that ends on a character boundary.
+pub fn truncate_on_char_boundary(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// One `order_by` entry: `<identifier> [ASC|DESC]`.
@@ -490,6 +558,12 @@ pub fn parse_order_clause(text: &str) -> Result<OrderClause, FilterSyntaxError> 
         filter: text.to_string(),
         reason,
     };
+    if text.len() > MAX_FILTER_BYTES {
+        return Err(FilterSyntaxError {
+            filter: format!("{}...", truncate_on_char_boundary(text, 200)),
+            reason: format!("the order_by clause is longer than {MAX_FILTER_BYTES} bytes"),
+        });
+    }
     let tokens = tokenize(text).map_err(error)?;
     let mut tokens = tokens.into_iter();
     let (prefix, key) = match tokens.next() {
@@ -578,6 +652,33 @@ mod tests {
         }
         assert!(parse_filter("metrics.acc >> 1").unwrap_err().reason.contains("'>>'"));
         assert_eq!(parse_filter("  ").unwrap(), None);
+    }
+
+    #[test]
+    fn deep_long_and_wide_filters_are_refused_with_reasons() {
+        let unbalanced = "(".repeat(3_000);
+        assert!(parse_filter(&unbalanced).unwrap_err().reason.contains("nest deeper"));
+        let balanced = format!("{}params.a = '1'{}", "(".repeat(40), ")".repeat(40));
+        assert!(parse_filter(&balanced).unwrap_err().reason.contains("nest deeper"));
+        let allowed = format!("{}params.a = '1'{}", "(".repeat(32), ")".repeat(32));
+        assert!(parse_filter(&allowed).unwrap().is_some());
+        // Depth counts open parentheses, not parenthesised groups in a row.
+        let siblings = vec!["(params.a = '1')"; 100].join(" AND ");
+        assert!(parse_filter(&siblings).unwrap().is_some());
+        let many_terms = vec!["params.a = '1'"; 501].join(" OR ");
+        assert!(
+            parse_filter(&many_terms)
+                .unwrap_err()
+                .reason
+                .contains("more than 500 comparisons")
+        );
+        let long_list = format!("run_id IN ({})", vec!["'x'"; 10_001].join(","));
+        assert!(parse_filter(&long_list).unwrap_err().reason.contains("IN lists"));
+        let huge = format!("params.a = '{}'", "é".repeat(60_000));
+        let error = parse_filter(&huge).unwrap_err();
+        assert!(error.reason.contains("more than the 100000 accepted"));
+        assert!(error.filter.len() < 300);
+        assert!(parse_order_clause(&"x".repeat(200_000)).is_err());
     }
 
     #[test]

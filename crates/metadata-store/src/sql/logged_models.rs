@@ -128,6 +128,14 @@ fn model_order_term(field: &str, ascending: bool, builder: &mut SqlBuilder) -> R
 
 impl SqlStore {
     async fn load_logged_models(&self, rows: Vec<AnyRow>) -> StoreResult<Vec<LoggedModel>> {
+        let mut models = Vec::with_capacity(rows.len());
+        for row_slice in rows.chunks(super::IDS_PER_STATEMENT) {
+            models.extend(self.load_logged_model_slice(row_slice).await?);
+        }
+        Ok(models)
+    }
+
+    async fn load_logged_model_slice(&self, rows: &[AnyRow]) -> StoreResult<Vec<LoggedModel>> {
         let infos = rows.iter().map(model_info_from_row).collect::<StoreResult<Vec<_>>>()?;
         let ids: Vec<String> = infos.iter().map(|info| info.model_id.clone()).collect();
         let mut params = load_key_values(&self.pool, self.dialect, "logged_model_params", "model_id", &ids).await?;

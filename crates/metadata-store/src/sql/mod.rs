@@ -191,8 +191,21 @@ fn to_positional(sql: &str) -> (String, Vec<usize>) {
     (rewritten, order)
 }
 
+/// How many owners the loaders of whole entities (runs, versions, logged models) look up in one statement:
+/// a page may hold 50,000 runs or 200,000 versions, far past what one statement can bind.
+const IDS_PER_STATEMENT: usize = 1_000;
+
+/// How many ids (experiments, traces) one call may name: each is a bound parameter, and SQLite takes 32,766.
+pub const MAX_IDS_PER_CALL: usize = 10_000;
+
 /// Appends `(id, id, ...)` for decimal experiment ids, refusing ids that are not integers.
 fn push_experiment_id_list(builder: &mut SqlBuilder, experiment_ids: &[String]) -> StoreResult<()> {
+    if experiment_ids.len() > MAX_IDS_PER_CALL {
+        return Err(StoreError::InvalidParameter(format!(
+            "a search may name at most {MAX_IDS_PER_CALL} experiment ids, got {}",
+            experiment_ids.len()
+        )));
+    }
     builder.push("(");
     for (index, experiment_id) in experiment_ids.iter().enumerate() {
         if index > 0 {

@@ -50,10 +50,19 @@ fn version_not_found(name: &str, version: i64) -> StoreError {
 impl SqlStore {
     /// Fills tags and aliases of versions.
     pub(super) async fn decorate_versions(&self, versions: &mut [ModelVersion]) -> StoreResult<()> {
+        for version_slice in versions.chunks_mut(super::IDS_PER_STATEMENT) {
+            self.decorate_version_slice(version_slice).await?;
+        }
+        Ok(())
+    }
+
+    async fn decorate_version_slice(&self, versions: &mut [ModelVersion]) -> StoreResult<()> {
         if versions.is_empty() {
             return Ok(());
         }
-        let names: Vec<String> = versions.iter().map(|version| version.name.clone()).collect();
+        let mut names: Vec<String> = versions.iter().map(|version| version.name.clone()).collect();
+        names.sort_unstable();
+        names.dedup();
         let mut tags: HashMap<(String, i64), Vec<Tag>> = HashMap::new();
         let mut builder = SqlBuilder::new("SELECT name, version, key, value FROM model_version_tags WHERE name IN ");
         builder.push_text_list(&names);

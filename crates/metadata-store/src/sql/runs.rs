@@ -235,6 +235,14 @@ async fn insert_metrics(
 impl SqlStore {
     /// Assembles whole runs for the given ids, in the given order.
     pub(super) async fn load_runs(&self, run_ids: &[String]) -> StoreResult<Vec<Run>> {
+        let mut runs = Vec::with_capacity(run_ids.len());
+        for run_id_slice in run_ids.chunks(super::IDS_PER_STATEMENT) {
+            runs.extend(self.load_run_slice(run_id_slice).await?);
+        }
+        Ok(runs)
+    }
+
+    async fn load_run_slice(&self, run_ids: &[String]) -> StoreResult<Vec<Run>> {
         if run_ids.is_empty() {
             return Ok(Vec::new());
         }

@@ -272,6 +272,13 @@ impl TraceStore for SqlStore {
         let mut builder = SqlBuilder::new("SELECT trace_id FROM traces WHERE experiment_id = ");
         let placeholder = builder.bind(SqlValue::Integer(experiment_id));
         builder.push(&placeholder);
+        if trace_ids.len() > super::MAX_IDS_PER_CALL {
+            return Err(StoreError::InvalidParameter(format!(
+                "at most {} trace ids can be deleted in one call, got {}",
+                super::MAX_IDS_PER_CALL,
+                trace_ids.len()
+            )));
+        }
         if !trace_ids.is_empty() {
             builder.push(" AND trace_id IN ");
             builder.push_text_list(trace_ids);
@@ -297,10 +304,13 @@ impl TraceStore for SqlStore {
         if doomed.is_empty() {
             return Ok(0);
         }
-        for table in ["trace_tags", "trace_metadata", "traces"] {
-            let mut deletion = SqlBuilder::new(format!("DELETE FROM {table} WHERE trace_id IN "));
-            deletion.push_text_list(&doomed);
-            built_query(&deletion, self.dialect).execute(&mut *transaction).await?;
+        // In slices, so that no statement binds more parameters than a database accepts.
+        for doomed_slice in doomed.chunks(1_000) {
+            for table in ["trace_tags", "trace_metadata", "traces"] {
+                let mut deletion = SqlBuilder::new(format!("DELETE FROM {table} WHERE trace_id IN "));
+                deletion.push_text_list(doomed_slice);
+                built_query(&deletion, self.dialect).execute(&mut *transaction).await?;
+            }
         }
         transaction.commit().await?;
         Ok(doomed.len() as i64)
