@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use loopline_metadata_store::MetadataStore;
@@ -81,6 +81,15 @@ fn bad(message: String) -> Response {
     failure(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
 }
 
+/// A body must say it is JSON: browsers send form and text bodies cross-origin without asking first.
+fn declared_json(headers: &HeaderMap, body: &Bytes) -> Result<(), String> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    if body.iter().all(u8::is_ascii_whitespace) || loopline_core::media_type::is_json_media_type(content_type) {
+        return Ok(());
+    }
+    Err("Content-Type must be application/json".to_string())
+}
+
 fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, String> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
@@ -110,6 +119,9 @@ fn spec_and(body: &Bytes, extra: &[&str]) -> Result<(DeploymentSpec, serde_json:
 }
 
 async fn create(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(message) = declared_json(&headers, &body) {
+        return bad(message);
+    }
     let (spec, extra) = match spec_and(&body, &["name"]) {
         Ok(parsed) => parsed,
         Err(message) => return bad(message),
@@ -136,6 +148,9 @@ async fn read(State(state): State<ApiState>, Path(name): Path<String>) -> Respon
 }
 
 async fn update(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(message) = declared_json(&headers, &body) {
+        return bad(message);
+    }
     let (spec, extra) = match spec_and(&body, &["revision", "name"]) {
         Ok(parsed) => parsed,
         Err(message) => return bad(message),
@@ -171,6 +186,9 @@ struct PromoteBody {
 }
 
 async fn promote(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(message) = declared_json(&headers, &body) {
+        return bad(message);
+    }
     let body: PromoteBody = match json_body(&body) {
         Ok(body) => body,
         Err(message) => return bad(message),
@@ -196,6 +214,9 @@ async fn rollback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(message) = declared_json(&headers, &body) {
+        return bad(message);
+    }
     let body: RollbackBody = match json_body(&body) {
         Ok(body) => body,
         Err(message) => return bad(message),

@@ -360,7 +360,7 @@ mod tests {
         async fn resolve(&self, _: &str, _: Option<&str>) -> Result<String, CatalogError> {
             Err(CatalogError::NotFound("none".into()))
         }
-        async fn fetch(&self, _: &str, _: &str) -> Result<std::path::PathBuf, CatalogError> {
+        async fn fetch(&self, _: &str, _: &str) -> Result<loopline_serving::catalog::FetchedModel, CatalogError> {
             Err(CatalogError::NotFound("none".into()))
         }
     }

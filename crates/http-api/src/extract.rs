@@ -33,8 +33,16 @@ fn query_to_json(query: &str) -> Value {
     Value::Object(object)
 }
 
-/// Reads a whole body up to `limit` bytes, answering 413 beyond it.
+/// Reads a whole body up to `limit` bytes, answering 413 beyond it: at once when the declared
+/// `Content-Length` is over the limit (nothing is read or waited for), else when the bytes read pass it.
 pub async fn read_body_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    let declared = axum::body::HttpBody::size_hint(&body).lower();
+    if declared > limit as u64 {
+        return Err(ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("request body of {declared} bytes is larger than the limit of {limit} bytes"),
+        ));
+    }
     axum::body::to_bytes(body, limit).await.map_err(|error| {
         let too_large = std::error::Error::source(&error)
             .is_some_and(|source| source.to_string().contains("length limit"))
@@ -80,9 +88,16 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for MlflowMessage<T> {
         if request.method() == Method::GET {
             return from_query(&query).map(MlflowMessage);
         }
+        let declares_json = is_json_content_type(request.headers());
         let bytes = read_body_limited(request.into_body(), state.limits.max_json_body_bytes).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return from_query(&query).map(MlflowMessage);
+        }
+        // A browser sends form and text bodies cross-origin without asking first; JSON needs its consent.
+        if !declares_json {
+            return Err(ApiError::invalid(
+                "Bad Request. Content-Type must be one of ['application/json'].",
+            ));
         }
         if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ApiError::new(
@@ -101,6 +116,14 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for MlflowMessage<T> {
         })?;
         Ok(MlflowMessage(message))
     }
+}
+
+/// Whether the request says its body is JSON.
+fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    loopline_core::media_type::is_json_media_type(content_type)
 }
 
 fn describe_value_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {

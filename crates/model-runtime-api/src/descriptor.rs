@@ -93,6 +93,17 @@ impl ModelDescriptor {
     /// Reads `MLmodel` from a model directory.
     pub fn load(directory: &Path) -> Result<ModelDescriptor, DescriptorError> {
         let path = directory.join("MLmodel");
+        let too_large = std::fs::metadata(&path)
+            .is_ok_and(|metadata| metadata.len() > crate::yaml_bounds::MAX_DOCUMENT_BYTES as u64);
+        if too_large {
+            return Err(DescriptorError::Invalid {
+                path: path.display().to_string(),
+                message: format!(
+                    "it is larger than the {} bytes an MLmodel file may have",
+                    crate::yaml_bounds::MAX_DOCUMENT_BYTES
+                ),
+            });
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| DescriptorError::Io {
             path: path.display().to_string(),
             message: e.to_string(),
@@ -105,6 +116,7 @@ impl ModelDescriptor {
 
     /// Parses the text of an `MLmodel` for a model in `directory`.
     pub fn parse(directory: &Path, text: &str) -> Result<ModelDescriptor, String> {
+        crate::yaml_bounds::check_yaml_bounds(text)?;
         let documents = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
         let document = documents.first().map(to_json).unwrap_or(Value::Null);
         if !document.get("flavors").is_some_and(Value::is_object) {

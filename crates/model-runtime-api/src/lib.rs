@@ -5,6 +5,7 @@ pub mod descriptor;
 pub mod model;
 pub mod signature;
 pub mod tensor;
+pub mod yaml_bounds;
 
 pub use descriptor::{DescriptorError, ModelDescriptor};
 pub use model::{Model, ModelMetadata, PredictError, TensorMetadata};

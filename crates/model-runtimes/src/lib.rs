@@ -16,6 +16,12 @@ use std::sync::Arc;
 
 use loopline_model_runtime_api::{DescriptorError, Model, ModelDescriptor};
 
+/// The most features a native model file may declare: the evaluators size one row by it (16M features is
+/// far past any tree model, and a file that declares more is damaged or hostile).
+pub const MAX_MODEL_FEATURES: usize = 1 << 24;
+/// The most outputs (classes, targets) a native model file may declare.
+pub const MAX_MODEL_OUTPUTS: usize = 1 << 16;
+
 /// Why a model directory cannot be served.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LoadError {
@@ -28,6 +34,9 @@ pub enum LoadError {
     /// No backend serves these flavors.
     #[error("{0}")]
     Unsupported(String),
+    /// The model needs the Python worker, which this server's operator has not allowed.
+    #[error("{0}")]
+    PythonRefused(String),
 }
 
 /// A model ready to predict, with the descriptor it came from.
@@ -39,8 +48,26 @@ pub struct LoadedModel {
     pub descriptor: ModelDescriptor,
 }
 
-/// Loads the MLflow model in `directory` with the first backend that serves it.
+/// Whether models that need the Python worker may be loaded. Loading one runs the model's own code (pickles,
+/// `loader_module`, `code_paths`) on this host, so it is the operator's decision: `loopline serve -m` and
+/// `loopline predict -m` name the model they run, `loopline server` serves whatever anyone registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PythonModels {
+    /// Only native and ONNX models load; a Python model is refused with the reason.
+    #[default]
+    Refused,
+    /// Python models load in the (sandboxed) worker.
+    Allowed,
+}
+
+/// Loads the MLflow model in `directory` with the first backend that serves it, Python models included (for
+/// commands where the operator named the model).
 pub fn load_model(directory: &Path) -> Result<LoadedModel, LoadError> {
+    load_model_with(directory, PythonModels::Allowed)
+}
+
+/// Loads the MLflow model in `directory`, loading Python models only when `python_models` allows it.
+pub fn load_model_with(directory: &Path, python_models: PythonModels) -> Result<LoadedModel, LoadError> {
     let descriptor = ModelDescriptor::load(directory)?;
     match flavors::NativeTreeModel::load(&descriptor) {
         Ok(Some(model)) => {
@@ -63,6 +90,15 @@ pub fn load_model(directory: &Path) -> Result<LoadedModel, LoadError> {
         }
         Err(message) => return Err(LoadError::Model(message)),
         Ok(None) => {}
+    }
+    if python_models == PythonModels::Refused && descriptor.flavor("python_function").is_some() {
+        return Err(LoadError::PythonRefused(format!(
+            "this model needs the Python worker (flavors {:?}), and loading it would run the model's own Python \
+             code on this host; this server serves only native (XGBoost, LightGBM) and ONNX models unless its \
+             operator starts it with --allow-python-models (LOOPLINE_ALLOW_PYTHON_MODELS=true), or serve it \
+             alone with `loopline serve -m`",
+            descriptor.flavor_names()
+        )));
     }
     match python::PythonModel::load(&descriptor) {
         Ok(Some(model)) => Ok(LoadedModel {

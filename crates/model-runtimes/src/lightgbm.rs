@@ -184,7 +184,7 @@ fn parse_tree(lines: &[(&str, &str)], features: usize) -> Result<Tree, LightgbmE
         }
         if decision[node] & CATEGORICAL != 0 {
             let index = threshold[node] as usize;
-            let bounds_ok = index + 1 < category_bounds.len()
+            let bounds_ok = index.checked_add(1).is_some_and(|next| next < category_bounds.len())
                 && category_bounds[index] <= category_bounds[index + 1]
                 && category_bounds[index + 1] <= category_bits.len();
             if !bounds_ok {
@@ -255,7 +255,15 @@ impl LightgbmModel {
                 .map_err(|_| LightgbmError::Model(format!("bad '{key}'")))
         };
         let classes = number("num_tree_per_iteration")?.max(1);
-        let features = number("max_feature_idx")? + 1;
+        let features = number("max_feature_idx")?
+            .checked_add(1)
+            .filter(|features| *features <= crate::MAX_MODEL_FEATURES)
+            .ok_or_else(|| {
+                LightgbmError::Model(format!(
+                    "'max_feature_idx' is above the {} features a servable model may have; the file is damaged or hostile",
+                    crate::MAX_MODEL_FEATURES
+                ))
+            })?;
         let transform = transform_of(section_value(&header, "objective").unwrap_or("regression"))?;
         let average = text.lines().any(|l| l.trim() == "average_output");
         let feature_names = section_value(&header, "feature_names")

@@ -16,6 +16,9 @@ pub struct UbjsonError {
 struct Reader<'a> {
     bytes: &'a [u8],
     position: usize,
+    /// Values decoded so far. Typed containers of null, true or false spend no byte per element, so without
+    /// this budget a small file could declare far more values than it holds bytes.
+    values: usize,
 }
 
 /// Containers nested deeper than this are refused (a hostile file cannot exhaust the stack).
@@ -66,10 +69,10 @@ impl<'a> Reader<'a> {
     fn length(&mut self) -> Result<usize, UbjsonError> {
         let marker = self.byte()?;
         let length = self.integer(marker)?;
-        if length < 0 || length as usize > self.bytes.len() {
+        let remaining = self.bytes.len() - self.position;
+        if length < 0 || length as usize > remaining {
             return self.fail(format!(
-                "length {length} is impossible in a {}-byte document",
-                self.bytes.len()
+                "length {length} is impossible with {remaining} bytes left in the document"
             ));
         }
         Ok(length as usize)
@@ -85,6 +88,13 @@ impl<'a> Reader<'a> {
     }
 
     fn value_of(&mut self, marker: u8, depth: usize) -> Result<Value, UbjsonError> {
+        self.values += 1;
+        if self.values > self.bytes.len() {
+            return self.fail(format!(
+                "the document declares more values than its {} bytes can hold",
+                self.bytes.len()
+            ));
+        }
         Ok(match marker {
             b'Z' => Value::Null,
             b'T' => Value::Bool(true),
@@ -157,7 +167,11 @@ fn float(value: f64) -> Value {
 
 /// Decodes one UBJSON document.
 pub fn decode(bytes: &[u8]) -> Result<Value, UbjsonError> {
-    let mut reader = Reader { bytes, position: 0 };
+    let mut reader = Reader {
+        bytes,
+        position: 0,
+        values: 0,
+    };
     let marker = reader.byte()?;
     let value = reader.value_of(marker, 0)?;
     if reader.position != bytes.len() {
@@ -193,5 +207,15 @@ mod tests {
         assert!(decode(&[b'S', b'L', 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
         assert!(decode(&vec![b'['; 10_000]).unwrap_err().message.contains("nested"));
         assert!(decode(b"ZZ").unwrap_err().message.contains("trailing"));
+        // 200 typed arrays of 200 nulls each: 40,000 values from about 1,200 bytes.
+        let mut nulls = vec![b'[', b'#', b'I', 0, 200];
+        for _ in 0..200 {
+            nulls.extend([b'[', b'$', b'Z', b'#', b'U', 200]);
+        }
+        assert!(decode(&nulls).unwrap_err().message.contains("more values than"));
+        // A count larger than what is left of the document.
+        let mut late = vec![b'[', b'#', b'U', 2, b'S', b'U', 3, b'a', b'b', b'c'];
+        late.extend([b'[', b'$', b'U', b'#', b'U', 200, 1]);
+        assert!(decode(&late).unwrap_err().message.contains("bytes left"));
     }
 }

@@ -151,6 +151,16 @@ fn number_list(text: &str) -> Result<Vec<f64>, XgboostError> {
         .collect()
 }
 
+/// Counts in a model file are checked before they size anything.
+fn check_model_limit(name: &str, value: usize, limit: usize) -> Result<(), XgboostError> {
+    if value > limit {
+        return model_error(format!(
+            "'{name}' is {value}, above the {limit} a servable model may have; the file is damaged or hostile"
+        ));
+    }
+    Ok(())
+}
+
 fn text_integer(value: &Value, name: &str) -> Result<usize, XgboostError> {
     match value {
         Value::String(text) => text
@@ -247,6 +257,8 @@ impl XgboostModel {
             .transpose()?
             .unwrap_or(1);
         let groups = classes.max(targets).max(1);
+        check_model_limit("num_feature", features, crate::MAX_MODEL_FEATURES)?;
+        check_model_limit("num_class and num_target", groups, crate::MAX_MODEL_OUTPUTS)?;
         let booster = field(learner, &["gradient_booster"])?;
         let (model, weights) = match booster.get("name").and_then(Value::as_str) {
             Some("gbtree") => (field(booster, &["model"])?, None),

@@ -26,6 +26,9 @@ pub struct ServerConfig {
     /// How registered models are served.
     #[command(flatten)]
     pub serving: ServingOptions,
+    /// Connection limits and browser-origin rules.
+    #[command(flatten)]
+    pub network: crate::network::NetworkOptions,
 }
 
 /// Batching and limits for model endpoints.
@@ -68,6 +71,12 @@ pub struct ServingOptions {
     /// How often the rollout controller checks every deployment (aliases, warming, guardrails, steps), ms.
     #[arg(long, env = "LOOPLINE_ROLLOUT_TICK_MS", default_value_t = 1000)]
     pub rollout_tick_ms: u64,
+    /// Serve registry versions that need the Python worker (scikit-learn pickles, custom pyfunc). Loading one
+    /// runs the model's own code on this host, so anyone who can register a model could run code here: turn
+    /// it on only when every writer of the registry is trusted. Native and ONNX models are always served.
+    /// (`loopline serve -m` and `predict -m` always load the model they are given.)
+    #[arg(long, env = "LOOPLINE_ALLOW_PYTHON_MODELS", default_value_t = false)]
+    pub allow_python_models: bool,
 }
 
 impl Default for ServingOptions {
@@ -83,6 +92,7 @@ impl Default for ServingOptions {
             prediction_log_flush_rows: 10_000,
             prediction_log_flush_seconds: 60,
             rollout_tick_ms: 1000,
+            allow_python_models: false,
         }
     }
 }
@@ -98,13 +108,21 @@ impl ServingOptions {
         };
         batching.validate()?;
         let concurrency = self.inference_threads.unwrap_or(defaults.concurrency);
-        if concurrency == 0 {
-            return Err("--inference-threads must be at least 1".to_string());
+        let max_concurrency = loopline_serving::runner::MAX_CONCURRENCY;
+        if !(1..=max_concurrency).contains(&concurrency) {
+            return Err(format!(
+                "--inference-threads must be between 1 and {max_concurrency}, got {concurrency}"
+            ));
         }
         Ok(loopline_serving::RunnerConfig {
             batching,
             concurrency,
             timeout: (self.timeout_seconds > 0).then(|| std::time::Duration::from_secs(self.timeout_seconds)),
+            python_models: if self.allow_python_models {
+                loopline_model_runtimes::PythonModels::Allowed
+            } else {
+                loopline_model_runtimes::PythonModels::Refused
+            },
             ..defaults
         })
     }

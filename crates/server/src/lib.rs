@@ -1,9 +1,11 @@
 //! Composition: configuration, choice of implementations, and `serve`. `main` only parses the command
 //! line and calls into here, so tests can start the same server in-process.
 
+pub mod browser_origins;
 pub mod commands;
 pub mod config;
 pub mod model_fetch;
+pub mod network;
 
 use anyhow::Context;
 use config::ServerConfig;
@@ -156,10 +158,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config
+        .network
+        .validate()
+        .map_err(|message| anyhow::anyhow!("network settings: {message}"))?;
     let application = build_application(&config).await?;
     tracing::info!(address = %listener.local_addr()?, "loopline server listening");
-    axum::serve(listener, application.router)
-        .with_graceful_shutdown(shutdown)
+    let policy = browser_origins::OriginPolicy::new(
+        &config.host,
+        &config.network.allowed_hosts,
+        &config.network.cors_allowed_origins,
+    );
+    let router = browser_origins::protect(application.router, policy);
+    network::serve_connections(listener, router, &config.network, shutdown)
         .await
         .context("serving HTTP")?;
     flush_prediction_log(application.prediction_log.as_ref()).await;

@@ -77,6 +77,7 @@ fn main() -> ExitCode {
 #[tokio::main]
 async fn run_server(config: ServerConfig) -> anyhow::Result<()> {
     let config = config.with_defaults();
+    loopline_server::network::raise_descriptor_limit(config.network.max_connections);
     let address = format!("{}:{}", config.host, config.port);
     let listener = TcpListener::bind(&address).await.map_err(|error| {
         anyhow::anyhow!("cannot listen on {address}: {error}; pick another --port or stop the process using it")

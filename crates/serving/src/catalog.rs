@@ -24,6 +24,27 @@ pub struct Served {
     pub runner: Arc<ModelRunner>,
     /// Its `MLmodel`.
     pub descriptor: Arc<ModelDescriptor>,
+    /// The model's files on local disk, when the catalog fetched them: kept as long as the model is served
+    /// (a restarted Python worker reads them again) and removed when the last holder lets go.
+    pub files: Option<Arc<FetchedModel>>,
+}
+
+/// A model directory made available locally, and whatever removes it again once dropped.
+pub struct FetchedModel {
+    /// The directory holding `MLmodel`.
+    pub directory: PathBuf,
+    /// Dropped with this value (a temporary directory that deletes itself); `None` for directories that
+    /// belong to someone else.
+    pub cleanup: Option<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for FetchedModel {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("FetchedModel")
+            .field("directory", &self.directory)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why no model answers.
@@ -94,8 +115,8 @@ pub trait ModelSource: Send + Sync {
     /// The concrete version `reference` names (a number, an alias, or `None` for the newest version).
     async fn resolve(&self, name: &str, reference: Option<&str>) -> Result<String, CatalogError>;
 
-    /// Makes the version's model directory available locally and returns its path.
-    async fn fetch(&self, name: &str, version: &str) -> Result<PathBuf, CatalogError>;
+    /// Makes the version's model directory available locally; it is removed when the result is dropped.
+    async fn fetch(&self, name: &str, version: &str) -> Result<FetchedModel, CatalogError>;
 }
 
 type Slot = Arc<OnceCell<Result<Served, (String, Instant)>>>;
@@ -177,20 +198,26 @@ impl LoadingCatalog {
 
     async fn load(&self, name: &str, version: &str) -> Result<Served, (String, Instant)> {
         let failed = |message: String| (message, Instant::now());
-        let directory = self
-            .source
-            .fetch(name, version)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let loaded = tokio::task::spawn_blocking(move || loopline_model_runtimes::load_model(&directory))
-            .await
-            .map_err(|e| failed(format!("loading the model stopped: {e}")))?
-            .map_err(|e| failed(format!("model '{name}' version {version} cannot be loaded: {e}")))?;
+        let files = Arc::new(
+            self.source
+                .fetch(name, version)
+                .await
+                .map_err(|e| failed(e.to_string()))?,
+        );
+        let directory = files.directory.clone();
+        // A failed load drops `files` here, which removes the download: retries leave nothing behind.
+        let python_models = self.config.python_models;
+        let loaded =
+            tokio::task::spawn_blocking(move || loopline_model_runtimes::load_model_with(&directory, python_models))
+                .await
+                .map_err(|e| failed(format!("loading the model stopped: {e}")))?
+                .map_err(|e| failed(format!("model '{name}' version {version} cannot be loaded: {e}")))?;
         tracing::info!(model = name, version, "model loaded");
         Ok(Served {
             name: name.to_string(),
             runner: ModelRunner::start(name, version, loaded.model, self.config, self.metrics.clone()),
             descriptor: Arc::new(loaded.descriptor),
+            files: Some(files),
         })
     }
 }

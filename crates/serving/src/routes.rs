@@ -163,6 +163,12 @@ fn infer_status(error: &InferError) -> (StatusCode, Outcome) {
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, String> {
+    let declared = axum::body::HttpBody::size_hint(&body).lower();
+    if declared > limit as u64 {
+        return Err(format!(
+            "the request body of {declared} bytes is larger than the {limit}-byte limit"
+        ));
+    }
     axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| format!("the request body is larger than the {limit}-byte limit"))

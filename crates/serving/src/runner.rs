@@ -119,6 +119,8 @@ pub struct RunnerConfig {
     /// How long a caller waits for its prediction before it is answered 504 (as `mlflow models serve
     /// --timeout`); `None` waits as long as the model takes.
     pub timeout: Option<Duration>,
+    /// Whether registry versions that need the Python worker are loaded (they run their own code).
+    pub python_models: loopline_model_runtimes::PythonModels,
 }
 
 /// The most model calls one model may run at once (a deployment's `runtime.concurrency` is checked against
@@ -140,6 +142,7 @@ impl Default for RunnerConfig {
             concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             inline_budget: Duration::from_micros(50),
             timeout: Some(Duration::from_secs(60)),
+            python_models: loopline_model_runtimes::PythonModels::Refused,
         }
     }
 }

@@ -84,6 +84,7 @@ fn start_with(max_batch_rows: usize, max_queued_rows: usize, timeout: Option<Dur
         concurrency: 1,
         inline_budget: Duration::ZERO,
         timeout,
+        ..RunnerConfig::default()
     };
     let runner = ModelRunner::start("m", "1", Arc::new(model), config, metrics.clone());
     Harness {

@@ -32,18 +32,30 @@ impl TestServer {
         backend_store_uri: Option<String>,
         artifacts_destination: Option<String>,
     ) -> anyhow::Result<Self> {
-        Self::start_configured(backend_store_uri, artifacts_destination, Default::default()).await
+        Self::start_configured(
+            backend_store_uri,
+            artifacts_destination,
+            Default::default(),
+            Default::default(),
+        )
+        .await
     }
 
     /// Starts a server on embedded storage with these serving settings.
     pub async fn start_serving(serving: loopline_server::config::ServingOptions) -> anyhow::Result<Self> {
-        Self::start_configured(None, None, serving).await
+        Self::start_configured(None, None, serving, Default::default()).await
+    }
+
+    /// Starts a server on embedded storage with these connection and origin settings.
+    pub async fn start_network(network: loopline_server::network::NetworkOptions) -> anyhow::Result<Self> {
+        Self::start_configured(None, None, Default::default(), network).await
     }
 
     async fn start_configured(
         backend_store_uri: Option<String>,
         artifacts_destination: Option<String>,
         serving: loopline_server::config::ServingOptions,
+        network: loopline_server::network::NetworkOptions,
     ) -> anyhow::Result<Self> {
         let temporary = tempfile::tempdir()?;
         let data_dir = temporary.path().to_path_buf();
@@ -54,6 +66,7 @@ impl TestServer {
             artifacts_destination: artifacts_destination.unwrap_or_default(),
             data_dir: data_dir.clone(),
             serving,
+            network,
         }
         .with_defaults();
         Self::launch(config, temporary).await
@@ -129,6 +142,14 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
+    /// The first header called `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header == name)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// The body as text.
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -150,10 +171,16 @@ pub async fn raw_request(
     body: &[u8],
 ) -> anyhow::Result<RawResponse> {
     let mut stream = TcpStream::connect(address).await?;
-    let mut request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut request = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {address}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+    {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -26,7 +26,8 @@ TRUSTED = ["sklearn.tree._tree.Tree", "sklearn._loss.link.LogitLink", "sklearn._
 def server():
     data_dir = tempfile.mkdtemp(prefix="loopline-serving-")
     port = free_port()
-    process = LooplineProcess(["server", "--port", str(port), "--data-dir", data_dir], port,
+    # The suite serves scikit-learn pickles and custom pyfuncs: the operator's opt-in to the Python worker.
+    process = LooplineProcess(["server", "--port", str(port), "--data-dir", data_dir, "--allow-python-models"], port,
                               Path(data_dir) / "server.log", timeout=60)
     process.data_dir = data_dir
     os.environ["MLFLOW_TRACKING_URI"] = process.url

@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Batching and limits.
     #[command(flatten)]
     pub serving: ServingOptions,
+    /// Connection limits and browser-origin rules.
+    #[command(flatten)]
+    pub network: crate::network::NetworkOptions,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -58,6 +61,10 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
     if args.serving.inference_threads.is_none() {
         args.serving.inference_threads = args.workers;
     }
+    if let Err(message) = args.network.validate() {
+        return input_error(message);
+    }
+    crate::network::raise_descriptor_limit(args.network.max_connections);
     let runner_config = match args.serving.runner() {
         Ok(config) => config,
         Err(message) => return input_error(message),
@@ -93,6 +100,7 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
             metrics.clone(),
         ),
         descriptor: Arc::new(loaded.descriptor),
+        files: None,
     };
     let state = ServingState {
         catalog: Arc::new(FixedCatalog::new(served)),
@@ -120,9 +128,13 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
     let router = loopline_serving::routes::standalone_routes(state.clone())
         .merge(loopline_serving::routes::feedback_routes(state))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(crate::panic_response));
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(crate::shutdown_signal())
-        .await;
+    let policy = crate::browser_origins::OriginPolicy::new(
+        &args.host,
+        &args.network.allowed_hosts,
+        &args.network.cors_allowed_origins,
+    );
+    let router = crate::browser_origins::protect(router, policy);
+    let served = crate::network::serve_connections(listener, router, &args.network, crate::shutdown_signal()).await;
     crate::flush_prediction_log(log.as_ref()).await;
     match served {
         Ok(()) => ExitCode::SUCCESS,

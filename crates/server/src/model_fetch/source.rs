@@ -3,10 +3,10 @@
 //! the server.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use loopline_serving::catalog::FetchedModel;
 use loopline_serving::{CatalogError, ModelSource};
 
 use super::{ModelRepository, download};
@@ -21,15 +21,52 @@ pub struct RegistrySource {
 impl RegistrySource {
     /// Over `repository`, caching downloads in a new temporary directory.
     pub fn new(repository: Arc<dyn ModelRepository>) -> std::io::Result<RegistrySource> {
+        let parent = std::env::temp_dir();
+        remove_abandoned_caches(&parent);
         Ok(RegistrySource {
             repository,
-            cache: tempfile::Builder::new().prefix("loopline-models-").tempdir()?,
+            cache: tempfile::Builder::new()
+                .prefix(&format!("{CACHE_PREFIX}{}-", std::process::id()))
+                .tempdir_in(&parent)?,
             locations: Mutex::new(HashMap::new()),
         })
     }
 
     fn locations(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
         self.locations.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Cache directories are named `loopline-models-<pid>-<random>`, so that caches left by a server that was
+/// killed can be told from those of servers still running.
+const CACHE_PREFIX: &str = "loopline-models-";
+
+/// Removes model caches whose server is gone (killed before it could remove its own).
+fn remove_abandoned_caches(parent: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(owner) = name
+            .strip_prefix(CACHE_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let owner_alive = std::path::Path::new(&format!("/proc/{owner}")).exists();
+        if owner_alive || !cfg!(target_os = "linux") {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => {
+                tracing::info!(directory = %entry.path().display(), "removed the model cache of a stopped server")
+            }
+            Err(error) => {
+                tracing::warn!(directory = %entry.path().display(), %error, "cannot remove an old model cache")
+            }
+        }
     }
 }
 
@@ -56,7 +93,7 @@ impl ModelSource for RegistrySource {
         Ok(version)
     }
 
-    async fn fetch(&self, name: &str, version: &str) -> Result<PathBuf, CatalogError> {
+    async fn fetch(&self, name: &str, version: &str) -> Result<FetchedModel, CatalogError> {
         let key = (name.to_string(), version.to_string());
         let location = self.locations().get(&key).cloned();
         let location = match location {
@@ -78,14 +115,17 @@ impl ModelSource for RegistrySource {
             }
             _ => location,
         };
+        // Removed when dropped: on a failed download here, or when the served model is unloaded.
         let directory = tempfile::Builder::new()
             .prefix("model-")
             .tempdir_in(self.cache.path())
-            .map_err(|e| CatalogError::NotReady(format!("cannot create a cache directory: {e}")))?
-            .keep();
-        download(self.repository.as_ref(), &location, &directory)
+            .map_err(|e| CatalogError::NotReady(format!("cannot create a cache directory: {e}")))?;
+        download(self.repository.as_ref(), &location, directory.path())
             .await
             .map_err(|e| CatalogError::NotReady(format!("model '{name}' version {version} cannot be fetched: {e}")))?;
-        Ok(directory)
+        Ok(FetchedModel {
+            directory: directory.path().to_path_buf(),
+            cleanup: Some(Box::new(directory)),
+        })
     }
 }

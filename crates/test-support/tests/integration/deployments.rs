@@ -155,6 +155,7 @@ pub(crate) fn kinds(events: &[Value]) -> Vec<String> {
 pub(crate) async fn server() -> TestServer {
     TestServer::start_serving(ServingOptions {
         rollout_tick_ms: 10,
+        allow_python_models: true,
         ..ServingOptions::default()
     })
     .await

@@ -46,6 +46,7 @@ async fn replica(backend: &str, artifacts: &std::path::Path, data: &std::path::P
             rollout_tick_ms: 10,
             ..ServingOptions::default()
         },
+        network: Default::default(),
     };
     TestServer::start_with_config(config).await.unwrap()
 }

@@ -368,6 +368,7 @@ async fn a_restarted_server_resumes_the_rollout_from_its_stored_state() {
                 rollout_tick_ms: 10,
                 ..ServingOptions::default()
             },
+            network: Default::default(),
         };
         config = config.with_defaults();
         TestServer::start_with_config(config).await.unwrap()

@@ -6,6 +6,8 @@ mod deployments_replicas;
 mod deployments_traffic;
 mod endpoint_inventory;
 mod errors;
+mod hardening;
+mod hardening_models;
 mod security;
 mod serving;
 mod wire_format;

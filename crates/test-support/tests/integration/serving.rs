@@ -10,7 +10,7 @@ use loopline_server::config::ServingOptions;
 use loopline_test_support::{RawResponse, TestServer, raw_request};
 use serde_json::{Value, json};
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model-runtimes/tests/fixtures/mlflow")
 }
 
@@ -18,11 +18,11 @@ fn expected() -> Value {
     serde_json::from_slice(&std::fs::read(fixtures().join("expected.json")).unwrap()).unwrap()
 }
 
-async fn post(server: &TestServer, path: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
+pub(crate) async fn post(server: &TestServer, path: &str, headers: &[(&str, &str)], body: &[u8]) -> RawResponse {
     raw_request(server.address, "POST", path, headers, body).await.unwrap()
 }
 
-async fn post_json(server: &TestServer, path: &str, body: &Value) -> RawResponse {
+pub(crate) async fn post_json(server: &TestServer, path: &str, body: &Value) -> RawResponse {
     post(
         server,
         path,
@@ -34,7 +34,7 @@ async fn post_json(server: &TestServer, path: &str, body: &Value) -> RawResponse
 
 /// Uploads a model directory (with an optional replacement MLmodel) and registers it as version 1 of `name`
 /// with the alias `champion`.
-async fn register(server: &TestServer, name: &str, fixture: &str, mlmodel: Option<&str>) {
+pub(crate) async fn register(server: &TestServer, name: &str, fixture: &str, mlmodel: Option<&str>) {
     for entry in std::fs::read_dir(fixtures().join(fixture)).unwrap() {
         let entry = entry.unwrap();
         let file = entry.file_name().into_string().unwrap();
@@ -96,7 +96,7 @@ fn flat_numbers(value: &Value) -> Vec<f64> {
 }
 
 /// The fixture inputs as OIP JSON: one FP64 column tensor per feature (nulls as "NaN").
-fn v2_columns() -> Value {
+pub(crate) fn v2_columns() -> Value {
     let inputs = expected()["inputs"].clone();
     let rows = inputs["data"].as_array().unwrap().clone();
     let columns: Vec<Value> = inputs["columns"]
@@ -337,8 +337,8 @@ async fn a_version_that_cannot_load_is_not_ready_with_its_reason_and_others_keep
     assert_eq!(infer.status, 503);
     let reason = infer.json()["error"].as_str().unwrap().to_string();
     assert!(
-        reason.contains("version 1 cannot be loaded") && reason.contains("Python model worker"),
-        "{reason}"
+        reason.contains("version 1 cannot be loaded") && reason.contains("--allow-python-models"),
+        "a Python model is refused by default, with the way to allow it: {reason}"
     );
     let ready = raw_request(server.address, "GET", "/v2/models/pickled/versions/1/ready", &[], b"")
         .await

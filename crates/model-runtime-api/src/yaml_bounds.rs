@@ -1,0 +1,116 @@
+//! Bounds on YAML documents read from model directories. YAML aliases copy the node they name when loaded,
+//! so a few hundred bytes can expand into billions of nodes, and nesting depth drives recursion when the
+//! document is converted and dropped. The document is walked once as events, counting what loading it
+//! would build, before it is loaded.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// The largest `MLmodel` file read, in bytes (MLflow writes a few kilobytes).
+pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+/// How deep mappings and sequences may nest.
+pub const MAX_NESTING_DEPTH: usize = 64;
+/// How many nodes the loaded document may hold, aliases expanded.
+pub const MAX_EXPANDED_NODES: u64 = 1_000_000;
+
+#[derive(Default)]
+struct Counter {
+    /// For each open container: its anchor id and the expanded node count when it opened.
+    open: Vec<(usize, u64)>,
+    /// Expanded size of each anchored node.
+    anchored_sizes: HashMap<usize, u64>,
+    nodes: u64,
+    problem: Option<String>,
+}
+
+impl Counter {
+    fn add(&mut self, nodes: u64) {
+        self.nodes = self.nodes.saturating_add(nodes);
+        if self.nodes > MAX_EXPANDED_NODES && self.problem.is_none() {
+            self.problem = Some(format!(
+                "it expands to more than {MAX_EXPANDED_NODES} nodes (YAML aliases repeat what they name)"
+            ));
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some((anchor, nodes_at_open)) = self.open.pop()
+            && anchor > 0
+        {
+            self.anchored_sizes.insert(anchor, self.nodes - nodes_at_open);
+        }
+    }
+}
+
+impl MarkedEventReceiver for Counter {
+    fn on_event(&mut self, event: Event, _mark: Marker) {
+        if self.problem.is_some() {
+            return;
+        }
+        match event {
+            Event::Scalar(_, _, anchor, _) => {
+                self.add(1);
+                if anchor > 0 {
+                    self.anchored_sizes.insert(anchor, 1);
+                }
+            }
+            Event::Alias(anchor) => {
+                let size = self.anchored_sizes.get(&anchor).copied().unwrap_or(1);
+                self.add(size);
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                self.add(1);
+                let nodes_before = self.nodes - 1;
+                self.open.push((anchor, nodes_before));
+                if self.open.len() > MAX_NESTING_DEPTH {
+                    self.problem = Some(format!("it nests deeper than {MAX_NESTING_DEPTH} levels"));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => self.close(),
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
+        }
+    }
+}
+
+/// Refuses documents too large, too deep or expanding too far to load.
+pub fn check_yaml_bounds(text: &str) -> Result<(), String> {
+    if text.len() > MAX_DOCUMENT_BYTES {
+        return Err(format!(
+            "it is {} bytes long, more than the {MAX_DOCUMENT_BYTES} accepted",
+            text.len()
+        ));
+    }
+    let mut counter = Counter::default();
+    let mut parser = Parser::new_from_str(text);
+    parser
+        .load(&mut counter, true)
+        .map_err(|error| format!("not YAML: {error}"))?;
+    match counter.problem {
+        Some(problem) => Err(problem),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_depth_and_size_are_bounded() {
+        let mut laughs = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        let mut previous = 'a';
+        for name in 'b'..='j' {
+            let aliases = vec![format!("*{previous}"); 10].join(", ");
+            laughs.push_str(&format!("{name}: &{name} [{aliases}]\n"));
+            previous = name;
+        }
+        assert!(check_yaml_bounds(&laughs).unwrap_err().contains("expands"));
+        let deep = format!("{}x{}", "[".repeat(100), "]".repeat(100));
+        assert!(check_yaml_bounds(&deep).unwrap_err().contains("nests deeper"));
+        assert!(check_yaml_bounds(&"#".repeat(MAX_DOCUMENT_BYTES + 1)).is_err());
+        let mlmodel = "flavors:\n  python_function:\n    loader_module: mlflow.xgboost\nbase: &b {k: v}\nsame: *b\n";
+        assert!(check_yaml_bounds(mlmodel).is_ok());
+    }
+}

@@ -1,0 +1,319 @@
+//! Requests that used to crash the server, exhaust it or act through a browser, replayed: each is now a 4xx
+//! and the server keeps answering. (Issue 11's findings 1, 5, 6 and 7; models are in `hardening_models`.)
+
+use std::time::Duration;
+
+use loopline_server::network::NetworkOptions;
+use loopline_test_support::{RawResponse, TestServer, raw_request};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::serving::post_json;
+
+async fn get(server: &TestServer, target: &str) -> RawResponse {
+    raw_request(server.address, "GET", target, &[], b"").await.unwrap()
+}
+
+fn encoded(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+async fn assert_alive(server: &TestServer) {
+    let health = get(server, "/health").await;
+    assert_eq!(health.status, 200, "the server stopped answering");
+}
+
+fn assert_client_error(response: &RawResponse, what: &str) {
+    assert!(
+        (400..500).contains(&response.status),
+        "{what}: expected a 4xx, got {}: {}",
+        response.status,
+        response.body_text()
+    );
+}
+
+#[tokio::test]
+async fn hostile_filters_are_refused_on_every_search_endpoint() {
+    let server = TestServer::start().await.unwrap();
+    let experiment = post_json(&server, "/api/2.0/mlflow/experiments/create", &json!({"name": "e"})).await;
+    let experiment_id = experiment.json()["experiment_id"].as_str().unwrap().to_string();
+    let deep_open = "(".repeat(3_000);
+    let balanced = format!("{}name = 'x'{}", "(".repeat(200), ")".repeat(200));
+    let many_terms = vec!["name = 'x'"; 1_001].join(" OR ");
+    let long_list = format!("name IN ({})", vec!["'x'"; 40_000].join(","));
+    let long_like = format!("name LIKE '{}'", "%a".repeat(30_000));
+    for filter in [&deep_open, &balanced, &many_terms, &long_list, &long_like] {
+        for endpoint in [
+            "/api/2.0/mlflow/registered-models/search",
+            "/api/2.0/mlflow/model-versions/search",
+            "/api/2.0/mlflow/experiments/search",
+        ] {
+            let response = get(&server, &format!("{endpoint}?filter={}", encoded(filter))).await;
+            assert_client_error(&response, &format!("{endpoint} with a {}-byte filter", filter.len()));
+            // Past the longest request line hyper reads, the answer is its bare 414.
+            if response.status == 400 {
+                assert_eq!(response.json()["error_code"], "INVALID_PARAMETER_VALUE");
+            }
+        }
+        let runs = post_json(
+            &server,
+            "/api/2.0/mlflow/runs/search",
+            &json!({"experiment_ids": [experiment_id], "filter": filter.replace("name", "attributes.run_name")}),
+        )
+        .await;
+        assert_client_error(&runs, "runs/search");
+    }
+    let trailing_backslash = post_json(
+        &server,
+        "/api/2.0/mlflow/runs/search",
+        &json!({"experiment_ids": [experiment_id], "filter": "attributes.run_name LIKE 'abc\\\\'"}),
+    )
+    .await;
+    assert_client_error(&trailing_backslash, "a LIKE pattern ending in an escape");
+    let many_experiments: Vec<String> = (0..40_000).map(|id| id.to_string()).collect();
+    let wide = post_json(
+        &server,
+        "/api/2.0/mlflow/runs/search",
+        &json!({"experiment_ids": many_experiments}),
+    )
+    .await;
+    assert_client_error(&wide, "40,000 experiment ids");
+    for offset in [1u64 << 63, u64::MAX] {
+        let token = loopline_core::page_token::encode_offset(offset);
+        let page = get(
+            &server,
+            &format!(
+                "/api/2.0/mlflow/registered-models/search?page_token={}",
+                encoded(&token)
+            ),
+        )
+        .await;
+        assert_client_error(&page, &format!("a page token at offset {offset}"));
+    }
+    assert_alive(&server).await;
+}
+
+#[tokio::test]
+async fn browsers_cannot_reach_the_api_through_another_name_or_origin() {
+    let server = TestServer::start().await.unwrap();
+    let created = post_json(&server, "/api/2.0/mlflow/experiments/create", &json!({"name": "keep"})).await;
+    let experiment_id = created.json()["experiment_id"].as_str().unwrap().to_string();
+    let rebound = raw_request(
+        server.address,
+        "GET",
+        "/api/2.0/mlflow/experiments/search?max_results=10",
+        &[("Host", "attacker.example:5000")],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(rebound.status, 403, "{}", rebound.body_text());
+    assert!(rebound.body_text().contains("--allowed-hosts"));
+    let probe = raw_request(server.address, "GET", "/health", &[("Host", "anything.example")], b"")
+        .await
+        .unwrap();
+    assert_eq!(probe.status, 200, "health checks answer any Host");
+    let delete = format!("{{\"experiment_id\": \"{experiment_id}\"}}");
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let cross_site = raw_request(
+            server.address,
+            "POST",
+            "/api/2.0/mlflow/experiments/delete",
+            &[("Origin", "https://attacker.example"), ("Content-Type", content_type)],
+            delete.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(cross_site.status, 403, "{}", cross_site.body_text());
+        let not_json = raw_request(
+            server.address,
+            "POST",
+            "/api/2.0/mlflow/experiments/delete",
+            &[("Content-Type", content_type)],
+            delete.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            not_json.status,
+            400,
+            "a {content_type} body is not JSON: {}",
+            not_json.body_text()
+        );
+    }
+    let preflight = raw_request(
+        server.address,
+        "OPTIONS",
+        "/api/2.0/mlflow/experiments/delete",
+        &[
+            ("Origin", "https://attacker.example"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(preflight.status, 403);
+    let local_page = raw_request(
+        server.address,
+        "POST",
+        "/api/2.0/mlflow/experiments/update",
+        &[
+            ("Origin", "http://localhost:3000"),
+            ("Content-Type", "application/json"),
+        ],
+        format!("{{\"experiment_id\": \"{experiment_id}\", \"new_name\": \"kept\"}}").as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(local_page.status, 200, "{}", local_page.body_text());
+    let still_there = get(
+        &server,
+        &format!("/api/2.0/mlflow/experiments/get?experiment_id={experiment_id}"),
+    )
+    .await;
+    assert_eq!(still_there.json()["experiment"]["lifecycle_stage"], "active");
+    assert_alive(&server).await;
+}
+
+#[tokio::test]
+async fn listed_origins_get_cors_answers() {
+    let server = TestServer::start_network(NetworkOptions {
+        cors_allowed_origins: vec!["https://ui.example.com".to_string()],
+        allowed_hosts: vec!["127.0.0.1:*".to_string()],
+        ..NetworkOptions::default()
+    })
+    .await
+    .unwrap();
+    let preflight = raw_request(
+        server.address,
+        "OPTIONS",
+        "/api/2.0/mlflow/experiments/create",
+        &[
+            ("Origin", "https://ui.example.com"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://ui.example.com")
+    );
+    let named = raw_request(
+        server.address,
+        "GET",
+        "/api/2.0/mlflow/experiments/search",
+        &[("Host", "localhost")],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(named.status, 403, "only the listed hosts are answered");
+}
+
+#[tokio::test]
+async fn a_declared_body_past_the_limit_is_refused_before_it_is_read() {
+    let server = TestServer::start().await.unwrap();
+    for (target, content_type) in [
+        ("/api/2.0/mlflow/experiments/create", "application/json"),
+        ("/api/loopline/v1/feedback", "application/json"),
+    ] {
+        // Five gigabytes declared, two bytes sent: the answer must not wait for the rest.
+        let mut stream = tokio::net::TcpStream::connect(server.address).await.unwrap();
+        let request = format!(
+            "POST {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: 5000000000\r\n\r\n{{}}",
+            server.address
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        let read = stream.read(&mut answer).await.unwrap();
+        let head = String::from_utf8_lossy(&answer[..read]).to_string();
+        assert!(head.starts_with("HTTP/1.1 413"), "{target}: {head}");
+    }
+    assert_alive(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_the_cap_keeps_the_server_answering() {
+    let server = TestServer::start_network(NetworkOptions {
+        max_connections: 8,
+        header_read_timeout_seconds: 1,
+        ..NetworkOptions::default()
+    })
+    .await
+    .unwrap();
+    // Twice the cap: silent connections, and slowloris ones that send half a header.
+    let mut idle = Vec::new();
+    for index in 0..16 {
+        let mut stream = tokio::net::TcpStream::connect(server.address).await.unwrap();
+        if index % 2 == 1 {
+            stream.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0").await.unwrap();
+        }
+        idle.push(stream);
+    }
+    // Answered once the idle connections time out and free their slots.
+    let answered = tokio::time::timeout(Duration::from_secs(60), get(&server, "/health")).await;
+    assert_eq!(answered.expect("a normal request was never answered").status, 200);
+    for mut stream in idle {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "an idle connection was kept open");
+    }
+    assert_alive(&server).await;
+}
+
+#[tokio::test]
+async fn smaller_findings_are_client_errors() {
+    let server = TestServer::start().await.unwrap();
+    for location in ["mlflow-artifacts://other-host:5000/x", "MLFLOW-ARTIFACTS://h/x"] {
+        let created = post_json(
+            &server,
+            "/api/2.0/mlflow/experiments/create",
+            &json!({"name": location, "artifact_location": location}),
+        )
+        .await;
+        assert_eq!(created.status, 400, "{location}: {}", created.body_text());
+    }
+    for (index, location) in ["s3://bucket/%€", "s3://bucket/%aé/x"].iter().enumerate() {
+        let created = post_json(
+            &server,
+            "/api/2.0/mlflow/experiments/create",
+            &json!({"name": format!("percent-{index}"), "artifact_location": location}),
+        )
+        .await;
+        assert_eq!(created.status, 200, "{location}: {}", created.body_text());
+    }
+    post_json(
+        &server,
+        "/api/2.0/mlflow/registered-models/create",
+        &json!({"name": "m"}),
+    )
+    .await;
+    for source in [
+        "mlflow-artifacts:/",
+        "mlflow-artifacts:/1",
+        "mlflow-artifacts://h/1/r/artifacts/m",
+        "runs:/%€/x/../..",
+    ] {
+        let version = post_json(
+            &server,
+            "/api/2.0/mlflow/model-versions/create",
+            &json!({"name": "m", "source": source}),
+        )
+        .await;
+        assert_eq!(version.status, 400, "{source}: {}", version.body_text());
+    }
+    let huge = 1u64 << 61;
+    let deployment = post_json(
+        &server,
+        "/api/loopline/v1/deployments",
+        &json!({"name": "d", "model": "models:/m@champion", "runtime": {"concurrency": huge}}),
+    )
+    .await;
+    assert_eq!(deployment.status, 400, "{}", deployment.body_text());
+    assert!(deployment.body_text().contains("runtime.concurrency"));
+    assert_alive(&server).await;
+}
