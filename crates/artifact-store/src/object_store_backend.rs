@@ -97,6 +97,9 @@ impl ObjectArtifactStore {
         let canonical = std::fs::canonicalize(directory).map_err(|error| configuration_error(error.to_string()))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&canonical)
             .map_err(|error| configuration_error(error.to_string()))?;
+        let staging_root = canonical.clone();
+        // In the background: a large artifact tree must not delay start-up.
+        std::thread::spawn(move || remove_abandoned_staging_files(&staging_root, STAGING_FILE_MAX_AGE));
         Ok(Self {
             store: Arc::new(store),
             prefix: Vec::new(),
@@ -150,6 +153,47 @@ impl ObjectArtifactStore {
     }
 }
 
+/// How old a staging file must be before it counts as abandoned (an upload still under way keeps writing it).
+const STAGING_FILE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Removes the staging files of interrupted multipart uploads (`<name>#<digits>` next to the file being
+/// written, hidden from listings) that a killed server left in a local artifact directory.
+pub fn remove_abandoned_staging_files(root: &std::path::Path, older_than: std::time::Duration) -> usize {
+    let mut removed = 0;
+    let mut directories = vec![root.to_path_buf()];
+    while let Some(directory) = directories.pop() {
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
+            if file_type.is_dir() {
+                directories.push(entry.path());
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_staging = name
+                .rsplit_once('#')
+                .is_some_and(|(_, suffix)| !suffix.is_empty() && suffix.bytes().all(|byte| byte.is_ascii_digit()));
+            let old_enough = entry
+                .metadata()
+                .and_then(|metadata| metadata.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age >= older_than);
+            if is_staging && old_enough && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed staging files of interrupted uploads");
+    }
+    removed
+}
+
 #[async_trait]
 impl ArtifactStore for ObjectArtifactStore {
     async fn put(&self, path: &ArtifactPath, mut body: ByteStream) -> ArtifactResult<u64> {
@@ -198,12 +242,13 @@ impl ArtifactStore for ObjectArtifactStore {
                 }
             };
             total += chunk.len() as u64;
-            writer
-                .wait_for_capacity(4)
-                .await
-                .map_err(|error| Self::storage_error(path, error))?;
+            if let Err(error) = writer.wait_for_capacity(4).await {
+                let _ = writer.abort().await;
+                return Err(Self::storage_error(path, error));
+            }
             writer.write(&chunk);
         }
+        // A failed finish aborts the upload itself (its parts and, on local disk, its staging file).
         writer
             .finish()
             .await

@@ -42,10 +42,26 @@ impl HasErrorCode for StoreError {
             StoreError::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
             StoreError::InvalidParameter(_) => ErrorCode::InvalidParameterValue,
             StoreError::Conflict(_) => ErrorCode::InvalidState,
-            StoreError::Database(_) | StoreError::SchemaTooNew { .. } | StoreError::UnsupportedUri(_) => {
+            StoreError::Database(error) => database_error_code(error),
+            StoreError::SchemaTooNew { .. } | StoreError::UnsupportedUri(_) => ErrorCode::InternalError,
+        }
+    }
+}
+
+/// A database refusal caused by the values a client sent is the client's mistake (PostgreSQL's class 22,
+/// "data exception": a NUL byte in text, a number out of range); a full pool is temporary; the rest is ours.
+fn database_error_code(error: &sqlx::Error) -> ErrorCode {
+    match error {
+        sqlx::Error::Database(database_error) => {
+            let client_data = database_error.code().is_some_and(|code| code.starts_with("22"));
+            if client_data {
+                ErrorCode::InvalidParameterValue
+            } else {
                 ErrorCode::InternalError
             }
         }
+        sqlx::Error::PoolTimedOut => ErrorCode::TemporarilyUnavailable,
+        _ => ErrorCode::InternalError,
     }
 }
 

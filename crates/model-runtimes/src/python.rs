@@ -54,6 +54,58 @@ fn interpreter() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
+/// Environment variables a worker inherits; everything else (database URLs, cloud credentials, tokens) stays
+/// with the server.
+const INHERITED_VARIABLES: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "VIRTUAL_ENV",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+];
+
+/// Limits for worker processes, from the server's environment (0 turns one off).
+const MEMORY_LIMIT_VARIABLE: &str = "LOOPLINE_WORKER_MEMORY_BYTES";
+const CPU_LIMIT_VARIABLE: &str = "LOOPLINE_WORKER_CPU_SECONDS";
+const OPEN_FILES_LIMIT_VARIABLE: &str = "LOOPLINE_WORKER_OPEN_FILES";
+/// Defaults: 8 GiB of data, a day of CPU time (a worker past it is restarted), 1,024 open files.
+const DEFAULT_LIMITS: [(&str, u64); 3] = [
+    (MEMORY_LIMIT_VARIABLE, 8 << 30),
+    (CPU_LIMIT_VARIABLE, 24 * 60 * 60),
+    (OPEN_FILES_LIMIT_VARIABLE, 1_024),
+];
+
+/// Least privilege for a worker: its own process group (killed as a whole), only the inherited variables
+/// above, a private home and temporary directory, and resource limits the worker applies to itself before
+/// any model code runs.
+fn confine(command: &mut Command, private_temporary: &Path) {
+    std::os::unix::process::CommandExt::process_group(command, 0);
+    command.env_clear();
+    for name in INHERITED_VARIABLES {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
+        .env("HOME", private_temporary)
+        .env("TMPDIR", private_temporary)
+        .env("PYTHONNOUSERSITE", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    for (name, default) in DEFAULT_LIMITS {
+        let value = std::env::var(name)
+            .ok()
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(default);
+        command.env(name, value.to_string());
+    }
+}
+
 struct Worker {
     child: Child,
     stream: UnixStream,
@@ -63,6 +115,10 @@ struct Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
+        // The whole group: processes the model started go with it.
+        if let Ok(group) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), nix::sys::signal::Signal::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -87,14 +143,21 @@ impl Worker {
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let stderr = directory.path().join("stderr.log");
         let log = std::fs::File::create(&stderr).map_err(|e| e.to_string())?;
+        let private_temporary = directory.path().join("tmp");
+        std::fs::create_dir(&private_temporary)
+            .map_err(|e| format!("cannot create the worker's temporary directory: {e}"))?;
         let python = interpreter();
-        let mut child = Command::new(&python)
+        let mut command = Command::new(&python);
+        command
             .arg(&script)
             .arg(model)
             .arg(&socket)
+            .current_dir(&private_temporary)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(log);
+        confine(&mut command, &private_temporary);
+        let mut child = command
             .spawn()
             .map_err(|e| {
                 format!(
@@ -139,8 +202,16 @@ impl Worker {
         self.stream.write_all(request)?;
         let mut length = [0u8; 4];
         self.stream.read_exact(&mut length)?;
-        let mut payload = vec![0u8; u32::from_le_bytes(length) as usize];
-        self.stream.read_exact(&mut payload)?;
+        // Grown as bytes arrive, so a worker that declares 4 GB and sends little costs little.
+        let declared = u64::from(u32::from_le_bytes(length));
+        let mut payload = Vec::new();
+        (&mut self.stream).take(declared).read_to_end(&mut payload)?;
+        if payload.len() as u64 != declared {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "a reply cut short",
+            ));
+        }
         if payload.is_empty() {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "an empty reply"));
         }

@@ -11,14 +11,35 @@ Wire format, both directions: a 4-byte little-endian length, then the payload.
 usage: python python_worker.py <model directory> <socket path>
 """
 
+import os
+import resource
 import socket
 import struct
 import sys
 import traceback
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
+
+def limit_resources():
+    """Applies the server's limits before any model code runs: memory (data segment, which covers the heap and
+    anonymous mappings), CPU seconds and open files. Hard limits too, so the model cannot raise them again."""
+    for variable, kind in (
+        ("LOOPLINE_WORKER_MEMORY_BYTES", resource.RLIMIT_DATA),
+        ("LOOPLINE_WORKER_CPU_SECONDS", resource.RLIMIT_CPU),
+        ("LOOPLINE_WORKER_OPEN_FILES", resource.RLIMIT_NOFILE),
+    ):
+        value = int(os.environ.get(variable, "0"))
+        if value > 0:
+            _, hard = resource.getrlimit(kind)
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            resource.setrlimit(kind, (value, value))
+
+
+limit_resources()
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
 
 
 def read_exactly(connection, size):

@@ -132,3 +132,29 @@ fn a_model_python_cannot_load_reports_why() {
         "{error}"
     );
 }
+
+#[test]
+fn workers_run_confined_without_the_servers_environment() {
+    let directory = tempfile::tempdir().unwrap();
+    make_models(directory.path());
+    // This test process has CARGO_* variables (cargo sets them): none may reach the worker.
+    assert!(std::env::vars().any(|(name, _)| name.starts_with("CARGO")));
+    let inspector = load_model(&directory.path().join("inspector")).unwrap();
+    let outputs = inspector.model.predict(&[column("x", vec![1.0])]).unwrap();
+    let value = |name: &str| {
+        let output = outputs.iter().find(|tensor| tensor.name == name).unwrap();
+        output.data.number(0).unwrap()
+    };
+    assert_eq!(value("leaked"), 0.0, "the server's environment reached the worker");
+    assert_eq!(value("open_files"), 1024.0, "the open-files limit is not applied");
+    assert_eq!(
+        value("private_home"),
+        1.0,
+        "HOME and TMPDIR are not the worker's private directory"
+    );
+    assert_eq!(
+        value("own_group"),
+        1.0,
+        "the worker is not the leader of its own process group"
+    );
+}

@@ -186,3 +186,27 @@ every_backend!(
     deletion_of_files_and_trees,
     failed_uploads_leave_nothing
 );
+
+#[test]
+fn staging_files_of_interrupted_uploads_are_removed_and_nothing_else() {
+    let directory = tempfile::tempdir().unwrap();
+    let nested = directory.path().join("1/run/artifacts");
+    std::fs::create_dir_all(&nested).unwrap();
+    for name in ["model.pkl#3", "model.pkl", "notes#draft", "weights.bin#12"] {
+        std::fs::write(nested.join(name), b"x").unwrap();
+    }
+    let removed = loopline_artifact_store::remove_abandoned_staging_files(directory.path(), std::time::Duration::ZERO);
+    assert_eq!(removed, 2);
+    let mut left: Vec<String> = std::fs::read_dir(&nested)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["model.pkl", "notes#draft"]);
+    std::fs::write(nested.join("fresh#1"), b"x").unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(
+        loopline_artifact_store::remove_abandoned_staging_files(directory.path(), hour),
+        0
+    );
+}

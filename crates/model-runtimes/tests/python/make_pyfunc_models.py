@@ -39,6 +39,21 @@ class TwoOutputs(mlflow.pyfunc.PythonModel):
         return {"total": x.sum(axis=1), "scaled": x * 10.0}
 
 
+class Inspector(mlflow.pyfunc.PythonModel):
+    """Reports what the worker process may see and do (the confinement the server applies)."""
+
+    def predict(self, context, model_input, params=None):
+        import resource
+
+        leaked = sum(1 for name in os.environ if name.startswith("CARGO"))
+        return pd.DataFrame({
+            "leaked": [float(leaked)],
+            "open_files": [float(resource.getrlimit(resource.RLIMIT_NOFILE)[1])],
+            "private_home": [float(os.environ.get("HOME") == os.environ.get("TMPDIR") == os.getcwd())],
+            "own_group": [float(os.getpgid(0) == os.getpid())],
+        })
+
+
 def main() -> None:
     out = pathlib.Path(sys.argv[1])
     rng = np.random.default_rng(3)
@@ -48,6 +63,7 @@ def main() -> None:
     mlflow.sklearn.save_model(pipeline, str(out / "sklearn"), serialization_format="cloudpickle")
     mlflow.pyfunc.save_model(str(out / "doubler"), python_model=Doubler())
     mlflow.pyfunc.save_model(str(out / "two_outputs"), python_model=TwoOutputs())
+    mlflow.pyfunc.save_model(str(out / "inspector"), python_model=Inspector())
     X_test = pd.DataFrame(rng.normal(size=(25, 3)), columns=["a", "b", "c"])
     predicted = mlflow.pyfunc.load_model(str(out / "sklearn")).predict(X_test)
     expected = {"inputs": X_test.to_dict(orient="list"), "sklearn": np.asarray(predicted).tolist()}
