@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -81,6 +81,26 @@ fn bad(message: String) -> Response {
     failure(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
 }
 
+/// The largest deployment request body.
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Reads a request body, refusing at once one whose declared length is past the limit.
+async fn read_body(body: Body) -> Result<Bytes, Response> {
+    let too_large = || {
+        failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RESOURCE_EXHAUSTED",
+            format!("the request body is larger than the {MAX_BODY_BYTES}-byte limit"),
+        )
+    };
+    if axum::body::HttpBody::size_hint(&body).lower() > MAX_BODY_BYTES as u64 {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())
+}
+
 /// A body must say it is JSON: browsers send form and text bodies cross-origin without asking first.
 fn declared_json(headers: &HeaderMap, body: &Bytes) -> Result<(), String> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
@@ -118,7 +138,11 @@ fn spec_and(body: &Bytes, extra: &[&str]) -> Result<(DeploymentSpec, serde_json:
     Ok((spec, taken))
 }
 
-async fn create(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     if let Err(message) = declared_json(&headers, &body) {
         return bad(message);
     }
@@ -147,7 +171,11 @@ async fn read(State(state): State<ApiState>, Path(name): Path<String>) -> Respon
     answer(state.manager.get(&name).await)
 }
 
-async fn update(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn update(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     if let Err(message) = declared_json(&headers, &body) {
         return bad(message);
     }
@@ -185,7 +213,11 @@ struct PromoteBody {
     version: Option<String>,
 }
 
-async fn promote(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn promote(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     if let Err(message) = declared_json(&headers, &body) {
         return bad(message);
     }
@@ -208,12 +240,11 @@ struct RollbackBody {
     reason: Option<String>,
 }
 
-async fn rollback(
-    State(state): State<ApiState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn rollback(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     if let Err(message) = declared_json(&headers, &body) {
         return bad(message);
     }

@@ -387,6 +387,9 @@ pub struct ModelVersion {
     /// Resolved artifact location used for downloads (not part of MLflow's JSON).
     #[serde(skip)]
     pub storage_location: String,
+    /// Digest of the version's files taken at registration (not part of MLflow's JSON).
+    #[serde(skip)]
+    pub content_digest: Option<String>,
     /// Version as a number, for ordering.
     #[serde(skip)]
     pub version_number: i64,

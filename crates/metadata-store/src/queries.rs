@@ -138,6 +138,8 @@ pub struct NewModelVersion {
     pub storage_location: String,
     /// Creator.
     pub user_id: String,
+    /// Digest of the version's files, when the server took one.
+    pub content_digest: Option<String>,
 }
 
 /// Search over traces.

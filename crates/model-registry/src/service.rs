@@ -30,10 +30,20 @@ pub struct CreateModelVersion {
     pub tags: Vec<Tag>,
 }
 
+/// Takes the digest of the files a new version's source names, so that serving can refuse files that were
+/// replaced after registration.
+#[async_trait::async_trait]
+pub trait ContentSealer: Send + Sync {
+    /// The digest of the model at `storage_location` (`None` when it lives where this server does not read,
+    /// such as an external bucket), or why the model cannot be read.
+    async fn digest(&self, storage_location: &str) -> Result<Option<String>, String>;
+}
+
 /// Registry operations over a metadata store.
 #[derive(Clone)]
 pub struct RegistryService {
     store: Arc<dyn MetadataStore>,
+    sealer: Option<Arc<dyn ContentSealer>>,
 }
 
 /// Accepts stage names in any case and returns MLflow's spelling.
@@ -96,7 +106,13 @@ fn validate_alias(alias: &str) -> RegistryResult<()> {
 impl RegistryService {
     /// Wraps a store.
     pub fn new(store: Arc<dyn MetadataStore>) -> Self {
-        Self { store }
+        Self { store, sealer: None }
+    }
+
+    /// Records the digest of every new version's files with `sealer`.
+    pub fn with_sealer(mut self, sealer: Arc<dyn ContentSealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
     }
 
     /// The underlying store.
@@ -166,6 +182,16 @@ impl RegistryService {
                 storage_location = logged_model.info.artifact_uri.clone();
             }
         }
+        let mut content_digest = None;
+        if let Some(sealer) = &self.sealer {
+            // The digest of what is there now: serving refuses the version if its files change later.
+            match sealer.digest(&storage_location).await {
+                Ok(digest) => content_digest = digest,
+                Err(reason) => {
+                    tracing::warn!(source = %request.source, %reason, "the new version's files could not be read; it is registered without a digest");
+                }
+            }
+        }
         let version = self
             .store
             .create_model_version(&NewModelVersion {
@@ -178,6 +204,7 @@ impl RegistryService {
                 model_id: model_id.clone(),
                 storage_location,
                 user_id: String::new(),
+                content_digest,
             })
             .await?;
         if let Some(model_id) = &model_id {

@@ -9,6 +9,7 @@ pub mod lightgbm;
 pub mod onnx;
 pub mod python;
 pub mod ubjson;
+pub mod worker_sandbox;
 pub mod xgboost;
 
 use std::path::Path;

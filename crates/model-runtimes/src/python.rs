@@ -54,58 +54,6 @@ fn interpreter() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
-/// Environment variables a worker inherits; everything else (database URLs, cloud credentials, tokens) stays
-/// with the server.
-const INHERITED_VARIABLES: &[&str] = &[
-    "PATH",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "VIRTUAL_ENV",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "OPENBLAS_CORETYPE",
-    "OPENBLAS_L2_SIZE",
-];
-
-/// Limits for worker processes, from the server's environment (0 turns one off).
-const MEMORY_LIMIT_VARIABLE: &str = "LOOPLINE_WORKER_MEMORY_BYTES";
-const CPU_LIMIT_VARIABLE: &str = "LOOPLINE_WORKER_CPU_SECONDS";
-const OPEN_FILES_LIMIT_VARIABLE: &str = "LOOPLINE_WORKER_OPEN_FILES";
-/// Defaults: 8 GiB of data, a day of CPU time (a worker past it is restarted), 1,024 open files.
-const DEFAULT_LIMITS: [(&str, u64); 3] = [
-    (MEMORY_LIMIT_VARIABLE, 8 << 30),
-    (CPU_LIMIT_VARIABLE, 24 * 60 * 60),
-    (OPEN_FILES_LIMIT_VARIABLE, 1_024),
-];
-
-/// Least privilege for a worker: its own process group (killed as a whole), only the inherited variables
-/// above, a private home and temporary directory, and resource limits the worker applies to itself before
-/// any model code runs.
-fn confine(command: &mut Command, private_temporary: &Path) {
-    std::os::unix::process::CommandExt::process_group(command, 0);
-    command.env_clear();
-    for name in INHERITED_VARIABLES {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
-    }
-    command
-        .env("HOME", private_temporary)
-        .env("TMPDIR", private_temporary)
-        .env("PYTHONNOUSERSITE", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    for (name, default) in DEFAULT_LIMITS {
-        let value = std::env::var(name)
-            .ok()
-            .and_then(|value| value.parse::<u64>().ok())
-            .unwrap_or(default);
-        command.env(name, value.to_string());
-    }
-}
-
 struct Worker {
     child: Child,
     stream: UnixStream,
@@ -156,9 +104,14 @@ impl Worker {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        confine(&mut command, &private_temporary);
-        let mut child = command
-            .spawn()
+        let sandbox = crate::worker_sandbox::WorkerPaths {
+            model: model.to_path_buf(),
+            script_directory: script.parent().map(Path::to_path_buf).unwrap_or_default(),
+            interpreter: python.clone(),
+            private_directory: private_temporary.clone(),
+        };
+        crate::worker_sandbox::confine(&mut command, &private_temporary);
+        let mut child = crate::worker_sandbox::spawn_confined(&mut command, &sandbox)
             .map_err(|e| {
                 format!(
                     "cannot start the Python model worker with {}: {e}; set LOOPLINE_PYTHON to a Python with mlflow and pyarrow",

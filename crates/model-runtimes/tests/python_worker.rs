@@ -139,6 +139,7 @@ fn workers_run_confined_without_the_servers_environment() {
     make_models(directory.path());
     // This test process has CARGO_* variables (cargo sets them): none may reach the worker.
     assert!(std::env::vars().any(|(name, _)| name.starts_with("CARGO")));
+    std::fs::write(directory.path().join("secret.txt"), "secret").unwrap();
     let inspector = load_model(&directory.path().join("inspector")).unwrap();
     let outputs = inspector.model.predict(&[column("x", vec![1.0])]).unwrap();
     let value = |name: &str| {
@@ -157,4 +158,20 @@ fn workers_run_confined_without_the_servers_environment() {
         1.0,
         "the worker is not the leader of its own process group"
     );
+    if loopline_model_runtimes::worker_sandbox::landlock_enforced() {
+        assert_eq!(
+            value("wrote_outside"),
+            0.0,
+            "the worker wrote outside its private directory"
+        );
+        assert!(!directory.path().join("escape.txt").exists());
+        assert_eq!(
+            value("read_outside"),
+            0.0,
+            "the worker read a file outside its model and Python"
+        );
+    } else {
+        // Without Landlock in the kernel the rest of the confinement still holds (checked above).
+        eprintln!("this kernel does not enforce Landlock: the file-system part of the sandbox is not checked");
+    }
 }

@@ -180,7 +180,19 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 /// The middleware: Host check, cross-origin refusal, and CORS answers for allowed origins.
 pub async fn guard(State(policy): State<Arc<OriginPolicy>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let host = header_text(request.headers(), header::HOST).or_else(|| request.uri().authority().map(|a| a.as_str()));
+    if request.headers().get_all(header::HOST).iter().count() > 1 {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "the request has more than one Host header".to_string(),
+        );
+    }
+    // A request line in absolute form (`GET http://name/...`) names the host that counts.
+    let host = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str())
+        .or_else(|| header_text(request.headers(), header::HOST));
     if !HEALTH_PATHS.contains(&path) {
         match host {
             Some(host) if policy.host_allowed(host) => {}
@@ -204,8 +216,13 @@ pub async fn guard(State(policy): State<Arc<OriginPolicy>>, request: Request, ne
             }
         }
     }
-    let origin = header_text(request.headers(), header::ORIGIN).map(str::to_string);
-    let Some(origin) = origin else {
+    let origins: Vec<String> = request
+        .headers()
+        .get_all(header::ORIGIN)
+        .iter()
+        .map(|value| value.to_str().unwrap_or("null").to_string())
+        .collect();
+    let Some(origin) = origins.first().cloned() else {
         return next.run(request).await;
     };
     let state_changing = matches!(
@@ -214,7 +231,7 @@ pub async fn guard(State(policy): State<Arc<OriginPolicy>>, request: Request, ne
     );
     let preflight =
         request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let allowed = policy.origin_allowed(&origin, host);
+    let allowed = origins.iter().all(|origin| policy.origin_allowed(origin, host));
     if (state_changing || preflight) && !allowed {
         let shown: String = origin.chars().take(100).collect();
         return refusal(

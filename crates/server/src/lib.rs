@@ -39,7 +39,11 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     tracing::info!(artifacts = artifacts.description(), "artifact store ready");
     let metadata: Arc<dyn MetadataStore> = store.clone();
     let artifacts: Arc<dyn loopline_artifact_store::ArtifactStore> = Arc::new(artifacts);
-    let (mut serving, source) = serving_state(config, metadata.clone(), artifacts.clone())?;
+    let repository: Arc<dyn model_fetch::ModelRepository> = Arc::new(model_fetch::local::LocalRepository::new(
+        metadata.clone(),
+        artifacts.clone(),
+    ));
+    let (mut serving, source) = serving_state(config, repository.clone(), artifacts.clone())?;
     let deployments = loopline_deployments::Manager::new(
         metadata.clone(),
         source,
@@ -60,7 +64,8 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     });
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
-        registry: RegistryService::new(metadata),
+        registry: RegistryService::new(metadata)
+            .with_sealer(Arc::new(model_fetch::content_digest::RegistrySealer::new(repository))),
         artifacts,
         limits: HttpLimits::default(),
     };
@@ -110,7 +115,7 @@ pub async fn flush_prediction_log(log: Option<&Arc<loopline_serving::PredictionL
 /// `/models/{name}/versions/{version-or-alias}/invocations`, loaded from the registry on first use.
 fn serving_state(
     config: &ServerConfig,
-    metadata: Arc<dyn MetadataStore>,
+    repository: Arc<dyn model_fetch::ModelRepository>,
     artifacts: Arc<dyn loopline_artifact_store::ArtifactStore>,
 ) -> anyhow::Result<(loopline_serving::ServingState, Arc<dyn loopline_serving::ModelSource>)> {
     let runner = config
@@ -123,7 +128,6 @@ fn serving_state(
         .prediction_log()
         .map_err(|e| anyhow::anyhow!("serving settings: {e}"))?
         .map(|log| loopline_serving::PredictionLog::start(log, artifacts.clone()));
-    let repository = Arc::new(model_fetch::local::LocalRepository::new(metadata, artifacts.clone()));
     let source: Arc<dyn loopline_serving::ModelSource> =
         Arc::new(model_fetch::source::RegistrySource::new(repository).context("creating the model cache directory")?);
     let metrics = Arc::new(loopline_serving::Metrics::default());

@@ -8,6 +8,7 @@ pub mod conform;
 pub mod dispatch;
 pub mod metrics;
 pub mod oip;
+mod oip_json_data;
 pub mod prediction_log;
 pub mod python_json;
 pub mod routes;

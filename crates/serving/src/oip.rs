@@ -37,8 +37,9 @@ struct RawInput {
     datatype: String,
     #[serde(default)]
     parameters: Option<Map<String, Value>>,
+    /// Kept as text until the datatype is known, then read straight into typed elements.
     #[serde(default)]
-    data: Option<Value>,
+    data: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -113,7 +114,7 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
                 binary = rest;
                 from_binary(&input.name, datatype, count, bytes)?
             }
-            (None, Some(value)) => from_json(&input.name, datatype, count, &value)?,
+            (None, Some(raw)) => from_json(&input.name, datatype, count, raw.get())?,
             (Some(_), Some(_)) => return Err(format!("input '{}' has both data and binary_data_size", input.name)),
             (None, None) => return Err(format!("input '{}' has no data", input.name)),
         };
@@ -163,74 +164,15 @@ fn declared_element_count(name: &str, shape: &[usize], body_length: usize) -> Re
     }
 }
 
-fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|item| flatten(item, out)),
-        other => out.push(other),
-    }
-}
-
-fn from_json(name: &str, datatype: DataType, count: usize, value: &Value) -> Result<TensorData, String> {
-    let mut items = Vec::new();
-    flatten(value, &mut items);
-    if items.len() != count {
+fn from_json(name: &str, datatype: DataType, count: usize, raw: &str) -> Result<TensorData, String> {
+    let data = crate::oip_json_data::decode_data(name, datatype, raw)?;
+    if data.len() != count {
         return Err(format!(
             "input '{name}' has {} values but its shape holds {count}",
-            items.len()
+            data.len()
         ));
     }
-    let bad = |index: usize, want: &str| format!("input '{name}': value {index} ({}) is not {want}", items[index]);
-    Ok(match datatype {
-        DataType::Bool => TensorData::Bool(
-            (0..count)
-                .map(|i| items[i].as_bool().ok_or_else(|| bad(i, "a boolean")))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Fp32 => TensorData::F32(
-            (0..count)
-                .map(|i| number(items[i]).map(|v| v as f32).ok_or_else(|| bad(i, "a number")))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Fp64 => TensorData::F64(
-            (0..count)
-                .map(|i| number(items[i]).ok_or_else(|| bad(i, "a number")))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Bytes => TensorData::Bytes(
-            (0..count)
-                .map(|i| {
-                    items[i]
-                        .as_str()
-                        .map(|s| s.as_bytes().to_vec())
-                        .ok_or_else(|| bad(i, "a string"))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Uint8 | DataType::Uint16 | DataType::Uint32 | DataType::Uint64 => TensorData::UInt(
-            (0..count)
-                .map(|i| items[i].as_u64().ok_or_else(|| bad(i, "an unsigned integer")))
-                .collect::<Result<_, _>>()?,
-        ),
-        _ => TensorData::Int(
-            (0..count)
-                .map(|i| items[i].as_i64().ok_or_else(|| bad(i, "an integer")))
-                .collect::<Result<_, _>>()?,
-        ),
-    })
-}
-
-/// A JSON number; `"NaN"`, `"Infinity"` and `"-Infinity"` strings are accepted as their values.
-fn number(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => crate::python_json::non_finite_word(s).or(match s.as_str() {
-            "nan" => Some(f64::NAN),
-            "inf" => Some(f64::INFINITY),
-            "-inf" => Some(f64::NEG_INFINITY),
-            _ => None,
-        }),
-        _ => None,
-    }
+    Ok(data)
 }
 
 fn from_binary(name: &str, datatype: DataType, count: usize, bytes: &[u8]) -> Result<TensorData, String> {

@@ -137,20 +137,38 @@ fn dataframe_split(data: Value) -> Result<Vec<Tensor>, String> {
         .collect()
 }
 
+/// Missing cells a records body may imply beyond its own count of values.
+const MAX_IMPLIED_MISSING_CELLS: usize = 100_000;
+
 fn records(data: Value, key: &str) -> Result<Vec<Tensor>, String> {
     let Value::Array(rows) = data else {
         return Err(format!("Invalid input. {key} must be a list of row objects"));
     };
     let mut names: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut given_cells = 0usize;
     for (index, row) in rows.iter().enumerate() {
         let Value::Object(row) = row else {
             return Err(format!("Invalid input. {key} row {index} is not an object"));
         };
+        given_cells += row.len();
         for name in row.keys() {
-            if !names.contains(name) {
+            if seen.insert(name.as_str()) {
                 names.push(name.clone());
             }
         }
+    }
+    // Rows that each name different columns would make a table of mostly missing cells, rows x columns in
+    // size, from a small body: the table may hold at most twice the cells the rows give (plus some slack).
+    let table_cells = rows.len().saturating_mul(names.len());
+    let allowed_cells = given_cells.saturating_mul(2).saturating_add(MAX_IMPLIED_MISSING_CELLS);
+    if table_cells > allowed_cells {
+        return Err(format!(
+            "Invalid input. the {key} name {} different columns over {} rows but give only {given_cells} values: \
+             the table would be mostly missing values; send the columns every row has (or use dataframe_split)",
+            names.len(),
+            rows.len()
+        ));
     }
     let null = Value::Null;
     names
@@ -439,6 +457,25 @@ mod tests {
         );
         let all_missing = decode_json(br#"{"inputs": {"a": [NaN, NaN]}}"#, &[]).unwrap();
         assert!(matches!(&all_missing.inputs[0].data, TensorData::F64(v) if v.iter().all(|x| x.is_nan())));
+    }
+
+    #[test]
+    fn records_that_each_name_other_columns_are_refused_before_the_table_is_built() {
+        let sparse: Vec<Value> = (0..2_000).map(|i| serde_json::json!({format!("c{i}"): 1})).collect();
+        let body = serde_json::json!({"dataframe_records": sparse}).to_string();
+        let error = decode_json(body.as_bytes(), &[]).unwrap_err();
+        assert!(error.contains("mostly missing"), "{error}");
+        let mostly_full: Vec<Value> = (0..2_000)
+            .map(|i| {
+                if i % 2 == 0 {
+                    serde_json::json!({"a": 1, "b": 2})
+                } else {
+                    serde_json::json!({"a": 1})
+                }
+            })
+            .collect();
+        let body = serde_json::json!({"dataframe_records": mostly_full}).to_string();
+        assert_eq!(decode_json(body.as_bytes(), &[]).unwrap().inputs.len(), 2);
     }
 
     #[test]

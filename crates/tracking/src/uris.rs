@@ -106,9 +106,10 @@ pub fn validate_model_version_source(source: &str) -> TrackingResult<()> {
             ));
         }
         // The artifact store's root or a whole experiment is not a model: serving it would copy all of it.
-        let segments = source["mlflow-artifacts:".len()..]
+        // Counted as the store will read the path: decoded, without empty and `.` segments.
+        let segments = percent_decoded(&source["mlflow-artifacts:".len()..])
             .split('/')
-            .filter(|segment| !segment.is_empty())
+            .filter(|segment| !segment.is_empty() && *segment != ".")
             .count();
         if segments < 2 {
             return Err(refuse(
@@ -179,6 +180,10 @@ mod tests {
             "mlflow-artifacts:/1",
             "mlflow-artifacts:///1/",
             "mlflow-artifacts://host/1/abc/artifacts/model",
+            "mlflow-artifacts:/./1",
+            "mlflow-artifacts:/1/.",
+            "mlflow-artifacts:/serving/.",
+            "mlflow-artifacts:/%2e/1",
         ] {
             assert!(validate_model_version_source(hostile).is_err(), "{hostile}");
         }

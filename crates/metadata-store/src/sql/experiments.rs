@@ -227,6 +227,7 @@ impl ExperimentStore for SqlStore {
                 .map_err(|reason| invalid_search("experiment search filter", reason))?;
         }
         let mut terms = Vec::new();
+        super::check_order_by_count(search.order_by.len())?;
         for clause in &search.order_by {
             terms.push(experiment_order_term(clause).map_err(|reason| invalid_search("order_by clause", reason))?);
         }

@@ -342,6 +342,7 @@ impl LoggedModelStore for SqlStore {
                 .map_err(|reason| invalid_search("logged model filter", reason))?;
         }
         let mut terms = Vec::new();
+        super::check_order_by_count(search.order_by.len())?;
         for (field, ascending) in &search.order_by {
             terms.push(
                 model_order_term(field, *ascending, &mut builder)

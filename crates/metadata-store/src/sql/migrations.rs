@@ -10,6 +10,7 @@ use sqlx::Row;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_deployments.sql"),
+    include_str!("../../migrations/0003_version_content_digest.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -235,6 +235,19 @@ fn parse_experiment_id(experiment_id: &str) -> StoreResult<i64> {
     })
 }
 
+/// How many order_by terms one search may give (each becomes sort keys; SQLite refuses past 64 or so).
+pub const MAX_ORDER_BY_TERMS: usize = 20;
+
+/// Refuses searches with more order_by terms than any sort needs.
+fn check_order_by_count(count: usize) -> StoreResult<()> {
+    if count > MAX_ORDER_BY_TERMS {
+        return Err(StoreError::InvalidParameter(format!(
+            "invalid order_by: {count} terms given, at most {MAX_ORDER_BY_TERMS} are accepted"
+        )));
+    }
+    Ok(())
+}
+
 /// Limits the number of rows one page can ask for.
 fn page_limits(page: &crate::queries::PageRequest, default: u64, maximum: u64, what: &str) -> StoreResult<(u64, u64)> {
     let max_results = if page.max_results == 0 {

@@ -15,7 +15,7 @@ use sqlx::any::AnyRow;
 use std::collections::HashMap;
 
 pub(super) const VERSION_COLUMNS: &str = "v.name, v.version, v.creation_time, v.last_updated_time, v.description, v.user_id, \
-     v.current_stage, v.source, v.run_id, v.run_link, v.status, v.storage_location, v.model_id";
+     v.current_stage, v.source, v.run_id, v.run_link, v.status, v.storage_location, v.model_id, v.content_digest";
 
 pub(super) fn version_from_row(row: &AnyRow) -> StoreResult<ModelVersion> {
     let version_number = integer(row, "version")?;
@@ -35,6 +35,7 @@ pub(super) fn version_from_row(row: &AnyRow) -> StoreResult<ModelVersion> {
         aliases: Vec::new(),
         model_id: optional_text(row, "model_id")?,
         storage_location: text(row, "storage_location")?,
+        content_digest: optional_text(row, "content_digest")?,
         version_number,
     })
 }
@@ -354,7 +355,8 @@ impl RegistryStore for SqlStore {
             let now = now_millis();
             sqlx::query(
                 "INSERT INTO model_versions (name, version, creation_time, last_updated_time, description, user_id, current_stage, \
-                 source, run_id, run_link, status, storage_location, model_id) VALUES ($1, $2, $3, $4, $5, $6, 'None', $7, $8, $9, 'READY', $10, $11)",
+                 source, run_id, run_link, status, storage_location, model_id, content_digest) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'None', $7, $8, $9, 'READY', $10, $11, $12)",
             )
             .bind(new_version.name.clone())
             .bind(version)
@@ -367,6 +369,7 @@ impl RegistryStore for SqlStore {
             .bind(new_version.run_link.clone())
             .bind(new_version.storage_location.clone())
             .bind(new_version.model_id.clone())
+            .bind(new_version.content_digest.clone())
             .execute(&mut *transaction)
             .await?;
             for tag in &new_version.tags {

@@ -138,6 +138,7 @@ impl SqlStore {
             "registered model filter",
         )?;
         let mut terms = Vec::new();
+        super::check_order_by_count(search.order_by.len())?;
         for clause in &search.order_by {
             terms.push(registered_model_order(clause).map_err(|reason| invalid_search("order_by clause", reason))?);
         }
@@ -162,6 +163,7 @@ impl SqlStore {
             "model version filter",
         )?;
         let mut terms = Vec::new();
+        super::check_order_by_count(search.order_by.len())?;
         for clause in &search.order_by {
             terms.push(model_version_order(clause).map_err(|reason| invalid_search("order_by clause", reason))?);
         }

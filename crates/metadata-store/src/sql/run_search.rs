@@ -180,6 +180,7 @@ impl SqlStore {
         }
         let mut statement = SqlBuilder::new("SELECT r.run_id FROM runs r WHERE r.experiment_id IN ");
         let mut terms = Vec::new();
+        super::check_order_by_count(search.order_by.len())?;
         for clause in &search.order_by {
             terms.push(
                 run_order_term(clause, &mut statement).map_err(|reason| invalid_search("order_by clause", reason))?,

@@ -199,6 +199,7 @@ impl TraceStore for SqlStore {
                 .map_err(|reason| invalid_search("trace filter", reason))?;
         }
         let mut terms = Vec::new();
+        super::check_order_by_count(search.order_by.len())?;
         for clause_text in &search.order_by {
             let clause = parse_order_clause(clause_text).map_err(invalid_filter)?;
             let (column, _) = attribute_column(&clause.key)

@@ -46,7 +46,23 @@ class Inspector(mlflow.pyfunc.PythonModel):
         import resource
 
         leaked = sum(1 for name in os.environ if name.startswith("CARGO"))
+        # The worker's arguments are the script, the model directory and the socket; next to the model
+        # directory the test left a secret, and nothing may be written there.
+        outside = os.path.dirname(os.path.abspath(sys.argv[1]).rstrip("/"))
+        try:
+            with open(os.path.join(outside, "escape.txt"), "w") as escape:
+                escape.write("out")
+            wrote_outside = 1.0
+        except OSError:
+            wrote_outside = 0.0
+        try:
+            with open(os.path.join(outside, "secret.txt")) as secret:
+                read_outside = float(secret.read() == "secret")
+        except OSError:
+            read_outside = 0.0
         return pd.DataFrame({
+            "wrote_outside": [wrote_outside],
+            "read_outside": [read_outside],
             "leaked": [float(leaked)],
             "open_files": [float(resource.getrlimit(resource.RLIMIT_NOFILE)[1])],
             "private_home": [float(os.environ.get("HOME") == os.environ.get("TMPDIR") == os.getcwd())],

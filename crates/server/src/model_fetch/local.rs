@@ -58,6 +58,18 @@ impl LocalRepository {
 
 #[async_trait]
 impl ModelRepository for LocalRepository {
+    async fn version_digest(&self, name: &str, version: &str) -> Result<Option<String>, String> {
+        let number = version
+            .parse::<i64>()
+            .map_err(|_| format!("version '{version}' is not a number"))?;
+        let version = self
+            .store
+            .get_model_version(name, number)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(version.content_digest)
+    }
+
     async fn version_location(&self, name: &str, reference: Option<&str>) -> Result<(String, String), String> {
         let version = self.version(name, reference).await?;
         Ok((version.version, version.storage_location))

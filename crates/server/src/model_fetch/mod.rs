@@ -3,6 +3,7 @@
 //! `runs:/<run-id>/<path>` — resolved to an artifact location through a registry (this server's own, or a
 //! tracking server at `MLFLOW_TRACKING_URI`) and downloaded into a local directory.
 
+pub mod content_digest;
 pub mod local;
 pub mod remote;
 pub mod source;
@@ -124,6 +125,11 @@ pub trait ModelRepository: Send + Sync {
     async fn list(&self, path: &str) -> Result<Vec<Entry>, String>;
     /// Reads an artifact file.
     async fn read(&self, path: &str) -> Result<Vec<u8>, String>;
+    /// The digest of a registered version's files taken at registration (`version` is a number), when this
+    /// registry records one.
+    async fn version_digest(&self, _name: &str, _version: &str) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 /// The logged-model search filter for a run's models.

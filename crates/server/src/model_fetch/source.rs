@@ -37,6 +37,38 @@ impl RegistrySource {
     }
 }
 
+impl RegistrySource {
+    /// Refuses a download whose files differ from those the version was registered with.
+    async fn check_sealed_content(
+        &self,
+        name: &str,
+        version: &str,
+        directory: &std::path::Path,
+    ) -> Result<(), CatalogError> {
+        let sealed = self
+            .repository
+            .version_digest(name, version)
+            .await
+            .map_err(CatalogError::NotReady)?;
+        let Some(sealed) = sealed else {
+            return Ok(());
+        };
+        let copy = directory.to_path_buf();
+        let found = tokio::task::spawn_blocking(move || super::content_digest::directory_digest(&copy))
+            .await
+            .map_err(|e| CatalogError::NotReady(format!("taking the digest of the model stopped: {e}")))?
+            .map_err(|e| CatalogError::NotReady(format!("cannot read the downloaded model: {e}")))?;
+        if found != sealed {
+            tracing::error!(model = name, version, %sealed, %found, "a registered version's files were changed after registration");
+            return Err(CatalogError::NotReady(format!(
+                "the files of model '{name}' version {version} changed after it was registered (digest {found}, \
+                 registered {sealed}); they are not served: register the new files as a new version"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Cache directories are named `loopline-models-<pid>-<random>`, so that caches left by a server that was
 /// killed can be told from those of servers still running.
 const CACHE_PREFIX: &str = "loopline-models-";
@@ -123,6 +155,7 @@ impl ModelSource for RegistrySource {
         download(self.repository.as_ref(), &location, directory.path())
             .await
             .map_err(|e| CatalogError::NotReady(format!("model '{name}' version {version} cannot be fetched: {e}")))?;
+        self.check_sealed_content(name, version, directory.path()).await?;
         Ok(FetchedModel {
             directory: directory.path().to_path_buf(),
             cleanup: Some(Box::new(directory)),

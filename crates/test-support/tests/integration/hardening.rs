@@ -70,6 +70,21 @@ async fn hostile_filters_are_refused_on_every_search_endpoint() {
     )
     .await;
     assert_client_error(&trailing_backslash, "a LIKE pattern ending in an escape");
+    let sort_terms = vec!["metrics.m DESC"; 1_000];
+    let sorted = post_json(
+        &server,
+        "/api/2.0/mlflow/runs/search",
+        &json!({"experiment_ids": [experiment_id], "order_by": sort_terms}),
+    )
+    .await;
+    assert_client_error(&sorted, "1,000 order_by terms");
+    let repeated_order = vec!["order_by=name"; 2_000].join("&");
+    let sorted = get(
+        &server,
+        &format!("/api/2.0/mlflow/registered-models/search?{repeated_order}"),
+    )
+    .await;
+    assert_client_error(&sorted, "2,000 order_by parameters");
     let many_experiments: Vec<String> = (0..40_000).map(|id| id.to_string()).collect();
     let wide = post_json(
         &server,
@@ -109,6 +124,40 @@ async fn browsers_cannot_reach_the_api_through_another_name_or_origin() {
     .unwrap();
     assert_eq!(rebound.status, 403, "{}", rebound.body_text());
     assert!(rebound.body_text().contains("--allowed-hosts"));
+    let absolute_form = raw_request(
+        server.address,
+        "GET",
+        "http://attacker.example/api/2.0/mlflow/experiments/search",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(absolute_form.status, 403, "the request line's host counts");
+    let two_hosts = raw_request(
+        server.address,
+        "GET",
+        "/api/2.0/mlflow/experiments/search",
+        &[("Host", "127.0.0.1"), ("Host", "attacker.example")],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(two_hosts.status, 400);
+    let two_origins = raw_request(
+        server.address,
+        "POST",
+        "/api/2.0/mlflow/experiments/delete",
+        &[
+            ("Origin", "http://localhost:3000"),
+            ("Origin", "https://attacker.example"),
+            ("Content-Type", "application/json"),
+        ],
+        format!("{{\"experiment_id\": \"{experiment_id}\"}}").as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(two_origins.status, 403);
     let probe = raw_request(server.address, "GET", "/health", &[("Host", "anything.example")], b"")
         .await
         .unwrap();
@@ -220,6 +269,7 @@ async fn a_declared_body_past_the_limit_is_refused_before_it_is_read() {
     for (target, content_type) in [
         ("/api/2.0/mlflow/experiments/create", "application/json"),
         ("/api/loopline/v1/feedback", "application/json"),
+        ("/api/loopline/v1/deployments", "application/json"),
     ] {
         // Five gigabytes declared, two bytes sent: the answer must not wait for the rest.
         let mut stream = tokio::net::TcpStream::connect(server.address).await.unwrap();
@@ -295,6 +345,8 @@ async fn smaller_findings_are_client_errors() {
     for source in [
         "mlflow-artifacts:/",
         "mlflow-artifacts:/1",
+        "mlflow-artifacts:/./1",
+        "mlflow-artifacts:/serving/.",
         "mlflow-artifacts://h/1/r/artifacts/m",
         "runs:/%€/x/../..",
     ] {

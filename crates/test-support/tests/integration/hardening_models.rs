@@ -86,6 +86,46 @@ async fn declared_tensor_sizes_are_checked_before_allocation_and_never_count_aga
     assert_alive(&server).await;
 }
 
+/// The test process's peak resident memory, in KiB (the server runs in this process).
+fn peak_resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn large_json_tensors_and_sparse_records_cost_about_their_own_size() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "booster", "xgb_booster", None).await;
+    // 8M zeros: a 16 MB body. Read through a JSON tree it used to cost over 300 MB; typed, about 50 MB.
+    let count = 8_000_000;
+    let zeros = vec!["0"; count].join(",");
+    let body =
+        format!("{{\"inputs\":[{{\"name\":\"f0\",\"shape\":[{count}],\"datatype\":\"FP32\",\"data\":[{zeros}]}}]}}");
+    let before = peak_resident_kib();
+    let answer = post(&server, INFER, &[("Content-Type", "application/json")], body.as_bytes()).await;
+    assert_eq!(answer.status, 400, "five features are needed: {}", answer.body_text());
+    let grown_mib = (peak_resident_kib() - before) / 1024;
+    assert!(
+        grown_mib < 200,
+        "a 16 MB tensor request grew the server by {grown_mib} MiB"
+    );
+    // Rows that each name another column: a table of rows x columns cells from a small body.
+    let sparse: Vec<Value> = (0..20_000).map(|index| json!({format!("c{index}"): 1})).collect();
+    let answer = post_json(
+        &server,
+        "/models/booster/versions/1/invocations",
+        &json!({"dataframe_records": sparse}),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.body_text());
+    assert!(answer.body_text().contains("mostly missing"));
+    assert_alive(&server).await;
+}
+
 /// Uploads `files` under `serving/<name>/` and registers them as version 1 of `name`.
 async fn register_files(server: &TestServer, name: &str, files: &[(&str, Vec<u8>)]) {
     for (file, bytes) in files {
@@ -296,4 +336,46 @@ fn generated_model_files_are_refused_or_served_never_crashing_the_server() {
         })?;
     });
     runtime.block_on(assert_alive(&server));
+}
+
+#[tokio::test]
+async fn files_replaced_after_registration_are_not_served() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "booster", "xgb_booster", None).await;
+    let before = post_json(&server, INFER, &crate::serving::v2_columns()).await;
+    assert_eq!(before.status, 200, "{}", before.body_text());
+    // The digest is kept apart from the version's tags, which stay the user's own.
+    let version = raw_request(
+        server.address,
+        "GET",
+        "/api/2.0/mlflow/model-versions/get?name=booster&version=1",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert!(!version.body_text().contains("digest"), "{}", version.body_text());
+    // Another model's weights uploaded over this version's file, then a new server loads it fresh.
+    let other = std::fs::read(fixtures().join("xgb_regressor/model.ubj")).unwrap();
+    let path = "/api/2.0/mlflow-artifacts/artifacts/serving/booster/model.ubj";
+    let replaced = raw_request(server.address, "PUT", path, &[], &other).await.unwrap();
+    assert_eq!(replaced.status, 200);
+    let restarted = TestServer::start_with_config(loopline_server::config::ServerConfig {
+        host: "127.0.0.1".to_string(),
+        port: 0,
+        backend_store_uri: format!("sqlite:///{}", server.data_dir.join("loopline.db").display()),
+        artifacts_destination: server.data_dir.join("artifacts").display().to_string(),
+        data_dir: server.data_dir.clone(),
+        serving: Default::default(),
+        network: Default::default(),
+    })
+    .await
+    .unwrap();
+    let after = post_json(&restarted, INFER, &crate::serving::v2_columns()).await;
+    assert_eq!(after.status, 503, "{}", after.body_text());
+    assert!(
+        after.body_text().contains("changed after it was registered"),
+        "{}",
+        after.body_text()
+    );
 }
