@@ -101,6 +101,13 @@ async fn read_body(body: Body) -> Result<Bytes, Response> {
         .map_err(|_| too_large())
 }
 
+/// Reads a JSON request body: refused at once past its limit, and when it does not say it is JSON.
+async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let body = read_body(body).await?;
+    declared_json(headers, &body).map_err(bad)?;
+    Ok(body)
+}
+
 /// A body must say it is JSON: browsers send form and text bodies cross-origin without asking first.
 fn declared_json(headers: &HeaderMap, body: &Bytes) -> Result<(), String> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
@@ -139,13 +146,10 @@ fn spec_and(body: &Bytes, extra: &[&str]) -> Result<(DeploymentSpec, serde_json:
 }
 
 async fn create(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
-    let body = match read_body(body).await {
+    let body = match read_json_body(&headers, body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    if let Err(message) = declared_json(&headers, &body) {
-        return bad(message);
-    }
     let (spec, extra) = match spec_and(&body, &["name"]) {
         Ok(parsed) => parsed,
         Err(message) => return bad(message),
@@ -172,13 +176,10 @@ async fn read(State(state): State<ApiState>, Path(name): Path<String>) -> Respon
 }
 
 async fn update(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
-    let body = match read_body(body).await {
+    let body = match read_json_body(&headers, body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    if let Err(message) = declared_json(&headers, &body) {
-        return bad(message);
-    }
     let (spec, extra) = match spec_and(&body, &["revision", "name"]) {
         Ok(parsed) => parsed,
         Err(message) => return bad(message),
@@ -214,13 +215,10 @@ struct PromoteBody {
 }
 
 async fn promote(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
-    let body = match read_body(body).await {
+    let body = match read_json_body(&headers, body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    if let Err(message) = declared_json(&headers, &body) {
-        return bad(message);
-    }
     let body: PromoteBody = match json_body(&body) {
         Ok(body) => body,
         Err(message) => return bad(message),
@@ -241,13 +239,10 @@ struct RollbackBody {
 }
 
 async fn rollback(State(state): State<ApiState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
-    let body = match read_body(body).await {
+    let body = match read_json_body(&headers, body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    if let Err(message) = declared_json(&headers, &body) {
-        return bad(message);
-    }
     let body: RollbackBody = match json_body(&body) {
         Ok(body) => body,
         Err(message) => return bad(message),

@@ -140,6 +140,8 @@ pub struct NewModelVersion {
     pub user_id: String,
     /// Digest of the version's files, when the server took one.
     pub content_digest: Option<String>,
+    /// The artifact path (below the proxy's root) the digest was taken of.
+    pub sealed_path: Option<String>,
 }
 
 /// Search over traces.

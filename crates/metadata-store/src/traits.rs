@@ -112,6 +112,13 @@ pub trait RegistryStore: Send + Sync {
     async fn set_model_version_tag(&self, name: &str, version: i64, tag: &Tag) -> StoreResult<()>;
     /// Deletes a version tag.
     async fn delete_model_version_tag(&self, name: &str, version: i64, key: &str) -> StoreResult<()>;
+    /// A version whose files were sealed at registration at `artifact_path` or a directory above it (and, with
+    /// `with_descendants`, anywhere below it), as (name, version).
+    async fn sealed_version_at(
+        &self,
+        artifact_path: &str,
+        with_descendants: bool,
+    ) -> StoreResult<Option<(String, i64)>>;
     /// Moves a version to a stage, optionally archiving the others in that stage.
     async fn transition_model_version_stage(
         &self,

@@ -36,7 +36,16 @@ pub struct CreateModelVersion {
 pub trait ContentSealer: Send + Sync {
     /// The digest of the model at `storage_location` (`None` when it lives where this server does not read,
     /// such as an external bucket), or why the model cannot be read.
-    async fn digest(&self, storage_location: &str) -> Result<Option<String>, String>;
+    async fn digest(&self, storage_location: &str) -> Result<Option<Sealed>, String>;
+}
+
+/// What a sealer read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// `sha256:<hex>` over the model's files.
+    pub digest: String,
+    /// Where they are, as a path below the artifact proxy's root.
+    pub artifact_path: String,
 }
 
 /// Registry operations over a metadata store.
@@ -182,11 +191,11 @@ impl RegistryService {
                 storage_location = logged_model.info.artifact_uri.clone();
             }
         }
-        let mut content_digest = None;
+        let mut sealed = None;
         if let Some(sealer) = &self.sealer {
             // The digest of what is there now: serving refuses the version if its files change later.
             match sealer.digest(&storage_location).await {
-                Ok(digest) => content_digest = digest,
+                Ok(found) => sealed = found,
                 Err(reason) => {
                     tracing::warn!(source = %request.source, %reason, "the new version's files could not be read; it is registered without a digest");
                 }
@@ -204,7 +213,8 @@ impl RegistryService {
                 model_id: model_id.clone(),
                 storage_location,
                 user_id: String::new(),
-                content_digest,
+                content_digest: sealed.as_ref().map(|sealed| sealed.digest.clone()),
+                sealed_path: sealed.map(|sealed| sealed.artifact_path),
             })
             .await?;
         if let Some(model_id) = &model_id {

@@ -118,6 +118,15 @@ fn default_allowed_hosts(bound_host: &str) -> Vec<String> {
     hosts
 }
 
+/// Whether a `--host` value binds only the loopback interface.
+pub fn is_loopback_bind(host: &str) -> bool {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
 /// `name:port` without `:port` (`[v6]:port` keeps its brackets).
 fn strip_port(host: &str) -> &str {
     match host.rsplit_once(':') {
@@ -306,6 +315,8 @@ mod tests {
         let listed = OriginPolicy::new("0.0.0.0", &["*.corp.example".to_string()], &[]);
         assert!(listed.host_allowed("ml.corp.example:443") && !listed.host_allowed("localhost"));
         assert!(OriginPolicy::new("0.0.0.0", &["*".to_string()], &[]).host_allowed("anything"));
+        assert!(is_loopback_bind("127.0.0.1") && is_loopback_bind("[::1]") && is_loopback_bind("localhost"));
+        assert!(!is_loopback_bind("0.0.0.0") && !is_loopback_bind("10.0.0.5") && !is_loopback_bind("ml.internal"));
         assert!(!wildcard_match(b"a*b*c*d*e*f*g", &[b'a'; 5_000]));
     }
 

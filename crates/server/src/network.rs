@@ -16,6 +16,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// How long shutdown waits for requests in flight (past the default 60 s request timeout).
+const DRAIN_TIME: Duration = Duration::from_secs(90);
+
 /// Connection and browser-origin settings, shared by `loopline server` and `loopline serve`.
 #[derive(Debug, Clone, Args)]
 pub struct NetworkOptions {
@@ -151,7 +154,14 @@ pub async fn serve_connections(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Idle connections close at once, requests in flight finish; a client that holds on past the drain time is
+    // dropped with the process.
+    if tokio::time::timeout(DRAIN_TIME, graceful.shutdown()).await.is_err() {
+        tracing::warn!(
+            seconds = DRAIN_TIME.as_secs(),
+            "connections still open after the drain time were dropped"
+        );
+    }
     Ok(())
 }
 

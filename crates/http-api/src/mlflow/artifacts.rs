@@ -35,13 +35,40 @@ fn content_type_for(name: &str) -> &'static str {
     }
 }
 
+/// Files of registered versions stay as they were registered: writes inside a version's model directory (and
+/// deletions of it or of a directory holding one) are refused.
+async fn refuse_sealed(state: &AppState, path: &ArtifactPath, with_descendants: bool) -> ApiResult<()> {
+    let store = state.registry.store();
+    if let Some((name, version)) = store.sealed_version_at(&path.as_string(), with_descendants).await? {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "artifact '{}' holds files of model '{name}' version {version}, which is registered: its files \
+                 cannot be changed or deleted; log the new files elsewhere and register them as a new version",
+                path.as_string()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) async fn upload(
     State(state): State<AppState>,
     Path(raw_path): Path<String>,
     body: Body,
 ) -> ApiResult<Response> {
     let path = ArtifactPath::parse(&raw_path)?;
+    refuse_sealed(&state, &path, false).await?;
     let limit = state.limits.max_artifact_bytes;
+    if axum::body::HttpBody::size_hint(&body).lower() > limit {
+        return Err(ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!(
+                "artifact '{}' is larger than the limit of {limit} bytes",
+                path.as_string()
+            ),
+        ));
+    }
     let received = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&received);
     let stream = body
@@ -112,6 +139,7 @@ pub(super) async fn delete(State(state): State<AppState>, Path(raw_path): Path<S
     if path.is_root() {
         return Err(ApiError::invalid("refusing to delete the whole artifact root"));
     }
+    refuse_sealed(&state, &path, true).await?;
     state.artifacts.delete(&path).await?;
     empty_object()
 }

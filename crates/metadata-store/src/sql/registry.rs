@@ -355,8 +355,8 @@ impl RegistryStore for SqlStore {
             let now = now_millis();
             sqlx::query(
                 "INSERT INTO model_versions (name, version, creation_time, last_updated_time, description, user_id, current_stage, \
-                 source, run_id, run_link, status, storage_location, model_id, content_digest) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'None', $7, $8, $9, 'READY', $10, $11, $12)",
+                 source, run_id, run_link, status, storage_location, model_id, content_digest, sealed_path) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'None', $7, $8, $9, 'READY', $10, $11, $12, $13)",
             )
             .bind(new_version.name.clone())
             .bind(version)
@@ -370,6 +370,7 @@ impl RegistryStore for SqlStore {
             .bind(new_version.storage_location.clone())
             .bind(new_version.model_id.clone())
             .bind(new_version.content_digest.clone())
+            .bind(new_version.sealed_path.clone())
             .execute(&mut *transaction)
             .await?;
             for tag in &new_version.tags {
@@ -452,6 +453,44 @@ impl RegistryStore for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn sealed_version_at(
+        &self,
+        artifact_path: &str,
+        with_descendants: bool,
+    ) -> StoreResult<Option<(String, i64)>> {
+        let path = artifact_path.trim_matches('/');
+        let mut builder = SqlBuilder::new("SELECT name, version FROM model_versions WHERE sealed_path IN ");
+        // The path itself and every directory above it.
+        let mut enclosing: Vec<String> = Vec::new();
+        let mut prefix = String::new();
+        for segment in path.split('/').filter(|segment| !segment.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(segment);
+            enclosing.push(prefix.clone());
+        }
+        if enclosing.is_empty() {
+            enclosing.push(String::new());
+        }
+        builder.push_text_list(&enclosing);
+        if with_descendants {
+            let below = format!("{path}/");
+            let length = builder.bind_integer(below.chars().count() as i64);
+            let below = builder.bind_text(&below);
+            builder.push(&format!(" OR substr(sealed_path, 1, {length}) = {below}"));
+            if path.is_empty() {
+                builder.push(" OR sealed_path IS NOT NULL");
+            }
+        }
+        builder.push(" LIMIT 1");
+        let row = super::built_query(&builder, self.dialect)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok((text(&row, "name")?, integer(&row, "version")?)))
+            .transpose()
     }
 
     async fn delete_model_version_tag(&self, name: &str, version: i64, key: &str) -> StoreResult<()> {

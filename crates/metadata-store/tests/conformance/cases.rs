@@ -868,3 +868,49 @@ pub async fn traces_round_trip(store: &SqlStore) {
             .is_empty()
     );
 }
+
+pub async fn sealed_versions_are_found_by_artifact_path(store: &SqlStore) {
+    store.create_registered_model("sealed", &[], "").await.unwrap();
+    let version = store
+        .create_model_version(&NewModelVersion {
+            name: "sealed".into(),
+            source: "mlflow-artifacts:/1/run_a/artifacts/model".into(),
+            storage_location: "mlflow-artifacts:/1/run_a/artifacts/model".into(),
+            content_digest: Some("sha256:00".into()),
+            sealed_path: Some("1/run_a/artifacts/model".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(version.content_digest.as_deref(), Some("sha256:00"));
+    let fetched = store.get_model_version("sealed", 1).await.unwrap();
+    assert_eq!(fetched.content_digest.as_deref(), Some("sha256:00"));
+    let found = Some(("sealed".to_string(), 1));
+    for inside in [
+        "1/run_a/artifacts/model",
+        "1/run_a/artifacts/model/model.pkl",
+        "1/run_a/artifacts/model/data/x",
+    ] {
+        assert_eq!(store.sealed_version_at(inside, false).await.unwrap(), found, "{inside}");
+    }
+    for outside in [
+        "1/run_a/artifacts/model2",
+        "1/run_a/artifacts/other.txt",
+        "2/run_a/artifacts/model",
+    ] {
+        assert_eq!(store.sealed_version_at(outside, true).await.unwrap(), None, "{outside}");
+    }
+    // Deleting a directory that holds the version is refused; writing next to it is not.
+    assert_eq!(store.sealed_version_at("1/run_a", false).await.unwrap(), None);
+    assert_eq!(store.sealed_version_at("1/run_a", true).await.unwrap(), found);
+    assert_eq!(store.sealed_version_at("1", true).await.unwrap(), found);
+    assert_eq!(store.sealed_version_at("", true).await.unwrap(), found);
+    store.delete_model_version("sealed", 1).await.unwrap();
+    assert_eq!(
+        store
+            .sealed_version_at("1/run_a/artifacts/model/model.pkl", true)
+            .await
+            .unwrap(),
+        None
+    );
+}

@@ -84,4 +84,5 @@ every_backend!(
     deployments_update_by_revision,
     concurrent_updates_have_one_winner,
     alias_history_follows_the_registry,
+    sealed_versions_are_found_by_artifact_path,
 );

@@ -128,11 +128,17 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
     let router = loopline_serving::routes::standalone_routes(state.clone())
         .merge(loopline_serving::routes::feedback_routes(state))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(crate::panic_response));
-    let policy = crate::browser_origins::OriginPolicy::new(
-        &args.host,
-        &args.network.allowed_hosts,
-        &args.network.cors_allowed_origins,
-    );
+    // As `mlflow models serve`, a scoring server bound beyond loopback answers whatever name its callers use
+    // (a container's service name, a load balancer's); on loopback the DNS-rebinding check stays on.
+    let exposed = !crate::browser_origins::is_loopback_bind(&args.host);
+    let any_host = vec!["*".to_string()];
+    let allowed_hosts = if args.network.allowed_hosts.is_empty() && exposed {
+        &any_host
+    } else {
+        &args.network.allowed_hosts
+    };
+    let policy =
+        crate::browser_origins::OriginPolicy::new(&args.host, allowed_hosts, &args.network.cors_allowed_origins);
     let router = crate::browser_origins::protect(router, policy);
     let served = crate::network::serve_connections(listener, router, &args.network, crate::shutdown_signal()).await;
     crate::flush_prediction_log(log.as_ref()).await;

@@ -77,7 +77,7 @@ pub(crate) async fn proxied_location(
 
 #[async_trait]
 impl loopline_model_registry::ContentSealer for RegistrySealer {
-    async fn digest(&self, storage_location: &str) -> Result<Option<String>, String> {
+    async fn digest(&self, storage_location: &str) -> Result<Option<loopline_model_registry::Sealed>, String> {
         let Some(location) = proxied_location(self.repository.as_ref(), storage_location).await? else {
             return Ok(None);
         };
@@ -91,7 +91,10 @@ impl loopline_model_registry::ContentSealer for RegistrySealer {
             .await
             .map_err(|e| format!("taking the digest stopped: {e}"))?
             .map_err(|e| format!("cannot read the downloaded model: {e}"))?;
-        Ok(Some(digest))
+        Ok(Some(loopline_model_registry::Sealed {
+            digest,
+            artifact_path: super::artifact_path(&location)?,
+        }))
     }
 }
 

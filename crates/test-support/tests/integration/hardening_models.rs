@@ -355,11 +355,28 @@ async fn files_replaced_after_registration_are_not_served() {
     .await
     .unwrap();
     assert!(!version.body_text().contains("digest"), "{}", version.body_text());
-    // Another model's weights uploaded over this version's file, then a new server loads it fresh.
+    // Through the artifact proxy, the registered files can be neither replaced nor deleted.
     let other = std::fs::read(fixtures().join("xgb_regressor/model.ubj")).unwrap();
     let path = "/api/2.0/mlflow-artifacts/artifacts/serving/booster/model.ubj";
     let replaced = raw_request(server.address, "PUT", path, &[], &other).await.unwrap();
-    assert_eq!(replaced.status, 200);
+    assert_eq!(replaced.status, 409, "{}", replaced.body_text());
+    assert!(replaced.body_text().contains("version 1, which is registered"));
+    for target in [path, "/api/2.0/mlflow-artifacts/artifacts/serving"] {
+        let deleted = raw_request(server.address, "DELETE", target, &[], b"").await.unwrap();
+        assert_eq!(deleted.status, 409, "{target}: {}", deleted.body_text());
+    }
+    let beside = raw_request(
+        server.address,
+        "PUT",
+        "/api/2.0/mlflow-artifacts/artifacts/serving/notes.txt",
+        &[],
+        b"x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(beside.status, 200, "files next to a registered model are the user's");
+    // Changed behind the server's back (on disk), the files are refused when a new server loads them.
+    std::fs::write(server.data_dir.join("artifacts/serving/booster/model.ubj"), &other).unwrap();
     let restarted = TestServer::start_with_config(loopline_server::config::ServerConfig {
         host: "127.0.0.1".to_string(),
         port: 0,
