@@ -113,4 +113,35 @@ mod tests {
         let mlmodel = "flavors:\n  python_function:\n    loader_module: mlflow.xgboost\nbase: &b {k: v}\nsame: *b\n";
         assert!(check_yaml_bounds(mlmodel).is_ok());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, failure_persistence: None, ..Default::default() })]
+
+        /// MLmodel text made of YAML's structural pieces (anchors, aliases, flow and block nesting) is read or
+        /// refused with a reason, never with a panic or an unbounded expansion.
+        #[test]
+        fn generated_mlmodel_text_never_panics(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("flavors:\n  xgboost: {data: model.json}\n".to_string()),
+                    proptest::strategy::Just("[".to_string()),
+                    proptest::strategy::Just("]".to_string()),
+                    proptest::strategy::Just("{".to_string()),
+                    proptest::strategy::Just("}".to_string()),
+                    proptest::strategy::Just("&a ".to_string()),
+                    proptest::strategy::Just("*a, ".to_string()),
+                    proptest::strategy::Just("- ".to_string()),
+                    proptest::strategy::Just("\n  ".to_string()),
+                    proptest::strategy::Just("key: ".to_string()),
+                    "[a-z0-9:,&*!|>\\[\\]{} -]{0,6}",
+                ],
+                0..300,
+            ),
+        ) {
+            let text = pieces.join("");
+            if check_yaml_bounds(&text).is_ok() {
+                let _ = crate::ModelDescriptor::parse(std::path::Path::new("/models/m"), &text);
+            }
+        }
+    }
 }

@@ -218,4 +218,22 @@ mod tests {
         late.extend([b'[', b'$', b'U', b'#', b'U', 200, 1]);
         assert!(decode(&late).unwrap_err().message.contains("bytes left"));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, failure_persistence: None, ..Default::default() })]
+
+        /// Arbitrary bytes, and bytes that open with containers and typed counts, decode or fail cleanly.
+        #[test]
+        fn arbitrary_documents_never_panic(
+            opening in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b'['), proptest::strategy::Just(b'{'), proptest::strategy::Just(b'$'),
+                proptest::strategy::Just(b'#'), proptest::strategy::Just(b'Z'), proptest::strategy::Just(b'L'),
+            ], 0..16),
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            let mut bytes = opening;
+            bytes.extend(rest);
+            let _ = decode(&bytes);
+        }
+    }
 }

@@ -85,3 +85,51 @@ fn bad_models_and_inputs_are_refused_with_reasons() {
             .contains("linear trees")
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, failure_persistence: None, ..Default::default() })]
+
+    /// Real model files with some of their numbers replaced by hostile ones (huge counts and indices, negative
+    /// and non-finite values): each is refused with a reason or loads and predicts, never panicking.
+    #[test]
+    fn model_files_with_hostile_numbers_never_panic(
+        file in proptest::prop_oneof![
+            proptest::strategy::Just("binary_categorical.txt"),
+            proptest::strategy::Just("multiclass.txt"),
+            proptest::strategy::Just("regression.txt"),
+        ],
+        replacements in proptest::collection::vec(
+            (0usize..4000, proptest::prop_oneof![
+                proptest::strategy::Just("18446744073709551615"),
+                proptest::strategy::Just("4294967296"),
+                proptest::strategy::Just("-1"),
+                proptest::strategy::Just("nan"),
+                proptest::strategy::Just("1e308"),
+                proptest::strategy::Just("0"),
+                proptest::strategy::Just("100000000"),
+            ]),
+            1..6,
+        ),
+    ) {
+        let text = std::fs::read_to_string(fixtures().join(file)).unwrap();
+        let mut tokens: Vec<String> = text.split(' ').map(str::to_string).collect();
+        for (position, value) in replacements {
+            let index = position % tokens.len();
+            // Keep the line structure: replace the number part of a token, after any `key=`.
+            let token = &tokens[index];
+            let (head, tail) = match token.split_once('=') {
+                Some((key, rest)) => (format!("{key}="), rest.to_string()),
+                None => (String::new(), token.clone()),
+            };
+            let newline = if tail.ends_with('\n') { "\n" } else { "" };
+            tokens[index] = format!("{head}{value}{newline}");
+        }
+        let mutated = tokens.join(" ");
+        if let Ok(model) = LightgbmModel::parse(&mutated) {
+            let row = vec![0.5; model.features().min(1 << 16)];
+            if row.len() == model.features() {
+                let _ = model.predict_raw(&row);
+            }
+        }
+    }
+}

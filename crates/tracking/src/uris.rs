@@ -188,4 +188,23 @@ mod tests {
             assert!(validate_model_version_source(hostile).is_err(), "{hostile}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, failure_persistence: None, ..Default::default() })]
+
+        /// Any text, percent signs and multibyte characters included, is judged without a panic.
+        #[test]
+        fn validators_never_panic(
+            scheme in proptest::prop_oneof![
+                proptest::strategy::Just(""), proptest::strategy::Just("mlflow-artifacts:"),
+                proptest::strategy::Just("runs:/"), proptest::strategy::Just("s3://"), proptest::strategy::Just("file://"),
+            ],
+            rest in "[%/.a-z0-9€é\\\\#:]{0,40}",
+        ) {
+            let uri = format!("{scheme}{rest}");
+            let _ = validate_artifact_location(&uri);
+            let _ = validate_model_version_source(&uri);
+            let _ = percent_decoded(&uri);
+        }
+    }
 }

@@ -691,4 +691,34 @@ mod tests {
         assert!(parse_order_clause("start_time").unwrap().ascending);
         assert!(parse_order_clause("start_time sideways").is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, failure_persistence: None, ..Default::default() })]
+
+        /// Filters built from the grammar's own pieces, nested and repeated at random, and raw text: the parser
+        /// answers (a tree or a reason) and never panics, whatever the depth or length.
+        #[test]
+        fn generated_filters_never_panic(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("(".to_string()),
+                    proptest::strategy::Just(")".to_string()),
+                    proptest::strategy::Just(" AND ".to_string()),
+                    proptest::strategy::Just(" OR ".to_string()),
+                    proptest::strategy::Just("metrics.`a b` >= -1e308".to_string()),
+                    proptest::strategy::Just("params.x IN ('a', 'b')".to_string()),
+                    proptest::strategy::Just("tags.t LIKE '%\\\\'".to_string()),
+                    proptest::strategy::Just("name IS NOT NULL".to_string()),
+                    proptest::strategy::Just("'unterminated".to_string()),
+                    "[\\PC]{0,8}",
+                ],
+                0..400,
+            ),
+            repeat in 1usize..50,
+        ) {
+            let filter = pieces.join("").repeat(repeat);
+            let _ = parse_filter(&filter);
+            let _ = parse_order_clause(&filter);
+        }
+    }
 }

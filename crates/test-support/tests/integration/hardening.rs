@@ -369,3 +369,77 @@ async fn smaller_findings_are_client_errors() {
     assert!(deployment.body_text().contains("runtime.concurrency"));
     assert_alive(&server).await;
 }
+
+fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(json!(null)),
+        any::<bool>().prop_map(|value| json!(value)),
+        any::<i64>().prop_map(|value| json!(value)),
+        any::<f64>().prop_map(|value| json!(value)),
+        "[\\PC]{0,12}".prop_map(|text| json!(text)),
+        Just(json!("9223372036854775808")),
+        Just(json!("-1")),
+    ];
+    leaf.prop_recursive(6, 64, 8, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just("experiment_id".to_string()),
+                    Just("experiment_ids".to_string()),
+                    Just("run_id".to_string()),
+                    Just("name".to_string()),
+                    Just("filter".to_string()),
+                    Just("max_results".to_string()),
+                    Just("order_by".to_string()),
+                    Just("page_token".to_string()),
+                    Just("metrics".to_string()),
+                    Just("params".to_string()),
+                    Just("tags".to_string()),
+                    Just("key".to_string()),
+                    Just("value".to_string()),
+                    Just("version".to_string()),
+                    Just("source".to_string()),
+                ],
+                inner,
+                0..6,
+            )
+            .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+#[test]
+fn generated_json_bodies_never_get_a_server_error() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start()).unwrap();
+    let endpoints = [
+        "/api/2.0/mlflow/experiments/create",
+        "/api/2.0/mlflow/experiments/search",
+        "/api/2.0/mlflow/runs/create",
+        "/api/2.0/mlflow/runs/search",
+        "/api/2.0/mlflow/runs/log-batch",
+        "/api/2.0/mlflow/registered-models/create",
+        "/api/2.0/mlflow/model-versions/create",
+        "/api/2.0/mlflow/logged-models/search",
+        "/api/loopline/v1/deployments",
+        "/api/loopline/v1/feedback",
+    ];
+    let config = proptest::prelude::ProptestConfig {
+        cases: 300,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    };
+    proptest::proptest!(config, |(body in json_value(), endpoint in 0..endpoints.len())| {
+        let answer = runtime.block_on(post_json(&server, endpoints[endpoint], &body));
+        proptest::prop_assert!(
+            answer.status < 500,
+            "{} {body}: {} {}",
+            endpoints[endpoint],
+            answer.status,
+            answer.body_text()
+        );
+    });
+    runtime.block_on(assert_alive(&server));
+}
