@@ -478,7 +478,8 @@ impl RegistryStore for SqlStore {
         builder.push_text_list(&enclosing);
         if with_descendants {
             let below = format!("{path}/");
-            let length = builder.bind_integer(below.chars().count() as i64);
+            // The length is ours, written into the text: PostgreSQL has no substr(text, int, bigint).
+            let length = below.chars().count();
             let below = builder.bind_text(&below);
             builder.push(&format!(" OR substr(sealed_path, 1, {length}) = {below}"));
             if path.is_empty() {
