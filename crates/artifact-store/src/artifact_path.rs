@@ -5,6 +5,11 @@
 use crate::error::ArtifactError;
 use percent_encoding::percent_decode_str;
 
+/// The longest path segment, in bytes (what local file systems and S3 keys take).
+const MAX_SEGMENT_BYTES: usize = 255;
+/// The longest whole path, in bytes.
+const MAX_PATH_BYTES: usize = 4_096;
+
 /// A relative path below the artifact root, made of plain segments.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ArtifactPath {
@@ -62,8 +67,14 @@ impl ArtifactPath {
                 other if other.chars().any(char::is_control) => {
                     return Err(refuse("control characters are not allowed"));
                 }
+                other if other.len() > MAX_SEGMENT_BYTES => {
+                    return Err(refuse("a path segment is longer than the 255 bytes file systems take"));
+                }
                 other => segments.push(other.to_string()),
             }
+        }
+        if segments.iter().map(|segment| segment.len() + 1).sum::<usize>() > MAX_PATH_BYTES {
+            return Err(refuse("the path is longer than 4,096 bytes"));
         }
         Ok(Self { segments })
     }

@@ -32,6 +32,14 @@ pub enum ArtifactError {
         /// The IO error.
         source: std::io::Error,
     },
+    /// The path names a file where a directory is needed, or the other way round.
+    #[error("artifact path '{path}' {reason}")]
+    PathConflict {
+        /// The path involved.
+        path: String,
+        /// What is in the way.
+        reason: String,
+    },
     /// The destination could not be configured.
     #[error("cannot use artifact destination '{destination}': {reason}")]
     Configuration {
@@ -45,7 +53,7 @@ pub enum ArtifactError {
 impl HasErrorCode for ArtifactError {
     fn error_code(&self) -> ErrorCode {
         match self {
-            ArtifactError::InvalidPath { .. } => ErrorCode::InvalidParameterValue,
+            ArtifactError::InvalidPath { .. } | ArtifactError::PathConflict { .. } => ErrorCode::InvalidParameterValue,
             ArtifactError::NotFound(_) => ErrorCode::ResourceDoesNotExist,
             ArtifactError::Body { .. } => ErrorCode::BadRequest,
             ArtifactError::Storage { .. } | ArtifactError::Configuration { .. } => ErrorCode::InternalError,

@@ -143,12 +143,31 @@ impl ObjectArtifactStore {
     }
 
     fn storage_error(path: &ArtifactPath, source: object_store::Error) -> ArtifactError {
-        match source {
-            object_store::Error::NotFound { .. } => ArtifactError::NotFound(path.as_string()),
-            other => ArtifactError::Storage {
-                path: path.as_string(),
-                source: other,
-            },
+        if let object_store::Error::NotFound { .. } = source {
+            return ArtifactError::NotFound(path.as_string());
+        }
+        // A file where the path needs a directory (or a directory where it names a file) is the caller's mistake.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&source);
+        while let Some(error) = cause {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                let reason = match io.kind() {
+                    std::io::ErrorKind::NotADirectory => Some("passes through a file, not a directory"),
+                    std::io::ErrorKind::IsADirectory => Some("is a directory, not a file"),
+                    std::io::ErrorKind::AlreadyExists => Some("is in the way of a directory"),
+                    _ => None,
+                };
+                if let Some(reason) = reason {
+                    return ArtifactError::PathConflict {
+                        path: path.as_string(),
+                        reason: reason.to_string(),
+                    };
+                }
+            }
+            cause = error.source();
+        }
+        ArtifactError::Storage {
+            path: path.as_string(),
+            source,
         }
     }
 }

@@ -112,6 +112,8 @@ pub trait RegistryStore: Send + Sync {
     async fn set_model_version_tag(&self, name: &str, version: i64, tag: &Tag) -> StoreResult<()>;
     /// Deletes a version tag.
     async fn delete_model_version_tag(&self, name: &str, version: i64, key: &str) -> StoreResult<()>;
+    /// Records the digest of a version's files when it has none yet (taken at its first load).
+    async fn record_model_version_digest(&self, name: &str, version: i64, digest: &str) -> StoreResult<()>;
     /// A version whose files were sealed at registration at `artifact_path` or a directory above it (and, with
     /// `with_descendants`, anywhere below it), as (name, version).
     async fn sealed_version_at(

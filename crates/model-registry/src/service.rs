@@ -42,8 +42,9 @@ pub trait ContentSealer: Send + Sync {
 /// What a sealer read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
-    /// `sha256:<hex>` over the model's files.
-    pub digest: String,
+    /// `sha256:<hex>` over the model's files; `None` when there were none to read yet (the first load takes
+    /// it then).
+    pub digest: Option<String>,
     /// Where they are, as a path below the artifact proxy's root.
     pub artifact_path: String,
 }
@@ -213,7 +214,7 @@ impl RegistryService {
                 model_id: model_id.clone(),
                 storage_location,
                 user_id: String::new(),
-                content_digest: sealed.as_ref().map(|sealed| sealed.digest.clone()),
+                content_digest: sealed.as_ref().and_then(|sealed| sealed.digest.clone()),
                 sealed_path: sealed.map(|sealed| sealed.artifact_path),
             })
             .await?;

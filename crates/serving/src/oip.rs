@@ -71,6 +71,7 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
         return Err("the request has no inputs".to_string());
     }
     let mut inputs = Vec::with_capacity(raw.inputs.len());
+    let mut decoded_bytes = 0usize;
     for input in raw.inputs {
         let datatype = DataType::parse(&input.datatype).ok_or_else(|| {
             format!(
@@ -91,6 +92,16 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
             })
             .collect::<Result<_, _>>()?;
         let count = declared_element_count(&input.name, &shape, body.len())?;
+        // What the decoded tensors will hold in memory, before any of it is allocated: a 64 MB body of empty
+        // strings would otherwise become over a gigabyte of string headers.
+        let element_bytes = datatype.width().unwrap_or(std::mem::size_of::<Vec<u8>>());
+        decoded_bytes = decoded_bytes.saturating_add(count.saturating_mul(element_bytes));
+        if decoded_bytes > MAX_DECODED_BYTES {
+            return Err(format!(
+                "the request's tensors would take {decoded_bytes} bytes in memory, more than the {MAX_DECODED_BYTES} \
+                 one request may; split it into smaller batches"
+            ));
+        }
         let binary_size = input
             .parameters
             .as_ref()
@@ -148,6 +159,9 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
     })
 }
 
+/// The most memory one request's decoded tensors may take.
+pub const MAX_DECODED_BYTES: usize = 256 << 20;
+
 /// The element count a shape declares, refused when it could not fit in the body: every element takes at
 /// least one byte of JSON or binary data, and even a shape with a zero dimension may not declare more rows
 /// or row width than that, since per-row work follows the other dimensions. Nothing is allocated from a
@@ -165,7 +179,7 @@ fn declared_element_count(name: &str, shape: &[usize], body_length: usize) -> Re
 }
 
 fn from_json(name: &str, datatype: DataType, count: usize, raw: &str) -> Result<TensorData, String> {
-    let data = crate::oip_json_data::decode_data(name, datatype, raw)?;
+    let data = crate::oip_json_data::decode_data(name, datatype, raw, count)?;
     if data.len() != count {
         return Err(format!(
             "input '{name}' has {} values but its shape holds {count}",
@@ -181,6 +195,11 @@ fn from_binary(name: &str, datatype: DataType, count: usize, bytes: &[u8]) -> Re
         let mut items = Vec::with_capacity(count.min(bytes.len() / 4));
         let mut rest = bytes;
         while !rest.is_empty() {
+            if items.len() == count {
+                return Err(format!(
+                    "input '{name}' has more BYTES elements than its shape's {count}"
+                ));
+            }
             if rest.len() < 4 {
                 return Err(format!("input '{name}': a BYTES element is cut short"));
             }

@@ -9,11 +9,12 @@ use loopline_model_runtime_api::{DataType, TensorData};
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 
 /// Reads `raw` (a JSON value: an array, possibly nested, or one scalar) as elements of `datatype`.
-pub(crate) fn decode_data(name: &str, datatype: DataType, raw: &str) -> Result<TensorData, String> {
+pub(crate) fn decode_data(name: &str, datatype: DataType, raw: &str, declared: usize) -> Result<TensorData, String> {
     let mut elements = Elements {
         datatype,
         data: empty_data(datatype),
         problem: None,
+        declared,
     };
     let mut deserializer = serde_json::Deserializer::from_str(raw);
     let parsed = FlattenInto(&mut elements).deserialize(&mut deserializer);
@@ -84,11 +85,16 @@ struct Elements {
     data: TensorData,
     /// The first element that does not fit the datatype; decoding stops there.
     problem: Option<String>,
+    /// The element count the shape declares: decoding stops past it instead of holding the surplus.
+    declared: usize,
 }
 
 impl Elements {
     fn push(&mut self, scalar: Scalar<'_>) -> Result<(), String> {
         let index = self.data.len();
+        if index >= self.declared {
+            return Err(format!("it holds more values than its shape's {}", self.declared));
+        }
         let refuse = |want: &str| format!("value {index} ({scalar}) is not {want}");
         match &mut self.data {
             TensorData::Bool(values) => match scalar {
@@ -182,32 +188,34 @@ mod tests {
     #[test]
     fn nested_arrays_flatten_into_the_datatype() {
         assert_eq!(
-            decode_data("x", DataType::Fp32, "[[1, 2.5], [\"NaN\", -3]]").map(|d| d.len()),
+            decode_data("x", DataType::Fp32, "[[1, 2.5], [\"NaN\", -3]]", 4).map(|d| d.len()),
             Ok(4)
         );
         assert_eq!(
-            decode_data("x", DataType::Int64, "[[1, -2], [3, 4]]"),
+            decode_data("x", DataType::Int64, "[[1, -2], [3, 4]]", 4),
             Ok(TensorData::Int(vec![1, -2, 3, 4]))
         );
         assert_eq!(
-            decode_data("x", DataType::Bool, "true"),
+            decode_data("x", DataType::Bool, "true", 1),
             Ok(TensorData::Bool(vec![true]))
         );
         assert_eq!(
-            decode_data("s", DataType::Bytes, "[\"a\", [\"b\"]]"),
+            decode_data("s", DataType::Bytes, "[\"a\", [\"b\"]]", 2),
             Ok(TensorData::Bytes(vec![b"a".to_vec(), b"b".to_vec()]))
         );
-        let typed = decode_data("x", DataType::Int64, "[1, 1.5]").unwrap_err();
+        let typed = decode_data("x", DataType::Int64, "[1, 1.5]", 2).unwrap_err();
         assert!(typed.contains("value 1 (1.5) is not an integer"), "{typed}");
-        let unsigned = decode_data("x", DataType::Uint8, "[1, -1]").unwrap_err();
+        let unsigned = decode_data("x", DataType::Uint8, "[1, -1]", 2).unwrap_err();
         assert!(unsigned.contains("not an unsigned integer"), "{unsigned}");
-        assert!(decode_data("x", DataType::Fp64, "{\"a\": 1}").is_err());
+        assert!(decode_data("x", DataType::Fp64, "{\"a\": 1}", 1).is_err());
         assert!(
-            decode_data("x", DataType::Fp64, "[null]")
+            decode_data("x", DataType::Fp64, "[null]", 1)
                 .unwrap_err()
                 .contains("not a number")
         );
+        let surplus = decode_data("x", DataType::Fp64, "[1, 2, 3]", 2).unwrap_err();
+        assert!(surplus.contains("more values than its shape's 2"), "{surplus}");
         let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(decode_data("x", DataType::Fp64, &deep).is_err());
+        assert!(decode_data("x", DataType::Fp64, &deep, 1).is_err());
     }
 }

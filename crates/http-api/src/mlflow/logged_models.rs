@@ -68,6 +68,17 @@ pub(super) async fn delete(State(state): State<AppState>, Path(model_id): Path<S
     empty_object()
 }
 
+/// At most as many entries per call as a run's log-batch takes.
+fn check_entry_count(count: usize, what: &str) -> Result<(), ApiError> {
+    let limit = loopline_tracking::validation::MAX_ENTITIES_PER_BATCH;
+    if count > limit {
+        return Err(ApiError::invalid(format!(
+            "a request can log at most {limit} logged-model {what}, got {count}"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 pub(super) struct TagsRequest {
     #[serde(default)]
@@ -80,6 +91,7 @@ pub(super) async fn set_tags(
     MlflowMessage(request): MlflowMessage<TagsRequest>,
 ) -> JsonResult {
     let tags = to_tags(request.tags, "tags")?;
+    check_entry_count(tags.len(), "tags")?;
     loopline_tracking::validation::validate_tags(&tags, loopline_tracking::validation::MAX_RUN_TAG_VALUE_LENGTH)?;
     state.tracking.store().set_logged_model_tags(&model_id, &tags).await?;
     empty_object()
@@ -105,6 +117,8 @@ pub(super) async fn log_params(
     MlflowMessage(request): MlflowMessage<ParamsRequest>,
 ) -> JsonResult {
     let params = to_tags(request.params, "params")?;
+    check_entry_count(params.len(), "params")?;
+    loopline_tracking::validation::validate_tags(&params, loopline_tracking::validation::MAX_PARAM_VALUE_LENGTH)?;
     state
         .tracking
         .store()

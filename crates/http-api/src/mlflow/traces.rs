@@ -11,6 +11,11 @@ use loopline_metadata_store::{NewTrace, PageRequest, Tag, TraceSearch};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+/// The most tags, and the most metadata entries, one trace may carry.
+const MAX_TRACE_ENTRIES: usize = 1_000;
+/// The longest trace tag or metadata value.
+const MAX_TRACE_VALUE_LENGTH: usize = 8_000;
+
 /// Milliseconds since the epoch from an RFC 3339 UTC timestamp such as `2026-11-22T01:45:13.928Z`.
 pub(crate) fn parse_timestamp_millis(text: &str) -> Option<i64> {
     let text = text.trim().strip_suffix('Z').unwrap_or(text.trim());
@@ -94,6 +99,29 @@ pub(super) async fn start(
         experiment.artifact_location.trim_end_matches('/')
     );
     let object = trace_info.as_object_mut().expect("checked to be an object above");
+    // Each tag and metadata entry is a row the store rewrites as the trace changes: bounded like a run's.
+    for field in ["tags", "trace_metadata"] {
+        let Some(entries) = object.get(field).and_then(Value::as_object) else {
+            continue;
+        };
+        if entries.len() > MAX_TRACE_ENTRIES {
+            return Err(ApiError::invalid(format!(
+                "a trace may carry at most {MAX_TRACE_ENTRIES} {field} entries, got {}",
+                entries.len()
+            )));
+        }
+        let oversized = entries.iter().find(|(key, value)| {
+            key.len() > loopline_tracking::validation::MAX_KEY_LENGTH
+                || value.as_str().map_or(value.to_string().len(), str::len) > MAX_TRACE_VALUE_LENGTH
+        });
+        if let Some((key, _)) = oversized {
+            let shown: String = key.chars().take(100).collect();
+            return Err(ApiError::invalid(format!(
+                "{field} entry '{shown}' is too long: keys may have {} characters and values {MAX_TRACE_VALUE_LENGTH}",
+                loopline_tracking::validation::MAX_KEY_LENGTH
+            )));
+        }
+    }
     let tags = object.entry("tags").or_insert_with(|| json!({}));
     if let Some(tags) = tags.as_object_mut() {
         tags.insert("mlflow.artifactLocation".to_string(), Value::String(artifact_location));

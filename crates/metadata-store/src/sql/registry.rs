@@ -455,6 +455,19 @@ impl RegistryStore for SqlStore {
         Ok(())
     }
 
+    async fn record_model_version_digest(&self, name: &str, version: i64, digest: &str) -> StoreResult<()> {
+        let _writer = self.writer_guard().await;
+        sqlx::query(
+            "UPDATE model_versions SET content_digest = $1 WHERE name = $2 AND version = $3 AND content_digest IS NULL",
+        )
+        .bind(digest.to_string())
+        .bind(name.to_string())
+        .bind(version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn sealed_version_at(
         &self,
         artifact_path: &str,

@@ -905,6 +905,16 @@ pub async fn sealed_versions_are_found_by_artifact_path(store: &SqlStore) {
     assert_eq!(store.sealed_version_at("1/run_a", true).await.unwrap(), found);
     assert_eq!(store.sealed_version_at("1", true).await.unwrap(), found);
     assert_eq!(store.sealed_version_at("", true).await.unwrap(), found);
+    store
+        .record_model_version_digest("sealed", 1, "sha256:11")
+        .await
+        .unwrap();
+    let kept = store.get_model_version("sealed", 1).await.unwrap();
+    assert_eq!(
+        kept.content_digest.as_deref(),
+        Some("sha256:00"),
+        "a recorded digest is never replaced"
+    );
     store.delete_model_version("sealed", 1).await.unwrap();
     assert_eq!(
         store

@@ -75,26 +75,38 @@ pub(crate) async fn proxied_location(
     Ok(location.starts_with("mlflow-artifacts:").then_some(location))
 }
 
+impl RegistrySealer {
+    async fn read_digest(&self, location: &str) -> Result<String, String> {
+        let copy = tempfile::Builder::new()
+            .prefix("loopline-seal-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a directory to read the model into: {e}"))?;
+        download(self.repository.as_ref(), location, copy.path()).await?;
+        let directory = copy.path().to_path_buf();
+        tokio::task::spawn_blocking(move || directory_digest(&directory))
+            .await
+            .map_err(|e| format!("taking the digest stopped: {e}"))?
+            .map_err(|e| format!("cannot read the downloaded model: {e}"))
+    }
+}
+
 #[async_trait]
 impl loopline_model_registry::ContentSealer for RegistrySealer {
     async fn digest(&self, storage_location: &str) -> Result<Option<loopline_model_registry::Sealed>, String> {
         let Some(location) = proxied_location(self.repository.as_ref(), storage_location).await? else {
             return Ok(None);
         };
-        let copy = tempfile::Builder::new()
-            .prefix("loopline-seal-")
-            .tempdir()
-            .map_err(|e| format!("cannot create a directory to read the model into: {e}"))?;
-        download(self.repository.as_ref(), &location, copy.path()).await?;
-        let directory = copy.path().to_path_buf();
-        let digest = tokio::task::spawn_blocking(move || directory_digest(&directory))
-            .await
-            .map_err(|e| format!("taking the digest stopped: {e}"))?
-            .map_err(|e| format!("cannot read the downloaded model: {e}"))?;
-        Ok(Some(loopline_model_registry::Sealed {
-            digest,
-            artifact_path: super::artifact_path(&location)?,
-        }))
+        let artifact_path = super::artifact_path(&location)?;
+        // The place is protected from now on even when nothing is there yet; the digest then waits for the
+        // first load.
+        let digest = match self.read_digest(&location).await {
+            Ok(digest) => Some(digest),
+            Err(reason) => {
+                tracing::info!(%location, %reason, "no model to take a digest of yet; the first load will take it");
+                None
+            }
+        };
+        Ok(Some(loopline_model_registry::Sealed { digest, artifact_path }))
     }
 }
 

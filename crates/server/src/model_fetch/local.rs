@@ -70,6 +70,16 @@ impl ModelRepository for LocalRepository {
         Ok(version.content_digest)
     }
 
+    async fn record_version_digest(&self, name: &str, version: &str, digest: &str) -> Result<(), String> {
+        let number = version
+            .parse::<i64>()
+            .map_err(|_| format!("version '{version}' is not a number"))?;
+        self.store
+            .record_model_version_digest(name, number, digest)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn version_location(&self, name: &str, reference: Option<&str>) -> Result<(String, String), String> {
         let version = self.version(name, reference).await?;
         Ok((version.version, version.storage_location))

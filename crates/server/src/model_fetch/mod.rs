@@ -130,6 +130,10 @@ pub trait ModelRepository: Send + Sync {
     async fn version_digest(&self, _name: &str, _version: &str) -> Result<Option<String>, String> {
         Ok(None)
     }
+    /// Records the digest taken at a version's first load, when it had none.
+    async fn record_version_digest(&self, _name: &str, _version: &str, _digest: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The logged-model search filter for a run's models.

@@ -50,14 +50,19 @@ impl RegistrySource {
             .version_digest(name, version)
             .await
             .map_err(CatalogError::NotReady)?;
-        let Some(sealed) = sealed else {
-            return Ok(());
-        };
         let copy = directory.to_path_buf();
         let found = tokio::task::spawn_blocking(move || super::content_digest::directory_digest(&copy))
             .await
             .map_err(|e| CatalogError::NotReady(format!("taking the digest of the model stopped: {e}")))?
             .map_err(|e| CatalogError::NotReady(format!("cannot read the downloaded model: {e}")))?;
+        let Some(sealed) = sealed else {
+            // Registered before its files were there (or before digests existed): the first load takes it.
+            self.repository
+                .record_version_digest(name, version, &found)
+                .await
+                .map_err(CatalogError::NotReady)?;
+            return Ok(());
+        };
         if found != sealed {
             tracing::error!(model = name, version, %sealed, %found, "a registered version's files were changed after registration");
             return Err(CatalogError::NotReady(format!(

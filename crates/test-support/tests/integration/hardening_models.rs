@@ -375,6 +375,30 @@ async fn files_replaced_after_registration_are_not_served() {
     .await
     .unwrap();
     assert_eq!(beside.status, 200, "files next to a registered model are the user's");
+    // Registered before its files were uploaded: the place is protected from registration on.
+    post_json(
+        &server,
+        "/api/2.0/mlflow/registered-models/create",
+        &json!({"name": "early"}),
+    )
+    .await;
+    let early = post_json(
+        &server,
+        "/api/2.0/mlflow/model-versions/create",
+        &json!({"name": "early", "source": "mlflow-artifacts:/serving/early"}),
+    )
+    .await;
+    assert_eq!(early.status, 200, "{}", early.body_text());
+    let late = raw_request(
+        server.address,
+        "PUT",
+        "/api/2.0/mlflow-artifacts/artifacts/serving/early/MLmodel",
+        &[],
+        b"x",
+    )
+    .await
+    .unwrap();
+    assert_eq!(late.status, 409, "{}", late.body_text());
     // Changed behind the server's back (on disk), the files are refused when a new server loads them.
     std::fs::write(server.data_dir.join("artifacts/serving/booster/model.ubj"), &other).unwrap();
     let restarted = TestServer::start_with_config(loopline_server::config::ServerConfig {
