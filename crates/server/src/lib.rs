@@ -142,6 +142,7 @@ fn serving_state(
             catalog: Arc::new(catalog),
             metrics,
             max_body_bytes: config.serving.max_body_bytes(),
+            body_budget: loopline_serving::body_budget::BodyBudget::for_max_body(config.serving.max_body_bytes()),
             log,
             deployments: None,
         },

@@ -3,6 +3,7 @@
 //! per-model task, Prometheus metrics, and a sampled prediction log with feedback.
 
 pub mod batching;
+pub mod body_budget;
 pub mod catalog;
 pub mod conform;
 pub mod dispatch;

@@ -31,6 +31,8 @@ pub struct ServingState {
     pub metrics: Arc<Metrics>,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// Request-body bytes held at once across the inference routes.
+    pub body_budget: crate::body_budget::BodyBudget,
     /// Where sampled predictions and feedback go, when logging is on.
     pub log: Option<Arc<PredictionLog>>,
     /// Deployments, when the server has them (requests to a deployment's name route through its policy).
@@ -162,16 +164,30 @@ fn infer_status(error: &InferError) -> (StatusCode, Outcome) {
     }
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, String> {
-    let declared = axum::body::HttpBody::size_hint(&body).lower();
+/// Reads a request body within the route's limit, holding its share of the body budget (returned with the
+/// bytes; keep it until the request is answered).
+async fn read_body(
+    state: &ServingState,
+    body: Body,
+) -> Result<(axum::body::Bytes, tokio::sync::OwnedSemaphorePermit), String> {
+    let limit = state.max_body_bytes;
+    let hint = axum::body::HttpBody::size_hint(&body);
+    let declared = hint.lower();
     if declared > limit as u64 {
         return Err(format!(
             "the request body of {declared} bytes is larger than the {limit}-byte limit"
         ));
     }
-    axum::body::to_bytes(body, limit)
+    // A body without a length may be as large as the limit.
+    let reserved = match hint.exact() {
+        Some(length) => length as usize,
+        None => limit,
+    };
+    let held = state.body_budget.reserve(reserved).await;
+    let bytes = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| format!("the request body is larger than the {limit}-byte limit"))
+        .map_err(|_| format!("the request body is larger than the {limit}-byte limit"))?;
+    Ok((bytes, held))
 }
 
 async fn server_metadata() -> Response {
@@ -364,8 +380,8 @@ async fn infer_v2(state: &ServingState, name: &str, target: Target<'_>, headers:
             .metrics
             .request(&labels.0, &labels.1, PROTOCOL_V2, outcome, started.elapsed());
     };
-    let body = match read_body(body, state.max_body_bytes).await {
-        Ok(body) => body,
+    let (body, _held) = match read_body(state, body).await {
+        Ok(read) => read,
         Err(message) => {
             record(&labels, Outcome::BadInput);
             return v2_error(StatusCode::PAYLOAD_TOO_LARGE, message);
@@ -483,8 +499,8 @@ async fn feedback(State(state): State<ServingState>, body: Body) -> Response {
     let error = |status: StatusCode, message: String| {
         (status, axum::Json(json!({"error_code": if status == StatusCode::BAD_REQUEST { "INVALID_PARAMETER_VALUE" } else { "TEMPORARILY_UNAVAILABLE" }, "message": message}))).into_response()
     };
-    let body = match read_body(body, state.max_body_bytes).await {
-        Ok(body) => body,
+    let (body, _held) = match read_body(&state, body).await {
+        Ok(read) => read,
         Err(message) => return error(StatusCode::PAYLOAD_TOO_LARGE, message),
     };
     let value: serde_json::Value = match serde_json::from_slice(&body) {
@@ -693,8 +709,8 @@ async fn score(state: &ServingState, name: &str, target: Target<'_>, headers: &H
             return unsupported_media(message);
         }
     };
-    let body = match read_body(body, state.max_body_bytes).await {
-        Ok(body) => body,
+    let (body, _held) = match read_body(state, body).await {
+        Ok(read) => read,
         Err(message) => {
             record(&labels, Outcome::BadInput);
             return mlflow_error(StatusCode::PAYLOAD_TOO_LARGE, message);

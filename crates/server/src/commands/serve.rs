@@ -106,6 +106,7 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
         catalog: Arc::new(FixedCatalog::new(served)),
         metrics,
         max_body_bytes: args.serving.max_body_bytes(),
+        body_budget: loopline_serving::body_budget::BodyBudget::for_max_body(args.serving.max_body_bytes()),
         log: log.clone(),
         deployments: None,
     };
