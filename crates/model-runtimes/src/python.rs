@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
@@ -24,24 +24,6 @@ use loopline_model_runtime_api::{
 const WORKER_SOURCE: &str = include_str!("python_worker.py");
 /// Longest a worker may take to load its model.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// The worker script, written once per process.
-fn worker_script() -> Result<&'static Path, String> {
-    static SCRIPT: OnceLock<Result<tempfile::TempDir, String>> = OnceLock::new();
-    SCRIPT
-        .get_or_init(|| {
-            let directory = tempfile::Builder::new()
-                .prefix("loopline-worker-")
-                .tempdir()
-                .map_err(|e| format!("cannot create a directory for the Python worker: {e}"))?;
-            std::fs::write(directory.path().join("python_worker.py"), WORKER_SOURCE)
-                .map_err(|e| format!("cannot write the Python worker script: {e}"))?;
-            Ok(directory)
-        })
-        .as_ref()
-        .map(|d| d.path())
-        .map_err(Clone::clone)
-}
 
 fn interpreter() -> PathBuf {
     if let Some(python) = std::env::var_os("LOOPLINE_PYTHON") {
@@ -80,11 +62,13 @@ fn tail(path: &Path) -> String {
 
 impl Worker {
     fn start(model: &Path) -> Result<Worker, String> {
-        let script = worker_script()?.join("python_worker.py");
+        // One directory per worker, removed with it: the script, the socket, the log and the private home.
         let directory = tempfile::Builder::new()
-            .prefix("loopline-socket-")
+            .prefix("loopline-worker-")
             .tempdir()
-            .map_err(|e| format!("cannot create the worker's socket directory: {e}"))?;
+            .map_err(|e| format!("cannot create the worker's directory: {e}"))?;
+        let script = directory.path().join("python_worker.py");
+        std::fs::write(&script, WORKER_SOURCE).map_err(|e| format!("cannot write the Python worker script: {e}"))?;
         let socket = directory.path().join("worker.sock");
         let listener =
             UnixListener::bind(&socket).map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;

@@ -97,7 +97,7 @@ pub struct Application {
 pub(crate) fn report_onnx_runtime() {
     match loopline_model_runtimes::onnx::availability() {
         Ok(()) => tracing::info!("ONNX Runtime loaded: ONNX models can be served"),
-        Err(reason) => tracing::warn!(%reason, "ONNX models cannot be served; every other model can"),
+        Err(reason) => tracing::warn!(%reason, "ONNX models cannot be served"),
     }
 }
 
