@@ -239,11 +239,24 @@ pub(super) async fn set_tag(
     Path(trace_id): Path<String>,
     MlflowMessage(request): MlflowMessage<TagRequest>,
 ) -> JsonResult {
-    state
-        .tracking
-        .store()
-        .set_trace_tag(&trace_id, &tag_of(&request)?)
-        .await?;
+    let tag = tag_of(&request)?;
+    if tag.key.len() > loopline_tracking::validation::MAX_KEY_LENGTH || tag.value.len() > MAX_TRACE_VALUE_LENGTH {
+        return Err(ApiError::invalid(format!(
+            "trace tag keys may have {} characters and values {MAX_TRACE_VALUE_LENGTH}",
+            loopline_tracking::validation::MAX_KEY_LENGTH
+        )));
+    }
+    // The same bound as at the trace's start, so tags added one at a time cannot grow it past it either.
+    let trace_info = state.tracking.store().get_trace_info(&trace_id).await?;
+    let tags = trace_info.get("tags").and_then(Value::as_object);
+    let count = tags.map_or(0, |tags| tags.len());
+    let replaces = tags.is_some_and(|tags| tags.contains_key(&tag.key));
+    if count >= MAX_TRACE_ENTRIES && !replaces {
+        return Err(ApiError::invalid(format!(
+            "trace '{trace_id}' already carries {count} tags, the most a trace may"
+        )));
+    }
+    state.tracking.store().set_trace_tag(&trace_id, &tag).await?;
     empty_object()
 }
 

@@ -443,3 +443,38 @@ fn generated_json_bodies_never_get_a_server_error() {
     });
     runtime.block_on(assert_alive(&server));
 }
+
+#[tokio::test]
+async fn traces_carry_a_bounded_number_of_tags() {
+    let server = TestServer::start().await.unwrap();
+    let start = |tags: serde_json::Map<String, serde_json::Value>| {
+        json!({"trace": {"trace_info": {
+            "trace_id": "tr-bounded",
+            "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}},
+            "request_time": "2026-01-01T00:00:00Z", "execution_duration": "1s", "state": "OK", "tags": tags}}})
+    };
+    let tags = |count: usize| (0..count).map(|index| (format!("k{index}"), json!("v"))).collect();
+    let flooded = post_json(&server, "/api/3.0/mlflow/traces", &start(tags(1_001))).await;
+    assert_eq!(flooded.status, 400, "{}", flooded.body_text());
+    let full = post_json(&server, "/api/3.0/mlflow/traces", &start(tags(999))).await;
+    assert_eq!(full.status, 200, "{}", full.body_text());
+    let set_tag = |key: &str| {
+        let body = json!({"key": key, "value": "w"}).to_string();
+        let address = server.address;
+        async move {
+            raw_request(
+                address,
+                "PATCH",
+                "/api/2.0/mlflow/traces/tr-bounded/tags",
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // 999 given + mlflow.artifactLocation = 1,000: a new key is refused, an existing one may change.
+    assert_eq!(set_tag("one-more").await.status, 400);
+    assert_eq!(set_tag("k5").await.status, 200);
+    assert_alive(&server).await;
+}
