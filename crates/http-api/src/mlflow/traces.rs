@@ -16,6 +16,18 @@ const MAX_TRACE_ENTRIES: usize = 1_000;
 /// The longest trace tag or metadata value.
 const MAX_TRACE_VALUE_LENGTH: usize = 8_000;
 
+/// Refuses a trace tag or metadata entry whose key or value is longer than a trace may hold.
+fn check_trace_entry(field: &str, key: &str, value_length: usize) -> ApiResult<()> {
+    let max_key = loopline_tracking::validation::MAX_KEY_LENGTH;
+    if key.len() <= max_key && value_length <= MAX_TRACE_VALUE_LENGTH {
+        return Ok(());
+    }
+    let shown: String = key.chars().take(100).collect();
+    Err(ApiError::invalid(format!(
+        "{field} entry '{shown}' is too long: keys may have {max_key} characters and values {MAX_TRACE_VALUE_LENGTH}"
+    )))
+}
+
 /// Milliseconds since the epoch from an RFC 3339 UTC timestamp such as `2026-11-22T01:45:13.928Z`.
 pub(crate) fn parse_timestamp_millis(text: &str) -> Option<i64> {
     let text = text.trim().strip_suffix('Z').unwrap_or(text.trim());
@@ -110,16 +122,8 @@ pub(super) async fn start(
                 entries.len()
             )));
         }
-        let oversized = entries.iter().find(|(key, value)| {
-            key.len() > loopline_tracking::validation::MAX_KEY_LENGTH
-                || value.as_str().map_or(value.to_string().len(), str::len) > MAX_TRACE_VALUE_LENGTH
-        });
-        if let Some((key, _)) = oversized {
-            let shown: String = key.chars().take(100).collect();
-            return Err(ApiError::invalid(format!(
-                "{field} entry '{shown}' is too long: keys may have {} characters and values {MAX_TRACE_VALUE_LENGTH}",
-                loopline_tracking::validation::MAX_KEY_LENGTH
-            )));
+        for (key, value) in entries {
+            check_trace_entry(field, key, value.as_str().map_or(value.to_string().len(), str::len))?;
         }
     }
     let tags = object.entry("tags").or_insert_with(|| json!({}));
@@ -240,12 +244,7 @@ pub(super) async fn set_tag(
     MlflowMessage(request): MlflowMessage<TagRequest>,
 ) -> JsonResult {
     let tag = tag_of(&request)?;
-    if tag.key.len() > loopline_tracking::validation::MAX_KEY_LENGTH || tag.value.len() > MAX_TRACE_VALUE_LENGTH {
-        return Err(ApiError::invalid(format!(
-            "trace tag keys may have {} characters and values {MAX_TRACE_VALUE_LENGTH}",
-            loopline_tracking::validation::MAX_KEY_LENGTH
-        )));
-    }
+    check_trace_entry("tags", &tag.key, tag.value.len())?;
     // The same bound as at the trace's start, so tags added one at a time cannot grow it past it either.
     let trace_info = state.tracking.store().get_trace_info(&trace_id).await?;
     let tags = trace_info.get("tags").and_then(Value::as_object);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{ModelRepository, ModelUri, download, locate};
+use super::{ModelRepository, download, resolve_storage_location};
 
 /// `sha256:<hex>` over every file below `directory`: its path, size and own SHA-256, in path order.
 pub fn directory_digest(directory: &Path) -> std::io::Result<String> {
@@ -60,22 +60,7 @@ impl RegistrySealer {
     pub fn new(repository: Arc<dyn ModelRepository>) -> RegistrySealer {
         RegistrySealer { repository }
     }
-}
 
-/// The `mlflow-artifacts:` location a source or storage location names, or `None` for storage this server
-/// does not read.
-pub(crate) async fn proxied_location(
-    repository: &dyn ModelRepository,
-    location: &str,
-) -> Result<Option<String>, String> {
-    let location = match ModelUri::parse(location) {
-        Ok(uri @ (ModelUri::Logged(_) | ModelUri::Run { .. })) => locate(repository, &uri).await?.1,
-        _ => location.to_string(),
-    };
-    Ok(location.starts_with("mlflow-artifacts:").then_some(location))
-}
-
-impl RegistrySealer {
     async fn read_digest(&self, location: &str) -> Result<String, String> {
         let copy = tempfile::Builder::new()
             .prefix("loopline-seal-")
@@ -93,9 +78,11 @@ impl RegistrySealer {
 #[async_trait]
 impl loopline_model_registry::ContentSealer for RegistrySealer {
     async fn digest(&self, storage_location: &str) -> Result<Option<loopline_model_registry::Sealed>, String> {
-        let Some(location) = proxied_location(self.repository.as_ref(), storage_location).await? else {
+        let location = resolve_storage_location(self.repository.as_ref(), storage_location).await?;
+        // Storage this server does not read (an external bucket) is not sealed.
+        if !location.starts_with("mlflow-artifacts:") {
             return Ok(None);
-        };
+        }
         let artifact_path = super::artifact_path(&location)?;
         // The place is protected from now on even when nothing is there yet; the digest then waits for the
         // first load.

@@ -56,26 +56,27 @@ impl LocalRepository {
     }
 }
 
+/// A version as the catalog names it (digits) as the store numbers it.
+fn version_number(version: &str) -> Result<i64, String> {
+    version
+        .parse::<i64>()
+        .map_err(|_| format!("version '{version}' is not a number"))
+}
+
 #[async_trait]
 impl ModelRepository for LocalRepository {
     async fn version_digest(&self, name: &str, version: &str) -> Result<Option<String>, String> {
-        let number = version
-            .parse::<i64>()
-            .map_err(|_| format!("version '{version}' is not a number"))?;
         let version = self
             .store
-            .get_model_version(name, number)
+            .get_model_version(name, version_number(version)?)
             .await
             .map_err(|e| e.to_string())?;
         Ok(version.content_digest)
     }
 
     async fn record_version_digest(&self, name: &str, version: &str, digest: &str) -> Result<(), String> {
-        let number = version
-            .parse::<i64>()
-            .map_err(|_| format!("version '{version}' is not a number"))?;
         self.store
-            .record_model_version_digest(name, number, digest)
+            .record_model_version_digest(name, version_number(version)?, digest)
             .await
             .map_err(|e| e.to_string())
     }

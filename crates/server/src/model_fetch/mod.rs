@@ -171,6 +171,15 @@ pub async fn locate(repository: &dyn ModelRepository, uri: &ModelUri) -> Result<
     Ok((label, location))
 }
 
+/// The artifact location a version's stored location names: `models:/m-...` and `runs:/...` sources are
+/// resolved to where their files are; anything else is already a location.
+pub async fn resolve_storage_location(repository: &dyn ModelRepository, location: &str) -> Result<String, String> {
+    match ModelUri::parse(location) {
+        Ok(uri @ (ModelUri::Logged(_) | ModelUri::Run { .. })) => Ok(locate(repository, &uri).await?.1),
+        _ => Ok(location.to_string()),
+    }
+}
+
 async fn run_location(repository: &dyn ModelRepository, run_id: &str, path: &str) -> Result<String, String> {
     let (root, experiment) = repository.run_location(run_id).await?;
     let candidate = format!("{}/{path}", root.trim_end_matches('/'));

@@ -35,9 +35,7 @@ impl RegistrySource {
     fn locations(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
         self.locations.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
 
-impl RegistrySource {
     /// Refuses a download whose files differ from those the version was registered with.
     async fn check_sealed_content(
         &self,
@@ -143,15 +141,9 @@ impl ModelSource for RegistrySource {
                     .1
             }
         };
-        let location = match super::ModelUri::parse(&location) {
-            Ok(uri @ (super::ModelUri::Logged(_) | super::ModelUri::Run { .. })) => {
-                super::locate(self.repository.as_ref(), &uri)
-                    .await
-                    .map_err(CatalogError::NotReady)?
-                    .1
-            }
-            _ => location,
-        };
+        let location = super::resolve_storage_location(self.repository.as_ref(), &location)
+            .await
+            .map_err(CatalogError::NotReady)?;
         // Removed when dropped: on a failed download here, or when the served model is unloaded.
         let directory = tempfile::Builder::new()
             .prefix("model-")
