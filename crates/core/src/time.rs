@@ -30,9 +30,28 @@ pub fn utc_hour(millis: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{hour:02}")
 }
 
+/// A millisecond timestamp as RFC 3339 in UTC with milliseconds, e.g. `2026-12-03T08:00:00.000Z`.
+pub fn rfc3339_millis(millis: i64) -> String {
+    let within_hour = millis.rem_euclid(3_600_000);
+    format!(
+        "{}:{:02}:{:02}.{:03}Z",
+        utc_hour(millis),
+        within_hour / 60_000,
+        within_hour % 60_000 / 1000,
+        within_hour % 1000
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_has_minutes_seconds_and_milliseconds() {
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(1_795_348_800_000 + 61_234), "2026-11-22T12:01:01.234Z");
+        assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn hours_are_utc_calendar_hours() {

@@ -42,7 +42,8 @@ pub fn routes(state: ApiState) -> Router {
         .with_state(state)
 }
 
-fn failure(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+/// An error in the `{error_code, message}` shape (server errors logged and their paths redacted).
+pub fn failure(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
     let mut message = message.to_string();
     if status.is_server_error() {
         tracing::error!(%message, "deployment request failed");
@@ -68,7 +69,7 @@ fn answer(result: Result<Value, CommandError>) -> Response {
 }
 
 /// Who asked: the `X-Loopline-User` header, else `api`.
-fn actor(headers: &HeaderMap) -> String {
+pub fn actor(headers: &HeaderMap) -> String {
     headers
         .get("x-loopline-user")
         .and_then(|v| v.to_str().ok())
@@ -84,26 +85,29 @@ fn bad(message: String) -> Response {
 /// The largest deployment request body.
 const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Reads a request body, refusing at once one whose declared length is past the limit.
-async fn read_body(body: Body) -> Result<Bytes, Response> {
+/// Reads a request body, refusing at once one whose declared length is past `limit`.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     let too_large = || {
         failure(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RESOURCE_EXHAUSTED",
-            format!("the request body is larger than the {MAX_BODY_BYTES}-byte limit"),
+            format!("the request body is larger than the {limit}-byte limit"),
         )
     };
-    if axum::body::HttpBody::size_hint(&body).lower() > MAX_BODY_BYTES as u64 {
+    if axum::body::HttpBody::size_hint(&body).lower() > limit as u64 {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| too_large())
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
 }
 
 /// Reads a JSON request body: refused at once past its limit, and when it does not say it is JSON.
 async fn read_json_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
-    let body = read_body(body).await?;
+    read_json_body_within(headers, body, MAX_BODY_BYTES).await
+}
+
+/// [`read_json_body`] with another limit (for the other `/api/loopline/v1` resources).
+pub async fn read_json_body_within(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+    let body = read_body(body, limit).await?;
     declared_json(headers, &body).map_err(bad)?;
     Ok(body)
 }

@@ -456,3 +456,80 @@ pub struct AliasChange {
     /// When, ms since the epoch.
     pub set_time: i64,
 }
+
+/// A monitor as stored: its specification and evaluation state are JSON documents owned by the monitoring
+/// crate; `revision` grows by one on every update, as for deployments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorRecord {
+    /// Unique name.
+    pub name: String,
+    /// The specification, JSON.
+    pub spec: String,
+    /// Where evaluation stands (window cursor, alert states), JSON.
+    pub state: String,
+    /// Bumped on every update; updates name the revision they were based on.
+    pub revision: i64,
+    /// Creation time, ms since the epoch.
+    pub creation_time: i64,
+    /// Last update time, ms since the epoch.
+    pub last_update_time: i64,
+}
+
+/// The result of one window of a monitor. Evaluating a window again (late labels) replaces its row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorWindow {
+    /// The monitor.
+    pub monitor: String,
+    /// The window's key: its start (ms since the epoch) for time windows, its number for count windows.
+    pub window_key: i64,
+    /// First moment covered, ms since the epoch.
+    pub window_start: i64,
+    /// End of the window (exclusive), ms since the epoch.
+    pub window_end: i64,
+    /// `ok`, `alerting`, `no_traffic`, `failed`...
+    pub status: String,
+    /// Predictions in the window.
+    pub rows_seen: i64,
+    /// Labels joined to them.
+    pub labels_seen: i64,
+    /// Every figure of the window, JSON.
+    pub figures: String,
+    /// Where the full report lies in the artifact store, when written.
+    pub report_path: Option<String>,
+    /// When it was (last) evaluated, ms since the epoch.
+    pub evaluated_time: i64,
+}
+
+/// One entry of a monitor's history: alerts firing and resolving, notifications, actions, acknowledgements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorEvent {
+    /// Increasing id (assigned by the store; ignored when appending).
+    pub event_id: i64,
+    /// The monitor.
+    pub monitor: String,
+    /// When, ms since the epoch.
+    pub timestamp_ms: i64,
+    /// What happened (`created`, `alert_firing`, `alert_resolved`, `notified`, `action`...).
+    pub kind: String,
+    /// Who or what caused it.
+    pub actor: String,
+    /// A sentence for people.
+    pub message: String,
+    /// The figures behind it, JSON.
+    pub details: String,
+}
+
+/// The reference profile of a model version (the `loopline profile` format, JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceRecord {
+    /// Registered model.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// The profile, JSON.
+    pub profile: String,
+    /// Where it came from (`api`, `cli`, `run-artifact`, `window`...).
+    pub source: String,
+    /// When it was set, ms since the epoch.
+    pub set_time: i64,
+}

@@ -166,12 +166,12 @@ pub trait TraceStore: Send + Sync {
 
 /// Everything a server needs from metadata storage.
 pub trait MetadataStore:
-    ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore + DeploymentStore
+    ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore + DeploymentStore + MonitorStore
 {
 }
 
-impl<T: ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore + DeploymentStore> MetadataStore
-    for T
+impl<T: ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore + DeploymentStore + MonitorStore>
+    MetadataStore for T
 {
 }
 
@@ -209,4 +209,56 @@ pub trait DeploymentStore: Send + Sync {
     async fn deployment_events(&self, name: &str, after: i64, limit: usize) -> StoreResult<Vec<DeploymentEvent>>;
     /// Alias changes of a registered model (one alias, or all), oldest first.
     async fn alias_history(&self, name: &str, alias: Option<&str>) -> StoreResult<Vec<AliasChange>>;
+}
+
+/// Monitors, their window results and history, and reference profiles of model versions. Monitor updates are
+/// optimistic as deployments' are: two replicas evaluating the same monitor never both record a window.
+#[async_trait]
+pub trait MonitorStore: Send + Sync {
+    /// Stores a new monitor at revision 1 with its first event; `AlreadyExists` if the name is taken.
+    async fn create_monitor(
+        &self,
+        name: &str,
+        spec: &str,
+        state: &str,
+        event: &MonitorEvent,
+    ) -> StoreResult<MonitorRecord>;
+    /// One monitor; `NotFound` if missing.
+    async fn get_monitor(&self, name: &str) -> StoreResult<MonitorRecord>;
+    /// Every monitor, by name.
+    async fn list_monitors(&self) -> StoreResult<Vec<MonitorRecord>>;
+    /// Replaces spec and state if the stored revision is still `expected_revision`, storing `windows` (each
+    /// replacing any earlier result of the same window) and appending `events` in the same transaction;
+    /// `Conflict` otherwise, and nothing is written.
+    async fn update_monitor(
+        &self,
+        name: &str,
+        expected_revision: i64,
+        update: &MonitorUpdate<'_>,
+    ) -> StoreResult<MonitorRecord>;
+    /// Deletes a monitor with its windows and events.
+    async fn delete_monitor(&self, name: &str) -> StoreResult<()>;
+    /// Window results with a key of at least `from_key`, oldest first, at most `limit`.
+    async fn monitor_windows(&self, monitor: &str, from_key: i64, limit: usize) -> StoreResult<Vec<MonitorWindow>>;
+    /// The newest `limit` window results, newest first.
+    async fn latest_monitor_windows(&self, monitor: &str, limit: usize) -> StoreResult<Vec<MonitorWindow>>;
+    /// Events with an id above `after`, oldest first, at most `limit`.
+    async fn monitor_events(&self, monitor: &str, after: i64, limit: usize) -> StoreResult<Vec<MonitorEvent>>;
+    /// Sets (or replaces) a model version's reference profile.
+    async fn set_reference(&self, reference: &ReferenceRecord) -> StoreResult<()>;
+    /// A model version's reference profile; `NotFound` if none was set.
+    async fn get_reference(&self, name: &str, version: &str) -> StoreResult<ReferenceRecord>;
+}
+
+/// What one monitor update writes.
+#[derive(Debug, Clone, Copy)]
+pub struct MonitorUpdate<'a> {
+    /// The new specification, JSON.
+    pub spec: &'a str,
+    /// The new state, JSON.
+    pub state: &'a str,
+    /// Window results to store.
+    pub windows: &'a [MonitorWindow],
+    /// Events to append.
+    pub events: &'a [MonitorEvent],
 }

@@ -71,6 +71,9 @@ pub struct ServingOptions {
     /// How often the rollout controller checks every deployment (aliases, warming, guardrails, steps), ms.
     #[arg(long, env = "LOOPLINE_ROLLOUT_TICK_MS", default_value_t = 1000)]
     pub rollout_tick_ms: u64,
+    /// How often every monitor is looked at for windows that ended and notifications to retry, in seconds.
+    #[arg(long, env = "LOOPLINE_MONITOR_TICK_SECONDS", default_value_t = 30)]
+    pub monitor_tick_seconds: u64,
     /// Serve registry versions that need the Python worker (scikit-learn pickles, custom pyfunc). Loading one
     /// runs the model's own code on this host, so anyone who can register a model could run code here: turn
     /// it on only when every writer of the registry is trusted. Native and ONNX models are always served.
@@ -92,6 +95,7 @@ impl Default for ServingOptions {
             prediction_log_flush_rows: 10_000,
             prediction_log_flush_seconds: 60,
             rollout_tick_ms: 1000,
+            monitor_tick_seconds: 30,
             allow_python_models: false,
         }
     }

@@ -58,6 +58,18 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     );
     deployments.start().await;
     serving.deployments = Some(deployments.clone());
+    let monitoring = loopline_monitoring::Monitoring::new(
+        metadata.clone(),
+        artifacts.clone(),
+        Some(deployments.clone()),
+        serving.log.clone(),
+        loopline_monitoring::MonitoringConfig {
+            tick: std::time::Duration::from_secs(config.serving.monitor_tick_seconds.max(1)),
+            ..Default::default()
+        },
+    );
+    monitoring.start();
+    serving.extra_metrics.push(monitoring.clone());
     let deployment_api = loopline_deployments::api::routes(loopline_deployments::api::ApiState {
         manager: deployments,
         store: metadata.clone(),
@@ -75,6 +87,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_serving::routes::feedback_routes(serving.clone()))
         .merge(loopline_serving::routes::registry_scoring_routes(serving))
         .merge(deployment_api)
+        .merge(loopline_monitoring::api::routes(monitoring))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
     Ok(Application {
         router,
@@ -145,6 +158,7 @@ fn serving_state(
             body_budget: loopline_serving::body_budget::BodyBudget::for_max_body(config.serving.max_body_bytes()),
             log,
             deployments: None,
+            extra_metrics: Vec::new(),
         },
         source,
     ))

@@ -42,6 +42,8 @@ enum Command {
     Deploy(Box<commands::rollout::DeployArgs>),
     /// Watch and steer rollouts: `status NAME [--watch]`, `promote NAME`, `rollback NAME`, `list`.
     Rollout(commands::rollout::RolloutArgs),
+    /// Watch live traffic: `monitor create|list|status|run|report|delete`, `monitor reference --model --version --data`.
+    Monitor(commands::monitor::MonitorArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Predictions(args) => commands::predictions::run(args),
         Command::Deploy(args) => commands::rollout::deploy(*args),
         Command::Rollout(args) => commands::rollout::rollout(args),
+        Command::Monitor(args) => commands::monitor::run(args),
         Command::Server(config) => match run_server(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

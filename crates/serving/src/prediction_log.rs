@@ -2,8 +2,8 @@
 //! of ground-truth feedback, written in the background as Parquet files in the artifact store:
 //!
 //! ```text
-//! predictions/model=<name>/hour=<YYYY-MM-DDTHH>/part-<uuid>.parquet
-//! feedback/hour=<YYYY-MM-DDTHH>/part-<uuid>.parquet
+//! predictions/model=<name>/hour=<YYYY-MM-DDTHH>/part-<written-ms>-<uuid>.parquet
+//! feedback/hour=<YYYY-MM-DDTHH>/part-<written-ms>-<uuid>.parquet
 //! ```
 //!
 //! The request path only offers an entry to a bounded channel (`try_send`): when the writer falls behind,
@@ -226,18 +226,15 @@ fn feedback_rows(entries: &[Feedback]) -> Result<RecordBatch, String> {
     .map_err(|e| e.to_string())
 }
 
-/// A partition value safe as one path segment.
-fn segment(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// The time a file is written, ms since the epoch, strictly increasing within this process (so two files
+/// written in one millisecond still sort in the order they were written).
+fn increasing_write_time() -> i64 {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = loopline_core::time::now_millis().max(0);
+    let previous = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)))
+        .unwrap_or(now);
+    now.max(previous + 1)
 }
 
 async fn write_file(store: &dyn ArtifactStore, buffer: Buffer) -> Result<u64, String> {
@@ -250,7 +247,14 @@ async fn write_file(store: &dyn ArtifactStore, buffer: Buffer) -> Result<u64, St
         }
         writer.close().map_err(|e| e.to_string())?;
     }
-    let name = format!("{}/part-{}.parquet", buffer.directory, uuid::Uuid::new_v4().simple());
+    // The write time leads the name so that names sort in the order files were written (count windows read
+    // the log in that order).
+    let name = format!(
+        "{}/part-{:013}-{}.parquet",
+        buffer.directory,
+        increasing_write_time(),
+        uuid::Uuid::new_v4().simple()
+    );
     let path = ArtifactPath::parse(&name).map_err(|e| e.to_string())?;
     let body = futures::stream::once(async move { Ok(bytes::Bytes::from(bytes)) });
     store
@@ -290,7 +294,7 @@ async fn write_loop(
             Message::Prediction(entry) => {
                 let directory = format!(
                     "predictions/model={}/hour={}",
-                    segment(&entry.model),
+                    crate::log_reader::model_segment(&entry.model),
                     loopline_core::time::utc_hour(entry.timestamp_ms)
                 );
                 (directory, prediction_rows(&entry))

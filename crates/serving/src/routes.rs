@@ -37,6 +37,14 @@ pub struct ServingState {
     pub log: Option<Arc<PredictionLog>>,
     /// Deployments, when the server has them (requests to a deployment's name route through its policy).
     pub deployments: Option<Arc<dyn Deployments>>,
+    /// Other services whose gauges `/metrics` shows (monitors).
+    pub extra_metrics: Vec<Arc<dyn MetricsSource>>,
+}
+
+/// A service that adds its own families to `/metrics`.
+pub trait MetricsSource: Send + Sync {
+    /// Appends Prometheus text exposition lines.
+    fn render_metrics(&self, out: &mut String);
 }
 
 impl ServingState {
@@ -786,6 +794,9 @@ async fn metrics(State(state): State<ServingState>) -> Response {
     let mut text = state.metrics.render(&queues);
     if let Some(deployments) = &state.deployments {
         deployments.render_metrics(&mut text);
+    }
+    for source in &state.extra_metrics {
+        source.render_metrics(&mut text);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

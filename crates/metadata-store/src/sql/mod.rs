@@ -6,6 +6,7 @@ mod deployments;
 mod experiments;
 mod logged_models;
 mod migrations;
+mod monitors;
 mod registry;
 mod registry_search;
 mod rows;

@@ -3,6 +3,7 @@
 use loopline_metadata_store::*;
 
 pub use super::deployment_cases::*;
+pub use super::monitor_cases::*;
 
 fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
     Metric {

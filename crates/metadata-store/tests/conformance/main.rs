@@ -3,6 +3,7 @@
 
 mod cases;
 mod deployment_cases;
+mod monitor_cases;
 
 use loopline_metadata_store::SqlStore;
 
@@ -85,4 +86,6 @@ every_backend!(
     concurrent_updates_have_one_winner,
     alias_history_follows_the_registry,
     sealed_versions_are_found_by_artifact_path,
+    monitors_store_windows_with_their_revision,
+    references_are_set_per_version,
 );

@@ -2,6 +2,7 @@
 //! is well, 1 when drift was found or an expectation failed, 2 when the input or the usage is wrong.
 
 pub mod drift;
+pub mod monitor;
 pub mod predict;
 pub mod predictions;
 pub mod profile;

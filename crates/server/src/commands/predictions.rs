@@ -2,7 +2,6 @@
 //! range, as one Parquet file, with the ground-truth label posted to the feedback endpoint joined by request
 //! id (the newest label wins; `label` is null where none came).
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,8 +9,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, new_null_array};
 use arrow_schema::{Field, Schema};
 use clap::{Args, Subcommand};
-use futures::TryStreamExt;
-use loopline_artifact_store::{ArtifactPath, ArtifactStore, ObjectArtifactStore};
+use loopline_artifact_store::{ArtifactStore, ObjectArtifactStore};
+use loopline_serving::log_reader;
 
 use super::progress::rows_bar;
 use super::{OK, input_error};
@@ -99,72 +98,6 @@ fn is_hour(text: &str) -> bool {
             .all(|(i, b)| [4, 7, 10].contains(&i) || b.is_ascii_digit())
 }
 
-async fn read_parquet(store: &dyn ArtifactStore, path: &str) -> Result<Vec<RecordBatch>, String> {
-    let artifact = ArtifactPath::parse(path).map_err(|e| e.to_string())?;
-    let download = store.get(&artifact).await.map_err(|e| format!("{path}: {e}"))?;
-    let chunks: Vec<bytes::Bytes> = download.body.try_collect().await.map_err(|e| format!("{path}: {e}"))?;
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(chunks.concat()))
-            .and_then(|b| b.build())
-            .map_err(|e| format!("{path} is not a readable Parquet file: {e}"))?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{path}: {e}"))
-}
-
-/// Files under `prefix/hour=H/` for the hours in range, oldest hour first.
-async fn files(
-    store: &dyn ArtifactStore,
-    prefix: &str,
-    since: Option<&str>,
-    until: Option<&str>,
-) -> Result<Vec<String>, String> {
-    let root = ArtifactPath::parse(prefix).map_err(|e| e.to_string())?;
-    let mut hours: Vec<String> = store
-        .list(&root)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|e| e.is_dir)
-        .filter_map(|e| e.name.strip_prefix("hour=").map(str::to_string))
-        .filter(|h| since.is_none_or(|s| h.as_str() >= s) && until.is_none_or(|u| h.as_str() <= u))
-        .collect();
-    hours.sort();
-    let mut found = Vec::new();
-    for hour in hours {
-        let directory = format!("{prefix}/hour={hour}");
-        let path = ArtifactPath::parse(&directory).map_err(|e| e.to_string())?;
-        let mut names: Vec<String> = store
-            .list(&path)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|e| !e.is_dir && e.name.ends_with(".parquet"))
-            .map(|e| format!("{directory}/{}", e.name))
-            .collect();
-        names.sort();
-        found.extend(names);
-    }
-    Ok(found)
-}
-
-/// Labels by request id, the newest last.
-async fn labels(store: &dyn ArtifactStore, since: Option<&str>) -> Result<HashMap<String, String>, String> {
-    let mut labels = HashMap::new();
-    for file in files(store, "feedback", since, None).await? {
-        for batch in read_parquet(store, &file).await? {
-            let (Some(ids), Some(values)) = (batch.column_by_name("request_id"), batch.column_by_name("label")) else {
-                continue;
-            };
-            let (ids, values) = (ids.as_string::<i32>(), values.as_string::<i32>());
-            for row in 0..batch.num_rows() {
-                labels.insert(ids.value(row).to_string(), values.value(row).to_string());
-            }
-        }
-    }
-    Ok(labels)
-}
-
 /// Brings batches to one schema: columns in order of first appearance, nulls where a batch lacks one.
 fn unify(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, String> {
     let mut fields: Vec<Field> = Vec::new();
@@ -204,19 +137,8 @@ fn unify(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, String> {
 }
 
 async fn export(store: &dyn ArtifactStore, args: &ExportArgs) -> Result<u64, String> {
-    let model: String = args
-        .model
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let prefix = format!("predictions/model={model}");
-    let files = files(store, &prefix, args.since.as_deref(), args.until.as_deref()).await?;
+    let prefix = log_reader::predictions_prefix(&args.model);
+    let files = log_reader::log_files(store, &prefix, args.since.as_deref(), args.until.as_deref()).await?;
     if files.is_empty() {
         return Err(format!(
             "no logged predictions for model '{}'{} (is the prediction log on, and has the server flushed it?)",
@@ -231,11 +153,11 @@ async fn export(store: &dyn ArtifactStore, args: &ExportArgs) -> Result<u64, Str
             }
         ));
     }
-    let labels = labels(store, args.since.as_deref()).await?;
+    let labels = log_reader::posted_labels(store, args.since.as_deref()).await?;
     let bar = rows_bar("reading", Some(files.len() as u64));
     let mut batches = Vec::new();
     for file in &files {
-        batches.extend(read_parquet(store, file).await?);
+        batches.extend(log_reader::read_log_file(store, &file.path).await?);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -250,7 +172,7 @@ async fn export(store: &dyn ArtifactStore, args: &ExportArgs) -> Result<u64, Str
         let label: StringArray = (0..batch.num_rows())
             .map(|row| {
                 ids.is_valid(row)
-                    .then(|| labels.get(ids.value(row)).map(String::as_str))
+                    .then(|| labels.get(ids.value(row)).map(|posted| posted.label.as_str()))
                     .flatten()
             })
             .collect();

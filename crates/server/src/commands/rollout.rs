@@ -138,14 +138,15 @@ pub enum RolloutCommand {
     },
 }
 
-struct Client {
-    base: String,
-    http: reqwest::Client,
+/// A client of the `/api/loopline/v1` API (shared by the deployment and monitor commands).
+pub(crate) struct Client {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
     user: String,
 }
 
 impl Client {
-    fn new(server: &ServerArgs) -> Result<Client, String> {
+    pub(crate) fn new(server: &ServerArgs) -> Result<Client, String> {
         if !server.server.starts_with("http://") && !server.server.starts_with("https://") {
             return Err(format!(
                 "--server '{}' is not a URL; give the Loopline server, e.g. http://127.0.0.1:5000",
@@ -165,7 +166,12 @@ impl Client {
         })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -185,7 +191,7 @@ impl Client {
         Ok((status, value))
     }
 
-    async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    pub(crate) async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
         let (status, value) = self.call(method, path, body).await?;
         if (200..300).contains(&status) {
             Ok(value)
@@ -198,7 +204,7 @@ impl Client {
     }
 }
 
-fn runtime_block<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+pub(crate) fn runtime_block<T>(work: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

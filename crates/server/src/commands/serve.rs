@@ -109,6 +109,7 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
         body_budget: loopline_serving::body_budget::BodyBudget::for_max_body(args.serving.max_body_bytes()),
         log: log.clone(),
         deployments: None,
+        extra_metrics: Vec::new(),
     };
     let address = format!("{}:{}", args.host, args.port);
     let listener = match tokio::net::TcpListener::bind(&address).await {

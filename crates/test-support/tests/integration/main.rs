@@ -8,6 +8,7 @@ mod endpoint_inventory;
 mod errors;
 mod hardening;
 mod hardening_models;
+mod monitoring;
 mod security;
 mod serving;
 mod wire_format;

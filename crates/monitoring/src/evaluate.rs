@@ -1,0 +1,525 @@
+//! One window evaluated: its inputs and predictions compared with the reference profile (drift and data
+//! quality, through `loopline-drift-report`), its labels joined by request id (live performance), and every
+//! result flattened into named figures.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch, new_null_array};
+use arrow_schema::{DataType, Field, Schema};
+use loopline_drift_report::compare::Choice;
+use loopline_drift_report::{CurrentData, DriftOptions, DriftReport, ReferenceData, build_report};
+use loopline_drift_statistics::method_choice::DriftMethod;
+use loopline_serving::log_reader::PostedLabel;
+use loopline_tabular::DatasetProfile;
+use loopline_tabular::collect::{Collector, ColumnValues};
+use serde_json::{Value, json};
+
+use crate::figures::Figures;
+use crate::performance;
+use crate::spec::{MonitorSpec, Task};
+use crate::window_data::WindowRows;
+
+/// What a window's evaluation needs.
+pub struct WindowInput<'a> {
+    /// The monitor.
+    pub spec: &'a MonitorSpec,
+    /// Its rows.
+    pub rows: &'a WindowRows,
+    /// Labels by request id.
+    pub labels: &'a HashMap<String, PostedLabel>,
+    /// The reference profile, when there is one.
+    pub reference: Option<&'a DatasetProfile>,
+}
+
+/// A window's results.
+#[derive(Debug)]
+pub struct WindowOutcome {
+    /// `ok`, `no_traffic`, `no_reference` or `problems`.
+    pub status: &'static str,
+    /// Named figures.
+    pub figures: Figures,
+    /// The drift report, when a reference was compared.
+    pub report: Option<DriftReport>,
+    /// Everything else worth keeping: versions, problems, performance, label coverage.
+    pub details: Value,
+    /// Labels joined.
+    pub labels_seen: u64,
+}
+
+/// A class as text: integral numbers without a fraction (`1.0` and `1` are one class), strings as they are.
+pub fn class_of(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(number) => number.as_f64().map(number_class),
+        Value::String(text) => Some(text.clone()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+fn number_class(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+/// A logged column's value at `row`, as JSON (numbers, text, booleans; null otherwise).
+fn cell(column: &ArrayRef, row: usize) -> Value {
+    if column.is_null(row) {
+        return Value::Null;
+    }
+    match column.data_type() {
+        DataType::Utf8 => json!(column.as_string::<i32>().value(row)),
+        DataType::Boolean => json!(column.as_boolean().value(row)),
+        _ => arrow_cast::cast(&column.slice(row, 1), &DataType::Float64)
+            .ok()
+            .and_then(|c| {
+                let values = c.as_primitive::<arrow_array::types::Float64Type>();
+                (!values.is_null(0)).then(|| values.value(0))
+            })
+            .and_then(|v| serde_json::Number::from_f64(v).map(Value::Number))
+            .unwrap_or(Value::Null),
+    }
+}
+
+/// The output column holding predictions (`output.<name>`).
+fn output_column(spec: &MonitorSpec, rows: &WindowRows) -> Option<String> {
+    if let Some(name) = &spec.output {
+        return Some(format!("output.{name}"));
+    }
+    rows.batches.iter().find_map(|b| {
+        b.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .find(|n| n.starts_with("output."))
+    })
+}
+
+/// Rows per request id (a label posted as a list holds one label per row of its request).
+fn request_rows(rows: &WindowRows) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for batch in &rows.batches {
+        if let Some(ids) = batch
+            .column_by_name("request_id")
+            .and_then(|c| c.as_string_opt::<i32>())
+        {
+            for id in ids.iter().flatten() {
+                *counts.entry(id.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// The label of one row: the element at its position when the request's label is a list of one per row,
+/// else the label itself.
+fn row_label(posted: &PostedLabel, row: usize, rows_of_request: usize) -> Option<Value> {
+    let label: Value = serde_json::from_str(&posted.label).ok()?;
+    match label {
+        Value::Array(items) if items.len() == rows_of_request && rows_of_request > 0 => items.into_iter().nth(row),
+        Value::Array(_) | Value::Null | Value::Object(_) => None,
+        single => Some(single),
+    }
+}
+
+/// Predictions and labels aligned row by row (rows without a label left out).
+#[derive(Default)]
+struct Joined {
+    labels: Vec<Value>,
+    predictions: Vec<Value>,
+    scores: Vec<Option<f64>>,
+    newest_label_ms: Option<i64>,
+}
+
+fn join_labels(input: &WindowInput<'_>, output: &str) -> Joined {
+    let per_request = request_rows(input.rows);
+    let probability = input.spec.probability_output.as_ref().map(|p| format!("output.{p}"));
+    let mut joined = Joined::default();
+    for batch in &input.rows.batches {
+        let (Some(ids), Some(predictions)) = (
+            batch
+                .column_by_name("request_id")
+                .and_then(|c| c.as_string_opt::<i32>()),
+            batch.column_by_name(output),
+        ) else {
+            continue;
+        };
+        let positions = batch
+            .column_by_name("row")
+            .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>());
+        let scores = probability.as_ref().and_then(|p| batch.column_by_name(p));
+        for row in 0..batch.num_rows() {
+            if !ids.is_valid(row) {
+                continue;
+            }
+            let Some(posted) = input.labels.get(ids.value(row)) else {
+                continue;
+            };
+            let position = positions.map(|p| p.value(row).max(0) as usize).unwrap_or(0);
+            let Some(label) = row_label(posted, position, per_request.get(ids.value(row)).copied().unwrap_or(1)) else {
+                continue;
+            };
+            joined.labels.push(label);
+            joined.predictions.push(cell(predictions, row));
+            joined
+                .scores
+                .push(scores.map(|s| cell(s, row)).and_then(|v| v.as_f64()));
+            joined.newest_label_ms = joined.newest_label_ms.max(Some(posted.timestamp_ms));
+        }
+    }
+    joined
+}
+
+fn performance_figures(spec: &MonitorSpec, joined: &Joined, figures: &mut Figures) -> Value {
+    match spec.task {
+        None => Value::Null,
+        Some(Task::Classification) => {
+            let pairs: Vec<(String, String, Option<f64>)> = joined
+                .labels
+                .iter()
+                .zip(&joined.predictions)
+                .zip(&joined.scores)
+                .filter_map(|((l, p), s)| Some((class_of(l)?, class_of(p)?, *s)))
+                .collect();
+            let labels: Vec<String> = pairs.iter().map(|p| p.0.clone()).collect();
+            let predicted: Vec<String> = pairs.iter().map(|p| p.1.clone()).collect();
+            let scores: Option<Vec<f64>> = pairs.iter().map(|p| p.2).collect();
+            let scores = scores.filter(|_| spec.probability_output.is_some());
+            let Some(result) =
+                performance::classification(&labels, &predicted, &spec.positive_label, scores.as_deref())
+            else {
+                return Value::Null;
+            };
+            for (name, value) in [
+                ("accuracy", Some(result.accuracy)),
+                ("precision", Some(result.precision)),
+                ("recall", Some(result.recall)),
+                ("f1", Some(result.f1)),
+                ("roc_auc", result.roc_auc),
+                ("log_loss", result.log_loss),
+            ] {
+                if let Some(value) = value {
+                    figures.insert(format!("performance.{name}"), value);
+                }
+            }
+            json!(result)
+        }
+        Some(Task::Regression) => {
+            let pairs: Vec<(f64, f64)> = joined
+                .labels
+                .iter()
+                .zip(&joined.predictions)
+                .filter_map(|(l, p)| Some((l.as_f64()?, p.as_f64()?)))
+                .filter(|(l, p)| l.is_finite() && p.is_finite())
+                .collect();
+            let labels: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+            let predicted: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+            let Some(result) = performance::regression(&labels, &predicted) else {
+                return Value::Null;
+            };
+            for (name, value) in [
+                ("rmse", result.rmse),
+                ("mae", result.mae),
+                ("mape", result.mape),
+                ("r2", result.r2),
+            ] {
+                figures.insert(format!("performance.{name}"), value);
+            }
+            json!(result)
+        }
+    }
+}
+
+fn drift_options(spec: &MonitorSpec) -> DriftOptions {
+    let choice = |method: &Option<String>, threshold: Option<f64>| Choice {
+        method: method.as_deref().and_then(DriftMethod::from_name),
+        threshold,
+    };
+    let mut options = DriftOptions {
+        default_choice: choice(&spec.drift.method, spec.drift.threshold),
+        column_choices: spec
+            .drift
+            .columns
+            .iter()
+            .map(|(column, c)| (column.clone(), choice(&c.method, c.threshold)))
+            .collect(),
+        ..DriftOptions::default()
+    };
+    if let Some(share) = spec.drift.drift_share {
+        options.drift_share = share;
+    }
+    options
+}
+
+/// The logged type of each `input.<column>` (first file that has it).
+fn logged_inputs(rows: &WindowRows) -> BTreeMap<String, DataType> {
+    let mut types = BTreeMap::new();
+    for batch in &rows.batches {
+        for field in batch.schema().fields() {
+            if let Some(column) = field.name().strip_prefix("input.") {
+                types
+                    .entry(column.to_string())
+                    .or_insert_with(|| field.data_type().clone());
+            }
+        }
+    }
+    types
+}
+
+/// Collects the compared columns (renamed from their log names) into the drift report's current side.
+fn current_data(rows: &WindowRows, wanted: &[(String, String, DataType)]) -> Result<CurrentData, String> {
+    let fields: Vec<Field> = wanted
+        .iter()
+        .map(|(name, _, data_type)| Field::new(name, data_type.clone(), true))
+        .collect();
+    let schema = std::sync::Arc::new(Schema::new(fields.clone()));
+    let mut collector = Collector::new(&fields);
+    for batch in &rows.batches {
+        let columns: Vec<ArrayRef> = wanted
+            .iter()
+            .map(|(name, logged, data_type)| match batch.column_by_name(logged) {
+                Some(column) if column.data_type() == data_type => Ok(column.clone()),
+                Some(column) => arrow_cast::cast(column, data_type).map_err(|e| {
+                    format!(
+                        "column '{name}' is logged as {} in one file and {data_type} in another: {e}",
+                        column.data_type()
+                    )
+                }),
+                None => Ok(new_null_array(data_type, batch.num_rows())),
+            })
+            .collect::<Result<_, String>>()?;
+        let projected = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+        collector.push(&projected).map_err(|e| e.to_string())?;
+    }
+    let columns: Vec<(String, DataType, ColumnValues)> = collector
+        .finish()
+        .into_iter()
+        .map(|(field, values)| (field.name().clone(), field.data_type().clone(), values))
+        .collect();
+    Ok(CurrentData {
+        source: "live traffic".to_string(),
+        rows: rows.rows() as u64,
+        schema: wanted.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect(),
+        columns,
+        duplicate_rows: None,
+    })
+}
+
+/// Drift and quality figures from the reference comparison; problems that prevent it are returned.
+fn compare_with_reference(
+    input: &WindowInput<'_>,
+    reference: &DatasetProfile,
+    output: Option<&str>,
+    figures: &mut Figures,
+) -> Result<DriftReport, Vec<String>> {
+    let spec = input.spec;
+    let logged = logged_inputs(input.rows);
+    let mut problems = Vec::new();
+    let features: Vec<String> = match &spec.columns {
+        Some(columns) => columns.clone(),
+        None => reference
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|n| n != &spec.label_column && n != &spec.prediction_column && logged.contains_key(n))
+            .collect(),
+    };
+    let mut wanted: Vec<(String, String, DataType)> = Vec::new();
+    for column in &features {
+        let Some(reference_column) = reference.column(column) else {
+            problems.push(format!("column '{column}' is not in the reference profile"));
+            continue;
+        };
+        match logged.get(column) {
+            Some(data_type) => wanted.push((column.clone(), format!("input.{column}"), data_type.clone())),
+            None => wanted.push((
+                column.clone(),
+                format!("input.{column}"),
+                reference_column.data_type.clone(),
+            )),
+        }
+    }
+    let prediction_compared = match (output, reference.column(&spec.prediction_column)) {
+        (Some(output), Some(_)) => {
+            let data_type = input
+                .rows
+                .batches
+                .iter()
+                .find_map(|b| b.column_by_name(output).map(|c| c.data_type().clone()));
+            match data_type {
+                Some(data_type) => {
+                    wanted.push((spec.prediction_column.clone(), output.to_string(), data_type));
+                    true
+                }
+                None => false,
+            }
+        }
+        _ => false,
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let current = current_data(input.rows, &wanted).map_err(|e| vec![e])?;
+    let names: Vec<String> = wanted.iter().map(|w| w.0.clone()).collect();
+    let mut reference_data = ReferenceData::of_profile(reference, Some(&names));
+    reference_data.schema.retain(|(name, _)| names.contains(name));
+    let report = build_report(&reference_data, &current, &drift_options(spec)).map_err(|e| e.problems)?;
+    let feature_reports: Vec<_> = report
+        .columns
+        .iter()
+        .filter(|c| !(prediction_compared && c.name == spec.prediction_column))
+        .collect();
+    let tested = feature_reports.iter().filter(|c| c.score.is_some()).count();
+    let drifted = feature_reports.iter().filter(|c| c.drifted).count();
+    let share = if tested == 0 {
+        0.0
+    } else {
+        drifted as f64 / tested as f64
+    };
+    figures.insert("drift.share".into(), share);
+    figures.insert("drift.columns_drifted".into(), drifted as f64);
+    figures.insert(
+        "drift.dataset".into(),
+        f64::from(u8::from(tested > 0 && share >= report.drift_share)),
+    );
+    for column in &report.columns {
+        let is_prediction = prediction_compared && column.name == spec.prediction_column;
+        if let Some(score) = column.score {
+            let (score_name, detected_name) = if is_prediction {
+                (
+                    "prediction_drift.score".to_string(),
+                    "prediction_drift.detected".to_string(),
+                )
+            } else {
+                (
+                    format!("drift.score.{}", column.name),
+                    format!("drift.detected.{}", column.name),
+                )
+            };
+            figures.insert(score_name, score);
+            figures.insert(detected_name, f64::from(u8::from(column.drifted)));
+        }
+        if !is_prediction && column.current.rows > 0 {
+            figures.insert(
+                format!("quality.missing_share.{}", column.name),
+                column.current.missing as f64 / column.current.rows as f64,
+            );
+        }
+    }
+    figures.insert("quality.findings".into(), report.findings.len() as f64);
+    for check in crate::figures::QUALITY_CHECKS {
+        let count = report.findings.iter().filter(|f| f.check == check).count();
+        figures.insert(format!("quality.{check}"), count as f64);
+    }
+    Ok(report)
+}
+
+/// Evaluates one window.
+pub fn evaluate(input: &WindowInput<'_>) -> WindowOutcome {
+    let rows = input.rows.rows();
+    let mut figures = Figures::new();
+    figures.insert("rows".into(), rows as f64);
+    let requests = request_rows(input.rows).len();
+    figures.insert("requests".into(), requests as f64);
+    if rows == 0 {
+        figures.insert("labels".into(), 0.0);
+        return WindowOutcome {
+            status: "no_traffic",
+            figures,
+            report: None,
+            details: json!({"message": "no predictions were logged in this window"}),
+            labels_seen: 0,
+        };
+    }
+    let output = output_column(input.spec, input.rows);
+    let joined = output.as_deref().map(|o| join_labels(input, o)).unwrap_or_default();
+    figures.insert("labels".into(), joined.labels.len() as f64);
+    let performance = performance_figures(input.spec, &joined, &mut figures);
+    let mut versions: BTreeMap<String, u64> = BTreeMap::new();
+    for batch in &input.rows.batches {
+        if let Some(column) = batch
+            .column_by_name("model_version")
+            .and_then(|c| c.as_string_opt::<i32>())
+        {
+            for version in column.iter().flatten() {
+                *versions.entry(version.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    let mut details = json!({
+        "versions": versions,
+        "output": output,
+        "performance": performance,
+        "labels_through_ms": joined.newest_label_ms,
+        "span": input.rows.span.map(|(low, high)| json!({"first_ms": low, "last_ms": high})),
+    });
+    let Some(reference) = input.reference else {
+        details["message"] =
+            json!("no reference profile for the version that served; drift and quality were not checked");
+        return WindowOutcome {
+            status: "no_reference",
+            figures,
+            report: None,
+            details,
+            labels_seen: joined.labels.len() as u64,
+        };
+    };
+    match compare_with_reference(input, reference, output.as_deref(), &mut figures) {
+        Ok(report) => {
+            details["findings"] = json!(report.findings);
+            WindowOutcome {
+                status: "ok",
+                figures,
+                report: Some(report),
+                details,
+                labels_seen: joined.labels.len() as u64,
+            }
+        }
+        Err(problems) => {
+            figures.insert("quality.problems".into(), problems.len() as f64);
+            details["problems"] = json!(problems);
+            WindowOutcome {
+                status: "problems",
+                figures,
+                report: None,
+                details,
+                labels_seen: joined.labels.len() as u64,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_ignore_number_spelling() {
+        assert_eq!(class_of(&json!(1)), class_of(&json!(1.0)));
+        assert_eq!(class_of(&json!("yes")).as_deref(), Some("yes"));
+        assert_eq!(class_of(&json!(0.5)).as_deref(), Some("0.5"));
+        assert_eq!(class_of(&json!(null)), None);
+    }
+
+    #[test]
+    fn list_labels_give_one_per_row() {
+        let posted = PostedLabel {
+            label: "[1, 0]".into(),
+            timestamp_ms: 0,
+        };
+        assert_eq!(row_label(&posted, 1, 2), Some(json!(0)));
+        assert_eq!(
+            row_label(&posted, 0, 3),
+            None,
+            "a list of the wrong length labels nothing"
+        );
+        let single = PostedLabel {
+            label: "\"cat\"".into(),
+            timestamp_ms: 0,
+        };
+        assert_eq!(row_label(&single, 0, 1), Some(json!("cat")));
+    }
+}

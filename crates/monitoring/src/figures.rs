@@ -1,0 +1,108 @@
+//! The figures a window produces, by name: what alert rules watch, what `/metrics` exports and what
+//! `loopline monitor status` prints. Names are dotted paths; a column's figures end in the column name.
+
+use std::collections::BTreeMap;
+
+/// A window's figures.
+pub type Figures = BTreeMap<String, f64>;
+
+/// The names rules may use (`<column>` stands for a column, `<name>` for a posted business metric).
+pub const FIGURE_PATTERNS: [&str; 14] = [
+    "rows",
+    "requests",
+    "labels",
+    "drift.share",
+    "drift.dataset",
+    "drift.columns_drifted",
+    "drift.score.<column>",
+    "drift.detected.<column>",
+    "prediction_drift.score",
+    "prediction_drift.detected",
+    "quality.findings|problems|<check>",
+    "quality.missing_share.<column>",
+    "performance.accuracy|precision|recall|f1|roc_auc|log_loss|rmse|mae|mape|r2",
+    "business.<name>",
+];
+
+/// Data-quality checks counted per window.
+pub const QUALITY_CHECKS: [&str; 6] = [
+    "missing_values_surge",
+    "out_of_reference_range",
+    "new_categories",
+    "type_change",
+    "non_finite_values",
+    "duplicate_rows",
+];
+
+/// Performance figures.
+pub const PERFORMANCE_FIGURES: [&str; 10] = [
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "log_loss",
+    "rmse",
+    "mae",
+    "mape",
+    "r2",
+];
+
+const COLUMN_PREFIXES: [&str; 3] = ["drift.score.", "drift.detected.", "quality.missing_share."];
+
+/// The column a per-column figure names.
+pub fn figure_column(figure: &str) -> Option<&str> {
+    COLUMN_PREFIXES
+        .iter()
+        .find_map(|prefix| figure.strip_prefix(prefix))
+        .filter(|column| !column.is_empty())
+}
+
+/// Whether a rule may watch `figure`.
+pub fn is_known_figure(figure: &str) -> bool {
+    if figure_column(figure).is_some() {
+        return true;
+    }
+    if let Some(name) = figure.strip_prefix("business.") {
+        return !name.is_empty() && name.len() <= 200;
+    }
+    if let Some(name) = figure.strip_prefix("performance.") {
+        return PERFORMANCE_FIGURES.contains(&name);
+    }
+    if let Some(name) = figure.strip_prefix("quality.") {
+        return name == "findings" || name == "problems" || QUALITY_CHECKS.contains(&name);
+    }
+    matches!(
+        figure,
+        "rows"
+            | "requests"
+            | "labels"
+            | "drift.share"
+            | "drift.dataset"
+            | "drift.columns_drifted"
+            | "prediction_drift.score"
+            | "prediction_drift.detected"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_and_unknown_figures() {
+        for known in [
+            "rows",
+            "drift.score.age",
+            "quality.new_categories",
+            "performance.roc_auc",
+            "business.revenue",
+        ] {
+            assert!(is_known_figure(known), "{known}");
+        }
+        for unknown in ["drift.score.", "performance.speed", "quality.bad", "nope", "business."] {
+            assert!(!is_known_figure(unknown), "{unknown}");
+        }
+        assert_eq!(figure_column("drift.detected.a.b"), Some("a.b"));
+    }
+}

@@ -1,0 +1,20 @@
+//! Monitoring on live traffic: monitors read windows of the prediction log, compare them with the
+//! reference profile of the model version that served (drift and data quality), join feedback labels for
+//! live performance, and raise alerts that notify (webhook, Slack, PagerDuty, Alertmanager) and act (roll a
+//! deployment back, move an alias, request retraining).
+
+pub mod alerts;
+pub mod api;
+pub mod evaluate;
+pub mod figures;
+pub mod metrics;
+pub mod notify;
+pub mod performance;
+mod runner;
+pub mod service;
+pub mod spec;
+pub mod state;
+pub mod window_data;
+
+pub use service::{MonitorError, Monitoring, MonitoringConfig};
+pub use spec::MonitorSpec;

@@ -1,0 +1,847 @@
+//! Evaluating a monitor: its due windows in order (each stored with its report, then applied to the alert
+//! rules), recent windows again when late labels arrive, actions of rules that fire, and delivery of the
+//! notifications waiting in its outbox. Every change to a monitor is one optimistic update, so a restart or a
+//! second replica never records a window twice; a window is recomputed from the log, never accumulated.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use loopline_artifact_store::ArtifactPath;
+use loopline_core::time::now_millis;
+use loopline_metadata_store::{MonitorEvent, MonitorUpdate, MonitorWindow, ReferenceRecord};
+use loopline_serving::log_reader::{FEEDBACK_PREFIX, PostedLabel, log_files, posted_labels};
+use loopline_tabular::DatasetProfile;
+use serde_json::{Value, json};
+
+use crate::alerts::{AlertStatus, Transition, apply, is_silenced};
+use crate::evaluate::{WindowInput, evaluate};
+use crate::figures::Figures;
+use crate::notify::{AlertNotice, Delivery, backoff_seconds, deliver, payload, target_url};
+use crate::service::{MonitorError, Monitoring, monitor_event, parse_record, to_json};
+use crate::spec::{Action, AlertRule, ChannelKind, MonitorSpec};
+use crate::state::{MonitorState, Outgoing};
+use crate::window_data::{LogCursor, WindowRows, count_window, time_window};
+
+/// Attempts before a notification is given up.
+const MAX_ATTEMPTS: u32 = 12;
+/// Recent windows evaluated again when new labels arrive.
+const RELABEL_WINDOWS: usize = 24;
+/// How often a firing alert is told to Alertmanager again (it forgets alerts not re-sent).
+const ALERTMANAGER_RESEND_MS: i64 = 60_000;
+
+/// A window as the API shows it.
+pub fn window_json(window: &MonitorWindow) -> Value {
+    let stored: Value = serde_json::from_str(&window.figures).unwrap_or(Value::Null);
+    json!({
+        "window": window.window_key,
+        "start_ms": window.window_start,
+        "end_ms": window.window_end,
+        "status": window.status,
+        "rows": window.rows_seen,
+        "labels": window.labels_seen,
+        "figures": stored["figures"],
+        "details": stored["details"],
+        "report": window.report_path,
+        "evaluated_time": window.evaluated_time,
+    })
+}
+
+/// What one window's evaluation produced.
+struct Evaluated {
+    window: MonitorWindow,
+    figures: Figures,
+}
+
+/// What a run changes, gathered before the one update that stores it.
+#[derive(Default)]
+struct Changes {
+    windows: Vec<MonitorWindow>,
+    events: Vec<MonitorEvent>,
+}
+
+fn window_length_ms(spec: &MonitorSpec) -> Option<i64> {
+    spec.window.seconds.map(|s| s as i64 * 1000)
+}
+
+fn most_rows_version(rows: &WindowRows) -> Option<String> {
+    use arrow_array::cast::AsArray;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for batch in &rows.batches {
+        if let Some(column) = batch
+            .column_by_name("model_version")
+            .and_then(|c| c.as_string_opt::<i32>())
+        {
+            for version in column.iter().flatten() {
+                *counts.entry(version.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, count)| *count)
+        .map(|(version, _)| version)
+}
+
+/// Profiles a window's logged inputs and predictions as a reference (`reference_window`).
+fn profile_window(spec: &MonitorSpec, rows: &WindowRows, output: Option<&str>) -> Option<DatasetProfile> {
+    use arrow_schema::Field;
+    let mut fields: Vec<(Field, String)> = Vec::new();
+    for batch in &rows.batches {
+        for field in batch.schema().fields() {
+            let renamed = match field.name().strip_prefix("input.") {
+                Some(column) => column.to_string(),
+                None if Some(field.name().as_str()) == output => spec.prediction_column.clone(),
+                None => continue,
+            };
+            if !fields.iter().any(|(f, _)| f.name() == &renamed) {
+                fields.push((
+                    Field::new(renamed, field.data_type().clone(), true),
+                    field.name().clone(),
+                ));
+            }
+        }
+    }
+    let schema = Arc::new(arrow_schema::Schema::new(
+        fields.iter().map(|f| f.0.clone()).collect::<Vec<_>>(),
+    ));
+    let plain: Vec<Field> = fields.iter().map(|f| f.0.clone()).collect();
+    let mut collector = loopline_tabular::collect::Collector::new(&plain);
+    for batch in &rows.batches {
+        let columns: Option<Vec<arrow_array::ArrayRef>> = fields
+            .iter()
+            .map(|(field, logged)| {
+                Some(match batch.column_by_name(logged) {
+                    Some(column) if column.data_type() == field.data_type() => column.clone(),
+                    Some(column) => arrow_cast::cast(column, field.data_type()).ok()?,
+                    None => arrow_array::new_null_array(field.data_type(), batch.num_rows()),
+                })
+            })
+            .collect();
+        let projected = arrow_array::RecordBatch::try_new(schema.clone(), columns?).ok()?;
+        collector.push(&projected).ok()?;
+    }
+    Some(DatasetProfile::of(
+        "reference window",
+        rows.rows() as u64,
+        &collector.finish(),
+    ))
+}
+
+impl Monitoring {
+    /// Evaluates a monitor's due windows and delivers its notifications. On demand (`run` from the API or
+    /// CLI) the prediction log is written out first, windows are due as soon as they end, and every waiting
+    /// notification is tried at once.
+    pub async fn run(&self, name: &str, on_demand: bool) -> Result<Value, MonitorError> {
+        let _running = self.run_lock.lock().await;
+        if on_demand && let Some(log) = &self.log {
+            log.flush().await.map_err(MonitorError::Internal)?;
+        }
+        let record = self.store.get_monitor(name).await?;
+        let (spec, mut state) = parse_record(&record)?;
+        let (model, _) = self.target(&spec).await?;
+        let now = now_millis();
+        let mut changes = Changes::default();
+        let labels = self.labels_for(&spec, &state, now).await?;
+        let (labels, feedback_mark) = labels;
+        let evaluated = self
+            .due_windows(&spec, &mut state, &model, &labels, now, on_demand)
+            .await?;
+        let mut evaluated_keys: Vec<i64> = Vec::new();
+        for mut result in evaluated {
+            result.window.monitor = name.to_string();
+            evaluated_keys.push(result.window.window_key);
+            self.apply_rules(name, &spec, &model, &mut state, &result, false, &mut changes)
+                .await;
+            changes.windows.push(result.window);
+        }
+        if spec.task.is_some() && feedback_mark.is_some() && feedback_mark != state.feedback_mark {
+            self.relabel(name, &spec, &model, &mut state, &labels, &evaluated_keys, &mut changes)
+                .await?;
+        }
+        state.feedback_mark = feedback_mark.or(state.feedback_mark.take());
+        self.resend_to_alertmanager(name, &spec, &model, &mut state, now);
+        let update = MonitorUpdate {
+            spec: &record.spec,
+            state: &to_json(&state),
+            windows: &changes.windows,
+            events: &changes.events,
+        };
+        let stored = self.store.update_monitor(name, record.revision, &update).await?;
+        let delivered = self
+            .deliver_outbox(name, &spec, stored.revision, &mut state, on_demand)
+            .await?;
+        self.remember_latest(name, &spec, &state).await;
+        Ok(json!({
+            "monitor": name,
+            "evaluated": changes.windows.iter().map(|w| json!({"window": w.window_key, "status": w.status})).collect::<Vec<_>>(),
+            "notifications_delivered": delivered,
+            "notifications_waiting": state.outbox.len(),
+        }))
+    }
+
+    /// Labels posted since the oldest window this run may look at, and the newest feedback file.
+    async fn labels_for(
+        &self,
+        spec: &MonitorSpec,
+        state: &MonitorState,
+        now: i64,
+    ) -> Result<(HashMap<String, PostedLabel>, Option<String>), MonitorError> {
+        if spec.task.is_none() {
+            return Ok((HashMap::new(), None));
+        }
+        let oldest = match window_length_ms(spec) {
+            Some(length) => state.next_key - length * RELABEL_WINDOWS as i64,
+            None => now - 7 * 24 * 3_600_000,
+        };
+        let since = loopline_core::time::utc_hour(oldest.min(now - 7 * 24 * 3_600_000));
+        let files = log_files(self.artifacts.as_ref(), FEEDBACK_PREFIX, Some(&since), None)
+            .await
+            .map_err(MonitorError::Internal)?;
+        let newest = files.iter().map(|f| f.name.clone()).max();
+        let labels = posted_labels(self.artifacts.as_ref(), Some(&since))
+            .await
+            .map_err(MonitorError::Internal)?;
+        Ok((labels, newest))
+    }
+
+    async fn due_windows(
+        &self,
+        spec: &MonitorSpec,
+        state: &mut MonitorState,
+        model: &str,
+        labels: &HashMap<String, PostedLabel>,
+        now: i64,
+        on_demand: bool,
+    ) -> Result<Vec<Evaluated>, MonitorError> {
+        let mut evaluated = Vec::new();
+        for _ in 0..self.config.windows_per_run.max(1) {
+            let window = match (window_length_ms(spec), spec.window.predictions) {
+                (Some(length), _) => {
+                    let (start, end) = (state.next_key, state.next_key + length);
+                    let grace = if on_demand { 0 } else { spec.grace_seconds as i64 * 1000 };
+                    if end + grace > now {
+                        break;
+                    }
+                    let rows = time_window(self.artifacts.as_ref(), model, start, end)
+                        .await
+                        .map_err(MonitorError::Internal)?;
+                    state.next_key = end;
+                    (start, (start, end), rows, Value::Null)
+                }
+                (None, Some(count)) => {
+                    let cursor = state.cursor.clone();
+                    let Some((rows, next)) = count_window(self.artifacts.as_ref(), model, &cursor, count as usize)
+                        .await
+                        .map_err(MonitorError::Internal)?
+                    else {
+                        break;
+                    };
+                    let key = state.next_key;
+                    state.next_key += 1;
+                    state.cursor = next.clone();
+                    let span = rows.span.unwrap_or((now, now));
+                    (key, (span.0, span.1 + 1), rows, json!({"from": cursor, "to": next}))
+                }
+                (None, None) => break,
+            };
+            let (key, span, rows, cursor) = window;
+            evaluated.push(
+                self.evaluate_window(spec, model, key, span, rows, labels, cursor)
+                    .await?,
+            );
+        }
+        Ok(evaluated)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn evaluate_window(
+        &self,
+        spec: &MonitorSpec,
+        model: &str,
+        key: i64,
+        span: (i64, i64),
+        rows: WindowRows,
+        labels: &HashMap<String, PostedLabel>,
+        cursor: Value,
+    ) -> Result<Evaluated, MonitorError> {
+        let version = match (&spec.alias, most_rows_version(&rows)) {
+            (Some(alias), _) => self
+                .store
+                .get_model_version_by_alias(model, alias)
+                .await
+                .ok()
+                .map(|v| v.version),
+            (None, version) => version,
+        };
+        let mut reference = match &version {
+            Some(version) => self.reference_of(model, version).await?,
+            None => None,
+        };
+        if reference.is_none()
+            && spec.reference_window
+            && rows.rows() > 0
+            && let Some(version) = &version
+        {
+            let output = rows.batches.iter().find_map(|b| {
+                b.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .find(|n| match &spec.output {
+                        Some(o) => n == &format!("output.{o}"),
+                        None => n.starts_with("output."),
+                    })
+            });
+            if let Some(profile) = profile_window(spec, &rows, output.as_deref()) {
+                self.store
+                    .set_reference(&ReferenceRecord {
+                        name: model.to_string(),
+                        version: version.clone(),
+                        profile: to_json(&profile),
+                        source: format!("window {key}"),
+                        set_time: now_millis(),
+                    })
+                    .await?;
+                reference = Some(profile);
+            }
+        }
+        let owned_spec = spec.clone();
+        let owned_labels: HashMap<String, PostedLabel> = labels.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            evaluate(&WindowInput {
+                spec: &owned_spec,
+                rows: &rows,
+                labels: &owned_labels,
+                reference: reference.as_ref(),
+            })
+        })
+        .await
+        .map_err(|e| MonitorError::Internal(format!("window evaluation stopped: {e}")))?;
+        self.store_window(key, span, version, outcome, cursor).await
+    }
+
+    async fn store_window(
+        &self,
+        key: i64,
+        span: (i64, i64),
+        version: Option<String>,
+        outcome: crate::evaluate::WindowOutcome,
+        cursor: Value,
+    ) -> Result<Evaluated, MonitorError> {
+        let figures = outcome.figures;
+        let mut details = outcome.details;
+        details["version"] = json!(version);
+        if !cursor.is_null() {
+            details["cursor"] = cursor;
+        }
+        let report_path = match &outcome.report {
+            Some(report) => Some(self.write_report(key, report, &details).await?),
+            None => None,
+        };
+        let window = MonitorWindow {
+            monitor: String::new(),
+            window_key: key,
+            window_start: span.0,
+            window_end: span.1,
+            status: outcome.status.to_string(),
+            rows_seen: figures.get("rows").copied().unwrap_or_default() as i64,
+            labels_seen: outcome.labels_seen as i64,
+            figures: json!({"figures": figures, "details": details}).to_string(),
+            report_path,
+            evaluated_time: now_millis(),
+        };
+        Ok(Evaluated { window, figures })
+    }
+
+    async fn write_report(
+        &self,
+        key: i64,
+        report: &loopline_drift_report::DriftReport,
+        details: &Value,
+    ) -> Result<String, MonitorError> {
+        // Reports are named by a random directory under the monitor's key so that a window evaluated
+        // again never overwrites what an earlier answer pointed at.
+        let directory = format!("monitoring/reports/{}-{key}", uuid::Uuid::new_v4().simple());
+        let html = loopline_drift_report::html::render(report);
+        let document = json!({"report": report, "details": details});
+        for (file, body) in [("report.json", document.to_string()), ("report.html", html)] {
+            let path = ArtifactPath::parse(&format!("{directory}/{file}"))
+                .map_err(|e| MonitorError::Internal(e.to_string()))?;
+            let bytes = Bytes::from(body);
+            self.artifacts
+                .put(&path, Box::pin(futures::stream::once(async move { Ok(bytes) })))
+                .await
+                .map_err(|e| MonitorError::Internal(format!("the window report could not be written: {e}")))?;
+        }
+        Ok(directory)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn relabel(
+        &self,
+        name: &str,
+        spec: &MonitorSpec,
+        model: &str,
+        state: &mut MonitorState,
+        labels: &HashMap<String, PostedLabel>,
+        skip: &[i64],
+        changes: &mut Changes,
+    ) -> Result<(), MonitorError> {
+        let recent = self.store.latest_monitor_windows(name, RELABEL_WINDOWS).await?;
+        for stored in recent.into_iter().rev() {
+            if skip.contains(&stored.window_key) || stored.rows_seen == 0 {
+                continue;
+            }
+            let details: Value = serde_json::from_str::<Value>(&stored.figures).unwrap_or_default()["details"].clone();
+            let rows = match (window_length_ms(spec), spec.window.predictions) {
+                (Some(_), _) => time_window(self.artifacts.as_ref(), model, stored.window_start, stored.window_end)
+                    .await
+                    .map_err(MonitorError::Internal)?,
+                (None, Some(count)) => {
+                    let Ok(from) = serde_json::from_value::<LogCursor>(details["cursor"]["from"].clone()) else {
+                        continue;
+                    };
+                    match count_window(self.artifacts.as_ref(), model, &from, count as usize)
+                        .await
+                        .map_err(MonitorError::Internal)?
+                    {
+                        Some((rows, _)) => rows,
+                        None => continue,
+                    }
+                }
+                (None, None) => continue,
+            };
+            let cursor = details.get("cursor").cloned().unwrap_or(Value::Null);
+            let span = (stored.window_start, stored.window_end);
+            let mut result = self
+                .evaluate_window(spec, model, stored.window_key, span, rows, labels, cursor)
+                .await?;
+            if result.window.labels_seen == stored.labels_seen {
+                continue;
+            }
+            changes.events.push(monitor_event(
+                name,
+                "window_relabelled",
+                "monitor",
+                format!(
+                    "window {} evaluated again: {} labels now, {} before",
+                    stored.window_key, result.window.labels_seen, stored.labels_seen
+                ),
+                json!({"window": stored.window_key, "labels": result.window.labels_seen, "labels_before": stored.labels_seen}),
+            ));
+            if state.last_key == Some(stored.window_key) {
+                self.apply_rules(name, spec, model, state, &result, true, changes).await;
+            }
+            result.window.monitor = name.to_string();
+            changes.windows.push(result.window);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn notice(
+        &self,
+        name: &str,
+        model: &str,
+        spec: &MonitorSpec,
+        rule: &AlertRule,
+        rule_state: &crate::alerts::RuleState,
+        window: (i64, i64),
+        resolved: bool,
+    ) -> AlertNotice {
+        let (window_key, window_end) = window;
+        let mut labels = rule.labels.clone();
+        labels.insert("monitor".into(), name.to_string());
+        labels.insert("model".into(), model.to_string());
+        labels.insert("severity".into(), rule.severity.clone());
+        if let Some(deployment) = &spec.deployment {
+            labels.insert("deployment".into(), deployment.clone());
+        }
+        let mut annotations = BTreeMap::new();
+        if let Some(owner) = &rule.owner {
+            annotations.insert("owner".to_string(), owner.clone());
+        }
+        if let Some(runbook) = &rule.runbook {
+            annotations.insert("runbook_url".to_string(), runbook.clone());
+        }
+        AlertNotice {
+            monitor: name.to_string(),
+            rule: rule.name.clone(),
+            status: if resolved { "resolved" } else { "firing" }.to_string(),
+            episode: rule_state.episode.clone().unwrap_or_default(),
+            severity: rule.severity.clone(),
+            figure: rule.figure.clone(),
+            value: rule_state.last_value,
+            condition: format!("{} {}", rule.operator, rule.threshold),
+            window_key,
+            started_ms: rule_state.since_ms.unwrap_or(window_end),
+            ended_ms: resolved.then_some(window_end),
+            labels,
+            annotations,
+        }
+    }
+
+    fn enqueue_notice(
+        spec: &MonitorSpec,
+        rule: &AlertRule,
+        state: &mut MonitorState,
+        notice: &AlertNotice,
+        only_alertmanager: bool,
+    ) {
+        for channel in &spec.notifications {
+            let wanted = rule
+                .notify
+                .as_ref()
+                .is_none_or(|names| names.contains(&channel.label()));
+            if !wanted || (only_alertmanager && channel.kind != ChannelKind::Alertmanager) {
+                continue;
+            }
+            state.enqueue(Outgoing {
+                id: uuid::Uuid::new_v4().simple().to_string(),
+                channel: channel.label(),
+                notice: notice.clone(),
+                attempts: 0,
+                next_attempt_ms: 0,
+                last_error: None,
+            });
+        }
+    }
+
+    /// Applies a window to every rule; `again` re-applies the newest window from the states before it.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_rules(
+        &self,
+        name: &str,
+        spec: &MonitorSpec,
+        model: &str,
+        state: &mut MonitorState,
+        result: &Evaluated,
+        again: bool,
+        changes: &mut Changes,
+    ) {
+        let window = &result.window;
+        let mut figures = result.figures.clone();
+        for (metric, value) in state.business.get(&window.window_key).cloned().unwrap_or_default() {
+            figures.insert(format!("business.{metric}"), value);
+        }
+        for rule in &spec.alerts {
+            let current = state.rules.get(&rule.name).cloned().unwrap_or_default();
+            let base = if again {
+                state.rules_before_last.get(&rule.name).cloned().unwrap_or_default()
+            } else {
+                state.rules_before_last.insert(rule.name.clone(), current.clone());
+                current.clone()
+            };
+            let (mut next, _) = apply(
+                rule,
+                &base,
+                figures.get(&rule.figure).copied(),
+                (window.window_key, window.window_end),
+                || uuid::Uuid::new_v4().simple().to_string(),
+            );
+            let transition = match (
+                current.status == AlertStatus::Firing,
+                next.status == AlertStatus::Firing,
+            ) {
+                (false, true) => Transition::Fired,
+                (true, false) => Transition::Resolved,
+                (true, true) => {
+                    next.episode = current.episode.clone();
+                    next.alertmanager_sent_ms = current.alertmanager_sent_ms;
+                    Transition::Unchanged
+                }
+                (false, false) => Transition::Unchanged,
+            };
+            next.silenced_until_ms = current.silenced_until_ms;
+            next.silenced_by = current.silenced_by.clone();
+            if transition == Transition::Unchanged {
+                next.acknowledged_by = next.acknowledged_by.or(current.acknowledged_by.clone());
+                state.rules.insert(rule.name.clone(), next);
+                continue;
+            }
+            let resolved = transition == Transition::Resolved;
+            let shown_state = if resolved {
+                crate::alerts::RuleState {
+                    episode: current.episode.clone(),
+                    since_ms: current.since_ms,
+                    ..next.clone()
+                }
+            } else {
+                next.clone()
+            };
+            let notice = self.notice(
+                name,
+                model,
+                spec,
+                rule,
+                &shown_state,
+                (window.window_key, window.window_end),
+                resolved,
+            );
+            let kind = if resolved { "alert_resolved" } else { "alert_firing" };
+            changes
+                .events
+                .push(monitor_event(name, kind, "monitor", notice.summary(), json!(notice)));
+            if is_silenced(&next, now_millis()) {
+                changes.events.push(monitor_event(
+                    name,
+                    "notification_silenced",
+                    "monitor",
+                    format!("alert '{}' is silenced; nobody was notified", rule.name),
+                    json!({"rule": rule.name, "until_ms": next.silenced_until_ms}),
+                ));
+            } else {
+                Self::enqueue_notice(spec, rule, state, &notice, false);
+                if !resolved {
+                    next.alertmanager_sent_ms = Some(now_millis());
+                }
+            }
+            if !resolved {
+                self.act(name, spec, model, rule, &notice, state, changes).await;
+            }
+            state.rules.insert(rule.name.clone(), next);
+        }
+        state.last_key = Some(window.window_key);
+    }
+
+    fn resend_to_alertmanager(&self, name: &str, spec: &MonitorSpec, model: &str, state: &mut MonitorState, now: i64) {
+        if !spec.notifications.iter().any(|c| c.kind == ChannelKind::Alertmanager) {
+            return;
+        }
+        let mut resend = Vec::new();
+        for rule in &spec.alerts {
+            let Some(rule_state) = state.rules.get_mut(&rule.name) else {
+                continue;
+            };
+            let stale = rule_state
+                .alertmanager_sent_ms
+                .is_none_or(|sent| now - sent >= ALERTMANAGER_RESEND_MS);
+            if rule_state.status == AlertStatus::Firing && stale && !is_silenced(rule_state, now) {
+                rule_state.alertmanager_sent_ms = Some(now);
+                resend.push(rule.clone());
+            }
+        }
+        for rule in resend {
+            let rule_state = state.rules.get(&rule.name).cloned().unwrap_or_default();
+            let key = rule_state.last_window.unwrap_or_default();
+            let notice = self.notice(
+                name,
+                model,
+                spec,
+                &rule,
+                &rule_state,
+                (key, rule_state.since_ms.unwrap_or(now)),
+                false,
+            );
+            Self::enqueue_notice(spec, &rule, state, &notice, true);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn act(
+        &self,
+        name: &str,
+        spec: &MonitorSpec,
+        model: &str,
+        rule: &AlertRule,
+        notice: &AlertNotice,
+        state: &mut MonitorState,
+        changes: &mut Changes,
+    ) {
+        let actor = format!("monitor:{name}");
+        let reason = notice.summary();
+        for (index, action) in rule.actions.iter().enumerate() {
+            let outcome: Result<String, String> = match action {
+                Action::Rollback { deployment } => {
+                    let target = deployment.clone().or(spec.deployment.clone()).unwrap_or_default();
+                    match &self.deployments {
+                        None => Err("this server runs no deployments".to_string()),
+                        Some(manager) => manager
+                            .rollback(&target, Some(&reason), &actor)
+                            .await
+                            .map(|_| format!("deployment '{target}' rolled back"))
+                            .map_err(|e| format!("deployment '{target}' could not be rolled back: {e}")),
+                    }
+                }
+                Action::MoveAlias {
+                    model: named,
+                    alias,
+                    version,
+                } => {
+                    let target = named.clone().unwrap_or_else(|| model.to_string());
+                    let number: i64 = version.parse().unwrap_or_default();
+                    match self.store.get_model_version(&target, number).await {
+                        Err(error) => Err(format!("alias '{alias}' of '{target}' not moved: {error}")),
+                        Ok(_) => self
+                            .store
+                            .set_alias(&target, alias, number)
+                            .await
+                            .map(|()| format!("alias '{alias}' of '{target}' now names version {number}"))
+                            .map_err(|e| format!("alias '{alias}' of '{target}' not moved: {e}")),
+                    }
+                }
+                Action::Webhook { .. } => {
+                    state.enqueue(Outgoing {
+                        id: uuid::Uuid::new_v4().simple().to_string(),
+                        channel: format!("action:{}:{index}", rule.name),
+                        notice: notice.clone(),
+                        attempts: 0,
+                        next_attempt_ms: 0,
+                        last_error: None,
+                    });
+                    Ok("webhook queued".to_string())
+                }
+                Action::Retrain { pipeline } => {
+                    changes.events.push(monitor_event(
+                        name,
+                        "retraining_requested",
+                        &actor,
+                        format!("retraining of '{model}' requested: {reason}"),
+                        json!({"model": model, "pipeline": pipeline, "rule": rule.name, "cause": notice}),
+                    ));
+                    Ok("retraining requested".to_string())
+                }
+            };
+            let (kind, message) = match outcome {
+                Ok(message) => ("action", message),
+                Err(message) => ("action_failed", message),
+            };
+            changes.events.push(monitor_event(
+                name,
+                kind,
+                &actor,
+                message,
+                json!({"rule": rule.name, "action": action}),
+            ));
+        }
+    }
+
+    /// Tries every notification that is due (all of them on demand); stores what changed.
+    async fn deliver_outbox(
+        &self,
+        name: &str,
+        spec: &MonitorSpec,
+        revision: i64,
+        state: &mut MonitorState,
+        on_demand: bool,
+    ) -> Result<usize, MonitorError> {
+        let now = now_millis();
+        if !state.outbox.iter().any(|o| on_demand || o.next_attempt_ms <= now) {
+            return Ok(0);
+        }
+        let mut events = Vec::new();
+        let mut delivered = 0;
+        let mut kept = Vec::new();
+        for mut outgoing in std::mem::take(&mut state.outbox) {
+            if !on_demand && outgoing.next_attempt_ms > now {
+                kept.push(outgoing);
+                continue;
+            }
+            let (url, headers, body) = match self.channel_request(spec, &outgoing) {
+                Some(request) => request,
+                None => {
+                    events.push(monitor_event(
+                        name,
+                        "notification_failed",
+                        "monitor",
+                        format!("channel '{}' no longer exists; notification dropped", outgoing.channel),
+                        json!({"channel": outgoing.channel, "rule": outgoing.notice.rule}),
+                    ));
+                    continue;
+                }
+            };
+            outgoing.attempts += 1;
+            match deliver(&self.http, &url, &headers, &body).await {
+                Delivery::Delivered => {
+                    delivered += 1;
+                    events.push(monitor_event(
+                        name,
+                        "notified",
+                        "monitor",
+                        format!("'{}' told of alert '{}' ({})", outgoing.channel, outgoing.notice.rule, outgoing.notice.status),
+                        json!({"channel": outgoing.channel, "rule": outgoing.notice.rule, "status": outgoing.notice.status, "attempts": outgoing.attempts}),
+                    ));
+                }
+                Delivery::Retry(reason) if outgoing.attempts < MAX_ATTEMPTS => {
+                    tracing::warn!(monitor = name, channel = %outgoing.channel, %reason, "notification will be retried");
+                    outgoing.next_attempt_ms = now + backoff_seconds(outgoing.attempts) * 1000;
+                    outgoing.last_error = Some(reason);
+                    kept.push(outgoing);
+                }
+                Delivery::Retry(reason) | Delivery::Refused(reason) => {
+                    tracing::error!(monitor = name, channel = %outgoing.channel, %reason, "notification given up");
+                    events.push(monitor_event(
+                        name,
+                        "notification_failed",
+                        "monitor",
+                        format!("'{}' was not told of alert '{}': {reason}", outgoing.channel, outgoing.notice.rule),
+                        json!({"channel": outgoing.channel, "rule": outgoing.notice.rule, "attempts": outgoing.attempts}),
+                    ));
+                }
+            }
+        }
+        state.outbox = kept;
+        let record = self.store.get_monitor(name).await?;
+        let update = MonitorUpdate {
+            spec: &record.spec,
+            state: &to_json(state),
+            windows: &[],
+            events: &events,
+        };
+        self.store.update_monitor(name, revision, &update).await?;
+        Ok(delivered)
+    }
+
+    fn channel_request(
+        &self,
+        spec: &MonitorSpec,
+        outgoing: &Outgoing,
+    ) -> Option<(String, BTreeMap<String, String>, Value)> {
+        if let Some(rest) = outgoing.channel.strip_prefix("action:") {
+            let (rule, index) = rest.rsplit_once(':')?;
+            let index: usize = index.parse().ok()?;
+            let rule = spec.alerts.iter().find(|r| r.name == rule)?;
+            let Action::Webhook { url } = rule.actions.get(index)? else {
+                return None;
+            };
+            return Some((
+                url.clone(),
+                BTreeMap::new(),
+                crate::notify::webhook_payload(&outgoing.channel, &outgoing.notice),
+            ));
+        }
+        let channel = spec.notifications.iter().find(|c| c.label() == outgoing.channel)?;
+        Some((
+            target_url(channel),
+            channel.headers.clone(),
+            payload(channel, &outgoing.notice),
+        ))
+    }
+
+    async fn remember_latest(&self, name: &str, spec: &MonitorSpec, state: &MonitorState) {
+        let Ok(latest) = self.store.latest_monitor_windows(name, 1).await else {
+            return;
+        };
+        let figures: Figures = latest
+            .first()
+            .and_then(|w| serde_json::from_str::<Value>(&w.figures).ok())
+            .and_then(|v| serde_json::from_value(v["figures"].clone()).ok())
+            .unwrap_or_default();
+        let firing = spec
+            .alerts
+            .iter()
+            .filter(|r| {
+                state
+                    .rules
+                    .get(&r.name)
+                    .is_some_and(|s| s.status == AlertStatus::Firing)
+            })
+            .map(|r| r.severity.clone())
+            .collect();
+        self.latest
+            .lock()
+            .expect("latest figures lock: this is a bug")
+            .insert(name.to_string(), crate::service::Latest { figures, firing });
+    }
+}

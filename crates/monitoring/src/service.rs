@@ -1,0 +1,558 @@
+//! The monitoring service: monitors created, listed, read and deleted; reference profiles set per model
+//! version; alerts acknowledged and silenced; business figures posted; and the background task that
+//! evaluates every monitor's due windows (`runner.rs`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use loopline_artifact_store::ArtifactStore;
+use loopline_core::time::now_millis;
+use loopline_metadata_store::{MetadataStore, MonitorEvent, MonitorRecord, MonitorUpdate, ReferenceRecord, StoreError};
+use loopline_tabular::DatasetProfile;
+use serde_json::{Value, json};
+
+use crate::figures::Figures;
+use crate::spec::{MonitorSpec, SpecError, check_name};
+use crate::state::MonitorState;
+
+/// Why a monitoring request failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MonitorError {
+    /// The request is wrong; `field` names what to fix.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field at fault.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The monitor (or what it names) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// It exists already, or changed meanwhile.
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage or the prediction log failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<SpecError> for MonitorError {
+    fn from(error: SpecError) -> Self {
+        MonitorError::Invalid {
+            field: error.field,
+            message: error.message,
+        }
+    }
+}
+
+impl From<StoreError> for MonitorError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(message) => MonitorError::NotFound(message),
+            StoreError::AlreadyExists(message) | StoreError::Conflict(message) => MonitorError::Conflict(message),
+            StoreError::InvalidParameter(message) => MonitorError::Invalid {
+                field: "request".into(),
+                message,
+            },
+            other => MonitorError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> MonitorError {
+    MonitorError::Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Service settings.
+#[derive(Debug, Clone, Copy)]
+pub struct MonitoringConfig {
+    /// How often every monitor is looked at.
+    pub tick: Duration,
+    /// Windows evaluated per monitor per look (a long backlog is worked off over several).
+    pub windows_per_run: usize,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            tick: Duration::from_secs(30),
+            windows_per_run: 48,
+        }
+    }
+}
+
+/// The newest figures of a monitor, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Latest {
+    pub figures: Figures,
+    pub firing: Vec<String>,
+}
+
+/// Monitors over the prediction log.
+pub struct Monitoring {
+    pub(crate) store: Arc<dyn MetadataStore>,
+    pub(crate) artifacts: Arc<dyn ArtifactStore>,
+    pub(crate) deployments: Option<Arc<loopline_deployments::Manager>>,
+    pub(crate) log: Option<Arc<loopline_serving::PredictionLog>>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) config: MonitoringConfig,
+    pub(crate) latest: Mutex<BTreeMap<String, Latest>>,
+    /// One evaluation at a time in this process (replicas are kept apart by revisions).
+    pub(crate) run_lock: tokio::sync::Mutex<()>,
+}
+
+pub(crate) fn parse_record(record: &MonitorRecord) -> Result<(MonitorSpec, MonitorState), MonitorError> {
+    let spec: MonitorSpec = serde_json::from_str(&record.spec).map_err(|e| {
+        MonitorError::Internal(format!(
+            "monitor '{}' has an unreadable specification: {e}",
+            record.name
+        ))
+    })?;
+    let state: MonitorState = serde_json::from_str(&record.state)
+        .map_err(|e| MonitorError::Internal(format!("monitor '{}' has an unreadable state: {e}", record.name)))?;
+    Ok((spec, state))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("monitor documents serialise: this is a bug")
+}
+
+pub(crate) fn monitor_event(monitor: &str, kind: &str, actor: &str, message: String, details: Value) -> MonitorEvent {
+    MonitorEvent {
+        event_id: 0,
+        monitor: monitor.to_string(),
+        timestamp_ms: now_millis(),
+        kind: kind.to_string(),
+        actor: actor.to_string(),
+        message,
+        details: details.to_string(),
+    }
+}
+
+impl Monitoring {
+    /// A service over these stores; `deployments` enables rollback actions, `log` flushing before runs.
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        artifacts: Arc<dyn ArtifactStore>,
+        deployments: Option<Arc<loopline_deployments::Manager>>,
+        log: Option<Arc<loopline_serving::PredictionLog>>,
+        config: MonitoringConfig,
+    ) -> Arc<Monitoring> {
+        Arc::new(Monitoring {
+            store,
+            artifacts,
+            deployments,
+            log,
+            http: crate::notify::client(),
+            config,
+            latest: Mutex::new(BTreeMap::new()),
+            run_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Starts the background task that evaluates due windows and delivers notifications.
+    pub fn start(self: &Arc<Monitoring>) {
+        let service = Arc::downgrade(self);
+        let tick = self.config.tick;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(tick);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(service) = service.upgrade() else {
+                    return;
+                };
+                service.run_all().await;
+            }
+        });
+    }
+
+    async fn run_all(&self) {
+        let records = match self.store.list_monitors().await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(%error, "monitors could not be listed");
+                return;
+            }
+        };
+        for record in records {
+            if let Err(error) = self.run(&record.name, false).await {
+                tracing::warn!(monitor = %record.name, %error, "monitor evaluation failed");
+            }
+        }
+    }
+
+    /// The registered model whose log a monitor reads, and the version its reference defaults to.
+    pub(crate) async fn target(&self, spec: &MonitorSpec) -> Result<(String, Option<String>), MonitorError> {
+        if let Some(deployment) = &spec.deployment {
+            let record = match self.store.get_deployment(deployment).await {
+                Ok(record) => record,
+                Err(StoreError::NotFound(_)) => {
+                    return Err(invalid("deployment", format!("there is no deployment '{deployment}'")));
+                }
+                Err(other) => return Err(other.into()),
+            };
+            let deployment_spec: loopline_deployments::DeploymentSpec = serde_json::from_str(&record.spec)
+                .map_err(|e| MonitorError::Internal(format!("deployment '{deployment}' is unreadable: {e}")))?;
+            let target =
+                loopline_deployments::spec::Target::parse(&deployment_spec.model).map_err(MonitorError::Internal)?;
+            let stable = serde_json::from_str::<Value>(&record.state)
+                .ok()
+                .and_then(|state| state["stable"].as_str().map(str::to_string));
+            return Ok((target.name().to_string(), stable));
+        }
+        let model = spec.model.clone().unwrap_or_default();
+        if let Err(error) = self.store.get_registered_model(&model).await {
+            return Err(match error {
+                StoreError::NotFound(_) => invalid("model", format!("there is no registered model '{model}'")),
+                other => other.into(),
+            });
+        }
+        let Some(alias) = &spec.alias else {
+            return Ok((model, None));
+        };
+        match self.store.get_model_version_by_alias(&model, alias).await {
+            Ok(version) => Ok((model, Some(version.version.to_string()))),
+            Err(StoreError::NotFound(_)) => Err(invalid("alias", format!("model '{model}' has no alias '{alias}'"))),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// A version's reference profile, when set.
+    pub(crate) async fn reference_of(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<DatasetProfile>, MonitorError> {
+        match self.store.get_reference(model, version).await {
+            Ok(record) => serde_json::from_str(&record.profile).map(Some).map_err(|e| {
+                MonitorError::Internal(format!("the reference of {model} version {version} is unreadable: {e}"))
+            }),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Checks named columns against the reference of the version being served, when it has one.
+    async fn check_columns(&self, spec: &MonitorSpec, model: &str, version: Option<&str>) -> Result<(), MonitorError> {
+        let Some(version) = version else {
+            return Ok(());
+        };
+        let Some(reference) = self.reference_of(model, version).await? else {
+            return Ok(());
+        };
+        let known = |column: &str| reference.column(column).is_some();
+        for (index, column) in spec.columns.iter().flatten().enumerate() {
+            if !known(column) {
+                return Err(invalid(
+                    &format!("columns[{index}]"),
+                    format!("model '{model}' version {version} has no column '{column}' in its reference profile"),
+                ));
+            }
+        }
+        for column in spec.drift.columns.keys() {
+            if !known(column) {
+                return Err(invalid(
+                    &format!("drift.columns.{column}"),
+                    format!("model '{model}' has no column '{column}'"),
+                ));
+            }
+        }
+        for (index, rule) in spec.alerts.iter().enumerate() {
+            if let Some(column) = crate::figures::figure_column(&rule.figure)
+                && !known(column)
+            {
+                return Err(invalid(
+                    &format!("alerts[{index}].figure"),
+                    format!("model '{model}' has no column '{column}'"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a monitor from a JSON body holding `name` and the specification.
+    pub async fn create(&self, body: &[u8], actor: &str) -> Result<Value, MonitorError> {
+        let mut fields: serde_json::Map<String, Value> =
+            serde_json::from_slice(body).map_err(|e| invalid("body", format!("not a JSON object: {e}")))?;
+        let name = match fields.remove("name") {
+            Some(Value::String(name)) => name,
+            _ => return Err(invalid("name", "give the monitor a name")),
+        };
+        check_name(&name)?;
+        let spec = MonitorSpec::parse(&serde_json::to_vec(&fields).unwrap_or_default())?;
+        let (model, version) = self.target(&spec).await?;
+        self.check_columns(&spec, &model, version.as_deref()).await?;
+        let now = now_millis();
+        let start = spec.start_ms.unwrap_or(now);
+        let state = match (spec.window.seconds, spec.window.predictions) {
+            (Some(seconds), _) => {
+                let length = seconds as i64 * 1000;
+                MonitorState {
+                    next_key: start - start.rem_euclid(length),
+                    ..MonitorState::default()
+                }
+            }
+            _ => MonitorState {
+                cursor: crate::window_data::LogCursor {
+                    file: format!("part-{start:013}"),
+                    offset: 0,
+                },
+                ..MonitorState::default()
+            },
+        };
+        let event = monitor_event(
+            &name,
+            "created",
+            actor,
+            format!("monitor '{name}' created on model '{model}'"),
+            json!({"spec": spec.redacted()}),
+        );
+        let record = self
+            .store
+            .create_monitor(&name, &to_json(&spec), &to_json(&state), &event)
+            .await?;
+        self.describe(&record).await
+    }
+
+    /// Every monitor, described.
+    pub async fn list(&self) -> Result<Vec<Value>, MonitorError> {
+        let mut described = Vec::new();
+        for record in self.store.list_monitors().await? {
+            described.push(self.describe(&record).await?);
+        }
+        Ok(described)
+    }
+
+    /// One monitor with its alerts and newest windows.
+    pub async fn status(&self, name: &str) -> Result<Value, MonitorError> {
+        let record = self.store.get_monitor(name).await?;
+        self.describe(&record).await
+    }
+
+    pub(crate) async fn describe(&self, record: &MonitorRecord) -> Result<Value, MonitorError> {
+        let (spec, state) = parse_record(record)?;
+        let windows = self.store.latest_monitor_windows(&record.name, 5).await?;
+        let alerts: Vec<Value> = spec
+            .alerts
+            .iter()
+            .map(|rule| {
+                let rule_state = state.rules.get(&rule.name).cloned().unwrap_or_default();
+                json!({"rule": rule.name, "figure": rule.figure, "severity": rule.severity, "state": rule_state})
+            })
+            .collect();
+        let outbox: Vec<Value> = state
+            .outbox
+            .iter()
+            .map(|o| json!({"channel": o.channel, "rule": o.notice.rule, "status": o.notice.status, "attempts": o.attempts, "last_error": o.last_error}))
+            .collect();
+        Ok(json!({
+            "name": record.name,
+            "spec": spec.redacted(),
+            "revision": record.revision,
+            "creation_time": record.creation_time,
+            "last_update_time": record.last_update_time,
+            "next_window": state.next_key,
+            "alerts": alerts,
+            "pending_notifications": outbox,
+            "windows": windows.iter().map(crate::runner::window_json).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// Deletes a monitor with its windows and history.
+    pub async fn delete(&self, name: &str) -> Result<(), MonitorError> {
+        self.store.delete_monitor(name).await?;
+        self.latest
+            .lock()
+            .expect("latest figures lock: this is a bug")
+            .remove(name);
+        Ok(())
+    }
+
+    /// Window results from `from_key` on, oldest first.
+    pub async fn windows(&self, name: &str, from_key: i64, limit: usize) -> Result<Vec<Value>, MonitorError> {
+        self.store.get_monitor(name).await?;
+        let windows = self.store.monitor_windows(name, from_key, limit.clamp(1, 1000)).await?;
+        Ok(windows.iter().map(crate::runner::window_json).collect())
+    }
+
+    /// History entries after `after`, optionally of one kind.
+    pub async fn events(
+        &self,
+        name: &str,
+        after: i64,
+        limit: usize,
+        kind: Option<&str>,
+    ) -> Result<Vec<Value>, MonitorError> {
+        self.store.get_monitor(name).await?;
+        let events = self.store.monitor_events(name, after, limit.clamp(1, 1000)).await?;
+        Ok(events
+            .into_iter()
+            .filter(|e| kind.is_none_or(|k| e.kind == k))
+            .map(|e| {
+                json!({
+                    "event_id": e.event_id, "timestamp_ms": e.timestamp_ms, "kind": e.kind, "actor": e.actor,
+                    "message": e.message,
+                    "details": serde_json::from_str::<Value>(&e.details).unwrap_or(Value::Null),
+                })
+            })
+            .collect())
+    }
+
+    /// Changes a rule's state by hand (acknowledge, silence), recorded in the history.
+    async fn change_rule(
+        &self,
+        name: &str,
+        rule: &str,
+        actor: &str,
+        change: impl Fn(&mut crate::alerts::RuleState) -> Result<String, MonitorError>,
+    ) -> Result<Value, MonitorError> {
+        let _running = self.run_lock.lock().await;
+        let record = self.store.get_monitor(name).await?;
+        let (spec, mut state) = parse_record(&record)?;
+        if !spec.alerts.iter().any(|r| r.name == rule) {
+            return Err(MonitorError::NotFound(format!(
+                "monitor '{name}' has no alert rule '{rule}'"
+            )));
+        }
+        let rule_state = state.rules.entry(rule.to_string()).or_default();
+        let (kind, message) = (change(rule_state)?, format!("{actor} changed alert '{rule}'"));
+        let details = json!({"rule": rule, "state": rule_state});
+        let events = [monitor_event(name, &kind, actor, message, details)];
+        let update = MonitorUpdate {
+            spec: &record.spec,
+            state: &to_json(&state),
+            windows: &[],
+            events: &events,
+        };
+        let record = self.store.update_monitor(name, record.revision, &update).await?;
+        self.describe(&record).await
+    }
+
+    /// Acknowledges a firing alert.
+    pub async fn acknowledge(&self, name: &str, rule: &str, actor: &str) -> Result<Value, MonitorError> {
+        self.change_rule(name, rule, actor, |state| {
+            if state.status != crate::alerts::AlertStatus::Firing {
+                return Err(MonitorError::Conflict(format!("alert '{rule}' is not firing")));
+            }
+            state.acknowledged_by = Some(actor.to_string());
+            Ok("alert_acknowledged".to_string())
+        })
+        .await
+    }
+
+    /// Holds back a rule's notifications until `until_ms` (0 lifts the silence).
+    pub async fn silence(&self, name: &str, rule: &str, until_ms: i64, actor: &str) -> Result<Value, MonitorError> {
+        self.change_rule(name, rule, actor, |state| {
+            if until_ms <= 0 {
+                state.silenced_until_ms = None;
+                state.silenced_by = None;
+                return Ok("alert_unsilenced".to_string());
+            }
+            state.silenced_until_ms = Some(until_ms);
+            state.silenced_by = Some(actor.to_string());
+            Ok("alert_silenced".to_string())
+        })
+        .await
+    }
+
+    /// Records a business figure for the window holding `timestamp_ms` (time windows) or window `window_key`.
+    pub async fn post_business(
+        &self,
+        name: &str,
+        metric: &str,
+        value: f64,
+        window_key: Option<i64>,
+        timestamp_ms: Option<i64>,
+    ) -> Result<Value, MonitorError> {
+        if metric.is_empty()
+            || metric.len() > 200
+            || !metric.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(invalid("name", "use 1 to 200 letters, digits, '.', '_' or '-'"));
+        }
+        if !value.is_finite() {
+            return Err(invalid("value", "must be a finite number"));
+        }
+        let _running = self.run_lock.lock().await;
+        let record = self.store.get_monitor(name).await?;
+        let (spec, mut state) = parse_record(&record)?;
+        let key = match (window_key, timestamp_ms, spec.window.seconds) {
+            (Some(key), _, _) => key,
+            (None, Some(time), Some(seconds)) => time - time.rem_euclid(seconds as i64 * 1000),
+            (None, None, Some(seconds)) => {
+                let now = now_millis();
+                now - now.rem_euclid(seconds as i64 * 1000)
+            }
+            (None, _, None) => return Err(invalid("window", "count windows need the window number in 'window'")),
+        };
+        state.post_business(key, metric, value);
+        let update = MonitorUpdate {
+            spec: &record.spec,
+            state: &to_json(&state),
+            windows: &[],
+            events: &[],
+        };
+        self.store.update_monitor(name, record.revision, &update).await?;
+        Ok(json!({"window": key, "name": metric, "value": value}))
+    }
+
+    /// Sets a model version's reference profile (the `loopline profile` format).
+    pub async fn set_reference(
+        &self,
+        model: &str,
+        version: &str,
+        body: &[u8],
+        source: &str,
+    ) -> Result<Value, MonitorError> {
+        let profile: DatasetProfile =
+            serde_json::from_slice(body).map_err(|e| invalid("profile", format!("not a Loopline profile: {e}")))?;
+        if profile.format != loopline_tabular::profile::PROFILE_FORMAT {
+            return Err(invalid(
+                "format",
+                format!(
+                    "is '{}'; write it with `loopline profile` ({})",
+                    profile.format,
+                    loopline_tabular::profile::PROFILE_FORMAT
+                ),
+            ));
+        }
+        if profile.columns.is_empty() {
+            return Err(invalid("columns", "the profile has no columns"));
+        }
+        let number: i64 = version
+            .parse()
+            .map_err(|_| invalid("version", format!("'{version}' is not a version number")))?;
+        if let Err(error) = self.store.get_model_version(model, number).await {
+            return Err(match error {
+                StoreError::NotFound(_) => MonitorError::NotFound(format!("model '{model}' has no version {version}")),
+                other => other.into(),
+            });
+        }
+        let record = ReferenceRecord {
+            name: model.to_string(),
+            version: number.to_string(),
+            profile: to_json(&profile),
+            source: source.to_string(),
+            set_time: now_millis(),
+        };
+        self.store.set_reference(&record).await?;
+        Ok(
+            json!({"model": model, "version": record.version, "rows": profile.rows, "columns": profile.columns.len(), "source": source}),
+        )
+    }
+
+    /// A model version's reference profile.
+    pub async fn get_reference(&self, model: &str, version: &str) -> Result<Value, MonitorError> {
+        let record = self.store.get_reference(model, version).await?;
+        Ok(json!({
+            "model": record.name, "version": record.version, "source": record.source, "set_time": record.set_time,
+            "profile": serde_json::from_str::<Value>(&record.profile).unwrap_or(Value::Null),
+        }))
+    }
+}

@@ -1,0 +1,256 @@
+//! `loopline monitor ...`: monitors managed through a server's `/api/loopline/v1/monitors` API (the server in
+//! `--server`, else `MLFLOW_TRACKING_URI`). `reference` profiles a training table here and sets it as a model
+//! version's reference; `status` prints the newest windows and alerts; `report` writes a window's HTML report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use loopline_tabular::collect::collect_columns;
+use loopline_tabular::{DatasetProfile, TableSource};
+use serde_json::Value;
+
+use super::input_error;
+use super::progress::rows_bar;
+use super::rollout::{Client, ServerArgs, runtime_block};
+
+/// `loopline monitor`.
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(subcommand)]
+    command: MonitorCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum MonitorCommand {
+    /// Create a monitor from a JSON specification file (see docs/monitoring.md).
+    Create {
+        /// Monitor name.
+        name: String,
+        /// The specification, JSON.
+        #[arg(long)]
+        spec: PathBuf,
+    },
+    /// List monitors with their newest window.
+    List,
+    /// A monitor's alerts and newest windows.
+    Status {
+        /// Monitor name.
+        name: String,
+    },
+    /// Evaluate the windows that have ended and deliver waiting notifications now.
+    Run {
+        /// Monitor name.
+        name: String,
+    },
+    /// Write a window's report (HTML, or JSON with --json).
+    Report {
+        /// Monitor name.
+        name: String,
+        /// The window (as `status` lists it).
+        #[arg(long)]
+        window: i64,
+        /// Output file.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// The JSON report instead of HTML.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a monitor with its windows and history.
+    Delete {
+        /// Monitor name.
+        name: String,
+    },
+    /// Profile training data and set it as a model version's reference.
+    Reference {
+        /// Registered model.
+        #[arg(long)]
+        model: String,
+        /// Version.
+        #[arg(long)]
+        version: String,
+        /// The training table (Parquet, CSV, Arrow IPC) with features, labels and predictions.
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+fn figure(window: &Value, name: &str) -> String {
+    window["figures"][name]
+        .as_f64()
+        .map_or_else(|| "-".to_string(), |v| format!("{v:.4}"))
+}
+
+fn print_windows(windows: &[Value]) {
+    println!(
+        "{:>15} {:<24} {:<12} {:>8} {:>7} {:>11} {:>10}",
+        "window", "start (UTC)", "status", "rows", "labels", "drift share", "accuracy"
+    );
+    for window in windows {
+        let start = window["start_ms"].as_i64().unwrap_or_default();
+        println!(
+            "{:>15} {:<24} {:<12} {:>8} {:>7} {:>11} {:>10}",
+            window["window"],
+            loopline_core::time::rfc3339_millis(start),
+            window["status"].as_str().unwrap_or("-"),
+            window["rows"],
+            window["labels"],
+            figure(window, "drift.share"),
+            figure(window, "performance.accuracy"),
+        );
+        let drifted: Vec<&str> = window["figures"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(name, value)| name.starts_with("drift.detected.") && value.as_f64() == Some(1.0))
+            .map(|(name, _)| name.trim_start_matches("drift.detected."))
+            .collect();
+        if !drifted.is_empty() {
+            println!("{:>15} drifted: {}", "", drifted.join(", "));
+        }
+    }
+}
+
+fn print_status(monitor: &Value) {
+    println!(
+        "monitor {} (revision {})",
+        monitor["name"].as_str().unwrap_or("?"),
+        monitor["revision"]
+    );
+    for alert in monitor["alerts"].as_array().into_iter().flatten() {
+        let state = &alert["state"];
+        println!(
+            "  alert {:<24} {:<9} {:<8} last value {}",
+            alert["rule"].as_str().unwrap_or("?"),
+            state["status"].as_str().unwrap_or("inactive"),
+            alert["severity"].as_str().unwrap_or(""),
+            state["last_value"]
+                .as_f64()
+                .map_or_else(|| "-".to_string(), |v| format!("{v:.4}")),
+        );
+    }
+    let waiting = monitor["pending_notifications"].as_array().map_or(0, Vec::len);
+    if waiting > 0 {
+        println!("  {waiting} notification(s) waiting for delivery");
+    }
+    let mut windows: Vec<Value> = monitor["windows"].as_array().cloned().unwrap_or_default();
+    windows.reverse();
+    print_windows(&windows);
+}
+
+fn profile(data: &PathBuf) -> Result<DatasetProfile, String> {
+    let source = TableSource::open(data).map_err(|e| e.to_string())?;
+    let bar = rows_bar("profiling", source.rows());
+    let columns = collect_columns(&source, None, |rows| bar.inc(rows)).map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    let rows = columns.first().map(|(_, v)| v.rows()).unwrap_or(0);
+    Ok(DatasetProfile::of(&data.display().to_string(), rows, &columns))
+}
+
+async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String> {
+    let api = "/api/loopline/v1/monitors";
+    match command {
+        MonitorCommand::Create { name, spec } => {
+            let text = std::fs::read_to_string(&spec).map_err(|e| format!("cannot read {}: {e}", spec.display()))?;
+            let mut body: Value =
+                serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", spec.display()))?;
+            let Some(fields) = body.as_object_mut() else {
+                return Err(format!("{} must hold a JSON object", spec.display()));
+            };
+            fields.insert("name".into(), Value::String(name.clone()));
+            client.ok(reqwest::Method::POST, api, Some(body)).await?;
+            println!("monitor '{name}' created");
+        }
+        MonitorCommand::List => {
+            let listed = client.ok(reqwest::Method::GET, api, None).await?;
+            for monitor in listed["monitors"].as_array().into_iter().flatten() {
+                let newest = &monitor["windows"][0];
+                println!(
+                    "{:<32} newest window {:<15} {:<12} drift share {}",
+                    monitor["name"].as_str().unwrap_or("?"),
+                    newest["window"],
+                    newest["status"].as_str().unwrap_or("-"),
+                    figure(newest, "drift.share")
+                );
+            }
+        }
+        MonitorCommand::Status { name } => {
+            let status = client.ok(reqwest::Method::GET, &format!("{api}/{name}"), None).await?;
+            print_status(&status["monitor"]);
+        }
+        MonitorCommand::Run { name } => {
+            let ran = client
+                .ok(
+                    reqwest::Method::POST,
+                    &format!("{api}/{name}/run"),
+                    Some(serde_json::json!({})),
+                )
+                .await?;
+            let evaluated = ran["evaluated"].as_array().map_or(0, Vec::len);
+            println!(
+                "{evaluated} window(s) evaluated; {} notification(s) delivered, {} waiting",
+                ran["notifications_delivered"], ran["notifications_waiting"]
+            );
+            let status = client.ok(reqwest::Method::GET, &format!("{api}/{name}"), None).await?;
+            print_status(&status["monitor"]);
+        }
+        MonitorCommand::Report {
+            name,
+            window,
+            output,
+            json,
+        } => {
+            let format = if json { "json" } else { "html" };
+            let url = format!("{}{api}/{name}/windows/{window}/report?format={format}", client.base);
+            let response = client
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| format!("cannot reach the Loopline server at {}: {e}", client.base))?;
+            let status = response.status();
+            let body = response.bytes().await.map_err(|e| e.to_string())?;
+            if !status.is_success() {
+                let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                return Err(format!(
+                    "the server refused ({status}): {}",
+                    message["message"].as_str().unwrap_or("no message")
+                ));
+            }
+            std::fs::write(&output, &body).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            println!("report of window {window} written to {}", output.display());
+        }
+        MonitorCommand::Delete { name } => {
+            client
+                .ok(reqwest::Method::DELETE, &format!("{api}/{name}"), None)
+                .await?;
+            println!("monitor '{name}' deleted");
+        }
+        MonitorCommand::Reference { model, version, data } => {
+            let profile = profile(&data)?;
+            let body = serde_json::to_value(&profile).map_err(|e| e.to_string())?;
+            let path = format!("/api/loopline/v1/registered-models/{model}/versions/{version}/reference");
+            let set = client.ok(reqwest::Method::PUT, &path, Some(body)).await?;
+            println!(
+                "reference of '{model}' version {version} set: {} rows, {} columns",
+                set["rows"], set["columns"]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs `loopline monitor`.
+pub fn run(args: MonitorArgs) -> ExitCode {
+    let client = match Client::new(&args.server) {
+        Ok(client) => client,
+        Err(message) => return input_error(message),
+    };
+    match runtime_block(execute(&client, args.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => input_error(message),
+    }
+}

@@ -1,0 +1,143 @@
+//! Reading the prediction log back: which files hold a model's predictions (by hour partition), their rows,
+//! and the labels posted as feedback. Used by `loopline predictions export` and by the monitors.
+
+use std::collections::HashMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use futures::TryStreamExt;
+use loopline_artifact_store::{ArtifactPath, ArtifactStore};
+
+/// A model name as its partition directory spells it (`predictions/model=<segment>`).
+pub fn model_segment(model: &str) -> String {
+    model
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The directory holding a model's logged predictions.
+pub fn predictions_prefix(model: &str) -> String {
+    format!("predictions/model={}", model_segment(model))
+}
+
+/// Where feedback labels lie.
+pub const FEEDBACK_PREFIX: &str = "feedback";
+
+/// A Parquet file of the log, with the hour partition it lies in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogFile {
+    /// The hour partition, `YYYY-MM-DDTHH`.
+    pub hour: String,
+    /// The file's full path in the artifact store.
+    pub path: String,
+    /// The file name (`part-<written-ms>-<uuid>.parquet`: names sort in the order files were written).
+    pub name: String,
+}
+
+/// Files under `prefix/hour=H/` for the hours in range (inclusive), oldest hour first, then by name.
+pub async fn log_files(
+    store: &dyn ArtifactStore,
+    prefix: &str,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<Vec<LogFile>, String> {
+    let root = ArtifactPath::parse(prefix).map_err(|e| e.to_string())?;
+    let mut hours: Vec<String> = store
+        .list(&root)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|e| e.is_dir)
+        .filter_map(|e| e.name.strip_prefix("hour=").map(str::to_string))
+        .filter(|h| since.is_none_or(|s| h.as_str() >= s) && until.is_none_or(|u| h.as_str() <= u))
+        .collect();
+    hours.sort();
+    let mut found = Vec::new();
+    for hour in hours {
+        let directory = format!("{prefix}/hour={hour}");
+        let path = ArtifactPath::parse(&directory).map_err(|e| e.to_string())?;
+        let mut names: Vec<LogFile> = store
+            .list(&path)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|e| !e.is_dir && e.name.ends_with(".parquet"))
+            .map(|e| LogFile {
+                hour: hour.clone(),
+                path: format!("{directory}/{}", e.name),
+                name: e.name,
+            })
+            .collect();
+        names.sort();
+        found.extend(names);
+    }
+    Ok(found)
+}
+
+/// Every record batch of one log file.
+pub async fn read_log_file(store: &dyn ArtifactStore, path: &str) -> Result<Vec<RecordBatch>, String> {
+    let artifact = ArtifactPath::parse(path).map_err(|e| e.to_string())?;
+    let download = store.get(&artifact).await.map_err(|e| format!("{path}: {e}"))?;
+    let chunks: Vec<bytes::Bytes> = download.body.try_collect().await.map_err(|e| format!("{path}: {e}"))?;
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(chunks.concat()))
+            .and_then(|b| b.build())
+            .map_err(|e| format!("{path} is not a readable Parquet file: {e}"))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+/// One posted label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostedLabel {
+    /// The label, as JSON text.
+    pub label: String,
+    /// When it was received, ms since the epoch.
+    pub timestamp_ms: i64,
+}
+
+/// Labels by request id from feedback received in or after the hour `since` (the newest wins).
+pub async fn posted_labels(
+    store: &dyn ArtifactStore,
+    since: Option<&str>,
+) -> Result<HashMap<String, PostedLabel>, String> {
+    let mut labels: HashMap<String, PostedLabel> = HashMap::new();
+    for file in log_files(store, FEEDBACK_PREFIX, since, None).await? {
+        for batch in read_log_file(store, &file.path).await? {
+            let (Some(ids), Some(values)) = (batch.column_by_name("request_id"), batch.column_by_name("label")) else {
+                continue;
+            };
+            let (Some(ids), Some(values)) = (ids.as_string_opt::<i32>(), values.as_string_opt::<i32>()) else {
+                continue;
+            };
+            let times = batch
+                .column_by_name("timestamp")
+                .and_then(|c| c.as_primitive_opt::<arrow_array::types::TimestampMillisecondType>());
+            for row in 0..batch.num_rows() {
+                if !ids.is_valid(row) || !values.is_valid(row) {
+                    continue;
+                }
+                let timestamp_ms = times.map(|t| t.value(row)).unwrap_or_default();
+                let posted = PostedLabel {
+                    label: values.value(row).to_string(),
+                    timestamp_ms,
+                };
+                match labels.get(ids.value(row)) {
+                    Some(known) if known.timestamp_ms > timestamp_ms => {}
+                    _ => {
+                        labels.insert(ids.value(row).to_string(), posted);
+                    }
+                }
+            }
+        }
+    }
+    Ok(labels)
+}

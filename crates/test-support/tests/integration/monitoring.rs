@@ -1,0 +1,428 @@
+//! Monitors on live traffic sent through the serving endpoints: drift injected into one window is found in
+//! that window and no earlier one, for the shifted feature only; late labels evaluate their window again
+//! with the realised accuracy; an alert fires once per episode, reaches a webhook receiver that fails once
+//! and then recovers exactly once, acts (alias moved, retraining requested) and resolves; windows without
+//! traffic say so; bad monitors are refused naming the field, with nothing created.
+
+use std::sync::{Arc, Mutex};
+
+use arrow_array::{ArrayRef, Float64Array, RecordBatch};
+use arrow_schema::{DataType, Field};
+use loopline_test_support::{TestServer, raw_request};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::serving::{post_json, register};
+
+const FEATURES: [&str; 5] = ["f0", "f1", "f2", "f3", "f4"];
+
+/// Deterministic standard-normal values (a linear congruential generator and Box–Muller).
+fn normals(seed: u64, count: usize) -> Vec<f64> {
+    let mut state = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    let mut uniform = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..count)
+        .map(|_| (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos())
+        .collect()
+}
+
+/// Rows of the five features; `shift` is added to f2.
+fn rows(seed: u64, count: usize, shift: f64) -> Vec<Vec<f64>> {
+    let columns: Vec<Vec<f64>> = (0..5).map(|c| normals(seed * 10 + c, count)).collect();
+    (0..count)
+        .map(|r| {
+            (0..5)
+                .map(|c| columns[c][r] + if c == 2 { shift } else { 0.0 })
+                .collect()
+        })
+        .collect()
+}
+
+fn reference_profile() -> Value {
+    let data = rows(1, 3000, 0.0);
+    let fields: Vec<Field> = FEATURES
+        .iter()
+        .map(|f| Field::new(*f, DataType::Float64, true))
+        .collect();
+    let columns: Vec<ArrayRef> = (0..5)
+        .map(|c| Arc::new(Float64Array::from(data.iter().map(|r| r[c]).collect::<Vec<_>>())) as ArrayRef)
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields.clone())), columns).unwrap();
+    let mut collector = loopline_tabular::collect::Collector::new(&fields);
+    collector.push(&batch).unwrap();
+    let profile = loopline_tabular::DatasetProfile::of("train.parquet", 3000, &collector.finish());
+    serde_json::to_value(profile).unwrap()
+}
+
+/// Sets the reference profile of churn version 1.
+async fn put_reference(server: &TestServer) {
+    let reference = raw_request(
+        server.address,
+        "PUT",
+        "/api/loopline/v1/registered-models/churn/versions/1/reference",
+        &[("Content-Type", "application/json")],
+        reference_profile().to_string().as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reference.status, 200, "{}", reference.body_text());
+}
+
+/// Sends `data` in requests of 50 rows; returns (request id, predictions) per request.
+async fn send(server: &TestServer, prefix: &str, data: &[Vec<f64>]) -> Vec<(String, Vec<f64>)> {
+    let mut answered = Vec::new();
+    for (index, chunk) in data.chunks(50).enumerate() {
+        let id = format!("{prefix}-{index}");
+        let body = json!({"dataframe_split": {"columns": FEATURES, "data": chunk}});
+        let response = raw_request(
+            server.address,
+            "POST",
+            "/models/churn/versions/champion/invocations",
+            &[("Content-Type", "application/json"), ("X-Request-Id", id.as_str())],
+            body.to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status, 200, "{}", response.body_text());
+        let predictions: Vec<f64> = response.json()["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        answered.push((id, predictions));
+    }
+    answered
+}
+
+/// A webhook receiver that answers 500 to its first `failures` requests and 200 afterwards.
+struct Receiver {
+    url: String,
+    bodies: Arc<Mutex<Vec<(u16, Value)>>>,
+}
+
+async fn receiver(failures: usize) -> Receiver {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies: Arc<Mutex<Vec<(u16, Value)>>> = Arc::default();
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut data = Vec::new();
+            let mut buffer = [0u8; 8192];
+            let body = loop {
+                let read = stream.read(&mut buffer).await.unwrap_or(0);
+                if read == 0 {
+                    break None;
+                }
+                data.extend_from_slice(&buffer[..read]);
+                let text = String::from_utf8_lossy(&data).to_string();
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if rest.len() >= length {
+                        break Some(serde_json::from_str::<Value>(&rest[..length]).unwrap());
+                    }
+                }
+            };
+            let Some(body) = body else { continue };
+            let status = {
+                let mut bodies = seen.lock().unwrap();
+                let status = if bodies.len() < failures { 500 } else { 200 };
+                bodies.push((status, body));
+                status
+            };
+            let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    Receiver { url, bodies }
+}
+
+async fn get(server: &TestServer, path: &str) -> loopline_test_support::RawResponse {
+    raw_request(server.address, "GET", path, &[], b"").await.unwrap()
+}
+
+async fn run(server: &TestServer, monitor: &str) -> Value {
+    let ran = post_json(server, &format!("/api/loopline/v1/monitors/{monitor}/run"), &json!({})).await;
+    assert_eq!(ran.status, 200, "{}", ran.body_text());
+    ran.json()
+}
+
+async fn windows(server: &TestServer, monitor: &str) -> Vec<Value> {
+    let listed = get(server, &format!("/api/loopline/v1/monitors/{monitor}/windows")).await;
+    assert_eq!(listed.status, 200, "{}", listed.body_text());
+    listed.json()["windows"].as_array().unwrap().clone()
+}
+
+fn figure(window: &Value, name: &str) -> Option<f64> {
+    window["figures"][name].as_f64()
+}
+
+async fn events_of(server: &TestServer, monitor: &str, kind: &str) -> Vec<Value> {
+    let listed = get(
+        server,
+        &format!("/api/loopline/v1/monitors/{monitor}/events?kind={kind}"),
+    )
+    .await;
+    listed.json()["events"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn drift_in_live_traffic_is_found_in_its_window_alerts_once_and_resolves() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    put_reference(&server).await;
+    let hook = receiver(1).await;
+    let monitor = json!({
+        "name": "churn-live",
+        "model": "churn",
+        "alias": "champion",
+        "window": {"predictions": 500},
+        "start_ms": 0,
+        "task": "classification",
+        "alerts": [{
+            "name": "f2-drift", "figure": "drift.detected.f2", "operator": ">=", "threshold": 1,
+            "severity": "critical", "runbook": "https://wiki.example/drift",
+            "actions": [{"kind": "move_alias", "alias": "fallback", "version": "1"}, {"kind": "retrain"}]
+        }],
+        "notifications": [{"kind": "webhook", "url": hook.url}],
+    });
+    let created = post_json(&server, "/api/loopline/v1/monitors", &monitor).await;
+    assert_eq!(created.status, 200, "{}", created.body_text());
+
+    // Three windows of traffic like the reference, then one with f2 shifted.
+    let mut answered = Vec::new();
+    for seed in 10..13 {
+        answered.extend(send(&server, &format!("clean{seed}"), &rows(seed, 500, 0.0)).await);
+    }
+    answered.extend(send(&server, "drifted", &rows(20, 500, 2.0)).await);
+    let first = run(&server, "churn-live").await;
+    assert_eq!(first["evaluated"].as_array().unwrap().len(), 4, "{first}");
+    let found = windows(&server, "churn-live").await;
+    assert_eq!(found.len(), 4);
+    for window in &found[..3] {
+        assert_eq!(window["status"], "ok", "{window}");
+        for feature in FEATURES {
+            assert_eq!(
+                figure(window, &format!("drift.detected.{feature}")),
+                Some(0.0),
+                "{feature} in {window}"
+            );
+        }
+    }
+    let drifted = &found[3];
+    assert_eq!(figure(drifted, "drift.detected.f2"), Some(1.0), "{drifted}");
+    for feature in ["f0", "f1", "f3", "f4"] {
+        assert_eq!(
+            figure(drifted, &format!("drift.detected.{feature}")),
+            Some(0.0),
+            "{feature}"
+        );
+    }
+    assert_eq!(figure(drifted, "rows"), Some(500.0));
+
+    // The alert fired once; its first delivery failed (the receiver answered 500) and waits for a retry.
+    assert_eq!(events_of(&server, "churn-live", "alert_firing").await.len(), 1);
+    assert_eq!(first["notifications_waiting"], 1, "{first}");
+    let second = run(&server, "churn-live").await;
+    assert_eq!(
+        (
+            second["notifications_delivered"].clone(),
+            second["notifications_waiting"].clone()
+        ),
+        (json!(1), json!(0))
+    );
+    {
+        let bodies = hook.bodies.lock().unwrap();
+        assert_eq!(bodies.len(), 2, "one failed attempt, one delivery");
+        let delivered = &bodies[1].1;
+        assert_eq!(
+            (
+                delivered["status"].as_str(),
+                delivered["alerts"][0]["labels"]["alertname"].as_str()
+            ),
+            (Some("firing"), Some("f2-drift"))
+        );
+        assert_eq!(
+            delivered["alerts"][0]["annotations"]["runbook_url"],
+            "https://wiki.example/drift"
+        );
+    }
+    // Its actions ran: the alias moved and a retraining request was recorded with its cause.
+    let alias = get(
+        &server,
+        "/api/2.0/mlflow/registered-models/alias?name=churn&alias=fallback",
+    )
+    .await;
+    assert_eq!(alias.json()["model_version"]["version"], "1", "{}", alias.body_text());
+    let retraining = events_of(&server, "churn-live", "retraining_requested").await;
+    assert_eq!(retraining.len(), 1);
+    assert_eq!(retraining[0]["details"]["cause"]["figure"], "drift.detected.f2");
+
+    // The HTML report of the drifted window shows the feature; Prometheus has the gauges.
+    let report = get(&server, "/api/loopline/v1/monitors/churn-live/windows/3/report").await;
+    assert_eq!(report.status, 200);
+    assert!(report.header("content-type").unwrap().starts_with("text/html"));
+    assert!(report.body_text().contains("f2"));
+    let metrics = get(&server, "/metrics").await.body_text();
+    assert!(
+        metrics.contains("loopline_monitor_drift_detected{monitor=\"churn-live\",column=\"f2\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("loopline_monitor_alerts_firing{severity=\"critical\"} 1"),
+        "{metrics}"
+    );
+
+    // Late labels for the first window evaluate it again, with the realised accuracy.
+    let mut labelled = 0;
+    let mut correct = 0;
+    let mut feedback = Vec::new();
+    for (id, predictions) in answered.iter().filter(|(id, _)| id.starts_with("clean10")) {
+        let labels: Vec<f64> = (0..predictions.len())
+            .map(|i| ((i * 7 + id.len()) % 3 == 0) as u8 as f64)
+            .collect();
+        labelled += labels.len();
+        correct += labels.iter().zip(predictions).filter(|(l, p)| l == p).count();
+        feedback.push(json!({"request_id": id, "label": labels}));
+    }
+    let posted = post_json(&server, "/api/loopline/v1/feedback", &json!({"feedback": feedback})).await;
+    assert_eq!(posted.status, 200, "{}", posted.body_text());
+    run(&server, "churn-live").await;
+    let relabelled = windows(&server, "churn-live").await;
+    assert_eq!(relabelled[0]["labels"], json!(labelled));
+    let accuracy = figure(&relabelled[0], "performance.accuracy").unwrap();
+    assert!(
+        (accuracy - correct as f64 / labelled as f64).abs() < 1e-12,
+        "{accuracy}"
+    );
+    assert_eq!(
+        relabelled[1]["labels"], 0,
+        "labels change only the window they belong to"
+    );
+    assert_eq!(events_of(&server, "churn-live", "window_relabelled").await.len(), 1);
+
+    // Clean traffic again: the alert resolves, and the receiver is told once.
+    send(&server, "clean-again", &rows(30, 500, 0.0)).await;
+    run(&server, "churn-live").await;
+    assert_eq!(
+        events_of(&server, "churn-live", "alert_firing").await.len(),
+        1,
+        "one episode, one firing"
+    );
+    assert_eq!(events_of(&server, "churn-live", "alert_resolved").await.len(), 1);
+    let bodies = hook.bodies.lock().unwrap();
+    let statuses: Vec<(u16, &str)> = bodies
+        .iter()
+        .map(|(s, b)| (*s, b["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [(500, "firing"), (200, "firing"), (200, "resolved")]);
+}
+
+#[tokio::test]
+async fn windows_without_traffic_say_so_and_bad_monitors_name_their_field() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    put_reference(&server).await;
+    let base = || json!({"name": "m", "model": "churn", "alias": "champion", "window": {"seconds": 3600}});
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"name": "m", "deployment": "nowhere", "window": {"seconds": 60}}),
+            "deployment",
+        ),
+        (
+            {
+                let mut b = base();
+                b["window"] = json!({"seconds": 0});
+                b
+            },
+            "window.seconds",
+        ),
+        (
+            {
+                let mut b = base();
+                b["columns"] = json!(["f0", "salary"]);
+                b
+            },
+            "columns[1]",
+        ),
+        (
+            {
+                let mut b = base();
+                b["alerts"] = json!([{"name": "a", "figure": "drift.vibes", "operator": ">", "threshold": 1}]);
+                b
+            },
+            "alerts[0].figure",
+        ),
+        (
+            {
+                let mut b = base();
+                b["notifications"] = json!([{"kind": "webhook", "url": "ftp://example.com/x"}]);
+                b
+            },
+            "notifications[0].url",
+        ),
+        (
+            {
+                let mut b = base();
+                b["model"] = json!("absent");
+                b
+            },
+            "model",
+        ),
+        (
+            {
+                let mut b = base();
+                b["name"] = json!("../etc");
+                b
+            },
+            "name",
+        ),
+    ];
+    for (body, field) in cases {
+        let refused = post_json(&server, "/api/loopline/v1/monitors", &body).await;
+        assert_eq!(refused.status, 400, "{body}: {}", refused.body_text());
+        let message = refused.json()["message"].as_str().unwrap().to_string();
+        assert!(message.starts_with(&format!("{field}:")), "{body}: {message}");
+    }
+    let listed = get(&server, "/api/loopline/v1/monitors").await;
+    assert_eq!(listed.json()["monitors"], json!([]), "nothing half-created");
+
+    // Hourly windows over the three hours before this one: traffic now falls in none of them.
+    let hour = 3_600_000i64;
+    let now = loopline_core::time::now_millis();
+    let mut quiet = base();
+    quiet["start_ms"] = json!(now - now % hour - 3 * hour);
+    let created = post_json(&server, "/api/loopline/v1/monitors", &quiet).await;
+    assert_eq!(created.status, 200, "{}", created.body_text());
+    send(&server, "now", &rows(5, 100, 0.0)).await;
+    run(&server, "m").await;
+    let found = windows(&server, "m").await;
+    assert_eq!(found.len(), 3);
+    for window in &found {
+        assert_eq!(window["status"], "no_traffic");
+        assert_eq!(figure(window, "rows"), Some(0.0));
+        assert!(figure(window, "drift.share").is_none(), "no traffic is not drift");
+    }
+    let deleted = raw_request(server.address, "DELETE", "/api/loopline/v1/monitors/m", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(deleted.status, 200);
+    assert_eq!(get(&server, "/api/loopline/v1/monitors/m").await.status, 404);
+}
