@@ -98,7 +98,7 @@ fn output_column(spec: &MonitorSpec, rows: &WindowRows) -> Option<String> {
     })
 }
 
-/// Rows per request id (a label posted as a list holds one label per row of its request).
+/// Rows per request id in the window.
 fn request_rows(rows: &WindowRows) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for batch in &rows.batches {
@@ -114,13 +114,16 @@ fn request_rows(rows: &WindowRows) -> HashMap<String, usize> {
     counts
 }
 
-/// The label of one row: the element at its position when the request's label is a list of one per row,
-/// else the label itself.
-fn row_label(posted: &PostedLabel, row: usize, rows_of_request: usize) -> Option<Value> {
+/// The label of one row: the element at the row's position in its request when the label is a list (one per
+/// row of the request, which may span two windows), else the label itself.
+fn row_label(posted: &PostedLabel, row: usize) -> Option<Value> {
     let label: Value = serde_json::from_str(&posted.label).ok()?;
     match label {
-        Value::Array(items) if items.len() == rows_of_request && rows_of_request > 0 => items.into_iter().nth(row),
-        Value::Array(_) | Value::Null | Value::Object(_) => None,
+        Value::Array(items) => items
+            .into_iter()
+            .nth(row)
+            .filter(|item| !item.is_null() && !item.is_array()),
+        Value::Null | Value::Object(_) => None,
         single => Some(single),
     }
 }
@@ -135,7 +138,6 @@ struct Joined {
 }
 
 fn join_labels(input: &WindowInput<'_>, output: &str) -> Joined {
-    let per_request = request_rows(input.rows);
     let probability = input.spec.probability_output.as_ref().map(|p| format!("output.{p}"));
     let mut joined = Joined::default();
     for batch in &input.rows.batches {
@@ -159,7 +161,7 @@ fn join_labels(input: &WindowInput<'_>, output: &str) -> Joined {
                 continue;
             };
             let position = positions.map(|p| p.value(row).max(0) as usize).unwrap_or(0);
-            let Some(label) = row_label(posted, position, per_request.get(ids.value(row)).copied().unwrap_or(1)) else {
+            let Some(label) = row_label(posted, position) else {
                 continue;
             };
             joined.labels.push(label);
@@ -510,16 +512,12 @@ mod tests {
             label: "[1, 0]".into(),
             timestamp_ms: 0,
         };
-        assert_eq!(row_label(&posted, 1, 2), Some(json!(0)));
-        assert_eq!(
-            row_label(&posted, 0, 3),
-            None,
-            "a list of the wrong length labels nothing"
-        );
+        assert_eq!(row_label(&posted, 1), Some(json!(0)));
+        assert_eq!(row_label(&posted, 2), None, "rows past the list have no label");
         let single = PostedLabel {
             label: "\"cat\"".into(),
             timestamp_ms: 0,
         };
-        assert_eq!(row_label(&single, 0, 1), Some(json!("cat")));
+        assert_eq!(row_label(&single, 0), Some(json!("cat")));
     }
 }

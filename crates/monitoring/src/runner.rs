@@ -191,7 +191,9 @@ impl Monitoring {
             return Ok((HashMap::new(), None));
         }
         let oldest = match window_length_ms(spec) {
-            Some(length) => state.next_key - length * RELABEL_WINDOWS as i64,
+            Some(length) => state
+                .next_key
+                .saturating_sub(length.saturating_mul(RELABEL_WINDOWS as i64)),
             None => now - 7 * 24 * 3_600_000,
         };
         let since = loopline_core::time::utc_hour(oldest.min(now - 7 * 24 * 3_600_000));
@@ -218,9 +220,9 @@ impl Monitoring {
         for _ in 0..self.config.windows_per_run.max(1) {
             let window = match (window_length_ms(spec), spec.window.predictions) {
                 (Some(length), _) => {
-                    let (start, end) = (state.next_key, state.next_key + length);
+                    let (start, end) = (state.next_key, state.next_key.saturating_add(length));
                     let grace = if on_demand { 0 } else { spec.grace_seconds as i64 * 1000 };
-                    if end + grace > now {
+                    if end.saturating_add(grace) > now {
                         break;
                     }
                     let rows = time_window(self.artifacts.as_ref(), model, start, end)
@@ -238,10 +240,15 @@ impl Monitoring {
                         break;
                     };
                     let key = state.next_key;
-                    state.next_key += 1;
+                    state.next_key = state.next_key.saturating_add(1);
                     state.cursor = next.clone();
                     let span = rows.span.unwrap_or((now, now));
-                    (key, (span.0, span.1 + 1), rows, json!({"from": cursor, "to": next}))
+                    (
+                        key,
+                        (span.0, span.1.saturating_add(1)),
+                        rows,
+                        json!({"from": cursor, "to": next}),
+                    )
                 }
                 (None, None) => break,
             };

@@ -172,7 +172,9 @@ impl Monitoring {
         });
     }
 
-    async fn run_all(&self) {
+    /// Looks at every monitor, each in a task of its own so that one monitor's failure (even a panic) stops
+    /// neither the others nor the next tick.
+    async fn run_all(self: &Arc<Monitoring>) {
         let records = match self.store.list_monitors().await {
             Ok(records) => records,
             Err(error) => {
@@ -181,8 +183,15 @@ impl Monitoring {
             }
         };
         for record in records {
-            if let Err(error) = self.run(&record.name, false).await {
-                tracing::warn!(monitor = %record.name, %error, "monitor evaluation failed");
+            let service = self.clone();
+            let name = record.name.clone();
+            let outcome = tokio::spawn(async move { service.run(&name, false).await }).await;
+            match outcome {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(monitor = %record.name, %error, "monitor evaluation failed"),
+                Err(error) => {
+                    tracing::error!(monitor = %record.name, %error, "monitor evaluation stopped; this is a bug")
+                }
             }
         }
     }
@@ -448,6 +457,9 @@ impl Monitoring {
 
     /// Holds back a rule's notifications until `until_ms` (0 lifts the silence).
     pub async fn silence(&self, name: &str, rule: &str, until_ms: i64, actor: &str) -> Result<Value, MonitorError> {
+        if until_ms > crate::spec::LATEST_TIME_MS {
+            return Err(invalid("until_ms", "must be before 2100"));
+        }
         self.change_rule(name, rule, actor, |state| {
             if until_ms <= 0 {
                 state.silenced_until_ms = None;
@@ -482,6 +494,13 @@ impl Monitoring {
         let _running = self.run_lock.lock().await;
         let record = self.store.get_monitor(name).await?;
         let (spec, mut state) = parse_record(&record)?;
+        let valid_time = |t: i64| (0..=crate::spec::LATEST_TIME_MS).contains(&t);
+        if window_key.is_some_and(|k| !valid_time(k)) || timestamp_ms.is_some_and(|t| !valid_time(t)) {
+            return Err(invalid(
+                "window",
+                "give a window number or time from 0 to 2100 (ms since the epoch)",
+            ));
+        }
         let key = match (window_key, timestamp_ms, spec.window.seconds) {
             (Some(key), _, _) => key,
             (None, Some(time), Some(seconds)) => time - time.rem_euclid(seconds as i64 * 1000),
@@ -522,9 +541,7 @@ impl Monitoring {
                 ),
             ));
         }
-        if profile.columns.is_empty() {
-            return Err(invalid("columns", "the profile has no columns"));
-        }
+        check_profile(&profile)?;
         let number: i64 = version
             .parse()
             .map_err(|_| invalid("version", format!("'{version}' is not a version number")))?;
@@ -555,4 +572,62 @@ impl Monitoring {
             "profile": serde_json::from_str::<Value>(&record.profile).unwrap_or(Value::Null),
         }))
     }
+}
+
+/// A profile is consistent enough to compare with: unique column names, kept values within the profile's
+/// limits, quantiles and kept values ascending, ranges in order.
+fn check_profile(profile: &DatasetProfile) -> Result<(), MonitorError> {
+    use loopline_tabular::profile::{CATEGORY_LIMIT, EXACT_VALUES_LIMIT, QUANTILE_POINTS};
+    if profile.columns.is_empty() || profile.columns.len() > crate::spec::MAX_COLUMNS {
+        return Err(invalid(
+            "columns",
+            format!("a profile has 1 to {} columns", crate::spec::MAX_COLUMNS),
+        ));
+    }
+    let ascending = |values: &[f64]| values.iter().all(|v| v.is_finite()) && values.windows(2).all(|w| w[0] <= w[1]);
+    let mut names = std::collections::BTreeSet::new();
+    for (index, column) in profile.columns.iter().enumerate() {
+        let field = format!("columns[{index}]");
+        if column.name.is_empty() || column.name.len() > crate::spec::MAX_TEXT || column.name.contains('\0') {
+            return Err(invalid(&field, "a column needs a printable name"));
+        }
+        if !names.insert(column.name.as_str()) {
+            return Err(invalid(&field, format!("column '{}' appears twice", column.name)));
+        }
+        if let Some(numeric) = &column.numeric {
+            if numeric.quantiles.len() > QUANTILE_POINTS || !ascending(&numeric.quantiles) {
+                return Err(invalid(
+                    &format!("{field}.numeric.quantiles"),
+                    format!("at most {QUANTILE_POINTS} finite values, ascending"),
+                ));
+            }
+            if numeric
+                .values
+                .as_ref()
+                .is_some_and(|v| v.len() > EXACT_VALUES_LIMIT || !ascending(v))
+            {
+                return Err(invalid(
+                    &format!("{field}.numeric.values"),
+                    format!("at most {EXACT_VALUES_LIMIT} finite values, ascending"),
+                ));
+            }
+            if let (Some(low), Some(high)) = (numeric.min, numeric.max)
+                && (low > high || low.is_nan() || high.is_nan())
+            {
+                return Err(invalid(&format!("{field}.numeric.min"), "min is above max"));
+            }
+            if numeric.std.is_some_and(|std| std < 0.0 || std.is_nan()) {
+                return Err(invalid(&format!("{field}.numeric.std"), "must not be negative"));
+            }
+        }
+        if let Some(categorical) = &column.categorical
+            && categorical.counts.len() > CATEGORY_LIMIT
+        {
+            return Err(invalid(
+                &format!("{field}.categorical.counts"),
+                format!("at most {CATEGORY_LIMIT} labels"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -19,6 +19,8 @@ pub const MAX_CHANNELS: usize = 20;
 pub const MAX_COLUMNS: usize = 2_000;
 /// Longest name, label or text field.
 pub const MAX_TEXT: usize = 2_048;
+/// Latest time a monitor may start at or be silenced until: 2100-01-01, ms since the epoch.
+pub const LATEST_TIME_MS: i64 = 4_102_444_800_000;
 
 /// A monitor's specification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,14 +297,16 @@ pub const OPERATORS: [&str; 4] = [">", ">=", "<", "<="];
 
 /// A monitor name: letters, digits, `.`, `_` and `-`, at most 64 characters.
 pub fn check_name(name: &str) -> Result<(), SpecError> {
-    let valid =
-        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && !name.chars().all(|c| c == '.');
     if valid {
         Ok(())
     } else {
         Err(refuse(
             "name",
-            format!("monitor name '{name}' is not valid: use 1 to 64 letters, digits, '.', '_' or '-'"),
+            format!("monitor name '{name}' is not valid: use 1 to 64 letters, digits, '.', '_' or '-' (not only dots)"),
         ))
     }
 }
@@ -314,6 +318,12 @@ pub fn check_url(field: &str, url: &str) -> Result<(), SpecError> {
         return Err(refuse(
             field,
             format!("'{}' is not an http(s) URL with a host", redact_url(url)),
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(refuse(
+            field,
+            "carries credentials; put them in the channel's headers (e.g. Authorization) instead",
         ));
     }
     Ok(())
@@ -424,8 +434,14 @@ impl MonitorSpec {
             }
             _ => {}
         }
-        if self.start_ms.is_some_and(|start| start < 0) {
-            return Err(refuse("start_ms", "must be a time after 1970"));
+        if self
+            .start_ms
+            .is_some_and(|start| !(0..=LATEST_TIME_MS).contains(&start))
+        {
+            return Err(refuse(
+                "start_ms",
+                "must be a time from 1970 to 2100, in ms since the epoch",
+            ));
         }
         if self.grace_seconds > MAX_WINDOW_SECONDS {
             return Err(refuse("grace_seconds", format!("must be at most {MAX_WINDOW_SECONDS}")));
@@ -655,6 +671,14 @@ mod tests {
 
     fn parse(value: serde_json::Value) -> Result<MonitorSpec, SpecError> {
         MonitorSpec::parse(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn names_of_only_dots_are_refused() {
+        for name in [".", "..", "...", "", "a/b"] {
+            assert!(check_name(name).is_err(), "{name}");
+        }
+        assert!(check_name("churn.v2").is_ok());
     }
 
     #[test]
