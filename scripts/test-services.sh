@@ -38,13 +38,31 @@ setup_stats_venv() {
     echo "==> creating Python venv $venv"
     python3 -m venv "$venv"
   fi
-  if ! cmp -s tests/compat/stats/requirements.txt "$venv/.loopline-requirements"; then
-    echo "==> installing the reference implementations (tests/compat/stats/requirements.txt)"
+  local wanted="$WORK_DIR/stats-requirements"
+  cat tests/compat/stats/requirements.txt tests/compat/stats/requirements-nannyml.txt > "$wanted"
+  if ! cmp -s "$wanted" "$venv/.loopline-requirements"; then
+    echo "==> installing the reference implementations (tests/compat/stats/requirements*.txt)"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/compat/stats/requirements.txt
-    cp tests/compat/stats/requirements.txt "$venv/.loopline-requirements"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r tests/compat/stats/requirements-nannyml.txt
+    cp "$wanted" "$venv/.loopline-requirements"
   fi
   STATS_PYTHON="$venv/bin/python"
   export STATS_PYTHON
+}
+
+# promtool (Debian's prometheus package) checks the shipped alerting rules.
+ensure_promtool() {
+  if command -v promtool >/dev/null; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing promtool (Debian package prometheus)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "promtool is missing and cannot be installed here: install Debian's prometheus package" >&2
+    exit 1
+  fi
 }
 
 # Headless Chromium for the report screenshot test, from Debian packages when absent and we may install.

@@ -8,7 +8,9 @@
 #      exports, scikit-learn and custom pyfunc models in the Python worker) through tritonclient.http and
 #      requests, equal to mlflow.pyfunc / onnxruntime; `loopline serve` and `loopline predict` with models:/;
 #   4. the data suite (tests/compat/stats): statistics against scipy, drift verdicts against Evidently,
-#      validation results against Great Expectations, and a headless-Chromium look at the HTML report.
+#      validation results against Great Expectations, and a headless-Chromium look at the HTML report;
+#   5. the monitoring suite (tests/compat/monitoring): window performance against scikit-learn, estimated
+#      performance against NannyML's CBPE, the shipped Prometheus rules through promtool.
 # It installs what it needs (a venv in .venv, PostgreSQL from Debian packages if absent) and starts its
 # own servers on loopback, stopping them on exit.
 set -euo pipefail
@@ -18,6 +20,7 @@ source scripts/test-services.sh
 setup_venv
 setup_stats_venv
 ensure_chromium
+ensure_promtool
 start_postgres
 start_s3
 
@@ -51,5 +54,8 @@ echo "==> serving suite: tritonclient, requests and mlflow.pyfunc against loopli
 
 echo "==> data suite: scipy, Evidently, Great Expectations, report in Chromium"
 "$STATS_PYTHON" -m pytest tests/compat/stats -q -p no:cacheprovider -W ignore::DeprecationWarning
+
+echo "==> monitoring suite: scikit-learn, NannyML, promtool"
+"$STATS_PYTHON" -m pytest tests/compat/monitoring -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 echo "==> all tests passed"

@@ -30,6 +30,8 @@ pub struct WindowInput<'a> {
     pub labels: &'a HashMap<String, PostedLabel>,
     /// The reference profile, when there is one.
     pub reference: Option<&'a DatasetProfile>,
+    /// The performance-estimation fit of the reference, when there is one.
+    pub estimation: Option<&'a crate::estimation::EstimationReference>,
 }
 
 /// A window's results.
@@ -66,7 +68,7 @@ fn number_class(value: f64) -> String {
 }
 
 /// A logged column's value at `row`, as JSON (numbers, text, booleans; null otherwise).
-fn cell(column: &ArrayRef, row: usize) -> Value {
+pub fn cell(column: &ArrayRef, row: usize) -> Value {
     if column.is_null(row) {
         return Value::Null;
     }
@@ -233,6 +235,44 @@ fn performance_figures(spec: &MonitorSpec, joined: &Joined, figures: &mut Figure
             json!(result)
         }
     }
+}
+
+/// CBPE estimates of a classifier's accuracy and ROC AUC over every row of the window, labelled or not.
+fn estimated_figures(input: &WindowInput<'_>, output: &str, figures: &mut Figures) -> Value {
+    let (Some(fitted), Some(probability), Some(Task::Classification)) = (
+        input.estimation,
+        input.spec.probability_output.as_ref(),
+        input.spec.task,
+    ) else {
+        return Value::Null;
+    };
+    let probability = format!("output.{probability}");
+    let mut scores = Vec::new();
+    let mut predicted = Vec::new();
+    for batch in &input.rows.batches {
+        let (Some(scored), Some(classes)) = (batch.column_by_name(&probability), batch.column_by_name(output)) else {
+            continue;
+        };
+        for row in 0..batch.num_rows() {
+            let (Some(score), Some(class)) = (cell(scored, row).as_f64(), class_of(&cell(classes, row))) else {
+                continue;
+            };
+            scores.push(score);
+            predicted.push(f64::from(u8::from(class == input.spec.positive_label)));
+        }
+    }
+    let Some((accuracy, roc_auc)) = crate::estimation::estimate(fitted, &scores, &predicted) else {
+        return Value::Null;
+    };
+    figures.insert("estimated.accuracy".into(), accuracy.value);
+    figures.insert("estimated.accuracy_lower".into(), accuracy.lower);
+    figures.insert("estimated.accuracy_upper".into(), accuracy.upper);
+    if let Some(auc) = roc_auc {
+        figures.insert("estimated.roc_auc".into(), auc.value);
+        figures.insert("estimated.roc_auc_lower".into(), auc.lower);
+        figures.insert("estimated.roc_auc_upper".into(), auc.upper);
+    }
+    json!({"accuracy": accuracy, "roc_auc": roc_auc, "rows": scores.len()})
 }
 
 fn drift_options(spec: &MonitorSpec) -> DriftOptions {
@@ -440,6 +480,10 @@ pub fn evaluate(input: &WindowInput<'_>) -> WindowOutcome {
     let joined = output.as_deref().map(|o| join_labels(input, o)).unwrap_or_default();
     figures.insert("labels".into(), joined.labels.len() as f64);
     let performance = performance_figures(input.spec, &joined, &mut figures);
+    let estimated = output
+        .as_deref()
+        .map(|o| estimated_figures(input, o, &mut figures))
+        .unwrap_or(Value::Null);
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();
     for batch in &input.rows.batches {
         if let Some(column) = batch
@@ -455,6 +499,7 @@ pub fn evaluate(input: &WindowInput<'_>) -> WindowOutcome {
         "versions": versions,
         "output": output,
         "performance": performance,
+        "estimated_performance": estimated,
         "labels_through_ms": joined.newest_label_ms,
         "span": input.rows.span.map(|(low, high)| json!({"first_ms": low, "last_ms": high})),
     });

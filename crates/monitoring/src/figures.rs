@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 pub type Figures = BTreeMap<String, f64>;
 
 /// The names rules may use (`<column>` stands for a column, `<name>` for a posted business metric).
-pub const FIGURE_PATTERNS: [&str; 14] = [
+pub const FIGURE_PATTERNS: [&str; 15] = [
     "rows",
     "requests",
     "labels",
@@ -21,6 +21,7 @@ pub const FIGURE_PATTERNS: [&str; 14] = [
     "quality.findings|problems|<check>",
     "quality.missing_share.<column>",
     "performance.accuracy|precision|recall|f1|roc_auc|log_loss|rmse|mae|mape|r2",
+    "estimated.accuracy|roc_auc[_lower|_upper]",
     "business.<name>",
 ];
 
@@ -68,6 +69,10 @@ pub fn is_known_figure(figure: &str) -> bool {
     }
     if let Some(name) = figure.strip_prefix("performance.") {
         return PERFORMANCE_FIGURES.contains(&name);
+    }
+    if let Some(name) = figure.strip_prefix("estimated.") {
+        let metric = name.trim_end_matches("_lower").trim_end_matches("_upper");
+        return matches!(metric, "accuracy" | "roc_auc");
     }
     if let Some(name) = figure.strip_prefix("quality.") {
         return name == "findings" || name == "problems" || QUALITY_CHECKS.contains(&name);

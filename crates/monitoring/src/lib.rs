@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod estimation;
 pub mod evaluate;
 pub mod figures;
 pub mod metrics;

@@ -13,6 +13,8 @@ pub const DRIFT_DETECTED: &str = "loopline_monitor_drift_detected";
 pub const DRIFT_SHARE: &str = "loopline_monitor_drift_share";
 /// Realised performance per metric.
 pub const PERFORMANCE: &str = "loopline_monitor_performance";
+/// Estimated performance (CBPE) per metric, with `_lower`/`_upper` band metrics.
+pub const ESTIMATED_PERFORMANCE: &str = "loopline_monitor_estimated_performance";
 /// Quality findings per check.
 pub const QUALITY_FINDINGS: &str = "loopline_monitor_quality_findings";
 /// Predictions in the newest window.
@@ -30,7 +32,7 @@ impl Monitoring {
     /// Appends the gauges to a Prometheus text exposition.
     pub fn render_metrics(&self, out: &mut String) {
         let latest = self.latest.lock().expect("latest figures lock: this is a bug").clone();
-        let families: [(&str, &str, &str, &str); 7] = [
+        let families: [(&str, &str, &str, &str); 8] = [
             (
                 DRIFT_SCORE,
                 "drift score of a column in the newest window",
@@ -47,6 +49,12 @@ impl Monitoring {
                 PERFORMANCE,
                 "realised performance in the newest window",
                 "performance.",
+                "metric",
+            ),
+            (
+                ESTIMATED_PERFORMANCE,
+                "estimated performance (CBPE) in the newest window",
+                "estimated.",
                 "metric",
             ),
             (

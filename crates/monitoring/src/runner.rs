@@ -281,9 +281,12 @@ impl Monitoring {
                 .map(|v| v.version),
             (None, version) => version,
         };
-        let mut reference = match &version {
-            Some(version) => self.reference_of(model, version).await?,
-            None => None,
+        let (mut reference, estimation) = match &version {
+            Some(version) => match self.stored_reference(model, version).await? {
+                Some((profile, estimation)) => (Some(profile), estimation),
+                None => (None, None),
+            },
+            None => (None, None),
         };
         if reference.is_none()
             && spec.reference_window
@@ -321,6 +324,7 @@ impl Monitoring {
                 rows: &rows,
                 labels: &owned_labels,
                 reference: reference.as_ref(),
+                estimation: estimation.as_ref(),
             })
         })
         .await

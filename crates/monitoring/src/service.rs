@@ -12,7 +12,11 @@ use loopline_metadata_store::{MetadataStore, MonitorEvent, MonitorRecord, Monito
 use loopline_tabular::DatasetProfile;
 use serde_json::{Value, json};
 
+use crate::estimation::EstimationReference;
 use crate::figures::Figures;
+
+/// Where a reference document keeps its performance-estimation fit, beside the profile's fields.
+pub const ESTIMATION_KEY: &str = "performance_estimation";
 use crate::spec::{MonitorSpec, SpecError, check_name};
 use crate::state::MonitorState;
 
@@ -238,10 +242,28 @@ impl Monitoring {
         model: &str,
         version: &str,
     ) -> Result<Option<DatasetProfile>, MonitorError> {
+        Ok(self.stored_reference(model, version).await?.map(|(profile, _)| profile))
+    }
+
+    /// A version's reference profile and, when it was fitted, its performance-estimation reference.
+    pub(crate) async fn stored_reference(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<(DatasetProfile, Option<EstimationReference>)>, MonitorError> {
+        let unreadable = |e: serde_json::Error| {
+            MonitorError::Internal(format!("the reference of {model} version {version} is unreadable: {e}"))
+        };
         match self.store.get_reference(model, version).await {
-            Ok(record) => serde_json::from_str(&record.profile).map(Some).map_err(|e| {
-                MonitorError::Internal(format!("the reference of {model} version {version} is unreadable: {e}"))
-            }),
+            Ok(record) => {
+                let mut document: Value = serde_json::from_str(&record.profile).map_err(unreadable)?;
+                let estimation = match document.as_object_mut().and_then(|o| o.remove(ESTIMATION_KEY)) {
+                    Some(fitted) => Some(serde_json::from_value(fitted).map_err(unreadable)?),
+                    None => None,
+                };
+                let profile = serde_json::from_value(document).map_err(unreadable)?;
+                Ok(Some((profile, estimation)))
+            }
             Err(StoreError::NotFound(_)) => Ok(None),
             Err(other) => Err(other.into()),
         }
@@ -529,8 +551,19 @@ impl Monitoring {
         body: &[u8],
         source: &str,
     ) -> Result<Value, MonitorError> {
-        let profile: DatasetProfile =
+        let mut document: Value =
             serde_json::from_slice(body).map_err(|e| invalid("profile", format!("not a Loopline profile: {e}")))?;
+        let estimation = match document.as_object_mut().and_then(|o| o.remove(ESTIMATION_KEY)) {
+            Some(fitted) => {
+                let fitted: EstimationReference = serde_json::from_value(fitted)
+                    .map_err(|e| invalid(ESTIMATION_KEY, format!("not a performance-estimation fit: {e}")))?;
+                check_estimation(&fitted)?;
+                Some(fitted)
+            }
+            None => None,
+        };
+        let profile: DatasetProfile =
+            serde_json::from_value(document).map_err(|e| invalid("profile", format!("not a Loopline profile: {e}")))?;
         if profile.format != loopline_tabular::profile::PROFILE_FORMAT {
             return Err(invalid(
                 "format",
@@ -551,10 +584,14 @@ impl Monitoring {
                 other => other.into(),
             });
         }
+        let mut stored = serde_json::to_value(&profile).map_err(|e| MonitorError::Internal(e.to_string()))?;
+        if let (Some(fitted), Some(fields)) = (&estimation, stored.as_object_mut()) {
+            fields.insert(ESTIMATION_KEY.to_string(), json!(fitted));
+        }
         let record = ReferenceRecord {
             name: model.to_string(),
             version: number.to_string(),
-            profile: to_json(&profile),
+            profile: stored.to_string(),
             source: source.to_string(),
             set_time: now_millis(),
         };
@@ -628,6 +665,40 @@ fn check_profile(profile: &DatasetProfile) -> Result<(), MonitorError> {
                 format!("at most {CATEGORY_LIMIT} labels"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A performance-estimation fit is usable: a bounded isotonic map, ascending, with values that are
+/// probabilities, and finite non-negative spreads.
+fn check_estimation(fitted: &EstimationReference) -> Result<(), MonitorError> {
+    let field = ESTIMATION_KEY;
+    let (xs, ys) = (&fitted.calibration_x, &fitted.calibration_y);
+    if xs.len() != ys.len() || xs.len() > 10_000_000 {
+        return Err(invalid(
+            &format!("{field}.calibration_x"),
+            "needs as many values as calibration_y",
+        ));
+    }
+    let probability = |v: &f64| v.is_finite() && (0.0..=1.0).contains(v);
+    if !xs.windows(2).all(|w| w[0] < w[1]) || !xs.iter().all(probability) || !ys.iter().all(probability) {
+        return Err(invalid(
+            &format!("{field}.calibration_x"),
+            "must be strictly ascending probabilities",
+        ));
+    }
+    if fitted.calibrated && xs.is_empty() {
+        return Err(invalid(
+            &format!("{field}.calibrated"),
+            "a calibrated fit needs its isotonic map",
+        ));
+    }
+    let spreads = [fitted.accuracy_std, fitted.roc_auc_std, fitted.roc_auc_fraction];
+    if !spreads.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)) {
+        return Err(invalid(
+            &format!("{field}.accuracy_std"),
+            "spreads and fractions lie between 0 and 1",
+        ));
     }
     Ok(())
 }

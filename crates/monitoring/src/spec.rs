@@ -564,6 +564,12 @@ impl MonitorSpec {
                     format!("column '{column}' is not among the monitor's columns {columns:?}"),
                 ));
             }
+            if rule.figure.starts_with("estimated.") && self.probability_output.is_none() {
+                return Err(refuse(
+                    format!("{field}.figure"),
+                    "estimated figures need \"task\": \"classification\" and a \"probability_output\"",
+                ));
+            }
             if rule.figure.starts_with("performance.") && self.task.is_none() {
                 return Err(refuse(
                     format!("{field}.figure"),

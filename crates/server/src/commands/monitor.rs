@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use loopline_monitoring::estimation::EstimationReference;
 use loopline_tabular::collect::collect_columns;
 use loopline_tabular::{DatasetProfile, TableSource};
 use serde_json::Value;
@@ -75,6 +76,19 @@ enum MonitorCommand {
         /// The training table (Parquet, CSV, Arrow IPC) with features, labels and predictions.
         #[arg(long)]
         data: PathBuf,
+        /// Column of the model's probability for the positive class: with labels, fits performance
+        /// estimation before labels arrive (CBPE) for binary classifiers.
+        #[arg(long)]
+        probability_column: Option<String>,
+        /// Column of the labels.
+        #[arg(long, default_value = "label")]
+        label_column: String,
+        /// Column of the model's predicted classes (else a probability of 0.5 or more predicts the positive class).
+        #[arg(long, default_value = "prediction")]
+        prediction_column: String,
+        /// The positive class.
+        #[arg(long, default_value = "1")]
+        positive_label: String,
     },
 }
 
@@ -148,6 +162,64 @@ fn profile(data: &PathBuf) -> Result<DatasetProfile, String> {
     bar.finish_and_clear();
     let rows = columns.first().map(|(_, v)| v.rows()).unwrap_or(0);
     Ok(DatasetProfile::of(&data.display().to_string(), rows, &columns))
+}
+
+/// The columns performance estimation is fitted from.
+struct EstimationColumns<'a> {
+    label: &'a str,
+    probability: &'a str,
+    prediction: &'a str,
+    positive: &'a str,
+}
+
+/// Reads labels, probabilities and predicted classes row by row and fits CBPE on them.
+fn fit_estimation(data: &PathBuf, columns: &EstimationColumns<'_>) -> Result<EstimationReference, String> {
+    use loopline_monitoring::evaluate::{cell, class_of};
+    let source = TableSource::open(data).map_err(|e| e.to_string())?;
+    let names = source.column_names();
+    for needed in [columns.label, columns.probability] {
+        if !names.iter().any(|n| n == needed) {
+            return Err(format!(
+                "{} has no column '{needed}' (columns: {names:?})",
+                data.display()
+            ));
+        }
+    }
+    let has_prediction = names.iter().any(|n| n == columns.prediction);
+    let mut wanted = vec![columns.label.to_string(), columns.probability.to_string()];
+    if has_prediction {
+        wanted.push(columns.prediction.to_string());
+    }
+    let (mut probabilities, mut labels, mut predictions) = (Vec::new(), Vec::new(), Vec::new());
+    for batch in source.batches(Some(&wanted)).map_err(|e| e.to_string())? {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let (Some(label), Some(probability)) = (
+            batch.column_by_name(columns.label),
+            batch.column_by_name(columns.probability),
+        ) else {
+            continue;
+        };
+        let prediction = batch.column_by_name(columns.prediction);
+        for row in 0..batch.num_rows() {
+            let (Some(class), Some(score)) = (class_of(&cell(label, row)), cell(probability, row).as_f64()) else {
+                continue;
+            };
+            let predicted = match prediction {
+                Some(column) => class_of(&cell(column, row)).is_some_and(|c| c == columns.positive),
+                None => score >= 0.5,
+            };
+            labels.push(f64::from(u8::from(class == columns.positive)));
+            probabilities.push(score);
+            predictions.push(f64::from(u8::from(predicted)));
+        }
+    }
+    loopline_monitoring::estimation::fit(&probabilities, &labels, &predictions).ok_or_else(|| {
+        format!(
+            "performance estimation needs finite probabilities and labels of both classes ('{}' and others) in {}",
+            columns.positive,
+            data.display()
+        )
+    })
 }
 
 async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String> {
@@ -229,9 +301,36 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
                 .await?;
             println!("monitor '{name}' deleted");
         }
-        MonitorCommand::Reference { model, version, data } => {
+        MonitorCommand::Reference {
+            model,
+            version,
+            data,
+            probability_column,
+            label_column,
+            prediction_column,
+            positive_label,
+        } => {
             let profile = profile(&data)?;
-            let body = serde_json::to_value(&profile).map_err(|e| e.to_string())?;
+            let mut body = serde_json::to_value(&profile).map_err(|e| e.to_string())?;
+            if let Some(probability) = probability_column {
+                let columns = EstimationColumns {
+                    label: &label_column,
+                    probability: &probability,
+                    prediction: &prediction_column,
+                    positive: &positive_label,
+                };
+                let fitted = fit_estimation(&data, &columns)?;
+                println!(
+                    "performance estimation fitted on {} labelled rows ({})",
+                    fitted.rows,
+                    if fitted.calibrated {
+                        "probabilities calibrated"
+                    } else {
+                        "probabilities used as they are"
+                    }
+                );
+                body[loopline_monitoring::service::ESTIMATION_KEY] = serde_json::json!(fitted);
+            }
             let path = format!("/api/loopline/v1/registered-models/{model}/versions/{version}/reference");
             let set = client.ok(reqwest::Method::PUT, &path, Some(body)).await?;
             println!(

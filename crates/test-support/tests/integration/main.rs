@@ -9,6 +9,7 @@ mod errors;
 mod hardening;
 mod hardening_models;
 mod monitoring;
+mod monitoring_actions;
 mod security;
 mod serving;
 mod wire_format;

@@ -33,7 +33,7 @@ fn normals(seed: u64, count: usize) -> Vec<f64> {
 }
 
 /// Rows of the five features; `shift` is added to f2.
-fn rows(seed: u64, count: usize, shift: f64) -> Vec<Vec<f64>> {
+pub(crate) fn rows(seed: u64, count: usize, shift: f64) -> Vec<Vec<f64>> {
     let columns: Vec<Vec<f64>> = (0..5).map(|c| normals(seed * 10 + c, count)).collect();
     (0..count)
         .map(|r| {
@@ -61,7 +61,7 @@ fn reference_profile() -> Value {
 }
 
 /// Sets the reference profile of churn version 1.
-async fn put_reference(server: &TestServer) {
+pub(crate) async fn put_reference(server: &TestServer) {
     let reference = raw_request(
         server.address,
         "PUT",
@@ -75,7 +75,7 @@ async fn put_reference(server: &TestServer) {
 }
 
 /// Sends `data` in requests of 50 rows; returns (request id, predictions) per request.
-async fn send(server: &TestServer, prefix: &str, data: &[Vec<f64>]) -> Vec<(String, Vec<f64>)> {
+pub(crate) async fn send(server: &TestServer, prefix: &str, data: &[Vec<f64>]) -> Vec<(String, Vec<f64>)> {
     let mut answered = Vec::new();
     for (index, chunk) in data.chunks(50).enumerate() {
         let id = format!("{prefix}-{index}");
@@ -158,13 +158,13 @@ async fn get(server: &TestServer, path: &str) -> loopline_test_support::RawRespo
     raw_request(server.address, "GET", path, &[], b"").await.unwrap()
 }
 
-async fn run(server: &TestServer, monitor: &str) -> Value {
+pub(crate) async fn run(server: &TestServer, monitor: &str) -> Value {
     let ran = post_json(server, &format!("/api/loopline/v1/monitors/{monitor}/run"), &json!({})).await;
     assert_eq!(ran.status, 200, "{}", ran.body_text());
     ran.json()
 }
 
-async fn windows(server: &TestServer, monitor: &str) -> Vec<Value> {
+pub(crate) async fn windows(server: &TestServer, monitor: &str) -> Vec<Value> {
     let listed = get(server, &format!("/api/loopline/v1/monitors/{monitor}/windows")).await;
     assert_eq!(listed.status, 200, "{}", listed.body_text());
     listed.json()["windows"].as_array().unwrap().clone()
