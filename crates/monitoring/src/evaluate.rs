@@ -32,6 +32,8 @@ pub struct WindowInput<'a> {
     pub reference: Option<&'a DatasetProfile>,
     /// The performance-estimation fit of the reference, when there is one.
     pub estimation: Option<&'a crate::estimation::EstimationReference>,
+    /// Kinds of the requests that failed in the window's span (`bad_input`, `rejected`, `internal`...).
+    pub failures: &'a [String],
 }
 
 /// A window's results.
@@ -459,6 +461,52 @@ fn compare_with_reference(
     Ok(report)
 }
 
+/// The value at probability `q` of ascending `sorted`, interpolated linearly (numpy's default).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let position = q * (sorted.len() - 1) as f64;
+    let (low, high) = (position.floor() as usize, position.ceil() as usize);
+    sorted[low] + (sorted[high] - sorted[low]) * (position - low as f64)
+}
+
+/// Serving health: failures by kind, the error rate, and latency quantiles (one latency per request).
+fn health_figures(input: &WindowInput<'_>, requests: usize, figures: &mut Figures) {
+    let count = |kinds: &[&str]| input.failures.iter().filter(|k| kinds.contains(&k.as_str())).count() as f64;
+    let failed = count(&["internal", "unavailable", "timeout"]);
+    figures.insert("health.failures".into(), failed);
+    figures.insert("health.bad_inputs".into(), count(&["bad_input"]));
+    figures.insert("health.rejected".into(), count(&["rejected"]));
+    let asked = requests as f64 + input.failures.len() as f64;
+    if asked > 0.0 {
+        figures.insert("health.error_rate".into(), failed / asked);
+    }
+    let mut latencies: Vec<f64> = Vec::new();
+    for batch in &input.rows.batches {
+        let (Some(latency), positions) = (
+            batch
+                .column_by_name("latency_ms")
+                .and_then(|c| c.as_primitive_opt::<arrow_array::types::Float64Type>()),
+            batch
+                .column_by_name("row")
+                .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>()),
+        ) else {
+            continue;
+        };
+        for row in 0..batch.num_rows() {
+            let first_of_request = positions.is_none_or(|p| p.is_valid(row) && p.value(row) == 0);
+            if first_of_request && latency.is_valid(row) && latency.value(row).is_finite() {
+                latencies.push(latency.value(row));
+            }
+        }
+    }
+    if latencies.is_empty() {
+        return;
+    }
+    latencies.sort_by(f64::total_cmp);
+    for (name, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
+        figures.insert(format!("health.latency_{name}_ms"), quantile(&latencies, q));
+    }
+}
+
 /// Evaluates one window.
 pub fn evaluate(input: &WindowInput<'_>) -> WindowOutcome {
     let rows = input.rows.rows();
@@ -466,6 +514,7 @@ pub fn evaluate(input: &WindowInput<'_>) -> WindowOutcome {
     figures.insert("rows".into(), rows as f64);
     let requests = request_rows(input.rows).len();
     figures.insert("requests".into(), requests as f64);
+    health_figures(input, requests, &mut figures);
     if rows == 0 {
         figures.insert("labels".into(), 0.0);
         return WindowOutcome {
@@ -542,6 +591,14 @@ pub fn evaluate(input: &WindowInput<'_>) -> WindowOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_interpolate_as_numpy() {
+        let sorted = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile(&sorted, 0.5), 2.5);
+        assert!((quantile(&sorted, 0.95) - 3.85).abs() < 1e-12);
+        assert_eq!(quantile(&[7.0], 0.99), 7.0);
+    }
 
     #[test]
     fn classes_ignore_number_spelling() {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 pub type Figures = BTreeMap<String, f64>;
 
 /// The names rules may use (`<column>` stands for a column, `<name>` for a posted business metric).
-pub const FIGURE_PATTERNS: [&str; 15] = [
+pub const FIGURE_PATTERNS: [&str; 16] = [
     "rows",
     "requests",
     "labels",
@@ -22,6 +22,7 @@ pub const FIGURE_PATTERNS: [&str; 15] = [
     "quality.missing_share.<column>",
     "performance.accuracy|precision|recall|f1|roc_auc|log_loss|rmse|mae|mape|r2",
     "estimated.accuracy|roc_auc[_lower|_upper]",
+    "health.failures|bad_inputs|rejected|error_rate|latency_p50_ms|latency_p95_ms|latency_p99_ms",
     "business.<name>",
 ];
 
@@ -69,6 +70,18 @@ pub fn is_known_figure(figure: &str) -> bool {
     }
     if let Some(name) = figure.strip_prefix("performance.") {
         return PERFORMANCE_FIGURES.contains(&name);
+    }
+    if let Some(name) = figure.strip_prefix("health.") {
+        return matches!(
+            name,
+            "failures"
+                | "bad_inputs"
+                | "rejected"
+                | "error_rate"
+                | "latency_p50_ms"
+                | "latency_p95_ms"
+                | "latency_p99_ms"
+        );
     }
     if let Some(name) = figure.strip_prefix("estimated.") {
         let metric = name.trim_end_matches("_lower").trim_end_matches("_upper");

@@ -15,6 +15,8 @@ pub const DRIFT_SHARE: &str = "loopline_monitor_drift_share";
 pub const PERFORMANCE: &str = "loopline_monitor_performance";
 /// Estimated performance (CBPE) per metric, with `_lower`/`_upper` band metrics.
 pub const ESTIMATED_PERFORMANCE: &str = "loopline_monitor_estimated_performance";
+/// Serving health per figure (failures, error rate, latency quantiles).
+pub const HEALTH: &str = "loopline_monitor_health";
 /// Quality findings per check.
 pub const QUALITY_FINDINGS: &str = "loopline_monitor_quality_findings";
 /// Predictions in the newest window.
@@ -32,7 +34,7 @@ impl Monitoring {
     /// Appends the gauges to a Prometheus text exposition.
     pub fn render_metrics(&self, out: &mut String) {
         let latest = self.latest.lock().expect("latest figures lock: this is a bug").clone();
-        let families: [(&str, &str, &str, &str); 8] = [
+        let families: [(&str, &str, &str, &str); 9] = [
             (
                 DRIFT_SCORE,
                 "drift score of a column in the newest window",
@@ -51,6 +53,7 @@ impl Monitoring {
                 "performance.",
                 "metric",
             ),
+            (HEALTH, "serving health in the newest window", "health.", "figure"),
             (
                 ESTIMATED_PERFORMANCE,
                 "estimated performance (CBPE) in the newest window",

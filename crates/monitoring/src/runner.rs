@@ -316,6 +316,15 @@ impl Monitoring {
                 reference = Some(profile);
             }
         }
+        let (failures_from, failures_until) = match window_length_ms(spec) {
+            Some(_) => span,
+            None => rows
+                .span
+                .map_or((0, 0), |(first, last)| (first, last.saturating_add(1))),
+        };
+        let failed = crate::window_data::failures(self.artifacts.as_ref(), model, failures_from, failures_until)
+            .await
+            .map_err(MonitorError::Internal)?;
         let owned_spec = spec.clone();
         let owned_labels: HashMap<String, PostedLabel> = labels.clone();
         let outcome = tokio::task::spawn_blocking(move || {
@@ -325,6 +334,7 @@ impl Monitoring {
                 labels: &owned_labels,
                 reference: reference.as_ref(),
                 estimation: estimation.as_ref(),
+                failures: &failed,
             })
         })
         .await

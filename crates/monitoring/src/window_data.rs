@@ -9,7 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{Array, BooleanArray, RecordBatch};
 use loopline_artifact_store::ArtifactStore;
-use loopline_serving::log_reader::{LogFile, log_files, predictions_prefix, read_log_file};
+use loopline_serving::log_reader::{LogFile, failures_prefix, log_files, predictions_prefix, read_log_file};
 use serde::{Deserialize, Serialize};
 
 /// Where a count window's next rows begin.
@@ -168,4 +168,33 @@ pub async fn count_window(
         }
     }
     Ok(None)
+}
+
+/// The kinds of the failed requests of `model` that arrived in `[start_ms, end_ms)`.
+pub async fn failures(
+    store: &dyn ArtifactStore,
+    model: &str,
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Vec<String>, String> {
+    if end_ms <= start_ms {
+        return Ok(Vec::new());
+    }
+    let first_hour = loopline_core::time::utc_hour(start_ms);
+    let last_hour = loopline_core::time::utc_hour(end_ms - 1);
+    let mut kinds = Vec::new();
+    for file in log_files(store, &failures_prefix(model), Some(&first_hour), Some(&last_hour)).await? {
+        for batch in read_log_file(store, &file.path).await? {
+            let times = timestamps(&batch)?;
+            let Some(kind) = batch.column_by_name("kind").and_then(|c| c.as_string_opt::<i32>()) else {
+                continue;
+            };
+            for row in 0..batch.num_rows() {
+                if times.is_valid(row) && (start_ms..end_ms).contains(&times.value(row)) && kind.is_valid(row) {
+                    kinds.push(kind.value(row).to_string());
+                }
+            }
+        }
+    }
+    Ok(kinds)
 }

@@ -27,6 +27,11 @@ pub fn predictions_prefix(model: &str) -> String {
     format!("predictions/model={}", model_segment(model))
 }
 
+/// The directory holding a model's failed requests.
+pub fn failures_prefix(model: &str) -> String {
+    format!("failures/model={}", model_segment(model))
+}
+
 /// Where feedback labels lie.
 pub const FEEDBACK_PREFIX: &str = "feedback";
 

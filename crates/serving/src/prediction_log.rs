@@ -62,6 +62,25 @@ pub struct Logged {
     pub outputs: Vec<Tensor>,
     /// A shadow version's answer (compared, never returned to the caller).
     pub shadow: bool,
+    /// Time from arrival to the answer, in milliseconds.
+    pub latency_ms: f64,
+}
+
+/// A request the model failed to answer.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    /// Its id.
+    pub request_id: String,
+    /// Model name.
+    pub model: String,
+    /// Version that was asked.
+    pub version: String,
+    /// When it arrived, ms since the epoch.
+    pub timestamp_ms: i64,
+    /// `bad_input`, `rejected` (busy), `unavailable`, `timeout` or `internal`.
+    pub kind: &'static str,
+    /// Time until it failed, in milliseconds.
+    pub latency_ms: f64,
 }
 
 /// A ground-truth label for a request.
@@ -77,6 +96,7 @@ pub struct Feedback {
 
 enum Message {
     Prediction(Box<Logged>),
+    Failure(Failed),
     Feedback(Vec<Feedback>),
     Flush(oneshot::Sender<Result<(), String>>),
 }
@@ -118,6 +138,13 @@ impl PredictionLog {
     /// Offers a request to the log without waiting; dropped (and counted) when the writer is behind.
     pub fn record(&self, entry: Logged) {
         if self.sender.try_send(Message::Prediction(Box::new(entry))).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Offers a failed request to the log without waiting (dropped and counted when the writer is behind).
+    pub fn record_failure(&self, entry: Failed) {
+        if self.sender.try_send(Message::Failure(entry)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -197,10 +224,37 @@ fn prediction_rows(entry: &Logged) -> Result<RecordBatch, String> {
             Arc::new(arrow_array::Int64Array::from((0..rows as i64).collect::<Vec<_>>())),
         ),
     ];
+    columns.push((
+        "latency_ms".to_string(),
+        Arc::new(arrow_array::Float64Array::from(vec![entry.latency_ms; rows])),
+    ));
     for (field, column) in values.schema().fields().iter().zip(values.columns()) {
         columns.push((field.name().clone(), column.clone()));
     }
     RecordBatch::try_from_iter(columns).map_err(|e| e.to_string())
+}
+
+fn failure_rows(entry: &Failed) -> Result<RecordBatch, String> {
+    RecordBatch::try_from_iter([
+        (
+            "request_id",
+            Arc::new(StringArray::from(vec![entry.request_id.as_str()])) as ArrayRef,
+        ),
+        (
+            "timestamp",
+            Arc::new(TimestampMillisecondArray::from(vec![entry.timestamp_ms]).with_timezone("UTC")),
+        ),
+        (
+            "model_version",
+            Arc::new(StringArray::from(vec![entry.version.as_str()])),
+        ),
+        ("kind", Arc::new(StringArray::from(vec![entry.kind]))),
+        (
+            "latency_ms",
+            Arc::new(arrow_array::Float64Array::from(vec![entry.latency_ms])),
+        ),
+    ])
+    .map_err(|e| e.to_string())
 }
 
 fn feedback_rows(entries: &[Feedback]) -> Result<RecordBatch, String> {
@@ -298,6 +352,14 @@ async fn write_loop(
                     loopline_core::time::utc_hour(entry.timestamp_ms)
                 );
                 (directory, prediction_rows(&entry))
+            }
+            Message::Failure(entry) => {
+                let directory = format!(
+                    "failures/model={}/hour={}",
+                    crate::log_reader::model_segment(&entry.model),
+                    loopline_core::time::utc_hour(entry.timestamp_ms)
+                );
+                (directory, failure_rows(&entry))
             }
             Message::Feedback(entries) => {
                 let hour = loopline_core::time::utc_hour(entries.first().map(|f| f.timestamp_ms).unwrap_or_default());

@@ -54,7 +54,7 @@ impl ServingState {
         sampled: bool,
         request_id: &str,
         served: &Served,
-        arrived: i64,
+        arrived: (i64, std::time::Instant),
         inputs: Vec<Tensor>,
         outputs: &[Tensor],
     ) {
@@ -63,10 +63,11 @@ impl ServingState {
                 request_id: request_id.to_string(),
                 model: served.name.clone(),
                 version: served.runner.version().to_string(),
-                timestamp_ms: arrived,
+                timestamp_ms: arrived.0,
                 inputs,
                 outputs: outputs.to_vec(),
                 shadow: false,
+                latency_ms: arrived.1.elapsed().as_secs_f64() * 1000.0,
             });
         }
     }
@@ -82,6 +83,7 @@ impl ServingState {
                 inputs,
                 outputs: outputs.to_vec(),
                 shadow: true,
+                latency_ms: 0.0,
             });
         }
     }
@@ -99,8 +101,23 @@ impl ServingState {
     ) -> Result<Vec<Tensor>, InferError> {
         let sampled = self.sampled();
         let logged_inputs = sampled.then(|| inputs.clone());
-        let arrived = loopline_core::time::now_millis();
-        let outputs = served.runner.infer(inputs).await?;
+        let arrived = (loopline_core::time::now_millis(), std::time::Instant::now());
+        let outputs = match served.runner.infer(inputs).await {
+            Ok(outputs) => outputs,
+            Err(error) => {
+                if let (true, Some(log)) = (sampled, &self.log) {
+                    log.record_failure(crate::prediction_log::Failed {
+                        request_id: request_id.to_string(),
+                        model: served.name.clone(),
+                        version: served.runner.version().to_string(),
+                        timestamp_ms: arrived.0,
+                        kind: failure_kind(&error),
+                        latency_ms: arrived.1.elapsed().as_secs_f64() * 1000.0,
+                    });
+                }
+                return Err(error);
+            }
+        };
         self.log(
             sampled,
             request_id,
@@ -159,6 +176,17 @@ fn catalog_status(error: &CatalogError) -> StatusCode {
     match error {
         CatalogError::NotFound(_) => StatusCode::NOT_FOUND,
         CatalogError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// How a failed request is named in the prediction log's failures.
+fn failure_kind(error: &InferError) -> &'static str {
+    match error {
+        InferError::Input(_) => "bad_input",
+        InferError::Busy { .. } => "rejected",
+        InferError::Unavailable(_) => "unavailable",
+        InferError::Internal(_) => "internal",
+        InferError::Timeout(_) => "timeout",
     }
 }
 

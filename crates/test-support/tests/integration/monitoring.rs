@@ -236,6 +236,13 @@ async fn drift_in_live_traffic_is_found_in_its_window_alerts_once_and_resolves()
         );
     }
     assert_eq!(figure(drifted, "rows"), Some(500.0));
+    assert_eq!(figure(drifted, "requests"), Some(10.0));
+    assert_eq!(figure(drifted, "health.error_rate"), Some(0.0));
+    let (p50, p99) = (
+        figure(drifted, "health.latency_p50_ms").unwrap(),
+        figure(drifted, "health.latency_p99_ms").unwrap(),
+    );
+    assert!(0.0 <= p50 && p50 <= p99, "{p50} {p99}");
 
     // The alert fired once; its first delivery failed (the receiver answered 500) and waits for a retry.
     assert_eq!(events_of(&server, "churn-live", "alert_firing").await.len(), 1);
@@ -425,4 +432,28 @@ async fn windows_without_traffic_say_so_and_bad_monitors_name_their_field() {
         .unwrap();
     assert_eq!(deleted.status, 200);
     assert_eq!(get(&server, "/api/loopline/v1/monitors/m").await.status, 404);
+}
+
+#[tokio::test]
+async fn failed_requests_count_in_the_window_they_arrived_in() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "booster", "xgb_booster", None).await;
+    let monitor = json!({"name": "booster-health", "model": "booster", "window": {"predictions": 2}, "start_ms": 0,
+                         "alerts": [{"name": "failing", "figure": "health.bad_inputs", "operator": ">=", "threshold": 1}]});
+    let created = post_json(&server, "/api/loopline/v1/monitors", &monitor).await;
+    assert_eq!(created.status, 200, "{}", created.body_text());
+    let path = "/models/booster/versions/champion/invocations";
+    let good = json!({"dataframe_split": {"columns": FEATURES, "data": [[0.1, 0.2, 0.3, 0.4, 0.5]]}});
+    let bad = json!({"dataframe_split": {"columns": ["f0", "f1", "f2"], "data": [[0.1, 0.2, 0.3]]}});
+    assert_eq!(post_json(&server, path, &good).await.status, 200);
+    let refused = post_json(&server, path, &bad).await;
+    assert_eq!(refused.status, 400, "{}", refused.body_text());
+    assert_eq!(post_json(&server, path, &good).await.status, 200);
+    run(&server, "booster-health").await;
+    let found = windows(&server, "booster-health").await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(figure(&found[0], "health.bad_inputs"), Some(1.0), "{}", found[0]);
+    assert_eq!(figure(&found[0], "health.failures"), Some(0.0));
+    assert_eq!(figure(&found[0], "requests"), Some(2.0));
+    assert_eq!(events_of(&server, "booster-health", "alert_firing").await.len(), 1);
 }
