@@ -39,6 +39,11 @@ pub fn routes(service: Arc<Monitoring>) -> Router {
         )
         .route("/api/loopline/v1/monitors/{name}/alerts/{rule}/silence", post(silence))
         .route("/api/loopline/v1/monitors/{name}/business-metrics", post(business))
+        .route("/api/loopline/v1/monitors/{name}/review-queue", get(review_queue))
+        .route(
+            "/api/loopline/v1/monitors/{name}/review-queue/labels",
+            post(review_labels),
+        )
         .route(
             "/api/loopline/v1/registered-models/{name}/versions/{version}/reference",
             get(get_reference).put(set_reference),
@@ -298,4 +303,40 @@ async fn get_reference(
     Path((name, version)): Path<(String, String)>,
 ) -> Response {
     answer(service.get_reference(&name, &version).await)
+}
+
+async fn review_queue(
+    State(service): State<Arc<Monitoring>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let limit = match number(&query, "limit", 100usize) {
+        Ok(limit) => limit,
+        Err(response) => return *response,
+    };
+    let window = match query.get("window") {
+        None => None,
+        Some(text) => match text.parse::<i64>() {
+            Ok(key) => Some(key),
+            Err(_) => return bad("window", format!("'{text}' is not a window number")),
+        },
+    };
+    answer(
+        service
+            .review(&name, window, limit.clamp(1, crate::review::MAX_ITEMS))
+            .await,
+    )
+}
+
+async fn review_labels(
+    State(service): State<Arc<Monitoring>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_json_body_within(&headers, body, 16 << 20).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    answer(service.post_review_labels(&name, &body).await)
 }

@@ -87,6 +87,16 @@ pub async fn time_window(
     start_ms: i64,
     end_ms: i64,
 ) -> Result<WindowRows, String> {
+    time_window_rows(store, model, (start_ms, end_ms), false).await
+}
+
+/// The rows of `model` logged in `[start, end)`, shadow answers too when `with_shadows`.
+pub async fn time_window_rows(
+    store: &dyn ArtifactStore,
+    model: &str,
+    (start_ms, end_ms): (i64, i64),
+    with_shadows: bool,
+) -> Result<WindowRows, String> {
     let first_hour = loopline_core::time::utc_hour(start_ms);
     let last_hour = loopline_core::time::utc_hour(end_ms - 1);
     let files = log_files(store, &predictions_prefix(model), Some(&first_hour), Some(&last_hour)).await?;
@@ -97,7 +107,7 @@ pub async fn time_window(
             let inside = keep_rows(&batch, |row| {
                 times.is_valid(row) && (start_ms..end_ms).contains(&times.value(row))
             })?;
-            rows.push(served(&inside)?);
+            rows.push(if with_shadows { inside } else { served(&inside)? });
         }
     }
     Ok(rows)
@@ -125,6 +135,17 @@ pub async fn count_window(
     model: &str,
     cursor: &LogCursor,
     count: usize,
+) -> Result<Option<(WindowRows, LogCursor)>, String> {
+    count_window_rows(store, model, cursor, count, false).await
+}
+
+/// As [`count_window`], keeping the shadow answers logged among those rows when `with_shadows`.
+pub async fn count_window_rows(
+    store: &dyn ArtifactStore,
+    model: &str,
+    cursor: &LogCursor,
+    count: usize,
+    with_shadows: bool,
 ) -> Result<Option<(WindowRows, LogCursor)>, String> {
     let mut rows = WindowRows::default();
     let mut taken = 0usize;
@@ -156,7 +177,7 @@ pub async fn count_window(
             offset += 1;
         }
         let slice = all.slice(start, offset - start);
-        rows.push(served(&slice)?);
+        rows.push(if with_shadows { slice } else { served(&slice)? });
         if taken == count {
             return Ok(Some((
                 rows,

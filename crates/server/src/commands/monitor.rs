@@ -60,6 +60,30 @@ enum MonitorCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The rows of a window most worth a label (unsure predictions, rows out of range in drifted columns,
+    /// shadow disagreements); with --export, JSON lines to fill in and post back with `monitor label`.
+    ReviewQueue {
+        /// Monitor name.
+        name: String,
+        /// The window (default: the newest with traffic).
+        #[arg(long)]
+        window: Option<i64>,
+        /// Rows at most.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Write JSON lines here (each with `"label": null` to fill in).
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Post labels for reviewed rows: JSON lines with request_id, row and label (as `review-queue --export`
+    /// writes them, labels filled in); they become feedback.
+    Label {
+        /// Monitor name.
+        name: String,
+        /// The JSON-lines file.
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Delete a monitor with its windows and history.
     Delete {
         /// Monitor name.
@@ -243,7 +267,11 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
                 println!(
                     "{:<32} newest window {:<15} {:<12} drift share {}",
                     monitor["name"].as_str().unwrap_or("?"),
-                    newest["window"],
+                    if newest.is_null() {
+                        "-".to_string()
+                    } else {
+                        newest["window"].to_string()
+                    },
                     newest["status"].as_str().unwrap_or("-"),
                     figure(newest, "drift.share")
                 );
@@ -294,6 +322,83 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
             }
             std::fs::write(&output, &body).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
             println!("report of window {window} written to {}", output.display());
+        }
+        MonitorCommand::ReviewQueue {
+            name,
+            window,
+            limit,
+            export,
+        } => {
+            let mut path = format!("{api}/{name}/review-queue?limit={limit}");
+            if let Some(window) = window {
+                path.push_str(&format!("&window={window}"));
+            }
+            let queue = client.ok(reqwest::Method::GET, &path, None).await?;
+            let items = queue["items"].as_array().cloned().unwrap_or_default();
+            match export {
+                Some(file) => {
+                    let lines: Vec<String> = items
+                        .iter()
+                        .map(|item| {
+                            let mut line = item.clone();
+                            line["label"] = Value::Null;
+                            line.to_string()
+                        })
+                        .collect();
+                    std::fs::write(&file, lines.join("\n") + "\n")
+                        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+                    println!(
+                        "{} rows of window {} written to {}; fill in \"label\" and run `loopline monitor label {name} --file {}`",
+                        items.len(),
+                        queue["window"],
+                        file.display(),
+                        file.display()
+                    );
+                }
+                None => {
+                    println!("window {}: {} rows worth a label", queue["window"], items.len());
+                    for item in &items {
+                        println!(
+                            "{:<34} row {:<4} score {:.3}  {}",
+                            item["request_id"].as_str().unwrap_or("?"),
+                            item["row"],
+                            item["score"].as_f64().unwrap_or_default(),
+                            item["reasons"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                }
+            }
+        }
+        MonitorCommand::Label { name, file } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let mut labels = Vec::new();
+            for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let item: Value = serde_json::from_str(line)
+                    .map_err(|e| format!("{} line {}: not JSON: {e}", file.display(), number + 1))?;
+                if item["label"].is_null() {
+                    continue;
+                }
+                labels.push(
+                    serde_json::json!({"request_id": item["request_id"], "row": item["row"], "label": item["label"]}),
+                );
+            }
+            if labels.is_empty() {
+                return Err(format!("{} has no filled-in labels", file.display()));
+            }
+            let posted = client
+                .ok(
+                    reqwest::Method::POST,
+                    &format!("{api}/{name}/review-queue/labels"),
+                    Some(serde_json::json!({"labels": labels})),
+                )
+                .await?;
+            println!("{} labels recorded as feedback", posted["recorded"]);
         }
         MonitorCommand::Delete { name } => {
             client

@@ -334,12 +334,55 @@ async fn drift_in_live_traffic_is_found_in_its_window_alerts_once_and_resolves()
         "one episode, one firing"
     );
     assert_eq!(events_of(&server, "churn-live", "alert_resolved").await.len(), 1);
-    let bodies = hook.bodies.lock().unwrap();
-    let statuses: Vec<(u16, &str)> = bodies
+    let statuses: Vec<(u16, String)> = hook
+        .bodies
+        .lock()
+        .unwrap()
         .iter()
-        .map(|(s, b)| (*s, b["status"].as_str().unwrap()))
+        .map(|(s, b)| (*s, b["status"].as_str().unwrap().to_string()))
         .collect();
-    assert_eq!(statuses, [(500, "firing"), (200, "firing"), (200, "resolved")]);
+    let expected = [(500, "firing"), (200, "firing"), (200, "resolved")].map(|(s, b)| (s, b.to_string()));
+    assert_eq!(statuses, expected);
+
+    // The review queue of the drifted window puts rows far out in f2 first; a label given there becomes feedback.
+    let queue = get(
+        &server,
+        "/api/loopline/v1/monitors/churn-live/review-queue?window=3&limit=20",
+    )
+    .await;
+    assert_eq!(queue.status, 200, "{}", queue.body_text());
+    let items = queue.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 20);
+    for item in &items {
+        assert!(
+            item["reasons"].as_array().unwrap().contains(&json!("drifted:f2")),
+            "{item}"
+        );
+        assert!(item["inputs"]["f2"].as_f64().unwrap() > 1.0, "{item}");
+    }
+    let first = &items[0];
+    let labels = json!({"labels": [{"request_id": first["request_id"], "row": first["row"], "label": 1}]});
+    let posted = post_json(
+        &server,
+        "/api/loopline/v1/monitors/churn-live/review-queue/labels",
+        &labels,
+    )
+    .await;
+    assert_eq!(posted.json()["recorded"], 1, "{}", posted.body_text());
+    run(&server, "churn-live").await;
+    let relabelled = windows(&server, "churn-live").await;
+    assert_eq!(relabelled[3]["labels"], 1, "the reviewed row of window 3 is labelled");
+    let queue = get(
+        &server,
+        "/api/loopline/v1/monitors/churn-live/review-queue?window=3&limit=10000",
+    )
+    .await;
+    let still_queued = queue.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["request_id"] == first["request_id"]);
+    assert!(!still_queued, "labelled requests leave the queue");
 }
 
 #[tokio::test]
