@@ -507,8 +507,17 @@ fn health_figures(input: &WindowInput<'_>, requests: usize, figures: &mut Figure
     }
 }
 
-/// Evaluates one window.
+/// Evaluates one window, and each of its slices.
 pub fn evaluate(input: &WindowInput<'_>) -> WindowOutcome {
+    let mut outcome = evaluate_whole(input);
+    let sliced = crate::slices::slice_figures(input, &mut outcome.figures);
+    if !sliced.is_null() {
+        outcome.details["slices"] = sliced;
+    }
+    outcome
+}
+
+fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
     let rows = input.rows.rows();
     let mut figures = Figures::new();
     figures.insert("rows".into(), rows as f64);

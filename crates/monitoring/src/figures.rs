@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 pub type Figures = BTreeMap<String, f64>;
 
 /// The names rules may use (`<column>` stands for a column, `<name>` for a posted business metric).
-pub const FIGURE_PATTERNS: [&str; 16] = [
+pub const FIGURE_PATTERNS: [&str; 17] = [
     "rows",
     "requests",
     "labels",
@@ -24,6 +24,7 @@ pub const FIGURE_PATTERNS: [&str; 16] = [
     "estimated.accuracy|roc_auc[_lower|_upper]",
     "health.failures|bad_inputs|rejected|error_rate|latency_p50_ms|latency_p95_ms|latency_p99_ms",
     "business.<name>",
+    "slice[<column>=<value>].<rows|requests|labels|drift.*|quality.*|performance.*|estimated.*>",
 ];
 
 /// Data-quality checks counted per window.
@@ -60,8 +61,32 @@ pub fn figure_column(figure: &str) -> Option<&str> {
         .filter(|column| !column.is_empty())
 }
 
+/// A slice figure's column, value and inner figure: `slice[plan=pro].drift.share`.
+pub fn slice_parts(figure: &str) -> Option<(&str, &str, &str)> {
+    let rest = figure.strip_prefix("slice[")?;
+    let (inside, inner) = rest.split_once("].")?;
+    let (column, value) = inside.split_once('=')?;
+    (!column.is_empty()).then_some((column, value, inner))
+}
+
 /// Whether a rule may watch `figure`.
 pub fn is_known_figure(figure: &str) -> bool {
+    if let Some((_, _, inner)) = slice_parts(figure) {
+        let sliced = [
+            "rows",
+            "requests",
+            "labels",
+            "drift.",
+            "quality.",
+            "performance.",
+            "estimated.",
+        ];
+        return sliced
+            .iter()
+            .any(|p| inner == *p || (p.ends_with('.') && inner.starts_with(p)))
+            && slice_parts(inner).is_none()
+            && is_known_figure(inner);
+    }
     if figure_column(figure).is_some() {
         return true;
     }
@@ -122,5 +147,10 @@ mod tests {
             assert!(!is_known_figure(unknown), "{unknown}");
         }
         assert_eq!(figure_column("drift.detected.a.b"), Some("a.b"));
+        assert!(is_known_figure("slice[plan=pro].drift.share"));
+        assert!(is_known_figure("slice[region=eu.west].performance.accuracy"));
+        assert!(!is_known_figure("slice[plan=pro].business.x"));
+        assert!(!is_known_figure("slice[plan].rows"));
+        assert_eq!(slice_parts("slice[a=b].rows"), Some(("a", "b", "rows")));
     }
 }

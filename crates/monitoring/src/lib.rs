@@ -15,6 +15,7 @@ pub mod performance;
 pub mod review;
 mod runner;
 pub mod service;
+pub mod slices;
 pub mod spec;
 pub mod state;
 pub mod window_data;

@@ -64,6 +64,12 @@ pub struct MonitorSpec {
     /// When a version has no reference profile, profile its first window with traffic and use it.
     #[serde(default)]
     pub reference_window: bool,
+    /// Input columns whose most frequent values each get their own figures (`slice[<column>=<value>].<figure>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<String>,
+    /// Values per slice column (the most frequent in the window; default 10, at most 50).
+    #[serde(default = "default_slice_values")]
+    pub slice_values: usize,
     /// Drift settings.
     #[serde(default)]
     pub drift: DriftSpec,
@@ -87,6 +93,9 @@ fn default_label_column() -> String {
 }
 fn default_positive_label() -> String {
     "1".to_string()
+}
+fn default_slice_values() -> usize {
+    10
 }
 fn default_grace_seconds() -> u64 {
     90
@@ -464,6 +473,21 @@ impl MonitorSpec {
         ] {
             check_text(field, text)?;
         }
+        if self.slices.len() > 10 {
+            return Err(refuse("slices", "at most 10 slice columns"));
+        }
+        for (index, column) in self.slices.iter().enumerate() {
+            if column.is_empty() || column.contains(['[', ']', '=']) {
+                return Err(refuse(
+                    format!("slices[{index}]"),
+                    "name an input column (without '[', ']' or '=')",
+                ));
+            }
+            check_text(&format!("slices[{index}]"), column)?;
+        }
+        if self.slice_values == 0 || self.slice_values > 50 {
+            return Err(refuse("slice_values", "must be from 1 to 50"));
+        }
         if self.probability_output.is_some() && self.task != Some(Task::Classification) {
             return Err(refuse("probability_output", "goes with \"task\": \"classification\""));
         }
@@ -562,6 +586,14 @@ impl MonitorSpec {
                 return Err(refuse(
                     format!("{field}.figure"),
                     format!("column '{column}' is not among the monitor's columns {columns:?}"),
+                ));
+            }
+            if let Some((column, _, _)) = crate::figures::slice_parts(&rule.figure)
+                && !self.slices.iter().any(|c| c == column)
+            {
+                return Err(refuse(
+                    format!("{field}.figure"),
+                    format!("column '{column}' is not among the monitor's slices {:?}", self.slices),
                 ));
             }
             if rule.figure.starts_with("estimated.") && self.probability_output.is_none() {

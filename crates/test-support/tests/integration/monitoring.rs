@@ -500,3 +500,45 @@ async fn failed_requests_count_in_the_window_they_arrived_in() {
     assert_eq!(figure(&found[0], "requests"), Some(2.0));
     assert_eq!(events_of(&server, "booster-health", "alert_firing").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_drift_confined_to_one_slice_is_found_in_that_slice_only() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    put_reference(&server).await;
+    let monitor = json!({
+        "name": "by-segment", "model": "churn", "window": {"predictions": 1000}, "start_ms": 0, "slices": ["f0"],
+        "alerts": [{"name": "segment-one", "figure": "slice[f0=1].drift.detected.f2", "operator": ">=", "threshold": 1}],
+    });
+    let created = post_json(&server, "/api/loopline/v1/monitors", &monitor).await;
+    assert_eq!(created.status, 200, "{}", created.body_text());
+    // f0 is a segment flag; f2 moves in segment 1 only.
+    let data: Vec<Vec<f64>> = rows(50, 1000, 0.0)
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut row)| {
+            row[0] = (index % 2) as f64;
+            row[2] += 2.5 * row[0];
+            row
+        })
+        .collect();
+    send(&server, "segments", &data).await;
+    run(&server, "by-segment").await;
+    let found = windows(&server, "by-segment").await;
+    assert_eq!(found.len(), 1);
+    let window = &found[0];
+    assert_eq!(figure(window, "slice[f0=1].rows"), Some(500.0), "{window}");
+    assert_eq!(figure(window, "slice[f0=0].rows"), Some(500.0));
+    assert_eq!(figure(window, "slice[f0=1].drift.detected.f2"), Some(1.0));
+    assert_eq!(figure(window, "slice[f0=0].drift.detected.f2"), Some(0.0));
+    assert_eq!(events_of(&server, "by-segment", "alert_firing").await.len(), 1);
+    let refused = post_json(
+        &server,
+        "/api/loopline/v1/monitors",
+        &json!({"name": "x", "model": "churn", "window": {"seconds": 60},
+                "alerts": [{"name": "a", "figure": "slice[f9=1].rows", "operator": ">", "threshold": 1}]}),
+    )
+    .await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.json()["message"].as_str().unwrap().starts_with("alerts[0].figure:"));
+}
