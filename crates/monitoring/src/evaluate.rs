@@ -542,6 +542,7 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
         .as_deref()
         .map(|o| estimated_figures(input, o, &mut figures))
         .unwrap_or(Value::Null);
+    let expectations = crate::expectations::run_suite(input.spec, input.rows, output.as_deref(), &mut figures);
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();
     for batch in &input.rows.batches {
         if let Some(column) = batch
@@ -558,6 +559,7 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
         "output": output,
         "performance": performance,
         "estimated_performance": estimated,
+        "expectations": expectations,
         "labels_through_ms": joined.newest_label_ms,
         "span": input.rows.span.map(|(low, high)| json!({"first_ms": low, "last_ms": high})),
     });

@@ -113,7 +113,10 @@ pub fn is_known_figure(figure: &str) -> bool {
         return matches!(metric, "accuracy" | "roc_auc");
     }
     if let Some(name) = figure.strip_prefix("quality.") {
-        return name == "findings" || name == "problems" || QUALITY_CHECKS.contains(&name);
+        return matches!(
+            name,
+            "findings" | "problems" | "expectations_failed" | "expectations_success_percent"
+        ) || QUALITY_CHECKS.contains(&name);
     }
     matches!(
         figure,

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod api;
 pub mod estimation;
 pub mod evaluate;
+pub mod expectations;
 pub mod figures;
 pub mod metrics;
 pub mod notify;

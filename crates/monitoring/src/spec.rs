@@ -64,6 +64,9 @@ pub struct MonitorSpec {
     /// When a version has no reference profile, profile its first window with traffic and use it.
     #[serde(default)]
     pub reference_window: bool,
+    /// A Great Expectations suite (GX JSON) run on each window's inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expectations: Option<serde_json::Value>,
     /// Input columns whose most frequent values each get their own figures (`slice[<column>=<value>].<figure>`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slices: Vec<String>,
@@ -472,6 +475,11 @@ impl MonitorSpec {
             ("positive_label", &self.positive_label),
         ] {
             check_text(field, text)?;
+        }
+        if let Some(suite) = &self.expectations
+            && let Err(message) = crate::expectations::check_suite(suite)
+        {
+            return Err(refuse("expectations", message));
         }
         if self.slices.len() > 10 {
             return Err(refuse("slices", "at most 10 slice columns"));

@@ -540,5 +540,37 @@ async fn a_drift_confined_to_one_slice_is_found_in_that_slice_only() {
     )
     .await;
     assert_eq!(refused.status, 400);
-    assert!(refused.json()["message"].as_str().unwrap().starts_with("alerts[0].figure:"));
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("alerts[0].figure:")
+    );
+}
+
+#[tokio::test]
+async fn an_expectation_suite_runs_on_each_window_of_live_inputs() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    let suite = json!({"name": "live", "expectations": [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "f1", "min_value": -1, "max_value": 1}},
+        {"type": "expect_column_to_exist", "kwargs": {"column": "f3"}},
+    ]});
+    let monitor = json!({"name": "suite", "model": "churn", "window": {"predictions": 100}, "start_ms": 0,
+                         "expectations": suite});
+    let created = post_json(&server, "/api/loopline/v1/monitors", &monitor).await;
+    assert_eq!(created.status, 200, "{}", created.body_text());
+    send(&server, "suite", &rows(60, 100, 0.0)).await;
+    run(&server, "suite").await;
+    let found = windows(&server, "suite").await;
+    assert_eq!(figure(&found[0], "quality.expectations_failed"), Some(1.0), "{}", found[0]);
+    assert_eq!(figure(&found[0], "quality.expectations_success_percent"), Some(50.0));
+    let failed = &found[0]["details"]["expectations"]["failed"];
+    assert_eq!(failed[0]["expectation"]["type"], "expect_column_values_to_be_between", "{failed}");
+
+    let unknown = json!({"name": "bad-suite", "model": "churn", "window": {"predictions": 100},
+                         "expectations": {"name": "x", "expectations": [{"type": "expect_the_impossible", "kwargs": {}}]}});
+    let refused = post_json(&server, "/api/loopline/v1/monitors", &unknown).await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.json()["message"].as_str().unwrap().starts_with("expectations:"), "{}", refused.body_text());
 }
