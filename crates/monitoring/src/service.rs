@@ -15,6 +15,13 @@ use serde_json::{Value, json};
 use crate::estimation::EstimationReference;
 use crate::figures::Figures;
 
+/// The artifact a training run logs (at its artifact root) for its registered versions to take as their
+/// reference: `mlflow.log_artifact("loopline-reference.json")` with a `loopline profile` (or
+/// `loopline monitor reference`) document.
+pub const RUN_ARTIFACT_REFERENCE: &str = "loopline-reference.json";
+/// The largest reference document.
+pub const MAX_REFERENCE_BYTES: usize = 64 << 20;
+
 /// Where a reference document keeps its performance-estimation fit, beside the profile's fields.
 pub const ESTIMATION_KEY: &str = "performance_estimation";
 use crate::spec::{MonitorSpec, SpecError, check_name};
@@ -264,9 +271,69 @@ impl Monitoring {
                 let profile = serde_json::from_value(document).map_err(unreadable)?;
                 Ok(Some((profile, estimation)))
             }
-            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(StoreError::NotFound(_)) => self.reference_from_run(model, version).await,
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// The reference a version's training run logged as the artifact [`RUN_ARTIFACT_REFERENCE`], stored as the
+    /// version's reference (source `run-artifact`) the first time it is found.
+    async fn reference_from_run(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<(DatasetProfile, Option<EstimationReference>)>, MonitorError> {
+        let Ok(number) = version.parse::<i64>() else {
+            return Ok(None);
+        };
+        let Ok(found) = self.store.get_model_version(model, number).await else {
+            return Ok(None);
+        };
+        if found.run_id.is_empty() {
+            return Ok(None);
+        }
+        let Ok(run) = self.store.get_run(&found.run_id).await else {
+            return Ok(None);
+        };
+        let Some(root) = run
+            .info
+            .artifact_uri
+            .strip_prefix("mlflow-artifacts:")
+            .map(|rest| rest.trim_start_matches('/').to_string())
+        else {
+            return Ok(None);
+        };
+        let Ok(path) = loopline_artifact_store::ArtifactPath::parse(&format!("{root}/{RUN_ARTIFACT_REFERENCE}")) else {
+            return Ok(None);
+        };
+        let Ok(download) = self.artifacts.get(&path).await else {
+            return Ok(None);
+        };
+        use futures::TryStreamExt;
+        let mut body = Vec::new();
+        let mut chunks = download.body;
+        while let Some(chunk) = chunks
+            .try_next()
+            .await
+            .map_err(|e| MonitorError::Internal(format!("the run's reference could not be read: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_REFERENCE_BYTES {
+                return Err(invalid(
+                    RUN_ARTIFACT_REFERENCE,
+                    "the run's reference is larger than 64 MiB",
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        match self.set_reference(model, version, &body, "run-artifact").await {
+            Ok(_) => {}
+            Err(MonitorError::Invalid { field, message }) => {
+                tracing::warn!(model, version, %field, %message, "the reference logged by the training run is unusable");
+                return Ok(None);
+            }
+            Err(other) => return Err(other),
+        }
+        Box::pin(self.stored_reference(model, version)).await
     }
 
     /// Checks named columns against the reference of the version being served, when it has one.

@@ -563,14 +563,84 @@ async fn an_expectation_suite_runs_on_each_window_of_live_inputs() {
     send(&server, "suite", &rows(60, 100, 0.0)).await;
     run(&server, "suite").await;
     let found = windows(&server, "suite").await;
-    assert_eq!(figure(&found[0], "quality.expectations_failed"), Some(1.0), "{}", found[0]);
+    assert_eq!(
+        figure(&found[0], "quality.expectations_failed"),
+        Some(1.0),
+        "{}",
+        found[0]
+    );
     assert_eq!(figure(&found[0], "quality.expectations_success_percent"), Some(50.0));
     let failed = &found[0]["details"]["expectations"]["failed"];
-    assert_eq!(failed[0]["expectation"]["type"], "expect_column_values_to_be_between", "{failed}");
+    assert_eq!(
+        failed[0]["expectation"]["type"], "expect_column_values_to_be_between",
+        "{failed}"
+    );
 
     let unknown = json!({"name": "bad-suite", "model": "churn", "window": {"predictions": 100},
                          "expectations": {"name": "x", "expectations": [{"type": "expect_the_impossible", "kwargs": {}}]}});
     let refused = post_json(&server, "/api/loopline/v1/monitors", &unknown).await;
     assert_eq!(refused.status, 400);
-    assert!(refused.json()["message"].as_str().unwrap().starts_with("expectations:"), "{}", refused.body_text());
+    assert!(
+        refused.json()["message"].as_str().unwrap().starts_with("expectations:"),
+        "{}",
+        refused.body_text()
+    );
+}
+
+#[tokio::test]
+async fn a_reference_logged_by_the_training_run_is_picked_up() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    let api = "/api/2.0/mlflow";
+    let training = post_json(&server, &format!("{api}/runs/create"), &json!({"experiment_id": "0"})).await;
+    let info = training.json()["run"]["info"].clone();
+    let root = info["artifact_uri"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("mlflow-artifacts:")
+        .trim_start_matches('/')
+        .to_string();
+    let upload = raw_request(
+        server.address,
+        "PUT",
+        &format!("/api/2.0/mlflow-artifacts/artifacts/{root}/loopline-reference.json"),
+        &[],
+        reference_profile().to_string().as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(upload.status, 200, "{}", upload.body_text());
+    let version = post_json(
+        &server,
+        &format!("{api}/model-versions/create"),
+        &json!({"name": "churn", "source": "mlflow-artifacts:/serving/churn", "run_id": info["run_id"]}),
+    )
+    .await;
+    assert_eq!(
+        version.json()["model_version"]["version"],
+        "2",
+        "{}",
+        version.body_text()
+    );
+    post_json(
+        &server,
+        &format!("{api}/registered-models/alias"),
+        &json!({"name": "churn", "alias": "champion", "version": "2"}),
+    )
+    .await;
+
+    let monitor = json!({"name": "from-run", "model": "churn", "alias": "champion", "window": {"predictions": 500}, "start_ms": 0});
+    assert_eq!(
+        post_json(&server, "/api/loopline/v1/monitors", &monitor).await.status,
+        200
+    );
+    send(&server, "run-reference", &rows(10, 500, 0.0)).await;
+    run(&server, "from-run").await;
+    let found = windows(&server, "from-run").await;
+    assert_eq!(found[0]["status"], "ok", "{}", found[0]);
+    assert_eq!(figure(&found[0], "drift.share"), Some(0.0), "{}", found[0]);
+    let stored = get(&server, "/api/loopline/v1/registered-models/churn/versions/2/reference").await;
+    assert_eq!(stored.json()["source"], "run-artifact");
+    let none = get(&server, "/api/loopline/v1/registered-models/churn/versions/1/reference").await;
+    assert_eq!(none.status, 404, "version 1 came from no run");
 }
