@@ -102,22 +102,6 @@ fn output_column(spec: &MonitorSpec, rows: &WindowRows) -> Option<String> {
     })
 }
 
-/// Rows per request id in the window.
-fn request_rows(rows: &WindowRows) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for batch in &rows.batches {
-        if let Some(ids) = batch
-            .column_by_name("request_id")
-            .and_then(|c| c.as_string_opt::<i32>())
-        {
-            for id in ids.iter().flatten() {
-                *counts.entry(id.to_string()).or_insert(0) += 1;
-            }
-        }
-    }
-    counts
-}
-
 /// The label of one row: the element at the row's position in its request when the label is a list (one per
 /// row of the request, which may span two windows), else the label itself.
 fn row_label(posted: &PostedLabel, row: usize) -> Option<Value> {
@@ -518,10 +502,10 @@ pub fn evaluate(input: &WindowInput<'_>) -> WindowOutcome {
 }
 
 fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
-    let rows = input.rows.rows();
+    let rows = input.rows.seen_rows as usize;
     let mut figures = Figures::new();
     figures.insert("rows".into(), rows as f64);
-    let requests = request_rows(input.rows).len();
+    let requests = input.rows.seen_requests as usize;
     figures.insert("requests".into(), requests as f64);
     health_figures(input, requests, &mut figures);
     if rows == 0 {
@@ -562,6 +546,7 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
         "expectations": expectations,
         "labels_through_ms": joined.newest_label_ms,
         "span": input.rows.span.map(|(low, high)| json!({"first_ms": low, "last_ms": high})),
+        "sample": json!({"rows": input.rows.rows(), "rate": input.rows.rate}),
     });
     let Some(reference) = input.reference else {
         details["message"] =

@@ -267,21 +267,37 @@ impl crate::service::Monitoring {
                 &model,
                 (stored.window_start, stored.window_end),
                 true,
+                spec.sample_rows,
             )
             .await
             .map_err(internal)?,
             Some(count) => {
                 let from: crate::window_data::LogCursor = serde_json::from_value(details["cursor"]["from"].clone())
                     .map_err(|e| MonitorError::Internal(format!("window {} has no cursor: {e}", stored.window_key)))?;
-                crate::window_data::count_window_rows(self.artifacts.as_ref(), &model, &from, count as usize, true)
-                    .await
-                    .map_err(internal)?
-                    .map(|(rows, _)| rows)
-                    .unwrap_or_default()
+                crate::window_data::count_window_rows(
+                    self.artifacts.as_ref(),
+                    &model,
+                    &from,
+                    (count as usize, spec.sample_rows),
+                    true,
+                )
+                .await
+                .map_err(internal)?
+                .map(|(rows, _)| rows)
+                .unwrap_or_default()
             }
         };
         let since = loopline_core::time::utc_hour(stored.window_start);
-        let labels = loopline_serving::log_reader::posted_labels(self.artifacts.as_ref(), Some(&since))
+        let wanted: std::collections::HashSet<String> = rows
+            .batches
+            .iter()
+            .filter_map(|b| {
+                b.column_by_name("request_id")
+                    .and_then(|c| c.as_string_opt::<i32>().cloned())
+            })
+            .flat_map(|ids| ids.iter().flatten().map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        let labels = loopline_serving::log_reader::posted_labels(self.artifacts.as_ref(), Some(&since), Some(&wanted))
             .await
             .map_err(MonitorError::Internal)?;
         let reference = match details["version"].as_str() {

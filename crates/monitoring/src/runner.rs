@@ -55,6 +55,19 @@ pub(crate) struct Changes {
     pub(crate) events: Vec<MonitorEvent>,
 }
 
+/// The request ids among a window's kept rows (the labels worth reading).
+fn sampled_requests(rows: &WindowRows) -> std::collections::HashSet<String> {
+    use arrow_array::cast::AsArray;
+    rows.batches
+        .iter()
+        .filter_map(|b| {
+            b.column_by_name("request_id")
+                .and_then(|c| c.as_string_opt::<i32>().cloned())
+        })
+        .flat_map(|ids| ids.iter().flatten().map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
 fn window_length_ms(spec: &MonitorSpec) -> Option<i64> {
     spec.window.seconds.map(|s| s as i64 * 1000)
 }
@@ -137,10 +150,10 @@ impl Monitoring {
         let (model, _) = self.target(&spec).await?;
         let now = now_millis();
         let mut changes = Changes::default();
-        let labels = self.labels_for(&spec, &state, now).await?;
-        let (labels, feedback_mark) = labels;
+        let (labels_since, feedback_mark) = self.feedback_scope(&spec, &state, now).await?;
+        let labels = labels_since.as_deref();
         let evaluated = self
-            .due_windows(&spec, &mut state, &model, &labels, now, on_demand)
+            .due_windows(&spec, &mut state, &model, labels, now, on_demand)
             .await?;
         let mut evaluated_keys: Vec<i64> = Vec::new();
         for mut result in evaluated {
@@ -151,7 +164,7 @@ impl Monitoring {
             changes.windows.push(result.window);
         }
         if spec.task.is_some() && feedback_mark.is_some() && feedback_mark != state.feedback_mark {
-            self.relabel(name, &spec, &model, &mut state, &labels, &evaluated_keys, &mut changes)
+            self.relabel(name, &spec, &model, &mut state, labels, &evaluated_keys, &mut changes)
                 .await?;
         }
         state.feedback_mark = feedback_mark.or(state.feedback_mark.take());
@@ -175,15 +188,16 @@ impl Monitoring {
         }))
     }
 
-    /// Labels posted since the oldest window this run may look at, and the newest feedback file.
-    async fn labels_for(
+    /// The hour from which feedback is read for this run's windows (`None`: the monitor joins no labels), and
+    /// the newest feedback file.
+    async fn feedback_scope(
         &self,
         spec: &MonitorSpec,
         state: &MonitorState,
         now: i64,
-    ) -> Result<(HashMap<String, PostedLabel>, Option<String>), MonitorError> {
+    ) -> Result<(Option<String>, Option<String>), MonitorError> {
         if spec.task.is_none() {
-            return Ok((HashMap::new(), None));
+            return Ok((None, None));
         }
         let oldest = match window_length_ms(spec) {
             Some(length) => state
@@ -196,10 +210,7 @@ impl Monitoring {
             .await
             .map_err(MonitorError::Internal)?;
         let newest = files.iter().map(|f| f.name.clone()).max();
-        let labels = posted_labels(self.artifacts.as_ref(), Some(&since))
-            .await
-            .map_err(MonitorError::Internal)?;
-        Ok((labels, newest))
+        Ok((Some(since), newest))
     }
 
     async fn due_windows(
@@ -207,7 +218,7 @@ impl Monitoring {
         spec: &MonitorSpec,
         state: &mut MonitorState,
         model: &str,
-        labels: &HashMap<String, PostedLabel>,
+        labels: Option<&str>,
         now: i64,
         on_demand: bool,
     ) -> Result<Vec<Evaluated>, MonitorError> {
@@ -220,7 +231,7 @@ impl Monitoring {
                     if end.saturating_add(grace) > now {
                         break;
                     }
-                    let rows = time_window(self.artifacts.as_ref(), model, start, end)
+                    let rows = time_window(self.artifacts.as_ref(), model, (start, end), spec.sample_rows)
                         .await
                         .map_err(MonitorError::Internal)?;
                     state.next_key = end;
@@ -228,9 +239,15 @@ impl Monitoring {
                 }
                 (None, Some(count)) => {
                     let cursor = state.cursor.clone();
-                    let Some((rows, next)) = count_window(self.artifacts.as_ref(), model, &cursor, count as usize)
-                        .await
-                        .map_err(MonitorError::Internal)?
+                    let Some((rows, next)) = count_window(
+                        self.artifacts.as_ref(),
+                        model,
+                        &cursor,
+                        count as usize,
+                        spec.sample_rows,
+                    )
+                    .await
+                    .map_err(MonitorError::Internal)?
                     else {
                         break;
                     };
@@ -264,7 +281,7 @@ impl Monitoring {
         key: i64,
         span: (i64, i64),
         rows: WindowRows,
-        labels: &HashMap<String, PostedLabel>,
+        labels_since: Option<&str>,
         cursor: Value,
     ) -> Result<Evaluated, MonitorError> {
         let version = match (&spec.alias, most_rows_version(&rows)) {
@@ -320,8 +337,16 @@ impl Monitoring {
         let failed = crate::window_data::failures(self.artifacts.as_ref(), model, failures_from, failures_until)
             .await
             .map_err(MonitorError::Internal)?;
+        let owned_labels: HashMap<String, PostedLabel> = match labels_since {
+            Some(since) => {
+                let wanted = sampled_requests(&rows);
+                posted_labels(self.artifacts.as_ref(), Some(since), Some(&wanted))
+                    .await
+                    .map_err(MonitorError::Internal)?
+            }
+            None => HashMap::new(),
+        };
         let owned_spec = spec.clone();
-        let owned_labels: HashMap<String, PostedLabel> = labels.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             evaluate(&WindowInput {
                 spec: &owned_spec,
@@ -400,7 +425,7 @@ impl Monitoring {
         spec: &MonitorSpec,
         model: &str,
         state: &mut MonitorState,
-        labels: &HashMap<String, PostedLabel>,
+        labels: Option<&str>,
         skip: &[i64],
         changes: &mut Changes,
     ) -> Result<(), MonitorError> {
@@ -411,14 +436,19 @@ impl Monitoring {
             }
             let details: Value = serde_json::from_str::<Value>(&stored.figures).unwrap_or_default()["details"].clone();
             let rows = match (window_length_ms(spec), spec.window.predictions) {
-                (Some(_), _) => time_window(self.artifacts.as_ref(), model, stored.window_start, stored.window_end)
-                    .await
-                    .map_err(MonitorError::Internal)?,
+                (Some(_), _) => time_window(
+                    self.artifacts.as_ref(),
+                    model,
+                    (stored.window_start, stored.window_end),
+                    spec.sample_rows,
+                )
+                .await
+                .map_err(MonitorError::Internal)?,
                 (None, Some(count)) => {
                     let Ok(from) = serde_json::from_value::<LogCursor>(details["cursor"]["from"].clone()) else {
                         continue;
                     };
-                    match count_window(self.artifacts.as_ref(), model, &from, count as usize)
+                    match count_window(self.artifacts.as_ref(), model, &from, count as usize, spec.sample_rows)
                         .await
                         .map_err(MonitorError::Internal)?
                     {

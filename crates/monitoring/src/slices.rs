@@ -50,10 +50,7 @@ fn top_values(rows: &WindowRows, column: &str, limit: usize) -> Vec<(String, u64
 }
 
 fn only(rows: &WindowRows, column: &str, value: &str) -> WindowRows {
-    let mut subset = WindowRows {
-        batches: Vec::new(),
-        span: rows.span,
-    };
+    let mut batches = Vec::new();
     for batch in &rows.batches {
         let mask: BooleanArray = (0..batch.num_rows())
             .map(|row| Some(slice_value(batch, column, row).as_deref() == Some(value)))
@@ -61,10 +58,10 @@ fn only(rows: &WindowRows, column: &str, value: &str) -> WindowRows {
         if let Ok(filtered) = arrow_select::filter::filter_record_batch(batch, &mask)
             && filtered.num_rows() > 0
         {
-            subset.batches.push(filtered);
+            batches.push(filtered);
         }
     }
-    subset
+    WindowRows::of(batches, rows.span)
 }
 
 /// Adds every slice's figures to `figures` and returns what was sliced, for the window's details.

@@ -64,6 +64,9 @@ pub struct MonitorSpec {
     /// When a version has no reference profile, profile its first window with traffic and use it.
     #[serde(default)]
     pub reference_window: bool,
+    /// Most rows a window keeps for its statistics (counts stay exact; beyond it requests are sampled).
+    #[serde(default = "default_sample_rows")]
+    pub sample_rows: usize,
     /// A Great Expectations suite (GX JSON) run on each window's inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expectations: Option<serde_json::Value>,
@@ -96,6 +99,9 @@ fn default_label_column() -> String {
 }
 fn default_positive_label() -> String {
     "1".to_string()
+}
+fn default_sample_rows() -> usize {
+    100_000
 }
 fn default_slice_values() -> usize {
     10
@@ -480,6 +486,9 @@ impl MonitorSpec {
             && let Err(message) = crate::expectations::check_suite(suite)
         {
             return Err(refuse("expectations", message));
+        }
+        if !(1_000..=5_000_000).contains(&self.sample_rows) {
+            return Err(refuse("sample_rows", "must be from 1,000 to 5,000,000"));
         }
         if self.slices.len() > 10 {
             return Err(refuse("slices", "at most 10 slice columns"));

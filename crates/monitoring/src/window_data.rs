@@ -2,6 +2,12 @@
 //! filtered to its span; for a count window the next predictions in the order the log wrote them, from a
 //! cursor kept in the monitor's state. Only answers served to callers count (shadow answers are compared
 //! elsewhere).
+//!
+//! Memory stays bounded whatever a window's size: rows, requests and the span are counted exactly as files
+//! stream past, but at most `sample_rows` rows are kept. Requests are sampled whole by a hash of their id
+//! (FNV-1a, so the sample is the same on every machine and every run): a request is kept while its hash
+//! falls under the sampling rate, and the rate halves whenever the kept rows pass the limit. The sample of a
+//! longer span is therefore the union of its parts' samples thinned to one rate: samples merge.
 
 use std::sync::Arc;
 
@@ -22,18 +28,69 @@ pub struct LogCursor {
 }
 
 /// Rows read for a window.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WindowRows {
-    /// Served rows, as the log holds them.
+    /// Served rows kept (all of them, or the sample), as the log holds them.
     pub batches: Vec<RecordBatch>,
-    /// Earliest and latest prediction time among them.
+    /// Earliest and latest prediction time among all rows seen.
     pub span: Option<(i64, i64)>,
+    /// Rows seen, kept or not.
+    pub seen_rows: u64,
+    /// Requests seen (rows at position 0 of their request).
+    pub seen_requests: u64,
+    /// Share of requests kept: 1 until the window outgrows the limit.
+    pub rate: f64,
+    /// Most rows kept; 0 keeps every row.
+    pub limit: usize,
+}
+
+impl Default for WindowRows {
+    fn default() -> Self {
+        WindowRows::sampled(0)
+    }
+}
+
+/// A stable 64-bit FNV-1a hash of a request id, as a number in [0, 1).
+pub fn request_key(request_id: &str) -> f64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in request_id.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl WindowRows {
+    /// An empty window that keeps at most `limit` rows (0: all).
+    pub fn sampled(limit: usize) -> WindowRows {
+        WindowRows {
+            batches: Vec::new(),
+            span: None,
+            seen_rows: 0,
+            seen_requests: 0,
+            rate: 1.0,
+            limit,
+        }
+    }
+
+    /// A window holding exactly these rows (a slice of another window).
+    pub fn of(batches: Vec<RecordBatch>, span: Option<(i64, i64)>) -> WindowRows {
+        let mut rows = WindowRows::sampled(0);
+        rows.span = span;
+        rows.seen_rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        rows.seen_requests = batches.iter().map(first_rows).sum();
+        rows.batches = batches;
+        rows
+    }
+
     /// Rows held.
     pub fn rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// Whether rows were left out.
+    pub fn is_sampled(&self) -> bool {
+        self.rate < 1.0
     }
 
     fn push(&mut self, batch: RecordBatch) {
@@ -51,8 +108,48 @@ impl WindowRows {
                 });
             }
         }
-        self.batches.push(batch);
+        self.seen_rows += batch.num_rows() as u64;
+        self.seen_requests += first_rows(&batch);
+        if self.limit == 0 {
+            self.batches.push(batch);
+            return;
+        }
+        if let Some(kept) = under_rate(&batch, self.rate) {
+            self.batches.push(kept);
+        }
+        while self.rows() > self.limit && self.rate > f64::MIN_POSITIVE {
+            self.rate /= 2.0;
+            let rate = self.rate;
+            self.batches = std::mem::take(&mut self.batches)
+                .iter()
+                .filter_map(|b| under_rate(b, rate))
+                .collect();
+        }
     }
+}
+
+/// Rows at position 0 of their request (one per request).
+fn first_rows(batch: &RecordBatch) -> u64 {
+    match batch
+        .column_by_name("row")
+        .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>())
+    {
+        Some(positions) => positions.iter().filter(|p| *p == Some(0)).count() as u64,
+        None => batch.num_rows() as u64,
+    }
+}
+
+/// The rows of requests whose key falls under `rate` (none kept: `None`).
+fn under_rate(batch: &RecordBatch, rate: f64) -> Option<RecordBatch> {
+    let ids = batch
+        .column_by_name("request_id")
+        .and_then(|c| c.as_string_opt::<i32>())?;
+    let mask: BooleanArray = (0..batch.num_rows())
+        .map(|row| Some(ids.is_valid(row) && request_key(ids.value(row)) < rate))
+        .collect();
+    arrow_select::filter::filter_record_batch(batch, &mask)
+        .ok()
+        .filter(|kept| kept.num_rows() > 0)
 }
 
 /// Keeps rows where `keep` holds.
@@ -84,10 +181,10 @@ fn timestamps(batch: &RecordBatch) -> Result<arrow_array::TimestampMillisecondAr
 pub async fn time_window(
     store: &dyn ArtifactStore,
     model: &str,
-    start_ms: i64,
-    end_ms: i64,
+    (start_ms, end_ms): (i64, i64),
+    limit: usize,
 ) -> Result<WindowRows, String> {
-    time_window_rows(store, model, (start_ms, end_ms), false).await
+    time_window_rows(store, model, (start_ms, end_ms), false, limit).await
 }
 
 /// The rows of `model` logged in `[start, end)`, shadow answers too when `with_shadows`.
@@ -96,11 +193,12 @@ pub async fn time_window_rows(
     model: &str,
     (start_ms, end_ms): (i64, i64),
     with_shadows: bool,
+    limit: usize,
 ) -> Result<WindowRows, String> {
     let first_hour = loopline_core::time::utc_hour(start_ms);
     let last_hour = loopline_core::time::utc_hour(end_ms - 1);
     let files = log_files(store, &predictions_prefix(model), Some(&first_hour), Some(&last_hour)).await?;
-    let mut rows = WindowRows::default();
+    let mut rows = WindowRows::sampled(limit);
     for file in files {
         for batch in read_log_file(store, &file.path).await? {
             let times = timestamps(&batch)?;
@@ -135,8 +233,9 @@ pub async fn count_window(
     model: &str,
     cursor: &LogCursor,
     count: usize,
+    limit: usize,
 ) -> Result<Option<(WindowRows, LogCursor)>, String> {
-    count_window_rows(store, model, cursor, count, false).await
+    count_window_rows(store, model, cursor, (count, limit), false).await
 }
 
 /// As [`count_window`], keeping the shadow answers logged among those rows when `with_shadows`.
@@ -144,10 +243,10 @@ pub async fn count_window_rows(
     store: &dyn ArtifactStore,
     model: &str,
     cursor: &LogCursor,
-    count: usize,
+    (count, limit): (usize, usize),
     with_shadows: bool,
 ) -> Result<Option<(WindowRows, LogCursor)>, String> {
-    let mut rows = WindowRows::default();
+    let mut rows = WindowRows::sampled(limit);
     let mut taken = 0usize;
     for file in files_from(store, model, cursor).await? {
         let batches = read_log_file(store, &file.path).await?;
@@ -218,4 +317,48 @@ pub async fn failures(
         }
     }
     Ok(kinds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, StringArray};
+    use std::sync::Arc;
+
+    fn batch(ids: &[String]) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            (
+                "request_id",
+                Arc::new(StringArray::from(ids.to_vec())) as arrow_array::ArrayRef,
+            ),
+            ("row", Arc::new(Int64Array::from(vec![0i64; ids.len()]))),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn samples_stay_under_the_limit_and_counts_stay_exact() {
+        let mut rows = WindowRows::sampled(1_000);
+        for chunk in 0..50 {
+            let ids: Vec<String> = (0..1_000).map(|i| format!("req-{chunk}-{i}")).collect();
+            rows.push(batch(&ids));
+        }
+        assert_eq!((rows.seen_rows, rows.seen_requests), (50_000, 50_000));
+        assert!(rows.rows() <= 1_000 && rows.rows() > 250, "{}", rows.rows());
+        assert!(rows.is_sampled());
+        // The sample is the requests under the final rate, whatever order they came in.
+        let mut again = WindowRows::sampled(1_000);
+        for chunk in (0..50).rev() {
+            let ids: Vec<String> = (0..1_000).map(|i| format!("req-{chunk}-{i}")).collect();
+            again.push(batch(&ids));
+        }
+        assert_eq!((rows.rate, rows.rows()), (again.rate, again.rows()));
+    }
+
+    #[test]
+    fn request_keys_are_stable() {
+        assert_eq!(request_key("a"), request_key("a"));
+        assert!((0.0..1.0).contains(&request_key("")));
+        assert_ne!(request_key("a"), request_key("b"));
+    }
 }

@@ -109,10 +109,12 @@ pub struct PostedLabel {
     pub timestamp_ms: i64,
 }
 
-/// Labels by request id from feedback received in or after the hour `since` (the newest wins).
+/// Labels by request id from feedback received in or after the hour `since` (the newest wins), only for the
+/// `wanted` requests when given (so memory follows what is joined, not every label ever posted).
 pub async fn posted_labels(
     store: &dyn ArtifactStore,
     since: Option<&str>,
+    wanted: Option<&std::collections::HashSet<String>>,
 ) -> Result<HashMap<String, PostedLabel>, String> {
     let mut labels: HashMap<String, PostedLabel> = HashMap::new();
     for file in log_files(store, FEEDBACK_PREFIX, since, None).await? {
@@ -127,7 +129,7 @@ pub async fn posted_labels(
                 .column_by_name("timestamp")
                 .and_then(|c| c.as_primitive_opt::<arrow_array::types::TimestampMillisecondType>());
             for row in 0..batch.num_rows() {
-                if !ids.is_valid(row) || !values.is_valid(row) {
+                if !ids.is_valid(row) || !values.is_valid(row) || wanted.is_some_and(|w| !w.contains(ids.value(row))) {
                     continue;
                 }
                 let timestamp_ms = times.map(|t| t.value(row)).unwrap_or_default();

@@ -644,3 +644,28 @@ async fn a_reference_logged_by_the_training_run_is_picked_up() {
     let none = get(&server, "/api/loopline/v1/registered-models/churn/versions/1/reference").await;
     assert_eq!(none.status, 404, "version 1 came from no run");
 }
+
+#[tokio::test]
+async fn a_window_larger_than_its_sample_keeps_exact_counts_and_a_bounded_sample() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    put_reference(&server).await;
+    let monitor = json!({"name": "big", "model": "churn", "window": {"predictions": 3000}, "start_ms": 0,
+                         "sample_rows": 1000});
+    assert_eq!(
+        post_json(&server, "/api/loopline/v1/monitors", &monitor).await.status,
+        200
+    );
+    send(&server, "big", &rows(80, 3000, 0.0)).await;
+    run(&server, "big").await;
+    let found = windows(&server, "big").await;
+    let window = &found[0];
+    assert_eq!(
+        (figure(window, "rows"), figure(window, "requests")),
+        (Some(3000.0), Some(60.0))
+    );
+    let kept = window["details"]["sample"]["rows"].as_u64().unwrap();
+    assert!(kept <= 1000 && kept > 0, "{kept}");
+    assert!(window["details"]["sample"]["rate"].as_f64().unwrap() < 1.0);
+    assert!(figure(window, "drift.share").is_some(), "{window}");
+}
