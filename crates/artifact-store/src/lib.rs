@@ -35,6 +35,14 @@ pub struct ArtifactDownload {
     pub body: ByteStream,
 }
 
+/// A file refused by [`ArtifactStore::read_all`] for its size.
+pub fn too_large_to_read(path: &ArtifactPath, size: u64, limit: u64) -> ArtifactError {
+    ArtifactError::PathConflict {
+        path: path.as_string(),
+        reason: format!("is {size} bytes, more than the {limit} read at once"),
+    }
+}
+
 /// Where artifacts are kept.
 #[async_trait]
 pub trait ArtifactStore: Send + Sync {
@@ -46,4 +54,22 @@ pub trait ArtifactStore: Send + Sync {
     async fn list(&self, path: &ArtifactPath) -> ArtifactResult<Vec<ArtifactEntry>>;
     /// Deletes a file or a whole directory.
     async fn delete(&self, path: &ArtifactPath) -> ArtifactResult<()>;
+    /// Reads a whole file of at most `limit` bytes at once (for small files read in full, such as prediction
+    /// log parts: one read instead of a stream of chunks); larger files are refused before being read.
+    async fn read_all(&self, path: &ArtifactPath, limit: u64) -> ArtifactResult<bytes::Bytes> {
+        use futures::TryStreamExt;
+        let download = self.get(path).await?;
+        if download.size > limit {
+            return Err(too_large_to_read(path, download.size, limit));
+        }
+        let chunks: Vec<bytes::Bytes> = download
+            .body
+            .try_collect()
+            .await
+            .map_err(|source| ArtifactError::Body {
+                path: path.as_string(),
+                source,
+            })?;
+        Ok(bytes::Bytes::from(chunks.concat()))
+    }
 }

@@ -293,6 +293,21 @@ impl ArtifactStore for ObjectArtifactStore {
         Ok(ArtifactDownload { size, body })
     }
 
+    async fn read_all(&self, path: &ArtifactPath, limit: u64) -> ArtifactResult<bytes::Bytes> {
+        if path.is_root() {
+            return Err(ArtifactError::NotFound(String::new()));
+        }
+        let result = self
+            .store
+            .get(&self.object_path(path))
+            .await
+            .map_err(|error| Self::storage_error(path, error))?;
+        if result.meta.size > limit {
+            return Err(crate::too_large_to_read(path, result.meta.size, limit));
+        }
+        result.bytes().await.map_err(|error| Self::storage_error(path, error))
+    }
+
     async fn list(&self, path: &ArtifactPath) -> ArtifactResult<Vec<ArtifactEntry>> {
         let location = self.object_path(path);
         let prefix = if location.as_ref().is_empty() {

@@ -2,7 +2,7 @@
 //! quality, through `loopline-drift-report`), its labels joined by request id (live performance), and every
 //! result flattened into named figures.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, new_null_array};
@@ -27,7 +27,7 @@ pub struct WindowInput<'a> {
     /// Its rows.
     pub rows: &'a WindowRows,
     /// Labels by request id.
-    pub labels: &'a HashMap<String, PostedLabel>,
+    pub labels: &'a loopline_serving::log_reader::RequestMap<PostedLabel>,
     /// The reference profile, when there is one.
     pub reference: Option<&'a DatasetProfile>,
     /// The performance-estimation fit of the reference, when there is one.
@@ -74,9 +74,16 @@ pub fn cell(column: &ArrayRef, row: usize) -> Value {
     if column.is_null(row) {
         return Value::Null;
     }
+    use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt64Type};
+    let number = |value: f64| serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number);
     match column.data_type() {
         DataType::Utf8 => json!(column.as_string::<i32>().value(row)),
         DataType::Boolean => json!(column.as_boolean().value(row)),
+        DataType::Float64 => number(column.as_primitive::<Float64Type>().value(row)),
+        DataType::Float32 => number(f64::from(column.as_primitive::<Float32Type>().value(row))),
+        DataType::Int64 => json!(column.as_primitive::<Int64Type>().value(row)),
+        DataType::Int32 => json!(column.as_primitive::<Int32Type>().value(row)),
+        DataType::UInt64 => json!(column.as_primitive::<UInt64Type>().value(row)),
         _ => arrow_cast::cast(&column.slice(row, 1), &DataType::Float64)
             .ok()
             .and_then(|c| {

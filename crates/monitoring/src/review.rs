@@ -51,7 +51,7 @@ pub struct ReviewInput<'a> {
     /// The window's rows, shadow answers included.
     pub rows: &'a WindowRows,
     /// Labels already posted.
-    pub labels: &'a HashMap<String, PostedLabel>,
+    pub labels: &'a loopline_serving::log_reader::RequestMap<PostedLabel>,
     /// The reference, for out-of-range values.
     pub reference: Option<&'a DatasetProfile>,
     /// Columns that drifted in the window.
@@ -288,7 +288,7 @@ impl crate::service::Monitoring {
             }
         };
         let since = loopline_core::time::utc_hour(stored.window_start);
-        let wanted: std::collections::HashSet<String> = rows
+        let wanted: loopline_serving::log_reader::RequestSet = rows
             .batches
             .iter()
             .filter_map(|b| {

@@ -3,7 +3,7 @@
 //! notifications waiting in its outbox. Every change to a monitor is one optimistic update, so a restart or a
 //! second replica never records a window twice; a window is recomputed from the log, never accumulated.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,6 +22,10 @@ use crate::spec::MonitorSpec;
 use crate::state::MonitorState;
 use crate::window_data::{LogCursor, WindowRows, count_window, time_window};
 
+/// Least time between two evaluations of recent windows for late labels (on demand: at once).
+const RELABEL_EVERY_MS: i64 = 300_000;
+/// Windows whose labels are read in one pass over the feedback (their samples are held meanwhile).
+const LABEL_BATCH: usize = 8;
 /// Recent windows evaluated again when new labels arrive.
 const RELABEL_WINDOWS: usize = 24;
 
@@ -56,7 +60,7 @@ pub(crate) struct Changes {
 }
 
 /// The request ids among a window's kept rows (the labels worth reading).
-fn sampled_requests(rows: &WindowRows) -> std::collections::HashSet<String> {
+fn sampled_requests(rows: &WindowRows) -> loopline_serving::log_reader::RequestSet {
     use arrow_array::cast::AsArray;
     rows.batches
         .iter()
@@ -163,11 +167,15 @@ impl Monitoring {
                 .await;
             changes.windows.push(result.window);
         }
-        if spec.task.is_some() && feedback_mark.is_some() && feedback_mark != state.feedback_mark {
+        let relabel_due = on_demand || state.last_relabel_ms.is_none_or(|last| now - last >= RELABEL_EVERY_MS);
+        if spec.task.is_some() && feedback_mark.is_some() && feedback_mark != state.feedback_mark && relabel_due {
+            state.last_relabel_ms = Some(now);
             self.relabel(name, &spec, &model, &mut state, labels, &evaluated_keys, &mut changes)
                 .await?;
         }
-        state.feedback_mark = feedback_mark.or(state.feedback_mark.take());
+        if relabel_due {
+            state.feedback_mark = feedback_mark.or(state.feedback_mark.take());
+        }
         self.resend_to_alertmanager(name, &spec, &model, &mut state, now);
         let update = MonitorUpdate {
             spec: &record.spec,
@@ -223,6 +231,7 @@ impl Monitoring {
         on_demand: bool,
     ) -> Result<Vec<Evaluated>, MonitorError> {
         let mut evaluated = Vec::new();
+        let mut pending: Vec<(i64, (i64, i64), WindowRows, Value)> = Vec::new();
         for _ in 0..self.config.windows_per_run.max(1) {
             let window = match (window_length_ms(spec), spec.window.predictions) {
                 (Some(length), _) => {
@@ -264,9 +273,44 @@ impl Monitoring {
                 }
                 (None, None) => break,
             };
-            let (key, span, rows, cursor) = window;
+            pending.push(window);
+            if pending.len() == LABEL_BATCH {
+                evaluated.extend(
+                    self.evaluate_windows(spec, model, std::mem::take(&mut pending), labels)
+                        .await?,
+                );
+            }
+        }
+        evaluated.extend(self.evaluate_windows(spec, model, pending, labels).await?);
+        Ok(evaluated)
+    }
+
+    /// Evaluates windows whose rows are read, reading the feedback once for all of them.
+    async fn evaluate_windows(
+        &self,
+        spec: &MonitorSpec,
+        model: &str,
+        windows: Vec<(i64, (i64, i64), WindowRows, Value)>,
+        labels_since: Option<&str>,
+    ) -> Result<Vec<Evaluated>, MonitorError> {
+        let labels = match labels_since {
+            Some(since) if !windows.is_empty() => {
+                let mut wanted = loopline_serving::log_reader::RequestSet::default();
+                for (_, _, rows, _) in &windows {
+                    wanted.extend(sampled_requests(rows));
+                }
+                posted_labels(self.artifacts.as_ref(), Some(since), Some(&wanted))
+                    .await
+                    .map_err(MonitorError::Internal)?
+            }
+            _ => Default::default(),
+        };
+        // Shared, not copied, by the windows' evaluations (each joins only its own requests).
+        let labels = std::sync::Arc::new(labels);
+        let mut evaluated = Vec::new();
+        for (key, span, rows, cursor) in windows {
             evaluated.push(
-                self.evaluate_window(spec, model, key, span, rows, labels, cursor)
+                self.evaluate_window(spec, model, key, span, rows, labels.clone(), cursor)
                     .await?,
             );
         }
@@ -281,7 +325,7 @@ impl Monitoring {
         key: i64,
         span: (i64, i64),
         rows: WindowRows,
-        labels_since: Option<&str>,
+        labels: std::sync::Arc<loopline_serving::log_reader::RequestMap<PostedLabel>>,
         cursor: Value,
     ) -> Result<Evaluated, MonitorError> {
         let version = match (&spec.alias, most_rows_version(&rows)) {
@@ -337,21 +381,12 @@ impl Monitoring {
         let failed = crate::window_data::failures(self.artifacts.as_ref(), model, failures_from, failures_until)
             .await
             .map_err(MonitorError::Internal)?;
-        let owned_labels: HashMap<String, PostedLabel> = match labels_since {
-            Some(since) => {
-                let wanted = sampled_requests(&rows);
-                posted_labels(self.artifacts.as_ref(), Some(since), Some(&wanted))
-                    .await
-                    .map_err(MonitorError::Internal)?
-            }
-            None => HashMap::new(),
-        };
         let owned_spec = spec.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             evaluate(&WindowInput {
                 spec: &owned_spec,
                 rows: &rows,
-                labels: &owned_labels,
+                labels: &labels,
                 reference: reference.as_ref(),
                 estimation: estimation.as_ref(),
                 failures: &failed,
@@ -430,6 +465,8 @@ impl Monitoring {
         changes: &mut Changes,
     ) -> Result<(), MonitorError> {
         let recent = self.store.latest_monitor_windows(name, RELABEL_WINDOWS).await?;
+        let mut before: Vec<MonitorWindow> = Vec::new();
+        let mut pending: Vec<(i64, (i64, i64), WindowRows, Value)> = Vec::new();
         for stored in recent.into_iter().rev() {
             if skip.contains(&stored.window_key) || stored.rows_seen == 0 {
                 continue;
@@ -460,9 +497,36 @@ impl Monitoring {
             };
             let cursor = details.get("cursor").cloned().unwrap_or(Value::Null);
             let span = (stored.window_start, stored.window_end);
-            let mut result = self
-                .evaluate_window(spec, model, stored.window_key, span, rows, labels, cursor)
-                .await?;
+            before.push(stored.clone());
+            pending.push((stored.window_key, span, rows, cursor));
+            if pending.len() == LABEL_BATCH {
+                let results = self
+                    .evaluate_windows(spec, model, std::mem::take(&mut pending), labels)
+                    .await?;
+                self.record_relabelled(name, spec, model, state, std::mem::take(&mut before), results, changes)
+                    .await;
+            }
+        }
+        let results = self.evaluate_windows(spec, model, pending, labels).await?;
+        self.record_relabelled(name, spec, model, state, before, results, changes)
+            .await;
+        Ok(())
+    }
+
+    /// Stores the windows whose label count changed on evaluation again, re-applying the rules when it is the
+    /// newest window.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_relabelled(
+        &self,
+        name: &str,
+        spec: &MonitorSpec,
+        model: &str,
+        state: &mut MonitorState,
+        before: Vec<MonitorWindow>,
+        results: Vec<Evaluated>,
+        changes: &mut Changes,
+    ) {
+        for (stored, mut result) in before.into_iter().zip(results) {
             if result.window.labels_seen == stored.labels_seen {
                 continue;
             }
@@ -482,7 +546,6 @@ impl Monitoring {
             result.window.monitor = name.to_string();
             changes.windows.push(result.window);
         }
-        Ok(())
     }
 
     /// Applies a window to every rule; `again` re-applies the newest window from the states before it.

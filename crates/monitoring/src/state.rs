@@ -38,6 +38,9 @@ pub struct MonitorState {
     /// The newest feedback file read (labels arriving later evaluate recent windows again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback_mark: Option<String>,
+    /// When recent windows were last evaluated again for late labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_relabel_ms: Option<i64>,
     /// Business figures posted, by window key then name.
     #[serde(default)]
     pub business: BTreeMap<i64, BTreeMap<String, f64>>,

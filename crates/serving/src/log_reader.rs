@@ -5,8 +5,13 @@ use std::collections::HashMap;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
-use futures::TryStreamExt;
 use loopline_artifact_store::{ArtifactPath, ArtifactStore};
+
+/// Request ids to values, hashed with foldhash (seeded per process, so callers' ids cannot be chosen to
+/// collide; several times faster than the standard SipHash on the label joins of large windows).
+pub type RequestMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+/// A set of request ids (see [`RequestMap`]).
+pub type RequestSet = std::collections::HashSet<String, foldhash::fast::RandomState>;
 
 /// A model name as its partition directory spells it (`predictions/model=<segment>`).
 pub fn model_segment(model: &str) -> String {
@@ -86,15 +91,19 @@ pub async fn log_files(
     Ok(found)
 }
 
+/// The largest log file read (the writer makes files of `--prediction-log-flush-rows` rows, far smaller).
+pub const MAX_LOG_FILE_BYTES: u64 = 1 << 30;
+
 /// Every record batch of one log file.
 pub async fn read_log_file(store: &dyn ArtifactStore, path: &str) -> Result<Vec<RecordBatch>, String> {
     let artifact = ArtifactPath::parse(path).map_err(|e| e.to_string())?;
-    let download = store.get(&artifact).await.map_err(|e| format!("{path}: {e}"))?;
-    let chunks: Vec<bytes::Bytes> = download.body.try_collect().await.map_err(|e| format!("{path}: {e}"))?;
-    let reader =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(chunks.concat()))
-            .and_then(|b| b.build())
-            .map_err(|e| format!("{path} is not a readable Parquet file: {e}"))?;
+    let bytes = store
+        .read_all(&artifact, MAX_LOG_FILE_BYTES)
+        .await
+        .map_err(|e| format!("{path}: {e}"))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| format!("{path} is not a readable Parquet file: {e}"))?;
     reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{path}: {e}"))
@@ -114,9 +123,9 @@ pub struct PostedLabel {
 pub async fn posted_labels(
     store: &dyn ArtifactStore,
     since: Option<&str>,
-    wanted: Option<&std::collections::HashSet<String>>,
-) -> Result<HashMap<String, PostedLabel>, String> {
-    let mut labels: HashMap<String, PostedLabel> = HashMap::new();
+    wanted: Option<&RequestSet>,
+) -> Result<RequestMap<PostedLabel>, String> {
+    let mut labels: RequestMap<PostedLabel> = RequestMap::default();
     for file in log_files(store, FEEDBACK_PREFIX, since, None).await? {
         for batch in read_log_file(store, &file.path).await? {
             let (Some(ids), Some(values)) = (batch.column_by_name("request_id"), batch.column_by_name("label")) else {
