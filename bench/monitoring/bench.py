@@ -57,7 +57,9 @@ def loopline(data: pathlib.Path, binary: str) -> tuple[float, float, list]:
         assert fitted.returncode == 0, fitted.stderr
         name = f"bench-{int(time.time())}"
         spec = {"name": name, "model": "bench", "window": {"seconds": 3600}, "start_ms": int(meta["day_start_ms"]),
-                "task": "classification", "output": "prediction", "probability_output": "probability"}
+                "task": "classification", "output": "prediction", "probability_output": "probability",
+                # Labels come within the hour after their predictions: no need to read later feedback.
+                "label_delay_seconds": 7200}
         created = requests.post(f"{server.url}/api/loopline/v1/monitors", json=spec)
         assert created.status_code == 200, created.text
         started = time.perf_counter()

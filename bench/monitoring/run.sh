@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Monitoring benchmark: one day of logged predictions (default 10,000,000 × 20 features) in hourly windows;
 # Loopline's monitor against Evidently (drift + classification report per hour) and NannyML's CBPE. Prints wall
-# time, peak memory and ratios. `--rows N` sets the day's size (data is generated once per size).
+# time, peak memory and ratios, then serving throughput with and without monitors running. `--rows N` sets the
+# day's size (data is generated once per size); `--skip-reference-tools` times Loopline alone.
 # Uses the data-suite venv (.venv-stats, as scripts/test.sh makes it) and a release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,3 +18,7 @@ if [ ! -f "$data/analysis.parquet" ]; then
   "$STATS_PYTHON" bench/monitoring/generate.py "$data" --rows "$rows"
 fi
 "$STATS_PYTHON" bench/monitoring/bench.py --data "$data" --loopline target/release/loopline "$@"
+# Serving throughput with and without monitors running (bench/serving's load generator).
+(cd bench/serving/loadgen && cargo build --release --locked)
+"$STATS_PYTHON" bench/monitoring/throughput.py --loopline target/release/loopline \
+  --loadgen bench/serving/loadgen/target/release/loopline-loadgen

@@ -297,9 +297,10 @@ impl crate::service::Monitoring {
             })
             .flat_map(|ids| ids.iter().flatten().map(str::to_string).collect::<Vec<_>>())
             .collect();
-        let labels = loopline_serving::log_reader::posted_labels(self.artifacts.as_ref(), Some(&since), Some(&wanted))
-            .await
-            .map_err(MonitorError::Internal)?;
+        let labels =
+            loopline_serving::log_reader::posted_labels(self.artifacts.as_ref(), (Some(&since), None), Some(&wanted))
+                .await
+                .map_err(MonitorError::Internal)?;
         let reference = match details["version"].as_str() {
             Some(version) => self.reference_of(&model, version).await?,
             None => None,

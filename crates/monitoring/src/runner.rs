@@ -24,7 +24,8 @@ use crate::window_data::{LogCursor, WindowRows, count_window, time_window};
 
 /// Least time between two evaluations of recent windows for late labels (on demand: at once).
 const RELABEL_EVERY_MS: i64 = 300_000;
-/// Windows whose labels are read in one pass over the feedback (their samples are held meanwhile).
+/// Most windows whose labels are read in one pass over the feedback (their samples are held meanwhile, up to
+/// one window's sample limit in rows).
 const LABEL_BATCH: usize = 8;
 /// Recent windows evaluated again when new labels arrive.
 const RELABEL_WINDOWS: usize = 24;
@@ -274,7 +275,8 @@ impl Monitoring {
                 (None, None) => break,
             };
             pending.push(window);
-            if pending.len() == LABEL_BATCH {
+            let held: usize = pending.iter().map(|(_, _, rows, _)| rows.rows()).sum();
+            if pending.len() == LABEL_BATCH || held >= spec.sample_rows {
                 evaluated.extend(
                     self.evaluate_windows(spec, model, std::mem::take(&mut pending), labels)
                         .await?,
@@ -296,10 +298,19 @@ impl Monitoring {
         let labels = match labels_since {
             Some(since) if !windows.is_empty() => {
                 let mut wanted = loopline_serving::log_reader::RequestSet::default();
-                for (_, _, rows, _) in &windows {
+                let mut first_start = i64::MAX;
+                let mut last_end = i64::MIN;
+                for (_, span, rows, _) in &windows {
                     wanted.extend(sampled_requests(rows));
+                    first_start = first_start.min(span.0);
+                    last_end = last_end.max(span.1);
                 }
-                posted_labels(self.artifacts.as_ref(), Some(since), Some(&wanted))
+                // Labels arrive after their predictions, and no later than the label delay.
+                let from = loopline_core::time::utc_hour(first_start).max(since.to_string());
+                let until = loopline_core::time::utc_hour(
+                    last_end.saturating_add((spec.label_delay_seconds as i64).saturating_mul(1000)),
+                );
+                posted_labels(self.artifacts.as_ref(), (Some(&from), Some(&until)), Some(&wanted))
                     .await
                     .map_err(MonitorError::Internal)?
             }

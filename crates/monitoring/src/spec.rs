@@ -64,6 +64,10 @@ pub struct MonitorSpec {
     /// When a version has no reference profile, profile its first window with traffic and use it.
     #[serde(default)]
     pub reference_window: bool,
+    /// Latest a label is expected after its prediction, in seconds (default 7 days): feedback received later is
+    /// not joined, and a window reads feedback only up to its end plus this delay.
+    #[serde(default = "default_label_delay_seconds")]
+    pub label_delay_seconds: u64,
     /// Most rows a window keeps for its statistics (counts stay exact; beyond it requests are sampled).
     #[serde(default = "default_sample_rows")]
     pub sample_rows: usize,
@@ -99,6 +103,9 @@ fn default_label_column() -> String {
 }
 fn default_positive_label() -> String {
     "1".to_string()
+}
+fn default_label_delay_seconds() -> u64 {
+    7 * 24 * 3600
 }
 fn default_sample_rows() -> usize {
     100_000
@@ -486,6 +493,9 @@ impl MonitorSpec {
             && let Err(message) = crate::expectations::check_suite(suite)
         {
             return Err(refuse("expectations", message));
+        }
+        if !(60..=366 * 24 * 3600).contains(&self.label_delay_seconds) {
+            return Err(refuse("label_delay_seconds", "must be from 60 seconds to 366 days"));
         }
         if !(1_000..=5_000_000).contains(&self.sample_rows) {
             return Err(refuse("sample_rows", "must be from 1,000 to 5,000,000"));

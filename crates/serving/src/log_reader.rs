@@ -118,15 +118,16 @@ pub struct PostedLabel {
     pub timestamp_ms: i64,
 }
 
-/// Labels by request id from feedback received in or after the hour `since` (the newest wins), only for the
-/// `wanted` requests when given (so memory follows what is joined, not every label ever posted).
+/// Labels by request id from feedback received in the hours `since` to `until` (inclusive; open when `None`;
+/// the newest label wins), only for the `wanted` requests when given (so memory follows what is joined, not
+/// every label ever posted).
 pub async fn posted_labels(
     store: &dyn ArtifactStore,
-    since: Option<&str>,
+    (since, until): (Option<&str>, Option<&str>),
     wanted: Option<&RequestSet>,
 ) -> Result<RequestMap<PostedLabel>, String> {
     let mut labels: RequestMap<PostedLabel> = RequestMap::default();
-    for file in log_files(store, FEEDBACK_PREFIX, since, None).await? {
+    for file in log_files(store, FEEDBACK_PREFIX, since, until).await? {
         for batch in read_log_file(store, &file.path).await? {
             let (Some(ids), Some(values)) = (batch.column_by_name("request_id"), batch.column_by_name("label")) else {
                 continue;

@@ -44,12 +44,13 @@ def hour_of(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H")
 
 
-_written = [1_700_000_000_000]
+_written = [0]
 
 
 def _name() -> str:
     # Names begin with an increasing write time, as the server's writer makes them.
-    _written[0] += 1
+    import time
+    _written[0] = max(_written[0] + 1, int(time.time() * 1000))
     return f"part-{_written[0]:013d}-{uuid.uuid4().hex}.parquet"
 
 

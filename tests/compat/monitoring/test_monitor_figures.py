@@ -53,7 +53,7 @@ def monitored(server, tmp_path_factory):
     analysis = pd.concat(windows, ignore_index=True)
     logged = pd.DataFrame({"input.x0": analysis.x0, "input.x1": analysis.x1,
                            "output.prediction": analysis.prediction, "output.probability": analysis.probability})
-    start = 1_700_000_000_000
+    start = int(time.time() * 1000) - 2 * 3_600_000
     ids = write_predictions(server.data_dir, "scored", logged, start)
     # Labels arrive now, long after the predictions, as feedback does.
     write_feedback(server.data_dir, ids, analysis.label, int(time.time() * 1000))
@@ -92,7 +92,7 @@ def test_regression_figures_equal_scikit_learn(server):
     truth = rng.gamma(2.0, 10.0, WINDOW)
     predicted = truth + rng.normal(0, 3.0, WINDOW)
     logged = pd.DataFrame({"input.x0": rng.normal(size=WINDOW), "output.prediction": predicted})
-    start = 1_700_000_100_000
+    start = int(time.time() * 1000) - 3_600_000
     ids = write_predictions(server.data_dir, "priced", logged, start)
     received = int(time.time() * 1000)
     feedback_dir = server.data_dir / "artifacts" / "feedback"

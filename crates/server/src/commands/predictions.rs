@@ -153,7 +153,7 @@ async fn export(store: &dyn ArtifactStore, args: &ExportArgs) -> Result<u64, Str
             }
         ));
     }
-    let labels = log_reader::posted_labels(store, args.since.as_deref(), None).await?;
+    let labels = log_reader::posted_labels(store, (args.since.as_deref(), None), None).await?;
     let bar = rows_bar("reading", Some(files.len() as u64));
     let mut batches = Vec::new();
     for file in &files {
