@@ -116,6 +116,22 @@ pub fn isotonic_predict(xs: &[f64], ys: &[f64], value: f64) -> f64 {
     }
 }
 
+/// The map with only the first and last point of each run of equal values: interpolating between them gives
+/// the same values everywhere, and the map stays small however many distinct probabilities were fitted.
+fn flat_run_ends((xs, ys): (Vec<f64>, Vec<f64>)) -> (Vec<f64>, Vec<f64>) {
+    let mut kept_x = Vec::new();
+    let mut kept_y = Vec::new();
+    for index in 0..xs.len() {
+        let same_as_before = index > 0 && ys[index - 1] == ys[index];
+        let same_as_after = index + 1 < xs.len() && ys[index + 1] == ys[index];
+        if !(same_as_before && same_as_after) {
+            kept_x.push(xs[index]);
+            kept_y.push(ys[index]);
+        }
+    }
+    (kept_x, kept_y)
+}
+
 /// Expected calibration error over equal-count bins of rows sorted by probability.
 fn expected_calibration_error(probabilities: &[f64], labels: &[f64]) -> f64 {
     let total = probabilities.len();
@@ -252,7 +268,7 @@ pub fn fit(probabilities: &[f64], labels: &[f64], predictions: &[f64]) -> Option
     let (roc_auc_std, roc_auc_fraction) = roc_auc_components(probabilities, labels);
     let calibrated = needs_calibration(probabilities, labels);
     let (calibration_x, calibration_y) = if calibrated {
-        isotonic_fit(probabilities, labels)
+        flat_run_ends(isotonic_fit(probabilities, labels))
     } else {
         (Vec::new(), Vec::new())
     };
@@ -354,6 +370,15 @@ mod tests {
         assert!((accuracy.sampling_error - 0.15).abs() < 1e-12);
         assert_eq!(accuracy.upper, 1.0);
         assert!(roc_auc.unwrap().value > 0.5);
+    }
+
+    #[test]
+    fn flat_runs_keep_their_ends_and_interpolate_the_same() {
+        let (xs, ys) = flat_run_ends((vec![0.1, 0.2, 0.3, 0.4, 0.5], vec![0.0, 0.5, 0.5, 0.5, 1.0]));
+        assert_eq!(xs, [0.1, 0.2, 0.4, 0.5]);
+        assert_eq!(ys, [0.0, 0.5, 0.5, 1.0]);
+        assert_eq!(isotonic_predict(&xs, &ys, 0.3), 0.5);
+        assert!((isotonic_predict(&xs, &ys, 0.45) - 0.75).abs() < 1e-12);
     }
 
     #[test]

@@ -349,6 +349,7 @@ fn compare_with_reference(
     reference: &DatasetProfile,
     output: Option<&str>,
     figures: &mut Figures,
+    notes: &mut Vec<String>,
 ) -> Result<DriftReport, Vec<String>> {
     let spec = input.spec;
     let logged = logged_inputs(input.rows);
@@ -397,11 +398,28 @@ fn compare_with_reference(
     if !problems.is_empty() {
         return Err(problems);
     }
-    let current = current_data(input.rows, &wanted).map_err(|e| vec![e])?;
-    let names: Vec<String> = wanted.iter().map(|w| w.0.clone()).collect();
-    let mut reference_data = ReferenceData::of_profile(reference, Some(&names));
-    reference_data.schema.retain(|(name, _)| names.contains(name));
-    let report = build_report(&reference_data, &current, &drift_options(spec)).map_err(|e| e.problems)?;
+    let compare = |wanted: &[(String, String, DataType)]| -> Result<DriftReport, Vec<String>> {
+        let current = current_data(input.rows, wanted).map_err(|e| vec![e])?;
+        let names: Vec<String> = wanted.iter().map(|w| w.0.clone()).collect();
+        let mut reference_data = ReferenceData::of_profile(reference, Some(&names));
+        reference_data.schema.retain(|(name, _)| names.contains(name));
+        build_report(&reference_data, &current, &drift_options(spec)).map_err(|e| e.problems)
+    };
+    // The prediction is compared when it can be; a prediction that cannot (the reference holds probabilities,
+    // the model answers classes) costs only the prediction-drift figures, never the features'.
+    let (report, prediction_compared) = match compare(&wanted) {
+        Ok(report) => (report, prediction_compared),
+        Err(problems) if prediction_compared => {
+            wanted.pop();
+            notes.extend(
+                problems
+                    .into_iter()
+                    .map(|p| format!("prediction drift not tested: {p}")),
+            );
+            (compare(&wanted)?, false)
+        }
+        Err(problems) => return Err(problems),
+    };
     let feature_reports: Vec<_> = report
         .columns
         .iter()
@@ -566,7 +584,12 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
             labels_seen: joined.labels.len() as u64,
         };
     };
-    match compare_with_reference(input, reference, output.as_deref(), &mut figures) {
+    let mut notes = Vec::new();
+    let compared = compare_with_reference(input, reference, output.as_deref(), &mut figures, &mut notes);
+    if !notes.is_empty() {
+        details["notes"] = json!(notes);
+    }
+    match compared {
         Ok(report) => {
             details["findings"] = json!(report.findings);
             WindowOutcome {

@@ -19,6 +19,12 @@ use crate::window_data::WindowRows;
 
 /// Most items a queue returns.
 pub const MAX_ITEMS: usize = 10_000;
+/// Rows of one request a label may name (positions 0 to this, excluded).
+const MAX_ROW: i64 = 100_000;
+/// List cells (labels and the nulls between them) one call may store.
+const MAX_LIST_CELLS: i64 = 200_000;
+/// Longest label text.
+const MAX_LABEL_BYTES: usize = 10_000;
 
 /// One row worth a label.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -211,9 +217,7 @@ pub fn labels_as_feedback(labels: &[(String, i64, Value)]) -> Vec<(String, Value
     by_request
         .into_iter()
         .map(|(request, rows)| {
-            if rows.len() == 1 && rows[0].0 == 0 {
-                return (request, rows[0].1.clone());
-            }
+            // Always a list: a bare label would stand for every row of a request with several.
             let width = rows.iter().map(|(row, _)| *row).max().unwrap_or(0).max(0) as usize + 1;
             let mut list = vec![Value::Null; width];
             for (row, label) in rows {
@@ -345,6 +349,7 @@ impl crate::service::Monitoring {
             return Err(invalid("labels", format!("give 1 to {MAX_ITEMS} labels")));
         }
         let mut labels = Vec::new();
+        let mut widths: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
         for (index, item) in items.iter().enumerate() {
             let Some(request) = item["request_id"].as_str().filter(|r| !r.is_empty() && r.len() <= 256) else {
                 return Err(invalid(&format!("labels[{index}].request_id"), "give the request's id"));
@@ -352,14 +357,22 @@ impl crate::service::Monitoring {
             let row = item
                 .get("row")
                 .map_or(Some(0), Value::as_i64)
-                .filter(|r| (0..=1_000_000).contains(r));
+                .filter(|r| (0..MAX_ROW).contains(r));
             let Some(row) = row else {
                 return Err(invalid(
                     &format!("labels[{index}].row"),
-                    "give the row as a number from 0",
+                    format!("give the row as a number from 0 to {}", MAX_ROW - 1),
                 ));
             };
+            let width = widths.entry(request).or_insert(0);
+            *width = (*width).max(row + 1);
             match item.get("label") {
+                Some(Value::String(text)) if text.len() > MAX_LABEL_BYTES => {
+                    return Err(invalid(
+                        &format!("labels[{index}].label"),
+                        format!("at most {MAX_LABEL_BYTES} bytes"),
+                    ));
+                }
                 Some(label @ (Value::Number(_) | Value::String(_) | Value::Bool(_))) => {
                     labels.push((request.to_string(), row, label.clone()));
                 }
@@ -370,6 +383,15 @@ impl crate::service::Monitoring {
                     ));
                 }
             }
+        }
+        // Each request's label is a list as long as its highest row: bound what one call may make.
+        if widths.values().sum::<i64>() > MAX_LIST_CELLS {
+            return Err(invalid(
+                "labels",
+                format!(
+                    "these labels would store more than {MAX_LIST_CELLS} list cells; post rows of fewer requests at a time"
+                ),
+            ));
         }
         let Some(log) = &self.log else {
             return Err(MonitorError::Conflict(
@@ -405,7 +427,7 @@ mod tests {
         assert_eq!(
             grouped,
             [
-                ("a".to_string(), json!(1)),
+                ("a".to_string(), json!([1])),
                 ("b".to_string(), json!(["dog", null, "cat"]))
             ]
         );

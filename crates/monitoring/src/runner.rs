@@ -22,6 +22,8 @@ use crate::spec::MonitorSpec;
 use crate::state::MonitorState;
 use crate::window_data::{LogCursor, WindowRows, count_window, time_window};
 
+/// Windows evaluated at once.
+const PARALLEL_WINDOWS: usize = 2;
 /// Least time between two evaluations of recent windows for late labels (on demand: at once).
 const RELABEL_EVERY_MS: i64 = 300_000;
 /// Most windows whose labels are read in one pass over the feedback (their samples are held meanwhile, up to
@@ -48,9 +50,26 @@ pub fn window_json(window: &MonitorWindow) -> Value {
 }
 
 /// What one window's evaluation produced.
-struct Evaluated {
-    window: MonitorWindow,
-    figures: Figures,
+pub(crate) struct Evaluated {
+    pub(crate) window: MonitorWindow,
+    pub(crate) figures: Figures,
+}
+
+impl Evaluated {
+    /// Adds the business figures posted for this window, to the figures and to what is stored.
+    pub(crate) fn with_business(mut self, state: &MonitorState) -> Evaluated {
+        let Some(posted) = state.business.get(&self.window.window_key) else {
+            return self;
+        };
+        let mut stored: Value = serde_json::from_str(&self.window.figures).unwrap_or_default();
+        for (metric, value) in posted {
+            let figure = format!("business.{metric}");
+            self.figures.insert(figure.clone(), *value);
+            stored["figures"][figure] = json!(value);
+        }
+        self.window.figures = stored.to_string();
+        self
+    }
 }
 
 /// What a run changes, gathered before the one update that stores it.
@@ -161,7 +180,8 @@ impl Monitoring {
             .due_windows(&spec, &mut state, &model, labels, now, on_demand)
             .await?;
         let mut evaluated_keys: Vec<i64> = Vec::new();
-        for mut result in evaluated {
+        for result in evaluated {
+            let mut result = result.with_business(&state);
             result.window.monitor = name.to_string();
             evaluated_keys.push(result.window.window_key);
             self.apply_rules(name, &spec, &model, &mut state, &result, false, &mut changes)
@@ -319,11 +339,19 @@ impl Monitoring {
         // Shared, not copied, by the windows' evaluations (each joins only its own requests).
         let labels = std::sync::Arc::new(labels);
         let mut evaluated = Vec::new();
-        for (key, span, rows, cursor) in windows {
-            evaluated.push(
+        // Two windows at a time: their statistics run on the blocking pool, so both cores work.
+        let mut windows = windows.into_iter();
+        loop {
+            let group: Vec<_> = windows.by_ref().take(PARALLEL_WINDOWS).collect();
+            if group.is_empty() {
+                break;
+            }
+            let running = group.into_iter().map(|(key, span, rows, cursor)| {
                 self.evaluate_window(spec, model, key, span, rows, labels.clone(), cursor)
-                    .await?,
-            );
+            });
+            for result in futures::future::join_all(running).await {
+                evaluated.push(result?);
+            }
         }
         Ok(evaluated)
     }
@@ -537,7 +565,8 @@ impl Monitoring {
         results: Vec<Evaluated>,
         changes: &mut Changes,
     ) {
-        for (stored, mut result) in before.into_iter().zip(results) {
+        for (stored, result) in before.into_iter().zip(results) {
+            let mut result = result.with_business(state);
             if result.window.labels_seen == stored.labels_seen {
                 continue;
             }
@@ -561,7 +590,7 @@ impl Monitoring {
 
     /// Applies a window to every rule; `again` re-applies the newest window from the states before it.
     #[allow(clippy::too_many_arguments)]
-    async fn apply_rules(
+    pub(crate) async fn apply_rules(
         &self,
         name: &str,
         spec: &MonitorSpec,

@@ -19,6 +19,8 @@ use crate::figures::Figures;
 /// reference: `mlflow.log_artifact("loopline-reference.json")` with a `loopline profile` (or
 /// `loopline monitor reference`) document.
 pub const RUN_ARTIFACT_REFERENCE: &str = "loopline-reference.json";
+/// Points of an isotonic map (fits keep only the ends of its flat runs).
+pub const MAX_CALIBRATION_POINTS: usize = 200_000;
 /// The largest reference document.
 pub const MAX_REFERENCE_BYTES: usize = 64 << 20;
 
@@ -600,14 +602,35 @@ impl Monitoring {
             (None, _, None) => return Err(invalid("window", "count windows need the window number in 'window'")),
         };
         state.post_business(key, metric, value);
+        // A window already evaluated takes the figure at once; the newest one is judged by the rules again.
+        let mut changes = crate::runner::Changes::default();
+        let evaluated = self
+            .store
+            .monitor_windows(name, key, 1)
+            .await?
+            .into_iter()
+            .find(|w| w.window_key == key);
+        if let Some(window) = evaluated {
+            let figures: Figures = serde_json::from_str::<Value>(&window.figures)
+                .ok()
+                .and_then(|stored| serde_json::from_value(stored["figures"].clone()).ok())
+                .unwrap_or_default();
+            let result = crate::runner::Evaluated { window, figures }.with_business(&state);
+            if state.last_key == Some(key) {
+                let (model, _) = self.target(&spec).await?;
+                self.apply_rules(name, &spec, &model, &mut state, &result, true, &mut changes)
+                    .await;
+            }
+            changes.windows.push(result.window);
+        }
         let update = MonitorUpdate {
             spec: &record.spec,
             state: &to_json(&state),
-            windows: &[],
-            events: &[],
+            windows: &changes.windows,
+            events: &changes.events,
         };
         self.store.update_monitor(name, record.revision, &update).await?;
-        Ok(json!({"window": key, "name": metric, "value": value}))
+        Ok(json!({"window": key, "name": metric, "value": value, "window_evaluated": !changes.windows.is_empty()}))
     }
 
     /// Sets a model version's reference profile (the `loopline profile` format).
@@ -741,7 +764,7 @@ fn check_profile(profile: &DatasetProfile) -> Result<(), MonitorError> {
 fn check_estimation(fitted: &EstimationReference) -> Result<(), MonitorError> {
     let field = ESTIMATION_KEY;
     let (xs, ys) = (&fitted.calibration_x, &fitted.calibration_y);
-    if xs.len() != ys.len() || xs.len() > 10_000_000 {
+    if xs.len() != ys.len() || xs.len() > MAX_CALIBRATION_POINTS {
         return Err(invalid(
             &format!("{field}.calibration_x"),
             "needs as many values as calibration_y",
@@ -754,10 +777,16 @@ fn check_estimation(fitted: &EstimationReference) -> Result<(), MonitorError> {
             "must be strictly ascending probabilities",
         ));
     }
-    if fitted.calibrated && xs.is_empty() {
+    if !ys.windows(2).all(|w| w[0] <= w[1]) {
+        return Err(invalid(
+            &format!("{field}.calibration_y"),
+            "an isotonic map never falls",
+        ));
+    }
+    if fitted.calibrated == xs.is_empty() {
         return Err(invalid(
             &format!("{field}.calibrated"),
-            "a calibrated fit needs its isotonic map",
+            "a calibrated fit has its isotonic map, and only then",
         ));
     }
     let spreads = [fitted.accuracy_std, fitted.roc_auc_std, fitted.roc_auc_fraction];

@@ -504,6 +504,9 @@ impl MonitorSpec {
             return Err(refuse("slices", "at most 10 slice columns"));
         }
         for (index, column) in self.slices.iter().enumerate() {
+            if self.slices[..index].contains(column) {
+                return Err(refuse(format!("slices[{index}]"), format!("'{column}' is named twice")));
+            }
             if column.is_empty() || column.contains(['[', ']', '=']) {
                 return Err(refuse(
                     format!("slices[{index}]"),

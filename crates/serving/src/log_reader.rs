@@ -101,12 +101,18 @@ pub async fn read_log_file(store: &dyn ArtifactStore, path: &str) -> Result<Vec<
         .read_all(&artifact, MAX_LOG_FILE_BYTES)
         .await
         .map_err(|e| format!("{path}: {e}"))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.build())
-        .map_err(|e| format!("{path} is not a readable Parquet file: {e}"))?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{path}: {e}"))
+    // Decoding is CPU work: off the async workers.
+    let shown = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| format!("{shown} is not a readable Parquet file: {e}"))?;
+        reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{shown}: {e}"))
+    })
+    .await
+    .map_err(|e| format!("{path}: decoding stopped: {e}"))?
 }
 
 /// One posted label.

@@ -669,3 +669,79 @@ async fn a_window_larger_than_its_sample_keeps_exact_counts_and_a_bounded_sample
     assert!(window["details"]["sample"]["rate"].as_f64().unwrap() < 1.0);
     assert!(figure(window, "drift.share").is_some(), "{window}");
 }
+
+#[tokio::test]
+async fn business_figures_reach_their_window_and_its_rules() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    let monitor = json!({"name": "revenue", "model": "churn", "window": {"predictions": 100}, "start_ms": 0,
+                         "alerts": [{"name": "low-revenue", "figure": "business.revenue", "operator": "<", "threshold": 100}]});
+    assert_eq!(
+        post_json(&server, "/api/loopline/v1/monitors", &monitor).await.status,
+        200
+    );
+    send(&server, "revenue", &rows(90, 100, 0.0)).await;
+    run(&server, "revenue").await;
+    assert_eq!(
+        events_of(&server, "revenue", "alert_firing").await.len(),
+        0,
+        "no figure yet, no alert"
+    );
+    let path = "/api/loopline/v1/monitors/revenue/business-metrics";
+    let posted = post_json(&server, path, &json!({"name": "revenue", "value": 42.5, "window": 0})).await;
+    assert_eq!(posted.json()["window_evaluated"], true, "{}", posted.body_text());
+    let found = windows(&server, "revenue").await;
+    assert_eq!(figure(&found[0], "business.revenue"), Some(42.5));
+    assert_eq!(events_of(&server, "revenue", "alert_firing").await.len(), 1);
+    let recovered = post_json(&server, path, &json!({"name": "revenue", "value": 500, "window": 0})).await;
+    assert_eq!(recovered.status, 200);
+    assert_eq!(events_of(&server, "revenue", "alert_resolved").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_prediction_that_cannot_be_compared_costs_only_the_prediction_drift() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    // The reference holds probabilities under `prediction`; the model answers classes.
+    let mut profile = reference_profile();
+    let probabilities: Vec<f64> = normals(5, 3000).iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
+    let field = Field::new("prediction", DataType::Float64, true);
+    let batch = RecordBatch::try_new(
+        Arc::new(arrow_schema::Schema::new(vec![field.clone()])),
+        vec![Arc::new(Float64Array::from(probabilities)) as ArrayRef],
+    )
+    .unwrap();
+    let mut collector = loopline_tabular::collect::Collector::new(std::slice::from_ref(&field));
+    collector.push(&batch).unwrap();
+    let extra = loopline_tabular::DatasetProfile::of("train.parquet", 3000, &collector.finish());
+    profile["columns"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::to_value(&extra.columns[0]).unwrap());
+    let put = raw_request(
+        server.address,
+        "PUT",
+        "/api/loopline/v1/registered-models/churn/versions/1/reference",
+        &[("Content-Type", "application/json")],
+        profile.to_string().as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(put.status, 200, "{}", put.body_text());
+    let monitor = json!({"name": "classes", "model": "churn", "window": {"predictions": 500}, "start_ms": 0});
+    assert_eq!(
+        post_json(&server, "/api/loopline/v1/monitors", &monitor).await.status,
+        200
+    );
+    send(&server, "classes", &rows(10, 500, 0.0)).await;
+    run(&server, "classes").await;
+    let window = &windows(&server, "classes").await[0];
+    assert!(
+        figure(window, "drift.share").is_some(),
+        "the features are still compared: {window}"
+    );
+    assert!(figure(window, "drift.score.f0").is_some());
+    assert_eq!(figure(window, "prediction_drift.score"), None);
+    let note = window["details"]["notes"][0].as_str().unwrap_or_default();
+    assert!(note.starts_with("prediction drift not tested"), "{window}");
+}
