@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{Array, BooleanArray, RecordBatch};
+use futures::StreamExt;
 use loopline_artifact_store::ArtifactStore;
 use loopline_serving::log_reader::{LogFile, failures_prefix, log_files, predictions_prefix, read_log_file};
 use serde::{Deserialize, Serialize};
@@ -199,8 +200,10 @@ pub async fn time_window_rows(
     let last_hour = loopline_core::time::utc_hour(end_ms - 1);
     let files = log_files(store, &predictions_prefix(model), Some(&first_hour), Some(&last_hour)).await?;
     let mut rows = WindowRows::sampled(limit);
-    for file in files {
-        for batch in read_log_file(store, &file.path).await? {
+    // Two files decode at once (on the blocking pool), in order.
+    let mut reads = futures::stream::iter(file_reads(store, &files)).buffered(2);
+    while let Some(batches) = reads.next().await {
+        for batch in batches? {
             let times = timestamps(&batch)?;
             let inside = keep_rows(&batch, |row| {
                 times.is_valid(row) && (start_ms..end_ms).contains(&times.value(row))
@@ -209,6 +212,16 @@ pub async fn time_window_rows(
         }
     }
     Ok(rows)
+}
+
+/// A boxed read per file (boxed so the stream that runs them is `Send` for any lifetime of its borrows).
+type FileRead<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RecordBatch>, String>> + Send + 'a>>;
+
+fn file_reads<'a>(store: &'a dyn ArtifactStore, files: &'a [LogFile]) -> Vec<FileRead<'a>> {
+    files
+        .iter()
+        .map(|file| Box::pin(read_log_file(store, &file.path)) as FileRead<'a>)
+        .collect()
 }
 
 /// Files a count window may read from: every file at or after the cursor, in the order written. Files are
@@ -248,8 +261,11 @@ pub async fn count_window_rows(
 ) -> Result<Option<(WindowRows, LogCursor)>, String> {
     let mut rows = WindowRows::sampled(limit);
     let mut taken = 0usize;
-    for file in files_from(store, model, cursor).await? {
-        let batches = read_log_file(store, &file.path).await?;
+    let files = files_from(store, model, cursor).await?;
+    let mut reads = futures::stream::iter(file_reads(store, &files)).buffered(2);
+    for file in &files {
+        let Some(batches) = reads.next().await else { break };
+        let batches = batches?;
         let all = arrow_select::concat::concat_batches(
             &batches
                 .first()
@@ -281,7 +297,7 @@ pub async fn count_window_rows(
             return Ok(Some((
                 rows,
                 LogCursor {
-                    file: file.name,
+                    file: file.name.clone(),
                     offset,
                 },
             )));
