@@ -77,6 +77,8 @@ impl Evaluated {
 pub(crate) struct Changes {
     pub(crate) windows: Vec<MonitorWindow>,
     pub(crate) events: Vec<MonitorEvent>,
+    /// Reports replaced by this change, deleted once it is stored.
+    pub(crate) replaced_reports: Vec<String>,
 }
 
 /// The request ids among a window's kept rows (the labels worth reading).
@@ -205,6 +207,7 @@ impl Monitoring {
             events: &changes.events,
         };
         let stored = self.store.update_monitor(name, record.revision, &update).await?;
+        self.delete_reports(&changes.replaced_reports).await;
         let delivered = self
             .deliver_outbox(name, &spec, stored.revision, &mut state, on_demand)
             .await?;
@@ -469,6 +472,18 @@ impl Monitoring {
         Ok(Evaluated { window, figures })
     }
 
+    /// Deletes reports no stored window points at any more (best effort: a leftover is only disk).
+    async fn delete_reports(&self, directories: &[String]) {
+        for directory in directories {
+            let Ok(path) = ArtifactPath::parse(directory) else {
+                continue;
+            };
+            if let Err(error) = self.artifacts.delete(&path).await {
+                tracing::warn!(report = %directory, %error, "a replaced window report was not deleted");
+            }
+        }
+    }
+
     async fn write_report(
         &self,
         key: i64,
@@ -568,6 +583,8 @@ impl Monitoring {
         for (stored, result) in before.into_iter().zip(results) {
             let mut result = result.with_business(state);
             if result.window.labels_seen == stored.labels_seen {
+                // Nothing new: the report just written for it is not kept.
+                changes.replaced_reports.extend(result.window.report_path.take());
                 continue;
             }
             changes.events.push(monitor_event(
@@ -584,6 +601,12 @@ impl Monitoring {
                 self.apply_rules(name, spec, model, state, &result, true, changes).await;
             }
             result.window.monitor = name.to_string();
+            if let Some(replaced) = stored
+                .report_path
+                .filter(|old| result.window.report_path.as_ref() != Some(old))
+            {
+                changes.replaced_reports.push(replaced);
+            }
             changes.windows.push(result.window);
         }
     }

@@ -105,13 +105,16 @@ pub(crate) async fn send(server: &TestServer, prefix: &str, data: &[Vec<f64>]) -
 struct Receiver {
     url: String,
     bodies: Arc<Mutex<Vec<(u16, Value)>>>,
+    paths: Arc<Mutex<Vec<String>>>,
 }
 
 async fn receiver(failures: usize) -> Receiver {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let bodies: Arc<Mutex<Vec<(u16, Value)>>> = Arc::default();
+    let paths: Arc<Mutex<Vec<String>>> = Arc::default();
     let seen = bodies.clone();
+    let seen_paths = paths.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
@@ -141,6 +144,13 @@ async fn receiver(failures: usize) -> Receiver {
                 }
             };
             let Some(body) = body else { continue };
+            let request_line = String::from_utf8_lossy(&data)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let path = request_line.split(' ').nth(1).unwrap_or_default().to_string();
+            seen_paths.lock().unwrap().push(path);
             let status = {
                 let mut bodies = seen.lock().unwrap();
                 let status = if bodies.len() < failures { 500 } else { 200 };
@@ -151,7 +161,7 @@ async fn receiver(failures: usize) -> Receiver {
             let _ = stream.write_all(answer.as_bytes()).await;
         }
     });
-    Receiver { url, bodies }
+    Receiver { url, bodies, paths }
 }
 
 async fn get(server: &TestServer, path: &str) -> loopline_test_support::RawResponse {
@@ -314,6 +324,28 @@ async fn drift_in_live_traffic_is_found_in_its_window_alerts_once_and_resolves()
     run(&server, "churn-live").await;
     let relabelled = windows(&server, "churn-live").await;
     assert_eq!(relabelled[0]["labels"], json!(labelled));
+    let (old_report, new_report) = (
+        found[0]["report"].as_str().unwrap(),
+        relabelled[0]["report"].as_str().unwrap(),
+    );
+    assert_ne!(old_report, new_report);
+    assert!(
+        !server
+            .data_dir
+            .join("artifacts")
+            .join(old_report)
+            .join("report.html")
+            .exists(),
+        "the replaced report is deleted"
+    );
+    assert!(
+        server
+            .data_dir
+            .join("artifacts")
+            .join(new_report)
+            .join("report.html")
+            .exists()
+    );
     let accuracy = figure(&relabelled[0], "performance.accuracy").unwrap();
     assert!(
         (accuracy - correct as f64 / labelled as f64).abs() < 1e-12,
@@ -744,4 +776,65 @@ async fn a_prediction_that_cannot_be_compared_costs_only_the_prediction_drift() 
     assert_eq!(figure(window, "prediction_drift.score"), None);
     let note = window["details"]["notes"][0].as_str().unwrap_or_default();
     assert!(note.starts_with("prediction drift not tested"), "{window}");
+}
+
+#[tokio::test]
+async fn slack_pagerduty_and_alertmanager_each_get_their_own_shape() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    let hook = receiver(0).await;
+    let base = hook.url.trim_end_matches("/hook").to_string();
+    let monitor = json!({
+        "name": "sinks", "model": "churn", "window": {"predictions": 50}, "start_ms": 0,
+        "alerts": [{"name": "low-revenue", "figure": "business.revenue", "operator": "<", "threshold": 100,
+                    "severity": "critical", "owner": "ml-oncall"}],
+        "notifications": [
+            {"kind": "slack", "url": format!("{base}/slack")},
+            {"kind": "pagerduty", "url": format!("{base}/pd"), "routing_key": "e93facc04764012d7bfb002500d5d1a6"},
+            {"kind": "alertmanager", "url": base},
+        ],
+    });
+    assert_eq!(
+        post_json(&server, "/api/loopline/v1/monitors", &monitor).await.status,
+        200
+    );
+    send(&server, "sinks", &rows(95, 50, 0.0)).await;
+    run(&server, "sinks").await;
+    let path = "/api/loopline/v1/monitors/sinks/business-metrics";
+    post_json(&server, path, &json!({"name": "revenue", "value": 10, "window": 0})).await;
+    run(&server, "sinks").await;
+    post_json(&server, path, &json!({"name": "revenue", "value": 900, "window": 0})).await;
+    run(&server, "sinks").await;
+    let paths = hook.paths.lock().unwrap().clone();
+    let bodies: Vec<Value> = hook.bodies.lock().unwrap().iter().map(|(_, b)| b.clone()).collect();
+    let sent_to = |wanted: &str| -> Vec<Value> {
+        paths
+            .iter()
+            .zip(&bodies)
+            .filter(|(p, _)| p.as_str() == wanted)
+            .map(|(_, b)| b.clone())
+            .collect()
+    };
+    let slack = sent_to("/slack");
+    assert_eq!(slack.len(), 2, "{paths:?}");
+    assert!(slack[0]["text"].as_str().unwrap().contains("business.revenue"));
+    assert_eq!(slack[0]["blocks"][0]["type"], "section");
+    assert!(slack[1]["text"].as_str().unwrap().starts_with("[resolved]"));
+    let paged = sent_to("/pd");
+    assert_eq!(paged.len(), 2);
+    assert_eq!(
+        (paged[0]["event_action"].as_str(), paged[1]["event_action"].as_str()),
+        (Some("trigger"), Some("resolve"))
+    );
+    assert_eq!(
+        paged[0]["dedup_key"], paged[1]["dedup_key"],
+        "one PagerDuty incident per episode"
+    );
+    assert_eq!(paged[0]["routing_key"], "e93facc04764012d7bfb002500d5d1a6");
+    assert_eq!(paged[0]["payload"]["severity"], "critical");
+    let managed = sent_to("/api/v2/alerts");
+    assert_eq!(managed.len(), 2);
+    assert_eq!(managed[0][0]["labels"]["alertname"], "low-revenue");
+    assert_eq!(managed[0][0]["annotations"]["owner"], "ml-oncall");
+    assert!(managed[0][0].get("endsAt").is_none() && managed[1][0]["endsAt"].is_string());
 }
