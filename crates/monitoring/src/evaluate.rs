@@ -232,10 +232,10 @@ fn performance_figures(spec: &MonitorSpec, joined: &Joined, figures: &mut Figure
 
 /// CBPE estimates of a classifier's accuracy and ROC AUC over every row of the window, labelled or not.
 fn estimated_figures(input: &WindowInput<'_>, output: &str, figures: &mut Figures) -> Value {
-    let (Some(fitted), Some(probability), Some(Task::Classification)) = (
+    let (Some(fitted), Some(probability), false) = (
         input.estimation,
         input.spec.probability_output.as_ref(),
-        input.spec.task,
+        input.spec.task == Some(Task::Regression),
     ) else {
         return Value::Null;
     };
@@ -573,6 +573,16 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
         "span": input.rows.span.map(|(low, high)| json!({"first_ms": low, "last_ms": high})),
         "sample": json!({"rows": input.rows.rows(), "rate": input.rows.rate}),
     });
+    if !input.spec.drift.enabled {
+        details["message"] = json!("drift and quality are not checked by this monitor (drift.enabled is false)");
+        return WindowOutcome {
+            status: "ok",
+            figures,
+            report: None,
+            details,
+            labels_seen: joined.labels.len() as u64,
+        };
+    }
     let Some(reference) = input.reference else {
         details["message"] =
             json!("no reference profile for the version that served; drift and quality were not checked");

@@ -271,7 +271,10 @@ impl crate::service::Monitoring {
                 &model,
                 (stored.window_start, stored.window_end),
                 true,
-                spec.sample_rows,
+                crate::window_data::Reading {
+                    limit: spec.sample_rows,
+                    inputs: true,
+                },
             )
             .await
             .map_err(internal)?,
@@ -282,7 +285,13 @@ impl crate::service::Monitoring {
                     self.artifacts.as_ref(),
                     &model,
                     &from,
-                    (count as usize, spec.sample_rows),
+                    (
+                        count as usize,
+                        crate::window_data::Reading {
+                            limit: spec.sample_rows,
+                            inputs: true,
+                        },
+                    ),
                     true,
                 )
                 .await

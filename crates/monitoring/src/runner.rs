@@ -20,7 +20,7 @@ use crate::figures::Figures;
 use crate::service::{MonitorError, Monitoring, monitor_event, parse_record, to_json};
 use crate::spec::MonitorSpec;
 use crate::state::MonitorState;
-use crate::window_data::{LogCursor, WindowRows, count_window, time_window};
+use crate::window_data::{LogCursor, Reading, WindowRows, count_window, time_window};
 
 /// Windows evaluated at once.
 const PARALLEL_WINDOWS: usize = 2;
@@ -264,7 +264,7 @@ impl Monitoring {
                     if end.saturating_add(grace) > now {
                         break;
                     }
-                    let rows = time_window(self.artifacts.as_ref(), model, (start, end), spec.sample_rows)
+                    let rows = time_window(self.artifacts.as_ref(), model, (start, end), Reading::for_spec(spec))
                         .await
                         .map_err(MonitorError::Internal)?;
                     state.next_key = end;
@@ -277,7 +277,7 @@ impl Monitoring {
                         model,
                         &cursor,
                         count as usize,
-                        spec.sample_rows,
+                        Reading::for_spec(spec),
                     )
                     .await
                     .map_err(MonitorError::Internal)?
@@ -531,7 +531,7 @@ impl Monitoring {
                     self.artifacts.as_ref(),
                     model,
                     (stored.window_start, stored.window_end),
-                    spec.sample_rows,
+                    Reading::for_spec(spec),
                 )
                 .await
                 .map_err(MonitorError::Internal)?,
@@ -539,9 +539,15 @@ impl Monitoring {
                     let Ok(from) = serde_json::from_value::<LogCursor>(details["cursor"]["from"].clone()) else {
                         continue;
                     };
-                    match count_window(self.artifacts.as_ref(), model, &from, count as usize, spec.sample_rows)
-                        .await
-                        .map_err(MonitorError::Internal)?
+                    match count_window(
+                        self.artifacts.as_ref(),
+                        model,
+                        &from,
+                        count as usize,
+                        Reading::for_spec(spec),
+                    )
+                    .await
+                    .map_err(MonitorError::Internal)?
                     {
                         Some((rows, _)) => rows,
                         None => continue,

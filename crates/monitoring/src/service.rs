@@ -99,6 +99,13 @@ impl Default for MonitoringConfig {
     }
 }
 
+/// A reference as parsed once.
+type ParsedReference = Arc<(DatasetProfile, Option<EstimationReference>)>;
+/// Parsed references by (model, version), stamped with (set time, document size).
+type ReferenceCache = BTreeMap<(String, String), ((i64, usize), ParsedReference)>;
+/// References kept parsed (parsing a large profile costs more than the rest of a small window).
+const REFERENCE_CACHE: usize = 64;
+
 /// The newest figures of a monitor, for `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Latest {
@@ -117,6 +124,8 @@ pub struct Monitoring {
     pub(crate) latest: Mutex<BTreeMap<String, Latest>>,
     /// One evaluation at a time in this process (replicas are kept apart by revisions).
     pub(crate) run_lock: tokio::sync::Mutex<()>,
+    /// Parsed references by (model, version), with the time they were set and their size (a new one replaces them).
+    references: Mutex<ReferenceCache>,
 }
 
 pub(crate) fn parse_record(record: &MonitorRecord) -> Result<(MonitorSpec, MonitorState), MonitorError> {
@@ -165,6 +174,7 @@ impl Monitoring {
             config,
             latest: Mutex::new(BTreeMap::new()),
             run_lock: tokio::sync::Mutex::new(()),
+            references: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -265,12 +275,30 @@ impl Monitoring {
         };
         match self.store.get_reference(model, version).await {
             Ok(record) => {
+                let key = (model.to_string(), version.to_string());
+                let cached = self
+                    .references
+                    .lock()
+                    .expect("reference cache lock: this is a bug")
+                    .get(&key)
+                    .cloned();
+                let stamp = (record.set_time, record.profile.len());
+                if let Some((cached_stamp, parsed)) = cached
+                    && cached_stamp == stamp
+                {
+                    return Ok(Some((parsed.0.clone(), parsed.1.clone())));
+                }
                 let mut document: Value = serde_json::from_str(&record.profile).map_err(unreadable)?;
                 let estimation = match document.as_object_mut().and_then(|o| o.remove(ESTIMATION_KEY)) {
                     Some(fitted) => Some(serde_json::from_value(fitted).map_err(unreadable)?),
                     None => None,
                 };
-                let profile = serde_json::from_value(document).map_err(unreadable)?;
+                let profile: DatasetProfile = serde_json::from_value(document).map_err(unreadable)?;
+                let mut references = self.references.lock().expect("reference cache lock: this is a bug");
+                if references.len() >= REFERENCE_CACHE {
+                    references.clear();
+                }
+                references.insert(key, (stamp, Arc::new((profile.clone(), estimation.clone()))));
                 Ok(Some((profile, estimation)))
             }
             Err(StoreError::NotFound(_)) => self.reference_from_run(model, version).await,

@@ -140,9 +140,13 @@ pub enum Task {
 }
 
 /// Drift settings, as `loopline drift` takes them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DriftSpec {
+    /// Whether windows are compared with the reference at all (drift and quality); off, a monitor only counts,
+    /// joins labels and estimates, and reads no input column it does not need.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
     /// Method for every column (default: Evidently's choice by column kind and size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -155,6 +159,22 @@ pub struct DriftSpec {
     /// Share of drifted columns at which the window drifts (default 0.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_share: Option<f64>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Default for DriftSpec {
+    fn default() -> Self {
+        DriftSpec {
+            enabled: true,
+            method: None,
+            threshold: None,
+            columns: BTreeMap::new(),
+            drift_share: None,
+        }
+    }
 }
 
 /// One column's drift method and threshold.
@@ -518,8 +538,11 @@ impl MonitorSpec {
         if self.slice_values == 0 || self.slice_values > 50 {
             return Err(refuse("slice_values", "must be from 1 to 50"));
         }
-        if self.probability_output.is_some() && self.task != Some(Task::Classification) {
-            return Err(refuse("probability_output", "goes with \"task\": \"classification\""));
+        if self.probability_output.is_some() && self.task == Some(Task::Regression) {
+            return Err(refuse(
+                "probability_output",
+                "goes with a classifier, not with \"task\": \"regression\"",
+            ));
         }
         check_method("drift", self.drift.method.as_deref(), self.drift.threshold)?;
         if self.drift.columns.len() > MAX_COLUMNS {
@@ -629,7 +652,7 @@ impl MonitorSpec {
             if rule.figure.starts_with("estimated.") && self.probability_output.is_none() {
                 return Err(refuse(
                     format!("{field}.figure"),
-                    "estimated figures need \"task\": \"classification\" and a \"probability_output\"",
+                    "estimated figures need a \"probability_output\"",
                 ));
             }
             if rule.figure.starts_with("performance.") && self.task.is_none() {

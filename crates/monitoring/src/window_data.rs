@@ -16,7 +16,9 @@ use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{Array, BooleanArray, RecordBatch};
 use futures::StreamExt;
 use loopline_artifact_store::ArtifactStore;
-use loopline_serving::log_reader::{LogFile, failures_prefix, log_files, predictions_prefix, read_log_file};
+use loopline_serving::log_reader::{
+    LogFile, failures_prefix, log_files, predictions_prefix, read_log_columns, read_log_file,
+};
 use serde::{Deserialize, Serialize};
 
 /// Where a count window's next rows begin.
@@ -183,9 +185,9 @@ pub async fn time_window(
     store: &dyn ArtifactStore,
     model: &str,
     (start_ms, end_ms): (i64, i64),
-    limit: usize,
+    reading: Reading,
 ) -> Result<WindowRows, String> {
-    time_window_rows(store, model, (start_ms, end_ms), false, limit).await
+    time_window_rows(store, model, (start_ms, end_ms), false, reading).await
 }
 
 /// The rows of `model` logged in `[start, end)`, shadow answers too when `with_shadows`.
@@ -194,14 +196,14 @@ pub async fn time_window_rows(
     model: &str,
     (start_ms, end_ms): (i64, i64),
     with_shadows: bool,
-    limit: usize,
+    reading: Reading,
 ) -> Result<WindowRows, String> {
     let first_hour = loopline_core::time::utc_hour(start_ms);
     let last_hour = loopline_core::time::utc_hour(end_ms - 1);
     let files = log_files(store, &predictions_prefix(model), Some(&first_hour), Some(&last_hour)).await?;
-    let mut rows = WindowRows::sampled(limit);
+    let mut rows = WindowRows::sampled(reading.limit);
     // Two files decode at once (on the blocking pool), in order.
-    let mut reads = futures::stream::iter(file_reads(store, &files)).buffered(2);
+    let mut reads = futures::stream::iter(file_reads(store, &files, reading.columns())).buffered(2);
     while let Some(batches) = reads.next().await {
         for batch in batches? {
             let times = timestamps(&batch)?;
@@ -217,11 +219,50 @@ pub async fn time_window_rows(
 /// A boxed read per file (boxed so the stream that runs them is `Send` for any lifetime of its borrows).
 type FileRead<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RecordBatch>, String>> + Send + 'a>>;
 
-fn file_reads<'a>(store: &'a dyn ArtifactStore, files: &'a [LogFile]) -> Vec<FileRead<'a>> {
+fn file_reads<'a>(
+    store: &'a dyn ArtifactStore,
+    files: &'a [LogFile],
+    keep: Option<&'a [&'a str]>,
+) -> Vec<FileRead<'a>> {
     files
         .iter()
-        .map(|file| Box::pin(read_log_file(store, &file.path)) as FileRead<'a>)
+        .map(|file| Box::pin(read_log_columns(store, &file.path, keep)) as FileRead<'a>)
         .collect()
+}
+
+/// The columns a window needs when it reads no inputs: ids, times, versions, roles, positions, latency and
+/// every output.
+const WITHOUT_INPUTS: [&str; 7] = [
+    "request_id",
+    "timestamp",
+    "model_version",
+    "role",
+    "row",
+    "latency_ms",
+    "output.",
+];
+
+/// How a window's rows are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// Most rows kept (0: all).
+    pub limit: usize,
+    /// Whether the inputs are read (drift, quality, slices and suites need them).
+    pub inputs: bool,
+}
+
+impl Reading {
+    /// What a monitor's checks need.
+    pub fn for_spec(spec: &crate::spec::MonitorSpec) -> Reading {
+        Reading {
+            limit: spec.sample_rows,
+            inputs: spec.drift.enabled || !spec.slices.is_empty() || spec.expectations.is_some(),
+        }
+    }
+
+    fn columns(self) -> Option<&'static [&'static str]> {
+        (!self.inputs).then_some(WITHOUT_INPUTS.as_slice())
+    }
 }
 
 /// Files a count window may read from: every file at or after the cursor, in the order written. Files are
@@ -246,9 +287,9 @@ pub async fn count_window(
     model: &str,
     cursor: &LogCursor,
     count: usize,
-    limit: usize,
+    reading: Reading,
 ) -> Result<Option<(WindowRows, LogCursor)>, String> {
-    count_window_rows(store, model, cursor, (count, limit), false).await
+    count_window_rows(store, model, cursor, (count, reading), false).await
 }
 
 /// As [`count_window`], keeping the shadow answers logged among those rows when `with_shadows`.
@@ -256,13 +297,13 @@ pub async fn count_window_rows(
     store: &dyn ArtifactStore,
     model: &str,
     cursor: &LogCursor,
-    (count, limit): (usize, usize),
+    (count, reading): (usize, Reading),
     with_shadows: bool,
 ) -> Result<Option<(WindowRows, LogCursor)>, String> {
-    let mut rows = WindowRows::sampled(limit);
+    let mut rows = WindowRows::sampled(reading.limit);
     let mut taken = 0usize;
     let files = files_from(store, model, cursor).await?;
-    let mut reads = futures::stream::iter(file_reads(store, &files)).buffered(2);
+    let mut reads = futures::stream::iter(file_reads(store, &files, reading.columns())).buffered(2);
     for file in &files {
         let Some(batches) = reads.next().await else { break };
         let batches = batches?;

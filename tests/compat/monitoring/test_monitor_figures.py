@@ -159,3 +159,20 @@ def test_prometheus_rules_pass_promtool_and_the_dashboard_asks_for_exported_gaug
              for name in re.findall(r"loopline_monitor_[a-z_]+", target["expr"])}
     asked |= set(re.findall(r"loopline_monitor_[a-z_]+", rules.read_text()))
     assert asked and asked <= families, asked - families
+
+
+def test_an_estimate_only_monitor_reads_no_inputs_and_joins_no_labels(server, monitored):
+    _, _, listed = monitored
+    spec = {"name": "scored-estimate", "model": "scored", "window": {"predictions": WINDOW}, "start_ms": 0,
+            "output": "prediction", "probability_output": "probability", "drift": {"enabled": False}}
+    created = requests.post(f"{server.url}/api/loopline/v1/monitors", json=spec)
+    assert created.status_code == 200, created.text
+    requests.post(f"{server.url}/api/loopline/v1/monitors/scored-estimate/run", json={}).raise_for_status()
+    lean = requests.get(f"{server.url}/api/loopline/v1/monitors/scored-estimate/windows").json()["windows"]
+    assert len(lean) == WINDOWS
+    for full, estimate_only in zip(listed, lean):
+        figures = estimate_only["figures"]
+        assert not any(name.startswith(("drift.", "performance.", "quality.")) for name in figures), figures
+        assert estimate_only["labels"] == 0
+        for name in ["estimated.accuracy", "estimated.roc_auc", "estimated.accuracy_upper"]:
+            assert figures[name] == pytest.approx(full["figures"][name], abs=1e-12), name
