@@ -142,6 +142,17 @@ impl ObjectArtifactStore {
         )
     }
 
+    /// Opens a file (the root is no file).
+    async fn fetch(&self, path: &ArtifactPath) -> ArtifactResult<object_store::GetResult> {
+        if path.is_root() {
+            return Err(ArtifactError::NotFound(String::new()));
+        }
+        self.store
+            .get(&self.object_path(path))
+            .await
+            .map_err(|error| Self::storage_error(path, error))
+    }
+
     fn storage_error(path: &ArtifactPath, source: object_store::Error) -> ArtifactError {
         if let object_store::Error::NotFound { .. } = source {
             return ArtifactError::NotFound(path.as_string());
@@ -276,14 +287,7 @@ impl ArtifactStore for ObjectArtifactStore {
     }
 
     async fn get(&self, path: &ArtifactPath) -> ArtifactResult<ArtifactDownload> {
-        if path.is_root() {
-            return Err(ArtifactError::NotFound(String::new()));
-        }
-        let result = self
-            .store
-            .get(&self.object_path(path))
-            .await
-            .map_err(|error| Self::storage_error(path, error))?;
+        let result = self.fetch(path).await?;
         let size = result.meta.size;
         let owned_path = path.as_string();
         let body = result
@@ -294,14 +298,7 @@ impl ArtifactStore for ObjectArtifactStore {
     }
 
     async fn read_all(&self, path: &ArtifactPath, limit: u64) -> ArtifactResult<bytes::Bytes> {
-        if path.is_root() {
-            return Err(ArtifactError::NotFound(String::new()));
-        }
-        let result = self
-            .store
-            .get(&self.object_path(path))
-            .await
-            .map_err(|error| Self::storage_error(path, error))?;
+        let result = self.fetch(path).await?;
         if result.meta.size > limit {
             return Err(crate::too_large_to_read(path, result.meta.size, limit));
         }

@@ -132,16 +132,22 @@ struct Joined {
     newest_label_ms: Option<i64>,
 }
 
+/// A batch's request ids and the column `output`, when it has both.
+pub(crate) fn ids_and_answers<'a>(
+    batch: &'a RecordBatch,
+    output: &str,
+) -> Option<(&'a arrow_array::StringArray, &'a arrow_array::ArrayRef)> {
+    Some((
+        batch.column_by_name("request_id")?.as_string_opt::<i32>()?,
+        batch.column_by_name(output)?,
+    ))
+}
+
 fn join_labels(input: &WindowInput<'_>, output: &str) -> Joined {
     let probability = input.spec.probability_output.as_ref().map(|p| format!("output.{p}"));
     let mut joined = Joined::default();
     for batch in &input.rows.batches {
-        let (Some(ids), Some(predictions)) = (
-            batch
-                .column_by_name("request_id")
-                .and_then(|c| c.as_string_opt::<i32>()),
-            batch.column_by_name(output),
-        ) else {
+        let Some((ids, predictions)) = ids_and_answers(batch, output) else {
             continue;
         };
         let positions = batch

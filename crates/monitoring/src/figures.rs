@@ -61,6 +61,24 @@ pub fn figure_column(figure: &str) -> Option<&str> {
         .filter(|column| !column.is_empty())
 }
 
+/// Figures a slice has (the rest describe the whole window): names, or prefixes ending in `.`.
+const SLICED: [&str; 7] = [
+    "rows",
+    "requests",
+    "labels",
+    "drift.",
+    "quality.",
+    "performance.",
+    "estimated.",
+];
+
+/// Whether a slice has this figure.
+pub fn is_sliced(figure: &str) -> bool {
+    SLICED
+        .iter()
+        .any(|p| figure == *p || (p.ends_with('.') && figure.starts_with(p)))
+}
+
 /// A slice figure's column, value and inner figure: `slice[plan=pro].drift.share`.
 pub fn slice_parts(figure: &str) -> Option<(&str, &str, &str)> {
     let rest = figure.strip_prefix("slice[")?;
@@ -72,20 +90,7 @@ pub fn slice_parts(figure: &str) -> Option<(&str, &str, &str)> {
 /// Whether a rule may watch `figure`.
 pub fn is_known_figure(figure: &str) -> bool {
     if let Some((_, _, inner)) = slice_parts(figure) {
-        let sliced = [
-            "rows",
-            "requests",
-            "labels",
-            "drift.",
-            "quality.",
-            "performance.",
-            "estimated.",
-        ];
-        return sliced
-            .iter()
-            .any(|p| inner == *p || (p.ends_with('.') && inner.starts_with(p)))
-            && slice_parts(inner).is_none()
-            && is_known_figure(inner);
+        return is_sliced(inner) && slice_parts(inner).is_none() && is_known_figure(inner);
     }
     if figure_column(figure).is_some() {
         return true;

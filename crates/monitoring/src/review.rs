@@ -13,7 +13,7 @@ use loopline_tabular::DatasetProfile;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::evaluate::{cell, class_of};
+use crate::evaluate::{cell, class_of, ids_and_answers};
 use crate::spec::MonitorSpec;
 use crate::window_data::WindowRows;
 
@@ -105,12 +105,7 @@ pub fn review_queue(input: &ReviewInput<'_>, output: &str, limit: usize) -> Vec<
     // Shadow answers by (request, row).
     let mut shadows: HashMap<(String, i64), Value> = HashMap::new();
     for batch in &input.rows.batches {
-        let (Some(ids), Some(answers)) = (
-            batch
-                .column_by_name("request_id")
-                .and_then(|c| c.as_string_opt::<i32>()),
-            batch.column_by_name(output),
-        ) else {
+        let Some((ids, answers)) = ids_and_answers(batch, output) else {
             continue;
         };
         for row in 0..batch.num_rows() {
@@ -122,12 +117,7 @@ pub fn review_queue(input: &ReviewInput<'_>, output: &str, limit: usize) -> Vec<
     let mut items = Vec::new();
     let mut seen: HashSet<(String, i64)> = HashSet::new();
     for batch in &input.rows.batches {
-        let (Some(ids), Some(answers)) = (
-            batch
-                .column_by_name("request_id")
-                .and_then(|c| c.as_string_opt::<i32>()),
-            batch.column_by_name(output),
-        ) else {
+        let Some((ids, answers)) = ids_and_answers(batch, output) else {
             continue;
         };
         let scores = probability.as_ref().and_then(|p| batch.column_by_name(p));
@@ -301,15 +291,7 @@ impl crate::service::Monitoring {
             }
         };
         let since = loopline_core::time::utc_hour(stored.window_start);
-        let wanted: loopline_serving::log_reader::RequestSet = rows
-            .batches
-            .iter()
-            .filter_map(|b| {
-                b.column_by_name("request_id")
-                    .and_then(|c| c.as_string_opt::<i32>().cloned())
-            })
-            .flat_map(|ids| ids.iter().flatten().map(str::to_string).collect::<Vec<_>>())
-            .collect();
+        let wanted = rows.request_ids();
         let labels =
             loopline_serving::log_reader::posted_labels(self.artifacts.as_ref(), (Some(&since), None), Some(&wanted))
                 .await

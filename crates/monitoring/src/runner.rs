@@ -81,19 +81,6 @@ pub(crate) struct Changes {
     pub(crate) replaced_reports: Vec<String>,
 }
 
-/// The request ids among a window's kept rows (the labels worth reading).
-fn sampled_requests(rows: &WindowRows) -> loopline_serving::log_reader::RequestSet {
-    use arrow_array::cast::AsArray;
-    rows.batches
-        .iter()
-        .filter_map(|b| {
-            b.column_by_name("request_id")
-                .and_then(|c| c.as_string_opt::<i32>().cloned())
-        })
-        .flat_map(|ids| ids.iter().flatten().map(str::to_string).collect::<Vec<_>>())
-        .collect()
-}
-
 fn window_length_ms(spec: &MonitorSpec) -> Option<i64> {
     spec.window.seconds.map(|s| s as i64 * 1000)
 }
@@ -324,7 +311,7 @@ impl Monitoring {
                 let mut first_start = i64::MAX;
                 let mut last_end = i64::MIN;
                 for (_, span, rows, _) in &windows {
-                    wanted.extend(sampled_requests(rows));
+                    wanted.extend(rows.request_ids());
                     first_start = first_start.min(span.0);
                     last_end = last_end.max(span.1);
                 }

@@ -11,23 +11,6 @@ use crate::evaluate::{WindowInput, cell, class_of, evaluate};
 use crate::figures::Figures;
 use crate::window_data::WindowRows;
 
-/// Figures a slice keeps (the rest describe the whole window).
-const SLICED: [&str; 7] = [
-    "rows",
-    "requests",
-    "labels",
-    "drift.",
-    "quality.",
-    "performance.",
-    "estimated.",
-];
-
-fn kept(figure: &str) -> bool {
-    SLICED
-        .iter()
-        .any(|p| figure == *p || (p.ends_with('.') && figure.starts_with(p)))
-}
-
 /// The value of `column` at `row` as a slice names it.
 fn slice_value(batch: &RecordBatch, column: &str, row: usize) -> Option<String> {
     batch.column_by_name(column).and_then(|c| class_of(&cell(c, row)))
@@ -86,7 +69,7 @@ pub fn slice_figures(input: &WindowInput<'_>, figures: &mut Figures) -> Value {
                 estimation: input.estimation,
                 failures: &[],
             });
-            for (figure, number) in outcome.figures.iter().filter(|(f, _)| kept(f)) {
+            for (figure, number) in outcome.figures.iter().filter(|(f, _)| crate::figures::is_sliced(f)) {
                 figures.insert(format!("slice[{column}={value}].{figure}"), *number);
             }
             shown.push(json!({"value": value, "rows": count, "status": outcome.status}));

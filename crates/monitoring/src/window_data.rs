@@ -91,6 +91,16 @@ impl WindowRows {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
 
+    /// The request ids among the kept rows (the labels worth reading).
+    pub fn request_ids(&self) -> loopline_serving::log_reader::RequestSet {
+        self.batches
+            .iter()
+            .filter_map(|b| b.column_by_name("request_id").and_then(|c| c.as_string_opt::<i32>()))
+            .flat_map(|ids| ids.iter().flatten())
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Whether rows were left out.
     pub fn is_sampled(&self) -> bool {
         self.rate < 1.0
