@@ -838,3 +838,115 @@ async fn slack_pagerduty_and_alertmanager_each_get_their_own_shape() {
     assert_eq!(managed[0][0]["annotations"]["owner"], "ml-oncall");
     assert!(managed[0][0].get("endsAt").is_none() && managed[1][0]["endsAt"].is_string());
 }
+
+/// JSON of any shape with the monitor API's own field names, so generated bodies reach deep into the parsers.
+fn monitor_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |v| v.is_finite())
+            .prop_map(Value::from),
+        Just(json!(u64::MAX)),
+        Just(json!(1u64 << 60)),
+        "[a-z0-9._\\[\\]=:/-]{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just("name".to_string()),
+                    Just("model".to_string()),
+                    Just("window".to_string()),
+                    Just("seconds".to_string()),
+                    Just("predictions".to_string()),
+                    Just("start_ms".to_string()),
+                    Just("alerts".to_string()),
+                    Just("figure".to_string()),
+                    Just("operator".to_string()),
+                    Just("threshold".to_string()),
+                    Just("notifications".to_string()),
+                    Just("kind".to_string()),
+                    Just("url".to_string()),
+                    Just("labels".to_string()),
+                    Just("request_id".to_string()),
+                    Just("row".to_string()),
+                    Just("label".to_string()),
+                    Just("value".to_string()),
+                    Just("slices".to_string()),
+                    Just("expectations".to_string()),
+                    Just("columns".to_string()),
+                    Just("rows".to_string()),
+                    Just("quantiles".to_string()),
+                    Just("performance_estimation".to_string()),
+                ],
+                inner,
+                0..6,
+            )
+            .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+#[test]
+fn hostile_bodies_to_the_monitor_api_are_client_errors() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start()).unwrap();
+    runtime.block_on(async {
+        register(&server, "churn", "xgb_classifier", None).await;
+        put_reference(&server).await;
+        let monitor = json!({"name": "target", "model": "churn", "window": {"predictions": 10}, "start_ms": 0,
+                             "alerts": [{"name": "r", "figure": "rows", "operator": ">", "threshold": 0}]});
+        assert_eq!(
+            post_json(&server, "/api/loopline/v1/monitors", &monitor).await.status,
+            200
+        );
+        send(&server, "hostile", &rows(3, 20, 0.0)).await;
+        run(&server, "target").await;
+    });
+    let endpoints = [
+        ("POST", "/api/loopline/v1/monitors"),
+        ("POST", "/api/loopline/v1/monitors/target/business-metrics"),
+        ("POST", "/api/loopline/v1/monitors/target/review-queue/labels"),
+        ("POST", "/api/loopline/v1/monitors/target/alerts/r/silence"),
+        ("PUT", "/api/loopline/v1/registered-models/churn/versions/1/reference"),
+    ];
+    let send_body = |method: &str, path: &str, body: &[u8]| {
+        runtime
+            .block_on(raw_request(
+                server.address,
+                method,
+                path,
+                &[("Content-Type", "application/json")],
+                body,
+            ))
+            .unwrap()
+    };
+    // 10,000-deep nesting, on every endpoint.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    for (method, path) in endpoints {
+        let answer = send_body(method, path, deep.as_bytes());
+        assert!((400..500).contains(&answer.status), "{path}: {}", answer.status);
+    }
+    // A profile lying about its counts.
+    let mut lying = serde_json::to_value(reference_profile()).unwrap();
+    lying["rows"] = json!(1u64 << 60);
+    lying["columns"][0]["numeric"]["quantiles"] = json!(vec![1.0; 5000]);
+    let answer = send_body("PUT", endpoints[4].1, lying.to_string().as_bytes());
+    assert_eq!(answer.status, 400, "{}", answer.body_text());
+    let config = proptest::prelude::ProptestConfig {
+        cases: 300,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    };
+    proptest::proptest!(config, |(body in monitor_json(), endpoint in 0..endpoints.len())| {
+        let (method, path) = endpoints[endpoint];
+        let answer = send_body(method, path, body.to_string().as_bytes());
+        proptest::prop_assert!(answer.status < 500, "{path} {body}: {} {}", answer.status, answer.body_text());
+    });
+    let ran = runtime.block_on(post_json(&server, "/api/loopline/v1/monitors/target/run", &json!({})));
+    assert_eq!(ran.status, 200, "the monitor still runs: {}", ran.body_text());
+}
