@@ -72,4 +72,38 @@ pub trait ArtifactStore: Send + Sync {
             })?;
         Ok(bytes::Bytes::from(chunks.concat()))
     }
+    /// A file's size in bytes; a directory or missing file is `NotFound`.
+    async fn size(&self, path: &ArtifactPath) -> ArtifactResult<u64> {
+        Ok(self.get(path).await?.size)
+    }
+    /// Reads byte ranges of a file (for formats read in parts, such as the columns of a Parquet file). A range
+    /// past the end of the file is refused. This default reads the file once and slices it.
+    async fn read_ranges(
+        &self,
+        path: &ArtifactPath,
+        ranges: &[std::ops::Range<u64>],
+    ) -> ArtifactResult<Vec<bytes::Bytes>> {
+        let end = ranges.iter().map(|r| r.end).max().unwrap_or(0);
+        let whole = self.read_all(path, end.max(self.size(path).await?)).await?;
+        ranges
+            .iter()
+            .map(|range| {
+                if range.start > range.end || range.end > whole.len() as u64 {
+                    return Err(range_outside(path, range, whole.len() as u64));
+                }
+                Ok(whole.slice(range.start as usize..range.end as usize))
+            })
+            .collect()
+    }
+}
+
+/// A byte range that does not lie within a file.
+pub fn range_outside(path: &ArtifactPath, range: &std::ops::Range<u64>, size: u64) -> ArtifactError {
+    ArtifactError::PathConflict {
+        path: path.as_string(),
+        reason: format!(
+            "has {size} bytes; bytes {}..{} do not lie within it",
+            range.start, range.end
+        ),
+    }
 }

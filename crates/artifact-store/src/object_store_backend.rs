@@ -305,6 +305,35 @@ impl ArtifactStore for ObjectArtifactStore {
         result.bytes().await.map_err(|error| Self::storage_error(path, error))
     }
 
+    async fn size(&self, path: &ArtifactPath) -> ArtifactResult<u64> {
+        if path.is_root() {
+            return Err(ArtifactError::NotFound(String::new()));
+        }
+        let meta = self
+            .store
+            .head(&self.object_path(path))
+            .await
+            .map_err(|error| Self::storage_error(path, error))?;
+        Ok(meta.size)
+    }
+
+    async fn read_ranges(
+        &self,
+        path: &ArtifactPath,
+        ranges: &[std::ops::Range<u64>],
+    ) -> ArtifactResult<Vec<bytes::Bytes>> {
+        if path.is_root() {
+            return Err(ArtifactError::NotFound(String::new()));
+        }
+        if let Some(bad) = ranges.iter().find(|r| r.start > r.end) {
+            return Err(crate::range_outside(path, bad, 0));
+        }
+        self.store
+            .get_ranges(&self.object_path(path), ranges)
+            .await
+            .map_err(|error| Self::storage_error(path, error))
+    }
+
     async fn list(&self, path: &ArtifactPath) -> ArtifactResult<Vec<ArtifactEntry>> {
         let location = self.object_path(path);
         let prefix = if location.as_ref().is_empty() {

@@ -42,9 +42,106 @@ pub fn rfc3339_millis(millis: i64) -> String {
     )
 }
 
+/// Milliseconds since the epoch of a UTC time written as milliseconds (`1796256000000`), a day
+/// (`2026-12-01`, its midnight) or a time (`2026-12-01T06:00Z`, `2026-12-01T06:00:30Z`); `None` otherwise.
+/// Years 1970 to 9999.
+pub fn parse_utc_millis(text: &str) -> Option<i64> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok().filter(|ms| *ms <= 253_402_300_799_999);
+    }
+    let number = |part: &str, low: i64, high: i64| {
+        (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| part.parse::<i64>().ok())
+            .flatten()
+            .filter(|n| (low..=high).contains(n))
+    };
+    let (date, time) = match text.split_once('T') {
+        Some((date, time)) => (date, Some(time.strip_suffix('Z')?)),
+        None => (text, None),
+    };
+    let mut fields = date.split('-');
+    let (year, month, day) = (
+        number(fields.next()?, 1970, 9999)?,
+        number(fields.next()?, 1, 12)?,
+        number(fields.next()?, 1, 31)?,
+    );
+    if fields.next().is_some() || date.len() != 10 {
+        return None;
+    }
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if day > month_days[(month - 1) as usize] {
+        return None;
+    }
+    // Days since 1970-01-01 from the civil date (the inverse of `utc_hour`'s conversion).
+    let shifted = if month <= 2 { year - 1 } else { year };
+    let era = shifted.div_euclid(400);
+    let year_of_era = shifted - era * 400;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = match time {
+        None => 0,
+        Some(time) => {
+            let mut parts = time.split(':');
+            let hour = number(parts.next()?, 0, 23)?;
+            let minute = number(parts.next()?, 0, 59)?;
+            let second = match parts.next() {
+                Some(second) => number(second, 0, 59)?,
+                None => 0,
+            };
+            if parts.next().is_some() {
+                return None;
+            }
+            hour * 3600 + minute * 60 + second
+        }
+    };
+    Some((days * 86_400 + seconds) * 1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_times_parse_as_days_times_or_milliseconds() {
+        assert_eq!(parse_utc_millis("1970-01-01"), Some(0));
+        assert_eq!(
+            parse_utc_millis("2026-11-22T12:01:01Z"),
+            Some(1_795_348_800_000 + 61_000)
+        );
+        assert_eq!(
+            parse_utc_millis("2000-02-29T23:00Z"),
+            Some(951_782_400_000 + 3_600_000 * 23)
+        );
+        assert_eq!(parse_utc_millis("1795348800000"), Some(1_795_348_800_000));
+        for bad in [
+            "",
+            "2026-02-29",
+            "2026-13-01",
+            "2026-1-01",
+            "2026-01-01T25:00Z",
+            "2026-01-01T10:00",
+            "x",
+            "-5",
+        ] {
+            assert_eq!(parse_utc_millis(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_day_parses_back_to_its_own_hour(days in 0i64..2_900_000) {
+            let millis = days * 86_400_000;
+            let day = &utc_hour(millis)[..10];
+            proptest::prop_assert_eq!(parse_utc_millis(day), Some(millis));
+        }
+
+        #[test]
+        fn any_text_parses_or_not_without_panicking(text in ".{0,40}") {
+            let _ = parse_utc_millis(&text);
+        }
+    }
 
     #[test]
     fn rfc3339_has_minutes_seconds_and_milliseconds() {

@@ -1,4 +1,4 @@
-//! `/api/loopline/v1/monitors` (create, list, status, run, windows, reports, history, acknowledge,
+//! `/api/loopline/v1/monitors` (create, list, status, run, windows, reports, roll-ups, history, acknowledge,
 //! silence, business figures) and `/api/loopline/v1/registered-models/{name}/versions/{version}/reference`.
 //! Errors use the `{error_code, message}` shape of the rest of the API, and an invalid request names its
 //! field in the message.
@@ -33,6 +33,7 @@ pub fn routes(service: Arc<Monitoring>) -> Router {
         .route("/api/loopline/v1/monitors/{name}/windows", get(windows))
         .route("/api/loopline/v1/monitors/{name}/windows/{window}/report", get(report))
         .route("/api/loopline/v1/monitors/{name}/events", get(events))
+        .route("/api/loopline/v1/monitors/{name}/rollup", get(rollup))
         .route(
             "/api/loopline/v1/monitors/{name}/alerts/{rule}/acknowledge",
             post(acknowledge),
@@ -200,6 +201,60 @@ async fn report(
         "application/json"
     };
     ([(header::CONTENT_TYPE, content_type)], chunks.concat()).into_response()
+}
+
+/// `GET .../rollup?from=&to=&format=json|html`: the windows within `[from, to)` merged (times as
+/// milliseconds, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM[:SS]Z`, UTC); HTML is the merged span's drift report.
+async fn rollup(
+    State(service): State<Arc<Monitoring>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let mut bounds = [0i64; 2];
+    for (slot, field) in bounds.iter_mut().zip(["from", "to"]) {
+        let Some(text) = query.get(field) else {
+            return bad(
+                field,
+                "is required (milliseconds, YYYY-MM-DD or YYYY-MM-DDTHH:MMZ, UTC)",
+            );
+        };
+        match loopline_core::time::parse_utc_millis(text) {
+            Some(millis) => *slot = millis,
+            None => {
+                return bad(
+                    field,
+                    format!("'{text}' is not milliseconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]Z"),
+                );
+            }
+        }
+    }
+    let html = match query.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("html") => true,
+        Some(other) => return bad("format", format!("'{other}' is neither json nor html")),
+    };
+    let rolled = match service.rollup(&name, bounds[0], bounds[1]).await {
+        Ok(rolled) => rolled,
+        Err(error) => return refused(error),
+    };
+    if !html {
+        return answer(Ok(json!({"rollup": rolled.summary, "report": rolled.report})));
+    }
+    match &rolled.report {
+        Some(report) => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            loopline_drift_report::html::render(report),
+        )
+            .into_response(),
+        None => refused(MonitorError::NotFound(format!(
+            "no drift report for this span of monitor '{name}': {}",
+            rolled.summary["notes"]
+                .as_array()
+                .and_then(|notes| notes.first())
+                .and_then(Value::as_str)
+                .unwrap_or("none of its windows compared columns with a reference")
+        ))),
+    }
 }
 
 async fn acknowledge(

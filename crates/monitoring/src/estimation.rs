@@ -311,26 +311,24 @@ pub fn estimate(
     let n = rows as f64;
     let accuracy = band(expected_correct / n, reference.accuracy_std / n.sqrt());
     // ROC AUC: rows by uncalibrated score, highest first; expected true and false positives accumulate.
-    let mut order: Vec<usize> = (0..rows).collect();
-    order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]));
+    // (Rows with equal scores have equal calibrated values, so their order among themselves changes nothing.)
+    let mut ranked: Vec<(f64, f64)> = probabilities.iter().copied().zip(calibrated.iter().copied()).collect();
+    ranked.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
     let round = |v: f64| (v * 1e5).round() / 1e5;
-    let mut true_positives = vec![0.0];
-    let mut false_positives = vec![0.0];
-    let mut cumulative = 0.0;
-    for (position, &index) in order.iter().enumerate() {
-        cumulative += calibrated[index];
-        true_positives.push(round(cumulative));
-        false_positives.push(round((position + 1) as f64 - cumulative));
+    let (mut cumulative, mut area) = (0.0, 0.0);
+    let (mut true_positives, mut false_positives) = (0.0, 0.0);
+    let mut steps = Vec::with_capacity(rows);
+    for (position, (_, calibrated)) in ranked.iter().enumerate() {
+        cumulative += calibrated;
+        let (next_true, next_false) = (round(cumulative), round((position + 1) as f64 - cumulative));
+        steps.push((next_false - false_positives, next_true + true_positives));
+        (true_positives, false_positives) = (next_true, next_false);
     }
-    let (all_true, all_false) = (true_positives[rows], false_positives[rows]);
+    let (all_true, all_false) = (true_positives, false_positives);
     let roc_auc = (all_true > 0.0 && all_false > 0.0).then(|| {
-        let area: f64 = (1..=rows)
-            .map(|i| {
-                let width = (false_positives[i] - false_positives[i - 1]) / all_false;
-                let height = (true_positives[i] + true_positives[i - 1]) / 2.0 / all_true;
-                width * height
-            })
-            .sum();
+        for (width, height) in &steps {
+            area += width / all_false * (height / 2.0 / all_true);
+        }
         let error = reference.roc_auc_std / (n * reference.roc_auc_fraction).sqrt();
         band(area, if error.is_finite() { error } else { 0.0 })
     });

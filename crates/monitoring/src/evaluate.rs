@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::figures::Figures;
 use crate::performance;
+use crate::sketches::WindowSketch;
 use crate::spec::{MonitorSpec, Task};
 use crate::window_data::WindowRows;
 
@@ -47,6 +48,8 @@ pub struct WindowOutcome {
     pub report: Option<DriftReport>,
     /// Everything else worth keeping: versions, problems, performance, label coverage.
     pub details: Value,
+    /// Mergeable summaries of the compared columns, when the reference was compared.
+    pub sketch: Option<WindowSketch>,
     /// Labels joined.
     pub labels_seen: u64,
 }
@@ -66,6 +69,50 @@ fn number_class(value: f64) -> String {
         format!("{}", value as i64)
     } else {
         format!("{value}")
+    }
+}
+
+/// A numeric column as 64-bit floats (text and booleans are not numbers: `None`).
+fn numbers(column: &ArrayRef) -> Option<arrow_array::Float64Array> {
+    if matches!(column.data_type(), DataType::Utf8 | DataType::Boolean) {
+        return None;
+    }
+    let cast = arrow_cast::cast(column, &DataType::Float64).ok()?;
+    Some(cast.as_primitive::<arrow_array::types::Float64Type>().clone())
+}
+
+/// Whether each row's class is `positive` (as [`class_of`] spells classes), without building the text of
+/// every row: `None` for a row with no class.
+fn positives<'a>(column: &'a ArrayRef, positive: &'a str) -> Option<Box<dyn Fn(usize) -> Option<bool> + 'a>> {
+    match column.data_type() {
+        DataType::Utf8 => {
+            let text = column.as_string::<i32>();
+            Some(Box::new(move |row| {
+                text.is_valid(row).then(|| text.value(row) == positive)
+            }))
+        }
+        DataType::Boolean => {
+            let flags = column.as_boolean();
+            let wanted = match positive {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            };
+            Some(Box::new(move |row| {
+                flags.is_valid(row).then(|| Some(flags.value(row)) == wanted)
+            }))
+        }
+        _ => {
+            let values = numbers(column)?;
+            // The one number whose class text is `positive`, if any.
+            let wanted = positive
+                .parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite() && number_class(*p) == positive);
+            Some(Box::new(move |row| {
+                (values.is_valid(row) && values.value(row).is_finite()).then(|| Some(values.value(row)) == wanted)
+            }))
+        }
     }
 }
 
@@ -252,12 +299,19 @@ fn estimated_figures(input: &WindowInput<'_>, output: &str, figures: &mut Figure
         let (Some(scored), Some(classes)) = (batch.column_by_name(&probability), batch.column_by_name(output)) else {
             continue;
         };
+        let (Some(scored), Some(positive)) = (numbers(scored), positives(classes, &input.spec.positive_label)) else {
+            continue;
+        };
         for row in 0..batch.num_rows() {
-            let (Some(score), Some(class)) = (cell(scored, row).as_f64(), class_of(&cell(classes, row))) else {
+            // Rows whose score or class is missing (or not a finite number) are left out, as `cell` would.
+            let (Some(score), Some(is_positive)) = (scored.is_valid(row).then(|| scored.value(row)), positive(row))
+            else {
                 continue;
             };
-            scores.push(score);
-            predicted.push(f64::from(u8::from(class == input.spec.positive_label)));
+            if score.is_finite() {
+                scores.push(score);
+                predicted.push(f64::from(u8::from(is_positive)));
+            }
         }
     }
     let Some((accuracy, roc_auc)) = crate::estimation::estimate(fitted, &scores, &predicted) else {
@@ -349,6 +403,18 @@ fn current_data(rows: &WindowRows, wanted: &[(String, String, DataType)]) -> Res
     })
 }
 
+/// The drift report of `current` (live rows, or a stand-in merged from window sketches) against the reference.
+pub(crate) fn report_against(
+    reference: &DatasetProfile,
+    current: &CurrentData,
+    spec: &MonitorSpec,
+) -> Result<DriftReport, Vec<String>> {
+    let names: Vec<String> = current.schema.iter().map(|(name, _)| name.clone()).collect();
+    let mut reference_data = ReferenceData::of_profile(reference, Some(&names));
+    reference_data.schema.retain(|(name, _)| names.contains(name));
+    build_report(&reference_data, current, &drift_options(spec)).map_err(|e| e.problems)
+}
+
 /// Drift and quality figures from the reference comparison; problems that prevent it are returned.
 fn compare_with_reference(
     input: &WindowInput<'_>,
@@ -356,7 +422,7 @@ fn compare_with_reference(
     output: Option<&str>,
     figures: &mut Figures,
     notes: &mut Vec<String>,
-) -> Result<DriftReport, Vec<String>> {
+) -> Result<(DriftReport, WindowSketch), Vec<String>> {
     let spec = input.spec;
     let logged = logged_inputs(input.rows);
     let mut problems = Vec::new();
@@ -404,17 +470,16 @@ fn compare_with_reference(
     if !problems.is_empty() {
         return Err(problems);
     }
-    let compare = |wanted: &[(String, String, DataType)]| -> Result<DriftReport, Vec<String>> {
+    let compare = |wanted: &[(String, String, DataType)]| -> Result<(DriftReport, WindowSketch), Vec<String>> {
         let current = current_data(input.rows, wanted).map_err(|e| vec![e])?;
-        let names: Vec<String> = wanted.iter().map(|w| w.0.clone()).collect();
-        let mut reference_data = ReferenceData::of_profile(reference, Some(&names));
-        reference_data.schema.retain(|(name, _)| names.contains(name));
-        build_report(&reference_data, &current, &drift_options(spec)).map_err(|e| e.problems)
+        let report = report_against(reference, &current, spec)?;
+        // Each kept row stands for 1 / rate rows (a power of two).
+        Ok((report, WindowSketch::of_current(&current, 1.0 / input.rows.rate)))
     };
     // The prediction is compared when it can be; a prediction that cannot (the reference holds probabilities,
     // the model answers classes) costs only the prediction-drift figures, never the features'.
-    let (report, prediction_compared) = match compare(&wanted) {
-        Ok(report) => (report, prediction_compared),
+    let ((report, sketch), prediction_compared) = match compare(&wanted) {
+        Ok(compared) => (compared, prediction_compared),
         Err(problems) if prediction_compared => {
             wanted.pop();
             notes.extend(
@@ -473,7 +538,7 @@ fn compare_with_reference(
         let count = report.findings.iter().filter(|f| f.check == check).count();
         figures.insert(format!("quality.{check}"), count as f64);
     }
-    Ok(report)
+    Ok((report, sketch))
 }
 
 /// The value at probability `q` of ascending `sorted`, interpolated linearly (numpy's default).
@@ -516,7 +581,7 @@ fn health_figures(input: &WindowInput<'_>, requests: usize, figures: &mut Figure
     if latencies.is_empty() {
         return;
     }
-    latencies.sort_by(f64::total_cmp);
+    latencies.sort_unstable_by(f64::total_cmp);
     for (name, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
         figures.insert(format!("health.latency_{name}_ms"), quantile(&latencies, q));
     }
@@ -545,6 +610,7 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
             status: "no_traffic",
             figures,
             report: None,
+            sketch: None,
             details: json!({"message": "no predictions were logged in this window"}),
             labels_seen: 0,
         };
@@ -558,17 +624,7 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
         .map(|o| estimated_figures(input, o, &mut figures))
         .unwrap_or(Value::Null);
     let expectations = crate::expectations::run_suite(input.spec, input.rows, output.as_deref(), &mut figures);
-    let mut versions: BTreeMap<String, u64> = BTreeMap::new();
-    for batch in &input.rows.batches {
-        if let Some(column) = batch
-            .column_by_name("model_version")
-            .and_then(|c| c.as_string_opt::<i32>())
-        {
-            for version in column.iter().flatten() {
-                *versions.entry(version.to_string()).or_insert(0) += 1;
-            }
-        }
-    }
+    let versions = input.rows.version_counts();
     let mut details = json!({
         "versions": versions,
         "output": output,
@@ -585,6 +641,7 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
             status: "ok",
             figures,
             report: None,
+            sketch: None,
             details,
             labels_seen: joined.labels.len() as u64,
         };
@@ -596,6 +653,7 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
             status: "no_reference",
             figures,
             report: None,
+            sketch: None,
             details,
             labels_seen: joined.labels.len() as u64,
         };
@@ -606,12 +664,13 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
         details["notes"] = json!(notes);
     }
     match compared {
-        Ok(report) => {
+        Ok((report, sketch)) => {
             details["findings"] = json!(report.findings);
             WindowOutcome {
                 status: "ok",
                 figures,
                 report: Some(report),
+                sketch: Some(sketch),
                 details,
                 labels_seen: joined.labels.len() as u64,
             }
@@ -623,6 +682,7 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
                 status: "problems",
                 figures,
                 report: None,
+                sketch: None,
                 details,
                 labels_seen: joined.labels.len() as u64,
             }
@@ -640,6 +700,40 @@ mod tests {
         assert_eq!(quantile(&sorted, 0.5), 2.5);
         assert!((quantile(&sorted, 0.95) - 3.85).abs() < 1e-12);
         assert_eq!(quantile(&[7.0], 0.99), 7.0);
+    }
+
+    #[test]
+    fn positive_rows_agree_with_the_class_text_of_every_cell() {
+        use arrow_array::{BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
+        use std::sync::Arc;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![Some(1), Some(0), None, Some(-3), Some(1 << 60)])),
+            Arc::new(Int32Array::from(vec![Some(1), Some(2), None])),
+            Arc::new(Float64Array::from(vec![
+                Some(1.0),
+                Some(0.5),
+                Some(f64::NAN),
+                Some(f64::INFINITY),
+                Some(-0.0),
+                None,
+            ])),
+            Arc::new(StringArray::from(vec![Some("1"), Some("yes"), None, Some("1.0")])),
+            Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])),
+        ];
+        for positive in ["1", "0", "1.0", "0.5", "yes", "true", "false", "-3", "NaN", "inf", ""] {
+            for column in &columns {
+                let is_positive = positives(column, positive).unwrap();
+                for row in 0..column.len() {
+                    let expected = class_of(&cell(column, row)).map(|class| class == positive);
+                    assert_eq!(
+                        is_positive(row),
+                        expected,
+                        "{positive:?} in {:?} row {row}",
+                        column.data_type()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

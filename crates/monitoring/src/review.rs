@@ -264,6 +264,7 @@ impl crate::service::Monitoring {
                 crate::window_data::Reading {
                     limit: spec.sample_rows,
                     inputs: true,
+                    ids: true,
                 },
             )
             .await
@@ -280,6 +281,7 @@ impl crate::service::Monitoring {
                         crate::window_data::Reading {
                             limit: spec.sample_rows,
                             inputs: true,
+                            ids: true,
                         },
                     ),
                     true,

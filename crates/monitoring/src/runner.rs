@@ -3,7 +3,6 @@
 //! notifications waiting in its outbox. Every change to a monitor is one optimistic update, so a restart or a
 //! second replica never records a window twice; a window is recomputed from the log, never accumulated.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -86,19 +85,7 @@ fn window_length_ms(spec: &MonitorSpec) -> Option<i64> {
 }
 
 fn most_rows_version(rows: &WindowRows) -> Option<String> {
-    use arrow_array::cast::AsArray;
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for batch in &rows.batches {
-        if let Some(column) = batch
-            .column_by_name("model_version")
-            .and_then(|c| c.as_string_opt::<i32>())
-        {
-            for version in column.iter().flatten() {
-                *counts.entry(version.to_string()).or_insert(0) += 1;
-            }
-        }
-    }
-    counts
+    rows.version_counts()
         .into_iter()
         .max_by_key(|(_, count)| *count)
         .map(|(version, _)| version)
@@ -441,7 +428,10 @@ impl Monitoring {
             details["cursor"] = cursor;
         }
         let report_path = match &outcome.report {
-            Some(report) => Some(self.write_report(key, report, &details).await?),
+            Some(report) => Some(
+                self.write_report(key, report, outcome.sketch.as_ref(), &details)
+                    .await?,
+            ),
             None => None,
         };
         let window = MonitorWindow {
@@ -475,6 +465,7 @@ impl Monitoring {
         &self,
         key: i64,
         report: &loopline_drift_report::DriftReport,
+        sketch: Option<&crate::sketches::WindowSketch>,
         details: &Value,
     ) -> Result<String, MonitorError> {
         // Reports are named by a random directory under the monitor's key so that a window evaluated
@@ -482,7 +473,12 @@ impl Monitoring {
         let directory = format!("monitoring/reports/{}-{key}", uuid::Uuid::new_v4().simple());
         let html = loopline_drift_report::html::render(report);
         let document = json!({"report": report, "details": details});
-        for (file, body) in [("report.json", document.to_string()), ("report.html", html)] {
+        let mut files = vec![("report.json", document.to_string()), ("report.html", html)];
+        if let Some(sketch) = sketch {
+            // The window's mergeable summaries, for roll-ups of longer spans (`crate::rollup`).
+            files.push((crate::rollup::SKETCH_FILE, json!(sketch).to_string()));
+        }
+        for (file, body) in files {
             let path = ArtifactPath::parse(&format!("{directory}/{file}"))
                 .map_err(|e| MonitorError::Internal(e.to_string()))?;
             let bytes = Bytes::from(body);

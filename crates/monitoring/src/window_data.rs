@@ -101,6 +101,30 @@ impl WindowRows {
             .collect()
     }
 
+    /// Kept rows per model version that answered them.
+    pub fn version_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counts: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+        for batch in &self.batches {
+            if let Some(column) = batch
+                .column_by_name("model_version")
+                .and_then(|c| c.as_string_opt::<i32>())
+            {
+                for version in column.iter().flatten() {
+                    match counts.get_mut(version) {
+                        Some(count) => *count += 1,
+                        None => {
+                            counts.insert(version, 1);
+                        }
+                    }
+                }
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(version, count)| (version.to_string(), count))
+            .collect()
+    }
+
     /// Whether rows were left out.
     pub fn is_sampled(&self) -> bool {
         self.rate < 1.0
@@ -127,7 +151,10 @@ impl WindowRows {
             self.batches.push(batch);
             return;
         }
-        if let Some(kept) = under_rate(&batch, self.rate) {
+        if self.rate >= 1.0 {
+            // Every request is under a rate of 1: nothing to hash or filter.
+            self.batches.push(batch);
+        } else if let Some(kept) = under_rate(&batch, self.rate) {
             self.batches.push(kept);
         }
         while self.rows() > self.limit && self.rate > f64::MIN_POSITIVE {
@@ -211,19 +238,29 @@ pub async fn time_window_rows(
     let first_hour = loopline_core::time::utc_hour(start_ms);
     let last_hour = loopline_core::time::utc_hour(end_ms - 1);
     let files = log_files(store, &predictions_prefix(model), Some(&first_hour), Some(&last_hour)).await?;
-    let mut rows = WindowRows::sampled(reading.limit);
-    // Two files decode at once (on the blocking pool), in order.
-    let mut reads = futures::stream::iter(file_reads(store, &files, reading.columns())).buffered(2);
-    while let Some(batches) = reads.next().await {
-        for batch in batches? {
-            let times = timestamps(&batch)?;
-            let inside = keep_rows(&batch, |row| {
-                times.is_valid(row) && (start_ms..end_ms).contains(&times.value(row))
-            })?;
-            rows.push(if with_shadows { inside } else { served(&inside)? });
+    let mut reading = reading;
+    'attempt: loop {
+        let mut rows = WindowRows::sampled(reading.limit);
+        // Two files decode at once (on the blocking pool), in order.
+        let mut reads = futures::stream::iter(file_reads(store, &files, reading.columns())).buffered(2);
+        while let Some(batches) = reads.next().await {
+            for batch in batches? {
+                let times = timestamps(&batch)?;
+                let inside = keep_rows(&batch, |row| {
+                    times.is_valid(row) && (start_ms..end_ms).contains(&times.value(row))
+                })?;
+                let inside = if with_shadows { inside } else { served(&inside)? };
+                if !reading.reads_ids() && reading.limit > 0 && rows.rows() + inside.num_rows() > reading.limit {
+                    // The window outgrows its sample: requests are sampled by id, so read again with the ids
+                    // (what was read so far is below the limit: the waste is bounded).
+                    reading.ids = true;
+                    continue 'attempt;
+                }
+                rows.push(inside);
+            }
         }
+        return Ok(rows);
     }
-    Ok(rows)
 }
 
 /// A boxed read per file (boxed so the stream that runs them is `Send` for any lifetime of its borrows).
@@ -243,13 +280,13 @@ fn file_reads<'a>(
 /// The columns a window needs when it reads no inputs: ids, times, versions, roles, positions, latency and
 /// every output.
 const WITHOUT_INPUTS: [&str; 7] = [
-    "request_id",
     "timestamp",
     "model_version",
     "role",
     "row",
     "latency_ms",
     "output.",
+    "request_id",
 ];
 
 /// How a window's rows are read.
@@ -259,6 +296,9 @@ pub struct Reading {
     pub limit: usize,
     /// Whether the inputs are read (drift, quality, slices and suites need them).
     pub inputs: bool,
+    /// Whether request ids are read (labels are joined by them); a time window that has to sample reads them
+    /// anyway.
+    pub ids: bool,
 }
 
 impl Reading {
@@ -267,11 +307,21 @@ impl Reading {
         Reading {
             limit: spec.sample_rows,
             inputs: spec.drift.enabled || !spec.slices.is_empty() || spec.expectations.is_some(),
+            ids: spec.task.is_some(),
         }
     }
 
+    /// Every column, or only those the checks need (request ids last, left out when not needed).
     fn columns(self) -> Option<&'static [&'static str]> {
-        (!self.inputs).then_some(WITHOUT_INPUTS.as_slice())
+        match (self.inputs, self.ids) {
+            (true, _) => None,
+            (false, true) => Some(WITHOUT_INPUTS.as_slice()),
+            (false, false) => Some(&WITHOUT_INPUTS[..WITHOUT_INPUTS.len() - 1]),
+        }
+    }
+
+    fn reads_ids(self) -> bool {
+        self.inputs || self.ids
     }
 }
 
@@ -313,6 +363,8 @@ pub async fn count_window_rows(
     let mut rows = WindowRows::sampled(reading.limit);
     let mut taken = 0usize;
     let files = files_from(store, model, cursor).await?;
+    // Rows are sampled as they come, so by request id.
+    let reading = Reading { ids: true, ..reading };
     let mut reads = futures::stream::iter(file_reads(store, &files, reading.columns())).buffered(2);
     for file in &files {
         let Some(batches) = reads.next().await else { break };
@@ -420,6 +472,72 @@ mod tests {
             again.push(batch(&ids));
         }
         assert_eq!((rows.rate, rows.rows()), (again.rate, again.rows()));
+    }
+
+    /// A store holding one log file of `rows` single-row requests of model `m`, all in one hour.
+    async fn logged(rows: usize) -> (tempfile::TempDir, loopline_artifact_store::ObjectArtifactStore, i64) {
+        use arrow_array::{Float64Array, TimestampMillisecondArray};
+        let start = 1_790_000_000_000 - 1_790_000_000_000 % 3_600_000;
+        let batch = RecordBatch::try_from_iter([
+            (
+                "request_id",
+                Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("req-{i}")))) as arrow_array::ArrayRef,
+            ),
+            (
+                "timestamp",
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    (0..rows).map(|i| start + i as i64),
+                )),
+            ),
+            ("row", Arc::new(Int64Array::from(vec![0i64; rows]))),
+            (
+                "output.p",
+                Arc::new(Float64Array::from_iter_values((0..rows).map(|i| i as f64))),
+            ),
+        ])
+        .unwrap();
+        let mut bytes = Vec::new();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let directory = tempfile::tempdir().unwrap();
+        let store = loopline_artifact_store::ObjectArtifactStore::open(directory.path().to_str().unwrap()).unwrap();
+        let hour = loopline_core::time::utc_hour(start);
+        let path = format!("{}/hour={hour}/part-{start}-a.parquet", predictions_prefix("m"));
+        let path = loopline_artifact_store::ArtifactPath::parse(&path).unwrap();
+        let body = futures::stream::once(async move { Ok(bytes::Bytes::from(bytes)) }).boxed();
+        store.put(&path, body).await.unwrap();
+        (directory, store, start)
+    }
+
+    #[tokio::test]
+    async fn windows_read_ids_only_when_they_must_sample_or_join_labels() {
+        let (_directory, store, start) = logged(5_000).await;
+        let span = (start, start + 3_600_000);
+        let read = |limit, ids| {
+            time_window(
+                &store,
+                "m",
+                span,
+                Reading {
+                    limit,
+                    inputs: false,
+                    ids,
+                },
+            )
+        };
+        let has_ids = |rows: &WindowRows| rows.batches.iter().all(|b| b.column_by_name("request_id").is_some());
+        // Under the limit and no labels: no ids read, every row kept.
+        let whole = read(10_000, false).await.unwrap();
+        assert_eq!((whole.rows(), whole.seen_rows, whole.rate), (5_000, 5_000, 1.0));
+        assert!(!whole.batches.iter().any(|b| b.column_by_name("request_id").is_some()));
+        assert!(has_ids(&read(10_000, true).await.unwrap()));
+        // Over the limit: read again with ids, and sampled exactly as a read that asked for them.
+        let sampled = read(1_000, false).await.unwrap();
+        let asked = read(1_000, true).await.unwrap();
+        assert!(has_ids(&sampled) && sampled.is_sampled() && sampled.rows() <= 1_000);
+        assert_eq!((sampled.seen_rows, sampled.seen_requests), (5_000, 5_000));
+        assert_eq!((sampled.rate, sampled.request_ids()), (asked.rate, asked.request_ids()));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod log_reader;
 pub mod metrics;
 pub mod oip;
 mod oip_json_data;
+pub mod parquet_parts;
 pub mod prediction_log;
 pub mod python_json;
 pub mod routes;

@@ -101,41 +101,28 @@ pub async fn read_log_file(store: &dyn ArtifactStore, path: &str) -> Result<Vec<
 
 /// The record batches of one log file with only the columns `keep` names: a column is kept when its name is
 /// in the list, or starts with an entry ending in `.` (`output.` keeps every output). `None` keeps them all.
-/// Unread columns are never decoded.
+/// Unread columns are neither read nor decoded.
 pub async fn read_log_columns(
     store: &dyn ArtifactStore,
     path: &str,
     keep: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>, String> {
     let artifact = ArtifactPath::parse(path).map_err(|e| e.to_string())?;
+    if let Some(keep) = keep {
+        let keep = keep.iter().map(|n| n.to_string()).collect();
+        return crate::parquet_parts::read_columns(store, &artifact, MAX_LOG_FILE_BYTES, keep).await;
+    }
     let bytes = store
         .read_all(&artifact, MAX_LOG_FILE_BYTES)
         .await
         .map_err(|e| format!("{path}: {e}"))?;
-    let keep: Option<Vec<String>> = keep.map(|names| names.iter().map(|n| n.to_string()).collect());
     // Decoding is CPU work: off the async workers.
     let shown = path.to_string();
     tokio::task::spawn_blocking(move || {
         let unreadable = |e: parquet::errors::ParquetError| format!("{shown} is not a readable Parquet file: {e}");
-        let mut builder =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(unreadable)?;
-        if let Some(keep) = &keep {
-            let wanted = |name: &str| {
-                keep.iter()
-                    .any(|k| k == name || (k.ends_with('.') && name.starts_with(k.as_str())))
-            };
-            let roots: Vec<usize> = builder
-                .schema()
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, field)| wanted(field.name()))
-                .map(|(index, _)| index)
-                .collect();
-            let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots);
-            builder = builder.with_projection(mask);
-        }
-        let reader = builder.build().map_err(unreadable)?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|builder| builder.build())
+            .map_err(unreadable)?;
         reader
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("{shown}: {e}"))

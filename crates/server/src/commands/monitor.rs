@@ -60,6 +60,21 @@ enum MonitorCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Merge the windows within a span (a day as the merge of its hours) from their stored sketches: counts,
+    /// column summaries, and drift of the whole span against the reference.
+    Rollup {
+        /// Monitor name.
+        name: String,
+        /// Start (inclusive): YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS]Z or milliseconds, UTC.
+        #[arg(long)]
+        from: String,
+        /// End (exclusive), as --from.
+        #[arg(long)]
+        to: String,
+        /// Write the roll-up here: the drift report as HTML for a .html name, the whole roll-up as JSON otherwise.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
     /// The rows of a window most worth a label (unsure predictions, rows out of range in drifted columns,
     /// shadow disagreements); with --export, JSON lines to fill in and post back with `monitor label`.
     ReviewQueue {
@@ -149,6 +164,56 @@ fn print_windows(windows: &[Value]) {
         if !drifted.is_empty() {
             println!("{:>15} drifted: {}", "", drifted.join(", "));
         }
+    }
+}
+
+/// Writes what the server answers at `path` (a report) to `output`.
+async fn save(client: &Client, path: &str, output: &std::path::Path) -> Result<(), String> {
+    let url = format!("{}{path}", client.base);
+    let response = client
+        .http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the Loopline server at {}: {e}", client.base))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        return Err(format!(
+            "the server refused ({status}): {}",
+            message["message"].as_str().unwrap_or("no message")
+        ));
+    }
+    std::fs::write(output, &body).map_err(|e| format!("cannot write {}: {e}", output.display()))
+}
+
+fn print_rollup(rollup: &Value) {
+    println!(
+        "{} windows ({} with column sketches), {} rows, {} labels; version {}",
+        rollup["windows"],
+        rollup["windows_summarised"],
+        rollup["rows"],
+        rollup["labels"],
+        rollup["version"].as_str().unwrap_or("-")
+    );
+    let drift = &rollup["drift"];
+    if drift.is_null() {
+        println!("drift not tested");
+    } else {
+        println!("drift share {} (dataset drift: {})", drift["share"], drift["dataset"]);
+        for column in drift["columns"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<32} {:<24} score {:<24} {}",
+                column["column"].as_str().unwrap_or("?"),
+                column["method"].as_str().unwrap_or("-"),
+                column["score"],
+                if column["drifted"] == true { "DRIFTED" } else { "" }
+            );
+        }
+    }
+    for note in rollup["notes"].as_array().into_iter().flatten() {
+        println!("note: {}", note.as_str().unwrap_or_default());
     }
 }
 
@@ -304,24 +369,33 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
             json,
         } => {
             let format = if json { "json" } else { "html" };
-            let url = format!("{}{api}/{name}/windows/{window}/report?format={format}", client.base);
-            let response = client
-                .http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| format!("cannot reach the Loopline server at {}: {e}", client.base))?;
-            let status = response.status();
-            let body = response.bytes().await.map_err(|e| e.to_string())?;
-            if !status.is_success() {
-                let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                return Err(format!(
-                    "the server refused ({status}): {}",
-                    message["message"].as_str().unwrap_or("no message")
-                ));
-            }
-            std::fs::write(&output, &body).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            save(
+                client,
+                &format!("{api}/{name}/windows/{window}/report?format={format}"),
+                &output,
+            )
+            .await?;
             println!("report of window {window} written to {}", output.display());
+        }
+        MonitorCommand::Rollup { name, from, to, output } => {
+            let html = output
+                .as_ref()
+                .is_some_and(|o| o.extension().is_some_and(|e| e.eq_ignore_ascii_case("html")));
+            let query = |format: &str| format!("{api}/{name}/rollup?from={from}&to={to}&format={format}");
+            if html {
+                let output = output.unwrap_or_default();
+                save(client, &query("html"), &output).await?;
+                println!("drift report of {from} to {to} written to {}", output.display());
+                return Ok(());
+            }
+            let rolled = client.ok(reqwest::Method::GET, &query("json"), None).await?;
+            if let Some(output) = output {
+                let text = serde_json::to_string_pretty(&rolled).map_err(|e| e.to_string())?;
+                std::fs::write(&output, text).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+                println!("roll-up of {from} to {to} written to {}", output.display());
+                return Ok(());
+            }
+            print_rollup(&rolled["rollup"]);
         }
         MonitorCommand::ReviewQueue {
             name,

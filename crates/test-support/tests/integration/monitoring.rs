@@ -297,6 +297,60 @@ async fn drift_in_live_traffic_is_found_in_its_window_alerts_once_and_resolves()
     assert_eq!(report.status, 200);
     assert!(report.header("content-type").unwrap().starts_with("text/html"));
     assert!(report.body_text().contains("f2"));
+    // Longer spans are the merge of their windows' sketches: the clean ones show no drift, and with the drifted
+    // window merged in, f2 (and only f2) drifts; counts add up exactly.
+    let span = |from: usize, to: usize| {
+        format!(
+            "/api/loopline/v1/monitors/churn-live/rollup?from={}&to={}",
+            found[from]["start_ms"], found[to]["end_ms"]
+        )
+    };
+    let clean = get(&server, &span(0, 2)).await;
+    assert_eq!(clean.status, 200, "{}", clean.body_text());
+    let clean = clean.json()["rollup"].clone();
+    assert_eq!(
+        (clean["windows"].clone(), clean["rows"].clone()),
+        (json!(3), json!(1500)),
+        "{clean}"
+    );
+    assert_eq!(clean["windows_summarised"], 3);
+    let drifted_columns = |rollup: &Value| -> Vec<String> {
+        rollup["drift"]["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["drifted"] == true)
+            .map(|c| c["column"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(drifted_columns(&clean).is_empty(), "{clean}");
+    let whole = get(&server, &span(0, 3)).await.json()["rollup"].clone();
+    assert_eq!(
+        (whole["windows"].clone(), whole["rows"].clone()),
+        (json!(4), json!(2000)),
+        "{whole}"
+    );
+    assert_eq!(drifted_columns(&whole), ["f2"], "{whole}");
+    let f2 = whole["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "f2")
+        .unwrap();
+    assert_eq!(f2["cells"], 2000.0, "{f2}");
+    let html = get(&server, &format!("{}&format=html", span(0, 3))).await;
+    assert!(html.body_text().contains("f2"));
+    let backwards = get(&server, &format!("{}&to=0", span(0, 3).split("&to=").next().unwrap())).await;
+    assert_eq!(backwards.status, 400, "{}", backwards.body_text());
+    assert!(backwards.body_text().contains("to:"), "{}", backwards.body_text());
+    let unreadable = get(
+        &server,
+        "/api/loopline/v1/monitors/churn-live/rollup?from=yesterday&to=2026-12-02",
+    )
+    .await;
+    assert_eq!(unreadable.status, 400);
+    assert!(unreadable.body_text().contains("from"), "{}", unreadable.body_text());
+
     let metrics = get(&server, "/metrics").await.body_text();
     assert!(
         metrics.contains("loopline_monitor_drift_detected{monitor=\"churn-live\",column=\"f2\"} 1"),

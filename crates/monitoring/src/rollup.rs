@@ -1,0 +1,170 @@
+//! Roll-ups: a longer span (a day, a week) as the merge of the stored windows inside it, without reading the
+//! prediction log again. Counts add up exactly; columns merge through their sketches (`crate::sketches`), and
+//! the merged span is compared with the reference of the version that served most of its rows, with the same
+//! drift methods and thresholds as the monitor's windows.
+
+use std::collections::BTreeMap;
+
+use loopline_artifact_store::ArtifactPath;
+use loopline_drift_report::DriftReport;
+use serde_json::{Value, json};
+
+use crate::service::{MonitorError, Monitoring, invalid, parse_record};
+use crate::sketches::{WindowSketch, current_data, describe};
+
+/// The file beside each window's report holding its sketch.
+pub const SKETCH_FILE: &str = "sketch.json";
+/// Most windows merged in one roll-up.
+const MAX_WINDOWS: usize = 10_000;
+/// The largest stored sketch read back.
+const MAX_SKETCH_BYTES: u64 = 64 << 20;
+/// The longest span: a little over a year.
+const MAX_SPAN_MS: i64 = 400 * 24 * 3_600_000;
+
+/// A roll-up: the summary, and the drift report of the merged span when there was one to make.
+pub struct Rollup {
+    /// Counts, column summaries and drift, as JSON.
+    pub summary: Value,
+    /// The drift report of the merged span against the reference.
+    pub report: Option<DriftReport>,
+}
+
+impl Monitoring {
+    /// The windows of monitor `name` lying within `[from_ms, to_ms)`, merged.
+    pub async fn rollup(&self, name: &str, from_ms: i64, to_ms: i64) -> Result<Rollup, MonitorError> {
+        if to_ms <= from_ms {
+            return Err(invalid("to", format!("{to_ms} is not after from ({from_ms})")));
+        }
+        if to_ms.saturating_sub(from_ms) > MAX_SPAN_MS {
+            return Err(invalid("to", "a roll-up spans at most 400 days"));
+        }
+        let record = self.store.get_monitor(name).await?;
+        let (spec, _) = parse_record(&record)?;
+        let (model, _) = self.target(&spec).await?;
+        // Time windows are keyed by their start; count windows by their number, in order of time too.
+        let mut key = if spec.window.predictions.is_some() {
+            i64::MIN
+        } else {
+            from_ms
+        };
+        let mut windows = Vec::new();
+        'pages: loop {
+            let page = self.store.monitor_windows(name, key, 1_000).await?;
+            let Some(last) = page.last() else { break };
+            key = last.window_key.saturating_add(1);
+            let full = page.len() == 1_000;
+            for window in page {
+                if window.window_start >= to_ms {
+                    break 'pages;
+                }
+                if window.window_start >= from_ms && window.window_end <= to_ms {
+                    if windows.len() == MAX_WINDOWS {
+                        return Err(invalid("to", format!("the span holds more than {MAX_WINDOWS} windows")));
+                    }
+                    windows.push(window);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        let (mut rows, mut labels, mut requests) = (0i64, 0i64, 0f64);
+        let mut versions: BTreeMap<String, u64> = BTreeMap::new();
+        let mut merged: Option<WindowSketch> = None;
+        let (mut summarised, mut changed) = (0usize, Vec::new());
+        for window in &windows {
+            rows += window.rows_seen;
+            labels += window.labels_seen;
+            let document: Value = serde_json::from_str(&window.figures).unwrap_or_default();
+            requests += document["figures"]["requests"].as_f64().unwrap_or_default();
+            if let Some(counts) = document["details"]["versions"].as_object() {
+                for (version, count) in counts {
+                    *versions.entry(version.clone()).or_default() += count.as_u64().unwrap_or_default();
+                }
+            }
+            let Some(directory) = &window.report_path else {
+                continue;
+            };
+            let Some(sketch) = self.stored_sketch(directory, window.window_key).await? else {
+                continue;
+            };
+            summarised += 1;
+            merged = Some(match merged {
+                None => sketch,
+                Some(so_far) => so_far.merge(&sketch, &mut changed),
+            });
+        }
+        changed.sort();
+        changed.dedup();
+        let version = versions.iter().max_by_key(|(_, count)| **count).map(|(v, _)| v.clone());
+        let reference = match &version {
+            Some(version) => self.reference_of(&model, version).await?,
+            None => None,
+        };
+        let mut notes: Vec<String> = changed
+            .iter()
+            .map(|c| format!("column '{c}' changed type within the span and is left out"))
+            .collect();
+        let report = match (&merged, &reference) {
+            (Some(sketch), Some(reference)) => {
+                let current = current_data(sketch, spec.sample_rows, &format!("monitor {name}, {from_ms}..{to_ms}"));
+                match crate::evaluate::report_against(reference, &current, &spec) {
+                    Ok(report) => Some(report),
+                    Err(problems) => {
+                        notes.extend(problems);
+                        None
+                    }
+                }
+            }
+            (Some(_), None) => {
+                notes.push("no reference profile for the version that served most rows: drift not tested".into());
+                None
+            }
+            (None, _) => None,
+        };
+        let drift = report.as_ref().map(|report| {
+            let columns: Vec<Value> = report
+                .columns
+                .iter()
+                .map(|c| json!({"column": c.name, "method": c.method, "score": c.score, "threshold": c.threshold, "drifted": c.drifted}))
+                .collect();
+            json!({
+                "share": report.share_of_drifted_columns,
+                "dataset": report.dataset_drift,
+                "columns": columns,
+            })
+        });
+        let summary = json!({
+            "monitor": name,
+            "from_ms": from_ms,
+            "to_ms": to_ms,
+            "windows": windows.len(),
+            "windows_summarised": summarised,
+            "rows": rows,
+            "requests": requests,
+            "labels": labels,
+            "versions": versions,
+            "version": version,
+            "columns": merged.as_ref().map(|m| m.columns.iter().map(describe).collect::<Vec<_>>()).unwrap_or_default(),
+            "drift": drift,
+            "notes": notes,
+        });
+        Ok(Rollup { summary, report })
+    }
+
+    /// A window's stored sketch; `None` for a window evaluated before sketches were kept.
+    async fn stored_sketch(&self, directory: &str, key: i64) -> Result<Option<WindowSketch>, MonitorError> {
+        let unusable = |why: String| MonitorError::Internal(format!("the sketch of window {key} {why}"));
+        let path = ArtifactPath::parse(&format!("{directory}/{SKETCH_FILE}"))
+            .map_err(|e| unusable(format!("has an unusable path: {e}")))?;
+        let bytes = match self.artifacts.read_all(&path, MAX_SKETCH_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(loopline_artifact_store::ArtifactError::NotFound(_)) => return Ok(None),
+            Err(error) => return Err(unusable(format!("cannot be read: {error}"))),
+        };
+        let sketch: WindowSketch =
+            serde_json::from_slice(&bytes).map_err(|e| unusable(format!("is unreadable: {e}")))?;
+        sketch.check().map_err(|e| unusable(format!("is damaged: {e}")))?;
+        Ok(Some(sketch))
+    }
+}
