@@ -215,7 +215,7 @@ async fn rollup(
         let Some(text) = query.get(field) else {
             return bad(
                 field,
-                "is required (milliseconds, YYYY-MM-DD or YYYY-MM-DDTHH:MMZ, UTC)",
+                "is required (milliseconds, YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]Z, UTC)",
             );
         };
         match loopline_core::time::parse_utc_millis(text) {
@@ -246,14 +246,22 @@ async fn rollup(
             loopline_drift_report::html::render(report),
         )
             .into_response(),
-        None => refused(MonitorError::NotFound(format!(
-            "no drift report for this span of monitor '{name}': {}",
-            rolled.summary["notes"]
+        None => {
+            let notes: Vec<&str> = rolled.summary["notes"]
                 .as_array()
-                .and_then(|notes| notes.first())
-                .and_then(Value::as_str)
-                .unwrap_or("none of its windows compared columns with a reference")
-        ))),
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let why = if notes.is_empty() {
+                "none of its windows compared columns with a reference".to_string()
+            } else {
+                notes.join("; ")
+            };
+            refused(MonitorError::NotFound(format!(
+                "no drift report for this span of monitor '{name}': {why}"
+            )))
+        }
     }
 }
 

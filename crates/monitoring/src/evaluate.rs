@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::figures::Figures;
 use crate::performance;
 use crate::sketches::WindowSketch;
+use crate::span_sketch::{EstimateSketch, HealthSketch, PerformanceSketch};
 use crate::spec::{MonitorSpec, Task};
 use crate::window_data::WindowRows;
 
@@ -223,9 +224,14 @@ fn join_labels(input: &WindowInput<'_>, output: &str) -> Joined {
     joined
 }
 
-fn performance_figures(spec: &MonitorSpec, joined: &Joined, figures: &mut Figures) -> Value {
+fn performance_figures(
+    spec: &MonitorSpec,
+    joined: &Joined,
+    weight: f64,
+    figures: &mut Figures,
+) -> (Value, Option<PerformanceSketch>) {
     match spec.task {
-        None => Value::Null,
+        None => (Value::Null, None),
         Some(Task::Classification) => {
             let pairs: Vec<(String, String, Option<f64>)> = joined
                 .labels
@@ -238,10 +244,11 @@ fn performance_figures(spec: &MonitorSpec, joined: &Joined, figures: &mut Figure
             let predicted: Vec<String> = pairs.iter().map(|p| p.1.clone()).collect();
             let scores: Option<Vec<f64>> = pairs.iter().map(|p| p.2).collect();
             let scores = scores.filter(|_| spec.probability_output.is_some());
+            let sketch = PerformanceSketch::classification(&pairs, &spec.positive_label, weight, scores.is_some());
             let Some(result) =
                 performance::classification(&labels, &predicted, &spec.positive_label, scores.as_deref())
             else {
-                return Value::Null;
+                return (Value::Null, None);
             };
             for (name, value) in [
                 ("accuracy", Some(result.accuracy)),
@@ -255,7 +262,7 @@ fn performance_figures(spec: &MonitorSpec, joined: &Joined, figures: &mut Figure
                     figures.insert(format!("performance.{name}"), value);
                 }
             }
-            json!(result)
+            (json!(result), sketch)
         }
         Some(Task::Regression) => {
             let pairs: Vec<(f64, f64)> = joined
@@ -268,7 +275,7 @@ fn performance_figures(spec: &MonitorSpec, joined: &Joined, figures: &mut Figure
             let labels: Vec<f64> = pairs.iter().map(|p| p.0).collect();
             let predicted: Vec<f64> = pairs.iter().map(|p| p.1).collect();
             let Some(result) = performance::regression(&labels, &predicted) else {
-                return Value::Null;
+                return (Value::Null, None);
             };
             for (name, value) in [
                 ("rmse", result.rmse),
@@ -278,19 +285,19 @@ fn performance_figures(spec: &MonitorSpec, joined: &Joined, figures: &mut Figure
             ] {
                 figures.insert(format!("performance.{name}"), value);
             }
-            json!(result)
+            (json!(result), PerformanceSketch::regression(&pairs, weight))
         }
     }
 }
 
 /// CBPE estimates of a classifier's accuracy and ROC AUC over every row of the window, labelled or not.
-fn estimated_figures(input: &WindowInput<'_>, output: &str, figures: &mut Figures) -> Value {
+fn estimated_figures(input: &WindowInput<'_>, output: &str, figures: &mut Figures) -> (Value, Option<EstimateSketch>) {
     let (Some(fitted), Some(probability), false) = (
         input.estimation,
         input.spec.probability_output.as_ref(),
         input.spec.task == Some(Task::Regression),
     ) else {
-        return Value::Null;
+        return (Value::Null, None);
     };
     let probability = format!("output.{probability}");
     let mut scores = Vec::new();
@@ -315,7 +322,7 @@ fn estimated_figures(input: &WindowInput<'_>, output: &str, figures: &mut Figure
         }
     }
     let Some((accuracy, roc_auc)) = crate::estimation::estimate(fitted, &scores, &predicted) else {
-        return Value::Null;
+        return (Value::Null, None);
     };
     figures.insert("estimated.accuracy".into(), accuracy.value);
     figures.insert("estimated.accuracy_lower".into(), accuracy.lower);
@@ -325,7 +332,15 @@ fn estimated_figures(input: &WindowInput<'_>, output: &str, figures: &mut Figure
         figures.insert("estimated.roc_auc_lower".into(), auc.lower);
         figures.insert("estimated.roc_auc_upper".into(), auc.upper);
     }
-    json!({"accuracy": accuracy, "roc_auc": roc_auc, "rows": scores.len()})
+    let weight = 1.0 / input.rows.rate;
+    let sketch = EstimateSketch {
+        rows: scores.len() as f64 * weight,
+        expected_correct: accuracy.value * scores.len() as f64 * weight,
+    };
+    (
+        json!({"accuracy": accuracy, "roc_auc": roc_auc, "rows": scores.len()}),
+        Some(sketch),
+    )
 }
 
 fn drift_options(spec: &MonitorSpec) -> DriftOptions {
@@ -549,12 +564,20 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Serving health: failures by kind, the error rate, and latency quantiles (one latency per request).
-fn health_figures(input: &WindowInput<'_>, requests: usize, figures: &mut Figures) {
+fn health_figures(input: &WindowInput<'_>, requests: usize, figures: &mut Figures) -> HealthSketch {
     let count = |kinds: &[&str]| input.failures.iter().filter(|k| kinds.contains(&k.as_str())).count() as f64;
     let failed = count(&["internal", "unavailable", "timeout"]);
     figures.insert("health.failures".into(), failed);
     figures.insert("health.bad_inputs".into(), count(&["bad_input"]));
     figures.insert("health.rejected".into(), count(&["rejected"]));
+    let mut health = HealthSketch {
+        requests: requests as f64,
+        failures: failed,
+        bad_inputs: count(&["bad_input"]),
+        rejected: count(&["rejected"]),
+        other_failures: input.failures.len() as f64 - failed - count(&["bad_input"]) - count(&["rejected"]),
+        latency_ms: None,
+    };
     let asked = requests as f64 + input.failures.len() as f64;
     if asked > 0.0 {
         figures.insert("health.error_rate".into(), failed / asked);
@@ -579,12 +602,14 @@ fn health_figures(input: &WindowInput<'_>, requests: usize, figures: &mut Figure
         }
     }
     if latencies.is_empty() {
-        return;
+        return health;
     }
     latencies.sort_unstable_by(f64::total_cmp);
     for (name, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
         figures.insert(format!("health.latency_{name}_ms"), quantile(&latencies, q));
     }
+    health.latency_ms = crate::sketches::Digest::of_sorted(&latencies, 1.0 / input.rows.rate);
+    health
 }
 
 /// Evaluates one window, and each of its slices.
@@ -603,26 +628,44 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
     figures.insert("rows".into(), rows as f64);
     let requests = input.rows.seen_requests as usize;
     figures.insert("requests".into(), requests as f64);
-    health_figures(input, requests, &mut figures);
+    let health = health_figures(input, requests, &mut figures);
+    let unreadable = &input.rows.unreadable;
+    figures.insert("health.unreadable_files".into(), unreadable.len() as f64);
     if rows == 0 {
         figures.insert("labels".into(), 0.0);
+        let (status, message) = if unreadable.is_empty() {
+            ("no_traffic", "no predictions were logged in this window")
+        } else {
+            (
+                "problems",
+                "no readable predictions: every log file of this window was left out",
+            )
+        };
         return WindowOutcome {
-            status: "no_traffic",
+            status,
             figures,
             report: None,
             sketch: None,
-            details: json!({"message": "no predictions were logged in this window"}),
+            details: json!({"message": message, "unreadable_files": unreadable}),
             labels_seen: 0,
         };
     }
     let output = output_column(input.spec, input.rows);
     let joined = output.as_deref().map(|o| join_labels(input, o)).unwrap_or_default();
     figures.insert("labels".into(), joined.labels.len() as f64);
-    let performance = performance_figures(input.spec, &joined, &mut figures);
-    let estimated = output
+    let weight = 1.0 / input.rows.rate;
+    let (performance, performance_sketch) = performance_figures(input.spec, &joined, weight, &mut figures);
+    let (estimated, estimate_sketch) = output
         .as_deref()
         .map(|o| estimated_figures(input, o, &mut figures))
-        .unwrap_or(Value::Null);
+        .unwrap_or((Value::Null, None));
+    // What merges into longer spans; the compared columns join it below when there is a comparison.
+    let mut sketch = WindowSketch {
+        health,
+        performance: performance_sketch,
+        estimated: estimate_sketch,
+        ..WindowSketch::empty(weight)
+    };
     let expectations = crate::expectations::run_suite(input.spec, input.rows, output.as_deref(), &mut figures);
     let versions = input.rows.version_counts();
     let mut details = json!({
@@ -635,13 +678,17 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
         "span": input.rows.span.map(|(low, high)| json!({"first_ms": low, "last_ms": high})),
         "sample": json!({"rows": input.rows.rows(), "rate": input.rows.rate}),
     });
+    if !unreadable.is_empty() {
+        // Damaged log files cost their own rows, and say so.
+        details["unreadable_files"] = json!(unreadable);
+    }
     if !input.spec.drift.enabled {
         details["message"] = json!("drift and quality are not checked by this monitor (drift.enabled is false)");
         return WindowOutcome {
             status: "ok",
             figures,
             report: None,
-            sketch: None,
+            sketch: Some(sketch),
             details,
             labels_seen: joined.labels.len() as u64,
         };
@@ -653,7 +700,7 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
             status: "no_reference",
             figures,
             report: None,
-            sketch: None,
+            sketch: Some(sketch),
             details,
             labels_seen: joined.labels.len() as u64,
         };
@@ -664,7 +711,8 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
         details["notes"] = json!(notes);
     }
     match compared {
-        Ok((report, sketch)) => {
+        Ok((report, compared)) => {
+            sketch.columns = compared.columns;
             details["findings"] = json!(report.findings);
             WindowOutcome {
                 status: "ok",
@@ -682,7 +730,7 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
                 status: "problems",
                 figures,
                 report: None,
-                sketch: None,
+                sketch: Some(sketch),
                 details,
                 labels_seen: joined.labels.len() as u64,
             }

@@ -22,7 +22,7 @@ pub const FIGURE_PATTERNS: [&str; 17] = [
     "quality.missing_share.<column>",
     "performance.accuracy|precision|recall|f1|roc_auc|log_loss|rmse|mae|mape|r2",
     "estimated.accuracy|roc_auc[_lower|_upper]",
-    "health.failures|bad_inputs|rejected|error_rate|latency_p50_ms|latency_p95_ms|latency_p99_ms",
+    "health.failures|bad_inputs|rejected|error_rate|latency_p50_ms|latency_p95_ms|latency_p99_ms|unreadable_files",
     "business.<name>",
     "slice[<column>=<value>].<rows|requests|labels|drift.*|quality.*|performance.*|estimated.*>",
 ];
@@ -105,6 +105,7 @@ pub fn is_known_figure(figure: &str) -> bool {
         return matches!(
             name,
             "failures"
+                | "unreadable_files"
                 | "bad_inputs"
                 | "rejected"
                 | "error_rate"

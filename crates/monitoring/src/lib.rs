@@ -19,6 +19,7 @@ mod runner;
 pub mod service;
 pub mod sketches;
 pub mod slices;
+pub mod span_sketch;
 pub mod spec;
 pub mod state;
 pub mod window_data;

@@ -63,7 +63,7 @@ fn class_counts(labels: &[String], predictions: &[String], class: &str) -> (f64,
     (true_positive, false_positive, false_negative)
 }
 
-fn precision_recall_f1(counts: (f64, f64, f64)) -> (f64, f64, f64) {
+pub(crate) fn precision_recall_f1(counts: (f64, f64, f64)) -> (f64, f64, f64) {
     let (true_positive, false_positive, false_negative) = counts;
     (
         ratio(true_positive, true_positive + false_positive),

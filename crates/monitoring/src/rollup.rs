@@ -1,7 +1,8 @@
 //! Roll-ups: a longer span (a day, a week) as the merge of the stored windows inside it, without reading the
-//! prediction log again. Counts add up exactly; columns merge through their sketches (`crate::sketches`), and
-//! the merged span is compared with the reference of the version that served most of its rows, with the same
-//! drift methods and thresholds as the monitor's windows.
+//! prediction log again. Counts add up exactly; health, realised performance and expected accuracy merge as
+//! sums (`crate::span_sketch`); columns merge through their sketches (`crate::sketches`), and the merged span
+//! is compared with the reference of the version that served most of its rows, with the same drift methods
+//! and thresholds as the monitor's windows.
 
 use std::collections::BTreeMap;
 
@@ -41,19 +42,20 @@ impl Monitoring {
         let record = self.store.get_monitor(name).await?;
         let (spec, _) = parse_record(&record)?;
         let (model, _) = self.target(&spec).await?;
-        // Time windows are keyed by their start; count windows by their number, in order of time too.
-        let mut key = if spec.window.predictions.is_some() {
-            i64::MIN
-        } else {
-            from_ms
+        // Time windows are keyed by their start (from one window before the span, to see any it cuts through);
+        // count windows by their number, in order of time too.
+        let mut key = match spec.window.seconds {
+            Some(seconds) => from_ms.saturating_sub((seconds as i64).saturating_mul(1000)),
+            None => i64::MIN,
         };
-        let mut windows = Vec::new();
+        let (mut windows, mut partial, mut newest_end) = (Vec::new(), 0usize, None::<i64>);
         'pages: loop {
             let page = self.store.monitor_windows(name, key, 1_000).await?;
             let Some(last) = page.last() else { break };
             key = last.window_key.saturating_add(1);
             let full = page.len() == 1_000;
             for window in page {
+                newest_end = newest_end.max(Some(window.window_end));
                 if window.window_start >= to_ms {
                     break 'pages;
                 }
@@ -62,6 +64,8 @@ impl Monitoring {
                         return Err(invalid("to", format!("the span holds more than {MAX_WINDOWS} windows")));
                     }
                     windows.push(window);
+                } else if window.window_end > from_ms {
+                    partial += 1;
                 }
             }
             if !full {
@@ -71,7 +75,7 @@ impl Monitoring {
         let (mut rows, mut labels, mut requests) = (0i64, 0i64, 0f64);
         let mut versions: BTreeMap<String, u64> = BTreeMap::new();
         let mut merged: Option<WindowSketch> = None;
-        let (mut summarised, mut changed) = (0usize, Vec::new());
+        let (mut summarised, mut unsketched, mut changed) = (0usize, 0usize, Vec::new());
         for window in &windows {
             rows += window.rows_seen;
             labels += window.labels_seen;
@@ -82,10 +86,12 @@ impl Monitoring {
                     *versions.entry(version.clone()).or_default() += count.as_u64().unwrap_or_default();
                 }
             }
-            let Some(directory) = &window.report_path else {
+            let Some(directory) = document["details"]["sketch"].as_str().or(window.report_path.as_deref()) else {
+                unsketched += usize::from(window.rows_seen > 0);
                 continue;
             };
             let Some(sketch) = self.stored_sketch(directory, window.window_key).await? else {
+                unsketched += usize::from(window.rows_seen > 0);
                 continue;
             };
             summarised += 1;
@@ -94,20 +100,60 @@ impl Monitoring {
                 Some(so_far) => so_far.merge(&sketch, &mut changed),
             });
         }
-        changed.sort();
         changed.dedup();
         let version = versions.iter().max_by_key(|(_, count)| **count).map(|(v, _)| v.clone());
         let reference = match &version {
             Some(version) => self.reference_of(&model, version).await?,
             None => None,
         };
-        let mut notes: Vec<String> = changed
-            .iter()
-            .map(|c| format!("column '{c}' changed type within the span and is left out"))
-            .collect();
+        let mut notes: Vec<String> = changed;
+        notes.sort();
+        notes.dedup();
+        if partial > 0 {
+            notes.push(format!(
+                "{partial} window(s) only partly inside the span are left out: a roll-up merges whole windows"
+            ));
+        }
+        match newest_end {
+            Some(end) if end < to_ms => notes.push(format!(
+                "the span reaches past the newest evaluated window (which ends at {})",
+                loopline_core::time::rfc3339_millis(end)
+            )),
+            None => notes.push("the monitor has evaluated no window yet".into()),
+            _ => {}
+        }
+        if unsketched > 0 {
+            notes.push(format!(
+                "{unsketched} window(s) with traffic have no sketch (evaluated before sketches were kept, or it \
+                 was removed): they count in rows, requests and labels only"
+            ));
+        }
+        // A column with no values in the whole span cannot be compared: it is named, the others still are.
+        if let Some(sketch) = merged.as_mut() {
+            sketch.columns.retain(|column| {
+                let valued = column.numeric.as_ref().is_some_and(|n| n.finite > 0.0)
+                    || column.categorical.as_ref().is_some_and(|c| !c.counts.is_empty());
+                if !valued {
+                    notes.push(format!(
+                        "column '{}' holds no values within the span and is not compared",
+                        column.name
+                    ));
+                }
+                valued
+            });
+        }
         let report = match (&merged, &reference) {
-            (Some(sketch), Some(reference)) => {
-                let current = current_data(sketch, spec.sample_rows, &format!("monitor {name}, {from_ms}..{to_ms}"));
+            _ if !spec.drift.enabled => None,
+            (Some(sketch), Some(reference)) if !sketch.columns.is_empty() => {
+                let source = format!(
+                    "monitor {name}, {} to {}: {} windows and {rows} rows merged from their sketches, compared \
+                     through a stand-in of at most {} rows per column",
+                    loopline_core::time::rfc3339_millis(from_ms),
+                    loopline_core::time::rfc3339_millis(to_ms),
+                    summarised,
+                    spec.sample_rows
+                );
+                let current = current_data(sketch, spec.sample_rows, &source);
                 match crate::evaluate::report_against(reference, &current, &spec) {
                     Ok(report) => Some(report),
                     Err(problems) => {
@@ -118,6 +164,10 @@ impl Monitoring {
             }
             (Some(_), None) => {
                 notes.push("no reference profile for the version that served most rows: drift not tested".into());
+                None
+            }
+            (Some(_), Some(_)) => {
+                notes.push("none of the span's windows compared its columns with the reference".into());
                 None
             }
             (None, _) => None,
@@ -134,6 +184,18 @@ impl Monitoring {
                 "columns": columns,
             })
         });
+        // Health, realised performance and expected accuracy of the windows with sketches, merged.
+        let mut figures: BTreeMap<String, f64> = BTreeMap::new();
+        let mut performance = Value::Null;
+        if let Some(sketch) = &merged {
+            sketch.health.figures(&mut figures);
+            if let Some(merged_performance) = &sketch.performance {
+                performance = merged_performance.figures(&mut figures);
+            }
+            if let Some(estimated) = sketch.estimated.filter(|e| e.rows > 0.0) {
+                figures.insert("estimated.accuracy".into(), estimated.expected_correct / estimated.rows);
+            }
+        }
         let summary = json!({
             "monitor": name,
             "from_ms": from_ms,
@@ -145,6 +207,8 @@ impl Monitoring {
             "labels": labels,
             "versions": versions,
             "version": version,
+            "figures": figures,
+            "performance": performance,
             "columns": merged.as_ref().map(|m| m.columns.iter().map(describe).collect::<Vec<_>>()).unwrap_or_default(),
             "drift": drift,
             "notes": notes,

@@ -48,6 +48,18 @@ pub fn window_json(window: &MonitorWindow) -> Value {
     })
 }
 
+/// The artifact directories a stored window points at: its report's, and its sketch's when apart.
+pub(crate) fn window_directories(window: &MonitorWindow) -> Vec<String> {
+    let stored: Value = serde_json::from_str(&window.figures).unwrap_or(Value::Null);
+    let mut directories: Vec<String> = window.report_path.iter().cloned().collect();
+    if let Some(sketch) = stored["details"]["sketch"].as_str()
+        && !directories.iter().any(|d| d == sketch)
+    {
+        directories.push(sketch.to_string());
+    }
+    directories
+}
+
 /// What one window's evaluation produced.
 pub(crate) struct Evaluated {
     pub(crate) window: MonitorWindow,
@@ -434,6 +446,19 @@ impl Monitoring {
             ),
             None => None,
         };
+        if let Some(sketch) = &outcome.sketch {
+            // Beside the report, or on its own: what roll-ups of longer spans merge.
+            let directory = match &report_path {
+                Some(directory) => directory.clone(),
+                None => {
+                    let directory = format!("monitoring/sketches/{}-{key}", uuid::Uuid::new_v4().simple());
+                    self.put_text(&directory, crate::rollup::SKETCH_FILE, json!(sketch).to_string())
+                        .await?;
+                    directory
+                }
+            };
+            details["sketch"] = json!(directory);
+        }
         let window = MonitorWindow {
             monitor: String::new(),
             window_key: key,
@@ -450,7 +475,7 @@ impl Monitoring {
     }
 
     /// Deletes reports no stored window points at any more (best effort: a leftover is only disk).
-    async fn delete_reports(&self, directories: &[String]) {
+    pub(crate) async fn delete_reports(&self, directories: &[String]) {
         for directory in directories {
             let Ok(path) = ArtifactPath::parse(directory) else {
                 continue;
@@ -479,15 +504,20 @@ impl Monitoring {
             files.push((crate::rollup::SKETCH_FILE, json!(sketch).to_string()));
         }
         for (file, body) in files {
-            let path = ArtifactPath::parse(&format!("{directory}/{file}"))
-                .map_err(|e| MonitorError::Internal(e.to_string()))?;
-            let bytes = Bytes::from(body);
-            self.artifacts
-                .put(&path, Box::pin(futures::stream::once(async move { Ok(bytes) })))
-                .await
-                .map_err(|e| MonitorError::Internal(format!("the window report could not be written: {e}")))?;
+            self.put_text(&directory, file, body).await?;
         }
         Ok(directory)
+    }
+
+    async fn put_text(&self, directory: &str, file: &str, body: String) -> Result<(), MonitorError> {
+        let path =
+            ArtifactPath::parse(&format!("{directory}/{file}")).map_err(|e| MonitorError::Internal(e.to_string()))?;
+        let bytes = Bytes::from(body);
+        self.artifacts
+            .put(&path, Box::pin(futures::stream::once(async move { Ok(bytes) })))
+            .await
+            .map_err(|e| MonitorError::Internal(format!("the window's {file} could not be written: {e}")))?;
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -572,8 +602,8 @@ impl Monitoring {
         for (stored, result) in before.into_iter().zip(results) {
             let mut result = result.with_business(state);
             if result.window.labels_seen == stored.labels_seen {
-                // Nothing new: the report just written for it is not kept.
-                changes.replaced_reports.extend(result.window.report_path.take());
+                // Nothing new: the report and sketch just written for it are not kept.
+                changes.replaced_reports.extend(window_directories(&result.window));
                 continue;
             }
             changes.events.push(monitor_event(
@@ -590,12 +620,12 @@ impl Monitoring {
                 self.apply_rules(name, spec, model, state, &result, true, changes).await;
             }
             result.window.monitor = name.to_string();
-            if let Some(replaced) = stored
-                .report_path
-                .filter(|old| result.window.report_path.as_ref() != Some(old))
-            {
-                changes.replaced_reports.push(replaced);
-            }
+            let kept = window_directories(&result.window);
+            changes.replaced_reports.extend(
+                window_directories(&stored)
+                    .into_iter()
+                    .filter(|old| !kept.contains(old)),
+            );
             changes.windows.push(result.window);
         }
     }

@@ -494,7 +494,19 @@ impl Monitoring {
 
     /// Deletes a monitor with its windows and history.
     pub async fn delete(&self, name: &str) -> Result<(), MonitorError> {
+        // Its windows' reports and sketches go too (after the monitor, best effort: a leftover is only disk).
+        let mut directories = Vec::new();
+        let mut key = i64::MIN;
+        loop {
+            let page = self.store.monitor_windows(name, key, 1_000).await?;
+            directories.extend(page.iter().flat_map(crate::runner::window_directories));
+            match page.last() {
+                Some(last) if page.len() == 1_000 => key = last.window_key.saturating_add(1),
+                _ => break,
+            }
+        }
         self.store.delete_monitor(name).await?;
+        self.delete_reports(&directories).await;
         self.latest
             .lock()
             .expect("latest figures lock: this is a bug")

@@ -12,6 +12,8 @@ use loopline_drift_report::CurrentData;
 use loopline_tabular::collect::{CategoricalValues, ColumnValues, NumericValues};
 use serde::{Deserialize, Serialize};
 
+use crate::span_sketch::{EstimateSketch, HealthSketch, PerformanceSketch};
+
 /// Compression of the quantile digest: about this many centroids, rank error about 1 / (2 × this) at worst
 /// and far less in the tails.
 const COMPRESSION: f64 = 200.0;
@@ -23,6 +25,8 @@ const EXACT_VALUES: usize = 64;
 pub const MAX_CATEGORIES: usize = 1_000;
 /// Columns a stored sketch may hold.
 const MAX_COLUMNS: usize = 10_000;
+/// The most rows any count may claim.
+const MAX_COUNT: f64 = 1e15;
 /// HyperLogLog registers (2^10: about 3% standard error).
 const REGISTERS: usize = 1 << 10;
 
@@ -141,12 +145,12 @@ impl Digest {
                 self.centroids.len()
             ));
         }
-        let finite = self
-            .centroids
-            .iter()
-            .all(|(m, w)| m.is_finite() && w.is_finite() && *w > 0.0);
-        if !finite || !self.min.is_finite() || !self.max.is_finite() || self.min > self.max {
-            return Err("a digest holds values that are not finite or out of order".into());
+        let finite = self.centroids.iter().all(|(m, w)| {
+            m.is_finite() && w.is_finite() && *w > 0.0 && *w <= MAX_COUNT && *m >= self.min && *m <= self.max
+        });
+        let ordered = self.centroids.windows(2).all(|pair| pair[0].0 <= pair[1].0);
+        if !finite || !ordered || !self.min.is_finite() || !self.max.is_finite() || self.min > self.max {
+            return Err("a digest holds values that are not finite, out of order or outside its extremes".into());
         }
         Ok(())
     }
@@ -291,13 +295,26 @@ pub struct ColumnSketch {
     pub distinct: Distinct,
 }
 
-/// The summaries of a window's (or a merged span's) compared columns.
+/// The summaries of a window (or a merged span): its compared columns, health, realised performance and
+/// CBPE's expected accuracy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowSketch {
     /// Weight of each kept row (1 / sampling rate).
     pub weight: f64,
-    /// Columns.
+    /// Columns (none when the window compared no columns with a reference).
     pub columns: Vec<ColumnSketch>,
+    /// Serving health.
+    #[serde(default)]
+    pub health: HealthSketch,
+    /// Realised performance, when labels were joined.
+    #[serde(default)]
+    pub performance: Option<PerformanceSketch>,
+    /// CBPE's expected accuracy, when estimated.
+    #[serde(default)]
+    pub estimated: Option<EstimateSketch>,
+    /// Columns left out of a merge (their type changed): they stay out of every later merge.
+    #[serde(default)]
+    pub dropped: Vec<String>,
 }
 
 fn numeric_sketch(values: &NumericValues, weight: f64) -> (NumericSketch, Distinct) {
@@ -390,19 +407,49 @@ impl WindowSketch {
                 column
             })
             .collect();
-        WindowSketch { weight, columns }
+        WindowSketch {
+            weight,
+            columns,
+            ..WindowSketch::empty(weight)
+        }
     }
 
-    /// The sketch of both spans. A column whose type changed between them is left out and named.
-    pub fn merge(&self, other: &WindowSketch, changed: &mut Vec<String>) -> WindowSketch {
+    /// A sketch with no columns (yet), whose kept rows each stand for `weight` rows.
+    pub fn empty(weight: f64) -> WindowSketch {
+        WindowSketch {
+            weight,
+            columns: Vec::new(),
+            health: HealthSketch::default(),
+            performance: None,
+            estimated: None,
+            dropped: Vec::new(),
+        }
+    }
+
+    /// The sketch of both spans. What cannot merge (a column whose type changed, performance of another task) is
+    /// left out and said in `notes`.
+    pub fn merge(&self, other: &WindowSketch, notes: &mut Vec<String>) -> WindowSketch {
+        let mut dropped: Vec<String> = self.dropped.clone();
+        for name in &other.dropped {
+            if !dropped.contains(name) {
+                dropped.push(name.clone());
+            }
+        }
         let mut columns = Vec::new();
         let theirs: BTreeMap<&str, &ColumnSketch> = other.columns.iter().map(|c| (c.name.as_str(), c)).collect();
-        for mine in &self.columns {
+        let kept: Vec<&ColumnSketch> = self.columns.iter().filter(|c| !dropped.contains(&c.name)).collect();
+        for mine in kept {
             match theirs.get(mine.name.as_str()) {
                 None => columns.push(mine.clone()),
                 Some(them) => match merge_columns(mine, them) {
                     Some(merged) => columns.push(merged),
-                    None => changed.push(mine.name.clone()),
+                    None => {
+                        notes.push(format!(
+                            "column '{}' changed type within the span and is left out",
+                            mine.name
+                        ));
+                        dropped.push(mine.name.clone());
+                    }
                 },
             }
         }
@@ -411,47 +458,34 @@ impl WindowSketch {
             other
                 .columns
                 .iter()
-                .filter(|c| !known.contains(&c.name.as_str()))
+                .filter(|c| !known.contains(&c.name.as_str()) && !dropped.contains(&c.name))
                 .cloned(),
         );
+        let performance = match (&self.performance, &other.performance) {
+            (Some(a), Some(b)) => {
+                let merged = a.merge(b);
+                if merged.is_none() {
+                    notes.push(
+                        "realised performance is left out: its task or positive class changed within the span, \
+                         or its classes outgrew the table"
+                            .into(),
+                    );
+                }
+                merged
+            }
+            (a, b) => a.clone().or_else(|| b.clone()),
+        };
         WindowSketch {
             weight: self.weight.max(other.weight),
             columns,
+            health: self.health.merge(&other.health),
+            performance,
+            estimated: match (&self.estimated, &other.estimated) {
+                (Some(a), Some(b)) => Some(a.merge(b)),
+                (a, b) => a.or(*b),
+            },
+            dropped,
         }
-    }
-
-    /// Checks a sketch read back from storage: bounded sizes, finite non-negative counts.
-    pub fn check(&self) -> Result<(), String> {
-        if self.columns.len() > MAX_COLUMNS {
-            return Err(format!(
-                "a sketch holds {} columns, more than {MAX_COLUMNS}",
-                self.columns.len()
-            ));
-        }
-        let count = |v: f64| v.is_finite() && v >= 0.0;
-        for column in &self.columns {
-            let bad = |what: &str| format!("column '{}': {what}", column.name);
-            if !count(column.cells) || !count(column.nulls) {
-                return Err(bad("counts are not finite"));
-            }
-            if let Some(numeric) = &column.numeric {
-                if let Some(digest) = &numeric.digest {
-                    digest.check().map_err(|e| bad(&e))?;
-                }
-                if numeric.values.as_ref().is_some_and(|v| v.len() > EXACT_VALUES) {
-                    return Err(bad("too many exact values"));
-                }
-            }
-            if let Some(categorical) = &column.categorical
-                && categorical.counts.len() > MAX_CATEGORIES
-            {
-                return Err(bad("too many categories"));
-            }
-        }
-        if !(self.weight.is_finite() && self.weight >= 1.0) {
-            return Err("the sketch's row weight is not a number of rows".into());
-        }
-        Ok(())
     }
 }
 
@@ -623,7 +657,7 @@ pub fn describe(column: &ColumnSketch) -> serde_json::Value {
         "type": column.data_type.to_string(),
         "cells": column.cells,
         "nulls": column.nulls,
-        "distinct_estimate": column.distinct.estimate().round(),
+        "distinct_estimate": column.distinct.estimate().round().min((column.cells - column.nulls).max(0.0).round()),
     });
     if let Some(numeric) = &column.numeric {
         let n = numeric.finite;
@@ -652,5 +686,6 @@ pub fn describe(column: &ColumnSketch) -> serde_json::Value {
     described
 }
 
+mod check;
 #[cfg(test)]
 mod tests;

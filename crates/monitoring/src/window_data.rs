@@ -17,7 +17,7 @@ use arrow_array::{Array, BooleanArray, RecordBatch};
 use futures::StreamExt;
 use loopline_artifact_store::ArtifactStore;
 use loopline_serving::log_reader::{
-    LogFile, failures_prefix, log_files, predictions_prefix, read_log_columns, read_log_file,
+    LogFile, LogReadError, failures_prefix, log_files, predictions_prefix, read_log_part,
 };
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,8 @@ pub struct WindowRows {
     pub rate: f64,
     /// Most rows kept; 0 keeps every row.
     pub limit: usize,
+    /// Log files left out because they cannot be read (damaged, not Parquet, too large), with why.
+    pub unreadable: Vec<String>,
 }
 
 impl Default for WindowRows {
@@ -73,6 +75,7 @@ impl WindowRows {
             seen_requests: 0,
             rate: 1.0,
             limit,
+            unreadable: Vec::new(),
         }
     }
 
@@ -209,12 +212,22 @@ fn served(batch: &RecordBatch) -> Result<RecordBatch, String> {
     keep_rows(batch, |row| !roles.is_valid(row) || roles.value(row) != "shadow")
 }
 
-fn timestamps(batch: &RecordBatch) -> Result<arrow_array::TimestampMillisecondArray, String> {
-    batch
+/// A batch's prediction times; a file without them is noted in `rows` as unreadable (`None`).
+fn timestamps(
+    batch: &RecordBatch,
+    path: &str,
+    rows: &mut WindowRows,
+) -> Option<arrow_array::TimestampMillisecondArray> {
+    let times = batch
         .column_by_name("timestamp")
         .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-        .cloned()
-        .ok_or_else(|| "a prediction log file has no millisecond timestamp column".to_string())
+        .cloned();
+    if times.is_none() {
+        let why = format!("{path} has no millisecond timestamp column");
+        tracing::warn!(problem = %why, "a prediction log file is left out of a monitor window");
+        rows.unreadable.push(why);
+    }
+    times
 }
 
 /// The served rows of `model` logged in `[start_ms, end_ms)`.
@@ -243,9 +256,17 @@ pub async fn time_window_rows(
         let mut rows = WindowRows::sampled(reading.limit);
         // Two files decode at once (on the blocking pool), in order.
         let mut reads = futures::stream::iter(file_reads(store, &files, reading.columns())).buffered(2);
-        while let Some(batches) = reads.next().await {
-            for batch in batches? {
-                let times = timestamps(&batch)?;
+        let mut index = 0;
+        while let Some(read) = reads.next().await {
+            let file = &files[index];
+            index += 1;
+            let Some(batches) = readable(read, &mut rows)? else {
+                continue;
+            };
+            for batch in batches {
+                let Some(times) = timestamps(&batch, &file.path, &mut rows) else {
+                    break;
+                };
                 let inside = keep_rows(&batch, |row| {
                     times.is_valid(row) && (start_ms..end_ms).contains(&times.value(row))
                 })?;
@@ -263,8 +284,26 @@ pub async fn time_window_rows(
     }
 }
 
+/// A file's batches; a file that cannot be read is noted in `rows` and skipped (`None`), so one damaged file
+/// costs its own rows, never the window. A store failure is the caller's (the window is tried again later).
+fn readable(
+    read: Result<Vec<RecordBatch>, LogReadError>,
+    rows: &mut WindowRows,
+) -> Result<Option<Vec<RecordBatch>>, String> {
+    match read {
+        Ok(batches) => Ok(Some(batches)),
+        Err(LogReadError::Unreadable(why)) => {
+            tracing::warn!(problem = %why, "a prediction log file is left out of a monitor window");
+            rows.unreadable.push(why);
+            Ok(None)
+        }
+        Err(LogReadError::Storage(why)) => Err(why),
+    }
+}
+
 /// A boxed read per file (boxed so the stream that runs them is `Send` for any lifetime of its borrows).
-type FileRead<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RecordBatch>, String>> + Send + 'a>>;
+type FileRead<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RecordBatch>, LogReadError>> + Send + 'a>>;
 
 fn file_reads<'a>(
     store: &'a dyn ArtifactStore,
@@ -273,7 +312,7 @@ fn file_reads<'a>(
 ) -> Vec<FileRead<'a>> {
     files
         .iter()
-        .map(|file| Box::pin(read_log_columns(store, &file.path, keep)) as FileRead<'a>)
+        .map(|file| Box::pin(read_log_part(store, &file.path, keep)) as FileRead<'a>)
         .collect()
 }
 
@@ -367,8 +406,10 @@ pub async fn count_window_rows(
     let reading = Reading { ids: true, ..reading };
     let mut reads = futures::stream::iter(file_reads(store, &files, reading.columns())).buffered(2);
     for file in &files {
-        let Some(batches) = reads.next().await else { break };
-        let batches = batches?;
+        let Some(read) = reads.next().await else { break };
+        let Some(batches) = readable(read, &mut rows)? else {
+            continue;
+        };
         let all = arrow_select::concat::concat_batches(
             &batches
                 .first()
@@ -423,8 +464,22 @@ pub async fn failures(
     let last_hour = loopline_core::time::utc_hour(end_ms - 1);
     let mut kinds = Vec::new();
     for file in log_files(store, &failures_prefix(model), Some(&first_hour), Some(&last_hour)).await? {
-        for batch in read_log_file(store, &file.path).await? {
-            let times = timestamps(&batch)?;
+        let batches = match read_log_part(store, &file.path, None).await {
+            Ok(batches) => batches,
+            // A damaged failure file costs its own entries only.
+            Err(LogReadError::Unreadable(why)) => {
+                tracing::warn!(problem = %why, "a failure log file is left out of a monitor window");
+                continue;
+            }
+            Err(LogReadError::Storage(why)) => return Err(why),
+        };
+        for batch in batches {
+            let Some(times) = batch
+                .column_by_name("timestamp")
+                .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
+            else {
+                continue;
+            };
             let Some(kind) = batch.column_by_name("kind").and_then(|c| c.as_string_opt::<i32>()) else {
                 continue;
             };
@@ -538,6 +593,54 @@ mod tests {
         assert!(has_ids(&sampled) && sampled.is_sampled() && sampled.rows() <= 1_000);
         assert_eq!((sampled.seen_rows, sampled.seen_requests), (5_000, 5_000));
         assert_eq!((sampled.rate, sampled.request_ids()), (asked.rate, asked.request_ids()));
+    }
+
+    #[tokio::test]
+    async fn a_damaged_log_file_costs_its_own_rows_and_is_named() {
+        let (_directory, store, start) = logged(300).await;
+        let hour = loopline_core::time::utc_hour(start);
+        let damaged = format!("{}/hour={hour}/part-{start}-b.parquet", predictions_prefix("m"));
+        let path = loopline_artifact_store::ArtifactPath::parse(&damaged).unwrap();
+        let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"not parquet")) }).boxed();
+        store.put(&path, body).await.unwrap();
+        for reading in [
+            Reading {
+                limit: 0,
+                inputs: true,
+                ids: true,
+            },
+            Reading {
+                limit: 100_000,
+                inputs: false,
+                ids: false,
+            },
+        ] {
+            let rows = time_window(&store, "m", (start, start + 3_600_000), reading)
+                .await
+                .unwrap();
+            assert_eq!(rows.seen_rows, 300, "{reading:?}");
+            assert_eq!(rows.unreadable.len(), 1, "{reading:?}");
+            assert!(
+                rows.unreadable[0].contains("part-") && rows.unreadable[0].contains("-b.parquet"),
+                "{:?}",
+                rows.unreadable
+            );
+        }
+        let counted = count_window(
+            &store,
+            "m",
+            &LogCursor::default(),
+            200,
+            Reading {
+                limit: 0,
+                inputs: true,
+                ids: true,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(counted.0.seen_rows, 200);
     }
 
     #[test]

@@ -107,7 +107,37 @@ pub async fn read_log_columns(
     path: &str,
     keep: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>, String> {
-    let artifact = ArtifactPath::parse(path).map_err(|e| e.to_string())?;
+    read_log_part(store, path, keep)
+        .await
+        .map_err(LogReadError::into_message)
+}
+
+/// Why a log file was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogReadError {
+    /// The store failed (worth trying again later).
+    Storage(String),
+    /// The file itself is not a readable log file (too large, not Parquet, damaged): it will not read later
+    /// either. The message names the file.
+    Unreadable(String),
+}
+
+impl LogReadError {
+    /// The message.
+    pub fn into_message(self) -> String {
+        match self {
+            LogReadError::Storage(message) | LogReadError::Unreadable(message) => message,
+        }
+    }
+}
+
+/// As [`read_log_columns`], telling a store failure from a damaged file.
+pub async fn read_log_part(
+    store: &dyn ArtifactStore,
+    path: &str,
+    keep: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>, LogReadError> {
+    let artifact = ArtifactPath::parse(path).map_err(|e| LogReadError::Unreadable(e.to_string()))?;
     if let Some(keep) = keep {
         let keep = keep.iter().map(|n| n.to_string()).collect();
         return crate::parquet_parts::read_columns(store, &artifact, MAX_LOG_FILE_BYTES, keep).await;
@@ -115,20 +145,22 @@ pub async fn read_log_columns(
     let bytes = store
         .read_all(&artifact, MAX_LOG_FILE_BYTES)
         .await
-        .map_err(|e| format!("{path}: {e}"))?;
+        .map_err(|e| crate::parquet_parts::read_failure(path, e))?;
     // Decoding is CPU work: off the async workers.
     let shown = path.to_string();
     tokio::task::spawn_blocking(move || {
-        let unreadable = |e: parquet::errors::ParquetError| format!("{shown} is not a readable Parquet file: {e}");
+        let unreadable = |e: parquet::errors::ParquetError| {
+            LogReadError::Unreadable(format!("{shown} is not a readable Parquet file: {e}"))
+        };
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
             .and_then(|builder| builder.build())
             .map_err(unreadable)?;
         reader
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{shown}: {e}"))
+            .map_err(|e| LogReadError::Unreadable(format!("{shown}: {e}")))
     })
     .await
-    .map_err(|e| format!("{path}: decoding stopped: {e}"))?
+    .map_err(|e| LogReadError::Storage(format!("{path}: decoding stopped: {e}")))?
 }
 
 /// One posted label.

@@ -14,8 +14,24 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 
+use crate::log_reader::LogReadError;
+
 /// Bytes read from the end of a file in the first request (most footers fit).
 const TAIL_BYTES: u64 = 64 * 1024;
+/// The largest footer read (a log file's is kilobytes).
+const MAX_FOOTER_BYTES: u64 = 64 << 20;
+
+/// A store failure (worth another try) or a file that is not what it should be (never readable).
+pub fn read_failure(path: &str, error: loopline_artifact_store::ArtifactError) -> LogReadError {
+    match error {
+        // Too large to read, or a directory where a file should be: the file, not the store.
+        loopline_artifact_store::ArtifactError::PathConflict { .. }
+        | loopline_artifact_store::ArtifactError::InvalidPath { .. } => {
+            LogReadError::Unreadable(format!("{path}: {error}"))
+        }
+        other => LogReadError::Storage(format!("{path}: {other}")),
+    }
+}
 
 /// Parts of one file held in memory, by their offset in it.
 struct FileParts {
@@ -67,7 +83,7 @@ fn footer(tail: &[u8], size: u64) -> Result<u64, String> {
     }
     let length = u32::from_le_bytes(tail[tail.len() - 8..tail.len() - 4].try_into().unwrap_or_default());
     let needed = u64::from(length) + 8;
-    if needed + 4 > size {
+    if needed + 4 > size || needed > MAX_FOOTER_BYTES {
         return Err(format!("declares {length} bytes of metadata in a file of {size} bytes"));
     }
     Ok(needed)
@@ -111,13 +127,13 @@ pub async fn read_columns(
     path: &ArtifactPath,
     size_limit: u64,
     keep: Vec<String>,
-) -> Result<Vec<arrow_array::RecordBatch>, String> {
+) -> Result<Vec<arrow_array::RecordBatch>, LogReadError> {
     let shown = path.as_string();
-    let size = store.size(path).await.map_err(|e| format!("{shown}: {e}"))?;
+    let size = store.size(path).await.map_err(|e| read_failure(&shown, e))?;
     if size > size_limit {
-        return Err(format!(
+        return Err(LogReadError::Unreadable(format!(
             "{shown} has {size} bytes, more than the {size_limit} read at once"
-        ));
+        )));
     }
     let read = |ranges: Vec<Range<u64>>| {
         let shown = &shown;
@@ -126,9 +142,12 @@ pub async fn read_columns(
             let parts = store
                 .read_ranges(path, &ranges)
                 .await
-                .map_err(|e| format!("{shown}: {e}"))?;
+                .map_err(|e| read_failure(shown, e))?;
             if parts.len() != wanted {
-                return Err(format!("{shown}: {wanted} byte ranges asked for, {} read", parts.len()));
+                return Err(LogReadError::Storage(format!(
+                    "{shown}: {wanted} byte ranges asked for, {} read",
+                    parts.len()
+                )));
             }
             Ok(parts)
         }
@@ -136,7 +155,7 @@ pub async fn read_columns(
     let last = |parts: Vec<Bytes>| parts.into_iter().next_back().unwrap_or_default();
     let tail_start = size.saturating_sub(TAIL_BYTES);
     let mut tail = last(read(std::iter::once(tail_start..size).collect()).await?);
-    let unreadable = |e: String| format!("{shown} {e}");
+    let unreadable = |e: String| LogReadError::Unreadable(format!("{shown} {e}"));
     let needed = footer(&tail, size).map_err(unreadable)?;
     if needed > tail.len() as u64 {
         tail = last(read(std::iter::once(size - needed..size).collect()).await?);
@@ -160,7 +179,7 @@ pub async fn read_columns(
         Ok::<_, String>((metadata, roots))
     })
     .await
-    .map_err(|e| format!("{shown}: reading the footer stopped: {e}"))?
+    .map_err(|e| LogReadError::Storage(format!("{shown}: reading the footer stopped: {e}")))?
     .map_err(|e| unreadable(format!("has unreadable metadata: {e}")))?;
     let ranges = chunk_ranges(&metadata, &roots, size).map_err(unreadable)?;
     let chunks = read(ranges.clone()).await?;
@@ -169,7 +188,7 @@ pub async fn read_columns(
         parts: ranges.iter().map(|r| r.start).zip(chunks).collect(),
     };
     tokio::task::spawn_blocking(move || {
-        let failed = |e: ParquetError| format!("{shown} is not a readable Parquet file: {e}");
+        let failed = |e: ParquetError| LogReadError::Unreadable(format!("{shown} is not a readable Parquet file: {e}"));
         let loaded = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::default()).map_err(failed)?;
         let mask = ProjectionMask::roots(loaded.parquet_schema(), roots);
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(parts, loaded)
@@ -178,10 +197,10 @@ pub async fn read_columns(
             .map_err(failed)?;
         reader
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{shown}: {e}"))
+            .map_err(|e| LogReadError::Unreadable(format!("{shown}: {e}")))
     })
     .await
-    .map_err(|e| format!("{path}: decoding stopped: {e}", path = path.as_string()))?
+    .map_err(|e| LogReadError::Storage(format!("{path}: decoding stopped: {e}", path = path.as_string())))?
 }
 
 #[cfg(test)]
@@ -239,7 +258,10 @@ mod tests {
         let ids = last.column(0).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(ids.value(ids.len() - 1), "r9999");
         let too_small = read_columns(&store, &path, 100, vec!["id".into()]).await.unwrap_err();
-        assert!(too_small.contains("more than the 100"), "{too_small}");
+        assert!(
+            matches!(&too_small, LogReadError::Unreadable(m) if m.contains("more than the 100")),
+            "{too_small:?}"
+        );
     }
 
     #[tokio::test]
@@ -250,12 +272,26 @@ mod tests {
         let error = read_columns(&store, &path, 1 << 30, vec!["id".into()])
             .await
             .unwrap_err();
-        assert!(error.contains("log/part.parquet"), "{error}");
+        assert!(
+            matches!(&error, LogReadError::Unreadable(m) if m.contains("log/part.parquet")),
+            "{error:?}"
+        );
         let (_other, store, path) = stored(b"just text".to_vec()).await;
         let error = read_columns(&store, &path, 1 << 30, vec!["id".into()])
             .await
             .unwrap_err();
-        assert!(error.contains("PAR1"), "{error}");
+        assert!(
+            matches!(&error, LogReadError::Unreadable(m) if m.contains("PAR1")),
+            "{error:?}"
+        );
+        let missing = ArtifactPath::parse("log/gone.parquet").unwrap();
+        let error = read_columns(&store, &missing, 1 << 30, vec!["id".into()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, LogReadError::Storage(_)),
+            "a missing file may come back: {error:?}"
+        );
     }
 
     #[test]
@@ -264,6 +300,8 @@ mod tests {
         tail.extend_from_slice(&u32::MAX.to_le_bytes());
         tail.extend_from_slice(b"PAR1");
         assert!(footer(&tail, 24).unwrap_err().contains("declares"));
+        // A footer larger than any log file's, however large the file.
+        assert!(footer(&tail, u64::MAX / 2).unwrap_err().contains("declares"));
         assert!(footer(b"not parquet at all", 18).unwrap_err().contains("PAR1"));
         let mut fine = vec![0u8; 100];
         fine.extend_from_slice(&20u32.to_le_bytes());
@@ -287,7 +325,8 @@ mod tests {
                 let (_directory, store, path) = stored(bytes).await;
                 // Whatever the damage, the read ends: with batches or with an error naming the file.
                 if let Err(error) = read_columns(&store, &path, 1 << 30, vec!["id".into(), "output.".into()]).await {
-                    proptest::prop_assert!(error.contains("part.parquet"), "{}", error);
+                    let unreadable = matches!(&error, LogReadError::Unreadable(m) if m.contains("part.parquet"));
+                    proptest::prop_assert!(unreadable, "{:?}", error);
                 }
                 Ok(())
             })?;

@@ -33,6 +33,11 @@ fn current(columns: Vec<(String, DataType, ColumnValues)>) -> CurrentData {
     }
 }
 
+/// The digest of a sketch's first column.
+fn first_digest(sketch: &mut WindowSketch) -> &mut Digest {
+    sketch.columns[0].numeric.as_mut().unwrap().digest.as_mut().unwrap()
+}
+
 fn rank_of(sorted: &[f64], value: f64) -> f64 {
     sorted.partition_point(|v| *v < value) as f64 / sorted.len() as f64
 }
@@ -117,8 +122,8 @@ fn few_distinct_values_stay_exact_and_categories_add_up() {
     }
 }
 
-#[test]
-fn a_column_whose_type_changed_is_named_not_merged() {
+/// Column `x` as numbers, and as text.
+fn numbers_and_text() -> (WindowSketch, WindowSketch) {
     let numbers = WindowSketch::of_current(&current(vec![numeric_column("x", vec![1.0, 2.0], 0)]), 1.0);
     let labels = CategoricalValues {
         counts: vec![("a".into(), 1)],
@@ -128,9 +133,16 @@ fn a_column_whose_type_changed_is_named_not_merged() {
         &current(vec![("x".into(), DataType::Utf8, ColumnValues::Categorical(labels))]),
         1.0,
     );
+    (numbers, text)
+}
+
+#[test]
+fn a_column_whose_type_changed_is_named_not_merged() {
+    let (numbers, text) = numbers_and_text();
     let mut changed = Vec::new();
     let merged = numbers.merge(&text, &mut changed);
-    assert_eq!(changed, ["x"]);
+    assert_eq!(changed.len(), 1);
+    assert!(changed[0].contains("'x'"), "{changed:?}");
     assert!(merged.columns.is_empty());
 }
 
@@ -157,14 +169,7 @@ fn stored_sketches_round_trip_and_lies_are_refused() {
     lying.columns[0].cells = f64::INFINITY;
     assert!(lying.check().is_err());
     let mut lying = back;
-    lying.columns[0]
-        .numeric
-        .as_mut()
-        .unwrap()
-        .digest
-        .as_mut()
-        .unwrap()
-        .centroids = vec![(1.0, 1.0); MAX_CENTROIDS + 1];
+    first_digest(&mut lying).centroids = vec![(1.0, 1.0); MAX_CENTROIDS + 1];
     assert!(lying.check().unwrap_err().contains("centroids"));
     assert!(serde_json::from_str::<Distinct>("\"00ff\"").is_err());
 }
@@ -191,5 +196,93 @@ proptest::proptest! {
         if let Ok(sketch) = serde_json::from_str::<WindowSketch>(&text) {
             let _ = sketch.check();
         }
+    }
+}
+
+#[test]
+fn a_column_that_changes_type_mid_span_stays_out_of_the_rest_of_it() {
+    let (number, text) = numbers_and_text();
+    let numbers = || number.clone();
+    let mut notes = Vec::new();
+    let mut merged = numbers();
+    for hour in 1..6 {
+        let next = if hour == 2 { text.clone() } else { numbers() };
+        merged = merged.merge(&next, &mut notes);
+    }
+    assert!(merged.columns.is_empty(), "{:?}", merged.columns);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    // It survives being stored.
+    let stored: WindowSketch = serde_json::from_str(&serde_json::to_string(&merged).unwrap()).unwrap();
+    assert!(stored.merge(&numbers(), &mut notes).columns.is_empty());
+}
+
+#[test]
+fn sketches_whose_numbers_disagree_are_refused() {
+    let good = WindowSketch::of_current(
+        &current(vec![
+            numeric_column("x", uniform(3, 500), 7),
+            (
+                "c".into(),
+                DataType::Utf8,
+                ColumnValues::Categorical(CategoricalValues {
+                    counts: vec![("a".into(), 5), ("b".into(), 3)],
+                    nulls: 2,
+                }),
+            ),
+        ]),
+        2.0,
+    );
+    assert_eq!(good.check(), Ok(()));
+    type Lie = Box<dyn Fn(&mut WindowSketch)>;
+    let lies: Vec<(&str, Lie)> = vec![
+        (
+            "huge centroid weights",
+            Box::new(|s| {
+                for c in &mut first_digest(s).centroids {
+                    c.1 = 1e308;
+                }
+            }),
+        ),
+        (
+            "means past the extremes",
+            Box::new(|s| {
+                first_digest(s).centroids[0].0 = -1e300;
+            }),
+        ),
+        (
+            "a sum past the values",
+            Box::new(|s| s.columns[0].numeric.as_mut().unwrap().sum = 1e308),
+        ),
+        (
+            "negative squares",
+            Box::new(|s| s.columns[0].numeric.as_mut().unwrap().sum_of_squares = -1.0),
+        ),
+        ("more nulls than cells", Box::new(|s| s.columns[0].nulls = 1e9)),
+        ("cells that do not add up", Box::new(|s| s.columns[0].cells = 1e12)),
+        (
+            "negative categories",
+            Box::new(|s| s.columns[1].categorical.as_mut().unwrap().counts[0].1 = -4.0),
+        ),
+        (
+            "a negative pool",
+            Box::new(|s| s.columns[1].categorical.as_mut().unwrap().other = -1e9),
+        ),
+        (
+            "a column twice",
+            Box::new(|s| {
+                let again = s.columns[0].clone();
+                s.columns.push(again);
+            }),
+        ),
+        (
+            "no digest for finite values",
+            Box::new(|s| s.columns[0].numeric.as_mut().unwrap().digest = None),
+        ),
+        ("a weight below one row", Box::new(|s| s.weight = 0.5)),
+    ];
+    for (lie, change) in lies {
+        let mut sketch = good.clone();
+        change(&mut sketch);
+        assert!(sketch.check().is_err(), "{lie} was accepted");
     }
 }

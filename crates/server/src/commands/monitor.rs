@@ -381,7 +381,11 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
             let html = output
                 .as_ref()
                 .is_some_and(|o| o.extension().is_some_and(|e| e.eq_ignore_ascii_case("html")));
-            let query = |format: &str| format!("{api}/{name}/rollup?from={from}&to={to}&format={format}");
+            let encode = |text: &str| {
+                percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+            };
+            let (monitor, since, until) = (encode(&name), encode(&from), encode(&to));
+            let query = |format: &str| format!("{api}/{monitor}/rollup?from={since}&to={until}&format={format}");
             if html {
                 let output = output.unwrap_or_default();
                 save(client, &query("html"), &output).await?;

@@ -410,6 +410,16 @@ async fn drift_in_live_traffic_is_found_in_its_window_alerts_once_and_resolves()
         "labels change only the window they belong to"
     );
     assert_eq!(events_of(&server, "churn-live", "window_relabelled").await.len(), 1);
+    // The span of the first two windows merges their labelled rows: the accuracy of all of them together.
+    let two = get(&server, &span(0, 1)).await.json()["rollup"].clone();
+    assert_eq!(two["labels"], json!(labelled), "{two}");
+    let merged_accuracy = two["figures"]["performance.accuracy"].as_f64().unwrap();
+    assert!(
+        (merged_accuracy - correct as f64 / labelled as f64).abs() < 1e-12,
+        "{two}"
+    );
+    assert_eq!(two["figures"]["requests"], 20.0, "{two}");
+    assert_eq!(two["figures"]["health.error_rate"], 0.0, "{two}");
 
     // Clean traffic again: the alert resolves, and the receiver is told once.
     send(&server, "clean-again", &rows(30, 500, 0.0)).await;
@@ -585,6 +595,25 @@ async fn failed_requests_count_in_the_window_they_arrived_in() {
     assert_eq!(figure(&found[0], "health.failures"), Some(0.0));
     assert_eq!(figure(&found[0], "requests"), Some(2.0));
     assert_eq!(events_of(&server, "booster-health", "alert_firing").await.len(), 1);
+    // A window with no reference still keeps a sketch of its health, so spans of such windows merge too.
+    let span = format!(
+        "/api/loopline/v1/monitors/booster-health/rollup?from={}&to={}",
+        found[0]["start_ms"], found[0]["end_ms"]
+    );
+    let rolled = get(&server, &span).await;
+    assert_eq!(rolled.status, 200, "{}", rolled.body_text());
+    let rolled = rolled.json()["rollup"].clone();
+    assert_eq!(rolled["windows_summarised"], 1, "{rolled}");
+    assert_eq!(rolled["figures"]["health.bad_inputs"], 1.0, "{rolled}");
+    assert_eq!(rolled["figures"]["requests"], 2.0, "{rolled}");
+    assert!(rolled["drift"].is_null(), "{rolled}");
+    let html = get(&server, &format!("{span}&format=html")).await;
+    assert_eq!(
+        html.status,
+        404,
+        "no drift report without a reference: {}",
+        html.body_text()
+    );
 }
 
 #[tokio::test]
@@ -618,6 +647,25 @@ async fn a_drift_confined_to_one_slice_is_found_in_that_slice_only() {
     assert_eq!(figure(window, "slice[f0=1].drift.detected.f2"), Some(1.0));
     assert_eq!(figure(window, "slice[f0=0].drift.detected.f2"), Some(0.0));
     assert_eq!(events_of(&server, "by-segment", "alert_firing").await.len(), 1);
+    // Deleting the monitor deletes its windows' reports and sketches too.
+    let directory = server
+        .data_dir
+        .join("artifacts")
+        .join(window["report"].as_str().unwrap());
+    assert!(directory.join("sketch.json").exists() && directory.join("report.html").exists());
+    let deleted = raw_request(
+        server.address,
+        "DELETE",
+        "/api/loopline/v1/monitors/by-segment",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted.status, 200);
+    for file in ["sketch.json", "report.html", "report.json"] {
+        assert!(!directory.join(file).exists(), "{file} of {}", directory.display());
+    }
     let refused = post_json(
         &server,
         "/api/loopline/v1/monitors",
