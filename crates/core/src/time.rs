@@ -80,23 +80,33 @@ pub fn parse_utc_millis(text: &str) -> Option<i64> {
     let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     let days = era * 146_097 + day_of_era - 719_468;
-    let seconds = match time {
+    let within_day_ms = match time {
         None => 0,
         Some(time) => {
             let mut parts = time.split(':');
             let hour = number(parts.next()?, 0, 23)?;
             let minute = number(parts.next()?, 0, 59)?;
-            let second = match parts.next() {
-                Some(second) => number(second, 0, 59)?,
-                None => 0,
+            // Seconds, optionally with a fraction (`30.250`), as `rfc3339_millis` writes them.
+            let (second, millis) = match parts.next() {
+                Some(second) => match second.split_once('.') {
+                    Some((whole, fraction)) if (1..=9).contains(&fraction.len()) => {
+                        let padded = format!("{fraction:0<3}");
+                        (number(whole, 0, 59)?, number(&padded[..3], 0, 999)?)
+                    }
+                    Some(_) => return None,
+                    None => (number(second, 0, 59)?, 0),
+                },
+                None => (0, 0),
             };
-            if parts.next().is_some() {
+            if parts.next().is_some()
+                || (time.contains('.') && !time.split(':').nth(2).is_some_and(|s| s.contains('.')))
+            {
                 return None;
             }
-            hour * 3600 + minute * 60 + second
+            (hour * 3600 + minute * 60 + second) * 1000 + millis
         }
     };
-    Some((days * 86_400 + seconds) * 1000)
+    Some(days * 86_400_000 + within_day_ms)
 }
 
 #[cfg(test)]
@@ -115,6 +125,11 @@ mod tests {
             Some(951_782_400_000 + 3_600_000 * 23)
         );
         assert_eq!(parse_utc_millis("1795348800000"), Some(1_795_348_800_000));
+        assert_eq!(
+            parse_utc_millis(&rfc3339_millis(1_795_348_861_234)),
+            Some(1_795_348_861_234)
+        );
+        assert_eq!(parse_utc_millis("2026-11-22T12:01:01.5Z"), Some(1_795_348_861_500));
         for bad in [
             "",
             "2026-02-29",

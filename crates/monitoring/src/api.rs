@@ -243,7 +243,7 @@ async fn rollup(
     match &rolled.report {
         Some(report) => (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            loopline_drift_report::html::render(report),
+            crate::rollup::render_html(&rolled, report),
         )
             .into_response(),
         None => {

@@ -485,6 +485,23 @@ fn compare_with_reference(
     if !problems.is_empty() {
         return Err(problems);
     }
+    // A column with no values at all in the window (a dead upstream feature) cannot be compared: it is named,
+    // counted as wholly missing, and the other columns are still compared.
+    wanted.retain(|(name, logged, _)| {
+        let empty = input
+            .rows
+            .batches
+            .iter()
+            .all(|batch| batch.column_by_name(logged).is_none_or(|c| c.null_count() == c.len()));
+        if empty {
+            notes.push(format!(
+                "column '{name}' has no values in this window and is not compared"
+            ));
+            figures.insert(format!("quality.missing_share.{name}"), 1.0);
+        }
+        !empty
+    });
+    let prediction_compared = prediction_compared && wanted.iter().any(|w| w.0 == spec.prediction_column);
     let compare = |wanted: &[(String, String, DataType)]| -> Result<(DriftReport, WindowSketch), Vec<String>> {
         let current = current_data(input.rows, wanted).map_err(|e| vec![e])?;
         let report = report_against(reference, &current, spec)?;
@@ -739,71 +756,4 @@ fn evaluate_whole(input: &WindowInput<'_>) -> WindowOutcome {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_interpolate_as_numpy() {
-        let sorted = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(quantile(&sorted, 0.5), 2.5);
-        assert!((quantile(&sorted, 0.95) - 3.85).abs() < 1e-12);
-        assert_eq!(quantile(&[7.0], 0.99), 7.0);
-    }
-
-    #[test]
-    fn positive_rows_agree_with_the_class_text_of_every_cell() {
-        use arrow_array::{BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
-        use std::sync::Arc;
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from(vec![Some(1), Some(0), None, Some(-3), Some(1 << 60)])),
-            Arc::new(Int32Array::from(vec![Some(1), Some(2), None])),
-            Arc::new(Float64Array::from(vec![
-                Some(1.0),
-                Some(0.5),
-                Some(f64::NAN),
-                Some(f64::INFINITY),
-                Some(-0.0),
-                None,
-            ])),
-            Arc::new(StringArray::from(vec![Some("1"), Some("yes"), None, Some("1.0")])),
-            Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])),
-        ];
-        for positive in ["1", "0", "1.0", "0.5", "yes", "true", "false", "-3", "NaN", "inf", ""] {
-            for column in &columns {
-                let is_positive = positives(column, positive).unwrap();
-                for row in 0..column.len() {
-                    let expected = class_of(&cell(column, row)).map(|class| class == positive);
-                    assert_eq!(
-                        is_positive(row),
-                        expected,
-                        "{positive:?} in {:?} row {row}",
-                        column.data_type()
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn classes_ignore_number_spelling() {
-        assert_eq!(class_of(&json!(1)), class_of(&json!(1.0)));
-        assert_eq!(class_of(&json!("yes")).as_deref(), Some("yes"));
-        assert_eq!(class_of(&json!(0.5)).as_deref(), Some("0.5"));
-        assert_eq!(class_of(&json!(null)), None);
-    }
-
-    #[test]
-    fn list_labels_give_one_per_row() {
-        let posted = PostedLabel {
-            label: "[1, 0]".into(),
-            timestamp_ms: 0,
-        };
-        assert_eq!(row_label(&posted, 1), Some(json!(0)));
-        assert_eq!(row_label(&posted, 2), None, "rows past the list have no label");
-        let single = PostedLabel {
-            label: "\"cat\"".into(),
-            timestamp_ms: 0,
-        };
-        assert_eq!(row_label(&single, 0), Some(json!("cat")));
-    }
-}
+mod tests;

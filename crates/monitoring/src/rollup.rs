@@ -76,11 +76,24 @@ impl Monitoring {
         let mut versions: BTreeMap<String, u64> = BTreeMap::new();
         let mut merged: Option<WindowSketch> = None;
         let (mut summarised, mut unsketched, mut changed) = (0usize, 0usize, Vec::new());
+        let (mut unreadable, mut problem_windows) = (0f64, BTreeMap::<String, usize>::new());
         for window in &windows {
             rows += window.rows_seen;
             labels += window.labels_seen;
             let document: Value = serde_json::from_str(&window.figures).unwrap_or_default();
             requests += document["figures"]["requests"].as_f64().unwrap_or_default();
+            unreadable += document["figures"]["health.unreadable_files"]
+                .as_f64()
+                .unwrap_or_default();
+            if window.status == "problems" {
+                // Its columns were not compared: say why, once per kind of problem.
+                let problems = document["details"]["problems"].as_array().cloned().unwrap_or_default();
+                let why = problems
+                    .first()
+                    .and_then(Value::as_str)
+                    .unwrap_or("its columns were not compared");
+                *problem_windows.entry(why.to_string()).or_default() += 1;
+            }
             if let Some(counts) = document["details"]["versions"].as_object() {
                 for (version, count) in counts {
                     *versions.entry(version.clone()).or_default() += count.as_u64().unwrap_or_default();
@@ -90,7 +103,7 @@ impl Monitoring {
                 unsketched += usize::from(window.rows_seen > 0);
                 continue;
             };
-            let Some(sketch) = self.stored_sketch(directory, window.window_key).await? else {
+            let Some(sketch) = self.stored_sketch(directory, window).await? else {
                 unsketched += usize::from(window.rows_seen > 0);
                 continue;
             };
@@ -121,6 +134,20 @@ impl Monitoring {
             )),
             None => notes.push("the monitor has evaluated no window yet".into()),
             _ => {}
+        }
+        if windows.is_empty() {
+            notes.push("no evaluated window lies wholly within the span".into());
+        }
+        for (why, count) in problem_windows.iter().take(5) {
+            notes.push(format!(
+                "{count} window(s) compared no columns ({why}): their rows count in the totals, not in the columns"
+            ));
+        }
+        if unreadable > 0.0 {
+            notes.push(format!(
+                "{unreadable} prediction log file(s) could not be read in the span's windows (see each window's \
+                 details.unreadable_files): their rows are not counted"
+            ));
         }
         if unsketched > 0 {
             notes.push(format!(
@@ -196,6 +223,9 @@ impl Monitoring {
                 figures.insert("estimated.accuracy".into(), estimated.expected_correct / estimated.rows);
             }
         }
+        // Exact for every window, sketched or not.
+        figures.insert("requests".into(), requests);
+        figures.insert("health.unreadable_files".into(), unreadable);
         let summary = json!({
             "monitor": name,
             "from_ms": from_ms,
@@ -216,8 +246,14 @@ impl Monitoring {
         Ok(Rollup { summary, report })
     }
 
-    /// A window's stored sketch; `None` for a window evaluated before sketches were kept.
-    async fn stored_sketch(&self, directory: &str, key: i64) -> Result<Option<WindowSketch>, MonitorError> {
+    /// A window's stored sketch, checked on its own and against the window's counts; `None` for a window
+    /// evaluated before sketches were kept.
+    async fn stored_sketch(
+        &self,
+        directory: &str,
+        window: &loopline_metadata_store::MonitorWindow,
+    ) -> Result<Option<WindowSketch>, MonitorError> {
+        let key = window.window_key;
         let unusable = |why: String| MonitorError::Internal(format!("the sketch of window {key} {why}"));
         let path = ArtifactPath::parse(&format!("{directory}/{SKETCH_FILE}"))
             .map_err(|e| unusable(format!("has an unusable path: {e}")))?;
@@ -229,6 +265,76 @@ impl Monitoring {
         let sketch: WindowSketch =
             serde_json::from_slice(&bytes).map_err(|e| unusable(format!("is unreadable: {e}")))?;
         sketch.check().map_err(|e| unusable(format!("is damaged: {e}")))?;
+        // Its counts cannot pass the window's: labels joined, rows seen (a sample's weighted counts may pass
+        // the rows seen by the sampling's error, never twice over).
+        let labelled = window.labels_seen as f64 * sketch.weight;
+        let seen = window.rows_seen as f64;
+        let past = |claimed: f64, most: f64| claimed > most * (1.0 + 1e-9) + sketch.weight;
+        if sketch.performance.as_ref().is_some_and(|p| past(p.rows(), labelled))
+            || sketch.estimated.is_some_and(|e| past(e.rows, 2.0 * seen))
+            || past(sketch.health.requests, seen)
+            || sketch.columns.iter().any(|c| past(c.cells, 2.0 * seen))
+        {
+            return Err(unusable(format!(
+                "is damaged: it counts more rows or labels than window {key} saw ({seen} rows, {} labels)",
+                window.labels_seen
+            )));
+        }
         Ok(Some(sketch))
+    }
+}
+
+/// The roll-up's drift report as HTML, opening with what was merged: windows, rows, figures and notes.
+pub fn render_html(rollup: &Rollup, report: &DriftReport) -> String {
+    use loopline_core::html::{escape, format_number};
+    let summary = &rollup.summary;
+    let mut section = String::from("<section class=\"sub\"><h2>Roll-up</h2><p>");
+    section.push_str(&format!(
+        "{} windows ({} with sketches), {} rows, {} labels, from {} to {}",
+        summary["windows"],
+        summary["windows_summarised"],
+        summary["rows"],
+        summary["labels"],
+        escape(
+            &summary["from_ms"]
+                .as_i64()
+                .map(loopline_core::time::rfc3339_millis)
+                .unwrap_or_default()
+        ),
+        escape(
+            &summary["to_ms"]
+                .as_i64()
+                .map(loopline_core::time::rfc3339_millis)
+                .unwrap_or_default()
+        ),
+    ));
+    section.push_str("</p><ul>");
+    for (name, value) in summary["figures"].as_object().into_iter().flatten() {
+        let value = value.as_f64().map(format_number).unwrap_or_default();
+        section.push_str(&format!("<li>{}: {}</li>", escape(name), escape(&value)));
+    }
+    section.push_str("</ul>");
+    let notes: Vec<&str> = summary["notes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !notes.is_empty() {
+        section.push_str("<h3>Notes</h3><ul>");
+        for note in notes {
+            section.push_str(&format!("<li>{}</li>", escape(note)));
+        }
+        section.push_str("</ul>");
+    }
+    section.push_str("</section>");
+    let page = loopline_drift_report::html::render(report);
+    match page.find("<main>") {
+        Some(at) => format!(
+            "{}{section}{}",
+            &page[..at + "<main>".len()],
+            &page[at + "<main>".len()..]
+        ),
+        None => format!("{section}{page}"),
     }
 }

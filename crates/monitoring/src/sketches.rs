@@ -18,13 +18,13 @@ use crate::span_sketch::{EstimateSketch, HealthSketch, PerformanceSketch};
 /// and far less in the tails.
 const COMPRESSION: f64 = 200.0;
 /// Most centroids a stored digest may hold.
-const MAX_CENTROIDS: usize = 4_000;
+const MAX_CENTROIDS: usize = 1_000;
 /// Numeric columns keep exact value counts while they have at most this many distinct values.
 const EXACT_VALUES: usize = 64;
 /// Categories kept per column; rarer ones are pooled.
 pub const MAX_CATEGORIES: usize = 1_000;
 /// Columns a stored sketch may hold.
-const MAX_COLUMNS: usize = 10_000;
+const MAX_COLUMNS: usize = 4_000;
 /// The most rows any count may claim.
 const MAX_COUNT: f64 = 1e15;
 /// HyperLogLog registers (2^10: about 3% standard error).
@@ -55,22 +55,37 @@ fn scale_inverse(k: f64) -> f64 {
 /// stays within one unit of the scale function.
 fn compress(points: impl Iterator<Item = (f64, f64)>, total: f64) -> Vec<(f64, f64)> {
     let mut centroids: Vec<(f64, f64)> = Vec::new();
-    let (mut sum, mut weight, mut before) = (0.0, 0.0, 0.0);
+    let (mut mean, mut weight, mut before) = (0.0, 0.0, 0.0);
     let mut limit = total * scale_inverse(scale(0.0) + 1.0);
     for (value, w) in points {
         if weight > 0.0 && before + weight + w > limit {
-            centroids.push((sum / weight, weight));
+            centroids.push((mean, weight));
             before += weight;
-            (sum, weight) = (0.0, 0.0);
+            weight = 0.0;
             limit = total * scale_inverse(scale(before / total) + 1.0);
         }
-        sum += value * w;
         weight += w;
+        // A running mean as a convex combination: no sum that overflows, however large the values.
+        let share = w / weight;
+        mean = blend(mean, value, share);
     }
     if weight > 0.0 {
-        centroids.push((sum / weight, weight));
+        centroids.push((mean, weight));
     }
     centroids
+}
+
+/// `low` moved `share` of the way to `high`, without overflow for values near the largest float.
+fn blend(low: f64, high: f64, share: f64) -> f64 {
+    if share >= 1.0 {
+        return high;
+    }
+    let blended = low * (1.0 - share) + high * share;
+    match (blended.is_finite(), share < 0.5) {
+        (true, _) => blended,
+        (false, true) => low,
+        (false, false) => high,
+    }
 }
 
 impl Digest {
@@ -102,39 +117,42 @@ impl Digest {
         }
     }
 
-    /// The value at quantile `q`: linear between centroid centres, and to the extremes at the ends.
-    pub fn quantile(&self, q: f64) -> f64 {
-        let total = self.total();
-        let target = q.clamp(0.0, 1.0) * total;
-        let (mut previous_centre, mut previous_value) = (0.0, self.min);
+    /// Where the digest's distribution is pinned: `(rank, value)` from `(0, min)` through each centroid's centre
+    /// to `(total, max)`.
+    fn knots(&self) -> Vec<(f64, f64)> {
+        let mut knots = Vec::with_capacity(self.centroids.len() + 2);
+        knots.push((0.0, self.min));
         let mut before = 0.0;
         for (mean, weight) in &self.centroids {
-            let centre = before + weight / 2.0;
-            if target <= centre {
-                let span = centre - previous_centre;
-                let share = if span > 0.0 {
-                    (target - previous_centre) / span
-                } else {
-                    1.0
-                };
-                return previous_value + (mean - previous_value) * share;
-            }
-            (previous_centre, previous_value) = (centre, *mean);
+            knots.push((before + weight / 2.0, *mean));
             before += weight;
         }
-        let span = total - previous_centre;
-        let share = if span > 0.0 {
-            (target - previous_centre) / span
-        } else {
-            1.0
-        };
-        previous_value + (self.max - previous_value) * share
+        knots.push((before, self.max));
+        knots
+    }
+
+    /// The value at quantile `q` of `knots`: linear between centroid centres, and to the extremes at the ends.
+    fn interpolate(knots: &[(f64, f64)], q: f64) -> f64 {
+        let total = knots[knots.len() - 1].0;
+        let target = q.clamp(0.0, 1.0) * total;
+        let inner = &knots[1..knots.len() - 1];
+        let next = 1 + inner.partition_point(|(centre, _)| *centre < target);
+        let ((low_rank, low_value), (high_rank, high_value)) = (knots[next - 1], knots[next]);
+        let span = high_rank - low_rank;
+        let share = if span > 0.0 { (target - low_rank) / span } else { 1.0 };
+        blend(low_value, high_value, share)
+    }
+
+    /// The value at quantile `q`: linear between centroid centres, and to the extremes at the ends.
+    pub fn quantile(&self, q: f64) -> f64 {
+        Digest::interpolate(&self.knots(), q)
     }
 
     /// `count` values at evenly spaced quantiles (ascending): a stand-in sample with the digest's distribution.
     pub fn representatives(&self, count: usize) -> Vec<f64> {
+        let knots = self.knots();
         (0..count)
-            .map(|i| self.quantile((i as f64 + 0.5) / count as f64))
+            .map(|i| Digest::interpolate(&knots, (i as f64 + 0.5) / count as f64))
             .collect()
     }
 
@@ -254,10 +272,12 @@ pub struct NumericSketch {
     pub positive_infinity: f64,
     /// −∞ cells.
     pub negative_infinity: f64,
-    /// Sum and sum of squares of the finite values (weighted).
-    pub sum: f64,
-    /// Sum of squares.
-    pub sum_of_squares: f64,
+    /// Sum of the finite values (weighted); `None` when it overflows.
+    #[serde(default)]
+    pub sum: Option<f64>,
+    /// Sum of their squares; `None` when it overflows.
+    #[serde(default)]
+    pub sum_of_squares: Option<f64>,
     /// The quantile digest, when there are finite values.
     pub digest: Option<Digest>,
     /// `(value, weighted count)` while there are few distinct values.
@@ -334,8 +354,8 @@ fn numeric_sketch(values: &NumericValues, weight: f64) -> (NumericSketch, Distin
         nan: values.nan as f64 * weight,
         positive_infinity: values.positive_infinity as f64 * weight,
         negative_infinity: values.negative_infinity as f64 * weight,
-        sum: values.values.iter().sum::<f64>() * weight,
-        sum_of_squares: values.values.iter().map(|v| v * v).sum::<f64>() * weight,
+        sum: Some(values.values.iter().sum::<f64>() * weight).filter(|v| v.is_finite()),
+        sum_of_squares: Some(values.values.iter().map(|v| v * v).sum::<f64>() * weight).filter(|v| v.is_finite()),
         digest: Digest::of_sorted(&values.values, weight),
         values: (runs.len() <= EXACT_VALUES).then_some(runs),
     };
@@ -544,8 +564,12 @@ fn merge_numeric(a: &NumericSketch, b: &NumericSketch) -> NumericSketch {
         nan: a.nan + b.nan,
         positive_infinity: a.positive_infinity + b.positive_infinity,
         negative_infinity: a.negative_infinity + b.negative_infinity,
-        sum: a.sum + b.sum,
-        sum_of_squares: a.sum_of_squares + b.sum_of_squares,
+        sum: a.sum.zip(b.sum).map(|(x, y)| x + y).filter(|v| v.is_finite()),
+        sum_of_squares: a
+            .sum_of_squares
+            .zip(b.sum_of_squares)
+            .map(|(x, y)| x + y)
+            .filter(|v| v.is_finite()),
         digest,
         values,
     }
@@ -661,17 +685,36 @@ pub fn describe(column: &ColumnSketch) -> serde_json::Value {
     });
     if let Some(numeric) = &column.numeric {
         let n = numeric.finite;
-        let mean = (n > 0.0).then(|| numeric.sum / n);
-        let std = mean.map(|m| (numeric.sum_of_squares / n - m * m).max(0.0).sqrt());
+        let mean = numeric.sum.filter(|_| n > 0.0).map(|sum| sum / n);
+        let std = mean
+            .zip(numeric.sum_of_squares)
+            .map(|(m, squares)| (squares / n - m * m).max(0.0).sqrt());
+        // Quantiles of exact values where they were kept (a 0/1 column's median is 0 or 1), else of the digest.
+        let quantile = |q: f64| -> Option<f64> {
+            match (&numeric.values, &numeric.digest) {
+                (Some(runs), _) => {
+                    let total: f64 = runs.iter().map(|r| r.1).sum();
+                    let mut seen = 0.0;
+                    runs.iter()
+                        .find(|(_, count)| {
+                            seen += count;
+                            seen >= q * total
+                        })
+                        .map(|(value, _)| *value)
+                }
+                (None, Some(digest)) => Some(digest.quantile(q)),
+                (None, None) => None,
+            }
+        };
         described["numeric"] = json!({
             "finite": n, "nan": numeric.nan,
             "positive_infinity": numeric.positive_infinity, "negative_infinity": numeric.negative_infinity,
             "mean": mean, "std": std,
             "min": numeric.digest.as_ref().map(|d| d.min), "max": numeric.digest.as_ref().map(|d| d.max),
-            "quantiles": numeric.digest.as_ref().map(|d| {
+            "quantiles": numeric.digest.as_ref().map(|_| {
                 [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]
                     .iter()
-                    .map(|q| (format!("p{}", (q * 100.0) as u32), d.quantile(*q)))
+                    .filter_map(|q| Some((format!("p{}", (q * 100.0) as u32), quantile(*q)?)))
                     .collect::<BTreeMap<String, f64>>()
             }),
         });

@@ -87,7 +87,11 @@ impl RegressionSums {
         ]
         .iter()
         .all(|v| fine(*v))
+            && self.rows <= 1e15
             && self.labels.is_finite()
+            // (Σy)² ≤ n·Σy² (Cauchy–Schwarz): the labels' spread is not negative.
+            && (self.labels / self.rows.max(1.0)).powi(2)
+                <= self.labels_squared / self.rows.max(1.0) * (1.0 + 1e-9) + 1e-9
     }
 
     fn figures(&self, figures: &mut BTreeMap<String, f64>) -> Value {
@@ -245,21 +249,39 @@ impl PerformanceSketch {
         }
     }
 
-    /// Bounded and finite, as read back from storage.
+    /// Bounded, finite and self-consistent, as read back from storage.
     pub fn check(&self) -> Result<(), String> {
-        let fine = |v: f64| v.is_finite() && v >= 0.0;
+        let count = |v: f64| v.is_finite() && (0.0..=1e15).contains(&v);
         let ok = match self {
             PerformanceSketch::Classification {
                 confusion, log_loss, ..
             } => {
+                let pairs: BTreeSet<(&str, &str)> = confusion.iter().map(|c| (c.0.as_str(), c.1.as_str())).collect();
+                let total: f64 = confusion.iter().map(|c| c.2).sum();
+                // The log loss of one row is at most −ln ε (probabilities are clipped to [ε, 1 − ε]).
+                let most_loss = -f64::EPSILON.ln();
                 confusion.len() <= MAX_CONFUSION
-                    && confusion.iter().all(|c| fine(c.2))
-                    && log_loss.is_none_or(|(sum, rows)| fine(sum) && fine(rows))
+                    && pairs.len() == confusion.len()
+                    && confusion.iter().all(|c| count(c.2))
+                    && log_loss.is_none_or(|(sum, rows)| {
+                        count(rows)
+                            && rows <= total * (1.0 + 1e-9)
+                            && sum >= 0.0
+                            && sum <= rows * most_loss * (1.0 + 1e-9)
+                    })
             }
             PerformanceSketch::Regression(sums) => sums.is_fine(),
         };
         ok.then_some(())
-            .ok_or_else(|| "the performance sums are not finite counts".to_string())
+            .ok_or_else(|| "the performance sums are not counts that fit each other".to_string())
+    }
+
+    /// Labelled rows summed.
+    pub fn rows(&self) -> f64 {
+        match self {
+            PerformanceSketch::Classification { confusion, .. } => confusion.iter().map(|c| c.2).sum(),
+            PerformanceSketch::Regression(sums) => sums.rows,
+        }
     }
 
     /// Performance figures, named as a window's (`performance.*`); ROC AUC does not merge and is left out.

@@ -138,29 +138,8 @@ pub async fn read_log_part(
     keep: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>, LogReadError> {
     let artifact = ArtifactPath::parse(path).map_err(|e| LogReadError::Unreadable(e.to_string()))?;
-    if let Some(keep) = keep {
-        let keep = keep.iter().map(|n| n.to_string()).collect();
-        return crate::parquet_parts::read_columns(store, &artifact, MAX_LOG_FILE_BYTES, keep).await;
-    }
-    let bytes = store
-        .read_all(&artifact, MAX_LOG_FILE_BYTES)
-        .await
-        .map_err(|e| crate::parquet_parts::read_failure(path, e))?;
-    // Decoding is CPU work: off the async workers.
-    let shown = path.to_string();
-    tokio::task::spawn_blocking(move || {
-        let unreadable = |e: parquet::errors::ParquetError| {
-            LogReadError::Unreadable(format!("{shown} is not a readable Parquet file: {e}"))
-        };
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .and_then(|builder| builder.build())
-            .map_err(unreadable)?;
-        reader
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| LogReadError::Unreadable(format!("{shown}: {e}")))
-    })
-    .await
-    .map_err(|e| LogReadError::Storage(format!("{path}: decoding stopped: {e}")))?
+    let keep = keep.map(|names| names.iter().map(|n| n.to_string()).collect());
+    crate::parquet_parts::read_columns(store, &artifact, MAX_LOG_FILE_BYTES, keep).await
 }
 
 /// One posted label.

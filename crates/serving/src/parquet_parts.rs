@@ -121,15 +121,22 @@ pub fn is_kept(keep: &[String], name: &str) -> bool {
         .any(|k| k == name || (k.ends_with('.') && name.starts_with(k.as_str())))
 }
 
-/// The record batches of the root columns `keep` names (see [`is_kept`]), reading only their bytes.
+/// The record batches of the root columns `keep` names (see [`is_kept`]; `None`: every column), reading only
+/// their bytes after the footer.
 pub async fn read_columns(
     store: &dyn ArtifactStore,
     path: &ArtifactPath,
     size_limit: u64,
-    keep: Vec<String>,
+    keep: Option<Vec<String>>,
 ) -> Result<Vec<arrow_array::RecordBatch>, LogReadError> {
     let shown = path.as_string();
     let size = store.size(path).await.map_err(|e| read_failure(&shown, e))?;
+    if size == 0 {
+        // Nothing to read, or not a regular file (a pipe or a device lists with no size): never opened.
+        return Err(LogReadError::Unreadable(format!(
+            "{shown} is empty or not a regular file"
+        )));
+    }
     if size > size_limit {
         return Err(LogReadError::Unreadable(format!(
             "{shown} has {size} bytes, more than the {size_limit} read at once"
@@ -173,7 +180,7 @@ pub async fn read_columns(
             .get_fields()
             .iter()
             .enumerate()
-            .filter(|(_, field)| is_kept(&keep, field.name()))
+            .filter(|(_, field)| keep.as_ref().is_none_or(|keep| is_kept(keep, field.name())))
             .map(|(index, _)| index)
             .collect();
         Ok::<_, String>((metadata, roots))
@@ -249,7 +256,7 @@ mod tests {
     async fn only_the_kept_columns_are_read_from_every_row_group() {
         let (_directory, store, path) = stored(parquet_file(10_000, 1_000)).await;
         let keep = vec!["id".to_string(), "output.".to_string()];
-        let batches = read_columns(&store, &path, 1 << 30, keep).await.unwrap();
+        let batches = read_columns(&store, &path, 1 << 30, Some(keep)).await.unwrap();
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(rows, 10_000);
         let names: Vec<String> = batches[0].schema().fields().iter().map(|f| f.name().clone()).collect();
@@ -257,7 +264,17 @@ mod tests {
         let last = batches.last().unwrap();
         let ids = last.column(0).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(ids.value(ids.len() - 1), "r9999");
-        let too_small = read_columns(&store, &path, 100, vec!["id".into()]).await.unwrap_err();
+        let every: usize = read_columns(&store, &path, 1 << 30, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_columns())
+            .max()
+            .unwrap();
+        assert_eq!(every, 3);
+        let too_small = read_columns(&store, &path, 100, Some(vec!["id".into()]))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&too_small, LogReadError::Unreadable(m) if m.contains("more than the 100")),
             "{too_small:?}"
@@ -269,7 +286,7 @@ mod tests {
         let mut cut = parquet_file(1_000, 100);
         cut.drain(4..cut.len() / 2);
         let (_directory, store, path) = stored(cut).await;
-        let error = read_columns(&store, &path, 1 << 30, vec!["id".into()])
+        let error = read_columns(&store, &path, 1 << 30, Some(vec!["id".into()]))
             .await
             .unwrap_err();
         assert!(
@@ -277,15 +294,21 @@ mod tests {
             "{error:?}"
         );
         let (_other, store, path) = stored(b"just text".to_vec()).await;
-        let error = read_columns(&store, &path, 1 << 30, vec!["id".into()])
+        let error = read_columns(&store, &path, 1 << 30, Some(vec!["id".into()]))
             .await
             .unwrap_err();
         assert!(
             matches!(&error, LogReadError::Unreadable(m) if m.contains("PAR1")),
             "{error:?}"
         );
+        let (_empty, store, path) = stored(Vec::new()).await;
+        let error = read_columns(&store, &path, 1 << 30, None).await.unwrap_err();
+        assert!(
+            matches!(&error, LogReadError::Unreadable(m) if m.contains("empty")),
+            "{error:?}"
+        );
         let missing = ArtifactPath::parse("log/gone.parquet").unwrap();
-        let error = read_columns(&store, &missing, 1 << 30, vec!["id".into()])
+        let error = read_columns(&store, &missing, 1 << 30, Some(vec!["id".into()]))
             .await
             .unwrap_err();
         assert!(
@@ -324,7 +347,7 @@ mod tests {
             runtime.block_on(async {
                 let (_directory, store, path) = stored(bytes).await;
                 // Whatever the damage, the read ends: with batches or with an error naming the file.
-                if let Err(error) = read_columns(&store, &path, 1 << 30, vec!["id".into(), "output.".into()]).await {
+                if let Err(error) = read_columns(&store, &path, 1 << 30, Some(vec!["id".into(), "output.".into()])).await {
                     let unreadable = matches!(&error, LogReadError::Unreadable(m) if m.contains("part.parquet"));
                     proptest::prop_assert!(unreadable, "{:?}", error);
                 }

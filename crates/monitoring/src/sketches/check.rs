@@ -98,11 +98,28 @@ fn check_numeric(numeric: &NumericSketch, column: &ColumnSketch) -> Result<(), S
     if !agree(digest.total(), numeric.finite) {
         return Err("its digest does not weigh its finite values".into());
     }
+    // The sums, when kept, must fit the values: |sum| ≤ n·max|v|, the mean within [min, max], and the mean
+    // square at least the squared mean (Cauchy–Schwarz) and at most max v².
     let largest = digest.min.abs().max(digest.max.abs());
-    let sum_bound = largest * numeric.finite * (1.0 + 1e-9) + 1e-9;
-    let squares_bound = largest * sum_bound + 1e-9;
-    if !(numeric.sum.abs() <= sum_bound && (0.0..=squares_bound).contains(&numeric.sum_of_squares)) {
-        return Err("its sums lie outside its values' range".into());
+    let n = numeric.finite;
+    let tolerance = |bound: f64| bound * 1e-9 + 1e-9;
+    if let Some(sum) = numeric.sum {
+        let mean = sum / n;
+        if !(mean >= digest.min - tolerance(largest) && mean <= digest.max + tolerance(largest)) {
+            return Err("its sum puts the mean outside its values' range".into());
+        }
+        if let Some(squares) = numeric.sum_of_squares
+            && !(squares >= 0.0
+                && squares / n <= largest * largest * (1.0 + 1e-9) + 1e-9
+                && mean * mean <= squares / n + tolerance(mean * mean))
+        {
+            return Err("its sum of squares does not fit its values".into());
+        }
+    } else if numeric
+        .sum_of_squares
+        .is_some_and(|squares| squares.is_nan() || squares < 0.0)
+    {
+        return Err("its sum of squares is negative".into());
     }
     if let Some(values) = &numeric.values {
         let inside = values

@@ -74,7 +74,7 @@ fn a_day_merged_from_its_hours_has_the_day_s_quantiles_and_counts() {
         let rank = rank_of(&sorted, digest.quantile(q));
         assert!((rank - q).abs() < 0.005, "q {q}: rank {rank}");
     }
-    let mean = numeric.sum / numeric.finite;
+    let mean = numeric.sum.unwrap() / numeric.finite;
     let exact = day.iter().sum::<f64>() / day.len() as f64;
     assert!((mean - exact).abs() < 1e-9 * exact);
     let distinct = column.distinct.estimate();
@@ -251,11 +251,11 @@ fn sketches_whose_numbers_disagree_are_refused() {
         ),
         (
             "a sum past the values",
-            Box::new(|s| s.columns[0].numeric.as_mut().unwrap().sum = 1e308),
+            Box::new(|s| s.columns[0].numeric.as_mut().unwrap().sum = Some(1e308)),
         ),
         (
             "negative squares",
-            Box::new(|s| s.columns[0].numeric.as_mut().unwrap().sum_of_squares = -1.0),
+            Box::new(|s| s.columns[0].numeric.as_mut().unwrap().sum_of_squares = Some(-1.0)),
         ),
         ("more nulls than cells", Box::new(|s| s.columns[0].nulls = 1e9)),
         ("cells that do not add up", Box::new(|s| s.columns[0].cells = 1e12)),
@@ -279,10 +279,35 @@ fn sketches_whose_numbers_disagree_are_refused() {
             Box::new(|s| s.columns[0].numeric.as_mut().unwrap().digest = None),
         ),
         ("a weight below one row", Box::new(|s| s.weight = 0.5)),
+        (
+            "a spread below zero",
+            Box::new(|s| s.columns[0].numeric.as_mut().unwrap().sum_of_squares = Some(0.0)),
+        ),
     ];
     for (lie, change) in lies {
         let mut sketch = good.clone();
         change(&mut sketch);
         assert!(sketch.check().is_err(), "{lie} was accepted");
     }
+}
+
+#[test]
+fn values_near_the_largest_float_keep_a_readable_sketch() {
+    let huge = vec![1e308; 10];
+    let mixed: Vec<f64> = (0..100).map(|i| if i % 2 == 0 { -1e200 } else { 1e200 }).collect();
+    let sketch = WindowSketch::of_current(
+        &current(vec![numeric_column("h", huge, 0), numeric_column("m", mixed, 0)]),
+        1.0,
+    );
+    let text = serde_json::to_string(&sketch).unwrap();
+    let back: WindowSketch = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.check(), Ok(()));
+    let h = back.columns[0].numeric.as_ref().unwrap();
+    assert_eq!((h.sum, h.digest.as_ref().unwrap().quantile(0.5)), (None, 1e308));
+    let m = back.columns[1].numeric.as_ref().unwrap();
+    assert_eq!(m.sum_of_squares, None);
+    let median = m.digest.as_ref().unwrap().quantile(0.5);
+    assert!(median.is_finite() && median.abs() <= 1e200, "{median}");
+    let mut notes = Vec::new();
+    assert_eq!(back.merge(&back, &mut notes).check(), Ok(()));
 }

@@ -167,6 +167,12 @@ fn print_windows(windows: &[Value]) {
     }
 }
 
+/// A name or value as one URL path segment or query value: every character but letters and digits encoded, so
+/// `?`, `#`, `/` and `&` in a monitor's name never change which request is sent.
+fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// Writes what the server answers at `path` (a report) to `output`.
 async fn save(client: &Client, path: &str, output: &std::path::Path) -> Result<(), String> {
     let url = format!("{}{path}", client.base);
@@ -343,14 +349,16 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
             }
         }
         MonitorCommand::Status { name } => {
-            let status = client.ok(reqwest::Method::GET, &format!("{api}/{name}"), None).await?;
+            let status = client
+                .ok(reqwest::Method::GET, &format!("{api}/{}", segment(&name)), None)
+                .await?;
             print_status(&status["monitor"]);
         }
         MonitorCommand::Run { name } => {
             let ran = client
                 .ok(
                     reqwest::Method::POST,
-                    &format!("{api}/{name}/run"),
+                    &format!("{api}/{}/run", segment(&name)),
                     Some(serde_json::json!({})),
                 )
                 .await?;
@@ -359,7 +367,9 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
                 "{evaluated} window(s) evaluated; {} notification(s) delivered, {} waiting",
                 ran["notifications_delivered"], ran["notifications_waiting"]
             );
-            let status = client.ok(reqwest::Method::GET, &format!("{api}/{name}"), None).await?;
+            let status = client
+                .ok(reqwest::Method::GET, &format!("{api}/{}", segment(&name)), None)
+                .await?;
             print_status(&status["monitor"]);
         }
         MonitorCommand::Report {
@@ -371,7 +381,7 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
             let format = if json { "json" } else { "html" };
             save(
                 client,
-                &format!("{api}/{name}/windows/{window}/report?format={format}"),
+                &format!("{api}/{}/windows/{window}/report?format={format}", segment(&name)),
                 &output,
             )
             .await?;
@@ -381,10 +391,7 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
             let html = output
                 .as_ref()
                 .is_some_and(|o| o.extension().is_some_and(|e| e.eq_ignore_ascii_case("html")));
-            let encode = |text: &str| {
-                percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
-            };
-            let (monitor, since, until) = (encode(&name), encode(&from), encode(&to));
+            let (monitor, since, until) = (segment(&name), segment(&from), segment(&to));
             let query = |format: &str| format!("{api}/{monitor}/rollup?from={since}&to={until}&format={format}");
             if html {
                 let output = output.unwrap_or_default();
@@ -407,7 +414,7 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
             limit,
             export,
         } => {
-            let mut path = format!("{api}/{name}/review-queue?limit={limit}");
+            let mut path = format!("{api}/{}/review-queue?limit={limit}", segment(&name));
             if let Some(window) = window {
                 path.push_str(&format!("&window={window}"));
             }
@@ -472,7 +479,7 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
             let posted = client
                 .ok(
                     reqwest::Method::POST,
-                    &format!("{api}/{name}/review-queue/labels"),
+                    &format!("{api}/{}/review-queue/labels", segment(&name)),
                     Some(serde_json::json!({"labels": labels})),
                 )
                 .await?;
@@ -480,7 +487,7 @@ async fn execute(client: &Client, command: MonitorCommand) -> Result<(), String>
         }
         MonitorCommand::Delete { name } => {
             client
-                .ok(reqwest::Method::DELETE, &format!("{api}/{name}"), None)
+                .ok(reqwest::Method::DELETE, &format!("{api}/{}", segment(&name)), None)
                 .await?;
             println!("monitor '{name}' deleted");
         }
