@@ -160,6 +160,12 @@ fn output_column(spec: &MonitorSpec, rows: &WindowRows) -> Option<String> {
 /// The label of one row: the element at the row's position in its request when the label is a list (one per
 /// row of the request, which may span two windows), else the label itself.
 fn row_label(posted: &PostedLabel, row: usize) -> Option<Value> {
+    // Most labels are one integer class: read those without the JSON parser (the same value it would give).
+    if let Ok(class) = posted.label.parse::<i64>()
+        && posted.label == class.to_string()
+    {
+        return Some(Value::from(class));
+    }
     let label: Value = serde_json::from_str(&posted.label).ok()?;
     match label {
         Value::Array(items) => items
@@ -240,11 +246,10 @@ fn performance_figures(
                 .zip(&joined.scores)
                 .filter_map(|((l, p), s)| Some((class_of(l)?, class_of(p)?, *s)))
                 .collect();
-            let labels: Vec<String> = pairs.iter().map(|p| p.0.clone()).collect();
-            let predicted: Vec<String> = pairs.iter().map(|p| p.1.clone()).collect();
             let scores: Option<Vec<f64>> = pairs.iter().map(|p| p.2).collect();
             let scores = scores.filter(|_| spec.probability_output.is_some());
             let sketch = PerformanceSketch::classification(&pairs, &spec.positive_label, weight, scores.is_some());
+            let (labels, predicted): (Vec<String>, Vec<String>) = pairs.into_iter().map(|p| (p.0, p.1)).unzip();
             let Some(result) =
                 performance::classification(&labels, &predicted, &spec.positive_label, scores.as_deref())
             else {

@@ -55,22 +55,36 @@ fn scale_inverse(k: f64) -> f64 {
 /// stays within one unit of the scale function.
 fn compress(points: impl Iterator<Item = (f64, f64)>, total: f64) -> Vec<(f64, f64)> {
     let mut centroids: Vec<(f64, f64)> = Vec::new();
-    let (mut mean, mut weight, mut before) = (0.0, 0.0, 0.0);
+    // A centroid's mean is its weighted sum over its weight while the sum stays finite; past that (values near
+    // the largest float) a running mean, as a convex combination, takes over.
+    let (mut sum, mut mean, mut weight, mut before) = (0.0f64, 0.0, 0.0, 0.0);
     let mut limit = total * scale_inverse(scale(0.0) + 1.0);
+    let close = |sum: f64, mean: f64, weight: f64| if sum.is_finite() { sum / weight } else { mean };
     for (value, w) in points {
         if weight > 0.0 && before + weight + w > limit {
-            centroids.push((mean, weight));
+            centroids.push((close(sum, mean, weight), weight));
             before += weight;
-            weight = 0.0;
+            (sum, weight) = (0.0, 0.0);
             limit = total * scale_inverse(scale(before / total) + 1.0);
         }
+        if sum.is_finite() {
+            sum += value * w;
+            if !sum.is_finite() {
+                // Overflowed just now: go on from the mean so far.
+                mean = if weight > 0.0 {
+                    (sum - value * w) / weight
+                } else {
+                    value
+                };
+                mean = blend(mean, value, w / (weight + w));
+            }
+        } else {
+            mean = blend(mean, value, w / (weight + w));
+        }
         weight += w;
-        // A running mean as a convex combination: no sum that overflows, however large the values.
-        let share = w / weight;
-        mean = blend(mean, value, share);
     }
     if weight > 0.0 {
-        centroids.push((mean, weight));
+        centroids.push((close(sum, mean, weight), weight));
     }
     centroids
 }
@@ -339,14 +353,25 @@ pub struct WindowSketch {
 
 fn numeric_sketch(values: &NumericValues, weight: f64) -> (NumericSketch, Distinct) {
     let mut distinct = Distinct::default();
+    // Exact counts while there are few distinct values; past that only the distinct count goes on.
     let mut runs: Vec<(f64, f64)> = Vec::new();
-    for value in &values.values {
-        match runs.last_mut() {
-            Some((last, count)) if last == value => *count += weight,
-            _ => {
-                distinct.insert_number(*value);
-                runs.push((*value, weight));
+    let mut previous: Option<f64> = None;
+    let (mut sum, mut squares) = (0.0, 0.0);
+    for &value in &values.values {
+        sum += value;
+        squares += value * value;
+        if previous == Some(value) {
+            if runs.len() <= EXACT_VALUES
+                && let Some(last) = runs.last_mut()
+            {
+                last.1 += weight;
             }
+            continue;
+        }
+        previous = Some(value);
+        distinct.insert_number(value);
+        if runs.len() <= EXACT_VALUES {
+            runs.push((value, weight));
         }
     }
     let sketch = NumericSketch {
@@ -354,8 +379,8 @@ fn numeric_sketch(values: &NumericValues, weight: f64) -> (NumericSketch, Distin
         nan: values.nan as f64 * weight,
         positive_infinity: values.positive_infinity as f64 * weight,
         negative_infinity: values.negative_infinity as f64 * weight,
-        sum: Some(values.values.iter().sum::<f64>() * weight).filter(|v| v.is_finite()),
-        sum_of_squares: Some(values.values.iter().map(|v| v * v).sum::<f64>() * weight).filter(|v| v.is_finite()),
+        sum: Some(sum * weight).filter(|v| v.is_finite()),
+        sum_of_squares: Some(squares * weight).filter(|v| v.is_finite()),
         digest: Digest::of_sorted(&values.values, weight),
         values: (runs.len() <= EXACT_VALUES).then_some(runs),
     };

@@ -112,13 +112,20 @@ impl WindowRows {
                 .column_by_name("model_version")
                 .and_then(|c| c.as_string_opt::<i32>())
             {
+                // Versions come in long runs: count a run, then look it up once.
+                let mut run: Option<(&str, u64)> = None;
                 for version in column.iter().flatten() {
-                    match counts.get_mut(version) {
-                        Some(count) => *count += 1,
-                        None => {
-                            counts.insert(version, 1);
+                    match &mut run {
+                        Some((current, length)) if *current == version => *length += 1,
+                        _ => {
+                            if let Some((finished, length)) = run.replace((version, 1)) {
+                                *counts.entry(finished).or_insert(0) += length;
+                            }
                         }
                     }
+                }
+                if let Some((finished, length)) = run {
+                    *counts.entry(finished).or_insert(0) += length;
                 }
             }
         }
@@ -267,9 +274,16 @@ pub async fn time_window_rows(
                 let Some(times) = timestamps(&batch, &file.path, &mut rows) else {
                     break;
                 };
-                let inside = keep_rows(&batch, |row| {
-                    times.is_valid(row) && (start_ms..end_ms).contains(&times.value(row))
-                })?;
+                // Most files lie wholly inside their hour's window: no row-by-row filter for them.
+                let wholly_inside =
+                    times.null_count() == 0 && times.values().iter().all(|time| (start_ms..end_ms).contains(time));
+                let inside = if wholly_inside {
+                    batch
+                } else {
+                    keep_rows(&batch, |row| {
+                        times.is_valid(row) && (start_ms..end_ms).contains(&times.value(row))
+                    })?
+                };
                 let inside = if with_shadows { inside } else { served(&inside)? };
                 if !reading.reads_ids() && reading.limit > 0 && rows.rows() + inside.num_rows() > reading.limit {
                     // The window outgrows its sample: requests are sampled by id, so read again with the ids
