@@ -44,34 +44,27 @@ impl Monitoring {
         let (model, _) = self.target(&spec).await?;
         // Time windows are keyed by their start (from one window before the span, to see any it cuts through);
         // count windows by their number, in order of time too.
-        let mut key = match spec.window.seconds {
+        let key = match spec.window.seconds {
             Some(seconds) => from_ms.saturating_sub((seconds as i64).saturating_mul(1000)),
             None => i64::MIN,
         };
         let (mut windows, mut partial, mut newest_end) = (Vec::new(), 0usize, None::<i64>);
-        'pages: loop {
-            let page = self.store.monitor_windows(name, key, 1_000).await?;
-            let Some(last) = page.last() else { break };
-            key = last.window_key.saturating_add(1);
-            let full = page.len() == 1_000;
-            for window in page {
-                newest_end = newest_end.max(Some(window.window_end));
-                if window.window_start >= to_ms {
-                    break 'pages;
-                }
-                if window.window_start >= from_ms && window.window_end <= to_ms {
-                    if windows.len() == MAX_WINDOWS {
-                        return Err(invalid("to", format!("the span holds more than {MAX_WINDOWS} windows")));
-                    }
-                    windows.push(window);
-                } else if window.window_end > from_ms {
-                    partial += 1;
-                }
+        self.visit_windows(name, key, |window| {
+            newest_end = newest_end.max(Some(window.window_end));
+            if window.window_start >= to_ms {
+                return Ok(false);
             }
-            if !full {
-                break;
+            if window.window_start >= from_ms && window.window_end <= to_ms {
+                if windows.len() == MAX_WINDOWS {
+                    return Err(invalid("to", format!("the span holds more than {MAX_WINDOWS} windows")));
+                }
+                windows.push(window);
+            } else if window.window_end > from_ms {
+                partial += 1;
             }
-        }
+            Ok(true)
+        })
+        .await?;
         let (mut rows, mut labels, mut requests) = (0i64, 0i64, 0f64);
         let mut versions: BTreeMap<String, u64> = BTreeMap::new();
         let mut merged: Option<WindowSketch> = None;

@@ -440,23 +440,16 @@ impl Monitoring {
             details["cursor"] = cursor;
         }
         let report_path = match &outcome.report {
-            Some(report) => Some(
-                self.write_report(key, report, outcome.sketch.as_ref(), &details)
-                    .await?,
-            ),
+            Some(report) => Some(self.write_report(key, report, &details).await?),
             None => None,
         };
         if let Some(sketch) = &outcome.sketch {
-            // Beside the report, or on its own: what roll-ups of longer spans merge.
-            let directory = match &report_path {
-                Some(directory) => directory.clone(),
-                None => {
-                    let directory = format!("monitoring/sketches/{}-{key}", uuid::Uuid::new_v4().simple());
-                    self.put_text(&directory, crate::rollup::SKETCH_FILE, json!(sketch).to_string())
-                        .await?;
-                    directory
-                }
-            };
+            // What roll-ups of longer spans merge: beside the report, or on its own.
+            let directory = report_path
+                .clone()
+                .unwrap_or_else(|| format!("monitoring/sketches/{}-{key}", uuid::Uuid::new_v4().simple()));
+            self.put_text(&directory, crate::rollup::SKETCH_FILE, json!(sketch).to_string())
+                .await?;
             details["sketch"] = json!(directory);
         }
         let window = MonitorWindow {
@@ -490,7 +483,6 @@ impl Monitoring {
         &self,
         key: i64,
         report: &loopline_drift_report::DriftReport,
-        sketch: Option<&crate::sketches::WindowSketch>,
         details: &Value,
     ) -> Result<String, MonitorError> {
         // Reports are named by a random directory under the monitor's key so that a window evaluated
@@ -498,12 +490,7 @@ impl Monitoring {
         let directory = format!("monitoring/reports/{}-{key}", uuid::Uuid::new_v4().simple());
         let html = loopline_drift_report::html::render(report);
         let document = json!({"report": report, "details": details});
-        let mut files = vec![("report.json", document.to_string()), ("report.html", html)];
-        if let Some(sketch) = sketch {
-            // The window's mergeable summaries, for roll-ups of longer spans (`crate::rollup`).
-            files.push((crate::rollup::SKETCH_FILE, json!(sketch).to_string()));
-        }
-        for (file, body) in files {
+        for (file, body) in [("report.json", document.to_string()), ("report.html", html)] {
             self.put_text(&directory, file, body).await?;
         }
         Ok(directory)

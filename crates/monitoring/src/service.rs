@@ -496,15 +496,11 @@ impl Monitoring {
     pub async fn delete(&self, name: &str) -> Result<(), MonitorError> {
         // Its windows' reports and sketches go too (after the monitor, best effort: a leftover is only disk).
         let mut directories = Vec::new();
-        let mut key = i64::MIN;
-        loop {
-            let page = self.store.monitor_windows(name, key, 1_000).await?;
-            directories.extend(page.iter().flat_map(crate::runner::window_directories));
-            match page.last() {
-                Some(last) if page.len() == 1_000 => key = last.window_key.saturating_add(1),
-                _ => break,
-            }
-        }
+        self.visit_windows(name, i64::MIN, |window| {
+            directories.extend(crate::runner::window_directories(&window));
+            Ok(true)
+        })
+        .await?;
         self.store.delete_monitor(name).await?;
         self.delete_reports(&directories).await;
         self.latest
@@ -512,6 +508,31 @@ impl Monitoring {
             .expect("latest figures lock: this is a bug")
             .remove(name);
         Ok(())
+    }
+
+    /// Hands the monitor's stored windows from key `from_key` on to `visit`, in key order, a page at a time
+    /// (so memory holds one page, whatever the count), until `visit` answers `false` or fails.
+    pub(crate) async fn visit_windows(
+        &self,
+        name: &str,
+        mut key: i64,
+        mut visit: impl FnMut(loopline_metadata_store::MonitorWindow) -> Result<bool, MonitorError>,
+    ) -> Result<(), MonitorError> {
+        const PAGE: usize = 1_000;
+        loop {
+            let page = self.store.monitor_windows(name, key, PAGE).await?;
+            let full = page.len() == PAGE;
+            let Some(last) = page.last() else { return Ok(()) };
+            key = last.window_key.saturating_add(1);
+            for window in page {
+                if !visit(window)? {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// Window results from `from_key` on, oldest first.

@@ -1049,6 +1049,13 @@ fn hostile_bodies_to_the_monitor_api_are_client_errors() {
         let answer = send_body(method, path, body.to_string().as_bytes());
         proptest::prop_assert!(answer.status < 500, "{path} {body}: {} {}", answer.status, answer.body_text());
     });
+    // Roll-ups: generated times (digits, dates, junk, huge numbers) are client errors or answers, never 5xx.
+    let times = "[0-9TZ:.+%&-]{0,40}";
+    proptest::proptest!(config, |(from in times, to in times, format in "(json|html|[a-z]{0,5})")| {
+        let path = format!("/api/loopline/v1/monitors/target/rollup?from={from}&to={to}&format={format}");
+        let answer = runtime.block_on(raw_request(server.address, "GET", &path, &[], b"")).unwrap();
+        proptest::prop_assert!(answer.status < 500, "{path}: {} {}", answer.status, answer.body_text());
+    });
     let ran = runtime.block_on(post_json(&server, "/api/loopline/v1/monitors/target/run", &json!({})));
     assert_eq!(ran.status, 200, "the monitor still runs: {}", ran.body_text());
 }
