@@ -1,7 +1,8 @@
 """Writes the monitoring benchmark's data: a labelled reference table, and one day of logged traffic in the
 prediction log's own layout (predictions/model=bench/hour=H/part-<written-ms>-<uuid>.parquet, files of 10,000
-rows as serving writes them; feedback/hour=H/... with every label, received an hour after its prediction), plus
-the same day as one Parquet table with a timestamp for the reference tools.
+rows, with the columns, request keys and (lack of) compression of the files serving writes; feedback/hour=H/...
+with every label, received an hour after its prediction), plus the same day as one Parquet table with a timestamp
+for the reference tools.
 
 20 features (15 numeric, 5 categorical); a binary classifier that is overconfident (it reports sigmoid(2z) where
 the label's probability is sigmoid(z)), so CBPE calibrates. From hour 12 three features drift.
@@ -16,11 +17,31 @@ import uuid
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
 import pyarrow.parquet as pq
 
 DAY_START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 HOUR_MS = 3_600_000
 FILE_ROWS = 10_000
+
+
+def request_keys(ids: list[str]) -> np.ndarray:
+    """The log's request_key column: 64-bit FNV-1a of each id (32 hex digits here), as serving computes it."""
+    width = 32
+    data = np.frombuffer("".join(ids).encode("ascii"), dtype=np.uint8).reshape(len(ids), width)
+    keys = np.full(len(ids), 0xCBF29CE484222325, dtype=np.uint64)
+    for position in range(width):
+        keys ^= data[:, position].astype(np.uint64)
+        keys *= np.uint64(0x100000001B3)
+    return keys
+
+
+def write_log_file(table: pa.Table, path: pathlib.Path) -> None:
+    """Written as serving's prediction log writes: no compression, and a dictionary only for columns with few
+    distinct values in the file (at most a quarter of its rows)."""
+    few = [name for name in table.column_names
+           if pa.compute.count_distinct(table[name]).as_py() <= table.num_rows // 4]
+    pq.write_table(table, path, compression="none", use_dictionary=few)
 
 
 def features(rows: int, drifted: bool, rng: np.random.Generator) -> pd.DataFrame:
@@ -64,6 +85,7 @@ def main() -> None:
         start = DAY_START_MS + hour * HOUR_MS
         frame["timestamp"] = pd.to_datetime(start + np.sort(rng.integers(0, HOUR_MS, per_hour)), unit="ms", utc=True)
         frame["request_id"] = [uuid.uuid4().hex for _ in range(per_hour)]
+        frame["request_key"] = request_keys(list(frame.request_id))
         analysis.append(frame)
         label = pd.Timestamp(start, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H")
         later = pd.Timestamp(start + HOUR_MS, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H")
@@ -72,6 +94,7 @@ def main() -> None:
             written += 1
             columns = {
                 "request_id": pa.array(part.request_id),
+                "request_key": pa.array(part.request_key, type=pa.uint64()),
                 "timestamp": pa.array(part.timestamp.astype("int64") // 1_000_000, type=pa.timestamp("ms", tz="UTC")),
                 "model_version": pa.array(["1"] * len(part)),
                 "role": pa.array(["served"] * len(part)),
@@ -84,15 +107,15 @@ def main() -> None:
             columns["output.probability"] = pa.array(part.probability)
             directory = artifacts / "predictions" / "model=bench" / f"hour={label}"
             directory.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.table(columns), directory / f"part-{written:013d}-{uuid.uuid4().hex}.parquet")
+            write_log_file(pa.table(columns), directory / f"part-{written:013d}-{uuid.uuid4().hex}.parquet")
             feedback = artifacts / "feedback" / f"hour={later}"
             feedback.mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.table({
+            write_log_file(pa.table({
                 "request_id": pa.array(part.request_id),
                 "timestamp": pa.array(np.full(len(part), start + HOUR_MS, dtype=np.int64), type=pa.timestamp("ms", tz="UTC")),
                 "label": pa.array(part.label.astype(str)),
             }), feedback / f"part-{written:013d}-{uuid.uuid4().hex}.parquet")
-    pd.concat(analysis, ignore_index=True).drop(columns=["request_id"]).to_parquet(args.out / "analysis.parquet")
+    pd.concat(analysis, ignore_index=True).drop(columns=["request_id", "request_key"]).to_parquet(args.out / "analysis.parquet")
     (args.out / "meta.txt").write_text(f"rows={per_hour * 24}\nday_start_ms={DAY_START_MS}\n")
 
 

@@ -293,42 +293,41 @@ pub fn estimate(
     if rows == 0 || predictions.len() != rows {
         return None;
     }
-    let calibrated: Vec<f64> = probabilities
-        .iter()
-        .map(|&p| {
-            if reference.calibrated {
-                isotonic_predict(&reference.calibration_x, &reference.calibration_y, p)
-            } else {
-                p
-            }
-        })
-        .collect();
-    let expected_correct: f64 = calibrated
+    let calibrate = |p: f64| {
+        if reference.calibrated {
+            isotonic_predict(&reference.calibration_x, &reference.calibration_y, p)
+        } else {
+            p
+        }
+    };
+    // Rows by uncalibrated score, highest first, with their calibrated probability and predicted class.
+    // (Rows with equal scores have equal calibrated values, so their order among themselves changes nothing.)
+    let mut ranked: Vec<(f64, f64, bool)> = probabilities
         .iter()
         .zip(predictions)
-        .map(|(p, predicted)| if *predicted == 1.0 { *p } else { 1.0 - p })
+        .map(|(&p, &predicted)| (p, calibrate(p), predicted == 1.0))
+        .collect();
+    ranked.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    let expected_correct: f64 = ranked
+        .iter()
+        .map(|(_, p, positive)| if *positive { *p } else { 1.0 - p })
         .sum();
     let n = rows as f64;
     let accuracy = band(expected_correct / n, reference.accuracy_std / n.sqrt());
-    // ROC AUC: rows by uncalibrated score, highest first; expected true and false positives accumulate.
-    // (Rows with equal scores have equal calibrated values, so their order among themselves changes nothing.)
-    let mut ranked: Vec<(f64, f64)> = probabilities.iter().copied().zip(calibrated.iter().copied()).collect();
-    ranked.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    // ROC AUC: expected true and false positives accumulate down the ranking (rounded as NannyML rounds
+    // them); the area is the sum of the trapezoids, scaled once by both totals at the end.
     let round = |v: f64| (v * 1e5).round() / 1e5;
     let (mut cumulative, mut area) = (0.0, 0.0);
     let (mut true_positives, mut false_positives) = (0.0, 0.0);
-    let mut steps = Vec::with_capacity(rows);
-    for (position, (_, calibrated)) in ranked.iter().enumerate() {
+    for (position, (_, calibrated, _)) in ranked.iter().enumerate() {
         cumulative += calibrated;
         let (next_true, next_false) = (round(cumulative), round((position + 1) as f64 - cumulative));
-        steps.push((next_false - false_positives, next_true + true_positives));
+        area += (next_false - false_positives) * (next_true + true_positives);
         (true_positives, false_positives) = (next_true, next_false);
     }
     let (all_true, all_false) = (true_positives, false_positives);
     let roc_auc = (all_true > 0.0 && all_false > 0.0).then(|| {
-        for (width, height) in &steps {
-            area += width / all_false * (height / 2.0 / all_true);
-        }
+        let area = area / (2.0 * all_false * all_true);
         let error = reference.roc_auc_std / (n * reference.roc_auc_fraction).sqrt();
         band(area, if error.is_finite() { error } else { 0.0 })
     });

@@ -305,8 +305,8 @@ fn estimated_figures(input: &WindowInput<'_>, output: &str, figures: &mut Figure
         return (Value::Null, None);
     };
     let probability = format!("output.{probability}");
-    let mut scores = Vec::new();
-    let mut predicted = Vec::new();
+    let mut scores = Vec::with_capacity(input.rows.rows());
+    let mut predicted = Vec::with_capacity(input.rows.rows());
     for batch in &input.rows.batches {
         let (Some(scored), Some(classes)) = (batch.column_by_name(&probability), batch.column_by_name(output)) else {
             continue;
@@ -604,7 +604,7 @@ fn health_figures(input: &WindowInput<'_>, requests: usize, figures: &mut Figure
     if asked > 0.0 {
         figures.insert("health.error_rate".into(), failed / asked);
     }
-    let mut latencies: Vec<f64> = Vec::new();
+    let mut latencies: Vec<f64> = Vec::with_capacity(input.rows.rows());
     for batch in &input.rows.batches {
         let (Some(latency), positions) = (
             batch

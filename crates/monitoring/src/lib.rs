@@ -23,6 +23,8 @@ pub mod span_sketch;
 pub mod spec;
 pub mod state;
 pub mod window_data;
+pub mod window_rows;
+mod window_sink;
 
 pub use service::{MonitorError, Monitoring, MonitoringConfig};
 pub use spec::MonitorSpec;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use loopline_artifact_store::ArtifactPath;
 use loopline_core::time::now_millis;
 use loopline_metadata_store::{MonitorEvent, MonitorUpdate, MonitorWindow, ReferenceRecord};
@@ -19,7 +20,7 @@ use crate::figures::Figures;
 use crate::service::{MonitorError, Monitoring, monitor_event, parse_record, to_json};
 use crate::spec::MonitorSpec;
 use crate::state::MonitorState;
-use crate::window_data::{LogCursor, Reading, WindowRows, count_window, time_window};
+use crate::window_data::{LogCursor, Reading, WindowRows, count_window, time_window, time_window_from};
 
 /// Windows evaluated at once.
 const PARALLEL_WINDOWS: usize = 2;
@@ -28,6 +29,11 @@ const RELABEL_EVERY_MS: i64 = 300_000;
 /// Most windows whose labels are read in one pass over the feedback (their samples are held meanwhile, up to
 /// one window's sample limit in rows).
 const LABEL_BATCH: usize = 8;
+
+/// A window read and waiting to be evaluated: its key, span, rows and (count windows) log positions.
+type ReadWindow = (i64, (i64, i64), WindowRows, Value);
+/// Time windows read at once.
+const READ_AHEAD: usize = 1;
 /// Recent windows evaluated again when new labels arrive.
 const RELABEL_WINDOWS: usize = 24;
 
@@ -231,6 +237,9 @@ impl Monitoring {
         Ok((Some(since), newest))
     }
 
+    /// Reads and evaluates the windows that are due: each window is read while those before it are evaluated
+    /// (both on the blocking pool), so both cores work. (Reading two windows at once as well was measured: a
+    /// few percent faster, a third more memory.)
     async fn due_windows(
         &self,
         spec: &MonitorSpec,
@@ -240,60 +249,123 @@ impl Monitoring {
         now: i64,
         on_demand: bool,
     ) -> Result<Vec<Evaluated>, MonitorError> {
-        let mut evaluated = Vec::new();
-        let mut pending: Vec<(i64, (i64, i64), WindowRows, Value)> = Vec::new();
-        for _ in 0..self.config.windows_per_run.max(1) {
-            let window = match (window_length_ms(spec), spec.window.predictions) {
-                (Some(length), _) => {
-                    let (start, end) = (state.next_key, state.next_key.saturating_add(length));
-                    let grace = if on_demand { 0 } else { spec.grace_seconds as i64 * 1000 };
-                    if end.saturating_add(grace) > now {
-                        break;
+        let most = self.config.windows_per_run.max(1);
+        match window_length_ms(spec) {
+            Some(length) => {
+                let grace = if on_demand { 0 } else { spec.grace_seconds as i64 * 1000 };
+                let mut spans = Vec::new();
+                let mut start = state.next_key;
+                while spans.len() < most && start.saturating_add(length).saturating_add(grace) <= now {
+                    spans.push((start, start.saturating_add(length)));
+                    start = start.saturating_add(length);
+                }
+                let reading = Reading::for_spec(spec);
+                // The sampling rate the last window read reached: the next one is read at it.
+                let reached = &std::sync::atomic::AtomicUsize::new(0);
+                let reads = futures::stream::iter(spans.clone())
+                    .map(|(start, end)| async move {
+                        let floor = reached.load(std::sync::atomic::Ordering::Relaxed);
+                        let rows =
+                            time_window_from(self.artifacts.as_ref(), model, (start, end), (false, reading), floor)
+                                .await
+                                .map_err(MonitorError::Internal)?;
+                        if rows.seen_rows > 0 {
+                            reached.store(rows.halvings(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok((start, (start, end), rows, Value::Null))
+                    })
+                    .buffered(READ_AHEAD)
+                    .boxed();
+                let evaluated = self.evaluate_as_read(spec, model, labels, reads).await?;
+                if let Some((_, end)) = spans.last() {
+                    state.next_key = *end;
+                }
+                Ok(evaluated)
+            }
+            None => {
+                let reads = futures::stream::unfold(state, |state| async move {
+                    match self.next_window(spec, state, model, now).await {
+                        Ok(Some(window)) => Some((Ok(window), state)),
+                        Ok(None) => None,
+                        Err(error) => Some((Err(error), state)),
                     }
-                    let rows = time_window(self.artifacts.as_ref(), model, (start, end), Reading::for_spec(spec))
-                        .await
-                        .map_err(MonitorError::Internal)?;
-                    state.next_key = end;
-                    (start, (start, end), rows, Value::Null)
+                })
+                .take(most)
+                .boxed();
+                self.evaluate_as_read(spec, model, labels, reads).await
+            }
+        }
+    }
+
+    /// Evaluates windows as they are read, the next read while the ones before it are evaluated.
+    async fn evaluate_as_read(
+        &self,
+        spec: &MonitorSpec,
+        model: &str,
+        labels: Option<&str>,
+        reads: impl futures::Stream<Item = Result<ReadWindow, MonitorError>>,
+    ) -> Result<Vec<Evaluated>, MonitorError> {
+        let mut reads = std::pin::pin!(reads);
+        let mut evaluated = Vec::new();
+        let mut pending: Vec<ReadWindow> = Vec::new();
+        let mut ready: Option<Vec<ReadWindow>> = None;
+        loop {
+            let evaluating = ready.take();
+            let (window, done) = futures::join!(reads.next(), async {
+                match evaluating {
+                    Some(windows) => self.evaluate_windows(spec, model, windows, labels).await,
+                    None => Ok(Vec::new()),
                 }
-                (None, Some(count)) => {
-                    let cursor = state.cursor.clone();
-                    let Some((rows, next)) = count_window(
-                        self.artifacts.as_ref(),
-                        model,
-                        &cursor,
-                        count as usize,
-                        Reading::for_spec(spec),
-                    )
-                    .await
-                    .map_err(MonitorError::Internal)?
-                    else {
-                        break;
-                    };
-                    let key = state.next_key;
-                    state.next_key = state.next_key.saturating_add(1);
-                    state.cursor = next.clone();
-                    let span = rows.span.unwrap_or((now, now));
-                    (
-                        key,
-                        (span.0, span.1.saturating_add(1)),
-                        rows,
-                        json!({"from": cursor, "to": next}),
-                    )
-                }
-                (None, None) => break,
+            });
+            evaluated.extend(done?);
+            let Some(window) = window.transpose()? else {
+                break;
             };
             pending.push(window);
             let held: usize = pending.iter().map(|(_, _, rows, _)| rows.rows()).sum();
             if pending.len() == LABEL_BATCH || held >= spec.sample_rows {
-                evaluated.extend(
-                    self.evaluate_windows(spec, model, std::mem::take(&mut pending), labels)
-                        .await?,
-                );
+                ready = Some(std::mem::take(&mut pending));
             }
         }
         evaluated.extend(self.evaluate_windows(spec, model, pending, labels).await?);
         Ok(evaluated)
+    }
+
+    /// Reads the next count window (`None`: fewer predictions than it needs are logged), moving the monitor's
+    /// cursor past it.
+    async fn next_window(
+        &self,
+        spec: &MonitorSpec,
+        state: &mut MonitorState,
+        model: &str,
+        now: i64,
+    ) -> Result<Option<ReadWindow>, MonitorError> {
+        let Some(count) = spec.window.predictions else {
+            return Ok(None);
+        };
+        let cursor = state.cursor.clone();
+        let Some((rows, next)) = count_window(
+            self.artifacts.as_ref(),
+            model,
+            &cursor,
+            count as usize,
+            Reading::for_spec(spec),
+        )
+        .await
+        .map_err(MonitorError::Internal)?
+        else {
+            return Ok(None);
+        };
+        let key = state.next_key;
+        state.next_key = state.next_key.saturating_add(1);
+        state.cursor = next.clone();
+        let span = rows.span.unwrap_or((now, now));
+        Ok(Some((
+            key,
+            (span.0, span.1.saturating_add(1)),
+            rows,
+            json!({"from": cursor, "to": next}),
+        )))
     }
 
     /// Evaluates windows whose rows are read, reading the feedback once for all of them.
@@ -301,7 +373,7 @@ impl Monitoring {
         &self,
         spec: &MonitorSpec,
         model: &str,
-        windows: Vec<(i64, (i64, i64), WindowRows, Value)>,
+        windows: Vec<ReadWindow>,
         labels_since: Option<&str>,
     ) -> Result<Vec<Evaluated>, MonitorError> {
         let labels = match labels_since {

@@ -3,13 +3,11 @@
 //! cursor kept in the monitor's state. Only answers served to callers count (shadow answers are compared
 //! elsewhere).
 //!
-//! Memory stays bounded whatever a window's size: rows, requests and the span are counted exactly as files
-//! stream past, but at most `sample_rows` rows are kept. Requests are sampled whole by a hash of their id
-//! (FNV-1a, so the sample is the same on every machine and every run): a request is kept while its hash
-//! falls under the sampling rate, and the rate halves whenever the kept rows pass the limit. The sample of a
-//! longer span is therefore the union of its parts' samples thinned to one rate: samples merge.
+//! Rows are counted exactly and sampled to a bounded size as they stream past (see [`crate::window_rows`]).
 
 use std::sync::Arc;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
@@ -17,8 +15,12 @@ use arrow_array::{Array, BooleanArray, RecordBatch};
 use futures::StreamExt;
 use loopline_artifact_store::ArtifactStore;
 use loopline_serving::log_reader::{
-    LogFile, LogReadError, failures_prefix, log_files, predictions_prefix, read_log_part,
+    LogFile, LogReadError, REQUEST_KEY, failures_prefix, log_files, predictions_prefix, read_log_part,
+    read_log_part_with,
 };
+
+use crate::window_rows::Part;
+use crate::window_sink::{Known, WindowSink};
 use serde::{Deserialize, Serialize};
 
 /// Where a count window's next rows begin.
@@ -30,183 +32,7 @@ pub struct LogCursor {
     pub offset: usize,
 }
 
-/// Rows read for a window.
-#[derive(Debug)]
-pub struct WindowRows {
-    /// Served rows kept (all of them, or the sample), as the log holds them.
-    pub batches: Vec<RecordBatch>,
-    /// Earliest and latest prediction time among all rows seen.
-    pub span: Option<(i64, i64)>,
-    /// Rows seen, kept or not.
-    pub seen_rows: u64,
-    /// Requests seen (rows at position 0 of their request).
-    pub seen_requests: u64,
-    /// Share of requests kept: 1 until the window outgrows the limit.
-    pub rate: f64,
-    /// Most rows kept; 0 keeps every row.
-    pub limit: usize,
-    /// Log files left out because they cannot be read (damaged, not Parquet, too large), with why.
-    pub unreadable: Vec<String>,
-}
-
-impl Default for WindowRows {
-    fn default() -> Self {
-        WindowRows::sampled(0)
-    }
-}
-
-/// A stable 64-bit FNV-1a hash of a request id, as a number in [0, 1).
-pub fn request_key(request_id: &str) -> f64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in request_id.as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (hash >> 11) as f64 / (1u64 << 53) as f64
-}
-
-impl WindowRows {
-    /// An empty window that keeps at most `limit` rows (0: all).
-    pub fn sampled(limit: usize) -> WindowRows {
-        WindowRows {
-            batches: Vec::new(),
-            span: None,
-            seen_rows: 0,
-            seen_requests: 0,
-            rate: 1.0,
-            limit,
-            unreadable: Vec::new(),
-        }
-    }
-
-    /// A window holding exactly these rows (a slice of another window).
-    pub fn of(batches: Vec<RecordBatch>, span: Option<(i64, i64)>) -> WindowRows {
-        let mut rows = WindowRows::sampled(0);
-        rows.span = span;
-        rows.seen_rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        rows.seen_requests = batches.iter().map(first_rows).sum();
-        rows.batches = batches;
-        rows
-    }
-
-    /// Rows held.
-    pub fn rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-
-    /// The request ids among the kept rows (the labels worth reading).
-    pub fn request_ids(&self) -> loopline_serving::log_reader::RequestSet {
-        self.batches
-            .iter()
-            .filter_map(|b| b.column_by_name("request_id").and_then(|c| c.as_string_opt::<i32>()))
-            .flat_map(|ids| ids.iter().flatten())
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Kept rows per model version that answered them.
-    pub fn version_counts(&self) -> std::collections::BTreeMap<String, u64> {
-        let mut counts: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-        for batch in &self.batches {
-            if let Some(column) = batch
-                .column_by_name("model_version")
-                .and_then(|c| c.as_string_opt::<i32>())
-            {
-                // Versions come in long runs: count a run, then look it up once.
-                let mut run: Option<(&str, u64)> = None;
-                for version in column.iter().flatten() {
-                    match &mut run {
-                        Some((current, length)) if *current == version => *length += 1,
-                        _ => {
-                            if let Some((finished, length)) = run.replace((version, 1)) {
-                                *counts.entry(finished).or_insert(0) += length;
-                            }
-                        }
-                    }
-                }
-                if let Some((finished, length)) = run {
-                    *counts.entry(finished).or_insert(0) += length;
-                }
-            }
-        }
-        counts
-            .into_iter()
-            .map(|(version, count)| (version.to_string(), count))
-            .collect()
-    }
-
-    /// Whether rows were left out.
-    pub fn is_sampled(&self) -> bool {
-        self.rate < 1.0
-    }
-
-    fn push(&mut self, batch: RecordBatch) {
-        if batch.num_rows() == 0 {
-            return;
-        }
-        if let Some(times) = batch
-            .column_by_name("timestamp")
-            .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-        {
-            for time in times.iter().flatten() {
-                self.span = Some(match self.span {
-                    None => (time, time),
-                    Some((low, high)) => (low.min(time), high.max(time)),
-                });
-            }
-        }
-        self.seen_rows += batch.num_rows() as u64;
-        self.seen_requests += first_rows(&batch);
-        if self.limit == 0 {
-            self.batches.push(batch);
-            return;
-        }
-        if self.rate >= 1.0 {
-            // Every request is under a rate of 1: nothing to hash or filter.
-            self.batches.push(batch);
-        } else if let Some(kept) = under_rate(&batch, self.rate) {
-            self.batches.push(kept);
-        }
-        while self.rows() > self.limit && self.rate > f64::MIN_POSITIVE {
-            self.rate /= 2.0;
-            let rate = self.rate;
-            self.batches = std::mem::take(&mut self.batches)
-                .iter()
-                .filter_map(|b| under_rate(b, rate))
-                .collect();
-        }
-    }
-}
-
-/// Rows at position 0 of their request (one per request).
-fn first_rows(batch: &RecordBatch) -> u64 {
-    match batch
-        .column_by_name("row")
-        .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>())
-    {
-        Some(positions) => positions.iter().filter(|p| *p == Some(0)).count() as u64,
-        None => batch.num_rows() as u64,
-    }
-}
-
-/// The rows of requests whose key falls under `rate` (none kept: `None`).
-fn under_rate(batch: &RecordBatch, rate: f64) -> Option<RecordBatch> {
-    let ids = batch
-        .column_by_name("request_id")
-        .and_then(|c| c.as_string_opt::<i32>())?;
-    let mask: BooleanArray = (0..batch.num_rows())
-        .map(|row| Some(ids.is_valid(row) && request_key(ids.value(row)) < rate))
-        .collect();
-    arrow_select::filter::filter_record_batch(batch, &mask)
-        .ok()
-        .filter(|kept| kept.num_rows() > 0)
-}
-
-/// Keeps rows where `keep` holds.
-fn keep_rows(batch: &RecordBatch, keep: impl Fn(usize) -> bool) -> Result<RecordBatch, String> {
-    let mask: BooleanArray = (0..batch.num_rows()).map(|row| Some(keep(row))).collect();
-    arrow_select::filter::filter_record_batch(batch, &mask).map_err(|e| e.to_string())
-}
+pub use crate::window_rows::{WindowRows, key_fraction, request_key};
 
 /// Which rows answered callers (the `role` column; files without it predate shadows and were all served).
 fn served(batch: &RecordBatch) -> Result<RecordBatch, String> {
@@ -216,26 +42,14 @@ fn served(batch: &RecordBatch) -> Result<RecordBatch, String> {
     else {
         return Ok(batch.clone());
     };
-    keep_rows(batch, |row| !roles.is_valid(row) || roles.value(row) != "shadow")
+    let mask: BooleanArray = (0..batch.num_rows())
+        .map(|row| Some(!roles.is_valid(row) || roles.value(row) != "shadow"))
+        .collect();
+    arrow_select::filter::filter_record_batch(batch, &mask).map_err(|e| e.to_string())
 }
 
-/// A batch's prediction times; a file without them is noted in `rows` as unreadable (`None`).
-fn timestamps(
-    batch: &RecordBatch,
-    path: &str,
-    rows: &mut WindowRows,
-) -> Option<arrow_array::TimestampMillisecondArray> {
-    let times = batch
-        .column_by_name("timestamp")
-        .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
-        .cloned();
-    if times.is_none() {
-        let why = format!("{path} has no millisecond timestamp column");
-        tracing::warn!(problem = %why, "a prediction log file is left out of a monitor window");
-        rows.unreadable.push(why);
-    }
-    times
-}
+/// Log files decoded at once, on the blocking pool (each batch counted and sampled where it is decoded).
+const PARALLEL_READS: usize = 3;
 
 /// The served rows of `model` logged in `[start_ms, end_ms)`.
 pub async fn time_window(
@@ -251,59 +65,87 @@ pub async fn time_window(
 pub async fn time_window_rows(
     store: &dyn ArtifactStore,
     model: &str,
-    (start_ms, end_ms): (i64, i64),
+    span: (i64, i64),
     with_shadows: bool,
     reading: Reading,
+) -> Result<WindowRows, String> {
+    time_window_from(store, model, span, (with_shadows, reading), 0).await
+}
+
+/// As [`time_window_rows`], guessing that the window's sampling rate halves at least `floor` times (the rate
+/// a window like it reached): rows under no such rate are dropped as they are decoded. Every row is still
+/// counted by its level, so the rate the window needs is known exactly; when it proves higher than the guess
+/// the window is read again without one, so the sample is always the one an unguided read gives.
+pub async fn time_window_from(
+    store: &dyn ArtifactStore,
+    model: &str,
+    (start_ms, end_ms): (i64, i64),
+    (with_shadows, reading): (bool, Reading),
+    floor: usize,
 ) -> Result<WindowRows, String> {
     let first_hour = loopline_core::time::utc_hour(start_ms);
     let last_hour = loopline_core::time::utc_hour(end_ms - 1);
     let files = log_files(store, &predictions_prefix(model), Some(&first_hour), Some(&last_hour)).await?;
     let mut reading = reading;
+    let mut floor = if reading.limit == 0 { 0 } else { floor };
     'attempt: loop {
         let mut rows = WindowRows::sampled(reading.limit);
-        // Two files decode at once (on the blocking pool), in order.
-        let mut reads = futures::stream::iter(file_reads(store, &files, reading.columns())).buffered(2);
+        // How far the window's rate has halved (or is expected to), read by each batch as it is decoded.
+        let halvings = Arc::new(AtomicUsize::new(floor));
+        let columns = reading.columns();
+        let reads: Vec<PartRead<'_>> = files
+            .iter()
+            .map(|file| {
+                let sink = WindowSink {
+                    span: (start_ms, end_ms),
+                    with_shadows,
+                    halvings: halvings.clone(),
+                    known: Known::default(),
+                };
+                Box::pin(read_log_part_with(store, &file.path, columns, sink)) as PartRead<'_>
+            })
+            .collect();
+        let mut reads = futures::stream::iter(reads).buffered(PARALLEL_READS);
         let mut index = 0;
         while let Some(read) = reads.next().await {
             let file = &files[index];
             index += 1;
-            let Some(batches) = readable(read, &mut rows)? else {
+            let Some(parts) = readable(read, &mut rows)? else {
                 continue;
             };
-            for batch in batches {
-                let Some(times) = timestamps(&batch, &file.path, &mut rows) else {
+            for part in parts {
+                if part.no_times {
+                    let why = format!("{} has no millisecond timestamp column", file.path);
+                    tracing::warn!(problem = %why, "a prediction log file is left out of a monitor window");
+                    rows.unreadable.push(why);
                     break;
-                };
-                // Most files lie wholly inside their hour's window: no row-by-row filter for them.
-                let wholly_inside =
-                    times.null_count() == 0 && times.values().iter().all(|time| (start_ms..end_ms).contains(time));
-                let inside = if wholly_inside {
-                    batch
-                } else {
-                    keep_rows(&batch, |row| {
-                        times.is_valid(row) && (start_ms..end_ms).contains(&times.value(row))
-                    })?
-                };
-                let inside = if with_shadows { inside } else { served(&inside)? };
-                if !reading.reads_ids() && reading.limit > 0 && rows.rows() + inside.num_rows() > reading.limit {
-                    // The window outgrows its sample: requests are sampled by id, so read again with the ids
-                    // (what was read so far is below the limit: the waste is bounded).
+                }
+                let must_thin = rows.seen_rows + part.seen_rows > reading.limit as u64;
+                if reading.limit > 0 && !reading.reads_ids() && (part.unkeyed || rows.unkeyed) && must_thin {
+                    // Files written before the log held request keys are sampled by their ids: read again
+                    // with them (what was read so far is below the limit: the waste is bounded).
                     reading.ids = true;
                     continue 'attempt;
                 }
-                rows.push(inside);
+                rows.absorb(part);
+                halvings.store(rows.halvings().max(floor), Ordering::Relaxed);
             }
         }
-        return Ok(rows);
+        if rows.halvings() < floor {
+            // Rows dropped under the guessed rate belong in the sample: read again without it.
+            floor = 0;
+            continue 'attempt;
+        }
+        return Ok(rows.finish());
     }
 }
 
+/// A boxed read of a file's window parts (boxed so the stream that runs them is `Send`).
+type PartRead<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Part>, LogReadError>> + Send + 'a>>;
+
 /// A file's batches; a file that cannot be read is noted in `rows` and skipped (`None`), so one damaged file
 /// costs its own rows, never the window. A store failure is the caller's (the window is tried again later).
-fn readable(
-    read: Result<Vec<RecordBatch>, LogReadError>,
-    rows: &mut WindowRows,
-) -> Result<Option<Vec<RecordBatch>>, String> {
+fn readable<T>(read: Result<Vec<T>, LogReadError>, rows: &mut WindowRows) -> Result<Option<Vec<T>>, String> {
     match read {
         Ok(batches) => Ok(Some(batches)),
         Err(LogReadError::Unreadable(why)) => {
@@ -332,13 +174,14 @@ fn file_reads<'a>(
 
 /// The columns a window needs when it reads no inputs: ids, times, versions, roles, positions, latency and
 /// every output.
-const WITHOUT_INPUTS: [&str; 7] = [
+const WITHOUT_INPUTS: [&str; 8] = [
     "timestamp",
     "model_version",
     "role",
     "row",
     "latency_ms",
     "output.",
+    REQUEST_KEY,
     "request_id",
 ];
 
@@ -349,8 +192,8 @@ pub struct Reading {
     pub limit: usize,
     /// Whether the inputs are read (drift, quality, slices and suites need them).
     pub inputs: bool,
-    /// Whether request ids are read (labels are joined by them); a time window that has to sample reads them
-    /// anyway.
+    /// Whether request ids are read (labels are joined by them); a time window that has to sample log files
+    /// written without request keys reads them anyway.
     pub ids: bool,
 }
 
@@ -453,7 +296,7 @@ pub async fn count_window_rows(
         rows.push(if with_shadows { slice } else { served(&slice)? });
         if taken == count {
             return Ok(Some((
-                rows,
+                rows.finish(),
                 LogCursor {
                     file: file.name.clone(),
                     offset,
@@ -513,45 +356,19 @@ mod tests {
     use arrow_array::{Int64Array, StringArray};
     use std::sync::Arc;
 
-    fn batch(ids: &[String]) -> RecordBatch {
-        RecordBatch::try_from_iter([
-            (
-                "request_id",
-                Arc::new(StringArray::from(ids.to_vec())) as arrow_array::ArrayRef,
-            ),
-            ("row", Arc::new(Int64Array::from(vec![0i64; ids.len()]))),
-        ])
-        .unwrap()
-    }
-
-    #[test]
-    fn samples_stay_under_the_limit_and_counts_stay_exact() {
-        let mut rows = WindowRows::sampled(1_000);
-        for chunk in 0..50 {
-            let ids: Vec<String> = (0..1_000).map(|i| format!("req-{chunk}-{i}")).collect();
-            rows.push(batch(&ids));
-        }
-        assert_eq!((rows.seen_rows, rows.seen_requests), (50_000, 50_000));
-        assert!(rows.rows() <= 1_000 && rows.rows() > 250, "{}", rows.rows());
-        assert!(rows.is_sampled());
-        // The sample is the requests under the final rate, whatever order they came in.
-        let mut again = WindowRows::sampled(1_000);
-        for chunk in (0..50).rev() {
-            let ids: Vec<String> = (0..1_000).map(|i| format!("req-{chunk}-{i}")).collect();
-            again.push(batch(&ids));
-        }
-        assert_eq!((rows.rate, rows.rows()), (again.rate, again.rows()));
-    }
-
-    /// A store holding one log file of `rows` single-row requests of model `m`, all in one hour.
-    async fn logged(rows: usize) -> (tempfile::TempDir, loopline_artifact_store::ObjectArtifactStore, i64) {
-        use arrow_array::{Float64Array, TimestampMillisecondArray};
+    /// A store holding one log file of `rows` single-row requests of model `m`, all in one hour, with the
+    /// request keys serving writes when `keyed` (else as files written before them).
+    async fn logged(
+        rows: usize,
+        keyed: bool,
+    ) -> (tempfile::TempDir, loopline_artifact_store::ObjectArtifactStore, i64) {
+        use arrow_array::{Float64Array, TimestampMillisecondArray, UInt64Array};
         let start = 1_790_000_000_000 - 1_790_000_000_000 % 3_600_000;
+        let ids: Vec<String> = (0..rows).map(|i| format!("req-{i}")).collect();
+        let keys = UInt64Array::from_iter_values(ids.iter().map(|id| loopline_serving::log_reader::request_hash(id)));
         let batch = RecordBatch::try_from_iter([
-            (
-                "request_id",
-                Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("req-{i}")))) as arrow_array::ArrayRef,
-            ),
+            ("request_id", Arc::new(StringArray::from(ids)) as arrow_array::ArrayRef),
+            (REQUEST_KEY, Arc::new(keys)),
             (
                 "timestamp",
                 Arc::new(TimestampMillisecondArray::from_iter_values(
@@ -565,6 +382,11 @@ mod tests {
             ),
         ])
         .unwrap();
+        let batch = if keyed {
+            batch
+        } else {
+            batch.project(&[0, 2, 3, 4]).unwrap()
+        };
         let mut bytes = Vec::new();
         let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
         writer.write(&batch).unwrap();
@@ -581,7 +403,7 @@ mod tests {
 
     #[tokio::test]
     async fn windows_read_ids_only_when_they_must_sample_or_join_labels() {
-        let (_directory, store, start) = logged(5_000).await;
+        let (_directory, store, start) = logged(5_000, false).await;
         let span = (start, start + 3_600_000);
         let read = |limit, ids| {
             time_window(
@@ -607,11 +429,52 @@ mod tests {
         assert!(has_ids(&sampled) && sampled.is_sampled() && sampled.rows() <= 1_000);
         assert_eq!((sampled.seen_rows, sampled.seen_requests), (5_000, 5_000));
         assert_eq!((sampled.rate, sampled.request_ids()), (asked.rate, asked.request_ids()));
+        // A log with request keys is sampled by them: the same requests, and no ids read.
+        let (_keyed_directory, keyed_store, _) = logged(5_000, true).await;
+        let reading = Reading {
+            limit: 1_000,
+            inputs: false,
+            ids: false,
+        };
+        let by_keys = time_window(&keyed_store, "m", span, reading).await.unwrap();
+        assert!(!by_keys.batches.iter().any(|b| b.column_by_name("request_id").is_some()));
+        let values = |rows: &WindowRows| {
+            let mut values: Vec<f64> = rows
+                .batches
+                .iter()
+                .flat_map(|b| {
+                    b.column_by_name("output.p")
+                        .unwrap()
+                        .as_primitive::<arrow_array::types::Float64Type>()
+                        .values()
+                        .to_vec()
+                })
+                .collect();
+            values.sort_by(f64::total_cmp);
+            values
+        };
+        assert_eq!(
+            (by_keys.rate, by_keys.seen_rows, by_keys.seen_requests),
+            (asked.rate, 5_000, 5_000)
+        );
+        assert_eq!(values(&by_keys), values(&asked));
+        // A guessed rate, too low or too high, gives the same sample.
+        for floor in [0, 1, by_keys.halvings(), by_keys.halvings() + 3] {
+            let guessed = time_window_from(&keyed_store, "m", span, (false, reading), floor)
+                .await
+                .unwrap();
+            assert_eq!(
+                (guessed.rate, guessed.seen_rows),
+                (by_keys.rate, 5_000),
+                "floor {floor}"
+            );
+            assert_eq!(values(&guessed), values(&by_keys), "floor {floor}");
+        }
     }
 
     #[tokio::test]
     async fn a_damaged_log_file_costs_its_own_rows_and_is_named() {
-        let (_directory, store, start) = logged(300).await;
+        let (_directory, store, start) = logged(300, false).await;
         let hour = loopline_core::time::utc_hour(start);
         let damaged = format!("{}/hour={hour}/part-{start}-b.parquet", predictions_prefix("m"));
         let path = loopline_artifact_store::ArtifactPath::parse(&damaged).unwrap();
@@ -655,12 +518,5 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(counted.0.seen_rows, 200);
-    }
-
-    #[test]
-    fn request_keys_are_stable() {
-        assert_eq!(request_key("a"), request_key("a"));
-        assert!((0.0..1.0).contains(&request_key("")));
-        assert_ne!(request_key("a"), request_key("b"));
     }
 }

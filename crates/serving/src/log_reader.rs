@@ -37,6 +37,21 @@ pub fn failures_prefix(model: &str) -> String {
     format!("failures/model={}", model_segment(model))
 }
 
+/// The column holding each logged row's request key: [`request_hash`] of its request id. Monitors sample
+/// whole requests by it without reading (or hashing) the ids; files written before it existed have only ids.
+pub const REQUEST_KEY: &str = "request_key";
+
+/// A stable 64-bit FNV-1a hash of a request id: the same on every machine, in every release and in every
+/// language that writes the log (the benchmark's generator computes it too).
+pub fn request_hash(request_id: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in request_id.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
 /// Where feedback labels lie.
 pub const FEEDBACK_PREFIX: &str = "feedback";
 
@@ -137,9 +152,21 @@ pub async fn read_log_part(
     path: &str,
     keep: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>, LogReadError> {
+    read_log_part_with(store, path, keep, crate::parquet_parts::EachBatch(Ok)).await
+}
+
+/// As [`read_log_part`], handing each decoded batch to `sink` as it is decoded (on the thread that decodes
+/// it, so callers that filter or summarise batches use every core the reads do), after letting it leave out
+/// the columns the file's statistics already tell.
+pub async fn read_log_part_with<S: crate::parquet_parts::PartSink>(
+    store: &dyn ArtifactStore,
+    path: &str,
+    keep: Option<&[&str]>,
+    sink: S,
+) -> Result<Vec<S::Out>, LogReadError> {
     let artifact = ArtifactPath::parse(path).map_err(|e| LogReadError::Unreadable(e.to_string()))?;
     let keep = keep.map(|names| names.iter().map(|n| n.to_string()).collect());
-    crate::parquet_parts::read_columns(store, &artifact, MAX_LOG_FILE_BYTES, keep).await
+    crate::parquet_parts::read_columns(store, &artifact, MAX_LOG_FILE_BYTES, keep, sink).await
 }
 
 /// One posted label.

@@ -18,6 +18,8 @@ use crate::log_reader::LogReadError;
 
 /// Bytes read from the end of a file in the first request (most footers fit).
 const TAIL_BYTES: u64 = 64 * 1024;
+/// Footers up to this size are decoded where they are read, larger ones on the blocking pool.
+const INLINE_FOOTER_BYTES: u64 = 64 * 1024;
 /// The largest footer read (a log file's is kilobytes).
 const MAX_FOOTER_BYTES: u64 = 64 << 20;
 
@@ -115,20 +117,53 @@ fn chunk_ranges(metadata: &ParquetMetaData, roots: &[usize], size: u64) -> Resul
     Ok(ranges)
 }
 
+/// Rows decoded per batch: as many as keep a batch near 8 MiB for `columns` columns of 8 bytes (fewer,
+/// larger batches cost less to allocate, filter and pass on), from 1,024 to 65,536.
+fn batch_rows(columns: usize) -> usize {
+    ((8 << 20) / (8 * columns.max(1))).clamp(1_024, 65_536)
+}
+
 /// Whether a column is among `keep` (names, or prefixes ending in `.`).
 pub fn is_kept(keep: &[String], name: &str) -> bool {
     keep.iter()
         .any(|k| k == name || (k.ends_with('.') && name.starts_with(k.as_str())))
 }
 
+/// What becomes of a file's decoded batches.
+pub trait PartSink: Send + 'static {
+    /// What each batch becomes.
+    type Out: Send + 'static;
+    /// Called with the file's footer before anything else is read: may take out of `roots` (indices of root
+    /// columns) the columns the footer's statistics already tell, so they are neither read nor decoded.
+    fn plan(&mut self, metadata: &ParquetMetaData, roots: &mut Vec<usize>) {
+        let _ = (metadata, roots);
+    }
+    /// One decoded batch, on the thread that decoded it (an error makes the file unreadable).
+    fn batch(&mut self, batch: arrow_array::RecordBatch) -> Result<Self::Out, String>;
+}
+
+/// A [`PartSink`] passing each batch through a function.
+pub struct EachBatch<F>(pub F);
+
+impl<T: Send + 'static, F: FnMut(arrow_array::RecordBatch) -> Result<T, String> + Send + 'static> PartSink
+    for EachBatch<F>
+{
+    type Out = T;
+
+    fn batch(&mut self, batch: arrow_array::RecordBatch) -> Result<T, String> {
+        (self.0)(batch)
+    }
+}
+
 /// The record batches of the root columns `keep` names (see [`is_kept`]; `None`: every column), reading only
-/// their bytes after the footer.
-pub async fn read_columns(
+/// their bytes after the footer, each passed to `sink` as it is decoded.
+pub async fn read_columns<S: PartSink>(
     store: &dyn ArtifactStore,
     path: &ArtifactPath,
     size_limit: u64,
     keep: Option<Vec<String>>,
-) -> Result<Vec<arrow_array::RecordBatch>, LogReadError> {
+    mut sink: S,
+) -> Result<Vec<S::Out>, LogReadError> {
     let shown = path.as_string();
     let size = store.size(path).await.map_err(|e| read_failure(&shown, e))?;
     if size == 0 {
@@ -171,7 +206,7 @@ pub async fn read_columns(
         }
     }
     let metadata_bytes = tail.slice(tail.len() - needed as usize..tail.len() - 8);
-    let (metadata, roots) = tokio::task::spawn_blocking(move || {
+    let decode = move || {
         let metadata = ParquetMetaDataReader::decode_metadata(&metadata_bytes).map_err(|e| e.to_string())?;
         let roots: Vec<usize> = metadata
             .file_metadata()
@@ -184,10 +219,18 @@ pub async fn read_columns(
             .map(|(index, _)| index)
             .collect();
         Ok::<_, String>((metadata, roots))
-    })
-    .await
-    .map_err(|e| LogReadError::Storage(format!("{shown}: reading the footer stopped: {e}")))?
-    .map_err(|e| unreadable(format!("has unreadable metadata: {e}")))?;
+    };
+    // A log file's footer is a few kilobytes, decoded in microseconds: only a large one goes to the blocking
+    // pool.
+    let decoded = if needed <= INLINE_FOOTER_BYTES {
+        decode()
+    } else {
+        tokio::task::spawn_blocking(decode)
+            .await
+            .map_err(|e| LogReadError::Storage(format!("{shown}: reading the footer stopped: {e}")))?
+    };
+    let (metadata, mut roots) = decoded.map_err(|e| unreadable(format!("has unreadable metadata: {e}")))?;
+    sink.plan(&metadata, &mut roots);
     let ranges = chunk_ranges(&metadata, &roots, size).map_err(unreadable)?;
     let chunks = read(ranges.clone()).await?;
     let parts = FileParts {
@@ -197,14 +240,20 @@ pub async fn read_columns(
     tokio::task::spawn_blocking(move || {
         let failed = |e: ParquetError| LogReadError::Unreadable(format!("{shown} is not a readable Parquet file: {e}"));
         let loaded = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::default()).map_err(failed)?;
+        let batch_rows = batch_rows(roots.len());
         let mask = ProjectionMask::roots(loaded.parquet_schema(), roots);
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(parts, loaded)
             .with_projection(mask)
+            .with_batch_size(batch_rows)
             .build()
             .map_err(failed)?;
         reader
+            .map(|batch| {
+                let batch = batch.map_err(|e| format!("{shown}: {e}"))?;
+                sink.batch(batch).map_err(|e| format!("{shown}: {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| LogReadError::Unreadable(format!("{shown}: {e}")))
+            .map_err(LogReadError::Unreadable)
     })
     .await
     .map_err(|e| LogReadError::Storage(format!("{path}: decoding stopped: {e}", path = path.as_string())))?
@@ -256,7 +305,9 @@ mod tests {
     async fn only_the_kept_columns_are_read_from_every_row_group() {
         let (_directory, store, path) = stored(parquet_file(10_000, 1_000)).await;
         let keep = vec!["id".to_string(), "output.".to_string()];
-        let batches = read_columns(&store, &path, 1 << 30, Some(keep)).await.unwrap();
+        let batches = read_columns(&store, &path, 1 << 30, Some(keep), EachBatch(Ok))
+            .await
+            .unwrap();
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(rows, 10_000);
         let names: Vec<String> = batches[0].schema().fields().iter().map(|f| f.name().clone()).collect();
@@ -264,7 +315,7 @@ mod tests {
         let last = batches.last().unwrap();
         let ids = last.column(0).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(ids.value(ids.len() - 1), "r9999");
-        let every: usize = read_columns(&store, &path, 1 << 30, None)
+        let every: usize = read_columns(&store, &path, 1 << 30, None, EachBatch(Ok))
             .await
             .unwrap()
             .iter()
@@ -272,7 +323,7 @@ mod tests {
             .max()
             .unwrap();
         assert_eq!(every, 3);
-        let too_small = read_columns(&store, &path, 100, Some(vec!["id".into()]))
+        let too_small = read_columns(&store, &path, 100, Some(vec!["id".into()]), EachBatch(Ok))
             .await
             .unwrap_err();
         assert!(
@@ -286,7 +337,7 @@ mod tests {
         let mut cut = parquet_file(1_000, 100);
         cut.drain(4..cut.len() / 2);
         let (_directory, store, path) = stored(cut).await;
-        let error = read_columns(&store, &path, 1 << 30, Some(vec!["id".into()]))
+        let error = read_columns(&store, &path, 1 << 30, Some(vec!["id".into()]), EachBatch(Ok))
             .await
             .unwrap_err();
         assert!(
@@ -294,7 +345,7 @@ mod tests {
             "{error:?}"
         );
         let (_other, store, path) = stored(b"just text".to_vec()).await;
-        let error = read_columns(&store, &path, 1 << 30, Some(vec!["id".into()]))
+        let error = read_columns(&store, &path, 1 << 30, Some(vec!["id".into()]), EachBatch(Ok))
             .await
             .unwrap_err();
         assert!(
@@ -302,13 +353,15 @@ mod tests {
             "{error:?}"
         );
         let (_empty, store, path) = stored(Vec::new()).await;
-        let error = read_columns(&store, &path, 1 << 30, None).await.unwrap_err();
+        let error = read_columns(&store, &path, 1 << 30, None, EachBatch(Ok))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&error, LogReadError::Unreadable(m) if m.contains("empty")),
             "{error:?}"
         );
         let missing = ArtifactPath::parse("log/gone.parquet").unwrap();
-        let error = read_columns(&store, &missing, 1 << 30, Some(vec!["id".into()]))
+        let error = read_columns(&store, &missing, 1 << 30, Some(vec!["id".into()]), EachBatch(Ok))
             .await
             .unwrap_err();
         assert!(
@@ -347,7 +400,7 @@ mod tests {
             runtime.block_on(async {
                 let (_directory, store, path) = stored(bytes).await;
                 // Whatever the damage, the read ends: with batches or with an error naming the file.
-                if let Err(error) = read_columns(&store, &path, 1 << 30, Some(vec!["id".into(), "output.".into()])).await {
+                if let Err(error) = read_columns(&store, &path, 1 << 30, Some(vec!["id".into(), "output.".into()]), EachBatch(Ok)).await {
                     let unreadable = matches!(&error, LogReadError::Unreadable(m) if m.contains("part.parquet"));
                     proptest::prop_assert!(unreadable, "{:?}", error);
                 }

@@ -205,6 +205,15 @@ fn prediction_rows(entry: &Logged) -> Result<RecordBatch, String> {
             Arc::new(StringArray::from(vec![entry.request_id.as_str(); rows])),
         ),
         (
+            crate::log_reader::REQUEST_KEY.to_string(),
+            Arc::new(arrow_array::UInt64Array::from(vec![
+                crate::log_reader::request_hash(
+                    &entry.request_id
+                );
+                rows
+            ])),
+        ),
+        (
             "timestamp".to_string(),
             Arc::new(TimestampMillisecondArray::from(vec![entry.timestamp_ms; rows]).with_timezone("UTC")),
         ),
@@ -295,7 +304,9 @@ async fn write_file(store: &dyn ArtifactStore, buffer: Buffer) -> Result<u64, St
     let schema = buffer.batches[0].schema();
     let mut bytes = Vec::new();
     {
-        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, None).map_err(|e| e.to_string())?;
+        let properties = crate::log_encoding::writer_properties(&buffer.batches);
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, Some(properties)).map_err(|e| e.to_string())?;
         for batch in &buffer.batches {
             writer.write(batch).map_err(|e| e.to_string())?;
         }

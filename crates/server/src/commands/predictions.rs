@@ -181,6 +181,8 @@ async fn export(store: &dyn ArtifactStore, args: &ExportArgs) -> Result<u64, Str
             .fields()
             .iter()
             .zip(batch.columns())
+            // The request key is the log's sampling index, not data.
+            .filter(|(f, _)| f.name() != log_reader::REQUEST_KEY)
             .map(|(f, c)| (f.name().clone(), c.clone()))
             .collect();
         columns.push(("label".to_string(), Arc::new(label)));
