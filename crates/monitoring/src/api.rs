@@ -115,7 +115,11 @@ async fn delete(State(service): State<Arc<Monitoring>>, Path(name): Path<String>
 }
 
 async fn run(State(service): State<Arc<Monitoring>>, Path(name): Path<String>) -> Response {
-    answer(service.run(&name, true).await)
+    answer(
+        service
+            .in_background(|service| async move { service.run(&name, true).await })
+            .await,
+    )
 }
 
 async fn windows(
@@ -233,7 +237,14 @@ async fn rollup(
         Some("html") => true,
         Some(other) => return bad("format", format!("'{other}' is neither json nor html")),
     };
-    let rolled = match service.rollup(&name, bounds[0], bounds[1]).await {
+    let (from, to) = (bounds[0], bounds[1]);
+    let rolled = match service
+        .in_background({
+            let name = name.clone();
+            |service| async move { service.rollup(&name, from, to).await }
+        })
+        .await
+    {
         Ok(rolled) => rolled,
         Err(error) => return refused(error),
     };
@@ -384,9 +395,10 @@ async fn review_queue(
             Err(_) => return bad("window", format!("'{text}' is not a window number")),
         },
     };
+    let limit = limit.clamp(1, crate::review::MAX_ITEMS);
     answer(
         service
-            .review(&name, window, limit.clamp(1, crate::review::MAX_ITEMS))
+            .in_background(|service| async move { service.review(&name, window, limit).await })
             .await,
     )
 }

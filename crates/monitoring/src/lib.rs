@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod api;
+mod background;
 pub mod estimation;
 pub mod evaluate;
 pub mod expectations;

@@ -126,6 +126,8 @@ pub struct Monitoring {
     pub(crate) run_lock: tokio::sync::Mutex<()>,
     /// Parsed references by (model, version), with the time they were set and their size (a new one replaces them).
     references: Mutex<ReferenceCache>,
+    /// The monitors' own runtime, at a lower CPU priority (see `background`), once started.
+    pub(crate) background: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 pub(crate) fn parse_record(record: &MonitorRecord) -> Result<(MonitorSpec, MonitorState), MonitorError> {
@@ -175,24 +177,36 @@ impl Monitoring {
             latest: Mutex::new(BTreeMap::new()),
             run_lock: tokio::sync::Mutex::new(()),
             references: Mutex::new(BTreeMap::new()),
+            background: std::sync::OnceLock::new(),
         })
     }
 
-    /// Starts the background task that evaluates due windows and delivers notifications.
+    /// Starts the background task that evaluates due windows and delivers notifications, on the monitors' own
+    /// runtime (see `background`).
     pub fn start(self: &Arc<Monitoring>) {
-        let service = Arc::downgrade(self);
         let tick = self.config.tick;
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(tick);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let Some(service) = service.upgrade() else {
-                    return;
-                };
-                service.run_all().await;
+        match crate::background::start(Self::ticking(Arc::downgrade(self), tick)) {
+            Some(handle) => {
+                let _ = self.background.set(handle);
             }
-        });
+            // Without a runtime of their own, monitors tick on the server's.
+            None => {
+                tokio::spawn(Self::ticking(Arc::downgrade(self), tick));
+            }
+        }
+    }
+
+    /// Looks at every monitor every `tick`, until the service is gone.
+    async fn ticking(service: std::sync::Weak<Monitoring>, tick: Duration) {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(service) = service.upgrade() else {
+                return;
+            };
+            service.run_all().await;
+        }
     }
 
     /// Looks at every monitor, each in a task of its own so that one monitor's failure (even a panic) stops

@@ -1,9 +1,9 @@
 //! How the prediction log's Parquet files are encoded. Files are uncompressed (the log is written on the
 //! request path's heels and read back by monitors many times; its bulk is numbers that compress little).
-//! A column is dictionary-encoded only when it has few distinct values in the file (at most a quarter of its
-//! rows: versions, roles, classes, categories): for continuous inputs, probabilities, times, request ids and
-//! keys a dictionary is as large as the values themselves, so it only adds index bits to write and a gather
-//! to every read.
+//! A column is dictionary-encoded only when it has few distinct values (at most a quarter of the first 1,024
+//! rows, the writer's sample: versions, roles, classes, categories): for continuous inputs, probabilities,
+//! times, request ids and keys a dictionary is as large as the values themselves, so it only adds index bits
+//! to write and a gather to every read.
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
@@ -21,21 +21,29 @@ pub fn writer_properties(batches: &[RecordBatch]) -> WriterProperties {
     let Some(first) = batches.first() else {
         return builder.build();
     };
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let rows: usize = batches
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum::<usize>()
+        .min(SAMPLE_ROWS);
     for (index, field) in first.schema().fields().iter().enumerate() {
         let columns: Vec<&ArrayRef> = batches.iter().filter_map(|b| b.columns().get(index)).collect();
-        if !few_distinct(&columns, rows / 4) {
+        if !few_distinct(&columns, rows, rows / 4) {
             builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
         }
     }
     builder.build()
 }
 
-/// Whether the columns hold at most `limit` distinct values (by a hash of each value; columns of other types
-/// than numbers, times and strings count as few).
-fn few_distinct(columns: &[&ArrayRef], limit: usize) -> bool {
+/// Rows looked at to choose a column's encoding (the writer runs beside the request path: it stays cheap).
+const SAMPLE_ROWS: usize = 1_024;
+
+/// Whether the columns' first `rows` values hold at most `limit` distinct ones (by a hash of each value;
+/// columns of other types than numbers, times and strings count as few).
+fn few_distinct(columns: &[&ArrayRef], rows: usize, limit: usize) -> bool {
     let hasher = foldhash::fast::FixedState::default();
     let mut seen: HashSet<u64, foldhash::fast::FixedState> = HashSet::with_hasher(hasher.clone());
+    let mut looked = 0;
     for column in columns {
         let hashes: Box<dyn Iterator<Item = u64> + '_> = match column.data_type() {
             DataType::Float64 => Box::new(
@@ -66,6 +74,10 @@ fn few_distinct(columns: &[&ArrayRef], limit: usize) -> bool {
             _ => return true,
         };
         for hash in hashes {
+            if looked == rows {
+                return true;
+            }
+            looked += 1;
             if seen.insert(hash) && seen.len() > limit {
                 return false;
             }
