@@ -26,13 +26,19 @@ FILE_ROWS = 10_000
 
 
 def request_keys(ids: list[str]) -> np.ndarray:
-    """The log's request_key column: 64-bit FNV-1a of each id (32 hex digits here), as serving computes it."""
+    """The log's request_key column as serving computes it: 64-bit FNV-1a of each id (32 hex digits here), then
+    SplitMix64's finaliser."""
     width = 32
     data = np.frombuffer("".join(ids).encode("ascii"), dtype=np.uint8).reshape(len(ids), width)
     keys = np.full(len(ids), 0xCBF29CE484222325, dtype=np.uint64)
     for position in range(width):
         keys ^= data[:, position].astype(np.uint64)
         keys *= np.uint64(0x100000001B3)
+    keys ^= keys >> np.uint64(30)
+    keys *= np.uint64(0xBF58476D1CE4E5B9)
+    keys ^= keys >> np.uint64(27)
+    keys *= np.uint64(0x94D049BB133111EB)
+    keys ^= keys >> np.uint64(31)
     return keys
 
 

@@ -1,7 +1,9 @@
-//! Where monitors do their work: a runtime of their own whose threads (the async worker and the blocking pool
-//! that decodes log files and computes statistics) run at a lower CPU priority than the server's, so a monitor
-//! catching up on a day of traffic takes the CPU that serving leaves rather than the CPU requests need. On an
-//! idle machine nothing changes: a lower priority only matters when both want the same core.
+//! Where monitors do their work: a runtime of their own, whose blocking threads lower their CPU priority below
+//! the server's when they decode log files and compute statistics, so a monitor catching up on a day of
+//! traffic takes the CPU that serving leaves rather than the CPU requests need. On an idle machine nothing
+//! changes: a lower priority only matters when both want the same core. Only those threads are lowered, never
+//! the runtime's async worker: a thread started from a lowered one inherits its priority, and the worker is
+//! where shared things start theirs (the SQLite pool's connection threads, say).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,6 +13,22 @@ use crate::service::{MonitorError, Monitoring};
 /// Niceness of the monitors' threads (0 is the server's; 19 the lowest). At 10 a busy monitor thread gets about
 /// a tenth of a core that a request thread also wants.
 const NICENESS: i32 = 10;
+
+/// Thread name of the monitors' runtime.
+const THREAD_NAME: &str = "loopline-monitor";
+
+/// Lowers the calling thread's CPU priority when it is one of the monitors' own (once per thread); any other
+/// thread, such as the server's when monitors share its runtime, is left as it is.
+pub(crate) fn yield_to_serving() {
+    thread_local! {
+        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if LOWERED.get() || std::thread::current().name() != Some(THREAD_NAME) {
+        return;
+    }
+    LOWERED.set(true);
+    lower_priority();
+}
 
 /// Lowers the calling thread's CPU priority (on Linux niceness is a property of each thread).
 fn lower_priority() {
@@ -34,8 +52,7 @@ pub(crate) fn start(main: impl Future<Output = ()> + Send + 'static) -> Option<t
         .spawn(move || {
             let built = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
-                .thread_name("loopline-monitor")
-                .on_thread_start(lower_priority)
+                .thread_name(THREAD_NAME)
                 .enable_all()
                 .build();
             let runtime = match built {

@@ -400,8 +400,27 @@ impl Monitoring {
         // Shared, not copied, by the windows' evaluations (each joins only its own requests).
         let labels = std::sync::Arc::new(labels);
         let mut evaluated = Vec::new();
+        let mut windows = windows.into_iter().peekable();
+        if spec.reference_window {
+            // The first window with traffic becomes the reference: until a reference exists, windows are
+            // evaluated one at a time, in order, so a later window never takes its place.
+            while let Some((_, _, rows, _)) = windows.peek() {
+                let version = self.window_version(spec, model, rows).await;
+                if let Some(version) = &version
+                    && self.stored_reference(model, version).await?.is_some()
+                {
+                    break;
+                }
+                let Some((key, span, rows, cursor)) = windows.next() else {
+                    break;
+                };
+                evaluated.push(
+                    self.evaluate_window(spec, model, key, span, rows, labels.clone(), cursor)
+                        .await?,
+                );
+            }
+        }
         // Two windows at a time: their statistics run on the blocking pool, so both cores work.
-        let mut windows = windows.into_iter();
         loop {
             let group: Vec<_> = windows.by_ref().take(PARALLEL_WINDOWS).collect();
             if group.is_empty() {
@@ -417,6 +436,19 @@ impl Monitoring {
         Ok(evaluated)
     }
 
+    /// The version a window is judged as: the alias's, else the one that served most of its rows.
+    async fn window_version(&self, spec: &MonitorSpec, model: &str, rows: &WindowRows) -> Option<String> {
+        match (&spec.alias, most_rows_version(rows)) {
+            (Some(alias), _) => self
+                .store
+                .get_model_version_by_alias(model, alias)
+                .await
+                .ok()
+                .map(|v| v.version),
+            (None, version) => version,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn evaluate_window(
         &self,
@@ -428,15 +460,7 @@ impl Monitoring {
         labels: std::sync::Arc<loopline_serving::log_reader::RequestMap<PostedLabel>>,
         cursor: Value,
     ) -> Result<Evaluated, MonitorError> {
-        let version = match (&spec.alias, most_rows_version(&rows)) {
-            (Some(alias), _) => self
-                .store
-                .get_model_version_by_alias(model, alias)
-                .await
-                .ok()
-                .map(|v| v.version),
-            (None, version) => version,
-        };
+        let version = self.window_version(spec, model, &rows).await;
         let (mut reference, estimation) = match &version {
             Some(version) => match self.stored_reference(model, version).await? {
                 Some((profile, estimation)) => (Some(profile), estimation),
@@ -483,6 +507,7 @@ impl Monitoring {
             .map_err(MonitorError::Internal)?;
         let owned_spec = spec.clone();
         let outcome = tokio::task::spawn_blocking(move || {
+            crate::background::yield_to_serving();
             evaluate(&WindowInput {
                 spec: &owned_spec,
                 rows: &rows,

@@ -36,10 +36,7 @@ pub use crate::window_rows::{WindowRows, key_fraction, request_key};
 
 /// Which rows answered callers (the `role` column; files without it predate shadows and were all served).
 fn served(batch: &RecordBatch) -> Result<RecordBatch, String> {
-    let Some(roles) = batch
-        .column_by_name("role")
-        .and_then(|c| c.as_string_opt::<i32>().cloned())
-    else {
+    let Some(roles) = crate::window_rows::text_column(batch, "role") else {
         return Ok(batch.clone());
     };
     let mask: BooleanArray = (0..batch.num_rows())
@@ -168,7 +165,13 @@ fn file_reads<'a>(
 ) -> Vec<FileRead<'a>> {
     files
         .iter()
-        .map(|file| Box::pin(read_log_part(store, &file.path, keep)) as FileRead<'a>)
+        .map(|file| {
+            let decode = loopline_serving::parquet_parts::EachBatch(|batch| {
+                crate::background::yield_to_serving();
+                Ok(batch)
+            });
+            Box::pin(read_log_part_with(store, &file.path, keep, decode)) as FileRead<'a>
+        })
         .collect()
 }
 
@@ -277,9 +280,7 @@ pub async fn count_window_rows(
         .map_err(|e| format!("{}: {e}", file.path))?;
         let mut offset = if file.name == cursor.file { cursor.offset } else { 0 };
         // Offsets count every row of the file; walk them and take served ones.
-        let roles = all
-            .column_by_name("role")
-            .and_then(|c| c.as_string_opt::<i32>().cloned());
+        let roles = crate::window_rows::text_column(&all, "role");
         let is_served = |row: usize| {
             roles
                 .as_ref()

@@ -78,6 +78,29 @@ pub fn request_key(request_id: &str) -> f64 {
     key_fraction(request_hash(request_id))
 }
 
+/// A text column as UTF-8 strings, whichever string type the file gave it (large, view or dictionary-encoded);
+/// `None` when absent or not text.
+pub(crate) fn text_column(batch: &RecordBatch, name: &str) -> Option<StringArray> {
+    let column = batch.column_by_name(name)?;
+    if let Some(strings) = column.as_string_opt::<i32>() {
+        return Some(strings.clone());
+    }
+    let textual = match column.data_type() {
+        arrow_schema::DataType::LargeUtf8 | arrow_schema::DataType::Utf8View => true,
+        arrow_schema::DataType::Dictionary(_, values) => matches!(
+            values.as_ref(),
+            arrow_schema::DataType::Utf8 | arrow_schema::DataType::LargeUtf8 | arrow_schema::DataType::Utf8View
+        ),
+        _ => false,
+    };
+    if !textual {
+        return None;
+    }
+    arrow_cast::cast(column, &arrow_schema::DataType::Utf8)
+        .ok()
+        .and_then(|cast| cast.as_string_opt::<i32>().cloned())
+}
+
 /// Where a batch's requests fall in the sampling order: the log's keys, else the ids to hash.
 enum Keys<'a> {
     Logged(&'a UInt64Array),
@@ -86,9 +109,11 @@ enum Keys<'a> {
 
 impl Keys<'_> {
     fn of(batch: &RecordBatch) -> Option<Keys<'_>> {
+        // Keys with gaps are not the log's own: the ids tell instead.
         if let Some(keys) = batch
             .column_by_name(REQUEST_KEY)
             .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .filter(|keys| keys.null_count() == 0)
         {
             return Some(Keys::Logged(keys));
         }
@@ -174,8 +199,9 @@ pub(crate) fn window_part(
         });
     }
     let roles = (!with_shadows && !known.all_served)
-        .then(|| batch.column_by_name("role").and_then(|c| c.as_string_opt::<i32>()))
+        .then(|| text_column(&batch, "role"))
         .flatten();
+    let roles = roles.as_ref();
     let inside = |row: usize| match (span, times) {
         (Some((start, end)), Some(times)) => times.is_valid(row) && (start..end).contains(&times.value(row)),
         _ => true,
@@ -344,10 +370,12 @@ impl WindowRows {
     /// Kept rows per model version that answered them.
     pub fn version_counts(&self) -> std::collections::BTreeMap<String, u64> {
         let mut counts: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-        for batch in &self.batches {
-            if let Some(column) = batch
-                .column_by_name("model_version")
-                .and_then(|c| c.as_string_opt::<i32>())
+        let columns: Vec<StringArray> = self
+            .batches
+            .iter()
+            .filter_map(|b| text_column(b, "model_version"))
+            .collect();
+        for column in &columns {
             {
                 // Versions come in long runs: count a run, then look it up once.
                 let mut run: Option<(&str, u64)> = None;
@@ -556,6 +584,26 @@ mod tests {
         assert_eq!(part.kept_rows(), 1);
         let with_shadows = window_part(batch.clone(), Some((10, 20)), true, 0, &Known::default()).unwrap();
         assert_eq!((with_shadows.seen_rows, with_shadows.span), (2, Some((10, 19))));
+        // Roles stored as large strings or a dictionary tell shadows just the same.
+        for role_type in [
+            arrow_schema::DataType::LargeUtf8,
+            arrow_schema::DataType::Dictionary(
+                Box::new(arrow_schema::DataType::Int32),
+                Box::new(arrow_schema::DataType::Utf8),
+            ),
+        ] {
+            let roles = arrow_cast::cast(batch.column_by_name("role").unwrap(), &role_type).unwrap();
+            let mut columns = batch.columns().to_vec();
+            columns[1] = roles;
+            let fields: Vec<arrow_schema::Field> = ["timestamp", "role", "row"]
+                .iter()
+                .zip(&columns)
+                .map(|(name, column)| arrow_schema::Field::new(*name, column.data_type().clone(), true))
+                .collect();
+            let typed = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).unwrap();
+            let part = window_part(typed, Some((10, 20)), false, 0, &Known::default()).unwrap();
+            assert_eq!((part.seen_rows, part.span), (1, Some((19, 19))), "{role_type}");
+        }
         // Without keys or ids nothing can be sampled.
         let sampled = window_part(batch, Some((0, 100)), false, 1, &Known::default()).unwrap();
         assert!(sampled.unkeyed && sampled.kept.is_none() && sampled.seen_rows == 3);
@@ -599,9 +647,11 @@ mod tests {
                 .collect();
             proptest::prop_assert_eq!(part.seen_rows, counted.len() as u64);
             proptest::prop_assert_eq!(part.seen_requests, counted.iter().filter(|r| r.2 == 0).count() as u64);
+            // Keys with gaps are not used (the ids would tell, and this batch has none).
+            let keyed = rows.iter().all(|r| r.3.is_some());
             let expected_kept = counted
                 .iter()
-                .filter(|r| rate >= 1.0 || r.3.is_some_and(|k| key_fraction(k) < rate))
+                .filter(|r| rate >= 1.0 || (keyed && r.3.is_some_and(|k| key_fraction(k) < rate)))
                 .count();
             proptest::prop_assert_eq!(part.kept_rows(), expected_kept);
             proptest::prop_assert_eq!(part.levels.iter().sum::<u64>(), part.seen_rows);
@@ -618,7 +668,17 @@ mod tests {
         assert_eq!(request_key("a"), request_key("a"));
         assert!((0.0..1.0).contains(&request_key("")));
         assert_ne!(request_key("a"), request_key("b"));
-        // FNV-1a's published value for "a".
-        assert_eq!(request_hash("a"), 0xaf63_dc4c_8601_ec8c);
+        // FNV-1a of "a" (0xaf63dc4c8601ec8c, its published value) through SplitMix64's finaliser.
+        assert_eq!(request_hash("a"), 0x02c0_bdbf_4814_20f8);
+        // Ids that differ only at the end spread over the levels as random keys do (half at level 0, a quarter
+        // at 1, ...), so a sample of them is not empty at any rate.
+        let mut levels = [0usize; LEVELS];
+        for i in 0..100_000 {
+            levels[usize::from(level(request_hash(&format!("req-{i}"))))] += 1;
+        }
+        for (k, count) in levels.iter().take(6).enumerate() {
+            let expected = 100_000.0 / 2f64.powi(k as i32 + 1);
+            assert!((*count as f64 - expected).abs() < 0.1 * expected, "level {k}: {count}");
+        }
     }
 }

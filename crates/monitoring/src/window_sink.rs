@@ -105,6 +105,7 @@ impl PartSink for WindowSink {
     }
 
     fn batch(&mut self, batch: RecordBatch) -> Result<Part, String> {
+        crate::background::yield_to_serving();
         let halvings = self.halvings.load(Ordering::Relaxed);
         let mut part = window_part(batch, Some(self.span), self.with_shadows, halvings, &self.known)?;
         if let Some(kept) = part.kept.take() {

@@ -41,15 +41,21 @@ pub fn failures_prefix(model: &str) -> String {
 /// whole requests by it without reading (or hashing) the ids; files written before it existed have only ids.
 pub const REQUEST_KEY: &str = "request_key";
 
-/// A stable 64-bit FNV-1a hash of a request id: the same on every machine, in every release and in every
-/// language that writes the log (the benchmark's generator computes it too).
+/// A stable 64-bit hash of a request id: the same on every machine, in every release and in every language
+/// that writes the log (the benchmark's generator computes it too). FNV-1a over the id's bytes, then
+/// SplitMix64's finaliser: FNV-1a alone leaves its top bits nearly unmoved by the last bytes, so ids that
+/// differ only at the end (`req-1`, `req-2`, ...) would share them, and samples choose by the top bits.
 pub fn request_hash(request_id: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in request_id.as_bytes() {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    hash
+    hash ^= hash >> 30;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 27;
+    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
 }
 
 /// Where feedback labels lie.

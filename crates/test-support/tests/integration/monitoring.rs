@@ -805,6 +805,26 @@ async fn a_window_larger_than_its_sample_keeps_exact_counts_and_a_bounded_sample
 }
 
 #[tokio::test]
+async fn a_reference_window_is_the_first_window_with_traffic_even_when_windows_are_evaluated_together() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    let monitor = json!({"name": "self-referenced", "model": "churn", "window": {"predictions": 500},
+                         "start_ms": 0, "reference_window": true});
+    assert_eq!(
+        post_json(&server, "/api/loopline/v1/monitors", &monitor).await.status,
+        200
+    );
+    // Both windows are read before either is evaluated; the second is drifted in f2.
+    send(&server, "first", &rows(30, 500, 0.0)).await;
+    send(&server, "second", &rows(31, 500, 2.0)).await;
+    run(&server, "self-referenced").await;
+    let found = windows(&server, "self-referenced").await;
+    assert_eq!(found.len(), 2);
+    assert_eq!(figure(&found[0], "drift.detected.f2"), Some(0.0), "{}", found[0]);
+    assert_eq!(figure(&found[1], "drift.detected.f2"), Some(1.0), "{}", found[1]);
+}
+
+#[tokio::test]
 async fn business_figures_reach_their_window_and_its_rules() {
     let server = TestServer::start().await.unwrap();
     register(&server, "churn", "xgb_classifier", None).await;
