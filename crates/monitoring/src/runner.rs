@@ -344,16 +344,7 @@ impl Monitoring {
             return Ok(None);
         };
         let cursor = state.cursor.clone();
-        let Some((rows, next)) = count_window(
-            self.artifacts.as_ref(),
-            model,
-            &cursor,
-            count as usize,
-            Reading::for_spec(spec),
-        )
-        .await
-        .map_err(MonitorError::Internal)?
-        else {
+        let Some((rows, next)) = self.count_window_from(spec, model, &cursor, count).await? else {
             return Ok(None);
         };
         let key = state.next_key;
@@ -366,6 +357,25 @@ impl Monitoring {
             rows,
             json!({"from": cursor, "to": next}),
         )))
+    }
+
+    /// The `count` predictions after `cursor`, read as the monitor's checks need (`None`: fewer are logged).
+    async fn count_window_from(
+        &self,
+        spec: &MonitorSpec,
+        model: &str,
+        cursor: &LogCursor,
+        count: u64,
+    ) -> Result<Option<(WindowRows, LogCursor)>, MonitorError> {
+        count_window(
+            self.artifacts.as_ref(),
+            model,
+            cursor,
+            count as usize,
+            Reading::for_spec(spec),
+        )
+        .await
+        .map_err(MonitorError::Internal)
     }
 
     /// Evaluates windows whose rows are read, reading the feedback once for all of them.
@@ -636,16 +646,7 @@ impl Monitoring {
                     let Ok(from) = serde_json::from_value::<LogCursor>(details["cursor"]["from"].clone()) else {
                         continue;
                     };
-                    match count_window(
-                        self.artifacts.as_ref(),
-                        model,
-                        &from,
-                        count as usize,
-                        Reading::for_spec(spec),
-                    )
-                    .await
-                    .map_err(MonitorError::Internal)?
-                    {
+                    match self.count_window_from(spec, model, &from, count).await? {
                         Some((rows, _)) => rows,
                         None => continue,
                     }

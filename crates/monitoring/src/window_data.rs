@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
-use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_array::{Array, RecordBatch};
 use futures::StreamExt;
 use loopline_artifact_store::ArtifactStore;
 use loopline_serving::log_reader::{
@@ -33,17 +33,6 @@ pub struct LogCursor {
 }
 
 pub use crate::window_rows::{WindowRows, key_fraction, request_key};
-
-/// Which rows answered callers (the `role` column; files without it predate shadows and were all served).
-fn served(batch: &RecordBatch) -> Result<RecordBatch, String> {
-    let Some(roles) = crate::window_rows::text_column(batch, "role") else {
-        return Ok(batch.clone());
-    };
-    let mask: BooleanArray = (0..batch.num_rows())
-        .map(|row| Some(!roles.is_valid(row) || roles.value(row) != "shadow"))
-        .collect();
-    arrow_select::filter::filter_record_batch(batch, &mask).map_err(|e| e.to_string())
-}
 
 /// Log files decoded at once, on the blocking pool (each batch counted and sampled where it is decoded).
 const PARALLEL_READS: usize = 3;
@@ -90,7 +79,7 @@ pub async fn time_window_from(
         // How far the window's rate has halved (or is expected to), read by each batch as it is decoded.
         let halvings = Arc::new(AtomicUsize::new(floor));
         let columns = reading.columns();
-        let reads: Vec<PartRead<'_>> = files
+        let reads: Vec<Read<'_, Part>> = files
             .iter()
             .map(|file| {
                 let sink = WindowSink {
@@ -99,7 +88,7 @@ pub async fn time_window_from(
                     halvings: halvings.clone(),
                     known: Known::default(),
                 };
-                Box::pin(read_log_part_with(store, &file.path, columns, sink)) as PartRead<'_>
+                Box::pin(read_log_part_with(store, &file.path, columns, sink)) as Read<'_, Part>
             })
             .collect();
         let mut reads = futures::stream::iter(reads).buffered(PARALLEL_READS);
@@ -137,8 +126,8 @@ pub async fn time_window_from(
     }
 }
 
-/// A boxed read of a file's window parts (boxed so the stream that runs them is `Send`).
-type PartRead<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Part>, LogReadError>> + Send + 'a>>;
+/// A boxed read of one log file (boxed so the stream that runs them is `Send` for any lifetime of its borrows).
+type Read<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<T>, LogReadError>> + Send + 'a>>;
 
 /// A file's batches; a file that cannot be read is noted in `rows` and skipped (`None`), so one damaged file
 /// costs its own rows, never the window. A store failure is the caller's (the window is tried again later).
@@ -154,15 +143,11 @@ fn readable<T>(read: Result<Vec<T>, LogReadError>, rows: &mut WindowRows) -> Res
     }
 }
 
-/// A boxed read per file (boxed so the stream that runs them is `Send` for any lifetime of its borrows).
-type FileRead<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<RecordBatch>, LogReadError>> + Send + 'a>>;
-
 fn file_reads<'a>(
     store: &'a dyn ArtifactStore,
     files: &'a [LogFile],
     keep: Option<&'a [&'a str]>,
-) -> Vec<FileRead<'a>> {
+) -> Vec<Read<'a, RecordBatch>> {
     files
         .iter()
         .map(|file| {
@@ -170,7 +155,7 @@ fn file_reads<'a>(
                 crate::background::yield_to_serving();
                 Ok(batch)
             });
-            Box::pin(read_log_part_with(store, &file.path, keep, decode)) as FileRead<'a>
+            Box::pin(read_log_part_with(store, &file.path, keep, decode)) as Read<'a, RecordBatch>
         })
         .collect()
 }
@@ -294,7 +279,7 @@ pub async fn count_window_rows(
             offset += 1;
         }
         let slice = all.slice(start, offset - start);
-        rows.push(if with_shadows { slice } else { served(&slice)? });
+        rows.push(slice, with_shadows);
         if taken == count {
             return Ok(Some((
                 rows.finish(),

@@ -405,9 +405,10 @@ impl WindowRows {
         self.rate < 1.0
     }
 
-    /// Counts every row of `batch` (already filtered to the window) and keeps those under the rate.
-    pub(crate) fn push(&mut self, batch: RecordBatch) {
-        if let Ok(part) = window_part(batch, None, true, self.halvings, &Known::default()) {
+    /// Counts the rows of `batch` (already in the window; shadow answers only `with_shadows`) and keeps those
+    /// under the rate.
+    pub(crate) fn push(&mut self, batch: RecordBatch, with_shadows: bool) {
+        if let Ok(part) = window_part(batch, None, with_shadows, self.halvings, &Known::default()) {
             self.absorb(part);
         }
     }
@@ -529,7 +530,7 @@ mod tests {
         let mut rows = WindowRows::sampled(1_000);
         for chunk in 0..50 {
             let ids: Vec<String> = (0..1_000).map(|i| format!("req-{chunk}-{i}")).collect();
-            rows.push(batch(&ids));
+            rows.push(batch(&ids), true);
         }
         let rows = rows.finish();
         assert_eq!((rows.seen_rows, rows.seen_requests), (50_000, 50_000));
@@ -540,7 +541,7 @@ mod tests {
         let mut again = WindowRows::sampled(1_000);
         for chunk in (0..50).rev() {
             let ids: Vec<String> = (0..1_000).map(|i| format!("req-{chunk}-{i}")).collect();
-            again.push(if chunk % 2 == 0 { keyed(&ids) } else { batch(&ids) });
+            again.push(if chunk % 2 == 0 { keyed(&ids) } else { batch(&ids) }, true);
         }
         let again = again.finish();
         assert_eq!((rows.rate, rows.rows()), (again.rate, again.rows()));
@@ -550,7 +551,7 @@ mod tests {
     fn parts_decoded_at_a_higher_rate_are_thinned_to_the_window() {
         let ids: Vec<String> = (0..4_000).map(|i| format!("req-{i}")).collect();
         let mut whole = WindowRows::sampled(1_000);
-        whole.push(keyed(&ids));
+        whole.push(keyed(&ids), true);
         let whole = whole.finish();
         // The same rows in two parts, the second decoded before the window learned its lower rate.
         let mut split = WindowRows::sampled(1_000);

@@ -57,6 +57,10 @@ impl PartSink for WindowSink {
             let Some(field) = schema.fields().get(root) else {
                 continue;
             };
+            // Statistics are looked up only for the four bookkeeping columns (a file may have thousands).
+            if !["timestamp", "role", "model_version", "row"].contains(&field.name().as_str()) {
+                continue;
+            }
             let Some(stats) = root_statistics(metadata, root) else {
                 continue;
             };
