@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use loopline_artifact_store::{ArtifactPath, ArtifactStore};
+use loopline_tabular::parquet_checks::{chunk_range, without_panics};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::errors::ParquetError;
@@ -102,16 +103,12 @@ fn chunk_ranges(metadata: &ParquetMetaData, roots: &[usize], size: u64) -> Resul
             if leaf >= schema.num_columns() || !roots.contains(&schema.get_column_root_idx(leaf)) {
                 continue;
             }
-            let (start, length) = column.byte_range();
-            let end = start
-                .checked_add(length)
-                .filter(|end| *end <= size)
-                .ok_or_else(|| format!("declares a column chunk at bytes {start}+{length}, past its end"))?;
-            total = total.saturating_add(length);
+            let range = chunk_range(column, size)?;
+            total = total.saturating_add(range.end - range.start);
             if total > size {
                 return Err("declares column chunks larger than the file".into());
             }
-            ranges.push(start..end);
+            ranges.push(range);
         }
     }
     Ok(ranges)
@@ -207,7 +204,8 @@ pub async fn read_columns<S: PartSink>(
     }
     let metadata_bytes = tail.slice(tail.len() - needed as usize..tail.len() - 8);
     let decode = move || {
-        let metadata = ParquetMetaDataReader::decode_metadata(&metadata_bytes).map_err(|e| e.to_string())?;
+        let metadata =
+            without_panics(|| ParquetMetaDataReader::decode_metadata(&metadata_bytes))?.map_err(|e| e.to_string())?;
         let roots: Vec<usize> = metadata
             .file_metadata()
             .schema_descr()
@@ -239,21 +237,27 @@ pub async fn read_columns<S: PartSink>(
     };
     tokio::task::spawn_blocking(move || {
         let failed = |e: ParquetError| LogReadError::Unreadable(format!("{shown} is not a readable Parquet file: {e}"));
-        let loaded = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::default()).map_err(failed)?;
-        let batch_rows = batch_rows(roots.len());
-        let mask = ProjectionMask::roots(loaded.parquet_schema(), roots);
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(parts, loaded)
-            .with_projection(mask)
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(failed)?;
-        reader
-            .map(|batch| {
-                let batch = batch.map_err(|e| format!("{shown}: {e}"))?;
-                sink.batch(batch).map_err(|e| format!("{shown}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(LogReadError::Unreadable)
+        let panicked = |e: String| LogReadError::Unreadable(format!("{shown} is not a readable Parquet file: {e}"));
+        let mut reader = without_panics(|| {
+            let loaded = ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::default())?;
+            let mask = ProjectionMask::roots(loaded.parquet_schema(), roots.iter().copied());
+            ParquetRecordBatchReaderBuilder::new_with_metadata(parts, loaded)
+                .with_projection(mask)
+                .with_batch_size(batch_rows(roots.len()))
+                .build()
+        })
+        .map_err(panicked)?
+        .map_err(failed)?;
+        let mut outputs = Vec::new();
+        // The parquet crate panics on some damaged pages: each batch is decoded under a guard.
+        while let Some(batch) = without_panics(|| reader.next()).map_err(panicked)? {
+            let batch = batch.map_err(|e| LogReadError::Unreadable(format!("{shown}: {e}")))?;
+            outputs.push(
+                sink.batch(batch)
+                    .map_err(|e| LogReadError::Unreadable(format!("{shown}: {e}")))?,
+            );
+        }
+        Ok(outputs)
     })
     .await
     .map_err(|e| LogReadError::Storage(format!("{path}: decoding stopped: {e}", path = path.as_string())))?
@@ -386,7 +390,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
         #[test]
         fn damaged_files_are_errors_never_panics(
             flips in proptest::collection::vec((0usize..4_000, proptest::prelude::any::<u8>()), 1..8),

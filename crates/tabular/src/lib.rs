@@ -8,6 +8,7 @@ pub mod collect;
 mod csv_schema;
 pub mod error;
 pub mod kind;
+pub mod parquet_checks;
 pub mod profile;
 pub mod quantiles;
 pub mod read;

@@ -13,6 +13,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 
 use crate::csv_schema::{CsvLayout, infer_csv_schema, null_pattern};
 use crate::error::TabularError;
+use crate::parquet_checks::{check_chunks, without_panics};
 
 /// Rows per record batch when the format lets us choose.
 pub const BATCH_ROWS: usize = 65_536;
@@ -97,7 +98,11 @@ impl TableSource {
         };
         let (schema, rows, csv) = match format {
             FileFormat::Parquet => {
-                let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| unreadable(&e))?;
+                let size = file.metadata().map_err(|e| TabularError::io(path, e))?.len();
+                let builder = without_panics(|| ParquetRecordBatchReaderBuilder::try_new(file))
+                    .map_err(|e| unreadable(&e))?
+                    .map_err(|e| unreadable(&e))?;
+                check_chunks(builder.metadata(), size).map_err(|e| unreadable(&e))?;
                 let rows = builder.metadata().file_metadata().num_rows();
                 (builder.schema().clone(), Some(rows.max(0) as u64), None)
             }
@@ -189,8 +194,12 @@ impl TableSource {
                 if dictionary_text {
                     options = options.with_schema(Arc::new(dictionary_text_schema(&self.schema)));
                 }
-                let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+                let size = file.metadata().map_err(|e| TabularError::io(&self.path, e))?.len();
+                let builder = without_panics(|| ParquetRecordBatchReaderBuilder::try_new_with_options(file, options))
+                    .map_err(|e| self.unreadable(e))?
                     .map_err(|e| unreadable(ArrowError::ExternalError(Box::new(e))))?;
+                // The file may have changed since it was opened: its chunks are checked again.
+                check_chunks(builder.metadata(), size).map_err(|e| self.unreadable(e))?;
                 let mask = match &projection {
                     Some(indices) => ProjectionMask::roots(builder.parquet_schema(), indices.iter().copied()),
                     None => ProjectionMask::all(),
@@ -228,7 +237,16 @@ impl TableSource {
         Ok(Batches {
             inner,
             source: self.clone(),
+            stopped: false,
         })
+    }
+
+    fn unreadable(&self, message: String) -> TabularError {
+        TabularError::Unreadable {
+            path: self.path.clone(),
+            format: self.format.label(),
+            message,
+        }
     }
 
     fn decode_error(&self, error: ArrowError) -> TabularError {
@@ -239,11 +257,7 @@ impl TableSource {
                     message,
                 }
             }
-            other => TabularError::Unreadable {
-                path: self.path.clone(),
-                format: self.format.label(),
-                message: other.to_string(),
-            },
+            other => self.unreadable(other.to_string()),
         }
     }
 }
@@ -268,14 +282,23 @@ fn dictionary_text_schema(schema: &Schema) -> Schema {
 pub struct Batches {
     inner: Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>,
     source: TableSource,
+    /// Set once a decoder panicked on damaged data: the reader is not asked again.
+    stopped: bool,
 }
 
 impl Iterator for Batches {
     type Item = Result<RecordBatch, TabularError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.inner
-            .next()
-            .map(|batch| batch.map_err(|e| self.source.decode_error(e)))
+        if self.stopped {
+            return None;
+        }
+        match without_panics(|| self.inner.next()) {
+            Ok(batch) => batch.map(|batch| batch.map_err(|e| self.source.decode_error(e))),
+            Err(panic) => {
+                self.stopped = true;
+                Some(Err(self.source.unreadable(panic)))
+            }
+        }
     }
 }

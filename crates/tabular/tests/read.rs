@@ -156,3 +156,37 @@ fn bad_files_give_errors_that_name_the_problem() {
         "{error}"
     );
 }
+
+/// The sample batch written as Parquet, a few hundred bytes.
+fn sample_parquet() -> Vec<u8> {
+    let batch = sample_batch();
+    let mut bytes = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    bytes
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+    /// Whatever bytes of a Parquet file are damaged (its footer most of all, which says where everything else
+    /// lies), opening and reading it ends with batches or an error, never a panic.
+    #[test]
+    fn damaged_parquet_files_are_errors_never_panics(
+        flips in proptest::collection::vec((0usize..600, proptest::prelude::any::<u8>()), 1..8),
+    ) {
+        let mut bytes = sample_parquet();
+        for (at, value) in flips {
+            let at = bytes.len() - 1 - at % bytes.len();
+            bytes[at] = value;
+        }
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("damaged.parquet");
+        std::fs::write(&path, &bytes).unwrap();
+        let read = TableSource::open(&path).and_then(|source| source.batches(None)?.try_for_each(|batch| batch.map(drop)));
+        if let Err(error) = read {
+            // The error names the file, whatever the damage.
+            proptest::prop_assert!(error.to_string().contains("damaged.parquet"), "{}", error);
+        }
+    }
+}
