@@ -2,8 +2,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use serde_json::{Map, Number, Value};
-use yaml_rust2::{Yaml, YamlLoader};
+use serde_json::{Map, Value};
 
 use crate::signature::Signature;
 
@@ -40,37 +39,6 @@ pub struct ModelDescriptor {
     directory: PathBuf,
     document: Value,
     signature: Option<Signature>,
-}
-
-/// YAML to JSON: scalars keep their YAML type (MLflow writes plain mappings, lists and scalars).
-fn to_json(yaml: &Yaml) -> Value {
-    match yaml {
-        Yaml::Real(text) => text
-            .parse::<f64>()
-            .ok()
-            .and_then(Number::from_f64)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        Yaml::Integer(n) => Value::from(*n),
-        Yaml::String(s) => Value::from(s.as_str()),
-        Yaml::Boolean(b) => Value::from(*b),
-        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        Yaml::Hash(entries) => {
-            let mut map = Map::new();
-            for (key, value) in entries {
-                let key = match key {
-                    Yaml::String(s) => s.clone(),
-                    Yaml::Integer(n) => n.to_string(),
-                    Yaml::Boolean(b) => b.to_string(),
-                    Yaml::Real(r) => r.clone(),
-                    _ => continue,
-                };
-                map.insert(key, to_json(value));
-            }
-            Value::Object(map)
-        }
-        _ => Value::Null,
-    }
 }
 
 /// `name` joined to `directory` when it is a plain relative path with no `..`, `.` prefix tricks or roots.
@@ -116,9 +84,7 @@ impl ModelDescriptor {
 
     /// Parses the text of an `MLmodel` for a model in `directory`.
     pub fn parse(directory: &Path, text: &str) -> Result<ModelDescriptor, String> {
-        crate::yaml_bounds::check_yaml_bounds(text)?;
-        let documents = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
-        let document = documents.first().map(to_json).unwrap_or(Value::Null);
+        let document = crate::yaml_bounds::load_json(text)?;
         if !document.get("flavors").is_some_and(Value::is_object) {
             return Err("it has no 'flavors' mapping".to_string());
         }

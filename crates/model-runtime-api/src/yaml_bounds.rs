@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
+use yaml_rust2::{Yaml, YamlLoader};
+use serde_json::{Map, Number, Value};
 
 /// The largest `MLmodel` file read, in bytes (MLflow writes a few kilobytes).
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -90,6 +92,45 @@ pub fn check_yaml_bounds(text: &str) -> Result<(), String> {
     match counter.problem {
         Some(problem) => Err(problem),
         None => Ok(()),
+    }
+}
+
+/// Loads the first document of a YAML text as JSON, within the bounds of [`check_yaml_bounds`]; an empty text
+/// is `null`.
+pub fn load_json(text: &str) -> Result<Value, String> {
+    check_yaml_bounds(text)?;
+    let documents = YamlLoader::load_from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    Ok(documents.first().map(to_json).unwrap_or(Value::Null))
+}
+
+/// YAML to JSON: scalars keep their YAML type (MLflow writes plain mappings, lists and scalars).
+fn to_json(yaml: &Yaml) -> Value {
+    match yaml {
+        Yaml::Real(text) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Yaml::Integer(n) => Value::from(*n),
+        Yaml::String(s) => Value::from(s.as_str()),
+        Yaml::Boolean(b) => Value::from(*b),
+        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        Yaml::Hash(entries) => {
+            let mut map = Map::new();
+            for (key, value) in entries {
+                let key = match key {
+                    Yaml::String(s) => s.clone(),
+                    Yaml::Integer(n) => n.to_string(),
+                    Yaml::Boolean(b) => b.to_string(),
+                    Yaml::Real(r) => r.clone(),
+                    _ => continue,
+                };
+                map.insert(key, to_json(value));
+            }
+            Value::Object(map)
+        }
+        _ => Value::Null,
     }
 }
 

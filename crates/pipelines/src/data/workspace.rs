@@ -1,0 +1,547 @@
+//! A project's datasets in the working tree: adding a file or directory (hash, cache, pointer), its status
+//! against its pointer and the cache, and checking a version out of the cache.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::cache::LocalCache;
+use super::content::ContentId;
+use super::files::{WorkspaceFile, hash_files, single_file, walk};
+use super::manifest::{Manifest, ManifestEntry};
+use super::pointer::{Pointer, check_name, is_pointer, name_from, pointer_path};
+use super::state::HashState;
+
+/// The project directory's own folder.
+pub const PROJECT_DIR: &str = ".loopline";
+
+/// Told how long work goes.
+pub trait Progress: Sync {
+    /// A phase begins with this many bytes to go.
+    fn phase(&self, what: &str, bytes: u64);
+    /// Bytes done.
+    fn advance(&self, bytes: u64);
+}
+
+/// Progress told to nobody.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn phase(&self, _what: &str, _bytes: u64) {}
+    fn advance(&self, _bytes: u64) {}
+}
+
+/// A project: the directory holding `.loopline/` (found upward from where a command runs; else the git
+/// repository's top, else the directory itself), its cache and its remembered hashes.
+pub struct Project {
+    root: PathBuf,
+    cache: LocalCache,
+    state: Mutex<HashState>,
+}
+
+/// What `add` did.
+#[derive(Debug, Clone)]
+pub struct Added {
+    /// The pointer written.
+    pub pointer: Pointer,
+    /// Where.
+    pub pointer_path: PathBuf,
+    /// Whether the content is what the pointer already named.
+    pub unchanged: bool,
+    /// Bytes read to hash (files whose stamps were not remembered).
+    pub hashed_bytes: u64,
+    /// Objects copied into the cache (the others were there already).
+    pub new_objects: usize,
+}
+
+/// How the working tree stands against a pointer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeState {
+    /// As the pointer says.
+    Unchanged,
+    /// The data is not there.
+    Missing,
+    /// A file whose content differs.
+    ModifiedFile,
+    /// A directory whose files differ (paths, by what happened to them).
+    ModifiedDirectory {
+        /// Files not in the version.
+        added: Vec<String>,
+        /// Files of the version not in the tree.
+        removed: Vec<String>,
+        /// Files whose content differs.
+        modified: Vec<String>,
+    },
+}
+
+/// A pointer's status.
+#[derive(Debug, Clone)]
+pub struct DataStatus {
+    /// The pointer file.
+    pub pointer_path: PathBuf,
+    /// Its content.
+    pub pointer: Pointer,
+    /// The working tree against it.
+    pub tree: TreeState,
+    /// Objects of the version the cache lacks (all of them, if its manifest is missing: then 1 is shown).
+    pub missing_from_cache: usize,
+}
+
+/// What `checkout` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckedOut {
+    /// Files written.
+    pub written: usize,
+    /// Files already right.
+    pub kept: usize,
+    /// Files removed (not in the version; with `force`).
+    pub removed: usize,
+}
+
+impl Project {
+    /// The project `start` is in, creating `.loopline/` at its root if there is none yet.
+    pub fn find(start: &Path) -> Result<Project, String> {
+        let start = start.canonicalize().map_err(|e| format!("{}: {e}", start.display()))?;
+        let marked = |dir: &Path, name: &str| dir.join(name).exists();
+        let root = start
+            .ancestors()
+            .find(|dir| marked(dir, PROJECT_DIR))
+            .or_else(|| start.ancestors().find(|dir| marked(dir, ".git")))
+            .unwrap_or(&start)
+            .to_path_buf();
+        Project::open(&root)
+    }
+
+    /// The project rooted at `root`.
+    pub fn open(root: &Path) -> Result<Project, String> {
+        let root = root.canonicalize().map_err(|e| format!("{}: {e}", root.display()))?;
+        let own = root.join(PROJECT_DIR);
+        let cache = LocalCache::open(&own.join("cache"))?;
+        let ignore = own.join(".gitignore");
+        if !ignore.exists() {
+            // The cache and remembered hashes stay out of git; the project folder itself may be committed.
+            let _ = std::fs::write(&ignore, "/cache\n/state.json\n");
+        }
+        let state = Mutex::new(HashState::load(&own.join("state.json")));
+        Ok(Project { root, cache, state })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &LocalCache {
+        &self.cache
+    }
+
+    /// Adds a file or directory: hashes what changed, copies new content into the cache and writes the
+    /// pointer beside it (keeping the dataset name, and the version when the content is unchanged).
+    pub fn add(&self, target: &Path, name: Option<&str>, progress: &dyn Progress) -> Result<Added, String> {
+        let target = self.inside(target)?;
+        if is_pointer(&target) {
+            return Err(format!("{} is a pointer file; add the data it names", target.display()));
+        }
+        let pointer_path = pointer_path(&target);
+        let previous = pointer_path.exists().then(|| Pointer::read(&pointer_path)).transpose()?;
+        let dataset = match (name, &previous) {
+            (Some(name), _) => name.to_string(),
+            (None, Some(previous)) => previous.dataset.clone(),
+            (None, None) => name_from(&target),
+        };
+        check_name(&dataset)?;
+        let file_name = target.file_name().and_then(|n| n.to_str()).ok_or("the path has no UTF-8 file name")?;
+        let metadata = std::fs::metadata(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        let files = if metadata.is_dir() { walk(&target)? } else { vec![single_file(&target, file_name)?] };
+        let (ids, hashed_bytes) = self.identify(&files, progress)?;
+        let new_objects = self.store(&files, &ids, progress)?;
+        let (id, size) = if metadata.is_dir() {
+            let entries = files
+                .iter()
+                .zip(&ids)
+                .map(|(file, id)| ManifestEntry {
+                    path: file.relative.clone(),
+                    hash: id.key(),
+                    size: file.stamp.size,
+                    exec: file.exec,
+                })
+                .collect();
+            let manifest = Manifest::new(entries)?;
+            let id = manifest.id();
+            self.cache.insert_bytes(&id, &manifest.to_bytes())?;
+            (id, manifest.size())
+        } else {
+            (ids[0].clone(), files[0].stamp.size)
+        };
+        let unchanged = previous.as_ref().is_some_and(|p| p.hash == id.key() && p.dataset == dataset);
+        let pointer = Pointer {
+            dataset,
+            path: file_name.to_string(),
+            hash: id.key(),
+            size,
+            files: files.len() as u64,
+            version: previous.filter(|_| unchanged).and_then(|p| p.version),
+        };
+        pointer.write(&pointer_path)?;
+        self.ignore_in_git(&target)?;
+        self.save_state()?;
+        Ok(Added {
+            pointer,
+            pointer_path,
+            unchanged,
+            hashed_bytes,
+            new_objects,
+        })
+    }
+
+    /// How the working tree and the cache stand against a pointer file.
+    pub fn status(&self, pointer_path: &Path) -> Result<DataStatus, String> {
+        let pointer = Pointer::read(pointer_path)?;
+        let id = pointer.id()?;
+        let data = data_path(pointer_path, &pointer);
+        let manifest = id.is_directory().then(|| self.cache.manifest(&id)).and_then(Result::ok);
+        let missing_from_cache = match (&manifest, id.is_directory()) {
+            (_, false) => usize::from(!self.cache.contains(&id)),
+            (None, true) => 1,
+            (Some(manifest), true) => manifest
+                .entries()
+                .iter()
+                .filter(|e| e.id().map_or(true, |id| !self.cache.contains(&id)))
+                .count(),
+        };
+        let tree = match std::fs::metadata(&data) {
+            Err(_) => TreeState::Missing,
+            Ok(metadata) if metadata.is_dir() != id.is_directory() => TreeState::ModifiedFile,
+            Ok(metadata) if metadata.is_dir() => {
+                let files = walk(&data)?;
+                let (ids, _) = self.identify(&files, &Quiet)?;
+                let now: HashMap<&str, &ContentId> = files.iter().map(|f| f.relative.as_str()).zip(&ids).collect();
+                let expected: HashMap<&str, String> = manifest
+                    .as_ref()
+                    .map(|m| m.entries().iter().map(|e| (e.path.as_str(), e.hash.clone())).collect())
+                    .unwrap_or_default();
+                let added: Vec<String> = now.keys().filter(|p| !expected.contains_key(*p)).map(|p| p.to_string()).collect();
+                let removed: Vec<String> = expected.keys().filter(|p| !now.contains_key(*p)).map(|p| p.to_string()).collect();
+                let modified: Vec<String> = now
+                    .iter()
+                    .filter(|(path, id)| expected.get(*path).is_some_and(|hash| *hash != id.key()))
+                    .map(|(path, _)| path.to_string())
+                    .collect();
+                let same = if manifest.is_some() {
+                    added.is_empty() && removed.is_empty() && modified.is_empty()
+                } else {
+                    directory_id(&files, &ids)? == id
+                };
+                if same {
+                    TreeState::Unchanged
+                } else {
+                    let sorted = |mut paths: Vec<String>| {
+                        paths.sort();
+                        paths
+                    };
+                    TreeState::ModifiedDirectory {
+                        added: sorted(added),
+                        removed: sorted(removed),
+                        modified: sorted(modified),
+                    }
+                }
+            }
+            Ok(_) => {
+                let file = single_file(&data, &pointer.path)?;
+                let (ids, _) = self.identify(std::slice::from_ref(&file), &Quiet)?;
+                if ids[0] == id { TreeState::Unchanged } else { TreeState::ModifiedFile }
+            }
+        };
+        self.save_state()?;
+        Ok(DataStatus {
+            pointer_path: pointer_path.to_path_buf(),
+            pointer,
+            tree,
+            missing_from_cache,
+        })
+    }
+
+    /// Makes the working tree hold the version a pointer names, from the cache. Files with changes that were
+    /// not added (and, in a directory, files the version does not hold) are only replaced or removed with
+    /// `force`; without it nothing is touched and the error lists them.
+    pub fn checkout(&self, pointer_path: &Path, force: bool, progress: &dyn Progress) -> Result<CheckedOut, String> {
+        let pointer = Pointer::read(pointer_path)?;
+        let id = pointer.id()?;
+        let data = data_path(pointer_path, &pointer);
+        self.inside_parent(&data)?;
+        let wanted: Vec<ManifestEntry> = if id.is_directory() {
+            self.cache.manifest(&id)?.entries().to_vec()
+        } else {
+            vec![ManifestEntry {
+                path: pointer.path.clone(),
+                hash: id.key(),
+                size: pointer.size,
+                exec: false,
+            }]
+        };
+        let lacking: Vec<&str> = wanted
+            .iter()
+            .filter(|e| e.id().map_or(true, |id| !self.cache.contains(&id)))
+            .map(|e| e.path.as_str())
+            .collect();
+        if !lacking.is_empty() {
+            return Err(format!(
+                "the cache lacks {} file(s) of {} (first: {}); run `loopline data pull {}`",
+                lacking.len(),
+                pointer.dataset,
+                lacking[0],
+                pointer_path.display()
+            ));
+        }
+        let existing = match std::fs::metadata(&data) {
+            Err(_) => Vec::new(),
+            Ok(metadata) if metadata.is_dir() && id.is_directory() => walk(&data)?,
+            Ok(metadata) if !metadata.is_dir() && !id.is_directory() => vec![single_file(&data, &pointer.path)?],
+            Ok(_) if force => {
+                remove_any(&data)?;
+                Vec::new()
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "{} is a {} where the version has a {}; use --force to replace it",
+                    data.display(),
+                    if id.is_directory() { "file" } else { "directory" },
+                    if id.is_directory() { "directory" } else { "file" }
+                ));
+            }
+        };
+        let (existing_ids, _) = self.identify(&existing, &Quiet)?;
+        let present: HashMap<&str, (&WorkspaceFile, &ContentId)> =
+            existing.iter().map(|f| f.relative.as_str()).zip(existing.iter().zip(&existing_ids)).collect();
+        let wanted_paths: BTreeSet<&str> = wanted.iter().map(|e| e.path.as_str()).collect();
+        let changed: Vec<&str> = wanted
+            .iter()
+            .filter(|e| present.get(e.path.as_str()).is_some_and(|(_, id)| id.key() != e.hash))
+            .map(|e| e.path.as_str())
+            .collect();
+        let extra: Vec<&WorkspaceFile> =
+            existing.iter().filter(|f| !wanted_paths.contains(f.relative.as_str())).collect();
+        if !force && (!changed.is_empty() || !extra.is_empty()) {
+            let mut named: Vec<&str> = changed.clone();
+            named.extend(extra.iter().map(|f| f.relative.as_str()));
+            return Err(format!(
+                "{} has {} changed and {} unversioned file(s) (first: {}); `loopline data add` them, or use --force to \
+                 discard them",
+                data.display(),
+                changed.len(),
+                extra.len(),
+                named[0]
+            ));
+        }
+        let to_write: Vec<&ManifestEntry> = wanted
+            .iter()
+            .filter(|e| present.get(e.path.as_str()).is_none_or(|(_, id)| id.key() != e.hash))
+            .collect();
+        progress.phase("checking out", to_write.iter().map(|e| e.size).sum());
+        let directory = id.is_directory();
+        let written: Vec<(PathBuf, ContentId)> = to_write
+            .par_iter()
+            .map(|entry| {
+                let id = entry.id()?;
+                let target = if directory { data.join(&entry.path) } else { data.clone() };
+                materialise(&self.cache.path_of(&id), &target, entry.exec)?;
+                progress.advance(entry.size);
+                Ok((target, id))
+            })
+            .collect::<Result<_, String>>()?;
+        for file in &extra {
+            std::fs::remove_file(&file.path).map_err(|e| format!("removing {}: {e}", file.path.display()))?;
+        }
+        {
+            let mut state = self.state.lock().map_err(|_| "the hash memory was poisoned")?;
+            for (path, id) in &written {
+                if let Ok(metadata) = std::fs::metadata(path) {
+                    state.set(path, super::files::Stamp::of(&metadata), id);
+                }
+            }
+        }
+        self.ignore_in_git(&data)?;
+        self.save_state()?;
+        Ok(CheckedOut {
+            written: written.len(),
+            kept: wanted.len() - to_write.len(),
+            removed: extra.len(),
+        })
+    }
+
+    /// Every pointer file in the project (hidden directories skipped), sorted.
+    pub fn pointers(&self) -> Result<Vec<PathBuf>, String> {
+        let mut found = Vec::new();
+        let mut pending = vec![self.root.clone()];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let hidden = name.to_str().is_none_or(|n| n.starts_with('.'));
+                let Ok(kind) = entry.file_type() else { continue };
+                if kind.is_dir() && !hidden {
+                    pending.push(entry.path());
+                } else if kind.is_file() && is_pointer(&entry.path()) {
+                    found.push(entry.path());
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// The objects a pointer's version consists of: its own id and, for a directory, each file's (read from
+    /// the cached manifest, which must be there).
+    pub fn objects_of(&self, pointer: &Pointer) -> Result<Vec<(ContentId, u64)>, String> {
+        let id = pointer.id()?;
+        if !id.is_directory() {
+            return Ok(vec![(id, pointer.size)]);
+        }
+        let manifest = self.cache.manifest(&id)?;
+        let mut objects = vec![(id, manifest.to_bytes().len() as u64)];
+        for entry in manifest.entries() {
+            objects.push((entry.id()?, entry.size));
+        }
+        Ok(objects)
+    }
+
+    /// The content ids of files: remembered where their stamps match, hashed (in parallel) otherwise.
+    fn identify(&self, files: &[WorkspaceFile], progress: &dyn Progress) -> Result<(Vec<ContentId>, u64), String> {
+        let mut ids: Vec<Option<ContentId>> = {
+            let state = self.state.lock().map_err(|_| "the hash memory was poisoned")?;
+            files.iter().map(|f| state.get(&f.path, &f.stamp)).collect()
+        };
+        let unknown: Vec<usize> = (0..files.len()).filter(|i| ids[*i].is_none()).collect();
+        let to_hash: Vec<&WorkspaceFile> = unknown.iter().map(|i| &files[*i]).collect();
+        let bytes: u64 = to_hash.iter().map(|f| f.stamp.size).sum();
+        if !to_hash.is_empty() {
+            progress.phase("hashing", bytes);
+        }
+        let hashed = hash_files(&to_hash, &|done| progress.advance(done))?;
+        let mut state = self.state.lock().map_err(|_| "the hash memory was poisoned")?;
+        for (index, (hash, _)) in unknown.into_iter().zip(hashed) {
+            let id = ContentId::file(hash);
+            state.set(&files[index].path, files[index].stamp, &id);
+            ids[index] = Some(id);
+        }
+        Ok((ids.into_iter().flatten().collect(), bytes))
+    }
+
+    /// Copies files into the cache (in parallel) unless it has them; returns how many were new.
+    fn store(&self, files: &[WorkspaceFile], ids: &[ContentId], progress: &dyn Progress) -> Result<usize, String> {
+        let mut seen = BTreeSet::new();
+        let missing: Vec<(&WorkspaceFile, &ContentId)> = files
+            .iter()
+            .zip(ids)
+            .filter(|(_, id)| !self.cache.contains(id) && seen.insert((*id).clone()))
+            .collect();
+        if !missing.is_empty() {
+            progress.phase("caching", missing.iter().map(|(f, _)| f.stamp.size).sum());
+        }
+        missing
+            .par_iter()
+            .map(|(file, id)| {
+                let copied = self.cache.insert_file(id, &file.path)?;
+                progress.advance(file.stamp.size);
+                Ok(usize::from(copied))
+            })
+            .sum()
+    }
+
+    /// `path` made absolute and checked to lie inside the project (and not in its own folder or git's).
+    fn inside(&self, path: &Path) -> Result<PathBuf, String> {
+        let absolute = path.canonicalize().map_err(|e| format!("{}: {e}", path.display()))?;
+        self.check_inside(&absolute, path)?;
+        Ok(absolute)
+    }
+
+    /// As [`Project::inside`] for a path that may not exist yet: its parent must.
+    fn inside_parent(&self, path: &Path) -> Result<(), String> {
+        let parent = path.parent().ok_or_else(|| format!("{} has no parent directory", path.display()))?;
+        let absolute = parent.canonicalize().map_err(|e| format!("{}: {e}", parent.display()))?;
+        self.check_inside(&absolute.join(path.file_name().unwrap_or_default()), path)
+    }
+
+    fn check_inside(&self, absolute: &Path, shown: &Path) -> Result<(), String> {
+        let relative = absolute.strip_prefix(&self.root).map_err(|_| {
+            format!("{} is outside the project at {}", shown.display(), self.root.display())
+        })?;
+        let first = relative.components().next().and_then(|c| c.as_os_str().to_str());
+        if relative.as_os_str().is_empty() || matches!(first, Some(".git" | PROJECT_DIR)) {
+            return Err(format!("{} cannot be versioned (it is the project itself or its own files)", shown.display()));
+        }
+        Ok(())
+    }
+
+    /// Lists the data in the `.gitignore` beside it, in a git repository, so only the pointer is committed.
+    fn ignore_in_git(&self, data: &Path) -> Result<(), String> {
+        if !self.root.join(".git").exists() {
+            return Ok(());
+        }
+        let (Some(dir), Some(name)) = (data.parent(), data.file_name().and_then(|n| n.to_str())) else {
+            return Ok(());
+        };
+        let ignore = dir.join(".gitignore");
+        let line = format!("/{name}");
+        let existing = std::fs::read_to_string(&ignore).unwrap_or_default();
+        if existing.lines().any(|l| l.trim() == line) {
+            return Ok(());
+        }
+        let separator = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
+        std::fs::write(&ignore, format!("{existing}{separator}{line}\n"))
+            .map_err(|e| format!("updating {}: {e}", ignore.display()))
+    }
+
+    fn save_state(&self) -> Result<(), String> {
+        self.state.lock().map_err(|_| "the hash memory was poisoned")?.save()
+    }
+}
+
+/// Where a pointer's data is.
+pub fn data_path(pointer_path: &Path, pointer: &Pointer) -> PathBuf {
+    pointer_path.parent().unwrap_or(Path::new(".")).join(&pointer.path)
+}
+
+/// The id of a directory of these files.
+fn directory_id(files: &[WorkspaceFile], ids: &[ContentId]) -> Result<ContentId, String> {
+    let entries = files
+        .iter()
+        .zip(ids)
+        .map(|(f, id)| ManifestEntry {
+            path: f.relative.clone(),
+            hash: id.key(),
+            size: f.stamp.size,
+            exec: f.exec,
+        })
+        .collect();
+    Ok(Manifest::new(entries)?.id())
+}
+
+/// Copies a cached object to `target` through a temporary file beside it, writable (and executable if it
+/// was), replacing what was there.
+fn materialise(object: &Path, target: &Path, exec: bool) -> Result<(), String> {
+    let parent = target.parent().ok_or_else(|| format!("{} has no parent", target.display()))?;
+    std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let staged = parent.join(format!(".loopline-tmp-{}", uuid::Uuid::new_v4().simple()));
+    let done = std::fs::copy(object, &staged)
+        .and_then(|_| std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 })))
+        .and_then(|()| {
+            if target.is_dir() {
+                std::fs::remove_dir_all(target)?;
+            }
+            std::fs::rename(&staged, target)
+        });
+    done.map_err(|e| {
+        let _ = std::fs::remove_file(&staged);
+        format!("writing {}: {e}", target.display())
+    })
+}
+
+fn remove_any(path: &Path) -> Result<(), String> {
+    let removed = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    removed.map_err(|e| format!("removing {}: {e}", path.display()))
+}

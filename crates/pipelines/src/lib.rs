@@ -1,0 +1,4 @@
+//! Closing the loop: versioned datasets (content-addressed, with pointer files in git as DVC has them), and
+//! the pipelines, triggers and quality gates built on them.
+
+pub mod data;

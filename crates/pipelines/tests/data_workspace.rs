@@ -1,0 +1,119 @@
+//! Adding, checking and checking out datasets in a project directory, as `loopline data` does.
+
+use std::path::Path;
+
+use loopline_pipelines::data::{Pointer, Project, Quiet, TreeState};
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn project() -> (tempfile::TempDir, Project) {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::create_dir(directory.path().join(".git")).unwrap();
+    let project = Project::find(directory.path()).unwrap();
+    (directory, project)
+}
+
+#[test]
+fn a_file_is_cached_pointed_at_and_ignored_by_git() {
+    let (directory, project) = project();
+    let data = directory.path().join("data/train.csv");
+    write(&data, b"x,y\n1,2\n");
+    let added = project.add(&data, None, &Quiet).unwrap();
+    assert_eq!(added.pointer.dataset, "train.csv");
+    assert_eq!(added.pointer.hash, blake3::hash(b"x,y\n1,2\n").to_hex().to_string());
+    assert_eq!((added.pointer.size, added.pointer.files, added.new_objects), (8, 1, 1));
+    assert_eq!(added.pointer_path, directory.path().join("data/train.csv.loopline").canonicalize().unwrap());
+    assert_eq!(Pointer::read(&added.pointer_path).unwrap(), added.pointer);
+    assert_eq!(std::fs::read_to_string(directory.path().join("data/.gitignore")).unwrap(), "/train.csv\n");
+    // Adding again reads nothing (the stamp is remembered) and changes nothing.
+    let again = Project::find(&directory.path().join("data")).unwrap().add(&data, None, &Quiet).unwrap();
+    assert!(again.unchanged);
+    assert_eq!((again.hashed_bytes, again.new_objects), (0, 0));
+    assert_eq!(std::fs::read_to_string(directory.path().join("data/.gitignore")).unwrap(), "/train.csv\n");
+    assert_eq!(project.status(&added.pointer_path).unwrap().tree, TreeState::Unchanged);
+}
+
+#[test]
+fn directories_are_deduplicated_and_their_changes_listed() {
+    let (directory, project) = project();
+    let data = directory.path().join("images");
+    write(&data.join("a/1.bin"), b"same");
+    write(&data.join("a/2.bin"), b"same");
+    write(&data.join("b.bin"), b"other");
+    let added = project.add(&data, Some("images"), &Quiet).unwrap();
+    assert!(added.pointer.hash.ends_with(".dir"));
+    assert_eq!((added.pointer.size, added.pointer.files, added.new_objects), (13, 3, 2));
+    let pointer = added.pointer_path.clone();
+    assert_eq!(project.objects_of(&added.pointer).unwrap().len(), 4);
+    let status = project.status(&pointer).unwrap();
+    assert_eq!((status.tree, status.missing_from_cache), (TreeState::Unchanged, 0));
+
+    write(&data.join("a/2.bin"), b"changed");
+    write(&data.join("c.bin"), b"new");
+    std::fs::remove_file(data.join("b.bin")).unwrap();
+    assert_eq!(
+        project.status(&pointer).unwrap().tree,
+        TreeState::ModifiedDirectory {
+            added: vec!["c.bin".into()],
+            removed: vec!["b.bin".into()],
+            modified: vec!["a/2.bin".into()],
+        }
+    );
+    // Without --force nothing is touched; with it the version comes back exactly.
+    let refused = project.checkout(&pointer, false, &Quiet).unwrap_err();
+    assert!(refused.contains("1 changed and 1 unversioned"), "{refused}");
+    assert_eq!(std::fs::read(data.join("a/2.bin")).unwrap(), b"changed");
+    let done = project.checkout(&pointer, true, &Quiet).unwrap();
+    assert_eq!((done.written, done.kept, done.removed), (2, 1, 1));
+    assert_eq!(std::fs::read(data.join("a/2.bin")).unwrap(), b"same");
+    assert_eq!(std::fs::read(data.join("b.bin")).unwrap(), b"other");
+    assert!(!data.join("c.bin").exists());
+    assert_eq!(project.status(&pointer).unwrap().tree, TreeState::Unchanged);
+}
+
+#[test]
+fn an_older_pointer_checks_out_the_older_version() {
+    let (directory, project) = project();
+    let data = directory.path().join("table.csv");
+    write(&data, b"v1");
+    let first = project.add(&data, None, &Quiet).unwrap();
+    let old_pointer = std::fs::read_to_string(&first.pointer_path).unwrap();
+    write(&data, b"version two");
+    let second = project.add(&data, None, &Quiet).unwrap();
+    assert!(!second.unchanged && second.pointer.hash != first.pointer.hash);
+    // As `git checkout` of the older commit would: the old pointer is back, the data is not.
+    std::fs::write(&first.pointer_path, old_pointer).unwrap();
+    assert_eq!(project.status(&first.pointer_path).unwrap().tree, TreeState::ModifiedFile);
+    assert!(project.checkout(&first.pointer_path, false, &Quiet).is_err());
+    project.checkout(&first.pointer_path, true, &Quiet).unwrap();
+    assert_eq!(std::fs::read(&data).unwrap(), b"v1");
+    std::fs::remove_file(&data).unwrap();
+    assert_eq!(project.status(&first.pointer_path).unwrap().tree, TreeState::Missing);
+    project.checkout(&first.pointer_path, false, &Quiet).unwrap();
+    assert_eq!(std::fs::read(&data).unwrap(), b"v1");
+    // The restored file is the user's to edit; the cache's copy stays read-only.
+    std::fs::write(&data, b"edited").unwrap();
+    let id = first.pointer.id().unwrap();
+    assert!(project.cache().verify(&id));
+}
+
+#[test]
+fn paths_outside_the_project_and_pointer_files_are_refused() {
+    let (directory, project) = project();
+    let elsewhere = tempfile::tempdir().unwrap();
+    write(&elsewhere.path().join("x.csv"), b"1");
+    assert!(project.add(&elsewhere.path().join("x.csv"), None, &Quiet).unwrap_err().contains("outside the project"));
+    write(&directory.path().join("y.csv"), b"1");
+    let added = project.add(&directory.path().join("y.csv"), None, &Quiet).unwrap();
+    assert!(project.add(&added.pointer_path, None, &Quiet).unwrap_err().contains("pointer file"));
+    assert!(project.add(&directory.path().join(".git"), None, &Quiet).is_err());
+    assert!(project.add(&directory.path().join("y.csv"), Some("../bad"), &Quiet).unwrap_err().contains("dataset name"));
+    // A pointer edited to lead out of its directory is refused before anything is written.
+    let text = std::fs::read_to_string(&added.pointer_path).unwrap().replace("\"y.csv\"", "\"../../etc/passwd\"");
+    std::fs::write(&added.pointer_path, text).unwrap();
+    assert!(project.checkout(&added.pointer_path, true, &Quiet).is_err());
+    assert_eq!(project.pointers().unwrap(), vec![added.pointer_path]);
+}
