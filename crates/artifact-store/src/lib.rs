@@ -25,6 +25,8 @@ pub struct ArtifactEntry {
     pub is_dir: bool,
     /// Size in bytes, for files.
     pub size: Option<u64>,
+    /// When a file was last written, ms since the epoch, where the store says.
+    pub modified_ms: Option<i64>,
 }
 
 /// A file being downloaded.

@@ -353,6 +353,7 @@ impl ArtifactStore for ObjectArtifactStore {
                     name: name.to_string(),
                     is_dir: true,
                     size: None,
+                    modified_ms: None,
                 });
             }
         }
@@ -366,6 +367,7 @@ impl ArtifactStore for ObjectArtifactStore {
                     name: name.to_string(),
                     is_dir: false,
                     size: Some(object.size),
+                    modified_ms: Some(object.last_modified.timestamp_millis()),
                 });
             }
         }

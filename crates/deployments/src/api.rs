@@ -52,7 +52,8 @@ pub fn failure(status: StatusCode, code: &str, message: impl std::fmt::Display) 
     (status, axum::Json(json!({"error_code": code, "message": message}))).into_response()
 }
 
-fn refused(error: CommandError) -> Response {
+/// A command's error as an API answer.
+pub fn refused(error: CommandError) -> Response {
     match error {
         CommandError::Invalid(m) => failure(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", m),
         CommandError::NotFound(m) => failure(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", m),
@@ -110,6 +111,23 @@ pub async fn read_json_body_within(headers: &HeaderMap, body: Body, limit: usize
     let body = read_body(body, limit).await?;
     declared_json(headers, &body).map_err(bad)?;
     Ok(body)
+}
+
+/// Reads a JSON body of at most `limit` bytes (an empty body reads as `{}`) into `T`; a 400 naming `what`
+/// otherwise.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> Result<T, Response> {
+    let body = read_json_body_within(headers, body, limit).await?;
+    let text: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        &body
+    };
+    serde_json::from_slice(text).map_err(|e| bad(format!("{what} is not valid: {e}")))
 }
 
 /// A body must say it is JSON: browsers send form and text bodies cross-origin without asking first.

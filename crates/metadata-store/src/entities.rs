@@ -533,3 +533,43 @@ pub struct ReferenceRecord {
     /// When it was set, ms since the epoch.
     pub set_time: i64,
 }
+
+/// A version of a dataset: a content-addressed snapshot in the artifact store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetVersion {
+    /// The dataset's name.
+    pub name: String,
+    /// Its number, from 1 per name.
+    pub version: i64,
+    /// The content id (BLAKE3 hex; `.dir` after a directory's manifest).
+    pub content_hash: String,
+    /// Total bytes.
+    pub size_bytes: i64,
+    /// Number of files.
+    pub file_count: i64,
+    /// Rows, for a table.
+    pub row_count: Option<i64>,
+    /// Column names and types, JSON, for a table.
+    pub table_schema: Option<String>,
+    /// Its profile (the `loopline profile` format, JSON), for a table.
+    pub profile: Option<String>,
+    /// Where it was added from (a path, a URI, `dvc-import`...).
+    pub source: String,
+    /// Free text.
+    pub description: String,
+    /// Who registered it.
+    pub created_by: String,
+    /// When, ms since the epoch.
+    pub creation_time: i64,
+}
+
+/// A dataset: its name, newest version and how many it has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetSummary {
+    /// The name.
+    pub name: String,
+    /// The newest version.
+    pub latest: DatasetVersion,
+    /// How many versions.
+    pub version_count: i64,
+}

@@ -166,12 +166,27 @@ pub trait TraceStore: Send + Sync {
 
 /// Everything a server needs from metadata storage.
 pub trait MetadataStore:
-    ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore + DeploymentStore + MonitorStore
+    ExperimentStore
+    + RunStore
+    + LoggedModelStore
+    + RegistryStore
+    + TraceStore
+    + DeploymentStore
+    + MonitorStore
+    + DatasetStore
 {
 }
 
-impl<T: ExperimentStore + RunStore + LoggedModelStore + RegistryStore + TraceStore + DeploymentStore + MonitorStore>
-    MetadataStore for T
+impl<
+    T: ExperimentStore
+        + RunStore
+        + LoggedModelStore
+        + RegistryStore
+        + TraceStore
+        + DeploymentStore
+        + MonitorStore
+        + DatasetStore,
+> MetadataStore for T
 {
 }
 
@@ -261,4 +276,24 @@ pub struct MonitorUpdate<'a> {
     pub windows: &'a [MonitorWindow],
     /// Events to append.
     pub events: &'a [MonitorEvent],
+}
+
+/// Dataset versions. Registering content a name already has returns that version, so pushing the same data
+/// twice (or from two machines) makes one version.
+#[async_trait]
+pub trait DatasetStore: Send + Sync {
+    /// Stores `version` under the next number of its name (its `version` and `creation_time` are set here),
+    /// or returns the existing version with the same content; the flag says whether it is new.
+    async fn register_dataset_version(&self, version: &DatasetVersion) -> StoreResult<(DatasetVersion, bool)>;
+    /// One version; `NotFound` if missing.
+    async fn get_dataset_version(&self, name: &str, version: i64) -> StoreResult<DatasetVersion>;
+    /// The newest version of a dataset; `NotFound` if it has none.
+    async fn latest_dataset_version(&self, name: &str) -> StoreResult<DatasetVersion>;
+    /// Versions of a dataset below `before` (all when `None`), newest first, at most `limit`.
+    async fn dataset_versions(&self, name: &str, before: Option<i64>, limit: usize)
+    -> StoreResult<Vec<DatasetVersion>>;
+    /// Every dataset with its newest version, by name.
+    async fn list_datasets(&self) -> StoreResult<Vec<DatasetSummary>>;
+    /// Every distinct content id any version refers to (for garbage collection).
+    async fn dataset_content_hashes(&self) -> StoreResult<Vec<String>>;
 }

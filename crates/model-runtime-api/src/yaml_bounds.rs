@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
+use serde_json::{Map, Number, Value};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 use yaml_rust2::{Yaml, YamlLoader};
-use serde_json::{Map, Number, Value};
 
 /// The largest `MLmodel` file read, in bytes (MLflow writes a few kilobytes).
 pub const MAX_DOCUMENT_BYTES: usize = 1 << 20;

@@ -25,14 +25,26 @@ fn a_file_is_cached_pointed_at_and_ignored_by_git() {
     assert_eq!(added.pointer.dataset, "train.csv");
     assert_eq!(added.pointer.hash, blake3::hash(b"x,y\n1,2\n").to_hex().to_string());
     assert_eq!((added.pointer.size, added.pointer.files, added.new_objects), (8, 1, 1));
-    assert_eq!(added.pointer_path, directory.path().join("data/train.csv.loopline").canonicalize().unwrap());
+    assert_eq!(
+        added.pointer_path,
+        directory.path().join("data/train.csv.loopline").canonicalize().unwrap()
+    );
     assert_eq!(Pointer::read(&added.pointer_path).unwrap(), added.pointer);
-    assert_eq!(std::fs::read_to_string(directory.path().join("data/.gitignore")).unwrap(), "/train.csv\n");
+    assert_eq!(
+        std::fs::read_to_string(directory.path().join("data/.gitignore")).unwrap(),
+        "/train.csv\n"
+    );
     // Adding again reads nothing (the stamp is remembered) and changes nothing.
-    let again = Project::find(&directory.path().join("data")).unwrap().add(&data, None, &Quiet).unwrap();
+    let again = Project::find(&directory.path().join("data"))
+        .unwrap()
+        .add(&data, None, &Quiet)
+        .unwrap();
     assert!(again.unchanged);
     assert_eq!((again.hashed_bytes, again.new_objects), (0, 0));
-    assert_eq!(std::fs::read_to_string(directory.path().join("data/.gitignore")).unwrap(), "/train.csv\n");
+    assert_eq!(
+        std::fs::read_to_string(directory.path().join("data/.gitignore")).unwrap(),
+        "/train.csv\n"
+    );
     assert_eq!(project.status(&added.pointer_path).unwrap().tree, TreeState::Unchanged);
 }
 
@@ -86,7 +98,10 @@ fn an_older_pointer_checks_out_the_older_version() {
     assert!(!second.unchanged && second.pointer.hash != first.pointer.hash);
     // As `git checkout` of the older commit would: the old pointer is back, the data is not.
     std::fs::write(&first.pointer_path, old_pointer).unwrap();
-    assert_eq!(project.status(&first.pointer_path).unwrap().tree, TreeState::ModifiedFile);
+    assert_eq!(
+        project.status(&first.pointer_path).unwrap().tree,
+        TreeState::ModifiedFile
+    );
     assert!(project.checkout(&first.pointer_path, false, &Quiet).is_err());
     project.checkout(&first.pointer_path, true, &Quiet).unwrap();
     assert_eq!(std::fs::read(&data).unwrap(), b"v1");
@@ -105,14 +120,31 @@ fn paths_outside_the_project_and_pointer_files_are_refused() {
     let (directory, project) = project();
     let elsewhere = tempfile::tempdir().unwrap();
     write(&elsewhere.path().join("x.csv"), b"1");
-    assert!(project.add(&elsewhere.path().join("x.csv"), None, &Quiet).unwrap_err().contains("outside the project"));
+    assert!(
+        project
+            .add(&elsewhere.path().join("x.csv"), None, &Quiet)
+            .unwrap_err()
+            .contains("outside the project")
+    );
     write(&directory.path().join("y.csv"), b"1");
     let added = project.add(&directory.path().join("y.csv"), None, &Quiet).unwrap();
-    assert!(project.add(&added.pointer_path, None, &Quiet).unwrap_err().contains("pointer file"));
+    assert!(
+        project
+            .add(&added.pointer_path, None, &Quiet)
+            .unwrap_err()
+            .contains("pointer file")
+    );
     assert!(project.add(&directory.path().join(".git"), None, &Quiet).is_err());
-    assert!(project.add(&directory.path().join("y.csv"), Some("../bad"), &Quiet).unwrap_err().contains("dataset name"));
+    assert!(
+        project
+            .add(&directory.path().join("y.csv"), Some("../bad"), &Quiet)
+            .unwrap_err()
+            .contains("dataset name")
+    );
     // A pointer edited to lead out of its directory is refused before anything is written.
-    let text = std::fs::read_to_string(&added.pointer_path).unwrap().replace("\"y.csv\"", "\"../../etc/passwd\"");
+    let text = std::fs::read_to_string(&added.pointer_path)
+        .unwrap()
+        .replace("\"y.csv\"", "\"../../etc/passwd\"");
     std::fs::write(&added.pointer_path, text).unwrap();
     assert!(project.checkout(&added.pointer_path, true, &Quiet).is_err());
     assert_eq!(project.pointers().unwrap(), vec![added.pointer_path]);

@@ -74,6 +74,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         manager: deployments,
         store: metadata.clone(),
     });
+    let (data_metadata, data_artifacts) = (metadata.clone(), artifacts.clone());
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
         registry: RegistryService::new(metadata)
@@ -88,6 +89,9 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_serving::routes::registry_scoring_routes(serving))
         .merge(deployment_api)
         .merge(loopline_monitoring::api::routes(monitoring))
+        .merge(loopline_pipelines::api::routes(
+            loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
     Ok(Application {
         router,

@@ -44,6 +44,9 @@ enum Command {
     Rollout(commands::rollout::RolloutArgs),
     /// Watch live traffic: `monitor create|list|status|run|report|delete`, `monitor reference --model --version --data`.
     Monitor(commands::monitor::MonitorArgs),
+    /// Versioned data: `data add|status|checkout|push|pull|gc|list|versions` (pointer files in git, content
+    /// in a cache and on the server).
+    Data(commands::data::DataArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) => commands::rollout::deploy(*args),
         Command::Rollout(args) => commands::rollout::rollout(args),
         Command::Monitor(args) => commands::monitor::run(args),
+        Command::Data(args) => commands::data::run(args),
         Command::Server(config) => match run_server(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -1,48 +1,18 @@
 //! Acknowledged writes survive `kill -9`: the real binary is killed during sustained log-batch load,
 //! restarted on the same data, and every batch that was answered with 200 must be there.
 
+mod common;
+
+use common::start_server;
 use futures::future::join_all;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const WRITERS: usize = 4;
 const POINTS_PER_BATCH: i64 = 10;
 const ACKNOWLEDGED_BEFORE_KILL: usize = 200;
-
-/// Starts the binary on a free port and returns it with its base URL, read from its own log line.
-fn start_server(data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loopline"))
-        .args(["server", "--port", "0", "--data-dir"])
-        .arg(data_dir)
-        .env("LOOPLINE_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the loopline binary starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("the server prints its address before anything fails")
-            .expect("readable log");
-        if let Some(position) = line.find("127.0.0.1:") {
-            let address: String = line[position..]
-                .chars()
-                .take_while(|character| character.is_ascii_digit() || *character == '.' || *character == ':')
-                .collect();
-            break address;
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{address}"))
-}
 
 async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Result<Value, String> {
     let response = client

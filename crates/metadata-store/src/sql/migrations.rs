@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_deployments.sql"),
     include_str!("../../migrations/0003_version_content_digest.sql"),
     include_str!("../../migrations/0004_monitoring.sql"),
+    include_str!("../../migrations/0005_datasets.sql"),
 ];
 
 /// The newest schema version this binary knows.

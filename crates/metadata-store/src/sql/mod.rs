@@ -2,6 +2,7 @@
 //! and PostgreSQL. SQLite runs in WAL mode and all its writes go through one writer lock, so concurrent
 //! clients queue instead of failing with "database is locked".
 
+mod datasets;
 mod deployments;
 mod experiments;
 mod logged_models;

@@ -2,6 +2,7 @@
 
 use loopline_metadata_store::*;
 
+pub use super::dataset_cases::*;
 pub use super::deployment_cases::*;
 pub use super::monitor_cases::*;
 

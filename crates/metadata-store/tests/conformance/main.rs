@@ -2,6 +2,7 @@
 //! PostgreSQL when `LOOPLINE_TEST_POSTGRES_URL` names a server, which `scripts/test.sh` always provides).
 
 mod cases;
+mod dataset_cases;
 mod deployment_cases;
 mod monitor_cases;
 
@@ -88,4 +89,6 @@ every_backend!(
     sealed_versions_are_found_by_artifact_path,
     monitors_store_windows_with_their_revision,
     references_are_set_per_version,
+    dataset_versions_number_per_name_and_content,
+    concurrent_registrations_make_distinct_versions,
 );

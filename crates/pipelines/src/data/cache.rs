@@ -67,7 +67,10 @@ impl LocalCache {
         let copied = hash_file(&staged).map(|(hash, _)| ContentId::file(hash));
         if copied.as_ref().ok() != Some(id) {
             let _ = std::fs::remove_file(&staged);
-            return Err(format!("{} changed while it was being added; add it again", source.display()));
+            return Err(format!(
+                "{} changed while it was being added; add it again",
+                source.display()
+            ));
         }
         self.commit(&staged, id)?;
         Ok(true)
@@ -107,11 +110,16 @@ impl LocalCache {
             .map_err(|e| format!("the manifest {id} is not in the cache ({e}); run `loopline data pull`"))?
             .len();
         if size > MAX_MANIFEST_BYTES {
-            return Err(format!("the manifest {id} is {size} bytes, more than the {MAX_MANIFEST_BYTES} allowed"));
+            return Err(format!(
+                "the manifest {id} is {size} bytes, more than the {MAX_MANIFEST_BYTES} allowed"
+            ));
         }
         let bytes = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
         if !id.matches(&bytes) {
-            return Err(format!("the cached manifest {id} is damaged; remove {} and pull it again", path.display()));
+            return Err(format!(
+                "the cached manifest {id} is damaged; remove {} and pull it again",
+                path.display()
+            ));
         }
         Manifest::parse(&bytes).map_err(|e| format!("manifest {id}: {e}"))
     }
@@ -130,10 +138,16 @@ impl LocalCache {
         let mut found = Vec::new();
         let prefixes = std::fs::read_dir(&self.objects).map_err(|e| format!("{}: {e}", self.objects.display()))?;
         for prefix in prefixes.flatten() {
-            let Some(head) = prefix.file_name().to_str().map(str::to_string) else { continue };
-            let Ok(entries) = std::fs::read_dir(prefix.path()) else { continue };
+            let Some(head) = prefix.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(entries) = std::fs::read_dir(prefix.path()) else {
+                continue;
+            };
             for entry in entries.flatten() {
-                let Some(tail) = entry.file_name().to_str().map(str::to_string) else { continue };
+                let Some(tail) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
                 if let (Ok(id), Ok(metadata)) = (ContentId::parse(&format!("{head}{tail}")), entry.metadata()) {
                     found.push((id, metadata.len()));
                 }
@@ -183,7 +197,8 @@ impl StagedObject {
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.hasher.update(bytes);
         let file = self.file.as_mut().ok_or("the object was already committed")?;
-        file.write_all(bytes).map_err(|e| format!("writing {}: {e}", self.path.display()))
+        file.write_all(bytes)
+            .map_err(|e| format!("writing {}: {e}", self.path.display()))
     }
 
     /// Moves the object into the cache if its bytes hash to the id expected.
@@ -192,7 +207,11 @@ impl StagedObject {
         let hash = self.hasher.finalize();
         if hash.to_hex().as_str() != self.id.hex() {
             let _ = std::fs::remove_file(&self.path);
-            return Err(format!("the bytes received for object {} hash to {}; nothing was stored", self.id, hash.to_hex()));
+            return Err(format!(
+                "the bytes received for object {} hash to {}; nothing was stored",
+                self.id,
+                hash.to_hex()
+            ));
         }
         self.cache.commit(&self.path, &self.id)
     }
@@ -223,10 +242,20 @@ mod tests {
         assert_eq!(mode & 0o222, 0);
         assert!(cache.verify(&id));
         let wrong = ContentId::file(blake3::hash(b"something else"));
-        assert!(cache.insert_file(&wrong, &source).unwrap_err().contains("changed while"));
+        assert!(
+            cache
+                .insert_file(&wrong, &source)
+                .unwrap_err()
+                .contains("changed while")
+        );
         assert!(!cache.contains(&wrong));
         assert_eq!(cache.objects().unwrap(), vec![(id, 8)]);
-        assert_eq!(std::fs::read_dir(directory.path().join("cache/staging")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(directory.path().join("cache/staging"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]

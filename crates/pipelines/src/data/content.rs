@@ -106,7 +106,14 @@ mod tests {
     #[test]
     fn anything_else_is_refused() {
         let hex = blake3::hash(b"x").to_hex().to_string();
-        for bad in ["", "../etc/passwd", &hex[..63], &hex.to_uppercase(), &format!("{hex}.DIR"), &format!("{hex}/")] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            &hex[..63],
+            &hex.to_uppercase(),
+            &format!("{hex}.DIR"),
+            &format!("{hex}/"),
+        ] {
             assert!(ContentId::parse(bad).is_err(), "{bad}");
         }
     }

@@ -79,7 +79,10 @@ pub fn walk(directory: &Path) -> Result<Vec<WorkspaceFile>, String> {
             let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
-                return Err(format!("{}: a name that is not UTF-8 cannot be versioned", entry.path().display()));
+                return Err(format!(
+                    "{}: a name that is not UTF-8 cannot be versioned",
+                    entry.path().display()
+                ));
             };
             if prefix.is_empty() && SKIPPED.contains(&name) {
                 continue;

@@ -32,7 +32,10 @@ impl ManifestEntry {
     pub fn id(&self) -> Result<ContentId, String> {
         let id = ContentId::parse(&self.hash)?;
         if id.is_directory() {
-            return Err(format!("'{}' names a directory manifest as a file's content", self.path));
+            return Err(format!(
+                "'{}' names a directory manifest as a file's content",
+                self.path
+            ));
         }
         Ok(id)
     }
@@ -57,11 +60,16 @@ impl Manifest {
     /// a file standing where another has a directory.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(format!("a manifest of {} bytes is larger than the {MAX_MANIFEST_BYTES} allowed", bytes.len()));
+            return Err(format!(
+                "a manifest of {} bytes is larger than the {MAX_MANIFEST_BYTES} allowed",
+                bytes.len()
+            ));
         }
         let entries: Vec<ManifestEntry> =
             serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not a list of files: {e}"))?;
-        let sorted = entries.windows(2).all(|pair| pair[0].path.as_bytes() < pair[1].path.as_bytes());
+        let sorted = entries
+            .windows(2)
+            .all(|pair| pair[0].path.as_bytes() < pair[1].path.as_bytes());
         if !sorted {
             return Err("the manifest's paths are not sorted, or one is listed twice".into());
         }
@@ -92,7 +100,10 @@ impl Manifest {
 
 fn check_entries(entries: &[ManifestEntry]) -> Result<(), String> {
     if entries.len() > MAX_FILES {
-        return Err(format!("{} files are more than the {MAX_FILES} a directory version may hold", entries.len()));
+        return Err(format!(
+            "{} files are more than the {MAX_FILES} a directory version may hold",
+            entries.len()
+        ));
     }
     for entry in entries {
         check_relative_path(&entry.path)?;
@@ -123,7 +134,10 @@ pub fn check_relative_path(path: &str) -> Result<(), String> {
     if path.contains('\0') || path.contains('\\') {
         return Err(format!("'{shown}' holds a NUL byte or a backslash"));
     }
-    if path.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+    if path
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
         return Err(format!(
             "'{shown}' is not a plain relative path (it starts with '/', or has an empty, '.' or '..' part)"
         ));

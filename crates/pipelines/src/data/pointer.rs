@@ -43,9 +43,14 @@ impl Pointer {
 
     /// Reads and checks a pointer file.
     pub fn read(path: &Path) -> Result<Pointer, String> {
-        let size = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
+        let size = std::fs::metadata(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .len();
         if size > MAX_POINTER_BYTES {
-            return Err(format!("{} is {size} bytes; a pointer file is a few lines", path.display()));
+            return Err(format!(
+                "{} is {size} bytes; a pointer file is a few lines",
+                path.display()
+            ));
         }
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Pointer::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
@@ -54,7 +59,8 @@ impl Pointer {
     /// Parses a pointer's text.
     pub fn parse(text: &str) -> Result<Pointer, String> {
         let value = loopline_model_runtime_api::yaml_bounds::load_json(text)?;
-        let pointer: Pointer = serde_json::from_value(value).map_err(|e| format!("not a Loopline pointer file: {e}"))?;
+        let pointer: Pointer =
+            serde_json::from_value(value).map_err(|e| format!("not a Loopline pointer file: {e}"))?;
         check_name(&pointer.dataset)?;
         check_relative_path(&pointer.path)?;
         pointer.id()?;
@@ -111,7 +117,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LENGTH
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if valid {
         Ok(())
     } else {
@@ -127,7 +135,13 @@ pub fn name_from(path: &Path) -> String {
     let raw = path.file_name().and_then(|n| n.to_str()).unwrap_or("dataset");
     let mut name: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(MAX_NAME_LENGTH)
         .collect();
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
@@ -156,7 +170,10 @@ mod tests {
     fn pointers_round_trip_through_their_text() {
         let pointer = sample();
         assert_eq!(Pointer::parse(&pointer.to_text()), Ok(pointer.clone()));
-        let unversioned = Pointer { version: None, ..pointer };
+        let unversioned = Pointer {
+            version: None,
+            ..pointer
+        };
         assert!(!unversioned.to_text().contains("version"));
         assert_eq!(Pointer::parse(&unversioned.to_text()), Ok(unversioned));
     }
@@ -164,9 +181,17 @@ mod tests {
     #[test]
     fn bad_pointers_say_what_is_wrong() {
         let text = sample().to_text();
-        assert!(Pointer::parse(&text.replace("\"train\"", "\"../x\"")).unwrap_err().contains("dataset name"));
+        assert!(
+            Pointer::parse(&text.replace("\"train\"", "\"../x\""))
+                .unwrap_err()
+                .contains("dataset name")
+        );
         assert!(Pointer::parse(&text.replace("path: ", "path: \"../../etc\"\nx: ")).is_err());
-        assert!(Pointer::parse(&text.replace("hash: \"", "hash: \"zz")).unwrap_err().contains("content id"));
+        assert!(
+            Pointer::parse(&text.replace("hash: \"", "hash: \"zz"))
+                .unwrap_err()
+                .contains("content id")
+        );
         assert!(Pointer::parse("a: &a [*a]").is_err());
         assert!(Pointer::parse("").is_err());
     }
@@ -175,7 +200,10 @@ mod tests {
     fn names_come_from_paths() {
         assert_eq!(name_from(Path::new("data/train set.csv")), "train-set.csv");
         assert_eq!(name_from(Path::new(".hidden")), "d.hidden");
-        assert_eq!(pointer_path(Path::new("data/train.csv")), Path::new("data/train.csv.loopline"));
+        assert_eq!(
+            pointer_path(Path::new("data/train.csv")),
+            Path::new("data/train.csv.loopline")
+        );
         assert!(is_pointer(Path::new("a/train.csv.loopline")) && !is_pointer(Path::new(".loopline")));
     }
 

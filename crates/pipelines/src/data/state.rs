@@ -65,13 +65,9 @@ impl HashState {
         if self.state.files.len() >= MAX_ENTRIES && !self.state.files.contains_key(key) {
             self.state.files.clear();
         }
-        self.state.files.insert(
-            key.to_string(),
-            Remembered {
-                stamp,
-                hash: id.key(),
-            },
-        );
+        self.state
+            .files
+            .insert(key.to_string(), Remembered { stamp, hash: id.key() });
         self.changed = true;
     }
 
@@ -81,7 +77,9 @@ impl HashState {
             return Ok(());
         }
         let bytes = serde_json::to_vec(&self.state).map_err(|e| e.to_string())?;
-        let staged = self.path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+        let staged = self
+            .path
+            .with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
         std::fs::write(&staged, bytes)
             .and_then(|()| std::fs::rename(&staged, &self.path))
             .map_err(|e| {
@@ -100,7 +98,11 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("state.json");
         let file = Path::new("/data/a.csv");
-        let stamp = Stamp { size: 3, mtime_ns: 10, inode: 7 };
+        let stamp = Stamp {
+            size: 3,
+            mtime_ns: 10,
+            inode: 7,
+        };
         let id = ContentId::file(blake3::hash(b"abc"));
         let mut state = HashState::load(&path);
         assert_eq!(state.get(file, &stamp), None);

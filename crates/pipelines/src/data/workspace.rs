@@ -147,16 +147,26 @@ impl Project {
             return Err(format!("{} is a pointer file; add the data it names", target.display()));
         }
         let pointer_path = pointer_path(&target);
-        let previous = pointer_path.exists().then(|| Pointer::read(&pointer_path)).transpose()?;
+        let previous = pointer_path
+            .exists()
+            .then(|| Pointer::read(&pointer_path))
+            .transpose()?;
         let dataset = match (name, &previous) {
             (Some(name), _) => name.to_string(),
             (None, Some(previous)) => previous.dataset.clone(),
             (None, None) => name_from(&target),
         };
         check_name(&dataset)?;
-        let file_name = target.file_name().and_then(|n| n.to_str()).ok_or("the path has no UTF-8 file name")?;
+        let file_name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or("the path has no UTF-8 file name")?;
         let metadata = std::fs::metadata(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-        let files = if metadata.is_dir() { walk(&target)? } else { vec![single_file(&target, file_name)?] };
+        let files = if metadata.is_dir() {
+            walk(&target)?
+        } else {
+            vec![single_file(&target, file_name)?]
+        };
         let (ids, hashed_bytes) = self.identify(&files, progress)?;
         let new_objects = self.store(&files, &ids, progress)?;
         let (id, size) = if metadata.is_dir() {
@@ -177,7 +187,9 @@ impl Project {
         } else {
             (ids[0].clone(), files[0].stamp.size)
         };
-        let unchanged = previous.as_ref().is_some_and(|p| p.hash == id.key() && p.dataset == dataset);
+        let unchanged = previous
+            .as_ref()
+            .is_some_and(|p| p.hash == id.key() && p.dataset == dataset);
         let pointer = Pointer {
             dataset,
             path: file_name.to_string(),
@@ -224,8 +236,16 @@ impl Project {
                     .as_ref()
                     .map(|m| m.entries().iter().map(|e| (e.path.as_str(), e.hash.clone())).collect())
                     .unwrap_or_default();
-                let added: Vec<String> = now.keys().filter(|p| !expected.contains_key(*p)).map(|p| p.to_string()).collect();
-                let removed: Vec<String> = expected.keys().filter(|p| !now.contains_key(*p)).map(|p| p.to_string()).collect();
+                let added: Vec<String> = now
+                    .keys()
+                    .filter(|p| !expected.contains_key(*p))
+                    .map(|p| p.to_string())
+                    .collect();
+                let removed: Vec<String> = expected
+                    .keys()
+                    .filter(|p| !now.contains_key(*p))
+                    .map(|p| p.to_string())
+                    .collect();
                 let modified: Vec<String> = now
                     .iter()
                     .filter(|(path, id)| expected.get(*path).is_some_and(|hash| *hash != id.key()))
@@ -253,7 +273,11 @@ impl Project {
             Ok(_) => {
                 let file = single_file(&data, &pointer.path)?;
                 let (ids, _) = self.identify(std::slice::from_ref(&file), &Quiet)?;
-                if ids[0] == id { TreeState::Unchanged } else { TreeState::ModifiedFile }
+                if ids[0] == id {
+                    TreeState::Unchanged
+                } else {
+                    TreeState::ModifiedFile
+                }
             }
         };
         self.save_state()?;
@@ -315,16 +339,21 @@ impl Project {
             }
         };
         let (existing_ids, _) = self.identify(&existing, &Quiet)?;
-        let present: HashMap<&str, (&WorkspaceFile, &ContentId)> =
-            existing.iter().map(|f| f.relative.as_str()).zip(existing.iter().zip(&existing_ids)).collect();
+        let present: HashMap<&str, (&WorkspaceFile, &ContentId)> = existing
+            .iter()
+            .map(|f| f.relative.as_str())
+            .zip(existing.iter().zip(&existing_ids))
+            .collect();
         let wanted_paths: BTreeSet<&str> = wanted.iter().map(|e| e.path.as_str()).collect();
         let changed: Vec<&str> = wanted
             .iter()
             .filter(|e| present.get(e.path.as_str()).is_some_and(|(_, id)| id.key() != e.hash))
             .map(|e| e.path.as_str())
             .collect();
-        let extra: Vec<&WorkspaceFile> =
-            existing.iter().filter(|f| !wanted_paths.contains(f.relative.as_str())).collect();
+        let extra: Vec<&WorkspaceFile> = existing
+            .iter()
+            .filter(|f| !wanted_paths.contains(f.relative.as_str()))
+            .collect();
         if !force && (!changed.is_empty() || !extra.is_empty()) {
             let mut named: Vec<&str> = changed.clone();
             named.extend(extra.iter().map(|f| f.relative.as_str()));
@@ -347,7 +376,11 @@ impl Project {
             .par_iter()
             .map(|entry| {
                 let id = entry.id()?;
-                let target = if directory { data.join(&entry.path) } else { data.clone() };
+                let target = if directory {
+                    data.join(&entry.path)
+                } else {
+                    data.clone()
+                };
                 materialise(&self.cache.path_of(&id), &target, entry.exec)?;
                 progress.advance(entry.size);
                 Ok((target, id))
@@ -461,18 +494,25 @@ impl Project {
 
     /// As [`Project::inside`] for a path that may not exist yet: its parent must.
     fn inside_parent(&self, path: &Path) -> Result<(), String> {
-        let parent = path.parent().ok_or_else(|| format!("{} has no parent directory", path.display()))?;
-        let absolute = parent.canonicalize().map_err(|e| format!("{}: {e}", parent.display()))?;
+        let parent = path
+            .parent()
+            .ok_or_else(|| format!("{} has no parent directory", path.display()))?;
+        let absolute = parent
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", parent.display()))?;
         self.check_inside(&absolute.join(path.file_name().unwrap_or_default()), path)
     }
 
     fn check_inside(&self, absolute: &Path, shown: &Path) -> Result<(), String> {
-        let relative = absolute.strip_prefix(&self.root).map_err(|_| {
-            format!("{} is outside the project at {}", shown.display(), self.root.display())
-        })?;
+        let relative = absolute
+            .strip_prefix(&self.root)
+            .map_err(|_| format!("{} is outside the project at {}", shown.display(), self.root.display()))?;
         let first = relative.components().next().and_then(|c| c.as_os_str().to_str());
         if relative.as_os_str().is_empty() || matches!(first, Some(".git" | PROJECT_DIR)) {
-            return Err(format!("{} cannot be versioned (it is the project itself or its own files)", shown.display()));
+            return Err(format!(
+                "{} cannot be versioned (it is the project itself or its own files)",
+                shown.display()
+            ));
         }
         Ok(())
     }
@@ -491,7 +531,11 @@ impl Project {
         if existing.lines().any(|l| l.trim() == line) {
             return Ok(());
         }
-        let separator = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
+        let separator = if existing.is_empty() || existing.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
         std::fs::write(&ignore, format!("{existing}{separator}{line}\n"))
             .map_err(|e| format!("updating {}: {e}", ignore.display()))
     }
@@ -524,11 +568,18 @@ fn directory_id(files: &[WorkspaceFile], ids: &[ContentId]) -> Result<ContentId,
 /// Copies a cached object to `target` through a temporary file beside it, writable (and executable if it
 /// was), replacing what was there.
 fn materialise(object: &Path, target: &Path, exec: bool) -> Result<(), String> {
-    let parent = target.parent().ok_or_else(|| format!("{} has no parent", target.display()))?;
+    let parent = target
+        .parent()
+        .ok_or_else(|| format!("{} has no parent", target.display()))?;
     std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
     let staged = parent.join(format!(".loopline-tmp-{}", uuid::Uuid::new_v4().simple()));
     let done = std::fs::copy(object, &staged)
-        .and_then(|_| std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 })))
+        .and_then(|_| {
+            std::fs::set_permissions(
+                &staged,
+                std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
+            )
+        })
         .and_then(|()| {
             if target.is_dir() {
                 std::fs::remove_dir_all(target)?;
@@ -542,6 +593,10 @@ fn materialise(object: &Path, target: &Path, exec: bool) -> Result<(), String> {
 }
 
 fn remove_any(path: &Path) -> Result<(), String> {
-    let removed = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    let removed = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
     removed.map_err(|e| format!("removing {}: {e}", path.display()))
 }

@@ -425,6 +425,9 @@ fn generated_json_bodies_never_get_a_server_error() {
         "/api/2.0/mlflow/logged-models/search",
         "/api/loopline/v1/deployments",
         "/api/loopline/v1/feedback",
+        "/api/loopline/v1/datasets/generated/versions",
+        "/api/loopline/v1/data/objects/missing",
+        "/api/loopline/v1/data/gc",
     ];
     let config = proptest::prelude::ProptestConfig {
         cases: 300,

@@ -1,6 +1,7 @@
 //! Integration tests: the real server in-process on port 0, spoken to over HTTP.
 
 mod concurrency;
+mod datasets;
 mod deployments;
 mod deployments_replicas;
 mod deployments_traffic;

@@ -1,0 +1,74 @@
+//! Dataset version cases: numbering per name, one version per content, concurrent registration.
+
+use loopline_metadata_store::*;
+
+fn version(name: &str, hash: &str) -> DatasetVersion {
+    DatasetVersion {
+        name: name.into(),
+        version: 0,
+        content_hash: hash.into(),
+        size_bytes: 10,
+        file_count: 1,
+        row_count: Some(3),
+        table_schema: Some(r#"[{"name":"x","type":"double"}]"#.into()),
+        profile: None,
+        source: "train.csv".into(),
+        description: String::new(),
+        created_by: "cli".into(),
+        creation_time: 0,
+    }
+}
+
+pub async fn dataset_versions_number_per_name_and_content(store: &SqlStore) {
+    let (first, created) = store.register_dataset_version(&version("train", "aa")).await.unwrap();
+    assert_eq!((first.version, created), (1, true));
+    assert!(first.creation_time > 0);
+    let (again, created) = store.register_dataset_version(&version("train", "aa")).await.unwrap();
+    assert_eq!((again.version, created), (1, false));
+    let (second, _) = store.register_dataset_version(&version("train", "bb")).await.unwrap();
+    assert_eq!(second.version, 2);
+    let (other, _) = store.register_dataset_version(&version("eval", "aa")).await.unwrap();
+    assert_eq!(other.version, 1);
+    assert_eq!(store.get_dataset_version("train", 1).await.unwrap(), first);
+    assert_eq!(store.latest_dataset_version("train").await.unwrap(), second);
+    assert!(matches!(
+        store.get_dataset_version("train", 3).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.latest_dataset_version("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let versions = store.dataset_versions("train", None, 10).await.unwrap();
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
+    let older = store.dataset_versions("train", Some(2), 10).await.unwrap();
+    assert_eq!(older, vec![first]);
+    let listed = store.list_datasets().await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|d| (d.name.as_str(), d.latest.version, d.version_count))
+            .collect::<Vec<_>>(),
+        [("eval", 1, 1), ("train", 2, 2)]
+    );
+    assert_eq!(store.dataset_content_hashes().await.unwrap(), ["aa", "bb"]);
+}
+
+pub async fn concurrent_registrations_make_distinct_versions(store: &SqlStore) {
+    // Two writers per content: four versions in all, never two numbers for one content.
+    let writers = (0..8).map(|index| async move {
+        store
+            .register_dataset_version(&version("busy", &format!("hash{}", index % 4)))
+            .await
+            .unwrap()
+            .0
+    });
+    let registered = futures::future::join_all(writers).await;
+    let mut numbers: Vec<(String, i64)> = registered.iter().map(|v| (v.content_hash.clone(), v.version)).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 4, "{numbers:?}");
+    let mut versions: Vec<i64> = numbers.iter().map(|(_, v)| *v).collect();
+    versions.sort();
+    assert_eq!(versions, [1, 2, 3, 4]);
+}
