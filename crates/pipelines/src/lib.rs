@@ -4,3 +4,4 @@
 pub mod api;
 pub mod data;
 pub mod datasets;
+pub mod pipeline;

@@ -1,0 +1,150 @@
+//! The settings (`with:`) of each built-in step kind: checked when the pipeline is read, and the paths they
+//! name added to the step's inputs and outputs, so the DAG and the cache see them.
+
+use serde_json::Value;
+
+use super::spec::{EVALUATION_METRICS, Input, Step, StepKind};
+
+/// The settings a kind accepts, and which are required.
+fn accepted(kind: StepKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        StepKind::Command => (&[], &[]),
+        StepKind::Validate => (&["data", "suite"], &["data", "suite"]),
+        StepKind::Profile => (&["data", "output"], &["data", "output"]),
+        StepKind::Train => (&["experiment", "run_name"], &[]),
+        StepKind::Evaluate => (
+            &["model", "data", "target", "task", "slices", "positive_label", "output"],
+            &["model", "data", "target"],
+        ),
+        StepKind::Gate => (
+            &["model", "candidate", "data", "target", "checks", "slices", "fairness"],
+            &["model", "candidate", "data", "target"],
+        ),
+        StepKind::Register => (&["model", "from"], &["model", "from"]),
+        StepKind::Deploy => (&["model", "alias", "version"], &["model", "alias"]),
+    }
+}
+
+fn problem(step: &Step, key: &str, message: impl std::fmt::Display) -> String {
+    format!("step '{}', with.{key}: {message}", step.name)
+}
+
+fn text<'a>(step: &'a Step, key: &str) -> Result<Option<&'a str>, String> {
+    match step.with.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if !text.is_empty() && text.len() <= 1_000 => Ok(Some(text)),
+        Some(_) => Err(problem(step, key, "must be a non-empty string")),
+    }
+}
+
+/// A data setting: a path in the project (added to the inputs), or `dataset:NAME[@VERSION]`.
+fn data_input(step: &Step, key: &str) -> Result<Option<Input>, String> {
+    let Some(value) = text(step, key)? else { return Ok(None) };
+    let input = match value.strip_prefix("dataset:") {
+        Some(reference) => Input::Dataset(reference.to_string()),
+        None => Input::Path(value.to_string()),
+    };
+    Ok(Some(input))
+}
+
+/// Checks a built-in step's settings and adds the paths they name to its inputs and outputs.
+pub fn complete(step: &mut Step) -> Result<(), String> {
+    let (known, required) = accepted(step.kind);
+    for key in step.with.keys() {
+        if !known.contains(&key.as_str()) {
+            let expected = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            return Err(problem(
+                step,
+                key,
+                format!("unknown setting for a {:?} step (expected {expected})", step.kind).to_lowercase(),
+            ));
+        }
+    }
+    for key in required {
+        if step.with.get(*key).is_none_or(Value::is_null) {
+            return Err(problem(step, key, "is required"));
+        }
+    }
+    if step.run.is_some() && !matches!(step.kind, StepKind::Command | StepKind::Train) {
+        return Err(format!("step '{}', run: a built-in step runs no command", step.name));
+    }
+    let mut inputs = Vec::new();
+    for key in ["data", "suite"] {
+        if let Some(input) = data_input(step, key)? {
+            inputs.push(input);
+        }
+    }
+    if let Some(output) = text(step, "output")? {
+        crate::data::manifest::check_relative_path(output).map_err(|e| problem(step, "output", e))?;
+        step.outputs.push(output.to_string());
+    }
+    if step.kind == StepKind::Gate {
+        check_gate_checks(step)?;
+    }
+    if let Some(model) = text(step, "model")?.filter(|_| step.kind == StepKind::Evaluate) {
+        if !(model.starts_with("models:/") || model.starts_with("step:")) {
+            return Err(problem(
+                step,
+                "model",
+                "is a models:/ URI or step:NAME (the model a train step logged)",
+            ));
+        }
+        if let Some(producer) = model.strip_prefix("step:") {
+            step.after.push(producer.to_string());
+        }
+    }
+    for key in ["candidate", "from"] {
+        if let Some(producer) = text(step, key)?.and_then(|v| v.strip_prefix("step:")) {
+            step.after.push(producer.to_string());
+        }
+    }
+    step.after.sort();
+    step.after.dedup();
+    for input in inputs {
+        if !step.inputs.contains(&input) {
+            step.inputs.push(input);
+        }
+    }
+    Ok(())
+}
+
+/// A gate's checks name metrics an evaluation computes, with a bound.
+fn check_gate_checks(step: &Step) -> Result<(), String> {
+    let Some(checks) = step.with.get("checks") else {
+        return Ok(());
+    };
+    let Value::Array(checks) = checks else {
+        return Err(problem(
+            step,
+            "checks",
+            "must be a list of {metric, min|max|no_regression}",
+        ));
+    };
+    for check in checks {
+        let metric = check.get("metric").and_then(Value::as_str).unwrap_or_default();
+        if !EVALUATION_METRICS.contains(&metric) {
+            return Err(problem(
+                step,
+                "checks",
+                format!("unknown metric '{metric}' (one of {})", EVALUATION_METRICS.join(", ")),
+            ));
+        }
+        let Value::Object(map) = check else {
+            unreachable!("a metric was found")
+        };
+        for key in map.keys() {
+            if !["metric", "min", "max", "no_regression", "max_drop", "confidence"].contains(&key.as_str()) {
+                return Err(problem(
+                    step,
+                    "checks",
+                    format!("unknown field '{key}' in the check of {metric}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Pipelines: `loopline.yaml` read into a checked DAG, steps fingerprinted and cached as `dvc repro` does,
+//! run on local processes or Ray, with built-in steps for the loop.
+
+pub mod builtin;
+pub mod schedule;
+pub mod spec;
+
+pub use spec::{Input, Pipeline, Step, StepKind, Trigger};
