@@ -17,6 +17,8 @@ use super::state::HashState;
 
 /// The project directory's own folder.
 pub const PROJECT_DIR: &str = ".loopline";
+/// How an error about objects missing from the cache begins.
+const LACKING: &str = "the cache lacks ";
 
 /// Told how long work goes.
 pub trait Progress: Sync {
@@ -101,6 +103,21 @@ pub struct CheckedOut {
     pub removed: usize,
 }
 
+/// What a snapshot stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The content id.
+    pub id: ContentId,
+    /// Total bytes.
+    pub size: u64,
+    /// Number of files.
+    pub files: u64,
+    /// Bytes read to hash.
+    pub hashed_bytes: u64,
+    /// Objects new to the cache.
+    pub new_objects: usize,
+}
+
 impl Project {
     /// The project `start` is in, creating `.loopline/` at its root if there is none yet.
     pub fn find(start: &Path) -> Result<Project, String> {
@@ -161,32 +178,8 @@ impl Project {
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or("the path has no UTF-8 file name")?;
-        let metadata = std::fs::metadata(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-        let files = if metadata.is_dir() {
-            walk(&target)?
-        } else {
-            vec![single_file(&target, file_name)?]
-        };
-        let (ids, hashed_bytes) = self.identify(&files, progress)?;
-        let new_objects = self.store(&files, &ids, progress)?;
-        let (id, size) = if metadata.is_dir() {
-            let entries = files
-                .iter()
-                .zip(&ids)
-                .map(|(file, id)| ManifestEntry {
-                    path: file.relative.clone(),
-                    hash: id.key(),
-                    size: file.stamp.size,
-                    exec: file.exec,
-                })
-                .collect();
-            let manifest = Manifest::new(entries)?;
-            let id = manifest.id();
-            self.cache.insert_bytes(&id, &manifest.to_bytes())?;
-            (id, manifest.size())
-        } else {
-            (ids[0].clone(), files[0].stamp.size)
-        };
+        let snapshot = self.snapshot_inside(&target, progress)?;
+        let (id, size) = (snapshot.id.clone(), snapshot.size);
         let unchanged = previous
             .as_ref()
             .is_some_and(|p| p.hash == id.key() && p.dataset == dataset);
@@ -195,7 +188,7 @@ impl Project {
             path: file_name.to_string(),
             hash: id.key(),
             size,
-            files: files.len() as u64,
+            files: snapshot.files,
             version: previous.filter(|_| unchanged).and_then(|p| p.version),
         };
         pointer.write(&pointer_path)?;
@@ -205,6 +198,76 @@ impl Project {
             pointer,
             pointer_path,
             unchanged,
+            hashed_bytes: snapshot.hashed_bytes,
+            new_objects: snapshot.new_objects,
+        })
+    }
+
+    /// Whether the cache holds all of an object: a file, or a directory's manifest and every file in it.
+    pub fn complete_in_cache(&self, id: &ContentId) -> bool {
+        if !self.cache.contains(id) {
+            return false;
+        }
+        if !id.is_directory() {
+            return true;
+        }
+        self.cache.manifest(id).is_ok_and(|manifest| {
+            manifest
+                .entries()
+                .iter()
+                .all(|e| e.id().is_ok_and(|id| self.cache.contains(&id)))
+        })
+    }
+
+    /// Hashes a file or directory in the project and copies new content into the cache (a directory's
+    /// manifest too), without a pointer: how a pipeline step's outputs are kept.
+    pub fn snapshot(&self, target: &Path, progress: &dyn Progress) -> Result<Snapshot, String> {
+        let target = self.inside(target)?;
+        self.snapshot_inside(&target, progress)
+    }
+
+    /// The content id of a file or directory in the project, hashing only what changed and storing nothing.
+    pub fn identify_path(&self, target: &Path) -> Result<ContentId, String> {
+        let target = self.inside(target)?;
+        let (files, directory) = self.files_of(&target)?;
+        let (ids, _) = self.identify(&files, &Quiet)?;
+        self.save_state()?;
+        if directory {
+            directory_id(&files, &ids)
+        } else {
+            Ok(ids[0].clone())
+        }
+    }
+
+    fn files_of(&self, target: &Path) -> Result<(Vec<WorkspaceFile>, bool), String> {
+        let metadata = std::fs::metadata(target).map_err(|e| format!("{}: {e}", target.display()))?;
+        if metadata.is_dir() {
+            return Ok((walk(target)?, true));
+        }
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or("the path has no UTF-8 file name")?;
+        Ok((vec![single_file(target, name)?], false))
+    }
+
+    fn snapshot_inside(&self, target: &Path, progress: &dyn Progress) -> Result<Snapshot, String> {
+        let (files, directory) = self.files_of(target)?;
+        let (ids, hashed_bytes) = self.identify(&files, progress)?;
+        let new_objects = self.store(&files, &ids, progress)?;
+        let (id, size) = if directory {
+            let manifest = manifest_of(&files, &ids)?;
+            let id = manifest.id();
+            self.cache.insert_bytes(&id, &manifest.to_bytes())?;
+            (id, manifest.size())
+        } else {
+            (ids[0].clone(), files[0].stamp.size)
+        };
+        self.save_state()?;
+        Ok(Snapshot {
+            id,
+            size,
+            files: files.len() as u64,
             hashed_bytes,
             new_objects,
         })
@@ -296,14 +359,39 @@ impl Project {
         let pointer = Pointer::read(pointer_path)?;
         let id = pointer.id()?;
         let data = data_path(pointer_path, &pointer);
-        self.inside_parent(&data)?;
+        self.restore(&data, &id, pointer.size, force, progress)
+            .map_err(|e| match e.strip_prefix(LACKING) {
+                Some(rest) => format!(
+                    "the cache lacks {rest} of {}; run `loopline data pull {}`",
+                    pointer.dataset,
+                    pointer_path.display()
+                ),
+                None => e,
+            })
+    }
+
+    /// Makes `data` (in the project) hold the content `id` from the cache, as [`Project::checkout`] does.
+    pub fn restore(
+        &self,
+        data: &Path,
+        id: &ContentId,
+        size: u64,
+        force: bool,
+        progress: &dyn Progress,
+    ) -> Result<CheckedOut, String> {
+        self.inside_parent(data)?;
+        let name = data
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         let wanted: Vec<ManifestEntry> = if id.is_directory() {
-            self.cache.manifest(&id)?.entries().to_vec()
+            self.cache.manifest(id)?.entries().to_vec()
         } else {
             vec![ManifestEntry {
-                path: pointer.path.clone(),
+                path: name.clone(),
                 hash: id.key(),
-                size: pointer.size,
+                size,
                 exec: false,
             }]
         };
@@ -313,20 +401,14 @@ impl Project {
             .map(|e| e.path.as_str())
             .collect();
         if !lacking.is_empty() {
-            return Err(format!(
-                "the cache lacks {} file(s) of {} (first: {}); run `loopline data pull {}`",
-                lacking.len(),
-                pointer.dataset,
-                lacking[0],
-                pointer_path.display()
-            ));
+            return Err(format!("{LACKING}{} file(s) (first: {})", lacking.len(), lacking[0]));
         }
-        let existing = match std::fs::metadata(&data) {
+        let existing = match std::fs::metadata(data) {
             Err(_) => Vec::new(),
-            Ok(metadata) if metadata.is_dir() && id.is_directory() => walk(&data)?,
-            Ok(metadata) if !metadata.is_dir() && !id.is_directory() => vec![single_file(&data, &pointer.path)?],
+            Ok(metadata) if metadata.is_dir() && id.is_directory() => walk(data)?,
+            Ok(metadata) if !metadata.is_dir() && !id.is_directory() => vec![single_file(data, &name)?],
             Ok(_) if force => {
-                remove_any(&data)?;
+                remove_any(data)?;
                 Vec::new()
             }
             Ok(_) => {
@@ -379,7 +461,7 @@ impl Project {
                 let target = if directory {
                     data.join(&entry.path)
                 } else {
-                    data.clone()
+                    data.to_path_buf()
                 };
                 materialise(&self.cache.path_of(&id), &target, entry.exec)?;
                 progress.advance(entry.size);
@@ -397,7 +479,7 @@ impl Project {
                 }
             }
         }
-        self.ignore_in_git(&data)?;
+        self.ignore_in_git(data)?;
         self.save_state()?;
         Ok(CheckedOut {
             written: written.len(),
@@ -550,8 +632,8 @@ pub fn data_path(pointer_path: &Path, pointer: &Pointer) -> PathBuf {
     pointer_path.parent().unwrap_or(Path::new(".")).join(&pointer.path)
 }
 
-/// The id of a directory of these files.
-fn directory_id(files: &[WorkspaceFile], ids: &[ContentId]) -> Result<ContentId, String> {
+/// The manifest of a directory of these files.
+fn manifest_of(files: &[WorkspaceFile], ids: &[ContentId]) -> Result<Manifest, String> {
     let entries = files
         .iter()
         .zip(ids)
@@ -562,7 +644,12 @@ fn directory_id(files: &[WorkspaceFile], ids: &[ContentId]) -> Result<ContentId,
             exec: f.exec,
         })
         .collect();
-    Ok(Manifest::new(entries)?.id())
+    Manifest::new(entries)
+}
+
+/// The id of a directory of these files.
+fn directory_id(files: &[WorkspaceFile], ids: &[ContentId]) -> Result<ContentId, String> {
+    Ok(manifest_of(files, ids)?.id())
 }
 
 /// Copies a cached object to `target` through a temporary file beside it, writable (and executable if it
