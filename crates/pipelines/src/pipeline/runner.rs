@@ -401,19 +401,19 @@ impl Runner {
         let key = fingerprint(step, &params, &inputs);
         shared.set(&step.name, |r| r.fingerprint = Some(key.clone()));
         let cache = RunCache::new(&self.project.root().join(".loopline/run-cache"));
-        if step.cache && !forced {
-            if let Some(cached) = cache
+        if step.cache
+            && !forced
+            && let Some(cached) = cache
                 .get(&key)
                 .filter(|run| restorable(run, |id| self.project.complete_in_cache(id)))
-            {
-                for output in &cached.outputs {
-                    let id = crate::data::ContentId::parse(&output.hash)?;
-                    self.project
-                        .restore(&self.project.root().join(&output.path), &id, output.size, true, &Quiet)?;
-                }
-                self.remember(shared, &step.name, cached.result.clone());
-                return Ok(StepState::Cached);
+        {
+            for output in &cached.outputs {
+                let id = crate::data::ContentId::parse(&output.hash)?;
+                self.project
+                    .restore(&self.project.root().join(&output.path), &id, output.size, true, &Quiet)?;
             }
+            self.remember(shared, &step.name, cached.result.clone());
+            return Ok(StepState::Cached);
         }
         let attempts = step.retry.retries + 1;
         let mut last_error = String::new();
@@ -585,10 +585,10 @@ impl Runner {
             };
             env.insert(format!("LOOPLINE_PARAM_{variable}"), value);
         }
-        if step.kind == StepKind::Train {
-            if let Some(hooks) = &self.hooks {
-                env.extend(hooks.train_env(&context(), step).await.map_err(Finished::Failed)?);
-            }
+        if step.kind == StepKind::Train
+            && let Some(hooks) = &self.hooks
+        {
+            env.extend(hooks.train_env(&context(), step).await.map_err(Finished::Failed)?);
         }
         let launch = Launch {
             step: step.name.clone(),
@@ -609,13 +609,13 @@ impl Runner {
         let finished = executor.run(&launch, cancel, &|text| observer.line(&name, &text)).await;
         let succeeded = finished == Finished::Succeeded;
         let mut result = Value::Null;
-        if step.kind == StepKind::Train {
-            if let Some(hooks) = &self.hooks {
-                result = hooks
-                    .train_finished(&context(), step, succeeded)
-                    .await
-                    .map_err(Finished::Failed)?;
-            }
+        if step.kind == StepKind::Train
+            && let Some(hooks) = &self.hooks
+        {
+            result = hooks
+                .train_finished(&context(), step, succeeded)
+                .await
+                .map_err(Finished::Failed)?;
         }
         match finished {
             Finished::Succeeded => Ok(result),
