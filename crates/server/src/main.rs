@@ -47,6 +47,8 @@ enum Command {
     /// Versioned data: `data add|status|checkout|push|pull|gc|list|versions` (pointer files in git, content
     /// in a cache and on the server).
     Data(commands::data::DataArgs),
+    /// Pipelines: `pipeline run [loopline.yaml]` (cached steps skipped), `pipeline status`, `pipeline show`.
+    Pipeline(commands::pipeline::PipelineArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Rollout(args) => commands::rollout::rollout(args),
         Command::Monitor(args) => commands::monitor::run(args),
         Command::Data(args) => commands::data::run(args),
+        Command::Pipeline(args) => commands::pipeline::run(args),
         Command::Server(config) => match run_server(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

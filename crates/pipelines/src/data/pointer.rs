@@ -132,7 +132,11 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 /// A dataset name made from a file or directory name: other characters become `-`.
 pub fn name_from(path: &Path) -> String {
-    let raw = path.file_name().and_then(|n| n.to_str()).unwrap_or("dataset");
+    name_from_text(path.file_name().and_then(|n| n.to_str()).unwrap_or("dataset"))
+}
+
+/// A name made from any text: other characters become `-`.
+pub fn name_from_text(raw: &str) -> String {
     let mut name: String = raw
         .chars()
         .map(|c| {

@@ -139,8 +139,8 @@ impl Project {
         let cache = LocalCache::open(&own.join("cache"))?;
         let ignore = own.join(".gitignore");
         if !ignore.exists() {
-            // The cache and remembered hashes stay out of git; the project folder itself may be committed.
-            let _ = std::fs::write(&ignore, "/cache\n/state.json\n");
+            // The cache, remembered hashes and run records stay out of git; the folder itself may be committed.
+            let _ = std::fs::write(&ignore, "/cache\n/state.json\n/run-cache\n/pipeline-runs\n/datasets\n");
         }
         let state = Mutex::new(HashState::load(&own.join("state.json")));
         Ok(Project { root, cache, state })

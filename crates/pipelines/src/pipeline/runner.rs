@@ -415,6 +415,12 @@ impl Runner {
             self.remember(shared, &step.name, cached.result.clone());
             return Ok(StepState::Cached);
         }
+        // Commands may expect the directories their outputs go in.
+        for output in &step.outputs {
+            if let Some(parent) = self.project.root().join(output.trim_end_matches('/')).parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            }
+        }
         let attempts = step.retry.retries + 1;
         let mut last_error = String::new();
         for attempt in 1..=attempts {
@@ -626,6 +632,23 @@ impl Runner {
             other => Err(other),
         }
     }
+}
+
+/// A new run id: `YYYYMMDD-HHMMSS-mmm-xxxx` (UTC to the millisecond, then random), so ids sort by start.
+pub fn new_run_id() -> String {
+    let millis = loopline_core::time::now_millis();
+    let seconds = millis.div_euclid(1_000);
+    let (year, month, day) = super::schedule::civil_date(seconds.div_euclid(86_400));
+    let of_day = seconds.rem_euclid(86_400);
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}-{:03}-{}",
+        of_day / 3_600,
+        of_day % 3_600 / 60,
+        of_day % 60,
+        millis.rem_euclid(1_000),
+        &random[..4]
+    )
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {

@@ -138,6 +138,10 @@ impl Schedule {
 }
 
 /// The calendar date of a day number (days since 1970-01-01): year, month (1-12), day (1-31).
+pub fn civil_date(days: i64) -> (i64, u32, u32) {
+    civil(days)
+}
+
 fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

@@ -210,6 +210,16 @@ fn flatten(prefix: &str, value: &Value, into: &mut BTreeMap<String, Value>, dept
 impl Pipeline {
     /// Reads a pipeline file's text; `default_name` names it when the file does not.
     pub fn parse(text: &str, default_name: &str) -> Result<Pipeline, String> {
+        Pipeline::parse_with_params(text, default_name, &BTreeMap::new())
+    }
+
+    /// As [`Pipeline::parse`], with parameter values given for this run (each must be a parameter of the
+    /// pipeline).
+    pub fn parse_with_params(
+        text: &str,
+        default_name: &str,
+        overrides: &BTreeMap<String, Value>,
+    ) -> Result<Pipeline, String> {
         let document = loopline_model_runtime_api::yaml_bounds::load_json(text)?;
         let Value::Object(mut document) = document else {
             return Err("a pipeline file is a mapping with 'steps'".into());
@@ -234,6 +244,16 @@ impl Pipeline {
             None | Some(Value::Null) => {}
             Some(value @ Value::Object(_)) => flatten("", &value, &mut params, 0)?,
             Some(_) => return Err(at("", "params", "must be a mapping of names to values")),
+        }
+        for (key, value) in overrides {
+            if !params.contains_key(key) {
+                return Err(at(
+                    "",
+                    "params",
+                    format!("'{key}' is given a value but is not a parameter of the pipeline"),
+                ));
+            }
+            params.insert(key.clone(), value.clone());
         }
         let default_executor = match document.remove("executor") {
             None => "local".to_string(),

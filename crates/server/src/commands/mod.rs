@@ -5,6 +5,7 @@ pub mod data;
 pub mod data_remote;
 pub mod drift;
 pub mod monitor;
+pub mod pipeline;
 pub mod predict;
 pub mod predictions;
 pub mod profile;
