@@ -4,4 +4,5 @@
 pub mod api;
 pub mod data;
 pub mod datasets;
+pub mod gate;
 pub mod pipeline;
