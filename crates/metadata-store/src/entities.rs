@@ -573,3 +573,58 @@ pub struct DatasetSummary {
     /// How many versions.
     pub version_count: i64,
 }
+
+/// A registered model's gate policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatePolicyRecord {
+    /// The registered model.
+    pub name: String,
+    /// The policy, JSON.
+    pub policy: String,
+    /// Bumped at each change.
+    pub revision: i64,
+    /// Who set it.
+    pub updated_by: String,
+    /// When, ms since the epoch.
+    pub updated_time: i64,
+}
+
+/// One evaluation of a version against its model's gate policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateEvaluation {
+    /// Its id.
+    pub evaluation_id: i64,
+    /// The registered model.
+    pub name: String,
+    /// The version evaluated.
+    pub version: i64,
+    /// The policy revision it was judged by.
+    pub policy_revision: i64,
+    /// Whether every check passed.
+    pub passed: bool,
+    /// Every figure, the data's hash, both versions and each check's outcome, JSON.
+    pub evidence: String,
+    /// Who asked for it.
+    pub created_by: String,
+    /// When, ms since the epoch.
+    pub created_time: i64,
+}
+
+/// An alias moved without a passing gate, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateOverride {
+    /// Its id.
+    pub override_id: i64,
+    /// The registered model.
+    pub name: String,
+    /// The alias.
+    pub alias: String,
+    /// The version it was moved to.
+    pub version: i64,
+    /// The reason given.
+    pub reason: String,
+    /// Who.
+    pub created_by: String,
+    /// When, ms since the epoch.
+    pub created_time: i64,
+}

@@ -174,6 +174,7 @@ pub trait MetadataStore:
     + DeploymentStore
     + MonitorStore
     + DatasetStore
+    + GateStore
 {
 }
 
@@ -185,7 +186,8 @@ impl<
         + TraceStore
         + DeploymentStore
         + MonitorStore
-        + DatasetStore,
+        + DatasetStore
+        + GateStore,
 > MetadataStore for T
 {
 }
@@ -296,4 +298,23 @@ pub trait DatasetStore: Send + Sync {
     async fn list_datasets(&self) -> StoreResult<Vec<DatasetSummary>>;
     /// Every distinct content id any version refers to (for garbage collection).
     async fn dataset_content_hashes(&self) -> StoreResult<Vec<String>>;
+}
+
+/// Gate policies, evaluations and overrides.
+#[async_trait]
+pub trait GateStore: Send + Sync {
+    /// Sets (or replaces) a model's policy; returns it with its new revision.
+    async fn set_gate_policy(&self, name: &str, policy: &str, actor: &str) -> StoreResult<GatePolicyRecord>;
+    /// A model's policy; `NotFound` if it has none.
+    async fn get_gate_policy(&self, name: &str) -> StoreResult<GatePolicyRecord>;
+    /// Removes a model's policy.
+    async fn delete_gate_policy(&self, name: &str) -> StoreResult<()>;
+    /// Records an evaluation (its id and time are set here).
+    async fn record_gate_evaluation(&self, evaluation: &GateEvaluation) -> StoreResult<GateEvaluation>;
+    /// The newest evaluations of a version, newest first, at most `limit`.
+    async fn gate_evaluations(&self, name: &str, version: i64, limit: usize) -> StoreResult<Vec<GateEvaluation>>;
+    /// Records an override (its id and time are set here).
+    async fn record_gate_override(&self, record: &GateOverride) -> StoreResult<GateOverride>;
+    /// A model's overrides, newest first, at most `limit`.
+    async fn gate_overrides(&self, name: &str, limit: usize) -> StoreResult<Vec<GateOverride>>;
 }

@@ -5,4 +5,4 @@ mod error;
 mod service;
 
 pub use error::{RegistryError, RegistryResult};
-pub use service::{ContentSealer, CreateModelVersion, RegistryService, Sealed, normalize_stage};
+pub use service::{AliasGate, ContentSealer, CreateModelVersion, RegistryService, Sealed, normalize_stage};

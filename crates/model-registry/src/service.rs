@@ -49,11 +49,20 @@ pub struct Sealed {
     pub artifact_path: String,
 }
 
+/// Decides whether a version may take an alias (a quality gate); the registry asks before every alias move
+/// made through it.
+#[async_trait::async_trait]
+pub trait AliasGate: Send + Sync {
+    /// `Ok` when `version` may take `alias`; otherwise why not, for the caller.
+    async fn admit(&self, name: &str, alias: &str, version: i64) -> Result<(), String>;
+}
+
 /// Registry operations over a metadata store.
 #[derive(Clone)]
 pub struct RegistryService {
     store: Arc<dyn MetadataStore>,
     sealer: Option<Arc<dyn ContentSealer>>,
+    alias_gate: Option<Arc<dyn AliasGate>>,
 }
 
 /// Accepts stage names in any case and returns MLflow's spelling.
@@ -116,7 +125,17 @@ fn validate_alias(alias: &str) -> RegistryResult<()> {
 impl RegistryService {
     /// Wraps a store.
     pub fn new(store: Arc<dyn MetadataStore>) -> Self {
-        Self { store, sealer: None }
+        Self {
+            store,
+            sealer: None,
+            alias_gate: None,
+        }
+    }
+
+    /// Asks `gate` before every alias move.
+    pub fn with_alias_gate(mut self, gate: Arc<dyn AliasGate>) -> Self {
+        self.alias_gate = Some(gate);
+        self
     }
 
     /// Records the digest of every new version's files with `sealer`.
@@ -278,7 +297,14 @@ impl RegistryService {
     /// Points an alias at a version.
     pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> RegistryResult<()> {
         validate_alias(alias)?;
-        Ok(self.store.set_alias(name, alias, parse_version(version)?).await?)
+        let version = parse_version(version)?;
+        if let Some(gate) = &self.alias_gate {
+            self.store.get_model_version(name, version).await?;
+            gate.admit(name, alias, version)
+                .await
+                .map_err(RegistryError::InvalidParameter)?;
+        }
+        Ok(self.store.set_alias(name, alias, version).await?)
     }
 }
 

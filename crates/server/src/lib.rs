@@ -4,6 +4,7 @@
 pub mod browser_origins;
 pub mod commands;
 pub mod config;
+pub mod gates;
 pub mod model_fetch;
 pub mod network;
 
@@ -44,6 +45,19 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         artifacts.clone(),
     ));
     let (mut serving, source) = serving_state(config, repository.clone(), artifacts.clone())?;
+    let gate_service = loopline_pipelines::gate::service::GateService::new(
+        metadata.clone(),
+        artifacts.clone(),
+        Arc::new(gates::ServedModels {
+            source: source.clone(),
+            python_models: if config.serving.allow_python_models {
+                loopline_model_runtimes::PythonModels::Allowed
+            } else {
+                loopline_model_runtimes::PythonModels::Refused
+            },
+        }),
+        config.data_dir.join("gate-data"),
+    );
     let deployments = loopline_deployments::Manager::new(
         metadata.clone(),
         source,
@@ -78,7 +92,8 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
         registry: RegistryService::new(metadata)
-            .with_sealer(Arc::new(model_fetch::content_digest::RegistrySealer::new(repository))),
+            .with_sealer(Arc::new(model_fetch::content_digest::RegistrySealer::new(repository)))
+            .with_alias_gate(Arc::new(gates::RegistryGate(gate_service.clone()))),
         artifacts,
         limits: HttpLimits::default(),
     };
@@ -89,6 +104,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_serving::routes::registry_scoring_routes(serving))
         .merge(deployment_api)
         .merge(loopline_monitoring::api::routes(monitoring))
+        .merge(loopline_pipelines::gate::api::routes(gate_service))
         .merge(loopline_pipelines::api::routes(
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_version_content_digest.sql"),
     include_str!("../../migrations/0004_monitoring.sql"),
     include_str!("../../migrations/0005_datasets.sql"),
+    include_str!("../../migrations/0006_gates.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -5,6 +5,7 @@
 mod datasets;
 mod deployments;
 mod experiments;
+mod gates;
 mod logged_models;
 mod migrations;
 mod monitors;

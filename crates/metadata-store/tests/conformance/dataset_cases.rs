@@ -72,3 +72,43 @@ pub async fn concurrent_registrations_make_distinct_versions(store: &SqlStore) {
     versions.sort();
     assert_eq!(versions, [1, 2, 3, 4]);
 }
+
+pub async fn gate_policies_evaluations_and_overrides(store: &SqlStore) {
+    assert!(matches!(store.get_gate_policy("m").await, Err(StoreError::NotFound(_))));
+    let first = store.set_gate_policy("m", r#"{"checks":[]}"#, "alice").await.unwrap();
+    assert_eq!(first.revision, 1);
+    let second = store.set_gate_policy("m", r#"{"checks":[1]}"#, "bob").await.unwrap();
+    assert_eq!(
+        (second.revision, second.policy.as_str(), second.updated_by.as_str()),
+        (2, r#"{"checks":[1]}"#, "bob")
+    );
+    let evaluation = |passed: bool| GateEvaluation {
+        evaluation_id: 0,
+        name: "m".into(),
+        version: 3,
+        policy_revision: 2,
+        passed,
+        evidence: format!(r#"{{"passed":{passed}}}"#),
+        created_by: "pipeline".into(),
+        created_time: 0,
+    };
+    let failed = store.record_gate_evaluation(&evaluation(false)).await.unwrap();
+    let passed = store.record_gate_evaluation(&evaluation(true)).await.unwrap();
+    assert!(passed.evaluation_id > failed.evaluation_id && passed.created_time > 0);
+    let newest = store.gate_evaluations("m", 3, 10).await.unwrap();
+    assert_eq!(newest.iter().map(|e| e.passed).collect::<Vec<_>>(), [true, false]);
+    assert!(store.gate_evaluations("m", 4, 10).await.unwrap().is_empty());
+    let record = GateOverride {
+        override_id: 0,
+        name: "m".into(),
+        alias: "champion".into(),
+        version: 3,
+        reason: "hotfix".into(),
+        created_by: "alice".into(),
+        created_time: 0,
+    };
+    let stored = store.record_gate_override(&record).await.unwrap();
+    assert_eq!(store.gate_overrides("m", 5).await.unwrap(), vec![stored]);
+    store.delete_gate_policy("m").await.unwrap();
+    assert!(matches!(store.get_gate_policy("m").await, Err(StoreError::NotFound(_))));
+}

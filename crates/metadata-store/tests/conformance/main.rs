@@ -91,4 +91,5 @@ every_backend!(
     references_are_set_per_version,
     dataset_versions_number_per_name_and_content,
     concurrent_registrations_make_distinct_versions,
+    gate_policies_evaluations_and_overrides,
 );

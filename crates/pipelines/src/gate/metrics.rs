@@ -44,7 +44,12 @@ impl Outcomes {
     /// The rows at `indices` (a slice or a resample).
     pub fn select(&self, indices: &[usize]) -> Outcomes {
         match self {
-            Outcomes::Classes { truth, predicted, scores, positive } => Outcomes::Classes {
+            Outcomes::Classes {
+                truth,
+                predicted,
+                scores,
+                positive,
+            } => Outcomes::Classes {
                 truth: indices.iter().map(|i| truth[*i].clone()).collect(),
                 predicted: indices.iter().map(|i| predicted[*i].clone()).collect(),
                 scores: scores.as_ref().map(|s| indices.iter().map(|i| s[*i]).collect()),
@@ -60,7 +65,9 @@ impl Outcomes {
     /// Whether each row was predicted right (classes only).
     pub fn correct(&self) -> Option<Vec<bool>> {
         match self {
-            Outcomes::Classes { truth, predicted, .. } => Some(truth.iter().zip(predicted).map(|(t, p)| t == p).collect()),
+            Outcomes::Classes { truth, predicted, .. } => {
+                Some(truth.iter().zip(predicted).map(|(t, p)| t == p).collect())
+            }
             Outcomes::Values { .. } => None,
         }
     }
@@ -69,7 +76,12 @@ impl Outcomes {
     pub fn metrics(&self) -> BTreeMap<String, f64> {
         let mut metrics = BTreeMap::new();
         match self {
-            Outcomes::Classes { truth, predicted, scores, positive } => {
+            Outcomes::Classes {
+                truth,
+                predicted,
+                scores,
+                positive,
+            } => {
                 if truth.is_empty() {
                     return metrics;
                 }
@@ -140,9 +152,21 @@ fn precision_recall_f1(truth: &[String], predicted: &[String], class: &str) -> (
         predicted_positive += usize::from(p);
         actual_positive += usize::from(t);
     }
-    let precision = if predicted_positive == 0 { 0.0 } else { true_positive as f64 / predicted_positive as f64 };
-    let recall = if actual_positive == 0 { 0.0 } else { true_positive as f64 / actual_positive as f64 };
-    let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+    let precision = if predicted_positive == 0 {
+        0.0
+    } else {
+        true_positive as f64 / predicted_positive as f64
+    };
+    let recall = if actual_positive == 0 {
+        0.0
+    } else {
+        true_positive as f64 / actual_positive as f64
+    };
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
     (precision, recall, f1)
 }
 

@@ -28,7 +28,13 @@ pub fn mcnemar(champion: &[bool], candidate: &[bool]) -> McNemar {
     let candidate_only = champion.iter().zip(candidate).filter(|(a, b)| !**a && **b).count() as u64;
     let discordant = champion_only + candidate_only;
     if discordant == 0 {
-        return McNemar { champion_only, candidate_only, statistic: 0.0, p_value: 1.0, exact: true };
+        return McNemar {
+            champion_only,
+            candidate_only,
+            statistic: 0.0,
+            p_value: 1.0,
+            exact: true,
+        };
     }
     if discordant < 25 {
         let smaller = champion_only.min(candidate_only);
@@ -121,7 +127,10 @@ pub fn paired_bootstrap(
         for index in &mut indices {
             *index = random.below(rows);
         }
-        let (a, b) = (champion.select(&indices).metrics(), candidate.select(&indices).metrics());
+        let (a, b) = (
+            champion.select(&indices).metrics(),
+            candidate.select(&indices).metrics(),
+        );
         if let (Some(a), Some(b)) = (a.get(metric), b.get(metric)) {
             differences.push(b - a);
         }
@@ -192,7 +201,10 @@ mod tests {
         let mut differences: Vec<f64> = (0..2_000)
             .map(|_| {
                 let rows: Vec<usize> = (0..10).map(|_| random.below(10)).collect();
-                rows.iter().map(|i| right("1100110000", *i) - right("1111110000", *i)).sum::<f64>() / 10.0
+                rows.iter()
+                    .map(|i| right("1100110000", *i) - right("1111110000", *i))
+                    .sum::<f64>()
+                    / 10.0
             })
             .collect();
         differences.sort_by(f64::total_cmp);

@@ -7,6 +7,7 @@ mod deployments_replicas;
 mod deployments_traffic;
 mod endpoint_inventory;
 mod errors;
+mod gates;
 mod hardening;
 mod hardening_models;
 mod monitoring;
