@@ -17,10 +17,12 @@ use crate::data::{ContentId, Manifest};
 pub const OBJECTS_PREFIX: &str = "datasets/objects";
 /// Objects checked for presence at once.
 const PRESENCE_CONCURRENCY: usize = 32;
+/// Manifests read or received at once.
+const MANIFESTS_AT_ONCE: usize = 2;
 /// The largest object accepted.
 pub const MAX_OBJECT_BYTES: u64 = 64 << 30;
 /// The largest profile stored with a version.
-const MAX_PROFILE_BYTES: usize = 64 << 20;
+const MAX_PROFILE_BYTES: usize = 16 << 20;
 /// The largest schema stored with a version.
 const MAX_SCHEMA_BYTES: usize = 1 << 20;
 
@@ -80,6 +82,8 @@ pub struct GcReport {
     pub removed: u64,
     /// Some of the unreferenced ids, for the report.
     pub examples: Vec<String>,
+    /// Registered directory versions whose manifest is not stored (push it again).
+    pub versions_without_manifest: Vec<String>,
 }
 
 /// Versioned data on the server.
@@ -87,6 +91,11 @@ pub struct DataService {
     store: Arc<dyn MetadataStore>,
     artifacts: Arc<dyn ArtifactStore>,
     uploading: Mutex<HashSet<String>>,
+    /// Registration and collection exclude each other: a version registered while garbage is collected could
+    /// otherwise lose objects the collection had already judged unreferenced.
+    collecting: tokio::sync::RwLock<()>,
+    /// Manifests (up to hundreds of megabytes once parsed) are handled a few at a time.
+    manifests: tokio::sync::Semaphore,
 }
 
 /// Forgets an upload in progress when it ends, however it ends.
@@ -107,11 +116,27 @@ impl DataService {
             store,
             artifacts,
             uploading: Mutex::new(HashSet::new()),
+            collecting: tokio::sync::RwLock::new(()),
+            manifests: tokio::sync::Semaphore::new(MANIFESTS_AT_ONCE),
         })
     }
 
     fn object_path(id: &ContentId) -> Result<ArtifactPath, DataError> {
         ArtifactPath::parse(&format!("{OBJECTS_PREFIX}/{}", id.object_path())).map_err(storage)
+    }
+
+    /// The stored size of each object (`None` when missing).
+    async fn sizes(&self, ids: &[ContentId]) -> Result<Vec<Option<u64>>, DataError> {
+        let checks = futures::stream::iter(ids.iter().cloned())
+            .map(|id| async move {
+                match self.artifacts.size(&Self::object_path(&id)?).await {
+                    Ok(size) => Ok(Some(size)),
+                    Err(ArtifactError::NotFound(_)) => Ok(None),
+                    Err(other) => Err(storage(other)),
+                }
+            })
+            .buffered(PRESENCE_CONCURRENCY);
+        checks.try_collect().await
     }
 
     /// The ids of `ids` the store lacks.
@@ -165,6 +190,11 @@ impl DataService {
             return Ok(false);
         }
         if id.is_directory() {
+            let _permit = self
+                .manifests
+                .acquire()
+                .await
+                .map_err(|e| DataError::Internal(e.to_string()))?;
             let chunks: Vec<bytes::Bytes> = bounded(body, limit)
                 .try_collect()
                 .await
@@ -221,6 +251,11 @@ impl DataService {
 
     /// A stored manifest, checked.
     pub async fn manifest(&self, id: &ContentId) -> Result<Manifest, DataError> {
+        let _permit = self
+            .manifests
+            .acquire()
+            .await
+            .map_err(|e| DataError::Internal(e.to_string()))?;
         let bytes = self
             .artifacts
             .read_all(&Self::object_path(id)?, MAX_MANIFEST_BYTES)
@@ -247,24 +282,36 @@ impl DataService {
     ) -> Result<(DatasetVersion, bool), DataError> {
         check_name(name).map_err(DataError::Invalid)?;
         let id = ContentId::parse(&new.hash).map_err(DataError::Invalid)?;
+        let _not_collecting = self.collecting.read().await;
         let (size, files) = if id.is_directory() {
             let manifest = self.manifest(&id).await?;
-            let ids: Vec<ContentId> = manifest
-                .entries()
+            let mut expected: std::collections::BTreeMap<ContentId, u64> = std::collections::BTreeMap::new();
+            for entry in manifest.entries() {
+                expected.insert(entry.id().map_err(DataError::Internal)?, entry.size);
+            }
+            let unique: Vec<ContentId> = expected.keys().cloned().collect();
+            let sizes = self.sizes(&unique).await?;
+            let missing: Vec<&ContentId> = unique
                 .iter()
-                .map(|e| e.id())
-                .collect::<Result<_, _>>()
-                .map_err(DataError::Internal)?;
-            let unique: Vec<ContentId> = ids
-                .into_iter()
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
+                .zip(&sizes)
+                .filter(|(_, s)| s.is_none())
+                .map(|(id, _)| id)
                 .collect();
-            let missing = self.missing(&unique).await?;
             if let Some(first) = missing.first() {
                 return Err(DataError::Invalid(format!(
                     "{} object(s) of this version are not stored (first: {first}); push them first",
                     missing.len()
+                )));
+            }
+            if let Some((id, stored)) = unique
+                .iter()
+                .zip(&sizes)
+                .find(|(id, size)| **size != Some(expected[*id]))
+            {
+                return Err(DataError::Invalid(format!(
+                    "the manifest gives object {id} {} bytes; the stored object has {}",
+                    expected[id],
+                    stored.unwrap_or(0)
                 )));
             }
             (manifest.size(), manifest.entries().len() as u64)
@@ -357,19 +404,16 @@ impl DataService {
 
     /// Finds objects no version needs; removes those older than `grace_ms` unless `dry_run`.
     pub async fn collect_garbage(&self, dry_run: bool, grace_ms: i64) -> Result<GcReport, DataError> {
+        let _no_registrations = self.collecting.write().await;
         let mut referenced: HashSet<String> = HashSet::new();
+        let mut broken = Vec::new();
         for hash in self.store.dataset_content_hashes().await? {
             let Ok(id) = ContentId::parse(&hash) else { continue };
             if id.is_directory() {
                 match self.manifest(&id).await {
                     Ok(manifest) => referenced.extend(manifest.entries().iter().map(|e| e.hash.clone())),
-                    // Without its manifest the files of a version are unknown: removing anything is unsafe.
-                    Err(error) if !dry_run => {
-                        return Err(DataError::Internal(format!(
-                            "the manifest of a registered version cannot be read ({error}); nothing was removed"
-                        )));
-                    }
-                    Err(_) => {}
+                    // The version's files are unknown; it is reported, and its manifest can be pushed again.
+                    Err(_) => broken.push(id.key()),
                 }
             }
             referenced.insert(id.key());
@@ -377,6 +421,7 @@ impl DataService {
         let now = loopline_core::time::now_millis();
         let mut report = GcReport {
             dry_run,
+            versions_without_manifest: broken,
             ..GcReport::default()
         };
         let root = ArtifactPath::parse(OBJECTS_PREFIX).map_err(storage)?;

@@ -4,9 +4,13 @@ use std::path::Path;
 
 use loopline_pipelines::data::{Pointer, Project, Quiet, TreeState};
 
+/// Writes a file dated a minute ago (a file modified within two seconds is hashed every time).
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, bytes).unwrap();
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+        .unwrap();
 }
 
 fn project() -> (tempfile::TempDir, Project) {
@@ -148,4 +152,64 @@ fn paths_outside_the_project_and_pointer_files_are_refused() {
     std::fs::write(&added.pointer_path, text).unwrap();
     assert!(project.checkout(&added.pointer_path, true, &Quiet).is_err());
     assert_eq!(project.pointers().unwrap(), vec![added.pointer_path]);
+}
+
+#[test]
+fn checkout_never_writes_through_links_or_into_git() {
+    let (directory, project) = project();
+    let data = directory.path().join("d");
+    write(&data.join("post-commit"), b"#!/bin/sh\necho owned\n");
+    let added = project.add(&data, None, &Quiet).unwrap();
+    // As a cloned repository could carry it: the data's place is a link into .git/hooks.
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(directory.path().join(".git/hooks")).unwrap();
+    std::os::unix::fs::symlink(directory.path().join(".git/hooks"), &data).unwrap();
+    let refused = project.checkout(&added.pointer_path, false, &Quiet).unwrap_err();
+    assert!(refused.contains("symbolic link"), "{refused}");
+    assert!(!directory.path().join(".git/hooks/post-commit").exists());
+    // With --force the link itself is replaced; nothing lands in .git.
+    project.checkout(&added.pointer_path, true, &Quiet).unwrap();
+    assert!(!directory.path().join(".git/hooks/post-commit").exists());
+    assert!(std::fs::symlink_metadata(&data).unwrap().is_dir());
+    assert_eq!(
+        std::fs::read(data.join("post-commit")).unwrap(),
+        b"#!/bin/sh\necho owned\n"
+    );
+}
+
+#[test]
+fn files_and_directories_trade_places_between_versions() {
+    let (directory, project) = project();
+    let data = directory.path().join("d");
+    write(&data.join("s"), b"a file");
+    let first = project.add(&data, None, &Quiet).unwrap();
+    let first_text = std::fs::read_to_string(&first.pointer_path).unwrap();
+    std::fs::remove_file(data.join("s")).unwrap();
+    write(&data.join("s/x"), b"now a directory");
+    let second = project.add(&data, None, &Quiet).unwrap();
+    let second_text = std::fs::read_to_string(&second.pointer_path).unwrap();
+    std::fs::write(&first.pointer_path, &first_text).unwrap();
+    project.checkout(&first.pointer_path, true, &Quiet).unwrap();
+    assert_eq!(std::fs::read(data.join("s")).unwrap(), b"a file");
+    std::fs::write(&first.pointer_path, &second_text).unwrap();
+    project.checkout(&first.pointer_path, true, &Quiet).unwrap();
+    assert_eq!(std::fs::read(data.join("s/x")).unwrap(), b"now a directory");
+}
+
+#[test]
+fn ignore_entries_match_only_the_data() {
+    let (directory, project) = project();
+    for name in ["x*", "[ab]", "#hash", "trailing "] {
+        write(&directory.path().join(name), b"1");
+        project.add(&directory.path().join(name), None, &Quiet).unwrap();
+    }
+    let ignore = std::fs::read_to_string(directory.path().join(".gitignore")).unwrap();
+    assert_eq!(ignore, "/x\\*\n/\\[ab\\]\n/\\#hash\n/trailing\\ \n");
+    write(&directory.path().join("new\nline"), b"1");
+    assert!(
+        project
+            .add(&directory.path().join("new\nline"), None, &Quiet)
+            .unwrap_err()
+            .contains("control character")
+    );
 }

@@ -8,14 +8,12 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::manifest::{MAX_FILES, check_relative_path};
+use super::manifest::{MAX_FILES, check_data_path, is_reserved_name};
 
 /// Files from this size are hashed in chunks spread over the cores.
 const PARALLEL_FROM_BYTES: u64 = 1 << 20;
 /// Bytes read at once from a large file.
 const CHUNK_BYTES: usize = 8 << 20;
-/// Directory entries skipped when a directory is walked: version control and Loopline's own.
-const SKIPPED: &[&str] = &[".git", ".loopline", ".dvc"];
 
 /// A file found in the workspace, with what identifies its version on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,10 +65,10 @@ pub fn single_file(path: &Path, name: &str) -> Result<WorkspaceFile, String> {
     })
 }
 
-/// Every file below `directory`, sorted by relative path. Symbolic links to files are followed; a link to a
-/// directory is refused (it could loop or lead outside), as is a name that is not UTF-8 or more files than a
-/// version may hold.
-pub fn walk(directory: &Path) -> Result<Vec<WorkspaceFile>, String> {
+/// Every file below `directory`, sorted by relative path. Symbolic links to files inside `root` (the
+/// project) are followed; a link leading outside it or into its reserved folders is refused, as is a link to
+/// a directory (it could loop), a name that is not UTF-8 and more files than a version may hold.
+pub fn walk(directory: &Path, root: &Path) -> Result<Vec<WorkspaceFile>, String> {
     let mut files = Vec::new();
     let mut pending = vec![(directory.to_path_buf(), String::new())];
     while let Some((dir, prefix)) = pending.pop() {
@@ -84,7 +82,7 @@ pub fn walk(directory: &Path) -> Result<Vec<WorkspaceFile>, String> {
                     entry.path().display()
                 ));
             };
-            if prefix.is_empty() && SKIPPED.contains(&name) {
+            if is_reserved_name(name) {
                 continue;
             }
             let relative = format!("{prefix}{name}");
@@ -93,6 +91,21 @@ pub fn walk(directory: &Path) -> Result<Vec<WorkspaceFile>, String> {
             if kind.is_dir() {
                 pending.push((path, format!("{relative}/")));
                 continue;
+            }
+            if kind.is_symlink() {
+                let target = path.canonicalize().map_err(|e| format!("{}: {e}", path.display()))?;
+                let confined = target.strip_prefix(root).is_ok_and(|inside| {
+                    inside
+                        .components()
+                        .all(|c| !c.as_os_str().to_str().is_none_or(is_reserved_name))
+                });
+                if !confined {
+                    return Err(format!(
+                        "{} links to {}, outside the project (or into its reserved folders); copy the file in instead",
+                        path.display(),
+                        target.display()
+                    ));
+                }
             }
             let metadata = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             if metadata.is_dir() {
@@ -104,7 +117,7 @@ pub fn walk(directory: &Path) -> Result<Vec<WorkspaceFile>, String> {
             if !metadata.is_file() {
                 continue; // sockets, FIFOs and devices are not data
             }
-            check_relative_path(&relative)?;
+            check_data_path(&relative)?;
             files.push(WorkspaceFile {
                 relative,
                 path,
@@ -199,9 +212,18 @@ mod tests {
         std::fs::write(root.join("z"), b"y").unwrap();
         std::fs::write(root.join(".git/HEAD"), b"ref").unwrap();
         std::os::unix::fs::symlink(root.join("z"), root.join("link-to-file")).unwrap();
-        let names: Vec<String> = walk(root).unwrap().into_iter().map(|f| f.relative).collect();
+        let root = &root.canonicalize().unwrap();
+        let names: Vec<String> = walk(root, root).unwrap().into_iter().map(|f| f.relative).collect();
         assert_eq!(names, ["a/b/c.csv", "link-to-file", "z"]);
         std::os::unix::fs::symlink(root.join("a"), root.join("loop")).unwrap();
-        assert!(walk(root).unwrap_err().contains("link to a directory"));
+        assert!(walk(root, root).unwrap_err().contains("link to a directory"));
+        std::fs::remove_file(root.join("loop")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.join("a/leak")).unwrap();
+        assert!(walk(root, root).unwrap_err().contains("outside the project"));
+        std::fs::remove_file(root.join("a/leak")).unwrap();
+        std::os::unix::fs::symlink(root.join(".git/HEAD"), root.join("a/head")).unwrap();
+        assert!(walk(root, root).unwrap_err().contains("outside the project"));
     }
 }

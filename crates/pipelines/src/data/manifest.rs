@@ -106,7 +106,7 @@ fn check_entries(entries: &[ManifestEntry]) -> Result<(), String> {
         ));
     }
     for entry in entries {
-        check_relative_path(&entry.path)?;
+        check_data_path(&entry.path)?;
         entry.id()?;
     }
     let mut paths = std::collections::HashSet::with_capacity(entries.len());
@@ -120,6 +120,37 @@ fn check_entries(entries: &[ManifestEntry]) -> Result<(), String> {
         if let Some(parent) = parents.into_iter().find(|parent| paths.contains(parent)) {
             return Err(format!("'{parent}' is both a file and a directory"));
         }
+    }
+    Ok(())
+}
+
+/// Whether a file or directory name is kept out of datasets: version control's and Loopline's own folders,
+/// pointer files and Loopline's temporary files. Data may not be written there from a version, and a
+/// directory's walk leaves them out.
+pub fn is_reserved_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower == ".git"
+        || lower == ".loopline"
+        || lower == ".dvc"
+        || lower.ends_with(".loopline")
+        || lower.starts_with(".loopline-tmp-")
+}
+
+/// Checks a path a version may write: a plain relative path (see [`check_relative_path`]) with no reserved
+/// part (see [`is_reserved_name`]) and no control characters.
+pub fn check_data_path(path: &str) -> Result<(), String> {
+    check_relative_path(path)?;
+    let shown: String = path.chars().take(120).collect();
+    if path.chars().any(char::is_control) {
+        return Err(format!(
+            "'{}' holds a control character (a newline, a tab...)",
+            shown.escape_debug()
+        ));
+    }
+    if let Some(part) = path.split('/').find(|part| is_reserved_name(part)) {
+        return Err(format!(
+            "'{shown}' goes through '{part}', which data may not be written to"
+        ));
     }
     Ok(())
 }
@@ -187,6 +218,11 @@ mod tests {
             r#"[{"path":"a","hash":"nothex","size":1}]"#.to_string(),
             r#"{"path":"a"}"#.to_string(),
             format!(r#"[{{"path":"a","hash":"{hash}","size":-1}}]"#),
+            format!(r#"[{{"path":".git/hooks/post-commit","hash":"{hash}","size":1}}]"#),
+            format!(r#"[{{"path":"sub/.GIT/config","hash":"{hash}","size":1}}]"#),
+            format!(r#"[{{"path":"x/.loopline/state.json","hash":"{hash}","size":1}}]"#),
+            format!(r#"[{{"path":"other.loopline","hash":"{hash}","size":1}}]"#),
+            format!(r#"[{{"path":"new\nline","hash":"{hash}","size":1}}]"#),
         ];
         for case in cases {
             assert!(Manifest::parse(case.as_bytes()).is_err(), "{case}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::content::ContentId;
-use super::manifest::check_relative_path;
+use super::manifest::check_data_path;
 
 /// What follows the data's path in its pointer's name.
 pub const POINTER_SUFFIX: &str = ".loopline";
@@ -62,7 +62,16 @@ impl Pointer {
         let pointer: Pointer =
             serde_json::from_value(value).map_err(|e| format!("not a Loopline pointer file: {e}"))?;
         check_name(&pointer.dataset)?;
-        check_relative_path(&pointer.path)?;
+        check_data_path(&pointer.path)?;
+        if pointer.path.contains('/') {
+            return Err(format!(
+                "path '{}': a pointer names data beside it (a plain name)",
+                pointer.path
+            ));
+        }
+        if pointer.version.is_some_and(|v| v < 1) {
+            return Err("version: versions are numbered from 1".into());
+        }
         pointer.id()?;
         Ok(pointer)
     }

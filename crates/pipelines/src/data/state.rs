@@ -12,6 +12,8 @@ use super::files::Stamp;
 
 /// The largest state file read.
 const MAX_STATE_BYTES: u64 = 512 << 20;
+/// Files modified this recently are hashed every time.
+const RACY_NANOSECONDS: i128 = 2_000_000_000;
 /// The most files remembered; beyond it the memory starts again.
 const MAX_ENTRIES: usize = 5_000_000;
 
@@ -59,8 +61,23 @@ impl HashState {
         ContentId::parse(&remembered.hash).ok().filter(|id| !id.is_directory())
     }
 
-    /// Remembers a file's id at a stamp.
+    /// Forgets a file (its remembered hash proved wrong).
+    pub fn forget(&mut self, path: &Path) {
+        if let Some(key) = path.to_str() {
+            self.changed |= self.state.files.remove(key).is_some();
+        }
+    }
+
+    /// Remembers a file's id at a stamp; not for a file modified within the last two seconds, which could
+    /// change again without its stamp changing (git's "racy" files).
     pub fn set(&mut self, path: &Path, stamp: Stamp, id: &ContentId) {
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        if now_ns - stamp.mtime_ns < RACY_NANOSECONDS {
+            self.forget(path);
+            return;
+        }
         let Some(key) = path.to_str() else { return };
         if self.state.files.len() >= MAX_ENTRIES && !self.state.files.contains_key(key) {
             self.state.files.clear();
@@ -103,14 +120,25 @@ mod tests {
             mtime_ns: 10,
             inode: 7,
         };
+        let racy = Stamp {
+            mtime_ns: i128::from(i64::MAX),
+            ..stamp
+        };
         let id = ContentId::file(blake3::hash(b"abc"));
         let mut state = HashState::load(&path);
         assert_eq!(state.get(file, &stamp), None);
         state.set(file, stamp, &id);
         state.save().unwrap();
         let state = HashState::load(&path);
-        assert_eq!(state.get(file, &stamp), Some(id));
+        assert_eq!(state.get(file, &stamp), Some(id.clone()));
         assert_eq!(state.get(file, &Stamp { mtime_ns: 11, ..stamp }), None);
+        let mut state = state;
+        state.set(file, racy, &id);
+        assert_eq!(
+            state.get(file, &racy),
+            None,
+            "a file modified just now is not remembered"
+        );
         std::fs::write(&path, b"{ damaged").unwrap();
         assert_eq!(HashState::load(&path).get(file, &stamp), None);
     }

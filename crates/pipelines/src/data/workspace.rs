@@ -177,7 +177,8 @@ impl Project {
         let file_name = target
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or("the path has no UTF-8 file name")?;
+            .ok_or_else(|| format!("{}: the name is not UTF-8", target.display()))?;
+        crate::data::manifest::check_data_path(file_name).map_err(|e| format!("{}: {e}", target.display()))?;
         let snapshot = self.snapshot_inside(&target, progress)?;
         let (id, size) = (snapshot.id.clone(), snapshot.size);
         let unchanged = previous
@@ -242,7 +243,7 @@ impl Project {
     fn files_of(&self, target: &Path) -> Result<(Vec<WorkspaceFile>, bool), String> {
         let metadata = std::fs::metadata(target).map_err(|e| format!("{}: {e}", target.display()))?;
         if metadata.is_dir() {
-            return Ok((walk(target)?, true));
+            return Ok((walk(target, &self.root)?, true));
         }
         let name = target
             .file_name()
@@ -286,13 +287,15 @@ impl Project {
                 .entries()
                 .iter()
                 .filter(|e| e.id().map_or(true, |id| !self.cache.contains(&id)))
-                .count(),
+                .map(|e| e.hash.as_str())
+                .collect::<BTreeSet<_>>()
+                .len(),
         };
         let tree = match std::fs::metadata(&data) {
             Err(_) => TreeState::Missing,
             Ok(metadata) if metadata.is_dir() != id.is_directory() => TreeState::ModifiedFile,
             Ok(metadata) if metadata.is_dir() => {
-                let files = walk(&data)?;
+                let files = walk(&data, &self.root)?;
                 let (ids, _) = self.identify(&files, &Quiet)?;
                 let now: HashMap<&str, &ContentId> = files.iter().map(|f| f.relative.as_str()).zip(&ids).collect();
                 let expected: HashMap<&str, String> = manifest
@@ -379,7 +382,17 @@ impl Project {
         force: bool,
         progress: &dyn Progress,
     ) -> Result<CheckedOut, String> {
-        self.inside_parent(data)?;
+        // Everything below is written through this canonical path, never through a link on the way.
+        let data = &self.inside_parent(data)?;
+        if std::fs::symlink_metadata(data).is_ok_and(|m| m.file_type().is_symlink()) {
+            if !force {
+                return Err(format!(
+                    "{} is a symbolic link; Loopline does not write data through links (use --force to replace the link)",
+                    data.display()
+                ));
+            }
+            std::fs::remove_file(data).map_err(|e| format!("removing the link {}: {e}", data.display()))?;
+        }
         let name = data
             .file_name()
             .and_then(|n| n.to_str())
@@ -405,7 +418,7 @@ impl Project {
         }
         let existing = match std::fs::metadata(data) {
             Err(_) => Vec::new(),
-            Ok(metadata) if metadata.is_dir() && id.is_directory() => walk(data)?,
+            Ok(metadata) if metadata.is_dir() && id.is_directory() => walk(data, &self.root)?,
             Ok(metadata) if !metadata.is_dir() && !id.is_directory() => vec![single_file(data, &name)?],
             Ok(_) if force => {
                 remove_any(data)?;
@@ -452,6 +465,14 @@ impl Project {
             .iter()
             .filter(|e| present.get(e.path.as_str()).is_none_or(|(_, id)| id.key() != e.hash))
             .collect();
+        // Files the version does not hold go first, so a file standing where the version has a directory
+        // (or the reverse) is out of the way.
+        for file in &extra {
+            std::fs::remove_file(&file.path).map_err(|e| format!("removing {}: {e}", file.path.display()))?;
+        }
+        if id.is_directory() {
+            remove_empty_directories(data);
+        }
         progress.phase("checking out", to_write.iter().map(|e| e.size).sum());
         let directory = id.is_directory();
         let written: Vec<(PathBuf, ContentId)> = to_write
@@ -468,9 +489,6 @@ impl Project {
                 Ok((target, id))
             })
             .collect::<Result<_, String>>()?;
-        for file in &extra {
-            std::fs::remove_file(&file.path).map_err(|e| format!("removing {}: {e}", file.path.display()))?;
-        }
         {
             let mut state = self.state.lock().map_err(|_| "the hash memory was poisoned")?;
             for (path, id) in &written {
@@ -560,7 +578,11 @@ impl Project {
         missing
             .par_iter()
             .map(|(file, id)| {
-                let copied = self.cache.insert_file(id, &file.path)?;
+                let copied = self.cache.insert_file(id, &file.path).inspect_err(|_| {
+                    if let Ok(mut state) = self.state.lock() {
+                        state.forget(&file.path);
+                    }
+                })?;
                 progress.advance(file.stamp.size);
                 Ok(usize::from(copied))
             })
@@ -574,25 +596,34 @@ impl Project {
         Ok(absolute)
     }
 
-    /// As [`Project::inside`] for a path that may not exist yet: its parent must.
-    fn inside_parent(&self, path: &Path) -> Result<(), String> {
+    /// As [`Project::inside`] for a path that may not exist yet (its parent must): the canonical path.
+    fn inside_parent(&self, path: &Path) -> Result<PathBuf, String> {
         let parent = path
             .parent()
             .ok_or_else(|| format!("{} has no parent directory", path.display()))?;
         let absolute = parent
             .canonicalize()
             .map_err(|e| format!("{}: {e}", parent.display()))?;
-        self.check_inside(&absolute.join(path.file_name().unwrap_or_default()), path)
+        let absolute = absolute.join(
+            path.file_name()
+                .ok_or_else(|| format!("{} has no file name", path.display()))?,
+        );
+        self.check_inside(&absolute, path)?;
+        Ok(absolute)
     }
 
     fn check_inside(&self, absolute: &Path, shown: &Path) -> Result<(), String> {
         let relative = absolute
             .strip_prefix(&self.root)
             .map_err(|_| format!("{} is outside the project at {}", shown.display(), self.root.display()))?;
-        let first = relative.components().next().and_then(|c| c.as_os_str().to_str());
-        if relative.as_os_str().is_empty() || matches!(first, Some(".git" | PROJECT_DIR)) {
+        let reserved = relative.components().any(|c| {
+            c.as_os_str()
+                .to_str()
+                .is_none_or(crate::data::manifest::is_reserved_name)
+        });
+        if relative.as_os_str().is_empty() || reserved {
             return Err(format!(
-                "{} cannot be versioned (it is the project itself or its own files)",
+                "{} cannot be versioned: it is the project itself, a pointer file, or inside .git or .loopline",
                 shown.display()
             ));
         }
@@ -600,6 +631,8 @@ impl Project {
     }
 
     /// Lists the data in the `.gitignore` beside it, in a git repository, so only the pointer is committed.
+    /// The name is escaped so it matches only itself; the line is appended in one write, so adds running
+    /// together do not lose each other's lines.
     fn ignore_in_git(&self, data: &Path) -> Result<(), String> {
         if !self.root.join(".git").exists() {
             return Ok(());
@@ -608,9 +641,9 @@ impl Project {
             return Ok(());
         };
         let ignore = dir.join(".gitignore");
-        let line = format!("/{name}");
+        let line = format!("/{}", gitignore_escape(name));
         let existing = std::fs::read_to_string(&ignore).unwrap_or_default();
-        if existing.lines().any(|l| l.trim() == line) {
+        if existing.lines().any(|l| l == line) {
             return Ok(());
         }
         let separator = if existing.is_empty() || existing.ends_with('\n') {
@@ -618,7 +651,12 @@ impl Project {
         } else {
             "\n"
         };
-        std::fs::write(&ignore, format!("{existing}{separator}{line}\n"))
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&ignore)
+            .map_err(|e| format!("updating {}: {e}", ignore.display()))?;
+        std::io::Write::write_all(&mut file, format!("{separator}{line}\n").as_bytes())
             .map_err(|e| format!("updating {}: {e}", ignore.display()))
     }
 
@@ -677,6 +715,37 @@ fn materialise(object: &Path, target: &Path, exec: bool) -> Result<(), String> {
         let _ = std::fs::remove_file(&staged);
         format!("writing {}: {e}", target.display())
     })
+}
+
+/// A file name as a `.gitignore` pattern matching only itself: wildcards, brackets, backslashes, a leading
+/// `#` or `!` and trailing spaces escaped.
+fn gitignore_escape(name: &str) -> String {
+    let kept = name.trim_end_matches(' ').len();
+    let mut escaped = String::new();
+    for (at, c) in name.char_indices() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') || (at == 0 && matches!(c, '#' | '!')) || at >= kept {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Removes the empty directories below `root` (left when the files of another version went), deepest first.
+fn remove_empty_directories(root: &Path) {
+    let mut directories = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(entry.path());
+                directories.push(entry.path());
+            }
+        }
+    }
+    for dir in directories.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 fn remove_any(path: &Path) -> Result<(), String> {

@@ -190,9 +190,12 @@ pub(crate) fn pointers_for(project: &Project, paths: &[PathBuf]) -> Result<Vec<P
         }
         return Ok(found);
     }
+    let here = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
     paths
         .iter()
+        .map(|path| here.join(path))
         .map(|path| {
+            let path = &path;
             let pointer = if is_pointer(path) {
                 path.clone()
             } else {
@@ -224,11 +227,8 @@ fn add(paths: &[PathBuf], name: Option<&str>, push: Option<&ServerArgs>) -> Resu
     if name.is_some() && paths.len() > 1 {
         return Err("--name names one dataset; add the paths one at a time".into());
     }
-    let start = paths[0]
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let project = Project::find(start)?;
+    // The project is the one the command runs in: a path elsewhere is refused, not given a project of its own.
+    let project = Project::find(Path::new("."))?;
     let bar = BytesBar::new();
     let mut pointers = Vec::new();
     for path in paths {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use loopline_pipelines::data::manifest::MAX_MANIFEST_BYTES;
 use loopline_pipelines::data::workspace::data_path;
 use loopline_pipelines::data::{ContentId, Pointer, Progress, Project, TreeState};
 use loopline_tabular::collect::collect_columns;
@@ -17,6 +18,8 @@ use super::rollout::{Client, ServerArgs, runtime_block};
 
 /// Objects moved at once.
 const TRANSFERS: usize = 4;
+/// Times an upload waits for another upload of the same object.
+const CONFLICT_RETRIES: usize = 600;
 /// Ids asked about per request.
 const IDS_PER_REQUEST: usize = 10_000;
 
@@ -123,28 +126,38 @@ async fn upload(
     bar: &BytesBar,
 ) -> Result<(), String> {
     let path = project.cache().path_of(&id);
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let length = file
-        .metadata()
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .len();
-    let counter = bar.handle();
-    let stream = tokio_util::io::ReaderStream::new(file).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
-    let response = http
-        .put(format!("{base}{}", objects_path(&id)))
-        .header(reqwest::header::CONTENT_LENGTH, length)
-        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .map_err(|e| format!("uploading object {id}: {e}"))?;
-    if response.status().is_success() {
-        return Ok(());
+    // Another push sending the same object is answered 409 until it is done: wait and send again (the
+    // server then answers at once that it has the object).
+    for _ in 0..CONFLICT_RETRIES {
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let length = file
+            .metadata()
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .len();
+        let counter = bar.handle();
+        let stream = tokio_util::io::ReaderStream::new(file).inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
+        let response = http
+            .put(format!("{base}{}", objects_path(&id)))
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|e| format!("uploading object {id}: {e}"))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        if response.status() != reqwest::StatusCode::CONFLICT {
+            return Err(refusal(response, &format!("uploading object {id}")).await);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(refusal(response, &format!("uploading object {id}")).await)
+    Err(format!(
+        "uploading object {id}: another upload of it did not finish; push again"
+    ))
 }
 
 /// What a server's refusal says.
@@ -159,9 +172,15 @@ async fn refusal(response: reqwest::Response, doing: &str) -> String {
 }
 
 /// Moves objects, a few at a time, counting bytes on the bar.
-async fn transfer_all<F, Fut>(bar: &BytesBar, label: &str, bytes: u64, ids: &[ContentId], each: F) -> Result<(), String>
+async fn transfer_all<T: Clone, F, Fut>(
+    bar: &BytesBar,
+    label: &str,
+    bytes: u64,
+    ids: &[T],
+    each: F,
+) -> Result<(), String>
 where
-    F: FnMut(ContentId) -> Fut,
+    F: FnMut(T) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     bar.phase(label, bytes);
@@ -247,7 +266,7 @@ pub(crate) fn pull(server: &ServerArgs, project: &Project, pointers: &[PathBuf])
         for pointer_path in pointers {
             let id = Pointer::read(pointer_path)?.id()?;
             if id.is_directory() && !project.cache().contains(&id) {
-                download(&http, &client.base, project, id, &bar).await?;
+                download(&http, &client.base, project, (id, MAX_MANIFEST_BYTES), &bar).await?;
             }
         }
         let wanted = objects_of_all(project, pointers)?;
@@ -256,9 +275,8 @@ pub(crate) fn pull(server: &ServerArgs, project: &Project, pointers: &[PathBuf])
             .filter(|(id, _)| !project.cache().contains(id))
             .collect();
         let bytes = lacking.iter().map(|(_, size)| size).sum();
-        let ids: Vec<ContentId> = lacking.iter().map(|(id, _)| id.clone()).collect();
-        transfer_all(&bar, "downloading", bytes, &ids, |id| {
-            download(&http, &client.base, project, id, &bar)
+        transfer_all(&bar, "downloading", bytes, &lacking, |object| {
+            download(&http, &client.base, project, object, &bar)
         })
         .await?;
         println!("pulled {} object(s), {}", lacking.len(), human_bytes(bytes));
@@ -270,7 +288,7 @@ async fn download(
     http: &reqwest::Client,
     base: &str,
     project: &Project,
-    id: ContentId,
+    (id, limit): (ContentId, u64),
     bar: &BytesBar,
 ) -> Result<(), String> {
     let mut response = http
@@ -282,11 +300,18 @@ async fn download(
         return Err(refusal(response, &format!("downloading object {id}")).await);
     }
     let mut staged = project.cache().stage(&id)?;
+    let mut received = 0u64;
     while let Some(chunk) = response
         .chunk()
         .await
         .map_err(|e| format!("downloading object {id}: {e}"))?
     {
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(format!(
+                "downloading object {id}: the server sent more than its {limit} bytes"
+            ));
+        }
         staged.write(&chunk)?;
         bar.advance(chunk.len() as u64);
     }

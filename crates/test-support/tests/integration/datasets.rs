@@ -161,6 +161,26 @@ async fn versions_are_registered_when_complete_and_numbered_per_content() {
     ] {
         assert_eq!(get(&server, target).await.status, status, "{target}");
     }
+    // A manifest whose sizes lie about the stored objects is refused.
+    let lying_manifest = format!(r#"[{{"path":"a.txt","hash":"{a}","size":999999999999}}]"#).into_bytes();
+    let lying_id = format!("{}.dir", id(&lying_manifest));
+    assert_eq!(put(&server, &lying_id, &lying_manifest).await.status, 201);
+    let lying = post_json(
+        &server,
+        "/api/loopline/v1/datasets/images/versions",
+        &register(&lying_id, 999_999_999_999, 1),
+    )
+    .await;
+    assert_eq!(lying.status, 400, "{}", lying.body_text());
+    assert!(
+        lying.body_text().contains("the stored object has 10"),
+        "{}",
+        lying.body_text()
+    );
+    // Manifests cannot place files in version control's or Loopline's folders.
+    let hook = format!(r#"[{{"path":".git/hooks/post-commit","hash":"{a}","size":10}}]"#).into_bytes();
+    let refused = put(&server, &format!("{}.dir", id(&hook)), &hook).await;
+    assert_eq!(refused.status, 400, "{}", refused.body_text());
     let bad_name = post_json(
         &server,
         "/api/loopline/v1/datasets/..%2Fx/versions",
