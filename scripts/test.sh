@@ -10,7 +10,8 @@
 #   4. the data suite (tests/compat/stats): statistics against scipy, drift verdicts against Evidently,
 #      validation results against Great Expectations, and a headless-Chromium look at the HTML report;
 #   5. the monitoring suite (tests/compat/monitoring): window performance against scikit-learn, estimated
-#      performance against NannyML's CBPE, the shipped Prometheus rules through promtool.
+#      performance against NannyML's CBPE, the shipped Prometheus rules through promtool;
+#   6. the pipelines suite (tests/compat/pipelines): a DVC project made by the real dvc package, imported.
 # It installs what it needs (a venv in .venv, PostgreSQL from Debian packages if absent) and starts its
 # own servers on loopback, stopping them on exit.
 set -euo pipefail
@@ -57,5 +58,8 @@ echo "==> data suite: scipy, Evidently, Great Expectations, report in Chromium"
 
 echo "==> monitoring suite: scikit-learn, NannyML, promtool"
 "$STATS_PYTHON" -m pytest tests/compat/monitoring -q -p no:cacheprovider -W ignore::DeprecationWarning
+
+echo "==> pipelines suite: a project made by the real dvc package, imported"
+"$STATS_PYTHON" -m pytest tests/compat/pipelines -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 echo "==> all tests passed"

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod content;
+pub mod dvc;
 pub mod files;
 pub mod manifest;
 pub mod pointer;

@@ -88,6 +88,13 @@ enum DataCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Migrate a DVC project (run at its root): `.dvc` files become pointer files, the objects of DVC's local
+    /// cache enter Loopline's (their md5 checked first), and `dvc.yaml` becomes `loopline.yaml`.
+    ImportDvc {
+        /// Replace an existing loopline.yaml.
+        #[arg(long)]
+        force: bool,
+    },
     /// The server's datasets with their newest version.
     List {
         #[command(flatten)]
@@ -132,6 +139,7 @@ pub fn run(args: DataArgs) -> ExitCode {
                 collect_locally(dry_run)
             }
         }
+        DataCommand::ImportDvc { force } => import_dvc(force),
         DataCommand::List { server } => super::data_remote::list(&server).map(|()| OK),
         DataCommand::Versions { name, server } => super::data_remote::versions(&server, &name).map(|()| OK),
     };
@@ -377,6 +385,35 @@ fn collect_locally(dry_run: bool) -> Result<u8, String> {
         project.root().display()
     );
     Ok(OK)
+}
+
+fn import_dvc(force: bool) -> Result<u8, String> {
+    let project = Project::find(Path::new("."))?;
+    let imported = loopline_pipelines::data::dvc::import(&project)?;
+    for pointer in &imported.pointers {
+        println!("imported  {}", shown(&project, pointer));
+    }
+    for skipped in &imported.skipped {
+        println!("skipped   {skipped}");
+    }
+    if let Some(text) = &imported.pipeline {
+        let target = project.root().join("loopline.yaml");
+        if target.exists() && !force {
+            println!("dvc.yaml converted, but loopline.yaml exists: not replaced (use --force)");
+        } else {
+            std::fs::write(&target, text).map_err(|e| format!("writing {}: {e}", target.display()))?;
+            println!("dvc.yaml converted into loopline.yaml");
+        }
+        for skipped in &imported.stages_skipped {
+            println!("stage     {skipped}");
+        }
+    }
+    println!(
+        "{} output(s) imported, {} skipped; commit the .loopline pointer files and `loopline data push` to share them",
+        imported.pointers.len(),
+        imported.skipped.len()
+    );
+    Ok(if imported.skipped.is_empty() { OK } else { FINDING })
 }
 
 /// A path as shown to the user: relative to the project when inside it.
