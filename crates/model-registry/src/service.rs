@@ -55,6 +55,10 @@ pub struct Sealed {
 pub trait AliasGate: Send + Sync {
     /// `Ok` when `version` may take `alias`; otherwise why not, for the caller.
     async fn admit(&self, name: &str, alias: &str, version: i64) -> Result<(), String>;
+    /// `Ok` when the model may be renamed (a gated model may not: its policy and evidence name it).
+    async fn admit_rename(&self, _name: &str, _new_name: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Registry operations over a metadata store.
@@ -164,6 +168,11 @@ impl RegistryService {
     /// Renames a registered model.
     pub async fn rename_registered_model(&self, name: &str, new_name: &str) -> RegistryResult<RegisteredModel> {
         validate_model_name(new_name)?;
+        if let Some(gate) = &self.alias_gate {
+            gate.admit_rename(name, new_name)
+                .await
+                .map_err(RegistryError::InvalidParameter)?;
+        }
         Ok(self.store.rename_registered_model(name, new_name).await?)
     }
 

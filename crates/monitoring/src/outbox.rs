@@ -163,8 +163,16 @@ impl Monitoring {
                 } => {
                     let target = named.clone().unwrap_or_else(|| model.to_string());
                     let number: i64 = version.parse().unwrap_or_default();
+                    let gate = match self.alias_gate.get() {
+                        Some(gate) => gate.admit(&target, alias, number).await,
+                        None => Ok(()),
+                    };
                     match self.store.get_model_version(&target, number).await {
                         Err(error) => Err(format!("alias '{alias}' of '{target}' not moved: {error}")),
+                        Ok(_) if gate.is_err() => Err(format!(
+                            "alias '{alias}' of '{target}' not moved: {}",
+                            gate.err().unwrap_or_default()
+                        )),
                         Ok(_) => self
                             .store
                             .set_alias(&target, alias, number)

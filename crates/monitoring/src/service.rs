@@ -128,6 +128,8 @@ pub struct Monitoring {
     references: Mutex<ReferenceCache>,
     /// The monitors' own runtime, at a lower CPU priority (see `background`), once started.
     pub(crate) background: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// The registry's quality gate, asked before an action moves an alias.
+    pub(crate) alias_gate: std::sync::OnceLock<Arc<dyn loopline_model_registry::AliasGate>>,
 }
 
 pub(crate) fn parse_record(record: &MonitorRecord) -> Result<(MonitorSpec, MonitorState), MonitorError> {
@@ -178,7 +180,13 @@ impl Monitoring {
             run_lock: tokio::sync::Mutex::new(()),
             references: Mutex::new(BTreeMap::new()),
             background: std::sync::OnceLock::new(),
+            alias_gate: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes alias moves by monitor actions ask the registry's quality gate first, as every other move does.
+    pub fn set_alias_gate(&self, gate: Arc<dyn loopline_model_registry::AliasGate>) {
+        let _ = self.alias_gate.set(gate);
     }
 
     /// Starts the background task that evaluates due windows and delivers notifications, on the monitors' own

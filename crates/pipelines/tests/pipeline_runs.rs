@@ -314,3 +314,57 @@ fn problems_are_found_before_anything_runs() {
     assert!(error.contains("needs a Loopline server"), "{error}");
     assert!(runs(&setup.root).is_empty());
 }
+
+#[test]
+fn a_step_ends_with_everything_it_started() {
+    let setup = setup("loopline");
+    let record = run(
+        &setup,
+        "steps: {bg: {run: 'sleep 300 & echo $! > bg.pid', cache: false}}",
+        &options("r1"),
+    );
+    assert_eq!(state(&record, "bg"), StepState::Succeeded);
+    let pid = std::fs::read_to_string(setup.root.join("bg.pid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    // Gone, or a zombie waiting for its reaper: not running.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let running = stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| !rest.trim_start().starts_with('Z'));
+    assert!(stat.is_empty() || !running, "the background child still runs: {stat}");
+}
+
+#[test]
+fn outputs_are_cleared_before_a_step_runs_and_runs_do_not_overlap() {
+    let setup = setup("loopline");
+    let text =
+        "params: {p: a}\nsteps: {s: {run: 'mkdir -p out && echo ${p} > out/${p}.txt', params: [p], outputs: [out]}}";
+    run(&setup, text, &options("r1"));
+    run(&setup, &text.replace("p: a", "p: b"), &options("r2"));
+    let mut files: Vec<String> = std::fs::read_dir(setup.root.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["b.txt"],
+        "a file of the earlier run was kept as this run's output"
+    );
+    // While another run holds the project, a second one is refused before anything runs.
+    let lock = std::fs::File::create(setup.root.join(".loopline/pipeline.lock")).unwrap();
+    lock.lock().unwrap();
+    let pipeline = Pipeline::parse(text, "p").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let error = runtime
+        .block_on(
+            setup
+                .runner
+                .run(&pipeline, &options("r3"), &CancellationToken::new(), &Unobserved),
+        )
+        .unwrap_err();
+    assert!(error.contains("another pipeline run is in progress"), "{error}");
+}

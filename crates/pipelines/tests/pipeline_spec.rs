@@ -43,6 +43,25 @@ triggers:
 "#;
 
 #[test]
+fn parameter_values_cannot_become_shell_code() {
+    let overrides = [("lr".to_string(), serde_json::json!("1; touch pwned #"))].into();
+    let pipeline = Pipeline::parse_with_params(
+        "params: {lr: 0.1}\nsteps: {a: {run: 'train --lr ${lr}'}}",
+        "p",
+        &overrides,
+    )
+    .unwrap();
+    assert_eq!(
+        pipeline.step("a").unwrap().run.as_ref().unwrap()[0],
+        "train --lr '1; touch pwned #'"
+    );
+    let quoted = [("lr".to_string(), serde_json::json!("it's"))].into();
+    let pipeline =
+        Pipeline::parse_with_params("params: {lr: 0.1}\nsteps: {a: {run: 'echo ${lr}'}}", "p", &quoted).unwrap();
+    assert_eq!(pipeline.step("a").unwrap().run.as_ref().unwrap()[0], "echo 'it'\\''s'");
+}
+
+#[test]
 fn a_pipeline_reads_into_an_ordered_dag() {
     let pipeline = Pipeline::parse(GOOD, "default").unwrap();
     assert_eq!(pipeline.name, "churn");
@@ -50,7 +69,11 @@ fn a_pipeline_reads_into_an_ordered_dag() {
     assert_eq!(order, ["prepare", "check", "train", "evaluate", "gate"]);
     let train = pipeline.step("train").unwrap();
     assert_eq!(train.kind, StepKind::Train);
-    assert_eq!(train.run.as_ref().unwrap()[0], "python train.py --lr 0.1 --trees 100");
+    // Values enter a shell line quoted, so a value given with --param stays one word.
+    assert_eq!(
+        train.run.as_ref().unwrap()[0],
+        "python train.py --lr '0.1' --trees '100'"
+    );
     assert!(train.shell);
     let prepare = pipeline.step("prepare").unwrap();
     assert_eq!(prepare.run.as_ref().unwrap(), &["python", "prepare.py", "--seed", "7"]);
@@ -139,6 +162,18 @@ fn bad_pipelines_are_refused_naming_the_step_and_field() {
         ("stages: {}", "stages: unknown field"),
         ("a: &a [*a, *a]\nsteps: {x: {run: y}}", "unknown field"),
         ("[1, 2]", "a mapping with 'steps'"),
+        (
+            "steps: {a: {run: x, outputs: [.git/hooks/pre-commit]}}",
+            "step 'a', outputs: '.git/hooks/pre-commit' goes through '.git'",
+        ),
+        (
+            "steps: {a: {kind: profile, with: {data: /etc/passwd, output: p.json}}}",
+            "step 'a', with.data:",
+        ),
+        (
+            "steps: {a: {kind: profile, with: {data: d.csv, output: .loopline/x}}}",
+            "step 'a', with.output:",
+        ),
     ];
     for (text, expected) in cases {
         let error = Pipeline::parse(text, "p").unwrap_err();

@@ -74,4 +74,8 @@ impl loopline_model_registry::AliasGate for RegistryGate {
     async fn admit(&self, name: &str, alias: &str, version: i64) -> Result<(), String> {
         self.0.admit(name, alias, version).await
     }
+
+    async fn admit_rename(&self, name: &str, new_name: &str) -> Result<(), String> {
+        self.0.admit_rename(name, new_name).await
+    }
 }

@@ -82,6 +82,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
             ..Default::default()
         },
     );
+    monitoring.set_alias_gate(Arc::new(gates::RegistryGate(gate_service.clone())));
     monitoring.start();
     serving.extra_metrics.push(monitoring.clone());
     let deployment_api = loopline_deployments::api::routes(loopline_deployments::api::ApiState {

@@ -10,6 +10,9 @@ use super::metrics::{Outcomes, fairness};
 use super::policy::{GatePolicy, higher_is_better};
 use super::stats::{mcnemar, paired_bootstrap, percentile};
 
+/// Slices judged at most per check (values with enough rows, in order).
+const MAX_SLICES: usize = 1_000;
+
 /// What is known about the run being judged.
 #[derive(Debug, Clone)]
 pub struct GateSubject {
@@ -51,15 +54,6 @@ impl Verdicts {
         self.checks
             .push(json!({"kind": kind, "check": check, "passed": passed, "details": details}));
     }
-}
-
-fn rows_where(values: &[String], wanted: &str) -> Vec<usize> {
-    values
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| *v == wanted)
-        .map(|(i, _)| i)
-        .collect()
 }
 
 /// Judges the candidate; returns whether it passed and the evidence.
@@ -271,26 +265,30 @@ fn compare(policy: &GatePolicy, candidate: &TableEvaluation, champion: &TableEva
     }
     for check in &policy.slices {
         let values = &candidate.side[&check.column];
-        let mut distinct: Vec<&String> = values.iter().collect();
-        distinct.sort();
-        distinct.dedup();
+        // Rows grouped by value in one pass (a column with many values must not cost rows × values).
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (row, value) in values.iter().enumerate() {
+            groups.entry(value.as_str()).or_default().push(row);
+        }
         let mut slices = Vec::new();
         let mut worst: Option<(String, f64)> = None;
-        for value in distinct {
-            let rows = rows_where(values, value);
+        for (value, rows) in groups
+            .into_iter()
+            .filter(|(_, rows)| rows.len() >= check.min_rows)
+            .take(MAX_SLICES)
+        {
             let a = champion.outcomes.select(&rows).metrics().get(&check.metric).copied();
             let b = candidate.outcomes.select(&rows).metrics().get(&check.metric).copied();
-            let judged = rows.len() >= check.min_rows;
             let drop = match (a, b) {
                 (Some(a), Some(b)) if higher_is_better(&check.metric) => Some(a - b),
                 (Some(a), Some(b)) => Some(b - a),
                 _ => None,
             };
-            slices.push(json!({"value": value, "rows": rows.len(), "champion": a, "candidate": b, "drop": drop, "judged": judged}));
-            if let (true, Some(drop)) = (judged, drop)
+            slices.push(json!({"value": value, "rows": rows.len(), "champion": a, "candidate": b, "drop": drop}));
+            if let Some(drop) = drop
                 && worst.as_ref().is_none_or(|(_, w)| drop > *w)
             {
-                worst = Some((value.clone(), drop));
+                worst = Some((value.to_string(), drop));
             }
         }
         let passed = worst.as_ref().is_none_or(|(_, drop)| *drop <= check.max_drop);

@@ -240,6 +240,17 @@ fn class_predictions(
         let first = batch.column(0);
         if width >= 2 && width == classes.len() && first.data_type().is_floating() {
             let columns: Vec<Vec<f64>> = (0..width).map(|c| numbers(batch.column(c))).collect::<Result<_, _>>()?;
+            let probabilities = (0..batch.num_rows()).all(|row| {
+                let cells: Vec<f64> = columns.iter().map(|c| c[row]).collect();
+                cells.iter().all(|p| (0.0..=1.0).contains(p)) && (cells.iter().sum::<f64>() - 1.0).abs() < 1e-3
+            });
+            if !probabilities {
+                return Err(format!(
+                    "the model answers {width} numbers per row that are not class probabilities (each in [0, 1], \
+                     summing to 1) for the {} classes of the target",
+                    classes.len()
+                ));
+            }
             let positive_index = positive.and_then(|p| classes.iter().position(|c| c == p));
             let cell = |column: usize, row: usize| columns[column][row];
             (0..batch.num_rows()).for_each(|row| {
@@ -250,6 +261,12 @@ fn class_predictions(
                 scores.push(positive_index.map_or(f64::NAN, |i| cell(i, row)));
             });
             with_scores &= positive_index.is_some();
+        } else if width > 1 {
+            return Err(format!(
+                "the model answers {width} columns per row; a classifier's answer is a label, one score, or one \
+                 probability per class ({} classes)",
+                classes.len()
+            ));
         } else if first.data_type().is_floating() {
             let values = numbers(first)?;
             let fractional = values.iter().any(|v| v.fract() != 0.0);

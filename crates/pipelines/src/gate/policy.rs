@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::pipeline::spec::EVALUATION_METRICS;
 
+/// The most checks of all kinds a policy may hold.
+const MAX_CHECKS: usize = 50;
+
 /// Classification or regression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,7 +57,7 @@ pub struct SliceCheck {
     pub metric: String,
     /// The largest drop tolerated.
     pub max_drop: f64,
-    /// Slices with fewer rows are reported but not judged.
+    /// Slices with fewer rows are left out.
     #[serde(default = "default_min_rows")]
     pub min_rows: usize,
 }
@@ -164,10 +167,53 @@ impl GatePolicy {
                 ))
             }
         };
+        let checks = policy.checks.len() + policy.no_regression.len() + policy.slices.len() + policy.fairness.len();
+        if checks > MAX_CHECKS {
+            return Err(format!("a policy has at most {MAX_CHECKS} checks, not {checks}"));
+        }
+        if policy.target.trim().is_empty() {
+            return Err("target: the column holding the truth is required".into());
+        }
         for check in &policy.checks {
             known(&check.metric, "checks")?;
             if check.min.is_none() && check.max.is_none() {
                 return Err(format!("checks: the check of {} needs min or max", check.metric));
+            }
+            if let (Some(min), Some(max)) = (check.min, check.max)
+                && min > max
+            {
+                return Err(format!(
+                    "checks: the check of {} has min {min} above max {max}",
+                    check.metric
+                ));
+            }
+        }
+        for alias in &policy.protected_aliases {
+            let valid = !alias.is_empty()
+                && alias.len() <= 255
+                && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && !alias.eq_ignore_ascii_case("latest");
+            if !valid {
+                return Err(format!(
+                    "protected_aliases: '{alias}' is not an alias (letters, digits, '_', '-')"
+                ));
+            }
+        }
+        for check in &policy.slices {
+            if !check.max_drop.is_finite() || check.max_drop < 0.0 {
+                return Err(format!(
+                    "slices: max_drop of {} is a number of at least 0",
+                    check.column
+                ));
+            }
+        }
+        for check in &policy.fairness {
+            let bounds = [
+                check.max_demographic_parity_difference,
+                check.max_equalized_odds_difference,
+            ];
+            if bounds.iter().all(Option::is_none) || bounds.iter().flatten().any(|b| !b.is_finite() || *b < 0.0) {
+                return Err(format!("fairness: {} needs a bound of at least 0", check.attribute));
             }
         }
         for check in &policy.no_regression {
@@ -182,7 +228,7 @@ impl GatePolicy {
         for check in &policy.slices {
             known(&check.metric, "slices")?;
         }
-        if policy.mcnemar_alpha.is_some_and(|a| !(0.0..0.5).contains(&a)) {
+        if policy.mcnemar_alpha.is_some_and(|a| a <= 0.0 || a >= 0.5) {
             return Err("mcnemar_alpha is in (0, 0.5)".into());
         }
         if policy.protected_aliases.is_empty() || policy.protected_aliases.len() > 20 {

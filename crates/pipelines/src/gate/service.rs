@@ -76,19 +76,11 @@ impl GateService {
     /// Evaluates a version (and the champion, on the same rows) against the policy; stores the evidence.
     pub async fn evaluate(&self, name: &str, version: i64, actor: &str) -> Result<GateEvaluation, DataError> {
         let (record, policy) = self.policy(name).await?;
-        self.store.get_model_version(name, version).await?;
         let (dataset, dataset_version) = policy.dataset_version();
         let data = self.store.get_dataset_version(dataset, dataset_version).await?;
         let table = self.table(&data.content_hash, &data.source).await?;
-        let champion_version = match self
-            .store
-            .get_model_version_by_alias(name, &policy.protected_aliases[0])
-            .await
-        {
-            Ok(champion) => champion.version.parse::<i64>().ok().filter(|v| *v != version),
-            Err(StoreError::NotFound(_)) => None,
-            Err(other) => return Err(other.into()),
-        };
+        let candidate_version = self.store.get_model_version(name, version).await?;
+        let champion_version = self.champion(name, &policy).await?.filter(|v| *v != version);
         let candidate = self.models.load(name, version).await.map_err(DataError::Invalid)?;
         let champion = match champion_version {
             Some(v) => Some(
@@ -127,6 +119,11 @@ impl GateService {
         .await
         .map_err(|e| DataError::Internal(format!("the evaluation stopped: {e}")))?
         .map_err(DataError::Invalid)?;
+        let mut evidence = evidence;
+        // What the verdict is tied to: the exact policy text and this version's identity (a model deleted
+        // and registered again has new versions with the same numbers).
+        evidence["policy_hash"] = Value::from(blake3::hash(record.policy.as_bytes()).to_hex().to_string());
+        evidence["version_created"] = Value::from(candidate_version.creation_timestamp);
         let stored = self
             .store
             .record_gate_evaluation(&GateEvaluation {
@@ -200,6 +197,36 @@ impl GateService {
         Ok(target)
     }
 
+    /// The version the first protected alias names, if any.
+    async fn champion(&self, name: &str, policy: &GatePolicy) -> Result<Option<i64>, DataError> {
+        match self
+            .store
+            .get_model_version_by_alias(name, &policy.protected_aliases[0])
+            .await
+        {
+            Ok(champion) => Ok(champion.version.parse::<i64>().ok()),
+            Err(StoreError::NotFound(_) | StoreError::InvalidParameter(_)) => Ok(None),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// A gated model may not be renamed (to or from): its policy and evidence are kept under its name.
+    pub async fn admit_rename(&self, name: &str, new_name: &str) -> Result<(), String> {
+        for model in [name, new_name] {
+            match self.store.get_gate_policy(model).await {
+                Ok(_) => {
+                    return Err(format!(
+                        "Registered model '{model}' has a quality gate policy; delete it before renaming \
+                         (DELETE /api/loopline/v1/registered-models/{model}/gate-policy)"
+                    ));
+                }
+                Err(StoreError::NotFound(_)) => {}
+                Err(other) => return Err(other.to_string()),
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `version` may take `alias`: yes unless the model has a policy protecting the alias and the
     /// version's newest evaluation under the current policy did not pass (or there is none).
     pub async fn admit(&self, name: &str, alias: &str, version: i64) -> Result<(), String> {
@@ -218,8 +245,34 @@ impl GateService {
             .map_err(|e| e.to_string())?
             .into_iter()
             .find(|e| e.policy_revision == record.revision);
+        let policy_hash = blake3::hash(record.policy.as_bytes()).to_hex().to_string();
+        let created = self
+            .store
+            .get_model_version(name, version)
+            .await
+            .map_err(|e| e.to_string())?
+            .creation_timestamp;
+        let compares = !policy.no_regression.is_empty() || policy.mcnemar_alpha.is_some() || !policy.slices.is_empty();
+        let champion = self.champion(name, &policy).await.map_err(|e| e.to_string())?;
+        let newest = newest.filter(|e| {
+            let evidence: Value = serde_json::from_str(&e.evidence).unwrap_or_default();
+            evidence["policy_hash"] == policy_hash.as_str() && evidence["version_created"] == created
+        });
         match newest {
-            Some(evaluation) if evaluation.passed => Ok(()),
+            Some(evaluation) if evaluation.passed => {
+                let evidence: Value = serde_json::from_str(&evaluation.evidence).unwrap_or_default();
+                let judged_against = evidence["champion_version"].as_i64();
+                if compares && champion.is_some_and(|c| c != version) && judged_against != champion {
+                    return Err(format!(
+                        "Alias '{alias}' of '{name}' is protected by a quality gate and version {version} passed it \
+                         against version {}, not the current champion (version {}). Run it again: \
+                         POST /api/loopline/v1/registered-models/{name}/versions/{version}/gate",
+                        judged_against.map_or("none".to_string(), |v| v.to_string()),
+                        champion.unwrap_or_default()
+                    ));
+                }
+                Ok(())
+            }
             Some(evaluation) => {
                 let evidence: Value = serde_json::from_str(&evaluation.evidence).unwrap_or_default();
                 let failed: Vec<String> = evidence["failed"]

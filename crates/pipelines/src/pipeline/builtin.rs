@@ -42,7 +42,10 @@ fn data_input(step: &Step, key: &str) -> Result<Option<Input>, String> {
     let Some(value) = text(step, key)? else { return Ok(None) };
     let input = match value.strip_prefix("dataset:") {
         Some(reference) => Input::Dataset(reference.to_string()),
-        None => Input::Path(value.to_string()),
+        None => {
+            crate::data::manifest::check_data_path(value).map_err(|e| problem(step, key, e))?;
+            Input::Path(value.to_string())
+        }
     };
     Ok(Some(input))
 }
@@ -79,7 +82,7 @@ pub fn complete(step: &mut Step) -> Result<(), String> {
         }
     }
     if let Some(output) = text(step, "output")? {
-        crate::data::manifest::check_relative_path(output).map_err(|e| problem(step, "output", e))?;
+        crate::data::manifest::check_data_path(output).map_err(|e| problem(step, "output", e))?;
         step.outputs.push(output.to_string());
     }
     if step.kind == StepKind::Gate {

@@ -14,6 +14,8 @@ use super::spec::Resources;
 
 /// Seconds a stopped command gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long output is still read after a step ended (a process that left the group may hold it open).
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// A command to run.
 #[derive(Debug, Clone)]
@@ -125,10 +127,24 @@ impl Executor for LocalExecutor {
                 }
             }
         };
-        while let Some(text) = receiver.recv().await {
-            let _ = log.write_all(text.as_bytes()).await;
-            let _ = log.write_all(b"\n").await;
-            line(text);
+        // The step is over: whatever it left running in its group goes with it (a background child would
+        // otherwise hold the output open, and outlive a timeout).
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+            while let Some(text) = receiver.recv().await {
+                let _ = log.write_all(text.as_bytes()).await;
+                let _ = log.write_all(b"\n").await;
+                line(text);
+            }
+        });
+        tokio::select! {
+            _ = drained => {}
+            () = cancel.cancelled(), if stopped.is_none() => stopped = Some(Finished::Cancelled),
+        }
+        for reader in readers {
+            reader.abort();
         }
         let _ = log.flush().await;
         if let Some(stopped) = stopped {
@@ -169,10 +185,10 @@ async fn stop(group: Option<rustix::process::Pid>, child: &mut tokio::process::C
     if let Some(group) = group {
         let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
     }
-    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
-        if let Some(group) = group {
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-        }
-        let _ = child.kill().await;
+    let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
+    // Children that ignore SIGTERM are in the group still, even when the leader went.
+    if let Some(group) = group {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     }
+    let _ = child.kill().await;
 }

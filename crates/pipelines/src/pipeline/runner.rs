@@ -228,7 +228,7 @@ impl Runner {
                     }
                     Input::Dataset(_) | Input::Model(_) if self.hooks.is_none() => {
                         return Err(format!(
-                            "step '{}', inputs: dataset and model inputs need a Loopline server (--server)",
+                            "step '{}', inputs: dataset and model inputs need a Loopline server, which pipeline runs cannot use yet",
                             step.name
                         ));
                     }
@@ -241,13 +241,13 @@ impl Runner {
             ) && self.hooks.is_none()
             {
                 return Err(format!(
-                    "step '{}': a {:?} step needs a Loopline server (--server)",
+                    "step '{}': a {:?} step needs a Loopline server, which pipeline runs cannot use yet",
                     step.name, step.kind
                 ));
             }
             if step.executor == "ray" && self.ray.is_none() {
                 return Err(format!(
-                    "step '{}', executor: ray steps need a Ray cluster (--ray-address or RAY_ADDRESS)",
+                    "step '{}', executor: ray steps are not supported yet; run them locally",
                     step.name
                 ));
             }
@@ -264,6 +264,15 @@ impl Runner {
         observer: &dyn Observer,
     ) -> Result<RunRecord, String> {
         self.check(pipeline)?;
+        // One run at a time per project: two runs writing the same outputs would record each other's files.
+        let lock_path = self.project.root().join(".loopline/pipeline.lock");
+        let lock = std::fs::File::create(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        lock.try_lock().map_err(|_| {
+            format!(
+                "another pipeline run is in progress in {}; wait for it to end",
+                self.project.root().display()
+            )
+        })?;
         let directory = self.run_directory(&options.run_id);
         std::fs::create_dir_all(&directory).map_err(|e| format!("creating {}: {e}", directory.display()))?;
         let shared = Arc::new(Shared {
@@ -415,9 +424,18 @@ impl Runner {
             self.remember(shared, &step.name, cached.result.clone());
             return Ok(StepState::Cached);
         }
-        // Commands may expect the directories their outputs go in.
+        // Outputs are cleared first (as `dvc repro` does: a file left by an earlier run must not be taken for
+        // this run's), and the directories they go in made.
         for output in &step.outputs {
-            if let Some(parent) = self.project.root().join(output.trim_end_matches('/')).parent() {
+            let path = self.project.root().join(output.trim_end_matches('/'));
+            let kind = std::fs::symlink_metadata(&path).map(|m| m.is_dir());
+            let removed = match kind {
+                Ok(true) => std::fs::remove_dir_all(&path),
+                Ok(false) => std::fs::remove_file(&path),
+                Err(_) => Ok(()),
+            };
+            removed.map_err(|e| format!("clearing the output {output}: {e}"))?;
+            if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
             }
         }

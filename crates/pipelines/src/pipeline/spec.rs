@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::data::manifest::check_relative_path;
+use crate::data::manifest::check_data_path;
 
 /// The most steps a pipeline may have.
 pub const MAX_STEPS: usize = 200;
@@ -398,7 +398,7 @@ fn parse_step(
     }
     let outputs = strings(&mut raw, "outputs")?;
     for output in &outputs {
-        check_relative_path(output.trim_end_matches('/')).map_err(|e| at(name, "outputs", e))?;
+        check_data_path(output.trim_end_matches('/')).map_err(|e| at(name, "outputs", e))?;
     }
     let after = strings(&mut raw, "after")?;
     let env = match field(&mut raw, "env") {
@@ -492,7 +492,7 @@ fn parse_step(
         run: run
             .map(|argv| {
                 argv.into_iter()
-                    .map(|a| substitute(&a, params))
+                    .map(|a| substitute(&a, params, shell))
                     .collect::<Result<_, _>>()
             })
             .transpose()
@@ -515,7 +515,7 @@ fn parse_step(
 }
 
 /// Replaces `${key}` with the parameter's value.
-fn substitute(text: &str, params: &BTreeMap<String, Value>) -> Result<String, String> {
+fn substitute(text: &str, params: &BTreeMap<String, Value>, shell: bool) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -527,9 +527,17 @@ fn substitute(text: &str, params: &BTreeMap<String, Value>) -> Result<String, St
         let value = params
             .get(key)
             .ok_or_else(|| format!("'${{{key}}}' names no parameter"))?;
-        match value {
-            Value::String(text) => out.push_str(text),
-            other => out.push_str(&other.to_string()),
+        let text = match value {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        if shell {
+            // A value given with --param must stay one word of the command line, never become shell code.
+            out.push('\'');
+            out.push_str(&text.replace('\'', "'\\''"));
+            out.push('\'');
+        } else {
+            out.push_str(&text);
         }
         rest = &after[end + 1..];
     }
@@ -561,7 +569,7 @@ fn parse_input(step: &str, item: &Value) -> Result<Input, String> {
         _ => return Err(at(step, "inputs", "each input is a path, or {path|dataset|model: ...}")),
     };
     match &input {
-        Input::Path(path) => check_relative_path(path.trim_end_matches('/')).map_err(|e| at(step, "inputs", e))?,
+        Input::Path(path) => check_data_path(path.trim_end_matches('/')).map_err(|e| at(step, "inputs", e))?,
         Input::Dataset(reference) => {
             let (name, version) = reference.split_once('@').unwrap_or((reference, "latest"));
             crate::data::pointer::check_name(name).map_err(|e| at(step, "inputs", e))?;

@@ -54,6 +54,14 @@ async fn add_dataset(server: &TestServer, name: &str, file: &str, bytes: &[u8]) 
     registered.json()["version"]["version"].as_i64().unwrap()
 }
 
+/// Runs version `version`'s gate; whether it passed.
+async fn gate_passes(server: &TestServer, version: u32) -> bool {
+    let target = format!("/api/loopline/v1/registered-models/churn/versions/{version}/gate");
+    let answer = post_json(server, &target, &json!({})).await;
+    assert_eq!(answer.status, 200, "{}", answer.body_text());
+    answer.json()["evaluation"]["passed"] == true
+}
+
 async fn set_alias(server: &TestServer, version: &str) -> RawResponse {
     let body = json!({"name": "churn", "alias": "champion", "version": version});
     post_json(server, "/api/2.0/mlflow/registered-models/alias", &body).await
@@ -244,4 +252,72 @@ async fn bad_gate_requests_are_refused_naming_the_field() {
     )
     .await;
     assert_eq!(bad_version.status, 400);
+}
+
+#[tokio::test]
+async fn stale_evidence_never_opens_the_gate() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    let holdout = add_dataset(&server, "holdout", "holdout.csv", evaluation_csv(3).as_bytes()).await;
+    let policy = |min: f64| {
+        json!({"dataset": format!("holdout@{holdout}"), "target": "label",
+        "checks": [{"metric": "accuracy", "min": min}], "no_regression": [{"metric": "accuracy", "margin": 0.0}], "resamples": 50})
+    };
+    let gate_policy = "/api/loopline/v1/registered-models/churn/gate-policy";
+    // No champion yet: the first gate runs (comparisons pass with a note) and its version may take the alias.
+    let delete_alias = raw_request(
+        server.address,
+        "DELETE",
+        "/api/2.0/mlflow/registered-models/alias?name=churn&alias=champion",
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(delete_alias.status, 200, "{}", delete_alias.body_text());
+    assert_eq!(put_json(&server, gate_policy, &policy(0.5)).await.status, 200);
+    let first = post_json(
+        &server,
+        "/api/loopline/v1/registered-models/churn/versions/1/gate",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.body_text());
+    assert_eq!(first.json()["evaluation"]["passed"], true);
+    assert_eq!(set_alias(&server, "1").await.status, 200);
+    // Version 2 passes a lenient policy; the policy is deleted and a strict one set: its revision starts
+    // again, but the old pass was under other text and does not count.
+    new_version(&server).await;
+    assert!(gate_passes(&server, 2).await);
+    let deleted = raw_request(server.address, "DELETE", gate_policy, &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(deleted.status, 200);
+    assert_eq!(
+        put_json(&server, gate_policy, &policy(0.95)).await.json()["revision"],
+        1
+    );
+    assert_eq!(set_alias(&server, "2").await.status, 400);
+    // A pass judged against another champion does not count once the champion changed.
+    assert_eq!(put_json(&server, gate_policy, &policy(0.5)).await.status, 200);
+    new_version(&server).await;
+    assert!(gate_passes(&server, 3).await);
+    assert!(gate_passes(&server, 2).await);
+    assert_eq!(set_alias(&server, "2").await.status, 200);
+    let stale = set_alias(&server, "3").await;
+    assert_eq!(stale.status, 400, "{}", stale.body_text());
+    assert!(
+        stale.body_text().contains("not the current champion"),
+        "{}",
+        stale.body_text()
+    );
+    // A gated model cannot be renamed away from its policy.
+    let renamed = post_json(
+        &server,
+        "/api/2.0/mlflow/registered-models/rename",
+        &json!({"name": "churn", "new_name": "elsewhere"}),
+    )
+    .await;
+    assert_eq!(renamed.status, 400, "{}", renamed.body_text());
+    assert!(renamed.body_text().contains("quality gate policy"));
 }
