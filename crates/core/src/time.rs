@@ -8,25 +8,30 @@ pub fn now_millis() -> i64 {
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The UTC hour of a millisecond timestamp as `YYYY-MM-DDTHH` (for hourly partitions).
-pub fn utc_hour(millis: i64) -> String {
-    let seconds = millis.div_euclid(1000);
-    let days = seconds.div_euclid(86_400);
-    let hour = seconds.rem_euclid(86_400) / 3600;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+/// The calendar date (proleptic Gregorian) of a day number counted from 1970-01-01: year, month (1-12),
+/// day (1-31).
+pub fn civil_date(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
     let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
     let month = if month_index < 10 {
         month_index + 3
     } else {
         month_index - 9
-    };
+    } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The UTC hour of a millisecond timestamp as `YYYY-MM-DDTHH` (for hourly partitions).
+pub fn utc_hour(millis: i64) -> String {
+    let seconds = millis.div_euclid(1000);
+    let hour = seconds.rem_euclid(86_400) / 3600;
+    let (year, month, day) = civil_date(seconds.div_euclid(86_400));
     format!("{year:04}-{month:02}-{day:02}T{hour:02}")
 }
 

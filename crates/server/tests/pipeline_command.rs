@@ -110,6 +110,10 @@ fn bad_pipelines_are_refused_before_anything_runs() {
         text(&output)
     );
     assert!(!root.join("ran").exists());
+    // A file that never ends is refused once past the size a pipeline file may have.
+    let endless = loopline(root, &["pipeline", "show", "/dev/zero"]);
+    assert_eq!(endless.status.code(), Some(2));
+    assert!(text(&endless).contains("larger than"), "{}", text(&endless));
     let output = loopline(root, &["pipeline", "run", "missing.yaml", "--param", "x=1"]);
     assert!(
         text(&output).contains("'x' is given a value but is not a parameter"),

@@ -15,3 +15,15 @@ pub use content::ContentId;
 pub use manifest::{Manifest, ManifestEntry};
 pub use pointer::Pointer;
 pub use workspace::{Added, CheckedOut, DataStatus, Progress, Project, Quiet, TreeState};
+
+/// Writes a file through a temporary file beside it renamed over it, so a reader (or a crash) never sees half
+/// of it; a failed write leaves no temporary file behind.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    let staged = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&staged, bytes)
+        .and_then(|()| std::fs::rename(&staged, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&staged);
+            format!("writing {}: {e}", path.display())
+        })
+}

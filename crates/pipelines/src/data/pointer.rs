@@ -96,13 +96,7 @@ impl Pointer {
 
     /// Writes the pointer (through a temporary file renamed over the old one).
     pub fn write(&self, path: &Path) -> Result<(), String> {
-        let staged = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&staged, self.to_text())
-            .and_then(|()| std::fs::rename(&staged, path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&staged);
-                format!("writing {}: {e}", path.display())
-            })
+        super::write_atomically(path, self.to_text().as_bytes())
     }
 }
 

@@ -94,15 +94,7 @@ impl HashState {
             return Ok(());
         }
         let bytes = serde_json::to_vec(&self.state).map_err(|e| e.to_string())?;
-        let staged = self
-            .path
-            .with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&staged, bytes)
-            .and_then(|()| std::fs::rename(&staged, &self.path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&staged);
-                format!("saving remembered hashes to {}: {e}", self.path.display())
-            })
+        super::write_atomically(&self.path, &bytes).map_err(|e| format!("saving remembered hashes: {e}"))
     }
 }
 

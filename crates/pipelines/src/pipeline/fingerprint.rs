@@ -92,14 +92,9 @@ impl RunCache {
         let path = self.path(fingerprint);
         let parent = path.parent().ok_or("the run cache has no directory")?;
         std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
-        let staged = parent.join(format!(".{}", uuid::Uuid::new_v4().simple()));
         let bytes = serde_json::to_vec(run).map_err(|e| e.to_string())?;
-        std::fs::write(&staged, bytes)
-            .and_then(|()| std::fs::rename(&staged, &path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&staged);
-                format!("recording the run of step '{}': {e}", run.step)
-            })
+        crate::data::write_atomically(&path, &bytes)
+            .map_err(|e| format!("recording the run of step '{}': {e}", run.step))
     }
 }
 

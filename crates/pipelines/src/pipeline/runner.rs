@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::executor::{Executor, Finished, Launch};
 use super::fingerprint::{CachedRun, ProducedOutput, ResolvedInput, RunCache, fingerprint, restorable};
 use super::spec::{Input, Pipeline, Step, StepKind};
-use crate::data::{Project, Quiet};
+use crate::data::{Project, Quiet, write_atomically};
 
 /// The longest wait between retries.
 const MAX_BACKOFF_SECONDS: f64 = 300.0;
@@ -206,19 +206,18 @@ impl Runner {
     /// Checks what must hold before anything runs: every path input exists or is some step's output, and
     /// the loop's steps have a server to talk to.
     pub fn check(&self, pipeline: &Pipeline) -> Result<(), String> {
-        let outputs: Vec<&str> = pipeline
+        let outputs: std::collections::HashSet<&str> = pipeline
             .steps
             .iter()
-            .flat_map(|s| s.outputs.iter().map(String::as_str))
+            .flat_map(|s| s.outputs.iter().map(|o| o.trim_end_matches('/')))
             .collect();
         for step in &pipeline.steps {
             for input in &step.inputs {
                 match input {
                     Input::Path(path) => {
-                        let produced = outputs.iter().any(|o| {
-                            let (a, b) = (path.trim_end_matches('/'), o.trim_end_matches('/'));
-                            a == b || a.starts_with(&format!("{b}/"))
-                        });
+                        let inside = path.trim_end_matches('/');
+                        let produced = outputs.contains(inside)
+                            || inside.match_indices('/').any(|(at, _)| outputs.contains(&inside[..at]));
                         if !produced && !self.project.root().join(path).exists() {
                             return Err(format!(
                                 "step '{}', inputs: '{path}' does not exist and no step writes it",
@@ -656,7 +655,7 @@ impl Runner {
 pub fn new_run_id() -> String {
     let millis = loopline_core::time::now_millis();
     let seconds = millis.div_euclid(1_000);
-    let (year, month, day) = super::schedule::civil_date(seconds.div_euclid(86_400));
+    let (year, month, day) = loopline_core::time::civil_date(seconds.div_euclid(86_400));
     let of_day = seconds.rem_euclid(86_400);
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!(
@@ -667,14 +666,4 @@ pub fn new_run_id() -> String {
         millis.rem_euclid(1_000),
         &random[..4]
     )
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let staged = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&staged, bytes)
-        .and_then(|()| std::fs::rename(&staged, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&staged);
-            format!("writing {}: {e}", path.display())
-        })
 }

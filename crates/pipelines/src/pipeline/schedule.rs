@@ -2,6 +2,8 @@
 //! fires. Fields take `*`, numbers, ranges `a-b`, steps `*/n` and `a-b/n`, lists, and month and day names;
 //! as in cron, when both day fields are restricted a day matching either fires.
 
+use loopline_core::time::civil_date;
+
 /// A parsed schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
@@ -115,7 +117,7 @@ impl Schedule {
         let mut day = minute.div_euclid(1_440);
         let last_day = day + 5 * 366;
         while day <= last_day {
-            let (_, month, day_of_month) = civil(day);
+            let (_, month, day_of_month) = civil_date(day);
             let weekday = (day + 4).rem_euclid(7) as u32; // 1970-01-01 was a Thursday
             if self.months & (1 << month) != 0 && self.day_matches(day_of_month, weekday) {
                 let first = if minute.div_euclid(1_440) == day {
@@ -137,24 +139,6 @@ impl Schedule {
     }
 }
 
-/// The calendar date of a day number (days since 1970-01-01): year, month (1-12), day (1-31).
-pub fn civil_date(days: i64) -> (i64, u32, u32) {
-    civil(days)
-}
-
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,9 +152,9 @@ mod tests {
 
     #[test]
     fn the_calendar_is_right() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(NOW / 86_400_000), (2026, 12, 3));
-        assert_eq!(civil(11_016), (2000, 2, 29));
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(NOW / 86_400_000), (2026, 12, 3));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
     }
 
     #[test]
@@ -181,9 +165,9 @@ mod tests {
         // Monday 2026-12-07 at 00:00.
         assert_eq!(next("0 0 * * mon", NOW), NOW + (3 * 24 + 2) * 3_600_000 + 52 * 60_000);
         // The first of January.
-        assert_eq!(civil(next("0 0 1 jan *", NOW) / 86_400_000), (2027, 1, 1));
+        assert_eq!(civil_date(next("0 0 1 jan *", NOW) / 86_400_000), (2027, 1, 1));
         // Both day fields restricted: either fires (the 5th, or a Sunday: Sunday the 6th is later).
-        assert_eq!(civil(next("0 0 5 * 0", NOW) / 86_400_000), (2026, 12, 5));
+        assert_eq!(civil_date(next("0 0 5 * 0", NOW) / 86_400_000), (2026, 12, 5));
         assert_eq!(Schedule::parse("0 0 30 2 *").unwrap().next_after(NOW), None);
     }
 

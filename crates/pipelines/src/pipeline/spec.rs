@@ -158,6 +158,25 @@ pub struct Pipeline {
     pub triggers: Vec<Trigger>,
 }
 
+/// Reads a pipeline file, refusing one larger than a YAML document may be without reading the rest (a device
+/// or a huge file is never read whole).
+pub fn read_pipeline_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let limit = loopline_model_runtime_api::yaml_bounds::MAX_DOCUMENT_BYTES;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = String::new();
+    file.take(limit as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() > limit {
+        return Err(format!(
+            "{} is larger than the {limit} bytes a pipeline file may have",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
 /// A problem in a pipeline file, with where it is.
 fn at(step: &str, field: &str, message: impl std::fmt::Display) -> String {
     if step.is_empty() {
@@ -629,19 +648,46 @@ fn parse_trigger(item: &Value) -> Result<Trigger, String> {
     }
 }
 
-/// Whether `path` is `other` or inside it (or the reverse): the two overlap.
-fn overlaps(path: &str, other: &str) -> bool {
-    let (a, b) = (path.trim_end_matches('/'), other.trim_end_matches('/'));
-    a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
+/// The parent directories of a path, nearest last (`a/b/c` -> `a`, `a/b`).
+fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(at, _)| &path[..at])
+}
+
+/// Every declared output and who writes it, indexed so overlaps are found per path, not per pair: an output,
+/// and each directory above an output with the outputs below it.
+struct Producers<'a> {
+    exact: BTreeMap<&'a str, &'a str>,
+    below: BTreeMap<&'a str, Vec<(&'a str, &'a str)>>,
+}
+
+impl<'a> Producers<'a> {
+    /// Who writes what `path` names or what lies inside it or around it: (producer, output).
+    fn overlapping(&self, path: &'a str) -> Vec<(&'a str, &'a str)> {
+        let mut found: Vec<(&str, &str)> = Vec::new();
+        if let Some(producer) = self.exact.get(path) {
+            found.push((producer, path));
+        }
+        for parent in parents(path) {
+            if let Some(producer) = self.exact.get(parent) {
+                found.push((producer, parent));
+            }
+        }
+        found.extend(self.below.get(path).into_iter().flatten().copied());
+        found
+    }
 }
 
 /// Each step's dependencies: the producers of the paths it reads, and `after`.
 fn dependencies(steps: &[Step]) -> Result<BTreeMap<String, BTreeSet<String>>, String> {
     let names: BTreeSet<&str> = steps.iter().map(|s| s.name.as_str()).collect();
-    let mut producers: Vec<(&str, &str)> = Vec::new();
+    let mut producers = Producers {
+        exact: BTreeMap::new(),
+        below: BTreeMap::new(),
+    };
     for step in steps {
         for output in &step.outputs {
-            if let Some((other, claimed)) = producers.iter().find(|(_, claimed)| overlaps(claimed, output)) {
+            let output = output.trim_end_matches('/');
+            if let Some((other, claimed)) = producers.overlapping(output).first() {
                 return Err(at(
                     &step.name,
                     "outputs",
@@ -650,7 +696,10 @@ fn dependencies(steps: &[Step]) -> Result<BTreeMap<String, BTreeSet<String>>, St
                     ),
                 ));
             }
-            producers.push((&step.name, output));
+            producers.exact.insert(output, &step.name);
+            for parent in parents(output) {
+                producers.below.entry(parent).or_default().push((&step.name, output));
+            }
         }
     }
     let mut dependencies = BTreeMap::new();
@@ -658,8 +707,8 @@ fn dependencies(steps: &[Step]) -> Result<BTreeMap<String, BTreeSet<String>>, St
         let mut needs = BTreeSet::new();
         for input in &step.inputs {
             if let Input::Path(path) = input {
-                for (producer, output) in &producers {
-                    if overlaps(path, output) && *producer != step.name {
+                for (producer, _) in producers.overlapping(path.trim_end_matches('/')) {
+                    if producer != step.name {
                         needs.insert(producer.to_string());
                     }
                 }

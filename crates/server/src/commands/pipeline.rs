@@ -80,7 +80,7 @@ pub fn run(args: PipelineArgs) -> ExitCode {
 }
 
 fn read_pipeline(file: &Path, params: &[String]) -> Result<Pipeline, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let text = loopline_pipelines::pipeline::spec::read_pipeline_file(file)?;
     let mut overrides = BTreeMap::new();
     for param in params {
         let (key, value) = param
