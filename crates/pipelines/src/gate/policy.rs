@@ -267,3 +267,47 @@ impl GatePolicy {
         columns
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<f64>().prop_map(|v| serde_json::json!(v)),
+            any::<i64>().prop_map(|v| serde_json::json!(v)),
+            "[a-z@0-9 ]{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("dataset".to_string()),
+                        Just("target".to_string()),
+                        Just("checks".to_string()),
+                        Just("metric".to_string()),
+                        Just("min".to_string()),
+                        Just("slices".to_string()),
+                        Just("resamples".to_string()),
+                        Just("protected_aliases".to_string()),
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn generated_policies_are_refused_or_sound(policy in value()) {
+            if let Ok(parsed) = GatePolicy::parse(policy) {
+                prop_assert!(!parsed.target.trim().is_empty() && (1..=10_000).contains(&parsed.resamples));
+            }
+        }
+    }
+}

@@ -428,6 +428,8 @@ fn generated_json_bodies_never_get_a_server_error() {
         "/api/loopline/v1/datasets/generated/versions",
         "/api/loopline/v1/data/objects/missing",
         "/api/loopline/v1/data/gc",
+        "/api/loopline/v1/registered-models/generated/versions/1/gate",
+        "/api/loopline/v1/registered-models/generated/aliases/champion/override",
     ];
     let config = proptest::prelude::ProptestConfig {
         cases: 300,
