@@ -628,3 +628,45 @@ pub struct GateOverride {
     /// When, ms since the epoch.
     pub created_time: i64,
 }
+
+/// A pipeline registered on the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineRecord {
+    /// Its name.
+    pub name: String,
+    /// Where its project is and how it runs, JSON.
+    pub spec: String,
+    /// Its triggers' cursors, JSON.
+    pub state: String,
+    /// Bumped at each change.
+    pub revision: i64,
+    /// When it was registered, ms since the epoch.
+    pub creation_time: i64,
+    /// When it last changed.
+    pub last_update_time: i64,
+}
+
+/// One run of a registered pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineRunRecord {
+    /// Its id.
+    pub run_id: String,
+    /// The pipeline.
+    pub pipeline: String,
+    /// What started it, JSON.
+    pub cause: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// Its steps and their states, JSON.
+    pub record: String,
+    /// The server (replica) running it.
+    pub owner: String,
+    /// Whether someone asked for it to stop.
+    pub cancel_requested: bool,
+    /// When it was asked for, ms since the epoch.
+    pub creation_time: i64,
+    /// When it last changed (a running run's heartbeat).
+    pub last_update_time: i64,
+    /// When it ended.
+    pub end_time: Option<i64>,
+}

@@ -175,6 +175,7 @@ pub trait MetadataStore:
     + MonitorStore
     + DatasetStore
     + GateStore
+    + PipelineStore
 {
 }
 
@@ -187,7 +188,8 @@ impl<
         + DeploymentStore
         + MonitorStore
         + DatasetStore
-        + GateStore,
+        + GateStore
+        + PipelineStore,
 > MetadataStore for T
 {
 }
@@ -317,4 +319,48 @@ pub trait GateStore: Send + Sync {
     async fn record_gate_override(&self, record: &GateOverride) -> StoreResult<GateOverride>;
     /// A model's overrides, newest first, at most `limit`.
     async fn gate_overrides(&self, name: &str, limit: usize) -> StoreResult<Vec<GateOverride>>;
+}
+
+/// Pipelines registered on the server and their runs. Pipeline updates are optimistic (two replicas checking
+/// triggers never both start a run for one event); run updates name the replica that owns the run.
+#[async_trait]
+pub trait PipelineStore: Send + Sync {
+    /// Stores a new pipeline at revision 1; `AlreadyExists` if the name is taken.
+    async fn create_pipeline(&self, name: &str, spec: &str, state: &str) -> StoreResult<PipelineRecord>;
+    /// One pipeline; `NotFound` if missing.
+    async fn get_pipeline(&self, name: &str) -> StoreResult<PipelineRecord>;
+    /// Every pipeline, by name.
+    async fn list_pipelines(&self) -> StoreResult<Vec<PipelineRecord>>;
+    /// Replaces spec and state if the stored revision is still `expected_revision`; `Conflict` otherwise.
+    async fn update_pipeline(
+        &self,
+        name: &str,
+        expected_revision: i64,
+        spec: &str,
+        state: &str,
+    ) -> StoreResult<PipelineRecord>;
+    /// Deletes a pipeline (its runs are kept as history).
+    async fn delete_pipeline(&self, name: &str) -> StoreResult<()>;
+    /// Stores a new run (its times are set here).
+    async fn create_pipeline_run(&self, run: &PipelineRunRecord) -> StoreResult<PipelineRunRecord>;
+    /// Sets a run's status, record, owner and end (and its heartbeat).
+    async fn update_pipeline_run(
+        &self,
+        run_id: &str,
+        status: &str,
+        record: &str,
+        owner: &str,
+        end_time: Option<i64>,
+    ) -> StoreResult<()>;
+    /// Takes a queued run for `owner` (it becomes `running`); false if it was no longer queued (another
+    /// replica took it, or it was cancelled).
+    async fn claim_pipeline_run(&self, run_id: &str, owner: &str) -> StoreResult<bool>;
+    /// Marks a run as asked to stop; `NotFound` if missing.
+    async fn request_pipeline_run_cancel(&self, run_id: &str) -> StoreResult<()>;
+    /// One run; `NotFound` if missing.
+    async fn get_pipeline_run(&self, run_id: &str) -> StoreResult<PipelineRunRecord>;
+    /// Runs of a pipeline (all when `None`), newest first, at most `limit`.
+    async fn pipeline_runs(&self, pipeline: Option<&str>, limit: usize) -> StoreResult<Vec<PipelineRunRecord>>;
+    /// Runs queued or running, oldest first.
+    async fn active_pipeline_runs(&self) -> StoreResult<Vec<PipelineRunRecord>>;
 }

@@ -300,7 +300,7 @@ fn problems_are_found_before_anything_runs() {
     );
     write(&setup.root.join("d.csv"), "y\n1\n");
     let needs_server = Pipeline::parse(
-        "steps: {e: {kind: evaluate, with: {model: 'models:/m/1', data: d.csv, target: y}}}",
+        "steps: {e: {kind: register, with: {model: m, from: 'runs:/abc/model'}}}",
         "p",
     )
     .unwrap();

@@ -33,9 +33,11 @@ steps:
     with:
       model: churn
       candidate: "step:train"
-      data: data/eval.parquet
-      target: label
-      checks: [{metric: accuracy, min: 0.8}, {metric: f1, no_regression: true}]
+      policy:
+        dataset: holdout@2
+        target: label
+        checks: [{metric: accuracy, min: 0.8}]
+        no_regression: [{metric: f1, margin: 0.02}]
 triggers:
   - schedule: "0 3 * * *"
   - alert: churn-monitor
@@ -119,8 +121,8 @@ fn bad_pipelines_are_refused_naming_the_step_and_field() {
             "triggers: schedule '61 * * * *': minute field",
         ),
         (
-            "steps: {g: {kind: gate, with: {model: m, candidate: '1', data: d.csv, target: y, checks: [{metric: acuracy, min: 1}]}}}",
-            "step 'g', with.checks: unknown metric 'acuracy'",
+            "steps: {g: {kind: gate, with: {model: m, candidate: '1', policy: {dataset: h@1, target: y, checks: [{metric: acuracy, min: 1}]}}}}",
+            "step 'g', with.policy: checks: unknown metric 'acuracy'",
         ),
         (
             "steps: {a: {run: x, params: [lr]}}",

@@ -29,6 +29,43 @@ pub struct ServerConfig {
     /// Connection limits and browser-origin rules.
     #[command(flatten)]
     pub network: crate::network::NetworkOptions,
+    /// Pipelines the server runs.
+    #[command(flatten)]
+    pub pipelines: PipelineOptions,
+}
+
+/// Pipelines registered on the server.
+#[derive(Debug, Clone, Args)]
+pub struct PipelineOptions {
+    /// A directory under which registered pipeline projects may live (repeatable). A pipeline runs its
+    /// commands on this host, so without this flag the server runs no pipelines.
+    #[arg(long = "pipeline-root", env = "LOOPLINE_PIPELINE_ROOTS", value_delimiter = ',')]
+    pub roots: Vec<PathBuf>,
+    /// Pipeline runs at once on this server (more wait, queued).
+    #[arg(
+        long = "pipeline-concurrency",
+        env = "LOOPLINE_PIPELINE_CONCURRENCY",
+        default_value_t = 2
+    )]
+    pub concurrency: usize,
+    /// How often pipeline triggers (schedules, new dataset or model versions, retraining requests) are checked,
+    /// in seconds.
+    #[arg(
+        long = "pipeline-tick-seconds",
+        env = "LOOPLINE_PIPELINE_TICK_SECONDS",
+        default_value_t = 10
+    )]
+    pub tick_seconds: u64,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            roots: Vec::new(),
+            concurrency: 2,
+            tick_seconds: 10,
+        }
+    }
 }
 
 /// Batching and limits for model endpoints.

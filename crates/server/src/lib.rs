@@ -7,6 +7,7 @@ pub mod config;
 pub mod gates;
 pub mod model_fetch;
 pub mod network;
+pub mod pipelines;
 
 use anyhow::Context;
 use config::ServerConfig;
@@ -90,6 +91,25 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         store: metadata.clone(),
     });
     let (data_metadata, data_artifacts) = (metadata.clone(), artifacts.clone());
+    let own_api = Arc::new(pipelines::OwnApi::default());
+    let pipeline_service = loopline_pipelines::pipeline::service::PipelineService::new(
+        metadata.clone(),
+        loopline_pipelines::pipeline::service::PipelineSettings {
+            roots: config.pipelines.roots.clone(),
+            max_concurrent_runs: config.pipelines.concurrency.max(1),
+            tick: std::time::Duration::from_secs(config.pipelines.tick_seconds.max(1)),
+            replica: pipelines::replica_id(&config.data_dir)?,
+            stale_after: std::time::Duration::from_secs(120),
+            // The binary validate and profile steps run: this one (LOOPLINE_BIN names it when the server runs
+            // inside another program, as in tests).
+            loopline: match std::env::var_os("LOOPLINE_BIN") {
+                Some(path) => path.into(),
+                None => std::env::current_exe().context("finding the loopline binary for pipeline steps")?,
+            },
+        },
+        own_api.clone(),
+        Arc::new(loopline_pipelines::pipeline::service::SystemClock),
+    );
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
         registry: RegistryService::new(metadata)
@@ -106,6 +126,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(deployment_api)
         .merge(loopline_monitoring::api::routes(monitoring))
         .merge(loopline_pipelines::gate::api::routes(gate_service))
+        .merge(loopline_pipelines::pipeline::api::routes(pipeline_service.clone()))
         .merge(loopline_pipelines::api::routes(
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))
@@ -114,6 +135,8 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         router,
         store,
         prediction_log,
+        pipelines: pipeline_service,
+        own_api,
     })
 }
 
@@ -125,6 +148,10 @@ pub struct Application {
     pub store: Arc<SqlStore>,
     /// The prediction log, flushed on shutdown.
     pub prediction_log: Option<Arc<loopline_serving::PredictionLog>>,
+    /// Pipelines, started once the server listens.
+    pub pipelines: Arc<loopline_pipelines::pipeline::service::PipelineService>,
+    /// Where pipelines reach the server's API.
+    pub own_api: Arc<pipelines::OwnApi>,
 }
 
 /// Says at startup whether ONNX models can be served (the server runs without ONNX Runtime).
@@ -203,6 +230,8 @@ pub async fn serve(
         .validate()
         .map_err(|message| anyhow::anyhow!("network settings: {message}"))?;
     let application = build_application(&config).await?;
+    application.own_api.set_address(listener.local_addr()?);
+    application.pipelines.start().await;
     tracing::info!(address = %listener.local_addr()?, "loopline server listening");
     let policy = browser_origins::OriginPolicy::new(
         &config.host,

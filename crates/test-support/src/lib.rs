@@ -67,6 +67,7 @@ impl TestServer {
             data_dir: data_dir.clone(),
             serving,
             network,
+            pipelines: Default::default(),
         }
         .with_defaults();
         Self::launch(config, temporary).await

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_monitoring.sql"),
     include_str!("../../migrations/0005_datasets.sql"),
     include_str!("../../migrations/0006_gates.sql"),
+    include_str!("../../migrations/0007_pipelines.sql"),
 ];
 
 /// The newest schema version this binary knows.

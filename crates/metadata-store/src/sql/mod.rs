@@ -9,6 +9,7 @@ mod gates;
 mod logged_models;
 mod migrations;
 mod monitors;
+mod pipelines;
 mod registry;
 mod registry_search;
 mod rows;

@@ -112,3 +112,95 @@ pub async fn gate_policies_evaluations_and_overrides(store: &SqlStore) {
     store.delete_gate_policy("m").await.unwrap();
     assert!(matches!(store.get_gate_policy("m").await, Err(StoreError::NotFound(_))));
 }
+
+fn pipeline_run(run_id: &str, pipeline: &str) -> PipelineRunRecord {
+    PipelineRunRecord {
+        run_id: run_id.into(),
+        pipeline: pipeline.into(),
+        cause: r#"{"kind":"manual"}"#.into(),
+        status: "queued".into(),
+        record: "{}".into(),
+        owner: "replica-a".into(),
+        cancel_requested: false,
+        creation_time: 0,
+        last_update_time: 0,
+        end_time: None,
+    }
+}
+
+pub async fn pipelines_and_their_runs(store: &SqlStore) {
+    let created = store.create_pipeline("churn", r#"{"d":1}"#, "{}").await.unwrap();
+    assert_eq!(created.revision, 1);
+    assert!(matches!(
+        store.create_pipeline("churn", "{}", "{}").await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let updated = store
+        .update_pipeline("churn", 1, r#"{"d":2}"#, r#"{"c":1}"#)
+        .await
+        .unwrap();
+    assert_eq!((updated.revision, updated.state.as_str()), (2, r#"{"c":1}"#));
+    // A replica that read revision 1 loses: one trigger starts one run.
+    assert!(matches!(
+        store.update_pipeline("churn", 1, "{}", "{}").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.update_pipeline("ghost", 1, "{}", "{}").await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.create_pipeline("another", "{}", "{}").await.unwrap();
+    let names: Vec<String> = store
+        .list_pipelines()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["another", "churn"]);
+
+    store.create_pipeline_run(&pipeline_run("r1", "churn")).await.unwrap();
+    store.create_pipeline_run(&pipeline_run("r2", "churn")).await.unwrap();
+    store.create_pipeline_run(&pipeline_run("r3", "another")).await.unwrap();
+    assert!(matches!(
+        store.create_pipeline_run(&pipeline_run("r1", "churn")).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    store
+        .update_pipeline_run("r1", "succeeded", r#"{"steps":[]}"#, "replica-b", Some(42))
+        .await
+        .unwrap();
+    let r1 = store.get_pipeline_run("r1").await.unwrap();
+    assert_eq!(
+        (r1.status.as_str(), r1.owner.as_str(), r1.end_time, r1.record.as_str()),
+        ("succeeded", "replica-b", Some(42), r#"{"steps":[]}"#)
+    );
+    assert!(store.claim_pipeline_run("r3", "replica-c").await.unwrap());
+    assert!(!store.claim_pipeline_run("r3", "replica-d").await.unwrap());
+    assert_eq!(store.get_pipeline_run("r3").await.unwrap().owner, "replica-c");
+    store.request_pipeline_run_cancel("r2").await.unwrap();
+    assert!(store.get_pipeline_run("r2").await.unwrap().cancel_requested);
+    assert!(matches!(
+        store.request_pipeline_run_cancel("ghost").await,
+        Err(StoreError::NotFound(_))
+    ));
+    let active: Vec<String> = store
+        .active_pipeline_runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(active, ["r2", "r3"]);
+    let of_churn = store.pipeline_runs(Some("churn"), 10).await.unwrap();
+    assert_eq!(of_churn.len(), 2);
+    assert_eq!(store.pipeline_runs(None, 10).await.unwrap().len(), 3);
+    assert_eq!(store.pipeline_runs(None, 1).await.unwrap().len(), 1);
+    store.delete_pipeline("churn").await.unwrap();
+    assert!(matches!(
+        store.get_pipeline("churn").await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Runs stay as history.
+    assert_eq!(store.get_pipeline_run("r1").await.unwrap().pipeline, "churn");
+}

@@ -92,4 +92,5 @@ every_backend!(
     dataset_versions_number_per_name_and_content,
     concurrent_registrations_make_distinct_versions,
     gate_policies_evaluations_and_overrides,
+    pipelines_and_their_runs,
 );

@@ -6,6 +6,7 @@ pub mod content;
 pub mod dvc;
 pub mod files;
 pub mod manifest;
+pub mod materialize;
 pub mod pointer;
 pub mod state;
 pub mod workspace;

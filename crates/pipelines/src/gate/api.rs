@@ -1,5 +1,6 @@
 //! Gate routes: `/api/loopline/v1/registered-models/{name}/gate-policy` (PUT, GET, DELETE),
-//! `.../versions/{version}/gate` (POST evaluates, GET lists the evidence), `.../aliases/{alias}/override`
+//! `.../versions/{version}/gate` (POST evaluates, GET lists the evidence), `.../versions/{version}/evaluate`
+//! (metrics overall and per slice, nothing judged or stored), `.../aliases/{alias}/override`
 //! (POST, with a reason) and `.../gate-overrides` (GET).
 
 use std::sync::Arc;
@@ -29,6 +30,10 @@ pub fn routes(service: Arc<GateService>) -> Router {
         .route(
             "/api/loopline/v1/registered-models/{name}/versions/{version}/gate",
             get(evaluations).post(evaluate),
+        )
+        .route(
+            "/api/loopline/v1/registered-models/{name}/versions/{version}/evaluate",
+            post(evaluate_only),
         )
         .route(
             "/api/loopline/v1/registered-models/{name}/aliases/{alias}/override",
@@ -71,6 +76,25 @@ fn not_a_version(text: &str) -> Response {
         "INVALID_PARAMETER_VALUE",
         format!("'{text}' is not a version number"),
     )
+}
+
+async fn evaluate_only(
+    State(service): State<Arc<GateService>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(version) = version_number(&version) else {
+        return not_a_version(&version);
+    };
+    let request: Value = match read_json(&headers, body, MAX_POLICY_BYTES, "the evaluation request").await {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    match service.evaluate_only(&name, version, request).await {
+        Ok(result) => axum::Json(result).into_response(),
+        Err(error) => refused(error),
+    }
 }
 
 async fn read_policy(State(service): State<Arc<GateService>>, Path(name): Path<String>) -> Response {

@@ -18,6 +18,30 @@ use super::policy::GatePolicy;
 use crate::data::ContentId;
 use crate::datasets::{DataError, OBJECTS_PREFIX};
 
+/// Slice columns an evaluation may group by.
+const MAX_SLICE_COLUMNS: usize = 20;
+/// Values of one slice column reported (the rest are left out).
+const MAX_SLICE_VALUES: usize = 1_000;
+
+/// What an evaluate step asks for.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluationRequest {
+    /// The evaluation data, `name@version`.
+    dataset: String,
+    /// The truth's column.
+    target: String,
+    #[serde(default)]
+    task: Option<super::policy::Task>,
+    #[serde(default)]
+    positive_label: Option<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    /// Columns whose values are slices.
+    #[serde(default)]
+    slices: Vec<String>,
+}
+
 /// Loads registered versions for evaluation.
 #[async_trait]
 pub trait ModelProvider: Send + Sync {
@@ -138,6 +162,77 @@ impl GateService {
             })
             .await?;
         Ok(stored)
+    }
+
+    /// Evaluates a version over a dataset version without judging it (a pipeline's evaluate step): metrics
+    /// overall and per value of each slice column.
+    pub async fn evaluate_only(&self, name: &str, version: i64, request: Value) -> Result<Value, DataError> {
+        let request: EvaluationRequest = serde_json::from_value(request)
+            .map_err(|e| DataError::Invalid(format!("the evaluation request is not valid: {e}")))?;
+        if request.slices.len() > MAX_SLICE_COLUMNS {
+            return Err(DataError::Invalid(format!(
+                "slices: at most {MAX_SLICE_COLUMNS} columns, not {}",
+                request.slices.len()
+            )));
+        }
+        let policy = GatePolicy::parse(serde_json::json!({
+            "dataset": request.dataset,
+            "target": request.target,
+            "task": request.task,
+            "positive_label": request.positive_label,
+            "exclude": request.exclude,
+            "slices": request.slices.iter().map(|column| serde_json::json!({
+                "column": column, "metric": "accuracy", "max_drop": 0.0, "min_rows": 1,
+            })).collect::<Vec<_>>(),
+        }))
+        .map_err(DataError::Invalid)?;
+        let (dataset, dataset_version) = policy.dataset_version();
+        let data = self.store.get_dataset_version(dataset, dataset_version).await?;
+        let table = self.table(&data.content_hash, &data.source).await?;
+        self.store.get_model_version(name, version).await?;
+        let model = self.models.load(name, version).await.map_err(DataError::Invalid)?;
+        let judged = policy.clone();
+        let evaluation = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let source = loopline_tabular::TableSource::open(&table).map_err(|e| e.to_string())?;
+            evaluate(&model, &source, &judged).map(|evaluation| (evaluation, model.size_bytes))
+        })
+        .await
+        .map_err(|e| DataError::Internal(format!("the evaluation stopped: {e}")))?
+        .map_err(DataError::Invalid)?;
+        let (evaluation, size_bytes) = evaluation;
+        let mut slices = serde_json::Map::new();
+        for column in &request.slices {
+            let Some(values) = evaluation.side.get(column) else {
+                continue;
+            };
+            let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
+            for (row, value) in values.iter().enumerate() {
+                if groups.len() < MAX_SLICE_VALUES || groups.contains_key(value.as_str()) {
+                    groups.entry(value).or_default().push(row);
+                }
+            }
+            let judged: Vec<Value> = groups
+                .into_iter()
+                .map(|(value, rows)| {
+                    serde_json::json!({
+                        "value": value,
+                        "rows": rows.len(),
+                        "metrics": evaluation.outcomes.select(&rows).metrics(),
+                    })
+                })
+                .collect();
+            slices.insert(column.clone(), Value::Array(judged));
+        }
+        Ok(serde_json::json!({
+            "name": name,
+            "version": version,
+            "dataset": policy.dataset,
+            "dataset_hash": data.content_hash,
+            "task": evaluation.task,
+            "rows": evaluation.outcomes.len(),
+            "metrics": super::decide::figures(&evaluation, size_bytes),
+            "slices": slices,
+        }))
     }
 
     /// The evaluation table as a local file (copied once per content into the scratch directory, with the

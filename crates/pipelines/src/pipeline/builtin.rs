@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::spec::{EVALUATION_METRICS, Input, Step, StepKind};
+use super::spec::{Input, Step, StepKind};
 
 /// The settings a kind accepts, and which are required.
 fn accepted(kind: StepKind) -> (&'static [&'static str], &'static [&'static str]) {
@@ -16,12 +16,9 @@ fn accepted(kind: StepKind) -> (&'static [&'static str], &'static [&'static str]
             &["model", "data", "target", "task", "slices", "positive_label", "output"],
             &["model", "data", "target"],
         ),
-        StepKind::Gate => (
-            &["model", "candidate", "data", "target", "checks", "slices", "fairness"],
-            &["model", "candidate", "data", "target"],
-        ),
+        StepKind::Gate => (&["model", "candidate", "policy"], &["model", "candidate"]),
         StepKind::Register => (&["model", "from"], &["model", "from"]),
-        StepKind::Deploy => (&["model", "alias", "version"], &["model", "alias"]),
+        StepKind::Deploy => (&["model", "alias", "version"], &["model", "alias", "version"]),
     }
 }
 
@@ -93,16 +90,33 @@ pub fn complete(step: &mut Step) -> Result<(), String> {
             return Err(problem(
                 step,
                 "model",
-                "is a models:/ URI or step:NAME (the model a train step logged)",
+                "is a models:/NAME/VERSION URI or step:NAME (the version a register step made)",
             ));
         }
         if let Some(producer) = model.strip_prefix("step:") {
             step.after.push(producer.to_string());
         }
     }
-    for key in ["candidate", "from"] {
-        if let Some(producer) = text(step, key)?.and_then(|v| v.strip_prefix("step:")) {
-            step.after.push(producer.to_string());
+    if step.kind == StepKind::Evaluate
+        && let Some(Input::Path(path)) = data_input(step, "data")?
+    {
+        return Err(problem(
+            step,
+            "data",
+            format!("'{path}': an evaluation runs on the server over a dataset version; give dataset:NAME@VERSION"),
+        ));
+    }
+    // A version is a number, `step:NAME` (what a register step made) or, for `from`, a model URI.
+    for key in ["candidate", "from", "version"] {
+        match step.with.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(number)) if number.as_u64().is_some() && key != "from" => {}
+            Some(Value::String(value)) if !value.is_empty() && value.len() <= 1_000 => {
+                if let Some(producer) = value.strip_prefix("step:") {
+                    step.after.push(producer.to_string());
+                }
+            }
+            Some(_) => return Err(problem(step, key, "is a version number, step:NAME or a models:/ URI")),
         }
     }
     step.after.sort();
@@ -115,39 +129,13 @@ pub fn complete(step: &mut Step) -> Result<(), String> {
     Ok(())
 }
 
-/// A gate's checks name metrics an evaluation computes, with a bound.
+/// A gate's policy (when the step gives one, it becomes the model's policy if the model has none yet) is
+/// checked as the server would check it, so a gate on an unknown metric is refused before anything runs.
 fn check_gate_checks(step: &Step) -> Result<(), String> {
-    let Some(checks) = step.with.get("checks") else {
-        return Ok(());
-    };
-    let Value::Array(checks) = checks else {
-        return Err(problem(
-            step,
-            "checks",
-            "must be a list of {metric, min|max|no_regression}",
-        ));
-    };
-    for check in checks {
-        let metric = check.get("metric").and_then(Value::as_str).unwrap_or_default();
-        if !EVALUATION_METRICS.contains(&metric) {
-            return Err(problem(
-                step,
-                "checks",
-                format!("unknown metric '{metric}' (one of {})", EVALUATION_METRICS.join(", ")),
-            ));
-        }
-        let Value::Object(map) = check else {
-            unreachable!("a metric was found")
-        };
-        for key in map.keys() {
-            if !["metric", "min", "max", "no_regression", "max_drop", "confidence"].contains(&key.as_str()) {
-                return Err(problem(
-                    step,
-                    "checks",
-                    format!("unknown field '{key}' in the check of {metric}"),
-                ));
-            }
-        }
+    match step.with.get("policy") {
+        None | Some(Value::Null) => Ok(()),
+        Some(policy) => crate::gate::policy::GatePolicy::parse(policy.clone())
+            .map(|_| ())
+            .map_err(|e| problem(step, "policy", e)),
     }
-    Ok(())
 }

@@ -136,13 +136,45 @@ pub trait LoopHooks: Send + Sync {
     async fn train_env(&self, run: &RunContext, step: &Step) -> Result<BTreeMap<String, String>, String>;
     /// A train step ended: its nested run is ended with the outcome; returns the step's result.
     async fn train_finished(&self, run: &RunContext, step: &Step, succeeded: bool) -> Result<Value, String>;
-    /// A dataset input (`name` or `name@version`): the version it resolves to and its content id; the data is
-    /// made available at `.loopline/datasets/NAME/VERSION` in the project.
-    async fn dataset(&self, reference: &str) -> Result<(String, String), String>;
+    /// A dataset input (`name` or `name@version`): the version it resolves to, its content id, and where its
+    /// data was made available in the project (read-only, under `.loopline/datasets/`).
+    async fn dataset(&self, reference: &str) -> Result<ResolvedDataset, String>;
     /// A model input: the version it resolves to and its content digest.
     async fn model(&self, uri: &str) -> Result<String, String>;
     /// Runs an evaluate, gate, register or deploy step; returns its result.
     async fn builtin(&self, run: &RunContext, step: &Step) -> Result<Value, String>;
+    /// The run ended with `status` (`succeeded`, `failed`, `cancelled`).
+    async fn finished(&self, run: &RunContext, status: &str);
+}
+
+/// A dataset input, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedDataset {
+    /// `name@version`.
+    pub version: String,
+    /// Its content id.
+    pub hash: String,
+    /// Its data in the project.
+    pub path: PathBuf,
+}
+
+/// The variable a step reads a dataset input's path from: `LOOPLINE_DATASET_` and the name in capitals
+/// (other characters as `_`).
+pub fn dataset_variable(name: &str) -> String {
+    format!("LOOPLINE_DATASET_{}", variable_part(name))
+}
+
+/// A name as part of an environment variable's: capitals, digits and `_`.
+fn variable_part(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Runs pipelines in a project.
@@ -227,7 +259,7 @@ impl Runner {
                     }
                     Input::Dataset(_) | Input::Model(_) if self.hooks.is_none() => {
                         return Err(format!(
-                            "step '{}', inputs: dataset and model inputs need a Loopline server, which pipeline runs cannot use yet",
+                            "step '{}', inputs: dataset and model inputs need a Loopline server (--server URL)",
                             step.name
                         ));
                     }
@@ -240,7 +272,7 @@ impl Runner {
             ) && self.hooks.is_none()
             {
                 return Err(format!(
-                    "step '{}': a {:?} step needs a Loopline server, which pipeline runs cannot use yet",
+                    "step '{}': a {:?} step needs a Loopline server (--server URL)",
                     step.name, step.kind
                 ));
             }
@@ -354,6 +386,14 @@ impl Runner {
         }
         .into();
         record.ended_ms = Some(loopline_core::time::now_millis());
+        if let Some(hooks) = &self.hooks {
+            let context = RunContext {
+                run_id: record.run_id.clone(),
+                pipeline: pipeline.name.clone(),
+                results: shared.results.lock().map(|r| r.clone()).unwrap_or_default(),
+            };
+            hooks.finished(&context, &record.status).await;
+        }
         write_atomically(
             &shared.status_path,
             &serde_json::to_vec_pretty(&record).unwrap_or_default(),
@@ -400,7 +440,7 @@ impl Runner {
         observer: &dyn Observer,
         shared: &Shared,
     ) -> Result<StepState, String> {
-        let inputs = self.resolve_inputs(step).await?;
+        let (inputs, dataset_env) = self.resolve_inputs(step).await?;
         let params: Vec<(String, Value)> = step
             .params
             .iter()
@@ -409,7 +449,13 @@ impl Runner {
         let key = fingerprint(step, &params, &inputs);
         shared.set(&step.name, |r| r.fingerprint = Some(key.clone()));
         let cache = RunCache::new(&self.project.root().join(".loopline/run-cache"));
-        if step.cache
+        // The server's steps act on the registry (a new version, an alias moved): they always run.
+        let cacheable = step.cache
+            && !matches!(
+                step.kind,
+                StepKind::Evaluate | StepKind::Gate | StepKind::Register | StepKind::Deploy
+            );
+        if cacheable
             && !forced
             && let Some(cached) = cache
                 .get(&key)
@@ -454,7 +500,10 @@ impl Runner {
             }
             observer.state(&step.name, &StepState::Running(attempt));
             shared.set(&step.name, |r| r.state = StepState::Running(attempt));
-            match self.attempt(pipeline, step, directory, cancel, observer, shared).await {
+            match self
+                .attempt(pipeline, step, (directory, &dataset_env), cancel, observer, shared)
+                .await
+            {
                 Ok(result) => {
                     let mut outputs = Vec::new();
                     for path in &step.outputs {
@@ -469,7 +518,7 @@ impl Runner {
                             size: snapshot.size,
                         });
                     }
-                    if step.cache {
+                    if cacheable {
                         cache.put(
                             &key,
                             &CachedRun {
@@ -505,8 +554,10 @@ impl Runner {
         shared.set(step, |r| r.result = result);
     }
 
-    async fn resolve_inputs(&self, step: &Step) -> Result<Vec<ResolvedInput>, String> {
+    /// The content of each input, and the variables naming where dataset inputs were put.
+    async fn resolve_inputs(&self, step: &Step) -> Result<(Vec<ResolvedInput>, BTreeMap<String, String>), String> {
         let mut resolved = Vec::new();
+        let mut env = BTreeMap::new();
         for input in &step.inputs {
             let (name, content) = match input {
                 Input::Path(path) => {
@@ -518,8 +569,13 @@ impl Runner {
                 }
                 Input::Dataset(reference) => {
                     let hooks = self.hooks.as_ref().ok_or("dataset inputs need a server")?;
-                    let (version, hash) = hooks.dataset(reference).await?;
-                    (format!("dataset:{version}"), hash)
+                    let dataset = hooks
+                        .dataset(reference)
+                        .await
+                        .map_err(|e| format!("input dataset '{reference}': {e}"))?;
+                    let name = reference.split('@').next().unwrap_or(reference);
+                    env.insert(dataset_variable(name), dataset.path.display().to_string());
+                    (format!("dataset:{}", dataset.version), dataset.hash)
                 }
                 Input::Model(uri) => {
                     let hooks = self.hooks.as_ref().ok_or("model inputs need a server")?;
@@ -528,7 +584,7 @@ impl Runner {
             };
             resolved.push(ResolvedInput { name, content });
         }
-        Ok(resolved)
+        Ok((resolved, env))
     }
 
     /// One attempt: the command (built-in or the user's) or the server's built-in step.
@@ -536,7 +592,7 @@ impl Runner {
         &self,
         pipeline: &Pipeline,
         step: &Step,
-        directory: &Path,
+        (directory, dataset_env): (&Path, &BTreeMap<String, String>),
         cancel: &CancellationToken,
         observer: &dyn Observer,
         shared: &Shared,
@@ -546,12 +602,16 @@ impl Runner {
             pipeline: pipeline.name.clone(),
             results: shared.results.lock().map(|r| r.clone()).unwrap_or_default(),
         };
+        // A setting naming a dataset version reads the copy its input put in the project.
         let with_text = |key: &str| {
-            step.with
-                .get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
+            let text = step.with.get(key).and_then(Value::as_str).unwrap_or_default();
+            match text.strip_prefix("dataset:") {
+                Some(reference) => {
+                    let name = reference.split('@').next().unwrap_or(reference);
+                    dataset_env.get(&dataset_variable(name)).cloned().unwrap_or_default()
+                }
+                None => text.to_string(),
+            }
         };
         let loopline = self.loopline.display().to_string();
         let (argv, shell) = match step.kind {
@@ -589,19 +649,11 @@ impl Runner {
             }
         };
         let mut env = step.env.clone();
+        env.extend(dataset_env.clone());
         env.insert("LOOPLINE_PIPELINE".into(), pipeline.name.clone());
         env.insert("LOOPLINE_STEP".into(), step.name.clone());
         for key in &step.params {
-            let variable: String = key
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
+            let variable = variable_part(key);
             let value = match &pipeline.params[key] {
                 Value::String(text) => text.clone(),
                 other => other.to_string(),

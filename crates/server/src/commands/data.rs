@@ -164,6 +164,11 @@ impl BytesBar {
         BytesBar(bar)
     }
 
+    /// A bar that draws nothing (work done inside a server or a pipeline step).
+    pub(crate) fn hidden() -> BytesBar {
+        BytesBar(ProgressBar::hidden())
+    }
+
     /// The bar itself, for counting from a task of its own.
     pub(crate) fn handle(&self) -> ProgressBar {
         self.0.clone()

@@ -24,7 +24,7 @@ const CONFLICT_RETRIES: usize = 600;
 const IDS_PER_REQUEST: usize = 10_000;
 
 /// Transfers: no overall deadline (an object may be gigabytes), but a stalled connection fails.
-fn transfer_client() -> Result<reqwest::Client, String> {
+pub(crate) fn transfer_client() -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -282,6 +282,39 @@ pub(crate) fn pull(server: &ServerArgs, project: &Project, pointers: &[PathBuf])
         println!("pulled {} object(s), {}", lacking.len(), human_bytes(bytes));
         Ok(())
     })
+}
+
+/// Puts one version's content (a file, or a manifest and its files) into the project's cache, downloading
+/// what it lacks.
+pub(crate) async fn fetch_content(
+    http: &reqwest::Client,
+    base: &str,
+    project: &Project,
+    (id, size): (&ContentId, u64),
+    bar: &BytesBar,
+) -> Result<(), String> {
+    if id.is_directory() && !project.cache().contains(id) {
+        download(http, base, project, (id.clone(), MAX_MANIFEST_BYTES), bar).await?;
+    }
+    let wanted = if id.is_directory() {
+        let manifest = project.cache().manifest(id)?;
+        manifest
+            .entries()
+            .iter()
+            .map(|entry| entry.id().map(|object| (object, entry.size)))
+            .collect::<Result<Vec<_>, String>>()?
+    } else {
+        vec![(id.clone(), size)]
+    };
+    let lacking: Vec<(ContentId, u64)> = wanted
+        .into_iter()
+        .filter(|(object, _)| !project.cache().contains(object))
+        .collect();
+    let bytes = lacking.iter().map(|(_, size)| size).sum();
+    transfer_all(bar, "downloading", bytes, &lacking, |object| {
+        download(http, base, project, object, bar)
+    })
+    .await
 }
 
 async fn download(

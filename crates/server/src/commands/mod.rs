@@ -4,6 +4,7 @@
 pub mod data;
 pub mod data_remote;
 pub mod drift;
+pub mod loop_hooks;
 pub mod monitor;
 pub mod pipeline;
 pub mod predict;

@@ -169,7 +169,7 @@ fn print_windows(windows: &[Value]) {
 
 /// A name or value as one URL path segment or query value: every character but letters and digits encoded, so
 /// `?`, `#`, `/` and `&` in a monitor's name never change which request is sent.
-fn segment(text: &str) -> String {
+pub(crate) fn segment(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 

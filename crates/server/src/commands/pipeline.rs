@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use loopline_pipelines::data::Project;
 use loopline_pipelines::pipeline::executor::LocalExecutor;
-use loopline_pipelines::pipeline::{Observer, Pipeline, RunOptions, RunRecord, Runner, StepState};
+use loopline_pipelines::pipeline::{Input, Observer, Pipeline, RunOptions, RunRecord, Runner, StepKind, StepState};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +46,10 @@ enum PipelineCommand {
         /// A parameter's value for this run, KEY=VALUE (VALUE read as YAML: numbers stay numbers).
         #[arg(long = "param", value_name = "KEY=VALUE")]
         params: Vec<String>,
+        /// The Loopline server for train steps' MLflow runs, dataset and model inputs and the evaluate, gate,
+        /// register and deploy steps (default: MLFLOW_TRACKING_URI; a pipeline that needs none runs offline).
+        #[arg(long, env = "MLFLOW_TRACKING_URI")]
+        server: Option<String>,
     },
     /// The steps of a run (the newest when none is named) with their states.
     Status {
@@ -69,7 +73,8 @@ pub fn run(args: PipelineArgs) -> ExitCode {
             force_all,
             jobs,
             params,
-        } => run_pipeline(&file, force, force_all, jobs, &params),
+            server,
+        } => run_pipeline(&file, (force, force_all), jobs, &params, server),
         PipelineCommand::Status { run } => status(run.as_deref()),
         PipelineCommand::Show { file } => show(&file),
     };
@@ -197,12 +202,25 @@ impl Observer for LiveView {
     }
 }
 
+/// Whether a pipeline cannot run without a server.
+fn needs_server(pipeline: &Pipeline) -> bool {
+    pipeline.steps.iter().any(|step| {
+        matches!(
+            step.kind,
+            StepKind::Evaluate | StepKind::Gate | StepKind::Register | StepKind::Deploy
+        ) || step
+            .inputs
+            .iter()
+            .any(|input| matches!(input, Input::Dataset(_) | Input::Model(_)))
+    })
+}
+
 fn run_pipeline(
     file: &Path,
-    force: Vec<String>,
-    force_all: bool,
+    (force, force_all): (Vec<String>, bool),
     jobs: Option<usize>,
     params: &[String],
+    server: Option<String>,
 ) -> Result<u8, String> {
     let pipeline = read_pipeline(file, params)?;
     for step in &force {
@@ -216,7 +234,11 @@ fn run_pipeline(
         .unwrap_or(Path::new("."));
     let project = Arc::new(Project::find(start)?);
     let loopline = std::env::current_exe().map_err(|e| format!("cannot find the loopline binary: {e}"))?;
-    let runner = Runner::new(project.clone(), Arc::new(LocalExecutor), loopline);
+    let mut runner = Runner::new(project.clone(), Arc::new(LocalExecutor), loopline);
+    let server = server.or_else(|| needs_server(&pipeline).then(|| "http://127.0.0.1:5000".to_string()));
+    if let Some(server) = &server {
+        runner = runner.with_hooks(Arc::new(super::loop_hooks::ServerHooks::new(server, project.clone())?));
+    }
     let run_id = loopline_pipelines::pipeline::runner::new_run_id();
     let options = RunOptions {
         force: force.into_iter().collect(),

@@ -47,6 +47,7 @@ async fn replica(backend: &str, artifacts: &std::path::Path, data: &std::path::P
             ..ServingOptions::default()
         },
         network: Default::default(),
+        pipelines: Default::default(),
     };
     TestServer::start_with_config(config).await.unwrap()
 }

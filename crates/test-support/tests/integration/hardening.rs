@@ -430,6 +430,10 @@ fn generated_json_bodies_never_get_a_server_error() {
         "/api/loopline/v1/data/gc",
         "/api/loopline/v1/registered-models/generated/versions/1/gate",
         "/api/loopline/v1/registered-models/generated/aliases/champion/override",
+        "/api/loopline/v1/registered-models/generated/versions/1/evaluate",
+        "/api/loopline/v1/pipelines",
+        "/api/loopline/v1/pipelines/generated/runs",
+        "/api/loopline/v1/pipeline-runs/generated/cancel",
     ];
     let config = proptest::prelude::ProptestConfig {
         cases: 300,

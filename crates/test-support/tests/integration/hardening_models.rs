@@ -409,6 +409,7 @@ async fn files_replaced_after_registration_are_not_served() {
         data_dir: server.data_dir.clone(),
         serving: Default::default(),
         network: Default::default(),
+        pipelines: Default::default(),
     })
     .await
     .unwrap();

@@ -85,6 +85,7 @@ async fn a_window_open_across_a_restart_is_finished_with_nothing_counted_twice()
             data_dir: storage.path().to_path_buf(),
             serving: ServingOptions::default(),
             network: Default::default(),
+            pipelines: Default::default(),
         }
         .with_defaults();
         TestServer::start_with_config(config).await.unwrap()

@@ -91,6 +91,7 @@ async fn artifact_paths_cannot_leave_the_root() {
                 "loopline.db",
                 "loopline.db-wal",
                 "loopline.db-shm",
+                "replica-id",
             ]
             .contains(&name.as_str())
         })
