@@ -5,4 +5,5 @@ pub mod api;
 pub mod data;
 pub mod datasets;
 pub mod gate;
+pub mod lineage;
 pub mod pipeline;

@@ -92,6 +92,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     });
     let (data_metadata, data_artifacts) = (metadata.clone(), artifacts.clone());
     let own_api = Arc::new(pipelines::OwnApi::default());
+    let lineage_store = metadata.clone();
     let pipeline_service = loopline_pipelines::pipeline::service::PipelineService::new(
         metadata.clone(),
         loopline_pipelines::pipeline::service::PipelineSettings {
@@ -127,6 +128,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_monitoring::api::routes(monitoring))
         .merge(loopline_pipelines::gate::api::routes(gate_service))
         .merge(loopline_pipelines::pipeline::api::routes(pipeline_service.clone()))
+        .merge(loopline_pipelines::lineage::routes(lineage_store))
         .merge(loopline_pipelines::api::routes(
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))

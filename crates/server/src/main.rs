@@ -47,8 +47,12 @@ enum Command {
     /// Versioned data: `data add|status|checkout|push|pull|gc|list|versions` (pointer files in git, content
     /// in a cache and on the server).
     Data(commands::data::DataArgs),
-    /// Pipelines: `pipeline run [loopline.yaml]` (cached steps skipped), `pipeline status`, `pipeline show`.
+    /// Pipelines: `pipeline run [loopline.yaml]` (cached steps skipped), `status`, `show`; on a server:
+    /// `register`, `start`, `runs`, `logs`, `cancel`.
     Pipeline(commands::pipeline::PipelineArgs),
+    /// Where a model version came from and what it led to: `lineage models:/NAME/VERSION` (data, pipeline run,
+    /// training run, gates, deployments, monitors, alerts, the retraining runs they caused).
+    Lineage(commands::lineage::LineageArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => commands::monitor::run(args),
         Command::Data(args) => commands::data::run(args),
         Command::Pipeline(args) => commands::pipeline::run(args),
+        Command::Lineage(args) => commands::lineage::run(args),
         Command::Server(config) => match run_server(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

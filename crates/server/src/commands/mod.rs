@@ -4,9 +4,11 @@
 pub mod data;
 pub mod data_remote;
 pub mod drift;
+pub mod lineage;
 pub mod loop_hooks;
 pub mod monitor;
 pub mod pipeline;
+pub mod pipeline_remote;
 pub mod predict;
 pub mod predictions;
 pub mod profile;

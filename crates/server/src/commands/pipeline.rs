@@ -12,9 +12,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use loopline_pipelines::data::Project;
 use loopline_pipelines::pipeline::executor::LocalExecutor;
 use loopline_pipelines::pipeline::{Input, Observer, Pipeline, RunOptions, RunRecord, Runner, StepKind, StepState};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::pipeline_remote;
+use super::rollout::ServerArgs;
 use super::{FINDING, OK, input_error};
 
 /// The pipeline file read when none is named.
@@ -62,6 +63,66 @@ enum PipelineCommand {
         #[arg(default_value = DEFAULT_FILE)]
         file: PathBuf,
     },
+    /// Register a pipeline with a server that runs pipelines (`loopline server --pipeline-root DIR`), on the
+    /// same host: its triggers then start runs there. Registering again picks up a changed file.
+    Register {
+        /// The pipeline file.
+        #[arg(default_value = DEFAULT_FILE)]
+        file: PathBuf,
+        /// Its name on the server (default: the file's `pipeline:` name).
+        #[arg(long)]
+        name: Option<String>,
+        /// A parameter's value for every run, KEY=VALUE.
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Start a run of a registered pipeline on the server (a task: prints its status URL).
+    Start {
+        /// The pipeline's name.
+        name: String,
+        /// A parameter's value for this run, KEY=VALUE.
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Run this step even if cached (repeatable).
+        #[arg(long)]
+        force: Vec<String>,
+        /// Run every step even if cached.
+        #[arg(long)]
+        force_all: bool,
+        /// Follow the run until it ends (exit 0 when it succeeded).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Runs of a registered pipeline, newest first, with what caused each.
+    Runs {
+        /// The pipeline's name.
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// A step's output in a server run.
+    Logs {
+        /// The run's id.
+        run: String,
+        /// The step.
+        step: String,
+        /// Keep printing until the run ends.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop a server run (a queued run never starts).
+    Cancel {
+        /// The run's id.
+        run: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 /// Runs `loopline pipeline`.
@@ -77,6 +138,28 @@ pub fn run(args: PipelineArgs) -> ExitCode {
         } => run_pipeline(&file, (force, force_all), jobs, &params, server),
         PipelineCommand::Status { run } => status(run.as_deref()),
         PipelineCommand::Show { file } => show(&file),
+        PipelineCommand::Register {
+            file,
+            name,
+            params,
+            server,
+        } => pipeline_remote::register(&server, &file, name, &params),
+        PipelineCommand::Start {
+            name,
+            params,
+            force,
+            force_all,
+            wait,
+            server,
+        } => pipeline_remote::start(&server, &name, &params, (force, force_all), wait),
+        PipelineCommand::Runs { name, server } => pipeline_remote::runs(&server, &name),
+        PipelineCommand::Logs {
+            run,
+            step,
+            follow,
+            server,
+        } => pipeline_remote::logs(&server, &run, &step, follow),
+        PipelineCommand::Cancel { run, server } => pipeline_remote::cancel(&server, &run),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -86,14 +169,7 @@ pub fn run(args: PipelineArgs) -> ExitCode {
 
 fn read_pipeline(file: &Path, params: &[String]) -> Result<Pipeline, String> {
     let text = loopline_pipelines::pipeline::spec::read_pipeline_file(file)?;
-    let mut overrides = BTreeMap::new();
-    for param in params {
-        let (key, value) = param
-            .split_once('=')
-            .ok_or_else(|| format!("--param '{param}' is not KEY=VALUE"))?;
-        let value = loopline_model_runtime_api::yaml_bounds::load_json(value).unwrap_or(Value::from(value));
-        overrides.insert(key.to_string(), value);
-    }
+    let overrides = pipeline_remote::parse_params(params)?;
     let default_name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("pipeline");
     let default_name = if default_name == "loopline" {
         std::env::current_dir()
