@@ -119,6 +119,18 @@ async fn runs_of(store: &SqlStore, pipeline: &str) -> Vec<PipelineRunRecord> {
     store.pipeline_runs(Some(pipeline), 100).await.unwrap()
 }
 
+/// Marks every run of a pipeline as ended (as if a server had run them).
+async fn finish_all(store: &SqlStore, pipeline: &str) {
+    for run in runs_of(store, pipeline).await {
+        if matches!(run.status.as_str(), "queued" | "running") {
+            store
+                .update_pipeline_run(&run.run_id, "succeeded", "{}", "replica-a", Some(1))
+                .await
+                .unwrap();
+        }
+    }
+}
+
 fn cause_of(run: &PipelineRunRecord) -> Value {
     serde_json::from_str(&run.cause).unwrap()
 }
@@ -174,6 +186,7 @@ async fn a_schedule_fires_once_when_its_time_comes_on_a_paused_clock() {
     service.check_triggers().await.unwrap();
     assert_eq!(runs_of(&setup.store, "nightly").await.len(), 1);
     // Next day at 03:00 (checked late, at 05:00): one run, not one per missed minute.
+    finish_all(&setup.store, "nightly").await;
     setup
         .clock
         .0
@@ -241,6 +254,15 @@ async fn a_new_dataset_version_and_a_retraining_request_each_start_a_run_naming_
     assert_eq!(runs.len(), 1);
     assert_eq!(cause_of(&runs[0])["kind"], "dataset");
     assert_eq!(cause_of(&runs[0])["source"], json!({"dataset": "raw", "version": 2}));
+    // While that run waits, another version folds into it: the run reads the newest data when it starts.
+    setup
+        .store
+        .register_dataset_version(&dataset_version("raw", "b2"))
+        .await
+        .unwrap();
+    service.check_triggers().await.unwrap();
+    assert_eq!(runs_of(&setup.store, "retrain").await.len(), 1);
+    finish_all(&setup.store, "retrain").await;
 
     // An alert that fires without asking for retraining, and a request meant for another pipeline: nothing.
     let update = |events: Vec<MonitorEvent>, revision: i64| {
@@ -288,6 +310,27 @@ async fn a_new_dataset_version_and_a_retraining_request_each_start_a_run_naming_
     assert_eq!(cause["source"]["details"]["model"], "churn");
     service.check_triggers().await.unwrap();
     assert_eq!(runs_of(&setup.store, "retrain").await.len(), 2);
+    // While that run is in progress, another retraining request folds into it; a new dataset version queues
+    // one more run.
+    assert!(
+        setup
+            .store
+            .claim_pipeline_run(&runs[0].run_id, "replica-a")
+            .await
+            .unwrap()
+    );
+    let monitor = setup.store.get_monitor("churn-live").await.unwrap();
+    update(vec![event("retraining_requested", json!({}))], monitor.revision).await;
+    service.check_triggers().await.unwrap();
+    assert_eq!(runs_of(&setup.store, "retrain").await.len(), 2);
+    setup
+        .store
+        .register_dataset_version(&dataset_version("raw", "b3"))
+        .await
+        .unwrap();
+    service.check_triggers().await.unwrap();
+    assert_eq!(runs_of(&setup.store, "retrain").await.len(), 3);
+    finish_all(&setup.store, "retrain").await;
 
     // Two replicas checking the same event: one run.
     let other = setup.service("replica-b", 2);
@@ -299,7 +342,7 @@ async fn a_new_dataset_version_and_a_retraining_request_each_start_a_run_naming_
     let (a, b) = tokio::join!(service.check_triggers(), other.check_triggers());
     a.unwrap();
     b.unwrap();
-    assert_eq!(runs_of(&setup.store, "retrain").await.len(), 3);
+    assert_eq!(runs_of(&setup.store, "retrain").await.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

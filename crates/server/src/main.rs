@@ -22,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole loop on this machine in a few minutes: a server on embedded defaults, versioned data, a
+    /// pipeline, a gate, a canary, drift, an alert that retrains, and the lineage; the server keeps running.
+    Quickstart(commands::quickstart::QuickstartArgs),
     /// Run the tracking server, model registry and artifact proxy (MLflow-compatible).
     Server(ServerConfig),
     /// Profile a table (Parquet, CSV, Arrow IPC) into a JSON file that later drift checks use as reference.
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Data(args) => commands::data::run(args),
         Command::Pipeline(args) => commands::pipeline::run(args),
         Command::Lineage(args) => commands::lineage::run(args),
+        Command::Quickstart(args) => commands::quickstart::run(args),
         Command::Server(config) => match run_server(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -1,6 +1,8 @@
 //! Triggers of registered pipelines: a cron schedule, a new dataset version, a new version of a registered
 //! model, and a monitor's retraining request. Each pipeline keeps a cursor per trigger; moving it and queueing
 //! the run it causes is decided through the pipeline's revision, so of several replicas one starts the run.
+//! A trigger that fires while a run of the pipeline is queued starts nothing more (the queued run reads the
+//! newest data when it starts), nor does a retraining request while a run is in progress.
 
 use std::sync::Arc;
 
@@ -171,6 +173,23 @@ impl PipelineService {
             // Another replica moved the cursors first: it queues the runs.
             Err(StoreError::Conflict(_)) => return Ok(()),
             Err(other) => return Err(other.into()),
+        }
+        // A run already waiting reads the newest data when it starts, so triggers fold into it; a retraining
+        // request also folds into a run in progress (the alert asks for what that run is doing).
+        let active: Vec<_> = self
+            .store
+            .active_pipeline_runs()
+            .await?
+            .into_iter()
+            .filter(|r| r.pipeline == pipeline.name)
+            .collect();
+        if let Some(waiting) = active.iter().find(|r| r.status == "queued") {
+            tracing::info!(pipeline = %pipeline.name, run = %waiting.run_id, "trigger folded into the queued run");
+            return Ok(());
+        }
+        if !active.is_empty() && causes.iter().all(|c| c.kind == "alert") {
+            tracing::info!(pipeline = %pipeline.name, "retraining request folded into the run in progress");
+            return Ok(());
         }
         // Several events at once start one run, whose cause names them all.
         if let Some(first) = causes.first().cloned() {

@@ -11,6 +11,9 @@ use super::input_error;
 use super::monitor::segment;
 use super::rollout::{Client, ServerArgs, runtime_block};
 
+/// Alert events shown per monitor in the tree.
+const ALERTS_SHOWN: usize = 4;
+
 /// `loopline lineage`.
 #[derive(Args, Debug)]
 pub struct LineageArgs {
@@ -67,13 +70,18 @@ async fn fetch(args: &LineageArgs) -> Result<Value, String> {
             .ok_or_else(|| format!("'{}' is not models:/NAME/VERSION or models:/NAME@ALIAS", args.uri))?;
         (name.to_string(), version.to_string())
     };
+    lineage_of(&client, &name, &version).await
+}
+
+/// The server's lineage of one version.
+pub(crate) async fn lineage_of(client: &Client, name: &str, version: &str) -> Result<Value, String> {
     client
         .ok(
             reqwest::Method::GET,
             &format!(
                 "/api/loopline/v1/lineage?model={}&version={}",
-                segment(&name),
-                segment(&version)
+                segment(name),
+                segment(version)
             ),
             None,
         )
@@ -208,7 +216,8 @@ pub fn tree(lineage: &Value) -> String {
     let alerts = list("alerts");
     for monitor in list("monitors") {
         line(depth + 1, format!("-> monitor {}", text(&monitor["name"])));
-        for alert in alerts.iter().filter(|a| a["monitor"] == monitor["name"]) {
+        let of_monitor: Vec<&Value> = alerts.iter().filter(|a| a["monitor"] == monitor["name"]).collect();
+        for alert in of_monitor.iter().take(ALERTS_SHOWN) {
             line(
                 depth + 2,
                 format!(
@@ -216,6 +225,15 @@ pub fn tree(lineage: &Value) -> String {
                     text(&alert["kind"]),
                     text(&alert["event_id"]),
                     text(&alert["message"])
+                ),
+            );
+        }
+        if of_monitor.len() > ALERTS_SHOWN {
+            line(
+                depth + 2,
+                format!(
+                    "-> ... and {} later alert events (--json lists them all)",
+                    of_monitor.len() - ALERTS_SHOWN
                 ),
             );
         }

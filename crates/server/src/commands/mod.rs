@@ -13,6 +13,7 @@ pub mod predict;
 pub mod predictions;
 pub mod profile;
 pub mod progress;
+pub mod quickstart;
 pub mod rollout;
 pub mod serve;
 pub mod stats;
