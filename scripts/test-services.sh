@@ -50,6 +50,36 @@ setup_stats_venv() {
   export STATS_PYTHON
 }
 
+# A third venv with Ray, whose head node (dashboard and Jobs API on loopback) the Ray executor is tested
+# against; its pins clash with neither suite's but it is large, so it lives apart.
+setup_ray() {
+  local venv="${LOOPLINE_RAY_VENV:-.venv-ray}"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "==> creating Python venv $venv"
+    python3 -m venv "$venv"
+  fi
+  if ! cmp -s tests/compat/ray/requirements.txt "$venv/.loopline-requirements"; then
+    echo "==> installing Ray (tests/compat/ray/requirements.txt)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/compat/ray/requirements.txt
+    cp tests/compat/ray/requirements.txt "$venv/.loopline-requirements"
+  fi
+  local gcs_port dashboard_port
+  gcs_port="$(free_port)"
+  dashboard_port="$(free_port)"
+  echo "==> starting a Ray head node (dashboard on 127.0.0.1:$dashboard_port)"
+  RAY_USAGE_STATS_ENABLED=0 "$venv/bin/ray" start --head --node-ip-address 127.0.0.1 --port "$gcs_port" \
+    --dashboard-host 127.0.0.1 --dashboard-port "$dashboard_port" --num-cpus 2 --disable-usage-stats \
+    --include-dashboard true --temp-dir "$WORK_DIR/ray" >"$WORK_DIR/ray-start.log" 2>&1 \
+    || { cat "$WORK_DIR/ray-start.log"; return 1; }
+  CLEANUP_COMMANDS+=("'$venv/bin/ray' stop --force >/dev/null 2>&1")
+  export LOOPLINE_TEST_RAY_ADDRESS="http://127.0.0.1:$dashboard_port"
+  for _ in $(seq 1 120); do
+    curl -s -f "$LOOPLINE_TEST_RAY_ADDRESS/api/version" >/dev/null && return 0
+    sleep 1
+  done
+  echo "the Ray dashboard did not answer"; cat "$WORK_DIR/ray-start.log"; return 1
+}
+
 # promtool (Debian's prometheus package) checks the shipped alerting rules.
 ensure_promtool() {
   if command -v promtool >/dev/null; then

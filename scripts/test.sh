@@ -12,7 +12,8 @@
 #   5. the monitoring suite (tests/compat/monitoring): window performance against scikit-learn, estimated
 #      performance against NannyML's CBPE, the shipped Prometheus rules through promtool;
 #   6. the pipelines suite (tests/compat/pipelines): a DVC project made by the real dvc package, imported;
-#   7. the loop suite (tests/compat/loop): `loopline quickstart` end to end, and versioned data on S3.
+#   7. the loop suite (tests/compat/loop): `loopline quickstart` end to end, versioned data on S3, and
+#      pipeline steps on a real Ray head node (from the ray package) through its Jobs API.
 # It installs what it needs (a venv in .venv, PostgreSQL from Debian packages if absent) and starts its
 # own servers on loopback, stopping them on exit.
 set -euo pipefail
@@ -63,7 +64,8 @@ echo "==> monitoring suite: scikit-learn, NannyML, promtool"
 echo "==> pipelines suite: a project made by the real dvc package, imported"
 "$STATS_PYTHON" -m pytest tests/compat/pipelines -q -p no:cacheprovider -W ignore::DeprecationWarning
 
-echo "==> loop suite: loopline quickstart with scikit-learn and the stock mlflow client; data on S3"
+setup_ray
+echo "==> loop suite: loopline quickstart with scikit-learn and the stock mlflow client; data on S3; a Ray head node"
 "$PYTHON" -m pytest tests/compat/loop -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 echo "==> all tests passed"

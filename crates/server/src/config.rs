@@ -56,6 +56,36 @@ pub struct PipelineOptions {
         default_value_t = 10
     )]
     pub tick_seconds: u64,
+    #[command(flatten)]
+    pub ray: RayOptions,
+}
+
+/// A Ray cluster for pipeline steps marked `executor: ray`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RayOptions {
+    /// The Ray head node's dashboard, e.g. http://127.0.0.1:8265.
+    #[arg(long = "ray-address", env = "LOOPLINE_RAY_ADDRESS")]
+    pub ray_address: Option<String>,
+    /// A token for a Ray cluster with token authentication.
+    #[arg(long = "ray-token", env = "LOOPLINE_RAY_TOKEN", hide_env_values = true)]
+    pub ray_token: Option<String>,
+    /// The project is at the same path on every Ray node (one machine, or a shared filesystem): it is not
+    /// shipped, and Ray steps may declare outputs.
+    #[arg(long = "ray-shared-directory")]
+    pub ray_shared_directory: bool,
+}
+
+impl RayOptions {
+    /// The executor's settings, when a cluster is given.
+    pub fn settings(&self) -> Option<loopline_pipelines::pipeline::ray::RaySettings> {
+        self.ray_address
+            .as_ref()
+            .map(|address| loopline_pipelines::pipeline::ray::RaySettings {
+                address: address.clone(),
+                token: self.ray_token.clone(),
+                shared_directory: self.ray_shared_directory,
+            })
+    }
 }
 
 impl Default for PipelineOptions {
@@ -64,6 +94,7 @@ impl Default for PipelineOptions {
             roots: Vec::new(),
             concurrency: 2,
             tick_seconds: 10,
+            ray: RayOptions::default(),
         }
     }
 }

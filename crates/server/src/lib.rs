@@ -101,6 +101,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
             tick: std::time::Duration::from_secs(config.pipelines.tick_seconds.max(1)),
             replica: pipelines::replica_id(&config.data_dir)?,
             stale_after: std::time::Duration::from_secs(120),
+            ray: config.pipelines.ray.settings(),
             // The binary validate and profile steps run: this one (LOOPLINE_BIN names it when the server runs
             // inside another program, as in tests).
             loopline: match std::env::var_os("LOOPLINE_BIN") {

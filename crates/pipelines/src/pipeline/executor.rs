@@ -57,6 +57,11 @@ pub trait Executor: Send + Sync {
     /// Runs one command to its end, calling `line` with each line of its output.
     async fn run(&self, launch: &Launch, cancel: &CancellationToken, line: &(dyn Fn(String) + Send + Sync))
     -> Finished;
+
+    /// Whether files a command writes are seen in the project afterwards (so a step may declare outputs).
+    fn outputs_come_back(&self) -> bool {
+        true
+    }
 }
 
 /// Local processes: each command in a process group of its own, so a timeout or cancellation stops what it

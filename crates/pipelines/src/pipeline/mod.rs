@@ -5,6 +5,8 @@ pub mod api;
 pub mod builtin;
 pub mod executor;
 pub mod fingerprint;
+pub mod ray;
+pub mod ray_package;
 pub mod runner;
 pub mod schedule;
 pub mod service;

@@ -276,11 +276,21 @@ impl Runner {
                     step.name, step.kind
                 ));
             }
-            if step.executor == "ray" && self.ray.is_none() {
-                return Err(format!(
-                    "step '{}', executor: ray steps are not supported yet; run them locally",
-                    step.name
-                ));
+            if step.executor == "ray" {
+                let Some(ray) = &self.ray else {
+                    return Err(format!(
+                        "step '{}', executor: a Ray step needs a cluster (--ray-address http://HEAD:8265)",
+                        step.name
+                    ));
+                };
+                if !step.outputs.is_empty() && !ray.outputs_come_back() {
+                    return Err(format!(
+                        "step '{}', outputs: a Ray step's files stay on the cluster unless the project is on a \
+                         filesystem every node shares (--ray-shared-directory); log results to MLflow or drop \
+                         the outputs",
+                        step.name
+                    ));
+                }
             }
         }
         Ok(())

@@ -38,6 +38,8 @@ pub struct PipelineSettings {
     pub stale_after: Duration,
     /// The binary validate and profile steps run.
     pub loopline: PathBuf,
+    /// The Ray cluster for steps marked `executor: ray`.
+    pub ray: Option<super::ray::RaySettings>,
 }
 
 /// Makes the loop's hooks (the server's own API) for a project.
@@ -349,7 +351,10 @@ impl PipelineService {
                 .map_err(|e| format!("reading the pipeline stopped: {e}"))??
         };
         let hooks = self.hooks.hooks(project.clone())?;
-        let runner = Runner::new(project, Arc::new(LocalExecutor), self.settings.loopline.clone()).with_hooks(hooks);
+        let runner = with_ray(
+            Runner::new(project, Arc::new(LocalExecutor), self.settings.loopline.clone()).with_hooks(hooks),
+            self.settings.ray.as_ref(),
+        )?;
         let options = RunOptions {
             force: cause.force.clone(),
             force_all: cause.force_all,
@@ -396,6 +401,7 @@ impl PipelineService {
             .map_err(|e| DataError::Invalid(format!("the pipeline registration is not valid: {e}")))?;
         let roots = self.settings.roots.clone();
         let loopline = self.settings.loopline.clone();
+        let ray = self.settings.ray.clone();
         let hooks = self.hooks.clone();
         let actor = actor.to_string();
         let (spec, name) = tokio::task::spawn_blocking(move || -> Result<_, String> {
@@ -411,8 +417,10 @@ impl PipelineService {
                 registered_by: actor,
             };
             let (pipeline, project) = read_registered(&spec, &fallback, &BTreeMap::new())?;
-            let runner =
-                Runner::new(project.clone(), Arc::new(LocalExecutor), loopline).with_hooks(hooks.hooks(project)?);
+            let runner = with_ray(
+                Runner::new(project.clone(), Arc::new(LocalExecutor), loopline).with_hooks(hooks.hooks(project)?),
+                ray.as_ref(),
+            )?;
             runner.check(&pipeline)?;
             let name = registration.name.unwrap_or(pipeline.name.clone());
             crate::data::pointer::check_name(&name).map_err(|e| format!("name: {e}"))?;
@@ -542,6 +550,14 @@ impl PipelineService {
             .map_err(DataError::Internal)?;
         Ok((text, next, done))
     }
+}
+
+/// The runner with the Ray executor when a cluster is configured.
+pub fn with_ray(runner: Runner, ray: Option<&super::ray::RaySettings>) -> Result<Runner, String> {
+    Ok(match ray {
+        Some(settings) => runner.with_ray(Arc::new(super::ray::RayExecutor::new(settings.clone())?)),
+        None => runner,
+    })
 }
 
 /// Reads at most [`MAX_LOG_CHUNK`] bytes of a file from `offset` (whole characters only).

@@ -51,6 +51,8 @@ enum PipelineCommand {
         /// register and deploy steps (default: MLFLOW_TRACKING_URI; a pipeline that needs none runs offline).
         #[arg(long, env = "MLFLOW_TRACKING_URI")]
         server: Option<String>,
+        #[command(flatten)]
+        ray: crate::config::RayOptions,
     },
     /// The steps of a run (the newest when none is named) with their states.
     Status {
@@ -135,7 +137,8 @@ pub fn run(args: PipelineArgs) -> ExitCode {
             jobs,
             params,
             server,
-        } => run_pipeline(&file, (force, force_all), jobs, &params, server),
+            ray,
+        } => run_pipeline(&file, (force, force_all), jobs, &params, (server, ray)),
         PipelineCommand::Status { run } => status(run.as_deref()),
         PipelineCommand::Show { file } => show(&file),
         PipelineCommand::Register {
@@ -296,7 +299,7 @@ fn run_pipeline(
     (force, force_all): (Vec<String>, bool),
     jobs: Option<usize>,
     params: &[String],
-    server: Option<String>,
+    (server, ray): (Option<String>, crate::config::RayOptions),
 ) -> Result<u8, String> {
     let pipeline = read_pipeline(file, params)?;
     for step in &force {
@@ -310,7 +313,11 @@ fn run_pipeline(
         .unwrap_or(Path::new("."));
     let project = Arc::new(Project::find(start)?);
     let loopline = std::env::current_exe().map_err(|e| format!("cannot find the loopline binary: {e}"))?;
-    let mut runner = Runner::new(project.clone(), Arc::new(LocalExecutor), loopline);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut runner = loopline_pipelines::pipeline::service::with_ray(
+        Runner::new(project.clone(), Arc::new(LocalExecutor), loopline),
+        ray.settings().as_ref(),
+    )?;
     let server = server.or_else(|| needs_server(&pipeline).then(|| "http://127.0.0.1:5000".to_string()));
     if let Some(server) = &server {
         runner = runner.with_hooks(Arc::new(super::loop_hooks::ServerHooks::new(server, project.clone())?));
