@@ -192,6 +192,17 @@ impl RayExecutor {
         body
     }
 
+    /// The job's details.
+    async fn job(&self, id: &str) -> Result<Value, String> {
+        self.json(
+            reqwest::Method::GET,
+            &format!("/api/jobs/{id}"),
+            None,
+            "reading the job",
+        )
+        .await
+    }
+
     /// Asks the job to stop and waits (bounded) until Ray says it ended.
     async fn stop(&self, id: &str) {
         let _ = self
@@ -200,14 +211,7 @@ impl RayExecutor {
             .await;
         let started = Instant::now();
         while started.elapsed() < STOP_WAIT {
-            let job = self
-                .json(
-                    reqwest::Method::GET,
-                    &format!("/api/jobs/{id}"),
-                    None,
-                    "reading the job",
-                )
-                .await;
+            let job = self.job(id).await;
             if job.is_ok_and(|job| terminal(job["status"].as_str().unwrap_or_default())) {
                 return;
             }
@@ -258,14 +262,7 @@ impl RayExecutor {
                 self.read_log(&id, &mut reader, &mut log, line).await?;
                 return Ok(finished);
             }
-            let job = self
-                .json(
-                    reqwest::Method::GET,
-                    &format!("/api/jobs/{id}"),
-                    None,
-                    "reading the job",
-                )
-                .await?;
+            let job = self.job(&id).await?;
             let status = job["status"].as_str().unwrap_or_default();
             if terminal(status) {
                 // What the job wrote after the last read.
