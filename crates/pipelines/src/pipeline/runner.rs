@@ -190,6 +190,23 @@ struct Shared {
     record: Mutex<RunRecord>,
     status_path: PathBuf,
     results: Mutex<BTreeMap<String, Value>>,
+    /// What the steps write (trimmed of a trailing `/`).
+    outputs: Vec<String>,
+    /// Content ids of inputs no step writes, identified once per run (ten steps reading one directory of
+    /// ten thousand files look at it once).
+    identified: Mutex<BTreeMap<String, String>>,
+}
+
+impl Shared {
+    /// Whether no step of the run writes `path`, inside it, or around it.
+    fn untouched(&self, path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        let inside = |inner: &str, outer: &str| inner == outer || inner.starts_with(&format!("{outer}/"));
+        !self
+            .outputs
+            .iter()
+            .any(|output| inside(path, output) || inside(output, path))
+    }
 }
 
 impl Shared {
@@ -338,6 +355,12 @@ impl Runner {
             }),
             status_path: directory.join("status.json"),
             results: Mutex::new(BTreeMap::new()),
+            outputs: pipeline
+                .steps
+                .iter()
+                .flat_map(|s| s.outputs.iter().map(|o| o.trim_end_matches('/').to_string()))
+                .collect(),
+            identified: Mutex::new(BTreeMap::new()),
         });
         let mut states: BTreeMap<String, StepState> = pipeline
             .steps
@@ -450,7 +473,7 @@ impl Runner {
         observer: &dyn Observer,
         shared: &Shared,
     ) -> Result<StepState, String> {
-        let (inputs, dataset_env) = self.resolve_inputs(step).await?;
+        let (inputs, dataset_env) = self.resolve_inputs(step, shared).await?;
         let params: Vec<(String, Value)> = step
             .params
             .iter()
@@ -565,17 +588,34 @@ impl Runner {
     }
 
     /// The content of each input, and the variables naming where dataset inputs were put.
-    async fn resolve_inputs(&self, step: &Step) -> Result<(Vec<ResolvedInput>, BTreeMap<String, String>), String> {
+    async fn resolve_inputs(
+        &self,
+        step: &Step,
+        shared: &Shared,
+    ) -> Result<(Vec<ResolvedInput>, BTreeMap<String, String>), String> {
         let mut resolved = Vec::new();
         let mut env = BTreeMap::new();
         for input in &step.inputs {
             let (name, content) = match input {
                 Input::Path(path) => {
-                    let id = self
-                        .project
-                        .identify_path(&self.project.root().join(path))
-                        .map_err(|e| format!("input '{path}': {e}"))?;
-                    (format!("path:{path}"), id.key())
+                    let known = shared.identified.lock().ok().and_then(|k| k.get(path).cloned());
+                    let key = match known {
+                        Some(key) => key,
+                        None => {
+                            let key = self
+                                .project
+                                .identify_path(&self.project.root().join(path))
+                                .map_err(|e| format!("input '{path}': {e}"))?
+                                .key();
+                            if shared.untouched(path)
+                                && let Ok(mut identified) = shared.identified.lock()
+                            {
+                                identified.insert(path.clone(), key.clone());
+                            }
+                            key
+                        }
+                    };
+                    (format!("path:{path}"), key)
                 }
                 Input::Dataset(reference) => {
                     let hooks = self.hooks.as_ref().ok_or("dataset inputs need a server")?;
