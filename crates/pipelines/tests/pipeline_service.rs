@@ -554,3 +554,204 @@ proptest::proptest! {
         });
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stays_inside_its_root_whatever_is_above_it_or_changes_after_registration() {
+    let setup = Setup::new().await;
+    let service = setup.service("replica-a", 2);
+    // A repository around the root: the registered directory is the project, never the repository's top.
+    std::fs::create_dir_all(setup.root.parent().unwrap().join(".git")).unwrap();
+    let directory = setup.root.join("bare");
+    std::fs::create_dir_all(&directory).unwrap();
+    std::fs::write(
+        directory.join("loopline.yaml"),
+        "steps: {a: {run: 'pwd > where.txt', outputs: [where.txt]}}",
+    )
+    .unwrap();
+    register(&service, "bare", &directory).await;
+    let run = service.queue("bare", Cause::default()).await.unwrap();
+    service.tick().await.unwrap();
+    assert_eq!(ended(&setup.store, &run.run_id).await.status, "succeeded");
+    let written = std::fs::read_to_string(directory.join("where.txt")).unwrap();
+    assert_eq!(Path::new(written.trim()), directory.canonicalize().unwrap());
+    assert!(!setup.root.parent().unwrap().join(".loopline").exists());
+    assert!(!setup.root.parent().unwrap().join("where.txt").exists());
+
+    // The directory swapped for a link leading out: runs are refused, and a run already queued fails.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("loopline.yaml"),
+        "steps: {a: {run: 'touch escaped'}}",
+    )
+    .unwrap();
+    let queued = service.queue("bare", Cause::default()).await.unwrap();
+    std::fs::rename(&directory, setup.root.join("bare.old")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &directory).unwrap();
+    match service.queue("bare", Cause::default()).await {
+        Err(DataError::Invalid(message)) => assert!(message.contains("outside the directories"), "{message}"),
+        other => panic!("queued: {other:?}"),
+    }
+    service.tick().await.unwrap();
+    let failed = ended(&setup.store, &queued.run_id).await;
+    assert_eq!(failed.status, "failed");
+    assert!(failed.record.contains("outside the directories"), "{}", failed.record);
+    assert!(!outside.path().join("escaped").exists());
+
+    // A server whose roots no longer include a registered project runs none of it.
+    let good = setup.project("good", "steps: {a: {run: 'touch ran'}}");
+    register(&service, "good", &good).await;
+    let narrowed = PipelineService::new(
+        setup.store.clone(),
+        PipelineSettings {
+            roots: vec![setup.root.join("elsewhere")],
+            max_concurrent_runs: 1,
+            tick: Duration::from_secs(3600),
+            replica: "replica-a".into(),
+            stale_after: Duration::from_secs(120),
+            loopline: PathBuf::from("/bin/false"),
+            ray: None,
+        },
+        Arc::new(NoServer),
+        setup.clock.clone(),
+    );
+    std::fs::create_dir_all(setup.root.join("elsewhere")).unwrap();
+    assert!(matches!(
+        narrowed.queue("good", Cause::default()).await,
+        Err(DataError::Invalid(_))
+    ));
+    assert!(!good.join("ran").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_files_that_lead_out_or_are_not_files_are_refused_and_undeclared_parameters_too() {
+    let setup = Setup::new().await;
+    let service = setup.service("replica-a", 2);
+    let directory = setup.project("p", "params: {lr: 1}\nsteps: {a: {run: 'echo ${lr}'}}");
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("evil.yaml"), "steps: {a: {run: 'touch escaped'}}").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("evil.yaml"), directory.join("out.yaml")).unwrap();
+    let refused = |file: &str| {
+        let service = service.clone();
+        let request = json!({"directory": directory, "file": file, "name": "x"});
+        async move {
+            match service.register(request, "test", None).await {
+                Err(DataError::Invalid(message)) => message,
+                other => panic!("accepted: {other:?}"),
+            }
+        }
+    };
+    assert!(refused("out.yaml").await.contains("leads outside"));
+    // A FIFO would block whoever opened it: refused without opening it.
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(directory.join("fifo.yaml"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(refused("fifo.yaml").await.contains("not a regular file"));
+    let message = service
+        .register(json!(["p", directory, "loopline.yaml"]), "test", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("JSON object"), "{message}");
+    register(&service, "p", &directory).await;
+    let cause = Cause {
+        params: [("nope".to_string(), json!(1))].into(),
+        ..Cause::default()
+    };
+    match service.queue("p", cause).await {
+        Err(DataError::Invalid(message)) => assert!(message.contains("'nope' is not a parameter"), "{message}"),
+        other => panic!("queued: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_outlive_a_new_registration_and_two_pipelines_on_one_directory_take_turns() {
+    let setup = Setup::new().await;
+    let service = setup.service("replica-a", 2);
+    let directory = setup.project("shared", "steps: {slow: {run: 'echo started; sleep 30'}}");
+    std::fs::write(directory.join("other.yaml"), "steps: {quick: {run: 'echo quick'}}").unwrap();
+    register(&service, "one", &directory).await;
+    service
+        .register(
+            json!({"name": "two", "directory": directory, "file": "other.yaml"}),
+            "test",
+            None,
+        )
+        .await
+        .unwrap();
+    let first = service.queue("one", Cause::default()).await.unwrap();
+    service.tick().await.unwrap();
+    running(&setup.store, &first.run_id).await;
+    let second = service.queue("two", Cause::default()).await.unwrap();
+    service.tick().await.unwrap();
+    // The second pipeline's run waits for the directory instead of failing on its lock.
+    assert_eq!(
+        setup.store.get_pipeline_run(&second.run_id).await.unwrap().status,
+        "queued"
+    );
+    // Registered again with another file, the running run's logs are still there.
+    service
+        .register(
+            json!({"name": "one", "directory": directory, "file": "other.yaml"}),
+            "test",
+            Some("one"),
+        )
+        .await
+        .unwrap();
+    let mut text = String::new();
+    for _ in 0..600 {
+        text = service.log(&first.run_id, "slow", 0).await.unwrap().0;
+        if text.contains("started") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(text.contains("started"), "{text}");
+    let (beyond, next, _) = service.log(&first.run_id, "slow", u64::MAX).await.unwrap();
+    assert_eq!(beyond, "");
+    assert!(next <= text.len() as u64);
+    service.cancel(&first.run_id).await.unwrap();
+    ended(&setup.store, &first.run_id).await;
+    service.tick().await.unwrap();
+    assert_eq!(ended(&setup.store, &second.run_id).await.status, "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_kills_what_a_crashed_run_left_running_and_ends_its_steps() {
+    let setup = Setup::new().await;
+    let service = setup.service("replica-a", 1);
+    let directory = setup.project(
+        "crashed",
+        "steps: {slow: {run: 'sleep 300'}, after: {run: x, after: [slow]}}",
+    );
+    register(&service, "crashed", &directory).await;
+    let run = service.queue("crashed", Cause::default()).await.unwrap();
+    assert!(setup.store.claim_pipeline_run(&run.run_id, "replica-a").await.unwrap());
+    // What a server killed with -9 leaves: the step's process group, its pid file and a status saying running.
+    let canonical = directory.canonicalize().unwrap();
+    let run_directory = canonical.join(".loopline/pipeline-runs").join(&run.run_id);
+    std::fs::create_dir_all(&run_directory).unwrap();
+    let mut leftover = std::process::Command::new("sleep");
+    leftover.arg("300").current_dir(&canonical);
+    std::os::unix::process::CommandExt::process_group(&mut leftover, 0);
+    let mut leftover = leftover.spawn().unwrap();
+    std::fs::write(run_directory.join("slow.pid"), leftover.id().to_string()).unwrap();
+    std::fs::write(
+        run_directory.join("status.json"),
+        json!({"steps": [{"name": "slow", "state": "running"}, {"name": "after", "state": "pending"}]}).to_string(),
+    )
+    .unwrap();
+    drop(service);
+    setup.service("replica-a", 1).start().await;
+    let status = leftover.wait().unwrap();
+    assert!(!status.success(), "the leftover step was killed");
+    let failed = setup.store.get_pipeline_run(&run.run_id).await.unwrap();
+    assert_eq!(failed.status, "failed");
+    let record: Value = serde_json::from_str(&failed.record).unwrap();
+    assert_eq!(record["steps"][0]["state"], "failed");
+    assert_eq!(record["steps"][1]["state"], "skipped");
+    assert!(!run_directory.join("slow.pid").exists());
+}

@@ -108,6 +108,22 @@ fn a_pipeline_reads_into_an_ordered_dag() {
 fn bad_pipelines_are_refused_naming_the_step_and_field() {
     let cases = [
         (
+            "params: {msg: hi}\nsteps: {a: {run: 'echo \"Hello ${msg}\"'}}",
+            "step 'a', run: '${msg}' is inside quotes",
+        ),
+        (
+            "params: {msg: hi}\nsteps: {a: {run: \"echo 'Hello ${msg}'\"}}",
+            "step 'a', run: '${msg}' is inside quotes",
+        ),
+        (
+            "steps: {a: {run: x, inputs: [{dataset: train@1}, {dataset: train@2}]}}",
+            "step 'a', inputs: datasets 'train@1' and 'train@2' would both be given as LOOPLINE_DATASET_TRAIN",
+        ),
+        (
+            "steps: {a: {run: x, inputs: [{dataset: a-b}, {dataset: a.b}]}}",
+            "would both be given as LOOPLINE_DATASET_A_B",
+        ),
+        (
             "steps: {a: {run: x, inputs: [b.out], outputs: [a.out]}, b: {run: y, inputs: [a.out], outputs: [b.out]}}",
             "cycle (each needs the next): a -> b -> a",
         ),

@@ -55,24 +55,32 @@ impl LocalCache {
         self.path_of(id).is_file()
     }
 
-    /// Copies a workspace file in as `id` (its hash, taken before), unless the cache has it already; the copy
-    /// is hashed again, so a file that changed since it was hashed is refused rather than stored under the
-    /// wrong id. Returns whether bytes were copied.
+    /// Copies a workspace file in as `id` (its hash, taken before), unless the cache has it already. The bytes
+    /// are hashed as they are copied (one pass), so a file that changed since it was hashed is refused rather
+    /// than stored under the wrong id. Returns whether bytes were copied.
     pub fn insert_file(&self, id: &ContentId, source: &Path) -> Result<bool, String> {
         if self.contains(id) {
             return Ok(false);
         }
-        let staged = self.staging_path();
-        std::fs::copy(source, &staged).map_err(|e| format!("copying {} into the cache: {e}", source.display()))?;
-        let copied = hash_file(&staged).map(|(hash, _)| ContentId::file(hash));
-        if copied.as_ref().ok() != Some(id) {
-            let _ = std::fs::remove_file(&staged);
-            return Err(format!(
-                "{} changed while it was being added; add it again",
-                source.display()
-            ));
+        let mut input = File::open(source).map_err(|e| format!("copying {} into the cache: {e}", source.display()))?;
+        let mut staged = self.stage(id)?;
+        let mut buffer = vec![0u8; COPY_CHUNK];
+        loop {
+            let read = match std::io::Read::read(&mut input, &mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("copying {} into the cache: {e}", source.display())),
+            };
+            staged.write(&buffer[..read])?;
         }
-        self.commit(&staged, id)?;
+        staged.commit().map_err(|error| {
+            if error.starts_with("the bytes received") {
+                format!("{} changed while it was being added; add it again", source.display())
+            } else {
+                error
+            }
+        })?;
         Ok(true)
     }
 
@@ -191,6 +199,9 @@ pub struct StagedObject {
     file: Option<File>,
     hasher: blake3::Hasher,
 }
+
+/// Bytes read at a time when copying into the cache.
+const COPY_CHUNK: usize = 1 << 20;
 
 impl StagedObject {
     /// Appends bytes.

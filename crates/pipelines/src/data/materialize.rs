@@ -1,6 +1,6 @@
 //! Dataset versions a pipeline step reads: put in the project under `.loopline/datasets/ID/NAME` from the
-//! cache, as hard links to the read-only cached objects (copies where links cannot be made), so a step sees
-//! exactly the version it was given and cannot change the cache through it.
+//! cache as read-only copies. Copies, not hard links: a step running as root ignores the read-only mode, and
+//! writing through a link would change the cached object under its id for every later run.
 
 use std::path::{Path, PathBuf};
 
@@ -45,7 +45,7 @@ impl Project {
         let parent = target.parent().ok_or("a dataset's data has a parent directory")?;
         std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
         if !id.is_directory() {
-            return link_or_copy(&self.cache().path_of(id), target);
+            return copy(&self.cache().path_of(id), target);
         }
         let manifest = self.cache().manifest(id)?;
         for entry in manifest.entries() {
@@ -54,16 +54,13 @@ impl Project {
             if let Some(parent) = file.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
             }
-            link_or_copy(&self.cache().path_of(&entry.id()?), &file)?;
+            copy(&self.cache().path_of(&entry.id()?), &file)?;
         }
         Ok(())
     }
 }
 
-fn link_or_copy(object: &Path, target: &Path) -> Result<(), String> {
-    if std::fs::hard_link(object, target).is_ok() {
-        return Ok(());
-    }
+fn copy(object: &Path, target: &Path) -> Result<(), String> {
     std::fs::copy(object, target)
         .map(|_| ())
         .map_err(|e| format!("copying {} to {}: {e}", object.display(), target.display()))

@@ -192,6 +192,7 @@ async fn start(
         params: request.params,
         force: request.force,
         force_all: request.force_all,
+        ..Cause::default()
     };
     match service.queue(&name, cause).await {
         Ok(run) => {

@@ -126,6 +126,24 @@ pub fn complete(step: &mut Step) -> Result<(), String> {
             step.inputs.push(input);
         }
     }
+    // Each dataset input reaches the command through a variable of its own; two that would share one (two
+    // versions of a dataset, or names differing only in punctuation) cannot both be read.
+    let mut variables = std::collections::BTreeMap::new();
+    for input in &step.inputs {
+        if let Input::Dataset(reference) = input {
+            let name = reference.split('@').next().unwrap_or(reference);
+            let variable = super::runner::dataset_variable(name);
+            if let Some(other) = variables.insert(variable.clone(), reference.clone())
+                && other != *reference
+            {
+                return Err(format!(
+                    "step '{}', inputs: datasets '{other}' and '{reference}' would both be given as {variable}; \
+                     a step reads one version of a dataset, and names must differ in more than punctuation",
+                    step.name
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -102,6 +102,11 @@ impl Executor for LocalExecutor {
             Err(e) => return Finished::Failed(format!("cannot start '{}': {e}", launch.argv[0])),
         };
         let group = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32));
+        // Where the group is, for a server that restarts after a crash to stop what the step left running.
+        let pid_file = launch.log.with_extension("pid");
+        if let Some(group) = group {
+            let _ = tokio::fs::write(&pid_file, group.as_raw_nonzero().to_string()).await;
+        }
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<String>(256);
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
@@ -137,6 +142,7 @@ impl Executor for LocalExecutor {
         if let Some(group) = group {
             let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         }
+        let _ = tokio::fs::remove_file(&pid_file).await;
         let drained = tokio::time::timeout(DRAIN_LIMIT, async {
             while let Some(text) = receiver.recv().await {
                 let _ = log.write_all(text.as_bytes()).await;
@@ -182,6 +188,32 @@ async fn forward<R: tokio::io::AsyncRead + Unpin>(mut reader: BufReader<R>, send
                 }
             }
         }
+    }
+}
+
+/// Kills what a step of a run that ended with its server (`kill -9`) left running: each `STEP.pid` in the run's
+/// directory names a process group, killed when its leader still works in the project (so a reused process id
+/// of something else is left alone).
+pub fn kill_leftovers(run_directory: &std::path::Path, project: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(run_directory) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "pid") {
+            continue;
+        }
+        let group = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(group) = group {
+            let cwd = std::fs::read_link(format!("/proc/{}/cwd", group.as_raw_nonzero()));
+            if cwd.is_ok_and(|cwd| cwd == project) {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+        }
+        let _ = std::fs::remove_file(&path);
     }
 }
 

@@ -494,11 +494,15 @@ impl Runner {
                 .get(&key)
                 .filter(|run| restorable(run, |id| self.project.complete_in_cache(id)))
         {
-            for output in &cached.outputs {
-                let id = crate::data::ContentId::parse(&output.hash)?;
-                self.project
-                    .restore(&self.project.root().join(&output.path), &id, output.size, true, &Quiet)?;
-            }
+            let outputs = cached.outputs.clone();
+            self.on_project(move |project| {
+                for output in &outputs {
+                    let id = crate::data::ContentId::parse(&output.hash)?;
+                    project.restore(&project.root().join(&output.path), &id, output.size, true, &Quiet)?;
+                }
+                Ok(())
+            })
+            .await?;
             self.remember(shared, &step.name, cached.result.clone());
             return Ok(StepState::Cached);
         }
@@ -544,7 +548,9 @@ impl Runner {
                         if !absolute.exists() {
                             return Err(format!("it succeeded but did not write its output '{path}'"));
                         }
-                        let snapshot = self.project.snapshot(&absolute, &Quiet)?;
+                        let snapshot = self
+                            .on_project(move |project| project.snapshot(&absolute, &Quiet))
+                            .await?;
                         outputs.push(ProducedOutput {
                             path: path.clone(),
                             hash: snapshot.id.key(),
@@ -580,6 +586,18 @@ impl Runner {
         })
     }
 
+    /// Work on the project's files (hashing, copying) on a thread meant for blocking, so a run over large
+    /// files never holds up the server it runs in.
+    async fn on_project<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Project) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let project = self.project.clone();
+        tokio::task::spawn_blocking(move || work(&project))
+            .await
+            .map_err(|e| format!("work on the project's files stopped: {e}"))?
+    }
+
     fn remember(&self, shared: &Shared, step: &str, result: Value) {
         if let Ok(mut results) = shared.results.lock() {
             results.insert(step.to_string(), result.clone());
@@ -602,9 +620,10 @@ impl Runner {
                     let key = match known {
                         Some(key) => key,
                         None => {
+                            let absolute = self.project.root().join(path);
                             let key = self
-                                .project
-                                .identify_path(&self.project.root().join(path))
+                                .on_project(move |project| project.identify_path(&absolute))
+                                .await
                                 .map_err(|e| format!("input '{path}': {e}"))?
                                 .key();
                             if shared.untouched(path)

@@ -77,6 +77,9 @@ pub struct PipelineSpec {
     pub triggers: Vec<Trigger>,
     /// Its steps, in run order.
     pub steps: Vec<String>,
+    /// Its parameters' keys (a run may set only these).
+    #[serde(default)]
+    pub param_keys: Vec<String>,
     /// Who registered it.
     pub registered_by: String,
 }
@@ -117,6 +120,13 @@ pub struct Cause {
     /// Every step run even when cached.
     #[serde(default)]
     pub force_all: bool,
+    /// The project's directory when the run was queued (its logs are found there whatever happens to the
+    /// registration later).
+    #[serde(default)]
+    pub directory: String,
+    /// The pipeline's steps when the run was queued.
+    #[serde(default)]
+    pub steps: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,11 +195,11 @@ impl PipelineService {
 
     /// Marks runs this server left behind as failed, then checks triggers and starts queued runs every tick.
     pub async fn start(self: &Arc<Self>) {
-        if !self.enabled() {
-            return;
-        }
         if let Err(error) = self.recover().await {
             tracing::warn!(%error, "could not check pipeline runs left by an earlier start");
+        }
+        if !self.enabled() {
+            return;
         }
         let service: Weak<PipelineService> = Arc::downgrade(self);
         let tick = self.settings.tick;
@@ -223,11 +233,48 @@ impl PipelineService {
     async fn recover(&self) -> Result<(), DataError> {
         for run in self.store.active_pipeline_runs().await? {
             if run.status == "running" && run.owner == self.settings.replica {
-                self.fail(
-                    &run,
-                    "the server stopped while this run was in progress (found when it started again); start the run again",
-                )
-                .await?;
+                // What its steps left running goes, and its steps are marked as ended.
+                let cause: Cause = serde_json::from_str(&run.cause).unwrap_or_default();
+                let mut record = json!({});
+                if !cause.directory.is_empty() {
+                    let project = PathBuf::from(&cause.directory);
+                    let directory = project.join(".loopline/pipeline-runs").join(&run.run_id);
+                    let status_path = directory.join("status.json");
+                    record = tokio::task::spawn_blocking(move || {
+                        super::executor::kill_leftovers(&directory, &project);
+                        std::fs::read(&status_path)
+                            .ok()
+                            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+                            .unwrap_or_else(|| json!({}))
+                    })
+                    .await
+                    .unwrap_or_else(|_| json!({}));
+                }
+                for step in record["steps"].as_array_mut().into_iter().flatten() {
+                    match step["state"].as_str() {
+                        Some("running") => {
+                            step["state"] = json!("failed");
+                            step["reason"] = json!("the server stopped while it ran");
+                        }
+                        Some("pending") => {
+                            step["state"] = json!("skipped");
+                            step["reason"] = json!("the server stopped before it ran");
+                        }
+                        _ => {}
+                    }
+                }
+                record["error"] = json!(
+                    "the server stopped while this run was in progress (found when it started again); start the run again"
+                );
+                self.store
+                    .update_pipeline_run(
+                        &run.run_id,
+                        "failed",
+                        &record.to_string(),
+                        &run.owner,
+                        Some(self.clock.now_ms()),
+                    )
+                    .await?;
             }
         }
         Ok(())
@@ -270,10 +317,16 @@ impl PipelineService {
     /// Starts queued runs while this server has room, one at a time per pipeline.
     async fn dispatch(self: &Arc<Self>) -> Result<(), DataError> {
         let active = self.store.active_pipeline_runs().await?;
+        // One run at a time per pipeline, and per project directory (two pipelines may share one).
+        let directory = |run: &PipelineRunRecord| {
+            serde_json::from_str::<Cause>(&run.cause)
+                .map(|c| c.directory)
+                .unwrap_or_default()
+        };
         let mut busy: HashSet<String> = active
             .iter()
             .filter(|r| r.status == "running")
-            .map(|r| r.pipeline.clone())
+            .flat_map(|r| [r.pipeline.clone(), format!("directory:{}", directory(r))])
             .collect();
         for run in active.into_iter().filter(|r| r.status == "queued") {
             if run.cancel_requested {
@@ -291,7 +344,9 @@ impl PipelineService {
             if self.running_here() >= self.settings.max_concurrent_runs.max(1) {
                 break;
             }
+            let place = format!("directory:{}", directory(&run));
             if busy.contains(&run.pipeline)
+                || busy.contains(&place)
                 || !self
                     .store
                     .claim_pipeline_run(&run.run_id, &self.settings.replica)
@@ -300,6 +355,7 @@ impl PipelineService {
                 continue;
             }
             busy.insert(run.pipeline.clone());
+            busy.insert(place);
             let token = CancellationToken::new();
             if let Ok(mut running) = self.running.lock() {
                 running.insert(run.run_id.clone(), token.clone());
@@ -346,7 +402,8 @@ impl PipelineService {
         let (pipeline, project) = {
             let spec = spec.clone();
             let params = cause.params.clone();
-            tokio::task::spawn_blocking(move || read_registered(&spec, &name, &params))
+            let roots = self.settings.roots.clone();
+            tokio::task::spawn_blocking(move || read_registered(&spec, &name, &params, &roots))
                 .await
                 .map_err(|e| format!("reading the pipeline stopped: {e}"))??
         };
@@ -397,6 +454,11 @@ impl PipelineService {
         actor: &str,
         replace: Option<&str>,
     ) -> Result<PipelineRecord, DataError> {
+        if !request.is_object() {
+            return Err(DataError::Invalid(
+                "the pipeline registration is a JSON object: {\"directory\", \"file\", \"name\", \"params\"}".into(),
+            ));
+        }
         let registration: Registration = serde_json::from_value(request)
             .map_err(|e| DataError::Invalid(format!("the pipeline registration is not valid: {e}")))?;
         let roots = self.settings.roots.clone();
@@ -406,7 +468,6 @@ impl PipelineService {
         let actor = actor.to_string();
         let (spec, name) = tokio::task::spawn_blocking(move || -> Result<_, String> {
             let directory = confined(Path::new(&registration.directory), &roots)?;
-            crate::data::manifest::check_data_path(&registration.file).map_err(|e| format!("file: {e}"))?;
             let fallback = registration.name.clone().unwrap_or_else(|| "pipeline".into());
             let mut spec = PipelineSpec {
                 directory: directory.display().to_string(),
@@ -414,9 +475,10 @@ impl PipelineService {
                 params: registration.params.clone(),
                 triggers: Vec::new(),
                 steps: Vec::new(),
+                param_keys: Vec::new(),
                 registered_by: actor,
             };
-            let (pipeline, project) = read_registered(&spec, &fallback, &BTreeMap::new())?;
+            let (pipeline, project) = read_registered(&spec, &fallback, &BTreeMap::new(), &roots)?;
             let runner = with_ray(
                 Runner::new(project.clone(), Arc::new(LocalExecutor), loopline).with_hooks(hooks.hooks(project)?),
                 ray.as_ref(),
@@ -426,6 +488,7 @@ impl PipelineService {
             crate::data::pointer::check_name(&name).map_err(|e| format!("name: {e}"))?;
             spec.triggers = pipeline.triggers.clone();
             spec.steps = pipeline.steps.iter().map(|s| s.name.clone()).collect();
+            spec.param_keys = pipeline.params.keys().cloned().collect();
             Ok((spec, name))
         })
         .await
@@ -435,7 +498,7 @@ impl PipelineService {
             && replaced != name
         {
             return Err(DataError::Invalid(format!(
-                "the file names the pipeline '{name}', not '{replaced}'; give \"name\": \"{replaced}\""
+                "the registration names the pipeline '{name}', not '{replaced}' (the URL's); give \"name\": \"{replaced}\""
             )));
         }
         let spec_text = serde_json::to_string(&spec).map_err(|e| DataError::Internal(e.to_string()))?;
@@ -477,6 +540,22 @@ impl PipelineService {
                 return Err(DataError::Invalid(format!("force: the pipeline has no step '{step}'")));
             }
         }
+        for key in cause.params.keys() {
+            if !spec.param_keys.contains(key) {
+                return Err(DataError::Invalid(format!(
+                    "params: '{key}' is not a parameter of the pipeline (it has {})",
+                    if spec.param_keys.is_empty() {
+                        "none".to_string()
+                    } else {
+                        spec.param_keys.join(", ")
+                    }
+                )));
+            }
+        }
+        confined(Path::new(&spec.directory), &self.settings.roots).map_err(DataError::Invalid)?;
+        let mut cause = cause;
+        cause.directory = spec.directory.clone();
+        cause.steps = spec.steps.clone();
         let cause_text = serde_json::to_string(&cause).map_err(|e| DataError::Internal(e.to_string()))?;
         let run = self
             .store
@@ -528,19 +607,15 @@ impl PipelineService {
     /// writing (the run has ended).
     pub async fn log(&self, run_id: &str, step: &str, offset: u64) -> Result<(String, u64, bool), DataError> {
         let run = self.store.get_pipeline_run(run_id).await?;
-        let pipeline = self.store.get_pipeline(&run.pipeline).await?;
-        let spec: PipelineSpec =
-            serde_json::from_str(&pipeline.spec).map_err(|e| DataError::Internal(e.to_string()))?;
-        if !spec.steps.iter().any(|s| s == step) {
+        let cause: Cause = serde_json::from_str(&run.cause).map_err(|e| DataError::Internal(e.to_string()))?;
+        if !cause.steps.iter().any(|s| s == step) {
             return Err(DataError::NotFound(format!(
-                "pipeline '{}' has no step '{step}'",
+                "run {run_id} of '{}' has no step '{step}'",
                 run.pipeline
             )));
         }
         let done = !matches!(run.status.as_str(), "queued" | "running");
-        let root = Project::find(Path::new(&spec.directory)).map_err(DataError::Internal)?;
-        let path = root
-            .root()
+        let path = Path::new(&cause.directory)
             .join(".loopline/pipeline-runs")
             .join(&run.run_id)
             .join(format!("{step}.log"));
@@ -568,6 +643,10 @@ fn read_from(path: &Path, offset: u64) -> Result<(String, u64), String> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((String::new(), offset)),
         Err(error) => return Err(format!("{}: {error}", path.display())),
     };
+    let length = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?.len();
+    if offset >= length {
+        return Ok((String::new(), offset.min(length)));
+    }
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut bytes = Vec::new();
@@ -615,17 +694,40 @@ fn confined(directory: &Path, roots: &[PathBuf]) -> Result<PathBuf, String> {
     Ok(canonical)
 }
 
-/// Reads a registered pipeline's file (as it is now) with the registration's and the run's parameters.
+/// Reads a registered pipeline's file (as it is now) with the registration's and the run's parameters. The
+/// directory is checked against the allowed roots again (they may have changed, or the directory been swapped
+/// for a link), the file must be a regular file inside it, and the directory itself is the project: a
+/// `.loopline` or `.git` above it, outside the root, is never used.
 fn read_registered(
     spec: &PipelineSpec,
     name: &str,
     params: &BTreeMap<String, Value>,
+    roots: &[PathBuf],
 ) -> Result<(Pipeline, Arc<Project>), String> {
-    let directory = Path::new(&spec.directory);
-    let text = read_pipeline_file(&directory.join(&spec.file))?;
+    let directory = confined(Path::new(&spec.directory), roots)?;
+    let file = pipeline_file(&directory, &spec.file)?;
+    let text = read_pipeline_file(&file)?;
     let mut overrides = spec.params.clone();
     overrides.extend(params.clone());
     let pipeline = Pipeline::parse_with_params(&text, name, &overrides).map_err(|e| format!("{}: {e}", spec.file))?;
-    let project = Project::find(directory)?;
+    let project = Project::open(&directory)?;
     Ok((pipeline, Arc::new(project)))
+}
+
+/// The pipeline file: canonical, inside the directory, a regular file (a link leading out, a FIFO or a device
+/// is refused before it is opened).
+fn pipeline_file(directory: &Path, file: &str) -> Result<PathBuf, String> {
+    crate::data::manifest::check_data_path(file).map_err(|e| format!("file: {e}"))?;
+    let path = directory
+        .join(file)
+        .canonicalize()
+        .map_err(|e| format!("file: {file}: {e}"))?;
+    if !path.starts_with(directory) {
+        return Err(format!("file: {file} leads outside {}", directory.display()));
+    }
+    let metadata = std::fs::metadata(&path).map_err(|e| format!("file: {file}: {e}"))?;
+    if !metadata.is_file() {
+        return Err(format!("file: {file} is not a regular file"));
+    }
+    Ok(path)
 }

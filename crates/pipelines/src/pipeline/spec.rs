@@ -533,11 +533,51 @@ fn parse_step(
     Ok(step)
 }
 
+/// Where a shell line stands after some text: outside quotes, inside '...' or inside "...".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    Bare,
+    Single,
+    Double,
+}
+
+fn quoting_after(mut state: Quoting, text: &str) -> Quoting {
+    let mut escaped = false;
+    for c in text.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        state = match (state, c) {
+            (Quoting::Single, '\'') => Quoting::Bare,
+            (Quoting::Single, _) => Quoting::Single,
+            (_, '\\') => {
+                escaped = true;
+                state
+            }
+            (Quoting::Bare, '\'') => Quoting::Single,
+            (Quoting::Bare, '"') => Quoting::Double,
+            (Quoting::Double, '"') => Quoting::Bare,
+            (other, _) => other,
+        };
+    }
+    state
+}
+
 /// Replaces `${key}` with the parameter's value.
 fn substitute(text: &str, params: &BTreeMap<String, Value>, shell: bool) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
+    let mut quoting = Quoting::Bare;
     while let Some(start) = rest.find("${") {
+        quoting = quoting_after(quoting, &rest[..start]);
+        if shell && quoting != Quoting::Bare {
+            // Quoted again inside quotes, a value could close them and become shell code.
+            return Err(format!(
+                "'{}' is inside quotes; write it bare (Loopline quotes the value itself) or use the list form of run",
+                &rest[start..start + rest[start..].find('}').map_or(2, |e| e + 1)]
+            ));
+        }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let end = after.find('}').ok_or("'${' without a closing '}'")?;

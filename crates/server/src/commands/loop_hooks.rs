@@ -300,7 +300,12 @@ impl ServerHooks {
                 let created = self
                     .post(&format!("{MLFLOW}/model-versions/create"), body)
                     .await
-                    .map_err(|e| format!("registering {source} as '{name}': {e}"))?;
+                    .map_err(|e| {
+                        format!(
+                            "registering {source} as '{name}': {e} (if the train step's result was reused from a \
+                             run against another server, or its model was deleted, rerun it: --force STEP)"
+                        )
+                    })?;
                 (text_of(&created["model_version"]["version"], "version")?, false)
             }
         };
@@ -453,8 +458,9 @@ impl ServerHooks {
                 .flatten()
                 .filter_map(Value::as_str)
                 .collect();
+            let note = note.as_str().map(|n| format!(" ({n})")).unwrap_or_default();
             return Err(format!(
-                "version {version} of '{name}' failed its gate: {}",
+                "version {version} of '{name}' failed its gate: {}{note}",
                 failed.join("; ")
             ));
         }

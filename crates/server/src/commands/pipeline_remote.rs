@@ -56,14 +56,18 @@ pub(crate) fn register(
                 .clone()
                 .or_else(|| answer["message"].as_str().and_then(quoted_name))
         {
-            // Registered before: register it again (its file may have changed).
-            return client
-                .ok(
-                    Method::PUT,
-                    &format!("/api/loopline/v1/pipelines/{}", segment(&registered)),
-                    Some(body),
-                )
-                .await;
+            // Registered before from this directory: register it again (its file may have changed). Another
+            // project's registration under the same name is left alone.
+            let path = format!("/api/loopline/v1/pipelines/{}", segment(&registered));
+            let existing = client.ok(Method::GET, &path, None).await?;
+            let theirs = existing["pipeline"]["spec"]["directory"].as_str().unwrap_or_default();
+            if theirs != body["directory"].as_str().unwrap_or_default() {
+                return Err(format!(
+                    "a pipeline named '{registered}' is already registered for {theirs}; give this one another \
+                     name with --name (or a pipeline: name in its file)"
+                ));
+            }
+            return client.ok(Method::PUT, &path, Some(body)).await;
         }
         if (200..300).contains(&status) {
             Ok(answer)

@@ -69,6 +69,60 @@ pub fn run(args: QuickstartArgs) -> ExitCode {
     }
 }
 
+/// On SIGINT or SIGTERM the quickstart stops its server (it drains and flushes) and ends, so no server is left
+/// behind by an interrupted quickstart.
+fn stop_server_on_signal(pid: rustix::process::Pid) {
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        runtime.block_on(async {
+            let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+                return std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        });
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        for _ in 0..200 {
+            if !std::path::Path::new(&format!("/proc/{}", pid.as_raw_nonzero())).exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("\ninterrupted: the quickstart's server was stopped");
+        std::process::exit(130);
+    });
+}
+
+/// Waits (bounded) until no run of the quickstart's pipeline is queued or running; with `cancel`, asks them
+/// to stop first.
+fn settle_runs(client: &Client, cancel: bool) -> Result<(), String> {
+    wait_for("pipeline runs in progress to end", || {
+        let runs = call(client, Method::GET, "/api/loopline/v1/pipelines/quickstart/runs", None)?;
+        let active: Vec<String> = runs["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| matches!(r["status"].as_str(), Some("queued" | "running")))
+            .filter_map(|r| r["run_id"].as_str().map(str::to_string))
+            .collect();
+        if cancel {
+            for run in &active {
+                let _ = call(
+                    client,
+                    Method::POST,
+                    &format!("/api/loopline/v1/pipeline-runs/{run}/cancel"),
+                    None,
+                );
+            }
+        }
+        Ok(active.is_empty().then_some(()))
+    })
+}
+
 /// Asks the server to stop (SIGTERM: it drains and flushes) and waits for it.
 fn stop(server: Option<Child>) {
     if let Some(mut child) = server {
@@ -123,7 +177,9 @@ fn quickstart(args: &QuickstartArgs, server: &mut Option<Child>) -> Result<(), S
     std::fs::create_dir_all(project_dir.join(".loopline"))
         .map_err(|e| format!("creating {}: {e}", project_dir.display()))?;
     let port = free_port(args.port)?;
-    *server = Some(start_server(&work, &project_dir, &python, port)?);
+    let child = start_server(&work, &project_dir, &python, port)?;
+    stop_server_on_signal(rustix::process::Pid::from_child(&child));
+    *server = Some(child);
     let base = format!("http://127.0.0.1:{port}");
     let client = Client::new(&ServerArgs { server: base.clone() })?;
     wait_for("the server to answer", || {
@@ -258,6 +314,9 @@ fn quickstart(args: &QuickstartArgs, server: &mut Option<Child>) -> Result<(), S
     stage.say(9, "Canary rollout of the new champion under live traffic");
     roll_out(&client, &version, &mut seed)?;
 
+    // A retraining request made while the canary still sent old-market traffic to the old version may have
+    // started another run (it finds everything cached); the lineage is printed once the runs have ended.
+    settle_runs(&client, args.exit)?;
     println!("\nLineage of models:/churn/{version}:");
     let lineage = runtime_block(super::lineage::lineage_of(&client, "churn", &version))?;
     for line in super::lineage::tree(&lineage).lines() {
@@ -302,6 +361,9 @@ fn print_next_steps(base: &str, work: &Path, exit: bool) {
         ),
         ("server log", work.join("server.log").display().to_string()),
     ] {
+        if exit && !matches!(what, "project" | "server log") {
+            continue;
+        }
         println!("  {what:<14} {how}");
     }
 }
@@ -312,9 +374,9 @@ fn free_port(port: u16) -> Result<u16, String> {
         return Ok(port);
     }
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("no free port: {e}"))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    println!("      port {} is taken; using {port}", port);
-    Ok(port)
+    let free = listener.local_addr().map_err(|e| e.to_string())?.port();
+    println!("      port {port} is taken; using {free}");
+    Ok(free)
 }
 
 fn start_server(work: &Path, project: &Path, python: &Path, port: u16) -> Result<Child, String> {
