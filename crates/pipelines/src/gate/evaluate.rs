@@ -199,8 +199,35 @@ pub fn evaluate(model: &GateModel, source: &TableSource, policy: &GatePolicy) ->
             let mut classes: Vec<String> = truth.clone();
             classes.sort();
             classes.dedup();
+            classes.retain(|c| !c.is_empty());
+            if classes.is_empty() {
+                return Err(format!("the target column '{}' holds no values", policy.target));
+            }
+            if let Some(positive) = &policy.positive_label
+                && !classes.contains(positive)
+            {
+                return Err(format!(
+                    "positive_label '{positive}' is not a value of '{}' (it has {})",
+                    policy.target,
+                    shown(&classes)
+                ));
+            }
             let positive = positive_class(policy, &classes);
             let (labels, scores) = class_predictions(&predicted, &classes, positive.as_deref())?;
+            // Answers that share no value with the truth mean the wrong column (or a model of something else),
+            // not a model that is always wrong: say so rather than report an accuracy of 0.
+            if !labels.is_empty() && !labels.iter().any(|l| classes.binary_search(l).is_ok()) {
+                let mut answered: Vec<String> = labels.clone();
+                answered.sort();
+                answered.dedup();
+                return Err(format!(
+                    "the model's answers ({}) share no value with the target column '{}' ({}); is it the column \
+                     the model predicts?",
+                    shown(&answered),
+                    policy.target,
+                    shown(&classes)
+                ));
+            }
             Outcomes::Classes {
                 truth,
                 predicted: labels,
@@ -215,6 +242,15 @@ pub fn evaluate(model: &GateModel, source: &TableSource, policy: &GatePolicy) ->
         latencies_ms,
         task,
     })
+}
+
+/// A few values, for a message.
+fn shown(values: &[String]) -> String {
+    let mut listed: Vec<String> = values.iter().take(5).map(|v| format!("'{v}'")).collect();
+    if values.len() > 5 {
+        listed.push(format!("and {} more", values.len() - 5));
+    }
+    listed.join(", ")
 }
 
 fn arrow_select_concat(arrays: &[ArrayRef]) -> Result<ArrayRef, String> {

@@ -321,3 +321,52 @@ async fn stale_evidence_never_opens_the_gate() {
     assert_eq!(renamed.status, 400, "{}", renamed.body_text());
     assert!(renamed.body_text().contains("quality gate policy"));
 }
+
+#[tokio::test]
+async fn an_evaluation_reports_slices_and_refuses_a_target_the_model_does_not_predict() {
+    let server = TestServer::start().await.unwrap();
+    register(&server, "churn", "xgb_classifier", None).await;
+    let holdout = add_dataset(&server, "holdout", "holdout.csv", evaluation_csv(0).as_bytes()).await;
+    let evaluate = |body: Value| {
+        let server = &server;
+        async move {
+            post_json(
+                server,
+                "/api/loopline/v1/registered-models/churn/versions/1/evaluate",
+                &body,
+            )
+            .await
+        }
+    };
+    let dataset = format!("holdout@{holdout}");
+    let answer = evaluate(json!({"dataset": dataset, "target": "label", "slices": ["region"]})).await;
+    assert_eq!(answer.status, 200, "{}", answer.body_text());
+    let result = answer.json();
+    assert_eq!(result["metrics"]["accuracy"], 1.0);
+    let slices: Vec<&str> = result["slices"]["region"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(slices, ["a", "b"]);
+    // The region column is not what the model predicts: an error naming both, not an accuracy of 0.
+    let wrong = evaluate(json!({"dataset": dataset, "target": "region", "task": "classification"})).await;
+    assert_eq!(wrong.status, 400, "{}", wrong.body_text());
+    assert!(
+        wrong
+            .body_text()
+            .contains("share no value with the target column 'region'"),
+        "{}",
+        wrong.body_text()
+    );
+    let positive = evaluate(json!({"dataset": dataset, "target": "label", "positive_label": "7"})).await;
+    assert_eq!(positive.status, 400, "{}", positive.body_text());
+    assert!(
+        positive.body_text().contains("positive_label '7' is not a value"),
+        "{}",
+        positive.body_text()
+    );
+    let unknown = evaluate(json!({"dataset": dataset, "target": "label", "slices": ["nowhere"]})).await;
+    assert_eq!(unknown.status, 400, "{}", unknown.body_text());
+}
