@@ -114,7 +114,23 @@ impl RayExecutor {
         if !response.status().is_success() {
             return Err(refusal(response, doing).await);
         }
-        response.json().await.map_err(|e| format!("{doing}: Ray's answer: {e}"))
+        // Read no further than a job's log may be kept (a head that never stops answering is cut off).
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("{doing}: Ray's answer: {e}"))?
+        {
+            if body.len() + chunk.len() > MAX_LOG_BYTES {
+                return Err(format!(
+                    "{doing}: Ray's answer is larger than {} MiB",
+                    MAX_LOG_BYTES >> 20
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{doing}: Ray's answer: {e}"))
     }
 
     /// The job's `working_dir`: the project named where it is, or uploaded once per content.
