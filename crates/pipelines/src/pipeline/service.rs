@@ -263,18 +263,12 @@ impl PipelineService {
                         _ => {}
                     }
                 }
-                record["error"] = json!(
-                    "the server stopped while this run was in progress (found when it started again); start the run again"
-                );
-                self.store
-                    .update_pipeline_run(
-                        &run.run_id,
-                        "failed",
-                        &record.to_string(),
-                        &run.owner,
-                        Some(self.clock.now_ms()),
-                    )
-                    .await?;
+                self.fail_with(
+                    &run,
+                    record,
+                    "the server stopped while this run was in progress (found when it started again); start the run again",
+                )
+                .await?;
             }
         }
         Ok(())
@@ -300,7 +294,12 @@ impl PipelineService {
     }
 
     async fn fail(&self, run: &PipelineRunRecord, why: &str) -> Result<(), DataError> {
-        let mut record: Value = serde_json::from_str(&run.record).unwrap_or_else(|_| json!({}));
+        let record: Value = serde_json::from_str(&run.record).unwrap_or_else(|_| json!({}));
+        self.fail_with(run, record, why).await
+    }
+
+    /// Records a run as failed, with `why` added to `record`.
+    async fn fail_with(&self, run: &PipelineRunRecord, mut record: Value, why: &str) -> Result<(), DataError> {
         record["error"] = json!(why);
         self.store
             .update_pipeline_run(
