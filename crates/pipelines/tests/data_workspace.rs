@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use loopline_pipelines::data::{Pointer, Project, Quiet, TreeState};
+use loopline_pipelines::data::files::Stamp;
+use loopline_pipelines::data::{ContentId, LinkMode, Pointer, Project, Quiet, TreeState};
 
 /// Writes a file dated a minute ago (a file modified within two seconds is hashed every time).
 fn write(path: &Path, bytes: &[u8]) {
@@ -212,4 +213,84 @@ fn ignore_entries_match_only_the_data() {
             .unwrap_err()
             .contains("control character")
     );
+}
+
+#[test]
+fn hard_linked_data_shares_its_bytes_with_the_cache_read_only_until_unprotected() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (directory, project) = project();
+    let project = project.with_link(LinkMode::Hardlink);
+    let data = directory.path().join("images");
+    write(&data.join("a.bin"), b"alpha");
+    write(&data.join("b.bin"), b"beta");
+    std::fs::set_permissions(data.join("b.bin"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let added = project.add(&data, None, &Quiet).unwrap();
+    assert_eq!((added.new_objects, added.hashed_bytes), (2, 9));
+    let linked = |name: &str| {
+        let file = std::fs::metadata(data.join(name)).unwrap();
+        let id = ContentId::file(blake3::hash(&std::fs::read(data.join(name)).unwrap()));
+        let object = std::fs::metadata(project.cache().path_of(&id)).unwrap();
+        (file.ino() == object.ino(), file.permissions().mode() & 0o777)
+    };
+    // One file under two names, protected; an executable stays executable.
+    assert_eq!(linked("a.bin"), (true, 0o444));
+    assert_eq!(linked("b.bin"), (true, 0o555));
+    assert_eq!(project.status(&added.pointer_path).unwrap().tree, TreeState::Unchanged);
+    assert!(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(data.join("a.bin"))
+            .is_err()
+            || is_root()
+    );
+
+    // Unprotected: writable copies of their own, the cache untouched by an edit.
+    assert_eq!(project.unprotect(&data).unwrap(), 2);
+    assert_eq!(linked("a.bin"), (false, 0o644));
+    assert_eq!(linked("b.bin"), (false, 0o755));
+    assert_eq!(project.unprotect(&data).unwrap(), 0);
+    assert_eq!(project.status(&added.pointer_path).unwrap().tree, TreeState::Unchanged);
+    std::fs::write(data.join("a.bin"), b"edited").unwrap();
+    assert!(project.cache().verify(&ContentId::file(blake3::hash(b"alpha"))));
+
+    // A checkout links again (an executable is copied: the cache's object is not the working file's mode).
+    std::fs::remove_dir_all(&data).unwrap();
+    project.checkout(&added.pointer_path, false, &Quiet).unwrap();
+    assert_eq!(linked("a.bin"), (true, 0o444));
+    assert!(!linked("b.bin").0);
+    assert_eq!(std::fs::read(data.join("a.bin")).unwrap(), b"alpha");
+    // Copy mode (the default) gives the working tree copies of its own.
+    std::fs::remove_dir_all(&data).unwrap();
+    Project::find(directory.path())
+        .unwrap()
+        .checkout(&added.pointer_path, false, &Quiet)
+        .unwrap();
+    assert_eq!(linked("a.bin"), (false, 0o644));
+}
+
+#[test]
+fn a_file_changed_while_it_is_added_is_refused_in_either_mode() {
+    let (directory, project) = project();
+    let data = directory.path().join("table.csv");
+    write(&data, b"v1");
+    let listed = Stamp::of(&std::fs::metadata(&data).unwrap());
+    write(&data, b"v2, longer");
+    let id = ContentId::file(blake3::hash(b"v1"));
+    let linked = project.cache().link_file(&id, &data, &listed).unwrap_err();
+    assert!(linked.contains("changed while it was being added"), "{linked}");
+    let copied = project.cache().insert_new_file(&data, &listed).unwrap_err();
+    assert!(copied.contains("changed while it was being added"), "{copied}");
+    assert!(project.cache().objects().unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_dir(directory.path().join(".loopline/cache/staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }

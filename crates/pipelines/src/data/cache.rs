@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::content::ContentId;
-use super::files::hash_file;
+use super::files::{Stamp, hash_file};
 use super::manifest::{MAX_MANIFEST_BYTES, Manifest};
 
 /// Staging files older than this are debris of an interrupted run.
@@ -62,18 +62,8 @@ impl LocalCache {
         if self.contains(id) {
             return Ok(false);
         }
-        let mut input = File::open(source).map_err(|e| format!("copying {} into the cache: {e}", source.display()))?;
         let mut staged = self.stage(id)?;
-        let mut buffer = vec![0u8; COPY_CHUNK];
-        loop {
-            let read = match std::io::Read::read(&mut input, &mut buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("copying {} into the cache: {e}", source.display())),
-            };
-            staged.write(&buffer[..read])?;
-        }
+        staged.copy_from(source)?;
         staged.commit().map_err(|error| {
             if error.starts_with("the bytes received") {
                 format!("{} changed while it was being added; add it again", source.display())
@@ -81,6 +71,62 @@ impl LocalCache {
                 error
             }
         })?;
+        Ok(true)
+    }
+
+    /// Copies in a workspace file whose content id is not known yet, hashing the bytes as they are copied (one
+    /// pass: the id is that of the bytes stored). The file must still have the stamp it was listed with once
+    /// copied, else it changed meanwhile and nothing is stored. Returns the id and whether it was new.
+    pub fn insert_new_file(&self, source: &Path, listed: &Stamp) -> Result<(ContentId, bool), String> {
+        let mut staged = StagedObject {
+            cache: self.clone(),
+            id: None,
+            path: self.staging_path(),
+            file: None,
+            hasher: blake3::Hasher::new(),
+        };
+        staged.file = Some(File::create(&staged.path).map_err(|e| format!("writing {}: {e}", staged.path.display()))?);
+        staged.copy_from(source)?;
+        let now = std::fs::metadata(source).map_err(|e| format!("{}: {e}", source.display()))?;
+        if Stamp::of(&now) != *listed {
+            return Err(format!(
+                "{} changed while it was being added; add it again",
+                source.display()
+            ));
+        }
+        staged.file = None;
+        let id = ContentId::file(staged.hasher.finalize());
+        if self.contains(&id) {
+            let _ = std::fs::remove_file(&staged.path);
+            return Ok((id, false));
+        }
+        self.commit(&staged.path, &id)?;
+        Ok((id, true))
+    }
+
+    /// Makes a workspace file, hashed before to `id` with the stamp `listed`, an object by a hard link rather
+    /// than a copy (no bytes written), unless the cache has it already. The shared file loses its write
+    /// permission (it is protected: the cache's copy cannot be edited through the working tree by accident).
+    /// Where links cannot be made (another file system) the file is copied. Returns whether it was new.
+    pub fn link_file(&self, id: &ContentId, source: &Path, listed: &Stamp) -> Result<bool, String> {
+        if self.contains(id) {
+            return Ok(false);
+        }
+        let staged = self.staging_path();
+        if std::fs::hard_link(source, &staged).is_err() {
+            return self.insert_file(id, source);
+        }
+        // Linked after it was hashed: a file changed in between is refused (its stamp tells).
+        let metadata = std::fs::metadata(&staged);
+        if !metadata.as_ref().is_ok_and(|m| Stamp::of(m) == *listed) {
+            let _ = std::fs::remove_file(&staged);
+            return Err(format!(
+                "{} changed while it was being added; add it again",
+                source.display()
+            ));
+        }
+        let exec = metadata.is_ok_and(|m| m.permissions().mode() & 0o100 != 0);
+        self.commit_with_mode(&staged, id, if exec { 0o555 } else { 0o444 })?;
         Ok(true)
     }
 
@@ -104,7 +150,7 @@ impl LocalCache {
         let file = File::create(&path).map_err(|e| format!("writing {}: {e}", path.display()))?;
         Ok(StagedObject {
             cache: self.clone(),
-            id: id.clone(),
+            id: Some(id.clone()),
             path,
             file: Some(file),
             hasher: blake3::Hasher::new(),
@@ -176,9 +222,13 @@ impl LocalCache {
     }
 
     fn commit(&self, staged: &Path, id: &ContentId) -> Result<(), String> {
+        self.commit_with_mode(staged, id, 0o444)
+    }
+
+    fn commit_with_mode(&self, staged: &Path, id: &ContentId, mode: u32) -> Result<(), String> {
         let target = self.path_of(id);
         let done = (|| {
-            std::fs::set_permissions(staged, std::fs::Permissions::from_mode(0o444))?;
+            std::fs::set_permissions(staged, std::fs::Permissions::from_mode(mode))?;
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -194,7 +244,8 @@ impl LocalCache {
 /// An object being written into the cache; dropped without [`StagedObject::commit`], it leaves nothing.
 pub struct StagedObject {
     cache: LocalCache,
-    id: ContentId,
+    /// The id the bytes must hash to (none: they name themselves).
+    id: Option<ContentId>,
     path: PathBuf,
     file: Option<File>,
     hasher: blake3::Hasher,
@@ -202,6 +253,12 @@ pub struct StagedObject {
 
 /// Bytes read at a time when copying into the cache.
 const COPY_CHUNK: usize = 1 << 20;
+
+thread_local! {
+    /// Each thread's copy buffer, kept between files (10,000 small files would otherwise fault in 10,000 fresh
+    /// buffers).
+    static COPY_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl StagedObject {
     /// Appends bytes.
@@ -212,19 +269,37 @@ impl StagedObject {
             .map_err(|e| format!("writing {}: {e}", self.path.display()))
     }
 
+    /// Appends a file's bytes.
+    fn copy_from(&mut self, source: &Path) -> Result<(), String> {
+        let mut input = File::open(source).map_err(|e| format!("copying {} into the cache: {e}", source.display()))?;
+        COPY_BUFFER.with_borrow_mut(|buffer| {
+            buffer.resize(COPY_CHUNK, 0);
+            loop {
+                let read = match std::io::Read::read(&mut input, buffer) {
+                    Ok(0) => return Ok(()),
+                    Ok(read) => read,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(format!("copying {} into the cache: {e}", source.display())),
+                };
+                self.write(&buffer[..read])?;
+            }
+        })
+    }
+
     /// Moves the object into the cache if its bytes hash to the id expected.
     pub fn commit(mut self) -> Result<(), String> {
         drop(self.file.take());
         let hash = self.hasher.finalize();
-        if hash.to_hex().as_str() != self.id.hex() {
+        let id = self.id.clone().ok_or("the object has no id to be checked against")?;
+        if hash.to_hex().as_str() != id.hex() {
             let _ = std::fs::remove_file(&self.path);
             return Err(format!(
                 "the bytes received for object {} hash to {}; nothing was stored",
-                self.id,
+                id,
                 hash.to_hex()
             ));
         }
-        self.cache.commit(&self.path, &self.id)
+        self.cache.commit(&self.path, &id)
     }
 }
 

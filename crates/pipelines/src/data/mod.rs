@@ -5,6 +5,7 @@ pub mod cache;
 pub mod content;
 pub mod dvc;
 pub mod files;
+pub mod links;
 pub mod manifest;
 pub mod materialize;
 pub mod pointer;
@@ -13,6 +14,7 @@ pub mod workspace;
 
 pub use cache::LocalCache;
 pub use content::ContentId;
+pub use links::LinkMode;
 pub use manifest::{Manifest, ManifestEntry};
 pub use pointer::Pointer;
 pub use workspace::{Added, CheckedOut, DataStatus, Progress, Project, Quiet, TreeState};

@@ -10,7 +10,8 @@ use rayon::prelude::*;
 
 use super::cache::LocalCache;
 use super::content::ContentId;
-use super::files::{WorkspaceFile, hash_files, single_file, walk};
+use super::files::{WorkspaceFile, hash_file, hash_files, single_file, walk};
+use super::links::{LinkMode, link_out, put_in_place};
 use super::manifest::{Manifest, ManifestEntry};
 use super::pointer::{Pointer, check_name, is_pointer, name_from, pointer_path};
 use super::state::HashState;
@@ -42,6 +43,7 @@ pub struct Project {
     root: PathBuf,
     cache: LocalCache,
     state: Mutex<HashState>,
+    link: LinkMode,
 }
 
 /// What `add` did.
@@ -143,7 +145,18 @@ impl Project {
             let _ = std::fs::write(&ignore, "/cache\n/state.json\n/run-cache\n/pipeline-runs\n/datasets\n");
         }
         let state = Mutex::new(HashState::load(&own.join("state.json")));
-        Ok(Project { root, cache, state })
+        Ok(Project {
+            root,
+            cache,
+            state,
+            link: LinkMode::Copy,
+        })
+    }
+
+    /// The project, adding and checking out data as `link` says.
+    pub fn with_link(mut self, link: LinkMode) -> Project {
+        self.link = link;
+        self
     }
 
     /// The root directory.
@@ -254,8 +267,8 @@ impl Project {
 
     fn snapshot_inside(&self, target: &Path, progress: &dyn Progress) -> Result<Snapshot, String> {
         let (files, directory) = self.files_of(target)?;
-        let (ids, hashed_bytes) = self.identify(&files, progress)?;
-        let new_objects = self.store(&files, &ids, progress)?;
+        let (ids, hashed_bytes, copied) = self.identify_storing(&files, progress)?;
+        let new_objects = copied + self.store(&files, &ids, progress)?;
         let (id, size) = if directory {
             let manifest = manifest_of(&files, &ids)?;
             let id = manifest.id();
@@ -484,7 +497,12 @@ impl Project {
                 } else {
                     data.to_path_buf()
                 };
-                materialise(&self.cache.path_of(&id), &target, entry.exec)?;
+                let object = self.cache.path_of(&id);
+                // Executable files are copied: the cache's object is not executable.
+                let linked = self.link == LinkMode::Hardlink && !entry.exec && link_out(&object, &target)?;
+                if !linked {
+                    materialise(&object, &target, entry.exec)?;
+                }
                 progress.advance(entry.size);
                 Ok((target, id))
             })
@@ -564,6 +582,48 @@ impl Project {
         Ok((ids.into_iter().flatten().collect(), bytes))
     }
 
+    /// As [`Project::identify`], but a file whose id is not remembered is copied into the cache as it is
+    /// hashed (one pass over its bytes, not two). Returns the ids, the bytes read and the objects copied.
+    fn identify_storing(
+        &self,
+        files: &[WorkspaceFile],
+        progress: &dyn Progress,
+    ) -> Result<(Vec<ContentId>, u64, usize), String> {
+        let mut ids: Vec<Option<ContentId>> = {
+            let state = self.state.lock().map_err(|_| "the hash memory was poisoned")?;
+            files.iter().map(|f| state.get(&f.path, &f.stamp)).collect()
+        };
+        let unknown: Vec<usize> = (0..files.len()).filter(|i| ids[*i].is_none()).collect();
+        let bytes: u64 = unknown.iter().map(|i| files[*i].stamp.size).sum();
+        if !unknown.is_empty() {
+            progress.phase("hashing and caching", bytes);
+        }
+        let stored: Vec<(ContentId, bool)> = unknown
+            .par_iter()
+            .map(|index| {
+                let file = &files[*index];
+                let stored = match self.link {
+                    LinkMode::Copy => self.cache.insert_new_file(&file.path, &file.stamp)?,
+                    LinkMode::Hardlink => {
+                        let id = ContentId::file(hash_file(&file.path)?.0);
+                        let new = self.cache.link_file(&id, &file.path, &file.stamp)?;
+                        (id, new)
+                    }
+                };
+                progress.advance(file.stamp.size);
+                Ok(stored)
+            })
+            .collect::<Result<_, String>>()?;
+        let mut state = self.state.lock().map_err(|_| "the hash memory was poisoned")?;
+        let mut copied = 0;
+        for (index, (id, new)) in unknown.into_iter().zip(stored) {
+            state.set(&files[index].path, files[index].stamp, &id);
+            copied += usize::from(new);
+            ids[index] = Some(id);
+        }
+        Ok((ids.into_iter().flatten().collect(), bytes, copied))
+    }
+
     /// Copies files into the cache (in parallel) unless it has them; returns how many were new.
     fn store(&self, files: &[WorkspaceFile], ids: &[ContentId], progress: &dyn Progress) -> Result<usize, String> {
         let mut seen = BTreeSet::new();
@@ -578,7 +638,11 @@ impl Project {
         missing
             .par_iter()
             .map(|(file, id)| {
-                let copied = self.cache.insert_file(id, &file.path).inspect_err(|_| {
+                let copied = match self.link {
+                    LinkMode::Copy => self.cache.insert_file(id, &file.path),
+                    LinkMode::Hardlink => self.cache.link_file(id, &file.path, &file.stamp),
+                };
+                let copied = copied.inspect_err(|_| {
                     if let Ok(mut state) = self.state.lock() {
                         state.forget(&file.path);
                     }
@@ -698,23 +762,17 @@ fn materialise(object: &Path, target: &Path, exec: bool) -> Result<(), String> {
         .ok_or_else(|| format!("{} has no parent", target.display()))?;
     std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
     let staged = parent.join(format!(".loopline-tmp-{}", uuid::Uuid::new_v4().simple()));
-    let done = std::fs::copy(object, &staged)
-        .and_then(|_| {
-            std::fs::set_permissions(
-                &staged,
-                std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
-            )
-        })
-        .and_then(|()| {
-            if target.is_dir() {
-                std::fs::remove_dir_all(target)?;
-            }
-            std::fs::rename(&staged, target)
-        });
-    done.map_err(|e| {
+    let copied = std::fs::copy(object, &staged).and_then(|_| {
+        std::fs::set_permissions(
+            &staged,
+            std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
+        )
+    });
+    if let Err(e) = copied {
         let _ = std::fs::remove_file(&staged);
-        format!("writing {}: {e}", target.display())
-    })
+        return Err(format!("writing {}: {e}", target.display()));
+    }
+    put_in_place(&staged, target)
 }
 
 /// A file name as a `.gitignore` pattern matching only itself: wildcards, brackets, backslashes, a leading

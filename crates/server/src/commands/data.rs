@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use loopline_pipelines::data::pointer::{is_pointer, pointer_path};
-use loopline_pipelines::data::{Pointer, Progress, Project, TreeState};
+use loopline_pipelines::data::{LinkMode, Pointer, Progress, Project, TreeState};
 
 use super::rollout::ServerArgs;
 use super::{FINDING, OK, input_error};
@@ -35,6 +35,8 @@ enum DataCommand {
         #[arg(long)]
         push: bool,
         #[command(flatten)]
+        link: LinkArgs,
+        #[command(flatten)]
         server: ServerArgs,
     },
     /// How each dataset stands: unchanged, modified (which files), missing from the working tree, or lacking
@@ -55,6 +57,8 @@ enum DataCommand {
         /// Replace changes that were not added and remove files the version does not hold.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        link: LinkArgs,
     },
     /// Upload what the server lacks and register each version (its number is written into the pointer).
     Push {
@@ -70,6 +74,8 @@ enum DataCommand {
         /// As `checkout --force`.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        link: LinkArgs,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -100,6 +106,12 @@ enum DataCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Turn data added or checked out with `--link hardlink` back into writable files of their own (copies),
+    /// so they can be edited in place.
+    Unprotect {
+        /// Data or pointer files (default: every pointer in the project).
+        paths: Vec<PathBuf>,
+    },
     /// A dataset's versions on the server, newest first.
     Versions {
         /// The dataset's name.
@@ -109,6 +121,31 @@ enum DataCommand {
     },
 }
 
+/// How data shares its bytes with the cache.
+#[derive(Args, Debug)]
+struct LinkArgs {
+    /// `copy`: the working tree and the cache each hold a copy (the default). `hardlink`: one file under two
+    /// names, nothing copied (fast for large data); the files become read-only (`loopline data unprotect` to
+    /// edit them in place). Falls back to copying where links cannot be made.
+    #[arg(long, value_enum, default_value = "copy")]
+    link: Link,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Link {
+    Copy,
+    Hardlink,
+}
+
+impl LinkArgs {
+    fn mode(&self) -> LinkMode {
+        match self.link {
+            Link::Copy => LinkMode::Copy,
+            Link::Hardlink => LinkMode::Hardlink,
+        }
+    }
+}
+
 /// Runs `loopline data`.
 pub fn run(args: DataArgs) -> ExitCode {
     let outcome = match args.command {
@@ -116,17 +153,28 @@ pub fn run(args: DataArgs) -> ExitCode {
             paths,
             name,
             push,
+            link,
             server,
-        } => add(&paths, name.as_deref(), push.then_some(&server)),
+        } => add(&paths, name.as_deref(), push.then_some(&server), link.mode()),
         DataCommand::Status { paths, remote, server } => status(&paths, remote.then_some(&server)),
-        DataCommand::Checkout { paths, force } => checkout(&paths, force),
+        DataCommand::Checkout { paths, force, link } => {
+            with_linked_project(&paths, link.mode(), |project, pointers| {
+                checkout_all(project, pointers, force)
+            })
+        }
         DataCommand::Push { paths, server } => with_project(&paths, |project, pointers| {
             super::data_remote::push(&server, project, pointers).map(|()| OK)
         }),
-        DataCommand::Pull { paths, force, server } => with_project(&paths, |project, pointers| {
+        DataCommand::Pull {
+            paths,
+            force,
+            link,
+            server,
+        } => with_linked_project(&paths, link.mode(), |project, pointers| {
             super::data_remote::pull(&server, project, pointers)?;
             checkout_all(project, pointers, force)
         }),
+        DataCommand::Unprotect { paths } => with_project(&paths, unprotect),
         DataCommand::Gc {
             dry_run,
             on_server,
@@ -231,17 +279,25 @@ fn with_project(
     paths: &[PathBuf],
     work: impl FnOnce(&Project, &[PathBuf]) -> Result<u8, String>,
 ) -> Result<u8, String> {
-    let project = Project::find(Path::new("."))?;
+    with_linked_project(paths, LinkMode::Copy, work)
+}
+
+fn with_linked_project(
+    paths: &[PathBuf],
+    link: LinkMode,
+    work: impl FnOnce(&Project, &[PathBuf]) -> Result<u8, String>,
+) -> Result<u8, String> {
+    let project = Project::find(Path::new("."))?.with_link(link);
     let pointers = pointers_for(&project, paths)?;
     work(&project, &pointers)
 }
 
-fn add(paths: &[PathBuf], name: Option<&str>, push: Option<&ServerArgs>) -> Result<u8, String> {
+fn add(paths: &[PathBuf], name: Option<&str>, push: Option<&ServerArgs>, link: LinkMode) -> Result<u8, String> {
     if name.is_some() && paths.len() > 1 {
         return Err("--name names one dataset; add the paths one at a time".into());
     }
     // The project is the one the command runs in: a path elsewhere is refused, not given a project of its own.
-    let project = Project::find(Path::new("."))?;
+    let project = Project::find(Path::new("."))?.with_link(link);
     let bar = BytesBar::new();
     let mut pointers = Vec::new();
     for path in paths {
@@ -327,10 +383,6 @@ fn first_of(added: &[String], removed: &[String], modified: &[String]) -> String
     first.map(|path| format!(" (e.g. {path})")).unwrap_or_default()
 }
 
-fn checkout(paths: &[PathBuf], force: bool) -> Result<u8, String> {
-    with_project(paths, |project, pointers| checkout_all(project, pointers, force))
-}
-
 fn checkout_all(project: &Project, pointers: &[PathBuf], force: bool) -> Result<u8, String> {
     let bar = BytesBar::new();
     let mut failures = Vec::new();
@@ -357,6 +409,16 @@ fn checkout_all(project: &Project, pointers: &[PathBuf], force: bool) -> Result<
     } else {
         Err(failures.join("\n"))
     }
+}
+
+fn unprotect(project: &Project, pointers: &[PathBuf]) -> Result<u8, String> {
+    for pointer_path in pointers {
+        let pointer = Pointer::read(pointer_path)?;
+        let data = loopline_pipelines::data::workspace::data_path(pointer_path, &pointer);
+        let done = project.unprotect(&data)?;
+        println!("{:<32} {done} file(s) made writable copies", shown(project, &data));
+    }
+    Ok(OK)
 }
 
 fn collect_locally(dry_run: bool) -> Result<u8, String> {

@@ -1,0 +1,88 @@
+//! Hard links between the cache and the working tree, DVC's `cache.type: hardlink`: adding or checking out a
+//! large dataset writes no bytes, at the price of files that are protected (read-only) while they share their
+//! bytes with the cache. `unprotect` turns them back into writable copies of their own.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use super::files::walk;
+use super::workspace::Project;
+
+/// How the cache and the working tree hold a file's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkMode {
+    /// Each has its own copy: the working file can be edited freely (the default).
+    #[default]
+    Copy,
+    /// Both names are one file, made read-only: nothing is copied. An edit must replace the file (or
+    /// `loopline data unprotect` it first); one made in place anyway, by someone allowed to write a read-only
+    /// file, would change the cached version too.
+    Hardlink,
+}
+
+/// Puts the cached `object` at `target` as a hard link, through a name beside it renamed over what was there.
+/// Returns false (and changes nothing) where links cannot be made, so the caller copies instead.
+pub(super) fn link_out(object: &Path, target: &Path) -> Result<bool, String> {
+    let parent = target
+        .parent()
+        .ok_or_else(|| format!("{} has no parent", target.display()))?;
+    std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let staged = parent.join(format!(".loopline-tmp-{}", uuid::Uuid::new_v4().simple()));
+    if std::fs::hard_link(object, &staged).is_err() {
+        return Ok(false);
+    }
+    put_in_place(&staged, target)?;
+    Ok(true)
+}
+
+/// Renames `staged` over `target` (a directory standing there is removed first); on failure `staged` goes.
+pub(super) fn put_in_place(staged: &Path, target: &Path) -> Result<(), String> {
+    let done = (|| {
+        if target.is_dir() {
+            std::fs::remove_dir_all(target)?;
+        }
+        std::fs::rename(staged, target)
+    })();
+    done.map_err(|e| {
+        let _ = std::fs::remove_file(staged);
+        format!("writing {}: {e}", target.display())
+    })
+}
+
+impl Project {
+    /// Replaces each file of `data` (a file or directory in the project) that shares its bytes with another
+    /// name (a hard link into the cache) or is read-only with a writable copy of its own. Returns how many.
+    pub fn unprotect(&self, data: &Path) -> Result<usize, String> {
+        let metadata = std::fs::metadata(data).map_err(|e| format!("{}: {e}", data.display()))?;
+        let files = if metadata.is_dir() {
+            walk(data, self.root())?
+        } else {
+            vec![super::files::single_file(data, "")?]
+        };
+        let mut done = 0;
+        for file in files {
+            let metadata = std::fs::metadata(&file.path).map_err(|e| format!("{}: {e}", file.path.display()))?;
+            let protected = metadata.nlink() > 1 || metadata.permissions().mode() & 0o200 == 0;
+            if !protected {
+                continue;
+            }
+            let staged = file
+                .path
+                .with_file_name(format!(".loopline-tmp-{}", uuid::Uuid::new_v4().simple()));
+            let mode = if metadata.permissions().mode() & 0o100 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            let copied = std::fs::copy(&file.path, &staged)
+                .and_then(|_| std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode)))
+                .and_then(|()| std::fs::rename(&staged, &file.path));
+            copied.map_err(|e| {
+                let _ = std::fs::remove_file(&staged);
+                format!("unprotecting {}: {e}", file.path.display())
+            })?;
+            done += 1;
+        }
+        Ok(done)
+    }
+}
