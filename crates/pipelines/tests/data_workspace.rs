@@ -269,6 +269,28 @@ fn hard_linked_data_shares_its_bytes_with_the_cache_read_only_until_unprotected(
 }
 
 #[test]
+fn a_symbolic_link_in_linked_data_is_copied_not_linked_itself() {
+    let (directory, project) = project();
+    let project = project.with_link(LinkMode::Hardlink);
+    write(&directory.path().join("elsewhere/real.bin"), b"real bytes");
+    let data = directory.path().join("set");
+    write(&data.join("plain.bin"), b"plain");
+    std::os::unix::fs::symlink(directory.path().join("elsewhere/real.bin"), data.join("link.bin")).unwrap();
+    project.add(&data, None, &Quiet).unwrap();
+    let object = project.cache().path_of(&ContentId::file(blake3::hash(b"real bytes")));
+    // The cache holds the bytes, not a link that would follow later edits of the file it names.
+    assert!(std::fs::symlink_metadata(&object).unwrap().file_type().is_file());
+    assert!(project.cache().verify(&ContentId::file(blake3::hash(b"real bytes"))));
+    assert_eq!(project.unprotect(&data).unwrap(), 1);
+    assert!(
+        std::fs::symlink_metadata(data.join("link.bin"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
 fn a_file_changed_while_it_is_added_is_refused_in_either_mode() {
     let (directory, project) = project();
     let data = directory.path().join("table.csv");

@@ -112,8 +112,10 @@ impl LocalCache {
         if self.contains(id) {
             return Ok(false);
         }
+        // A symbolic link (to a file inside the project) would be linked itself, not its file: copied instead.
+        let regular = std::fs::symlink_metadata(source).is_ok_and(|m| m.file_type().is_file());
         let staged = self.staging_path();
-        if std::fs::hard_link(source, &staged).is_err() {
+        if !regular || std::fs::hard_link(source, &staged).is_err() {
             return self.insert_file(id, source);
         }
         // Linked after it was hashed: a file changed in between is refused (its stamp tells).

@@ -53,6 +53,7 @@ impl Project {
     /// Replaces each file of `data` (a file or directory in the project) that shares its bytes with another
     /// name (a hard link into the cache) or is read-only with a writable copy of its own. Returns how many.
     pub fn unprotect(&self, data: &Path) -> Result<usize, String> {
+        let data = &self.inside(data)?;
         let metadata = std::fs::metadata(data).map_err(|e| format!("{}: {e}", data.display()))?;
         let files = if metadata.is_dir() {
             walk(data, self.root())?
@@ -61,8 +62,11 @@ impl Project {
         };
         let mut done = 0;
         for file in files {
-            let metadata = std::fs::metadata(&file.path).map_err(|e| format!("{}: {e}", file.path.display()))?;
-            let protected = metadata.nlink() > 1 || metadata.permissions().mode() & 0o200 == 0;
+            // Symbolic links inside the dataset stay links (their files are unprotected where they lie).
+            let metadata =
+                std::fs::symlink_metadata(&file.path).map_err(|e| format!("{}: {e}", file.path.display()))?;
+            let protected =
+                metadata.file_type().is_file() && (metadata.nlink() > 1 || metadata.permissions().mode() & 0o200 == 0);
             if !protected {
                 continue;
             }

@@ -654,7 +654,7 @@ impl Project {
     }
 
     /// `path` made absolute and checked to lie inside the project (and not in its own folder or git's).
-    fn inside(&self, path: &Path) -> Result<PathBuf, String> {
+    pub(super) fn inside(&self, path: &Path) -> Result<PathBuf, String> {
         let absolute = path.canonicalize().map_err(|e| format!("{}: {e}", path.display()))?;
         self.check_inside(&absolute, path)?;
         Ok(absolute)
