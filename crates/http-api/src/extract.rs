@@ -65,8 +65,20 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for MlflowMessage<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let describe = |error: serde_path_to_error::Error<serde_json::Error>| {
+        let describe = |error: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]| {
             let field = error.path().to_string();
+            let about_a_value = !["missing field", "unknown field", "duplicate field"]
+                .iter()
+                .any(|start| error.inner().to_string().starts_with(start));
+            if error.inner().is_data() && about_a_value && field != "." {
+                // Off the fast path: the body is read again to show the value refused, as MLflow does.
+                let offending = serde_json::from_slice::<Value>(bytes)
+                    .ok()
+                    .and_then(|body| value_at(&body, error.path()).cloned());
+                if let Some(offending) = offending {
+                    return invalid_value(&field, &offending);
+                }
+            }
             let inner = error.into_inner();
             if inner.is_syntax() || inner.is_eof() {
                 ApiError::new(
@@ -83,8 +95,16 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for MlflowMessage<T> {
             }
         };
         let query = request.uri().query().unwrap_or_default().to_string();
-        let from_query =
-            |query: &str| serde_path_to_error::deserialize(query_to_json(query)).map_err(describe_value_error);
+        let from_query = |query: &str| {
+            let value = query_to_json(query);
+            serde_path_to_error::deserialize(value.clone()).map_err(|error| {
+                let field = error.path().to_string();
+                match value_at(&value, error.path()) {
+                    Some(offending) if field != "." => invalid_value(&field, offending),
+                    _ => describe_value_error(error),
+                }
+            })
+        };
         if request.method() == Method::GET {
             return from_query(&query).map(MlflowMessage);
         }
@@ -107,7 +127,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for MlflowMessage<T> {
         }
         // Deserialise straight from the bytes: no intermediate JSON tree for 1000-metric batches.
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        let message = serde_path_to_error::deserialize(&mut deserializer).map_err(describe)?;
+        let message = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| describe(error, &bytes))?;
         deserializer.end().map_err(|error| {
             ApiError::new(
                 ErrorCode::BadRequest,
@@ -124,6 +144,43 @@ fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok());
     loopline_core::media_type::is_json_media_type(content_type)
+}
+
+/// The value at a deserialisation error's path.
+fn value_at<'a>(body: &'a Value, path: &serde_path_to_error::Path) -> Option<&'a Value> {
+    let mut at = body;
+    for segment in path.iter() {
+        at = match segment {
+            serde_path_to_error::Segment::Map { key } => at.get(key.as_str())?,
+            serde_path_to_error::Segment::Seq { index } => at.get(*index)?,
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
+/// MLflow's wording for a value of the wrong type, which clients and tests match on: the value as compact
+/// JSON, the field, and the type it had (as Python names types).
+fn invalid_value(field: &str, value: &Value) -> ApiError {
+    let kind = match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(number) if number.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    };
+    let mut shown = value.to_string();
+    if shown.len() > 200 {
+        let cut = (0..=200).rev().find(|at| shown.is_char_boundary(*at)).unwrap_or(0);
+        shown.truncate(cut);
+        shown.push_str("...");
+    }
+    ApiError::invalid(format!(
+        "Invalid value {shown} for parameter '{field}' supplied: Hint: Value was of type '{kind}'. See the API docs \
+         for more information about request parameters."
+    ))
 }
 
 fn describe_value_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {

@@ -220,6 +220,26 @@ impl RegistryService {
                 storage_location = logged_model.info.artifact_uri.clone();
             }
         }
+        // A version copied from another (`models:/NAME/VERSION`, as `copy_model_version` sends) is stored where
+        // that one is, as MLflow resolves it.
+        if source_model_id.is_none()
+            && let Some((source_name, source_version)) = request
+                .source
+                .strip_prefix("models:/")
+                .and_then(|rest| rest.trim_end_matches('/').rsplit_once('/'))
+                .filter(|(name, version)| !name.is_empty() && version.bytes().all(|b| b.is_ascii_digit()))
+        {
+            let original = self
+                .get_model_version(source_name, source_version)
+                .await
+                .map_err(|error| {
+                    RegistryError::InvalidParameter(format!(
+                        "Unable to fetch model from model URI source artifact location '{}'.Error: {error}",
+                        request.source
+                    ))
+                })?;
+            storage_location = original.storage_location;
+        }
         let mut sealed = None;
         if let Some(sealer) = &self.sealer {
             // The digest of what is there now: serving refuses the version if its files change later.

@@ -131,12 +131,19 @@ impl TrackingService {
             validate_key("parameter", &param.key)?;
             validate_length("Param value", &param.key, &param.value, MAX_PARAM_VALUE_LENGTH)?;
         }
-        if let Some(run_id) = new_model.source_run_id.as_deref().filter(|run_id| !run_id.is_empty()) {
-            self.store.get_run(run_id).await?;
+        // As MLflow: the source run is recorded as given (it may live on another server), and a model created
+        // without a name gets a generated one of its own.
+        const BAD_CHARACTERS: [char; 6] = ['/', ':', '.', '%', '"', '\''];
+        if new_model.name.contains(BAD_CHARACTERS) {
+            return Err(TrackingError::InvalidParameter(format!(
+                "Invalid model name ('{}') provided. Model name must be a non-empty string and cannot contain the \
+                 following characters: ('/', ':', '.', '%', '\"', \"'\")",
+                new_model.name
+            )));
         }
         let new_model = NewLoggedModel {
             name: if new_model.name.is_empty() {
-                "model".to_string()
+                crate::run_names::generate_run_name()
             } else {
                 new_model.name
             },

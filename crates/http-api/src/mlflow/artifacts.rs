@@ -15,22 +15,64 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A content type from the file extension, as MLflow's server guesses it.
-fn content_type_for(name: &str) -> &'static str {
-    let extension = name
-        .rsplit_once('.')
-        .map(|(_, extension)| extension.to_ascii_lowercase())
-        .unwrap_or_default();
-    match extension.as_str() {
-        "txt" | "log" | "md" | "py" | "yaml" | "yml" | "csv" | "mlmodel" | "toml" => "text/plain",
-        "json" => "application/json",
+/// What MLflow's server treats as text, by extension (or by the whole name of a file without one).
+const TEXT_EXTENSIONS: &[&str] = &[
+    "txt",
+    "log",
+    "err",
+    "cfg",
+    "conf",
+    "cnf",
+    "cf",
+    "ini",
+    "properties",
+    "prop",
+    "hocon",
+    "toml",
+    "yaml",
+    "yml",
+    "xml",
+    "json",
+    "js",
+    "py",
+    "py3",
+    "csv",
+    "tsv",
+    "md",
+    "rst",
+    "MLmodel",
+    "mlproject",
+];
+
+/// A content type from the file name, as MLflow's server guesses it: its text extensions are `text/plain`,
+/// other known types as Python's `mimetypes` names them, anything else `application/octet-stream`.
+pub(crate) fn content_type_for(name: &str) -> &'static str {
+    let name = name.rsplit('/').next().unwrap_or(name);
+    // As Python's `splitext`: leading dots do not start an extension.
+    let extension = match name.rsplit_once('.') {
+        Some((stem, extension)) if !stem.trim_start_matches('.').is_empty() => extension,
+        _ => name,
+    };
+    if TEXT_EXTENSIONS.contains(&extension) {
+        return "text/plain";
+    }
+    match extension.to_ascii_lowercase().as_str() {
         "html" | "htm" => "text/html",
+        "css" => "text/css",
         "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
+        "jpg" | "jpeg" | "jpe" => "image/jpeg",
         "gif" => "image/gif",
         "svg" => "image/svg+xml",
+        "webp" => "image/webp",
+        "bmp" => "image/bmp",
+        "ico" => "image/vnd.microsoft.icon",
+        "tif" | "tiff" => "image/tiff",
         "pdf" => "application/pdf",
-        _ if name == "MLmodel" => "text/plain",
+        "zip" => "application/zip",
+        "tar" => "application/x-tar",
+        "wav" => "audio/x-wav",
+        "mp3" => "audio/mpeg",
+        "mp4" => "video/mp4",
         _ => "application/octet-stream",
     }
 }
@@ -142,4 +184,28 @@ pub(super) async fn delete(State(state): State<AppState>, Path(raw_path): Path<S
     refuse_sealed(&state, &path, true).await?;
     state.artifacts.delete(&path).await?;
     empty_object()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_type_for;
+
+    #[test]
+    fn content_types_follow_mlflow() {
+        for (name, expected) in [
+            ("a.txt", "text/plain"),
+            ("dir/b.json", "text/plain"),
+            ("b.pkl", "application/octet-stream"),
+            ("c.png", "image/png"),
+            ("d.pdf", "application/pdf"),
+            ("MLmodel", "text/plain"),
+            ("mlproject", "text/plain"),
+            ("conda.yaml", "text/plain"),
+            ("page.HTML", "text/html"),
+            (".bashrc", "application/octet-stream"),
+            ("noextension", "application/octet-stream"),
+        ] {
+            assert_eq!(content_type_for(name), expected, "{name}");
+        }
+    }
 }

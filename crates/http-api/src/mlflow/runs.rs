@@ -7,7 +7,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{KeyValueInput, MlflowMessage, one_or_many, to_tags};
 use axum::extract::State;
 use loopline_core::proto_json::{deserialize_optional_double, deserialize_optional_int64};
-use loopline_core::time::now_millis;
 use loopline_metadata_store::*;
 use loopline_tracking::service::StartRun;
 use serde::Deserialize;
@@ -142,16 +141,23 @@ pub(super) struct MetricInput {
 }
 
 impl MetricInput {
-    fn into_metric(self) -> ApiResult<Metric> {
-        let key = required(&self.key, "key")?.to_string();
-        let value = self
-            .value
-            .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'value'."))?;
+    /// The metric, or the 400 naming a missing field as MLflow does (`timestamp`, `metrics[2].timestamp`).
+    fn into_metric(self, path: &str) -> ApiResult<Metric> {
+        let missing = |field: &str| {
+            ApiError::invalid(format!(
+                "Missing value for required parameter '{path}{field}'. See the API docs for more information about \
+                 request parameters."
+            ))
+        };
+        let key = self.key.filter(|key| !key.is_empty()).ok_or_else(|| missing("key"))?;
+        let value = self.value.ok_or_else(|| missing("value"))?;
+        // MLflow refuses a point without a time rather than inventing one.
+        let timestamp = self.timestamp.ok_or_else(|| missing("timestamp"))?;
         let non_empty = |text: Option<String>| text.filter(|text| !text.is_empty());
         Ok(Metric {
             key,
             value,
-            timestamp: self.timestamp.unwrap_or_else(now_millis),
+            timestamp,
             step: self.step.unwrap_or(0),
             dataset_name: non_empty(self.dataset_name),
             dataset_digest: non_empty(self.dataset_digest),
@@ -167,7 +173,7 @@ pub(super) async fn log_metric(
 ) -> JsonResult {
     let run_id = resolve_run_id(&request.run_id, &request.run_uuid)?.to_string();
     let batch = LogBatch {
-        metrics: vec![request.into_metric()?],
+        metrics: vec![request.into_metric("")?],
         ..LogBatch::default()
     };
     state.tracking.log_batch(&run_id, batch).await?;
@@ -251,7 +257,8 @@ pub(super) async fn log_batch(
     let metrics = request
         .metrics
         .into_iter()
-        .map(MetricInput::into_metric)
+        .enumerate()
+        .map(|(index, metric)| metric.into_metric(&format!("metrics[{index}].")))
         .collect::<ApiResult<Vec<_>>>()?;
     let batch = LogBatch {
         metrics,

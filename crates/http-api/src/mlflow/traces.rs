@@ -304,6 +304,11 @@ pub(super) async fn create_assessment(
         Value::String(loopline_core::ids::new_assessment_id()),
     );
     object.insert("trace_id".to_string(), Value::String(trace_id.clone()));
+    // As MLflow stores them: valid unless the client says otherwise, and timestamped.
+    object.entry("valid").or_insert(Value::Bool(true));
+    let now = Value::String(loopline_core::time::rfc3339_millis(loopline_core::time::now_millis()));
+    let created = object.entry("create_time").or_insert(now).clone();
+    object.entry("last_update_time").or_insert(created);
     state
         .tracking
         .store()

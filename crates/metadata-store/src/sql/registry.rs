@@ -130,9 +130,14 @@ impl SqlStore {
             " AND v.version = (SELECT MAX(w.version) FROM model_versions w WHERE w.name = v.name AND w.current_stage = v.current_stage) \
              ORDER BY v.version",
         );
-        let mut latest: HashMap<String, Vec<ModelVersion>> = HashMap::new();
+        let mut newest = Vec::new();
         for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
-            let version = version_from_row(&row)?;
+            newest.push(version_from_row(&row)?);
+        }
+        // With their tags and aliases, as MLflow gives them.
+        self.decorate_versions(&mut newest).await?;
+        let mut latest: HashMap<String, Vec<ModelVersion>> = HashMap::new();
+        for version in newest {
             latest.entry(version.name.clone()).or_default().push(version);
         }
         for model in models.iter_mut() {
@@ -170,6 +175,17 @@ impl SqlStore {
             .await?;
         Ok(())
     }
+}
+
+/// Marks a registered model as updated at `now`, inside a transaction changing one of its versions (as MLflow
+/// does for a stage transition or a deleted version).
+async fn touch_in(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str, now: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE registered_models SET last_updated_time = $1 WHERE name = $2")
+        .bind(now)
+        .bind(name.to_string())
+        .execute(&mut **transaction)
+        .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -324,7 +340,7 @@ impl RegistryStore for SqlStore {
 
     async fn get_latest_versions(&self, name: &str, stages: &[String]) -> StoreResult<Vec<ModelVersion>> {
         let model = self.get_registered_model(name).await?;
-        let mut versions: Vec<ModelVersion> = model
+        let versions: Vec<ModelVersion> = model
             .latest_versions
             .into_iter()
             .filter(|version| {
@@ -334,7 +350,6 @@ impl RegistryStore for SqlStore {
                         .any(|stage| stage.eq_ignore_ascii_case(&version.current_stage))
             })
             .collect();
-        self.decorate_versions(&mut versions).await?;
         Ok(versions)
     }
 
@@ -438,6 +453,7 @@ impl RegistryStore for SqlStore {
                 .execute(&mut *transaction)
                 .await?;
         }
+        touch_in(&mut transaction, name, now_millis()).await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -552,6 +568,7 @@ impl RegistryStore for SqlStore {
             .bind(version)
             .execute(&mut *transaction)
             .await?;
+            touch_in(&mut transaction, name, now).await?;
             transaction.commit().await?;
         }
         self.get_model_version(name, version).await

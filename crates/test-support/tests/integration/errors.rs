@@ -80,6 +80,39 @@ async fn malformed_requests_are_400s_naming_the_field() {
         "{}",
         bad_metric.body_text()
     );
+    // A point without a time is refused as MLflow refuses it, naming the field, not stamped with "now".
+    for (path, body, field) in [
+        (
+            "log-metric",
+            br#"{"run_id":"x","key":"k","value":1.5}"#.as_slice(),
+            "'timestamp'",
+        ),
+        (
+            "log-batch",
+            br#"{"run_id":"x","metrics":[{"key":"a","value":1,"timestamp":5},{"key":"b","value":2}]}"#.as_slice(),
+            "'metrics[1].timestamp'",
+        ),
+    ] {
+        let untimed = raw_request(
+            address,
+            "POST",
+            &format!("/api/2.0/mlflow/runs/{path}"),
+            &json_header,
+            body,
+        )
+        .await
+        .unwrap();
+        assert_eq!(untimed.status, 400, "{path}");
+        assert_eq!(untimed.json()["error_code"], "INVALID_PARAMETER_VALUE");
+        assert!(
+            untimed.json()["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("Missing value for required parameter {field}")),
+            "{}",
+            untimed.body_text()
+        );
+    }
     server.stop().await.unwrap();
 }
 
