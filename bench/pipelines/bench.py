@@ -38,12 +38,13 @@ def measure(command, cwd, repeat=1):
     return best
 
 
-def new_project(project: pathlib.Path, dataset: pathlib.Path) -> None:
-    """An empty git repository holding `dataset` as hard links (the same bytes, nothing written)."""
+def new_project(project: pathlib.Path, dataset: pathlib.Path, copy: bool = False) -> None:
+    """An empty git repository holding `dataset` as hard links (the same bytes, nothing written), or as copies
+    of its own (for linking adds: Loopline copies rather than links a file that has other names)."""
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir(parents=True)
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    subprocess.run(["cp", "-al", str(dataset), str(project / "dataset")], check=True)
+    subprocess.run(["cp", "-r" if copy else "-al", str(dataset), str(project / "dataset")], check=True)
 
 
 def measure_fresh(command, project, make_project, repeat):
@@ -114,7 +115,7 @@ def main() -> None:
 
     def fresh_dvc(project, cache_type="copy"):
         def make():
-            new_project(project, dataset)
+            new_project(project, dataset, copy=cache_type != "copy")
             subprocess.run([dvc, "init", "-q"], cwd=project, check=True)
             subprocess.run([dvc, "config", "core.autostage", "false"], cwd=project, check=True)
             subprocess.run([dvc, "config", "cache.type", cache_type], cwd=project, check=True)
@@ -122,9 +123,9 @@ def main() -> None:
             subprocess.run([dvc, "config", "core.site_cache_dir", str(project / ".dvc-site")], cwd=project, check=True)
         return make
 
-    def fresh_loopline(project):
+    def fresh_loopline(project, copy=False):
         def make():
-            new_project(project, dataset)
+            new_project(project, dataset, copy)
             (project / ".loopline").mkdir()
         return make
 
@@ -152,7 +153,7 @@ def main() -> None:
     linked_ours, linked_theirs = work / "loopline-hardlink", work / "dvc-hardlink"
     dvc_linked = measure_fresh([dvc, "add", "-q", "dataset"], linked_theirs, fresh_dvc(linked_theirs, "hardlink"), args.repeat)
     our_linked = measure_fresh(
-        [loopline, "data", "add", "--link", "hardlink", "dataset"], linked_ours, fresh_loopline(linked_ours), args.repeat
+        [loopline, "data", "add", "--link", "hardlink", "dataset"], linked_ours, fresh_loopline(linked_ours, copy=True), args.repeat
     )
     rows.append((f"add {args.files} files, hard links", "dvc add", dvc_linked, our_linked))
 

@@ -316,3 +316,79 @@ fn is_root() -> bool {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
 }
+
+#[test]
+fn damaged_objects_are_refused_at_checkout_and_replaced_by_the_next_add() {
+    use std::os::unix::fs::PermissionsExt;
+    let (directory, project) = project();
+    let data = directory.path().join("set");
+    write(&data.join("a.bin"), b"alpha");
+    let added = project.add(&data, None, &Quiet).unwrap();
+    let id = ContentId::file(blake3::hash(b"alpha"));
+    let object = project.cache().path_of(&id);
+    // Damaged in place, same size and larger.
+    for bad in [b"ALPHA".as_slice(), b"alpha and more".as_slice()] {
+        std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&object, bad).unwrap();
+        std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o444)).unwrap();
+        std::fs::remove_dir_all(&data).unwrap();
+        for link in [LinkMode::Copy, LinkMode::Hardlink] {
+            let opened = Project::find(directory.path()).unwrap().with_link(link);
+            let refused = opened.checkout(&added.pointer_path, true, &Quiet).unwrap_err();
+            assert!(refused.contains("damaged") || refused.contains("lacks"), "{refused}");
+            assert!(!data.join("a.bin").exists());
+        }
+        // Removed when found, so the right bytes come back with the next add (or pull).
+        assert!(!project.cache().contains(&id));
+        write(&data.join("a.bin"), b"alpha");
+        project.add(&data, None, &Quiet).unwrap();
+        assert!(project.cache().verify(&id));
+    }
+    // An object of the wrong size is replaced by an add even when nothing reads it first.
+    std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&object, b"alp").unwrap();
+    write(&data.join("b.bin"), b"alpha");
+    write(&data.join("a.bin"), b"beta!");
+    write(&data.join("a.bin"), b"alpha");
+    project.add(&data, None, &Quiet).unwrap();
+    assert!(project.cache().verify(&id));
+}
+
+#[test]
+fn linked_adds_copy_files_with_other_names_and_hidden_folders_are_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let (directory, project) = project();
+    let project = project.with_link(LinkMode::Hardlink);
+    let outside = tempfile::tempdir().unwrap();
+    write(&outside.path().join("shared.bin"), b"shared");
+    let data = directory.path().join("set");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::hard_link(outside.path().join("shared.bin"), data.join("shared.bin")).unwrap();
+    project.add(&data, None, &Quiet).unwrap();
+    // The file outside keeps its mode and is not the cache's object.
+    let shared = std::fs::metadata(outside.path().join("shared.bin")).unwrap();
+    let object = std::fs::metadata(project.cache().path_of(&ContentId::file(blake3::hash(b"shared")))).unwrap();
+    assert_ne!(shared.ino(), object.ino());
+    assert_eq!(shared.nlink(), 2);
+    assert_ne!(shared.mode() & 0o200, 0);
+
+    write(&directory.path().join(".hidden/d/f.bin"), b"h");
+    let refused = project
+        .add(&directory.path().join(".hidden/d"), None, &Quiet)
+        .unwrap_err();
+    assert!(refused.contains("hidden folder"), "{refused}");
+}
+
+#[test]
+fn collection_waits_for_nobody_else_using_the_cache() {
+    let (directory, project) = project();
+    let other = Project::find(directory.path()).unwrap();
+    assert!(
+        project
+            .lock_exclusively()
+            .unwrap_err()
+            .contains("using this project's cache")
+    );
+    drop(other);
+    project.lock_exclusively().unwrap();
+}

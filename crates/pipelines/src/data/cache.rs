@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -55,11 +55,18 @@ impl LocalCache {
         self.path_of(id).is_file()
     }
 
+    /// Whether the cache holds an object of this size (one of another size is damaged: it is replaced when
+    /// the right bytes come).
+    fn holds(&self, id: &ContentId, size: u64) -> bool {
+        std::fs::metadata(self.path_of(id)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
     /// Copies a workspace file in as `id` (its hash, taken before), unless the cache has it already. The bytes
     /// are hashed as they are copied (one pass), so a file that changed since it was hashed is refused rather
     /// than stored under the wrong id. Returns whether bytes were copied.
     pub fn insert_file(&self, id: &ContentId, source: &Path) -> Result<bool, String> {
-        if self.contains(id) {
+        let size = std::fs::metadata(source).map_or(u64::MAX, |m| m.len());
+        if self.holds(id, size) {
             return Ok(false);
         }
         let mut staged = self.stage(id)?;
@@ -96,7 +103,7 @@ impl LocalCache {
         }
         staged.file = None;
         let id = ContentId::file(staged.hasher.finalize());
-        if self.contains(&id) {
+        if self.holds(&id, listed.size) {
             let _ = std::fs::remove_file(&staged.path);
             return Ok((id, false));
         }
@@ -109,13 +116,14 @@ impl LocalCache {
     /// permission (it is protected: the cache's copy cannot be edited through the working tree by accident).
     /// Where links cannot be made (another file system) the file is copied. Returns whether it was new.
     pub fn link_file(&self, id: &ContentId, source: &Path, listed: &Stamp) -> Result<bool, String> {
-        if self.contains(id) {
+        if self.holds(id, listed.size) {
             return Ok(false);
         }
-        // A symbolic link (to a file inside the project) would be linked itself, not its file: copied instead.
-        let regular = std::fs::symlink_metadata(source).is_ok_and(|m| m.file_type().is_file());
+        // Copied instead: a symbolic link (it would be linked itself, not its file), and a file with other
+        // names already (one outside the project would become a cache object, and be made read-only).
+        let single = std::fs::symlink_metadata(source).is_ok_and(|m| m.file_type().is_file() && m.nlink() == 1);
         let staged = self.staging_path();
-        if !regular || std::fs::hard_link(source, &staged).is_err() {
+        if !single || std::fs::hard_link(source, &staged).is_err() {
             return self.insert_file(id, source);
         }
         // Linked after it was hashed: a file changed in between is refused (its stamp tells).
@@ -134,7 +142,7 @@ impl LocalCache {
 
     /// Stores bytes already known to hash to `id` (a manifest), unless present.
     pub fn insert_bytes(&self, id: &ContentId, bytes: &[u8]) -> Result<(), String> {
-        if self.contains(id) {
+        if self.holds(id, bytes.len() as u64) {
             return Ok(());
         }
         if !id.matches(bytes) {
@@ -256,6 +264,23 @@ pub struct StagedObject {
 /// Bytes read at a time when copying into the cache.
 const COPY_CHUNK: usize = 1 << 20;
 
+/// Hands a file's bytes to `sink` a chunk at a time (through this thread's buffer).
+pub(super) fn read_through(source: &Path, mut sink: impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
+    let mut input = File::open(source).map_err(|e| format!("{}: {e}", source.display()))?;
+    COPY_BUFFER.with_borrow_mut(|buffer| {
+        buffer.resize(COPY_CHUNK, 0);
+        loop {
+            let read = match std::io::Read::read(&mut input, buffer) {
+                Ok(0) => return Ok(()),
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("reading {}: {e}", source.display())),
+            };
+            sink(&buffer[..read])?;
+        }
+    })
+}
+
 thread_local! {
     /// Each thread's copy buffer, kept between files (10,000 small files would otherwise fault in 10,000 fresh
     /// buffers).
@@ -273,19 +298,8 @@ impl StagedObject {
 
     /// Appends a file's bytes.
     fn copy_from(&mut self, source: &Path) -> Result<(), String> {
-        let mut input = File::open(source).map_err(|e| format!("copying {} into the cache: {e}", source.display()))?;
-        COPY_BUFFER.with_borrow_mut(|buffer| {
-            buffer.resize(COPY_CHUNK, 0);
-            loop {
-                let read = match std::io::Read::read(&mut input, buffer) {
-                    Ok(0) => return Ok(()),
-                    Ok(read) => read,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(format!("copying {} into the cache: {e}", source.display())),
-                };
-                self.write(&buffer[..read])?;
-            }
-        })
+        read_through(source, |bytes| self.write(bytes))
+            .map_err(|e| format!("copying {} into the cache: {e}", source.display()))
     }
 
     /// Moves the object into the cache if its bytes hash to the id expected.

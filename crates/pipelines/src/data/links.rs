@@ -2,9 +2,12 @@
 //! large dataset writes no bytes, at the price of files that are protected (read-only) while they share their
 //! bytes with the cache. `unprotect` turns them back into writable copies of their own.
 
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use super::cache::{LocalCache, read_through};
+use super::content::ContentId;
 use super::files::walk;
 use super::workspace::Project;
 
@@ -20,9 +23,68 @@ pub enum LinkMode {
     Hardlink,
 }
 
+/// Puts the cached object `id` (a version's file of `size` bytes) at `target`: as a hard link where `link`
+/// asks for one and the object can be shared as it is (its size right, read-only, not executable: executables
+/// are copied), else as a writable copy whose bytes are hashed on the way. An object that no longer matches
+/// its id is removed from the cache and refused, so that a pull fetches it again.
+pub(super) fn place(
+    cache: &LocalCache,
+    id: &ContentId,
+    size: u64,
+    target: &Path,
+    exec: bool,
+    link: LinkMode,
+) -> Result<(), String> {
+    let object = cache.path_of(id);
+    let damaged = || {
+        let _ = std::fs::remove_file(&object);
+        format!(
+            "the cached object {id} for {} was damaged (its bytes no longer match it) and has been removed; run \
+             `loopline data pull`, or add a good copy again",
+            target.display()
+        )
+    };
+    let metadata = std::fs::metadata(&object).map_err(|e| format!("{}: {e}", object.display()))?;
+    if metadata.len() != size {
+        return Err(damaged());
+    }
+    let shareable = metadata.permissions().mode() & 0o333 == 0;
+    if link == LinkMode::Hardlink && !exec && shareable && link_out(&object, target)? {
+        return Ok(());
+    }
+    let parent = target
+        .parent()
+        .ok_or_else(|| format!("{} has no parent", target.display()))?;
+    std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let staged = parent.join(format!(".loopline-tmp-{}", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut output = std::fs::File::create(&staged).map_err(|e| format!("{}: {e}", staged.display()))?;
+        let mut hasher = blake3::Hasher::new();
+        read_through(&object, |bytes| {
+            hasher.update(bytes);
+            output
+                .write_all(bytes)
+                .map_err(|e| format!("writing {}: {e}", staged.display()))
+        })?;
+        if ContentId::file(hasher.finalize()) != *id {
+            return Err(damaged());
+        }
+        std::fs::set_permissions(
+            &staged,
+            std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
+        )
+        .map_err(|e| format!("{}: {e}", staged.display()))
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&staged);
+        return Err(error);
+    }
+    put_in_place(&staged, target)
+}
+
 /// Puts the cached `object` at `target` as a hard link, through a name beside it renamed over what was there.
 /// Returns false (and changes nothing) where links cannot be made, so the caller copies instead.
-pub(super) fn link_out(object: &Path, target: &Path) -> Result<bool, String> {
+fn link_out(object: &Path, target: &Path) -> Result<bool, String> {
     let parent = target
         .parent()
         .ok_or_else(|| format!("{} has no parent", target.display()))?;
@@ -36,7 +98,7 @@ pub(super) fn link_out(object: &Path, target: &Path) -> Result<bool, String> {
 }
 
 /// Renames `staged` over `target` (a directory standing there is removed first); on failure `staged` goes.
-pub(super) fn put_in_place(staged: &Path, target: &Path) -> Result<(), String> {
+fn put_in_place(staged: &Path, target: &Path) -> Result<(), String> {
     let done = (|| {
         if target.is_dir() {
             std::fs::remove_dir_all(target)?;

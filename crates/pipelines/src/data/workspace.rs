@@ -2,7 +2,6 @@
 //! against its pointer and the cache, and checking a version out of the cache.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -11,7 +10,7 @@ use rayon::prelude::*;
 use super::cache::LocalCache;
 use super::content::ContentId;
 use super::files::{WorkspaceFile, hash_file, hash_files, single_file, walk};
-use super::links::{LinkMode, link_out, put_in_place};
+use super::links::{LinkMode, place};
 use super::manifest::{Manifest, ManifestEntry};
 use super::pointer::{Pointer, check_name, is_pointer, name_from, pointer_path};
 use super::state::HashState;
@@ -44,6 +43,8 @@ pub struct Project {
     cache: LocalCache,
     state: Mutex<HashState>,
     link: LinkMode,
+    /// A shared lock on the cache, held while the project is open: `gc` needs it alone.
+    lock: std::fs::File,
 }
 
 /// What `add` did.
@@ -139,6 +140,16 @@ impl Project {
         let root = root.canonicalize().map_err(|e| format!("{}: {e}", root.display()))?;
         let own = root.join(PROJECT_DIR);
         let cache = LocalCache::open(&own.join("cache"))?;
+        let lock_path = own.join("cache").join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("opening {}: {e}", lock_path.display()))?;
+        // Waits while a `gc` runs; any number of other commands share the cache.
+        lock.lock_shared()
+            .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
         let ignore = own.join(".gitignore");
         if !ignore.exists() {
             // The cache, remembered hashes and run records stay out of git; the folder itself may be committed.
@@ -150,6 +161,16 @@ impl Project {
             cache,
             state,
             link: LinkMode::Copy,
+            lock,
+        })
+    }
+
+    /// Takes the cache for this process alone (garbage collection), or says who else is using it.
+    pub fn lock_exclusively(&self) -> Result<(), String> {
+        self.lock.try_lock().map_err(|_| {
+            "another loopline command (an add, a checkout, a pull or a pipeline run) is using this project's cache; \
+             run gc again when it has finished"
+                .to_string()
         })
     }
 
@@ -175,6 +196,19 @@ impl Project {
         let target = self.inside(target)?;
         if is_pointer(&target) {
             return Err(format!("{} is a pointer file; add the data it names", target.display()));
+        }
+        // Pointers are looked for outside hidden folders (status, checkout and gc would miss this one, and gc
+        // would remove its content).
+        let folders = target.parent().and_then(|parent| parent.strip_prefix(&self.root).ok());
+        if folders.is_some_and(|folders| {
+            folders
+                .components()
+                .any(|c| c.as_os_str().to_str().is_none_or(|name| name.starts_with('.')))
+        }) {
+            return Err(format!(
+                "{} is inside a hidden folder, where Loopline does not look for pointer files; move it out to version it",
+                target.display()
+            ));
         }
         let pointer_path = pointer_path(&target);
         let previous = pointer_path
@@ -497,12 +531,7 @@ impl Project {
                 } else {
                     data.to_path_buf()
                 };
-                let object = self.cache.path_of(&id);
-                // Executable files are copied: the cache's object is not executable.
-                let linked = self.link == LinkMode::Hardlink && !entry.exec && link_out(&object, &target)?;
-                if !linked {
-                    materialise(&object, &target, entry.exec)?;
-                }
+                place(&self.cache, &id, entry.size, &target, entry.exec, self.link)?;
                 progress.advance(entry.size);
                 Ok((target, id))
             })
@@ -752,27 +781,6 @@ fn manifest_of(files: &[WorkspaceFile], ids: &[ContentId]) -> Result<Manifest, S
 /// The id of a directory of these files.
 fn directory_id(files: &[WorkspaceFile], ids: &[ContentId]) -> Result<ContentId, String> {
     Ok(manifest_of(files, ids)?.id())
-}
-
-/// Copies a cached object to `target` through a temporary file beside it, writable (and executable if it
-/// was), replacing what was there.
-fn materialise(object: &Path, target: &Path, exec: bool) -> Result<(), String> {
-    let parent = target
-        .parent()
-        .ok_or_else(|| format!("{} has no parent", target.display()))?;
-    std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
-    let staged = parent.join(format!(".loopline-tmp-{}", uuid::Uuid::new_v4().simple()));
-    let copied = std::fs::copy(object, &staged).and_then(|_| {
-        std::fs::set_permissions(
-            &staged,
-            std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
-        )
-    });
-    if let Err(e) = copied {
-        let _ = std::fs::remove_file(&staged);
-        return Err(format!("writing {}: {e}", target.display()));
-    }
-    put_in_place(&staged, target)
 }
 
 /// A file name as a `.gitignore` pattern matching only itself: wildcards, brackets, backslashes, a leading

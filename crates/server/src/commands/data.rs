@@ -423,6 +423,10 @@ fn unprotect(project: &Project, pointers: &[PathBuf]) -> Result<u8, String> {
 
 fn collect_locally(dry_run: bool) -> Result<u8, String> {
     let project = Project::find(Path::new("."))?;
+    // Objects an add or a pull is writing are not yet named by any pointer: collect only when nobody is.
+    if !dry_run {
+        project.lock_exclusively()?;
+    }
     let mut needed = std::collections::HashSet::new();
     for pointer_path in project.pointers()? {
         let pointer = Pointer::read(&pointer_path)?;
