@@ -133,7 +133,8 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_pipelines::api::routes(
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response));
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::map_response(name_the_server));
     Ok(Application {
         router,
         store,
@@ -275,4 +276,14 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown requested; draining in-flight requests");
+}
+
+/// Every answer names the server and its version (`/version` answers with the MLflow API version instead, as
+/// clients compare it with MLflow's).
+async fn name_the_server(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        "x-loopline-version",
+        axum::http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+    );
+    response
 }

@@ -14,6 +14,17 @@ pub(super) async fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
+/// Loopline's own version, and the MLflow release whose tracking API it speaks.
+pub(super) async fn loopline_version() -> JsonResult {
+    Ok(Json(serde_json::json!({
+        "loopline": env!("CARGO_PKG_VERSION"),
+        "mlflow_api": MLFLOW_API_VERSION,
+    })))
+}
+
+/// The MLflow release whose client (`tests/compat/requirements.txt`) the server is tested against.
+pub const MLFLOW_API_VERSION: &str = "3.17.2";
+
 /// Capabilities the client checks before downloads.
 pub(super) async fn server_info() -> JsonResult {
     Ok(Json(serde_json::json!({

@@ -208,3 +208,21 @@ async fn sqlite_raw_update(database: &std::path::Path, statement: &'static str) 
     pool.close().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn every_answer_names_loopline_and_its_version() {
+    let server = TestServer::start().await.unwrap();
+    let own = raw_request(server.address, "GET", "/api/loopline/v1/version", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(own.status, 200);
+    assert_eq!(own.json()["loopline"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(own.json()["mlflow_api"], "3.17.2");
+    // On every answer, errors included.
+    let missing = raw_request(server.address, "GET", "/api/2.0/mlflow/no-such-thing", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.header("x-loopline-version"), Some(env!("CARGO_PKG_VERSION")));
+    server.stop().await.unwrap();
+}
