@@ -5,6 +5,7 @@
 pub mod error;
 pub mod extract;
 pub mod mlflow;
+pub mod otlp;
 
 use axum::Router;
 use loopline_artifact_store::ArtifactStore;

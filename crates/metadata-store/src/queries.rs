@@ -157,6 +157,33 @@ pub struct TraceSearch {
     pub page: PageRequest,
 }
 
+/// A span received over OTLP, kept as the JSON it is served back as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSpan {
+    /// Its trace (`tr-` + 32 hex).
+    pub trace_id: String,
+    /// Its id (16 hex).
+    pub span_id: String,
+    /// Start, nanoseconds since the epoch.
+    pub start_ns: i64,
+    /// The OTel span as proto JSON.
+    pub content: serde_json::Value,
+}
+
+/// What a batch of spans says about their trace: the trace to create when it does not exist yet, and the
+/// times and state to fold into one that does.
+#[derive(Debug, Clone)]
+pub struct SpanBatch {
+    /// The trace as it would be created from these spans alone.
+    pub trace: NewTrace,
+    /// The latest end among the spans, ms.
+    pub end_ms: Option<i64>,
+    /// The root span's state (`OK`, `ERROR`) when the batch holds the root.
+    pub root_state: Option<String>,
+    /// The spans.
+    pub spans: Vec<NewSpan>,
+}
+
 /// A trace to record.
 #[derive(Debug, Clone)]
 pub struct NewTrace {

@@ -154,6 +154,12 @@ pub trait TraceStore: Send + Sync {
     async fn delete_trace_tag(&self, trace_id: &str, key: &str) -> StoreResult<()>;
     /// Appends an assessment (feedback or expectation, already given its id) to a trace.
     async fn add_trace_assessment(&self, trace_id: &str, assessment: &serde_json::Value) -> StoreResult<()>;
+    /// Stores spans received over OTLP: creates their trace from `batch.trace` when it does not exist yet, or
+    /// folds the batch's times and root state into it, marks its spans as kept in this store
+    /// (`mlflow.trace.spansLocation`), and stores the spans (replacing ones with the same ids), all at once.
+    async fn log_spans(&self, batch: &SpanBatch) -> StoreResult<()>;
+    /// A trace's spans kept in this store, by start time (none for a trace whose spans are an artifact).
+    async fn get_trace_spans(&self, trace_id: &str) -> StoreResult<Vec<serde_json::Value>>;
     /// Deletes traces by id, or the oldest ones before a time; returns how many.
     async fn delete_traces(
         &self,

@@ -101,3 +101,52 @@ def test_artifacts_are_served_with_mlflows_content_types(experiment, server_url,
     assert answer.status_code == 200
     assert answer.headers["Content-Type"].split(";")[0] == content_type
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_traces_travel_over_otlp_and_read_back_with_the_stock_client(experiment, server_url):
+    # The client itself: the server says it speaks MLflow 3.17.2, so spans go to /v1/traces.
+    assert requests.get(f"{server_url}/version").text == "3.17.2"
+
+    @mlflow.trace
+    def outer(x):
+        return inner(x) + 1
+
+    @mlflow.trace(span_type="LLM")
+    def inner(x):
+        return x * 2
+
+    assert outer(3) == 7
+    trace_id = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    trace = mlflow.get_trace(trace_id)
+    assert trace.info.tags["mlflow.trace.spansLocation"] == "TRACKING_STORE"
+    assert [(s.name, s.span_type, s.inputs, s.outputs) for s in trace.data.spans] == [
+        ("outer", "UNKNOWN", {"x": 3}, 7), ("inner", "LLM", {"x": 3}, 6)]
+
+    # Any OpenTelemetry exporter: raw OTLP protobuf, gzipped, with the experiment in a header.
+    import gzip
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add()
+    root = spans.spans.add()
+    root.trace_id = bytes.fromhex("12" * 16)
+    root.span_id = bytes.fromhex("34" * 8)
+    root.name = "external-app"
+    root.start_time_unix_nano = 1_700_000_000_000_000_000
+    root.end_time_unix_nano = 1_700_000_000_500_000_000
+    attribute = root.attributes.add()
+    attribute.key = "gen_ai.request.model"
+    attribute.value.string_value = "gpt-4o"
+    answer = requests.post(f"{server_url}/v1/traces", data=gzip.compress(request.SerializeToString()),
+                           headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
+                                    "x-mlflow-experiment-id": experiment})
+    assert answer.status_code == 200, answer.text
+    external = mlflow.get_trace("tr-" + "12" * 16)
+    assert external.info.execution_time_ms == 500
+    assert external.info.state.value == "OK"
+    (only,) = external.data.spans
+    assert only.name == "external-app"
+    assert only.attributes["gen_ai.request.model"] == "gpt-4o"
+    found = mlflow.search_traces(locations=[experiment], return_type="list")
+    assert sorted(len(t.data.spans) for t in found) == [1, 2]

@@ -8,10 +8,11 @@ pub(super) async fn health() -> &'static str {
     "OK"
 }
 
-/// The server version, as plain text. Clients compare it with 3.4 to decide whether to send spans over
-/// OTLP; we report Loopline's own version, so they upload spans as the `traces.json` artifact instead.
+/// The server version, as plain text: the MLflow release whose API Loopline speaks. Clients gate features
+/// on it (from 3.4 they send spans over OTLP to `/v1/traces`). Loopline's own version is at
+/// `/api/loopline/v1/version` and in the `x-loopline-version` header.
 pub(super) async fn version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
+    MLFLOW_API_VERSION
 }
 
 /// Loopline's own version, and the MLflow release whose tracking API it speaks.

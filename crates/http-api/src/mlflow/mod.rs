@@ -87,6 +87,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/health", get(meta::health))
         .route("/version", get(meta::version))
         .route("/api/loopline/v1/version", get(meta::loopline_version))
+        .route("/v1/traces", post(crate::otlp::export))
         .route(&format!("{api3}/server-info"), get(meta::server_info))
         // Experiments.
         .route(&format!("{api}/experiments/create"), post(experiments::create))

@@ -134,20 +134,29 @@ pub(super) async fn start(
         .tracking
         .store()
         .start_trace(&NewTrace {
-            trace_id,
+            trace_id: trace_id.clone(),
             experiment_id,
             timestamp_ms,
             execution_time_ms,
             state: trace_state,
-            trace_info: trace_info.clone(),
+            trace_info,
         })
         .await?;
-    single("trace", &json!({ "trace_info": trace_info }))
+    // As stored: spans already received over OTLP are named in its tags, so the client does not upload them
+    // again as an artifact.
+    let stored = state.tracking.store().get_trace_info(&trace_id).await?;
+    single("trace", &json!({ "trace_info": stored }))
+}
+
+/// A trace with the spans kept in the store (none when its spans are the `traces.json` artifact).
+async fn whole_trace(state: &AppState, trace_id: &str) -> ApiResult<Value> {
+    let trace_info = state.tracking.store().get_trace_info(trace_id).await?;
+    let spans = state.tracking.store().get_trace_spans(trace_id).await?;
+    Ok(json!({ "trace_info": trace_info, "spans": spans }))
 }
 
 pub(super) async fn get(State(state): State<AppState>, Path(trace_id): Path<String>) -> JsonResult {
-    let trace_info = state.tracking.store().get_trace_info(&trace_id).await?;
-    single("trace", &json!({ "trace_info": trace_info }))
+    single("trace", &whole_trace(&state, &trace_id).await?)
 }
 
 #[derive(Deserialize)]
@@ -160,8 +169,7 @@ pub(super) async fn get_by_query(
     MlflowMessage(request): MlflowMessage<GetQuery>,
 ) -> JsonResult {
     let trace_id = required(&request.trace_id, "trace_id")?;
-    let trace_info = state.tracking.store().get_trace_info(trace_id).await?;
-    single("trace", &json!({ "trace_info": trace_info }))
+    single("trace", &whole_trace(&state, trace_id).await?)
 }
 
 #[derive(Deserialize)]
@@ -174,10 +182,20 @@ pub(super) async fn batch_get(
     State(state): State<AppState>,
     MlflowMessage(request): MlflowMessage<BatchGetQuery>,
 ) -> JsonResult {
+    if request.trace_ids.len() > MAX_TRACE_ENTRIES {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_TRACE_ENTRIES} traces can be fetched at once, got {}",
+            request.trace_ids.len()
+        )));
+    }
     let mut traces = Vec::with_capacity(request.trace_ids.len());
     for trace_id in &request.trace_ids {
-        let trace_info = state.tracking.store().get_trace_info(trace_id).await?;
-        traces.push(json!({ "trace_info": trace_info }));
+        // As MLflow: traces that do not exist are left out, not an error.
+        match whole_trace(&state, trace_id).await {
+            Ok(trace) => traces.push(trace),
+            Err(error) if error.code == loopline_core::ErrorCode::ResourceDoesNotExist => {}
+            Err(error) => return Err(error),
+        }
     }
     page_response("traces", &traces, None)
 }

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_datasets.sql"),
     include_str!("../../migrations/0006_gates.sql"),
     include_str!("../../migrations/0007_pipelines.sql"),
+    include_str!("../../migrations/0008_trace_spans.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -15,6 +15,7 @@ mod registry_search;
 mod rows;
 mod run_search;
 mod runs;
+mod trace_spans;
 mod traces;
 
 pub use migrations::LATEST_SCHEMA_VERSION;

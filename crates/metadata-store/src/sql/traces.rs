@@ -89,6 +89,47 @@ fn string_map(trace_info: &serde_json::Value, field: &str) -> Vec<(String, Strin
         .unwrap_or_default()
 }
 
+/// Where the tag naming a trace's span location sits in its info.
+pub(super) const SPANS_LOCATION_POINTER: &str = "/tags/mlflow.trace.spansLocation";
+
+/// Writes a trace's row (inserting or replacing it) and the searchable copies of its tags and metadata.
+pub(super) async fn write_trace_rows(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
+    trace: &NewTrace,
+    experiment_id: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO traces (trace_id, experiment_id, timestamp_ms, execution_time_ms, state, trace_info) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (trace_id) DO UPDATE SET timestamp_ms = excluded.timestamp_ms, execution_time_ms = excluded.execution_time_ms, \
+         state = excluded.state, trace_info = excluded.trace_info",
+    )
+    .bind(trace.trace_id.clone())
+    .bind(experiment_id)
+    .bind(trace.timestamp_ms)
+    .bind(trace.execution_time_ms)
+    .bind(trace.state.clone())
+    .bind(trace.trace_info.to_string())
+    .execute(&mut **transaction)
+    .await?;
+    for (table, field) in [("trace_tags", "tags"), ("trace_metadata", "trace_metadata")] {
+        query_text(format!("DELETE FROM {table} WHERE trace_id = $1"))
+            .bind(trace.trace_id.clone())
+            .execute(&mut **transaction)
+            .await?;
+        for (key, value) in string_map(&trace.trace_info, field) {
+            query_text(format!(
+                "INSERT INTO {table} (trace_id, key, value) VALUES ($1, $2, $3)"
+            ))
+            .bind(trace.trace_id.clone())
+            .bind(key)
+            .bind(value)
+            .execute(&mut **transaction)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 impl SqlStore {
     async fn update_trace_info(
         &self,
@@ -139,35 +180,20 @@ impl TraceStore for SqlStore {
         self.experiment_stage(experiment_id).await?;
         let _writer = self.writer_guard().await;
         let mut transaction = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO traces (trace_id, experiment_id, timestamp_ms, execution_time_ms, state, trace_info) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (trace_id) DO UPDATE SET timestamp_ms = excluded.timestamp_ms, execution_time_ms = excluded.execution_time_ms, \
-             state = excluded.state, trace_info = excluded.trace_info",
-        )
-        .bind(trace.trace_id.clone())
-        .bind(experiment_id)
-        .bind(trace.timestamp_ms)
-        .bind(trace.execution_time_ms)
-        .bind(trace.state.clone())
-        .bind(trace.trace_info.to_string())
-        .execute(&mut *transaction)
-        .await?;
-        for (table, field) in [("trace_tags", "tags"), ("trace_metadata", "trace_metadata")] {
-            query_text(format!("DELETE FROM {table} WHERE trace_id = $1"))
-                .bind(trace.trace_id.clone())
-                .execute(&mut *transaction)
-                .await?;
-            for (key, value) in string_map(&trace.trace_info, field) {
-                query_text(format!(
-                    "INSERT INTO {table} (trace_id, key, value) VALUES ($1, $2, $3)"
-                ))
-                .bind(trace.trace_id.clone())
-                .bind(key)
-                .bind(value)
-                .execute(&mut *transaction)
-                .await?;
+        // Spans that came over OTLP before the client finished the trace stay where they are: the client's
+        // trace info does not know about them.
+        let mut trace = trace.clone();
+        if let Some(stored) = sqlx::query("SELECT trace_info FROM traces WHERE trace_id = $1")
+            .bind(trace.trace_id.clone())
+            .fetch_optional(&mut *transaction)
+            .await?
+        {
+            let stored: serde_json::Value = serde_json::from_str(&text(&stored, "trace_info")?).unwrap_or_default();
+            if let Some(location) = stored.pointer(SPANS_LOCATION_POINTER).cloned() {
+                super::trace_spans::mark_spans_location(&mut trace.trace_info, location);
             }
         }
+        write_trace_rows(&mut transaction, &trace, experiment_id).await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -262,6 +288,14 @@ impl TraceStore for SqlStore {
         .await
     }
 
+    async fn log_spans(&self, batch: &crate::queries::SpanBatch) -> StoreResult<()> {
+        self.log_spans_sql(batch).await
+    }
+
+    async fn get_trace_spans(&self, trace_id: &str) -> StoreResult<Vec<serde_json::Value>> {
+        self.get_trace_spans_sql(trace_id).await
+    }
+
     async fn delete_traces(
         &self,
         experiment_id: &str,
@@ -307,7 +341,7 @@ impl TraceStore for SqlStore {
         }
         // In slices, so that no statement binds more parameters than a database accepts.
         for doomed_slice in doomed.chunks(1_000) {
-            for table in ["trace_tags", "trace_metadata", "traces"] {
+            for table in ["trace_tags", "trace_metadata", "trace_spans", "traces"] {
                 let mut deletion = SqlBuilder::new(format!("DELETE FROM {table} WHERE trace_id IN "));
                 deletion.push_text_list(doomed_slice);
                 built_query(&deletion, self.dialect).execute(&mut *transaction).await?;

@@ -12,6 +12,7 @@ fn recorded_endpoints() -> Vec<(&'static str, String)> {
     let mut endpoints: Vec<(&'static str, String)> = vec![
         ("GET", "/version".into()),
         ("GET", "/health".into()),
+        ("POST", "/v1/traces".into()),
         ("GET", format!("{api3}/server-info")),
         ("GET", "/api/2.0/mlflow-artifacts/artifacts".into()),
         ("GET", "/api/2.0/mlflow-artifacts/artifacts/0/x/artifacts/f.txt".into()),

@@ -12,6 +12,7 @@ mod hardening;
 mod hardening_models;
 mod monitoring;
 mod monitoring_actions;
+mod otlp;
 mod security;
 mod serving;
 mod wire_format;
