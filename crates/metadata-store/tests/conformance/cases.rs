@@ -926,3 +926,97 @@ pub async fn sealed_versions_are_found_by_artifact_path(store: &SqlStore) {
         None
     );
 }
+
+pub async fn spans_make_and_finish_their_trace(store: &SqlStore) {
+    let batch = |spans: &[(&str, bool, i64)], end_ms: i64, root_state: Option<&str>| SpanBatch {
+        trace: NewTrace {
+            trace_id: "tr-spans".into(),
+            experiment_id: "0".into(),
+            timestamp_ms: spans.iter().map(|s| s.2).min().unwrap(),
+            execution_time_ms: 0,
+            state: "IN_PROGRESS".into(),
+            trace_info: serde_json::json!({
+                "trace_id": "tr-spans",
+                "state": "IN_PROGRESS",
+                "tags": {"mlflow.traceName": "root"},
+            }),
+        },
+        end_ms: Some(end_ms),
+        root_state: root_state.map(str::to_string),
+        spans: spans
+            .iter()
+            .map(|(id, root, start)| NewSpan {
+                trace_id: "tr-spans".into(),
+                span_id: id.to_string(),
+                start_ns: start * 1_000_000,
+                content: if *root {
+                    serde_json::json!({"name": id})
+                } else {
+                    serde_json::json!({"name": id, "parent_span_id": "AQ=="})
+                },
+            })
+            .collect(),
+    };
+    store
+        .log_spans(&batch(&[("child", false, 150)], 170, None))
+        .await
+        .unwrap();
+    let open = store.get_trace_info("tr-spans").await.unwrap();
+    assert_eq!(open["state"], "IN_PROGRESS");
+    assert_eq!(open["tags"]["mlflow.trace.spansLocation"], "TRACKING_STORE");
+    store
+        .log_spans(&batch(&[("root", true, 100)], 200, Some("ERROR")))
+        .await
+        .unwrap();
+    // The same span again replaces itself.
+    store
+        .log_spans(&batch(&[("child", false, 150)], 170, None))
+        .await
+        .unwrap();
+    let done = store.get_trace_info("tr-spans").await.unwrap();
+    assert_eq!(
+        (done["state"].as_str(), done["execution_duration"].as_str()),
+        (Some("ERROR"), Some("0.100s"))
+    );
+    let names: Vec<String> = store
+        .get_trace_spans("tr-spans")
+        .await
+        .unwrap()
+        .iter()
+        .map(|span| span["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["root", "child"]);
+    // The client finishing the trace keeps where its spans are; deleting it removes them.
+    store
+        .start_trace(&NewTrace {
+            trace_id: "tr-spans".into(),
+            experiment_id: "0".into(),
+            timestamp_ms: 100,
+            execution_time_ms: 100,
+            state: "OK".into(),
+            trace_info: serde_json::json!({"trace_id": "tr-spans", "state": "OK", "tags": {}}),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_trace_info("tr-spans").await.unwrap()["tags"]["mlflow.trace.spansLocation"],
+        "TRACKING_STORE"
+    );
+    store
+        .delete_traces("0", &["tr-spans".to_string()], None, None)
+        .await
+        .unwrap();
+    assert!(store.get_trace_spans("tr-spans").await.unwrap().is_empty());
+    assert!(
+        store
+            .log_spans(&SpanBatch {
+                trace: NewTrace {
+                    experiment_id: "404".into(),
+                    ..batch(&[("x", true, 1)], 2, None).trace
+                },
+                ..batch(&[("x", true, 1)], 2, None)
+            })
+            .await
+            .is_err()
+    );
+}

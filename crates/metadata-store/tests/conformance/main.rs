@@ -93,4 +93,5 @@ every_backend!(
     concurrent_registrations_make_distinct_versions,
     gate_policies_evaluations_and_overrides,
     pipelines_and_their_runs,
+    spans_make_and_finish_their_trace,
 );
