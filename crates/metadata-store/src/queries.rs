@@ -157,6 +157,10 @@ pub struct TraceSearch {
     pub page: PageRequest,
 }
 
+/// A change to a trace's assessments, made in one transaction; it answers what the caller gets back.
+pub type AssessmentChange =
+    Box<dyn FnOnce(&mut Vec<serde_json::Value>) -> crate::error::StoreResult<serde_json::Value> + Send>;
+
 /// A span received over OTLP, kept as the JSON it is served back as.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewSpan {

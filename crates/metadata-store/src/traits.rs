@@ -154,6 +154,12 @@ pub trait TraceStore: Send + Sync {
     async fn delete_trace_tag(&self, trace_id: &str, key: &str) -> StoreResult<()>;
     /// Appends an assessment (feedback or expectation, already given its id) to a trace.
     async fn add_trace_assessment(&self, trace_id: &str, assessment: &serde_json::Value) -> StoreResult<()>;
+    /// Changes a trace's assessments in one transaction (get, update, override, delete).
+    async fn change_trace_assessments(
+        &self,
+        trace_id: &str,
+        change: AssessmentChange,
+    ) -> StoreResult<serde_json::Value>;
     /// Stores spans received over OTLP: creates their trace from `batch.trace` when it does not exist yet, or
     /// folds the batch's times and root state into it, marks its spans as kept in this store
     /// (`mlflow.trace.spansLocation`), and stores the spans (replacing ones with the same ids), all at once.

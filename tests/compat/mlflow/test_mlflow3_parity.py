@@ -150,3 +150,33 @@ def test_traces_travel_over_otlp_and_read_back_with_the_stock_client(experiment,
     assert only.attributes["gen_ai.request.model"] == "gpt-4o"
     found = mlflow.search_traces(locations=[experiment], return_type="list")
     assert sorted(len(t.data.spans) for t in found) == [1, 2]
+
+
+def test_assessments_are_read_updated_overridden_and_deleted(experiment):
+    from mlflow.entities import Feedback
+
+    @mlflow.trace
+    def reply(question):
+        return "42"
+
+    reply("meaning")
+    trace_id = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    first = mlflow.log_feedback(trace_id=trace_id, name="correct", value=False, rationale="guess")
+    assert mlflow.get_assessment(trace_id, first.assessment_id).rationale == "guess"
+
+    updated = mlflow.update_assessment(trace_id, first.assessment_id,
+                                       Feedback(name="correct", value=True, rationale="checked"))
+    assert (updated.value, updated.rationale) == (True, "checked")
+    assert updated.last_update_time_ms >= updated.create_time_ms
+
+    # An override makes the old one invalid; deleting the override brings it back.
+    override = mlflow.override_feedback(trace_id=trace_id, assessment_id=first.assessment_id, value=False,
+                                        rationale="actually wrong")
+    assert override.overrides == first.assessment_id
+    assert mlflow.get_assessment(trace_id, first.assessment_id).valid is False
+    mlflow.delete_assessment(trace_id, override.assessment_id)
+    assert mlflow.get_assessment(trace_id, first.assessment_id).valid is True
+    assert [a.assessment_id for a in mlflow.get_trace(trace_id).info.assessments] == [first.assessment_id]
+    with pytest.raises(MlflowException, match="not found"):
+        mlflow.get_assessment(trace_id, "a-missing")

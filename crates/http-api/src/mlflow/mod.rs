@@ -1,6 +1,7 @@
 //! MLflow's REST API (2.0 and 3.0) and its artifact proxy.
 
 mod artifacts;
+mod assessments;
 mod experiments;
 mod logged_models;
 mod meta;
@@ -211,7 +212,13 @@ pub fn routes(state: AppState) -> Router {
         .route(&format!("{api3}/traces/{{trace_id}}"), get(traces::get))
         .route(
             &format!("{api3}/traces/{{trace_id}}/assessments"),
-            post(traces::create_assessment),
+            post(assessments::create),
+        )
+        .route(
+            &format!("{api3}/traces/{{trace_id}}/assessments/{{assessment_id}}"),
+            get(assessments::get)
+                .patch(assessments::update)
+                .delete(assessments::delete),
         )
         .route(
             &format!("{api}/traces/{{trace_id}}/tags"),

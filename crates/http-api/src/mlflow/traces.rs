@@ -288,54 +288,6 @@ pub(super) async fn delete_tag(
 }
 
 #[derive(Deserialize)]
-pub(super) struct AssessmentRequest {
-    assessment: Option<Value>,
-}
-
-/// Records feedback or an expectation on a trace (`mlflow.log_feedback`, `mlflow.log_expectation`).
-pub(super) async fn create_assessment(
-    State(state): State<AppState>,
-    Path(trace_id): Path<String>,
-    MlflowMessage(request): MlflowMessage<AssessmentRequest>,
-) -> JsonResult {
-    let mut assessment = request
-        .assessment
-        .filter(Value::is_object)
-        .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'assessment'."))?;
-    let has_name = assessment
-        .get("assessment_name")
-        .and_then(Value::as_str)
-        .is_some_and(|name| !name.is_empty());
-    if !has_name {
-        return Err(ApiError::invalid(
-            "Missing value for required parameter 'assessment.assessment_name'.",
-        ));
-    }
-    if assessment.get("feedback").is_none() && assessment.get("expectation").is_none() {
-        return Err(ApiError::invalid(
-            "An assessment needs a 'feedback' or an 'expectation'.",
-        ));
-    }
-    let object = assessment.as_object_mut().expect("checked to be an object above");
-    object.insert(
-        "assessment_id".to_string(),
-        Value::String(loopline_core::ids::new_assessment_id()),
-    );
-    object.insert("trace_id".to_string(), Value::String(trace_id.clone()));
-    // As MLflow stores them: valid unless the client says otherwise, and timestamped.
-    object.entry("valid").or_insert(Value::Bool(true));
-    let now = Value::String(loopline_core::time::rfc3339_millis(loopline_core::time::now_millis()));
-    let created = object.entry("create_time").or_insert(now).clone();
-    object.entry("last_update_time").or_insert(created);
-    state
-        .tracking
-        .store()
-        .add_trace_assessment(&trace_id, &assessment)
-        .await?;
-    single("assessment", &assessment)
-}
-
-#[derive(Deserialize)]
 pub(super) struct DeleteRequest {
     experiment_id: Option<String>,
     #[serde(default, deserialize_with = "one_or_many")]

@@ -131,11 +131,11 @@ pub(super) async fn write_trace_rows(
 }
 
 impl SqlStore {
-    async fn update_trace_info(
+    async fn update_trace_info<R: Send>(
         &self,
         trace_id: &str,
-        change: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>) + Send,
-    ) -> StoreResult<()> {
+        change: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>) -> StoreResult<R> + Send,
+    ) -> StoreResult<R> {
         let _writer = self.writer_guard().await;
         let mut transaction = self.pool.begin().await?;
         let row = sqlx::query("SELECT trace_info FROM traces WHERE trace_id = $1")
@@ -149,7 +149,7 @@ impl SqlStore {
         let object = info
             .as_object_mut()
             .ok_or_else(|| StoreError::InvalidParameter(format!("stored trace {trace_id} is not a JSON object")))?;
-        change(object);
+        let answer = change(object)?;
         sqlx::query("UPDATE traces SET trace_info = $1 WHERE trace_id = $2")
             .bind(info.to_string())
             .bind(trace_id.to_string())
@@ -169,7 +169,7 @@ impl SqlStore {
                 .await?;
         }
         transaction.commit().await?;
-        Ok(())
+        Ok(answer)
     }
 }
 
@@ -260,6 +260,7 @@ impl TraceStore for SqlStore {
             {
                 tags.insert(key, value);
             }
+            Ok(())
         })
         .await
     }
@@ -270,6 +271,7 @@ impl TraceStore for SqlStore {
             if let Some(tags) = info.get_mut("tags").and_then(serde_json::Value::as_object_mut) {
                 tags.remove(&key);
             }
+            Ok(())
         })
         .await
     }
@@ -284,6 +286,23 @@ impl TraceStore for SqlStore {
             {
                 assessments.push(assessment);
             }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn change_trace_assessments(
+        &self,
+        trace_id: &str,
+        change: crate::queries::AssessmentChange,
+    ) -> StoreResult<serde_json::Value> {
+        self.update_trace_info(trace_id, move |info| {
+            let assessments = info.entry("assessments").or_insert_with(|| serde_json::json!([]));
+            if !assessments.is_array() {
+                *assessments = serde_json::json!([]);
+            }
+            let list = assessments.as_array_mut().expect("made an array above");
+            change(list)
         })
         .await
     }
