@@ -6,6 +6,10 @@ use loopline_tracking::uris::validate_model_version_source;
 use loopline_tracking::validation::{MAX_REGISTRY_TAG_VALUE_LENGTH, validate_tags};
 use std::sync::Arc;
 
+/// The tag marking a registered model or version as a prompt.
+const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+/// The sources MLflow's senders give prompt versions (the client's and the store's placeholders).
+const PROMPT_SOURCES: [&str; 2] = ["dummy-source", "prompt-template"];
 /// The logged-model tag listing the versions registered from a model.
 const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
 /// Longest alias name.
@@ -194,8 +198,41 @@ impl RegistryService {
     /// Creates a version, linking it to its logged model or run and recording the link on the model.
     pub async fn create_model_version(&self, request: CreateModelVersion) -> RegistryResult<ModelVersion> {
         validate_model_name(&request.name)?;
-        validate_model_version_source(&request.source)?;
         validate_tags(&request.tags, MAX_REGISTRY_TAG_VALUE_LENGTH)?;
+        // A prompt version (MLflow's prompt registry) is text in its tags: its source is one of MLflow's
+        // placeholders, never fetched, never sealed.
+        let is_prompt = request
+            .tags
+            .iter()
+            .rev()
+            .find(|tag| tag.key == PROMPT_TAG)
+            .is_some_and(|tag| tag.value.eq_ignore_ascii_case("true"));
+        if is_prompt {
+            if !PROMPT_SOURCES.contains(&request.source.as_str()) {
+                return Err(RegistryError::InvalidParameter(format!(
+                    "Invalid prompt source: '{}'. Prompt sources must use an MLflow placeholder.",
+                    request.source
+                )));
+            }
+            let version = self
+                .store
+                .create_model_version(&NewModelVersion {
+                    name: request.name.clone(),
+                    source: request.source.clone(),
+                    run_id: request.run_id.clone().unwrap_or_default(),
+                    run_link: request.run_link.unwrap_or_default(),
+                    description: request.description.unwrap_or_default(),
+                    tags: request.tags,
+                    model_id: None,
+                    storage_location: request.source,
+                    user_id: String::new(),
+                    content_digest: None,
+                    sealed_path: None,
+                })
+                .await?;
+            return Ok(version);
+        }
+        validate_model_version_source(&request.source)?;
         let model_id = request.model_id.clone().filter(|id| !id.is_empty());
         let source_model_id = request
             .source

@@ -180,3 +180,18 @@ def test_assessments_are_read_updated_overridden_and_deleted(experiment):
     assert [a.assessment_id for a in mlflow.get_trace(trace_id).info.assessments] == [first.assessment_id]
     with pytest.raises(MlflowException, match="not found"):
         mlflow.get_assessment(trace_id, "a-missing")
+
+
+def test_the_prompt_registry_works_through_the_stock_client(mlflow_tracking, server_url):
+    name = f"greeting-{uuid.uuid4().hex[:8]}"
+    mlflow.genai.register_prompt(name=name, template="Hello {{name}}!", commit_message="first")
+    mlflow.genai.register_prompt(name=name, template="Hi {{name}}, welcome!")
+    assert mlflow.genai.load_prompt(f"prompts:/{name}/1").format(name="Ada") == "Hello Ada!"
+    mlflow.genai.set_prompt_alias(name, alias="production", version=2)
+    assert mlflow.genai.load_prompt(f"prompts:/{name}@production").template == "Hi {{name}}, welcome!"
+    assert name in [prompt.name for prompt in mlflow.genai.search_prompts()]
+    # A prompt's source is one of MLflow's placeholders and nothing else (it would otherwise be fetched).
+    refused = requests.post(f"{server_url}/api/2.0/mlflow/model-versions/create", json={
+        "name": name, "source": "s3://bucket/anything", "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]})
+    assert refused.status_code == 400
+    assert "Invalid prompt source" in refused.json()["message"]
