@@ -160,10 +160,11 @@ pub trait TraceStore: Send + Sync {
         trace_id: &str,
         change: AssessmentChange,
     ) -> StoreResult<serde_json::Value>;
-    /// Stores spans received over OTLP: creates their trace from `batch.trace` when it does not exist yet, or
-    /// folds the batch's times and root state into it, marks its spans as kept in this store
-    /// (`mlflow.trace.spansLocation`), and stores the spans (replacing ones with the same ids), all at once.
-    async fn log_spans(&self, batch: &SpanBatch) -> StoreResult<()>;
+    /// Stores spans received over OTLP, one batch per trace, all or nothing: creates each trace from
+    /// `batch.trace` when it does not exist yet, or folds the batch's times and root state into it, marks its
+    /// spans as kept in this store (`mlflow.trace.spansLocation`), and stores the spans (replacing ones with
+    /// the same ids).
+    async fn log_spans(&self, batches: &[SpanBatch]) -> StoreResult<()>;
     /// A trace's spans kept in this store, by start time (none for a trace whose spans are an artifact).
     async fn get_trace_spans(&self, trace_id: &str) -> StoreResult<Vec<serde_json::Value>>;
     /// Deletes traces by id, or the oldest ones before a time; returns how many.

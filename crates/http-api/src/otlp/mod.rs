@@ -23,7 +23,7 @@ use std::io::Read;
 /// The header naming the experiment the spans belong to.
 pub const EXPERIMENT_HEADER: &str = "x-mlflow-experiment-id";
 /// The largest body once decompressed.
-const MAX_DECOMPRESSED_BYTES: u64 = 64 << 20;
+const MAX_DECOMPRESSED_BYTES: u64 = 32 << 20;
 /// The most spans one request may carry.
 const MAX_SPANS_PER_REQUEST: usize = 50_000;
 
@@ -138,9 +138,13 @@ pub async fn export(State(state): State<AppState>, request: Request) -> Response
             );
         }
     };
-    for (trace_id, trace) in group_by_trace(converted) {
-        let batch = trace.into_batch(&trace_id, &experiment_id, &experiment.artifact_location);
-        if let Err(error) = state.tracking.store().log_spans(&batch).await {
+    // All traces of the request in one transaction: a request is kept whole or not at all.
+    let batches: Vec<SpanBatch> = group_by_trace(converted)
+        .into_iter()
+        .map(|(trace_id, trace)| trace.into_batch(&trace_id, &experiment_id, &experiment.artifact_location))
+        .collect();
+    {
+        if let Err(error) = state.tracking.store().log_spans(&batches).await {
             let error = crate::error::ApiError::from(error);
             let status = crate::error::status_for(error.code);
             let message = if status.is_server_error() {

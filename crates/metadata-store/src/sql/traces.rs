@@ -307,8 +307,8 @@ impl TraceStore for SqlStore {
         .await
     }
 
-    async fn log_spans(&self, batch: &crate::queries::SpanBatch) -> StoreResult<()> {
-        self.log_spans_sql(batch).await
+    async fn log_spans(&self, batches: &[crate::queries::SpanBatch]) -> StoreResult<()> {
+        self.log_spans_sql(batches).await
     }
 
     async fn get_trace_spans(&self, trace_id: &str) -> StoreResult<Vec<serde_json::Value>> {

@@ -958,19 +958,19 @@ pub async fn spans_make_and_finish_their_trace(store: &SqlStore) {
             .collect(),
     };
     store
-        .log_spans(&batch(&[("child", false, 150)], 170, None))
+        .log_spans(&[batch(&[("child", false, 150)], 170, None)])
         .await
         .unwrap();
     let open = store.get_trace_info("tr-spans").await.unwrap();
     assert_eq!(open["state"], "IN_PROGRESS");
     assert_eq!(open["tags"]["mlflow.trace.spansLocation"], "TRACKING_STORE");
     store
-        .log_spans(&batch(&[("root", true, 100)], 200, Some("ERROR")))
+        .log_spans(&[batch(&[("root", true, 100)], 200, Some("ERROR"))])
         .await
         .unwrap();
     // The same span again replaces itself.
     store
-        .log_spans(&batch(&[("child", false, 150)], 170, None))
+        .log_spans(&[batch(&[("child", false, 150)], 170, None)])
         .await
         .unwrap();
     let done = store.get_trace_info("tr-spans").await.unwrap();
@@ -1007,16 +1007,17 @@ pub async fn spans_make_and_finish_their_trace(store: &SqlStore) {
         .await
         .unwrap();
     assert!(store.get_trace_spans("tr-spans").await.unwrap().is_empty());
-    assert!(
-        store
-            .log_spans(&SpanBatch {
-                trace: NewTrace {
-                    experiment_id: "404".into(),
-                    ..batch(&[("x", true, 1)], 2, None).trace
-                },
-                ..batch(&[("x", true, 1)], 2, None)
-            })
-            .await
-            .is_err()
-    );
+    // All or nothing: a batch for a missing experiment leaves the other batch of the call unwritten too.
+    let orphan = SpanBatch {
+        trace: NewTrace {
+            experiment_id: "404".into(),
+            trace_id: "tr-orphan".into(),
+            ..batch(&[("x", true, 1)], 2, None).trace
+        },
+        ..batch(&[("x", true, 1)], 2, None)
+    };
+    let mut fine = batch(&[("y", true, 1)], 2, None);
+    fine.trace.trace_id = "tr-fine".into();
+    assert!(store.log_spans(&[fine, orphan]).await.is_err());
+    assert!(store.get_trace_info("tr-fine").await.is_err());
 }
