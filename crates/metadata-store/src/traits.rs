@@ -165,6 +165,9 @@ pub trait TraceStore: Send + Sync {
     /// spans as kept in this store (`mlflow.trace.spansLocation`), and stores the spans (replacing ones with
     /// the same ids).
     async fn log_spans(&self, batches: &[SpanBatch]) -> StoreResult<()>;
+    /// Links traces to a run (at most 100 at once; ids of traces that do not exist are skipped); the run
+    /// must exist.
+    async fn link_traces_to_run(&self, trace_ids: &[String], run_id: &str) -> StoreResult<()>;
     /// A trace's spans kept in this store, by start time (none for a trace whose spans are an artifact).
     async fn get_trace_spans(&self, trace_id: &str) -> StoreResult<Vec<serde_json::Value>>;
     /// Deletes traces by id, or the oldest ones before a time; returns how many.

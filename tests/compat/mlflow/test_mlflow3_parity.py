@@ -195,3 +195,31 @@ def test_the_prompt_registry_works_through_the_stock_client(mlflow_tracking, ser
         "name": name, "source": "s3://bucket/anything", "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]})
     assert refused.status_code == 400
     assert "Invalid prompt source" in refused.json()["message"]
+
+
+def test_genai_evaluate_scores_traces_and_links_them_to_its_run(experiment):
+    from mlflow.genai.scorers import scorer
+
+    @scorer
+    def exact_match(outputs, expectations):
+        return outputs == expectations["expected"]
+
+    data = [{"inputs": {"question": "hi"}, "expectations": {"expected": "HI"}},
+            {"inputs": {"question": "hello there"}, "expectations": {"expected": "nope"}}]
+    result = mlflow.genai.evaluate(data=data, predict_fn=lambda question: question.upper(), scorers=[exact_match])
+    assert result.metrics["exact_match/mean"] == 0.5
+    traces = mlflow.search_traces(run_id=result.run_id, return_type="list")
+    assert sorted(a.value for t in traces for a in t.info.assessments if a.name == "exact_match") == [False, True]
+
+    # A trace made outside the run, linked to it afterwards, is found with the run's traces.
+    @mlflow.trace
+    def later(x):
+        return x
+
+    later(1)
+    outside = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    mlflow.MlflowClient().link_traces_to_run([outside, "tr-does-not-exist"], result.run_id)
+    assert outside in [t.info.trace_id for t in mlflow.search_traces(run_id=result.run_id, return_type="list")]
+    with pytest.raises(MlflowException, match="not found|does not exist"):
+        mlflow.MlflowClient().link_traces_to_run([outside], "0" * 32)

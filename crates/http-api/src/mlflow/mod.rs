@@ -225,6 +225,7 @@ pub fn routes(state: AppState) -> Router {
             patch(traces::set_tag).delete(traces::delete_tag),
         )
         .route(&format!("{api}/traces/delete-traces"), post(traces::delete_traces))
+        .route(&format!("{api}/traces/link-to-run"), post(traces::link_to_run))
         // Artifact proxy.
         .route(artifacts_root, get(artifacts::list))
         .route(

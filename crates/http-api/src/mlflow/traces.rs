@@ -288,6 +288,27 @@ pub(super) async fn delete_tag(
 }
 
 #[derive(Deserialize)]
+pub(super) struct LinkRequest {
+    #[serde(default, deserialize_with = "one_or_many")]
+    trace_ids: Vec<String>,
+    run_id: Option<String>,
+}
+
+/// Links traces to a run (`mlflow.genai.evaluate` links the traces it scores to its run).
+pub(super) async fn link_to_run(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<LinkRequest>,
+) -> JsonResult {
+    let run_id = required(&request.run_id, "run_id")?;
+    state
+        .tracking
+        .store()
+        .link_traces_to_run(&request.trace_ids, run_id)
+        .await?;
+    empty_object()
+}
+
+#[derive(Deserialize)]
 pub(super) struct DeleteRequest {
     experiment_id: Option<String>,
     #[serde(default, deserialize_with = "one_or_many")]

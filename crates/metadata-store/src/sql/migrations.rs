@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_gates.sql"),
     include_str!("../../migrations/0007_pipelines.sql"),
     include_str!("../../migrations/0008_trace_spans.sql"),
+    include_str!("../../migrations/0009_trace_run_links.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -11,7 +11,7 @@ use crate::search::compile::{
     ClauseCompiler, IdentifierKind, KeyValueTable, OrderTerm, compile_expression, identifier_kind, key_value_predicate,
     numeric_predicate, render_order_terms, string_predicate,
 };
-use crate::search::{Comparison, SqlBuilder, SqlValue, parse_filter, parse_order_clause};
+use crate::search::{Comparator, Comparison, SqlBuilder, SqlValue, parse_filter, parse_order_clause};
 use crate::traits::TraceStore;
 use async_trait::async_trait;
 
@@ -39,6 +39,8 @@ const TRACE_METADATA: KeyValueTable<'static> = KeyValueTable {
     join: &[("trace_id", "t.trace_id")],
     value_column: "value",
 };
+/// The most traces one call links to a run (as MLflow).
+const MAX_TRACE_LINKS: usize = 100;
 /// The metadata key under which a trace records the run it was created in.
 const SOURCE_RUN_METADATA_KEY: &str = "mlflow.sourceRun";
 
@@ -62,7 +64,16 @@ impl ClauseCompiler for TraceClauses {
                 key: SOURCE_RUN_METADATA_KEY.to_string(),
                 ..comparison.clone()
             };
-            return key_value_predicate(&TRACE_METADATA, &by_source_run, builder);
+            if !matches!(comparison.comparator, Comparator::Equal | Comparator::In) {
+                return key_value_predicate(&TRACE_METADATA, &by_source_run, builder);
+            }
+            // Made in the run, or linked to it afterwards.
+            builder.push("(");
+            key_value_predicate(&TRACE_METADATA, &by_source_run, builder)?;
+            builder.push(" OR t.trace_id IN (SELECT l.trace_id FROM trace_run_links l WHERE ");
+            string_predicate("l.run_id", comparison, true, builder)?;
+            builder.push("))");
+            return Ok(());
         }
         match attribute_column(&comparison.key) {
             Some((column, true)) => numeric_predicate(column, comparison, builder),
@@ -311,6 +322,40 @@ impl TraceStore for SqlStore {
         self.log_spans_sql(batches).await
     }
 
+    async fn link_traces_to_run(&self, trace_ids: &[String], run_id: &str) -> StoreResult<()> {
+        if trace_ids.len() > MAX_TRACE_LINKS {
+            return Err(StoreError::InvalidParameter(format!(
+                "Cannot link more than {MAX_TRACE_LINKS} traces to a run in a single request. Provided {} traces.",
+                trace_ids.len()
+            )));
+        }
+        crate::traits::RunStore::get_run(self, run_id).await?;
+        if trace_ids.is_empty() {
+            return Ok(());
+        }
+        let _writer = self.writer_guard().await;
+        let mut transaction = self.pool.begin().await?;
+        let mut existing = SqlBuilder::new("SELECT trace_id FROM traces WHERE trace_id IN ");
+        existing.push_text_list(trace_ids);
+        let found = built_query(&existing, self.dialect)
+            .fetch_all(&mut *transaction)
+            .await?
+            .iter()
+            .map(|row| text(row, "trace_id"))
+            .collect::<StoreResult<Vec<_>>>()?;
+        for trace_id in found {
+            sqlx::query(
+                "INSERT INTO trace_run_links (trace_id, run_id) VALUES ($1, $2) ON CONFLICT (trace_id, run_id) DO NOTHING",
+            )
+            .bind(trace_id)
+            .bind(run_id.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
     async fn get_trace_spans(&self, trace_id: &str) -> StoreResult<Vec<serde_json::Value>> {
         self.get_trace_spans_sql(trace_id).await
     }
@@ -360,7 +405,13 @@ impl TraceStore for SqlStore {
         }
         // In slices, so that no statement binds more parameters than a database accepts.
         for doomed_slice in doomed.chunks(1_000) {
-            for table in ["trace_tags", "trace_metadata", "trace_spans", "traces"] {
+            for table in [
+                "trace_tags",
+                "trace_metadata",
+                "trace_spans",
+                "trace_run_links",
+                "traces",
+            ] {
                 let mut deletion = SqlBuilder::new(format!("DELETE FROM {table} WHERE trace_id IN "));
                 deletion.push_text_list(doomed_slice);
                 built_query(&deletion, self.dialect).execute(&mut *transaction).await?;
