@@ -1,6 +1,7 @@
 """Behaviours MLflow's own server tests expect, each found different once and fixed (issue 14): checked here
 with the stock client so CI guards them without MLflow's sources."""
 
+import json
 import time
 import uuid
 
@@ -223,3 +224,20 @@ def test_genai_evaluate_scores_traces_and_links_them_to_its_run(experiment):
     assert outside in [t.info.trace_id for t in mlflow.search_traces(run_id=result.run_id, return_type="list")]
     with pytest.raises(MlflowException, match="not found|does not exist"):
         mlflow.MlflowClient().link_traces_to_run([outside], "0" * 32)
+
+
+def test_traces_that_load_prompts_are_linked_to_them(experiment):
+    name = f"qa-{uuid.uuid4().hex[:8]}"
+    mlflow.genai.register_prompt(name=name, template="Answer: {{question}}")
+
+    @mlflow.trace
+    def answer(question):
+        return mlflow.genai.load_prompt(f"prompts:/{name}/1").format(question=question)
+
+    answer("why")
+    trace_id = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    mlflow.MlflowClient().link_prompt_versions_to_trace(
+        trace_id=trace_id, prompt_versions=[mlflow.genai.load_prompt(f"prompts:/{name}/1")])
+    linked = json.loads(mlflow.get_trace(trace_id).info.tags["mlflow.linkedPrompts"])
+    assert {"name": name, "version": "1"} in linked

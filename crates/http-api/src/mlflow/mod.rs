@@ -226,6 +226,7 @@ pub fn routes(state: AppState) -> Router {
         )
         .route(&format!("{api}/traces/delete-traces"), post(traces::delete_traces))
         .route(&format!("{api}/traces/link-to-run"), post(traces::link_to_run))
+        .route(&format!("{api}/traces/link-prompts"), post(traces::link_prompts))
         // Artifact proxy.
         .route(artifacts_root, get(artifacts::list))
         .route(

@@ -309,6 +309,66 @@ pub(super) async fn link_to_run(
 }
 
 #[derive(Deserialize)]
+pub(super) struct LinkPromptsRequest {
+    trace_id: Option<String>,
+    #[serde(default)]
+    prompt_versions: Vec<Value>,
+}
+
+/// The tag listing the prompt versions a trace used (the client's own format: `[{"name", "version"}]`).
+const LINKED_PROMPTS_TAG: &str = "mlflow.linkedPrompts";
+
+/// Records which prompt versions a trace used (the exporter sends this after a trace that loaded prompts).
+pub(super) async fn link_prompts(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<LinkPromptsRequest>,
+) -> JsonResult {
+    let trace_id = required(&request.trace_id, "trace_id")?;
+    if request.prompt_versions.len() > MAX_TRACE_ENTRIES {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_TRACE_ENTRIES} prompt versions can be linked at once"
+        )));
+    }
+    let mut added = Vec::new();
+    for entry in &request.prompt_versions {
+        let name = entry.get("name").and_then(Value::as_str).filter(|n| !n.is_empty());
+        let version = entry.get("version").and_then(|v| match v {
+            Value::String(text) => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        });
+        let (Some(name), Some(version)) = (name, version) else {
+            return Err(ApiError::invalid(
+                "Invalid value for parameter 'prompt_versions': each needs a name and a version",
+            ));
+        };
+        added.push(json!({"name": name, "version": version}));
+    }
+    let info = state.tracking.store().get_trace_info(trace_id).await?;
+    let mut linked: Vec<Value> = info
+        .pointer(&format!(
+            "/tags/{}",
+            LINKED_PROMPTS_TAG.replace('~', "~0").replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    for entry in added {
+        if !linked.contains(&entry) {
+            linked.push(entry);
+        }
+    }
+    let value = Value::Array(linked).to_string();
+    check_trace_entry("tags", LINKED_PROMPTS_TAG, value.len())?;
+    state
+        .tracking
+        .store()
+        .set_trace_tag(trace_id, &Tag::new(LINKED_PROMPTS_TAG, value))
+        .await?;
+    empty_object()
+}
+
+#[derive(Deserialize)]
 pub(super) struct DeleteRequest {
     experiment_id: Option<String>,
     #[serde(default, deserialize_with = "one_or_many")]
