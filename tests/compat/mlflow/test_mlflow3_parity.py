@@ -241,3 +241,26 @@ def test_traces_that_load_prompts_are_linked_to_them(experiment):
         trace_id=trace_id, prompt_versions=[mlflow.genai.load_prompt(f"prompts:/{name}/1")])
     linked = json.loads(mlflow.get_trace(trace_id).info.tags["mlflow.linkedPrompts"])
     assert {"name": name, "version": "1"} in linked
+
+
+def test_the_legacy_v2_trace_api_still_works(experiment, server_url):
+    api = f"{server_url}/api/2.0/mlflow/traces"
+    started = requests.post(api, json={
+        "experiment_id": experiment, "timestamp_ms": 1_000,
+        "request_metadata": [{"key": "mlflow.traceInputs", "value": "{}"}], "tags": [{"key": "team", "value": "a"}]})
+    assert started.status_code == 200, started.text
+    info = started.json()["trace_info"]
+    request_id = info["request_id"]
+    assert (info["status"], info["experiment_id"], info["timestamp_ms"]) == ("IN_PROGRESS", experiment, "1000")
+    ended = requests.patch(f"{api}/{request_id}", json={"timestamp_ms": 3_500, "status": "OK",
+                                                        "tags": [{"key": "reviewed", "value": "yes"}]})
+    assert ended.status_code == 200, ended.text
+    fetched = requests.get(f"{api}/{request_id}/info").json()["trace_info"]
+    assert (fetched["status"], fetched["execution_time_ms"]) == ("OK", "2500")
+    assert {"key": "reviewed", "value": "yes"} in fetched["tags"]
+    found = requests.get(api, params={"experiment_ids": experiment}).json()["traces"]
+    assert request_id in [t["request_id"] for t in found]
+    # The same trace through the v3 API.
+    assert requests.get(f"{server_url}/api/3.0/mlflow/traces/{request_id}").json()["trace"]["trace_info"]["state"] == "OK"
+    bad = requests.patch(f"{api}/{request_id}", json={"timestamp_ms": 1, "status": "DONE"})
+    assert bad.status_code == 400

@@ -9,6 +9,7 @@ mod model_versions;
 mod registered_models;
 mod runs;
 mod traces;
+mod traces_v2;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -226,6 +227,9 @@ pub fn routes(state: AppState) -> Router {
         )
         .route(&format!("{api}/traces/delete-traces"), post(traces::delete_traces))
         .route(&format!("{api}/traces/link-to-run"), post(traces::link_to_run))
+        .route(&format!("{api}/traces"), post(traces_v2::start).get(traces_v2::search))
+        .route(&format!("{api}/traces/{{request_id}}"), patch(traces_v2::end))
+        .route(&format!("{api}/traces/{{request_id}}/info"), get(traces_v2::info))
         .route(&format!("{api}/traces/link-prompts"), post(traces::link_prompts))
         // Artifact proxy.
         .route(artifacts_root, get(artifacts::list))

@@ -55,7 +55,7 @@ pub(crate) fn parse_timestamp_millis(text: &str) -> Option<i64> {
 }
 
 /// Milliseconds from a proto Duration string such as `0.001s`.
-fn parse_duration_millis(text: &str) -> Option<i64> {
+pub(crate) fn parse_duration_millis(text: &str) -> Option<i64> {
     let seconds: f64 = text.trim().strip_suffix('s')?.parse().ok()?;
     Some((seconds * 1000.0).round() as i64)
 }
