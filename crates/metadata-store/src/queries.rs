@@ -161,6 +161,35 @@ pub struct TraceSearch {
 pub type AssessmentChange =
     Box<dyn FnOnce(&mut Vec<serde_json::Value>) -> crate::error::StoreResult<serde_json::Value> + Send>;
 
+/// A change to a stored JSON document, made in one transaction.
+pub type DocumentChange = Box<dyn FnOnce(&mut serde_json::Value) -> crate::error::StoreResult<()> + Send>;
+/// How a record arriving with inputs already in the dataset merges into the stored one.
+pub type RecordMerge = fn(&mut serde_json::Value, &serde_json::Value);
+/// Updates a dataset's document (digest, schema, profile, times) from all its records, after a change.
+pub type DatasetFinish = Box<dyn FnOnce(&mut serde_json::Value, &[serde_json::Value]) + Send>;
+
+/// An evaluation dataset record to insert or merge: the hash of its inputs and its document.
+#[derive(Debug, Clone)]
+pub struct EvalRecord {
+    /// Hash of the inputs (records with equal inputs are one record).
+    pub input_key: String,
+    /// The record as the client reads it (`dataset_record_id`, `inputs`, `expectations`, ...).
+    pub document: serde_json::Value,
+}
+
+/// A search of evaluation datasets.
+#[derive(Debug, Clone, Default)]
+pub struct EvalDatasetSearch {
+    /// Experiments (any of); none: all datasets.
+    pub experiment_ids: Vec<String>,
+    /// MLflow filter on `name`, `created_time`, `last_update_time`.
+    pub filter: Option<String>,
+    /// `name`, `created_time` or `last_update_time`, with ASC/DESC.
+    pub order_by: Vec<String>,
+    /// Page.
+    pub page: PageRequest,
+}
+
 /// A span received over OTLP, kept as the JSON it is served back as.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewSpan {

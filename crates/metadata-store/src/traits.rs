@@ -192,6 +192,7 @@ pub trait MetadataStore:
     + DatasetStore
     + GateStore
     + PipelineStore
+    + EvalDatasetStore
 {
 }
 
@@ -205,7 +206,8 @@ impl<
         + MonitorStore
         + DatasetStore
         + GateStore
-        + PipelineStore,
+        + PipelineStore
+        + EvalDatasetStore,
 > MetadataStore for T
 {
 }
@@ -379,4 +381,46 @@ pub trait PipelineStore: Send + Sync {
     async fn pipeline_runs(&self, pipeline: Option<&str>, limit: usize) -> StoreResult<Vec<PipelineRunRecord>>;
     /// Runs queued or running, oldest first.
     async fn active_pipeline_runs(&self) -> StoreResult<Vec<PipelineRunRecord>>;
+}
+
+/// MLflow 3's GenAI evaluation datasets. A dataset and each record are JSON documents in the shape the
+/// client reads; records are keyed by a hash of their inputs, so the same inputs update one record.
+#[async_trait]
+pub trait EvalDatasetStore: Send + Sync {
+    /// Creates a dataset (its document complete) linked to experiments.
+    async fn create_eval_dataset(&self, dataset: &serde_json::Value, experiment_ids: &[String]) -> StoreResult<()>;
+    /// A dataset, with its experiment ids.
+    async fn get_eval_dataset(&self, dataset_id: &str) -> StoreResult<serde_json::Value>;
+    /// Deletes a dataset and its records.
+    async fn delete_eval_dataset(&self, dataset_id: &str) -> StoreResult<()>;
+    /// Datasets linked to any of the experiments (all when none are given), filtered and ordered.
+    async fn search_eval_datasets(&self, search: &EvalDatasetSearch) -> StoreResult<Page<serde_json::Value>>;
+    /// Changes a dataset's document (tags) in one transaction.
+    async fn change_eval_dataset(&self, dataset_id: &str, change: DocumentChange) -> StoreResult<serde_json::Value>;
+    /// Links and unlinks experiments; answers the dataset.
+    async fn change_eval_dataset_experiments(
+        &self,
+        dataset_id: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> StoreResult<serde_json::Value>;
+    /// Inserts records, or merges each into the record with the same inputs (`merge` makes the stored
+    /// document from the old one and the new one), then lets `finish` update the dataset's document from
+    /// all its records. Answers (inserted, updated).
+    async fn upsert_eval_records(
+        &self,
+        dataset_id: &str,
+        records: Vec<EvalRecord>,
+        merge: RecordMerge,
+        finish: DatasetFinish,
+    ) -> StoreResult<(i64, i64)>;
+    /// A page of a dataset's records, oldest first.
+    async fn get_eval_records(&self, dataset_id: &str, page: &PageRequest) -> StoreResult<Page<serde_json::Value>>;
+    /// Deletes records by id; answers how many.
+    async fn delete_eval_records(
+        &self,
+        dataset_id: &str,
+        record_ids: &[String],
+        finish: DatasetFinish,
+    ) -> StoreResult<i64>;
 }

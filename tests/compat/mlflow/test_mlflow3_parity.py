@@ -264,3 +264,55 @@ def test_the_legacy_v2_trace_api_still_works(experiment, server_url):
     assert requests.get(f"{server_url}/api/3.0/mlflow/traces/{request_id}").json()["trace"]["trace_info"]["state"] == "OK"
     bad = requests.patch(f"{api}/{request_id}", json={"timestamp_ms": 1, "status": "DONE"})
     assert bad.status_code == 400
+
+
+def test_evaluation_datasets_through_the_stock_client(experiment, server_url):
+    from mlflow.genai import datasets
+
+    name = f"qa-{uuid.uuid4().hex[:8]}"
+    dataset = datasets.create_dataset(name=name, experiment_id=[experiment], tags={"team": "ml"})
+    dataset.merge_records([{"inputs": {"q": "2+2"}, "expectations": {"answer": "4"}},
+                           {"inputs": {"q": "capital of France"}, "expectations": {"answer": "Paris"}}])
+    # The same inputs again update their record: expectations merge.
+    dataset.merge_records([{"inputs": {"q": "2+2"}, "expectations": {"explanation": "sum"}}])
+    fetched = datasets.get_dataset(dataset_id=dataset.dataset_id)
+    assert fetched.to_df()[["inputs", "expectations"]].to_dict("records") == [
+        {"inputs": {"q": "2+2"}, "expectations": {"answer": "4", "explanation": "sum"}},
+        {"inputs": {"q": "capital of France"}, "expectations": {"answer": "Paris"}}]
+    assert json.loads(fetched.profile) == {"num_records": 2}
+    assert json.loads(fetched.schema)["inputs"] == {"q": "string"}
+    assert [d.name for d in datasets.search_datasets(experiment_ids=[experiment])] == [name]
+    assert name in [d.name for d in datasets.search_datasets(filter_string=f"name = '{name}'")]
+    datasets.set_dataset_tags(dataset_id=dataset.dataset_id, tags={"stage": "gold"})
+    datasets.delete_dataset_tag(dataset_id=dataset.dataset_id, key="team")
+    tags = datasets.get_dataset(dataset_id=dataset.dataset_id).tags
+    assert tags["stage"] == "gold" and "team" not in tags
+
+    result = mlflow.genai.evaluate(data=fetched, predict_fn=lambda q: "4", scorers=[])
+    assert result.run_id
+
+    # Records of another shape are refused, whole.
+    bad = requests.post(f"{server_url}/api/3.0/mlflow/datasets/{dataset.dataset_id}/records",
+                        json={"records": json.dumps([{"inputs": {"q": "x"}}, {"inputs": "not an object"}])})
+    assert bad.status_code == 400
+    assert json.loads(datasets.get_dataset(dataset_id=dataset.dataset_id).profile) == {"num_records": 2}
+    datasets.delete_dataset(dataset_id=dataset.dataset_id)
+    with pytest.raises(MlflowException, match="not found"):
+        datasets.get_dataset(dataset_id=dataset.dataset_id)
+
+
+def test_trace_infos_come_in_batches_without_spans(experiment, server_url):
+    @mlflow.trace
+    def step(x):
+        return x
+
+    step(1)
+    trace_id = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    answer = requests.post(f"{server_url}/api/3.0/mlflow/traces/batchGetInfos",
+                           json={"trace_ids": [trace_id, "tr-" + "0" * 32]})
+    assert answer.status_code == 200, answer.text
+    assert [info["trace_id"] for info in answer.json()["trace_infos"]] == [trace_id]
+    other = requests.post(f"{server_url}/api/3.0/mlflow/traces/batchGetInfos",
+                          json={"trace_ids": [trace_id], "experiment_ids": ["999999"]})
+    assert other.json().get("trace_infos", []) == []

@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod assessments;
+mod eval_datasets;
 mod experiments;
 mod logged_models;
 mod meta;
@@ -209,6 +210,7 @@ pub fn routes(state: AppState) -> Router {
         .route(&format!("{api3}/traces"), post(traces::start))
         .route(&format!("{api3}/traces/search"), post(traces::search))
         .route(&format!("{api3}/traces/batchGet"), get(traces::batch_get))
+        .route(&format!("{api3}/traces/batchGetInfos"), post(traces::batch_get_infos))
         .route(&format!("{api3}/traces/get"), get(traces::get_by_query))
         .route(&format!("{api3}/traces/{{trace_id}}"), get(traces::get))
         .route(
@@ -227,6 +229,39 @@ pub fn routes(state: AppState) -> Router {
         )
         .route(&format!("{api}/traces/delete-traces"), post(traces::delete_traces))
         .route(&format!("{api}/traces/link-to-run"), post(traces::link_to_run))
+        // GenAI evaluation datasets (the client calls them under 3.0; MLflow serves 2.0 too).
+        .route(&format!("{api3}/datasets/create"), post(eval_datasets::create))
+        .route(&format!("{api3}/datasets/search"), post(eval_datasets::search))
+        .route(
+            &format!("{api3}/datasets/{{dataset_id}}"),
+            get(eval_datasets::get).delete(eval_datasets::delete),
+        )
+        .route(
+            &format!("{api3}/datasets/{{dataset_id}}/tags"),
+            patch(eval_datasets::set_tags),
+        )
+        .route(
+            &format!("{api3}/datasets/{{dataset_id}}/tags/{{key}}"),
+            delete(eval_datasets::delete_tag),
+        )
+        .route(
+            &format!("{api3}/datasets/{{dataset_id}}/records"),
+            post(eval_datasets::upsert_records)
+                .get(eval_datasets::get_records)
+                .delete(eval_datasets::delete_records),
+        )
+        .route(
+            &format!("{api3}/datasets/{{dataset_id}}/experiment-ids"),
+            get(eval_datasets::experiment_ids),
+        )
+        .route(
+            &format!("{api3}/datasets/{{dataset_id}}/add-experiments"),
+            post(eval_datasets::add_experiments),
+        )
+        .route(
+            &format!("{api3}/datasets/{{dataset_id}}/remove-experiments"),
+            post(eval_datasets::remove_experiments),
+        )
         .route(&format!("{api}/traces"), post(traces_v2::start).get(traces_v2::search))
         .route(&format!("{api}/traces/{{request_id}}"), patch(traces_v2::end))
         .route(&format!("{api}/traces/{{request_id}}/info"), get(traces_v2::info))

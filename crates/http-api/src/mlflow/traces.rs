@@ -201,6 +201,44 @@ pub(super) async fn batch_get(
 }
 
 #[derive(Deserialize)]
+pub(super) struct BatchInfosRequest {
+    #[serde(default, deserialize_with = "one_or_many")]
+    trace_ids: Vec<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    experiment_ids: Vec<String>,
+}
+
+/// Trace infos without spans (the client asks first, to learn where each trace's spans are); unknown ids,
+/// and traces outside the experiments named, are left out.
+pub(super) async fn batch_get_infos(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<BatchInfosRequest>,
+) -> JsonResult {
+    if request.trace_ids.len() > MAX_TRACE_ENTRIES {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_TRACE_ENTRIES} traces can be fetched at once, got {}",
+            request.trace_ids.len()
+        )));
+    }
+    let mut infos = Vec::with_capacity(request.trace_ids.len());
+    for trace_id in &request.trace_ids {
+        let info = match state.tracking.store().get_trace_info(trace_id).await {
+            Ok(info) => info,
+            Err(loopline_metadata_store::StoreError::NotFound(_)) => continue,
+            Err(error) => return Err(error.into()),
+        };
+        let experiment = info
+            .pointer("/trace_location/mlflow_experiment/experiment_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if request.experiment_ids.is_empty() || request.experiment_ids.iter().any(|id| id == experiment) {
+            infos.push(info);
+        }
+    }
+    single("trace_infos", &infos)
+}
+
+#[derive(Deserialize)]
 pub(super) struct SearchRequest {
     #[serde(default)]
     locations: Vec<Value>,

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0007_pipelines.sql"),
     include_str!("../../migrations/0008_trace_spans.sql"),
     include_str!("../../migrations/0009_trace_run_links.sql"),
+    include_str!("../../migrations/0010_eval_datasets.sql"),
 ];
 
 /// The newest schema version this binary knows.

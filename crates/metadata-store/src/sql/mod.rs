@@ -4,6 +4,7 @@
 
 mod datasets;
 mod deployments;
+mod eval_datasets;
 mod experiments;
 mod gates;
 mod logged_models;

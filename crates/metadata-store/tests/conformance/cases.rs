@@ -1021,3 +1021,63 @@ pub async fn spans_make_and_finish_their_trace(store: &SqlStore) {
     assert!(store.log_spans(&[fine, orphan]).await.is_err());
     assert!(store.get_trace_info("tr-fine").await.is_err());
 }
+
+pub async fn evaluation_datasets_keep_one_record_per_inputs(store: &SqlStore) {
+    let dataset =
+        serde_json::json!({"dataset_id": "d-1", "name": "qa", "created_time": 1, "last_update_time": 1, "tags": {}});
+    store.create_eval_dataset(&dataset, &["0".to_string()]).await.unwrap();
+    assert!(store.create_eval_dataset(&dataset, &[]).await.is_err());
+    let record = |id: &str, key: &str, answer: &str| EvalRecord {
+        input_key: key.into(),
+        document: serde_json::json!({"dataset_record_id": id, "inputs": {"q": key}, "expectations": {"a": answer}, "created_time": 5}),
+    };
+    fn merge(stored: &mut serde_json::Value, new: &serde_json::Value) {
+        stored["expectations"] = new["expectations"].clone();
+    }
+    let count = || -> DatasetFinish {
+        Box::new(|dataset, records| dataset["profile"] = serde_json::json!({"num_records": records.len()}))
+    };
+    let (inserted, updated) = store
+        .upsert_eval_records(
+            "d-1",
+            vec![record("dr-1", "k1", "x"), record("dr-2", "k2", "y")],
+            merge,
+            count(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((inserted, updated), (2, 0));
+    let (inserted, updated) = store
+        .upsert_eval_records("d-1", vec![record("dr-3", "k1", "z")], merge, count())
+        .await
+        .unwrap();
+    assert_eq!((inserted, updated), (0, 1));
+    let records = store
+        .get_eval_records("d-1", &PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["expectations"]["a"], "z");
+    let fetched = store.get_eval_dataset("d-1").await.unwrap();
+    assert_eq!(fetched["profile"]["num_records"], 2);
+    assert_eq!(fetched["experiment_ids"], serde_json::json!(["0"]));
+    let found = store
+        .search_eval_datasets(&EvalDatasetSearch {
+            filter: Some("name LIKE 'q%'".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(
+        store
+            .delete_eval_records("d-1", &["dr-2".to_string()], count())
+            .await
+            .unwrap(),
+        1
+    );
+    store.delete_eval_dataset("d-1").await.unwrap();
+    assert!(store.get_eval_dataset("d-1").await.is_err());
+    assert!(store.get_eval_records("d-1", &PageRequest::default()).await.is_err());
+}

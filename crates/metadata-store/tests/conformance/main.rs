@@ -94,4 +94,5 @@ every_backend!(
     gate_policies_evaluations_and_overrides,
     pipelines_and_their_runs,
     spans_make_and_finish_their_trace,
+    evaluation_datasets_keep_one_record_per_inputs,
 );
