@@ -1,5 +1,5 @@
 //! OTel spans as Loopline keeps and serves them: proto JSON of `opentelemetry.proto.trace.v1.Span` (ids in
-//! base64, 64-bit integers as strings, enums by name), the shape the mlflow client parses from `traces/get`.
+//! base64, 64-bit integers as numbers as MLflow writes them, enums by name), the shape the mlflow client parses from `traces/get`.
 
 use super::messages::{Any, AnyValue, ExportTraceServiceRequest, KeyValue, SPAN_KINDS, Span};
 use base64::Engine;
@@ -74,21 +74,15 @@ fn convert_span(span: &Span) -> Result<Converted, String> {
     }
     content.insert("name".into(), Value::String(span.name.clone()));
     content.insert("kind".into(), enum_name(&SPAN_KINDS, span.kind));
-    content.insert(
-        "start_time_unix_nano".into(),
-        Value::String(span.start_time_unix_nano.to_string()),
-    );
-    content.insert(
-        "end_time_unix_nano".into(),
-        Value::String(span.end_time_unix_nano.to_string()),
-    );
+    content.insert("start_time_unix_nano".into(), Value::from(span.start_time_unix_nano));
+    content.insert("end_time_unix_nano".into(), Value::from(span.end_time_unix_nano));
     content.insert("attributes".into(), key_values_json(&span.attributes));
     let events: Vec<Value> = span
         .events
         .iter()
         .map(|event| {
             json!({
-                "time_unix_nano": event.time_unix_nano.to_string(),
+                "time_unix_nano": event.time_unix_nano,
                 "name": event.name,
                 "attributes": key_values_json(&event.attributes),
             })
@@ -161,7 +155,7 @@ fn any_json(value: &AnyValue) -> Value {
         None => json!({}),
         Some(Any::String(text)) => json!({"string_value": text}),
         Some(Any::Bool(flag)) => json!({"bool_value": flag}),
-        Some(Any::Int(number)) => json!({"int_value": number.to_string()}),
+        Some(Any::Int(number)) => json!({"int_value": number}),
         Some(Any::Double(number)) if number.is_finite() => json!({"double_value": number}),
         Some(Any::Double(number)) => json!({"double_value": if number.is_nan() {
             "NaN"

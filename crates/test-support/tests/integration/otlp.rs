@@ -109,17 +109,17 @@ async fn spans_sent_over_otlp_become_a_trace_read_back_through_mlflows_api() {
     assert_eq!(info["trace_metadata"]["mlflow.traceInputs"], r#"{"question": "why"}"#);
     let spans = trace["spans"].as_array().unwrap();
     assert_eq!(spans.len(), 2);
-    // Root first; ids in base64, times as strings, enums by name, attributes as OTLP key-values.
+    // Root first; ids in base64, times as numbers, enums by name, attributes as OTLP key-values.
     assert_eq!(spans[0]["name"], "answer");
     assert!(spans[0].get("parent_span_id").is_none());
     assert_eq!(spans[1]["parent_span_id"], "AQEBAQEBAQE=");
     assert_eq!(spans[0]["trace_id"], "q6urq6urq6urq6urq6urqw==");
-    assert_eq!(spans[0]["start_time_unix_nano"], "1000000000");
+    assert_eq!(spans[0]["start_time_unix_nano"], 1_000_000_000);
     assert_eq!(spans[0]["kind"], "SPAN_KIND_INTERNAL");
     assert_eq!(spans[0]["status"]["code"], "STATUS_CODE_OK");
     assert_eq!(
         spans[0]["attributes"][1],
-        json!({"key": "tokens", "value": {"int_value": "42"}})
+        json!({"key": "tokens", "value": {"int_value": 42}})
     );
     assert_eq!(spans[0]["events"][0]["name"], "checkpoint");
     let batch = get_json(
