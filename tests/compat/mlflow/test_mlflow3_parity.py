@@ -316,3 +316,20 @@ def test_trace_infos_come_in_batches_without_spans(experiment, server_url):
     other = requests.post(f"{server_url}/api/3.0/mlflow/traces/batchGetInfos",
                           json={"trace_ids": [trace_id], "experiment_ids": ["999999"]})
     assert other.json().get("trace_infos", []) == []
+
+
+def test_where_a_traces_spans_are_cannot_be_changed_by_a_client(experiment, server_url):
+    @mlflow.trace
+    def f(x):
+        return x
+
+    f(1)
+    trace_id = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    # The stock client drops such calls itself; a raw request is refused by the server.
+    tags = f"{server_url}/api/2.0/mlflow/traces/{trace_id}/tags"
+    changed = requests.patch(tags, json={"key": "mlflow.trace.spansLocation", "value": "ARTIFACT_REPO"})
+    assert changed.status_code == 400 and "immutable" in changed.json()["message"]
+    removed = requests.delete(tags, json={"key": "mlflow.trace.spansLocation"})
+    assert removed.status_code == 400
+    assert len(mlflow.get_trace(trace_id).data.spans) == 1

@@ -294,12 +294,29 @@ fn tag_of(request: &TagRequest) -> ApiResult<Tag> {
     Ok(Tag::new(key, request.value.clone().unwrap_or_default()))
 }
 
+/// Tags the server keeps itself: where a trace's spans are (a client changing it would lose them), and its
+/// archive. An archival failure may be cleared.
+fn refuse_immutable(key: &str, setting: bool) -> ApiResult<()> {
+    let immutable = match key {
+        "mlflow.trace.spansLocation" | "mlflow.trace.archiveLocation" => true,
+        "mlflow.trace.archivalFailure" => setting,
+        _ => false,
+    };
+    if immutable {
+        return Err(ApiError::invalid(format!(
+            "Tag '{key}' is immutable and cannot be set on a trace."
+        )));
+    }
+    Ok(())
+}
+
 pub(super) async fn set_tag(
     State(state): State<AppState>,
     Path(trace_id): Path<String>,
     MlflowMessage(request): MlflowMessage<TagRequest>,
 ) -> JsonResult {
     let tag = tag_of(&request)?;
+    refuse_immutable(&tag.key, true)?;
     check_trace_entry("tags", &tag.key, tag.value.len())?;
     // The same bound as at the trace's start, so tags added one at a time cannot grow it past it either.
     let trace_info = state.tracking.store().get_trace_info(&trace_id).await?;
@@ -321,6 +338,7 @@ pub(super) async fn delete_tag(
     MlflowMessage(request): MlflowMessage<TagRequest>,
 ) -> JsonResult {
     let key = required(&request.key, "key")?;
+    refuse_immutable(key, false)?;
     state.tracking.store().delete_trace_tag(&trace_id, key).await?;
     empty_object()
 }
