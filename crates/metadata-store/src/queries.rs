@@ -190,6 +190,23 @@ pub struct EvalDatasetSearch {
     pub page: PageRequest,
 }
 
+/// A registered scorer version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScorerVersion {
+    /// Experiment.
+    pub experiment_id: String,
+    /// Name.
+    pub name: String,
+    /// Version, from 1.
+    pub version: i64,
+    /// Stable across versions.
+    pub scorer_id: String,
+    /// The scorer as the client serialized it (JSON text).
+    pub serialized: String,
+    /// Registered at, ms.
+    pub creation_time: i64,
+}
+
 /// A span received over OTLP, kept as the JSON it is served back as.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewSpan {

@@ -193,6 +193,7 @@ pub trait MetadataStore:
     + GateStore
     + PipelineStore
     + EvalDatasetStore
+    + ScorerStore
 {
 }
 
@@ -207,7 +208,8 @@ impl<
         + DatasetStore
         + GateStore
         + PipelineStore
-        + EvalDatasetStore,
+        + EvalDatasetStore
+        + ScorerStore,
 > MetadataStore for T
 {
 }
@@ -423,4 +425,19 @@ pub trait EvalDatasetStore: Send + Sync {
         record_ids: &[String],
         finish: DatasetFinish,
     ) -> StoreResult<i64>;
+}
+
+/// MLflow 3's registered scorers: serialized scorers, versioned per experiment and name. Stored, never run.
+#[async_trait]
+pub trait ScorerStore: Send + Sync {
+    /// Registers the next version of a scorer (its id stays the same across versions); answers it.
+    async fn register_scorer(&self, experiment_id: &str, name: &str, serialized: &str) -> StoreResult<ScorerVersion>;
+    /// The newest version of each scorer of the experiments (all active experiments when none are given).
+    async fn list_scorers(&self, experiment_ids: &[String]) -> StoreResult<Vec<ScorerVersion>>;
+    /// Every version of one scorer, oldest first.
+    async fn scorer_versions(&self, experiment_id: &str, name: &str) -> StoreResult<Vec<ScorerVersion>>;
+    /// One version, or the newest.
+    async fn get_scorer(&self, experiment_id: &str, name: &str, version: Option<i64>) -> StoreResult<ScorerVersion>;
+    /// Deletes one version, or all of them.
+    async fn delete_scorer(&self, experiment_id: &str, name: &str, version: Option<i64>) -> StoreResult<()>;
 }

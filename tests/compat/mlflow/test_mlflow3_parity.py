@@ -333,3 +333,24 @@ def test_where_a_traces_spans_are_cannot_be_changed_by_a_client(experiment, serv
     removed = requests.delete(tags, json={"key": "mlflow.trace.spansLocation"})
     assert removed.status_code == 400
     assert len(mlflow.get_trace(trace_id).data.spans) == 1
+
+
+def test_registered_scorers_are_versioned_and_code_is_refused(experiment):
+    from mlflow.genai.scorers import Guidelines, delete_scorer, get_scorer, list_scorers, scorer
+
+    Guidelines(name="polite", guidelines=["Be polite"]).register(name="polite")
+    Guidelines(name="polite", guidelines=["Be very polite"]).register(name="polite")
+    assert [s.name for s in list_scorers()] == ["polite"]
+    assert get_scorer(name="polite").guidelines == ["Be very polite"]
+    assert get_scorer(name="polite", version=1).guidelines == ["Be polite"]
+
+    @scorer
+    def custom(outputs):
+        return True
+
+    # A scorer carrying code would run on every machine that loads it: refused, as MLflow does by default.
+    with pytest.raises(MlflowException, match="Custom scorer registration"):
+        custom.register(name="custom")
+    delete_scorer(name="polite", version="all")
+    with pytest.raises(MlflowException, match="not found"):
+        get_scorer(name="polite")

@@ -9,6 +9,7 @@ mod meta;
 mod model_versions;
 mod registered_models;
 mod runs;
+mod scorers;
 mod traces;
 mod traces_v2;
 
@@ -229,6 +230,17 @@ pub fn routes(state: AppState) -> Router {
         )
         .route(&format!("{api}/traces/delete-traces"), post(traces::delete_traces))
         .route(&format!("{api}/traces/link-to-run"), post(traces::link_to_run))
+        // Registered scorers.
+        .route(&format!("{api3}/scorers/register"), post(scorers::register))
+        .route(&format!("{api3}/scorers/list"), get(scorers::list))
+        .route(&format!("{api3}/scorers/versions"), get(scorers::versions))
+        .route(&format!("{api3}/scorers/get"), get(scorers::get))
+        .route(&format!("{api3}/scorers/delete"), delete(scorers::delete))
+        .route(&format!("{api3}/scorers/online-configs"), get(scorers::online_configs))
+        .route(
+            &format!("{api3}/scorers/online-config"),
+            put(scorers::set_online_config),
+        )
         // GenAI evaluation datasets (the client calls them under 3.0; MLflow serves 2.0 too).
         .route(&format!("{api3}/datasets/create"), post(eval_datasets::create))
         .route(&format!("{api3}/datasets/search"), post(eval_datasets::search))

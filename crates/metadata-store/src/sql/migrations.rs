@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0008_trace_spans.sql"),
     include_str!("../../migrations/0009_trace_run_links.sql"),
     include_str!("../../migrations/0010_eval_datasets.sql"),
+    include_str!("../../migrations/0011_scorers.sql"),
 ];
 
 /// The newest schema version this binary knows.

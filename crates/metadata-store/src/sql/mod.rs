@@ -16,6 +16,7 @@ mod registry_search;
 mod rows;
 mod run_search;
 mod runs;
+mod scorers;
 mod trace_spans;
 mod traces;
 

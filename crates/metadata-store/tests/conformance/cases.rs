@@ -1081,3 +1081,23 @@ pub async fn evaluation_datasets_keep_one_record_per_inputs(store: &SqlStore) {
     assert!(store.get_eval_dataset("d-1").await.is_err());
     assert!(store.get_eval_records("d-1", &PageRequest::default()).await.is_err());
 }
+
+pub async fn scorers_are_versioned_per_experiment_and_name(store: &SqlStore) {
+    let first = store.register_scorer("0", "polite", "{\"v\":1}").await.unwrap();
+    let second = store.register_scorer("0", "polite", "{\"v\":2}").await.unwrap();
+    assert_eq!((first.version, second.version), (1, 2));
+    assert_eq!(first.scorer_id, second.scorer_id);
+    assert!(store.register_scorer("404", "polite", "{}").await.is_err());
+    let listed = store.list_scorers(&[]).await.unwrap();
+    assert_eq!(listed.iter().map(|s| s.version).collect::<Vec<_>>(), [2]);
+    assert_eq!(store.scorer_versions("0", "polite").await.unwrap().len(), 2);
+    assert_eq!(
+        store.get_scorer("0", "polite", Some(1)).await.unwrap().serialized,
+        "{\"v\":1}"
+    );
+    store.delete_scorer("0", "polite", Some(2)).await.unwrap();
+    assert_eq!(store.get_scorer("0", "polite", None).await.unwrap().version, 1);
+    store.delete_scorer("0", "polite", None).await.unwrap();
+    assert!(store.get_scorer("0", "polite", None).await.is_err());
+    assert!(store.delete_scorer("0", "polite", None).await.is_err());
+}

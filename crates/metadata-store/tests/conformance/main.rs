@@ -95,4 +95,5 @@ every_backend!(
     pipelines_and_their_runs,
     spans_make_and_finish_their_trace,
     evaluation_datasets_keep_one_record_per_inputs,
+    scorers_are_versioned_per_experiment_and_name,
 );

@@ -430,6 +430,7 @@ fn generated_json_bodies_never_get_a_server_error() {
         "/api/3.0/mlflow/traces",
         "/api/3.0/mlflow/traces/tr-generated/assessments",
         "/api/3.0/mlflow/datasets/create",
+        "/api/3.0/mlflow/scorers/register",
         "/api/3.0/mlflow/datasets/search",
         "/api/3.0/mlflow/datasets/d-generated/records",
         "/api/3.0/mlflow/datasets/d-generated/add-experiments",

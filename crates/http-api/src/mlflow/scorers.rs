@@ -1,0 +1,173 @@
+//! Registered scorers (`/api/3.0/mlflow/scorers/...`), as `Scorer.register`, `list_scorers`, `get_scorer`
+//! and `delete_scorer` call them. Loopline stores them and never runs them. As MLflow by default, it refuses
+//! scorers that carry code (`@scorer` functions, whose `call_source` runs when a client loads them): a
+//! registry entry must not be a way to run code on every reader's machine.
+
+use super::{JsonResult, empty_object, single};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{MlflowMessage, one_or_many};
+use axum::extract::State;
+use loopline_core::proto_json::deserialize_optional_int64;
+use loopline_metadata_store::ScorerVersion;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The largest serialized scorer.
+const MAX_SERIALIZED_BYTES: usize = 1 << 20;
+/// MLflow's message for a scorer that carries code.
+const CODE_REFUSED: &str = "Custom scorer registration (using @scorer decorator) is disabled by default outside of \
+Databricks tracking environments due to security concerns. Custom scorers require arbitrary code execution during \
+deserialization. Loopline stores scorers for every reader of the registry, so it does not take ones that carry code: \
+register built-in scorers or make_judge() scorers, and keep custom scorer code in a source repository.";
+
+/// Whether a serialized scorer (or one nested in it) carries code.
+fn carries_code(value: &Value) -> bool {
+    match value {
+        Value::Object(object) => object.iter().any(|(key, value)| {
+            (key == "call_source" && !value.is_null() && value.as_str() != Some("")) || carries_code(value)
+        }),
+        Value::Array(items) => items.iter().any(carries_code),
+        _ => false,
+    }
+}
+
+/// A scorer as `list`, `versions` and `get` answer it.
+fn scorer_json(scorer: &ScorerVersion) -> Value {
+    json!({
+        "experiment_id": scorer.experiment_id.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(scorer.experiment_id.clone())),
+        "scorer_name": scorer.name,
+        "scorer_version": scorer.version,
+        "serialized_scorer": scorer.serialized,
+        "creation_time": scorer.creation_time,
+        "scorer_id": scorer.scorer_id,
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct RegisterRequest {
+    experiment_id: Option<String>,
+    name: Option<String>,
+    serialized_scorer: Option<String>,
+}
+
+pub(super) async fn register(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<RegisterRequest>,
+) -> JsonResult {
+    let experiment_id = super::required(&request.experiment_id, "experiment_id")?;
+    let name = super::required(&request.name, "name")?;
+    let serialized = super::required(&request.serialized_scorer, "serialized_scorer")?;
+    loopline_tracking::validation::validate_key("scorer", name)?;
+    if serialized.len() > MAX_SERIALIZED_BYTES {
+        return Err(ApiError::invalid(format!(
+            "serialized_scorer is larger than {MAX_SERIALIZED_BYTES} bytes"
+        )));
+    }
+    let parsed: Value =
+        serde_json::from_str(serialized).map_err(|_| ApiError::invalid("serialized_scorer must be valid JSON"))?;
+    if carries_code(&parsed) {
+        return Err(ApiError::invalid(CODE_REFUSED));
+    }
+    let scorer = state
+        .tracking
+        .store()
+        .register_scorer(experiment_id, name, serialized)
+        .await?;
+    Ok(axum::Json(json!({
+        "version": scorer.version,
+        "scorer_id": scorer.scorer_id,
+        "experiment_id": scorer.experiment_id,
+        "name": scorer.name,
+        "serialized_scorer": scorer.serialized,
+        "creation_time": scorer.creation_time,
+    })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ListRequest {
+    experiment_id: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    experiment_ids: Vec<String>,
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<ListRequest>,
+) -> JsonResult {
+    if request.experiment_id.is_some() && !request.experiment_ids.is_empty() {
+        return Err(ApiError::invalid("give experiment_id or experiment_ids, not both"));
+    }
+    let experiments: Vec<String> = request
+        .experiment_id
+        .into_iter()
+        .chain(request.experiment_ids)
+        .collect();
+    let scorers = state.tracking.store().list_scorers(&experiments).await?;
+    single("scorers", &scorers.iter().map(scorer_json).collect::<Vec<_>>())
+}
+
+#[derive(Deserialize)]
+pub(super) struct NamedRequest {
+    experiment_id: Option<String>,
+    name: Option<String>,
+    #[serde(default, deserialize_with = "deserialize_optional_int64")]
+    version: Option<i64>,
+}
+
+fn named(request: &NamedRequest) -> ApiResult<(&str, &str)> {
+    Ok((
+        super::required(&request.experiment_id, "experiment_id")?,
+        super::required(&request.name, "name")?,
+    ))
+}
+
+pub(super) async fn versions(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<NamedRequest>,
+) -> JsonResult {
+    let (experiment_id, name) = named(&request)?;
+    let scorers = state.tracking.store().scorer_versions(experiment_id, name).await?;
+    single("scorers", &scorers.iter().map(scorer_json).collect::<Vec<_>>())
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<NamedRequest>,
+) -> JsonResult {
+    let (experiment_id, name) = named(&request)?;
+    let scorer = state
+        .tracking
+        .store()
+        .get_scorer(experiment_id, name, request.version)
+        .await?;
+    single("scorer", &scorer_json(&scorer))
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<NamedRequest>,
+) -> JsonResult {
+    let (experiment_id, name) = named(&request)?;
+    state
+        .tracking
+        .store()
+        .delete_scorer(experiment_id, name, request.version)
+        .await?;
+    empty_object()
+}
+
+/// Online-scoring settings of scorers. Loopline runs no scorer online, so no scorer has any (the client asks
+/// before showing a scorer).
+pub(super) async fn online_configs() -> JsonResult {
+    single("configs", &Vec::<Value>::new())
+}
+
+/// Turning a scorer on for live traces: Loopline does not run scorers (they are the user's to run, with
+/// `mlflow.genai.evaluate`), so it says so rather than accepting a setting nothing would honour.
+pub(super) async fn set_online_config() -> ApiResult<axum::Json<Value>> {
+    Err(ApiError::invalid(
+        "Loopline does not run scorers on live traces: evaluate with mlflow.genai.evaluate, or watch live traffic \
+         with a monitor (loopline monitor create)",
+    ))
+}
