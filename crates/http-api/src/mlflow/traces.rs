@@ -402,10 +402,8 @@ pub(super) async fn link_prompts(
     }
     let info = state.tracking.store().get_trace_info(trace_id).await?;
     let mut linked: Vec<Value> = info
-        .pointer(&format!(
-            "/tags/{}",
-            LINKED_PROMPTS_TAG.replace('~', "~0").replace('/', "~1")
-        ))
+        .get("tags")
+        .and_then(|tags| tags.get(LINKED_PROMPTS_TAG))
         .and_then(Value::as_str)
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default();
