@@ -75,7 +75,7 @@ for target in $TARGETS; do
       >"$OUT/$target.log" 2>&1) || status=$?
   # 0: all passed, 1: some failed, 5: nothing selected; anything else means the run itself broke.
   [[ $status -le 1 || $status -eq 5 ]] || { tail -n 30 "$OUT/$target.log"; echo "pytest exited $status" >&2; exit 1; }
-  tail -n 1 "$OUT/$target.log"
+  grep -E '^=+ .* in [0-9.]+s' "$OUT/$target.log" | tail -n 1
 done
 
 if [[ -f "$OUT/mlflow.xml" && -f "$OUT/loopline.xml" ]]; then
