@@ -7,6 +7,7 @@ pub mod ids;
 pub mod media_type;
 pub mod page_token;
 pub mod proto_json;
+pub mod python_json;
 pub mod redact;
 pub mod time;
 

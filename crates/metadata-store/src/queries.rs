@@ -190,6 +190,108 @@ pub struct EvalDatasetSearch {
     pub page: PageRequest,
 }
 
+/// An issue (MLflow 3): a problem found in traces. `status` is `pending`, `rejected` or `resolved`;
+/// `severity` `not_an_issue`, `low`, `medium` or `high`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Issue {
+    /// `iss-` + 32 hex.
+    pub issue_id: String,
+    /// Experiment.
+    pub experiment_id: String,
+    /// Short name.
+    pub name: String,
+    /// What is wrong.
+    pub description: String,
+    /// Status.
+    pub status: String,
+    /// Severity, when judged.
+    pub severity: Option<String>,
+    /// Root cause analyses.
+    pub root_causes: Vec<String>,
+    /// The run that found it.
+    pub source_run_id: Option<String>,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// Who made it.
+    pub created_by: Option<String>,
+    /// Made at, ms.
+    pub created_timestamp: i64,
+    /// Last changed at, ms.
+    pub last_updated_timestamp: i64,
+    /// Traces that reference it (assessments of kind "issue" named by its id), when asked for.
+    pub trace_count: Option<i64>,
+}
+
+/// A change to an issue; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct IssueChange {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New status.
+    pub status: Option<String>,
+    /// New severity.
+    pub severity: Option<String>,
+}
+
+/// Search over issues.
+#[derive(Debug, Clone, Default)]
+pub struct IssueSearch {
+    /// One experiment, or all.
+    pub experiment_id: Option<String>,
+    /// `status` and `source_run_id` with `=` / `!=`, joined by AND.
+    pub filter: Option<String>,
+    /// Count the traces of each issue.
+    pub include_trace_count: bool,
+    /// Page.
+    pub page: PageRequest,
+}
+
+/// What trace metrics count: traces, spans or assessments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricView {
+    /// One row per trace.
+    Traces,
+    /// One row per span.
+    Spans,
+    /// One row per assessment.
+    Assessments,
+}
+
+/// The rows behind a trace metric (MLflow 3's `traces/metrics`): one per trace, span or assessment of the
+/// experiments in the time range, with the metric's value and the dimensions asked for.
+#[derive(Debug, Clone)]
+pub struct TraceMetricsQuery {
+    /// Experiments.
+    pub experiment_ids: Vec<String>,
+    /// What a row is.
+    pub view: MetricView,
+    /// MLflow's metric name (`trace_count`, `latency`, `input_tokens`, `span_count`, `total_cost`, ...).
+    pub metric_name: String,
+    /// MLflow's dimension names (`trace_name`, `span_type`, `assessment_name`, ...).
+    pub dimensions: Vec<String>,
+    /// MLflow's metric filters (`trace.status = 'OK'`, `trace.tag.k = 'v'`, `span.type = 'LLM'`, ...).
+    pub filters: Vec<String>,
+    /// From (inclusive), ms.
+    pub start_time_ms: Option<i64>,
+    /// To (exclusive), ms.
+    pub end_time_ms: Option<i64>,
+}
+
+/// One row behind a trace metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    /// When (trace start, span start or assessment time), ms.
+    pub timestamp_ms: i64,
+    /// The dimensions, in the order asked.
+    pub dimensions: Vec<Option<String>>,
+    /// The metric's value (1 for counts); None when the row has none.
+    pub value: Option<f64>,
+    /// For distinct counts (sessions): what is counted.
+    pub distinct: Option<String>,
+}
+
 /// A registered scorer version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScorerVersion {

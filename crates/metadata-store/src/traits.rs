@@ -170,6 +170,10 @@ pub trait TraceStore: Send + Sync {
     async fn link_traces_to_run(&self, trace_ids: &[String], run_id: &str) -> StoreResult<()>;
     /// A trace's spans kept in this store, by start time (none for a trace whose spans are an artifact).
     async fn get_trace_spans(&self, trace_id: &str) -> StoreResult<Vec<serde_json::Value>>;
+    /// How many traces of the experiments match a search filter (all when none).
+    async fn count_traces(&self, experiment_ids: &[String], filter: Option<&str>) -> StoreResult<i64>;
+    /// The rows behind a trace metric, oldest first; refuses to read more than a bounded number.
+    async fn trace_metric_rows(&self, query: &TraceMetricsQuery) -> StoreResult<Vec<MetricRow>>;
     /// Deletes traces by id, or the oldest ones before a time; returns how many.
     async fn delete_traces(
         &self,
@@ -194,6 +198,7 @@ pub trait MetadataStore:
     + PipelineStore
     + EvalDatasetStore
     + ScorerStore
+    + IssueStore
 {
 }
 
@@ -209,7 +214,8 @@ impl<
         + GateStore
         + PipelineStore
         + EvalDatasetStore
-        + ScorerStore,
+        + ScorerStore
+        + IssueStore,
 > MetadataStore for T
 {
 }
@@ -440,4 +446,17 @@ pub trait ScorerStore: Send + Sync {
     async fn get_scorer(&self, experiment_id: &str, name: &str, version: Option<i64>) -> StoreResult<ScorerVersion>;
     /// Deletes one version, or all of them.
     async fn delete_scorer(&self, experiment_id: &str, name: &str, version: Option<i64>) -> StoreResult<()>;
+}
+
+/// MLflow 3's issues: problems found in traces, with a status and a severity.
+#[async_trait]
+pub trait IssueStore: Send + Sync {
+    /// Records a new issue (its id, status default and times already set); the experiment must be active.
+    async fn create_issue(&self, issue: &Issue) -> StoreResult<()>;
+    /// One issue.
+    async fn get_issue(&self, issue_id: &str) -> StoreResult<Issue>;
+    /// Changes an issue, bumping its last-updated time; answers it.
+    async fn update_issue(&self, issue_id: &str, change: &IssueChange) -> StoreResult<Issue>;
+    /// Issues, most severe first, then newest.
+    async fn search_issues(&self, search: &IssueSearch) -> StoreResult<Page<Issue>>;
 }

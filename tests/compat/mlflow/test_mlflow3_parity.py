@@ -354,3 +354,96 @@ def test_registered_scorers_are_versioned_and_code_is_refused(experiment):
     delete_scorer(name="polite", version="all")
     with pytest.raises(MlflowException, match="not found"):
         get_scorer(name="polite")
+
+
+def test_traces_are_searched_by_spans_and_feedback_and_measured(experiment, client):
+    from mlflow.entities import AssessmentSource, Feedback
+    from mlflow.entities.trace_metrics import AggregationType, MetricAggregation, MetricViewType
+
+    @mlflow.trace(span_type="CHAIN")
+    def agent(question):
+        mlflow.update_current_trace(metadata={"mlflow.trace.session": "s-1"})
+        return llm(question)
+
+    @mlflow.trace(span_type="LLM")
+    def llm(question):
+        span = mlflow.get_current_active_span()
+        span.set_attribute("mlflow.chat.tokenUsage", {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5})
+        return f"answer to {question}"
+
+    trace_ids = []
+    for question in ["refund policy", "shipping time", "opening hours"]:
+        agent(question)
+        trace_ids.append(mlflow.get_last_active_trace_id())
+    mlflow.flush_trace_async_logging()
+    source = AssessmentSource(source_type="HUMAN", source_id="reviewer")
+    for trace_id, verdict in zip(trace_ids, ["yes", "no", "yes"]):
+        mlflow.log_assessment(trace_id, Feedback(name="correct", value=verdict, source=source))
+
+    def found(filter_string):
+        return sorted(t.info.trace_id for t in mlflow.search_traces(
+            locations=[experiment], filter_string=filter_string, return_type="list"))
+
+    assert found("span.type = 'LLM'") == sorted(trace_ids)
+    assert found("span.type = 'LLM' AND span.name = 'agent'") == []
+    assert found("trace.text ILIKE '%REFUND%'") == [trace_ids[0]]
+    assert found("feedback.correct = 'yes'") == sorted([trace_ids[0], trace_ids[2]])
+    assert found("feedback.correct = 'no' AND span.name = 'llm'") == [trace_ids[1]]
+    with pytest.raises(mlflow.exceptions.MlflowException, match="span attribute"):
+        found("span.colour = 'red'")
+
+    # Token usage summed from the spans (the client's own summary agrees).
+    info = mlflow.get_trace(trace_ids[0]).info
+    assert info.token_usage == {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}
+
+    store = client._tracking_client.store
+    counts = store.query_trace_metrics(
+        experiment_ids=[experiment], view_type=MetricViewType.TRACES, metric_name="trace_count",
+        aggregations=[MetricAggregation(aggregation_type=AggregationType.COUNT)], dimensions=["trace_name"])
+    assert [(p.dimensions, p.values) for p in counts] == [({"trace_name": "agent"}, {"COUNT": 3.0})]
+    tokens = store.query_trace_metrics(
+        experiment_ids=[experiment], view_type=MetricViewType.TRACES, metric_name="input_tokens",
+        aggregations=[MetricAggregation(aggregation_type=AggregationType.SUM),
+                      MetricAggregation(aggregation_type=AggregationType.PERCENTILE, percentile_value=50)])
+    assert [p.values for p in tokens] == [{"SUM": 9.0, "P50.0": 3.0}]
+    spans = store.query_trace_metrics(
+        experiment_ids=[experiment], view_type=MetricViewType.SPANS, metric_name="span_count",
+        aggregations=[MetricAggregation(aggregation_type=AggregationType.COUNT)], dimensions=["span_type"],
+        filters=["span.name = 'llm'"])
+    assert [(p.dimensions, p.values) for p in spans] == [({"span_type": "LLM"}, {"COUNT": 3.0})]
+    verdicts = store.query_trace_metrics(
+        experiment_ids=[experiment], view_type=MetricViewType.ASSESSMENTS, metric_name="assessment_count",
+        aggregations=[MetricAggregation(aggregation_type=AggregationType.COUNT)], dimensions=["assessment_value"])
+    assert sorted((p.dimensions["assessment_value"], p.values["COUNT"]) for p in verdicts) == [
+        ('"no"', 1.0), ('"yes"', 2.0)]
+    with pytest.raises(mlflow.exceptions.MlflowException, match="invalid aggregation_type"):
+        store.query_trace_metrics(
+            experiment_ids=[experiment], view_type=MetricViewType.TRACES, metric_name="trace_count",
+            aggregations=[MetricAggregation(aggregation_type=AggregationType.AVG)])
+
+    correlation = store.calculate_trace_filter_correlation(
+        experiment_ids=[experiment], filter_string1="feedback.correct = 'yes'",
+        filter_string2="trace.text ILIKE '%refund%'")
+    assert (correlation.filter1_count, correlation.filter2_count, correlation.joint_count,
+            correlation.total_count) == (2, 1, 1, 3)
+    assert 0 < correlation.npmi <= 1
+
+
+def test_issues_are_created_found_and_counted(experiment, client):
+    store = client._tracking_client.store
+    slow = store.create_issue(experiment_id=experiment, name="slow answers", description="p95 above 2 s",
+                              severity="high", root_causes=["cold cache"], categories=["latency"])
+    assert slow.issue_id.startswith("iss-") and slow.status.value == "pending"
+    wrong = store.create_issue(experiment_id=experiment, name="wrong refunds", description="policy misquoted",
+                               severity="low")
+    assert store.get_issue(slow.issue_id).root_causes == ["cold cache"]
+    resolved = store.update_issue(wrong.issue_id, status="resolved")
+    assert resolved.status.value == "resolved" and resolved.last_updated_timestamp >= wrong.created_timestamp
+    found = store.search_issues(experiment_id=experiment, include_trace_count=True)
+    assert [(i.issue_id, i.trace_count) for i in found] == [(slow.issue_id, 0), (wrong.issue_id, 0)]
+    pending = store.search_issues(experiment_id=experiment, filter_string="status = 'pending'")
+    assert [i.issue_id for i in pending] == [slow.issue_id]
+    with pytest.raises(mlflow.exceptions.MlflowException, match="not found"):
+        store.get_issue("iss-" + "0" * 32)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="Supported fields"):
+        store.search_issues(experiment_id=experiment, filter_string="name = 'x'")

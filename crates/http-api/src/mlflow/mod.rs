@@ -4,12 +4,14 @@ mod artifacts;
 mod assessments;
 mod eval_datasets;
 mod experiments;
+mod issues;
 mod logged_models;
 mod meta;
 mod model_versions;
 mod registered_models;
 mod runs;
 mod scorers;
+mod trace_metrics;
 mod traces;
 mod traces_v2;
 
@@ -213,6 +215,11 @@ pub fn routes(state: AppState) -> Router {
         .route(&format!("{api3}/traces/batchGet"), get(traces::batch_get))
         .route(&format!("{api3}/traces/batchGetInfos"), post(traces::batch_get_infos))
         .route(&format!("{api3}/traces/get"), get(traces::get_by_query))
+        .route(&format!("{api3}/traces/metrics"), post(trace_metrics::query))
+        .route(
+            &format!("{api3}/traces/calculate-filter-correlation"),
+            post(trace_metrics::correlation),
+        )
         .route(&format!("{api3}/traces/{{trace_id}}"), get(traces::get))
         .route(
             &format!("{api3}/traces/{{trace_id}}/assessments"),
@@ -230,6 +237,13 @@ pub fn routes(state: AppState) -> Router {
         )
         .route(&format!("{api}/traces/delete-traces"), post(traces::delete_traces))
         .route(&format!("{api}/traces/link-to-run"), post(traces::link_to_run))
+        // Issues.
+        .route(&format!("{api3}/issues"), post(issues::create))
+        .route(&format!("{api3}/issues/search"), post(issues::search))
+        .route(
+            &format!("{api3}/issues/{{issue_id}}"),
+            get(issues::get).patch(issues::update),
+        )
         // Registered scorers.
         .route(&format!("{api3}/scorers/register"), post(scorers::register))
         .route(&format!("{api3}/scorers/list"), get(scorers::list))

@@ -262,6 +262,18 @@ impl TraceSpans {
                 }
             }
         }
+        // The first session and user a span names (a trace that has them keeps its own).
+        for (key, value) in [
+            (
+                "mlflow.trace.session",
+                self.spans.iter().find_map(|s| s.session.clone()),
+            ),
+            ("mlflow.trace.user", self.spans.iter().find_map(|s| s.user.clone())),
+        ] {
+            if let Some(value) = value {
+                metadata.insert(key.into(), Value::String(value));
+            }
+        }
         let state = root_state.clone().unwrap_or_else(|| "IN_PROGRESS".to_string());
         let execution_ms = end_ms.map_or(0, |end| (end - start_ms).max(0));
         let trace_info = json!({

@@ -19,6 +19,20 @@ pub struct Converted {
     pub name: String,
     pub inputs: Option<String>,
     pub outputs: Option<String>,
+    /// The session (`session.id` or `gen_ai.conversation.id`) and user (`user.id`) it names.
+    pub session: Option<String>,
+    pub user: Option<String>,
+}
+
+/// The longest session id MLflow accepts.
+const MAX_SESSION_CHARS: usize = 250;
+
+/// A text attribute, unwrapped when it arrives JSON-encoded (`"\"abc\""`).
+fn unwrapped(text: String) -> String {
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::String(inner)) => inner,
+        _ => text,
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -108,7 +122,18 @@ fn convert_span(span: &Span) -> Result<Converted, String> {
             .and_then(|entry| entry.value.as_ref())
             .map(preview)
     };
+    let session = attribute("session.id")
+        .or_else(|| attribute("gen_ai.conversation.id"))
+        .map(unwrapped)
+        .filter(|session| !session.is_empty());
+    if let Some(session) = &session
+        && session.chars().count() > MAX_SESSION_CHARS
+    {
+        return Err(format!("session.id is longer than {MAX_SESSION_CHARS} characters"));
+    }
     Ok(Converted {
+        session,
+        user: attribute("user.id").map(unwrapped).filter(|user| !user.is_empty()),
         span: NewSpan {
             trace_id,
             span_id: hex(&span.span_id),

@@ -50,7 +50,7 @@ impl SqlStore {
     /// One attempt: `None` when another writer took the number first.
     async fn try_register(&self, new: &DatasetVersion) -> StoreResult<Option<(DatasetVersion, bool)>> {
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM dataset_versions WHERE name = $1 AND content_hash = $2"
         )))

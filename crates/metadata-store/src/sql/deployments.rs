@@ -83,7 +83,7 @@ impl DeploymentStore for SqlStore {
     ) -> StoreResult<DeploymentRecord> {
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             let now = now_millis();
             sqlx::query(
                 "INSERT INTO deployments (name, spec, state, revision, creation_time, last_update_time) \
@@ -139,7 +139,7 @@ impl DeploymentStore for SqlStore {
     ) -> StoreResult<DeploymentRecord> {
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             let updated = sqlx::query(
                 "UPDATE deployments SET spec = $1, state = $2, revision = revision + 1, last_update_time = $3 \
                  WHERE name = $4 AND revision = $5",
@@ -173,7 +173,7 @@ impl DeploymentStore for SqlStore {
 
     async fn delete_deployment(&self, name: &str) -> StoreResult<()> {
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM deployments WHERE name = $1")
             .bind(name.to_string())
             .execute(&mut *transaction)
@@ -192,7 +192,7 @@ impl DeploymentStore for SqlStore {
 
     async fn append_deployment_event(&self, event: &DeploymentEvent) -> StoreResult<()> {
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         insert_events(&mut transaction, std::slice::from_ref(event)).await?;
         transaction.commit().await?;
         Ok(())

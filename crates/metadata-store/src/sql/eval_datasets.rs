@@ -122,7 +122,7 @@ impl EvalDatasetStore for SqlStore {
                 .await?;
         }
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         sqlx::query("INSERT INTO eval_datasets (dataset_id, name, document, created_time, last_update_time) VALUES ($1, $2, $3, $4, $5)")
             .bind(dataset_id.clone())
             .bind(name)
@@ -154,7 +154,7 @@ impl EvalDatasetStore for SqlStore {
 
     async fn delete_eval_dataset(&self, dataset_id: &str) -> StoreResult<()> {
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         load_dataset(&mut transaction, dataset_id).await?;
         for table in ["eval_dataset_records", "eval_dataset_experiments", "eval_datasets"] {
             super::query_text(format!("DELETE FROM {table} WHERE dataset_id = $1"))
@@ -219,7 +219,7 @@ impl EvalDatasetStore for SqlStore {
     async fn change_eval_dataset(&self, dataset_id: &str, change: DocumentChange) -> StoreResult<Value> {
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             let mut dataset = load_dataset(&mut transaction, dataset_id).await?;
             change(&mut dataset)?;
             save_dataset(&mut transaction, dataset_id, &dataset).await?;
@@ -240,7 +240,7 @@ impl EvalDatasetStore for SqlStore {
         }
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             load_dataset(&mut transaction, dataset_id).await?;
             for experiment_id in add {
                 sqlx::query("INSERT INTO eval_dataset_experiments (dataset_id, experiment_id) VALUES ($1, $2) ON CONFLICT (dataset_id, experiment_id) DO NOTHING")
@@ -275,7 +275,7 @@ impl EvalDatasetStore for SqlStore {
             )));
         }
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let mut dataset = load_dataset(&mut transaction, dataset_id).await?;
         let (mut inserted, mut updated) = (0, 0);
         for record in records {
@@ -365,7 +365,7 @@ impl EvalDatasetStore for SqlStore {
             )));
         }
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let mut dataset = load_dataset(&mut transaction, dataset_id).await?;
         let mut deleted = 0;
         for record_id in record_ids {

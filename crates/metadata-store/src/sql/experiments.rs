@@ -141,7 +141,7 @@ impl ExperimentStore for SqlStore {
         tags: &[Tag],
     ) -> StoreResult<String> {
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let existing = sqlx::query("SELECT lifecycle_stage FROM experiments WHERE name = $1")
             .bind(name.to_string())
             .fetch_optional(&mut *transaction)
@@ -278,7 +278,7 @@ impl ExperimentStore for SqlStore {
         }
         let _writer = self.writer_guard().await;
         let now = now_millis();
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         sqlx::query("UPDATE experiments SET lifecycle_stage = $1, last_update_time = $2 WHERE experiment_id = $3")
             .bind(stage.as_str().to_string())
             .bind(now)

@@ -57,7 +57,7 @@ impl GateStore for SqlStore {
     async fn set_gate_policy(&self, name: &str, policy_text: &str, actor: &str) -> StoreResult<GatePolicyRecord> {
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             sqlx::query(
                 "INSERT INTO gate_policies (name, policy, revision, updated_by, updated_time) VALUES ($1, $2, 1, $3, $4) \
                  ON CONFLICT (name) DO UPDATE SET policy = excluded.policy, revision = gate_policies.revision + 1, \

@@ -187,7 +187,7 @@ impl SqlStore {
     async fn upsert_model_key_values(&self, table: &str, model_id: &str, entries: &[Tag]) -> StoreResult<()> {
         self.require_live_model(model_id).await?;
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         for entry in entries {
             query_text(format!(
                 "INSERT INTO {table} (model_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"
@@ -227,7 +227,7 @@ impl LoggedModelStore for SqlStore {
         let now = now_millis();
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             sqlx::query(
                 "INSERT INTO logged_models (model_id, experiment_id, name, artifact_location, creation_time, last_updated_time, \
                  status, model_type, source_run_id, lifecycle_stage) VALUES ($1, $2, $3, $4, $5, $6, 'LOGGED_MODEL_PENDING', $7, $8, 'active')",

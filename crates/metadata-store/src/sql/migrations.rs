@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0009_trace_run_links.sql"),
     include_str!("../../migrations/0010_eval_datasets.sql"),
     include_str!("../../migrations/0011_scorers.sql"),
+    include_str!("../../migrations/0012_assessments_and_issues.sql"),
 ];
 
 /// The newest schema version this binary knows.
@@ -39,7 +40,7 @@ impl SqlStore {
     /// Brings the schema up to date and makes sure the Default experiment exists.
     pub(crate) async fn migrate(&self) -> StoreResult<()> {
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         if self.dialect == Dialect::Postgres {
             // Replicas starting together must not migrate concurrently.
             sqlx::query("SELECT pg_advisory_xact_lock(7361832)")

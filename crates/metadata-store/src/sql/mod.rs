@@ -2,11 +2,13 @@
 //! and PostgreSQL. SQLite runs in WAL mode and all its writes go through one writer lock, so concurrent
 //! clients queue instead of failing with "database is locked".
 
+mod assessment_rows;
 mod datasets;
 mod deployments;
 mod eval_datasets;
 mod experiments;
 mod gates;
+mod issues;
 mod logged_models;
 mod migrations;
 mod monitors;
@@ -17,6 +19,9 @@ mod rows;
 mod run_search;
 mod runs;
 mod scorers;
+mod span_columns;
+mod trace_filters;
+mod trace_metrics;
 mod trace_spans;
 mod traces;
 
@@ -132,6 +137,16 @@ impl SqlStore {
             Dialect::Sqlite => Some(self.write_lock.lock().await),
             Dialect::Postgres => None,
         }
+    }
+
+    /// Begins a transaction that writes. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), so it
+    /// waits (busy timeout) behind a connection whose dropped transaction is still being rolled back, instead
+    /// of failing with "database is locked" when its first write finds a read snapshot it cannot upgrade.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Closes the pool, waiting for connections to be returned.

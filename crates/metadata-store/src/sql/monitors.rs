@@ -115,7 +115,7 @@ impl MonitorStore for SqlStore {
     ) -> StoreResult<MonitorRecord> {
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             let now = now_millis();
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO monitors ({MONITOR_COLUMNS}) VALUES ($1, $2, $3, 1, $4, $5)"
@@ -168,7 +168,7 @@ impl MonitorStore for SqlStore {
     ) -> StoreResult<MonitorRecord> {
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             let updated = sqlx::query(
                 "UPDATE monitors SET spec = $1, state = $2, revision = revision + 1, last_update_time = $3 \
                  WHERE name = $4 AND revision = $5",
@@ -203,7 +203,7 @@ impl MonitorStore for SqlStore {
 
     async fn delete_monitor(&self, name: &str) -> StoreResult<()> {
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM monitors WHERE name = $1")
             .bind(name.to_string())
             .execute(&mut *transaction)

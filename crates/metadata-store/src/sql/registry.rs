@@ -198,7 +198,7 @@ impl RegistryStore for SqlStore {
     ) -> StoreResult<RegisteredModel> {
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             let now = now_millis();
             sqlx::query("INSERT INTO registered_models (name, creation_time, last_updated_time, description) VALUES ($1, $2, $3, $4)")
                 .bind(name.to_string())
@@ -244,7 +244,7 @@ impl RegistryStore for SqlStore {
         self.require_registered_model(name).await?;
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             sqlx::query("UPDATE registered_models SET name = $1, last_updated_time = $2 WHERE name = $3")
                 .bind(new_name.to_string())
                 .bind(now_millis())
@@ -293,7 +293,7 @@ impl RegistryStore for SqlStore {
     async fn delete_registered_model(&self, name: &str) -> StoreResult<()> {
         self.require_registered_model(name).await?;
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         for table in [
             "registered_model_tags",
             "model_version_tags",
@@ -356,7 +356,7 @@ impl RegistryStore for SqlStore {
     async fn create_model_version(&self, new_version: &NewModelVersion) -> StoreResult<ModelVersion> {
         let version = {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             let allocated = sqlx::query(
                 "UPDATE registered_models SET next_version = next_version + 1, last_updated_time = $1 WHERE name = $2 \
                  RETURNING next_version - 1 AS version",
@@ -437,7 +437,7 @@ impl RegistryStore for SqlStore {
     async fn delete_model_version(&self, name: &str, version: i64) -> StoreResult<()> {
         self.require_version(name, version).await?;
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let aliases = sqlx::query("SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2")
             .bind(name.to_string())
             .bind(version)
@@ -545,7 +545,7 @@ impl RegistryStore for SqlStore {
         self.require_version(name, version).await?;
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             let now = now_millis();
             if archive_existing_versions && (stage == "Staging" || stage == "Production") {
                 sqlx::query(
@@ -581,7 +581,7 @@ impl RegistryStore for SqlStore {
     async fn set_alias(&self, name: &str, alias: &str, version: i64) -> StoreResult<()> {
         self.require_version(name, version).await?;
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         sqlx::query("INSERT INTO registered_model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version")
             .bind(name.to_string())
             .bind(alias.to_string())
@@ -596,7 +596,7 @@ impl RegistryStore for SqlStore {
     async fn delete_alias(&self, name: &str, alias: &str) -> StoreResult<()> {
         self.require_registered_model(name).await?;
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let removed = sqlx::query("DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2")
             .bind(name.to_string())
             .bind(alias.to_string())

@@ -391,7 +391,7 @@ impl RunStore for SqlStore {
             .collect();
         tags.push(Tag::new(RUN_NAME_TAG, new_run.run_name.clone()));
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, end_time, lifecycle_stage, artifact_uri) \
              VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, 'active', $6)",
@@ -420,7 +420,7 @@ impl RunStore for SqlStore {
     async fn update_run(&self, run_id: &str, update: &RunUpdate) -> StoreResult<RunInfo> {
         {
             let _writer = self.writer_guard().await;
-            let mut transaction = self.pool.begin().await?;
+            let mut transaction = self.begin_write().await?;
             require_active_run(&mut transaction, run_id).await?;
             if let Some(status) = &update.status {
                 sqlx::query("UPDATE runs SET status = $1 WHERE run_id = $2")
@@ -461,7 +461,7 @@ impl RunStore for SqlStore {
 
     async fn log_batch(&self, run_id: &str, batch: &LogBatch) -> StoreResult<()> {
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         require_active_run(&mut transaction, run_id).await?;
         insert_params(&mut transaction, self.dialect, run_id, &batch.params).await?;
         insert_metrics(&mut transaction, self.dialect, run_id, &batch.metrics).await?;
@@ -472,7 +472,7 @@ impl RunStore for SqlStore {
 
     async fn delete_run_tag(&self, run_id: &str, key: &str) -> StoreResult<()> {
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         require_active_run(&mut transaction, run_id).await?;
         let result = sqlx::query("DELETE FROM tags WHERE run_id = $1 AND key = $2")
             .bind(run_id.to_string())
@@ -507,7 +507,7 @@ impl RunStore for SqlStore {
     async fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput], models: &[ModelInput]) -> StoreResult<()> {
         let experiment_id = self.run_experiment_id(run_id).await?;
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         require_active_run(&mut transaction, run_id).await?;
         for input in datasets {
             let dataset = &input.dataset;
@@ -564,7 +564,7 @@ impl RunStore for SqlStore {
 
     async fn log_outputs(&self, run_id: &str, models: &[ModelOutput]) -> StoreResult<()> {
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         require_active_run(&mut transaction, run_id).await?;
         for model in models {
             sqlx::query(

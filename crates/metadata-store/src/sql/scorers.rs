@@ -43,7 +43,7 @@ impl ScorerStore for SqlStore {
             )));
         }
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let newest = sqlx::query(
             "SELECT version, scorer_id FROM scorers WHERE experiment_id = $1 AND name = $2 ORDER BY version DESC LIMIT 1",
         )

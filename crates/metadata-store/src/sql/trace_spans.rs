@@ -2,12 +2,14 @@
 //! location), and the trace they make or update.
 
 use super::rows::text;
+use super::span_columns::{span_columns, token_usage};
 use super::traces::{SPANS_LOCATION_POINTER, write_trace_rows};
 use super::{SqlStore, parse_experiment_id};
 use crate::error::{StoreError, StoreResult};
 use crate::queries::{NewTrace, SpanBatch};
 use loopline_core::time::rfc3339_millis;
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// The most spans one trace may hold.
 const MAX_SPANS_PER_TRACE: i64 = 100_000;
@@ -36,7 +38,7 @@ impl SqlStore {
                 .await?;
         }
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         for batch in batches {
             log_batch(&mut transaction, batch).await?;
         }
@@ -139,17 +141,136 @@ async fn log_batch(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &S
             trace.trace_id
         )));
     }
+    let mut usage_seen = false;
     for span in &batch.spans {
+        let columns = span_columns(&span.content);
+        usage_seen |= token_usage(&columns).is_some();
         sqlx::query(
-            "INSERT INTO trace_spans (trace_id, span_id, start_ns, content) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (trace_id, span_id) DO UPDATE SET start_ns = excluded.start_ns, content = excluded.content",
+            "INSERT INTO trace_spans (trace_id, span_id, start_ns, end_ns, name, span_type, status, model_name, \
+             model_provider, input_cost, output_cost, total_cost, attributes, content) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (trace_id, span_id) DO UPDATE SET start_ns = excluded.start_ns, end_ns = excluded.end_ns, \
+             name = excluded.name, span_type = excluded.span_type, status = excluded.status, \
+             model_name = excluded.model_name, model_provider = excluded.model_provider, \
+             input_cost = excluded.input_cost, output_cost = excluded.output_cost, total_cost = excluded.total_cost, \
+             attributes = excluded.attributes, content = excluded.content",
         )
         .bind(span.trace_id.clone())
         .bind(span.span_id.clone())
         .bind(span.start_ns)
+        .bind(columns.end_ns)
+        .bind(columns.name)
+        .bind(columns.span_type)
+        .bind(columns.status)
+        .bind(columns.model_name)
+        .bind(columns.model_provider)
+        .bind(columns.input_cost)
+        .bind(columns.output_cost)
+        .bind(columns.total_cost)
+        .bind(columns.attributes)
         .bind(span.content.to_string())
         .execute(&mut **transaction)
         .await?;
     }
+    if usage_seen {
+        record_token_usage(transaction, &trace.trace_id).await?;
+    }
     Ok(())
+}
+
+/// The token usage keys MLflow sums, in the order it writes them.
+const USAGE_KEYS: [&str; 6] = [
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation_above_1hr_input_tokens",
+];
+
+/// Sums the token usage of a trace's spans into its `mlflow.trace.tokenUsage` metadata, as MLflow does: a
+/// span counts only when no span above it has usage of its own (a parent's usage already includes its
+/// children's). A trace the client finished with usage of its own keeps it.
+async fn record_token_usage(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, trace_id: &str) -> StoreResult<()> {
+    let info_row = sqlx::query("SELECT trace_info FROM traces WHERE trace_id = $1")
+        .bind(trace_id.to_string())
+        .fetch_one(&mut **transaction)
+        .await?;
+    let mut info: Value = serde_json::from_str(&text(&info_row, "trace_info")?)
+        .map_err(|error| StoreError::InvalidParameter(format!("stored trace {trace_id} is not valid JSON: {error}")))?;
+    let finalized = info
+        .pointer("/trace_metadata/mlflow.trace.infoFinalized")
+        .and_then(Value::as_str)
+        == Some("true");
+    if finalized && info.pointer("/trace_metadata/mlflow.trace.tokenUsage").is_some() {
+        return Ok(());
+    }
+    let rows = sqlx::query("SELECT span_id, content FROM trace_spans WHERE trace_id = $1")
+        .bind(trace_id.to_string())
+        .fetch_all(&mut **transaction)
+        .await?;
+    let mut parents = HashMap::new();
+    let mut usages = HashMap::new();
+    for row in &rows {
+        let content: Value = serde_json::from_str(&text(row, "content")?).unwrap_or_default();
+        let columns = span_columns(&content);
+        let own_id = content
+            .get("span_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if let Some(usage) = token_usage(&columns) {
+            usages.insert(own_id.clone(), usage);
+        }
+        if let Some(parent) = columns.parent_span_id {
+            parents.insert(own_id, parent);
+        }
+    }
+    let mut totals: Vec<Option<i64>> = vec![None; USAGE_KEYS.len()];
+    for (span_id, usage) in &usages {
+        // Walk up; the chain is bounded by the span count, so a cycle in hostile ids cannot loop forever.
+        let mut current = parents.get(span_id);
+        let mut covered = false;
+        for _ in 0..parents.len() {
+            let Some(parent) = current else { break };
+            if usages.contains_key(parent) {
+                covered = true;
+                break;
+            }
+            current = parents.get(parent);
+        }
+        if covered {
+            continue;
+        }
+        for (total, key) in totals.iter_mut().zip(USAGE_KEYS) {
+            if let Some(count) = usage.get(key).and_then(Value::as_i64) {
+                *total = Some(total.unwrap_or(0).saturating_add(count));
+            }
+        }
+    }
+    if totals[2].is_none() && (totals[0].is_some() || totals[1].is_some()) {
+        totals[2] = Some(totals[0].unwrap_or(0).saturating_add(totals[1].unwrap_or(0)));
+    }
+    let entries: Vec<String> = USAGE_KEYS
+        .iter()
+        .zip(&totals)
+        .filter_map(|(key, total)| total.map(|total| format!("\"{key}\": {total}")))
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let usage = format!("{{{}}}", entries.join(", "));
+    if let Some(metadata) = info
+        .as_object_mut()
+        .map(|object| object.entry("trace_metadata").or_insert_with(|| serde_json::json!({})))
+        .and_then(Value::as_object_mut)
+    {
+        metadata.insert("mlflow.trace.tokenUsage".into(), Value::String(usage.clone()));
+    }
+    sqlx::query("UPDATE traces SET trace_info = $1 WHERE trace_id = $2")
+        .bind(info.to_string())
+        .bind(trace_id.to_string())
+        .execute(&mut **transaction)
+        .await?;
+    super::traces::write_searchable(transaction, trace_id, &info).await
 }

@@ -3,6 +3,7 @@
 
 use super::query_text;
 use super::rows::text;
+use super::trace_filters;
 use super::{SqlStore, built_query, into_page, invalid_filter, invalid_search, page_limits, parse_experiment_id};
 use crate::entities::{Page, Tag};
 use crate::error::{StoreError, StoreResult};
@@ -23,18 +24,19 @@ fn attribute_column(key: &str) -> Option<(&'static str, bool)> {
     match key {
         "timestamp" | "timestamp_ms" => Some(("t.timestamp_ms", true)),
         "execution_time" | "execution_time_ms" => Some(("t.execution_time_ms", true)),
+        "end_time" | "end_time_ms" => Some(("(t.timestamp_ms + COALESCE(t.execution_time_ms, 0))", true)),
         "status" | "state" => Some(("t.state", false)),
         "request_id" | "trace_id" => Some(("t.trace_id", false)),
         _ => None,
     }
 }
 
-const TRACE_TAGS: KeyValueTable<'static> = KeyValueTable {
+pub(super) const TRACE_TAGS: KeyValueTable<'static> = KeyValueTable {
     table: "trace_tags",
     join: &[("trace_id", "t.trace_id")],
     value_column: "value",
 };
-const TRACE_METADATA: KeyValueTable<'static> = KeyValueTable {
+pub(super) const TRACE_METADATA: KeyValueTable<'static> = KeyValueTable {
     table: "trace_metadata",
     join: &[("trace_id", "t.trace_id")],
     value_column: "value",
@@ -48,10 +50,23 @@ struct TraceClauses;
 
 impl ClauseCompiler for TraceClauses {
     fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
+        if trace_filters::is_span_clause(comparison) {
+            return trace_filters::spans_predicate(&[comparison], builder);
+        }
         match comparison.prefix.as_deref() {
             Some("metadata" | "request_metadata") => return key_value_predicate(&TRACE_METADATA, comparison, builder),
             Some("tag" | "tags") => return key_value_predicate(&TRACE_TAGS, comparison, builder),
+            Some("feedback" | "expectation" | "issue") => {
+                return trace_filters::assessment_predicate(comparison, builder);
+            }
             _ => {}
+        }
+        if comparison.key == "name" {
+            let by_name_tag = Comparison {
+                key: "mlflow.traceName".to_string(),
+                ..comparison.clone()
+            };
+            return key_value_predicate(&TRACE_TAGS, &by_name_tag, builder);
         }
         if identifier_kind(comparison.prefix.as_deref()).ok() != Some(IdentifierKind::Attribute) {
             return Err(format!(
@@ -84,6 +99,27 @@ impl ClauseCompiler for TraceClauses {
             )),
         }
     }
+}
+
+/// Appends ` AND <filter>` for a trace search filter over traces aliased `t`. Span clauses joined by AND
+/// are one span's.
+pub(super) fn push_trace_filter(builder: &mut SqlBuilder, filter: Option<&str>) -> StoreResult<()> {
+    let Some(expression) = parse_filter(filter.unwrap_or_default()).map_err(invalid_filter)? else {
+        return Ok(());
+    };
+    let (span_clauses, rest) = trace_filters::split_span_clauses(&expression);
+    let compiled = (|| {
+        if !span_clauses.is_empty() {
+            builder.push(" AND ");
+            trace_filters::spans_predicate(&span_clauses, builder)?;
+        }
+        for part in rest {
+            builder.push(" AND ");
+            compile_expression(part, &TraceClauses, builder)?;
+        }
+        Ok::<(), String>(())
+    })();
+    compiled.map_err(|reason| invalid_search("trace filter", reason))
 }
 
 /// The string entries of a JSON object field of the trace info (`tags`, `trace_metadata`).
@@ -122,21 +158,59 @@ pub(super) async fn write_trace_rows(
     .bind(trace.trace_info.to_string())
     .execute(&mut **transaction)
     .await?;
+    write_searchable(transaction, &trace.trace_id, &trace.trace_info).await
+}
+
+/// Rewrites the searchable copies of a trace's tags, metadata and assessments from its info.
+pub(super) async fn write_searchable(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
+    trace_id: &str,
+    trace_info: &serde_json::Value,
+) -> StoreResult<()> {
     for (table, field) in [("trace_tags", "tags"), ("trace_metadata", "trace_metadata")] {
         query_text(format!("DELETE FROM {table} WHERE trace_id = $1"))
-            .bind(trace.trace_id.clone())
+            .bind(trace_id.to_string())
             .execute(&mut **transaction)
             .await?;
-        for (key, value) in string_map(&trace.trace_info, field) {
+        for (key, value) in string_map(trace_info, field) {
             query_text(format!(
                 "INSERT INTO {table} (trace_id, key, value) VALUES ($1, $2, $3)"
             ))
-            .bind(trace.trace_id.clone())
+            .bind(trace_id.to_string())
             .bind(key)
             .bind(value)
             .execute(&mut **transaction)
             .await?;
         }
+    }
+    sqlx::query("DELETE FROM trace_assessments WHERE trace_id = $1")
+        .bind(trace_id.to_string())
+        .execute(&mut **transaction)
+        .await?;
+    let assessments = trace_info
+        .get("assessments")
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for assessment in assessments {
+        let Some(row) = super::assessment_rows::assessment_row(assessment) else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO trace_assessments (trace_id, assessment_id, kind, name, value, aggregate_value, is_numeric, valid, create_time_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (trace_id, assessment_id) DO NOTHING",
+        )
+        .bind(trace_id.to_string())
+        .bind(row.assessment_id)
+        .bind(row.kind)
+        .bind(row.name)
+        .bind(row.value)
+        .bind(row.aggregate_value)
+        .bind(i64::from(row.is_numeric))
+        .bind(i64::from(row.valid))
+        .bind(row.create_time_ms)
+        .execute(&mut **transaction)
+        .await?;
     }
     Ok(())
 }
@@ -148,7 +222,7 @@ impl SqlStore {
         change: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>) -> StoreResult<R> + Send,
     ) -> StoreResult<R> {
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let row = sqlx::query("SELECT trace_info FROM traces WHERE trace_id = $1")
             .bind(trace_id.to_string())
             .fetch_optional(&mut *transaction)
@@ -166,19 +240,7 @@ impl SqlStore {
             .bind(trace_id.to_string())
             .execute(&mut *transaction)
             .await?;
-        // Keep the searchable copy of the tags equal to the JSON.
-        sqlx::query("DELETE FROM trace_tags WHERE trace_id = $1")
-            .bind(trace_id.to_string())
-            .execute(&mut *transaction)
-            .await?;
-        for (key, value) in string_map(&info, "tags") {
-            sqlx::query("INSERT INTO trace_tags (trace_id, key, value) VALUES ($1, $2, $3)")
-                .bind(trace_id.to_string())
-                .bind(key)
-                .bind(value)
-                .execute(&mut *transaction)
-                .await?;
-        }
+        write_searchable(&mut transaction, trace_id, &info).await?;
         transaction.commit().await?;
         Ok(answer)
     }
@@ -190,7 +252,7 @@ impl TraceStore for SqlStore {
         let experiment_id = parse_experiment_id(&trace.experiment_id)?;
         self.experiment_stage(experiment_id).await?;
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         // Spans that came over OTLP before the client finished the trace stay where they are: the client's
         // trace info does not know about them.
         let mut trace = trace.clone();
@@ -230,11 +292,7 @@ impl TraceStore for SqlStore {
         }
         let mut builder = SqlBuilder::new("SELECT t.trace_info FROM traces t WHERE t.experiment_id IN ");
         super::push_experiment_id_list(&mut builder, &search.experiment_ids)?;
-        if let Some(expression) = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)? {
-            builder.push(" AND ");
-            compile_expression(&expression, &TraceClauses, &mut builder)
-                .map_err(|reason| invalid_search("trace filter", reason))?;
-        }
+        push_trace_filter(&mut builder, search.filter.as_deref())?;
         let mut terms = Vec::new();
         super::check_order_by_count(search.order_by.len())?;
         for clause_text in &search.order_by {
@@ -334,7 +392,7 @@ impl TraceStore for SqlStore {
             return Ok(());
         }
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let mut existing = SqlBuilder::new("SELECT trace_id FROM traces WHERE trace_id IN ");
         existing.push_text_list(trace_ids);
         let found = built_query(&existing, self.dialect)
@@ -358,6 +416,24 @@ impl TraceStore for SqlStore {
 
     async fn get_trace_spans(&self, trace_id: &str) -> StoreResult<Vec<serde_json::Value>> {
         self.get_trace_spans_sql(trace_id).await
+    }
+
+    async fn count_traces(&self, experiment_ids: &[String], filter: Option<&str>) -> StoreResult<i64> {
+        if experiment_ids.is_empty() {
+            return Ok(0);
+        }
+        let mut builder = SqlBuilder::new("SELECT COUNT(*) AS traces FROM traces t WHERE t.experiment_id IN ");
+        super::push_experiment_id_list(&mut builder, experiment_ids)?;
+        push_trace_filter(&mut builder, filter)?;
+        let row = built_query(&builder, self.dialect).fetch_one(&self.pool).await?;
+        super::rows::integer(&row, "traces")
+    }
+
+    async fn trace_metric_rows(
+        &self,
+        query: &crate::queries::TraceMetricsQuery,
+    ) -> StoreResult<Vec<crate::queries::MetricRow>> {
+        self.trace_metric_rows_sql(query).await
     }
 
     async fn delete_traces(
@@ -393,7 +469,7 @@ impl TraceStore for SqlStore {
             ));
         }
         let _writer = self.writer_guard().await;
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.begin_write().await?;
         let doomed = built_query(&builder, self.dialect)
             .fetch_all(&mut *transaction)
             .await?
@@ -409,6 +485,7 @@ impl TraceStore for SqlStore {
                 "trace_tags",
                 "trace_metadata",
                 "trace_spans",
+                "trace_assessments",
                 "trace_run_links",
                 "traces",
             ] {

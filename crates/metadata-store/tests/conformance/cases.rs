@@ -5,6 +5,7 @@ use loopline_metadata_store::*;
 pub use super::dataset_cases::*;
 pub use super::deployment_cases::*;
 pub use super::monitor_cases::*;
+pub use super::trace_cases::*;
 
 fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
     Metric {
@@ -823,7 +824,7 @@ pub async fn traces_round_trip(store: &SqlStore) {
         ["tr-2"]
     );
     assert!(matches!(
-        store.search_traces(&search("span.name = 'x'")).await,
+        store.search_traces(&search("metrics.loss > 1")).await,
         Err(StoreError::InvalidParameter(_))
     ));
     store.delete_trace_tag("tr-1", "k").await.unwrap();
@@ -1052,6 +1053,15 @@ pub async fn evaluation_datasets_keep_one_record_per_inputs(store: &SqlStore) {
         .await
         .unwrap();
     assert_eq!((inserted, updated), (0, 1));
+    // A write that fails leaves its transaction to be rolled back after the call returns; the next writer waits
+    // for it rather than failing with "database is locked" (this raced on SQLite before writes began IMMEDIATE).
+    for _ in 0..25 {
+        assert!(store.create_eval_dataset(&dataset, &[]).await.is_err());
+        store
+            .upsert_eval_records("d-1", vec![record("dr-3", "k1", "z")], merge, count())
+            .await
+            .unwrap();
+    }
     let records = store
         .get_eval_records("d-1", &PageRequest::default())
         .await

@@ -5,6 +5,7 @@ mod cases;
 mod dataset_cases;
 mod deployment_cases;
 mod monitor_cases;
+mod trace_cases;
 
 use loopline_metadata_store::SqlStore;
 
@@ -96,4 +97,5 @@ every_backend!(
     spans_make_and_finish_their_trace,
     evaluation_datasets_keep_one_record_per_inputs,
     scorers_are_versioned_per_experiment_and_name,
+    traces_are_found_by_spans_assessments_and_issues,
 );

@@ -431,6 +431,11 @@ fn generated_json_bodies_never_get_a_server_error() {
         "/api/3.0/mlflow/traces/tr-generated/assessments",
         "/api/3.0/mlflow/datasets/create",
         "/api/3.0/mlflow/scorers/register",
+        "/api/3.0/mlflow/issues",
+        "/api/3.0/mlflow/issues/search",
+        "/api/3.0/mlflow/traces/search",
+        "/api/3.0/mlflow/traces/metrics",
+        "/api/3.0/mlflow/traces/calculate-filter-correlation",
         "/api/3.0/mlflow/datasets/search",
         "/api/3.0/mlflow/datasets/d-generated/records",
         "/api/3.0/mlflow/datasets/d-generated/add-experiments",
@@ -460,6 +465,71 @@ fn generated_json_bodies_never_get_a_server_error() {
             answer.status,
             answer.body_text()
         );
+    });
+    runtime.block_on(assert_alive(&server));
+}
+
+/// Trace filters and metric requests of every prefix, with generated keys, comparators and values, are a 200
+/// or a 400, never a 500 (the span, assessment and issue clauses compile to SQL of their own).
+#[test]
+fn generated_trace_filters_and_metric_queries_never_fail_the_server() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(TestServer::start()).unwrap();
+    let config = ProptestConfig {
+        cases: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let prefix = prop_oneof![
+        Just("span."),
+        Just("span.attributes."),
+        Just("trace."),
+        Just("feedback."),
+        Just("expectation."),
+        Just("issue."),
+        Just("tag."),
+        Just("metadata."),
+        Just(""),
+        Just("assessment."),
+        Just("trace.tag."),
+    ];
+    let comparator = prop_oneof![
+        Just("="),
+        Just("!="),
+        Just("<"),
+        Just(">="),
+        Just("LIKE"),
+        Just("ILIKE"),
+        Just("IN"),
+        Just("IS"),
+        Just("RLIKE"),
+    ];
+    let value = prop_oneof![
+        "'[^']{0,12}'".prop_map(|v| v),
+        Just("NULL".to_string()),
+        Just("NOT NULL".to_string()),
+        Just("('a', 'b')".to_string()),
+        (-1e6f64..1e6).prop_map(|v| v.to_string()),
+    ];
+    proptest!(config, |(prefix in prefix, key in "[a-z_.`]{0,12}", comparator in comparator, value in value,
+                        view in prop_oneof![Just("TRACES"), Just("SPANS"), Just("ASSESSMENTS")],
+                        metric in prop_oneof![Just("trace_count"), Just("latency"), Just("span_count"),
+                            Just("assessment_value"), Just("total_cost"), Just("session_count")])| {
+        let filter = format!("{prefix}{key} {comparator} {value}");
+        let search = runtime.block_on(post_json(&server, "/api/3.0/mlflow/traces/search",
+            &serde_json::json!({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}}],
+                                "filter": filter})));
+        prop_assert!(search.status < 500, "{filter}: {} {}", search.status, search.body_text());
+        let metrics = runtime.block_on(post_json(&server, "/api/3.0/mlflow/traces/metrics",
+            &serde_json::json!({"experiment_ids": ["0"], "view_type": view, "metric_name": metric,
+                                "aggregations": [{"aggregation_type": "COUNT"}, {"aggregation_type": "AVG"}],
+                                "filters": [filter.clone()], "time_interval_seconds": 60,
+                                "start_time_ms": 0, "end_time_ms": 3_600_000})));
+        prop_assert!(metrics.status < 500, "{filter}: {} {}", metrics.status, metrics.body_text());
+        let correlation = runtime.block_on(post_json(&server, "/api/3.0/mlflow/traces/calculate-filter-correlation",
+            &serde_json::json!({"experiment_ids": ["0"], "filter_string1": filter.clone(), "filter_string2": "status = 'OK'"})));
+        prop_assert!(correlation.status < 500, "{filter}: {} {}", correlation.status, correlation.body_text());
     });
     runtime.block_on(assert_alive(&server));
 }
