@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod mlflow;
 pub mod otlp;
+pub mod webhooks;
 
 use axum::Router;
 use loopline_artifact_store::ArtifactStore;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub artifacts: Arc<dyn ArtifactStore>,
     /// Request limits.
     pub limits: HttpLimits,
+    /// Registry webhooks: destination rules, secrets and deliveries.
+    pub webhooks: webhooks::Webhooks,
 }
 
 /// The whole HTTP application.

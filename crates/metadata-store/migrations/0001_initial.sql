@@ -1,4 +1,4 @@
--- Loopline metadata schema, version 1. Written in the SQL that SQLite and PostgreSQL share;
+-- Loopline metadata schema, version 1. Written in the SQL that SQLite and PostgreSQL share:
 -- {{EXPERIMENT_ID_TYPE}} (auto-increment key) and {{WITHOUT_ROWID}} (SQLite's clustered tables) are the only
 -- dialect-specific pieces.
 CREATE TABLE experiments (

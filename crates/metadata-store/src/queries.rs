@@ -248,6 +248,47 @@ pub struct IssueSearch {
     pub page: PageRequest,
 }
 
+/// A registry webhook (MLflow 3). `events` are `(entity, action)` pairs in lower case
+/// (`model_version`, `created`); `secret` is sealed by the caller and never leaves the server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Webhook {
+    /// uuid.
+    pub webhook_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Where deliveries go.
+    pub url: String,
+    /// Subscribed events.
+    pub events: Vec<(String, String)>,
+    /// `ACTIVE` or `DISABLED`.
+    pub status: String,
+    /// The sealed signing secret.
+    pub secret: Option<String>,
+    /// Made at, ms.
+    pub creation_timestamp: i64,
+    /// Changed at, ms.
+    pub last_updated_timestamp: i64,
+}
+
+/// A change to a webhook; `None` leaves a field as it is (`Some(None)` clears the description or secret).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookChange {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<Option<String>>,
+    /// New URL.
+    pub url: Option<String>,
+    /// New events (replacing the old ones).
+    pub events: Option<Vec<(String, String)>>,
+    /// New sealed secret.
+    pub secret: Option<Option<String>>,
+    /// New status.
+    pub status: Option<String>,
+}
+
 /// What trace metrics count: traces, spans or assessments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricView {

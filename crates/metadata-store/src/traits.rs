@@ -199,6 +199,7 @@ pub trait MetadataStore:
     + EvalDatasetStore
     + ScorerStore
     + IssueStore
+    + WebhookStore
 {
 }
 
@@ -215,7 +216,8 @@ impl<
         + PipelineStore
         + EvalDatasetStore
         + ScorerStore
-        + IssueStore,
+        + IssueStore
+        + WebhookStore,
 > MetadataStore for T
 {
 }
@@ -459,4 +461,21 @@ pub trait IssueStore: Send + Sync {
     async fn update_issue(&self, issue_id: &str, change: &IssueChange) -> StoreResult<Issue>;
     /// Issues, most severe first, then newest.
     async fn search_issues(&self, search: &IssueSearch) -> StoreResult<Page<Issue>>;
+}
+
+/// Registry webhooks: where registry events are delivered. Deleted webhooks are kept out of every answer.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Records a new webhook.
+    async fn create_webhook(&self, webhook: &Webhook) -> StoreResult<()>;
+    /// One webhook (not deleted).
+    async fn get_webhook(&self, webhook_id: &str) -> StoreResult<Webhook>;
+    /// Webhooks, newest first.
+    async fn list_webhooks(&self, page: &PageRequest) -> StoreResult<Page<Webhook>>;
+    /// Changes a webhook; answers it.
+    async fn update_webhook(&self, webhook_id: &str, change: &WebhookChange) -> StoreResult<Webhook>;
+    /// Deletes a webhook (it stops receiving events at once).
+    async fn delete_webhook(&self, webhook_id: &str) -> StoreResult<()>;
+    /// The active webhooks subscribed to an event.
+    async fn webhooks_for_event(&self, entity: &str, action: &str) -> StoreResult<Vec<Webhook>>;
 }

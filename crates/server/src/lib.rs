@@ -8,6 +8,7 @@ pub mod gates;
 pub mod model_fetch;
 pub mod network;
 pub mod pipelines;
+pub mod secrets_key;
 
 use anyhow::Context;
 use config::ServerConfig;
@@ -112,6 +113,15 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         own_api.clone(),
         Arc::new(loopline_pipelines::pipeline::service::SystemClock),
     );
+    let webhooks = loopline_http_api::webhooks::Webhooks::new(
+        loopline_http_api::webhooks::address::DestinationPolicy {
+            allowed_schemes: config.network.webhook_allowed_schemes.clone(),
+            allow_private_addresses: config.network.webhook_allow_private_addresses,
+            own_addresses: Arc::default(),
+        },
+        loopline_http_api::webhooks::DeliverySettings::default(),
+        &secrets_key::secrets_key(&config.data_dir)?,
+    );
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
         registry: RegistryService::new(metadata)
@@ -119,6 +129,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
             .with_alias_gate(Arc::new(gates::RegistryGate(gate_service.clone()))),
         artifacts,
         limits: HttpLimits::default(),
+        webhooks: webhooks.clone(),
     };
     let prediction_log = serving.log.clone();
     let router = loopline_http_api::router(state)
@@ -136,6 +147,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::map_response(name_the_server));
     Ok(Application {
+        webhooks,
         router,
         store,
         prediction_log,
@@ -146,6 +158,8 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
 
 /// The assembled server.
 pub struct Application {
+    /// Registry webhooks (told where this server listens, so no webhook points back at it).
+    pub webhooks: loopline_http_api::webhooks::Webhooks,
     /// Every route.
     pub router: axum::Router,
     /// The metadata store, closed on shutdown.
@@ -235,6 +249,7 @@ pub async fn serve(
         .map_err(|message| anyhow::anyhow!("network settings: {message}"))?;
     let application = build_application(&config).await?;
     application.own_api.set_address(listener.local_addr()?);
+    application.webhooks.policy.add_own_address(listener.local_addr()?);
     application.pipelines.start().await;
     tracing::info!(address = %listener.local_addr()?, "loopline server listening");
     let policy = browser_origins::OriginPolicy::new(

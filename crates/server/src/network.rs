@@ -42,6 +42,18 @@ pub struct NetworkOptions {
     /// comma-separated (`*`: any). Pages on localhost and on this server's own origin are always allowed.
     #[arg(long, env = "LOOPLINE_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
+    /// URL schemes registry webhooks may use, comma-separated (MLflow's default: https only).
+    #[arg(
+        long,
+        env = "LOOPLINE_WEBHOOK_ALLOWED_SCHEMES",
+        value_delimiter = ',',
+        default_value = "https"
+    )]
+    pub webhook_allowed_schemes: Vec<String>,
+    /// Let registry webhooks point at private, loopback and link-local addresses (off: a webhook could
+    /// otherwise reach services inside the network, as MLflow guards too). Never at this server itself.
+    #[arg(long, env = "LOOPLINE_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default_value_t = false)]
+    pub webhook_allow_private_addresses: bool,
 }
 
 impl Default for NetworkOptions {
@@ -52,6 +64,8 @@ impl Default for NetworkOptions {
             body_read_timeout_seconds: 60,
             allowed_hosts: Vec::new(),
             cors_allowed_origins: Vec::new(),
+            webhook_allowed_schemes: vec!["https".to_string()],
+            webhook_allow_private_addresses: false,
         }
     }
 }
@@ -64,6 +78,15 @@ impl NetworkOptions {
         }
         if self.header_read_timeout_seconds == 0 || self.body_read_timeout_seconds == 0 {
             return Err("--header-read-timeout-seconds and --body-read-timeout-seconds must be at least 1".to_string());
+        }
+        if let Some(scheme) = self
+            .webhook_allowed_schemes
+            .iter()
+            .find(|scheme| !matches!(scheme.as_str(), "http" | "https"))
+        {
+            return Err(format!(
+                "--webhook-allowed-schemes: '{scheme}' is not http or https; webhooks are HTTP requests"
+            ));
         }
         Ok(())
     }

@@ -22,7 +22,9 @@ from loopline_process import LooplineProcess, free_port  # noqa: E402
 def server_url():
     data_dir = tempfile.mkdtemp(prefix="loopline-compat-")
     port = free_port()
-    args = ["server", "--port", str(port), "--data-dir", data_dir]
+    # Webhook receivers in these tests listen on loopback over http, which the default policy refuses.
+    args = ["server", "--port", str(port), "--data-dir", data_dir,
+            "--webhook-allowed-schemes", "http,https", "--webhook-allow-private-addresses"]
     backend = os.environ.get("LOOPLINE_COMPAT_BACKEND_STORE_URI")
     if backend:
         args += ["--backend-store-uri", backend]

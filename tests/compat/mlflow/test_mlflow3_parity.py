@@ -196,6 +196,10 @@ def test_the_prompt_registry_works_through_the_stock_client(mlflow_tracking, ser
         "name": name, "source": "s3://bucket/anything", "tags": [{"key": "mlflow.prompt.is_prompt", "value": "true"}]})
     assert refused.status_code == 400
     assert "Invalid prompt source" in refused.json()["message"]
+    # A prompt is not a model: serving says so instead of fetching its placeholder source.
+    served = requests.post(f"{server_url}/models/{name}/versions/1/invocations", json={"inputs": [[1.0]]})
+    assert 400 <= served.status_code < 500
+    assert "is a prompt, not a model" in served.text
 
 
 def test_genai_evaluate_scores_traces_and_links_them_to_its_run(experiment):
@@ -447,3 +451,99 @@ def test_issues_are_created_found_and_counted(experiment, client):
         store.get_issue("iss-" + "0" * 32)
     with pytest.raises(mlflow.exceptions.MlflowException, match="Supported fields"):
         store.search_issues(experiment_id=experiment, filter_string="name = 'x'")
+
+
+def test_webhooks_deliver_signed_registry_events(client):
+    import base64
+    import hashlib
+    import hmac
+    import queue
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received = queue.Queue()
+    answers = ["503", "200"]  # the first delivery fails once and is retried
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.put((self.headers, body))
+            status = int(answers.pop(0)) if answers else 200
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b"thanks")
+
+        def log_message(self, *args):
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{receiver.server_port}/hook"
+        hook = client.create_webhook(name="registry-hook", url=url, secret="s3cret",
+                                     events=["registered_model.created", "model_version_alias.created"])
+        assert hook.status.value == "ACTIVE"
+        assert sorted(str(e) for e in client.get_webhook(hook.webhook_id).events) == [
+            "model_version_alias.created", "registered_model.created"]
+        assert hook.webhook_id in [w.webhook_id for w in client.list_webhooks()]
+
+        name = f"hooked-{uuid.uuid4().hex[:8]}"
+        client.create_registered_model(name, description="watched")
+        first_headers, first_body = received.get(timeout=60)
+        retry_headers, retry_body = received.get(timeout=60)
+        assert retry_body == first_body
+        assert retry_headers["X-MLflow-Delivery-Id"] == first_headers["X-MLflow-Delivery-Id"]
+        payload = json.loads(retry_body)
+        assert (payload["entity"], payload["action"]) == ("registered_model", "created")
+        assert payload["data"] == {"name": name, "tags": {}, "description": "watched"}
+        # Verified as MLflow's documentation tells receivers to verify.
+        signed = f"{retry_headers['X-MLflow-Delivery-Id']}.{retry_headers['X-MLflow-Timestamp']}.{retry_body.decode()}"
+        expected = base64.b64encode(hmac.new(b"s3cret", signed.encode(), hashlib.sha256).digest()).decode()
+        assert retry_headers["X-MLflow-Signature"] == f"v1,{expected}"
+
+        result = client.test_webhook(hook.webhook_id)
+        assert result.success and result.response_status == 200 and result.response_body == "thanks"
+        _, example = received.get(timeout=60)
+        assert json.loads(example)["data"]["name"] == "example_model"
+
+        updated = client.update_webhook(hook.webhook_id, status="DISABLED", description="paused")
+        assert (updated.status.value, updated.description) == ("DISABLED", "paused")
+        client.create_registered_model(f"{name}-quiet")
+        client.delete_webhook(hook.webhook_id)
+        with pytest.raises(MlflowException, match="not found"):
+            client.get_webhook(hook.webhook_id)
+        assert received.empty(), "a disabled webhook gets nothing"
+
+        with pytest.raises(MlflowException, match="Invalid action"):
+            client.create_webhook(name="bad", url=url, events=["registered_model.deleted"])
+        with pytest.raises(MlflowException, match="scheme"):
+            client.create_webhook(name="bad", url="ftp://example.com/x", events=["model_version.created"])
+        with pytest.raises(MlflowException, match="this server itself"):
+            client.create_webhook(name="loop", url=f"{mlflow.get_tracking_uri()}/api/2.0/mlflow/experiments/create",
+                                  events=["model_version.created"])
+    finally:
+        receiver.shutdown()
+
+
+def test_the_ui_downloads_a_traces_spans_as_mlflow_writes_them(experiment, server_url):
+    from mlflow.entities import Span
+
+    @mlflow.trace(span_type="RETRIEVER")
+    def lookup(query):
+        return ["doc-1"]
+
+    lookup("refund")
+    trace_id = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    answer = requests.get(f"{server_url}/ajax-api/2.0/mlflow/get-trace-artifact", params={"request_id": trace_id})
+    assert answer.status_code == 200
+    assert answer.headers["Content-Disposition"] == 'attachment; filename="traces.json"'
+    (span,) = [Span.from_dict(d) for d in answer.json()["spans"]]
+    assert (span.name, span.span_type, span.inputs, span.outputs) == ("lookup", "RETRIEVER", {"query": "refund"},
+                                                                   ["doc-1"])
+    assert span.trace_id == trace_id
+    missing = requests.get(f"{server_url}/ajax-api/2.0/mlflow/get-trace-artifact")
+    assert missing.status_code == 400 and "request_id" in missing.json()["message"]
+    escape = requests.get(f"{server_url}/ajax-api/2.0/mlflow/get-trace-artifact",
+                          params={"request_id": trace_id, "path": "../../../../etc/passwd"})
+    assert 400 <= escape.status_code < 500

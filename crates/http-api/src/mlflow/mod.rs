@@ -9,11 +9,14 @@ mod logged_models;
 mod meta;
 mod model_versions;
 mod registered_models;
+mod registry_events;
 mod runs;
 mod scorers;
+mod trace_artifacts;
 mod trace_metrics;
 mod traces;
 mod traces_v2;
+mod webhooks;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -237,6 +240,16 @@ pub fn routes(state: AppState) -> Router {
         )
         .route(&format!("{api}/traces/delete-traces"), post(traces::delete_traces))
         .route(&format!("{api}/traces/link-to-run"), post(traces::link_to_run))
+        // The web UI's trace download.
+        .route("/ajax-api/2.0/mlflow/get-trace-artifact", get(trace_artifacts::get))
+        .route("/ajax-api/3.0/mlflow/get-trace-artifact", get(trace_artifacts::get))
+        // Registry webhooks.
+        .route(&format!("{api}/webhooks"), post(webhooks::create).get(webhooks::list))
+        .route(
+            &format!("{api}/webhooks/{{webhook_id}}"),
+            get(webhooks::get).patch(webhooks::update).delete(webhooks::delete),
+        )
+        .route(&format!("{api}/webhooks/{{webhook_id}}/test"), post(webhooks::test))
         // Issues.
         .route(&format!("{api3}/issues"), post(issues::create))
         .route(&format!("{api3}/issues/search"), post(issues::search))

@@ -40,6 +40,7 @@ pub(super) async fn create(
             tags: to_tags(request.tags, "tags")?,
         })
         .await?;
+    super::registry_events::model_version_created(&state, &version);
     single("model_version", &version)
 }
 
@@ -167,6 +168,14 @@ pub(super) async fn set_tag(
         .registry
         .set_model_version_tag(name, version, &Tag::new(key, request.value.clone().unwrap_or_default()))
         .await?;
+    super::registry_events::model_version_tag(
+        &state,
+        name,
+        version,
+        key,
+        Some(request.value.as_deref().unwrap_or_default()),
+    )
+    .await;
     empty_object()
 }
 
@@ -183,5 +192,6 @@ pub(super) async fn delete_tag(
         .store()
         .delete_model_version_tag(name, number, key)
         .await?;
+    super::registry_events::model_version_tag(&state, name, version, key, None).await;
     empty_object()
 }

@@ -27,6 +27,7 @@ pub(super) async fn create(
         .registry
         .create_registered_model(name, &tags, request.description.as_deref().unwrap_or_default())
         .await?;
+    super::registry_events::registered_model_created(&state, &model);
     single("registered_model", &model)
 }
 
@@ -149,6 +150,8 @@ pub(super) async fn set_tag(
         .registry
         .set_registered_model_tag(name, &Tag::new(key, request.value.clone().unwrap_or_default()))
         .await?;
+    super::registry_events::registered_model_tag(&state, name, key, Some(request.value.as_deref().unwrap_or_default()))
+        .await;
     empty_object()
 }
 
@@ -159,6 +162,7 @@ pub(super) async fn delete_tag(
     let name = required(&request.name, "name")?;
     let key = required(&request.key, "key")?;
     state.registry.store().delete_registered_model_tag(name, key).await?;
+    super::registry_events::registered_model_tag(&state, name, key, None).await;
     empty_object()
 }
 
@@ -193,6 +197,7 @@ pub(super) async fn set_alias(
     let alias = required(&request.alias, "alias")?;
     let version = required(&request.version, "version")?;
     state.registry.set_alias(name, alias, version).await?;
+    super::registry_events::alias(&state, name, alias, Some(version)).await;
     empty_object()
 }
 
@@ -213,5 +218,6 @@ pub(super) async fn delete_alias(
     let name = required(&request.name, "name")?;
     let alias = required(&request.alias, "alias")?;
     state.registry.store().delete_alias(name, alias).await?;
+    super::registry_events::alias(&state, name, alias, None).await;
     empty_object()
 }

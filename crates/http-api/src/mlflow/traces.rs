@@ -155,6 +155,48 @@ async fn whole_trace(state: &AppState, trace_id: &str) -> ApiResult<Value> {
     Ok(json!({ "trace_info": trace_info, "spans": spans }))
 }
 
+/// Whether a trace whose spans are kept here has them all: as many as the client counted
+/// (`mlflow.trace.sizeStats`), or at least one when it did not count.
+fn fully_exported(trace: &Value) -> bool {
+    let info = &trace["trace_info"];
+    if info.pointer("/tags/mlflow.trace.spansLocation").and_then(Value::as_str) != Some("TRACKING_STORE") {
+        return true;
+    }
+    let held = trace["spans"].as_array().map_or(0, Vec::len) as u64;
+    let expected = info
+        .pointer("/trace_metadata/mlflow.trace.sizeStats")
+        .and_then(Value::as_str)
+        .and_then(|stats| serde_json::from_str::<Value>(stats).ok())
+        .and_then(|stats| stats.get("num_spans").and_then(Value::as_u64));
+    match expected {
+        Some(expected) => held >= expected,
+        None => held > 0,
+    }
+}
+
+/// A trace as `traces/get` answers it: unless partial traces are asked for, one still missing spans is
+/// waited for briefly (the client exports spans and the trace's end concurrently) and then refused, as MLflow.
+async fn complete_trace(state: &AppState, trace_id: &str, allow_partial: bool) -> ApiResult<Value> {
+    let mut trace = whole_trace(state, trace_id).await?;
+    if allow_partial {
+        return Ok(trace);
+    }
+    for pause_ms in [500, 1_000] {
+        if fully_exported(&trace) {
+            return Ok(trace);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+        trace = whole_trace(state, trace_id).await?;
+    }
+    if fully_exported(&trace) {
+        return Ok(trace);
+    }
+    Err(ApiError::new(
+        loopline_core::ErrorCode::ResourceDoesNotExist,
+        format!("Trace with ID {trace_id} is not fully exported yet, please try again later."),
+    ))
+}
+
 pub(super) async fn get(State(state): State<AppState>, Path(trace_id): Path<String>) -> JsonResult {
     single("trace", &whole_trace(&state, &trace_id).await?)
 }
@@ -162,6 +204,8 @@ pub(super) async fn get(State(state): State<AppState>, Path(trace_id): Path<Stri
 #[derive(Deserialize)]
 pub(super) struct GetQuery {
     trace_id: Option<String>,
+    #[serde(default, deserialize_with = "crate::extract::lenient_bool")]
+    allow_partial: Option<bool>,
 }
 
 pub(super) async fn get_by_query(
@@ -169,7 +213,8 @@ pub(super) async fn get_by_query(
     MlflowMessage(request): MlflowMessage<GetQuery>,
 ) -> JsonResult {
     let trace_id = required(&request.trace_id, "trace_id")?;
-    single("trace", &whole_trace(&state, trace_id).await?)
+    let trace = complete_trace(&state, trace_id, request.allow_partial.unwrap_or(false)).await?;
+    single("trace", &trace)
 }
 
 #[derive(Deserialize)]
@@ -190,9 +235,10 @@ pub(super) async fn batch_get(
     }
     let mut traces = Vec::with_capacity(request.trace_ids.len());
     for trace_id in &request.trace_ids {
-        // As MLflow: traces that do not exist are left out, not an error.
+        // As MLflow: traces that do not exist or still miss spans are left out, not an error.
         match whole_trace(&state, trace_id).await {
-            Ok(trace) => traces.push(trace),
+            Ok(trace) if fully_exported(&trace) => traces.push(trace),
+            Ok(_) => {}
             Err(error) if error.code == loopline_core::ErrorCode::ResourceDoesNotExist => {}
             Err(error) => return Err(error),
         }

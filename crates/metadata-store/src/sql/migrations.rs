@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0010_eval_datasets.sql"),
     include_str!("../../migrations/0011_scorers.sql"),
     include_str!("../../migrations/0012_assessments_and_issues.sql"),
+    include_str!("../../migrations/0013_webhooks.sql"),
 ];
 
 /// The newest schema version this binary knows.
@@ -102,4 +103,23 @@ fn strip_comments(statement: &str) -> String {
         .join("\n")
         .trim()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn comments_hold_no_statement_separator() {
+        // Statements are split at ';' before comments are dropped: one in a comment cuts a statement in two.
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            for line in migration.lines().filter(|line| line.trim_start().starts_with("--")) {
+                assert!(
+                    !line.contains(';'),
+                    "migration {} has ';' in a comment: {line}",
+                    index + 1
+                );
+            }
+        }
+    }
 }

@@ -20,10 +20,12 @@ mod run_search;
 mod runs;
 mod scorers;
 mod span_columns;
+pub use span_columns::mlflow_span_dict;
 mod trace_filters;
 mod trace_metrics;
 mod trace_spans;
 mod traces;
+mod webhooks;
 
 pub use migrations::LATEST_SCHEMA_VERSION;
 

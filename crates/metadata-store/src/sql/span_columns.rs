@@ -154,6 +154,43 @@ pub(super) fn span_columns(content: &Value) -> SpanColumns {
     }
 }
 
+/// A stored span (OTel proto JSON) as MLflow's `Span.to_dict()` writes it in a `traces.json` artifact:
+/// attributes as an object of JSON-encoded values, event attributes plain, ids as they are (base64).
+pub fn mlflow_span_dict(content: &Value) -> Value {
+    let attributes: Map<String, Value> = plain_entries(content.get("attributes"))
+        .into_iter()
+        .map(|(key, value)| (key, Value::String(python_json::dumps(&value))))
+        .collect();
+    let events: Vec<Value> = content
+        .get("events")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|event| {
+            serde_json::json!({
+                "name": event.get("name").cloned().unwrap_or(Value::Null),
+                "time_unix_nano": event.get("time_unix_nano").cloned().unwrap_or(Value::Null),
+                "attributes": Value::Object(plain_entries(event.get("attributes"))),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "trace_id": content.get("trace_id").cloned().unwrap_or(Value::Null),
+        "span_id": content.get("span_id").cloned().unwrap_or(Value::Null),
+        "parent_span_id": content.get("parent_span_id").cloned().unwrap_or(Value::Null),
+        "name": content.get("name").cloned().unwrap_or(Value::Null),
+        "start_time_unix_nano": content.get("start_time_unix_nano").cloned().unwrap_or(Value::Null),
+        "end_time_unix_nano": content.get("end_time_unix_nano").cloned().unwrap_or(Value::Null),
+        "events": events,
+        "status": {
+            "code": content.pointer("/status/code").cloned().unwrap_or(Value::String("STATUS_CODE_UNSET".into())),
+            "message": content.pointer("/status/message").cloned().unwrap_or(Value::String(String::new())),
+        },
+        "attributes": attributes,
+        "links": [],
+    })
+}
+
 /// A span's token usage (`mlflow.chat.tokenUsage`), when it has one.
 pub(super) fn token_usage(columns: &SpanColumns) -> Option<Map<String, Value>> {
     decoded(columns.plain.get("mlflow.chat.tokenUsage")).and_then(|usage| match usage {

@@ -44,16 +44,34 @@ impl LocalRepository {
                     .get_latest_versions(name, &stages)
                     .await
                     .map_err(|e| e.to_string())?;
-                return versions.into_iter().max_by_key(|v| v.version_number).ok_or_else(|| {
+                let newest = versions.into_iter().max_by_key(|v| v.version_number).ok_or_else(|| {
                     format!(
                         "model '{name}' has no version{}",
                         other.map(|s| format!(" in stage {s}")).unwrap_or_default()
                     )
-                });
+                })?;
+                return refuse_prompts(newest);
             }
         };
-        found.map_err(|e| e.to_string())
+        let version = found.map_err(|e| e.to_string())?;
+        refuse_prompts(version)
     }
+}
+
+/// A prompt version (a template the registry keeps for `mlflow.genai.load_prompt`) has no model to serve or
+/// evaluate: its source is one of MLflow's placeholders.
+fn refuse_prompts(version: ModelVersion) -> Result<ModelVersion, String> {
+    let is_prompt = version
+        .tags
+        .iter()
+        .any(|tag| tag.key == "mlflow.prompt.is_prompt" && tag.value.eq_ignore_ascii_case("true"));
+    if is_prompt {
+        return Err(format!(
+            "'{}' version {} is a prompt, not a model: load it with mlflow.genai.load_prompt; prompts cannot be served",
+            version.name, version.version
+        ));
+    }
+    Ok(version)
 }
 
 /// A version as the catalog names it (digits) as the store numbers it.

@@ -15,4 +15,5 @@ mod monitoring_actions;
 mod otlp;
 mod security;
 mod serving;
+mod webhooks;
 mod wire_format;

@@ -92,6 +92,7 @@ async fn artifact_paths_cannot_leave_the_root() {
                 "loopline.db-wal",
                 "loopline.db-shm",
                 "replica-id",
+                "secrets.key",
             ]
             .contains(&name.as_str())
         })
