@@ -60,6 +60,20 @@ pub(crate) fn parse_duration_millis(text: &str) -> Option<i64> {
     Some((seconds * 1000.0).round() as i64)
 }
 
+/// A trace info's start (`request_time`), ms.
+pub(crate) fn request_time_ms(info: &Value) -> Option<i64> {
+    info.get("request_time")
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp_millis)
+}
+
+/// A trace info's duration (`execution_duration`), ms.
+pub(crate) fn execution_ms(info: &Value) -> Option<i64> {
+    info.get("execution_duration")
+        .and_then(Value::as_str)
+        .and_then(parse_duration_millis)
+}
+
 #[derive(Deserialize)]
 pub(super) struct StartRequest {
     trace: Option<Value>,
@@ -91,16 +105,8 @@ pub(super) async fn start(
         .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'trace.trace_info.trace_location.mlflow_experiment.experiment_id'."))?
         .to_string();
     let experiment = state.tracking.store().get_experiment(&experiment_id).await?;
-    let timestamp_ms = trace_info
-        .get("request_time")
-        .and_then(Value::as_str)
-        .and_then(parse_timestamp_millis)
-        .unwrap_or_else(loopline_core::time::now_millis);
-    let execution_time_ms = trace_info
-        .get("execution_duration")
-        .and_then(Value::as_str)
-        .and_then(parse_duration_millis)
-        .unwrap_or(0);
+    let timestamp_ms = request_time_ms(&trace_info).unwrap_or_else(loopline_core::time::now_millis);
+    let execution_time_ms = execution_ms(&trace_info).unwrap_or(0);
     let trace_state = trace_info
         .get("state")
         .and_then(Value::as_str)

@@ -2,7 +2,7 @@
 //! (StartTrace), `PATCH .../traces/{request_id}` (EndTrace), `GET .../traces/{request_id}/info` and
 //! `GET .../traces` (SearchTraces). Traces are stored once, in the v3 shape; this module translates.
 
-use super::traces::{parse_duration_millis, parse_timestamp_millis};
+use super::traces::{execution_ms, request_time_ms};
 use super::{JsonResult, page_response, single};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -52,16 +52,8 @@ fn as_list(map: Option<&Value>) -> Value {
 
 /// A stored (v3) trace info in the v2 shape.
 pub(super) fn v2_info(info: &Value) -> Value {
-    let timestamp_ms = info
-        .get("request_time")
-        .and_then(Value::as_str)
-        .and_then(parse_timestamp_millis)
-        .unwrap_or(0);
-    let execution_time_ms = info
-        .get("execution_duration")
-        .and_then(Value::as_str)
-        .and_then(parse_duration_millis)
-        .unwrap_or(0);
+    let timestamp_ms = request_time_ms(info).unwrap_or(0);
+    let execution_time_ms = execution_ms(info).unwrap_or(0);
     let status = match info.get("state").and_then(Value::as_str).unwrap_or_default() {
         "OK" => "OK",
         "ERROR" => "ERROR",
@@ -164,11 +156,7 @@ pub(super) async fn end(
         .timestamp_ms
         .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'timestamp_ms'."))?;
     let mut info = state.tracking.store().get_trace_info(&request_id).await?;
-    let start_ms = info
-        .get("request_time")
-        .and_then(Value::as_str)
-        .and_then(parse_timestamp_millis)
-        .unwrap_or(end_ms);
+    let start_ms = request_time_ms(&info).unwrap_or(end_ms);
     let execution_ms = (end_ms - start_ms).max(0);
     let metadata = entries(&request.request_metadata, "request_metadata")?;
     let tags = entries(&request.tags, "tags")?;
