@@ -98,4 +98,5 @@ every_backend!(
     evaluation_datasets_keep_one_record_per_inputs,
     scorers_are_versioned_per_experiment_and_name,
     traces_are_found_by_spans_assessments_and_issues,
+    webhooks_are_listed_matched_and_soft_deleted,
 );

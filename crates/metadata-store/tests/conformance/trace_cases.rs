@@ -1,4 +1,4 @@
-//! Trace search over spans and assessments, token usage summed from spans, and issues.
+//! Trace search over spans and assessments, token usage summed from spans, issues, and registry webhooks.
 
 use loopline_metadata_store::*;
 use serde_json::json;
@@ -269,4 +269,80 @@ pub async fn traces_are_found_by_spans_assessments_and_issues(store: &SqlStore) 
             "{refused}"
         );
     }
+}
+
+pub async fn webhooks_are_listed_matched_and_soft_deleted(store: &SqlStore) {
+    let hook = |id: &str, created: i64, events: &[(&str, &str)], status: &str| Webhook {
+        webhook_id: id.into(),
+        name: format!("hook-{id}"),
+        description: None,
+        url: "https://hooks.example/x".into(),
+        events: events.iter().map(|(e, a)| (e.to_string(), a.to_string())).collect(),
+        status: status.into(),
+        secret: Some("v1:sealed".into()),
+        creation_timestamp: created,
+        last_updated_timestamp: created,
+    };
+    store
+        .create_webhook(&hook("w1", 1, &[("model_version", "created")], "ACTIVE"))
+        .await
+        .unwrap();
+    store
+        .create_webhook(&hook(
+            "w2",
+            2,
+            &[("model_version", "created"), ("prompt", "created")],
+            "DISABLED",
+        ))
+        .await
+        .unwrap();
+    store
+        .create_webhook(&hook("w3", 3, &[("prompt", "created")], "ACTIVE"))
+        .await
+        .unwrap();
+    let listed = store
+        .list_webhooks(&PageRequest {
+            max_results: 2,
+            page_token: None,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.items.iter().map(|w| w.webhook_id.as_str()).collect();
+    assert_eq!(ids, ["w3", "w2"], "newest first");
+    assert!(listed.next_page_token.is_some());
+    let matched = store.webhooks_for_event("model_version", "created").await.unwrap();
+    assert_eq!(
+        matched.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(),
+        ["w1"],
+        "active ones only"
+    );
+    let changed = store
+        .update_webhook(
+            "w2",
+            &WebhookChange {
+                status: Some("ACTIVE".into()),
+                description: Some(Some("now on".into())),
+                secret: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (changed.status.as_str(), changed.description.as_deref(), changed.secret),
+        ("ACTIVE", Some("now on"), None)
+    );
+    assert_eq!(changed.events.len(), 2, "events kept");
+    store.delete_webhook("w1").await.unwrap();
+    assert!(matches!(store.get_webhook("w1").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.delete_webhook("w1").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.update_webhook("w1", &WebhookChange::default()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let matched = store.webhooks_for_event("model_version", "created").await.unwrap();
+    assert_eq!(
+        matched.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(),
+        ["w2"]
+    );
 }
