@@ -5,6 +5,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use loopline_core::{ErrorCode, HasErrorCode};
 
+/// The longest error message sent.
+const MAX_MESSAGE_BYTES: usize = 4 * 1024;
+
 /// An error ready to be sent.
 #[derive(Debug)]
 pub struct ApiError {
@@ -53,6 +56,16 @@ impl IntoResponse for ApiError {
             loopline_core::redact::redact_server_paths(&self.message)
         } else {
             self.message
+        };
+        // A message that echoes a huge input is cut: the answer stays small whatever was sent.
+        let message = if message.len() > MAX_MESSAGE_BYTES {
+            let mut end = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}... ({} bytes in all)", &message[..end], message.len())
+        } else {
+            message
         };
         let body = serde_json::json!({"error_code": self.code.as_str(), "message": message});
         (status, Json(body)).into_response()

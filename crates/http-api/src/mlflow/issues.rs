@@ -150,6 +150,11 @@ pub(super) async fn update(
     MlflowMessage(request): MlflowMessage<UpdateRequest>,
 ) -> JsonResult {
     let name = checked_text(request.name.as_deref(), "name", MAX_NAME_CHARS * 4)?;
+    if name.as_ref().is_some_and(|name| name.chars().count() > MAX_NAME_CHARS) {
+        return Err(ApiError::invalid(format!(
+            "'name' is longer than {MAX_NAME_CHARS} characters"
+        )));
+    }
     let change = IssueChange {
         name,
         description: checked_text(request.description.as_deref(), "description", MAX_DESCRIPTION_BYTES)?,

@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 const DEFAULT_MAX_RESULTS: i64 = 1_000;
 /// The fewest seconds a time bucket may span, and the most buckets a query may make.
 const MAX_BUCKETS: i64 = 100_000;
+/// The most filters one metric query takes (each is a condition of the one SQL query).
+const MAX_FILTERS: usize = 50;
 
 const COUNT: &[&str] = &["COUNT"];
 const SPREAD: &[&str] = &["AVG", "MIN", "MAX", "PERCENTILE"];
@@ -253,6 +255,11 @@ pub(super) async fn query(
                     "start_time_ms and end_time_ms are required if time_interval_seconds is set",
                 ));
             };
+            if start < 0 || end < start {
+                return Err(ApiError::invalid(format!(
+                    "start_time_ms ({start}) and end_time_ms ({end}) must be a range of times since the epoch"
+                )));
+            }
             if (end - start) / seconds.saturating_mul(1_000).max(1) > MAX_BUCKETS {
                 return Err(ApiError::invalid(format!(
                     "time_interval_seconds {seconds} would make more than {MAX_BUCKETS} buckets over this range"
@@ -261,6 +268,12 @@ pub(super) async fn query(
             Some(seconds.saturating_mul(1_000))
         }
     };
+    if request.filters.len() > MAX_FILTERS {
+        return Err(ApiError::invalid(format!(
+            "a metric query takes at most {MAX_FILTERS} filters, got {}",
+            request.filters.len()
+        )));
+    }
     let max_results = request.max_results.unwrap_or(DEFAULT_MAX_RESULTS);
     if !(1..=50_000).contains(&max_results) {
         return Err(ApiError::invalid(format!(

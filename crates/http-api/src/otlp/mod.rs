@@ -138,6 +138,13 @@ pub async fn export(State(state): State<AppState>, request: Request) -> Response
             );
         }
     };
+    if experiment.lifecycle_stage != "active" {
+        return failure(
+            encoding,
+            StatusCode::BAD_REQUEST,
+            format!("Experiment {experiment_id} is deleted; restore it or send traces to another experiment"),
+        );
+    }
     // All traces of the request in one transaction: a request is kept whole or not at all.
     let batches: Vec<SpanBatch> = group_by_trace(converted)
         .into_iter()

@@ -86,7 +86,13 @@ pub fn is_public(address: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8))
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8)
+                // Teredo tunnels (2001::/32) and local-use NAT64 (64:ff9b:1::/48) reach addresses we cannot judge.
+                || (first == 0x2001 && v6.segments()[1] == 0)
+                || (first == 0x64 && v6.segments()[1] == 0xff9b && v6.segments()[2] == 1)
+                // IPv4-compatible (::a.b.c.d) is judged as the IPv4 address, IPv4-translated (::ffff:0:a.b.c.d) refused.
+                || (v6.segments()[..6] == [0, 0, 0, 0, 0, 0] && !is_public_v4(Ipv4Addr::from(v6.to_bits() as u32)))
+                || v6.segments()[..6] == [0, 0, 0, 0, 0xffff, 0])
         }
     }
 }
@@ -100,6 +106,17 @@ impl DestinationPolicy {
     }
 
     fn is_own(&self, address: SocketAddr) -> bool {
+        // 0.0.0.0 and :: reach this machine, and an IPv4-mapped address is the IPv4 address.
+        let ip = match address.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let ip = if ip.is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            ip
+        };
+        let address = SocketAddr::new(ip, address.port());
         let Ok(addresses) = self.own_addresses.read() else {
             return false;
         };
@@ -200,6 +217,10 @@ mod tests {
             "224.0.0.1",
             "255.255.255.255",
             "198.18.0.1",
+            "::127.0.0.1",
+            "::ffff:0:7f00:1",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "64:ff9b:1::a00:1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
@@ -244,11 +265,16 @@ mod tests {
         };
         open.add_own_address("127.0.0.1:5000".parse().unwrap());
         assert!(open.check("http://127.0.0.1:5001/hook").await.is_ok());
-        assert!(
-            open.check("http://localhost:5000/hook")
-                .await
-                .unwrap_err()
-                .contains("this server itself")
-        );
+        for own in [
+            "http://localhost:5000/hook",
+            "http://0.0.0.0:5000/",
+            "http://[::ffff:127.0.0.1]:5000/",
+            "http://[::]:5000/",
+        ] {
+            assert!(
+                open.check(own).await.unwrap_err().contains("this server itself"),
+                "{own}"
+            );
+        }
     }
 }

@@ -104,19 +104,24 @@ impl Webhooks {
                     return;
                 }
             };
+            // Each subscriber on its own: one slow receiver does not hold up the others.
             for webhook in subscribers {
-                let outcome = webhooks.deliver(&webhook, entity, action, &data).await;
-                if !outcome.success {
-                    tracing::warn!(
-                        webhook = %webhook.webhook_id,
-                        name = %webhook.name,
-                        entity,
-                        action,
-                        status = ?outcome.response_status,
-                        error = outcome.error_message.as_deref().unwrap_or(""),
-                        "webhook delivery failed"
-                    );
-                }
+                let webhooks = webhooks.clone();
+                let data = data.clone();
+                tokio::spawn(async move {
+                    let outcome = webhooks.deliver(&webhook, entity, action, &data).await;
+                    if !outcome.success {
+                        tracing::warn!(
+                            webhook = %webhook.webhook_id,
+                            name = %webhook.name,
+                            entity,
+                            action,
+                            status = ?outcome.response_status,
+                            error = outcome.error_message.as_deref().unwrap_or(""),
+                            "webhook delivery failed"
+                        );
+                    }
+                });
             }
         });
     }

@@ -502,6 +502,9 @@ pub fn parse_filter(filter: &str) -> Result<Option<FilterExpression>, FilterSynt
     if filter.trim().is_empty() {
         return Ok(None);
     }
+    if filter.contains('\0') {
+        return Err(error("the filter contains a NUL character".to_string()));
+    }
     if filter.len() > MAX_FILTER_BYTES {
         return Err(FilterSyntaxError {
             filter: format!("{}...", truncate_on_char_boundary(filter, 200)),

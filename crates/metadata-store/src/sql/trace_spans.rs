@@ -243,7 +243,8 @@ async fn record_token_usage(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, 
             continue;
         }
         for (total, key) in totals.iter_mut().zip(USAGE_KEYS) {
-            if let Some(count) = usage.get(key).and_then(Value::as_i64) {
+            // Counts are whole and not negative; anything else a client sent is left out.
+            if let Some(count) = usage.get(key).and_then(Value::as_i64).filter(|count| *count >= 0) {
                 *total = Some(total.unwrap_or(0).saturating_add(count));
             }
         }

@@ -107,6 +107,12 @@ pub(super) fn push_trace_filter(builder: &mut SqlBuilder, filter: Option<&str>) 
     let Some(expression) = parse_filter(filter.unwrap_or_default()).map_err(invalid_filter)? else {
         return Ok(());
     };
+    let comparisons = count_comparisons(&expression);
+    if comparisons > MAX_TRACE_FILTER_COMPARISONS {
+        return Err(StoreError::InvalidParameter(format!(
+            "a trace filter may hold at most {MAX_TRACE_FILTER_COMPARISONS} comparisons, got {comparisons}"
+        )));
+    }
     let (span_clauses, rest) = trace_filters::split_span_clauses(&expression);
     let compiled = (|| {
         if !span_clauses.is_empty() {
@@ -120,6 +126,19 @@ pub(super) fn push_trace_filter(builder: &mut SqlBuilder, filter: Option<&str>) 
         Ok::<(), String>(())
     })();
     compiled.map_err(|reason| invalid_search("trace filter", reason))
+}
+
+/// The most comparisons one trace filter holds: span clauses nest inside one subquery, and SQLite refuses
+/// expressions deeper than 1,000.
+const MAX_TRACE_FILTER_COMPARISONS: usize = 200;
+
+fn count_comparisons(expression: &crate::search::FilterExpression) -> usize {
+    match expression {
+        crate::search::FilterExpression::Comparison(_) => 1,
+        crate::search::FilterExpression::And(children) | crate::search::FilterExpression::Or(children) => {
+            children.iter().map(count_comparisons).sum()
+        }
+    }
 }
 
 /// The string entries of a JSON object field of the trace info (`tags`, `trace_metadata`).

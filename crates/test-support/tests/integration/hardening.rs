@@ -568,3 +568,56 @@ async fn traces_carry_a_bounded_number_of_tags() {
     assert_eq!(set_tag("k5").await.status, 200);
     assert_alive(&server).await;
 }
+
+/// Found by an outside attack on the trace analytics: each of these was a 500 (an overflow panic, SQLite's
+/// expression-depth limit) or echoed megabytes back; each is a small 400 now.
+#[tokio::test]
+async fn trace_analytics_refuse_extreme_inputs_with_small_400s() {
+    let server = TestServer::start().await.unwrap();
+    let metrics = |extra: serde_json::Value| {
+        let mut body = serde_json::json!({"experiment_ids": ["0"], "view_type": "TRACES", "metric_name": "trace_count",
+            "aggregations": [{"aggregation_type": "COUNT"}]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let span_clauses = vec!["span.name = 'inner'"; 300].join(" AND ");
+    let cases = [
+        (
+            "/api/3.0/mlflow/traces/metrics",
+            metrics(serde_json::json!({"time_interval_seconds": 1, "start_time_ms": i64::MIN, "end_time_ms": 0})),
+        ),
+        (
+            "/api/3.0/mlflow/traces/metrics",
+            metrics(serde_json::json!({"filters": vec!["trace.status = 'OK'"; 1000]})),
+        ),
+        (
+            "/api/3.0/mlflow/traces/search",
+            serde_json::json!({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}}],
+                            "filter": span_clauses}),
+        ),
+        (
+            "/api/3.0/mlflow/traces/calculate-filter-correlation",
+            serde_json::json!({"experiment_ids": ["0"], "filter_string1": vec!["span.name = 'a'"; 150].join(" AND "),
+                            "filter_string2": vec!["span.name = 'b'"; 150].join(" AND ")}),
+        ),
+        (
+            "/api/3.0/mlflow/traces/search",
+            serde_json::json!({"locations": [{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}}],
+                            "filter": "trace.text LIKE '%\u{0}%'"}),
+        ),
+        (
+            "/api/3.0/mlflow/issues/search",
+            serde_json::json!({"page_token": "A".repeat(1_000_000)}),
+        ),
+    ];
+    for (path, body) in cases {
+        let answer = post_json(&server, path, &body).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.body_text());
+        assert!(
+            answer.body_text().len() < 8 * 1024,
+            "{path}: the answer is {} bytes",
+            answer.body_text().len()
+        );
+    }
+    assert_alive(&server).await;
+}
