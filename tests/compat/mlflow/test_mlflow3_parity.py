@@ -447,6 +447,9 @@ def test_issues_are_created_found_and_counted(experiment, client):
     assert [(i.issue_id, i.trace_count) for i in found] == [(slow.issue_id, 0), (wrong.issue_id, 0)]
     pending = store.search_issues(experiment_id=experiment, filter_string="status = 'pending'")
     assert [i.issue_id for i in pending] == [slow.issue_id]
+    last_page = requests.post(f"{mlflow.get_tracking_uri()}/api/3.0/mlflow/issues/search",
+                              json={"experiment_id": experiment})
+    assert last_page.json()["next_page_token"] == ""  # present and empty, as MLflow answers
     with pytest.raises(mlflow.exceptions.MlflowException, match="not found"):
         store.get_issue("iss-" + "0" * 32)
     with pytest.raises(mlflow.exceptions.MlflowException, match="Supported fields"):
@@ -537,7 +540,7 @@ def test_the_ui_downloads_a_traces_spans_as_mlflow_writes_them(experiment, serve
     mlflow.flush_trace_async_logging()
     answer = requests.get(f"{server_url}/ajax-api/2.0/mlflow/get-trace-artifact", params={"request_id": trace_id})
     assert answer.status_code == 200
-    assert answer.headers["Content-Disposition"] == 'attachment; filename="traces.json"'
+    assert answer.headers["Content-Disposition"] == "attachment; filename=traces.json"
     (span,) = [Span.from_dict(d) for d in answer.json()["spans"]]
     assert (span.name, span.span_type, span.inputs, span.outputs) == ("lookup", "RETRIEVER", {"query": "refund"},
                                                                    ["doc-1"])

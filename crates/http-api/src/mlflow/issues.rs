@@ -205,8 +205,10 @@ pub(super) async fn search(
     let issues: Vec<Value> = page.items.iter().map(issue_json).collect();
     let mut object = Map::new();
     object.insert("issues".into(), Value::Array(issues));
-    if let Some(token) = page.next_page_token {
-        object.insert("next_page_token".into(), Value::String(token));
-    }
+    // Always present, empty on the last page, as MLflow answers it.
+    object.insert(
+        "next_page_token".into(),
+        Value::String(page.next_page_token.unwrap_or_default()),
+    );
     Ok(Json(Value::Object(object)))
 }

@@ -43,7 +43,11 @@ fn attachment(file_name: &str, body: Body, size: Option<u64>) -> Response {
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}\"", file_name.replace('"', "")),
+                // Unquoted, as MLflow writes it (the names are traces.json and checked artifact names).
+                format!(
+                    "attachment; filename={}",
+                    file_name.replace(['"', ';', ',', ' ', '\r', '\n'], "_")
+                ),
             ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
         ],
