@@ -48,16 +48,47 @@ fn base64(bytes: &[u8]) -> String {
 pub fn convert(request: &ExportTraceServiceRequest, max_spans: usize) -> Result<Vec<Converted>, String> {
     let mut converted = Vec::new();
     for resource_spans in &request.resource_spans {
+        let service = known_agent_service(resource_spans.resource.as_ref());
         for scope in &resource_spans.scope_spans {
             for span in &scope.spans {
                 if converted.len() == max_spans {
                     return Err(format!("a request may carry at most {max_spans} spans"));
                 }
-                converted.push(convert_span(span)?);
+                match &service {
+                    // As MLflow: the coding agent that sent the trace is named on its root span.
+                    Some(service)
+                        if span.parent_span_id.is_empty()
+                            && !span.attributes.iter().any(|entry| entry.key == "service.name") =>
+                    {
+                        let mut root = span.clone();
+                        root.attributes.push(KeyValue {
+                            key: "service.name".into(),
+                            value: Some(AnyValue {
+                                value: Some(Any::String(service.clone())),
+                            }),
+                        });
+                        converted.push(convert_span(&root)?);
+                    }
+                    _ => converted.push(convert_span(span)?),
+                }
             }
         }
     }
     Ok(converted)
+}
+
+/// The coding agents whose resource `service.name` MLflow copies onto root spans.
+const AGENT_SERVICES: [&str; 5] = ["claude-code", "codex_cli_rs", "codex_vscode", "gemini-cli", "qwen-code"];
+
+fn known_agent_service(resource: Option<&super::messages::Resource>) -> Option<String> {
+    resource?
+        .attributes
+        .iter()
+        .find(|entry| entry.key == "service.name")
+        .and_then(|entry| match entry.value.as_ref()?.value.as_ref()? {
+            Any::String(name) if AGENT_SERVICES.contains(&name.as_str()) => Some(name.clone()),
+            _ => None,
+        })
 }
 
 fn convert_span(span: &Span) -> Result<Converted, String> {

@@ -150,6 +150,52 @@ async fn spans_sent_over_otlp_become_a_trace_read_back_through_mlflows_api() {
 }
 
 #[tokio::test]
+async fn a_coding_agents_service_name_is_put_on_its_root_span() {
+    let server = TestServer::start().await.unwrap();
+    let protobuf = [
+        ("Content-Type", "application/x-protobuf"),
+        ("x-mlflow-experiment-id", "0"),
+    ];
+    for (service, expected) in [("gemini-cli", Some("gemini-cli")), ("my-app", None)] {
+        let mut body = request(vec![
+            span(1, None, "root", 1_000_000_000, 2_000_000_000),
+            span(2, Some(1), "child", 1_100_000_000, 1_500_000_000),
+        ]);
+        body.resource_spans[0].resource = Some(loopline_http_api::otlp::messages::Resource {
+            attributes: vec![text("service.name", service)],
+        });
+        let answer = post(&server, &protobuf, &body.encode_to_vec()).await;
+        assert_eq!(answer.status, 200, "{}", answer.body_text());
+        let trace = get_json(
+            &server,
+            &format!("/api/3.0/mlflow/traces/get?trace_id=tr-{}", "ab".repeat(16)),
+        )
+        .await;
+        let spans = trace["trace"]["spans"].as_array().unwrap().clone();
+        let service_of = |name: &str| {
+            let span = spans.iter().find(|span| span["name"] == name).unwrap();
+            span["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|entry| entry["key"] == "service.name")
+                .map(|entry| entry["value"]["string_value"].as_str().unwrap().to_string())
+        };
+        assert_eq!(service_of("root").as_deref(), expected, "{service}");
+        assert_eq!(service_of("child"), None, "only the root span is named");
+        let (status, _) = loopline_test_support::send_json(
+            &reqwest::Client::new(),
+            reqwest::Method::POST,
+            &server.url("/api/2.0/mlflow/traces/delete-traces"),
+            &json!({"experiment_id": "0", "request_ids": [format!("tr-{}", "ab".repeat(16))]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+    }
+}
+
+#[tokio::test]
 async fn otlp_json_bodies_use_hex_ids() {
     let server = TestServer::start().await.unwrap();
     let body = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
