@@ -139,6 +139,15 @@ def test_traces_travel_over_otlp_and_read_back_with_the_stock_client(experiment,
     attribute = root.attributes.add()
     attribute.key = "gen_ai.request.model"
     attribute.value.string_value = "gpt-4o"
+    # OpenInference's names, read as MLflow's (span type, inputs, outputs, token usage).
+    for key, value in [("openinference.span.kind", "LLM"), ("input.value", "Hello, world!"), ("output.value", "Bye!")]:
+        attribute = root.attributes.add()
+        attribute.key = key
+        attribute.value.string_value = value
+    for key, value in [("llm.token_count.prompt", 100), ("llm.token_count.completion", 50)]:
+        attribute = root.attributes.add()
+        attribute.key = key
+        attribute.value.int_value = value
     answer = requests.post(f"{server_url}/v1/traces", data=gzip.compress(request.SerializeToString()),
                            headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
                                     "x-mlflow-experiment-id": experiment})
@@ -149,6 +158,9 @@ def test_traces_travel_over_otlp_and_read_back_with_the_stock_client(experiment,
     (only,) = external.data.spans
     assert only.name == "external-app"
     assert only.attributes["gen_ai.request.model"] == "gpt-4o"
+    assert (only.span_type, only.inputs, only.outputs) == ("LLM", "Hello, world!", "Bye!")
+    assert external.info.request_preview == '"Hello, world!"'
+    assert external.info.token_usage == {"input_tokens": 100, "output_tokens": 50, "total_tokens": 150}
     found = mlflow.search_traces(locations=[experiment], return_type="list")
     assert sorted(len(t.data.spans) for t in found) == [1, 2]
 

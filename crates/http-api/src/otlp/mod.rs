@@ -5,6 +5,7 @@
 //! Bodies are protobuf or JSON, plain, gzip or deflate; errors are `google.rpc.Status` in the request's own
 //! encoding, with MLflow's status codes (422 for a missing header or a span that cannot be converted).
 
+mod genai;
 pub mod messages;
 mod spans;
 
@@ -292,6 +293,17 @@ impl TraceSpans {
             "trace_metadata": metadata,
             "tags": tags,
         });
+        let mut trace_info = trace_info;
+        if let Some(root) = root {
+            for (field, preview) in [
+                ("request_preview", &root.request_preview),
+                ("response_preview", &root.response_preview),
+            ] {
+                if let Some(preview) = preview {
+                    trace_info[field] = Value::String(preview.clone());
+                }
+            }
+        }
         SpanBatch {
             trace: NewTrace {
                 trace_id: trace_id.to_string(),

@@ -19,6 +19,9 @@ pub struct Converted {
     pub name: String,
     pub inputs: Option<String>,
     pub outputs: Option<String>,
+    /// The trace previews MLflow makes from a root span: its inputs and outputs as stored JSON text.
+    pub request_preview: Option<String>,
+    pub response_preview: Option<String>,
     /// The session (`session.id` or `gen_ai.conversation.id`) and user (`user.id`) it names.
     pub session: Option<String>,
     pub user: Option<String>,
@@ -92,6 +95,9 @@ fn known_agent_service(resource: Option<&super::messages::Resource>) -> Option<S
 }
 
 fn convert_span(span: &Span) -> Result<Converted, String> {
+    let mut translated = span.clone();
+    super::genai::translate(&mut translated.attributes);
+    let span = &translated;
     if span.trace_id.len() != 16 {
         return Err(format!("trace_id must be 16 bytes, got {}", span.trace_id.len()));
     }
@@ -162,7 +168,24 @@ fn convert_span(span: &Span) -> Result<Converted, String> {
     {
         return Err(format!("session.id is longer than {MAX_SESSION_CHARS} characters"));
     }
+    let json_preview = |key: &str| {
+        span.attributes
+            .iter()
+            .find(|entry| entry.key == key)
+            .and_then(|entry| entry.value.as_ref())
+            .map(|value| {
+                let text = loopline_core::python_json::dumps(&plain(value));
+                if text.chars().count() > MAX_PREVIEW_CHARS {
+                    let cut: String = text.chars().take(MAX_PREVIEW_CHARS - 3).collect();
+                    format!("{cut}...")
+                } else {
+                    text
+                }
+            })
+    };
     Ok(Converted {
+        request_preview: json_preview("mlflow.spanInputs"),
+        response_preview: json_preview("mlflow.spanOutputs"),
         session,
         user: attribute("user.id").map(unwrapped).filter(|user| !user.is_empty()),
         span: NewSpan {

@@ -108,6 +108,14 @@ async fn log_batch(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &S
                         }
                     }
                 }
+                // Previews the trace lacks come from the root span, as in MLflow.
+                for field in ["request_preview", "response_preview"] {
+                    if object.get(field).is_none_or(Value::is_null)
+                        && let Some(preview) = created.trace_info.get(field).filter(|v| !v.is_null())
+                    {
+                        object.insert(field.into(), preview.clone());
+                    }
+                }
                 object.insert("request_time".into(), Value::String(rfc3339_millis(start)));
                 object.insert(
                     "execution_duration".into(),
