@@ -40,6 +40,7 @@ impl SqlStore {
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;
         for batch in batches {
+            super::traces::lock_trace(&mut transaction, self.dialect, &batch.trace.trace_id).await?;
             log_batch(&mut transaction, batch).await?;
         }
         transaction.commit().await?;
@@ -156,7 +157,8 @@ async fn log_batch(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &S
         sqlx::query(
             "INSERT INTO trace_spans (trace_id, span_id, start_ns, end_ns, name, span_type, status, model_name, \
              model_provider, input_cost, output_cost, total_cost, attributes, content) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             VALUES ($1, $2, $3, CASE WHEN $15 = 1 THEN $4 END, $5, $6, $7, $8, $9, CASE WHEN $16 = 1 THEN $10 END, \
+             CASE WHEN $17 = 1 THEN $11 END, CASE WHEN $18 = 1 THEN $12 END, $13, $14) \
              ON CONFLICT (trace_id, span_id) DO UPDATE SET start_ns = excluded.start_ns, end_ns = excluded.end_ns, \
              name = excluded.name, span_type = excluded.span_type, status = excluded.status, \
              model_name = excluded.model_name, model_provider = excluded.model_provider, \
@@ -166,17 +168,22 @@ async fn log_batch(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &S
         .bind(span.trace_id.clone())
         .bind(span.span_id.clone())
         .bind(span.start_ns)
-        .bind(columns.end_ns)
+        // Numbers always bound as numbers, with flags for "none" (see write_searchable).
+        .bind(columns.end_ns.unwrap_or(0))
         .bind(columns.name)
         .bind(columns.span_type)
         .bind(columns.status)
         .bind(columns.model_name)
         .bind(columns.model_provider)
-        .bind(columns.input_cost)
-        .bind(columns.output_cost)
-        .bind(columns.total_cost)
+        .bind(columns.input_cost.unwrap_or(0.0))
+        .bind(columns.output_cost.unwrap_or(0.0))
+        .bind(columns.total_cost.unwrap_or(0.0))
         .bind(columns.attributes)
         .bind(span.content.to_string())
+        .bind(i64::from(columns.end_ns.is_some()))
+        .bind(i64::from(columns.input_cost.is_some()))
+        .bind(i64::from(columns.output_cost.is_some()))
+        .bind(i64::from(columns.total_cost.is_some()))
         .execute(&mut **transaction)
         .await?;
     }

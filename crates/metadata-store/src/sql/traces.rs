@@ -180,6 +180,23 @@ pub(super) async fn write_trace_rows(
     write_searchable(transaction, &trace.trace_id, &trace.trace_info).await
 }
 
+/// Serialises writers of one trace on PostgreSQL (SQLite has one writer at a time anyway): the client's
+/// end of a trace and its span batches arrive concurrently, and each reads the trace before writing it, so
+/// without this the later writer overwrote what the other had just stored.
+pub(super) async fn lock_trace(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: super::Dialect,
+    trace_id: &str,
+) -> StoreResult<()> {
+    if dialect == super::Dialect::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(7361833, hashtext($1))")
+            .bind(trace_id.to_string())
+            .execute(&mut **transaction)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Rewrites the searchable copies of a trace's tags, metadata and assessments from its info.
 pub(super) async fn write_searchable(
     transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -217,17 +234,21 @@ pub(super) async fn write_searchable(
         };
         sqlx::query(
             "INSERT INTO trace_assessments (trace_id, assessment_id, kind, name, value, aggregate_value, is_numeric, valid, create_time_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (trace_id, assessment_id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, CASE WHEN $10 = 1 THEN $6 END, $7, $8, $9) \
+             ON CONFLICT (trace_id, assessment_id) DO NOTHING",
         )
         .bind(trace_id.to_string())
         .bind(row.assessment_id)
         .bind(row.kind)
         .bind(row.name)
         .bind(row.value)
-        .bind(row.aggregate_value)
+        // Always a number, with a flag for "none": a parameter that is NULL in one call and a number in the
+        // next confuses PostgreSQL's cached statement through the Any driver.
+        .bind(row.aggregate_value.unwrap_or(0.0))
         .bind(i64::from(row.is_numeric))
         .bind(i64::from(row.valid))
         .bind(row.create_time_ms)
+        .bind(i64::from(row.aggregate_value.is_some()))
         .execute(&mut **transaction)
         .await?;
     }
@@ -242,6 +263,7 @@ impl SqlStore {
     ) -> StoreResult<R> {
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;
+        lock_trace(&mut transaction, self.dialect, trace_id).await?;
         let row = sqlx::query("SELECT trace_info FROM traces WHERE trace_id = $1")
             .bind(trace_id.to_string())
             .fetch_optional(&mut *transaction)
@@ -272,6 +294,7 @@ impl TraceStore for SqlStore {
         self.experiment_stage(experiment_id).await?;
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;
+        lock_trace(&mut transaction, self.dialect, &trace.trace_id).await?;
         // Spans that came over OTLP before the client finished the trace stay where they are: the client's
         // trace info does not know about them.
         let mut trace = trace.clone();
