@@ -18,7 +18,7 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
     /// The database refused or failed.
-    #[error("database error: {0}")]
+    #[error("{}", describe_database_error(.0))]
     Database(#[from] sqlx::Error),
     /// The database was written by a newer Loopline.
     #[error(
@@ -63,6 +63,25 @@ fn database_error_code(error: &sqlx::Error) -> ErrorCode {
         sqlx::Error::PoolTimedOut => ErrorCode::TemporarilyUnavailable,
         _ => ErrorCode::InternalError,
     }
+}
+
+/// What a database error says to a person: a value the database cannot hold is named as the client's to fix.
+fn describe_database_error(error: &sqlx::Error) -> String {
+    if let sqlx::Error::Database(database_error) = error {
+        match database_error.code().as_deref() {
+            // PostgreSQL: a NUL byte in text (22021), or \u0000 in JSON (22P05).
+            Some("22021" | "22P05") => {
+                return "a value sent holds a NUL character (\\0 or \\u0000), which the database cannot store; \
+                        remove it and send the request again"
+                    .to_string();
+            }
+            Some(code) if code.starts_with("22") => {
+                return format!("a value sent cannot be stored: {}", database_error.message());
+            }
+            _ => {}
+        }
+    }
+    format!("database error: {error}")
 }
 
 /// Result alias for store calls.

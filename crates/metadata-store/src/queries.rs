@@ -100,10 +100,23 @@ pub struct LoggedModelSearch {
     pub experiment_ids: Vec<String>,
     /// Filter text.
     pub filter: Option<String>,
-    /// Order: (identifier, ascending).
+    /// Order: (identifier, ascending); a metric is ordered by its latest value, on the dataset given with it.
     pub order_by: Vec<(String, bool)>,
+    /// The dataset (if any) each `order_by` entry's metric is read on, by position; missing entries: none.
+    pub order_datasets: Vec<Option<DatasetRef>>,
+    /// Only models with metrics on one of these datasets (metric filters then look at those metrics alone).
+    pub datasets: Vec<DatasetRef>,
     /// Paging.
     pub page: PageRequest,
+}
+
+/// A dataset that metrics were logged on: its name, and its digest when given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DatasetRef {
+    /// `dataset_name`.
+    pub name: String,
+    /// `dataset_digest`; none matches any digest.
+    pub digest: Option<String>,
 }
 
 /// Search over registered models or model versions.
@@ -165,8 +178,16 @@ pub type AssessmentChange =
 pub type DocumentChange = Box<dyn FnOnce(&mut serde_json::Value) -> crate::error::StoreResult<()> + Send>;
 /// How a record arriving with inputs already in the dataset merges into the stored one.
 pub type RecordMerge = fn(&mut serde_json::Value, &serde_json::Value);
-/// Updates a dataset's document (digest, schema, profile, times) from all its records, after a change.
-pub type DatasetFinish = Box<dyn FnOnce(&mut serde_json::Value, &[serde_json::Value]) + Send>;
+/// Updates a dataset's document (digest, schema, profile, times) from all its records after a change. The store
+/// hands it the records one at a time, in their order, so no dataset is ever held in memory whole.
+pub trait RecordSummary: Send {
+    /// Sees the next record.
+    fn add(&mut self, record: &serde_json::Value);
+    /// Writes what it saw into the dataset's document.
+    fn finish(self: Box<Self>, dataset: &mut serde_json::Value);
+}
+/// The summary a change of records ends with.
+pub type DatasetFinish = Box<dyn RecordSummary>;
 
 /// An evaluation dataset record to insert or merge: the hash of its inputs and its document.
 #[derive(Debug, Clone)]

@@ -71,6 +71,7 @@ pub struct RegistryService {
     store: Arc<dyn MetadataStore>,
     sealer: Option<Arc<dyn ContentSealer>>,
     alias_gate: Option<Arc<dyn AliasGate>>,
+    source_pattern: Option<regex::Regex>,
 }
 
 /// Accepts stage names in any case and returns MLflow's spelling.
@@ -137,7 +138,15 @@ impl RegistryService {
             store,
             sealer: None,
             alias_gate: None,
+            source_pattern: None,
         }
+    }
+
+    /// Refuses new versions whose source `pattern` does not find a match in (the operator's rule, as MLflow's
+    /// `MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX`).
+    pub fn with_source_pattern(mut self, pattern: Option<regex::Regex>) -> Self {
+        self.source_pattern = pattern;
+        self
     }
 
     /// Asks `gate` before every alias move.
@@ -199,6 +208,14 @@ impl RegistryService {
     pub async fn create_model_version(&self, request: CreateModelVersion) -> RegistryResult<ModelVersion> {
         validate_model_name(&request.name)?;
         validate_tags(&request.tags, MAX_REGISTRY_TAG_VALUE_LENGTH)?;
+        if let Some(pattern) = &self.source_pattern
+            && !pattern.is_match(&request.source)
+        {
+            return Err(RegistryError::InvalidParameter(format!(
+                "Invalid model version source: '{}'.",
+                request.source
+            )));
+        }
         // A prompt version (MLflow's prompt registry) is text in its tags: its source is one of MLflow's
         // placeholders, never fetched, never sealed.
         let is_prompt = request
@@ -316,7 +333,11 @@ impl RegistryService {
             .and_then(|tag| serde_json::from_str(&tag.value).ok())
             .unwrap_or_default();
         entries.push(serde_json::json!({"name": version.name, "version": version.version_number}));
-        let tag = Tag::new(MODEL_VERSIONS_TAG, serde_json::Value::Array(entries).to_string());
+        // Written as MLflow writes it (Python's `json.dumps`), since clients compare the text.
+        let tag = Tag::new(
+            MODEL_VERSIONS_TAG,
+            loopline_core::python_json::dumps(&serde_json::Value::Array(entries)),
+        );
         Ok(self.store.set_logged_model_tags(model_id, &[tag]).await?)
     }
 

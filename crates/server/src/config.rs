@@ -32,6 +32,38 @@ pub struct ServerConfig {
     /// Pipelines the server runs.
     #[command(flatten)]
     pub pipelines: PipelineOptions,
+    /// Rules for what the model registry accepts.
+    #[command(flatten)]
+    pub registry: RegistryOptions,
+}
+
+/// What the model registry accepts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistryOptions {
+    /// A regular expression every new model version's source must match (searched, as Python's `re.search`),
+    /// e.g. `^mlflow-artifacts:/` to refuse versions of models stored anywhere else. MLflow's server reads the
+    /// same environment variable.
+    #[arg(
+        long = "model-version-source-regex",
+        env = "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX"
+    )]
+    pub source_regex: Option<String>,
+}
+
+impl RegistryOptions {
+    /// The compiled pattern, or a message naming the flag when it does not compile (or is too large).
+    pub fn source_pattern(&self) -> Result<Option<regex::Regex>, String> {
+        let Some(text) = self.source_regex.as_deref().filter(|text| !text.is_empty()) else {
+            return Ok(None);
+        };
+        regex::RegexBuilder::new(text)
+            .size_limit(1 << 20)
+            .build()
+            .map(Some)
+            .map_err(|error| {
+                format!("--model-version-source-regex '{text}' is not a valid regular expression: {error}")
+            })
+    }
 }
 
 /// Pipelines registered on the server.

@@ -125,6 +125,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
         registry: RegistryService::new(metadata)
+            .with_source_pattern(config.registry.source_pattern().map_err(anyhow::Error::msg)?)
             .with_sealer(Arc::new(model_fetch::content_digest::RegistrySealer::new(repository)))
             .with_alias_gate(Arc::new(gates::RegistryGate(gate_service.clone()))),
         artifacts,

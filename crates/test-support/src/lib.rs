@@ -68,6 +68,7 @@ impl TestServer {
             serving,
             network,
             pipelines: Default::default(),
+            registry: Default::default(),
         }
         .with_defaults();
         Self::launch(config, temporary).await

@@ -9,7 +9,9 @@ Loaded with `-p loopline_plugin`; LOOPLINE_SUITE_TARGET picks the server:
   in test_mlflow_artifacts.py (`mlflow server`, module-scoped), and a `python -m mlflow server` /
   `mlflow server` subprocess started inside a test body. MLflow's fixtures otherwise run unchanged
   (parameters, skips, environment). They still build an in-process MLflow store first; Loopline never
-  sees it (it keeps its own schema), so a test that reads or writes that store directly cannot pass.
+  sees it (it keeps its own schema). Where MLflow's fixture points the test process's fluent API (and so
+  the in-process CLI) at the server's own database, the plugin points it at the Loopline server instead,
+  the same store reached the only way Loopline's can be; a test that opens the store by hand still cannot pass.
   The fixture's artifact root, when it is a local directory, becomes --artifacts-destination.
 - `mlflow` (the baseline): `ServerThread` starts MLflow's FastAPI app in a uvicorn subprocess, as
   `_init_server` does, on the store and artifact root the fixture set up; everything else is MLflow's.
@@ -122,16 +124,18 @@ class ServerProcess:
 class LooplineServer(ServerProcess):
     """`loopline server` on a fresh data directory."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", artifacts_destination: str | None = None):
+    def __init__(self, port: int, host: str = "127.0.0.1", artifacts_destination: str | None = None,
+                 env: dict | None = None):
         super().__init__(port, host)
         self.artifacts_destination = artifacts_destination
+        self.env = env
 
     def command(self) -> tuple[list[str], dict]:
         args = [_binary(), "server", "--host", self.host, "--port", str(self.port), "--data-dir", self._data_dir]
         if self.artifacts_destination:
             os.makedirs(self.artifacts_destination, exist_ok=True)
             args += ["--artifacts-destination", self.artifacts_destination]
-        return args, dict(os.environ)
+        return args, dict(self.env if self.env is not None else os.environ)
 
 
 class MlflowServer(ServerProcess):
@@ -172,24 +176,47 @@ class SubprocessServerThread:
         self.url = f"http://{self.host}:{port}"
         self.health_url = f"{self.url}/health"
         store = _fixture_store()
+        self._shared_store_uri = getattr(store, "db_uri", None)
+        self._previous_uri = None
         if TARGET == "loopline":
             self._server = LooplineServer(port, self.host, _local_dir(getattr(store, "artifact_root_uri", None)))
         else:
             self._server = MlflowServer(port, store.db_uri, store.artifact_root_uri)
 
+    def _share_store(self, url: str) -> None:
+        """On MLflow the test process's fluent API and in-process CLI write straight into the server's own
+        database (MLflow's fixture points both at one SQLite file). Loopline's store is reached through its
+        server, so there the fluent tracking URI is pointed at the server for the test's duration."""
+        import mlflow
+
+        if TARGET == "loopline" and self._shared_store_uri and mlflow.get_tracking_uri() == self._shared_store_uri:
+            self._previous_uri = self._shared_store_uri
+            mlflow.set_tracking_uri(url)
+
+    def _unshare_store(self) -> None:
+        import mlflow
+
+        if self._previous_uri is not None:
+            mlflow.set_tracking_uri(self._previous_uri)
+            self._previous_uri = None
+
     def start(self) -> None:
-        self._server.start()
+        self._share_store(self._server.start())
 
     def shutdown(self) -> None:
+        self._unshare_store()
         self._server.stop()
 
     def join(self, timeout=None) -> None:
         pass
 
     def __enter__(self) -> str:
-        return self._server.start()
+        url = self._server.start()
+        self._share_store(url)
+        return url
 
     def __exit__(self, exc_type, exc, tb):
+        self._unshare_store()
         self._server.stop()
         return None
 
@@ -225,8 +252,10 @@ class _LooplinePopen:
 
     def __init__(self, args, **kwargs):
         opts = dict(zip(args, args[1:]))
+        # The test's environment goes with it (MLflow server settings such as
+        # MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX are read from there).
         self._server = LooplineServer(int(opts.get("--port", 5000)), opts.get("--host", "127.0.0.1"),
-                                      _local_dir(opts.get("--artifacts-destination")))
+                                      _local_dir(opts.get("--artifacts-destination")), kwargs.get("env"))
         self._server.start()
         self.process = self._server.process
         self.pid = self.process.pid

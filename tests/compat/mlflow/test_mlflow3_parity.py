@@ -85,6 +85,16 @@ def test_registry_timestamps_tags_and_copies(experiment, client, tmp_path):
         client.create_model_version(copy_name, f"models:/{name}/99")
 
 
+def test_versions_of_a_logged_model_are_listed_on_it_as_mlflow_writes_them(experiment, client):
+    name = f"lm-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    model = client.create_logged_model(experiment_id=experiment)
+    for _ in range(2):
+        client.create_model_version(name=name, source=model.artifact_location, model_id=model.model_id)
+    assert client.get_logged_model(model.model_id).tags["mlflow.modelVersions"] == \
+        f'[{{"name": "{name}", "version": 1}}, {{"name": "{name}", "version": 2}}]'
+
+
 @pytest.mark.parametrize(("file_name", "content_type"), [
     ("a.txt", "text/plain"), ("b.pkl", "application/octet-stream"), ("c.png", "image/png"),
     ("d.pdf", "application/pdf"), ("MLmodel", "text/plain"), ("conda.yaml", "text/plain"),
@@ -165,9 +175,8 @@ def test_traces_travel_over_otlp_and_read_back_with_the_stock_client(experiment,
     assert sorted(len(t.data.spans) for t in found) == [1, 2]
 
 
-def test_assessments_are_read_updated_overridden_and_deleted(experiment):
-    from mlflow.entities import Feedback
-
+def _answered_trace():
+    """A one-span trace, exported: its id."""
     @mlflow.trace
     def reply(question):
         return "42"
@@ -175,6 +184,13 @@ def test_assessments_are_read_updated_overridden_and_deleted(experiment):
     reply("meaning")
     trace_id = mlflow.get_last_active_trace_id()
     mlflow.flush_trace_async_logging()
+    return trace_id
+
+
+def test_assessments_are_read_updated_overridden_and_deleted(experiment):
+    from mlflow.entities import Feedback
+
+    trace_id = _answered_trace()
     first = mlflow.log_feedback(trace_id=trace_id, name="correct", value=False, rationale="guess")
     assert mlflow.get_assessment(trace_id, first.assessment_id).rationale == "guess"
 
@@ -193,6 +209,28 @@ def test_assessments_are_read_updated_overridden_and_deleted(experiment):
     assert [a.assessment_id for a in mlflow.get_trace(trace_id).info.assessments] == [first.assessment_id]
     with pytest.raises(MlflowException, match="not found"):
         mlflow.get_assessment(trace_id, "a-missing")
+
+
+def test_expectations_with_structured_values_are_kept_as_json_text(experiment, server_url):
+    trace_id = _answered_trace()
+    expected = {"threshold_ms": 1000, "passed": True, "tags": ["a", "b"]}
+    logged = mlflow.log_expectation(trace_id=trace_id, name="limits", value=expected)
+    assert mlflow.get_assessment(trace_id, logged.assessment_id).value == expected
+
+    # Sent as a plain value over REST, answered as MLflow answers: JSON text, with Python's spacing.
+    answer = requests.post(f"{server_url}/api/3.0/mlflow/traces/{trace_id}/assessments", json={
+        "assessment": {"assessment_name": "shape", "expectation": {"value": {"rows": 3}},
+                       "source": {"source_type": "CODE", "source_id": "check"}}}).json()["assessment"]
+    assert answer["expectation"] == {
+        "serialized_value": {"serialization_format": "JSON_FORMAT", "value": '{"rows": 3}'}}
+    # A scalar stays a value; an unknown format is the client's mistake.
+    scalar = requests.post(f"{server_url}/api/3.0/mlflow/traces/{trace_id}/assessments", json={
+        "assessment": {"assessment_name": "n", "expectation": {"value": 3}}}).json()["assessment"]
+    assert scalar["expectation"] == {"value": 3}
+    refused = requests.post(f"{server_url}/api/3.0/mlflow/traces/{trace_id}/assessments", json={
+        "assessment": {"assessment_name": "n", "expectation": {
+            "serialized_value": {"serialization_format": "PICKLE", "value": "x"}}}})
+    assert refused.status_code == 400 and "JSON_FORMAT" in refused.json()["message"]
 
 
 def test_the_prompt_registry_works_through_the_stock_client(mlflow_tracking, server_url):
@@ -240,6 +278,13 @@ def test_genai_evaluate_scores_traces_and_links_them_to_its_run(experiment):
     assert outside in [t.info.trace_id for t in mlflow.search_traces(run_id=result.run_id, return_type="list")]
     with pytest.raises(MlflowException, match="not found|does not exist"):
         mlflow.MlflowClient().link_traces_to_run([outside], "0" * 32)
+    # Linked at once, before the background export has written it: still found with the run's traces.
+    with mlflow.start_span(name="unexported") as span:
+        span.set_attributes({"k": "v"})
+    mlflow.MlflowClient().link_traces_to_run([span.trace_id], result.run_id)
+    found = mlflow.MlflowClient().search_traces(locations=[experiment], flush=True,
+                                                filter_string=f"attribute.run_id = '{result.run_id}'")
+    assert span.trace_id in [t.info.trace_id for t in found]
 
 
 def test_traces_that_load_prompts_are_linked_to_them(experiment):
@@ -403,6 +448,9 @@ def test_traces_are_searched_by_spans_and_feedback_and_measured(experiment, clie
     assert found("span.type = 'LLM'") == sorted(trace_ids)
     assert found("span.type = 'LLM' AND span.name = 'agent'") == []
     assert found("trace.text ILIKE '%REFUND%'") == [trace_ids[0]]
+    # The text searched is the span as MLflow writes it: its name is in it, the OTLP wrapping is not.
+    assert found("trace.text LIKE '%\"name\": \"llm\"%'") == sorted(trace_ids)
+    assert found("trace.text LIKE '%string_value%'") == []
     assert found("feedback.correct = 'yes'") == sorted([trace_ids[0], trace_ids[2]])
     assert found("feedback.correct = 'no' AND span.name = 'llm'") == [trace_ids[1]]
     with pytest.raises(mlflow.exceptions.MlflowException, match="span attribute"):

@@ -27,6 +27,48 @@ fn find<'a>(list: &'a mut [Value], assessment_id: &str) -> Option<&'a mut Map<St
         .find(|entry| entry.get("assessment_id").and_then(Value::as_str) == Some(assessment_id))
 }
 
+/// An expectation as MLflow keeps it: a string, number, boolean or null stays in `value`; anything else (an
+/// object, a list) is held as JSON text in `serialized_value` (`JSON_FORMAT`), whichever form the client sent.
+fn normalize_expectation(expectation: &mut Value) -> Result<(), ApiError> {
+    let Some(object) = expectation.as_object_mut() else {
+        return Err(ApiError::invalid(
+            "Invalid value for parameter 'expectation': expected an object.",
+        ));
+    };
+    let value = match object.remove("serialized_value") {
+        Some(serialized) => {
+            let format = serialized
+                .get("serialization_format")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if format != "JSON_FORMAT" {
+                return Err(ApiError::invalid(format!(
+                    "Unknown serialization format: {format:?}. Only JSON_FORMAT is supported."
+                )));
+            }
+            let text = serialized.get("value").and_then(Value::as_str).unwrap_or("");
+            serde_json::from_str::<Value>(text).map_err(|error| {
+                ApiError::invalid(format!(
+                    "Invalid value for parameter 'expectation.serialized_value.value': not JSON ({error})."
+                ))
+            })?
+        }
+        None => object.remove("value").unwrap_or(Value::Null),
+    };
+    if value.is_object() || value.is_array() {
+        object.insert(
+            "serialized_value".into(),
+            serde_json::json!({
+                "serialization_format": "JSON_FORMAT",
+                "value": loopline_core::python_json::dumps(&value),
+            }),
+        );
+    } else {
+        object.insert("value".into(), value);
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 pub(super) struct CreateRequest {
     assessment: Option<Value>,
@@ -55,6 +97,9 @@ pub(super) async fn create(
         return Err(ApiError::invalid(
             "An assessment needs a 'feedback' or an 'expectation'.",
         ));
+    }
+    if let Some(expectation) = assessment.get_mut("expectation") {
+        normalize_expectation(expectation)?;
     }
     let object = assessment.as_object_mut().expect("checked to be an object above");
     object.insert(
@@ -155,6 +200,10 @@ pub(super) async fn update(
         .assessment
         .filter(Value::is_object)
         .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'assessment'."))?;
+    let mut changes = changes;
+    if let Some(expectation) = changes.get_mut("expectation").filter(|value| !value.is_null()) {
+        normalize_expectation(expectation)?;
+    }
     let fields = mask_fields(request.update_mask.as_ref());
     if fields.is_empty() {
         return Err(ApiError::invalid(

@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use loopline_core::proto_json::deserialize_optional_int64;
 use loopline_core::time::now_millis;
-use loopline_metadata_store::{EvalDatasetSearch, EvalRecord, PageRequest};
+use loopline_metadata_store::{EvalDatasetSearch, EvalRecord, PageRequest, RecordSummary};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -90,7 +90,7 @@ pub(super) async fn create(
         "tags": tags,
         "schema": null,
         "profile": {"num_records": 0},
-        "digest": digest_of(&[]),
+        "digest": Summary::digest(Sha256::new()),
         "created_time": now,
         "last_update_time": now,
         "created_by": request.created_by,
@@ -300,46 +300,79 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
-/// A digest of the records' content: inputs and expectations, in record order.
-fn digest_of(records: &[Value]) -> String {
-    let mut hasher = Sha256::new();
-    for record in records {
-        hasher.update(record.get("inputs").map(Value::to_string).unwrap_or_default());
-        hasher.update(record.get("expectations").map(Value::to_string).unwrap_or_default());
-    }
-    hasher
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+/// What a dataset's document says about its records, built a record at a time: the schema (each field's JSON
+/// type where first seen), the count, and a digest of the inputs and expectations in record order.
+struct Summary {
+    schema: [(&'static str, Map<String, Value>); 3],
+    hasher: Sha256,
+    count: usize,
+    updated_by: Option<String>,
 }
 
-/// The dataset after its records changed: times, digest, and the schema and profile of its records.
-fn finish(dataset: &mut Value, records: &[Value], updated_by: Option<String>) {
-    let mut schema = Map::new();
-    for part in ["inputs", "expectations", "outputs"] {
-        let mut fields = Map::new();
-        for record in records {
-            if let Some(object) = record.get(part).and_then(Value::as_object) {
+impl Summary {
+    fn boxed(updated_by: Option<String>) -> Box<Self> {
+        Box::new(Summary {
+            schema: [
+                ("inputs", Map::new()),
+                ("expectations", Map::new()),
+                ("outputs", Map::new()),
+            ],
+            hasher: Sha256::new(),
+            count: 0,
+            updated_by,
+        })
+    }
+
+    /// The first 8 bytes of the digest, in hex.
+    fn digest(hasher: Sha256) -> String {
+        hasher
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+}
+
+impl RecordSummary for Summary {
+    fn add(&mut self, record: &Value) {
+        self.count += 1;
+        self.hasher
+            .update(record.get("inputs").map(Value::to_string).unwrap_or_default());
+        self.hasher
+            .update(record.get("expectations").map(Value::to_string).unwrap_or_default());
+        for (part, fields) in &mut self.schema {
+            if let Some(object) = record.get(*part).and_then(Value::as_object) {
                 for (key, value) in object {
-                    fields
-                        .entry(key.clone())
-                        .or_insert_with(|| Value::String(json_type(value).into()));
+                    if !fields.contains_key(key) {
+                        fields.insert(key.clone(), Value::String(json_type(value).into()));
+                    }
                 }
             }
         }
-        if !fields.is_empty() {
-            schema.insert(part.into(), Value::Object(fields));
-        }
     }
-    if let Some(object) = dataset.as_object_mut() {
-        object.insert("schema".into(), Value::Object(schema));
-        object.insert("profile".into(), json!({"num_records": records.len()}));
-        object.insert("digest".into(), Value::String(digest_of(records)));
-        object.insert("last_update_time".into(), Value::from(now_millis()));
-        if let Some(by) = updated_by {
-            object.insert("last_updated_by".into(), Value::String(by));
+
+    fn finish(self: Box<Self>, dataset: &mut Value) {
+        let Summary {
+            schema,
+            hasher,
+            count,
+            updated_by,
+        } = *self;
+        let schema: Map<String, Value> = schema
+            .into_iter()
+            .filter(|(_, fields)| !fields.is_empty())
+            .map(|(part, fields)| (part.to_string(), Value::Object(fields)))
+            .collect();
+        let digest = Summary::digest(hasher);
+        if let Some(object) = dataset.as_object_mut() {
+            object.insert("schema".into(), Value::Object(schema));
+            object.insert("profile".into(), json!({"num_records": count}));
+            object.insert("digest".into(), Value::String(digest));
+            object.insert("last_update_time".into(), Value::from(now_millis()));
+            if let Some(by) = updated_by {
+                object.insert("last_updated_by".into(), Value::String(by));
+            }
         }
     }
 }
@@ -407,12 +440,7 @@ pub(super) async fn upsert_records(
     let (inserted, updated) = state
         .tracking
         .store()
-        .upsert_eval_records(
-            &dataset_id,
-            prepared,
-            merge_record,
-            Box::new(move |dataset, records| finish(dataset, records, updated_by)),
-        )
+        .upsert_eval_records(&dataset_id, prepared, merge_record, Summary::boxed(updated_by))
         .await?;
     Ok(Json(json!({"inserted_count": inserted, "updated_count": updated})))
 }
@@ -461,11 +489,7 @@ pub(super) async fn delete_records(
     let deleted = state
         .tracking
         .store()
-        .delete_eval_records(
-            &dataset_id,
-            &request.dataset_record_ids,
-            Box::new(|dataset, records| finish(dataset, records, None)),
-        )
+        .delete_eval_records(&dataset_id, &request.dataset_record_ids, Summary::boxed(None))
         .await?;
     Ok(Json(json!({"deleted_count": deleted})))
 }

@@ -6,7 +6,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{KeyValueInput, MlflowMessage, one_or_many, to_tags};
 use axum::extract::{Path, State};
 use loopline_core::proto_json::deserialize_optional_int64;
-use loopline_metadata_store::{LoggedModelSearch, NewLoggedModel, PageRequest};
+use loopline_metadata_store::{DatasetRef, LoggedModelSearch, NewLoggedModel, PageRequest};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -132,7 +132,18 @@ pub(super) struct OrderField {
     field_name: Option<String>,
     #[serde(default, deserialize_with = "crate::extract::lenient_bool")]
     ascending: Option<bool>,
+    dataset_name: Option<String>,
+    dataset_digest: Option<String>,
 }
+
+#[derive(Deserialize)]
+pub(super) struct DatasetField {
+    dataset_name: Option<String>,
+    dataset_digest: Option<String>,
+}
+
+/// The most datasets one search may name.
+const MAX_SEARCH_DATASETS: usize = 100;
 
 #[derive(Deserialize)]
 pub(super) struct SearchRequest {
@@ -144,6 +155,8 @@ pub(super) struct SearchRequest {
     #[serde(default, deserialize_with = "deserialize_optional_int64")]
     max_results: Option<i64>,
     page_token: Option<String>,
+    #[serde(default)]
+    datasets: Vec<DatasetField>,
 }
 
 pub(super) async fn search(
@@ -152,7 +165,7 @@ pub(super) async fn search(
 ) -> JsonResult {
     let order_by = request
         .order_by
-        .into_iter()
+        .iter()
         .map(|order| {
             Ok((
                 required(&order.field_name, "order_by.field_name")?.to_string(),
@@ -160,11 +173,46 @@ pub(super) async fn search(
             ))
         })
         .collect::<ApiResult<Vec<_>>>()?;
+    let order_datasets = request
+        .order_by
+        .into_iter()
+        .map(|order| {
+            order
+                .dataset_name
+                .filter(|name| !name.is_empty())
+                .map(|name| DatasetRef {
+                    name,
+                    digest: order.dataset_digest.filter(|digest| !digest.is_empty()),
+                })
+        })
+        .collect();
+    if request.datasets.len() > MAX_SEARCH_DATASETS {
+        return Err(ApiError::invalid(format!(
+            "Invalid value for parameter 'datasets': at most {MAX_SEARCH_DATASETS} datasets, got {}",
+            request.datasets.len()
+        )));
+    }
+    let datasets = request
+        .datasets
+        .into_iter()
+        .map(|dataset| {
+            let name = dataset
+                .dataset_name
+                .filter(|name| !name.is_empty())
+                .ok_or_else(|| ApiError::invalid("`dataset_name` in the `datasets` clause must be specified."))?;
+            Ok(DatasetRef {
+                name,
+                digest: dataset.dataset_digest.filter(|digest| !digest.is_empty()),
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
     let max_results = super::page_size(request.max_results, 100)?;
     let search = LoggedModelSearch {
         experiment_ids: request.experiment_ids,
         filter: request.filter,
         order_by,
+        order_datasets,
+        datasets,
         page: PageRequest {
             max_results,
             page_token: request.page_token,

@@ -37,6 +37,18 @@ pub enum FilterExpression {
     Comparison(Comparison),
 }
 
+impl FilterExpression {
+    /// Whether any comparison in the expression satisfies `test`.
+    pub fn any_comparison(&self, test: &dyn Fn(&Comparison) -> bool) -> bool {
+        match self {
+            FilterExpression::And(children) | FilterExpression::Or(children) => {
+                children.iter().any(|child| child.any_comparison(test))
+            }
+            FilterExpression::Comparison(comparison) => test(comparison),
+        }
+    }
+}
+
 /// One `identifier comparator value` clause.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
@@ -133,7 +145,7 @@ pub enum FilterValue {
 
 /// A filter could not be parsed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid filter '{filter}': {reason}")]
+#[error("Invalid filter '{filter}': {reason}")]
 pub struct FilterSyntaxError {
     /// The filter as given.
     pub filter: String,

@@ -9,7 +9,7 @@ use crate::queries::{DatasetFinish, DocumentChange, EvalDatasetSearch, EvalRecor
 use crate::search::compile::{
     ClauseCompiler, OrderTerm, compile_expression, numeric_predicate, render_order_terms, string_predicate,
 };
-use crate::search::{Comparison, SqlBuilder, parse_filter, parse_order_clause};
+use crate::search::{Comparator, Comparison, SqlBuilder, parse_filter, parse_order_clause};
 use crate::traits::EvalDatasetStore;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -33,23 +33,70 @@ fn millis(document: &Value, field: &str) -> i64 {
     document.get(field).and_then(Value::as_i64).unwrap_or(0)
 }
 
-struct DatasetClauses;
+/// Filters on datasets: their name, times and authors, and their tags (`tags.<key>`), as MLflow's
+/// `search_datasets` takes them. Authors and tags are read from the stored document.
+struct DatasetClauses {
+    dialect: super::Dialect,
+}
+
+impl DatasetClauses {
+    /// The SQL text of a string field of the document, or of one tag's value (`key` is bound, never spliced).
+    fn document_text(&self, field: &str, tag_key: Option<&str>, builder: &mut SqlBuilder) -> String {
+        match (self.dialect, tag_key) {
+            (super::Dialect::Sqlite, None) => format!("json_extract(d.document, '$.{field}')"),
+            (super::Dialect::Postgres, None) => format!("(d.document::jsonb ->> '{field}')"),
+            (super::Dialect::Sqlite, Some(key)) => format!(
+                "(SELECT j.value FROM json_each(d.document, '$.tags') j WHERE j.key = {})",
+                builder.bind_text(key)
+            ),
+            (super::Dialect::Postgres, Some(key)) => {
+                format!("(d.document::jsonb -> 'tags' ->> {})", builder.bind_text(key))
+            }
+        }
+    }
+}
 
 impl ClauseCompiler for DatasetClauses {
     fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
-        if comparison
-            .prefix
-            .as_deref()
-            .is_some_and(|prefix| prefix != "attribute" && prefix != "attributes")
-        {
-            return Err("evaluation datasets can be filtered by name, created_time and last_update_time".into());
+        let string_comparator = matches!(
+            comparison.comparator,
+            Comparator::Equal | Comparator::NotEqual | Comparator::Like | Comparator::ILike
+        );
+        match comparison.prefix.as_deref() {
+            Some("tag" | "tags") => {
+                if !string_comparator {
+                    return Err(format!("Invalid comparator for tag: {}", comparison.comparator));
+                }
+                let column = self.document_text("", Some(&comparison.key), builder);
+                return string_predicate(&column, comparison, false, builder);
+            }
+            None | Some("attribute" | "attributes") => {}
+            Some(other) => {
+                return Err(format!(
+                    "Invalid entity type '{other}': evaluation datasets are filtered by their attributes and tags.<key>"
+                ));
+            }
         }
         match comparison.key.as_str() {
-            "name" | "dataset_name" => string_predicate("d.name", comparison, true, builder),
+            key @ ("name" | "dataset_name" | "created_by" | "last_updated_by") => {
+                if !string_comparator {
+                    return Err(format!(
+                        "Invalid comparator for string attribute: {}",
+                        comparison.comparator
+                    ));
+                }
+                let column = if key == "name" || key == "dataset_name" {
+                    "d.name".to_string()
+                } else {
+                    self.document_text(key, None, builder)
+                };
+                string_predicate(&column, comparison, false, builder)
+            }
             "created_time" => numeric_predicate("d.created_time", comparison, builder),
             "last_update_time" => numeric_predicate("d.last_update_time", comparison, builder),
             other => Err(format!(
-                "invalid dataset attribute '{other}': use name, created_time or last_update_time"
+                "Invalid attribute key '{other}': use name, created_time, last_update_time, created_by, \
+                 last_updated_by or tags.<key>"
             )),
         }
     }
@@ -74,15 +121,50 @@ async fn save_dataset(transaction: &mut Transaction<'_, Any>, dataset_id: &str, 
     Ok(())
 }
 
-async fn all_records(transaction: &mut Transaction<'_, Any>, dataset_id: &str) -> StoreResult<Vec<Value>> {
-    let rows =
-        sqlx::query("SELECT document FROM eval_dataset_records WHERE dataset_id = $1 ORDER BY created_time, record_id")
+/// How many records are read at a time when a dataset's summary is rebuilt.
+const SUMMARY_PAGE: i64 = 1_000;
+
+/// Hands every record of the dataset to `summary` in record order, a page at a time, then lets it write the
+/// dataset's document.
+async fn summarize_records(
+    transaction: &mut Transaction<'_, Any>,
+    dataset_id: &str,
+    mut summary: DatasetFinish,
+    dataset: &mut Value,
+) -> StoreResult<()> {
+    let mut after: Option<(i64, String)> = None;
+    loop {
+        let rows = match &after {
+            None => sqlx::query(
+                "SELECT record_id, created_time, document FROM eval_dataset_records WHERE dataset_id = $1 \
+                 ORDER BY created_time, record_id LIMIT $2",
+            )
             .bind(dataset_id.to_string())
-            .fetch_all(&mut **transaction)
-            .await?;
-    rows.iter()
-        .map(|row| parse(&text(row, "document")?, "record"))
-        .collect()
+            .bind(SUMMARY_PAGE),
+            Some((created, record_id)) => sqlx::query(
+                "SELECT record_id, created_time, document FROM eval_dataset_records WHERE dataset_id = $1 \
+                 AND (created_time > $2 OR (created_time = $2 AND record_id > $3)) \
+                 ORDER BY created_time, record_id LIMIT $4",
+            )
+            .bind(dataset_id.to_string())
+            .bind(*created)
+            .bind(record_id.clone())
+            .bind(SUMMARY_PAGE),
+        }
+        .fetch_all(&mut **transaction)
+        .await?;
+        for row in &rows {
+            summary.add(&parse(&text(row, "document")?, "record")?);
+        }
+        match rows.last() {
+            Some(last) if rows.len() as i64 == SUMMARY_PAGE => {
+                after = Some((integer(last, "created_time")?, text(last, "record_id")?));
+            }
+            _ => break,
+        }
+    }
+    summary.finish(dataset);
+    Ok(())
 }
 
 impl SqlStore {
@@ -178,7 +260,7 @@ impl EvalDatasetStore for SqlStore {
         }
         if let Some(expression) = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)? {
             builder.push(" AND ");
-            compile_expression(&expression, &DatasetClauses, &mut builder)
+            compile_expression(&expression, &DatasetClauses { dialect: self.dialect }, &mut builder)
                 .map_err(|reason| invalid_search("dataset filter", reason))?;
         }
         super::check_order_by_count(search.order_by.len())?;
@@ -328,8 +410,7 @@ impl EvalDatasetStore for SqlStore {
                 "a dataset may hold at most {MAX_RECORDS_PER_DATASET} records"
             )));
         }
-        let all = all_records(&mut transaction, dataset_id).await?;
-        finish(&mut dataset, &all);
+        summarize_records(&mut transaction, dataset_id, finish, &mut dataset).await?;
         save_dataset(&mut transaction, dataset_id, &dataset).await?;
         transaction.commit().await?;
         Ok((inserted, updated))
@@ -376,8 +457,7 @@ impl EvalDatasetStore for SqlStore {
                 .await?
                 .rows_affected() as i64;
         }
-        let all = all_records(&mut transaction, dataset_id).await?;
-        finish(&mut dataset, &all);
+        summarize_records(&mut transaction, dataset_id, finish, &mut dataset).await?;
         save_dataset(&mut transaction, dataset_id, &dataset).await?;
         transaction.commit().await?;
         Ok(deleted)

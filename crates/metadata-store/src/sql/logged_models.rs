@@ -5,7 +5,7 @@ use super::rows::{integer, load_key_values, metric, optional_text, text};
 use super::{SqlStore, built_query, into_page, invalid_filter, invalid_search, page_limits, parse_experiment_id};
 use crate::entities::*;
 use crate::error::{StoreError, StoreResult};
-use crate::queries::{LoggedModelSearch, NewLoggedModel};
+use crate::queries::{DatasetRef, LoggedModelSearch, NewLoggedModel};
 use crate::search::compile::{
     ClauseCompiler, IdentifierKind, KeyValueTable, OrderTerm, compile_expression, identifier_kind, key_value_predicate,
     numeric_predicate, render_order_terms, string_predicate,
@@ -55,15 +55,40 @@ fn attribute_column(key: &str) -> Option<(&'static str, bool)> {
     }
 }
 
-struct LoggedModelClauses;
+/// SQL text (with its values bound) true for a metric row `mm` logged on one of `datasets`; empty for none.
+fn dataset_condition(datasets: &[DatasetRef], builder: &mut SqlBuilder) -> String {
+    if datasets.is_empty() {
+        return String::new();
+    }
+    let alternatives: Vec<String> = datasets
+        .iter()
+        .map(|dataset| {
+            let name = builder.bind_text(&dataset.name);
+            match &dataset.digest {
+                Some(digest) => format!(
+                    "(mm.dataset_name = {name} AND mm.dataset_digest = {})",
+                    builder.bind_text(digest)
+                ),
+                None => format!("mm.dataset_name = {name}"),
+            }
+        })
+        .collect();
+    format!(" AND ({})", alternatives.join(" OR "))
+}
 
-impl ClauseCompiler for LoggedModelClauses {
+/// Filters on logged models; metric clauses look only at metrics logged on the search's datasets, if any.
+struct LoggedModelClauses<'a> {
+    datasets: &'a [DatasetRef],
+}
+
+impl ClauseCompiler for LoggedModelClauses<'_> {
     fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
         match identifier_kind(comparison.prefix.as_deref())? {
             IdentifierKind::Metric => {
                 let key = builder.bind_text(&comparison.key);
+                let on_datasets = dataset_condition(self.datasets, builder);
                 builder.push(&format!(
-                    "EXISTS (SELECT 1 FROM metrics mm WHERE mm.model_id = m.model_id AND mm.key = {key} AND mm.is_nan = 0 AND "
+                    "EXISTS (SELECT 1 FROM metrics mm WHERE mm.model_id = m.model_id AND mm.key = {key} AND mm.is_nan = 0{on_datasets} AND "
                 ));
                 numeric_predicate("mm.value", comparison, builder)?;
                 builder.push(")");
@@ -95,13 +120,22 @@ impl ClauseCompiler for LoggedModelClauses {
     }
 }
 
-fn model_order_term(field: &str, ascending: bool, builder: &mut SqlBuilder) -> Result<OrderTerm, String> {
+/// One order_by entry; a metric sorts by its latest value (by timestamp, then step), as MLflow sorts it, read on
+/// `dataset` when one is given.
+fn model_order_term(
+    field: &str,
+    ascending: bool,
+    dataset: Option<&DatasetRef>,
+    builder: &mut SqlBuilder,
+) -> Result<OrderTerm, String> {
     let clause = parse_order_clause(field).map_err(|error| error.reason)?;
     let expression = match identifier_kind(clause.prefix.as_deref())? {
         IdentifierKind::Metric => {
             let key = builder.bind_text(&clause.key);
+            let on_dataset = dataset_condition(dataset.map(std::slice::from_ref).unwrap_or_default(), builder);
             format!(
-                "(SELECT MAX(mm.value) FROM metrics mm WHERE mm.model_id = m.model_id AND mm.key = {key} AND mm.is_nan = 0)"
+                "(SELECT mm.value FROM metrics mm WHERE mm.model_id = m.model_id AND mm.key = {key} AND mm.is_nan = 0\
+                 {on_dataset} ORDER BY mm.timestamp DESC, mm.step DESC LIMIT 1)"
             )
         }
         IdentifierKind::Param => {
@@ -336,16 +370,39 @@ impl LoggedModelStore for SqlStore {
             "SELECT {MODEL_COLUMNS} FROM logged_models m WHERE m.lifecycle_stage = 'active' AND m.experiment_id IN "
         ));
         super::push_experiment_id_list(&mut builder, &search.experiment_ids)?;
-        if let Some(expression) = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)? {
+        let filter = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)?;
+        let has_metric_filter = filter.as_ref().is_some_and(|expression| {
+            expression.any_comparison(&|comparison| {
+                matches!(
+                    identifier_kind(comparison.prefix.as_deref()),
+                    Ok(IdentifierKind::Metric)
+                )
+            })
+        });
+        if let Some(expression) = filter {
             builder.push(" AND ");
-            compile_expression(&expression, &LoggedModelClauses, &mut builder)
-                .map_err(|reason| invalid_search("logged model filter", reason))?;
+            compile_expression(
+                &expression,
+                &LoggedModelClauses {
+                    datasets: &search.datasets,
+                },
+                &mut builder,
+            )
+            .map_err(|reason| invalid_search("logged model filter", reason))?;
+        }
+        if !search.datasets.is_empty() && !has_metric_filter {
+            // As MLflow: datasets without a metric clause keep the models with any metric on one of them.
+            let on_datasets = dataset_condition(&search.datasets, &mut builder);
+            builder.push(&format!(
+                " AND EXISTS (SELECT 1 FROM metrics mm WHERE mm.model_id = m.model_id{on_datasets})"
+            ));
         }
         let mut terms = Vec::new();
         super::check_order_by_count(search.order_by.len())?;
-        for (field, ascending) in &search.order_by {
+        for (position, (field, ascending)) in search.order_by.iter().enumerate() {
+            let dataset = search.order_datasets.get(position).and_then(Option::as_ref);
             terms.push(
-                model_order_term(field, *ascending, &mut builder)
+                model_order_term(field, *ascending, dataset, &mut builder)
                     .map_err(|reason| invalid_search("order_by", reason))?,
             );
         }

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0011_scorers.sql"),
     include_str!("../../migrations/0012_assessments_and_issues.sql"),
     include_str!("../../migrations/0013_webhooks.sql"),
+    include_str!("../../migrations/0014_span_mlflow_text.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -247,7 +247,7 @@ fn invalid_filter(error: FilterSyntaxError) -> StoreError {
 }
 
 fn invalid_search(what: &str, reason: String) -> StoreError {
-    StoreError::InvalidParameter(format!("invalid {what}: {reason}"))
+    StoreError::InvalidParameter(format!("Invalid {what}: {reason}"))
 }
 
 /// Parses a numeric id (experiments) into the stored integer, or reports it missing.
@@ -266,7 +266,7 @@ pub const MAX_ORDER_BY_TERMS: usize = 20;
 fn check_order_by_count(count: usize) -> StoreResult<()> {
     if count > MAX_ORDER_BY_TERMS {
         return Err(StoreError::InvalidParameter(format!(
-            "invalid order_by: {count} terms given, at most {MAX_ORDER_BY_TERMS} are accepted"
+            "Invalid order_by: {count} terms given, at most {MAX_ORDER_BY_TERMS} are accepted"
         )));
     }
     Ok(())
@@ -281,7 +281,7 @@ fn page_limits(page: &crate::queries::PageRequest, default: u64, maximum: u64, w
     };
     if max_results > maximum {
         return Err(StoreError::InvalidParameter(format!(
-            "invalid value {max_results} for parameter 'max_results' supplied: {what} supports at most {maximum} results per page"
+            "Invalid value {max_results} for parameter 'max_results' supplied: {what} supports at most {maximum} results per page"
         )));
     }
     let offset = loopline_core::page_token::decode_offset(page.page_token.as_deref())

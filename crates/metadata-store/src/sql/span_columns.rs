@@ -20,8 +20,6 @@ pub(super) struct SpanColumns {
     pub input_cost: Option<f64>,
     pub output_cost: Option<f64>,
     pub total_cost: Option<f64>,
-    /// The attributes as MLflow stores them: an object of JSON-encoded values, written as Python writes it.
-    pub attributes: String,
     /// The plain attributes, by key.
     pub plain: Map<String, Value>,
 }
@@ -124,10 +122,6 @@ pub(super) fn span_columns(content: &Value) -> SpanColumns {
         _ => "UNSET",
     };
     let costs = decoded(plain.get("mlflow.llm.cost")).filter(Value::is_object);
-    let encoded: Map<String, Value> = plain
-        .iter()
-        .map(|(key, value)| (key.clone(), Value::String(python_json::dumps(value))))
-        .collect();
     SpanColumns {
         parent_span_id: content
             .get("parent_span_id")
@@ -149,9 +143,14 @@ pub(super) fn span_columns(content: &Value) -> SpanColumns {
         input_cost: cost(&costs, "input_cost"),
         output_cost: cost(&costs, "output_cost"),
         total_cost: cost(&costs, "total_cost"),
-        attributes: python_json::dumps(&Value::Object(encoded)),
         plain,
     }
+}
+
+/// The span as MLflow stores it (`Span.to_dict()`, attributes JSON-encoded), written as Python writes it: the
+/// text MLflow's `trace.text` and `span.attributes.<k>` patterns are written against.
+pub(super) fn mlflow_text(content: &Value) -> String {
+    python_json::dumps(&mlflow_span_dict(content))
 }
 
 /// A stored span (OTel proto JSON) as MLflow's `Span.to_dict()` writes it in a `traces.json` artifact:
@@ -229,9 +228,24 @@ mod tests {
             (Some(0.5), None, Some(1.5))
         );
         assert_eq!(columns.end_ns, Some(5));
-        assert!(columns.attributes.contains("\"n\": \"7\""), "{}", columns.attributes);
+        assert!(
+            mlflow_text(&content).contains("\"n\": \"7\""),
+            "{}",
+            mlflow_text(&content)
+        );
         assert_eq!(token_usage(&columns).unwrap()["input_tokens"], 3);
         let empty = span_columns(&json!({}));
-        assert_eq!((empty.status.as_str(), empty.attributes.as_str()), ("UNSET", "{}"));
+        assert_eq!(empty.status, "UNSET");
+        assert!(mlflow_text(&json!({})).contains("\"attributes\": {}"));
+    }
+
+    #[test]
+    fn the_searched_text_has_none_of_the_otlp_wrapping() {
+        let content = json!({"name": "trace3", "attributes": [
+            {"key": "test3", "value": {"string_value": "I like it"}}]});
+        let text = mlflow_text(&content);
+        assert!(text.contains("\"name\": \"trace3\""), "{text}");
+        assert!(text.contains("\"test3\": \"\\\"I like it\\\"\""), "{text}");
+        assert!(!text.contains("value"), "{text}");
     }
 }

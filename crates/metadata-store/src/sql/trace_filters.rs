@@ -23,7 +23,7 @@ fn trim_backticks(key: &str) -> &str {
 fn span_row_predicate(comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
     let key = comparison.key.as_str();
     if comparison.prefix.as_deref() != Some("span") || key == "content" {
-        // trace.text / span.content: a substring of the span's JSON.
+        // trace.text / span.content: a substring of the span's JSON as MLflow writes it.
         if !matches!(comparison.comparator, Comparator::Like | Comparator::ILike) {
             return Err(format!(
                 "'{}' supports LIKE and ILIKE only, got '{}'",
@@ -31,7 +31,7 @@ fn span_row_predicate(comparison: &Comparison, builder: &mut SqlBuilder) -> Resu
                 comparison.comparator
             ));
         }
-        return string_predicate("s.content", comparison, false, builder);
+        return string_predicate("s.mlflow_text", comparison, false, builder);
     }
     if let Some(attribute) = key.strip_prefix("attributes.") {
         if !matches!(comparison.comparator, Comparator::Like | Comparator::ILike) {
@@ -43,13 +43,13 @@ fn span_row_predicate(comparison: &Comparison, builder: &mut SqlBuilder) -> Resu
         let FilterValue::Text(value) = &comparison.value else {
             return Err(format!("'{}' needs a quoted value", identifier(comparison)));
         };
-        // As MLflow: a pattern over the attributes' text, the quoted key followed by the value's pattern.
+        // As MLflow: a pattern over the span's text, the quoted key followed by the value's pattern.
         let pattern = format!("%\"{}\"{value}%", trim_backticks(attribute));
         let patterned = Comparison {
             value: FilterValue::Text(pattern),
             ..comparison.clone()
         };
-        return string_predicate("s.attributes", &patterned, false, builder);
+        return string_predicate("s.mlflow_text", &patterned, false, builder);
     }
     let column = match key {
         "name" => "s.name",

@@ -111,7 +111,7 @@ fn push_filter(view: MetricView, filter: &str, builder: &mut SqlBuilder) -> Stor
         (Some("assessment"), "type", MetricView::Assessments) => string_predicate("a.kind", &comparison, true, builder),
         _ => return Err(refused()),
     };
-    outcome.map_err(|reason| StoreError::InvalidParameter(format!("invalid metric filter '{filter}': {reason}")))
+    outcome.map_err(|reason| StoreError::InvalidParameter(format!("Invalid metric filter '{filter}': {reason}")))
 }
 
 fn read_value(row: &AnyRow, source: &ValueSource) -> StoreResult<(Option<f64>, Option<String>)> {

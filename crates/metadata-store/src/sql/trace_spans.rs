@@ -156,14 +156,14 @@ async fn log_batch(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &S
         usage_seen |= token_usage(&columns).is_some();
         sqlx::query(
             "INSERT INTO trace_spans (trace_id, span_id, start_ns, end_ns, name, span_type, status, model_name, \
-             model_provider, input_cost, output_cost, total_cost, attributes, content) \
+             model_provider, input_cost, output_cost, total_cost, mlflow_text, content) \
              VALUES ($1, $2, $3, CASE WHEN $15 = 1 THEN $4 END, $5, $6, $7, $8, $9, CASE WHEN $16 = 1 THEN $10 END, \
              CASE WHEN $17 = 1 THEN $11 END, CASE WHEN $18 = 1 THEN $12 END, $13, $14) \
              ON CONFLICT (trace_id, span_id) DO UPDATE SET start_ns = excluded.start_ns, end_ns = excluded.end_ns, \
              name = excluded.name, span_type = excluded.span_type, status = excluded.status, \
              model_name = excluded.model_name, model_provider = excluded.model_provider, \
              input_cost = excluded.input_cost, output_cost = excluded.output_cost, total_cost = excluded.total_cost, \
-             attributes = excluded.attributes, content = excluded.content",
+             mlflow_text = excluded.mlflow_text, content = excluded.content",
         )
         .bind(span.trace_id.clone())
         .bind(span.span_id.clone())
@@ -178,7 +178,7 @@ async fn log_batch(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &S
         .bind(columns.input_cost.unwrap_or(0.0))
         .bind(columns.output_cost.unwrap_or(0.0))
         .bind(columns.total_cost.unwrap_or(0.0))
-        .bind(columns.attributes)
+        .bind(super::span_columns::mlflow_text(&span.content))
         .bind(span.content.to_string())
         .bind(i64::from(columns.end_ns.is_some()))
         .bind(i64::from(columns.input_cost.is_some()))

@@ -43,6 +43,8 @@ pub(super) const TRACE_METADATA: KeyValueTable<'static> = KeyValueTable {
 };
 /// The most traces one call links to a run (as MLflow).
 const MAX_TRACE_LINKS: usize = 100;
+/// The longest trace id a link may name (MLflow's ids are about 35 characters).
+const MAX_LINKED_TRACE_ID_BYTES: usize = 256;
 /// The metadata key under which a trace records the run it was created in.
 const SOURCE_RUN_METADATA_KEY: &str = "mlflow.sourceRun";
 
@@ -429,25 +431,29 @@ impl TraceStore for SqlStore {
                 trace_ids.len()
             )));
         }
+        if let Some(position) = trace_ids
+            .iter()
+            .position(|id| id.is_empty() || id.len() > MAX_LINKED_TRACE_ID_BYTES || id.contains('\0'))
+        {
+            return Err(StoreError::InvalidParameter(format!(
+                "Invalid value for parameter 'trace_ids': trace id number {} is empty, longer than \
+                 {MAX_LINKED_TRACE_ID_BYTES} bytes or holds a NUL character",
+                position + 1
+            )));
+        }
         crate::traits::RunStore::get_run(self, run_id).await?;
         if trace_ids.is_empty() {
             return Ok(());
         }
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;
-        let mut existing = SqlBuilder::new("SELECT trace_id FROM traces WHERE trace_id IN ");
-        existing.push_text_list(trace_ids);
-        let found = built_query(&existing, self.dialect)
-            .fetch_all(&mut *transaction)
-            .await?
-            .iter()
-            .map(|row| text(row, "trace_id"))
-            .collect::<StoreResult<Vec<_>>>()?;
-        for trace_id in found {
+        // Traces not written yet are linked too, as MLflow links them: the client exports traces in the
+        // background, so a trace is often linked before its first write arrives.
+        for trace_id in trace_ids {
             sqlx::query(
                 "INSERT INTO trace_run_links (trace_id, run_id) VALUES ($1, $2) ON CONFLICT (trace_id, run_id) DO NOTHING",
             )
-            .bind(trace_id)
+            .bind(trace_id.clone())
             .bind(run_id.to_string())
             .execute(&mut *transaction)
             .await?;

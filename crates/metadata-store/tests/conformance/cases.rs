@@ -4,6 +4,7 @@ use loopline_metadata_store::*;
 
 pub use super::dataset_cases::*;
 pub use super::deployment_cases::*;
+pub use super::model_cases::*;
 pub use super::monitor_cases::*;
 pub use super::trace_cases::*;
 
@@ -1035,9 +1036,16 @@ pub async fn evaluation_datasets_keep_one_record_per_inputs(store: &SqlStore) {
     fn merge(stored: &mut serde_json::Value, new: &serde_json::Value) {
         stored["expectations"] = new["expectations"].clone();
     }
-    let count = || -> DatasetFinish {
-        Box::new(|dataset, records| dataset["profile"] = serde_json::json!({"num_records": records.len()}))
-    };
+    struct Count(usize);
+    impl RecordSummary for Count {
+        fn add(&mut self, _record: &serde_json::Value) {
+            self.0 += 1;
+        }
+        fn finish(self: Box<Self>, dataset: &mut serde_json::Value) {
+            dataset["profile"] = serde_json::json!({"num_records": self.0});
+        }
+    }
+    let count = || -> DatasetFinish { Box::new(Count(0)) };
     let (inserted, updated) = store
         .upsert_eval_records(
             "d-1",
@@ -1071,6 +1079,21 @@ pub async fn evaluation_datasets_keep_one_record_per_inputs(store: &SqlStore) {
     assert_eq!(records[0]["expectations"]["a"], "z");
     let fetched = store.get_eval_dataset("d-1").await.unwrap();
     assert_eq!(fetched["profile"]["num_records"], 2);
+    // The summary reads the records a page at a time; records made at the same instant are each seen once.
+    let many: Vec<EvalRecord> = (0..2_500)
+        .map(|n| record(&format!("dr-many-{n:05}"), &format!("many-{n}"), "m"))
+        .collect();
+    store.upsert_eval_records("d-1", many, merge, count()).await.unwrap();
+    assert_eq!(
+        store.get_eval_dataset("d-1").await.unwrap()["profile"]["num_records"],
+        2_502
+    );
+    let doomed: Vec<String> = (0..2_500).map(|n| format!("dr-many-{n:05}")).collect();
+    assert_eq!(store.delete_eval_records("d-1", &doomed, count()).await.unwrap(), 2_500);
+    assert_eq!(
+        store.get_eval_dataset("d-1").await.unwrap()["profile"]["num_records"],
+        2
+    );
     assert_eq!(fetched["experiment_ids"], serde_json::json!(["0"]));
     let found = store
         .search_eval_datasets(&EvalDatasetSearch {
@@ -1080,6 +1103,38 @@ pub async fn evaluation_datasets_keep_one_record_per_inputs(store: &SqlStore) {
         .await
         .unwrap();
     assert_eq!(found.items.len(), 1);
+    // Tags and authors are searched as MLflow searches them; a dataset without the tag matches neither = nor !=.
+    let tagged = serde_json::json!({"dataset_id": "d-2", "name": "tagged", "created_time": 2, "last_update_time": 2,
+        "created_by": "ann", "tags": {"team": "ml", "odd 'key\"": "v"}});
+    store.create_eval_dataset(&tagged, &[]).await.unwrap();
+    let names = |filter: &str| {
+        let filter = filter.to_string();
+        async move {
+            store
+                .search_eval_datasets(&EvalDatasetSearch {
+                    filter: Some(filter),
+                    ..Default::default()
+                })
+                .await
+                .map(|page| {
+                    page.items
+                        .iter()
+                        .map(|d| d["name"].as_str().unwrap().to_string())
+                        .collect::<Vec<_>>()
+                })
+        }
+    };
+    assert_eq!(names("tags.team = 'ml'").await.unwrap(), ["tagged"]);
+    assert_eq!(names("tags.team != 'ml'").await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        names("tags.team ILIKE 'M%' AND created_by = 'ann'").await.unwrap(),
+        ["tagged"]
+    );
+    assert_eq!(names("tags.`odd 'key\"` = 'v'").await.unwrap(), ["tagged"]);
+    assert_eq!(names("last_updated_by = 'bob'").await.unwrap(), Vec::<String>::new());
+    assert!(names("tags.team > 'a'").await.is_err());
+    assert!(names("metric.x = 1").await.is_err());
+    store.delete_eval_dataset("d-2").await.unwrap();
     assert_eq!(
         store
             .delete_eval_records("d-1", &["dr-2".to_string()], count())

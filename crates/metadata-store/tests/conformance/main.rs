@@ -4,6 +4,7 @@
 mod cases;
 mod dataset_cases;
 mod deployment_cases;
+mod model_cases;
 mod monitor_cases;
 mod trace_cases;
 
@@ -99,4 +100,5 @@ every_backend!(
     scorers_are_versioned_per_experiment_and_name,
     traces_are_found_by_spans_assessments_and_issues,
     webhooks_are_listed_matched_and_soft_deleted,
+    logged_models_are_searched_by_dataset_and_latest_metric,
 );

@@ -125,11 +125,11 @@ impl ModelRepository for LocalRepository {
             .search_logged_models(&LoggedModelSearch {
                 experiment_ids: vec![experiment_id.to_string()],
                 filter: Some(super::runs_models_filter(run_id)),
-                order_by: Vec::new(),
                 page: PageRequest {
                     max_results: 100,
                     page_token: None,
                 },
+                ..Default::default()
             })
             .await
             .map_err(|e| e.to_string())?;

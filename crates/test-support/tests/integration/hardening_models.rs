@@ -410,6 +410,7 @@ async fn files_replaced_after_registration_are_not_served() {
         serving: Default::default(),
         network: Default::default(),
         pipelines: Default::default(),
+        registry: Default::default(),
     })
     .await
     .unwrap();

@@ -243,3 +243,62 @@ async fn model_version_sources_outside_the_store_are_refused() {
     }
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_operator_rule_on_version_sources_is_kept_as_mlflow_keeps_it() {
+    let data = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_config(
+        loopline_server::config::ServerConfig {
+            host: "127.0.0.1".to_string(),
+            port: 0,
+            backend_store_uri: String::new(),
+            artifacts_destination: String::new(),
+            data_dir: data.path().to_path_buf(),
+            serving: Default::default(),
+            network: Default::default(),
+            pipelines: Default::default(),
+            registry: loopline_server::config::RegistryOptions {
+                source_regex: Some("^mlflow-artifacts:/".to_string()),
+            },
+        }
+        .with_defaults(),
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let create = |body: serde_json::Value, path: &'static str| {
+        let client = client.clone();
+        let url = server.url(path);
+        async move { send_json(&client, Method::POST, &url, &body).await.unwrap() }
+    };
+    assert_eq!(
+        create(json!({"name": "m"}), "/api/2.0/mlflow/registered-models/create")
+            .await
+            .0,
+        200
+    );
+    let (status, body) = create(
+        json!({"name": "m", "source": "s3://bucket/model"}),
+        "/api/2.0/mlflow/model-versions/create",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["message"], "Invalid model version source: 's3://bucket/model'.");
+    let (status, body) = create(
+        json!({"name": "m", "source": "mlflow-artifacts:/0/models/m-1/artifacts"}),
+        "/api/2.0/mlflow/model-versions/create",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await.unwrap();
+    // A rule that does not compile stops the server at start, naming the flag.
+    let broken = loopline_server::config::RegistryOptions {
+        source_regex: Some("(unclosed".to_string()),
+    };
+    assert!(
+        broken
+            .source_pattern()
+            .unwrap_err()
+            .contains("--model-version-source-regex")
+    );
+}
