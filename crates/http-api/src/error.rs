@@ -68,8 +68,23 @@ impl IntoResponse for ApiError {
             message
         };
         let body = serde_json::json!({"error_code": self.code.as_str(), "message": message});
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        // For the server's request log (the answer's own text, never more).
+        response.extensions_mut().insert(Refusal {
+            code: self.code.as_str(),
+            message,
+        });
+        response
     }
+}
+
+/// What an error answer said, kept on the response for the server's log of refused requests.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// MLflow's error code.
+    pub code: &'static str,
+    /// The message the client got.
+    pub message: String,
 }
 
 impl<E: HasErrorCode + std::fmt::Display> From<E> for ApiError {

@@ -50,19 +50,31 @@ pub struct RegistryOptions {
     pub source_regex: Option<String>,
 }
 
+/// The most capture groups (the whole match counted) a source pattern may have.
+const MAX_SOURCE_PATTERN_GROUPS: usize = 33;
+
 impl RegistryOptions {
     /// The compiled pattern, or a message naming the flag when it does not compile (or is too large).
     pub fn source_pattern(&self) -> Result<Option<regex::Regex>, String> {
         let Some(text) = self.source_regex.as_deref().filter(|text| !text.is_empty()) else {
             return Ok(None);
         };
-        regex::RegexBuilder::new(text)
+        let pattern = regex::RegexBuilder::new(text)
             .size_limit(1 << 20)
             .build()
-            .map(Some)
             .map_err(|error| {
                 format!("--model-version-source-regex '{text}' is not a valid regular expression: {error}")
-            })
+            })?;
+        // Matching is linear in the source, but its memory grows with the groups a pattern captures: a pattern
+        // of thousands of groups would let one request hold gigabytes. A source rule needs few.
+        if pattern.captures_len() > MAX_SOURCE_PATTERN_GROUPS {
+            return Err(format!(
+                "--model-version-source-regex has {} capture groups, more than the {MAX_SOURCE_PATTERN_GROUPS} \
+                 accepted: use non-capturing groups (?:...)",
+                pattern.captures_len() - 1
+            ));
+        }
+        Ok(Some(pattern))
     }
 }
 

@@ -146,6 +146,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(log_failed_requests))
         .layer(axum::middleware::map_response(name_the_server));
     Ok(Application {
         webhooks,
@@ -248,6 +249,8 @@ pub async fn serve(
         .network
         .validate()
         .map_err(|message| anyhow::anyhow!("network settings: {message}"))?;
+    // Checked before anything is written to the data directory.
+    config.registry.source_pattern().map_err(anyhow::Error::msg)?;
     let application = build_application(&config).await?;
     application.own_api.set_address(listener.local_addr()?);
     application.webhooks.policy.add_own_address(listener.local_addr()?);
@@ -296,6 +299,37 @@ pub async fn shutdown_signal() {
 
 /// Every answer names the server and its version (`/version` answers with the MLflow API version instead, as
 /// clients compare it with MLflow's).
+/// Logs every request answered with an error: method, path (never the query, which may carry secrets), status,
+/// and the message the client got, so an operator can see why a client failed without watching the client.
+async fn log_failed_requests(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().clone();
+    let mut path = request.uri().path().to_string();
+    if path.len() > 512 {
+        let mut end = 512;
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        path.truncate(end);
+        path.push_str("...");
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        let refusal = response.extensions().get::<loopline_http_api::error::Refusal>();
+        let code = refusal.map(|refusal| refusal.code).unwrap_or_default();
+        let message = refusal.map(|refusal| refusal.message.as_str()).unwrap_or_default();
+        if status.is_server_error() {
+            tracing::warn!(%method, %path, status = status.as_u16(), code, reason = message, "request failed");
+        } else {
+            tracing::info!(%method, %path, status = status.as_u16(), code, reason = message, "request refused");
+        }
+    }
+    response
+}
+
 async fn name_the_server(mut response: axum::response::Response) -> axum::response::Response {
     response.headers_mut().insert(
         "x-loopline-version",

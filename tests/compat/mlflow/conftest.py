@@ -18,6 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loopline_process import LooplineProcess, free_port  # noqa: E402
 
 
+_SERVERS = []
+
+
+@pytest.fixture(scope="session")
+def server_log():
+    """Reads the session server's log so far."""
+    return lambda: _SERVERS[0].log_text()
+
+
 @pytest.fixture(scope="session")
 def server_url():
     data_dir = tempfile.mkdtemp(prefix="loopline-compat-")
@@ -32,6 +41,7 @@ def server_url():
     if artifacts:
         args += ["--artifacts-destination", artifacts]
     server = LooplineProcess(args, port, Path(data_dir) / "server.log", timeout=60)
+    _SERVERS.append(server)
     yield server.url
     code = server.stop()
     assert code == 0, f"server did not shut down cleanly:\n{server.log_text()}"

@@ -52,6 +52,17 @@ def test_metrics_without_a_timestamp_are_refused_naming_it(experiment, server_ur
     assert "Invalid value 123 for parameter 'name' supplied" in named.json()["message"]
 
 
+def test_refused_requests_are_logged_with_the_reason_and_without_the_query(server_url, server_log):
+    missing = f"{uuid.uuid4().hex}"
+    answer = requests.get(f"{server_url}/api/2.0/mlflow/runs/get",
+                          params={"run_id": missing, "token": "do-not-log-me"})
+    assert answer.status_code == 404
+    line = next(line for line in server_log().splitlines() if missing in line)
+    assert "request refused" in line and "path=/api/2.0/mlflow/runs/get" in line and "status=404" in line
+    assert "RESOURCE_DOES_NOT_EXIST" in line
+    assert "do-not-log-me" not in server_log()
+
+
 def test_registry_timestamps_tags_and_copies(experiment, client, tmp_path):
     name = f"parity-{uuid.uuid4().hex[:8]}"
     client.create_registered_model(name)
@@ -232,6 +243,18 @@ def test_expectations_with_structured_values_are_kept_as_json_text(experiment, s
             "serialized_value": {"serialization_format": "PICKLE", "value": "x"}}}})
     assert refused.status_code == 400 and "JSON_FORMAT" in refused.json()["message"]
 
+    # Fields of the wrong type are refused before they are stored: stored, they would break every reader.
+    url = f"{server_url}/api/3.0/mlflow/traces/{trace_id}/assessments"
+    for hostile in [{"rationale": 5}, {"metadata": {"a": 1}}, {"source": {"source_type": "ROBOT"}},
+                    {"valid": "yes"}, {"create_time": "yesterday"}, {"expectation": {"value": 1}}]:
+        body = {"assessment_name": "n", "feedback": {"value": True}, **hostile}
+        assert requests.post(url, json={"assessment": body}).status_code == 400, hostile
+    assert requests.post(url, json={"assessment": {"assessment_name": "n", "expectation": {}}}).status_code == 400
+    wiped = requests.patch(f"{url}/{logged.assessment_id}",
+                           json={"assessment": {"assessment_name": "limits"}, "update_mask": "expectation"})
+    assert wiped.status_code == 400
+    assert mlflow.get_trace(trace_id).info.assessments  # the trace still reads back
+
 
 def test_the_prompt_registry_works_through_the_stock_client(mlflow_tracking, server_url):
     name = f"greeting-{uuid.uuid4().hex[:8]}"
@@ -240,6 +263,9 @@ def test_the_prompt_registry_works_through_the_stock_client(mlflow_tracking, ser
     assert mlflow.genai.load_prompt(f"prompts:/{name}/1").format(name="Ada") == "Hello Ada!"
     mlflow.genai.set_prompt_alias(name, alias="production", version=2)
     assert mlflow.genai.load_prompt(f"prompts:/{name}@production").template == "Hi {{name}}, welcome!"
+    # No version: the latest, as MLflow resolves the reserved alias `latest`.
+    assert mlflow.genai.load_prompt(name).version == 2
+    assert mlflow.genai.load_prompt(f"prompts:/{name}@latest").version == 2
     assert name in [prompt.name for prompt in mlflow.genai.search_prompts()]
     # A prompt's source is one of MLflow's placeholders and nothing else (it would otherwise be fetched).
     refused = requests.post(f"{server_url}/api/2.0/mlflow/model-versions/create", json={
@@ -344,6 +370,13 @@ def test_evaluation_datasets_through_the_stock_client(experiment, server_url):
     assert json.loads(fetched.schema)["inputs"] == {"q": "string"}
     assert [d.name for d in datasets.search_datasets(experiment_ids=[experiment])] == [name]
     assert name in [d.name for d in datasets.search_datasets(filter_string=f"name = '{name}'")]
+    assert [d.name for d in datasets.search_datasets(
+        experiment_ids=[experiment], filter_string="tags.team = 'ml'")] == [name]
+    # The author is the client's mlflow.user tag, as MLflow reads it; empty datasets have digests of their own.
+    user = fetched.tags.get("mlflow.user")
+    assert user and fetched.created_by == user
+    empty = [datasets.create_dataset(name=f"{name}-{n}", experiment_id=[experiment]) for n in range(2)]
+    assert empty[0].digest != empty[1].digest
     datasets.set_dataset_tags(dataset_id=dataset.dataset_id, tags={"stage": "gold"})
     datasets.delete_dataset_tag(dataset_id=dataset.dataset_id, key="team")
     tags = datasets.get_dataset(dataset_id=dataset.dataset_id).tags
@@ -397,13 +430,17 @@ def test_where_a_traces_spans_are_cannot_be_changed_by_a_client(experiment, serv
 
 
 def test_registered_scorers_are_versioned_and_code_is_refused(experiment):
-    from mlflow.genai.scorers import Guidelines, delete_scorer, get_scorer, list_scorers, scorer
+    from mlflow.genai.scorers import Guidelines, ScorerSamplingConfig, delete_scorer, get_scorer, list_scorers, scorer
 
     Guidelines(name="polite", guidelines=["Be polite"]).register(name="polite")
     Guidelines(name="polite", guidelines=["Be very polite"]).register(name="polite")
     assert [s.name for s in list_scorers()] == ["polite"]
     assert get_scorer(name="polite").guidelines == ["Be very polite"]
     assert get_scorer(name="polite", version=1).guidelines == ["Be polite"]
+    # Not running on live traces: stopping it is what is already true, starting it is refused saying why.
+    get_scorer(name="polite").stop()
+    with pytest.raises(MlflowException, match="does not run scorers on live traces"):
+        get_scorer(name="polite").start(sampling_config=ScorerSamplingConfig(sample_rate=0.5))
 
     @scorer
     def custom(outputs):

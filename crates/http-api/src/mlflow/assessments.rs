@@ -27,48 +27,6 @@ fn find<'a>(list: &'a mut [Value], assessment_id: &str) -> Option<&'a mut Map<St
         .find(|entry| entry.get("assessment_id").and_then(Value::as_str) == Some(assessment_id))
 }
 
-/// An expectation as MLflow keeps it: a string, number, boolean or null stays in `value`; anything else (an
-/// object, a list) is held as JSON text in `serialized_value` (`JSON_FORMAT`), whichever form the client sent.
-fn normalize_expectation(expectation: &mut Value) -> Result<(), ApiError> {
-    let Some(object) = expectation.as_object_mut() else {
-        return Err(ApiError::invalid(
-            "Invalid value for parameter 'expectation': expected an object.",
-        ));
-    };
-    let value = match object.remove("serialized_value") {
-        Some(serialized) => {
-            let format = serialized
-                .get("serialization_format")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if format != "JSON_FORMAT" {
-                return Err(ApiError::invalid(format!(
-                    "Unknown serialization format: {format:?}. Only JSON_FORMAT is supported."
-                )));
-            }
-            let text = serialized.get("value").and_then(Value::as_str).unwrap_or("");
-            serde_json::from_str::<Value>(text).map_err(|error| {
-                ApiError::invalid(format!(
-                    "Invalid value for parameter 'expectation.serialized_value.value': not JSON ({error})."
-                ))
-            })?
-        }
-        None => object.remove("value").unwrap_or(Value::Null),
-    };
-    if value.is_object() || value.is_array() {
-        object.insert(
-            "serialized_value".into(),
-            serde_json::json!({
-                "serialization_format": "JSON_FORMAT",
-                "value": loopline_core::python_json::dumps(&value),
-            }),
-        );
-    } else {
-        object.insert("value".into(), value);
-    }
-    Ok(())
-}
-
 #[derive(Deserialize)]
 pub(super) struct CreateRequest {
     assessment: Option<Value>,
@@ -84,23 +42,7 @@ pub(super) async fn create(
         .assessment
         .filter(Value::is_object)
         .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'assessment'."))?;
-    let has_name = assessment
-        .get("assessment_name")
-        .and_then(Value::as_str)
-        .is_some_and(|name| !name.is_empty());
-    if !has_name {
-        return Err(ApiError::invalid(
-            "Missing value for required parameter 'assessment.assessment_name'.",
-        ));
-    }
-    if assessment.get("feedback").is_none() && assessment.get("expectation").is_none() {
-        return Err(ApiError::invalid(
-            "An assessment needs a 'feedback' or an 'expectation'.",
-        ));
-    }
-    if let Some(expectation) = assessment.get_mut("expectation") {
-        normalize_expectation(expectation)?;
-    }
+    super::assessment_shape::check_new(assessment.as_object_mut().expect("checked to be an object above"))?;
     let object = assessment.as_object_mut().expect("checked to be an object above");
     object.insert(
         "assessment_id".to_string(),
@@ -160,8 +102,9 @@ pub(super) struct UpdateRequest {
     update_mask: Option<Value>,
 }
 
-/// The fields an update names: a field mask in its JSON form (`"assessmentName,feedback"`) or as paths.
-fn mask_fields(mask: Option<&Value>) -> Vec<String> {
+/// The fields an update names: a field mask in its JSON form (`"assessmentName,feedback"`) or as paths, in
+/// snake case.
+fn mask_fields(mask: Option<&Value>) -> Result<Vec<String>, ApiError> {
     let paths: Vec<String> = match mask {
         Some(Value::String(text)) => text.split(',').map(str::to_string).collect(),
         Some(Value::Object(object)) => object
@@ -171,22 +114,38 @@ fn mask_fields(mask: Option<&Value>) -> Vec<String> {
             .unwrap_or_default(),
         _ => Vec::new(),
     };
-    paths
-        .iter()
-        .map(|path| {
-            let mut snake = String::new();
-            for character in path.trim().chars() {
-                if character.is_ascii_uppercase() {
-                    snake.push('_');
-                    snake.push(character.to_ascii_lowercase());
-                } else {
-                    snake.push(character);
-                }
+    let mut fields = Vec::new();
+    for path in paths.iter().map(|path| path.trim()).filter(|path| !path.is_empty()) {
+        if !path
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || character == '_')
+        {
+            let shown: String = path.chars().take(100).collect();
+            return Err(ApiError::invalid(format!(
+                "Invalid value '{shown}' for parameter 'update_mask': field names are letters, digits and '_'"
+            )));
+        }
+        let mut snake = String::new();
+        for character in path.chars() {
+            if character.is_ascii_uppercase() {
+                snake.push('_');
+                snake.push(character.to_ascii_lowercase());
+            } else {
+                snake.push(character);
             }
-            snake
-        })
-        .filter(|path| !path.is_empty())
-        .collect()
+        }
+        fields.push(snake);
+    }
+    Ok(fields)
+}
+
+/// "a feedback", "an expectation".
+fn with_article(kind: &str) -> String {
+    if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {kind}")
+    } else {
+        format!("a {kind}")
+    }
 }
 
 /// Changes the fields the mask names: the name, the feedback or the expectation (not one for the other), the
@@ -201,21 +160,30 @@ pub(super) async fn update(
         .filter(Value::is_object)
         .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'assessment'."))?;
     let mut changes = changes;
-    if let Some(expectation) = changes.get_mut("expectation").filter(|value| !value.is_null()) {
-        normalize_expectation(expectation)?;
-    }
-    let fields = mask_fields(request.update_mask.as_ref());
+    let fields = mask_fields(request.update_mask.as_ref())?;
     if fields.is_empty() {
         return Err(ApiError::invalid(
             "Missing value for required parameter 'update_mask': name the fields to change.",
         ));
     }
-    const CHANGEABLE: [&str; 5] = ["assessment_name", "feedback", "expectation", "rationale", "metadata"];
+    const CHANGEABLE: [&str; 6] = [
+        "assessment_name",
+        "feedback",
+        "expectation",
+        "rationale",
+        "metadata",
+        "valid",
+    ];
     if let Some(unknown) = fields.iter().find(|field| !CHANGEABLE.contains(&field.as_str())) {
         return Err(ApiError::invalid(format!(
             "Invalid value '{unknown}' for parameter 'update_mask': assessments can change {}",
             CHANGEABLE.join(", ")
         )));
+    }
+    let changes_object = changes.as_object_mut().expect("checked to be an object above");
+    for field in &fields {
+        let value = changes_object.entry(field.clone()).or_insert(Value::Null);
+        super::assessment_shape::check_field(field, value)?;
     }
     let trace = trace_id.clone();
     let updated = state
@@ -232,7 +200,9 @@ pub(super) async fn update(
                             let other = if field == "feedback" { "expectation" } else { "feedback" };
                             if entry.contains_key(other) {
                                 return Err(StoreError::InvalidParameter(format!(
-                                    "Assessment '{assessment_id}' is an {other}; it cannot be updated with a {field}"
+                                    "Assessment '{assessment_id}' holds {}; it cannot be updated with {}",
+                                    with_article(other),
+                                    with_article(field)
                                 )));
                             }
                             entry.insert(field.clone(), value);

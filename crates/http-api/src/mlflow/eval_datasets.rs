@@ -39,7 +39,18 @@ fn json_text(text: Option<&str>, field: &str) -> ApiResult<Option<Value>> {
 fn string_map(value: Option<Value>, field: &str) -> ApiResult<Map<String, Value>> {
     match value {
         None => Ok(Map::new()),
-        Some(Value::Object(map)) => Ok(map),
+        Some(Value::Object(map)) => {
+            // Tags are text, as MLflow's are: a number stored as a number would never match `tags.k = '5'`.
+            if let Some((key, _)) = map
+                .iter()
+                .find(|(key, value)| key.is_empty() || !(value.is_string() || value.is_null()))
+            {
+                return Err(ApiError::invalid(format!(
+                    "Invalid value for parameter '{field}': '{key}' must be a non-empty key with a string value"
+                )));
+            }
+            Ok(map)
+        }
         Some(_) => Err(ApiError::invalid(format!(
             "Invalid value for parameter '{field}': expected a JSON object"
         ))),
@@ -62,6 +73,11 @@ fn wire(mut dataset: Value) -> Value {
     dataset
 }
 
+/// The `mlflow.user` tag of a tag map, which MLflow takes as the author.
+fn user_tag(tags: &Map<String, Value>) -> Option<String> {
+    tags.get("mlflow.user").and_then(Value::as_str).map(str::to_string)
+}
+
 #[derive(Deserialize)]
 pub(super) struct CreateRequest {
     name: Option<String>,
@@ -81,7 +97,10 @@ pub(super) async fn create(
             "a dataset name may have at most {MAX_NAME_LENGTH} characters"
         )));
     }
-    let tags = string_map(json_text(request.tags.as_deref(), "tags")?, "tags")?;
+    let mut tags = string_map(json_text(request.tags.as_deref(), "tags")?, "tags")?;
+    tags.retain(|_, value| !value.is_null());
+    // As MLflow: the author is the `mlflow.user` tag the client sets, when the request names none.
+    let created_by = request.created_by.clone().or_else(|| user_tag(&tags));
     let now = now_millis();
     let dataset_id = format!("d-{}", loopline_core::ids::new_run_id());
     let dataset = json!({
@@ -90,11 +109,11 @@ pub(super) async fn create(
         "tags": tags,
         "schema": null,
         "profile": {"num_records": 0},
-        "digest": Summary::digest(Sha256::new()),
+        "digest": Summary::digest(Sha256::new(), &name),
         "created_time": now,
         "last_update_time": now,
-        "created_by": request.created_by,
-        "last_updated_by": request.created_by,
+        "created_by": created_by,
+        "last_updated_by": created_by,
     });
     state
         .tracking
@@ -323,8 +342,10 @@ impl Summary {
         })
     }
 
-    /// The first 8 bytes of the digest, in hex.
-    fn digest(hasher: Sha256) -> String {
+    /// The first 8 bytes of the digest, in hex. The dataset's name is part of it, so empty datasets differ.
+    fn digest(mut hasher: Sha256, name: &str) -> String {
+        hasher.update([0u8]);
+        hasher.update(name.as_bytes());
         hasher
             .finalize()
             .iter()
@@ -364,7 +385,12 @@ impl RecordSummary for Summary {
             .filter(|(_, fields)| !fields.is_empty())
             .map(|(part, fields)| (part.to_string(), Value::Object(fields)))
             .collect();
-        let digest = Summary::digest(hasher);
+        let name = dataset
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let digest = Summary::digest(hasher, &name);
         if let Some(object) = dataset.as_object_mut() {
             object.insert("schema".into(), Value::Object(schema));
             object.insert("profile".into(), json!({"num_records": count}));
@@ -392,6 +418,7 @@ pub(super) async fn upsert_records(
         }
     };
     let now = now_millis();
+    let mut last_author = None;
     let mut prepared = Vec::with_capacity(records.len());
     for (index, record) in records.into_iter().enumerate() {
         let Value::Object(mut record) = record else {
@@ -427,20 +454,25 @@ pub(super) async fn upsert_records(
         );
         record.insert("created_time".into(), Value::from(now));
         record.insert("last_update_time".into(), Value::from(now));
-        if let Some(by) = &request.updated_by {
+        // The author: the request's, else the record's `mlflow.user` tag (as MLflow reads it).
+        let by = request
+            .updated_by
+            .clone()
+            .or_else(|| record.get("tags").and_then(Value::as_object).and_then(user_tag));
+        if let Some(by) = by {
             record.entry("created_by").or_insert_with(|| Value::String(by.clone()));
             record.insert("last_updated_by".into(), Value::String(by.clone()));
+            last_author = Some(by);
         }
         prepared.push(EvalRecord {
             input_key: input_key(&inputs),
             document: Value::Object(record),
         });
     }
-    let updated_by = request.updated_by.clone();
     let (inserted, updated) = state
         .tracking
         .store()
-        .upsert_eval_records(&dataset_id, prepared, merge_record, Summary::boxed(updated_by))
+        .upsert_eval_records(&dataset_id, prepared, merge_record, Summary::boxed(last_author))
         .await?;
     Ok(Json(json!({"inserted_count": inserted, "updated_count": updated})))
 }
@@ -486,6 +518,11 @@ pub(super) async fn delete_records(
     Path(dataset_id): Path<String>,
     MlflowMessage(request): MlflowMessage<DeleteRecordsRequest>,
 ) -> ApiResult<Json<Value>> {
+    if request.dataset_record_ids.is_empty() {
+        return Err(ApiError::invalid(
+            "Missing value for required parameter 'dataset_record_ids': name the records to delete.",
+        ));
+    }
     let deleted = state
         .tracking
         .store()

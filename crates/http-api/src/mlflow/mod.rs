@@ -1,6 +1,7 @@
 //! MLflow's REST API (2.0 and 3.0) and its artifact proxy.
 
 mod artifacts;
+mod assessment_shape;
 mod assessments;
 mod eval_datasets;
 mod experiments;

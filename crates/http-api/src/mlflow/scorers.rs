@@ -163,11 +163,40 @@ pub(super) async fn online_configs() -> JsonResult {
     single("configs", &Vec::<Value>::new())
 }
 
+#[derive(Deserialize)]
+pub(super) struct OnlineConfigRequest {
+    experiment_id: Option<String>,
+    name: Option<String>,
+    sample_rate: Option<Value>,
+}
+
 /// Turning a scorer on for live traces: Loopline does not run scorers (they are the user's to run, with
-/// `mlflow.genai.evaluate`), so it says so rather than accepting a setting nothing would honour.
-pub(super) async fn set_online_config() -> ApiResult<axum::Json<Value>> {
-    Err(ApiError::invalid(
-        "Loopline does not run scorers on live traces: evaluate with mlflow.genai.evaluate, or watch live traffic \
-         with a monitor (loopline monitor create)",
-    ))
+/// `mlflow.genai.evaluate`), so it says so rather than accepting a setting nothing would honour. Turning one
+/// off (`sample_rate` 0, what `scorer.stop()` sends) is what is already true, and is answered as MLflow does.
+pub(super) async fn set_online_config(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<OnlineConfigRequest>,
+) -> ApiResult<axum::Json<Value>> {
+    let experiment_id = super::required(&request.experiment_id, "experiment_id")?;
+    let name = super::required(&request.name, "name")?;
+    let sample_rate = match &request.sample_rate {
+        Some(Value::Number(number)) => number.as_f64(),
+        Some(Value::String(text)) => text.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|rate| (0.0..=1.0).contains(rate))
+    .ok_or_else(|| ApiError::invalid("Invalid value for parameter 'sample_rate': a number from 0.0 to 1.0"))?;
+    if sample_rate > 0.0 {
+        return Err(ApiError::invalid(
+            "Loopline does not run scorers on live traces: evaluate with mlflow.genai.evaluate, or watch live \
+             traffic with a monitor (loopline monitor create)",
+        ));
+    }
+    let scorer = state.tracking.store().get_scorer(experiment_id, name, None).await?;
+    Ok(axum::Json(json!({"config": {
+        "online_scoring_config_id": format!("osc-{}", scorer.scorer_id),
+        "scorer_id": scorer.scorer_id,
+        "sample_rate": 0.0,
+        "experiment_id": experiment_id,
+    }})))
 }

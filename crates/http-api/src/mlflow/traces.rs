@@ -397,8 +397,7 @@ pub(super) async fn delete_tag(
 
 #[derive(Deserialize)]
 pub(super) struct LinkRequest {
-    #[serde(default, deserialize_with = "one_or_many")]
-    trace_ids: Vec<String>,
+    trace_ids: Option<Value>,
     run_id: Option<String>,
 }
 
@@ -408,11 +407,21 @@ pub(super) async fn link_to_run(
     MlflowMessage(request): MlflowMessage<LinkRequest>,
 ) -> JsonResult {
     let run_id = required(&request.run_id, "run_id")?;
-    state
-        .tracking
-        .store()
-        .link_traces_to_run(&request.trace_ids, run_id)
-        .await?;
+    // As MLflow: a list of strings, required.
+    let trace_ids: Vec<String> = match &request.trace_ids {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| ApiError::invalid("Invalid value for parameter 'trace_ids': expected a list of strings"))?,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "Invalid value for parameter 'trace_ids': expected a list of strings",
+            ));
+        }
+        None => return Err(ApiError::invalid("Missing value for required parameter 'trace_ids'.")),
+    };
+    state.tracking.store().link_traces_to_run(&trace_ids, run_id).await?;
     empty_object()
 }
 

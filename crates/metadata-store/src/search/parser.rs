@@ -421,6 +421,13 @@ impl Parser {
                     self.position += 1;
                     Comparator::IsNotNull
                 }
+                "rlike" => {
+                    return Err(
+                        "RLIKE (regular expressions) is not supported by Loopline's filters: use LIKE or ILIKE \
+                         with % and _ wildcards"
+                            .to_string(),
+                    );
+                }
                 other => return Err(format!("invalid comparator '{other}'")),
             },
             other => return Err(format!("expected a comparator, found {}", describe(other))),
@@ -495,8 +502,12 @@ fn describe_option(token: &Option<Token>) -> String {
 
 /// Splits `prefix.key` (the key may itself hold dots, or arrive quoted after a NUL marker).
 fn split_identifier(word: &str) -> Result<(Option<String>, String), String> {
-    if let Some((prefix, quoted_key)) = word.split_once(".\u{0}") {
-        return Ok((Some(prefix.to_ascii_lowercase()), quoted_key.to_string()));
+    if let Some((head, quoted_key)) = word.split_once(".\u{0}") {
+        // `span.attributes.`a.b`` is prefix `span`, key `attributes.a.b`: only the first dot ends the prefix.
+        return Ok(match head.split_once('.') {
+            Some((prefix, rest)) => (Some(prefix.to_ascii_lowercase()), format!("{rest}.{quoted_key}")),
+            None => (Some(head.to_ascii_lowercase()), quoted_key.to_string()),
+        });
     }
     match word.split_once('.') {
         Some((prefix, key)) if !key.is_empty() => Ok((Some(prefix.to_ascii_lowercase()), key.to_string())),
@@ -639,6 +650,11 @@ mod tests {
         assert_eq!(comparison("run_name != 'r3'").prefix, None);
         assert_eq!(comparison("metrics.x>-1.5e-3").value, FilterValue::Number(-1.5e-3));
         assert_eq!(comparison("run_id NOT IN ('a')").comparator, Comparator::NotIn);
+        let span_key = comparison("span.attributes.`mlflow.llm.model` LIKE '%4o%'");
+        assert_eq!(
+            (span_key.prefix.as_deref(), span_key.key.as_str()),
+            (Some("span"), "attributes.mlflow.llm.model")
+        );
     }
 
     #[test]

@@ -64,6 +64,9 @@ impl ClauseCompiler for DatasetClauses {
         );
         match comparison.prefix.as_deref() {
             Some("tag" | "tags") => {
+                if comparison.key.is_empty() {
+                    return Err("a tag filter needs a key: tags.<key>".to_string());
+                }
                 if !string_comparator {
                     return Err(format!("Invalid comparator for tag: {}", comparison.comparator));
                 }
@@ -79,7 +82,8 @@ impl ClauseCompiler for DatasetClauses {
         }
         match comparison.key.as_str() {
             key @ ("name" | "dataset_name" | "created_by" | "last_updated_by") => {
-                if !string_comparator {
+                let listed = matches!(comparison.comparator, Comparator::In | Comparator::NotIn);
+                if !string_comparator && !listed {
                     return Err(format!(
                         "Invalid comparator for string attribute: {}",
                         comparison.comparator
@@ -90,7 +94,7 @@ impl ClauseCompiler for DatasetClauses {
                 } else {
                     self.document_text(key, None, builder)
                 };
-                string_predicate(&column, comparison, false, builder)
+                string_predicate(&column, comparison, true, builder)
             }
             "created_time" => numeric_predicate("d.created_time", comparison, builder),
             "last_update_time" => numeric_predicate("d.last_update_time", comparison, builder),

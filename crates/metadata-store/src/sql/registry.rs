@@ -2,7 +2,7 @@
 
 use super::deployments::record_alias_change;
 use super::query_text;
-use super::rows::{integer, optional_text, text};
+use super::rows::{integer, optional_integer, optional_text, text};
 use super::{SqlStore, built_query, is_unique_violation};
 use crate::entities::*;
 use crate::error::{StoreError, StoreResult};
@@ -612,6 +612,16 @@ impl RegistryStore for SqlStore {
 
     async fn get_model_version_by_alias(&self, name: &str, alias: &str) -> StoreResult<ModelVersion> {
         self.require_registered_model(name).await?;
+        if alias.eq_ignore_ascii_case("latest") {
+            // As MLflow: `latest` (which no alias may be named) is the newest version.
+            let row = sqlx::query("SELECT MAX(version) AS version FROM model_versions WHERE name = $1")
+                .bind(name.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+            let version = optional_integer(&row, "version")?
+                .ok_or_else(|| StoreError::NotFound(format!("Latest version not found for model {name}.")))?;
+            return self.get_model_version(name, version).await;
+        }
         let row = sqlx::query("SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2")
             .bind(name.to_string())
             .bind(alias.to_string())

@@ -33,7 +33,13 @@ fn span_row_predicate(comparison: &Comparison, builder: &mut SqlBuilder) -> Resu
         }
         return string_predicate("s.mlflow_text", comparison, false, builder);
     }
+    if key == "attributes" || key == "attributes." {
+        return Err("Span attribute name cannot be empty: use span.attributes.<name>".to_string());
+    }
     if let Some(attribute) = key.strip_prefix("attributes.") {
+        if trim_backticks(attribute).is_empty() {
+            return Err("Span attribute name cannot be empty: use span.attributes.<name>".to_string());
+        }
         if !matches!(comparison.comparator, Comparator::Like | Comparator::ILike) {
             return Err(format!(
                 "span attributes support LIKE and ILIKE, got '{}'",

@@ -12,7 +12,7 @@ use crate::search::compile::{
     ClauseCompiler, IdentifierKind, KeyValueTable, OrderTerm, compile_expression, identifier_kind, key_value_predicate,
     numeric_predicate, render_order_terms, string_predicate,
 };
-use crate::search::{Comparator, Comparison, SqlBuilder, SqlValue, parse_filter, parse_order_clause};
+use crate::search::{Comparator, Comparison, FilterValue, SqlBuilder, SqlValue, parse_filter, parse_order_clause};
 use crate::traits::TraceStore;
 use async_trait::async_trait;
 
@@ -48,7 +48,87 @@ const MAX_LINKED_TRACE_ID_BYTES: usize = 256;
 /// The metadata key under which a trace records the run it was created in.
 const SOURCE_RUN_METADATA_KEY: &str = "mlflow.sourceRun";
 
-struct TraceClauses;
+/// The tag listing the prompt versions a trace used (`[{"name", "version"}]`).
+const LINKED_PROMPTS_TAG: &str = "mlflow.linkedPrompts";
+
+struct TraceClauses {
+    dialect: super::Dialect,
+}
+
+/// A LIKE pattern matching `text` anywhere, with `%`, `_` and `\` taken literally (`ESCAPE '\'`).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for character in text.chars() {
+        if matches!(character, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(character);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// `prompt = 'name/version'`: traces that used that prompt version (listed in their linked-prompts tag, written
+/// compactly by Loopline or with Python's spacing by a client).
+fn prompt_predicate(comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
+    let (Comparator::Equal, FilterValue::Text(value)) = (&comparison.comparator, &comparison.value) else {
+        return Err("prompts are filtered with prompt = '<name>/<version>' only".to_string());
+    };
+    let Some((name, version)) = value
+        .rsplit_once('/')
+        .filter(|(name, version)| !name.is_empty() && !version.is_empty())
+    else {
+        return Err(format!("Invalid prompt '{value}': expected '<name>/<version>'"));
+    };
+    let entry = serde_json::json!({"name": name, "version": version});
+    let compact = builder.bind_text(&contains_pattern(&entry.to_string()));
+    let spaced = builder.bind_text(&contains_pattern(&loopline_core::python_json::dumps(&entry)));
+    let key = builder.bind_text(LINKED_PROMPTS_TAG);
+    builder.push(&format!(
+        "t.trace_id IN (SELECT g.trace_id FROM trace_tags g WHERE g.key = {key} AND \
+         (g.value LIKE {compact} ESCAPE '\\' OR g.value LIKE {spaced} ESCAPE '\\'))"
+    ));
+    Ok(())
+}
+
+/// A trace-info field kept only in the stored document (`client_request_id`), as SQL text.
+fn trace_info_field(dialect: super::Dialect, field: &str) -> String {
+    match dialect {
+        super::Dialect::Sqlite => format!("json_extract(t.trace_info, '$.{field}')"),
+        super::Dialect::Postgres => format!("(t.trace_info::jsonb ->> '{field}')"),
+    }
+}
+
+/// The sort key of one trace order_by entry.
+fn trace_order_term(clause_text: &str, builder: &mut SqlBuilder) -> StoreResult<OrderTerm> {
+    let clause = parse_order_clause(clause_text).map_err(invalid_filter)?;
+    let keyed = |table: &str, key: &str, builder: &mut SqlBuilder| {
+        let key = builder.bind_text(key);
+        OrderTerm {
+            expression: format!("(SELECT o.value FROM {table} o WHERE o.trace_id = t.trace_id AND o.key = {key})"),
+            ascending: clause.ascending,
+            nullable: true,
+        }
+    };
+    Ok(match (clause.prefix.as_deref(), clause.key.as_str()) {
+        (Some("tag" | "tags"), key) => keyed("trace_tags", key, builder),
+        (Some("metadata" | "request_metadata"), key) => keyed("trace_metadata", key, builder),
+        (None | Some("attribute" | "attributes"), "name") => keyed("trace_tags", "mlflow.traceName", builder),
+        (None | Some("attribute" | "attributes"), "run_id") => {
+            keyed("trace_metadata", SOURCE_RUN_METADATA_KEY, builder)
+        }
+        (None | Some("attribute" | "attributes"), key) => {
+            let (column, _) = attribute_column(key)
+                .ok_or_else(|| StoreError::InvalidParameter(format!("cannot order traces by '{clause_text}'")))?;
+            OrderTerm::column(column, clause.ascending)
+        }
+        _ => {
+            return Err(StoreError::InvalidParameter(format!(
+                "cannot order traces by '{clause_text}'"
+            )));
+        }
+    })
+}
 
 impl ClauseCompiler for TraceClauses {
     fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
@@ -92,11 +172,20 @@ impl ClauseCompiler for TraceClauses {
             builder.push("))");
             return Ok(());
         }
+        match comparison.key.as_str() {
+            "prompt" => return prompt_predicate(comparison, builder),
+            "client_request_id" => {
+                let column = trace_info_field(self.dialect, "client_request_id");
+                return string_predicate(&column, comparison, true, builder);
+            }
+            _ => {}
+        }
         match attribute_column(&comparison.key) {
             Some((column, true)) => numeric_predicate(column, comparison, builder),
             Some((column, false)) => string_predicate(column, comparison, true, builder),
             None => Err(format!(
-                "invalid trace attribute '{}': use timestamp_ms, execution_time_ms, status, trace_id or run_id",
+                "Invalid trace attribute '{}': use timestamp_ms, execution_time_ms, end_time_ms, status, trace_id, \
+                 client_request_id, run_id, name or prompt",
                 comparison.key
             )),
         }
@@ -105,7 +194,11 @@ impl ClauseCompiler for TraceClauses {
 
 /// Appends ` AND <filter>` for a trace search filter over traces aliased `t`. Span clauses joined by AND
 /// are one span's.
-pub(super) fn push_trace_filter(builder: &mut SqlBuilder, filter: Option<&str>) -> StoreResult<()> {
+pub(super) fn push_trace_filter(
+    builder: &mut SqlBuilder,
+    filter: Option<&str>,
+    dialect: super::Dialect,
+) -> StoreResult<()> {
     let Some(expression) = parse_filter(filter.unwrap_or_default()).map_err(invalid_filter)? else {
         return Ok(());
     };
@@ -123,7 +216,7 @@ pub(super) fn push_trace_filter(builder: &mut SqlBuilder, filter: Option<&str>) 
         }
         for part in rest {
             builder.push(" AND ");
-            compile_expression(part, &TraceClauses, builder)?;
+            compile_expression(part, &TraceClauses { dialect }, builder)?;
         }
         Ok::<(), String>(())
     })();
@@ -336,14 +429,11 @@ impl TraceStore for SqlStore {
         }
         let mut builder = SqlBuilder::new("SELECT t.trace_info FROM traces t WHERE t.experiment_id IN ");
         super::push_experiment_id_list(&mut builder, &search.experiment_ids)?;
-        push_trace_filter(&mut builder, search.filter.as_deref())?;
+        push_trace_filter(&mut builder, search.filter.as_deref(), self.dialect)?;
         let mut terms = Vec::new();
         super::check_order_by_count(search.order_by.len())?;
         for clause_text in &search.order_by {
-            let clause = parse_order_clause(clause_text).map_err(invalid_filter)?;
-            let (column, _) = attribute_column(&clause.key)
-                .ok_or_else(|| StoreError::InvalidParameter(format!("cannot order traces by '{clause_text}'")))?;
-            terms.push(OrderTerm::column(column, clause.ascending));
+            terms.push(trace_order_term(clause_text, &mut builder)?);
         }
         terms.push(OrderTerm::column("t.timestamp_ms", false));
         terms.push(OrderTerm::column("t.trace_id", true));
@@ -472,7 +562,7 @@ impl TraceStore for SqlStore {
         }
         let mut builder = SqlBuilder::new("SELECT COUNT(*) AS traces FROM traces t WHERE t.experiment_id IN ");
         super::push_experiment_id_list(&mut builder, experiment_ids)?;
-        push_trace_filter(&mut builder, filter)?;
+        push_trace_filter(&mut builder, filter, self.dialect)?;
         let row = built_query(&builder, self.dialect).fetch_one(&self.pool).await?;
         super::rows::integer(&row, "traces")
     }

@@ -665,6 +665,11 @@ pub async fn registry_versions_stages_aliases(store: &SqlStore) {
             .collect::<Vec<_>>(),
         ["2"]
     );
+    // `latest` is the newest version, as MLflow resolves it (`models:/clf@latest`, `load_prompt(name)`).
+    assert_eq!(
+        store.get_model_version_by_alias("clf", "LATEST").await.unwrap().version,
+        "2"
+    );
     store.set_alias("clf", "champion", 2).await.unwrap();
     assert_eq!(
         store
@@ -1133,6 +1138,8 @@ pub async fn evaluation_datasets_keep_one_record_per_inputs(store: &SqlStore) {
     assert_eq!(names("tags.`odd 'key\"` = 'v'").await.unwrap(), ["tagged"]);
     assert_eq!(names("last_updated_by = 'bob'").await.unwrap(), Vec::<String>::new());
     assert!(names("tags.team > 'a'").await.is_err());
+    assert_eq!(names("name IN ('tagged', 'other')").await.unwrap(), ["tagged"]);
+    assert!(names("tags.`` = 'a'").await.is_err());
     assert!(names("metric.x = 1").await.is_err());
     store.delete_eval_dataset("d-2").await.unwrap();
     assert_eq!(

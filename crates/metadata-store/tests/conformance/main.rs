@@ -101,4 +101,5 @@ every_backend!(
     traces_are_found_by_spans_assessments_and_issues,
     webhooks_are_listed_matched_and_soft_deleted,
     logged_models_are_searched_by_dataset_and_latest_metric,
+    traces_are_found_by_request_id_and_prompt_and_ordered_by_tags,
 );

@@ -346,3 +346,49 @@ pub async fn webhooks_are_listed_matched_and_soft_deleted(store: &SqlStore) {
         ["w2"]
     );
 }
+
+pub async fn traces_are_found_by_request_id_and_prompt_and_ordered_by_tags(store: &SqlStore) {
+    let with = |trace_id: &str, request: &str, name: &str, team: &str, prompts: &str| {
+        let mut made = trace(trace_id, json!([]));
+        made.trace_info = json!({"trace_id": trace_id, "state": "OK", "client_request_id": request,
+            "tags": {"mlflow.traceName": name, "team": team, "mlflow.linkedPrompts": prompts}, "trace_metadata": {}});
+        made
+    };
+    // One prompt list as Loopline writes it, one with Python's spacing; a name with LIKE's wildcards in it.
+    let first = with("tr-p1", "req-1", "b-name", "x", r#"[{"name":"qa%_","version":"2"}]"#);
+    let second = with("tr-p2", "req-2", "a-name", "y", r#"[{"name": "qa", "version": "1"}]"#);
+    store.start_trace(&first).await.unwrap();
+    store.start_trace(&second).await.unwrap();
+    assert_eq!(found(store, "client_request_id = 'req-1'").await, ["tr-p1"]);
+    assert_eq!(found(store, "prompt = 'qa%_/2'").await, ["tr-p1"]);
+    assert_eq!(found(store, "prompt = 'qa/1'").await, ["tr-p2"]);
+    assert!(found(store, "prompt = 'qa/2'").await.is_empty());
+    let refused = store
+        .search_traces(&TraceSearch {
+            experiment_ids: vec!["0".into()],
+            filter: Some("prompt LIKE 'qa%'".into()),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(refused, Err(StoreError::InvalidParameter(_))));
+    let ordered = |order: &str| {
+        let search = TraceSearch {
+            experiment_ids: vec!["0".into()],
+            order_by: vec![order.to_string()],
+            ..Default::default()
+        };
+        async move {
+            store
+                .search_traces(&search)
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|info| info["trace_id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ordered("name ASC").await, ["tr-p2", "tr-p1"]);
+    assert_eq!(ordered("tags.team DESC").await, ["tr-p2", "tr-p1"]);
+    assert_eq!(ordered("tags.team ASC").await, ["tr-p1", "tr-p2"]);
+}

@@ -301,4 +301,9 @@ async fn an_operator_rule_on_version_sources_is_kept_as_mlflow_keeps_it() {
             .unwrap_err()
             .contains("--model-version-source-regex")
     );
+    // Thousands of capture groups would let one request hold gigabytes while matching: refused at start.
+    let greedy = loopline_server::config::RegistryOptions {
+        source_regex: Some("(a)".repeat(5_000)),
+    };
+    assert!(greedy.source_pattern().unwrap_err().contains("non-capturing groups"));
 }
