@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod mlflow;
 pub mod otlp;
+pub mod ui;
 pub mod webhooks;
 
 use axum::Router;

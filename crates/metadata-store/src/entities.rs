@@ -670,3 +670,16 @@ pub struct PipelineRunRecord {
     /// When it ended.
     pub end_time: Option<i64>,
 }
+
+/// A dataset some run of an experiment used, and in what context (`training`, `eval`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDatasetSummary {
+    /// The experiment.
+    pub experiment_id: String,
+    /// The dataset's name.
+    pub name: String,
+    /// Its digest.
+    pub digest: String,
+    /// The `mlflow.data.context` tag of its use, when it had one.
+    pub context: Option<String>,
+}

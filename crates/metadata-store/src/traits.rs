@@ -51,6 +51,9 @@ pub trait RunStore: Send + Sync {
     async fn log_outputs(&self, run_id: &str, models: &[ModelOutput]) -> StoreResult<()>;
     /// Searches runs.
     async fn search_runs(&self, search: &RunSearch) -> StoreResult<Page<Run>>;
+    /// The distinct datasets runs of these experiments used, with the context they were used in (the
+    /// `mlflow.data.context` input tag), at most `limit` of them.
+    async fn dataset_summaries(&self, experiment_ids: &[String], limit: u64) -> StoreResult<Vec<RunDatasetSummary>>;
 }
 
 /// Logged models (MLflow 3).

@@ -671,7 +671,8 @@ async fn pipeline_files_that_lead_out_or_are_not_files_are_refused_and_undeclare
 async fn logs_outlive_a_new_registration_and_two_pipelines_on_one_directory_take_turns() {
     let setup = Setup::new().await;
     let service = setup.service("replica-a", 2);
-    let directory = setup.project("shared", "steps: {slow: {run: 'echo started; sleep 30'}}");
+    // The step outlives any wait below (the test cancels it): a loaded machine cannot make it end first.
+    let directory = setup.project("shared", "steps: {slow: {run: 'echo started; sleep 600'}}");
     std::fs::write(directory.join("other.yaml"), "steps: {quick: {run: 'echo quick'}}").unwrap();
     register(&service, "one", &directory).await;
     service
@@ -702,9 +703,9 @@ async fn logs_outlive_a_new_registration_and_two_pipelines_on_one_directory_take
         .await
         .unwrap();
     let mut text = String::new();
-    for _ in 0..600 {
+    for _ in 0..2_400 {
         text = service.log(&first.run_id, "slow", 0).await.unwrap().0;
-        if text.contains("started") {
+        if text.contains("started\n") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -35,6 +35,19 @@ pub struct ServerConfig {
     /// Rules for what the model registry accepts.
     #[command(flatten)]
     pub registry: RegistryOptions,
+    /// The web UI.
+    #[command(flatten)]
+    pub ui: UiOptions,
+}
+
+/// Where the MLflow web UI comes from.
+#[derive(Debug, Clone, Default, Args)]
+pub struct UiOptions {
+    /// The MLflow web UI build to serve at `/`: an installed `mlflow` package, its site-packages directory, or
+    /// the build directory itself; `none` serves no UI. Default: found in the active virtual environment,
+    /// `.venv`, or the active `python3`.
+    #[arg(long = "mlflow-ui", env = "LOOPLINE_MLFLOW_UI")]
+    pub mlflow_ui: Option<PathBuf>,
 }
 
 /// What the model registry accepts.

@@ -9,6 +9,7 @@ pub mod model_fetch;
 pub mod network;
 pub mod pipelines;
 pub mod secrets_key;
+mod ui_location;
 
 use anyhow::Context;
 use config::ServerConfig;
@@ -145,6 +146,14 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_pipelines::api::routes(
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))
+        .merge(loopline_http_api::ui::routes(
+            ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
+        ));
+    // Every MLflow route also answers under /ajax-api, where the web UI calls it (as MLflow registers each
+    // twice): the prefix is rewritten before routing.
+    let router = axum::Router::new()
+        .fallback_service(router)
+        .layer(axum::middleware::map_request(ajax_api_as_api))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(log_failed_requests))
         .layer(axum::middleware::map_response(name_the_server));
@@ -299,6 +308,20 @@ pub async fn shutdown_signal() {
 
 /// Every answer names the server and its version (`/version` answers with the MLflow API version instead, as
 /// clients compare it with MLflow's).
+/// `/ajax-api/...` becomes `/api/...` (the query kept).
+async fn ajax_api_as_api(mut request: axum::extract::Request) -> axum::extract::Request {
+    if let Some(rest) = request.uri().path().strip_prefix("/ajax-api/") {
+        let rewritten = match request.uri().query() {
+            Some(query) => format!("/api/{rest}?{query}"),
+            None => format!("/api/{rest}"),
+        };
+        if let Ok(uri) = rewritten.parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
 /// Logs every request answered with an error: method, path (never the query, which may carry secrets), status,
 /// and the message the client got, so an operator can see why a client failed without watching the client.
 async fn log_failed_requests(

@@ -69,9 +69,27 @@ impl TestServer {
             network,
             pipelines: Default::default(),
             registry: Default::default(),
+            ui: Default::default(),
         }
         .with_defaults();
         Self::launch(config, temporary).await
+    }
+
+    /// The configuration of a server on embedded defaults in `data_dir`, on a free port; tests change what
+    /// they need with `ServerConfig { field: ..., ..TestServer::config_in(dir) }`.
+    pub fn config_in(data_dir: &std::path::Path) -> ServerConfig {
+        ServerConfig {
+            host: "127.0.0.1".to_string(),
+            port: 0,
+            backend_store_uri: String::new(),
+            artifacts_destination: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            serving: Default::default(),
+            network: Default::default(),
+            pipelines: Default::default(),
+            registry: Default::default(),
+            ui: Default::default(),
+        }
     }
 
     /// Starts a server with this exact configuration (for restarts on the same storage).

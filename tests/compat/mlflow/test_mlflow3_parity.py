@@ -116,10 +116,6 @@ def test_artifacts_are_served_with_mlflows_content_types(experiment, server_url,
     with mlflow.start_run() as run:
         mlflow.log_artifact(str(tmp_path / file_name))
     answer = requests.get(f"{server_url}/get-artifact", params={"run_id": run.info.run_id, "path": file_name})
-    if answer.status_code == 404:
-        # The UI download route belongs to the web UI issue; the artifact proxy serves the same file.
-        answer = requests.get(
-            f"{server_url}/api/2.0/mlflow-artifacts/artifacts/{experiment}/{run.info.run_id}/artifacts/{file_name}")
     assert answer.status_code == 200
     assert answer.headers["Content-Type"].split(";")[0] == content_type
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
@@ -647,3 +643,62 @@ def test_the_ui_downloads_a_traces_spans_as_mlflow_writes_them(experiment, serve
     escape = requests.get(f"{server_url}/ajax-api/2.0/mlflow/get-trace-artifact",
                           params={"request_id": trace_id, "path": "../../../../etc/passwd"})
     assert 400 <= escape.status_code < 500
+
+
+def test_the_web_ui_lists_and_downloads_run_and_version_artifacts(experiment, client, server_url, tmp_path):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "my.file").write_text("Hello, World!")
+    (tmp_path / "top.txt").write_text("top")
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(tmp_path / "top.txt"))
+        mlflow.log_artifacts(str(tmp_path / "dir"), "dir")
+    run_id = run.info.run_id
+    for prefix in ("/api", "/ajax-api"):
+        root = requests.get(f"{server_url}{prefix}/2.0/mlflow/artifacts/list", params={"run_id": run_id}).json()
+        assert root["root_uri"] == run.info.artifact_uri
+        assert {(f["path"], f["is_dir"]) for f in root["files"]} == {("dir", True), ("top.txt", False)}
+    inner = requests.get(f"{server_url}/ajax-api/2.0/mlflow/artifacts/list",
+                         params={"run_uuid": run_id, "path": "dir"}).json()
+    assert inner["files"] == [{"path": "dir/my.file", "is_dir": False, "file_size": 13}]
+    got = requests.get(f"{server_url}/get-artifact", params={"run_uuid": run_id, "path": "dir/my.file"})
+    assert got.text == "Hello, World!"
+    for hostile in ["../../../etc/passwd", "dir/../../x", "%2e%2e/%2e%2e/secret"]:
+        refused = requests.get(f"{server_url}/get-artifact", params={"run_id": run_id, "path": hostile})
+        assert 400 <= refused.status_code < 500, hostile
+    name = f"ui-{uuid.uuid4().hex[:8]}"
+    client.create_registered_model(name)
+    client.create_model_version(name, f"{run.info.artifact_uri}/dir", run_id)
+    version_file = requests.get(f"{server_url}/model-versions/get-artifact",
+                                params={"name": name, "version": "1", "path": "my.file"})
+    assert version_file.status_code == 200 and version_file.text == "Hello, World!"
+
+
+def test_the_web_ui_finds_the_datasets_an_experiments_runs_used(experiment, client, server_url):
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    run_id = client.create_run(experiment).info.run_id
+    dataset = Dataset(name="name1", digest="digest1", source_type="local", source="source1")
+    client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
+    answer = requests.post(f"{server_url}/ajax-api/2.0/mlflow/experiments/search-datasets",
+                           json={"experiment_ids": [experiment]})
+    assert answer.json()["dataset_summaries"] == [
+        {"experiment_id": experiment, "name": "name1", "digest": "digest1", "context": "training"}]
+    for body, message in [({}, "must specify at least one experiment_id"),
+                          ({"experiment_ids": [f"id_{i}" for i in range(1000)]}, "cannot specify more than")]:
+        refused = requests.post(f"{server_url}/ajax-api/2.0/mlflow/experiments/search-datasets", json=body)
+        assert refused.status_code == 400 and message in refused.json()["message"]
+
+
+def test_the_web_ui_lists_and_reads_a_logged_models_files(experiment, server_url):
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    info = mlflow.pyfunc.log_model(name="model", python_model=Echo())
+    base = f"{server_url}/ajax-api/2.0/mlflow/logged-models/{info.model_id}/artifacts"
+    listed = requests.get(f"{base}/directories").json()
+    assert "MLmodel" in [f["path"] for f in listed["files"]]
+    mlmodel = requests.get(f"{base}/files", params={"artifact_file_path": "MLmodel"})
+    assert mlmodel.status_code == 200 and info.model_id in mlmodel.text
+    escaped = requests.get(f"{base}/files", params={"artifact_file_path": "../../../../etc/passwd"})
+    assert 400 <= escaped.status_code < 500

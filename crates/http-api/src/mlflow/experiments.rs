@@ -185,3 +185,57 @@ pub(super) async fn delete_tag(
     state.tracking.store().delete_experiment_tag(experiment_id, key).await?;
     empty_object()
 }
+
+#[derive(Deserialize)]
+pub(super) struct SearchDatasetsRequest {
+    #[serde(default, deserialize_with = "one_or_many")]
+    experiment_ids: Vec<String>,
+}
+
+/// The most experiments one dataset search may name (MLflow's limit).
+const MAX_DATASET_SEARCH_EXPERIMENTS: usize = 20;
+/// The most summaries one answer holds (MLflow's limit).
+const MAX_DATASET_SUMMARIES: u64 = 1_000;
+
+/// The datasets runs of some experiments used (the web UI's dataset filter), as MLflow's `SearchDatasets`.
+pub(super) async fn search_datasets(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<SearchDatasetsRequest>,
+) -> JsonResult {
+    if request.experiment_ids.is_empty() {
+        return Err(ApiError::invalid(
+            "SearchDatasets request must specify at least one experiment_id.",
+        ));
+    }
+    if request.experiment_ids.len() > MAX_DATASET_SEARCH_EXPERIMENTS {
+        return Err(ApiError::invalid(format!(
+            "SearchDatasets request cannot specify more than {MAX_DATASET_SEARCH_EXPERIMENTS} experiment_ids. \
+             Received {} experiment_ids.",
+            request.experiment_ids.len()
+        )));
+    }
+    let summaries = state
+        .tracking
+        .store()
+        .dataset_summaries(&request.experiment_ids, MAX_DATASET_SUMMARIES)
+        .await?;
+    let summaries: Vec<serde_json::Value> = summaries
+        .into_iter()
+        .map(|summary| {
+            let mut entry = serde_json::json!({
+                "experiment_id": summary.experiment_id,
+                "name": summary.name,
+                "digest": summary.digest,
+            });
+            if let Some(context) = summary.context {
+                entry["context"] = serde_json::Value::String(context);
+            }
+            entry
+        })
+        .collect();
+    let mut answer = serde_json::json!({});
+    if !summaries.is_empty() {
+        answer["dataset_summaries"] = serde_json::Value::Array(summaries);
+    }
+    Ok(axum::Json(answer))
+}

@@ -36,6 +36,38 @@ pub(super) async fn server_info() -> JsonResult {
         "multipart_downloads_enabled": false,
         "presigned_upload_run_id_supported": false,
         "presigned_upload_model_id_supported": false,
-        "features_enabled": {},
+        // Read by the web UI: the AI gateway's pages stay hidden until the gateway exists.
+        "features_enabled": {"gateway": false},
     })))
+}
+
+/// The web UI's assistant settings: no assistant here (MLflow's answer when none is set up).
+pub(super) async fn assistant_config() -> JsonResult {
+    Ok(Json(
+        serde_json::json!({"providers": {}, "projects": {}, "remote_access_allowed": false}),
+    ))
+}
+
+/// The web UI's assistant providers: none.
+pub(super) async fn assistant_providers() -> JsonResult {
+    Ok(Json(serde_json::json!({"providers": []})))
+}
+
+/// The web UI asks whether to send usage telemetry: it never does to Loopline.
+pub(super) async fn ui_telemetry_config() -> JsonResult {
+    Ok(Json(serde_json::json!({
+        "disable_ui_telemetry": true,
+        "disable_ui_events": [],
+        "ui_rollout_percentage": 0,
+    })))
+}
+
+/// Telemetry records from the web UI: not kept (MLflow's answer with telemetry off).
+pub(super) async fn ui_telemetry_records() -> JsonResult {
+    Ok(Json(serde_json::json!({"status": "disabled"})))
+}
+
+/// The web UI lists the AI gateway's endpoints through this proxy: there is no gateway yet, so none.
+pub(super) async fn gateway_proxy_list() -> JsonResult {
+    Ok(Json(serde_json::json!({"endpoints": []})))
 }

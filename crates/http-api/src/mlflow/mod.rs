@@ -17,6 +17,7 @@ mod trace_artifacts;
 mod trace_metrics;
 mod traces;
 mod traces_v2;
+mod ui_artifacts;
 mod webhooks;
 
 use crate::AppState;
@@ -242,8 +243,31 @@ pub fn routes(state: AppState) -> Router {
         .route(&format!("{api}/traces/delete-traces"), post(traces::delete_traces))
         .route(&format!("{api}/traces/link-to-run"), post(traces::link_to_run))
         // The web UI's trace download.
-        .route("/ajax-api/2.0/mlflow/get-trace-artifact", get(trace_artifacts::get))
-        .route("/ajax-api/3.0/mlflow/get-trace-artifact", get(trace_artifacts::get))
+        // Routes the web UI calls under /ajax-api only (the server serves every /ajax-api path as its /api twin).
+        .route(&format!("{api}/get-trace-artifact"), get(trace_artifacts::get))
+        .route(&format!("{api3}/get-trace-artifact"), get(trace_artifacts::get))
+        .route(&format!("{api3}/assistant/config"), get(meta::assistant_config))
+        .route(&format!("{api3}/assistant/providers"), get(meta::assistant_providers))
+        .route(
+            &format!("{api3}/ui-telemetry"),
+            get(meta::ui_telemetry_config).post(meta::ui_telemetry_records),
+        )
+        .route(&format!("{api}/gateway-proxy"), get(meta::gateway_proxy_list))
+        .route(&format!("{api}/artifacts/list"), get(ui_artifacts::list))
+        .route(
+            &format!("{api}/logged-models/{{model_id}}/artifacts/directories"),
+            get(ui_artifacts::model_list),
+        )
+        .route(
+            &format!("{api}/logged-models/{{model_id}}/artifacts/files"),
+            get(ui_artifacts::model_file),
+        )
+        .route(
+            &format!("{api}/experiments/search-datasets"),
+            post(experiments::search_datasets),
+        )
+        .route("/get-artifact", get(ui_artifacts::run_file))
+        .route("/model-versions/get-artifact", get(ui_artifacts::version_file))
         // Registry webhooks.
         .route(&format!("{api}/webhooks"), post(webhooks::create).get(webhooks::list))
         .route(

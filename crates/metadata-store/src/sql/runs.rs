@@ -504,6 +504,31 @@ impl RunStore for SqlStore {
         Ok(into_page(metrics, max_results, offset))
     }
 
+    async fn dataset_summaries(&self, experiment_ids: &[String], limit: u64) -> StoreResult<Vec<RunDatasetSummary>> {
+        if experiment_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut builder = SqlBuilder::new(
+            "SELECT DISTINCT d.experiment_id, d.name, d.digest, ctx.value AS context FROM datasets d \
+             JOIN run_dataset_inputs i ON i.dataset_id = d.dataset_id \
+             LEFT JOIN run_dataset_input_tags ctx ON ctx.run_id = i.run_id AND ctx.dataset_id = i.dataset_id \
+             AND ctx.key = 'mlflow.data.context' WHERE d.experiment_id IN ",
+        );
+        super::push_experiment_id_list(&mut builder, experiment_ids)?;
+        builder.push(&format!(" ORDER BY d.experiment_id, d.name, d.digest LIMIT {limit}"));
+        let rows = built_query(&builder, self.dialect).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RunDatasetSummary {
+                    experiment_id: integer(row, "experiment_id")?.to_string(),
+                    name: text(row, "name")?,
+                    digest: text(row, "digest")?,
+                    context: optional_text(row, "context")?,
+                })
+            })
+            .collect()
+    }
+
     async fn log_inputs(&self, run_id: &str, datasets: &[DatasetInput], models: &[ModelInput]) -> StoreResult<()> {
         let experiment_id = self.run_experiment_id(run_id).await?;
         let _writer = self.writer_guard().await;

@@ -122,8 +122,8 @@ impl Executor for LocalExecutor {
         let status = loop {
             tokio::select! {
                 Some(text) = receiver.recv() => {
-                    let _ = log.write_all(text.as_bytes()).await;
-                    let _ = log.write_all(b"\n").await;
+                    // One write per line, so a reader never sees a line without its end.
+                    let _ = log.write_all(format!("{text}\n").as_bytes()).await;
                     line(text);
                 }
                 status = child.wait() => break status,
@@ -145,8 +145,7 @@ impl Executor for LocalExecutor {
         let _ = tokio::fs::remove_file(&pid_file).await;
         let drained = tokio::time::timeout(DRAIN_LIMIT, async {
             while let Some(text) = receiver.recv().await {
-                let _ = log.write_all(text.as_bytes()).await;
-                let _ = log.write_all(b"\n").await;
+                let _ = log.write_all(format!("{text}\n").as_bytes()).await;
                 line(text);
             }
         });

@@ -127,6 +127,10 @@ pub struct Cause {
     /// The pipeline's steps when the run was queued.
     #[serde(default)]
     pub steps: Vec<String>,
+    /// The registration (directory, file, steps) the run was queued against: a run that starts after the
+    /// pipeline is registered again still runs what it was queued for, and its logs stay where they were.
+    #[serde(default)]
+    pub registration: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,13 +394,19 @@ impl PipelineService {
 
     /// Runs one claimed run to its end, recording its steps as they change.
     async fn execute(&self, run: &PipelineRunRecord, cancel: &CancellationToken) -> Result<RunRecord, String> {
-        let stored = self
-            .store
-            .get_pipeline(&run.pipeline)
-            .await
-            .map_err(|e| format!("the pipeline: {e}"))?;
-        let spec: PipelineSpec = serde_json::from_str(&stored.spec).map_err(|e| format!("the stored pipeline: {e}"))?;
         let cause: Cause = serde_json::from_str(&run.cause).map_err(|e| format!("the run's cause: {e}"))?;
+        let stored_spec = match &cause.registration {
+            Some(registration) => registration.clone(),
+            // Runs queued before registrations were kept with them.
+            None => {
+                self.store
+                    .get_pipeline(&run.pipeline)
+                    .await
+                    .map_err(|e| format!("the pipeline: {e}"))?
+                    .spec
+            }
+        };
+        let spec: PipelineSpec = serde_json::from_str(&stored_spec).map_err(|e| format!("the stored pipeline: {e}"))?;
         let name = run.pipeline.clone();
         let (pipeline, project) = {
             let spec = spec.clone();
@@ -555,6 +565,7 @@ impl PipelineService {
         let mut cause = cause;
         cause.directory = spec.directory.clone();
         cause.steps = spec.steps.clone();
+        cause.registration = Some(pipeline.spec.clone());
         let cause_text = serde_json::to_string(&cause).map_err(|e| DataError::Internal(e.to_string()))?;
         let run = self
             .store

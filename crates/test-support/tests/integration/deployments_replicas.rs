@@ -49,6 +49,7 @@ async fn replica(backend: &str, artifacts: &std::path::Path, data: &std::path::P
         network: Default::default(),
         pipelines: Default::default(),
         registry: Default::default(),
+        ui: Default::default(),
     };
     TestServer::start_with_config(config).await.unwrap()
 }

@@ -411,6 +411,7 @@ async fn files_replaced_after_registration_are_not_served() {
         network: Default::default(),
         pipelines: Default::default(),
         registry: Default::default(),
+        ui: Default::default(),
     })
     .await
     .unwrap();

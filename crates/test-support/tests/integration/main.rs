@@ -15,5 +15,6 @@ mod monitoring_actions;
 mod otlp;
 mod security;
 mod serving;
+mod web_ui;
 mod webhooks;
 mod wire_format;

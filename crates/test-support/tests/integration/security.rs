@@ -249,17 +249,10 @@ async fn an_operator_rule_on_version_sources_is_kept_as_mlflow_keeps_it() {
     let data = tempfile::tempdir().unwrap();
     let server = TestServer::start_with_config(
         loopline_server::config::ServerConfig {
-            host: "127.0.0.1".to_string(),
-            port: 0,
-            backend_store_uri: String::new(),
-            artifacts_destination: String::new(),
-            data_dir: data.path().to_path_buf(),
-            serving: Default::default(),
-            network: Default::default(),
-            pipelines: Default::default(),
             registry: loopline_server::config::RegistryOptions {
                 source_regex: Some("^mlflow-artifacts:/".to_string()),
             },
+            ..TestServer::config_in(data.path())
         }
         .with_defaults(),
     )

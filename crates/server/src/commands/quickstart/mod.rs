@@ -339,6 +339,10 @@ fn print_next_steps(base: &str, work: &Path, exit: bool) {
     }
     for (what, how) in [
         (
+            "web UI",
+            format!("{base}/ (MLflow's UI, from the quickstart's mlflow package)"),
+        ),
+        (
             "MLflow client",
             format!("MLFLOW_TRACKING_URI={base} (experiment 'quickstart', model 'churn')"),
         ),

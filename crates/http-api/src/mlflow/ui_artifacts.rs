@@ -1,0 +1,198 @@
+//! The artifact routes the web UI uses: listings of a run's or a logged model's artifacts (`artifacts/list`,
+//! `logged-models/{id}/artifacts/directories`) and file downloads by run (`/get-artifact`), logged model
+//! (`logged-models/{id}/artifacts/files`) and model version (`/model-versions/get-artifact`). Files are
+//! read through the artifact store, below the run's or version's directory only.
+
+use super::JsonResult;
+use super::artifacts::content_type_for;
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::MlflowMessage;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use loopline_artifact_store::ArtifactPath;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The store directory an `mlflow-artifacts:` location names.
+fn store_directory(location: &str) -> ApiResult<ArtifactPath> {
+    let rest = location.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
+        ApiError::invalid(format!(
+            "artifacts at '{location}' are not in this server's store; read them where they are"
+        ))
+    })?;
+    // `mlflow-artifacts://host:port/path` carries an authority; `mlflow-artifacts:/path` does not.
+    let path = match rest.strip_prefix("//") {
+        Some(with_authority) => with_authority.split_once('/').map(|(_, path)| path).unwrap_or_default(),
+        None => rest,
+    };
+    Ok(ArtifactPath::parse(path.trim_matches('/'))?)
+}
+
+/// A path below a directory, as a client names it (no way out of the directory: `ArtifactPath` refuses it).
+fn below(directory: &ArtifactPath, relative: Option<&str>) -> ApiResult<ArtifactPath> {
+    Ok(directory.join(&ArtifactPath::parse(relative.unwrap_or_default())?))
+}
+
+async fn run_directory(state: &AppState, run_id: Option<&String>) -> ApiResult<(String, ArtifactPath)> {
+    let run_id = run_id
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'run_id'."))?;
+    let run = state.tracking.store().get_run(run_id).await?;
+    let directory = store_directory(&run.info.artifact_uri)?;
+    Ok((run.info.artifact_uri, directory))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ListRequest {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+    path: Option<String>,
+}
+
+/// A run's artifacts in one directory: paths relative to the run's root, as MLflow lists them.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<ListRequest>,
+) -> JsonResult {
+    let (root_uri, directory) = run_directory(&state, request.run_id.as_ref().or(request.run_uuid.as_ref())).await?;
+    listing(&state, root_uri, &directory, request.path.as_deref()).await
+}
+
+/// A file answered for the browser: the type MLflow gives it, never sniffed, offered as a download.
+async fn file(state: &AppState, path: &ArtifactPath) -> ApiResult<Response> {
+    if path.is_root() {
+        return Err(ApiError::invalid("Missing value for required parameter 'path'."));
+    }
+    let download = state.artifacts.get(path).await?;
+    let name = path.file_name().unwrap_or("artifact");
+    let safe_name: String = name
+        .chars()
+        .map(|character| {
+            if character.is_ascii_graphic() && character != '"' && character != ';' {
+                character
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type_for(name).to_string()),
+            (header::CONTENT_LENGTH, download.size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{safe_name}\""),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            (header::CONTENT_SECURITY_POLICY, "sandbox".to_string()),
+        ],
+        Body::from_stream(download.body),
+    )
+        .into_response())
+}
+
+/// Lists one directory below `directory`, paths relative to `directory`, as MLflow lists artifacts.
+async fn listing(state: &AppState, root_uri: String, directory: &ArtifactPath, relative: Option<&str>) -> JsonResult {
+    let relative = ArtifactPath::parse(relative.unwrap_or_default())?;
+    let entries = state.artifacts.list(&directory.join(&relative)).await?;
+    let prefix = relative.as_string();
+    let mut files: Vec<Value> = entries
+        .iter()
+        .map(|entry| {
+            let path = if prefix.is_empty() {
+                entry.name.clone()
+            } else {
+                format!("{prefix}/{}", entry.name)
+            };
+            match entry.size {
+                Some(size) if !entry.is_dir => json!({"path": path, "is_dir": false, "file_size": size}),
+                _ => json!({"path": path, "is_dir": true}),
+            }
+        })
+        .collect();
+    files.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    let mut answer = json!({"root_uri": root_uri});
+    if !files.is_empty() {
+        answer["files"] = Value::Array(files);
+    }
+    Ok(axum::Json(answer))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ModelListRequest {
+    artifact_directory_path: Option<String>,
+}
+
+/// `logged-models/{id}/artifacts/directories`: one directory of a logged model's files.
+pub(super) async fn model_list(
+    State(state): State<AppState>,
+    axum::extract::Path(model_id): axum::extract::Path<String>,
+    MlflowMessage(request): MlflowMessage<ModelListRequest>,
+) -> JsonResult {
+    let model = state.tracking.store().get_logged_model(&model_id).await?;
+    let directory = store_directory(&model.info.artifact_uri)?;
+    listing(
+        &state,
+        model.info.artifact_uri,
+        &directory,
+        request.artifact_directory_path.as_deref(),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub(super) struct ModelFileRequest {
+    artifact_file_path: Option<String>,
+}
+
+/// `logged-models/{id}/artifacts/files?artifact_file_path=...`: one file of a logged model.
+pub(super) async fn model_file(
+    State(state): State<AppState>,
+    axum::extract::Path(model_id): axum::extract::Path<String>,
+    MlflowMessage(request): MlflowMessage<ModelFileRequest>,
+) -> ApiResult<Response> {
+    let model = state.tracking.store().get_logged_model(&model_id).await?;
+    let directory = store_directory(&model.info.artifact_uri)?;
+    let path = below(&directory, request.artifact_file_path.as_deref())?;
+    file(&state, &path).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct RunFileRequest {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+    path: Option<String>,
+}
+
+/// `/get-artifact?run_id=...&path=...`: one file of a run.
+pub(super) async fn run_file(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<RunFileRequest>,
+) -> ApiResult<Response> {
+    let (_, directory) = run_directory(&state, request.run_id.as_ref().or(request.run_uuid.as_ref())).await?;
+    let path = below(&directory, request.path.as_deref())?;
+    file(&state, &path).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct VersionFileRequest {
+    name: Option<String>,
+    version: Option<String>,
+    path: Option<String>,
+}
+
+/// `/model-versions/get-artifact?name=...&version=...&path=...`: one file of a registered version.
+pub(super) async fn version_file(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<VersionFileRequest>,
+) -> ApiResult<Response> {
+    let name = super::required(&request.name, "name")?;
+    let version = super::required(&request.version, "version")?;
+    let location = state.registry.download_uri(name, version).await?;
+    let directory = store_directory(&location)?;
+    let path = below(&directory, request.path.as_deref())?;
+    file(&state, &path).await
+}
