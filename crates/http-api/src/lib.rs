@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+mod graphql;
 pub mod mlflow;
 pub mod otlp;
 pub mod ui;

@@ -702,3 +702,42 @@ def test_the_web_ui_lists_and_reads_a_logged_models_files(experiment, server_url
     assert mlmodel.status_code == 200 and info.model_id in mlmodel.text
     escaped = requests.get(f"{base}/files", params={"artifact_file_path": "../../../../etc/passwd"})
     assert 400 <= escaped.status_code < 500
+
+
+GET_RUN = """query GetRun($data: MlflowGetRunInput!) @component(name: "MLflow.ExperimentRunTracking") {
+  mlflowGetRun(input: $data) { apiError { code message __typename }
+    run { info { runUuid startTime status __typename } experiment { experimentId name tags { key value } __typename }
+          data { metrics { key value step timestamp __typename } params { key value } tags { key value } }
+          inputs { datasetInputs { dataset { name } } modelInputs { modelId } } __typename }
+    __typename } }"""
+
+
+def test_the_web_uis_graphql_queries_are_answered_as_mlflow_answers_them(experiment, server_url):
+    with mlflow.start_run() as run:
+        mlflow.log_param("lr", "0.1")
+        mlflow.log_metric("loss", 0.5, step=3)
+        mlflow.log_metric("broken", float("nan"))
+    body = {"query": GET_RUN, "operationName": "GetRun", "variables": {"data": {"runId": run.info.run_id}}}
+    answer = requests.post(f"{server_url}/graphql", json=body).json()
+    assert answer["errors"] is None
+    got = answer["data"]["mlflowGetRun"]
+    assert got["__typename"] == "MlflowGetRunResponse" and got["apiError"] is None
+    assert got["run"]["info"]["runUuid"] == run.info.run_id
+    assert isinstance(got["run"]["info"]["startTime"], str)  # 64-bit integers as strings
+    assert got["run"]["experiment"]["experimentId"] == experiment
+    metrics = {m["key"]: m for m in got["run"]["data"]["metrics"]}
+    assert metrics["loss"]["step"] == "3" and metrics["loss"]["value"] == 0.5
+    assert metrics["broken"]["value"] is None
+    assert got["run"]["inputs"]["datasetInputs"] == []
+    missing = requests.post(f"{server_url}/graphql", json={
+        "query": GET_RUN, "operationName": "GetRun", "variables": {"data": {"runId": "0" * 32}}}).json()
+    assert missing["data"]["mlflowGetRun"]["apiError"]["code"] == "RESOURCE_DOES_NOT_EXIST"
+    # MLflow's limits, and errors in GraphQL's own shape (never a 500).
+    roots = " ".join(f'k{i}: test(inputString: "abc") {{ output }}' for i in range(12))
+    limited = requests.post(f"{server_url}/graphql", json={"query": f"query q {{ {roots} }}"})
+    assert limited.status_code == 200 and "at most 10" in limited.json()["errors"][0]
+    for bad in ["{", "query { a { ...F } }", "{ unknownField }"]:
+        refused = requests.post(f"{server_url}/graphql", json={"query": bad})
+        assert refused.status_code == 200 and refused.json()["errors"], bad
+    assert requests.post(f"{server_url}/graphql", json={
+        "query": 'query t { test(inputString: "abc") { output } }'}).json()["data"]["test"]["output"] == "abc"

@@ -125,16 +125,7 @@ fn mask_fields(mask: Option<&Value>) -> Result<Vec<String>, ApiError> {
                 "Invalid value '{shown}' for parameter 'update_mask': field names are letters, digits and '_'"
             )));
         }
-        let mut snake = String::new();
-        for character in path.chars() {
-            if character.is_ascii_uppercase() {
-                snake.push('_');
-                snake.push(character.to_ascii_lowercase());
-            } else {
-                snake.push(character);
-            }
-        }
-        fields.push(snake);
+        fields.push(crate::graphql::snake_case(path));
     }
     Ok(fields)
 }

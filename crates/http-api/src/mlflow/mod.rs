@@ -18,6 +18,8 @@ mod trace_metrics;
 mod traces;
 mod traces_v2;
 mod ui_artifacts;
+
+pub(crate) use ui_artifacts::list_run_artifacts;
 mod webhooks;
 
 use crate::AppState;
@@ -267,6 +269,7 @@ pub fn routes(state: AppState) -> Router {
             post(experiments::search_datasets),
         )
         .route("/get-artifact", get(ui_artifacts::run_file))
+        .route("/graphql", post(crate::graphql::handle).get(crate::graphql::handle))
         .route("/model-versions/get-artifact", get(ui_artifacts::version_file))
         // Registry webhooks.
         .route(&format!("{api}/webhooks"), post(webhooks::create).get(webhooks::list))

@@ -57,8 +57,20 @@ pub(super) async fn list(
     State(state): State<AppState>,
     MlflowMessage(request): MlflowMessage<ListRequest>,
 ) -> JsonResult {
-    let (root_uri, directory) = run_directory(&state, request.run_id.as_ref().or(request.run_uuid.as_ref())).await?;
-    listing(&state, root_uri, &directory, request.path.as_deref()).await
+    let run_id = request.run_id.as_ref().or(request.run_uuid.as_ref());
+    Ok(axum::Json(
+        list_run_artifacts(&state, run_id, request.path.as_deref()).await?,
+    ))
+}
+
+/// One directory of a run's artifacts, as `artifacts/list` answers it (also for GraphQL's `mlflowListArtifacts`).
+pub(crate) async fn list_run_artifacts(
+    state: &AppState,
+    run_id: Option<&String>,
+    path: Option<&str>,
+) -> ApiResult<Value> {
+    let (root_uri, directory) = run_directory(state, run_id).await?;
+    Ok(listing(state, root_uri, &directory, path).await?.0)
 }
 
 /// A file answered for the browser: the type MLflow gives it, never sniffed, offered as a download.
