@@ -51,6 +51,16 @@ pub trait RunStore: Send + Sync {
     async fn log_outputs(&self, run_id: &str, models: &[ModelOutput]) -> StoreResult<()>;
     /// Searches runs.
     async fn search_runs(&self, search: &RunSearch) -> StoreResult<Page<Run>>;
+    /// Points of one metric of several runs at sampled steps, for charts (MLflow's
+    /// `get-history-bulk-interval`): at most `max_results` steps spread over `range` (default: from 0 to the
+    /// last step), each run's first and last step kept, each point tagged with its run.
+    async fn metric_history_sampled(
+        &self,
+        run_ids: &[String],
+        key: &str,
+        max_results: usize,
+        range: Option<(i64, i64)>,
+    ) -> StoreResult<Vec<Metric>>;
     /// The distinct datasets runs of these experiments used, with the context they were used in (the
     /// `mlflow.data.context` input tag), at most `limit` of them.
     async fn dataset_summaries(&self, experiment_ids: &[String], limit: u64) -> StoreResult<Vec<RunDatasetSummary>>;

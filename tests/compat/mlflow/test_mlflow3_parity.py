@@ -741,3 +741,26 @@ def test_the_web_uis_graphql_queries_are_answered_as_mlflow_answers_them(experim
         assert refused.status_code == 200 and refused.json()["errors"], bad
     assert requests.post(f"{server_url}/graphql", json={
         "query": 'query t { test(inputString: "abc") { output } }'}).json()["data"]["test"]["output"] == "abc"
+
+
+def test_charts_get_metric_history_sampled_by_step(experiment, client, server_url):
+    run_id = client.create_run(experiment).info.run_id
+    for step in range(10):
+        client.log_metric(run_id, "metricA", 10.0, timestamp=1, step=step)
+    url = f"{server_url}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+    sampled = requests.get(url, params={"run_ids": [run_id], "metric_key": "metricA", "max_results": 5}).json()
+    assert [m["step"] for m in sampled["metrics"]] == [0, 2, 4, 6, 8, 9]
+    assert all(m["run_id"] == run_id and m["value"] == 10.0 for m in sampled["metrics"])
+    ranged = requests.get(url, params={"run_ids": [run_id], "metric_key": "metricA", "start_step": 0,
+                                       "end_step": 4, "max_results": 5}).json()
+    assert [m["step"] for m in ranged["metrics"]] == [0, 1, 2, 3, 4]
+    for params, message in [
+        ({"metric_key": "k"}, "Missing value for required parameter 'run_ids'."),
+        ({"run_ids": [f"id_{i}" for i in range(1000)], "metric_key": "k"}, "at most 100 run_ids"),
+        ({"run_ids": ["1"], "metric_key": "k", "max_results": 0}, "max_results must be between 1 and 2500"),
+        ({"run_ids": ["1"], "max_results": 5}, "Missing value for required parameter 'metric_key'"),
+        ({"run_ids": ["1"], "metric_key": "k", "start_step": 1, "end_step": 0}, "end_step must be greater"),
+        ({"run_ids": ["1"], "metric_key": "k", "start_step": 1}, "both must be specified"),
+    ]:
+        refused = requests.get(url, params=params)
+        assert refused.status_code == 400 and message in refused.json()["message"], params

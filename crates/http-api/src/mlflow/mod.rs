@@ -8,6 +8,7 @@ mod experiments;
 mod issues;
 mod logged_models;
 mod meta;
+mod metric_charts;
 mod model_versions;
 mod registered_models;
 mod registry_events;
@@ -136,6 +137,10 @@ pub fn routes(state: AppState) -> Router {
         .route(&format!("{api}/runs/outputs"), post(runs::log_outputs))
         .route(&format!("{api}/runs/search"), post(runs::search).get(runs::search))
         .route(&format!("{api}/metrics/get-history"), get(runs::metric_history))
+        .route(
+            &format!("{api}/metrics/get-history-bulk-interval"),
+            get(metric_charts::bulk_interval),
+        )
         // Logged models.
         .route(&format!("{api}/logged-models"), post(logged_models::create))
         .route(&format!("{api}/logged-models/search"), post(logged_models::search))

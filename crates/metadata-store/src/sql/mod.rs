@@ -10,6 +10,7 @@ mod experiments;
 mod gates;
 mod issues;
 mod logged_models;
+mod metric_sampling;
 mod migrations;
 mod monitors;
 mod pipelines;

@@ -504,6 +504,16 @@ impl RunStore for SqlStore {
         Ok(into_page(metrics, max_results, offset))
     }
 
+    async fn metric_history_sampled(
+        &self,
+        run_ids: &[String],
+        key: &str,
+        max_results: usize,
+        range: Option<(i64, i64)>,
+    ) -> StoreResult<Vec<Metric>> {
+        self.metric_history_sampled_sql(run_ids, key, max_results, range).await
+    }
+
     async fn dataset_summaries(&self, experiment_ids: &[String], limit: u64) -> StoreResult<Vec<RunDatasetSummary>> {
         if experiment_ids.is_empty() {
             return Ok(Vec::new());
