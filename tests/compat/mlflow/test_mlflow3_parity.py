@@ -764,3 +764,19 @@ def test_charts_get_metric_history_sampled_by_step(experiment, client, server_ur
     ]:
         refused = requests.get(url, params=params)
         assert refused.status_code == 400 and message in refused.json()["message"], params
+
+
+def test_the_web_ui_uploads_a_file_into_a_run(experiment, client, server_url):
+    run_id = client.create_run(experiment).info.run_id
+    url = f"{server_url}/ajax-api/2.0/mlflow/upload-artifact"
+    assert requests.post(url, params={"run_uuid": run_id, "path": "notes/a.txt"}, data="hello world").status_code == 200
+    got = requests.get(f"{server_url}/get-artifact", params={"run_uuid": run_id, "path": "notes/a.txt"})
+    assert got.text == "hello world"
+    for params, data, message in [
+        ({}, "x", "Request must specify run_uuid."),
+        ({"run_uuid": run_id}, "x", "Request must specify path."),
+        ({"run_uuid": run_id, "path": "../escape.txt"}, "x", "Invalid path"),
+        ({"run_uuid": run_id, "path": "empty.txt"}, None, "Request must specify data."),
+    ]:
+        refused = requests.post(url, params=params, data=data)
+        assert refused.status_code == 400 and message in refused.json()["message"], params

@@ -100,7 +100,14 @@ pub(super) async fn upload(
     body: Body,
 ) -> ApiResult<Response> {
     let path = ArtifactPath::parse(&raw_path)?;
-    refuse_sealed(&state, &path, false).await?;
+    store_body(&state, &path, body).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// Streams a request body into the store at `path`, within the upload limit (counted as it arrives), unless
+/// the path holds a registered version's files.
+pub(super) async fn store_body(state: &AppState, path: &ArtifactPath, body: Body) -> ApiResult<()> {
+    refuse_sealed(state, path, false).await?;
     let limit = state.limits.max_artifact_bytes;
     if axum::body::HttpBody::size_hint(&body).lower() > limit {
         return Err(ApiError::new(
@@ -126,8 +133,8 @@ pub(super) async fn upload(
             Ok(chunk)
         })
         .boxed();
-    match state.artifacts.put(&path, stream).await {
-        Ok(_) => Ok(StatusCode::OK.into_response()),
+    match state.artifacts.put(path, stream).await {
+        Ok(_) => Ok(()),
         Err(_) if received.load(Ordering::Relaxed) > limit => Err(ApiError::new(
             ErrorCode::RequestTooLarge,
             format!(

@@ -274,6 +274,7 @@ pub fn routes(state: AppState) -> Router {
             post(experiments::search_datasets),
         )
         .route("/get-artifact", get(ui_artifacts::run_file))
+        .route(&format!("{api}/upload-artifact"), post(ui_artifacts::upload))
         .route("/graphql", post(crate::graphql::handle).get(crate::graphql::handle))
         .route("/model-versions/get-artifact", get(ui_artifacts::version_file))
         // Registry webhooks.

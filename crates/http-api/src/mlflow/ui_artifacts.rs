@@ -208,3 +208,30 @@ pub(super) async fn version_file(
     let path = below(&directory, request.path.as_deref())?;
     file(&state, &path).await
 }
+
+/// `POST /ajax-api/2.0/mlflow/upload-artifact?run_uuid=...&path=...`: the UI uploads one file into a run.
+pub(super) async fn upload(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    body: Body,
+) -> ApiResult<Response> {
+    let run_id = query
+        .get("run_uuid")
+        .or_else(|| query.get("run_id"))
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::invalid("Request must specify run_uuid."))?;
+    let relative = query
+        .get("path")
+        .filter(|path| !path.is_empty())
+        .ok_or_else(|| ApiError::invalid("Request must specify path."))?;
+    let relative = ArtifactPath::parse(relative)
+        .ok()
+        .filter(|path| !path.is_root())
+        .ok_or_else(|| ApiError::invalid(format!("Invalid path: '{relative}' must be a file path inside the run")))?;
+    if axum::body::HttpBody::is_end_stream(&body) || axum::body::HttpBody::size_hint(&body).upper() == Some(0) {
+        return Err(ApiError::invalid("Request must specify data."));
+    }
+    let (_, directory) = run_directory(&state, Some(run_id)).await?;
+    super::artifacts::store_body(&state, &directory.join(&relative), body).await?;
+    Ok(axum::Json(json!({})).into_response())
+}
