@@ -308,12 +308,30 @@ pub async fn shutdown_signal() {
 
 /// Every answer names the server and its version (`/version` answers with the MLflow API version instead, as
 /// clients compare it with MLflow's).
-/// `/ajax-api/...` becomes `/api/...` (the query kept).
+/// `/ajax-api/...` becomes `/api/...`, and runs of slashes become one (as MLflow's server merges them), the
+/// query kept.
 async fn ajax_api_as_api(mut request: axum::extract::Request) -> axum::extract::Request {
-    if let Some(rest) = request.uri().path().strip_prefix("/ajax-api/") {
+    let path = request.uri().path();
+    let merged = if path.contains("//") {
+        let mut merged = String::with_capacity(path.len());
+        for character in path.chars() {
+            if !(character == '/' && merged.ends_with('/')) {
+                merged.push(character);
+            }
+        }
+        Some(merged)
+    } else {
+        None
+    };
+    let path = merged.as_deref().unwrap_or(path);
+    let rewritten_path = match path.strip_prefix("/ajax-api/") {
+        Some(rest) => Some(format!("/api/{rest}")),
+        None => merged.clone(),
+    };
+    if let Some(new_path) = rewritten_path {
         let rewritten = match request.uri().query() {
-            Some(query) => format!("/api/{rest}?{query}"),
-            None => format!("/api/{rest}"),
+            Some(query) => format!("{new_path}?{query}"),
+            None => new_path,
         };
         if let Ok(uri) = rewritten.parse() {
             *request.uri_mut() = uri;

@@ -780,3 +780,22 @@ def test_the_web_ui_uploads_a_file_into_a_run(experiment, client, server_url):
     ]:
         refused = requests.post(url, params=params, data=data)
         assert refused.status_code == 400 and message in refused.json()["message"], params
+
+
+def test_bulk_metric_history_and_path_checks_as_the_ui_calls_them(experiment, client, server_url):
+    run_ids = sorted(client.create_run(experiment).info.run_id for _ in range(2))
+    for offset, run_id in enumerate(run_ids):
+        for step in range(3):
+            client.log_metric(run_id, "m", step + offset, timestamp=1, step=step)
+    url = f"{server_url}//ajax-api/2.0/mlflow/metrics/get-history-bulk"  # slashes merged, as MLflow does
+    both = requests.get(url, params={"run_id": run_ids[::-1], "metric_key": "m"}).json()["metrics"]
+    assert [(m["run_id"], m["step"]) for m in both] == [(r, s) for r in run_ids for s in range(3)]
+    limited = requests.get(url, params={"run_id": run_ids, "metric_key": "m", "max_results": 2}).json()
+    assert len(limited["metrics"]) == 2
+    assert "at least one run_id" in requests.get(url, params={"metric_key": "m"}).json()["message"]
+    for path in ["/api/2.0/mlflow/artifacts/list", "/get-artifact"]:
+        refused = requests.get(f"{server_url}{path}", params={"run_id": run_ids[0], "path": "../path"})
+        assert refused.status_code == 400 and refused.json()["message"] == "Invalid path"
+    refused = requests.get(f"{server_url}/model-versions/get-artifact",
+                           params={"name": "nothing", "version": 1, "path": "../path"})
+    assert refused.status_code == 400 and refused.json()["message"] == "Invalid path"

@@ -92,3 +92,69 @@ pub(super) async fn bulk_interval(
     }
     Ok(axum::Json(answer))
 }
+
+#[derive(Deserialize)]
+pub(super) struct BulkRequest {
+    #[serde(default, deserialize_with = "one_or_many")]
+    run_id: Vec<String>,
+    metric_key: Option<String>,
+    max_results: Option<Value>,
+}
+
+/// The most points one bulk history answers (MLflow's `MAX_RESULTS_GET_METRIC_HISTORY`).
+const MAX_BULK_POINTS: i64 = 25_000;
+
+/// `metrics/get-history-bulk`: the whole history of one metric for several runs, ordered by run, then step,
+/// timestamp and value, at most `max_results` points in all (MLflow's older chart route).
+pub(super) async fn bulk(
+    State(state): State<AppState>,
+    MlflowMessage(request): MlflowMessage<BulkRequest>,
+) -> JsonResult {
+    if request.run_id.is_empty() {
+        return Err(ApiError::invalid(
+            "GetMetricHistoryBulk request must specify at least one run_id.",
+        ));
+    }
+    if request.run_id.len() > MAX_RUNS {
+        return Err(ApiError::invalid(format!(
+            "GetMetricHistoryBulk request cannot specify more than {MAX_RUNS} run_ids. Received {} run_ids.",
+            request.run_id.len()
+        )));
+    }
+    let key = request
+        .metric_key
+        .as_deref()
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| ApiError::invalid("GetMetricHistoryBulk request must specify a metric_key."))?;
+    let mut remaining = integer(&request.max_results, "max_results")?
+        .unwrap_or(MAX_BULK_POINTS)
+        .clamp(0, MAX_BULK_POINTS) as u64;
+    let mut run_ids = request.run_id.clone();
+    run_ids.sort();
+    run_ids.dedup();
+    let mut points = Vec::new();
+    for run_id in &run_ids {
+        if remaining == 0 {
+            break;
+        }
+        let page = loopline_metadata_store::PageRequest {
+            max_results: remaining,
+            page_token: None,
+        };
+        let history = match state.tracking.store().metric_history(run_id, key, &page).await {
+            Ok(history) => history.items,
+            Err(loopline_metadata_store::StoreError::NotFound(_)) => continue,
+            Err(error) => return Err(error.into()),
+        };
+        remaining -= history.len() as u64;
+        points.extend(history.into_iter().map(|mut point| {
+            point.run_id = Some(run_id.clone());
+            point
+        }));
+    }
+    let mut answer = json!({});
+    if !points.is_empty() {
+        answer["metrics"] = super::to_json(&points);
+    }
+    Ok(axum::Json(answer))
+}

@@ -141,6 +141,7 @@ pub fn routes(state: AppState) -> Router {
             &format!("{api}/metrics/get-history-bulk-interval"),
             get(metric_charts::bulk_interval),
         )
+        .route(&format!("{api}/metrics/get-history-bulk"), get(metric_charts::bulk))
         // Logged models.
         .route(&format!("{api}/logged-models"), post(logged_models::create))
         .route(&format!("{api}/logged-models/search"), post(logged_models::search))

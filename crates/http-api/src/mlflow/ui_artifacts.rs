@@ -31,9 +31,10 @@ fn store_directory(location: &str) -> ApiResult<ArtifactPath> {
     Ok(ArtifactPath::parse(path.trim_matches('/'))?)
 }
 
-/// A path below a directory, as a client names it (no way out of the directory: `ArtifactPath` refuses it).
-fn below(directory: &ArtifactPath, relative: Option<&str>) -> ApiResult<ArtifactPath> {
-    Ok(directory.join(&ArtifactPath::parse(relative.unwrap_or_default())?))
+/// A path as a client names it, relative to a run's, model's or version's directory (no way out of it:
+/// `ArtifactPath` refuses one), checked before anything is looked up; MLflow's message when it is not one.
+fn relative(path: Option<&str>) -> ApiResult<ArtifactPath> {
+    ArtifactPath::parse(path.unwrap_or_default()).map_err(|_| ApiError::invalid("Invalid path"))
 }
 
 async fn run_directory(state: &AppState, run_id: Option<&String>) -> ApiResult<(String, ArtifactPath)> {
@@ -69,8 +70,9 @@ pub(crate) async fn list_run_artifacts(
     run_id: Option<&String>,
     path: Option<&str>,
 ) -> ApiResult<Value> {
+    let relative = relative(path)?;
     let (root_uri, directory) = run_directory(state, run_id).await?;
-    Ok(listing(state, root_uri, &directory, path).await?.0)
+    Ok(listing(state, root_uri, &directory, &relative).await?.0)
 }
 
 /// A file answered for the browser: the type MLflow gives it, never sniffed, offered as a download.
@@ -80,10 +82,11 @@ async fn file(state: &AppState, path: &ArtifactPath) -> ApiResult<Response> {
     }
     let download = state.artifacts.get(path).await?;
     let name = path.file_name().unwrap_or("artifact");
+    // Unquoted, as MLflow writes it; characters that would end or split the header value are replaced.
     let safe_name: String = name
         .chars()
         .map(|character| {
-            if character.is_ascii_graphic() && character != '"' && character != ';' {
+            if character.is_ascii_graphic() && !matches!(character, '"' | ';' | ',' | '\\') {
                 character
             } else {
                 '_'
@@ -94,10 +97,7 @@ async fn file(state: &AppState, path: &ArtifactPath) -> ApiResult<Response> {
         [
             (header::CONTENT_TYPE, content_type_for(name).to_string()),
             (header::CONTENT_LENGTH, download.size.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{safe_name}\""),
-            ),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename={safe_name}")),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
             (header::CONTENT_SECURITY_POLICY, "sandbox".to_string()),
         ],
@@ -107,9 +107,8 @@ async fn file(state: &AppState, path: &ArtifactPath) -> ApiResult<Response> {
 }
 
 /// Lists one directory below `directory`, paths relative to `directory`, as MLflow lists artifacts.
-async fn listing(state: &AppState, root_uri: String, directory: &ArtifactPath, relative: Option<&str>) -> JsonResult {
-    let relative = ArtifactPath::parse(relative.unwrap_or_default())?;
-    let entries = state.artifacts.list(&directory.join(&relative)).await?;
+async fn listing(state: &AppState, root_uri: String, directory: &ArtifactPath, relative: &ArtifactPath) -> JsonResult {
+    let entries = state.artifacts.list(&directory.join(relative)).await?;
     let prefix = relative.as_string();
     let mut files: Vec<Value> = entries
         .iter()
@@ -144,15 +143,10 @@ pub(super) async fn model_list(
     axum::extract::Path(model_id): axum::extract::Path<String>,
     MlflowMessage(request): MlflowMessage<ModelListRequest>,
 ) -> JsonResult {
+    let relative = relative(request.artifact_directory_path.as_deref())?;
     let model = state.tracking.store().get_logged_model(&model_id).await?;
     let directory = store_directory(&model.info.artifact_uri)?;
-    listing(
-        &state,
-        model.info.artifact_uri,
-        &directory,
-        request.artifact_directory_path.as_deref(),
-    )
-    .await
+    listing(&state, model.info.artifact_uri, &directory, &relative).await
 }
 
 #[derive(Deserialize)]
@@ -166,10 +160,10 @@ pub(super) async fn model_file(
     axum::extract::Path(model_id): axum::extract::Path<String>,
     MlflowMessage(request): MlflowMessage<ModelFileRequest>,
 ) -> ApiResult<Response> {
+    let relative = relative(request.artifact_file_path.as_deref())?;
     let model = state.tracking.store().get_logged_model(&model_id).await?;
     let directory = store_directory(&model.info.artifact_uri)?;
-    let path = below(&directory, request.artifact_file_path.as_deref())?;
-    file(&state, &path).await
+    file(&state, &directory.join(&relative)).await
 }
 
 #[derive(Deserialize)]
@@ -184,9 +178,9 @@ pub(super) async fn run_file(
     State(state): State<AppState>,
     MlflowMessage(request): MlflowMessage<RunFileRequest>,
 ) -> ApiResult<Response> {
+    let relative = relative(request.path.as_deref())?;
     let (_, directory) = run_directory(&state, request.run_id.as_ref().or(request.run_uuid.as_ref())).await?;
-    let path = below(&directory, request.path.as_deref())?;
-    file(&state, &path).await
+    file(&state, &directory.join(&relative)).await
 }
 
 #[derive(Deserialize)]
@@ -201,12 +195,12 @@ pub(super) async fn version_file(
     State(state): State<AppState>,
     MlflowMessage(request): MlflowMessage<VersionFileRequest>,
 ) -> ApiResult<Response> {
+    let relative = relative(request.path.as_deref())?;
     let name = super::required(&request.name, "name")?;
     let version = super::required(&request.version, "version")?;
     let location = state.registry.download_uri(name, version).await?;
     let directory = store_directory(&location)?;
-    let path = below(&directory, request.path.as_deref())?;
-    file(&state, &path).await
+    file(&state, &directory.join(&relative)).await
 }
 
 /// `POST /ajax-api/2.0/mlflow/upload-artifact?run_uuid=...&path=...`: the UI uploads one file into a run.
