@@ -741,6 +741,19 @@ def test_the_web_uis_graphql_queries_are_answered_as_mlflow_answers_them(experim
         assert refused.status_code == 200 and refused.json()["errors"], bad
     assert requests.post(f"{server_url}/graphql", json={
         "query": 'query t { test(inputString: "abc") { output } }'}).json()["data"]["test"]["output"] == "abc"
+    charted = requests.post(f"{server_url}/graphql", json={"query": (
+        f'query c {{ mlflowGetMetricHistoryBulkInterval(input: {{runIds: ["{run.info.run_id}"], metricKey: "loss"}})'
+        ' { metrics { key step value runId __typename } } }')}).json()
+    assert charted["data"]["mlflowGetMetricHistoryBulkInterval"]["metrics"] == [
+        {"key": "loss", "step": "3", "value": 0.5, "runId": run.info.run_id, "__typename": "MlflowMetricWithRunId"}]
+    listed = requests.post(f"{server_url}/graphql", json={"query": (
+        f'{{ mlflowListArtifacts(input: {{runId: "{run.info.run_id}"}}) {{ files {{ path isDir fileSize }} }} }}')})
+    assert listed.json()["data"]["mlflowListArtifacts"]["files"] == []
+    summaries = requests.post(f"{server_url}/graphql", json={"query": (
+        f'mutation m {{ mlflowSearchDatasets(input: {{experimentIds: ["{experiment}"]}}) '
+        '{ datasetSummaries { name context } } }')}).json()
+    assert summaries["errors"] is None
+    assert summaries["data"]["mlflowSearchDatasets"]["datasetSummaries"] == []
 
 
 def test_charts_get_metric_history_sampled_by_step(experiment, client, server_url):

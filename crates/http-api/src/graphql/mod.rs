@@ -306,6 +306,51 @@ async fn resolve_root(
             };
             (value, "MlflowSearchModelVersionsResponse")
         }
+        ("query", "mlflowGetMetricHistoryBulkInterval") => {
+            let run_ids = strings(&input, "runIds");
+            let key = text(&input, "metricKey").unwrap_or_default();
+            let max_results = number(&input, "maxResults").unwrap_or(2_500).clamp(1, 2_500) as usize;
+            let range = match (
+                input.get("startStep").and_then(Value::as_i64),
+                input.get("endStep").and_then(Value::as_i64),
+            ) {
+                (Some(start), Some(end)) if start <= end => Some((start, end)),
+                _ => None,
+            };
+            let value = if run_ids.is_empty() || run_ids.len() > 100 || key.is_empty() {
+                json!({"api_error": api_error(crate::error::ApiError::invalid(
+                    "mlflowGetMetricHistoryBulkInterval needs 1 to 100 runIds and a metricKey",
+                ))})
+            } else {
+                match store.metric_history_sampled(&run_ids, &key, max_results, range).await {
+                    Ok(points) => json!({"metrics": crate::mlflow::to_json(&points)}),
+                    Err(error) => json!({"api_error": api_error(error)}),
+                }
+            };
+            (value, "MlflowGetMetricHistoryBulkIntervalResponse")
+        }
+        (_, "mlflowSearchDatasets") => {
+            let experiment_ids = strings(&input, "experimentIds");
+            let value = if experiment_ids.is_empty() || experiment_ids.len() > 20 {
+                json!({"api_error": api_error(crate::error::ApiError::invalid(
+                    "SearchDatasets request must specify 1 to 20 experiment_ids.",
+                ))})
+            } else {
+                match store.dataset_summaries(&experiment_ids, 1_000).await {
+                    Ok(summaries) => json!({"dataset_summaries": summaries
+                        .into_iter()
+                        .map(|summary| json!({
+                            "experiment_id": summary.experiment_id,
+                            "name": summary.name,
+                            "digest": summary.digest,
+                            "context": summary.context.unwrap_or_default(),
+                        }))
+                        .collect::<Vec<_>>()}),
+                    Err(error) => json!({"api_error": api_error(error)}),
+                }
+            };
+            (value, "MlflowSearchDatasetsResponse")
+        }
         ("query", "mlflowListArtifacts") => {
             let run_id = text(&input, "runId").or_else(|| text(&input, "runUuid"));
             let path = text(&input, "path");
@@ -318,7 +363,8 @@ async fn resolve_root(
         (kind, other) => {
             return Err(format!(
                 "Cannot query field '{other}' on type '{}': this server answers mlflowGetExperiment, mlflowGetRun, \
-                 mlflowSearchRuns, mlflowSearchModelVersions, mlflowListArtifacts and test.",
+                 mlflowSearchRuns, mlflowSearchModelVersions, mlflowListArtifacts, \
+                 mlflowGetMetricHistoryBulkInterval, mlflowSearchDatasets and test.",
                 if kind == "mutation" {
                     "MutationType"
                 } else {

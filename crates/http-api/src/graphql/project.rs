@@ -29,6 +29,8 @@ fn child_type(parent: &str, field: &str) -> &'static str {
         ("MlflowRunOutputs", "modelOutputs") => "MlflowModelOutput",
         ("MlflowModelVersion", "tags") => "MlflowModelVersionTag",
         ("MlflowListArtifactsResponse", "files") => "MlflowFileInfo",
+        ("MlflowGetMetricHistoryBulkIntervalResponse", "metrics") => "MlflowMetricWithRunId",
+        ("MlflowSearchDatasetsResponse", "datasetSummaries") => "MlflowDatasetSummary",
         _ => "",
     }
 }
@@ -68,13 +70,20 @@ pub(crate) fn snake_case(name: &str) -> String {
 /// A leaf value as GraphQL answers it.
 fn scalar(value: &Value, type_name: &str, field: &str) -> Value {
     match value {
+        // Graphene answers a proto default where REST leaves the field out (a directory's size is 0).
+        Value::Null if type_name == "MlflowFileInfo" && field == "fileSize" => Value::String("0".into()),
+        Value::Null if type_name == "MlflowFileInfo" && field == "isDir" => Value::Bool(false),
         Value::Number(number) if number.is_i64() || number.is_u64() => Value::String(number.to_string()),
-        Value::String(text) if type_name == "MlflowMetricExtension" && field == "value" => match text.as_str() {
-            "NaN" => Value::Null,
-            "Infinity" => Value::from(f64::MAX),
-            "-Infinity" => Value::from(f64::MIN),
-            _ => value.clone(),
-        },
+        Value::String(text)
+            if matches!(type_name, "MlflowMetricExtension" | "MlflowMetricWithRunId") && field == "value" =>
+        {
+            match text.as_str() {
+                "NaN" => Value::Null,
+                "Infinity" => Value::from(f64::MAX),
+                "-Infinity" => Value::from(f64::MIN),
+                _ => value.clone(),
+            }
+        }
         other => other.clone(),
     }
 }
