@@ -308,21 +308,14 @@ pub async fn shutdown_signal() {
 
 /// Every answer names the server and its version (`/version` answers with the MLflow API version instead, as
 /// clients compare it with MLflow's).
-/// `/ajax-api/...` becomes `/api/...`, and runs of slashes become one (as MLflow's server merges them), the
-/// query kept.
+/// `/ajax-api/...` becomes `/api/...`, and leading slashes become one (`//model-versions/...`, as MLflow's
+/// server takes it), the query kept. Slashes inside a path are left alone: an artifact path that begins with
+/// one is absolute and stays refused.
 async fn ajax_api_as_api(mut request: axum::extract::Request) -> axum::extract::Request {
     let path = request.uri().path();
-    let merged = if path.contains("//") {
-        let mut merged = String::with_capacity(path.len());
-        for character in path.chars() {
-            if !(character == '/' && merged.ends_with('/')) {
-                merged.push(character);
-            }
-        }
-        Some(merged)
-    } else {
-        None
-    };
+    let merged = path
+        .starts_with("//")
+        .then(|| format!("/{}", path.trim_start_matches('/')));
     let path = merged.as_deref().unwrap_or(path);
     let rewritten_path = match path.strip_prefix("/ajax-api/") {
         Some(rest) => Some(format!("/api/{rest}")),
