@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 /// How long browsers may keep a bundle file (MLflow's 28 days: file names carry their content hash).
 const STATIC_MAX_AGE: &str = "public, max-age=2419200";
+/// The largest `index.html` taken (the wheel's is 701 bytes; it is kept in memory).
+const MAX_INDEX_BYTES: u64 = 1024 * 1024;
 /// The largest bundle file served (the wheel's largest is a few MB).
 const MAX_STATIC_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -29,7 +31,17 @@ impl UiBuild {
         let root = directory
             .canonicalize()
             .map_err(|error| format!("{}: {error}", directory.display()))?;
-        let index = std::fs::read_to_string(root.join("index.html"))
+        let index_path = root.join("index.html");
+        let size = std::fs::metadata(&index_path)
+            .map_err(|error| format!("{} has no readable index.html ({error})", root.display()))?
+            .len();
+        if size > MAX_INDEX_BYTES {
+            return Err(format!(
+                "{} is {size} bytes, more than an index page's {MAX_INDEX_BYTES}: not a UI build",
+                index_path.display()
+            ));
+        }
+        let index = std::fs::read_to_string(&index_path)
             .map_err(|error| format!("{} has no readable index.html ({error})", root.display()))?;
         if !root.join("static").is_dir() {
             return Err(format!("{} has no static/ directory: not a UI build", root.display()));

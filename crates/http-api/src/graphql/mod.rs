@@ -117,13 +117,26 @@ pub async fn handle(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: axum::http::Uri,
-    body: axum::body::Bytes,
-) -> Json<Value> {
+    body: axum::body::Body,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    // A body declared past the limit is refused at once, before anything is read or waited for.
+    let body = match crate::extract::read_body_limited(body, MAX_REQUEST_BYTES).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    execute(&state, &headers, &uri, &body).await.into_response()
+}
+
+/// The largest GraphQL request body (its query is bounded far below this).
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+async fn execute(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri, body: &[u8]) -> Json<Value> {
     let GraphqlRequest {
         query,
         variables,
         operation_name,
-    } = match request_parts(&headers, &uri, &body) {
+    } = match request_parts(headers, uri, body) {
         Ok(request) => request,
         Err(message) => return answer(Value::Null, vec![message]),
     };
@@ -150,7 +163,7 @@ pub async fn handle(
     let mut data = Map::new();
     let mut errors = Vec::new();
     for field in &operation.selections {
-        match resolve_root(&state, &operation.kind, field, &variables).await {
+        match resolve_root(state, &operation.kind, field, &variables).await {
             Ok((value, type_name)) => {
                 data.insert(
                     field.key().to_string(),

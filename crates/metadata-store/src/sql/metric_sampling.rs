@@ -1,6 +1,7 @@
 //! Metric history sampled by step for charts (MLflow's `get-history-bulk-interval`): at most `max_results`
 //! steps spread evenly over the range, always with the first and last step of each run, then every point
-//! of each run at those steps. Only the distinct steps are read into memory, never the whole history.
+//! of each run at those steps. The steps are counted and picked in the database, so memory stays bounded by
+//! the sample whatever the history's length.
 
 use super::rows::{integer, metric};
 use super::{SqlStore, built_query};
@@ -14,35 +15,20 @@ const MAX_POINTS_PER_RUN: usize = 25_000;
 /// Steps bound per statement.
 const STEPS_PER_STATEMENT: usize = 500;
 
-/// The steps to read: `max_results` spread evenly over the steps in `[start, end]`, the last of them, and
-/// each run's first and last step in the range (as MLflow samples them).
-pub(super) fn sample_steps(
-    all_steps: &[i64],
-    run_bounds: &[i64],
-    max_results: usize,
-    start: i64,
-    end: i64,
-) -> Vec<i64> {
-    let first = all_steps.partition_point(|step| *step < start);
-    let last = all_steps.partition_point(|step| *step <= end);
-    let mut sampled: BTreeSet<i64> = BTreeSet::new();
-    if last > first {
-        let count = last - first;
-        if count <= max_results {
-            sampled.extend(&all_steps[first..last]);
-        } else {
-            let interval = count as f64 / max_results as f64;
-            for index in 0..max_results {
-                let at = first + (index as f64 * interval) as usize;
-                if at < last {
-                    sampled.insert(all_steps[at]);
-                }
-            }
-            sampled.insert(all_steps[last - 1]);
-        }
+/// Which of `count` distinct steps (0-based positions, in step order) to read: `max_results` spread evenly
+/// over them and the last one, or all of them when they are few (as MLflow samples them).
+pub(super) fn sample_positions(count: usize, max_results: usize) -> Vec<usize> {
+    if count <= max_results {
+        return (0..count).collect();
     }
-    sampled.extend(run_bounds.iter().filter(|step| (start..=end).contains(*step)));
-    sampled.into_iter().collect()
+    let interval = count as f64 / max_results as f64;
+    let mut positions: Vec<usize> = (0..max_results)
+        .map(|index| (index as f64 * interval) as usize)
+        .filter(|position| *position < count)
+        .collect();
+    positions.push(count - 1);
+    positions.dedup();
+    positions
 }
 
 impl SqlStore {
@@ -56,21 +42,7 @@ impl SqlStore {
         if run_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut distinct = SqlBuilder::new("SELECT DISTINCT step FROM metrics WHERE key = ");
-        let bound_key = distinct.bind_text(key);
-        distinct.push(&bound_key);
-        distinct.push(" AND run_id IN ");
-        distinct.push_text_list(run_ids);
-        distinct.push(" ORDER BY step");
-        let all_steps = built_query(&distinct, self.dialect)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| integer(row, "step"))
-            .collect::<StoreResult<Vec<i64>>>()?;
-        let Some(&last_step) = all_steps.last() else {
-            return Ok(Vec::new());
-        };
+        // Each run's first and last step: kept in the sample, and the last of all ends the default range.
         let mut bounds = SqlBuilder::new("SELECT MIN(step) AS low, MAX(step) AS high FROM metrics WHERE key = ");
         let bound_key = bounds.bind_text(key);
         bounds.push(&bound_key);
@@ -82,8 +54,49 @@ impl SqlStore {
             run_bounds.push(integer(&row, "low")?);
             run_bounds.push(integer(&row, "high")?);
         }
+        let Some(&last_step) = run_bounds.iter().max() else {
+            return Ok(Vec::new());
+        };
         let (start, end) = range.unwrap_or((0, last_step));
-        let steps = sample_steps(&all_steps, &run_bounds, max_results, start, end);
+        // The distinct steps in the range are counted and picked by position in the database: however long
+        // a history is, at most `max_results + 1` steps come back.
+        let in_range = |builder: &mut SqlBuilder| {
+            let bound_key = builder.bind_text(key);
+            builder.push(&format!(
+                "SELECT DISTINCT step FROM metrics WHERE key = {bound_key} AND run_id IN "
+            ));
+            builder.push_text_list(run_ids);
+            let (low, high) = (builder.bind_integer(start), builder.bind_integer(end));
+            builder.push(&format!(" AND step >= {low} AND step <= {high}"));
+        };
+        let mut counting = SqlBuilder::new("SELECT COUNT(*) AS steps FROM (");
+        in_range(&mut counting);
+        counting.push(") d");
+        let count = integer(
+            &built_query(&counting, self.dialect).fetch_one(&self.pool).await?,
+            "steps",
+        )?;
+        let positions = sample_positions(usize::try_from(count).unwrap_or(0), max_results);
+        let mut picking =
+            SqlBuilder::new("SELECT step FROM (SELECT step, ROW_NUMBER() OVER (ORDER BY step) - 1 AS position FROM (");
+        in_range(&mut picking);
+        picking.push(") d) n WHERE position IN (");
+        for (index, position) in positions.iter().enumerate() {
+            if index > 0 {
+                picking.push(", ");
+            }
+            let bound = picking.bind_integer(*position as i64);
+            picking.push(&bound);
+        }
+        picking.push(")");
+        let mut steps: BTreeSet<i64> = BTreeSet::new();
+        if !positions.is_empty() {
+            for row in built_query(&picking, self.dialect).fetch_all(&self.pool).await? {
+                steps.insert(integer(&row, "step")?);
+            }
+        }
+        steps.extend(run_bounds.iter().filter(|step| (start..=end).contains(*step)));
+        let steps: Vec<i64> = steps.into_iter().collect();
         let mut points = Vec::new();
         for run_id in run_ids {
             let mut of_run = Vec::new();
@@ -122,15 +135,14 @@ impl SqlStore {
 
 #[cfg(test)]
 mod tests {
-    use super::sample_steps;
+    use super::sample_positions;
 
     #[test]
-    fn steps_are_sampled_as_mlflow_samples_them() {
-        let steps: Vec<i64> = (0..10).collect();
-        assert_eq!(sample_steps(&steps, &[0, 9], 5, 0, 9), [0, 2, 4, 6, 8, 9]);
-        assert_eq!(sample_steps(&steps, &[0, 9], 5, 0, 4), [0, 1, 2, 3, 4]);
-        // A run's own first and last steps are kept even between the sampled ones.
-        assert_eq!(sample_steps(&steps, &[0, 9, 3, 7], 2, 0, 9), [0, 3, 5, 7, 9]);
-        assert!(sample_steps(&steps, &[], 5, 20, 30).is_empty());
+    fn positions_are_sampled_as_mlflow_samples_them() {
+        assert_eq!(sample_positions(10, 5), [0, 2, 4, 6, 8, 9]);
+        assert_eq!(sample_positions(5, 5), [0, 1, 2, 3, 4]);
+        assert_eq!(sample_positions(10, 2), [0, 5, 9]);
+        assert!(sample_positions(0, 5).is_empty());
+        assert_eq!(sample_positions(usize::MAX / 2, 3).len(), 4);
     }
 }

@@ -10,6 +10,7 @@ mod errors;
 mod gates;
 mod hardening;
 mod hardening_models;
+mod hardening_ui;
 mod monitoring;
 mod monitoring_actions;
 mod otlp;
