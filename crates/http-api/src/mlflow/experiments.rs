@@ -233,9 +233,5 @@ pub(super) async fn search_datasets(
             entry
         })
         .collect();
-    let mut answer = serde_json::json!({});
-    if !summaries.is_empty() {
-        answer["dataset_summaries"] = serde_json::Value::Array(summaries);
-    }
-    Ok(axum::Json(answer))
+    page_response("dataset_summaries", &summaries, None)
 }

@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::extract::{MlflowMessage, one_or_many};
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The most runs one request may chart (MLflow's `MAX_RUNS_GET_METRIC_HISTORY_BULK`).
 const MAX_RUNS: usize = 100;
@@ -86,11 +86,7 @@ pub(super) async fn bulk_interval(
         .store()
         .metric_history_sampled(&request.run_ids, key, max_results as usize, range)
         .await?;
-    let mut answer = json!({});
-    if !points.is_empty() {
-        answer["metrics"] = super::to_json(&points);
-    }
-    Ok(axum::Json(answer))
+    super::page_response("metrics", &points, None)
 }
 
 #[derive(Deserialize)]
@@ -152,9 +148,5 @@ pub(super) async fn bulk(
             point
         }));
     }
-    let mut answer = json!({});
-    if !points.is_empty() {
-        answer["metrics"] = super::to_json(&points);
-    }
-    Ok(axum::Json(answer))
+    super::page_response("metrics", &points, None)
 }

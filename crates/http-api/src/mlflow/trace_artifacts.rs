@@ -19,7 +19,7 @@ pub(super) struct TraceArtifactQuery {
 }
 
 /// Where a trace's artifacts are in the store (from its `mlflow.artifactLocation` tag).
-fn artifact_directory(info: &Value) -> ApiResult<String> {
+fn artifact_directory(info: &Value) -> ApiResult<ArtifactPath> {
     let location = info
         .pointer("/tags/mlflow.artifactLocation")
         .and_then(Value::as_str)
@@ -29,12 +29,7 @@ fn artifact_directory(info: &Value) -> ApiResult<String> {
                 "the trace has no artifact location",
             )
         })?;
-    let relative = location.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
-        ApiError::invalid(format!(
-            "the trace's artifacts are not in this server's store: {location}"
-        ))
-    })?;
-    Ok(relative.trim_start_matches('/').to_string())
+    super::ui_artifacts::store_directory(location)
 }
 
 fn attachment(file_name: &str, body: Body, size: Option<u64>) -> Response {
@@ -75,8 +70,7 @@ pub(super) async fn get(
     let store = state.tracking.store();
     let info = store.get_trace_info(&trace_id).await?;
     if let Some(path) = query.path.filter(|path| !path.is_empty()) {
-        let directory = artifact_directory(&info)?;
-        let artifact = ArtifactPath::parse(&format!("{directory}/attachments/{path}"))?;
+        let artifact = artifact_directory(&info)?.join(&ArtifactPath::parse(&format!("attachments/{path}"))?);
         let download = state.artifacts.get(&artifact).await?;
         let name = artifact.file_name().unwrap_or("attachment").to_string();
         return Ok(attachment(&name, Body::from_stream(download.body), Some(download.size)));
@@ -92,8 +86,7 @@ pub(super) async fn get(
         let size = body.len() as u64;
         return Ok(attachment("traces.json", Body::from(body), Some(size)));
     }
-    let directory = artifact_directory(&info)?;
-    let artifact = ArtifactPath::parse(&format!("{directory}/traces.json"))?;
+    let artifact = artifact_directory(&info)?.join(&ArtifactPath::parse("traces.json")?);
     let download = state.artifacts.get(&artifact).await?;
     Ok(attachment(
         "traces.json",

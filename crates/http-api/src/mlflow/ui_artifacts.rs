@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The store directory an `mlflow-artifacts:` location names.
-fn store_directory(location: &str) -> ApiResult<ArtifactPath> {
+pub(super) fn store_directory(location: &str) -> ApiResult<ArtifactPath> {
     let rest = location.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
         ApiError::invalid(format!(
             "artifacts at '{location}' are not in this server's store; read them where they are"
