@@ -127,6 +127,18 @@ async fn windows(
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    // `newest=N`: the N most recent windows (oldest first), as a chart of the recent past wants them.
+    if query.contains_key("newest") {
+        return match number(&query, "newest", 100usize) {
+            Ok(newest) => answer(
+                service
+                    .newest_windows(&name, newest)
+                    .await
+                    .map(|w| json!({"windows": w})),
+            ),
+            Err(response) => *response,
+        };
+    }
     let (from, limit) = match (number(&query, "from", i64::MIN), number(&query, "limit", 100usize)) {
         (Ok(from), Ok(limit)) => (from, limit),
         (Err(response), _) | (_, Err(response)) => return *response,

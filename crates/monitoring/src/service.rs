@@ -564,6 +564,14 @@ impl Monitoring {
         Ok(windows.iter().map(crate::runner::window_json).collect())
     }
 
+    /// The `count` most recent windows (at most 1,000), oldest first.
+    pub async fn newest_windows(&self, name: &str, count: usize) -> Result<Vec<Value>, MonitorError> {
+        self.store.get_monitor(name).await?;
+        let mut windows = self.store.latest_monitor_windows(name, count.clamp(1, 1000)).await?;
+        windows.reverse();
+        Ok(windows.iter().map(crate::runner::window_json).collect())
+    }
+
     /// History entries after `after`, optionally of one kind.
     pub async fn events(
         &self,

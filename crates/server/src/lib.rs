@@ -134,6 +134,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         webhooks: webhooks.clone(),
     };
     let prediction_log = serving.log.clone();
+    let log_browse = loopline_serving::log_browse::routes(state.artifacts.clone());
     let router = loopline_http_api::router(state)
         .merge(loopline_serving::routes::v2_routes(serving.clone()))
         .merge(loopline_serving::routes::feedback_routes(serving.clone()))
@@ -146,9 +147,12 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_pipelines::api::routes(
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))
+        .merge(log_browse)
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
+    // Loopline's own pages read and act through the routes above, called in-process.
+    let router = router.clone().merge(loopline_web_pages::routes(router));
     // Every MLflow route also answers under /ajax-api, where the web UI calls it (as MLflow registers each
     // twice): the prefix is rewritten before routing.
     let router = axum::Router::new()

@@ -72,6 +72,19 @@ pub struct LogFile {
     pub name: String,
 }
 
+/// The hour partitions under `prefix` (`YYYY-MM-DDTHH`), in no particular order.
+pub async fn log_hours(store: &dyn ArtifactStore, prefix: &str) -> Result<Vec<String>, String> {
+    let root = ArtifactPath::parse(prefix).map_err(|e| e.to_string())?;
+    Ok(store
+        .list(&root)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|e| e.is_dir)
+        .filter_map(|e| e.name.strip_prefix("hour=").map(str::to_string))
+        .collect())
+}
+
 /// Files under `prefix/hour=H/` for the hours in range (inclusive), oldest hour first, then by name.
 pub async fn log_files(
     store: &dyn ArtifactStore,
@@ -79,14 +92,9 @@ pub async fn log_files(
     since: Option<&str>,
     until: Option<&str>,
 ) -> Result<Vec<LogFile>, String> {
-    let root = ArtifactPath::parse(prefix).map_err(|e| e.to_string())?;
-    let mut hours: Vec<String> = store
-        .list(&root)
-        .await
-        .map_err(|e| e.to_string())?
+    let mut hours: Vec<String> = log_hours(store, prefix)
+        .await?
         .into_iter()
-        .filter(|e| e.is_dir)
-        .filter_map(|e| e.name.strip_prefix("hour=").map(str::to_string))
         .filter(|h| since.is_none_or(|s| h.as_str() >= s) && until.is_none_or(|u| h.as_str() <= u))
         .collect();
     hours.sort();

@@ -65,6 +65,9 @@ pub struct StepRecord {
     pub fingerprint: Option<String>,
     /// Its result (a built-in step's figures, a registered version...).
     pub result: Value,
+    /// The steps it waits for (what the web UI draws the run's graph from; absent in older records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
 }
 
 /// A run's record, as `status.json` holds it.
@@ -350,6 +353,11 @@ impl Runner {
                         seconds: 0.0,
                         fingerprint: None,
                         result: Value::Null,
+                        needs: pipeline
+                            .dependencies
+                            .get(&s.name)
+                            .map(|needs| needs.iter().cloned().collect())
+                            .unwrap_or_default(),
                     })
                     .collect(),
             }),

@@ -16,6 +16,7 @@ mod monitoring_actions;
 mod otlp;
 mod security;
 mod serving;
+mod web_pages;
 mod web_ui;
 mod webhooks;
 mod wire_format;
