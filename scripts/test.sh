@@ -12,8 +12,10 @@
 #   5. the monitoring suite (tests/compat/monitoring): window performance against scikit-learn, estimated
 #      performance against NannyML's CBPE, the shipped Prometheus rules through promtool;
 #   6. the pipelines suite (tests/compat/pipelines): a DVC project made by the real dvc package, imported;
-#   7. the loop suite (tests/compat/loop): `loopline quickstart` end to end, versioned data on S3, and
-#      pipeline steps on a real Ray head node (from the ray package) through its Jobs API.
+#   7. the loop suite (tests/compat/loop): `loopline quickstart` end to end, versioned data on S3,
+#      pipeline steps on a real Ray head node (from the ray package) through its Jobs API, and the web UI in
+#      Chromium driven by Playwright (every stock MLflow page and every Loopline page; screenshots are kept in
+#      target/browser-screenshots).
 # It installs what it needs (a venv in .venv, PostgreSQL from Debian packages if absent) and starts its
 # own servers on loopback, stopping them on exit.
 set -euo pipefail
@@ -65,7 +67,7 @@ echo "==> pipelines suite: a project made by the real dvc package, imported"
 "$STATS_PYTHON" -m pytest tests/compat/pipelines -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 setup_ray
-echo "==> loop suite: loopline quickstart with scikit-learn and the stock mlflow client; data on S3; a Ray head node"
+echo "==> loop suite: loopline quickstart with scikit-learn and the stock mlflow client; data on S3; a Ray head node; the web UI in Chromium"
 "$PYTHON" -m pytest tests/compat/loop -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 echo "==> all tests passed"

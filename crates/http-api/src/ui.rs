@@ -173,7 +173,13 @@ code{background:#f2f2f2;padding:.1rem .3rem;border-radius:3px}a{color:#0645ad}</
 <p>To get it, install MLflow in the project's virtual environment (or the active Python) and restart the server:</p>
 <p><code>python3 -m venv .venv &amp;&amp; .venv/bin/pip install mlflow==3.17.2</code></p>
 <p>or point the server at an installed UI build with <code>--mlflow-ui /path/to/site-packages/mlflow</code>.</p>
-<p>Loopline's own pages are at <a href="/loopline/">/loopline/</a>.</p>
+<h2>Loopline's own pages</h2>
+<ul><li><a href="/loopline/">Overview</a>: what is in motion now</li>
+<li><a href="/loopline/deployments">Deployments</a>: rollouts in progress, promote and roll back</li>
+<li><a href="/loopline/monitors">Monitors</a>: drift, performance and alerts over time</li>
+<li><a href="/loopline/models">Models</a>: each version's lineage and gate evidence</li>
+<li><a href="/loopline/data">Data</a>, <a href="/loopline/pipelines">pipelines</a> and
+<a href="/loopline/predictions">the prediction log</a></li></ul>
 </body></html>
 "#;
 

@@ -4,11 +4,8 @@ retrained the model on the new dataset version, the gate passed it against the c
 it, the lineage walks from the data to the retraining run, and the registry refuses to move the protected
 alias back to a version whose gate is stale."""
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -16,40 +13,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from loopline_process import binary, free_port  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory):
-    work = tmp_path_factory.mktemp("quickstart")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary(), "quickstart", "--dir", str(work / "qs"), "--python", sys.executable, "--port", str(port)],
-        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
-    lines = []
-    deadline = time.monotonic() + 600
-    for line in process.stdout:
-        lines.append(line)
-        if "The loop closed" in line or time.monotonic() > deadline:
-            break
-    output = "".join(lines)
-    if "The loop closed" not in output:
-        process.kill()
-        log = (work / "qs" / "server.log")
-        raise AssertionError(f"quickstart did not close the loop:\n{output}\n{log.read_text() if log.exists() else ''}")
-    # The rest of the output (next steps) is read in the background so the process never blocks on it.
-    import threading
-    threading.Thread(target=lambda: [lines.append(l) for l in process.stdout], daemon=True).start()
-    url = f"http://127.0.0.1:{port}"
-    yield url, output, work / "qs"
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
+from loopline_process import binary  # noqa: E402
 
 
 def api(url, path):

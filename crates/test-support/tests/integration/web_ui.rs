@@ -73,6 +73,7 @@ async fn the_rest_api_answers_under_ajax_api_and_the_ui_learns_what_is_off() {
     let client = reqwest::Client::new();
     let page = client.get(server.url("/")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("pip install mlflow"), "{page}");
+    assert!(page.contains("href=\"/loopline/deployments\""), "{page}");
     let get_json = |path: &str| {
         let request = client.get(server.url(path));
         async move { request.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
