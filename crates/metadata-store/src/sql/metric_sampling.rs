@@ -2,6 +2,13 @@
 //! steps spread evenly over the range, always with the first and last step of each run, then every point
 //! of each run at those steps. The steps are counted and picked in the database, so memory stays bounded by
 //! the sample whatever the history's length.
+//!
+//! Evenly spread steps alone hide what a chart is for: a loss spike between two sampled steps vanishes. So
+//! each run's history is also cut into the intervals between consecutive sampled steps, and the lowest and
+//! highest point of each interval is added when it lies beyond every sampled value in that interval (the
+//! extremes are found in the database; at most two points per interval come back). A history that holds no
+//! such point (a constant one, or one short enough to be returned whole) comes back exactly as MLflow
+//! samples it.
 
 use super::rows::{integer, metric};
 use super::{SqlStore, built_query};
@@ -127,15 +134,138 @@ impl SqlStore {
                 }
             }
             of_run.truncate(MAX_POINTS_PER_RUN);
+            if usize::try_from(count).unwrap_or(usize::MAX) > positions.len() {
+                let extremes = self.interval_extremes(run_id, key, (start, end), &steps).await?;
+                of_run = with_extremes(of_run, extremes, &steps);
+                of_run.truncate(MAX_POINTS_PER_RUN);
+            }
             points.extend(of_run);
         }
         Ok(points)
     }
+
+    /// The lowest and highest point of each interval between consecutive `sampled` steps (NaN left out), for
+    /// one run: computed in the database, at most two rows per interval (ties go to the earliest step).
+    async fn interval_extremes(
+        &self,
+        run_id: &str,
+        key: &str,
+        (start, end): (i64, i64),
+        sampled: &[i64],
+    ) -> StoreResult<Vec<Metric>> {
+        if sampled.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each row's interval: how many sampled steps lie at or before it (rows are numbered in step order).
+        let mut select = SqlBuilder::new(
+            "SELECT key, value, is_nan, timestamp, step FROM (SELECT key, value, is_nan, timestamp, step, \
+             ROW_NUMBER() OVER (PARTITION BY part ORDER BY value, step, timestamp) AS low, \
+             ROW_NUMBER() OVER (PARTITION BY part ORDER BY value DESC, step, timestamp) AS high FROM (\
+             SELECT key, value, is_nan, timestamp, step, SUM(CASE WHEN step IN (",
+        );
+        for (index, step) in sampled.iter().enumerate() {
+            if index > 0 {
+                select.push(", ");
+            }
+            let bound = select.bind_integer(*step);
+            select.push(&bound);
+        }
+        select.push(
+            ") THEN 1 ELSE 0 END) OVER (ORDER BY step, timestamp, value ROWS UNBOUNDED PRECEDING) AS part \
+             FROM metrics WHERE run_id = ",
+        );
+        let bound_run = select.bind_text(run_id);
+        select.push(&bound_run);
+        select.push(" AND key = ");
+        let bound_key = select.bind_text(key);
+        select.push(&bound_key);
+        let (low, high) = (select.bind_integer(start), select.bind_integer(end));
+        select.push(&format!(
+            " AND step >= {low} AND step <= {high} AND is_nan = 0) parts) ranked WHERE low = 1 OR high = 1"
+        ));
+        let mut found = Vec::new();
+        for row in built_query(&select, self.dialect).fetch_all(&self.pool).await? {
+            let mut point = metric(&row)?;
+            point.run_id = Some(run_id.to_string());
+            found.push(point);
+        }
+        Ok(found)
+    }
+}
+
+/// The sampled points of one run with each interval's extremes added where they lie beyond every sampled
+/// value of their interval (the interval of a step: the last sampled step at or before it), in step order.
+fn with_extremes(sampled_points: Vec<Metric>, extremes: Vec<Metric>, sampled_steps: &[i64]) -> Vec<Metric> {
+    let interval = |step: i64| sampled_steps.partition_point(|s| *s <= step).saturating_sub(1);
+    let mut range: std::collections::HashMap<usize, (f64, f64)> = std::collections::HashMap::new();
+    for point in sampled_points.iter().filter(|p| !p.value.is_nan()) {
+        let entry = range
+            .entry(interval(point.step))
+            .or_insert((f64::INFINITY, f64::NEG_INFINITY));
+        *entry = (entry.0.min(point.value), entry.1.max(point.value));
+    }
+    let mut points = sampled_points;
+    for extreme in extremes {
+        let (lowest, highest) = range
+            .get(&interval(extreme.step))
+            .copied()
+            .unwrap_or((f64::INFINITY, f64::NEG_INFINITY));
+        let beyond = extreme.value < lowest || extreme.value > highest;
+        let known = points
+            .iter()
+            .any(|p| p.step == extreme.step && p.timestamp == extreme.timestamp && p.value == extreme.value);
+        if beyond && !known {
+            points.push(extreme);
+        }
+    }
+    points.sort_by(|a, b| {
+        (a.step, a.timestamp)
+            .cmp(&(b.step, b.timestamp))
+            .then(a.value.total_cmp(&b.value))
+    });
+    points
 }
 
 #[cfg(test)]
 mod tests {
-    use super::sample_positions;
+    use super::{sample_positions, with_extremes};
+    use crate::entities::Metric;
+
+    fn point(step: i64, value: f64) -> Metric {
+        Metric {
+            key: "loss".into(),
+            value,
+            timestamp: step,
+            step,
+            dataset_name: None,
+            dataset_digest: None,
+            model_id: None,
+            run_id: None,
+        }
+    }
+
+    #[test]
+    fn extremes_are_added_only_beyond_the_sampled_values_of_their_interval() {
+        let sampled = vec![point(0, 1.0), point(10, 0.5), point(20, 0.4)];
+        let extremes = vec![
+            point(3, 9.0),
+            point(0, 1.0),
+            point(12, 0.45),
+            point(15, 0.1),
+            point(20, 0.4),
+        ];
+        let steps: Vec<i64> = with_extremes(sampled, extremes, &[0, 10, 20])
+            .iter()
+            .map(|p| p.step)
+            .collect();
+        // The spike at 3 and the dips at 12 and 15 lie beyond their interval's sampled value and are kept;
+        // points already sampled are not repeated.
+        assert_eq!(steps, [0, 3, 10, 12, 15, 20]);
+        // Within the sampled values of their interval: nothing added.
+        let sampled = vec![point(0, 1.0), point(10, 0.5)];
+        let within = with_extremes(sampled.clone(), vec![point(4, 1.0), point(12, 0.5)], &[0, 10]);
+        assert_eq!(within, sampled);
+    }
 
     #[test]
     fn positions_are_sampled_as_mlflow_samples_them() {

@@ -291,6 +291,65 @@ pub async fn latest_metric_is_by_step_then_timestamp_then_value(store: &SqlStore
     assert_eq!((latest[0].step, latest[0].timestamp, latest[0].value), (3, 100, 9.0));
 }
 
+pub async fn sampled_history_keeps_each_interval_extremes(store: &SqlStore) {
+    let run_id = new_run(store, "0", "charts", 1).await.info.run_id;
+    let flat = new_run(store, "0", "flat", 1).await.info.run_id;
+    for (run, spike) in [(&run_id, true), (&flat, false)] {
+        for chunk in (0..1000i64).collect::<Vec<_>>().chunks(500) {
+            let metrics = chunk
+                .iter()
+                .map(|step| {
+                    let value = match (spike, step) {
+                        (true, 537) => 50.0,
+                        (true, 811) => -3.0,
+                        (true, 812) => f64::NAN,
+                        _ => 1.0,
+                    };
+                    metric("loss", value, 1000 + step, *step)
+                })
+                .collect();
+            store
+                .log_batch(
+                    run,
+                    &LogBatch {
+                        metrics,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let steps = |points: &[loopline_metadata_store::Metric]| points.iter().map(|p| p.step).collect::<Vec<_>>();
+    // A constant history is sampled exactly as MLflow samples it.
+    let even = store
+        .metric_history_sampled(std::slice::from_ref(&flat), "loss", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(steps(&even), [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]);
+    // The spike and the dip between sampled steps are kept; the NaN is not an extreme.
+    let kept = store
+        .metric_history_sampled(std::slice::from_ref(&run_id), "loss", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        steps(&kept),
+        [0, 100, 200, 300, 400, 500, 537, 600, 700, 800, 811, 900, 999]
+    );
+    assert_eq!(kept.iter().find(|p| p.step == 537).unwrap().value, 50.0);
+    assert_eq!(kept.iter().find(|p| p.step == 811).unwrap().value, -3.0);
+    // Within a range, the same.
+    let ranged = store
+        .metric_history_sampled(std::slice::from_ref(&run_id), "loss", 4, Some((500, 899)))
+        .await
+        .unwrap();
+    assert!(
+        steps(&ranged).contains(&537) && steps(&ranged).contains(&811),
+        "{:?}",
+        steps(&ranged)
+    );
+}
+
 pub async fn params_are_immutable_and_batches_idempotent(store: &SqlStore) {
     let run_id = new_run(store, "0", "params", 1).await.info.run_id;
     let batch = LogBatch {

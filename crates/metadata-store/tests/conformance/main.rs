@@ -77,6 +77,7 @@ every_backend!(
     experiment_lifecycle_and_search,
     runs_log_and_read_back,
     latest_metric_is_by_step_then_timestamp_then_value,
+    sampled_history_keeps_each_interval_extremes,
     params_are_immutable_and_batches_idempotent,
     deleted_runs_refuse_writes,
     run_search_filters_order_and_pages,
