@@ -9,7 +9,9 @@ use crate::search::compile::{
     ClauseCompiler, IdentifierKind, KeyValueTable, OrderTerm, compile_expression, identifier, identifier_kind,
     key_value_predicate, numeric_predicate, render_order_terms, string_predicate,
 };
-use crate::search::{Comparator, Comparison, SqlBuilder, parse_filter, parse_order_clause};
+use crate::search::{
+    Comparator, Comparison, FilterExpression, FilterValue, SqlBuilder, parse_filter, parse_order_clause,
+};
 
 const PARAMS_TABLE: KeyValueTable<'static> = KeyValueTable {
     table: "params",
@@ -38,11 +40,50 @@ fn attribute_column(key: &str) -> Option<(&'static str, bool)> {
     }
 }
 
-struct RunClauses;
+/// Compiles run filters. `correlated` writes metric, param and tag clauses as correlated `EXISTS` lookups
+/// (a few index probes per run, for a search driven from another index) instead of `IN` lists (built once,
+/// for a search that reads every run of the experiments anyway).
+struct RunClauses {
+    correlated: bool,
+}
+
+/// A correlated lookup of one key of a run's params or tags.
+fn correlated_key_value(table: &str, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
+    let key = builder.bind_text(&comparison.key);
+    let rows = format!("SELECT 1 FROM {table} kv WHERE kv.run_id = r.run_id AND kv.key = {key}");
+    match comparison.comparator {
+        Comparator::IsNull => builder.push(&format!("NOT EXISTS ({rows})")),
+        Comparator::IsNotNull => builder.push(&format!("EXISTS ({rows})")),
+        _ => {
+            builder.push(&format!("EXISTS ({rows} AND "));
+            string_predicate("kv.value", comparison, true, builder)?;
+            builder.push(")");
+        }
+    }
+    Ok(())
+}
 
 impl ClauseCompiler for RunClauses {
     fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
-        match identifier_kind(comparison.prefix.as_deref())? {
+        let kind = identifier_kind(comparison.prefix.as_deref())?;
+        if self.correlated {
+            match kind {
+                IdentifierKind::Metric => {
+                    let key = builder.bind_text(&comparison.key);
+                    builder.push(&format!(
+                        "EXISTS (SELECT 1 FROM latest_metrics lm WHERE lm.run_id = r.run_id AND lm.key = {key} \
+                         AND lm.is_nan = 0 AND "
+                    ));
+                    numeric_predicate("lm.value", comparison, builder)?;
+                    builder.push(")");
+                    return Ok(());
+                }
+                IdentifierKind::Param => return correlated_key_value("params", comparison, builder),
+                IdentifierKind::Tag => return correlated_key_value("tags", comparison, builder),
+                _ => {}
+            }
+        }
+        match kind {
             IdentifierKind::Metric => {
                 let key = builder.bind_text(&comparison.key);
                 builder.push(&format!(
@@ -129,12 +170,12 @@ fn check_value_types(comparison: &Comparison) -> Result<(), String> {
     Ok(())
 }
 
-struct CheckedRunClauses;
+struct CheckedRunClauses(RunClauses);
 
 impl ClauseCompiler for CheckedRunClauses {
     fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
         check_value_types(comparison)?;
-        RunClauses.compile_comparison(comparison, builder)
+        self.0.compile_comparison(comparison, builder)
     }
 }
 
@@ -169,7 +210,151 @@ fn run_order_term(clause_text: &str, builder: &mut SqlBuilder) -> Result<OrderTe
     })
 }
 
+/// The first ordering metric's index drives the search when at most this many runs are needed.
+const ORDER_DRIVEN_MAX: u64 = 5_000;
+/// When the experiments searched, or the rows behind one equality clause, are fewer than this, those rows
+/// drive the search instead (the smaller set is read, then sorted).
+const SELECTIVE_ROWS: i64 = 2_000;
+
+/// The comparisons every result must satisfy (the top level of a conjunction).
+fn required_comparisons(filter: Option<&FilterExpression>) -> Vec<&Comparison> {
+    match filter {
+        Some(FilterExpression::Comparison(comparison)) => vec![comparison],
+        Some(FilterExpression::And(children)) => children
+            .iter()
+            .filter_map(|child| match child {
+                FilterExpression::Comparison(comparison) => Some(comparison),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 impl SqlStore {
+    /// `r.experiment_id IN (...) AND r.lifecycle_stage IN (...) [AND filter]`.
+    fn push_run_scope(
+        builder: &mut SqlBuilder,
+        search: &RunSearch,
+        filter: Option<&FilterExpression>,
+        correlated: bool,
+    ) -> StoreResult<()> {
+        builder.push("r.experiment_id IN ");
+        super::push_experiment_id_list(builder, &search.experiment_ids)?;
+        builder.push(" AND r.lifecycle_stage IN ");
+        let stages: Vec<String> = search
+            .view_type
+            .stages()
+            .iter()
+            .map(|stage| stage.to_string())
+            .collect();
+        builder.push_text_list(&stages);
+        if let Some(expression) = filter {
+            builder.push(" AND ");
+            compile_expression(expression, &CheckedRunClauses(RunClauses { correlated }), builder)
+                .map_err(|reason| invalid_search("search filter", reason))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a small set of rows should drive the search: the experiments hold few runs, or an equality
+    /// clause on a param or tag matches few rows (each counted only up to [`SELECTIVE_ROWS`]).
+    async fn selective(&self, search: &RunSearch, filter: Option<&FilterExpression>) -> StoreResult<bool> {
+        let mut sizes = Vec::new();
+        let mut runs = SqlBuilder::new("SELECT COUNT(*) AS n FROM (SELECT 1 FROM runs r WHERE r.experiment_id IN ");
+        super::push_experiment_id_list(&mut runs, &search.experiment_ids)?;
+        runs.push(&format!(" LIMIT {SELECTIVE_ROWS}) c"));
+        sizes.push(runs);
+        for comparison in required_comparisons(filter) {
+            let table = match identifier_kind(comparison.prefix.as_deref()) {
+                Ok(IdentifierKind::Param) => "params",
+                Ok(IdentifierKind::Tag) => "tags",
+                _ => continue,
+            };
+            let (Comparator::Equal, FilterValue::Text(value)) = (comparison.comparator, &comparison.value) else {
+                continue;
+            };
+            let mut rows = SqlBuilder::new(&format!(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM {table} WHERE key = "
+            ));
+            let key = rows.bind_text(&comparison.key);
+            rows.push(&key);
+            rows.push(" AND value = ");
+            let value = rows.bind_text(value);
+            rows.push(&value);
+            rows.push(&format!(" LIMIT {SELECTIVE_ROWS}) c"));
+            sizes.push(rows);
+        }
+        for size in sizes {
+            let row = built_query(&size, self.dialect).fetch_one(&self.pool).await?;
+            if super::rows::integer(&row, "n")? < SELECTIVE_ROWS {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The first `need` run ids in order, read from the ordering metric's index: runs with the metric by its
+    /// value, then (when more are needed) the runs without it, as the general plan orders them.
+    async fn order_driven_run_ids(
+        &self,
+        search: &RunSearch,
+        filter: Option<&FilterExpression>,
+        (key, ascending): (&str, bool),
+        need: u64,
+    ) -> StoreResult<Vec<String>> {
+        let rest = |builder: &mut SqlBuilder| -> StoreResult<Vec<OrderTerm>> {
+            let mut terms = Vec::new();
+            for clause in search.order_by.iter().skip(1) {
+                terms
+                    .push(run_order_term(clause, builder).map_err(|reason| invalid_search("order_by clause", reason))?);
+            }
+            terms.push(OrderTerm::column("r.start_time", false));
+            terms.push(OrderTerm::column("r.run_id", true));
+            Ok(terms)
+        };
+        let mut with_metric = SqlBuilder::new(
+            "SELECT r.run_id FROM latest_metrics o CROSS JOIN runs r WHERE r.run_id = o.run_id AND o.key = ",
+        );
+        let bound_key = with_metric.bind_text(key);
+        with_metric.push(&bound_key);
+        with_metric.push(" AND o.is_nan = 0 AND ");
+        let mut terms = vec![OrderTerm {
+            expression: "o.value".into(),
+            ascending,
+            nullable: false,
+        }];
+        terms.extend(rest(&mut with_metric)?);
+        Self::push_run_scope(&mut with_metric, search, filter, true)?;
+        with_metric.push(&format!(" ORDER BY {} LIMIT {need}", render_order_terms(&terms)));
+        let mut ids = built_query(&with_metric, self.dialect)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| text(row, "run_id"))
+            .collect::<StoreResult<Vec<_>>>()?;
+        if (ids.len() as u64) < need {
+            let mut without = SqlBuilder::new(
+                "SELECT r.run_id FROM runs r WHERE NOT EXISTS (SELECT 1 FROM latest_metrics o WHERE o.run_id = r.run_id \
+                 AND o.key = ",
+            );
+            let bound_key = without.bind_text(key);
+            without.push(&bound_key);
+            without.push(" AND o.is_nan = 0) AND ");
+            let terms = rest(&mut without)?;
+            Self::push_run_scope(&mut without, search, filter, false)?;
+            without.push(&format!(
+                " ORDER BY {} LIMIT {}",
+                render_order_terms(&terms),
+                need - ids.len() as u64
+            ));
+            for row in built_query(&without, self.dialect).fetch_all(&self.pool).await? {
+                ids.push(text(&row, "run_id")?);
+            }
+        }
+        Ok(ids)
+    }
+
     pub(super) async fn search_runs_sql(&self, search: &RunSearch) -> StoreResult<Page<Run>> {
         let (max_results, offset) = page_limits(&search.page, 1000, 50_000, "search_runs")?;
         if search.experiment_ids.is_empty() {
@@ -178,9 +363,47 @@ impl SqlStore {
                 next_page_token: None,
             });
         }
-        let mut statement = SqlBuilder::new("SELECT r.run_id FROM runs r WHERE r.experiment_id IN ");
-        let mut terms = Vec::new();
         super::check_order_by_count(search.order_by.len())?;
+        let filter = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)?;
+        let need = offset + max_results + 1;
+        // Ordered by a metric, a page near the top is read from that metric's index (most runs need not be
+        // looked at), unless a small set of runs can be read directly.
+        let ordering_metric = match search.order_by.first().map(|clause| parse_order_clause(clause)) {
+            Some(Ok(clause)) if identifier_kind(clause.prefix.as_deref()) == Ok(IdentifierKind::Metric) => {
+                Some((clause.key, clause.ascending))
+            }
+            _ => None,
+        };
+        let run_ids = match ordering_metric {
+            Some((key, ascending)) if need <= ORDER_DRIVEN_MAX && !self.selective(search, filter.as_ref()).await? => {
+                let ids = self
+                    .order_driven_run_ids(search, filter.as_ref(), (&key, ascending), need)
+                    .await?;
+                ids.into_iter().skip(offset as usize).collect()
+            }
+            _ => {
+                self.filter_driven_run_ids(search, filter.as_ref(), max_results, offset)
+                    .await?
+            }
+        };
+        let page = into_page(run_ids, max_results, offset);
+        let runs = self.load_runs(&page.items).await?;
+        Ok(Page {
+            items: runs,
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    /// One page of run ids, the filter's rows read first, then sorted.
+    async fn filter_driven_run_ids(
+        &self,
+        search: &RunSearch,
+        filter: Option<&FilterExpression>,
+        max_results: u64,
+        offset: u64,
+    ) -> StoreResult<Vec<String>> {
+        let mut statement = SqlBuilder::new("SELECT r.run_id FROM runs r WHERE ");
+        let mut terms = Vec::new();
         for clause in &search.order_by {
             terms.push(
                 run_order_term(clause, &mut statement).map_err(|reason| invalid_search("order_by clause", reason))?,
@@ -188,35 +411,17 @@ impl SqlStore {
         }
         terms.push(OrderTerm::column("r.start_time", false));
         terms.push(OrderTerm::column("r.run_id", true));
-        let order_sql = render_order_terms(&terms);
-        super::push_experiment_id_list(&mut statement, &search.experiment_ids)?;
-        statement.push(" AND r.lifecycle_stage IN ");
-        let stages: Vec<String> = search
-            .view_type
-            .stages()
-            .iter()
-            .map(|stage| stage.to_string())
-            .collect();
-        statement.push_text_list(&stages);
-        if let Some(expression) = parse_filter(search.filter.as_deref().unwrap_or_default()).map_err(invalid_filter)? {
-            statement.push(" AND ");
-            compile_expression(&expression, &CheckedRunClauses, &mut statement)
-                .map_err(|reason| invalid_search("search filter", reason))?;
-        }
+        Self::push_run_scope(&mut statement, search, filter, false)?;
         statement.push(&format!(
-            " ORDER BY {order_sql} LIMIT {} OFFSET {offset}",
+            " ORDER BY {} LIMIT {} OFFSET {offset}",
+            render_order_terms(&terms),
             max_results + 1
         ));
-        let rows = built_query(&statement, self.dialect).fetch_all(&self.pool).await?;
-        let run_ids = rows
+        built_query(&statement, self.dialect)
+            .fetch_all(&self.pool)
+            .await?
             .iter()
             .map(|row| text(row, "run_id"))
-            .collect::<StoreResult<Vec<_>>>()?;
-        let page = into_page(run_ids, max_results, offset);
-        let runs = self.load_runs(&page.items).await?;
-        Ok(Page {
-            items: runs,
-            next_page_token: page.next_page_token,
-        })
+            .collect()
     }
 }

@@ -350,6 +350,83 @@ pub async fn sampled_history_keeps_each_interval_extremes(store: &SqlStore) {
     );
 }
 
+/// More runs than the planner reads directly, so a page ordered by a metric is read from that metric's index:
+/// the pages must be exactly what sorting every matching run gives (runs without the metric, or with NaN,
+/// after the others), page after page.
+pub async fn a_metric_ordered_search_over_many_runs_pages_like_a_full_sort(store: &SqlStore) {
+    let experiment = store.create_experiment("many-runs", None, &[]).await.unwrap();
+    let mut expected: Vec<(Option<f64>, i64, String, bool)> = Vec::new();
+    for index in 0..2_100i64 {
+        let run_id = new_run(store, &experiment, &format!("run-{index}"), 1_000 + index % 700)
+            .await
+            .info
+            .run_id;
+        let value = match index {
+            _ if index % 10 == 0 => None,
+            _ if index % 15 == 0 => Some(f64::NAN),
+            _ => Some(((index * 7_919) % 2_100) as f64 / 2_100.0),
+        };
+        let batch = LogBatch {
+            metrics: value.map(|v| vec![metric("acc", v, 1, 0)]).unwrap_or_default(),
+            params: vec![Tag::new("model", if index % 3 == 0 { "xgb" } else { "rf" })],
+            tags: vec![],
+        };
+        store.log_batch(&run_id, &batch).await.unwrap();
+        let matches_filter = index % 3 != 0;
+        expected.push((
+            value.filter(|v| !v.is_nan()),
+            1_000 + index % 700,
+            run_id,
+            matches_filter,
+        ));
+    }
+    let order = |ascending: bool, rows: &mut Vec<(Option<f64>, i64, String, bool)>| {
+        rows.sort_by(|a, b| {
+            let by_value = match (a.0, b.0) {
+                (Some(x), Some(y)) if ascending => x.total_cmp(&y),
+                (Some(x), Some(y)) => y.total_cmp(&x),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            };
+            by_value.then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2))
+        });
+    };
+    for (filter, ascending) in [
+        (Some("params.model LIKE 'r%' and metrics.acc > 0.2"), false),
+        (None, true),
+    ] {
+        let mut rows: Vec<_> = expected
+            .iter()
+            .filter(|row| filter.is_none() || (row.3 && row.0.is_some_and(|v| v > 0.2)))
+            .cloned()
+            .collect();
+        order(ascending, &mut rows);
+        let wanted: Vec<String> = rows.iter().map(|row| row.2.clone()).collect();
+        let mut found = Vec::new();
+        let mut token = None;
+        loop {
+            let result = store
+                .search_runs(&RunSearch {
+                    experiment_ids: vec![experiment.clone()],
+                    filter: filter.map(str::to_string),
+                    order_by: vec![format!("metrics.acc {}", if ascending { "ASC" } else { "DESC" })],
+                    page: page(500, token.clone()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            found.extend(result.items.into_iter().map(|run| run.info.run_id));
+            token = result.next_page_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(found.len(), wanted.len(), "{filter:?}");
+        assert!(found == wanted, "{filter:?}: the pages differ from a full sort");
+    }
+}
+
 pub async fn params_are_immutable_and_batches_idempotent(store: &SqlStore) {
     let run_id = new_run(store, "0", "params", 1).await.info.run_id;
     let batch = LogBatch {

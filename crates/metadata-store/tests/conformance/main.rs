@@ -78,6 +78,7 @@ every_backend!(
     runs_log_and_read_back,
     latest_metric_is_by_step_then_timestamp_then_value,
     sampled_history_keeps_each_interval_extremes,
+    a_metric_ordered_search_over_many_runs_pages_like_a_full_sort,
     params_are_immutable_and_batches_idempotent,
     deleted_runs_refuse_writes,
     run_search_filters_order_and_pages,
