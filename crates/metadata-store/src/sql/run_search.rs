@@ -274,7 +274,7 @@ impl SqlStore {
             let (Comparator::Equal, FilterValue::Text(value)) = (comparison.comparator, &comparison.value) else {
                 continue;
             };
-            let mut rows = SqlBuilder::new(&format!(
+            let mut rows = SqlBuilder::new(format!(
                 "SELECT COUNT(*) AS n FROM (SELECT 1 FROM {table} WHERE key = "
             ));
             let key = rows.bind_text(&comparison.key);
