@@ -567,7 +567,10 @@ impl Monitoring {
     /// The `count` most recent windows (at most 1,000), oldest first.
     pub async fn newest_windows(&self, name: &str, count: usize) -> Result<Vec<Value>, MonitorError> {
         self.store.get_monitor(name).await?;
-        let mut windows = self.store.latest_monitor_windows(name, count.clamp(1, 1000)).await?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut windows = self.store.latest_monitor_windows(name, count.min(1000)).await?;
         windows.reverse();
         Ok(windows.iter().map(crate::runner::window_json).collect())
     }

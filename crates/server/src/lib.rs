@@ -369,9 +369,16 @@ async fn log_failed_requests(
 }
 
 async fn name_the_server(mut response: axum::response::Response) -> axum::response::Response {
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         "x-loopline-version",
         axum::http::HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
+    );
+    // No answer is ever taken for another type than the one it declares: a stored file served as
+    // application/octet-stream must not run as a script in a page of this origin.
+    headers.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
     );
     response
 }

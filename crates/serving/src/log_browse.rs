@@ -83,6 +83,7 @@ pub async fn newest(store: &dyn ArtifactStore, model: &str, limit: usize) -> Res
     hours.sort_unstable_by(|a, b| b.cmp(a));
     let mut rows: Vec<Value> = Vec::new();
     let (mut files_read, mut oldest_hour) = (0usize, None);
+    let mut unreadable: Vec<String> = Vec::new();
     'hours: for hour in &hours {
         let files = log_reader::log_files(store, &prefix, Some(hour), Some(hour)).await?;
         for file in files.iter().rev() {
@@ -91,7 +92,16 @@ pub async fn newest(store: &dyn ArtifactStore, model: &str, limit: usize) -> Res
             }
             files_read += 1;
             oldest_hour = Some(hour.clone());
-            let batches = log_reader::read_log_file(store, &file.path).await?;
+            // A file that is not a readable log file is counted and passed over: one bad file must not hide
+            // the rest of the model's log.
+            let batches = match log_reader::read_log_part(store, &file.path, None).await {
+                Ok(batches) => batches,
+                Err(log_reader::LogReadError::Unreadable(message)) => {
+                    unreadable.push(message);
+                    continue;
+                }
+                Err(log_reader::LogReadError::Storage(message)) => return Err(message),
+            };
             for batch in batches.iter().rev() {
                 for row in (0..batch.num_rows()).rev() {
                     if rows.len() >= limit {
@@ -110,7 +120,7 @@ pub async fn newest(store: &dyn ArtifactStore, model: &str, limit: usize) -> Res
         let labels = log_reader::posted_labels(store, (oldest_hour.as_deref(), None), Some(&wanted)).await?;
         for row in &mut rows {
             if let Some(posted) = row["request_id"].as_str().and_then(|id| labels.get(id)) {
-                row["label"] = serde_json::from_str(&posted.label).unwrap_or_else(|_| json!(posted.label));
+                row["label"] = label_json(&posted.label);
                 row["label_time_ms"] = json!(posted.timestamp_ms);
             }
         }
@@ -120,7 +130,16 @@ pub async fn newest(store: &dyn ArtifactStore, model: &str, limit: usize) -> Res
         "predictions": rows,
         "files_read": files_read,
         "more": files_read >= MAX_FILES,
+        "unreadable_files": unreadable.iter().take(10).collect::<Vec<_>>(),
     }))
+}
+
+/// A posted label as JSON (as it was posted), or as text cut to [`MAX_VALUE_CHARS`] when it is long.
+fn label_json(label: &str) -> Value {
+    if label.len() > MAX_VALUE_CHARS {
+        return json!(clip(label));
+    }
+    serde_json::from_str(label).unwrap_or_else(|_| json!(label))
 }
 
 /// One logged row: its fixed columns, then inputs and outputs by name.
@@ -145,7 +164,11 @@ fn row_json(batch: &RecordBatch, row: usize) -> Value {
         } else if name == "timestamp" {
             out.insert("timestamp_ms".into(), cell(column, row));
         } else if name != log_reader::REQUEST_KEY {
-            out.insert(name.clone(), cell(column, row));
+            if out.len() < MAX_COLUMNS {
+                out.insert(name.clone(), cell(column, row));
+            } else {
+                cut = true;
+            }
         }
     }
     out.insert("inputs".into(), Value::Object(inputs));
@@ -180,13 +203,50 @@ fn cell(column: &ArrayRef, row: usize) -> Value {
                 .map_or(Value::Null, Value::Number),
             Err(_) => Value::Null,
         },
-        _ => {
-            let options = arrow_cast::display::FormatOptions::default();
-            match arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options) {
-                Ok(formatter) => json!(clip(&formatter.value(row).to_string())),
-                Err(_) => Value::Null,
-            }
+        DataType::Binary => json!(hex_prefix(column.as_binary::<i32>().value(row))),
+        DataType::LargeBinary => json!(hex_prefix(column.as_binary::<i64>().value(row))),
+        DataType::List(_) if column.as_list::<i32>().value_length(row) as usize > MAX_LIST_VALUES => {
+            json!(format!("[{} values]", column.as_list::<i32>().value_length(row)))
         }
+        DataType::LargeList(_) if column.as_list::<i64>().value_length(row) as usize > MAX_LIST_VALUES => {
+            json!(format!("[{} values]", column.as_list::<i64>().value_length(row)))
+        }
+        DataType::FixedSizeList(_, size) if *size as usize > MAX_LIST_VALUES => json!(format!("[{size} values]")),
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => formatted(column, row),
+        // Anything else is formatted only when its column is small per row (a nested value is formatted
+        // whole before it could be cut).
+        _ if column.get_buffer_memory_size() / column.len().max(1) > MAX_FORMATTED_BYTES => {
+            json!(format!("[{} value]", column.data_type()))
+        }
+        _ => formatted(column, row),
+    }
+}
+
+/// A value as Arrow displays it, cut to [`MAX_VALUE_CHARS`].
+fn formatted(column: &ArrayRef, row: usize) -> Value {
+    let options = arrow_cast::display::FormatOptions::default();
+    match arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options) {
+        Ok(formatter) => json!(clip(&formatter.value(row).to_string())),
+        Err(_) => Value::Null,
+    }
+}
+
+/// Values of a list shown; longer lists are described by their length.
+const MAX_LIST_VALUES: usize = 64;
+/// Average bytes per row under which other nested values are formatted.
+const MAX_FORMATTED_BYTES: usize = 64 * 1024;
+
+/// The first bytes of a binary value, in hex.
+fn hex_prefix(bytes: &[u8]) -> String {
+    let shown: String = bytes
+        .iter()
+        .take(MAX_VALUE_CHARS / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if bytes.len() > MAX_VALUE_CHARS / 2 {
+        format!("{shown}… ({} bytes)", bytes.len())
+    } else {
+        shown
     }
 }
 
@@ -219,5 +279,16 @@ mod tests {
             Some(2),
         ])]));
         assert_eq!(cell(&lists, 0), json!("[1, 2]"));
+        let long: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![Some(
+            (0..1000).map(Some).collect::<Vec<_>>(),
+        )]));
+        assert_eq!(cell(&long, 0), json!("[1000 values]"));
+        let binary: ArrayRef = Arc::new(arrow_array::BinaryArray::from_vec(vec![&[0u8; 100_000][..]]));
+        assert!(cell(&binary, 0).as_str().unwrap().ends_with("(100000 bytes)"));
+        assert_eq!(label_json("{\"a\": 1}"), json!({"a": 1}));
+        assert_eq!(
+            label_json(&"x".repeat(10_000)).as_str().unwrap().chars().count(),
+            MAX_VALUE_CHARS + 1
+        );
     }
 }

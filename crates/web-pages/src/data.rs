@@ -10,9 +10,11 @@ use axum::routing::get;
 use serde_json::Value;
 
 use crate::api::{Api, Caller, encode};
-use crate::html::{Page, badge, empty, esc, facts, int, link, list, number, table, text, time_ms, value_text};
+use crate::html::{Page, badge, cell, empty, esc, facts, int, link, list, number, table, text, time_ms, value_text};
 
 const SECTION: &str = "Data";
+/// Columns of a profile shown on one page.
+const MAX_PROFILE_COLUMNS: usize = 500;
 
 pub fn routes() -> Router<Api> {
     Router::new()
@@ -41,8 +43,8 @@ async fn index(State(api): State<Api>, headers: HeaderMap) -> Page {
                 let latest = &d["latest"];
                 vec![
                     link(&format!("/loopline/data/{}", encode(name)), name),
-                    value_text(&d["version_count"]),
-                    value_text(&latest["rows"]),
+                    cell(&d["version_count"]),
+                    cell(&latest["rows"]),
                     esc(&bytes(latest["size"].as_f64().unwrap_or(0.0))),
                     int(latest, "creation_time").map(time_ms).unwrap_or_default(),
                 ]
@@ -88,8 +90,8 @@ async fn reports(api: &Api, caller: &Caller) -> String {
                         esc(&key),
                         int(w, "end_ms").map(time_ms).unwrap_or_default(),
                         badge(text(w, "status")),
-                        value_text(&w["figures"]["drift.share"]),
-                        value_text(&w["figures"]["quality.findings"]),
+                        cell(&w["figures"]["drift.share"]),
+                        cell(&w["figures"]["quality.findings"]),
                         link(
                             &format!(
                                 "/api/loopline/v1/monitors/{}/windows/{}/report?format=html",
@@ -168,7 +170,7 @@ async fn dataset(
                     &format!("/loopline/data/{}?version={}", encode(&name), encode(&number)),
                     &number,
                 ),
-                value_text(&v["rows"]),
+                cell(&v["rows"]),
                 esc(&bytes(v["size"].as_f64().unwrap_or(0.0))),
                 format!(
                     "<code>{}</code>",
@@ -199,8 +201,8 @@ fn profile(version: &Value) -> String {
     let mut out = format!("<h2>Profile of version {}</h2>", esc(&value_text(&version["version"])));
     out.push_str(&facts(&[
         ("URI", format!("<code>{}</code>", esc(text(version, "uri")))),
-        ("Rows", value_text(&version["rows"])),
-        ("Files", value_text(&version["files"])),
+        ("Rows", cell(&version["rows"])),
+        ("Files", cell(&version["files"])),
         ("Added by", esc(text(version, "created_by"))),
     ]));
     let columns = list(&version["profile"], "columns");
@@ -208,8 +210,16 @@ fn profile(version: &Value) -> String {
         out.push_str(&empty("No profile", "Only tables (CSV, Parquet) are profiled."));
         return out;
     }
+    if columns.len() > MAX_PROFILE_COLUMNS {
+        let _ = write!(
+            out,
+            "<p>The first {MAX_PROFILE_COLUMNS} of {} columns are shown.</p>",
+            columns.len()
+        );
+    }
     let rows: Vec<Vec<String>> = columns
         .iter()
+        .take(MAX_PROFILE_COLUMNS)
         .map(|c| {
             let numeric = &c["numeric"];
             let summary = if numeric.is_object() {
@@ -231,8 +241,8 @@ fn profile(version: &Value) -> String {
             vec![
                 esc(text(c, "name")),
                 esc(text(c, "data_type")),
-                value_text(&c["count"]),
-                value_text(&c["nulls"]),
+                cell(&c["count"]),
+                cell(&c["nulls"]),
                 esc(&summary),
                 histogram(text(c, "name"), &numeric["histogram"]),
             ]
@@ -248,8 +258,17 @@ fn profile(version: &Value) -> String {
 
 /// A profile histogram as a small bar chart.
 fn histogram(column: &str, histogram: &Value) -> String {
-    let counts: Vec<f64> = list(histogram, "counts").iter().filter_map(Value::as_f64).collect();
-    let edges: Vec<f64> = list(histogram, "edges").iter().filter_map(Value::as_f64).collect();
+    // `loopline profile` writes 20 bins; a profile posted with more is drawn with its first 200.
+    let counts: Vec<f64> = list(histogram, "counts")
+        .iter()
+        .take(200)
+        .filter_map(Value::as_f64)
+        .collect();
+    let edges: Vec<f64> = list(histogram, "edges")
+        .iter()
+        .take(201)
+        .filter_map(Value::as_f64)
+        .collect();
     let highest = counts.iter().copied().fold(0.0, f64::max);
     if counts.is_empty() || highest <= 0.0 {
         return String::new();
@@ -278,4 +297,32 @@ fn histogram(column: &str, histogram: &Value) -> String {
     }
     out.push_str("</svg>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_profile_is_shown_as_text() {
+        let version = serde_json::json!({
+            "version": "<b>1</b>",
+            "uri": "datasets:/x/1\"><script>",
+            "profile": {"columns": [{
+                "name": "<img src=x onerror=alert(1)>",
+                "count": "<script src=/api/loopline/v1/data/objects/abc></script>",
+                "nulls": "<form action=/loopline/deployments/x/rollback>",
+                "data_type": "\"><svg onload=alert(1)>",
+                "categorical": {"counts": [["<i>a</i>", "<b>2</b>"]]},
+                "numeric": {"histogram": {"counts": (0..5_000).collect::<Vec<i64>>(), "edges": []}},
+            }]},
+        });
+        let html = profile(&version);
+        for raw in ["<script", "<img", "<form", "<svg onload", "<b>", "<i>"] {
+            assert!(!html.contains(raw), "{raw} in {html}");
+        }
+        assert!(html.contains("&lt;script src=/api/loopline/v1/data/objects/abc&gt;"));
+        // At most 200 bars are drawn, whatever the profile says.
+        assert!(html.matches("<rect").count() <= 200);
+    }
 }

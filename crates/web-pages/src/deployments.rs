@@ -13,7 +13,10 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::api::{Api, Caller, encode};
-use crate::html::{Page, badge, empty, esc, facts, int, link, list, number, table, text, time_ms, value_text};
+use crate::html::{
+    MAX_CELL_CHARS, Page, badge, cell, clip, empty, esc, facts, int, link, list, number, table, text, time_ms,
+    value_text,
+};
 use crate::svg;
 
 const SECTION: &str = "Deployments";
@@ -151,7 +154,7 @@ fn summary(deployment: &Value) -> String {
         ("Model", format!("<code>{}</code>", esc(model))),
         ("Policy", esc(text(&spec["policy"], "type"))),
         ("Stable version", version_link),
-        ("Previous version", esc(&value_text(&deployment["previous"]))),
+        ("Previous version", esc(&previous_version(deployment))),
         (
             "Serving",
             badge(if deployment["ready"].as_bool() == Some(true) {
@@ -174,6 +177,14 @@ fn summary(deployment: &Value) -> String {
         ));
     }
     out
+}
+
+/// The version a rollback would return to (the API keeps it with how long it stays ready).
+fn previous_version(deployment: &Value) -> String {
+    match &deployment["previous"] {
+        Value::Object(previous) => previous.get("version").map(value_text).unwrap_or_default(),
+        other => value_text(other),
+    }
 }
 
 fn rollout_section(deployment: &Value, name: &str) -> String {
@@ -201,7 +212,7 @@ fn rollout_section(deployment: &Value, name: &str) -> String {
                 "<div class=\"actions\"><a class=\"button danger\" href=\"/loopline/deployments/{}/rollback\">\
                  Roll back to version {}…</a></div>",
                 encode(name),
-                esc(&value_text(&deployment["previous"]))
+                esc(&previous_version(deployment))
             );
         }
         return out;
@@ -289,10 +300,10 @@ fn figures_section(deployment: &Value) -> String {
             vec![
                 esc(version),
                 requests.to_string(),
-                value_text(&figures["failures"]),
-                value_text(&figures["error_rate"]),
-                value_text(&figures["p50_ms"]),
-                value_text(&figures["p99_ms"]),
+                cell(&figures["failures"]),
+                cell(&figures["error_rate"]),
+                cell(&figures["p50_ms"]),
+                cell(&figures["p99_ms"]),
                 verdict,
             ]
         })
@@ -312,10 +323,10 @@ fn figures_section(deployment: &Value) -> String {
     ));
     if let Some(shadow) = deployment["current_step"].get("shadow") {
         out.push_str(&facts(&[
-            ("Mirrored requests", value_text(&shadow["mirrored"])),
-            ("Shadow failures", value_text(&shadow["failures"])),
-            ("Agreement", value_text(&shadow["agreement"])),
-            ("Prediction divergence (KS)", value_text(&shadow["divergence"])),
+            ("Mirrored requests", cell(&shadow["mirrored"])),
+            ("Shadow failures", cell(&shadow["failures"])),
+            ("Agreement", cell(&shadow["agreement"])),
+            ("Prediction divergence (KS)", cell(&shadow["divergence"])),
         ]));
     }
     out
@@ -336,7 +347,7 @@ fn trail(events: &[Value]) -> String {
                 int(e, "timestamp_ms").map(time_ms).unwrap_or_default(),
                 badge(text(e, "kind")),
                 esc(text(e, "actor")),
-                esc(text(e, "message")),
+                esc(&clip(text(e, "message"), MAX_CELL_CHARS)),
             ]
         })
         .collect();
@@ -424,9 +435,11 @@ async fn confirmation(api: &Api, caller: &Caller, name: &str, action: Action, re
     let _ = write!(
         body,
         "<form class=\"confirm\" method=\"post\" action=\"/loopline/deployments/{}/{}\">\
-         <input type=\"hidden\" name=\"confirm\" value=\"yes\">",
+         <input type=\"hidden\" name=\"confirm\" value=\"yes\">\
+         <input type=\"hidden\" name=\"revision\" value=\"{}\">",
         encode(name),
-        action.word()
+        action.word(),
+        esc(&value_text(&deployment["revision"]))
     );
     match action {
         Action::Promote => {
@@ -451,7 +464,7 @@ async fn confirmation(api: &Api, caller: &Caller, name: &str, action: Action, re
         }
         Action::Rollback => {
             let to = if candidates.is_empty() {
-                value_text(&deployment["previous"])
+                previous_version(deployment)
             } else {
                 stable.clone()
             };
@@ -519,6 +532,32 @@ async fn act(
         .await;
         page.status = StatusCode::BAD_REQUEST;
         return page.into_response();
+    }
+    // The action applies to the deployment as the confirmation showed it: a step, a new rollout or another
+    // action since then asks for a fresh confirmation.
+    if let Some(seen) = form.get("revision") {
+        let current = api
+            .get(&caller, &format!("/api/loopline/v1/deployments/{}", encode(&name)))
+            .await
+            .map(|answer| value_text(&answer["deployment"]["revision"]));
+        if let Ok(current) = current
+            && &current != seen
+        {
+            let mut page = confirmation(
+                &api,
+                &caller,
+                &name,
+                action,
+                Some(
+                    "the deployment changed since this page was shown (a step, a new rollout or another action); \
+                      check it below and confirm again"
+                        .into(),
+                ),
+            )
+            .await;
+            page.status = StatusCode::CONFLICT;
+            return page.into_response();
+        }
     }
     let path = format!("/api/loopline/v1/deployments/{}/{}", encode(&name), action.word());
     let request = match action {

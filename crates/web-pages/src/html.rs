@@ -79,8 +79,20 @@ impl Page {
     }
 }
 
+/// The largest page body sent; a larger one (stored data no page can show whole) is replaced by a notice.
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
+
 impl IntoResponse for Page {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        if self.body.len() > MAX_PAGE_BYTES {
+            self.body = format!(
+                "<p class=\"error\" role=\"alert\">This page would be {} MiB, more than the {} MiB a page may be: \
+                 what it shows is too large to read in a browser. The same data is in the JSON API.</p>",
+                self.body.len() >> 20,
+                MAX_PAGE_BYTES >> 20
+            );
+            self.live_seconds = None;
+        }
         let mut nav = String::new();
         for (name, path) in SECTIONS {
             let current = if *name == self.section {
@@ -200,6 +212,22 @@ pub fn value_text(value: &Value) -> String {
     }
 }
 
+/// A JSON value as escaped HTML text for a table cell or a fact, cut to [`MAX_CELL_CHARS`].
+pub fn cell(value: &Value) -> String {
+    esc(&clip(&value_text(value), MAX_CELL_CHARS))
+}
+
+/// The longest text one cell shows.
+pub const MAX_CELL_CHARS: usize = 2_000;
+
+/// `text` cut to `chars` characters, with an ellipsis when cut.
+pub fn clip(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}…", &text[..at]),
+    }
+}
+
 /// A state word as a coloured badge; the colour class follows what the word means.
 pub fn badge(state: &str) -> String {
     let tone = match state.to_ascii_lowercase().as_str() {
@@ -299,6 +327,20 @@ mod tests {
         // The extremes a hostile store could hold still print.
         assert!(utc_text(i64::MAX).ends_with("UTC"));
         assert!(utc_text(i64::MIN).ends_with("UTC"));
+    }
+
+    #[tokio::test]
+    async fn pages_are_bounded_and_cells_cut() {
+        let huge = Page::new("big", "Data", "<p>x</p>".repeat(2 << 20)).live(5);
+        let response = huge.into_response();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        assert!(body.len() < 10_000, "{}", body.len());
+        assert!(String::from_utf8_lossy(&body).contains("This page would be 16 MiB"));
+        let long = Value::String(format!("<{}", "a".repeat(10_000)));
+        let shown = cell(&long);
+        assert!(shown.starts_with("&lt;") && shown.ends_with('…') && shown.len() < 2_100);
+        assert_eq!(clip("héllo", 2), "hé…");
     }
 
     #[test]

@@ -11,7 +11,9 @@ use axum::routing::get;
 use serde_json::Value;
 
 use crate::api::{Api, Caller, encode};
-use crate::html::{Page, badge, empty, esc, facts, int, link, list, table, text, time_ms, value_text};
+use crate::html::{
+    MAX_CELL_CHARS, Page, badge, cell, clip, empty, esc, facts, int, link, list, table, text, time_ms, value_text,
+};
 use crate::svg::{self, Node};
 
 const SECTION: &str = "Models";
@@ -372,13 +374,13 @@ async fn gate_section(api: &Api, caller: &Caller, name: &str, version: &str) -> 
     out.push_str(&facts(&[
         ("Verdict", badge(if passed { "passed" } else { "failed" })),
         ("Dataset", esc(&value_text(&evidence["dataset"]))),
-        ("Rows", value_text(&evidence["rows"])),
+        ("Rows", cell(&evidence["rows"])),
         ("Against champion", esc(&value_text(&evidence["champion_version"]))),
         (
             "Evaluated",
             int(newest, "created_time").map(time_ms).unwrap_or_default(),
         ),
-        ("Policy revision", value_text(&newest["policy_revision"])),
+        ("Policy revision", cell(&newest["policy_revision"])),
     ]));
     let checks: Vec<Vec<String>> = list(evidence, "checks")
         .iter()
@@ -494,7 +496,7 @@ fn monitors_section(lineage: &Value) -> String {
                 int(a, "timestamp_ms").map(time_ms).unwrap_or_default(),
                 esc(text(a, "monitor")),
                 badge(text(a, "kind")),
-                esc(text(a, "message")),
+                esc(&clip(text(a, "message"), MAX_CELL_CHARS)),
             ]
         })
         .collect();

@@ -11,7 +11,9 @@ use axum::routing::get;
 use serde_json::Value;
 
 use crate::api::{Api, Caller, encode};
-use crate::html::{Page, badge, empty, esc, facts, int, link, list, table, text, time_ms, value_text};
+use crate::html::{
+    MAX_CELL_CHARS, Page, badge, cell, clip, empty, esc, facts, int, link, list, table, text, time_ms, value_text,
+};
 use crate::svg::{self, Rule, Series};
 
 const SECTION: &str = "Monitors";
@@ -313,10 +315,10 @@ fn window_table(name: &str, windows: &[Value]) -> String {
                 int(w, "start_ms").map(time_ms).unwrap_or_default(),
                 int(w, "end_ms").map(time_ms).unwrap_or_default(),
                 badge(text(w, "status")),
-                value_text(&w["rows"]),
-                value_text(&w["labels"]),
-                value_text(&w["figures"]["drift.share"]),
-                value_text(&w["figures"]["quality.findings"]),
+                cell(&w["rows"]),
+                cell(&w["labels"]),
+                cell(&w["figures"]["drift.share"]),
+                cell(&w["figures"]["quality.findings"]),
                 report,
             ]
         })
@@ -385,7 +387,7 @@ async fn history(api: &Api, caller: &Caller, base: &str) -> String {
                 int(e, "timestamp_ms").map(time_ms).unwrap_or_default(),
                 badge(text(e, "kind")),
                 esc(text(e, "actor")),
-                esc(text(e, "message")),
+                esc(&clip(text(e, "message"), MAX_CELL_CHARS)),
             ]
         })
         .collect();

@@ -17,6 +17,8 @@ const SECTION: &str = "Pipelines";
 
 /// Log text shown per step (the end of it).
 const LOG_TAIL_BYTES: usize = 64 * 1024;
+/// Log text shown on one page, all steps together.
+const LOG_PAGE_BYTES: usize = 512 * 1024;
 /// Log pages read per step.
 const LOG_PAGES: usize = 16;
 
@@ -185,9 +187,21 @@ async fn run(State(api): State<Api>, Path(run_id): Path<String>, headers: Header
     body.push_str(&graph(&run_id, steps));
     body.push_str(&step_table(steps));
     body.push_str("<h2>Logs</h2>");
+    let mut budget = LOG_PAGE_BYTES;
     for step in steps {
         let name = text(step, "name");
-        let log = step_log(&api, &caller, &base, name).await;
+        let log = if budget == 0 {
+            format!(
+                "<p>This page shows no more log text; read it with <code>loopline pipeline logs {}</code> or from \
+                 <a href=\"{base}/logs/{}\">the API</a>.</p>",
+                esc(&run_id),
+                encode(name)
+            )
+        } else {
+            let (html, used) = step_log(&api, &caller, &base, name, budget.min(LOG_TAIL_BYTES)).await;
+            budget = budget.saturating_sub(used);
+            html
+        };
         let _ = write!(
             body,
             "<details id=\"log-{}\"{}><summary>{} {}</summary>{log}</details>",
@@ -268,7 +282,8 @@ fn step_table(steps: &[Value]) -> String {
     table("Each step's outcome", &["Step", "State", "Ran", "Result"], &rows)
 }
 
-async fn step_log(api: &Api, caller: &Caller, base: &str, step: &str) -> String {
+/// The end of one step's log (at most `limit` bytes of it) as HTML, and how many bytes it shows.
+async fn step_log(api: &Api, caller: &Caller, base: &str, step: &str, limit: usize) -> (String, usize) {
     let mut text_read = String::new();
     let mut offset = 0u64;
     for _ in 0..LOG_PAGES {
@@ -279,16 +294,19 @@ async fn step_log(api: &Api, caller: &Caller, base: &str, step: &str) -> String 
             Ok(page) => page,
             Err(error) if error.is_missing() => break,
             Err(error) => {
-                return format!(
-                    "<p class=\"error\">The log could not be read: {}</p>",
-                    esc(&error.message)
+                return (
+                    format!(
+                        "<p class=\"error\">The log could not be read: {}</p>",
+                        esc(&error.message)
+                    ),
+                    0,
                 );
             }
         };
         let chunk = page["text"].as_str().unwrap_or_default();
         text_read.push_str(chunk);
-        if text_read.len() > LOG_TAIL_BYTES {
-            let mut cut = text_read.len() - LOG_TAIL_BYTES;
+        if text_read.len() > limit {
+            let mut cut = text_read.len() - limit;
             while !text_read.is_char_boundary(cut) {
                 cut += 1;
             }
@@ -301,7 +319,10 @@ async fn step_log(api: &Api, caller: &Caller, base: &str, step: &str) -> String 
         offset = next;
     }
     if text_read.is_empty() {
-        return "<p class=\"empty\">No output.</p>".into();
+        return ("<p class=\"empty\">No output.</p>".into(), 0);
     }
-    format!("<pre class=\"log\" tabindex=\"0\">{}</pre>", esc(&text_read))
+    (
+        format!("<pre class=\"log\" tabindex=\"0\">{}</pre>", esc(&text_read)),
+        text_read.len(),
+    )
 }

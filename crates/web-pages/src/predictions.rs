@@ -22,12 +22,14 @@ pub fn routes() -> Router<Api> {
 /// Registered model names (the log is kept per model).
 async fn models(api: &Api, caller: &Caller) -> Vec<String> {
     match api
-        .get(caller, "/api/2.0/mlflow/registered-models/search?max_results=1000")
+        .get(caller, "/api/2.0/mlflow/registered-models/search?max_results=200")
         .await
     {
+        // A name longer than a dropdown can show is left out (it can still be given as ?model=).
         Ok(answer) => list(&answer, "registered_models")
             .iter()
             .map(|m| text(m, "name").to_string())
+            .filter(|name| name.len() <= 256)
             .collect(),
         Err(_) => Vec::new(),
     }

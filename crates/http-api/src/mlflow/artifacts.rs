@@ -94,6 +94,25 @@ async fn refuse_sealed(state: &AppState, path: &ArtifactPath, with_descendants: 
     Ok(())
 }
 
+/// Top-level directories of the artifact store that hold Loopline's own records (the prediction log, failed
+/// requests, feedback labels, monitor reports and sketches, dataset contents). They are written only by the
+/// server's own services: through the MLflow artifact API they could be forged (fake predictions and labels
+/// in a monitor's figures) or erased.
+const RESERVED_DIRECTORIES: [&str; 5] = ["predictions", "failures", "feedback", "monitoring", "datasets"];
+
+fn refuse_reserved(path: &ArtifactPath) -> ApiResult<()> {
+    let text = path.as_string();
+    let first = text.split('/').next().unwrap_or_default();
+    if RESERVED_DIRECTORIES.contains(&first) {
+        return Err(ApiError::invalid(format!(
+            "artifact path '{text}' lies in '{first}/', which holds Loopline's own records (prediction log, \
+             feedback, monitor reports, dataset contents) and is written only by the server; log artifacts under \
+             a run's or an experiment's location"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) async fn upload(
     State(state): State<AppState>,
     Path(raw_path): Path<String>,
@@ -107,6 +126,7 @@ pub(super) async fn upload(
 /// Streams a request body into the store at `path`, within the upload limit (counted as it arrives), unless
 /// the path holds a registered version's files.
 pub(super) async fn store_body(state: &AppState, path: &ArtifactPath, body: Body) -> ApiResult<()> {
+    refuse_reserved(path)?;
     refuse_sealed(state, path, false).await?;
     let limit = state.limits.max_artifact_bytes;
     if axum::body::HttpBody::size_hint(&body).lower() > limit {
@@ -188,6 +208,7 @@ pub(super) async fn delete(State(state): State<AppState>, Path(raw_path): Path<S
     if path.is_root() {
         return Err(ApiError::invalid("refusing to delete the whole artifact root"));
     }
+    refuse_reserved(&path)?;
     refuse_sealed(&state, &path, true).await?;
     state.artifacts.delete(&path).await?;
     empty_object()

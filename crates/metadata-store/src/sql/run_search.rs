@@ -274,9 +274,7 @@ impl SqlStore {
             let (Comparator::Equal, FilterValue::Text(value)) = (comparison.comparator, &comparison.value) else {
                 continue;
             };
-            let mut rows = SqlBuilder::new(format!(
-                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM {table} WHERE key = "
-            ));
+            let mut rows = SqlBuilder::new(format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM {table} WHERE key = "));
             let key = rows.bind_text(&comparison.key);
             rows.push(&key);
             rows.push(" AND value = ");

@@ -97,6 +97,18 @@ async fn a_canary_in_progress_is_shown_then_rolled_back_and_promoted_through_the
     assert!(text.contains("method=\"post\"") && text.contains("name=\"confirm\" value=\"yes\""));
     assert!(!deployment(&server, "churn-prod").await["rollout"].is_null());
 
+    // Confirmed against a state that has changed since (another revision): asked again, nothing changes.
+    let stale = submit(
+        &server,
+        "/loopline/deployments/churn-prod/rollback",
+        "confirm=yes&revision=0",
+        None,
+    )
+    .await;
+    assert_eq!(stale.status, 409, "{}", stale.body_text());
+    assert!(stale.body_text().contains("changed since this page was shown"));
+    assert!(!deployment(&server, "churn-prod").await["rollout"].is_null());
+
     // Unconfirmed, and from another site: refused, nothing changes.
     let unconfirmed = submit(&server, "/loopline/deployments/churn-prod/rollback", "reason=x", None).await;
     assert_eq!(unconfirmed.status, 400, "{}", unconfirmed.body_text());
@@ -213,6 +225,41 @@ async fn every_section_answers_html_and_missing_things_are_404_pages() {
         assert_eq!(answer.status, 404, "{missing}: {}", answer.body_text());
         assert!(header(&answer, "content-type").starts_with("text/html"), "{missing}");
     }
+    // Loopline's own records cannot be forged or erased through the MLflow artifact API; every answer says
+    // its type is not to be sniffed.
+    for reserved in [
+        "predictions/model=churn/hour=2026-12-04T10/part-9999999999999-x.parquet",
+        "feedback/hour=2026-12-04T10/part-1.parquet",
+        "monitoring/reports/x/report.html",
+        "datasets/objects/ab/cd",
+        "failures/model=churn/x.parquet",
+    ] {
+        let path = format!("/api/2.0/mlflow-artifacts/artifacts/{reserved}");
+        let put = raw_request(server.address, "PUT", &path, &[], b"PAR1 forged")
+            .await
+            .unwrap();
+        assert_eq!(put.status, 400, "{reserved}: {}", put.body_text());
+        assert!(
+            put.body_text().contains("written only by the server"),
+            "{}",
+            put.body_text()
+        );
+        let delete = raw_request(server.address, "DELETE", &path, &[], b"").await.unwrap();
+        assert_eq!(delete.status, 400, "{reserved}");
+    }
+    let put = raw_request(
+        server.address,
+        "PUT",
+        "/api/2.0/mlflow-artifacts/artifacts/0/run/notes.txt",
+        &[],
+        b"ok",
+    )
+    .await
+    .unwrap();
+    assert_eq!(put.status, 200, "{}", put.body_text());
+    let read = page(&server, "/api/2.0/mlflow-artifacts/artifacts/0/run/notes.txt").await;
+    assert_eq!(header(&read, "x-content-type-options"), "nosniff");
+
     // The prediction log's API refuses what it cannot answer, in the API's shape.
     let bad = page(&server, "/api/loopline/v1/predictions?model=m&limit=100000").await;
     assert_eq!(bad.status, 400);
