@@ -812,3 +812,32 @@ def test_bulk_metric_history_and_path_checks_as_the_ui_calls_them(experiment, cl
     refused = requests.get(f"{server_url}/model-versions/get-artifact",
                            params={"name": "nothing", "version": 1, "path": "../path"})
     assert refused.status_code == 400 and refused.json()["message"] == "Invalid path"
+
+
+def test_the_prompt_lab_records_a_finished_run_with_its_results_table(experiment, client, server_url):
+    url = f"{server_url}/ajax-api/2.0/mlflow/runs/create-promptlab-run"
+    full = {
+        "experiment_id": experiment, "run_name": "prompt-1", "prompt_template": "Say {{ thing }}",
+        "prompt_parameters": [{"key": "thing", "value": "hello"}], "model_route": "chat",
+        "model_parameters": [{"key": "temperature", "value": "0.1"}], "model_input": "Say hello",
+        "model_output": "hello", "model_output_parameters": [{"key": "latency", "value": "100"}],
+        "mlflow_version": "3.17.2", "user_id": "ana", "start_time": 456,
+    }
+    required = ["experiment_id", "prompt_template", "prompt_parameters", "model_route", "model_input",
+                "mlflow_version"]
+    for index, field in enumerate(required):
+        partial = {key: full[key] for key in required[:index]}
+        refused = requests.post(url, json=partial)
+        assert refused.status_code == 400, field
+        assert refused.json()["message"] == f"CreatePromptlabRun request must specify {field}.", field
+    run = requests.post(url, json=full).json()["run"]
+    assert (run["info"]["run_name"], run["info"]["status"], run["info"]["user_id"]) == ("prompt-1", "FINISHED", "ana")
+    assert run["info"]["start_time"] == 456
+    params = {p["key"]: p["value"] for p in run["data"]["params"]}
+    assert params == {"temperature": "0.1", "model_route": "chat", "prompt_template": "Say {{ thing }}"}
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert tags["mlflow.runSourceType"] == "PROMPT_ENGINEERING"
+    assert json.loads(tags["mlflow.loggedArtifacts"]) == [{"path": "eval_results_table.json", "type": "table"}]
+    with open(client.download_artifacts(run["info"]["run_id"], "eval_results_table.json")) as saved:
+        table = json.load(saved)
+    assert table == {"columns": ["thing", "prompt", "output", "latency"], "data": [["hello", "Say hello", "hello", "100"]]}

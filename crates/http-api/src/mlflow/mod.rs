@@ -10,6 +10,7 @@ mod logged_models;
 mod meta;
 mod metric_charts;
 mod model_versions;
+mod promptlab;
 mod registered_models;
 mod registry_events;
 mod runs;
@@ -270,6 +271,7 @@ pub fn routes(state: AppState) -> Router {
             &format!("{api}/logged-models/{{model_id}}/artifacts/files"),
             get(ui_artifacts::model_file),
         )
+        .route(&format!("{api}/runs/create-promptlab-run"), post(promptlab::create))
         .route(
             &format!("{api}/experiments/search-datasets"),
             post(experiments::search_datasets),

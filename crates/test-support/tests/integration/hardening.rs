@@ -460,6 +460,7 @@ fn generated_json_bodies_never_get_a_server_error() {
         "/api/loopline/v1/pipeline-runs/generated/cancel",
         "/graphql",
         "/ajax-api/2.0/mlflow/experiments/search-datasets",
+        "/ajax-api/2.0/mlflow/runs/create-promptlab-run",
         "/ajax-api/2.0/mlflow/upload-artifact",
         "/ajax-api/3.0/mlflow/ui-telemetry",
     ];
