@@ -212,8 +212,8 @@ fn run_order_term(clause_text: &str, builder: &mut SqlBuilder) -> Result<OrderTe
 
 /// The first ordering metric's index drives the search when at most this many runs are needed.
 const ORDER_DRIVEN_MAX: u64 = 5_000;
-/// When the experiments searched, or the rows behind one equality clause, are fewer than this, those rows
-/// drive the search instead (the smaller set is read, then sorted).
+/// When the experiments searched, or the rows behind one equality clause or metric range, are fewer than
+/// this, those rows drive the search instead (the smaller set is read, then sorted).
 const SELECTIVE_ROWS: i64 = 2_000;
 
 /// The comparisons every result must satisfy (the top level of a conjunction).
@@ -269,6 +269,20 @@ impl SqlStore {
             let table = match identifier_kind(comparison.prefix.as_deref()) {
                 Ok(IdentifierKind::Param) => "params",
                 Ok(IdentifierKind::Tag) => "tags",
+                Ok(IdentifierKind::Metric) => {
+                    // A metric range that few runs reach (`metrics.acc > 0.999`) is a small set too.
+                    let mut rows =
+                        SqlBuilder::new("SELECT COUNT(*) AS n FROM (SELECT 1 FROM latest_metrics lm WHERE lm.key = ");
+                    let key = rows.bind_text(&comparison.key);
+                    rows.push(&key);
+                    rows.push(" AND lm.is_nan = 0 AND ");
+                    if numeric_predicate("lm.value", comparison, &mut rows).is_err() {
+                        continue;
+                    }
+                    rows.push(&format!(" LIMIT {SELECTIVE_ROWS}) c"));
+                    sizes.push(rows);
+                    continue;
+                }
                 _ => continue,
             };
             let (Comparator::Equal, FilterValue::Text(value)) = (comparison.comparator, &comparison.value) else {

@@ -343,6 +343,10 @@ fn print_next_steps(base: &str, work: &Path, exit: bool) {
             format!("{base}/ (MLflow's UI, from the quickstart's mlflow package)"),
         ),
         (
+            "Loopline UI",
+            format!("{base}/loopline/ (the rollout, the monitor's drift, the pipeline runs, lineage)"),
+        ),
+        (
             "MLflow client",
             format!("MLFLOW_TRACKING_URI={base} (experiment 'quickstart', model 'churn')"),
         ),
