@@ -216,6 +216,15 @@ const ORDER_DRIVEN_MAX: u64 = 5_000;
 /// this, those rows drive the search instead (the smaller set is read, then sorted).
 const SELECTIVE_ROWS: i64 = 2_000;
 
+/// The small set of rows that drives a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// The runs of the experiments searched.
+    Experiments,
+    /// The rows one clause matches.
+    Clause,
+}
+
 /// The comparisons every result must satisfy (the top level of a conjunction).
 fn required_comparisons(filter: Option<&FilterExpression>) -> Vec<&Comparison> {
     match filter {
@@ -257,9 +266,9 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Whether a small set of rows should drive the search: the experiments hold few runs, or an equality
-    /// clause on a param or tag matches few rows (each counted only up to [`SELECTIVE_ROWS`]).
-    async fn selective(&self, search: &RunSearch, filter: Option<&FilterExpression>) -> StoreResult<bool> {
+    /// Which small set of rows should drive the search, if any: the experiments' runs when they are few, or
+    /// the rows of a clause that matches few (each counted only up to [`SELECTIVE_ROWS`]).
+    async fn selective(&self, search: &RunSearch, filter: Option<&FilterExpression>) -> StoreResult<Option<Driver>> {
         let mut sizes = Vec::new();
         let mut runs = SqlBuilder::new("SELECT COUNT(*) AS n FROM (SELECT 1 FROM runs r WHERE r.experiment_id IN ");
         super::push_experiment_id_list(&mut runs, &search.experiment_ids)?;
@@ -297,13 +306,17 @@ impl SqlStore {
             rows.push(&format!(" LIMIT {SELECTIVE_ROWS}) c"));
             sizes.push(rows);
         }
-        for size in sizes {
+        for (index, size) in sizes.into_iter().enumerate() {
             let row = built_query(&size, self.dialect).fetch_one(&self.pool).await?;
             if super::rows::integer(&row, "n")? < SELECTIVE_ROWS {
-                return Ok(true);
+                return Ok(Some(if index == 0 {
+                    Driver::Experiments
+                } else {
+                    Driver::Clause
+                }));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// The first `need` run ids in order, read from the ordering metric's index: runs with the metric by its
@@ -386,15 +399,19 @@ impl SqlStore {
             }
             _ => None,
         };
-        let run_ids = match ordering_metric {
-            Some((key, ascending)) if need <= ORDER_DRIVEN_MAX && !self.selective(search, filter.as_ref()).await? => {
+        let driver = self.selective(search, filter.as_ref()).await?;
+        let run_ids = match (ordering_metric, driver) {
+            (Some((key, ascending)), None) if need <= ORDER_DRIVEN_MAX => {
                 let ids = self
                     .order_driven_run_ids(search, filter.as_ref(), (&key, ascending), need)
                     .await?;
                 ids.into_iter().skip(offset as usize).collect()
             }
-            _ => {
-                self.filter_driven_run_ids(search, filter.as_ref(), max_results, offset)
+            // A few runs in the experiments are each checked by index probes, rather than the whole store's
+            // rows of each clause gathered into lists (a small experiment beside a million runs).
+            (_, driver) => {
+                let correlated = driver == Some(Driver::Experiments);
+                self.filter_driven_run_ids(search, filter.as_ref(), (max_results, offset), correlated)
                     .await?
             }
         };
@@ -411,8 +428,8 @@ impl SqlStore {
         &self,
         search: &RunSearch,
         filter: Option<&FilterExpression>,
-        max_results: u64,
-        offset: u64,
+        (max_results, offset): (u64, u64),
+        correlated: bool,
     ) -> StoreResult<Vec<String>> {
         let mut statement = SqlBuilder::new("SELECT r.run_id FROM runs r WHERE ");
         let mut terms = Vec::new();
@@ -423,7 +440,7 @@ impl SqlStore {
         }
         terms.push(OrderTerm::column("r.start_time", false));
         terms.push(OrderTerm::column("r.run_id", true));
-        Self::push_run_scope(&mut statement, search, filter, false)?;
+        Self::push_run_scope(&mut statement, search, filter, correlated)?;
         statement.push(&format!(
             " ORDER BY {} LIMIT {} OFFSET {offset}",
             render_order_terms(&terms),
