@@ -268,13 +268,24 @@ impl SqlStore {
 
     /// Which small set of rows should drive the search, if any: the experiments' runs when they are few, or
     /// the rows of a clause that matches few (each counted only up to [`SELECTIVE_ROWS`]).
-    async fn selective(&self, search: &RunSearch, filter: Option<&FilterExpression>) -> StoreResult<Option<Driver>> {
+    /// The clauses are counted only when `clauses` (a clause can only drive against an order-driven plan).
+    async fn selective(
+        &self,
+        search: &RunSearch,
+        filter: Option<&FilterExpression>,
+        clauses: bool,
+    ) -> StoreResult<Option<Driver>> {
         let mut sizes = Vec::new();
         let mut runs = SqlBuilder::new("SELECT COUNT(*) AS n FROM (SELECT 1 FROM runs r WHERE r.experiment_id IN ");
         super::push_experiment_id_list(&mut runs, &search.experiment_ids)?;
         runs.push(&format!(" LIMIT {SELECTIVE_ROWS}) c"));
         sizes.push(runs);
-        for comparison in required_comparisons(filter) {
+        let counted = if clauses {
+            required_comparisons(filter)
+        } else {
+            Vec::new()
+        };
+        for comparison in counted {
             let table = match identifier_kind(comparison.prefix.as_deref()) {
                 Ok(IdentifierKind::Param) => "params",
                 Ok(IdentifierKind::Tag) => "tags",
@@ -399,7 +410,8 @@ impl SqlStore {
             }
             _ => None,
         };
-        let driver = self.selective(search, filter.as_ref()).await?;
+        let order_driven = ordering_metric.is_some() && need <= ORDER_DRIVEN_MAX;
+        let driver = self.selective(search, filter.as_ref(), order_driven).await?;
         let run_ids = match (ordering_metric, driver) {
             (Some((key, ascending)), None) if need <= ORDER_DRIVEN_MAX => {
                 let ids = self
