@@ -269,14 +269,19 @@ def measure(server, args, workdir):
     run_for_raw = runs[3]
 
     def raw_batch(batch):
-        # Formatted directly (about 0.3 ms) so every batch carries new points without costing the client much.
         metrics = ",".join(
             f'{{"key":"k{key}","value":{step}.0,"timestamp":{now},"step":{batch * 100 + step}}}' for key in range(10) for step in range(100)
         )
-        return f'{{"run_id":"{run_for_raw}","metrics":[{metrics}]}}'
+        return f'{{"run_id":"{run_for_raw}","metrics":[{metrics}]}}'.encode()
 
+    # Serialised before the clock starts (formatting one costs the client about 1 ms, a quarter of a fast
+    # server's answer); every batch carries new points. Should a server outrun the prepared bodies, the rest
+    # are formatted in the loop.
+    prepared = [raw_batch(batch) for batch in range(int(args.seconds * 500))]
+    body = lambda batch: prepared[batch] if batch < len(prepared) else raw_batch(batch)
     headers = {"Content-Type": "application/json"}
-    ops, _ = run_for(args.seconds, 1, lambda thread, batch: session.post(f"{server.url}/api/2.0/mlflow/runs/log-batch", data=raw_batch(batch), headers=headers).raise_for_status())
+    ops, _ = run_for(args.seconds, 1, lambda thread, batch: session.post(f"{server.url}/api/2.0/mlflow/runs/log-batch", data=body(batch), headers=headers).raise_for_status())
+    del prepared
     results["log_batch raw HTTP (batches/s)"] = ops
 
     search_experiment = client.create_experiment(f"search-{time.time_ns()}")

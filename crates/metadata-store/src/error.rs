@@ -20,6 +20,9 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("{}", describe_database_error(.0))]
     Database(#[from] sqlx::Error),
+    /// The embedded SQLite writer refused or failed.
+    #[error("{0}")]
+    Embedded(String),
     /// The database was written by a newer Loopline.
     #[error(
         "the database schema is at version {found} but this loopline binary knows only up to version {supported}; upgrade loopline"
@@ -43,7 +46,9 @@ impl HasErrorCode for StoreError {
             StoreError::InvalidParameter(_) => ErrorCode::InvalidParameterValue,
             StoreError::Conflict(_) => ErrorCode::InvalidState,
             StoreError::Database(error) => database_error_code(error),
-            StoreError::SchemaTooNew { .. } | StoreError::UnsupportedUri(_) => ErrorCode::InternalError,
+            StoreError::Embedded(_) | StoreError::SchemaTooNew { .. } | StoreError::UnsupportedUri(_) => {
+                ErrorCode::InternalError
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0012_assessments_and_issues.sql"),
     include_str!("../../migrations/0013_webhooks.sql"),
     include_str!("../../migrations/0014_span_mlflow_text.sql"),
+    include_str!("../../migrations/0015_metrics_by_model_partial.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -7,36 +7,68 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
 
+/// The columns of one result row, by name, from either connection kind: sqlx's pool or the SQLite reader.
+pub(super) trait Columns {
+    /// A text column.
+    fn text(&self, column: &str) -> StoreResult<String>;
+    /// A nullable text column.
+    fn optional_text(&self, column: &str) -> StoreResult<Option<String>>;
+    /// An integer column.
+    fn integer(&self, column: &str) -> StoreResult<i64>;
+    /// A nullable integer column.
+    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>>;
+    /// A floating-point column.
+    fn real(&self, column: &str) -> StoreResult<f64>;
+}
+
+impl Columns for AnyRow {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(self.try_get::<String, _>(column)?)
+    }
+    fn optional_text(&self, column: &str) -> StoreResult<Option<String>> {
+        Ok(self.try_get::<Option<String>, _>(column)?)
+    }
+    fn integer(&self, column: &str) -> StoreResult<i64> {
+        Ok(self.try_get::<i64, _>(column)?)
+    }
+    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>> {
+        Ok(self.try_get::<Option<i64>, _>(column)?)
+    }
+    fn real(&self, column: &str) -> StoreResult<f64> {
+        Ok(self.try_get::<f64, _>(column)?)
+    }
+}
+
 /// Reads a text column.
-pub(super) fn text(row: &AnyRow, column: &str) -> StoreResult<String> {
-    Ok(row.try_get::<String, _>(column)?)
+pub(super) fn text(row: &(impl Columns + ?Sized), column: &str) -> StoreResult<String> {
+    row.text(column)
 }
 
 /// Reads an integer column.
-pub(super) fn integer(row: &AnyRow, column: &str) -> StoreResult<i64> {
-    Ok(row.try_get::<i64, _>(column)?)
+pub(super) fn integer(row: &(impl Columns + ?Sized), column: &str) -> StoreResult<i64> {
+    row.integer(column)
 }
 
 /// Reads a nullable integer column.
-pub(super) fn optional_integer(row: &AnyRow, column: &str) -> StoreResult<Option<i64>> {
-    Ok(row.try_get::<Option<i64>, _>(column)?)
+pub(super) fn optional_integer(row: &(impl Columns + ?Sized), column: &str) -> StoreResult<Option<i64>> {
+    row.optional_integer(column)
 }
 
 /// Reads a nullable text column.
-pub(super) fn optional_text(row: &AnyRow, column: &str) -> StoreResult<Option<String>> {
-    Ok(row.try_get::<Option<String>, _>(column)?)
+pub(super) fn optional_text(row: &(impl Columns + ?Sized), column: &str) -> StoreResult<Option<String>> {
+    row.optional_text(column)
 }
 
 /// Decodes a stored metric value (NaN is stored as 0 with `is_nan = 1`).
-pub(super) fn metric_value(row: &AnyRow) -> StoreResult<f64> {
+pub(super) fn metric_value(row: &(impl Columns + ?Sized)) -> StoreResult<f64> {
     if integer(row, "is_nan")? != 0 {
         return Ok(f64::NAN);
     }
-    Ok(row.try_get::<f64, _>("value")?)
+    row.real("value")
 }
 
 /// A metric from a row with `key, value, is_nan, timestamp, step`.
-pub(super) fn metric(row: &AnyRow) -> StoreResult<Metric> {
+pub(super) fn metric(row: &(impl Columns + ?Sized)) -> StoreResult<Metric> {
     Ok(Metric {
         key: text(row, "key")?,
         value: metric_value(row)?,

@@ -1,7 +1,7 @@
 //! Run search: MLflow's filter grammar over metrics, params, tags, attributes and datasets, compiled to SQL.
 
 use super::rows::text;
-use super::{SqlStore, built_query, into_page, invalid_filter, invalid_search, page_limits};
+use super::{SqlStore, into_page, invalid_filter, invalid_search, page_limits};
 use crate::entities::{Page, Run};
 use crate::error::StoreResult;
 use crate::queries::RunSearch;
@@ -318,8 +318,8 @@ impl SqlStore {
             sizes.push(rows);
         }
         for (index, size) in sizes.into_iter().enumerate() {
-            let row = built_query(&size, self.dialect).fetch_one(&self.pool).await?;
-            if super::rows::integer(&row, "n")? < SELECTIVE_ROWS {
+            let counted = self.decoded_rows(&size, |row| super::rows::integer(row, "n")).await?;
+            if counted.first().copied().unwrap_or_default() < SELECTIVE_ROWS {
                 return Ok(Some(if index == 0 {
                     Driver::Experiments
                 } else {
@@ -363,12 +363,7 @@ impl SqlStore {
         terms.extend(rest(&mut with_metric)?);
         Self::push_run_scope(&mut with_metric, search, filter, true)?;
         with_metric.push(&format!(" ORDER BY {} LIMIT {need}", render_order_terms(&terms)));
-        let mut ids = built_query(&with_metric, self.dialect)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| text(row, "run_id"))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut ids = self.decoded_rows(&with_metric, |row| text(row, "run_id")).await?;
         if (ids.len() as u64) < need {
             let mut without = SqlBuilder::new(
                 "SELECT r.run_id FROM runs r WHERE NOT EXISTS (SELECT 1 FROM latest_metrics o WHERE o.run_id = r.run_id \
@@ -384,9 +379,7 @@ impl SqlStore {
                 render_order_terms(&terms),
                 need - ids.len() as u64
             ));
-            for row in built_query(&without, self.dialect).fetch_all(&self.pool).await? {
-                ids.push(text(&row, "run_id")?);
-            }
+            ids.extend(self.decoded_rows(&without, |row| text(row, "run_id")).await?);
         }
         Ok(ids)
     }
@@ -458,11 +451,6 @@ impl SqlStore {
             render_order_terms(&terms),
             max_results + 1
         ));
-        built_query(&statement, self.dialect)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| text(row, "run_id"))
-            .collect()
+        self.decoded_rows(&statement, |row| text(row, "run_id")).await
     }
 }

@@ -1,7 +1,7 @@
 //! Runs, metrics, params, tags, inputs and outputs on SQL.
 
 use super::query_text;
-use super::rows::{integer, load_key_values, metric, optional_integer, optional_text, stored_metric_value, text};
+use super::rows::{Columns, integer, metric, optional_integer, optional_text, stored_metric_value, text};
 use super::{Dialect, SqlStore, built_query, into_page, page_limits, parse_experiment_id};
 use crate::entities::*;
 use crate::error::{StoreError, StoreResult};
@@ -9,7 +9,6 @@ use crate::queries::{LogBatch, NewRun, PageRequest, RunSearch, RunUpdate};
 use crate::search::SqlBuilder;
 use crate::traits::RunStore;
 use async_trait::async_trait;
-use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,7 +20,7 @@ const INSERT_CHUNK_ROWS: usize = 400;
 
 const RUN_COLUMNS: &str = "r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.end_time, r.lifecycle_stage, r.artifact_uri";
 
-pub(super) fn run_info_from_row(row: &AnyRow) -> StoreResult<RunInfo> {
+pub(super) fn run_info_from_row(row: &(impl Columns + ?Sized)) -> StoreResult<RunInfo> {
     let run_id = text(row, "run_id")?;
     Ok(RunInfo {
         run_uuid: run_id.clone(),
@@ -48,7 +47,11 @@ async fn require_active_run(transaction: &mut Transaction<'static, Any>, run_id:
         .fetch_optional(&mut **transaction)
         .await?
         .ok_or_else(|| run_not_found(run_id))?;
-    let stage = text(&row, "lifecycle_stage")?;
+    require_active_stage(run_id, &text(&row, "lifecycle_stage")?)
+}
+
+/// Refuses writes to a run that is not active.
+pub(super) fn require_active_stage(run_id: &str, stage: &str) -> StoreResult<()> {
     if stage != "active" {
         return Err(StoreError::InvalidParameter(format!(
             "The run {run_id} must be in the 'active' state. Current state is {stage}."
@@ -85,17 +88,7 @@ async fn insert_params(
     if params.is_empty() {
         return Ok(());
     }
-    let mut submitted: BTreeMap<&str, &str> = BTreeMap::new();
-    for param in params {
-        if let Some(previous) = submitted.insert(&param.key, &param.value)
-            && previous != param.value
-        {
-            return Err(StoreError::InvalidParameter(format!(
-                "Duplicate parameter keys have been submitted: ['{}']. Please ensure the request contains only one param value per param key.",
-                param.key
-            )));
-        }
-    }
+    let submitted = submitted_params(params)?;
     for chunk in params.chunks(INSERT_CHUNK_ROWS) {
         let mut builder = SqlBuilder::new("INSERT INTO params (run_id, key, value) VALUES ");
         for (index, param) in chunk.iter().enumerate() {
@@ -116,10 +109,37 @@ async fn insert_params(
     builder.push(&format!("{run} AND key IN "));
     builder.push_text_list(&keys);
     let stored = built_query(&builder, dialect).fetch_all(&mut **transaction).await?;
+    let stored = stored
+        .iter()
+        .map(|row| Ok((text(row, "key")?, text(row, "value")?)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    refuse_changed_params(run_id, &submitted, stored)
+}
+
+/// The params of a request by key, refusing one key sent with two values.
+pub(super) fn submitted_params(params: &[Param]) -> StoreResult<BTreeMap<&str, &str>> {
+    let mut submitted: BTreeMap<&str, &str> = BTreeMap::new();
+    for param in params {
+        if let Some(previous) = submitted.insert(&param.key, &param.value)
+            && previous != param.value
+        {
+            return Err(StoreError::InvalidParameter(format!(
+                "Duplicate parameter keys have been submitted: ['{}']. Please ensure the request contains only one param value per param key.",
+                param.key
+            )));
+        }
+    }
+    Ok(submitted)
+}
+
+/// Refuses the request when a stored `(key, value)` differs from what was submitted: params are immutable.
+pub(super) fn refuse_changed_params(
+    run_id: &str,
+    submitted: &BTreeMap<&str, &str>,
+    stored: impl IntoIterator<Item = (String, String)>,
+) -> StoreResult<()> {
     let mut conflicts = Vec::new();
-    for row in stored {
-        let key = text(&row, "key")?;
-        let old_value = text(&row, "value")?;
+    for (key, old_value) in stored {
         let new_value = submitted.get(key.as_str()).copied().unwrap_or_default();
         if old_value != new_value {
             conflicts.push(format!(
@@ -149,6 +169,27 @@ fn is_later(candidate: &Metric, current: &Metric) -> bool {
         )
         .is_gt()
 }
+
+/// The newest point of each key in a batch, by key.
+pub(super) fn latest_per_key(metrics: &[Metric]) -> Vec<&Metric> {
+    let mut latest_per_key: BTreeMap<&str, &Metric> = BTreeMap::new();
+    for point in metrics {
+        match latest_per_key.get(point.key.as_str()) {
+            Some(current) if !is_later(point, current) => {}
+            _ => {
+                latest_per_key.insert(&point.key, point);
+            }
+        }
+    }
+    latest_per_key.into_values().collect()
+}
+
+/// Keeps `latest_metrics` at the newest point of each key (step, then timestamp, then value).
+pub(super) const LATEST_METRIC_UPSERT: &str = " ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, \
+     timestamp = excluded.timestamp, value = excluded.value, is_nan = excluded.is_nan \
+     WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step AND \
+     (excluded.timestamp > latest_metrics.timestamp OR (excluded.timestamp = latest_metrics.timestamp \
+     AND excluded.value > latest_metrics.value)))";
 
 async fn insert_metrics(
     transaction: &mut Transaction<'static, Any>,
@@ -192,16 +233,7 @@ async fn insert_metrics(
         builder.push(" ON CONFLICT DO NOTHING");
         built_query(&builder, dialect).execute(&mut **transaction).await?;
     }
-    let mut latest_per_key: BTreeMap<&str, &Metric> = BTreeMap::new();
-    for point in metrics {
-        match latest_per_key.get(point.key.as_str()) {
-            Some(current) if !is_later(point, current) => {}
-            _ => {
-                latest_per_key.insert(&point.key, point);
-            }
-        }
-    }
-    let latest: Vec<&Metric> = latest_per_key.into_values().collect();
+    let latest = latest_per_key(metrics);
     for chunk in latest.chunks(INSERT_CHUNK_ROWS) {
         let mut builder =
             SqlBuilder::new("INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) VALUES ");
@@ -220,13 +252,7 @@ async fn insert_metrics(
             ];
             builder.push(&format!("({})", placeholders.join(", ")));
         }
-        builder.push(
-            " ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, timestamp = excluded.timestamp, \
-             value = excluded.value, is_nan = excluded.is_nan \
-             WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step AND \
-             (excluded.timestamp > latest_metrics.timestamp OR (excluded.timestamp = latest_metrics.timestamp \
-             AND excluded.value > latest_metrics.value)))",
-        );
+        builder.push(LATEST_METRIC_UPSERT);
         built_query(&builder, dialect).execute(&mut **transaction).await?;
     }
     Ok(())
@@ -249,12 +275,11 @@ impl SqlStore {
         let mut builder = SqlBuilder::new(format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_id IN "));
         builder.push_text_list(run_ids);
         let mut infos: HashMap<String, RunInfo> = HashMap::new();
-        for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
-            let info = run_info_from_row(&row)?;
+        for info in self.decoded_rows(&builder, |row| run_info_from_row(row)).await? {
             infos.insert(info.run_id.clone(), info);
         }
-        let mut params = load_key_values(&self.pool, self.dialect, "params", "run_id", run_ids).await?;
-        let mut tags = load_key_values(&self.pool, self.dialect, "tags", "run_id", run_ids).await?;
+        let mut params = self.run_key_values("params", run_ids).await?;
+        let mut tags = self.run_key_values("tags", run_ids).await?;
         let mut metrics = self.load_latest_metrics(run_ids).await?;
         let mut inputs = self.load_run_inputs(run_ids).await?;
         let mut outputs = self.load_run_outputs(run_ids).await?;
@@ -275,14 +300,34 @@ impl SqlStore {
         Ok(runs)
     }
 
+    /// The `(key, value)` rows of `params` or `tags` for the given runs, by run.
+    async fn run_key_values(&self, table: &str, run_ids: &[String]) -> StoreResult<HashMap<String, Vec<Tag>>> {
+        let mut builder = SqlBuilder::new(format!("SELECT run_id, key, value FROM {table} WHERE run_id IN "));
+        builder.push_text_list(run_ids);
+        builder.push(" ORDER BY key");
+        let mut grouped: HashMap<String, Vec<Tag>> = HashMap::new();
+        let rows = self
+            .decoded_rows(&builder, |row| {
+                Ok((text(row, "run_id")?, Tag::new(text(row, "key")?, text(row, "value")?)))
+            })
+            .await?;
+        for (run_id, tag) in rows {
+            grouped.entry(run_id).or_default().push(tag);
+        }
+        Ok(grouped)
+    }
+
     async fn load_latest_metrics(&self, run_ids: &[String]) -> StoreResult<HashMap<String, Vec<Metric>>> {
         let mut builder =
             SqlBuilder::new("SELECT run_id, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_id IN ");
         builder.push_text_list(run_ids);
         builder.push(" ORDER BY key");
         let mut grouped: HashMap<String, Vec<Metric>> = HashMap::new();
-        for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
-            grouped.entry(text(&row, "run_id")?).or_default().push(metric(&row)?);
+        let rows = self
+            .decoded_rows(&builder, |row| Ok((text(row, "run_id")?, metric(row)?)))
+            .await?;
+        for (run_id, point) in rows {
+            grouped.entry(run_id).or_default().push(point);
         }
         Ok(grouped)
     }
@@ -295,29 +340,34 @@ impl SqlStore {
         );
         builder.push_text_list(run_ids);
         builder.push(" ORDER BY d.name, d.digest");
-        let dataset_rows = built_query(&builder, self.dialect).fetch_all(&self.pool).await?;
+        let dataset_rows = self
+            .decoded_rows(&builder, |row| {
+                let dataset = Dataset {
+                    name: text(row, "name")?,
+                    digest: text(row, "digest")?,
+                    source_type: text(row, "source_type")?,
+                    source: text(row, "source")?,
+                    schema: optional_text(row, "dataset_schema")?,
+                    profile: optional_text(row, "profile")?,
+                };
+                Ok((text(row, "run_id")?, text(row, "dataset_id")?, dataset))
+            })
+            .await?;
         let mut tag_builder =
             SqlBuilder::new("SELECT run_id, dataset_id, key, value FROM run_dataset_input_tags WHERE run_id IN ");
         tag_builder.push_text_list(run_ids);
         tag_builder.push(" ORDER BY key");
         let mut input_tags: HashMap<(String, String), Vec<Tag>> = HashMap::new();
-        for row in built_query(&tag_builder, self.dialect).fetch_all(&self.pool).await? {
-            input_tags
-                .entry((text(&row, "run_id")?, text(&row, "dataset_id")?))
-                .or_default()
-                .push(Tag::new(text(&row, "key")?, text(&row, "value")?));
+        let tag_rows = self
+            .decoded_rows(&tag_builder, |row| {
+                let owner = (text(row, "run_id")?, text(row, "dataset_id")?);
+                Ok((owner, Tag::new(text(row, "key")?, text(row, "value")?)))
+            })
+            .await?;
+        for (owner, tag) in tag_rows {
+            input_tags.entry(owner).or_default().push(tag);
         }
-        for row in dataset_rows {
-            let run_id = text(&row, "run_id")?;
-            let dataset_id = text(&row, "dataset_id")?;
-            let dataset = Dataset {
-                name: text(&row, "name")?,
-                digest: text(&row, "digest")?,
-                source_type: text(&row, "source_type")?,
-                source: text(&row, "source")?,
-                schema: optional_text(&row, "dataset_schema")?,
-                profile: optional_text(&row, "profile")?,
-            };
+        for (run_id, dataset_id, dataset) in dataset_rows {
             let tags = input_tags.remove(&(run_id.clone(), dataset_id)).unwrap_or_default();
             grouped
                 .entry(run_id)
@@ -327,14 +377,15 @@ impl SqlStore {
         }
         let mut model_builder = SqlBuilder::new("SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN ");
         model_builder.push_text_list(run_ids);
-        for row in built_query(&model_builder, self.dialect).fetch_all(&self.pool).await? {
+        let model_rows = self
+            .decoded_rows(&model_builder, |row| Ok((text(row, "run_id")?, text(row, "model_id")?)))
+            .await?;
+        for (run_id, model_id) in model_rows {
             grouped
-                .entry(text(&row, "run_id")?)
+                .entry(run_id)
                 .or_default()
                 .model_inputs
-                .push(ModelInput {
-                    model_id: text(&row, "model_id")?,
-                });
+                .push(ModelInput { model_id });
         }
         Ok(grouped)
     }
@@ -343,15 +394,17 @@ impl SqlStore {
         let mut builder = SqlBuilder::new("SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id IN ");
         builder.push_text_list(run_ids);
         let mut grouped: HashMap<String, RunOutputs> = HashMap::new();
-        for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
-            grouped
-                .entry(text(&row, "run_id")?)
-                .or_default()
-                .model_outputs
-                .push(ModelOutput {
-                    model_id: text(&row, "model_id")?,
-                    step: integer(&row, "step")?,
-                });
+        let rows = self
+            .decoded_rows(&builder, |row| {
+                let output = ModelOutput {
+                    model_id: text(row, "model_id")?,
+                    step: integer(row, "step")?,
+                };
+                Ok((text(row, "run_id")?, output))
+            })
+            .await?;
+        for (run_id, output) in rows {
+            grouped.entry(run_id).or_default().model_outputs.push(output);
         }
         Ok(grouped)
     }
@@ -460,6 +513,12 @@ impl RunStore for SqlStore {
     }
 
     async fn log_batch(&self, run_id: &str, batch: &LogBatch) -> StoreResult<()> {
+        if let Some(writer) = &self.sqlite_writer {
+            let (run_id, batch) = (run_id.to_string(), batch.clone());
+            return writer
+                .write(move |connection| super::sqlite_batch::log_batch(connection, &run_id, &batch))
+                .await;
+        }
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;
         require_active_run(&mut transaction, run_id).await?;

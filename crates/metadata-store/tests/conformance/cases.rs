@@ -630,8 +630,16 @@ pub async fn run_search_filters_order_and_pages(store: &SqlStore) {
     }
 }
 
+/// Batches written at once, some of them refused (a changed param): each accepted one is whole, each
+/// refused one leaves nothing, whichever of them share a transaction.
 pub async fn concurrent_batches_to_one_run(store: &SqlStore) {
     let run_id = new_run(store, "0", "shared", 1).await.info.run_id;
+    let fixed = LogBatch {
+        params: vec![Tag::new("fixed", "x")],
+        ..Default::default()
+    };
+    store.log_batch(&run_id, &fixed).await.unwrap();
+    let refused = |writer: i64| writer % 5 == 3;
     let store_ref = store;
     let writers = (0..16i64).map(|writer| {
         let run_id = run_id.clone();
@@ -639,30 +647,40 @@ pub async fn concurrent_batches_to_one_run(store: &SqlStore) {
             let metrics = (0..50)
                 .map(|step| metric(&format!("w{writer}"), step as f64, 1, step))
                 .collect();
-            store_ref
-                .log_batch(
-                    &run_id,
-                    &LogBatch {
-                        metrics,
-                        ..Default::default()
-                    },
-                )
-                .await
+            let value = if refused(writer) { "changed" } else { "x" };
+            let batch = LogBatch {
+                metrics,
+                params: vec![Tag::new("fixed", value)],
+                tags: vec![Tag::new(format!("t{writer}"), "set")],
+            };
+            store_ref.log_batch(&run_id, &batch).await
         }
     });
-    for result in futures::future::join_all(writers).await {
-        result.unwrap();
+    for (writer, result) in futures::future::join_all(writers).await.into_iter().enumerate() {
+        assert_eq!(result.is_err(), refused(writer as i64), "writer {writer}: {result:?}");
     }
+    let run = store.get_run(&run_id).await.unwrap();
     for writer in 0..16 {
-        assert_eq!(
-            store
-                .metric_history(&run_id, &format!("w{writer}"), &page(1000, None))
-                .await
-                .unwrap()
-                .items
-                .len(),
-            50
-        );
+        let points = store
+            .metric_history(&run_id, &format!("w{writer}"), &page(1000, None))
+            .await
+            .unwrap()
+            .items
+            .len();
+        let tagged = run.data.tags.iter().any(|tag| tag.key == format!("t{writer}"));
+        if refused(writer) {
+            assert_eq!(
+                (points, tagged),
+                (0, false),
+                "writer {writer} was refused but left rows"
+            );
+        } else {
+            assert_eq!(
+                (points, tagged),
+                (50, true),
+                "writer {writer} was accepted but lost rows"
+            );
+        }
     }
 }
 

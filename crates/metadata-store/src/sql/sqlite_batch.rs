@@ -1,0 +1,97 @@
+//! log_batch on the SQLite writer's own connection: the same checks and rows as the sqlx path in `runs.rs`
+//! (the conformance suite runs both), one prepared statement per row kind, reused across requests.
+
+use super::rows::stored_metric_value;
+use super::runs::{
+    LATEST_METRIC_UPSERT, RUN_NAME_TAG, latest_per_key, refuse_changed_params, require_active_stage, submitted_params,
+};
+use super::sqlite_writer::writer_error;
+use crate::entities::{Metric, Param, Tag};
+use crate::error::{StoreError, StoreResult};
+use crate::queries::LogBatch;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Writes one batch, refusing it whole when the run is not active or a param would change.
+pub(super) fn log_batch(connection: &Connection, run_id: &str, batch: &LogBatch) -> StoreResult<()> {
+    let stage: Option<String> = connection
+        .prepare_cached("SELECT lifecycle_stage FROM runs WHERE run_id = ?1")
+        .and_then(|mut statement| statement.query_row([run_id], |row| row.get(0)).optional())
+        .map_err(|error| writer_error(&error))?;
+    let stage = stage.ok_or_else(|| StoreError::NotFound(format!("Run with id={run_id} not found")))?;
+    require_active_stage(run_id, &stage)?;
+    insert_params(connection, run_id, &batch.params)?;
+    insert_metrics(connection, run_id, &batch.metrics).map_err(|error| writer_error(&error))?;
+    upsert_tags(connection, run_id, &batch.tags).map_err(|error| writer_error(&error))
+}
+
+fn insert_params(connection: &Connection, run_id: &str, params: &[Param]) -> StoreResult<()> {
+    if params.is_empty() {
+        return Ok(());
+    }
+    let submitted = submitted_params(params)?;
+    let mut stored = Vec::new();
+    (|| {
+        let mut insert = connection.prepare_cached(
+            "INSERT INTO params (run_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (run_id, key) DO NOTHING",
+        )?;
+        let mut read = connection.prepare_cached("SELECT value FROM params WHERE run_id = ?1 AND key = ?2")?;
+        for (key, value) in &submitted {
+            insert.execute(params![run_id, key, value])?;
+            let kept: String = read.query_row(params![run_id, key], |row| row.get(0))?;
+            stored.push((key.to_string(), kept));
+        }
+        Ok(())
+    })()
+    .map_err(|error: rusqlite::Error| writer_error(&error))?;
+    refuse_changed_params(run_id, &submitted, stored)
+}
+
+fn insert_metrics(connection: &Connection, run_id: &str, metrics: &[Metric]) -> rusqlite::Result<()> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    let mut insert = connection.prepare_cached(
+        "INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+    )?;
+    for point in metrics {
+        let (value, is_nan) = stored_metric_value(point.value);
+        insert.execute(params![
+            run_id,
+            point.key,
+            point.step,
+            point.timestamp,
+            value,
+            is_nan,
+            point.model_id,
+            point.dataset_name,
+            point.dataset_digest
+        ])?;
+    }
+    let mut upsert = connection.prepare_cached(&format!(
+        "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6){LATEST_METRIC_UPSERT}"
+    ))?;
+    for point in latest_per_key(metrics) {
+        let (value, is_nan) = stored_metric_value(point.value);
+        upsert.execute(params![run_id, point.key, point.step, point.timestamp, value, is_nan])?;
+    }
+    Ok(())
+}
+
+fn upsert_tags(connection: &Connection, run_id: &str, tags: &[Tag]) -> rusqlite::Result<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = connection.prepare_cached(
+        "INSERT INTO tags (run_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+    )?;
+    for tag in tags {
+        upsert.execute(params![run_id, tag.key, tag.value])?;
+        if tag.key == RUN_NAME_TAG {
+            connection
+                .prepare_cached("UPDATE runs SET name = ?1 WHERE run_id = ?2")?
+                .execute(params![tag.value, run_id])?;
+        }
+    }
+    Ok(())
+}
