@@ -50,6 +50,10 @@ class Store:
         self.kind, self.db = kind, sqlite3.connect(database)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=OFF")
+        # Loopline keys its metric tables by a run's integer key (`runs.run_key`).
+        self.keys = {}
+        if kind == "loopline":
+            self.next_key = self.db.execute("SELECT COALESCE(MAX(run_key), 0) + 1 FROM runs").fetchone()[0]
 
     def experiment(self, name):
         now = int(time.time() * 1000)
@@ -71,9 +75,12 @@ class Store:
             run_id = uuid.uuid4().hex
             ids.append(run_id)
             data = record(index, rng)
+            owner = run_id
             if self.kind == "loopline":
+                owner = self.keys[run_id] = self.next_key
+                self.next_key += 1
                 runs.append((run_id, experiment_id, f"run-{index}", "bench", "FINISHED", now + index, now + index,
-                             "active", f"mlflow-artifacts:/{experiment_id}/{run_id}/artifacts"))
+                             "active", f"mlflow-artifacts:/{experiment_id}/{run_id}/artifacts", owner))
             else:
                 runs.append((run_id, f"run-{index}", "UNKNOWN", "", "", "bench", "FINISHED", now + index,
                              now + index, "", "active", f"mlflow-artifacts:/{experiment_id}/{run_id}/artifacts",
@@ -81,17 +88,17 @@ class Store:
             params += [(run_id, k, v) for k, v in data["params"].items()]
             tags += [(run_id, k, v) for k, v in data["tags"].items()]
             for key, value in data["metrics"].items():
-                latest.append((run_id, key, steps - 1, now, value, 0))
+                latest.append((owner, key, steps - 1, now, value, 0))
                 if steps == 1:
-                    metrics.append((run_id, key, 0, now, value, 0))
+                    metrics.append((owner, key, 0, now, value, 0))
         if self.kind == "loopline":
             self.db.executemany("INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, end_time,"
-                                " lifecycle_stage, artifact_uri) VALUES (?,?,?,?,?,?,?,?,?)", runs)
+                                " lifecycle_stage, artifact_uri, run_key) VALUES (?,?,?,?,?,?,?,?,?,?)", runs)
             self.db.executemany("INSERT INTO params (run_id, key, value) VALUES (?,?,?)", params)
             self.db.executemany("INSERT INTO tags (run_id, key, value) VALUES (?,?,?)", tags)
-            self.db.executemany("INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan) VALUES (?,?,?,?,?,?)",
+            self.db.executemany("INSERT INTO metrics (run_key, key, step, timestamp, value, is_nan) VALUES (?,?,?,?,?,?)",
                                 metrics)
-            self.db.executemany("INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan)"
+            self.db.executemany("INSERT INTO latest_metrics (run_key, key, step, timestamp, value, is_nan)"
                                 " VALUES (?,?,?,?,?,?)", latest)
         else:
             self.db.executemany("INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name,"
@@ -107,14 +114,15 @@ class Store:
 
     def history(self, run_ids, steps, rng):
         now = int(time.time() * 1000)
-        column = "run_id" if self.kind == "loopline" else "run_uuid"
+        column = "run_key" if self.kind == "loopline" else "run_uuid"
         for run_id in run_ids:
+            owner = self.keys[run_id] if self.kind == "loopline" else run_id
             rows = []
             value = 1.0
             for step in range(steps):
                 value = value * 0.9999 + rng.random() * 0.001
                 spike = 25.0 if step % 9973 == 17 else 0.0
-                rows.append((run_id, "loss", step, now + step, value + spike, 0))
+                rows.append((owner, "loss", step, now + step, value + spike, 0))
             self.db.executemany(f"INSERT INTO metrics ({column}, key, step, timestamp, value, is_nan)"
                                 " VALUES (?,?,?,?,?,?)", rows)
             self.db.commit()
@@ -139,16 +147,46 @@ def database(name, workdir):
     return f"{workdir}/mlflow.db" if name == "mlflow" else f"{workdir}/loopline.db"
 
 
+# A request still unanswered after this long is recorded as "over N ms", not waited for.
+PATIENCE_SECONDS = 300
+
+
 def timed_search(url, experiment_ids, repeats=7):
     session, timings, hits = requests.Session(), [], 0
     body = {"experiment_ids": experiment_ids, "filter": FILTER, "order_by": ORDER, "max_results": 100}
     for _ in range(repeats):
         began = time.perf_counter()
-        answer = session.post(f"{url}/api/2.0/mlflow/runs/search", json=body, timeout=600)
+        try:
+            answer = session.post(f"{url}/api/2.0/mlflow/runs/search", json=body, timeout=PATIENCE_SECONDS)
+        except requests.Timeout:
+            return f"over {PATIENCE_SECONDS * 1000}", "-"
         timings.append(time.perf_counter() - began)
-        answer.raise_for_status()
+        if not answer.ok:
+            return f"failed: HTTP {answer.status_code}", "-"
         hits = len(answer.json().get("runs", []))
     return statistics.median(timings) * 1000, hits
+
+
+def timed_chart(url, charted, results, label):
+    query = [("run_ids", run) for run in charted] + [("metric_key", "loss"), ("max_results", "320")]
+    began = time.perf_counter()
+    try:
+        answer = requests.get(url, params=query, timeout=PATIENCE_SECONDS)
+    except requests.RequestException as error:
+        results[label] = f"failed: {type(error).__name__}"
+        return
+    results[label] = (time.perf_counter() - began) * 1000
+    if not answer.ok:
+        results[label] = f"failed: HTTP {answer.status_code}"
+        return
+    points = answer.json().get("metrics", [])
+    results["chart answer (KiB)"] = len(answer.content) / 1024
+    results["chart points"] = len(points)
+    results["chart spikes kept"] = sum(1 for p in points if p["value"] > 20)
+
+
+def shown(value, width):
+    return f"{value:{width}.1f}" if isinstance(value, (int, float)) else f"{value:>{width}}"
 
 
 def measure(name, args):
@@ -178,26 +216,18 @@ def measure(name, args):
     server = start(name, args, workdir)
     try:
         results[f"runs table, {args.runs} runs in one experiment (ms)"], results["hits (one experiment)"] = \
-            timed_search(server.url, [str(big)])
+            timed_search(server.url, [str(big)], repeats=7 if name == "loopline" else 3)
         if spread:
             # One timing on MLflow's side: a search over a million runs takes it minutes.
             results[f"search over {per * len(spread)} runs in {len(spread)} experiments (ms)"], \
                 results["hits (spread)"] = timed_search(server.url, spread, repeats=3 if name == "loopline" else 1)
         url = f"{server.url}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
-        query = [("run_ids", run) for run in charted] + [("metric_key", "loss"), ("max_results", "320")]
-        began = time.perf_counter()
-        answer = requests.get(url, params=query, timeout=1800)
-        results[f"chart {args.history_runs} runs x {args.steps} steps (ms)"] = (time.perf_counter() - began) * 1000
-        answer.raise_for_status()
-        points = answer.json().get("metrics", [])
-        results["chart answer (KiB)"] = len(answer.content) / 1024
-        results["chart points"] = len(points)
-        results["chart spikes kept"] = sum(1 for p in points if p["value"] > 20)
+        timed_chart(url, charted, results, f"chart {args.history_runs} runs x {args.steps} steps (ms)")
         results["peak RSS after (MiB)"] = memory_mib(server.process.pid)[0]
     finally:
         server.stop()
     for key, value in results.items():
-        print(f"   {key}: {value:.1f}", flush=True)
+        print(f"   {key}: {shown(value, 1).strip()}", flush=True)
     return results
 
 
@@ -214,11 +244,16 @@ def main():
     results = {name: measure(name, args) for name in ["loopline", "mlflow"] if not args.only or args.only == name}
     if len(results) == 2:
         print(f"\n{'measurement':55} {'mlflow server':>14} {'loopline':>12} {'ratio':>8}")
-        for key, theirs in results["mlflow"].items():
-            ours = results["loopline"][key]
+        keys = list(dict.fromkeys([*results["loopline"], *results["mlflow"]]))
+        for key in keys:
+            theirs, ours = results["mlflow"].get(key, "-"), results["loopline"].get(key, "-")
+            numbers = isinstance(theirs, (int, float)) and isinstance(ours, (int, float))
             lower_better = "(ms)" in key or "(MiB)" in key or "(KiB)" in key
-            ratio = f"{theirs / ours:.1f}x" if lower_better and ours else ("same" if theirs == ours else "-")
-            print(f"{key:55} {theirs:14.1f} {ours:12.1f} {ratio:>8}")
+            if numbers and lower_better and ours:
+                ratio = f"{theirs / ours:.1f}x"
+            else:
+                ratio = "same" if theirs == ours else "-"
+            print(f"{key:55} {shown(theirs, 14)} {shown(ours, 12)} {ratio:>8}")
     print(json.dumps(results))
 
 

@@ -177,10 +177,11 @@ impl SqlStore {
         let mut metrics: HashMap<String, Vec<Metric>> = HashMap::new();
         if !ids.is_empty() {
             let mut builder = SqlBuilder::new(
-                "SELECT run_id, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest FROM metrics WHERE model_id IN ",
+                "SELECT r.run_id, m.key, m.value, m.is_nan, m.timestamp, m.step, m.model_id, m.dataset_name, \
+                 m.dataset_digest FROM metrics m JOIN runs r ON r.run_key = m.run_key WHERE m.model_id IN ",
             );
             builder.push_text_list(&ids);
-            builder.push(" ORDER BY key, step, timestamp");
+            builder.push(" ORDER BY m.key, m.step, m.timestamp");
             for row in built_query(&builder, self.dialect).fetch_all(&self.pool).await? {
                 let mut point = metric(&row)?;
                 point.run_id = Some(text(&row, "run_id")?);

@@ -53,9 +53,9 @@ impl SqlStore {
         let mut bounds = SqlBuilder::new("SELECT MIN(step) AS low, MAX(step) AS high FROM metrics WHERE key = ");
         let bound_key = bounds.bind_text(key);
         bounds.push(&bound_key);
-        bounds.push(" AND run_id IN ");
+        bounds.push(" AND run_key IN (SELECT run_key FROM runs WHERE run_id IN ");
         bounds.push_text_list(run_ids);
-        bounds.push(" GROUP BY run_id");
+        bounds.push(") GROUP BY run_key");
         let mut run_bounds = Vec::new();
         for row in built_query(&bounds, self.dialect).fetch_all(&self.pool).await? {
             run_bounds.push(integer(&row, "low")?);
@@ -70,9 +70,11 @@ impl SqlStore {
         let in_range = |builder: &mut SqlBuilder| {
             let bound_key = builder.bind_text(key);
             builder.push(&format!(
-                "SELECT DISTINCT step FROM metrics WHERE key = {bound_key} AND run_id IN "
+                "SELECT DISTINCT step FROM metrics WHERE key = {bound_key} AND run_key IN \
+                 (SELECT run_key FROM runs WHERE run_id IN "
             ));
             builder.push_text_list(run_ids);
+            builder.push(")");
             let (low, high) = (builder.bind_integer(start), builder.bind_integer(end));
             builder.push(&format!(" AND step >= {low} AND step <= {high}"));
         };
@@ -109,9 +111,9 @@ impl SqlStore {
             let mut of_run = Vec::new();
             for chunk in steps.chunks(STEPS_PER_STATEMENT) {
                 let mut select =
-                    SqlBuilder::new("SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_id = ");
+                    SqlBuilder::new("SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_key = ");
                 let bound_run = select.bind_text(run_id);
-                select.push(&bound_run);
+                select.push(&format!("(SELECT run_key FROM runs WHERE run_id = {bound_run})"));
                 select.push(" AND key = ");
                 let bound_key = select.bind_text(key);
                 select.push(&bound_key);
@@ -166,7 +168,8 @@ impl SqlStore {
             let bound_key = select.bind_text(key);
             let (low, high) = (select.bind_integer(start), select.bind_integer(end));
             format!(
-                "FROM metrics WHERE run_id = {bound_run} AND key = {bound_key} AND step >= {low} AND step <= {high} \
+                "FROM metrics WHERE run_key = (SELECT run_key FROM runs WHERE run_id = {bound_run}) AND key = {bound_key} \
+                 AND step >= {low} AND step <= {high} \
                  AND is_nan = 0"
             )
         };

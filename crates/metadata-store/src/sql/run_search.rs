@@ -43,8 +43,11 @@ fn attribute_column(key: &str) -> Option<(&'static str, bool)> {
 /// Compiles run filters. `correlated` writes metric, param and tag clauses as correlated `EXISTS` lookups
 /// (a few index probes per run, for a search driven from another index) instead of `IN` lists (built once,
 /// for a search that reads every run of the experiments anyway).
-struct RunClauses {
+struct RunClauses<'a> {
     correlated: bool,
+    /// In a search read from one metric's index, that metric's key: the row `o` already holds its latest
+    /// value (not NaN), so a clause on it is checked on `o.value` without a lookup.
+    ordered_by: Option<&'a str>,
 }
 
 /// A correlated lookup of one key of a run's params or tags.
@@ -63,15 +66,21 @@ fn correlated_key_value(table: &str, comparison: &Comparison, builder: &mut SqlB
     Ok(())
 }
 
-impl ClauseCompiler for RunClauses {
+impl ClauseCompiler for RunClauses<'_> {
     fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
         let kind = identifier_kind(comparison.prefix.as_deref())?;
         if self.correlated {
             match kind {
+                IdentifierKind::Metric if self.ordered_by == Some(comparison.key.as_str()) => {
+                    builder.push("(");
+                    numeric_predicate("o.value", comparison, builder)?;
+                    builder.push(")");
+                    return Ok(());
+                }
                 IdentifierKind::Metric => {
                     let key = builder.bind_text(&comparison.key);
                     builder.push(&format!(
-                        "EXISTS (SELECT 1 FROM latest_metrics lm WHERE lm.run_id = r.run_id AND lm.key = {key} \
+                        "EXISTS (SELECT 1 FROM latest_metrics lm WHERE lm.run_key = r.run_key AND lm.key = {key} \
                          AND lm.is_nan = 0 AND "
                     ));
                     numeric_predicate("lm.value", comparison, builder)?;
@@ -87,7 +96,7 @@ impl ClauseCompiler for RunClauses {
             IdentifierKind::Metric => {
                 let key = builder.bind_text(&comparison.key);
                 builder.push(&format!(
-                    "r.run_id IN (SELECT lm.run_id FROM latest_metrics lm WHERE lm.key = {key} AND lm.is_nan = 0 AND "
+                    "r.run_key IN (SELECT lm.run_key FROM latest_metrics lm WHERE lm.key = {key} AND lm.is_nan = 0 AND "
                 ));
                 numeric_predicate("lm.value", comparison, builder)?;
                 builder.push(")");
@@ -170,9 +179,9 @@ fn check_value_types(comparison: &Comparison) -> Result<(), String> {
     Ok(())
 }
 
-struct CheckedRunClauses(RunClauses);
+struct CheckedRunClauses<'a>(RunClauses<'a>);
 
-impl ClauseCompiler for CheckedRunClauses {
+impl ClauseCompiler for CheckedRunClauses<'_> {
     fn compile_comparison(&self, comparison: &Comparison, builder: &mut SqlBuilder) -> Result<(), String> {
         check_value_types(comparison)?;
         self.0.compile_comparison(comparison, builder)
@@ -185,7 +194,7 @@ fn run_order_term(clause_text: &str, builder: &mut SqlBuilder) -> Result<OrderTe
         IdentifierKind::Metric => {
             let key = builder.bind_text(&clause.key);
             format!(
-                "(SELECT lm.value FROM latest_metrics lm WHERE lm.run_id = r.run_id AND lm.key = {key} AND lm.is_nan = 0)"
+                "(SELECT lm.value FROM latest_metrics lm WHERE lm.run_key = r.run_key AND lm.key = {key} AND lm.is_nan = 0)"
             )
         }
         IdentifierKind::Param => {
@@ -246,7 +255,7 @@ impl SqlStore {
         builder: &mut SqlBuilder,
         search: &RunSearch,
         filter: Option<&FilterExpression>,
-        correlated: bool,
+        (correlated, ordered_by): (bool, Option<&str>),
     ) -> StoreResult<()> {
         builder.push("r.experiment_id IN ");
         super::push_experiment_id_list(builder, &search.experiment_ids)?;
@@ -260,8 +269,12 @@ impl SqlStore {
         builder.push_text_list(&stages);
         if let Some(expression) = filter {
             builder.push(" AND ");
-            compile_expression(expression, &CheckedRunClauses(RunClauses { correlated }), builder)
-                .map_err(|reason| invalid_search("search filter", reason))?;
+            compile_expression(
+                expression,
+                &CheckedRunClauses(RunClauses { correlated, ordered_by }),
+                builder,
+            )
+            .map_err(|reason| invalid_search("search filter", reason))?;
         }
         Ok(())
     }
@@ -350,7 +363,7 @@ impl SqlStore {
             Ok(terms)
         };
         let mut with_metric = SqlBuilder::new(
-            "SELECT r.run_id FROM latest_metrics o CROSS JOIN runs r WHERE r.run_id = o.run_id AND o.key = ",
+            "SELECT r.run_id FROM latest_metrics o CROSS JOIN runs r WHERE r.run_key = o.run_key AND o.key = ",
         );
         let bound_key = with_metric.bind_text(key);
         with_metric.push(&bound_key);
@@ -361,19 +374,19 @@ impl SqlStore {
             nullable: false,
         }];
         terms.extend(rest(&mut with_metric)?);
-        Self::push_run_scope(&mut with_metric, search, filter, true)?;
+        Self::push_run_scope(&mut with_metric, search, filter, (true, Some(key)))?;
         with_metric.push(&format!(" ORDER BY {} LIMIT {need}", render_order_terms(&terms)));
         let mut ids = self.decoded_rows(&with_metric, |row| text(row, "run_id")).await?;
         if (ids.len() as u64) < need {
             let mut without = SqlBuilder::new(
-                "SELECT r.run_id FROM runs r WHERE NOT EXISTS (SELECT 1 FROM latest_metrics o WHERE o.run_id = r.run_id \
+                "SELECT r.run_id FROM runs r WHERE NOT EXISTS (SELECT 1 FROM latest_metrics o WHERE o.run_key = r.run_key \
                  AND o.key = ",
             );
             let bound_key = without.bind_text(key);
             without.push(&bound_key);
             without.push(" AND o.is_nan = 0) AND ");
             let terms = rest(&mut without)?;
-            Self::push_run_scope(&mut without, search, filter, false)?;
+            Self::push_run_scope(&mut without, search, filter, (false, None))?;
             without.push(&format!(
                 " ORDER BY {} LIMIT {}",
                 render_order_terms(&terms),
@@ -445,7 +458,7 @@ impl SqlStore {
         }
         terms.push(OrderTerm::column("r.start_time", false));
         terms.push(OrderTerm::column("r.run_id", true));
-        Self::push_run_scope(&mut statement, search, filter, correlated)?;
+        Self::push_run_scope(&mut statement, search, filter, (correlated, None))?;
         statement.push(&format!(
             " ORDER BY {} LIMIT {} OFFSET {offset}",
             render_order_terms(&terms),

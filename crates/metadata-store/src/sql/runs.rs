@@ -9,7 +9,7 @@ use crate::queries::{LogBatch, NewRun, PageRequest, RunSearch, RunUpdate};
 use crate::search::SqlBuilder;
 use crate::traits::RunStore;
 use async_trait::async_trait;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AssertSqlSafe, Transaction};
 use std::collections::{BTreeMap, HashMap};
 
 /// The tag MLflow keeps equal to the run name.
@@ -36,18 +36,27 @@ pub(super) fn run_info_from_row(row: &(impl Columns + ?Sized)) -> StoreResult<Ru
     })
 }
 
+/// The key a new run gets: the next number under SQLite's single writer, the sequence's next on PostgreSQL.
+fn next_run_key(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "(SELECT COALESCE(MAX(run_key), 0) + 1 FROM runs)",
+        Dialect::Postgres => "nextval('run_keys')",
+    }
+}
+
 fn run_not_found(run_id: &str) -> StoreError {
     StoreError::NotFound(format!("Run with id={run_id} not found"))
 }
 
-/// Checks that the run exists and is active, inside a write transaction.
-async fn require_active_run(transaction: &mut Transaction<'static, Any>, run_id: &str) -> StoreResult<()> {
-    let row = sqlx::query("SELECT lifecycle_stage FROM runs WHERE run_id = $1")
+/// Checks that the run exists and is active, inside a write transaction; answers its integer key.
+async fn require_active_run(transaction: &mut Transaction<'static, Any>, run_id: &str) -> StoreResult<i64> {
+    let row = sqlx::query("SELECT lifecycle_stage, run_key FROM runs WHERE run_id = $1")
         .bind(run_id.to_string())
         .fetch_optional(&mut **transaction)
         .await?
         .ok_or_else(|| run_not_found(run_id))?;
-    require_active_stage(run_id, &text(&row, "lifecycle_stage")?)
+    require_active_stage(run_id, &text(&row, "lifecycle_stage")?)?;
+    integer(&row, "run_key")
 }
 
 /// Refuses writes to a run that is not active.
@@ -185,7 +194,7 @@ pub(super) fn latest_per_key(metrics: &[Metric]) -> Vec<&Metric> {
 }
 
 /// Keeps `latest_metrics` at the newest point of each key (step, then timestamp, then value).
-pub(super) const LATEST_METRIC_UPSERT: &str = " ON CONFLICT (run_id, key) DO UPDATE SET step = excluded.step, \
+pub(super) const LATEST_METRIC_UPSERT: &str = " ON CONFLICT (run_key, key) DO UPDATE SET step = excluded.step, \
      timestamp = excluded.timestamp, value = excluded.value, is_nan = excluded.is_nan \
      WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step AND \
      (excluded.timestamp > latest_metrics.timestamp OR (excluded.timestamp = latest_metrics.timestamp \
@@ -194,7 +203,7 @@ pub(super) const LATEST_METRIC_UPSERT: &str = " ON CONFLICT (run_id, key) DO UPD
 async fn insert_metrics(
     transaction: &mut Transaction<'static, Any>,
     dialect: Dialect,
-    run_id: &str,
+    run_key: i64,
     metrics: &[Metric],
 ) -> StoreResult<()> {
     if metrics.is_empty() {
@@ -202,7 +211,7 @@ async fn insert_metrics(
     }
     for chunk in metrics.chunks(INSERT_CHUNK_ROWS) {
         let mut builder = SqlBuilder::new(
-            "INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
+            "INSERT INTO metrics (run_key, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
         );
         for (index, point) in chunk.iter().enumerate() {
             if index > 0 {
@@ -210,7 +219,7 @@ async fn insert_metrics(
             }
             let (value, is_nan) = stored_metric_value(point.value);
             let placeholders = [
-                builder.bind_text(run_id),
+                builder.bind_integer(run_key),
                 builder.bind_text(&point.key),
                 builder.bind_integer(point.step),
                 builder.bind_integer(point.timestamp),
@@ -236,14 +245,14 @@ async fn insert_metrics(
     let latest = latest_per_key(metrics);
     for chunk in latest.chunks(INSERT_CHUNK_ROWS) {
         let mut builder =
-            SqlBuilder::new("INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) VALUES ");
+            SqlBuilder::new("INSERT INTO latest_metrics (run_key, key, step, timestamp, value, is_nan) VALUES ");
         for (index, point) in chunk.iter().enumerate() {
             if index > 0 {
                 builder.push(", ");
             }
             let (value, is_nan) = stored_metric_value(point.value);
             let placeholders = [
-                builder.bind_text(run_id),
+                builder.bind_integer(run_key),
                 builder.bind_text(&point.key),
                 builder.bind_integer(point.step),
                 builder.bind_integer(point.timestamp),
@@ -318,10 +327,12 @@ impl SqlStore {
     }
 
     async fn load_latest_metrics(&self, run_ids: &[String]) -> StoreResult<HashMap<String, Vec<Metric>>> {
-        let mut builder =
-            SqlBuilder::new("SELECT run_id, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_id IN ");
+        let mut builder = SqlBuilder::new(
+            "SELECT r.run_id, lm.key, lm.value, lm.is_nan, lm.timestamp, lm.step FROM latest_metrics lm \
+                             JOIN runs r ON r.run_key = lm.run_key WHERE r.run_id IN ",
+        );
         builder.push_text_list(run_ids);
-        builder.push(" ORDER BY key");
+        builder.push(" ORDER BY lm.key");
         let mut grouped: HashMap<String, Vec<Metric>> = HashMap::new();
         let rows = self
             .decoded_rows(&builder, |row| Ok((text(row, "run_id")?, metric(row)?)))
@@ -445,10 +456,11 @@ impl RunStore for SqlStore {
         tags.push(Tag::new(RUN_NAME_TAG, new_run.run_name.clone()));
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, end_time, lifecycle_stage, artifact_uri) \
-             VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, 'active', $6)",
-        )
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO runs (run_id, experiment_id, name, user_id, status, start_time, end_time, lifecycle_stage, \
+                 artifact_uri, run_key) VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, 'active', $6, {})",
+            next_run_key(self.dialect)
+        )))
         .bind(run_id.clone())
         .bind(experiment_id)
         .bind(new_run.run_name.clone())
@@ -521,9 +533,9 @@ impl RunStore for SqlStore {
         }
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;
-        require_active_run(&mut transaction, run_id).await?;
+        let run_key = require_active_run(&mut transaction, run_id).await?;
         insert_params(&mut transaction, self.dialect, run_id, &batch.params).await?;
-        insert_metrics(&mut transaction, self.dialect, run_id, &batch.metrics).await?;
+        insert_metrics(&mut transaction, self.dialect, run_key, &batch.metrics).await?;
         upsert_run_tags(&mut transaction, run_id, &batch.tags).await?;
         transaction.commit().await?;
         Ok(())
@@ -551,7 +563,8 @@ impl RunStore for SqlStore {
         self.run_experiment_id(run_id).await?;
         let (max_results, offset) = page_limits(page, 25_000, 25_000, "get_metric_history")?;
         let rows = query_text(format!(
-            "SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_id = $1 AND key = $2 \
+            "SELECT key, value, is_nan, timestamp, step FROM metrics \
+             WHERE run_key = (SELECT run_key FROM runs WHERE run_id = $1) AND key = $2 \
              ORDER BY step, timestamp, value LIMIT {} OFFSET {offset}",
             max_results + 1
         ))

@@ -9,18 +9,22 @@ use super::sqlite_writer::writer_error;
 use crate::entities::{Metric, Param, Tag};
 use crate::error::{StoreError, StoreResult};
 use crate::queries::LogBatch;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 
 /// Writes one batch, refusing it whole when the run is not active or a param would change.
 pub(super) fn log_batch(connection: &Connection, run_id: &str, batch: &LogBatch) -> StoreResult<()> {
-    let stage: Option<String> = connection
-        .prepare_cached("SELECT lifecycle_stage FROM runs WHERE run_id = ?1")
-        .and_then(|mut statement| statement.query_row([run_id], |row| row.get(0)).optional())
+    let found: Option<(String, i64)> = connection
+        .prepare_cached("SELECT lifecycle_stage, run_key FROM runs WHERE run_id = ?1")
+        .and_then(|mut statement| {
+            statement
+                .query_row([run_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
         .map_err(|error| writer_error(&error))?;
-    let stage = stage.ok_or_else(|| StoreError::NotFound(format!("Run with id={run_id} not found")))?;
+    let (stage, run_key) = found.ok_or_else(|| StoreError::NotFound(format!("Run with id={run_id} not found")))?;
     require_active_stage(run_id, &stage)?;
     insert_params(connection, run_id, &batch.params)?;
-    insert_metrics(connection, run_id, &batch.metrics).map_err(|error| writer_error(&error))?;
+    insert_metrics(connection, run_key, &batch.metrics).map_err(|error| writer_error(&error))?;
     upsert_tags(connection, run_id, &batch.tags).map_err(|error| writer_error(&error))
 }
 
@@ -46,36 +50,58 @@ fn insert_params(connection: &Connection, run_id: &str, params: &[Param]) -> Sto
     refuse_changed_params(run_id, &submitted, stored)
 }
 
-fn insert_metrics(connection: &Connection, run_id: &str, metrics: &[Metric]) -> rusqlite::Result<()> {
+/// Points per multi-row INSERT (9 values each, under SQLite's limit of 32,766): one statement run instead
+/// of a hundred.
+const POINTS_PER_INSERT: usize = 100;
+
+fn insert_metrics(connection: &Connection, run_key: i64, metrics: &[Metric]) -> rusqlite::Result<()> {
     if metrics.is_empty() {
         return Ok(());
     }
-    let mut insert = connection.prepare_cached(
-        "INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
-    )?;
-    for point in metrics {
-        let (value, is_nan) = stored_metric_value(point.value);
-        insert.execute(params![
-            run_id,
-            point.key,
-            point.step,
-            point.timestamp,
-            value,
-            is_nan,
-            point.model_id,
-            point.dataset_name,
-            point.dataset_digest
-        ])?;
+    let values: Vec<(f64, i64)> = metrics.iter().map(|point| stored_metric_value(point.value)).collect();
+    let mut start = 0;
+    while start < metrics.len() {
+        let rows = if metrics.len() - start >= POINTS_PER_INSERT {
+            POINTS_PER_INSERT
+        } else {
+            1
+        };
+        let mut insert = connection.prepare_cached(&metric_insert(rows))?;
+        let mut bound: Vec<&dyn ToSql> = Vec::with_capacity(rows * 9);
+        for (point, (value, is_nan)) in metrics[start..start + rows].iter().zip(&values[start..start + rows]) {
+            bound.extend([
+                &run_key as &dyn ToSql,
+                &point.key,
+                &point.step,
+                &point.timestamp,
+                value,
+                is_nan,
+                &point.model_id,
+                &point.dataset_name,
+                &point.dataset_digest,
+            ]);
+        }
+        insert.execute(params_from_iter(bound))?;
+        start += rows;
     }
     let mut upsert = connection.prepare_cached(&format!(
-        "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6){LATEST_METRIC_UPSERT}"
+        "INSERT INTO latest_metrics (run_key, key, step, timestamp, value, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6){LATEST_METRIC_UPSERT}"
     ))?;
     for point in latest_per_key(metrics) {
         let (value, is_nan) = stored_metric_value(point.value);
-        upsert.execute(params![run_id, point.key, point.step, point.timestamp, value, is_nan])?;
+        upsert.execute(params![run_key, point.key, point.step, point.timestamp, value, is_nan])?;
     }
     Ok(())
+}
+
+/// `INSERT INTO metrics` of `rows` points, duplicates ignored (a batch sent twice stores its points once).
+fn metric_insert(rows: usize) -> String {
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    format!(
+        "INSERT INTO metrics (run_key, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) \
+         VALUES {} ON CONFLICT DO NOTHING",
+        vec![row; rows].join(", ")
+    )
 }
 
 fn upsert_tags(connection: &Connection, run_id: &str, tags: &[Tag]) -> rusqlite::Result<()> {
