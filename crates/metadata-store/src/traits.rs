@@ -41,6 +41,10 @@ pub trait RunStore: Send + Sync {
     async fn set_run_lifecycle(&self, run_id: &str, stage: LifecycleStage) -> StoreResult<()>;
     /// Logs metrics, params and tags atomically to an active run.
     async fn log_batch(&self, run_id: &str, batch: &LogBatch) -> StoreResult<()>;
+    /// [`RunStore::log_batch`] of a batch the caller no longer needs (no copy is made to hand it over).
+    async fn log_owned_batch(&self, run_id: &str, batch: LogBatch) -> StoreResult<()> {
+        self.log_batch(run_id, &batch).await
+    }
     /// Deletes a run tag.
     async fn delete_run_tag(&self, run_id: &str, key: &str) -> StoreResult<()>;
     /// All points of one metric, ordered by step then timestamp.

@@ -121,7 +121,7 @@ impl TrackingService {
             self.store.get_run(run_id).await?;
             return Ok(());
         }
-        Ok(self.store.log_batch(run_id, &batch).await?)
+        Ok(self.store.log_owned_batch(run_id, batch).await?)
     }
 
     /// Creates a logged model, copying nothing from the run (the client sends the params it wants).

@@ -524,12 +524,19 @@ impl RunStore for SqlStore {
         Ok(())
     }
 
+    async fn log_owned_batch(&self, run_id: &str, batch: LogBatch) -> StoreResult<()> {
+        let Some(writer) = &self.sqlite_writer else {
+            return self.log_batch(run_id, &batch).await;
+        };
+        let run_id = run_id.to_string();
+        writer
+            .write(move |connection| super::sqlite_batch::log_batch(connection, &run_id, &batch))
+            .await
+    }
+
     async fn log_batch(&self, run_id: &str, batch: &LogBatch) -> StoreResult<()> {
-        if let Some(writer) = &self.sqlite_writer {
-            let (run_id, batch) = (run_id.to_string(), batch.clone());
-            return writer
-                .write(move |connection| super::sqlite_batch::log_batch(connection, &run_id, &batch))
-                .await;
+        if self.sqlite_writer.is_some() {
+            return self.log_owned_batch(run_id, batch.clone()).await;
         }
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;

@@ -10,6 +10,7 @@ use crate::entities::{Metric, Param, Tag};
 use crate::error::{StoreError, StoreResult};
 use crate::queries::LogBatch;
 use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
+use std::sync::OnceLock;
 
 /// Writes one batch, refusing it whole when the run is not active or a param would change.
 pub(super) fn log_batch(connection: &Connection, run_id: &str, batch: &LogBatch) -> StoreResult<()> {
@@ -59,6 +60,7 @@ fn insert_metrics(connection: &Connection, run_key: i64, metrics: &[Metric]) -> 
         return Ok(());
     }
     let values: Vec<(f64, i64)> = metrics.iter().map(|point| stored_metric_value(point.value)).collect();
+    let (many, one) = metric_inserts();
     let mut start = 0;
     while start < metrics.len() {
         let rows = if metrics.len() - start >= POINTS_PER_INSERT {
@@ -66,7 +68,7 @@ fn insert_metrics(connection: &Connection, run_key: i64, metrics: &[Metric]) -> 
         } else {
             1
         };
-        let mut insert = connection.prepare_cached(&metric_insert(rows))?;
+        let mut insert = connection.prepare_cached(if rows == 1 { one } else { many })?;
         let mut bound: Vec<&dyn ToSql> = Vec::with_capacity(rows * 9);
         for (point, (value, is_nan)) in metrics[start..start + rows].iter().zip(&values[start..start + rows]) {
             bound.extend([
@@ -84,9 +86,14 @@ fn insert_metrics(connection: &Connection, run_key: i64, metrics: &[Metric]) -> 
         insert.execute(params_from_iter(bound))?;
         start += rows;
     }
-    let mut upsert = connection.prepare_cached(&format!(
-        "INSERT INTO latest_metrics (run_key, key, step, timestamp, value, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6){LATEST_METRIC_UPSERT}"
-    ))?;
+    static LATEST: OnceLock<String> = OnceLock::new();
+    let latest = LATEST.get_or_init(|| {
+        format!(
+            "INSERT INTO latest_metrics (run_key, key, step, timestamp, value, is_nan) VALUES (?1, ?2, ?3, ?4, ?5, ?6)\
+             {LATEST_METRIC_UPSERT}"
+        )
+    });
+    let mut upsert = connection.prepare_cached(latest)?;
     for point in latest_per_key(metrics) {
         let (value, is_nan) = stored_metric_value(point.value);
         upsert.execute(params![run_key, point.key, point.step, point.timestamp, value, is_nan])?;
@@ -94,14 +101,21 @@ fn insert_metrics(connection: &Connection, run_key: i64, metrics: &[Metric]) -> 
     Ok(())
 }
 
-/// `INSERT INTO metrics` of `rows` points, duplicates ignored (a batch sent twice stores its points once).
-fn metric_insert(rows: usize) -> String {
-    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    format!(
-        "INSERT INTO metrics (run_key, key, step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) \
-         VALUES {} ON CONFLICT DO NOTHING",
-        vec![row; rows].join(", ")
-    )
+/// `INSERT INTO metrics` of [`POINTS_PER_INSERT`] points and of one, duplicates ignored (a batch sent twice
+/// stores its points once). Made once: the statement cache is looked up by the text.
+fn metric_inserts() -> (&'static str, &'static str) {
+    static TEXTS: OnceLock<(String, String)> = OnceLock::new();
+    let (many, one) = TEXTS.get_or_init(|| {
+        let rows = |count: usize| {
+            format!(
+                "INSERT INTO metrics (run_key, key, step, timestamp, value, is_nan, model_id, dataset_name, \
+                 dataset_digest) VALUES {} ON CONFLICT DO NOTHING",
+                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; count].join(", ")
+            )
+        };
+        (rows(POINTS_PER_INSERT), rows(1))
+    });
+    (many, one)
 }
 
 fn upsert_tags(connection: &Connection, run_id: &str, tags: &[Tag]) -> rusqlite::Result<()> {

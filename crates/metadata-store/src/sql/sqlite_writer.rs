@@ -8,16 +8,28 @@
 //!
 //! The thread takes the store's write lock for each group, so it queues with the writes that still go
 //! through the sqlx pool instead of meeting them as "database is locked".
+//!
+//! Checkpoints (copying the write-ahead log back into the database file) are made by a second thread on
+//! its own connection, off the requests' path: a passive one whenever the log has grown past a few
+//! megabytes, and once the writes pause, one that empties the log, so reads go back to the mapped file
+//! instead of looking pages up in the log (a search right after a burst of writes took three times as long).
 
 use crate::error::{StoreError, StoreResult};
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
+use std::time::Duration;
 use tokio::sync::{Mutex, oneshot};
 
 /// Most writes committed in one transaction.
 const MAX_GROUP: usize = 64;
+
+/// Log size past which a checkpoint is made while writes go on (SQLite's own default is about 4 MB).
+const CHECKPOINT_LOG_BYTES: u64 = 4 << 20;
+
+/// Quiet time after which the log is emptied.
+const IDLE_BEFORE_TRUNCATE: Duration = Duration::from_millis(300);
 
 type Work = Box<dyn FnOnce(&Connection) -> StoreResult<()> + Send>;
 
@@ -38,13 +50,20 @@ impl SqliteWriter {
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000; \
-                 PRAGMA temp_store = MEMORY;",
+                 PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;",
             )
             .map_err(|error| writer_error(&error))?;
+        let checkpoints = Connection::open(path).map_err(|error| writer_error(&error))?;
+        let (nudge, nudges) = sync_channel(1);
+        let log = format!("{path}-wal");
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".to_string())
+            .spawn(move || checkpoint_when_needed(&checkpoints, &nudges, &log))
+            .map_err(|error| StoreError::Embedded(format!("cannot start the SQLite checkpoint thread: {error}")))?;
         let (messages, inbox) = channel();
         std::thread::Builder::new()
             .name("sqlite-writer".to_string())
-            .spawn(move || serve(connection, &inbox, &write_lock))
+            .spawn(move || serve(connection, &inbox, &write_lock, &nudge))
             .map_err(|error| StoreError::Embedded(format!("cannot start the SQLite writer thread: {error}")))?;
         Ok(SqliteWriter { messages })
     }
@@ -79,7 +98,7 @@ pub(super) fn writer_error(error: &rusqlite::Error) -> StoreError {
     StoreError::Embedded(format!("the SQLite database refused a write: {error}"))
 }
 
-fn serve(connection: Connection, inbox: &Receiver<Message>, write_lock: &Mutex<()>) {
+fn serve(connection: Connection, inbox: &Receiver<Message>, write_lock: &Mutex<()>, nudge: &SyncSender<()>) {
     while let Ok(message) = inbox.recv() {
         let mut group = Vec::new();
         let mut stop = None;
@@ -97,6 +116,8 @@ fn serve(connection: Connection, inbox: &Receiver<Message>, write_lock: &Mutex<(
         if !group.is_empty() {
             let _writer = write_lock.blocking_lock();
             commit_group(&connection, group);
+            // One nudge pending is enough; the checkpoint thread looks at the log when it wakes.
+            let _ = nudge.try_send(());
         }
         if let Some(done) = stop {
             drop(connection);
@@ -168,4 +189,45 @@ fn run_guarded(connection: &Connection, work: Work) -> StoreResult<()> {
             "a write failed unexpectedly and was undone; the server log has the details".to_string(),
         ))
     })
+}
+
+/// Makes checkpoints as the writer's nudges and pauses call for them, until the writer stops.
+fn checkpoint_when_needed(connection: &Connection, nudges: &Receiver<()>, log: &str) {
+    let mut written = false;
+    loop {
+        let nudged = if written {
+            nudges.recv_timeout(IDLE_BEFORE_TRUNCATE)
+        } else {
+            nudges.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        match nudged {
+            Ok(()) => {
+                written = true;
+                let log_bytes = std::fs::metadata(log).map(|metadata| metadata.len()).unwrap_or(0);
+                if log_bytes > CHECKPOINT_LOG_BYTES {
+                    checkpoint(connection, "PASSIVE");
+                }
+            }
+            // Writes have paused: empty the log, unless a reader or a writer is busy (no waiting; the next
+            // pause tries again).
+            Err(RecvTimeoutError::Timeout) => written = !checkpoint(connection, "TRUNCATE"),
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// One checkpoint that never waits for a lock; whether it finished.
+fn checkpoint(connection: &Connection, mode: &str) -> bool {
+    let outcome = connection.execute_batch("PRAGMA busy_timeout = 0").and_then(|()| {
+        connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            row.get::<_, i64>(0)
+        })
+    });
+    match outcome {
+        Ok(busy) => busy == 0,
+        Err(error) => {
+            tracing::warn!(%error, mode, "a checkpoint of the SQLite write-ahead log failed; the next one will try again");
+            false
+        }
+    }
 }
