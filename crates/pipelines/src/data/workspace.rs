@@ -644,13 +644,17 @@ impl Project {
             })
             .collect::<Result<_, String>>()?;
         let mut state = self.state.lock().map_err(|_| "the hash memory was poisoned")?;
-        let mut copied = 0;
+        // Two files with the same content copied at the same moment both find the object missing: the
+        // object is new once.
+        let mut copied = BTreeSet::new();
         for (index, (id, new)) in unknown.into_iter().zip(stored) {
             state.set(&files[index].path, files[index].stamp, &id);
-            copied += usize::from(new);
+            if new {
+                copied.insert(id.clone());
+            }
             ids[index] = Some(id);
         }
-        Ok((ids.into_iter().flatten().collect(), bytes, copied))
+        Ok((ids.into_iter().flatten().collect(), bytes, copied.len()))
     }
 
     /// Copies files into the cache (in parallel) unless it has them; returns how many were new.
