@@ -43,6 +43,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 
+/// How every SQLite connection that reads is set up, the pool's and the reader's alike (see `connect`).
+const SQLITE_READ_SETTINGS: &str = "PRAGMA busy_timeout = 30000; PRAGMA case_sensitive_like = ON; \
+     PRAGMA mmap_size = 4294967296; PRAGMA cache_size = -32768;";
+
 /// Which SQL database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -118,11 +122,9 @@ impl SqlStore {
                         // connections share the system's page cache instead of each reading pages into a
                         // small cache of its own, one system call per page.
                         connection
-                            .execute(sqlx::raw_sql(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000; \
-                                 PRAGMA case_sensitive_like = ON; PRAGMA mmap_size = 4294967296; PRAGMA cache_size = -32768;",
-                            ))
+                            .execute(sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"))
                             .await?;
+                        connection.execute(sqlx::raw_sql(SQLITE_READ_SETTINGS)).await?;
                     }
                     Ok(())
                 })

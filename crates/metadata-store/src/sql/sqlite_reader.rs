@@ -58,12 +58,8 @@ impl SqliteReader {
 fn open_reader(path: &str) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let connection = Connection::open_with_flags(path, flags).map_err(|error| reader_error(&error))?;
-    // The same reading settings as the pool's connections (see `SqlStore::connect`).
     connection
-        .execute_batch(
-            "PRAGMA busy_timeout = 30000; PRAGMA case_sensitive_like = ON; PRAGMA mmap_size = 4294967296; \
-             PRAGMA cache_size = -32768;",
-        )
+        .execute_batch(super::SQLITE_READ_SETTINGS)
         .map_err(|error| reader_error(&error))?;
     Ok(connection)
 }
