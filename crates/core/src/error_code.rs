@@ -26,6 +26,10 @@ pub enum ErrorCode {
     InternalError,
     /// The server is temporarily unable to answer.
     TemporarilyUnavailable,
+    /// No credentials, or credentials that were not accepted.
+    Unauthenticated,
+    /// The caller is known but may not do this.
+    PermissionDenied,
 }
 
 impl ErrorCode {
@@ -42,6 +46,8 @@ impl ErrorCode {
             ErrorCode::InvalidState => "INVALID_STATE",
             ErrorCode::InternalError => "INTERNAL_ERROR",
             ErrorCode::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
         }
     }
 }

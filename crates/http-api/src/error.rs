@@ -45,6 +45,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidState => StatusCode::CONFLICT,
         ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
     }
 }
 

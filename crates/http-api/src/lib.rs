@@ -2,6 +2,7 @@
 //! function, and map the result. Today: MLflow's REST API (tracking, registry, logged models, traces) and
 //! its artifact proxy.
 
+pub mod access;
 pub mod error;
 pub mod extract;
 mod graphql;

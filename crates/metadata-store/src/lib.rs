@@ -1,6 +1,7 @@
 //! The metadata store: per-domain storage traits, their SQL implementation for SQLite (embedded default)
 //! and PostgreSQL (for replicas), migrations, and the search-filter compiler.
 
+pub mod access;
 pub mod entities;
 pub mod error;
 pub mod queries;
@@ -8,6 +9,7 @@ pub mod search;
 pub mod sql;
 pub mod traits;
 
+pub use access::*;
 pub use entities::*;
 pub use error::{StoreError, StoreResult};
 pub use queries::*;

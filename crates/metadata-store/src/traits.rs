@@ -217,6 +217,7 @@ pub trait MetadataStore:
     + ScorerStore
     + IssueStore
     + WebhookStore
+    + crate::access::AccessStore
 {
 }
 
@@ -234,7 +235,8 @@ impl<
         + EvalDatasetStore
         + ScorerStore
         + IssueStore
-        + WebhookStore,
+        + WebhookStore
+        + crate::access::AccessStore,
 > MetadataStore for T
 {
 }

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// The web UI.
     #[command(flatten)]
     pub ui: UiOptions,
+    /// Authentication and authorisation.
+    #[command(flatten)]
+    pub auth: crate::auth_options::AuthOptions,
 }
 
 /// Where the MLflow web UI comes from.

@@ -1,6 +1,7 @@
 //! Composition: configuration, choice of implementations, and `serve`. `main` only parses the command
 //! line and calls into here, so tests can start the same server in-process.
 
+pub mod auth_options;
 pub mod browser_origins;
 pub mod commands;
 pub mod config;
@@ -8,6 +9,7 @@ pub mod gates;
 pub mod model_fetch;
 pub mod network;
 pub mod pipelines;
+pub mod route_permissions;
 pub mod secrets_key;
 mod ui_location;
 
@@ -123,6 +125,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         loopline_http_api::webhooks::DeliverySettings::default(),
         &secrets_key::secrets_key(&config.data_dir)?,
     );
+    let access_metadata = metadata.clone();
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
         registry: RegistryService::new(metadata)
@@ -151,8 +154,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
-    // Loopline's own pages read and act through the routes above, called in-process.
-    let router = router.clone().merge(loopline_web_pages::routes(router));
+    let (router, routes) = guarded(config, router, access_metadata).await?;
     // Every MLflow route also answers under /ajax-api, where the web UI calls it (as MLflow registers each
     // twice): the prefix is rewritten before routing.
     let router = axum::Router::new()
@@ -162,6 +164,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .layer(axum::middleware::from_fn(log_failed_requests))
         .layer(axum::middleware::map_response(name_the_server));
     Ok(Application {
+        routes,
         webhooks,
         router,
         store,
@@ -171,8 +174,85 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     })
 }
 
+/// Adds Loopline's pages, and with auth on the access APIs and the guard on every route: the pages call the
+/// guarded API in-process with the caller's credentials, so they can do no more than the caller.
+async fn guarded(
+    config: &ServerConfig,
+    router: axum::Router,
+    metadata: Arc<dyn MetadataStore>,
+) -> anyhow::Result<(axum::Router, std::collections::BTreeSet<(String, String)>)> {
+    use loopline_http_api::access::{self as wire, inventory};
+    if !config.auth.enabled() {
+        let pages = loopline_web_pages::routes(router.clone());
+        let mut routes = inventory::routes(&router);
+        routes.extend(inventory::routes(&pages));
+        return Ok((router.merge(pages), routes));
+    }
+    let settings = loopline_access::AccessSettings {
+        default_level: config.auth.default_level().map_err(anyhow::Error::msg)?,
+        ..Default::default()
+    };
+    let access_store: Arc<dyn loopline_metadata_store::AccessStore> = metadata.clone();
+    let access = loopline_access::Access::new(access_store.clone(), settings);
+    access
+        .ensure_builtin_roles()
+        .await
+        .context("creating the built-in roles")?;
+    let bootstrap_code = match access
+        .bootstrap(Some(&config.auth.admin_username), config.auth.admin_password.as_deref())
+        .await
+        .context("creating the first admin from LOOPLINE_ADMIN_PASSWORD")?
+    {
+        loopline_access::admin::Bootstrap::Done => None,
+        loopline_access::admin::Bootstrap::Created(username) => {
+            tracing::info!(%username, "first admin created from LOOPLINE_ADMIN_PASSWORD");
+            None
+        }
+        loopline_access::admin::Bootstrap::Pending(code) => {
+            // Printed, never logged: whoever reads the terminal creates the first admin with it.
+            eprintln!(
+                "\nNo admin exists yet. Create the first one with this one-time code (or restart with \
+                 LOOPLINE_ADMIN_PASSWORD set):\n  curl -X POST http://{host}:{port}/api/loopline/v1/access/bootstrap \
+                 -H 'Content-Type: application/json' -d '{{\"code\": \"{code}\", \"username\": \"admin\", \
+                 \"password\": \"<12 or more characters>\"}}'\n",
+                host = config.host,
+                port = config.port,
+            );
+            Some(code)
+        }
+    };
+    let api_state = Arc::new(wire::context::AccessApi {
+        access: access.clone(),
+        store: metadata,
+        bootstrap_code: std::sync::Mutex::new(bootstrap_code),
+    });
+    let router = router
+        .merge(wire::mlflow_api::routes(api_state.clone()))
+        .merge(wire::own_api::routes(api_state));
+    let guard = Arc::new(wire::Guard {
+        access,
+        table: Arc::new(route_permissions::table()),
+        audit: wire::audit::AuditSink::start(access_store),
+        modes: wire::Modes {
+            basic: config.auth.has(auth_options::AuthMode::Basic),
+            token: config.auth.has(auth_options::AuthMode::Token),
+            oidc: config.auth.has(auth_options::AuthMode::Oidc),
+        },
+        oidc: None,
+        max_body_bytes: HttpLimits::default().max_json_body_bytes,
+    });
+    let mut routes = inventory::routes(&router);
+    let api = router.route_layer(axum::middleware::from_fn_with_state(guard.clone(), wire::guard::check));
+    let pages = loopline_web_pages::routes(api.clone());
+    routes.extend(inventory::routes(&pages));
+    let pages = pages.route_layer(axum::middleware::from_fn_with_state(guard, wire::guard::check));
+    Ok((api.merge(pages), routes))
+}
+
 /// The assembled server.
 pub struct Application {
+    /// Every (method, path) the router answers (`*`: any method).
+    pub routes: std::collections::BTreeSet<(String, String)>,
     /// Registry webhooks (told where this server listens, so no webhook points back at it).
     pub webhooks: loopline_http_api::webhooks::Webhooks,
     /// Every route.
@@ -262,6 +342,10 @@ pub async fn serve(
         .network
         .validate()
         .map_err(|message| anyhow::anyhow!("network settings: {message}"))?;
+    config
+        .auth
+        .validate(&config.host)
+        .map_err(|message| anyhow::anyhow!("auth settings: {message}"))?;
     // Checked before anything is written to the data directory.
     config.registry.source_pattern().map_err(anyhow::Error::msg)?;
     let application = build_application(&config).await?;

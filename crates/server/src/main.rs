@@ -26,7 +26,7 @@ enum Command {
     /// pipeline, a gate, a canary, drift, an alert that retrains, and the lineage; the server keeps running.
     Quickstart(commands::quickstart::QuickstartArgs),
     /// Run the tracking server, model registry and artifact proxy (MLflow-compatible).
-    Server(ServerConfig),
+    Server(Box<ServerConfig>),
     /// Profile a table (Parquet, CSV, Arrow IPC) into a JSON file that later drift checks use as reference.
     Profile(commands::profile::ProfileArgs),
     /// Compare current data with a reference (data or profile). Exit 0: no drift, 1: drift, 2: bad input.
@@ -83,7 +83,7 @@ fn main() -> ExitCode {
         Command::Pipeline(args) => commands::pipeline::run(args),
         Command::Lineage(args) => commands::lineage::run(args),
         Command::Quickstart(args) => commands::quickstart::run(args),
-        Command::Server(config) => match run_server(config) {
+        Command::Server(config) => match run_server(*config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {error:#}");

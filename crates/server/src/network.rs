@@ -153,7 +153,7 @@ pub async fn serve_connections(
                 }
             }
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -166,7 +166,15 @@ pub async fn serve_connections(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = http.serve_connection(TokioIo::new(stream), service.clone());
+        // The peer's address goes with each request (the audit trail records it).
+        let routed = service.clone();
+        let with_peer = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request
+                .extensions_mut()
+                .insert(loopline_http_api::access::PeerAddress(peer));
+            hyper::service::Service::call(&routed, request)
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), with_peer);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             // Errors here are the client's (reset, timeout, malformed request): hyper has answered what it could.

@@ -70,6 +70,7 @@ impl TestServer {
             pipelines: Default::default(),
             registry: Default::default(),
             ui: Default::default(),
+            auth: Default::default(),
         }
         .with_defaults();
         Self::launch(config, temporary).await
@@ -89,6 +90,7 @@ impl TestServer {
             pipelines: Default::default(),
             registry: Default::default(),
             ui: Default::default(),
+            auth: Default::default(),
         }
     }
 

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0014_span_mlflow_text.sql"),
     include_str!("../../migrations/0015_metrics_by_model_partial.sql"),
     include_str!("../../migrations/0016_integer_run_keys.sql"),
+    include_str!("../../migrations/0017_access.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -2,6 +2,7 @@
 //! and PostgreSQL. SQLite runs in WAL mode and all its writes go through one writer lock, so concurrent
 //! clients queue instead of failing with "database is locked".
 
+mod access;
 mod assessment_rows;
 mod datasets;
 mod deployments;

@@ -50,6 +50,7 @@ async fn replica(backend: &str, artifacts: &std::path::Path, data: &std::path::P
         pipelines: Default::default(),
         registry: Default::default(),
         ui: Default::default(),
+        auth: Default::default(),
     };
     TestServer::start_with_config(config).await.unwrap()
 }

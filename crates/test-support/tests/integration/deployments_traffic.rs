@@ -372,6 +372,7 @@ async fn a_restarted_server_resumes_the_rollout_from_its_stored_state() {
             pipelines: Default::default(),
             registry: Default::default(),
             ui: Default::default(),
+            auth: Default::default(),
         };
         config = config.with_defaults();
         TestServer::start_with_config(config).await.unwrap()

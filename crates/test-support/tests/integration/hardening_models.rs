@@ -412,6 +412,7 @@ async fn files_replaced_after_registration_are_not_served() {
         pipelines: Default::default(),
         registry: Default::default(),
         ui: Default::default(),
+        auth: Default::default(),
     })
     .await
     .unwrap();

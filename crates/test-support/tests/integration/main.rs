@@ -14,6 +14,7 @@ mod hardening_ui;
 mod monitoring;
 mod monitoring_actions;
 mod otlp;
+mod route_permissions;
 mod security;
 mod serving;
 mod web_pages;

@@ -1,0 +1,207 @@
+//! Changes to users and tokens, each followed by dropping this replica's cached answers (other replicas
+//! notice the store's generation move), and the first admin's bootstrap.
+
+use crate::principal::Scope;
+use crate::service::Access;
+use crate::{password, token};
+use loopline_metadata_store::{AccessToken, AccessUser, StoreError, StoreResult};
+
+/// Longest user name.
+pub const MAX_USERNAME_CHARS: usize = 256;
+
+/// Checks a user name: not empty, bounded, printable, no `:` (it would split Basic credentials).
+pub fn check_username(username: &str) -> Result<(), String> {
+    if username.is_empty() {
+        return Err("Username cannot be empty.".to_string());
+    }
+    if username.chars().count() > MAX_USERNAME_CHARS {
+        return Err(format!(
+            "Username must be at most {MAX_USERNAME_CHARS} characters long."
+        ));
+    }
+    if username.contains(':') || username.chars().any(char::is_control) {
+        return Err("Username cannot contain ':' or control characters.".to_string());
+    }
+    Ok(())
+}
+
+/// A token just made: the text is shown once.
+pub struct IssuedToken {
+    /// What was stored.
+    pub token: AccessToken,
+    /// The whole token, never stored.
+    pub text: String,
+}
+
+impl Access {
+    /// Creates a user with a password (`kind` `user`) or a service account without one (`service`).
+    pub async fn create_user(&self, username: &str, password: Option<&str>, is_admin: bool) -> StoreResult<AccessUser> {
+        check_username(username).map_err(StoreError::InvalidParameter)?;
+        let hash = match password {
+            Some(password) => {
+                password::check_strength(password).map_err(StoreError::InvalidParameter)?;
+                let password = password.to_string();
+                Some(
+                    tokio::task::spawn_blocking(move || password::hash(&password))
+                        .await
+                        .map_err(|error| StoreError::Embedded(format!("hashing a password: {error}")))?,
+                )
+            }
+            None => None,
+        };
+        let kind = if password.is_some() { "user" } else { "service" };
+        let user = self
+            .store()
+            .create_user(
+                username,
+                hash.as_deref(),
+                is_admin,
+                kind,
+                loopline_core::time::now_millis(),
+            )
+            .await?;
+        self.forget();
+        Ok(user)
+    }
+
+    /// A user by name, or `NotFound` in MLflow's words.
+    pub async fn user(&self, username: &str) -> StoreResult<AccessUser> {
+        self.store()
+            .find_user(username)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("User with username={username} not found")))
+    }
+
+    /// Replaces a user's password.
+    pub async fn set_password(&self, user_id: i64, password: &str) -> StoreResult<()> {
+        password::check_strength(password).map_err(StoreError::InvalidParameter)?;
+        let password = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || password::hash(&password))
+            .await
+            .map_err(|error| StoreError::Embedded(format!("hashing a password: {error}")))?;
+        self.store().set_password_hash(user_id, &hash).await?;
+        self.forget();
+        Ok(())
+    }
+
+    /// True when `password` is the user's current one (no lockout bookkeeping: for re-confirmation only).
+    pub async fn password_matches(&self, user: &AccessUser, password: &str) -> bool {
+        let Some(stored) = user.password_hash.clone() else {
+            return false;
+        };
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || password::verify(&password, &stored))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Makes a user an admin or not. The last admin cannot be demoted.
+    pub async fn set_admin(&self, user: &AccessUser, is_admin: bool) -> StoreResult<()> {
+        if user.is_admin && !is_admin && self.store().count_admins().await? <= 1 {
+            return Err(StoreError::InvalidParameter(
+                "This is the last admin: make another user an admin first.".to_string(),
+            ));
+        }
+        self.store().set_admin(user.user_id, is_admin).await?;
+        self.forget();
+        Ok(())
+    }
+
+    /// Deletes a user, their role assignments and tokens. The last admin cannot be deleted.
+    pub async fn delete_user(&self, user: &AccessUser) -> StoreResult<()> {
+        if user.is_admin && self.store().count_admins().await? <= 1 {
+            return Err(StoreError::InvalidParameter(
+                "This is the last admin: make another user an admin first.".to_string(),
+            ));
+        }
+        self.store().delete_user(user.user_id).await?;
+        self.forget();
+        Ok(())
+    }
+
+    /// Issues a token for a user.
+    pub async fn issue_token(
+        &self,
+        user_id: i64,
+        name: &str,
+        scopes: &[Scope],
+        expires_time: Option<i64>,
+    ) -> StoreResult<IssuedToken> {
+        if name.chars().count() > 256 {
+            return Err(StoreError::InvalidParameter(
+                "A token name is at most 256 characters.".to_string(),
+            ));
+        }
+        let now = loopline_core::time::now_millis();
+        if expires_time.is_some_and(|expires| expires <= now) {
+            return Err(StoreError::InvalidParameter(
+                "The expiry time is in the past.".to_string(),
+            ));
+        }
+        let fresh = token::generate();
+        let mut scopes: Vec<String> = scopes.iter().map(|scope| scope.name().to_string()).collect();
+        scopes.dedup();
+        if scopes.is_empty() {
+            scopes.push(Scope::All.name().to_string());
+        }
+        let stored = AccessToken {
+            token_id: fresh.token_id,
+            user_id,
+            name: name.to_string(),
+            secret_hash: fresh.secret_hash,
+            scopes,
+            created_time: now,
+            expires_time,
+            last_used_time: None,
+            revoked_time: None,
+        };
+        self.store().create_token(&stored).await?;
+        self.forget();
+        Ok(IssuedToken {
+            token: stored,
+            text: fresh.text,
+        })
+    }
+
+    /// Revokes a token for good.
+    pub async fn revoke_token(&self, token_id: &str) -> StoreResult<()> {
+        self.store()
+            .revoke_token(token_id, loopline_core::time::now_millis())
+            .await?;
+        self.forget();
+        Ok(())
+    }
+}
+
+/// How the first admin comes to exist: never a default password.
+pub enum Bootstrap {
+    /// An admin exists already.
+    Done,
+    /// Created from the environment.
+    Created(String),
+    /// Waiting for someone to present this one-time code (printed at start) with a user name and password.
+    Pending(String),
+}
+
+impl Access {
+    /// Creates the first admin from `LOOPLINE_ADMIN_USERNAME` (default `admin`) and `LOOPLINE_ADMIN_PASSWORD`
+    /// when no admin exists; without them, makes a one-time code for `POST /api/loopline/v1/access/bootstrap`.
+    pub async fn bootstrap(&self, username: Option<&str>, password: Option<&str>) -> StoreResult<Bootstrap> {
+        if self.store().count_admins().await? > 0 {
+            return Ok(Bootstrap::Done);
+        }
+        if let Some(password) = password {
+            let username = username.unwrap_or("admin");
+            match self.create_user(username, Some(password), true).await {
+                Ok(_) => return Ok(Bootstrap::Created(username.to_string())),
+                // Another replica did it first.
+                Err(StoreError::AlreadyExists(_)) if self.store().count_admins().await? > 0 => {
+                    return Ok(Bootstrap::Done);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let code = token::generate().text.replace(token::TOKEN_PREFIX, "llb_");
+        Ok(Bootstrap::Pending(code))
+    }
+}

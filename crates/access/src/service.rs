@@ -1,0 +1,446 @@
+//! The access service: authenticates credentials (cached, so neither a password hash nor a store read sits
+//! on the hot path), loads what a caller holds, and changes users, roles, grants and tokens.
+//!
+//! Caches are keyed to the store's access generation: a change on any replica increments it, and each replica
+//! reads it at most every `generation_check` (default 500 ms), dropping everything it cached when it moved.
+
+use crate::level::{Grant, Held, Level, RESOURCE_TYPES};
+use crate::principal::{Principal, Scope};
+use crate::{password, token};
+use loopline_metadata_store::{AccessStore, AccessUser, StoreError, StoreResult};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The workspace roles live in (Loopline has one).
+pub const DEFAULT_WORKSPACE: &str = "default";
+/// Built-in roles, created at start when missing.
+pub const BUILTIN_ROLES: &[(&str, &str, &str)] = &[
+    ("admin", "MANAGE", "Everything, including users, roles and tokens."),
+    ("editor", "EDIT", "Read, use, create and change every resource."),
+    ("viewer", "READ", "Read every resource."),
+];
+/// Most entries each cache holds before it starts over.
+const CACHE_LIMIT: usize = 10_000;
+/// How often a token's last-used time is written.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Settings.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// Level on resources no grant names (MLflow's `default_permission`).
+    pub default_level: Level,
+    /// Password failures before the account is locked.
+    pub lockout_after: i64,
+    /// Longest lock; each further failure doubles it from one second up to this.
+    pub lockout_max: Duration,
+    /// How often the store's generation is read.
+    pub generation_check: Duration,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        AccessSettings {
+            default_level: Level::Read,
+            lockout_after: 5,
+            lockout_max: Duration::from_secs(15 * 60),
+            generation_check: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why credentials were not accepted. Deliberately vague to the client: it never says whether a user exists.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong, unknown, expired, revoked or locked.
+    #[error("the credentials were not accepted")]
+    Rejected,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Credentials taken from a request.
+pub enum Credentials<'a> {
+    /// HTTP Basic.
+    Password {
+        /// User name.
+        username: &'a str,
+        /// Password.
+        password: &'a str,
+    },
+    /// A Loopline API token.
+    Token(&'a str),
+}
+
+#[derive(Clone)]
+struct Cached {
+    user: AccessUser,
+    held: Arc<Vec<Held>>,
+    holds_admin_role: bool,
+}
+
+#[derive(Clone)]
+struct CachedToken {
+    secret_hash: String,
+    scopes: Vec<Scope>,
+    expires_time: Option<i64>,
+    owner: Cached,
+}
+
+#[derive(Default)]
+struct Caches {
+    passwords: HashMap<String, ([u8; 32], Cached)>,
+    tokens: HashMap<String, CachedToken>,
+    touched: HashMap<String, Instant>,
+}
+
+/// Users, roles, grants and tokens, and the checks that read them.
+pub struct Access {
+    store: Arc<dyn AccessStore>,
+    settings: AccessSettings,
+    generation: AtomicI64,
+    checked: Mutex<Option<Instant>>,
+    caches: Mutex<Caches>,
+    cache_key: [u8; 32],
+}
+
+fn now_ms() -> i64 {
+    loopline_core::time::now_millis()
+}
+
+fn bounded_insert<V>(map: &mut HashMap<String, V>, key: String, value: V) {
+    if map.len() >= CACHE_LIMIT {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+impl Access {
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn AccessStore>, settings: AccessSettings) -> Arc<Access> {
+        let mut cache_key = [0u8; 32];
+        rand::fill(&mut cache_key);
+        Arc::new(Access {
+            store,
+            settings,
+            generation: AtomicI64::new(i64::MIN),
+            checked: Mutex::new(None),
+            caches: Mutex::new(Caches::default()),
+            cache_key,
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn AccessStore> {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &AccessSettings {
+        &self.settings
+    }
+
+    /// Creates the built-in roles that are missing.
+    pub async fn ensure_builtin_roles(&self) -> StoreResult<()> {
+        for (name, level, description) in BUILTIN_ROLES {
+            if self.store.find_role_by_name(DEFAULT_WORKSPACE, name).await?.is_some() {
+                continue;
+            }
+            let role = match self.store.create_role(DEFAULT_WORKSPACE, name, Some(description)).await {
+                Ok(role) => role,
+                // Another replica created it first.
+                Err(StoreError::AlreadyExists(_)) => continue,
+                Err(error) => return Err(error),
+            };
+            for resource_type in RESOURCE_TYPES {
+                self.store.add_grant(role.role_id, resource_type, "*", level).await?;
+            }
+        }
+        self.forget();
+        Ok(())
+    }
+
+    /// Drops every cached answer (after a change made here).
+    pub fn forget(&self) {
+        let mut caches = self.caches.lock().expect("access caches");
+        caches.passwords.clear();
+        caches.tokens.clear();
+    }
+
+    async fn sync(&self) -> StoreResult<()> {
+        {
+            let mut checked = self.checked.lock().expect("generation check time");
+            if checked.is_some_and(|at| at.elapsed() < self.settings.generation_check) {
+                return Ok(());
+            }
+            *checked = Some(Instant::now());
+        }
+        let generation = self.store.access_generation().await?;
+        if self.generation.swap(generation, Ordering::AcqRel) != generation {
+            self.forget();
+        }
+        Ok(())
+    }
+
+    fn password_digest(&self, password: &str) -> [u8; 32] {
+        let mut digest = Sha256::new();
+        digest.update(self.cache_key);
+        digest.update(password.as_bytes());
+        digest.finalize().into()
+    }
+
+    async fn load(&self, user: AccessUser) -> StoreResult<Cached> {
+        let grants = self.store.grants_of_user(user.user_id).await?;
+        let roles = self.store.roles_of_user(user.user_id).await?;
+        let holds_admin_role = roles
+            .iter()
+            .any(|role| role.workspace == DEFAULT_WORKSPACE && role.name == "admin");
+        let held = grants
+            .into_iter()
+            .filter_map(|grant| {
+                Some(Held {
+                    grant: Grant::parse(&grant.permission)?,
+                    resource_type: grant.resource_type,
+                    pattern: grant.resource_pattern,
+                })
+            })
+            .collect();
+        Ok(Cached {
+            user,
+            held: Arc::new(held),
+            holds_admin_role,
+        })
+    }
+
+    fn principal(&self, cached: &Cached, token_id: Option<String>, scopes: Vec<Scope>) -> Principal {
+        Principal {
+            user_id: cached.user.user_id,
+            username: cached.user.username.clone(),
+            is_admin: cached.user.is_admin || cached.holds_admin_role,
+            token_id,
+            scopes,
+            held: cached.held.clone(),
+            default_level: self.settings.default_level,
+        }
+    }
+
+    /// Checks credentials. Passwords are verified with Argon2id once and then remembered (as a keyed digest)
+    /// until anything about access changes; tokens are checked against their stored hash.
+    pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Principal, AuthError> {
+        self.sync().await?;
+        match credentials {
+            Credentials::Password { username, password } => self.check_password(username, password).await,
+            Credentials::Token(text) => self.check_token(text).await,
+        }
+    }
+
+    async fn check_password(&self, username: &str, password: &str) -> Result<Principal, AuthError> {
+        if password.is_empty() || password.len() > password::MAX_PASSWORD_BYTES || username.len() > 256 {
+            return Err(AuthError::Rejected);
+        }
+        let digest = self.password_digest(password);
+        let remembered = {
+            let caches = self.caches.lock().expect("access caches");
+            caches.passwords.get(username).cloned()
+        };
+        if let Some((known, cached)) = remembered
+            && token::same_hash(&hex(&known), &hex(&digest))
+        {
+            return Ok(self.principal(&cached, None, vec![Scope::All]));
+        }
+        let Some(user) = self.store.find_user(username).await? else {
+            let password = password.to_string();
+            let _ = tokio::task::spawn_blocking(move || password::verify_nothing(&password)).await;
+            return Err(AuthError::Rejected);
+        };
+        let now = now_ms();
+        if user.locked_until > now {
+            return Err(AuthError::Rejected);
+        }
+        let Some(stored) = user.password_hash.clone() else {
+            return Err(AuthError::Rejected);
+        };
+        let candidate = password.to_string();
+        let matches = tokio::task::spawn_blocking(move || password::verify(&candidate, &stored))
+            .await
+            .unwrap_or(false);
+        if !matches {
+            let failures = user.failed_logins + 1;
+            let locked_until = if failures >= self.settings.lockout_after {
+                let doublings = u32::try_from(failures - self.settings.lockout_after)
+                    .unwrap_or(u32::MAX)
+                    .min(20);
+                let lock = Duration::from_secs(1u64 << doublings).min(self.settings.lockout_max);
+                now + i64::try_from(lock.as_millis()).unwrap_or(i64::MAX)
+            } else {
+                0
+            };
+            if locked_until > 0 {
+                tracing::warn!(username = %user.username, failures, "account locked after repeated password failures");
+            }
+            self.store
+                .record_password_check(user.user_id, failures, locked_until)
+                .await?;
+            return Err(AuthError::Rejected);
+        }
+        if user.failed_logins > 0 {
+            self.store.record_password_check(user.user_id, 0, 0).await?;
+        }
+        let cached = self.load(user).await?;
+        let principal = self.principal(&cached, None, vec![Scope::All]);
+        let mut caches = self.caches.lock().expect("access caches");
+        bounded_insert(&mut caches.passwords, username.to_string(), (digest, cached));
+        Ok(principal)
+    }
+
+    async fn check_token(&self, text: &str) -> Result<Principal, AuthError> {
+        let Some((token_id, secret)) = token::parse(text) else {
+            return Err(AuthError::Rejected);
+        };
+        let presented = token::secret_hash(secret);
+        let remembered = {
+            let caches = self.caches.lock().expect("access caches");
+            caches.tokens.get(token_id).cloned()
+        };
+        let cached = match remembered {
+            Some(cached) => cached,
+            None => {
+                let Some(stored) = self.store.find_token(token_id).await? else {
+                    return Err(AuthError::Rejected);
+                };
+                if stored.revoked_time.is_some() {
+                    return Err(AuthError::Rejected);
+                }
+                let Some(user) = self.store.find_user_by_id(stored.user_id).await? else {
+                    return Err(AuthError::Rejected);
+                };
+                let cached = CachedToken {
+                    secret_hash: stored.secret_hash,
+                    scopes: stored.scopes.iter().filter_map(|scope| Scope::parse(scope)).collect(),
+                    expires_time: stored.expires_time,
+                    owner: self.load(user).await?,
+                };
+                let mut caches = self.caches.lock().expect("access caches");
+                bounded_insert(&mut caches.tokens, token_id.to_string(), cached.clone());
+                cached
+            }
+        };
+        if !token::same_hash(&presented, &cached.secret_hash) {
+            return Err(AuthError::Rejected);
+        }
+        let now = now_ms();
+        if cached.expires_time.is_some_and(|expires| expires <= now) {
+            return Err(AuthError::Rejected);
+        }
+        self.touch(token_id, now);
+        Ok(self.principal(&cached.owner, Some(token_id.to_string()), cached.scopes))
+    }
+
+    /// Records a token's use, at most once a minute, without holding the request.
+    fn touch(&self, token_id: &str, now: i64) {
+        {
+            let mut caches = self.caches.lock().expect("access caches");
+            if caches
+                .touched
+                .get(token_id)
+                .is_some_and(|at| at.elapsed() < TOUCH_INTERVAL)
+            {
+                return;
+            }
+            bounded_insert(&mut caches.touched, token_id.to_string(), Instant::now());
+        }
+        let (store, token_id) = (self.store.clone(), token_id.to_string());
+        tokio::spawn(async move {
+            if let Err(error) = store.touch_token(&token_id, now).await {
+                tracing::warn!(%error, "could not record a token's last use");
+            }
+        });
+    }
+
+    /// The principal of a user by id (what a verified OIDC login or the bootstrap maps to).
+    pub async fn principal_of(&self, user: AccessUser, scopes: Vec<Scope>) -> StoreResult<Principal> {
+        let cached = self.load(user).await?;
+        Ok(self.principal(&cached, None, scopes))
+    }
+
+    /// The role that holds one user's own grants (MLflow's `__user_<id>__`), created when missing.
+    pub async fn personal_role(&self, user_id: i64) -> StoreResult<i64> {
+        let name = format!("__user_{user_id}__");
+        if let Some(role) = self.store.find_role_by_name(DEFAULT_WORKSPACE, &name).await? {
+            return Ok(role.role_id);
+        }
+        let role = match self
+            .store
+            .create_role(DEFAULT_WORKSPACE, &name, Some("grants made to one user"))
+            .await
+        {
+            Ok(role) => role,
+            Err(StoreError::AlreadyExists(_)) => self
+                .store
+                .find_role_by_name(DEFAULT_WORKSPACE, &name)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("role {name}")))?,
+            Err(error) => return Err(error),
+        };
+        match self.store.assign_role(user_id, role.role_id).await {
+            Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+            Err(error) => return Err(error),
+        }
+        Ok(role.role_id)
+    }
+
+    /// Sets one user's own grant on one resource (replacing an earlier one).
+    pub async fn grant_to_user(
+        &self,
+        user_id: i64,
+        resource_type: &str,
+        resource_id: &str,
+        grant: Grant,
+    ) -> StoreResult<()> {
+        let role_id = self.personal_role(user_id).await?;
+        let existing = self
+            .store
+            .list_grants(role_id)
+            .await?
+            .into_iter()
+            .find(|held| held.resource_type == resource_type && held.resource_pattern == resource_id);
+        match existing {
+            Some(held) => {
+                self.store.update_grant(held.grant_id, grant.name()).await?;
+            }
+            None => {
+                self.store
+                    .add_grant(role_id, resource_type, resource_id, grant.name())
+                    .await?;
+            }
+        }
+        self.forget();
+        Ok(())
+    }
+
+    /// Gives the creator of a resource MANAGE on it (admins need nothing).
+    pub async fn grant_creator(
+        &self,
+        principal: &Principal,
+        resource_type: &str,
+        resource_id: &str,
+    ) -> StoreResult<()> {
+        if principal.is_admin {
+            return Ok(());
+        }
+        self.grant_to_user(
+            principal.user_id,
+            resource_type,
+            resource_id,
+            Grant::Level(Level::Manage),
+        )
+        .await
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}

@@ -1,0 +1,419 @@
+//! The one place access is checked: a layer on every route that authenticates the caller, finds the
+//! resource the route touches, compares the caller's level with what the route's declaration needs, and
+//! only then runs the handler. It also gives creators MANAGE and writes the audit trail.
+
+use super::audit::AuditSink;
+use super::fields::{query_field, top_level_fields};
+use super::refusal::{Challenges, UNAUTHENTICATED, refuse};
+use super::rules::{Created, Need, RouteTable, Source, Via};
+use crate::access::credentials::{Presented, presented};
+use axum::RequestPartsExt;
+use axum::body::Body;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use loopline_access::{Access, AuthError, Credentials, Level, Principal};
+use loopline_core::ErrorCode;
+use loopline_metadata_store::AuditEntry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Which kinds of credentials the server takes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Modes {
+    /// Users and passwords (HTTP Basic).
+    pub basic: bool,
+    /// Loopline API tokens (Bearer).
+    pub token: bool,
+    /// OpenID Connect ID tokens (Bearer JWT).
+    pub oidc: bool,
+}
+
+/// Verifies bearer tokens that are not Loopline's own (OIDC).
+#[async_trait::async_trait]
+pub trait BearerVerifier: Send + Sync {
+    /// The caller a bearer token stands for, or `Rejected`.
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError>;
+}
+
+/// What the guard needs.
+pub struct Guard {
+    /// Users, tokens, grants.
+    pub access: Arc<Access>,
+    /// What each route needs.
+    pub table: Arc<RouteTable>,
+    /// The audit trail.
+    pub audit: AuditSink,
+    /// Accepted credentials.
+    pub modes: Modes,
+    /// OIDC, when configured.
+    pub oidc: Option<Arc<dyn BearerVerifier>>,
+    /// Largest body read to find a resource id.
+    pub max_body_bytes: usize,
+}
+
+/// Where a request came from, for the audit trail (set by the listener).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddress(pub SocketAddr);
+
+enum Refused {
+    Unauthenticated,
+    TooLarge(String),
+    Denied(String),
+    Failed(String),
+}
+
+impl Guard {
+    fn challenges(&self) -> Challenges {
+        Challenges {
+            basic: self.modes.basic,
+            bearer: self.modes.token || self.modes.oidc,
+        }
+    }
+
+    async fn authenticate(&self, presented: Presented) -> Result<Principal, Refused> {
+        let result = match presented {
+            Presented::Nothing | Presented::Malformed => return Err(Refused::Unauthenticated),
+            Presented::Basic { username, password } if self.modes.basic => {
+                self.access
+                    .authenticate(Credentials::Password {
+                        username: &username,
+                        password: &password,
+                    })
+                    .await
+            }
+            Presented::Bearer(token) if self.modes.token && token.starts_with(loopline_access::token::TOKEN_PREFIX) => {
+                self.access.authenticate(Credentials::Token(&token)).await
+            }
+            Presented::Bearer(token) => match (&self.oidc, self.modes.oidc) {
+                (Some(verifier), true) => verifier.verify(&token).await,
+                _ => return Err(Refused::Unauthenticated),
+            },
+            Presented::Basic { .. } => return Err(Refused::Unauthenticated),
+        };
+        result.map_err(|error| match error {
+            AuthError::Rejected => Refused::Unauthenticated,
+            AuthError::Store(error) => Refused::Failed(format!("checking credentials failed: {error}")),
+        })
+    }
+}
+
+/// The layer's function (`axum::middleware::from_fn_with_state`).
+pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let Some(pattern) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_string())
+    else {
+        return next.run(request).await;
+    };
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let Some(need) = guard.table.need(method.as_str(), &pattern).copied() else {
+        tracing::error!(%method, route = %pattern, "a route declares no permission; refused (this is a bug)");
+        return refuse(
+            &path,
+            ErrorCode::PermissionDenied,
+            "This route declares no permission.",
+            guard.challenges(),
+        );
+    };
+    if need == Need::Public {
+        return next.run(request).await;
+    }
+    let mut entry = AuditEntry {
+        time: loopline_core::time::now_millis(),
+        method: method.to_string(),
+        path: bounded(&path, 512),
+        action: action_name(&method, &need).to_string(),
+        source: request
+            .extensions()
+            .get::<PeerAddress>()
+            .map(|peer| peer.0.ip().to_string()),
+        ..AuditEntry::default()
+    };
+    let principal = match guard.authenticate(presented(request.headers())).await {
+        Ok(principal) => principal,
+        Err(refused) => return guard.refused(refused, &path, entry).await,
+    };
+    entry.principal = Some(principal.username.clone());
+    entry.token_id = principal.token_id.clone();
+    if !principal.scopes_allow(need.action()) {
+        let message = "The token's scopes do not allow this request.".to_string();
+        return guard.refused(Refused::Denied(message), &path, entry).await;
+    }
+    let (request, created_in_request) = match authorise(&guard, &principal, need, request, &mut entry).await {
+        Ok(allowed) => allowed,
+        Err(refused) => return guard.refused(refused, &path, entry).await,
+    };
+    let mut request = request;
+    request.extensions_mut().insert(principal.clone());
+    let response = next.run(request).await;
+    let response = match need {
+        Need::Create { kind, created } if response.status().is_success() => {
+            give_creator(
+                &guard,
+                &principal,
+                kind,
+                created,
+                created_in_request,
+                response,
+                &mut entry,
+            )
+            .await
+        }
+        _ => response,
+    };
+    entry.status = i64::from(response.status().as_u16());
+    entry.outcome = if response.status().is_success() {
+        "allowed"
+    } else {
+        "failed"
+    }
+    .to_string();
+    if method != Method::GET && method != Method::HEAD {
+        guard.audit.record(entry).await;
+    }
+    response
+}
+
+impl Guard {
+    async fn refused(&self, refused: Refused, path: &str, mut entry: AuditEntry) -> Response {
+        let response = match &refused {
+            Refused::Unauthenticated => refuse(path, ErrorCode::Unauthenticated, UNAUTHENTICATED, self.challenges()),
+            Refused::Denied(message) => refuse(path, ErrorCode::PermissionDenied, message, self.challenges()),
+            Refused::TooLarge(message) => axum::response::IntoResponse::into_response(crate::error::ApiError::new(
+                ErrorCode::RequestTooLarge,
+                message.clone(),
+            )),
+            Refused::Failed(message) => {
+                tracing::error!(reason = %message, "an access check failed");
+                let error = crate::error::ApiError::new(ErrorCode::TemporarilyUnavailable, message.clone());
+                axum::response::IntoResponse::into_response(error)
+            }
+        };
+        entry.status = i64::from(response.status().as_u16());
+        entry.outcome = match refused {
+            Refused::Unauthenticated => "unauthenticated",
+            Refused::Denied(_) => "denied",
+            Refused::TooLarge(_) => "failed",
+            Refused::Failed(_) => "failed",
+        }
+        .to_string();
+        self.audit.record(entry).await;
+        response
+    }
+}
+
+/// Checks the need; returns the request (its body read back in if it had to be read) and, for creations, the
+/// created id when it is a request field.
+async fn authorise(
+    guard: &Guard,
+    principal: &Principal,
+    need: Need,
+    request: Request,
+    entry: &mut AuditEntry,
+) -> Result<(Request, Option<String>), Refused> {
+    let denied = || Refused::Denied("Permission denied.".to_string());
+    match need {
+        Need::Public | Need::Signed(_) | Need::Handler(_) => Ok((request, None)),
+        Need::Listing { kind } => {
+            entry.resource_type = Some(kind.to_string());
+            Ok((request, None))
+        }
+        Need::Admin => {
+            if principal.is_admin {
+                Ok((request, None))
+            } else {
+                Err(denied())
+            }
+        }
+        Need::Create { kind, created } => {
+            entry.resource_type = Some(kind.to_string());
+            if !principal.may(kind, None, Level::Edit) {
+                return Err(denied());
+            }
+            match created {
+                Created::Request(fields) => {
+                    let (request, id) = locate(guard, request, Source::Field(fields)).await?;
+                    entry.resource_id.clone_from(&id);
+                    Ok((request, id))
+                }
+                Created::Response(_) | Created::Path(_) => Ok((request, None)),
+            }
+        }
+        Need::On {
+            kind,
+            source,
+            via,
+            level,
+            ..
+        } => {
+            let (request, id) = locate(guard, request, source).await?;
+            let resource = match (via, id) {
+                (Via::Itself, id) => id,
+                (Via::Owner(owned), Some(id)) => guard
+                    .access
+                    .store()
+                    .owner_of(owned, &id)
+                    .await
+                    .map_err(|error| Refused::Failed(format!("finding what a request touches failed: {error}")))?,
+                (Via::Owner(_), None) => None,
+            };
+            entry.resource_type = Some(kind.to_string());
+            entry.resource_id.clone_from(&resource);
+            // An id that names nothing is checked against the kind as a whole; the handler then says it
+            // does not exist only to callers who could have read it.
+            if principal.may(kind, resource.as_deref(), level) {
+                Ok((request, None))
+            } else {
+                Err(denied())
+            }
+        }
+    }
+}
+
+/// Finds a resource id in the request, reading (and putting back) a JSON body when the id is in it.
+async fn locate(guard: &Guard, request: Request, source: Source) -> Result<(Request, Option<String>), Refused> {
+    match source {
+        Source::Path(name) => {
+            let (mut parts, body) = request.into_parts();
+            let params = parts.extract::<RawPathParams>().await.ok();
+            let id = params.and_then(|params| {
+                params
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| value.to_string())
+            });
+            Ok((Request::from_parts(parts, body), id))
+        }
+        Source::ArtifactPath => {
+            let (mut parts, body) = request.into_parts();
+            let params = parts.extract::<RawPathParams>().await.ok();
+            let path = params
+                .and_then(|params| params.iter().next().map(|(_, value)| value.to_string()))
+                .or_else(|| query_field(parts.uri.query(), &["path"]));
+            let id = path.and_then(|path| {
+                path.trim_start_matches('/')
+                    .split('/')
+                    .next()
+                    .filter(|segment| !segment.is_empty())
+                    .map(str::to_string)
+            });
+            Ok((Request::from_parts(parts, body), id))
+        }
+        Source::Nothing => Ok((request, None)),
+        Source::Header(name) => {
+            let id = request
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(|value| value.trim().to_string())
+                .filter(|value| !value.is_empty());
+            Ok((request, id))
+        }
+        Source::Pointer(pointer) => {
+            let (parts, body) = request.into_parts();
+            let bytes = read_body(guard, body).await?;
+            let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|value| match value.pointer(pointer) {
+                    Some(serde_json::Value::String(text)) => Some(text.clone()),
+                    Some(serde_json::Value::Number(number)) => Some(number.to_string()),
+                    _ => None,
+                });
+            Ok((Request::from_parts(parts, Body::from(bytes)), id))
+        }
+        Source::Field(names) => {
+            let json_body = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|value| value.to_ascii_lowercase().contains("json"));
+            let from_query = request.method() == Method::GET
+                || request.method() == Method::HEAD
+                || (request.method() == Method::DELETE && !json_body);
+            if from_query {
+                let id = query_field(request.uri().query(), names);
+                return Ok((request, id));
+            }
+            let (parts, body) = request.into_parts();
+            let bytes = read_body(guard, body).await?;
+            let id = top_level_fields(&bytes, names).into_iter().flatten().next();
+            // A query field also counts (some clients send ids there on POST).
+            let id = id.or_else(|| query_field(parts.uri.query(), names));
+            Ok((Request::from_parts(parts, Body::from(bytes)), id))
+        }
+    }
+}
+
+async fn read_body(guard: &Guard, body: Body) -> Result<axum::body::Bytes, Refused> {
+    axum::body::to_bytes(body, guard.max_body_bytes).await.map_err(|_| {
+        Refused::TooLarge(format!(
+            "The request body is larger than {} bytes or could not be read.",
+            guard.max_body_bytes
+        ))
+    })
+}
+
+async fn give_creator(
+    guard: &Guard,
+    principal: &Principal,
+    kind: &'static str,
+    created: Created,
+    from_request: Option<String>,
+    response: Response,
+    entry: &mut AuditEntry,
+) -> Response {
+    let (response, id) = match created {
+        Created::Request(_) => (response, from_request),
+        Created::Path(_) => (response, entry.resource_id.clone()),
+        Created::Response(field) => {
+            let (parts, body) = response.into_parts();
+            match axum::body::to_bytes(body, 1024 * 1024).await {
+                Ok(bytes) => {
+                    let id = top_level_fields(&bytes, &[field]).into_iter().flatten().next();
+                    (Response::from_parts(parts, Body::from(bytes)), id)
+                }
+                Err(_) => (Response::from_parts(parts, Body::empty()), None),
+            }
+        }
+    };
+    if let Some(id) = id {
+        entry.resource_id = Some(id.clone());
+        if let Err(error) = guard.access.grant_creator(principal, kind, &id).await {
+            tracing::error!(%error, kind, id, user = %principal.username, "the creator could not be given MANAGE");
+        }
+    }
+    response
+}
+
+fn action_name(method: &Method, need: &Need) -> &'static str {
+    match need {
+        Need::Create { .. } => "create",
+        _ if *method == Method::GET || *method == Method::HEAD => "read",
+        _ if *method == Method::DELETE => "delete",
+        _ => "update",
+    }
+}
+
+fn bounded(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+#[allow(dead_code)]
+fn check_is_send(
+    guard: State<Arc<Guard>>,
+    request: Request,
+    next: Next,
+) -> impl std::future::Future<Output = Response> + Send {
+    check(guard, request, next)
+}

@@ -1,0 +1,17 @@
+//! Access control on the wire: which permission each route needs, the guard that checks it before any
+//! handler runs, and the MLflow-compatible and Loopline access APIs.
+
+pub mod audit;
+pub mod context;
+pub mod credentials;
+pub mod fields;
+pub mod guard;
+pub mod inventory;
+pub mod mlflow_api;
+pub mod own_api;
+pub mod params;
+pub mod refusal;
+pub mod rules;
+
+pub use guard::{BearerVerifier, Guard, Modes, PeerAddress};
+pub use rules::{Created, Need, RouteTable, Source, Via};

@@ -1,0 +1,237 @@
+//! What a route needs: the vocabulary of the one permission table (in the server crate, beside the router).
+
+use loopline_access::{Action, Level};
+use loopline_metadata_store::Owned;
+use std::collections::HashMap;
+
+/// Where a resource's id is found in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A request field: the query string for GET (and for DELETE without a JSON body), the top level of the
+    /// JSON body otherwise. The first name present is used (`run_id` or its legacy twin `run_uuid`).
+    Field(&'static [&'static str]),
+    /// A path parameter.
+    Path(&'static str),
+    /// The first segment of an artifact path (`{experiment_id}/{run_id}/artifacts/...`): the path parameter,
+    /// or the `path` query field when the route has none (listing).
+    ArtifactPath,
+    /// A request header.
+    Header(&'static str),
+    /// A JSON pointer into the body (for ids nested below the top level).
+    Pointer(&'static str),
+    /// Nowhere: the route acts on the kind as a whole.
+    Nothing,
+}
+
+/// How the id found leads to the resource whose grants apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// It is the resource's own id or name.
+    Itself,
+    /// It names a resource owned by another (a run, a trace, a logged model, a pipeline run).
+    Owner(Owned),
+}
+
+/// How a created resource's id is found once the handler succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// In a request field (the name the caller chose).
+    Request(&'static [&'static str]),
+    /// In a top-level field of the JSON response (an id the server chose).
+    Response(&'static str),
+    /// In a path parameter.
+    Path(&'static str),
+}
+
+/// What a route needs from its caller.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Need {
+    /// Nothing: health probes and static files carry no data.
+    Public,
+    /// Any authenticated caller whose credentials' scopes cover the action (their own account, server facts).
+    Signed(Action),
+    /// An admin.
+    Admin,
+    /// A level on one resource.
+    On {
+        /// Resource kind the grants name.
+        kind: &'static str,
+        /// Where the id is.
+        source: Source,
+        /// How the id leads to the resource.
+        via: Via,
+        /// Level required.
+        level: Level,
+        /// Scope the credentials need.
+        action: Action,
+    },
+    /// Creating a resource: EDIT on its kind as a whole; the creator then gets MANAGE on what was created.
+    Create {
+        /// Resource kind.
+        kind: &'static str,
+        /// Where the new resource's id is.
+        created: Created,
+    },
+    /// A search or list: any caller with read scope; the handler shows only what the caller may read.
+    Listing {
+        /// Resource kind listed.
+        kind: &'static str,
+    },
+    /// The handler decides, with the caller's principal (the access API: a user may read their own account,
+    /// MANAGE on a resource lets one grant on it).
+    Handler(Action),
+}
+
+impl Need {
+    /// The scope the credentials must cover.
+    pub fn action(&self) -> Action {
+        match *self {
+            Need::Public => Action::Read,
+            Need::Signed(action) | Need::Handler(action) => action,
+            Need::Admin => Action::Admin,
+            Need::On { action, .. } => action,
+            Need::Create { .. } => Action::Write,
+            Need::Listing { .. } => Action::Read,
+        }
+    }
+}
+
+/// Reading a resource found by its own id.
+pub const fn read(kind: &'static str, source: Source) -> Need {
+    Need::On {
+        kind,
+        source,
+        via: Via::Itself,
+        level: Level::Read,
+        action: Action::Read,
+    }
+}
+
+/// Changing a resource found by its own id.
+pub const fn edit(kind: &'static str, source: Source) -> Need {
+    Need::On {
+        kind,
+        source,
+        via: Via::Itself,
+        level: Level::Edit,
+        action: Action::Write,
+    }
+}
+
+/// Deleting a resource (or a change as strong): MANAGE.
+pub const fn manage(kind: &'static str, source: Source) -> Need {
+    Need::On {
+        kind,
+        source,
+        via: Via::Itself,
+        level: Level::Manage,
+        action: Action::Write,
+    }
+}
+
+/// Calling a served model or deployment: USE.
+pub const fn predict(kind: &'static str, source: Source) -> Need {
+    Need::On {
+        kind,
+        source,
+        via: Via::Itself,
+        level: Level::Use,
+        action: Action::Predict,
+    }
+}
+
+/// A level on the kind as a whole (routes that name no single resource).
+pub const fn kind_wide(kind: &'static str, level: Level, action: Action) -> Need {
+    Need::On {
+        kind,
+        source: Source::Nothing,
+        via: Via::Itself,
+        level,
+        action,
+    }
+}
+
+/// Deleting something an experiment (or pipeline) owns.
+pub const fn manage_owned(owned: Owned, source: Source) -> Need {
+    Need::On {
+        kind: owner_kind(owned),
+        source,
+        via: Via::Owner(owned),
+        level: Level::Manage,
+        action: Action::Write,
+    }
+}
+
+/// Reading something an experiment (or pipeline) owns.
+pub const fn read_owned(owned: Owned, source: Source) -> Need {
+    Need::On {
+        kind: owner_kind(owned),
+        source,
+        via: Via::Owner(owned),
+        level: Level::Read,
+        action: Action::Read,
+    }
+}
+
+/// Changing something an experiment (or pipeline) owns.
+pub const fn edit_owned(owned: Owned, source: Source) -> Need {
+    Need::On {
+        kind: owner_kind(owned),
+        source,
+        via: Via::Owner(owned),
+        level: Level::Edit,
+        action: Action::Write,
+    }
+}
+
+/// The kind of the owner.
+pub const fn owner_kind(owned: Owned) -> &'static str {
+    match owned {
+        Owned::Run | Owned::Trace | Owned::LoggedModel => "experiment",
+        Owned::PipelineRun => "pipeline",
+        Owned::ExperimentName | Owned::Issue => "experiment",
+    }
+}
+
+/// Request field names.
+pub const EXPERIMENT_ID: Source = Source::Field(&["experiment_id"]);
+/// `run_id` or its legacy twin.
+pub const RUN_ID: Source = Source::Field(&["run_id", "run_uuid"]);
+/// A registered model's name.
+pub const NAME: Source = Source::Field(&["name"]);
+/// A trace id (MLflow 2 calls it the request id).
+pub const TRACE_ID: Source = Source::Field(&["trace_id", "request_id"]);
+/// A logged model id.
+pub const MODEL_ID: Source = Source::Field(&["model_id"]);
+
+/// The table: method and route path (as registered, `{param}` included) to what the route needs.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    needs: HashMap<(String, String), Need>,
+}
+
+impl RouteTable {
+    /// A table from its rows. A row listed twice is a mistake in the table: the test that builds it fails.
+    pub fn new(rows: &[(&str, &str, Need)]) -> Result<RouteTable, String> {
+        let mut needs = HashMap::new();
+        for (method, path, need) in rows {
+            if needs.insert((method.to_string(), path.to_string()), *need).is_some() {
+                return Err(format!("{method} {path} is declared twice"));
+            }
+        }
+        Ok(RouteTable { needs })
+    }
+
+    /// What a route needs (`None`: not declared, so refused).
+    pub fn need(&self, method: &str, path: &str) -> Option<&Need> {
+        let method = if method == "HEAD" { "GET" } else { method };
+        self.needs
+            .get(&(method.to_string(), path.to_string()))
+            .or_else(|| self.needs.get(&("*".to_string(), path.to_string())))
+    }
+
+    /// Every declared row.
+    pub fn rows(&self) -> impl Iterator<Item = (&(String, String), &Need)> {
+        self.needs.iter()
+    }
+}

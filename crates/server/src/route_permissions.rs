@@ -1,0 +1,766 @@
+//! Who may call each route: the one table the access guard reads, beside the router it guards. A route
+//! the router answers without a row here is refused at run time, and the test that enumerates the router
+//! fails, so no route can be added without saying who may call it.
+
+use loopline_access::{Action, Level};
+use loopline_http_api::access::rules::{
+    Created, EXPERIMENT_ID, NAME, Need, RUN_ID, RouteTable, Source, TRACE_ID, edit, edit_owned, kind_wide, manage,
+    manage_owned, predict, read, read_owned,
+};
+use loopline_metadata_store::Owned;
+
+const API2: &str = "/api/2.0/mlflow";
+const API3: &str = "/api/3.0/mlflow";
+const OWN: &str = "/api/loopline/v1";
+
+const EXPERIMENT: &str = "experiment";
+const MODEL: &str = "registered_model";
+const DEPLOYMENT: &str = "deployment";
+const MONITOR: &str = "monitor";
+const PIPELINE: &str = "pipeline";
+const DATASET: &str = "dataset";
+
+const SIGNED_READ: Need = Need::Signed(Action::Read);
+const SIGNED_WRITE: Need = Need::Signed(Action::Write);
+
+fn path(name: &'static str) -> Source {
+    Source::Path(name)
+}
+
+/// A level on a model served under `/v2/models/{name}` or `/models/{name}`.
+const fn serving(level: Level) -> Need {
+    Need::On {
+        kind: MODEL,
+        source: Source::Path("name"),
+        via: loopline_http_api::access::Via::Itself,
+        level,
+        action: Action::Predict,
+    }
+}
+
+/// MLflow's tracking, registry, logged-model, trace and artifact routes.
+fn mlflow_rows() -> Vec<(String, &'static str, Need)> {
+    let experiment_name = Need::On {
+        kind: EXPERIMENT,
+        source: Source::Field(&["experiment_name"]),
+        via: loopline_http_api::access::Via::Owner(Owned::ExperimentName),
+        level: Level::Read,
+        action: Action::Read,
+    };
+    let rows: Vec<(&str, &str, &'static str, Need)> = vec![
+        // Experiments.
+        (API2, "/experiments/get", "GET", read(EXPERIMENT, EXPERIMENT_ID)),
+        (API2, "/experiments/get-by-name", "GET", experiment_name),
+        (
+            API2,
+            "/experiments/create",
+            "POST",
+            Need::Create {
+                kind: EXPERIMENT,
+                created: Created::Response("experiment_id"),
+            },
+        ),
+        (API2, "/experiments/delete", "POST", manage(EXPERIMENT, EXPERIMENT_ID)),
+        (API2, "/experiments/restore", "POST", manage(EXPERIMENT, EXPERIMENT_ID)),
+        (API2, "/experiments/update", "POST", edit(EXPERIMENT, EXPERIMENT_ID)),
+        (
+            API2,
+            "/experiments/set-experiment-tag",
+            "POST",
+            edit(EXPERIMENT, EXPERIMENT_ID),
+        ),
+        (
+            API2,
+            "/experiments/delete-experiment-tag",
+            "POST",
+            edit(EXPERIMENT, EXPERIMENT_ID),
+        ),
+        (API2, "/experiments/search", "GET", Need::Listing { kind: EXPERIMENT }),
+        (API2, "/experiments/search", "POST", Need::Listing { kind: EXPERIMENT }),
+        (
+            API2,
+            "/experiments/search-datasets",
+            "POST",
+            Need::Listing { kind: EXPERIMENT },
+        ),
+        // Runs.
+        (API2, "/runs/create", "POST", edit(EXPERIMENT, EXPERIMENT_ID)),
+        (
+            API2,
+            "/runs/create-promptlab-run",
+            "POST",
+            edit(EXPERIMENT, EXPERIMENT_ID),
+        ),
+        (API2, "/runs/get", "GET", read_owned(Owned::Run, RUN_ID)),
+        (API2, "/runs/delete", "POST", manage_owned(Owned::Run, RUN_ID)),
+        (API2, "/runs/restore", "POST", manage_owned(Owned::Run, RUN_ID)),
+        (API2, "/runs/update", "POST", edit_owned(Owned::Run, RUN_ID)),
+        (API2, "/runs/log-batch", "POST", edit_owned(Owned::Run, RUN_ID)),
+        (API2, "/runs/log-metric", "POST", edit_owned(Owned::Run, RUN_ID)),
+        (API2, "/runs/log-parameter", "POST", edit_owned(Owned::Run, RUN_ID)),
+        (API2, "/runs/log-inputs", "POST", edit_owned(Owned::Run, RUN_ID)),
+        (API2, "/runs/outputs", "POST", edit_owned(Owned::Run, RUN_ID)),
+        (API2, "/runs/set-tag", "POST", edit_owned(Owned::Run, RUN_ID)),
+        (API2, "/runs/delete-tag", "POST", edit_owned(Owned::Run, RUN_ID)),
+        (API2, "/runs/search", "GET", Need::Listing { kind: EXPERIMENT }),
+        (API2, "/runs/search", "POST", Need::Listing { kind: EXPERIMENT }),
+        (API2, "/metrics/get-history", "GET", read_owned(Owned::Run, RUN_ID)),
+        (
+            API2,
+            "/metrics/get-history-bulk",
+            "GET",
+            Need::Listing { kind: EXPERIMENT },
+        ),
+        (
+            API2,
+            "/metrics/get-history-bulk-interval",
+            "GET",
+            Need::Listing { kind: EXPERIMENT },
+        ),
+        // Artifacts.
+        (API2, "/artifacts/list", "GET", read_owned(Owned::Run, RUN_ID)),
+        (API2, "/upload-artifact", "POST", edit_owned(Owned::Run, RUN_ID)),
+        ("", "/get-artifact", "GET", read_owned(Owned::Run, RUN_ID)),
+        ("", "/model-versions/get-artifact", "GET", read(MODEL, NAME)),
+        (
+            "/api/2.0/mlflow-artifacts",
+            "/artifacts",
+            "GET",
+            read(EXPERIMENT, Source::ArtifactPath),
+        ),
+        (
+            "/api/2.0/mlflow-artifacts",
+            "/artifacts/{*path}",
+            "GET",
+            read(EXPERIMENT, Source::ArtifactPath),
+        ),
+        (
+            "/api/2.0/mlflow-artifacts",
+            "/artifacts/{*path}",
+            "PUT",
+            edit(EXPERIMENT, Source::ArtifactPath),
+        ),
+        (
+            "/api/2.0/mlflow-artifacts",
+            "/artifacts/{*path}",
+            "DELETE",
+            manage(EXPERIMENT, Source::ArtifactPath),
+        ),
+        // Registered models and versions.
+        (
+            API2,
+            "/registered-models/create",
+            "POST",
+            Need::Create {
+                kind: MODEL,
+                created: Created::Request(&["name"]),
+            },
+        ),
+        (API2, "/registered-models/get", "GET", read(MODEL, NAME)),
+        (API2, "/registered-models/get-latest-versions", "GET", read(MODEL, NAME)),
+        (
+            API2,
+            "/registered-models/get-latest-versions",
+            "POST",
+            read(MODEL, NAME),
+        ),
+        (API2, "/registered-models/alias", "GET", read(MODEL, NAME)),
+        (API2, "/registered-models/alias", "POST", edit(MODEL, NAME)),
+        (API2, "/registered-models/alias", "DELETE", edit(MODEL, NAME)),
+        (API2, "/registered-models/update", "PATCH", edit(MODEL, NAME)),
+        (API2, "/registered-models/set-tag", "POST", edit(MODEL, NAME)),
+        (API2, "/registered-models/delete-tag", "DELETE", edit(MODEL, NAME)),
+        (API2, "/registered-models/rename", "POST", manage(MODEL, NAME)),
+        (API2, "/registered-models/delete", "DELETE", manage(MODEL, NAME)),
+        (API2, "/registered-models/search", "GET", Need::Listing { kind: MODEL }),
+        (API2, "/model-versions/create", "POST", edit(MODEL, NAME)),
+        (API2, "/model-versions/get", "GET", read(MODEL, NAME)),
+        (API2, "/model-versions/get-download-uri", "GET", read(MODEL, NAME)),
+        (API2, "/model-versions/update", "PATCH", edit(MODEL, NAME)),
+        (API2, "/model-versions/set-tag", "POST", edit(MODEL, NAME)),
+        (API2, "/model-versions/delete-tag", "DELETE", edit(MODEL, NAME)),
+        (API2, "/model-versions/transition-stage", "POST", edit(MODEL, NAME)),
+        (API2, "/model-versions/delete", "DELETE", manage(MODEL, NAME)),
+        (API2, "/model-versions/search", "GET", Need::Listing { kind: MODEL }),
+        // Logged models.
+        (API2, "/logged-models", "POST", edit(EXPERIMENT, EXPERIMENT_ID)),
+        (
+            API2,
+            "/logged-models/search",
+            "POST",
+            Need::Listing { kind: EXPERIMENT },
+        ),
+        (
+            API2,
+            "/logged-models/{model_id}",
+            "GET",
+            read_owned(Owned::LoggedModel, path("model_id")),
+        ),
+        (
+            API2,
+            "/logged-models/{model_id}",
+            "PATCH",
+            edit_owned(Owned::LoggedModel, path("model_id")),
+        ),
+        (
+            API2,
+            "/logged-models/{model_id}",
+            "DELETE",
+            manage_owned(Owned::LoggedModel, path("model_id")),
+        ),
+        (
+            API2,
+            "/logged-models/{model_id}/tags",
+            "PATCH",
+            edit_owned(Owned::LoggedModel, path("model_id")),
+        ),
+        (
+            API2,
+            "/logged-models/{model_id}/tags/{key}",
+            "DELETE",
+            edit_owned(Owned::LoggedModel, path("model_id")),
+        ),
+        (
+            API2,
+            "/logged-models/{model_id}/params",
+            "POST",
+            edit_owned(Owned::LoggedModel, path("model_id")),
+        ),
+        (
+            API2,
+            "/logged-models/{model_id}/artifacts/directories",
+            "GET",
+            read_owned(Owned::LoggedModel, path("model_id")),
+        ),
+        (
+            API2,
+            "/logged-models/{model_id}/artifacts/files",
+            "GET",
+            read_owned(Owned::LoggedModel, path("model_id")),
+        ),
+        // Traces (MLflow 2 and 3 shapes).
+        (API2, "/traces", "POST", edit(EXPERIMENT, EXPERIMENT_ID)),
+        (API2, "/traces", "GET", Need::Listing { kind: EXPERIMENT }),
+        (
+            API2,
+            "/traces/{request_id}",
+            "PATCH",
+            edit_owned(Owned::Trace, path("request_id")),
+        ),
+        (
+            API2,
+            "/traces/{request_id}/info",
+            "GET",
+            read_owned(Owned::Trace, path("request_id")),
+        ),
+        (
+            API2,
+            "/traces/{trace_id}/tags",
+            "PATCH",
+            edit_owned(Owned::Trace, path("trace_id")),
+        ),
+        (
+            API2,
+            "/traces/{trace_id}/tags",
+            "DELETE",
+            edit_owned(Owned::Trace, path("trace_id")),
+        ),
+        (API2, "/traces/delete-traces", "POST", manage(EXPERIMENT, EXPERIMENT_ID)),
+        (API2, "/traces/link-prompts", "POST", edit_owned(Owned::Trace, TRACE_ID)),
+        (API2, "/traces/link-to-run", "POST", edit_owned(Owned::Run, RUN_ID)),
+        (API2, "/get-trace-artifact", "GET", read_owned(Owned::Trace, TRACE_ID)),
+        (API3, "/get-trace-artifact", "GET", read_owned(Owned::Trace, TRACE_ID)),
+        (
+            API3,
+            "/traces",
+            "POST",
+            edit(
+                EXPERIMENT,
+                Source::Pointer("/trace/trace_info/trace_location/mlflow_experiment/experiment_id"),
+            ),
+        ),
+        (API3, "/traces/get", "GET", read_owned(Owned::Trace, TRACE_ID)),
+        (
+            API3,
+            "/traces/{trace_id}",
+            "GET",
+            read_owned(Owned::Trace, path("trace_id")),
+        ),
+        (API3, "/traces/batchGet", "GET", Need::Listing { kind: EXPERIMENT }),
+        (
+            API3,
+            "/traces/batchGetInfos",
+            "POST",
+            Need::Listing { kind: EXPERIMENT },
+        ),
+        (API3, "/traces/search", "POST", Need::Listing { kind: EXPERIMENT }),
+        (API3, "/traces/metrics", "POST", Need::Listing { kind: EXPERIMENT }),
+        (
+            API3,
+            "/traces/calculate-filter-correlation",
+            "POST",
+            Need::Listing { kind: EXPERIMENT },
+        ),
+        (
+            API3,
+            "/traces/{trace_id}/assessments",
+            "POST",
+            edit_owned(Owned::Trace, path("trace_id")),
+        ),
+        (
+            API3,
+            "/traces/{trace_id}/assessments/{assessment_id}",
+            "GET",
+            read_owned(Owned::Trace, path("trace_id")),
+        ),
+        (
+            API3,
+            "/traces/{trace_id}/assessments/{assessment_id}",
+            "PATCH",
+            edit_owned(Owned::Trace, path("trace_id")),
+        ),
+        (
+            API3,
+            "/traces/{trace_id}/assessments/{assessment_id}",
+            "DELETE",
+            edit_owned(Owned::Trace, path("trace_id")),
+        ),
+        (
+            "",
+            "/v1/traces",
+            "POST",
+            edit(EXPERIMENT, Source::Header("x-mlflow-experiment-id")),
+        ),
+        // Evaluation datasets, scorers and issues (MLflow 3).
+        (
+            API3,
+            "/datasets/create",
+            "POST",
+            kind_wide(DATASET, Level::Edit, Action::Write),
+        ),
+        (API3, "/datasets/search", "POST", Need::Listing { kind: DATASET }),
+        (API3, "/datasets/{dataset_id}", "GET", read(DATASET, path("dataset_id"))),
+        (
+            API3,
+            "/datasets/{dataset_id}",
+            "DELETE",
+            manage(DATASET, path("dataset_id")),
+        ),
+        (
+            API3,
+            "/datasets/{dataset_id}/experiment-ids",
+            "GET",
+            read(DATASET, path("dataset_id")),
+        ),
+        (
+            API3,
+            "/datasets/{dataset_id}/records",
+            "GET",
+            read(DATASET, path("dataset_id")),
+        ),
+        (
+            API3,
+            "/datasets/{dataset_id}/records",
+            "POST",
+            edit(DATASET, path("dataset_id")),
+        ),
+        (
+            API3,
+            "/datasets/{dataset_id}/records",
+            "DELETE",
+            edit(DATASET, path("dataset_id")),
+        ),
+        (
+            API3,
+            "/datasets/{dataset_id}/tags",
+            "PATCH",
+            edit(DATASET, path("dataset_id")),
+        ),
+        (
+            API3,
+            "/datasets/{dataset_id}/tags/{key}",
+            "DELETE",
+            edit(DATASET, path("dataset_id")),
+        ),
+        (
+            API3,
+            "/datasets/{dataset_id}/add-experiments",
+            "POST",
+            edit(DATASET, path("dataset_id")),
+        ),
+        (
+            API3,
+            "/datasets/{dataset_id}/remove-experiments",
+            "POST",
+            edit(DATASET, path("dataset_id")),
+        ),
+        (API3, "/scorers/register", "POST", edit(EXPERIMENT, EXPERIMENT_ID)),
+        (API3, "/scorers/list", "GET", read(EXPERIMENT, EXPERIMENT_ID)),
+        (API3, "/scorers/versions", "GET", read(EXPERIMENT, EXPERIMENT_ID)),
+        (API3, "/scorers/get", "GET", read(EXPERIMENT, EXPERIMENT_ID)),
+        (API3, "/scorers/delete", "DELETE", edit(EXPERIMENT, EXPERIMENT_ID)),
+        (API3, "/scorers/online-configs", "GET", read(EXPERIMENT, EXPERIMENT_ID)),
+        (API3, "/scorers/online-config", "PUT", edit(EXPERIMENT, EXPERIMENT_ID)),
+        (API3, "/issues", "POST", edit(EXPERIMENT, EXPERIMENT_ID)),
+        (API3, "/issues/search", "POST", read(EXPERIMENT, EXPERIMENT_ID)),
+        (
+            API3,
+            "/issues/{issue_id}",
+            "GET",
+            read_owned(Owned::Issue, path("issue_id")),
+        ),
+        (
+            API3,
+            "/issues/{issue_id}",
+            "PATCH",
+            edit_owned(Owned::Issue, path("issue_id")),
+        ),
+        // Webhooks reach other systems with the server's network position: admins only.
+        (API2, "/webhooks", "GET", Need::Admin),
+        (API2, "/webhooks", "POST", Need::Admin),
+        (API2, "/webhooks/{webhook_id}", "GET", Need::Admin),
+        (API2, "/webhooks/{webhook_id}", "PATCH", Need::Admin),
+        (API2, "/webhooks/{webhook_id}", "DELETE", Need::Admin),
+        (API2, "/webhooks/{webhook_id}/test", "POST", Need::Admin),
+        // Server facts and features that are off.
+        (API3, "/server-info", "GET", SIGNED_READ),
+        (API3, "/assistant/config", "GET", SIGNED_READ),
+        (API3, "/assistant/providers", "GET", SIGNED_READ),
+        (API3, "/ui-telemetry", "GET", SIGNED_READ),
+        (API3, "/ui-telemetry", "POST", SIGNED_READ),
+        (API2, "/gateway-proxy", "GET", SIGNED_READ),
+        ("", "/graphql", "GET", Need::Listing { kind: EXPERIMENT }),
+        ("", "/graphql", "POST", Need::Listing { kind: EXPERIMENT }),
+        // MLflow's auth API: the handlers check "oneself or an admin" and "MANAGE on the resource".
+        (API2, "/users/create", "POST", Need::Admin),
+        (API2, "/users/get", "GET", Need::Handler(Action::Read)),
+        (API2, "/users/current", "GET", SIGNED_READ),
+        (API2, "/users/list", "GET", Need::Admin),
+        (API2, "/users/update-password", "PATCH", Need::Handler(Action::Admin)),
+        (API2, "/users/update-admin", "PATCH", Need::Admin),
+        (API2, "/users/delete", "DELETE", Need::Admin),
+        (API3, "/roles/create", "POST", Need::Admin),
+        (API3, "/roles/get", "GET", Need::Admin),
+        (API3, "/roles/list", "GET", Need::Admin),
+        (API3, "/roles/update", "PATCH", Need::Admin),
+        (API3, "/roles/delete", "DELETE", Need::Admin),
+        (API3, "/roles/permissions/add", "POST", Need::Admin),
+        (API3, "/roles/permissions/remove", "DELETE", Need::Admin),
+        (API3, "/roles/permissions/list", "GET", Need::Admin),
+        (API3, "/roles/permissions/update", "PATCH", Need::Admin),
+        (API3, "/roles/assign", "POST", Need::Admin),
+        (API3, "/roles/unassign", "DELETE", Need::Admin),
+        (API3, "/roles/users/list", "GET", Need::Admin),
+        (API3, "/users/roles/list", "GET", Need::Handler(Action::Read)),
+        (API3, "/users/current/permissions", "GET", SIGNED_READ),
+        (API3, "/users/permissions/list", "GET", Need::Handler(Action::Read)),
+        (API3, "/users/permissions/grant", "POST", Need::Handler(Action::Admin)),
+        (API3, "/users/permissions/revoke", "POST", Need::Handler(Action::Admin)),
+        (API3, "/users/permissions/get", "GET", Need::Handler(Action::Read)),
+    ];
+    rows.into_iter()
+        .map(|(prefix, route, method, need)| (format!("{prefix}{route}"), method, need))
+        .collect()
+}
+
+/// Serving, deployments, monitoring, pipelines, data, gates, the web pages and Loopline's access API.
+fn loopline_rows() -> Vec<(String, &'static str, Need)> {
+    let rows: Vec<(&str, &str, &'static str, Need)> = vec![
+        // Probes and static files carry no data.
+        ("", "/health", "GET", Need::Public),
+        ("", "/version", "GET", Need::Public),
+        ("", "/v2/health/live", "GET", Need::Public),
+        ("", "/v2/health/ready", "GET", Need::Public),
+        ("", "/", "GET", Need::Public),
+        ("", "/static-files/{*path}", "GET", Need::Public),
+        ("", "/loopline/assets/live.js", "GET", Need::Public),
+        ("", "/loopline/assets/loopline.css", "GET", Need::Public),
+        (OWN, "/version", "GET", Need::Public),
+        ("", "/metrics", "GET", SIGNED_READ),
+        // Serving: USE on the model (or deployment) is the `predict` permission.
+        ("", "/v2", "GET", Need::Signed(Action::Predict)),
+        ("", "/v2/models/{name}", "GET", serving(Level::Use)),
+        ("", "/v2/models/{name}/ready", "GET", serving(Level::Use)),
+        ("", "/v2/models/{name}/versions/{version}", "GET", serving(Level::Use)),
+        (
+            "",
+            "/v2/models/{name}/versions/{version}/ready",
+            "GET",
+            serving(Level::Use),
+        ),
+        ("", "/v2/models/{name}/infer", "POST", predict(MODEL, path("name"))),
+        (
+            "",
+            "/v2/models/{name}/versions/{version}/infer",
+            "POST",
+            predict(MODEL, path("name")),
+        ),
+        (
+            "",
+            "/models/{name}/versions/{version}/invocations",
+            "POST",
+            predict(MODEL, path("name")),
+        ),
+        (
+            "",
+            "/deployments/{name}/invocations",
+            "POST",
+            predict(DEPLOYMENT, path("name")),
+        ),
+        (OWN, "/feedback", "POST", Need::Signed(Action::Predict)),
+        (OWN, "/predictions", "GET", read(MODEL, Source::Field(&["model"]))),
+        (OWN, "/predictions/flush", "POST", Need::Admin),
+        // Deployments.
+        (OWN, "/deployments", "GET", Need::Listing { kind: DEPLOYMENT }),
+        (
+            OWN,
+            "/deployments",
+            "POST",
+            Need::Create {
+                kind: DEPLOYMENT,
+                created: Created::Request(&["name"]),
+            },
+        ),
+        (OWN, "/deployments/{name}", "GET", read(DEPLOYMENT, path("name"))),
+        (OWN, "/deployments/{name}", "PUT", edit(DEPLOYMENT, path("name"))),
+        (OWN, "/deployments/{name}", "PATCH", edit(DEPLOYMENT, path("name"))),
+        (OWN, "/deployments/{name}", "DELETE", manage(DEPLOYMENT, path("name"))),
+        (OWN, "/deployments/{name}/events", "GET", read(DEPLOYMENT, path("name"))),
+        (
+            OWN,
+            "/deployments/{name}/promote",
+            "POST",
+            edit(DEPLOYMENT, path("name")),
+        ),
+        (
+            OWN,
+            "/deployments/{name}/rollback",
+            "POST",
+            edit(DEPLOYMENT, path("name")),
+        ),
+        // Monitors.
+        (OWN, "/monitors", "GET", Need::Listing { kind: MONITOR }),
+        (
+            OWN,
+            "/monitors",
+            "POST",
+            Need::Create {
+                kind: MONITOR,
+                created: Created::Request(&["name"]),
+            },
+        ),
+        (OWN, "/monitors/{name}", "GET", read(MONITOR, path("name"))),
+        (OWN, "/monitors/{name}", "DELETE", manage(MONITOR, path("name"))),
+        (OWN, "/monitors/{name}/events", "GET", read(MONITOR, path("name"))),
+        (OWN, "/monitors/{name}/windows", "GET", read(MONITOR, path("name"))),
+        (
+            OWN,
+            "/monitors/{name}/windows/{window}/report",
+            "GET",
+            read(MONITOR, path("name")),
+        ),
+        (OWN, "/monitors/{name}/rollup", "GET", read(MONITOR, path("name"))),
+        (OWN, "/monitors/{name}/review-queue", "GET", read(MONITOR, path("name"))),
+        (
+            OWN,
+            "/monitors/{name}/review-queue/labels",
+            "POST",
+            edit(MONITOR, path("name")),
+        ),
+        (
+            OWN,
+            "/monitors/{name}/business-metrics",
+            "POST",
+            edit(MONITOR, path("name")),
+        ),
+        (OWN, "/monitors/{name}/run", "POST", edit(MONITOR, path("name"))),
+        (
+            OWN,
+            "/monitors/{name}/alerts/{rule}/acknowledge",
+            "POST",
+            edit(MONITOR, path("name")),
+        ),
+        (
+            OWN,
+            "/monitors/{name}/alerts/{rule}/silence",
+            "POST",
+            edit(MONITOR, path("name")),
+        ),
+        // Pipelines.
+        (OWN, "/pipelines", "GET", Need::Listing { kind: PIPELINE }),
+        (
+            OWN,
+            "/pipelines",
+            "POST",
+            Need::Create {
+                kind: PIPELINE,
+                created: Created::Request(&["name"]),
+            },
+        ),
+        (OWN, "/pipelines/{name}", "GET", read(PIPELINE, path("name"))),
+        (OWN, "/pipelines/{name}", "PUT", edit(PIPELINE, path("name"))),
+        (OWN, "/pipelines/{name}", "DELETE", manage(PIPELINE, path("name"))),
+        (OWN, "/pipelines/{name}/runs", "GET", read(PIPELINE, path("name"))),
+        (OWN, "/pipelines/{name}/runs", "POST", edit(PIPELINE, path("name"))),
+        (
+            OWN,
+            "/pipeline-runs/{run_id}",
+            "GET",
+            read_owned(Owned::PipelineRun, path("run_id")),
+        ),
+        (
+            OWN,
+            "/pipeline-runs/{run_id}/logs/{step}",
+            "GET",
+            read_owned(Owned::PipelineRun, path("run_id")),
+        ),
+        (
+            OWN,
+            "/pipeline-runs/{run_id}/cancel",
+            "POST",
+            edit_owned(Owned::PipelineRun, path("run_id")),
+        ),
+        // Versioned data (content-addressed objects belong to no one dataset: the kind as a whole).
+        (OWN, "/datasets", "GET", Need::Listing { kind: DATASET }),
+        (OWN, "/datasets/{name}/versions", "GET", read(DATASET, path("name"))),
+        (OWN, "/datasets/{name}/versions", "POST", edit(DATASET, path("name"))),
+        (
+            OWN,
+            "/datasets/{name}/versions/{version}",
+            "GET",
+            read(DATASET, path("name")),
+        ),
+        (
+            OWN,
+            "/data/objects/{id}",
+            "GET",
+            kind_wide(DATASET, Level::Read, Action::Read),
+        ),
+        (
+            OWN,
+            "/data/objects/{id}",
+            "PUT",
+            kind_wide(DATASET, Level::Edit, Action::Write),
+        ),
+        (
+            OWN,
+            "/data/objects/missing",
+            "POST",
+            kind_wide(DATASET, Level::Read, Action::Read),
+        ),
+        (OWN, "/data/gc", "POST", Need::Admin),
+        (OWN, "/lineage", "GET", kind_wide(MODEL, Level::Read, Action::Read)),
+        // Quality gates, references and alias history on registered models.
+        (OWN, "/registered-models/alias-history", "GET", read(MODEL, NAME)),
+        (
+            OWN,
+            "/registered-models/{name}/gate-policy",
+            "GET",
+            read(MODEL, path("name")),
+        ),
+        (
+            OWN,
+            "/registered-models/{name}/gate-policy",
+            "PUT",
+            edit(MODEL, path("name")),
+        ),
+        (
+            OWN,
+            "/registered-models/{name}/gate-policy",
+            "DELETE",
+            manage(MODEL, path("name")),
+        ),
+        (
+            OWN,
+            "/registered-models/{name}/gate-overrides",
+            "GET",
+            read(MODEL, path("name")),
+        ),
+        (
+            OWN,
+            "/registered-models/{name}/versions/{version}/gate",
+            "GET",
+            read(MODEL, path("name")),
+        ),
+        (
+            OWN,
+            "/registered-models/{name}/versions/{version}/gate",
+            "POST",
+            edit(MODEL, path("name")),
+        ),
+        (
+            OWN,
+            "/registered-models/{name}/versions/{version}/evaluate",
+            "POST",
+            edit(MODEL, path("name")),
+        ),
+        (
+            OWN,
+            "/registered-models/{name}/versions/{version}/reference",
+            "GET",
+            read(MODEL, path("name")),
+        ),
+        (
+            OWN,
+            "/registered-models/{name}/versions/{version}/reference",
+            "PUT",
+            edit(MODEL, path("name")),
+        ),
+        // Moving an alias over a failed gate is the strongest change to a model.
+        (
+            OWN,
+            "/registered-models/{name}/aliases/{alias}/override",
+            "POST",
+            manage(MODEL, path("name")),
+        ),
+        // Loopline's pages act through the API above, in-process, with the caller's credentials.
+        ("", "/loopline", "GET", SIGNED_READ),
+        ("", "/loopline/", "GET", SIGNED_READ),
+        ("", "/loopline/data", "GET", SIGNED_READ),
+        ("", "/loopline/data/{name}", "GET", SIGNED_READ),
+        ("", "/loopline/deployments", "GET", SIGNED_READ),
+        ("", "/loopline/deployments/{name}", "GET", SIGNED_READ),
+        ("", "/loopline/deployments/{name}/{action}", "GET", SIGNED_READ),
+        ("", "/loopline/deployments/{name}/{action}", "POST", SIGNED_WRITE),
+        ("", "/loopline/models", "GET", SIGNED_READ),
+        ("", "/loopline/models/{name}", "GET", SIGNED_READ),
+        ("", "/loopline/models/{name}/versions/{version}", "GET", SIGNED_READ),
+        ("", "/loopline/monitors", "GET", SIGNED_READ),
+        ("", "/loopline/monitors/{name}", "GET", SIGNED_READ),
+        ("", "/loopline/pipelines", "GET", SIGNED_READ),
+        ("", "/loopline/pipelines/{name}", "GET", SIGNED_READ),
+        ("", "/loopline/pipeline-runs/{run}", "GET", SIGNED_READ),
+        ("", "/loopline/predictions", "GET", SIGNED_READ),
+        // Loopline's access API.
+        (OWN, "/access/tokens", "POST", Need::Signed(Action::Admin)),
+        (OWN, "/access/tokens", "GET", SIGNED_READ),
+        (OWN, "/access/tokens/{token_id}", "DELETE", Need::Signed(Action::Admin)),
+        (OWN, "/access/service-accounts", "POST", Need::Admin),
+        (OWN, "/access/audit", "GET", Need::Admin),
+        (OWN, "/access/audit/export", "GET", Need::Admin),
+        // The one-time code in the request is the credential (checked by the handler).
+        (OWN, "/access/bootstrap", "POST", Need::Public),
+    ];
+    rows.into_iter()
+        .map(|(prefix, route, method, need)| (format!("{prefix}{route}"), method, need))
+        .collect()
+}
+
+/// The whole table.
+pub fn table() -> RouteTable {
+    let rows: Vec<(String, &'static str, Need)> = mlflow_rows().into_iter().chain(loopline_rows()).collect();
+    let borrowed: Vec<(&str, &str, Need)> = rows
+        .iter()
+        .map(|(route, method, need)| (*method, route.as_str(), *need))
+        .collect();
+    RouteTable::new(&borrowed).expect("the route permission table lists each route once")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_route_is_declared_twice() {
+        let table = super::table();
+        assert!(table.rows().count() > 200);
+    }
+}
