@@ -49,10 +49,14 @@ export LOOPLINE_BIN="$PWD/target/debug/loopline"
 echo "==> MLflow compatibility suite: SQLite + local artifacts"
 "$PYTHON" -m pytest tests/compat/mlflow -q -p no:cacheprovider -W ignore::DeprecationWarning
 
-echo "==> MLflow compatibility suite: PostgreSQL + S3"
+echo "==> MLflow compatibility suite: PostgreSQL + S3, auth on, as an editor with an API token"
 LOOPLINE_COMPAT_BACKEND_STORE_URI="$(create_postgres_database "compat_$RANDOM$RANDOM")" \
 LOOPLINE_COMPAT_ARTIFACTS_DESTINATION="s3://$LOOPLINE_TEST_S3_BUCKET/compat" \
+LOOPLINE_COMPAT_AUTH=token \
   "$PYTHON" -m pytest tests/compat/mlflow -q -p no:cacheprovider -W ignore::DeprecationWarning
+
+echo "==> MLflow compatibility suite: SQLite, auth on, as an editor with a user name and password"
+LOOPLINE_COMPAT_AUTH=basic "$PYTHON" -m pytest tests/compat/mlflow -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 echo "==> serving suite: tritonclient, requests and mlflow.pyfunc against loopline server, serve and predict"
 "$PYTHON" -m pytest tests/compat/serving -q -p no:cacheprovider -W ignore::DeprecationWarning

@@ -173,6 +173,39 @@ impl Access {
     }
 }
 
+impl Access {
+    /// A fresh write-scoped token for a service account holding `role` (both created when missing); earlier
+    /// tokens of the account with the same name are revoked. The server's own pipelines use one.
+    pub async fn service_token(&self, account: &str, role: &str, token_name: &str) -> StoreResult<String> {
+        let user = match self.store().find_user(account).await? {
+            Some(user) => user,
+            None => match self.create_user(account, None, false).await {
+                Ok(user) => user,
+                Err(StoreError::AlreadyExists(_)) => self.user(account).await?,
+                Err(error) => return Err(error),
+            },
+        };
+        let role = self
+            .store()
+            .find_role_by_name(crate::service::DEFAULT_WORKSPACE, role)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("role '{role}'")))?;
+        match self.store().assign_role(user.user_id, role.role_id).await {
+            Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+            Err(error) => return Err(error),
+        }
+        for earlier in self.store().list_tokens(Some(user.user_id)).await? {
+            if earlier.name == token_name && earlier.revoked_time.is_none() {
+                self.revoke_token(&earlier.token_id).await?;
+            }
+        }
+        Ok(self
+            .issue_token(user.user_id, token_name, &[Scope::Write], None)
+            .await?
+            .text)
+    }
+}
+
 /// How the first admin comes to exist: never a default password.
 pub enum Bootstrap {
     /// An admin exists already.

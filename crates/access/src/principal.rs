@@ -10,7 +10,7 @@ pub enum Scope {
     All,
     /// Reading.
     Read,
-    /// Creating and changing (reading included).
+    /// Creating and changing (reading and calling models included).
     Write,
     /// Calling served models and nothing else.
     Predict,
@@ -81,7 +81,7 @@ impl Principal {
         self.scopes.iter().any(|scope| match scope {
             Scope::All => true,
             Scope::Read => action == Action::Read,
-            Scope::Write => matches!(action, Action::Read | Action::Write),
+            Scope::Write => matches!(action, Action::Read | Action::Write | Action::Predict),
             Scope::Predict => action == Action::Predict,
             Scope::Admin => matches!(action, Action::Read | Action::Admin),
         })

@@ -154,7 +154,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
-    let (router, routes) = guarded(config, router, access_metadata).await?;
+    let (router, routes) = guarded(config, router, access_metadata, &own_api).await?;
     // Every MLflow route also answers under /ajax-api, where the web UI calls it (as MLflow registers each
     // twice): the prefix is rewritten before routing.
     let router = axum::Router::new()
@@ -180,6 +180,7 @@ async fn guarded(
     config: &ServerConfig,
     router: axum::Router,
     metadata: Arc<dyn MetadataStore>,
+    own_api: &pipelines::OwnApi,
 ) -> anyhow::Result<(axum::Router, std::collections::BTreeSet<(String, String)>)> {
     use loopline_http_api::access::{self as wire, inventory};
     if !config.auth.enabled() {
@@ -221,6 +222,13 @@ async fn guarded(
             Some(code)
         }
     };
+    // The server's own pipelines act as a service account with the editor role.
+    let replica = pipelines::replica_id(&config.data_dir)?;
+    let pipeline_token = access
+        .service_token("loopline-pipelines", "editor", &format!("pipelines on {replica}"))
+        .await
+        .context("issuing the pipelines' service token")?;
+    own_api.set_credentials(commands::credentials::ClientCredentials::Bearer(pipeline_token));
     let api_state = Arc::new(wire::context::AccessApi {
         access: access.clone(),
         store: metadata,

@@ -14,9 +14,15 @@ use crate::commands::loop_hooks::ServerHooks;
 #[derive(Default)]
 pub struct OwnApi {
     base: OnceLock<String>,
+    credentials: OnceLock<crate::commands::credentials::ClientCredentials>,
 }
 
 impl OwnApi {
+    /// The credentials pipelines present (the server's service account, with auth on).
+    pub fn set_credentials(&self, credentials: crate::commands::credentials::ClientCredentials) {
+        let _ = self.credentials.set(credentials);
+    }
+
     /// Records where the server listens (a wildcard address is reached through loopback).
     pub fn set_address(&self, address: std::net::SocketAddr) {
         let host = if address.ip().is_unspecified() {
@@ -37,7 +43,8 @@ impl OwnApi {
 impl HooksFactory for OwnApi {
     fn hooks(&self, project: Arc<Project>) -> Result<Arc<dyn LoopHooks>, String> {
         let base = self.base.get().ok_or("the server is not listening yet")?;
-        Ok(Arc::new(ServerHooks::new(base, project)?))
+        let credentials = self.credentials.get().cloned().unwrap_or_default();
+        Ok(Arc::new(ServerHooks::with_credentials(base, project, &credentials)?))
     }
 }
 

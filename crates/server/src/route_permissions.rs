@@ -4,8 +4,8 @@
 
 use loopline_access::{Action, Level};
 use loopline_http_api::access::rules::{
-    Created, EXPERIMENT_ID, NAME, Need, RUN_ID, RouteTable, Source, TRACE_ID, edit, edit_owned, kind_wide, manage,
-    manage_owned, predict, read, read_owned,
+    After, Created, EXPERIMENT_ID, NAME, Need, RUN_ID, RouteTable, Source, TRACE_ID, edit, edit_owned, kind_wide,
+    manage, manage_owned, predict, read, read_owned,
 };
 use loopline_metadata_store::Owned;
 
@@ -336,7 +336,10 @@ fn mlflow_rows() -> Vec<(String, &'static str, Need)> {
             API3,
             "/datasets/create",
             "POST",
-            kind_wide(DATASET, Level::Edit, Action::Write),
+            Need::Create {
+                kind: DATASET,
+                created: Created::Response("/dataset/dataset_id"),
+            },
         ),
         (API3, "/datasets/search", "POST", Need::Listing { kind: DATASET }),
         (API3, "/datasets/{dataset_id}", "GET", read(DATASET, path("dataset_id"))),
@@ -753,7 +756,56 @@ pub fn table() -> RouteTable {
         .iter()
         .map(|(route, method, need)| (*method, route.as_str(), *need))
         .collect();
-    RouteTable::new(&borrowed).expect("the route permission table lists each route once")
+    RouteTable::new(&borrowed)
+        .and_then(|table| table.with_after(&after_rows()))
+        .expect("the route permission table lists each route once")
+}
+
+/// Renamed and deleted resources take their grants along.
+fn after_rows() -> Vec<(&'static str, &'static str, After)> {
+    vec![
+        (
+            "POST",
+            "/api/2.0/mlflow/registered-models/rename",
+            After::Rename {
+                kind: MODEL,
+                from: &["name"],
+                to: &["new_name"],
+            },
+        ),
+        (
+            "DELETE",
+            "/api/2.0/mlflow/registered-models/delete",
+            After::Delete {
+                kind: MODEL,
+                source: NAME,
+            },
+        ),
+        (
+            "DELETE",
+            "/api/loopline/v1/deployments/{name}",
+            After::Delete {
+                kind: DEPLOYMENT,
+                source: Source::Path("name"),
+            },
+        ),
+        (
+            "DELETE",
+            "/api/loopline/v1/monitors/{name}",
+            After::Delete {
+                kind: MONITOR,
+                source: Source::Path("name"),
+            },
+        ),
+        (
+            "DELETE",
+            "/api/loopline/v1/pipelines/{name}",
+            After::Delete {
+                kind: PIPELINE,
+                source: Source::Path("name"),
+            },
+        ),
+    ]
 }
 
 #[cfg(test)]

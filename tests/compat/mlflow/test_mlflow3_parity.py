@@ -549,76 +549,77 @@ def test_issues_are_created_found_and_counted(experiment, client):
         store.search_issues(experiment_id=experiment, filter_string="name = 'x'")
 
 
-def test_webhooks_deliver_signed_registry_events(client):
-    import base64
-    import hashlib
-    import hmac
-    import queue
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+def test_webhooks_deliver_signed_registry_events(client, as_admin):
+    with as_admin():
+        import base64
+        import hashlib
+        import hmac
+        import queue
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    received = queue.Queue()
-    answers = ["503", "200"]  # the first delivery fails once and is retried
+        received = queue.Queue()
+        answers = ["503", "200"]  # the first delivery fails once and is retried
 
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.put((self.headers, body))
-            status = int(answers.pop(0)) if answers else 200
-            self.send_response(status)
-            self.end_headers()
-            self.wfile.write(b"thanks")
+        class Receiver(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.put((self.headers, body))
+                status = int(answers.pop(0)) if answers else 200
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"thanks")
 
-        def log_message(self, *args):
-            pass
+            def log_message(self, *args):
+                pass
 
-    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{receiver.server_port}/hook"
-        hook = client.create_webhook(name="registry-hook", url=url, secret="s3cret",
-                                     events=["registered_model.created", "model_version_alias.created"])
-        assert hook.status.value == "ACTIVE"
-        assert sorted(str(e) for e in client.get_webhook(hook.webhook_id).events) == [
-            "model_version_alias.created", "registered_model.created"]
-        assert hook.webhook_id in [w.webhook_id for w in client.list_webhooks()]
+        receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{receiver.server_port}/hook"
+            hook = client.create_webhook(name="registry-hook", url=url, secret="s3cret",
+                                         events=["registered_model.created", "model_version_alias.created"])
+            assert hook.status.value == "ACTIVE"
+            assert sorted(str(e) for e in client.get_webhook(hook.webhook_id).events) == [
+                "model_version_alias.created", "registered_model.created"]
+            assert hook.webhook_id in [w.webhook_id for w in client.list_webhooks()]
 
-        name = f"hooked-{uuid.uuid4().hex[:8]}"
-        client.create_registered_model(name, description="watched")
-        first_headers, first_body = received.get(timeout=60)
-        retry_headers, retry_body = received.get(timeout=60)
-        assert retry_body == first_body
-        assert retry_headers["X-MLflow-Delivery-Id"] == first_headers["X-MLflow-Delivery-Id"]
-        payload = json.loads(retry_body)
-        assert (payload["entity"], payload["action"]) == ("registered_model", "created")
-        assert payload["data"] == {"name": name, "tags": {}, "description": "watched"}
-        # Verified as MLflow's documentation tells receivers to verify.
-        signed = f"{retry_headers['X-MLflow-Delivery-Id']}.{retry_headers['X-MLflow-Timestamp']}.{retry_body.decode()}"
-        expected = base64.b64encode(hmac.new(b"s3cret", signed.encode(), hashlib.sha256).digest()).decode()
-        assert retry_headers["X-MLflow-Signature"] == f"v1,{expected}"
+            name = f"hooked-{uuid.uuid4().hex[:8]}"
+            client.create_registered_model(name, description="watched")
+            first_headers, first_body = received.get(timeout=60)
+            retry_headers, retry_body = received.get(timeout=60)
+            assert retry_body == first_body
+            assert retry_headers["X-MLflow-Delivery-Id"] == first_headers["X-MLflow-Delivery-Id"]
+            payload = json.loads(retry_body)
+            assert (payload["entity"], payload["action"]) == ("registered_model", "created")
+            assert payload["data"] == {"name": name, "tags": {}, "description": "watched"}
+            # Verified as MLflow's documentation tells receivers to verify.
+            signed = f"{retry_headers['X-MLflow-Delivery-Id']}.{retry_headers['X-MLflow-Timestamp']}.{retry_body.decode()}"
+            expected = base64.b64encode(hmac.new(b"s3cret", signed.encode(), hashlib.sha256).digest()).decode()
+            assert retry_headers["X-MLflow-Signature"] == f"v1,{expected}"
 
-        result = client.test_webhook(hook.webhook_id)
-        assert result.success and result.response_status == 200 and result.response_body == "thanks"
-        _, example = received.get(timeout=60)
-        assert json.loads(example)["data"]["name"] == "example_model"
+            result = client.test_webhook(hook.webhook_id)
+            assert result.success and result.response_status == 200 and result.response_body == "thanks"
+            _, example = received.get(timeout=60)
+            assert json.loads(example)["data"]["name"] == "example_model"
 
-        updated = client.update_webhook(hook.webhook_id, status="DISABLED", description="paused")
-        assert (updated.status.value, updated.description) == ("DISABLED", "paused")
-        client.create_registered_model(f"{name}-quiet")
-        client.delete_webhook(hook.webhook_id)
-        with pytest.raises(MlflowException, match="not found"):
-            client.get_webhook(hook.webhook_id)
-        assert received.empty(), "a disabled webhook gets nothing"
+            updated = client.update_webhook(hook.webhook_id, status="DISABLED", description="paused")
+            assert (updated.status.value, updated.description) == ("DISABLED", "paused")
+            client.create_registered_model(f"{name}-quiet")
+            client.delete_webhook(hook.webhook_id)
+            with pytest.raises(MlflowException, match="not found"):
+                client.get_webhook(hook.webhook_id)
+            assert received.empty(), "a disabled webhook gets nothing"
 
-        with pytest.raises(MlflowException, match="Invalid action"):
-            client.create_webhook(name="bad", url=url, events=["registered_model.deleted"])
-        with pytest.raises(MlflowException, match="scheme"):
-            client.create_webhook(name="bad", url="ftp://example.com/x", events=["model_version.created"])
-        with pytest.raises(MlflowException, match="this server itself"):
-            client.create_webhook(name="loop", url=f"{mlflow.get_tracking_uri()}/api/2.0/mlflow/experiments/create",
-                                  events=["model_version.created"])
-    finally:
-        receiver.shutdown()
+            with pytest.raises(MlflowException, match="Invalid action"):
+                client.create_webhook(name="bad", url=url, events=["registered_model.deleted"])
+            with pytest.raises(MlflowException, match="scheme"):
+                client.create_webhook(name="bad", url="ftp://example.com/x", events=["model_version.created"])
+            with pytest.raises(MlflowException, match="this server itself"):
+                client.create_webhook(name="loop", url=f"{mlflow.get_tracking_uri()}/api/2.0/mlflow/experiments/create",
+                                      events=["model_version.created"])
+        finally:
+            receiver.shutdown()
 
 
 def test_the_ui_downloads_a_traces_spans_as_mlflow_writes_them(experiment, server_url):

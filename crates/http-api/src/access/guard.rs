@@ -5,7 +5,7 @@
 use super::audit::AuditSink;
 use super::fields::{query_field, top_level_fields};
 use super::refusal::{Challenges, UNAUTHENTICATED, refuse};
-use super::rules::{Created, Need, RouteTable, Source, Via};
+use super::rules::{After, Created, Need, RouteTable, Source, Via};
 use crate::access::credentials::{Presented, presented};
 use axum::RequestPartsExt;
 use axum::body::Body;
@@ -143,6 +143,14 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
         let message = "The token's scopes do not allow this request.".to_string();
         return guard.refused(Refused::Denied(message), &path, entry).await;
     }
+    let after = guard.table.after(method.as_str(), &pattern).copied();
+    let (request, after_names) = match after {
+        Some(after) => match names_for(&guard, after, request).await {
+            Ok(found) => found,
+            Err(refused) => return guard.refused(refused, &path, entry).await,
+        },
+        None => (request, (None, None)),
+    };
     let (request, created_in_request) = match authorise(&guard, &principal, need, request, &mut entry).await {
         Ok(allowed) => allowed,
         Err(refused) => return guard.refused(refused, &path, entry).await,
@@ -165,6 +173,11 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
         }
         _ => response,
     };
+    if let Some(after) = after
+        && response.status().is_success()
+    {
+        apply_after(&guard, after, after_names).await;
+    }
     entry.status = i64::from(response.status().as_u16());
     entry.outcome = if response.status().is_success() {
         "allowed"
@@ -348,6 +361,38 @@ async fn locate(guard: &Guard, request: Request, source: Source) -> Result<(Requ
     }
 }
 
+/// The names an after-effect needs, read before the handler consumes the request.
+async fn names_for(
+    guard: &Guard,
+    after: After,
+    request: Request,
+) -> Result<(Request, (Option<String>, Option<String>)), Refused> {
+    match after {
+        After::Rename { from, to, .. } => {
+            let (request, old) = locate(guard, request, Source::Field(from)).await?;
+            let (request, new) = locate(guard, request, Source::Field(to)).await?;
+            Ok((request, (old, new)))
+        }
+        After::Delete { source, .. } => {
+            let (request, name) = locate(guard, request, source).await?;
+            Ok((request, (name, None)))
+        }
+    }
+}
+
+async fn apply_after(guard: &Guard, after: After, names: (Option<String>, Option<String>)) {
+    let store = guard.access.store();
+    let result = match (after, names) {
+        (After::Rename { kind, .. }, (Some(old), Some(new))) => store.move_grants(kind, &old, Some(&new)).await,
+        (After::Delete { kind, .. }, (Some(name), _)) => store.move_grants(kind, &name, None).await,
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => guard.access.forget(),
+        Err(error) => tracing::error!(%error, "grants of a renamed or deleted resource were not updated"),
+    }
+}
+
 async fn read_body(guard: &Guard, body: Body) -> Result<axum::body::Bytes, Refused> {
     axum::body::to_bytes(body, guard.max_body_bytes).await.map_err(|_| {
         Refused::TooLarge(format!(
@@ -373,7 +418,13 @@ async fn give_creator(
             let (parts, body) = response.into_parts();
             match axum::body::to_bytes(body, 1024 * 1024).await {
                 Ok(bytes) => {
-                    let id = top_level_fields(&bytes, &[field]).into_iter().flatten().next();
+                    let id = if field.starts_with('/') {
+                        serde_json::from_slice::<serde_json::Value>(&bytes)
+                            .ok()
+                            .and_then(|value| value.pointer(field).and_then(|id| id.as_str().map(str::to_string)))
+                    } else {
+                        top_level_fields(&bytes, &[field]).into_iter().flatten().next()
+                    };
                     (Response::from_parts(parts, Body::from(bytes)), id)
                 }
                 Err(_) => (Response::from_parts(parts, Body::empty()), None),

@@ -37,7 +37,7 @@ pub enum Via {
 pub enum Created {
     /// In a request field (the name the caller chose).
     Request(&'static [&'static str]),
-    /// In a top-level field of the JSON response (an id the server chose).
+    /// In the JSON response (an id the server chose): a top-level field, or a JSON pointer (`/dataset/id`).
     Response(&'static str),
     /// In a path parameter.
     Path(&'static str),
@@ -204,10 +204,33 @@ pub const TRACE_ID: Source = Source::Field(&["trace_id", "request_id"]);
 /// A logged model id.
 pub const MODEL_ID: Source = Source::Field(&["model_id"]);
 
+/// What a successful request changes about grants: a resource renamed or deleted takes its grants along,
+/// so a new resource of the old name does not inherit them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum After {
+    /// Grants on the resource named by the first field move to the name in the second.
+    Rename {
+        /// Resource kind.
+        kind: &'static str,
+        /// Field with the old name.
+        from: &'static [&'static str],
+        /// Field with the new name.
+        to: &'static [&'static str],
+    },
+    /// Grants on the resource named by the field (or path parameter) are removed.
+    Delete {
+        /// Resource kind.
+        kind: &'static str,
+        /// Where its name is.
+        source: Source,
+    },
+}
+
 /// The table: method and route path (as registered, `{param}` included) to what the route needs.
 #[derive(Debug, Default)]
 pub struct RouteTable {
     needs: HashMap<(String, String), Need>,
+    after: HashMap<(String, String), After>,
 }
 
 impl RouteTable {
@@ -219,7 +242,27 @@ impl RouteTable {
                 return Err(format!("{method} {path} is declared twice"));
             }
         }
-        Ok(RouteTable { needs })
+        Ok(RouteTable {
+            needs,
+            after: HashMap::new(),
+        })
+    }
+
+    /// Adds what successful requests to some routes change about grants.
+    pub fn with_after(mut self, rows: &[(&str, &str, After)]) -> Result<RouteTable, String> {
+        for (method, path, after) in rows {
+            let key = (method.to_string(), path.to_string());
+            if !self.needs.contains_key(&key) {
+                return Err(format!("{method} {path} has an after-effect but no declaration"));
+            }
+            self.after.insert(key, *after);
+        }
+        Ok(self)
+    }
+
+    /// What a successful request to the route changes about grants.
+    pub fn after(&self, method: &str, path: &str) -> Option<&After> {
+        self.after.get(&(method.to_string(), path.to_string()))
     }
 
     /// What a route needs (`None`: not declared, so refused).

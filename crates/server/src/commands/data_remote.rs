@@ -24,9 +24,10 @@ const CONFLICT_RETRIES: usize = 600;
 const IDS_PER_REQUEST: usize = 10_000;
 
 /// Transfers: no overall deadline (an object may be gigabytes), but a stalled connection fails.
-pub(crate) fn transfer_client() -> Result<reqwest::Client, String> {
+pub(crate) fn transfer_client(credentials: &super::credentials::ClientCredentials) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
+        .default_headers(credentials.headers())
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(300))
         .build()
@@ -92,7 +93,7 @@ pub(crate) fn missing_on_server(
 /// Uploads what the server lacks, then registers each pointer's version and writes its number back.
 pub(crate) fn push(server: &ServerArgs, project: &Project, pointers: &[PathBuf]) -> Result<(), String> {
     let client = Client::new(server)?;
-    let http = transfer_client()?;
+    let http = transfer_client(&super::credentials::ClientCredentials::from_env())?;
     runtime_block(async {
         let objects = objects_of_all(project, pointers)?;
         let ids: Vec<ContentId> = objects.keys().cloned().collect();
@@ -260,7 +261,7 @@ fn table_facts(
 /// Downloads what the cache lacks of the pointers' versions (manifests first, to know the files).
 pub(crate) fn pull(server: &ServerArgs, project: &Project, pointers: &[PathBuf]) -> Result<(), String> {
     let client = Client::new(server)?;
-    let http = transfer_client()?;
+    let http = transfer_client(&super::credentials::ClientCredentials::from_env())?;
     runtime_block(async {
         let bar = BytesBar::new();
         for pointer_path in pointers {

@@ -104,11 +104,23 @@ fn metric_key(text: &str) -> String {
 impl ServerHooks {
     /// Hooks for `project` talking to the server at `server`.
     pub fn new(server: &str, project: Arc<Project>) -> Result<ServerHooks, String> {
+        Self::with_credentials(server, project, &super::credentials::ClientCredentials::from_env())
+    }
+
+    /// Hooks presenting `credentials` (the server's own pipelines use its service account).
+    pub fn with_credentials(
+        server: &str,
+        project: Arc<Project>,
+        credentials: &super::credentials::ClientCredentials,
+    ) -> Result<ServerHooks, String> {
         Ok(ServerHooks {
-            client: Client::new(&ServerArgs {
-                server: server.to_string(),
-            })?,
-            transfers: super::data_remote::transfer_client()?,
+            client: Client::with_credentials(
+                &ServerArgs {
+                    server: server.to_string(),
+                },
+                credentials,
+            )?,
+            transfers: super::data_remote::transfer_client(credentials)?,
             project,
             state: Mutex::new(HookState::default()),
         })
@@ -547,12 +559,15 @@ impl LoopHooks for ServerHooks {
         self.state()
             .children
             .insert((run.run_id.clone(), step.name.clone()), child.clone());
-        Ok(BTreeMap::from([
+        let mut environment = BTreeMap::from([
             ("MLFLOW_TRACKING_URI".to_string(), self.client.base.clone()),
             ("MLFLOW_RUN_ID".to_string(), child),
             ("MLFLOW_EXPERIMENT_ID".to_string(), experiment),
             ("LOOPLINE_PIPELINE_RUN".to_string(), run.run_id.clone()),
-        ]))
+        ]);
+        // The user's mlflow code logs with the same credentials the pipeline runs with.
+        environment.extend(self.client.credentials.environment());
+        Ok(environment)
     }
 
     async fn train_finished(&self, run: &RunContext, step: &Step, succeeded: bool) -> Result<Value, String> {

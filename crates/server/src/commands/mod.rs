@@ -1,6 +1,7 @@
 //! Command-line jobs on data files: `profile`, `drift` (and `validate`). Each returns its exit code: 0 when all
 //! is well, 1 when drift was found or an expectation failed, 2 when the input or the usage is wrong.
 
+pub mod credentials;
 pub mod data;
 pub mod data_remote;
 pub mod drift;

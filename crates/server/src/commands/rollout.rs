@@ -143,10 +143,19 @@ pub(crate) struct Client {
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
     user: String,
+    pub(crate) credentials: super::credentials::ClientCredentials,
 }
 
 impl Client {
     pub(crate) fn new(server: &ServerArgs) -> Result<Client, String> {
+        Client::with_credentials(server, &super::credentials::ClientCredentials::from_env())
+    }
+
+    /// A client presenting `credentials`.
+    pub(crate) fn with_credentials(
+        server: &ServerArgs,
+        credentials: &super::credentials::ClientCredentials,
+    ) -> Result<Client, String> {
         if !server.server.starts_with("http://") && !server.server.starts_with("https://") {
             return Err(format!(
                 "--server '{}' is not a URL; give the Loopline server, e.g. http://127.0.0.1:5000",
@@ -155,6 +164,7 @@ impl Client {
         }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
+            .default_headers(credentials.headers())
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| format!("cannot create an HTTP client: {e}"))?;
@@ -163,6 +173,7 @@ impl Client {
             base: server.server.trim_end_matches('/').to_string(),
             http,
             user,
+            credentials: credentials.clone(),
         })
     }
 
@@ -176,9 +187,6 @@ impl Client {
             .http
             .request(method, format!("{}{path}", self.base))
             .header("x-loopline-user", &self.user);
-        if let Ok(token) = std::env::var("MLFLOW_TRACKING_TOKEN") {
-            request = request.bearer_auth(token);
-        }
         if let Some(body) = body {
             request = request.json(&body);
         }
