@@ -229,10 +229,12 @@ async fn guarded(
         .await
         .context("issuing the pipelines' service token")?;
     own_api.set_credentials(commands::credentials::ClientCredentials::Bearer(pipeline_token));
+    let audit = wire::audit::AuditSink::start(access_store);
     let api_state = Arc::new(wire::context::AccessApi {
         access: access.clone(),
         store: metadata,
         bootstrap_code: std::sync::Mutex::new(bootstrap_code),
+        audit: audit.clone(),
     });
     let router = router
         .merge(wire::mlflow_api::routes(api_state.clone()))
@@ -240,7 +242,7 @@ async fn guarded(
     let guard = Arc::new(wire::Guard {
         access,
         table: Arc::new(route_permissions::table()),
-        audit: wire::audit::AuditSink::start(access_store),
+        audit,
         modes: wire::Modes {
             basic: config.auth.has(auth_options::AuthMode::Basic),
             token: config.auth.has(auth_options::AuthMode::Token),

@@ -3,6 +3,7 @@
 //! fails, so no route can be added without saying who may call it.
 
 use loopline_access::{Action, Level};
+use loopline_http_api::access::Via;
 use loopline_http_api::access::rules::{
     After, Created, EXPERIMENT_ID, NAME, Need, RUN_ID, RouteTable, Source, TRACE_ID, edit, edit_owned, kind_wide,
     manage, manage_owned, predict, read, read_owned,
@@ -81,7 +82,12 @@ fn mlflow_rows() -> Vec<(String, &'static str, Need)> {
             API2,
             "/experiments/search-datasets",
             "POST",
-            Need::Listing { kind: EXPERIMENT },
+            Need::Each {
+                kind: EXPERIMENT,
+                field: "experiment_ids",
+                via: Via::Itself,
+                level: Level::Read,
+            },
         ),
         // Runs.
         (API2, "/runs/create", "POST", edit(EXPERIMENT, EXPERIMENT_ID)),
@@ -109,13 +115,23 @@ fn mlflow_rows() -> Vec<(String, &'static str, Need)> {
             API2,
             "/metrics/get-history-bulk",
             "GET",
-            Need::Listing { kind: EXPERIMENT },
+            Need::Each {
+                kind: EXPERIMENT,
+                field: "run_id",
+                via: Via::Owner(Owned::Run),
+                level: Level::Read,
+            },
         ),
         (
             API2,
             "/metrics/get-history-bulk-interval",
             "GET",
-            Need::Listing { kind: EXPERIMENT },
+            Need::Each {
+                kind: EXPERIMENT,
+                field: "run_ids",
+                via: Via::Owner(Owned::Run),
+                level: Level::Read,
+            },
         ),
         // Artifacts.
         (API2, "/artifacts/list", "GET", read_owned(Owned::Run, RUN_ID)),
@@ -286,20 +302,50 @@ fn mlflow_rows() -> Vec<(String, &'static str, Need)> {
             "GET",
             read_owned(Owned::Trace, path("trace_id")),
         ),
-        (API3, "/traces/batchGet", "GET", Need::Listing { kind: EXPERIMENT }),
+        (
+            API3,
+            "/traces/batchGet",
+            "GET",
+            Need::Each {
+                kind: EXPERIMENT,
+                field: "trace_ids",
+                via: Via::Owner(Owned::Trace),
+                level: Level::Read,
+            },
+        ),
         (
             API3,
             "/traces/batchGetInfos",
             "POST",
-            Need::Listing { kind: EXPERIMENT },
+            Need::Each {
+                kind: EXPERIMENT,
+                field: "trace_ids",
+                via: Via::Owner(Owned::Trace),
+                level: Level::Read,
+            },
         ),
         (API3, "/traces/search", "POST", Need::Listing { kind: EXPERIMENT }),
-        (API3, "/traces/metrics", "POST", Need::Listing { kind: EXPERIMENT }),
+        (
+            API3,
+            "/traces/metrics",
+            "POST",
+            Need::Each {
+                kind: EXPERIMENT,
+                field: "experiment_ids",
+                via: Via::Itself,
+                level: Level::Read,
+            },
+        ),
         (
             API3,
             "/traces/calculate-filter-correlation",
             "POST",
-            Need::Listing { kind: EXPERIMENT },
+            Need::Each {
+                kind: EXPERIMENT,
+                field: "experiment_ids",
+                via: Via::Itself,
+                level: Level::Read,
+            },
         ),
         (
             API3,
@@ -514,7 +560,16 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
         (OWN, "/predictions", "GET", read(MODEL, Source::Field(&["model"]))),
         (OWN, "/predictions/flush", "POST", Need::Admin),
         // Deployments.
-        (OWN, "/deployments", "GET", Need::Listing { kind: DEPLOYMENT }),
+        (
+            OWN,
+            "/deployments",
+            "GET",
+            Need::List {
+                kind: DEPLOYMENT,
+                items: "deployments",
+                id: "name",
+            },
+        ),
         (
             OWN,
             "/deployments",
@@ -542,7 +597,16 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
             edit(DEPLOYMENT, path("name")),
         ),
         // Monitors.
-        (OWN, "/monitors", "GET", Need::Listing { kind: MONITOR }),
+        (
+            OWN,
+            "/monitors",
+            "GET",
+            Need::List {
+                kind: MONITOR,
+                items: "monitors",
+                id: "name",
+            },
+        ),
         (
             OWN,
             "/monitors",
@@ -590,7 +654,16 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
             edit(MONITOR, path("name")),
         ),
         // Pipelines.
-        (OWN, "/pipelines", "GET", Need::Listing { kind: PIPELINE }),
+        (
+            OWN,
+            "/pipelines",
+            "GET",
+            Need::List {
+                kind: PIPELINE,
+                items: "pipelines",
+                id: "name",
+            },
+        ),
         (
             OWN,
             "/pipelines",
@@ -624,7 +697,16 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
             edit_owned(Owned::PipelineRun, path("run_id")),
         ),
         // Versioned data (content-addressed objects belong to no one dataset: the kind as a whole).
-        (OWN, "/datasets", "GET", Need::Listing { kind: DATASET }),
+        (
+            OWN,
+            "/datasets",
+            "GET",
+            Need::List {
+                kind: DATASET,
+                items: "datasets",
+                id: "name",
+            },
+        ),
         (OWN, "/datasets/{name}/versions", "GET", read(DATASET, path("name"))),
         (OWN, "/datasets/{name}/versions", "POST", edit(DATASET, path("name"))),
         (

@@ -1,41 +1,60 @@
 //! The audit trail's writer: requests hand their entry to a channel and go on; a task writes what arrived in
-//! one transaction every 100 ms. A full channel makes requests wait rather than lose entries.
+//! one transaction every 100 ms. A full channel makes requests wait rather than lose entries. Reading the
+//! trail first flushes what is queued, so an admin sees every request answered before the query.
 
 use loopline_metadata_store::{AccessStore, AuditEntry};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 const QUEUE: usize = 65_536;
 const BATCH: usize = 4_096;
 
+enum Message {
+    Entry(Box<AuditEntry>),
+    Flush(oneshot::Sender<()>),
+}
+
 /// Where audit entries go.
 #[derive(Clone)]
 pub struct AuditSink {
-    sender: mpsc::Sender<AuditEntry>,
+    sender: mpsc::Sender<Message>,
 }
 
 impl AuditSink {
     /// Starts the writer task.
     pub fn start(store: Arc<dyn AccessStore>) -> AuditSink {
-        let (sender, mut receiver) = mpsc::channel::<AuditEntry>(QUEUE);
+        let (sender, mut receiver) = mpsc::channel::<Message>(QUEUE);
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
+            let mut messages = Vec::with_capacity(BATCH);
             loop {
-                if receiver.recv_many(&mut batch, BATCH).await == 0 {
+                if receiver.recv_many(&mut messages, BATCH).await == 0 {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                while batch.len() < BATCH {
+                let flush_asked = messages.iter().any(|message| matches!(message, Message::Flush(_)));
+                if !flush_asked {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                while messages.len() < BATCH {
                     match receiver.try_recv() {
-                        Ok(entry) => batch.push(entry),
+                        Ok(message) => messages.push(message),
                         Err(_) => break,
                     }
                 }
-                if let Err(error) = store.append_audit(&batch).await {
-                    tracing::error!(%error, entries = batch.len(), "audit entries could not be written");
+                let mut entries = Vec::with_capacity(messages.len());
+                let mut waiting = Vec::new();
+                for message in messages.drain(..) {
+                    match message {
+                        Message::Entry(entry) => entries.push(*entry),
+                        Message::Flush(done) => waiting.push(done),
+                    }
                 }
-                batch.clear();
+                if let Err(error) = store.append_audit(&entries).await {
+                    tracing::error!(%error, entries = entries.len(), "audit entries could not be written");
+                }
+                for done in waiting {
+                    let _ = done.send(());
+                }
             }
         });
         AuditSink { sender }
@@ -43,8 +62,16 @@ impl AuditSink {
 
     /// Records one entry.
     pub async fn record(&self, entry: AuditEntry) {
-        if self.sender.send(entry).await.is_err() {
+        if self.sender.send(Message::Entry(Box::new(entry))).await.is_err() {
             tracing::error!("the audit writer has stopped; an entry was not recorded");
+        }
+    }
+
+    /// Waits until every entry recorded before the call is written.
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        if self.sender.send(Message::Flush(done)).await.is_ok() {
+            let _ = written.await;
         }
     }
 }

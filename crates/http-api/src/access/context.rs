@@ -21,6 +21,8 @@ pub struct AccessApi {
     pub store: Arc<dyn MetadataStore>,
     /// The one-time code that creates the first admin, while no admin exists.
     pub bootstrap_code: Mutex<Option<String>>,
+    /// The audit trail (flushed before it is read).
+    pub audit: super::audit::AuditSink,
 }
 
 /// One request to an access API route.

@@ -171,6 +171,9 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
             )
             .await
         }
+        Need::List { kind, items, id } if response.status().is_success() => {
+            readable_items(&principal, kind, items, id, response).await
+        }
         _ => response,
     };
     if let Some(after) = after
@@ -231,8 +234,31 @@ async fn authorise(
     let denied = || Refused::Denied("Permission denied.".to_string());
     match need {
         Need::Public | Need::Signed(_) | Need::Handler(_) => Ok((request, None)),
-        Need::Listing { kind } => {
+        Need::Listing { kind } | Need::List { kind, .. } => {
             entry.resource_type = Some(kind.to_string());
+            Ok((request, None))
+        }
+        Need::Each {
+            kind,
+            field,
+            via,
+            level,
+        } => {
+            entry.resource_type = Some(kind.to_string());
+            let (request, ids) = list_field(guard, request, field).await?;
+            for id in ids {
+                let resource =
+                    match via {
+                        Via::Itself => Some(id),
+                        Via::Owner(owned) => guard.access.store().owner_of(owned, &id).await.map_err(|error| {
+                            Refused::Failed(format!("finding what a request touches failed: {error}"))
+                        })?,
+                    };
+                if !principal.may(kind, resource.as_deref(), level) {
+                    entry.resource_id = resource;
+                    return Err(denied());
+                }
+            }
             Ok((request, None))
         }
         Need::Admin => {
@@ -359,6 +385,70 @@ async fn locate(guard: &Guard, request: Request, source: Source) -> Result<(Requ
             Ok((Request::from_parts(parts, Body::from(bytes)), id))
         }
     }
+}
+
+/// Removes the items of a whole-list answer the caller may not read (nothing to do for those who read all).
+async fn readable_items(principal: &Principal, kind: &str, items: &str, id: &str, response: Response) -> Response {
+    let viewer = super::visibility::Viewer::of(Some(principal.clone()));
+    if viewer.sees_all(kind) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
+        return refuse(
+            "",
+            ErrorCode::PermissionDenied,
+            "Permission denied.",
+            Challenges::default(),
+        );
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if let Some(serde_json::Value::Array(list)) = value.get_mut(items) {
+        list.retain(|item| {
+            item.get(id)
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|name| viewer.may_read(kind, name))
+        });
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(value.to_string()))
+}
+
+/// Most ids one bulk request may name.
+const MAX_LISTED_IDS: usize = 1_000;
+
+/// Every value of a list field: repeated in the query string, or a JSON array (or one string) in the body.
+async fn list_field(guard: &Guard, request: Request, field: &str) -> Result<(Request, Vec<String>), Refused> {
+    let too_many = || Refused::TooLarge(format!("A request names at most {MAX_LISTED_IDS} ids in '{field}'."));
+    let from_query: Vec<String> = form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+        .filter(|(key, _)| key == field)
+        .take(MAX_LISTED_IDS + 1)
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    if request.method() == Method::GET || request.method() == Method::HEAD {
+        if from_query.len() > MAX_LISTED_IDS {
+            return Err(too_many());
+        }
+        return Ok((request, from_query));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(guard, body).await?;
+    let mut ids = from_query;
+    if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+        match object.get(field) {
+            Some(serde_json::Value::Array(items)) => {
+                ids.extend(items.iter().filter_map(|item| item.as_str().map(str::to_string)));
+            }
+            Some(serde_json::Value::String(one)) => ids.push(one.clone()),
+            _ => {}
+        }
+    }
+    if ids.len() > MAX_LISTED_IDS {
+        return Err(too_many());
+    }
+    Ok((Request::from_parts(parts, Body::from(bytes)), ids))
 }
 
 /// The names an after-effect needs, read before the handler consumes the request.

@@ -12,6 +12,7 @@ pub mod own_api;
 pub mod params;
 pub mod refusal;
 pub mod rules;
+pub mod visibility;
 
 pub use guard::{BearerVerifier, Guard, Modes, PeerAddress};
 pub use rules::{Created, Need, RouteTable, Source, Via};

@@ -242,6 +242,7 @@ fn entry_json(entry: &AuditEntry) -> Value {
 /// GET: audit entries, newest first, a page at a time.
 async fn audit(ctx: Ctx) -> Result<Value, ApiError> {
     ctx.require_admin()?;
+    ctx.api.audit.flush().await;
     let query = audit_query(&ctx)?;
     let page = PageRequest {
         max_results: match ctx.params.get("max_results") {
@@ -270,6 +271,7 @@ async fn export(ctx: Ctx) -> Response {
     if let Err(error) = ctx.require_admin() {
         return error.into_response();
     }
+    ctx.api.audit.flush().await;
     let query = match audit_query(&ctx) {
         Ok(query) => query,
         Err(error) => return error.into_response(),

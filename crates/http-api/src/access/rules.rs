@@ -72,10 +72,30 @@ pub enum Need {
         /// Where the new resource's id is.
         created: Created,
     },
+    /// A level on every resource a list field names (bulk reads): all must pass.
+    Each {
+        /// Resource kind the grants name.
+        kind: &'static str,
+        /// The list field (repeated in the query, or a JSON array).
+        field: &'static str,
+        /// How each id leads to the resource.
+        via: Via,
+        /// Level required.
+        level: Level,
+    },
     /// A search or list: any caller with read scope; the handler shows only what the caller may read.
     Listing {
         /// Resource kind listed.
         kind: &'static str,
+    },
+    /// A whole list (no pages) in a JSON array: the guard removes the items the caller may not read.
+    List {
+        /// Resource kind listed.
+        kind: &'static str,
+        /// The top-level field holding the array.
+        items: &'static str,
+        /// Each item's id field.
+        id: &'static str,
     },
     /// The handler decides, with the caller's principal (the access API: a user may read their own account,
     /// MANAGE on a resource lets one grant on it).
@@ -91,7 +111,14 @@ impl Need {
             Need::Admin => Action::Admin,
             Need::On { action, .. } => action,
             Need::Create { .. } => Action::Write,
-            Need::Listing { .. } => Action::Read,
+            Need::Listing { .. } | Need::List { .. } => Action::Read,
+            Need::Each { level, .. } => {
+                if level >= Level::Edit {
+                    Action::Write
+                } else {
+                    Action::Read
+                }
+            }
         }
     }
 }

@@ -11,9 +11,11 @@ mod project;
 pub(crate) use project::snake_case;
 
 use crate::AppState;
+use crate::access::visibility::Viewer;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use loopline_metadata_store::Owned;
 use loopline_metadata_store::{PageRequest, RegistrySearch, RunSearch, ViewType};
 use parse::{Field, Operation};
 use serde_json::{Map, Value, json};
@@ -115,6 +117,7 @@ fn request_parts(headers: &HeaderMap, uri: &axum::http::Uri, body: &[u8]) -> Res
 /// `POST|GET /graphql`.
 pub async fn handle(
     State(state): State<AppState>,
+    viewer: Viewer,
     headers: HeaderMap,
     uri: axum::http::Uri,
     body: axum::body::Body,
@@ -125,13 +128,19 @@ pub async fn handle(
         Ok(body) => body,
         Err(error) => return error.into_response(),
     };
-    execute(&state, &headers, &uri, &body).await.into_response()
+    execute(&state, &viewer, &headers, &uri, &body).await.into_response()
 }
 
 /// The largest GraphQL request body (its query is bounded far below this).
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
-async fn execute(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri, body: &[u8]) -> Json<Value> {
+async fn execute(
+    state: &AppState,
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    body: &[u8],
+) -> Json<Value> {
     let GraphqlRequest {
         query,
         variables,
@@ -163,7 +172,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri, b
     let mut data = Map::new();
     let mut errors = Vec::new();
     for field in &operation.selections {
-        match resolve_root(state, &operation.kind, field, &variables).await {
+        match resolve_root(state, viewer, &operation.kind, field, &variables).await {
             Ok((value, type_name)) => {
                 data.insert(
                     field.key().to_string(),
@@ -216,8 +225,36 @@ fn api_error(error: impl Into<crate::error::ApiError>) -> Value {
     json!({"code": error.code.as_str(), "message": error.message, "help_url": Value::Null})
 }
 
+/// MLflow's `apiError` for a caller who may not read what was asked.
+fn denied() -> Value {
+    api_error(crate::error::ApiError::new(
+        loopline_core::ErrorCode::PermissionDenied,
+        "Permission denied.",
+    ))
+}
+
+/// True when every run's experiment is readable (a run that does not exist is left to the query to report).
+async fn runs_readable(state: &AppState, viewer: &Viewer, run_ids: &[String]) -> Result<bool, Value> {
+    if viewer.sees_all("experiment") {
+        return Ok(true);
+    }
+    for run_id in run_ids {
+        let owner = state
+            .tracking
+            .store()
+            .owner_of(Owned::Run, run_id)
+            .await
+            .map_err(api_error)?;
+        if owner.is_some_and(|experiment| !viewer.may_read("experiment", &experiment)) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 async fn resolve_root(
     state: &AppState,
+    viewer: &Viewer,
     kind: &str,
     field: &Field,
     variables: &Map<String, Value>,
@@ -245,6 +282,7 @@ async fn resolve_root(
         ("query", "mlflowGetExperiment") => {
             let id = text(&input, "experimentId").unwrap_or_default();
             let value = match store.get_experiment(&id).await {
+                Ok(_) if !viewer.may_read("experiment", &id) => json!({"api_error": denied()}),
                 Ok(experiment) => json!({"experiment": crate::mlflow::to_json(&experiment)}),
                 Err(error) => json!({"api_error": api_error(error)}),
             };
@@ -253,6 +291,7 @@ async fn resolve_root(
         ("query", "mlflowGetRun") => {
             let id = text(&input, "runId").unwrap_or_default();
             let value = match store.get_run(&id).await {
+                Ok(run) if !viewer.may_read("experiment", &run.info.experiment_id) => json!({"api_error": denied()}),
                 Ok(run) => {
                     let mut run_json = crate::mlflow::to_json(&run);
                     if field_wants(field, &["run", "experiment"])
@@ -270,7 +309,12 @@ async fn resolve_root(
                             },
                         };
                         if let Ok(page) = store.search_model_versions(&search).await {
-                            run_json["model_versions"] = crate::mlflow::to_json(&page.items);
+                            let readable: Vec<_> = page
+                                .items
+                                .iter()
+                                .filter(|version| viewer.may_read("registered_model", &version.name))
+                                .collect();
+                            run_json["model_versions"] = crate::mlflow::to_json(&readable);
                         }
                     }
                     json!({"run": run_json})
@@ -280,8 +324,13 @@ async fn resolve_root(
             (value, "MlflowGetRunResponse")
         }
         (_, "mlflowSearchRuns") => {
+            let asked = strings(&input, "experimentIds");
+            let experiment_ids = viewer.narrow("experiment", asked.clone());
+            if !asked.is_empty() && experiment_ids.is_empty() {
+                return Ok((json!({"runs": [], "next_page_token": null}), "MlflowSearchRunsResponse"));
+            }
             let search = RunSearch {
-                experiment_ids: strings(&input, "experimentIds"),
+                experiment_ids,
                 filter: text(&input, "filter"),
                 order_by: strings(&input, "orderBy"),
                 view_type: match text(&input, "runViewType").as_deref() {
@@ -306,12 +355,25 @@ async fn resolve_root(
             let search = RegistrySearch {
                 filter: text(&input, "filter"),
                 order_by: strings(&input, "orderBy"),
-                page: PageRequest {
-                    max_results: number(&input, "maxResults").unwrap_or(200),
-                    page_token: text(&input, "pageToken"),
-                },
+                page: PageRequest::default(),
             };
-            let value = match store.search_model_versions(&search).await {
+            let wanted = PageRequest {
+                max_results: number(&input, "maxResults").unwrap_or(200),
+                page_token: text(&input, "pageToken"),
+            };
+            let found = viewer
+                .page(
+                    "registered_model",
+                    |version: &loopline_metadata_store::ModelVersion| version.name.clone(),
+                    wanted,
+                    |page| {
+                        let search = RegistrySearch { page, ..search.clone() };
+                        let store = store.clone();
+                        async move { Ok(store.search_model_versions(&search).await?) }
+                    },
+                )
+                .await;
+            let value = match found {
                 Ok(page) => {
                     json!({"model_versions": crate::mlflow::to_json(&page.items), "next_page_token": page.next_page_token})
                 }
@@ -334,6 +396,8 @@ async fn resolve_root(
                 json!({"api_error": api_error(crate::error::ApiError::invalid(
                     "mlflowGetMetricHistoryBulkInterval needs 1 to 100 runIds and a metricKey",
                 ))})
+            } else if !runs_readable(state, viewer, &run_ids).await.unwrap_or(false) {
+                json!({"api_error": denied()})
             } else {
                 match store.metric_history_sampled(&run_ids, &key, max_results, range).await {
                     Ok(points) => json!({"metrics": crate::mlflow::to_json(&points)}),
@@ -348,6 +412,8 @@ async fn resolve_root(
                 json!({"api_error": api_error(crate::error::ApiError::invalid(
                     "SearchDatasets request must specify 1 to 20 experiment_ids.",
                 ))})
+            } else if experiment_ids.iter().any(|id| !viewer.may_read("experiment", id)) {
+                json!({"api_error": denied()})
             } else {
                 match store.dataset_summaries(&experiment_ids, 1_000).await {
                     Ok(summaries) => json!({"dataset_summaries": summaries
@@ -367,6 +433,15 @@ async fn resolve_root(
         ("query", "mlflowListArtifacts") => {
             let run_id = text(&input, "runId").or_else(|| text(&input, "runUuid"));
             let path = text(&input, "path");
+            let readable = match &run_id {
+                Some(run_id) => runs_readable(state, viewer, std::slice::from_ref(run_id))
+                    .await
+                    .unwrap_or(false),
+                None => true,
+            };
+            if !readable {
+                return Ok((json!({"api_error": denied()}), "MlflowListArtifactsResponse"));
+            }
             let value = match crate::mlflow::list_run_artifacts(state, run_id.as_ref(), path.as_deref()).await {
                 Ok(listing) => listing,
                 Err(error) => json!({"api_error": api_error(error)}),

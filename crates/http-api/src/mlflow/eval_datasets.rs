@@ -152,20 +152,30 @@ pub(super) struct SearchRequest {
 
 pub(super) async fn search(
     State(state): State<AppState>,
+    viewer: crate::access::visibility::Viewer,
     MlflowMessage(request): MlflowMessage<SearchRequest>,
 ) -> JsonResult {
-    let page = state
-        .tracking
-        .store()
-        .search_eval_datasets(&EvalDatasetSearch {
-            experiment_ids: request.experiment_ids,
-            filter: request.filter_string,
-            order_by: request.order_by,
-            page: PageRequest {
-                max_results: super::page_size(request.max_results, 1_000)?,
-                page_token: request.page_token,
+    let search = EvalDatasetSearch {
+        experiment_ids: request.experiment_ids,
+        filter: request.filter_string,
+        order_by: request.order_by,
+        page: PageRequest::default(),
+    };
+    let wanted = PageRequest {
+        max_results: super::page_size(request.max_results, 1_000)?,
+        page_token: request.page_token,
+    };
+    let page = viewer
+        .page(
+            "dataset",
+            |dataset: &Value| dataset["dataset_id"].as_str().unwrap_or_default().to_string(),
+            wanted,
+            |page| {
+                let search = EvalDatasetSearch { page, ..search.clone() };
+                let store = state.tracking.store().clone();
+                async move { Ok(store.search_eval_datasets(&search).await?) }
             },
-        })
+        )
         .await?;
     let datasets: Vec<Value> = page.items.into_iter().map(wire).collect();
     page_response("datasets", &datasets, page.next_page_token)

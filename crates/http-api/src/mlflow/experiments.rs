@@ -2,11 +2,12 @@
 
 use super::{JsonResult, empty_object, page_response, required, single};
 use crate::AppState;
+use crate::access::visibility::Viewer;
 use crate::error::ApiError;
 use crate::extract::{KeyValueInput, MlflowMessage, one_or_many, to_tags};
 use axum::extract::State;
 use loopline_core::proto_json::deserialize_optional_int64;
-use loopline_metadata_store::{ExperimentSearch, LifecycleStage, PageRequest, Tag, ViewType};
+use loopline_metadata_store::{Experiment, ExperimentSearch, LifecycleStage, PageRequest, Tag, ViewType};
 use serde::Deserialize;
 
 /// Parses MLflow's ViewType by name or number.
@@ -100,6 +101,7 @@ pub(super) struct SearchRequest {
 
 pub(super) async fn search(
     State(state): State<AppState>,
+    viewer: Viewer,
     MlflowMessage(request): MlflowMessage<SearchRequest>,
 ) -> JsonResult {
     let max_results = super::page_size(request.max_results, 1000)?;
@@ -107,12 +109,24 @@ pub(super) async fn search(
         filter: request.filter,
         order_by: request.order_by,
         view_type: parse_view_type(request.view_type.map(|view| view.as_text()).as_deref())?,
-        page: PageRequest {
-            max_results,
-            page_token: request.page_token,
-        },
+        page: PageRequest::default(),
     };
-    let page = state.tracking.store().search_experiments(&search).await?;
+    let wanted = PageRequest {
+        max_results,
+        page_token: request.page_token,
+    };
+    let page = viewer
+        .page(
+            "experiment",
+            |item: &Experiment| item.experiment_id.clone(),
+            wanted,
+            |page| {
+                let search = ExperimentSearch { page, ..search.clone() };
+                let store = state.tracking.store().clone();
+                async move { Ok(store.search_experiments(&search).await?) }
+            },
+        )
+        .await?;
     page_response("experiments", &page.items, page.next_page_token)
 }
 

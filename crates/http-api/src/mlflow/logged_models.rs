@@ -161,8 +161,14 @@ pub(super) struct SearchRequest {
 
 pub(super) async fn search(
     State(state): State<AppState>,
+    viewer: crate::access::visibility::Viewer,
     MlflowMessage(request): MlflowMessage<SearchRequest>,
 ) -> JsonResult {
+    let asked = !request.experiment_ids.is_empty();
+    let narrowed = viewer.narrow("experiment", request.experiment_ids.clone());
+    if asked && narrowed.is_empty() {
+        return super::page_response::<serde_json::Value>("models", &[], None);
+    }
     let order_by = request
         .order_by
         .iter()
@@ -208,7 +214,7 @@ pub(super) async fn search(
         .collect::<ApiResult<Vec<_>>>()?;
     let max_results = super::page_size(request.max_results, 100)?;
     let search = LoggedModelSearch {
-        experiment_ids: request.experiment_ids,
+        experiment_ids: narrowed,
         filter: request.filter,
         order_by,
         order_datasets,

@@ -93,6 +93,7 @@ pub(super) struct SearchRequest {
 
 pub(super) async fn search(
     State(state): State<AppState>,
+    viewer: crate::access::visibility::Viewer,
     MlflowMessage(request): MlflowMessage<SearchRequest>,
 ) -> JsonResult {
     let search = registry_search(
@@ -102,7 +103,19 @@ pub(super) async fn search(
         request.page_token,
         10_000,
     )?;
-    let page = state.registry.store().search_model_versions(&search).await?;
+    let wanted = search.page.clone();
+    let page = viewer
+        .page(
+            "registered_model",
+            |version: &loopline_metadata_store::ModelVersion| version.name.clone(),
+            wanted,
+            |page| {
+                let search = loopline_metadata_store::RegistrySearch { page, ..search.clone() };
+                let store = state.registry.store().clone();
+                async move { Ok(store.search_model_versions(&search).await?) }
+            },
+        )
+        .await?;
     page_response("model_versions", &page.items, page.next_page_token)
 }
 

@@ -85,6 +85,7 @@ pub(super) fn registry_search(
 
 pub(super) async fn search(
     State(state): State<AppState>,
+    viewer: crate::access::visibility::Viewer,
     MlflowMessage(request): MlflowMessage<SearchRequest>,
 ) -> JsonResult {
     let search = registry_search(
@@ -94,7 +95,19 @@ pub(super) async fn search(
         request.page_token,
         100,
     )?;
-    let page = state.registry.store().search_registered_models(&search).await?;
+    let wanted = search.page.clone();
+    let page = viewer
+        .page(
+            "registered_model",
+            |model: &loopline_metadata_store::RegisteredModel| model.name.clone(),
+            wanted,
+            |page| {
+                let search = loopline_metadata_store::RegistrySearch { page, ..search.clone() };
+                let store = state.registry.store().clone();
+                async move { Ok(store.search_registered_models(&search).await?) }
+            },
+        )
+        .await?;
     page_response("registered_models", &page.items, page.next_page_token)
 }
 

@@ -389,11 +389,18 @@ pub(super) struct SearchRequest {
 
 pub(super) async fn search(
     State(state): State<AppState>,
+    viewer: crate::access::visibility::Viewer,
     MlflowMessage(request): MlflowMessage<SearchRequest>,
 ) -> JsonResult {
     let max_results = super::page_size(request.max_results, 1000)?;
+    // Only readable experiments are searched (as MLflow's auth narrows them).
+    let asked = !request.experiment_ids.is_empty();
+    let experiment_ids = viewer.narrow("experiment", request.experiment_ids);
+    if asked && experiment_ids.is_empty() {
+        return page_response::<serde_json::Value>("runs", &[], None);
+    }
     let search = RunSearch {
-        experiment_ids: request.experiment_ids,
+        experiment_ids,
         filter: request.filter,
         order_by: request.order_by,
         view_type: parse_view_type(request.run_view_type.map(|view| view.as_text()).as_deref())?,

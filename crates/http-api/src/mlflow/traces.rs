@@ -319,11 +319,17 @@ fn experiment_ids_of(request: &SearchRequest) -> Vec<String> {
 
 pub(super) async fn search(
     State(state): State<AppState>,
+    viewer: crate::access::visibility::Viewer,
     MlflowMessage(request): MlflowMessage<SearchRequest>,
 ) -> JsonResult {
     let max_results = super::page_size(request.max_results, 100)?;
+    let asked = experiment_ids_of(&request);
+    let experiment_ids = viewer.narrow("experiment", asked.clone());
+    if !asked.is_empty() && experiment_ids.is_empty() {
+        return page_response::<Value>("traces", &[], None);
+    }
     let search = TraceSearch {
-        experiment_ids: experiment_ids_of(&request),
+        experiment_ids,
         filter: request.filter,
         order_by: request.order_by,
         page: PageRequest {

@@ -220,10 +220,16 @@ pub(super) struct SearchRequest {
 /// SearchTraces (v2): as the v3 search, each trace in the v2 shape.
 pub(super) async fn search(
     State(state): State<AppState>,
+    viewer: crate::access::visibility::Viewer,
     MlflowMessage(request): MlflowMessage<SearchRequest>,
 ) -> JsonResult {
+    let asked = !request.experiment_ids.is_empty();
+    let experiment_ids = viewer.narrow("experiment", request.experiment_ids);
+    if asked && experiment_ids.is_empty() {
+        return page_response::<Value>("traces", &[], None);
+    }
     let search = TraceSearch {
-        experiment_ids: request.experiment_ids,
+        experiment_ids,
         filter: request.filter,
         order_by: request.order_by,
         page: PageRequest {

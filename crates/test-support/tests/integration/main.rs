@@ -1,5 +1,6 @@
 //! Integration tests: the real server in-process on port 0, spoken to over HTTP.
 
+mod access;
 mod concurrency;
 mod datasets;
 mod deployments;
