@@ -64,6 +64,28 @@ impl Access {
         Ok(user)
     }
 
+    /// Finds or creates a user signed in by an identity provider (`kind` names it, e.g. `oidc`). A local
+    /// account of the same name is never taken over: `None` then.
+    pub async fn external_user(&self, username: &str, kind: &str) -> StoreResult<Option<AccessUser>> {
+        check_username(username).map_err(StoreError::InvalidParameter)?;
+        let existing = match self.store().find_user(username).await? {
+            Some(user) => user,
+            None => match self
+                .store()
+                .create_user(username, None, false, kind, loopline_core::time::now_millis())
+                .await
+            {
+                Ok(user) => {
+                    self.forget();
+                    user
+                }
+                Err(StoreError::AlreadyExists(_)) => self.user(username).await?,
+                Err(error) => return Err(error),
+            },
+        };
+        Ok((existing.kind == kind).then_some(existing))
+    }
+
     /// A user by name, or `NotFound` in MLflow's words.
     pub async fn user(&self, username: &str) -> StoreResult<AccessUser> {
         self.store()

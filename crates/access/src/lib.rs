@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod level;
+pub mod oidc;
 pub mod password;
 pub mod principal;
 pub mod service;

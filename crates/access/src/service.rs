@@ -366,6 +366,45 @@ impl Access {
         Ok(self.principal(&cached, None, scopes))
     }
 
+    /// The principal of a user signed in elsewhere (OIDC), holding also the roles its groups map to (read
+    /// at each sign-in, so leaving a group at the provider takes the role away).
+    pub async fn principal_with_roles(&self, user: AccessUser, extra_roles: &[String]) -> StoreResult<Principal> {
+        let mut cached = self.load(user).await?;
+        let mut held: Vec<Held> = cached.held.as_ref().clone();
+        for name in extra_roles {
+            let Some(role) = self.store.find_role_by_name(DEFAULT_WORKSPACE, name).await? else {
+                tracing::warn!(role = %name, "an OIDC group maps to a role that does not exist");
+                continue;
+            };
+            if role.name == "admin" {
+                cached.holds_admin_role = true;
+            }
+            held.extend(
+                self.store
+                    .list_grants(role.role_id)
+                    .await?
+                    .into_iter()
+                    .filter_map(|grant| {
+                        Some(Held {
+                            grant: Grant::parse(&grant.permission)?,
+                            resource_type: grant.resource_type,
+                            pattern: grant.resource_pattern,
+                        })
+                    }),
+            );
+        }
+        cached.held = Arc::new(held);
+        Ok(self.principal(&cached, None, vec![Scope::All]))
+    }
+
+    /// Checks the store's generation (at most every `generation_check`); true when it moved since the last
+    /// check, so callers with caches of their own drop them.
+    pub async fn changed(&self) -> StoreResult<bool> {
+        let before = self.generation.load(Ordering::Acquire);
+        self.sync().await?;
+        Ok(self.generation.load(Ordering::Acquire) != before)
+    }
+
     /// The role that holds one user's own grants (MLflow's `__user_<id>__`), created when missing.
     pub async fn personal_role(&self, user_id: i64) -> StoreResult<i64> {
         let name = format!("__user_{user_id}__");

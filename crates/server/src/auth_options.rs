@@ -37,6 +37,27 @@ pub struct AuthOptions {
     /// that creates the first admin. Never has a default.
     #[arg(long, env = "LOOPLINE_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// OIDC provider (`--auth oidc`): its issuer URL, as its tokens name it (https, or http on loopback).
+    #[arg(long, env = "LOOPLINE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// OIDC audience: the client id tokens must be issued for.
+    #[arg(long, env = "LOOPLINE_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// The token claim that names the user.
+    #[arg(long, env = "LOOPLINE_OIDC_USERNAME_CLAIM", default_value = "preferred_username")]
+    pub oidc_username_claim: String,
+    /// The token claim listing the user's groups.
+    #[arg(long, env = "LOOPLINE_OIDC_GROUPS_CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// Group-to-role mappings, `GROUP=ROLE`, comma-separated (e.g. `ml-admins=admin,ml-team=editor`).
+    #[arg(long = "oidc-group-role", env = "LOOPLINE_OIDC_GROUP_ROLES", value_delimiter = ',')]
+    pub oidc_group_roles: Vec<String>,
+    /// Seconds of clock difference tolerated in token times.
+    #[arg(long, env = "LOOPLINE_OIDC_CLOCK_SKEW_SECONDS", default_value_t = 60)]
+    pub oidc_clock_skew_seconds: u64,
+    /// Least seconds between two fetches of the provider's keys (a token naming an unknown key fetches them).
+    #[arg(long, env = "LOOPLINE_OIDC_JWKS_REFETCH_SECONDS", default_value_t = 10)]
+    pub oidc_jwks_refetch_seconds: u64,
 }
 
 impl std::fmt::Debug for AuthOptions {
@@ -60,6 +81,13 @@ impl Default for AuthOptions {
             default_permission: "READ".to_string(),
             admin_username: "admin".to_string(),
             admin_password: None,
+            oidc_issuer: None,
+            oidc_audience: None,
+            oidc_username_claim: "preferred_username".to_string(),
+            oidc_groups_claim: "groups".to_string(),
+            oidc_group_roles: Vec::new(),
+            oidc_clock_skew_seconds: 60,
+            oidc_jwks_refetch_seconds: 10,
         }
     }
 }
@@ -92,6 +120,9 @@ impl AuthOptions {
             return Err("--auth none cannot be combined with other modes".to_string());
         }
         self.default_level()?;
+        if self.has(AuthMode::Oidc) {
+            self.oidc_settings()?;
+        }
         if !self.enabled() && !is_loopback(host) {
             if !self.allow_unauthenticated {
                 return Err(format!(
@@ -107,6 +138,48 @@ impl AuthOptions {
             );
         }
         Ok(())
+    }
+}
+
+impl AuthOptions {
+    /// The OIDC settings, checked.
+    pub fn oidc_settings(&self) -> Result<loopline_access::oidc::OidcSettings, String> {
+        let issuer = self
+            .oidc_issuer
+            .clone()
+            .ok_or("--auth oidc needs --oidc-issuer (the provider's issuer URL)")?;
+        let audience = self
+            .oidc_audience
+            .clone()
+            .ok_or("--auth oidc needs --oidc-audience (this server's client id at the provider)")?;
+        let loopback_http = issuer
+            .strip_prefix("http://")
+            .map(|rest| rest.split(['/', ':']).next().unwrap_or_default())
+            .is_some_and(is_loopback);
+        if !issuer.starts_with("https://") && !loopback_http {
+            return Err(format!(
+                "--oidc-issuer '{issuer}' must be https (http only on loopback)"
+            ));
+        }
+        let group_roles = self
+            .oidc_group_roles
+            .iter()
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(group, role)| (group.trim().to_string(), role.trim().to_string()))
+                    .filter(|(group, role)| !group.is_empty() && !role.is_empty())
+                    .ok_or_else(|| format!("--oidc-group-role '{pair}' is not GROUP=ROLE"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(loopline_access::oidc::OidcSettings {
+            issuer,
+            audience,
+            username_claim: self.oidc_username_claim.clone(),
+            groups_claim: self.oidc_groups_claim.clone(),
+            group_roles,
+            clock_skew: std::time::Duration::from_secs(self.oidc_clock_skew_seconds),
+            refetch_interval: std::time::Duration::from_secs(self.oidc_jwks_refetch_seconds),
+        })
     }
 }
 

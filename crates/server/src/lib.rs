@@ -240,7 +240,7 @@ async fn guarded(
         .merge(wire::mlflow_api::routes(api_state.clone()))
         .merge(wire::own_api::routes(api_state));
     let guard = Arc::new(wire::Guard {
-        access,
+        access: access.clone(),
         table: Arc::new(route_permissions::table()),
         audit,
         modes: wire::Modes {
@@ -248,7 +248,14 @@ async fn guarded(
             token: config.auth.has(auth_options::AuthMode::Token),
             oidc: config.auth.has(auth_options::AuthMode::Oidc),
         },
-        oidc: None,
+        oidc: if config.auth.has(auth_options::AuthMode::Oidc) {
+            let settings = config.auth.oidc_settings().map_err(anyhow::Error::msg)?;
+            let verifier: Arc<dyn wire::BearerVerifier> =
+                loopline_access::oidc::OidcVerifier::new(settings, access.clone()).map_err(anyhow::Error::msg)?;
+            Some(verifier)
+        } else {
+            None
+        },
         max_body_bytes: HttpLimits::default().max_json_body_bytes,
     });
     let mut routes = inventory::routes(&router);

@@ -37,6 +37,13 @@ pub trait BearerVerifier: Send + Sync {
     async fn verify(&self, token: &str) -> Result<Principal, AuthError>;
 }
 
+#[async_trait::async_trait]
+impl BearerVerifier for loopline_access::oidc::OidcVerifier {
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        loopline_access::oidc::OidcVerifier::verify(self, token).await
+    }
+}
+
 /// What the guard needs.
 pub struct Guard {
     /// Users, tokens, grants.
