@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::deployments::{DEPLOYMENTS, add_version, call, deployment, events, kinds, score, served_version, set_alias};
 
-async fn fresh_database() -> Option<String> {
+pub(crate) async fn fresh_database() -> Option<String> {
     let Ok(admin_url) = std::env::var("LOOPLINE_TEST_POSTGRES_URL") else {
         eprintln!("LOOPLINE_TEST_POSTGRES_URL is not set: the replica test did not run (scripts/test.sh sets it)");
         return None;

@@ -2,6 +2,7 @@
 
 mod access;
 mod access_oidc;
+mod access_replicas;
 mod concurrency;
 mod datasets;
 mod deployments;
