@@ -3,6 +3,9 @@ workload, one run. Prints a table with the ratio for each measurement.
 
 Usage (see run.sh, which prepares the venv and the release binary):
     python bench/tracking/bench.py --loopline-bin target/release/loopline [--runs 10000] [--seconds 10]
+
+With --compare-auth it runs Loopline twice instead, without auth and with `--auth basic,token` as a non-admin
+editor presenting an API token (MLFLOW_TRACKING_TOKEN), and prints what auth costs.
 """
 
 import argparse
@@ -21,6 +24,9 @@ import requests
 
 SEARCH_FILTER = "metrics.acc > 0.5 and params.model = 'rf' and tags.team = 'a'"
 SEARCH_ORDER = ["metrics.acc DESC"]
+ADMIN_PASSWORD = "bench admin password"
+# Headers every raw-HTTP session sends (the token, when auth is on).
+SESSION_HEADERS = {}
 
 
 def free_port():
@@ -251,6 +257,7 @@ def measure(server, args, workdir):
     ops, _ = run_in_processes(server.url, runs, args.seconds)
     results["log_metric, 8 processes (req/s)"] = ops
     session = requests.Session()
+    session.headers.update(SESSION_HEADERS)
     payload = lambda step: {"run_id": runs[1], "key": "raw", "value": 1.0, "timestamp": 1, "step": step}
     ops, _ = run_for(args.seconds, 1, lambda thread, step: session.post(f"{server.url}/api/2.0/mlflow/runs/log-metric", json=payload(step)).raise_for_status())
     results["log_metric raw HTTP, 1 thread (req/s)"] = ops
@@ -317,6 +324,42 @@ def measure(server, args, workdir):
 HIGHER_IS_BETTER = ("req/s", "batches/s")
 
 
+def sign_in_with_token(url):
+    """Creates an editor user with the stock admin client and gives every client that user's API token."""
+    from mlflow.server import get_app_client
+
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = "admin", ADMIN_PASSWORD
+    admin = get_app_client("basic-auth", tracking_uri=url)
+    admin.create_user("bench", "bench user password")
+    admin.assign_role("bench", next(role.id for role in admin.list_roles("default") if role.name == "editor"))
+    del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+    issued = requests.post(f"{url}/api/loopline/v1/access/tokens", json={"name": "bench", "scopes": ["write"]},
+                           auth=("bench", "bench user password"), timeout=30)
+    issued.raise_for_status()
+    token = issued.json()["token"]
+    os.environ["MLFLOW_TRACKING_TOKEN"] = token
+    SESSION_HEADERS["Authorization"] = f"Bearer {token}"
+
+
+def print_auth_table(plain, token):
+    print()
+    print(f"{'measurement':45} {'no auth':>15} {'token auth':>15} {'cost':>10}")
+    print("-" * 88)
+    for key, plain_value in plain.items():
+        token_value = token[key]
+        if key == "search hits":
+            cost = "same" if plain_value == token_value else "DIFFERENT"
+        elif any(unit in key for unit in HIGHER_IS_BETTER):
+            cost = f"{(1 - token_value / plain_value) * 100:+.1f}%"
+        elif plain_value:
+            cost = f"{(token_value / plain_value - 1) * 100:+.1f}%"
+        else:
+            cost = "-"
+        print(f"{key:45} {plain_value:15.1f} {token_value:15.1f} {cost:>10}")
+    print()
+    print("cost: throughput lost, or time and memory added, with token auth on (negative: none measured).")
+
+
 def print_table(mlflow_results, loopline_results):
     print()
     print(f"{'measurement':45} {'mlflow server':>15} {'loopline':>15} {'ratio':>10}")
@@ -340,9 +383,11 @@ def main():
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--only", choices=["mlflow", "loopline"])
+    parser.add_argument("--compare-auth", action="store_true", help="Loopline without auth against Loopline with token auth")
     args = parser.parse_args()
     results = {}
-    for name in ["loopline", "mlflow"]:
+    names = ["loopline", "loopline-token"] if args.compare_auth else ["loopline", "mlflow"]
+    for name in names:
         if args.only and args.only != name:
             continue
         workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
@@ -352,15 +397,24 @@ def main():
             command = [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port)]
         else:
             command = [os.path.abspath(args.loopline_bin), "server", "--port", str(port), "--data-dir", workdir]
+        if name == "loopline-token":
+            command += ["--auth", "basic,token"]
+            os.environ["LOOPLINE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
         print(f"== {name}: starting in {workdir}", flush=True)
         server = Server(name, command, workdir, f"http://127.0.0.1:{port}")
         try:
+            if name == "loopline-token":
+                sign_in_with_token(server.url)
             results[name] = measure(server, args, workdir)
         finally:
             server.stop()
+            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+            SESSION_HEADERS.clear()
         for key, value in results[name].items():
             print(f"   {key}: {value:.1f}", flush=True)
-    if len(results) == 2:
+    if args.compare_auth and len(results) == 2:
+        print_auth_table(results["loopline"], results["loopline-token"])
+    elif len(results) == 2:
         print_table(results["mlflow"], results["loopline"])
 
 
