@@ -22,6 +22,15 @@ pub fn check_username(username: &str) -> Result<(), String> {
     if username.contains(':') || username.chars().any(char::is_control) {
         return Err("Username cannot contain ':' or control characters.".to_string());
     }
+    if username.trim() != username {
+        return Err("Username cannot begin or end with spaces.".to_string());
+    }
+    // Invisible and direction-changing characters make one name look like another ("admin" and
+    // "admin\u{200b}").
+    let invisible = |character: char| matches!(character, '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}' | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fff8}');
+    if username.chars().any(invisible) {
+        return Err("Username cannot contain invisible or text-direction characters.".to_string());
+    }
     Ok(())
 }
 
@@ -42,9 +51,9 @@ impl Access {
                 password::check_strength(password).map_err(StoreError::InvalidParameter)?;
                 let password = password.to_string();
                 Some(
-                    tokio::task::spawn_blocking(move || password::hash(&password))
+                    self.hash_work(move || password::hash(&password))
                         .await
-                        .map_err(|error| StoreError::Embedded(format!("hashing a password: {error}")))?,
+                        .ok_or_else(|| StoreError::Embedded("hashing a password failed".to_string()))?,
                 )
             }
             None => None,
@@ -98,9 +107,10 @@ impl Access {
     pub async fn set_password(&self, user_id: i64, password: &str) -> StoreResult<()> {
         password::check_strength(password).map_err(StoreError::InvalidParameter)?;
         let password = password.to_string();
-        let hash = tokio::task::spawn_blocking(move || password::hash(&password))
+        let hash = self
+            .hash_work(move || password::hash(&password))
             .await
-            .map_err(|error| StoreError::Embedded(format!("hashing a password: {error}")))?;
+            .ok_or_else(|| StoreError::Embedded("hashing a password failed".to_string()))?;
         self.store().set_password_hash(user_id, &hash).await?;
         self.forget();
         Ok(())
@@ -112,7 +122,7 @@ impl Access {
             return false;
         };
         let password = password.to_string();
-        tokio::task::spawn_blocking(move || password::verify(&password, &stored))
+        self.hash_work(move || password::verify(&password, &stored))
             .await
             .unwrap_or(false)
     }
@@ -252,6 +262,15 @@ impl Access {
                 // Another replica did it first.
                 Err(StoreError::AlreadyExists(_)) if self.store().count_admins().await? > 0 => {
                     return Ok(Bootstrap::Done);
+                }
+                // The account exists but no admin does: whoever sets the server's environment recovers it.
+                Err(StoreError::AlreadyExists(_)) => {
+                    let user = self.user(username).await?;
+                    self.set_password(user.user_id, password).await?;
+                    self.store().set_admin(user.user_id, true).await?;
+                    self.forget();
+                    tracing::warn!(%username, "no admin existed: this account was made the admin again from LOOPLINE_ADMIN_PASSWORD");
+                    return Ok(Bootstrap::Created(username.to_string()));
                 }
                 Err(error) => return Err(error),
             }

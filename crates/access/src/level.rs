@@ -100,10 +100,25 @@ pub struct Held {
     pub grant: Grant,
 }
 
+/// The form of an id the store itself uses: experiment ids are numbers, and the store reads `02`, ` 2` and
+/// `+2` as experiment 2, so grants must be compared on that number, not on the text sent.
+pub fn canonical_id<'a>(resource_type: &str, id: &'a str) -> std::borrow::Cow<'a, str> {
+    if resource_type == "experiment" {
+        let trimmed = id.trim();
+        let unsigned = trimmed.strip_prefix('+').unwrap_or(trimmed);
+        if let Ok(number) = unsigned.parse::<i64>() {
+            return std::borrow::Cow::Owned(number.to_string());
+        }
+    }
+    std::borrow::Cow::Borrowed(id)
+}
+
 /// The level a set of grants gives on one resource: DENY on it (or on `*`) wins; otherwise the highest level
 /// granted on it or on `*`; otherwise `default`. `resource_id` `None` asks about the kind as a whole (creating
 /// one), which only `*` grants answer.
 pub fn effective_level(held: &[Held], default: Level, resource_type: &str, resource_id: Option<&str>) -> Level {
+    let canonical = resource_id.map(|id| canonical_id(resource_type, id));
+    let resource_id = canonical.as_deref();
     let mut best: Option<Level> = None;
     for grant in held.iter().filter(|grant| grant.resource_type == resource_type) {
         let applies = grant.pattern == "*" || Some(grant.pattern.as_str()) == resource_id;
@@ -154,6 +169,18 @@ mod tests {
             effective_level(&denied_kind, Level::Read, "experiment", Some("1")),
             Level::NoPermissions
         );
+    }
+
+    #[test]
+    fn experiment_ids_are_compared_as_the_store_reads_them() {
+        let grants = vec![held("experiment", "*", "READ"), held("experiment", "2", "DENY")];
+        for spelled in ["2", "02", " 2", "2 ", "+2", "002"] {
+            assert_eq!(
+                effective_level(&grants, Level::Read, "experiment", Some(spelled)),
+                Level::NoPermissions
+            );
+        }
+        assert_eq!(canonical_id("registered_model", "02"), "02");
     }
 
     #[test]

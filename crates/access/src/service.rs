@@ -99,6 +99,11 @@ struct Caches {
 
 /// Users, roles, grants and tokens, and the checks that read them.
 pub struct Access {
+    /// At most this many password hashes run at once (each takes 19 MiB and a core for tens of ms): a flood of
+    /// guesses queues instead of exhausting memory.
+    hashing: tokio::sync::Semaphore,
+    /// Password checks of one user run one at a time, so parallel guesses each see the failures before them.
+    checking: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     store: Arc<dyn AccessStore>,
     settings: AccessSettings,
     generation: AtomicI64,
@@ -124,6 +129,8 @@ impl Access {
         let mut cache_key = [0u8; 32];
         rand::fill(&mut cache_key);
         Arc::new(Access {
+            hashing: tokio::sync::Semaphore::new(2),
+            checking: Mutex::new(HashMap::new()),
             store,
             settings,
             generation: AtomicI64::new(i64::MIN),
@@ -251,9 +258,17 @@ impl Access {
         {
             return Ok(self.principal(&cached, None, vec![Scope::All]));
         }
+        let turn = {
+            let mut checking = self.checking.lock().expect("password checks");
+            if checking.len() >= CACHE_LIMIT {
+                checking.clear();
+            }
+            checking.entry(username.to_string()).or_default().clone()
+        };
+        let _turn = turn.lock().await;
         let Some(user) = self.store.find_user(username).await? else {
             let password = password.to_string();
-            let _ = tokio::task::spawn_blocking(move || password::verify_nothing(&password)).await;
+            let _ = self.hash_work(move || password::verify_nothing(&password)).await;
             return Err(AuthError::Rejected);
         };
         let now = now_ms();
@@ -264,7 +279,8 @@ impl Access {
             return Err(AuthError::Rejected);
         };
         let candidate = password.to_string();
-        let matches = tokio::task::spawn_blocking(move || password::verify(&candidate, &stored))
+        let matches = self
+            .hash_work(move || password::verify(&candidate, &stored))
             .await
             .unwrap_or(false);
         if !matches {
@@ -339,6 +355,17 @@ impl Access {
         Ok(self.principal(&cached.owner, Some(token_id.to_string()), cached.scopes))
     }
 
+    /// Runs password hashing work on a blocking thread, a few at a time.
+    pub async fn hash_work<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let _permit = self.hashing.acquire().await.ok()?;
+        tokio::task::spawn_blocking(work).await.ok()
+    }
+
+    /// True when `password` is `username`'s: the same check (and failure count, and lock) as a sign-in.
+    pub async fn confirm_password(&self, username: &str, password: &str) -> bool {
+        self.check_password(username, password).await.is_ok()
+    }
+
     /// Records a token's use, at most once a minute, without holding the request.
     fn touch(&self, token_id: &str, now: i64) {
         {
@@ -409,6 +436,11 @@ impl Access {
     pub async fn personal_role(&self, user_id: i64) -> StoreResult<i64> {
         let name = format!("__user_{user_id}__");
         if let Some(role) = self.store.find_role_by_name(DEFAULT_WORKSPACE, &name).await? {
+            // Held already, as a rule; assigned again if an earlier attempt stopped between the two steps.
+            match self.store.assign_role(user_id, role.role_id).await {
+                Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+                Err(error) => return Err(error),
+            }
             return Ok(role.role_id);
         }
         let role = match self
@@ -451,9 +483,24 @@ impl Access {
                 self.store.update_grant(held.grant_id, grant.name()).await?;
             }
             None => {
-                self.store
+                match self
+                    .store
                     .add_grant(role_id, resource_type, resource_id, grant.name())
-                    .await?;
+                    .await
+                {
+                    Ok(_) => {}
+                    // Granted at the same moment by another request: this one's level wins.
+                    Err(StoreError::AlreadyExists(_)) => {
+                        if let Some(held) =
+                            self.store.list_grants(role_id).await?.into_iter().find(|held| {
+                                held.resource_type == resource_type && held.resource_pattern == resource_id
+                            })
+                        {
+                            self.store.update_grant(held.grant_id, grant.name()).await?;
+                        }
+                    }
+                    Err(error) => return Err(error),
+                }
             }
         }
         self.forget();
@@ -467,7 +514,8 @@ impl Access {
         resource_type: &str,
         resource_id: &str,
     ) -> StoreResult<()> {
-        if principal.is_admin {
+        // `*` means every resource of the kind: a resource of that name gets no grant of its own.
+        if principal.is_admin || resource_id == "*" {
             return Ok(());
         }
         self.grant_to_user(

@@ -257,6 +257,7 @@ async fn guarded(
             None
         },
         max_body_bytes: HttpLimits::default().max_json_body_bytes,
+        owners: wire::guard::Owners::default(),
     });
     let mut routes = inventory::routes(&router);
     let api = router.route_layer(axum::middleware::from_fn_with_state(guard.clone(), wire::guard::check));

@@ -525,7 +525,7 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
         ("", "/loopline/assets/live.js", "GET", Need::Public),
         ("", "/loopline/assets/loopline.css", "GET", Need::Public),
         (OWN, "/version", "GET", Need::Public),
-        ("", "/metrics", "GET", SIGNED_READ),
+        ("", "/metrics", "GET", kind_wide(MODEL, Level::Read, Action::Read)),
         // Serving: USE on the model (or deployment) is the `predict` permission.
         ("", "/v2", "GET", Need::Signed(Action::Predict)),
         ("", "/v2/models/{name}", "GET", serving(Level::Use)),
@@ -734,7 +734,7 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
             kind_wide(DATASET, Level::Read, Action::Read),
         ),
         (OWN, "/data/gc", "POST", Need::Admin),
-        (OWN, "/lineage", "GET", kind_wide(MODEL, Level::Read, Action::Read)),
+        (OWN, "/lineage", "GET", read(MODEL, Source::Field(&["model"]))),
         // Quality gates, references and alias history on registered models.
         (OWN, "/registered-models/alias-history", "GET", read(MODEL, NAME)),
         (
@@ -840,7 +840,50 @@ pub fn table() -> RouteTable {
         .collect();
     RouteTable::new(&borrowed)
         .and_then(|table| table.with_after(&after_rows()))
+        .and_then(|table| table.with_also(&also_rows()))
         .expect("the route permission table lists each route once")
+}
+
+/// Further needs: what a request refers to besides the resource it acts on.
+fn also_rows() -> Vec<(&'static str, &'static str, Need)> {
+    let uses_model = Need::Refers {
+        field: "model",
+        level: Level::Use,
+    };
+    vec![
+        // A version's files must be readable by whoever registers them (else registering would read them).
+        (
+            "POST",
+            "/api/2.0/mlflow/model-versions/create",
+            Need::Refers {
+                field: "source",
+                level: Level::Read,
+            },
+        ),
+        // A deployment serves its model: creating or changing one needs USE on the model.
+        ("POST", "/api/loopline/v1/deployments", uses_model),
+        ("PUT", "/api/loopline/v1/deployments/{name}", uses_model),
+        ("PATCH", "/api/loopline/v1/deployments/{name}", uses_model),
+        // A monitor reads its deployment's or model's traffic.
+        (
+            "POST",
+            "/api/loopline/v1/monitors",
+            Need::Named {
+                kind: DEPLOYMENT,
+                field: "deployment",
+                level: Level::Read,
+            },
+        ),
+        (
+            "POST",
+            "/api/loopline/v1/monitors",
+            Need::Named {
+                kind: MODEL,
+                field: "model",
+                level: Level::Read,
+            },
+        ),
+    ]
 }
 
 /// Renamed and deleted resources take their grants along.

@@ -4,9 +4,11 @@
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::fmt;
 
-/// The values of the wanted fields (strings, or numbers as their text), in the order `wanted` lists them.
-pub fn top_level_fields(body: &[u8], wanted: &[&str]) -> Vec<Option<String>> {
-    let mut found = vec![None; wanted.len()];
+/// Every value each wanted field has at the top level (strings, or numbers as their text; empty strings are
+/// left out), in the order `wanted` lists them. A key given twice yields both values, so a caller can refuse
+/// a body whose duplicates disagree instead of checking one value while a handler acts on the other.
+pub fn top_level_values(body: &[u8], wanted: &[&str]) -> Vec<Vec<String>> {
+    let mut found = vec![Vec::new(); wanted.len()];
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let _ = Fields {
         wanted,
@@ -16,23 +18,56 @@ pub fn top_level_fields(body: &[u8], wanted: &[&str]) -> Vec<Option<String>> {
     found
 }
 
+/// The first value of each wanted field (see `top_level_values`).
+pub fn top_level_fields(body: &[u8], wanted: &[&str]) -> Vec<Option<String>> {
+    top_level_values(body, wanted)
+        .into_iter()
+        .map(|values| values.into_iter().next())
+        .collect()
+}
+
+/// Every non-empty value of any of `names` in a query string.
+pub fn query_values(query: Option<&str>, names: &[&str]) -> Vec<String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .take(1_000)
+        .filter(|(key, value)| names.contains(&key.as_ref()) && !value.is_empty())
+        .map(|(_, value)| value.into_owned())
+        .collect()
+}
+
 /// The first of `names` present in a query string.
 pub fn query_field(query: Option<&str>, names: &[&str]) -> Option<String> {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query?.as_bytes())
+    let values: Vec<(String, String)> = form_urlencoded::parse(query?.as_bytes())
         .take(1_000)
         .map(|(key, value)| (key.into_owned(), value.into_owned()))
         .collect();
     names.iter().find_map(|name| {
-        pairs
+        values
             .iter()
-            .find(|(key, _)| key == name)
+            .find(|(key, value)| key == name && !value.is_empty())
             .map(|(_, value)| value.clone())
     })
 }
 
+/// The one value all of `values` agree on (`None` when there is none); `Err` with the values when they
+/// disagree.
+pub fn agreed(values: Vec<String>) -> Result<Option<String>, Vec<String>> {
+    let mut distinct: Vec<String> = Vec::new();
+    for value in values {
+        if !distinct.contains(&value) {
+            distinct.push(value);
+        }
+    }
+    match distinct.len() {
+        0 => Ok(None),
+        1 => Ok(distinct.pop()),
+        _ => Err(distinct),
+    }
+}
+
 struct Fields<'a> {
     wanted: &'a [&'a str],
-    found: &'a mut Vec<Option<String>>,
+    found: &'a mut Vec<Vec<String>>,
 }
 
 impl<'de> DeserializeSeed<'de> for Fields<'_> {
@@ -55,8 +90,8 @@ impl<'de> Visitor<'de> for Fields<'_> {
             match self.wanted.iter().position(|name| *name == key) {
                 Some(index) => {
                     let value: Scalar = map.next_value()?;
-                    if self.found[index].is_none() {
-                        self.found[index] = value.0;
+                    if let Some(value) = value.0.filter(|value| !value.is_empty()) {
+                        self.found[index].push(value);
                     }
                 }
                 None => {
@@ -125,6 +160,24 @@ mod tests {
         assert_eq!(top_level_fields(br#"{"run_id": ["a"]}"#, &["run_id"]), vec![None]);
         assert_eq!(top_level_fields(b"not json", &["run_id"]), vec![None]);
         assert_eq!(top_level_fields(br#"[{"run_id":"a"}]"#, &["run_id"]), vec![None]);
+    }
+
+    #[test]
+    fn duplicated_keys_yield_every_value_and_disagreement_is_seen() {
+        let body = br#"{"name":"prod","name":"mine","run_id":"","run_uuid":"r"}"#;
+        let found = top_level_values(body, &["name", "run_id", "run_uuid"]);
+        assert_eq!(
+            found,
+            vec![
+                vec!["prod".to_string(), "mine".to_string()],
+                vec![],
+                vec!["r".to_string()]
+            ]
+        );
+        assert!(agreed(found[0].clone()).is_err());
+        assert_eq!(agreed(vec!["a".into(), "a".into()]), Ok(Some("a".to_string())));
+        assert_eq!(agreed(Vec::new()), Ok(None));
+        assert_eq!(query_values(Some("model=a&model=b&x=1"), &["model"]), vec!["a", "b"]);
     }
 
     #[test]

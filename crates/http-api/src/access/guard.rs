@@ -3,7 +3,7 @@
 //! only then runs the handler. It also gives creators MANAGE and writes the audit trail.
 
 use super::audit::AuditSink;
-use super::fields::{query_field, top_level_fields};
+use super::fields::{agreed, query_values, top_level_fields, top_level_values};
 use super::refusal::{Challenges, UNAUTHENTICATED, refuse};
 use super::rules::{After, Created, Need, RouteTable, Source, Via};
 use crate::access::credentials::{Presented, presented};
@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use loopline_access::{Access, AuthError, Credentials, Level, Principal};
 use loopline_core::ErrorCode;
 use loopline_metadata_store::AuditEntry;
@@ -58,6 +58,8 @@ pub struct Guard {
     pub oidc: Option<Arc<dyn BearerVerifier>>,
     /// Largest body read to find a resource id.
     pub max_body_bytes: usize,
+    /// Owners already looked up.
+    pub owners: Owners,
 }
 
 /// Where a request came from, for the audit trail (set by the listener).
@@ -66,12 +68,54 @@ pub struct PeerAddress(pub SocketAddr);
 
 enum Refused {
     Unauthenticated,
+    Invalid(String),
     TooLarge(String),
     Denied(String),
     Failed(String),
 }
 
+/// Most owner lookups remembered.
+const OWNERS_REMEMBERED: usize = 100_000;
+
+/// Owners that never change: a run, trace or logged model stays in its experiment, a pipeline run in its
+/// pipeline, and their ids are never reused, so a lookup made once holds (an experiment's name can change:
+/// never remembered).
+#[derive(Default)]
+pub struct Owners(std::sync::Mutex<std::collections::HashMap<(u8, String), String>>);
+
 impl Guard {
+    /// The owner of a resource, remembered when it cannot change.
+    async fn owner(&self, owned: loopline_metadata_store::Owned, id: &str) -> Result<Option<String>, Refused> {
+        use loopline_metadata_store::Owned;
+        let lasting = match owned {
+            Owned::Run => Some(0u8),
+            Owned::Trace => Some(1),
+            Owned::LoggedModel => Some(2),
+            Owned::PipelineRun => Some(3),
+            Owned::ExperimentName | Owned::Issue => None,
+        };
+        let key = lasting.map(|kind| (kind, id.to_string()));
+        if let Some(key) = &key
+            && let Some(owner) = self.owners.0.lock().expect("owners").get(key)
+        {
+            return Ok(Some(owner.clone()));
+        }
+        let owner = self
+            .access
+            .store()
+            .owner_of(owned, id)
+            .await
+            .map_err(|error| Refused::Failed(format!("finding what a request touches failed: {error}")))?;
+        if let (Some(key), Some(owner)) = (key, &owner) {
+            let mut owners = self.owners.0.lock().expect("owners");
+            if owners.len() >= OWNERS_REMEMBERED {
+                owners.clear();
+            }
+            owners.insert(key, owner.clone());
+        }
+        Ok(owner)
+    }
+
     fn challenges(&self) -> Challenges {
         Challenges {
             basic: self.modes.basic,
@@ -118,6 +162,20 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let Some(need) = guard.table.need(method.as_str(), &pattern).copied() else {
+        let declared = guard.table.methods(&pattern);
+        if !declared.is_empty() {
+            // A method the route does not take: no handler runs for it.
+            let mut response = crate::error::ApiError::new(
+                ErrorCode::BadRequest,
+                format!("{method} is not allowed here; use {}.", declared.join(", ")),
+            )
+            .into_response();
+            *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+            if let Ok(allow) = axum::http::HeaderValue::from_str(&declared.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            return response;
+        }
         tracing::error!(%method, route = %pattern, "a route declares no permission; refused (this is a bug)");
         return refuse(
             &path,
@@ -140,9 +198,18 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
             .map(|peer| peer.0.ip().to_string()),
         ..AuditEntry::default()
     };
-    let principal = match guard.authenticate(presented(request.headers())).await {
+    let credentials = presented(request.headers());
+    let attempted = match &credentials {
+        Presented::Basic { username, .. } => Some(bounded(username, 256)),
+        _ => None,
+    };
+    let principal = match guard.authenticate(credentials).await {
         Ok(principal) => principal,
-        Err(refused) => return guard.refused(refused, &path, entry).await,
+        Err(refused) => {
+            // The name tried, never the password: repeated failures on one account show in the trail.
+            entry.principal = attempted;
+            return guard.refused(refused, &path, entry).await;
+        }
     };
     entry.principal = Some(principal.username.clone());
     entry.token_id = principal.token_id.clone();
@@ -158,11 +225,29 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
         },
         None => (request, (None, None)),
     };
-    let (request, created_in_request) = match authorise(&guard, &principal, need, request, &mut entry).await {
+    let (mut request, created_in_request) = match authorise(&guard, &principal, need, request, &mut entry).await {
         Ok(allowed) => allowed,
         Err(refused) => return guard.refused(refused, &path, entry).await,
     };
+    for further in guard.table.also(method.as_str(), &pattern) {
+        let mut scratch = AuditEntry::default();
+        request = match authorise(&guard, &principal, *further, request, &mut scratch).await {
+            Ok((request, _)) => request,
+            Err(refused) => {
+                entry.resource_type = scratch.resource_type;
+                entry.resource_id = scratch.resource_id;
+                return guard.refused(refused, &path, entry).await;
+            }
+        };
+    }
     let mut request = request;
+    // Handlers that record who acted read this header: with auth on it is the authenticated user, whatever
+    // the client sent.
+    if let Ok(name) = axum::http::HeaderValue::from_str(&principal.username) {
+        request.headers_mut().insert("x-loopline-user", name);
+    } else {
+        request.headers_mut().remove("x-loopline-user");
+    }
     request.extensions_mut().insert(principal.clone());
     let response = next.run(request).await;
     let response = match need {
@@ -206,6 +291,9 @@ impl Guard {
         let response = match &refused {
             Refused::Unauthenticated => refuse(path, ErrorCode::Unauthenticated, UNAUTHENTICATED, self.challenges()),
             Refused::Denied(message) => refuse(path, ErrorCode::PermissionDenied, message, self.challenges()),
+            Refused::Invalid(message) => {
+                axum::response::IntoResponse::into_response(crate::error::ApiError::invalid(message.clone()))
+            }
             Refused::TooLarge(message) => axum::response::IntoResponse::into_response(crate::error::ApiError::new(
                 ErrorCode::RequestTooLarge,
                 message.clone(),
@@ -220,7 +308,7 @@ impl Guard {
         entry.outcome = match refused {
             Refused::Unauthenticated => "unauthenticated",
             Refused::Denied(_) => "denied",
-            Refused::TooLarge(_) => "failed",
+            Refused::TooLarge(_) | Refused::Invalid(_) => "failed",
             Refused::Failed(_) => "failed",
         }
         .to_string();
@@ -245,6 +333,37 @@ async fn authorise(
             entry.resource_type = Some(kind.to_string());
             Ok((request, None))
         }
+        Need::Named { kind, field, level } => {
+            let (request, id) = locate(guard, request, Source::Field(std::slice::from_ref(field_name(field)))).await?;
+            match id {
+                Some(id) if !principal.may(kind, Some(&id), level) => {
+                    entry.resource_type = Some(kind.to_string());
+                    entry.resource_id = Some(id);
+                    Err(denied())
+                }
+                _ => Ok((request, None)),
+            }
+        }
+        Need::Refers { field, level } => {
+            let (request, uri) = locate(guard, request, Source::Field(std::slice::from_ref(field_name(field)))).await?;
+            let Some(uri) = uri else {
+                return Ok((request, None));
+            };
+            let Some((kind, via, id)) = referred(&uri) else {
+                return Ok((request, None));
+            };
+            let resource = match via {
+                Via::Itself => Some(id),
+                Via::Owner(owned) => guard.owner(owned, &id).await?,
+            };
+            entry.resource_type = Some(kind.to_string());
+            entry.resource_id.clone_from(&resource);
+            if principal.may(kind, resource.as_deref(), level) {
+                Ok((request, None))
+            } else {
+                Err(denied())
+            }
+        }
         Need::Each {
             kind,
             field,
@@ -254,13 +373,10 @@ async fn authorise(
             entry.resource_type = Some(kind.to_string());
             let (request, ids) = list_field(guard, request, field).await?;
             for id in ids {
-                let resource =
-                    match via {
-                        Via::Itself => Some(id),
-                        Via::Owner(owned) => guard.access.store().owner_of(owned, &id).await.map_err(|error| {
-                            Refused::Failed(format!("finding what a request touches failed: {error}"))
-                        })?,
-                    };
+                let resource = match via {
+                    Via::Itself => Some(id),
+                    Via::Owner(owned) => guard.owner(owned, &id).await?,
+                };
                 if !principal.may(kind, resource.as_deref(), level) {
                     entry.resource_id = resource;
                     return Err(denied());
@@ -283,6 +399,11 @@ async fn authorise(
             match created {
                 Created::Request(fields) => {
                     let (request, id) = locate(guard, request, Source::Field(fields)).await?;
+                    if id.as_deref() == Some("*") {
+                        return Err(Refused::Invalid(
+                            "'*' stands for every resource of a kind in grants and cannot name one.".to_string(),
+                        ));
+                    }
                     entry.resource_id.clone_from(&id);
                     Ok((request, id))
                 }
@@ -299,16 +420,21 @@ async fn authorise(
             let (request, id) = locate(guard, request, source).await?;
             let resource = match (via, id) {
                 (Via::Itself, id) => id,
-                (Via::Owner(owned), Some(id)) => guard
-                    .access
-                    .store()
-                    .owner_of(owned, &id)
-                    .await
-                    .map_err(|error| Refused::Failed(format!("finding what a request touches failed: {error}")))?,
+                (Via::Owner(owned), Some(id)) => guard.owner(owned, &id).await?,
                 (Via::Owner(_), None) => None,
             };
             entry.resource_type = Some(kind.to_string());
             entry.resource_id.clone_from(&resource);
+            // Artifact paths outside experiments (the prediction log, gate data) and the root listing are for
+            // admins only.
+            let names_an_experiment = resource.as_deref().is_some_and(|id| {
+                loopline_access::level::canonical_id("experiment", id)
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+            });
+            if source == Source::ArtifactPath && !names_an_experiment && !principal.is_admin {
+                return Err(denied());
+            }
             // An id that names nothing is checked against the kind as a whole; the handler then says it
             // does not exist only to callers who could have read it.
             if principal.may(kind, resource.as_deref(), level) {
@@ -320,7 +446,73 @@ async fn authorise(
     }
 }
 
-/// Finds a resource id in the request, reading (and putting back) a JSON body when the id is in it.
+/// A one-name field list for a field name from the static table.
+fn field_name(field: &'static str) -> &'static &'static str {
+    const NAMES: &[&str] = &["source", "model", "deployment", "run_id"];
+    NAMES.iter().find(|name| **name == field).unwrap_or(&NAMES[0])
+}
+
+/// What a model or artifact URI refers to: the kind whose grants apply, how its id leads there, and the id.
+fn referred(uri: &str) -> Option<(&'static str, Via, String)> {
+    use loopline_metadata_store::Owned;
+    let first = |rest: &str| {
+        rest.trim_start_matches('/')
+            .split(['/', '@'])
+            .find(|segment| !segment.is_empty() && *segment != ".")
+            .map(str::to_string)
+    };
+    if let Some(rest) = uri.strip_prefix("models:") {
+        let name = first(rest)?;
+        return Some(if name.starts_with("m-") {
+            ("experiment", Via::Owner(Owned::LoggedModel), name)
+        } else {
+            ("registered_model", Via::Itself, name)
+        });
+    }
+    if let Some(rest) = uri.strip_prefix("runs:") {
+        return Some(("experiment", Via::Owner(Owned::Run), first(rest)?));
+    }
+    if let Some(rest) = uri.strip_prefix("mlflow-artifacts:") {
+        // `mlflow-artifacts://host:port/<experiment>/...` or `mlflow-artifacts:/<experiment>/...`.
+        let path = rest
+            .strip_prefix("//")
+            .map_or(rest, |authority| authority.split_once('/').map_or("", |(_, path)| path));
+        return Some(("experiment", Via::Itself, first(path)?));
+    }
+    None
+}
+
+/// True when the request says its body is JSON.
+fn json_body(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().contains("json"))
+}
+
+/// The one value a request gives an id, wherever it gives it: the query string and (for a JSON body) the
+/// body's top level, under every name the route accepts. Two different values are refused, so the guard
+/// never checks one id while a handler acts on another.
+fn one_value(values: Vec<String>, names: &[&str]) -> Result<Option<String>, Refused> {
+    agreed(values).map_err(|values| {
+        Refused::Invalid(format!(
+            "The request names more than one resource in {}: {}. Send one.",
+            names.join(" / "),
+            values.join(", ")
+        ))
+    })
+}
+
+/// The first segment of an artifact path that names something (`.` and empty segments are skipped, as the
+/// artifact store skips them).
+fn artifact_owner(path: &str) -> Option<String> {
+    path.split('/')
+        .find(|segment| !segment.is_empty() && *segment != ".")
+        .map(str::to_string)
+}
+
+/// Finds a resource id in the request, reading (and putting back) a JSON body when the id may be in it.
 async fn locate(guard: &Guard, request: Request, source: Source) -> Result<(Request, Option<String>), Refused> {
     match source {
         Source::Path(name) => {
@@ -337,29 +529,32 @@ async fn locate(guard: &Guard, request: Request, source: Source) -> Result<(Requ
         Source::ArtifactPath => {
             let (mut parts, body) = request.into_parts();
             let params = parts.extract::<RawPathParams>().await.ok();
-            let path = params
-                .and_then(|params| params.iter().next().map(|(_, value)| value.to_string()))
-                .or_else(|| query_field(parts.uri.query(), &["path"]));
-            let id = path.and_then(|path| {
-                path.trim_start_matches('/')
-                    .split('/')
-                    .next()
-                    .filter(|segment| !segment.is_empty())
-                    .map(str::to_string)
-            });
-            Ok((Request::from_parts(parts, body), id))
+            let from_path = params.and_then(|params| params.iter().next().map(|(_, value)| value.to_string()));
+            let path = match from_path {
+                Some(path) => Some(path),
+                None => one_value(query_values(parts.uri.query(), &["path"]), &["path"])?,
+            };
+            Ok((
+                Request::from_parts(parts, body),
+                path.as_deref().and_then(artifact_owner),
+            ))
         }
         Source::Nothing => Ok((request, None)),
         Source::Header(name) => {
-            let id = request
+            let values: Vec<String> = request
                 .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
+                .get_all(name)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
                 .map(|value| value.trim().to_string())
-                .filter(|value| !value.is_empty());
-            Ok((request, id))
+                .filter(|value| !value.is_empty())
+                .collect();
+            Ok((request, one_value(values, &[name])?))
         }
         Source::Pointer(pointer) => {
+            if !json_body(&request) {
+                return Ok((request, None));
+            }
             let (parts, body) = request.into_parts();
             let bytes = read_body(guard, body).await?;
             let id = serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -372,24 +567,15 @@ async fn locate(guard: &Guard, request: Request, source: Source) -> Result<(Requ
             Ok((Request::from_parts(parts, Body::from(bytes)), id))
         }
         Source::Field(names) => {
-            let json_body = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|value| value.to_str().ok())
-                .is_some_and(|value| value.to_ascii_lowercase().contains("json"));
-            let from_query = request.method() == Method::GET
-                || request.method() == Method::HEAD
-                || (request.method() == Method::DELETE && !json_body);
-            if from_query {
-                let id = query_field(request.uri().query(), names);
-                return Ok((request, id));
+            let mut values = query_values(request.uri().query(), names);
+            let reads_body = request.method() != Method::GET && request.method() != Method::HEAD && json_body(&request);
+            if !reads_body {
+                return Ok((request, one_value(values, names)?));
             }
             let (parts, body) = request.into_parts();
             let bytes = read_body(guard, body).await?;
-            let id = top_level_fields(&bytes, names).into_iter().flatten().next();
-            // A query field also counts (some clients send ids there on POST).
-            let id = id.or_else(|| query_field(parts.uri.query(), names));
-            Ok((Request::from_parts(parts, Body::from(bytes)), id))
+            values.extend(top_level_values(&bytes, names).into_iter().flatten());
+            Ok((Request::from_parts(parts, Body::from(bytes)), one_value(values, names)?))
         }
     }
 }
@@ -468,6 +654,11 @@ async fn names_for(
         After::Rename { from, to, .. } => {
             let (request, old) = locate(guard, request, Source::Field(from)).await?;
             let (request, new) = locate(guard, request, Source::Field(to)).await?;
+            if new.as_deref() == Some("*") {
+                return Err(Refused::Invalid(
+                    "'*' stands for every resource of a kind in grants and cannot name one.".to_string(),
+                ));
+            }
             Ok((request, (old, new)))
         }
         After::Delete { source, .. } => {

@@ -246,7 +246,7 @@ async fn update_password(ctx: Ctx) -> Result<Value, ApiError> {
                 "Current password is required when changing your own password.",
             ));
         };
-        if !ctx.api.access.password_matches(&user, &current).await {
+        if !ctx.api.access.confirm_password(&user.username, &current).await {
             return Err(ApiError::invalid("Current password does not match."));
         }
         if current == password {
@@ -422,6 +422,11 @@ async fn checked_grant(ctx: &Ctx, resource_type: &str, pattern: &str, permission
     Ok(grant)
 }
 
+/// A resource id as grants store it (experiment ids as the store reads them).
+fn stored_pattern(resource_type: &str, pattern: &str) -> String {
+    loopline_access::level::canonical_id(resource_type, pattern).into_owned()
+}
+
 /// `RESOURCE_DOES_NOT_EXIST` when a grant names a resource that is not there (kinds Loopline stores).
 async fn resource_exists(ctx: &Ctx, resource_type: &str, id: &str) -> Result<(), ApiError> {
     let store = &ctx.api.store;
@@ -456,7 +461,12 @@ async fn add_grant(ctx: Ctx) -> Result<Value, ApiError> {
         .api
         .access
         .store()
-        .add_grant(role_id, &resource_type, &pattern, grant.name())
+        .add_grant(
+            role_id,
+            &resource_type,
+            &stored_pattern(&resource_type, &pattern),
+            grant.name(),
+        )
         .await
         .map_err(store_error)?;
     ctx.api.access.forget();
@@ -609,6 +619,7 @@ async fn grant_target(ctx: &Ctx) -> Result<(AccessUser, String, String), ApiErro
         return Err(denied());
     }
     let user = ctx.api.access.user(&username).await.map_err(store_error)?;
+    let resource_id = stored_pattern(&resource_type, &resource_id);
     Ok((user, resource_type, resource_id))
 }
 

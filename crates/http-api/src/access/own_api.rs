@@ -69,7 +69,7 @@ fn token_json(token: &AccessToken, owner: &str) -> Value {
 
 fn scopes(ctx: &Ctx) -> Result<Vec<Scope>, ApiError> {
     let Some(value) = ctx.params.get("scopes") else {
-        return Ok(vec![Scope::All]);
+        return Ok(Vec::new());
     };
     let names: Vec<String> = match value {
         Value::Array(items) => items
@@ -107,7 +107,11 @@ async fn issue(ctx: Ctx) -> Result<Value, ApiError> {
         }
         _ => ctx.api.access.user(&principal.username).await.map_err(store_error)?,
     };
-    let wanted = scopes(&ctx)?;
+    let mut wanted = scopes(&ctx)?;
+    // No scopes named: those of the credentials making the token.
+    if wanted.is_empty() {
+        wanted = principal.scopes.clone();
+    }
     // A token never gets more than the credentials that made it.
     if principal.token_id.is_some() && !principal.scopes.contains(&Scope::All) {
         let covered = wanted.iter().all(|scope| principal.scopes.contains(scope));
@@ -306,23 +310,28 @@ async fn bootstrap(ctx: Ctx) -> Result<Value, ApiError> {
     let code = ctx.params.text("code")?;
     let username = ctx.params.text("username")?;
     let password = ctx.params.text("password")?;
-    let expected = ctx.api.bootstrap_code.lock().expect("bootstrap code").clone();
-    let matches = expected
-        .as_deref()
-        .is_some_and(|expected| loopline_access::token::same_hash(expected, &code));
-    if !matches {
+    // The code is taken before the admin is created, so it works once even under parallel requests.
+    let taken = {
+        let mut held = ctx.api.bootstrap_code.lock().expect("bootstrap code");
+        match held.as_deref() {
+            Some(expected) if loopline_access::token::same_hash(expected, &code) => held.take(),
+            _ => None,
+        }
+    };
+    let Some(taken) = taken else {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
             "The bootstrap code is wrong, or an admin exists already.",
         ));
-    }
-    let user = ctx
-        .api
-        .access
-        .create_user(&username, Some(&password), true)
-        .await
-        .map_err(store_error)?;
-    *ctx.api.bootstrap_code.lock().expect("bootstrap code") = None;
+    };
+    let user = match ctx.api.access.create_user(&username, Some(&password), true).await {
+        Ok(user) => user,
+        Err(error) => {
+            // A refused name or password leaves the code usable.
+            *ctx.api.bootstrap_code.lock().expect("bootstrap code") = Some(taken);
+            return Err(store_error(error));
+        }
+    };
     tracing::info!(username = %user.username, "first admin created with the bootstrap code");
     Ok(json!({"user": {"id": user.user_id, "username": user.username, "is_admin": true}}))
 }

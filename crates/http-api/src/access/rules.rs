@@ -83,6 +83,24 @@ pub enum Need {
         /// Level required.
         level: Level,
     },
+    /// A level on what a URI in a request field refers to (`models:/NAME/...`, `models:/m-<id>`,
+    /// `runs:/<run>/...`, `mlflow-artifacts:/<experiment>/...`): registering a version of someone else's
+    /// files, or deploying someone else's model, needs the right to them.
+    Refers {
+        /// The field holding the URI.
+        field: &'static str,
+        /// Level required on what it refers to.
+        level: Level,
+    },
+    /// A level on the resource a request field names, when the field is given (a monitor's deployment).
+    Named {
+        /// Resource kind.
+        kind: &'static str,
+        /// The field.
+        field: &'static str,
+        /// Level required.
+        level: Level,
+    },
     /// A search or list: any caller with read scope; the handler shows only what the caller may read.
     Listing {
         /// Resource kind listed.
@@ -111,7 +129,7 @@ impl Need {
             Need::Admin => Action::Admin,
             Need::On { action, .. } => action,
             Need::Create { .. } => Action::Write,
-            Need::Listing { .. } | Need::List { .. } => Action::Read,
+            Need::Listing { .. } | Need::List { .. } | Need::Refers { .. } | Need::Named { .. } => Action::Read,
             Need::Each { level, .. } => {
                 if level >= Level::Edit {
                     Action::Write
@@ -257,6 +275,7 @@ pub enum After {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     needs: HashMap<(String, String), Need>,
+    also: HashMap<(String, String), Vec<Need>>,
     after: HashMap<(String, String), After>,
 }
 
@@ -271,8 +290,28 @@ impl RouteTable {
         }
         Ok(RouteTable {
             needs,
+            also: HashMap::new(),
             after: HashMap::new(),
         })
+    }
+
+    /// Adds needs checked after a route's main one (all must pass).
+    pub fn with_also(mut self, rows: &[(&str, &str, Need)]) -> Result<RouteTable, String> {
+        for (method, path, need) in rows {
+            let key = (method.to_string(), path.to_string());
+            if !self.needs.contains_key(&key) {
+                return Err(format!("{method} {path} has a further need but no declaration"));
+            }
+            self.also.entry(key).or_default().push(*need);
+        }
+        Ok(self)
+    }
+
+    /// The further needs of a route.
+    pub fn also(&self, method: &str, path: &str) -> &[Need] {
+        self.also
+            .get(&(method.to_string(), path.to_string()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Adds what successful requests to some routes change about grants.
@@ -298,6 +337,18 @@ impl RouteTable {
         self.needs
             .get(&(method.to_string(), path.to_string()))
             .or_else(|| self.needs.get(&("*".to_string(), path.to_string())))
+    }
+
+    /// The methods declared for a route path (for a 405 naming them).
+    pub fn methods(&self, path: &str) -> Vec<String> {
+        let mut methods: Vec<String> = self
+            .needs
+            .keys()
+            .filter(|(_, declared)| declared == path)
+            .map(|(method, _)| method.clone())
+            .collect();
+        methods.sort();
+        methods
     }
 
     /// Every declared row.

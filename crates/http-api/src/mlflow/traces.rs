@@ -105,6 +105,7 @@ pub(super) async fn start(
         .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'trace.trace_info.trace_location.mlflow_experiment.experiment_id'."))?
         .to_string();
     let experiment = state.tracking.store().get_experiment(&experiment_id).await?;
+    crate::otlp::trace_stays_in(&state, &trace_id, &experiment.experiment_id).await?;
     let timestamp_ms = request_time_ms(&trace_info).unwrap_or_else(loopline_core::time::now_millis);
     let execution_time_ms = execution_ms(&trace_info).unwrap_or(0);
     let trace_state = trace_info

@@ -146,8 +146,14 @@ pub async fn export(State(state): State<AppState>, request: Request) -> Response
             format!("Experiment {experiment_id} is deleted; restore it or send traces to another experiment"),
         );
     }
+    let traces = group_by_trace(converted);
+    for trace_id in traces.keys() {
+        if let Err(error) = trace_stays_in(&state, trace_id, &experiment.experiment_id).await {
+            return failure(encoding, crate::error::status_for(error.code), error.message);
+        }
+    }
     // All traces of the request in one transaction: a request is kept whole or not at all.
-    let batches: Vec<SpanBatch> = group_by_trace(converted)
+    let batches: Vec<SpanBatch> = traces
         .into_iter()
         .map(|(trace_id, trace)| trace.into_batch(&trace_id, &experiment_id, &experiment.artifact_location))
         .collect();
@@ -171,6 +177,23 @@ pub async fn export(State(state): State<AppState>, request: Request) -> Response
         )
             .into_response(),
         Encoding::Json => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response(),
+    }
+}
+
+/// Refuses to add to a trace that belongs to another experiment: its spans and info stay where they are
+/// (and whoever may write to one experiment cannot write into another's traces by naming their ids).
+pub(crate) async fn trace_stays_in(
+    state: &AppState,
+    trace_id: &str,
+    experiment_id: &str,
+) -> Result<(), crate::error::ApiError> {
+    use loopline_metadata_store::Owned;
+    match state.tracking.store().owner_of(Owned::Trace, trace_id).await? {
+        Some(owner) if owner != experiment_id => Err(crate::error::ApiError::new(
+            loopline_core::ErrorCode::InvalidState,
+            format!("Trace {trace_id} belongs to another experiment; a trace cannot move between experiments."),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -22,6 +22,8 @@ const AUDIT_COLUMNS: &str =
 /// Most users and most roles one server keeps (the whole set is read when an admin lists them).
 const MAX_USERS: i64 = 100_000;
 const MAX_ROLES: i64 = 100_000;
+/// Audit rows per INSERT (11 values each, far below either database's bound on parameters).
+const AUDIT_ROWS_PER_STATEMENT: usize = 100;
 /// Most grants one role holds.
 const MAX_GRANTS_PER_ROLE: i64 = 10_000;
 
@@ -118,6 +120,23 @@ async fn count(transaction: &mut Transaction, sql: &'static str, bound: Option<i
     integer(&row, "n")
 }
 
+/// Refuses a change that leaves no admin (checked inside the change's transaction).
+async fn keeps_an_admin(transaction: &mut Transaction) -> StoreResult<()> {
+    if count(
+        transaction,
+        "SELECT COUNT(*) AS n FROM access_users WHERE is_admin <> 0",
+        None,
+    )
+    .await?
+        == 0
+    {
+        return Err(StoreError::InvalidParameter(
+            "This would leave no admin: make another user an admin first.".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 fn already_exists(error: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
     if is_unique_violation(&error) {
         StoreError::AlreadyExists(message())
@@ -138,8 +157,10 @@ impl SqlStore {
     ) -> StoreResult<T> {
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;
-        let result = change(&mut transaction).await?;
+        // First: on PostgreSQL the state row's lock then orders every access change, so a check made inside
+        // one (the last admin) sees the changes committed before it.
         bump(&mut transaction).await?;
+        let result = change(&mut transaction).await?;
         transaction.commit().await?;
         Ok(result)
     }
@@ -286,7 +307,7 @@ impl AccessStore for SqlStore {
                 if done.rows_affected() == 0 {
                     return Err(user_not_found(user_id));
                 }
-                Ok(())
+                keeps_an_admin(transaction).await
             })
         })
         .await
@@ -308,7 +329,16 @@ impl AccessStore for SqlStore {
                 ] {
                     sqlx::query(sql).bind(user_id).execute(&mut **transaction).await?;
                 }
-                Ok(())
+                // The user's own role goes too: a later user given the same id must not inherit its grants.
+                let personal = format!("__user_{user_id}__");
+                for sql in [
+                    "DELETE FROM access_grants WHERE role_id IN (SELECT role_id FROM access_roles WHERE name = $1)",
+                    "DELETE FROM access_assignments WHERE role_id IN (SELECT role_id FROM access_roles WHERE name = $1)",
+                    "DELETE FROM access_roles WHERE name = $1",
+                ] {
+                    sqlx::query(sql).bind(personal.clone()).execute(&mut **transaction).await?;
+                }
+                keeps_an_admin(transaction).await
             })
         })
         .await
@@ -575,13 +605,18 @@ impl AccessStore for SqlStore {
     }
 
     async fn move_grants(&self, resource_type: &str, from: &str, to: Option<&str>) -> StoreResult<()> {
+        // `*` grants are about every resource of the kind, never about one that is renamed or deleted.
+        if from == "*" || to == Some("*") {
+            return Ok(());
+        }
         let (resource_type, from, to) = (resource_type.to_string(), from.to_string(), to.map(str::to_string));
         self.access_change(move |transaction| {
             Box::pin(async move {
                 match to {
                     Some(to) => {
                         sqlx::query(
-                            "UPDATE access_grants SET resource_pattern = $1 WHERE resource_type = $2 AND resource_pattern = $3",
+                            "UPDATE access_grants SET resource_pattern = $1 WHERE resource_type = $2 \
+                             AND resource_pattern = $3 AND resource_pattern <> '*'",
                         )
                         .bind(to)
                         .bind(resource_type)
@@ -590,11 +625,14 @@ impl AccessStore for SqlStore {
                         .await?;
                     }
                     None => {
-                        sqlx::query("DELETE FROM access_grants WHERE resource_type = $1 AND resource_pattern = $2")
-                            .bind(resource_type)
-                            .bind(from)
-                            .execute(&mut **transaction)
-                            .await?;
+                        sqlx::query(
+                            "DELETE FROM access_grants WHERE resource_type = $1 AND resource_pattern = $2 \
+                             AND resource_pattern <> '*'",
+                        )
+                        .bind(resource_type)
+                        .bind(from)
+                        .execute(&mut **transaction)
+                        .await?;
                     }
                 }
                 Ok(())
@@ -778,24 +816,47 @@ impl AccessStore for SqlStore {
         }
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;
-        for entry in entries {
-            sqlx::query(
+        // Many rows per statement: the trail of a busy server is written in a few statements a batch.
+        for chunk in entries.chunks(AUDIT_ROWS_PER_STATEMENT) {
+            let placeholders: Vec<String> = (0..chunk.len())
+                .map(|row| {
+                    let base = row * 11;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        base + 1,
+                        base + 2,
+                        base + 3,
+                        base + 4,
+                        base + 5,
+                        base + 6,
+                        base + 7,
+                        base + 8,
+                        base + 9,
+                        base + 10,
+                        base + 11
+                    )
+                })
+                .collect();
+            let mut query = super::query_text(format!(
                 "INSERT INTO access_audit (time, principal, token_id, method, path, action, resource_type, \
-                 resource_id, status, outcome, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(entry.time)
-            .bind(entry.principal.clone())
-            .bind(entry.token_id.clone())
-            .bind(entry.method.clone())
-            .bind(entry.path.clone())
-            .bind(entry.action.clone())
-            .bind(entry.resource_type.clone())
-            .bind(entry.resource_id.clone())
-            .bind(entry.status)
-            .bind(entry.outcome.clone())
-            .bind(entry.source.clone())
-            .execute(&mut *transaction)
-            .await?;
+                 resource_id, status, outcome, source) VALUES {}",
+                placeholders.join(", ")
+            ));
+            for entry in chunk {
+                query = query
+                    .bind(entry.time)
+                    .bind(entry.principal.clone())
+                    .bind(entry.token_id.clone())
+                    .bind(entry.method.clone())
+                    .bind(entry.path.clone())
+                    .bind(entry.action.clone())
+                    .bind(entry.resource_type.clone())
+                    .bind(entry.resource_id.clone())
+                    .bind(entry.status)
+                    .bind(entry.outcome.clone())
+                    .bind(entry.source.clone());
+            }
+            query.execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
         Ok(())

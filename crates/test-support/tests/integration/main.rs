@@ -1,6 +1,7 @@
 //! Integration tests: the real server in-process on port 0, spoken to over HTTP.
 
 mod access;
+mod access_attacks;
 mod access_oidc;
 mod access_replicas;
 mod concurrency;

@@ -77,10 +77,21 @@ pub async fn json_request(
 /// The status, and whether the access guard (not the handler) refused: handlers may answer 403 for their
 /// own reasons (a server that runs no pipelines), in other words.
 async fn call(server: &TestServer, method: &str, path: &str, authorization: Option<&str>) -> (u16, bool) {
-    let (status, body) = json_request(server, method, path, authorization, &serde_json::json!({})).await;
-    let message = body["message"].as_str().or(body["error"].as_str()).unwrap_or_default();
-    let by_guard = status == 401
-        || (status == 403
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(value) = authorization {
+        headers.push(("authorization", value));
+    }
+    let body: &[u8] = if method == "GET" { b"" } else { b"{}" };
+    let response = raw_request(server.address, method, path, &headers, body).await.unwrap();
+    let text = response.body_text();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    // JSON for the APIs (`message`, or `error` on Open Inference v2), plain text for pages and metrics.
+    let message = json["message"]
+        .as_str()
+        .or(json["error"].as_str())
+        .unwrap_or(text.trim());
+    let by_guard = response.status == 401
+        || (response.status == 403
             && [
                 "Permission denied.",
                 "This route declares no permission.",
@@ -88,7 +99,7 @@ async fn call(server: &TestServer, method: &str, path: &str, authorization: Opti
             ]
             .iter()
             .any(|known| message.starts_with(known)));
-    (status, by_guard)
+    (response.status, by_guard)
 }
 
 #[tokio::test]

@@ -1,0 +1,338 @@
+//! What an outside attack on the first version found, kept fixed: ids the guard and the handler could read
+//! differently, names that mean "everything", sources and models named by URI, paths outside experiments,
+//! experiment ids spelled another way, scope widening, and races.
+
+use super::route_permissions::{ADMIN_PASSWORD, auth_server, basic, json_request};
+use loopline_test_support::{TestServer, raw_request};
+use serde_json::json;
+
+const API: &str = "/api/2.0/mlflow";
+
+async fn user(server: &TestServer, admin: &str, name: &str, role: Option<&str>) -> String {
+    let (status, body) = json_request(
+        server,
+        "POST",
+        &format!("{API}/users/create"),
+        Some(admin),
+        &json!({"username": name, "password": "a password 1234"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    if let Some(role) = role {
+        let (_, roles) = json_request(
+            server,
+            "GET",
+            "/api/3.0/mlflow/roles/list?workspace=default",
+            Some(admin),
+            &json!({}),
+        )
+        .await;
+        let id = roles["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|found| found["name"] == role)
+            .unwrap()["id"]
+            .clone();
+        json_request(
+            server,
+            "POST",
+            "/api/3.0/mlflow/roles/assign",
+            Some(admin),
+            &json!({"username": name, "role_id": id}),
+        )
+        .await;
+    }
+    basic(name, "a password 1234")
+}
+
+async fn deny(server: &TestServer, admin: &str, username: &str, kind: &str, id: &str) {
+    let (status, body) = json_request(
+        server,
+        "POST",
+        "/api/3.0/mlflow/users/permissions/grant",
+        Some(admin),
+        &json!({"username": username, "resource_type": kind, "resource_id": id, "permission": "DENY"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn one_request_cannot_name_two_resources_or_spell_one_differently() {
+    let (server, _data) = auth_server("READ").await;
+    let admin = basic("admin", ADMIN_PASSWORD);
+    let alice = user(&server, &admin, "alice", Some("editor")).await;
+    let (_, own) = json_request(
+        &server,
+        "POST",
+        &format!("{API}/experiments/create"),
+        Some(&alice),
+        &json!({"name": "a"}),
+    )
+    .await;
+    let own = own["experiment_id"].as_str().unwrap().to_string();
+    let (_, theirs) = json_request(
+        &server,
+        "POST",
+        &format!("{API}/experiments/create"),
+        Some(&admin),
+        &json!({"name": "b"}),
+    )
+    .await;
+    let theirs = theirs["experiment_id"].as_str().unwrap().to_string();
+    deny(&server, &admin, "alice", "experiment", &theirs).await;
+    let run_in = |experiment: String| {
+        let server = &server;
+        let admin = admin.clone();
+        async move {
+            let (_, run) = json_request(
+                server,
+                "POST",
+                &format!("{API}/runs/create"),
+                Some(&admin),
+                &json!({"experiment_id": experiment, "start_time": 1}),
+            )
+            .await;
+            run["run"]["info"]["run_id"].as_str().unwrap().to_string()
+        }
+    };
+    let (mine, victim) = (run_in(own.clone()).await, run_in(theirs.clone()).await);
+    // Two run ids in one request: refused before any handler chooses one.
+    let upload = format!("{API}/upload-artifact?run_id={mine}&run_uuid={victim}&path=x.txt");
+    let response = raw_request(
+        server.address,
+        "POST",
+        &upload,
+        &[
+            ("authorization", alice.as_str()),
+            ("content-type", "application/octet-stream"),
+        ],
+        b"overwritten",
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status, 400, "{}", response.body_text());
+    let (status, _) = json_request(
+        &server,
+        "POST",
+        &format!("{API}/runs/set-tag?run_uuid={victim}"),
+        Some(&alice),
+        &json!({"run_id": mine, "key": "k", "value": "v"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = json_request(
+        &server,
+        "GET",
+        &format!("{API}/runs/get?run_id=&run_uuid={victim}"),
+        Some(&alice),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = json_request(
+        &server,
+        "GET",
+        &format!("{API}/get-trace-artifact?trace_id=tr-a&request_id=tr-b"),
+        Some(&alice),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // The same experiment spelled another way is the same experiment.
+    for spelled in [format!("0{theirs}"), format!("+{theirs}"), format!("%20{theirs}")] {
+        let (status, _) = json_request(
+            &server,
+            "GET",
+            &format!("{API}/experiments/get?experiment_id={spelled}"),
+            Some(&alice),
+            &json!({}),
+        )
+        .await;
+        assert_eq!(status, 403, "{spelled}");
+    }
+    // Artifact paths: `.` segments change nothing, and paths outside experiments are for admins only.
+    for path in [
+        format!("./{theirs}/{victim}/artifacts/f"),
+        format!("%2e/{theirs}/{victim}/artifacts/f"),
+        "predictions/x".to_string(),
+    ] {
+        let (status, _) = json_request(
+            &server,
+            "GET",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{path}"),
+            Some(&alice),
+            &json!({}),
+        )
+        .await;
+        assert_eq!(status, 403, "{path}");
+    }
+    // A duplicated key whose values differ is refused (a handler might keep the other one).
+    let response = raw_request(
+        server.address,
+        "POST",
+        "/api/loopline/v1/deployments",
+        &[("authorization", alice.as_str()), ("content-type", "application/json")],
+        br#"{"name": "prod", "name": "mine", "model": "models:/m@champion"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status, 400, "{}", response.body_text());
+}
+
+#[tokio::test]
+async fn everything_means_no_one_thing_and_references_need_their_own_rights() {
+    let (server, _data) = auth_server("READ").await;
+    let admin = basic("admin", ADMIN_PASSWORD);
+    let bob = user(&server, &admin, "bob", Some("editor")).await;
+    for (who, name) in [(&admin, "secret"), (&bob, "bobs")] {
+        let (status, _) = json_request(
+            &server,
+            "POST",
+            &format!("{API}/registered-models/create"),
+            Some(who),
+            &json!({"name": name}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    deny(&server, &admin, "bob", "registered_model", "secret").await;
+    // `*` cannot name a model, nor be a rename's target.
+    let (status, _) = json_request(
+        &server,
+        "POST",
+        &format!("{API}/registered-models/create"),
+        Some(&bob),
+        &json!({"name": "*"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = json_request(
+        &server,
+        "POST",
+        &format!("{API}/registered-models/rename"),
+        Some(&bob),
+        &json!({"name": "bobs", "new_name": "*"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // Registering a version of a model one may not read, or deploying it, is refused.
+    let (status, _) = json_request(
+        &server,
+        "POST",
+        &format!("{API}/model-versions/create"),
+        Some(&bob),
+        &json!({"name": "bobs", "source": "models:/secret/1"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = json_request(
+        &server,
+        "POST",
+        "/api/loopline/v1/deployments",
+        Some(&bob),
+        &json!({"name": "bobs-deployment", "model": "models:/secret@champion"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // An unknown method is a 405 naming the allowed ones, not a refusal logged as a bug.
+    let response = raw_request(
+        server.address,
+        "PUT",
+        &format!("{API}/experiments/get"),
+        &[("authorization", bob.as_str())],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status, 405);
+    assert_eq!(response.header("allow"), Some("GET"));
+}
+
+#[tokio::test]
+async fn scopes_never_widen_and_races_leave_an_admin_and_a_lock() {
+    let (server, _data) = auth_server("READ").await;
+    let admin = basic("admin", ADMIN_PASSWORD);
+    // An admin-scoped token asking for no scopes gets its own, not all.
+    let (_, issued) = json_request(
+        &server,
+        "POST",
+        "/api/loopline/v1/access/tokens",
+        Some(&admin),
+        &json!({"name": "admin-only", "scopes": ["admin"]}),
+    )
+    .await;
+    let scoped = format!("Bearer {}", issued["token"].as_str().unwrap());
+    let (status, second) = json_request(
+        &server,
+        "POST",
+        "/api/loopline/v1/access/tokens",
+        Some(&scoped),
+        &json!({"name": "more"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["scopes"], json!(["admin"]));
+    // Two admins demoting each other at once: one admin remains.
+    user(&server, &admin, "second", Some("viewer")).await;
+    let (status, _) = json_request(
+        &server,
+        "PATCH",
+        &format!("{API}/users/update-admin"),
+        Some(&admin),
+        &json!({"username": "second", "is_admin": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let second_admin = basic("second", "a password 1234");
+    let update = format!("{API}/users/update-admin");
+    let (demote_second, demote_admin) = (
+        json!({"username": "second", "is_admin": false}),
+        json!({"username": "admin", "is_admin": false}),
+    );
+    let (first, other) = tokio::join!(
+        json_request(&server, "PATCH", &update, Some(&admin), &demote_second),
+        json_request(&server, "PATCH", &update, Some(&second_admin), &demote_admin),
+    );
+    assert!(
+        first.0 != 200 || other.0 != 200,
+        "both demotions succeeded: {first:?} {other:?}"
+    );
+    let (_, users) = json_request(&server, "GET", &format!("{API}/users/list"), Some(&admin), &json!({})).await;
+    let (_, users_second) = json_request(
+        &server,
+        "GET",
+        &format!("{API}/users/list"),
+        Some(&second_admin),
+        &json!({}),
+    )
+    .await;
+    let admins = [users, users_second]
+        .iter()
+        .filter_map(|listed| listed["users"].as_array())
+        .flatten()
+        .filter(|listed| listed["is_admin"] == true)
+        .count();
+    assert!(admins >= 1);
+    // Guesses in parallel are counted one after another: the account ends up locked.
+    user(&server, &admin, "target", None).await;
+    let current = format!("{API}/users/current");
+    let wrong: Vec<String> = (0..12)
+        .map(|guess| basic("target", &format!("wrong {guess:08}")))
+        .collect();
+    let empty = json!({});
+    let guesses = wrong
+        .iter()
+        .map(|credentials| json_request(&server, "GET", &current, Some(credentials), &empty));
+    futures::future::join_all(guesses).await;
+    let (status, _) = json_request(
+        &server,
+        "GET",
+        &format!("{API}/users/current"),
+        Some(&basic("target", "a password 1234")),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
