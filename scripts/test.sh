@@ -58,6 +58,9 @@ LOOPLINE_COMPAT_AUTH=token \
 echo "==> MLflow compatibility suite: SQLite, auth on, as an editor with a user name and password"
 LOOPLINE_COMPAT_AUTH=basic "$PYTHON" -m pytest tests/compat/mlflow -q -p no:cacheprovider -W ignore::DeprecationWarning
 
+echo "==> auth with the real clients: the first admin's one-time code, OIDC ID tokens, loopback without auth"
+"$PYTHON" -m pytest tests/compat/auth -q -p no:cacheprovider -W ignore::DeprecationWarning
+
 echo "==> serving suite: tritonclient, requests and mlflow.pyfunc against loopline server, serve and predict"
 "$PYTHON" -m pytest tests/compat/serving -q -p no:cacheprovider -W ignore::DeprecationWarning
 
