@@ -1,6 +1,7 @@
 -- Access control: users and service accounts, roles with grants (MLflow's levels plus DENY), role
--- assignments, API tokens (only a hash of the secret is kept), the audit log, and a generation number that
--- every change to the above increments, so each replica knows when its cached view is out of date.
+-- assignments, API tokens (only a hash of the secret is kept), the audit log, a generation number that
+-- every change to the above increments, so each replica knows when its cached view is out of date, and the
+-- key every replica seals filtered search page tokens with.
 CREATE TABLE access_users (
     user_id {{AUTO_ID}},
     username TEXT NOT NULL UNIQUE,
@@ -61,6 +62,7 @@ CREATE TABLE access_audit (
 CREATE INDEX access_audit_by_time ON access_audit (time);
 CREATE TABLE access_state (
     id BIGINT PRIMARY KEY,
-    generation BIGINT NOT NULL
+    generation BIGINT NOT NULL,
+    page_key TEXT
 );
 INSERT INTO access_state (id, generation) VALUES (1, 0);

@@ -228,6 +228,10 @@ pub trait AccessStore: Send + Sync {
     /// (`None`: no such resource).
     async fn owner_of(&self, owned: Owned, id: &str) -> StoreResult<Option<String>>;
 
+    /// The key replicas share for sealing page tokens: `candidate` is stored when none is yet, and the stored
+    /// one is returned either way (so replicas starting together agree).
+    async fn shared_page_key(&self, candidate: &str) -> StoreResult<String>;
+
     /// Appends audit entries.
     async fn append_audit(&self, entries: &[AuditEntry]) -> StoreResult<()>;
     /// Audit entries, newest first.

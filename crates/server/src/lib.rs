@@ -239,6 +239,24 @@ async fn guarded(
     let router = router
         .merge(wire::mlflow_api::routes(api_state.clone()))
         .merge(wire::own_api::routes(api_state));
+    let page_key = {
+        let mut candidate = [0u8; 32];
+        rand::fill(&mut candidate);
+        let hex: String = candidate.iter().map(|byte| format!("{byte:02x}")).collect();
+        let stored = access
+            .store()
+            .shared_page_key(&hex)
+            .await
+            .context("reading the shared page-token key")?;
+        let mut key = [0u8; 32];
+        for (index, byte) in key.iter_mut().enumerate() {
+            *byte = stored
+                .get(index * 2..index * 2 + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| anyhow::anyhow!("the stored page-token key is damaged"))?;
+        }
+        wire::visibility::PageKey::new(&key)
+    };
     let guard = Arc::new(wire::Guard {
         access: access.clone(),
         table: Arc::new(route_permissions::table()),
@@ -258,6 +276,7 @@ async fn guarded(
         },
         max_body_bytes: HttpLimits::default().max_json_body_bytes,
         owners: wire::guard::Owners::default(),
+        page_key,
     });
     let mut routes = inventory::routes(&router);
     let api = router.route_layer(axum::middleware::from_fn_with_state(guard.clone(), wire::guard::check));

@@ -60,6 +60,8 @@ pub struct Guard {
     pub max_body_bytes: usize,
     /// Owners already looked up.
     pub owners: Owners,
+    /// The key filtered page tokens are sealed with.
+    pub page_key: super::visibility::PageKey,
 }
 
 /// Where a request came from, for the audit trail (set by the listener).
@@ -249,6 +251,7 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
         request.headers_mut().remove("x-loopline-user");
     }
     request.extensions_mut().insert(principal.clone());
+    request.extensions_mut().insert(guard.page_key.clone());
     let response = next.run(request).await;
     let response = match need {
         Need::Create { kind, created } if response.status().is_success() => {

@@ -22,15 +22,32 @@ const MAX_UNDERLYING_PAGES: usize = 100;
 /// Tokens of filtered pages begin with this.
 const TOKEN_PREFIX: &str = "v.";
 
+/// The key filtered page tokens are sealed with (shared by every replica through the store): a token says
+/// nothing of how many items the caller could not see.
+#[derive(Clone)]
+pub struct PageKey(pub std::sync::Arc<ring::aead::LessSafeKey>);
+
+impl PageKey {
+    /// A key from 32 bytes.
+    pub fn new(bytes: &[u8; 32]) -> PageKey {
+        let key =
+            ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, bytes).expect("32 bytes is the key length");
+        PageKey(std::sync::Arc::new(ring::aead::LessSafeKey::new(key)))
+    }
+}
+
 /// The caller of a listing (`None` inside: auth is off).
 #[derive(Clone, Default)]
-pub struct Viewer(Option<Principal>);
+pub struct Viewer(Option<Principal>, Option<PageKey>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Viewer {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Viewer(parts.extensions.get::<Principal>().cloned()))
+        Ok(Viewer(
+            parts.extensions.get::<Principal>().cloned(),
+            parts.extensions.get::<PageKey>().cloned(),
+        ))
     }
 }
 
@@ -47,12 +64,14 @@ struct Position {
 impl Viewer {
     /// A viewer for a principal.
     pub fn of(principal: Option<Principal>) -> Viewer {
-        Viewer(principal)
+        Viewer(principal, None)
     }
 
     /// True when the caller may read every resource of the kind.
     pub fn sees_all(&self, kind: &str) -> bool {
-        let Some(principal) = &self.0 else { return true };
+        let Some(principal) = &self.0 else {
+            return true;
+        };
         if principal.is_admin {
             return true;
         }
@@ -101,7 +120,7 @@ impl Viewer {
                 s: 0,
                 n: wanted,
             },
-            Some(token) => decode(token)?,
+            Some(token) => self.decode(token)?,
         };
         let mut items = Vec::new();
         for _ in 0..MAX_UNDERLYING_PAGES {
@@ -119,7 +138,7 @@ impl Viewer {
                     position.s = index;
                     return Ok(Page {
                         items,
-                        next_page_token: Some(encode(&position)),
+                        next_page_token: Some(self.encode(&position)),
                     });
                 }
                 items.push(item);
@@ -142,28 +161,62 @@ impl Viewer {
         }
         Ok(Page {
             items,
-            next_page_token: Some(encode(&position)),
+            next_page_token: Some(self.encode(&position)),
         })
     }
 }
 
-fn encode(position: &Position) -> String {
-    let body = serde_json::to_vec(position).expect("a position serialises");
-    format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(body))
-}
+impl Viewer {
+    fn encode(&self, position: &Position) -> String {
+        let mut body = serde_json::to_vec(position).expect("a position serialises");
+        let Some(key) = &self.1 else {
+            return format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(body));
+        };
+        let mut nonce = [0u8; 12];
+        rand::fill(&mut nonce);
+        key.0
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::empty(),
+                &mut body,
+            )
+            .expect("sealing a short token cannot fail");
+        let mut sealed = nonce.to_vec();
+        sealed.extend(body);
+        format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed))
+    }
 
-fn decode(token: &str) -> Result<Position, ApiError> {
-    let invalid = || ApiError::invalid("Invalid page token: use the next_page_token of the previous page.");
-    let body = token.strip_prefix(TOKEN_PREFIX).ok_or_else(invalid)?;
-    if body.len() > 4096 {
-        return Err(invalid());
+    fn decode(&self, token: &str) -> Result<Position, ApiError> {
+        let invalid = || ApiError::invalid("Invalid page token: use the next_page_token of the previous page.");
+        let body = token.strip_prefix(TOKEN_PREFIX).ok_or_else(invalid)?;
+        if body.len() > 4096 {
+            return Err(invalid());
+        }
+        let mut bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| invalid())?;
+        let plain: &[u8] = match &self.1 {
+            None => &bytes,
+            Some(key) => {
+                if bytes.len() < 12 {
+                    return Err(invalid());
+                }
+                let mut nonce = [0u8; 12];
+                nonce.copy_from_slice(&bytes[..12]);
+                let sealed = &mut bytes[12..];
+                key.0
+                    .open_in_place(
+                        ring::aead::Nonce::assume_unique_for_key(nonce),
+                        ring::aead::Aad::empty(),
+                        sealed,
+                    )
+                    .map_err(|_| invalid())?
+            }
+        };
+        let position: Position = serde_json::from_slice(plain).map_err(|_| invalid())?;
+        if position.n == 0 || position.n > 100_000 || position.s as u64 > position.n {
+            return Err(invalid());
+        }
+        Ok(position)
     }
-    let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| invalid())?;
-    let position: Position = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    if position.n == 0 || position.n > 100_000 || position.s as u64 > position.n {
-        return Err(invalid());
-    }
-    Ok(position)
 }
 
 #[cfg(test)]
@@ -173,24 +226,27 @@ mod tests {
     use std::sync::Arc;
 
     fn viewer(grants: &[(&str, &str)], default: Level) -> Viewer {
-        Viewer(Some(Principal {
-            user_id: 2,
-            username: "u".into(),
-            is_admin: false,
-            token_id: None,
-            scopes: vec![loopline_access::Scope::All],
-            held: Arc::new(
-                grants
-                    .iter()
-                    .map(|(pattern, grant)| Held {
-                        resource_type: "experiment".into(),
-                        pattern: pattern.to_string(),
-                        grant: Grant::parse(grant).unwrap(),
-                    })
-                    .collect(),
-            ),
-            default_level: default,
-        }))
+        Viewer(
+            Some(Principal {
+                user_id: 2,
+                username: "u".into(),
+                is_admin: false,
+                token_id: None,
+                scopes: vec![loopline_access::Scope::All],
+                held: Arc::new(
+                    grants
+                        .iter()
+                        .map(|(pattern, grant)| Held {
+                            resource_type: "experiment".into(),
+                            pattern: pattern.to_string(),
+                            grant: Grant::parse(grant).unwrap(),
+                        })
+                        .collect(),
+                ),
+                default_level: default,
+            }),
+            Some(PageKey::new(&[7; 32])),
+        )
     }
 
     async fn pages(viewer: &Viewer, size: u64) -> Vec<Vec<u32>> {
@@ -241,6 +297,25 @@ mod tests {
         assert_eq!(pages(&viewer, 3).await, vec![vec![1, 4, 5], vec![9, 13, 17]]);
     }
 
+    #[test]
+    fn sealed_tokens_reveal_nothing_and_cannot_be_forged() {
+        let viewer = viewer(&[], Level::NoPermissions);
+        let position = Position {
+            t: Some("offset 4".into()),
+            s: 2,
+            n: 10,
+        };
+        let token = viewer.encode(&position);
+        let opened = viewer.decode(&token).unwrap();
+        assert_eq!((opened.t.as_deref(), opened.s, opened.n), (Some("offset 4"), 2, 10));
+        let text = String::from_utf8_lossy(&URL_SAFE_NO_PAD.decode(&token[2..]).unwrap()).to_string();
+        assert!(!text.contains("offset"));
+        let mut forged = URL_SAFE_NO_PAD.decode(&token[2..]).unwrap();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert!(viewer.decode(&format!("v.{}", URL_SAFE_NO_PAD.encode(forged))).is_err());
+    }
+
     #[tokio::test]
     async fn a_deny_hides_one_item_and_default_readers_see_everything_else() {
         let viewer = viewer(&[("3", "DENY")], Level::Read);
@@ -248,7 +323,7 @@ mod tests {
         let seen: Vec<u32> = pages(&viewer, 10).await.concat();
         assert_eq!(seen, (0..25).filter(|n| *n != 3).collect::<Vec<_>>());
         assert!(Viewer::default().sees_all("experiment"));
-        assert!(super::decode("v.!!!").is_err());
-        assert!(super::decode("other").is_err());
+        assert!(Viewer::default().decode("v.!!!").is_err());
+        assert!(Viewer::default().decode("other").is_err());
     }
 }

@@ -810,6 +810,22 @@ impl AccessStore for SqlStore {
         }))
     }
 
+    async fn shared_page_key(&self, candidate: &str) -> StoreResult<String> {
+        {
+            let _writer = self.writer_guard().await;
+            let mut transaction = self.begin_write().await?;
+            sqlx::query("UPDATE access_state SET page_key = $1 WHERE id = 1 AND page_key IS NULL")
+                .bind(candidate.to_string())
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+        }
+        let row = sqlx::query("SELECT page_key FROM access_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        text(&row, "page_key")
+    }
+
     async fn append_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
         if entries.is_empty() {
             return Ok(());
