@@ -99,7 +99,7 @@ struct Caches {
 
 /// Users, roles, grants and tokens, and the checks that read them.
 pub struct Access {
-    /// At most this many password hashes run at once (each takes 19 MiB and a core for tens of ms): a flood of
+    /// At most this many password hashes run at once (each takes 7 MiB and a core for tens of ms): a flood of
     /// guesses queues instead of exhausting memory.
     hashing: tokio::sync::Semaphore,
     /// Password checks of one user run one at a time, so parallel guesses each see the failures before them.

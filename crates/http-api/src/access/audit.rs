@@ -1,5 +1,5 @@
 //! The audit trail's writer: requests hand their entry to a channel and go on; a task writes what arrived in
-//! one transaction every 100 ms. A full channel makes requests wait rather than lose entries. Reading the
+//! one transaction every 250 ms. A full channel makes requests wait rather than lose entries. Reading the
 //! trail first flushes what is queued, so an admin sees every request answered before the query.
 
 use loopline_metadata_store::{AccessStore, AuditEntry};
@@ -33,7 +33,7 @@ impl AuditSink {
                 }
                 let flush_asked = messages.iter().any(|message| matches!(message, Message::Flush(_)));
                 if !flush_asked {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 while messages.len() < BATCH {
                     match receiver.try_recv() {
