@@ -135,6 +135,8 @@ pub enum Owned {
     ExperimentName,
     /// An issue found in an experiment's traces, by issue id.
     Issue,
+    /// A deployment, by name (its own owner: the lookup says whether it exists).
+    Deployment,
 }
 
 /// Users, roles, grants, tokens and the audit log. Every change increments the generation.

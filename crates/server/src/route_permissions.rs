@@ -90,7 +90,12 @@ fn mlflow_rows() -> Vec<(String, &'static str, Need)> {
             },
         ),
         // Runs.
-        (API2, "/runs/create", "POST", edit(EXPERIMENT, EXPERIMENT_ID)),
+        (
+            API2,
+            "/runs/create",
+            "POST",
+            edit(EXPERIMENT, Source::FieldOr(&["experiment_id"], "0")),
+        ),
         (
             API2,
             "/runs/create-promptlab-run",
@@ -525,7 +530,7 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
         ("", "/loopline/assets/live.js", "GET", Need::Public),
         ("", "/loopline/assets/loopline.css", "GET", Need::Public),
         (OWN, "/version", "GET", Need::Public),
-        ("", "/metrics", "GET", kind_wide(MODEL, Level::Read, Action::Read)),
+        ("", "/metrics", "GET", Need::MetricsText),
         // Serving: USE on the model (or deployment) is the `predict` permission.
         ("", "/v2", "GET", Need::Signed(Action::Predict)),
         ("", "/v2/models/{name}", "GET", serving(Level::Use)),
@@ -850,7 +855,14 @@ fn also_rows() -> Vec<(&'static str, &'static str, Need)> {
         field: "model",
         level: Level::Use,
     };
-    vec![
+    // A served name may be a deployment's: the deployment's own USE is needed then too.
+    let deployment_of_name = Need::IfExists {
+        kind: DEPLOYMENT,
+        source: Source::Path("name"),
+        owned: Owned::Deployment,
+        level: Level::Use,
+    };
+    let mut rows = vec![
         // A version's files must be readable by whoever registers them (else registering would read them).
         (
             "POST",
@@ -864,7 +876,7 @@ fn also_rows() -> Vec<(&'static str, &'static str, Need)> {
         ("POST", "/api/loopline/v1/deployments", uses_model),
         ("PUT", "/api/loopline/v1/deployments/{name}", uses_model),
         ("PATCH", "/api/loopline/v1/deployments/{name}", uses_model),
-        // A monitor reads its deployment's or model's traffic.
+        // A monitor reads its deployment's or model's traffic, and its actions act on others.
         (
             "POST",
             "/api/loopline/v1/monitors",
@@ -883,7 +895,36 @@ fn also_rows() -> Vec<(&'static str, &'static str, Need)> {
                 level: Level::Read,
             },
         ),
-    ]
+        ("POST", "/api/loopline/v1/monitors", Need::MonitorSpec),
+        // Linking traces to a run changes those traces.
+        (
+            "POST",
+            "/api/2.0/mlflow/traces/link-to-run",
+            Need::Each {
+                kind: EXPERIMENT,
+                field: "trace_ids",
+                via: Via::Owner(Owned::Trace),
+                level: Level::Edit,
+            },
+        ),
+    ];
+    for route in [
+        "/v2/models/{name}",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
+        "/models/{name}/versions/{version}/invocations",
+    ] {
+        let method = if route.ends_with("infer") || route.ends_with("invocations") {
+            "POST"
+        } else {
+            "GET"
+        };
+        rows.push((method, route, deployment_of_name));
+    }
+    rows
 }
 
 /// Renamed and deleted resources take their grants along.

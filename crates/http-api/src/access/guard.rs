@@ -94,7 +94,7 @@ impl Guard {
             Owned::Trace => Some(1),
             Owned::LoggedModel => Some(2),
             Owned::PipelineRun => Some(3),
-            Owned::ExperimentName | Owned::Issue => None,
+            Owned::ExperimentName | Owned::Issue | Owned::Deployment => None,
         };
         let key = lasting.map(|kind| (kind, id.to_string()));
         if let Some(key) = &key
@@ -269,6 +269,7 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
         Need::List { kind, items, id } if response.status().is_success() => {
             readable_items(&principal, kind, items, id, response).await
         }
+        Need::MetricsText if response.status().is_success() => readable_metrics(&principal, response).await,
         _ => response,
     };
     if let Some(after) = after
@@ -336,6 +337,28 @@ async fn authorise(
             entry.resource_type = Some(kind.to_string());
             Ok((request, None))
         }
+        Need::IfExists {
+            kind,
+            source,
+            owned,
+            level,
+        } => {
+            let (request, name) = locate(guard, request, source).await?;
+            let existing = match name {
+                Some(name) => guard.owner(owned, &name).await?,
+                None => None,
+            };
+            match existing {
+                Some(id) if !principal.may(kind, Some(&id), level) => {
+                    entry.resource_type = Some(kind.to_string());
+                    entry.resource_id = Some(id);
+                    Err(denied())
+                }
+                _ => Ok((request, None)),
+            }
+        }
+        Need::MetricsText => Ok((request, None)),
+        Need::MonitorSpec => monitor_spec(guard, principal, request, entry).await,
         Need::Named { kind, field, level } => {
             let (request, id) = locate(guard, request, Source::Field(std::slice::from_ref(field_name(field)))).await?;
             match id {
@@ -352,6 +375,11 @@ async fn authorise(
             let Some(uri) = uri else {
                 return Ok((request, None));
             };
+            if uri.contains('%') {
+                return Err(Refused::Invalid(format!(
+                    "'{field}' may not hold percent-escapes: send the URI as the server stores it."
+                )));
+            }
             let Some((kind, via, id)) = referred(&uri) else {
                 return Ok((request, None));
             };
@@ -449,6 +477,92 @@ async fn authorise(
     }
 }
 
+/// What a monitor's definition acts on: EDIT on each alias it moves and deployment it rolls back; outbound
+/// URLs only from admins.
+async fn monitor_spec(
+    guard: &Guard,
+    principal: &Principal,
+    request: Request,
+    entry: &mut AuditEntry,
+) -> Result<(Request, Option<String>), Refused> {
+    if !json_body(&request) {
+        return Ok((request, None));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(guard, body).await?;
+    let spec: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let top = |field: &str| spec.get(field).and_then(serde_json::Value::as_str).map(str::to_string);
+    let mut needs: Vec<(&'static str, Option<String>)> = Vec::new();
+    let mut outbound = spec["notifications"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|channel| channel.get("url").is_some_and(|url| !url.is_null()));
+    for alert in spec["alerts"].as_array().into_iter().flatten() {
+        for action in alert["actions"].as_array().into_iter().flatten() {
+            let named = |field: &str| {
+                action
+                    .get(field)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            };
+            match action["kind"].as_str() {
+                Some("rollback") => needs.push(("deployment", named("deployment").or_else(|| top("deployment")))),
+                Some("move_alias") => needs.push(("registered_model", named("model").or_else(|| top("model")))),
+                Some("webhook") => outbound = true,
+                _ => {}
+            }
+        }
+    }
+    if outbound && !principal.is_admin {
+        return Err(Refused::Denied(
+            "Permission denied: only admins give monitors webhook actions or notification URLs (they reach other              systems from the server's network)."
+                .to_string(),
+        ));
+    }
+    for (kind, id) in needs {
+        if !principal.may(kind, id.as_deref(), Level::Edit) {
+            entry.resource_type = Some(kind.to_string());
+            entry.resource_id = id;
+            return Err(Refused::Denied("Permission denied.".to_string()));
+        }
+    }
+    Ok((Request::from_parts(parts, Body::from(bytes)), None))
+}
+
+/// Drops Prometheus lines about models or deployments the caller may not read.
+async fn readable_metrics(principal: &Principal, response: Response) -> Response {
+    let viewer = super::visibility::Viewer::of(Some(principal.clone()));
+    if viewer.sees_all("registered_model") && viewer.sees_all("deployment") {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
+        return refuse(
+            "/metrics",
+            ErrorCode::PermissionDenied,
+            "Permission denied.",
+            Challenges::default(),
+        );
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let label = |line: &str, name: &str| {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = line[start..].find('"')? + start;
+        Some(line[start..end].to_string())
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            label(line, "model").is_none_or(|model| viewer.may_read("registered_model", &model))
+                && label(line, "deployment").is_none_or(|deployment| viewer.may_read("deployment", &deployment))
+        })
+        .flat_map(|line| [line, "\n"])
+        .collect();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(kept))
+}
+
 /// A one-name field list for a field name from the static table.
 fn field_name(field: &'static str) -> &'static &'static str {
     const NAMES: &[&str] = &["source", "model", "deployment", "run_id"];
@@ -464,6 +578,11 @@ fn referred(uri: &str) -> Option<(&'static str, Via, String)> {
             .find(|segment| !segment.is_empty() && *segment != ".")
             .map(str::to_string)
     };
+    let lowered = uri.to_ascii_lowercase();
+    let scheme_end = lowered.find(':')?;
+    // The registry reads schemes in any case; ids are compared as sent, so an escaped one is refused upstream.
+    let uri = format!("{}{}", &lowered[..scheme_end], &uri[scheme_end..]);
+    let uri = uri.as_str();
     if let Some(rest) = uri.strip_prefix("models:") {
         let name = first(rest)?;
         return Some(if name.starts_with("m-") {
@@ -568,6 +687,10 @@ async fn locate(guard: &Guard, request: Request, source: Source) -> Result<(Requ
                     _ => None,
                 });
             Ok((Request::from_parts(parts, Body::from(bytes)), id))
+        }
+        Source::FieldOr(names, default) => {
+            let (request, id) = Box::pin(locate(guard, request, Source::Field(names))).await?;
+            Ok((request, Some(id.unwrap_or_else(|| default.to_string()))))
         }
         Source::Field(names) => {
             let mut values = query_values(request.uri().query(), names);

@@ -10,6 +10,8 @@ pub enum Source {
     /// A request field: the query string for GET (and for DELETE without a JSON body), the top level of the
     /// JSON body otherwise. The first name present is used (`run_id` or its legacy twin `run_uuid`).
     Field(&'static [&'static str]),
+    /// A request field, or the default the handler uses when it is absent (runs go to experiment 0).
+    FieldOr(&'static [&'static str], &'static str),
     /// A path parameter.
     Path(&'static str),
     /// The first segment of an artifact path (`{experiment_id}/{run_id}/artifacts/...`): the path parameter,
@@ -101,6 +103,23 @@ pub enum Need {
         /// Level required.
         level: Level,
     },
+    /// A level on a resource when it exists (serving routes also answer under a deployment's name).
+    IfExists {
+        /// Resource kind.
+        kind: &'static str,
+        /// Where its name is.
+        source: Source,
+        /// The lookup that says whether it exists (and its id).
+        owned: Owned,
+        /// Level required.
+        level: Level,
+    },
+    /// A monitor's definition: alert actions move aliases and roll back deployments (EDIT on each), and
+    /// outbound URLs (webhook actions, notification channels) reach other systems from the server's network
+    /// position (admins only).
+    MonitorSpec,
+    /// Prometheus text: lines labelled with a model or deployment the caller may not read are dropped.
+    MetricsText,
     /// A search or list: any caller with read scope; the handler shows only what the caller may read.
     Listing {
         /// Resource kind listed.
@@ -129,7 +148,13 @@ impl Need {
             Need::Admin => Action::Admin,
             Need::On { action, .. } => action,
             Need::Create { .. } => Action::Write,
-            Need::Listing { .. } | Need::List { .. } | Need::Refers { .. } | Need::Named { .. } => Action::Read,
+            Need::Listing { .. }
+            | Need::List { .. }
+            | Need::Refers { .. }
+            | Need::Named { .. }
+            | Need::MetricsText
+            | Need::IfExists { .. } => Action::Read,
+            Need::MonitorSpec => Action::Write,
             Need::Each { level, .. } => {
                 if level >= Level::Edit {
                     Action::Write
@@ -235,6 +260,7 @@ pub const fn owner_kind(owned: Owned) -> &'static str {
         Owned::Run | Owned::Trace | Owned::LoggedModel => "experiment",
         Owned::PipelineRun => "pipeline",
         Owned::ExperimentName | Owned::Issue => "experiment",
+        Owned::Deployment => "deployment",
     }
 }
 

@@ -796,12 +796,14 @@ impl AccessStore for SqlStore {
             Owned::PipelineRun => "SELECT pipeline FROM pipeline_runs WHERE run_id = $1",
             Owned::ExperimentName => "SELECT experiment_id FROM experiments WHERE name = $1",
             Owned::Issue => "SELECT experiment_id FROM issues WHERE issue_id = $1",
+            Owned::Deployment => "SELECT name FROM deployments WHERE name = $1",
         };
         let Some(row) = sqlx::query(sql).bind(id.to_string()).fetch_optional(&self.pool).await? else {
             return Ok(None);
         };
         Ok(Some(match owned {
             Owned::PipelineRun => text(&row, "pipeline")?,
+            Owned::Deployment => text(&row, "name")?,
             // Stored as text there.
             Owned::Issue => text(&row, "experiment_id")?,
             Owned::Run | Owned::Trace | Owned::LoggedModel | Owned::ExperimentName => {

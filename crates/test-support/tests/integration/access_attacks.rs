@@ -336,3 +336,76 @@ async fn scopes_never_widen_and_races_leave_an_admin_and_a_lock() {
     .await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn defaults_references_and_monitor_actions_are_checked_too() {
+    let (server, _data) = auth_server("READ").await;
+    let admin = basic("admin", ADMIN_PASSWORD);
+    let carol = user(&server, &admin, "carol", Some("editor")).await;
+    // Runs created without an experiment go to experiment 0: a DENY there holds for them too.
+    deny(&server, &admin, "carol", "experiment", "0").await;
+    for body in [json!({}), json!({"experiment_id": ""})] {
+        let (status, _) = json_request(&server, "POST", &format!("{API}/runs/create"), Some(&carol), &body).await;
+        assert_eq!(status, 403, "{body}");
+    }
+    // Sources are read whatever the scheme's case, and escapes are refused.
+    json_request(
+        &server,
+        "POST",
+        &format!("{API}/registered-models/create"),
+        Some(&admin),
+        &json!({"name": "secret"}),
+    )
+    .await;
+    json_request(
+        &server,
+        "POST",
+        &format!("{API}/registered-models/create"),
+        Some(&carol),
+        &json!({"name": "mine"}),
+    )
+    .await;
+    deny(&server, &admin, "carol", "registered_model", "secret").await;
+    for (source, expected) in [
+        ("Models:/secret/1", 403),
+        ("MODELS:/secret/1", 403),
+        ("models:/%73ecret/1", 400),
+    ] {
+        let (status, _) = json_request(
+            &server,
+            "POST",
+            &format!("{API}/model-versions/create"),
+            Some(&carol),
+            &json!({"name": "mine", "source": source}),
+        )
+        .await;
+        assert_eq!(status, expected, "{source}");
+    }
+    // A monitor's actions: moving an alias needs EDIT on the model, and outbound URLs are for admins.
+    let dave = user(&server, &admin, "dave", None).await;
+    let (status, _) = json_request(
+        &server,
+        "POST",
+        "/api/3.0/mlflow/users/permissions/grant",
+        Some(&admin),
+        &json!({"username": "dave", "resource_type": "monitor", "resource_id": "*", "permission": "EDIT"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for action in [
+        json!({"kind": "move_alias", "model": "secret", "alias": "champion", "version": "1"}),
+        json!({"kind": "webhook", "url": "http://127.0.0.1:9/ssrf"}),
+        json!({"kind": "rollback", "deployment": "prod"}),
+    ] {
+        let (status, body) = json_request(
+            &server,
+            "POST",
+            "/api/loopline/v1/monitors",
+            Some(&dave),
+            &json!({"name": "m", "model": "mine", "alerts": [{"name": "a", "figure": "rows", "operator": ">=",
+                    "threshold": 0, "actions": [action]}]}),
+        )
+        .await;
+        assert_eq!(status, 403, "{action}: {body}");
+    }
+}
