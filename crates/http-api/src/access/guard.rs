@@ -13,7 +13,7 @@ use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use loopline_access::{Access, AuthError, Credentials, Level, Principal};
+use loopline_access::{Access, Action, AuthError, Credentials, Level, Principal};
 use loopline_core::ErrorCode;
 use loopline_metadata_store::AuditEntry;
 use std::net::SocketAddr;
@@ -284,7 +284,10 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
         "failed"
     }
     .to_string();
-    if method != Method::GET && method != Method::HEAD {
+    // Changes are recorded; reads sent as POST (searches, GraphQL) are not, unless refused (above).
+    let changes =
+        matches!(need.action(), Action::Write | Action::Admin) && method != Method::GET && method != Method::HEAD;
+    if changes {
         guard.audit.record(entry).await;
     }
     response
