@@ -137,6 +137,10 @@ pub enum Owned {
     Issue,
     /// A deployment, by name (its own owner: the lookup says whether it exists).
     Deployment,
+    /// The deployment a monitor watches, by monitor name.
+    MonitorDeployment,
+    /// The registered model a monitor watches, by monitor name.
+    MonitorModel,
 }
 
 /// Users, roles, grants, tokens and the audit log. Every change increments the generation.

@@ -924,6 +924,28 @@ fn also_rows() -> Vec<(&'static str, &'static str, Need)> {
         };
         rows.push((method, route, deployment_of_name));
     }
+    // A monitor's figures are its target's traffic: reading them needs READ on the deployment or model too.
+    for route in [
+        "/api/loopline/v1/monitors/{name}",
+        "/api/loopline/v1/monitors/{name}/events",
+        "/api/loopline/v1/monitors/{name}/windows",
+        "/api/loopline/v1/monitors/{name}/windows/{window}/report",
+        "/api/loopline/v1/monitors/{name}/rollup",
+        "/api/loopline/v1/monitors/{name}/review-queue",
+    ] {
+        for (kind, owned) in [(DEPLOYMENT, Owned::MonitorDeployment), (MODEL, Owned::MonitorModel)] {
+            rows.push((
+                "GET",
+                route,
+                Need::IfExists {
+                    kind,
+                    source: Source::Path("name"),
+                    owned,
+                    level: Level::Read,
+                },
+            ));
+        }
+    }
     rows
 }
 

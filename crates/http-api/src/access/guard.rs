@@ -94,7 +94,11 @@ impl Guard {
             Owned::Trace => Some(1),
             Owned::LoggedModel => Some(2),
             Owned::PipelineRun => Some(3),
-            Owned::ExperimentName | Owned::Issue | Owned::Deployment => None,
+            Owned::ExperimentName
+            | Owned::Issue
+            | Owned::Deployment
+            | Owned::MonitorDeployment
+            | Owned::MonitorModel => None,
         };
         let key = lasting.map(|kind| (kind, id.to_string()));
         if let Some(key) = &key
@@ -729,9 +733,17 @@ async fn readable_items(principal: &Principal, kind: &str, items: &str, id: &str
     };
     if let Some(serde_json::Value::Array(list)) = value.get_mut(items) {
         list.retain(|item| {
+            // A monitor shows its target's traffic: the target must be readable too.
+            let watched = |field: &str, watched_kind: &str| {
+                item.pointer(&format!("/spec/{field}"))
+                    .and_then(serde_json::Value::as_str)
+                    .is_none_or(|name| kind != "monitor" || viewer.may_read(watched_kind, name))
+            };
             item.get(id)
                 .and_then(serde_json::Value::as_str)
                 .is_some_and(|name| viewer.may_read(kind, name))
+                && watched("deployment", "deployment")
+                && watched("model", "registered_model")
         });
     }
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -260,7 +260,8 @@ pub const fn owner_kind(owned: Owned) -> &'static str {
         Owned::Run | Owned::Trace | Owned::LoggedModel => "experiment",
         Owned::PipelineRun => "pipeline",
         Owned::ExperimentName | Owned::Issue => "experiment",
-        Owned::Deployment => "deployment",
+        Owned::Deployment | Owned::MonitorDeployment => "deployment",
+        Owned::MonitorModel => "registered_model",
     }
 }
 

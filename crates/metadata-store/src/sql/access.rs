@@ -797,6 +797,7 @@ impl AccessStore for SqlStore {
             Owned::ExperimentName => "SELECT experiment_id FROM experiments WHERE name = $1",
             Owned::Issue => "SELECT experiment_id FROM issues WHERE issue_id = $1",
             Owned::Deployment => "SELECT name FROM deployments WHERE name = $1",
+            Owned::MonitorDeployment | Owned::MonitorModel => "SELECT spec FROM monitors WHERE name = $1",
         };
         let Some(row) = sqlx::query(sql).bind(id.to_string()).fetch_optional(&self.pool).await? else {
             return Ok(None);
@@ -804,6 +805,18 @@ impl AccessStore for SqlStore {
         Ok(Some(match owned {
             Owned::PipelineRun => text(&row, "pipeline")?,
             Owned::Deployment => text(&row, "name")?,
+            Owned::MonitorDeployment | Owned::MonitorModel => {
+                let field = if owned == Owned::MonitorDeployment {
+                    "deployment"
+                } else {
+                    "model"
+                };
+                let spec: serde_json::Value = serde_json::from_str(&text(&row, "spec")?).unwrap_or_default();
+                match spec.get(field).and_then(serde_json::Value::as_str) {
+                    Some(watched) => watched.to_string(),
+                    None => return Ok(None),
+                }
+            }
             // Stored as text there.
             Owned::Issue => text(&row, "experiment_id")?,
             Owned::Run | Owned::Trace | Owned::LoggedModel | Owned::ExperimentName => {
