@@ -411,3 +411,66 @@ async fn defaults_references_and_monitor_actions_are_checked_too() {
         assert_eq!(status, 403, "{action}: {body}");
     }
 }
+
+#[tokio::test]
+async fn a_monitor_is_read_only_by_those_who_may_read_what_it_watches() {
+    use loopline_server::auth_options::{AuthMode, AuthOptions};
+    // The model and its monitor are made before auth is turned on (the fixtures' helpers send no credentials),
+    // then the same storage is served with auth.
+    let data = tempfile::tempdir().unwrap();
+    let open = TestServer::start_with_config(TestServer::config_in(data.path()).with_defaults())
+        .await
+        .unwrap();
+    crate::serving::register(&open, "watched", "xgb_classifier", None).await;
+    let created = crate::serving::post_json(
+        &open,
+        "/api/loopline/v1/monitors",
+        &json!({"name": "watcher", "model": "watched", "alias": "champion", "window": {"predictions": 10}}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.body_text());
+    open.stop().await.unwrap();
+    let config = loopline_server::config::ServerConfig {
+        auth: AuthOptions {
+            modes: vec![AuthMode::Basic, AuthMode::Token],
+            admin_password: Some(ADMIN_PASSWORD.to_string()),
+            ..AuthOptions::default()
+        },
+        ..TestServer::config_in(data.path())
+    }
+    .with_defaults();
+    let server = TestServer::start_with_config(config).await.unwrap();
+    let admin = basic("admin", ADMIN_PASSWORD);
+    let carol = user(&server, &admin, "carol", Some("editor")).await;
+    let listed = |who: String| {
+        let server = &server;
+        async move {
+            let (_, body) = json_request(server, "GET", "/api/loopline/v1/monitors", Some(&who), &json!({})).await;
+            body["monitors"].as_array().map_or(0, Vec::len)
+        }
+    };
+    assert_eq!(listed(carol.clone()).await, 1);
+    let status = json_request(
+        &server,
+        "GET",
+        "/api/loopline/v1/monitors/watcher",
+        Some(&carol),
+        &json!({}),
+    )
+    .await
+    .0;
+    assert_eq!(status, 200);
+    deny(&server, &admin, "carol", "registered_model", "watched").await;
+    assert_eq!(listed(carol.clone()).await, 0);
+    for path in [
+        "/api/loopline/v1/monitors/watcher",
+        "/api/loopline/v1/monitors/watcher/windows",
+    ] {
+        assert_eq!(
+            json_request(&server, "GET", path, Some(&carol), &json!({})).await.0,
+            403,
+            "{path}"
+        );
+    }
+    assert_eq!(listed(admin.clone()).await, 1);
+}
