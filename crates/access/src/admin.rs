@@ -116,17 +116,6 @@ impl Access {
         Ok(())
     }
 
-    /// True when `password` is the user's current one (no lockout bookkeeping: for re-confirmation only).
-    pub async fn password_matches(&self, user: &AccessUser, password: &str) -> bool {
-        let Some(stored) = user.password_hash.clone() else {
-            return false;
-        };
-        let password = password.to_string();
-        self.hash_work(move || password::verify(&password, &stored))
-            .await
-            .unwrap_or(false)
-    }
-
     /// Makes a user an admin or not. The last admin cannot be demoted.
     pub async fn set_admin(&self, user: &AccessUser, is_admin: bool) -> StoreResult<()> {
         if user.is_admin && !is_admin && self.store().count_admins().await? <= 1 {

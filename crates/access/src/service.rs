@@ -254,7 +254,7 @@ impl Access {
             caches.passwords.get(username).cloned()
         };
         if let Some((known, cached)) = remembered
-            && token::same_hash(&hex(&known), &hex(&digest))
+            && token::same_bytes(&known, &digest)
         {
             return Ok(self.principal(&cached, None, vec![Scope::All]));
         }
@@ -526,8 +526,4 @@ impl Access {
         )
         .await
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

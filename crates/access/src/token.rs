@@ -73,10 +73,15 @@ pub fn parse(text: &str) -> Option<(&str, &str)> {
 
 /// Compares two hashes in time independent of where they differ.
 pub fn same_hash(left: &str, right: &str) -> bool {
+    same_bytes(left.as_bytes(), right.as_bytes())
+}
+
+/// Compares two byte strings in time independent of where they differ.
+pub fn same_bytes(left: &[u8], right: &[u8]) -> bool {
     left.len() == right.len()
         && left
-            .bytes()
-            .zip(right.bytes())
+            .iter()
+            .zip(right)
             .fold(0u8, |difference, (a, b)| difference | (a ^ b))
             == 0
 }

@@ -852,7 +852,7 @@ pub fn table() -> RouteTable {
 /// Further needs: what a request refers to besides the resource it acts on.
 fn also_rows() -> Vec<(&'static str, &'static str, Need)> {
     let uses_model = Need::Refers {
-        field: "model",
+        field: &["model"],
         level: Level::Use,
     };
     // A served name may be a deployment's: the deployment's own USE is needed then too.
@@ -868,7 +868,7 @@ fn also_rows() -> Vec<(&'static str, &'static str, Need)> {
             "POST",
             "/api/2.0/mlflow/model-versions/create",
             Need::Refers {
-                field: "source",
+                field: &["source"],
                 level: Level::Read,
             },
         ),
@@ -882,7 +882,7 @@ fn also_rows() -> Vec<(&'static str, &'static str, Need)> {
             "/api/loopline/v1/monitors",
             Need::Named {
                 kind: DEPLOYMENT,
-                field: "deployment",
+                field: &["deployment"],
                 level: Level::Read,
             },
         ),
@@ -891,7 +891,7 @@ fn also_rows() -> Vec<(&'static str, &'static str, Need)> {
             "/api/loopline/v1/monitors",
             Need::Named {
                 kind: MODEL,
-                field: "model",
+                field: &["model"],
                 level: Level::Read,
             },
         ),

@@ -367,7 +367,7 @@ async fn authorise(
         Need::MetricsText => Ok((request, None)),
         Need::MonitorSpec => monitor_spec(guard, principal, request, entry).await,
         Need::Named { kind, field, level } => {
-            let (request, id) = locate(guard, request, Source::Field(std::slice::from_ref(field_name(field)))).await?;
+            let (request, id) = locate(guard, request, Source::Field(field)).await?;
             match id {
                 Some(id) if !principal.may(kind, Some(&id), level) => {
                     entry.resource_type = Some(kind.to_string());
@@ -378,13 +378,14 @@ async fn authorise(
             }
         }
         Need::Refers { field, level } => {
-            let (request, uri) = locate(guard, request, Source::Field(std::slice::from_ref(field_name(field)))).await?;
+            let (request, uri) = locate(guard, request, Source::Field(field)).await?;
             let Some(uri) = uri else {
                 return Ok((request, None));
             };
             if uri.contains('%') {
                 return Err(Refused::Invalid(format!(
-                    "'{field}' may not hold percent-escapes: send the URI as the server stores it."
+                    "'{}' may not hold percent-escapes: send the URI as the server stores it.",
+                    field.join("' / '")
                 )));
             }
             let Some((kind, via, id)) = referred(&uri) else {
@@ -568,12 +569,6 @@ async fn readable_metrics(principal: &Principal, response: Response) -> Response
         .collect();
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(kept))
-}
-
-/// A one-name field list for a field name from the static table.
-fn field_name(field: &'static str) -> &'static &'static str {
-    const NAMES: &[&str] = &["source", "model", "deployment", "run_id"];
-    NAMES.iter().find(|name| **name == field).unwrap_or(&NAMES[0])
 }
 
 /// What a model or artifact URI refers to: the kind whose grants apply, how its id leads there, and the id.

@@ -89,8 +89,8 @@ pub enum Need {
     /// `runs:/<run>/...`, `mlflow-artifacts:/<experiment>/...`): registering a version of someone else's
     /// files, or deploying someone else's model, needs the right to them.
     Refers {
-        /// The field holding the URI.
-        field: &'static str,
+        /// The field holding the URI (under any of these names).
+        field: &'static [&'static str],
         /// Level required on what it refers to.
         level: Level,
     },
@@ -98,8 +98,8 @@ pub enum Need {
     Named {
         /// Resource kind.
         kind: &'static str,
-        /// The field.
-        field: &'static str,
+        /// The field (under any of these names).
+        field: &'static [&'static str],
         /// Level required.
         level: Level,
     },

@@ -2,7 +2,7 @@
 //! passwords, unchecked search and GraphQL), token replay after revocation, raising one's own level,
 //! lockout, and answers that never say whether a user exists.
 
-use super::route_permissions::{ADMIN_PASSWORD, auth_server, basic, json_request};
+use super::route_permissions::{ADMIN_PASSWORD, auth_server, basic, grant, json_request};
 use loopline_test_support::{TestServer, raw_request};
 use serde_json::{Value, json};
 
@@ -262,14 +262,7 @@ async fn nobody_raises_their_own_level() {
     assert_eq!(status, 403);
     // The creator of a resource manages it, and may share it.
     let own = new_experiment(&server, &dave, "owned-by-dave").await;
-    let (status, _) = json_request(
-        &server,
-        "POST",
-        "/api/3.0/mlflow/users/permissions/grant",
-        Some(&dave),
-        &json!({"username": "admin", "resource_type": "experiment", "resource_id": own, "permission": "READ"}),
-    )
-    .await;
+    let (status, _) = grant(&server, &dave, "admin", "experiment", &own, "READ").await;
     assert_eq!(status, 200);
     let (status, _) = json_request(
         &server,
@@ -281,14 +274,7 @@ async fn nobody_raises_their_own_level() {
     .await;
     assert_eq!(status, 200);
     // A grant on something that does not exist is refused with a clear error.
-    let (status, body) = json_request(
-        &server,
-        "POST",
-        "/api/3.0/mlflow/users/permissions/grant",
-        Some(&admin),
-        &json!({"username": "dave", "resource_type": "experiment", "resource_id": "987654", "permission": "READ"}),
-    )
-    .await;
+    let (status, body) = grant(&server, &admin, "dave", "experiment", "987654", "READ").await;
     assert_eq!(
         (status, body["error_code"].as_str()),
         (404, Some("RESOURCE_DOES_NOT_EXIST"))
@@ -302,28 +288,14 @@ async fn searches_and_graphql_show_only_what_the_caller_may_read() {
     create_user(&server, &admin, "erin", "erin's password").await;
     let erin = basic("erin", "erin's password");
     // Erin may create (EDIT on experiments as a whole) and so manages what she creates; the rest is hidden.
-    let (status, _) = json_request(
-        &server,
-        "POST",
-        "/api/3.0/mlflow/users/permissions/grant",
-        Some(&admin),
-        &json!({"username": "erin", "resource_type": "experiment", "resource_id": "*", "permission": "NO_PERMISSIONS"}),
-    )
-    .await;
+    let (status, _) = grant(&server, &admin, "erin", "experiment", "*", "NO_PERMISSIONS").await;
     assert_eq!(status, 200);
     let mut hidden = Vec::new();
     let mut visible = Vec::new();
     for index in 0..7 {
         let experiment = new_experiment(&server, &admin, &format!("e{index}")).await;
         if index % 3 == 1 {
-            let (status, _) = json_request(
-                &server,
-                "POST",
-                "/api/3.0/mlflow/users/permissions/grant",
-                Some(&admin),
-                &json!({"username": "erin", "resource_type": "experiment", "resource_id": experiment, "permission": "READ"}),
-            )
-            .await;
+            let (status, _) = grant(&server, &admin, "erin", "experiment", &experiment, "READ").await;
             assert_eq!(status, 200);
             visible.push(experiment);
         } else {
@@ -422,23 +394,9 @@ async fn searches_and_graphql_show_only_what_the_caller_may_read() {
         )
         .await;
     }
-    let (status, _) = json_request(
-        &server,
-        "POST",
-        "/api/3.0/mlflow/users/permissions/grant",
-        Some(&admin),
-        &json!({"username": "erin", "resource_type": "registered_model", "resource_id": "*", "permission": "EDIT"}),
-    )
-    .await;
+    let (status, _) = grant(&server, &admin, "erin", "registered_model", "*", "EDIT").await;
     assert_eq!(status, 200);
-    let (status, _) = json_request(
-        &server,
-        "POST",
-        "/api/3.0/mlflow/users/permissions/grant",
-        Some(&admin),
-        &json!({"username": "erin", "resource_type": "registered_model", "resource_id": "other-model", "permission": "DENY"}),
-    )
-    .await;
+    let (status, _) = grant(&server, &admin, "erin", "registered_model", "other-model", "DENY").await;
     assert_eq!(status, 200);
     let (_, models) = json_request(
         &server,

@@ -2,7 +2,7 @@
 //! differently, names that mean "everything", sources and models named by URI, paths outside experiments,
 //! experiment ids spelled another way, scope widening, and races.
 
-use super::route_permissions::{ADMIN_PASSWORD, auth_server, basic, json_request};
+use super::route_permissions::{ADMIN_PASSWORD, auth_server, basic, grant, json_request};
 use loopline_test_support::{TestServer, raw_request};
 use serde_json::json;
 
@@ -47,14 +47,7 @@ async fn user(server: &TestServer, admin: &str, name: &str, role: Option<&str>) 
 }
 
 async fn deny(server: &TestServer, admin: &str, username: &str, kind: &str, id: &str) {
-    let (status, body) = json_request(
-        server,
-        "POST",
-        "/api/3.0/mlflow/users/permissions/grant",
-        Some(admin),
-        &json!({"username": username, "resource_type": kind, "resource_id": id, "permission": "DENY"}),
-    )
-    .await;
+    let (status, body) = grant(server, admin, username, kind, id, "DENY").await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -385,14 +378,7 @@ async fn defaults_references_and_monitor_actions_are_checked_too() {
     }
     // A monitor's actions: moving an alias needs EDIT on the model, and outbound URLs are for admins.
     let dave = user(&server, &admin, "dave", None).await;
-    let (status, _) = json_request(
-        &server,
-        "POST",
-        "/api/3.0/mlflow/users/permissions/grant",
-        Some(&admin),
-        &json!({"username": "dave", "resource_type": "monitor", "resource_id": "*", "permission": "EDIT"}),
-    )
-    .await;
+    let (status, _) = grant(&server, &admin, "dave", "monitor", "*", "EDIT").await;
     assert_eq!(status, 200);
     for action in [
         json!({"kind": "move_alias", "model": "secret", "alias": "champion", "version": "1"}),

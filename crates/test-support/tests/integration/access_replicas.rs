@@ -3,7 +3,7 @@
 //! second), never later.
 
 use super::deployments_replicas::fresh_database;
-use super::route_permissions::{ADMIN_PASSWORD, basic, json_request};
+use super::route_permissions::{ADMIN_PASSWORD, basic, grant, json_request};
 use loopline_server::auth_options::{AuthMode, AuthOptions};
 use loopline_server::config::ServerConfig;
 use loopline_test_support::TestServer;
@@ -136,14 +136,7 @@ async fn users_grants_and_revocations_hold_across_replicas() {
     // A DENY set on one replica is obeyed by the other.
     let get = format!("/api/2.0/mlflow/experiments/get?experiment_id={experiment}");
     assert_eq!(json_request(&first, "GET", &get, Some(&rita), &json!({})).await.0, 200);
-    let (status, _) = json_request(
-        &first,
-        "POST",
-        "/api/3.0/mlflow/users/permissions/grant",
-        Some(&admin),
-        &json!({"username": "rita", "resource_type": "experiment", "resource_id": experiment, "permission": "DENY"}),
-    )
-    .await;
+    let (status, _) = grant(&first, &admin, "rita", "experiment", &experiment, "DENY").await;
     assert_eq!(status, 200);
     assert_eq!(settled_status(&second, &rita, &get, 403).await, 403);
 }

@@ -31,6 +31,25 @@ pub fn basic(username: &str, password: &str) -> String {
     )
 }
 
+/// Grants `username` a level on one resource (or `*`) through MLflow's auth API, as `who`.
+pub async fn grant(
+    server: &TestServer,
+    who: &str,
+    username: &str,
+    kind: &str,
+    id: &str,
+    permission: &str,
+) -> (u16, serde_json::Value) {
+    json_request(
+        server,
+        "POST",
+        "/api/3.0/mlflow/users/permissions/grant",
+        Some(who),
+        &serde_json::json!({"username": username, "resource_type": kind, "resource_id": id, "permission": permission}),
+    )
+    .await
+}
+
 /// A concrete path for a route pattern.
 fn concrete(pattern: &str) -> String {
     let mut path = String::new();
