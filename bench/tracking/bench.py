@@ -4,8 +4,10 @@ workload, one run. Prints a table with the ratio for each measurement.
 Usage (see run.sh, which prepares the venv and the release binary):
     python bench/tracking/bench.py --loopline-bin target/release/loopline [--runs 10000] [--seconds 10]
 
-With --compare-auth it runs Loopline twice instead, without auth and with `--auth basic,token` as a non-admin
-editor presenting an API token (MLFLOW_TRACKING_TOKEN), and prints what auth costs.
+With --compare-auth it runs two Loopline servers instead, one without auth and one with `--auth basic,token`
+where every call is made as a non-admin editor presenting an API token (MLFLOW_TRACKING_TOKEN), and prints what
+auth costs. The whole workload alternates between the two servers for --rounds rounds and each figure is the
+median of its rounds, so a slow minute of the machine falls on both sides instead of on one.
 """
 
 import argparse
@@ -158,7 +160,8 @@ def run_in_processes(url, run_ids, seconds):
         process.start()
     barrier.wait()
     began = time.monotonic()
-    per_process = [results.get() for _ in processes]
+    # A client process that dies (it prints why) must not leave the benchmark waiting for ever.
+    per_process = [results.get(timeout=seconds + 120) for _ in processes]
     elapsed = time.monotonic() - began
     for process in processes:
         process.join()
@@ -337,8 +340,45 @@ def sign_in_with_token(url):
                            auth=("bench", "bench user password"), timeout=30)
     issued.raise_for_status()
     token = issued.json()["token"]
-    os.environ["MLFLOW_TRACKING_TOKEN"] = token
-    SESSION_HEADERS["Authorization"] = f"Bearer {token}"
+    return token
+
+
+def use_token(token):
+    """Every client (stock and raw) presents `token` from now on; `None`: none at all."""
+    os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+    SESSION_HEADERS.clear()
+    if token:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = token
+        SESSION_HEADERS["Authorization"] = f"Bearer {token}"
+
+
+def compare_auth(args):
+    """Loopline without auth against Loopline with token auth, the workload alternating between them."""
+    servers, tokens = {}, {}
+    try:
+        for name in ["loopline", "loopline-token"]:
+            workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
+            port = free_port()
+            command = [os.path.abspath(args.loopline_bin), "server", "--port", str(port), "--data-dir", workdir]
+            if name == "loopline-token":
+                command += ["--auth", "basic,token"]
+                os.environ["LOOPLINE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+            print(f"== {name}: starting in {workdir}", flush=True)
+            servers[name] = (Server(name, command, workdir, f"http://127.0.0.1:{port}"), workdir)
+            tokens[name] = sign_in_with_token(servers[name][0].url) if name == "loopline-token" else None
+        rounds = {name: [] for name in servers}
+        for number in range(args.rounds):
+            for name, (server, workdir) in servers.items():
+                print(f"== round {number + 1} of {args.rounds}: {name}", flush=True)
+                use_token(tokens[name])
+                rounds[name].append(measure(server, args, workdir))
+        use_token(None)
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+    medians = {name: {key: statistics.median(result[key] for result in results) for key in results[0]}
+               for name, results in rounds.items()}
+    print_auth_table(medians["loopline"], medians["loopline-token"])
 
 
 def print_auth_table(plain, token):
@@ -378,15 +418,22 @@ def print_table(mlflow_results, loopline_results):
 
 
 def main():
+    # mlflow's telemetry (a background thread and an environment variable per process) is not what is measured,
+    # and it has failed in spawned client processes.
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loopline-bin", default="target/release/loopline")
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--only", choices=["mlflow", "loopline"])
     parser.add_argument("--compare-auth", action="store_true", help="Loopline without auth against Loopline with token auth")
+    parser.add_argument("--rounds", type=int, default=3, help="with --compare-auth: rounds per server (medians)")
     args = parser.parse_args()
+    if args.compare_auth:
+        compare_auth(args)
+        return
     results = {}
-    names = ["loopline", "loopline-token"] if args.compare_auth else ["loopline", "mlflow"]
+    names = ["loopline", "mlflow"]
     for name in names:
         if args.only and args.only != name:
             continue
@@ -397,24 +444,15 @@ def main():
             command = [mlflow_cli, "server", "--host", "127.0.0.1", "--port", str(port)]
         else:
             command = [os.path.abspath(args.loopline_bin), "server", "--port", str(port), "--data-dir", workdir]
-        if name == "loopline-token":
-            command += ["--auth", "basic,token"]
-            os.environ["LOOPLINE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
         print(f"== {name}: starting in {workdir}", flush=True)
         server = Server(name, command, workdir, f"http://127.0.0.1:{port}")
         try:
-            if name == "loopline-token":
-                sign_in_with_token(server.url)
             results[name] = measure(server, args, workdir)
         finally:
             server.stop()
-            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
-            SESSION_HEADERS.clear()
         for key, value in results[name].items():
             print(f"   {key}: {value:.1f}", flush=True)
-    if args.compare_auth and len(results) == 2:
-        print_auth_table(results["loopline"], results["loopline-token"])
-    elif len(results) == 2:
+    if len(results) == 2:
         print_table(results["mlflow"], results["loopline"])
 
 

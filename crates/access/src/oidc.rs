@@ -4,6 +4,10 @@
 //! ES256 signature, this provider as issuer, this server's audience, and times within the allowed clock
 //! skew. The user it names is created on first sign-in (never an existing local account), and the groups
 //! claim maps to roles at each sign-in.
+//!
+//! Browsers sign in with the authorization-code flow (PKCE, state and nonce): `authorization_url` sends them
+//! to the provider, `exchange_code` turns the code they bring back into an ID token, and `verify_sign_in`
+//! checks it like a bearer token plus the nonce of that one sign-in.
 
 use crate::principal::Principal;
 use crate::service::{Access, AuthError};
@@ -50,7 +54,15 @@ enum Key {
 struct Keys {
     by_id: HashMap<String, Arc<Key>>,
     fetched: Option<Instant>,
+    provider: Option<Provider>,
+}
+
+/// What the discovery document says about the provider.
+#[derive(Debug, Clone)]
+struct Provider {
     jwks_uri: Option<String>,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
 }
 
 /// Verifies ID tokens of one provider.
@@ -98,11 +110,116 @@ impl OidcVerifier {
             tracing::warn!(status = response.status().as_u16(), url, "the OIDC provider refused");
             return Err(AuthError::Rejected);
         }
-        let bytes = response.bytes().await.map_err(|_| AuthError::Rejected)?;
-        if bytes.len() > MAX_DOCUMENT_BYTES {
-            return Err(rejected("provider document too large"));
+        bounded_json(response).await
+    }
+
+    /// The provider's endpoints, from its discovery document (read once).
+    async fn provider(&self, keys: &mut Keys) -> Result<Provider, AuthError> {
+        if let Some(provider) = &keys.provider {
+            return Ok(provider.clone());
         }
-        serde_json::from_slice(&bytes).map_err(|_| rejected("provider document is not JSON"))
+        let discovery = self
+            .document(&format!(
+                "{}/.well-known/openid-configuration",
+                self.settings.issuer.trim_end_matches('/')
+            ))
+            .await?;
+        if discovery["issuer"].as_str() != Some(self.settings.issuer.as_str()) {
+            return Err(rejected("the discovery document names another issuer"));
+        }
+        let text = |name: &str| discovery[name].as_str().map(str::to_string);
+        let provider = Provider {
+            jwks_uri: text("jwks_uri"),
+            authorization_endpoint: text("authorization_endpoint"),
+            token_endpoint: text("token_endpoint"),
+        };
+        keys.provider = Some(provider.clone());
+        Ok(provider)
+    }
+
+    /// Where to send a browser to sign in: the provider's authorization endpoint with this sign-in's
+    /// state, nonce and PKCE challenge (S256).
+    pub async fn authorization_url(&self, request: &SignInRequest<'_>) -> Result<String, AuthError> {
+        let provider = {
+            let mut keys = self.keys.lock().await;
+            self.provider(&mut keys).await?
+        };
+        let endpoint = provider
+            .authorization_endpoint
+            .ok_or_else(|| rejected("the provider names no authorization_endpoint"))?;
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(request.verifier.as_bytes()));
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.settings.audience)
+            .append_pair("redirect_uri", request.redirect_uri)
+            .append_pair("scope", request.scopes)
+            .append_pair("state", request.state)
+            .append_pair("nonce", request.nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .finish();
+        let separator = if endpoint.contains('?') { '&' } else { '?' };
+        Ok(format!("{endpoint}{separator}{query}"))
+    }
+
+    /// Trades the code a browser brought back for the provider's ID token (the token endpoint, with the
+    /// PKCE verifier and, for a confidential client, its secret).
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        request: &SignInRequest<'_>,
+        client_secret: Option<&str>,
+    ) -> Result<String, AuthError> {
+        let provider = {
+            let mut keys = self.keys.lock().await;
+            self.provider(&mut keys).await?
+        };
+        let endpoint = provider
+            .token_endpoint
+            .ok_or_else(|| rejected("the provider names no token_endpoint"))?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", request.redirect_uri),
+            ("client_id", self.settings.audience.as_str()),
+            ("code_verifier", request.verifier),
+        ];
+        if let Some(secret) = client_secret {
+            form.push(("client_secret", secret));
+        }
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let response = self
+            .http
+            .post(&endpoint)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "the OIDC token endpoint could not be reached");
+                AuthError::Rejected
+            })?;
+        if !response.status().is_success() {
+            tracing::info!(
+                status = response.status().as_u16(),
+                "the OIDC token endpoint refused a code"
+            );
+            return Err(AuthError::Rejected);
+        }
+        let answer = bounded_json(response).await?;
+        answer["id_token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| rejected("the token endpoint returned no id_token"))
+    }
+
+    /// The caller a browser sign-in's ID token stands for: a bearer token's checks plus this sign-in's
+    /// nonce. Also returns the roles the token's groups map to (for the session).
+    pub async fn verify_sign_in(&self, token: &str, nonce: &str) -> Result<(Principal, Vec<String>), AuthError> {
+        self.verify_token(token, Some(nonce)).await
     }
 
     /// The key a token names, fetching the JWKS (again) when it is not known.
@@ -123,19 +240,8 @@ impl OidcVerifier {
             return Err(rejected("unknown signing key"));
         }
         keys.fetched = Some(Instant::now());
-        if keys.jwks_uri.is_none() {
-            let discovery = self
-                .document(&format!(
-                    "{}/.well-known/openid-configuration",
-                    self.settings.issuer.trim_end_matches('/')
-                ))
-                .await?;
-            if discovery["issuer"].as_str() != Some(self.settings.issuer.as_str()) {
-                return Err(rejected("the discovery document names another issuer"));
-            }
-            keys.jwks_uri = discovery["jwks_uri"].as_str().map(str::to_string);
-        }
-        let jwks_uri = keys.jwks_uri.clone().ok_or_else(|| rejected("no jwks_uri"))?;
+        let provider = self.provider(&mut keys).await?;
+        let jwks_uri = provider.jwks_uri.ok_or_else(|| rejected("no jwks_uri"))?;
         let jwks = self.document(&jwks_uri).await?;
         keys.by_id = parse_jwks(&jwks);
         find(&keys).ok_or_else(|| rejected("unknown signing key"))
@@ -155,6 +261,16 @@ impl OidcVerifier {
         {
             return Ok(principal.clone());
         }
+        let (principal, _) = self.verify_token(token, None).await?;
+        Ok(principal)
+    }
+
+    /// Checks a token's signature and claims (and, for a browser sign-in, its nonce).
+    async fn verify_token(&self, token: &str, nonce: Option<&str>) -> Result<(Principal, Vec<String>), AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(rejected("token too long"));
+        }
+        let fingerprint: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -186,6 +302,13 @@ impl OidcVerifier {
             return Err(rejected("bad signature or algorithm"));
         }
         let expires = self.check_claims(&claims)?;
+        if let Some(nonce) = nonce
+            && !claims["nonce"]
+                .as_str()
+                .is_some_and(|claimed| crate::token::same_bytes(claimed.as_bytes(), nonce.as_bytes()))
+        {
+            return Err(rejected("wrong nonce"));
+        }
         let username = claims[self.settings.username_claim.as_str()]
             .as_str()
             .filter(|name| !name.is_empty())
@@ -213,7 +336,7 @@ impl OidcVerifier {
             remembered.clear();
         }
         remembered.insert(fingerprint, (principal.clone(), until));
-        Ok(principal)
+        Ok((principal, roles))
     }
 
     /// Checks issuer, audience and times; returns how long the token stays valid.
@@ -247,6 +370,39 @@ impl OidcVerifier {
             u64::try_from(exp.saturating_add(skew) - now).unwrap_or(0),
         ))
     }
+}
+
+/// One browser sign-in's parameters.
+#[derive(Debug)]
+pub struct SignInRequest<'a> {
+    /// This server's callback URL, as registered at the provider.
+    pub redirect_uri: &'a str,
+    /// Scopes asked for (`openid` and the claims wanted).
+    pub scopes: &'a str,
+    /// Ties the provider's answer to the browser that asked.
+    pub state: &'a str,
+    /// Ties the ID token to this sign-in.
+    pub nonce: &'a str,
+    /// The PKCE verifier (its S256 hash is the challenge).
+    pub verifier: &'a str,
+}
+
+/// Reads a provider's JSON answer, refusing one larger than `MAX_DOCUMENT_BYTES` as it arrives.
+async fn bounded_json(mut response: reqwest::Response) -> Result<Value, AuthError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(rejected("provider document too large"));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|_| AuthError::Rejected)? {
+        if bytes.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(rejected("provider document too large"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&bytes).map_err(|_| rejected("provider document is not JSON"))
 }
 
 fn parse_jwks(jwks: &Value) -> HashMap<String, Arc<Key>> {

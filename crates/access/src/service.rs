@@ -82,8 +82,9 @@ struct Cached {
     holds_admin_role: bool,
 }
 
-#[derive(Clone)]
 struct CachedToken {
+    /// When this replica last recorded the token's use (ms since the epoch; 0: not yet).
+    touched: AtomicI64,
     secret_hash: String,
     scopes: Vec<Scope>,
     expires_time: Option<i64>,
@@ -92,9 +93,8 @@ struct CachedToken {
 
 #[derive(Default)]
 struct Caches {
-    passwords: HashMap<String, ([u8; 32], Cached)>,
-    tokens: HashMap<String, CachedToken>,
-    touched: HashMap<String, Instant>,
+    passwords: HashMap<String, ([u8; 32], Arc<Cached>)>,
+    tokens: HashMap<String, Arc<CachedToken>>,
 }
 
 /// Users, roles, grants and tokens, and the checks that read them.
@@ -308,7 +308,7 @@ impl Access {
         let cached = self.load(user).await?;
         let principal = self.principal(&cached, None, vec![Scope::All]);
         let mut caches = self.caches.lock().expect("access caches");
-        bounded_insert(&mut caches.passwords, username.to_string(), (digest, cached));
+        bounded_insert(&mut caches.passwords, username.to_string(), (digest, Arc::new(cached)));
         Ok(principal)
     }
 
@@ -333,12 +333,13 @@ impl Access {
                 let Some(user) = self.store.find_user_by_id(stored.user_id).await? else {
                     return Err(AuthError::Rejected);
                 };
-                let cached = CachedToken {
+                let cached = Arc::new(CachedToken {
+                    touched: AtomicI64::new(0),
                     secret_hash: stored.secret_hash,
                     scopes: stored.scopes.iter().filter_map(|scope| Scope::parse(scope)).collect(),
                     expires_time: stored.expires_time,
                     owner: self.load(user).await?,
-                };
+                });
                 let mut caches = self.caches.lock().expect("access caches");
                 bounded_insert(&mut caches.tokens, token_id.to_string(), cached.clone());
                 cached
@@ -351,8 +352,8 @@ impl Access {
         if cached.expires_time.is_some_and(|expires| expires <= now) {
             return Err(AuthError::Rejected);
         }
-        self.touch(token_id, now);
-        Ok(self.principal(&cached.owner, Some(token_id.to_string()), cached.scopes))
+        self.touch(&cached, token_id, now);
+        Ok(self.principal(&cached.owner, Some(token_id.to_string()), cached.scopes.clone()))
     }
 
     /// Runs password hashing work on a blocking thread, a few at a time.
@@ -367,17 +368,16 @@ impl Access {
     }
 
     /// Records a token's use, at most once a minute, without holding the request.
-    fn touch(&self, token_id: &str, now: i64) {
-        {
-            let mut caches = self.caches.lock().expect("access caches");
-            if caches
+    fn touch(&self, cached: &CachedToken, token_id: &str, now: i64) {
+        let last = cached.touched.load(Ordering::Relaxed);
+        let interval = i64::try_from(TOUCH_INTERVAL.as_millis()).unwrap_or(i64::MAX);
+        if now.saturating_sub(last) < interval
+            || cached
                 .touched
-                .get(token_id)
-                .is_some_and(|at| at.elapsed() < TOUCH_INTERVAL)
-            {
-                return;
-            }
-            bounded_insert(&mut caches.touched, token_id.to_string(), Instant::now());
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
         }
         let (store, token_id) = (self.store.clone(), token_id.to_string());
         tokio::spawn(async move {

@@ -58,6 +58,20 @@ pub struct AuthOptions {
     /// Least seconds between two fetches of the provider's keys (a token naming an unknown key fetches them).
     #[arg(long, env = "LOOPLINE_OIDC_JWKS_REFETCH_SECONDS", default_value_t = 10)]
     pub oidc_jwks_refetch_seconds: u64,
+    /// Browser sign-in with the provider: this server's callback URL as registered there, ending in
+    /// `/auth/callback` (https, or http on loopback). Without it, OIDC accepts bearer ID tokens only.
+    #[arg(long, env = "LOOPLINE_OIDC_REDIRECT_URL")]
+    pub oidc_redirect_url: Option<String>,
+    /// The client secret, when the provider registered this server as a confidential client (PKCE is used
+    /// either way). Prefer the environment variable: arguments show in process lists.
+    #[arg(long, env = "LOOPLINE_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// Scopes asked for at browser sign-in, space-separated (add the one your provider needs for groups).
+    #[arg(long, env = "LOOPLINE_OIDC_SCOPES", default_value = "openid profile email")]
+    pub oidc_scopes: String,
+    /// Hours a browser session lasts.
+    #[arg(long, env = "LOOPLINE_OIDC_SESSION_HOURS", default_value_t = 8)]
+    pub oidc_session_hours: u64,
 }
 
 impl std::fmt::Debug for AuthOptions {
@@ -69,6 +83,9 @@ impl std::fmt::Debug for AuthOptions {
             .field("default_permission", &self.default_permission)
             .field("admin_username", &self.admin_username)
             .field("admin_password", &self.admin_password.as_ref().map(|_| "***"))
+            .field("oidc_issuer", &self.oidc_issuer)
+            .field("oidc_redirect_url", &self.oidc_redirect_url)
+            .field("oidc_client_secret", &self.oidc_client_secret.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -88,6 +105,10 @@ impl Default for AuthOptions {
             oidc_group_roles: Vec::new(),
             oidc_clock_skew_seconds: 60,
             oidc_jwks_refetch_seconds: 10,
+            oidc_redirect_url: None,
+            oidc_client_secret: None,
+            oidc_scopes: "openid profile email".to_string(),
+            oidc_session_hours: 8,
         }
     }
 }
@@ -123,6 +144,7 @@ impl AuthOptions {
         if self.has(AuthMode::Oidc) {
             self.oidc_settings()?;
         }
+        self.browser_login_settings()?;
         if !self.enabled() && !is_loopback(host) {
             if !self.allow_unauthenticated {
                 return Err(format!(
@@ -152,11 +174,7 @@ impl AuthOptions {
             .oidc_audience
             .clone()
             .ok_or("--auth oidc needs --oidc-audience (this server's client id at the provider)")?;
-        let loopback_http = issuer
-            .strip_prefix("http://")
-            .map(|rest| rest.split(['/', ':']).next().unwrap_or_default())
-            .is_some_and(is_loopback);
-        if !issuer.starts_with("https://") && !loopback_http {
+        if !https_or_loopback(&issuer) {
             return Err(format!(
                 "--oidc-issuer '{issuer}' must be https (http only on loopback)"
             ));
@@ -181,6 +199,47 @@ impl AuthOptions {
             refetch_interval: std::time::Duration::from_secs(self.oidc_jwks_refetch_seconds),
         })
     }
+}
+
+impl AuthOptions {
+    /// Browser sign-in settings (`None` without --oidc-redirect-url), checked.
+    pub fn browser_login_settings(
+        &self,
+    ) -> Result<Option<loopline_http_api::access::browser_login::BrowserLoginSettings>, String> {
+        let Some(redirect_url) = self.oidc_redirect_url.clone() else {
+            return Ok(None);
+        };
+        if !self.has(AuthMode::Oidc) {
+            return Err("--oidc-redirect-url needs --auth oidc".to_string());
+        }
+        if !https_or_loopback(&redirect_url) || !redirect_url.trim_end_matches('/').ends_with("/auth/callback") {
+            return Err(format!(
+                "--oidc-redirect-url '{redirect_url}' must be this server's https URL ending in /auth/callback \
+                 (http only on loopback), as registered at the provider"
+            ));
+        }
+        if !self.oidc_scopes.split_whitespace().any(|scope| scope == "openid") {
+            return Err("--oidc-scopes must include openid".to_string());
+        }
+        if self.oidc_session_hours == 0 || self.oidc_session_hours > 24 * 30 {
+            return Err("--oidc-session-hours must be between 1 and 720".to_string());
+        }
+        Ok(Some(loopline_http_api::access::browser_login::BrowserLoginSettings {
+            redirect_url,
+            client_secret: self.oidc_client_secret.clone().filter(|secret| !secret.is_empty()),
+            scopes: self.oidc_scopes.split_whitespace().collect::<Vec<_>>().join(" "),
+            session_lifetime: std::time::Duration::from_secs(self.oidc_session_hours * 3600),
+        }))
+    }
+}
+
+/// True for https URLs, and http ones on this machine.
+fn https_or_loopback(url: &str) -> bool {
+    url.starts_with("https://")
+        || url
+            .strip_prefix("http://")
+            .map(|rest| rest.split(['/', ':']).next().unwrap_or_default())
+            .is_some_and(is_loopback)
 }
 
 /// True for addresses only this machine can reach.

@@ -90,6 +90,9 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     monitoring.set_alias_gate(Arc::new(gates::RegistryGate(gate_service.clone())));
     monitoring.start();
     serving.extra_metrics.push(monitoring.clone());
+    let served_deployments = deployments.clone();
+    let deployment_served: loopline_http_api::access::guard::DeploymentServed =
+        Arc::new(move |name| loopline_serving::dispatch::Deployments::find(&*served_deployments, name).is_some());
     let deployment_api = loopline_deployments::api::routes(loopline_deployments::api::ApiState {
         manager: deployments,
         store: metadata.clone(),
@@ -154,7 +157,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
-    let (router, routes) = guarded(config, router, access_metadata, &own_api).await?;
+    let (router, routes) = guarded(config, router, access_metadata, &own_api, deployment_served).await?;
     // Every MLflow route also answers under /ajax-api, where the web UI calls it (as MLflow registers each
     // twice): the prefix is rewritten before routing.
     let router = axum::Router::new()
@@ -181,6 +184,7 @@ async fn guarded(
     router: axum::Router,
     metadata: Arc<dyn MetadataStore>,
     own_api: &pipelines::OwnApi,
+    deployment_served: loopline_http_api::access::guard::DeploymentServed,
 ) -> anyhow::Result<(axum::Router, std::collections::BTreeSet<(String, String)>)> {
     use loopline_http_api::access::{self as wire, inventory};
     if !config.auth.enabled() {
@@ -257,6 +261,23 @@ async fn guarded(
         }
         wire::visibility::PageKey::new(&key)
     };
+    let oidc = if config.auth.has(auth_options::AuthMode::Oidc) {
+        let settings = config.auth.oidc_settings().map_err(anyhow::Error::msg)?;
+        Some(loopline_access::oidc::OidcVerifier::new(settings, access.clone()).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let browser = match (&oidc, config.auth.browser_login_settings().map_err(anyhow::Error::msg)?) {
+        (Some(verifier), Some(settings)) => Some(wire::browser_login::BrowserLogin::new(
+            verifier.clone(),
+            access.clone(),
+            page_key.clone(),
+            settings,
+            audit.clone(),
+        )),
+        _ => None,
+    };
+    let router = router.merge(wire::browser_login::routes(browser.clone()));
     let guard = Arc::new(wire::Guard {
         access: access.clone(),
         table: Arc::new(route_permissions::table()),
@@ -266,14 +287,9 @@ async fn guarded(
             token: config.auth.has(auth_options::AuthMode::Token),
             oidc: config.auth.has(auth_options::AuthMode::Oidc),
         },
-        oidc: if config.auth.has(auth_options::AuthMode::Oidc) {
-            let settings = config.auth.oidc_settings().map_err(anyhow::Error::msg)?;
-            let verifier: Arc<dyn wire::BearerVerifier> =
-                loopline_access::oidc::OidcVerifier::new(settings, access.clone()).map_err(anyhow::Error::msg)?;
-            Some(verifier)
-        } else {
-            None
-        },
+        oidc: oidc.map(|verifier| -> Arc<dyn wire::BearerVerifier> { verifier }),
+        deployment_served: Some(deployment_served),
+        browser,
         max_body_bytes: HttpLimits::default().max_json_body_bytes,
         owners: wire::guard::Owners::default(),
         page_key,

@@ -531,6 +531,11 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
         ("", "/loopline/assets/loopline.css", "GET", Need::Public),
         (OWN, "/version", "GET", Need::Public),
         ("", "/metrics", "GET", Need::MetricsText),
+        // Browser sign-in with the OIDC provider: reached before anyone is signed in; the callback checks
+        // the sign-in's own sealed state, the provider's code and the ID token itself.
+        ("", "/auth/login", "GET", Need::Public),
+        ("", "/auth/callback", "GET", Need::Public),
+        ("", "/auth/logout", "POST", Need::Public),
         // Serving: USE on the model (or deployment) is the `predict` permission.
         ("", "/v2", "GET", Need::Signed(Action::Predict)),
         ("", "/v2/models/{name}", "GET", serving(Level::Use)),

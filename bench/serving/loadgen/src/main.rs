@@ -2,6 +2,7 @@
 //! connections busy for SECONDS, each posting BODY_FILE as soon as its previous answer arrived (a closed loop,
 //! so a slow server is measured as slow rather than as a growing backlog). Prints one JSON line: requests,
 //! errors, requests per second, and latency percentiles in milliseconds over all answered requests.
+//! `LOADGEN_AUTHORIZATION`, when set, is sent as every request's Authorization header.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,13 @@ struct Outcome {
     errors: u64,
 }
 
-async fn connection(url: hyper::Uri, body: Bytes, content_type: String, until: Instant) -> Outcome {
+async fn connection(
+    url: hyper::Uri,
+    body: Bytes,
+    content_type: String,
+    authorization: Option<String>,
+    until: Instant,
+) -> Outcome {
     let mut outcome = Outcome {
         latencies: Vec::new(),
         errors: 0,
@@ -36,9 +43,13 @@ async fn connection(url: hyper::Uri, body: Bytes, content_type: String, until: I
         };
         tokio::spawn(driver);
         while Instant::now() < until {
-            let request = Request::post(path.as_str())
+            let mut request = Request::post(path.as_str())
                 .header("host", authority.as_str())
-                .header("content-type", content_type.as_str())
+                .header("content-type", content_type.as_str());
+            if let Some(authorization) = &authorization {
+                request = request.header("authorization", authorization.as_str());
+            }
+            let request = request
                 .body(Full::new(body.clone()))
                 .expect("a valid request");
             let started = Instant::now();
@@ -74,10 +85,17 @@ async fn main() {
     let concurrency: usize = args[3].parse().expect("a number of connections");
     let seconds: f64 = args[4].parse().expect("a duration in seconds");
     let content_type = args.get(5).cloned().unwrap_or_else(|| "application/json".to_string());
+    let authorization = std::env::var("LOADGEN_AUTHORIZATION").ok();
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = (0..concurrency)
-        .map(|_| tokio::spawn(connection(url.clone(), body.clone(), content_type.clone(), until)))
+        .map(|_| tokio::spawn(connection(
+                url.clone(),
+                body.clone(),
+                content_type.clone(),
+                authorization.clone(),
+                until,
+            )))
         .collect();
     let mut latencies = Vec::new();
     let mut errors = 0;

@@ -44,6 +44,9 @@ impl BearerVerifier for loopline_access::oidc::OidcVerifier {
     }
 }
 
+/// Answers whether this server serves a name as a deployment.
+pub type DeploymentServed = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// What the guard needs.
 pub struct Guard {
     /// Users, tokens, grants.
@@ -56,6 +59,11 @@ pub struct Guard {
     pub modes: Modes,
     /// OIDC, when configured.
     pub oidc: Option<Arc<dyn BearerVerifier>>,
+    /// Whether this server's serving routes answer a name as a deployment (the serving side's own in-memory
+    /// view, so the check and the routing agree, and no store read sits on the prediction path).
+    pub deployment_served: Option<DeploymentServed>,
+    /// Browser sign-in with the OIDC provider and its session cookies, when configured.
+    pub browser: Option<Arc<super::browser_login::BrowserLogin>>,
     /// Largest body read to find a resource id.
     pub max_body_bytes: usize,
     /// Owners already looked up.
@@ -129,9 +137,14 @@ impl Guard {
         }
     }
 
-    async fn authenticate(&self, presented: Presented) -> Result<Principal, Refused> {
+    async fn authenticate(&self, presented: Presented, session: Option<String>) -> Result<Principal, Refused> {
         let result = match presented {
-            Presented::Nothing | Presented::Malformed => return Err(Refused::Unauthenticated),
+            // A browser's session stands in for credentials when the request brings none.
+            Presented::Nothing => match (&self.browser, session) {
+                (Some(browser), Some(session)) => browser.session(&session).await,
+                _ => return Err(Refused::Unauthenticated),
+            },
+            Presented::Malformed => return Err(Refused::Unauthenticated),
             Presented::Basic { username, password } if self.modes.basic => {
                 self.access
                     .authenticate(Credentials::Password {
@@ -156,7 +169,8 @@ impl Guard {
     }
 }
 
-/// The layer's function (`axum::middleware::from_fn_with_state`).
+/// The layer's function (`axum::middleware::from_fn_with_state`). Steps only some routes take are boxed, so
+/// the future every request allocates and moves stays small.
 pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let Some(pattern) = request
         .extensions()
@@ -167,7 +181,7 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
     };
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let Some(need) = guard.table.need(method.as_str(), &pattern).copied() else {
+    let Some(route) = guard.table.route(method.as_str(), &pattern) else {
         let declared = guard.table.methods(&pattern);
         if !declared.is_empty() {
             // A method the route does not take: no handler runs for it.
@@ -190,59 +204,92 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
             guard.challenges(),
         );
     };
+    let need = route.need;
     if need == Need::Public {
+        // The web UI's own page is public, but what it shows needs a signed-in caller: a browser without
+        // credentials or a live session is sent to sign in first.
+        if let Some(browser) = &guard.browser
+            && path == "/"
+            && method == Method::GET
+            && wants_page(request.headers())
+            && request.headers().get(header::AUTHORIZATION).is_none()
+        {
+            let session = super::browser_login::cookie(request.headers(), super::browser_login::SESSION_COOKIE);
+            let signed_in = match session {
+                Some(session) => browser.session(&session).await.is_ok(),
+                None => false,
+            };
+            if !signed_in {
+                return sign_in_redirect("/");
+            }
+        }
         return next.run(request).await;
     }
     let mut entry = AuditEntry {
         time: loopline_core::time::now_millis(),
-        method: method.to_string(),
-        path: bounded(&path, 512),
-        action: action_name(&method, &need).to_string(),
-        source: request
-            .extensions()
-            .get::<PeerAddress>()
-            .map(|peer| peer.0.ip().to_string()),
         ..AuditEntry::default()
+    };
+    // What is the same for every entry of this request is written out only for entries that are recorded
+    // (changes and refusals), not for each request.
+    let peer = request.extensions().get::<PeerAddress>().map(|peer| peer.0.ip());
+    let sourced = |mut entry: AuditEntry| {
+        entry.method = method.to_string();
+        entry.path = bounded(&path, 512);
+        entry.action = action_name(&method, &need).to_string();
+        entry.source = peer.map(|address| address.to_string());
+        entry
     };
     let credentials = presented(request.headers());
     let attempted = match &credentials {
         Presented::Basic { username, .. } => Some(bounded(username, 256)),
         _ => None,
     };
-    let principal = match guard.authenticate(credentials).await {
+    let session = guard
+        .browser
+        .as_ref()
+        .and_then(|_| super::browser_login::cookie(request.headers(), super::browser_login::SESSION_COOKIE));
+    // A page opened without credentials goes to the sign-in when browsers sign in with the provider.
+    let sign_in_first = (guard.browser.is_some() && method == Method::GET && wants_page(request.headers()))
+        .then(|| request.uri().path_and_query().map(|whole| whole.as_str().to_string()))
+        .flatten();
+    let principal = match guard.authenticate(credentials, session).await {
         Ok(principal) => principal,
         Err(refused) => {
             // The name tried, never the password: repeated failures on one account show in the trail.
             entry.principal = attempted;
-            return guard.refused(refused, &path, entry).await;
+            let response = guard.refused(refused, &path, sourced(entry)).await;
+            return match sign_in_first {
+                Some(here) if response.status() == axum::http::StatusCode::UNAUTHORIZED => sign_in_redirect(&here),
+                _ => response,
+            };
         }
     };
     entry.principal = Some(principal.username.clone());
     entry.token_id = principal.token_id.clone();
     if !principal.scopes_allow(need.action()) {
         let message = "The token's scopes do not allow this request.".to_string();
-        return guard.refused(Refused::Denied(message), &path, entry).await;
+        return guard.refused(Refused::Denied(message), &path, sourced(entry)).await;
     }
-    let after = guard.table.after(method.as_str(), &pattern).copied();
+    let after = route.after;
     let (request, after_names) = match after {
-        Some(after) => match names_for(&guard, after, request).await {
+        Some(after) => match Box::pin(names_for(&guard, after, request)).await {
             Ok(found) => found,
-            Err(refused) => return guard.refused(refused, &path, entry).await,
+            Err(refused) => return guard.refused(refused, &path, sourced(entry)).await,
         },
         None => (request, (None, None)),
     };
     let (mut request, created_in_request) = match authorise(&guard, &principal, need, request, &mut entry).await {
         Ok(allowed) => allowed,
-        Err(refused) => return guard.refused(refused, &path, entry).await,
+        Err(refused) => return guard.refused(refused, &path, sourced(entry)).await,
     };
-    for further in guard.table.also(method.as_str(), &pattern) {
+    for further in &route.also {
         let mut scratch = AuditEntry::default();
         request = match authorise(&guard, &principal, *further, request, &mut scratch).await {
             Ok((request, _)) => request,
             Err(refused) => {
                 entry.resource_type = scratch.resource_type;
                 entry.resource_id = scratch.resource_id;
-                return guard.refused(refused, &path, entry).await;
+                return guard.refused(refused, &path, sourced(entry)).await;
             }
         };
     }
@@ -259,7 +306,7 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
     let response = next.run(request).await;
     let response = match need {
         Need::Create { kind, created } if response.status().is_success() => {
-            give_creator(
+            Box::pin(give_creator(
                 &guard,
                 &principal,
                 kind,
@@ -267,19 +314,19 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
                 created_in_request,
                 response,
                 &mut entry,
-            )
+            ))
             .await
         }
         Need::List { kind, items, id } if response.status().is_success() => {
-            readable_items(&principal, kind, items, id, response).await
+            Box::pin(readable_items(&principal, kind, items, id, response)).await
         }
-        Need::MetricsText if response.status().is_success() => readable_metrics(&principal, response).await,
+        Need::MetricsText if response.status().is_success() => Box::pin(readable_metrics(&principal, response)).await,
         _ => response,
     };
     if let Some(after) = after
         && response.status().is_success()
     {
-        apply_after(&guard, after, after_names).await;
+        Box::pin(apply_after(&guard, after, after_names)).await;
     }
     entry.status = i64::from(response.status().as_u16());
     entry.outcome = if response.status().is_success() {
@@ -292,7 +339,7 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
     let changes =
         matches!(need.action(), Action::Write | Action::Admin) && method != Method::GET && method != Method::HEAD;
     if changes {
-        guard.audit.record(entry).await;
+        guard.audit.record(sourced(entry)).await;
     }
     response
 }
@@ -351,9 +398,12 @@ async fn authorise(
             level,
         } => {
             let (request, name) = locate(guard, request, source).await?;
-            let existing = match name {
-                Some(name) => guard.owner(owned, &name).await?,
-                None => None,
+            let existing = match (name, &guard.deployment_served) {
+                (Some(name), Some(served)) if owned == loopline_metadata_store::Owned::Deployment => {
+                    served(&name).then_some(name)
+                }
+                (Some(name), _) => guard.owner(owned, &name).await?,
+                (None, _) => None,
             };
             match existing {
                 Some(id) if !principal.may(kind, Some(&id), level) => {
@@ -365,7 +415,7 @@ async fn authorise(
             }
         }
         Need::MetricsText => Ok((request, None)),
-        Need::MonitorSpec => monitor_spec(guard, principal, request, entry).await,
+        Need::MonitorSpec => Box::pin(monitor_spec(guard, principal, request, entry)).await,
         Need::Named { kind, field, level } => {
             let (request, id) = locate(guard, request, Source::Field(field)).await?;
             match id {
@@ -606,13 +656,32 @@ fn referred(uri: &str) -> Option<(&'static str, Via, String)> {
     None
 }
 
+/// True for a browser asking for a page (HTML first in what it accepts).
+fn wants_page(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.trim_start().starts_with("text/html"))
+}
+
+/// Sends a browser to sign in, and back to `here` afterwards.
+fn sign_in_redirect(here: &str) -> Response {
+    let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
+    let mut response = axum::http::StatusCode::FOUND.into_response();
+    if let Ok(location) = axum::http::HeaderValue::from_str(&format!("/auth/login?next={next}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
 /// True when the request says its body is JSON.
 fn json_body(request: &Request) -> bool {
-    request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.to_ascii_lowercase().contains("json"))
+    request.headers().get(header::CONTENT_TYPE).is_some_and(|value| {
+        value
+            .as_bytes()
+            .windows(4)
+            .any(|window| window.eq_ignore_ascii_case(b"json"))
+    })
 }
 
 /// The one value a request gives an id, wherever it gives it: the query string and (for a JSON body) the

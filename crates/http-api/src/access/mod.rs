@@ -2,6 +2,7 @@
 //! handler runs, and the MLflow-compatible and Loopline access APIs.
 
 pub mod audit;
+pub mod browser_login;
 pub mod context;
 pub mod credentials;
 pub mod fields;

@@ -298,88 +298,116 @@ pub enum After {
     },
 }
 
-/// The table: method and route path (as registered, `{param}` included) to what the route needs.
+/// The table: method and route path (as registered, `{param}` included) to what the route needs. A request
+/// finds its row with one lookup by path and a scan of the few methods declared there, with nothing
+/// allocated: the table is read on every request.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    needs: HashMap<(String, String), Need>,
-    also: HashMap<(String, String), Vec<Need>>,
-    after: HashMap<(String, String), After>,
+    // The keys are this server's own route patterns, so a fast hash needs no protection from chosen keys.
+    routes: HashMap<String, Vec<Declared>, foldhash::fast::RandomState>,
+}
+
+/// One method of one route.
+#[derive(Debug)]
+pub struct Declared {
+    /// `GET`, `POST`, ... or `*` for every method.
+    pub method: String,
+    /// What the request needs.
+    pub need: Need,
+    /// Needs checked after the main one (all must pass).
+    pub also: Vec<Need>,
+    /// What a successful request changes about grants.
+    pub after: Option<After>,
 }
 
 impl RouteTable {
     /// A table from its rows. A row listed twice is a mistake in the table: the test that builds it fails.
     pub fn new(rows: &[(&str, &str, Need)]) -> Result<RouteTable, String> {
-        let mut needs = HashMap::new();
+        let mut routes: HashMap<String, Vec<Declared>, foldhash::fast::RandomState> = HashMap::default();
         for (method, path, need) in rows {
-            if needs.insert((method.to_string(), path.to_string()), *need).is_some() {
+            let declared = routes.entry(path.to_string()).or_default();
+            if declared.iter().any(|row| row.method == *method) {
                 return Err(format!("{method} {path} is declared twice"));
             }
+            declared.push(Declared {
+                method: method.to_string(),
+                need: *need,
+                also: Vec::new(),
+                after: None,
+            });
         }
-        Ok(RouteTable {
-            needs,
-            also: HashMap::new(),
-            after: HashMap::new(),
-        })
+        Ok(RouteTable { routes })
+    }
+
+    fn declared_mut(&mut self, method: &str, path: &str) -> Option<&mut Declared> {
+        self.routes.get_mut(path)?.iter_mut().find(|row| row.method == method)
     }
 
     /// Adds needs checked after a route's main one (all must pass).
     pub fn with_also(mut self, rows: &[(&str, &str, Need)]) -> Result<RouteTable, String> {
         for (method, path, need) in rows {
-            let key = (method.to_string(), path.to_string());
-            if !self.needs.contains_key(&key) {
+            let Some(declared) = self.declared_mut(method, path) else {
                 return Err(format!("{method} {path} has a further need but no declaration"));
-            }
-            self.also.entry(key).or_default().push(*need);
+            };
+            declared.also.push(*need);
         }
         Ok(self)
-    }
-
-    /// The further needs of a route.
-    pub fn also(&self, method: &str, path: &str) -> &[Need] {
-        self.also
-            .get(&(method.to_string(), path.to_string()))
-            .map_or(&[], Vec::as_slice)
     }
 
     /// Adds what successful requests to some routes change about grants.
     pub fn with_after(mut self, rows: &[(&str, &str, After)]) -> Result<RouteTable, String> {
         for (method, path, after) in rows {
-            let key = (method.to_string(), path.to_string());
-            if !self.needs.contains_key(&key) {
+            let Some(declared) = self.declared_mut(method, path) else {
                 return Err(format!("{method} {path} has an after-effect but no declaration"));
-            }
-            self.after.insert(key, *after);
+            };
+            declared.after = Some(*after);
         }
         Ok(self)
     }
 
-    /// What a successful request to the route changes about grants.
-    pub fn after(&self, method: &str, path: &str) -> Option<&After> {
-        self.after.get(&(method.to_string(), path.to_string()))
+    /// The row a request to `path` with `method` falls under (`None`: not declared, so refused). HEAD is
+    /// read as GET; a `*` row covers the methods the route has no row of its own for.
+    pub fn route(&self, method: &str, path: &str) -> Option<&Declared> {
+        let method = if method == "HEAD" { "GET" } else { method };
+        let declared = self.routes.get(path)?;
+        declared
+            .iter()
+            .find(|row| row.method == method)
+            .or_else(|| declared.iter().find(|row| row.method == "*"))
     }
 
     /// What a route needs (`None`: not declared, so refused).
     pub fn need(&self, method: &str, path: &str) -> Option<&Need> {
-        let method = if method == "HEAD" { "GET" } else { method };
-        self.needs
-            .get(&(method.to_string(), path.to_string()))
-            .or_else(|| self.needs.get(&("*".to_string(), path.to_string())))
+        self.route(method, path).map(|row| &row.need)
+    }
+
+    /// The further needs of a route.
+    pub fn also(&self, method: &str, path: &str) -> &[Need] {
+        self.route(method, path).map_or(&[], |row| row.also.as_slice())
+    }
+
+    /// What a successful request to the route changes about grants.
+    pub fn after(&self, method: &str, path: &str) -> Option<&After> {
+        self.route(method, path).and_then(|row| row.after.as_ref())
     }
 
     /// The methods declared for a route path (for a 405 naming them).
     pub fn methods(&self, path: &str) -> Vec<String> {
         let mut methods: Vec<String> = self
-            .needs
-            .keys()
-            .filter(|(_, declared)| declared == path)
-            .map(|(method, _)| method.clone())
-            .collect();
+            .routes
+            .get(path)
+            .map(|declared| declared.iter().map(|row| row.method.clone()).collect())
+            .unwrap_or_default();
         methods.sort();
         methods
     }
 
-    /// Every declared row.
-    pub fn rows(&self) -> impl Iterator<Item = (&(String, String), &Need)> {
-        self.needs.iter()
+    /// Every declared row: (method, path) and its need.
+    pub fn rows(&self) -> impl Iterator<Item = ((String, String), &Need)> {
+        self.routes.iter().flat_map(|(path, declared)| {
+            declared
+                .iter()
+                .map(move |row| ((row.method.clone(), path.clone()), &row.need))
+        })
     }
 }

@@ -34,6 +34,46 @@ impl PageKey {
             ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, bytes).expect("32 bytes is the key length");
         PageKey(std::sync::Arc::new(ring::aead::LessSafeKey::new(key)))
     }
+
+    /// `plain` sealed (ChaCha20-Poly1305, random nonce) for one purpose, as base64url text: what is sealed
+    /// for one purpose (a sign-in, a session) never opens for another, nor as a page token.
+    pub fn seal(&self, purpose: &'static [u8], mut plain: Vec<u8>) -> String {
+        let mut nonce = [0u8; 12];
+        rand::fill(&mut nonce);
+        self.0
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(purpose),
+                &mut plain,
+            )
+            .expect("sealing a short value cannot fail");
+        let mut sealed = nonce.to_vec();
+        sealed.extend(plain);
+        URL_SAFE_NO_PAD.encode(sealed)
+    }
+
+    /// What `seal` sealed for `purpose`; `None` for anything else (forged, altered, another purpose, or
+    /// longer than `limit` characters).
+    pub fn open(&self, purpose: &'static [u8], text: &str, limit: usize) -> Option<Vec<u8>> {
+        if text.len() > limit {
+            return None;
+        }
+        let mut bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        if bytes.len() < 12 {
+            return None;
+        }
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&bytes[..12]);
+        let opened = self
+            .0
+            .open_in_place(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(purpose),
+                &mut bytes[12..],
+            )
+            .ok()?;
+        Some(opened.to_vec())
+    }
 }
 
 /// The caller of a listing (`None` inside: auth is off).

@@ -10,6 +10,8 @@ pub enum SqlValue {
     Integer(i64),
     /// Double.
     Real(f64),
+    /// An absent text value (SQL NULL), bound like the others so a statement's text stays the same.
+    NullText,
 }
 
 /// SQL text plus the values for its placeholders, in order.
@@ -39,6 +41,11 @@ impl SqlBuilder {
     /// Binds a text value.
     pub fn bind_text(&mut self, value: &str) -> String {
         self.bind(SqlValue::Text(value.to_string()))
+    }
+
+    /// Binds text that may be absent (NULL).
+    pub fn bind_optional_text(&mut self, value: Option<&str>) -> String {
+        self.bind(value.map_or(SqlValue::NullText, |text| SqlValue::Text(text.to_string())))
     }
 
     /// Binds an integer.

@@ -847,47 +847,40 @@ impl AccessStore for SqlStore {
         }
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;
-        // Many rows per statement: the trail of a busy server is written in a few statements a batch.
+        // Many rows per statement, bound as anonymous placeholders on SQLite (`built_query`): the trail of a
+        // busy server is written in a few statements a batch without SQLite's per-name parameter scan.
         for chunk in entries.chunks(AUDIT_ROWS_PER_STATEMENT) {
-            let placeholders: Vec<String> = (0..chunk.len())
-                .map(|row| {
-                    let base = row * 11;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        base + 1,
-                        base + 2,
-                        base + 3,
-                        base + 4,
-                        base + 5,
-                        base + 6,
-                        base + 7,
-                        base + 8,
-                        base + 9,
-                        base + 10,
-                        base + 11
-                    )
-                })
-                .collect();
-            let mut query = super::query_text(format!(
+            let mut builder = crate::search::SqlBuilder::new(
                 "INSERT INTO access_audit (time, principal, token_id, method, path, action, resource_type, \
-                 resource_id, status, outcome, source) VALUES {}",
-                placeholders.join(", ")
-            ));
-            for entry in chunk {
-                query = query
-                    .bind(entry.time)
-                    .bind(entry.principal.clone())
-                    .bind(entry.token_id.clone())
-                    .bind(entry.method.clone())
-                    .bind(entry.path.clone())
-                    .bind(entry.action.clone())
-                    .bind(entry.resource_type.clone())
-                    .bind(entry.resource_id.clone())
-                    .bind(entry.status)
-                    .bind(entry.outcome.clone())
-                    .bind(entry.source.clone());
+                 resource_id, status, outcome, source) VALUES ",
+            );
+            for (index, entry) in chunk.iter().enumerate() {
+                if index > 0 {
+                    builder.push(", ");
+                }
+                let time = builder.bind_integer(entry.time);
+                builder.push(&format!("({time}"));
+                let texts = [
+                    entry.principal.as_deref(),
+                    entry.token_id.as_deref(),
+                    Some(entry.method.as_str()),
+                    Some(entry.path.as_str()),
+                    Some(entry.action.as_str()),
+                    entry.resource_type.as_deref(),
+                    entry.resource_id.as_deref(),
+                ];
+                for text in texts {
+                    let placeholder = builder.bind_optional_text(text);
+                    builder.push(&format!(", {placeholder}"));
+                }
+                let status = builder.bind_integer(entry.status);
+                let outcome = builder.bind_text(&entry.outcome);
+                let source = builder.bind_optional_text(entry.source.as_deref());
+                builder.push(&format!(", {status}, {outcome}, {source})"));
             }
-            query.execute(&mut *transaction).await?;
+            super::built_query(&builder, self.dialect)
+                .execute(&mut *transaction)
+                .await?;
         }
         transaction.commit().await?;
         Ok(())

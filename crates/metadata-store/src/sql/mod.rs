@@ -188,6 +188,7 @@ fn bind_values<'q>(mut query: Query<'q, Any, AnyArguments>, values: &[SqlValue])
             SqlValue::Text(text) => query.bind(text.clone()),
             SqlValue::Integer(integer) => query.bind(*integer),
             SqlValue::Real(real) => query.bind(*real),
+            SqlValue::NullText => query.bind(None::<String>),
         };
     }
     query

@@ -105,6 +105,7 @@ impl SqlStore {
                 SqlValue::Text(text) => Value::Text(text.clone()),
                 SqlValue::Integer(integer) => Value::Integer(*integer),
                 SqlValue::Real(real) => Value::Real(*real),
+                SqlValue::NullText => Value::Null,
             })
             .collect();
         reader

@@ -26,6 +26,12 @@ pub struct ServeArgs {
     /// Port to listen on.
     #[arg(short = 'p', long, env = "MLFLOW_PORT", default_value_t = 5000)]
     pub port: u16,
+    /// Listen on a non-loopback address although `loopline serve` has no authentication of its own (anyone
+    /// who can reach the port may call the model): for a proxy in front that authenticates. Models that need
+    /// callers to authenticate are deployed on `loopline server --auth token`, where calling one takes the
+    /// predict permission.
+    #[arg(long, env = "LOOPLINE_ALLOW_UNAUTHENTICATED", default_value_t = false)]
+    pub allow_unauthenticated: bool,
     /// Where to keep the prediction log and feedback (a directory or `s3://bucket/prefix`); off when not given.
     #[arg(long, env = "LOOPLINE_PREDICTION_LOG")]
     pub prediction_log: Option<String>,
@@ -62,6 +68,9 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
         args.serving.inference_threads = args.workers;
     }
     if let Err(message) = args.network.validate() {
+        return input_error(message);
+    }
+    if let Err(message) = exposure_allowed(&args.host, args.allow_unauthenticated) {
         return input_error(message);
     }
     crate::network::raise_descriptor_limit(args.network.max_connections);
@@ -150,5 +159,37 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
             eprintln!("error: serving HTTP: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `loopline serve` has no credentials of its own: it listens beyond this machine only when told to.
+fn exposure_allowed(host: &str, allow_unauthenticated: bool) -> Result<(), String> {
+    if crate::auth_options::is_loopback(host) {
+        return Ok(());
+    }
+    if !allow_unauthenticated {
+        return Err(format!(
+            "refusing to serve on {host} without authentication: anyone who can reach it could call the model. \
+             Deploy the model on `loopline server --auth token` (callers then need the predict permission), \
+             listen on 127.0.0.1, or pass --allow-unauthenticated if a proxy in front authenticates"
+        ));
+    }
+    tracing::warn!(%host, "serving beyond this machine WITHOUT authentication (--allow-unauthenticated)");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exposure_allowed;
+
+    #[test]
+    fn serving_beyond_loopback_needs_the_operator_to_say_so() {
+        assert!(exposure_allowed("127.0.0.1", false).is_ok());
+        assert!(exposure_allowed("localhost", false).is_ok());
+        assert!(exposure_allowed("::1", false).is_ok());
+        let refused = exposure_allowed("0.0.0.0", false).unwrap_err();
+        assert!(refused.contains("--allow-unauthenticated"), "{refused}");
+        assert!(exposure_allowed("0.0.0.0", true).is_ok());
+        assert!(exposure_allowed("10.1.2.3", false).is_err());
     }
 }

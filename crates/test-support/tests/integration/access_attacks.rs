@@ -460,3 +460,55 @@ async fn a_monitor_is_read_only_by_those_who_may_read_what_it_watches() {
     }
     assert_eq!(listed(admin.clone()).await, 1);
 }
+
+/// Serving answers a deployment's name through the deployment: calling it needs USE on the deployment, not
+/// only on a model of that name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_served_as_a_deployment_needs_the_right_to_call_that_deployment() {
+    use super::deployments::{DEPLOYMENTS, add_version_as, call_as};
+    let (server, _data) = auth_server("READ").await;
+    let admin = basic("admin", ADMIN_PASSWORD);
+    add_version_as(&server, Some(&admin), "fraud-model", "f1", "xgb_booster", false).await;
+    let created = call_as(
+        &server,
+        Some(&admin),
+        "POST",
+        DEPLOYMENTS,
+        &json!({"name": "fraud", "model": "models:/fraud-model/1"}),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.body_text());
+    let carol = user(&server, &admin, "carol", None).await;
+    let (status, body) = grant(&server, &admin, "carol", "registered_model", "*", "USE").await;
+    assert_eq!(status, 200, "{body}");
+    let body =
+        json!({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 5], "data": [0.1, 0.2, 0.3, 0.4, 0.5]}]});
+    let infer = |path: &'static str| {
+        let (server, carol, body) = (&server, carol.clone(), body.clone());
+        async move { call_as(server, Some(&carol), "POST", path, &body).await }
+    };
+    // The model itself: USE on every model suffices.
+    let direct = infer("/v2/models/fraud-model/versions/1/infer").await;
+    assert_eq!(direct.status, 200, "{}", direct.body_text());
+    // Once this server serves the deployment (its controller picks it up), its name needs USE on it.
+    let mut answer = infer("/v2/models/fraud/infer").await;
+    for _ in 0..200 {
+        if answer.status == 403 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        answer = infer("/v2/models/fraud/infer").await;
+    }
+    assert_eq!(answer.status, 403, "{}", answer.body_text());
+    let (status, body) = grant(&server, &admin, "carol", "deployment", "fraud", "USE").await;
+    assert_eq!(status, 200, "{body}");
+    let mut answer = infer("/v2/models/fraud/infer").await;
+    for _ in 0..200 {
+        if answer.status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        answer = infer("/v2/models/fraud/infer").await;
+    }
+    assert_eq!(answer.status, 200, "{}", answer.body_text());
+}

@@ -13,13 +13,13 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 
-struct SigningKey {
+pub(super) struct SigningKey {
     kid: String,
     pair: EcdsaKeyPair,
 }
 
 impl SigningKey {
-    fn generate(kid: &str) -> SigningKey {
+    pub(super) fn generate(kid: &str) -> SigningKey {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
@@ -29,13 +29,13 @@ impl SigningKey {
         }
     }
 
-    fn jwk(&self) -> Value {
+    pub(super) fn jwk(&self) -> Value {
         let point = self.pair.public_key().as_ref();
         json!({"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": self.kid,
                "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])})
     }
 
-    fn sign(&self, claims: &Value) -> String {
+    pub(super) fn sign(&self, claims: &Value) -> String {
         let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
         let signed = format!(
             "{}.{}",
@@ -71,7 +71,7 @@ async fn fake_provider(published: Arc<Mutex<Vec<Value>>>) -> String {
     issuer
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     loopline_core::time::now_millis() / 1000
 }
 

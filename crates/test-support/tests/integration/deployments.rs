@@ -17,15 +17,24 @@ pub(crate) fn fixtures() -> PathBuf {
 }
 
 pub(crate) async fn call(server: &TestServer, method: &str, path: &str, body: &Value) -> RawResponse {
-    raw_request(
-        server.address,
-        method,
-        path,
-        &[("Content-Type", "application/json"), ("X-Loopline-User", "tester")],
-        body.to_string().as_bytes(),
-    )
-    .await
-    .unwrap()
+    call_as(server, None, method, path, body).await
+}
+
+/// `call` with credentials (an `Authorization` value) when the server has auth on.
+pub(crate) async fn call_as(
+    server: &TestServer,
+    authorization: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> RawResponse {
+    let mut headers = vec![("Content-Type", "application/json"), ("X-Loopline-User", "tester")];
+    if let Some(authorization) = authorization {
+        headers.push(("Authorization", authorization));
+    }
+    raw_request(server.address, method, path, &headers, body.to_string().as_bytes())
+        .await
+        .unwrap()
 }
 
 pub(crate) fn json_of(response: &RawResponse) -> Value {
@@ -35,6 +44,22 @@ pub(crate) fn json_of(response: &RawResponse) -> Value {
 /// Uploads a fixture under `folder` and registers it as the next version of `name`; `broken` corrupts the
 /// model file so the version cannot load.
 pub(crate) async fn add_version(server: &TestServer, name: &str, folder: &str, fixture: &str, broken: bool) -> String {
+    add_version_as(server, None, name, folder, fixture, broken).await
+}
+
+/// `add_version` with credentials.
+pub(crate) async fn add_version_as(
+    server: &TestServer,
+    authorization: Option<&str>,
+    name: &str,
+    folder: &str,
+    fixture: &str,
+    broken: bool,
+) -> String {
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|value| ("Authorization", value))
+        .into_iter()
+        .collect();
     for entry in std::fs::read_dir(fixtures().join(fixture)).unwrap() {
         let entry = entry.unwrap();
         let file = entry.file_name().into_string().unwrap();
@@ -43,18 +68,22 @@ pub(crate) async fn add_version(server: &TestServer, name: &str, folder: &str, f
             bytes = b"not a model".to_vec();
         }
         let path = format!("/api/2.0/mlflow-artifacts/artifacts/deploy/{folder}/{file}");
-        let response = raw_request(server.address, "PUT", &path, &[], &bytes).await.unwrap();
+        let response = raw_request(server.address, "PUT", &path, &headers, &bytes)
+            .await
+            .unwrap();
         assert_eq!(response.status, 200, "{}", response.body_text());
     }
-    let _ = call(
+    let _ = call_as(
         server,
+        authorization,
         "POST",
         &format!("{API}/registered-models/create"),
         &json!({"name": name}),
     )
     .await;
-    let version = call(
+    let version = call_as(
         server,
+        authorization,
         "POST",
         &format!("{API}/model-versions/create"),
         &json!({"name": name, "source": format!("mlflow-artifacts:/deploy/{folder}")}),

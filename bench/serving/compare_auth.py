@@ -1,0 +1,142 @@
+"""What token auth costs on serving: two `loopline server` processes on the same machine, one without auth and
+one with `--auth basic,token`, serve the same registered XGBoost model (native evaluator) on
+`/models/{name}/versions/1/invocations`. On the second, every request carries an application token: a user
+with only USE on that model, holding a token whose only scope is `predict`. The load generator alternates
+between the two for --rounds rounds at each concurrency; each figure is the median of its rounds.
+
+usage: python bench/serving/compare_auth.py --loopline target/release/loopline \
+           --loadgen bench/serving/loadgen/target/release/loopline-loadgen [--seconds 10] [--rounds 3]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import free_port, make_models  # noqa: E402
+
+ADMIN = ("admin", "bench admin password")
+MODEL = "bench-xgboost"
+
+
+def start(binary, auth, workdir):
+    port = free_port()
+    command = [binary, "server", "--port", str(port), "--data-dir", workdir]
+    env = dict(os.environ)
+    if auth:
+        command += ["--auth", "basic,token"]
+        env["LOOPLINE_ADMIN_PASSWORD"] = ADMIN[1]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=open(Path(workdir) / "server.log", "w"))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become healthy; see {workdir}/server.log")
+
+
+def register(url, model_path, auth):
+    """Logs and registers the model with the stock client (as the admin when auth is on)."""
+    import mlflow
+    import mlflow.xgboost
+
+    if auth:
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = ADMIN
+    try:
+        mlflow.set_tracking_uri(url)
+        mlflow.set_experiment("serving-auth-bench")
+        with mlflow.start_run():
+            mlflow.xgboost.log_model(mlflow.xgboost.load_model(str(model_path)), name="model", registered_model_name=MODEL)
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
+        os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
+
+
+def application_token(url):
+    """A user who may only call the model, and a predict-only token of theirs."""
+    from mlflow.server import get_app_client
+
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = ADMIN
+    try:
+        admin = get_app_client("basic-auth", tracking_uri=url)
+        admin.create_user("scoring-app", "scoring app password")
+        admin.grant_user_permission("scoring-app", "registered_model", MODEL, "USE")
+    finally:
+        del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+    issued = requests.post(f"{url}/api/loopline/v1/access/tokens", json={"name": "app", "scopes": ["predict"]},
+                           auth=("scoring-app", "scoring app password"), timeout=30)
+    issued.raise_for_status()
+    return f"Bearer {issued.json()['token']}"
+
+
+def load(loadgen, url, body, concurrency, seconds, authorization):
+    env = dict(os.environ)
+    env.pop("LOADGEN_AUTHORIZATION", None)
+    if authorization:
+        env["LOADGEN_AUTHORIZATION"] = authorization
+    out = subprocess.run([loadgen, url, str(body), str(concurrency), str(seconds)], capture_output=True, text=True,
+                         check=True, env=env)
+    return json.loads(out.stdout)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--loopline", required=True)
+    parser.add_argument("--loadgen", required=True)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--levels", default="1,8,32")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    levels = [int(level) for level in args.levels.split(",")]
+    directory = tempfile.mkdtemp(prefix="loopline-bench-serving-auth-")
+    paths, body, _ = make_models(directory)
+    servers = {}
+    try:
+        for name, auth in [("no auth", False), ("token auth", True)]:
+            workdir = tempfile.mkdtemp(prefix="server-", dir=directory)
+            process, url = start(os.path.abspath(args.loopline), auth, workdir)
+            servers[name] = (process, url, None)
+            register(url, paths["xgboost"], auth)
+            servers[name] = (process, url, application_token(url) if auth else None)
+        endpoint = f"/models/{MODEL}/versions/1/invocations"
+        for name, (_, url, authorization) in servers.items():
+            warm = load(args.loadgen, url + endpoint, body, 2, 2, authorization)
+            if warm["errors"] or not warm["requests"]:
+                raise RuntimeError(f"{name}: the warm-up failed: {warm}")
+        figures = {(name, level): [] for name in servers for level in levels}
+        for number in range(args.rounds):
+            for level in levels:
+                for name, (_, url, authorization) in servers.items():
+                    result = load(args.loadgen, url + endpoint, body, level, args.seconds, authorization)
+                    if result["errors"]:
+                        raise RuntimeError(f"{name} c={level}: {result['errors']} requests failed")
+                    figures[(name, level)].append(result)
+                    print(f"  round {number + 1} c={level:<3} {name:<10} {result['rps']:>10.1f} req/s  "
+                          f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms", flush=True)
+    finally:
+        for process, _, _ in servers.values():
+            process.terminate()
+            process.wait(timeout=60)
+    print(f"\n{'concurrency':12} {'no auth (req/s)':>16} {'token auth (req/s)':>19} {'cost':>8} {'p50 no auth':>12} {'p50 token':>10}")
+    for level in levels:
+        plain = statistics.median(r["rps"] for r in figures[("no auth", level)])
+        token = statistics.median(r["rps"] for r in figures[("token auth", level)])
+        plain_p50 = statistics.median(r["p50_ms"] for r in figures[("no auth", level)])
+        token_p50 = statistics.median(r["p50_ms"] for r in figures[("token auth", level)])
+        print(f"{level:<12} {plain:16.1f} {token:19.1f} {(1 - token / plain) * 100:+7.1f}% {plain_p50:10.2f}ms {token_p50:8.2f}ms")
+    print("\ncost: throughput lost with token auth on (negative: none measured); medians of the rounds.")
+
+
+if __name__ == "__main__":
+    main()
