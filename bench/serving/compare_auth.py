@@ -2,7 +2,8 @@
 one with `--auth basic,token`, serve the same registered XGBoost model (native evaluator) on
 `/models/{name}/versions/1/invocations`. On the second, every request carries an application token: a user
 with only USE on that model, holding a token whose only scope is `predict`. The load generator alternates
-between the two for --rounds rounds at each concurrency; each figure is the median of its rounds.
+between the two for --rounds rounds at each concurrency (swapping which goes first each round); each figure is
+the median of its rounds.
 
 usage: python bench/serving/compare_auth.py --loopline target/release/loopline \
            --loadgen bench/serving/loadgen/target/release/loopline-loadgen [--seconds 10] [--rounds 3]
@@ -117,7 +118,9 @@ def main():
         figures = {(name, level): [] for name in servers for level in levels}
         for number in range(args.rounds):
             for level in levels:
-                for name, (_, url, authorization) in servers.items():
+                # Each round swaps which server goes first, so neither always runs on a warmer machine.
+                order = list(servers.items()) if number % 2 == 0 else list(reversed(servers.items()))
+                for name, (_, url, authorization) in order:
                     result = load(args.loadgen, url + endpoint, body, level, args.seconds, authorization)
                     if result["errors"]:
                         raise RuntimeError(f"{name} c={level}: {result['errors']} requests failed")

@@ -26,6 +26,8 @@ pub const BUILTIN_ROLES: &[(&str, &str, &str)] = &[
 const CACHE_LIMIT: usize = 10_000;
 /// How often a token's last-used time is written.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+/// `checked` before the first read of the generation.
+const NEVER_CHECKED: i64 = i64::MIN;
 
 /// Settings.
 #[derive(Debug, Clone)]
@@ -107,7 +109,9 @@ pub struct Access {
     store: Arc<dyn AccessStore>,
     settings: AccessSettings,
     generation: AtomicI64,
-    checked: Mutex<Option<Instant>>,
+    /// When the generation was last read, in ms since `started` (`NEVER_CHECKED`: not yet).
+    checked: AtomicI64,
+    started: Instant,
     caches: Mutex<Caches>,
     cache_key: [u8; 32],
 }
@@ -134,7 +138,8 @@ impl Access {
             store,
             settings,
             generation: AtomicI64::new(i64::MIN),
-            checked: Mutex::new(None),
+            checked: AtomicI64::new(NEVER_CHECKED),
+            started: Instant::now(),
             caches: Mutex::new(Caches::default()),
             cache_key,
         })
@@ -177,13 +182,31 @@ impl Access {
         caches.tokens.clear();
     }
 
+    /// Milliseconds since this service started (a clock that never goes back).
+    fn monotonic_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// True while the generation read last is recent enough to trust what is cached.
+    fn fresh(&self, now: i64) -> bool {
+        let last = self.checked.load(Ordering::Acquire);
+        let interval = i64::try_from(self.settings.generation_check.as_millis()).unwrap_or(i64::MAX);
+        last != NEVER_CHECKED && now.saturating_sub(last) < interval
+    }
+
     async fn sync(&self) -> StoreResult<()> {
+        let now = self.monotonic_ms();
+        if self.fresh(now) {
+            return Ok(());
+        }
+        // One request reads the generation; those arriving meanwhile go on with what is cached.
+        let last = self.checked.load(Ordering::Acquire);
+        if self
+            .checked
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
         {
-            let mut checked = self.checked.lock().expect("generation check time");
-            if checked.is_some_and(|at| at.elapsed() < self.settings.generation_check) {
-                return Ok(());
-            }
-            *checked = Some(Instant::now());
+            return Ok(());
         }
         let generation = self.store.access_generation().await?;
         if self.generation.swap(generation, Ordering::AcqRel) != generation {
@@ -249,14 +272,8 @@ impl Access {
             return Err(AuthError::Rejected);
         }
         let digest = self.password_digest(password);
-        let remembered = {
-            let caches = self.caches.lock().expect("access caches");
-            caches.passwords.get(username).cloned()
-        };
-        if let Some((known, cached)) = remembered
-            && token::same_bytes(&known, &digest)
-        {
-            return Ok(self.principal(&cached, None, vec![Scope::All]));
+        if let Some(principal) = self.remembered_password(username, &digest) {
+            return Ok(principal);
         }
         let turn = {
             let mut checking = self.checking.lock().expect("password checks");
@@ -317,10 +334,7 @@ impl Access {
             return Err(AuthError::Rejected);
         };
         let presented = token::secret_hash(secret);
-        let remembered = {
-            let caches = self.caches.lock().expect("access caches");
-            caches.tokens.get(token_id).cloned()
-        };
+        let remembered = self.remembered_token(token_id);
         let cached = match remembered {
             Some(cached) => cached,
             None => {
@@ -345,15 +359,58 @@ impl Access {
                 cached
             }
         };
-        if !token::same_hash(&presented, &cached.secret_hash) {
-            return Err(AuthError::Rejected);
+        self.token_principal(&cached, token_id, &presented)
+            .ok_or(AuthError::Rejected)
+    }
+
+    /// The caller of a token known to this replica, when the presented secret is its own and it has not
+    /// expired.
+    fn token_principal(&self, cached: &CachedToken, token_id: &str, presented: &str) -> Option<Principal> {
+        if !token::same_hash(presented, &cached.secret_hash) {
+            return None;
         }
         let now = now_ms();
         if cached.expires_time.is_some_and(|expires| expires <= now) {
-            return Err(AuthError::Rejected);
+            return None;
         }
-        self.touch(&cached, token_id, now);
-        Ok(self.principal(&cached.owner, Some(token_id.to_string()), cached.scopes.clone()))
+        self.touch(cached, token_id, now);
+        Some(self.principal(&cached.owner, Some(token_id.to_string()), cached.scopes.clone()))
+    }
+
+    fn remembered_token(&self, token_id: &str) -> Option<Arc<CachedToken>> {
+        self.caches.lock().expect("access caches").tokens.get(token_id).cloned()
+    }
+
+    fn remembered_password(&self, username: &str, digest: &[u8; 32]) -> Option<Principal> {
+        let (known, cached) = self
+            .caches
+            .lock()
+            .expect("access caches")
+            .passwords
+            .get(username)
+            .cloned()?;
+        token::same_bytes(&known, digest).then(|| self.principal(&cached, None, vec![Scope::All]))
+    }
+
+    /// The caller, when it can be told without waiting: what is cached is fresh and holds these credentials.
+    /// `None` is not a refusal, only "ask `authenticate`", which reads the store when it must.
+    pub fn authenticate_now(&self, credentials: Credentials<'_>) -> Option<Principal> {
+        if !self.fresh(self.monotonic_ms()) {
+            return None;
+        }
+        match credentials {
+            Credentials::Password { username, password } => {
+                if password.is_empty() || password.len() > password::MAX_PASSWORD_BYTES || username.len() > 256 {
+                    return None;
+                }
+                self.remembered_password(username, &self.password_digest(password))
+            }
+            Credentials::Token(text) => {
+                let (token_id, secret) = token::parse(text)?;
+                let cached = self.remembered_token(token_id)?;
+                self.token_principal(&cached, token_id, &token::secret_hash(secret))
+            }
+        }
     }
 
     /// Runs password hashing work on a blocking thread, a few at a time.

@@ -3,13 +3,13 @@
 //! only then runs the handler. It also gives creators MANAGE and writes the audit trail.
 
 use super::audit::AuditSink;
-use super::fields::{agreed, query_values, top_level_fields, top_level_values};
+use super::fields::top_level_fields;
+use super::locate::{json_body, list_field, locate, read_body};
 use super::refusal::{Challenges, UNAUTHENTICATED, refuse};
 use super::rules::{After, Created, Need, RouteTable, Source, Via};
 use crate::access::credentials::{Presented, presented};
-use axum::RequestPartsExt;
 use axum::body::Body;
-use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -76,12 +76,26 @@ pub struct Guard {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddress(pub SocketAddr);
 
-enum Refused {
+pub(super) enum Refused {
     Unauthenticated,
     Invalid(String),
     TooLarge(String),
     Denied(String),
     Failed(String),
+}
+
+/// Kinds whose owner never changes (a number to key the remembered owners by); `None` for the others.
+fn lasting(owned: loopline_metadata_store::Owned) -> Option<u8> {
+    use loopline_metadata_store::Owned;
+    match owned {
+        Owned::Run => Some(0),
+        Owned::Trace => Some(1),
+        Owned::LoggedModel => Some(2),
+        Owned::PipelineRun => Some(3),
+        Owned::ExperimentName | Owned::Issue | Owned::Deployment | Owned::MonitorDeployment | Owned::MonitorModel => {
+            None
+        }
+    }
 }
 
 /// Most owner lookups remembered.
@@ -94,26 +108,18 @@ const OWNERS_REMEMBERED: usize = 100_000;
 pub struct Owners(std::sync::Mutex<std::collections::HashMap<(u8, String), String>>);
 
 impl Guard {
+    /// The owner of a resource, when it is remembered (`None`: it must be looked up).
+    pub(super) fn owner_now(&self, owned: loopline_metadata_store::Owned, id: &str) -> Option<String> {
+        let key = (lasting(owned)?, id.to_string());
+        self.owners.0.lock().expect("owners").get(&key).cloned()
+    }
+
     /// The owner of a resource, remembered when it cannot change.
     async fn owner(&self, owned: loopline_metadata_store::Owned, id: &str) -> Result<Option<String>, Refused> {
-        use loopline_metadata_store::Owned;
-        let lasting = match owned {
-            Owned::Run => Some(0u8),
-            Owned::Trace => Some(1),
-            Owned::LoggedModel => Some(2),
-            Owned::PipelineRun => Some(3),
-            Owned::ExperimentName
-            | Owned::Issue
-            | Owned::Deployment
-            | Owned::MonitorDeployment
-            | Owned::MonitorModel => None,
-        };
-        let key = lasting.map(|kind| (kind, id.to_string()));
-        if let Some(key) = &key
-            && let Some(owner) = self.owners.0.lock().expect("owners").get(key)
-        {
-            return Ok(Some(owner.clone()));
+        if let Some(owner) = self.owner_now(owned, id) {
+            return Ok(Some(owner));
         }
+        let key = lasting(owned).map(|kind| (kind, id.to_string()));
         let owner = self
             .access
             .store()
@@ -169,9 +175,31 @@ impl Guard {
     }
 }
 
-/// The layer's function (`axum::middleware::from_fn_with_state`). Steps only some routes take are boxed, so
-/// the future every request allocates and moves stays small.
+/// The layer's function (`axum::middleware::from_fn_with_state`). Most requests are settled at once by the
+/// quick answer; the full check is boxed, so the future every request allocates and moves stays small.
 pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let (request, principal) = super::quick::allowed(&guard, request);
+    if let Some(principal) = principal {
+        return next.run(admitted(&guard, request, principal)).await;
+    }
+    Box::pin(full_check(guard, request, next)).await
+}
+
+/// What the handler is given of the caller: the principal, the page key, and the `x-loopline-user` header
+/// handlers that record who acted read (with auth on, the authenticated user, whatever the client sent).
+fn admitted(guard: &Guard, mut request: Request, principal: Principal) -> Request {
+    if let Ok(name) = axum::http::HeaderValue::from_str(&principal.username) {
+        request.headers_mut().insert("x-loopline-user", name);
+    } else {
+        request.headers_mut().remove("x-loopline-user");
+    }
+    request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(guard.page_key.clone());
+    request
+}
+
+/// Every step of the check, for requests the quick answer did not settle.
+async fn full_check(guard: Arc<Guard>, request: Request, next: Next) -> Response {
     let Some(pattern) = request
         .extensions()
         .get::<MatchedPath>()
@@ -293,17 +321,7 @@ pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next
             }
         };
     }
-    let mut request = request;
-    // Handlers that record who acted read this header: with auth on it is the authenticated user, whatever
-    // the client sent.
-    if let Ok(name) = axum::http::HeaderValue::from_str(&principal.username) {
-        request.headers_mut().insert("x-loopline-user", name);
-    } else {
-        request.headers_mut().remove("x-loopline-user");
-    }
-    request.extensions_mut().insert(principal.clone());
-    request.extensions_mut().insert(guard.page_key.clone());
-    let response = next.run(request).await;
+    let response = next.run(admitted(&guard, request, principal.clone())).await;
     let response = match need {
         Need::Create { kind, created } if response.status().is_success() => {
             Box::pin(give_creator(
@@ -543,7 +561,7 @@ async fn monitor_spec(
     request: Request,
     entry: &mut AuditEntry,
 ) -> Result<(Request, Option<String>), Refused> {
-    if !json_body(&request) {
+    if !json_body(request.headers()) {
         return Ok((request, None));
     }
     let (parts, body) = request.into_parts();
@@ -674,109 +692,6 @@ fn sign_in_redirect(here: &str) -> Response {
     response
 }
 
-/// True when the request says its body is JSON.
-fn json_body(request: &Request) -> bool {
-    request.headers().get(header::CONTENT_TYPE).is_some_and(|value| {
-        value
-            .as_bytes()
-            .windows(4)
-            .any(|window| window.eq_ignore_ascii_case(b"json"))
-    })
-}
-
-/// The one value a request gives an id, wherever it gives it: the query string and (for a JSON body) the
-/// body's top level, under every name the route accepts. Two different values are refused, so the guard
-/// never checks one id while a handler acts on another.
-fn one_value(values: Vec<String>, names: &[&str]) -> Result<Option<String>, Refused> {
-    agreed(values).map_err(|values| {
-        Refused::Invalid(format!(
-            "The request names more than one resource in {}: {}. Send one.",
-            names.join(" / "),
-            values.join(", ")
-        ))
-    })
-}
-
-/// The first segment of an artifact path that names something (`.` and empty segments are skipped, as the
-/// artifact store skips them).
-fn artifact_owner(path: &str) -> Option<String> {
-    path.split('/')
-        .find(|segment| !segment.is_empty() && *segment != ".")
-        .map(str::to_string)
-}
-
-/// Finds a resource id in the request, reading (and putting back) a JSON body when the id may be in it.
-async fn locate(guard: &Guard, request: Request, source: Source) -> Result<(Request, Option<String>), Refused> {
-    match source {
-        Source::Path(name) => {
-            let (mut parts, body) = request.into_parts();
-            let params = parts.extract::<RawPathParams>().await.ok();
-            let id = params.and_then(|params| {
-                params
-                    .iter()
-                    .find(|(key, _)| *key == name)
-                    .map(|(_, value)| value.to_string())
-            });
-            Ok((Request::from_parts(parts, body), id))
-        }
-        Source::ArtifactPath => {
-            let (mut parts, body) = request.into_parts();
-            let params = parts.extract::<RawPathParams>().await.ok();
-            let from_path = params.and_then(|params| params.iter().next().map(|(_, value)| value.to_string()));
-            let path = match from_path {
-                Some(path) => Some(path),
-                None => one_value(query_values(parts.uri.query(), &["path"]), &["path"])?,
-            };
-            Ok((
-                Request::from_parts(parts, body),
-                path.as_deref().and_then(artifact_owner),
-            ))
-        }
-        Source::Nothing => Ok((request, None)),
-        Source::Header(name) => {
-            let values: Vec<String> = request
-                .headers()
-                .get_all(name)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .map(|value| value.trim().to_string())
-                .filter(|value| !value.is_empty())
-                .collect();
-            Ok((request, one_value(values, &[name])?))
-        }
-        Source::Pointer(pointer) => {
-            if !json_body(&request) {
-                return Ok((request, None));
-            }
-            let (parts, body) = request.into_parts();
-            let bytes = read_body(guard, body).await?;
-            let id = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|value| match value.pointer(pointer) {
-                    Some(serde_json::Value::String(text)) => Some(text.clone()),
-                    Some(serde_json::Value::Number(number)) => Some(number.to_string()),
-                    _ => None,
-                });
-            Ok((Request::from_parts(parts, Body::from(bytes)), id))
-        }
-        Source::FieldOr(names, default) => {
-            let (request, id) = Box::pin(locate(guard, request, Source::Field(names))).await?;
-            Ok((request, Some(id.unwrap_or_else(|| default.to_string()))))
-        }
-        Source::Field(names) => {
-            let mut values = query_values(request.uri().query(), names);
-            let reads_body = request.method() != Method::GET && request.method() != Method::HEAD && json_body(&request);
-            if !reads_body {
-                return Ok((request, one_value(values, names)?));
-            }
-            let (parts, body) = request.into_parts();
-            let bytes = read_body(guard, body).await?;
-            values.extend(top_level_values(&bytes, names).into_iter().flatten());
-            Ok((Request::from_parts(parts, Body::from(bytes)), one_value(values, names)?))
-        }
-    }
-}
-
 /// Removes the items of a whole-list answer the caller may not read (nothing to do for those who read all).
 async fn readable_items(principal: &Principal, kind: &str, items: &str, id: &str, response: Response) -> Response {
     let viewer = super::visibility::Viewer::of(Some(principal.clone()));
@@ -816,41 +731,6 @@ async fn readable_items(principal: &Principal, kind: &str, items: &str, id: &str
     Response::from_parts(parts, Body::from(value.to_string()))
 }
 
-/// Most ids one bulk request may name.
-const MAX_LISTED_IDS: usize = 1_000;
-
-/// Every value of a list field: repeated in the query string, or a JSON array (or one string) in the body.
-async fn list_field(guard: &Guard, request: Request, field: &str) -> Result<(Request, Vec<String>), Refused> {
-    let too_many = || Refused::TooLarge(format!("A request names at most {MAX_LISTED_IDS} ids in '{field}'."));
-    let from_query: Vec<String> = form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
-        .filter(|(key, _)| key == field)
-        .take(MAX_LISTED_IDS + 1)
-        .map(|(_, value)| value.into_owned())
-        .collect();
-    if request.method() == Method::GET || request.method() == Method::HEAD {
-        if from_query.len() > MAX_LISTED_IDS {
-            return Err(too_many());
-        }
-        return Ok((request, from_query));
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = read_body(guard, body).await?;
-    let mut ids = from_query;
-    if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-        match object.get(field) {
-            Some(serde_json::Value::Array(items)) => {
-                ids.extend(items.iter().filter_map(|item| item.as_str().map(str::to_string)));
-            }
-            Some(serde_json::Value::String(one)) => ids.push(one.clone()),
-            _ => {}
-        }
-    }
-    if ids.len() > MAX_LISTED_IDS {
-        return Err(too_many());
-    }
-    Ok((Request::from_parts(parts, Body::from(bytes)), ids))
-}
-
 /// The names an after-effect needs, read before the handler consumes the request.
 async fn names_for(
     guard: &Guard,
@@ -886,15 +766,6 @@ async fn apply_after(guard: &Guard, after: After, names: (Option<String>, Option
         Ok(()) => guard.access.forget(),
         Err(error) => tracing::error!(%error, "grants of a renamed or deleted resource were not updated"),
     }
-}
-
-async fn read_body(guard: &Guard, body: Body) -> Result<axum::body::Bytes, Refused> {
-    axum::body::to_bytes(body, guard.max_body_bytes).await.map_err(|_| {
-        Refused::TooLarge(format!(
-            "The request body is larger than {} bytes or could not be read.",
-            guard.max_body_bytes
-        ))
-    })
 }
 
 async fn give_creator(

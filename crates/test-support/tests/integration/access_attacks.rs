@@ -511,4 +511,43 @@ async fn a_name_served_as_a_deployment_needs_the_right_to_call_that_deployment()
         answer = infer("/v2/models/fraud/infer").await;
     }
     assert_eq!(answer.status, 200, "{}", answer.body_text());
+    // A caller the guard remembers (answered at once, without the full check) loses a right the moment it is
+    // taken on this replica: a token works until revoked, and a DENY holds for password and token alike.
+    let issued = call_as(
+        &server,
+        Some(&carol),
+        "POST",
+        "/api/loopline/v1/access/tokens",
+        &json!({"name": "app", "scopes": ["predict"]}),
+    )
+    .await;
+    assert_eq!(issued.status, 200, "{}", issued.body_text());
+    let issued: serde_json::Value = serde_json::from_slice(&issued.body).unwrap();
+    let token = format!("Bearer {}", issued["token"].as_str().unwrap());
+    let direct = "/v2/models/fraud-model/versions/1/infer";
+    let body =
+        json!({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 5], "data": [0.1, 0.2, 0.3, 0.4, 0.5]}]});
+    for _ in 0..3 {
+        let answer = call_as(&server, Some(&token), "POST", direct, &body).await;
+        assert_eq!(answer.status, 200, "{}", answer.body_text());
+    }
+    let revoked = call_as(
+        &server,
+        Some(&carol),
+        "DELETE",
+        &format!(
+            "/api/loopline/v1/access/tokens/{}",
+            issued["token_id"].as_str().unwrap()
+        ),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body_text());
+    let answer = call_as(&server, Some(&token), "POST", direct, &body).await;
+    assert_eq!(answer.status, 401, "{}", answer.body_text());
+    let answer = infer(direct).await;
+    assert_eq!(answer.status, 200, "{}", answer.body_text());
+    deny(&server, &admin, "carol", "registered_model", "fraud-model").await;
+    let answer = infer(direct).await;
+    assert_eq!(answer.status, 403, "{}", answer.body_text());
 }
