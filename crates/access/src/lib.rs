@@ -8,6 +8,7 @@ pub mod level;
 pub mod oidc;
 pub mod password;
 pub mod principal;
+pub mod remembered;
 pub mod service;
 pub mod token;
 

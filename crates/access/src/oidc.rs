@@ -10,13 +10,14 @@
 //! checks it like a bearer token plus the nonce of that one sign-in.
 
 use crate::principal::Principal;
+use crate::remembered::{Lookup, RememberedCallers};
 use crate::service::{Access, AuthError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest token accepted.
@@ -71,7 +72,7 @@ pub struct OidcVerifier {
     access: Arc<Access>,
     http: reqwest::Client,
     keys: tokio::sync::Mutex<Keys>,
-    remembered: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    remembered: RememberedCallers,
 }
 
 fn rejected(reason: &str) -> AuthError {
@@ -97,7 +98,7 @@ impl OidcVerifier {
             access,
             http,
             keys: tokio::sync::Mutex::new(Keys::default()),
-            remembered: Mutex::new(HashMap::new()),
+            remembered: RememberedCallers::new(REMEMBER),
         }))
     }
 
@@ -219,7 +220,8 @@ impl OidcVerifier {
     /// The caller a browser sign-in's ID token stands for: a bearer token's checks plus this sign-in's
     /// nonce. Also returns the roles the token's groups map to (for the session).
     pub async fn verify_sign_in(&self, token: &str, nonce: &str) -> Result<(Principal, Vec<String>), AuthError> {
-        self.verify_token(token, Some(nonce)).await
+        let (principal, roles, _) = self.verify_token(token, Some(nonce)).await?;
+        Ok((principal, roles))
     }
 
     /// The key a token names, fetching the JWKS (again) when it is not known.
@@ -252,25 +254,26 @@ impl OidcVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(rejected("token too long"));
         }
-        let fingerprint: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if self.access.changed().await? {
-            self.remembered.lock().expect("oidc cache").clear();
-        }
-        if let Some((principal, until)) = self.remembered.lock().expect("oidc cache").get(&fingerprint)
-            && Instant::now() < *until
-        {
-            return Ok(principal.clone());
-        }
-        let (principal, _) = self.verify_token(token, None).await?;
+        let fingerprint = RememberedCallers::fingerprint(token);
+        let generation = match self.remembered.lookup(&self.access, &fingerprint).await? {
+            Lookup::Known(principal) => return Ok(principal),
+            Lookup::Unknown(generation) => generation,
+        };
+        let (principal, _, expires) = self.verify_token(token, None).await?;
+        self.remembered.remember(fingerprint, &principal, generation, expires);
         Ok(principal)
     }
 
     /// Checks a token's signature and claims (and, for a browser sign-in, its nonce).
-    async fn verify_token(&self, token: &str, nonce: Option<&str>) -> Result<(Principal, Vec<String>), AuthError> {
+    /// Returns the caller, the roles its groups map to, and how long the token is still valid.
+    async fn verify_token(
+        &self,
+        token: &str,
+        nonce: Option<&str>,
+    ) -> Result<(Principal, Vec<String>, Duration), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(rejected("token too long"));
         }
-        let fingerprint: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -330,13 +333,7 @@ impl OidcVerifier {
             return Err(AuthError::Rejected);
         };
         let principal = self.access.principal_with_roles(user, &roles).await?;
-        let until = Instant::now() + REMEMBER.min(expires);
-        let mut remembered = self.remembered.lock().expect("oidc cache");
-        if remembered.len() >= 10_000 {
-            remembered.clear();
-        }
-        remembered.insert(fingerprint, (principal.clone(), until));
-        Ok((principal, roles))
+        Ok((principal, roles, expires))
     }
 
     /// Checks issuer, audience and times; returns how long the token stays valid.

@@ -120,6 +120,11 @@ fn now_ms() -> i64 {
     loopline_core::time::now_millis()
 }
 
+/// True when a user name and password are within what a sign-in takes (an empty password never is).
+fn checkable(username: &str, password: &str) -> bool {
+    !password.is_empty() && password.len() <= password::MAX_PASSWORD_BYTES && username.len() <= 256
+}
+
 fn bounded_insert<V>(map: &mut HashMap<String, V>, key: String, value: V) {
     if map.len() >= CACHE_LIMIT {
         map.clear();
@@ -268,7 +273,7 @@ impl Access {
     }
 
     async fn check_password(&self, username: &str, password: &str) -> Result<Principal, AuthError> {
-        if password.is_empty() || password.len() > password::MAX_PASSWORD_BYTES || username.len() > 256 {
+        if !checkable(username, password) {
             return Err(AuthError::Rejected);
         }
         let digest = self.password_digest(password);
@@ -400,7 +405,7 @@ impl Access {
         }
         match credentials {
             Credentials::Password { username, password } => {
-                if password.is_empty() || password.len() > password::MAX_PASSWORD_BYTES || username.len() > 256 {
+                if !checkable(username, password) {
                     return None;
                 }
                 self.remembered_password(username, &self.password_digest(password))
@@ -481,12 +486,11 @@ impl Access {
         Ok(self.principal(&cached, None, vec![Scope::All]))
     }
 
-    /// Checks the store's generation (at most every `generation_check`); true when it moved since the last
-    /// check, so callers with caches of their own drop them.
-    pub async fn changed(&self) -> StoreResult<bool> {
-        let before = self.generation.load(Ordering::Acquire);
+    /// The store's access generation, read at most every `generation_check`: callers with caches of their own
+    /// keep an entry only while the generation it was made under is current.
+    pub async fn generation(&self) -> StoreResult<i64> {
         self.sync().await?;
-        Ok(self.generation.load(Ordering::Acquire) != before)
+        Ok(self.generation.load(Ordering::Acquire))
     }
 
     /// The role that holds one user's own grants (MLflow's `__user_<id>__`), created when missing.

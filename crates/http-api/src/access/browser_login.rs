@@ -24,13 +24,13 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use loopline_access::oidc::{OidcVerifier, SignInRequest};
+use loopline_access::remembered::{Lookup, RememberedCallers};
 use loopline_access::{Access, AuthError, Principal};
 use loopline_metadata_store::AuditEntry;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The cookie holding one sign-in in progress.
 const SIGN_IN_COOKIE: &str = "loopline_sign_in";
@@ -65,7 +65,7 @@ pub struct BrowserLogin {
     key: PageKey,
     settings: BrowserLoginSettings,
     audit: AuditSink,
-    remembered: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    remembered: RememberedCallers,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,7 +157,7 @@ impl BrowserLogin {
             key,
             settings,
             audit,
-            remembered: Mutex::new(HashMap::new()),
+            remembered: RememberedCallers::new(REMEMBER),
         })
     }
 
@@ -343,15 +343,11 @@ impl BrowserLogin {
 
     /// The caller a session cookie stands for (`Rejected` when forged, expired or its user is gone).
     pub async fn session(&self, value: &str) -> Result<Principal, AuthError> {
-        let fingerprint: [u8; 32] = Sha256::digest(value.as_bytes()).into();
-        if self.access.changed().await? {
-            self.remembered.lock().expect("session cache").clear();
-        }
-        if let Some((principal, until)) = self.remembered.lock().expect("session cache").get(&fingerprint)
-            && Instant::now() < *until
-        {
-            return Ok(principal.clone());
-        }
+        let fingerprint = RememberedCallers::fingerprint(value);
+        let generation = match self.remembered.lookup(&self.access, &fingerprint).await? {
+            Lookup::Known(principal) => return Ok(principal),
+            Lookup::Unknown(generation) => generation,
+        };
         let session: Session = self
             .key
             .open(SESSION_PURPOSE, value, MAX_COOKIE_CHARS)
@@ -368,12 +364,8 @@ impl BrowserLogin {
             return Err(AuthError::Rejected);
         }
         let principal = self.access.principal_with_roles(user, &session.roles).await?;
-        let until = Instant::now() + REMEMBER.min(Duration::from_secs(u64::try_from(left).unwrap_or(0)));
-        let mut remembered = self.remembered.lock().expect("session cache");
-        if remembered.len() >= 10_000 {
-            remembered.clear();
-        }
-        remembered.insert(fingerprint, (principal.clone(), until));
+        let valid_for = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+        self.remembered.remember(fingerprint, &principal, generation, valid_for);
         Ok(principal)
     }
 }
