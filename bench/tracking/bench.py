@@ -368,7 +368,10 @@ def compare_auth(args):
             tokens[name] = sign_in_with_token(servers[name][0].url) if name == "loopline-token" else None
         rounds = {name: [] for name in servers}
         for number in range(args.rounds):
-            for name, (server, workdir) in servers.items():
+            # Which server goes first alternates: a machine that slows down or speeds up during the run
+            # weighs on both alike.
+            order = list(servers.items())
+            for name, (server, workdir) in order if number % 2 == 0 else reversed(order):
                 print(f"== round {number + 1} of {args.rounds}: {name}", flush=True)
                 use_token(tokens[name])
                 rounds[name].append(measure(server, args, workdir))
@@ -378,26 +381,35 @@ def compare_auth(args):
             server.stop()
     medians = {name: {key: statistics.median(result[key] for result in results) for key in results[0]}
                for name, results in rounds.items()}
-    print_auth_table(medians["loopline"], medians["loopline-token"])
+    print_auth_table(medians["loopline"], medians["loopline-token"], rounds["loopline"], rounds["loopline-token"])
 
 
-def print_auth_table(plain, token):
+def auth_cost(key, plain_value, token_value):
+    """Throughput lost, or time and memory added, as a fraction (`None` when there is nothing to compare)."""
+    if any(unit in key for unit in HIGHER_IS_BETTER):
+        return 1 - token_value / plain_value if plain_value else None
+    return token_value / plain_value - 1 if plain_value else None
+
+
+def print_auth_table(plain, token, plain_rounds, token_rounds):
     print()
-    print(f"{'measurement':45} {'no auth':>15} {'token auth':>15} {'cost':>10}")
-    print("-" * 88)
+    print(f"{'measurement':45} {'no auth':>15} {'token auth':>15} {'cost':>10} {'paired':>8}")
+    print("-" * 97)
     for key, plain_value in plain.items():
         token_value = token[key]
         if key == "search hits":
-            cost = "same" if plain_value == token_value else "DIFFERENT"
-        elif any(unit in key for unit in HIGHER_IS_BETTER):
-            cost = f"{(1 - token_value / plain_value) * 100:+.1f}%"
-        elif plain_value:
-            cost = f"{(token_value / plain_value - 1) * 100:+.1f}%"
-        else:
-            cost = "-"
-        print(f"{key:45} {plain_value:15.1f} {token_value:15.1f} {cost:>10}")
+            print(f"{key:45} {plain_value:15.1f} {token_value:15.1f} {'same' if plain_value == token_value else 'DIFFERENT':>10}")
+            continue
+        cost = auth_cost(key, plain_value, token_value)
+        each = [auth_cost(key, p[key], t[key]) for p, t in zip(plain_rounds, token_rounds)]
+        each = [value for value in each if value is not None]
+        paired = f"{statistics.median(each) * 100:+.1f}%" if each else "-"
+        cost = f"{cost * 100:+.1f}%" if cost is not None else "-"
+        print(f"{key:45} {plain_value:15.1f} {token_value:15.1f} {cost:>10} {paired:>8}")
     print()
-    print("cost: throughput lost, or time and memory added, with token auth on (negative: none measured).")
+    print("cost: throughput lost, or time and memory added, with token auth on (negative: none measured), from")
+    print("the medians of the rounds; paired: the median of each round's own cost (the two servers run one after")
+    print("the other in each round).")
 
 
 def print_table(mlflow_results, loopline_results):

@@ -238,8 +238,8 @@ pub trait AccessStore: Send + Sync {
     /// one is returned either way (so replicas starting together agree).
     async fn shared_page_key(&self, candidate: &str) -> StoreResult<String>;
 
-    /// Appends audit entries.
-    async fn append_audit(&self, entries: &[AuditEntry]) -> StoreResult<()>;
+    /// Appends audit entries (all or none).
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> StoreResult<()>;
     /// Audit entries, newest first.
     async fn search_audit(&self, query: &AuditQuery, page: &PageRequest) -> StoreResult<Page<AuditEntry>>;
 }

@@ -295,10 +295,10 @@ async fn guarded(
         page_key,
     });
     let mut routes = inventory::routes(&router);
-    let api = router.route_layer(axum::middleware::from_fn_with_state(guard.clone(), wire::guard::check));
+    let api = router.route_layer(wire::GuardLayer::new(guard.clone()));
     let pages = loopline_web_pages::routes(api.clone());
     routes.extend(inventory::routes(&pages));
-    let pages = pages.route_layer(axum::middleware::from_fn_with_state(guard, wire::guard::check));
+    let pages = pages.route_layer(wire::GuardLayer::new(guard));
     Ok((api.merge(pages), routes))
 }
 

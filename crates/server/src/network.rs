@@ -168,10 +168,9 @@ pub async fn serve_connections(
         let _ = stream.set_nodelay(true);
         // The peer's address goes with each request (the audit trail records it).
         let routed = service.clone();
+        let peer = loopline_http_api::access::PeerAddress::new(peer);
         let with_peer = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request
-                .extensions_mut()
-                .insert(loopline_http_api::access::PeerAddress(peer));
+            request.extensions_mut().insert(peer.clone());
             hyper::service::Service::call(&routed, request)
         });
         let connection = http.serve_connection(TokioIo::new(stream), with_peer);

@@ -50,8 +50,9 @@ impl AuditSink {
                         Message::Flush(done) => waiting.push(done),
                     }
                 }
-                if let Err(error) = store.append_audit(&entries).await {
-                    tracing::error!(%error, entries = entries.len(), "audit entries could not be written");
+                let count = entries.len();
+                if let Err(error) = store.append_audit(entries).await {
+                    tracing::error!(%error, entries = count, "audit entries could not be written");
                 }
                 for done in waiting {
                     let _ = done.send(());

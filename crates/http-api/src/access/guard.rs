@@ -4,14 +4,14 @@
 
 use super::audit::AuditSink;
 use super::fields::top_level_fields;
+use super::layer::Next;
 use super::locate::{json_body, list_field, locate, read_body};
 use super::refusal::{Challenges, UNAUTHENTICATED, refuse};
 use super::rules::{After, Created, Need, RouteTable, Source, Via};
 use crate::access::credentials::{Presented, presented};
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use loopline_access::{Access, Action, AuthError, Credentials, Level, Principal};
 use loopline_core::ErrorCode;
@@ -72,9 +72,17 @@ pub struct Guard {
     pub page_key: super::visibility::PageKey,
 }
 
-/// Where a request came from, for the audit trail (set by the listener).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddress(pub SocketAddr);
+/// Where a request came from, for the audit trail (set by the listener): the peer's IP address as text,
+/// written out once per connection rather than for each recorded request.
+#[derive(Debug, Clone)]
+pub struct PeerAddress(Arc<str>);
+
+impl PeerAddress {
+    /// The address of a connection's peer.
+    pub fn new(peer: SocketAddr) -> PeerAddress {
+        PeerAddress(Arc::from(peer.ip().to_string()))
+    }
+}
 
 pub(super) enum Refused {
     Unauthenticated,
@@ -175,23 +183,14 @@ impl Guard {
     }
 }
 
-/// The layer's function (`axum::middleware::from_fn_with_state`). Most requests are settled at once by the
-/// quick answer; the full check is boxed, so the future every request allocates and moves stays small.
-pub async fn check(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
-    let (request, principal) = super::quick::allowed(&guard, request);
-    if let Some(principal) = principal {
-        return next.run(admitted(&guard, request, principal)).await;
-    }
-    Box::pin(full_check(guard, request, next)).await
-}
-
 /// What the handler is given of the caller: the principal, the page key, and the `x-loopline-user` header
 /// handlers that record who acted read (with auth on, the authenticated user, whatever the client sent).
-fn admitted(guard: &Guard, mut request: Request, principal: Principal) -> Request {
+pub(super) fn admitted(guard: &Guard, mut request: Request, principal: Principal) -> Request {
+    const USER: axum::http::HeaderName = axum::http::HeaderName::from_static("x-loopline-user");
     if let Ok(name) = axum::http::HeaderValue::from_str(&principal.username) {
-        request.headers_mut().insert("x-loopline-user", name);
+        request.headers_mut().insert(USER, name);
     } else {
-        request.headers_mut().remove("x-loopline-user");
+        request.headers_mut().remove(USER);
     }
     request.extensions_mut().insert(principal);
     request.extensions_mut().insert(guard.page_key.clone());
@@ -199,7 +198,7 @@ fn admitted(guard: &Guard, mut request: Request, principal: Principal) -> Reques
 }
 
 /// Every step of the check, for requests the quick answer did not settle.
-async fn full_check(guard: Arc<Guard>, request: Request, next: Next) -> Response {
+pub(super) async fn full_check(guard: Arc<Guard>, request: Request, next: Next) -> Response {
     let Some(pattern) = request
         .extensions()
         .get::<MatchedPath>()
@@ -259,12 +258,12 @@ async fn full_check(guard: Arc<Guard>, request: Request, next: Next) -> Response
     };
     // What is the same for every entry of this request is written out only for entries that are recorded
     // (changes and refusals), not for each request.
-    let peer = request.extensions().get::<PeerAddress>().map(|peer| peer.0.ip());
+    let peer = request.extensions().get::<PeerAddress>().map(|peer| peer.0.clone());
     let sourced = |mut entry: AuditEntry| {
-        entry.method = method.to_string();
+        entry.method = method.as_str().to_string();
         entry.path = bounded(&path, 512);
         entry.action = action_name(&method, &need).to_string();
-        entry.source = peer.map(|address| address.to_string());
+        entry.source = peer.as_deref().map(str::to_string);
         entry
     };
     let credentials = presented(request.headers());
@@ -824,13 +823,4 @@ fn bounded(text: &str, limit: usize) -> String {
         end -= 1;
     }
     format!("{}...", &text[..end])
-}
-
-#[allow(dead_code)]
-fn check_is_send(
-    guard: State<Arc<Guard>>,
-    request: Request,
-    next: Next,
-) -> impl std::future::Future<Output = Response> + Send {
-    check(guard, request, next)
 }

@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod fields;
 pub mod guard;
 pub mod inventory;
+mod layer;
 mod locate;
 pub mod mlflow_api;
 pub mod own_api;
@@ -18,4 +19,5 @@ pub mod rules;
 pub mod visibility;
 
 pub use guard::{BearerVerifier, Guard, Modes, PeerAddress};
+pub use layer::GuardLayer;
 pub use rules::{Created, Need, RouteTable, Source, Via};

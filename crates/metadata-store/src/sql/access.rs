@@ -841,9 +841,17 @@ impl AccessStore for SqlStore {
         text(&row, "page_key")
     }
 
-    async fn append_audit(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> StoreResult<()> {
         if entries.is_empty() {
             return Ok(());
+        }
+        // On SQLite the trail goes through the writer thread, in its group commits and with one prepared
+        // statement: through the pool, the batch waited for the write lock the tracking writes hold and cost
+        // a quarter of a metric write per entry in SQL text and bindings.
+        if let Some(writer) = &self.sqlite_writer {
+            return writer
+                .write(move |connection| super::sqlite_batch::append_audit(connection, &entries))
+                .await;
         }
         let _writer = self.writer_guard().await;
         let mut transaction = self.begin_write().await?;

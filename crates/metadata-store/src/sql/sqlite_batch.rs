@@ -6,6 +6,7 @@ use super::runs::{
     LATEST_METRIC_UPSERT, RUN_NAME_TAG, latest_per_key, refuse_changed_params, require_active_stage, submitted_params,
 };
 use super::sqlite_writer::writer_error;
+use crate::access::AuditEntry;
 use crate::entities::{Metric, Param, Tag};
 use crate::error::{StoreError, StoreResult};
 use crate::queries::LogBatch;
@@ -132,6 +133,34 @@ fn upsert_tags(connection: &Connection, run_id: &str, tags: &[Tag]) -> rusqlite:
                 .prepare_cached("UPDATE runs SET name = ?1 WHERE run_id = ?2")?
                 .execute(params![tag.value, run_id])?;
         }
+    }
+    Ok(())
+}
+
+/// Appends audit entries with one prepared statement (the writer's transaction makes them all or none).
+pub(super) fn append_audit(connection: &Connection, entries: &[AuditEntry]) -> StoreResult<()> {
+    let mut insert = connection
+        .prepare_cached(
+            "INSERT INTO access_audit (time, principal, token_id, method, path, action, resource_type, \
+             resource_id, status, outcome, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .map_err(|error| writer_error(&error))?;
+    for entry in entries {
+        insert
+            .execute(params![
+                entry.time,
+                entry.principal,
+                entry.token_id,
+                entry.method,
+                entry.path,
+                entry.action,
+                entry.resource_type,
+                entry.resource_id,
+                entry.status,
+                entry.outcome,
+                entry.source,
+            ])
+            .map_err(|error| writer_error(&error))?;
     }
     Ok(())
 }
