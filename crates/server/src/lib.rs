@@ -157,7 +157,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
-    let (router, routes) = guarded(config, router, access_metadata, &own_api, deployment_served).await?;
+    let (router, routes, audit) = guarded(config, router, access_metadata, &own_api, deployment_served).await?;
     // Every MLflow route also answers under /ajax-api, where the web UI calls it (as MLflow registers each
     // twice): the prefix is rewritten before routing.
     let router = axum::Router::new()
@@ -174,6 +174,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         prediction_log,
         pipelines: pipeline_service,
         own_api,
+        audit,
     })
 }
 
@@ -185,13 +186,13 @@ async fn guarded(
     metadata: Arc<dyn MetadataStore>,
     own_api: &pipelines::OwnApi,
     deployment_served: loopline_http_api::access::guard::DeploymentServed,
-) -> anyhow::Result<(axum::Router, std::collections::BTreeSet<(String, String)>)> {
+) -> anyhow::Result<Guarded> {
     use loopline_http_api::access::{self as wire, inventory};
     if !config.auth.enabled() {
         let pages = loopline_web_pages::routes(router.clone());
         let mut routes = inventory::routes(&router);
         routes.extend(inventory::routes(&pages));
-        return Ok((router.merge(pages), routes));
+        return Ok((router.merge(pages), routes, None));
     }
     let settings = loopline_access::AccessSettings {
         default_level: config.auth.default_level().map_err(anyhow::Error::msg)?,
@@ -281,7 +282,7 @@ async fn guarded(
     let guard = Arc::new(wire::Guard {
         access: access.clone(),
         table: Arc::new(route_permissions::table()),
-        audit,
+        audit: audit.clone(),
         modes: wire::Modes {
             basic: config.auth.has(auth_options::AuthMode::Basic),
             token: config.auth.has(auth_options::AuthMode::Token),
@@ -299,8 +300,15 @@ async fn guarded(
     let pages = loopline_web_pages::routes(api.clone());
     routes.extend(inventory::routes(&pages));
     let pages = pages.route_layer(wire::GuardLayer::new(guard));
-    Ok((api.merge(pages), routes))
+    Ok((api.merge(pages), routes, Some(audit)))
 }
+
+/// The router with its guard, every (method, path) it answers, and the audit trail's writer (with auth on).
+type Guarded = (
+    axum::Router,
+    std::collections::BTreeSet<(String, String)>,
+    Option<loopline_http_api::access::audit::AuditSink>,
+);
 
 /// The assembled server.
 pub struct Application {
@@ -318,6 +326,8 @@ pub struct Application {
     pub pipelines: Arc<loopline_pipelines::pipeline::service::PipelineService>,
     /// Where pipelines reach the server's API.
     pub own_api: Arc<pipelines::OwnApi>,
+    /// The audit trail's writer, with auth on (flushed before the store closes).
+    pub audit: Option<loopline_http_api::access::audit::AuditSink>,
 }
 
 /// Says at startup whether ONNX models can be served (the server runs without ONNX Runtime).
@@ -416,6 +426,10 @@ pub async fn serve(
         .await
         .context("serving HTTP")?;
     flush_prediction_log(application.prediction_log.as_ref()).await;
+    // Requests answered before the shutdown are in the trail.
+    if let Some(audit) = &application.audit {
+        audit.flush().await;
+    }
     application.store.close().await;
     tracing::info!("loopline server stopped");
     Ok(())

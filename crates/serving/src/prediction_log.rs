@@ -185,6 +185,9 @@ struct Buffer {
     rows: usize,
 }
 
+/// Buffers by directory, one per column layout (a buffer always holds at least one batch).
+type Buffers = HashMap<String, Vec<Buffer>>;
+
 fn prediction_rows(entry: &Logged) -> Result<RecordBatch, String> {
     let rows = entry.outputs.first().map(Tensor::rows).unwrap_or(0);
     let prefixed = |tensors: &[Tensor], prefix: &str| -> Vec<Tensor> {
@@ -316,7 +319,8 @@ async fn write_file(store: &dyn ArtifactStore, buffer: Buffer) -> Result<u64, St
         for chunk in buffer.batches.chunks(JOINED_BATCHES) {
             match arrow_select::concat::concat_batches(&schema, chunk) {
                 Ok(joined) => writer.write(&joined).map_err(|e| e.to_string())?,
-                // Batches of one buffer share their fields; should their metadata differ, each goes alone.
+                // Only a real failure to join (string offsets past 2 GiB in one chunk) ends here: each batch
+                // then goes alone.
                 Err(_) => {
                     for batch in chunk {
                         writer.write(batch).map_err(|e| e.to_string())?;
@@ -349,7 +353,7 @@ async fn write_loop(
     mut receiver: mpsc::Receiver<Message>,
     written: Arc<AtomicU64>,
 ) {
-    let mut buffers: HashMap<String, Buffer> = HashMap::new();
+    let mut buffers: Buffers = HashMap::new();
     let mut ticker = tokio::time::interval(config.flush_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -398,17 +402,34 @@ async fn write_loop(
                 continue;
             }
         };
-        // One buffer per directory and column layout, so every file has one schema.
-        let key = format!("{directory}\u{0}{:?}", batch.schema().fields());
-        let buffer = buffers.entry(key.clone()).or_insert_with(|| Buffer {
-            directory,
-            batches: Vec::new(),
-            rows: 0,
-        });
+        // One buffer per directory and column layout, so every file has one schema. Layouts are compared
+        // field by field (writing them out as text to key a map cost more than the row itself).
+        if !buffers.contains_key(&directory) {
+            buffers.insert(directory.clone(), Vec::new());
+        }
+        let layouts = buffers.get_mut(&directory).expect("inserted above");
+        let index = match layouts
+            .iter()
+            .position(|buffer| buffer.batches[0].schema().fields() == batch.schema().fields())
+        {
+            Some(index) => index,
+            None => {
+                layouts.push(Buffer {
+                    directory,
+                    batches: Vec::new(),
+                    rows: 0,
+                });
+                layouts.len() - 1
+            }
+        };
+        let buffer = &mut layouts[index];
         buffer.rows += batch.num_rows();
         buffer.batches.push(batch);
         if buffer.rows >= config.flush_rows {
-            let full = buffers.remove(&key).expect("present");
+            let full = layouts.swap_remove(index);
+            if layouts.is_empty() {
+                buffers.remove(&full.directory);
+            }
             match write_file(store.as_ref(), full).await {
                 Ok(rows) => {
                     written.fetch_add(rows, Ordering::Relaxed);
@@ -419,13 +440,9 @@ async fn write_loop(
     }
 }
 
-async fn flush_all(
-    store: &dyn ArtifactStore,
-    buffers: &mut HashMap<String, Buffer>,
-    written: &AtomicU64,
-) -> Result<(), String> {
+async fn flush_all(store: &dyn ArtifactStore, buffers: &mut Buffers, written: &AtomicU64) -> Result<(), String> {
     let mut first_error = None;
-    for (_, buffer) in buffers.drain() {
+    for buffer in buffers.drain().flat_map(|(_, layouts)| layouts) {
         match write_file(store, buffer).await {
             Ok(rows) => {
                 written.fetch_add(rows, Ordering::Relaxed);

@@ -1,5 +1,5 @@
 //! The guard as a tower layer on every route. A request the quick answer lets through goes straight to the
-//! route's own service: no clone of it, no boxed future, nothing allocated by the layer. Only a request that
+//! route's own service: the layer clones nothing and boxes no future for it. Only a request that
 //! needs the full check takes the service made ready for it (a clone stays behind) into a boxed future.
 //! (axum's `from_fn` did both for every request: a measurable share of what auth cost a prediction.)
 

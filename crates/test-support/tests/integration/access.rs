@@ -2,7 +2,7 @@
 //! passwords, unchecked search and GraphQL), token replay after revocation, raising one's own level,
 //! lockout, and answers that never say whether a user exists.
 
-use super::route_permissions::{ADMIN_PASSWORD, auth_server, basic, grant, json_request};
+use super::route_permissions::{ADMIN_PASSWORD, auth_server, auth_server_in, basic, grant, json_request};
 use loopline_test_support::{TestServer, raw_request};
 use serde_json::{Value, json};
 
@@ -482,6 +482,34 @@ async fn unknown_users_wrong_passwords_and_locked_accounts_are_answered_alike() 
     }
 }
 
+/// The whole audit trail, as `who` (an admin) reads it.
+async fn audit_trail(server: &TestServer, who: &str) -> Value {
+    let (status, trail) = json_request(server, "GET", "/api/loopline/v1/access/audit", Some(who), &json!({})).await;
+    assert_eq!(status, 200, "{trail}");
+    trail
+}
+
+#[tokio::test]
+async fn a_change_answered_just_before_a_shutdown_is_in_the_trail_after_the_restart() {
+    let (server, data) = auth_server("READ").await;
+    let admin = basic("admin", ADMIN_PASSWORD);
+    new_experiment(&server, &admin, "made-before-the-stop").await;
+    server.stop().await.unwrap();
+    let server = auth_server_in("READ", data.path()).await;
+    let trail = audit_trail(&server, &admin).await;
+    let recorded = trail["entries"].as_array().unwrap().iter().any(|entry| {
+        entry["outcome"] == "allowed"
+            && entry["path"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("/experiments/create")
+    });
+    assert!(
+        recorded,
+        "the queued entry was written before the store closed: {trail}"
+    );
+}
+
 #[tokio::test]
 async fn the_audit_trail_records_changes_and_refusals_without_secrets() {
     let (server, _data) = auth_server("READ").await;
@@ -506,15 +534,7 @@ async fn the_audit_trail_records_changes_and_refusals_without_secrets() {
         &json!({}),
     )
     .await;
-    let (status, trail) = json_request(
-        &server,
-        "GET",
-        "/api/loopline/v1/access/audit",
-        Some(&admin),
-        &json!({}),
-    )
-    .await;
-    assert_eq!(status, 200);
+    let trail = audit_trail(&server, &admin).await;
     let entries = trail["entries"].as_array().unwrap();
     let has = |outcome: &str, path: &str| {
         entries

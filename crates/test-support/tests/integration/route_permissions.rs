@@ -10,6 +10,11 @@ pub const ADMIN_PASSWORD: &str = "admin password 123";
 /// A server with basic and token auth, an admin, and `default_permission` for everyone else.
 pub async fn auth_server(default_permission: &str) -> (TestServer, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
+    (auth_server_in(default_permission, data.path()).await, data)
+}
+
+/// A server with basic and token auth on storage in `data` (a restart serves the same storage again).
+pub async fn auth_server_in(default_permission: &str, data: &std::path::Path) -> TestServer {
     let config = ServerConfig {
         auth: AuthOptions {
             modes: vec![AuthMode::Basic, AuthMode::Token],
@@ -17,10 +22,10 @@ pub async fn auth_server(default_permission: &str) -> (TestServer, tempfile::Tem
             admin_password: Some(ADMIN_PASSWORD.to_string()),
             ..AuthOptions::default()
         },
-        ..TestServer::config_in(data.path())
+        ..TestServer::config_in(data)
     }
     .with_defaults();
-    (TestServer::start_with_config(config).await.unwrap(), data)
+    TestServer::start_with_config(config).await.unwrap()
 }
 
 pub fn basic(username: &str, password: &str) -> String {
