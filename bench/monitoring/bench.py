@@ -5,7 +5,7 @@ data. Wall time and peak RSS of each; Loopline's is the `monitor run` that evalu
 the server process. Loopline's monitors and NannyML run `--repeat` times (default 3; medians reported), Evidently
 once (it takes minutes).
 
-usage: python bench.py --data DIR --loopline PATH [--skip-reference-tools]
+usage: python bench.py --data DIR --loopline PATH [--skip-reference-tools | --skip-evidently] [--repeat N]
 """
 
 import argparse
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--data", type=pathlib.Path, required=True)
     parser.add_argument("--loopline", required=True)
     parser.add_argument("--skip-reference-tools", action="store_true")
+    parser.add_argument("--skip-evidently", action="store_true", help="time NannyML but not Evidently (minutes at 10M rows)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each Loopline monitor and of NannyML (median)")
     args = parser.parse_args()
     reference, analysis = args.data / "reference.parquet", args.data / "analysis.parquet"
@@ -107,7 +108,9 @@ def main() -> None:
             ("loopline estimates only", "-", (ours[3], ours[1]))]
     if not args.skip_reference_tools:
         python = sys.executable
-        rows.append(("evidently drift+classification", "Evidently", measure([python, str(HERE / "run_evidently.py"), str(reference), str(analysis)])))
+        if not args.skip_evidently:
+            rows.append(("evidently drift+classification", "Evidently",
+                         measure([python, str(HERE / "run_evidently.py"), str(reference), str(analysis)])))
         nanny = [measure([python, str(HERE / "run_nannyml.py"), str(reference), str(analysis)]) for _ in range(args.repeat)]
         print(f"nannyml runs: {[w for w, _ in nanny]} s")
         rows.append(("nannyml cbpe", "NannyML", (statistics.median(w for w, _ in nanny), max(m for _, m in nanny))))

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod graphql;
 pub mod mlflow;
+pub mod openai;
 pub mod otlp;
 pub mod ui;
 pub mod webhooks;

@@ -41,6 +41,29 @@ pub struct ServerConfig {
     /// Authentication and authorisation.
     #[command(flatten)]
     pub auth: crate::auth_options::AuthOptions,
+    /// The LLM gateway.
+    #[command(flatten)]
+    pub gateway: GatewayOptions,
+}
+
+/// The LLM gateway under `/v1` (OpenAI's API).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GatewayOptions {
+    /// A YAML file of providers and the model names callers use (docs/gateway.md). Without it the gateway
+    /// has no models.
+    #[arg(long = "gateway-config", env = "LOOPLINE_GATEWAY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl GatewayOptions {
+    /// The gateway, over the configuration file when one is given (its mistakes named, keys never shown).
+    pub fn gateway(&self) -> anyhow::Result<loopline_llm_gateway::Gateway> {
+        let config = match &self.config {
+            Some(path) => loopline_llm_gateway::GatewayConfig::load(path).map_err(anyhow::Error::msg)?,
+            None => loopline_llm_gateway::GatewayConfig::empty(),
+        };
+        loopline_llm_gateway::Gateway::new(config).map_err(anyhow::Error::msg)
+    }
 }
 
 /// Where the MLflow web UI comes from.

@@ -20,6 +20,7 @@ const DEPLOYMENT: &str = "deployment";
 const MONITOR: &str = "monitor";
 const PIPELINE: &str = "pipeline";
 const DATASET: &str = "dataset";
+const GATEWAY: &str = loopline_http_api::openai::GATEWAY_ENDPOINT;
 
 const SIGNED_READ: Need = Need::Signed(Action::Read);
 const SIGNED_WRITE: Need = Need::Signed(Action::Write);
@@ -566,6 +567,27 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
             "POST",
             predict(DEPLOYMENT, path("name")),
         ),
+        // The LLM gateway (OpenAI's API): USE on the gateway model a request names. The list shows only those.
+        (
+            "",
+            "/v1/chat/completions",
+            "POST",
+            predict(GATEWAY, Source::Field(&["model"])),
+        ),
+        (
+            "",
+            "/v1/completions",
+            "POST",
+            predict(GATEWAY, Source::Field(&["model"])),
+        ),
+        (
+            "",
+            "/v1/embeddings",
+            "POST",
+            predict(GATEWAY, Source::Field(&["model"])),
+        ),
+        ("", "/v1/models", "GET", Need::Signed(Action::Predict)),
+        ("", "/v1/models/{*id}", "GET", predict(GATEWAY, path("id"))),
         (OWN, "/feedback", "POST", Need::Signed(Action::Predict)),
         (OWN, "/predictions", "GET", read(MODEL, Source::Field(&["model"]))),
         (OWN, "/predictions/flush", "POST", Need::Admin),

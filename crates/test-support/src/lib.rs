@@ -1,6 +1,8 @@
 //! Test helpers: a real Loopline server started in-process on port 0 with temporary storage, and a raw
 //! HTTP client for requests that ordinary clients would normalise (such as `..` in paths).
 
+pub mod fake_llm;
+
 use loopline_server::config::ServerConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +73,7 @@ impl TestServer {
             registry: Default::default(),
             ui: Default::default(),
             auth: Default::default(),
+            gateway: Default::default(),
         }
         .with_defaults();
         Self::launch(config, temporary).await
@@ -91,6 +94,7 @@ impl TestServer {
             registry: Default::default(),
             ui: Default::default(),
             auth: Default::default(),
+            gateway: Default::default(),
         }
     }
 

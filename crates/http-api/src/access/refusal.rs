@@ -26,7 +26,20 @@ pub fn refuse(path: &str, code: ErrorCode, message: &str, challenges: Challenges
     } else {
         StatusCode::FORBIDDEN
     };
-    let mut response = if path.starts_with("/v2") {
+    let mut response = if crate::openai::is_openai_path(path) {
+        let code = if code == ErrorCode::Unauthenticated {
+            "invalid_api_key"
+        } else {
+            "permission_denied"
+        };
+        (
+            status,
+            axum::Json(
+                json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": code}}),
+            ),
+        )
+            .into_response()
+    } else if path.starts_with("/v2") {
         // Open Inference Protocol v2.
         (status, axum::Json(json!({"error": message}))).into_response()
     } else if path.starts_with("/loopline") || path == "/metrics" {

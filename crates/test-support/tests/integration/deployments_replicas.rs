@@ -51,6 +51,7 @@ async fn replica(backend: &str, artifacts: &std::path::Path, data: &std::path::P
         registry: Default::default(),
         ui: Default::default(),
         auth: Default::default(),
+        gateway: Default::default(),
     };
     TestServer::start_with_config(config).await.unwrap()
 }

@@ -373,6 +373,7 @@ async fn a_restarted_server_resumes_the_rollout_from_its_stored_state() {
             registry: Default::default(),
             ui: Default::default(),
             auth: Default::default(),
+            gateway: Default::default(),
         };
         config = config.with_defaults();
         TestServer::start_with_config(config).await.unwrap()

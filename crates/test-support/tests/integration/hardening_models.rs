@@ -413,6 +413,7 @@ async fn files_replaced_after_registration_are_not_served() {
         registry: Default::default(),
         ui: Default::default(),
         auth: Default::default(),
+        gateway: Default::default(),
     })
     .await
     .unwrap();

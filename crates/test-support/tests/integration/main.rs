@@ -13,6 +13,7 @@ mod deployments_traffic;
 mod endpoint_inventory;
 mod errors;
 mod gates;
+mod gateway;
 mod hardening;
 mod hardening_models;
 mod hardening_ui;

@@ -89,6 +89,7 @@ async fn a_window_open_across_a_restart_is_finished_with_nothing_counted_twice()
             registry: Default::default(),
             ui: Default::default(),
             auth: Default::default(),
+            gateway: Default::default(),
         }
         .with_defaults();
         TestServer::start_with_config(config).await.unwrap()

@@ -109,10 +109,12 @@ async fn call(server: &TestServer, method: &str, path: &str, authorization: Opti
     let response = raw_request(server.address, method, path, &headers, body).await.unwrap();
     let text = response.body_text();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    // JSON for the APIs (`message`, or `error` on Open Inference v2), plain text for pages and metrics.
+    // JSON for the APIs (`message`, `error` on Open Inference v2, `error.message` on OpenAI's), plain text for
+    // pages and metrics.
     let message = json["message"]
         .as_str()
         .or(json["error"].as_str())
+        .or(json["error"]["message"].as_str())
         .unwrap_or(text.trim());
     let by_guard = response.status == 401
         || (response.status == 403

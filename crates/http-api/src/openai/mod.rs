@@ -1,0 +1,162 @@
+//! OpenAI's API over the LLM gateway: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and
+//! `/v1/models`, so the `openai` SDK (and what is built on it) works unchanged with `base_url` pointed here.
+//! Streams are written as server-sent events as they arrive; one that breaks after it started ends with an
+//! error event in OpenAI's shape (the SDK raises it) instead of a silent cut.
+
+pub mod checks;
+pub mod errors;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use errors::OpenAiError;
+use futures::StreamExt;
+use loopline_access::{Level, Principal};
+use loopline_llm_gateway::gateway::broken_stream_event;
+use loopline_llm_gateway::{Answer, Endpoint, Gateway, Piece, Served};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The largest request body, in bytes (images travel inline as base64; the same limit as the access guard's).
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+/// The resource kind grants on gateway models name (MLflow's name for a gateway route).
+pub const GATEWAY_ENDPOINT: &str = "gateway_endpoint";
+
+/// True for the paths this module answers (their refusals take OpenAI's error shape).
+pub fn is_openai_path(path: &str) -> bool {
+    [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/models",
+    ]
+    .iter()
+    .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
+}
+
+/// The routes, over `gateway`.
+pub fn routes(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{*id}", get(get_model))
+        .with_state(gateway)
+}
+
+async fn chat(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    call(gateway, Endpoint::ChatCompletions, request, checks::chat).await
+}
+
+async fn completions(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    call(gateway, Endpoint::Completions, request, checks::completion).await
+}
+
+async fn embeddings(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    call(gateway, Endpoint::Embeddings, request, checks::embeddings).await
+}
+
+async fn call(
+    gateway: Arc<Gateway>,
+    endpoint: Endpoint,
+    request: Request,
+    check: fn(&serde_json::Map<String, Value>) -> Result<(), OpenAiError>,
+) -> Response {
+    let started = Instant::now();
+    let request_id = request_id();
+    let answer = async {
+        let bytes = crate::extract::read_body_limited(request.into_body(), MAX_BODY_BYTES).await?;
+        let body = checks::object(&bytes)?;
+        check(&body)?;
+        Ok::<_, OpenAiError>(gateway.call(endpoint, body).await?)
+    }
+    .await;
+    let mut response = match answer {
+        Ok((Answer::Json(value), served)) => with_served(axum::Json(value).into_response(), &served, started),
+        Ok((Answer::Stream(pieces), served)) => with_served(stream_response(pieces), &served, started),
+        Err(error) => error.into_response(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+fn request_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("req_{hex}")
+}
+
+/// Headers saying how the call was served: the gateway's own time (`x-loopline-overhead-ms`: the whole call
+/// less the time spent waiting on providers), the deployment that answered and the attempts it took.
+fn with_served(mut response: Response, served: &Served, started: Instant) -> Response {
+    let overhead = started.elapsed().saturating_sub(served.upstream);
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
+        headers.insert("x-loopline-overhead-ms", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&served.deployment) {
+        headers.insert("x-loopline-deployment", value);
+    }
+    headers.insert("x-loopline-attempts", HeaderValue::from(served.attempts));
+    if served.fell_back {
+        headers.insert("x-loopline-fallback", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn stream_response(pieces: loopline_llm_gateway::gateway::PieceStream) -> Response {
+    let events = pieces.map(|piece| {
+        let text = match piece {
+            Piece::Data(data) => format!("data: {data}\n\n"),
+            Piece::Broken(message) => {
+                tracing::warn!(%message, "a gateway stream broke after it started");
+                format!("data: {}\n\n", broken_stream_event(&message))
+            }
+        };
+        Ok::<_, std::convert::Infallible>(Bytes::from(text))
+    });
+    let mut response = Response::new(Body::from_stream(events));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// The models a caller may use (all of them without auth).
+fn visible(gateway: &Gateway, principal: Option<&Principal>) -> Vec<Value> {
+    gateway
+        .config()
+        .models
+        .iter()
+        .filter(|model| principal.is_none_or(|caller| caller.may(GATEWAY_ENDPOINT, Some(&model.name), Level::Use)))
+        .map(|model| model_object(&model.name))
+        .collect()
+}
+
+fn model_object(name: &str) -> Value {
+    json!({"id": name, "object": "model", "created": 0, "owned_by": "loopline"})
+}
+
+async fn list_models(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let principal = request.extensions().get::<Principal>();
+    axum::Json(json!({"object": "list", "data": visible(&gateway, principal)})).into_response()
+}
+
+async fn get_model(State(gateway): State<Arc<Gateway>>, Path(id): Path<String>, request: Request) -> Response {
+    let principal = request.extensions().get::<Principal>();
+    let id = id.trim_start_matches('/');
+    if gateway.config().model(id).is_none()
+        || principal.is_some_and(|caller| !caller.may(GATEWAY_ENDPOINT, Some(id), Level::Use))
+    {
+        return OpenAiError::model_not_found(id).into_response();
+    }
+    axum::Json(model_object(id)).into_response()
+}

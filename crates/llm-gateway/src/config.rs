@@ -1,0 +1,560 @@
+//! The gateway's configuration: providers (where requests go and with which key) and models (the names callers
+//! use, each a group of provider deployments with weights, retries, a timeout and fallbacks to other groups).
+//! Read from YAML, checked whole before the server starts: every mistake names its field. Provider URLs and
+//! keys come only from here, never from a request; keys are read from the environment or a file, never written
+//! in the file itself, and never printed.
+
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+/// The largest number of providers, models, deployments per model or fallbacks per model.
+const MAX_ENTRIES: usize = 1_000;
+/// The largest weight of one deployment.
+const MAX_WEIGHT: u32 = 1_000_000;
+/// The most retries of one deployment.
+const MAX_RETRIES: u32 = 10;
+/// The longest timeout, in seconds.
+const MAX_TIMEOUT_SECONDS: u64 = 3_600;
+/// The largest key file read.
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// A provider's key: held, sent upstream, never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The key itself, to put in an upstream request's header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret([redacted])")
+    }
+}
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// OpenAI itself.
+    Openai,
+    /// Any server speaking OpenAI's API: vLLM, TGI, llama.cpp, Ollama, LM Studio.
+    OpenaiCompatible,
+}
+
+/// Where requests for a provider go.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// The name models refer to it by.
+    pub name: String,
+    /// Its wire format.
+    pub kind: ProviderKind,
+    /// Base URL up to and including `/v1` (requests go to `{base_url}/chat/completions`).
+    pub base_url: String,
+    /// The key sent as `Authorization: Bearer`, if the provider needs one.
+    pub api_key: Option<Secret>,
+}
+
+/// One place a model's requests may go.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Index into [`GatewayConfig::providers`].
+    pub provider: usize,
+    /// The model name the provider knows.
+    pub model: String,
+    /// Share of the group's traffic (relative to the other deployments' weights).
+    pub weight: u32,
+}
+
+/// A model name callers use: a group of deployments.
+#[derive(Debug, Clone)]
+pub struct ModelGroup {
+    /// The name in a request's `model` field.
+    pub name: String,
+    /// Where its requests go, picked by weight.
+    pub deployments: Vec<Deployment>,
+    /// Other groups tried, in order, when every deployment of this one failed.
+    pub fallbacks: Vec<usize>,
+    /// Longest wait for an upstream answer (for a stream: for its first event, then between events).
+    pub timeout: Duration,
+    /// Further tries of a deployment after a retryable failure (429, 5xx, no connection), before the next.
+    pub retries: u32,
+}
+
+/// Consecutive failures after which a deployment rests, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Cooldown {
+    /// Failures in a row that send a deployment to rest.
+    pub failures: u32,
+    /// How long it rests (while another deployment or fallback can answer).
+    pub duration: Duration,
+}
+
+/// The whole configuration, checked.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Providers, in file order.
+    pub providers: Vec<Provider>,
+    /// Models, in file order.
+    pub models: Vec<ModelGroup>,
+    /// When a failing deployment is rested.
+    pub cooldown: Cooldown,
+    /// First wait between retries (doubled each time, capped at 8 s) when the provider names none.
+    pub retry_backoff: Duration,
+    /// Longest `Retry-After` honoured; a provider asking for longer is treated as failed at once.
+    pub max_retry_after: Duration,
+}
+
+impl GatewayConfig {
+    /// A configuration without models (the gateway answers that none is configured).
+    pub fn empty() -> GatewayConfig {
+        GatewayConfig {
+            providers: Vec::new(),
+            models: Vec::new(),
+            cooldown: Cooldown {
+                failures: 3,
+                duration: Duration::from_secs(30),
+            },
+            retry_backoff: Duration::from_millis(500),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+
+    /// The group a caller's model name refers to.
+    pub fn model(&self, name: &str) -> Option<usize> {
+        self.models.iter().position(|model| model.name == name)
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<GatewayConfig, String> {
+        let limit = loopline_model_runtime_api::yaml_bounds::MAX_DOCUMENT_BYTES;
+        let file = std::fs::File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, limit as u64 + 1), &mut text)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if text.len() > limit {
+            return Err(format!("{} is larger than {limit} bytes", path.display()));
+        }
+        Self::parse(&text, &|name| std::env::var(name).ok())
+            .map_err(|error| format!("gateway configuration {}: {error}", path.display()))
+    }
+
+    /// Checks a configuration's text; `env` reads environment variables (keys named by `api_key_env`).
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<GatewayConfig, String> {
+        let document = loopline_model_runtime_api::yaml_bounds::load_json(text)?;
+        let file: File = serde_json::from_value(document).map_err(|error| error.to_string())?;
+        file.check(env)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    providers: Vec<ProviderEntry>,
+    #[serde(default)]
+    models: Vec<ModelEntry>,
+    #[serde(default)]
+    settings: Settings,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderEntry {
+    name: String,
+    kind: ProviderKind,
+    base_url: String,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    api_key_file: Option<String>,
+    /// Refused with a message: keys are not written in the file.
+    #[serde(default)]
+    api_key: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    name: String,
+    deployments: Vec<DeploymentEntry>,
+    #[serde(default)]
+    fallbacks: Vec<String>,
+    #[serde(default = "default_timeout")]
+    timeout_seconds: u64,
+    #[serde(default = "default_retries")]
+    retries: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeploymentEntry {
+    provider: String,
+    model: String,
+    #[serde(default = "default_weight")]
+    weight: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    #[serde(default = "default_cooldown_failures")]
+    cooldown_failures: u32,
+    #[serde(default = "default_cooldown_seconds")]
+    cooldown_seconds: u64,
+    #[serde(default = "default_backoff_ms")]
+    retry_backoff_ms: u64,
+    #[serde(default = "default_max_retry_after")]
+    max_retry_after_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            cooldown_failures: default_cooldown_failures(),
+            cooldown_seconds: default_cooldown_seconds(),
+            retry_backoff_ms: default_backoff_ms(),
+            max_retry_after_seconds: default_max_retry_after(),
+        }
+    }
+}
+
+fn default_timeout() -> u64 {
+    600
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_cooldown_failures() -> u32 {
+    3
+}
+fn default_cooldown_seconds() -> u64 {
+    30
+}
+fn default_backoff_ms() -> u64 {
+    500
+}
+fn default_max_retry_after() -> u64 {
+    60
+}
+
+impl File {
+    fn check(self, env: &dyn Fn(&str) -> Option<String>) -> Result<GatewayConfig, String> {
+        if self.providers.len() > MAX_ENTRIES || self.models.len() > MAX_ENTRIES {
+            return Err(format!("at most {MAX_ENTRIES} providers and {MAX_ENTRIES} models"));
+        }
+        let mut providers = Vec::with_capacity(self.providers.len());
+        let mut provider_index = HashMap::new();
+        for (index, entry) in self.providers.into_iter().enumerate() {
+            let field = format!("providers[{index}]");
+            check_name(&entry.name, &format!("{field}.name"))?;
+            if provider_index.insert(entry.name.clone(), index).is_some() {
+                return Err(format!("{field}.name: provider '{}' is named twice", entry.name));
+            }
+            providers.push(entry.check(&field, env)?);
+        }
+        let names: HashMap<String, usize> = self
+            .models
+            .iter()
+            .enumerate()
+            .map(|(index, model)| (model.name.clone(), index))
+            .collect();
+        if names.len() != self.models.len() {
+            let mut seen = HashSet::new();
+            let twice = self
+                .models
+                .iter()
+                .find(|model| !seen.insert(&model.name))
+                .map(|m| m.name.clone());
+            return Err(format!("models: '{}' is named twice", twice.unwrap_or_default()));
+        }
+        let mut models = Vec::with_capacity(self.models.len());
+        for (index, entry) in self.models.into_iter().enumerate() {
+            models.push(entry.check(&format!("models[{index}]"), &provider_index, &names)?);
+        }
+        let settings = self.settings;
+        if settings.cooldown_failures == 0 {
+            return Err("settings.cooldown_failures: must be at least 1".into());
+        }
+        if settings.cooldown_seconds > MAX_TIMEOUT_SECONDS || settings.max_retry_after_seconds > MAX_TIMEOUT_SECONDS {
+            return Err(format!("settings: durations are at most {MAX_TIMEOUT_SECONDS} seconds"));
+        }
+        if settings.retry_backoff_ms > MAX_TIMEOUT_SECONDS * 1000 {
+            return Err(format!(
+                "settings.retry_backoff_ms: at most {} ms",
+                MAX_TIMEOUT_SECONDS * 1000
+            ));
+        }
+        Ok(GatewayConfig {
+            providers,
+            models,
+            cooldown: Cooldown {
+                failures: settings.cooldown_failures,
+                duration: Duration::from_secs(settings.cooldown_seconds),
+            },
+            retry_backoff: Duration::from_millis(settings.retry_backoff_ms),
+            max_retry_after: Duration::from_secs(settings.max_retry_after_seconds),
+        })
+    }
+}
+
+impl ProviderEntry {
+    fn check(self, field: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Provider, String> {
+        if self.api_key.is_some() {
+            return Err(format!(
+                "{field}.api_key: keys are not written in the configuration; use api_key_env (an environment \
+                 variable's name) or api_key_file (a file holding the key)"
+            ));
+        }
+        let base_url = check_base_url(&self.base_url).map_err(|problem| format!("{field}.base_url: {problem}"))?;
+        let api_key = match (self.api_key_env, self.api_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(format!("{field}: give api_key_env or api_key_file, not both"));
+            }
+            (Some(variable), None) => {
+                let key = env(&variable).filter(|key| !key.trim().is_empty()).ok_or_else(|| {
+                    format!("{field}.api_key_env: the environment variable {variable} is not set or empty")
+                })?;
+                Some(Secret(key.trim().to_string()))
+            }
+            (None, Some(path)) => Some(Secret(read_key_file(Path::new(&path), field)?)),
+            (None, None) => None,
+        };
+        if let Some(key) = &api_key
+            && (key.0.len() > 4096 || key.0.chars().any(|c| c.is_control()))
+        {
+            return Err(format!(
+                "{field}: the key has control characters or is longer than 4096 bytes"
+            ));
+        }
+        Ok(Provider {
+            name: self.name,
+            kind: self.kind,
+            base_url,
+            api_key,
+        })
+    }
+}
+
+fn read_key_file(path: &Path, field: &str) -> Result<String, String> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("{field}.api_key_file: {}: {e}", path.display()))?
+        .len();
+    if size > MAX_KEY_FILE_BYTES {
+        return Err(format!("{field}.api_key_file: {} is larger than a key", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{field}.api_key_file: {}: {e}", path.display()))?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(format!("{field}.api_key_file: {} is empty", path.display()));
+    }
+    Ok(key.to_string())
+}
+
+impl ModelEntry {
+    fn check(
+        self,
+        field: &str,
+        providers: &HashMap<String, usize>,
+        names: &HashMap<String, usize>,
+    ) -> Result<ModelGroup, String> {
+        check_name(&self.name, &format!("{field}.name"))?;
+        if self.deployments.is_empty() {
+            return Err(format!("{field}.deployments: a model needs at least one deployment"));
+        }
+        if self.deployments.len() > MAX_ENTRIES || self.fallbacks.len() > MAX_ENTRIES {
+            return Err(format!("{field}: at most {MAX_ENTRIES} deployments and fallbacks"));
+        }
+        let mut deployments = Vec::with_capacity(self.deployments.len());
+        for (index, entry) in self.deployments.into_iter().enumerate() {
+            let at = format!("{field}.deployments[{index}]");
+            let provider = *providers
+                .get(&entry.provider)
+                .ok_or_else(|| format!("{at}.provider: no provider is named '{}'", entry.provider))?;
+            if entry.model.is_empty() || entry.model.len() > 256 || entry.model.chars().any(char::is_control) {
+                return Err(format!("{at}.model: 1 to 256 characters, no control characters"));
+            }
+            if entry.weight == 0 || entry.weight > MAX_WEIGHT {
+                return Err(format!("{at}.weight: from 1 to {MAX_WEIGHT}"));
+            }
+            deployments.push(Deployment {
+                provider,
+                model: entry.model,
+                weight: entry.weight,
+            });
+        }
+        let mut fallbacks = Vec::with_capacity(self.fallbacks.len());
+        for (index, name) in self.fallbacks.iter().enumerate() {
+            let target = *names
+                .get(name)
+                .ok_or_else(|| format!("{field}.fallbacks[{index}]: no model is named '{name}'"))?;
+            if name == &self.name {
+                return Err(format!(
+                    "{field}.fallbacks[{index}]: a model cannot fall back to itself"
+                ));
+            }
+            if !fallbacks.contains(&target) {
+                fallbacks.push(target);
+            }
+        }
+        if self.timeout_seconds == 0 || self.timeout_seconds > MAX_TIMEOUT_SECONDS {
+            return Err(format!("{field}.timeout_seconds: from 1 to {MAX_TIMEOUT_SECONDS}"));
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(format!("{field}.retries: at most {MAX_RETRIES}"));
+        }
+        Ok(ModelGroup {
+            name: self.name,
+            deployments,
+            fallbacks,
+            timeout: Duration::from_secs(self.timeout_seconds),
+            retries: self.retries,
+        })
+    }
+}
+
+fn check_name(name: &str, field: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+        return Err(format!("{field}: 1 to 256 characters, no control characters"));
+    }
+    Ok(())
+}
+
+/// An `http` or `https` URL with a host and no credentials, query or fragment, without a trailing slash.
+fn check_base_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text).map_err(|error| format!("'{text}' is not a URL: {error}"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("'{text}' is not an http(s) URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("'{text}' has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are not accepted; use api_key_env or api_key_file".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("'{text}' has a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "FAKE_KEY").then(|| "sk-test-123".to_string())
+    }
+
+    const GOOD: &str = r#"
+providers:
+  - {name: primary, kind: openai, base_url: "https://api.example.com/v1/", api_key_env: FAKE_KEY}
+  - {name: local, kind: openai-compatible, base_url: "http://127.0.0.1:8000/v1"}
+models:
+  - name: chat
+    deployments:
+      - {provider: primary, model: gpt-x, weight: 3}
+      - {provider: local, model: llama}
+    fallbacks: [cheap]
+    retries: 1
+  - name: cheap
+    deployments: [{provider: local, model: small}]
+settings: {cooldown_failures: 2}
+"#;
+
+    #[test]
+    fn a_configuration_is_read_with_its_keys_from_the_environment() {
+        let config = GatewayConfig::parse(GOOD, &env).unwrap();
+        assert_eq!(config.providers[0].base_url, "https://api.example.com/v1");
+        assert_eq!(config.providers[0].api_key.as_ref().unwrap().expose(), "sk-test-123");
+        assert!(config.providers[1].api_key.is_none());
+        let chat = &config.models[config.model("chat").unwrap()];
+        assert_eq!(chat.deployments[0].weight, 3);
+        assert_eq!(chat.deployments[1].provider, 1);
+        assert_eq!(chat.fallbacks, vec![1]);
+        assert_eq!(chat.retries, 1);
+        assert_eq!(config.cooldown.failures, 2);
+        // The key never shows in debug output.
+        assert!(!format!("{config:?}").contains("sk-test-123"));
+    }
+
+    #[test]
+    fn each_mistake_is_named_by_its_field() {
+        let cases = [
+            (
+                "providers: [{name: a, kind: openai, base_url: 'http://x/v1', api_key: sk-1}]\n",
+                "providers[0].api_key",
+            ),
+            (
+                "providers: [{name: a, kind: openai, base_url: 'file:///etc'}]\n",
+                "providers[0].base_url",
+            ),
+            (
+                "providers: [{name: a, kind: openai, base_url: 'http://u:p@x/v1'}]\n",
+                "credentials",
+            ),
+            (
+                "providers: [{name: a, kind: bogus, base_url: 'http://x/v1'}]\n",
+                "bogus",
+            ),
+            (
+                "providers: [{name: a, kind: openai, base_url: 'http://x/v1', api_key_env: MISSING}]\n",
+                "MISSING",
+            ),
+            ("models: [{name: m, deployments: []}]\n", "models[0].deployments"),
+            (
+                "models: [{name: m, deployments: [{provider: nope, model: x}]}]\n",
+                "no provider is named 'nope'",
+            ),
+            (
+                "providers: [{name: a, kind: openai, base_url: 'http://x/v1'}]\nmodels: [{name: m, deployments: [{provider: a, model: x}], fallbacks: [m]}]\n",
+                "itself",
+            ),
+            (
+                "providers: [{name: a, kind: openai, base_url: 'http://x/v1'}]\nmodels: [{name: m, deployments: [{provider: a, model: x}], fallbacks: [z]}]\n",
+                "fallbacks[0]",
+            ),
+            (
+                "providers: [{name: a, kind: openai, base_url: 'http://x/v1'}]\nmodels: [{name: m, deployments: [{provider: a, model: x, weight: 0}]}]\n",
+                "weight",
+            ),
+            (
+                "providers: [{name: a, kind: openai, base_url: 'http://x/v1'}]\nmodels: [{name: m, deployments: [{provider: a, model: x}], timeout_seconds: 0}]\n",
+                "timeout_seconds",
+            ),
+            (
+                "providers: [{name: a, kind: openai, base_url: 'http://x/v1'}, {name: a, kind: openai, base_url: 'http://y/v1'}]\n",
+                "named twice",
+            ),
+            ("unknown: 1\n", "unknown"),
+        ];
+        for (text, expected) in cases {
+            let error = GatewayConfig::parse(text, &env).unwrap_err();
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(!error.contains("sk-"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_key_file_is_read_and_trimmed() {
+        let directory = std::env::temp_dir().join(format!("gateway-key-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("key");
+        std::fs::write(&path, "sk-from-file\n").unwrap();
+        let text = format!(
+            "providers: [{{name: a, kind: openai, base_url: 'http://x/v1', api_key_file: '{}'}}]\n",
+            path.display()
+        );
+        let config = GatewayConfig::parse(&text, &env).unwrap();
+        assert_eq!(config.providers[0].api_key.as_ref().unwrap().expose(), "sk-from-file");
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+}

@@ -1,0 +1,11 @@
+//! The LLM gateway: callers name a model, the gateway sends the request to one of its provider deployments
+//! (weighted), retries and falls back, and streams the answer back. Provider URLs and keys live only in the
+//! server's configuration. The wire layer (`http-api`'s `openai` module) speaks OpenAI's API over it.
+
+pub mod config;
+pub mod gateway;
+pub mod provider;
+pub mod sse;
+
+pub use config::GatewayConfig;
+pub use gateway::{Answer, Endpoint, Gateway, GatewayError, Piece, Served};

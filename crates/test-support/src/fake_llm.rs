@@ -1,0 +1,272 @@
+//! A fake LLM provider speaking OpenAI's wire format on a loopback port, for the gateway's tests. It answers
+//! chat completions (streamed or not), legacy completions and embeddings, checks the key it was given, records
+//! every call, and can be told to fail a model's next calls: answer a status (with `retry-after`), or cut a
+//! stream after some events.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// What the fake does with one call of a model.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// Answers normally: `echo: <the last message's text>`.
+    Answer,
+    /// Answers this status with an OpenAI-shaped error, and `retry-after` when given.
+    Fail {
+        /// The status.
+        status: u16,
+        /// The error's message.
+        message: String,
+        /// The `retry-after` header.
+        retry_after: Option<String>,
+    },
+    /// Streams this many events (the first says the role, then a word each), then ends the stream without
+    /// finishing it (no `[DONE]`).
+    CutAfter(usize),
+}
+
+/// One call the fake received.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The path (`/v1/chat/completions`, ...).
+    pub path: String,
+    /// The `model` field.
+    pub model: String,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The whole body.
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Fake {
+    key: Option<String>,
+    script: Mutex<HashMap<String, VecDeque<Behaviour>>>,
+    calls: Mutex<Vec<Call>>,
+}
+
+/// A running fake provider; stops when dropped.
+pub struct FakeLlm {
+    /// Its base URL, ending in `/v1`.
+    pub base_url: String,
+    fake: Arc<Fake>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeLlm {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeLlm {
+    /// Starts a fake that wants `Authorization: Bearer <key>` when a key is given.
+    pub async fn start(key: Option<&str>) -> anyhow::Result<FakeLlm> {
+        let fake = Arc::new(Fake {
+            key: key.map(str::to_string),
+            ..Fake::default()
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(answer))
+            .route("/v1/completions", post(answer))
+            .route("/v1/embeddings", post(answer))
+            .with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeLlm {
+            base_url: format!("http://{address}/v1"),
+            fake,
+            task,
+        })
+    }
+
+    /// Queues what the next calls of `model` do (then it answers normally again).
+    pub fn script(&self, model: &str, behaviours: Vec<Behaviour>) {
+        self.fake
+            .script
+            .lock()
+            .unwrap()
+            .entry(model.to_string())
+            .or_default()
+            .extend(behaviours);
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.fake.calls.lock().unwrap().clone()
+    }
+}
+
+async fn answer(State(fake): State<Arc<Fake>>, request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    let authorization = header(request.headers(), "authorization");
+    let bytes = axum::body::to_bytes(request.into_body(), 64 << 20)
+        .await
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    fake.calls.lock().unwrap().push(Call {
+        path: path.clone(),
+        model: model.clone(),
+        authorization: authorization.clone(),
+        body: body.clone(),
+    });
+    if let Some(key) = &fake.key
+        && authorization.as_deref() != Some(&format!("Bearer {key}"))
+    {
+        return error(401, "Incorrect API key provided.", None);
+    }
+    let behaviour = fake
+        .script
+        .lock()
+        .unwrap()
+        .get_mut(&model)
+        .and_then(VecDeque::pop_front)
+        .unwrap_or(Behaviour::Answer);
+    let cut = match behaviour {
+        Behaviour::Fail {
+            status,
+            message,
+            retry_after,
+        } => return error(status, &message, retry_after.as_deref()),
+        Behaviour::CutAfter(events) => Some(events),
+        Behaviour::Answer => None,
+    };
+    if path.ends_with("/embeddings") {
+        return embeddings(&model, &body);
+    }
+    let text = format!("echo: {}", last_text(&body));
+    let chat = path.ends_with("/chat/completions");
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        let usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+        return stream(&model, &text, chat, usage, cut);
+    }
+    let choice = if chat {
+        json!({"index": 0, "finish_reason": "stop", "logprobs": null,
+               "message": {"role": "assistant", "content": text, "refusal": null}})
+    } else {
+        json!({"index": 0, "finish_reason": "stop", "logprobs": null, "text": text})
+    };
+    axum::Json(json!({
+        "id": "chatcmpl-fake", "object": if chat { "chat.completion" } else { "text_completion" },
+        "created": 1_718_000_000, "model": model, "choices": [choice],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    }))
+    .into_response()
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+}
+
+fn error(status: u16, message: &str, retry_after: Option<&str>) -> Response {
+    let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}});
+    let mut response = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(body),
+    )
+        .into_response();
+    if let Some(wait) = retry_after {
+        response.headers_mut().insert("retry-after", wait.parse().unwrap());
+    }
+    response
+}
+
+/// The text of the last message (chat) or the prompt (legacy).
+fn last_text(body: &Value) -> String {
+    if let Some(prompt) = body.get("prompt").and_then(Value::as_str) {
+        return prompt.to_string();
+    }
+    let content = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|messages| messages.last())
+        .and_then(|m| m.get("content"));
+    match content {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|part| part.get("text")?.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+fn embeddings(model: &str, body: &Value) -> Response {
+    let inputs: Vec<String> = match body.get("input") {
+        Some(Value::String(text)) => vec![text.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map_or_else(|| item.to_string(), str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let first = text.bytes().next().map_or(0.0, f64::from);
+            json!({"object": "embedding", "index": index, "embedding": [text.len() as f64, first, 1.0]})
+        })
+        .collect();
+    axum::Json(
+        json!({"object": "list", "model": model, "data": data, "usage": {"prompt_tokens": 4, "total_tokens": 4}}),
+    )
+    .into_response()
+}
+
+/// The answer streamed a word at a time, as OpenAI streams it; cut after `cut` content events if asked.
+fn stream(model: &str, text: &str, chat: bool, usage: bool, cut: Option<usize>) -> Response {
+    let chunk = |delta: Value, finish: Value| {
+        let choice = if chat {
+            json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+        } else {
+            json!({"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "logprobs": null, "finish_reason": finish})
+        };
+        let mut value = json!({"id": "chatcmpl-fake", "object": if chat { "chat.completion.chunk" } else { "text_completion" },
+            "created": 1_718_000_000, "model": model, "choices": [choice]});
+        if usage {
+            value["usage"] = Value::Null;
+        }
+        format!("data: {value}\n\n")
+    };
+    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let words: Vec<String> = text.split_inclusive(' ').map(str::to_string).collect();
+    for word in &words {
+        events.push(chunk(json!({"content": word}), Value::Null));
+    }
+    events.push(chunk(json!({}), json!("stop")));
+    if usage {
+        let last = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_718_000_000,
+            "model": model, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": words.len(), "total_tokens": 5 + words.len()}});
+        events.push(format!("data: {last}\n\n"));
+    }
+    events.push("data: [DONE]\n\n".to_string());
+    if let Some(kept) = cut {
+        events.truncate(kept);
+    }
+    let pieces: Vec<Result<Bytes, std::io::Error>> = events.into_iter().map(|event| Ok(Bytes::from(event))).collect();
+    let mut response = Response::new(Body::from_stream(futures::stream::iter(pieces)));
+    response
+        .headers_mut()
+        .insert("content-type", "text/event-stream".parse().unwrap());
+    response
+}

@@ -1,0 +1,395 @@
+//! The LLM gateway under /v1, in front of fake providers on loopback: routing to the named model's
+//! deployment, streams, retries, fallback before a stream's first byte and a typed error after it, bad input
+//! in OpenAI's error shape, and a provider key that never comes back.
+
+use loopline_server::config::{GatewayOptions, ServerConfig};
+use loopline_test_support::TestServer;
+use loopline_test_support::fake_llm::{Behaviour, FakeLlm};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-upstream-secret-4242";
+
+struct Setup {
+    server: TestServer,
+    primary: FakeLlm,
+    spare: FakeLlm,
+    _files: tempfile::TempDir,
+}
+
+/// A server whose gateway has `chat` (on the primary fake, key from a file, one retry) falling back to
+/// `spare` (on a second fake without a key), and `embed` for embeddings.
+async fn setup() -> Setup {
+    let primary = FakeLlm::start(Some(KEY)).await.unwrap();
+    let spare = FakeLlm::start(None).await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let key_file = files.path().join("primary.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let config = format!(
+        "providers:\n\
+         \x20 - {{name: primary, kind: openai, base_url: '{}', api_key_file: '{}'}}\n\
+         \x20 - {{name: spare, kind: openai-compatible, base_url: '{}'}}\n\
+         models:\n\
+         \x20 - {{name: chat, deployments: [{{provider: primary, model: big-model}}], fallbacks: [spare], retries: 1}}\n\
+         \x20 - {{name: spare, deployments: [{{provider: spare, model: small-model}}], retries: 0}}\n\
+         \x20 - {{name: embed, deployments: [{{provider: primary, model: embedder}}]}}\n\
+         \x20 - {{name: org/with-slash, deployments: [{{provider: spare, model: x}}]}}\n\
+         settings: {{retry_backoff_ms: 0, cooldown_failures: 100}}\n",
+        primary.base_url,
+        key_file.display(),
+        spare.base_url
+    );
+    let config_file = files.path().join("gateway.yaml");
+    std::fs::write(&config_file, config).unwrap();
+    let data = files.path().join("data");
+    let server = TestServer::start_with_config(
+        ServerConfig {
+            gateway: GatewayOptions {
+                config: Some(config_file),
+            },
+            ..TestServer::config_in(&data)
+        }
+        .with_defaults(),
+    )
+    .await
+    .unwrap();
+    Setup {
+        server,
+        primary,
+        spare,
+        _files: files,
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The data of each server-sent event.
+    fn events(&self) -> Vec<String> {
+        self.text
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+async fn post(server: &TestServer, path: &str, body: &Value) -> Answer {
+    let response = reqwest::Client::new()
+        .post(server.url(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    Answer {
+        status,
+        headers,
+        text: response.text().await.unwrap(),
+    }
+}
+
+fn chat(model: &str, stream: bool) -> Value {
+    let mut body = json!({"model": model, "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]});
+    if stream {
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    body
+}
+
+/// The streamed text, joined from the content deltas.
+fn streamed_text(events: &[String]) -> String {
+    events
+        .iter()
+        .filter(|data| data.starts_with('{'))
+        .filter_map(|data| {
+            let chunk: Value = serde_json::from_str(data).unwrap();
+            chunk
+                .pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_chat_goes_to_the_named_models_deployment_with_the_configured_key_which_never_comes_back() {
+    let setup = setup().await;
+    let answer = post(&setup.server, "/v1/chat/completions", &chat("chat", false)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let body = answer.json();
+    assert_eq!(body["choices"][0]["message"]["content"], "echo: hello there");
+    assert_eq!(body["usage"]["total_tokens"], 8);
+    let calls = setup.primary.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].path, "/v1/chat/completions");
+    assert_eq!(calls[0].model, "big-model");
+    assert_eq!(
+        calls[0].authorization.as_deref(),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(calls[0].body["messages"][1]["content"], "hello there");
+    assert_eq!(answer.header("x-loopline-deployment"), Some("primary/big-model"));
+    assert_eq!(answer.header("x-loopline-attempts"), Some("1"));
+    let overhead: f64 = answer.header("x-loopline-overhead-ms").unwrap().parse().unwrap();
+    assert!(overhead >= 0.0);
+    assert!(answer.header("x-request-id").unwrap().starts_with("req_"));
+    assert!(!answer.text.contains(KEY));
+    assert!(!format!("{:?}", answer.headers).contains(KEY));
+    assert!(setup.spare.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_stream_is_passed_through_event_by_event_with_its_usage_and_done() {
+    let setup = setup().await;
+    let answer = post(&setup.server, "/v1/chat/completions", &chat("chat", true)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.header("content-type"), Some("text/event-stream"));
+    let events = answer.events();
+    assert_eq!(streamed_text(&events), "echo: hello there");
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["completion_tokens"], 3);
+    assert_eq!(setup.primary.calls()[0].body["stream_options"]["include_usage"], true);
+}
+
+#[tokio::test]
+async fn a_retryable_failure_is_retried_and_then_the_fallback_answers_before_any_byte_is_sent() {
+    let setup = setup().await;
+    let fail = |status: u16| Behaviour::Fail {
+        status,
+        message: "overloaded".into(),
+        retry_after: Some("0".into()),
+    };
+    // A 429 then success: the same deployment answers on its retry.
+    setup.primary.script("big-model", vec![fail(429)]);
+    let answer = post(&setup.server, "/v1/chat/completions", &chat("chat", false)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.header("x-loopline-attempts"), Some("2"));
+    assert_eq!(answer.header("x-loopline-fallback"), None);
+    // Failing both tries: the fallback model answers, streamed or not, and the caller never sees the failure.
+    for stream in [false, true] {
+        setup.primary.script("big-model", vec![fail(500), fail(503)]);
+        let answer = post(&setup.server, "/v1/chat/completions", &chat("chat", stream)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.header("x-loopline-deployment"), Some("spare/small-model"));
+        assert_eq!(answer.header("x-loopline-fallback"), Some("true"));
+        assert_eq!(answer.header("x-loopline-attempts"), Some("3"));
+        if stream {
+            assert_eq!(streamed_text(&answer.events()), "echo: hello there");
+            assert_eq!(answer.events().last().map(String::as_str), Some("[DONE]"));
+        } else {
+            assert_eq!(answer.json()["choices"][0]["message"]["content"], "echo: hello there");
+        }
+    }
+    assert_eq!(setup.spare.calls().len(), 2);
+    assert!(
+        setup
+            .spare
+            .calls()
+            .iter()
+            .all(|call| call.model == "small-model" && call.authorization.is_none())
+    );
+    // A stream that breaks before its first event falls back too.
+    setup
+        .primary
+        .script("big-model", vec![Behaviour::CutAfter(0), Behaviour::CutAfter(0)]);
+    let answer = post(&setup.server, "/v1/chat/completions", &chat("chat", true)).await;
+    assert_eq!(answer.header("x-loopline-deployment"), Some("spare/small-model"));
+    assert_eq!(streamed_text(&answer.events()), "echo: hello there");
+    // Everything failing: 503 in OpenAI's shape, naming the model, without the key.
+    setup.primary.script("big-model", vec![fail(500), fail(500)]);
+    setup.spare.script("small-model", vec![fail(500)]);
+    let answer = post(&setup.server, "/v1/chat/completions", &chat("chat", false)).await;
+    assert_eq!(answer.status, 503, "{}", answer.text);
+    assert_eq!(answer.json()["error"]["code"], "upstream_unavailable");
+    assert!(answer.json()["error"]["message"].as_str().unwrap().contains("'chat'"));
+    assert!(!answer.text.contains(KEY));
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_after_it_started_ends_with_a_typed_error_event() {
+    let setup = setup().await;
+    // The role event and one word, then the connection breaks.
+    setup.primary.script("big-model", vec![Behaviour::CutAfter(2)]);
+    let answer = post(&setup.server, "/v1/chat/completions", &chat("chat", true)).await;
+    assert_eq!(answer.status, 200);
+    let events = answer.events();
+    assert_eq!(streamed_text(&events), "echo: ");
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "stream_interrupted", "{events:?}");
+    assert!(!events.iter().any(|event| event == "[DONE]"));
+    // Nothing was retried once bytes had gone out.
+    assert_eq!(setup.primary.calls().len(), 1);
+    assert!(setup.spare.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_provider_saying_the_request_is_wrong_is_passed_on_and_a_refused_key_moves_on() {
+    let setup = setup().await;
+    setup.primary.script(
+        "big-model",
+        vec![Behaviour::Fail {
+            status: 400,
+            message: "temperature must be at most 2".into(),
+            retry_after: None,
+        }],
+    );
+    let answer = post(&setup.server, "/v1/chat/completions", &chat("chat", false)).await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.json()["error"]["message"], "temperature must be at most 2");
+    assert!(setup.spare.calls().is_empty());
+    // The provider refusing the gateway's key: not the caller's fault, the fallback answers.
+    setup.primary.script(
+        "big-model",
+        vec![Behaviour::Fail {
+            status: 401,
+            message: format!("Incorrect API key provided: {KEY}"),
+            retry_after: None,
+        }],
+    );
+    let answer = post(&setup.server, "/v1/chat/completions", &chat("chat", false)).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("x-loopline-deployment"), Some("spare/small-model"));
+}
+
+#[tokio::test]
+async fn embeddings_completions_and_models_answer_in_openais_shapes() {
+    let setup = setup().await;
+    let answer = post(
+        &setup.server,
+        "/v1/embeddings",
+        &json!({"model": "embed", "input": ["ab", "c"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json()["data"][1]["embedding"], json!([1.0, 99.0, 1.0]));
+    assert_eq!(setup.primary.calls()[0].path, "/v1/embeddings");
+    let answer = post(
+        &setup.server,
+        "/v1/completions",
+        &json!({"model": "spare", "prompt": "once upon"}),
+    )
+    .await;
+    assert_eq!(answer.json()["choices"][0]["text"], "echo: once upon");
+    let client = reqwest::Client::new();
+    let list: Value = client
+        .get(setup.server.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["chat", "spare", "embed", "org/with-slash"]);
+    let one = client
+        .get(setup.server.url("/v1/models/org/with-slash"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    assert_eq!(one.json::<Value>().await.unwrap()["id"], "org/with-slash");
+    let missing = client.get(setup.server.url("/v1/models/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["error"]["code"],
+        "model_not_found"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_in_openais_shape_before_any_provider_is_called() {
+    let setup = setup().await;
+    let user = json!({"role": "user", "content": "hi"});
+    let bad_call = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]});
+    let cases = [
+        (
+            json!({"model": "nope", "messages": [user]}),
+            404,
+            Some("model"),
+            Some("model_not_found"),
+        ),
+        (json!({"model": "chat", "messages": "hi"}), 400, Some("messages"), None),
+        (
+            json!({"model": "chat", "messages": [{"role": "robot", "content": "x"}]}),
+            400,
+            Some("messages[0].role"),
+            None,
+        ),
+        (
+            json!({"model": "chat", "messages": [user, bad_call]}),
+            400,
+            Some("messages[1].tool_calls[0].function.arguments"),
+            None,
+        ),
+        (
+            json!({"model": "chat", "messages": [user], "api_base": "http://127.0.0.1:1/steal"}),
+            400,
+            Some("api_base"),
+            None,
+        ),
+        (
+            json!({"model": "chat", "messages": [user], "base_url": "http://169.254.169.254/"}),
+            400,
+            Some("base_url"),
+            None,
+        ),
+        (json!({"messages": [user]}), 400, Some("model"), None),
+        (json!([1, 2]), 400, Some("body"), None),
+    ];
+    for (body, status, param, code) in cases {
+        let answer = post(&setup.server, "/v1/chat/completions", &body).await;
+        assert_eq!(answer.status, status, "{body}: {}", answer.text);
+        let error = &answer.json()["error"];
+        assert_eq!(error["param"].as_str(), param, "{body}: {error}");
+        assert_eq!(error["code"].as_str(), code, "{body}: {error}");
+        assert!(error["type"].is_string() && error["message"].is_string());
+    }
+    let raw = reqwest::Client::new()
+        .post(setup.server.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body("{\"model\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    assert!(
+        raw.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
+    let huge = reqwest::Client::new()
+        .post(setup.server.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 17 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+    assert_eq!(
+        huge.json::<Value>().await.unwrap()["error"]["code"],
+        "request_too_large"
+    );
+    assert!(setup.primary.calls().is_empty() && setup.spare.calls().is_empty());
+}
