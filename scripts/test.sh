@@ -4,15 +4,17 @@
 #      PostgreSQL, a local directory and an S3-compatible server;
 #   2. the MLflow compatibility suite (tests/compat/mlflow) with the real mlflow client from PyPI,
 #      once against SQLite + local artifacts and once against PostgreSQL + S3;
-#   3. the serving suite (tests/compat/serving): every model of the test set (native XGBoost/LightGBM, ONNX
+#   3. the LLM gateway suite (tests/compat/gateway): the real openai SDK against the gateway in front of fake
+#      providers (the loopline-fake-llm binary): streams, tools, embeddings, fallbacks, errors, tokens;
+#   4. the serving suite (tests/compat/serving): every model of the test set (native XGBoost/LightGBM, ONNX
 #      exports, scikit-learn and custom pyfunc models in the Python worker) through tritonclient.http and
 #      requests, equal to mlflow.pyfunc / onnxruntime; `loopline serve` and `loopline predict` with models:/;
-#   4. the data suite (tests/compat/stats): statistics against scipy, drift verdicts against Evidently,
+#   5. the data suite (tests/compat/stats): statistics against scipy, drift verdicts against Evidently,
 #      validation results against Great Expectations, and a headless-Chromium look at the HTML report;
-#   5. the monitoring suite (tests/compat/monitoring): window performance against scikit-learn, estimated
+#   6. the monitoring suite (tests/compat/monitoring): window performance against scikit-learn, estimated
 #      performance against NannyML's CBPE, the shipped Prometheus rules through promtool;
-#   6. the pipelines suite (tests/compat/pipelines): a DVC project made by the real dvc package, imported;
-#   7. the loop suite (tests/compat/loop): `loopline quickstart` end to end, versioned data on S3,
+#   7. the pipelines suite (tests/compat/pipelines): a DVC project made by the real dvc package, imported;
+#   8. the loop suite (tests/compat/loop): `loopline quickstart` end to end, versioned data on S3,
 #      pipeline steps on a real Ray head node (from the ray package) through its Jobs API, and the web UI in
 #      Chromium driven by Playwright (every stock MLflow page and every Loopline page; screenshots are kept in
 #      target/browser-screenshots).
@@ -60,6 +62,9 @@ LOOPLINE_COMPAT_AUTH=basic "$PYTHON" -m pytest tests/compat/mlflow -q -p no:cach
 
 echo "==> auth with the real clients: the first admin's one-time code, OIDC ID tokens, loopback without auth"
 "$PYTHON" -m pytest tests/compat/auth -q -p no:cacheprovider -W ignore::DeprecationWarning
+
+echo "==> LLM gateway suite: the openai SDK against loopline in front of fake providers"
+"$PYTHON" -m pytest tests/compat/gateway -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 echo "==> serving suite: tritonclient, requests and mlflow.pyfunc against loopline server, serve and predict"
 "$PYTHON" -m pytest tests/compat/serving -q -p no:cacheprovider -W ignore::DeprecationWarning

@@ -67,8 +67,13 @@ impl Drop for FakeLlm {
 }
 
 impl FakeLlm {
-    /// Starts a fake that wants `Authorization: Bearer <key>` when a key is given.
+    /// Starts a fake on a free port that wants `Authorization: Bearer <key>` when a key is given.
     pub async fn start(key: Option<&str>) -> anyhow::Result<FakeLlm> {
+        Self::start_on(key, 0).await
+    }
+
+    /// Starts a fake on `port` (0: a free one).
+    pub async fn start_on(key: Option<&str>, port: u16) -> anyhow::Result<FakeLlm> {
         let fake = Arc::new(Fake {
             key: key.map(str::to_string),
             ..Fake::default()
@@ -77,8 +82,10 @@ impl FakeLlm {
             .route("/v1/chat/completions", post(answer))
             .route("/v1/completions", post(answer))
             .route("/v1/embeddings", post(answer))
+            .route("/fake/script", post(script))
+            .route("/fake/calls", axum::routing::get(calls))
             .with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
         let address = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -105,6 +112,47 @@ impl FakeLlm {
     pub fn calls(&self) -> Vec<Call> {
         self.fake.calls.lock().unwrap().clone()
     }
+
+    /// Runs until the task is aborted (the binary's main).
+    pub async fn serve_forever(mut self) {
+        let task = &mut self.task;
+        let _ = task.await;
+    }
+}
+
+/// `POST /fake/script` `{"model": M, "behaviours": ["answer" | {"fail": {"status", "message", "retry_after"}} |
+/// {"cut_after": N}, ...]}`: the Python suites script the fake the way Rust tests call [`FakeLlm::script`].
+async fn script(State(fake): State<Arc<Fake>>, axum::Json(body): axum::Json<Value>) -> Response {
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    let mut behaviours = Vec::new();
+    for item in body["behaviours"].as_array().cloned().unwrap_or_default() {
+        let behaviour = if let Some(fail) = item.get("fail") {
+            Behaviour::Fail {
+                status: fail["status"].as_u64().unwrap_or(500) as u16,
+                message: fail["message"].as_str().unwrap_or("failed on purpose").to_string(),
+                retry_after: fail["retry_after"].as_str().map(str::to_string),
+            }
+        } else if let Some(events) = item.get("cut_after").and_then(Value::as_u64) {
+            Behaviour::CutAfter(events as usize)
+        } else {
+            Behaviour::Answer
+        };
+        behaviours.push(behaviour);
+    }
+    fake.script.lock().unwrap().entry(model).or_default().extend(behaviours);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /fake/calls`: every call so far, as JSON.
+async fn calls(State(fake): State<Arc<Fake>>) -> Response {
+    let calls: Vec<Value> = fake
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|call| json!({"path": call.path, "model": call.model, "authorization": call.authorization, "body": call.body}))
+        .collect();
+    axum::Json(Value::Array(calls)).into_response()
 }
 
 async fn answer(State(fake): State<Arc<Fake>>, request: Request) -> Response {
@@ -151,11 +199,17 @@ async fn answer(State(fake): State<Arc<Fake>>, request: Request) -> Response {
     }
     let text = format!("echo: {}", last_text(&body));
     let chat = path.ends_with("/chat/completions");
+    let tool = tool_to_call(&body);
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         let usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
-        return stream(&model, &text, chat, usage, cut);
+        return stream(&model, &text, chat, usage, cut, tool.as_deref());
     }
-    let choice = if chat {
+    let choice = if let Some(name) = &tool {
+        let arguments = json!({"text": last_text(&body)}).to_string();
+        json!({"index": 0, "finish_reason": "tool_calls", "logprobs": null,
+               "message": {"role": "assistant", "content": null, "refusal": null,
+                 "tool_calls": [{"id": "call_fake_1", "type": "function", "function": {"name": name, "arguments": arguments}}]}})
+    } else if chat {
         json!({"index": 0, "finish_reason": "stop", "logprobs": null,
                "message": {"role": "assistant", "content": text, "refusal": null}})
     } else {
@@ -187,6 +241,16 @@ fn error(status: u16, message: &str, retry_after: Option<&str>) -> Response {
         response.headers_mut().insert("retry-after", wait.parse().unwrap());
     }
     response
+}
+
+/// The tool the fake calls: the first one offered, when the last message is the user's (a tool's result
+/// gets an ordinary answer).
+fn tool_to_call(body: &Value) -> Option<String> {
+    let last_role = body.get("messages")?.as_array()?.last()?.get("role")?.as_str()?;
+    if last_role != "user" {
+        return None;
+    }
+    body.pointer("/tools/0/function/name")?.as_str().map(str::to_string)
 }
 
 /// The text of the last message (chat) or the prompt (legacy).
@@ -224,7 +288,17 @@ fn embeddings(model: &str, body: &Value) -> Response {
         .enumerate()
         .map(|(index, text)| {
             let first = text.bytes().next().map_or(0.0, f64::from);
-            json!({"object": "embedding", "index": index, "embedding": [text.len() as f64, first, 1.0]})
+            let vector = [text.len() as f32, first as f32, 1.0];
+            let embedding = if body.get("encoding_format").and_then(Value::as_str) == Some("base64") {
+                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Value::String(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    bytes,
+                ))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
         })
         .collect();
     axum::Json(
@@ -234,7 +308,7 @@ fn embeddings(model: &str, body: &Value) -> Response {
 }
 
 /// The answer streamed a word at a time, as OpenAI streams it; cut after `cut` content events if asked.
-fn stream(model: &str, text: &str, chat: bool, usage: bool, cut: Option<usize>) -> Response {
+fn stream(model: &str, text: &str, chat: bool, usage: bool, cut: Option<usize>, tool: Option<&str>) -> Response {
     let chunk = |delta: Value, finish: Value| {
         let choice = if chat {
             json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
@@ -250,10 +324,28 @@ fn stream(model: &str, text: &str, chat: bool, usage: bool, cut: Option<usize>) 
     };
     let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
     let words: Vec<String> = text.split_inclusive(' ').map(str::to_string).collect();
-    for word in &words {
-        events.push(chunk(json!({"content": word}), Value::Null));
+    if let Some(name) = tool {
+        // A tool call streams its name first, then its arguments in pieces the client joins by index.
+        let arguments = json!({"text": text.trim_start_matches("echo: ")}).to_string();
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_fake_1", "type": "function",
+            "function": {"name": name, "arguments": ""}}]}),
+            Value::Null,
+        ));
+        let middle = arguments.len() / 2;
+        for piece in [&arguments[..middle], &arguments[middle..]] {
+            events.push(chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                Value::Null,
+            ));
+        }
+        events.push(chunk(json!({}), json!("tool_calls")));
+    } else {
+        for word in &words {
+            events.push(chunk(json!({"content": word}), Value::Null));
+        }
+        events.push(chunk(json!({}), json!("stop")));
     }
-    events.push(chunk(json!({}), json!("stop")));
     if usage {
         let last = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_718_000_000,
             "model": model, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": words.len(), "total_tokens": 5 + words.len()}});

@@ -1,0 +1,222 @@
+"""The LLM gateway through the real `openai` SDK: Loopline in front of two fake providers (the
+`loopline-fake-llm` binary from crates/test-support, speaking OpenAI's wire format). Chat with and without
+streams, tool calls, embeddings in the SDK's default base64 form, models, fallback before a stream's first
+byte, a stream that breaks after it started, OpenAI's error classes, and auth with a Loopline token."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from loopline_process import REPO_ROOT, LooplineProcess, free_port  # noqa: E402
+
+KEY = "sk-fake-upstream-7f3a"
+ADMIN_PASSWORD = "gateway admin password"
+
+
+class Fake:
+    """A `loopline-fake-llm` process."""
+
+    def __init__(self, key=None):
+        binary = os.environ.get("LOOPLINE_FAKE_LLM_BIN", str(REPO_ROOT / "target" / "debug" / "loopline-fake-llm"))
+        command = [binary] + (["--key", key] if key else [])
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self.base_url = self.process.stdout.readline().strip()
+        assert self.base_url.startswith("http://127.0.0.1:"), self.base_url
+
+    def script(self, model, *behaviours):
+        response = requests.post(f"{self.base_url.removesuffix('/v1')}/fake/script",
+                                 json={"model": model, "behaviours": list(behaviours)}, timeout=10)
+        assert response.status_code == 204, response.text
+
+    def calls(self):
+        return requests.get(f"{self.base_url.removesuffix('/v1')}/fake/calls", timeout=10).json()
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+def fail(status, retry_after=None):
+    return {"fail": {"status": status, "message": f"failing with {status} on purpose", "retry_after": retry_after}}
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    primary, spare = Fake(KEY), Fake()
+    directory = Path(tempfile.mkdtemp(prefix="loopline-gateway-"))
+    (directory / "gateway.yaml").write_text(f"""
+providers:
+  - {{name: primary, kind: openai, base_url: "{primary.base_url}", api_key_env: FAKE_PRIMARY_KEY}}
+  - {{name: spare, kind: openai-compatible, base_url: "{spare.base_url}"}}
+models:
+  - {{name: chat, deployments: [{{provider: primary, model: big-model}}], fallbacks: [spare], retries: 1}}
+  - {{name: spare, deployments: [{{provider: spare, model: small-model}}], retries: 0}}
+  - {{name: embed, deployments: [{{provider: primary, model: embedder}}]}}
+settings: {{retry_backoff_ms: 0, cooldown_failures: 100}}
+""")
+    port = free_port()
+    server = LooplineProcess(["server", "--port", str(port), "--data-dir", str(directory / "data"),
+                              "--gateway-config", str(directory / "gateway.yaml")],
+                             port, directory / "server.log", timeout=60, env={"FAKE_PRIMARY_KEY": KEY})
+    try:
+        yield server, primary, spare
+    finally:
+        assert server.stop() == 0
+        assert KEY not in server.log_text()
+        primary.stop()
+        spare.stop()
+
+
+def client(server, **options):
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed-without-auth", max_retries=0, **options)
+
+
+MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
+
+
+def test_chat_with_and_without_a_stream(gateway):
+    server, primary, _ = gateway
+    answer = client(server).chat.completions.create(model="chat", messages=MESSAGES)
+    assert answer.choices[0].message.content == "echo: hello there"
+    assert answer.usage.total_tokens == 8
+    call = primary.calls()[-1]
+    assert call["model"] == "big-model" and call["authorization"] == f"Bearer {KEY}"
+
+    raw = client(server).chat.completions.with_raw_response.create(model="chat", messages=MESSAGES)
+    assert raw.headers["x-loopline-deployment"] == "primary/big-model"
+    assert float(raw.headers["x-loopline-overhead-ms"]) >= 0
+    assert raw.request_id.startswith("req_")
+
+    stream = client(server).chat.completions.create(model="chat", messages=MESSAGES, stream=True,
+                                                    stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hello there"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
+
+
+def test_tool_calls_round_trip_streamed_and_not(gateway):
+    server, _, _ = gateway
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                                "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}}]
+    answer = client(server).chat.completions.create(model="chat", messages=MESSAGES, tools=tools)
+    call = answer.choices[0].message.tool_calls[0]
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"text": "hello there"}
+
+    pieces = {}
+    for chunk in client(server).chat.completions.create(model="chat", messages=MESSAGES, tools=tools, stream=True):
+        for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            entry = pieces.setdefault(delta.index, {"name": "", "arguments": ""})
+            entry["name"] += (delta.function.name or "") if delta.function else ""
+            entry["arguments"] += (delta.function.arguments or "") if delta.function else ""
+    assert pieces[0]["name"] == "get_weather" and json.loads(pieces[0]["arguments"]) == {"text": "hello there"}
+
+    follow_up = MESSAGES + [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                            {"role": "tool", "tool_call_id": call.id, "content": "12 C"}]
+    answer = client(server).chat.completions.create(model="chat", messages=follow_up, tools=tools)
+    assert answer.choices[0].message.content == "echo: 12 C"
+
+
+def test_embeddings_models_and_legacy_completions(gateway):
+    server, primary, _ = gateway
+    # The SDK asks for base64 unless told otherwise, and decodes it itself.
+    vectors = client(server).embeddings.create(model="embed", input=["ab", "c"])
+    assert [item.embedding for item in vectors.data] == [[2.0, 97.0, 1.0], [1.0, 99.0, 1.0]]
+    assert primary.calls()[-1]["body"]["encoding_format"] == "base64"
+    floats = client(server).embeddings.create(model="embed", input="xyz", encoding_format="float")
+    assert floats.data[0].embedding == [3.0, 120.0, 1.0]
+
+    assert [model.id for model in client(server).models.list()] == ["chat", "spare", "embed"]
+    assert client(server).models.retrieve("chat").id == "chat"
+    with pytest.raises(openai.NotFoundError):
+        client(server).models.retrieve("missing")
+    completion = client(server).completions.create(model="spare", prompt="once upon")
+    assert completion.choices[0].text == "echo: once upon"
+
+
+def test_fallback_before_the_first_byte_and_a_typed_error_after_it(gateway):
+    server, primary, spare = gateway
+    primary.script("big-model", fail(503), fail(500))
+    stream = client(server).chat.completions.create(model="chat", messages=MESSAGES, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "echo: hello there"
+    assert spare.calls()[-1]["model"] == "small-model"
+
+    primary.script("big-model", {"cut_after": 2})
+    stream = client(server).chat.completions.create(model="chat", messages=MESSAGES, stream=True)
+    received = []
+    with pytest.raises(openai.APIError) as raised:
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "echo: "
+    assert "stream" in str(raised.value)
+
+    primary.script("big-model", fail(429, "0"))
+    raw = client(server).chat.completions.with_raw_response.create(model="chat", messages=MESSAGES)
+    assert raw.headers["x-loopline-attempts"] == "2"
+
+
+def test_errors_arrive_as_the_sdks_own_exceptions(gateway):
+    server, primary, spare = gateway
+    with pytest.raises(openai.NotFoundError) as raised:
+        client(server).chat.completions.create(model="no-such-model", messages=MESSAGES)
+    assert raised.value.code == "model_not_found"
+    bad_call = {"role": "assistant", "content": None,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}
+    with pytest.raises(openai.BadRequestError) as raised:
+        client(server).chat.completions.create(model="chat", messages=MESSAGES + [bad_call])
+    assert raised.value.param == "messages[2].tool_calls[0].function.arguments"
+    with pytest.raises(openai.BadRequestError) as raised:
+        client(server).chat.completions.create(model="chat", messages=MESSAGES,
+                                               extra_body={"api_base": "http://169.254.169.254/latest"})
+    assert raised.value.param == "api_base"
+    primary.script("big-model", fail(500), fail(500))
+    spare.script("small-model", fail(500))
+    with pytest.raises(openai.InternalServerError) as raised:
+        client(server).chat.completions.create(model="chat", messages=MESSAGES)
+    assert raised.value.status_code == 503 and KEY not in str(raised.value.body)
+
+
+def test_with_auth_a_token_calls_only_the_models_it_was_granted():
+    fake = Fake()
+    directory = Path(tempfile.mkdtemp(prefix="loopline-gateway-auth-"))
+    (directory / "gateway.yaml").write_text(f"""
+providers: [{{name: local, kind: openai-compatible, base_url: "{fake.base_url}"}}]
+models:
+  - {{name: allowed, deployments: [{{provider: local, model: a}}]}}
+  - {{name: other, deployments: [{{provider: local, model: b}}]}}
+""")
+    port = free_port()
+    server = LooplineProcess(["server", "--port", str(port), "--data-dir", str(directory / "data"), "--auth", "basic,token",
+                              "--gateway-config", str(directory / "gateway.yaml")],
+                             port, directory / "server.log", timeout=60, env={"LOOPLINE_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    try:
+        admin = ("admin", ADMIN_PASSWORD)
+        api = f"{server.url}/api/3.0/mlflow"
+        assert requests.post(f"{server.url}/api/2.0/mlflow/users/create", auth=admin, timeout=30,
+                             json={"username": "app", "password": "app user password"}).status_code == 200
+        granted = requests.post(f"{api}/users/permissions/grant", auth=admin, timeout=30,
+                                json={"username": "app", "resource_type": "gateway_endpoint",
+                                      "resource_id": "allowed", "permission": "USE"})
+        assert granted.status_code == 200, granted.text
+        issued = requests.post(f"{server.url}/api/loopline/v1/access/tokens", auth=("app", "app user password"),
+                               json={"name": "llm", "scopes": ["predict"]}, timeout=30)
+        assert issued.status_code == 200, issued.text
+        app = openai.OpenAI(base_url=f"{server.url}/v1", api_key=issued.json()["token"], max_retries=0)
+        assert app.chat.completions.create(model="allowed", messages=MESSAGES).choices[0].message.content == "echo: hello there"
+        with pytest.raises(openai.PermissionDeniedError):
+            app.chat.completions.create(model="other", messages=MESSAGES)
+        assert [model.id for model in app.models.list()] == ["allowed"]
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{server.url}/v1", api_key="llt_not_a_real_token", max_retries=0) \
+                .chat.completions.create(model="allowed", messages=MESSAGES)
+    finally:
+        assert server.stop() == 0
+        fake.stop()
