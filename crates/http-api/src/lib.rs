@@ -3,6 +3,7 @@
 //! its artifact proxy.
 
 pub mod access;
+pub mod anthropic;
 pub mod error;
 pub mod extract;
 mod graphql;

@@ -45,6 +45,8 @@ pub enum ProviderKind {
     Openai,
     /// Any server speaking OpenAI's API: vLLM, TGI, llama.cpp, Ollama, LM Studio.
     OpenaiCompatible,
+    /// Anthropic's Messages API (chat requests are translated both ways, streams and tools included).
+    Anthropic,
 }
 
 /// Where requests for a provider go.
@@ -54,9 +56,9 @@ pub struct Provider {
     pub name: String,
     /// Its wire format.
     pub kind: ProviderKind,
-    /// Base URL up to and including `/v1` (requests go to `{base_url}/chat/completions`).
+    /// Base URL up to and including `/v1` (requests go to `{base_url}/chat/completions`, or `/messages`).
     pub base_url: String,
-    /// The key sent as `Authorization: Bearer`, if the provider needs one.
+    /// The key sent as `Authorization: Bearer` (`x-api-key` to Anthropic), if the provider needs one.
     pub api_key: Option<Secret>,
 }
 

@@ -3,7 +3,7 @@
 //! caller only once its first event has arrived, so a failure before then falls back without the caller
 //! seeing it; a failure after it ends the stream with a typed error event instead of a silent cut.
 
-use crate::config::{GatewayConfig, ModelGroup};
+use crate::config::{GatewayConfig, ModelGroup, ProviderKind};
 use crate::provider::{ByteStream, Failure, FailureKind, Upstream};
 use crate::sse::SseParser;
 use futures::{Stream, StreamExt};
@@ -312,14 +312,36 @@ impl Gateway {
         model: &ModelGroup,
         streaming: bool,
     ) -> Result<Answer, Failure> {
-        let response = self
-            .upstream
-            .post(provider, endpoint.path(), request, model.timeout)
-            .await?;
+        let anthropic = provider.kind == ProviderKind::Anthropic;
+        let response = if anthropic {
+            if endpoint != Endpoint::ChatCompletions {
+                return Err(Failure {
+                    kind: FailureKind::Unusable,
+                    status: None,
+                    retry_after: None,
+                    message: format!(
+                        "{} speaks Anthropic's Messages API, which has no {}",
+                        provider.name,
+                        endpoint.path()
+                    ),
+                });
+            }
+            let translated = crate::anthropic::request_from_openai(request);
+            self.upstream
+                .post(provider, "/messages", &translated, model.timeout)
+                .await?
+        } else {
+            self.upstream
+                .post(provider, endpoint.path(), request, model.timeout)
+                .await?
+        };
         if !streaming {
-            return Ok(Answer::Json(
-                self.upstream.json(provider, response, model.timeout).await?,
-            ));
+            let answer = self.upstream.json(provider, response, model.timeout).await?;
+            return Ok(Answer::Json(if anthropic {
+                crate::anthropic::response_to_openai(&answer)
+            } else {
+                answer
+            }));
         }
         let is_events = response
             .headers()
@@ -334,6 +356,10 @@ impl Gateway {
                 message: format!("{} did not stream its answer", provider.name),
             });
         }
+        let include_usage = request
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true);
         let mut events = Events {
             bytes: self.upstream.stream(provider, response),
             parser: SseParser::new(),
@@ -341,6 +367,7 @@ impl Gateway {
             timeout: model.timeout,
             provider: provider.name.clone(),
             finished: false,
+            translate: anthropic.then(|| crate::anthropic::ToOpenaiStream::new(include_usage)),
         };
         // The first event decides: a failure before it is this deployment's, and the next one is tried.
         let first = events.next_data().await?;
@@ -421,6 +448,8 @@ struct Events {
     provider: String,
     /// `[DONE]` was seen: the stream ended as it should.
     finished: bool,
+    /// Anthropic's events turned into chat chunks (for an `anthropic` provider).
+    translate: Option<crate::anthropic::ToOpenaiStream>,
 }
 
 impl Events {
@@ -454,9 +483,32 @@ impl Events {
                 retry_after: None,
                 message: format!("{}: {message}", self.provider),
             })?;
-            self.pending.extend(events.into_iter().map(|event| event.data));
+            match &mut self.translate {
+                None => self.pending.extend(events.into_iter().map(|event| event.data)),
+                Some(translate) => {
+                    for event in events {
+                        let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+                            continue;
+                        };
+                        let chunks = translate.event(&data).map_err(|message| Failure {
+                            kind: FailureKind::Retryable,
+                            status: None,
+                            retry_after: None,
+                            message: format!("{} streamed an error: {message}", self.provider),
+                        })?;
+                        self.pending.extend(chunks);
+                    }
+                }
+            }
         }
     }
+}
+
+/// Seconds since the Unix epoch (the `created` of translated answers).
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// The error event a caller gets when a stream breaks after it started (OpenAI's error shape).

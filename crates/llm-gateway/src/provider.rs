@@ -2,7 +2,7 @@
 //! next deployment, or tell the caller their request is wrong. Redirects are never followed (the key would
 //! go with them), answers are read up to a limit, and the provider's key never appears in a message.
 
-use crate::config::Provider;
+use crate::config::{Provider, ProviderKind};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::Value;
@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// The largest answer read from a provider (a non-streamed completion or embeddings).
 pub const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// The Messages API version asked of Anthropic.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// The most of an error answer read.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
@@ -82,7 +84,12 @@ impl Upstream {
                 retry_after: None,
                 message: format!("the request could not be encoded: {error}"),
             })?);
-        if let Some(key) = &provider.api_key {
+        if provider.kind == ProviderKind::Anthropic {
+            request = request.header("anthropic-version", ANTHROPIC_VERSION);
+            if let Some(key) = &provider.api_key {
+                request = request.header("x-api-key", key.expose());
+            }
+        } else if let Some(key) = &provider.api_key {
             request = request.bearer_auth(key.expose());
         }
         let response = match tokio::time::timeout(timeout, request.send()).await {
@@ -229,7 +236,8 @@ fn classify(provider: &Provider, status: u16, retry_after: Option<Duration>, tex
     let context_window = code.as_deref() == Some("context_length_exceeded")
         || message.contains("context length")
         || message.contains("context window")
-        || message.contains("maximum context");
+        || message.contains("maximum context")
+        || message.contains("prompt is too long");
     let kind = match status {
         408 | 409 | 429 => FailureKind::Retryable,
         500.. => FailureKind::Retryable,
@@ -257,7 +265,7 @@ fn classify(provider: &Provider, status: u16, retry_after: Option<Duration>, tex
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ProviderKind, Secret};
+    use crate::config::Secret;
 
     fn provider() -> Provider {
         Provider {

@@ -154,7 +154,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))
         .merge(log_browse)
-        .merge(loopline_http_api::openai::routes(Arc::new(config.gateway.gateway()?)))
+        .merge(gateway_routes(config)?)
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
@@ -302,6 +302,12 @@ async fn guarded(
     routes.extend(inventory::routes(&pages));
     let pages = pages.route_layer(wire::GuardLayer::new(guard));
     Ok((api.merge(pages), routes, Some(audit)))
+}
+
+/// OpenAI's and Anthropic's APIs over one gateway.
+fn gateway_routes(config: &ServerConfig) -> anyhow::Result<axum::Router> {
+    let gateway = Arc::new(config.gateway.gateway()?);
+    Ok(loopline_http_api::openai::routes(gateway.clone()).merge(loopline_http_api::anthropic::routes(gateway)))
 }
 
 /// The router with its guard, every (method, path) it answers, and the audit trail's writer (with auth on).

@@ -586,6 +586,7 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
             "POST",
             predict(GATEWAY, Source::Field(&["model"])),
         ),
+        ("", "/v1/messages", "POST", predict(GATEWAY, Source::Field(&["model"]))),
         ("", "/v1/models", "GET", Need::Signed(Action::Predict)),
         ("", "/v1/models/{*id}", "GET", predict(GATEWAY, path("id"))),
         (OWN, "/feedback", "POST", Need::Signed(Action::Predict)),

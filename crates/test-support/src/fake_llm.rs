@@ -82,6 +82,7 @@ impl FakeLlm {
             .route("/v1/chat/completions", post(answer))
             .route("/v1/completions", post(answer))
             .route("/v1/embeddings", post(answer))
+            .route("/v1/messages", post(answer))
             .route("/fake/script", post(script))
             .route("/fake/calls", axum::routing::get(calls))
             .with_state(fake.clone());
@@ -158,6 +159,8 @@ async fn calls(State(fake): State<Arc<Fake>>) -> Response {
 async fn answer(State(fake): State<Arc<Fake>>, request: Request) -> Response {
     let path = request.uri().path().to_string();
     let authorization = header(request.headers(), "authorization");
+    let api_key = header(request.headers(), "x-api-key");
+    let api_version = header(request.headers(), "anthropic-version");
     let bytes = axum::body::to_bytes(request.into_body(), 64 << 20)
         .await
         .unwrap_or_default();
@@ -173,8 +176,17 @@ async fn answer(State(fake): State<Arc<Fake>>, request: Request) -> Response {
         authorization: authorization.clone(),
         body: body.clone(),
     });
+    let anthropic = path.ends_with("/messages");
+    if anthropic && api_version.is_none() {
+        return error(400, "anthropic-version: header is required", None);
+    }
+    let presented = if anthropic {
+        api_key.map(|key| format!("Bearer {key}"))
+    } else {
+        authorization.clone()
+    };
     if let Some(key) = &fake.key
-        && authorization.as_deref() != Some(&format!("Bearer {key}"))
+        && presented.as_deref() != Some(&format!("Bearer {key}"))
     {
         return error(401, "Incorrect API key provided.", None);
     }
@@ -196,6 +208,9 @@ async fn answer(State(fake): State<Arc<Fake>>, request: Request) -> Response {
     };
     if path.ends_with("/embeddings") {
         return embeddings(&model, &body);
+    }
+    if anthropic {
+        return anthropic_answer(&model, &body, cut);
     }
     let text = format!("echo: {}", last_text(&body));
     let chat = path.ends_with("/chat/completions");
@@ -253,7 +268,7 @@ fn tool_to_call(body: &Value) -> Option<String> {
     body.pointer("/tools/0/function/name")?.as_str().map(str::to_string)
 }
 
-/// The text of the last message (chat) or the prompt (legacy).
+/// The text of the last message (chat) or the prompt (legacy); an Anthropic tool result's content.
 fn last_text(body: &Value) -> String {
     if let Some(prompt) = body.get("prompt").and_then(Value::as_str) {
         return prompt.to_string();
@@ -267,11 +282,90 @@ fn last_text(body: &Value) -> String {
         Some(Value::String(text)) => text.clone(),
         Some(Value::Array(parts)) => parts
             .iter()
-            .filter_map(|part| part.get("text")?.as_str())
+            .filter_map(|part| part.get("text").or_else(|| part.get("content"))?.as_str())
             .collect::<Vec<_>>()
             .join(" "),
         _ => String::new(),
     }
+}
+
+/// Anthropic's Messages API: a text answer (or a tool_use block when tools are offered and the user spoke
+/// last), whole or as named events.
+fn anthropic_answer(model: &str, body: &Value, cut: Option<usize>) -> Response {
+    let text = format!("echo: {}", last_text(body));
+    let last_is_user_text = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|messages| messages.last())
+        .is_some_and(|message| message["role"] == "user" && !message["content"].to_string().contains("tool_result"));
+    let tool = body
+        .pointer("/tools/0/name")
+        .and_then(Value::as_str)
+        .filter(|_| last_is_user_text);
+    let (block, stop) = match tool {
+        Some(name) => (
+            json!({"type": "tool_use", "id": "toolu_fake_1", "name": name, "input": {"text": last_text(body)}}),
+            "tool_use",
+        ),
+        None => (json!({"type": "text", "text": text}), "end_turn"),
+    };
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        return axum::Json(
+            json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+            "content": [block], "stop_reason": stop, "stop_sequence": null,
+            "usage": {"input_tokens": 5, "output_tokens": 3}}),
+        )
+        .into_response();
+    }
+    let named = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut events = vec![
+        named(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message",
+            "role": "assistant", "model": model, "content": [], "stop_reason": null, "usage": {"input_tokens": 5, "output_tokens": 0}}}),
+        ),
+        named("ping", json!({"type": "ping"})),
+    ];
+    if let Some(name) = tool {
+        events.push(named(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_fake_1", "name": name, "input": {}}}),
+        ));
+        let arguments = json!({"text": last_text(body)}).to_string();
+        let middle = arguments.len() / 2;
+        for piece in [&arguments[..middle], &arguments[middle..]] {
+            events.push(named(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": piece}}),
+            ));
+        }
+    } else {
+        events.push(named(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ));
+        for word in text.split_inclusive(' ') {
+            events.push(named(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": word}}),
+            ));
+        }
+    }
+    events.push(named(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(named(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+        "usage": {"output_tokens": 3}}),
+    ));
+    events.push(named("message_stop", json!({"type": "message_stop"})));
+    event_stream(events, cut)
 }
 
 fn embeddings(model: &str, body: &Value) -> Response {
@@ -352,6 +446,11 @@ fn stream(model: &str, text: &str, chat: bool, usage: bool, cut: Option<usize>, 
         events.push(format!("data: {last}\n\n"));
     }
     events.push("data: [DONE]\n\n".to_string());
+    event_stream(events, cut)
+}
+
+/// Server-sent events, the first `cut` of them only when asked (a stream that ends without finishing).
+fn event_stream(mut events: Vec<String>, cut: Option<usize>) -> Response {
     if let Some(kept) = cut {
         events.truncate(kept);
     }

@@ -4,8 +4,6 @@ streams, tool calls, embeddings in the SDK's default base64 form, models, fallba
 byte, a stream that breaks after it started, OpenAI's error classes, and auth with a Loopline token."""
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -15,33 +13,13 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from loopline_process import REPO_ROOT, LooplineProcess, free_port  # noqa: E402
+from loopline_process import LooplineProcess, free_port  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fake_provider import Fake  # noqa: E402
 
 KEY = "sk-fake-upstream-7f3a"
 ADMIN_PASSWORD = "gateway admin password"
-
-
-class Fake:
-    """A `loopline-fake-llm` process."""
-
-    def __init__(self, key=None):
-        binary = os.environ.get("LOOPLINE_FAKE_LLM_BIN", str(REPO_ROOT / "target" / "debug" / "loopline-fake-llm"))
-        command = [binary] + (["--key", key] if key else [])
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        self.base_url = self.process.stdout.readline().strip()
-        assert self.base_url.startswith("http://127.0.0.1:"), self.base_url
-
-    def script(self, model, *behaviours):
-        response = requests.post(f"{self.base_url.removesuffix('/v1')}/fake/script",
-                                 json={"model": model, "behaviours": list(behaviours)}, timeout=10)
-        assert response.status_code == 204, response.text
-
-    def calls(self):
-        return requests.get(f"{self.base_url.removesuffix('/v1')}/fake/calls", timeout=10).json()
-
-    def stop(self):
-        self.process.kill()
-        self.process.wait()
 
 
 def fail(status, retry_after=None):

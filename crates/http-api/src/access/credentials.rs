@@ -25,11 +25,26 @@ pub enum Presented {
     Bearer(String),
 }
 
-/// Reads the Authorization header.
+/// A token in `x-api-key`, as the `anthropic` SDK sends its key, when no `Authorization` header came.
+fn api_key(headers: &HeaderMap) -> Presented {
+    let mut values = headers.get_all("x-api-key").iter();
+    let Some(value) = values.next() else {
+        return Presented::Nothing;
+    };
+    if values.next().is_some() || value.len() > MAX_HEADER_BYTES {
+        return Presented::Malformed;
+    }
+    match value.to_str().map(str::trim) {
+        Ok(token) if !token.is_empty() && !token.contains(' ') => Presented::Bearer(token.to_string()),
+        _ => Presented::Malformed,
+    }
+}
+
+/// Reads the Authorization header (or, without one, a token in `x-api-key`).
 pub fn presented(headers: &HeaderMap) -> Presented {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
-        return Presented::Nothing;
+        return api_key(headers);
     };
     if values.next().is_some() || value.len() > MAX_HEADER_BYTES {
         return Presented::Malformed;
@@ -107,6 +122,22 @@ mod tests {
             );
         }
         assert_eq!(presented(&with(&[b'a'; 9000])), Presented::Malformed);
+    }
+
+    #[test]
+    fn a_token_in_x_api_key_counts_only_without_an_authorization_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", "llt_abc".parse().unwrap());
+        assert!(matches!(presented(&headers), Presented::Bearer(token) if token == "llt_abc"));
+        headers.insert(header::AUTHORIZATION, "Bearer other".parse().unwrap());
+        assert!(matches!(presented(&headers), Presented::Bearer(token) if token == "other"));
+        let mut twice = HeaderMap::new();
+        twice.append("x-api-key", "a".parse().unwrap());
+        twice.append("x-api-key", "b".parse().unwrap());
+        assert!(matches!(presented(&twice), Presented::Malformed));
+        let mut spaced = HeaderMap::new();
+        spaced.insert("x-api-key", "a b".parse().unwrap());
+        assert!(matches!(presented(&spaced), Presented::Malformed));
     }
 
     proptest! {

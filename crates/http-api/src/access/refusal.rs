@@ -26,7 +26,9 @@ pub fn refuse(path: &str, code: ErrorCode, message: &str, challenges: Challenges
     } else {
         StatusCode::FORBIDDEN
     };
-    let mut response = if crate::openai::is_openai_path(path) {
+    let mut response = if crate::anthropic::is_anthropic_path(path) {
+        crate::anthropic::error(status, message)
+    } else if crate::openai::is_openai_path(path) {
         let code = if code == ErrorCode::Unauthenticated {
             "invalid_api_key"
         } else {

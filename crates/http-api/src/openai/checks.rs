@@ -22,6 +22,18 @@ const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "fu
 /// The most messages in one request.
 const MAX_MESSAGES: usize = 100_000;
 
+/// A field of the request that would choose a provider's URL or key, if it has one.
+pub fn routing_field(object: &Map<String, Value>) -> Option<&'static str> {
+    ROUTING_FIELDS.iter().copied().find(|field| object.contains_key(*field))
+}
+
+/// Why such a field is refused.
+pub fn routing_message(field: &str) -> String {
+    format!(
+        "'{field}' cannot be set in a request: providers, their URLs and keys come from the gateway's configuration."
+    )
+}
+
 /// Parses a request body into an object with a string `model`.
 pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, OpenAiError> {
     let value: Value = serde_json::from_slice(bytes)
@@ -34,15 +46,8 @@ pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, OpenAiError> {
         Some(_) => return Err(OpenAiError::invalid("model", "'model' must be a non-empty string.")),
         None => return Err(OpenAiError::invalid("model", "'model' is required.")),
     }
-    for field in ROUTING_FIELDS {
-        if object.contains_key(*field) {
-            return Err(OpenAiError::invalid(
-                *field,
-                format!(
-                    "'{field}' cannot be set in a request: providers, their URLs and keys come from the gateway's configuration."
-                ),
-            ));
-        }
+    if let Some(field) = routing_field(&object) {
+        return Err(OpenAiError::invalid(field, routing_message(field)));
     }
     if let Some(stream) = object.get("stream")
         && !stream.is_boolean()

@@ -95,7 +95,7 @@ fn request_id() -> String {
 
 /// Headers saying how the call was served: the gateway's own time (`x-loopline-overhead-ms`: the whole call
 /// less the time spent waiting on providers), the deployment that answered and the attempts it took.
-fn with_served(mut response: Response, served: &Served, started: Instant) -> Response {
+pub(crate) fn with_served(mut response: Response, served: &Served, started: Instant) -> Response {
     let overhead = started.elapsed().saturating_sub(served.upstream);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {

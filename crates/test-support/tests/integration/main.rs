@@ -14,6 +14,7 @@ mod endpoint_inventory;
 mod errors;
 mod gates;
 mod gateway;
+mod gateway_anthropic;
 mod hardening;
 mod hardening_models;
 mod hardening_ui;

@@ -1,0 +1,142 @@
+//! Anthropic's Messages API (`POST /v1/messages`) over the LLM gateway, so the `anthropic` SDK works with
+//! `base_url` pointed here: the request is translated into a chat request, routed like any other (to OpenAI,
+//! OpenAI-compatible or Anthropic providers), and the answer translated back, streamed as Anthropic's named
+//! events. Errors take Anthropic's shape.
+
+use crate::openai::checks;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::StreamExt;
+use loopline_core::HasErrorCode;
+use loopline_llm_gateway::anthropic::{ToAnthropicStream, request_to_openai, response_from_openai};
+use loopline_llm_gateway::{Answer, Endpoint, Gateway, GatewayError, Piece};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// True for the paths this module answers (their refusals take Anthropic's error shape).
+pub fn is_anthropic_path(path: &str) -> bool {
+    path == "/v1/messages"
+}
+
+/// The route, over `gateway`.
+pub fn routes(gateway: Arc<Gateway>) -> Router {
+    Router::new().route("/v1/messages", post(messages)).with_state(gateway)
+}
+
+/// An error in Anthropic's shape.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    let kind = match status.as_u16() {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    };
+    let body = json!({"type": "error", "error": {"type": kind, "message": message}});
+    (status, axum::Json(body)).into_response()
+}
+
+fn gateway_error(failure: GatewayError) -> Response {
+    let status = crate::error::status_for(failure.error_code());
+    let mut response = error(status, &failure.to_string());
+    if let GatewayError::RateLimited { retry_after, .. } = &failure {
+        let seconds = retry_after.map_or(1, |wait| wait.as_secs_f64().ceil() as u64).max(1);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let started = Instant::now();
+    let bytes = match crate::extract::read_body_limited(request.into_body(), crate::openai::MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(failure) => return error(crate::error::status_for(failure.code), &failure.message),
+    };
+    let body: serde_json::Map<String, Value> = match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(body)) => body,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "The body must be a JSON object."),
+        Err(failure) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("The body is not valid JSON: {failure}"),
+            );
+        }
+    };
+    if let Some(field) = checks::routing_field(&body) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("{field}: {}", checks::routing_message(field)),
+        );
+    }
+    let chat = match request_to_openai(&body) {
+        Ok(chat) => chat,
+        Err(invalid) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("{}: {}", invalid.field, invalid.message),
+            );
+        }
+    };
+    // The translated request passes the same checks as a chat request (tool-call arguments included).
+    if let Err(invalid) = checks::chat(&chat) {
+        return error(invalid.status, &invalid.message);
+    }
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    match gateway.call(Endpoint::ChatCompletions, chat).await {
+        Ok((Answer::Json(completion), served)) => crate::openai::with_served(
+            axum::Json(response_from_openai(&completion, &model)).into_response(),
+            &served,
+            started,
+        ),
+        Ok((Answer::Stream(pieces), served)) => crate::openai::with_served(stream(pieces, &model), &served, started),
+        Err(failure) => gateway_error(failure),
+    }
+}
+
+fn event(name: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+fn stream(pieces: loopline_llm_gateway::gateway::PieceStream, model: &str) -> Response {
+    let mut translate = ToAnthropicStream::new(model);
+    let events = pieces.map(move |piece| {
+        let mut out = Vec::new();
+        match piece {
+            Piece::Data(data) if data.trim() == "[DONE]" => {
+                out.extend(translate.finish().iter().map(|(name, data)| event(name, data)));
+            }
+            Piece::Data(data) => {
+                if let Ok(chunk) = serde_json::from_str::<Value>(&data) {
+                    out.extend(translate.chunk(&chunk).iter().map(|(name, data)| event(name, data)));
+                }
+            }
+            Piece::Broken(message) => {
+                tracing::warn!(%message, "a gateway stream broke after it started");
+                out.push(event(
+                    "error",
+                    &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+                ));
+            }
+        }
+        futures::stream::iter(out.into_iter().map(Ok::<_, std::convert::Infallible>))
+    });
+    let mut response = Response::new(Body::from_stream(events.flatten()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
