@@ -515,7 +515,7 @@ fn compare_with_reference(
     };
     // The prediction is compared when it can be; a prediction that cannot (the reference holds probabilities,
     // the model answers classes) costs only the prediction-drift figures, never the features'.
-    let ((report, sketch), prediction_compared) = match compare(&wanted) {
+    let ((mut report, sketch), prediction_compared) = match compare(&wanted) {
         Ok(compared) => (compared, prediction_compared),
         Err(problems) if prediction_compared => {
             wanted.pop();
@@ -546,6 +546,12 @@ fn compare_with_reference(
         "drift.dataset".into(),
         f64::from(u8::from(tested > 0 && share >= report.drift_share)),
     );
+    // The window's report tells the same verdict as its figures: the share is the features' (the prediction's
+    // drift is its own figure and its own row in the table).
+    report.tested_columns = tested;
+    report.drifted_columns = drifted;
+    report.share_of_drifted_columns = share;
+    report.dataset_drift = tested > 0 && share >= report.drift_share;
     for column in &report.columns {
         let is_prediction = prediction_compared && column.name == spec.prediction_column;
         if let Some(score) = column.score {

@@ -393,13 +393,25 @@ fn check_text(field: &str, text: &str) -> Result<(), SpecError> {
 }
 
 fn check_method(field: &str, method: Option<&str>, threshold: Option<f64>) -> Result<(), SpecError> {
-    if let Some(name) = method
-        && DriftMethod::from_name(name).is_none()
-    {
-        return Err(refuse(
-            format!("{field}.method"),
-            format!("unknown drift method '{name}'; use one `loopline drift --help` lists"),
-        ));
+    if let Some(name) = method {
+        let Some(chosen) = DriftMethod::from_name(name) else {
+            return Err(refuse(
+                format!("{field}.method"),
+                format!("unknown drift method '{name}'; use one `loopline drift --help` lists"),
+            ));
+        };
+        // A monitor compares windows with a reference profile, which keeps raw values only for references of
+        // at most 1000 rows: the tests on raw samples would fail every window of any real reference.
+        if matches!(chosen, DriftMethod::KolmogorovSmirnov | DriftMethod::AndersonDarling) {
+            return Err(refuse(
+                format!("{field}.method"),
+                format!(
+                    "'{name}' compares raw samples, but a monitor's reference is a profile (quantiles and \
+                     histograms); use wasserstein, psi, jensenshannon, kl_div or hellinger (or `loopline drift` \
+                     on the two data files for {name})"
+                ),
+            ));
+        }
     }
     if let Some(value) = threshold
         && !(value.is_finite() && value >= 0.0)
@@ -810,6 +822,14 @@ mod tests {
             (
                 json!({"deployment": "d", "window": {"seconds": 60}, "drift": {"method": "nope"}}),
                 "drift.method",
+            ),
+            (
+                json!({"deployment": "d", "window": {"seconds": 60}, "drift": {"method": "ks"}}),
+                "drift.method",
+            ),
+            (
+                json!({"deployment": "d", "window": {"seconds": 60}, "drift": {"columns": {"age": {"method": "anderson"}}}}),
+                "drift.columns.age.method",
             ),
         ];
         for (body, field) in cases {

@@ -68,7 +68,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Server(_) | Command::Serve(_) | Command::Quickstart(_)) {
+        quiet_on_closed_stdout();
+    }
+    match command {
         Command::Profile(args) => commands::profile::run(args),
         Command::Drift(args) => commands::drift::run(args),
         Command::Validate(args) => commands::validate::run(args),
@@ -91,6 +95,26 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// A command whose output is cut short (`loopline monitor status NAME | head -1`) ends quietly, as other Unix tools
+/// end when their reader goes away, instead of with the panic `println!` raises. Not for the servers: a closed
+/// standard output must never stop one.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            // 128 + SIGPIPE: what a shell reports for a tool stopped by a closed pipe.
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 #[tokio::main]

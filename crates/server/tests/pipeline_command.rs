@@ -121,3 +121,22 @@ fn bad_pipelines_are_refused_before_anything_runs() {
         text(&output)
     );
 }
+
+#[test]
+fn output_cut_short_by_a_closed_pipe_ends_quietly_instead_of_panicking() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join("loopline.yaml"), PIPELINE).unwrap();
+    // A pipe whose reader is gone before the command writes: its first line meets a closed pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_loopline"))
+        .args(["pipeline", "show"])
+        .current_dir(directory.path())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

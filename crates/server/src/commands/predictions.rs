@@ -82,6 +82,10 @@ pub fn run(args: PredictionsArgs) -> ExitCode {
             );
             ExitCode::from(OK)
         }
+        Err(message) if message.starts_with("no logged predictions") => input_error(format!(
+            "{message}; looked in the artifact store {destination}: the command reads the store itself, so give it \
+             the server's --data-dir or --artifacts-destination"
+        )),
         Err(message) => input_error(message),
     }
 }

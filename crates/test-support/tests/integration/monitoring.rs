@@ -297,6 +297,23 @@ async fn drift_in_live_traffic_is_found_in_its_window_alerts_once_and_resolves()
     assert_eq!(report.status, 200);
     assert!(report.header("content-type").unwrap().starts_with("text/html"));
     assert!(report.body_text().contains("f2"));
+    // The report's verdict and counts are the window's figures (inputs only; the prediction is its own row).
+    let third = &windows(&server, "churn-live").await[3];
+    let verdict = if figure(third, "drift.dataset") == Some(1.0) {
+        "Dataset drift detected"
+    } else {
+        "No dataset drift"
+    };
+    assert!(report.body_text().contains(verdict), "{third}");
+    let counts = format!(
+        "<b>{} of {}</b>",
+        figure(third, "drift.columns_drifted").unwrap(),
+        FEATURES.len()
+    );
+    assert!(
+        report.body_text().contains(&counts),
+        "{counts} in the report of {third}"
+    );
     // Longer spans are the merge of their windows' sketches: the clean ones show no drift, and with the drifted
     // window merged in, f2 (and only f2) drifts; counts add up exactly.
     let span = |from: usize, to: usize| {
