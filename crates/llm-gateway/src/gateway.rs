@@ -4,6 +4,7 @@
 //! seeing it; a failure after it ends the stream with a typed error event instead of a silent cut.
 
 use crate::config::{GatewayConfig, ModelGroup, ProviderKind};
+use crate::metrics::GatewayMetrics;
 use crate::provider::{ByteStream, Failure, FailureKind, Upstream};
 use crate::sse::SseParser;
 use futures::{Stream, StreamExt};
@@ -71,6 +72,19 @@ pub enum GatewayError {
     },
 }
 
+impl GatewayError {
+    /// The outcome label of a failed call in the metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::ModelNotFound(_) => "model_not_found",
+            GatewayError::Rejected(_) => "rejected",
+            GatewayError::ContextWindow(_) => "context_window",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
 impl HasErrorCode for GatewayError {
     fn error_code(&self) -> ErrorCode {
         match self {
@@ -127,6 +141,7 @@ pub struct Gateway {
     upstream: Upstream,
     /// Per model group, per deployment.
     health: Mutex<Vec<Vec<Health>>>,
+    metrics: Arc<GatewayMetrics>,
 }
 
 impl Gateway {
@@ -141,7 +156,13 @@ impl Gateway {
             config: Arc::new(config),
             upstream: Upstream::new()?,
             health: Mutex::new(health),
+            metrics: Arc::default(),
         })
+    }
+
+    /// The gateway's Prometheus families.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.metrics
     }
 
     /// The configuration served.
@@ -150,12 +171,46 @@ impl Gateway {
     }
 
     /// Sends a request body (already checked by the wire layer: an object with a string `model`) to the
-    /// model it names. A body with `"stream": true` gets [`Answer::Stream`].
-    pub async fn call(
-        &self,
-        endpoint: Endpoint,
-        mut body: Map<String, Value>,
-    ) -> Result<(Answer, Served), GatewayError> {
+    /// model it names. A body with `"stream": true` gets [`Answer::Stream`]. Counted in the gateway's metrics.
+    pub async fn call(&self, endpoint: Endpoint, body: Map<String, Value>) -> Result<(Answer, Served), GatewayError> {
+        let name = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let started = Instant::now();
+        let routed = self.route(endpoint, body).await;
+        let metrics = &self.metrics;
+        match routed {
+            Ok((Answer::Json(value), served)) => {
+                if served.fell_back {
+                    metrics.fallback(&name);
+                }
+                if let Some((prompt, completion)) = usage(&value) {
+                    metrics.tokens(&name, prompt, completion);
+                }
+                metrics.call(&name, "ok", Some(started.elapsed()));
+                Ok((Answer::Json(value), served))
+            }
+            Ok((Answer::Stream(pieces), served)) => {
+                if served.fell_back {
+                    metrics.fallback(&name);
+                }
+                metrics.first_token(&name, started.elapsed());
+                Ok((
+                    Answer::Stream(observed(pieces, self.metrics.clone(), name, started)),
+                    served,
+                ))
+            }
+            Err(GatewayError::ModelNotFound(model)) => Err(GatewayError::ModelNotFound(model)),
+            Err(error) => {
+                metrics.call(&name, error.label(), Some(started.elapsed()));
+                Err(error)
+            }
+        }
+    }
+
+    async fn route(&self, endpoint: Endpoint, mut body: Map<String, Value>) -> Result<(Answer, Served), GatewayError> {
         let name = body
             .get("model")
             .and_then(Value::as_str)
@@ -180,6 +235,13 @@ impl Gateway {
             for retry in 0..=model.retries {
                 attempts += 1;
                 let outcome = self.attempt(endpoint, provider, &request, model, streaming).await;
+                self.metrics.attempt(
+                    &provider.name,
+                    match &outcome {
+                        Ok(_) => "ok",
+                        Err(failure) => failure.kind.label(),
+                    },
+                );
                 match outcome {
                     Ok(answer) => {
                         self.mark(group_index, deployment_index, true);
@@ -403,6 +465,59 @@ impl Gateway {
             futures::stream::once(async move { Piece::Data(first) }).chain(rest),
         )))
     }
+}
+
+/// The prompt and completion tokens an answer or chunk reports.
+fn usage(value: &Value) -> Option<(u64, u64)> {
+    let usage = value.get("usage").filter(|usage| usage.is_object())?;
+    let count = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
+    Some((count("prompt_tokens"), count("completion_tokens")))
+}
+
+/// Records how a stream handed to a caller ends: finished (`[DONE]` passed), broken after it started (both
+/// counted as the piece passes, before the caller has it), or dropped by the caller before either.
+struct StreamEnd {
+    metrics: Arc<GatewayMetrics>,
+    model: String,
+    started: Instant,
+    recorded: bool,
+}
+
+impl StreamEnd {
+    fn record(&mut self, outcome: &'static str) {
+        if !self.recorded {
+            self.recorded = true;
+            self.metrics.call(&self.model, outcome, Some(self.started.elapsed()));
+        }
+    }
+}
+
+impl Drop for StreamEnd {
+    fn drop(&mut self) {
+        self.record("cancelled");
+    }
+}
+
+fn observed(pieces: PieceStream, metrics: Arc<GatewayMetrics>, model: String, started: Instant) -> PieceStream {
+    let mut end = StreamEnd {
+        metrics,
+        model,
+        started,
+        recorded: false,
+    };
+    Box::pin(pieces.inspect(move |piece| match piece {
+        Piece::Data(data) if data.trim() == "[DONE]" => end.record("ok"),
+        Piece::Data(data) if data.contains("\"usage\":{") => {
+            if let Some((prompt, completion)) = serde_json::from_str::<Value>(data).ok().as_ref().and_then(usage) {
+                end.metrics.tokens(&end.model, prompt, completion);
+            }
+        }
+        Piece::Data(_) => {}
+        Piece::Broken(_) => {
+            end.metrics.broken(&end.model);
+            end.record("broken");
+        }
+    }))
 }
 
 /// The message of a streamed `{"error": ...}` event.

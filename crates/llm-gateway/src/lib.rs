@@ -5,6 +5,7 @@
 pub mod anthropic;
 pub mod config;
 pub mod gateway;
+pub mod metrics;
 pub mod provider;
 pub mod sse;
 

@@ -29,6 +29,18 @@ pub enum FailureKind {
     Caller,
 }
 
+impl FailureKind {
+    /// The result label of an upstream attempt in the metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureKind::Retryable => "retryable",
+            FailureKind::Unusable => "unusable",
+            FailureKind::ContextWindow => "context_window",
+            FailureKind::Caller => "caller",
+        }
+    }
+}
+
 /// A provider's failure, described without its key.
 #[derive(Debug, Clone)]
 pub struct Failure {

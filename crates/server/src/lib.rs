@@ -90,6 +90,10 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     monitoring.set_alias_gate(Arc::new(gates::RegistryGate(gate_service.clone())));
     monitoring.start();
     serving.extra_metrics.push(monitoring.clone());
+    let gateway = Arc::new(config.gateway.gateway()?);
+    serving
+        .extra_metrics
+        .push(Arc::new(GatewayMetricsSource(gateway.clone())));
     let served_deployments = deployments.clone();
     let deployment_served: loopline_http_api::access::guard::DeploymentServed =
         Arc::new(move |name| loopline_serving::dispatch::Deployments::find(&*served_deployments, name).is_some());
@@ -154,7 +158,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))
         .merge(log_browse)
-        .merge(gateway_routes(config)?)
+        .merge(gateway_routes(gateway))
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
@@ -305,9 +309,17 @@ async fn guarded(
 }
 
 /// OpenAI's and Anthropic's APIs over one gateway.
-fn gateway_routes(config: &ServerConfig) -> anyhow::Result<axum::Router> {
-    let gateway = Arc::new(config.gateway.gateway()?);
-    Ok(loopline_http_api::openai::routes(gateway.clone()).merge(loopline_http_api::anthropic::routes(gateway)))
+fn gateway_routes(gateway: Arc<loopline_llm_gateway::Gateway>) -> axum::Router {
+    loopline_http_api::openai::routes(gateway.clone()).merge(loopline_http_api::anthropic::routes(gateway))
+}
+
+/// The gateway's families on `/metrics`.
+struct GatewayMetricsSource(Arc<loopline_llm_gateway::Gateway>);
+
+impl loopline_serving::routes::MetricsSource for GatewayMetricsSource {
+    fn render_metrics(&self, out: &mut String) {
+        self.0.metrics().render(out);
+    }
 }
 
 /// The router with its guard, every (method, path) it answers, and the audit trail's writer (with auth on).

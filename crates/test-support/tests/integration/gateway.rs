@@ -150,6 +150,23 @@ async fn a_chat_goes_to_the_named_models_deployment_with_the_configured_key_whic
     assert!(!answer.text.contains(KEY));
     assert!(!format!("{:?}", answer.headers).contains(KEY));
     assert!(setup.spare.calls().is_empty());
+    let metrics = metrics(&setup.server).await;
+    assert!(
+        metrics.contains("loopline_gateway_calls_total{model=\"chat\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("loopline_gateway_tokens_total{model=\"chat\",kind=\"completion\"} 3"));
+    assert!(metrics.contains("loopline_gateway_upstream_attempts_total{provider=\"primary\",result=\"ok\"} 1"));
+    assert!(metrics.contains("loopline_gateway_call_duration_seconds_count{model=\"chat\"} 1"));
+}
+
+async fn metrics(server: &TestServer) -> String {
+    reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -219,6 +236,17 @@ async fn a_retryable_failure_is_retried_and_then_the_fallback_answers_before_any
     assert_eq!(answer.json()["error"]["code"], "upstream_unavailable");
     assert!(answer.json()["error"]["message"].as_str().unwrap().contains("'chat'"));
     assert!(!answer.text.contains(KEY));
+    // Counted: three fallbacks, the failed attempts by provider, the streams' first tokens, the failed call.
+    let metrics = metrics(&setup.server).await;
+    for line in [
+        "loopline_gateway_fallbacks_total{model=\"chat\"} 3",
+        "loopline_gateway_upstream_attempts_total{provider=\"primary\",result=\"retryable\"} 9",
+        "loopline_gateway_upstream_attempts_total{provider=\"spare\",result=\"retryable\"} 1",
+        "loopline_gateway_calls_total{model=\"chat\",outcome=\"unavailable\"} 1",
+        "loopline_gateway_time_to_first_token_seconds_count{model=\"chat\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -236,6 +264,15 @@ async fn a_stream_that_breaks_after_it_started_ends_with_a_typed_error_event() {
     // Nothing was retried once bytes had gone out.
     assert_eq!(setup.primary.calls().len(), 1);
     assert!(setup.spare.calls().is_empty());
+    let metrics = metrics(&setup.server).await;
+    assert!(
+        metrics.contains("loopline_gateway_streams_broken_total{model=\"chat\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("loopline_gateway_calls_total{model=\"chat\",outcome=\"broken\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
