@@ -62,6 +62,11 @@ async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Resp
         Ok(bytes) => bytes,
         Err(failure) => return error(crate::error::status_for(failure.code), &failure.message),
     };
+    let Some(_held) = crate::openai::reserve_body(bytes.len()) else {
+        let mut busy = error(StatusCode::TOO_MANY_REQUESTS, crate::openai::BUSY);
+        busy.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1u32));
+        return busy;
+    };
     let body: serde_json::Map<String, Value> = match serde_json::from_slice(&bytes) {
         Ok(Value::Object(body)) => body,
         Ok(_) => return error(StatusCode::BAD_REQUEST, "The body must be a JSON object."),
@@ -89,7 +94,11 @@ async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Resp
     };
     // The translated request passes the same checks as a chat request (tool-call arguments included).
     if let Err(invalid) = checks::chat(&chat) {
-        return error(invalid.status, &invalid.message);
+        let message = match &invalid.param {
+            Some(param) => format!("{param}: {}", invalid.message),
+            None => invalid.message,
+        };
+        return error(invalid.status, &message);
     }
     let model = body
         .get("model")

@@ -110,6 +110,8 @@ pub struct GatewayConfig {
     pub retry_backoff: Duration,
     /// Longest `Retry-After` honoured; a provider asking for longer is treated as failed at once.
     pub max_retry_after: Duration,
+    /// The experiment every call is traced in (`None`: calls are not traced).
+    pub trace_experiment: Option<String>,
 }
 
 impl GatewayConfig {
@@ -124,6 +126,7 @@ impl GatewayConfig {
             },
             retry_backoff: Duration::from_millis(500),
             max_retry_after: Duration::from_secs(60),
+            trace_experiment: None,
         }
     }
 
@@ -213,6 +216,10 @@ struct Settings {
     retry_backoff_ms: u64,
     #[serde(default = "default_max_retry_after")]
     max_retry_after_seconds: u64,
+    #[serde(default = "default_traces")]
+    traces: bool,
+    #[serde(default = "default_trace_experiment")]
+    trace_experiment: String,
 }
 
 impl Default for Settings {
@@ -222,6 +229,8 @@ impl Default for Settings {
             cooldown_seconds: default_cooldown_seconds(),
             retry_backoff_ms: default_backoff_ms(),
             max_retry_after_seconds: default_max_retry_after(),
+            traces: default_traces(),
+            trace_experiment: default_trace_experiment(),
         }
     }
 }
@@ -246,6 +255,12 @@ fn default_backoff_ms() -> u64 {
 }
 fn default_max_retry_after() -> u64 {
     60
+}
+fn default_traces() -> bool {
+    true
+}
+fn default_trace_experiment() -> String {
+    "loopline-gateway".to_string()
 }
 
 impl File {
@@ -289,6 +304,7 @@ impl File {
         if settings.cooldown_seconds > MAX_TIMEOUT_SECONDS || settings.max_retry_after_seconds > MAX_TIMEOUT_SECONDS {
             return Err(format!("settings: durations are at most {MAX_TIMEOUT_SECONDS} seconds"));
         }
+        check_name(&settings.trace_experiment, "settings.trace_experiment")?;
         if settings.retry_backoff_ms > MAX_TIMEOUT_SECONDS * 1000 {
             return Err(format!(
                 "settings.retry_backoff_ms: at most {} ms",
@@ -304,6 +320,7 @@ impl File {
             },
             retry_backoff: Duration::from_millis(settings.retry_backoff_ms),
             max_retry_after: Duration::from_secs(settings.max_retry_after_seconds),
+            trace_experiment: settings.traces.then_some(settings.trace_experiment),
         })
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::config::{GatewayConfig, ModelGroup, ProviderKind};
 use crate::metrics::GatewayMetrics;
+use crate::observe::{CallObserver, CallRecord, kept_request, observed, usage};
 use crate::provider::{ByteStream, Failure, FailureKind, Upstream};
 use crate::sse::SseParser;
 use futures::{Stream, StreamExt};
@@ -142,6 +143,7 @@ pub struct Gateway {
     /// Per model group, per deployment.
     health: Mutex<Vec<Vec<Health>>>,
     metrics: Arc<GatewayMetrics>,
+    observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
 }
 
 impl Gateway {
@@ -157,6 +159,7 @@ impl Gateway {
             upstream: Upstream::new()?,
             health: Mutex::new(health),
             metrics: Arc::default(),
+            observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -179,38 +182,82 @@ impl Gateway {
             .unwrap_or_default()
             .to_string();
         let started = Instant::now();
-        let routed = self.route(endpoint, body).await;
+        let observer = self.observer.get().cloned();
+        let mut record = CallRecord {
+            model: name.clone(),
+            endpoint,
+            deployment: None,
+            attempts: 0,
+            fell_back: false,
+            started_at: std::time::SystemTime::now(),
+            duration: Duration::ZERO,
+            first_token: None,
+            request: String::new(),
+            response: None,
+            outcome: "ok",
+            error: None,
+            tokens: None,
+        };
+        let mut body = body;
+        let routed = self.route(endpoint, &mut body).await;
+        if observer.is_some() {
+            // The caller's request as it came (the model name it used), kept as bounded text: a stream's record
+            // lives as long as the stream.
+            body.insert("model".into(), Value::String(name.clone()));
+            record.request = kept_request(&body);
+        }
+        drop(body);
         let metrics = &self.metrics;
+        if let Ok((_, served)) = &routed {
+            record.deployment = Some(served.deployment.clone());
+            record.attempts = served.attempts;
+            record.fell_back = served.fell_back;
+            if served.fell_back {
+                metrics.fallback(&name);
+            }
+        }
         match routed {
             Ok((Answer::Json(value), served)) => {
-                if served.fell_back {
-                    metrics.fallback(&name);
-                }
-                if let Some((prompt, completion)) = usage(&value) {
+                record.tokens = usage(&value);
+                if let Some((prompt, completion)) = record.tokens {
                     metrics.tokens(&name, prompt, completion);
                 }
-                metrics.call(&name, "ok", Some(started.elapsed()));
+                record.duration = started.elapsed();
+                metrics.call(&name, "ok", Some(record.duration));
+                if let Some(observer) = &observer {
+                    record.response = Some(value.clone());
+                    observer.observe(record);
+                }
                 Ok((Answer::Json(value), served))
             }
             Ok((Answer::Stream(pieces), served)) => {
-                if served.fell_back {
-                    metrics.fallback(&name);
-                }
+                record.first_token = Some(started.elapsed());
                 metrics.first_token(&name, started.elapsed());
-                Ok((
-                    Answer::Stream(observed(pieces, self.metrics.clone(), name, started)),
-                    served,
-                ))
+                let pieces = observed(pieces, self.metrics.clone(), observer, record, started);
+                Ok((Answer::Stream(pieces), served))
             }
             Err(GatewayError::ModelNotFound(model)) => Err(GatewayError::ModelNotFound(model)),
             Err(error) => {
-                metrics.call(&name, error.label(), Some(started.elapsed()));
+                record.duration = started.elapsed();
+                metrics.call(&name, error.label(), Some(record.duration));
+                if let Some(observer) = &observer {
+                    record.outcome = error.label();
+                    record.error = Some(error.to_string());
+                    observer.observe(record);
+                }
                 Err(error)
             }
         }
     }
 
-    async fn route(&self, endpoint: Endpoint, mut body: Map<String, Value>) -> Result<(Answer, Served), GatewayError> {
+    /// Sets who is told of every finished call (once; the server's trace writer).
+    pub fn set_observer(&self, observer: Arc<dyn CallObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Tries the plan with `body` (its `model` rewritten for each deployment in place: no copy of a large
+    /// request per attempt).
+    async fn route(&self, endpoint: Endpoint, body: &mut Map<String, Value>) -> Result<(Answer, Served), GatewayError> {
         let name = body
             .get("model")
             .and_then(Value::as_str)
@@ -231,10 +278,9 @@ impl Gateway {
             let deployment = &model.deployments[deployment_index];
             let provider = &self.config.providers[deployment.provider];
             body.insert("model".into(), Value::String(deployment.model.clone()));
-            let request = Value::Object(body.clone());
             for retry in 0..=model.retries {
                 attempts += 1;
-                let outcome = self.attempt(endpoint, provider, &request, model, streaming).await;
+                let outcome = self.attempt(endpoint, provider, body, model, streaming).await;
                 self.metrics.attempt(
                     &provider.name,
                     match &outcome {
@@ -289,7 +335,7 @@ impl Gateway {
             Some((FailureKind::ContextWindow, message)) => GatewayError::ContextWindow(message),
             _ if rate_limited_only => GatewayError::RateLimited {
                 model: name,
-                retry_after: shortest_wait,
+                retry_after: shortest_wait.map(|wait| wait.min(self.config.max_retry_after)),
             },
             last => GatewayError::Unavailable {
                 model: name,
@@ -370,7 +416,7 @@ impl Gateway {
         &self,
         endpoint: Endpoint,
         provider: &crate::config::Provider,
-        request: &Value,
+        request: &Map<String, Value>,
         model: &ModelGroup,
         streaming: bool,
     ) -> Result<Answer, Failure> {
@@ -378,7 +424,7 @@ impl Gateway {
         let response = if anthropic {
             if endpoint != Endpoint::ChatCompletions {
                 return Err(Failure {
-                    kind: FailureKind::Unusable,
+                    kind: FailureKind::Unsupported,
                     status: None,
                     retry_after: None,
                     message: format!(
@@ -419,7 +465,8 @@ impl Gateway {
             });
         }
         let include_usage = request
-            .pointer("/stream_options/include_usage")
+            .get("stream_options")
+            .and_then(|options| options.get("include_usage"))
             .and_then(Value::as_bool)
             == Some(true);
         let mut events = Events {
@@ -428,6 +475,7 @@ impl Gateway {
             pending: VecDeque::new(),
             timeout: model.timeout,
             provider: provider.name.clone(),
+            key: provider.api_key.clone(),
             finished: false,
             translate: anthropic.then(|| crate::anthropic::ToOpenaiStream::new(include_usage)),
         };
@@ -441,14 +489,6 @@ impl Gateway {
                 message: format!("{} ended its stream before any event", provider.name),
             });
         };
-        if let Some(message) = error_event(&first) {
-            return Err(Failure {
-                kind: FailureKind::Retryable,
-                status: None,
-                retry_after: None,
-                message: format!("{} streamed an error first: {message}", provider.name),
-            });
-        }
         let rest = futures::stream::unfold(Some(events), |state| async move {
             let mut events = state?;
             match events.next_data().await {
@@ -467,65 +507,8 @@ impl Gateway {
     }
 }
 
-/// The prompt and completion tokens an answer or chunk reports.
-fn usage(value: &Value) -> Option<(u64, u64)> {
-    let usage = value.get("usage").filter(|usage| usage.is_object())?;
-    let count = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
-    Some((count("prompt_tokens"), count("completion_tokens")))
-}
-
-/// Records how a stream handed to a caller ends: finished (`[DONE]` passed), broken after it started (both
-/// counted as the piece passes, before the caller has it), or dropped by the caller before either.
-struct StreamEnd {
-    metrics: Arc<GatewayMetrics>,
-    model: String,
-    started: Instant,
-    recorded: bool,
-}
-
-impl StreamEnd {
-    fn record(&mut self, outcome: &'static str) {
-        if !self.recorded {
-            self.recorded = true;
-            self.metrics.call(&self.model, outcome, Some(self.started.elapsed()));
-        }
-    }
-}
-
-impl Drop for StreamEnd {
-    fn drop(&mut self) {
-        self.record("cancelled");
-    }
-}
-
-fn observed(pieces: PieceStream, metrics: Arc<GatewayMetrics>, model: String, started: Instant) -> PieceStream {
-    let mut end = StreamEnd {
-        metrics,
-        model,
-        started,
-        recorded: false,
-    };
-    Box::pin(pieces.inspect(move |piece| match piece {
-        Piece::Data(data) if data.trim() == "[DONE]" => end.record("ok"),
-        Piece::Data(data) if data.contains("\"usage\":{") => {
-            if let Some((prompt, completion)) = serde_json::from_str::<Value>(data).ok().as_ref().and_then(usage) {
-                end.metrics.tokens(&end.model, prompt, completion);
-            }
-        }
-        Piece::Data(_) => {}
-        Piece::Broken(_) => {
-            end.metrics.broken(&end.model);
-            end.record("broken");
-        }
-    }))
-}
-
 /// The message of a streamed `{"error": ...}` event.
-fn error_event(data: &str) -> Option<String> {
-    if !data.starts_with('{') || !data.contains("\"error\"") {
-        return None;
-    }
-    let value: Value = serde_json::from_str(data).ok()?;
+fn error_event(value: &Value) -> Option<String> {
     let error = value.get("error")?;
     if error.is_null() || error == &Value::Bool(false) {
         return None;
@@ -561,6 +544,8 @@ struct Events {
     pending: VecDeque<String>,
     timeout: Duration,
     provider: String,
+    /// The provider's key, scrubbed from whatever it streams.
+    key: Option<crate::config::Secret>,
     /// `[DONE]` was seen: the stream ended as it should.
     finished: bool,
     /// Anthropic's events turned into chat chunks (for an `anthropic` provider).
@@ -568,36 +553,30 @@ struct Events {
 }
 
 impl Events {
-    /// The next event's data; `None` at the end of the stream (`finished` says whether it ended properly).
+    /// The next event's data, checked (JSON, not an error event) and scrubbed of the provider's key; `None` at
+    /// the end of the stream (`finished` says whether it ended properly). The wait for one event is bounded as
+    /// a whole: comments and keep-alives do not extend it.
     async fn next_data(&mut self) -> Result<Option<String>, Failure> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            if let Some(data) = self.pending.pop_front() {
-                if data.trim() == "[DONE]" {
-                    self.finished = true;
-                }
-                return Ok(Some(data));
-            }
             if self.finished {
                 return Ok(None);
             }
-            let piece = match tokio::time::timeout(self.timeout, self.bytes.next()).await {
-                Err(_) => {
-                    return Err(Failure {
-                        kind: FailureKind::Retryable,
-                        status: None,
-                        retry_after: None,
-                        message: format!("{} sent nothing for {:?}", self.provider, self.timeout),
-                    });
+            if let Some(data) = self.pending.pop_front() {
+                if data.trim() == "[DONE]" {
+                    // Nothing after the end reaches the caller.
+                    self.finished = true;
+                    self.pending.clear();
+                    return Ok(Some(data));
                 }
+                return self.checked(data).map(Some);
+            }
+            let piece = match tokio::time::timeout_at(deadline, self.bytes.next()).await {
+                Err(_) => return Err(self.failure(format!("sent no event for {:?}", self.timeout))),
                 Ok(None) => return Ok(None),
-                Ok(Some(piece)) => piece?,
+                Ok(Some(piece)) => piece.map_err(|failure| self.failure(failure.message))?,
             };
-            let events = self.parser.feed(&piece).map_err(|message| Failure {
-                kind: FailureKind::Retryable,
-                status: None,
-                retry_after: None,
-                message: format!("{}: {message}", self.provider),
-            })?;
+            let events = self.parser.feed(&piece).map_err(|message| self.failure(message))?;
             match &mut self.translate {
                 None => self.pending.extend(events.into_iter().map(|event| event.data)),
                 Some(translate) => {
@@ -605,17 +584,42 @@ impl Events {
                         let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
                             continue;
                         };
-                        let chunks = translate.event(&data).map_err(|message| Failure {
-                            kind: FailureKind::Retryable,
-                            status: None,
-                            retry_after: None,
-                            message: format!("{} streamed an error: {message}", self.provider),
-                        })?;
-                        self.pending.extend(chunks);
+                        match translate.event(&data) {
+                            Ok(chunks) => self.pending.extend(chunks),
+                            Err(message) => return Err(self.failure(format!("streamed an error: {message}"))),
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// A failure of this stream, worth trying elsewhere (before the first event), its text without the key.
+    fn failure(&self, message: String) -> Failure {
+        let message = crate::provider::scrub(&message, self.key.as_ref());
+        Failure {
+            kind: FailureKind::Retryable,
+            status: None,
+            retry_after: None,
+            message: format!("{}: {message}", self.provider),
+        }
+    }
+
+    /// An event's data as the caller may see it: JSON (anything else breaks the stream), not an error event
+    /// (which ends it, as a failure), with the key replaced wherever the provider echoed it.
+    fn checked(&self, data: String) -> Result<String, Failure> {
+        let Ok(mut value) = serde_json::from_str::<Value>(&data) else {
+            return Err(self.failure("streamed an event that is not JSON".into()));
+        };
+        if let Some(message) = error_event(&value) {
+            return Err(self.failure(format!("streamed an error: {message}")));
+        }
+        if let Some(key) = &self.key
+            && crate::provider::scrub_json(&mut value, key)
+        {
+            return Ok(value.to_string());
+        }
+        Ok(data)
     }
 }
 
@@ -652,16 +656,10 @@ mod tests {
 
     #[test]
     fn only_a_truthy_error_key_is_an_error_event() {
-        assert_eq!(
-            error_event(r#"{"error": {"message": "boom"}}"#).as_deref(),
-            Some("boom")
-        );
-        assert_eq!(error_event(r#"{"error": null, "choices": []}"#), None);
-        assert_eq!(
-            error_event(r#"{"choices": [{"delta": {"content": "\"error\""}}]}"#),
-            None
-        );
-        assert_eq!(error_event("[DONE]"), None);
+        let event = |text: &str| error_event(&serde_json::from_str(text).unwrap());
+        assert_eq!(event(r#"{"error": {"message": "boom"}}"#).as_deref(), Some("boom"));
+        assert_eq!(event(r#"{"error": null, "choices": []}"#), None);
+        assert_eq!(event(r#"{"choices": [{"delta": {"content": "\"error\""}}]}"#), None);
     }
 
     #[test]

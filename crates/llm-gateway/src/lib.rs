@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod config;
 pub mod gateway;
 pub mod metrics;
+pub mod observe;
 pub mod provider;
 pub mod sse;
 

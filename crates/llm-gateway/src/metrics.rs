@@ -81,8 +81,10 @@ impl GatewayMetrics {
     /// Tokens a provider reported for a call of `model`.
     pub fn tokens(&self, model: &str, prompt: u64, completion: u64) {
         self.with(|families| {
-            *families.tokens.entry((model.to_string(), "prompt")).or_default() += prompt;
-            *families.tokens.entry((model.to_string(), "completion")).or_default() += completion;
+            let prompt_total = families.tokens.entry((model.to_string(), "prompt")).or_default();
+            *prompt_total = prompt_total.saturating_add(prompt);
+            let completion_total = families.tokens.entry((model.to_string(), "completion")).or_default();
+            *completion_total = completion_total.saturating_add(completion);
         });
     }
 

@@ -2,7 +2,7 @@
 //! next deployment, or tell the caller their request is wrong. Redirects are never followed (the key would
 //! go with them), answers are read up to a limit, and the provider's key never appears in a message.
 
-use crate::config::{Provider, ProviderKind};
+use crate::config::{Provider, ProviderKind, Secret};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::Value;
@@ -27,6 +27,8 @@ pub enum FailureKind {
     ContextWindow,
     /// The request itself is wrong (the provider said 400/413/422 for another reason): the caller must fix it.
     Caller,
+    /// The provider has no such endpoint (Anthropic and embeddings): the next one, with no mark against it.
+    Unsupported,
 }
 
 impl FailureKind {
@@ -37,6 +39,7 @@ impl FailureKind {
             FailureKind::Unusable => "unusable",
             FailureKind::ContextWindow => "context_window",
             FailureKind::Caller => "caller",
+            FailureKind::Unsupported => "unsupported",
         }
     }
 }
@@ -82,7 +85,7 @@ impl Upstream {
         &self,
         provider: &Provider,
         path: &str,
-        body: &Value,
+        body: &impl serde::Serialize,
         timeout: Duration,
     ) -> Result<reqwest::Response, Failure> {
         let url = format!("{}{path}", provider.base_url);
@@ -126,8 +129,10 @@ impl Upstream {
         }
         let retry_after = retry_after(response.headers());
         let text = read_error(response, timeout).await;
-        let text = scrub(&text, provider);
-        Err(classify(provider, status.as_u16(), retry_after, &text))
+        let mut failure = classify(provider, status.as_u16(), retry_after, &text);
+        // After decoding: an escaped key (`\/`, `\u0073`) is whole again only in the decoded message.
+        failure.message = scrub(&failure.message, provider.api_key.as_ref());
+        Err(failure)
     }
 
     /// Reads a whole JSON answer (bounded, within `timeout`).
@@ -146,12 +151,16 @@ impl Upstream {
                 ))
             })?
             .map_err(|problem| retryable(format!("{}: {problem}", provider.name)))?;
-        serde_json::from_slice(&bytes).map_err(|error| Failure {
+        let mut answer: Value = serde_json::from_slice(&bytes).map_err(|error| Failure {
             kind: FailureKind::Retryable,
             status: None,
             retry_after: None,
             message: format!("{} answered something that is not JSON: {error}", provider.name),
-        })
+        })?;
+        if let Some(key) = &provider.api_key {
+            scrub_json(&mut answer, key);
+        }
+        Ok(answer)
     }
 
     /// The answer's bytes as they arrive.
@@ -217,11 +226,41 @@ async fn read_error(mut response: reqwest::Response, timeout: Duration) -> Strin
 }
 
 /// The provider's key never leaves in a message, even when a provider echoes it.
-fn scrub(text: &str, provider: &Provider) -> String {
-    match &provider.api_key {
+pub fn scrub(text: &str, key: Option<&Secret>) -> String {
+    match key {
         Some(key) if !key.expose().is_empty() => text.replace(key.expose(), "[redacted]"),
         _ => text.to_string(),
     }
+}
+
+/// Replaces the key in every string of a decoded answer (where JSON escapes no longer hide it); true when
+/// something was replaced.
+pub fn scrub_json(value: &mut Value, key: &Secret) -> bool {
+    let key = key.expose();
+    !key.is_empty() && scrub_strings(value, key)
+}
+
+fn scrub_strings(value: &mut Value, key: &str) -> bool {
+    // Every string is visited (no short circuit): all copies of the key go.
+    let mut changed = false;
+    match value {
+        Value::String(text) if text.contains(key) => {
+            *text = text.replace(key, "[redacted]");
+            changed = true;
+        }
+        Value::Array(items) => {
+            for item in items {
+                changed |= scrub_strings(item, key);
+            }
+        }
+        Value::Object(fields) => {
+            for item in fields.values_mut() {
+                changed |= scrub_strings(item, key);
+            }
+        }
+        _ => {}
+    }
+    changed
 }
 
 /// The wait a provider asked for: `retry-after-ms`, else `retry-after` in seconds.
@@ -323,7 +362,7 @@ mod tests {
     fn an_echoed_key_is_scrubbed() {
         let p = provider();
         assert_eq!(
-            scrub("Incorrect API key provided: sk-secret.", &p),
+            scrub("Incorrect API key provided: sk-secret.", p.api_key.as_ref()),
             "Incorrect API key provided: [redacted]."
         );
     }

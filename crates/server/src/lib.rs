@@ -133,6 +133,14 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         &secrets_key::secrets_key(&config.data_dir)?,
     );
     let access_metadata = metadata.clone();
+    if let Some(experiment) = gateway.config().trace_experiment.clone()
+        && !gateway.config().models.is_empty()
+    {
+        gateway.set_observer(Arc::new(loopline_http_api::openai::traces::GatewayTraces::start(
+            metadata.clone(),
+            experiment,
+        )));
+    }
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
         registry: RegistryService::new(metadata)

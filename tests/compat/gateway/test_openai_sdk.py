@@ -198,3 +198,31 @@ models:
     finally:
         assert server.stop() == 0
         fake.stop()
+
+
+def test_every_call_is_an_mlflow_trace(gateway):
+    import time
+
+    import mlflow
+
+    server, _, _ = gateway
+    client(server).chat.completions.create(model="chat", messages=MESSAGES, user="trace-check")
+    mlflow.set_tracking_uri(server.url)
+    experiment = mlflow.get_experiment_by_name("loopline-gateway")
+    for _ in range(100):
+        # Traces are written off the request path: give the writer a moment.
+        experiment = experiment or mlflow.get_experiment_by_name("loopline-gateway")
+        traces = mlflow.search_traces(locations=[experiment.experiment_id], return_type="list") if experiment else []
+        mine = [t for t in traces if "trace-check" in (t.data.spans[0].inputs or {}).get("user", "")]
+        if mine:
+            break
+        time.sleep(0.1)
+    assert mine, "no trace of the call"
+    span = mine[0].data.spans[0]
+    assert span.span_type == "CHAT_MODEL"
+    assert span.inputs["messages"][1]["content"] == "hello there"
+    assert span.outputs["choices"][0]["message"]["content"] == "echo: hello there"
+    assert span.get_attribute("loopline.gateway.deployment") == "primary/big-model"
+    assert span.get_attribute("mlflow.chat.tokenUsage")["total_tokens"] == 8
+    assert mine[0].info.state == "OK"
+    assert KEY not in json.dumps(mine[0].to_dict())

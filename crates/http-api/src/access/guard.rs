@@ -6,7 +6,7 @@ use super::audit::AuditSink;
 use super::fields::top_level_fields;
 use super::layer::Next;
 use super::locate::{json_body, list_field, locate, read_body};
-use super::refusal::{Challenges, UNAUTHENTICATED, refuse};
+use super::refusal::{Challenges, UNAUTHENTICATED, error_for, refuse};
 use super::rules::{After, Created, Need, RouteTable, Source, Via};
 use crate::access::credentials::{Presented, presented};
 use axum::body::Body;
@@ -366,17 +366,11 @@ impl Guard {
         let response = match &refused {
             Refused::Unauthenticated => refuse(path, ErrorCode::Unauthenticated, UNAUTHENTICATED, self.challenges()),
             Refused::Denied(message) => refuse(path, ErrorCode::PermissionDenied, message, self.challenges()),
-            Refused::Invalid(message) => {
-                axum::response::IntoResponse::into_response(crate::error::ApiError::invalid(message.clone()))
-            }
-            Refused::TooLarge(message) => axum::response::IntoResponse::into_response(crate::error::ApiError::new(
-                ErrorCode::RequestTooLarge,
-                message.clone(),
-            )),
+            Refused::Invalid(message) => error_for(path, ErrorCode::InvalidParameterValue, message),
+            Refused::TooLarge(message) => error_for(path, ErrorCode::RequestTooLarge, message),
             Refused::Failed(message) => {
                 tracing::error!(reason = %message, "an access check failed");
-                let error = crate::error::ApiError::new(ErrorCode::TemporarilyUnavailable, message.clone());
-                axum::response::IntoResponse::into_response(error)
+                error_for(path, ErrorCode::TemporarilyUnavailable, message)
             }
         };
         entry.status = i64::from(response.status().as_u16());

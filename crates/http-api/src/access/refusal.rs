@@ -19,6 +19,31 @@ pub const UNAUTHENTICATED: &str = "You are not authenticated: send a user name a
      'Authorization: Bearer <token>'. With the mlflow client set MLFLOW_TRACKING_USERNAME and \
      MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN.";
 
+/// Another answer of the guard (a body it cannot read, one too large, a check that failed), shaped for the
+/// protocol `path` belongs to.
+pub fn error_for(path: &str, code: ErrorCode, message: &str) -> Response {
+    let status = crate::error::status_for(code);
+    if crate::anthropic::is_anthropic_path(path) {
+        return crate::anthropic::error(status, message);
+    }
+    if crate::openai::is_openai_path(path) {
+        return crate::openai::errors::OpenAiError {
+            status,
+            message: message.to_string(),
+            kind: if status.is_server_error() {
+                "api_error"
+            } else {
+                "invalid_request_error"
+            },
+            param: None,
+            code: (code == ErrorCode::RequestTooLarge).then_some("request_too_large"),
+            retry_after: None,
+        }
+        .into_response();
+    }
+    crate::error::ApiError::new(code, message).into_response()
+}
+
 /// A refusal for `path`, shaped for the protocol the path belongs to.
 pub fn refuse(path: &str, code: ErrorCode, message: &str, challenges: Challenges) -> Response {
     let status = if code == ErrorCode::Unauthenticated {

@@ -14,8 +14,15 @@ const ROUTING_FIELDS: &[&str] = &[
     "custom_llm_provider",
     "organization",
     "azure_endpoint",
+    "azure_ad_token",
+    "aws_access_key_id",
     "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region_name",
     "vertex_credentials",
+    "vertex_project",
+    "extra_headers",
+    "user_config",
 ];
 /// Roles a chat message may have.
 const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
@@ -24,7 +31,13 @@ const MAX_MESSAGES: usize = 100_000;
 
 /// A field of the request that would choose a provider's URL or key, if it has one.
 pub fn routing_field(object: &Map<String, Value>) -> Option<&'static str> {
-    ROUTING_FIELDS.iter().copied().find(|field| object.contains_key(*field))
+    // Any spelling: some proxies read these names case-insensitively.
+    object.keys().find_map(|key| {
+        ROUTING_FIELDS
+            .iter()
+            .copied()
+            .find(|field| key.eq_ignore_ascii_case(field))
+    })
 }
 
 /// Why such a field is refused.

@@ -5,6 +5,7 @@
 
 pub mod checks;
 pub mod errors;
+pub mod traces;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -25,6 +26,22 @@ use std::time::Instant;
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 /// The resource kind grants on gateway models name (MLflow's name for a gateway route).
 pub const GATEWAY_ENDPOINT: &str = "gateway_endpoint";
+
+/// Request bytes the gateway holds at once, in KiB: a parsed JSON body takes tens of times its size in memory
+/// (an array of numbers about forty), so a few maximal bodies at once could take gigabytes.
+const IN_FLIGHT_BODY_KIB: u32 = 32 * 1024;
+
+/// A share of the in-flight budget for a body of `bytes`, or `None` when the budget is spent (the caller is
+/// told to retry).
+pub(crate) fn reserve_body(bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    static BUDGET: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let budget = BUDGET.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_BODY_KIB as usize)));
+    let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    budget.clone().try_acquire_many_owned(kib).ok()
+}
+
+/// The message when the budget is spent.
+pub(crate) const BUSY: &str = "The gateway is holding as many large requests as it can; retry shortly.";
 
 /// True for the paths this module answers (their refusals take OpenAI's error shape).
 pub fn is_openai_path(path: &str) -> bool {
@@ -71,7 +88,16 @@ async fn call(
     let request_id = request_id();
     let answer = async {
         let bytes = crate::extract::read_body_limited(request.into_body(), MAX_BODY_BYTES).await?;
+        let _held = reserve_body(bytes.len()).ok_or_else(|| OpenAiError {
+            status: axum::http::StatusCode::TOO_MANY_REQUESTS,
+            message: BUSY.into(),
+            kind: "rate_limit_error",
+            param: None,
+            code: Some("gateway_busy"),
+            retry_after: Some(1),
+        })?;
         let body = checks::object(&bytes)?;
+        drop(bytes);
         check(&body)?;
         Ok::<_, OpenAiError>(gateway.call(endpoint, body).await?)
     }

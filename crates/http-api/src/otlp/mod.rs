@@ -180,6 +180,21 @@ pub async fn export(State(state): State<AppState>, request: Request) -> Response
     }
 }
 
+/// Stores spans made inside this server (the LLM gateway's calls) as if they had come over OTLP: converted
+/// the same way, each trace created from them in `experiment`.
+pub(crate) async fn store_spans(
+    store: &dyn loopline_metadata_store::MetadataStore,
+    experiment: &loopline_metadata_store::Experiment,
+    request: &ExportTraceServiceRequest,
+) -> Result<(), String> {
+    let converted = spans::convert(request, MAX_SPANS_PER_REQUEST)?;
+    let batches: Vec<SpanBatch> = group_by_trace(converted)
+        .into_iter()
+        .map(|(trace_id, trace)| trace.into_batch(&trace_id, &experiment.experiment_id, &experiment.artifact_location))
+        .collect();
+    store.log_spans(&batches).await.map_err(|error| error.to_string())
+}
+
 /// Refuses to add to a trace that belongs to another experiment: its spans and info stay where they are
 /// (and whoever may write to one experiment cannot write into another's traces by naming their ids).
 pub(crate) async fn trace_stays_in(

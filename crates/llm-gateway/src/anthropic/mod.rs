@@ -55,7 +55,14 @@ pub fn request_to_openai(request: &Map<String, Value>) -> Result<Map<String, Val
     let max_tokens = request
         .get("max_tokens")
         .and_then(Value::as_u64)
+        .filter(|tokens| *tokens > 0)
         .ok_or_else(|| invalid("max_tokens", "'max_tokens' is required and must be a positive integer."))?;
+    if let Some(stream) = request.get("stream")
+        && !stream.is_boolean()
+        && !stream.is_null()
+    {
+        return Err(invalid("stream", "'stream' must be a boolean."));
+    }
     let Some(Value::Array(messages)) = request.get("messages") else {
         return Err(invalid("messages", "'messages' must be an array."));
     };
@@ -289,12 +296,25 @@ pub fn response_from_openai(completion: &Value, model: &str) -> Value {
 pub struct ToAnthropicStream {
     model: String,
     started: bool,
-    /// The open content block: its index and whether it is text (else a tool call with that OpenAI index).
-    open: Option<(usize, Option<u64>)>,
+    /// The open text block's index.
+    open: Option<usize>,
     blocks: usize,
     stop: Option<&'static str>,
     output_tokens: u64,
     input_tokens: u64,
+    /// Tool calls gathered by their OpenAI index.
+    tools: std::collections::BTreeMap<u64, StreamedTool>,
+}
+
+/// The most parallel tool calls one streamed answer may carry.
+const MAX_STREAMED_TOOLS: usize = 128;
+
+/// A tool call gathered from a stream.
+#[derive(Debug, Default)]
+struct StreamedTool {
+    id: String,
+    name: String,
+    arguments: String,
 }
 
 impl ToAnthropicStream {
@@ -319,7 +339,7 @@ impl ToAnthropicStream {
     }
 
     fn close(&mut self, events: &mut Vec<(&'static str, Value)>) {
-        if let Some((index, _)) = self.open.take() {
+        if let Some(index) = self.open.take() {
             events.push((
                 "content_block_stop",
                 json!({"type": "content_block_stop", "index": index}),
@@ -350,46 +370,40 @@ impl ToAnthropicStream {
             .and_then(Value::as_str)
             .filter(|text| !text.is_empty())
         {
-            if !matches!(self.open, Some((_, None))) {
+            if self.open.is_none() {
                 self.close(&mut events);
                 let index = self.blocks;
                 self.blocks += 1;
-                self.open = Some((index, None));
+                self.open = Some(index);
                 events.push((
                     "content_block_start",
                     json!({"type": "content_block_start", "index": index,
                     "content_block": {"type": "text", "text": ""}}),
                 ));
             }
-            let index = self.open.map_or(0, |(index, _)| index);
+            let index = self.open.unwrap_or(0);
             events.push((
                 "content_block_delta",
                 json!({"type": "content_block_delta", "index": index,
                 "delta": {"type": "text_delta", "text": text}}),
             ));
         }
+        // Tool calls are gathered (OpenAI may interleave parallel calls by index; Anthropic's blocks come one
+        // after another) and sent whole at the end.
         for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-            let call_index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-            if self.open.map(|(_, tool)| tool) != Some(Some(call_index)) {
-                self.close(&mut events);
-                let index = self.blocks;
-                self.blocks += 1;
-                self.open = Some((index, Some(call_index)));
-                events.push(("content_block_start", json!({"type": "content_block_start", "index": index,
-                    "content_block": {"type": "tool_use", "id": call.get("id").cloned().unwrap_or(json!("toolu_loopline")),
-                        "name": call.pointer("/function/name").cloned().unwrap_or(json!("")), "input": {}}})));
+            let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+            if self.tools.len() >= MAX_STREAMED_TOOLS && !self.tools.contains_key(&index) {
+                continue;
             }
-            if let Some(arguments) = call
-                .pointer("/function/arguments")
-                .and_then(Value::as_str)
-                .filter(|a| !a.is_empty())
-            {
-                let index = self.open.map_or(0, |(index, _)| index);
-                events.push((
-                    "content_block_delta",
-                    json!({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "input_json_delta", "partial_json": arguments}}),
-                ));
+            let tool = self.tools.entry(index).or_default();
+            if let Some(id) = call.get("id").and_then(Value::as_str) {
+                tool.id = id.to_string();
+            }
+            if let Some(name) = call.pointer("/function/name").and_then(Value::as_str) {
+                tool.name.push_str(name);
+            }
+            if let Some(arguments) = call.pointer("/function/arguments").and_then(Value::as_str) {
+                tool.arguments.push_str(arguments);
             }
         }
         if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
@@ -403,6 +417,31 @@ impl ToAnthropicStream {
         let mut events = Vec::new();
         self.start(&mut events);
         self.close(&mut events);
+        for (position, tool) in std::mem::take(&mut self.tools).into_values().enumerate() {
+            let index = self.blocks;
+            self.blocks += 1;
+            let id = if tool.id.is_empty() {
+                format!("toolu_loopline_{position}")
+            } else {
+                tool.id
+            };
+            events.push((
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "tool_use", "id": id, "name": tool.name, "input": {}}}),
+            ));
+            if !tool.arguments.is_empty() {
+                events.push((
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": tool.arguments}}),
+                ));
+            }
+            events.push((
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": index}),
+            ));
+        }
         events.push((
             "message_delta",
             json!({"type": "message_delta",
@@ -443,7 +482,7 @@ mod tests {
         assert_eq!(chat["stop"], json!(["END"]));
         assert_eq!(chat["stream_options"]["include_usage"], true);
         // And the chat request back to Anthropic (the provider direction) keeps the same turns.
-        let back = request_from_openai(&Value::Object(chat));
+        let back = request_from_openai(&chat);
         assert_eq!(back["system"], "be brief");
         assert_eq!(back["messages"][1]["content"][1]["input"], json!({"city": "Oslo"}));
         assert_eq!(back["messages"][2]["content"][0]["type"], "tool_result");
@@ -481,8 +520,21 @@ mod tests {
             names.extend(stream.chunk(chunk).into_iter().map(|(name, _)| name));
         }
         let end = stream.finish();
-        assert_eq!(end[1].1["delta"]["stop_reason"], "tool_use");
-        assert_eq!(end[1].1["usage"]["output_tokens"], 4);
+        let delta = &end.iter().find(|(name, _)| *name == "message_delta").unwrap().1;
+        assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+        assert_eq!(delta["usage"]["output_tokens"], 4);
+        let tool = &end
+            .iter()
+            .find(|(name, data)| *name == "content_block_start" && data["content_block"]["type"] == "tool_use")
+            .unwrap()
+            .1;
+        assert_eq!(
+            (
+                tool["content_block"]["id"].as_str(),
+                tool["content_block"]["name"].as_str()
+            ),
+            (Some("c1"), Some("f"))
+        );
         names.extend(end.into_iter().map(|(name, _)| name));
         assert_eq!(
             names,
@@ -498,6 +550,33 @@ mod tests {
                 "message_stop"
             ]
         );
+    }
+
+    #[test]
+    fn interleaved_parallel_tool_calls_become_one_block_each() {
+        let mut stream = ToAnthropicStream::new("m");
+        let call = |index: u64, id: Option<&str>, name: Option<&str>, arguments: &str| json!({"choices": [{"delta": {"tool_calls": [{"index": index, "id": id, "function": {"name": name, "arguments": arguments}}]}}]});
+        for chunk in [
+            call(0, Some("a"), Some("f"), "{\"x\":"),
+            call(1, Some("b"), Some("g"), "{}"),
+            call(0, None, None, "1}"),
+        ] {
+            stream.chunk(&chunk);
+        }
+        let end = stream.finish();
+        let starts: Vec<&Value> = end
+            .iter()
+            .filter(|(name, _)| *name == "content_block_start")
+            .map(|(_, data)| data)
+            .collect();
+        assert_eq!(starts.len(), 2);
+        assert_eq!(starts[0]["content_block"]["id"], "a");
+        let first_input: Vec<&str> = end
+            .iter()
+            .filter(|(name, data)| *name == "content_block_delta" && data["index"] == starts[0]["index"])
+            .filter_map(|(_, data)| data["delta"]["partial_json"].as_str())
+            .collect();
+        assert_eq!(first_input.concat(), "{\"x\":1}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::{DEFAULT_MAX_TOKENS, finish_reason, tool_use_block};
 use serde_json::{Value, json};
 
 /// A chat request as a Messages request for an Anthropic provider (`model` already the provider's name).
-pub fn request_from_openai(chat: &Value) -> Value {
+pub fn request_from_openai(chat: &serde_json::Map<String, Value>) -> Value {
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
     let mut push = |role: &str, blocks: Vec<Value>| {
@@ -158,7 +158,7 @@ pub fn response_to_openai(message: &Value) -> Value {
         "model": message.get("model").cloned().unwrap_or(Value::Null),
         "choices": [{"index": 0, "message": reply, "logprobs": null,
             "finish_reason": finish_reason(message.get("stop_reason").and_then(Value::as_str))}],
-        "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output}})
+        "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input.saturating_add(output)}})
 }
 
 /// Turns an Anthropic provider's named events into chat chunks.
@@ -251,7 +251,7 @@ impl ToOpenaiStream {
                 if self.include_usage {
                     out.push(json!({"id": self.id, "object": "chat.completion.chunk", "created": crate::gateway::unix_seconds(),
                         "model": self.model, "choices": [], "usage": {"prompt_tokens": self.input_tokens,
-                        "completion_tokens": self.output_tokens, "total_tokens": self.input_tokens + self.output_tokens}}).to_string());
+                        "completion_tokens": self.output_tokens, "total_tokens": self.input_tokens.saturating_add(self.output_tokens)}}).to_string());
                 }
                 out.push("[DONE]".to_string());
             }

@@ -1,0 +1,197 @@
+//! Every gateway call as an MLflow trace: one LLM span holding the request, the answer, token usage and how
+//! the gateway served it (deployment, attempts, fallback, time to first token), stored as if it had come over
+//! OTLP, in one experiment (created on first use), so `mlflow.search_traces` and the MLflow UI show them.
+//! Written off the request path by one task behind a bounded queue: when the store falls behind, records are
+//! dropped and counted, never waited for.
+
+use crate::otlp::messages::{
+    Any, AnyValue, ArrayValue, ExportTraceServiceRequest, KeyValue, KeyValueList, ResourceSpans, ScopeSpans, Span,
+    Status,
+};
+use loopline_llm_gateway::Endpoint;
+use loopline_llm_gateway::observe::{CallObserver, CallRecord};
+use loopline_metadata_store::{Experiment, MetadataStore, StoreError};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::UNIX_EPOCH;
+use tokio::sync::mpsc;
+
+/// Records waiting to be written.
+const QUEUE: usize = 1024;
+
+/// The trace writer the gateway tells of each call.
+pub struct GatewayTraces {
+    queue: mpsc::Sender<CallRecord>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl GatewayTraces {
+    /// Starts the writer: traces go to the experiment named `experiment` in `store`.
+    pub fn start(store: Arc<dyn MetadataStore>, experiment: String) -> GatewayTraces {
+        let (queue, mut records) = mpsc::channel::<CallRecord>(QUEUE);
+        tokio::spawn(async move {
+            let mut known: Option<Experiment> = None;
+            while let Some(record) = records.recv().await {
+                let target = match &known {
+                    Some(target) => target.clone(),
+                    None => match experiment_named(store.as_ref(), &experiment).await {
+                        Ok(found) => known.insert(found).clone(),
+                        Err(error) => {
+                            tracing::warn!(%experiment, %error, "gateway traces: the experiment could not be made");
+                            continue;
+                        }
+                    },
+                };
+                let request = export_request(&record);
+                if let Err(error) = crate::otlp::store_spans(store.as_ref(), &target, &request).await {
+                    tracing::warn!(%error, model = %record.model, "a gateway trace could not be stored");
+                    // The experiment may have been deleted: look it up again next time.
+                    known = None;
+                }
+            }
+        });
+        GatewayTraces {
+            queue,
+            dropped: Arc::default(),
+        }
+    }
+}
+
+impl CallObserver for GatewayTraces {
+    fn observe(&self, record: CallRecord) {
+        if self.queue.try_send(record).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped,
+                    "gateway traces are written slower than calls end; some were not kept"
+                );
+            }
+        }
+    }
+}
+
+/// The experiment, made when it does not exist (another replica may make it at the same time).
+async fn experiment_named(store: &dyn MetadataStore, name: &str) -> Result<Experiment, StoreError> {
+    match store.get_experiment_by_name(name).await {
+        Ok(found) if found.lifecycle_stage == "active" => return Ok(found),
+        Ok(_) => {
+            return Err(StoreError::InvalidParameter(format!(
+                "experiment '{name}' is deleted; restore it"
+            )));
+        }
+        Err(StoreError::NotFound(_)) => {}
+        Err(error) => return Err(error),
+    }
+    match store.create_experiment(name, None, &[]).await {
+        Ok(_) | Err(StoreError::AlreadyExists(_)) => store.get_experiment_by_name(name).await,
+        Err(error) => Err(error),
+    }
+}
+
+/// An attribute holding a JSON value as OTel's typed value (objects as key-value lists), which the mlflow
+/// client reads back as the value itself.
+fn json_text(key: &str, value: &Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(any_of(value)),
+    }
+}
+
+fn any_of(value: &Value) -> AnyValue {
+    let value = match value {
+        Value::Null => None,
+        Value::Bool(flag) => Some(Any::Bool(*flag)),
+        Value::Number(number) => Some(match number.as_i64() {
+            Some(integer) => Any::Int(integer),
+            None => Any::Double(number.as_f64().unwrap_or(f64::NAN)),
+        }),
+        Value::String(text) => Some(Any::String(text.clone())),
+        Value::Array(items) => Some(Any::Array(ArrayValue {
+            values: items.iter().map(any_of).collect(),
+        })),
+        Value::Object(fields) => Some(Any::KeyValues(KeyValueList {
+            values: fields
+                .iter()
+                .map(|(key, value)| KeyValue {
+                    key: key.clone(),
+                    value: Some(any_of(value)),
+                })
+                .collect(),
+        })),
+    };
+    AnyValue { value }
+}
+
+fn export_request(record: &CallRecord) -> ExportTraceServiceRequest {
+    let start_ns = record
+        .started_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64);
+    let end_ns = start_ns.saturating_add(record.duration.as_nanos() as u64);
+    let (operation, kind) = match record.endpoint {
+        Endpoint::ChatCompletions => ("chat.completions", "CHAT_MODEL"),
+        Endpoint::Completions => ("completions", "LLM"),
+        Endpoint::Embeddings => ("embeddings", "EMBEDDING"),
+    };
+    let mut attributes = vec![
+        json_text("mlflow.spanType", &json!(kind)),
+        json_text(
+            "mlflow.spanInputs",
+            &serde_json::from_str(&record.request).unwrap_or_else(|_| Value::String(record.request.clone())),
+        ),
+        json_text("mlflow.llm.model", &json!(record.model)),
+        json_text("loopline.gateway.outcome", &json!(record.outcome)),
+        json_text("loopline.gateway.attempts", &json!(record.attempts)),
+        json_text("loopline.gateway.fallback", &json!(record.fell_back)),
+        json_text(
+            "loopline.gateway.duration_ms",
+            &json!(record.duration.as_secs_f64() * 1000.0),
+        ),
+    ];
+    if let Some(response) = &record.response {
+        attributes.push(json_text("mlflow.spanOutputs", response));
+    }
+    if let Some(deployment) = &record.deployment {
+        attributes.push(json_text("loopline.gateway.deployment", &json!(deployment)));
+        if let Some((provider, _)) = deployment.split_once('/') {
+            attributes.push(json_text("mlflow.llm.provider", &json!(provider)));
+        }
+    }
+    if let Some(first) = record.first_token {
+        attributes.push(json_text(
+            "loopline.gateway.time_to_first_token_ms",
+            &json!(first.as_secs_f64() * 1000.0),
+        ));
+    }
+    if let Some((prompt, completion)) = record.tokens {
+        attributes.push(json_text(
+            "mlflow.chat.tokenUsage",
+            &json!({"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt.saturating_add(completion)}),
+        ));
+    }
+    let failed = record.error.is_some() || record.outcome != "ok";
+    let span = Span {
+        trace_id: rand::random::<[u8; 16]>().to_vec(),
+        span_id: rand::random::<[u8; 8]>().to_vec(),
+        trace_state: String::new(),
+        parent_span_id: Vec::new(),
+        name: format!("gateway {operation} {}", record.model),
+        kind: 3,
+        start_time_unix_nano: start_ns,
+        end_time_unix_nano: end_ns.max(start_ns + 1),
+        attributes,
+        events: Vec::new(),
+        status: Some(Status {
+            message: record.error.clone().unwrap_or_default(),
+            code: if failed { 2 } else { 1 },
+        }),
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: None,
+            scope_spans: vec![ScopeSpans { spans: vec![span] }],
+        }],
+    }
+}

@@ -1,0 +1,154 @@
+//! What the gateway records of each call: its metrics, and a [`CallRecord`] for an observer (the server turns
+//! them into MLflow traces). Streams are followed to their end: tokens from their usage chunk, the text they
+//! carried (up to a limit), and how they ended.
+
+use crate::gateway::{Endpoint, Piece, PieceStream};
+use crate::metrics::GatewayMetrics;
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The longest request kept for a record, as JSON text.
+pub const MAX_KEPT_REQUEST: usize = 256 * 1024;
+
+/// The request as a record keeps it.
+pub fn kept_request(request: &Map<String, Value>) -> String {
+    let text = serde_json::to_string(request).unwrap_or_default();
+    if text.len() <= MAX_KEPT_REQUEST {
+        return text;
+    }
+    serde_json::json!({"model": request.get("model"), "truncated": true, "bytes": text.len()}).to_string()
+}
+
+/// The most streamed text kept for a record.
+const MAX_KEPT_TEXT: usize = 64 * 1024;
+
+/// One finished gateway call.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// The model name the caller used.
+    pub model: String,
+    /// The endpoint called.
+    pub endpoint: Endpoint,
+    /// `provider/model` that answered, if one did.
+    pub deployment: Option<String>,
+    /// Upstream attempts made.
+    pub attempts: u32,
+    /// Whether a fallback model answered.
+    pub fell_back: bool,
+    /// When the call arrived.
+    pub started_at: SystemTime,
+    /// How long it took (a stream: until its end).
+    pub duration: Duration,
+    /// A stream's time to its first event.
+    pub first_token: Option<Duration>,
+    /// The caller's request body as JSON text (when larger than [`MAX_KEPT_REQUEST`], a note saying so).
+    pub request: String,
+    /// The answer (a stream's: its text joined, as a chat completion).
+    pub response: Option<Value>,
+    /// `ok`, `broken`, `cancelled`, or the error's kind.
+    pub outcome: &'static str,
+    /// The error's message.
+    pub error: Option<String>,
+    /// Prompt and completion tokens as the provider reported them.
+    pub tokens: Option<(u64, u64)>,
+}
+
+/// Receives every finished call (must not block: it runs on the request path).
+pub trait CallObserver: Send + Sync {
+    /// A call ended.
+    fn observe(&self, record: CallRecord);
+}
+
+/// The prompt and completion tokens an answer or chunk reports.
+pub fn usage(value: &Value) -> Option<(u64, u64)> {
+    let usage = value.get("usage").filter(|usage| usage.is_object())?;
+    let count = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
+    Some((count("prompt_tokens"), count("completion_tokens")))
+}
+
+/// Follows a stream handed to a caller and records how it ends: finished (`[DONE]` passed), broken after it
+/// started (both recorded as the piece passes, before the caller has it), or dropped by the caller first.
+struct StreamEnd {
+    metrics: Arc<GatewayMetrics>,
+    observer: Option<Arc<dyn CallObserver>>,
+    record: Option<CallRecord>,
+    started: Instant,
+    text: String,
+}
+
+impl StreamEnd {
+    fn end(&mut self, outcome: &'static str, error: Option<String>) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        record.duration = self.started.elapsed();
+        record.outcome = outcome;
+        record.error = error;
+        self.metrics.call(&record.model, outcome, Some(record.duration));
+        if let Some(observer) = &self.observer {
+            record.response = Some(serde_json::json!({"object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": std::mem::take(&mut self.text)}}]}));
+            observer.observe(record);
+        }
+    }
+
+    fn piece(&mut self, piece: &Piece) {
+        match piece {
+            Piece::Data(data) if data.trim() == "[DONE]" => self.end("ok", None),
+            Piece::Data(data) => {
+                let wanted = self.observer.is_some() && self.text.len() < MAX_KEPT_TEXT;
+                if !wanted && !data.contains("\"usage\":{") {
+                    return;
+                }
+                let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+                    return;
+                };
+                if let (Some((prompt, completion)), Some(record)) = (usage(&chunk), &mut self.record) {
+                    self.metrics.tokens(&record.model, prompt, completion);
+                    record.tokens = Some((prompt, completion));
+                }
+                if wanted {
+                    let piece = chunk
+                        .pointer("/choices/0/delta/content")
+                        .or_else(|| chunk.pointer("/choices/0/text"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let room = MAX_KEPT_TEXT.saturating_sub(self.text.len());
+                    self.text.extend(piece.chars().take(room));
+                }
+            }
+            Piece::Broken(message) => {
+                if let Some(record) = &self.record {
+                    self.metrics.broken(&record.model);
+                }
+                self.end("broken", Some(message.clone()));
+            }
+        }
+    }
+}
+
+impl Drop for StreamEnd {
+    fn drop(&mut self) {
+        self.end("cancelled", None);
+    }
+}
+
+/// The stream, followed to its end.
+pub fn observed(
+    pieces: PieceStream,
+    metrics: Arc<GatewayMetrics>,
+    observer: Option<Arc<dyn CallObserver>>,
+    record: CallRecord,
+    started: Instant,
+) -> PieceStream {
+    let mut end = StreamEnd {
+        metrics,
+        observer,
+        record: Some(record),
+        started,
+        text: String::new(),
+    };
+    Box::pin(pieces.inspect(move |piece| end.piece(piece)))
+}
