@@ -58,6 +58,7 @@ fn gateway_error(failure: GatewayError) -> Response {
 
 async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
+    let options = crate::openai::call_options(&request);
     let bytes = match crate::extract::read_body_limited(request.into_body(), crate::openai::MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(failure) => return error(crate::error::status_for(failure.code), &failure.message),
@@ -105,7 +106,7 @@ async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Resp
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    match gateway.call(Endpoint::ChatCompletions, chat).await {
+    match gateway.call_with(Endpoint::ChatCompletions, chat, &options).await {
         Ok((Answer::Json(completion), served)) => crate::openai::with_served(
             axum::Json(response_from_openai(&completion, &model)).into_response(),
             &served,

@@ -86,6 +86,8 @@ pub struct ModelGroup {
     pub timeout: Duration,
     /// Further tries of a deployment after a retryable failure (429, 5xx, no connection), before the next.
     pub retries: u32,
+    /// How long the exact cache keeps an answer (zero: not cached).
+    pub cache_ttl: Duration,
 }
 
 /// Consecutive failures after which a deployment rests, and for how long.
@@ -112,6 +114,10 @@ pub struct GatewayConfig {
     pub max_retry_after: Duration,
     /// The experiment every call is traced in (`None`: calls are not traced).
     pub trace_experiment: Option<String>,
+    /// Answers the exact cache holds at most.
+    pub cache_max_entries: usize,
+    /// Bytes of answers the exact cache holds at most.
+    pub cache_max_bytes: usize,
 }
 
 impl GatewayConfig {
@@ -127,6 +133,8 @@ impl GatewayConfig {
             retry_backoff: Duration::from_millis(500),
             max_retry_after: Duration::from_secs(60),
             trace_experiment: None,
+            cache_max_entries: 10_000,
+            cache_max_bytes: 256 << 20,
         }
     }
 
@@ -194,6 +202,8 @@ struct ModelEntry {
     timeout_seconds: u64,
     #[serde(default = "default_retries")]
     retries: u32,
+    #[serde(default)]
+    cache_ttl_seconds: u64,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +230,10 @@ struct Settings {
     traces: bool,
     #[serde(default = "default_trace_experiment")]
     trace_experiment: String,
+    #[serde(default = "default_cache_entries")]
+    cache_max_entries: usize,
+    #[serde(default = "default_cache_mb")]
+    cache_max_mb: usize,
 }
 
 impl Default for Settings {
@@ -231,6 +245,8 @@ impl Default for Settings {
             max_retry_after_seconds: default_max_retry_after(),
             traces: default_traces(),
             trace_experiment: default_trace_experiment(),
+            cache_max_entries: default_cache_entries(),
+            cache_max_mb: default_cache_mb(),
         }
     }
 }
@@ -255,6 +271,12 @@ fn default_backoff_ms() -> u64 {
 }
 fn default_max_retry_after() -> u64 {
     60
+}
+fn default_cache_entries() -> usize {
+    10_000
+}
+fn default_cache_mb() -> usize {
+    256
 }
 fn default_traces() -> bool {
     true
@@ -305,6 +327,9 @@ impl File {
             return Err(format!("settings: durations are at most {MAX_TIMEOUT_SECONDS} seconds"));
         }
         check_name(&settings.trace_experiment, "settings.trace_experiment")?;
+        if settings.cache_max_entries > 10_000_000 || settings.cache_max_mb > 1 << 20 {
+            return Err("settings: cache_max_entries at most 10000000, cache_max_mb at most 1048576".into());
+        }
         if settings.retry_backoff_ms > MAX_TIMEOUT_SECONDS * 1000 {
             return Err(format!(
                 "settings.retry_backoff_ms: at most {} ms",
@@ -321,6 +346,8 @@ impl File {
             retry_backoff: Duration::from_millis(settings.retry_backoff_ms),
             max_retry_after: Duration::from_secs(settings.max_retry_after_seconds),
             trace_experiment: settings.traces.then_some(settings.trace_experiment),
+            cache_max_entries: settings.cache_max_entries,
+            cache_max_bytes: settings.cache_max_mb << 20,
         })
     }
 }
@@ -430,12 +457,16 @@ impl ModelEntry {
         if self.retries > MAX_RETRIES {
             return Err(format!("{field}.retries: at most {MAX_RETRIES}"));
         }
+        if self.cache_ttl_seconds > 30 * 24 * 3600 {
+            return Err(format!("{field}.cache_ttl_seconds: at most 30 days"));
+        }
         Ok(ModelGroup {
             name: self.name,
             deployments,
             fallbacks,
             timeout: Duration::from_secs(self.timeout_seconds),
             retries: self.retries,
+            cache_ttl: Duration::from_secs(self.cache_ttl_seconds),
         })
     }
 }

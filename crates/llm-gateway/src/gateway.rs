@@ -3,9 +3,10 @@
 //! caller only once its first event has arrived, so a failure before then falls back without the caller
 //! seeing it; a failure after it ends the stream with a typed error event instead of a silent cut.
 
+use crate::cache::{ExactCache, Kept};
 use crate::config::{GatewayConfig, ModelGroup, ProviderKind};
 use crate::metrics::GatewayMetrics;
-use crate::observe::{CallObserver, CallRecord, kept_request, observed, usage};
+use crate::observe::{CallObserver, CallRecord, Keeping, kept_request, observed, usage};
 use crate::provider::{ByteStream, Failure, FailureKind, Upstream};
 use crate::sse::SseParser;
 use futures::{Stream, StreamExt};
@@ -128,6 +129,19 @@ pub struct Served {
     pub upstream: Duration,
     /// Whether a fallback group answered.
     pub fell_back: bool,
+    /// The exact cache: `hit`, `miss`, or `None` when the model is not cached (or the caller said no-store).
+    pub cache: Option<&'static str>,
+}
+
+/// How one call may use the exact cache, and whose answers it may share.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Callers sharing cached answers (the signed-in user; empty without auth: everyone).
+    pub scope: String,
+    /// `Cache-Control: no-cache`: do not answer from the cache (the answer is still kept).
+    pub no_cache: bool,
+    /// `Cache-Control: no-store`: neither read nor keep.
+    pub no_store: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -144,6 +158,7 @@ pub struct Gateway {
     health: Mutex<Vec<Vec<Health>>>,
     metrics: Arc<GatewayMetrics>,
     observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
+    cache: Arc<ExactCache>,
 }
 
 impl Gateway {
@@ -154,12 +169,14 @@ impl Gateway {
             .iter()
             .map(|model| vec![Health::default(); model.deployments.len()])
             .collect();
+        let cache = Arc::new(ExactCache::new(config.cache_max_entries, config.cache_max_bytes));
         Ok(Gateway {
             config: Arc::new(config),
             upstream: Upstream::new()?,
             health: Mutex::new(health),
             metrics: Arc::default(),
             observer: std::sync::OnceLock::new(),
+            cache,
         })
     }
 
@@ -176,6 +193,16 @@ impl Gateway {
     /// Sends a request body (already checked by the wire layer: an object with a string `model`) to the
     /// model it names. A body with `"stream": true` gets [`Answer::Stream`]. Counted in the gateway's metrics.
     pub async fn call(&self, endpoint: Endpoint, body: Map<String, Value>) -> Result<(Answer, Served), GatewayError> {
+        self.call_with(endpoint, body, &CallOptions::default()).await
+    }
+
+    /// [`Gateway::call`], with the caller's cache scope and `Cache-Control`.
+    pub async fn call_with(
+        &self,
+        endpoint: Endpoint,
+        body: Map<String, Value>,
+        options: &CallOptions,
+    ) -> Result<(Answer, Served), GatewayError> {
         let name = body
             .get("model")
             .and_then(Value::as_str)
@@ -197,15 +224,52 @@ impl Gateway {
             outcome: "ok",
             error: None,
             tokens: None,
+            cache_hit: false,
         };
-        let mut body = body;
-        let routed = self.route(endpoint, &mut body).await;
+        // The exact cache, when the model keeps answers and the caller allows it.
+        let ttl = self
+            .config
+            .model(&name)
+            .map(|group| self.config.models[group].cache_ttl)
+            .filter(|ttl| !ttl.is_zero() && !options.no_store);
+        let cache_key = ttl.map(|_| crate::cache::key(endpoint.path(), &options.scope, &body));
         if observer.is_some() {
-            // The caller's request as it came (the model name it used), kept as bounded text: a stream's record
-            // lives as long as the stream.
-            body.insert("model".into(), Value::String(name.clone()));
+            // The caller's request as it came, kept as bounded text: a stream's record lives as long as it.
             record.request = kept_request(&body);
         }
+        if let Some(key) = cache_key.filter(|_| !options.no_cache)
+            && let Some((kept, deployment)) = self.cache.get(&key)
+        {
+            record.deployment = Some(deployment.clone());
+            record.cache_hit = true;
+            let served = Served {
+                deployment,
+                attempts: 0,
+                upstream: Duration::ZERO,
+                fell_back: false,
+                cache: Some("hit"),
+            };
+            return Ok(match kept {
+                Kept::Json(value) => {
+                    record.tokens = usage(&value);
+                    record.duration = started.elapsed();
+                    self.metrics.call(&name, "ok", Some(record.duration));
+                    if let Some(observer) = &observer {
+                        record.response = Some(value.clone());
+                        observer.observe(record);
+                    }
+                    (Answer::Json(value), served)
+                }
+                Kept::Stream(events) => {
+                    record.first_token = Some(started.elapsed());
+                    let replay: PieceStream = Box::pin(futures::stream::iter(events.into_iter().map(Piece::Data)));
+                    let pieces = observed(replay, self.metrics.clone(), observer, record, started, None);
+                    (Answer::Stream(pieces), served)
+                }
+            });
+        }
+        let mut body = body;
+        let routed = self.route(endpoint, &mut body).await;
         drop(body);
         let metrics = &self.metrics;
         if let Ok((_, served)) = &routed {
@@ -216,11 +280,19 @@ impl Gateway {
                 metrics.fallback(&name);
             }
         }
+        let miss = |mut served: Served| {
+            served.cache = cache_key.map(|_| "miss");
+            served
+        };
         match routed {
             Ok((Answer::Json(value), served)) => {
                 record.tokens = usage(&value);
                 if let Some((prompt, completion)) = record.tokens {
                     metrics.tokens(&name, prompt, completion);
+                }
+                if let (Some(key), Some(ttl)) = (cache_key, ttl) {
+                    self.cache
+                        .put(key, Kept::Json(value.clone()), served.deployment.clone(), ttl);
                 }
                 record.duration = started.elapsed();
                 metrics.call(&name, "ok", Some(record.duration));
@@ -228,13 +300,21 @@ impl Gateway {
                     record.response = Some(value.clone());
                     observer.observe(record);
                 }
-                Ok((Answer::Json(value), served))
+                Ok((Answer::Json(value), miss(served)))
             }
             Ok((Answer::Stream(pieces), served)) => {
                 record.first_token = Some(started.elapsed());
                 metrics.first_token(&name, started.elapsed());
-                let pieces = observed(pieces, self.metrics.clone(), observer, record, started);
-                Ok((Answer::Stream(pieces), served))
+                let keep = cache_key.zip(ttl).map(|(key, ttl)| Keeping {
+                    cache: self.cache.clone(),
+                    key,
+                    ttl,
+                    deployment: served.deployment.clone(),
+                    events: Vec::new(),
+                    bytes: 0,
+                });
+                let pieces = observed(pieces, self.metrics.clone(), observer, record, started, keep);
+                Ok((Answer::Stream(pieces), miss(served)))
             }
             Err(GatewayError::ModelNotFound(model)) => Err(GatewayError::ModelNotFound(model)),
             Err(error) => {
@@ -298,6 +378,7 @@ impl Gateway {
                                 attempts,
                                 upstream: started.elapsed(),
                                 fell_back: group_index != group,
+                                cache: None,
                             },
                         ));
                     }

@@ -3,6 +3,7 @@
 //! server's configuration. The wire layer (`http-api`'s `openai` module) speaks OpenAI's API over it.
 
 pub mod anthropic;
+pub mod cache;
 pub mod config;
 pub mod gateway;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! them into MLflow traces). Streams are followed to their end: tokens from their usage chunk, the text they
 //! carried (up to a limit), and how they ended.
 
+use crate::cache::{ExactCache, Kept};
 use crate::gateway::{Endpoint, Piece, PieceStream};
 use crate::metrics::GatewayMetrics;
 use futures::StreamExt;
@@ -53,6 +54,8 @@ pub struct CallRecord {
     pub error: Option<String>,
     /// Prompt and completion tokens as the provider reported them.
     pub tokens: Option<(u64, u64)>,
+    /// Answered from the exact cache.
+    pub cache_hit: bool,
 }
 
 /// Receives every finished call (must not block: it runs on the request path).
@@ -76,7 +79,27 @@ struct StreamEnd {
     record: Option<CallRecord>,
     started: Instant,
     text: String,
+    keep: Option<Keeping>,
 }
+
+/// A stream being gathered for the exact cache (given up past [`MAX_KEPT_STREAM`]).
+pub struct Keeping {
+    /// Where it goes.
+    pub cache: Arc<ExactCache>,
+    /// Its key.
+    pub key: [u8; 32],
+    /// How long it is kept.
+    pub ttl: Duration,
+    /// The deployment that streamed it.
+    pub deployment: String,
+    /// The events so far.
+    pub events: Vec<String>,
+    /// Their bytes.
+    pub bytes: usize,
+}
+
+/// The largest stream kept in the cache.
+const MAX_KEPT_STREAM: usize = 1 << 20;
 
 impl StreamEnd {
     fn end(&mut self, outcome: &'static str, error: Option<String>) {
@@ -96,8 +119,26 @@ impl StreamEnd {
 
     fn piece(&mut self, piece: &Piece) {
         match piece {
-            Piece::Data(data) if data.trim() == "[DONE]" => self.end("ok", None),
+            Piece::Data(data) if data.trim() == "[DONE]" => {
+                if let Some(mut keeping) = self.keep.take() {
+                    keeping.events.push(data.clone());
+                    keeping.cache.put(
+                        keeping.key,
+                        Kept::Stream(keeping.events),
+                        keeping.deployment,
+                        keeping.ttl,
+                    );
+                }
+                self.end("ok", None);
+            }
             Piece::Data(data) => {
+                if let Some(keeping) = &mut self.keep {
+                    keeping.bytes += data.len();
+                    keeping.events.push(data.clone());
+                    if keeping.bytes > MAX_KEPT_STREAM {
+                        self.keep = None;
+                    }
+                }
                 let wanted = self.observer.is_some() && self.text.len() < MAX_KEPT_TEXT;
                 if !wanted && !data.contains("\"usage\":{") {
                     return;
@@ -142,6 +183,7 @@ pub fn observed(
     observer: Option<Arc<dyn CallObserver>>,
     record: CallRecord,
     started: Instant,
+    keep: Option<Keeping>,
 ) -> PieceStream {
     let mut end = StreamEnd {
         metrics,
@@ -149,6 +191,7 @@ pub fn observed(
         record: Some(record),
         started,
         text: String::new(),
+        keep,
     };
     Box::pin(pieces.inspect(move |piece| end.piece(piece)))
 }

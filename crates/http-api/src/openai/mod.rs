@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use errors::OpenAiError;
 use futures::StreamExt;
 use loopline_access::{Level, Principal};
+use loopline_llm_gateway::gateway::CallOptions;
 use loopline_llm_gateway::gateway::broken_stream_event;
 use loopline_llm_gateway::{Answer, Endpoint, Gateway, Piece, Served};
 use serde_json::{Value, json};
@@ -86,6 +87,7 @@ async fn call(
 ) -> Response {
     let started = Instant::now();
     let request_id = request_id();
+    let options = call_options(&request);
     let answer = async {
         let bytes = crate::extract::read_body_limited(request.into_body(), MAX_BODY_BYTES).await?;
         let _held = reserve_body(bytes.len()).ok_or_else(|| OpenAiError {
@@ -99,7 +101,7 @@ async fn call(
         let body = checks::object(&bytes)?;
         drop(bytes);
         check(&body)?;
-        Ok::<_, OpenAiError>(gateway.call(endpoint, body).await?)
+        Ok::<_, OpenAiError>(gateway.call_with(endpoint, body, &options).await?)
     }
     .await;
     let mut response = match answer {
@@ -111,6 +113,28 @@ async fn call(
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// How a call may use the exact cache: answers are shared among the calls of one signed-in user (everyone's
+/// without auth), and `Cache-Control: no-cache` / `no-store` are honoured.
+pub(crate) fn call_options(request: &Request) -> CallOptions {
+    let directives: Vec<String> = request
+        .headers()
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|directive| directive.trim().to_ascii_lowercase())
+        .collect();
+    CallOptions {
+        scope: request
+            .extensions()
+            .get::<Principal>()
+            .map(|principal| principal.user_id.to_string())
+            .unwrap_or_default(),
+        no_cache: directives.iter().any(|directive| directive == "no-cache"),
+        no_store: directives.iter().any(|directive| directive == "no-store"),
+    }
 }
 
 fn request_id() -> String {
@@ -133,6 +157,9 @@ pub(crate) fn with_served(mut response: Response, served: &Served, started: Inst
     headers.insert("x-loopline-attempts", HeaderValue::from(served.attempts));
     if served.fell_back {
         headers.insert("x-loopline-fallback", HeaderValue::from_static("true"));
+    }
+    if let Some(cache) = served.cache {
+        headers.insert("x-loopline-cache", HeaderValue::from_static(cache));
     }
     response
 }

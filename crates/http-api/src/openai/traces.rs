@@ -159,6 +159,9 @@ fn export_request(record: &CallRecord) -> ExportTraceServiceRequest {
             attributes.push(json_text("mlflow.llm.provider", &json!(provider)));
         }
     }
+    if record.cache_hit {
+        attributes.push(json_text("loopline.gateway.cache", &json!("hit")));
+    }
     if let Some(first) = record.first_token {
         attributes.push(json_text(
             "loopline.gateway.time_to_first_token_ms",

@@ -33,6 +33,7 @@ async fn setup() -> Setup {
          \x20 - {{name: spare, deployments: [{{provider: spare, model: small-model}}], retries: 0}}\n\
          \x20 - {{name: embed, deployments: [{{provider: primary, model: embedder}}]}}\n\
          \x20 - {{name: org/with-slash, deployments: [{{provider: spare, model: x}}]}}\n\
+         \x20 - {{name: cached, deployments: [{{provider: spare, model: kept}}], cache_ttl_seconds: 600}}\n\
          settings: {{retry_backoff_ms: 0, cooldown_failures: 100}}\n",
         primary.base_url,
         key_file.display(),
@@ -86,12 +87,11 @@ impl Answer {
 }
 
 async fn post(server: &TestServer, path: &str, body: &Value) -> Answer {
-    let response = reqwest::Client::new()
-        .post(server.url(path))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    answer_of(reqwest::Client::new().post(server.url(path)).json(body)).await
+}
+
+async fn answer_of(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     Answer {
@@ -338,7 +338,7 @@ async fn embeddings_completions_and_models_answer_in_openais_shapes() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["chat", "spare", "embed", "org/with-slash"]);
+    assert_eq!(names, ["chat", "spare", "embed", "org/with-slash", "cached"]);
     let one = client
         .get(setup.server.url("/v1/models/org/with-slash"))
         .send()
@@ -429,4 +429,74 @@ async fn bad_requests_are_refused_in_openais_shape_before_any_provider_is_called
         "request_too_large"
     );
     assert!(setup.primary.calls().is_empty() && setup.spare.calls().is_empty());
+}
+
+async fn post_with(server: &TestServer, body: &Value, cache_control: Option<&str>) -> Answer {
+    let mut request = reqwest::Client::new()
+        .post(server.url("/v1/chat/completions"))
+        .json(body);
+    if let Some(value) = cache_control {
+        request = request.header("cache-control", value);
+    }
+    answer_of(request).await
+}
+
+#[tokio::test]
+async fn the_exact_cache_answers_the_same_request_again_streams_included_and_honours_cache_control() {
+    let setup = setup().await;
+    let calls = || setup.spare.calls().len();
+    let body = chat("cached", false);
+    let first = post_with(&setup.server, &body, None).await;
+    assert_eq!(first.header("x-loopline-cache"), Some("miss"));
+    // The same request, its fields in another order: answered from the cache, the provider not called.
+    let reordered: Value = serde_json::from_str(&format!(
+        "{{\"messages\": {}, \"model\": \"cached\", \"stream\": false}}",
+        body["messages"]
+    ))
+    .unwrap();
+    let again = post_with(&setup.server, &reordered, None).await;
+    assert_eq!(again.header("x-loopline-cache"), Some("hit"), "{}", again.text);
+    assert_eq!(again.json()["choices"], first.json()["choices"]);
+    assert_eq!(calls(), 1);
+    // no-cache asks the provider (and keeps the new answer); no-store neither reads nor keeps.
+    assert_eq!(
+        post_with(&setup.server, &body, Some("no-cache"))
+            .await
+            .header("x-loopline-cache"),
+        Some("miss")
+    );
+    assert_eq!(calls(), 2);
+    assert_eq!(
+        post_with(&setup.server, &body, Some("no-store"))
+            .await
+            .header("x-loopline-cache"),
+        None
+    );
+    assert_eq!(calls(), 3);
+    // Another question is another entry.
+    let mut other = body.clone();
+    other["messages"][1]["content"] = json!("something else");
+    assert_eq!(
+        post_with(&setup.server, &other, None).await.header("x-loopline-cache"),
+        Some("miss")
+    );
+    // A stream is kept once it finished, and replayed as the same events.
+    let streamed = chat("cached", true);
+    let live = post_with(&setup.server, &streamed, None).await;
+    assert_eq!(live.header("x-loopline-cache"), Some("miss"));
+    let replayed = post_with(&setup.server, &streamed, None).await;
+    assert_eq!(replayed.header("x-loopline-cache"), Some("hit"));
+    assert_eq!(replayed.events(), live.events());
+    assert_eq!(replayed.events().last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(calls(), 5);
+    // A stream cut short is not kept.
+    let mut cut = chat("cached", true);
+    cut["messages"][1]["content"] = json!("cut me");
+    setup.spare.script("kept", vec![Behaviour::CutAfter(2)]);
+    let broken = post_with(&setup.server, &cut, None).await;
+    assert!(broken.text.contains("stream_interrupted"), "{}", broken.text);
+    assert_eq!(
+        post_with(&setup.server, &cut, None).await.header("x-loopline-cache"),
+        Some("miss")
+    );
 }
