@@ -59,14 +59,17 @@ fn gateway_error(failure: GatewayError) -> Response {
 async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
     let options = crate::openai::call_options(&request);
-    let bytes = match crate::extract::read_body_limited(request.into_body(), crate::openai::MAX_BODY_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(failure) => return error(crate::error::status_for(failure.code), &failure.message),
-    };
-    let Some(_held) = crate::openai::reserve_body(bytes.len()) else {
+    if !crate::openai::json_content(request.headers()) {
+        return error(StatusCode::BAD_REQUEST, crate::openai::NOT_JSON);
+    }
+    let Some(_held) = crate::openai::reserve_body(crate::openai::declared_size(request.headers())) else {
         let mut busy = error(StatusCode::TOO_MANY_REQUESTS, crate::openai::BUSY);
         busy.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1u32));
         return busy;
+    };
+    let bytes = match crate::extract::read_body_limited(request.into_body(), crate::openai::MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(failure) => return error(crate::error::status_for(failure.code), &failure.message),
     };
     let body: serde_json::Map<String, Value> = match serde_json::from_slice(&bytes) {
         Ok(Value::Object(body)) => body,

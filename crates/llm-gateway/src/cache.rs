@@ -6,23 +6,23 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A kept answer.
 #[derive(Debug, Clone)]
 pub enum Kept {
-    /// A whole JSON answer.
-    Json(Value),
+    /// A whole JSON answer, as text (what it takes in memory is what is counted).
+    Json(Arc<str>),
     /// A stream's events' data, `[DONE]` last.
-    Stream(Vec<String>),
+    Stream(Arc<[String]>),
 }
 
 impl Kept {
     fn size(&self) -> usize {
         match self {
-            Kept::Json(value) => value.to_string().len(),
-            Kept::Stream(events) => events.iter().map(String::len).sum(),
+            Kept::Json(text) => text.len(),
+            Kept::Stream(events) => events.iter().map(|event| event.len() + 24).sum(),
         }
     }
 }
@@ -166,26 +166,26 @@ mod tests {
             key("/x", "", &request(3)),
         );
         assert_ne!(key("/x", "alice", &request(1)), a, "scoped by caller");
-        cache.put(a, Kept::Json(json!(1)), "p/m".into(), Duration::from_secs(60));
+        cache.put(a, Kept::Json("1".into()), "p/m".into(), Duration::from_secs(60));
         cache.put(
             b,
-            Kept::Stream(vec!["{}".into(), "[DONE]".into()]),
+            Kept::Stream(vec!["{}".to_string(), "[DONE]".to_string()].into()),
             "p/m".into(),
             Duration::from_secs(60),
         );
         // Stored again: its old place does not evict it.
-        cache.put(a, Kept::Json(json!(11)), "p/m".into(), Duration::from_secs(60));
-        cache.put(c, Kept::Json(json!(3)), "p/m".into(), Duration::from_secs(60));
+        cache.put(a, Kept::Json("11".into()), "p/m".into(), Duration::from_secs(60));
+        cache.put(c, Kept::Json("3".into()), "p/m".into(), Duration::from_secs(60));
         assert!(cache.get(&b).is_none(), "b was the oldest");
-        assert!(matches!(cache.get(&a), Some((Kept::Json(value), _)) if value == json!(11)));
+        assert!(matches!(cache.get(&a), Some((Kept::Json(text), _)) if &*text == "11"));
         assert_eq!(cache.len(), 2);
-        cache.put(b, Kept::Json(json!(2)), "p/m".into(), Duration::ZERO);
+        cache.put(b, Kept::Json("2".into()), "p/m".into(), Duration::ZERO);
         assert!(cache.get(&b).is_none(), "expired at once");
         // Too large for the bound: not kept.
         let small = ExactCache::new(10, 100);
         small.put(
             a,
-            Kept::Json(json!("x".repeat(50))),
+            Kept::Json("x".repeat(50).into()),
             "p/m".into(),
             Duration::from_secs(60),
         );

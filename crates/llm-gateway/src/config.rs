@@ -112,8 +112,11 @@ pub struct GatewayConfig {
     pub retry_backoff: Duration,
     /// Longest `Retry-After` honoured; a provider asking for longer is treated as failed at once.
     pub max_retry_after: Duration,
-    /// The experiment every call is traced in (`None`: calls are not traced).
-    pub trace_experiment: Option<String>,
+    /// The experiment calls are traced in.
+    pub trace_experiment: String,
+    /// Whether calls are traced: `None` leaves it to the server (on without auth; with auth only when asked,
+    /// since traces hold every caller's prompts where the experiment's readers can see them).
+    pub traces: Option<bool>,
     /// Answers the exact cache holds at most.
     pub cache_max_entries: usize,
     /// Bytes of answers the exact cache holds at most.
@@ -132,7 +135,8 @@ impl GatewayConfig {
             },
             retry_backoff: Duration::from_millis(500),
             max_retry_after: Duration::from_secs(60),
-            trace_experiment: None,
+            trace_experiment: default_trace_experiment(),
+            traces: None,
             cache_max_entries: 10_000,
             cache_max_bytes: 256 << 20,
         }
@@ -226,8 +230,8 @@ struct Settings {
     retry_backoff_ms: u64,
     #[serde(default = "default_max_retry_after")]
     max_retry_after_seconds: u64,
-    #[serde(default = "default_traces")]
-    traces: bool,
+    #[serde(default)]
+    traces: Option<bool>,
     #[serde(default = "default_trace_experiment")]
     trace_experiment: String,
     #[serde(default = "default_cache_entries")]
@@ -243,7 +247,7 @@ impl Default for Settings {
             cooldown_seconds: default_cooldown_seconds(),
             retry_backoff_ms: default_backoff_ms(),
             max_retry_after_seconds: default_max_retry_after(),
-            traces: default_traces(),
+            traces: None,
             trace_experiment: default_trace_experiment(),
             cache_max_entries: default_cache_entries(),
             cache_max_mb: default_cache_mb(),
@@ -277,9 +281,6 @@ fn default_cache_entries() -> usize {
 }
 fn default_cache_mb() -> usize {
     256
-}
-fn default_traces() -> bool {
-    true
 }
 fn default_trace_experiment() -> String {
     "loopline-gateway".to_string()
@@ -345,7 +346,8 @@ impl File {
             },
             retry_backoff: Duration::from_millis(settings.retry_backoff_ms),
             max_retry_after: Duration::from_secs(settings.max_retry_after_seconds),
-            trace_experiment: settings.traces.then_some(settings.trace_experiment),
+            trace_experiment: settings.trace_experiment,
+            traces: settings.traces,
             cache_max_entries: settings.cache_max_entries,
             cache_max_bytes: settings.cache_max_mb << 20,
         })

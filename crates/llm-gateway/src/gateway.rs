@@ -6,7 +6,7 @@
 use crate::cache::{ExactCache, Kept};
 use crate::config::{GatewayConfig, ModelGroup, ProviderKind};
 use crate::metrics::GatewayMetrics;
-use crate::observe::{CallObserver, CallRecord, Keeping, kept_request, observed, usage};
+use crate::observe::{CallObserver, CallRecord, Keeping, kept_answer, kept_request, observed, usage};
 use crate::provider::{ByteStream, Failure, FailureKind, Upstream};
 use crate::sse::SseParser;
 use futures::{Stream, StreamExt};
@@ -250,19 +250,21 @@ impl Gateway {
                 cache: Some("hit"),
             };
             return Ok(match kept {
-                Kept::Json(value) => {
+                Kept::Json(text) => {
+                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     record.tokens = usage(&value);
                     record.duration = started.elapsed();
                     self.metrics.call(&name, "ok", Some(record.duration));
                     if let Some(observer) = &observer {
-                        record.response = Some(value.clone());
+                        record.response = Some(kept_answer(&value));
                         observer.observe(record);
                     }
                     (Answer::Json(value), served)
                 }
                 Kept::Stream(events) => {
                     record.first_token = Some(started.elapsed());
-                    let replay: PieceStream = Box::pin(futures::stream::iter(events.into_iter().map(Piece::Data)));
+                    let replay: Vec<Piece> = events.iter().cloned().map(Piece::Data).collect();
+                    let replay: PieceStream = Box::pin(futures::stream::iter(replay));
                     let pieces = observed(replay, self.metrics.clone(), observer, record, started, None);
                     (Answer::Stream(pieces), served)
                 }
@@ -291,13 +293,17 @@ impl Gateway {
                     metrics.tokens(&name, prompt, completion);
                 }
                 if let (Some(key), Some(ttl)) = (cache_key, ttl) {
-                    self.cache
-                        .put(key, Kept::Json(value.clone()), served.deployment.clone(), ttl);
+                    self.cache.put(
+                        key,
+                        Kept::Json(value.to_string().into()),
+                        served.deployment.clone(),
+                        ttl,
+                    );
                 }
                 record.duration = started.elapsed();
                 metrics.call(&name, "ok", Some(record.duration));
                 if let Some(observer) = &observer {
-                    record.response = Some(value.clone());
+                    record.response = Some(kept_answer(&value));
                     observer.observe(record);
                 }
                 Ok((Answer::Json(value), miss(served)))
@@ -526,6 +532,19 @@ impl Gateway {
         };
         if !streaming {
             let answer = self.upstream.json(provider, response, model.timeout).await?;
+            if let Some(message) = error_event(&answer) {
+                // A success status around an error body is a failure, never an answer (nor cached).
+                return Err(Failure {
+                    kind: FailureKind::Retryable,
+                    status: None,
+                    retry_after: None,
+                    message: format!(
+                        "{} answered an error: {}",
+                        provider.name,
+                        message.chars().take(500).collect::<String>()
+                    ),
+                });
+            }
             return Ok(Answer::Json(if anthropic {
                 crate::anthropic::response_to_openai(&answer)
             } else {
@@ -645,10 +664,10 @@ impl Events {
             }
             if let Some(data) = self.pending.pop_front() {
                 if data.trim() == "[DONE]" {
-                    // Nothing after the end reaches the caller.
+                    // Nothing after the end reaches the caller, and the end is spelled as clients expect it.
                     self.finished = true;
                     self.pending.clear();
-                    return Ok(Some(data));
+                    return Ok(Some("[DONE]".to_string()));
                 }
                 return self.checked(data).map(Some);
             }
@@ -659,7 +678,20 @@ impl Events {
             };
             let events = self.parser.feed(&piece).map_err(|message| self.failure(message))?;
             match &mut self.translate {
-                None => self.pending.extend(events.into_iter().map(|event| event.data)),
+                None => {
+                    for event in events {
+                        if event.event.as_deref() == Some("error") {
+                            let said = serde_json::from_str::<Value>(&event.data)
+                                .ok()
+                                .as_ref()
+                                .and_then(error_event);
+                            let said: String = said.unwrap_or_else(|| "no message".into()).chars().take(500).collect();
+                            let message = format!("streamed an error event: {said}");
+                            return Err(self.failure(message));
+                        }
+                        self.pending.push_back(event.data);
+                    }
+                }
                 Some(translate) => {
                     for event in events {
                         let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
@@ -695,9 +727,12 @@ impl Events {
         if let Some(message) = error_event(&value) {
             return Err(self.failure(format!("streamed an error: {message}")));
         }
-        if let Some(key) = &self.key
-            && crate::provider::scrub_json(&mut value, key)
-        {
+        let scrubbed = self
+            .key
+            .as_ref()
+            .is_some_and(|key| crate::provider::scrub_json(&mut value, key));
+        // An event spread over several `data:` lines is sent on one.
+        if scrubbed || data.contains('\n') || data.contains('\r') {
             return Ok(value.to_string());
         }
         Ok(data)

@@ -22,6 +22,16 @@ pub fn kept_request(request: &Map<String, Value>) -> String {
     serde_json::json!({"model": request.get("model"), "truncated": true, "bytes": text.len()}).to_string()
 }
 
+/// An answer as a record keeps it: itself, or a note of its size when its JSON is larger than
+/// [`MAX_KEPT_REQUEST`].
+pub fn kept_answer(answer: &Value) -> Value {
+    let size = serde_json::to_vec(answer).map_or(0, |text| text.len());
+    if size <= MAX_KEPT_REQUEST {
+        return answer.clone();
+    }
+    serde_json::json!({"truncated": true, "bytes": size})
+}
+
 /// The most streamed text kept for a record.
 const MAX_KEPT_TEXT: usize = 64 * 1024;
 
@@ -124,7 +134,7 @@ impl StreamEnd {
                     keeping.events.push(data.clone());
                     keeping.cache.put(
                         keeping.key,
-                        Kept::Stream(keeping.events),
+                        Kept::Stream(keeping.events.into()),
                         keeping.deployment,
                         keeping.ttl,
                     );

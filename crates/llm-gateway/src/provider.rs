@@ -254,6 +254,14 @@ fn scrub_strings(value: &mut Value, key: &str) -> bool {
             }
         }
         Value::Object(fields) => {
+            // A key of the object may be the secret too: rename it.
+            let named: Vec<String> = fields.keys().filter(|name| name.contains(key)).cloned().collect();
+            for name in named {
+                if let Some(item) = fields.remove(&name) {
+                    fields.insert(name.replace(key, "[redacted]"), item);
+                    changed = true;
+                }
+            }
             for item in fields.values_mut() {
                 changed |= scrub_strings(item, key);
             }
@@ -283,7 +291,15 @@ fn error_message(text: &str) -> Option<(String, Option<String>)> {
 }
 
 fn classify(provider: &Provider, status: u16, retry_after: Option<Duration>, text: &str) -> Failure {
-    let (message, code) = error_message(text).unwrap_or_else(|| (text.chars().take(500).collect(), None));
+    // Only a message decoded from the provider's JSON is passed on (scrubbed whole, then cut): raw text could
+    // hide the key behind escapes the scrubber does not see.
+    let (message, code) = match error_message(text) {
+        Some((message, code)) => (scrub(&message, provider.api_key.as_ref()), code),
+        None => (
+            format!("an answer that is not a JSON error ({} bytes)", text.len()),
+            None,
+        ),
+    };
     let context_window = code.as_deref() == Some("context_length_exceeded")
         || message.contains("context length")
         || message.contains("context window")
@@ -296,14 +312,11 @@ fn classify(provider: &Provider, status: u16, retry_after: Option<Duration>, tex
         400 | 413 | 422 => FailureKind::Caller,
         _ => FailureKind::Unusable,
     };
+    let message: String = message.chars().take(500).collect();
     let message = match kind {
         // The caller reads this one: the provider's own words about their request.
         FailureKind::Caller | FailureKind::ContextWindow => message,
-        _ => format!(
-            "{} answered {status}: {}",
-            provider.name,
-            message.chars().take(500).collect::<String>()
-        ),
+        _ => format!("{} answered {status}: {message}", provider.name),
     };
     Failure {
         kind,

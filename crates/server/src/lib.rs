@@ -133,13 +133,16 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         &secrets_key::secrets_key(&config.data_dir)?,
     );
     let access_metadata = metadata.clone();
-    if let Some(experiment) = gateway.config().trace_experiment.clone()
-        && !gateway.config().models.is_empty()
-    {
-        gateway.set_observer(Arc::new(loopline_http_api::openai::traces::GatewayTraces::start(
-            metadata.clone(),
-            experiment,
-        )));
+    let auth_on = config.auth.enabled();
+    match gateway.config().traces {
+        _ if gateway.config().models.is_empty() => {}
+        Some(true) => trace_gateway(&gateway, &metadata),
+        None if !auth_on => trace_gateway(&gateway, &metadata),
+        None => tracing::info!(
+            "gateway calls are not traced: with auth on, traces would hold every caller's prompts where the \
+             experiment's readers see them; set `settings: {{traces: true}}` and restrict the experiment to trace"
+        ),
+        Some(false) => {}
     }
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
@@ -314,6 +317,14 @@ async fn guarded(
     routes.extend(inventory::routes(&pages));
     let pages = pages.route_layer(wire::GuardLayer::new(guard));
     Ok((api.merge(pages), routes, Some(audit)))
+}
+
+/// Every gateway call an MLflow trace in the configured experiment.
+fn trace_gateway(gateway: &loopline_llm_gateway::Gateway, metadata: &Arc<dyn loopline_metadata_store::MetadataStore>) {
+    gateway.set_observer(Arc::new(loopline_http_api::openai::traces::GatewayTraces::start(
+        metadata.clone(),
+        gateway.config().trace_experiment.clone(),
+    )));
 }
 
 /// OpenAI's and Anthropic's APIs over one gateway.

@@ -5,24 +5,35 @@
 use super::errors::OpenAiError;
 use serde_json::{Map, Value};
 
-/// Request fields that would choose where a request goes or with which key.
+/// Request fields that would choose where a request goes or with which key, as letters and digits only.
 const ROUTING_FIELDS: &[&str] = &[
-    "api_base",
-    "base_url",
-    "api_key",
-    "api_version",
-    "custom_llm_provider",
+    "apibase",
+    "baseurl",
+    "apikey",
+    "apiversion",
+    "apitype",
+    "customllmprovider",
     "organization",
-    "azure_endpoint",
-    "azure_ad_token",
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "aws_region_name",
-    "vertex_credentials",
-    "vertex_project",
-    "extra_headers",
-    "user_config",
+    "azureendpoint",
+    "azureadtoken",
+    "azureadtokenprovider",
+    "awsaccesskeyid",
+    "awssecretaccesskey",
+    "awssessiontoken",
+    "awsregionname",
+    "awsbedrockruntimeendpoint",
+    "awsstsendpoint",
+    "awsrolename",
+    "awswebidentitytoken",
+    "awsprofilename",
+    "vertexcredentials",
+    "vertexproject",
+    "vertexlocation",
+    "headers",
+    "extraheaders",
+    "defaultheaders",
+    "userconfig",
+    "litellmparams",
 ];
 /// Roles a chat message may have.
 const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
@@ -30,13 +41,15 @@ const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "fu
 const MAX_MESSAGES: usize = 100_000;
 
 /// A field of the request that would choose a provider's URL or key, if it has one.
-pub fn routing_field(object: &Map<String, Value>) -> Option<&'static str> {
-    // Any spelling: some proxies read these names case-insensitively.
-    object.keys().find_map(|key| {
-        ROUTING_FIELDS
-            .iter()
-            .copied()
-            .find(|field| key.eq_ignore_ascii_case(field))
+pub fn routing_field(object: &Map<String, Value>) -> Option<&str> {
+    // Any spelling (`api_base`, `apiBase`, `API-BASE `): compared on letters and digits alone.
+    object.keys().map(String::as_str).find(|key| {
+        let plain: String = key
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        ROUTING_FIELDS.contains(&plain.as_str())
     })
 }
 
@@ -60,7 +73,8 @@ pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, OpenAiError> {
         None => return Err(OpenAiError::invalid("model", "'model' is required.")),
     }
     if let Some(field) = routing_field(&object) {
-        return Err(OpenAiError::invalid(field, routing_message(field)));
+        let field = field.to_string();
+        return Err(OpenAiError::invalid(field.clone(), routing_message(&field)));
     }
     if let Some(stream) = object.get("stream")
         && !stream.is_boolean()
@@ -227,6 +241,14 @@ mod tests {
         assert_eq!(
             check(json!({"model": "m", "messages": [user], "api_base": "http://evil"})),
             Err("api_base".into())
+        );
+        assert_eq!(
+            check(json!({"model": "m", "messages": [user], "apiBase ": "x"})),
+            Err("apiBase ".into())
+        );
+        assert_eq!(
+            check(json!({"model": "m", "messages": [user], "aws_bedrock_runtime_endpoint": "x"})),
+            Err("aws_bedrock_runtime_endpoint".into())
         );
         assert_eq!(
             check(json!({"model": "m", "messages": [user], "stream_options": {"include_usage": true}})),

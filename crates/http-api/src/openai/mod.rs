@@ -41,6 +41,28 @@ pub(crate) fn reserve_body(bytes: usize) -> Option<tokio::sync::OwnedSemaphorePe
     budget.clone().try_acquire_many_owned(kib).ok()
 }
 
+/// The share of the budget a body takes, reserved before it is read: its declared length, or the largest body
+/// when it declares none (chunked).
+pub(crate) fn declared_size(headers: &axum::http::HeaderMap) -> usize {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .map_or(MAX_BODY_BYTES, |declared| declared.min(MAX_BODY_BYTES))
+}
+
+/// True when the body says it is JSON. The access guard finds the model a request names in a JSON body (in
+/// the query string otherwise), so a body of any other type is refused rather than read as JSON here.
+pub(crate) fn json_content(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().contains("json"))
+}
+
+/// The refusal of a body that is not JSON.
+pub(crate) const NOT_JSON: &str = "Send the body as JSON, with 'Content-Type: application/json'.";
+
 /// The message when the budget is spent.
 pub(crate) const BUSY: &str = "The gateway is holding as many large requests as it can; retry shortly.";
 
@@ -89,8 +111,10 @@ async fn call(
     let request_id = request_id();
     let options = call_options(&request);
     let answer = async {
-        let bytes = crate::extract::read_body_limited(request.into_body(), MAX_BODY_BYTES).await?;
-        let _held = reserve_body(bytes.len()).ok_or_else(|| OpenAiError {
+        if !json_content(request.headers()) {
+            return Err(OpenAiError::invalid("body", NOT_JSON));
+        }
+        let _held = reserve_body(declared_size(request.headers())).ok_or_else(|| OpenAiError {
             status: axum::http::StatusCode::TOO_MANY_REQUESTS,
             message: BUSY.into(),
             kind: "rate_limit_error",
@@ -98,6 +122,7 @@ async fn call(
             code: Some("gateway_busy"),
             retry_after: Some(1),
         })?;
+        let bytes = crate::extract::read_body_limited(request.into_body(), MAX_BODY_BYTES).await?;
         let body = checks::object(&bytes)?;
         drop(bytes);
         check(&body)?;
@@ -130,7 +155,8 @@ pub(crate) fn call_options(request: &Request) -> CallOptions {
         scope: request
             .extensions()
             .get::<Principal>()
-            .map(|principal| principal.user_id.to_string())
+            // Id and name: an id a deleted user's successor is given again does not inherit its answers.
+            .map(|principal| format!("{}:{}", principal.user_id, principal.username))
             .unwrap_or_default(),
         no_cache: directives.iter().any(|directive| directive == "no-cache"),
         no_store: directives.iter().any(|directive| directive == "no-store"),

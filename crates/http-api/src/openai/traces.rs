@@ -95,11 +95,20 @@ async fn experiment_named(store: &dyn MetadataStore, name: &str) -> Result<Exper
 fn json_text(key: &str, value: &Value) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: Some(any_of(value)),
+        value: Some(any_of(value, 0)),
     }
 }
 
-fn any_of(value: &Value) -> AnyValue {
+/// Levels of nesting kept as typed values; deeper ones are JSON text (stored spans are read back by a parser
+/// with a depth limit, and each level here is several in the stored form).
+const MAX_TYPED_DEPTH: usize = 8;
+
+fn any_of(value: &Value, depth: usize) -> AnyValue {
+    if depth >= MAX_TYPED_DEPTH && (value.is_array() || value.is_object()) {
+        return AnyValue {
+            value: Some(Any::String(value.to_string())),
+        };
+    }
     let value = match value {
         Value::Null => None,
         Value::Bool(flag) => Some(Any::Bool(*flag)),
@@ -109,14 +118,14 @@ fn any_of(value: &Value) -> AnyValue {
         }),
         Value::String(text) => Some(Any::String(text.clone())),
         Value::Array(items) => Some(Any::Array(ArrayValue {
-            values: items.iter().map(any_of).collect(),
+            values: items.iter().map(|item| any_of(item, depth + 1)).collect(),
         })),
         Value::Object(fields) => Some(Any::KeyValues(KeyValueList {
             values: fields
                 .iter()
                 .map(|(key, value)| KeyValue {
                     key: key.clone(),
-                    value: Some(any_of(value)),
+                    value: Some(any_of(value, depth + 1)),
                 })
                 .collect(),
         })),

@@ -402,6 +402,21 @@ async fn bad_requests_are_refused_in_openais_shape_before_any_provider_is_called
         assert_eq!(error["code"].as_str(), code, "{body}: {error}");
         assert!(error["type"].is_string() && error["message"].is_string());
     }
+    // Only JSON bodies: the access guard finds the model in a JSON body (in the query string otherwise).
+    let plain = reqwest::Client::new()
+        .post(setup.server.url("/v1/chat/completions?model=chat"))
+        .header("content-type", "text/plain")
+        .body(json!({"model": "chat", "messages": [user]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+    assert!(
+        plain.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("JSON")
+    );
     let raw = reqwest::Client::new()
         .post(setup.server.url("/v1/chat/completions"))
         .header("content-type", "application/json")

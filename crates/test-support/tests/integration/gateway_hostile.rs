@@ -139,8 +139,20 @@ async fn a_key_behind_json_escapes_or_in_streamed_errors_never_reaches_the_calle
         ]),
         json_answer(
             200,
-            r#"{"choices": [{"index": 0, "message": {"role": "assistant", "content": "yours: sk-live\/SECRET+abc"}}]}"#,
+            r#"{"choices": [{"index": 0, "message": {"role": "assistant", "content": "yours: sk-live\/SECRET+abc"}}], "meta": {"sk-live/SECRET+abc": 1}}"#,
         ),
+        // Cut at 500 characters only after scrubbing: no prefix of the key survives.
+        json_answer(
+            500,
+            &format!(r#"{{"error": {{"message": "{}sk-live/SECRET+abc"}}}}"#, "x".repeat(480)),
+        ),
+        // Not JSON: nothing of it is passed on (escapes could hide the key).
+        json_answer(
+            400,
+            r#"{"error": {"message": "bad key \u0073k-live/SECRET+abc"}} trailing"#,
+        ),
+        // A success status around an error body is a failure.
+        json_answer(200, r#"{"error": {"message": "quota exceeded"}}"#),
     ];
     let files = tempfile::tempdir().unwrap();
     let base = hostile(answers).await;
@@ -150,10 +162,10 @@ async fn a_key_behind_json_escapes_or_in_streamed_errors_never_reaches_the_calle
     )
     .await;
     let mut texts = Vec::new();
-    for stream in [false, false, true, true, false] {
+    for stream in [false, false, true, true, false, false, false, false] {
         let (status, headers, text) = post(&server, "/v1/chat/completions", &chat(stream)).await;
         assert!(
-            !text.contains("SECRET") && !format!("{headers:?}").contains("SECRET"),
+            !text.contains("SEC") && !format!("{headers:?}").contains("SEC"),
             "{status}: {text}"
         );
         texts.push((status, text));
@@ -173,7 +185,16 @@ async fn a_key_behind_json_escapes_or_in_streamed_errors_never_reaches_the_calle
         texts[3].1
     );
     assert!(!texts[3].1.contains("[DONE]"));
-    assert!(texts[4].1.contains("yours: [redacted]"), "{}", texts[4].1);
+    assert!(
+        texts[4].1.contains("yours: [redacted]") && texts[4].1.contains("\"[redacted]\":1"),
+        "{}",
+        texts[4].1
+    );
+    assert_eq!(texts[5].0, 503);
+    assert_eq!(texts[6].0, 400);
+    assert!(texts[6].1.contains("not a JSON error"), "{}", texts[6].1);
+    assert_eq!(texts[7].0, 503, "{}", texts[7].1);
+    assert!(texts[7].1.contains("quota exceeded"), "{}", texts[7].1);
 }
 
 #[tokio::test]
@@ -181,8 +202,9 @@ async fn keep_alives_do_not_hold_a_stream_and_nothing_after_done_passes() {
     let answers = vec![
         format!("{}HOLD", stream_answer(&[": hello"])),
         stream_answer(&[
-            r#"data: {"choices": [{"index": 0, "delta": {"content": "ok"}}]}"#,
-            "data: [DONE]",
+            // One event over two data lines, then an end spelled with spaces.
+            "data: {\"choices\": [{\"index\": 0,\ndata: \"delta\": {\"content\": \"ok\"}}]}",
+            "data:  [DONE] ",
             r#"data: {"choices": [{"index": 0, "delta": {"content": "AFTER-DONE"}}]}"#,
         ]),
     ];
