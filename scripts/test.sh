@@ -5,7 +5,7 @@
 #   2. the MLflow compatibility suite (tests/compat/mlflow) with the real mlflow client from PyPI,
 #      once against SQLite + local artifacts and once against PostgreSQL + S3;
 #   3. the LLM gateway suite (tests/compat/gateway): the real openai SDK against the gateway in front of fake
-#      providers (the loopline-fake-llm binary): streams, tools, embeddings, fallbacks, errors, tokens;
+#      providers (the loopline-fake-llm example binary): streams, tools, embeddings, fallbacks, errors, tokens;
 #   4. the serving suite (tests/compat/serving): every model of the test set (native XGBoost/LightGBM, ONNX
 #      exports, scikit-learn and custom pyfunc models in the Python worker) through tritonclient.http and
 #      requests, equal to mlflow.pyfunc / onnxruntime; `loopline serve` and `loopline predict` with models:/;

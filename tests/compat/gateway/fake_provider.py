@@ -15,7 +15,7 @@ class Fake:
     """A `loopline-fake-llm` process."""
 
     def __init__(self, key=None):
-        binary = os.environ.get("LOOPLINE_FAKE_LLM_BIN", str(REPO_ROOT / "target" / "debug" / "loopline-fake-llm"))
+        binary = os.environ.get("LOOPLINE_FAKE_LLM_BIN", str(REPO_ROOT / "target" / "debug" / "examples" / "loopline-fake-llm"))
         command = [binary] + (["--key", key] if key else [])
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         self.base_url = self.process.stdout.readline().strip()

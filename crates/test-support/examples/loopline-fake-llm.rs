@@ -1,6 +1,7 @@
-//! A fake LLM provider for the Python suites: `loopline-fake-llm [--port N] [--key KEY]` serves OpenAI's wire
-//! format on 127.0.0.1, prints its base URL on one line, and runs until killed. Scripted through
-//! `POST /fake/script`; `GET /fake/calls` lists what it received.
+//! A fake LLM provider for the Python suites: `loopline-fake-llm [--port N] [--key KEY]` serves OpenAI's and
+//! Anthropic's wire formats on 127.0.0.1, prints its base URL on one line, and runs until killed. Scripted
+//! through `POST /fake/script`; `GET /fake/calls` lists what it received. An example rather than a binary, so
+//! `cargo run` at the workspace root still means `loopline`.
 
 use loopline_test_support::fake_llm::FakeLlm;
 
