@@ -144,6 +144,10 @@ fn stream(pieces: loopline_llm_gateway::gateway::PieceStream, model: &str) -> Re
                     &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
                 ));
             }
+            Piece::Blocked(message) => out.push(event(
+                "error",
+                &json!({"type": "error", "error": {"type": "invalid_request_error", "message": message}}),
+            )),
         }
         futures::stream::iter(out.into_iter().map(Ok::<_, std::convert::Infallible>))
     });

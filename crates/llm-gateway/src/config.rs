@@ -88,6 +88,8 @@ pub struct ModelGroup {
     pub retries: u32,
     /// How long the exact cache keeps an answer (zero: not cached).
     pub cache_ttl: Duration,
+    /// The guardrails its calls pass, in order.
+    pub guards: crate::guardrails::Guards,
 }
 
 /// Consecutive failures after which a deployment rests, and for how long.
@@ -178,6 +180,8 @@ struct File {
     models: Vec<ModelEntry>,
     #[serde(default)]
     settings: Settings,
+    #[serde(default)]
+    guardrails: Vec<crate::guardrails::GuardrailEntry>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +212,8 @@ struct ModelEntry {
     retries: u32,
     #[serde(default)]
     cache_ttl_seconds: u64,
+    #[serde(default)]
+    guardrails: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -316,9 +322,25 @@ impl File {
                 .map(|m| m.name.clone());
             return Err(format!("models: '{}' is named twice", twice.unwrap_or_default()));
         }
+        let guardrails: Vec<std::sync::Arc<crate::guardrails::Guardrail>> =
+            crate::guardrails::check_entries(self.guardrails)?
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect();
         let mut models = Vec::with_capacity(self.models.len());
         for (index, entry) in self.models.into_iter().enumerate() {
-            models.push(entry.check(&format!("models[{index}]"), &provider_index, &names)?);
+            let field = format!("models[{index}]");
+            let mut guards = Vec::with_capacity(entry.guardrails.len());
+            for (position, name) in entry.guardrails.iter().enumerate() {
+                let guardrail = guardrails
+                    .iter()
+                    .find(|guardrail| &guardrail.name == name)
+                    .ok_or_else(|| format!("{field}.guardrails[{position}]: no guardrail is named '{name}'"))?;
+                guards.push(guardrail.clone());
+            }
+            let mut model = entry.check(&field, &provider_index, &names)?;
+            model.guards = crate::guardrails::Guards::new(guards);
+            models.push(model);
         }
         let settings = self.settings;
         if settings.cooldown_failures == 0 {
@@ -469,6 +491,7 @@ impl ModelEntry {
             timeout: Duration::from_secs(self.timeout_seconds),
             retries: self.retries,
             cache_ttl: Duration::from_secs(self.cache_ttl_seconds),
+            guards: crate::guardrails::Guards::default(),
         })
     }
 }

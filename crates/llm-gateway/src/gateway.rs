@@ -3,10 +3,10 @@
 //! caller only once its first event has arrived, so a failure before then falls back without the caller
 //! seeing it; a failure after it ends the stream with a typed error event instead of a silent cut.
 
-use crate::cache::{ExactCache, Kept};
+use crate::cache::ExactCache;
 use crate::config::{GatewayConfig, ModelGroup, ProviderKind};
 use crate::metrics::GatewayMetrics;
-use crate::observe::{CallObserver, CallRecord, Keeping, kept_answer, kept_request, observed, usage};
+use crate::observe::CallObserver;
 use crate::provider::{ByteStream, Failure, FailureKind, Upstream};
 use crate::sse::SseParser;
 use futures::{Stream, StreamExt};
@@ -33,7 +33,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    fn path(self) -> &'static str {
+    pub(crate) fn path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Completions => "/completions",
@@ -62,6 +62,9 @@ pub enum GatewayError {
         /// The shortest wait a provider asked for.
         retry_after: Option<Duration>,
     },
+    /// A guardrail refused the request or its answer.
+    #[error("{0}")]
+    Blocked(crate::guardrails::Blocked),
     /// Every deployment failed.
     #[error("No deployment of '{model}' could answer ({attempts} attempts); the last said: {last}")]
     Unavailable {
@@ -83,6 +86,7 @@ impl GatewayError {
             GatewayError::ContextWindow(_) => "context_window",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::Unavailable { .. } => "unavailable",
+            GatewayError::Blocked(_) => "blocked",
         }
     }
 }
@@ -91,7 +95,9 @@ impl HasErrorCode for GatewayError {
     fn error_code(&self) -> ErrorCode {
         match self {
             GatewayError::ModelNotFound(_) => ErrorCode::ResourceDoesNotExist,
-            GatewayError::Rejected(_) | GatewayError::ContextWindow(_) => ErrorCode::InvalidParameterValue,
+            GatewayError::Rejected(_) | GatewayError::ContextWindow(_) | GatewayError::Blocked(_) => {
+                ErrorCode::InvalidParameterValue
+            }
             GatewayError::RateLimited { .. } => ErrorCode::RequestLimitExceeded,
             GatewayError::Unavailable { .. } => ErrorCode::TemporarilyUnavailable,
         }
@@ -105,6 +111,8 @@ pub enum Piece {
     Data(String),
     /// The stream broke after it had started: the caller gets this as a typed error event, and nothing after.
     Broken(String),
+    /// An output guardrail stopped the stream: a typed error event naming it, and nothing after.
+    Blocked(String),
 }
 
 /// A stream of pieces.
@@ -152,13 +160,13 @@ struct Health {
 
 /// The gateway.
 pub struct Gateway {
-    config: Arc<GatewayConfig>,
+    pub(crate) config: Arc<GatewayConfig>,
     upstream: Upstream,
     /// Per model group, per deployment.
     health: Mutex<Vec<Vec<Health>>>,
-    metrics: Arc<GatewayMetrics>,
-    observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
-    cache: Arc<ExactCache>,
+    pub(crate) metrics: Arc<GatewayMetrics>,
+    pub(crate) observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
+    pub(crate) cache: Arc<ExactCache>,
 }
 
 impl Gateway {
@@ -196,146 +204,6 @@ impl Gateway {
         self.call_with(endpoint, body, &CallOptions::default()).await
     }
 
-    /// [`Gateway::call`], with the caller's cache scope and `Cache-Control`.
-    pub async fn call_with(
-        &self,
-        endpoint: Endpoint,
-        body: Map<String, Value>,
-        options: &CallOptions,
-    ) -> Result<(Answer, Served), GatewayError> {
-        let name = body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let started = Instant::now();
-        let observer = self.observer.get().cloned();
-        let mut record = CallRecord {
-            model: name.clone(),
-            endpoint,
-            deployment: None,
-            attempts: 0,
-            fell_back: false,
-            started_at: std::time::SystemTime::now(),
-            duration: Duration::ZERO,
-            first_token: None,
-            request: String::new(),
-            response: None,
-            outcome: "ok",
-            error: None,
-            tokens: None,
-            cache_hit: false,
-        };
-        // The exact cache, when the model keeps answers and the caller allows it.
-        let ttl = self
-            .config
-            .model(&name)
-            .map(|group| self.config.models[group].cache_ttl)
-            .filter(|ttl| !ttl.is_zero() && !options.no_store);
-        let cache_key = ttl.map(|_| crate::cache::key(endpoint.path(), &options.scope, &body));
-        if observer.is_some() {
-            // The caller's request as it came, kept as bounded text: a stream's record lives as long as it.
-            record.request = kept_request(&body);
-        }
-        if let Some(key) = cache_key.filter(|_| !options.no_cache)
-            && let Some((kept, deployment)) = self.cache.get(&key)
-        {
-            record.deployment = Some(deployment.clone());
-            record.cache_hit = true;
-            let served = Served {
-                deployment,
-                attempts: 0,
-                upstream: Duration::ZERO,
-                fell_back: false,
-                cache: Some("hit"),
-            };
-            return Ok(match kept {
-                Kept::Json(text) => {
-                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    record.tokens = usage(&value);
-                    record.duration = started.elapsed();
-                    self.metrics.call(&name, "ok", Some(record.duration));
-                    if let Some(observer) = &observer {
-                        record.response = Some(kept_answer(&value));
-                        observer.observe(record);
-                    }
-                    (Answer::Json(value), served)
-                }
-                Kept::Stream(events) => {
-                    record.first_token = Some(started.elapsed());
-                    let replay: Vec<Piece> = events.iter().cloned().map(Piece::Data).collect();
-                    let replay: PieceStream = Box::pin(futures::stream::iter(replay));
-                    let pieces = observed(replay, self.metrics.clone(), observer, record, started, None);
-                    (Answer::Stream(pieces), served)
-                }
-            });
-        }
-        let mut body = body;
-        let routed = self.route(endpoint, &mut body).await;
-        drop(body);
-        let metrics = &self.metrics;
-        if let Ok((_, served)) = &routed {
-            record.deployment = Some(served.deployment.clone());
-            record.attempts = served.attempts;
-            record.fell_back = served.fell_back;
-            if served.fell_back {
-                metrics.fallback(&name);
-            }
-        }
-        let miss = |mut served: Served| {
-            served.cache = cache_key.map(|_| "miss");
-            served
-        };
-        match routed {
-            Ok((Answer::Json(value), served)) => {
-                record.tokens = usage(&value);
-                if let Some((prompt, completion)) = record.tokens {
-                    metrics.tokens(&name, prompt, completion);
-                }
-                if let (Some(key), Some(ttl)) = (cache_key, ttl) {
-                    self.cache.put(
-                        key,
-                        Kept::Json(value.to_string().into()),
-                        served.deployment.clone(),
-                        ttl,
-                    );
-                }
-                record.duration = started.elapsed();
-                metrics.call(&name, "ok", Some(record.duration));
-                if let Some(observer) = &observer {
-                    record.response = Some(kept_answer(&value));
-                    observer.observe(record);
-                }
-                Ok((Answer::Json(value), miss(served)))
-            }
-            Ok((Answer::Stream(pieces), served)) => {
-                record.first_token = Some(started.elapsed());
-                metrics.first_token(&name, started.elapsed());
-                let keep = cache_key.zip(ttl).map(|(key, ttl)| Keeping {
-                    cache: self.cache.clone(),
-                    key,
-                    ttl,
-                    deployment: served.deployment.clone(),
-                    events: Vec::new(),
-                    bytes: 0,
-                });
-                let pieces = observed(pieces, self.metrics.clone(), observer, record, started, keep);
-                Ok((Answer::Stream(pieces), miss(served)))
-            }
-            Err(GatewayError::ModelNotFound(model)) => Err(GatewayError::ModelNotFound(model)),
-            Err(error) => {
-                record.duration = started.elapsed();
-                metrics.call(&name, error.label(), Some(record.duration));
-                if let Some(observer) = &observer {
-                    record.outcome = error.label();
-                    record.error = Some(error.to_string());
-                    observer.observe(record);
-                }
-                Err(error)
-            }
-        }
-    }
-
     /// Sets who is told of every finished call (once; the server's trace writer).
     pub fn set_observer(&self, observer: Arc<dyn CallObserver>) {
         let _ = self.observer.set(observer);
@@ -343,12 +211,12 @@ impl Gateway {
 
     /// Tries the plan with `body` (its `model` rewritten for each deployment in place: no copy of a large
     /// request per attempt).
-    async fn route(&self, endpoint: Endpoint, body: &mut Map<String, Value>) -> Result<(Answer, Served), GatewayError> {
-        let name = body
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+    pub(crate) async fn route(
+        &self,
+        endpoint: Endpoint,
+        body: &mut Map<String, Value>,
+    ) -> Result<(Answer, Served), GatewayError> {
+        let name = model_name(body);
         let group = self
             .config
             .model(&name)
@@ -605,6 +473,14 @@ impl Gateway {
             futures::stream::once(async move { Piece::Data(first) }).chain(rest),
         )))
     }
+}
+
+/// The model a request names (checked by the wire layer: a string).
+pub(crate) fn model_name(body: &Map<String, Value>) -> String {
+    body.get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The message of a streamed `{"error": ...}` event.

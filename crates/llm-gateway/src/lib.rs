@@ -4,8 +4,10 @@
 
 pub mod anthropic;
 pub mod cache;
+mod call;
 pub mod config;
 pub mod gateway;
+pub mod guardrails;
 pub mod metrics;
 pub mod observe;
 pub mod provider;

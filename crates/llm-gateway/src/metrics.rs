@@ -39,6 +39,7 @@ struct Families {
     fallbacks: BTreeMap<String, u64>,
     tokens: BTreeMap<(String, &'static str), u64>,
     broken: BTreeMap<String, u64>,
+    guardrails: BTreeMap<(String, String, &'static str, &'static str), u64>,
     latency: BTreeMap<String, Histogram>,
     first_token: BTreeMap<String, Histogram>,
 }
@@ -102,6 +103,19 @@ impl GatewayMetrics {
     /// A stream of `model` broke after it started.
     pub fn broken(&self, model: &str) {
         self.with(|families| *families.broken.entry(model.to_string()).or_default() += 1);
+    }
+
+    /// A call of `model` on which guardrails acted (each event once per call).
+    pub fn guardrails(&self, model: &str, events: &[crate::guardrails::Event]) {
+        if events.is_empty() {
+            return;
+        }
+        self.with(|families| {
+            for event in events {
+                let key = (model.to_string(), event.guardrail.clone(), event.stage, event.action);
+                *families.guardrails.entry(key).or_default() += 1;
+            }
+        });
     }
 
     /// Appends the families in Prometheus' text format.
@@ -168,6 +182,19 @@ impl GatewayMetrics {
                 out,
                 "loopline_gateway_streams_broken_total{{model=\"{}\"}} {value}",
                 label(model)
+            );
+        }
+        counter(
+            out,
+            "loopline_gateway_guardrail_actions_total",
+            "calls a guardrail acted on, by model, guardrail, stage and action",
+        );
+        for ((model, guardrail, stage, action), value) in &families.guardrails {
+            let _ = writeln!(
+                out,
+                "loopline_gateway_guardrail_actions_total{{model=\"{}\",guardrail=\"{}\",stage=\"{stage}\",action=\"{action}\"}} {value}",
+                label(model),
+                label(guardrail)
             );
         }
         histogram(

@@ -66,6 +66,8 @@ pub struct CallRecord {
     pub tokens: Option<(u64, u64)>,
     /// Answered from the exact cache.
     pub cache_hit: bool,
+    /// What the guardrails did (input and output).
+    pub guardrails: Vec<crate::guardrails::Event>,
 }
 
 /// Receives every finished call (must not block: it runs on the request path).
@@ -90,6 +92,8 @@ struct StreamEnd {
     started: Instant,
     text: String,
     keep: Option<Keeping>,
+    /// What output guardrails did as the stream passed them.
+    sink: Option<crate::guardrails::stream::EventSink>,
 }
 
 /// A stream being gathered for the exact cache (given up past [`MAX_KEPT_STREAM`]).
@@ -119,7 +123,13 @@ impl StreamEnd {
         record.duration = self.started.elapsed();
         record.outcome = outcome;
         record.error = error;
+        if let Some(sink) = &self.sink {
+            for event in std::mem::take(&mut *sink.lock().expect("guardrail events")) {
+                crate::guardrails::stream::merge(&mut record.guardrails, event);
+            }
+        }
         self.metrics.call(&record.model, outcome, Some(record.duration));
+        self.metrics.guardrails(&record.model, &record.guardrails);
         if let Some(observer) = &self.observer {
             record.response = Some(serde_json::json!({"object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": std::mem::take(&mut self.text)}}]}));
@@ -176,6 +186,9 @@ impl StreamEnd {
                 }
                 self.end("broken", Some(message.clone()));
             }
+            Piece::Blocked(message) => {
+                self.end("blocked", Some(message.clone()));
+            }
         }
     }
 }
@@ -194,6 +207,7 @@ pub fn observed(
     record: CallRecord,
     started: Instant,
     keep: Option<Keeping>,
+    sink: Option<crate::guardrails::stream::EventSink>,
 ) -> PieceStream {
     let mut end = StreamEnd {
         metrics,
@@ -202,6 +216,7 @@ pub fn observed(
         started,
         text: String::new(),
         keep,
+        sink,
     };
     Box::pin(pieces.inspect(move |piece| end.piece(piece)))
 }

@@ -98,6 +98,16 @@ impl TestServer {
         }
     }
 
+    /// A server on embedded defaults in `directory` whose LLM gateway reads `gateway_yaml` (written to
+    /// `directory/gateway.yaml`).
+    pub async fn start_gateway(directory: &std::path::Path, gateway_yaml: &str) -> anyhow::Result<Self> {
+        let path = directory.join("gateway.yaml");
+        std::fs::write(&path, gateway_yaml)?;
+        let mut config = Self::config_in(&directory.join("data"));
+        config.gateway.config = Some(path);
+        Self::start_with_config(config.with_defaults()).await
+    }
+
     /// Starts a server with this exact configuration (for restarts on the same storage).
     pub async fn start_with_config(config: ServerConfig) -> anyhow::Result<Self> {
         Self::launch(config, tempfile::tempdir()?).await

@@ -82,6 +82,7 @@ impl From<GatewayError> for OpenAiError {
                 Some(retry_after.map_or(1, |wait| wait.as_secs_f64().ceil() as u64).max(1)),
             ),
             GatewayError::Unavailable { .. } => ("api_error", Some("upstream_unavailable"), None, None),
+            GatewayError::Blocked(_) => ("invalid_request_error", Some("guardrail_blocked"), None, None),
         };
         OpenAiError {
             status,

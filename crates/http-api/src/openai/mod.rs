@@ -198,6 +198,10 @@ fn stream_response(pieces: loopline_llm_gateway::gateway::PieceStream) -> Respon
                 tracing::warn!(%message, "a gateway stream broke after it started");
                 format!("data: {}\n\n", broken_stream_event(&message))
             }
+            Piece::Blocked(message) => {
+                let event = json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "guardrail_blocked"}});
+                format!("data: {event}\n\n")
+            }
         };
         Ok::<_, std::convert::Infallible>(Bytes::from(text))
     });

@@ -168,6 +168,10 @@ fn export_request(record: &CallRecord) -> ExportTraceServiceRequest {
             attributes.push(json_text("mlflow.llm.provider", &json!(provider)));
         }
     }
+    if !record.guardrails.is_empty() {
+        let events: Vec<Value> = record.guardrails.iter().map(|event| event.to_json()).collect();
+        attributes.push(json_text("loopline.gateway.guardrails", &Value::Array(events)));
+    }
     if record.cache_hit {
         attributes.push(json_text("loopline.gateway.cache", &json!("hit")));
     }

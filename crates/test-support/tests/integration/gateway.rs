@@ -2,7 +2,6 @@
 //! deployment, streams, retries, fallback before a stream's first byte and a typed error after it, bad input
 //! in OpenAI's error shape, and a provider key that never comes back.
 
-use loopline_server::config::{GatewayOptions, ServerConfig};
 use loopline_test_support::TestServer;
 use loopline_test_support::fake_llm::{Behaviour, FakeLlm};
 use serde_json::{Value, json};
@@ -39,20 +38,7 @@ async fn setup() -> Setup {
         key_file.display(),
         spare.base_url
     );
-    let config_file = files.path().join("gateway.yaml");
-    std::fs::write(&config_file, config).unwrap();
-    let data = files.path().join("data");
-    let server = TestServer::start_with_config(
-        ServerConfig {
-            gateway: GatewayOptions {
-                config: Some(config_file),
-            },
-            ..TestServer::config_in(&data)
-        }
-        .with_defaults(),
-    )
-    .await
-    .unwrap();
+    let server = TestServer::start_gateway(files.path(), &config).await.unwrap();
     Setup {
         server,
         primary,
@@ -61,23 +47,23 @@ async fn setup() -> Setup {
     }
 }
 
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) text: String,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
 
     /// The data of each server-sent event.
-    fn events(&self) -> Vec<String> {
+    pub(crate) fn events(&self) -> Vec<String> {
         self.text
             .split("\n\n")
             .filter_map(|event| event.strip_prefix("data: "))
@@ -86,7 +72,7 @@ impl Answer {
     }
 }
 
-async fn post(server: &TestServer, path: &str, body: &Value) -> Answer {
+pub(crate) async fn post(server: &TestServer, path: &str, body: &Value) -> Answer {
     answer_of(reqwest::Client::new().post(server.url(path)).json(body)).await
 }
 
@@ -111,7 +97,7 @@ fn chat(model: &str, stream: bool) -> Value {
 }
 
 /// The streamed text, joined from the content deltas.
-fn streamed_text(events: &[String]) -> String {
+pub(crate) fn streamed_text(events: &[String]) -> String {
     events
         .iter()
         .filter(|data| data.starts_with('{'))
@@ -160,7 +146,7 @@ async fn a_chat_goes_to_the_named_models_deployment_with_the_configured_key_whic
     assert!(metrics.contains("loopline_gateway_call_duration_seconds_count{model=\"chat\"} 1"));
 }
 
-async fn metrics(server: &TestServer) -> String {
+pub(crate) async fn metrics(server: &TestServer) -> String {
     reqwest::get(server.url("/metrics"))
         .await
         .unwrap()

@@ -1,7 +1,6 @@
 //! Anthropic through the gateway: `/v1/messages` callers routed to an OpenAI-compatible provider, and OpenAI
 //! callers routed to an Anthropic provider (fakes on loopback), whole and streamed, tools included.
 
-use loopline_server::config::{GatewayOptions, ServerConfig};
 use loopline_test_support::TestServer;
 use loopline_test_support::fake_llm::FakeLlm;
 use serde_json::{Value, json};
@@ -32,17 +31,7 @@ async fn setup() -> Setup {
         anthropic.base_url,
         key_file.display()
     );
-    let path = files.path().join("gateway.yaml");
-    std::fs::write(&path, config).unwrap();
-    let server = TestServer::start_with_config(
-        ServerConfig {
-            gateway: GatewayOptions { config: Some(path) },
-            ..TestServer::config_in(&files.path().join("data"))
-        }
-        .with_defaults(),
-    )
-    .await
-    .unwrap();
+    let server = TestServer::start_gateway(files.path(), &config).await.unwrap();
     Setup {
         server,
         openai,

@@ -3,7 +3,6 @@
 //! timeout, nothing after `[DONE]` is passed on, absurd token counts and waits are survived, and a missing
 //! endpoint does not rest a deployment.
 
-use loopline_server::config::{GatewayOptions, ServerConfig};
 use loopline_test_support::TestServer;
 use loopline_test_support::fake_llm::FakeLlm;
 use serde_json::{Value, json};
@@ -96,17 +95,7 @@ async fn server_with(providers_and_models: &str, files: &tempfile::TempDir) -> T
     let key_file = files.path().join("key");
     std::fs::write(&key_file, KEY).unwrap();
     let config = providers_and_models.replace("KEYFILE", &key_file.display().to_string());
-    let path = files.path().join("gateway.yaml");
-    std::fs::write(&path, config).unwrap();
-    TestServer::start_with_config(
-        ServerConfig {
-            gateway: GatewayOptions { config: Some(path) },
-            ..TestServer::config_in(&files.path().join("data"))
-        }
-        .with_defaults(),
-    )
-    .await
-    .unwrap()
+    TestServer::start_gateway(files.path(), &config).await.unwrap()
 }
 
 async fn post(server: &TestServer, path: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, String) {

@@ -15,6 +15,7 @@ mod errors;
 mod gates;
 mod gateway;
 mod gateway_anthropic;
+mod gateway_guardrails;
 mod gateway_hostile;
 mod hardening;
 mod hardening_models;

@@ -1,0 +1,178 @@
+//! One call through the gateway, with everything around the routing: input guardrails (which may redact the
+//! request or refuse it), the exact cache, output guardrails on the answer or the stream, and the record of
+//! the call (metrics and the observer's trace).
+
+use crate::cache::Kept;
+use crate::gateway::{Answer, CallOptions, Endpoint, Gateway, GatewayError, Piece, PieceStream, Served};
+use crate::guardrails::stream::{EventSink, guarded};
+use crate::observe::{CallRecord, Keeping, kept_answer, kept_request, observed, usage};
+use serde_json::{Map, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+impl Gateway {
+    /// [`Gateway::call`], with the caller's cache scope and `Cache-Control`.
+    pub async fn call_with(
+        &self,
+        endpoint: Endpoint,
+        mut body: Map<String, Value>,
+        options: &CallOptions,
+    ) -> Result<(Answer, Served), GatewayError> {
+        let name = crate::gateway::model_name(&body);
+        let started = Instant::now();
+        let observer = self.observer.get().cloned();
+        let Some(group) = self.config.model(&name).map(|group| &self.config.models[group]) else {
+            return Err(GatewayError::ModelNotFound(name));
+        };
+        let mut record = CallRecord {
+            model: name.clone(),
+            endpoint,
+            deployment: None,
+            attempts: 0,
+            fell_back: false,
+            started_at: std::time::SystemTime::now(),
+            duration: Duration::ZERO,
+            first_token: None,
+            request: String::new(),
+            response: None,
+            outcome: "ok",
+            error: None,
+            tokens: None,
+            cache_hit: false,
+            guardrails: Vec::new(),
+        };
+        // Input guardrails first: the cache and the record see the request as the provider would.
+        let (events, blocked) = group.guards.input(endpoint, &mut body);
+        record.guardrails = events;
+        if let Some(blocked) = blocked {
+            // The refused request is not kept: what it held is why it was refused.
+            record.request = serde_json::json!({"model": name, "blocked_by": blocked.guardrail}).to_string();
+            return Err(self.failed(record, started, GatewayError::Blocked(blocked)));
+        }
+        // The exact cache, when the model keeps answers and the caller allows it.
+        let ttl = Some(group.cache_ttl).filter(|ttl| !ttl.is_zero() && !options.no_store);
+        let cache_key = ttl.map(|_| crate::cache::key(endpoint.path(), &options.scope, &body));
+        if observer.is_some() {
+            // The caller's request, kept as bounded text: a stream's record lives as long as it.
+            record.request = kept_request(&body);
+        }
+        if let Some(key) = cache_key.filter(|_| !options.no_cache)
+            && let Some((kept, deployment)) = self.cache.get(&key)
+        {
+            record.deployment = Some(deployment.clone());
+            record.cache_hit = true;
+            let served = Served {
+                deployment,
+                attempts: 0,
+                upstream: Duration::ZERO,
+                fell_back: false,
+                cache: Some("hit"),
+            };
+            return Ok(match kept {
+                Kept::Json(text) => {
+                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    (Answer::Json(self.answered(record, started, value)), served)
+                }
+                Kept::Stream(events) => {
+                    let replay: Vec<Piece> = events.iter().cloned().map(Piece::Data).collect();
+                    let replay: PieceStream = Box::pin(futures::stream::iter(replay));
+                    (
+                        Answer::Stream(self.streamed(record, started, replay, None, None)),
+                        served,
+                    )
+                }
+            });
+        }
+        let routed = self.route(endpoint, &mut body).await;
+        drop(body);
+        let (answer, mut served) = match routed {
+            Ok(routed) => routed,
+            Err(error) => return Err(self.failed(record, started, error)),
+        };
+        record.deployment = Some(served.deployment.clone());
+        record.attempts = served.attempts;
+        record.fell_back = served.fell_back;
+        if served.fell_back {
+            self.metrics.fallback(&name);
+        }
+        served.cache = cache_key.map(|_| "miss");
+        match answer {
+            Answer::Json(mut value) => {
+                let (events, blocked) = group.guards.output(&mut value);
+                record.guardrails.extend(events);
+                if let Some((prompt, completion)) = usage(&value) {
+                    self.metrics.tokens(&name, prompt, completion);
+                }
+                if let Some(blocked) = blocked {
+                    record.tokens = usage(&value);
+                    return Err(self.failed(record, started, GatewayError::Blocked(blocked)));
+                }
+                if let (Some(key), Some(ttl)) = (cache_key, ttl) {
+                    let kept = Kept::Json(value.to_string().into());
+                    self.cache.put(key, kept, served.deployment.clone(), ttl);
+                }
+                Ok((Answer::Json(self.answered(record, started, value)), served))
+            }
+            Answer::Stream(pieces) => {
+                self.metrics.first_token(&name, started.elapsed());
+                let sink = (!group.guards.output_free()).then(|| Arc::new(Mutex::new(Vec::new())));
+                let pieces = match &sink {
+                    Some(sink) => guarded(pieces, group.guards.clone(), sink.clone()),
+                    None => pieces,
+                };
+                let keep = cache_key.zip(ttl).map(|(key, ttl)| Keeping {
+                    cache: self.cache.clone(),
+                    key,
+                    ttl,
+                    deployment: served.deployment.clone(),
+                    events: Vec::new(),
+                    bytes: 0,
+                });
+                Ok((
+                    Answer::Stream(self.streamed(record, started, pieces, keep, sink)),
+                    served,
+                ))
+            }
+        }
+    }
+
+    /// Records a whole answer's call and hands the answer back.
+    fn answered(&self, mut record: CallRecord, started: Instant, value: Value) -> Value {
+        record.tokens = usage(&value);
+        record.duration = started.elapsed();
+        self.metrics.call(&record.model, "ok", Some(record.duration));
+        self.metrics.guardrails(&record.model, &record.guardrails);
+        if let Some(observer) = self.observer.get() {
+            record.response = Some(kept_answer(&value));
+            observer.observe(record);
+        }
+        value
+    }
+
+    /// A stream, followed to its end for the record (and the cache when `keep`).
+    fn streamed(
+        &self,
+        mut record: CallRecord,
+        started: Instant,
+        pieces: PieceStream,
+        keep: Option<Keeping>,
+        sink: Option<EventSink>,
+    ) -> PieceStream {
+        record.first_token = Some(started.elapsed());
+        let observer = self.observer.get().cloned();
+        observed(pieces, self.metrics.clone(), observer, record, started, keep, sink)
+    }
+
+    /// Records a failed call and hands its error back.
+    fn failed(&self, mut record: CallRecord, started: Instant, error: GatewayError) -> GatewayError {
+        record.duration = started.elapsed();
+        self.metrics.call(&record.model, error.label(), Some(record.duration));
+        self.metrics.guardrails(&record.model, &record.guardrails);
+        if let Some(observer) = self.observer.get() {
+            record.outcome = error.label();
+            record.error = Some(error.to_string());
+            observer.observe(record);
+        }
+        error
+    }
+}
