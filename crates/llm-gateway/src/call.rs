@@ -5,7 +5,7 @@
 use crate::cache::Kept;
 use crate::gateway::{Answer, CallOptions, Endpoint, Gateway, GatewayError, Piece, PieceStream, Served};
 use crate::guardrails::stream::{EventSink, guarded};
-use crate::observe::{CallRecord, Keeping, kept_answer, kept_request, observed, usage};
+use crate::observe::{CallRecord, Keeping, count, kept_answer, kept_request, observed, usage};
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +40,8 @@ impl Gateway {
             tokens: None,
             cache_hit: false,
             guardrails: Vec::new(),
+            cached_tokens: 0,
+            price: None,
         };
         // Input guardrails first: the cache and the record see the request as the provider would.
         let (events, blocked) = group.guards.input(endpoint, &mut body);
@@ -67,6 +69,8 @@ impl Gateway {
                 upstream: Duration::ZERO,
                 fell_back: false,
                 cache: Some("hit"),
+                price: None,
+                cost: None,
             };
             return Ok(match kept {
                 Kept::Json(text) => {
@@ -92,6 +96,7 @@ impl Gateway {
         record.deployment = Some(served.deployment.clone());
         record.attempts = served.attempts;
         record.fell_back = served.fell_back;
+        record.price = served.price;
         if served.fell_back {
             self.metrics.fallback(&name);
         }
@@ -103,14 +108,15 @@ impl Gateway {
                 if let Some((prompt, completion)) = usage(&value) {
                     self.metrics.tokens(&name, prompt, completion);
                 }
+                record.take_usage(&value);
                 if let Some(blocked) = blocked {
-                    record.tokens = usage(&value);
                     return Err(self.failed(record, started, GatewayError::Blocked(blocked)));
                 }
                 if let (Some(key), Some(ttl)) = (cache_key, ttl) {
                     let kept = Kept::Json(value.to_string().into());
                     self.cache.put(key, kept, served.deployment.clone(), ttl);
                 }
+                served.cost = record.cost().map(|cost| cost.total());
                 Ok((Answer::Json(self.answered(record, started, value)), served))
             }
             Answer::Stream(pieces) => {
@@ -138,10 +144,9 @@ impl Gateway {
 
     /// Records a whole answer's call and hands the answer back.
     fn answered(&self, mut record: CallRecord, started: Instant, value: Value) -> Value {
-        record.tokens = usage(&value);
+        record.take_usage(&value);
         record.duration = started.elapsed();
-        self.metrics.call(&record.model, "ok", Some(record.duration));
-        self.metrics.guardrails(&record.model, &record.guardrails);
+        count(&self.metrics, &record);
         if let Some(observer) = self.observer.get() {
             record.response = Some(kept_answer(&value));
             observer.observe(record);
@@ -166,10 +171,9 @@ impl Gateway {
     /// Records a failed call and hands its error back.
     fn failed(&self, mut record: CallRecord, started: Instant, error: GatewayError) -> GatewayError {
         record.duration = started.elapsed();
-        self.metrics.call(&record.model, error.label(), Some(record.duration));
-        self.metrics.guardrails(&record.model, &record.guardrails);
+        record.outcome = error.label();
+        count(&self.metrics, &record);
         if let Some(observer) = self.observer.get() {
-            record.outcome = error.label();
             record.error = Some(error.to_string());
             observer.observe(record);
         }

@@ -62,6 +62,45 @@ pub struct Provider {
     pub api_key: Option<Secret>,
 }
 
+/// What a deployment's tokens cost, in US dollars per million.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    /// Prompt tokens.
+    pub input: f64,
+    /// Completion tokens.
+    pub output: f64,
+    /// Prompt tokens the provider read from its prompt cache.
+    pub cached_input: f64,
+}
+
+/// What one call cost, in US dollars (MLflow's `mlflow.llm.cost` attribute).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    /// Of the prompt.
+    pub input: f64,
+    /// Of the completion.
+    pub output: f64,
+}
+
+impl Cost {
+    /// Prompt and completion together.
+    pub fn total(&self) -> f64 {
+        self.input + self.output
+    }
+}
+
+impl Price {
+    /// The cost of a call that used these tokens (`cached` of the `prompt` ones read from the provider's cache).
+    pub fn cost(&self, prompt: u64, completion: u64, cached: u64) -> Cost {
+        let cached = cached.min(prompt);
+        let million = 1_000_000.0;
+        Cost {
+            input: ((prompt - cached) as f64 * self.input + cached as f64 * self.cached_input) / million,
+            output: completion as f64 * self.output / million,
+        }
+    }
+}
+
 /// One place a model's requests may go.
 #[derive(Debug, Clone)]
 pub struct Deployment {
@@ -71,6 +110,8 @@ pub struct Deployment {
     pub model: String,
     /// Share of the group's traffic (relative to the other deployments' weights).
     pub weight: u32,
+    /// What its tokens cost, when configured.
+    pub price: Option<Price>,
 }
 
 /// A model name callers use: a group of deployments.
@@ -90,6 +131,8 @@ pub struct ModelGroup {
     pub cache_ttl: Duration,
     /// The guardrails its calls pass, in order.
     pub guards: crate::guardrails::Guards,
+    /// How its deployments are ordered.
+    pub strategy: crate::routing::Strategy,
 }
 
 /// Consecutive failures after which a deployment rests, and for how long.
@@ -214,6 +257,8 @@ struct ModelEntry {
     cache_ttl_seconds: u64,
     #[serde(default)]
     guardrails: Vec<String>,
+    #[serde(default)]
+    strategy: crate::routing::Strategy,
 }
 
 #[derive(Deserialize)]
@@ -223,6 +268,39 @@ struct DeploymentEntry {
     model: String,
     #[serde(default = "default_weight")]
     weight: u32,
+    #[serde(default)]
+    price: Option<PriceEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceEntry {
+    input_per_million: f64,
+    output_per_million: f64,
+    #[serde(default)]
+    cached_input_per_million: Option<f64>,
+}
+
+impl PriceEntry {
+    fn check(self, field: &str) -> Result<Price, String> {
+        let cached = self.cached_input_per_million.unwrap_or(self.input_per_million);
+        for (name, value) in [
+            ("input_per_million", self.input_per_million),
+            ("output_per_million", self.output_per_million),
+            ("cached_input_per_million", cached),
+        ] {
+            if !value.is_finite() || !(0.0..=1_000_000.0).contains(&value) {
+                return Err(format!(
+                    "{field}.price.{name}: US dollars per million tokens, from 0 to 1000000"
+                ));
+            }
+        }
+        Ok(Price {
+            input: self.input_per_million,
+            output: self.output_per_million,
+            cached_input: cached,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -455,10 +533,12 @@ impl ModelEntry {
             if entry.weight == 0 || entry.weight > MAX_WEIGHT {
                 return Err(format!("{at}.weight: from 1 to {MAX_WEIGHT}"));
             }
+            let price = entry.price.map(|price| price.check(&at)).transpose()?;
             deployments.push(Deployment {
                 provider,
                 model: entry.model,
                 weight: entry.weight,
+                price,
             });
         }
         let mut fallbacks = Vec::with_capacity(self.fallbacks.len());
@@ -492,6 +572,7 @@ impl ModelEntry {
             retries: self.retries,
             cache_ttl: Duration::from_secs(self.cache_ttl_seconds),
             guards: crate::guardrails::Guards::default(),
+            strategy: self.strategy,
         })
     }
 }

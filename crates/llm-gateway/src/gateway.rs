@@ -15,7 +15,7 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The longest backoff between retries when the provider names no wait.
@@ -139,6 +139,10 @@ pub struct Served {
     pub fell_back: bool,
     /// The exact cache: `hit`, `miss`, or `None` when the model is not cached (or the caller said no-store).
     pub cache: Option<&'static str>,
+    /// What the answering deployment's tokens cost, when configured.
+    pub price: Option<crate::config::Price>,
+    /// What a whole answer cost, in US dollars (from its usage and the price; none for a cache hit).
+    pub cost: Option<f64>,
 }
 
 /// How one call may use the exact cache, and whose answers it may share.
@@ -152,18 +156,12 @@ pub struct CallOptions {
     pub no_store: bool,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Health {
-    failures: u32,
-    resting_until: Option<Instant>,
-}
-
 /// The gateway.
 pub struct Gateway {
     pub(crate) config: Arc<GatewayConfig>,
     upstream: Upstream,
-    /// Per model group, per deployment.
-    health: Mutex<Vec<Vec<Health>>>,
+    /// What is known of each deployment: failures, calls in flight, latency.
+    board: crate::routing::Board,
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
     pub(crate) cache: Arc<ExactCache>,
@@ -172,16 +170,12 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway over `config`.
     pub fn new(config: GatewayConfig) -> Result<Gateway, String> {
-        let health = config
-            .models
-            .iter()
-            .map(|model| vec![Health::default(); model.deployments.len()])
-            .collect();
+        let board = crate::routing::Board::new(&config);
         let cache = Arc::new(ExactCache::new(config.cache_max_entries, config.cache_max_bytes));
         Ok(Gateway {
             config: Arc::new(config),
             upstream: Upstream::new()?,
-            health: Mutex::new(health),
+            board,
             metrics: Arc::default(),
             observer: std::sync::OnceLock::new(),
             cache,
@@ -227,13 +221,15 @@ impl Gateway {
         let mut last: Option<Failure> = None;
         let mut rate_limited_only = true;
         let mut shortest_wait: Option<Duration> = None;
-        for (group_index, deployment_index) in self.plan(group) {
+        for (group_index, deployment_index) in self.board.plan(&self.config, group) {
             let model = &self.config.models[group_index];
             let deployment = &model.deployments[deployment_index];
             let provider = &self.config.providers[deployment.provider];
             body.insert("model".into(), Value::String(deployment.model.clone()));
             for retry in 0..=model.retries {
                 attempts += 1;
+                let in_flight = self.board.begin(group_index, deployment_index);
+                let began = Instant::now();
                 let outcome = self.attempt(endpoint, provider, body, model, streaming).await;
                 self.metrics.attempt(
                     &provider.name,
@@ -244,7 +240,16 @@ impl Gateway {
                 );
                 match outcome {
                     Ok(answer) => {
-                        self.mark(group_index, deployment_index, true);
+                        self.board.mark(&self.config, group_index, deployment_index, true);
+                        self.board.measured(group_index, deployment_index, began.elapsed());
+                        let answer = match answer {
+                            // A stream is in flight on its deployment until it ends.
+                            Answer::Stream(pieces) => Answer::Stream(Box::pin(pieces.map(move |piece| {
+                                let _held = &in_flight;
+                                piece
+                            }))),
+                            json => json,
+                        };
                         return Ok((
                             answer,
                             Served {
@@ -253,6 +258,8 @@ impl Gateway {
                                 upstream: started.elapsed(),
                                 fell_back: group_index != group,
                                 cache: None,
+                                price: deployment.price,
+                                cost: None,
                             },
                         ));
                     }
@@ -272,11 +279,11 @@ impl Gateway {
                         last = Some(failure);
                         if kind != FailureKind::Retryable {
                             if kind == FailureKind::Unusable {
-                                self.mark(group_index, deployment_index, false);
+                                self.board.mark(&self.config, group_index, deployment_index, false);
                             }
                             break;
                         }
-                        self.mark(group_index, deployment_index, false);
+                        self.board.mark(&self.config, group_index, deployment_index, false);
                         match wait {
                             Some(wait) if retry < model.retries => tokio::time::sleep(wait).await,
                             _ => break,
@@ -310,61 +317,6 @@ impl Gateway {
             self.config.retry_backoff,
             self.config.max_retry_after,
         )
-    }
-
-    /// Every (group, deployment) to try, in order: the model's deployments by weighted draw, then each
-    /// fallback's; deployments resting after repeated failures go last within their group.
-    fn plan(&self, group: usize) -> Vec<(usize, usize)> {
-        let now = Instant::now();
-        let health = self.health.lock().expect("gateway health");
-        let mut plan = Vec::new();
-        let mut rng = rand::rng();
-        for group_index in std::iter::once(group).chain(self.config.models[group].fallbacks.iter().copied()) {
-            let model: &ModelGroup = &self.config.models[group_index];
-            let mut left: Vec<usize> = (0..model.deployments.len()).collect();
-            let mut ordered = Vec::with_capacity(left.len());
-            while !left.is_empty() {
-                let total: u64 = left
-                    .iter()
-                    .map(|&index| u64::from(model.deployments[index].weight))
-                    .sum();
-                let mut draw = rng.random_range(0..total);
-                let position = left
-                    .iter()
-                    .position(|&index| {
-                        let weight = u64::from(model.deployments[index].weight);
-                        if draw < weight {
-                            return true;
-                        }
-                        draw -= weight;
-                        false
-                    })
-                    .unwrap_or(0);
-                ordered.push(left.remove(position));
-            }
-            let resting = |index: &usize| {
-                health[group_index][*index]
-                    .resting_until
-                    .is_some_and(|until| until > now)
-            };
-            let (tired, fresh): (Vec<usize>, Vec<usize>) = ordered.into_iter().partition(resting);
-            plan.extend(fresh.into_iter().chain(tired).map(|index| (group_index, index)));
-        }
-        plan
-    }
-
-    fn mark(&self, group: usize, deployment: usize, succeeded: bool) {
-        let mut health = self.health.lock().expect("gateway health");
-        let state = &mut health[group][deployment];
-        if succeeded {
-            *state = Health::default();
-            return;
-        }
-        state.failures += 1;
-        if state.failures >= self.config.cooldown.failures {
-            state.resting_until = Some(Instant::now() + self.config.cooldown.duration);
-            state.failures = 0;
-        }
     }
 
     async fn attempt(
@@ -652,21 +604,5 @@ mod tests {
         assert_eq!(event(r#"{"error": {"message": "boom"}}"#).as_deref(), Some("boom"));
         assert_eq!(event(r#"{"error": null, "choices": []}"#), None);
         assert_eq!(event(r#"{"choices": [{"delta": {"content": "\"error\""}}]}"#), None);
-    }
-
-    #[test]
-    fn deployments_are_drawn_by_weight_and_resting_ones_go_last() {
-        let text = "providers: [{name: a, kind: openai, base_url: 'http://127.0.0.1:9/v1'}]\n\
-            models:\n  - {name: m, deployments: [{provider: a, model: heavy, weight: 1000000}, {provider: a, model: light, weight: 1}], fallbacks: [f]}\n  - {name: f, deployments: [{provider: a, model: spare}]}\n\
-            settings: {cooldown_failures: 1}\n";
-        let gateway = Gateway::new(GatewayConfig::parse(text, &|_| None).unwrap()).unwrap();
-        let firsts = (0..50).filter(|_| gateway.plan(0)[0] == (0, 0)).count();
-        assert!(firsts >= 49, "{firsts}");
-        assert_eq!(gateway.plan(0).len(), 3);
-        assert_eq!(gateway.plan(0)[2], (1, 0));
-        gateway.mark(0, 0, false);
-        assert_eq!(gateway.plan(0)[..2], [(0, 1), (0, 0)]);
-        gateway.mark(0, 0, true);
-        assert_eq!(gateway.plan(0)[0], (0, 0));
     }
 }

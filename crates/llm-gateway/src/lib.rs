@@ -11,6 +11,7 @@ pub mod guardrails;
 pub mod metrics;
 pub mod observe;
 pub mod provider;
+pub mod routing;
 pub mod sse;
 
 pub use config::GatewayConfig;

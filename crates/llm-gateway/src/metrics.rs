@@ -40,6 +40,7 @@ struct Families {
     tokens: BTreeMap<(String, &'static str), u64>,
     broken: BTreeMap<String, u64>,
     guardrails: BTreeMap<(String, String, &'static str, &'static str), u64>,
+    cost: BTreeMap<String, f64>,
     latency: BTreeMap<String, Histogram>,
     first_token: BTreeMap<String, Histogram>,
 }
@@ -103,6 +104,13 @@ impl GatewayMetrics {
     /// A stream of `model` broke after it started.
     pub fn broken(&self, model: &str) {
         self.with(|families| *families.broken.entry(model.to_string()).or_default() += 1);
+    }
+
+    /// What a call of `model` cost, in US dollars.
+    pub fn cost(&self, model: &str, dollars: f64) {
+        if dollars.is_finite() && dollars > 0.0 {
+            self.with(|families| *families.cost.entry(model.to_string()).or_default() += dollars);
+        }
     }
 
     /// A call of `model` on which guardrails acted (each event once per call).
@@ -181,6 +189,18 @@ impl GatewayMetrics {
             let _ = writeln!(
                 out,
                 "loopline_gateway_streams_broken_total{{model=\"{}\"}} {value}",
+                label(model)
+            );
+        }
+        counter(
+            out,
+            "loopline_gateway_cost_usd_total",
+            "what calls cost by the configured prices, by model (cache hits cost nothing)",
+        );
+        for (model, value) in &families.cost {
+            let _ = writeln!(
+                out,
+                "loopline_gateway_cost_usd_total{{model=\"{}\"}} {value}",
                 label(model)
             );
         }

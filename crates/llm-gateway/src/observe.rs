@@ -68,6 +68,38 @@ pub struct CallRecord {
     pub cache_hit: bool,
     /// What the guardrails did (input and output).
     pub guardrails: Vec<crate::guardrails::Event>,
+    /// Prompt tokens the provider read from its prompt cache.
+    pub cached_tokens: u64,
+    /// The answering deployment's price (none for a cache hit: it cost nothing).
+    pub price: Option<crate::config::Price>,
+}
+
+impl CallRecord {
+    /// What the call cost, when its deployment has a price and the provider reported usage.
+    pub fn cost(&self) -> Option<crate::config::Cost> {
+        let (prompt, completion) = self.tokens?;
+        Some(self.price?.cost(prompt, completion, self.cached_tokens))
+    }
+
+    /// Takes the usage an answer or chunk reports.
+    pub fn take_usage(&mut self, value: &Value) {
+        if let Some(tokens) = usage(value) {
+            self.tokens = Some(tokens);
+            self.cached_tokens = value
+                .pointer("/usage/prompt_tokens_details/cached_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+        }
+    }
+}
+
+/// Counts a finished call in the metrics: its outcome and latency, its guardrails' actions and its cost.
+pub fn count(metrics: &GatewayMetrics, record: &CallRecord) {
+    metrics.call(&record.model, record.outcome, Some(record.duration));
+    metrics.guardrails(&record.model, &record.guardrails);
+    if let Some(cost) = record.cost() {
+        metrics.cost(&record.model, cost.total());
+    }
 }
 
 /// Receives every finished call (must not block: it runs on the request path).
@@ -128,8 +160,7 @@ impl StreamEnd {
                 crate::guardrails::stream::merge(&mut record.guardrails, event);
             }
         }
-        self.metrics.call(&record.model, outcome, Some(record.duration));
-        self.metrics.guardrails(&record.model, &record.guardrails);
+        count(&self.metrics, &record);
         if let Some(observer) = &self.observer {
             record.response = Some(serde_json::json!({"object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": std::mem::take(&mut self.text)}}]}));
@@ -167,8 +198,10 @@ impl StreamEnd {
                     return;
                 };
                 if let (Some((prompt, completion)), Some(record)) = (usage(&chunk), &mut self.record) {
-                    self.metrics.tokens(&record.model, prompt, completion);
-                    record.tokens = Some((prompt, completion));
+                    if !record.cache_hit {
+                        self.metrics.tokens(&record.model, prompt, completion);
+                    }
+                    record.take_usage(&chunk);
                 }
                 if wanted {
                     let piece = chunk

@@ -35,7 +35,9 @@ providers:
   - {{name: primary, kind: openai, base_url: "{primary.base_url}", api_key_env: FAKE_PRIMARY_KEY}}
   - {{name: spare, kind: openai-compatible, base_url: "{spare.base_url}"}}
 models:
-  - {{name: chat, deployments: [{{provider: primary, model: big-model}}], fallbacks: [spare], retries: 1}}
+  - {{name: chat, deployments: [{{provider: primary, model: big-model,
+                                 price: {{input_per_million: 2, output_per_million: 8}}}}],
+      fallbacks: [spare], retries: 1}}
   - {{name: spare, deployments: [{{provider: spare, model: small-model}}], retries: 0}}
   - {{name: embed, deployments: [{{provider: primary, model: embedder}}]}}
   - {{name: guarded, deployments: [{{provider: spare, model: small-model}}], guardrails: [pii, injection]}}
@@ -232,6 +234,9 @@ def test_every_call_is_an_mlflow_trace(gateway):
     assert span.outputs["choices"][0]["message"]["content"] == "echo: hello there"
     assert span.get_attribute("loopline.gateway.deployment") == "primary/big-model"
     assert span.get_attribute("mlflow.chat.tokenUsage")["total_tokens"] == 8
+    # 5 prompt tokens at $2 and 3 completion tokens at $8 per million.
+    assert span.get_attribute("mlflow.llm.cost") == pytest.approx(
+        {"input_cost": 1e-5, "output_cost": 2.4e-5, "total_cost": 3.4e-5})
     assert mine[0].info.state == "OK"
     assert KEY not in json.dumps(mine[0].to_dict())
 

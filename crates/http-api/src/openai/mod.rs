@@ -187,6 +187,11 @@ pub(crate) fn with_served(mut response: Response, served: &Served, started: Inst
     if let Some(cache) = served.cache {
         headers.insert("x-loopline-cache", HeaderValue::from_static(cache));
     }
+    if let Some(cost) = served.cost
+        && let Ok(value) = HeaderValue::from_str(&format!("{cost:.8}"))
+    {
+        headers.insert("x-loopline-cost-usd", value);
+    }
     response
 }
 

@@ -182,9 +182,16 @@ fn export_request(record: &CallRecord) -> ExportTraceServiceRequest {
         ));
     }
     if let Some((prompt, completion)) = record.tokens {
+        let mut usage = json!({"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt.saturating_add(completion)});
+        if record.cached_tokens > 0 {
+            usage["cache_read_input_tokens"] = json!(record.cached_tokens);
+        }
+        attributes.push(json_text("mlflow.chat.tokenUsage", &usage));
+    }
+    if let Some(cost) = record.cost() {
         attributes.push(json_text(
-            "mlflow.chat.tokenUsage",
-            &json!({"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt.saturating_add(completion)}),
+            "mlflow.llm.cost",
+            &json!({"input_cost": cost.input, "output_cost": cost.output, "total_cost": cost.total()}),
         ));
     }
     let failed = record.error.is_some() || record.outcome != "ok";

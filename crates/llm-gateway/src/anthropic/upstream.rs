@@ -145,10 +145,7 @@ pub fn response_to_openai(message: &Value) -> Value {
     if !calls.is_empty() {
         reply["tool_calls"] = Value::Array(calls);
     }
-    let input = message
-        .pointer("/usage/input_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let (input, cached) = prompt_tokens(message.get("usage"));
     let output = message
         .pointer("/usage/output_tokens")
         .and_then(Value::as_u64)
@@ -158,7 +155,24 @@ pub fn response_to_openai(message: &Value) -> Value {
         "model": message.get("model").cloned().unwrap_or(Value::Null),
         "choices": [{"index": 0, "message": reply, "logprobs": null,
             "finish_reason": finish_reason(message.get("stop_reason").and_then(Value::as_str))}],
-        "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input.saturating_add(output)}})
+        "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input.saturating_add(output),
+            "prompt_tokens_details": {"cached_tokens": cached}}})
+}
+
+/// The prompt tokens of Anthropic's usage as OpenAI counts them (its `input_tokens` leave out what was read
+/// from or written to the prompt cache), and those read from the cache.
+fn prompt_tokens(usage: Option<&Value>) -> (u64, u64) {
+    let count = |name: &str| {
+        usage
+            .and_then(|usage| usage.get(name))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let cached = count("cache_read_input_tokens");
+    let total = count("input_tokens")
+        .saturating_add(cached)
+        .saturating_add(count("cache_creation_input_tokens"));
+    (total, cached)
 }
 
 /// Turns an Anthropic provider's named events into chat chunks.
@@ -169,6 +183,7 @@ pub struct ToOpenaiStream {
     /// Anthropic block index → OpenAI tool-call index, for tool_use blocks.
     tools: Vec<(u64, u64)>,
     input_tokens: u64,
+    cached_tokens: u64,
     output_tokens: u64,
     include_usage: bool,
 }
@@ -204,10 +219,7 @@ impl ToOpenaiStream {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                self.input_tokens = data
-                    .pointer("/message/usage/input_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
+                (self.input_tokens, self.cached_tokens) = prompt_tokens(data.pointer("/message/usage"));
                 out.push(self.chunk(json!({"role": "assistant", "content": ""}), Value::Null));
             }
             Some("content_block_start") => {
@@ -251,7 +263,8 @@ impl ToOpenaiStream {
                 if self.include_usage {
                     out.push(json!({"id": self.id, "object": "chat.completion.chunk", "created": crate::gateway::unix_seconds(),
                         "model": self.model, "choices": [], "usage": {"prompt_tokens": self.input_tokens,
-                        "completion_tokens": self.output_tokens, "total_tokens": self.input_tokens.saturating_add(self.output_tokens)}}).to_string());
+                        "completion_tokens": self.output_tokens, "total_tokens": self.input_tokens.saturating_add(self.output_tokens),
+                        "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}}).to_string());
                 }
                 out.push("[DONE]".to_string());
             }
