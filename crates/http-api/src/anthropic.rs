@@ -13,7 +13,7 @@ use axum::routing::post;
 use futures::StreamExt;
 use loopline_core::HasErrorCode;
 use loopline_llm_gateway::anthropic::{ToAnthropicStream, request_to_openai, response_from_openai};
-use loopline_llm_gateway::{Answer, Endpoint, Gateway, GatewayError, Piece};
+use loopline_llm_gateway::{Answer, Endpoint, GatewayError, Piece};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,9 +23,9 @@ pub fn is_anthropic_path(path: &str) -> bool {
     path == "/v1/messages"
 }
 
-/// The route, over `gateway`.
-pub fn routes(gateway: Arc<Gateway>) -> Router {
-    Router::new().route("/v1/messages", post(messages)).with_state(gateway)
+/// The route, over the gateway.
+pub fn routes(api: Arc<crate::openai::GatewayApi>) -> Router {
+    Router::new().route("/v1/messages", post(messages)).with_state(api)
 }
 
 /// An error in Anthropic's shape.
@@ -56,9 +56,10 @@ fn gateway_error(failure: GatewayError) -> Response {
     response
 }
 
-async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+async fn messages(State(api): State<Arc<crate::openai::GatewayApi>>, request: Request) -> Response {
     let started = Instant::now();
-    let options = crate::openai::call_options(&request);
+    let mut options = crate::openai::call_options(&request);
+    let principal = request.extensions().get::<loopline_access::Principal>().cloned();
     if !crate::openai::json_content(request.headers()) {
         return error(StatusCode::BAD_REQUEST, crate::openai::NOT_JSON);
     }
@@ -109,7 +110,20 @@ async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Resp
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    match gateway.call_with(Endpoint::ChatCompletions, chat, &options).await {
+    let admitted = match crate::openai::limits::admit(
+        &api.store,
+        &api.gateway,
+        principal.as_ref(),
+        Endpoint::ChatCompletions,
+        &chat,
+    )
+    .await
+    {
+        Ok(admitted) => admitted,
+        Err(refused) => return refusal(refused),
+    };
+    options.settle = admitted.settle;
+    let mut response = match api.gateway.call_with(Endpoint::ChatCompletions, chat, &options).await {
         Ok((Answer::Json(completion), served)) => crate::openai::with_served(
             axum::Json(response_from_openai(&completion, &model)).into_response(),
             &served,
@@ -117,7 +131,20 @@ async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Resp
         ),
         Ok((Answer::Stream(pieces), served)) => crate::openai::with_served(stream(pieces, &model), &served, started),
         Err(failure) => gateway_error(failure),
+    };
+    crate::openai::add_headers(&mut response, admitted.headers);
+    response
+}
+
+/// A limit's refusal in Anthropic's shape.
+fn refusal(refused: crate::openai::errors::OpenAiError) -> Response {
+    let mut response = error(refused.status, &refused.message);
+    if let Some(seconds) = refused.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
+    response
 }
 
 fn event(name: &str, data: &Value) -> Bytes {

@@ -5,7 +5,7 @@
 use crate::cache::Kept;
 use crate::gateway::{Answer, CallOptions, Endpoint, Gateway, GatewayError, Piece, PieceStream, Served};
 use crate::guardrails::stream::{EventSink, guarded};
-use crate::observe::{CallRecord, Keeping, count, kept_answer, kept_request, observed, usage};
+use crate::observe::{CallRecord, Followers, Keeping, answer_chars, count, kept_answer, kept_request, observed, usage};
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,6 +42,7 @@ impl Gateway {
             guardrails: Vec::new(),
             cached_tokens: 0,
             price: None,
+            answer_chars: 0,
         };
         // Input guardrails first: the cache and the record see the request as the provider would.
         let (events, blocked) = group.guards.input(endpoint, &mut body);
@@ -49,7 +50,7 @@ impl Gateway {
         if let Some(blocked) = blocked {
             // The refused request is not kept: what it held is why it was refused.
             record.request = serde_json::json!({"model": name, "blocked_by": blocked.guardrail}).to_string();
-            return Err(self.failed(record, started, GatewayError::Blocked(blocked)));
+            return Err(self.failed(record, started, GatewayError::Blocked(blocked), options));
         }
         // The exact cache, when the model keeps answers and the caller allows it.
         let ttl = Some(group.cache_ttl).filter(|ttl| !ttl.is_zero() && !options.no_store);
@@ -75,13 +76,13 @@ impl Gateway {
             return Ok(match kept {
                 Kept::Json(text) => {
                     let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    (Answer::Json(self.answered(record, started, value)), served)
+                    (Answer::Json(self.answered(record, started, value, options)), served)
                 }
                 Kept::Stream(events) => {
                     let replay: Vec<Piece> = events.iter().cloned().map(Piece::Data).collect();
                     let replay: PieceStream = Box::pin(futures::stream::iter(replay));
                     (
-                        Answer::Stream(self.streamed(record, started, replay, None, None)),
+                        Answer::Stream(self.streamed(record, started, replay, None, None, options)),
                         served,
                     )
                 }
@@ -91,7 +92,7 @@ impl Gateway {
         drop(body);
         let (answer, mut served) = match routed {
             Ok(routed) => routed,
-            Err(error) => return Err(self.failed(record, started, error)),
+            Err(error) => return Err(self.failed(record, started, error, options)),
         };
         record.deployment = Some(served.deployment.clone());
         record.attempts = served.attempts;
@@ -110,14 +111,14 @@ impl Gateway {
                 }
                 record.take_usage(&value);
                 if let Some(blocked) = blocked {
-                    return Err(self.failed(record, started, GatewayError::Blocked(blocked)));
+                    return Err(self.failed(record, started, GatewayError::Blocked(blocked), options));
                 }
                 if let (Some(key), Some(ttl)) = (cache_key, ttl) {
                     let kept = Kept::Json(value.to_string().into());
                     self.cache.put(key, kept, served.deployment.clone(), ttl);
                 }
                 served.cost = record.cost().map(|cost| cost.total());
-                Ok((Answer::Json(self.answered(record, started, value)), served))
+                Ok((Answer::Json(self.answered(record, started, value, options)), served))
             }
             Answer::Stream(pieces) => {
                 self.metrics.first_token(&name, started.elapsed());
@@ -135,7 +136,7 @@ impl Gateway {
                     bytes: 0,
                 });
                 Ok((
-                    Answer::Stream(self.streamed(record, started, pieces, keep, sink)),
+                    Answer::Stream(self.streamed(record, started, pieces, keep, sink, options)),
                     served,
                 ))
             }
@@ -143,10 +144,14 @@ impl Gateway {
     }
 
     /// Records a whole answer's call and hands the answer back.
-    fn answered(&self, mut record: CallRecord, started: Instant, value: Value) -> Value {
+    fn answered(&self, mut record: CallRecord, started: Instant, value: Value, options: &CallOptions) -> Value {
         record.take_usage(&value);
+        record.answer_chars = answer_chars(&value);
         record.duration = started.elapsed();
         count(&self.metrics, &record);
+        if let Some(settle) = &options.settle {
+            settle.observe(record.clone());
+        }
         if let Some(observer) = self.observer.get() {
             record.response = Some(kept_answer(&value));
             observer.observe(record);
@@ -162,17 +167,38 @@ impl Gateway {
         pieces: PieceStream,
         keep: Option<Keeping>,
         sink: Option<EventSink>,
+        options: &CallOptions,
     ) -> PieceStream {
         record.first_token = Some(started.elapsed());
         let observer = self.observer.get().cloned();
-        observed(pieces, self.metrics.clone(), observer, record, started, keep, sink)
+        observed(
+            pieces,
+            self.metrics.clone(),
+            record,
+            started,
+            Followers {
+                observer,
+                settle: options.settle.clone(),
+                keep,
+                sink,
+            },
+        )
     }
 
     /// Records a failed call and hands its error back.
-    fn failed(&self, mut record: CallRecord, started: Instant, error: GatewayError) -> GatewayError {
+    fn failed(
+        &self,
+        mut record: CallRecord,
+        started: Instant,
+        error: GatewayError,
+        options: &CallOptions,
+    ) -> GatewayError {
         record.duration = started.elapsed();
         record.outcome = error.label();
         count(&self.metrics, &record);
+        if let Some(settle) = &options.settle {
+            settle.observe(record.clone());
+        }
         if let Some(observer) = self.observer.get() {
             record.error = Some(error.to_string());
             observer.observe(record);

@@ -145,8 +145,8 @@ pub struct Served {
     pub cost: Option<f64>,
 }
 
-/// How one call may use the exact cache, and whose answers it may share.
-#[derive(Debug, Clone, Default)]
+/// How one call may use the exact cache, whose answers it may share, and who is told when it ends.
+#[derive(Clone, Default)]
 pub struct CallOptions {
     /// Callers sharing cached answers (the signed-in user; empty without auth: everyone).
     pub scope: String,
@@ -154,6 +154,9 @@ pub struct CallOptions {
     pub no_cache: bool,
     /// `Cache-Control: no-store`: neither read nor keep.
     pub no_store: bool,
+    /// Told of this call's record once it ends (a stream: when it ends or the caller leaves), once; the
+    /// caller's limits settle what it used.
+    pub settle: Option<Arc<dyn CallObserver>>,
 }
 
 /// The gateway.

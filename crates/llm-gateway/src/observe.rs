@@ -72,6 +72,8 @@ pub struct CallRecord {
     pub cached_tokens: u64,
     /// The answering deployment's price (none for a cache hit: it cost nothing).
     pub price: Option<crate::config::Price>,
+    /// Characters of answer text (a stream's content deltas), to estimate tokens a provider did not report.
+    pub answer_chars: u64,
 }
 
 impl CallRecord {
@@ -91,6 +93,23 @@ impl CallRecord {
                 .unwrap_or(0);
         }
     }
+}
+
+/// Characters of text in a whole answer's choices.
+pub fn answer_chars(answer: &Value) -> u64 {
+    answer
+        .get("choices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|choice| {
+            choice
+                .pointer("/message/content")
+                .or_else(|| choice.get("text"))
+                .and_then(Value::as_str)
+        })
+        .map(|text| text.chars().count() as u64)
+        .sum()
 }
 
 /// Counts a finished call in the metrics: its outcome and latency, its guardrails' actions and its cost.
@@ -126,6 +145,8 @@ struct StreamEnd {
     keep: Option<Keeping>,
     /// What output guardrails did as the stream passed them.
     sink: Option<crate::guardrails::stream::EventSink>,
+    /// Told of the record too (the caller's limits).
+    settle: Option<Arc<dyn CallObserver>>,
 }
 
 /// A stream being gathered for the exact cache (given up past [`MAX_KEPT_STREAM`]).
@@ -161,6 +182,9 @@ impl StreamEnd {
             }
         }
         count(&self.metrics, &record);
+        if let Some(settle) = &self.settle {
+            settle.observe(record.clone());
+        }
         if let Some(observer) = &self.observer {
             record.response = Some(serde_json::json!({"object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": std::mem::take(&mut self.text)}}]}));
@@ -191,12 +215,20 @@ impl StreamEnd {
                     }
                 }
                 let wanted = self.observer.is_some() && self.text.len() < MAX_KEPT_TEXT;
-                if !wanted && !data.contains("\"usage\":{") {
-                    return;
-                }
                 let Ok(chunk) = serde_json::from_str::<Value>(data) else {
                     return;
                 };
+                if let Some(record) = &mut self.record {
+                    record.answer_chars += chunk
+                        .get("choices")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|choice| choice.pointer("/delta/content").or_else(|| choice.get("text")))
+                        .filter_map(Value::as_str)
+                        .map(|text| text.chars().count() as u64)
+                        .sum::<u64>();
+                }
                 if let (Some((prompt, completion)), Some(record)) = (usage(&chunk), &mut self.record) {
                     if !record.cache_hit {
                         self.metrics.tokens(&record.model, prompt, completion);
@@ -232,24 +264,36 @@ impl Drop for StreamEnd {
     }
 }
 
+/// Who follows a stream besides the metrics: the trace writer, the caller's limits, the cache and the output
+/// guardrails' record.
+pub struct Followers {
+    /// The trace writer.
+    pub observer: Option<Arc<dyn CallObserver>>,
+    /// The caller's limits.
+    pub settle: Option<Arc<dyn CallObserver>>,
+    /// The exact cache.
+    pub keep: Option<Keeping>,
+    /// What output guardrails did.
+    pub sink: Option<crate::guardrails::stream::EventSink>,
+}
+
 /// The stream, followed to its end.
 pub fn observed(
     pieces: PieceStream,
     metrics: Arc<GatewayMetrics>,
-    observer: Option<Arc<dyn CallObserver>>,
     record: CallRecord,
     started: Instant,
-    keep: Option<Keeping>,
-    sink: Option<crate::guardrails::stream::EventSink>,
+    followers: Followers,
 ) -> PieceStream {
     let mut end = StreamEnd {
         metrics,
-        observer,
+        observer: followers.observer,
         record: Some(record),
         started,
         text: String::new(),
-        keep,
-        sink,
+        keep: followers.keep,
+        sink: followers.sink,
+        settle: followers.settle,
     };
     Box::pin(pieces.inspect(move |piece| end.piece(piece)))
 }

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod entities;
 pub mod error;
+pub mod gateway;
 pub mod queries;
 pub mod search;
 pub mod sql;
@@ -12,6 +13,7 @@ pub mod traits;
 pub use access::*;
 pub use entities::*;
 pub use error::{StoreError, StoreResult};
+pub use gateway::*;
 pub use queries::*;
 pub use sql::SqlStore;
 pub use traits::*;

@@ -218,6 +218,7 @@ pub trait MetadataStore:
     + IssueStore
     + WebhookStore
     + crate::access::AccessStore
+    + crate::gateway::GatewayKeyStore
 {
 }
 
@@ -236,7 +237,8 @@ impl<
         + ScorerStore
         + IssueStore
         + WebhookStore
-        + crate::access::AccessStore,
+        + crate::access::AccessStore
+        + crate::gateway::GatewayKeyStore,
 > MetadataStore for T
 {
 }

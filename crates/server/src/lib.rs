@@ -133,6 +133,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         &secrets_key::secrets_key(&config.data_dir)?,
     );
     let access_metadata = metadata.clone();
+    let gateway_metadata = metadata.clone();
     let auth_on = config.auth.enabled();
     match gateway.config().traces {
         _ if gateway.config().models.is_empty() => {}
@@ -169,7 +170,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))
         .merge(log_browse)
-        .merge(gateway_routes(gateway))
+        .merge(gateway_routes(gateway, gateway_metadata))
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
@@ -259,7 +260,8 @@ async fn guarded(
     });
     let router = router
         .merge(wire::mlflow_api::routes(api_state.clone()))
-        .merge(wire::own_api::routes(api_state));
+        .merge(wire::own_api::routes(api_state.clone()))
+        .merge(wire::gateway_keys::routes(api_state));
     let page_key = {
         let mut candidate = [0u8; 32];
         rand::fill(&mut candidate);
@@ -328,8 +330,12 @@ fn trace_gateway(gateway: &loopline_llm_gateway::Gateway, metadata: &Arc<dyn loo
 }
 
 /// OpenAI's and Anthropic's APIs over one gateway.
-fn gateway_routes(gateway: Arc<loopline_llm_gateway::Gateway>) -> axum::Router {
-    loopline_http_api::openai::routes(gateway.clone()).merge(loopline_http_api::anthropic::routes(gateway))
+fn gateway_routes(
+    gateway: Arc<loopline_llm_gateway::Gateway>,
+    store: Arc<dyn loopline_metadata_store::MetadataStore>,
+) -> axum::Router {
+    let api = Arc::new(loopline_http_api::openai::GatewayApi { gateway, store });
+    loopline_http_api::openai::routes(api.clone()).merge(loopline_http_api::anthropic::routes(api))
 }
 
 /// The gateway's families on `/metrics`.

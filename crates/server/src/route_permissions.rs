@@ -858,6 +858,16 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
         (OWN, "/access/audit/export", "GET", Need::Admin),
         // The one-time code in the request is the credential (checked by the handler).
         (OWN, "/access/bootstrap", "POST", Need::Public),
+        // The LLM gateway's keys, team limits and spend.
+        (OWN, "/gateway/keys", "POST", Need::Admin),
+        (OWN, "/gateway/keys", "GET", Need::Admin),
+        (OWN, "/gateway/keys/{token_id}", "GET", Need::Admin),
+        (OWN, "/gateway/keys/{token_id}", "PATCH", Need::Admin),
+        (OWN, "/gateway/keys/{token_id}", "DELETE", Need::Admin),
+        (OWN, "/gateway/teams", "GET", Need::Admin),
+        (OWN, "/gateway/teams/{team}", "PUT", Need::Admin),
+        (OWN, "/gateway/teams/{team}", "DELETE", Need::Admin),
+        (OWN, "/gateway/spend", "GET", Need::Admin),
     ];
     rows.into_iter()
         .map(|(prefix, route, method, need)| (format!("{prefix}{route}"), method, need))

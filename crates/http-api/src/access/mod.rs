@@ -6,6 +6,7 @@ pub mod browser_login;
 pub mod context;
 pub mod credentials;
 pub mod fields;
+pub mod gateway_keys;
 pub mod guard;
 pub mod inventory;
 mod layer;

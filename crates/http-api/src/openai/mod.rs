@@ -5,6 +5,7 @@
 
 pub mod checks;
 pub mod errors;
+pub mod limits;
 pub mod traces;
 
 use axum::Router;
@@ -78,38 +79,48 @@ pub fn is_openai_path(path: &str) -> bool {
     .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
 }
 
-/// The routes, over `gateway`.
-pub fn routes(gateway: Arc<Gateway>) -> Router {
+/// What the gateway's routes work with: the gateway, and the store holding gateway keys and their usage.
+pub struct GatewayApi {
+    /// The gateway.
+    pub gateway: Arc<Gateway>,
+    /// Keys, teams and the usage ledger.
+    pub store: Arc<dyn loopline_metadata_store::MetadataStore>,
+}
+
+/// The routes, over `api`.
+pub fn routes(api: Arc<GatewayApi>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
-        .with_state(gateway)
+        .with_state(api)
 }
 
-async fn chat(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    call(gateway, Endpoint::ChatCompletions, request, checks::chat).await
+async fn chat(State(api): State<Arc<GatewayApi>>, request: Request) -> Response {
+    call(api, Endpoint::ChatCompletions, request, checks::chat).await
 }
 
-async fn completions(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    call(gateway, Endpoint::Completions, request, checks::completion).await
+async fn completions(State(api): State<Arc<GatewayApi>>, request: Request) -> Response {
+    call(api, Endpoint::Completions, request, checks::completion).await
 }
 
-async fn embeddings(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    call(gateway, Endpoint::Embeddings, request, checks::embeddings).await
+async fn embeddings(State(api): State<Arc<GatewayApi>>, request: Request) -> Response {
+    call(api, Endpoint::Embeddings, request, checks::embeddings).await
 }
 
 async fn call(
-    gateway: Arc<Gateway>,
+    api: Arc<GatewayApi>,
     endpoint: Endpoint,
     request: Request,
     check: fn(&serde_json::Map<String, Value>) -> Result<(), OpenAiError>,
 ) -> Response {
     let started = Instant::now();
     let request_id = request_id();
-    let options = call_options(&request);
+    let mut options = call_options(&request);
+    let principal = request.extensions().get::<Principal>().cloned();
+    let mut limit_headers = Vec::new();
     let answer = async {
         if !json_content(request.headers()) {
             return Err(OpenAiError::invalid("body", NOT_JSON));
@@ -126,7 +137,10 @@ async fn call(
         let body = checks::object(&bytes)?;
         drop(bytes);
         check(&body)?;
-        Ok::<_, OpenAiError>(gateway.call_with(endpoint, body, &options).await?)
+        let admitted = limits::admit(&api.store, &api.gateway, principal.as_ref(), endpoint, &body).await?;
+        options.settle = admitted.settle;
+        limit_headers = admitted.headers;
+        Ok::<_, OpenAiError>(api.gateway.call_with(endpoint, body, &options).await?)
     }
     .await;
     let mut response = match answer {
@@ -137,7 +151,17 @@ async fn call(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    add_headers(&mut response, limit_headers);
     response
+}
+
+/// Adds `x-ratelimit-*` headers to an answer.
+pub(crate) fn add_headers(response: &mut Response, headers: Vec<(&'static str, String)>) {
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
 }
 
 /// How a call may use the exact cache: answers are shared among the calls of one signed-in user (everyone's
@@ -160,6 +184,7 @@ pub(crate) fn call_options(request: &Request) -> CallOptions {
             .unwrap_or_default(),
         no_cache: directives.iter().any(|directive| directive == "no-cache"),
         no_store: directives.iter().any(|directive| directive == "no-store"),
+        settle: None,
     }
 }
 
@@ -233,15 +258,15 @@ fn model_object(name: &str) -> Value {
     json!({"id": name, "object": "model", "created": 0, "owned_by": "loopline"})
 }
 
-async fn list_models(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+async fn list_models(State(api): State<Arc<GatewayApi>>, request: Request) -> Response {
     let principal = request.extensions().get::<Principal>();
-    axum::Json(json!({"object": "list", "data": visible(&gateway, principal)})).into_response()
+    axum::Json(json!({"object": "list", "data": visible(&api.gateway, principal)})).into_response()
 }
 
-async fn get_model(State(gateway): State<Arc<Gateway>>, Path(id): Path<String>, request: Request) -> Response {
+async fn get_model(State(api): State<Arc<GatewayApi>>, Path(id): Path<String>, request: Request) -> Response {
     let principal = request.extensions().get::<Principal>();
     let id = id.trim_start_matches('/');
-    if gateway.config().model(id).is_none()
+    if api.gateway.config().model(id).is_none()
         || principal.is_some_and(|caller| !caller.may(GATEWAY_ENDPOINT, Some(id), Level::Use))
     {
         return OpenAiError::model_not_found(id).into_response();

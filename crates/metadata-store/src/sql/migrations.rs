@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0015_metrics_by_model_partial.sql"),
     include_str!("../../migrations/0016_integer_run_keys.sql"),
     include_str!("../../migrations/0017_access.sql"),
+    include_str!("../../migrations/0018_gateway_keys.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -9,6 +9,7 @@ mod deployments;
 mod eval_datasets;
 mod experiments;
 mod gates;
+mod gateway;
 mod issues;
 mod logged_models;
 mod metric_sampling;

@@ -4,6 +4,7 @@ use loopline_metadata_store::*;
 
 pub use super::dataset_cases::*;
 pub use super::deployment_cases::*;
+pub use super::gateway_cases::*;
 pub use super::model_cases::*;
 pub use super::monitor_cases::*;
 pub use super::trace_cases::*;

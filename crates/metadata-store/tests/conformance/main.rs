@@ -4,6 +4,7 @@
 mod cases;
 mod dataset_cases;
 mod deployment_cases;
+mod gateway_cases;
 mod model_cases;
 mod monitor_cases;
 mod trace_cases;
@@ -104,4 +105,6 @@ every_backend!(
     webhooks_are_listed_matched_and_soft_deleted,
     logged_models_are_searched_by_dataset_and_latest_metric,
     traces_are_found_by_request_id_and_prompt_and_ordered_by_tags,
+    gateway_usage_is_reserved_all_or_nothing_and_settled,
+    racing_reservations_never_pass_a_limit,
 );

@@ -17,6 +17,7 @@ mod gateway;
 mod gateway_anthropic;
 mod gateway_guardrails;
 mod gateway_hostile;
+mod gateway_keys;
 mod gateway_routing;
 mod hardening;
 mod hardening_models;

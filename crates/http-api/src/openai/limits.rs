@@ -1,0 +1,469 @@
+//! Gateway keys' limits on each call: the models a key may call, requests and tokens per minute, calls in
+//! flight and a budget per period, for the key and for its team. Before the call, everything is reserved at
+//! once in the shared store (the request, the estimated tokens, the most the call can cost); when it ends, the
+//! reservation is replaced by what it used. Replicas sharing one database therefore hold one limit together,
+//! and concurrent calls never pass a budget by more than what one call used beyond its estimate.
+
+use super::errors::OpenAiError;
+use axum::http::StatusCode;
+use loopline_access::Principal;
+use loopline_llm_gateway::observe::{CallObserver, CallRecord};
+use loopline_llm_gateway::{Endpoint, Gateway};
+use loopline_metadata_store::{
+    GatewayKey, GatewayLimits, MetadataStore, Reservation, UsageClaim, UsageLease, UsageSettlement,
+};
+use serde_json::{Map, Value};
+use std::sync::{Arc, Mutex};
+
+/// Output tokens reserved for a call that names no `max_tokens`.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
+/// How long a call holds its place among a key's calls in flight if its server dies before it ends.
+const LEASE_MILLIS: i64 = 15 * 60 * 1000;
+const MINUTE: i64 = 60_000;
+const DAY: i64 = 86_400_000;
+
+/// Where a budget period starts and ends (milliseconds, UTC): `day`, `week` (from Monday), `month` or `total`.
+pub fn period(name: &str, now: i64) -> (i64, i64) {
+    let day = now.div_euclid(DAY);
+    match name {
+        "day" => (day * DAY, (day + 1) * DAY),
+        "week" => {
+            // 1970-01-01 was a Thursday.
+            let monday = day - (day + 3).rem_euclid(7);
+            (monday * DAY, (monday + 7) * DAY)
+        }
+        "month" => {
+            let first = |day: i64| day - i64::from(loopline_core::time::civil_date(day).2) + 1;
+            let start = first(day);
+            (start * DAY, first(start + 32) * DAY)
+        }
+        _ => (0, i64::MAX),
+    }
+}
+
+/// What admitting a call gave: headers for the answer, and the settlement to hand the gateway.
+#[derive(Default)]
+pub struct Admitted {
+    /// `x-ratelimit-*` headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// Settles the reservation when the call ends.
+    pub settle: Option<Arc<dyn CallObserver>>,
+}
+
+/// One reserved amount, to settle.
+#[derive(Debug, Clone)]
+struct Held {
+    subject: String,
+    kind: &'static str,
+    window: i64,
+    amount: i64,
+}
+
+/// The reservation of one call, settled once when it ends (or, if it never reports, as reserved).
+struct Settler {
+    store: Arc<dyn MetadataStore>,
+    pending: Mutex<Option<(Vec<Held>, Option<String>)>>,
+    prompt_estimate: i64,
+    model: String,
+}
+
+impl Settler {
+    fn settlements(&self, held: &[Held], record: Option<&CallRecord>) -> Vec<UsageSettlement> {
+        let served = record.is_some_and(|record| !record.cache_hit && record.deployment.is_some());
+        let tokens = record.filter(|_| served).map_or(0, |record| match record.tokens {
+            Some((prompt, completion)) => clamp(prompt.saturating_add(completion)),
+            // No usage reported: the prompt as estimated and the answer at four characters a token.
+            None => self.prompt_estimate + clamp(record.answer_chars.div_ceil(4)),
+        });
+        let spend = record
+            .filter(|_| served)
+            .and_then(CallRecord::cost)
+            .map_or(0, |cost| clamp((cost.total() * 1_000_000.0).ceil() as u64));
+        let mut settlements: Vec<UsageSettlement> = held
+            .iter()
+            .map(|held| UsageSettlement {
+                subject: held.subject.clone(),
+                kind: held.kind.to_string(),
+                window: held.window,
+                reserved: held.amount,
+                actual: match (record, held.kind) {
+                    (None, _) => held.amount,
+                    (_, "requests") => 1,
+                    (_, "tokens") => tokens,
+                    _ => spend,
+                },
+            })
+            .collect();
+        if spend > 0 {
+            let now = loopline_core::time::now_millis();
+            settlements.push(UsageSettlement {
+                subject: format!("model:{}", self.model),
+                kind: "spend".into(),
+                window: period("day", now).0,
+                reserved: 0,
+                actual: spend,
+            });
+        }
+        settlements
+    }
+
+    fn settle(&self, record: Option<&CallRecord>) {
+        let Some((held, lease)) = self.pending.lock().expect("settlement").take() else {
+            return;
+        };
+        let settlements = self.settlements(&held, record);
+        let store = self.store.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(error) = store.settle_usage(&settlements, lease.as_deref()).await {
+                tracing::warn!(%error, "settling a gateway call's usage failed; its reservation stays counted");
+            }
+        });
+    }
+}
+
+impl CallObserver for Settler {
+    fn observe(&self, record: CallRecord) {
+        self.settle(Some(&record));
+    }
+}
+
+impl Drop for Settler {
+    fn drop(&mut self) {
+        self.settle(None);
+    }
+}
+
+fn clamp(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Tokens a request's text takes, estimated from its JSON at four bytes a token.
+fn prompt_estimate(endpoint: Endpoint, body: &Map<String, Value>) -> i64 {
+    let field = match endpoint {
+        Endpoint::ChatCompletions => "messages",
+        Endpoint::Completions => "prompt",
+        Endpoint::Embeddings => "input",
+    };
+    let bytes = body.get(field).map_or(0, |value| value.to_string().len());
+    clamp((bytes as u64).div_ceil(4) + 1)
+}
+
+/// The output tokens a request asks for at most, if it says.
+fn asked_output(body: &Map<String, Value>) -> Option<u64> {
+    ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|field| body.get(*field).and_then(Value::as_u64))
+}
+
+/// The highest input and output prices among the deployments a model's call may reach (fallbacks included).
+fn dearest(gateway: &Gateway, group: usize) -> (f64, f64) {
+    let config = gateway.config();
+    std::iter::once(group)
+        .chain(config.models[group].fallbacks.iter().copied())
+        .flat_map(|group| config.models[group].deployments.iter())
+        .filter_map(|deployment| deployment.price)
+        .fold((0.0, 0.0), |(input, output), price| {
+            (
+                f64::max(input, price.input.max(price.cached_input)),
+                f64::max(output, price.output),
+            )
+        })
+}
+
+/// The claims of one subject's limits.
+fn claims_of(subject: &str, limits: &GatewayLimits, now: i64, tokens: i64, cost: i64, out: &mut Vec<UsageClaim>) {
+    let minute = now - now.rem_euclid(MINUTE);
+    if let Some(rpm) = limits.rpm {
+        out.push(claim(subject, "requests", minute, 1, Some(rpm)));
+    }
+    if let Some(tpm) = limits.tpm {
+        out.push(claim(subject, "tokens", minute, tokens, Some(tpm)));
+    }
+    out.push(claim(
+        subject,
+        "spend",
+        period(&limits.budget_period, now).0,
+        cost,
+        limits.budget_micros,
+    ));
+}
+
+fn claim(subject: &str, kind: &str, window: i64, amount: i64, limit: Option<i64>) -> UsageClaim {
+    UsageClaim {
+        subject: subject.to_string(),
+        kind: kind.to_string(),
+        window,
+        amount,
+        limit,
+    }
+}
+
+fn too_many(message: String, code: &'static str, retry_after: u64) -> OpenAiError {
+    OpenAiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        message,
+        kind: if code == "insufficient_quota" {
+            "insufficient_quota"
+        } else {
+            "rate_limit_error"
+        },
+        param: None,
+        code: Some(code),
+        retry_after: Some(retry_after.max(1)),
+    }
+}
+
+/// Admits a call under its key's and team's limits (calls made without a gateway key have none).
+pub async fn admit(
+    store: &Arc<dyn MetadataStore>,
+    gateway: &Gateway,
+    principal: Option<&Principal>,
+    endpoint: Endpoint,
+    body: &Map<String, Value>,
+) -> Result<Admitted, OpenAiError> {
+    let Some(token_id) = principal.and_then(|principal| principal.token_id.as_deref()) else {
+        return Ok(Admitted::default());
+    };
+    let key: GatewayKey = match store.get_gateway_key(token_id).await {
+        Ok(Some(key)) => key,
+        Ok(None) => return Ok(Admitted::default()),
+        Err(error) => return Err(unavailable(error)),
+    };
+    let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
+    if !key.models.is_empty() && !key.models.iter().any(|allowed| allowed == model) {
+        return Err(OpenAiError {
+            status: StatusCode::FORBIDDEN,
+            message: format!(
+                "This key may not call the model '{model}'; it may call: {}.",
+                key.models.join(", ")
+            ),
+            kind: "invalid_request_error",
+            param: Some("model".into()),
+            code: Some("model_not_allowed"),
+            retry_after: None,
+        });
+    }
+    let Some(group) = gateway.config().model(model) else {
+        // The gateway answers 404 for it.
+        return Ok(Admitted::default());
+    };
+    let team = match &key.team {
+        Some(team) => store.get_gateway_team(team).await.map_err(unavailable)?,
+        None => None,
+    };
+    let now = loopline_core::time::now_millis();
+    let prompt = prompt_estimate(endpoint, body);
+    let asked = asked_output(body);
+    let output = if endpoint == Endpoint::Embeddings {
+        0
+    } else {
+        asked.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS)
+    };
+    let tokens = prompt.saturating_add(clamp(asked.unwrap_or(0)));
+    let (input_price, output_price) = dearest(gateway, group);
+    // Prices are dollars per million tokens: tokens times price is micro-dollars.
+    let cost = (prompt as f64 * input_price + output as f64 * output_price).ceil();
+    let cost = if cost.is_finite() {
+        cost.min(i64::MAX as f64) as i64
+    } else {
+        i64::MAX
+    };
+    let key_subject = format!("key:{token_id}");
+    let mut claims = Vec::new();
+    claims_of(&key_subject, &key.limits, now, tokens, cost, &mut claims);
+    if let Some(team) = &team {
+        claims_of(
+            &format!("team:{}", team.team),
+            &team.limits,
+            now,
+            tokens,
+            cost,
+            &mut claims,
+        );
+    }
+    let lease = key.limits.max_parallel.map(|limit| UsageLease {
+        lease_id: uuid_text(),
+        subject: key_subject.clone(),
+        limit,
+        expires_time: now + LEASE_MILLIS,
+    });
+    let levels = match store
+        .reserve_usage(&claims, lease.as_ref(), now)
+        .await
+        .map_err(unavailable)?
+    {
+        Reservation::Granted(levels) => levels,
+        Reservation::Refused(index) => return Err(refusal(&claims, index, now, &key, team.as_ref())),
+    };
+    let mut headers = Vec::new();
+    let reset = ((MINUTE - now.rem_euclid(MINUTE)) as f64 / 1000.0).ceil();
+    for (claim, level) in claims.iter().zip(&levels) {
+        let (Some(limit), true) = (claim.limit, claim.subject == key_subject) else {
+            continue;
+        };
+        let name = match claim.kind.as_str() {
+            "requests" => "requests",
+            "tokens" => "tokens",
+            _ => continue,
+        };
+        headers.push((limit_header(name), limit.to_string()));
+        headers.push((remaining_header(name), (limit - level).max(0).to_string()));
+        headers.push((reset_header(name), format!("{reset}s")));
+    }
+    let held = claims
+        .iter()
+        .map(|claim| Held {
+            subject: claim.subject.clone(),
+            kind: match claim.kind.as_str() {
+                "requests" => "requests",
+                "tokens" => "tokens",
+                _ => "spend",
+            },
+            window: claim.window,
+            amount: claim.amount,
+        })
+        .collect();
+    let settler = Settler {
+        store: store.clone(),
+        pending: Mutex::new(Some((held, lease.map(|lease| lease.lease_id)))),
+        prompt_estimate: prompt,
+        model: model.to_string(),
+    };
+    Ok(Admitted {
+        headers,
+        settle: Some(Arc::new(settler)),
+    })
+}
+
+fn limit_header(name: &str) -> &'static str {
+    if name == "requests" {
+        "x-ratelimit-limit-requests"
+    } else {
+        "x-ratelimit-limit-tokens"
+    }
+}
+fn remaining_header(name: &str) -> &'static str {
+    if name == "requests" {
+        "x-ratelimit-remaining-requests"
+    } else {
+        "x-ratelimit-remaining-tokens"
+    }
+}
+fn reset_header(name: &str) -> &'static str {
+    if name == "requests" {
+        "x-ratelimit-reset-requests"
+    } else {
+        "x-ratelimit-reset-tokens"
+    }
+}
+
+/// The 429 for the claim that would pass its limit (the lease when `index` is past the claims).
+fn refusal(
+    claims: &[UsageClaim],
+    index: usize,
+    now: i64,
+    key: &GatewayKey,
+    team: Option<&loopline_metadata_store::GatewayTeam>,
+) -> OpenAiError {
+    let Some(claim) = claims.get(index) else {
+        return too_many(
+            format!(
+                "This key already has {} calls in flight, its limit; retry when one ends.",
+                key.limits.max_parallel.unwrap_or(0)
+            ),
+            "rate_limit_exceeded",
+            1,
+        );
+    };
+    let whose = match (claim.subject.strip_prefix("team:"), team) {
+        (Some(name), Some(_)) => format!("the team '{name}'"),
+        _ => "this key".to_string(),
+    };
+    let limit = claim.limit.unwrap_or(0);
+    let to_next_minute = ((MINUTE - now.rem_euclid(MINUTE)) as u64).div_ceil(1000);
+    match claim.kind.as_str() {
+        "requests" => too_many(
+            format!("Rate limit reached for {whose}: {limit} requests per minute."),
+            "rate_limit_exceeded",
+            to_next_minute,
+        ),
+        "tokens" => too_many(
+            format!(
+                "Rate limit reached for {whose}: {limit} tokens per minute (this request needs about {}).",
+                claim.amount
+            ),
+            "rate_limit_exceeded",
+            to_next_minute,
+        ),
+        _ => {
+            let (_, end) = period(
+                if claim.window == 0 {
+                    "total"
+                } else {
+                    budget_period_of(claim, key, team)
+                },
+                now,
+            );
+            let wait = if end == i64::MAX {
+                86_400
+            } else {
+                ((end - now).max(1000) / 1000) as u64
+            };
+            too_many(
+                format!(
+                    "The budget of {whose} is spent: ${:.6} per period, and this request may cost up to ${:.6}.",
+                    limit as f64 / 1e6,
+                    claim.amount as f64 / 1e6
+                ),
+                "insufficient_quota",
+                wait,
+            )
+        }
+    }
+}
+
+fn budget_period_of<'a>(
+    claim: &UsageClaim,
+    key: &'a GatewayKey,
+    team: Option<&'a loopline_metadata_store::GatewayTeam>,
+) -> &'a str {
+    match (claim.subject.starts_with("team:"), team) {
+        (true, Some(team)) => &team.limits.budget_period,
+        _ => &key.limits.budget_period,
+    }
+}
+
+fn unavailable(error: loopline_metadata_store::StoreError) -> OpenAiError {
+    tracing::warn!(%error, "reading gateway limits failed");
+    OpenAiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: "The gateway could not check this key's limits; retry shortly.".into(),
+        kind: "api_error",
+        param: None,
+        code: Some("limits_unavailable"),
+        retry_after: Some(1),
+    }
+}
+
+fn uuid_text() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_start_on_utc_boundaries() {
+        // 2026-12-03T15:04:05Z, a Thursday.
+        let now = 1_796_310_245_000;
+        assert_eq!(period("day", now), (1_796_256_000_000, 1_796_342_400_000));
+        assert_eq!(period("week", now).0, 1_795_996_800_000, "Monday 2026-11-30");
+        assert_eq!(period("month", now), (1_796_083_200_000, 1_798_761_600_000));
+        assert_eq!(period("total", now), (0, i64::MAX));
+    }
+}
