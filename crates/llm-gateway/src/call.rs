@@ -21,9 +21,10 @@ impl Gateway {
         let name = crate::gateway::model_name(&body);
         let started = Instant::now();
         let observer = self.observer.get().cloned();
-        let Some(group) = self.config.model(&name).map(|group| &self.config.models[group]) else {
+        let Some(group_index) = self.config.model(&name) else {
             return Err(GatewayError::ModelNotFound(name));
         };
+        let group = &self.config.models[group_index];
         let mut record = CallRecord {
             model: name.clone(),
             endpoint,
@@ -45,12 +46,16 @@ impl Gateway {
             answer_chars: 0,
         };
         // Input guardrails first: the cache and the record see the request as the provider would.
-        let (events, blocked) = group.guards.input(endpoint, &mut body);
-        record.guardrails = events;
-        if let Some(blocked) = blocked {
-            // The refused request is not kept: what it held is why it was refused.
-            record.request = serde_json::json!({"model": name, "blocked_by": blocked.guardrail}).to_string();
-            return Err(self.failed(record, started, GatewayError::Blocked(blocked), options));
+        if !group.guards.is_empty() {
+            let (checked, events, blocked) =
+                crate::guardrails::checked_input(group.guards.clone(), endpoint, body).await;
+            body = checked;
+            record.guardrails = events;
+            if let Some(blocked) = blocked {
+                // The refused request is not kept: what it held is why it was refused.
+                record.request = serde_json::json!({"model": name, "blocked_by": blocked.guardrail}).to_string();
+                return Err(self.failed(record, started, GatewayError::Blocked(blocked), options));
+            }
         }
         // The exact cache, when the model keeps answers and the caller allows it.
         let ttl = Some(group.cache_ttl).filter(|ttl| !ttl.is_zero() && !options.no_store);
@@ -72,6 +77,8 @@ impl Gateway {
                 cache: Some("hit"),
                 price: None,
                 cost: None,
+                group: group_index,
+                guardrails: Vec::new(),
             };
             return Ok(match kept {
                 Kept::Json(text) => {
@@ -98,13 +105,24 @@ impl Gateway {
         record.attempts = served.attempts;
         record.fell_back = served.fell_back;
         record.price = served.price;
+        record.guardrails.extend(std::mem::take(&mut served.guardrails));
+        // The answering model's output guardrails hold too when a fallback answered.
+        let guards = if served.group == group_index {
+            group.guards.clone()
+        } else {
+            group.guards.with(&self.config.models[served.group].guards)
+        };
         if served.fell_back {
             self.metrics.fallback(&name);
         }
         served.cache = cache_key.map(|_| "miss");
         match answer {
-            Answer::Json(mut value) => {
-                let (events, blocked) = group.guards.output(&mut value);
+            Answer::Json(value) => {
+                let (value, events, blocked) = if guards.output_free() {
+                    (value, Vec::new(), None)
+                } else {
+                    crate::guardrails::checked_output(guards, value).await
+                };
                 record.guardrails.extend(events);
                 if let Some((prompt, completion)) = usage(&value) {
                     self.metrics.tokens(&name, prompt, completion);
@@ -122,9 +140,9 @@ impl Gateway {
             }
             Answer::Stream(pieces) => {
                 self.metrics.first_token(&name, started.elapsed());
-                let sink = (!group.guards.output_free()).then(|| Arc::new(Mutex::new(Vec::new())));
+                let sink = (!guards.output_free()).then(|| Arc::new(Mutex::new(Vec::new())));
                 let pieces = match &sink {
-                    Some(sink) => guarded(pieces, group.guards.clone(), sink.clone()),
+                    Some(sink) => guarded(pieces, guards, sink.clone()),
                     None => pieces,
                 };
                 let keep = cache_key.zip(ttl).map(|(key, ttl)| Keeping {

@@ -224,7 +224,7 @@ struct File {
     #[serde(default)]
     settings: Settings,
     #[serde(default)]
-    guardrails: Vec<crate::guardrails::GuardrailEntry>,
+    guardrails: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]

@@ -143,6 +143,10 @@ pub struct Served {
     pub price: Option<crate::config::Price>,
     /// What a whole answer cost, in US dollars (from its usage and the price; none for a cache hit).
     pub cost: Option<f64>,
+    /// The model group that answered (the one called, or a fallback).
+    pub group: usize,
+    /// What fallback models' input guardrails did before their deployments were tried.
+    pub guardrails: Vec<crate::guardrails::Event>,
 }
 
 /// How one call may use the exact cache, whose answers it may share, and who is told when it ends.
@@ -224,8 +228,24 @@ impl Gateway {
         let mut last: Option<Failure> = None;
         let mut rate_limited_only = true;
         let mut shortest_wait: Option<Duration> = None;
+        let mut guarded_group = group;
+        let mut guard_events = Vec::new();
         for (group_index, deployment_index) in self.board.plan(&self.config, group) {
             let model = &self.config.models[group_index];
+            if group_index != guarded_group {
+                // A fallback model's own input guardrails hold before its providers see the request.
+                guarded_group = group_index;
+                if !model.guards.is_empty() {
+                    let taken = std::mem::take(body);
+                    let (checked, events, blocked) =
+                        crate::guardrails::checked_input(model.guards.clone(), endpoint, taken).await;
+                    *body = checked;
+                    guard_events.extend(events);
+                    if let Some(blocked) = blocked {
+                        return Err(GatewayError::Blocked(blocked));
+                    }
+                }
+            }
             let deployment = &model.deployments[deployment_index];
             let provider = &self.config.providers[deployment.provider];
             body.insert("model".into(), Value::String(deployment.model.clone()));
@@ -263,6 +283,8 @@ impl Gateway {
                                 cache: None,
                                 price: deployment.price,
                                 cost: None,
+                                group: group_index,
+                                guardrails: std::mem::take(&mut guard_events),
                             },
                         ));
                     }

@@ -56,6 +56,9 @@ enum Command {
     /// Where a model version came from and what it led to: `lineage models:/NAME/VERSION` (data, pipeline run,
     /// training run, gates, deployments, monitors, alerts, the retraining runs they caused).
     Lineage(commands::lineage::LineageArgs),
+    /// The LLM gateway's keys, team limits and spend: `gateway keys create|list|show|update|revoke`,
+    /// `gateway teams set|list|delete`, `gateway spend` (an admin's credentials).
+    Gateway(commands::gateway::GatewayArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Data(args) => commands::data::run(args),
         Command::Pipeline(args) => commands::pipeline::run(args),
         Command::Lineage(args) => commands::lineage::run(args),
+        Command::Gateway(args) => commands::gateway::run(args),
         Command::Quickstart(args) => commands::quickstart::run(args),
         Command::Server(config) => match run_server(*config) {
             Ok(()) => ExitCode::SUCCESS,

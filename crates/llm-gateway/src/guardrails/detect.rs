@@ -81,28 +81,30 @@ fn regex(pattern: &str) -> Regex {
 }
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"(?i)\b[a-z0-9][a-z0-9._%+-]{0,63}@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}\b")
+    regex(r"(?i-u)(?-u:\b)[a-z0-9][a-z0-9._%+-]{0,63}@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}(?-u:\b)")
 });
-static PHONE_INTERNATIONAL: LazyLock<Regex> = LazyLock::new(|| regex(r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}"));
-static PHONE_NANP: LazyLock<Regex> = LazyLock::new(|| regex(r"(?:\(\d{3}\) ?|\b\d{3}[ .-])\d{3}[ .-]\d{4}\b"));
-static CARD: LazyLock<Regex> = LazyLock::new(|| regex(r"\b\d(?:[ -]?\d){12,18}\b"));
-static IBAN: LazyLock<Regex> = LazyLock::new(|| regex(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"));
-static SSN: LazyLock<Regex> = LazyLock::new(|| regex(r"\b(\d{3})-(\d{2})-(\d{4})\b"));
-static NINO: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"));
-static IPV4: LazyLock<Regex> = LazyLock::new(|| regex(r"\b\d{1,3}(?:\.\d{1,3}){3}\b"));
-static IPV6: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{1,4}"));
+static PHONE_INTERNATIONAL: LazyLock<Regex> = LazyLock::new(|| regex(r"\+[0-9]{1,3}(?:[ .-]?\(?[0-9]{1,4}\)?){2,6}"));
+static PHONE_NANP: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"(?:\([0-9]{3}\) ?|(?-u:\b)[0-9]{3}[ .-])[0-9]{3}[ .-][0-9]{4}(?-u:\b)"));
+static CARD: LazyLock<Regex> = LazyLock::new(|| regex(r"(?-u:\b)[0-9](?:[ -]?[0-9]){12,18}(?-u:\b)"));
+static IBAN: LazyLock<Regex> = LazyLock::new(|| regex(r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?-u:\b)"));
+static SSN: LazyLock<Regex> = LazyLock::new(|| regex(r"(?-u:\b)([0-9]{3})-([0-9]{2})-([0-9]{4})(?-u:\b)"));
+static NINO: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"(?-u:\b)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D](?-u:\b)")
+});
+static IPV4: LazyLock<Regex> = LazyLock::new(|| regex(r"(?-u:\b)[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?-u:\b)"));
+static IPV6: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i-u)(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{1,4}"));
 static SECRETS: LazyLock<Regex> = LazyLock::new(|| {
     regex(concat!(
-        r"\bsk-(?:proj-|ant-[a-z0-9]+-|svcacct-)?[A-Za-z0-9_-]{20,}",
-        r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-        r"|\bgh[pousr]_[A-Za-z0-9]{36,}\b",
-        r"|\bgithub_pat_[A-Za-z0-9_]{22,}",
-        r"|\bxox[abposr]-[A-Za-z0-9-]{10,}",
-        r"|\bAIza[0-9A-Za-z_-]{35}",
-        r"|\b[rs]k_live_[0-9A-Za-z]{20,}",
-        r"|\bll[tb]_[A-Za-z0-9_]{20,}",
-        r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+        r"(?-u:\b)sk-(?:proj-|ant-[a-z0-9]+-|svcacct-)?[A-Za-z0-9_-]{20,}",
+        r"|(?-u:\b)(?:AKIA|ASIA)[0-9A-Z]{16}(?-u:\b)",
+        r"|(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,}(?-u:\b)",
+        r"|(?-u:\b)github_pat_[A-Za-z0-9_]{22,}",
+        r"|(?-u:\b)xox[abposr]-[A-Za-z0-9-]{10,}",
+        r"|(?-u:\b)AIza[0-9A-Za-z_-]{35}",
+        r"|(?-u:\b)[rs]k_live_[0-9A-Za-z]{20,}",
+        r"|(?-u:\b)ll[tb]_[A-Za-z0-9_]{20,}",
+        r"|(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
         r"|-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[\s\S]*?-----END [A-Z ]{0,40}PRIVATE KEY-----",
     ))
 });
@@ -232,9 +234,15 @@ pub fn find(entity: Entity, text: &str) -> Vec<Span> {
         }
         Entity::IpAddress => {
             let mut found = spans(&IPV4, &|candidate| candidate.parse::<std::net::Ipv4Addr>().is_ok());
-            found.extend(spans(&IPV6, &|candidate| {
-                candidate.parse::<std::net::Ipv6Addr>().is_ok()
-            }));
+            // An address stands alone: `HashMap::default` or `std::fs` hold none.
+            let alone = |at: Option<char>| at.is_none_or(|c| !(c.is_alphanumeric() || "_:.".contains(c)));
+            found.extend(
+                spans(&IPV6, &|candidate| candidate.parse::<std::net::Ipv6Addr>().is_ok())
+                    .into_iter()
+                    .filter(|span| {
+                        alone(text[..span.start].chars().next_back()) && alone(text[span.end..].chars().next())
+                    }),
+            );
             found
         }
         Entity::Secret => spans(&SECRETS, &|_| true),
@@ -243,14 +251,14 @@ pub fn find(entity: Entity, text: &str) -> Vec<Span> {
 
 /// Phrases of prompt injection, matched on text folded to lower-case words separated by single spaces.
 const INJECTION: &[&str] = &[
-    r"\b(?:ignore|disregard|forget|skip|bypass|override)(?: \w+){0,3} (?:previous|prior|above|earlier|preceding|initial|original|system|your|all) (?:\w+ ){0,2}(?:instructions?|prompts?|rules|directions|guidelines|messages|context)\b",
-    r"\b(?:reveal|print|show|repeat|output|leak|display|tell me) (?:\w+ ){0,3}(?:system prompt|hidden (?:prompt|instructions)|initial (?:prompt|instructions)|developer (?:message|instructions))\b",
-    r"\byou are (?:now )?(?:dan|in developer mode|jailbroken|unrestricted|no longer bound)\b",
-    r"\b(?:developer|god|jailbreak) mode (?:enabled|activated|on)\b",
-    r"\bdo anything now\b",
-    r"\b(?:act|behave|respond) as (?:if|though) you (?:have|had) no (?:restrictions|rules|guidelines|filters|limits)\b",
-    r"\bpretend (?:that )?(?:you are|to be) (?:an? )?(?:unfiltered|uncensored|unrestricted|evil)\b",
-    r"\bnew (?:system )?instructions? (?:follow|below|are)\b",
+    r"(?-u:\b)(?:ignore|disregard|forget|skip|bypass|override)(?: [^ ]+){0,3} (?:previous|prior|above|earlier|preceding|initial|original|system|your|all) (?:[^ ]+ ){0,2}(?:instructions?|prompts?|rules|directions|guidelines|messages|context)(?-u:\b)",
+    r"(?-u:\b)(?:reveal|print|show|repeat|output|leak|display|tell me) (?:[^ ]+ ){0,3}(?:system prompt|hidden (?:prompt|instructions)|initial (?:prompt|instructions)|developer (?:message|instructions))(?-u:\b)",
+    r"(?-u:\b)you are (?:now )?(?:dan|in developer mode|jailbroken|unrestricted|no longer bound)(?-u:\b)",
+    r"(?-u:\b)(?:developer|god|jailbreak) mode (?:enabled|activated|on)(?-u:\b)",
+    r"(?-u:\b)do anything now(?-u:\b)",
+    r"(?-u:\b)(?:act|behave|respond) as (?:if|though) you (?:have|had) no (?:restrictions|rules|guidelines|filters|limits)(?-u:\b)",
+    r"(?-u:\b)pretend (?:that )?(?:you are|to be) (?:an? )?(?:unfiltered|uncensored|unrestricted|evil)(?-u:\b)",
+    r"(?-u:\b)new (?:system )?instructions? (?:follow|below|are)(?-u:\b)",
 ];
 
 /// Role markers of chat templates and fake system turns, matched on the text as it is.

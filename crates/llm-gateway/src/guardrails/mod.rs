@@ -7,6 +7,7 @@
 
 pub mod detect;
 pub mod stream;
+pub mod texts;
 
 use crate::gateway::Endpoint;
 use detect::{Entity, Span};
@@ -114,13 +115,14 @@ pub struct Guardrail {
 }
 
 /// Checks the `guardrails` section: names unique, each kind with what it needs.
-pub fn check_entries(entries: Vec<GuardrailEntry>) -> Result<Vec<Guardrail>, String> {
+pub fn check_entries(entries: Vec<Value>) -> Result<Vec<Guardrail>, String> {
     if entries.len() > MAX_GUARDRAILS {
         return Err(format!("guardrails: at most {MAX_GUARDRAILS}"));
     }
     let mut checked: Vec<Guardrail> = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
         let field = format!("guardrails[{index}]");
+        let entry: GuardrailEntry = serde_json::from_value(entry).map_err(|error| format!("{field}: {error}"))?;
         if entry.name.is_empty()
             || entry.name.len() > 128
             || !entry
@@ -180,6 +182,9 @@ impl GuardrailEntry {
             return Err(format!(
                 "{field}.max_chars: required for kind max_input, and only there"
             ));
+        }
+        if self.max_chars == Some(0) {
+            return Err(format!("{field}.max_chars: at least 1"));
         }
         let mut entities = self.entities.unwrap_or_else(|| Entity::ALL.to_vec());
         entities.sort();
@@ -263,6 +268,9 @@ impl std::fmt::Display for Blocked {
             Stage::Input => "The request was",
             Stage::Output => "The answer was",
         };
+        if self.guardrail.is_empty() {
+            return write!(formatter, "{what} stopped: {}", self.found);
+        }
         write!(
             formatter,
             "{what} blocked by the guardrail '{}' ({})",
@@ -303,100 +311,6 @@ fn matches(guardrail: &Guardrail, text: &str, trusted: bool) -> Vec<(Span, &'sta
     }
 }
 
-/// Applies one guardrail to one text in place; what it found is added to `found`. Returns true when the
-/// guardrail blocks.
-fn apply(guardrail: &Guardrail, text: &mut String, trusted: bool, found: &mut BTreeMap<&'static str, u32>) -> bool {
-    let hits = matches(guardrail, text, trusted);
-    if hits.is_empty() {
-        return false;
-    }
-    for (_, _, kind) in &hits {
-        *found.entry(kind).or_default() += 1;
-    }
-    match guardrail.action {
-        Action::Block => true,
-        Action::Log => false,
-        Action::Redact => {
-            let mut spans: Vec<(Span, &'static str)> = hits
-                .iter()
-                .map(|(span, placeholder, _)| (*span, *placeholder))
-                .collect();
-            *text = detect::redact(text, &mut spans);
-            false
-        }
-    }
-}
-
-/// Every text of a request the guardrails read, with whether it is trusted (system and developer messages are
-/// the application's own, not checked for injection).
-fn request_texts(endpoint: Endpoint, body: &mut Map<String, Value>) -> Vec<(&mut String, bool)> {
-    let mut texts = Vec::new();
-    match endpoint {
-        Endpoint::ChatCompletions => {
-            if let Some(Value::Array(messages)) = body.get_mut("messages") {
-                for message in messages.iter_mut().filter_map(Value::as_object_mut) {
-                    let trusted = matches!(
-                        message.get("role").and_then(Value::as_str),
-                        Some("system" | "developer")
-                    );
-                    match message.get_mut("content") {
-                        Some(Value::String(text)) => texts.push((text, trusted)),
-                        Some(Value::Array(parts)) => {
-                            for part in parts.iter_mut().filter_map(Value::as_object_mut) {
-                                if let Some(Value::String(text)) = part.get_mut("text") {
-                                    texts.push((text, trusted));
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        Endpoint::Completions | Endpoint::Embeddings => {
-            let field = if endpoint == Endpoint::Completions {
-                "prompt"
-            } else {
-                "input"
-            };
-            match body.get_mut(field) {
-                Some(Value::String(text)) => texts.push((text, false)),
-                Some(Value::Array(items)) => {
-                    for item in items.iter_mut() {
-                        if let Value::String(text) = item {
-                            texts.push((text, false));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    texts
-}
-
-/// Every text of a whole answer: chat messages' content, completions' text.
-fn answer_texts(answer: &mut Value) -> Vec<&mut String> {
-    let Some(Value::Array(choices)) = answer.get_mut("choices") else {
-        return Vec::new();
-    };
-    choices
-        .iter_mut()
-        .filter_map(Value::as_object_mut)
-        .filter_map(|choice| {
-            if choice.contains_key("text") {
-                choice.get_mut("text")
-            } else {
-                choice.get_mut("message").and_then(|message| message.get_mut("content"))
-            }
-        })
-        .filter_map(|value| match value {
-            Value::String(text) => Some(text),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The guardrails of one model, in the order they apply.
 #[derive(Debug, Clone, Default)]
 pub struct Guards {
@@ -421,50 +335,23 @@ impl Guards {
 
     /// Checks (and redacts in place) a request's text. The events are what was done, the block included.
     pub fn input(&self, endpoint: Endpoint, body: &mut Map<String, Value>) -> (Vec<Event>, Option<Blocked>) {
-        let mut events = Vec::new();
-        for guardrail in self.guardrails.iter().filter(|guardrail| guardrail.input) {
-            let mut found = BTreeMap::new();
-            let mut texts = request_texts(endpoint, body);
-            let blocks = if guardrail.kind == Kind::MaxInput {
-                let chars: usize = texts.iter().map(|(text, _)| text.chars().count()).sum();
-                if chars > guardrail.max_chars {
-                    found.insert("characters", u32::try_from(chars).unwrap_or(u32::MAX));
-                }
-                chars > guardrail.max_chars && guardrail.action == Action::Block
-            } else {
-                let mut blocks = false;
-                for (text, trusted) in texts.iter_mut() {
-                    blocks |= apply(guardrail, text, *trusted, &mut found);
-                    if blocks {
-                        break;
-                    }
-                }
-                blocks
-            };
-            if let Some(outcome) = record(guardrail, Stage::Input, found, blocks, &mut events) {
-                return (events, Some(outcome));
-            }
-        }
-        (events, None)
+        check(
+            self.guardrails
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|guardrail| guardrail.input),
+            Stage::Input,
+            texts::request_texts(endpoint, body),
+        )
     }
 
     /// Checks (and redacts in place) a whole answer's text.
     pub fn output(&self, answer: &mut Value) -> (Vec<Event>, Option<Blocked>) {
-        let mut events = Vec::new();
-        for guardrail in self.guardrails.iter().filter(|guardrail| guardrail.output) {
-            let mut found = BTreeMap::new();
-            let mut blocks = false;
-            for text in answer_texts(answer) {
-                blocks |= apply(guardrail, text, false, &mut found);
-                if blocks {
-                    break;
-                }
-            }
-            if let Some(outcome) = record(guardrail, Stage::Output, found, blocks, &mut events) {
-                return (events, Some(outcome));
-            }
-        }
-        (events, None)
+        let texts = texts::answer_texts(answer)
+            .into_iter()
+            .map(|text| (text, false))
+            .collect();
+        check(self.output_guardrails(), Stage::Output, texts)
     }
 
     fn output_guardrails(&self) -> impl Iterator<Item = &Guardrail> {
@@ -473,32 +360,109 @@ impl Guards {
             .map(AsRef::as_ref)
             .filter(|guardrail| guardrail.output)
     }
+
+    /// These guardrails followed by those of `other` that are not among them (a fallback model's).
+    pub fn with(&self, other: &Guards) -> Guards {
+        let mut guardrails = self.guardrails.clone();
+        for guardrail in &other.guardrails {
+            if !guardrails.iter().any(|known| known.name == guardrail.name) {
+                guardrails.push(guardrail.clone());
+            }
+        }
+        Guards { guardrails }
+    }
 }
 
-/// Adds the event of one guardrail (when it found anything) and says whether it blocked.
-fn record(
-    guardrail: &Guardrail,
-    stage: Stage,
-    found: BTreeMap<&'static str, u32>,
-    blocks: bool,
-    events: &mut Vec<Event>,
-) -> Option<Blocked> {
-    if found.is_empty() {
-        return None;
-    }
-    let event = Event {
-        guardrail: guardrail.name.clone(),
-        stage: stage.label(),
-        action: guardrail.action.label(),
-        found,
-    };
-    let blocked = blocks.then(|| Blocked {
-        guardrail: guardrail.name.clone(),
-        stage,
-        found: event.found_list(),
+/// [`Guards::input`] off the async workers (patterns over a large body take a while): the body back, checked
+/// and redacted, with the events and the block. A check that fails refuses the call.
+pub async fn checked_input(
+    guards: Guards,
+    endpoint: Endpoint,
+    mut body: Map<String, Value>,
+) -> (Map<String, Value>, Vec<Event>, Option<Blocked>) {
+    let work = tokio::task::spawn_blocking(move || {
+        let (events, blocked) = guards.input(endpoint, &mut body);
+        (body, events, blocked)
     });
-    events.push(event);
-    blocked
+    work.await
+        .unwrap_or_else(|_| (Map::new(), Vec::new(), Some(failed(Stage::Input))))
+}
+
+/// [`Guards::output`] off the async workers.
+pub async fn checked_output(guards: Guards, mut answer: Value) -> (Value, Vec<Event>, Option<Blocked>) {
+    let work = tokio::task::spawn_blocking(move || {
+        let (events, blocked) = guards.output(&mut answer);
+        (answer, events, blocked)
+    });
+    work.await
+        .unwrap_or_else(|_| (Value::Null, Vec::new(), Some(failed(Stage::Output))))
+}
+
+fn failed(stage: Stage) -> Blocked {
+    Blocked {
+        guardrail: String::new(),
+        stage,
+        found: "the guardrails' check failed".into(),
+    }
+}
+
+/// Every guardrail reads the texts as they came (a redaction by one is not what the next one sees, so a
+/// placeholder never matches a pattern and a blocking guardrail is never disarmed by a redacting one listed
+/// before it); then the first guardrail that blocks refuses, or else every redaction is made.
+fn check<'a>(
+    guardrails: impl Iterator<Item = &'a Guardrail>,
+    stage: Stage,
+    mut texts: Vec<(&mut String, bool)>,
+) -> (Vec<Event>, Option<Blocked>) {
+    let guardrails: Vec<&Guardrail> = guardrails.collect();
+    let mut found: Vec<BTreeMap<&'static str, u32>> = vec![BTreeMap::new(); guardrails.len()];
+    let mut redactions: Vec<Vec<(Span, &'static str)>> = vec![Vec::new(); texts.len()];
+    for (index, guardrail) in guardrails.iter().enumerate() {
+        if guardrail.kind == Kind::MaxInput {
+            let chars: usize = texts.iter().map(|(text, _)| text.chars().count()).sum();
+            if chars > guardrail.max_chars {
+                found[index].insert("characters", u32::try_from(chars).unwrap_or(u32::MAX));
+            }
+            continue;
+        }
+        for (position, (text, trusted)) in texts.iter().enumerate() {
+            for (span, placeholder, kind) in matches(guardrail, text, *trusted) {
+                *found[index].entry(kind).or_default() += 1;
+                if guardrail.action == Action::Redact {
+                    redactions[position].push((span, placeholder));
+                }
+            }
+        }
+    }
+    let mut events = Vec::new();
+    let mut blocked = None;
+    for (guardrail, found) in guardrails.iter().zip(found) {
+        if found.is_empty() {
+            continue;
+        }
+        let event = Event {
+            guardrail: guardrail.name.clone(),
+            stage: stage.label(),
+            action: guardrail.action.label(),
+            found,
+        };
+        if guardrail.action == Action::Block && blocked.is_none() {
+            blocked = Some(Blocked {
+                guardrail: guardrail.name.clone(),
+                stage,
+                found: event.found_list(),
+            });
+        }
+        events.push(event);
+    }
+    if blocked.is_none() {
+        for ((text, _), spans) in texts.iter_mut().zip(redactions.iter_mut()) {
+            if !spans.is_empty() {
+                **text = detect::redact(text, spans);
+            }
+        }
+    }
+    (events, blocked)
 }
 
 #[cfg(test)]

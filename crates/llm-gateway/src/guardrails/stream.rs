@@ -1,10 +1,14 @@
-//! Output guardrails on a stream. Each choice's text is held back by [`HOLD`] bytes (cut at a space, never
-//! inside a match) so a match split across events is still whole when it is checked; a PEM private key is held
-//! until its end line, up to [`MAX_HOLD`]. What is released is redacted as a whole answer would be; a
-//! blocking match ends the stream with a typed error event. The held tail goes out with the choice's
-//! `finish_reason` chunk (or before `[DONE]`), so nothing the provider sent is lost.
+//! Output guardrails on a stream. Each choice's text (its content, reasoning and refusal each) is held back
+//! while it streams: text goes out only once [`HOLD`] bytes follow it, cut at a space and never inside a match,
+//! so a match split across events is whole when it is checked; a PEM private key is held until its end line.
+//! Text is checked [`STEP`] bytes at a time together with the last [`CONTEXT`] bytes already sent, so a long
+//! pattern match that began in sent text is still found: it ends the stream when it blocks, and also when it
+//! should be redacted (what was sent cannot be taken back, so the stream stops rather than let the rest
+//! through). Nothing is held past [`MAX_HOLD`]. What is released is redacted as a whole answer would be; the
+//! held tail goes out with the choice's `finish_reason` chunk (or before `[DONE]`), so nothing is lost.
 
-use super::{Action, Blocked, Event, Guards, Stage, matches};
+use super::texts::DELTA_FIELDS;
+use super::{Action, Blocked, Event, Guardrail, Guards, Stage, matches};
 use crate::gateway::{Piece, PieceStream};
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -13,10 +17,14 @@ use std::sync::{Arc, Mutex};
 
 /// Bytes of a choice's text held back while its stream runs.
 pub const HOLD: usize = 256;
-/// The most bytes held for an unfinished PEM block before they are let go anyway.
+/// New bytes that wait for the next check (a check reads the held text and the context again).
+pub const STEP: usize = 64;
+/// Bytes of text already sent that each check reads again, for matches longer than [`HOLD`].
+pub const CONTEXT: usize = 2048;
+/// The most bytes held (for an unfinished PEM block, or a match still growing) before they go anyway.
 pub const MAX_HOLD: usize = 16 * 1024;
-/// The most choices followed in one stream (more end it: their text could not be checked).
-const MAX_CHOICES: usize = 128;
+/// The most texts followed in one stream (choices times fields); a stream with more is stopped.
+const MAX_BUFFERS: usize = 512;
 
 /// The events of a guarded stream, merged per guardrail, read when the stream ends.
 pub type EventSink = Arc<Mutex<Vec<Event>>>;
@@ -39,16 +47,24 @@ pub fn merge(events: &mut Vec<Event>, event: Event) {
     }
 }
 
-/// Where a chunk's choice carries its text: `delta.content` (chat) or `text` (completions).
-fn text_of(choice: &mut Map<String, Value>) -> Option<&mut String> {
-    if matches!(choice.get("text"), Some(Value::String(_))) {
-        return match choice.get_mut("text") {
-            Some(Value::String(text)) => Some(text),
-            _ => None,
-        };
-    }
-    match choice.get_mut("delta")?.get_mut("content")? {
-        Value::String(text) => Some(text),
+/// One text of one choice, as it streams.
+#[derive(Default)]
+struct Buffer {
+    /// Text received and not yet sent.
+    pending: String,
+    /// The last [`CONTEXT`] bytes sent, as the provider sent them.
+    sent: String,
+}
+
+/// Where a chunk's choice carries the text `field`: `text` (completions) or `delta.<field>` (chat).
+fn text_of<'a>(choice: &'a mut Map<String, Value>, field: &str) -> Option<&'a mut String> {
+    let value = if field == "text" {
+        choice.get_mut("text")
+    } else {
+        choice.get_mut("delta")?.get_mut(field)
+    };
+    match value {
+        Some(Value::String(text)) => Some(text),
         _ => None,
     }
 }
@@ -56,10 +72,9 @@ fn text_of(choice: &mut Map<String, Value>) -> Option<&mut String> {
 /// The output guardrails' state over one stream.
 pub struct StreamGuard {
     guards: Guards,
-    pending: BTreeMap<u64, String>,
+    buffers: BTreeMap<(u64, &'static str), Buffer>,
     /// `id`, `object`, `created` and `model` of the last chunk, for a chunk carrying a held tail at `[DONE]`.
     template: Map<String, Value>,
-    completions: bool,
     events: EventSink,
 }
 
@@ -68,9 +83,8 @@ impl StreamGuard {
     pub fn new(guards: Guards, events: EventSink) -> StreamGuard {
         StreamGuard {
             guards,
-            pending: BTreeMap::new(),
+            buffers: BTreeMap::new(),
             template: Map::new(),
-            completions: false,
             events,
         }
     }
@@ -94,14 +108,14 @@ impl StreamGuard {
     /// Chunks carrying every held tail (at the end of the stream, or before it breaks).
     pub fn flush(&mut self) -> Result<Vec<String>, Blocked> {
         let mut out = Vec::new();
-        let indexes: Vec<u64> = self.pending.keys().copied().collect();
-        for index in indexes {
-            let released = self.release(index, true)?;
-            self.pending.remove(&index);
+        let held: Vec<(u64, &'static str)> = self.buffers.keys().copied().collect();
+        for (index, field) in held {
+            let released = self.release(index, field, true)?;
             if !released.is_empty() {
-                out.push(self.tail_chunk(index, released));
+                out.push(self.tail_chunk(index, field, released));
             }
         }
+        self.buffers.clear();
         Ok(out)
     }
 
@@ -115,7 +129,6 @@ impl StreamGuard {
                 self.template.insert(field.into(), value.clone());
             }
         }
-        self.completions = object.get("object").and_then(Value::as_str) == Some("text_completion");
         let Some(Value::Array(choices)) = object.get_mut("choices") else {
             return Ok(false);
         };
@@ -126,91 +139,108 @@ impl StreamGuard {
             };
             let index = choice.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
             let finished = choice.get("finish_reason").is_some_and(|reason| !reason.is_null());
-            let arrived = text_of(choice).map(std::mem::take);
-            if arrived.is_none() && !finished {
-                continue;
-            }
-            if !self.pending.contains_key(&index) && self.pending.len() >= MAX_CHOICES {
-                return Err(Blocked {
-                    guardrail: "stream".into(),
-                    stage: Stage::Output,
-                    found: format!("more than {MAX_CHOICES} choices in one stream"),
-                });
-            }
-            let pending = self.pending.entry(index).or_default();
-            pending.push_str(arrived.as_deref().unwrap_or_default());
-            let released = self.release(index, finished)?;
-            if finished {
-                self.pending.remove(&index);
-            }
-            match text_of(choice) {
-                Some(text) => *text = released,
-                None if !released.is_empty() => {
-                    if self.completions {
-                        choice.insert("text".into(), Value::String(released));
-                    } else if let Some(Value::Object(delta)) = choice.get_mut("delta") {
-                        delta.insert("content".into(), Value::String(released));
-                    } else {
-                        choice.insert("delta".into(), serde_json::json!({"content": released}));
-                    }
+            let fields: &[&'static str] = if matches!(choice.get("text"), Some(Value::String(_))) {
+                &["text"]
+            } else {
+                &DELTA_FIELDS
+            };
+            for &field in fields {
+                let arrived = text_of(choice, field).map(std::mem::take);
+                let known = self.buffers.contains_key(&(index, field));
+                if arrived.is_none() && !(finished && known) {
+                    continue;
                 }
-                None => {}
+                if !known && self.buffers.len() >= MAX_BUFFERS {
+                    return Err(Blocked {
+                        guardrail: String::new(),
+                        stage: Stage::Output,
+                        found: format!("it streams more than {MAX_BUFFERS} texts, more than output guardrails follow"),
+                    });
+                }
+                let buffer = self.buffers.entry((index, field)).or_default();
+                buffer.pending.push_str(arrived.as_deref().unwrap_or_default());
+                let released = self.release(index, field, finished)?;
+                if finished {
+                    self.buffers.remove(&(index, field));
+                }
+                put_text(choice, field, released);
+                changed = true;
             }
-            changed = true;
         }
         Ok(changed)
     }
 
-    /// A chunk carrying the held tail of a choice that never said it finished.
-    fn tail_chunk(&self, index: u64, text: String) -> String {
+    /// A chunk carrying the held tail of a choice's text when the stream ends.
+    fn tail_chunk(&self, index: u64, field: &str, text: String) -> String {
         let mut chunk = self.template.clone();
-        let choice = if self.completions {
-            serde_json::json!({"index": index, "text": text, "finish_reason": null})
-        } else {
-            serde_json::json!({"index": index, "delta": {"content": text}, "finish_reason": null})
-        };
+        let mut choice = serde_json::json!({"index": index, "finish_reason": null});
+        if let Some(choice) = choice.as_object_mut() {
+            put_text(choice, field, text);
+        }
         chunk.insert("choices".into(), Value::Array(vec![choice]));
         Value::Object(chunk).to_string()
     }
 
-    /// The text of choice `index` that may go out now (all of it when `last`), checked and redacted.
-    fn release(&mut self, index: u64, last: bool) -> Result<String, Blocked> {
-        let text = self.pending.remove(&index).unwrap_or_default();
+    /// The text of one choice's field that may go out now (all of it when `last`), checked and redacted.
+    fn release(&mut self, index: u64, field: &'static str, last: bool) -> Result<String, Blocked> {
+        let Some(buffer) = self.buffers.get_mut(&(index, field)) else {
+            return Ok(String::new());
+        };
+        if !last && buffer.pending.len() < HOLD + STEP {
+            return Ok(String::new());
+        }
+        let offset = buffer.sent.len();
+        let scanned = format!("{}{}", buffer.sent, buffer.pending);
         let mut hits = Vec::new();
         for guardrail in self.guards.output_guardrails() {
-            for (span, placeholder, kind) in matches(guardrail, &text, false) {
-                hits.push((span, placeholder, kind, guardrail));
+            for (span, placeholder, kind) in matches(guardrail, &scanned, false) {
+                // Matches wholly in sent text were dealt with when they were held.
+                if span.end > offset {
+                    hits.push((span, placeholder, kind, guardrail));
+                }
             }
         }
-        let mut cut = if last { text.len() } else { hold_point(&text) };
-        // Never cut through a match: it goes out whole, or waits.
-        while let Some(hit) = hits.iter().find(|(span, ..)| span.start < cut && cut < span.end) {
-            cut = hit.0.start;
+        let pending = &buffer.pending;
+        let mut cut = if last { pending.len() } else { hold_point(pending) };
+        let forced = pending.len() > MAX_HOLD;
+        // Never cut through a match (unless too much is held): it goes out whole, or waits.
+        while !forced
+            && let Some(hit) = hits
+                .iter()
+                .find(|(span, ..)| span.start < offset + cut && offset + cut < span.end && span.start >= offset)
+        {
+            cut = hit.0.start - offset;
         }
         let mut events = Vec::new();
         let mut blocked = None;
         let mut redactions = Vec::new();
         for (span, placeholder, kind, guardrail) in &hits {
-            if span.end > cut && guardrail.action != Action::Block {
+            let began_in_sent = span.start < offset;
+            // A forced cut through a match releases its start, redacted.
+            let released = span.end <= offset + cut || began_in_sent || (forced && span.start < offset + cut);
+            if !released && guardrail.action != Action::Block {
                 continue;
             }
-            let event = Event {
-                guardrail: guardrail.name.clone(),
-                stage: Stage::Output.label(),
-                action: guardrail.action.label(),
-                found: BTreeMap::from([(*kind, 1)]),
-            };
-            if guardrail.action == Action::Block && blocked.is_none() {
+            merge(&mut events, event(guardrail, kind));
+            let stops = guardrail.action == Action::Block || (began_in_sent && guardrail.action == Action::Redact);
+            if stops && blocked.is_none() {
                 blocked = Some(Blocked {
                     guardrail: guardrail.name.clone(),
                     stage: Stage::Output,
-                    found: (*kind).to_string(),
+                    found: if guardrail.action == Action::Block {
+                        (*kind).to_string()
+                    } else {
+                        format!("{kind}, which began in text already sent and cannot be redacted")
+                    },
                 });
             }
             if guardrail.action == Action::Redact {
-                redactions.push((*span, *placeholder));
+                let start = span.start.max(offset) - offset;
+                let end = (span.end - offset).min(cut);
+                if start < end {
+                    redactions.push((super::detect::Span { start, end }, *placeholder));
+                }
             }
-            merge(&mut events, event);
         }
         {
             let mut sink = self.events.lock().expect("guardrail events");
@@ -221,9 +251,44 @@ impl StreamGuard {
         if let Some(blocked) = blocked {
             return Err(blocked);
         }
-        let released = super::detect::redact(&text[..cut], &mut redactions);
-        self.pending.insert(index, text[cut..].to_string());
+        let released = super::detect::redact(&pending[..cut], &mut redactions);
+        buffer.sent.push_str(&pending[..cut]);
+        if buffer.sent.len() > CONTEXT {
+            let mut from = buffer.sent.len() - CONTEXT;
+            while !buffer.sent.is_char_boundary(from) {
+                from += 1;
+            }
+            buffer.sent.drain(..from);
+        }
+        buffer.pending.drain(..cut);
         Ok(released)
+    }
+}
+
+fn event(guardrail: &Guardrail, kind: &'static str) -> Event {
+    Event {
+        guardrail: guardrail.name.clone(),
+        stage: Stage::Output.label(),
+        action: guardrail.action.label(),
+        found: BTreeMap::from([(kind, 1)]),
+    }
+}
+
+/// Sets a choice's text `field` (creating `delta` when needed); an empty text is only written over one.
+fn put_text(choice: &mut Map<String, Value>, field: &str, text: String) {
+    if let Some(existing) = text_of(choice, field) {
+        *existing = text;
+        return;
+    }
+    if text.is_empty() {
+        return;
+    }
+    if field == "text" {
+        choice.insert("text".into(), Value::String(text));
+    } else if let Some(Value::Object(delta)) = choice.get_mut("delta") {
+        delta.insert(field.into(), Value::String(text));
+    } else {
+        choice.insert("delta".into(), serde_json::json!({field: text}));
     }
 }
 

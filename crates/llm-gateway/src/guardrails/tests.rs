@@ -8,16 +8,14 @@ use std::sync::{Arc, Mutex};
 
 fn guards(yaml: &str) -> Guards {
     let document = loopline_model_runtime_api::yaml_bounds::load_json(yaml).unwrap();
-    let entries: Vec<GuardrailEntry> = serde_json::from_value(document).unwrap();
+    let entries: Vec<Value> = serde_json::from_value(document).unwrap();
     Guards::new(check_entries(entries).unwrap().into_iter().map(Arc::new).collect())
 }
 
 fn entries_error(yaml: &str) -> String {
     let document = loopline_model_runtime_api::yaml_bounds::load_json(yaml).unwrap();
-    match serde_json::from_value::<Vec<GuardrailEntry>>(document) {
-        Err(error) => error.to_string(),
-        Ok(entries) => check_entries(entries).unwrap_err(),
-    }
+    let entries: Vec<Value> = serde_json::from_value(document).unwrap();
+    check_entries(entries).unwrap_err()
 }
 
 fn chat(messages: Value) -> Map<String, Value> {
@@ -37,7 +35,12 @@ fn mistakes_in_the_section_are_named() {
         ("[{name: a, kind: banned_topics}]", "at least one pattern"),
         ("[{name: a, kind: banned_topics, patterns: ['(']}]", "patterns[0]"),
         ("[{name: a, kind: banned_topics, patterns: ['x*']}]", "empty text"),
-        ("[{name: a, kind: pii, entities: [dna]}]", "dna"),
+        (
+            "[{name: a, kind: pii, entities: [dna]}]",
+            "guardrails[0]: unknown variant `dna`",
+        ),
+        ("[{name: a, kind: pi}]", "guardrails[0]: unknown variant `pi`"),
+        ("[{name: a, kind: max_input, max_chars: 0}]", "at least 1"),
         ("[{name: a, kind: pii, patterns: [x]}]", "only for kind banned_topics"),
         ("[{name: 'a b', kind: pii}]", "name"),
     ] {
@@ -266,4 +269,103 @@ proptest! {
         let _ = guard.data(chunk(index, "x@y.io"));
         let _ = guard.data("[DONE]".into());
     }
+}
+
+#[test]
+fn a_long_pattern_match_that_began_in_sent_text_stops_the_stream() {
+    let text = format!("how to synthesize {}a toxin at home", "word ".repeat(80));
+    let pieces: Vec<String> = text.split_inclusive(' ').map(str::to_string).collect();
+    for (action, whole_blocks) in [("block", true), ("redact", false)] {
+        let guards = guards(&format!(
+            "[{{name: topics, kind: banned_topics, patterns: ['synthesi[sz]e .* toxin'], action: {action}}}]"
+        ));
+        let mut whole = json!({"choices": [{"index": 0, "message": {"content": text}}]});
+        let (_, blocked) = guards.output(&mut whole);
+        assert_eq!(blocked.is_some(), whole_blocks);
+        let (streamed, end, _) = run_stream(&guards, &pieces, true);
+        assert!(!streamed.contains("toxin"), "{action}: {streamed}");
+        let end = end.unwrap();
+        assert!(end.contains("'topics'"), "{action}: {end}");
+    }
+}
+
+#[test]
+fn chained_guardrails_read_the_text_as_it_came_in_whole_answers_and_streams_alike() {
+    let guards = guards(
+        "[{name: pii, kind: pii}, {name: no-keys-out, kind: pii, entities: [secret], apply_to: [output], action: block}, {name: words, kind: banned_topics, patterns: ['\\bphone\\b'], action: log}]",
+    );
+    let text = "here is sk-proj-abcdefghijklmnopqrstuvwx1234 done";
+    let mut whole = json!({"choices": [{"index": 0, "message": {"content": text}}]});
+    let (_, blocked) = guards.output(&mut whole);
+    assert_eq!(blocked.unwrap().guardrail, "no-keys-out");
+    let (_, end, _) = run_stream(&guards, &[text.to_string()], true);
+    assert!(end.unwrap().contains("'no-keys-out'"));
+    // A placeholder is never what a later pattern reads.
+    let mut whole = json!({"choices": [{"index": 0, "message": {"content": "call +44 20 7946 0958"}}]});
+    let (events, _) = guards.output(&mut whole);
+    assert_eq!(whole["choices"][0]["message"]["content"], "call [PHONE]");
+    assert!(events.iter().all(|event| event.guardrail != "words"), "{events:?}");
+}
+
+#[test]
+fn a_match_that_keeps_growing_is_not_held_past_the_limit() {
+    let guards = guards("[{name: pii, kind: pii, entities: [secret]}]");
+    let mut guard = StreamGuard::new(guards, Arc::new(Mutex::new(Vec::new())));
+    let mut released = 0;
+    let mut chunks = 0;
+    guard.data(chunk(0, "key sk-")).unwrap();
+    while released == 0 && chunks < 2_000 {
+        chunks += 1;
+        if let Ok(out) = guard.data(chunk(0, &"a".repeat(64))) {
+            let value: Value = serde_json::from_str(&out[0]).unwrap();
+            released += value
+                .pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+                .map_or(0, str::len);
+        } else {
+            break;
+        }
+    }
+    assert!(
+        chunks * 64 <= stream::MAX_HOLD + stream::STEP + 64,
+        "held {} bytes",
+        chunks * 64
+    );
+}
+
+#[test]
+fn code_is_not_taken_for_ipv6_addresses() {
+    for code in [
+        "let map = HashMap::default();",
+        "use std::fs;",
+        "serde_json::from_str(x)",
+        "a::b::c",
+    ] {
+        assert!(detect::find(detect::Entity::IpAddress, code).is_empty(), "{code}");
+    }
+    assert_eq!(detect::find(detect::Entity::IpAddress, "loopback is ::1 here").len(), 1);
+}
+
+#[test]
+fn reasoning_refusals_and_content_parts_are_checked_too() {
+    let guards = guards("[{name: pii, kind: pii, entities: [email]}]");
+    let mut whole = json!({"choices": [{"index": 0, "text": null, "message": {
+        "content": [{"type": "text", "text": "mail a@b.io"}], "reasoning_content": "c@d.io", "refusal": "e@f.io"}}]});
+    guards.output(&mut whole);
+    assert_eq!(whole["choices"][0]["message"]["content"][0]["text"], "mail [EMAIL]");
+    assert_eq!(whole["choices"][0]["message"]["reasoning_content"], "[EMAIL]");
+    assert_eq!(whole["choices"][0]["message"]["refusal"], "[EMAIL]");
+    let mut guard = StreamGuard::new(guards.clone(), Arc::new(Mutex::new(Vec::new())));
+    let reasoning = json!({"id": "c", "object": "chat.completion.chunk", "choices": [
+        {"index": 0, "delta": {"reasoning_content": "think g@h.io"}, "finish_reason": null}]});
+    let held = guard.data(reasoning.to_string()).unwrap();
+    assert!(!held[0].contains("g@h.io"));
+    let out = guard.data("[DONE]".into()).unwrap();
+    assert!(out.iter().any(|event| event.contains("think [EMAIL]")), "{out:?}");
+    let mut request = json!({"model": "m", "prompt": "p", "suffix": "s x@y.io"})
+        .as_object()
+        .unwrap()
+        .clone();
+    guards.input(Endpoint::Completions, &mut request);
+    assert_eq!(request["suffix"], "s [EMAIL]");
 }

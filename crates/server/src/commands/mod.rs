@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod data;
 pub mod data_remote;
 pub mod drift;
+pub mod gateway;
 pub mod lineage;
 pub mod loop_hooks;
 pub mod monitor;

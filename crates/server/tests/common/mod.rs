@@ -4,10 +4,18 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 /// Starts the binary on a free port and returns it with its base URL, read from its own log line.
+#[allow(dead_code, reason = "each test binary compiles this module; not every one starts a plain server")]
 pub fn start_server(data_dir: &std::path::Path) -> (Child, String) {
+    start_server_with(data_dir, &[], &[])
+}
+
+/// [`start_server`] with more arguments and environment variables.
+pub fn start_server_with(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_loopline"))
         .args(["server", "--port", "0", "--data-dir"])
         .arg(data_dir)
+        .args(args)
+        .envs(env.iter().copied())
         .env("LOOPLINE_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())

@@ -5,7 +5,7 @@
 
 use super::gateway::{metrics, post, streamed_text};
 use loopline_test_support::TestServer;
-use loopline_test_support::fake_llm::FakeLlm;
+use loopline_test_support::fake_llm::{Behaviour, FakeLlm};
 use serde_json::{Value, json};
 
 struct Setup {
@@ -30,6 +30,8 @@ models:
   - {{name: guarded, deployments: [{{provider: fake, model: m}}], guardrails: [pii-in, injection, no-nerve-agents, size]}}
   - {{name: answers, deployments: [{{provider: fake, model: m}}], guardrails: [pii-out]}}
   - {{name: strict, deployments: [{{provider: fake, model: m}}], guardrails: [no-cards-out]}}
+  - {{name: open, deployments: [{{provider: fake, model: down}}], fallbacks: [guarded, answers], retries: 0}}
+settings: {{retry_backoff_ms: 0, cooldown_failures: 100}}
 "#,
         fake.base_url
     );
@@ -174,4 +176,33 @@ async fn a_blocked_answer_is_a_400_whole_and_a_typed_error_event_in_a_stream() {
         ),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_fallback_models_guardrails_hold_when_it_answers() {
+    let setup = setup().await;
+    setup.fake.script(
+        "down",
+        vec![Behaviour::Fail {
+            status: 503,
+            message: "down".into(),
+            retry_after: None,
+        }],
+    );
+    let answer = post(
+        &setup.server,
+        "/v1/chat/completions",
+        &ask("open", "write to ada@example.com at 10.0.0.7", false),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.header("x-loopline-fallback"), Some("true"));
+    let calls = setup.fake.calls();
+    let sent = calls.last().unwrap().body["messages"][1]["content"].clone();
+    assert_eq!(
+        sent, "write to [EMAIL] at 10.0.0.7",
+        "the fallback's input guardrail redacted it"
+    );
+    // `open` itself has no guardrails: the first provider saw the request as it came.
+    assert!(calls[0].body.to_string().contains("ada@example.com"));
 }
