@@ -19,7 +19,8 @@ pub enum Kept {
 }
 
 impl Kept {
-    fn size(&self) -> usize {
+    /// Bytes it takes.
+    pub fn size(&self) -> usize {
         match self {
             Kept::Json(text) => text.len(),
             Kept::Stream(events) => events.iter().map(|event| event.len() + 24).sum(),

@@ -44,6 +44,7 @@ impl Gateway {
             cached_tokens: 0,
             price: None,
             answer_chars: 0,
+            similarity: None,
         };
         // Input guardrails first: the cache and the record see the request as the provider would.
         if !group.guards.is_empty() {
@@ -67,33 +68,32 @@ impl Gateway {
         if let Some(key) = cache_key.filter(|_| !options.no_cache)
             && let Some((kept, deployment)) = self.cache.get(&key)
         {
-            record.deployment = Some(deployment.clone());
-            record.cache_hit = true;
-            let served = Served {
-                deployment,
-                attempts: 0,
-                upstream: Duration::ZERO,
-                fell_back: false,
-                cache: Some("hit"),
-                price: None,
-                cost: None,
-                group: group_index,
-                guardrails: Vec::new(),
-            };
-            return Ok(match kept {
-                Kept::Json(text) => {
-                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    (Answer::Json(self.answered(record, started, value, options)), served)
-                }
-                Kept::Stream(events) => {
-                    let replay: Vec<Piece> = events.iter().cloned().map(Piece::Data).collect();
-                    let replay: PieceStream = Box::pin(futures::stream::iter(replay));
-                    (
-                        Answer::Stream(self.streamed(record, started, replay, None, None, options)),
-                        served,
-                    )
-                }
-            });
+            return Ok(self.hit(record, started, (kept, deployment, None), group_index, options));
+        }
+        // The semantic cache: an answer to a request that means the same, as the embedding model judges it.
+        let semantic = match (&group.semantic, ttl, endpoint) {
+            (Some(settings), Some(_), Endpoint::ChatCompletions | Endpoint::Completions) => {
+                crate::semantic::query(endpoint.path(), &options.scope, &body).map(|query| (settings, query))
+            }
+            _ => None,
+        };
+        let mut meaning = None;
+        if let Some((settings, query)) = &semantic
+            && let Some(vector) = self.embed(&settings.embedding_model, &query.text).await
+        {
+            if !options.no_cache
+                && let Some(found) = self.semantic.get(&query.partition, &vector, settings.threshold)
+            {
+                let (kept, deployment, similarity) = found;
+                return Ok(self.hit(
+                    record,
+                    started,
+                    (kept, deployment, Some(similarity)),
+                    group_index,
+                    options,
+                ));
+            }
+            meaning = Some((query.partition, vector));
         }
         let routed = self.route(endpoint, &mut body).await;
         drop(body);
@@ -133,6 +133,10 @@ impl Gateway {
                 }
                 if let (Some(key), Some(ttl)) = (cache_key, ttl) {
                     let kept = Kept::Json(value.to_string().into());
+                    if let Some((partition, vector)) = meaning {
+                        self.semantic
+                            .put(partition, vector, kept.clone(), served.deployment.clone(), ttl);
+                    }
                     self.cache.put(key, kept, served.deployment.clone(), ttl);
                 }
                 served.cost = record.cost().map(|cost| cost.total());
@@ -152,11 +156,72 @@ impl Gateway {
                     deployment: served.deployment.clone(),
                     events: Vec::new(),
                     bytes: 0,
+                    semantic: meaning.map(|(partition, vector)| crate::semantic::Keep {
+                        cache: self.semantic.clone(),
+                        partition,
+                        vector,
+                    }),
                 });
                 Ok((
                     Answer::Stream(self.streamed(record, started, pieces, keep, sink, options)),
                     served,
                 ))
+            }
+        }
+    }
+
+    /// An answer from a cache: the exact one, or the semantic one (with the similarity it was found at).
+    fn hit(
+        &self,
+        mut record: CallRecord,
+        started: Instant,
+        (kept, deployment, similarity): (Kept, String, Option<f32>),
+        group: usize,
+        options: &CallOptions,
+    ) -> (Answer, Served) {
+        record.deployment = Some(deployment.clone());
+        record.cache_hit = true;
+        record.similarity = similarity;
+        let served = Served {
+            deployment,
+            attempts: 0,
+            upstream: Duration::ZERO,
+            fell_back: false,
+            cache: Some("hit"),
+            price: None,
+            cost: None,
+            group,
+            guardrails: Vec::new(),
+            similarity,
+        };
+        match kept {
+            Kept::Json(text) => {
+                let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                (Answer::Json(self.answered(record, started, value, options)), served)
+            }
+            Kept::Stream(events) => {
+                let replay: Vec<Piece> = events.iter().cloned().map(Piece::Data).collect();
+                let replay: PieceStream = Box::pin(futures::stream::iter(replay));
+                let pieces = self.streamed(record, started, replay, None, None, options);
+                (Answer::Stream(pieces), served)
+            }
+        }
+    }
+
+    /// The unit embedding of `text` by the gateway model `model` (`None` when it cannot be had: the call
+    /// goes on without the semantic cache).
+    async fn embed(&self, model: &str, text: &str) -> Option<std::sync::Arc<[f32]>> {
+        let request = serde_json::json!({"model": model, "input": text});
+        let request = request.as_object()?.clone();
+        let embedded = Box::pin(self.call_with(Endpoint::Embeddings, request, &CallOptions::default())).await;
+        match embedded {
+            Ok((Answer::Json(answer), _)) => {
+                crate::semantic::first_embedding(&answer).and_then(|v| crate::semantic::unit(&v))
+            }
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%error, model, "embedding a request for the semantic cache failed; the call goes on without it");
+                None
             }
         }
     }

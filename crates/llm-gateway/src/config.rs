@@ -47,7 +47,13 @@ pub enum ProviderKind {
     OpenaiCompatible,
     /// Anthropic's Messages API (chat requests are translated both ways, streams and tools included).
     Anthropic,
+    /// Azure OpenAI: a deployment's `model` is the Azure deployment name, in the URL
+    /// (`{base_url}/openai/deployments/{model}/chat/completions?api-version=...`), the key in `api-key`.
+    Azure,
 }
+
+/// The Azure OpenAI API version sent when the configuration names none.
+pub const AZURE_API_VERSION: &str = "2024-10-21";
 
 /// Where requests for a provider go.
 #[derive(Debug, Clone)]
@@ -58,8 +64,10 @@ pub struct Provider {
     pub kind: ProviderKind,
     /// Base URL up to and including `/v1` (requests go to `{base_url}/chat/completions`, or `/messages`).
     pub base_url: String,
-    /// The key sent as `Authorization: Bearer` (`x-api-key` to Anthropic), if the provider needs one.
+    /// The key sent as `Authorization: Bearer` (`x-api-key` to Anthropic, `api-key` to Azure), if needed.
     pub api_key: Option<Secret>,
+    /// Azure's `api-version`.
+    pub api_version: Option<String>,
 }
 
 /// What a deployment's tokens cost, in US dollars per million.
@@ -133,6 +141,8 @@ pub struct ModelGroup {
     pub guards: crate::guardrails::Guards,
     /// How its deployments are ordered.
     pub strategy: crate::routing::Strategy,
+    /// The semantic cache, when it has one.
+    pub semantic: Option<crate::semantic::SemanticSettings>,
 }
 
 /// Consecutive failures after which a deployment rests, and for how long.
@@ -240,6 +250,8 @@ struct ProviderEntry {
     /// Refused with a message: keys are not written in the file.
     #[serde(default)]
     api_key: Option<serde_json::Value>,
+    #[serde(default)]
+    api_version: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -259,6 +271,20 @@ struct ModelEntry {
     guardrails: Vec<String>,
     #[serde(default)]
     strategy: crate::routing::Strategy,
+    #[serde(default)]
+    semantic_cache: Option<SemanticEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SemanticEntry {
+    embedding_model: String,
+    #[serde(default = "default_threshold")]
+    threshold: f32,
+}
+
+fn default_threshold() -> f32 {
+    0.95
 }
 
 #[derive(Deserialize)]
@@ -483,11 +509,28 @@ impl ProviderEntry {
                 "{field}: the key has control characters or is longer than 4096 bytes"
             ));
         }
+        let api_version = match (self.kind, self.api_version) {
+            (ProviderKind::Azure, version) => {
+                let version = version.unwrap_or_else(|| AZURE_API_VERSION.to_string());
+                if version.is_empty()
+                    || version.len() > 64
+                    || !version.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                {
+                    return Err(format!(
+                        "{field}.api_version: letters, digits and '-', like {AZURE_API_VERSION}"
+                    ));
+                }
+                Some(version)
+            }
+            (_, Some(_)) => return Err(format!("{field}.api_version: only for kind azure")),
+            (_, None) => None,
+        };
         Ok(Provider {
             name: self.name,
             kind: self.kind,
             base_url,
             api_key,
+            api_version,
         })
     }
 }
@@ -564,6 +607,31 @@ impl ModelEntry {
         if self.cache_ttl_seconds > 30 * 24 * 3600 {
             return Err(format!("{field}.cache_ttl_seconds: at most 30 days"));
         }
+        let semantic = match self.semantic_cache {
+            None => None,
+            Some(entry) => {
+                let at = format!("{field}.semantic_cache");
+                if self.cache_ttl_seconds == 0 {
+                    return Err(format!("{at}: set cache_ttl_seconds too (how long answers are kept)"));
+                }
+                if !entry.threshold.is_finite() || entry.threshold <= 0.0 || entry.threshold > 1.0 {
+                    return Err(format!("{at}.threshold: a cosine similarity above 0, at most 1"));
+                }
+                if !names.contains_key(&entry.embedding_model) {
+                    return Err(format!(
+                        "{at}.embedding_model: no model is named '{}'",
+                        entry.embedding_model
+                    ));
+                }
+                if entry.embedding_model == self.name {
+                    return Err(format!("{at}.embedding_model: a model cannot embed its own requests"));
+                }
+                Some(crate::semantic::SemanticSettings {
+                    embedding_model: entry.embedding_model,
+                    threshold: entry.threshold,
+                })
+            }
+        };
         Ok(ModelGroup {
             name: self.name,
             deployments,
@@ -573,6 +641,7 @@ impl ModelEntry {
             cache_ttl: Duration::from_secs(self.cache_ttl_seconds),
             guards: crate::guardrails::Guards::default(),
             strategy: self.strategy,
+            semantic,
         })
     }
 }
@@ -691,6 +760,14 @@ settings: {cooldown_failures: 2}
                 "named twice",
             ),
             ("unknown: 1\n", "unknown"),
+            (
+                "providers: [{name: a, kind: openai, base_url: 'http://x/v1', api_version: '2024-10-21'}]\n",
+                "api_version: only for kind azure",
+            ),
+            (
+                "providers: [{name: a, kind: azure, base_url: 'https://x', api_version: '../../x?'}]\n",
+                "providers[0].api_version",
+            ),
         ];
         for (text, expected) in cases {
             let error = GatewayConfig::parse(text, &env).unwrap_err();

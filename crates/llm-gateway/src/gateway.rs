@@ -147,6 +147,8 @@ pub struct Served {
     pub group: usize,
     /// What fallback models' input guardrails did before their deployments were tried.
     pub guardrails: Vec<crate::guardrails::Event>,
+    /// A semantic cache hit's similarity.
+    pub similarity: Option<f32>,
 }
 
 /// How one call may use the exact cache, whose answers it may share, and who is told when it ends.
@@ -172,6 +174,7 @@ pub struct Gateway {
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
     pub(crate) cache: Arc<ExactCache>,
+    pub(crate) semantic: Arc<crate::semantic::SemanticCache>,
 }
 
 impl Gateway {
@@ -179,6 +182,10 @@ impl Gateway {
     pub fn new(config: GatewayConfig) -> Result<Gateway, String> {
         let board = crate::routing::Board::new(&config);
         let cache = Arc::new(ExactCache::new(config.cache_max_entries, config.cache_max_bytes));
+        let semantic = Arc::new(crate::semantic::SemanticCache::new(
+            config.cache_max_entries,
+            config.cache_max_bytes,
+        ));
         Ok(Gateway {
             config: Arc::new(config),
             upstream: Upstream::new()?,
@@ -186,6 +193,7 @@ impl Gateway {
             metrics: Arc::default(),
             observer: std::sync::OnceLock::new(),
             cache,
+            semantic,
         })
     }
 
@@ -285,6 +293,7 @@ impl Gateway {
                                 cost: None,
                                 group: group_index,
                                 guardrails: std::mem::take(&mut guard_events),
+                                similarity: None,
                             },
                         ));
                     }
@@ -368,11 +377,12 @@ impl Gateway {
             }
             let translated = crate::anthropic::request_from_openai(request);
             self.upstream
-                .post(provider, "/messages", &translated, model.timeout)
+                .post(provider, "/messages", "", &translated, model.timeout)
                 .await?
         } else {
+            let deployment = request.get("model").and_then(Value::as_str).unwrap_or_default();
             self.upstream
-                .post(provider, endpoint.path(), request, model.timeout)
+                .post(provider, endpoint.path(), deployment, request, model.timeout)
                 .await?
         };
         if !streaming {

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod observe;
 pub mod provider;
 pub mod routing;
+pub mod semantic;
 pub mod sse;
 
 pub use config::GatewayConfig;

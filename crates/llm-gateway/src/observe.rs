@@ -74,6 +74,8 @@ pub struct CallRecord {
     pub price: Option<crate::config::Price>,
     /// Characters of answer text (a stream's content deltas), to estimate tokens a provider did not report.
     pub answer_chars: u64,
+    /// A semantic cache hit's similarity.
+    pub similarity: Option<f32>,
 }
 
 impl CallRecord {
@@ -163,6 +165,8 @@ pub struct Keeping {
     pub events: Vec<String>,
     /// Their bytes.
     pub bytes: usize,
+    /// Kept in the semantic cache too.
+    pub semantic: Option<crate::semantic::Keep>,
 }
 
 /// The largest stream kept in the cache.
@@ -197,12 +201,14 @@ impl StreamEnd {
             Piece::Data(data) if data.trim() == "[DONE]" => {
                 if let Some(mut keeping) = self.keep.take() {
                     keeping.events.push(data.clone());
-                    keeping.cache.put(
-                        keeping.key,
-                        Kept::Stream(keeping.events.into()),
-                        keeping.deployment,
-                        keeping.ttl,
-                    );
+                    let kept = Kept::Stream(keeping.events.into());
+                    if let Some(semantic) = keeping.semantic {
+                        let (partition, vector) = (semantic.partition, semantic.vector);
+                        semantic
+                            .cache
+                            .put(partition, vector, kept.clone(), keeping.deployment.clone(), keeping.ttl);
+                    }
+                    keeping.cache.put(keeping.key, kept, keeping.deployment, keeping.ttl);
                 }
                 self.end("ok", None);
             }

@@ -85,10 +85,15 @@ impl Upstream {
         &self,
         provider: &Provider,
         path: &str,
+        deployment: &str,
         body: &impl serde::Serialize,
         timeout: Duration,
     ) -> Result<reqwest::Response, Failure> {
-        let url = format!("{}{path}", provider.base_url);
+        let url = if provider.kind == ProviderKind::Azure {
+            azure_url(provider, deployment, path)
+        } else {
+            format!("{}{path}", provider.base_url)
+        };
         let mut request = self
             .http
             .post(&url)
@@ -105,7 +110,11 @@ impl Upstream {
                 request = request.header("x-api-key", key.expose());
             }
         } else if let Some(key) = &provider.api_key {
-            request = request.bearer_auth(key.expose());
+            request = if provider.kind == ProviderKind::Azure {
+                request.header("api-key", key.expose())
+            } else {
+                request.bearer_auth(key.expose())
+            };
         }
         let response = match tokio::time::timeout(timeout, request.send()).await {
             Err(_) => {
@@ -326,6 +335,25 @@ fn classify(provider: &Provider, status: u16, retry_after: Option<Duration>, tex
     }
 }
 
+/// An Azure OpenAI request's URL: the deployment as one path segment, the API version as the query.
+fn azure_url(provider: &Provider, deployment: &str, path: &str) -> String {
+    let Ok(mut url) = reqwest::Url::parse(&provider.base_url) else {
+        return provider.base_url.clone();
+    };
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().extend(["openai", "deployments", deployment]);
+        segments.extend(path.trim_start_matches('/').split('/'));
+    }
+    url.query_pairs_mut().append_pair(
+        "api-version",
+        provider
+            .api_version
+            .as_deref()
+            .unwrap_or(crate::config::AZURE_API_VERSION),
+    );
+    url.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +365,7 @@ mod tests {
             kind: ProviderKind::Openai,
             base_url: "http://127.0.0.1:1/v1".into(),
             api_key: Some(test_secret("sk-secret")),
+            api_version: None,
         }
     }
 

@@ -49,8 +49,21 @@ pub struct Call {
 struct Fake {
     key: Option<String>,
     script: Mutex<HashMap<String, VecDeque<Behaviour>>>,
-    calls: Mutex<Vec<Call>>,
+    calls: Mutex<VecDeque<Call>>,
+    pace: Pace,
 }
+
+/// How fast the fake answers (benchmarks give it a provider's latency).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pace {
+    /// Wait before answering (a stream: before its first event).
+    pub latency: std::time::Duration,
+    /// Wait between a stream's events.
+    pub token_gap: std::time::Duration,
+}
+
+/// Calls remembered (the oldest are forgotten: a benchmark sends millions).
+const MAX_CALLS: usize = 10_000;
 
 /// A running fake provider; stops when dropped.
 pub struct FakeLlm {
@@ -74,8 +87,14 @@ impl FakeLlm {
 
     /// Starts a fake on `port` (0: a free one).
     pub async fn start_on(key: Option<&str>, port: u16) -> anyhow::Result<FakeLlm> {
+        Self::start_paced(key, port, Pace::default()).await
+    }
+
+    /// Starts a fake on `port` answering at `pace`.
+    pub async fn start_paced(key: Option<&str>, port: u16, pace: Pace) -> anyhow::Result<FakeLlm> {
         let fake = Arc::new(Fake {
             key: key.map(str::to_string),
+            pace,
             ..Fake::default()
         });
         let app = Router::new()
@@ -83,6 +102,9 @@ impl FakeLlm {
             .route("/v1/completions", post(answer))
             .route("/v1/embeddings", post(answer))
             .route("/v1/messages", post(answer))
+            .route("/openai/deployments/{deployment}/chat/completions", post(answer))
+            .route("/openai/deployments/{deployment}/completions", post(answer))
+            .route("/openai/deployments/{deployment}/embeddings", post(answer))
             .route("/fake/script", post(script))
             .route("/fake/calls", axum::routing::get(calls))
             .with_state(fake.clone());
@@ -111,7 +133,7 @@ impl FakeLlm {
 
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
-        self.fake.calls.lock().unwrap().clone()
+        self.fake.calls.lock().unwrap().iter().cloned().collect()
     }
 
     /// Runs until the task is aborted (the binary's main).
@@ -158,24 +180,47 @@ async fn calls(State(fake): State<Arc<Fake>>) -> Response {
 
 async fn answer(State(fake): State<Arc<Fake>>, request: Request) -> Response {
     let path = request.uri().path().to_string();
-    let authorization = header(request.headers(), "authorization");
+    // Azure OpenAI: the deployment in the path, the key in `api-key`, an `api-version` required.
+    let azure = path
+        .strip_prefix("/openai/deployments/")
+        .map(|rest| rest.split('/').next().unwrap_or_default().to_string());
+    if azure.is_some() && !request.uri().query().unwrap_or_default().contains("api-version=") {
+        return error(404, "Resource not found", None);
+    }
+    let azure_key = header(request.headers(), "api-key");
+    let authorization = match (&azure, azure_key) {
+        (Some(_), Some(key)) => Some(format!("Bearer {key}")),
+        (Some(_), None) => None,
+        (None, _) => header(request.headers(), "authorization"),
+    };
     let api_key = header(request.headers(), "x-api-key");
     let api_version = header(request.headers(), "anthropic-version");
     let bytes = axum::body::to_bytes(request.into_body(), 64 << 20)
         .await
         .unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    fake.calls.lock().unwrap().push(Call {
-        path: path.clone(),
-        model: model.clone(),
-        authorization: authorization.clone(),
-        body: body.clone(),
+    let model = azure.clone().unwrap_or_else(|| {
+        body.get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
     });
+    {
+        let mut calls = fake.calls.lock().unwrap();
+        if calls.len() >= MAX_CALLS {
+            calls.pop_front();
+        }
+        calls.push_back(Call {
+            path: path.clone(),
+            model: model.clone(),
+            authorization: authorization.clone(),
+            body: body.clone(),
+        });
+    }
+    if !fake.pace.latency.is_zero() {
+        tokio::time::sleep(fake.pace.latency).await;
+    }
+    let gap = fake.pace.token_gap;
     let anthropic = path.ends_with("/messages");
     if anthropic && api_version.is_none() {
         return error(400, "anthropic-version: header is required", None);
@@ -210,14 +255,14 @@ async fn answer(State(fake): State<Arc<Fake>>, request: Request) -> Response {
         return embeddings(&model, &body);
     }
     if anthropic {
-        return anthropic_answer(&model, &body, cut);
+        return anthropic_answer(&model, &body, cut, gap);
     }
     let text = format!("echo: {}", last_text(&body));
     let chat = path.ends_with("/chat/completions");
     let tool = tool_to_call(&body);
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         let usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
-        return stream(&model, &text, chat, usage, cut, tool.as_deref());
+        return stream(&model, &text, chat, usage, cut, tool.as_deref(), gap);
     }
     let choice = if let Some(name) = &tool {
         let arguments = json!({"text": last_text(&body)}).to_string();
@@ -291,7 +336,7 @@ fn last_text(body: &Value) -> String {
 
 /// Anthropic's Messages API: a text answer (or a tool_use block when tools are offered and the user spoke
 /// last), whole or as named events.
-fn anthropic_answer(model: &str, body: &Value, cut: Option<usize>) -> Response {
+fn anthropic_answer(model: &str, body: &Value, cut: Option<usize>, gap: std::time::Duration) -> Response {
     let text = format!("echo: {}", last_text(body));
     let last_is_user_text = body
         .get("messages")
@@ -365,7 +410,23 @@ fn anthropic_answer(model: &str, body: &Value, cut: Option<usize>) -> Response {
         "usage": {"output_tokens": 3}}),
     ));
     events.push(named("message_stop", json!({"type": "message_stop"})));
-    event_stream(events, cut)
+    event_stream(events, cut, gap)
+}
+
+/// A model named `*words*` embeds a text as its lower-case words counted in 64 buckets: texts with the same
+/// words are the same, texts sharing most words are close (for the semantic cache's tests).
+fn bag_of_words(text: &str) -> Vec<f32> {
+    let mut vector = vec![0.0f32; 64];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+    {
+        let bucket = word.to_lowercase().bytes().fold(2166136261u32, |hash, byte| {
+            (hash ^ u32::from(byte)).wrapping_mul(16777619)
+        });
+        vector[bucket as usize % 64] += 1.0;
+    }
+    vector
 }
 
 fn embeddings(model: &str, body: &Value) -> Response {
@@ -381,8 +442,12 @@ fn embeddings(model: &str, body: &Value) -> Response {
         .iter()
         .enumerate()
         .map(|(index, text)| {
-            let first = text.bytes().next().map_or(0.0, f64::from);
-            let vector = [text.len() as f32, first as f32, 1.0];
+            let vector = if model.contains("words") {
+                bag_of_words(text)
+            } else {
+                let first = text.bytes().next().map_or(0.0, f64::from);
+                vec![text.len() as f32, first as f32, 1.0]
+            };
             let embedding = if body.get("encoding_format").and_then(Value::as_str) == Some("base64") {
                 let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
                 Value::String(base64::Engine::encode(
@@ -402,7 +467,15 @@ fn embeddings(model: &str, body: &Value) -> Response {
 }
 
 /// The answer streamed a word at a time, as OpenAI streams it; cut after `cut` content events if asked.
-fn stream(model: &str, text: &str, chat: bool, usage: bool, cut: Option<usize>, tool: Option<&str>) -> Response {
+fn stream(
+    model: &str,
+    text: &str,
+    chat: bool,
+    usage: bool,
+    cut: Option<usize>,
+    tool: Option<&str>,
+    gap: std::time::Duration,
+) -> Response {
     let chunk = |delta: Value, finish: Value| {
         let choice = if chat {
             json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
@@ -446,16 +519,24 @@ fn stream(model: &str, text: &str, chat: bool, usage: bool, cut: Option<usize>, 
         events.push(format!("data: {last}\n\n"));
     }
     events.push("data: [DONE]\n\n".to_string());
-    event_stream(events, cut)
+    event_stream(events, cut, gap)
 }
 
 /// Server-sent events, the first `cut` of them only when asked (a stream that ends without finishing).
-fn event_stream(mut events: Vec<String>, cut: Option<usize>) -> Response {
+fn event_stream(mut events: Vec<String>, cut: Option<usize>, gap: std::time::Duration) -> Response {
     if let Some(kept) = cut {
         events.truncate(kept);
     }
-    let pieces: Vec<Result<Bytes, std::io::Error>> = events.into_iter().map(|event| Ok(Bytes::from(event))).collect();
-    let mut response = Response::new(Body::from_stream(futures::stream::iter(pieces)));
+    let pieces = futures::StreamExt::then(
+        futures::stream::iter(events.into_iter().enumerate()),
+        move |(index, event)| async move {
+            if index > 0 && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            Ok::<_, std::io::Error>(Bytes::from(event))
+        },
+    );
+    let mut response = Response::new(Body::from_stream(pieces));
     response
         .headers_mut()
         .insert("content-type", "text/event-stream".parse().unwrap());

@@ -212,6 +212,11 @@ pub(crate) fn with_served(mut response: Response, served: &Served, started: Inst
     if let Some(cache) = served.cache {
         headers.insert("x-loopline-cache", HeaderValue::from_static(cache));
     }
+    if let Some(similarity) = served.similarity
+        && let Ok(value) = HeaderValue::from_str(&format!("{similarity:.4}"))
+    {
+        headers.insert("x-loopline-cache-similarity", value);
+    }
     if let Some(cost) = served.cost
         && let Ok(value) = HeaderValue::from_str(&format!("{cost:.8}"))
     {

@@ -174,6 +174,9 @@ fn export_request(record: &CallRecord) -> ExportTraceServiceRequest {
     }
     if record.cache_hit {
         attributes.push(json_text("loopline.gateway.cache", &json!("hit")));
+        if let Some(similarity) = record.similarity {
+            attributes.push(json_text("loopline.gateway.cache_similarity", &json!(similarity)));
+        }
     }
     if let Some(first) = record.first_token {
         attributes.push(json_text(

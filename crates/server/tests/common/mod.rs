@@ -4,7 +4,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 /// Starts the binary on a free port and returns it with its base URL, read from its own log line.
-#[allow(dead_code, reason = "each test binary compiles this module; not every one starts a plain server")]
+#[allow(
+    dead_code,
+    reason = "each test binary compiles this module; not every one starts a plain server"
+)]
 pub fn start_server(data_dir: &std::path::Path) -> (Child, String) {
     start_server_with(data_dir, &[], &[])
 }
