@@ -19,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+MASTER_KEY = "sk-bench-" + "0" * 32
 MESSAGE = "the quick brown fox jumps over the lazy dog and keeps running across the wide green field today"
 
 
@@ -124,6 +125,7 @@ def main():
     loopline_url = f"http://127.0.0.1:{port}"
     wait_ready(f"{loopline_url}/health", loopline)
     targets = [("direct", None, None), ("loopline", loopline_url, loopline)]
+    authorization = {}
     if args.litellm and Path(args.litellm).exists():
         (directory / "litellm.yaml").write_text(
             "model_list:\n"
@@ -134,11 +136,14 @@ def main():
         litellm = subprocess.Popen([args.litellm, "--config", str(directory / "litellm.yaml"), "--port", str(litellm_port),
                                     "--num_workers", str(args.litellm_workers)],
                                    stdout=open(directory / "litellm.log", "w"), stderr=subprocess.STDOUT,
-                                   env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"})
+                                   env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
+                                        "LITELLM_MASTER_KEY": MASTER_KEY})
         processes.append(litellm)
         litellm_url = f"http://127.0.0.1:{litellm_port}"
         wait_ready(f"{litellm_url}/health/liveliness", litellm, timeout=300)
         targets.append(("litellm", litellm_url, litellm))
+    # LiteLLM refuses to start without a master key: its calls carry it.
+    authorization = {"litellm": f"Bearer {MASTER_KEY}"}
     rows = []
     try:
         for model, name, label in [("instant", "plain", "instant provider"), ("slow", "plain", f"{args.latency_ms} ms provider"),
@@ -151,9 +156,10 @@ def main():
                 else:
                     endpoint = f"{url}/v1/chat/completions"
                     body = files[(model, name)]
-                load(args.loadgen, endpoint, body, 4, 2)  # warm-up
+                auth = authorization.get(target)
+                load(args.loadgen, endpoint, body, 4, 2, auth)  # warm-up
                 for concurrency in levels:
-                    result = load(args.loadgen, endpoint, body, concurrency, args.seconds)
+                    result = load(args.loadgen, endpoint, body, concurrency, args.seconds, auth)
                     result.update(workload=label, target=target, concurrency=concurrency,
                                   rss_mib=rss_mib(process.pid) if process else 0.0)
                     rows.append(result)

@@ -114,8 +114,8 @@ pub struct UsageRow {
 pub enum Reservation {
     /// Everything was reserved; the level (`used + reserved`) of each claim after it, in order.
     Granted(Vec<i64>),
-    /// Nothing was reserved: the claim at this index would pass its limit (the index equal to the number of
-    /// claims: the lease would).
+    /// Nothing was reserved: the claim at this index would pass its limit (an index past the claims: the
+    /// lease at that index less the number of claims would).
     Refused(usize),
 }
 
@@ -138,16 +138,11 @@ pub trait GatewayKeyStore: Send + Sync {
     async fn list_gateway_teams(&self) -> StoreResult<Vec<GatewayTeam>>;
     /// Forgets a team's limits.
     async fn delete_gateway_team(&self, team: &str) -> StoreResult<()>;
-    /// Reserves every claim and takes the lease, or nothing. Windows of `requests` and `tokens` older than a
-    /// claim's are dropped; leases past their time lapse.
-    async fn reserve_usage(
-        &self,
-        claims: &[UsageClaim],
-        lease: Option<&UsageLease>,
-        now: i64,
-    ) -> StoreResult<Reservation>;
-    /// Settles reservations (and ends the lease).
-    async fn settle_usage(&self, settlements: &[UsageSettlement], lease_id: Option<&str>) -> StoreResult<()>;
+    /// Reserves every claim and takes every lease, or nothing. Windows of `requests` and `tokens` older than
+    /// a claim's are dropped; leases past their time lapse.
+    async fn reserve_usage(&self, claims: &[UsageClaim], leases: &[UsageLease], now: i64) -> StoreResult<Reservation>;
+    /// Settles reservations (and ends the leases).
+    async fn settle_usage(&self, settlements: &[UsageSettlement], lease_ids: &[String]) -> StoreResult<()>;
     /// The ledger's rows of `kind` with a window of at least `from_window`, by subject.
     async fn usage_rows(&self, kind: &str, from_window: i64) -> StoreResult<Vec<UsageRow>>;
 }

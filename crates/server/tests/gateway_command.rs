@@ -9,6 +9,16 @@ use common::start_server_with;
 
 const ADMIN_PASSWORD: &str = "gateway admin password";
 
+/// The server, stopped however the test ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn cli(server: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loopline"))
         .arg("gateway")
@@ -43,11 +53,12 @@ fn keys_are_made_listed_changed_and_revoked_from_the_command_line() {
          models: [{name: chat, deployments: [{provider: p, model: m}], retries: 0}]\n",
     )
     .unwrap();
-    let (mut server, url) = start_server_with(
+    let (server, url) = start_server_with(
         &temporary.path().join("data"),
         &["--auth", "basic,token", "--gateway-config", gateway.to_str().unwrap()],
         &[("LOOPLINE_ADMIN_PASSWORD", ADMIN_PASSWORD)],
     );
+    let server = Running(server);
     let key = ok(
         &url,
         &[
@@ -102,6 +113,5 @@ fn keys_are_made_listed_changed_and_revoked_from_the_command_line() {
     let refused = cli(&url, &["keys", "update", &token_id, "--clear", "everything"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--clear everything"));
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 }

@@ -11,7 +11,7 @@ use loopline_access::Scope;
 use loopline_core::ErrorCode;
 use loopline_metadata_store::{GatewayKey, GatewayLimits, GatewayTeam};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 const BASE: &str = "/api/loopline/v1/gateway";
@@ -21,6 +21,12 @@ const MAX_KEY_DAYS: i64 = 3_650;
 const MAX_MODELS: usize = 1_000;
 /// Largest limit or budget accepted (a budget of a million dollars, in micro-dollars, is 1e12).
 const MAX_LIMIT: i64 = 1_000_000_000_000;
+/// Fields of a limit.
+const LIMIT_FIELDS: [&str; 5] = ["rpm", "tpm", "max_parallel", "budget_usd", "budget_period"];
+
+fn fields(extra: &[&'static str]) -> Vec<&'static str> {
+    extra.iter().copied().chain(LIMIT_FIELDS).collect()
+}
 
 /// The routes.
 pub fn routes(api: Arc<AccessApi>) -> Router {
@@ -118,7 +124,8 @@ fn name_field(ctx: &Ctx, field: &str) -> Result<Option<String>, ApiError> {
     let Some(text) = ctx.params.optional_text(field)? else {
         return Ok(None);
     };
-    if text.is_empty() || text.chars().count() > 256 || text.chars().any(char::is_control) {
+    if text.trim().is_empty() || text.trim() != text || text.chars().count() > 256 || text.chars().any(char::is_control)
+    {
         return Err(invalid(format!(
             "'{field}' must be 1 to 256 characters without control characters."
         )));
@@ -162,52 +169,68 @@ fn limits_json(limits: &GatewayLimits) -> Value {
     })
 }
 
-async fn key_json(ctx: &Ctx, key: &GatewayKey) -> Result<Value, ApiError> {
+/// What key records are drawn from, read once for a whole list.
+struct Lookup {
+    tokens: HashMap<String, loopline_metadata_store::AccessToken>,
+    users: HashMap<i64, String>,
+    /// Spend rows by subject and window: used and reserved.
+    spend: HashMap<(String, i64), (i64, i64)>,
+}
+
+async fn lookup(ctx: &Ctx) -> Result<Lookup, ApiError> {
     let store = ctx.api.access.store();
-    let token = store.find_token(&key.token_id).await.map_err(store_error)?;
-    let owner = match &token {
-        Some(token) => store
-            .find_user_by_id(token.user_id)
-            .await
-            .map_err(store_error)?
-            .map(|user| user.username),
-        None => None,
-    };
+    let tokens = store.list_tokens(None).await.map_err(store_error)?;
+    let users = store.list_users().await.map_err(store_error)?;
+    let rows = ctx.api.store.usage_rows("spend", 0).await.map_err(store_error)?;
+    Ok(Lookup {
+        tokens: tokens
+            .into_iter()
+            .map(|token| (token.token_id.clone(), token))
+            .collect(),
+        users: users.into_iter().map(|user| (user.user_id, user.username)).collect(),
+        spend: rows
+            .into_iter()
+            .map(|row| ((row.subject, row.window), (row.used, row.reserved)))
+            .collect(),
+    })
+}
+
+fn key_json(lookup: &Lookup, key: &GatewayKey) -> Value {
+    let token = lookup.tokens.get(&key.token_id);
+    let owner = token.and_then(|token| lookup.users.get(&token.user_id));
     let now = loopline_core::time::now_millis();
     let (start, _) = crate::openai::limits::period(&key.limits.budget_period, now);
-    let spent: i64 = ctx
-        .api
-        .store
-        .usage_rows("spend", start)
-        .await
-        .map_err(store_error)?
-        .iter()
-        .filter(|row| row.subject == format!("key:{}", key.token_id))
-        .map(|row| row.used)
-        .sum();
+    let (spent, reserved) = lookup
+        .spend
+        .get(&(format!("key:{}", key.token_id), start))
+        .copied()
+        .unwrap_or((0, 0));
     let mut body = limits_json(&key.limits);
     let extra = json!({
         "token_id": key.token_id,
-        "name": token.as_ref().map(|token| token.name.clone()),
+        "name": token.map(|token| token.name.clone()),
         "username": owner,
         "team": key.team,
         "models": key.models,
         "spend_usd": spent as f64 / 1e6,
+        "reserved_usd": reserved as f64 / 1e6,
         "period_start": start,
         "created_time": key.created_time,
         "updated_time": key.updated_time,
-        "expires_time": token.as_ref().and_then(|token| token.expires_time),
-        "revoked": token.as_ref().is_none_or(|token| token.revoked_time.is_some()),
+        "expires_time": token.and_then(|token| token.expires_time),
+        "revoked": token.is_none_or(|token| token.revoked_time.is_some()),
     });
     if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
         body.extend(extra);
     }
-    Ok(body)
+    body
 }
 
 /// POST: a new key for a user or service account (the caller when none is named). The key is shown once.
 async fn create_key(ctx: Ctx) -> Result<Value, ApiError> {
     ctx.require_admin()?;
+    ctx.params
+        .only(&fields(&["username", "name", "team", "models", "expires_in_days"]))?;
     let username = match ctx.params.optional_text("username")? {
         Some(username) => username,
         None => ctx.principal()?.username.clone(),
@@ -247,7 +270,7 @@ async fn create_key(ctx: Ctx) -> Result<Value, ApiError> {
         let _ = ctx.api.access.revoke_token(&key.token_id).await;
         return Err(store_error(error));
     }
-    let mut body = key_json(&ctx, &key).await?;
+    let mut body = key_json(&lookup(&ctx).await?, &key);
     body["key"] = Value::String(issued.text);
     Ok(body)
 }
@@ -269,22 +292,20 @@ async fn find_key(ctx: &Ctx, token_id: &str) -> Result<GatewayKey, ApiError> {
 async fn list_keys(ctx: Ctx) -> Result<Value, ApiError> {
     ctx.require_admin()?;
     let keys = ctx.api.store.list_gateway_keys().await.map_err(store_error)?;
-    let mut listed = Vec::with_capacity(keys.len());
-    for key in &keys {
-        listed.push(key_json(&ctx, key).await?);
-    }
-    Ok(json!({"keys": listed}))
+    let lookup = lookup(&ctx).await?;
+    Ok(json!({"keys": keys.iter().map(|key| key_json(&lookup, key)).collect::<Vec<_>>()}))
 }
 
 async fn get_key(ctx: Ctx, token_id: String) -> Result<Value, ApiError> {
     ctx.require_admin()?;
     let key = find_key(&ctx, &token_id).await?;
-    key_json(&ctx, &key).await
+    Ok(key_json(&lookup(&ctx).await?, &key))
 }
 
 /// PATCH: changes a key's models, team or limits (fields left out keep their value; `null` removes a limit).
 async fn update_key(ctx: Ctx, token_id: String) -> Result<Value, ApiError> {
     ctx.require_admin()?;
+    ctx.params.only(&fields(&["team", "models"]))?;
     let mut key = find_key(&ctx, &token_id).await?;
     key.limits = limits(&ctx, &key.limits)?;
     key.models = models(&ctx, &key.models)?;
@@ -295,7 +316,7 @@ async fn update_key(ctx: Ctx, token_id: String) -> Result<Value, ApiError> {
     }
     key.updated_time = loopline_core::time::now_millis();
     ctx.api.store.put_gateway_key(&key).await.map_err(store_error)?;
-    key_json(&ctx, &key).await
+    Ok(key_json(&lookup(&ctx).await?, &key))
 }
 
 /// DELETE: revokes the key's token and forgets its limits (its spend stays in the ledger).
@@ -318,7 +339,9 @@ fn team_json(team: &GatewayTeam) -> Value {
 /// PUT: sets a team's limits (they apply to every key of the team, on top of the key's own).
 async fn put_team(ctx: Ctx, team: String) -> Result<Value, ApiError> {
     ctx.require_admin()?;
-    if team.is_empty() || team.chars().count() > 256 || team.chars().any(char::is_control) {
+    ctx.params.only(&fields(&[]))?;
+    if team.trim().is_empty() || team.trim() != team || team.chars().count() > 256 || team.chars().any(char::is_control)
+    {
         return Err(invalid(
             "A team name is 1 to 256 characters without control characters.",
         ));
@@ -357,8 +380,9 @@ async fn spend(ctx: Ctx) -> Result<Value, ApiError> {
             .ok_or_else(|| invalid(format!("'since' must be a date as YYYY-MM-DD, not '{day}'.")))?,
         None => crate::openai::limits::period("month", now).0,
     };
-    let rows = ctx.api.store.usage_rows("spend", since).await.map_err(store_error)?;
-    let mut sums: BTreeMap<(&str, String), (i64, i64)> = BTreeMap::new();
+    // Spend is tallied per day for keys, teams and models as calls settle.
+    let rows = ctx.api.store.usage_rows("daily", since).await.map_err(store_error)?;
+    let mut sums: BTreeMap<(&str, String), i64> = BTreeMap::new();
     for row in &rows {
         let Some((kind, name)) = row.subject.split_once(':') else {
             continue;
@@ -369,19 +393,17 @@ async fn spend(ctx: Ctx) -> Result<Value, ApiError> {
             "model" => "models",
             _ => continue,
         };
-        let entry = sums.entry((kind, name.to_string())).or_default();
-        entry.0 += row.used;
-        entry.1 += row.reserved;
+        *sums.entry((kind, name.to_string())).or_default() += row.used;
     }
     let mut body = json!({"since": since, "keys": [], "teams": [], "models": []});
-    for ((kind, name), (used, reserved)) in sums {
+    for ((kind, name), used) in sums {
         let label = match kind {
             "keys" => "token_id",
             "teams" => "team",
             _ => "model",
         };
         if let Some(list) = body[kind].as_array_mut() {
-            list.push(json!({label: name, "spend_usd": used as f64 / 1e6, "reserved_usd": reserved as f64 / 1e6}));
+            list.push(json!({label: name, "spend_usd": used as f64 / 1e6}));
         }
     }
     Ok(body)

@@ -104,4 +104,15 @@ impl Params {
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name)
     }
+
+    /// Refuses a parameter not in `known` (a misspelt limit would otherwise be silently dropped).
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.0.keys().find(|name| !known.contains(&name.as_str())) {
+            Some(name) => Err(ApiError::invalid(format!(
+                "Unknown field '{name}'; the fields are {}.",
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
 }

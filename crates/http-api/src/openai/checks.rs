@@ -93,8 +93,35 @@ pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, OpenAiError> {
     Ok(object)
 }
 
+/// The most output tokens a request may ask for, and the most choices.
+const MAX_OUTPUT_TOKENS: u64 = 10_000_000;
+const MAX_CHOICES: u64 = 128;
+
+/// `max_tokens` / `max_completion_tokens` and `n`, when given, are whole numbers in range (a float or a huge
+/// number would make the caller's limits reserve nothing, or everything).
+pub fn counts(request: &Map<String, Value>) -> Result<(), OpenAiError> {
+    for (field, most) in [
+        ("max_tokens", MAX_OUTPUT_TOKENS),
+        ("max_completion_tokens", MAX_OUTPUT_TOKENS),
+        ("n", MAX_CHOICES),
+    ] {
+        match request.get(field) {
+            None | Some(Value::Null) => {}
+            Some(value) if value.as_u64().is_some_and(|count| (1..=most).contains(&count)) => {}
+            Some(_) => {
+                return Err(OpenAiError::invalid(
+                    field,
+                    format!("'{field}' must be a whole number from 1 to {most}."),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A chat request: messages with known roles; assistant tool calls whose arguments are JSON text.
 pub fn chat(request: &Map<String, Value>) -> Result<(), OpenAiError> {
+    counts(request)?;
     let Some(Value::Array(messages)) = request.get("messages") else {
         return Err(OpenAiError::invalid(
             "messages",
@@ -195,6 +222,7 @@ fn tool_calls(calls: &Value, at: &str) -> Result<(), OpenAiError> {
 
 /// A legacy completion: a prompt.
 pub fn completion(request: &Map<String, Value>) -> Result<(), OpenAiError> {
+    counts(request)?;
     match request.get("prompt") {
         Some(Value::String(_)) | Some(Value::Array(_)) => Ok(()),
         _ => Err(OpenAiError::invalid("prompt", "'prompt' must be a string or an array.")),
@@ -268,6 +296,22 @@ mod tests {
         assert_eq!(
             check(json!({"model": "m", "messages": [json!({"role": "tool", "content": "x"})]})),
             Err("messages[0].tool_call_id".into())
+        );
+        for (field, value) in [
+            ("max_tokens", json!(100000.0)),
+            ("max_tokens", json!(-1)),
+            ("max_tokens", json!(9223372036854775807u64)),
+            ("max_completion_tokens", json!("10")),
+            ("n", json!(0)),
+            ("n", json!(1000)),
+        ] {
+            let mut body = json!({"model": "m", "messages": [user]});
+            body[field] = value;
+            assert_eq!(check(body), Err(field.into()));
+        }
+        assert_eq!(
+            check(json!({"model": "m", "messages": [user], "max_tokens": 64, "n": 2})),
+            Ok(())
         );
     }
 

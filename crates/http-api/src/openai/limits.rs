@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex};
 
 /// Output tokens reserved for a call that names no `max_tokens`.
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
+/// The largest amount one call reserves (a billion dollars in micro-dollars): the ledger's sums stay far
+/// from overflowing.
+const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
 /// How long a call holds its place among a key's calls in flight if its server dies before it ends.
 const LEASE_MILLIS: i64 = 15 * 60 * 1000;
 const MINUTE: i64 = 60_000;
@@ -62,23 +65,43 @@ struct Held {
 /// The reservation of one call, settled once when it ends (or, if it never reports, as reserved).
 struct Settler {
     store: Arc<dyn MetadataStore>,
-    pending: Mutex<Option<(Vec<Held>, Option<String>)>>,
+    pending: Mutex<Option<(Vec<Held>, Vec<String>)>>,
     prompt_estimate: i64,
     model: String,
+    /// Subjects whose spend is also tallied per day (for the spend report): the key's and its team's.
+    tallied: Vec<String>,
 }
 
 impl Settler {
     fn settlements(&self, held: &[Held], record: Option<&CallRecord>) -> Vec<UsageSettlement> {
         let served = record.is_some_and(|record| !record.cache_hit && record.deployment.is_some());
-        let tokens = record.filter(|_| served).map_or(0, |record| match record.tokens {
-            Some((prompt, completion)) => clamp(prompt.saturating_add(completion)),
-            // No usage reported: the prompt as estimated and the answer at four characters a token.
-            None => self.prompt_estimate + clamp(record.answer_chars.div_ceil(4)),
-        });
-        let spend = record
-            .filter(|_| served)
-            .and_then(CallRecord::cost)
-            .map_or(0, |cost| clamp((cost.total() * 1_000_000.0).ceil() as u64));
+        // A stream the caller left without a usage chunk may have gone on at the provider: it costs what was
+        // reserved, as a call that never reported does.
+        let unknown = record.is_none_or(|record| record.tokens.is_none() && record.outcome == "cancelled");
+        let (tokens, spend) = match record {
+            Some(record) if served && !unknown => {
+                // No usage reported: the prompt as estimated and the answer at four characters a token.
+                let (prompt, completion) = record
+                    .tokens
+                    .unwrap_or((self.prompt_estimate as u64, record.answer_chars.div_ceil(4)));
+                let cost = record
+                    .price
+                    .map(|price| price.cost(prompt, completion, record.cached_tokens))
+                    .map_or(0.0, |cost| cost.total());
+                (
+                    clamp(prompt.saturating_add(completion)),
+                    clamp((cost * 1_000_000.0).ceil().min(1e15) as u64),
+                )
+            }
+            _ => (0, 0),
+        };
+        let actual = |held: &Held| match (unknown && served || record.is_none(), held.kind) {
+            (true, "requests") => 1,
+            (true, _) => held.amount,
+            (false, "requests") => 1,
+            (false, "tokens") => tokens,
+            (false, _) => spend,
+        };
         let mut settlements: Vec<UsageSettlement> = held
             .iter()
             .map(|held| UsageSettlement {
@@ -86,29 +109,30 @@ impl Settler {
                 kind: held.kind.to_string(),
                 window: held.window,
                 reserved: held.amount,
-                actual: match (record, held.kind) {
-                    (None, _) => held.amount,
-                    (_, "requests") => 1,
-                    (_, "tokens") => tokens,
-                    _ => spend,
-                },
+                actual: actual(held),
             })
             .collect();
-        if spend > 0 {
-            let now = loopline_core::time::now_millis();
-            settlements.push(UsageSettlement {
-                subject: format!("model:{}", self.model),
-                kind: "spend".into(),
-                window: period("day", now).0,
-                reserved: 0,
-                actual: spend,
-            });
+        let charged = held
+            .iter()
+            .find(|held| held.kind == "spend")
+            .map_or(spend, actual);
+        if charged > 0 {
+            let day = period("day", loopline_core::time::now_millis()).0;
+            for subject in self.tallied.iter().cloned().chain([format!("model:{}", self.model)]) {
+                settlements.push(UsageSettlement {
+                    subject,
+                    kind: "daily".into(),
+                    window: day,
+                    reserved: 0,
+                    actual: charged,
+                });
+            }
         }
         settlements
     }
 
     fn settle(&self, record: Option<&CallRecord>) {
-        let Some((held, lease)) = self.pending.lock().expect("settlement").take() else {
+        let Some((held, leases)) = self.pending.lock().expect("settlement").take() else {
             return;
         };
         let settlements = self.settlements(&held, record);
@@ -117,7 +141,7 @@ impl Settler {
             return;
         };
         runtime.spawn(async move {
-            if let Err(error) = store.settle_usage(&settlements, lease.as_deref()).await {
+            if let Err(error) = store.settle_usage(&settlements, &leases).await {
                 tracing::warn!(%error, "settling a gateway call's usage failed; its reservation stays counted");
             }
         });
@@ -140,14 +164,9 @@ fn clamp(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Tokens a request's text takes, estimated from its JSON at four bytes a token.
-fn prompt_estimate(endpoint: Endpoint, body: &Map<String, Value>) -> i64 {
-    let field = match endpoint {
-        Endpoint::ChatCompletions => "messages",
-        Endpoint::Completions => "prompt",
-        Endpoint::Embeddings => "input",
-    };
-    let bytes = body.get(field).map_or(0, |value| value.to_string().len());
+/// Tokens a request takes, estimated from its whole JSON (messages, tools, schemas) at four bytes a token.
+fn prompt_estimate(body: &Map<String, Value>) -> i64 {
+    let bytes = serde_json::to_vec(body).map_or(0, |text| text.len());
     clamp((bytes as u64).div_ceil(4) + 1)
 }
 
@@ -255,48 +274,54 @@ pub async fn admit(
         None => None,
     };
     let now = loopline_core::time::now_millis();
-    let prompt = prompt_estimate(endpoint, body);
+    let prompt = prompt_estimate(body);
     let asked = asked_output(body);
+    // `n` answers each take up to the output asked for (checked: 1 to 128).
+    let choices = body.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 128);
     let output = if endpoint == Endpoint::Embeddings {
         0
     } else {
-        asked.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS)
+        asked.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS).saturating_mul(choices)
     };
-    let tokens = prompt.saturating_add(clamp(asked.unwrap_or(0)));
+    let tokens = prompt
+        .saturating_add(clamp(asked.unwrap_or(0).saturating_mul(choices)))
+        .min(MAX_AMOUNT);
     let (input_price, output_price) = dearest(gateway, group);
     // Prices are dollars per million tokens: tokens times price is micro-dollars.
     let cost = (prompt as f64 * input_price + output as f64 * output_price).ceil();
     let cost = if cost.is_finite() {
-        cost.min(i64::MAX as f64) as i64
+        cost.min(MAX_AMOUNT as f64) as i64
     } else {
-        i64::MAX
+        MAX_AMOUNT
     };
     let key_subject = format!("key:{token_id}");
+    // The team's spend is tallied under its name even when it has no limits of its own.
+    let team_subject = key.team.as_ref().map(|team| format!("team:{team}"));
     let mut claims = Vec::new();
     claims_of(&key_subject, &key.limits, now, tokens, cost, &mut claims);
-    if let Some(team) = &team {
-        claims_of(
-            &format!("team:{}", team.team),
-            &team.limits,
-            now,
-            tokens,
-            cost,
-            &mut claims,
-        );
+    if let (Some(team), Some(subject)) = (&team, &team_subject) {
+        claims_of(subject, &team.limits, now, tokens, cost, &mut claims);
     }
-    let lease = key.limits.max_parallel.map(|limit| UsageLease {
-        lease_id: uuid_text(),
-        subject: key_subject.clone(),
-        limit,
-        expires_time: now + LEASE_MILLIS,
-    });
-    let levels = match store
-        .reserve_usage(&claims, lease.as_ref(), now)
-        .await
-        .map_err(unavailable)?
-    {
+    let mut leases = Vec::new();
+    for (subject, limit) in [
+        (Some(&key_subject), key.limits.max_parallel),
+        (
+            team_subject.as_ref(),
+            team.as_ref().and_then(|team| team.limits.max_parallel),
+        ),
+    ] {
+        if let (Some(subject), Some(limit)) = (subject, limit) {
+            leases.push(UsageLease {
+                lease_id: uuid_text(),
+                subject: subject.clone(),
+                limit,
+                expires_time: now + LEASE_MILLIS,
+            });
+        }
+    }
+    let levels = match store.reserve_usage(&claims, &leases, now).await.map_err(unavailable)? {
         Reservation::Granted(levels) => levels,
-        Reservation::Refused(index) => return Err(refusal(&claims, index, now, &key, team.as_ref())),
+        Reservation::Refused(index) => return Err(refusal(&claims, &leases, index, now, &key, team.as_ref())),
     };
     let mut headers = Vec::new();
     let reset = ((MINUTE - now.rem_euclid(MINUTE)) as f64 / 1000.0).ceil();
@@ -328,9 +353,10 @@ pub async fn admit(
         .collect();
     let settler = Settler {
         store: store.clone(),
-        pending: Mutex::new(Some((held, lease.map(|lease| lease.lease_id)))),
+        pending: Mutex::new(Some((held, leases.into_iter().map(|lease| lease.lease_id).collect()))),
         prompt_estimate: prompt,
         model: model.to_string(),
+        tallied: std::iter::once(key_subject).chain(team_subject).collect(),
     };
     Ok(Admitted {
         headers,
@@ -360,33 +386,46 @@ fn reset_header(name: &str) -> &'static str {
     }
 }
 
-/// The 429 for the claim that would pass its limit (the lease when `index` is past the claims).
+/// The 429 for the claim that would pass its limit (a lease when `index` is past the claims).
 fn refusal(
     claims: &[UsageClaim],
+    leases: &[UsageLease],
     index: usize,
     now: i64,
     key: &GatewayKey,
     team: Option<&loopline_metadata_store::GatewayTeam>,
 ) -> OpenAiError {
+    let whose = |subject: &str| match (subject.strip_prefix("team:"), team) {
+        (Some(name), Some(_)) => format!("the team '{name}'"),
+        _ => "this key".to_string(),
+    };
     let Some(claim) = claims.get(index) else {
+        let lease = &leases[(index - claims.len()).min(leases.len().saturating_sub(1))];
         return too_many(
             format!(
-                "This key already has {} calls in flight, its limit; retry when one ends.",
-                key.limits.max_parallel.unwrap_or(0)
+                "{} already has {} calls in flight, its limit; retry when one ends.",
+                capitalized(&whose(&lease.subject)),
+                lease.limit
             ),
             "rate_limit_exceeded",
             1,
         );
     };
-    let whose = match (claim.subject.strip_prefix("team:"), team) {
-        (Some(name), Some(_)) => format!("the team '{name}'"),
-        _ => "this key".to_string(),
-    };
+    let whose = whose(&claim.subject);
     let limit = claim.limit.unwrap_or(0);
     let to_next_minute = ((MINUTE - now.rem_euclid(MINUTE)) as u64).div_ceil(1000);
     match claim.kind.as_str() {
         "requests" => too_many(
             format!("Rate limit reached for {whose}: {limit} requests per minute."),
+            "rate_limit_exceeded",
+            to_next_minute,
+        ),
+        "tokens" if claim.amount > limit => too_many(
+            format!(
+                "This request needs about {} tokens, more than {whose}'s limit of {limit} tokens per minute; \
+                 send a smaller request or a lower max_tokens.",
+                claim.amount
+            ),
             "rate_limit_exceeded",
             to_next_minute,
         ),
@@ -399,30 +438,37 @@ fn refusal(
             to_next_minute,
         ),
         _ => {
-            let (_, end) = period(
-                if claim.window == 0 {
-                    "total"
-                } else {
-                    budget_period_of(claim, key, team)
-                },
-                now,
-            );
+            let (_, end) = period(budget_period_of(claim, key, team), now);
             let wait = if end == i64::MAX {
                 86_400
             } else {
                 ((end - now).max(1000) / 1000) as u64
             };
-            too_many(
+            let message = if claim.amount > limit {
                 format!(
-                    "The budget of {whose} is spent: ${:.6} per period, and this request may cost up to ${:.6}.",
-                    limit as f64 / 1e6,
-                    claim.amount as f64 / 1e6
-                ),
-                "insufficient_quota",
-                wait,
-            )
+                    "This request may cost up to ${:.6}, more than the budget of {whose} (${:.6} per period); \
+                     send a smaller request or a lower max_tokens.",
+                    claim.amount as f64 / 1e6,
+                    limit as f64 / 1e6
+                )
+            } else {
+                format!(
+                    "This request may cost up to ${:.6}, which would pass the budget of {whose} (${:.6} per \
+                     period, counting what calls used and hold).",
+                    claim.amount as f64 / 1e6,
+                    limit as f64 / 1e6
+                )
+            };
+            too_many(message, "insufficient_quota", wait)
         }
     }
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
 }
 
 fn budget_period_of<'a>(

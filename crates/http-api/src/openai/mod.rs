@@ -248,14 +248,26 @@ fn stream_response(pieces: loopline_llm_gateway::gateway::PieceStream) -> Respon
     response
 }
 
-/// The models a caller may use (all of them without auth).
-fn visible(gateway: &Gateway, principal: Option<&Principal>) -> Vec<Value> {
-    gateway
+/// The models a caller may use (all of them without auth; a gateway key's own list narrows them).
+async fn visible(api: &GatewayApi, principal: Option<&Principal>) -> Vec<String> {
+    let allowed = match principal.and_then(|caller| caller.token_id.as_deref()) {
+        Some(token_id) => api
+            .store
+            .get_gateway_key(token_id)
+            .await
+            .ok()
+            .flatten()
+            .map(|key| key.models)
+            .filter(|models| !models.is_empty()),
+        None => None,
+    };
+    api.gateway
         .config()
         .models
         .iter()
         .filter(|model| principal.is_none_or(|caller| caller.may(GATEWAY_ENDPOINT, Some(&model.name), Level::Use)))
-        .map(|model| model_object(&model.name))
+        .filter(|model| allowed.as_ref().is_none_or(|allowed| allowed.contains(&model.name)))
+        .map(|model| model.name.clone())
         .collect()
 }
 
@@ -265,15 +277,18 @@ fn model_object(name: &str) -> Value {
 
 async fn list_models(State(api): State<Arc<GatewayApi>>, request: Request) -> Response {
     let principal = request.extensions().get::<Principal>();
-    axum::Json(json!({"object": "list", "data": visible(&api.gateway, principal)})).into_response()
+    let models: Vec<Value> = visible(&api, principal)
+        .await
+        .iter()
+        .map(|name| model_object(name))
+        .collect();
+    axum::Json(json!({"object": "list", "data": models})).into_response()
 }
 
 async fn get_model(State(api): State<Arc<GatewayApi>>, Path(id): Path<String>, request: Request) -> Response {
     let principal = request.extensions().get::<Principal>();
     let id = id.trim_start_matches('/');
-    if api.gateway.config().model(id).is_none()
-        || principal.is_some_and(|caller| !caller.may(GATEWAY_ENDPOINT, Some(id), Level::Use))
-    {
+    if !visible(&api, principal).await.iter().any(|name| name == id) {
         return OpenAiError::model_not_found(id).into_response();
     }
     axum::Json(model_object(id)).into_response()

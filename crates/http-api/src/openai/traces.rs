@@ -19,6 +19,8 @@ use tokio::sync::mpsc;
 
 /// Records waiting to be written.
 const QUEUE: usize = 1024;
+/// The most records written in one transaction.
+const BATCH: usize = 64;
 
 /// The trace writer the gateway tells of each call.
 pub struct GatewayTraces {
@@ -32,7 +34,14 @@ impl GatewayTraces {
         let (queue, mut records) = mpsc::channel::<CallRecord>(QUEUE);
         tokio::spawn(async move {
             let mut known: Option<Experiment> = None;
-            while let Some(record) = records.recv().await {
+            while let Some(first) = records.recv().await {
+                // What waits is written together: one transaction for many traces.
+                let mut batch = vec![first];
+                while batch.len() < BATCH
+                    && let Ok(record) = records.try_recv()
+                {
+                    batch.push(record);
+                }
                 let target = match &known {
                     Some(target) => target.clone(),
                     None => match experiment_named(store.as_ref(), &experiment).await {
@@ -43,9 +52,14 @@ impl GatewayTraces {
                         }
                     },
                 };
-                let request = export_request(&record);
+                let request = ExportTraceServiceRequest {
+                    resource_spans: batch
+                        .iter()
+                        .flat_map(|record| export_request(record).resource_spans)
+                        .collect(),
+                };
                 if let Err(error) = crate::otlp::store_spans(store.as_ref(), &target, &request).await {
-                    tracing::warn!(%error, model = %record.model, "a gateway trace could not be stored");
+                    tracing::warn!(%error, traces = batch.len(), "gateway traces could not be stored");
                     // The experiment may have been deleted: look it up again next time.
                     known = None;
                 }

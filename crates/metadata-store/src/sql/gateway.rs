@@ -172,12 +172,7 @@ impl GatewayKeyStore for SqlStore {
         Ok(())
     }
 
-    async fn reserve_usage(
-        &self,
-        claims: &[UsageClaim],
-        lease: Option<&UsageLease>,
-        now: i64,
-    ) -> StoreResult<Reservation> {
+    async fn reserve_usage(&self, claims: &[UsageClaim], leases: &[UsageLease], now: i64) -> StoreResult<Reservation> {
         let mut order: Vec<usize> = (0..claims.len()).collect();
         order.sort_by(|&a, &b| {
             let key = |claim: &UsageClaim| (claim.subject.clone(), claim.kind.clone(), claim.window);
@@ -241,7 +236,9 @@ impl GatewayKeyStore for SqlStore {
                     .await?;
             }
         }
-        if let Some(lease) = lease {
+        let mut ordered: Vec<(usize, &UsageLease)> = leases.iter().enumerate().collect();
+        ordered.sort_by(|a, b| a.1.subject.cmp(&b.1.subject));
+        for (index, lease) in ordered {
             // The subject's `parallel` row is locked first: racing leases of one subject take turns.
             sqlx::query(
                 "INSERT INTO gateway_usage (subject, kind, window_start, used, reserved) VALUES ($1, 'parallel', 0, 0, 0) \
@@ -266,7 +263,7 @@ impl GatewayKeyStore for SqlStore {
                 .integer("n")?;
             if held >= lease.limit {
                 transaction.rollback().await?;
-                return Ok(Reservation::Refused(claims.len()));
+                return Ok(Reservation::Refused(claims.len() + index));
             }
             sqlx::query("INSERT INTO gateway_leases (lease_id, subject, expires_time) VALUES ($1, $2, $3)")
                 .bind(lease.lease_id.clone())
@@ -279,7 +276,7 @@ impl GatewayKeyStore for SqlStore {
         Ok(Reservation::Granted(levels))
     }
 
-    async fn settle_usage(&self, settlements: &[UsageSettlement], lease_id: Option<&str>) -> StoreResult<()> {
+    async fn settle_usage(&self, settlements: &[UsageSettlement], lease_ids: &[String]) -> StoreResult<()> {
         let mut sorted: Vec<&UsageSettlement> = settlements.iter().collect();
         sorted.sort_by(|a, b| (&a.subject, &a.kind, a.window).cmp(&(&b.subject, &b.kind, b.window)));
         let _writer = self.writer_guard().await;
@@ -307,9 +304,9 @@ impl GatewayKeyStore for SqlStore {
             .execute(&mut *transaction)
             .await?;
         }
-        if let Some(lease_id) = lease_id {
+        for lease_id in lease_ids {
             sqlx::query("DELETE FROM gateway_leases WHERE lease_id = $1")
-                .bind(lease_id.to_string())
+                .bind(lease_id.clone())
                 .execute(&mut *transaction)
                 .await?;
         }

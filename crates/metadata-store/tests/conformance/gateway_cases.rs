@@ -35,14 +35,14 @@ pub async fn gateway_usage_is_reserved_all_or_nothing_and_settled(store: &SqlSto
         claim("team:t", "spend", 60, Some(50)),
     ];
     assert_eq!(
-        store.reserve_usage(&both, None, 0).await.unwrap(),
+        store.reserve_usage(&both, &[], 0).await.unwrap(),
         Reservation::Refused(1)
     );
     assert_eq!(level(store, "key:k", "spend").await, (0, 0), "nothing was reserved");
-    let granted = store.reserve_usage(&both[..1], None, 0).await.unwrap();
+    let granted = store.reserve_usage(&both[..1], &[], 0).await.unwrap();
     assert_eq!(granted, Reservation::Granted(vec![60]));
     assert_eq!(
-        store.reserve_usage(&both[..1], None, 0).await.unwrap(),
+        store.reserve_usage(&both[..1], &[], 0).await.unwrap(),
         Reservation::Refused(0),
         "60 + 60 would pass 100"
     );
@@ -53,16 +53,16 @@ pub async fn gateway_usage_is_reserved_all_or_nothing_and_settled(store: &SqlSto
         reserved: 60,
         actual: 25,
     };
-    store.settle_usage(&[settle], None).await.unwrap();
+    store.settle_usage(&[settle], &[]).await.unwrap();
     assert_eq!(level(store, "key:k", "spend").await, (25, 0));
     assert_eq!(
-        store.reserve_usage(&both[..1], None, 0).await.unwrap(),
+        store.reserve_usage(&both[..1], &[], 0).await.unwrap(),
         Reservation::Granted(vec![85])
     );
     // A tally without a limit always passes.
     let tally = [claim("model:m", "spend", 1_000, None)];
     assert!(matches!(
-        store.reserve_usage(&tally, None, 0).await.unwrap(),
+        store.reserve_usage(&tally, &[], 0).await.unwrap(),
         Reservation::Granted(_)
     ));
     // Keys and teams are kept and replaced.
@@ -93,7 +93,7 @@ pub async fn racing_reservations_never_pass_a_limit(store: &SqlStore) {
             claim("key:race", "requests", 1, Some(10)),
             claim("team:race", "tokens", 7, Some(70)),
         ];
-        store.reserve_usage(&claims, None, 0).await.unwrap()
+        store.reserve_usage(&claims, &[], 0).await.unwrap()
     });
     let answers = futures::future::join_all(racers).await;
     let granted = answers
@@ -106,7 +106,7 @@ pub async fn racing_reservations_never_pass_a_limit(store: &SqlStore) {
     // Leases: at most two in flight; ending one frees a place; a lapsed one frees its place too.
     let takers = (0..6).map(|index| async move {
         store
-            .reserve_usage(&[], Some(&lease(&format!("l{index}"), 2, 1_000)), 0)
+            .reserve_usage(&[], &[lease(&format!("l{index}"), 2, 1_000)], 0)
             .await
             .unwrap()
     });
@@ -116,19 +116,16 @@ pub async fn racing_reservations_never_pass_a_limit(store: &SqlStore) {
         .collect();
     assert_eq!(held.len(), 2, "{taken:?}");
     assert_eq!(
-        store.reserve_usage(&[], Some(&lease("x", 2, 1_000)), 0).await.unwrap(),
+        store.reserve_usage(&[], &[lease("x", 2, 1_000)], 0).await.unwrap(),
         Reservation::Refused(0)
     );
-    store.settle_usage(&[], Some(&format!("l{}", held[0]))).await.unwrap();
+    store.settle_usage(&[], &[format!("l{}", held[0])]).await.unwrap();
     assert_eq!(
-        store.reserve_usage(&[], Some(&lease("y", 2, 1_000)), 0).await.unwrap(),
+        store.reserve_usage(&[], &[lease("y", 2, 1_000)], 0).await.unwrap(),
         Reservation::Granted(vec![])
     );
     assert_eq!(
-        store
-            .reserve_usage(&[], Some(&lease("z", 2, 5_000)), 2_000)
-            .await
-            .unwrap(),
+        store.reserve_usage(&[], &[lease("z", 2, 5_000)], 2_000).await.unwrap(),
         Reservation::Granted(vec![])
     );
 }

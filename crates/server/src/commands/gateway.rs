@@ -144,6 +144,9 @@ impl LimitArgs {
             set("max_parallel", json!(parallel));
         }
         if let Some(budget) = self.budget_usd {
+            if !budget.is_finite() || budget <= 0.0 {
+                return Err(format!("--budget-usd {budget}: a number of US dollars above 0"));
+            }
             set("budget_usd", json!(budget));
         }
         if let Some(period) = self.budget_period {

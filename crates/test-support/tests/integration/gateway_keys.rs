@@ -94,23 +94,11 @@ async fn chat(server: &TestServer, key: &str, model: &str) -> Reply {
 /// The key's record once no reservation is left (settlement runs after the answer is sent).
 async fn settled(server: &TestServer, token_id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let path = format!("/api/loopline/v1/gateway/keys/{token_id}");
     loop {
-        let (_, spend) = json_request(
-            server,
-            "GET",
-            "/api/loopline/v1/gateway/spend",
-            Some(&admin()),
-            &json!({}),
-        )
-        .await;
-        let pending = spend["keys"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|row| row["reserved_usd"].as_f64().unwrap_or(0.0) > 0.0);
-        if !pending || Instant::now() > deadline {
-            let path = format!("/api/loopline/v1/gateway/keys/{token_id}");
-            return json_request(server, "GET", &path, Some(&admin()), &json!({})).await.1;
+        let (_, record) = json_request(server, "GET", &path, Some(&admin()), &json!({})).await;
+        if record["reserved_usd"].as_f64().unwrap_or(0.0) == 0.0 || Instant::now() > deadline {
+            return record;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -174,9 +162,15 @@ async fn a_key_calls_its_models_within_its_limits_until_revoked() {
     .await;
     assert_eq!(
         spend["models"][0],
-        json!({"model": "chat", "spend_usd": 0.024, "reserved_usd": 0.0}),
+        json!({"model": "chat", "spend_usd": 0.024}),
         "{spend}"
     );
+    assert_eq!(
+        spend["teams"][0],
+        json!({"team": "search", "spend_usd": 0.024}),
+        "{spend}"
+    );
+    assert_eq!(spend["keys"][0]["spend_usd"], 0.024, "{spend}");
     // The key is a token only for calling models.
     let (status, _) = json_request(
         &server,
@@ -211,7 +205,7 @@ async fn a_spent_budget_and_a_team_limit_refuse_in_each_apis_shape() {
     let server = server(data.path(), "", &data.path().join("artifacts"), &fake).await;
     start_of_a_minute().await;
     // Each call reserves what it may cost at most (its prompt estimate and 3 output tokens) and costs $0.008.
-    let (key, token_id) = new_key(&server, json!({"budget_usd": 0.03, "budget_period": "day"})).await;
+    let (key, token_id) = new_key(&server, json!({"budget_usd": 0.05, "budget_period": "day"})).await;
     let mut answered = 0;
     loop {
         let reply = chat(&server, &key, "chat").await;
@@ -227,7 +221,7 @@ async fn a_spent_budget_and_a_team_limit_refuse_in_each_apis_shape() {
     }
     let record = settled(&server, &token_id).await;
     let spent = record["spend_usd"].as_f64().unwrap();
-    assert!(spent <= 0.03 && answered >= 2, "{answered} calls, ${spent}");
+    assert!(spent <= 0.05 && answered >= 2, "{answered} calls, ${spent}");
     // Anthropic's API is refused in its shape.
     let response = reqwest::Client::new()
         .post(server.url("/v1/messages"))
@@ -329,4 +323,98 @@ async fn budgets_and_rates_hold_across_two_replicas_under_64_concurrent_calls() 
     let answered = replies.iter().filter(|reply| reply.status == 200).count();
     assert_eq!(answered, 10, "requests per minute held across replicas");
     assert!(replies.iter().all(|reply| reply.status == 200 || reply.status == 429));
+}
+
+#[tokio::test]
+async fn streams_are_charged_without_usage_or_when_left_and_teams_cap_calls_in_flight() {
+    use loopline_test_support::fake_llm::Pace;
+    let fake = FakeLlm::start_paced(
+        None,
+        0,
+        Pace {
+            latency: Duration::from_millis(1500),
+            token_gap: Duration::from_millis(300),
+        },
+    )
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path(), "", &data.path().join("artifacts"), &fake).await;
+    let (key, token_id) = new_key(&server, json!({"budget_usd": 10})).await;
+    let stream = |max_tokens: u64| json!({"model": "chat", "stream": true, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]});
+    // A stream without a usage chunk is priced from its text (four characters a token) and the prompt estimate.
+    let answer = reqwest::Client::new()
+        .post(server.url("/v1/chat/completions"))
+        .header("authorization", &key)
+        .json(&stream(3))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.text().await.unwrap();
+    let spent = settled(&server, &token_id).await["spend_usd"].as_f64().unwrap();
+    assert!(spent > 0.0, "a stream without usage cost nothing");
+    // A stream the caller leaves before its end costs what it reserved (the provider may go on).
+    let left = reqwest::Client::new()
+        .post(server.url("/v1/chat/completions"))
+        .header("authorization", &key)
+        .json(&stream(1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.status(), 200);
+    drop(left);
+    let after = settled(&server, &token_id).await["spend_usd"].as_f64().unwrap();
+    assert!(
+        after - spent >= 1000.0 * 1000.0 / 1e6,
+        "left stream charged ${}",
+        after - spent
+    );
+    // Floats, negatives and absurd sizes are refused before anything is reserved.
+    for bad in [json!(100000.0), json!(-1), json!(9223372036854775807u64)] {
+        let mut body = stream(1);
+        body["max_tokens"] = bad;
+        let reply = reqwest::Client::new()
+            .post(server.url("/v1/chat/completions"))
+            .header("authorization", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 400);
+    }
+    // A team's calls in flight: two at once, whoever's key.
+    let (status, _) = json_request(
+        &server,
+        "PUT",
+        "/api/loopline/v1/gateway/teams/slow",
+        Some(&admin()),
+        &json!({"max_parallel": 2}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (first, _) = new_key(&server, json!({"team": "slow"})).await;
+    let (second, _) = new_key(&server, json!({"team": "slow"})).await;
+    let calls = (0..5).map(|index| {
+        let key = if index % 2 == 0 { first.clone() } else { second.clone() };
+        let server = &server;
+        async move { chat(server, &key, "chat").await }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let answered = replies.iter().filter(|reply| reply.status == 200).count();
+    assert_eq!(
+        answered,
+        2,
+        "{:?}",
+        replies.iter().map(|reply| reply.status).collect::<Vec<_>>()
+    );
+    let refused = replies.iter().find(|reply| reply.status == 429).unwrap();
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("The team 'slow'"),
+        "{}",
+        refused.body
+    );
 }
