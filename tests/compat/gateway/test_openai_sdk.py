@@ -4,6 +4,8 @@ streams, tool calls, embeddings in the SDK's default base64 form, models, fallba
 byte, a stream that breaks after it started, OpenAI's error classes, and auth with a Loopline token."""
 
 import json
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from loopline_process import LooplineProcess, free_port  # noqa: E402
+from loopline_process import LooplineProcess, binary, free_port  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_provider import Fake  # noqa: E402
@@ -201,6 +203,20 @@ models:
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{server.url}/v1", api_key="llt_not_a_real_token", max_retries=0) \
                 .chat.completions.create(model="allowed", messages=MESSAGES)
+        # A gateway key: two requests a minute, then the SDK's own RateLimitError with OpenAI's headers.
+        made = subprocess.run([binary(), "gateway", "keys", "create", "--user", "app", "--models", "allowed",
+                               "--rpm", "2"], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "MLFLOW_TRACKING_URI": server.url, "MLFLOW_TRACKING_USERNAME": "admin",
+                                   "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD})
+        assert made.returncode == 0, made.stderr
+        keyed = openai.OpenAI(base_url=f"{server.url}/v1", api_key=made.stdout.strip(), max_retries=0)
+        first = keyed.chat.completions.with_raw_response.create(model="allowed", messages=MESSAGES)
+        assert first.headers["x-ratelimit-limit-requests"] == "2"
+        keyed.chat.completions.create(model="allowed", messages=MESSAGES)
+        with pytest.raises(openai.RateLimitError) as limited:
+            keyed.chat.completions.create(model="allowed", messages=MESSAGES)
+        assert limited.value.code == "rate_limit_exceeded"
+        assert int(limited.value.response.headers["retry-after"]) >= 1
     finally:
         assert server.stop() == 0
         fake.stop()
