@@ -319,12 +319,11 @@ async fn update_key(ctx: Ctx, token_id: String) -> Result<Value, ApiError> {
     Ok(key_json(&lookup(&ctx).await?, &key))
 }
 
-/// DELETE: revokes the key's token and forgets its limits (its spend stays in the ledger).
+/// DELETE: revokes the key's token for good; the key stays listed, marked revoked, with its spend.
 async fn revoke_key(ctx: Ctx, token_id: String) -> Result<Value, ApiError> {
     ctx.require_admin()?;
     find_key(&ctx, &token_id).await?;
     ctx.api.access.revoke_token(&token_id).await.map_err(store_error)?;
-    ctx.api.store.delete_gateway_key(&token_id).await.map_err(store_error)?;
     Ok(json!({"token_id": token_id, "revoked": true}))
 }
 

@@ -112,10 +112,7 @@ impl Settler {
                 actual: actual(held),
             })
             .collect();
-        let charged = held
-            .iter()
-            .find(|held| held.kind == "spend")
-            .map_or(spend, actual);
+        let charged = held.iter().find(|held| held.kind == "spend").map_or(spend, actual);
         if charged > 0 {
             let day = period("day", loopline_core::time::now_millis()).0;
             for subject in self.tallied.iter().cloned().chain([format!("model:{}", self.model)]) {
@@ -220,7 +217,8 @@ fn claim(subject: &str, kind: &str, window: i64, amount: i64, limit: Option<i64>
     }
 }
 
-fn too_many(message: String, code: &'static str, retry_after: u64) -> OpenAiError {
+/// A 429; `retry_after` when waiting can help (a request larger than the limit itself says none).
+fn too_many(message: String, code: &'static str, retry_after: Option<u64>) -> OpenAiError {
     OpenAiError {
         status: StatusCode::TOO_MANY_REQUESTS,
         message,
@@ -231,7 +229,7 @@ fn too_many(message: String, code: &'static str, retry_after: u64) -> OpenAiErro
         },
         param: None,
         code: Some(code),
-        retry_after: Some(retry_after.max(1)),
+        retry_after: retry_after.map(|seconds| seconds.max(1)),
     }
 }
 
@@ -408,7 +406,7 @@ fn refusal(
                 lease.limit
             ),
             "rate_limit_exceeded",
-            1,
+            Some(1),
         );
     };
     let whose = whose(&claim.subject);
@@ -418,7 +416,7 @@ fn refusal(
         "requests" => too_many(
             format!("Rate limit reached for {whose}: {limit} requests per minute."),
             "rate_limit_exceeded",
-            to_next_minute,
+            Some(to_next_minute),
         ),
         "tokens" if claim.amount > limit => too_many(
             format!(
@@ -427,7 +425,7 @@ fn refusal(
                 claim.amount
             ),
             "rate_limit_exceeded",
-            to_next_minute,
+            None,
         ),
         "tokens" => too_many(
             format!(
@@ -435,10 +433,17 @@ fn refusal(
                 claim.amount
             ),
             "rate_limit_exceeded",
-            to_next_minute,
+            Some(to_next_minute),
         ),
         _ => {
-            let (_, end) = period(budget_period_of(claim, key, team), now);
+            let budget_period = budget_period_of(claim, key, team);
+            let (_, end) = period(budget_period, now);
+            let per = match budget_period {
+                "day" => "a day",
+                "week" => "a week",
+                "month" => "a month",
+                _ => "in all",
+            };
             let wait = if end == i64::MAX {
                 86_400
             } else {
@@ -446,20 +451,22 @@ fn refusal(
             };
             let message = if claim.amount > limit {
                 format!(
-                    "This request may cost up to ${:.6}, more than the budget of {whose} (${:.6} per period); \
+                    "This request may cost up to ${:.6}, more than the budget of {whose} (${:.6} {}); \
                      send a smaller request or a lower max_tokens.",
                     claim.amount as f64 / 1e6,
-                    limit as f64 / 1e6
+                    limit as f64 / 1e6,
+                    per
                 )
             } else {
                 format!(
-                    "This request may cost up to ${:.6}, which would pass the budget of {whose} (${:.6} per \
-                     period, counting what calls used and hold).",
+                    "This request may cost up to ${:.6}, which would pass the budget of {whose} (${:.6} {}, \
+                     counting what calls used and hold).",
                     claim.amount as f64 / 1e6,
-                    limit as f64 / 1e6
+                    limit as f64 / 1e6,
+                    per
                 )
             };
-            too_many(message, "insufficient_quota", wait)
+            too_many(message, "insufficient_quota", (claim.amount <= limit).then_some(wait))
         }
     }
 }
