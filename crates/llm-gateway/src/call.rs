@@ -45,6 +45,7 @@ impl Gateway {
             price: None,
             answer_chars: 0,
             similarity: None,
+            user: options.user.clone(),
         };
         // Input guardrails first: the cache and the record see the request as the provider would.
         if !group.guards.is_empty() {

@@ -163,6 +163,8 @@ pub struct CallOptions {
     /// Told of this call's record once it ends (a stream: when it ends or the caller leaves), once; the
     /// caller's limits settle what it used.
     pub settle: Option<Arc<dyn CallObserver>>,
+    /// The signed-in caller's name, for the trace (`mlflow.trace.user`).
+    pub user: Option<String>,
 }
 
 /// The gateway.

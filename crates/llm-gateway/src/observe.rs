@@ -76,6 +76,8 @@ pub struct CallRecord {
     pub answer_chars: u64,
     /// A semantic cache hit's similarity.
     pub similarity: Option<f32>,
+    /// The signed-in caller.
+    pub user: Option<String>,
 }
 
 impl CallRecord {

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import openai
@@ -178,6 +179,7 @@ providers: [{{name: local, kind: openai-compatible, base_url: "{fake.base_url}"}
 models:
   - {{name: allowed, deployments: [{{provider: local, model: a}}]}}
   - {{name: other, deployments: [{{provider: local, model: b}}]}}
+settings: {{traces: true}}
 """)
     port = free_port()
     server = LooplineProcess(["server", "--port", str(port), "--data-dir", str(directory / "data"), "--auth", "basic,token",
@@ -217,6 +219,23 @@ models:
             keyed.chat.completions.create(model="allowed", messages=MESSAGES)
         assert limited.value.code == "rate_limit_exceeded"
         assert int(limited.value.response.headers["retry-after"]) >= 1
+        # With auth on and traces asked for, each trace names its caller as MLflow's `mlflow.trace.user`.
+        os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD)
+        try:
+            users = set()
+            for _ in range(100):
+                import mlflow
+                mlflow.set_tracking_uri(server.url)
+                experiment = mlflow.get_experiment_by_name("loopline-gateway")
+                traces = mlflow.search_traces(locations=[experiment.experiment_id], return_type="list") \
+                    if experiment else []
+                users = {trace.info.trace_metadata.get("mlflow.trace.user") for trace in traces}
+                if "app" in users:
+                    break
+                time.sleep(0.1)
+            assert users == {"app"}, users
+        finally:
+            del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
     finally:
         assert server.stop() == 0
         fake.stop()

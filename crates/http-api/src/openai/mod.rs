@@ -185,6 +185,10 @@ pub(crate) fn call_options(request: &Request) -> CallOptions {
         no_cache: directives.iter().any(|directive| directive == "no-cache"),
         no_store: directives.iter().any(|directive| directive == "no-store"),
         settle: None,
+        user: request
+            .extensions()
+            .get::<Principal>()
+            .map(|principal| principal.username.clone()),
     }
 }
 

@@ -182,6 +182,10 @@ fn export_request(record: &CallRecord) -> ExportTraceServiceRequest {
             attributes.push(json_text("mlflow.llm.provider", &json!(provider)));
         }
     }
+    if let Some(user) = &record.user {
+        // The trace's `mlflow.trace.user`, as MLflow's tracing sets it.
+        attributes.push(json_text("user.id", &json!(user)));
+    }
     if !record.guardrails.is_empty() {
         let events: Vec<Value> = record.guardrails.iter().map(|event| event.to_json()).collect();
         attributes.push(json_text("loopline.gateway.guardrails", &Value::Array(events)));
