@@ -74,18 +74,23 @@ pub struct Keep {
 /// The partition and text of a request (`None` when it has no text, or too much).
 pub fn query(endpoint: &str, scope: &str, request: &Map<String, Value>) -> Option<Query> {
     let mut text = String::new();
-    let mut rest = request.clone();
     for field in ["messages", "prompt"] {
-        if let Some(value) = rest.remove(field) {
-            collect_text(&value, &mut text);
+        if let Some(value) = request.get(field) {
+            collect_text(value, &mut text);
         }
     }
     if text.is_empty() || text.len() > MAX_TEXT_BYTES {
         return None;
     }
-    if matches!(rest.get("stream"), Some(Value::Bool(false) | Value::Null)) {
-        rest.remove("stream");
-    }
+    // Everything but the text, by reference (a request can be megabytes: it is not copied), keys in order.
+    let rest: std::collections::BTreeMap<&String, &Value> = request
+        .iter()
+        .filter(|(name, value)| match name.as_str() {
+            "messages" | "prompt" => false,
+            "stream" => !matches!(value, Value::Bool(false) | Value::Null),
+            _ => true,
+        })
+        .collect();
     let mut hasher = Sha256::new();
     for part in [endpoint.as_bytes(), &[0], scope.as_bytes(), &[0]] {
         hasher.update(part);
@@ -347,6 +352,26 @@ mod tests {
             cache.get(&partition, &unit(&[-1.0, 0.0]).unwrap(), 0.9).is_none(),
             "expired"
         );
+    }
+
+    proptest::proptest! {
+        /// Any request body, however nested, and any embedding answer are read without a panic, and bounded.
+        #[test]
+        fn hostile_requests_and_answers_are_read_safely(depth in 0usize..120, text in ".{0,64}", numbers in proptest::collection::vec(proptest::num::f64::ANY, 0..40)) {
+            let mut nested = json!(text);
+            for _ in 0..depth {
+                nested = json!([{"content": nested}]);
+            }
+            let request = json!({"model": "m", "messages": nested, "n": numbers.len()});
+            if let Some(query) = query("/c", "", request.as_object().unwrap()) {
+                proptest::prop_assert!(query.text.len() <= MAX_TEXT_BYTES);
+            }
+            let answer = json!({"data": [{"embedding": numbers}]});
+            if let Some(vector) = first_embedding(&answer).and_then(|vector| unit(&vector)) {
+                proptest::prop_assert!(vector.iter().all(|x| x.is_finite()));
+            }
+            let _ = first_embedding(&json!({"data": [{"embedding": text}]}));
+        }
     }
 
     #[test]

@@ -310,7 +310,7 @@ pub async fn admit(
     ] {
         if let (Some(subject), Some(limit)) = (subject, limit) {
             leases.push(UsageLease {
-                lease_id: uuid_text(),
+                lease_id: super::random_hex::<16>(),
                 subject: subject.clone(),
                 limit,
                 expires_time: now + LEASE_MILLIS,
@@ -499,11 +499,6 @@ fn unavailable(error: loopline_metadata_store::StoreError) -> OpenAiError {
         code: Some("limits_unavailable"),
         retry_after: Some(1),
     }
-}
-
-fn uuid_text() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -193,9 +193,13 @@ pub(crate) fn call_options(request: &Request) -> CallOptions {
 }
 
 fn request_id() -> String {
-    let bytes: [u8; 12] = rand::random();
-    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("req_{hex}")
+    format!("req_{}", random_hex::<12>())
+}
+
+/// `N` random bytes as hex (request ids, lease ids).
+pub(crate) fn random_hex<const N: usize>() -> String {
+    let bytes: [u8; N] = rand::random();
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Headers saying how the call was served: the gateway's own time (`x-loopline-overhead-ms`: the whole call
