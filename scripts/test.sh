@@ -4,8 +4,9 @@
 #      PostgreSQL, a local directory and an S3-compatible server;
 #   2. the MLflow compatibility suite (tests/compat/mlflow) with the real mlflow client from PyPI,
 #      once against SQLite + local artifacts and once against PostgreSQL + S3;
-#   3. the LLM gateway suite (tests/compat/gateway): the real openai SDK against the gateway in front of fake
-#      providers (the loopline-fake-llm example binary): streams, tools, embeddings, fallbacks, errors, tokens;
+#   3. the LLM gateway suite (tests/compat/gateway): the real openai and anthropic SDKs against the gateway in
+#      front of fake providers (the loopline-fake-llm example binary): streams, tools, embeddings, fallbacks,
+#      errors, tokens; and the stock mlflow client's AI-gateway store making secrets, models and endpoints;
 #   4. the serving suite (tests/compat/serving): every model of the test set (native XGBoost/LightGBM, ONNX
 #      exports, scikit-learn and custom pyfunc models in the Python worker) through tritonclient.http and
 #      requests, equal to mlflow.pyfunc / onnxruntime; `loopline serve` and `loopline predict` with models:/;
@@ -63,7 +64,7 @@ LOOPLINE_COMPAT_AUTH=basic "$PYTHON" -m pytest tests/compat/mlflow -q -p no:cach
 echo "==> auth with the real clients: the first admin's one-time code, OIDC ID tokens, loopback without auth"
 "$PYTHON" -m pytest tests/compat/auth -q -p no:cacheprovider -W ignore::DeprecationWarning
 
-echo "==> LLM gateway suite: the openai SDK against loopline in front of fake providers"
+echo "==> LLM gateway suite: the openai and anthropic SDKs and MLflow's gateway API against loopline in front of fake providers"
 "$PYTHON" -m pytest tests/compat/gateway -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 echo "==> serving suite: tritonclient, requests and mlflow.pyfunc against loopline server, serve and predict"

@@ -56,7 +56,7 @@ fn gateway_error(failure: GatewayError) -> Response {
     response
 }
 
-async fn messages(State(api): State<Arc<crate::openai::GatewayApi>>, request: Request) -> Response {
+pub(crate) async fn messages(State(api): State<Arc<crate::openai::GatewayApi>>, request: Request) -> Response {
     let started = Instant::now();
     let mut options = crate::openai::call_options(&request);
     let principal = request.extensions().get::<loopline_access::Principal>().cloned();
@@ -110,9 +110,10 @@ async fn messages(State(api): State<Arc<crate::openai::GatewayApi>>, request: Re
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
+    let gateway = api.gateway_for(&model).await;
     let admitted = match crate::openai::limits::admit(
         &api.store,
-        &api.gateway,
+        &gateway,
         principal.as_ref(),
         Endpoint::ChatCompletions,
         &chat,
@@ -123,7 +124,7 @@ async fn messages(State(api): State<Arc<crate::openai::GatewayApi>>, request: Re
         Err(refused) => return refusal(refused),
     };
     options.settle = admitted.settle;
-    let mut response = match api.gateway.call_with(Endpoint::ChatCompletions, chat, &options).await {
+    let mut response = match gateway.call_with(Endpoint::ChatCompletions, chat, &options).await {
         Ok((Answer::Json(completion), served)) => crate::openai::with_served(
             axum::Json(response_from_openai(&completion, &model)).into_response(),
             &served,

@@ -3,6 +3,7 @@
 //! its artifact proxy.
 
 pub mod access;
+pub mod ai_gateway;
 pub mod anthropic;
 pub mod error;
 pub mod extract;

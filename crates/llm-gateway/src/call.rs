@@ -20,7 +20,6 @@ impl Gateway {
     ) -> Result<(Answer, Served), GatewayError> {
         let name = crate::gateway::model_name(&body);
         let started = Instant::now();
-        let observer = self.observer.get().cloned();
         let Some(group_index) = self.config.model(&name) else {
             return Err(GatewayError::ModelNotFound(name));
         };
@@ -46,6 +45,7 @@ impl Gateway {
             answer_chars: 0,
             similarity: None,
             user: options.user.clone(),
+            experiment_id: group.trace_experiment_id.clone(),
         };
         // Input guardrails first: the cache and the record see the request as the provider would.
         if !group.guards.is_empty() {
@@ -62,7 +62,7 @@ impl Gateway {
         // The exact cache, when the model keeps answers and the caller allows it.
         let ttl = Some(group.cache_ttl).filter(|ttl| !ttl.is_zero() && !options.no_store);
         let cache_key = ttl.map(|_| crate::cache::key(endpoint.path(), &options.scope, &body));
-        if observer.is_some() {
+        if self.tracer(&record).is_some() {
             // The caller's request, kept as bounded text: a stream's record lives as long as it.
             record.request = kept_request(&body);
         }
@@ -227,6 +227,13 @@ impl Gateway {
         }
     }
 
+    /// Who traces this call, if anyone does.
+    fn tracer(&self, record: &CallRecord) -> Option<&Arc<dyn crate::observe::CallObserver>> {
+        self.observer
+            .get()
+            .filter(|observer| observer.records(record.experiment_id.is_some()))
+    }
+
     /// Records a whole answer's call and hands the answer back.
     fn answered(&self, mut record: CallRecord, started: Instant, value: Value, options: &CallOptions) -> Value {
         record.take_usage(&value);
@@ -236,7 +243,7 @@ impl Gateway {
         if let Some(settle) = &options.settle {
             settle.observe(record.clone());
         }
-        if let Some(observer) = self.observer.get() {
+        if let Some(observer) = self.tracer(&record) {
             record.response = Some(kept_answer(&value));
             observer.observe(record);
         }
@@ -254,7 +261,7 @@ impl Gateway {
         options: &CallOptions,
     ) -> PieceStream {
         record.first_token = Some(started.elapsed());
-        let observer = self.observer.get().cloned();
+        let observer = self.tracer(&record).cloned();
         observed(
             pieces,
             self.metrics.clone(),
@@ -283,7 +290,7 @@ impl Gateway {
         if let Some(settle) = &options.settle {
             settle.observe(record.clone());
         }
-        if let Some(observer) = self.observer.get() {
+        if let Some(observer) = self.tracer(&record) {
             record.error = Some(error.to_string());
             observer.observe(record);
         }

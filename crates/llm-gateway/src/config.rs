@@ -25,6 +25,11 @@ const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 pub struct Secret(String);
 
 impl Secret {
+    /// A key held as given.
+    pub fn new(key: String) -> Secret {
+        Secret(key)
+    }
+
     /// The key itself, to put in an upstream request's header.
     pub fn expose(&self) -> &str {
         &self.0
@@ -143,6 +148,10 @@ pub struct ModelGroup {
     pub strategy: crate::routing::Strategy,
     /// The semantic cache, when it has one.
     pub semantic: Option<crate::semantic::SemanticSettings>,
+    /// A group callers cannot name: one of an MLflow endpoint's fallback models.
+    pub hidden: bool,
+    /// The experiment its calls are traced in, when not the gateway's own (an MLflow endpoint's).
+    pub trace_experiment_id: Option<String>,
 }
 
 /// Consecutive failures after which a deployment rests, and for how long.
@@ -199,7 +208,7 @@ impl GatewayConfig {
 
     /// The group a caller's model name refers to.
     pub fn model(&self, name: &str) -> Option<usize> {
-        self.models.iter().position(|model| model.name == name)
+        self.models.iter().position(|model| model.name == name && !model.hidden)
     }
 
     /// Reads and checks a configuration file.
@@ -365,7 +374,7 @@ impl Default for Settings {
     }
 }
 
-fn default_timeout() -> u64 {
+pub(crate) fn default_timeout() -> u64 {
     600
 }
 fn default_retries() -> u32 {
@@ -642,6 +651,8 @@ impl ModelEntry {
             guards: crate::guardrails::Guards::default(),
             strategy: self.strategy,
             semantic,
+            hidden: false,
+            trace_experiment_id: None,
         })
     }
 }

@@ -199,6 +199,24 @@ impl Gateway {
         })
     }
 
+    /// A gateway over `config` sharing this one's connections, metrics, caches and observer: what a catalog
+    /// change installs (calls in flight finish on the one they began on).
+    pub fn reconfigured(&self, config: GatewayConfig) -> Gateway {
+        let observer = std::sync::OnceLock::new();
+        if let Some(current) = self.observer.get() {
+            let _ = observer.set(current.clone());
+        }
+        Gateway {
+            board: crate::routing::Board::new(&config),
+            config: Arc::new(config),
+            upstream: self.upstream.clone(),
+            metrics: self.metrics.clone(),
+            observer,
+            cache: self.cache.clone(),
+            semantic: self.semantic.clone(),
+        }
+    }
+
     /// The gateway's Prometheus families.
     pub fn metrics(&self) -> &GatewayMetrics {
         &self.metrics

@@ -5,9 +5,11 @@
 pub mod anthropic;
 pub mod cache;
 mod call;
+pub mod catalog;
 pub mod config;
 pub mod gateway;
 pub mod guardrails;
+pub mod live;
 pub mod metrics;
 pub mod observe;
 pub mod provider;

@@ -78,6 +78,8 @@ pub struct CallRecord {
     pub similarity: Option<f32>,
     /// The signed-in caller.
     pub user: Option<String>,
+    /// The experiment to trace the call in, when not the gateway's own (an MLflow endpoint's).
+    pub experiment_id: Option<String>,
 }
 
 impl CallRecord {
@@ -129,6 +131,10 @@ pub fn count(metrics: &GatewayMetrics, record: &CallRecord) {
 pub trait CallObserver: Send + Sync {
     /// A call ended.
     fn observe(&self, record: CallRecord);
+    /// Whether it wants calls of this kind: those traced in an MLflow endpoint's own experiment, or the rest.
+    fn records(&self, _endpoint_experiment: bool) -> bool {
+        true
+    }
 }
 
 /// The prompt and completion tokens an answer or chunk reports.

@@ -145,4 +145,11 @@ pub trait GatewayKeyStore: Send + Sync {
     async fn settle_usage(&self, settlements: &[UsageSettlement], lease_ids: &[String]) -> StoreResult<()>;
     /// The ledger's rows of `kind` with a window of at least `from_window`, by subject.
     async fn usage_rows(&self, kind: &str, from_window: i64) -> StoreResult<Vec<UsageRow>>;
+    /// The gateway catalog document and its generation (`None`: never written).
+    async fn gateway_catalog(&self) -> StoreResult<Option<(i64, String)>>;
+    /// The catalog's generation alone (0: never written).
+    async fn gateway_catalog_generation(&self) -> StoreResult<i64>;
+    /// Replaces the catalog with `body` as generation `expected + 1` if its generation is still `expected`
+    /// (0: never written); false when another writer came first (read it again and retry).
+    async fn put_gateway_catalog(&self, expected: i64, body: &str) -> StoreResult<bool>;
 }

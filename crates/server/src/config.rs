@@ -53,6 +53,22 @@ pub struct GatewayOptions {
     /// has no models.
     #[arg(long = "gateway-config", env = "LOOPLINE_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
+    /// URL schemes an MLflow gateway secret's `api_base` may use, comma-separated (MLflow's default: https).
+    #[arg(
+        long = "gateway-api-base-allowed-schemes",
+        env = "MLFLOW_GATEWAY_API_BASE_ALLOWED_SCHEMES",
+        value_delimiter = ',',
+        default_value = "https"
+    )]
+    pub api_base_allowed_schemes: Vec<String>,
+    /// Let an MLflow gateway secret's `api_base` point at private, loopback and link-local addresses (a local
+    /// vLLM or Ollama; off by default, as MLflow guards too).
+    #[arg(
+        long = "gateway-api-base-allow-private-addresses",
+        env = "MLFLOW_GATEWAY_API_BASE_ALLOW_PRIVATE_IPS",
+        default_value_t = false
+    )]
+    pub api_base_allow_private_addresses: bool,
 }
 
 impl GatewayOptions {

@@ -90,7 +90,8 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     monitoring.set_alias_gate(Arc::new(gates::RegistryGate(gate_service.clone())));
     monitoring.start();
     serving.extra_metrics.push(monitoring.clone());
-    let gateway = Arc::new(config.gateway.gateway()?);
+    let live = Arc::new(loopline_llm_gateway::live::LiveGateway::new(config.gateway.gateway()?));
+    let gateway = live.current();
     serving
         .extra_metrics
         .push(Arc::new(GatewayMetricsSource(gateway.clone())));
@@ -134,16 +135,41 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     );
     let access_metadata = metadata.clone();
     let gateway_metadata = metadata.clone();
+    let catalog_sync = Arc::new(loopline_http_api::ai_gateway::CatalogSync::new(
+        metadata.clone(),
+        live.clone(),
+        webhooks.sealer(),
+        loopline_http_api::webhooks::address::DestinationPolicy {
+            allowed_schemes: match config.gateway.api_base_allowed_schemes.as_slice() {
+                [] => vec!["https".to_string()],
+                schemes => schemes
+                    .iter()
+                    .map(|scheme| scheme.trim().to_ascii_lowercase())
+                    .collect(),
+            },
+            allow_private_addresses: config.gateway.api_base_allow_private_addresses,
+            own_addresses: Arc::default(),
+        },
+    ));
     let auth_on = config.auth.enabled();
-    match gateway.config().traces {
-        _ if gateway.config().models.is_empty() => {}
-        Some(true) => trace_gateway(&gateway, &metadata),
-        None if !auth_on => trace_gateway(&gateway, &metadata),
-        None => tracing::info!(
-            "gateway calls are not traced: with auth on, traces would hold every caller's prompts where the \
-             experiment's readers see them; set `settings: {{traces: true}}` and restrict the experiment to trace"
-        ),
-        Some(false) => {}
+    let trace_models = match gateway.config().traces {
+        Some(flag) => flag,
+        None if !auth_on => true,
+        None => {
+            tracing::info!(
+                "calls of the gateway configuration's models are not traced: with auth on, traces would hold every \
+                 caller's prompts where the experiment's readers see them; set `settings: {{traces: true}}` and \
+                 restrict the experiment to trace"
+            );
+            false
+        }
+    };
+    // MLflow endpoints with usage tracking are traced in their own experiments whatever the setting.
+    trace_gateway(&gateway, &metadata, trace_models);
+    // The MLflow catalog's endpoints are served from the start (after the trace writer is set, which the
+    // gateways a catalog installs share).
+    if let Err(error) = catalog_sync.refresh().await {
+        tracing::warn!(error = %error.message, "the MLflow gateway catalog could not be read; its endpoints are not served until it can be");
     }
     let state = AppState {
         tracking: TrackingService::new(metadata.clone()),
@@ -170,7 +196,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))
         .merge(log_browse)
-        .merge(gateway_routes(gateway, gateway_metadata))
+        .merge(gateway_routes(live, gateway_metadata, catalog_sync))
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
@@ -322,20 +348,35 @@ async fn guarded(
 }
 
 /// Every gateway call an MLflow trace in the configured experiment.
-fn trace_gateway(gateway: &loopline_llm_gateway::Gateway, metadata: &Arc<dyn loopline_metadata_store::MetadataStore>) {
+fn trace_gateway(
+    gateway: &loopline_llm_gateway::Gateway,
+    metadata: &Arc<dyn loopline_metadata_store::MetadataStore>,
+    models: bool,
+) {
     gateway.set_observer(Arc::new(loopline_http_api::openai::traces::GatewayTraces::start(
         metadata.clone(),
         gateway.config().trace_experiment.clone(),
+        models,
     )));
 }
 
-/// OpenAI's and Anthropic's APIs over one gateway.
+/// OpenAI's and Anthropic's APIs over one gateway, and MLflow's AI-gateway API that adds endpoints to it.
 fn gateway_routes(
-    gateway: Arc<loopline_llm_gateway::Gateway>,
+    live: Arc<loopline_llm_gateway::live::LiveGateway>,
     store: Arc<dyn loopline_metadata_store::MetadataStore>,
+    sync: Arc<loopline_http_api::ai_gateway::CatalogSync>,
 ) -> axum::Router {
-    let api = Arc::new(loopline_http_api::openai::GatewayApi { gateway, store });
-    loopline_http_api::openai::routes(api.clone()).merge(loopline_http_api::anthropic::routes(api))
+    use loopline_http_api::ai_gateway::{discovery, invoke, management};
+    let api = Arc::new(loopline_http_api::openai::GatewayApi {
+        live,
+        sync: Some(sync.clone()),
+        store,
+    });
+    loopline_http_api::openai::routes(api.clone())
+        .merge(loopline_http_api::anthropic::routes(api.clone()))
+        .merge(invoke::routes(api))
+        .merge(management::routes(sync.clone()))
+        .merge(discovery::routes(sync))
 }
 
 /// The gateway's families on `/metrics`.

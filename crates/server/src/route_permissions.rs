@@ -868,10 +868,62 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
         (OWN, "/gateway/teams/{team}", "PUT", Need::Admin),
         (OWN, "/gateway/teams/{team}", "DELETE", Need::Admin),
         (OWN, "/gateway/spend", "GET", Need::Admin),
+        // MLflow's AI-gateway invocation routes: USE on the endpoint named (in the path, or as `model`).
+        (
+            "",
+            "/gateway/{endpoint}/mlflow/invocations",
+            "POST",
+            predict(GATEWAY, path("endpoint")),
+        ),
+        (
+            "",
+            "/gateway/mlflow/v1/chat/completions",
+            "POST",
+            predict(GATEWAY, Source::Field(&["model"])),
+        ),
+        ("", "/gateway/mlflow/v1/models", "GET", Need::Signed(Action::Predict)),
+        (
+            "",
+            "/gateway/openai/v1/chat/completions",
+            "POST",
+            predict(GATEWAY, Source::Field(&["model"])),
+        ),
+        (
+            "",
+            "/gateway/openai/v1/embeddings",
+            "POST",
+            predict(GATEWAY, Source::Field(&["model"])),
+        ),
+        (
+            "",
+            "/gateway/anthropic/v1/messages",
+            "POST",
+            predict(GATEWAY, Source::Field(&["model"])),
+        ),
     ];
     rows.into_iter()
         .map(|(prefix, route, method, need)| (format!("{prefix}{route}"), method, need))
+        .chain(ai_gateway_rows())
         .collect()
+}
+
+/// MLflow's AI-gateway management API. Secrets hold provider keys and choose where the server's requests
+/// go (as webhooks do): admins only, reads too. Model definitions and endpoints: admins change them, any
+/// signed-in caller reads them, as the UI's discovery routes.
+fn ai_gateway_rows() -> Vec<(String, &'static str, Need)> {
+    use loopline_http_api::ai_gateway::{discovery, management};
+    let managed = management::route_list().into_iter().map(|(method, route)| {
+        let need = if route.contains("/secrets/") || !management::reads_only(method) {
+            Need::Admin
+        } else {
+            SIGNED_READ
+        };
+        (route, method, need)
+    });
+    let discovered = discovery::ROUTES
+        .iter()
+        .map(|route| (route.to_string(), "GET", SIGNED_READ));
+    managed.chain(discovered).collect()
 }
 
 /// The whole table.

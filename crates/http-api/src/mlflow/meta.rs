@@ -36,8 +36,8 @@ pub(super) async fn server_info() -> JsonResult {
         "multipart_downloads_enabled": false,
         "presigned_upload_run_id_supported": false,
         "presigned_upload_model_id_supported": false,
-        // Read by the web UI: the AI gateway's pages stay hidden until the gateway exists.
-        "features_enabled": {"gateway": false},
+        // Read by the web UI: it shows the AI gateway's pages (secrets, models, endpoints), served here.
+        "features_enabled": {"gateway": true},
     })))
 }
 

@@ -81,10 +81,38 @@ pub fn is_openai_path(path: &str) -> bool {
 
 /// What the gateway's routes work with: the gateway, and the store holding gateway keys and their usage.
 pub struct GatewayApi {
-    /// The gateway.
-    pub gateway: Arc<Gateway>,
+    /// The gateway as it stands (the configuration file's models and the MLflow catalog's endpoints).
+    pub live: Arc<loopline_llm_gateway::live::LiveGateway>,
+    /// The MLflow catalog, when the server keeps one.
+    pub sync: Option<Arc<crate::ai_gateway::CatalogSync>>,
     /// Keys, teams and the usage ledger.
     pub store: Arc<dyn loopline_metadata_store::MetadataStore>,
+}
+
+impl GatewayApi {
+    /// The gateway serving now (catalog changes made by other replicas looked for first, at most once a
+    /// second).
+    pub async fn gateway(&self) -> Arc<Gateway> {
+        if let Some(sync) = &self.sync {
+            sync.refresh_if_due().await;
+        }
+        self.live.current()
+    }
+
+    /// The gateway serving now, after looking at the catalog at once when it does not know `model` (an
+    /// endpoint another replica has just made).
+    pub async fn gateway_for(&self, model: &str) -> Arc<Gateway> {
+        let gateway = self.gateway().await;
+        if gateway.config().model(model).is_some() {
+            return gateway;
+        }
+        if let Some(sync) = &self.sync
+            && let Err(error) = sync.refresh().await
+        {
+            tracing::warn!(error = %error.message, "the gateway catalog could not be read");
+        }
+        self.live.current()
+    }
 }
 
 /// The routes, over `api`.
@@ -98,7 +126,7 @@ pub fn routes(api: Arc<GatewayApi>) -> Router {
         .with_state(api)
 }
 
-async fn chat(State(api): State<Arc<GatewayApi>>, request: Request) -> Response {
+pub(crate) async fn chat(State(api): State<Arc<GatewayApi>>, request: Request) -> Response {
     call(api, Endpoint::ChatCompletions, request, checks::chat).await
 }
 
@@ -106,7 +134,7 @@ async fn completions(State(api): State<Arc<GatewayApi>>, request: Request) -> Re
     call(api, Endpoint::Completions, request, checks::completion).await
 }
 
-async fn embeddings(State(api): State<Arc<GatewayApi>>, request: Request) -> Response {
+pub(crate) async fn embeddings(State(api): State<Arc<GatewayApi>>, request: Request) -> Response {
     call(api, Endpoint::Embeddings, request, checks::embeddings).await
 }
 
@@ -137,10 +165,13 @@ async fn call(
         let body = checks::object(&bytes)?;
         drop(bytes);
         check(&body)?;
-        let admitted = limits::admit(&api.store, &api.gateway, principal.as_ref(), endpoint, &body).await?;
+        let gateway = api
+            .gateway_for(body.get("model").and_then(Value::as_str).unwrap_or_default())
+            .await;
+        let admitted = limits::admit(&api.store, &gateway, principal.as_ref(), endpoint, &body).await?;
         options.settle = admitted.settle;
         limit_headers = admitted.headers;
-        Ok::<_, OpenAiError>(api.gateway.call_with(endpoint, body, &options).await?)
+        Ok::<_, OpenAiError>(gateway.call_with(endpoint, body, &options).await?)
     }
     .await;
     let mut response = match answer {
@@ -269,10 +300,12 @@ async fn visible(api: &GatewayApi, principal: Option<&Principal>) -> Vec<String>
             .filter(|models| !models.is_empty()),
         None => None,
     };
-    api.gateway
+    api.gateway()
+        .await
         .config()
         .models
         .iter()
+        .filter(|model| !model.hidden)
         .filter(|model| principal.is_none_or(|caller| caller.may(GATEWAY_ENDPOINT, Some(&model.name), Level::Use)))
         .filter(|model| allowed.as_ref().is_none_or(|allowed| allowed.contains(&model.name)))
         .map(|model| model.name.clone())

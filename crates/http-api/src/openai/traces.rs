@@ -12,6 +12,7 @@ use loopline_llm_gateway::Endpoint;
 use loopline_llm_gateway::observe::{CallObserver, CallRecord};
 use loopline_metadata_store::{Experiment, MetadataStore, StoreError};
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
@@ -21,59 +22,102 @@ use tokio::sync::mpsc;
 const QUEUE: usize = 1024;
 /// The most records written in one transaction.
 const BATCH: usize = 64;
+/// MLflow endpoints' experiments remembered (looked up again when more are in use).
+const MAX_ENDPOINT_EXPERIMENTS: usize = 1024;
 
 /// The trace writer the gateway tells of each call.
 pub struct GatewayTraces {
     queue: mpsc::Sender<CallRecord>,
     dropped: Arc<AtomicU64>,
+    /// Whether calls of the configuration file's models are traced (MLflow endpoints with usage tracking
+    /// always are, in their own experiments).
+    models: bool,
 }
 
 impl GatewayTraces {
-    /// Starts the writer: traces go to the experiment named `experiment` in `store`.
-    pub fn start(store: Arc<dyn MetadataStore>, experiment: String) -> GatewayTraces {
+    /// Starts the writer: traces go to the experiment named `experiment` in `store` (when `models`), or to
+    /// the MLflow endpoint's experiment.
+    pub fn start(store: Arc<dyn MetadataStore>, experiment: String, models: bool) -> GatewayTraces {
         let (queue, mut records) = mpsc::channel::<CallRecord>(QUEUE);
         tokio::spawn(async move {
             let mut known: Option<Experiment> = None;
+            // MLflow endpoints' own experiments, by id.
+            let mut endpoints: HashMap<String, Experiment> = HashMap::new();
             while let Some(first) = records.recv().await {
-                // What waits is written together: one transaction for many traces.
+                // What waits is written together: one transaction per experiment for many traces.
                 let mut batch = vec![first];
                 while batch.len() < BATCH
                     && let Ok(record) = records.try_recv()
                 {
                     batch.push(record);
                 }
-                let target = match &known {
-                    Some(target) => target.clone(),
-                    None => match experiment_named(store.as_ref(), &experiment).await {
-                        Ok(found) => known.insert(found).clone(),
-                        Err(error) => {
-                            tracing::warn!(%experiment, %error, "gateway traces: the experiment could not be made");
-                            continue;
-                        }
-                    },
-                };
-                let request = ExportTraceServiceRequest {
-                    resource_spans: batch
-                        .iter()
-                        .flat_map(|record| export_request(record).resource_spans)
-                        .collect(),
-                };
-                if let Err(error) = crate::otlp::store_spans(store.as_ref(), &target, &request).await {
-                    tracing::warn!(%error, traces = batch.len(), "gateway traces could not be stored");
-                    // The experiment may have been deleted: look it up again next time.
-                    known = None;
+                let mut by_experiment: BTreeMap<Option<String>, Vec<CallRecord>> = BTreeMap::new();
+                for record in batch {
+                    by_experiment
+                        .entry(record.experiment_id.clone())
+                        .or_default()
+                        .push(record);
+                }
+                for (experiment_id, records) in by_experiment {
+                    let target = match experiment_id {
+                        None => match &known {
+                            Some(target) => target.clone(),
+                            None => match experiment_named(store.as_ref(), &experiment).await {
+                                Ok(found) => known.insert(found).clone(),
+                                Err(error) => {
+                                    tracing::warn!(%experiment, %error, "gateway traces: the experiment could not be made");
+                                    continue;
+                                }
+                            },
+                        },
+                        Some(id) => match endpoints.get(&id) {
+                            Some(target) => target.clone(),
+                            None => match store.get_experiment(&id).await {
+                                Ok(found) if found.lifecycle_stage == "active" => {
+                                    if endpoints.len() >= MAX_ENDPOINT_EXPERIMENTS {
+                                        endpoints.clear();
+                                    }
+                                    endpoints.entry(id).or_insert(found).clone()
+                                }
+                                Ok(_) | Err(_) => {
+                                    tracing::warn!(experiment_id = %id, traces = records.len(), "an MLflow gateway endpoint's experiment is deleted or missing; its calls are not traced");
+                                    continue;
+                                }
+                            },
+                        },
+                    };
+                    let request = ExportTraceServiceRequest {
+                        resource_spans: records
+                            .iter()
+                            .flat_map(|record| export_request(record).resource_spans)
+                            .collect(),
+                    };
+                    if let Err(error) = crate::otlp::store_spans(store.as_ref(), &target, &request).await {
+                        tracing::warn!(%error, traces = records.len(), "gateway traces could not be stored");
+                        // The experiment may have been deleted: look it up again next time.
+                        known = None;
+                        endpoints.clear();
+                    }
                 }
             }
         });
         GatewayTraces {
             queue,
             dropped: Arc::default(),
+            models,
         }
     }
 }
 
 impl CallObserver for GatewayTraces {
+    fn records(&self, endpoint_experiment: bool) -> bool {
+        endpoint_experiment || self.models
+    }
+
     fn observe(&self, record: CallRecord) {
+        if !self.records(record.experiment_id.is_some()) {
+            return;
+        }
         if self.queue.try_send(record).is_err() {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {

@@ -88,6 +88,11 @@ impl Webhooks {
         }
     }
 
+    /// The sealer of stored secrets (the AI gateway's provider keys use it too).
+    pub fn sealer(&self) -> Arc<seal::Sealer> {
+        self.sealer.clone()
+    }
+
     /// Seals a secret for storage.
     pub fn seal(&self, secret: &str) -> String {
         self.sealer.seal(secret)

@@ -335,4 +335,39 @@ impl GatewayKeyStore for SqlStore {
             })
             .collect()
     }
+
+    async fn gateway_catalog(&self) -> StoreResult<Option<(i64, String)>> {
+        let row = sqlx::query("SELECT generation, body FROM gateway_catalog WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| Ok((row.integer("generation")?, row.text("body")?)))
+            .transpose()
+    }
+
+    async fn gateway_catalog_generation(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT generation FROM gateway_catalog WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map_or(Ok(0), |row| row.integer("generation"))
+    }
+
+    async fn put_gateway_catalog(&self, expected: i64, body: &str) -> StoreResult<bool> {
+        let _writer = self.writer_guard().await;
+        let written = if expected == 0 {
+            sqlx::query(
+                "INSERT INTO gateway_catalog (id, generation, body) VALUES (1, 1, $1) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(body.to_string())
+            .execute(&self.pool)
+            .await?
+        } else {
+            sqlx::query("UPDATE gateway_catalog SET generation = $1, body = $2 WHERE id = 1 AND generation = $3")
+                .bind(expected + 1)
+                .bind(body.to_string())
+                .bind(expected)
+                .execute(&self.pool)
+                .await?
+        };
+        Ok(written.rows_affected() == 1)
+    }
 }

@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0016_integer_run_keys.sql"),
     include_str!("../../migrations/0017_access.sql"),
     include_str!("../../migrations/0018_gateway_keys.sql"),
+    include_str!("../../migrations/0019_gateway_catalog.sql"),
 ];
 
 /// The newest schema version this binary knows.

@@ -129,3 +129,38 @@ pub async fn racing_reservations_never_pass_a_limit(store: &SqlStore) {
         Reservation::Granted(vec![])
     );
 }
+
+/// The catalog is replaced only from the generation read: of racing writers from one generation exactly one
+/// wins, and a reader sees the winner's document and generation.
+pub async fn gateway_catalog_is_compare_and_swap(store: &SqlStore) {
+    assert_eq!(store.gateway_catalog().await.unwrap(), None);
+    assert_eq!(store.gateway_catalog_generation().await.unwrap(), 0);
+    assert!(store.put_gateway_catalog(0, "{\"first\":1}").await.unwrap());
+    assert!(
+        !store.put_gateway_catalog(0, "{\"again\":1}").await.unwrap(),
+        "generation 0 is gone"
+    );
+    assert_eq!(
+        store.gateway_catalog().await.unwrap(),
+        Some((1, "{\"first\":1}".to_string()))
+    );
+    let racers = (0..8).map(|index| async move {
+        store
+            .put_gateway_catalog(1, &format!("{{\"racer\":{index}}}"))
+            .await
+            .unwrap()
+    });
+    let won: Vec<usize> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, won)| won.then_some(index))
+        .collect();
+    assert_eq!(won.len(), 1, "{won:?}");
+    assert_eq!(
+        store.gateway_catalog().await.unwrap(),
+        Some((2, format!("{{\"racer\":{}}}", won[0])))
+    );
+    assert_eq!(store.gateway_catalog_generation().await.unwrap(), 2);
+    assert!(!store.put_gateway_catalog(1, "{}").await.unwrap());
+}

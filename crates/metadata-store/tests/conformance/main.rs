@@ -107,4 +107,5 @@ every_backend!(
     traces_are_found_by_request_id_and_prompt_and_ordered_by_tags,
     gateway_usage_is_reserved_all_or_nothing_and_settled,
     racing_reservations_never_pass_a_limit,
+    gateway_catalog_is_compare_and_swap,
 );

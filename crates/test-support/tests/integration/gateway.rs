@@ -76,7 +76,7 @@ pub(crate) async fn post(server: &TestServer, path: &str, body: &Value) -> Answe
     answer_of(reqwest::Client::new().post(server.url(path)).json(body)).await
 }
 
-async fn answer_of(request: reqwest::RequestBuilder) -> Answer {
+pub(crate) async fn answer_of(request: reqwest::RequestBuilder) -> Answer {
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();

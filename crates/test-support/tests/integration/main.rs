@@ -18,6 +18,7 @@ mod gateway_anthropic;
 mod gateway_guardrails;
 mod gateway_hostile;
 mod gateway_keys;
+mod gateway_mlflow_api;
 mod gateway_routing;
 mod hardening;
 mod hardening_models;

@@ -81,7 +81,7 @@ async fn the_rest_api_answers_under_ajax_api_and_the_ui_learns_what_is_off() {
     let twin = get_json("/ajax-api/2.0/mlflow/experiments/search?max_results=5").await;
     assert_eq!(twin["experiments"][0]["name"], "Default");
     let info = get_json("/ajax-api/3.0/mlflow/server-info").await;
-    assert_eq!(info["features_enabled"]["gateway"], false);
+    assert_eq!(info["features_enabled"]["gateway"], true);
     for (path, key) in [
         ("/ajax-api/3.0/mlflow/assistant/config", "providers"),
         ("/ajax-api/3.0/mlflow/assistant/providers", "providers"),

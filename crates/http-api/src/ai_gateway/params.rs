@@ -1,0 +1,147 @@
+//! The management API's requests as MLflow's server reads them: the query string for GET, else the JSON
+//! body; MLflow's snake_case names or the proto's camelCase ones; refusals in MLflow's words.
+
+use crate::error::ApiError;
+use axum::extract::Request;
+use axum::http::Method;
+use loopline_core::ErrorCode;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The largest request body read.
+const MAX_BODY: usize = 1 << 20;
+
+pub(super) fn missing(field: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidParameterValue,
+        format!(
+            "Missing value for required parameter '{field}'. See the API docs for more information about request \
+             parameters."
+        ),
+    )
+}
+
+pub(super) fn invalid_value(value: &Value, field: &str) -> ApiError {
+    let shown: String = value.to_string().chars().take(200).collect();
+    ApiError::new(
+        ErrorCode::InvalidParameterValue,
+        format!("Invalid value {shown} for parameter '{field}' supplied."),
+    )
+}
+
+/// A request's parameters, by MLflow's snake_case names.
+pub(super) struct Params(pub(super) Map<String, Value>);
+
+impl Params {
+    pub(super) fn text(&self, field: &str) -> Result<Option<String>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(other) => Err(invalid_value(other, field)),
+        }
+    }
+
+    pub(super) fn required(&self, field: &str) -> Result<String, ApiError> {
+        self.text(field)?
+            .filter(|text| !text.is_empty())
+            .ok_or_else(|| missing(field))
+    }
+
+    pub(super) fn map(&self, field: &str) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(fields)) => fields
+                .iter()
+                .map(|(key, value)| match value {
+                    Value::String(text) => Ok((key.clone(), text.clone())),
+                    other => Err(invalid_value(other, &format!("{field}.{key}"))),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(other) => Err(invalid_value(other, field)),
+        }
+    }
+
+    pub(super) fn flag(&self, field: &str) -> Result<Option<bool>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(flag)) => Ok(Some(*flag)),
+            Some(Value::String(text)) if text.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Value::String(text)) if text.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(other) => Err(ApiError::new(
+                ErrorCode::InvalidParameterValue,
+                format!("Invalid boolean value: {other}, must be 'true' or 'false'."),
+            )),
+        }
+    }
+}
+
+/// The parameters: the query string for GET, else the JSON body (an unreadable one is `{}`, as MLflow reads
+/// it); camelCase names are read as snake_case, and naming one field both ways is refused.
+pub(super) async fn params(request: Request) -> Result<Map<String, Value>, ApiError> {
+    let raw: Map<String, Value> = if request.method() == Method::GET {
+        form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+            .take(256)
+            .map(|(key, value)| (key.into_owned(), Value::String(value.into_owned())))
+            .collect()
+    } else {
+        let bytes = crate::extract::read_body_limited(request.into_body(), MAX_BODY).await?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(fields)) => fields,
+            // A body sent as a JSON string holding the JSON, as some clients do.
+            Ok(Value::String(text)) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(fields)) => fields,
+                _ => Map::new(),
+            },
+            _ => Map::new(),
+        }
+    };
+    let mut params = Map::new();
+    for (key, value) in raw {
+        let snake = snake_case(&key);
+        if snake != key && (params.contains_key(&snake) || params.contains_key(&key)) {
+            return Err(both(&snake, &key));
+        }
+        if snake == key && params.contains_key(&key) {
+            return Err(both(&key, &camel_case(&key)));
+        }
+        params.insert(snake, value);
+    }
+    Ok(params)
+}
+
+fn both(snake: &str, camel: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidParameterValue,
+        format!("Request specifies both '{snake}' and '{camel}'; provide only one of them."),
+    )
+}
+
+pub(super) fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for character in name.chars() {
+        if character.is_ascii_uppercase() {
+            out.push('_');
+            out.push(character.to_ascii_lowercase());
+        } else {
+            out.push(character);
+        }
+    }
+    out
+}
+
+pub(super) fn camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for character in name.chars() {
+        if character == '_' {
+            upper = true;
+        } else if upper {
+            out.push(character.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(character);
+        }
+    }
+    out
+}
