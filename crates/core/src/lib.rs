@@ -5,6 +5,7 @@ pub mod error_code;
 pub mod html;
 pub mod ids;
 pub mod media_type;
+pub mod net;
 pub mod page_token;
 pub mod proto_json;
 pub mod python_json;

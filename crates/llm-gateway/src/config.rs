@@ -73,6 +73,9 @@ pub struct Provider {
     pub api_key: Option<Secret>,
     /// Azure's `api-version`.
     pub api_version: Option<String>,
+    /// Reached only at public addresses, whatever its name resolves to when called (an MLflow catalog
+    /// provider on a server that does not allow private ones; the configuration file's are the operator's).
+    pub guarded: bool,
 }
 
 /// What a deployment's tokens cost, in US dollars per million.
@@ -540,6 +543,7 @@ impl ProviderEntry {
             base_url,
             api_key,
             api_version,
+            guarded: false,
         })
     }
 }

@@ -10,16 +10,18 @@ use std::sync::{Arc, Mutex, RwLock};
 /// The current gateway and the catalog generation it serves.
 pub struct LiveGateway {
     base: GatewayConfig,
+    reach: crate::catalog::build::Reach,
     current: RwLock<Arc<Gateway>>,
     /// The catalog generation installed (0: none).
     generation: Mutex<i64>,
 }
 
 impl LiveGateway {
-    /// Starts with `gateway` (the configuration file's models only).
-    pub fn new(gateway: Gateway) -> LiveGateway {
+    /// Starts with `gateway` (the configuration file's models only); catalog providers are held to `reach`.
+    pub fn new(gateway: Gateway, reach: crate::catalog::build::Reach) -> LiveGateway {
         LiveGateway {
             base: gateway.config().clone(),
+            reach,
             current: RwLock::new(Arc::new(gateway)),
             generation: Mutex::new(0),
         }
@@ -35,6 +37,11 @@ impl LiveGateway {
         &self.base
     }
 
+    /// Where catalog providers may be reached.
+    pub fn reach(&self) -> &crate::catalog::build::Reach {
+        &self.reach
+    }
+
     /// The catalog generation served.
     pub fn generation(&self) -> i64 {
         *self.generation.lock().expect("live gateway generation")
@@ -46,7 +53,7 @@ impl LiveGateway {
         if generation <= *served {
             return;
         }
-        let config = crate::catalog::build::with_catalog(&self.base, catalog, open);
+        let config = crate::catalog::build::with_catalog(&self.base, catalog, open, &self.reach);
         let next = Arc::new(self.current().reconfigured(config));
         *self.current.write().expect("live gateway") = next;
         *served = generation;

@@ -60,24 +60,57 @@ pub struct Failure {
 /// A provider's stream of bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, Failure>> + Send>>;
 
-/// The client all providers share (one connection pool).
+/// The clients providers share (one connection pool each): one for the configuration file's providers, one
+/// that connects only to public addresses for guarded ones.
 #[derive(Clone)]
 pub struct Upstream {
     http: reqwest::Client,
+    guarded: reqwest::Client,
+}
+
+/// Resolves names to their public addresses only: a name that resolves to a private, loopback or
+/// link-local address (at save time or later, as DNS rebinding would) is not connected to.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|address| loopline_core::net::is_public(address.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(
+                    format!("'{host}' resolves to no public address, and this provider may reach only those").into(),
+                );
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl Upstream {
-    /// A client that follows no redirects.
+    /// Clients that follow no redirects.
     pub fn new() -> Result<Upstream, String> {
         // HTTPS to providers uses ring (the server installs the same at start; tests build gateways alone).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|error| format!("building the gateway's HTTP client: {error}"))?;
-        Ok(Upstream { http })
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(90))
+        };
+        let failed = |error: reqwest::Error| format!("building the gateway's HTTP client: {error}");
+        Ok(Upstream {
+            http: builder().build().map_err(failed)?,
+            guarded: builder()
+                .dns_resolver(std::sync::Arc::new(PublicOnly))
+                .build()
+                .map_err(failed)?,
+        })
     }
 
     /// Posts `body` to `{base_url}{path}`; the answer once its status says success.
@@ -94,8 +127,8 @@ impl Upstream {
         } else {
             format!("{}{path}", provider.base_url)
         };
-        let mut request = self
-            .http
+        let client = if provider.guarded { &self.guarded } else { &self.http };
+        let mut request = client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(serde_json::to_vec(body).map_err(|error| Failure {
@@ -357,6 +390,14 @@ fn azure_url(provider: &Provider, deployment: &str, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn guarded_names_resolve_to_public_addresses_only() {
+        use reqwest::dns::Resolve;
+        let refused = PublicOnly.resolve("localhost".parse().unwrap()).await;
+        let message = refused.err().expect("localhost is not public").to_string();
+        assert!(message.contains("no public address"), "{message}");
+    }
     use crate::config::Secret;
 
     fn provider() -> Provider {
@@ -366,6 +407,7 @@ mod tests {
             base_url: "http://127.0.0.1:1/v1".into(),
             api_key: Some(test_secret("sk-secret")),
             api_version: None,
+            guarded: false,
         }
     }
 

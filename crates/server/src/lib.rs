@@ -90,7 +90,20 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     monitoring.set_alias_gate(Arc::new(gates::RegistryGate(gate_service.clone())));
     monitoring.start();
     serving.extra_metrics.push(monitoring.clone());
-    let live = Arc::new(loopline_llm_gateway::live::LiveGateway::new(config.gateway.gateway()?));
+    let api_base_schemes: Vec<String> = match config.gateway.api_base_allowed_schemes.as_slice() {
+        [] => vec!["https".to_string()],
+        schemes => schemes
+            .iter()
+            .map(|scheme| scheme.trim().to_ascii_lowercase())
+            .collect(),
+    };
+    let live = Arc::new(loopline_llm_gateway::live::LiveGateway::new(
+        config.gateway.gateway()?,
+        loopline_llm_gateway::catalog::build::Reach {
+            allowed_schemes: api_base_schemes.clone(),
+            allow_private: config.gateway.api_base_allow_private_addresses,
+        },
+    ));
     let gateway = live.current();
     serving
         .extra_metrics
@@ -140,13 +153,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         live.clone(),
         webhooks.sealer(),
         loopline_http_api::webhooks::address::DestinationPolicy {
-            allowed_schemes: match config.gateway.api_base_allowed_schemes.as_slice() {
-                [] => vec!["https".to_string()],
-                schemes => schemes
-                    .iter()
-                    .map(|scheme| scheme.trim().to_ascii_lowercase())
-                    .collect(),
-            },
+            allowed_schemes: api_base_schemes,
             allow_private_addresses: config.gateway.api_base_allow_private_addresses,
             own_addresses: Arc::default(),
         },

@@ -83,6 +83,15 @@ async fn invocations(State(api): State<Arc<GatewayApi>>, Path(endpoint): Path<St
                             json!({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": format!("Endpoint '{endpoint}' has no PRIMARY models configured")}),
                         );
                     }
+                    if api.gateway_for(&endpoint).await.config().model(&endpoint).is_none() {
+                        return detail(
+                            StatusCode::NOT_FOUND,
+                            json!({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": format!(
+                                "Endpoint '{endpoint}' has no PRIMARY model that can be called: its secret was deleted \
+                                 or does not open with this server's key, or its address is not allowed (the server \
+                                 log says which)")}),
+                        );
+                    }
                 }
                 Err(missing) => {
                     return detail(

@@ -167,9 +167,11 @@ async fn answer(sync: &CatalogSync, op: Op, request: Request) -> Result<Value, A
             let updated_by = params.text("updated_by")?.or_else(|| caller.clone());
             let made = sync
                 .change(|catalog| {
-                    catalog
-                        .update_secret(&id, sealed.clone(), config.clone(), updated_by.clone(), now)
-                        .cloned()
+                    let made = catalog
+                        .update_secret(&id, sealed.clone(), config.clone(), updated_by.clone(), now)?
+                        .clone();
+                    catalog.check_reach(sync.live.reach(), None, Some(&id))?;
+                    Ok(made)
                 })
                 .await?;
             Ok(json!({"secret": secret_json(&made)}))
@@ -205,6 +207,7 @@ async fn answer(sync: &CatalogSync, op: Op, request: Request) -> Result<Value, A
             let (made, catalog) = sync
                 .change(|catalog| {
                     let made = catalog.create_definition(definition.clone())?.clone();
+                    catalog.check_reach(sync.live.reach(), Some(&made.model_definition_id), None)?;
                     Ok((made, catalog.clone()))
                 })
                 .await?;
@@ -252,6 +255,7 @@ async fn answer(sync: &CatalogSync, op: Op, request: Request) -> Result<Value, A
                     let made = catalog
                         .update_definition(&id, change.clone(), updated_by.clone(), now)?
                         .clone();
+                    catalog.check_reach(sync.live.reach(), Some(&id), None)?;
                     Ok((made, catalog.clone()))
                 })
                 .await?;
@@ -611,10 +615,11 @@ async fn checked_config(
     let config = normalise_auth_config(config).map_err(refusal)?;
     if let Some(base) = config.get("api_base") {
         sync.destinations.check(base).await.map_err(|reason| {
-            ApiError::new(
-                ErrorCode::InvalidParameterValue,
-                format!("Invalid Gateway secret api_base '{base}': {reason}"),
-            )
+            // The destination policy speaks of webhooks, whose rules these are too.
+            let reason = reason
+                .replace("Webhook URL", "Gateway secret api_base")
+                .replace("webhook URL", "Gateway secret api_base");
+            ApiError::new(ErrorCode::InvalidParameterValue, reason)
         })?;
     }
     Ok(config)

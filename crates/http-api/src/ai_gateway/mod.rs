@@ -40,6 +40,8 @@ pub struct CatalogSync {
     /// Where a secret's `api_base` may point.
     pub destinations: DestinationPolicy,
     next_check: Mutex<Instant>,
+    /// This server's changes, one at a time (they would only race each other's compare-and-swap).
+    writer: tokio::sync::Mutex<()>,
 }
 
 impl CatalogSync {
@@ -56,6 +58,7 @@ impl CatalogSync {
             sealer,
             destinations,
             next_check: Mutex::new(Instant::now()),
+            writer: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -115,7 +118,13 @@ impl CatalogSync {
         &self,
         mut change: impl FnMut(&mut Catalog) -> Result<T, CatalogError>,
     ) -> Result<T, ApiError> {
-        for _ in 0..ATTEMPTS {
+        let _one_at_a_time = self.writer.lock().await;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                // Another replica changed it meanwhile: wait a little, differently each time, and read it again.
+                let jitter: u64 = rand::random::<u64>() % 20;
+                tokio::time::sleep(Duration::from_millis(5 * attempt as u64 + jitter)).await;
+            }
             let (generation, mut catalog) = self.load().await?;
             let answer = change(&mut catalog).map_err(refusal)?;
             let body = serde_json::to_string(&catalog).map_err(|error| {

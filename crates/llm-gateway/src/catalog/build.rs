@@ -102,6 +102,61 @@ pub fn check_provider(name: &str) -> Result<(), CatalogError> {
     Ok(())
 }
 
+/// Where catalog providers may be reached: the operator's schemes, and public addresses only unless private
+/// ones are allowed (the rules a secret's `api_base` is checked by when it is saved, held again when the
+/// catalog is served and, for names, when each connection is made).
+#[derive(Debug, Clone)]
+pub struct Reach {
+    /// URL schemes allowed (lower case).
+    pub allowed_schemes: Vec<String>,
+    /// Whether private, loopback and link-local addresses may be reached.
+    pub allow_private: bool,
+}
+
+impl Default for Reach {
+    fn default() -> Self {
+        Reach {
+            allowed_schemes: vec!["https".into()],
+            allow_private: false,
+        }
+    }
+}
+
+impl Reach {
+    /// Whether a base URL may be called; `Ok(true)` when its connections must go to public addresses only.
+    pub fn admits(&self, base: &str) -> Result<bool, String> {
+        let url = reqwest::Url::parse(base).map_err(|error| format!("'{base}' is not a URL: {error}"))?;
+        if !self.allowed_schemes.iter().any(|scheme| scheme == url.scheme()) {
+            return Err(format!(
+                "'{base}' uses the scheme '{}'; allowed: {} (see --gateway-api-base-allowed-schemes)",
+                url.scheme(),
+                self.allowed_schemes.join(", ")
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "'{base}' carries credentials; put the key in the secret's value"
+            ));
+        }
+        let host = url.host_str().unwrap_or_default();
+        if host.is_empty() {
+            return Err(format!("'{base}' has no host"));
+        }
+        // `localhost` and its subdomains are loopback whatever DNS says (RFC 6761).
+        let local_name = host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost");
+        let private_address = host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| !loopline_core::net::is_public(address));
+        if !self.allow_private && (local_name || private_address) {
+            return Err(format!(
+                "'{base}' is a non-public address (see --gateway-api-base-allow-private-addresses)"
+            ));
+        }
+        Ok(!self.allow_private)
+    }
+}
+
 /// The value MLflow's traffic split names.
 pub const TRAFFIC_SPLIT: &str = "REQUEST_BASED_TRAFFIC_SPLIT";
 
@@ -111,7 +166,7 @@ fn timeout() -> Duration {
 }
 
 /// `base` with the catalog's endpoints added as models (a YAML model of the same name wins).
-pub fn with_catalog(base: &GatewayConfig, catalog: &Catalog, open: Opener<'_>) -> GatewayConfig {
+pub fn with_catalog(base: &GatewayConfig, catalog: &Catalog, open: Opener<'_>, reach: &Reach) -> GatewayConfig {
     let mut config = base.clone();
     let mut providers: BTreeMap<String, usize> = BTreeMap::new();
     for endpoint in &catalog.endpoints {
@@ -125,7 +180,7 @@ pub fn with_catalog(base: &GatewayConfig, catalog: &Catalog, open: Opener<'_>) -
             let provider = match providers.get(&key) {
                 Some(index) => *index,
                 None => {
-                    let provider = provider_of(catalog, &definition.model_definition_id, open)
+                    let provider = provider_of(catalog, &definition.model_definition_id, open, reach)
                         .map_err(|why| {
                             tracing::warn!(endpoint = %endpoint.name, model = %definition.name, %why, "an MLflow gateway model is skipped");
                         })
@@ -210,7 +265,7 @@ fn group(
 }
 
 /// Where a model definition's requests go, with its secret opened.
-fn provider_of(catalog: &Catalog, definition_id: &str, open: Opener<'_>) -> Result<Provider, String> {
+fn provider_of(catalog: &Catalog, definition_id: &str, open: Opener<'_>, reach: &Reach) -> Result<Provider, String> {
     let definition = catalog.definition(definition_id).map_err(|error| error.message)?;
     let secret_id = definition.secret_id.as_deref().ok_or("its secret was deleted")?;
     let secret = catalog.secret(secret_id).map_err(|error| error.message)?;
@@ -224,33 +279,46 @@ fn provider_of(catalog: &Catalog, definition_id: &str, open: Opener<'_>) -> Resu
         .get("api_key")
         .or_else(|| (value.len() == 1).then(|| value.values().next()).flatten())
         .cloned();
+    let (kind, base) = target_of(catalog, definition)?;
+    let guarded = reach.admits(&base)?;
+    Ok(Provider {
+        name: definition.name.clone(),
+        kind,
+        base_url: base,
+        api_key: api_key.map(Secret::new),
+        api_version: secret
+            .auth_config
+            .get("api_version")
+            .cloned()
+            .or_else(|| (kind == ProviderKind::Azure).then(|| crate::config::AZURE_API_VERSION.to_string())),
+        guarded,
+    })
+}
+
+/// How and where a model definition's requests go: its provider's wire format (Azure when its secret says
+/// `api_type: azure`), and its secret's `api_base`, else its provider's public URL.
+pub fn target_of(catalog: &Catalog, definition: &super::ModelDefinition) -> Result<(ProviderKind, String), String> {
+    let config = definition
+        .secret_id
+        .as_deref()
+        .and_then(|id| catalog.secret(id).ok())
+        .map(|secret| &secret.auth_config);
     let known =
         known(&definition.provider).ok_or_else(|| format!("provider '{}' is not supported", definition.provider))?;
     let azure = known.kind == ProviderKind::Azure
         || matches!(
-            secret.auth_config.get("api_type").map(String::as_str),
+            config.and_then(|config| config.get("api_type")).map(String::as_str),
             Some("azure" | "azuread")
         );
-    let base = secret
-        .auth_config
-        .get("api_base")
-        .map(String::as_str)
-        .or(if azure { None } else { known.base })
+    let base = config
+        .and_then(|config| config.get("api_base"))
+        .map(|base| base.trim_end_matches('/').to_string())
+        .or(if azure { None } else { known.base.map(str::to_string) })
         .ok_or_else(|| {
             format!(
                 "provider '{}' needs 'api_base' in the secret's auth_config",
                 definition.provider
             )
         })?;
-    Ok(Provider {
-        name: definition.name.clone(),
-        kind: if azure { ProviderKind::Azure } else { known.kind },
-        base_url: base.trim_end_matches('/').to_string(),
-        api_key: api_key.map(Secret::new),
-        api_version: secret
-            .auth_config
-            .get("api_version")
-            .cloned()
-            .or_else(|| azure.then(|| crate::config::AZURE_API_VERSION.to_string())),
-    })
+    Ok((if azure { ProviderKind::Azure } else { known.kind }, base))
 }

@@ -41,7 +41,8 @@ pub struct CatalogError {
 }
 
 impl CatalogError {
-    pub(crate) fn invalid(message: impl Into<String>) -> CatalogError {
+    /// An `INVALID_PARAMETER_VALUE` refusal.
+    pub fn invalid(message: impl Into<String>) -> CatalogError {
         CatalogError {
             code: ErrorCode::InvalidParameterValue,
             message: message.into(),
@@ -169,6 +170,24 @@ pub fn normalise_auth_config(mut config: BTreeMap<String, String>) -> Result<BTr
 }
 
 impl Catalog {
+    /// Refuses when a model definition (or, with `secret`, every one using that secret) would send requests
+    /// where `reach` does not allow.
+    pub fn check_reach(&self, reach: &build::Reach, definition: Option<&str>, secret: Option<&str>) -> Result<()> {
+        for candidate in &self.model_definitions {
+            let concerned = definition == Some(candidate.model_definition_id.as_str())
+                || (secret.is_some() && candidate.secret_id.as_deref() == secret);
+            if !concerned {
+                continue;
+            }
+            build::target_of(self, candidate)
+                .and_then(|(_, base)| reach.admits(&base))
+                .map_err(|why| {
+                    CatalogError::invalid(format!("Model definition '{}' cannot be called: {why}", candidate.name))
+                })?;
+        }
+        Ok(())
+    }
+
     fn full(&self, count: usize, what: &str) -> Result<()> {
         if count >= MAX_ENTRIES {
             return Err(CatalogError::invalid(format!(

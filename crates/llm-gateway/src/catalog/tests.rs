@@ -211,11 +211,11 @@ fn a_deleted_secret_leaves_its_models_without_one_and_they_are_skipped() {
             1,
         )
         .unwrap();
-    let built = with_catalog(&GatewayConfig::empty(), &catalog, &open);
+    let built = with_catalog(&GatewayConfig::empty(), &catalog, &open, &build::Reach::default());
     assert!(built.model("chat").is_some());
     catalog.delete_secret(&key).unwrap();
     assert_eq!(catalog.definition(&model).unwrap().secret_id, None);
-    let built = with_catalog(&GatewayConfig::empty(), &catalog, &open);
+    let built = with_catalog(&GatewayConfig::empty(), &catalog, &open, &build::Reach::default());
     assert!(built.model("chat").is_none());
 }
 
@@ -259,7 +259,7 @@ fn endpoints_become_models_with_traffic_split_and_ordered_fallbacks() {
         .unwrap()
         .endpoint_id
         .clone();
-    let built = with_catalog(&GatewayConfig::empty(), &catalog, &open);
+    let built = with_catalog(&GatewayConfig::empty(), &catalog, &open, &build::Reach::default());
     let group = &built.models[built.model("chat").unwrap()];
     assert_eq!(
         group.deployments.len(),
@@ -286,7 +286,7 @@ fn endpoints_become_models_with_traffic_split_and_ordered_fallbacks() {
     catalog
         .update_endpoint(&id, change(Some(build::TRAFFIC_SPLIT), Some(1)), None, 2)
         .unwrap();
-    let built = with_catalog(&GatewayConfig::empty(), &catalog, &open);
+    let built = with_catalog(&GatewayConfig::empty(), &catalog, &open, &build::Reach::default());
     let group = &built.models[built.model("chat").unwrap()];
     assert_eq!(group.deployments.len(), 2);
     assert_eq!(group.fallbacks.len(), 1, "max_attempts bounds the fallbacks");
@@ -315,7 +315,7 @@ proptest! {
             Ok(id) => {
                 let _ = catalog.set_tag(&id, &key, &value);
                 let _ = catalog.bind(&id, Binding { resource_type: key.clone(), resource_id: value.clone(), created_at: 1, last_updated_at: 1, created_by: None });
-                let built = with_catalog(&GatewayConfig::empty(), &catalog, &open);
+                let built = with_catalog(&GatewayConfig::empty(), &catalog, &open, &build::Reach::default());
                 prop_assert!(built.model(&name).is_some());
             }
             Err(_) => prop_assert_eq!(&catalog, &before),
@@ -323,4 +323,55 @@ proptest! {
         let _ = normalise_auth_config(BTreeMap::from([(key.clone(), value.clone())]));
         let _ = check_secret_value(&BTreeMap::from([(key, value)]));
     }
+}
+
+#[test]
+fn reach_refuses_schemes_and_private_addresses_unless_allowed() {
+    let strict = build::Reach::default();
+    assert!(
+        strict.admits("https://api.example.com/v1").unwrap(),
+        "names are guarded"
+    );
+    assert!(
+        strict
+            .admits("http://api.example.com/v1")
+            .unwrap_err()
+            .contains("scheme 'http'")
+    );
+    assert!(
+        strict
+            .admits("https://127.0.0.1/v1")
+            .unwrap_err()
+            .contains("non-public")
+    );
+    assert!(
+        strict
+            .admits("https://[::ffff:10.0.0.1]/v1")
+            .unwrap_err()
+            .contains("non-public")
+    );
+    assert!(
+        strict
+            .admits("https://user:pw@api.example.com")
+            .unwrap_err()
+            .contains("credentials")
+    );
+    let open = build::Reach {
+        allowed_schemes: vec!["http".into(), "https".into()],
+        allow_private: true,
+    };
+    assert!(!open.admits("http://localhost:11434/v1").unwrap());
+    // Ollama's default address is local: refused under the strict rules, so its model is not served.
+    let sealer = sealer();
+    let mut catalog = Catalog::default();
+    let key = secret(&mut catalog, &sealer, "key", &[]);
+    let local = definition(&mut catalog, "local", &key, "ollama", "llama3");
+    assert!(
+        catalog
+            .check_reach(&strict, Some(&local), None)
+            .unwrap_err()
+            .message
+            .contains("cannot be called")
+    );
+    assert!(catalog.check_reach(&open, Some(&local), None).is_ok());
 }

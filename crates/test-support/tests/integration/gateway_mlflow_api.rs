@@ -332,3 +332,99 @@ async fn hostile_management_requests_are_refused_in_mlflows_shape() {
     let providers = ok(&get(&server, "/ajax-api/3.0/mlflow/gateway/supported-providers").await);
     assert!(providers["providers"].as_array().unwrap().contains(&json!("anthropic")));
 }
+
+#[tokio::test]
+async fn a_private_address_allowed_once_is_not_reached_after_the_policy_tightens() {
+    let fake = FakeLlm::start(Some(KEY)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data).await;
+    let by_address = model(&server, &fake, "by-address", "small").await;
+    let local_name = fake.base_url.replace("127.0.0.1", "localhost");
+    let secret = ok(&post(
+        &server,
+        &format!("{API}/secrets/create"),
+        &json!({"secret_name": "named-key", "secret_value": {"api_key": KEY}, "auth_config": {"api_base": local_name}}),
+    )
+    .await);
+    let by_name = ok(&post(
+        &server,
+        &format!("{API}/model-definitions/create"),
+        &json!({"name": "by-name", "secret_id": secret["secret"]["secret_id"], "provider": "openai", "model_name": "small"}),
+    )
+    .await)["model_definition"]["model_definition_id"]
+        .clone();
+    for (name, definition) in [("address", json!(by_address)), ("named", by_name)] {
+        ok(&post(
+            &server,
+            &format!("{API}/endpoints/create"),
+            &json!({"name": name, "usage_tracking": false,
+                    "model_configs": [{"model_definition_id": definition, "linkage_type": "PRIMARY"}]}),
+        )
+        .await);
+    }
+    server.stop().await.unwrap();
+    // The same catalog on a server that allows http but no private addresses.
+    let mut config = TestServer::config_in(&data);
+    config.gateway.api_base_allowed_schemes = vec!["http".into()];
+    let strict = TestServer::start_with_config(config.with_defaults()).await.unwrap();
+    let chat = json!({"messages": [{"role": "user", "content": "hello"}]});
+    let refused = post(&strict, "/gateway/address/mlflow/invocations", &chat).await;
+    assert_eq!(refused.status, 404, "{}", refused.text);
+    assert!(
+        refused.json()["detail"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("can be called")
+    );
+    // `localhost` is loopback by name (other names are judged by the addresses they resolve to, at each
+    // connection: the provider module's tests).
+    let unreached = post(&strict, "/gateway/named/mlflow/invocations", &chat).await;
+    assert_eq!(unreached.status, 404, "{}", unreached.text);
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    // New definitions that would reach a private address are refused when they are made.
+    let local = ok(&post(
+        &strict,
+        &format!("{API}/secrets/create"),
+        &json!({"secret_name": "ollama-key", "secret_value": {"api_key": "unused-key"}}),
+    )
+    .await);
+    refused_words(
+        &post(
+            &strict,
+            &format!("{API}/model-definitions/create"),
+            &json!({"name": "llama", "secret_id": local["secret"]["secret_id"], "provider": "ollama", "model_name": "llama3"}),
+        )
+        .await,
+        "cannot be called",
+    );
+}
+
+fn refused_words(answer: &Answer, words: &str) {
+    refused(answer, 400, "INVALID_PARAMETER_VALUE", words);
+}
+
+#[tokio::test]
+async fn concurrent_changes_on_one_server_all_land() {
+    let fake = FakeLlm::start(Some(KEY)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data")).await;
+    let definition = model(&server, &fake, "m", "small").await;
+    let endpoint = ok(&post(
+        &server,
+        &format!("{API}/endpoints/create"),
+        &json!({"name": "busy", "usage_tracking": false,
+                "model_configs": [{"model_definition_id": definition, "linkage_type": "PRIMARY"}]}),
+    )
+    .await)["endpoint"]["endpoint_id"]
+        .clone();
+    let writes = (0..40).map(|index| {
+        let body = json!({"endpoint_id": endpoint, "key": format!("k{index}"), "value": "v"});
+        let server = &server;
+        async move { post(server, &format!("{API}/endpoints/set-tag"), &body).await.status }
+    });
+    let statuses = futures::future::join_all(writes).await;
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    let read = ok(&get(&server, &format!("{API}/endpoints/get?name=busy")).await);
+    assert_eq!(read["endpoint"]["tags"].as_array().unwrap().len(), 40);
+}
