@@ -86,14 +86,26 @@ impl GatewayTraces {
                             },
                         },
                     };
-                    let request = ExportTraceServiceRequest {
-                        resource_spans: records
-                            .iter()
-                            .flat_map(|record| export_request(record).resource_spans)
-                            .collect(),
+                    // Building the spans is all computation: off the async workers, which answer calls.
+                    let count = records.len();
+                    let experiment_of_batch = target.clone();
+                    let prepared = tokio::task::spawn_blocking(move || {
+                        let request = ExportTraceServiceRequest {
+                            resource_spans: records
+                                .iter()
+                                .flat_map(|record| export_request(record).resource_spans)
+                                .collect(),
+                        };
+                        crate::otlp::span_batches(&experiment_of_batch, &request)
+                    })
+                    .await
+                    .unwrap_or_else(|error| Err(format!("building the spans failed: {error}")));
+                    let stored = match prepared {
+                        Ok(batches) => store.log_spans(&batches).await.map_err(|error| error.to_string()),
+                        Err(error) => Err(error),
                     };
-                    if let Err(error) = crate::otlp::store_spans(store.as_ref(), &target, &request).await {
-                        tracing::warn!(%error, traces = records.len(), "gateway traces could not be stored");
+                    if let Err(error) = stored {
+                        tracing::warn!(%error, traces = count, "gateway traces could not be stored");
                         // The experiment may have been deleted: look it up again next time.
                         known = None;
                         endpoints.clear();

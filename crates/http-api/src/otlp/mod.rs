@@ -180,19 +180,17 @@ pub async fn export(State(state): State<AppState>, request: Request) -> Response
     }
 }
 
-/// Stores spans made inside this server (the LLM gateway's calls) as if they had come over OTLP: converted
-/// the same way, each trace created from them in `experiment`.
-pub(crate) async fn store_spans(
-    store: &dyn loopline_metadata_store::MetadataStore,
+/// Spans made inside this server, converted as if they had come over OTLP and grouped into their traces in
+/// `experiment`: the work before the store (all computation, no waiting).
+pub(crate) fn span_batches(
     experiment: &loopline_metadata_store::Experiment,
     request: &ExportTraceServiceRequest,
-) -> Result<(), String> {
+) -> Result<Vec<SpanBatch>, String> {
     let converted = spans::convert(request, MAX_SPANS_PER_REQUEST)?;
-    let batches: Vec<SpanBatch> = group_by_trace(converted)
+    Ok(group_by_trace(converted)
         .into_iter()
         .map(|(trace_id, trace)| trace.into_batch(&trace_id, &experiment.experiment_id, &experiment.artifact_location))
-        .collect();
-    store.log_spans(&batches).await.map_err(|error| error.to_string())
+        .collect())
 }
 
 /// Refuses to add to a trace that belongs to another experiment: its spans and info stay where they are
