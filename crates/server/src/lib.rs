@@ -373,7 +373,7 @@ fn gateway_routes(
     store: Arc<dyn loopline_metadata_store::MetadataStore>,
     sync: Arc<loopline_http_api::ai_gateway::CatalogSync>,
 ) -> axum::Router {
-    use loopline_http_api::ai_gateway::{discovery, invoke, management};
+    use loopline_http_api::ai_gateway::{discovery, elsewhere, invoke, management};
     let api = Arc::new(loopline_http_api::openai::GatewayApi {
         live,
         sync: Some(sync.clone()),
@@ -384,6 +384,7 @@ fn gateway_routes(
         .merge(invoke::routes(api))
         .merge(management::routes(sync.clone()))
         .merge(discovery::routes(sync))
+        .merge(elsewhere::routes())
 }
 
 /// The gateway's families on `/metrics`.

@@ -911,7 +911,7 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
 /// go (as webhooks do): admins only, reads too. Model definitions and endpoints: admins change them, any
 /// signed-in caller reads them, as the UI's discovery routes.
 fn ai_gateway_rows() -> Vec<(String, &'static str, Need)> {
-    use loopline_http_api::ai_gateway::{discovery, management};
+    use loopline_http_api::ai_gateway::{discovery, elsewhere, management};
     let managed = management::route_list().into_iter().map(|(method, route)| {
         let need = if route.contains("/secrets/") || !management::reads_only(method) {
             Need::Admin
@@ -923,7 +923,11 @@ fn ai_gateway_rows() -> Vec<(String, &'static str, Need)> {
     let discovered = discovery::ROUTES
         .iter()
         .map(|route| (route.to_string(), "GET", SIGNED_READ));
-    managed.chain(discovered).collect()
+    let elsewhere = elsewhere::ROUTES.iter().map(|(method, route)| {
+        let need = if *method == "GET" { SIGNED_READ } else { Need::Admin };
+        (route.to_string(), *method, need)
+    });
+    managed.chain(discovered).chain(elsewhere).collect()
 }
 
 /// The whole table.

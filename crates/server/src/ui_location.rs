@@ -62,10 +62,13 @@ pub async fn find(explicit: Option<&Path>) -> anyhow::Result<Option<UiBuild>> {
             tracing::info!("the MLflow web UI is off (--mlflow-ui none)");
             return Ok(None);
         }
-        return build_under(path).map(Some).ok_or_else(|| {
+        // The path itself, or a virtual environment holding the package.
+        let found = build_under(path).or_else(|| site_packages_of(path).iter().find_map(|site| build_under(site)));
+        return found.map(Some).ok_or_else(|| {
             anyhow::anyhow!(
-                "--mlflow-ui {}: no MLflow UI build there (looked for index.html and static/ in it, in {BUILD_IN_PACKAGE} \
-                 and in mlflow/{BUILD_IN_PACKAGE}); point it at an installed mlflow package or its site-packages",
+                "--mlflow-ui {}: no MLflow UI build there (looked for index.html and static/ in it, in {BUILD_IN_PACKAGE}, \
+                 in mlflow/{BUILD_IN_PACKAGE} and in a virtual environment's lib/python3.*/site-packages); point it at \
+                 an installed mlflow package, its site-packages or its virtual environment",
                 path.display()
             )
         });

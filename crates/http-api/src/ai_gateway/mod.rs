@@ -8,6 +8,7 @@
 //! second while calls arrive, and load the new catalog when it moved.
 
 pub mod discovery;
+pub mod elsewhere;
 pub mod invoke;
 pub mod management;
 mod params;

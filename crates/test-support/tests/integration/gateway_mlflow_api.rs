@@ -331,6 +331,26 @@ async fn hostile_management_requests_are_refused_in_mlflows_shape() {
     );
     let providers = ok(&get(&server, "/ajax-api/3.0/mlflow/gateway/supported-providers").await);
     assert!(providers["providers"].as_array().unwrap().contains(&json!("anthropic")));
+    // MLflow's budget policies and scorer guardrails: listed empty, creation refused with what to use instead.
+    assert_eq!(
+        ok(&get(&server, "/ajax-api/3.0/mlflow/gateway/budgets/list").await)["budget_policies"],
+        json!([])
+    );
+    refused(
+        &post(
+            &server,
+            &format!("{API}/budgets/create"),
+            &json!({"budget_amount": 10.0}),
+        )
+        .await,
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "gateway keys create --budget-usd",
+    );
+    assert_eq!(
+        ok(&get(&server, &format!("{API}/guardrails/list-for-endpoint?endpoint_id=e-1")).await)["configs"],
+        json!([])
+    );
 }
 
 #[tokio::test]

@@ -128,3 +128,15 @@ async fn a_ui_path_without_a_build_stops_the_server_saying_where_it_looked() {
         .expect_err("refused");
     assert!(error.to_string().contains("no MLflow UI build"), "{error}");
 }
+
+#[tokio::test]
+async fn a_virtual_environment_named_as_the_ui_is_searched_for_the_package() {
+    let environment = tempfile::tempdir().unwrap();
+    let site = environment.path().join("lib/python3.11/site-packages");
+    std::fs::create_dir_all(&site).unwrap();
+    fake_package(&site);
+    let (server, _data) = server_with_ui(environment.path().to_str().unwrap()).await;
+    let index = reqwest::get(server.url("/")).await.unwrap();
+    assert_eq!(index.status(), 200);
+    assert!(index.text().await.unwrap().contains("<title>MLflow</title>"));
+}
