@@ -6,6 +6,7 @@ of fake providers; the calls are traced in the endpoint's experiment, read back 
 The checks follow what MLflow's own gateway store tests assert of these methods (ids, masking, uniqueness,
 refusals, cascades), not their code."""
 
+import json
 import sys
 import tempfile
 import time
@@ -209,3 +210,27 @@ def test_an_endpoint_answers_the_openai_sdk_and_mlflows_invocations_and_is_trace
     assert len(traces) == 3, traces
     models = {trace.data.spans[0].attributes.get("mlflow.llm.model") for trace in traces}
     assert models == {name}
+
+
+def test_a_judge_naming_an_endpoint_follows_its_renames_and_deletion(server, store):
+    process, primary, _ = server
+    endpoint = store.create_gateway_endpoint(name=unique("judge"), model_configs=[config(model(store, primary, "m"))],
+                                             usage_tracking=False)
+    experiment = mlflow.MlflowClient(process.url).create_experiment(unique("judges"))
+    judge = {"name": "quality", "instructions_judge_pydantic_data": {"model": f"gateway:/{endpoint.name}",
+                                                                     "instructions": "Is {{ outputs }} polite?"}}
+    store.register_scorer(experiment, "quality", json.dumps(judge))
+
+    def model_of():
+        shown = json.loads(store.get_scorer(experiment, "quality")._serialized_scorer)
+        return shown["instructions_judge_pydantic_data"]["model"]
+
+    assert model_of() == f"gateway:/{endpoint.name}"
+    renamed = unique("renamed")
+    store.update_gateway_endpoint(endpoint.endpoint_id, name=renamed)
+    assert model_of() == f"gateway:/{renamed}"
+    store.delete_gateway_endpoint(endpoint.endpoint_id)
+    assert model_of() is None
+    with pytest.raises(MlflowException, match="not found") as missing:
+        store.register_scorer(experiment, "other", json.dumps({**judge, "name": "other"}))
+    assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"

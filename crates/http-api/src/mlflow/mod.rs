@@ -14,6 +14,7 @@ mod promptlab;
 mod registered_models;
 mod registry_events;
 mod runs;
+mod scorer_endpoints;
 mod scorers;
 mod trace_artifacts;
 mod trace_metrics;

@@ -3,12 +3,14 @@
 //! scorers that carry code (`@scorer` functions, whose `call_source` runs when a client loads them): a
 //! registry entry must not be a way to run code on every reader's machine.
 
+use super::scorer_endpoints::{catalog, to_ids, to_names};
 use super::{JsonResult, empty_object, single};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{MlflowMessage, one_or_many};
 use axum::extract::State;
 use loopline_core::proto_json::deserialize_optional_int64;
+use loopline_llm_gateway::catalog::Catalog;
 use loopline_metadata_store::ScorerVersion;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,13 +34,13 @@ fn carries_code(value: &Value) -> bool {
     }
 }
 
-/// A scorer as `list`, `versions` and `get` answer it.
-fn scorer_json(scorer: &ScorerVersion) -> Value {
+/// A scorer as `list`, `versions` and `get` answer it (gateway endpoints it names by their current names).
+fn scorer_json(scorer: &ScorerVersion, catalog: &Catalog) -> Value {
     json!({
         "experiment_id": scorer.experiment_id.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(scorer.experiment_id.clone())),
         "scorer_name": scorer.name,
         "scorer_version": scorer.version,
-        "serialized_scorer": scorer.serialized,
+        "serialized_scorer": to_names(&scorer.serialized, catalog),
         "creation_time": scorer.creation_time,
         "scorer_id": scorer.scorer_id,
     })
@@ -64,22 +66,24 @@ pub(super) async fn register(
             "serialized_scorer is larger than {MAX_SERIALIZED_BYTES} bytes"
         )));
     }
-    let parsed: Value =
+    let mut parsed: Value =
         serde_json::from_str(serialized).map_err(|_| ApiError::invalid("serialized_scorer must be valid JSON"))?;
     if carries_code(&parsed) {
         return Err(ApiError::invalid(CODE_REFUSED));
     }
+    let catalog = catalog(state.tracking.store().as_ref()).await?;
+    let stored = to_ids(serialized, &mut parsed, &catalog)?;
     let scorer = state
         .tracking
         .store()
-        .register_scorer(experiment_id, name, serialized)
+        .register_scorer(experiment_id, name, &stored)
         .await?;
     Ok(axum::Json(json!({
         "version": scorer.version,
         "scorer_id": scorer.scorer_id,
         "experiment_id": scorer.experiment_id,
         "name": scorer.name,
-        "serialized_scorer": scorer.serialized,
+        "serialized_scorer": to_names(&scorer.serialized, &catalog),
         "creation_time": scorer.creation_time,
     })))
 }
@@ -104,7 +108,9 @@ pub(super) async fn list(
         .chain(request.experiment_ids)
         .collect();
     let scorers = state.tracking.store().list_scorers(&experiments).await?;
-    single("scorers", &scorers.iter().map(scorer_json).collect::<Vec<_>>())
+    let catalog = catalog(state.tracking.store().as_ref()).await?;
+    let shown: Vec<Value> = scorers.iter().map(|scorer| scorer_json(scorer, &catalog)).collect();
+    single("scorers", &shown)
 }
 
 #[derive(Deserialize)]
@@ -128,7 +134,9 @@ pub(super) async fn versions(
 ) -> JsonResult {
     let (experiment_id, name) = named(&request)?;
     let scorers = state.tracking.store().scorer_versions(experiment_id, name).await?;
-    single("scorers", &scorers.iter().map(scorer_json).collect::<Vec<_>>())
+    let catalog = catalog(state.tracking.store().as_ref()).await?;
+    let shown: Vec<Value> = scorers.iter().map(|scorer| scorer_json(scorer, &catalog)).collect();
+    single("scorers", &shown)
 }
 
 pub(super) async fn get(
@@ -141,7 +149,8 @@ pub(super) async fn get(
         .store()
         .get_scorer(experiment_id, name, request.version)
         .await?;
-    single("scorer", &scorer_json(&scorer))
+    let catalog = catalog(state.tracking.store().as_ref()).await?;
+    single("scorer", &scorer_json(&scorer, &catalog))
 }
 
 pub(super) async fn delete(

@@ -3,7 +3,7 @@
 //! models hidden groups tried in `fallback_order`, as many as `fallback_config.max_attempts` allows. A model
 //! whose secret was deleted, or does not open, is skipped (and said so in the log).
 
-use super::{Catalog, CatalogError, Endpoint, Linkage, Mapping};
+use super::{Catalog, Endpoint, Linkage, Mapping};
 
 /// Opens a secret's sealed value: its fields, or `None` when it does not open under this server's key.
 pub type Opener<'a> = &'a dyn Fn(&super::Secret) -> Option<BTreeMap<String, String>>;
@@ -88,18 +88,6 @@ pub const PROVIDERS: &[Known] = &[
 /// The provider by MLflow's name.
 pub fn known(name: &str) -> Option<&'static Known> {
     PROVIDERS.iter().find(|known| known.name == name)
-}
-
-/// Refuses a provider the gateway cannot speak to.
-pub fn check_provider(name: &str) -> Result<(), CatalogError> {
-    if known(name).is_none() {
-        let names: Vec<&str> = PROVIDERS.iter().map(|known| known.name).collect();
-        return Err(CatalogError::invalid(format!(
-            "Provider '{name}' is not supported by this gateway; use one of: {}",
-            names.join(", ")
-        )));
-    }
-    Ok(())
 }
 
 /// Where catalog providers may be reached: the operator's schemes, and public addresses only unless private
@@ -303,16 +291,25 @@ pub fn target_of(catalog: &Catalog, definition: &super::ModelDefinition) -> Resu
         .as_deref()
         .and_then(|id| catalog.secret(id).ok())
         .map(|secret| &secret.auth_config);
-    let known =
-        known(&definition.provider).ok_or_else(|| format!("provider '{}' is not supported", definition.provider))?;
+    let api_base = config
+        .and_then(|config| config.get("api_base"))
+        .map(|base| base.trim_end_matches('/').to_string());
+    // A provider this gateway does not know is called as OpenAI-compatible, at its secret's `api_base`.
+    let Some(known) = known(&definition.provider) else {
+        return api_base.map(|base| (ProviderKind::OpenaiCompatible, base)).ok_or_else(|| {
+            format!(
+                "provider '{}' is not one this gateway knows: give its secret an 'api_base' for its OpenAI-compatible \
+                 API, or use one of the supported providers",
+                definition.provider
+            )
+        });
+    };
     let azure = known.kind == ProviderKind::Azure
         || matches!(
             config.and_then(|config| config.get("api_type")).map(String::as_str),
             Some("azure" | "azuread")
         );
-    let base = config
-        .and_then(|config| config.get("api_base"))
-        .map(|base| base.trim_end_matches('/').to_string())
+    let base = api_base
         .or(if azure { None } else { known.base.map(str::to_string) })
         .ok_or_else(|| {
             format!(

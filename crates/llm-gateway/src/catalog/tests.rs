@@ -109,20 +109,10 @@ fn endpoints_check_their_models_and_deletes_respect_use() {
     let mut catalog = Catalog::default();
     let key = secret(&mut catalog, &sealer, "key", &[]);
     let model = definition(&mut catalog, "gpt", &key, "openai", "gpt-4o");
-    let unsupported = catalog
-        .create_definition(ModelDefinition {
-            model_definition_id: new_id("d"),
-            name: "other".into(),
-            secret_id: Some(key.clone()),
-            provider: "no-such-provider".into(),
-            model_name: "m".into(),
-            created_at: 1,
-            last_updated_at: 1,
-            created_by: None,
-            last_updated_by: None,
-        })
-        .unwrap_err();
-    assert!(unsupported.message.contains("not supported"));
+    // A provider the gateway does not know is kept (as MLflow keeps it), and called only at an `api_base`.
+    let other = definition(&mut catalog, "other", &key, "cohere", "command-r");
+    let target = build::target_of(&catalog, catalog.definition(&other).unwrap()).unwrap_err();
+    assert!(target.contains("not one this gateway knows"), "{target}");
     let empty = catalog
         .create_endpoint(
             EndpointChange {
@@ -189,6 +179,7 @@ fn endpoints_check_their_models_and_deletes_respect_use() {
             .contains("not attached")
     );
     catalog.delete_definition(&model).unwrap();
+    catalog.delete_definition(&other).unwrap();
     catalog.delete_secret(&key).unwrap();
     catalog.delete_endpoint(&endpoint).unwrap();
     assert!(catalog.endpoints.is_empty() && catalog.model_definitions.is_empty() && catalog.secrets.is_empty());
