@@ -97,9 +97,29 @@ pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, OpenAiError> {
 const MAX_OUTPUT_TOKENS: u64 = 10_000_000;
 const MAX_CHOICES: u64 = 128;
 
-/// `max_tokens` / `max_completion_tokens` and `n`, when given, are whole numbers in range (a float or a huge
+/// `temperature`, `top_p` and the penalties are numbers in OpenAI's ranges; `max_tokens` /
+/// `max_completion_tokens` and `n`, when given, are whole numbers in range (a float or a huge
 /// number would make the caller's limits reserve nothing, or everything).
 pub fn counts(request: &Map<String, Value>) -> Result<(), OpenAiError> {
+    // Sampling settings in the ranges OpenAI accepts (a provider would refuse them after a round trip, or
+    // worse, take them).
+    for (field, least, most) in [
+        ("temperature", 0.0, 2.0),
+        ("top_p", 0.0, 1.0),
+        ("presence_penalty", -2.0, 2.0),
+        ("frequency_penalty", -2.0, 2.0),
+    ] {
+        match request.get(field) {
+            None | Some(Value::Null) => {}
+            Some(value) if value.as_f64().is_some_and(|number| (least..=most).contains(&number)) => {}
+            Some(_) => {
+                return Err(OpenAiError::invalid(
+                    field,
+                    format!("'{field}' must be a number from {least} to {most}."),
+                ));
+            }
+        }
+    }
     for (field, most) in [
         ("max_tokens", MAX_OUTPUT_TOKENS),
         ("max_completion_tokens", MAX_OUTPUT_TOKENS),
@@ -304,13 +324,20 @@ mod tests {
             ("max_completion_tokens", json!("10")),
             ("n", json!(0)),
             ("n", json!(1000)),
+            ("temperature", json!(5)),
+            ("temperature", json!("hot")),
+            ("top_p", json!(-0.1)),
+            ("presence_penalty", json!(2.5)),
+            ("frequency_penalty", json!(-3)),
         ] {
             let mut body = json!({"model": "m", "messages": [user]});
             body[field] = value;
             assert_eq!(check(body), Err(field.into()));
         }
         assert_eq!(
-            check(json!({"model": "m", "messages": [user], "max_tokens": 64, "n": 2})),
+            check(
+                json!({"model": "m", "messages": [user], "max_tokens": 64, "n": 2, "temperature": 2, "top_p": 0.5, "presence_penalty": -2})
+            ),
             Ok(())
         );
     }
