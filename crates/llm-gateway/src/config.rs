@@ -188,6 +188,29 @@ pub struct GatewayConfig {
     pub cache_max_entries: usize,
     /// Bytes of answers the exact cache holds at most.
     pub cache_max_bytes: usize,
+    /// Prices of provider models made through MLflow's gateway API (whose definitions carry none).
+    pub catalog_prices: Vec<CatalogPrice>,
+}
+
+/// The price of a provider's model, for MLflow catalog models that name it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogPrice {
+    /// MLflow's provider name (`openai`, `anthropic`, ...).
+    pub provider: String,
+    /// The provider's model name.
+    pub model: String,
+    /// What its tokens cost.
+    pub price: Price,
+}
+
+impl GatewayConfig {
+    /// The price configured for a provider's model, if any.
+    pub fn catalog_price(&self, provider: &str, model: &str) -> Option<Price> {
+        self.catalog_prices
+            .iter()
+            .find(|entry| entry.provider == provider && entry.model == model)
+            .map(|entry| entry.price)
+    }
 }
 
 impl GatewayConfig {
@@ -206,6 +229,7 @@ impl GatewayConfig {
             traces: None,
             cache_max_entries: 10_000,
             cache_max_bytes: 256 << 20,
+            catalog_prices: Vec::new(),
         }
     }
 
@@ -247,6 +271,20 @@ struct File {
     settings: Settings,
     #[serde(default)]
     guardrails: Vec<serde_json::Value>,
+    #[serde(default)]
+    prices: Vec<PricedModel>,
+}
+
+/// `prices:` entries: a provider's model and its price, for models made through MLflow's gateway API.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PricedModel {
+    provider: String,
+    model: String,
+    input_per_million: f64,
+    output_per_million: f64,
+    #[serde(default)]
+    cached_input_per_million: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -458,6 +496,32 @@ impl File {
             model.guards = crate::guardrails::Guards::new(guards);
             models.push(model);
         }
+        if self.prices.len() > MAX_ENTRIES {
+            return Err(format!("prices: at most {MAX_ENTRIES} entries"));
+        }
+        let mut catalog_prices: Vec<CatalogPrice> = Vec::with_capacity(self.prices.len());
+        for (index, entry) in self.prices.into_iter().enumerate() {
+            let field = format!("prices[{index}]");
+            check_name(&entry.provider, &format!("{field}.provider"))?;
+            check_name(&entry.model, &format!("{field}.model"))?;
+            if catalog_prices
+                .iter()
+                .any(|other| other.provider == entry.provider && other.model == entry.model)
+            {
+                return Err(format!("{field}: {}/{} is priced twice", entry.provider, entry.model));
+            }
+            let price = PriceEntry {
+                input_per_million: entry.input_per_million,
+                output_per_million: entry.output_per_million,
+                cached_input_per_million: entry.cached_input_per_million,
+            }
+            .check(&field)?;
+            catalog_prices.push(CatalogPrice {
+                provider: entry.provider,
+                model: entry.model,
+                price,
+            });
+        }
         let settings = self.settings;
         if settings.cooldown_failures == 0 {
             return Err("settings.cooldown_failures: must be at least 1".into());
@@ -488,6 +552,7 @@ impl File {
             traces: settings.traces,
             cache_max_entries: settings.cache_max_entries,
             cache_max_bytes: settings.cache_max_mb << 20,
+            catalog_prices,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! The routes MLflow's UI asks before it shows the gateway forms: which providers exist, which models a
 //! provider has, what a provider's secret and configuration hold, and whether secrets are sealed with a key
-//! the operator chose. Loopline names the providers it speaks to; the models it lists are those the catalog's
-//! model definitions already use (no provider's price list ships with the binary, where it would go stale).
+//! the operator chose. Loopline names the providers it speaks to; the models it lists are those the gateway
+//! configuration's `prices:` names and those the catalog's model definitions already use (no provider's price
+//! list ships with the binary, where it would go stale).
 
 use super::CatalogSync;
 use crate::error::ApiError;
@@ -50,21 +51,31 @@ async fn models(State(sync): State<Arc<CatalogSync>>, Query(query): Query<BTreeM
         Ok((_, catalog)) => catalog,
         Err(error) => return error.into_response(),
     };
-    let used: BTreeSet<(&str, &str)> = catalog
-        .model_definitions
+    let base = sync.live.base();
+    // The models priced in the configuration file, and those the catalog's definitions already use.
+    let known: BTreeSet<(&str, &str)> = base
+        .catalog_prices
         .iter()
-        .filter(|definition| provider.is_none_or(|provider| &definition.provider == provider))
-        .map(|definition| (definition.provider.as_str(), definition.model_name.as_str()))
+        .map(|entry| (entry.provider.as_str(), entry.model.as_str()))
+        .chain(
+            catalog
+                .model_definitions
+                .iter()
+                .map(|definition| (definition.provider.as_str(), definition.model_name.as_str())),
+        )
+        .filter(|(known_provider, _)| provider.is_none_or(|provider| known_provider == provider))
         .collect();
-    let models: Vec<Value> = used
+    let models: Vec<Value> = known
         .into_iter()
         .map(|(provider, model)| {
+            let price = base.catalog_price(provider, model);
             json!({
                 "model": model, "provider": provider, "mode": "chat",
                 "supports_function_calling": false, "supports_vision": false, "supports_reasoning": false,
                 "supports_prompt_caching": false, "supports_response_schema": false,
                 "max_input_tokens": null, "max_output_tokens": null,
-                "input_cost_per_token": null, "output_cost_per_token": null,
+                "input_cost_per_token": price.map(|price| price.input / 1e6),
+                "output_cost_per_token": price.map(|price| price.output / 1e6),
                 "modality": null, "deprecation_date": null, "last_updated_at": null,
             })
         })

@@ -182,7 +182,7 @@ pub fn with_catalog(base: &GatewayConfig, catalog: &Catalog, open: Opener<'_>, r
                 provider,
                 model: definition.model_name.clone(),
                 weight: (mapping.weight * 100.0).round().clamp(1.0, 100_000_000.0) as u32,
-                price: None,
+                price: base.catalog_price(&definition.provider, &definition.model_name),
             })
         };
         let mut primaries: Vec<Deployment> = endpoint

@@ -366,3 +366,29 @@ fn reach_refuses_schemes_and_private_addresses_unless_allowed() {
     );
     assert!(catalog.check_reach(&open, Some(&local), None).is_ok());
 }
+
+#[test]
+fn prices_for_catalog_models_are_read_and_checked() {
+    let env = |_: &str| None;
+    let config = GatewayConfig::parse(
+        "prices: [{provider: openai, model: m, input_per_million: 1, output_per_million: 4}]\n",
+        &env,
+    )
+    .unwrap();
+    assert_eq!(config.catalog_price("openai", "m").unwrap().output, 4.0);
+    assert_eq!(config.catalog_price("openai", "other"), None);
+    for (yaml, words) in [
+        (
+            "prices: [{provider: openai, model: m, input_per_million: -1, output_per_million: 4}]",
+            "from 0",
+        ),
+        (
+            "prices: [{provider: openai, model: m, input_per_million: 1, output_per_million: 4}, {provider: openai, model: m, input_per_million: 2, output_per_million: 4}]",
+            "priced twice",
+        ),
+        ("prices: [{provider: openai, model: m, input: 1}]", "unknown field"),
+    ] {
+        let error = GatewayConfig::parse(yaml, &env).unwrap_err();
+        assert!(error.contains(words), "{yaml}: {error}");
+    }
+}

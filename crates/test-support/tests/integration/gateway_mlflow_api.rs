@@ -448,3 +448,40 @@ async fn concurrent_changes_on_one_server_all_land() {
     let read = ok(&get(&server, &format!("{API}/endpoints/get?name=busy")).await);
     assert_eq!(read["endpoint"]["tags"].as_array().unwrap().len(), 40);
 }
+
+#[tokio::test]
+async fn catalog_models_are_priced_from_the_configuration_files_prices() {
+    let fake = FakeLlm::start(Some(KEY)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &yaml,
+        "prices:\n  - {provider: openai, model: priced, input_per_million: 2, output_per_million: 8}\n",
+    )
+    .unwrap();
+    let mut config = TestServer::config_in(&dir.path().join("data"));
+    config.gateway.config = Some(yaml);
+    config.gateway.api_base_allowed_schemes = vec!["http".into()];
+    config.gateway.api_base_allow_private_addresses = true;
+    let server = TestServer::start_with_config(config.with_defaults()).await.unwrap();
+    let models = ok(&get(&server, "/ajax-api/3.0/mlflow/gateway/supported-models?provider=openai").await);
+    assert_eq!(models["models"][0]["model"], "priced");
+    assert_eq!(models["models"][0]["input_cost_per_token"], 2e-6);
+    let definition = model(&server, &fake, "m", "priced").await;
+    ok(&post(
+        &server,
+        &format!("{API}/endpoints/create"),
+        &json!({"name": "costed", "usage_tracking": false,
+                "model_configs": [{"model_definition_id": definition, "linkage_type": "PRIMARY"}]}),
+    )
+    .await);
+    let answer = post(
+        &server,
+        "/gateway/costed/mlflow/invocations",
+        &json!({"messages": [{"role": "user", "content": "hello"}]}),
+    )
+    .await;
+    ok(&answer);
+    // The fake reports 5 prompt and 3 completion tokens: (5 × 2 + 3 × 8) / 1e6 dollars.
+    assert_eq!(answer.header("x-loopline-cost-usd"), Some("0.00003400"));
+}
