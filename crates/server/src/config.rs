@@ -49,8 +49,8 @@ pub struct ServerConfig {
 /// The LLM gateway under `/v1` (OpenAI's API).
 #[derive(Debug, Clone, Default, Args)]
 pub struct GatewayOptions {
-    /// A YAML file of providers and the model names callers use (docs/gateway.md). Without it the gateway
-    /// has no models.
+    /// A YAML file of providers, the model names callers use and prices (docs/gateway.md). Without it the
+    /// gateway serves only the endpoints made through MLflow's AI-gateway API, unpriced.
     #[arg(long = "gateway-config", env = "LOOPLINE_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
     /// URL schemes an MLflow gateway secret's `api_base` may use, comma-separated (MLflow's default: https).

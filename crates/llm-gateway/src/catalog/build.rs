@@ -270,7 +270,8 @@ fn provider_of(catalog: &Catalog, definition_id: &str, open: Opener<'_>, reach: 
     let (kind, base) = target_of(catalog, definition)?;
     let guarded = reach.admits(&base)?;
     Ok(Provider {
-        name: definition.name.clone(),
+        // MLflow's provider name, as the deployment header, metrics and traces show it (`openai/gpt-4o`).
+        name: definition.provider.clone(),
         kind,
         base_url: base,
         api_key: api_key.map(Secret::new),

@@ -178,7 +178,7 @@ async fn an_endpoint_made_through_mlflows_api_is_served_with_its_secret_and_fall
     let chat = json!({"messages": [{"role": "user", "content": "hello"}]});
     let answer = post(&server, "/gateway/chat/mlflow/invocations", &chat).await;
     assert_eq!(ok(&answer)["object"], "chat.completion");
-    assert_eq!(answer.header("x-loopline-deployment"), Some("primary/big"));
+    assert_eq!(answer.header("x-loopline-deployment"), Some("openai/big"));
     let call = primary.calls().pop().unwrap();
     assert_eq!(call.model, "big");
     assert_eq!(call.authorization.as_deref(), Some(format!("Bearer {KEY}").as_str()));
@@ -221,7 +221,7 @@ async fn an_endpoint_made_through_mlflows_api_is_served_with_its_secret_and_fall
     let answer = post(&server, "/gateway/chat/mlflow/invocations", &chat).await;
     ok(&answer);
     assert_eq!(answer.header("x-loopline-fallback"), Some("true"));
-    assert_eq!(answer.header("x-loopline-deployment"), Some("backup/small"));
+    assert_eq!(answer.header("x-loopline-deployment"), Some("openai/small"));
 
     // A model an endpoint uses cannot be deleted; the endpoint first.
     refused(
