@@ -3,12 +3,11 @@
 //! readable by its owner only.
 
 use anyhow::Context;
+pub use loopline_http_api::webhooks::seal::SECRETS_KEY_ENV;
 use loopline_http_api::webhooks::seal::{Sealer, key_from_hex, key_to_hex};
 use std::io::Write;
 use std::path::Path;
 
-/// The environment variable that names the key.
-pub const SECRETS_KEY_ENV: &str = "LOOPLINE_SECRETS_KEY";
 const KEY_FILE: &str = "secrets.key";
 
 /// The secrets key, from the environment or the data directory's key file (made on first use).

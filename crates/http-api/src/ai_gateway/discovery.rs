@@ -19,9 +19,6 @@ use std::sync::Arc;
 
 const PREFIX: &str = "/api/3.0/mlflow/gateway";
 
-/// The environment variable that holds the secrets key replicas share.
-const SECRETS_KEY_ENV: &str = "LOOPLINE_SECRETS_KEY";
-
 /// Every discovery route (all GET), for the permission table.
 pub const ROUTES: &[&str] = &[
     "/api/3.0/mlflow/gateway/supported-providers",
@@ -123,6 +120,6 @@ fn title(provider: &str) -> String {
 }
 
 async fn secrets_config() -> Response {
-    let shared = std::env::var(SECRETS_KEY_ENV).is_ok_and(|key| !key.is_empty());
+    let shared = std::env::var(crate::webhooks::seal::SECRETS_KEY_ENV).is_ok_and(|key| !key.is_empty());
     axum::Json(json!({"secrets_available": true, "using_default_passphrase": !shared})).into_response()
 }

@@ -69,38 +69,15 @@ async fn invocations(State(api): State<Arc<GatewayApi>>, Path(endpoint): Path<St
         );
     }
     if let Some(sync) = &api.sync {
-        sync.refresh_if_due().await;
-        match sync.load().await {
-            Ok((_, catalog)) => match catalog.endpoint_named(&endpoint) {
-                Ok(found) => {
-                    if !found
-                        .model_mappings
-                        .iter()
-                        .any(|mapping| mapping.linkage_type == loopline_llm_gateway::catalog::Linkage::Primary)
-                    {
-                        return detail(
-                            StatusCode::NOT_FOUND,
-                            json!({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": format!("Endpoint '{endpoint}' has no PRIMARY models configured")}),
-                        );
-                    }
-                    if api.gateway_for(&endpoint).await.config().model(&endpoint).is_none() {
-                        return detail(
-                            StatusCode::NOT_FOUND,
-                            json!({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": format!(
-                                "Endpoint '{endpoint}' has no PRIMARY model that can be called: its secret was deleted \
-                                 or does not open with this server's key, or its address is not allowed (the server \
-                                 log says which)")}),
-                        );
-                    }
-                }
-                Err(missing) => {
-                    return detail(
-                        StatusCode::NOT_FOUND,
-                        json!({"error_code": missing.code.as_str(), "message": missing.message}),
-                    );
-                }
-            },
-            Err(error) => return error.into_response(),
+        // Served when the live gateway has it as a catalog endpoint (not a configuration-file model); only
+        // otherwise is the stored catalog read, to say why not in MLflow's words.
+        let served = sync.live.base().model(&endpoint).is_none()
+            && api.gateway_for(&endpoint).await.config().model(&endpoint).is_some();
+        if !served {
+            return match sync.load().await {
+                Ok((_, catalog)) => not_served(&catalog, &endpoint),
+                Err(error) => error.into_response(),
+            };
         }
     }
     let embeddings = if body.contains_key("messages") {
@@ -126,6 +103,30 @@ async fn invocations(State(api): State<Arc<GatewayApi>>, Path(endpoint): Path<St
         crate::openai::chat(State(api), forwarded).await
     };
     as_detail(answer).await
+}
+
+/// Why the catalog's endpoint `endpoint` is not served: missing, without primaries, or with none that can be
+/// called.
+fn not_served(catalog: &loopline_llm_gateway::catalog::Catalog, endpoint: &str) -> Response {
+    let message = match catalog.endpoint_named(endpoint) {
+        Err(missing) => missing.message,
+        Ok(found)
+            if !found
+                .model_mappings
+                .iter()
+                .any(|mapping| mapping.linkage_type == loopline_llm_gateway::catalog::Linkage::Primary) =>
+        {
+            format!("Endpoint '{endpoint}' has no PRIMARY models configured")
+        }
+        Ok(_) => format!(
+            "Endpoint '{endpoint}' has no PRIMARY model that can be called: its secret was deleted or does not open \
+             with this server's key, or its address is not allowed (the server log says which)"
+        ),
+    };
+    detail(
+        StatusCode::NOT_FOUND,
+        json!({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message}),
+    )
 }
 
 /// OpenAI's chat completions with the endpoint in `model` (missing: MLflow's words).

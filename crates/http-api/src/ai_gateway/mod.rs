@@ -65,22 +65,7 @@ impl CatalogSync {
 
     /// The stored catalog and its generation.
     pub async fn load(&self) -> Result<(i64, Catalog), ApiError> {
-        let Some((generation, body)) = self.store.gateway_catalog().await? else {
-            return Ok((0, Catalog::default()));
-        };
-        if body.len() > MAX_DOCUMENT {
-            return Err(ApiError::new(
-                ErrorCode::InternalError,
-                "the stored gateway catalog is larger than any this server writes",
-            ));
-        }
-        let catalog = serde_json::from_str(&body).map_err(|error| {
-            ApiError::new(
-                ErrorCode::InternalError,
-                format!("the stored gateway catalog cannot be read: {error}"),
-            )
-        })?;
-        Ok((generation, catalog))
+        stored_catalog(self.store.as_ref()).await
     }
 
     /// Serves the stored catalog if it changed (now, whether or not a check is due).
@@ -160,6 +145,26 @@ impl CatalogSync {
         }
         serde_json::from_value(inner.remove("value")?).ok()
     }
+}
+
+/// The catalog stored in `store` and its generation (an empty one, generation 0, when none was written).
+pub async fn stored_catalog(store: &dyn MetadataStore) -> Result<(i64, Catalog), ApiError> {
+    let Some((generation, body)) = store.gateway_catalog().await? else {
+        return Ok((0, Catalog::default()));
+    };
+    if body.len() > MAX_DOCUMENT {
+        return Err(ApiError::new(
+            ErrorCode::InternalError,
+            "the stored gateway catalog is larger than any this server writes",
+        ));
+    }
+    let catalog = serde_json::from_str(&body).map_err(|error| {
+        ApiError::new(
+            ErrorCode::InternalError,
+            format!("the stored gateway catalog cannot be read: {error}"),
+        )
+    })?;
+    Ok((generation, catalog))
 }
 
 /// A catalog refusal as MLflow answers it.

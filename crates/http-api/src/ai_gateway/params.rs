@@ -145,3 +145,54 @@ pub(super) fn camel_case(name: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request(method: &str, uri: &str, body: Vec<u8>) -> Request {
+        axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hostile_bodies_and_queries_are_read_as_little_as_they_say() {
+        // 10,000-deep nesting: not an object MLflow would read, so no parameters (and no stack spent).
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(
+            params(request("POST", "/x", deep.into_bytes()))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A body larger than the limit is refused, not read.
+        let large = vec![b' '; MAX_BODY + 1];
+        assert!(params(request("POST", "/x", large)).await.is_err());
+        // Thousands of query pairs: the first 256 are read.
+        let query: String = (0..5_000).map(|index| format!("k{index}=v&")).collect();
+        assert_eq!(
+            params(request("GET", &format!("/x?{query}"), Vec::new()))
+                .await
+                .unwrap()
+                .len(),
+            256
+        );
+        // One field named both ways is refused.
+        let both = br#"{"secret_id": "a", "secretId": "b"}"#.to_vec();
+        assert!(params(request("POST", "/x", both)).await.is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_body_is_read_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), key in "[a-zA-Z_]{0,30}") {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let _ = runtime.block_on(params(request("POST", "/x", bytes)));
+            prop_assert!(!snake_case(&key).chars().any(|c| c.is_ascii_uppercase()));
+            let _ = camel_case(&key);
+        }
+    }
+}

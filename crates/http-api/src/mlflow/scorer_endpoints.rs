@@ -4,7 +4,6 @@
 //! exist is refused.
 
 use crate::error::ApiError;
-use loopline_core::ErrorCode;
 use loopline_llm_gateway::catalog::Catalog;
 use loopline_metadata_store::MetadataStore;
 use serde_json::Value;
@@ -15,15 +14,7 @@ const MAX_DEPTH: usize = 64;
 
 /// The gateway catalog, or an empty one when none was ever written.
 pub(super) async fn catalog(store: &dyn MetadataStore) -> Result<Catalog, ApiError> {
-    match store.gateway_catalog().await? {
-        Some((_, body)) => serde_json::from_str(&body).map_err(|error| {
-            ApiError::new(
-                ErrorCode::InternalError,
-                format!("the stored gateway catalog cannot be read: {error}"),
-            )
-        }),
-        None => Ok(Catalog::default()),
-    }
+    Ok(crate::ai_gateway::stored_catalog(store).await?.1)
 }
 
 /// Every `"model": "gateway:/..."` in a scorer, rewritten by `rewrite` (which may refuse).
@@ -103,7 +94,9 @@ pub(super) fn to_names(serialized: &str, catalog: &Catalog) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use loopline_core::ErrorCode;
     use loopline_llm_gateway::catalog::{Endpoint, Linkage, Mapping};
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn catalog() -> Catalog {
@@ -154,5 +147,24 @@ mod tests {
             to_ids(&plain, &mut serde_json::from_str(&plain).unwrap(), &catalog).unwrap(),
             plain
         );
+    }
+
+    #[test]
+    fn deep_or_hostile_scorers_are_shown_unchanged_without_panic() {
+        let deep = format!("{}\"gateway:/x\"{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(to_names(&deep, &catalog()), deep);
+        let nested = (0..200).fold(json!({"model": "gateway:/judge"}), |inner, _| json!({"a": inner}));
+        let text = nested.to_string();
+        // Past the depth followed, a reference is left as it is (and registering it stores it as given).
+        assert_eq!(to_ids(&text, &mut nested.clone(), &catalog()).unwrap(), text);
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_shown_without_panic(text in ".{0,300}", name in "[a-z:/]{0,20}") {
+            let _ = to_names(&text, &catalog());
+            let value = json!({"model": format!("gateway:/{name}"), "x": [text]});
+            let _ = to_ids(&value.to_string(), &mut value.clone(), &catalog());
+        }
     }
 }

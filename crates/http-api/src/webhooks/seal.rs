@@ -6,6 +6,9 @@ use base64::Engine;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
+/// The environment variable that holds the secrets key (replicas sharing a database share it).
+pub const SECRETS_KEY_ENV: &str = "LOOPLINE_SECRETS_KEY";
+
 /// The prefix of a sealed secret (the format's version).
 const PREFIX: &str = "v1:";
 

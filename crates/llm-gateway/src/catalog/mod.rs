@@ -56,6 +56,13 @@ impl CatalogError {
         }
     }
 
+    fn missing_text(message: String) -> CatalogError {
+        CatalogError {
+            code: ErrorCode::ResourceDoesNotExist,
+            message,
+        }
+    }
+
     fn exists(message: String) -> CatalogError {
         CatalogError {
             code: ErrorCode::ResourceAlreadyExists,
@@ -645,15 +652,6 @@ impl Catalog {
             return Err(missing());
         }
         Ok(())
-    }
-}
-
-impl CatalogError {
-    fn missing_text(message: String) -> CatalogError {
-        CatalogError {
-            code: ErrorCode::ResourceDoesNotExist,
-            message,
-        }
     }
 }
 
