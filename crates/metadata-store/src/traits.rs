@@ -181,7 +181,7 @@ pub trait TraceStore: Send + Sync {
     /// `batch.trace` when it does not exist yet, or folds the batch's times and root state into it, marks its
     /// spans as kept in this store (`mlflow.trace.spansLocation`), and stores the spans (replacing ones with
     /// the same ids).
-    async fn log_spans(&self, batches: &[SpanBatch]) -> StoreResult<()>;
+    async fn log_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()>;
     /// Links traces to a run (at most 100 at once; ids of traces that do not exist are skipped); the run
     /// must exist.
     async fn link_traces_to_run(&self, trace_ids: &[String], run_id: &str) -> StoreResult<()>;

@@ -33,9 +33,16 @@ fn runtime() -> Result<&'static ort::environment::Environment, String> {
         .map_err(Clone::clone)
 }
 
-/// Whether ONNX models can be served, and if not, why.
+/// Whether ONNX models can be served, and if not, why. Loads ONNX Runtime.
 pub fn availability() -> Result<(), String> {
     runtime().map(|_| ())
+}
+
+/// Where ONNX Runtime would be loaded from, without loading it: the library is loaded with the first ONNX
+/// model, so a server that serves none (an LLM gateway, a tracking server) does not carry its ten
+/// megabytes and its threads.
+pub fn locate() -> Result<PathBuf, String> {
+    library_path()
 }
 
 /// `ORT_DYLIB_PATH`, else `libonnxruntime.so*` inside an `onnxruntime` wheel in a `.venv` of the working

@@ -423,10 +423,14 @@ pub struct Application {
     pub audit: Option<loopline_http_api::access::audit::AuditSink>,
 }
 
-/// Says at startup whether ONNX models can be served (the server runs without ONNX Runtime).
+/// Says at startup whether ONNX models can be served (the server runs without ONNX Runtime). The library
+/// itself is loaded with the first ONNX model; a library that is found but cannot load says why then.
 pub(crate) fn report_onnx_runtime() {
-    match loopline_model_runtimes::onnx::availability() {
-        Ok(()) => tracing::info!("ONNX Runtime loaded: ONNX models can be served"),
+    match loopline_model_runtimes::onnx::locate() {
+        Ok(library) => tracing::info!(
+            library = %library.display(),
+            "ONNX Runtime found: loaded when the first ONNX model is served"
+        ),
         Err(reason) => tracing::warn!(%reason, "ONNX models cannot be served"),
     }
 }

@@ -101,7 +101,7 @@ impl GatewayTraces {
                     .await
                     .unwrap_or_else(|error| Err(format!("building the spans failed: {error}")));
                     let stored = match prepared {
-                        Ok(batches) => store.log_spans(&batches).await.map_err(|error| error.to_string()),
+                        Ok(batches) => store.log_spans(batches).await.map_err(|error| error.to_string()),
                         Err(error) => Err(error),
                     };
                     if let Err(error) = stored {

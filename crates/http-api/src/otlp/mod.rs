@@ -157,7 +157,7 @@ pub async fn export(State(state): State<AppState>, request: Request) -> Response
         .into_iter()
         .map(|(trace_id, trace)| trace.into_batch(&trace_id, &experiment_id, &experiment.artifact_location))
         .collect();
-    if let Err(error) = state.tracking.store().log_spans(&batches).await {
+    if let Err(error) = state.tracking.store().log_spans(batches).await {
         let error = crate::error::ApiError::from(error);
         let status = crate::error::status_for(error.code);
         let message = if status.is_server_error() {

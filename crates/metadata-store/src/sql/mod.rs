@@ -25,6 +25,7 @@ mod scorers;
 mod span_columns;
 mod sqlite_batch;
 mod sqlite_reader;
+mod sqlite_spans;
 mod sqlite_writer;
 pub use span_columns::mlflow_span_dict;
 mod trace_filters;

@@ -1,12 +1,12 @@
 //! Spans received over OTLP, kept in the store beside their trace (MLflow 3's `TRACKING_STORE` span
 //! location), and the trace they make or update.
 
-use super::rows::text;
-use super::span_columns::{span_columns, token_usage};
+use super::rows::{Columns, text};
+use super::span_columns::{SpanColumns, span_columns, token_usage};
 use super::traces::{SPANS_LOCATION_POINTER, write_trace_rows};
 use super::{SqlStore, parse_experiment_id};
 use crate::error::{StoreError, StoreResult};
-use crate::queries::{NewTrace, SpanBatch};
+use crate::queries::{NewSpan, NewTrace, SpanBatch};
 use loopline_core::time::rfc3339_millis;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -67,25 +67,22 @@ impl SqlStore {
     }
 }
 
-/// One trace's batch, inside the transaction of the whole request.
-async fn log_batch(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &SpanBatch) -> StoreResult<()> {
+/// The stored columns of a trace a batch of spans folds into (`SELECT STORED_TRACE_COLUMNS ...`).
+pub(super) const STORED_TRACE_COLUMNS: &str = "trace_info, experiment_id, timestamp_ms, execution_time_ms, state";
+
+/// The trace a batch writes and its experiment: the batch's own when the trace is new, else the stored one
+/// with the batch's times, root state and what its spans tell folded in. Marks the spans' location.
+pub(super) fn folded_trace(batch: &SpanBatch, stored: Option<&dyn Columns>) -> StoreResult<(NewTrace, i64)> {
     let created = &batch.trace;
-    let experiment_id = parse_experiment_id(&created.experiment_id)?;
-    let stored = sqlx::query(
-        "SELECT trace_info, experiment_id, timestamp_ms, execution_time_ms, state FROM traces WHERE trace_id = $1",
-    )
-    .bind(created.trace_id.clone())
-    .fetch_optional(&mut **transaction)
-    .await?;
-    let (trace, experiment_id) = match stored {
-        None => (created.clone(), experiment_id),
+    let (mut trace, experiment_id) = match stored {
+        None => (created.clone(), parse_experiment_id(&created.experiment_id)?),
         Some(row) => {
-            let mut info: Value = serde_json::from_str(&text(&row, "trace_info")?).map_err(|error| {
+            let mut info: Value = serde_json::from_str(&text(row, "trace_info")?).map_err(|error| {
                 StoreError::InvalidParameter(format!("stored trace {} is not valid JSON: {error}", created.trace_id))
             })?;
-            let stored_start = super::rows::integer(&row, "timestamp_ms")?;
-            let stored_end = stored_start + super::rows::integer(&row, "execution_time_ms")?;
-            let stored_state = text(&row, "state")?;
+            let stored_start = super::rows::integer(row, "timestamp_ms")?;
+            let stored_end = stored_start + super::rows::integer(row, "execution_time_ms")?;
+            let stored_state = text(row, "state")?;
             let start = stored_start.min(created.timestamp_ms);
             let end = stored_end.max(batch.end_ms.unwrap_or(stored_end));
             // A state the client has set when it finished the trace stands; spans only end an open one.
@@ -132,60 +129,106 @@ async fn log_batch(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &S
                 state,
                 trace_info: info,
             };
-            (trace, super::rows::integer(&row, "experiment_id")?)
+            (trace, super::rows::integer(row, "experiment_id")?)
         }
     };
-    let mut trace = trace;
     if trace.trace_info.pointer(SPANS_LOCATION_POINTER).is_none() {
         mark_spans_location(&mut trace.trace_info, Value::String("TRACKING_STORE".into()));
     }
+    Ok((trace, experiment_id))
+}
+
+/// Refuses a batch that would take a trace past the most spans it may hold.
+pub(super) fn check_span_room(trace_id: &str, held: i64, adding: usize) -> StoreResult<()> {
+    if held.saturating_add(adding as i64) > MAX_SPANS_PER_TRACE {
+        return Err(StoreError::InvalidParameter(format!(
+            "trace {trace_id} would hold more than {MAX_SPANS_PER_TRACE} spans"
+        )));
+    }
+    Ok(())
+}
+
+/// The statement that stores a span or replaces the one with its id; its parameters are [`SpanRow::values`]
+/// in order (written `$n` here, `?n` for rusqlite).
+pub(super) const SPAN_UPSERT: &str = "INSERT INTO trace_spans (trace_id, span_id, start_ns, end_ns, name, span_type, status, model_name, \
+     model_provider, input_cost, output_cost, total_cost, mlflow_text, content) \
+     VALUES ($1, $2, $3, CASE WHEN $15 = 1 THEN $4 END, $5, $6, $7, $8, $9, CASE WHEN $16 = 1 THEN $10 END, \
+     CASE WHEN $17 = 1 THEN $11 END, CASE WHEN $18 = 1 THEN $12 END, $13, $14) \
+     ON CONFLICT (trace_id, span_id) DO UPDATE SET start_ns = excluded.start_ns, end_ns = excluded.end_ns, \
+     name = excluded.name, span_type = excluded.span_type, status = excluded.status, \
+     model_name = excluded.model_name, model_provider = excluded.model_provider, \
+     input_cost = excluded.input_cost, output_cost = excluded.output_cost, total_cost = excluded.total_cost, \
+     mlflow_text = excluded.mlflow_text, content = excluded.content";
+
+/// One span's row, in [`SPAN_UPSERT`]'s terms.
+pub(super) struct SpanRow {
+    pub trace_id: String,
+    pub span_id: String,
+    pub start_ns: i64,
+    pub columns: SpanColumns,
+    pub mlflow_text: String,
+    pub content: String,
+    /// Whether the span reports token usage.
+    pub has_usage: bool,
+}
+
+impl SpanRow {
+    pub(super) fn new(span: &NewSpan) -> Self {
+        let columns = span_columns(&span.content);
+        SpanRow {
+            has_usage: token_usage(&columns).is_some(),
+            trace_id: span.trace_id.clone(),
+            span_id: span.span_id.clone(),
+            start_ns: span.start_ns,
+            columns,
+            mlflow_text: super::span_columns::mlflow_text(&span.content),
+            content: span.content.to_string(),
+        }
+    }
+}
+
+/// One trace's batch, inside the transaction of the whole request.
+async fn log_batch(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, batch: &SpanBatch) -> StoreResult<()> {
+    let stored = super::query_text(format!("SELECT {STORED_TRACE_COLUMNS} FROM traces WHERE trace_id = $1"))
+        .bind(batch.trace.trace_id.clone())
+        .fetch_optional(&mut **transaction)
+        .await?;
+    let (trace, experiment_id) = folded_trace(batch, stored.as_ref().map(|row| row as &dyn Columns))?;
     write_trace_rows(transaction, &trace, experiment_id).await?;
     let held = sqlx::query("SELECT COUNT(*) AS spans FROM trace_spans WHERE trace_id = $1")
         .bind(trace.trace_id.clone())
         .fetch_one(&mut **transaction)
         .await?;
-    if super::rows::integer(&held, "spans")? + batch.spans.len() as i64 > MAX_SPANS_PER_TRACE {
-        return Err(StoreError::InvalidParameter(format!(
-            "trace {} would hold more than {MAX_SPANS_PER_TRACE} spans",
-            trace.trace_id
-        )));
-    }
+    check_span_room(
+        &trace.trace_id,
+        super::rows::integer(&held, "spans")?,
+        batch.spans.len(),
+    )?;
     let mut usage_seen = false;
     for span in &batch.spans {
-        let columns = span_columns(&span.content);
-        usage_seen |= token_usage(&columns).is_some();
-        sqlx::query(
-            "INSERT INTO trace_spans (trace_id, span_id, start_ns, end_ns, name, span_type, status, model_name, \
-             model_provider, input_cost, output_cost, total_cost, mlflow_text, content) \
-             VALUES ($1, $2, $3, CASE WHEN $15 = 1 THEN $4 END, $5, $6, $7, $8, $9, CASE WHEN $16 = 1 THEN $10 END, \
-             CASE WHEN $17 = 1 THEN $11 END, CASE WHEN $18 = 1 THEN $12 END, $13, $14) \
-             ON CONFLICT (trace_id, span_id) DO UPDATE SET start_ns = excluded.start_ns, end_ns = excluded.end_ns, \
-             name = excluded.name, span_type = excluded.span_type, status = excluded.status, \
-             model_name = excluded.model_name, model_provider = excluded.model_provider, \
-             input_cost = excluded.input_cost, output_cost = excluded.output_cost, total_cost = excluded.total_cost, \
-             mlflow_text = excluded.mlflow_text, content = excluded.content",
-        )
-        .bind(span.trace_id.clone())
-        .bind(span.span_id.clone())
-        .bind(span.start_ns)
-        // Numbers always bound as numbers, with flags for "none" (see write_searchable).
-        .bind(columns.end_ns.unwrap_or(0))
-        .bind(columns.name)
-        .bind(columns.span_type)
-        .bind(columns.status)
-        .bind(columns.model_name)
-        .bind(columns.model_provider)
-        .bind(columns.input_cost.unwrap_or(0.0))
-        .bind(columns.output_cost.unwrap_or(0.0))
-        .bind(columns.total_cost.unwrap_or(0.0))
-        .bind(super::span_columns::mlflow_text(&span.content))
-        .bind(span.content.to_string())
-        .bind(i64::from(columns.end_ns.is_some()))
-        .bind(i64::from(columns.input_cost.is_some()))
-        .bind(i64::from(columns.output_cost.is_some()))
-        .bind(i64::from(columns.total_cost.is_some()))
-        .execute(&mut **transaction)
-        .await?;
+        let row = SpanRow::new(span);
+        usage_seen |= row.has_usage;
+        sqlx::query(SPAN_UPSERT)
+            .bind(row.trace_id)
+            .bind(row.span_id)
+            .bind(row.start_ns)
+            .bind(row.columns.end_ns.unwrap_or(0))
+            .bind(row.columns.name)
+            .bind(row.columns.span_type)
+            .bind(row.columns.status)
+            .bind(row.columns.model_name)
+            .bind(row.columns.model_provider)
+            .bind(row.columns.input_cost.unwrap_or(0.0))
+            .bind(row.columns.output_cost.unwrap_or(0.0))
+            .bind(row.columns.total_cost.unwrap_or(0.0))
+            .bind(row.mlflow_text)
+            .bind(row.content)
+            .bind(i64::from(row.columns.end_ns.is_some()))
+            .bind(i64::from(row.columns.input_cost.is_some()))
+            .bind(i64::from(row.columns.output_cost.is_some()))
+            .bind(i64::from(row.columns.total_cost.is_some()))
+            .execute(&mut **transaction)
+            .await?;
     }
     if usage_seen {
         record_token_usage(transaction, &trace.trace_id).await?;
@@ -211,23 +254,63 @@ async fn record_token_usage(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, 
         .bind(trace_id.to_string())
         .fetch_one(&mut **transaction)
         .await?;
-    let mut info: Value = serde_json::from_str(&text(&info_row, "trace_info")?)
-        .map_err(|error| StoreError::InvalidParameter(format!("stored trace {trace_id} is not valid JSON: {error}")))?;
+    let mut info = parse_trace_info(trace_id, &text(&info_row, "trace_info")?)?;
+    if keeps_own_usage(&info) {
+        return Ok(());
+    }
+    let rows = sqlx::query("SELECT content FROM trace_spans WHERE trace_id = $1")
+        .bind(trace_id.to_string())
+        .fetch_all(&mut **transaction)
+        .await?;
+    let contents = rows
+        .iter()
+        .map(|row| text(row, "content"))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let Some(usage) = usage_summary(&contents) else {
+        return Ok(());
+    };
+    set_token_usage(&mut info, usage);
+    sqlx::query("UPDATE traces SET trace_info = $1 WHERE trace_id = $2")
+        .bind(info.to_string())
+        .bind(trace_id.to_string())
+        .execute(&mut **transaction)
+        .await?;
+    super::traces::write_searchable(transaction, trace_id, &info).await
+}
+
+/// A stored trace info, parsed.
+pub(super) fn parse_trace_info(trace_id: &str, stored: &str) -> StoreResult<Value> {
+    serde_json::from_str(stored)
+        .map_err(|error| StoreError::InvalidParameter(format!("stored trace {trace_id} is not valid JSON: {error}")))
+}
+
+/// Whether a trace the client finished keeps the token usage it gave.
+pub(super) fn keeps_own_usage(info: &Value) -> bool {
     let finalized = info
         .pointer("/trace_metadata/mlflow.trace.infoFinalized")
         .and_then(Value::as_str)
         == Some("true");
-    if finalized && info.pointer("/trace_metadata/mlflow.trace.tokenUsage").is_some() {
-        return Ok(());
+    finalized && info.pointer("/trace_metadata/mlflow.trace.tokenUsage").is_some()
+}
+
+/// Puts the summed usage into a trace's metadata.
+pub(super) fn set_token_usage(info: &mut Value, usage: String) {
+    if let Some(metadata) = info
+        .as_object_mut()
+        .map(|object| object.entry("trace_metadata").or_insert_with(|| serde_json::json!({})))
+        .and_then(Value::as_object_mut)
+    {
+        metadata.insert("mlflow.trace.tokenUsage".into(), Value::String(usage));
     }
-    let rows = sqlx::query("SELECT span_id, content FROM trace_spans WHERE trace_id = $1")
-        .bind(trace_id.to_string())
-        .fetch_all(&mut **transaction)
-        .await?;
+}
+
+/// The token usage of a trace's spans (their stored JSON) as MLflow sums it into `mlflow.trace.tokenUsage`,
+/// or none when no span reports any.
+pub(super) fn usage_summary(contents: &[String]) -> Option<String> {
     let mut parents = HashMap::new();
     let mut usages = HashMap::new();
-    for row in &rows {
-        let content: Value = serde_json::from_str(&text(row, "content")?).unwrap_or_default();
+    for content in contents {
+        let content: Value = serde_json::from_str(content).unwrap_or_default();
         let columns = span_columns(&content);
         let own_id = content
             .get("span_id")
@@ -272,21 +355,5 @@ async fn record_token_usage(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, 
         .zip(&totals)
         .filter_map(|(key, total)| total.map(|total| format!("\"{key}\": {total}")))
         .collect();
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let usage = format!("{{{}}}", entries.join(", "));
-    if let Some(metadata) = info
-        .as_object_mut()
-        .map(|object| object.entry("trace_metadata").or_insert_with(|| serde_json::json!({})))
-        .and_then(Value::as_object_mut)
-    {
-        metadata.insert("mlflow.trace.tokenUsage".into(), Value::String(usage.clone()));
-    }
-    sqlx::query("UPDATE traces SET trace_info = $1 WHERE trace_id = $2")
-        .bind(info.to_string())
-        .bind(trace_id.to_string())
-        .execute(&mut **transaction)
-        .await?;
-    super::traces::write_searchable(transaction, trace_id, &info).await
+    (!entries.is_empty()).then(|| format!("{{{}}}", entries.join(", ")))
 }

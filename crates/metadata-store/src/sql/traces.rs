@@ -237,7 +237,7 @@ fn count_comparisons(expression: &crate::search::FilterExpression) -> usize {
 }
 
 /// The string entries of a JSON object field of the trace info (`tags`, `trace_metadata`).
-fn string_map(trace_info: &serde_json::Value, field: &str) -> Vec<(String, String)> {
+pub(super) fn string_map(trace_info: &serde_json::Value, field: &str) -> Vec<(String, String)> {
     trace_info
         .get(field)
         .and_then(serde_json::Value::as_object)
@@ -253,25 +253,32 @@ fn string_map(trace_info: &serde_json::Value, field: &str) -> Vec<(String, Strin
 /// Where the tag naming a trace's span location sits in its info.
 pub(super) const SPANS_LOCATION_POINTER: &str = "/tags/mlflow.trace.spansLocation";
 
+/// Stores a trace's row or replaces the one with its id.
+pub(super) const TRACE_UPSERT: &str = "INSERT INTO traces (trace_id, experiment_id, timestamp_ms, execution_time_ms, state, trace_info) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (trace_id) DO UPDATE SET timestamp_ms = excluded.timestamp_ms, \
+     execution_time_ms = excluded.execution_time_ms, state = excluded.state, trace_info = excluded.trace_info";
+
+/// Stores one row of a trace's assessments (see [`super::assessment_rows::AssessmentRow`]); `$10` says
+/// whether `$6` (the aggregate) is given.
+pub(super) const ASSESSMENT_INSERT: &str = "INSERT INTO trace_assessments (trace_id, assessment_id, kind, name, value, aggregate_value, \
+     is_numeric, valid, create_time_ms) VALUES ($1, $2, $3, $4, $5, CASE WHEN $10 = 1 THEN $6 END, $7, $8, $9) \
+     ON CONFLICT (trace_id, assessment_id) DO NOTHING";
+
 /// Writes a trace's row (inserting or replacing it) and the searchable copies of its tags and metadata.
 pub(super) async fn write_trace_rows(
     transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
     trace: &NewTrace,
     experiment_id: i64,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO traces (trace_id, experiment_id, timestamp_ms, execution_time_ms, state, trace_info) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (trace_id) DO UPDATE SET timestamp_ms = excluded.timestamp_ms, execution_time_ms = excluded.execution_time_ms, \
-         state = excluded.state, trace_info = excluded.trace_info",
-    )
-    .bind(trace.trace_id.clone())
-    .bind(experiment_id)
-    .bind(trace.timestamp_ms)
-    .bind(trace.execution_time_ms)
-    .bind(trace.state.clone())
-    .bind(trace.trace_info.to_string())
-    .execute(&mut **transaction)
-    .await?;
+    sqlx::query(TRACE_UPSERT)
+        .bind(trace.trace_id.clone())
+        .bind(experiment_id)
+        .bind(trace.timestamp_ms)
+        .bind(trace.execution_time_ms)
+        .bind(trace.state.clone())
+        .bind(trace.trace_info.to_string())
+        .execute(&mut **transaction)
+        .await?;
     write_searchable(transaction, &trace.trace_id, &trace.trace_info).await
 }
 
@@ -327,25 +334,21 @@ pub(super) async fn write_searchable(
         let Some(row) = super::assessment_rows::assessment_row(assessment) else {
             continue;
         };
-        sqlx::query(
-            "INSERT INTO trace_assessments (trace_id, assessment_id, kind, name, value, aggregate_value, is_numeric, valid, create_time_ms) \
-             VALUES ($1, $2, $3, $4, $5, CASE WHEN $10 = 1 THEN $6 END, $7, $8, $9) \
-             ON CONFLICT (trace_id, assessment_id) DO NOTHING",
-        )
-        .bind(trace_id.to_string())
-        .bind(row.assessment_id)
-        .bind(row.kind)
-        .bind(row.name)
-        .bind(row.value)
-        // Always a number, with a flag for "none": a parameter that is NULL in one call and a number in the
-        // next confuses PostgreSQL's cached statement through the Any driver.
-        .bind(row.aggregate_value.unwrap_or(0.0))
-        .bind(i64::from(row.is_numeric))
-        .bind(i64::from(row.valid))
-        .bind(row.create_time_ms)
-        .bind(i64::from(row.aggregate_value.is_some()))
-        .execute(&mut **transaction)
-        .await?;
+        sqlx::query(ASSESSMENT_INSERT)
+            .bind(trace_id.to_string())
+            .bind(row.assessment_id)
+            .bind(row.kind)
+            .bind(row.name)
+            .bind(row.value)
+            // Always a number, with a flag for "none": a parameter that is NULL in one call and a number in the
+            // next confuses PostgreSQL's cached statement through the Any driver.
+            .bind(row.aggregate_value.unwrap_or(0.0))
+            .bind(i64::from(row.is_numeric))
+            .bind(i64::from(row.valid))
+            .bind(row.create_time_ms)
+            .bind(i64::from(row.aggregate_value.is_some()))
+            .execute(&mut **transaction)
+            .await?;
     }
     Ok(())
 }
@@ -510,8 +513,13 @@ impl TraceStore for SqlStore {
         .await
     }
 
-    async fn log_spans(&self, batches: &[crate::queries::SpanBatch]) -> StoreResult<()> {
-        self.log_spans_sql(batches).await
+    async fn log_spans(&self, batches: Vec<crate::queries::SpanBatch>) -> StoreResult<()> {
+        if let Some(writer) = &self.sqlite_writer {
+            return writer
+                .write(move |connection| super::sqlite_spans::log_spans(connection, &batches))
+                .await;
+        }
+        self.log_spans_sql(&batches).await
     }
 
     async fn link_traces_to_run(&self, trace_ids: &[String], run_id: &str) -> StoreResult<()> {

@@ -1131,19 +1131,19 @@ pub async fn spans_make_and_finish_their_trace(store: &SqlStore) {
             .collect(),
     };
     store
-        .log_spans(&[batch(&[("child", false, 150)], 170, None)])
+        .log_spans(vec![batch(&[("child", false, 150)], 170, None)])
         .await
         .unwrap();
     let open = store.get_trace_info("tr-spans").await.unwrap();
     assert_eq!(open["state"], "IN_PROGRESS");
     assert_eq!(open["tags"]["mlflow.trace.spansLocation"], "TRACKING_STORE");
     store
-        .log_spans(&[batch(&[("root", true, 100)], 200, Some("ERROR"))])
+        .log_spans(vec![batch(&[("root", true, 100)], 200, Some("ERROR"))])
         .await
         .unwrap();
     // The same span again replaces itself.
     store
-        .log_spans(&[batch(&[("child", false, 150)], 170, None)])
+        .log_spans(vec![batch(&[("child", false, 150)], 170, None)])
         .await
         .unwrap();
     let done = store.get_trace_info("tr-spans").await.unwrap();
@@ -1175,6 +1175,32 @@ pub async fn spans_make_and_finish_their_trace(store: &SqlStore) {
         store.get_trace_info("tr-spans").await.unwrap()["tags"]["mlflow.trace.spansLocation"],
         "TRACKING_STORE"
     );
+    // Spans arriving after that fold into the finished trace and keep its tags, metadata and assessments
+    // searchable.
+    store
+        .set_trace_tag("tr-spans", &Tag::new("team", "search"))
+        .await
+        .unwrap();
+    let feedback = serde_json::json!({"assessment_id": "a-s", "assessment_name": "good", "feedback": {"value": true}});
+    store.add_trace_assessment("tr-spans", &feedback).await.unwrap();
+    let mut late = batch(&[("late", false, 180)], 190, None);
+    late.trace.trace_info["trace_metadata"] = serde_json::json!({"mlflow.sourceRun": "run-s"});
+    store.log_spans(vec![late]).await.unwrap();
+    let search = |filter: &str| TraceSearch {
+        experiment_ids: vec!["0".into()],
+        filter: Some(filter.into()),
+        ..Default::default()
+    };
+    for filter in [
+        "tag.team = 'search'",
+        "metadata.`mlflow.sourceRun` = 'run-s'",
+        "feedback.good = 'true'",
+    ] {
+        let found = store.search_traces(&search(filter)).await.unwrap();
+        assert_eq!(found.items.len(), 1, "{filter}");
+        assert_eq!(found.items[0]["assessments"], serde_json::json!([feedback]), "{filter}");
+        assert_eq!(found.items[0]["state"], "OK", "{filter}");
+    }
     store
         .delete_traces("0", &["tr-spans".to_string()], None, None)
         .await
@@ -1191,7 +1217,7 @@ pub async fn spans_make_and_finish_their_trace(store: &SqlStore) {
     };
     let mut fine = batch(&[("y", true, 1)], 2, None);
     fine.trace.trace_id = "tr-fine".into();
-    assert!(store.log_spans(&[fine, orphan]).await.is_err());
+    assert!(store.log_spans(vec![fine, orphan]).await.is_err());
     assert!(store.get_trace_info("tr-fine").await.is_err());
 }
 

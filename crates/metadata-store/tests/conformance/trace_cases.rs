@@ -119,7 +119,7 @@ pub async fn traces_are_found_by_spans_assessments_and_issues(store: &SqlStore) 
     let mut batch_trace = trace("tr-a", json!([]));
     batch_trace.trace_info = json!({"trace_id": "tr-a", "state": "OK"});
     store
-        .log_spans(&[SpanBatch {
+        .log_spans(vec![SpanBatch {
             trace: batch_trace,
             end_ms: Some(200),
             root_state: Some("OK".into()),
