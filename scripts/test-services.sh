@@ -147,6 +147,33 @@ start_postgres() {
   export LOOPLINE_TEST_POSTGRES_URL="postgresql://loopline@127.0.0.1:$port/postgres"
 }
 
+# Redis for the gateway's shared caches (tests read LOOPLINE_TEST_REDIS_URL): from Debian packages when
+# absent, on loopback, nothing saved to disk.
+start_redis() {
+  if ! command -v redis-server >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "==> installing Redis from Debian packages"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+      echo "redis-server not found: install the 'redis-server' package and run again" >&2
+      return 1
+    fi
+  fi
+  local port
+  port="$(free_port)"
+  echo "==> starting Redis on 127.0.0.1:$port"
+  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --daemonize no \
+    --dir "$WORK_DIR" >"$WORK_DIR/redis.log" 2>&1 &
+  local redis_pid=$!
+  CLEANUP_COMMANDS+=("kill $redis_pid")
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+  export LOOPLINE_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+}
+
 start_s3() {
   local port
   port="$(free_port)"

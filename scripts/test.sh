@@ -19,7 +19,7 @@
 #      pipeline steps on a real Ray head node (from the ray package) through its Jobs API, and the web UI in
 #      Chromium driven by Playwright (every stock MLflow page and every Loopline page; screenshots are kept in
 #      target/browser-screenshots).
-# It installs what it needs (a venv in .venv, PostgreSQL from Debian packages if absent) and starts its
+# It installs what it needs (a venv in .venv, PostgreSQL and Redis from Debian packages if absent) and starts its
 # own servers on loopback, stopping them on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +30,7 @@ setup_stats_venv
 ensure_chromium
 ensure_promtool
 start_postgres
+start_redis
 start_s3
 
 # The Python model worker and ONNX Runtime come from the project venv; say so explicitly for every test.

@@ -67,7 +67,7 @@ impl Gateway {
             record.request = kept_request(&body);
         }
         if let Some(key) = cache_key.filter(|_| !options.no_cache)
-            && let Some((kept, deployment)) = self.cache.get(&key)
+            && let Some((kept, deployment)) = self.exact_answer(&key).await
         {
             return Ok(self.hit(record, started, (kept, deployment, None), group_index, options));
         }
@@ -83,7 +83,7 @@ impl Gateway {
             && let Some(vector) = self.embed(&settings.embedding_model, &query.text).await
         {
             if !options.no_cache
-                && let Some(found) = self.semantic.get(&query.partition, &vector, settings.threshold)
+                && let Some(found) = self.similar_answer(&query.partition, &vector, settings.threshold).await
             {
                 let (kept, deployment, similarity) = found;
                 return Ok(self.hit(
@@ -136,9 +136,18 @@ impl Gateway {
                     let kept = Kept::Json(value.to_string().into());
                     if let Some((partition, vector)) = meaning {
                         self.semantic
-                            .put(partition, vector, kept.clone(), served.deployment.clone(), ttl);
+                            .put(partition, vector.clone(), kept.clone(), served.deployment.clone(), ttl);
+                        if let Some(shared) = &self.shared {
+                            let deployment = served.deployment.clone();
+                            shared
+                                .keep_similar(partition, vector, kept.clone(), deployment, ttl)
+                                .await;
+                        }
                     }
-                    self.cache.put(key, kept, served.deployment.clone(), ttl);
+                    self.cache.put(key, kept.clone(), served.deployment.clone(), ttl);
+                    if let Some(shared) = &self.shared {
+                        shared.keep_exact(key, kept, served.deployment.clone(), ttl).await;
+                    }
                 }
                 served.cost = record.cost().map(|cost| cost.total());
                 Ok((Answer::Json(self.answered(record, started, value, options)), served))
@@ -152,6 +161,7 @@ impl Gateway {
                 };
                 let keep = cache_key.zip(ttl).map(|(key, ttl)| Keeping {
                     cache: self.cache.clone(),
+                    shared: self.shared.clone(),
                     key,
                     ttl,
                     deployment: served.deployment.clone(),
@@ -169,6 +179,27 @@ impl Gateway {
                 ))
             }
         }
+    }
+
+    /// The answer kept under an exact key: this replica's, else one the replicas share.
+    async fn exact_answer(&self, key: &[u8; 32]) -> Option<(Kept, String)> {
+        if let Some(found) = self.cache.get(key) {
+            return Some(found);
+        }
+        self.shared.as_ref()?.exact(key).await
+    }
+
+    /// The closest answer by meaning: this replica's, else one the replicas share.
+    async fn similar_answer(
+        &self,
+        partition: &[u8; 32],
+        vector: &[f32],
+        threshold: f32,
+    ) -> Option<(Kept, String, f32)> {
+        if let Some(found) = self.semantic.get(partition, vector, threshold) {
+            return Some(found);
+        }
+        self.shared.as_ref()?.similar(partition, vector, threshold).await
     }
 
     /// An answer from a cache: the exact one, or the semantic one (with the similarity it was found at).

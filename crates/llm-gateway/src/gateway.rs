@@ -177,6 +177,8 @@ pub struct Gateway {
     pub(crate) observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
     pub(crate) cache: Arc<ExactCache>,
     pub(crate) semantic: Arc<crate::semantic::SemanticCache>,
+    /// Answers shared with the other replicas (Redis), looked in after the replica's own caches.
+    pub(crate) shared: Option<Arc<dyn crate::answers::AnswerStore>>,
 }
 
 impl Gateway {
@@ -196,7 +198,15 @@ impl Gateway {
             observer: std::sync::OnceLock::new(),
             cache,
             semantic,
+            shared: None,
         })
+    }
+
+    /// This gateway, keeping its answers in `shared` too and looking there after its own caches, so replicas
+    /// answer what any of them kept.
+    pub fn with_shared_answers(mut self, shared: Arc<dyn crate::answers::AnswerStore>) -> Gateway {
+        self.shared = Some(shared);
+        self
     }
 
     /// A gateway over `config` sharing this one's connections, metrics, caches and observer: what a catalog
@@ -214,6 +224,7 @@ impl Gateway {
             observer,
             cache: self.cache.clone(),
             semantic: self.semantic.clone(),
+            shared: self.shared.clone(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! (weighted), retries and falls back, and streams the answer back. Provider URLs and keys live only in the
 //! server's configuration. The wire layer (`http-api`'s `openai` module) speaks OpenAI's API over it.
 
+pub mod answers;
 pub mod anthropic;
 pub mod cache;
 mod call;

@@ -163,6 +163,8 @@ struct StreamEnd {
 pub struct Keeping {
     /// Where it goes.
     pub cache: Arc<ExactCache>,
+    /// Where it goes too, shared with the other replicas (written in the background).
+    pub shared: Option<Arc<dyn crate::answers::AnswerStore>>,
     /// Its key.
     pub key: [u8; 32],
     /// How long it is kept.
@@ -210,13 +212,36 @@ impl StreamEnd {
                 if let Some(mut keeping) = self.keep.take() {
                     keeping.events.push(data.clone());
                     let kept = Kept::Stream(keeping.events.into());
-                    if let Some(semantic) = keeping.semantic {
-                        let (partition, vector) = (semantic.partition, semantic.vector);
-                        semantic
-                            .cache
-                            .put(partition, vector, kept.clone(), keeping.deployment.clone(), keeping.ttl);
+                    let Keeping {
+                        cache,
+                        shared,
+                        key,
+                        ttl,
+                        deployment,
+                        semantic,
+                        ..
+                    } = keeping;
+                    let meaning = semantic.map(|semantic| {
+                        semantic.cache.put(
+                            semantic.partition,
+                            semantic.vector.clone(),
+                            kept.clone(),
+                            deployment.clone(),
+                            ttl,
+                        );
+                        (semantic.partition, semantic.vector)
+                    });
+                    cache.put(key, kept.clone(), deployment.clone(), ttl);
+                    if let (Some(shared), Ok(runtime)) = (shared, tokio::runtime::Handle::try_current()) {
+                        runtime.spawn(async move {
+                            if let Some((partition, vector)) = meaning {
+                                shared
+                                    .keep_similar(partition, vector, kept.clone(), deployment.clone(), ttl)
+                                    .await;
+                            }
+                            shared.keep_exact(key, kept, deployment, ttl).await;
+                        });
                     }
-                    keeping.cache.put(keeping.key, kept, keeping.deployment, keeping.ttl);
                 }
                 self.end("ok", None);
             }

@@ -160,7 +160,7 @@ pub fn first_embedding(answer: &Value) -> Option<Vec<f32>> {
     }
 }
 
-fn similarity(left: &[f32], right: &[f32]) -> f32 {
+pub(crate) fn similarity(left: &[f32], right: &[f32]) -> f32 {
     if left.len() != right.len() {
         return -1.0;
     }

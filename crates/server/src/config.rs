@@ -69,16 +69,30 @@ pub struct GatewayOptions {
         default_value_t = false
     )]
     pub api_base_allow_private_addresses: bool,
+    /// Redis shared by the server's replicas (`redis://[:password@]host:port[/db]`): the gateway keeps its
+    /// exact and semantic cache answers there too, so any replica answers what another kept. Never logged.
+    #[arg(long = "redis-url", env = "LOOPLINE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
 }
 
 impl GatewayOptions {
-    /// The gateway, over the configuration file when one is given (its mistakes named, keys never shown).
-    pub fn gateway(&self) -> anyhow::Result<loopline_llm_gateway::Gateway> {
+    /// The gateway, over the configuration file when one is given (its mistakes named, keys never shown),
+    /// sharing its cached answers through Redis when a URL is given.
+    pub async fn gateway(&self) -> anyhow::Result<loopline_llm_gateway::Gateway> {
         let config = match &self.config {
             Some(path) => loopline_llm_gateway::GatewayConfig::load(path).map_err(anyhow::Error::msg)?,
             None => loopline_llm_gateway::GatewayConfig::empty(),
         };
-        loopline_llm_gateway::Gateway::new(config).map_err(anyhow::Error::msg)
+        let max_entry_bytes = config.cache_max_bytes / 10;
+        let gateway = loopline_llm_gateway::Gateway::new(config).map_err(anyhow::Error::msg)?;
+        let Some(url) = self.redis_url.as_deref().filter(|url| !url.trim().is_empty()) else {
+            return Ok(gateway);
+        };
+        let shared = loopline_llm_gateway::answers::redis_store::RedisAnswers::connect(url, max_entry_bytes)
+            .await
+            .map_err(|error| anyhow::anyhow!("--redis-url: {error}"))?;
+        tracing::info!("the gateway's cached answers are shared through Redis");
+        Ok(gateway.with_shared_answers(std::sync::Arc::new(shared)))
     }
 }
 

@@ -98,7 +98,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
             .collect(),
     };
     let live = Arc::new(loopline_llm_gateway::live::LiveGateway::new(
-        config.gateway.gateway()?,
+        config.gateway.gateway().await?,
         loopline_llm_gateway::catalog::build::Reach {
             allowed_schemes: api_base_schemes.clone(),
             allow_private: config.gateway.api_base_allow_private_addresses,
