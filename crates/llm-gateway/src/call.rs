@@ -46,6 +46,7 @@ impl Gateway {
             similarity: None,
             user: options.user.clone(),
             experiment_id: group.trace_experiment_id.clone(),
+            embedding: None,
         };
         // Input guardrails first: the cache and the record see the request as the provider would.
         if !group.guards.is_empty() {
@@ -80,8 +81,9 @@ impl Gateway {
         };
         let mut meaning = None;
         if let Some((settings, query)) = &semantic
-            && let Some(vector) = self.embed(&settings.embedding_model, &query.text).await
+            && let Some((vector, used)) = self.embed(&settings.embedding_model, &query.text).await
         {
+            record.embedding = Some(used);
             if !options.no_cache
                 && let Some(found) = self.similar_answer(&query.partition, &vector, settings.threshold).await
             {
@@ -240,15 +242,20 @@ impl Gateway {
         }
     }
 
-    /// The unit embedding of `text` by the gateway model `model` (`None` when it cannot be had: the call
-    /// goes on without the semantic cache).
-    async fn embed(&self, model: &str, text: &str) -> Option<std::sync::Arc<[f32]>> {
+    /// The unit embedding of `text` by the gateway model `model` and what it took (tokens, US dollars), or
+    /// `None` when it cannot be had: the call goes on without the semantic cache.
+    async fn embed(&self, model: &str, text: &str) -> Option<(std::sync::Arc<[f32]>, (u64, f64))> {
         let request = serde_json::json!({"model": model, "input": text});
         let request = request.as_object()?.clone();
         let embedded = Box::pin(self.call_with(Endpoint::Embeddings, request, &CallOptions::default())).await;
         match embedded {
-            Ok((Answer::Json(answer), _)) => {
-                crate::semantic::first_embedding(&answer).and_then(|v| crate::semantic::unit(&v))
+            Ok((Answer::Json(answer), served)) => {
+                let vector = crate::semantic::first_embedding(&answer).and_then(|v| crate::semantic::unit(&v))?;
+                let tokens = ["prompt_tokens", "total_tokens"]
+                    .iter()
+                    .find_map(|field| answer.pointer(&format!("/usage/{field}")).and_then(Value::as_u64))
+                    .unwrap_or(0);
+                Some((vector, (tokens, served.cost.unwrap_or(0.0))))
             }
             Ok(_) => None,
             Err(error) => {

@@ -80,6 +80,9 @@ pub struct CallRecord {
     pub user: Option<String>,
     /// The experiment to trace the call in, when not the gateway's own (an MLflow endpoint's).
     pub experiment_id: Option<String>,
+    /// What embedding the request for the semantic cache took: tokens, and US dollars when the embedding
+    /// model is priced. Charged to the caller with the call, hit or miss.
+    pub embedding: Option<(u64, f64)>,
 }
 
 impl CallRecord {

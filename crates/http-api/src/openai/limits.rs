@@ -95,6 +95,16 @@ impl Settler {
             }
             _ => (0, 0),
         };
+        // The semantic cache's embedding of the request is the caller's too, hit or miss.
+        let (embedding_tokens, embedding_spend) = record
+            .and_then(|record| record.embedding)
+            .map_or((0, 0), |(tokens, cost)| {
+                (clamp(tokens), clamp((cost * 1_000_000.0).ceil().min(1e15) as u64))
+            });
+        let (tokens, spend) = (
+            tokens.saturating_add(embedding_tokens),
+            spend.saturating_add(embedding_spend),
+        );
         let actual = |held: &Held| match (unknown && served || record.is_none(), held.kind) {
             (true, "requests") => 1,
             (true, _) => held.amount,

@@ -273,7 +273,7 @@ fn export_request(record: &CallRecord) -> ExportTraceServiceRequest {
     }
     let failed = record.error.is_some() || record.outcome != "ok";
     let span = Span {
-        trace_id: rand::random::<[u8; 16]>().to_vec(),
+        trace_id: time_ordered_trace_id(start_ns),
         span_id: rand::random::<[u8; 8]>().to_vec(),
         trace_state: String::new(),
         parent_span_id: Vec::new(),
@@ -293,5 +293,35 @@ fn export_request(record: &CallRecord) -> ExportTraceServiceRequest {
             resource: None,
             scope_spans: vec![ScopeSpans { spans: vec![span] }],
         }],
+    }
+}
+
+/// A trace id that sorts by time: the call's start in milliseconds (6 bytes, big-endian), then 10 random
+/// bytes. Each trace then lands at the end of the store's indexes keyed by trace id instead of at a random
+/// place in them, so writing a trace touches the few pages already in the writer's cache rather than reading
+/// a page per index from a database that grows by gigabytes a day (measured: that reading was most of the
+/// writer's time). Trace ids need only be unique; 80 random bits within one millisecond are.
+fn time_ordered_trace_id(start_ns: u64) -> Vec<u8> {
+    let millis = (start_ns / 1_000_000).to_be_bytes();
+    let mut id = millis[2..].to_vec();
+    id.extend_from_slice(&rand::random::<[u8; 10]>());
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_ordered_trace_id;
+
+    #[test]
+    fn trace_ids_sort_by_time_and_differ_within_a_millisecond() {
+        let earlier = time_ordered_trace_id(1_764_000_000_000_000_000);
+        let same_milli = time_ordered_trace_id(1_764_000_000_000_500_000);
+        let later = time_ordered_trace_id(1_764_000_000_001_000_000);
+        assert_eq!(earlier.len(), 16);
+        assert_eq!(earlier[..6], same_milli[..6]);
+        assert_ne!(earlier, same_milli);
+        assert!(earlier < later && same_milli < later);
+        assert_eq!(time_ordered_trace_id(0)[..6], [0; 6]);
+        assert_eq!(time_ordered_trace_id(u64::MAX).len(), 16);
     }
 }

@@ -23,7 +23,10 @@ async fn server(data: &std::path::Path, backend: &str, artifacts: &std::path::Pa
             "providers: [{{name: fake, kind: openai-compatible, base_url: '{}'}}]\n\
              models:\n\
              \x20 - {{name: chat, deployments: [{{provider: fake, model: m, price: {{input_per_million: 1000, output_per_million: 1000}}}}]}}\n\
-             \x20 - {{name: other, deployments: [{{provider: fake, model: o}}]}}\n",
+             \x20 - {{name: other, deployments: [{{provider: fake, model: o}}]}}\n\
+             \x20 - {{name: similar, deployments: [{{provider: fake, model: s, price: {{input_per_million: 1000, output_per_million: 1000}}}}],\n\
+             \x20    cache_ttl_seconds: 600, semantic_cache: {{embedding_model: embed, threshold: 0.95}}}}\n\
+             \x20 - {{name: embed, deployments: [{{provider: fake, model: words, price: {{input_per_million: 1000, output_per_million: 0}}}}]}}\n",
             fake.base_url
         ),
     )
@@ -416,5 +419,37 @@ async fn streams_are_charged_without_usage_or_when_left_and_teams_cap_calls_in_f
             .contains("The team 'slow'"),
         "{}",
         refused.body
+    );
+}
+
+#[tokio::test]
+async fn the_semantic_caches_embedding_is_charged_to_the_caller_hit_or_miss() {
+    let fake = FakeLlm::start(None).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = server(data.path(), "", &data.path().join("artifacts"), &fake).await;
+    let (key, token_id) = new_key(&server, json!({"models": ["similar"], "budget_usd": 1.0})).await;
+    // A miss: the answer (8 tokens, $0.008) and the embedding of the request (4 tokens, $0.004).
+    let first = chat(&server, &key, "similar").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.headers["x-loopline-cache"], "miss");
+    let after_miss = settled(&server, &token_id).await["spend_usd"].as_f64().unwrap();
+    assert!((after_miss - 0.012).abs() < 1e-9, "{after_miss}");
+    // The same words cased otherwise (not the exact request): a hit by meaning costs only the embedding
+    // that found it.
+    let second = reqwest::Client::new()
+        .post(server.url("/v1/chat/completions"))
+        .header("authorization", &key)
+        .json(&json!({"model": "similar", "max_tokens": 3, "messages": [{"role": "user", "content": "HI"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.headers()["x-loopline-cache"], "hit");
+    assert_eq!(second.headers()["x-loopline-cache-similarity"], "1.0000");
+    let after_hit = settled(&server, &token_id).await["spend_usd"].as_f64().unwrap();
+    assert!((after_hit - 0.016).abs() < 1e-9, "{after_hit}");
+    let embeddings = fake.calls().iter().filter(|call| call.model == "words").count();
+    assert_eq!(
+        embeddings, 2,
+        "each lookup embedded once; the key was not asked to allow the embedding model"
     );
 }
