@@ -44,8 +44,10 @@ models:
   - {{name: spare, deployments: [{{provider: spare, model: small-model}}], retries: 0}}
   - {{name: embed, deployments: [{{provider: primary, model: embedder}}]}}
   - {{name: guarded, deployments: [{{provider: spare, model: small-model}}], guardrails: [pii, injection]}}
+  - {{name: guarded-out, deployments: [{{provider: spare, model: small-model}}], guardrails: [pii-out]}}
 guardrails:
   - {{name: pii, kind: pii}}
+  - {{name: pii-out, kind: pii, apply_to: [output]}}
   - {{name: injection, kind: prompt_injection}}
 settings: {{retry_backoff_ms: 0, cooldown_failures: 100}}
 """)
@@ -112,6 +114,24 @@ def test_tool_calls_round_trip_streamed_and_not(gateway):
     assert answer.choices[0].message.content == "echo: 12 C"
 
 
+def test_output_guardrails_redact_tool_call_arguments_as_json_streamed_and_not(gateway):
+    server, _, _ = gateway
+    tools = [{"type": "function", "function": {"name": "send_mail", "parameters": {"type": "object"}}}]
+    # The fake provider calls the tool with the user's words: the address arrives in the arguments only.
+    asked = [{"role": "user", "content": "write to jane.doe@example.com today"}]
+    answer = client(server).chat.completions.create(model="guarded-out", messages=asked, tools=tools)
+    arguments = json.loads(answer.choices[0].message.tool_calls[0].function.arguments)
+    assert arguments == {"text": "write to [EMAIL] today"}
+    pieces = {}
+    for chunk in client(server).chat.completions.create(model="guarded-out", messages=asked, tools=tools, stream=True):
+        for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            entry = pieces.setdefault(delta.index, {"name": "", "arguments": ""})
+            entry["name"] += (delta.function.name or "") if delta.function else ""
+            entry["arguments"] += (delta.function.arguments or "") if delta.function else ""
+    assert pieces[0]["name"] == "send_mail"
+    assert json.loads(pieces[0]["arguments"]) == {"text": "write to [EMAIL] today"}
+
+
 def test_embeddings_models_and_legacy_completions(gateway):
     server, primary, _ = gateway
     # The SDK asks for base64 unless told otherwise, and decodes it itself.
@@ -121,7 +141,7 @@ def test_embeddings_models_and_legacy_completions(gateway):
     floats = client(server).embeddings.create(model="embed", input="xyz", encoding_format="float")
     assert floats.data[0].embedding == [3.0, 120.0, 1.0]
 
-    assert [model.id for model in client(server).models.list()] == ["chat", "spare", "embed", "guarded"]
+    assert [model.id for model in client(server).models.list()] == ["chat", "spare", "embed", "guarded", "guarded-out"]
     assert client(server).models.retrieve("chat").id == "chat"
     with pytest.raises(openai.NotFoundError):
         client(server).models.retrieve("missing")

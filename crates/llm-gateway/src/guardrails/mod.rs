@@ -7,7 +7,9 @@
 
 pub mod detect;
 pub mod stream;
+mod stream_tools;
 pub mod texts;
+mod tool_args;
 
 use crate::gateway::Endpoint;
 use detect::{Entity, Span};
@@ -335,23 +337,37 @@ impl Guards {
 
     /// Checks (and redacts in place) a request's text. The events are what was done, the block included.
     pub fn input(&self, endpoint: Endpoint, body: &mut Map<String, Value>) -> (Vec<Event>, Option<Blocked>) {
-        check(
-            self.guardrails
-                .iter()
-                .map(AsRef::as_ref)
-                .filter(|guardrail| guardrail.input),
-            Stage::Input,
-            texts::request_texts(endpoint, body),
-        )
+        let chat = endpoint == Endpoint::ChatCompletions;
+        let mut arguments = tool_args::Arguments::take(if chat { tool_args::in_request(body) } else { Vec::new() });
+        let outcome = {
+            let mut texts = texts::request_texts(endpoint, body);
+            texts.extend(arguments.texts().into_iter().map(|text| (text, false)));
+            check(
+                self.guardrails
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .filter(|guardrail| guardrail.input),
+                Stage::Input,
+                texts,
+            )
+        };
+        arguments.put_back(if chat { tool_args::in_request(body) } else { Vec::new() });
+        outcome
     }
 
-    /// Checks (and redacts in place) a whole answer's text.
+    /// Checks (and redacts in place) a whole answer's text, tool-call arguments included.
     pub fn output(&self, answer: &mut Value) -> (Vec<Event>, Option<Blocked>) {
-        let texts = texts::answer_texts(answer)
-            .into_iter()
-            .map(|text| (text, false))
-            .collect();
-        check(self.output_guardrails(), Stage::Output, texts)
+        let mut arguments = tool_args::Arguments::take(tool_args::in_answer(answer));
+        let outcome = {
+            let mut texts: Vec<(&mut String, bool)> = texts::answer_texts(answer)
+                .into_iter()
+                .map(|text| (text, false))
+                .collect();
+            texts.extend(arguments.texts().into_iter().map(|text| (text, false)));
+            check(self.output_guardrails(), Stage::Output, texts)
+        };
+        arguments.put_back(tool_args::in_answer(answer));
+        outcome
     }
 
     fn output_guardrails(&self) -> impl Iterator<Item = &Guardrail> {

@@ -6,6 +6,7 @@
 //! should be redacted (what was sent cannot be taken back, so the stream stops rather than let the rest
 //! through). Nothing is held past [`MAX_HOLD`]. What is released is redacted as a whole answer would be; the
 //! held tail goes out with the choice's `finish_reason` chunk (or before `[DONE]`), so nothing is lost.
+//! Tool-call arguments are held whole and read as JSON (`stream_tools`).
 
 use super::texts::DELTA_FIELDS;
 use super::{Action, Blocked, Event, Guardrail, Guards, Stage, matches};
@@ -76,6 +77,8 @@ pub struct StreamGuard {
     /// `id`, `object`, `created` and `model` of the last chunk, for a chunk carrying a held tail at `[DONE]`.
     template: Map<String, Value>,
     events: EventSink,
+    /// Tool-call arguments, held whole until their choice finishes.
+    calls: super::stream_tools::HeldCalls,
 }
 
 impl StreamGuard {
@@ -86,6 +89,7 @@ impl StreamGuard {
             buffers: BTreeMap::new(),
             template: Map::new(),
             events,
+            calls: super::stream_tools::HeldCalls::default(),
         }
     }
 
@@ -116,6 +120,20 @@ impl StreamGuard {
             }
         }
         self.buffers.clear();
+        let released = self.calls.release(None, &self.guards, &self.events)?;
+        let mut by_choice: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
+        for (choice, call, text) in released {
+            by_choice.entry(choice).or_default().push((call, text));
+        }
+        for (index, calls) in by_choice {
+            let mut chunk = self.template.clone();
+            let mut choice = Map::new();
+            choice.insert("index".into(), Value::from(index));
+            choice.insert("finish_reason".into(), Value::Null);
+            super::stream_tools::put_arguments(&mut choice, calls);
+            chunk.insert("choices".into(), Value::Array(vec![Value::Object(choice)]));
+            out.push(Value::Object(chunk).to_string());
+        }
         Ok(out)
     }
 
@@ -139,6 +157,17 @@ impl StreamGuard {
             };
             let index = choice.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
             let finished = choice.get("finish_reason").is_some_and(|reason| !reason.is_null());
+            changed |= self.calls.hold(index, choice)?;
+            if finished {
+                let released = self.calls.release(Some(index), &self.guards, &self.events)?;
+                if !released.is_empty() {
+                    super::stream_tools::put_arguments(
+                        choice,
+                        released.into_iter().map(|(_, call, text)| (call, text)),
+                    );
+                    changed = true;
+                }
+            }
             let fields: &[&'static str] = if matches!(choice.get("text"), Some(Value::String(_))) {
                 &["text"]
             } else {

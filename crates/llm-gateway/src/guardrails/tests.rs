@@ -4,6 +4,7 @@ use crate::gateway::Piece;
 use futures::StreamExt;
 use proptest::prelude::*;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 fn guards(yaml: &str) -> Guards {
@@ -368,4 +369,167 @@ fn reasoning_refusals_and_content_parts_are_checked_too() {
         .clone();
     guards.input(Endpoint::Completions, &mut request);
     assert_eq!(request["suffix"], "s [EMAIL]");
+}
+
+#[test]
+fn tool_call_arguments_are_read_as_json_and_stay_valid_json_when_redacted() {
+    let redacting = guards("[{name: pii, kind: pii, entities: [email, credit_card]}]");
+    let arguments =
+        json!({"to": "a@b.io", "card": 4111111111111111u64, "amount": 12.5, "note": ["hi", {"cc": "pay a@b.io"}]});
+    let mut answer = json!({"choices": [{"index": 0, "message": {"content": null, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "pay", "arguments": arguments.to_string()}},
+        {"id": "c2", "type": "function", "function": {"name": "raw", "arguments": "not json, mail a@b.io"}}
+    ]}}]});
+    let (events, blocked) = redacting.output(&mut answer);
+    assert!(blocked.is_none());
+    assert_eq!(events[0].found.get("email"), Some(&3));
+    assert_eq!(events[0].found.get("credit_card"), Some(&1));
+    let calls = &answer["choices"][0]["message"]["tool_calls"];
+    let redacted: Value = serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        redacted,
+        json!({"to": "[EMAIL]", "card": "[CREDIT_CARD]", "amount": 12.5, "note": ["hi", {"cc": "pay [EMAIL]"}]})
+    );
+    assert_eq!(calls[1]["function"]["arguments"], "not json, mail [EMAIL]");
+    // Arguments without anything to find come back as they were, numbers as numbers.
+    let clean = json!({"n": 3, "x": [1.5, -2], "s": "ok"}).to_string();
+    let mut plain = json!({"choices": [{"message": {"tool_calls": [{"function": {"arguments": clean}}]}}]});
+    redacting.output(&mut plain);
+    let back: Value = serde_json::from_str(
+        plain["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(back, json!({"n": 3, "x": [1.5, -2], "s": "ok"}));
+    // Blocking reads them too, and on the way in (an assistant message's earlier call).
+    let blocking = guards("[{name: pii, kind: pii, entities: [email], action: block}]");
+    let mut body = chat(json!([
+        {"role": "user", "content": "pay"},
+        {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "pay", "arguments": "{\"to\": \"x@y.io\"}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "done"}
+    ]));
+    let (_, blocked) = blocking.input(Endpoint::ChatCompletions, &mut body);
+    assert_eq!(blocked.map(|blocked| blocked.guardrail), Some("pii".to_string()));
+    assert_eq!(
+        body["messages"][1]["tool_calls"][0]["function"]["arguments"], "{\"to\": \"x@y.io\"}",
+        "left as it was"
+    );
+    let (_, blocked) = redacting.input(Endpoint::ChatCompletions, &mut body);
+    assert!(blocked.is_none());
+    assert_eq!(
+        body["messages"][1]["tool_calls"][0]["function"]["arguments"],
+        "{\"to\":\"[EMAIL]\"}"
+    );
+}
+
+proptest! {
+    /// Whatever a model puts in its arguments, they come back as the same JSON when nothing is found, and as
+    /// valid JSON (or the same non-JSON text) when something is.
+    #[test]
+    fn tool_arguments_round_trip(value in proptest::arbitrary::any::<String>().prop_map(|text| json!({"k": text, "n": [1, 2.5], "deep": {"a": text}}))) {
+        let guards = guards("[{name: pii, kind: pii}]");
+        let text = value.to_string();
+        let mut answer = json!({"choices": [{"message": {"tool_calls": [{"function": {"arguments": text}}]}}]});
+        let (events, _) = guards.output(&mut answer);
+        let back = answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_string();
+        let parsed: Value = serde_json::from_str(&back).unwrap();
+        if events.is_empty() {
+            prop_assert_eq!(parsed, value);
+        }
+    }
+}
+
+/// Streams chunks of tool-call fragments through `guards`: the arguments each call's fragments join to, by
+/// call index, and how the stream ended.
+fn stream_tool_calls(
+    guards: &Guards,
+    fragments: &[(u64, &str)],
+    finish: bool,
+) -> (BTreeMap<u64, String>, Option<String>) {
+    let mut pieces: Vec<Piece> = vec![Piece::Data(
+        json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+            {"index": 0, "id": "call_0", "type": "function", "function": {"name": "pay", "arguments": ""}}]}}]})
+        .to_string(),
+    )];
+    pieces.extend(fragments.iter().map(|(call, fragment)| {
+        Piece::Data(
+            json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": call, "function": {"arguments": fragment}}]}}]})
+            .to_string(),
+        )
+    }));
+    if finish {
+        pieces.push(Piece::Data(
+            json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+                .to_string(),
+        ));
+    }
+    pieces.push(Piece::Data("[DONE]".into()));
+    let stream = guarded(
+        Box::pin(futures::stream::iter(pieces)),
+        guards.clone(),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let out: Vec<Piece> = runtime.block_on(stream.collect());
+    let mut joined: BTreeMap<u64, String> = BTreeMap::new();
+    let mut end = None;
+    for piece in out {
+        match piece {
+            Piece::Data(data) if data == "[DONE]" => end = Some("done".to_string()),
+            Piece::Data(data) => {
+                let value: Value = serde_json::from_str(&data).unwrap();
+                for call in value
+                    .pointer("/choices/0/delta/tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let text = call
+                        .pointer("/function/arguments")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    joined
+                        .entry(call["index"].as_u64().unwrap())
+                        .or_default()
+                        .push_str(text);
+                }
+            }
+            Piece::Blocked(message) | Piece::Broken(message) => end = Some(message),
+        }
+    }
+    (joined, end)
+}
+
+#[test]
+fn streamed_tool_call_arguments_are_held_whole_and_redacted_as_json() {
+    let redacting = guards("[{name: pii, kind: pii, entities: [email, credit_card]}]");
+    // A card number and an address split across fragments, two calls interleaved.
+    let fragments = [
+        (0, "{\"to\": \"a@"),
+        (1, "{\"n\": 41111111"),
+        (0, "b.io\", \"memo\": \"hi\"}"),
+        (1, "11111111}"),
+    ];
+    for finish in [true, false] {
+        let (joined, end) = stream_tool_calls(&redacting, &fragments, finish);
+        assert_eq!(end.as_deref(), Some("done"));
+        let first: Value = serde_json::from_str(&joined[&0]).unwrap();
+        assert_eq!(first, json!({"to": "[EMAIL]", "memo": "hi"}), "finish: {finish}");
+        let second: Value = serde_json::from_str(&joined[&1]).unwrap();
+        assert_eq!(second, json!({"n": "[CREDIT_CARD]"}));
+    }
+    // Nothing found: the same arguments, byte for byte.
+    let (joined, _) = stream_tool_calls(&redacting, &[(0, "{\"x\": "), (0, "1}")], true);
+    assert_eq!(joined[&0], "{\"x\": 1}");
+    // Blocking ends the stream with the guardrail's name.
+    let blocking = guards("[{name: cards, kind: pii, entities: [credit_card], action: block}]");
+    let (_, end) = stream_tool_calls(&blocking, &fragments, true);
+    assert!(end.unwrap().contains("cards"));
+    // Past the bound, the stream is stopped, not passed unread.
+    let long = "x".repeat(super::stream_tools::MAX_HELD / 4 + 1);
+    let many: Vec<(u64, &str)> = (0..4).map(|_| (0, long.as_str())).collect();
+    let (_, end) = stream_tool_calls(&redacting, &many, true);
+    assert!(end.unwrap().contains("tool-call arguments are longer"));
 }
