@@ -63,12 +63,14 @@ impl Gateway {
         // The exact cache, when the model keeps answers and the caller allows it.
         let ttl = Some(group.cache_ttl).filter(|ttl| !ttl.is_zero() && !options.no_store);
         let cache_key = ttl.map(|_| crate::cache::key(endpoint.path(), &options.scope, &body));
+        // A kept answer is given only in the form asked for (one from a shared store could be either).
+        let streams = body.get("stream").and_then(Value::as_bool) == Some(true);
         if self.tracer(&record).is_some() {
             // The caller's request, kept as bounded text: a stream's record lives as long as it.
             record.request = kept_request(&body);
         }
         if let Some(key) = cache_key.filter(|_| !options.no_cache)
-            && let Some((kept, deployment)) = self.exact_answer(&key).await
+            && let Some((kept, deployment)) = self.exact_answer(&key, streams).await
         {
             return Ok(self.hit(record, started, (kept, deployment, None), group_index, options));
         }
@@ -85,7 +87,9 @@ impl Gateway {
         {
             record.embedding = Some(used);
             if !options.no_cache
-                && let Some(found) = self.similar_answer(&query.partition, &vector, settings.threshold).await
+                && let Some(found) = self
+                    .similar_answer(&query.partition, &vector, settings.threshold, streams)
+                    .await
             {
                 let (kept, deployment, similarity) = found;
                 return Ok(self.hit(
@@ -183,25 +187,32 @@ impl Gateway {
         }
     }
 
-    /// The answer kept under an exact key: this replica's, else one the replicas share.
-    async fn exact_answer(&self, key: &[u8; 32]) -> Option<(Kept, String)> {
-        if let Some(found) = self.cache.get(key) {
+    /// The answer kept under an exact key, in the form asked for: this replica's, else one the replicas share.
+    async fn exact_answer(&self, key: &[u8; 32], streams: bool) -> Option<(Kept, String)> {
+        let formed = |(kept, _): &(Kept, String)| matches!(kept, Kept::Stream(_)) == streams;
+        if let Some(found) = self.cache.get(key).filter(formed) {
             return Some(found);
         }
-        self.shared.as_ref()?.exact(key).await
+        self.shared.as_ref()?.exact(key).await.filter(formed)
     }
 
-    /// The closest answer by meaning: this replica's, else one the replicas share.
+    /// The closest answer by meaning, in the form asked for: this replica's, else one the replicas share.
     async fn similar_answer(
         &self,
         partition: &[u8; 32],
         vector: &[f32],
         threshold: f32,
+        streams: bool,
     ) -> Option<(Kept, String, f32)> {
-        if let Some(found) = self.semantic.get(partition, vector, threshold) {
+        let formed = |(kept, ..): &(Kept, String, f32)| matches!(kept, Kept::Stream(_)) == streams;
+        if let Some(found) = self.semantic.get(partition, vector, threshold).filter(formed) {
             return Some(found);
         }
-        self.shared.as_ref()?.similar(partition, vector, threshold).await
+        self.shared
+            .as_ref()?
+            .similar(partition, vector, threshold)
+            .await
+            .filter(formed)
     }
 
     /// An answer from a cache: the exact one, or the semantic one (with the similarity it was found at).

@@ -31,10 +31,15 @@ async fn exact_answers_round_trip(store: &dyn AnswerStore) {
     assert!(store.exact(&other).await.is_none(), "another key is another entry");
     // Kept again: the newer answer.
     store
-        .keep_exact(key, Kept::Json("2".into()), "p/n".into(), Duration::from_secs(60))
+        .keep_exact(
+            key,
+            Kept::Json("{\"b\": 2}".into()),
+            "p/n".into(),
+            Duration::from_secs(60),
+        )
         .await;
     let (kept, deployment) = store.exact(&key).await.expect("kept again");
-    assert!(matches!(kept, Kept::Json(text) if &*text == "2"));
+    assert!(matches!(kept, Kept::Json(text) if &*text == "{\"b\": 2}"));
     assert_eq!(deployment, "p/n");
     // A stream comes back as the same events.
     let events: Vec<String> = vec!["{\"x\": 1}".into(), "{\"x\": 2}".into(), "[DONE]".into()];
@@ -70,7 +75,7 @@ async fn similar_answers_are_found_above_the_threshold_in_their_partition(store:
         .keep_similar(
             partition,
             near.clone(),
-            Kept::Json("near".into()),
+            Kept::Json("{\"near\": true}".into()),
             "p/m".into(),
             Duration::from_secs(60),
         )
@@ -79,14 +84,14 @@ async fn similar_answers_are_found_above_the_threshold_in_their_partition(store:
         .keep_similar(
             partition,
             far,
-            Kept::Json("far".into()),
+            Kept::Json("{\"far\": true}".into()),
             "p/m".into(),
             Duration::from_secs(60),
         )
         .await;
     let query = unit(&[0.9, 0.1, 0.0]).unwrap();
     let (kept, deployment, similarity) = store.similar(&partition, &query, 0.9).await.expect("near enough");
-    assert!(matches!(kept, Kept::Json(text) if &*text == "near"));
+    assert!(matches!(kept, Kept::Json(text) if &*text == "{\"near\": true}"));
     assert_eq!(deployment, "p/m");
     assert!((similarity - 0.9939).abs() < 1e-3, "{similarity}");
     let between = unit(&[1.0, 1.0, 0.0]).unwrap();
@@ -144,9 +149,14 @@ async fn redis_conforms_and_shares_between_connections() {
     let other = RedisAnswers::connect(&url, MAX_BYTES / 10).await.unwrap();
     let key = random_key();
     store
-        .keep_exact(key, Kept::Json("shared".into()), "p/m".into(), Duration::from_secs(60))
+        .keep_exact(
+            key,
+            Kept::Json("{\"shared\": true}".into()),
+            "p/m".into(),
+            Duration::from_secs(60),
+        )
         .await;
-    assert!(matches!(other.exact(&key).await, Some((Kept::Json(text), _)) if &*text == "shared"));
+    assert!(matches!(other.exact(&key).await, Some((Kept::Json(text), _)) if &*text == "{\"shared\": true}"));
 }
 
 #[tokio::test]

@@ -155,7 +155,7 @@ pub async fn export(State(state): State<AppState>, request: Request) -> Response
     // All traces of the request in one transaction: a request is kept whole or not at all.
     let batches: Vec<SpanBatch> = traces
         .into_iter()
-        .map(|(trace_id, trace)| trace.into_batch(&trace_id, &experiment_id, &experiment.artifact_location))
+        .map(|(trace_id, trace)| trace.into_batch(&trace_id, &experiment.experiment_id, &experiment.artifact_location))
         .collect();
     if let Err(error) = state.tracking.store().log_spans(batches).await {
         let error = crate::error::ApiError::from(error);

@@ -3,23 +3,28 @@
 //! Layout, under the `loopline:gateway:` prefix:
 //! - `exact:<key>`: one exact answer (its JSON envelope, below), expiring with its TTL;
 //! - `similar:<partition>`: a sorted set of the partition's entry ids, scored by when they expire (ms since
-//!   the epoch), at most [`MAX_PER_PARTITION`] (the latest to expire are kept);
+//!   the epoch), at most [`MAX_PER_PARTITION`] (the latest to expire are kept, the keys of those trimmed
+//!   deleted);
 //! - `similar:<partition>:v:<id>`: the entry's unit embedding (little-endian f32s), and
 //!   `similar:<partition>:a:<id>`: its answer envelope, both expiring with its TTL.
 //!
 //! A semantic lookup reads the partition's ids, then their vectors in one MGET, compares them here, and reads
 //! only the best entry's answer. Every command has a deadline: a slow or absent Redis makes misses (and a
-//! warning at most every ten seconds), never a failed or held call. The URL, which may hold a password, is
-//! never logged.
+//! warning at most every ten seconds), never a failed or held call; after a failure to reach it, Redis is
+//! left alone for a second (doubling up to thirty while it stays down) and then one call probes it, making
+//! the connection anew, so an outage costs calls nothing and a Redis that is back (or whose password was
+//! changed back) is used again. What is read back is checked like any input: values are read only up to a
+//! bound, answers must be JSON objects (stream events too, one line each), embeddings unit vectors,
+//! deployment names short; anything else is a miss. The URL, which may hold a password, is never logged.
 
 use super::AnswerStore;
 use crate::cache::Kept;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{AsyncCommands, Client, RedisResult};
+use ::redis::{Client, RedisResult};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Entries kept per semantic partition in Redis (each lookup reads all their vectors).
@@ -29,6 +34,12 @@ pub const MAX_PER_PARTITION: isize = 256;
 const DEADLINE: Duration = Duration::from_millis(250);
 
 const PREFIX: &str = "loopline:gateway:";
+
+/// The longest deployment name read back.
+const MAX_DEPLOYMENT: usize = 256;
+
+/// The longest Redis is left alone after failing to answer.
+const MAX_PAUSE_MS: u64 = 30_000;
 
 /// The stored form of an answer.
 #[derive(Serialize, Deserialize)]
@@ -56,10 +67,22 @@ impl Envelope {
         }
     }
 
+    /// The answer, if it reads as one the gateway itself would have kept.
     fn kept(self) -> Option<(Kept, String)> {
+        let object = |text: &str| serde_json::from_str::<serde_json::Value>(text).is_ok_and(|value| value.is_object());
+        if self.deployment.len() > MAX_DEPLOYMENT || self.deployment.chars().any(char::is_control) {
+            return None;
+        }
         let kept = match (self.json, self.stream) {
-            (Some(text), None) => Kept::Json(text.into()),
-            (None, Some(events)) if events.last().is_some_and(|last| last.trim() == "[DONE]") => {
+            (Some(text), None) if object(&text) => Kept::Json(text.into()),
+            (None, Some(events))
+                if events.split_last().is_some_and(|(last, before)| {
+                    last == "[DONE]"
+                        && before
+                            .iter()
+                            .all(|event| !event.contains(['\n', '\r']) && object(event))
+                }) =>
+            {
                 Kept::Stream(events.into())
             }
             _ => return None,
@@ -70,72 +93,76 @@ impl Envelope {
 
 /// The shared store.
 pub struct RedisAnswers {
-    connection: ConnectionManager,
+    client: Client,
+    connection: Mutex<ConnectionManager>,
     /// The largest answer kept, in bytes (as in memory: a tenth of the cache's byte bound).
     max_entry_bytes: usize,
     /// When the last warning was logged, seconds since the epoch.
     warned_at: AtomicU64,
+    /// Redis is not asked before this time (ms since the epoch) after failing to answer; 0 when it answers.
+    paused_until: AtomicU64,
+    /// Failures to reach Redis in a row.
+    failures: AtomicU32,
+    /// What the URL's user part holds, kept out of every message.
+    secrets: Vec<String>,
 }
 
-impl RedisAnswers {
-    /// Connects to Redis at `url` (`redis://[user:password@]host:port[/db]`, or `rediss://` with TLS
-    /// off in this build); fails when it cannot be reached, naming the host but never the password.
-    pub async fn connect(url: &str, max_entry_bytes: usize) -> Result<RedisAnswers, String> {
-        let client = Client::open(url).map_err(|error| format!("the Redis URL is not valid: {}", error.kind_text()))?;
-        let place = client.get_connection_info().addr.to_string();
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(DEADLINE)
-            .set_number_of_retries(2)
-            .set_max_delay(1_000);
-        let connection = tokio::time::timeout(
-            Duration::from_secs(10),
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| format!("Redis at {place} did not answer within 10 s"))?
-        .map_err(|error| format!("cannot reach Redis at {place}: {}", error.kind_text()))?;
-        Ok(RedisAnswers {
-            connection,
-            max_entry_bytes,
-            warned_at: AtomicU64::new(0),
-        })
-    }
-
-    /// Runs one exchange with its deadline; a failure is logged (at most every ten seconds) and is `None`.
-    async fn run<T, F>(&self, what: &str, exchange: impl FnOnce(ConnectionManager) -> F) -> Option<T>
-    where
-        F: std::future::Future<Output = RedisResult<T>>,
-    {
-        let outcome = tokio::time::timeout(DEADLINE * 2, exchange(self.connection.clone())).await;
-        let problem = match outcome {
-            Ok(Ok(value)) => return Some(value),
-            Ok(Err(error)) => error.kind_text(),
-            Err(_) => "no answer in time".to_string(),
-        };
-        let now = now_ms() / 1000;
-        let last = self.warned_at.load(Ordering::Relaxed);
-        if now >= last + 10
-            && self
-                .warned_at
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::warn!(%problem, "the shared gateway cache in Redis failed to {what}: answered as a miss");
-        }
-        None
-    }
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(DEADLINE)
+        .set_response_timeout(DEADLINE)
+        .set_number_of_retries(1)
+        .set_max_delay(1_000)
 }
 
-/// What a Redis error was, without anything it may quote of the URL.
+/// The user part of a URL (`user:password`) and the password alone, to be kept out of messages.
+fn url_secrets(url: &str) -> Vec<String> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let Some((user_part, _)) = authority.rsplit_once('@') else {
+        return Vec::new();
+    };
+    let mut secrets = vec![user_part.to_string()];
+    if let Some((_, password)) = user_part.split_once(':') {
+        secrets.push(password.to_string());
+    }
+    secrets.retain(|secret| !secret.is_empty());
+    secrets
+}
+
+/// A message with the URL's secrets replaced.
+fn scrubbed(message: String, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .fold(message, |message, secret| message.replace(secret.as_str(), "***"))
+}
+
+/// Whether an error says Redis could not be reached or refused who we are (rather than one command, such
+/// as a key of another type): what pauses the use of Redis.
+fn unreachable(error: &::redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || matches!(error.kind(), ::redis::ErrorKind::AuthenticationFailed)
+        || error.code() == Some("NOAUTH")
+}
+
+/// What a Redis error was, in words that never quote the URL.
 trait KindText {
     fn kind_text(&self) -> String;
 }
 
 impl KindText for ::redis::RedisError {
     fn kind_text(&self) -> String {
+        if self.is_io_error() {
+            // The operating system's words ("Connection refused (os error 111)").
+            return self.to_string();
+        }
         match self.detail() {
-            Some(detail) => format!("{:?}: {detail}", self.kind()),
+            Some(detail) => format!("{:?}: {}", self.kind(), detail.lines().next().unwrap_or_default()),
             None => format!("{:?}", self.kind()),
         }
     }
@@ -161,16 +188,137 @@ fn vector_bytes(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|value| value.to_le_bytes()).collect()
 }
 
+/// A stored embedding of the expected size, if it is the unit vector the gateway keeps (a longer one would
+/// score above any threshold).
 fn vector_of(bytes: &[u8], dimensions: usize) -> Option<Vec<f32>> {
-    (bytes.len() == dimensions * 4).then(|| {
-        bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    })
+    if bytes.len() != dimensions * 4 {
+        return None;
+    }
+    let vector: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let norm: f32 = vector.iter().map(|value| value * value).sum();
+    ((norm - 1.0).abs() < 1e-3).then_some(vector)
 }
 
 impl RedisAnswers {
+    /// Connects to Redis at `url` (`redis://[user:password@]host:port[/db]`; TLS is not built in) and checks
+    /// that it answers (a PING, so a missing or wrong password is found now); fails naming the host but
+    /// never the password.
+    pub async fn connect(url: &str, max_entry_bytes: usize) -> Result<RedisAnswers, String> {
+        let secrets = url_secrets(url);
+        let client = Client::open(url)
+            .map_err(|error| scrubbed(format!("the Redis URL is not valid: {}", error.kind_text()), &secrets))?;
+        let place = client.get_connection_info().addr.to_string();
+        let refused = |what: String| scrubbed(format!("cannot reach Redis at {place}: {what}"), &secrets);
+        let mut connection = tokio::time::timeout(
+            Duration::from_secs(10),
+            ConnectionManager::new_with_config(client.clone(), manager_config()),
+        )
+        .await
+        .map_err(|_| refused("no answer within 10 s".into()))?
+        .map_err(|error| refused(error.kind_text()))?;
+        let pong: RedisResult<String> = tokio::time::timeout(Duration::from_secs(10), async {
+            ::redis::cmd("PING").query_async(&mut connection).await
+        })
+        .await
+        .map_err(|_| refused("no answer to PING within 10 s".into()))?;
+        pong.map_err(|error| refused(error.kind_text()))?;
+        Ok(RedisAnswers {
+            client,
+            connection: Mutex::new(connection),
+            max_entry_bytes,
+            warned_at: AtomicU64::new(0),
+            paused_until: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+            secrets,
+        })
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        self.connection.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Whether to ask Redis now: not while it is paused; once the pause is over, one caller probes.
+    fn may_ask(&self) -> bool {
+        let paused_until = self.paused_until.load(Ordering::Acquire);
+        if paused_until == 0 {
+            return true;
+        }
+        let now = now_ms();
+        let probe_ends = now + 4 * DEADLINE.as_millis() as u64;
+        now >= paused_until
+            && self
+                .paused_until
+                .compare_exchange(paused_until, probe_ends, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// Runs one exchange with its deadline; a failure is logged (at most every ten seconds) and is `None`.
+    async fn run<T, F>(&self, what: &str, exchange: impl FnOnce(ConnectionManager) -> F) -> Option<T>
+    where
+        F: std::future::Future<Output = RedisResult<T>>,
+    {
+        if !self.may_ask() {
+            return None;
+        }
+        if self.failures.load(Ordering::Acquire) >= 2 {
+            // Down more than once: the probe makes the connection anew (a restarted Redis, a password
+            // changed back).
+            let connecting = ConnectionManager::new_with_config(self.client.clone(), manager_config());
+            if let Ok(Ok(fresh)) = tokio::time::timeout(DEADLINE, connecting).await {
+                *self.connection.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
+            }
+        }
+        let outcome = tokio::time::timeout(DEADLINE * 2, exchange(self.connection())).await;
+        let (problem, down) = match outcome {
+            Ok(Ok(value)) => {
+                if self.failures.swap(0, Ordering::AcqRel) > 0 {
+                    tracing::info!("the shared gateway cache in Redis answers again");
+                }
+                self.paused_until.store(0, Ordering::Release);
+                return Some(value);
+            }
+            Ok(Err(error)) => (error.kind_text(), unreachable(&error)),
+            Err(_) => ("no answer in time".to_string(), true),
+        };
+        if down {
+            let failures = self.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+            let pause = (1_000u64 << failures.saturating_sub(1).min(5)).min(MAX_PAUSE_MS);
+            self.paused_until.store(now_ms() + pause, Ordering::Release);
+        } else {
+            self.paused_until.store(0, Ordering::Release);
+        }
+        let now = now_ms() / 1000;
+        let last = self.warned_at.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .warned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let problem = scrubbed(problem, &self.secrets);
+            tracing::warn!(%problem, "the shared gateway cache in Redis failed to {what}: answered as a miss");
+        }
+        None
+    }
+
+    /// A string value read only up to `limit` bytes: an empty, missing or longer one is none.
+    async fn bounded_get(&self, what: &str, name: String, limit: usize) -> Option<Vec<u8>> {
+        let bytes: Vec<u8> = self
+            .run(what, |mut connection| async move {
+                ::redis::cmd("GETRANGE")
+                    .arg(name)
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        (!bytes.is_empty() && bytes.len() <= limit).then_some(bytes)
+    }
+
     fn envelope_bytes(&self, kept: &Kept, deployment: &str) -> Option<Vec<u8>> {
         if kept.size() > self.max_entry_bytes {
             return None;
@@ -178,9 +326,14 @@ impl RedisAnswers {
         serde_json::to_vec(&Envelope::of(kept, deployment)).ok()
     }
 
-    fn answer_of(&self, bytes: Option<Vec<u8>>) -> Option<(Kept, String)> {
-        // What another writer stored is read back only within the bound this one keeps.
-        let bytes = bytes.filter(|bytes| bytes.len() <= self.max_entry_bytes.saturating_mul(2) + 4096)?;
+    /// The most bytes of an envelope read back: twice the largest answer kept (the envelope escapes the
+    /// answer's JSON inside a string), and room for its deployment.
+    fn envelope_limit(&self) -> usize {
+        self.max_entry_bytes.saturating_mul(2).saturating_add(4096)
+    }
+
+    async fn answer(&self, name: String) -> Option<(Kept, String)> {
+        let bytes = self.bounded_get("read an answer", name, self.envelope_limit()).await?;
         serde_json::from_slice::<Envelope>(&bytes).ok()?.kept()
     }
 }
@@ -188,14 +341,7 @@ impl RedisAnswers {
 #[async_trait]
 impl AnswerStore for RedisAnswers {
     async fn exact(&self, key: &[u8; 32]) -> Option<(Kept, String)> {
-        let name = format!("{PREFIX}exact:{}", hex(key));
-        let bytes: Option<Vec<u8>> = self
-            .run(
-                "read an answer",
-                |mut connection| async move { connection.get(name).await },
-            )
-            .await?;
-        self.answer_of(bytes)
+        self.answer(format!("{PREFIX}exact:{}", hex(key))).await
     }
 
     async fn keep_exact(&self, key: [u8; 32], kept: Kept, deployment: String, ttl: Duration) {
@@ -205,7 +351,13 @@ impl AnswerStore for RedisAnswers {
         let name = format!("{PREFIX}exact:{}", hex(&key));
         let _: Option<()> = self
             .run("keep an answer", |mut connection| async move {
-                connection.pset_ex(name, bytes, ms).await
+                ::redis::cmd("SET")
+                    .arg(name)
+                    .arg(bytes)
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut connection)
+                    .await
             })
             .await;
     }
@@ -216,8 +368,14 @@ impl AnswerStore for RedisAnswers {
         let ids: Vec<String> = {
             let index = index.clone();
             self.run("read a partition", |mut connection| async move {
-                connection
-                    .zrangebyscore_limit(index, now, "+inf", 0, MAX_PER_PARTITION)
+                ::redis::cmd("ZRANGEBYSCORE")
+                    .arg(index)
+                    .arg(now)
+                    .arg("+inf")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(MAX_PER_PARTITION)
+                    .query_async(&mut connection)
                     .await
             })
             .await?
@@ -240,14 +398,7 @@ impl AnswerStore for RedisAnswers {
             })
             .filter(|(_, score)| *score >= threshold)
             .max_by(|a, b| a.1.total_cmp(&b.1))?;
-        let name = format!("{index}:a:{best}");
-        let bytes: Option<Vec<u8>> = self
-            .run(
-                "read an answer",
-                |mut connection| async move { connection.get(name).await },
-            )
-            .await?;
-        let (kept, deployment) = self.answer_of(bytes)?;
+        let (kept, deployment) = self.answer(format!("{index}:a:{best}")).await?;
         Some((kept, deployment, score))
     }
 
@@ -288,7 +439,12 @@ impl AnswerStore for RedisAnswers {
             .arg("-inf")
             .arg(now)
             .ignore()
-            // The latest to expire stay: rank 0 is the first to expire.
+            // The latest to expire stay (rank 0 is the first to expire); those trimmed are read first, so
+            // their keys go too.
+            .cmd("ZRANGE")
+            .arg(&index)
+            .arg(0)
+            .arg(-(MAX_PER_PARTITION + 1))
             .cmd("ZREMRANGEBYRANK")
             .arg(&index)
             .arg(0)
@@ -298,10 +454,61 @@ impl AnswerStore for RedisAnswers {
             .arg(&index)
             .arg(ms)
             .ignore();
-        let _: Option<()> = self
+        let trimmed: Option<(Vec<String>,)> = self
             .run("keep an answer", |mut connection| async move {
                 pipe.query_async(&mut connection).await
             })
             .await;
+        let Some((trimmed,)) = trimmed.filter(|(trimmed,)| !trimmed.is_empty()) else {
+            return;
+        };
+        let names: Vec<String> = trimmed
+            .iter()
+            .flat_map(|id| [format!("{index}:v:{id}"), format!("{index}:a:{id}")])
+            .collect();
+        let _: Option<()> = self
+            .run("trim a partition", |mut connection| async move {
+                ::redis::cmd("DEL").arg(names).query_async(&mut connection).await
+            })
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_of_a_url_are_found_and_scrubbed() {
+        let secrets = url_secrets("redis://user:p%40ss@host:6379/0");
+        assert_eq!(secrets, ["user:p%40ss", "p%40ss"]);
+        assert_eq!(scrubbed("at user:p%40ss@host".into(), &secrets), "at ***@host");
+        assert_eq!(url_secrets("redis://:hunter2@h"), [":hunter2", "hunter2"]);
+        assert!(url_secrets("redis://host:6379").is_empty());
+        assert!(url_secrets("not a url").is_empty());
+    }
+
+    #[test]
+    fn only_answers_the_gateway_would_keep_are_read_back() {
+        let envelope = |json: serde_json::Value| serde_json::from_value::<Envelope>(json).unwrap().kept();
+        assert!(envelope(serde_json::json!({"deployment": "p/m", "json": "{\"a\": 1}"})).is_some());
+        for refused in [
+            serde_json::json!({"deployment": "p/m", "json": "not json {"}),
+            serde_json::json!({"deployment": "p/m", "json": "42"}),
+            serde_json::json!({"deployment": "p/m", "json": "{}", "stream": ["[DONE]"]}),
+            serde_json::json!({"deployment": "p/m", "stream": ["{}"]}),
+            serde_json::json!({"deployment": "p/m", "stream": ["{}\n\ndata: injected", "[DONE]"]}),
+            serde_json::json!({"deployment": "x".repeat(300), "json": "{}"}),
+            serde_json::json!({"deployment": "p/m\r\nset-cookie: a", "json": "{}"}),
+        ] {
+            assert!(envelope(refused.clone()).is_none(), "{refused}");
+        }
+        assert!(vector_of(&vector_bytes(&[0.6, 0.8]), 2).is_some());
+        assert!(
+            vector_of(&vector_bytes(&[1000.0, 0.0]), 2).is_none(),
+            "not a unit vector"
+        );
+        assert!(vector_of(&vector_bytes(&[f32::NAN, 0.0]), 2).is_none());
+        assert!(vector_of(&vector_bytes(&[1.0]), 2).is_none());
     }
 }

@@ -9,7 +9,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::queries::{NewSpan, NewTrace, SpanBatch};
 use loopline_core::time::rfc3339_millis;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The most spans one trace may hold.
 const MAX_SPANS_PER_TRACE: i64 = 100_000;
@@ -129,7 +129,16 @@ pub(super) fn folded_trace(batch: &SpanBatch, stored: Option<&dyn Columns>) -> S
                 state,
                 trace_info: info,
             };
-            (trace, super::rows::integer(row, "experiment_id")?)
+            let stored_experiment = super::rows::integer(row, "experiment_id")?;
+            // Checked here, inside the write, so two batches racing to make one trace in two experiments
+            // cannot both land.
+            if parse_experiment_id(&created.experiment_id)? != stored_experiment {
+                return Err(StoreError::Conflict(format!(
+                    "Trace {} belongs to another experiment; a trace cannot move between experiments.",
+                    created.trace_id
+                )));
+            }
+            (trace, stored_experiment)
         }
     };
     if trace.trace_info.pointer(SPANS_LOCATION_POINTER).is_none() {
@@ -325,17 +334,33 @@ pub(super) fn usage_summary(contents: &[String]) -> Option<String> {
         }
     }
     let mut totals: Vec<Option<i64>> = vec![None; USAGE_KEYS.len()];
+    // Whether a span has an ancestor with usage, found once per span: each walk up stops at a span already
+    // known, so a trace of 100,000 spans (a long chain, or hostile ids making a cycle) is walked in linear
+    // time, inside the write transaction.
+    let mut above: HashMap<&str, bool> = HashMap::new();
     for (span_id, usage) in &usages {
-        // Walk up; the chain is bounded by the span count, so a cycle in hostile ids cannot loop forever.
-        let mut current = parents.get(span_id);
-        let mut covered = false;
-        for _ in 0..parents.len() {
-            let Some(parent) = current else { break };
+        let mut path: Vec<&str> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut node = span_id.as_str();
+        let covered = loop {
+            let Some(parent) = parents.get(node).map(String::as_str) else {
+                break false;
+            };
             if usages.contains_key(parent) {
-                covered = true;
-                break;
+                break true;
             }
-            current = parents.get(parent);
+            if let Some(known) = above.get(parent) {
+                break *known;
+            }
+            if !seen.insert(parent) {
+                break false;
+            }
+            path.push(parent);
+            node = parent;
+        };
+        above.insert(span_id.as_str(), covered);
+        for visited in path {
+            above.insert(visited, covered);
         }
         if covered {
             continue;
@@ -356,4 +381,54 @@ pub(super) fn usage_summary(contents: &[String]) -> Option<String> {
         .filter_map(|(key, total)| total.map(|total| format!("\"{key}\": {total}")))
         .collect();
     (!entries.is_empty()).then(|| format!("{{{}}}", entries.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usage_summary;
+    use serde_json::json;
+
+    fn span(id: &str, parent: Option<&str>, usage: Option<i64>) -> String {
+        let mut attributes = Vec::new();
+        if let Some(tokens) = usage {
+            let usage = json!({"input_tokens": tokens, "output_tokens": 1}).to_string();
+            attributes.push(json!({"key": "mlflow.chat.tokenUsage", "value": {"string_value": usage}}));
+        }
+        let mut content = json!({"span_id": id, "name": id, "attributes": attributes});
+        if let Some(parent) = parent {
+            content["parent_span_id"] = json!(parent);
+        }
+        content.to_string()
+    }
+
+    #[test]
+    fn usage_is_summed_once_per_branch_in_linear_time_whatever_the_parents() {
+        // A parent's usage covers its children's.
+        let nested = [
+            span("r", None, Some(10)),
+            span("c", Some("r"), Some(4)),
+            span("o", None, Some(2)),
+        ];
+        assert_eq!(
+            usage_summary(&nested).as_deref(),
+            Some("{\"input_tokens\": 12, \"output_tokens\": 2, \"total_tokens\": 14}")
+        );
+        // Twenty thousand spans under a cycle of parents without usage, and one under a chain of fifty
+        // thousand: each counted, each walk stopping where an earlier one did.
+        let mut hostile = vec![span("a", Some("b"), None), span("b", Some("a"), None)];
+        hostile.extend((0..20_000).map(|n| span(&format!("l{n}"), Some("a"), Some(1))));
+        hostile.extend((0..50_000).map(|n| {
+            span(
+                &format!("k{n}"),
+                (n > 0).then(|| format!("k{}", n - 1)).as_deref(),
+                None,
+            )
+        }));
+        hostile.push(span("deep", Some("k49999"), Some(5)));
+        assert_eq!(
+            usage_summary(&hostile).as_deref(),
+            Some("{\"input_tokens\": 20005, \"output_tokens\": 20001, \"total_tokens\": 40006}")
+        );
+        assert_eq!(usage_summary(&[span("x", None, None)]), None);
+    }
 }

@@ -1201,6 +1201,15 @@ pub async fn spans_make_and_finish_their_trace(store: &SqlStore) {
         assert_eq!(found.items[0]["assessments"], serde_json::json!([feedback]), "{filter}");
         assert_eq!(found.items[0]["state"], "OK", "{filter}");
     }
+    // Spans of the trace sent to another experiment are refused, and nothing of them is kept.
+    let elsewhere = store.create_experiment("spans elsewhere", None, &[]).await.unwrap();
+    let mut moved = batch(&[("moved", false, 160)], 170, None);
+    moved.trace.experiment_id = elsewhere;
+    assert!(matches!(
+        store.log_spans(vec![moved]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_trace_spans("tr-spans").await.unwrap().len(), 3);
     store
         .delete_traces("0", &["tr-spans".to_string()], None, None)
         .await

@@ -148,4 +148,43 @@ async fn a_redis_that_goes_away_makes_misses_not_failures_and_a_wrong_one_stops_
     assert_eq!(fresh.status, 200, "{}", fresh.text);
     assert_eq!(fresh.header("x-loopline-cache"), Some("miss"));
     assert_eq!(fake.calls().len(), 2);
+    // Redis back on the same address: after its pause the gateway connects anew and keeps answers there
+    // again (each call is a new question; waited for by what Redis holds, not by time).
+    let port = url.trim_end_matches("/0").rsplit(':').next().unwrap().to_string();
+    let mut restarted = std::process::Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = || {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &port, "--scan", "--pattern", "loopline:gateway:exact:*"])
+            .output()
+            .map(|output| !output.stdout.is_empty())
+            .unwrap_or(false)
+    };
+    let mut asked = 0;
+    while !held() && asked < 200 {
+        asked += 1;
+        let answer = post(
+            &server,
+            "/v1/chat/completions",
+            &ask(&format!("after the restart {asked}")),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(held(), "answers are kept in Redis again after it came back");
+    restarted.kill().unwrap();
+    restarted.wait().unwrap();
 }
