@@ -184,6 +184,19 @@ fn asked_output(body: &Map<String, Value>) -> Option<u64> {
         .find_map(|field| body.get(*field).and_then(Value::as_u64))
 }
 
+/// The model whose embeddings the semantic cache of a model's chat or completion calls uses.
+fn semantic_embedding(gateway: &Gateway, group: usize, endpoint: Endpoint) -> Option<usize> {
+    if !matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
+        return None;
+    }
+    let config = gateway.config();
+    let settings = config.models.get(group)?.semantic.as_ref()?;
+    config
+        .models
+        .iter()
+        .position(|model| model.name == settings.embedding_model)
+}
+
 /// The highest input and output prices among the deployments a model's call may reach (fallbacks included).
 fn dearest(gateway: &Gateway, group: usize) -> (f64, f64) {
     let config = gateway.config();
@@ -291,12 +304,19 @@ pub async fn admit(
     } else {
         asked.unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS).saturating_mul(choices)
     };
+    // The semantic cache embeds the request's text too (at most the prompt), charged with the call: it is
+    // reserved with it, so concurrent calls cannot pass a budget on embeddings.
+    let embedding = semantic_embedding(gateway, group, endpoint);
+    let embedding_tokens = if embedding.is_some() { prompt } else { 0 };
     let tokens = prompt
         .saturating_add(clamp(asked.unwrap_or(0).saturating_mul(choices)))
+        .saturating_add(embedding_tokens)
         .min(MAX_AMOUNT);
     let (input_price, output_price) = dearest(gateway, group);
+    let embedding_price = embedding.map_or(0.0, |embedding| dearest(gateway, embedding).0);
     // Prices are dollars per million tokens: tokens times price is micro-dollars.
-    let cost = (prompt as f64 * input_price + output as f64 * output_price).ceil();
+    let cost =
+        (prompt as f64 * input_price + output as f64 * output_price + embedding_tokens as f64 * embedding_price).ceil();
     let cost = if cost.is_finite() {
         cost.min(MAX_AMOUNT as f64) as i64
     } else {

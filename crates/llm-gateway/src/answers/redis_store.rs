@@ -8,7 +8,7 @@
 //! - `similar:<partition>:v:<id>`: the entry's unit embedding (little-endian f32s), and
 //!   `similar:<partition>:a:<id>`: its answer envelope, both expiring with its TTL.
 //!
-//! A semantic lookup reads the partition's ids, then their vectors in one MGET, compares them here, and reads
+//! A semantic lookup reads the partition's ids, then their vectors in one pipeline, compares them here, and reads
 //! only the best entry's answer. Every command has a deadline: a slow or absent Redis makes misses (and a
 //! warning at most every ten seconds), never a failed or held call; after a failure to reach it, Redis is
 //! left alone for a second (doubling up to thirty while it stays down) and then one call probes it, making
@@ -70,7 +70,14 @@ impl Envelope {
     /// The answer, if it reads as one the gateway itself would have kept.
     fn kept(self) -> Option<(Kept, String)> {
         let object = |text: &str| serde_json::from_str::<serde_json::Value>(text).is_ok_and(|value| value.is_object());
-        if self.deployment.len() > MAX_DEPLOYMENT || self.deployment.chars().any(char::is_control) {
+        // A deployment name goes into a response header: printable ASCII, as the gateway's own are.
+        if self.deployment.is_empty()
+            || self.deployment.len() > MAX_DEPLOYMENT
+            || !self
+                .deployment
+                .bytes()
+                .all(|byte| byte.is_ascii_graphic() || byte == b' ')
+        {
             return None;
         }
         let kept = match (self.json, self.stream) {
@@ -288,6 +295,8 @@ impl RedisAnswers {
             let pause = (1_000u64 << failures.saturating_sub(1).min(5)).min(MAX_PAUSE_MS);
             self.paused_until.store(now_ms() + pause, Ordering::Release);
         } else {
+            // Redis answered (refusing one command, e.g. a key of another type): it is reachable.
+            self.failures.store(0, Ordering::Release);
             self.paused_until.store(0, Ordering::Release);
         }
         let now = now_ms() / 1000;
@@ -334,7 +343,11 @@ impl RedisAnswers {
 
     async fn answer(&self, name: String) -> Option<(Kept, String)> {
         let bytes = self.bounded_get("read an answer", name, self.envelope_limit()).await?;
-        serde_json::from_slice::<Envelope>(&bytes).ok()?.kept()
+        // Larger than an answer this store keeps: not one it kept.
+        serde_json::from_slice::<Envelope>(&bytes)
+            .ok()?
+            .kept()
+            .filter(|(kept, _)| kept.size() <= self.max_entry_bytes)
     }
 }
 
@@ -383,10 +396,17 @@ impl AnswerStore for RedisAnswers {
         if ids.is_empty() {
             return None;
         }
-        let names: Vec<String> = ids.iter().map(|id| format!("{index}:v:{id}")).collect();
+        // Each vector read only up to the size of the request's own (one byte more shows a longer one).
+        let mut pipe = ::redis::pipe();
+        for id in &ids {
+            pipe.cmd("GETRANGE")
+                .arg(format!("{index}:v:{id}"))
+                .arg(0)
+                .arg(vector.len() * 4);
+        }
         let vectors: Vec<Option<Vec<u8>>> = self
             .run("read embeddings", |mut connection| async move {
-                ::redis::cmd("MGET").arg(names).query_async(&mut connection).await
+                pipe.query_async(&mut connection).await
             })
             .await?;
         let (best, score) = ids

@@ -3,7 +3,8 @@
 //! call's arguments are held whole until its choice finishes (or the stream ends), read as JSON like a whole
 //! answer's ([`super::tool_args`]), and sent in one piece with the choice's `finish_reason` chunk. Clients
 //! join the fragments of a call by its index, so one fragment reads the same. The calls' ids and names still
-//! stream at once. At most [`MAX_HELD`] bytes are held: a longer stream of arguments is stopped.
+//! stream at once. The older `function_call` is held the same way. At most [`MAX_HELD`] bytes and
+//! [`MAX_CALLS`] calls are held: a stream with more is stopped.
 
 use super::stream::{EventSink, merge};
 use super::tool_args::Arguments;
@@ -15,6 +16,9 @@ use std::collections::BTreeMap;
 pub const MAX_HELD: usize = 1 << 20;
 /// The most tool calls followed in one stream.
 const MAX_CALLS: usize = 256;
+
+/// The index under which the older `function_call`'s arguments are held (a choice has at most one).
+pub const LEGACY_CALL: u64 = u64::MAX;
 
 /// Arguments held, by choice and call index.
 #[derive(Default)]
@@ -34,15 +38,30 @@ fn stopped(why: String) -> Blocked {
 impl HeldCalls {
     /// Takes the argument fragments out of a chat chunk's choice; true when it held any.
     pub fn hold(&mut self, choice_index: u64, choice: &mut Map<String, Value>) -> Result<bool, Blocked> {
-        let Some(Value::Array(calls)) = choice.get_mut("delta").and_then(|delta| delta.get_mut("tool_calls")) else {
+        let Some(Value::Object(delta)) = choice.get_mut("delta") else {
             return Ok(false);
         };
+        let mut fragments: Vec<(u64, &mut String)> = Vec::new();
+        for (name, value) in delta.iter_mut() {
+            match (name.as_str(), value) {
+                ("tool_calls", Value::Array(calls)) => {
+                    for (position, call) in calls.iter_mut().enumerate() {
+                        let call_index = call.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
+                        if let Some(Value::String(fragment)) = call.pointer_mut("/function/arguments") {
+                            fragments.push((call_index, fragment));
+                        }
+                    }
+                }
+                ("function_call", call) => {
+                    if let Some(Value::String(fragment)) = call.get_mut("arguments") {
+                        fragments.push((LEGACY_CALL, fragment));
+                    }
+                }
+                _ => {}
+            }
+        }
         let mut held = false;
-        for (position, call) in calls.iter_mut().enumerate() {
-            let call_index = call.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
-            let Some(Value::String(fragment)) = call.pointer_mut("/function/arguments") else {
-                continue;
-            };
+        for (call_index, fragment) in fragments {
             let fragment = std::mem::take(fragment);
             self.bytes = self.bytes.saturating_add(fragment.len());
             if self.bytes > MAX_HELD {
@@ -79,12 +98,13 @@ impl HeldCalls {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut texts: Vec<String> = keys
+        let texts: Vec<String> = keys
             .iter()
             .map(|key| self.held.remove(key).unwrap_or_default())
             .collect();
         self.bytes = self.bytes.saturating_sub(texts.iter().map(String::len).sum());
-        let mut arguments = Arguments::take(texts.iter_mut().collect());
+        let mut values: Vec<Value> = texts.into_iter().map(Value::String).collect();
+        let mut arguments = Arguments::take(values.iter_mut().collect());
         let (events, blocked) = check(
             guards.output_guardrails(),
             Stage::Output,
@@ -99,11 +119,11 @@ impl HeldCalls {
         if let Some(blocked) = blocked {
             return Err(blocked);
         }
-        arguments.put_back(texts.iter_mut().collect());
+        arguments.put_back(values.iter_mut().collect());
         Ok(keys
             .into_iter()
-            .zip(texts)
-            .map(|((choice, call), text)| (choice, call, text))
+            .zip(values)
+            .map(|((choice, call), value)| (choice, call, value.as_str().unwrap_or_default().to_string()))
             .collect())
     }
 }
@@ -118,6 +138,19 @@ pub fn put_arguments(choice: &mut Map<String, Value>, released: impl IntoIterato
     let Some(delta) = delta.as_object_mut() else {
         return;
     };
+    let mut released: Vec<(u64, String)> = released.into_iter().collect();
+    let legacy: Vec<(u64, String)> = released.extract_if(.., |(call, _)| *call == LEGACY_CALL).collect();
+    if let Some((_, text)) = legacy.into_iter().next() {
+        let call = delta
+            .entry("function_call")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(call) = call.as_object_mut() {
+            call.insert("arguments".into(), Value::String(text));
+        }
+    }
+    if released.is_empty() {
+        return;
+    }
     let calls = delta.entry("tool_calls").or_insert_with(|| Value::Array(Vec::new()));
     if !calls.is_array() {
         *calls = Value::Array(Vec::new());

@@ -419,7 +419,7 @@ fn tool_call_arguments_are_read_as_json_and_stay_valid_json_when_redacted() {
     assert!(blocked.is_none());
     assert_eq!(
         body["messages"][1]["tool_calls"][0]["function"]["arguments"],
-        "{\"to\":\"[EMAIL]\"}"
+        "{\"to\": \"[EMAIL]\"}"
     );
 }
 
@@ -532,4 +532,78 @@ fn streamed_tool_call_arguments_are_held_whole_and_redacted_as_json() {
     let many: Vec<(u64, &str)> = (0..4).map(|_| (0, long.as_str())).collect();
     let (_, end) = stream_tool_calls(&redacting, &many, true);
     assert!(end.unwrap().contains("tool-call arguments are longer"));
+}
+
+#[test]
+fn tool_call_arguments_are_redacted_token_by_token_whatever_their_shape() {
+    let redacting = guards("[{name: pii, kind: pii, entities: [email, credit_card]}]");
+    let answer_with =
+        |call: Value| json!({"choices": [{"index": 0, "message": {"content": null, "tool_calls": [call]}}]});
+    let arguments_of = |answer: &Value| answer["choices"][0]["message"]["tool_calls"][0].clone();
+    // Escapes are decoded (a lone surrogate too, as lenient parsers read it); keys are read; everything but
+    // the redacted tokens stays as it came: order, spacing, a number past 2^64, a duplicate key.
+    let text =
+        r#"{"z": 123456789012345678901234567890, "lone": "\ud800", "e": "x\u0040y.com", "a@b.com": 1.10, "e": "ok"}"#;
+    let mut answer = answer_with(json!({"id": "c", "type": "function", "function": {"name": "f", "arguments": text}}));
+    let (events, _) = redacting.output(&mut answer);
+    assert_eq!(events[0].found.get("email"), Some(&2));
+    assert_eq!(
+        arguments_of(&answer)["function"]["arguments"],
+        r#"{"z": 123456789012345678901234567890, "lone": "\ud800", "e": "[EMAIL]", "[EMAIL]": 1.10, "e": "ok"}"#
+    );
+    // Arguments given as a JSON value, and a custom tool's input, are read too.
+    let mut answer =
+        answer_with(json!({"id": "c", "type": "function", "function": {"name": "f", "arguments": {"to": "a@b.io"}}}));
+    redacting.output(&mut answer);
+    assert_eq!(arguments_of(&answer)["function"]["arguments"], json!({"to": "[EMAIL]"}));
+    let mut answer =
+        answer_with(json!({"id": "c", "type": "custom", "custom": {"name": "mail", "input": "send to a@b.io now"}}));
+    redacting.output(&mut answer);
+    assert_eq!(arguments_of(&answer)["custom"]["input"], "send to [EMAIL] now");
+    // Blocking sees escaped text too.
+    let blocking = guards("[{name: pii, kind: pii, entities: [email], action: block}]");
+    let mut answer = answer_with(json!({"function": {"name": "f", "arguments": r#"{"e": "x\u0040y.com"}"#}}));
+    assert!(blocking.output(&mut answer).1.is_some());
+}
+
+#[test]
+fn the_older_function_call_is_held_and_redacted_on_a_stream() {
+    let redacting = guards("[{name: pii, kind: pii, entities: [email]}]");
+    let chunk = |delta: Value, finish: Value| {
+        Piece::Data(
+            json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                .to_string(),
+        )
+    };
+    let pieces = vec![
+        chunk(
+            json!({"role": "assistant", "function_call": {"name": "mail", "arguments": ""}}),
+            Value::Null,
+        ),
+        chunk(json!({"function_call": {"arguments": "{\"to\": \"a@"}}), Value::Null),
+        chunk(json!({"function_call": {"arguments": "b.io\"}"}}), Value::Null),
+        chunk(json!({}), json!("function_call")),
+        Piece::Data("[DONE]".into()),
+    ];
+    let stream = guarded(
+        Box::pin(futures::stream::iter(pieces)),
+        redacting,
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let out: Vec<Piece> = runtime.block_on(stream.collect());
+    let mut joined = String::new();
+    for piece in &out {
+        if let Piece::Data(data) = piece
+            && let Ok(value) = serde_json::from_str::<Value>(data)
+        {
+            joined.push_str(
+                value
+                    .pointer("/choices/0/delta/function_call/arguments")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            );
+        }
+    }
+    assert_eq!(joined, "{\"to\": \"[EMAIL]\"}");
 }
