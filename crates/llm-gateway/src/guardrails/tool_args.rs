@@ -64,6 +64,17 @@ struct Token {
     was: String,
 }
 
+impl Token {
+    fn new(start: usize, end: usize, read: String) -> Token {
+        Token {
+            start,
+            end,
+            was: read.clone(),
+            read,
+        }
+    }
+}
+
 /// The string and number tokens of a JSON text, or `None` when it is not made of JSON tokens. Structure is
 /// not checked (a model's unbalanced braces are still read); a string's escapes are decoded (a lone
 /// surrogate as U+FFFD, as lenient parsers do).
@@ -76,12 +87,7 @@ fn tokens(text: &str) -> Option<Vec<Token>> {
             b' ' | b'\t' | b'\n' | b'\r' | b'{' | b'}' | b'[' | b']' | b':' | b',' => at += 1,
             b'"' => {
                 let (read, end) = string_token(text, at)?;
-                found.push(Token {
-                    start: at,
-                    end,
-                    was: read.clone(),
-                    read,
-                });
+                found.push(Token::new(at, end, read));
                 at = end;
             }
             b'-' | b'0'..=b'9' => {
@@ -90,13 +96,7 @@ fn tokens(text: &str) -> Option<Vec<Token>> {
                         .iter()
                         .take_while(|byte| matches!(byte, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
                         .count();
-                let read = text[at..end].to_string();
-                found.push(Token {
-                    start: at,
-                    end,
-                    was: read.clone(),
-                    read,
-                });
+                found.push(Token::new(at, end, text[at..end].to_string()));
                 at = end;
             }
             _ => {
