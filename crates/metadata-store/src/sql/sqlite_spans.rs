@@ -31,6 +31,21 @@ static ASSESSMENT_INSERT_NUMBERED: LazyLock<String> = LazyLock::new(|| numbered(
 static STORED_TRACE_SELECT: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {STORED_TRACE_COLUMNS} FROM traces WHERE trace_id = ?1"));
 
+/// Each searchable copy of a trace's info: its field, and the statements that clear and fill its table
+/// (written out, not formatted for every trace).
+const SEARCHABLE: [(&str, &str, &str); 2] = [
+    (
+        "tags",
+        "DELETE FROM trace_tags WHERE trace_id = ?1",
+        "INSERT INTO trace_tags (trace_id, key, value) VALUES (?1, ?2, ?3)",
+    ),
+    (
+        "trace_metadata",
+        "DELETE FROM trace_metadata WHERE trace_id = ?1",
+        "INSERT INTO trace_metadata (trace_id, key, value) VALUES (?1, ?2, ?3)",
+    ),
+];
+
 /// Stores each trace's batch, all or nothing (the writer runs this in its own savepoint or transaction).
 pub(super) fn log_spans(connection: &Connection, batches: &[SpanBatch]) -> StoreResult<()> {
     for batch in batches {
@@ -129,13 +144,9 @@ fn write_trace_rows(connection: &Connection, trace: &NewTrace, experiment_id: i6
         trace.state,
         trace.trace_info.to_string(),
     ])?;
-    for (table, field) in [("trace_tags", "tags"), ("trace_metadata", "trace_metadata")] {
-        connection
-            .prepare_cached(&format!("DELETE FROM {table} WHERE trace_id = ?1"))?
-            .execute([trace_id])?;
-        let mut insert = connection.prepare_cached(&format!(
-            "INSERT INTO {table} (trace_id, key, value) VALUES (?1, ?2, ?3)"
-        ))?;
+    for (field, clear, insert) in SEARCHABLE {
+        connection.prepare_cached(clear)?.execute([trace_id])?;
+        let mut insert = connection.prepare_cached(insert)?;
         for (key, value) in string_map(&trace.trace_info, field) {
             insert.execute(params![trace_id, key, value])?;
         }

@@ -76,19 +76,14 @@ async fn replicas_answer_what_another_kept_by_exact_request_and_by_meaning() {
     assert_eq!(chats("m"), 2);
 }
 
-/// A Redis of the test's own (it is stopped halfway), when `redis-server` is installed.
-async fn own_redis() -> Option<(std::process::Child, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = std::process::Command::new("redis-server")
+/// `redis-server` on loopback at `port`, keeping nothing on disk.
+fn redis_server(port: &str) -> std::io::Result<std::process::Child> {
+    std::process::Command::new("redis-server")
         .args([
             "--bind",
             "127.0.0.1",
             "--port",
-            &port.to_string(),
+            port,
             "--save",
             "",
             "--appendonly",
@@ -96,7 +91,16 @@ async fn own_redis() -> Option<(std::process::Child, String)> {
         ])
         .stdout(std::process::Stdio::null())
         .spawn()
-        .ok()?;
+}
+
+/// A Redis of the test's own (it is stopped halfway), when `redis-server` is installed.
+async fn own_redis() -> Option<(std::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = redis_server(&port.to_string()).ok()?;
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             return Some((child, format!("redis://127.0.0.1:{port}/0")));
@@ -151,20 +155,7 @@ async fn a_redis_that_goes_away_makes_misses_not_failures_and_a_wrong_one_stops_
     // Redis back on the same address: after its pause the gateway connects anew and keeps answers there
     // again (each call is a new question; waited for by what Redis holds, not by time).
     let port = url.trim_end_matches("/0").rsplit(':').next().unwrap().to_string();
-    let mut restarted = std::process::Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut restarted = redis_server(&port).unwrap();
     let held = || {
         std::process::Command::new("redis-cli")
             .args(["-p", &port, "--scan", "--pattern", "loopline:gateway:exact:*"])
