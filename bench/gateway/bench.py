@@ -2,7 +2,8 @@
 (crates/test-support's loopline-fake-llm, release build), driven by one closed-loop load generator
 (bench/serving/loadgen) at 1, 64 and 512 concurrent clients, against the provider called directly as the
 baseline. Three workloads: an instant provider, a provider answering after 50 ms, and the same streaming its
-answer token by token. Prints req/s, p50 and p99, the latency each gateway adds over the direct call, memory,
+answer token by token; then the 50 ms provider at fixed rates (`--rates`, open loop, default 1,000 req/s), where
+the latency a gateway adds is read without the closed loop's queueing. Prints req/s, p50 and p99, the latency each gateway adds over the direct call, memory,
 and the throughput ratio; `--soak-seconds N` then drives Loopline for N seconds sampling its memory.
 
 usage: python bench.py --loopline target/release/loopline --fake target/release/examples/loopline-fake-llm \
@@ -65,10 +66,13 @@ def start_fake(binary, latency_ms, token_ms):
     return process, base_url
 
 
-def load(loadgen, url, body, concurrency, seconds, authorization=None):
+def load(loadgen, url, body, concurrency, seconds, authorization=None, rate=None):
     env = {**os.environ}
+    env.pop("LOADGEN_RATE", None)
     if authorization:
         env["LOADGEN_AUTHORIZATION"] = authorization
+    if rate:
+        env["LOADGEN_RATE"] = str(rate)
     out = subprocess.run([loadgen, url, str(body), str(concurrency), str(seconds)], capture_output=True, text=True,
                          check=True, env=env)
     return json.loads(out.stdout)
@@ -105,6 +109,9 @@ def main():
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--token-ms", type=int, default=5)
     parser.add_argument("--soak-seconds", type=int, default=0)
+    parser.add_argument("--rates", default="1000",
+                        help="open-loop rates (req/s, comma-separated) at which the added latency is measured on the "
+                             "slow provider; empty for none")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
     directory = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
@@ -166,6 +173,8 @@ def main():
                     print(f"  {target:<9} c={concurrency:<4} {result['rps']:>9.1f} req/s  p50 {result['p50_ms']:8.2f} ms"
                           f"  p99 {result['p99_ms']:8.2f} ms  errors {result['errors']:<6} rss {result['rss_mib']:.0f} MiB",
                           flush=True)
+        for rate in [int(rate) for rate in args.rates.split(",") if rate]:
+            fixed_rate(args, rows, rate, targets, authorization, files, slow_url)
         summary(rows)
         if args.soak_seconds:
             soak(args, loopline, f"{loopline_url}/v1/chat/completions", files[("slow", "plain")])
@@ -181,22 +190,44 @@ def main():
     print(f"\nresults: {directory / 'results.json'}")
 
 
+def fixed_rate(args, rows, rate, targets, authorization, files, slow_url):
+    """The added latency at a fixed request rate (open loop) on the slow provider: 128 connections, each sending
+    every 128/rate seconds, latency counted from each request's scheduled instant."""
+    label = f"{args.latency_ms} ms provider at {rate} req/s"
+    print(f"\n{label} (open loop)", flush=True)
+    for target, url, process in targets:
+        if target == "direct":
+            endpoint, body = f"{slow_url}/chat/completions", files[("direct", "slow", "plain")]
+        else:
+            endpoint, body = f"{url}/v1/chat/completions", files[("slow", "plain")]
+        result = load(args.loadgen, endpoint, body, 128, args.seconds * 3, authorization.get(target), rate)
+        result.update(workload=label, target=target, concurrency=128,
+                      rss_mib=rss_mib(process.pid) if process else 0.0)
+        rows.append(result)
+        print(f"  {target:<9} {result['rps']:>9.1f} req/s  p50 {result['p50_ms']:8.2f} ms  p99 {result['p99_ms']:8.2f} ms"
+              f"  max {result['max_ms']:8.2f} ms  errors {result['errors']:<6} rss {result['rss_mib']:.0f} MiB"
+              + (f"  own time p99 {result['overhead_p99_ms']:.3f} ms" if result.get("overhead_p99_ms") is not None else ""),
+              flush=True)
+
+
 def summary(rows):
     def find(workload, target, concurrency):
         return next((row for row in rows if row["workload"] == workload and row["target"] == target
                      and row["concurrency"] == concurrency), None)
     print("\nadded over the direct call (p50 / p99, ms)")
     for workload in dict.fromkeys(row["workload"] for row in rows):
-        for concurrency in sorted({row["concurrency"] for row in rows}):
+        for concurrency in sorted({row["concurrency"] for row in rows if row["workload"] == workload}):
             direct = find(workload, "direct", concurrency)
             parts = []
             for target in ["loopline", "litellm"]:
                 row = find(workload, target, concurrency)
                 if row and direct:
                     parts.append(f"{target} {row['p50_ms'] - direct['p50_ms']:+8.2f} / {row['p99_ms'] - direct['p99_ms']:+8.2f}")
+                    if row.get("overhead_p99_ms") is not None:
+                        parts.append(f"(its own time p50 {row['overhead_p50_ms']:.3f} / p99 {row['overhead_p99_ms']:.3f})")
             print(f"  {workload:<28} c={concurrency:<4} " + "   ".join(parts))
     print("\nmost requests per second (any concurrency)")
-    for workload in dict.fromkeys(row["workload"] for row in rows):
+    for workload in dict.fromkeys(row["workload"] for row in rows if " req/s" not in row["workload"]):
         best = {target: max((row["rps"] for row in rows if row["workload"] == workload and row["target"] == target),
                             default=0.0) for target in ["direct", "loopline", "litellm"]}
         ratio = f"  ratio {best['loopline'] / best['litellm']:.1f}x" if best["litellm"] else ""

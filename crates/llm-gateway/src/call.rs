@@ -2,6 +2,7 @@
 //! request or refuse it), the exact cache, output guardrails on the answer or the stream, and the record of
 //! the call (metrics and the observer's trace).
 
+use crate::answers::ToKeep;
 use crate::cache::Kept;
 use crate::gateway::{Answer, CallOptions, Endpoint, Gateway, GatewayError, Piece, PieceStream, Served};
 use crate::guardrails::stream::{EventSink, guarded};
@@ -139,23 +140,17 @@ impl Gateway {
                     return Err(self.failed(record, started, GatewayError::Blocked(blocked), options));
                 }
                 if let (Some(key), Some(ttl)) = (cache_key, ttl) {
-                    let kept = Kept::Json(value.to_string().into());
-                    if let Some((partition, vector)) = meaning {
-                        self.semantic
-                            .put(partition, vector.clone(), kept.clone(), served.deployment.clone(), ttl);
-                        if let Some(shared) = &self.shared {
-                            let deployment = served.deployment.clone();
-                            shared
-                                .keep_similar(partition, vector, kept.clone(), deployment, ttl)
-                                .await;
-                        }
-                    }
-                    self.cache.put(key, kept.clone(), served.deployment.clone(), ttl);
-                    if let Some(shared) = &self.shared {
-                        shared.keep_exact(key, kept, served.deployment.clone(), ttl).await;
+                    let to = ToKeep {
+                        key,
+                        meaning,
+                        deployment: served.deployment.clone(),
+                        ttl,
+                    };
+                    if let Some(shared) = self.keeper().keep(to, Kept::Json(value.to_string().into())) {
+                        shared.await;
                     }
                 }
-                served.cost = record.cost().map(|cost| cost.total());
+                served.cost = whole_cost(record.cost().map(|cost| cost.total()), &record);
                 Ok((Answer::Json(self.answered(record, started, value, options)), served))
             }
             Answer::Stream(pieces) => {
@@ -166,18 +161,15 @@ impl Gateway {
                     None => pieces,
                 };
                 let keep = cache_key.zip(ttl).map(|(key, ttl)| Keeping {
-                    cache: self.cache.clone(),
-                    shared: self.shared.clone(),
-                    key,
-                    ttl,
-                    deployment: served.deployment.clone(),
+                    keeper: self.keeper(),
+                    to: ToKeep {
+                        key,
+                        meaning,
+                        deployment: served.deployment.clone(),
+                        ttl,
+                    },
                     events: Vec::new(),
                     bytes: 0,
-                    semantic: meaning.map(|(partition, vector)| crate::semantic::Keep {
-                        cache: self.semantic.clone(),
-                        partition,
-                        vector,
-                    }),
                 });
                 Ok((
                     Answer::Stream(self.streamed(record, started, pieces, keep, sink, options)),
@@ -234,7 +226,7 @@ impl Gateway {
             fell_back: false,
             cache: Some("hit"),
             price: None,
-            cost: None,
+            cost: whole_cost(None, &record),
             group,
             guardrails: Vec::new(),
             similarity,
@@ -344,5 +336,14 @@ impl Gateway {
             observer.observe(record);
         }
         error
+    }
+}
+
+/// What a whole call cost the caller: the answer's cost and the semantic cache's embedding of the request.
+fn whole_cost(answer: Option<f64>, record: &CallRecord) -> Option<f64> {
+    let embedding = record.embedding.map(|(_, cost)| cost).filter(|cost| *cost > 0.0);
+    match (answer, embedding) {
+        (None, None) => None,
+        (answer, embedding) => Some(answer.unwrap_or(0.0) + embedding.unwrap_or(0.0)),
     }
 }

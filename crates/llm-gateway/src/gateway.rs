@@ -228,6 +228,17 @@ impl Gateway {
         }
     }
 
+    /// Where whole answers are kept: this replica's caches and the shared store.
+    pub(crate) fn keeper(&self) -> crate::answers::Keeper {
+        crate::answers::Keeper {
+            local: crate::answers::LocalAnswers {
+                exact: self.cache.clone(),
+                semantic: self.semantic.clone(),
+            },
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The gateway's Prometheus families.
     pub fn metrics(&self) -> &GatewayMetrics {
         &self.metrics

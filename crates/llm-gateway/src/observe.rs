@@ -2,7 +2,7 @@
 //! them into MLflow traces). Streams are followed to their end: tokens from their usage chunk, the text they
 //! carried (up to a limit), and how they ended.
 
-use crate::cache::{ExactCache, Kept};
+use crate::cache::Kept;
 use crate::gateway::{Endpoint, Piece, PieceStream};
 use crate::metrics::GatewayMetrics;
 use futures::StreamExt;
@@ -162,24 +162,16 @@ struct StreamEnd {
     settle: Option<Arc<dyn CallObserver>>,
 }
 
-/// A stream being gathered for the exact cache (given up past [`MAX_KEPT_STREAM`]).
+/// A stream being gathered for the caches (given up past [`MAX_KEPT_STREAM`]).
 pub struct Keeping {
     /// Where it goes.
-    pub cache: Arc<ExactCache>,
-    /// Where it goes too, shared with the other replicas (written in the background).
-    pub shared: Option<Arc<dyn crate::answers::AnswerStore>>,
-    /// Its key.
-    pub key: [u8; 32],
-    /// How long it is kept.
-    pub ttl: Duration,
-    /// The deployment that streamed it.
-    pub deployment: String,
+    pub keeper: crate::answers::Keeper,
+    /// Under which key and meaning, from which deployment, for how long.
+    pub to: crate::answers::ToKeep,
     /// The events so far.
     pub events: Vec<String>,
     /// Their bytes.
     pub bytes: usize,
-    /// Kept in the semantic cache too.
-    pub semantic: Option<crate::semantic::Keep>,
 }
 
 /// The largest stream kept in the cache.
@@ -215,35 +207,11 @@ impl StreamEnd {
                 if let Some(mut keeping) = self.keep.take() {
                     keeping.events.push(data.clone());
                     let kept = Kept::Stream(keeping.events.into());
-                    let Keeping {
-                        cache,
-                        shared,
-                        key,
-                        ttl,
-                        deployment,
-                        semantic,
-                        ..
-                    } = keeping;
-                    let meaning = semantic.map(|semantic| {
-                        semantic.cache.put(
-                            semantic.partition,
-                            semantic.vector.clone(),
-                            kept.clone(),
-                            deployment.clone(),
-                            ttl,
-                        );
-                        (semantic.partition, semantic.vector)
-                    });
-                    cache.put(key, kept.clone(), deployment.clone(), ttl);
-                    if let (Some(shared), Ok(runtime)) = (shared, tokio::runtime::Handle::try_current()) {
-                        runtime.spawn(async move {
-                            if let Some((partition, vector)) = meaning {
-                                shared
-                                    .keep_similar(partition, vector, kept.clone(), deployment.clone(), ttl)
-                                    .await;
-                            }
-                            shared.keep_exact(key, kept, deployment, ttl).await;
-                        });
+                    if let (Some(shared), Ok(runtime)) = (
+                        keeping.keeper.keep(keeping.to, kept),
+                        tokio::runtime::Handle::try_current(),
+                    ) {
+                        runtime.spawn(shared);
                     }
                 }
                 self.end("ok", None);

@@ -61,16 +61,6 @@ pub struct Query {
     pub text: String,
 }
 
-/// Where a streamed answer goes in the semantic cache once it finished.
-pub struct Keep {
-    /// The cache.
-    pub cache: Arc<SemanticCache>,
-    /// The request's partition.
-    pub partition: [u8; 32],
-    /// The request's unit embedding.
-    pub vector: Arc<[f32]>,
-}
-
 /// The partition and text of a request (`None` when it has no text, or too much).
 pub fn query(endpoint: &str, scope: &str, request: &Map<String, Value>) -> Option<Query> {
     let mut text = String::new();

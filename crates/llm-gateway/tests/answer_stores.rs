@@ -172,4 +172,10 @@ async fn an_unreachable_or_malformed_redis_url_is_refused_without_its_password()
         .err()
         .expect("not a Redis URL");
     assert!(!malformed.contains("hunter2secret"), "{malformed}");
+    let tls = RedisAnswers::connect("rediss://:hunter2secret@127.0.0.1:6380/0", 1024)
+        .await
+        .err()
+        .expect("TLS is not built in");
+    assert!(tls.contains("TLS") && tls.contains("rediss://"), "{tls}");
+    assert!(!tls.contains("hunter2secret"), "{tls}");
 }

@@ -2,7 +2,13 @@
 //! connections busy for SECONDS, each posting BODY_FILE as soon as its previous answer arrived (a closed loop,
 //! so a slow server is measured as slow rather than as a growing backlog). Prints one JSON line: requests,
 //! errors, requests per second, and latency percentiles in milliseconds over all answered requests.
-//! `LOADGEN_AUTHORIZATION`, when set, is sent as every request's Authorization header.
+//! When answers carry `x-loopline-overhead-ms` (the time a Loopline server spent on a call besides waiting
+//! for its upstream), its p50 and p99 are printed too. `LOADGEN_AUTHORIZATION`, when set, is sent as every request's Authorization header.
+//!
+//! `LOADGEN_RATE=R` makes the loop open instead: requests are scheduled at R per second in all, connection i
+//! sending at `start + i/R + k*CONCURRENCY/R`, and each latency is counted from the scheduled instant, so a
+//! request that had to wait for its connection counts its wait (no coordinated omission). Choose CONCURRENCY
+//! large enough that a connection's answer normally arrives before its next slot.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +19,8 @@ use hyper_util::rt::TokioIo;
 
 struct Outcome {
     latencies: Vec<Duration>,
+    /// What the server says it added itself (`x-loopline-overhead-ms`), when it says so.
+    overheads: Vec<f64>,
     errors: u64,
 }
 
@@ -22,14 +30,17 @@ async fn connection(
     content_type: String,
     authorization: Option<String>,
     until: Instant,
+    schedule: Option<(Instant, Duration)>,
 ) -> Outcome {
     let mut outcome = Outcome {
         latencies: Vec::new(),
+        overheads: Vec::new(),
         errors: 0,
     };
     let authority = url.authority().expect("the URL has a host").clone();
     // HTTP/1.1 requests to a server (not a proxy) carry the path only.
     let path = url.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let mut sent: u32 = 0;
     'reconnect: while Instant::now() < until {
         let Ok(stream) = tokio::net::TcpStream::connect(authority.as_str()).await else {
             outcome.errors += 1;
@@ -43,22 +54,35 @@ async fn connection(
         };
         tokio::spawn(driver);
         while Instant::now() < until {
+            // Open loop: wait for this connection's next slot and count latency from it.
+            let slot = schedule.map(|(first, every)| first + every * sent);
+            if let Some(slot) = slot {
+                if slot >= until {
+                    break 'reconnect;
+                }
+                tokio::time::sleep_until(slot.into()).await;
+                sent += 1;
+            }
             let mut request = Request::post(path.as_str())
                 .header("host", authority.as_str())
                 .header("content-type", content_type.as_str());
             if let Some(authorization) = &authorization {
                 request = request.header("authorization", authorization.as_str());
             }
-            let request = request
-                .body(Full::new(body.clone()))
-                .expect("a valid request");
-            let started = Instant::now();
+            let request = request.body(Full::new(body.clone())).expect("a valid request");
+            let started = slot.unwrap_or_else(Instant::now);
             match sender.send_request(request).await {
                 Ok(response) => {
                     let ok = response.status().is_success();
+                    let overhead = response
+                        .headers()
+                        .get("x-loopline-overhead-ms")
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| value.parse::<f64>().ok());
                     let read = response.into_body().collect().await.is_ok();
                     if ok && read {
                         outcome.latencies.push(started.elapsed());
+                        outcome.overheads.extend(overhead);
                     } else {
                         outcome.errors += 1;
                     }
@@ -86,22 +110,35 @@ async fn main() {
     let seconds: f64 = args[4].parse().expect("a duration in seconds");
     let content_type = args.get(5).cloned().unwrap_or_else(|| "application/json".to_string());
     let authorization = std::env::var("LOADGEN_AUTHORIZATION").ok();
+    let rate: Option<f64> = std::env::var("LOADGEN_RATE")
+        .ok()
+        .map(|rate| rate.parse().expect("LOADGEN_RATE is requests per second"));
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = (0..concurrency)
-        .map(|_| tokio::spawn(connection(
+        .map(|index| {
+            // Connections start 100 ms in, so every connection is open before the first slot.
+            let schedule = rate.map(|rate| {
+                let first = started + Duration::from_millis(100) + Duration::from_secs_f64(index as f64 / rate);
+                (first, Duration::from_secs_f64(concurrency as f64 / rate))
+            });
+            tokio::spawn(connection(
                 url.clone(),
                 body.clone(),
                 content_type.clone(),
                 authorization.clone(),
                 until,
-            )))
+                schedule,
+            ))
+        })
         .collect();
     let mut latencies = Vec::new();
+    let mut overheads = Vec::new();
     let mut errors = 0;
     for task in tasks {
         let outcome = task.await.expect("a connection task does not panic");
         latencies.extend(outcome.latencies);
+        overheads.extend(outcome.overheads);
         errors += outcome.errors;
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -113,7 +150,14 @@ async fn main() {
         let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
         latencies[index].as_secs_f64() * 1000.0
     };
+    overheads.sort_by(f64::total_cmp);
+    let overhead = |p: f64| -> Option<f64> {
+        let index = ((overheads.len() as f64 * p).ceil() as usize).clamp(1, overheads.len().max(1)) - 1;
+        overheads.get(index).copied()
+    };
     let summary = serde_json::json!({
+        "overhead_p50_ms": overhead(0.50),
+        "overhead_p99_ms": overhead(0.99),
         "requests": latencies.len(),
         "errors": errors,
         "seconds": elapsed,

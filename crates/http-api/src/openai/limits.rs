@@ -68,6 +68,8 @@ struct Settler {
     pending: Mutex<Option<(Vec<Held>, Vec<String>)>>,
     prompt_estimate: i64,
     model: String,
+    /// The model that embeds the request for the semantic cache: its share of the spend is tallied under it.
+    embedding_model: Option<String>,
     /// Subjects whose spend is also tallied per day (for the spend report): the key's and its team's.
     tallied: Vec<String>,
 }
@@ -125,13 +127,24 @@ impl Settler {
         let charged = held.iter().find(|held| held.kind == "spend").map_or(spend, actual);
         if charged > 0 {
             let day = period("day", loopline_core::time::now_millis()).0;
-            for subject in self.tallied.iter().cloned().chain([format!("model:{}", self.model)]) {
+            // The key and team are charged the whole; each model its own share (the embedding's under the
+            // embedding model, as the metrics count it).
+            let embedding_share = embedding_spend.min(charged);
+            let shares = [
+                (format!("model:{}", self.model), charged - embedding_share),
+                (
+                    format!("model:{}", self.embedding_model.as_deref().unwrap_or_default()),
+                    embedding_share,
+                ),
+            ];
+            let whole = self.tallied.iter().map(|subject| (subject.clone(), charged));
+            for (subject, actual) in whole.chain(shares).filter(|(_, actual)| *actual > 0) {
                 settlements.push(UsageSettlement {
                     subject,
                     kind: "daily".into(),
                     window: day,
                     reserved: 0,
-                    actual: charged,
+                    actual,
                 });
             }
         }
@@ -384,6 +397,7 @@ pub async fn admit(
         pending: Mutex::new(Some((held, leases.into_iter().map(|lease| lease.lease_id).collect()))),
         prompt_estimate: prompt,
         model: model.to_string(),
+        embedding_model: embedding.map(|embedding| gateway.config().models[embedding].name.clone()),
         tallied: std::iter::once(key_subject).chain(team_subject).collect(),
     };
     Ok(Admitted {

@@ -69,3 +69,53 @@ impl AnswerStore for LocalAnswers {
         self.semantic.put(partition, vector, kept, deployment, ttl);
     }
 }
+
+/// Where one answer is put once it is whole.
+pub struct ToKeep {
+    /// Its exact key.
+    pub key: [u8; 32],
+    /// Its request's semantic partition and unit embedding, when the model keeps answers by meaning.
+    pub meaning: Option<([u8; 32], Arc<[f32]>)>,
+    /// The deployment that gave it.
+    pub deployment: String,
+    /// How long it is kept.
+    pub ttl: Duration,
+}
+
+/// Keeps whole answers: in the replica's own memory at once and, when replicas share answers, in the shared
+/// store after. The one way both a whole answer (before it is given) and a finished stream (after its last
+/// event) are kept.
+#[derive(Clone)]
+pub struct Keeper {
+    /// The replica's own caches.
+    pub local: LocalAnswers,
+    /// The store shared with the other replicas.
+    pub shared: Option<Arc<dyn AnswerStore>>,
+}
+
+impl Keeper {
+    /// Puts `kept` in the replica's memory now and returns the write to the shared store, if there is one,
+    /// for the caller to await or to leave running.
+    pub fn keep(&self, to: ToKeep, kept: Kept) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let ToKeep {
+            key,
+            meaning,
+            deployment,
+            ttl,
+        } = to;
+        if let Some((partition, vector)) = &meaning {
+            let local = &self.local.semantic;
+            local.put(*partition, vector.clone(), kept.clone(), deployment.clone(), ttl);
+        }
+        self.local.exact.put(key, kept.clone(), deployment.clone(), ttl);
+        let shared = self.shared.clone()?;
+        Some(async move {
+            if let Some((partition, vector)) = meaning {
+                shared
+                    .keep_similar(partition, vector, kept.clone(), deployment.clone(), ttl)
+                    .await;
+            }
+            shared.keep_exact(key, kept, deployment, ttl).await;
+        })
+    }
+}

@@ -215,6 +215,16 @@ impl RedisAnswers {
     /// never the password.
     pub async fn connect(url: &str, max_entry_bytes: usize) -> Result<RedisAnswers, String> {
         let secrets = url_secrets(url);
+        let scheme = url
+            .split_once("://")
+            .map_or("", |(scheme, _)| scheme)
+            .to_ascii_lowercase();
+        if scheme == "rediss" || scheme == "valkeys" {
+            return Err(format!(
+                "the Redis URL asks for TLS ({scheme}://), which this build does not speak; use redis:// on a \
+                 private network, or a local TLS tunnel (stunnel, spiped) to the Redis server"
+            ));
+        }
         let client = Client::open(url)
             .map_err(|error| scrubbed(format!("the Redis URL is not valid: {}", error.kind_text()), &secrets))?;
         let place = client.get_connection_info().addr.to_string();

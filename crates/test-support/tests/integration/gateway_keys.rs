@@ -107,6 +107,12 @@ async fn settled(server: &TestServer, token_id: &str) -> Value {
     }
 }
 
+/// The spend report by key, team and model.
+async fn spend_report(server: &TestServer) -> Value {
+    let path = "/api/loopline/v1/gateway/spend";
+    json_request(server, "GET", path, Some(&admin()), &json!({})).await.1
+}
+
 /// Waits, if needed, so a burst of calls falls inside one clock minute (the windows limits count in).
 async fn start_of_a_minute() {
     let second = loopline_core::time::now_millis().rem_euclid(60_000);
@@ -155,14 +161,7 @@ async fn a_key_calls_its_models_within_its_limits_until_revoked() {
     assert_eq!(record["spend_usd"], 0.024, "{record}");
     assert_eq!(record["username"], "app");
     assert_eq!(record["models"], json!(["chat"]));
-    let (_, spend) = json_request(
-        &server,
-        "GET",
-        "/api/loopline/v1/gateway/spend",
-        Some(&admin()),
-        &json!({}),
-    )
-    .await;
+    let spend = spend_report(&server).await;
     assert_eq!(
         spend["models"][0],
         json!({"model": "chat", "spend_usd": 0.024}),
@@ -432,6 +431,10 @@ async fn the_semantic_caches_embedding_is_charged_to_the_caller_hit_or_miss() {
     let first = chat(&server, &key, "similar").await;
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(first.headers["x-loopline-cache"], "miss");
+    assert_eq!(
+        first.headers["x-loopline-cost-usd"], "0.01200000",
+        "the header shows the whole cost, the embedding included"
+    );
     let after_miss = settled(&server, &token_id).await["spend_usd"].as_f64().unwrap();
     assert!((after_miss - 0.012).abs() < 1e-9, "{after_miss}");
     // The same words cased otherwise (not the exact request): a hit by meaning costs only the embedding
@@ -445,8 +448,33 @@ async fn the_semantic_caches_embedding_is_charged_to_the_caller_hit_or_miss() {
         .unwrap();
     assert_eq!(second.headers()["x-loopline-cache"], "hit");
     assert_eq!(second.headers()["x-loopline-cache-similarity"], "1.0000");
+    assert_eq!(second.headers()["x-loopline-cost-usd"], "0.00400000");
     let after_hit = settled(&server, &token_id).await["spend_usd"].as_f64().unwrap();
     assert!((after_hit - 0.016).abs() < 1e-9, "{after_hit}");
+    // The spend report puts each model's share under it: the answer under the chat model, the two
+    // embeddings under the embedding model, as the metrics count them.
+    let spend = spend_report(&server).await;
+    let mut models: Vec<(String, f64)> = spend["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["model"].as_str().unwrap().to_string(),
+                row["spend_usd"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    models.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(models.len(), 2, "{spend}");
+    assert_eq!(models[0].0, "embed");
+    assert!((models[0].1 - 0.008).abs() < 1e-9, "{spend}");
+    assert_eq!(models[1].0, "similar");
+    assert!((models[1].1 - 0.008).abs() < 1e-9, "{spend}");
+    assert!(
+        (spend["keys"][0]["spend_usd"].as_f64().unwrap() - 0.016).abs() < 1e-9,
+        "{spend}"
+    );
     let embeddings = fake.calls().iter().filter(|call| call.model == "words").count();
     assert_eq!(
         embeddings, 2,
