@@ -245,8 +245,12 @@ def soak(args, process, url, body):
     while time.time() - started < args.soak_seconds:
         result = load(args.loadgen, url, body, 64, min(60, args.soak_seconds))
         samples.append(rss_mib(process.pid))
+        with open(f"/proc/{process.pid}/status") as status:
+            parts = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in status
+                     if line.startswith(("RssAnon:", "RssFile:"))}
         print(f"  {time.time() - started:7.0f} s  {result['rps']:8.1f} req/s  errors {result['errors']}  "
-              f"rss {samples[-1]:.1f} MiB", flush=True)
+              f"rss {samples[-1]:.1f} MiB (heap {parts.get('RssAnon', 0):.1f}, mapped files "
+              f"{parts.get('RssFile', 0):.1f})  p99 {result['p99_ms']:.2f} ms", flush=True)
     print(f"  rss from {samples[0]:.1f} to {samples[-1]:.1f} MiB (max {max(samples):.1f})")
 
 

@@ -112,7 +112,7 @@ pub(crate) async fn messages(State(api): State<Arc<crate::openai::GatewayApi>>, 
         .to_string();
     let gateway = api.gateway_for(&model).await;
     let admitted = match crate::openai::limits::admit(
-        &api.store,
+        &api,
         &gateway,
         principal.as_ref(),
         Endpoint::ChatCompletions,

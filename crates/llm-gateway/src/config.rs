@@ -155,6 +155,8 @@ pub struct ModelGroup {
     pub hidden: bool,
     /// The experiment its calls are traced in, when not the gateway's own (an MLflow endpoint's).
     pub trace_experiment_id: Option<String>,
+    /// The MLflow endpoint it serves, by id (none for the configuration file's models).
+    pub endpoint_id: Option<String>,
 }
 
 /// Consecutive failures after which a deployment rests, and for how long.
@@ -190,6 +192,8 @@ pub struct GatewayConfig {
     pub cache_max_bytes: usize,
     /// Prices of provider models made through MLflow's gateway API (whose definitions carry none).
     pub catalog_prices: Vec<CatalogPrice>,
+    /// MLflow's budget policies (from the catalog), enforced on every call by the server.
+    pub budget_policies: Vec<crate::catalog::BudgetPolicy>,
 }
 
 /// The price of a provider's model, for MLflow catalog models that name it.
@@ -230,6 +234,7 @@ impl GatewayConfig {
             cache_max_entries: 10_000,
             cache_max_bytes: 256 << 20,
             catalog_prices: Vec::new(),
+            budget_policies: Vec::new(),
         }
     }
 
@@ -553,6 +558,7 @@ impl File {
             cache_max_entries: settings.cache_max_entries,
             cache_max_bytes: settings.cache_max_mb << 20,
             catalog_prices,
+            budget_policies: Vec::new(),
         })
     }
 }
@@ -722,6 +728,7 @@ impl ModelEntry {
             semantic,
             hidden: false,
             trace_experiment_id: None,
+            endpoint_id: None,
         })
     }
 }

@@ -203,7 +203,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
             loopline_pipelines::datasets::DataService::new(data_metadata, data_artifacts),
         ))
         .merge(log_browse)
-        .merge(gateway_routes(live, gateway_metadata, catalog_sync))
+        .merge(gateway_routes(live, gateway_metadata, catalog_sync, webhooks.clone()))
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
@@ -372,17 +372,20 @@ fn gateway_routes(
     live: Arc<loopline_llm_gateway::live::LiveGateway>,
     store: Arc<dyn loopline_metadata_store::MetadataStore>,
     sync: Arc<loopline_http_api::ai_gateway::CatalogSync>,
+    webhooks: loopline_http_api::webhooks::Webhooks,
 ) -> axum::Router {
-    use loopline_http_api::ai_gateway::{discovery, elsewhere, invoke, management};
+    use loopline_http_api::ai_gateway::{budgets, discovery, elsewhere, invoke, management};
     let api = Arc::new(loopline_http_api::openai::GatewayApi {
         live,
         sync: Some(sync.clone()),
         store,
+        webhooks: Some(webhooks),
     });
     loopline_http_api::openai::routes(api.clone())
         .merge(loopline_http_api::anthropic::routes(api.clone()))
         .merge(invoke::routes(api))
         .merge(management::routes(sync.clone()))
+        .merge(budgets::routes(sync.clone()))
         .merge(discovery::routes(sync))
         .merge(elsewhere::routes())
 }

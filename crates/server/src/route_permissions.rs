@@ -911,7 +911,7 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
 /// go (as webhooks do): admins only, reads too. Model definitions and endpoints: admins change them, any
 /// signed-in caller reads them, as the UI's discovery routes.
 fn ai_gateway_rows() -> Vec<(String, &'static str, Need)> {
-    use loopline_http_api::ai_gateway::{discovery, elsewhere, management};
+    use loopline_http_api::ai_gateway::{budgets, discovery, elsewhere, management};
     let managed = management::route_list().into_iter().map(|(method, route)| {
         let need = if route.contains("/secrets/") || !management::reads_only(method) {
             Need::Admin
@@ -927,7 +927,12 @@ fn ai_gateway_rows() -> Vec<(String, &'static str, Need)> {
         let need = if *method == "GET" { SIGNED_READ } else { Need::Admin };
         (route.to_string(), *method, need)
     });
-    managed.chain(discovered).chain(elsewhere).collect()
+    // Budget policies: admins change them, signed-in callers read them (the UI's Budgets page).
+    let budgeted = budgets::route_list().into_iter().map(|(method, route)| {
+        let need = if method == "GET" { SIGNED_READ } else { Need::Admin };
+        (route, method, need)
+    });
+    managed.chain(discovered).chain(elsewhere).chain(budgeted).collect()
 }
 
 /// The whole table.

@@ -1,8 +1,7 @@
-//! MLflow's gateway budget policies and scorer guardrails, which this server covers its own way: budgets
-//! belong to gateway keys and teams (reserved and settled in the metadata store, so they hold across
-//! replicas), guardrails are set in the gateway's configuration file and run inside the gateway. MLflow's UI
-//! lists both on its gateway pages: the lists answer empty (there are no MLflow policies or scorer
-//! guardrails here), and creating one is refused with what to use instead, rather than a missing route.
+//! MLflow's gateway scorer guardrails, which this server covers its own way: guardrails are set in the
+//! gateway's configuration file and run inside the gateway. MLflow's UI lists them on an endpoint's page: the
+//! lists answer empty (there are no MLflow scorer guardrails here), and creating one is refused with what to
+//! use instead, rather than a missing route.
 
 use crate::error::ApiError;
 use axum::Router;
@@ -13,21 +12,12 @@ use serde_json::json;
 
 const PREFIX: &str = "/api/3.0/mlflow/gateway";
 
-const BUDGETS: &str = "MLflow's budget policies are not offered by this server: budgets belong to gateway keys and teams \
-     here, held across replicas (`loopline gateway keys create --budget-usd 50 --budget-period month`, or \
-     `loopline gateway teams set`; see docs/gateway.md, \"Keys, limits and budgets\").";
 const GUARDRAILS: &str = "MLflow's scorer guardrails are not offered by this server: guardrails (PII, secrets, prompt \
      injection, banned topics, input size) are set in the gateway's configuration file and run inside the gateway \
      (see docs/gateway.md, \"Guardrails\").";
 
 /// Every route (method, path), for the permission table.
 pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/3.0/mlflow/gateway/budgets/list"),
-    ("GET", "/api/3.0/mlflow/gateway/budgets/windows"),
-    ("GET", "/api/3.0/mlflow/gateway/budgets/get"),
-    ("POST", "/api/3.0/mlflow/gateway/budgets/create"),
-    ("POST", "/api/3.0/mlflow/gateway/budgets/update"),
-    ("DELETE", "/api/3.0/mlflow/gateway/budgets/delete"),
     ("GET", "/api/3.0/mlflow/gateway/guardrails/list"),
     ("GET", "/api/3.0/mlflow/gateway/guardrails/list-for-endpoint"),
     ("GET", "/api/3.0/mlflow/gateway/guardrails/get"),
@@ -50,18 +40,6 @@ fn missing(what: &'static str, message: &'static str) -> Response {
 pub fn routes() -> Router {
     let at = |path: &str| format!("{PREFIX}{path}");
     Router::new()
-        .route(
-            &at("/budgets/list"),
-            get(|| async { axum::Json(json!({"budget_policies": []})) }),
-        )
-        .route(
-            &at("/budgets/windows"),
-            get(|| async { axum::Json(json!({"windows": []})) }),
-        )
-        .route(&at("/budgets/get"), get(|| async { missing("BudgetPolicy", BUDGETS) }))
-        .route(&at("/budgets/create"), post(|| async { refused(BUDGETS) }))
-        .route(&at("/budgets/update"), post(|| async { refused(BUDGETS) }))
-        .route(&at("/budgets/delete"), delete(|| async { refused(BUDGETS) }))
         .route(
             &at("/guardrails/list"),
             get(|| async { axum::Json(json!({"guardrails": []})) }),

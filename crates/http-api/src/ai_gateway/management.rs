@@ -8,9 +8,7 @@ use super::shapes::{binding_json, definition_json, endpoint_json, mapping_json, 
 use super::{CatalogSync, now_ms, refusal};
 use crate::error::ApiError;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::extract::Request;
 use loopline_access::Principal;
 use loopline_core::ErrorCode;
 use loopline_llm_gateway::catalog::{
@@ -92,23 +90,9 @@ pub fn reads_only(method: &str) -> bool {
 
 /// The management routes over `sync`.
 pub fn routes(sync: Arc<CatalogSync>) -> Router {
-    let mut router = Router::new();
-    for (method, path, op) in ROUTES {
-        let op = *op;
-        let handler = move |State(sync): State<Arc<CatalogSync>>, request: Request| async move {
-            match answer(&sync, op, request).await {
-                Ok(value) => axum::Json(value).into_response(),
-                Err(error) => error.into_response(),
-            }
-        };
-        let route = match *method {
-            "GET" => get(handler),
-            "DELETE" => delete(handler),
-            _ => post(handler),
-        };
-        router = router.route(&format!("{PREFIX}{path}"), route);
-    }
-    router.with_state(sync)
+    super::op_routes(PREFIX, ROUTES, sync, |sync: Arc<CatalogSync>, op, request| async move {
+        answer(&sync, op, request).await
+    })
 }
 
 async fn answer(sync: &CatalogSync, op: Op, request: Request) -> Result<Value, ApiError> {

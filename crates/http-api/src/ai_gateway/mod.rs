@@ -7,6 +7,7 @@
 //! The replica that changes it serves the change at once; the others look at the generation at most once a
 //! second while calls arrive, and load the new catalog when it moved.
 
+pub mod budgets;
 pub mod discovery;
 pub mod elsewhere;
 pub mod invoke;
@@ -177,4 +178,43 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as i64)
+}
+
+/// A router of one handler per `(method, path, operation)` under `prefix`, each answering `answer(sync, op,
+/// request)` as JSON or as MLflow's error.
+pub(super) fn op_routes<O, F, Fut>(
+    prefix: &str,
+    routes: &[(&str, &str, O)],
+    sync: Arc<CatalogSync>,
+    answer: F,
+) -> axum::Router
+where
+    O: Copy + Send + Sync + 'static,
+    F: Fn(Arc<CatalogSync>, O, axum::extract::Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Value, ApiError>> + Send + 'static,
+{
+    use axum::response::IntoResponse;
+    use axum::routing::{delete, get, post};
+    let mut router = axum::Router::new();
+    for (method, path, op) in routes {
+        let op = *op;
+        let answer = answer.clone();
+        let handler = move |axum::extract::State(sync): axum::extract::State<Arc<CatalogSync>>,
+                            request: axum::extract::Request| {
+            let answer = answer.clone();
+            async move {
+                match answer(sync, op, request).await {
+                    Ok(value) => axum::Json(value).into_response(),
+                    Err(error) => error.into_response(),
+                }
+            }
+        };
+        let route = match *method {
+            "GET" => get(handler),
+            "DELETE" => delete(handler),
+            _ => post(handler),
+        };
+        router = router.route(&format!("{prefix}{path}"), route);
+    }
+    router.with_state(sync)
 }

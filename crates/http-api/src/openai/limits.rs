@@ -72,6 +72,12 @@ struct Settler {
     embedding_model: Option<String>,
     /// Subjects whose spend is also tallied per day (for the spend report): the key's and its team's.
     tallied: Vec<String>,
+    /// Whether the spend is tallied per model too (keyed calls; the spend report covers those).
+    tally_models: bool,
+    /// The budget policies counting the call, with their windows (ALERT ones may alert once it is settled).
+    policies: Vec<(loopline_llm_gateway::catalog::BudgetPolicy, (i64, i64))>,
+    /// Where alerts go.
+    webhooks: Option<crate::webhooks::Webhooks>,
 }
 
 impl Settler {
@@ -138,6 +144,7 @@ impl Settler {
                 ),
             ];
             let whole = self.tallied.iter().map(|subject| (subject.clone(), charged));
+            let shares = shares.into_iter().filter(|_| self.tally_models);
             for (subject, actual) in whole.chain(shares).filter(|(_, actual)| *actual > 0) {
                 settlements.push(UsageSettlement {
                     subject,
@@ -160,9 +167,20 @@ impl Settler {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let alerting: Vec<_> = self
+            .policies
+            .iter()
+            .filter(|(policy, _)| policy.budget_action == loopline_llm_gateway::catalog::Action::Alert)
+            .cloned()
+            .collect();
+        let webhooks = self.webhooks.clone();
         runtime.spawn(async move {
             if let Err(error) = store.settle_usage(&settlements, &leases).await {
                 tracing::warn!(%error, "settling a gateway call's usage failed; its reservation stays counted");
+                return;
+            }
+            if !alerting.is_empty() {
+                super::budget_policies::alert(store, webhooks, alerting).await;
             }
         });
     }
@@ -269,24 +287,25 @@ fn too_many(message: String, code: &'static str, retry_after: Option<u64>) -> Op
     }
 }
 
-/// Admits a call under its key's and team's limits (calls made without a gateway key have none).
+/// Admits a call under its key's and team's limits (calls made without a gateway key have none) and the
+/// MLflow budget policies that count it.
 pub async fn admit(
-    store: &Arc<dyn MetadataStore>,
+    api: &super::GatewayApi,
     gateway: &Gateway,
     principal: Option<&Principal>,
     endpoint: Endpoint,
     body: &Map<String, Value>,
 ) -> Result<Admitted, OpenAiError> {
-    let Some(token_id) = principal.and_then(|principal| principal.token_id.as_deref()) else {
-        return Ok(Admitted::default());
-    };
-    let key: GatewayKey = match store.get_gateway_key(token_id).await {
-        Ok(Some(key)) => key,
-        Ok(None) => return Ok(Admitted::default()),
-        Err(error) => return Err(unavailable(error)),
+    let store = &api.store;
+    let key: Option<GatewayKey> = match principal.and_then(|principal| principal.token_id.as_deref()) {
+        Some(token_id) => store.get_gateway_key(token_id).await.map_err(unavailable)?,
+        None => None,
     };
     let model = body.get("model").and_then(Value::as_str).unwrap_or_default();
-    if !key.models.is_empty() && !key.models.iter().any(|allowed| allowed == model) {
+    if let Some(key) = &key
+        && !key.models.is_empty()
+        && !key.models.iter().any(|allowed| allowed == model)
+    {
         return Err(OpenAiError {
             status: StatusCode::FORBIDDEN,
             message: format!(
@@ -303,11 +322,16 @@ pub async fn admit(
         // The gateway answers 404 for it.
         return Ok(Admitted::default());
     };
-    let team = match &key.team {
+    let now = loopline_core::time::now_millis();
+    let user = principal.map(|principal| principal.username.as_str());
+    let policies = super::budget_policies::applicable(gateway, group, user, now);
+    if key.is_none() && policies.is_empty() {
+        return Ok(Admitted::default());
+    }
+    let team = match key.as_ref().and_then(|key| key.team.as_ref()) {
         Some(team) => store.get_gateway_team(team).await.map_err(unavailable)?,
         None => None,
     };
-    let now = loopline_core::time::now_millis();
     let prompt = prompt_estimate(body);
     let asked = asked_output(body);
     // `n` answers each take up to the output asked for (checked: 1 to 128).
@@ -335,17 +359,31 @@ pub async fn admit(
     } else {
         MAX_AMOUNT
     };
-    let key_subject = format!("key:{token_id}");
+    let key_subject = key.as_ref().map(|key| format!("key:{}", key.token_id));
     // The team's spend is tallied under its name even when it has no limits of its own.
-    let team_subject = key.team.as_ref().map(|team| format!("team:{team}"));
+    let team_subject = key
+        .as_ref()
+        .and_then(|key| key.team.as_ref())
+        .map(|team| format!("team:{team}"));
     let mut claims = Vec::new();
-    claims_of(&key_subject, &key.limits, now, tokens, cost, &mut claims);
+    if let (Some(key), Some(subject)) = (&key, &key_subject) {
+        claims_of(subject, &key.limits, now, tokens, cost, &mut claims);
+    }
     if let (Some(team), Some(subject)) = (&team, &team_subject) {
         claims_of(subject, &team.limits, now, tokens, cost, &mut claims);
     }
+    let first_policy = claims.len();
+    claims.extend(
+        policies
+            .iter()
+            .map(|(policy, window)| super::budget_policies::claim(policy, *window, cost)),
+    );
     let mut leases = Vec::new();
     for (subject, limit) in [
-        (Some(&key_subject), key.limits.max_parallel),
+        (
+            key_subject.as_ref(),
+            key.as_ref().and_then(|key| key.limits.max_parallel),
+        ),
         (
             team_subject.as_ref(),
             team.as_ref().and_then(|team| team.limits.max_parallel),
@@ -362,12 +400,22 @@ pub async fn admit(
     }
     let levels = match store.reserve_usage(&claims, &leases, now).await.map_err(unavailable)? {
         Reservation::Granted(levels) => levels,
-        Reservation::Refused(index) => return Err(refusal(&claims, &leases, index, now, &key, team.as_ref())),
+        Reservation::Refused(index) => {
+            return Err(match (policies.get(index.wrapping_sub(first_policy)), &key) {
+                (Some((policy, window)), _) if index >= first_policy => {
+                    super::budget_policies::refusal(policy, *window, cost, now)
+                }
+                (_, Some(key)) => refusal(&claims, &leases, index, now, key, team.as_ref()),
+                (_, None) => unavailable(loopline_metadata_store::StoreError::Embedded(
+                    "a reservation was refused for a limit the call does not have".into(),
+                )),
+            });
+        }
     };
     let mut headers = Vec::new();
     let reset = ((MINUTE - now.rem_euclid(MINUTE)) as f64 / 1000.0).ceil();
     for (claim, level) in claims.iter().zip(&levels) {
-        let (Some(limit), true) = (claim.limit, claim.subject == key_subject) else {
+        let (Some(limit), true) = (claim.limit, Some(&claim.subject) == key_subject.as_ref()) else {
             continue;
         };
         let name = match claim.kind.as_str() {
@@ -398,7 +446,10 @@ pub async fn admit(
         prompt_estimate: prompt,
         model: model.to_string(),
         embedding_model: embedding.map(|embedding| gateway.config().models[embedding].name.clone()),
-        tallied: std::iter::once(key_subject).chain(team_subject).collect(),
+        tally_models: key.is_some(),
+        tallied: key_subject.into_iter().chain(team_subject).collect(),
+        policies,
+        webhooks: api.webhooks.clone(),
     };
     Ok(Admitted {
         headers,

@@ -3,6 +3,7 @@
 //! Streams are written as server-sent events as they arrive; one that breaks after it started ends with an
 //! error event in OpenAI's shape (the SDK raises it) instead of a silent cut.
 
+pub mod budget_policies;
 pub mod checks;
 pub mod errors;
 pub mod limits;
@@ -87,6 +88,8 @@ pub struct GatewayApi {
     pub sync: Option<Arc<crate::ai_gateway::CatalogSync>>,
     /// Keys, teams and the usage ledger.
     pub store: Arc<dyn loopline_metadata_store::MetadataStore>,
+    /// Where budget-policy alerts go (MLflow's webhooks).
+    pub webhooks: Option<crate::webhooks::Webhooks>,
 }
 
 impl GatewayApi {
@@ -168,7 +171,7 @@ async fn call(
         let gateway = api
             .gateway_for(body.get("model").and_then(Value::as_str).unwrap_or_default())
             .await;
-        let admitted = limits::admit(&api.store, &gateway, principal.as_ref(), endpoint, &body).await?;
+        let admitted = limits::admit(&api, &gateway, principal.as_ref(), endpoint, &body).await?;
         options.settle = admitted.settle;
         limit_headers = admitted.headers;
         Ok::<_, OpenAiError>(gateway.call_with(endpoint, body, &options).await?)

@@ -98,6 +98,15 @@ impl Envelope {
     }
 }
 
+/// The answer stored as `bytes`, if it is one this store would have kept: a well-formed envelope whose answer
+/// is no larger than `max_entry_bytes` (anything larger is not one it kept).
+fn read_envelope(bytes: &[u8], max_entry_bytes: usize) -> Option<(Kept, String)> {
+    serde_json::from_slice::<Envelope>(bytes)
+        .ok()?
+        .kept()
+        .filter(|(kept, _)| kept.size() <= max_entry_bytes)
+}
+
 /// The shared store.
 pub struct RedisAnswers {
     client: Client,
@@ -353,11 +362,7 @@ impl RedisAnswers {
 
     async fn answer(&self, name: String) -> Option<(Kept, String)> {
         let bytes = self.bounded_get("read an answer", name, self.envelope_limit()).await?;
-        // Larger than an answer this store keeps: not one it kept.
-        serde_json::from_slice::<Envelope>(&bytes)
-            .ok()?
-            .kept()
-            .filter(|(kept, _)| kept.size() <= self.max_entry_bytes)
+        read_envelope(&bytes, self.max_entry_bytes)
     }
 }
 
@@ -507,6 +512,87 @@ impl AnswerStore for RedisAnswers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What the gateway promises of any answer read back from Redis, whatever Redis held.
+    fn as_kept(found: &(Kept, String), max_entry_bytes: usize) {
+        let (kept, deployment) = found;
+        assert!(!deployment.is_empty() && deployment.len() <= MAX_DEPLOYMENT);
+        assert!(deployment.bytes().all(|byte| byte.is_ascii_graphic() || byte == b' '));
+        assert!(kept.size() <= max_entry_bytes);
+        let object = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap().is_object();
+        match kept {
+            Kept::Json(text) => assert!(object(text)),
+            Kept::Stream(events) => {
+                let (last, before) = events.split_last().unwrap();
+                assert_eq!(last, "[DONE]");
+                for event in before {
+                    assert!(!event.contains(['\n', '\r']) && object(event), "{event:?}");
+                }
+            }
+        }
+    }
+
+    /// A JSON object answer with arbitrary text in it.
+    fn answer() -> impl Strategy<Value = String> {
+        any::<String>().prop_map(|text| serde_json::json!({"choices": [{"text": text}]}).to_string())
+    }
+
+    fn kept() -> impl Strategy<Value = Kept> {
+        prop_oneof![
+            answer().prop_map(|text| Kept::Json(text.into())),
+            proptest::collection::vec(answer(), 0..6).prop_map(|mut events| {
+                events.push("[DONE]".into());
+                Kept::Stream(events.into())
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn what_the_gateway_keeps_reads_back_the_same(kept in kept(), deployment in "[ -~]{1,256}") {
+            let bytes = serde_json::to_vec(&Envelope::of(&kept, &deployment)).unwrap();
+            let (back, named) = read_envelope(&bytes, kept.size()).expect("read back");
+            prop_assert_eq!(named, deployment);
+            match (kept, back) {
+                (Kept::Json(a), Kept::Json(b)) => prop_assert_eq!(a, b),
+                (Kept::Stream(a), Kept::Stream(b)) => prop_assert_eq!(a, b),
+                _ => prop_assert!(false, "the kind changed"),
+            }
+        }
+
+        #[test]
+        fn forged_values_are_refused_or_read_as_answers_the_gateway_would_keep(
+            kept in kept(),
+            deployment in "\\PC{0,300}",
+            cut in any::<prop::sample::Index>(),
+            splice in proptest::collection::vec(any::<u8>(), 0..64),
+            max in 0usize..4096,
+        ) {
+            // A genuine envelope with arbitrary bytes spliced in at any place, and arbitrary bytes alone.
+            let mut bytes = serde_json::to_vec(&Envelope::of(&kept, &deployment)).unwrap();
+            let at = cut.index(bytes.len() + 1);
+            bytes.splice(at..at, splice.iter().copied());
+            for bytes in [bytes.as_slice(), splice.as_slice()] {
+                if let Some(found) = read_envelope(bytes, max) {
+                    as_kept(&found, max);
+                }
+            }
+        }
+
+        #[test]
+        fn forged_vectors_are_refused_or_unit_vectors_of_the_asked_size(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+            dimensions in 0usize..20,
+        ) {
+            if let Some(vector) = vector_of(&bytes, dimensions) {
+                prop_assert_eq!(vector.len(), dimensions);
+                prop_assert!(vector.iter().all(|value| value.is_finite()));
+                let norm: f32 = vector.iter().map(|value| value * value).sum();
+                prop_assert!((norm - 1.0).abs() < 1e-3);
+            }
+        }
+    }
 
     #[test]
     fn secrets_of_a_url_are_found_and_scrubbed() {

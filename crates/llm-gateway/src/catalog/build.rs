@@ -156,6 +156,7 @@ fn timeout() -> Duration {
 /// `base` with the catalog's endpoints added as models (a YAML model of the same name wins).
 pub fn with_catalog(base: &GatewayConfig, catalog: &Catalog, open: Opener<'_>, reach: &Reach) -> GatewayConfig {
     let mut config = base.clone();
+    config.budget_policies = catalog.budget_policies.clone();
     let mut providers: BTreeMap<String, usize> = BTreeMap::new();
     for endpoint in &catalog.endpoints {
         if base.model(&endpoint.name).is_some() {
@@ -249,6 +250,7 @@ fn group(
         semantic: None,
         hidden,
         trace_experiment_id: endpoint.experiment_id.clone().filter(|_| endpoint.usage_tracking),
+        endpoint_id: Some(endpoint.endpoint_id.clone()),
     }
 }
 

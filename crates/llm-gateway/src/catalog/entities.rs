@@ -167,4 +167,6 @@ pub struct Catalog {
     pub model_definitions: Vec<ModelDefinition>,
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    pub budget_policies: Vec<super::budgets::BudgetPolicy>,
 }

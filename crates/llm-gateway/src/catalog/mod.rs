@@ -4,9 +4,11 @@
 //! checks and answers in its words) and stored by the caller with a compare-and-swap on its generation, so
 //! replicas never lose each other's changes. [`build`] turns it into gateway models next to the YAML's.
 
+pub mod budgets;
 pub mod build;
 mod entities;
 
+pub use budgets::{Action, BudgetChange, BudgetPolicy, DurationUnit, Named, Scope};
 pub use entities::*;
 
 use loopline_core::ErrorCode;

@@ -440,6 +440,61 @@ proptest! {
     }
 }
 
+/// Arguments a hostile or broken model might send: JSON token pieces in any order (unbalanced quotes and
+/// braces, escapes cut short, lone surrogates, numbers that never end), with e-mail addresses among them.
+fn hostile_arguments() -> impl Strategy<Value = String> {
+    let pieces = [
+        "\"",
+        "\\",
+        "\\u0040",
+        "\\ud800",
+        "\\u12",
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        ",",
+        " ",
+        "\n",
+        "x@y.com",
+        "a",
+        "1",
+        "-",
+        "e",
+        "+",
+        ".",
+        "true",
+        "nul",
+        "\"z@w.org\"",
+        "\\\"",
+        "\u{e9}",
+        "\u{1f600}",
+        "\u{0}",
+    ];
+    proptest::collection::vec(proptest::sample::select(pieces.to_vec()), 0..40).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    /// Whatever arguments come, reading them never fails the call: untouched when nothing is found, changed
+    /// when something was, and valid JSON still when they were JSON.
+    #[test]
+    fn hostile_tool_arguments_are_read_without_harm(text in hostile_arguments()) {
+        let guards = guards("[{name: pii, kind: pii}]");
+        let mut answer = json!({"choices": [{"message": {"tool_calls": [{"function": {"arguments": text}}]}}]});
+        let (events, _) = guards.output(&mut answer);
+        let back = answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_string();
+        if events.is_empty() {
+            prop_assert_eq!(&back, &text);
+        } else {
+            prop_assert_ne!(&back, &text, "an action was counted but nothing changed");
+        }
+        if serde_json::from_str::<Value>(&text).is_ok() {
+            prop_assert!(serde_json::from_str::<Value>(&back).is_ok(), "{text:?} became {back:?}");
+        }
+    }
+}
+
 /// Streams chunks of tool-call fragments through `guards`: the arguments each call's fragments join to, by
 /// call index, and how the stream ended.
 fn stream_tool_calls(

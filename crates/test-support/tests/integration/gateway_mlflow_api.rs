@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 const KEY: &str = "sk-catalog-key-0123456789";
 const API: &str = "/api/3.0/mlflow/gateway";
 
-async fn get(server: &TestServer, path: &str) -> Answer {
+pub(super) async fn get(server: &TestServer, path: &str) -> Answer {
     answer_of(reqwest::Client::new().get(server.url(path))).await
 }
 
-async fn delete(server: &TestServer, path: &str, body: &Value) -> Answer {
+pub(super) async fn delete(server: &TestServer, path: &str, body: &Value) -> Answer {
     answer_of(reqwest::Client::new().delete(server.url(path)).json(body)).await
 }
 
@@ -26,12 +26,12 @@ async fn start(data: &std::path::Path) -> TestServer {
     TestServer::start_with_config(config.with_defaults()).await.unwrap()
 }
 
-fn ok(answer: &Answer) -> Value {
+pub(super) fn ok(answer: &Answer) -> Value {
     assert_eq!(answer.status, 200, "{}", answer.text);
     answer.json()
 }
 
-fn refused(answer: &Answer, status: u16, code: &str, words: &str) {
+pub(super) fn refused(answer: &Answer, status: u16, code: &str, words: &str) {
     assert_eq!(answer.status, status, "{}", answer.text);
     let body = answer.json();
     assert_eq!(body["error_code"], code, "{body}");
@@ -331,7 +331,7 @@ async fn hostile_management_requests_are_refused_in_mlflows_shape() {
     );
     let providers = ok(&get(&server, "/ajax-api/3.0/mlflow/gateway/supported-providers").await);
     assert!(providers["providers"].as_array().unwrap().contains(&json!("anthropic")));
-    // MLflow's budget policies and scorer guardrails: listed empty, creation refused with what to use instead.
+    // Budget policies: none yet (the UI's list); a policy missing its fields is refused in MLflow's words.
     assert_eq!(
         ok(&get(&server, "/ajax-api/3.0/mlflow/gateway/budgets/list").await)["budget_policies"],
         json!([])
@@ -345,8 +345,9 @@ async fn hostile_management_requests_are_refused_in_mlflows_shape() {
         .await,
         400,
         "INVALID_PARAMETER_VALUE",
-        "gateway keys create --budget-usd",
+        "Missing value for required parameter 'duration'",
     );
+    // MLflow's scorer guardrails: listed empty.
     assert_eq!(
         ok(&get(&server, &format!("{API}/guardrails/list-for-endpoint?endpoint_id=e-1")).await)["configs"],
         json!([])

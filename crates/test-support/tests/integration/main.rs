@@ -15,6 +15,7 @@ mod errors;
 mod gates;
 mod gateway;
 mod gateway_anthropic;
+mod gateway_budget_policies;
 mod gateway_guardrails;
 mod gateway_hostile;
 mod gateway_keys;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc};
 
 /// A receiver on loopback: records each request, answers the scripted statuses then 200.
-async fn receiver(script: Vec<u16>) -> (String, mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>) {
+pub(super) async fn receiver(script: Vec<u16>) -> (String, mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>) {
     let (sender, received) = mpsc::unbounded_channel();
     let script = Arc::new(Mutex::new(script));
     let app = axum::Router::new().route(
