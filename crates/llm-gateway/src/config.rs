@@ -183,6 +183,8 @@ pub struct GatewayConfig {
     pub max_retry_after: Duration,
     /// The experiment calls are traced in.
     pub trace_experiment: String,
+    /// How long the gateway keeps the traces it writes in its own experiment (zero: for ever).
+    pub trace_retention: Duration,
     /// Whether calls are traced: `None` leaves it to the server (on without auth; with auth only when asked,
     /// since traces hold every caller's prompts where the experiment's readers can see them).
     pub traces: Option<bool>,
@@ -230,6 +232,7 @@ impl GatewayConfig {
             retry_backoff: Duration::from_millis(500),
             max_retry_after: Duration::from_secs(60),
             trace_experiment: default_trace_experiment(),
+            trace_retention: Duration::from_secs(default_trace_retention()),
             traces: None,
             cache_max_entries: 10_000,
             cache_max_bytes: 256 << 20,
@@ -399,6 +402,8 @@ struct Settings {
     traces: Option<bool>,
     #[serde(default = "default_trace_experiment")]
     trace_experiment: String,
+    #[serde(default = "default_trace_retention")]
+    trace_retention_seconds: u64,
     #[serde(default = "default_cache_entries")]
     cache_max_entries: usize,
     #[serde(default = "default_cache_mb")]
@@ -414,6 +419,7 @@ impl Default for Settings {
             max_retry_after_seconds: default_max_retry_after(),
             traces: None,
             trace_experiment: default_trace_experiment(),
+            trace_retention_seconds: default_trace_retention(),
             cache_max_entries: default_cache_entries(),
             cache_max_mb: default_cache_mb(),
         }
@@ -446,6 +452,10 @@ fn default_cache_entries() -> usize {
 }
 fn default_cache_mb() -> usize {
     256
+}
+/// Seven days.
+fn default_trace_retention() -> u64 {
+    7 * 86_400
 }
 fn default_trace_experiment() -> String {
     "loopline-gateway".to_string()
@@ -554,6 +564,7 @@ impl File {
             retry_backoff: Duration::from_millis(settings.retry_backoff_ms),
             max_retry_after: Duration::from_secs(settings.max_retry_after_seconds),
             trace_experiment: settings.trace_experiment,
+            trace_retention: Duration::from_secs(settings.trace_retention_seconds),
             traces: settings.traces,
             cache_max_entries: settings.cache_max_entries,
             cache_max_bytes: settings.cache_max_mb << 20,

@@ -364,6 +364,7 @@ fn trace_gateway(
         metadata.clone(),
         gateway.config().trace_experiment.clone(),
         models,
+        gateway.config().trace_retention,
     )));
 }
 

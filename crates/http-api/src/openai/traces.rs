@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
 /// Records waiting to be written.
@@ -37,7 +37,10 @@ pub struct GatewayTraces {
 impl GatewayTraces {
     /// Starts the writer: traces go to the experiment named `experiment` in `store` (when `models`), or to
     /// the MLflow endpoint's experiment.
-    pub fn start(store: Arc<dyn MetadataStore>, experiment: String, models: bool) -> GatewayTraces {
+    pub fn start(store: Arc<dyn MetadataStore>, experiment: String, models: bool, retention: Duration) -> GatewayTraces {
+        if !retention.is_zero() {
+            tokio::spawn(sweep(store.clone(), experiment.clone(), retention));
+        }
         let (queue, mut records) = mpsc::channel::<CallRecord>(QUEUE);
         tokio::spawn(async move {
             let mut known: Option<Experiment> = None;
@@ -138,6 +141,52 @@ impl CallObserver for GatewayTraces {
                     "gateway traces are written slower than calls end; some were not kept"
                 );
             }
+        }
+    }
+}
+
+/// Traces deleted in one transaction by the retention sweep (the writer is shared with every other write).
+const SWEEP_BATCH: i64 = 2_000;
+
+/// Deletes the gateway's traces older than `retention` from its experiment, at least once a minute (every half
+/// retention when that is shorter), a batch at a time, so the database stays the size of the retention window
+/// at a steady call rate. MLflow endpoints' experiments are the user's and are left alone.
+async fn sweep(store: Arc<dyn MetadataStore>, experiment: String, retention: Duration) {
+    let every = (retention / 2).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::time::sleep(every).await;
+        let found = match store.get_experiment_by_name(&experiment).await {
+            Ok(found) => found,
+            Err(StoreError::NotFound(_)) => continue,
+            Err(error) => {
+                tracing::warn!(%experiment, %error, "gateway traces: the experiment could not be read to delete old traces");
+                continue;
+            }
+        };
+        let before = loopline_core::time::now_millis().saturating_sub(retention_ms);
+        let mut deleted = 0;
+        loop {
+            match store
+                .delete_traces(&found.experiment_id, &[], Some(before), Some(SWEEP_BATCH))
+                .await
+            {
+                Ok(count) => {
+                    deleted += count;
+                    if count < SWEEP_BATCH {
+                        break;
+                    }
+                    // Let other writes in between batches.
+                    tokio::task::yield_now().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%experiment, %error, "gateway traces: old traces could not be deleted");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::debug!(%experiment, deleted, "gateway traces past their retention deleted");
         }
     }
 }

@@ -501,3 +501,46 @@ async fn the_exact_cache_answers_the_same_request_again_streams_included_and_hon
         Some("miss")
     );
 }
+
+/// The gateway's traces in its own experiment, once there is one.
+async fn gateway_traces(server: &TestServer) -> Vec<Value> {
+    let found = answer_of(
+        reqwest::Client::new().get(server.url("/api/2.0/mlflow/experiments/get-by-name?experiment_name=loopline-gateway")),
+    )
+    .await;
+    if found.status != 200 {
+        return Vec::new();
+    }
+    let id = found.json()["experiment"]["experiment_id"].as_str().unwrap().to_string();
+    let listed = answer_of(
+        reqwest::Client::new().get(server.url(&format!("/api/2.0/mlflow/traces?experiment_ids={id}&max_results=100"))),
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    listed.json()["traces"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn traces_past_their_retention_are_deleted() {
+    let fake = FakeLlm::start(None).await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let config = format!(
+        "providers: [{{name: p, kind: openai-compatible, base_url: '{}'}}]\n\
+         models: [{{name: m, deployments: [{{provider: p, model: x}}]}}]\n\
+         settings: {{trace_retention_seconds: 1}}\n",
+        fake.base_url
+    );
+    let server = TestServer::start_gateway(files.path(), &config).await.unwrap();
+    assert_eq!(post(&server, "/v1/chat/completions", &chat("m", false)).await.status, 200);
+    // Written, then gone once it is older than a second (the sweep runs every half second).
+    let mut seen = false;
+    for _ in 0..3_000 {
+        let traces = gateway_traces(&server).await;
+        seen |= !traces.is_empty();
+        if seen && traces.is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the trace was never written (seen: {seen}) or never deleted");
+}
