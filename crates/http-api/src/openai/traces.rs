@@ -37,7 +37,12 @@ pub struct GatewayTraces {
 impl GatewayTraces {
     /// Starts the writer: traces go to the experiment named `experiment` in `store` (when `models`), or to
     /// the MLflow endpoint's experiment.
-    pub fn start(store: Arc<dyn MetadataStore>, experiment: String, models: bool, retention: Duration) -> GatewayTraces {
+    pub fn start(
+        store: Arc<dyn MetadataStore>,
+        experiment: String,
+        models: bool,
+        retention: Duration,
+    ) -> GatewayTraces {
         if !retention.is_zero() {
             tokio::spawn(sweep(store.clone(), experiment.clone(), retention));
         }

@@ -505,13 +505,17 @@ async fn the_exact_cache_answers_the_same_request_again_streams_included_and_hon
 /// The gateway's traces in its own experiment, once there is one.
 async fn gateway_traces(server: &TestServer) -> Vec<Value> {
     let found = answer_of(
-        reqwest::Client::new().get(server.url("/api/2.0/mlflow/experiments/get-by-name?experiment_name=loopline-gateway")),
+        reqwest::Client::new()
+            .get(server.url("/api/2.0/mlflow/experiments/get-by-name?experiment_name=loopline-gateway")),
     )
     .await;
     if found.status != 200 {
         return Vec::new();
     }
-    let id = found.json()["experiment"]["experiment_id"].as_str().unwrap().to_string();
+    let id = found.json()["experiment"]["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let listed = answer_of(
         reqwest::Client::new().get(server.url(&format!("/api/2.0/mlflow/traces?experiment_ids={id}&max_results=100"))),
     )
@@ -531,7 +535,10 @@ async fn traces_past_their_retention_are_deleted() {
         fake.base_url
     );
     let server = TestServer::start_gateway(files.path(), &config).await.unwrap();
-    assert_eq!(post(&server, "/v1/chat/completions", &chat("m", false)).await.status, 200);
+    assert_eq!(
+        post(&server, "/v1/chat/completions", &chat("m", false)).await.status,
+        200
+    );
     // Written, then gone once it is older than a second (the sweep runs every half second).
     let mut seen = false;
     for _ in 0..3_000 {
