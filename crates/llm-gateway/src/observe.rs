@@ -143,8 +143,15 @@ pub trait CallObserver: Send + Sync {
 /// The prompt and completion tokens an answer or chunk reports.
 pub fn usage(value: &Value) -> Option<(u64, u64)> {
     let usage = value.get("usage").filter(|usage| usage.is_object())?;
-    let count = |name: &str| usage.get(name).and_then(Value::as_u64).unwrap_or(0);
-    Some((count("prompt_tokens"), count("completion_tokens")))
+    let count = |name: &str| usage.get(name).and_then(Value::as_u64);
+    // Counts that are missing, negative, fractional or text are no report: the call is then priced from its
+    // estimate, as one without usage is (never as free). An embedding reports its prompt and total only.
+    let prompt = count("prompt_tokens")?;
+    let completion = match count("completion_tokens") {
+        Some(completion) => completion,
+        None => count("total_tokens")?.checked_sub(prompt)?,
+    };
+    Some((prompt, completion))
 }
 
 /// Follows a stream handed to a caller and records how it ends: finished (`[DONE]` passed), broken after it
@@ -306,4 +313,35 @@ pub fn observed(
         settle: followers.settle,
     };
     Box::pin(pieces.inspect(move |piece| end.piece(piece)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usage;
+    use serde_json::json;
+
+    #[test]
+    fn only_whole_token_counts_are_a_report() {
+        assert_eq!(
+            usage(&json!({"usage": {"prompt_tokens": 5, "completion_tokens": 3}})),
+            Some((5, 3))
+        );
+        assert_eq!(
+            usage(&json!({"usage": {"prompt_tokens": 5, "total_tokens": 5}})),
+            Some((5, 0)),
+            "an embedding"
+        );
+        for unusable in [
+            json!({}),
+            json!({"usage": null}),
+            json!({"usage": {}}),
+            json!({"usage": {"total_tokens": 1000}}),
+            json!({"usage": {"prompt_tokens": "500", "completion_tokens": "500"}}),
+            json!({"usage": {"prompt_tokens": -100000, "completion_tokens": 3}}),
+            json!({"usage": {"prompt_tokens": 5.5, "completion_tokens": 1e30}}),
+            json!({"usage": {"prompt_tokens": 50, "total_tokens": 5}}),
+        ] {
+            assert_eq!(usage(&unusable), None, "{unusable}");
+        }
+    }
 }

@@ -267,19 +267,27 @@ async fn read_error(mut response: reqwest::Response, timeout: Duration) -> Strin
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The shortest key scrubbed from answers: a shorter one cannot be told from ordinary text (a key `k` would
+/// take every `k` out of every answer, usage field names included, and with them the call's cost), and is no
+/// secret anyway.
+const MIN_SCRUBBED_KEY: usize = 8;
+
+fn scrubbed_key(key: &Secret) -> Option<&str> {
+    Some(key.expose()).filter(|key| key.len() >= MIN_SCRUBBED_KEY)
+}
+
 /// The provider's key never leaves in a message, even when a provider echoes it.
 pub fn scrub(text: &str, key: Option<&Secret>) -> String {
-    match key {
-        Some(key) if !key.expose().is_empty() => text.replace(key.expose(), "[redacted]"),
-        _ => text.to_string(),
+    match key.and_then(scrubbed_key) {
+        Some(key) => text.replace(key, "[redacted]"),
+        None => text.to_string(),
     }
 }
 
 /// Replaces the key in every string of a decoded answer (where JSON escapes no longer hide it); true when
 /// something was replaced.
 pub fn scrub_json(value: &mut Value, key: &Secret) -> bool {
-    let key = key.expose();
-    !key.is_empty() && scrub_strings(value, key)
+    scrubbed_key(key).is_some_and(|key| scrub_strings(value, key))
 }
 
 fn scrub_strings(value: &mut Value, key: &str) -> bool {
@@ -449,6 +457,16 @@ mod tests {
             scrub("Incorrect API key provided: sk-secret.", p.api_key.as_ref()),
             "Incorrect API key provided: [redacted]."
         );
+    }
+
+    #[test]
+    fn a_key_too_short_to_tell_from_text_is_not_scrubbed_out_of_answers() {
+        let short = test_secret("k");
+        let answer = r#"{"usage": {"completion_tokens": 3}}"#;
+        assert_eq!(scrub(answer, Some(&short)), answer);
+        let mut value: Value = serde_json::from_str(answer).unwrap();
+        assert!(!scrub_json(&mut value, &short));
+        assert_eq!(value["usage"]["completion_tokens"], 3);
     }
 
     #[test]

@@ -145,6 +145,19 @@ fn change(params: &Params) -> Result<BudgetChange, ApiError> {
     })
 }
 
+/// A USER policy counts a signed-in caller's calls: without auth there are none, so it is refused (as MLflow
+/// does) rather than kept and never applied. A request made without auth carries no caller.
+fn user_scope_needs_auth(change: &BudgetChange, signed_in: bool) -> Result<(), ApiError> {
+    if change.target_scope == Some(Scope::User) && !signed_in {
+        return Err(invalid(
+            "USER-scoped budget policies require server authentication to be enabled (`--auth`); without it no \
+             call has a user."
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Where a list page starts, from MLflow's token (base64 of `{"offset": N}`).
 fn offset(token: Option<String>) -> Result<usize, ApiError> {
     let Some(token) = token.filter(|token| !token.is_empty()) else {
@@ -187,6 +200,7 @@ async fn answer(sync: &CatalogSync, op: Op, request: Request) -> Result<Value, A
     match op {
         Op::Create => {
             let change = change(&params)?;
+            user_scope_needs_auth(&change, caller.is_some())?;
             let created_by = params.text("created_by")?.filter(|by| !by.is_empty()).or(caller);
             let id = new_id("bp");
             let made = sync
@@ -206,6 +220,7 @@ async fn answer(sync: &CatalogSync, op: Op, request: Request) -> Result<Value, A
         Op::Update => {
             let id = params.required("budget_policy_id")?;
             let change = change(&params)?;
+            user_scope_needs_auth(&change, caller.is_some())?;
             let updated_by = params.text("updated_by")?.filter(|by| !by.is_empty()).or(caller);
             let made = sync
                 .change(|catalog| {

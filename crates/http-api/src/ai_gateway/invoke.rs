@@ -47,7 +47,7 @@ fn detail(status: StatusCode, detail: Value) -> Response {
 /// An endpoint's invocation: chat when the body has `messages`, embeddings when it has `input`.
 async fn invocations(State(api): State<Arc<GatewayApi>>, Path(endpoint): Path<String>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let Some(_held) = crate::openai::reserve_body(crate::openai::declared_size(&parts.headers)) else {
+    let Some(held) = crate::openai::reserve_body(crate::openai::declared_size(&parts.headers)) else {
         return detail(StatusCode::TOO_MANY_REQUESTS, json!(crate::openai::BUSY));
     };
     let bytes = match crate::extract::read_body_limited(body, crate::openai::MAX_BODY_BYTES).await {
@@ -91,8 +91,13 @@ async fn invocations(State(api): State<Arc<GatewayApi>>, Path(endpoint): Path<St
         );
     };
     body.insert("model".into(), Value::String(endpoint));
-    let mut forwarded = Request::from_parts(parts, Body::from(Value::Object(body).to_string()));
-    forwarded.headers_mut().remove(header::CONTENT_LENGTH);
+    let text = Value::Object(body).to_string();
+    // The forwarded call holds its own share of the body pool, by its real length: without a length it
+    // would hold the largest body for the whole call, and concurrent invocations would be refused as busy.
+    drop(held);
+    let length = header::HeaderValue::from(text.len());
+    let mut forwarded = Request::from_parts(parts, Body::from(text));
+    forwarded.headers_mut().insert(header::CONTENT_LENGTH, length);
     forwarded.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),

@@ -215,6 +215,27 @@ fn asked_output(body: &Map<String, Value>) -> Option<u64> {
         .find_map(|field| body.get(*field).and_then(Value::as_u64))
 }
 
+/// How many answers a request may be billed for, each up to the output asked for: `n` (or `best_of`, which a
+/// provider generates and bills in full) for each of a legacy completion's prompts (a list of texts or of
+/// token lists is one prompt each).
+fn answers_billed(endpoint: Endpoint, body: &Map<String, Value>) -> u64 {
+    let per_prompt = ["n", "best_of"]
+        .iter()
+        .filter_map(|field| body.get(*field).and_then(Value::as_u64))
+        .max()
+        .unwrap_or(1)
+        .clamp(1, 128);
+    let prompts = match (endpoint, body.get("prompt")) {
+        (Endpoint::Completions, Some(Value::Array(items)))
+            if items.first().is_some_and(|item| item.is_string() || item.is_array()) =>
+        {
+            items.len() as u64
+        }
+        _ => 1,
+    };
+    per_prompt.saturating_mul(prompts.max(1))
+}
+
 /// The model whose embeddings the semantic cache of a model's chat or completion calls uses.
 fn semantic_embedding(gateway: &Gateway, group: usize, endpoint: Endpoint) -> Option<usize> {
     if !matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
@@ -334,8 +355,7 @@ pub async fn admit(
     };
     let prompt = prompt_estimate(body);
     let asked = asked_output(body);
-    // `n` answers each take up to the output asked for (checked: 1 to 128).
-    let choices = body.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 128);
+    let choices = answers_billed(endpoint, body);
     let output = if endpoint == Endpoint::Embeddings {
         0
     } else {
@@ -608,5 +628,38 @@ mod tests {
         assert_eq!(period("week", now).0, 1_795_996_800_000, "Monday 2026-11-30");
         assert_eq!(period("month", now), (1_796_083_200_000, 1_798_761_600_000));
         assert_eq!(period("total", now), (0, i64::MAX));
+    }
+
+    #[test]
+    fn every_answer_a_request_may_be_billed_for_is_reserved() {
+        let body = |value: Value| value.as_object().unwrap().clone();
+        let chat = Endpoint::ChatCompletions;
+        let completions = Endpoint::Completions;
+        assert_eq!(answers_billed(chat, &body(serde_json::json!({}))), 1);
+        assert_eq!(answers_billed(chat, &body(serde_json::json!({"n": 3}))), 3);
+        assert_eq!(
+            answers_billed(completions, &body(serde_json::json!({"n": 2, "best_of": 5}))),
+            5
+        );
+        let list = serde_json::json!({"prompt": vec!["a"; 50], "best_of": 2});
+        assert_eq!(
+            answers_billed(completions, &body(list)),
+            100,
+            "two for each of fifty prompts"
+        );
+        let tokens = serde_json::json!({"prompt": [[1, 2], [3]]});
+        assert_eq!(
+            answers_billed(completions, &body(tokens)),
+            2,
+            "a list of token lists is two prompts"
+        );
+        let one = serde_json::json!({"prompt": [1, 2, 3]});
+        assert_eq!(answers_billed(completions, &body(one)), 1, "a token list is one prompt");
+        assert_eq!(
+            answers_billed(completions, &body(serde_json::json!({"n": 1e9}))),
+            1,
+            "not a count"
+        );
+        assert_eq!(answers_billed(completions, &body(serde_json::json!({"n": 1000}))), 128);
     }
 }

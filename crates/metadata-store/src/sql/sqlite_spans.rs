@@ -1,4 +1,4 @@
-//! log_spans on the SQLite writer's own connection: the same checks and rows as the sqlx path in
+//! log_spans (and the deletion of traces) on the SQLite writer's own connection: the same checks and rows as the sqlx path in
 //! `trace_spans.rs` (the conformance suite runs both), with prepared statements reused across calls.
 //!
 //! Every LLM-gateway call and every OTLP export ends here, often a thousand a second. Through the sqlx pool
@@ -179,4 +179,60 @@ fn write_trace_rows(connection: &Connection, trace: &NewTrace, experiment_id: i6
         ])?;
     }
     Ok(())
+}
+
+/// The tables holding a trace's rows, the trace itself last.
+const TRACE_TABLES: [&str; 6] = [
+    "DELETE FROM trace_tags WHERE trace_id = ?1",
+    "DELETE FROM trace_metadata WHERE trace_id = ?1",
+    "DELETE FROM trace_spans WHERE trace_id = ?1",
+    "DELETE FROM trace_assessments WHERE trace_id = ?1",
+    "DELETE FROM trace_run_links WHERE trace_id = ?1",
+    "DELETE FROM traces WHERE trace_id = ?1",
+];
+
+/// Deletes traces of an experiment: the ones named, or else the oldest up to `max_traces` started at or
+/// before `max_timestamp`; how many.
+pub(super) fn delete_traces(
+    connection: &Connection,
+    experiment_id: i64,
+    trace_ids: &[String],
+    max_timestamp: Option<i64>,
+    max_traces: Option<i64>,
+) -> StoreResult<i64> {
+    let fail = |error: rusqlite::Error| writer_error(&error);
+    let mut doomed = Vec::new();
+    if !trace_ids.is_empty() {
+        let mut found = connection
+            .prepare_cached("SELECT 1 FROM traces WHERE experiment_id = ?1 AND trace_id = ?2")
+            .map_err(fail)?;
+        for trace_id in trace_ids {
+            if found.exists(params![experiment_id, trace_id]).map_err(fail)? && !doomed.contains(trace_id) {
+                doomed.push(trace_id.clone());
+            }
+        }
+    } else if let Some(max_timestamp) = max_timestamp {
+        let limit = max_traces.unwrap_or(i64::MAX).max(0);
+        let mut oldest = connection
+            .prepare_cached(
+                "SELECT trace_id FROM traces WHERE experiment_id = ?1 AND timestamp_ms <= ?2 \
+                 ORDER BY timestamp_ms LIMIT ?3",
+            )
+            .map_err(fail)?;
+        let rows = oldest
+            .query_map(params![experiment_id, max_timestamp, limit], |row| {
+                row.get::<_, String>(0)
+            })
+            .map_err(fail)?;
+        for row in rows {
+            doomed.push(row.map_err(fail)?);
+        }
+    }
+    for statement in TRACE_TABLES {
+        let mut delete = connection.prepare_cached(statement).map_err(fail)?;
+        for trace_id in &doomed {
+            delete.execute([trace_id]).map_err(fail)?;
+        }
+    }
+    Ok(doomed.len() as i64)
 }

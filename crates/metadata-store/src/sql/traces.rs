@@ -590,9 +590,6 @@ impl TraceStore for SqlStore {
         max_traces: Option<i64>,
     ) -> StoreResult<i64> {
         let experiment_id = parse_experiment_id(experiment_id)?;
-        let mut builder = SqlBuilder::new("SELECT trace_id FROM traces WHERE experiment_id = ");
-        let placeholder = builder.bind(SqlValue::Integer(experiment_id));
-        builder.push(&placeholder);
         if trace_ids.len() > super::MAX_IDS_PER_CALL {
             return Err(StoreError::InvalidParameter(format!(
                 "at most {} trace ids can be deleted in one call, got {}",
@@ -600,6 +597,34 @@ impl TraceStore for SqlStore {
                 trace_ids.len()
             )));
         }
+        if let Some(writer) = &self.sqlite_writer {
+            if trace_ids.is_empty() && max_timestamp_millis.is_none() {
+                return Err(StoreError::InvalidParameter(
+                    "either request_ids or max_timestamp_millis must be given to delete traces".to_string(),
+                ));
+            }
+            // On the writer's own connection, as spans are written: one connection's pages, not a pool's.
+            let deleted = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+            let count = deleted.clone();
+            let trace_ids = trace_ids.to_vec();
+            writer
+                .write(move |connection| {
+                    let doomed = super::sqlite_spans::delete_traces(
+                        connection,
+                        experiment_id,
+                        &trace_ids,
+                        max_timestamp_millis,
+                        max_traces,
+                    )?;
+                    count.store(doomed, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                })
+                .await?;
+            return Ok(deleted.load(std::sync::atomic::Ordering::Relaxed));
+        }
+        let mut builder = SqlBuilder::new("SELECT trace_id FROM traces WHERE experiment_id = ");
+        let placeholder = builder.bind(SqlValue::Integer(experiment_id));
+        builder.push(&placeholder);
         if !trace_ids.is_empty() {
             builder.push(" AND trace_id IN ");
             builder.push_text_list(trace_ids);

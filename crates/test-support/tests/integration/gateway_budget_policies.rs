@@ -114,10 +114,22 @@ async fn budget_policies_are_kept_in_mlflows_shapes_and_words() {
                 "target_value": endpoint_id, "budget_action": 2}),
     )
     .await);
+    // Without auth no call has a user: a USER policy is refused, as MLflow refuses it.
+    refused(
+        &post(
+            &server,
+            &format!("{API}/budgets/create"),
+            &policy(1.0, "USER", "REJECT", Some("ann")),
+        )
+        .await,
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "require server authentication",
+    );
     ok(&post(
         &server,
         &format!("{API}/budgets/create"),
-        &policy(1.0, "USER", "REJECT", Some("ann")),
+        &policy(1.0, "WORKSPACE", "ALERT", None),
     )
     .await);
     // Pages of two, in id order, then the rest.

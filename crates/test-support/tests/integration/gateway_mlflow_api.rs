@@ -486,3 +486,35 @@ async fn catalog_models_are_priced_from_the_configuration_files_prices() {
     // The fake reports 5 prompt and 3 completion tokens: (5 × 2 + 3 × 8) / 1e6 dollars.
     assert_eq!(answer.header("x-loopline-cost-usd"), Some("0.00003400"));
 }
+
+#[tokio::test]
+async fn concurrent_invocations_of_an_endpoint_are_all_served() {
+    // A provider slow enough that the calls overlap.
+    let pace = loopline_test_support::fake_llm::Pace {
+        latency: std::time::Duration::from_millis(300),
+        token_gap: std::time::Duration::ZERO,
+    };
+    let fake = FakeLlm::start_paced(Some(KEY), 0, pace).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data")).await;
+    let definition = model(&server, &fake, "m", "small").await;
+    ok(&post(
+        &server,
+        &format!("{API}/endpoints/create"),
+        &json!({"name": "busy", "usage_tracking": false,
+                "model_configs": [{"model_definition_id": definition, "linkage_type": "PRIMARY"}]}),
+    )
+    .await);
+    let chat = json!({"messages": [{"role": "user", "content": "hello"}]});
+    let calls = (0..6).map(|_| post(&server, "/gateway/busy/mlflow/invocations", &chat));
+    let statuses: Vec<u16> = futures::future::join_all(calls)
+        .await
+        .iter()
+        .map(|answer| answer.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![200; 6],
+        "each invocation holds only its own body's share"
+    );
+}
