@@ -115,7 +115,8 @@ fn change(params: &Params) -> Result<BudgetChange, ApiError> {
     }
     let budget_amount = match params.0.get("budget_amount") {
         None | Some(Value::Null) => None,
-        Some(value) => Some(number(value).ok_or_else(|| invalid_value(value, "budget_amount"))?),
+        // `+ 0.0` makes a negative zero plain zero.
+        Some(value) => Some(number(value).ok_or_else(|| invalid_value(value, "budget_amount"))? + 0.0),
     };
     let duration = match params.0.get("duration") {
         None | Some(Value::Null) => None,
@@ -199,6 +200,9 @@ async fn answer(sync: &CatalogSync, op: Op, request: Request) -> Result<Value, A
     let now = now_ms();
     match op {
         Op::Create => {
+            if params.0.get("budget_unit").is_none_or(Value::is_null) {
+                return Err(super::params::missing("budget_unit"));
+            }
             let change = change(&params)?;
             user_scope_needs_auth(&change, caller.is_some())?;
             let created_by = params.text("created_by")?.filter(|by| !by.is_empty()).or(caller);

@@ -218,10 +218,13 @@ fn check_target(catalog: &Catalog, scope: Scope, target: Option<&str>) -> Result
         (Scope::Global | Scope::Workspace, Some(_)) => Err(invalid(
             "target_value can only be set when target_scope is ENDPOINT or USER.".into(),
         )),
-        (Scope::Endpoint, Some(id)) => catalog.endpoint(id).map(|_| ()).map_err(|_| CatalogError {
-            code: ErrorCode::ResourceDoesNotExist,
-            message: format!("GatewayEndpoint not found (endpoint_id='{id}')"),
-        }),
+        (Scope::Endpoint, Some(id)) => {
+            check_text(id, "target_value", 255)?;
+            catalog.endpoint(id).map(|_| ()).map_err(|_| CatalogError {
+                code: ErrorCode::ResourceDoesNotExist,
+                message: format!("GatewayEndpoint not found (endpoint_id='{id}')"),
+            })
+        }
         (Scope::User, Some(user)) => check_text(user, "target_value", 255),
         _ => Ok(()),
     }

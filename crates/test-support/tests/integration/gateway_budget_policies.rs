@@ -203,6 +203,15 @@ async fn budget_policies_are_kept_in_mlflows_shapes_and_words() {
                 "target_scope": "GLOBAL", "budget_action": "ALERT"}),
             "budget_amount",
         ),
+        (
+            json!({"budget_amount": 1, "duration": {"unit": "DAYS", "value": 1},
+                "target_scope": "GLOBAL", "budget_action": "ALERT"}),
+            "'budget_unit'",
+        ),
+        (
+            policy(1.0, "ENDPOINT", "ALERT", Some(&"e".repeat(100_000))),
+            "at most 255 characters",
+        ),
     ] {
         refused(
             &post(&server, &format!("{API}/budgets/create"), &body).await,
