@@ -345,7 +345,7 @@ async fn hostile_management_requests_are_refused_in_mlflows_shape() {
         .await,
         400,
         "INVALID_PARAMETER_VALUE",
-        "Missing value for required parameter 'duration'",
+        "Missing value for required parameter 'budget_unit'",
     );
     // MLflow's scorer guardrails: listed empty.
     assert_eq!(
