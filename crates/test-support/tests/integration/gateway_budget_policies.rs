@@ -4,12 +4,11 @@
 //! `budget_policy.exceeded` webhooks once per window.
 
 use super::gateway::{answer_of, post};
-use super::gateway_mlflow_api::{delete, get, ok, refused};
+use super::gateway_mlflow_api::{KEY, delete, get, ok, refused};
 use loopline_test_support::TestServer;
 use loopline_test_support::fake_llm::FakeLlm;
 use serde_json::{Value, json};
 
-const KEY: &str = "sk-budget-key-0123456789";
 const API: &str = "/api/3.0/mlflow/gateway";
 
 /// A server whose catalog models named `priced` cost $2 / $8 per million tokens, that may call fakes and
@@ -32,25 +31,12 @@ async fn start(data: &std::path::Path) -> TestServer {
 
 /// An endpoint named `name` on the fake's `priced` model; its id.
 async fn endpoint(server: &TestServer, fake: &FakeLlm, name: &str) -> String {
-    let secret = ok(&post(
-        server,
-        &format!("{API}/secrets/create"),
-        &json!({"secret_name": format!("{name}-key"), "secret_value": {"api_key": KEY}, "provider": "openai",
-                "auth_config": {"api_base": fake.base_url}}),
-    )
-    .await);
-    let definition = ok(&post(
-        server,
-        &format!("{API}/model-definitions/create"),
-        &json!({"name": format!("{name}-model"), "secret_id": secret["secret"]["secret_id"], "provider": "openai",
-                "model_name": "priced"}),
-    )
-    .await);
+    let definition = super::gateway_mlflow_api::model(server, fake, &format!("{name}-model"), "priced").await;
     let made = ok(&post(
         server,
         &format!("{API}/endpoints/create"),
         &json!({"name": name, "usage_tracking": false, "model_configs": [
-            {"model_definition_id": definition["model_definition"]["model_definition_id"], "linkage_type": "PRIMARY"}]}),
+            {"model_definition_id": definition, "linkage_type": "PRIMARY"}]}),
     )
     .await);
     made["endpoint"]["endpoint_id"].as_str().unwrap().to_string()

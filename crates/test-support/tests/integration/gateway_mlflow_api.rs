@@ -8,7 +8,7 @@ use loopline_test_support::TestServer;
 use loopline_test_support::fake_llm::{Behaviour, FakeLlm};
 use serde_json::{Value, json};
 
-const KEY: &str = "sk-catalog-key-0123456789";
+pub(super) const KEY: &str = "sk-catalog-key-0123456789";
 const API: &str = "/api/3.0/mlflow/gateway";
 
 pub(super) async fn get(server: &TestServer, path: &str) -> Answer {
@@ -39,7 +39,7 @@ pub(super) fn refused(answer: &Answer, status: u16, code: &str, words: &str) {
 }
 
 /// Makes a secret for `fake`, a model definition on it and returns the definition's id.
-async fn model(server: &TestServer, fake: &FakeLlm, name: &str, model: &str) -> String {
+pub(super) async fn model(server: &TestServer, fake: &FakeLlm, name: &str, model: &str) -> String {
     let secret = ok(&post(
         server,
         &format!("{API}/secrets/create"),
