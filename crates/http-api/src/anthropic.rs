@@ -60,6 +60,7 @@ pub(crate) async fn messages(State(api): State<Arc<crate::openai::GatewayApi>>, 
     let started = Instant::now();
     let mut options = crate::openai::call_options(&request);
     let principal = request.extensions().get::<loopline_access::Principal>().cloned();
+    let own = crate::openai::guard::is_guardrail_call(&request);
     if !crate::openai::json_content(request.headers()) {
         return error(StatusCode::BAD_REQUEST, crate::openai::NOT_JSON);
     }
@@ -111,6 +112,12 @@ pub(crate) async fn messages(State(api): State<Arc<crate::openai::GatewayApi>>, 
         .unwrap_or_default()
         .to_string();
     let gateway = api.gateway_for(&model).await;
+    // The endpoint's scorer guardrails judge the request in OpenAI's form (as it goes to the provider).
+    let guards = crate::openai::guard::guards(&api, &model, own);
+    let (chat, kept) = match crate::openai::guard::prepare(&api, &guards, &model, chat, true).await {
+        Ok(prepared) => prepared,
+        Err(refused) => return refusal(refused),
+    };
     let admitted = match crate::openai::limits::admit(
         &api,
         &gateway,
@@ -124,7 +131,14 @@ pub(crate) async fn messages(State(api): State<Arc<crate::openai::GatewayApi>>, 
         Err(refused) => return refusal(refused),
     };
     options.settle = admitted.settle;
-    let mut response = match gateway.call_with(Endpoint::ChatCompletions, chat, &options).await {
+    let mut answer = gateway.call_with(Endpoint::ChatCompletions, chat, &options).await;
+    if let (Ok((Answer::Json(completion), _)), Some(request)) = (&mut answer, &kept) {
+        match crate::openai::guard::after(&api, &guards, request, std::mem::take(completion)).await {
+            Ok(judged) => *completion = judged,
+            Err(refused) => return refusal(refused),
+        }
+    }
+    let mut response = match answer {
         Ok((Answer::Json(completion), served)) => crate::openai::with_served(
             axum::Json(response_from_openai(&completion, &model)).into_response(),
             &served,

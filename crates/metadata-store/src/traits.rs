@@ -467,6 +467,8 @@ pub trait ScorerStore: Send + Sync {
     async fn scorer_versions(&self, experiment_id: &str, name: &str) -> StoreResult<Vec<ScorerVersion>>;
     /// One version, or the newest.
     async fn get_scorer(&self, experiment_id: &str, name: &str, version: Option<i64>) -> StoreResult<ScorerVersion>;
+    /// One version of the scorer with this id (its id is the same across versions).
+    async fn scorer_by_id(&self, scorer_id: &str, version: i64) -> StoreResult<ScorerVersion>;
     /// Deletes one version, or all of them.
     async fn delete_scorer(&self, experiment_id: &str, name: &str, version: Option<i64>) -> StoreResult<()>;
 }

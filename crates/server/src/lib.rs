@@ -375,7 +375,7 @@ fn gateway_routes(
     sync: Arc<loopline_http_api::ai_gateway::CatalogSync>,
     webhooks: loopline_http_api::webhooks::Webhooks,
 ) -> axum::Router {
-    use loopline_http_api::ai_gateway::{budgets, discovery, elsewhere, invoke, management};
+    use loopline_http_api::ai_gateway::{budgets, discovery, guardrails, invoke, management};
     let api = Arc::new(loopline_http_api::openai::GatewayApi {
         live,
         sync: Some(sync.clone()),
@@ -387,8 +387,8 @@ fn gateway_routes(
         .merge(invoke::routes(api))
         .merge(management::routes(sync.clone()))
         .merge(budgets::routes(sync.clone()))
+        .merge(guardrails::routes(sync.clone()))
         .merge(discovery::routes(sync))
-        .merge(elsewhere::routes())
 }
 
 /// The gateway's families on `/metrics`.

@@ -911,7 +911,7 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
 /// go (as webhooks do): admins only, reads too. Model definitions and endpoints: admins change them, any
 /// signed-in caller reads them, as the UI's discovery routes.
 fn ai_gateway_rows() -> Vec<(String, &'static str, Need)> {
-    use loopline_http_api::ai_gateway::{budgets, discovery, elsewhere, management};
+    use loopline_http_api::ai_gateway::{budgets, discovery, guardrails, management};
     let managed = management::route_list().into_iter().map(|(method, route)| {
         let need = if route.contains("/secrets/") || !management::reads_only(method) {
             Need::Admin
@@ -923,16 +923,13 @@ fn ai_gateway_rows() -> Vec<(String, &'static str, Need)> {
     let discovered = discovery::ROUTES
         .iter()
         .map(|route| (route.to_string(), "GET", SIGNED_READ));
-    let elsewhere = elsewhere::ROUTES.iter().map(|(method, route)| {
-        let need = if *method == "GET" { SIGNED_READ } else { Need::Admin };
-        (route.to_string(), *method, need)
-    });
-    // Budget policies: admins change them, signed-in callers read them (the UI's Budgets page).
-    let budgeted = budgets::route_list().into_iter().map(|(method, route)| {
+    // Guardrails and budget policies: admins change them, signed-in callers read them (the UI's pages).
+    let guarded = guardrails::route_list().into_iter().chain(budgets::route_list());
+    let guarded = guarded.map(|(method, route)| {
         let need = if method == "GET" { SIGNED_READ } else { Need::Admin };
         (route, method, need)
     });
-    managed.chain(discovered).chain(elsewhere).chain(budgeted).collect()
+    managed.chain(discovered).chain(guarded).collect()
 }
 
 /// The whole table.

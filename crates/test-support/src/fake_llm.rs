@@ -30,6 +30,8 @@ pub enum Behaviour {
     /// Streams this many events (the first says the role, then a word each), then ends the stream without
     /// finishing it (no `[DONE]`).
     CutAfter(usize),
+    /// Answers this text as the message (a judge's verdict, a sanitizer's rewrite), not streamed.
+    Reply(String),
 }
 
 /// One call the fake received.
@@ -144,7 +146,7 @@ impl FakeLlm {
 }
 
 /// `POST /fake/script` `{"model": M, "behaviours": ["answer" | {"fail": {"status", "message", "retry_after"}} |
-/// {"cut_after": N}, ...]}`: the Python suites script the fake the way Rust tests call [`FakeLlm::script`].
+/// {"cut_after": N} | {"reply": TEXT}, ...]}`: the Python suites script the fake the way Rust tests call [`FakeLlm::script`].
 async fn script(State(fake): State<Arc<Fake>>, axum::Json(body): axum::Json<Value>) -> Response {
     let model = body["model"].as_str().unwrap_or_default().to_string();
     let mut behaviours = Vec::new();
@@ -157,6 +159,8 @@ async fn script(State(fake): State<Arc<Fake>>, axum::Json(body): axum::Json<Valu
             }
         } else if let Some(events) = item.get("cut_after").and_then(Value::as_u64) {
             Behaviour::CutAfter(events as usize)
+        } else if let Some(text) = item.get("reply").and_then(Value::as_str) {
+            Behaviour::Reply(text.to_string())
         } else {
             Behaviour::Answer
         };
@@ -248,6 +252,15 @@ async fn answer(State(fake): State<Arc<Fake>>, request: Request) -> Response {
             message,
             retry_after,
         } => return error(status, &message, retry_after.as_deref()),
+        Behaviour::Reply(text) => {
+            return axum::Json(
+                json!({"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+                             "message": {"role": "assistant", "content": text, "refusal": null}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}),
+            )
+            .into_response();
+        }
         Behaviour::CutAfter(events) => Some(events),
         Behaviour::Answer => None,
     };

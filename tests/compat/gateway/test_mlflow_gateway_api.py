@@ -234,3 +234,62 @@ def test_a_judge_naming_an_endpoint_follows_its_renames_and_deletion(server, sto
     with pytest.raises(MlflowException, match="not found") as missing:
         store.register_scorer(experiment, "other", json.dumps({**judge, "name": "other"}))
     assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_a_judge_made_with_make_judge_guards_an_endpoint(server, store):
+    """A make_judge judge on one endpoint, registered with the stock client, attached as MLflow's guardrails:
+    its verdict refuses a request (VALIDATION) or has another endpoint rewrite the answer (SANITIZATION)."""
+    from mlflow.entities.gateway_guardrail import GuardrailAction, GuardrailStage
+    from mlflow.genai.judges import make_judge
+
+    process, primary, _ = server
+    endpoints = {}
+    for role in ("chat", "judge", "fixer"):
+        definition = model(store, primary, f"{role}-guarded-model")
+        endpoints[role] = store.create_gateway_endpoint(name=unique(role), model_configs=[config(definition)])
+    experiment = store.create_experiment(unique("judges"))
+    judge = make_judge(name="safe", instructions="Is the request in {{ inputs }} safe? Answer yes or no.",
+                       model=f"gateway:/{endpoints['judge'].name}", feedback_value_type=str)
+    scorer = store.register_scorer(experiment, "safe", json.dumps(judge.model_dump()))
+    blocker = store.create_gateway_guardrail(name="no-secrets", scorer_id=scorer.scorer_id,
+                                             scorer_version=scorer.scorer_version, stage=GuardrailStage.BEFORE,
+                                             action=GuardrailAction.VALIDATION)
+    assert blocker.guardrail_id.startswith("gr-") and blocker.scorer.scorer_id == scorer.scorer_id
+    chat = endpoints["chat"]
+    config_made = store.add_guardrail_to_endpoint(chat.endpoint_id, blocker.guardrail_id, execution_order=1)
+    assert config_made.execution_order == 1 and config_made.guardrail.name == "no-secrets"
+    assert [c.guardrail_id for c in store.list_endpoint_guardrail_configs(chat.endpoint_id)] == [blocker.guardrail_id]
+
+    client = openai.OpenAI(base_url=f"{process.url}/gateway/mlflow/v1", api_key="unused")
+    primary.script("judge-guarded-model", {"reply": json.dumps({"result": "no", "rationale": "it asks for a password"})})
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model=chat.name, messages=[{"role": "user", "content": "the admin password?"}])
+    # MLflow's routes answer in FastAPI's shape.
+    assert refused.value.response.json() == {"detail": "Guardrail 'no-secrets' blocked: it asks for a password"}
+    assert not [call for call in primary.calls() if call["model"] == "chat-guarded-model"]
+    primary.script("judge-guarded-model", {"reply": json.dumps({"result": "yes", "rationale": "harmless"})})
+    answer = client.chat.completions.create(model=chat.name, messages=[{"role": "user", "content": "hello"}])
+    assert answer.choices[0].message.content == "echo: hello"
+    store.remove_guardrail_from_endpoint(chat.endpoint_id, blocker.guardrail_id)
+
+    # An answer with an e-mail address is rewritten by the fixer endpoint.
+    checker = make_judge(name="private", instructions="Is {{ outputs }} free of personal data? Answer yes or no.",
+                         model=f"gateway:/{endpoints['judge'].name}", feedback_value_type=str)
+    checker_version = store.register_scorer(experiment, "private", json.dumps(checker.model_dump()))
+    sanitizer = store.create_gateway_guardrail(name="redact", scorer_id=checker_version.scorer_id,
+                                               scorer_version=checker_version.scorer_version,
+                                               stage=GuardrailStage.AFTER, action=GuardrailAction.SANITIZATION,
+                                               action_endpoint_id=endpoints["fixer"].endpoint_id)
+    assert sanitizer.action_endpoint_name == endpoints["fixer"].name
+    store.add_guardrail_to_endpoint(chat.endpoint_id, sanitizer.guardrail_id)
+    rewritten = {"id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": "chat-guarded-model",
+                 "choices": [{"index": 0, "finish_reason": "stop",
+                              "message": {"role": "assistant", "content": "echo: [REDACTED]"}}]}
+    primary.script("judge-guarded-model", {"reply": json.dumps({"result": "no", "rationale": "an e-mail address"})})
+    primary.script("fixer-guarded-model", {"reply": json.dumps(rewritten)})
+    response = requests.post(f"{process.url}/gateway/{chat.name}/mlflow/invocations",
+                             json={"messages": [{"role": "user", "content": "ann@example.com"}]}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "echo: [REDACTED]"
+    store.delete_gateway_guardrail(sanitizer.guardrail_id)
+    assert not store.list_endpoint_guardrail_configs(chat.endpoint_id)

@@ -3,12 +3,11 @@
 //! shapes and words, and the windows with the spend each has so far, read from the usage ledger the calls
 //! are settled in (see `openai::limits`).
 
-use super::params::{Params, invalid_value, params};
+use super::params::{Params, invalid_value, max_results, named, number, offset, page_token, params};
 use super::{CatalogSync, now_ms, refusal};
 use crate::error::ApiError;
 use axum::Router;
 use axum::extract::Request;
-use base64::Engine;
 use loopline_access::Principal;
 use loopline_core::ErrorCode;
 use loopline_llm_gateway::catalog::{Action, BudgetChange, BudgetPolicy, DurationUnit, Named, Scope, new_id};
@@ -16,8 +15,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 const PREFIX: &str = "/api/3.0/mlflow/gateway/budgets";
-/// The most policies one list page holds, as MLflow's store allows.
-const MAX_RESULTS: usize = 50_000;
 
 /// The ledger subject a policy's spend is counted under.
 pub fn subject(policy_id: &str) -> String {
@@ -46,10 +43,7 @@ const ROUTES: &[(&str, &str, Op)] = &[
 
 /// Every route (method, full path), for the permission table.
 pub fn route_list() -> Vec<(&'static str, String)> {
-    ROUTES
-        .iter()
-        .map(|(method, path, _)| (*method, format!("{PREFIX}{path}")))
-        .collect()
+    super::op_route_list(PREFIX, ROUTES)
 }
 
 /// The routes over `sync`.
@@ -81,25 +75,6 @@ pub fn policy_json(policy: &BudgetPolicy) -> Value {
 
 fn invalid(message: String) -> ApiError {
     ApiError::new(ErrorCode::InvalidParameterValue, message)
-}
-
-/// An enum field, by name or number; `None` when absent.
-fn named<T: Named>(params: &Params, field: &str, shown: &str) -> Result<Option<T>, ApiError> {
-    match params.0.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => T::parse(value)
-            .map(Some)
-            .ok_or_else(|| invalid(format!("Invalid {shown}: {value}"))),
-    }
-}
-
-/// A number given as a JSON number or (in a query string) as text.
-fn number(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(number) => number.as_f64(),
-        Value::String(text) => text.trim().parse().ok(),
-        _ => None,
-    }
 }
 
 /// The fields of a create or update.
@@ -157,38 +132,6 @@ fn user_scope_needs_auth(change: &BudgetChange, signed_in: bool) -> Result<(), A
         ));
     }
     Ok(())
-}
-
-/// Where a list page starts, from MLflow's token (base64 of `{"offset": N}`).
-fn offset(token: Option<String>) -> Result<usize, ApiError> {
-    let Some(token) = token.filter(|token| !token.is_empty()) else {
-        return Ok(0);
-    };
-    base64::engine::general_purpose::STANDARD
-        .decode(token.as_bytes())
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-        .and_then(|value| value.get("offset").and_then(Value::as_u64))
-        .and_then(|offset| usize::try_from(offset).ok())
-        .ok_or_else(|| invalid("Invalid page token: it is not one this server gave".into()))
-}
-
-fn max_results(params: &Params) -> Result<usize, ApiError> {
-    let Some(value) = params.0.get("max_results").filter(|value| !value.is_null()) else {
-        return Ok(1000);
-    };
-    let wanted = number(value).ok_or_else(|| invalid_value(value, "max_results"))?;
-    if wanted < 1.0 || wanted.fract() != 0.0 {
-        return Err(invalid(format!(
-            "Invalid value {value} for parameter 'max_results' supplied. It must be a positive integer"
-        )));
-    }
-    if wanted > MAX_RESULTS as f64 {
-        return Err(invalid(format!(
-            "Invalid value {value} for parameter 'max_results' supplied. It must be at most {MAX_RESULTS}"
-        )));
-    }
-    Ok(wanted as usize)
 }
 
 async fn answer(sync: &CatalogSync, op: Op, request: Request) -> Result<Value, ApiError> {
@@ -254,10 +197,8 @@ async fn answer(sync: &CatalogSync, op: Op, request: Request) -> Result<Value, A
                 .collect();
             // MLflow leaves an empty list out; the UI reads either, so it is always there.
             let mut answer = json!({"budget_policies": page});
-            let next = start.saturating_add(wanted);
-            if next < policies.len() {
-                let token = json!({"offset": next}).to_string();
-                answer["next_page_token"] = json!(base64::engine::general_purpose::STANDARD.encode(token));
+            if let Some(token) = page_token(start, wanted, policies.len()) {
+                answer["next_page_token"] = json!(token);
             }
             Ok(answer)
         }

@@ -9,7 +9,7 @@
 
 pub mod budgets;
 pub mod discovery;
-pub mod elsewhere;
+pub mod guardrails;
 pub mod invoke;
 pub mod management;
 mod params;
@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::webhooks::address::DestinationPolicy;
 use crate::webhooks::seal::Sealer;
 use loopline_core::ErrorCode;
-use loopline_llm_gateway::catalog::{Catalog, CatalogError, Secret};
+use loopline_llm_gateway::catalog::{Catalog, CatalogError, ReadyGuard, Secret};
 use loopline_llm_gateway::live::LiveGateway;
 use loopline_metadata_store::MetadataStore;
 use serde_json::{Map, Value};
@@ -44,7 +44,12 @@ pub struct CatalogSync {
     next_check: Mutex<Instant>,
     /// This server's changes, one at a time (they would only race each other's compare-and-swap).
     writer: tokio::sync::Mutex<()>,
+    /// The catalog's scorer guardrails by endpoint name, as served now.
+    guards: std::sync::RwLock<Arc<Guards>>,
 }
+
+/// Scorer guardrails by the name of the endpoint they guard.
+type Guards = std::collections::HashMap<String, Vec<ReadyGuard>>;
 
 impl CatalogSync {
     /// The catalog stored in `store`, served by `live`, its secrets sealed by `sealer`.
@@ -61,6 +66,7 @@ impl CatalogSync {
             destinations,
             next_check: Mutex::new(Instant::now()),
             writer: tokio::sync::Mutex::new(()),
+            guards: std::sync::RwLock::new(Arc::new(Guards::new())),
         }
     }
 
@@ -97,6 +103,13 @@ impl CatalogSync {
     fn install(&self, generation: i64, catalog: &Catalog) {
         self.live
             .install(generation, catalog, &|secret: &Secret| self.open(secret));
+        *self.guards.write().expect("guardrails") = Arc::new(catalog.guards_by_endpoint());
+    }
+
+    /// The scorer guardrails that run on calls of the endpoint named `endpoint`, in order (none: empty).
+    pub fn guards_for(&self, endpoint: &str) -> Vec<ReadyGuard> {
+        let guards = self.guards.read().expect("guardrails").clone();
+        guards.get(endpoint).cloned().unwrap_or_default()
     }
 
     /// Applies `change` to the newest catalog and stores it, retrying when another writer came first; the
@@ -180,6 +193,14 @@ pub fn now_ms() -> i64 {
         .map_or(0, |since| since.as_millis() as i64)
 }
 
+/// Every `(method, path, operation)` under `prefix` as (method, full path), for the permission table.
+pub(super) fn op_route_list<O>(prefix: &str, routes: &[(&'static str, &str, O)]) -> Vec<(&'static str, String)> {
+    routes
+        .iter()
+        .map(|(method, path, _)| (*method, format!("{prefix}{path}")))
+        .collect()
+}
+
 /// A router of one handler per `(method, path, operation)` under `prefix`, each answering `answer(sync, op,
 /// request)` as JSON or as MLflow's error.
 pub(super) fn op_routes<O, F, Fut>(
@@ -194,7 +215,7 @@ where
     Fut: std::future::Future<Output = Result<Value, ApiError>> + Send + 'static,
 {
     use axum::response::IntoResponse;
-    use axum::routing::{delete, get, post};
+    use axum::routing::{delete, get, patch, post};
     let mut router = axum::Router::new();
     for (method, path, op) in routes {
         let op = *op;
@@ -212,6 +233,7 @@ where
         let route = match *method {
             "GET" => get(handler),
             "DELETE" => delete(handler),
+            "PATCH" => patch(handler),
             _ => post(handler),
         };
         router = router.route(&format!("{prefix}{path}"), route);

@@ -4,7 +4,9 @@
 use crate::error::ApiError;
 use axum::extract::Request;
 use axum::http::Method;
+use base64::Engine;
 use loopline_core::ErrorCode;
+use loopline_llm_gateway::catalog::Named;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -27,6 +29,71 @@ pub(super) fn invalid_value(value: &Value, field: &str) -> ApiError {
         ErrorCode::InvalidParameterValue,
         format!("Invalid value {shown} for parameter '{field}' supplied."),
     )
+}
+
+/// The most entries one list page holds, as MLflow's store allows.
+const MAX_RESULTS: usize = 50_000;
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidParameterValue, message)
+}
+
+/// An enum field, by name or number; `None` when absent.
+pub(super) fn named<T: Named>(params: &Params, field: &str, shown: &str) -> Result<Option<T>, ApiError> {
+    match params.0.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => T::parse(value)
+            .map(Some)
+            .ok_or_else(|| invalid(format!("Invalid {shown}: {value}"))),
+    }
+}
+
+/// A number given as a JSON number or (in a query string) as text.
+pub(super) fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(number) => number.as_f64(),
+        Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Where a list page starts, from MLflow's token (base64 of `{"offset": N}`).
+pub(super) fn offset(token: Option<String>) -> Result<usize, ApiError> {
+    let Some(token) = token.filter(|token| !token.is_empty()) else {
+        return Ok(0);
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(token.as_bytes())
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|value| value.get("offset").and_then(Value::as_u64))
+        .and_then(|offset| usize::try_from(offset).ok())
+        .ok_or_else(|| invalid("Invalid page token: it is not one this server gave".into()))
+}
+
+pub(super) fn max_results(params: &Params) -> Result<usize, ApiError> {
+    let Some(value) = params.0.get("max_results").filter(|value| !value.is_null()) else {
+        return Ok(1000);
+    };
+    let wanted = number(value).ok_or_else(|| invalid_value(value, "max_results"))?;
+    if wanted < 1.0 || wanted.fract() != 0.0 {
+        return Err(invalid(format!(
+            "Invalid value {value} for parameter 'max_results' supplied. It must be a positive integer"
+        )));
+    }
+    if wanted > MAX_RESULTS as f64 {
+        return Err(invalid(format!(
+            "Invalid value {value} for parameter 'max_results' supplied. It must be at most {MAX_RESULTS}"
+        )));
+    }
+    Ok(wanted as usize)
+}
+
+/// MLflow's token for the page after one that started at `start` and held at most `wanted` of `total`.
+pub(super) fn page_token(start: usize, wanted: usize, total: usize) -> Option<String> {
+    let next = start.saturating_add(wanted);
+    (next < total)
+        .then(|| base64::engine::general_purpose::STANDARD.encode(serde_json::json!({"offset": next}).to_string()))
 }
 
 /// A request's parameters, by MLflow's snake_case names.

@@ -11,6 +11,7 @@ use crate::extract::{MlflowMessage, one_or_many};
 use axum::extract::State;
 use loopline_core::proto_json::deserialize_optional_int64;
 use loopline_llm_gateway::catalog::Catalog;
+use loopline_llm_gateway::catalog::guardrails::carries_code;
 use loopline_metadata_store::ScorerVersion;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,17 +23,6 @@ const CODE_REFUSED: &str = "Custom scorer registration (using @scorer decorator)
 Databricks tracking environments due to security concerns. Custom scorers require arbitrary code execution during \
 deserialization. Loopline stores scorers for every reader of the registry, so it does not take ones that carry code: \
 register built-in scorers or make_judge() scorers, and keep custom scorer code in a source repository.";
-
-/// Whether a serialized scorer (or one nested in it) carries code.
-fn carries_code(value: &Value) -> bool {
-    match value {
-        Value::Object(object) => object.iter().any(|(key, value)| {
-            (key == "call_source" && !value.is_null() && value.as_str() != Some("")) || carries_code(value)
-        }),
-        Value::Array(items) => items.iter().any(carries_code),
-        _ => false,
-    }
-}
 
 /// A scorer as `list`, `versions` and `get` answer it (gateway endpoints it names by their current names).
 fn scorer_json(scorer: &ScorerVersion, catalog: &Catalog) -> Value {

@@ -6,6 +6,7 @@
 pub mod budget_policies;
 pub mod checks;
 pub mod errors;
+pub mod guard;
 pub mod limits;
 pub mod traces;
 
@@ -151,6 +152,7 @@ async fn call(
     let request_id = request_id();
     let mut options = call_options(&request);
     let principal = request.extensions().get::<Principal>().cloned();
+    let own = guard::is_guardrail_call(&request);
     let mut limit_headers = Vec::new();
     let answer = async {
         if !json_content(request.headers()) {
@@ -168,13 +170,27 @@ async fn call(
         let body = checks::object(&bytes)?;
         drop(bytes);
         check(&body)?;
-        let gateway = api
-            .gateway_for(body.get("model").and_then(Value::as_str).unwrap_or_default())
-            .await;
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let gateway = api.gateway_for(&model).await;
+        let guards = guard::guards(&api, &model, own);
+        // Answers are judged too, except embeddings (vectors, as MLflow does).
+        let answers = endpoint != Endpoint::Embeddings;
+        let (body, kept) = guard::prepare(&api, &guards, &model, body, answers).await?;
         let admitted = limits::admit(&api, &gateway, principal.as_ref(), endpoint, &body).await?;
         options.settle = admitted.settle;
         limit_headers = admitted.headers;
-        Ok::<_, OpenAiError>(gateway.call_with(endpoint, body, &options).await?)
+        let answer = gateway.call_with(endpoint, body, &options).await?;
+        match (answer, kept) {
+            ((Answer::Json(value), served), Some(request)) => Ok((
+                Answer::Json(guard::after(&api, &guards, &request, value).await?),
+                served,
+            )),
+            (answer, _) => Ok::<_, OpenAiError>(answer),
+        }
     }
     .await;
     let mut response = match answer {

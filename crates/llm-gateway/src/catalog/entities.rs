@@ -169,4 +169,8 @@ pub struct Catalog {
     pub endpoints: Vec<Endpoint>,
     #[serde(default)]
     pub budget_policies: Vec<super::budgets::BudgetPolicy>,
+    #[serde(default)]
+    pub guardrails: Vec<super::guardrails::Guardrail>,
+    #[serde(default)]
+    pub guardrail_configs: Vec<super::guardrails::GuardrailConfig>,
 }

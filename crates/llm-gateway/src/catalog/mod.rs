@@ -7,9 +7,11 @@
 pub mod budgets;
 pub mod build;
 mod entities;
+pub mod guardrails;
 
 pub use budgets::{Action, BudgetChange, BudgetPolicy, DurationUnit, Named, Scope};
 pub use entities::*;
+pub use guardrails::{GuardAction, Guardrail, GuardrailConfig, Judge, ReadyGuard, ScorerCopy, Stage};
 
 use loopline_core::ErrorCode;
 use std::collections::BTreeMap;
@@ -543,6 +545,7 @@ impl Catalog {
     pub fn delete_endpoint(&mut self, id: &str) -> Result<()> {
         self.endpoint(id)?;
         self.endpoints.retain(|endpoint| endpoint.endpoint_id != id);
+        self.forget_endpoint_in_guardrails(id);
         Ok(())
     }
 

@@ -151,6 +151,30 @@ impl ScorerStore for SqlStore {
         from_row(&row.ok_or_else(|| missing(experiment_id, name, version))?)
     }
 
+    async fn scorer_by_id(&self, scorer_id: &str, version: i64) -> StoreResult<ScorerVersion> {
+        let row = sqlx::query(
+            "SELECT experiment_id, name, version, scorer_id, serialized, creation_time FROM scorers \
+             WHERE scorer_id = $1 AND version = $2",
+        )
+        .bind(scorer_id.to_string())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return from_row(&row);
+        }
+        let known = sqlx::query("SELECT 1 FROM scorers WHERE scorer_id = $1 LIMIT 1")
+            .bind(scorer_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+        Err(StoreError::NotFound(if known {
+            format!("Scorer with ID '{scorer_id}' and version {version} not found.")
+        } else {
+            format!("Scorer with ID '{scorer_id}' not found.")
+        }))
+    }
+
     async fn delete_scorer(&self, experiment_id: &str, name: &str, version: Option<i64>) -> StoreResult<()> {
         let _writer = self.writer_guard().await;
         let deleted = match version {

@@ -1368,6 +1368,24 @@ pub async fn scorers_are_versioned_per_experiment_and_name(store: &SqlStore) {
         store.get_scorer("0", "polite", Some(1)).await.unwrap().serialized,
         "{\"v\":1}"
     );
+    // By id (what a gateway guardrail names), with MLflow's words when missing.
+    assert_eq!(
+        store.scorer_by_id(&first.scorer_id, 2).await.unwrap().serialized,
+        "{\"v\":2}"
+    );
+    let missing = store.scorer_by_id(&first.scorer_id, 9).await.unwrap_err().to_string();
+    assert!(
+        missing.contains(&format!(
+            "Scorer with ID '{}' and version 9 not found.",
+            first.scorer_id
+        )),
+        "{missing}"
+    );
+    let unknown = store.scorer_by_id("missing-scorer", 1).await.unwrap_err().to_string();
+    assert!(
+        unknown.contains("Scorer with ID 'missing-scorer' not found."),
+        "{unknown}"
+    );
     store.delete_scorer("0", "polite", Some(2)).await.unwrap();
     assert_eq!(store.get_scorer("0", "polite", None).await.unwrap().version, 1);
     store.delete_scorer("0", "polite", None).await.unwrap();

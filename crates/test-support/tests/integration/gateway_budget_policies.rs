@@ -31,15 +31,7 @@ async fn start(data: &std::path::Path) -> TestServer {
 
 /// An endpoint named `name` on the fake's `priced` model; its id.
 async fn endpoint(server: &TestServer, fake: &FakeLlm, name: &str) -> String {
-    let definition = super::gateway_mlflow_api::model(server, fake, &format!("{name}-model"), "priced").await;
-    let made = ok(&post(
-        server,
-        &format!("{API}/endpoints/create"),
-        &json!({"name": name, "usage_tracking": false, "model_configs": [
-            {"model_definition_id": definition, "linkage_type": "PRIMARY"}]}),
-    )
-    .await);
-    made["endpoint"]["endpoint_id"].as_str().unwrap().to_string()
+    super::gateway_mlflow_api::endpoint_on(server, fake, name, "priced").await
 }
 
 fn policy(amount: f64, scope: &str, action: &str, target: Option<&str>) -> Value {

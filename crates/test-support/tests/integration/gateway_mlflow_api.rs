@@ -38,6 +38,19 @@ pub(super) fn refused(answer: &Answer, status: u16, code: &str, words: &str) {
     assert!(body["message"].as_str().unwrap().contains(words), "{body}");
 }
 
+/// An endpoint named `name` (usage tracking off) on a definition `{name}-model` of the fake's `model`; its id.
+pub(super) async fn endpoint_on(server: &TestServer, fake: &FakeLlm, name: &str, model_name: &str) -> String {
+    let definition = model(server, fake, &format!("{name}-model"), model_name).await;
+    let made = ok(&post(
+        server,
+        &format!("{API}/endpoints/create"),
+        &json!({"name": name, "usage_tracking": false, "model_configs": [
+            {"model_definition_id": definition, "linkage_type": "PRIMARY"}]}),
+    )
+    .await);
+    made["endpoint"]["endpoint_id"].as_str().unwrap().to_string()
+}
+
 /// Makes a secret for `fake`, a model definition on it and returns the definition's id.
 pub(super) async fn model(server: &TestServer, fake: &FakeLlm, name: &str, model: &str) -> String {
     let secret = ok(&post(
@@ -347,10 +360,16 @@ async fn hostile_management_requests_are_refused_in_mlflows_shape() {
         "INVALID_PARAMETER_VALUE",
         "Missing value for required parameter 'budget_unit'",
     );
-    // MLflow's scorer guardrails: listed empty.
+    // MLflow's scorer guardrails: none yet; an endpoint's list needs the endpoint.
     assert_eq!(
-        ok(&get(&server, &format!("{API}/guardrails/list-for-endpoint?endpoint_id=e-1")).await)["configs"],
+        ok(&get(&server, &format!("{API}/guardrails/list")).await)["guardrails"],
         json!([])
+    );
+    refused(
+        &get(&server, &format!("{API}/guardrails/list-for-endpoint?endpoint_id=e-1")).await,
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        "Endpoint not found (endpoint_id='e-1')",
     );
 }
 

@@ -21,6 +21,7 @@ mod gateway_hostile;
 mod gateway_keys;
 mod gateway_mlflow_api;
 mod gateway_routing;
+mod gateway_scorer_guardrails;
 mod gateway_shared_cache;
 mod hardening;
 mod hardening_models;
