@@ -112,12 +112,6 @@ pub(crate) async fn messages(State(api): State<Arc<crate::openai::GatewayApi>>, 
         .unwrap_or_default()
         .to_string();
     let gateway = api.gateway_for(&model).await;
-    // The endpoint's scorer guardrails judge the request in OpenAI's form (as it goes to the provider).
-    let guards = crate::openai::guard::guards(&api, &model, own);
-    let (chat, kept) = match crate::openai::guard::prepare(&api, &guards, &model, chat, true).await {
-        Ok(prepared) => prepared,
-        Err(refused) => return refusal(refused),
-    };
     let admitted = match crate::openai::limits::admit(
         &api,
         &gateway,
@@ -131,6 +125,12 @@ pub(crate) async fn messages(State(api): State<Arc<crate::openai::GatewayApi>>, 
         Err(refused) => return refusal(refused),
     };
     options.settle = admitted.settle;
+    // Then the endpoint's scorer guardrails judge the request in OpenAI's form (as it goes to the provider).
+    let guards = crate::openai::guard::guards(&api, &model, own);
+    let (chat, kept) = match crate::openai::guard::prepare(&api, &guards, &model, chat, true, checks::chat).await {
+        Ok(prepared) => prepared,
+        Err(refused) => return refusal(refused),
+    };
     let mut answer = gateway.call_with(Endpoint::ChatCompletions, chat, &options).await;
     if let (Ok((Answer::Json(completion), _)), Some(request)) = (&mut answer, &kept) {
         match crate::openai::guard::after(&api, &guards, request, std::mem::take(completion)).await {

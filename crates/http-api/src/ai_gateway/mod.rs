@@ -45,7 +45,7 @@ pub struct CatalogSync {
     /// This server's changes, one at a time (they would only race each other's compare-and-swap).
     writer: tokio::sync::Mutex<()>,
     /// The catalog's scorer guardrails by endpoint name, as served now.
-    guards: std::sync::RwLock<Arc<Guards>>,
+    guards: std::sync::RwLock<(i64, Arc<Guards>)>,
 }
 
 /// Scorer guardrails by the name of the endpoint they guard.
@@ -66,7 +66,7 @@ impl CatalogSync {
             destinations,
             next_check: Mutex::new(Instant::now()),
             writer: tokio::sync::Mutex::new(()),
-            guards: std::sync::RwLock::new(Arc::new(Guards::new())),
+            guards: std::sync::RwLock::new((i64::MIN, Arc::new(Guards::new()))),
         }
     }
 
@@ -103,12 +103,16 @@ impl CatalogSync {
     fn install(&self, generation: i64, catalog: &Catalog) {
         self.live
             .install(generation, catalog, &|secret: &Secret| self.open(secret));
-        *self.guards.write().expect("guardrails") = Arc::new(catalog.guards_by_endpoint());
+        // Two refreshes may end out of order: the newer catalog's guardrails stay, as its endpoints do.
+        let mut guards = self.guards.write().expect("guardrails");
+        if generation > guards.0 {
+            *guards = (generation, Arc::new(catalog.guards_by_endpoint()));
+        }
     }
 
     /// The scorer guardrails that run on calls of the endpoint named `endpoint`, in order (none: empty).
     pub fn guards_for(&self, endpoint: &str) -> Vec<ReadyGuard> {
-        let guards = self.guards.read().expect("guardrails").clone();
+        let guards = self.guards.read().expect("guardrails").1.clone();
         guards.get(endpoint).cloned().unwrap_or_default()
     }
 

@@ -72,6 +72,12 @@ fn refuse_stream(model: &str, guards: &[ReadyGuard]) -> Result<(), OpenAiError> 
     Ok(())
 }
 
+/// What a request's own checks are (the same ones a caller's request passed).
+pub type Checks = fn(&Map<String, Value>) -> Result<(), OpenAiError>;
+
+/// The fields of a request that hold what it asks (the only ones a sanitizer's rewrite may change).
+const REQUEST_CONTENT: [&str; 3] = ["messages", "prompt", "input"];
+
 /// Runs a call's BEFORE guardrails (refusing a stream its AFTER guardrails would miss): the body to send on
 /// and, when its answer is to be judged (`answers`), the request it answers.
 pub async fn prepare(
@@ -80,6 +86,7 @@ pub async fn prepare(
     model: &str,
     body: Map<String, Value>,
     answers: bool,
+    checks: Checks,
 ) -> Result<(Map<String, Value>, Option<Map<String, Value>>), OpenAiError> {
     if guards.is_empty() {
         return Ok((body, None));
@@ -87,34 +94,50 @@ pub async fn prepare(
     if body.get("stream").and_then(Value::as_bool) == Some(true) {
         refuse_stream(model, guards)?;
     }
-    let body = before(api, guards, body).await?;
+    let body = before(api, guards, model, body, checks).await?;
     let kept = (answers && guards.iter().any(judges_answers)).then(|| body.clone());
     Ok((body, kept))
 }
 
-/// Runs the BEFORE guardrails on a request body (the endpoint in `model`); answers the body to send on.
+/// Runs the BEFORE guardrails on a request body; answers the body to send on. A sanitizer's rewrite replaces
+/// only what the request asks (its messages, prompt or input), never its model, stream, limits or anything
+/// else, and must pass the request's own checks.
 async fn before(
     api: &Arc<GatewayApi>,
     guards: &[ReadyGuard],
+    model: &str,
     mut body: Map<String, Value>,
+    checks: Checks,
 ) -> Result<Map<String, Value>, OpenAiError> {
     for guard in guards.iter().filter(|guard| guard.stage == Stage::Before) {
-        let model = body.remove("model");
-        let name = model.as_ref().and_then(Value::as_str).unwrap_or_default().to_string();
-        let inputs = Value::Object(body);
-        let kept = check(api, &name, guard, &inputs, None).await?;
-        body = match kept {
-            Value::Object(object) if object.contains_key("messages") || object.contains_key("input") => object,
-            _ => return Err(blocked(guard, "the sanitizer's rewritten request is not a request")),
+        let mut inputs = body.clone();
+        inputs.remove("model");
+        let Some(rewritten) = check(api, model, guard, &Value::Object(inputs), None).await? else {
+            continue;
         };
-        if let Some(model) = model {
-            body.insert("model".into(), model);
-        }
+        let field = REQUEST_CONTENT
+            .into_iter()
+            .find(|field| body.contains_key(*field))
+            .unwrap_or("messages");
+        let Some(content) = rewritten.get(field) else {
+            return Err(blocked(
+                guard,
+                &format!("the sanitizer's rewritten request has no \"{field}\""),
+            ));
+        };
+        body.insert(field.to_string(), content.clone());
+        checks(&body).map_err(|invalid| {
+            blocked(
+                guard,
+                &format!("the sanitizer's rewritten request is not valid: {}", invalid.message),
+            )
+        })?;
     }
     Ok(body)
 }
 
-/// Runs the AFTER guardrails on an answer to `request`; answers the answer to give.
+/// Runs the AFTER guardrails on an answer to `request`; answers the answer to give. A sanitizer's rewrite
+/// replaces only the answer's choices (what it says), which must still be a list.
 pub async fn after(
     api: &Arc<GatewayApi>,
     guards: &[ReadyGuard],
@@ -126,9 +149,17 @@ pub async fn after(
     let name = model.as_ref().and_then(Value::as_str).unwrap_or_default();
     let inputs = Value::Object(inputs);
     for guard in guards.iter().filter(|guard| guard.stage == Stage::After) {
-        answer = check(api, name, guard, &inputs, Some(answer)).await?;
-        if !answer.is_object() {
-            return Err(blocked(guard, "the sanitizer's rewritten answer is not a JSON object"));
+        let Some(rewritten) = check(api, name, guard, &inputs, Some(&answer)).await? else {
+            continue;
+        };
+        match rewritten.get("choices") {
+            Some(choices @ Value::Array(_)) if answer.is_object() => answer["choices"] = choices.clone(),
+            _ => {
+                return Err(blocked(
+                    guard,
+                    "the sanitizer's rewritten answer has no \"choices\" list",
+                ));
+            }
         }
     }
     Ok(answer)
@@ -159,27 +190,26 @@ fn cannot_run(guard: &ReadyGuard, why: &str, status: StatusCode) -> OpenAiError 
     }
 }
 
-/// One guardrail on one payload (the request's `inputs`, and for AFTER the answer): the payload to go on
-/// with (unchanged, or rewritten by the sanitizer), or a refusal.
+/// One guardrail on one payload (the request's `inputs`, and for AFTER its answer): `None` when it passes,
+/// the sanitizer's rewrite when a SANITIZATION guardrail fails, or a refusal.
 async fn check(
     api: &Arc<GatewayApi>,
     model: &str,
     guard: &ReadyGuard,
     inputs: &Value,
-    outputs: Option<Value>,
-) -> Result<Value, OpenAiError> {
+    outputs: Option<&Value>,
+) -> Result<Option<Value>, OpenAiError> {
     let (judge, endpoint) = guard
         .judge
         .as_ref()
         .map_err(|why| cannot_run(guard, why, StatusCode::BAD_GATEWAY))?;
-    let request = judge_request(judge, endpoint, inputs, outputs.as_ref());
+    let request = judge_request(judge, endpoint, inputs, outputs);
     let answer = internal_chat(api, request)
         .await
         .map_err(|(status, why)| cannot_run(guard, &format!("its judge '{endpoint}' failed: {why}"), status))?;
     let verdict = verdict(&answer).map_err(|why| cannot_run(guard, &why, StatusCode::BAD_GATEWAY))?;
-    let payload = outputs.unwrap_or_else(|| inputs.clone());
     let Err(rationale) = verdict else {
-        return Ok(payload);
+        return Ok(None);
     };
     let event = Event {
         guardrail: guard.name.clone(),
@@ -201,7 +231,9 @@ async fn check(
         .guardrails(model, std::slice::from_ref(&event));
     match guard.action {
         GuardAction::Validation => Err(blocked(guard, &rationale)),
-        GuardAction::Sanitization => sanitize(api, guard, &rationale, payload).await,
+        GuardAction::Sanitization => sanitize(api, guard, &rationale, outputs.unwrap_or(inputs))
+            .await
+            .map(Some),
     }
 }
 
@@ -216,21 +248,14 @@ fn judge_request(judge: &Judge, endpoint: &str, inputs: &Value, outputs: Option<
             _ => None,
         };
         if let Some(value) = value {
-            let shown = serde_json::to_string_pretty(value).unwrap_or_default();
-            data.push(format!("{name}: {shown}"));
+            data.push(format!("{name}: {value}"));
         }
     }
     if data.is_empty() {
         // Instructions without placeholders still judge the call: give them what there is.
-        data.push(format!(
-            "inputs: {}",
-            serde_json::to_string_pretty(inputs).unwrap_or_default()
-        ));
+        data.push(format!("inputs: {inputs}"));
         if let Some(outputs) = outputs {
-            data.push(format!(
-                "outputs: {}",
-                serde_json::to_string_pretty(outputs).unwrap_or_default()
-            ));
+            data.push(format!("outputs: {outputs}"));
         }
     }
     let system = format!(
@@ -238,6 +263,12 @@ fn judge_request(judge: &Judge, endpoint: &str, inputs: &Value, outputs: Option<
          verdict, and \"rationale\" (str), why.",
         judge.instructions, judge.value_type
     );
+    let result_type = match judge.value_type {
+        "bool" => "boolean",
+        "int" => "integer",
+        "float" => "number",
+        _ => "string",
+    };
     let mut request = judge.inference_params.clone();
     request.insert("model".into(), json!(endpoint));
     request.insert(
@@ -248,7 +279,7 @@ fn judge_request(judge: &Judge, endpoint: &str, inputs: &Value, outputs: Option<
         "response_format".into(),
         json!({"type": "json_schema", "json_schema": {"name": "verdict", "strict": true, "schema": {
             "type": "object", "additionalProperties": false, "required": ["result", "rationale"],
-            "properties": {"result": {"type": "string"}, "rationale": {"type": "string"}}}}}),
+            "properties": {"result": {"type": result_type}, "rationale": {"type": "string"}}}}}),
     );
     request
 }
@@ -258,7 +289,7 @@ fn content(answer: &Value) -> Option<&str> {
     answer.pointer("/choices/0/message/content").and_then(Value::as_str)
 }
 
-/// A judge's verdict: `Ok(())` passes, `Err(rationale)` fails; the outer error says why it is no verdict.
+/// A judge's verdict (`result` "yes" or `true`, also as text, passes): `Ok(())` passes, `Err(rationale)` fails; the outer error says why it is no verdict.
 fn verdict(answer: &Value) -> Result<Result<(), String>, String> {
     let text = content(answer).ok_or("the judge's answer has no text")?;
     let parsed: Value = serde_json::from_str(strip_fences(text)).map_err(|_| {
@@ -268,7 +299,9 @@ fn verdict(answer: &Value) -> Result<Result<(), String>, String> {
     let result = parsed.get("result").ok_or("the judge's verdict has no \"result\"")?;
     let passed = match result {
         Value::Bool(passed) => *passed,
-        Value::String(text) => text.trim().eq_ignore_ascii_case("yes"),
+        Value::String(text) => ["yes", "true"]
+            .iter()
+            .any(|word| text.trim().eq_ignore_ascii_case(word)),
         other => return Err(format!("the judge's result {other} is neither yes/no nor true/false")),
     };
     if passed {
@@ -301,7 +334,7 @@ async fn sanitize(
     api: &Arc<GatewayApi>,
     guard: &ReadyGuard,
     rationale: &str,
-    payload: Value,
+    payload: &Value,
 ) -> Result<Value, OpenAiError> {
     let Some(endpoint) = &guard.action_endpoint else {
         return Err(blocked(
@@ -309,7 +342,8 @@ async fn sanitize(
             &format!("{rationale} (sanitization needs an action endpoint, and this guardrail has none)"),
         ));
     };
-    let shown = serde_json::to_string_pretty(&payload).unwrap_or_default();
+    // Compact JSON: indenting a deeply nested payload would multiply its size.
+    let shown = payload.to_string();
     let mut request = Map::new();
     request.insert("model".into(), json!(endpoint));
     request.insert(
@@ -386,6 +420,7 @@ mod tests {
             Err("contains a card number".into())
         );
         assert_eq!(verdict(&answer(r#"{"result": false}"#)).unwrap(), Err("false".into()));
+        assert_eq!(verdict(&answer(r#"{"result": "True"}"#)).unwrap(), Ok(()));
         let long = format!(r#"{{"result": "no", "rationale": "{}"}}"#, "x".repeat(2_000));
         assert_eq!(verdict(&answer(&long)).unwrap().unwrap_err().len(), MAX_RATIONALE);
         for bad in ["yes", r#"{"rationale": "x"}"#, r#"{"result": 3}"#] {
@@ -413,9 +448,17 @@ mod tests {
         };
         let request = judge_request(&judge, "judge", &json!({"messages": []}), Some(&json!({"id": "x"})));
         assert_eq!(request["model"], "judge");
+        let schema = "/response_format/json_schema/schema/properties/result/type";
+        assert_eq!(Value::Object(request.clone()).pointer(schema), Some(&json!("string")));
+        let boolean = Judge {
+            value_type: "bool",
+            ..judge.clone()
+        };
+        let asked = Value::Object(judge_request(&boolean, "judge", &json!({}), None));
+        assert_eq!(asked.pointer(schema), Some(&json!("boolean")));
         assert_eq!(request["temperature"], 0);
         let user = request["messages"][1]["content"].as_str().unwrap();
-        assert!(user.starts_with("outputs: {\n  \"id\": \"x\"\n}\ninputs: {"), "{user}");
+        assert_eq!(user, "outputs: {\"id\":\"x\"}\ninputs: {\"messages\":[]}");
         assert!(
             request["messages"][0]["content"]
                 .as_str()

@@ -176,13 +176,14 @@ async fn call(
             .unwrap_or_default()
             .to_string();
         let gateway = api.gateway_for(&model).await;
-        let guards = guard::guards(&api, &model, own);
-        // Answers are judged too, except embeddings (vectors, as MLflow does).
-        let answers = endpoint != Endpoint::Embeddings;
-        let (body, kept) = guard::prepare(&api, &guards, &model, body, answers).await?;
+        // The caller's key, limits and budgets first: a call they refuse costs no judge.
         let admitted = limits::admit(&api, &gateway, principal.as_ref(), endpoint, &body).await?;
         options.settle = admitted.settle;
         limit_headers = admitted.headers;
+        let guards = guard::guards(&api, &model, own);
+        // Answers are judged too, except embeddings (vectors, as MLflow does).
+        let answers = endpoint != Endpoint::Embeddings;
+        let (body, kept) = guard::prepare(&api, &guards, &model, body, answers, check).await?;
         let answer = gateway.call_with(endpoint, body, &options).await?;
         match (answer, kept) {
             ((Answer::Json(value), served), Some(request)) => Ok((

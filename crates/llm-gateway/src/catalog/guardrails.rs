@@ -15,6 +15,19 @@ const MAX_NAME: usize = 255;
 /// Longest judge instructions kept.
 pub const MAX_INSTRUCTIONS: usize = 64 * 1024;
 
+/// What a judge's `inference_params` may set on its calls (sampling only: never where or how the call goes).
+const INFERENCE_PARAMS: [&str; 9] = [
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "reasoning_effort",
+];
+
 /// When a guardrail runs.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Stage {
@@ -129,6 +142,15 @@ impl ScorerCopy {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
+        if let Some(key) = inference_params
+            .keys()
+            .find(|key| !INFERENCE_PARAMS.contains(&key.as_str()))
+        {
+            return Err(format!(
+                "the judge's inference_params may set only {}; '{key}' is not one of them",
+                INFERENCE_PARAMS.join(", ")
+            ));
+        }
         Ok(Judge {
             instructions: instructions.to_string(),
             endpoint: endpoint.to_string(),
@@ -470,6 +492,7 @@ mod tests {
             r#"{"builtin_scorer_class": "Safety"}"#,
             r#"{"instructions_judge_pydantic_data": {"model": "openai:/gpt-4o", "instructions": "x"}}"#,
             r#"{"instructions_judge_pydantic_data": {"model": "gateway:/e", "instructions": " "}}"#,
+            r#"{"instructions_judge_pydantic_data": {"model": "gateway:/e", "instructions": "x", "inference_params": {"stream": true}}}"#,
         ] {
             assert!(scorer(serialized).judge().is_err(), "{serialized}");
         }

@@ -11,8 +11,16 @@ use serde_json::{Value, json};
 
 const API: &str = "/api/3.0/mlflow/gateway";
 
+/// A server whose catalog model `chat-m` costs $1,000 per million tokens either way.
 async fn start(data: &std::path::Path) -> TestServer {
+    let yaml = data.with_extension("yaml");
+    std::fs::write(
+        &yaml,
+        "prices:\n  - {provider: openai, model: chat-m, input_per_million: 1000, output_per_million: 1000}\n",
+    )
+    .unwrap();
     let mut config = TestServer::config_in(data);
+    config.gateway.config = Some(yaml);
     config.gateway.api_base_allowed_schemes = vec!["http".into()];
     config.gateway.api_base_allow_private_addresses = true;
     TestServer::start_with_config(config.with_defaults()).await.unwrap()
@@ -489,4 +497,86 @@ fn hostile_guardrail_requests_never_get_a_server_error() {
     fake.script("judge-m", vec![verdict("yes", "fine"); 200]);
     let answered = runtime.block_on(invoke(&server, "hello"));
     assert_eq!(answered.status, 200, "{}", answered.text);
+}
+
+#[tokio::test]
+async fn limits_come_before_judges_and_a_sanitizer_changes_only_what_is_asked() {
+    let fake = FakeLlm::start(Some(KEY)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data")).await;
+    let chat = endpoint(&server, &fake, "chat").await;
+    endpoint(&server, &fake, "judge").await;
+    let fixer = endpoint(&server, &fake, "fixer").await;
+    let (safe, version) = judge(&server, "safe", "Is {{ inputs }} safe?").await;
+    let sanitizer = ok(&guardrail(
+        &server,
+        json!({"name": "in-san", "scorer_id": safe, "scorer_version": version, "stage": "BEFORE",
+               "action": "SANITIZATION", "action_endpoint_id": fixer}),
+    )
+    .await)["guardrail"]["guardrail_id"]
+        .clone();
+    ok(&post(
+        &server,
+        &format!("{API}/guardrails/add-to-endpoint"),
+        &json!({"endpoint_id": chat, "guardrail_id": sanitizer}),
+    )
+    .await);
+    // A budget that refuses the call refuses it before any judge is asked.
+    let policy = ok(&post(
+        &server,
+        &format!("{API}/budgets/create"),
+        &json!({"budget_unit": "USD", "budget_amount": 0.000001, "duration": {"unit": "DAYS", "value": 1},
+                "target_scope": "ENDPOINT", "target_value": chat, "budget_action": "REJECT"}),
+    )
+    .await)["budget_policy"]["budget_policy_id"]
+        .clone();
+    assert_eq!(invoke(&server, "hello").await.status, 429);
+    assert!(fake.calls().iter().all(|call| call.model != "judge-m"));
+    ok(&delete(
+        &server,
+        &format!("{API}/budgets/delete"),
+        &json!({"budget_policy_id": policy}),
+    )
+    .await);
+    // The sanitizer's rewrite replaces the messages only: not the stream, the limits or where the call goes.
+    fake.script("judge-m", vec![verdict("no", "a name")]);
+    let rewrite = json!({"messages": [{"role": "user", "content": "[REDACTED]"}], "stream": true,
+                         "base_url": "http://elsewhere.invalid", "n": 5, "model": "fixer"});
+    fake.script("fixer-m", vec![Behaviour::Reply(rewrite.to_string())]);
+    let answered = post(
+        &server,
+        "/v1/chat/completions",
+        &json!({"model": "chat", "messages": [{"role": "user", "content": "I am Ann"}]}),
+    )
+    .await;
+    assert_eq!(answered.status, 200, "{}", answered.text);
+    assert_eq!(answered.json()["choices"][0]["message"]["content"], "echo: [REDACTED]");
+    let sent = fake
+        .calls()
+        .into_iter()
+        .rev()
+        .find(|call| call.model == "chat-m")
+        .unwrap();
+    for field in ["stream", "base_url", "n"] {
+        assert!(sent.body.get(field).is_none(), "{field}: {}", sent.body);
+    }
+    // A rewrite that is not a valid request refuses the call.
+    fake.script("judge-m", vec![verdict("no", "a name")]);
+    fake.script(
+        "fixer-m",
+        vec![Behaviour::Reply(
+            json!({"messages": [{"role": "bogus", "content": 5}]}).to_string(),
+        )],
+    );
+    let refused_rewrite = invoke(&server, "I am Ann").await;
+    assert_eq!(refused_rewrite.status, 400, "{}", refused_rewrite.text);
+    assert!(
+        refused_rewrite.text.contains("rewritten request is not valid"),
+        "{}",
+        refused_rewrite.text
+    );
+    // Legacy completions are judged on their prompt and pass on a yes.
+    fake.script("judge-m", vec![verdict("yes", "fine")]);
+    let completed = post(&server, "/v1/completions", &json!({"model": "chat", "prompt": "hello"})).await;
+    assert_eq!(completed.status, 200, "{}", completed.text);
 }
