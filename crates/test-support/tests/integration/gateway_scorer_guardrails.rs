@@ -62,6 +62,18 @@ async fn guardrail(server: &TestServer, body: Value) -> Answer {
     post(server, &format!("{API}/guardrails/create"), &body).await
 }
 
+/// Makes a guardrail from `body` and attaches it (unordered) to the endpoint `endpoint_id`; its id.
+async fn attached(server: &TestServer, endpoint_id: &str, body: Value) -> Value {
+    let id = ok(&guardrail(server, body).await)["guardrail"]["guardrail_id"].clone();
+    ok(&post(
+        server,
+        &format!("{API}/guardrails/add-to-endpoint"),
+        &json!({"endpoint_id": endpoint_id, "guardrail_id": id}),
+    )
+    .await);
+    id
+}
+
 fn verdict(result: &str, rationale: &str) -> Behaviour {
     Behaviour::Reply(json!({"result": result, "rationale": rationale}).to_string())
 }
@@ -373,19 +385,13 @@ async fn a_judge_lets_requests_through_refuses_them_or_has_answers_rewritten() {
     )
     .await);
     let (fair, fair_version) = judge(&server, "fair", "Is {{ outputs }} free of personal data?").await;
-    let sanitizer = ok(&guardrail(
+    attached(
         &server,
+        &chat,
         json!({"name": "out-san", "scorer_id": fair, "scorer_version": fair_version, "stage": "AFTER",
                "action": "SANITIZATION", "action_endpoint_id": fixer}),
     )
-    .await)["guardrail"]["guardrail_id"]
-        .clone();
-    ok(&post(
-        &server,
-        &format!("{API}/guardrails/add-to-endpoint"),
-        &json!({"endpoint_id": chat, "guardrail_id": sanitizer}),
-    )
-    .await);
+    .await;
     let rewritten = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "chat-m",
         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "echo: [REDACTED]"}}]});
     fake.script("judge-m", vec![verdict("no", "the answer has an e-mail address")]);
@@ -508,19 +514,13 @@ async fn limits_come_before_judges_and_a_sanitizer_changes_only_what_is_asked() 
     endpoint(&server, &fake, "judge").await;
     let fixer = endpoint(&server, &fake, "fixer").await;
     let (safe, version) = judge(&server, "safe", "Is {{ inputs }} safe?").await;
-    let sanitizer = ok(&guardrail(
+    attached(
         &server,
+        &chat,
         json!({"name": "in-san", "scorer_id": safe, "scorer_version": version, "stage": "BEFORE",
                "action": "SANITIZATION", "action_endpoint_id": fixer}),
     )
-    .await)["guardrail"]["guardrail_id"]
-        .clone();
-    ok(&post(
-        &server,
-        &format!("{API}/guardrails/add-to-endpoint"),
-        &json!({"endpoint_id": chat, "guardrail_id": sanitizer}),
-    )
-    .await);
+    .await;
     // A budget that refuses the call refuses it before any judge is asked.
     let policy = ok(&post(
         &server,
