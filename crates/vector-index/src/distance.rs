@@ -1,0 +1,176 @@
+//! Distance functions and their kernels.
+//!
+//! Every kernel works on 16 lanes at a time with independent accumulators, a shape the compiler turns into the
+//! CPU's vector instructions without `unsafe`; the tail is summed separately. Inside the index every distance
+//! is a *similarity* (higher is closer) so one search loop serves them all: dot products as they are, Euclidean
+//! distances negated and squared (no square root in the walk), Manhattan negated. [`Distance::score`] turns a
+//! similarity back into the score Qdrant reports.
+
+use serde::{Deserialize, Serialize};
+
+/// How closeness between two vectors is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Distance {
+    /// Cosine similarity; vectors are normalised to unit length when stored, so it is their dot product.
+    Cosine,
+    /// Dot product.
+    Dot,
+    /// Euclidean distance (lower is closer).
+    Euclid,
+    /// Manhattan (L1) distance (lower is closer).
+    Manhattan,
+}
+
+const LANES: usize = 16;
+
+impl Distance {
+    /// The similarity of two vectors (higher is closer).
+    #[inline]
+    pub fn similarity(self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Distance::Cosine | Distance::Dot => dot(a, b),
+            Distance::Euclid => -l2_squared(a, b),
+            Distance::Manhattan => -l1(a, b),
+        }
+    }
+
+    /// The score reported to callers for a similarity: the similarity itself for cosine and dot, the distance
+    /// for Euclid and Manhattan.
+    pub fn score(self, similarity: f32) -> f32 {
+        match self {
+            Distance::Cosine | Distance::Dot => similarity,
+            Distance::Euclid => (-similarity).max(0.0).sqrt(),
+            Distance::Manhattan => -similarity,
+        }
+    }
+
+    /// The similarity for a score given by a caller (a score threshold).
+    pub fn similarity_of_score(self, score: f32) -> f32 {
+        match self {
+            Distance::Cosine | Distance::Dot => score,
+            Distance::Euclid => -(score * score),
+            Distance::Manhattan => -score,
+        }
+    }
+
+    /// Whether a higher score is better (cosine, dot) or a lower one (distances).
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Distance::Cosine | Distance::Dot)
+    }
+
+    /// Prepares a vector for storage or search: unit length for cosine (a zero vector stays zero).
+    pub fn prepare(self, vector: &mut [f32]) {
+        if self == Distance::Cosine {
+            let norm = dot(vector, vector).sqrt();
+            if norm > 0.0 {
+                let inverse = 1.0 / norm;
+                vector.iter_mut().for_each(|value| *value *= inverse);
+            }
+        }
+    }
+}
+
+/// Folds `term` of each pair of components into `N` independent sums (a shape the compiler turns into
+/// vector instructions), answering the sums and the tail past the last whole block summed on its own.
+#[inline(always)]
+pub(crate) fn fold_lanes<A: Copy, T, const N: usize>(a: &[A], b: &[A], term: impl Fn(A, A) -> T) -> ([T; N], T)
+where
+    T: Copy + Default + std::ops::AddAssign + std::iter::Sum,
+{
+    debug_assert_eq!(a.len(), b.len());
+    let mut lanes = [T::default(); N];
+    let (a_chunks, b_chunks) = (a.chunks_exact(N), b.chunks_exact(N));
+    let tail: T = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(x, y)| term(*x, *y))
+        .sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..N {
+            lanes[lane] += term(x[lane], y[lane]);
+        }
+    }
+    (lanes, tail)
+}
+
+#[inline(always)]
+fn fold(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
+    let (lanes, tail) = fold_lanes::<f32, f32, LANES>(a, b, term);
+    sum_lanes(&lanes) + tail
+}
+
+/// The dot product of two vectors of the same length.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    fold(a, b, |x, y| x * y)
+}
+
+/// The squared Euclidean distance of two vectors of the same length.
+#[inline]
+pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    fold(a, b, |x, y| (x - y) * (x - y))
+}
+
+/// The Manhattan distance of two vectors of the same length.
+#[inline]
+pub fn l1(a: &[f32], b: &[f32]) -> f32 {
+    fold(a, b, |x, y| (x - y).abs())
+}
+
+/// Sums the lanes pairwise (the same order every time, so a distance is reproducible).
+#[inline]
+fn sum_lanes(lanes: &[f32; LANES]) -> f32 {
+    let mut half = [0f32; LANES / 2];
+    for lane in 0..LANES / 2 {
+        half[lane] = lanes[lane] + lanes[lane + LANES / 2];
+    }
+    let mut quarter = [0f32; LANES / 4];
+    for lane in 0..LANES / 4 {
+        quarter[lane] = half[lane] + half[lane + LANES / 4];
+    }
+    (quarter[0] + quarter[2]) + (quarter[1] + quarter[3])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive(distance: Distance, a: &[f32], b: &[f32]) -> f64 {
+        let pairs = a.iter().zip(b).map(|(x, y)| (f64::from(*x), f64::from(*y)));
+        match distance {
+            Distance::Cosine | Distance::Dot => pairs.map(|(x, y)| x * y).sum(),
+            Distance::Euclid => -pairs.map(|(x, y)| (x - y) * (x - y)).sum::<f64>(),
+            Distance::Manhattan => -pairs.map(|(x, y)| (x - y).abs()).sum::<f64>(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn kernels_agree_with_the_definitions(
+            pairs in proptest::collection::vec((-10f32..10.0, -10f32..10.0), 0..100)
+        ) {
+            let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
+            for distance in [Distance::Dot, Distance::Euclid, Distance::Manhattan] {
+                let expected = naive(distance, &a, &b);
+                let got = f64::from(distance.similarity(&a, &b));
+                prop_assert!((got - expected).abs() <= 1e-3 * (1.0 + expected.abs()), "{distance:?}: {got} vs {expected}");
+            }
+        }
+    }
+
+    #[test]
+    fn scores_turn_back_into_similarities() {
+        assert_eq!(Distance::Euclid.score(-25.0), 5.0);
+        assert_eq!(Distance::Euclid.similarity_of_score(5.0), -25.0);
+        assert_eq!(Distance::Manhattan.score(-3.0), 3.0);
+        assert_eq!(Distance::Cosine.score(0.5), 0.5);
+        let mut vector = [3.0, 4.0];
+        Distance::Cosine.prepare(&mut vector);
+        assert_eq!(vector, [0.6, 0.8]);
+        let mut zero = [0.0, 0.0];
+        Distance::Cosine.prepare(&mut zero);
+        assert_eq!(zero, [0.0, 0.0]);
+    }
+}

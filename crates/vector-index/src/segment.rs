@@ -1,0 +1,470 @@
+//! A set of points held in memory: ids, vectors (one space per vector name, each with its own graph and
+//! optional int8 copy), payloads and payload indexes. Points are numbered densely in the order they are
+//! written; an upsert of an existing id writes a new number and leaves a tombstone on the old one, which
+//! [`Segment::compacted`] sweeps away.
+
+use crate::distance::Distance;
+use crate::filter::{Filter, KeyPath, PointView};
+use crate::hnsw::{Graph, HnswParams};
+use crate::payload_index::{FieldIndex, FieldType};
+use crate::point_id::PointId;
+use crate::quantize::Int8Vectors;
+use crate::vectors::FloatVectors;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// How one named vector is stored and searched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorParams {
+    /// Dimension.
+    pub size: usize,
+    /// Distance.
+    pub distance: Distance,
+    /// Graph parameters.
+    pub hnsw: HnswParams,
+    /// Below this many kilobytes of vectors to look at, search is exact instead of walking the graph
+    /// (Qdrant's `full_scan_threshold`).
+    pub full_scan_threshold_kb: usize,
+    /// Keep an int8 copy and walk the graph on it, rescoring on the originals.
+    pub int8: bool,
+}
+
+/// Largest vector dimension accepted (Qdrant's limit).
+pub const MAX_DIMENSION: usize = 65_536;
+
+/// A point to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Its id.
+    pub id: PointId,
+    /// Its vectors by name ("" for the unnamed one).
+    pub vectors: BTreeMap<String, Vec<f32>>,
+    /// Its payload (an object, or null for none).
+    pub payload: Value,
+}
+
+/// A write or query the segment refused, naming what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentError {
+    /// A vector of the wrong length.
+    #[error("{field}: wrong vector dimension: expected {expected}, got {got}")]
+    WrongDimension {
+        /// Where it was.
+        field: String,
+        /// The collection's dimension.
+        expected: usize,
+        /// The vector's.
+        got: usize,
+    },
+    /// A NaN or infinite component.
+    #[error("{field}: vectors may not hold NaN or infinite values (component {index})")]
+    NotFinite {
+        /// Where it was.
+        field: String,
+        /// Which component.
+        index: usize,
+    },
+    /// A vector name the collection does not have.
+    #[error("{field}: the collection has no vector named '{name}'")]
+    UnknownVector {
+        /// Where it was.
+        field: String,
+        /// The name.
+        name: String,
+    },
+    /// A point without a vector the collection requires.
+    #[error("{field}: the point has no vector '{name}'")]
+    MissingVector {
+        /// Where it was.
+        field: String,
+        /// The name.
+        name: String,
+    },
+    /// A payload that is not a JSON object.
+    #[error("{field}: a payload is a JSON object")]
+    PayloadNotObject {
+        /// Where it was.
+        field: String,
+    },
+}
+
+pub(crate) struct VectorSpace {
+    pub(crate) params: VectorParams,
+    pub(crate) vectors: FloatVectors,
+    pub(crate) present: Vec<bool>,
+    pub(crate) graph: Graph,
+    pub(crate) int8: Option<Int8Vectors>,
+    /// Vectors present when the int8 grid was last fitted.
+    pub(crate) fitted_at: usize,
+}
+
+/// The points.
+pub struct Segment {
+    pub(crate) spaces: BTreeMap<String, VectorSpace>,
+    pub(crate) ids: Vec<PointId>,
+    pub(crate) by_id: BTreeMap<PointId, u32>,
+    pub(crate) payloads: Vec<Value>,
+    pub(crate) versions: Vec<u64>,
+    pub(crate) deleted: Vec<bool>,
+    pub(crate) indexes: BTreeMap<String, FieldIndex>,
+    pub(crate) threads: usize,
+}
+
+/// A point as a filter sees it.
+pub(crate) struct NodeView<'a> {
+    pub(crate) segment: &'a Segment,
+    pub(crate) node: u32,
+}
+
+impl PointView for NodeView<'_> {
+    fn id(&self) -> Option<PointId> {
+        Some(self.segment.ids[self.node as usize])
+    }
+    fn payload(&self) -> &Value {
+        &self.segment.payloads[self.node as usize]
+    }
+    fn has_vector(&self, name: &str) -> bool {
+        self.segment
+            .spaces
+            .get(name)
+            .is_some_and(|space| space.present[self.node as usize])
+    }
+}
+
+/// A stored point as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Its id.
+    pub id: PointId,
+    /// The version of the write that last changed it.
+    pub version: u64,
+    /// Its payload (an object, or null).
+    pub payload: Value,
+    /// Its vectors by name, as stored (unit length for cosine).
+    pub vectors: BTreeMap<String, Vec<f32>>,
+}
+
+impl Segment {
+    /// An empty segment with these vectors; linking uses up to `threads` threads.
+    pub fn new(vectors: BTreeMap<String, VectorParams>, threads: usize) -> Self {
+        let spaces = vectors
+            .into_iter()
+            .map(|(name, params)| {
+                let space = VectorSpace {
+                    vectors: FloatVectors::new(params.size, params.distance),
+                    present: Vec::new(),
+                    graph: Graph::new(params.hnsw),
+                    int8: None,
+                    fitted_at: 0,
+                    params,
+                };
+                (name, space)
+            })
+            .collect();
+        Segment {
+            spaces,
+            ids: Vec::new(),
+            by_id: BTreeMap::new(),
+            payloads: Vec::new(),
+            versions: Vec::new(),
+            deleted: Vec::new(),
+            indexes: BTreeMap::new(),
+            threads: threads.max(1),
+        }
+    }
+
+    /// The vectors' parameters by name.
+    pub fn vector_params(&self) -> impl Iterator<Item = (&str, &VectorParams)> {
+        self.spaces.iter().map(|(name, space)| (name.as_str(), &space.params))
+    }
+
+    /// Live points.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether there are no live points.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Point numbers written, live or not.
+    pub fn written(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The share of point numbers that are tombstones.
+    pub fn deleted_fraction(&self) -> f64 {
+        if self.ids.is_empty() {
+            0.0
+        } else {
+            1.0 - self.len() as f64 / self.ids.len() as f64
+        }
+    }
+
+    /// Checks a batch without writing anything: every vector named, of the right dimension and finite;
+    /// every required vector present; payloads objects. `at` names the batch in errors (e.g. `points`).
+    pub fn validate(&self, points: &[Point], at: &str) -> Result<(), SegmentError> {
+        for (index, point) in points.iter().enumerate() {
+            let field = |name: &str| {
+                if name.is_empty() {
+                    format!("{at}[{index}].vector")
+                } else {
+                    format!("{at}[{index}].vector.{name}")
+                }
+            };
+            for (name, vector) in &point.vectors {
+                let space = self.spaces.get(name).ok_or_else(|| SegmentError::UnknownVector {
+                    field: field(name),
+                    name: name.clone(),
+                })?;
+                if vector.len() != space.params.size {
+                    return Err(SegmentError::WrongDimension {
+                        field: field(name),
+                        expected: space.params.size,
+                        got: vector.len(),
+                    });
+                }
+                if let Some(bad) = vector.iter().position(|value| !value.is_finite()) {
+                    return Err(SegmentError::NotFinite {
+                        field: field(name),
+                        index: bad,
+                    });
+                }
+            }
+            if self.spaces.len() == 1
+                && let Some(name) = self.spaces.keys().next()
+                && !point.vectors.contains_key(name)
+            {
+                return Err(SegmentError::MissingVector {
+                    field: field(name),
+                    name: name.clone(),
+                });
+            }
+            if !(point.payload.is_object() || point.payload.is_null()) {
+                return Err(SegmentError::PayloadNotObject {
+                    field: format!("{at}[{index}].payload"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes points (replacing those with the same ids) after checking the whole batch, so a refused batch
+    /// writes nothing; then links them into the graphs.
+    pub fn upsert(&mut self, points: Vec<Point>, version: u64, at: &str) -> Result<(), SegmentError> {
+        self.validate(&points, at)?;
+        let first = self.ids.len() as u32;
+        for point in points {
+            let node = self.ids.len() as u32;
+            if let Some(old) = self.by_id.insert(point.id, node) {
+                self.deleted[old as usize] = true;
+            }
+            self.ids.push(point.id);
+            self.versions.push(version);
+            self.deleted.push(false);
+            for (name, space) in &mut self.spaces {
+                match point.vectors.get(name) {
+                    Some(vector) => {
+                        space.vectors.push(vector);
+                        space.present.push(true);
+                    }
+                    None => {
+                        space.vectors.push(&vec![0.0; space.params.size]);
+                        space.present.push(false);
+                    }
+                }
+            }
+            for index in self.indexes.values_mut() {
+                index.add(node, &point.payload);
+            }
+            self.payloads.push(point.payload);
+        }
+        let end = self.ids.len() as u32;
+        for space in self.spaces.values_mut() {
+            let nodes: Vec<u32> = (first..end).filter(|node| space.present[*node as usize]).collect();
+            space.graph.insert_nodes(&nodes, &space.vectors, self.threads);
+            space.quantize(first, end);
+        }
+        Ok(())
+    }
+
+    /// Deletes points by id; answers how many existed.
+    pub fn delete(&mut self, ids: &[PointId]) -> usize {
+        let mut removed = 0;
+        for id in ids {
+            if let Some(node) = self.by_id.remove(id) {
+                self.deleted[node as usize] = true;
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// The live point numbers passing `filter` (all live ones without one), in id order.
+    pub fn matching(&self, filter: Option<&Filter>) -> Vec<u32> {
+        self.by_id
+            .values()
+            .copied()
+            .filter(|&node| filter.is_none_or(|filter| filter.matches(&NodeView { segment: self, node })))
+            .collect()
+    }
+
+    /// The number of a live point.
+    pub fn node_of(&self, id: PointId) -> Option<u32> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// Changes a live point's payload in place with `change` (merge, overwrite, delete keys...).
+    pub fn update_payload(&mut self, node: u32, version: u64, change: impl FnOnce(&mut Map<String, Value>)) {
+        let payload = &mut self.payloads[node as usize];
+        if !payload.is_object() {
+            *payload = Value::Object(Map::new());
+        }
+        if let Value::Object(map) = payload {
+            change(map);
+        }
+        self.versions[node as usize] = version;
+        for index in self.indexes.values_mut() {
+            index.add(node, &self.payloads[node as usize]);
+        }
+    }
+
+    /// Reads a point back.
+    pub fn record(&self, node: u32, with_vectors: bool) -> Record {
+        let vectors = if with_vectors {
+            self.spaces
+                .iter()
+                .filter(|(_, space)| space.present[node as usize])
+                .map(|(name, space)| (name.clone(), space.vectors.get(node).to_vec()))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        Record {
+            id: self.ids[node as usize],
+            version: self.versions[node as usize],
+            payload: self.payloads[node as usize].clone(),
+            vectors,
+        }
+    }
+
+    /// Live points in id order from `from` (inclusive), passing `filter`: up to `limit` of them, and the id
+    /// to start the next page from.
+    pub fn scroll(&self, from: Option<PointId>, limit: usize, filter: Option<&Filter>) -> (Vec<u32>, Option<PointId>) {
+        let mut page = Vec::new();
+        let range = match from {
+            Some(from) => self.by_id.range(from..),
+            None => self.by_id.range(..),
+        };
+        for (id, &node) in range {
+            if filter.is_some_and(|filter| !filter.matches(&NodeView { segment: self, node })) {
+                continue;
+            }
+            if page.len() == limit {
+                return (page, Some(*id));
+            }
+            page.push(node);
+        }
+        (page, None)
+    }
+
+    /// Builds (or rebuilds) an index of a payload field over every point written.
+    pub fn create_index(&mut self, key: &str, field_type: FieldType) -> Result<(), String> {
+        let path = KeyPath::parse(key)?;
+        let mut index = FieldIndex::new(path, field_type);
+        for (node, payload) in self.payloads.iter().enumerate() {
+            if !self.deleted[node] {
+                index.add(node as u32, payload);
+            }
+        }
+        self.indexes.insert(key.to_string(), index);
+        Ok(())
+    }
+
+    /// Drops a payload index; answers whether there was one.
+    pub fn drop_index(&mut self, key: &str) -> bool {
+        self.indexes.remove(key).is_some()
+    }
+
+    /// The payload indexes: key, type and points indexed.
+    pub fn payload_schema(&self) -> impl Iterator<Item = (&str, FieldType, usize)> {
+        self.indexes
+            .iter()
+            .map(|(key, index)| (key.as_str(), index.field_type(), index.points()))
+    }
+
+    /// A new segment holding only the live points, renumbered in id order, graphs rebuilt.
+    pub fn compacted(&self) -> Segment {
+        let params = self
+            .spaces
+            .iter()
+            .map(|(name, space)| (name.clone(), space.params.clone()))
+            .collect();
+        let mut fresh = Segment::new(params, self.threads);
+        for (key, index) in &self.indexes {
+            let _ = fresh.create_index(key, index.field_type());
+        }
+        let points: Vec<Point> = self
+            .by_id
+            .values()
+            .map(|&node| {
+                let record = self.record(node, true);
+                Point {
+                    id: record.id,
+                    vectors: record.vectors,
+                    payload: record.payload,
+                }
+            })
+            .collect();
+        let versions: Vec<u64> = self.by_id.values().map(|&node| self.versions[node as usize]).collect();
+        // Vectors are already prepared (normalising a unit vector again changes nothing).
+        if fresh.upsert(points, 0, "points").is_ok() {
+            fresh.versions = versions;
+        }
+        fresh
+    }
+
+    /// Bytes held per vector name: float vectors, int8 copy, graph links.
+    pub fn memory(&self) -> BTreeMap<String, (usize, usize, usize)> {
+        self.spaces
+            .iter()
+            .map(|(name, space)| {
+                let int8 = space.int8.as_ref().map_or(0, Int8Vectors::memory_bytes);
+                (
+                    name.clone(),
+                    (space.vectors.memory_bytes(), int8, space.graph.memory_bytes()),
+                )
+            })
+            .collect()
+    }
+}
+
+impl VectorSpace {
+    /// Keeps the int8 copy in step: refits the grid each time the vectors have doubled (up to 65,536 of
+    /// them, after which the grid stays), otherwise encodes the new ones.
+    fn quantize(&mut self, first: u32, end: u32) {
+        if !self.params.int8 {
+            return;
+        }
+        let present = self.present.iter().filter(|present| **present).count();
+        let refit = self.int8.is_none() || (present >= 2 * self.fitted_at && self.fitted_at < 65_536);
+        if refit {
+            let stride = (present / 1_000).max(1);
+            let sample = (0..self.vectors.len() as u32)
+                .filter(|node| self.present[*node as usize])
+                .step_by(stride)
+                .map(|node| self.vectors.get(node));
+            let mut int8 = Int8Vectors::fit(self.params.size, self.params.distance, sample);
+            for node in 0..self.vectors.len() as u32 {
+                int8.push(self.vectors.get(node));
+            }
+            self.int8 = Some(int8);
+            self.fitted_at = present.max(1);
+        } else if let Some(int8) = &mut self.int8 {
+            for node in first..end {
+                int8.push(self.vectors.get(node));
+            }
+        }
+    }
+}

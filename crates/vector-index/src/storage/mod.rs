@@ -1,0 +1,224 @@
+//! A collection on disk: `config.json` (its vectors), `segment.bin` (the last checkpoint, loaded without
+//! rebuilding graphs) and `wal.log` (every operation since, synced before it is acknowledged). Opening
+//! loads the checkpoint and replays the log after it, so an acknowledged write survives `kill -9`; a
+//! checkpoint is written to a temporary file, synced and renamed into place before the log is emptied, so
+//! a crash at any point leaves either the old checkpoint and the whole log or the new one.
+
+pub(crate) mod codec;
+mod segment_file;
+mod wal;
+
+pub use codec::DecodeError;
+
+use crate::distance::Distance;
+use crate::hnsw::HnswParams;
+use crate::ops::{Operation, OperationError};
+use crate::segment::{Segment, VectorParams};
+use codec::{Reader, Writer};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use wal::Wal;
+
+/// The log is folded into a new checkpoint once it holds this many bytes.
+const CHECKPOINT_AFTER_BYTES: u64 = 64 << 20;
+/// A checkpoint compacts the segment when this share of its point numbers are tombstones.
+const COMPACT_ABOVE: f64 = 0.2;
+
+/// Why a collection could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file could not be read or written.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What happened.
+        error: std::io::Error,
+    },
+    /// A file is damaged.
+    #[error("{path}: {message}")]
+    Damaged {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The operation was refused (nothing was written).
+    #[error(transparent)]
+    Refused(#[from] OperationError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |error| StorageError::Io {
+        path: path.display().to_string(),
+        error,
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredParams {
+    size: usize,
+    distance: Distance,
+    m: usize,
+    ef_construct: usize,
+    full_scan_threshold_kb: usize,
+    int8: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredConfig {
+    vectors: BTreeMap<String, StoredParams>,
+}
+
+/// A collection kept on disk.
+pub struct StoredCollection {
+    dir: PathBuf,
+    segment: Segment,
+    wal: Wal,
+    last_operation: u64,
+}
+
+impl StoredCollection {
+    /// Creates a collection in `dir` (which must not hold one).
+    pub fn create(dir: &Path, vectors: BTreeMap<String, VectorParams>, threads: usize) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let config = StoredConfig {
+            vectors: vectors
+                .iter()
+                .map(|(name, params)| {
+                    let stored = StoredParams {
+                        size: params.size,
+                        distance: params.distance,
+                        m: params.hnsw.m,
+                        ef_construct: params.hnsw.ef_construction,
+                        full_scan_threshold_kb: params.full_scan_threshold_kb,
+                        int8: params.int8,
+                    };
+                    (name.clone(), stored)
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&config).unwrap_or_default();
+        write_durably(&dir.join("config.json"), &bytes)?;
+        Self::open(dir, threads)
+    }
+
+    /// Opens the collection in `dir`: its checkpoint, then its log replayed.
+    pub fn open(dir: &Path, threads: usize) -> Result<Self, StorageError> {
+        let config_path = dir.join("config.json");
+        let text = std::fs::read(&config_path).map_err(io(&config_path))?;
+        let config: StoredConfig = serde_json::from_slice(&text).map_err(|error| StorageError::Damaged {
+            path: config_path.display().to_string(),
+            message: error.to_string(),
+        })?;
+        let segment_path = dir.join("segment.bin");
+        let (mut segment, checkpoint) = match std::fs::read(&segment_path) {
+            Ok(bytes) => segment_file::decode(&bytes, threads).map_err(|error| StorageError::Damaged {
+                path: segment_path.display().to_string(),
+                message: error.0,
+            })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let vectors = config
+                    .vectors
+                    .into_iter()
+                    .map(|(name, stored)| {
+                        let params = VectorParams {
+                            size: stored.size,
+                            distance: stored.distance,
+                            hnsw: HnswParams {
+                                m: stored.m,
+                                ef_construction: stored.ef_construct,
+                            },
+                            full_scan_threshold_kb: stored.full_scan_threshold_kb,
+                            int8: stored.int8,
+                        };
+                        (name, params)
+                    })
+                    .collect();
+                (Segment::new(vectors, threads), 0)
+            }
+            Err(error) => return Err(io(&segment_path)(error)),
+        };
+        let mut last_operation = checkpoint;
+        let wal_path = dir.join("wal.log");
+        let (wal, _) = Wal::open(&wal_path, |operation, bytes| {
+            if operation <= checkpoint {
+                return Ok(());
+            }
+            let decoded = Operation::decode(&mut Reader::new(bytes))?;
+            segment
+                .apply(decoded, operation)
+                .map_err(|error| DecodeError(error.to_string()))?;
+            last_operation = operation;
+            Ok(())
+        })
+        .map_err(io(&wal_path))?;
+        Ok(StoredCollection {
+            dir: dir.to_path_buf(),
+            segment,
+            wal,
+            last_operation,
+        })
+    }
+
+    /// The points.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// The number of the last operation applied.
+    pub fn last_operation(&self) -> u64 {
+        self.last_operation
+    }
+
+    /// Checks, logs (synced) and applies an operation; answers its number. A refused operation writes
+    /// nothing; a logged one is applied before this returns.
+    pub fn apply(&mut self, operation: Operation) -> Result<u64, StorageError> {
+        self.segment.check(&operation)?;
+        let mut out = Writer::default();
+        operation.encode(&mut out);
+        let number = self.last_operation + 1;
+        self.wal.append(number, &out.bytes).map_err(io(self.wal.path()))?;
+        self.segment.apply(operation, number)?;
+        self.last_operation = number;
+        if self.wal.len() >= CHECKPOINT_AFTER_BYTES {
+            self.checkpoint()?;
+        }
+        Ok(number)
+    }
+
+    /// Writes the segment as the new checkpoint (compacting it first when many points are tombstones)
+    /// and empties the log.
+    pub fn checkpoint(&mut self) -> Result<(), StorageError> {
+        if self.segment.deleted_fraction() > COMPACT_ABOVE {
+            self.segment = self.segment.compacted();
+        }
+        let bytes = segment_file::encode(&self.segment, self.last_operation);
+        write_durably(&self.dir.join("segment.bin"), &bytes)?;
+        self.wal.clear().map_err(io(self.wal.path()))
+    }
+
+    /// Where the collection lives.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Writes a file so that a crash leaves either the old content or the new: a temporary file beside it,
+/// synced, renamed over it, and the directory synced.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    use std::io::Write;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io(&temporary))?;
+    std::fs::rename(&temporary, path).map_err(io(path))?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)
+            .and_then(|directory| directory.sync_all())
+            .map_err(io(parent))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! A segment written whole to one file: what a checkpoint leaves, loaded at start without rebuilding any
+//! graph. Layout: a magic string, then fields in order (see `encode`), then a CRC-32 of everything before
+//! it. Every count read back is checked against the bytes that remain before memory is reserved, and the
+//! graph's links are checked to stay inside the segment.
+
+use super::codec::{DecodeError, Reader, Writer};
+use crate::distance::Distance;
+use crate::hnsw::{Graph, HnswParams};
+use crate::payload_index::FieldType;
+use crate::quantize::Int8Vectors;
+use crate::segment::{Segment, VectorParams, VectorSpace};
+use crate::vectors::FloatVectors;
+use std::collections::BTreeMap;
+
+const MAGIC: &[u8; 8] = b"LLVSEG01";
+
+fn distance_code(distance: Distance) -> u8 {
+    match distance {
+        Distance::Cosine => 0,
+        Distance::Dot => 1,
+        Distance::Euclid => 2,
+        Distance::Manhattan => 3,
+    }
+}
+
+fn distance_of(code: u8) -> Result<Distance, DecodeError> {
+    Ok(match code {
+        0 => Distance::Cosine,
+        1 => Distance::Dot,
+        2 => Distance::Euclid,
+        3 => Distance::Manhattan,
+        other => return Err(DecodeError(format!("unknown distance {other}"))),
+    })
+}
+
+/// The segment's bytes, stamped with the last operation it holds.
+pub(crate) fn encode(segment: &Segment, last_operation: u64) -> Vec<u8> {
+    let mut out = Writer::default();
+    out.bytes.extend_from_slice(MAGIC);
+    out.u64(last_operation);
+    out.len(segment.ids.len());
+    segment.ids.iter().for_each(|id| out.id(*id));
+    out.len(segment.versions.len());
+    segment.versions.iter().for_each(|version| out.u64(*version));
+    out.blob(
+        &segment
+            .deleted
+            .iter()
+            .map(|deleted| u8::from(*deleted))
+            .collect::<Vec<_>>(),
+    );
+    out.len(segment.payloads.len());
+    segment.payloads.iter().for_each(|payload| out.json(payload));
+    out.len(segment.indexes.len());
+    for (key, index) in &segment.indexes {
+        out.str(key);
+        out.str(index.field_type().name());
+    }
+    out.len(segment.spaces.len());
+    for (name, space) in &segment.spaces {
+        let params = &space.params;
+        out.str(name);
+        out.len(params.size);
+        out.u8(distance_code(params.distance));
+        out.len(params.hnsw.m);
+        out.len(params.hnsw.ef_construction);
+        out.len(params.full_scan_threshold_kb);
+        out.u8(u8::from(params.int8));
+        out.blob(
+            &space
+                .present
+                .iter()
+                .map(|present| u8::from(*present))
+                .collect::<Vec<_>>(),
+        );
+        out.f32s(space.vectors.data());
+        let (levels, base, upper, entry) = space.graph.to_parts();
+        out.blob(&levels);
+        out.u32s(base.into_iter());
+        out.len(upper.len());
+        upper.iter().for_each(|layers| out.u32s(layers.iter().copied()));
+        out.u64(entry);
+        match &space.int8 {
+            Some(int8) => {
+                out.u8(1);
+                let (low, step, codes, corrections) = int8.to_parts();
+                out.f32(low);
+                out.f32(step);
+                out.blob(codes);
+                out.f32s(corrections);
+                out.len(space.fitted_at);
+            }
+            None => out.u8(0),
+        }
+    }
+    let checksum = crc32fast::hash(&out.bytes);
+    out.u32(checksum);
+    out.bytes
+}
+
+/// A segment read back from its bytes, and the last operation it holds.
+pub(crate) fn decode(bytes: &[u8], threads: usize) -> Result<(Segment, u64), DecodeError> {
+    if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(DecodeError("not a Loopline vector segment".into()));
+    }
+    let (body, stored) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]) {
+        return Err(DecodeError(
+            "the segment's checksum does not match: the file is damaged".into(),
+        ));
+    }
+    let mut input = Reader::new(&body[MAGIC.len()..]);
+    let last_operation = input.u64()?;
+    let count = input.len(9)?;
+    let ids = (0..count).map(|_| input.id()).collect::<Result<Vec<_>, _>>()?;
+    let versions_count = input.len(8)?;
+    let versions = (0..versions_count)
+        .map(|_| input.u64())
+        .collect::<Result<Vec<_>, _>>()?;
+    let deleted: Vec<bool> = input.blob()?.iter().map(|byte| *byte != 0).collect();
+    let payloads_count = input.len(8)?;
+    let payloads = (0..payloads_count)
+        .map(|_| input.json())
+        .collect::<Result<Vec<_>, _>>()?;
+    if versions.len() != count || deleted.len() != count || payloads.len() != count {
+        return Err(DecodeError("the segment's point arrays differ in length".into()));
+    }
+    let index_count = input.len(16)?;
+    let mut index_keys = Vec::with_capacity(index_count);
+    for _ in 0..index_count {
+        let key = input.str()?;
+        let name = input.str()?;
+        let field_type =
+            FieldType::from_name(&name).ok_or_else(|| DecodeError(format!("unknown index type {name}")))?;
+        index_keys.push((key, field_type));
+    }
+    let space_count = input.len(16)?;
+    let mut spaces = BTreeMap::new();
+    for _ in 0..space_count {
+        let name = input.str()?;
+        let size = input.number()?;
+        let distance = distance_of(input.u8()?)?;
+        let m = input.number()?;
+        let ef_construction = input.number()?;
+        let full_scan_threshold_kb = input.number()?;
+        let int8_wanted = input.u8()? != 0;
+        let params = VectorParams {
+            size,
+            distance,
+            hnsw: HnswParams { m, ef_construction },
+            full_scan_threshold_kb,
+            int8: int8_wanted,
+        };
+        if size == 0 || size > crate::segment::MAX_DIMENSION || !(2..=512).contains(&m) {
+            return Err(DecodeError(format!("vector '{name}' has parameters out of range")));
+        }
+        let present: Vec<bool> = input.blob()?.iter().map(|byte| *byte != 0).collect();
+        let data = input.f32s()?;
+        let vectors = FloatVectors::from_data(size, distance, data).map_err(DecodeError)?;
+        let levels = input.bytes()?;
+        let base = input.u32s()?;
+        let upper_count = input.len(8)?;
+        let upper = (0..upper_count).map(|_| input.u32s()).collect::<Result<Vec<_>, _>>()?;
+        let entry = input.u64()?;
+        let graph = Graph::from_parts(params.hnsw, levels, base, upper, entry).map_err(DecodeError)?;
+        let (int8, fitted_at) = match input.u8()? {
+            0 => (None, 0),
+            _ => {
+                let low = input.f32()?;
+                let step = input.f32()?;
+                let codes = input.bytes()?;
+                let corrections = input.f32s()?;
+                let fitted_at = input.number()?;
+                let int8 =
+                    Int8Vectors::from_parts(size, distance, low, step, codes, corrections).map_err(DecodeError)?;
+                if int8.len() != count {
+                    return Err(DecodeError(format!("vector '{name}': int8 copy of the wrong length")));
+                }
+                (Some(int8), fitted_at)
+            }
+        };
+        if present.len() != count || vectors.len() != count || graph.len() > count {
+            return Err(DecodeError(format!("vector '{name}': arrays of the wrong length")));
+        }
+        spaces.insert(
+            name,
+            VectorSpace {
+                params,
+                vectors,
+                present,
+                graph,
+                int8,
+                fitted_at,
+            },
+        );
+    }
+    if input.remaining() != 0 {
+        return Err(DecodeError("the segment has trailing bytes".into()));
+    }
+    let mut by_id = BTreeMap::new();
+    for (node, id) in ids.iter().enumerate() {
+        if !deleted[node] && by_id.insert(*id, node as u32).is_some() {
+            return Err(DecodeError(format!("point {id} is live twice")));
+        }
+    }
+    let mut segment = Segment {
+        spaces,
+        ids,
+        by_id,
+        payloads,
+        versions,
+        deleted,
+        indexes: BTreeMap::new(),
+        threads: threads.max(1),
+    };
+    for (key, field_type) in index_keys {
+        segment.create_index(&key, field_type).map_err(DecodeError)?;
+    }
+    Ok((segment, last_operation))
+}

@@ -1,0 +1,243 @@
+//! Collections on disk: reopening gives back what was acknowledged, after a checkpoint, a torn log tail,
+//! or `kill -9` in the middle of writing; a damaged checkpoint is refused, never a panic.
+
+use loopline_vector_index::{
+    Distance, FieldType, Filter, HnswParams, Operation, Point, PointId, Query, StorageError, StoredCollection,
+    VectorParams,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+fn params() -> BTreeMap<String, VectorParams> {
+    BTreeMap::from([(
+        String::new(),
+        VectorParams {
+            size: 8,
+            distance: Distance::Cosine,
+            hnsw: HnswParams {
+                m: 8,
+                ef_construction: 32,
+            },
+            full_scan_threshold_kb: 0,
+            int8: true,
+        },
+    )])
+}
+
+fn point(id: u64) -> Point {
+    let vector: Vec<f32> = (0..8)
+        .map(|component| ((id * 7 + component * 3) % 11) as f32 - 5.0)
+        .collect();
+    Point {
+        id: PointId::Num(id),
+        vectors: BTreeMap::from([(String::new(), vector)]),
+        payload: json!({"id": id, "group": format!("g{}", id % 3)}),
+    }
+}
+
+fn upsert(collection: &mut StoredCollection, ids: std::ops::Range<u64>) -> u64 {
+    collection.apply(Operation::Upsert(ids.map(point).collect())).unwrap()
+}
+
+/// Everything a reader can see: records in id order, and one search's answer.
+fn state(collection: &StoredCollection) -> (Vec<loopline_vector_index::Record>, Vec<(PointId, u32)>) {
+    let segment = collection.segment();
+    let records = segment
+        .matching(None)
+        .into_iter()
+        .map(|node| segment.record(node, true))
+        .collect();
+    let filter = Filter::from_json(&json!({"must": [{"key": "group", "match": {"value": "g1"}}]}), "filter").unwrap();
+    let query = [1.0, 0.5, -0.5, 0.0, 2.0, 1.0, 0.0, -1.0];
+    let hits = segment
+        .search(&Query {
+            using: "",
+            vector: &query,
+            limit: 5,
+            offset: 0,
+            filter: Some(&filter),
+            ef: Some(64),
+            exact: false,
+            score_threshold: None,
+            use_int8: true,
+        })
+        .unwrap();
+    (
+        records,
+        hits.iter()
+            .map(|hit| (hit.id, (hit.score * 1e4).round() as u32))
+            .collect(),
+    )
+}
+
+#[test]
+fn reopening_gives_back_every_operation_before_and_after_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docs");
+    let mut collection = StoredCollection::create(&path, params(), 2).unwrap();
+    upsert(&mut collection, 0..300);
+    collection
+        .apply(Operation::CreateIndex {
+            key: "group".into(),
+            field_type: FieldType::Keyword,
+        })
+        .unwrap();
+    collection
+        .apply(Operation::Delete((0..100).map(PointId::Num).collect()))
+        .unwrap();
+    collection.checkpoint().unwrap();
+    upsert(&mut collection, 280..400);
+    collection
+        .apply(Operation::SetPayload {
+            ids: vec![PointId::Num(150)],
+            payload: json!({"colour": "red"}).as_object().unwrap().clone(),
+            key: Some("extra.inner".into()),
+        })
+        .unwrap();
+    collection
+        .apply(Operation::DeletePayload {
+            ids: vec![PointId::Num(151)],
+            keys: vec!["group".into()],
+        })
+        .unwrap();
+    let before = state(&collection);
+    let last = collection.last_operation();
+    drop(collection);
+    let reopened = StoredCollection::open(&path, 2).unwrap();
+    assert_eq!(reopened.last_operation(), last);
+    assert_eq!(state(&reopened), before);
+    let record = reopened
+        .segment()
+        .record(reopened.segment().node_of(PointId::Num(150)).unwrap(), false);
+    assert_eq!(record.payload["extra"], json!({"inner": {"colour": "red"}}));
+    assert_eq!(reopened.segment().len(), 300);
+}
+
+#[test]
+fn a_torn_log_tail_is_cut_off_and_writing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docs");
+    let mut collection = StoredCollection::create(&path, params(), 1).unwrap();
+    upsert(&mut collection, 0..10);
+    upsert(&mut collection, 10..20);
+    drop(collection);
+    let wal = path.join("wal.log");
+    let length = std::fs::metadata(&wal).unwrap().len();
+    // Half of the second record, as a crash in the middle of its write would leave.
+    let file = std::fs::OpenOptions::new().write(true).open(&wal).unwrap();
+    file.set_len(length - 100).unwrap();
+    drop(file);
+    let mut collection = StoredCollection::open(&path, 1).unwrap();
+    assert_eq!(collection.segment().len(), 10);
+    upsert(&mut collection, 20..25);
+    drop(collection);
+    // Garbage appended after complete records is cut off too.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&wal)
+        .unwrap()
+        .write_all(&[0xAB; 37])
+        .unwrap();
+    let collection = StoredCollection::open(&path, 1).unwrap();
+    assert_eq!(collection.segment().len(), 15);
+}
+
+#[test]
+fn refused_operations_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docs");
+    let mut collection = StoredCollection::create(&path, params(), 1).unwrap();
+    upsert(&mut collection, 0..5);
+    let length = std::fs::metadata(path.join("wal.log")).unwrap().len();
+    let mut bad = point(9);
+    bad.vectors.insert(String::new(), vec![f32::NAN; 8]);
+    let error = collection.apply(Operation::Upsert(vec![point(8), bad])).unwrap_err();
+    assert!(matches!(error, StorageError::Refused(_)), "{error}");
+    let error = collection
+        .apply(Operation::ClearPayload(vec![PointId::Num(77)]))
+        .unwrap_err();
+    assert_eq!(error.to_string(), "No point with id 77 found");
+    assert_eq!(std::fs::metadata(path.join("wal.log")).unwrap().len(), length);
+    assert_eq!(collection.segment().len(), 5);
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docs");
+    let mut collection = StoredCollection::create(&path, params(), 1).unwrap();
+    upsert(&mut collection, 0..50);
+    collection.checkpoint().unwrap();
+    drop(collection);
+    let original = std::fs::read(path.join("segment.bin")).unwrap();
+    for position in (0..original.len()).step_by(original.len() / 97 + 1) {
+        let mut damaged = original.clone();
+        damaged[position] ^= 0x5A;
+        std::fs::write(path.join("segment.bin"), &damaged).unwrap();
+        match StoredCollection::open(&path, 1) {
+            Err(StorageError::Damaged { message, .. }) => assert!(!message.is_empty()),
+            Err(other) => panic!("byte {position}: {other}"),
+            Ok(_) => panic!("byte {position}: a damaged checkpoint was loaded"),
+        }
+    }
+    std::fs::write(path.join("segment.bin"), &original[..original.len() / 2]).unwrap();
+    assert!(matches!(
+        StoredCollection::open(&path, 1),
+        Err(StorageError::Damaged { .. })
+    ));
+}
+
+const CHILD: &str = "LOOPLINE_VECTOR_CRASH_DIR";
+
+/// Run as a child process by `acknowledged_writes_survive_kill_9`: writes batches forever, printing each
+/// acknowledged operation's number.
+#[test]
+fn crash_child_writer() {
+    let Ok(dir) = std::env::var(CHILD) else {
+        return;
+    };
+    let mut collection = StoredCollection::create(Path::new(&dir), params(), 1).unwrap();
+    let mut stdout = std::io::stdout();
+    for batch in 0.. {
+        let number = upsert(&mut collection, batch * 20..batch * 20 + 20);
+        writeln!(stdout, "acknowledged {number} {}", batch * 20 + 20).unwrap();
+        stdout.flush().unwrap();
+        if batch % 7 == 6 {
+            collection.checkpoint().unwrap();
+        }
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docs");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child_writer", "--nocapture", "--test-threads", "1"])
+        .env(CHILD, &path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acknowledged = (0u64, 0u64);
+    while acknowledged.0 < 40 {
+        let line = lines.next().expect("the writer stopped early").unwrap();
+        if let Some(rest) = line.strip_prefix("acknowledged ") {
+            let mut parts = rest.split(' ').map(|part| part.parse::<u64>().unwrap());
+            acknowledged = (parts.next().unwrap(), parts.next().unwrap());
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let collection = StoredCollection::open(&path, 1).unwrap();
+    assert!(collection.last_operation() >= acknowledged.0);
+    assert!(collection.segment().len() as u64 >= acknowledged.1);
+    for id in 0..acknowledged.1 {
+        assert!(
+            collection.segment().node_of(PointId::Num(id)).is_some(),
+            "point {id} was acknowledged but lost"
+        );
+    }
+}
