@@ -7,6 +7,8 @@
 #   3. the LLM gateway suite (tests/compat/gateway): the real openai and anthropic SDKs against the gateway in
 #      front of fake providers (the loopline-fake-llm example binary): streams, tools, embeddings, fallbacks,
 #      errors, tokens; and the stock mlflow client's AI-gateway store making secrets, models and endpoints;
+#   3b. the vector suite (tests/compat/vectors): the real qdrant-client against Loopline's Qdrant API, every
+#      answer compared with the client's own local mode on the same data; an acknowledged upsert survives kill -9;
 #   4. the serving suite (tests/compat/serving): every model of the test set (native XGBoost/LightGBM, ONNX
 #      exports, scikit-learn and custom pyfunc models in the Python worker) through tritonclient.http and
 #      requests, equal to mlflow.pyfunc / onnxruntime; `loopline serve` and `loopline predict` with models:/;
@@ -67,6 +69,9 @@ echo "==> auth with the real clients: the first admin's one-time code, OIDC ID t
 
 echo "==> LLM gateway suite: the openai and anthropic SDKs and MLflow's gateway API against loopline in front of fake providers"
 "$PYTHON" -m pytest tests/compat/gateway -q -p no:cacheprovider -W ignore::DeprecationWarning
+
+echo "==> vector suite: qdrant-client against loopline, compared with qdrant-client's local mode; kill -9"
+"$PYTHON" -m pytest tests/compat/vectors -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 echo "==> serving suite: tritonclient, requests and mlflow.pyfunc against loopline server, serve and predict"
 "$PYTHON" -m pytest tests/compat/serving -q -p no:cacheprovider -W ignore::DeprecationWarning

@@ -188,6 +188,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         limits: HttpLimits::default(),
         webhooks: webhooks.clone(),
     };
+    let vectors = open_vectors(&config.data_dir).await?;
     let prediction_log = serving.log.clone();
     let log_browse = loopline_serving::log_browse::routes(state.artifacts.clone());
     let router = loopline_http_api::router(state)
@@ -204,6 +205,9 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         ))
         .merge(log_browse)
         .merge(gateway_routes(live, gateway_metadata, catalog_sync, webhooks.clone()))
+        .merge(loopline_vector_api::routes(loopline_vector_api::VectorApi {
+            store: vectors.clone(),
+        }))
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
@@ -215,8 +219,10 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .layer(axum::middleware::map_request(ajax_api_as_api))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(log_failed_requests))
+        .layer(axum::middleware::from_fn(qdrant_root))
         .layer(axum::middleware::map_response(name_the_server));
     Ok(Application {
+        vectors,
         routes,
         webhooks,
         router,
@@ -425,6 +431,34 @@ pub struct Application {
     pub own_api: Arc<pipelines::OwnApi>,
     /// The audit trail's writer, with auth on (flushed before the store closes).
     pub audit: Option<loopline_http_api::access::audit::AuditSink>,
+    /// The vector collections (checkpointed on shutdown).
+    pub vectors: Arc<loopline_vector_index::VectorStore>,
+}
+
+/// Opens the vector collections under the data directory (replaying their logs).
+async fn open_vectors(data_dir: &std::path::Path) -> anyhow::Result<Arc<loopline_vector_index::VectorStore>> {
+    let root = data_dir.join("vectors");
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let shown = root.display().to_string();
+    let store = tokio::task::spawn_blocking(move || loopline_vector_index::VectorStore::open(&root, threads))
+        .await
+        .context("opening the vector collections")?
+        .with_context(|| format!("opening the vector collections in {shown}"))?;
+    Ok(Arc::new(store))
+}
+
+/// `GET /` from anything but a browser answers what Qdrant's root answers (its name and version), which
+/// `qdrant-client` reads to check compatibility; browsers (asking for HTML) get the web UI.
+async fn qdrant_root(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let wants_html = request
+        .headers()
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .any(|value| value.to_str().is_ok_and(|value| value.contains("text/html")));
+    if request.method() == axum::http::Method::GET && request.uri().path() == "/" && !wants_html {
+        return axum::response::IntoResponse::into_response(axum::Json(loopline_vector_api::version_info()));
+    }
+    next.run(request).await
 }
 
 /// Says at startup whether ONNX models can be served (the server runs without ONNX Runtime). The library
@@ -527,6 +561,13 @@ pub async fn serve(
         .await
         .context("serving HTTP")?;
     flush_prediction_log(application.prediction_log.as_ref()).await;
+    // A checkpoint now spares the next start replaying the vector logs.
+    let vectors = application.vectors.clone();
+    if let Ok(failures) = tokio::task::spawn_blocking(move || vectors.checkpoint_all()).await {
+        for failure in failures {
+            tracing::warn!(error = %failure, "a vector collection could not be checkpointed; its log is replayed at the next start");
+        }
+    }
     // Requests answered before the shutdown are in the trail.
     if let Some(audit) = &application.audit {
         audit.flush().await;

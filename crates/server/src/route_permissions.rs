@@ -904,6 +904,21 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
     rows.into_iter()
         .map(|(prefix, route, method, need)| (format!("{prefix}{route}"), method, need))
         .chain(ai_gateway_rows())
+        .chain(vector_rows())
+        .collect()
+}
+
+/// Qdrant's API over the vector collections: signed-in callers read, writers write.
+fn vector_rows() -> Vec<(String, &'static str, Need)> {
+    loopline_vector_api::ROUTES
+        .iter()
+        .map(|(method, route, reads)| {
+            (
+                route.to_string(),
+                *method,
+                if *reads { SIGNED_READ } else { SIGNED_WRITE },
+            )
+        })
         .collect()
 }
 

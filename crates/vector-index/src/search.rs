@@ -154,6 +154,51 @@ impl Segment {
         Ok((self.hits(space, found, query), plan))
     }
 
+    /// Scores the given live points exactly against a query vector, best first (how an outer query ranks
+    /// what its prefetches found).
+    pub fn rescore(&self, using: &str, vector: &[f32], nodes: &[u32]) -> Result<Vec<Hit>, SegmentError> {
+        let space = self.spaces.get(using).ok_or_else(|| SegmentError::UnknownVector {
+            field: "using".into(),
+            name: using.to_string(),
+        })?;
+        if vector.len() != space.params.size {
+            return Err(SegmentError::WrongDimension {
+                field: "query".into(),
+                expected: space.params.size,
+                got: vector.len(),
+            });
+        }
+        let mut prepared = vector.to_vec();
+        space.params.distance.prepare(&mut prepared);
+        let live = nodes.iter().copied().filter(|&node| {
+            (node as usize) < self.ids.len() && !self.deleted[node as usize] && space.present[node as usize]
+        });
+        let found = exact(space, &prepared, live, nodes.len());
+        let distance = space.params.distance;
+        Ok(found
+            .into_iter()
+            .map(|scored| Hit {
+                node: scored.node,
+                id: self.ids[scored.node as usize],
+                score: distance.score(scored.similarity),
+            })
+            .collect())
+    }
+
+    /// A live point's stored vector of a name.
+    pub fn vector_of(&self, using: &str, id: PointId) -> Option<Vec<f32>> {
+        let node = self.node_of(id)?;
+        let space = self.spaces.get(using)?;
+        space.present[node as usize].then(|| space.vectors.get(node).to_vec())
+    }
+
+    /// Whether a higher score is better for a vector name (false for distances, and for unknown names).
+    pub fn higher_is_better(&self, using: &str) -> bool {
+        self.spaces
+            .get(using)
+            .is_some_and(|space| space.params.distance.higher_is_better())
+    }
+
     /// Turns scored nodes (best first) into hits, applying the threshold and the offset.
     fn hits(&self, space: &VectorSpace, found: Vec<Scored>, query: &Query<'_>) -> Vec<Hit> {
         let distance = space.params.distance;

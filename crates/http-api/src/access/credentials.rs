@@ -25,9 +25,15 @@ pub enum Presented {
     Bearer(String),
 }
 
-/// A token in `x-api-key`, as the `anthropic` SDK sends its key, when no `Authorization` header came.
+/// A token in `x-api-key` (as the `anthropic` SDK sends its key) or `api-key` (as `qdrant-client` does),
+/// when no `Authorization` header came.
 fn api_key(headers: &HeaderMap) -> Presented {
-    let mut values = headers.get_all("x-api-key").iter();
+    let name = if headers.contains_key("x-api-key") {
+        "x-api-key"
+    } else {
+        "api-key"
+    };
+    let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Presented::Nothing;
     };
@@ -138,6 +144,9 @@ mod tests {
         let mut spaced = HeaderMap::new();
         spaced.insert("x-api-key", "a b".parse().unwrap());
         assert!(matches!(presented(&spaced), Presented::Malformed));
+        let mut qdrant = HeaderMap::new();
+        qdrant.insert("api-key", "llt_vec".parse().unwrap());
+        assert!(matches!(presented(&qdrant), Presented::Bearer(token) if token == "llt_vec"));
     }
 
     proptest! {

@@ -32,7 +32,13 @@ async fn the_installed_ui_is_served_with_its_bundle_and_nothing_outside_it() {
     let package = fake_package(packages.path());
     let (server, _data) = server_with_ui(package.to_str().unwrap()).await;
     let client = reqwest::Client::new();
-    let index = client.get(server.url("/")).send().await.unwrap();
+    // As a browser asks for it (without HTML in Accept, `/` answers Qdrant's service information).
+    let index = client
+        .get(server.url("/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(index.status(), 200);
     assert!(
         index.headers()["content-type"]
@@ -71,7 +77,15 @@ async fn the_installed_ui_is_served_with_its_bundle_and_nothing_outside_it() {
 async fn the_rest_api_answers_under_ajax_api_and_the_ui_learns_what_is_off() {
     let (server, _data) = server_with_ui("none").await;
     let client = reqwest::Client::new();
-    let page = client.get(server.url("/")).send().await.unwrap().text().await.unwrap();
+    let page = client
+        .get(server.url("/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("pip install mlflow"), "{page}");
     assert!(page.contains("href=\"/loopline/deployments\""), "{page}");
     let get_json = |path: &str| {
@@ -136,7 +150,12 @@ async fn a_virtual_environment_named_as_the_ui_is_searched_for_the_package() {
     std::fs::create_dir_all(&site).unwrap();
     fake_package(&site);
     let (server, _data) = server_with_ui(environment.path().to_str().unwrap()).await;
-    let index = reqwest::get(server.url("/")).await.unwrap();
+    let index = reqwest::Client::new()
+        .get(server.url("/"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(index.status(), 200);
     assert!(index.text().await.unwrap().contains("<title>MLflow</title>"));
 }

@@ -4,6 +4,7 @@
 //! checkpoint is written to a temporary file, synced and renamed into place before the log is emptied, so
 //! a crash at any point leaves either the old checkpoint and the whole log or the new one.
 
+pub mod catalog;
 pub(crate) mod codec;
 mod segment_file;
 mod wal;
@@ -49,7 +50,7 @@ pub enum StorageError {
     Refused(#[from] OperationError),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     move |error| StorageError::Io {
         path: path.display().to_string(),
         error,

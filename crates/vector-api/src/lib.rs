@@ -1,0 +1,126 @@
+//! Qdrant's REST API (the part `qdrant-client` uses; see `shared/protocols/qdrant-rest.md`) over
+//! Loopline's vector index: collections, points, payloads, payload indexes, scroll, count, query with
+//! prefetch and fusion, and the legacy search. Answers use Qdrant's envelope (`result`, `status`, `time`)
+//! and its error shape (`{"status": {"error": ...}}`) with its status codes.
+//!
+//! Every collection operation runs on a blocking thread: searches and graph linking are CPU work.
+
+mod collections;
+mod envelope;
+mod points;
+mod query;
+mod select;
+
+pub use envelope::QdrantError;
+
+use axum::Router;
+use axum::routing::{delete, get, post, put};
+use loopline_vector_index::VectorStore;
+use std::sync::Arc;
+
+/// Largest request body (Qdrant's default `max_request_size_mb` is 32).
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+
+/// The version reported at `GET /`: qdrant-client warns unless the major version matches and the minor is
+/// within one of its own.
+pub const QDRANT_VERSION: &str = "1.20.0";
+
+/// Shared by the handlers.
+#[derive(Clone)]
+pub struct VectorApi {
+    /// The collections.
+    pub store: Arc<VectorStore>,
+}
+
+/// The routes, at Qdrant's paths (`/collections/...`).
+pub fn routes(api: VectorApi) -> Router {
+    Router::new()
+        .route("/collections", get(collections::list))
+        .route(
+            "/collections/{name}",
+            get(collections::info)
+                .put(collections::create)
+                .delete(collections::remove)
+                .patch(collections::update),
+        )
+        .route("/collections/{name}/exists", get(collections::exists))
+        .route("/collections/{name}/index", put(collections::create_index))
+        .route("/collections/{name}/index/{field}", delete(collections::delete_index))
+        .route("/collections/{name}/points", put(points::upsert).post(points::retrieve))
+        .route("/collections/{name}/points/{id}", get(points::get_one))
+        .route("/collections/{name}/points/delete", post(points::delete))
+        .route(
+            "/collections/{name}/points/payload",
+            post(points::set_payload).put(points::overwrite_payload),
+        )
+        .route(
+            "/collections/{name}/points/payload/delete",
+            post(points::delete_payload),
+        )
+        .route("/collections/{name}/points/payload/clear", post(points::clear_payload))
+        .route("/collections/{name}/points/scroll", post(points::scroll))
+        .route("/collections/{name}/points/count", post(points::count))
+        .route("/collections/{name}/points/query", post(query::query))
+        .route("/collections/{name}/points/query/batch", post(query::query_batch))
+        .route("/collections/{name}/points/search", post(query::search))
+        .route("/collections/{name}/points/search/batch", post(query::search_batch))
+        .with_state(api)
+}
+
+/// Every route with its method and whether it only reads (for the route permission table).
+pub const ROUTES: &[(&str, &str, bool)] = &[
+    ("GET", "/collections", true),
+    ("GET", "/collections/{name}", true),
+    ("PUT", "/collections/{name}", false),
+    ("DELETE", "/collections/{name}", false),
+    ("PATCH", "/collections/{name}", false),
+    ("GET", "/collections/{name}/exists", true),
+    ("PUT", "/collections/{name}/index", false),
+    ("DELETE", "/collections/{name}/index/{field}", false),
+    ("PUT", "/collections/{name}/points", false),
+    ("POST", "/collections/{name}/points", true),
+    ("GET", "/collections/{name}/points/{id}", true),
+    ("POST", "/collections/{name}/points/delete", false),
+    ("POST", "/collections/{name}/points/payload", false),
+    ("PUT", "/collections/{name}/points/payload", false),
+    ("POST", "/collections/{name}/points/payload/delete", false),
+    ("POST", "/collections/{name}/points/payload/clear", false),
+    ("POST", "/collections/{name}/points/scroll", true),
+    ("POST", "/collections/{name}/points/count", true),
+    ("POST", "/collections/{name}/points/query", true),
+    ("POST", "/collections/{name}/points/query/batch", true),
+    ("POST", "/collections/{name}/points/search", true),
+    ("POST", "/collections/{name}/points/search/batch", true),
+];
+
+/// The collection a route names (its `{name}`), with the API state.
+pub(crate) struct Target {
+    pub(crate) api: VectorApi,
+    pub(crate) name: String,
+}
+
+impl axum::extract::FromRequestParts<VectorApi> for Target {
+    type Rejection = QdrantError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &VectorApi,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(name) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| QdrantError::format(rejection.body_text()))?;
+        Ok(Target {
+            api: state.clone(),
+            name,
+        })
+    }
+}
+
+/// Qdrant's answer to `GET /` (what qdrant-client reads to check versions).
+pub fn version_info() -> serde_json::Value {
+    serde_json::json!({
+        "title": "qdrant - vector search engine (Loopline)",
+        "version": QDRANT_VERSION,
+        "commit": env!("CARGO_PKG_VERSION"),
+    })
+}
