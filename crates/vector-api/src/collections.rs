@@ -3,6 +3,7 @@
 use crate::envelope::{QdrantError, blocking, ok, read};
 use crate::{Target, VectorApi};
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -378,8 +379,9 @@ pub(crate) async fn create_index(Target { api, name }: Target, body: Body) -> Re
 
 pub(crate) async fn delete_index(
     State(api): State<VectorApi>,
-    Path((name, field)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, QdrantError> {
+    let Path((name, field)) = path.map_err(|rejection| QdrantError::format(rejection.body_text()))?;
     let started = Instant::now();
     let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
     let operation = blocking(move || Ok(collection.write().apply(Operation::DropIndex(field))?)).await?;

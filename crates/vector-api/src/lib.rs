@@ -64,7 +64,16 @@ pub fn routes(api: VectorApi) -> Router {
         .route("/collections/{name}/points/query/batch", post(query::query_batch))
         .route("/collections/{name}/points/search", post(query::search))
         .route("/collections/{name}/points/search/batch", post(query::search_batch))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)
+}
+
+/// A route called with a method it does not take, answered in Qdrant's shape.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> QdrantError {
+    QdrantError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("Method not allowed: {method} {}", uri.path()),
+    )
 }
 
 /// Every route with its method and whether it only reads (for the route permission table).

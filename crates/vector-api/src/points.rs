@@ -4,6 +4,7 @@ use crate::envelope::{QdrantError, blocking, ok, read};
 use crate::select::{self, WithPayload, WithVector};
 use crate::{Target, VectorApi};
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -24,14 +25,14 @@ async fn write(
     api: VectorApi,
     name: String,
     body: Body,
-    make: impl FnOnce(&Map<String, Value>, &Segment) -> Result<Operation, QdrantError> + Send + 'static,
+    make: impl FnOnce(&mut Map<String, Value>, &Segment) -> Result<Operation, QdrantError> + Send + 'static,
 ) -> Result<Response, QdrantError> {
     let started = Instant::now();
-    let body = read(body).await?;
+    let mut body = read(body).await?;
     let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
     let operation = blocking(move || {
         let mut stored = collection.write();
-        let operation = make(&body, stored.segment())?;
+        let operation = make(&mut body, stored.segment())?;
         Ok(stored.apply(operation)?)
     })
     .await?;
@@ -144,8 +145,9 @@ pub(crate) async fn retrieve(Target { api, name }: Target, body: Body) -> Result
 
 pub(crate) async fn get_one(
     State(api): State<VectorApi>,
-    Path((name, id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, QdrantError> {
+    let Path((name, id)) = path.map_err(|rejection| QdrantError::format(rejection.body_text()))?;
     let id_json = match id.parse::<u64>() {
         Ok(number) => json!(number),
         Err(_) => json!(id),

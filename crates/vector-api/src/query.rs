@@ -73,12 +73,18 @@ fn search_params(body: &Map<String, Value>, at: &str) -> Result<(Option<usize>, 
                 .ok_or_else(|| QdrantError::format(format!("{at}params.hnsw_ef: a positive integer")))?,
         ),
     };
-    let exact = params.get("exact").and_then(Value::as_bool).unwrap_or(false);
-    let ignore = params
-        .get("quantization")
-        .and_then(|quantization| quantization.get("ignore"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let flag = |value: Option<&Value>, name: &str| match value {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(flag)) => Ok(*flag),
+        Some(_) => Err(QdrantError::format(format!("{at}params.{name}: true or false"))),
+    };
+    let exact = flag(params.get("exact"), "exact")?;
+    let ignore = flag(
+        params
+            .get("quantization")
+            .and_then(|quantization| quantization.get("ignore")),
+        "quantization.ignore",
+    )?;
     Ok((ef, exact, !ignore))
 }
 
@@ -115,10 +121,13 @@ fn kind(value: &Value, at: &str) -> Result<Kind, QdrantError> {
                 };
             }
             if let Some(rrf) = map.get("rrf") {
-                let k = rrf.get("k").and_then(Value::as_f64).unwrap_or(2.0);
-                if !(k.is_finite() && k >= 0.0) {
-                    return Err(QdrantError::format(format!("{at}.rrf.k: a non-negative number")));
-                }
+                let k = match rrf.get("k") {
+                    None | Some(Value::Null) => 2.0,
+                    Some(value) => value
+                        .as_f64()
+                        .filter(|k| k.is_finite() && *k > 0.0)
+                        .ok_or_else(|| QdrantError::format(format!("{at}.rrf.k: a positive number")))?,
+                };
                 return Ok(Kind::Rrf(k));
             }
             if map.contains_key("indices") {
@@ -137,15 +146,43 @@ fn kind(value: &Value, at: &str) -> Result<Kind, QdrantError> {
     }
 }
 
-fn plan(body: &Map<String, Value>, at: &str, depth: usize, budget: &mut usize) -> Result<Plan, QdrantError> {
+/// What one request may ask for in all, prefetches and batches included: searches, and result rows (the
+/// limit plus offset of each), so a small body cannot ask for gigabytes of results.
+pub(crate) struct Budget {
+    searches: usize,
+    rows: usize,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Budget {
+            searches: MAX_SEARCHES,
+            rows: MAX_RESULTS,
+        }
+    }
+
+    fn take(&mut self, rows: usize, at: &str) -> Result<(), QdrantError> {
+        self.searches = self
+            .searches
+            .checked_sub(1)
+            .ok_or_else(|| QdrantError::format(format!("{at}: more than {MAX_SEARCHES} searches in one request")))?;
+        self.rows = self.rows.checked_sub(rows).ok_or_else(|| {
+            QdrantError::format(format!(
+                "{at}limit: the searches of one request may ask for {MAX_RESULTS} results in all (limit plus offset)"
+            ))
+        })?;
+        Ok(())
+    }
+}
+
+fn plan(body: &Map<String, Value>, at: &str, depth: usize, budget: &mut Budget) -> Result<Plan, QdrantError> {
     if depth > MAX_PREFETCH_DEPTH {
         return Err(QdrantError::format(format!(
             "{at}: prefetches nest deeper than {MAX_PREFETCH_DEPTH} levels"
         )));
     }
-    *budget = budget
-        .checked_sub(1)
-        .ok_or_else(|| QdrantError::format(format!("{at}: more than {MAX_SEARCHES} searches")))?;
+    let (limit, offset) = (number(body, "limit", at, 10)?, number(body, "offset", at, 0)?);
+    budget.take(limit.saturating_add(offset), at)?;
     if body.get("lookup_from").is_some_and(|value| !value.is_null()) {
         return Err(QdrantError::wrong_input(format!(
             "{at}lookup_from: looking up vectors in another collection is not supported"
@@ -197,8 +234,8 @@ fn plan(body: &Map<String, Value>, at: &str, depth: usize, budget: &mut usize) -
         ef,
         exact,
         use_int8,
-        limit: number(body, "limit", at, 10)?,
-        offset: number(body, "offset", at, 0)?,
+        limit,
+        offset,
         score_threshold: threshold(body, at)?,
     })
 }
@@ -249,11 +286,17 @@ fn run(plan: &Plan, segment: &Segment) -> Result<Vec<Hit>, QdrantError> {
 }
 
 fn stored_vector(segment: &Segment, using: &str, id: PointId) -> Result<Vec<f32>, QdrantError> {
+    if segment.node_of(id).is_none() {
+        let message = format!("Not found: No point with id {id} found");
+        return Err(QdrantError::new(axum::http::StatusCode::NOT_FOUND, message));
+    }
     segment.vector_of(using, id).ok_or_else(|| {
-        QdrantError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            format!("Not found: No point with id {id} found"),
-        )
+        let name = if using.is_empty() {
+            "the unnamed vector".to_string()
+        } else {
+            format!("vector '{using}'")
+        };
+        QdrantError::wrong_input(format!("query: point {id} has no {name} to search with"))
     })
 }
 
@@ -392,15 +435,15 @@ async fn searching(
     Ok(ok(result, started))
 }
 
-fn one_query(body: &Map<String, Value>, segment: &Segment) -> Result<Value, QdrantError> {
-    let plan = plan(body, "", 0, &mut MAX_SEARCHES.clone())?;
+fn one_query(body: &Map<String, Value>, segment: &Segment, budget: &mut Budget) -> Result<Value, QdrantError> {
+    let plan = plan(body, "", 0, budget)?;
     let hits = run(&plan, segment)?;
     Ok(json!({"points": scored_points(segment, &hits, body, false)?}))
 }
 
 pub(crate) async fn query(Target { api, name }: Target, body: Body) -> Result<Response, QdrantError> {
     let body = read(body).await?;
-    searching(api, name, move |segment| one_query(&body, segment)).await
+    searching(api, name, move |segment| one_query(&body, segment, &mut Budget::new())).await
 }
 
 fn searches(body: &Map<String, Value>) -> Result<Vec<Map<String, Value>>, QdrantError> {
@@ -426,24 +469,23 @@ pub(crate) async fn query_batch(Target { api, name }: Target, body: Body) -> Res
     batch(api, name, body, one_query).await
 }
 
+/// Answers one search of a batch, drawing on the request's budget.
+type OneSearch = fn(&Map<String, Value>, &Segment, &mut Budget) -> Result<Value, QdrantError>;
+
 /// Runs every search of `{"searches": [...]}` with `one`, answering their results in order.
-async fn batch(
-    api: VectorApi,
-    name: String,
-    body: Body,
-    one: fn(&Map<String, Value>, &Segment) -> Result<Value, QdrantError>,
-) -> Result<Response, QdrantError> {
+async fn batch(api: VectorApi, name: String, body: Body, one: OneSearch) -> Result<Response, QdrantError> {
     let body = read(body).await?;
     let batch = searches(&body)?;
     searching(api, name, move |segment| {
-        let results = batch.iter().map(|search| one(search, segment));
+        let mut budget = Budget::new();
+        let results = batch.iter().map(|search| one(search, segment, &mut budget));
         results.collect::<Result<Vec<_>, _>>().map(Value::Array)
     })
     .await
 }
 
 /// A legacy search: `vector` (a list, or `{"name", "vector"}`), `limit` required.
-fn one_search(body: &Map<String, Value>, segment: &Segment) -> Result<Value, QdrantError> {
+fn one_search(body: &Map<String, Value>, segment: &Segment, budget: &mut Budget) -> Result<Value, QdrantError> {
     let (using, vector) = match body.get("vector") {
         Some(list @ Value::Array(_)) => (String::new(), select::dense(list, "vector")?),
         Some(Value::Object(named)) => {
@@ -462,6 +504,8 @@ fn one_search(body: &Map<String, Value>, segment: &Segment) -> Result<Value, Qdr
         return Err(QdrantError::format("missing field `limit`"));
     }
     let (ef, exact, use_int8) = search_params(body, "")?;
+    let (limit, offset) = (number(body, "limit", "", 10)?, number(body, "offset", "", 0)?);
+    budget.take(limit.saturating_add(offset), "")?;
     let plan = Plan {
         kind: Some(Kind::Nearest(vector)),
         using,
@@ -470,8 +514,8 @@ fn one_search(body: &Map<String, Value>, segment: &Segment) -> Result<Value, Qdr
         ef,
         exact,
         use_int8,
-        limit: number(body, "limit", "", 10)?,
-        offset: number(body, "offset", "", 0)?,
+        limit,
+        offset,
         score_threshold: threshold(body, "")?,
     };
     let hits = run(&plan, segment)?;
@@ -480,7 +524,7 @@ fn one_search(body: &Map<String, Value>, segment: &Segment) -> Result<Value, Qdr
 
 pub(crate) async fn search(Target { api, name }: Target, body: Body) -> Result<Response, QdrantError> {
     let body = read(body).await?;
-    searching(api, name, move |segment| one_search(&body, segment)).await
+    searching(api, name, move |segment| one_search(&body, segment, &mut Budget::new())).await
 }
 
 pub(crate) async fn search_batch(Target { api, name }: Target, body: Body) -> Result<Response, QdrantError> {

@@ -194,7 +194,13 @@ pub(crate) fn record(
     });
     if let Some(score) = score {
         out["version"] = json!(stored.version);
-        out["score"] = json!(score);
+        // Accepted vectors keep every distance finite; fusion scores are finite by construction. Should one
+        // not be, JSON has no infinity: the nearest float stands in (never a null a client cannot read).
+        out["score"] = json!(if score.is_finite() {
+            score
+        } else {
+            f32::MAX.copysign(score)
+        });
     }
     out
 }
@@ -234,15 +240,16 @@ fn vectors(value: &Value, at: &str) -> Result<BTreeMap<String, Vec<f32>>, Qdrant
 }
 
 /// The points of an upsert: `{"points": [...]}` or `{"batch": {"ids", "vectors", "payloads"}}`.
-pub(crate) fn upsert_points(body: &Map<String, Value>) -> Result<Vec<Point>, QdrantError> {
-    let payload_of = |value: Option<&Value>, at: &str| match value {
+/// Payloads are moved out of the body, not copied: a body of large payloads is held once.
+pub(crate) fn upsert_points(body: &mut Map<String, Value>) -> Result<Vec<Point>, QdrantError> {
+    let payload_of = |value: Option<Value>, at: &str| match value {
         None | Some(Value::Null) => Ok(Value::Null),
-        Some(object @ Value::Object(_)) => Ok(object.clone()),
+        Some(object @ Value::Object(_)) => Ok(object),
         Some(_) => Err(QdrantError::format(format!("{at}: a payload is a JSON object"))),
     };
-    if let Some(list) = body.get("points") {
+    if let Some(list) = body.get_mut("points") {
         let items = list
-            .as_array()
+            .as_array_mut()
             .ok_or_else(|| QdrantError::format("points: a list of points is expected"))?;
         if items.len() > MAX_POINTS {
             return Err(QdrantError::format(format!(
@@ -250,7 +257,7 @@ pub(crate) fn upsert_points(body: &Map<String, Value>) -> Result<Vec<Point>, Qdr
             )));
         }
         return items
-            .iter()
+            .iter_mut()
             .enumerate()
             .map(|(index, item)| {
                 let at = format!("points[{index}]");
@@ -265,14 +272,14 @@ pub(crate) fn upsert_points(body: &Map<String, Value>) -> Result<Vec<Point>, Qdr
                 Ok(Point {
                     id,
                     vectors: vectors(vector, &format!("{at}.vector"))?,
-                    payload: payload_of(item.get("payload"), &format!("{at}.payload"))?,
+                    payload: payload_of(item.get_mut("payload").map(Value::take), &format!("{at}.payload"))?,
                 })
             })
             .collect();
     }
     let batch = body
-        .get("batch")
-        .and_then(Value::as_object)
+        .get_mut("batch")
+        .and_then(Value::as_object_mut)
         .ok_or_else(|| QdrantError::format("an upsert holds 'points' or 'batch'"))?;
     let ids = ids(batch.get("ids").unwrap_or(&Value::Null), "batch.ids")?;
     let mut named: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
@@ -316,12 +323,12 @@ pub(crate) fn upsert_points(body: &Map<String, Value>) -> Result<Vec<Point>, Qdr
             ids.len()
         )));
     }
-    let payloads = match batch.get("payloads") {
+    let payloads = match batch.get_mut("payloads") {
         None | Some(Value::Null) => vec![Value::Null; ids.len()],
         Some(Value::Array(list)) if list.len() == ids.len() => list
-            .iter()
+            .iter_mut()
             .enumerate()
-            .map(|(index, payload)| payload_of(Some(payload), &format!("batch.payloads[{index}]")))
+            .map(|(index, payload)| payload_of(Some(payload.take()), &format!("batch.payloads[{index}]")))
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(QdrantError::format("batch.payloads: one payload per id")),
     };

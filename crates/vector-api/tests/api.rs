@@ -450,6 +450,77 @@ async fn bad_input_is_refused_in_qdrant_shape_naming_the_field() {
     assert_eq!(response.status().as_u16(), 413);
 }
 
+#[tokio::test]
+async fn one_request_cannot_ask_for_unbounded_work() {
+    let server = with_docs().await;
+    let searches: Vec<Value> = (0..20)
+        .map(|_| json!({"vector": [1.0, 0.0, 0.0, 0.0], "limit": 100000}))
+        .collect();
+    let message = server
+        .error(
+            "POST",
+            "/collections/docs/points/search/batch",
+            Some(json!({"searches": searches})),
+            400,
+        )
+        .await;
+    assert!(message.contains("100000 results in all"), "{message}");
+    let prefetch: Vec<Value> = (0..20)
+        .map(|_| json!({"query": [1.0, 0.0, 0.0, 0.0], "limit": 100000}))
+        .collect();
+    let message = server
+        .error(
+            "POST",
+            "/collections/docs/points/query",
+            Some(json!({"prefetch": prefetch, "query": {"fusion": "rrf"}})),
+            400,
+        )
+        .await;
+    assert!(message.contains("results in all"), "{message}");
+    for (body, words) in [
+        (
+            json!({"prefetch": [{"query": [1.0, 0.0, 0.0, 0.0]}], "query": {"rrf": {"k": 0}}}),
+            "rrf.k",
+        ),
+        (
+            json!({"query": [1.0, 0.0, 0.0, 0.0], "params": {"exact": "yes"}}),
+            "params.exact",
+        ),
+        (json!({"query": [3e38, 3e38, 0.0, 0.0]}), "too large"),
+    ] {
+        let message = server
+            .error("POST", "/collections/docs/points/query", Some(body.clone()), 400)
+            .await;
+        assert!(message.contains(words), "{body}: {message}");
+    }
+    // A negative distance threshold lets nothing through.
+    server
+        .ok(
+            "PUT",
+            "/collections/far",
+            Some(json!({"vectors": {"size": 2, "distance": "Euclid"}})),
+        )
+        .await;
+    server
+        .ok(
+            "PUT",
+            "/collections/far/points",
+            Some(json!({"points": [{"id": 1, "vector": [0.0, 1.0]}]})),
+        )
+        .await;
+    let found = server
+        .ok(
+            "POST",
+            "/collections/far/points/query",
+            Some(json!({"query": [0.0, 0.0], "score_threshold": -2.5})),
+        )
+        .await;
+    assert_eq!(found["points"], json!([]));
+    // Methods a route does not take: Qdrant's shape too.
+    let message = server.error("PATCH", "/collections/docs/points/query", None, 405).await;
+    assert!(message.contains("Method not allowed"), "{message}");
+}
+
 fn hostile_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),

@@ -48,6 +48,8 @@ impl Distance {
     pub fn similarity_of_score(self, score: f32) -> f32 {
         match self {
             Distance::Cosine | Distance::Dot => score,
+            // No distance is negative: a negative threshold lets nothing through.
+            Distance::Euclid if score < 0.0 => f32::INFINITY,
             Distance::Euclid => -(score * score),
             Distance::Manhattan => -score,
         }

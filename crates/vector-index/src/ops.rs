@@ -3,7 +3,7 @@
 
 use crate::payload_index::FieldType;
 use crate::point_id::PointId;
-use crate::segment::{Point, Segment, SegmentError};
+use crate::segment::{MAX_PAYLOAD_DEPTH, Point, Segment, SegmentError, json_depth};
 use crate::storage::codec::{DecodeError, Reader, Writer};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -71,15 +71,29 @@ impl Segment {
         match operation {
             Operation::Upsert(points) => Ok(self.validate(points, "points")?),
             Operation::Delete(_) | Operation::DropIndex(_) => Ok(()),
-            Operation::SetPayload { ids, key, .. } => {
-                if let Some(key) = key {
-                    crate::filter::KeyPath::parse(key).map_err(OperationError::BadKey)?;
+            Operation::SetPayload { ids, key, payload } => {
+                let steps = match key {
+                    Some(key) => object_keys(key)?.len(),
+                    None => 0,
+                };
+                if steps + json_depth(&Value::Object(payload.clone())) > MAX_PAYLOAD_DEPTH {
+                    return Err(SegmentError::PayloadTooDeep {
+                        field: "payload".into(),
+                    }
+                    .into());
                 }
                 self.all_exist(ids)
             }
-            Operation::OverwritePayload { ids, .. }
-            | Operation::DeletePayload { ids, .. }
-            | Operation::ClearPayload(ids) => self.all_exist(ids),
+            Operation::OverwritePayload { ids, payload } => {
+                if json_depth(&Value::Object(payload.clone())) > MAX_PAYLOAD_DEPTH {
+                    return Err(SegmentError::PayloadTooDeep {
+                        field: "payload".into(),
+                    }
+                    .into());
+                }
+                self.all_exist(ids)
+            }
+            Operation::DeletePayload { ids, .. } | Operation::ClearPayload(ids) => self.all_exist(ids),
             Operation::CreateIndex { key, .. } => crate::filter::KeyPath::parse(key)
                 .map(|_| ())
                 .map_err(OperationError::BadKey),
@@ -102,9 +116,10 @@ impl Segment {
                 self.delete(&ids);
             }
             Operation::SetPayload { ids, payload, key } => {
-                let path: Vec<String> = key
-                    .map(|key| key.split('.').map(str::to_string).collect())
-                    .unwrap_or_default();
+                let path = match key {
+                    Some(key) => object_keys(&key)?,
+                    None => Vec::new(),
+                };
                 for id in ids {
                     if let Some(node) = self.node_of(id) {
                         self.update_payload(node, version, |map| {
@@ -154,6 +169,21 @@ impl Segment {
         }
         Ok(())
     }
+}
+
+/// The object keys of a `set_payload` key path (`a.b."c.d"`); array steps are refused.
+fn object_keys(key: &str) -> Result<Vec<String>, OperationError> {
+    let path =
+        crate::filter::KeyPath::parse(key).map_err(|message| OperationError::BadKey(format!("key: {message}")))?;
+    path.steps()
+        .iter()
+        .map(|step| match step {
+            crate::filter::path::Step::Key(name) => Ok(name.clone()),
+            _ => Err(OperationError::BadKey(format!(
+                "key: '{key}' steps into an array; set_payload sets object keys only (a.b.c)"
+            ))),
+        })
+        .collect()
 }
 
 /// Removes a dotted path's last key from the object it leads to.

@@ -1,9 +1,9 @@
 //! Payload indexes: for one top-level field, which points hold which values, so a filter's matching points
 //! can be listed (or counted) without reading every payload.
 //!
-//! An index lists *candidates*: entries are added when a point is written and never removed (a deleted or
-//! rewritten point leaves a stale entry until the segment is compacted), so every candidate is checked
-//! against the whole filter before it is used. That keeps writes cheap and the index always a superset.
+//! An index lists *candidates*, and every candidate is checked against the whole filter before it is used:
+//! entries follow the payload (removed when it changes or the point goes), and a condition is only served
+//! when the index holds every value that could pass it.
 
 use crate::filter::{FieldTest, KeyPath, MatchValue, parse_datetime, path::Step};
 use serde::{Deserialize, Serialize};
@@ -98,51 +98,72 @@ impl FieldIndex {
         self.points
     }
 
-    /// Records the values of point `node`'s payload.
-    pub fn add(&mut self, node: u32, payload: &Value) {
+    /// The keys point `node`'s payload is listed under: words for keyword, uuid, text and bool indexes,
+    /// sortable numbers for the others (an integer index lists every number, so a range over it misses no
+    /// float).
+    fn keys(&self, payload: &Value) -> (Vec<String>, Vec<u64>) {
         let mut values = Vec::new();
         self.path.values(payload, true, &mut values);
-        let mut any = false;
+        let (mut words, mut numbers) = (Vec::new(), Vec::new());
         for value in values {
             match (self.field_type, value) {
-                (FieldType::Keyword | FieldType::Uuid, Value::String(text)) => {
-                    push(self.words.entry(text.clone()).or_default(), node);
-                    any = true;
-                }
-                (FieldType::Text, Value::String(text)) => {
-                    for word in crate::filter::words(text) {
-                        push(self.words.entry(word).or_default(), node);
-                    }
-                    any = true;
-                }
-                (FieldType::Bool, Value::Bool(flag)) => {
-                    push(self.words.entry(flag.to_string()).or_default(), node);
-                    any = true;
-                }
-                (FieldType::Integer, Value::Number(number)) if !number.is_f64() => {
-                    if let Some(integer) = number.as_i64() {
-                        push(self.numbers.entry(ordered(integer as f64)).or_default(), node);
-                        any = true;
-                    }
-                }
-                (FieldType::Float, Value::Number(number)) => {
-                    if let Some(float) = number.as_f64() {
-                        push(self.numbers.entry(ordered(float)).or_default(), node);
-                        any = true;
-                    }
+                (FieldType::Keyword | FieldType::Uuid, Value::String(text)) => words.push(text.clone()),
+                (FieldType::Text, Value::String(text)) => words.extend(crate::filter::words(text)),
+                (FieldType::Bool, Value::Bool(flag)) => words.push(flag.to_string()),
+                (FieldType::Integer | FieldType::Float, Value::Number(number)) => {
+                    numbers.extend(number.as_f64().map(ordered))
                 }
                 (FieldType::Datetime, Value::String(text)) => {
-                    if let Some(instant) = parse_datetime(text) {
-                        push(self.numbers.entry(ordered(instant as f64)).or_default(), node);
-                        any = true;
-                    }
+                    numbers.extend(parse_datetime(text).map(|instant| ordered(instant as f64)))
                 }
                 _ => {}
             }
         }
-        if any {
-            self.points += 1;
+        (words, numbers)
+    }
+
+    /// Records the values of point `node`'s payload.
+    pub fn add(&mut self, node: u32, payload: &Value) {
+        let (words, numbers) = self.keys(payload);
+        if words.is_empty() && numbers.is_empty() {
+            return;
         }
+        for word in words {
+            insert(self.words.entry(word).or_default(), node);
+        }
+        for number in numbers {
+            insert(self.numbers.entry(number).or_default(), node);
+        }
+        self.points += 1;
+    }
+
+    /// Forgets point `node`'s entries for the payload it had (before the payload changes or the point goes).
+    pub fn remove(&mut self, node: u32, payload: &Value) {
+        let (words, numbers) = self.keys(payload);
+        if words.is_empty() && numbers.is_empty() {
+            return;
+        }
+        for word in words {
+            if let Some(list) = self.words.get_mut(&word) {
+                if let Ok(at) = list.binary_search(&node) {
+                    list.remove(at);
+                }
+                if list.is_empty() {
+                    self.words.remove(&word);
+                }
+            }
+        }
+        for number in numbers {
+            if let Some(list) = self.numbers.get_mut(&number) {
+                if let Ok(at) = list.binary_search(&node) {
+                    list.remove(at);
+                }
+                if list.is_empty() {
+                    self.numbers.remove(&number);
+                }
+            }
+        }
+        self.points = self.points.saturating_sub(1);
     }
 
     /// Whether this index can list the candidates of a condition on `key` with `test`.
@@ -154,20 +175,29 @@ impl FieldIndex {
             (self.field_type, test),
             (
                 FieldType::Keyword | FieldType::Uuid,
-                FieldTest::Value(MatchValue::Keyword(_)) | FieldTest::Any(_)
+                FieldTest::Value(MatchValue::Keyword(_))
             ) | (
                 FieldType::Integer,
-                FieldTest::Value(MatchValue::Integer(_)) | FieldTest::Any(_) | FieldTest::Range(_)
+                FieldTest::Value(MatchValue::Integer(_)) | FieldTest::Range(_)
             ) | (FieldType::Float, FieldTest::Range(_))
                 | (FieldType::Bool, FieldTest::Value(MatchValue::Bool(_)))
                 | (FieldType::Datetime, FieldTest::DatetimeRange(_))
                 | (FieldType::Text, FieldTest::Text(_))
-        )
+        ) || match (self.field_type, test) {
+            // A list of values only when every value is of the indexed kind.
+            (FieldType::Keyword | FieldType::Uuid, FieldTest::Any(values)) => {
+                values.iter().all(|value| matches!(value, MatchValue::Keyword(_)))
+            }
+            (FieldType::Integer, FieldTest::Any(values)) => {
+                values.iter().all(|value| matches!(value, MatchValue::Integer(_)))
+            }
+            _ => false,
+        }
     }
 
-    /// The candidates of a condition this index serves, sorted and without repeats, or `None` when it
-    /// would be more than `limit` (so a broad condition costs no more than `limit` entries to look at).
-    pub fn candidates(&self, test: &FieldTest, limit: usize) -> Option<Vec<u32>> {
+    /// The posting lists of a condition this index serves, or `None` when they hold more than `limit`
+    /// entries.
+    fn lists(&self, test: &FieldTest, limit: usize) -> Option<Vec<&Vec<u32>>> {
         let mut lists: Vec<&Vec<u32>> = Vec::new();
         match test {
             FieldTest::Value(MatchValue::Keyword(text)) => {
@@ -225,10 +255,33 @@ impl FieldIndex {
         if lists.iter().map(|list| list.len()).sum::<usize>() > limit {
             return None;
         }
+        Some(lists)
+    }
+
+    /// The candidates of a condition this index serves, sorted and without repeats, or `None` when it
+    /// would be more than `limit` (so a broad condition costs no more than `limit` entries to look at).
+    pub fn candidates(&self, test: &FieldTest, limit: usize) -> Option<Vec<u32>> {
+        let lists = self.lists(test, limit)?;
         let mut merged: Vec<u32> = lists.into_iter().flatten().copied().collect();
         merged.sort_unstable();
         merged.dedup();
         Some(merged)
+    }
+
+    /// How many entries the lists of a condition hold (an upper bound on the points passing it).
+    pub fn count(&self, test: &FieldTest) -> Option<usize> {
+        Some(self.lists(test, usize::MAX)?.iter().map(|list| list.len()).sum())
+    }
+
+    /// Sets the bit of every candidate of a condition in `bits` (one bit per point number).
+    pub fn mark(&self, test: &FieldTest, bits: &mut [u64]) {
+        for list in self.lists(test, usize::MAX).unwrap_or_default() {
+            for &node in list {
+                if let Some(word) = bits.get_mut(node as usize / 64) {
+                    *word |= 1 << (node % 64);
+                }
+            }
+        }
     }
 
     /// Adds the lists of every number key between `low` and `high` (inclusive, either open), answering
@@ -258,10 +311,11 @@ impl FieldIndex {
     }
 }
 
-/// Appends a node to a posting list once (nodes are added in increasing order, but a point may hold the
-/// same value twice).
-fn push(list: &mut Vec<u32>, node: u32) {
-    if list.last() != Some(&node) {
+/// Puts a node in a posting list once, keeping it sorted (new points come last, so this is usually a push).
+fn insert(list: &mut Vec<u32>, node: u32) {
+    if list.last().is_none_or(|last| *last < node) {
         list.push(node);
+    } else if let Err(at) = list.binary_search(&node) {
+        list.insert(at, node);
     }
 }

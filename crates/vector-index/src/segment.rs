@@ -64,6 +64,12 @@ pub enum SegmentError {
         /// Which component.
         index: usize,
     },
+    /// A vector so large that distances to it overflow float32.
+    #[error("{field}: the vector's values are too large (its squared length passes float32's range / 4)")]
+    TooLarge {
+        /// Where it was.
+        field: String,
+    },
     /// A vector name the collection does not have.
     #[error("{field}: the collection has no vector named '{name}'")]
     UnknownVector {
@@ -86,6 +92,35 @@ pub enum SegmentError {
         /// Where it was.
         field: String,
     },
+    /// A payload nested deeper than [`MAX_PAYLOAD_DEPTH`].
+    #[error("{field}: payloads nest at most {MAX_PAYLOAD_DEPTH} levels deep")]
+    PayloadTooDeep {
+        /// Where it was.
+        field: String,
+    },
+}
+
+/// Refuses a vector whose squared length passes a quarter of float32's range: any distance between two
+/// accepted vectors then stays finite (a squared Euclidean distance is at most four times the larger one).
+pub(crate) fn check_magnitude(vector: &[f32], field: impl FnOnce() -> String) -> Result<(), SegmentError> {
+    let squared: f64 = vector.iter().map(|value| f64::from(*value) * f64::from(*value)).sum();
+    if squared > f64::from(f32::MAX) / 4.0 {
+        return Err(SegmentError::TooLarge { field: field() });
+    }
+    Ok(())
+}
+
+/// Deepest nesting of arrays and objects a stored payload may have (what is stored must read back under
+/// the JSON reader's own limit of 128).
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
+/// How deeply a JSON value nests (a scalar is 0).
+pub fn json_depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(json_depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 pub(crate) struct VectorSpace {
@@ -231,6 +266,7 @@ impl Segment {
                         index: bad,
                     });
                 }
+                check_magnitude(vector, || field(name))?;
             }
             if self.spaces.len() == 1
                 && let Some(name) = self.spaces.keys().next()
@@ -246,6 +282,11 @@ impl Segment {
                     field: format!("{at}[{index}].payload"),
                 });
             }
+            if json_depth(&point.payload) > MAX_PAYLOAD_DEPTH {
+                return Err(SegmentError::PayloadTooDeep {
+                    field: format!("{at}[{index}].payload"),
+                });
+            }
         }
         Ok(())
     }
@@ -258,7 +299,7 @@ impl Segment {
         for point in points {
             let node = self.ids.len() as u32;
             if let Some(old) = self.by_id.insert(point.id, node) {
-                self.deleted[old as usize] = true;
+                self.tombstone(old);
             }
             self.ids.push(point.id);
             self.versions.push(version);
@@ -294,11 +335,19 @@ impl Segment {
         let mut removed = 0;
         for id in ids {
             if let Some(node) = self.by_id.remove(id) {
-                self.deleted[node as usize] = true;
+                self.tombstone(node);
                 removed += 1;
             }
         }
         removed
+    }
+
+    /// Marks a point number deleted and takes it out of the payload indexes.
+    fn tombstone(&mut self, node: u32) {
+        self.deleted[node as usize] = true;
+        for index in self.indexes.values_mut() {
+            index.remove(node, &self.payloads[node as usize]);
+        }
     }
 
     /// The live point numbers passing `filter` (all live ones without one), in id order.
@@ -317,6 +366,9 @@ impl Segment {
 
     /// Changes a live point's payload in place with `change` (merge, overwrite, delete keys...).
     pub fn update_payload(&mut self, node: u32, version: u64, change: impl FnOnce(&mut Map<String, Value>)) {
+        for index in self.indexes.values_mut() {
+            index.remove(node, &self.payloads[node as usize]);
+        }
         let payload = &mut self.payloads[node as usize];
         if !payload.is_object() {
             *payload = Value::Object(Map::new());

@@ -145,3 +145,112 @@ fn a_refused_batch_writes_nothing() {
     segment.upsert(vec![good], 1, "points").unwrap();
     assert_eq!(segment.len(), 1);
 }
+
+fn one_point(id: u64, payload: serde_json::Value) -> Point {
+    Point {
+        id: PointId::Num(id),
+        vectors: BTreeMap::from([(String::new(), vec![0.5; 4])]),
+        payload,
+    }
+}
+
+#[test]
+fn payloads_nest_only_as_deep_as_they_can_be_read_back() {
+    use loopline_vector_index::Operation;
+    let mut segment = Segment::new(params(10), 1);
+    let mut deep = json!(1);
+    for _ in 0..70 {
+        deep = json!({"a": deep});
+    }
+    let error = segment.upsert(vec![one_point(1, deep)], 1, "points").unwrap_err();
+    assert!(error.to_string().contains("nest at most 64"), "{error}");
+    segment.upsert(vec![one_point(1, json!({}))], 1, "points").unwrap();
+    let key = vec!["a"; 70].join(".");
+    let set = Operation::SetPayload {
+        ids: vec![PointId::Num(1)],
+        payload: json!({"z": 1}).as_object().unwrap().clone(),
+        key: Some(key),
+    };
+    assert!(segment.check(&set).is_err());
+    let into_array = Operation::SetPayload {
+        ids: vec![PointId::Num(1)],
+        payload: json!({"z": 1}).as_object().unwrap().clone(),
+        key: Some("a[0].b".into()),
+    };
+    assert!(
+        segment
+            .check(&into_array)
+            .unwrap_err()
+            .to_string()
+            .contains("object keys only")
+    );
+}
+
+#[test]
+fn payload_indexes_never_miss_a_point_and_forget_old_values() {
+    use loopline_vector_index::{FieldType, Operation};
+    let mut params = params(0);
+    params.get_mut("").unwrap().full_scan_threshold_kb = 1_000_000;
+    let mut segment = Segment::new(params, 1);
+    let points = vec![
+        one_point(1, json!({"x": 3})),
+        one_point(2, json!({"x": 3.5})),
+        one_point(3, json!({"x": "a"})),
+        one_point(4, json!({"x": 4})),
+    ];
+    segment.upsert(points, 1, "points").unwrap();
+    segment.create_index("x", FieldType::Integer).unwrap();
+    for (filter, expected) in [
+        (
+            json!({"must": [{"key": "x", "range": {"gte": 3, "lte": 4}}]}),
+            vec![1, 2, 4],
+        ),
+        (json!({"must": [{"key": "x", "match": {"any": ["a"]}}]}), vec![3]),
+        (json!({"must": [{"key": "x", "match": {"value": 3}}]}), vec![1]),
+    ] {
+        let filter = Filter::from_json(&filter, "filter").unwrap();
+        let mut found: Vec<PointId> = segment
+            .search(&Query {
+                using: "",
+                vector: &[0.5; 4],
+                limit: 10,
+                offset: 0,
+                filter: Some(&filter),
+                ef: None,
+                exact: false,
+                score_threshold: None,
+                use_int8: false,
+            })
+            .unwrap()
+            .iter()
+            .map(|hit| hit.id)
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            expected.into_iter().map(PointId::Num).collect::<Vec<_>>(),
+            "{filter:?}"
+        );
+    }
+    for round in 0..200 {
+        let change = Operation::OverwritePayload {
+            ids: vec![PointId::Num(1)],
+            payload: json!({"x": 1000 + round}).as_object().unwrap().clone(),
+        };
+        segment.apply(change, 2 + round as u64).unwrap();
+    }
+    let (_, _, points) = segment.payload_schema().next().unwrap();
+    assert_eq!(points, 3, "one entry per point holding an integer");
+}
+
+#[test]
+fn vectors_too_large_for_finite_distances_are_refused() {
+    let mut segment = Segment::new(params(10), 1);
+    let huge = Point {
+        id: PointId::Num(1),
+        vectors: BTreeMap::from([(String::new(), vec![3e38, -3e38, 0.0, 0.0])]),
+        payload: json!({}),
+    };
+    let error = segment.upsert(vec![huge], 1, "points").unwrap_err();
+    assert!(error.to_string().contains("too large"), "{error}");
+}

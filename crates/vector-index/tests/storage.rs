@@ -241,3 +241,39 @@ fn acknowledged_writes_survive_kill_9() {
         );
     }
 }
+
+#[test]
+fn a_damaged_record_with_records_after_it_is_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docs");
+    let mut collection = StoredCollection::create(&path, params(), 1).unwrap();
+    for batch in 0..5 {
+        upsert(&mut collection, batch * 10..batch * 10 + 10);
+    }
+    drop(collection);
+    let wal = path.join("wal.log");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    // A byte inside the second record's body: three complete records follow it.
+    let second = bytes.len() / 5 + 40;
+    bytes[second] ^= 0x01;
+    std::fs::write(&wal, &bytes).unwrap();
+    let error = StoredCollection::open(&path, 1)
+        .err()
+        .expect("a damaged log must not open");
+    assert!(error.to_string().contains("fails its checksum"), "{error}");
+    // Nothing was cut: the bytes are all still there for whoever repairs it.
+    assert_eq!(std::fs::read(&wal).unwrap(), bytes);
+}
+
+#[test]
+fn collections_with_the_longest_names_are_created_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = loopline_vector_index::VectorStore::open(&dir.path().join("vectors"), 1).unwrap();
+    let name = "y".repeat(loopline_vector_index::storage::catalog::MAX_NAME);
+    assert!(store.create(&name, params()).unwrap());
+    assert!(store.delete(&name).unwrap());
+    assert!(store.names().is_empty());
+    let reopened = loopline_vector_index::VectorStore::open(&dir.path().join("vectors"), 1).unwrap();
+    assert!(reopened.names().is_empty());
+    assert_eq!(std::fs::read_dir(dir.path().join("vectors")).unwrap().count(), 0);
+}

@@ -110,8 +110,10 @@ impl FieldTest {
     pub(crate) fn check_one(&self, value: &Value) -> bool {
         match self {
             FieldTest::Value(expected) => equals(value, expected),
-            FieldTest::Any(expected) => expected.iter().any(|expected| equals(value, expected)),
-            FieldTest::Except(excluded) => !value.is_null() && !excluded.iter().any(|excluded| equals(value, excluded)),
+            FieldTest::Any(expected) => match_key(value).is_some_and(|key| expected.contains(&key)),
+            FieldTest::Except(excluded) => {
+                !value.is_null() && match_key(value).is_none_or(|key| !excluded.contains(&key))
+            }
             FieldTest::Text(query) => value.as_str().is_some_and(|text| {
                 let document: Vec<String> = words(text).collect();
                 !query.is_empty() && query.iter().all(|word| document.contains(word))
@@ -135,6 +137,16 @@ impl FieldTest {
                 .is_some_and(|instant| bounds.contains(instant)),
             FieldTest::ValuesCount(_) | FieldTest::IsEmpty(_) | FieldTest::IsNull(_) => self.check(&[value]),
         }
+    }
+}
+
+/// The match value a payload value equals, if any (what `any` and `except` look up in their sets).
+fn match_key(value: &Value) -> Option<MatchValue> {
+    match value {
+        Value::String(text) => Some(MatchValue::Keyword(text.clone())),
+        Value::Bool(flag) => Some(MatchValue::Bool(*flag)),
+        Value::Number(number) if !number.is_f64() => number.as_i64().map(MatchValue::Integer),
+        _ => None,
     }
 }
 

@@ -68,9 +68,9 @@ pub enum FieldTest {
     /// Equal to the value.
     Value(MatchValue),
     /// Equal to one of the values.
-    Any(Vec<MatchValue>),
+    Any(HashSet<MatchValue>),
     /// A value (not null) equal to none of these.
-    Except(Vec<MatchValue>),
+    Except(HashSet<MatchValue>),
     /// A string containing every word of the text (words: runs of letters and digits, lower-cased).
     Text(Vec<String>),
     /// A string containing one of the words.

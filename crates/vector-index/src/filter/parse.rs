@@ -241,9 +241,9 @@ impl Parser {
                     ));
                 }
                 if name == "any" {
-                    FieldTest::Any(values)
+                    FieldTest::Any(values.into_iter().collect())
                 } else {
-                    FieldTest::Except(values)
+                    FieldTest::Except(values.into_iter().collect())
                 }
             }
             "text" => FieldTest::Text(words(&text(inner)?).collect()),

@@ -44,6 +44,16 @@ pub struct VectorStore {
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
 }
 
+/// A name no other hidden directory of this process or an earlier one has: the time and a counter.
+fn unique_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{nanos}-{count}")
+}
+
 /// Why a collection name is refused, or `None` when it is fine.
 pub fn name_problem(name: &str) -> Option<String> {
     if name.is_empty() || name.len() > MAX_NAME {
@@ -147,23 +157,27 @@ impl VectorStore {
         Ok(true)
     }
 
-    /// Deletes a collection and its files; answers whether it existed.
+    /// Deletes a collection and its files; answers whether it existed. The directory is renamed out of the
+    /// way at once (so the name is free again and other collections are not held up), and removed once the
+    /// requests using the collection are done.
     pub fn delete(&self, name: &str) -> Result<bool, StorageError> {
-        let mut collections = self
-            .collections
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(collection) = collections.remove(name) else {
-            return Ok(false);
+        let (collection, hidden) = {
+            let mut collections = self
+                .collections
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Some(collection) = collections.remove(name) else {
+                return Ok(false);
+            };
+            let path = self.root.join(name);
+            let hidden = self.root.join(format!(".deleted-{}", unique_suffix()));
+            if let Err(error) = std::fs::rename(&path, &hidden) {
+                collections.insert(name.to_string(), collection);
+                return Err(io(&path)(error));
+            }
+            (collection, hidden)
         };
-        // Wait for the requests using it to finish.
         let _held = collection.write();
-        let path = self.root.join(name);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos());
-        let hidden = self.root.join(format!(".deleted-{name}-{nanos}"));
-        std::fs::rename(&path, &hidden).map_err(io(&path))?;
         std::fs::remove_dir_all(&hidden).map_err(io(&hidden))?;
         Ok(true)
     }

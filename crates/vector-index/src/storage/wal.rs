@@ -1,6 +1,7 @@
 //! The write-ahead log: each operation appended as one record (length, CRC-32, operation number, bytes) and
 //! synced to disk before it is acknowledged. A record cut short by a crash fails its length or checksum
-//! check; replay stops there and the tail is cut off, so the next append starts on a clean boundary.
+//! check; replay stops there and the tail is cut off, so the next append starts on a clean boundary. A
+//! record that fails its checksum with more records after it is damage, not a crash: opening refuses.
 
 use super::codec::DecodeError;
 use std::fs::{File, OpenOptions};
@@ -52,6 +53,19 @@ impl Wal {
             hasher.update(&header[8..]);
             hasher.update(&body);
             if hasher.finalize() != checksum {
+                let end = good + HEADER as u64 + length;
+                if end < size {
+                    // Records follow: this is damage, not a write cut short by a crash. Cutting here would
+                    // throw away acknowledged writes, so refuse and say where.
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: the record at byte {good} fails its checksum and {} bytes follow it: the log is                              damaged; move it aside to start without the writes from that byte on",
+                            path.display(),
+                            size - end
+                        ),
+                    ));
+                }
                 break;
             }
             if let Err(error) = apply(operation, &body) {
