@@ -1,7 +1,8 @@
 //! Distance functions and their kernels.
 //!
-//! Every kernel works on 16 lanes at a time with independent accumulators, a shape the compiler turns into the
-//! CPU's vector instructions without `unsafe`; the tail is summed separately. Inside the index every distance
+//! The kernels run through `pulp`, which finds the CPU's vector instructions once (AVX2 and FMA where there
+//! are, the baseline otherwise) and calls code compiled for them, safely; each sums four registers of lanes
+//! at a time, the tail past the last whole register on its own. Inside the index every distance
 //! is a *similarity* (higher is closer) so one search loop serves them all: dot products as they are, Euclidean
 //! distances negated and squared (no square root in the walk), Manhattan negated. [`Distance::score`] turns a
 //! similarity back into the score Qdrant reports.
@@ -21,7 +22,9 @@ pub enum Distance {
     Manhattan,
 }
 
-const LANES: usize = 16;
+/// The vector instructions this CPU has, found once; kernels run compiled for them (AVX2 and FMA, AVX-512,
+/// or the baseline) through `pulp`'s safe dispatch.
+pub(crate) static ARCH: std::sync::LazyLock<pulp::Arch> = std::sync::LazyLock::new(pulp::Arch::new);
 
 impl Distance {
     /// The similarity of two vectors (higher is closer).
@@ -96,42 +99,85 @@ where
     (lanes, tail)
 }
 
+/// Which sum a kernel computes.
+#[derive(Clone, Copy)]
+enum Sum {
+    Dot,
+    SquaredDifference,
+    AbsoluteDifference,
+}
+
+/// A kernel run through `pulp`: `with_simd` is inlined into a function compiled for the CPU's vector
+/// instructions (AVX2 and FMA, or the baseline), and sums four registers of lanes at a time.
+struct Kernel<'a> {
+    a: &'a [f32],
+    b: &'a [f32],
+    sum: Sum,
+}
+
+impl pulp::WithSimd for Kernel<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
+        let (a_head, a_tail) = S::as_simd_f32s(self.a);
+        let (b_head, b_tail) = S::as_simd_f32s(self.b);
+        let step = |x: S::f32s, y: S::f32s, total: S::f32s| match self.sum {
+            Sum::Dot => simd.mul_add_f32s(x, y, total),
+            Sum::SquaredDifference => {
+                let difference = simd.sub_f32s(x, y);
+                simd.mul_add_f32s(difference, difference, total)
+            }
+            Sum::AbsoluteDifference => simd.add_f32s(simd.abs_f32s(simd.sub_f32s(x, y)), total),
+        };
+        let zero = simd.splat_f32s(0.0);
+        let mut totals = [zero; 4];
+        let (a_blocks, b_blocks) = (a_head.chunks_exact(4), b_head.chunks_exact(4));
+        let (a_rest, b_rest) = (a_blocks.remainder(), b_blocks.remainder());
+        for (x, y) in a_blocks.zip(b_blocks) {
+            for register in 0..4 {
+                totals[register] = step(x[register], y[register], totals[register]);
+            }
+        }
+        for (x, y) in a_rest.iter().zip(b_rest) {
+            totals[0] = step(*x, *y, totals[0]);
+        }
+        let total = simd.add_f32s(simd.add_f32s(totals[0], totals[1]), simd.add_f32s(totals[2], totals[3]));
+        let tail: f32 = a_tail
+            .iter()
+            .zip(b_tail)
+            .map(|(x, y)| match self.sum {
+                Sum::Dot => x * y,
+                Sum::SquaredDifference => (x - y) * (x - y),
+                Sum::AbsoluteDifference => (x - y).abs(),
+            })
+            .sum();
+        simd.reduce_sum_f32s(total) + tail
+    }
+}
+
 #[inline(always)]
-fn fold(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
-    let (lanes, tail) = fold_lanes::<f32, f32, LANES>(a, b, term);
-    sum_lanes(&lanes) + tail
+fn fold(a: &[f32], b: &[f32], sum: Sum) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    ARCH.dispatch(Kernel { a, b, sum })
 }
 
 /// The dot product of two vectors of the same length.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    fold(a, b, |x, y| x * y)
+    fold(a, b, Sum::Dot)
 }
 
 /// The squared Euclidean distance of two vectors of the same length.
 #[inline]
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-    fold(a, b, |x, y| (x - y) * (x - y))
+    fold(a, b, Sum::SquaredDifference)
 }
 
 /// The Manhattan distance of two vectors of the same length.
 #[inline]
 pub fn l1(a: &[f32], b: &[f32]) -> f32 {
-    fold(a, b, |x, y| (x - y).abs())
-}
-
-/// Sums the lanes pairwise (the same order every time, so a distance is reproducible).
-#[inline]
-fn sum_lanes(lanes: &[f32; LANES]) -> f32 {
-    let mut half = [0f32; LANES / 2];
-    for lane in 0..LANES / 2 {
-        half[lane] = lanes[lane] + lanes[lane + LANES / 2];
-    }
-    let mut quarter = [0f32; LANES / 4];
-    for lane in 0..LANES / 4 {
-        quarter[lane] = half[lane] + half[lane + LANES / 4];
-    }
-    (quarter[0] + quarter[2]) + (quarter[1] + quarter[3])
+    fold(a, b, Sum::AbsoluteDifference)
 }
 
 #[cfg(test)]

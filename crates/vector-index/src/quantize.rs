@@ -157,8 +157,24 @@ impl Int8Vectors {
 /// Folds `term` of each pair of codes into 32 independent integer sums.
 #[inline(always)]
 fn fold_u8(a: &[u8], b: &[u8], term: impl Fn(u8, u8) -> u32) -> u32 {
-    let (lanes, tail) = crate::distance::fold_lanes::<u8, u32, LANES>(a, b, term);
-    lanes.iter().sum::<u32>() + tail
+    crate::distance::ARCH.dispatch(CodeKernel { a, b, term })
+}
+
+/// The integer kernel run through `pulp` (see `distance::Kernel`).
+struct CodeKernel<'a, F> {
+    a: &'a [u8],
+    b: &'a [u8],
+    term: F,
+}
+
+impl<F: Fn(u8, u8) -> u32> pulp::WithSimd for CodeKernel<'_, F> {
+    type Output = u32;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> u32 {
+        let (lanes, tail) = crate::distance::fold_lanes::<u8, u32, LANES>(self.a, self.b, self.term);
+        lanes.iter().sum::<u32>() + tail
+    }
 }
 
 fn dot_u8(a: &[u8], b: &[u8]) -> u32 {

@@ -318,6 +318,7 @@ impl Graph {
             }
         }
         let mut buffer = Vec::with_capacity(self.base_stride);
+        let mut scores = Vec::with_capacity(self.base_stride);
         while let Some(candidate) = candidates.pop() {
             if results.len() >= ef
                 && let Some(worst) = results.peek()
@@ -326,12 +327,14 @@ impl Graph {
                 break;
             }
             self.neighbours(candidate.node, layer, &mut buffer);
-            for &neighbour in &buffer {
-                if !visited.insert(neighbour) {
-                    continue;
-                }
+            // Score the unseen neighbours in one pass before touching the heaps, so the loads of their
+            // vectors overlap instead of each waiting behind heap work.
+            buffer.retain(|&neighbour| visited.insert(neighbour));
+            scores.clear();
+            scores.extend(buffer.iter().map(|&neighbour| similarity(neighbour)));
+            for (&neighbour, &similarity) in buffer.iter().zip(&scores) {
                 let score = Scored {
-                    similarity: similarity(neighbour),
+                    similarity,
                     node: neighbour,
                 };
                 let worth = results.len() < ef
