@@ -1,5 +1,6 @@
 //! Whether a point passes a filter.
 
+use super::path::Step;
 use super::{Condition, FieldTest, Filter, MatchValue, datetime::parse_datetime, words};
 use crate::point_id::PointId;
 use serde_json::Value;
@@ -76,6 +77,15 @@ impl Condition {
                     test,
                     FieldTest::ValuesCount(_) | FieldTest::IsEmpty(_) | FieldTest::IsNull(_)
                 );
+                // A top-level key (the usual case) is looked up directly, without collecting values.
+                if let [Step::Key(name)] = key.steps() {
+                    return match point.payload().as_object().and_then(|map| map.get(name)) {
+                        None => test.check(&[]),
+                        Some(Value::Array(items)) if flat => items.iter().any(|item| test.check_one(item)),
+                        Some(value) if flat => test.check_one(value),
+                        Some(value) => test.check(&[value]),
+                    };
+                }
                 key.values(point.payload(), flat, scratch);
                 test.check(scratch)
             }
