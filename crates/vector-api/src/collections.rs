@@ -35,7 +35,13 @@ pub(crate) async fn exists(Target { api, name }: Target) -> Response {
 pub(crate) async fn info(Target { api, name }: Target) -> Result<Response, QdrantError> {
     let started = Instant::now();
     let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
-    let described = blocking(move || Ok(describe(collection.read().segment()))).await?;
+    let described = blocking(move || {
+        let stored = collection
+            .read()
+            .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
+        Ok(describe(stored.segment()))
+    })
+    .await?;
     Ok(ok(described, started))
 }
 
@@ -373,7 +379,13 @@ pub(crate) async fn create_index(Target { api, name }: Target, body: Body) -> Re
         ))
     })?;
     let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
-    let operation = blocking(move || Ok(collection.write().apply(Operation::CreateIndex { key, field_type })?)).await?;
+    let operation = blocking(move || {
+        let mut stored = collection
+            .write()
+            .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
+        Ok(stored.apply(Operation::CreateIndex { key, field_type })?)
+    })
+    .await?;
     Ok(ok(json!({"operation_id": operation, "status": "completed"}), started))
 }
 
@@ -384,6 +396,12 @@ pub(crate) async fn delete_index(
     let Path((name, field)) = path.map_err(|rejection| QdrantError::format(rejection.body_text()))?;
     let started = Instant::now();
     let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
-    let operation = blocking(move || Ok(collection.write().apply(Operation::DropIndex(field))?)).await?;
+    let operation = blocking(move || {
+        let mut stored = collection
+            .write()
+            .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
+        Ok(stored.apply(Operation::DropIndex(field))?)
+    })
+    .await?;
     Ok(ok(json!({"operation_id": operation, "status": "completed"}), started))
 }

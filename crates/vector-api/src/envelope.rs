@@ -88,9 +88,23 @@ impl IntoResponse for QdrantError {
     }
 }
 
-/// A successful answer: `{"result": ..., "status": "ok", "time": seconds}`.
+/// Largest answer sent (a small request can name many points with large payloads).
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// A successful answer: `{"result": ..., "status": "ok", "time": seconds}`, or a 400 when it would pass
+/// [`MAX_RESPONSE_BYTES`].
 pub(crate) fn ok(result: Value, started: Instant) -> Response {
-    axum::Json(json!({"result": result, "status": "ok", "time": started.elapsed().as_secs_f64()})).into_response()
+    let answer = json!({"result": result, "status": "ok", "time": started.elapsed().as_secs_f64()});
+    let bytes = serde_json::to_vec(&answer).unwrap_or_default();
+    if bytes.len() > MAX_RESPONSE_BYTES {
+        return QdrantError::format(format!(
+            "the answer would be {} bytes, more than {MAX_RESPONSE_BYTES}: ask for fewer points, fewer payload keys \
+             or no vectors",
+            bytes.len()
+        ))
+        .into_response();
+    }
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 /// Reads a request body as a JSON object (an empty body is an empty object), refusing one larger than

@@ -31,7 +31,9 @@ async fn write(
     let mut body = read(body).await?;
     let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
     let operation = blocking(move || {
-        let mut stored = collection.write();
+        let mut stored = collection
+            .write()
+            .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
         let operation = make(&mut body, stored.segment())?;
         Ok(stored.apply(operation)?)
     })
@@ -123,14 +125,23 @@ async fn reading(
 ) -> Result<Response, QdrantError> {
     let started = Instant::now();
     let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
-    let result = blocking(move || work(&body, collection.read().segment())).await?;
+    let result = blocking(move || {
+        let stored = collection
+            .read()
+            .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
+        work(&body, stored.segment())
+    })
+    .await?;
     Ok(ok(result, started))
 }
 
 pub(crate) async fn retrieve(Target { api, name }: Target, body: Body) -> Result<Response, QdrantError> {
     let body = read(body).await?;
     reading(api, name, body, |body, segment| {
-        let ids = select::ids(body.get("ids").unwrap_or(&Value::Null), "ids")?;
+        let mut ids = select::ids(body.get("ids").unwrap_or(&Value::Null), "ids")?;
+        // Each point once, however often it is named (a short request must not multiply a large answer).
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|id| seen.insert(*id));
         let payload = WithPayload::parse(body.get("with_payload"), true)?;
         let vector = WithVector::parse(body.get("with_vector"))?;
         let records: Vec<Value> = ids

@@ -6,6 +6,7 @@ use crate::select::{self, WithPayload, WithVector};
 use crate::{Target, VectorApi};
 use axum::body::Body;
 use axum::response::Response;
+use loopline_vector_index::filter::Condition;
 use loopline_vector_index::{Filter, Hit, PointId, Query, Segment};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -226,6 +227,12 @@ fn plan(body: &Map<String, Value>, at: &str, depth: usize, budget: &mut Budget) 
         None | Some(Value::Null) => None,
         Some(value) => Some(Filter::from_json(value, &format!("{at}filter")).map_err(QdrantError::format)?),
     };
+    // The outer filter holds for what the prefetches find too (as Qdrant applies it), so fusion ranks only
+    // points that pass it.
+    let mut prefetch = prefetch;
+    if let Some(outer) = &filter {
+        prefetch.iter_mut().for_each(|inner| push_down(inner, outer));
+    }
     Ok(Plan {
         kind,
         using,
@@ -240,6 +247,21 @@ fn plan(body: &Map<String, Value>, at: &str, depth: usize, budget: &mut Budget) 
     })
 }
 
+/// Adds `outer` to a prefetch's own filter, and to its prefetches'.
+fn push_down(plan: &mut Plan, outer: &Filter) {
+    plan.filter = Some(match plan.filter.take() {
+        None => outer.clone(),
+        Some(own) => Filter {
+            must: vec![
+                Condition::Filter(Box::new(outer.clone())),
+                Condition::Filter(Box::new(own)),
+            ],
+            ..Filter::default()
+        },
+    });
+    plan.prefetch.iter_mut().for_each(|inner| push_down(inner, outer));
+}
+
 /// Runs a plan: its hits, best first (limit and offset applied).
 fn run(plan: &Plan, segment: &Segment) -> Result<Vec<Hit>, QdrantError> {
     let wanted = plan.limit.saturating_add(plan.offset);
@@ -249,7 +271,7 @@ fn run(plan: &Plan, segment: &Segment) -> Result<Vec<Hit>, QdrantError> {
             .iter()
             .map(|inner| run(inner, segment))
             .collect::<Result<Vec<_>, _>>()?;
-        match &plan.kind {
+        let fused = match &plan.kind {
             Some(Kind::Rrf(k)) => fuse_ranks(&lists, *k),
             Some(Kind::Dbsf) => fuse_distributions(&lists),
             Some(Kind::Nearest(vector)) => rerank(plan, segment, vector, &lists, None)?,
@@ -261,7 +283,17 @@ fn run(plan: &Plan, segment: &Segment) -> Result<Vec<Hit>, QdrantError> {
                 let mut seen = std::collections::HashSet::new();
                 lists.into_iter().flatten().filter(|hit| seen.insert(hit.id)).collect()
             }
+        };
+        // The outer query's filter and threshold hold for fused results too (the nearest kinds apply them
+        // while ranking).
+        let mut fused = fused;
+        if let Some(filter) = &plan.filter {
+            fused.retain(|hit| segment.passes(hit.node, filter));
         }
+        if let (Some(threshold), Some(Kind::Rrf(_) | Kind::Dbsf)) = (plan.score_threshold, &plan.kind) {
+            fused.retain(|hit| hit.score >= threshold);
+        }
+        fused
     } else {
         match &plan.kind {
             Some(Kind::Nearest(vector)) => nearest(plan, segment, vector, None)?,
@@ -431,7 +463,13 @@ async fn searching(
 ) -> Result<Response, QdrantError> {
     let started = Instant::now();
     let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
-    let result = blocking(move || work(collection.read().segment())).await?;
+    let result = blocking(move || {
+        let stored = collection
+            .read()
+            .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
+        work(stored.segment())
+    })
+    .await?;
     Ok(ok(result, started))
 }
 

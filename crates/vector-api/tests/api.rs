@@ -516,6 +516,15 @@ async fn one_request_cannot_ask_for_unbounded_work() {
         )
         .await;
     assert_eq!(found["points"], json!([]));
+    // A point named many times comes back once.
+    let records = server
+        .ok(
+            "POST",
+            "/collections/docs/points",
+            Some(json!({"ids": [1, 1, 1, 2, 1]})),
+        )
+        .await;
+    assert_eq!(records.as_array().unwrap().len(), 2);
     // Methods a route does not take: Qdrant's shape too.
     let message = server.error("PATCH", "/collections/docs/points/query", None, 405).await;
     assert!(message.contains("Method not allowed"), "{message}");

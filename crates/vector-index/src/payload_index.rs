@@ -61,7 +61,12 @@ impl FieldType {
 
 /// Sortable key of a number (floats by their total order, so ranges are BTreeMap ranges).
 fn ordered(number: f64) -> u64 {
-    let bits = number.to_bits();
+    // -0.0 and 0.0 are equal, so they share a key.
+    let bits = if number == 0.0 {
+        0f64.to_bits()
+    } else {
+        number.to_bits()
+    };
     if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
 }
 

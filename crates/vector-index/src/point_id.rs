@@ -35,25 +35,23 @@ impl PointId {
     }
 
     fn parse_uuid(text: &str) -> Option<u128> {
-        let lower = text.trim();
-        let body = lower
-            .strip_prefix("urn:uuid:")
-            .or_else(|| lower.strip_prefix("URN:UUID:"))
-            .unwrap_or(lower);
-        let body = body
-            .strip_prefix('{')
-            .and_then(|rest| rest.strip_suffix('}'))
-            .unwrap_or(body);
-        let digits: String = match body.len() {
-            32 => body.to_string(),
-            36 => {
-                let bytes = body.as_bytes();
-                if [8, 13, 18, 23].iter().any(|&at| bytes[at] != b'-') {
-                    return None;
-                }
-                body.chars().filter(|character| *character != '-').collect()
+        // The spellings Qdrant's parser takes: 32 hex digits, hyphenated, hyphenated in braces, or hyphenated
+        // after `urn:uuid:`; nothing around them.
+        let hyphenated = |body: &str| -> Option<String> {
+            let bytes = body.as_bytes();
+            if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&at| bytes[at] != b'-') {
+                return None;
             }
-            _ => return None,
+            Some(body.chars().filter(|character| *character != '-').collect())
+        };
+        let digits = if let Some(rest) = text.strip_prefix("urn:uuid:") {
+            hyphenated(rest)?
+        } else if let Some(rest) = text.strip_prefix('{').and_then(|rest| rest.strip_suffix('}')) {
+            hyphenated(rest)?
+        } else if text.len() == 32 {
+            text.to_string()
+        } else {
+            hyphenated(text)?
         };
         if digits.len() != 32 || !digits.chars().all(|character| character.is_ascii_hexdigit()) {
             return None;

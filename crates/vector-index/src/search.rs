@@ -196,6 +196,7 @@ impl Segment {
                 got: vector.len(),
             });
         }
+        crate::segment::check_magnitude(vector, || "query".into())?;
         let mut prepared = vector.to_vec();
         space.params.distance.prepare(&mut prepared);
         let live = nodes.iter().copied().filter(|&node| {

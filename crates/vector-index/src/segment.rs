@@ -359,6 +359,11 @@ impl Segment {
             .collect()
     }
 
+    /// Whether a point passes a filter.
+    pub fn passes(&self, node: u32, filter: &Filter) -> bool {
+        filter.matches(&NodeView { segment: self, node })
+    }
+
     /// The number of a live point.
     pub fn node_of(&self, id: PointId) -> Option<u32> {
         self.by_id.get(&id).copied()

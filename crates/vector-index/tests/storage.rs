@@ -133,15 +133,24 @@ fn a_torn_log_tail_is_cut_off_and_writing_goes_on() {
     assert_eq!(collection.segment().len(), 10);
     upsert(&mut collection, 20..25);
     drop(collection);
-    // Garbage appended after complete records is cut off too.
+    // A few bytes after the last record (less than a header) are a cut-short header: cut off.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&wal)
+        .unwrap()
+        .write_all(&[0xAB; 11])
+        .unwrap();
+    let collection = StoredCollection::open(&path, 1).unwrap();
+    assert_eq!(collection.segment().len(), 15);
+    drop(collection);
+    // A whole header that disagrees with itself is damage, not a crash: refused.
     std::fs::OpenOptions::new()
         .append(true)
         .open(&wal)
         .unwrap()
         .write_all(&[0xAB; 37])
         .unwrap();
-    let collection = StoredCollection::open(&path, 1).unwrap();
-    assert_eq!(collection.segment().len(), 15);
+    assert!(StoredCollection::open(&path, 1).is_err());
 }
 
 #[test]
@@ -260,9 +269,14 @@ fn a_damaged_record_with_records_after_it_is_refused_not_cut() {
     let error = StoredCollection::open(&path, 1)
         .err()
         .expect("a damaged log must not open");
-    assert!(error.to_string().contains("fails its checksum"), "{error}");
+    assert!(error.to_string().contains("fails its checks"), "{error}");
     // Nothing was cut: the bytes are all still there for whoever repairs it.
     assert_eq!(std::fs::read(&wal).unwrap(), bytes);
+    // A flipped bit in the first record's length: refused too, not taken for a torn tail.
+    bytes[second] ^= 0x01;
+    bytes[3] ^= 0x01;
+    std::fs::write(&wal, &bytes).unwrap();
+    assert!(StoredCollection::open(&path, 1).is_err());
 }
 
 #[test]
@@ -276,4 +290,39 @@ fn collections_with_the_longest_names_are_created_and_deleted() {
     let reopened = loopline_vector_index::VectorStore::open(&dir.path().join("vectors"), 1).unwrap();
     assert!(reopened.names().is_empty());
     assert_eq!(std::fs::read_dir(dir.path().join("vectors")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_collection_deleted_mid_write_never_touches_its_successor() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("vectors");
+    let store = std::sync::Arc::new(loopline_vector_index::VectorStore::open(&root, 1).unwrap());
+    assert!(store.create("race", params()).unwrap());
+    let old = store.get("race").unwrap();
+    let mut writing = old.write().unwrap();
+    upsert(&mut writing, 0..30);
+    // Deleting waits for the write in progress, but frees the name at once.
+    let deleting = {
+        let store = store.clone();
+        std::thread::spawn(move || store.delete("race").unwrap())
+    };
+    while store.get("race").is_some() {
+        std::thread::yield_now();
+    }
+    assert!(store.create("race", params()).unwrap());
+    upsert(&mut store.get("race").unwrap().write().unwrap(), 100..101);
+    // The old collection's last write ends with a checkpoint, in its own directory.
+    upsert(&mut writing, 30..40);
+    writing.checkpoint().unwrap();
+    drop(writing);
+    assert!(deleting.join().unwrap());
+    // Requests that still hold the old collection find it gone.
+    assert!(old.read().is_none());
+    drop(store);
+    let reopened = loopline_vector_index::VectorStore::open(&root, 1).unwrap();
+    assert_eq!(reopened.names(), ["race"]);
+    let collection = reopened.get("race").unwrap();
+    let stored = collection.read().unwrap();
+    assert_eq!(stored.segment().len(), 1);
+    assert!(stored.segment().node_of(PointId::Num(100)).is_some());
 }

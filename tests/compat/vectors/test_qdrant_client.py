@@ -125,6 +125,12 @@ def test_collection_upsert_query_scroll_count_retrieve_agree_with_local_mode(cli
                                                   limit=10).points)
     assert [p.id for p in a] == [p.id for p in b]
     assert [round(p.score, 5) for p in a] == [round(p.score, 5) for p in b]
+    # The outer filter holds for the fused points too.
+    english = models.Filter(must=[models.FieldCondition(key="lang", match=models.MatchValue(value="en"))])
+    a, b = both(clients, lambda c: c.query_points("docs", prefetch=prefetch, query=models.FusionQuery(fusion=models.Fusion.RRF),
+                                                  query_filter=english, limit=10, with_payload=True).points)
+    assert [p.id for p in a] == [p.id for p in b]
+    assert all(p.payload["lang"] == "en" for p in a)
     # Retrieve with vectors: cosine vectors come back normalised, as Qdrant stores them.
     ids = [3, 40, "00000000-0000-4000-8000-000000000020", 99999]
     a, b = both(clients, lambda c: c.retrieve("docs", ids=ids, with_vectors=True))

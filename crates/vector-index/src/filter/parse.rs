@@ -9,7 +9,11 @@ use serde_json::{Map, Value};
 #[derive(Default)]
 pub(super) struct Parser {
     conditions: usize,
+    texts: usize,
 }
+
+/// Most full-text conditions one filter may hold: each splits every candidate's text into words.
+const MAX_TEXT_CONDITIONS: usize = 16;
 
 fn error(path: &str, message: impl Into<String>) -> FilterError {
     FilterError {
@@ -200,6 +204,19 @@ impl Parser {
     }
 
     fn match_test(&mut self, value: &Value, path: &str) -> Result<FieldTest, FilterError> {
+        let full_text = value.as_object().is_some_and(|map| {
+            map.keys()
+                .any(|key| matches!(key.as_str(), "text" | "text_any" | "phrase"))
+        });
+        if full_text {
+            self.texts += 1;
+            if self.texts > MAX_TEXT_CONDITIONS {
+                return Err(error(
+                    path,
+                    format!("a filter holds at most {MAX_TEXT_CONDITIONS} text, text_any and phrase conditions"),
+                ));
+            }
+        }
         let object = value
             .as_object()
             .ok_or_else(|| error(path, format!("match is an object, not {}", kind(value))))?;

@@ -158,12 +158,23 @@ impl Graph {
                 return Err(format!("node {node}'s upper layers do not match its level"));
             }
         }
-        let lists = base
+        // Every link must lead to a node that has the layer it is on.
+        let layer_lists = base
             .chunks(graph.base_stride)
-            .chain(upper.iter().flat_map(|layers| layers.chunks(upper_stride)));
-        for list in lists {
+            .map(|list| (0usize, list))
+            .chain(upper.iter().flat_map(|layers| {
+                layers
+                    .chunks(upper_stride)
+                    .enumerate()
+                    .map(|(index, list)| (index + 1, list))
+            }));
+        for (layer, list) in layer_lists {
             let count = list[0] as usize;
-            if count >= list.len() || list[1..=count].iter().any(|&neighbour| neighbour as usize >= len) {
+            let out_of_bounds = count >= list.len()
+                || list[1..=count]
+                    .iter()
+                    .any(|&neighbour| neighbour as usize >= len || usize::from(levels[neighbour as usize]) < layer);
+            if out_of_bounds {
                 return Err("a link list of the graph is out of bounds".into());
             }
         }

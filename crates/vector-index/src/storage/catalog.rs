@@ -1,14 +1,16 @@
 //! Every collection under one directory, by name: created, listed, opened at start, deleted whole.
 //!
-//! Names are confined to letters, digits, `_`, `-` and `.` (not leading), so a name is always one plain
-//! directory under the root. A deletion first renames the directory to a hidden one and then removes it,
-//! so a crash in between leaves nothing that looks like a collection; hidden leftovers are removed at the
-//! next start.
+//! Each collection lives in a directory of its own with a generated name (`c-<time>-<counter>`), its name in
+//! a `name` file beside its data: a collection created under the name of one being deleted never shares a
+//! directory with it, however long the old one's last write takes, and no name reaches the file system.
+//! Deleting first writes a `deleted` marker (synced) and takes the collection out of the listing, then waits
+//! for the requests using it and removes the directory; a start-up removes marked leftovers.
 
-use super::{StorageError, StoredCollection, io};
+use super::{StorageError, StoredCollection, io, write_durably};
 use crate::segment::VectorParams;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Longest collection name.
@@ -17,6 +19,8 @@ pub const MAX_NAME: usize = 255;
 /// One collection, shared by the requests that use it.
 pub struct Collection {
     name: String,
+    dir: PathBuf,
+    deleted: AtomicBool,
     inner: RwLock<StoredCollection>,
 }
 
@@ -26,14 +30,16 @@ impl Collection {
         &self.name
     }
 
-    /// Reads it (searches run side by side).
-    pub fn read(&self) -> RwLockReadGuard<'_, StoredCollection> {
-        self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Reads it (searches run side by side); `None` once it has been deleted.
+    pub fn read(&self) -> Option<RwLockReadGuard<'_, StoredCollection>> {
+        let guard = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (!self.deleted.load(Ordering::Acquire)).then_some(guard)
     }
 
-    /// Writes it (one writer at a time, no readers meanwhile).
-    pub fn write(&self) -> RwLockWriteGuard<'_, StoredCollection> {
-        self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Writes it (one writer at a time, no readers meanwhile); `None` once it has been deleted.
+    pub fn write(&self) -> Option<RwLockWriteGuard<'_, StoredCollection>> {
+        let guard = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (!self.deleted.load(Ordering::Acquire)).then_some(guard)
     }
 }
 
@@ -82,23 +88,41 @@ impl VectorStore {
         };
         for entry in entries {
             let entry = entry.map_err(io(root))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let file_name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
-            if name.starts_with(".deleted-") {
+            if file_name.starts_with(".deleted-") || path.join("deleted").exists() {
                 std::fs::remove_dir_all(&path).map_err(io(&path))?;
                 continue;
             }
-            if name_problem(&name).is_some() || !path.join("config.json").is_file() {
+            if !path.join("config.json").is_file() {
                 continue;
             }
+            // Collections made before names moved into a file are named by their directory.
+            let name = match std::fs::read_to_string(path.join("name")) {
+                Ok(name) => name,
+                Err(_) if name_problem(&file_name).is_none() => file_name.clone(),
+                Err(_) => continue,
+            };
+            if name_problem(&name).is_some() {
+                return Err(StorageError::Damaged {
+                    path: path.join("name").display().to_string(),
+                    message: "not a valid collection name".into(),
+                });
+            }
+            if collections.contains_key(&name) {
+                return Err(StorageError::Damaged {
+                    path: path.display().to_string(),
+                    message: format!("a second directory holds collection '{name}'; move one of them aside"),
+                });
+            }
             let stored = StoredCollection::open(&path, threads)?;
-            collections.insert(
-                name.clone(),
-                Arc::new(Collection {
-                    name,
-                    inner: RwLock::new(stored),
-                }),
-            );
+            let collection = Collection {
+                name: name.clone(),
+                dir: path,
+                deleted: AtomicBool::new(false),
+                inner: RwLock::new(stored),
+            };
+            collections.insert(name, Arc::new(collection));
         }
         Ok(VectorStore {
             root: root.to_path_buf(),
@@ -141,44 +165,51 @@ impl VectorStore {
         if collections.contains_key(name) {
             return Ok(false);
         }
-        let path = self.root.join(name);
-        if path.exists() {
-            // A directory without a loaded collection: an interrupted create. Start it afresh.
-            std::fs::remove_dir_all(&path).map_err(io(&path))?;
-        }
-        let stored = StoredCollection::create(&path, vectors, self.threads)?;
-        collections.insert(
-            name.to_string(),
-            Arc::new(Collection {
-                name: name.to_string(),
-                inner: RwLock::new(stored),
-            }),
-        );
+        let dir = self.root.join(format!("c-{}", unique_suffix()));
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let made = write_durably(&dir.join("name"), name.as_bytes())
+            .and_then(|()| StoredCollection::create(&dir, vectors, self.threads));
+        let stored = match made {
+            Ok(stored) => stored,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(error);
+            }
+        };
+        let collection = Collection {
+            name: name.to_string(),
+            dir,
+            deleted: AtomicBool::new(false),
+            inner: RwLock::new(stored),
+        };
+        collections.insert(name.to_string(), Arc::new(collection));
         Ok(true)
     }
 
-    /// Deletes a collection and its files; answers whether it existed. The directory is renamed out of the
-    /// way at once (so the name is free again and other collections are not held up), and removed once the
-    /// requests using the collection are done.
+    /// Deletes a collection and its files; answers whether it existed.
     pub fn delete(&self, name: &str) -> Result<bool, StorageError> {
-        let (collection, hidden) = {
+        let collection = {
             let mut collections = self
                 .collections
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let Some(collection) = collections.remove(name) else {
+            let Some(collection) = collections.get(name).cloned() else {
                 return Ok(false);
             };
-            let path = self.root.join(name);
-            let hidden = self.root.join(format!(".deleted-{}", unique_suffix()));
-            if let Err(error) = std::fs::rename(&path, &hidden) {
-                collections.insert(name.to_string(), collection);
-                return Err(io(&path)(error));
-            }
-            (collection, hidden)
+            // Marked before it leaves the listing, so a crash from here on never brings it back.
+            write_durably(&collection.dir.join("deleted"), b"")?;
+            collections.remove(name);
+            collection
         };
-        let _held = collection.write();
-        std::fs::remove_dir_all(&hidden).map_err(io(&hidden))?;
+        // Wait for the requests using it (the name is already free for a new collection in a new directory).
+        {
+            let _held = collection
+                .inner
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            collection.deleted.store(true, Ordering::Release);
+        }
+        std::fs::remove_dir_all(&collection.dir).map_err(io(&collection.dir))?;
         Ok(true)
     }
 
@@ -193,7 +224,7 @@ impl VectorStore {
             .collect();
         collections
             .iter()
-            .filter_map(|collection| collection.write().checkpoint().err())
+            .filter_map(|collection| collection.write().and_then(|mut stored| stored.checkpoint().err()))
             .collect()
     }
 }

@@ -208,7 +208,7 @@ impl StoredCollection {
 
 /// Writes a file so that a crash leaves either the old content or the new: a temporary file beside it,
 /// synced, renamed over it, and the directory synced.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     use std::io::Write;
     let temporary = path.with_extension("tmp");
     let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 /// Largest record accepted on replay (one upsert batch).
 const MAX_RECORD: u64 = 1 << 30;
-const HEADER: usize = 16;
+/// Length, the length's complement (so a damaged length is told from a write cut short), CRC-32 of the
+/// operation number and bytes, operation number.
+const HEADER: usize = 20;
 
 /// An open log.
 pub(crate) struct Wal {
@@ -37,12 +39,18 @@ impl Wal {
             if good + HEADER as u64 > size || reader.read_exact(&mut header).is_err() {
                 break;
             }
-            let length = u64::from(u32::from_le_bytes([header[0], header[1], header[2], header[3]]));
-            let checksum = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+            let word = |at: usize| u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+            let (length, complement, checksum) = (word(0), word(4), word(8));
             let operation = u64::from_le_bytes([
-                header[8], header[9], header[10], header[11], header[12], header[13], header[14], header[15],
+                header[12], header[13], header[14], header[15], header[16], header[17], header[18], header[19],
             ]);
-            if length > MAX_RECORD || good + HEADER as u64 + length > size {
+            let length = u64::from(length);
+            // A whole header is written before its body, so a crash can cut a body short but never leave a
+            // header that disagrees with itself: that is damage.
+            if complement != !(length as u32) || length > MAX_RECORD {
+                return Err(damaged(path, good, size));
+            }
+            if good + HEADER as u64 + length > size {
                 break;
             }
             body.resize(length as usize, 0);
@@ -50,21 +58,13 @@ impl Wal {
                 break;
             }
             let mut hasher = crc32fast::Hasher::new();
-            hasher.update(&header[8..]);
+            hasher.update(&header[12..]);
             hasher.update(&body);
             if hasher.finalize() != checksum {
-                let end = good + HEADER as u64 + length;
-                if end < size {
-                    // Records follow: this is damage, not a write cut short by a crash. Cutting here would
-                    // throw away acknowledged writes, so refuse and say where.
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!(
-                            "{}: the record at byte {good} fails its checksum and {} bytes follow it: the log is                              damaged; move it aside to start without the writes from that byte on",
-                            path.display(),
-                            size - end
-                        ),
-                    ));
+                if good + HEADER as u64 + length < size {
+                    // Records follow: damage, not a write cut short. Cutting here would throw away
+                    // acknowledged writes, so refuse and say where.
+                    return Err(damaged(path, good, size));
                 }
                 break;
             }
@@ -105,6 +105,7 @@ impl Wal {
         hasher.update(&operation.to_le_bytes());
         hasher.update(bytes);
         record.extend_from_slice(&length.to_le_bytes());
+        record.extend_from_slice(&(!length).to_le_bytes());
         record.extend_from_slice(&hasher.finalize().to_le_bytes());
         record.extend_from_slice(&operation.to_le_bytes());
         record.extend_from_slice(bytes);
@@ -134,6 +135,18 @@ impl Wal {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The error for a log damaged at byte `at` (of `size`).
+fn damaged(path: &Path, at: u64, size: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "the record at byte {at} of {size} fails its checks with more of the log after it: the log is damaged; \
+             move it aside to start without the writes from that byte on (path: {})",
+            path.display()
+        ),
+    )
 }
 
 /// Says that a torn tail was cut off.
