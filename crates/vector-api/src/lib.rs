@@ -64,8 +64,30 @@ pub fn routes(api: VectorApi) -> Router {
         .route("/collections/{name}/points/query/batch", post(query::query_batch))
         .route("/collections/{name}/points/search", post(query::search))
         .route("/collections/{name}/points/search/batch", post(query::search_batch))
+        .route("/collections/{name}/points/recommend", post(unsupported))
+        .route("/collections/{name}/points/recommend/batch", post(unsupported))
+        .route("/collections/{name}/points/recommend/groups", post(unsupported))
+        .route("/collections/{name}/points/discover", post(unsupported))
+        .route("/collections/{name}/points/discover/batch", post(unsupported))
+        .route("/collections/{name}/points/search/groups", post(unsupported))
+        .route("/collections/{name}/points/query/groups", post(unsupported))
+        .route("/collections/{name}/facet", post(unsupported))
+        .route("/collections/{name}/snapshots", get(unsupported).post(unsupported))
+        .route("/collections/{name}/aliases", get(unsupported))
+        .route("/aliases", get(unsupported))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)
+}
+
+/// Qdrant routes Loopline does not offer: a clear refusal in Qdrant's shape, not a 404 page.
+async fn unsupported(uri: axum::http::Uri) -> QdrantError {
+    QdrantError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        format!(
+            "Bad request: {} is not supported by Loopline's vector index (see docs/vectors.md)",
+            uri.path()
+        ),
+    )
 }
 
 /// A route called with a method it does not take, answered in Qdrant's shape.
@@ -100,6 +122,19 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/collections/{name}/points/query/batch", true),
     ("POST", "/collections/{name}/points/search", true),
     ("POST", "/collections/{name}/points/search/batch", true),
+    // Refused with a message (not offered).
+    ("POST", "/collections/{name}/points/recommend", true),
+    ("POST", "/collections/{name}/points/recommend/batch", true),
+    ("POST", "/collections/{name}/points/recommend/groups", true),
+    ("POST", "/collections/{name}/points/discover", true),
+    ("POST", "/collections/{name}/points/discover/batch", true),
+    ("POST", "/collections/{name}/points/search/groups", true),
+    ("POST", "/collections/{name}/points/query/groups", true),
+    ("POST", "/collections/{name}/facet", true),
+    ("GET", "/collections/{name}/snapshots", true),
+    ("POST", "/collections/{name}/snapshots", true),
+    ("GET", "/collections/{name}/aliases", true),
+    ("GET", "/aliases", true),
 ];
 
 /// The collection a route names (its `{name}`), with the API state.

@@ -2,6 +2,7 @@
 //! vectors to return, points to upsert, and how a stored point is written out.
 
 use crate::envelope::QdrantError;
+use loopline_vector_index::filter::KeyPath;
 use loopline_vector_index::{Filter, Point, PointId, Segment};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -108,18 +109,26 @@ impl WithPayload {
         match self {
             WithPayload::None => Value::Null,
             WithPayload::All => Value::Object(object),
-            WithPayload::Include(keys) => Value::Object(
-                object
-                    .into_iter()
-                    .filter(|(key, _)| keys.iter().any(|wanted| wanted == key))
-                    .collect(),
-            ),
-            WithPayload::Exclude(keys) => Value::Object(
-                object
-                    .into_iter()
-                    .filter(|(key, _)| !keys.iter().any(|unwanted| unwanted == key))
-                    .collect(),
-            ),
+            // Keys are paths (`a.b`, `arr[].v`, `"x.y"`): what they reach is kept, or left out, with the
+            // objects and arrays around it.
+            WithPayload::Include(keys) => {
+                let (whole, mut kept) = (Value::Object(object), Value::Object(Map::new()));
+                for key in keys {
+                    if let Ok(path) = KeyPath::parse(key) {
+                        path.copy_into(&whole, &mut kept);
+                    }
+                }
+                kept
+            }
+            WithPayload::Exclude(keys) => {
+                let mut rest = Value::Object(object);
+                for key in keys {
+                    if let Ok(path) = KeyPath::parse(key) {
+                        path.remove_from(&mut rest);
+                    }
+                }
+                rest
+            }
         }
     }
 }

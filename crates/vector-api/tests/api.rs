@@ -525,6 +525,49 @@ async fn one_request_cannot_ask_for_unbounded_work() {
         )
         .await;
     assert_eq!(records.as_array().unwrap().len(), 2);
+    // Qdrant routes Loopline does not offer say so, in Qdrant's shape.
+    let message = server
+        .error(
+            "POST",
+            "/collections/docs/points/recommend",
+            Some(json!({"positive": [1]})),
+            400,
+        )
+        .await;
+    assert!(message.contains("not supported"), "{message}");
+    let message = server.error("GET", "/aliases", None, 400).await;
+    assert!(message.contains("not supported"), "{message}");
+    // Nested include and exclude paths keep the structure around what they reach.
+    server
+        .ok(
+            "POST",
+            "/collections/docs/points/payload",
+            Some(json!({"payload": {"meta": {"a": 1, "b": 2}}, "points": [3]})),
+        )
+        .await;
+    let records = server
+        .ok(
+            "POST",
+            "/collections/docs/points",
+            Some(json!({"ids": [3], "with_payload": {"include": ["meta.a", "lang"]}})),
+        )
+        .await;
+    assert_eq!(records[0]["payload"], json!({"meta": {"a": 1}, "lang": "en"}));
+    server
+        .ok(
+            "POST",
+            "/collections/docs/points/payload/delete",
+            Some(json!({"keys": ["meta.b"], "points": [3]})),
+        )
+        .await;
+    let records = server
+        .ok(
+            "POST",
+            "/collections/docs/points",
+            Some(json!({"ids": [3], "with_payload": {"exclude": ["year"]}})),
+        )
+        .await;
+    assert_eq!(records[0]["payload"], json!({"lang": "en", "meta": {"a": 1}}));
     // Methods a route does not take: Qdrant's shape too.
     let message = server.error("PATCH", "/collections/docs/points/query", None, 405).await;
     assert!(message.contains("Method not allowed"), "{message}");

@@ -149,7 +149,13 @@ impl Segment {
             Operation::DeletePayload { ids, keys } => {
                 for id in ids {
                     if let Some(node) = self.node_of(id) {
-                        self.update_payload(node, version, |map| keys.iter().for_each(|key| remove_path(map, key)));
+                        self.update_payload(node, version, |map| {
+                            let mut payload = Value::Object(std::mem::take(map));
+                            keys.iter().for_each(|key| remove_key(&mut payload, key));
+                            if let Value::Object(changed) = payload {
+                                *map = changed;
+                            }
+                        })
                     }
                 }
             }
@@ -186,18 +192,16 @@ fn object_keys(key: &str) -> Result<Vec<String>, OperationError> {
         .collect()
 }
 
-/// Removes a dotted path's last key from the object it leads to.
-fn remove_path(map: &mut Map<String, Value>, key: &str) {
-    match key.split_once('.') {
-        _ if map.contains_key(key) => {
-            map.remove(key);
-        }
-        Some((head, rest)) => {
-            if let Some(Value::Object(inner)) = map.get_mut(head) {
-                remove_path(inner, rest);
+/// Removes what a key path reaches (`a.b`, `arr[].v`, `"x.y"`); a key that is not a valid path, but is a
+/// top-level key as written, is removed as such.
+fn remove_key(payload: &mut Value, key: &str) {
+    match crate::filter::KeyPath::parse(key) {
+        Ok(path) => path.remove_from(payload),
+        Err(_) => {
+            if let Value::Object(map) = payload {
+                map.remove(key);
             }
         }
-        None => {}
     }
 }
 

@@ -237,3 +237,22 @@ def test_no_version_warning_and_an_acknowledged_upsert_survives_kill_9(server):
         assert [p.payload for p in got] == [points[0].payload, points[199].payload]
     finally:
         again.stop()
+
+
+def test_nested_paths_agree_with_local_mode(clients):
+    payload = {"a": {"b": 1, "c": 2}, "arr": [{"v": 1, "w": 2}, {"v": 3}], "x.y": 5, "k": 0, "grid": [[1, 2], [3, 4]]}
+    for client in clients:
+        client.create_collection("paths", vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT))
+        client.upsert("paths", points=[models.PointStruct(id=1, vector=[1, 0], payload=payload)])
+    for selector in (models.PayloadSelectorInclude(include=["a.b", "arr[].v", "k"]),
+                     models.PayloadSelectorExclude(exclude=["a.b", "arr[].w"])):
+        a, b = both(clients, lambda c: c.retrieve("paths", ids=[1], with_payload=selector)[0].payload)
+        assert a == b
+    for key in ["grid[]", "grid[0]", "arr[].v", "a.b"]:
+        condition = models.Filter(must=[models.FieldCondition(key=key, match=models.MatchValue(value=1))])
+        a, b = both(clients, lambda c: c.count("paths", count_filter=condition).count)
+        assert a == b, key
+    for client in clients:
+        client.delete_payload("paths", keys=["a.c", "arr[].v"], points=[1])
+    a, b = both(clients, lambda c: c.retrieve("paths", ids=[1])[0].payload)
+    assert a == b

@@ -110,6 +110,96 @@ impl KeyPath {
     }
 }
 
+impl KeyPath {
+    /// Removes what the path reaches from a payload (`a.b` removes `b` from `a`; `a[].b` from every element
+    /// of `a`; `a[1]` the second element).
+    pub fn remove_from(&self, payload: &mut Value) {
+        remove(payload, &self.steps);
+    }
+
+    /// Copies what the path reaches from `from` into `into`, keeping the objects and arrays around it (what
+    /// `with_payload: {"include": [...]}` returns); several paths merge into one `into`.
+    pub fn copy_into(&self, from: &Value, into: &mut Value) {
+        copy(from, into, &self.steps);
+    }
+}
+
+fn remove(data: &mut Value, steps: &[Step]) {
+    let Some((step, rest)) = steps.split_first() else {
+        return;
+    };
+    match (step, data) {
+        (Step::Key(key), Value::Object(map)) if rest.is_empty() => {
+            map.remove(key);
+        }
+        (Step::Key(key), Value::Object(map)) => {
+            if let Some(inner) = map.get_mut(key) {
+                remove(inner, rest);
+            }
+        }
+        (Step::Each, Value::Array(items)) if rest.is_empty() => items.clear(),
+        (Step::Each, Value::Array(items)) => items.iter_mut().for_each(|item| remove(item, rest)),
+        (Step::Index(index), Value::Array(items)) if rest.is_empty() => {
+            if *index < items.len() {
+                items.remove(*index);
+            }
+        }
+        (Step::Index(index), Value::Array(items)) => {
+            if let Some(item) = items.get_mut(*index) {
+                remove(item, rest);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn copy(from: &Value, into: &mut Value, steps: &[Step]) {
+    let Some((step, rest)) = steps.split_first() else {
+        *into = from.clone();
+        return;
+    };
+    match (step, from) {
+        (Step::Key(key), Value::Object(map)) => {
+            let Some(inner) = map.get(key) else {
+                return;
+            };
+            if !into.is_object() {
+                *into = Value::Object(serde_json::Map::new());
+            }
+            if let Value::Object(target) = into {
+                let slot = target.entry(key.clone()).or_insert(Value::Null);
+                copy(inner, slot, rest);
+            }
+        }
+        (Step::Each, Value::Array(items)) => {
+            if !matches!(into, Value::Array(existing) if existing.len() == items.len()) {
+                *into = Value::Array(vec![Value::Null; items.len()]);
+            }
+            if let Value::Array(target) = into {
+                for (item, slot) in items.iter().zip(target.iter_mut()) {
+                    copy(item, slot, rest);
+                }
+            }
+        }
+        (Step::Index(index), Value::Array(items)) => {
+            if let Some(item) = items.get(*index) {
+                let mut slot = Value::Null;
+                copy(item, &mut slot, rest);
+                *into = Value::Array(vec![slot]);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A reached value: its elements when it is an array and values are flattened, itself otherwise.
+fn push_flat<'a>(value: &'a Value, flat: bool, out: &mut Vec<&'a Value>) {
+    match value {
+        Value::Array(items) if flat => out.extend(items.iter()),
+        other => out.push(other),
+    }
+}
+
 fn collect<'a>(data: &'a Value, steps: &[Step], flat: bool, out: &mut Vec<&'a Value>) {
     let Some((step, rest)) = steps.split_first() else {
         return;
@@ -129,7 +219,8 @@ fn collect<'a>(data: &'a Value, steps: &[Step], flat: bool, out: &mut Vec<&'a Va
         }
         (Step::Each, Value::Array(items)) => {
             if last {
-                out.extend(items.iter());
+                // An element that is itself an array contributes its elements, as a field's array does.
+                items.iter().for_each(|item| push_flat(item, flat, out));
             } else {
                 items.iter().for_each(|item| collect(item, rest, flat, out));
             }
@@ -137,7 +228,7 @@ fn collect<'a>(data: &'a Value, steps: &[Step], flat: bool, out: &mut Vec<&'a Va
         (Step::Index(index), Value::Array(items)) => {
             if let Some(item) = items.get(*index) {
                 if last {
-                    out.push(item);
+                    push_flat(item, flat, out);
                 } else {
                     collect(item, rest, flat, out);
                 }
@@ -182,8 +273,24 @@ mod tests {
         assert_eq!(values(&payload, "the.\"nested.key\"", true), [json!("cuckoo")]);
         assert_eq!(values(&payload, "grid[][1]", true), [json!(2), json!(4)]);
         assert_eq!(values(&payload, "grid[0][]", true), [json!(1), json!(2)]);
+        assert_eq!(
+            values(&payload, "grid[]", true),
+            [json!(1), json!(2), json!(3), json!(4)]
+        );
+        assert_eq!(values(&payload, "grid[0]", true), [json!(1), json!(2)]);
+        assert_eq!(values(&payload, "grid[0]", false), [json!([1, 2])]);
         assert_eq!(values(&payload, "nothing", true), [json!(null)]);
         assert!(values(&payload, "name.deeper", true).is_empty());
+        let mut payload = json!({"a": {"b": 1, "c": 2}, "arr": [{"v": 1, "w": 2}, {"v": 3}], "x.y": 5, "k": 0});
+        let mut included = Value::Null;
+        for key in ["a.b", "arr[].v", "\"x.y\""] {
+            KeyPath::parse(key).unwrap().copy_into(&payload, &mut included);
+        }
+        assert_eq!(included, json!({"a": {"b": 1}, "arr": [{"v": 1}, {"v": 3}], "x.y": 5}));
+        for key in ["a.b", "arr[].w", "\"x.y\""] {
+            KeyPath::parse(key).unwrap().remove_from(&mut payload);
+        }
+        assert_eq!(payload, json!({"a": {"c": 2}, "arr": [{"v": 1}, {"v": 3}], "k": 0}));
         for bad in ["", "a..b", "a[", "a[x]", "a.", "\"open", "a[0]b"] {
             assert!(KeyPath::parse(bad).is_err(), "{bad}");
         }
