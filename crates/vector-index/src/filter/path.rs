@@ -139,10 +139,8 @@ fn remove(data: &mut Value, steps: &[Step]) {
         }
         (Step::Each, Value::Array(items)) if rest.is_empty() => items.clear(),
         (Step::Each, Value::Array(items)) => items.iter_mut().for_each(|item| remove(item, rest)),
-        (Step::Index(index), Value::Array(items)) if rest.is_empty() => {
-            if *index < items.len() {
-                items.remove(*index);
-            }
+        (Step::Index(index), Value::Array(items)) if rest.is_empty() && *index < items.len() => {
+            items.remove(*index);
         }
         (Step::Index(index), Value::Array(items)) => {
             if let Some(item) = items.get_mut(*index) {
