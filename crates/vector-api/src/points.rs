@@ -123,16 +123,7 @@ async fn reading(
     body: Map<String, Value>,
     work: impl FnOnce(&Map<String, Value>, &Segment) -> Result<Value, QdrantError> + Send + 'static,
 ) -> Result<Response, QdrantError> {
-    let started = Instant::now();
-    let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
-    let result = blocking(move || {
-        let stored = collection
-            .read()
-            .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
-        work(&body, stored.segment())
-    })
-    .await?;
-    Ok(ok(result, started))
+    crate::query::searching(api, name, move |segment| work(&body, segment)).await
 }
 
 pub(crate) async fn retrieve(Target { api, name }: Target, body: Body) -> Result<Response, QdrantError> {

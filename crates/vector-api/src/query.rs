@@ -455,8 +455,8 @@ fn scored_points(
         .collect())
 }
 
-/// Runs searches on the collection on a blocking thread.
-async fn searching(
+/// Runs a read of the collection on a blocking thread, under its read lock, and answers in Qdrant's envelope.
+pub(crate) async fn searching(
     api: VectorApi,
     name: String,
     work: impl FnOnce(&Segment) -> Result<Value, QdrantError> + Send + 'static,

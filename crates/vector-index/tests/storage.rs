@@ -326,3 +326,35 @@ fn a_collection_deleted_mid_write_never_touches_its_successor() {
     assert_eq!(stored.segment().len(), 1);
     assert!(stored.segment().node_of(PointId::Num(100)).is_some());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+    /// Log records whose headers and checksums are right but whose bytes are anything (lying counts, huge
+    /// declared lengths): opening answers an error or a collection, never a panic.
+    #[test]
+    fn log_records_with_any_bytes_are_refused_or_replayed(
+        bodies in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 1..4),
+        tags in proptest::collection::vec(0u8..10, 1..4),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs");
+        drop(StoredCollection::create(&path, params(), 1).unwrap());
+        let mut log = Vec::new();
+        for (number, (body, tag)) in bodies.iter().zip(&tags).enumerate() {
+            let mut record = vec![*tag];
+            record.extend_from_slice(body);
+            let operation = number as u64 + 1;
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(&operation.to_le_bytes());
+            hasher.update(&record);
+            let length = record.len() as u32;
+            log.extend_from_slice(&length.to_le_bytes());
+            log.extend_from_slice(&(!length).to_le_bytes());
+            log.extend_from_slice(&hasher.finalize().to_le_bytes());
+            log.extend_from_slice(&operation.to_le_bytes());
+            log.extend_from_slice(&record);
+        }
+        std::fs::write(path.join("wal.log"), &log).unwrap();
+        let _ = StoredCollection::open(&path, 1);
+    }
+}
