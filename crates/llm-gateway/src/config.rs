@@ -55,6 +55,9 @@ pub enum ProviderKind {
     /// Azure OpenAI: a deployment's `model` is the Azure deployment name, in the URL
     /// (`{base_url}/openai/deployments/{model}/chat/completions?api-version=...`), the key in `api-key`.
     Azure,
+    /// The server itself (its local embedding model); never written in a configuration file.
+    #[serde(skip)]
+    Local,
 }
 
 /// The Azure OpenAI API version sent when the configuration names none.

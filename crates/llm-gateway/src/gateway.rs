@@ -179,6 +179,8 @@ pub struct Gateway {
     pub(crate) semantic: Arc<crate::semantic::SemanticCache>,
     /// Answers shared with the other replicas (Redis), looked in after the replica's own caches.
     pub(crate) shared: Option<Arc<dyn crate::answers::AnswerStore>>,
+    /// What answers the local provider's calls (the server's embedding model), when it runs one.
+    local: Option<Arc<dyn crate::local::LocalModels>>,
 }
 
 impl Gateway {
@@ -199,6 +201,7 @@ impl Gateway {
             cache,
             semantic,
             shared: None,
+            local: None,
         })
     }
 
@@ -206,6 +209,12 @@ impl Gateway {
     /// answer what any of them kept.
     pub fn with_shared_answers(mut self, shared: Arc<dyn crate::answers::AnswerStore>) -> Gateway {
         self.shared = Some(shared);
+        self
+    }
+
+    /// This gateway, answering the local provider's calls with `local`.
+    pub fn with_local_models(mut self, local: Arc<dyn crate::local::LocalModels>) -> Gateway {
+        self.local = Some(local);
         self
     }
 
@@ -225,6 +234,7 @@ impl Gateway {
             cache: self.cache.clone(),
             semantic: self.semantic.clone(),
             shared: self.shared.clone(),
+            local: self.local.clone(),
         }
     }
 
@@ -395,6 +405,34 @@ impl Gateway {
         )
     }
 
+    /// A call of a model the server runs itself: only embeddings, never streamed.
+    async fn attempt_local(
+        &self,
+        endpoint: Endpoint,
+        provider: &crate::config::Provider,
+        request: &Map<String, Value>,
+    ) -> Result<Answer, Failure> {
+        let unsupported = |message: String| Failure {
+            kind: FailureKind::Unsupported,
+            status: None,
+            retry_after: None,
+            message,
+        };
+        let Some(local) = &self.local else {
+            return Err(unsupported(format!(
+                "{} runs no local models on this server",
+                provider.name
+            )));
+        };
+        if endpoint != Endpoint::Embeddings {
+            return Err(unsupported(format!(
+                "the local model is a sentence-embedding model: it answers /embeddings, not {}",
+                endpoint.path()
+            )));
+        }
+        local.embeddings(request).await.map(Answer::Json)
+    }
+
     async fn attempt(
         &self,
         endpoint: Endpoint,
@@ -403,6 +441,9 @@ impl Gateway {
         model: &ModelGroup,
         streaming: bool,
     ) -> Result<Answer, Failure> {
+        if provider.kind == ProviderKind::Local {
+            return self.attempt_local(endpoint, provider, request).await;
+        }
         let anthropic = provider.kind == ProviderKind::Anthropic;
         let response = if anthropic {
             if endpoint != Endpoint::ChatCompletions {

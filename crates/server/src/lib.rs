@@ -5,6 +5,7 @@ pub mod auth_options;
 pub mod browser_origins;
 pub mod commands;
 pub mod config;
+pub mod embeddings;
 pub mod gates;
 pub mod model_fetch;
 pub mod network;
