@@ -40,7 +40,7 @@ class LooplineProcess:
             try:
                 if requests.get(f"{self.url}{health_path}", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             if time.monotonic() > deadline:
                 self.process.kill()

@@ -7,12 +7,14 @@
 //! - [`matmul`]: the matrix product it spends its time in, on the CPU's vector units;
 //! - [`safetensors`]: the weights file, read as untrusted input;
 //! - [`model`]: the whole model (tokenizer, encoder, pooling, normalising);
+//! - [`chunk`]: documents (text, Markdown, HTML) into overlapping chunks on sentence and heading boundaries;
 //! - [`locate`]: where a model named on the command line is.
 //!
 //! Why not candle: docs/vectors.md, "Local embeddings".
 
 pub mod activations;
 pub mod bert;
+pub mod chunk;
 pub mod locate;
 pub mod matmul;
 pub mod model;

@@ -41,7 +41,7 @@ pub struct LocalEmbeddings {
 
 /// The Python interpreter asked where a packaged model is: `LOOPLINE_PYTHON`, the active virtual environment,
 /// the project's `.venv`, else `python3`.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("LOOPLINE_PYTHON") {
         return PathBuf::from(python);
     }

@@ -59,6 +59,11 @@ enum Command {
     /// The LLM gateway's keys, team limits and spend: `gateway keys create|list|show|update|revoke`,
     /// `gateway teams set|list|delete`, `gateway spend` (an admin's credentials).
     Gateway(commands::gateway::GatewayArgs),
+    /// Text, Markdown, HTML, JSONL and Parquet files into a vector collection on a server: chunked on sentence
+    /// and heading boundaries, embedded here with the local model; unchanged chunks are skipped on a rerun.
+    Embed(commands::embed::EmbedArgs),
+    /// Ask a collection `loopline embed` filled: prints the best chunks with their source and heading.
+    Search(commands::embed::SearchArgs),
 }
 
 /// mimalloc's option that says how long freed memory is kept before it is returned to the system.
@@ -121,6 +126,8 @@ fn main() -> ExitCode {
         Command::Pipeline(args) => commands::pipeline::run(args),
         Command::Lineage(args) => commands::lineage::run(args),
         Command::Gateway(args) => commands::gateway::run(args),
+        Command::Embed(args) => commands::embed::run_embed(args),
+        Command::Search(args) => commands::embed::run_search(args),
         Command::Quickstart(args) => commands::quickstart::run(args),
         Command::Server(config) => match run_server(*config) {
             Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,9 @@
 pub mod credentials;
 pub mod data;
 pub mod data_remote;
+pub mod documents;
 pub mod drift;
+pub mod embed;
 pub mod gateway;
 pub mod lineage;
 pub mod loop_hooks;
