@@ -192,6 +192,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     let vectors = open_vectors(&config.data_dir).await?;
     let prediction_log = serving.log.clone();
     let log_browse = loopline_serving::log_browse::routes(state.artifacts.clone());
+    let snapshot_store = state.artifacts.clone();
     let router = loopline_http_api::router(state)
         .merge(loopline_serving::routes::v2_routes(serving.clone()))
         .merge(loopline_serving::routes::feedback_routes(serving.clone()))
@@ -208,6 +209,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         .merge(gateway_routes(live, gateway_metadata, catalog_sync, webhooks.clone()))
         .merge(loopline_vector_api::routes(loopline_vector_api::VectorApi {
             store: vectors.clone(),
+            artifacts: Some(snapshot_store),
         }))
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,

@@ -10,6 +10,7 @@ mod envelope;
 mod points;
 mod query;
 mod select;
+mod snapshots;
 
 pub use envelope::QdrantError;
 
@@ -30,6 +31,8 @@ pub const QDRANT_VERSION: &str = "1.20.0";
 pub struct VectorApi {
     /// The collections.
     pub store: Arc<VectorStore>,
+    /// Where snapshots are kept (none: the snapshot routes say so).
+    pub artifacts: Option<Arc<dyn loopline_artifact_store::ArtifactStore>>,
 }
 
 /// The routes, at Qdrant's paths (`/collections/...`).
@@ -72,7 +75,15 @@ pub fn routes(api: VectorApi) -> Router {
         .route("/collections/{name}/points/search/groups", post(unsupported))
         .route("/collections/{name}/points/query/groups", post(unsupported))
         .route("/collections/{name}/facet", post(unsupported))
-        .route("/collections/{name}/snapshots", get(unsupported).post(unsupported))
+        .route(
+            "/collections/{name}/snapshots",
+            get(snapshots::list).post(snapshots::create),
+        )
+        .route("/collections/{name}/snapshots/recover", put(snapshots::recover))
+        .route(
+            "/collections/{name}/snapshots/{snapshot}",
+            get(snapshots::download).delete(snapshots::remove),
+        )
         .route("/collections/{name}/aliases", get(unsupported))
         .route("/aliases", get(unsupported))
         .method_not_allowed_fallback(method_not_allowed)
@@ -132,7 +143,10 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/collections/{name}/points/query/groups", true),
     ("POST", "/collections/{name}/facet", true),
     ("GET", "/collections/{name}/snapshots", true),
-    ("POST", "/collections/{name}/snapshots", true),
+    ("POST", "/collections/{name}/snapshots", false),
+    ("PUT", "/collections/{name}/snapshots/recover", false),
+    ("GET", "/collections/{name}/snapshots/{snapshot}", true),
+    ("DELETE", "/collections/{name}/snapshots/{snapshot}", false),
     ("GET", "/collections/{name}/aliases", true),
     ("GET", "/aliases", true),
 ];

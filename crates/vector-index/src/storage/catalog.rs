@@ -25,6 +25,25 @@ pub struct Collection {
 }
 
 impl Collection {
+    fn new(name: &str, dir: PathBuf, stored: StoredCollection) -> Arc<Collection> {
+        Arc::new(Collection {
+            name: name.to_string(),
+            dir,
+            deleted: AtomicBool::new(false),
+            inner: RwLock::new(stored),
+        })
+    }
+
+    /// Waits for the requests using it, marks it gone for those still holding it, and removes its files
+    /// (it has already left the listing, and its directory is marked `deleted`).
+    fn retire(&self) -> Result<(), StorageError> {
+        {
+            let _held = self.inner.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.deleted.store(true, Ordering::Release);
+        }
+        std::fs::remove_dir_all(&self.dir).map_err(io(&self.dir))
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name
@@ -86,12 +105,31 @@ impl VectorStore {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(error) => return Err(io(root)(error)),
         };
+        let mut paths = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io(root))?;
             let file_name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
-            if file_name.starts_with(".deleted-") || path.join("deleted").exists() {
+            if file_name.starts_with(".deleted-")
+                || file_name.starts_with(".restoring-")
+                || path.join("deleted").exists()
+            {
                 std::fs::remove_dir_all(&path).map_err(io(&path))?;
+                continue;
+            }
+            paths.push((file_name, path));
+        }
+        // A restore that renamed its new directory into place but stopped before removing the one it replaces.
+        for (_, path) in &paths {
+            if let Ok(replaced) = std::fs::read_to_string(path.join("replaces")) {
+                let old = root.join(replaced.trim());
+                if replaced.starts_with("c-") && !replaced.contains(['/', '\\']) && old.is_dir() {
+                    std::fs::remove_dir_all(&old).map_err(io(&old))?;
+                }
+            }
+        }
+        for (file_name, path) in paths {
+            if !path.exists() {
                 continue;
             }
             if !path.join("config.json").is_file() {
@@ -176,14 +214,77 @@ impl VectorStore {
                 return Err(error);
             }
         };
-        let collection = Collection {
-            name: name.to_string(),
-            dir,
-            deleted: AtomicBool::new(false),
-            inner: RwLock::new(stored),
-        };
-        collections.insert(name.to_string(), Arc::new(collection));
+        collections.insert(name.to_string(), Collection::new(name, dir, stored));
         Ok(true)
+    }
+
+    /// Makes collection `name` from a snapshot ([`StoredCollection::snapshot`]), replacing the collection of
+    /// that name if there is one. The snapshot is checked whole and written to a new directory before anything
+    /// is replaced, so a damaged snapshot leaves the old collection as it was.
+    pub fn restore(&self, name: &str, snapshot: &[u8]) -> Result<(), StorageError> {
+        if let Some(problem) = name_problem(name) {
+            return Err(StorageError::Damaged {
+                path: name.to_string(),
+                message: problem,
+            });
+        }
+        let (config, segment) = super::split_snapshot(snapshot, self.threads)?;
+        let suffix = unique_suffix();
+        let staging = self.root.join(format!(".restoring-{suffix}"));
+        let dir = self.root.join(format!("c-{suffix}"));
+        let written = std::fs::create_dir_all(&staging)
+            .map_err(io(&staging))
+            .and_then(|()| write_durably(&staging.join("config.json"), config))
+            .and_then(|()| write_durably(&staging.join("segment.bin"), segment))
+            .and_then(|()| write_durably(&staging.join("name"), name.as_bytes()));
+        if let Err(error) = written {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(error);
+        }
+        let replaced = {
+            let mut collections = self
+                .collections
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let old = collections.get(name).cloned();
+            // The new directory names the one it replaces: a restart after the rename removes the old one,
+            // a restart before it removes the staging directory, so one directory holds the name either way.
+            let prepared = match &old {
+                Some(old) => {
+                    let old_name = old
+                        .dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    write_durably(&staging.join("replaces"), old_name.as_bytes())
+                }
+                None => Ok(()),
+            }
+            .and_then(|()| std::fs::rename(&staging, &dir).map_err(io(&dir)))
+            .and_then(|()| {
+                std::fs::File::open(&self.root)
+                    .and_then(|root| root.sync_all())
+                    .map_err(io(&self.root))
+            })
+            .and_then(|()| StoredCollection::open(&dir, self.threads));
+            let stored = match prepared {
+                Ok(stored) => stored,
+                Err(error) => {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(error);
+                }
+            };
+            if let Some(old) = &old {
+                write_durably(&old.dir.join("deleted"), b"")?;
+            }
+            collections.insert(name.to_string(), Collection::new(name, dir, stored));
+            old
+        };
+        match replaced {
+            Some(old) => old.retire(),
+            None => Ok(()),
+        }
     }
 
     /// Deletes a collection and its files; answers whether it existed.
@@ -201,15 +302,8 @@ impl VectorStore {
             collections.remove(name);
             collection
         };
-        // Wait for the requests using it (the name is already free for a new collection in a new directory).
-        {
-            let _held = collection
-                .inner
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            collection.deleted.store(true, Ordering::Release);
-        }
-        std::fs::remove_dir_all(&collection.dir).map_err(io(&collection.dir))?;
+        // Waits for the requests using it (the name is already free for a new collection in a new directory).
+        collection.retire()?;
         Ok(true)
     }
 

@@ -200,10 +200,61 @@ impl StoredCollection {
         self.wal.clear().map_err(io(self.wal.path()))
     }
 
+    /// A snapshot of the collection as it stands: its configuration and a checkpoint of its points, in one
+    /// file that [`catalog::VectorStore::restore`] reads back (under the same name or another).
+    pub fn snapshot(&self) -> Result<Vec<u8>, StorageError> {
+        let config_path = self.dir.join("config.json");
+        let config = std::fs::read(&config_path).map_err(io(&config_path))?;
+        let segment = segment_file::encode(&self.segment, self.last_operation);
+        let mut bytes = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 8 + config.len() + segment.len());
+        bytes.extend_from_slice(SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&(config.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&config);
+        bytes.extend_from_slice(&segment);
+        Ok(bytes)
+    }
+
     /// Where the collection lives.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// The first bytes of a snapshot file.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"LLVSNAP1";
+/// The largest configuration a snapshot may carry.
+const MAX_SNAPSHOT_CONFIG: u64 = 1 << 20;
+
+/// A snapshot's configuration and checkpoint, checked: the configuration is read as a collection's, and the
+/// checkpoint decodes (every length and link checked) with the vectors the configuration names.
+pub(crate) fn split_snapshot(bytes: &[u8], threads: usize) -> Result<(&[u8], &[u8]), StorageError> {
+    let damaged = |message: String| StorageError::Damaged {
+        path: "snapshot".into(),
+        message,
+    };
+    let rest = bytes
+        .strip_prefix(SNAPSHOT_MAGIC.as_slice())
+        .ok_or_else(|| damaged("not a Loopline vector snapshot (it does not start with LLVSNAP1)".into()))?;
+    let length: [u8; 8] = rest
+        .get(..8)
+        .and_then(|head| head.try_into().ok())
+        .ok_or_else(|| damaged("it ends inside its header".into()))?;
+    let length = u64::from_le_bytes(length);
+    if length > MAX_SNAPSHOT_CONFIG || length > (rest.len() - 8) as u64 {
+        return Err(damaged(format!("its configuration claims {length} bytes")));
+    }
+    let (config, segment) = rest[8..].split_at(length as usize);
+    let parsed: StoredConfig =
+        serde_json::from_slice(config).map_err(|error| damaged(format!("its configuration: {error}")))?;
+    let (decoded, _) = segment_file::decode(segment, threads).map_err(|error| damaged(error.0))?;
+    let named: Vec<&str> = decoded.vector_params().map(|(name, _)| name).collect();
+    if !named.iter().copied().eq(parsed.vectors.keys().map(String::as_str)) {
+        return Err(damaged(format!(
+            "its configuration names vectors {:?}, its points {named:?}",
+            parsed.vectors.keys().collect::<Vec<_>>()
+        )));
+    }
+    Ok((config, segment))
 }
 
 /// Writes a file so that a crash leaves either the old content or the new: a temporary file beside it,
