@@ -1,7 +1,8 @@
 //! The server's local sentence-embedding model (`--embeddings-model`), answering the gateway's local
 //! provider. Texts from concurrent requests are batched as serving batches rows: a request's texts queue in
-//! a [`BatchQueue`]; a batch runs when it holds `MAX_BATCH_TEXTS` texts or its oldest request has waited
-//! `MAX_WAIT`; one batch runs at a time on every core; a full queue refuses at once (429, "try again").
+//! a [`BatchQueue`] in pieces of at most one batch; a batch runs when it holds `MAX_BATCH_TEXTS` texts or its
+//! oldest piece has waited `MAX_WAIT`; one batch runs at a time on every core; a full queue refuses at once
+//! (429, "try again"); the pieces of a request whose caller went away are dropped unrun.
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -90,38 +91,63 @@ impl LocalEmbeddings {
         self.encoder.name()
     }
 
-    /// Embeds `texts` in the next batches.
+    /// Embeds `texts` in the next batches. A request is queued as pieces of at most one batch, so a large one
+    /// shares the model with others between its pieces, and the pieces not yet run are dropped when its
+    /// caller goes away.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Embedded, Failure> {
-        let (reply, answer) = oneshot::channel();
-        let count = texts.len();
-        let offered =
-            self.shared
-                .queue
-                .lock()
-                .expect("embedding queue")
-                .offer(Pending { texts, reply }, count, Instant::now());
-        if let Err((_, full)) = offered {
-            return Err(Failure {
-                kind: FailureKind::Retryable,
-                status: Some(429),
-                retry_after: Some(Duration::from_secs(1)),
-                message: format!(
-                    "the local embedding model is busy ({} texts queued, the limit is {}); try again shortly",
-                    full.queued_rows, full.limit
-                ),
-            });
+        let mut answers = Vec::new();
+        {
+            let mut queue = self.shared.queue.lock().expect("embedding queue");
+            // Admitted whole or not at all.
+            if !queue.is_empty() && queue.queued_rows() + texts.len() > MAX_QUEUED_TEXTS {
+                return Err(Failure {
+                    kind: FailureKind::Retryable,
+                    status: Some(429),
+                    retry_after: Some(Duration::from_secs(1)),
+                    message: format!(
+                        "the local embedding model is busy ({} texts queued, the limit is {MAX_QUEUED_TEXTS}); try \
+                         again shortly",
+                        queue.queued_rows()
+                    ),
+                });
+            }
+            let now = Instant::now();
+            let mut texts = texts.into_iter().peekable();
+            while texts.peek().is_some() {
+                let piece: Vec<String> = texts.by_ref().take(MAX_BATCH_TEXTS).collect();
+                let (reply, answer) = oneshot::channel();
+                let count = piece.len();
+                if queue.offer(Pending { texts: piece, reply }, count, now).is_err() {
+                    return Err(stopped());
+                }
+                answers.push(answer);
+            }
         }
         self.shared.wake.notify_one();
-        match answer.await {
-            Ok(Ok(embedded)) => Ok(embedded),
-            Ok(Err(message)) => Err(caller(message)),
-            Err(_) => Err(Failure {
-                kind: FailureKind::Retryable,
-                status: None,
-                retry_after: None,
-                message: "the local embedding model stopped before answering".into(),
-            }),
+        let mut whole = Embedded {
+            vectors: Vec::new(),
+            tokens: Vec::new(),
+        };
+        for answer in answers {
+            match answer.await {
+                Ok(Ok(part)) => {
+                    whole.vectors.extend(part.vectors);
+                    whole.tokens.extend(part.tokens);
+                }
+                Ok(Err(message)) => return Err(caller(message)),
+                Err(_) => return Err(stopped()),
+            }
         }
+        Ok(whole)
+    }
+}
+
+fn stopped() -> Failure {
+    Failure {
+        kind: FailureKind::Retryable,
+        status: None,
+        retry_after: None,
+        message: "the local embedding model stopped before answering".into(),
     }
 }
 

@@ -112,3 +112,12 @@ def test_embedded_texts_are_found_through_qdrant_client(server, client):
         assert hits[0].id == expected, (question, hits)
     qdrant.delete_collection("embedded_docs")
     qdrant.close()
+
+
+def test_a_request_larger_than_a_batch_keeps_its_order(client):
+    texts = [f"sentence {i} about {'drift' if i % 2 else 'serving'} number {i * 7}" for i in range(150)]
+    answer = client.embeddings.create(model=MODEL, input=texts)
+    assert [item.index for item in answer.data] == list(range(150))
+    for i in (0, 63, 64, 65, 127, 128, 149):
+        alone = client.embeddings.create(model=MODEL, input=texts[i]).data[0].embedding
+        assert cosine(answer.data[i].embedding, alone) > 1 - 1e-6, i
