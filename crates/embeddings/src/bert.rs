@@ -86,6 +86,12 @@ impl Weights<'_> {
             .tensors
             .remove(&full)
             .ok_or_else(|| EmbeddingError::Model(format!("{} has no float32 tensor '{full}'", self.file)))?;
+        if tensor.values.iter().any(|value| !value.is_finite()) {
+            return Err(EmbeddingError::Model(format!(
+                "{}: tensor '{full}' holds values that are not finite numbers",
+                self.file
+            )));
+        }
         if tensor.shape != shape {
             return Err(EmbeddingError::Model(format!(
                 "{}: tensor '{full}' has shape {:?}, the model's configuration needs {shape:?}",

@@ -44,17 +44,30 @@ pub struct Embedded {
     pub tokens: Vec<usize>,
 }
 
+/// A regular file's bytes, at most `limit` of them (devices and pipes are refused: their size says nothing).
 fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, EmbeddingError> {
+    use std::io::Read;
     let unreadable =
         |error: std::io::Error| EmbeddingError::Model(format!("{} cannot be read: {error}", path.display()));
-    let size = std::fs::metadata(path).map_err(unreadable)?.len();
-    if size > limit {
+    let metadata = std::fs::metadata(path).map_err(unreadable)?;
+    if !metadata.is_file() {
         return Err(EmbeddingError::Model(format!(
-            "{} is {size} bytes, more than the {limit} read",
+            "{} is not a regular file",
             path.display()
         )));
     }
-    std::fs::read(path).map_err(unreadable)
+    let too_large = || EmbeddingError::Model(format!("{} is larger than the {limit} bytes read", path.display()));
+    if metadata.len() > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 fn read_json(path: &Path) -> Result<Value, EmbeddingError> {
@@ -100,6 +113,12 @@ impl SentenceEncoder {
             vocabulary: number(&config, "vocab_size", &config_path)?,
         };
         let epsilon = config.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-12);
+        if !(epsilon > 0.0 && epsilon <= 0.1) {
+            return Err(EmbeddingError::Model(format!(
+                "{}: layer_norm_eps {epsilon} is not a small positive number",
+                config_path.display()
+            )));
+        }
         let tokenizer_path = file("tokenizer.json");
         let tokenizer_text = String::from_utf8(read_limited(&tokenizer_path, MAX_CONFIG_BYTES)?)
             .map_err(|_| EmbeddingError::Model(format!("{} is not UTF-8", tokenizer_path.display())))?;
@@ -119,7 +138,7 @@ impl SentenceEncoder {
             shape.max_positions
         }
         .min(shape.max_positions);
-        let (pooling, normalize) = modules(directory)?;
+        let (pooling, normalize) = modules(directory, shape.hidden)?;
         let weights_path = file("model.safetensors");
         let weights = crate::safetensors::read(
             &read_limited(&weights_path, MAX_WEIGHTS_BYTES)?,
@@ -198,6 +217,12 @@ impl SentenceEncoder {
                     vector.iter_mut().for_each(|v| *v = (f64::from(*v) / norm) as f32);
                 }
             }
+            if vector.iter().any(|value| !value.is_finite()) {
+                return Err(EmbeddingError::Model(format!(
+                    "the model {} gave values that are not finite numbers: its weights are damaged",
+                    self.name
+                )));
+            }
             vectors.push(vector);
         }
         Ok(Embedded {
@@ -209,7 +234,7 @@ impl SentenceEncoder {
 
 /// The pooling and whether the vectors are normalised, from `modules.json` (mean pooling and no normalising
 /// when there is none, as a bare Transformers checkpoint is read by sentence-transformers).
-fn modules(directory: &Path) -> Result<(Pooling, bool), EmbeddingError> {
+fn modules(directory: &Path, hidden: usize) -> Result<(Pooling, bool), EmbeddingError> {
     let path = directory.join("modules.json");
     if !path.exists() {
         return Ok((Pooling::Mean, false));
@@ -236,7 +261,7 @@ fn modules(directory: &Path) -> Result<(Pooling, bool), EmbeddingError> {
             "Normalize" => normalize = true,
             "Pooling" => {
                 let folder = module.get("path").and_then(Value::as_str).unwrap_or_default();
-                pooling = pooling_of(&confined(directory, folder)?.join("config.json"))?;
+                pooling = pooling_of(&confined(directory, folder)?.join("config.json"), hidden)?;
             }
             other => {
                 return Err(EmbeddingError::Model(format!(
@@ -260,11 +285,31 @@ fn confined(directory: &Path, folder: &str) -> Result<PathBuf, EmbeddingError> {
             "modules.json names the folder '{folder}', which is not inside the model's directory"
         )));
     }
-    Ok(directory.join(relative))
+    // A symbolic link inside the directory may not lead out of it either.
+    let outside = || {
+        EmbeddingError::Model(format!(
+            "modules.json names the folder '{folder}', which leads outside the model's directory"
+        ))
+    };
+    let base = directory.canonicalize().map_err(|_| outside())?;
+    let joined = directory.join(relative);
+    match joined.canonicalize() {
+        Ok(resolved) if resolved.starts_with(&base) => Ok(resolved),
+        Ok(_) => Err(outside()),
+        Err(error) => Err(EmbeddingError::Model(format!("{}: {error}", joined.display()))),
+    }
 }
 
-fn pooling_of(path: &Path) -> Result<Pooling, EmbeddingError> {
+fn pooling_of(path: &Path, hidden: usize) -> Result<Pooling, EmbeddingError> {
     let config = read_json(path)?;
+    if let Some(width) = config.get("word_embedding_dimension")
+        && width.as_u64() != Some(hidden as u64)
+    {
+        return Err(EmbeddingError::Model(format!(
+            "{}: word_embedding_dimension {width} is not the encoder's hidden size {hidden}",
+            path.display()
+        )));
+    }
     let on = |key: &str| config.get(key).and_then(Value::as_bool) == Some(true);
     let modes: Vec<Pooling> = [
         ("pooling_mode_mean_tokens", Pooling::Mean),

@@ -36,6 +36,33 @@ pub fn read(bytes: &[u8], file: &str) -> Result<HashMap<String, Tensor>, Embeddi
     let header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&bytes[8..header_end]).map_err(|error| bad(format!("its header: {error}")))?;
     let data = &bytes[header_end..];
+    // Every tensor's bytes (of any dtype) lie inside the data and apart from the others', so no range is
+    // read twice into memory.
+    let mut ranges: Vec<(usize, usize, &str)> = Vec::new();
+    for (name, entry) in &header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offsets = entry
+            .get("data_offsets")
+            .and_then(|value| value.as_array())
+            .filter(|pair| pair.len() == 2)
+            .and_then(|pair| Some((pair[0].as_u64()? as usize, pair[1].as_u64()? as usize)))
+            .ok_or_else(|| bad(format!("tensor '{name}' has no usable data_offsets")))?;
+        if offsets.0 > offsets.1 || offsets.1 > data.len() {
+            return Err(bad(format!(
+                "tensor '{name}' claims bytes {}..{} of {}",
+                offsets.0,
+                offsets.1,
+                data.len()
+            )));
+        }
+        ranges.push((offsets.0, offsets.1, name));
+    }
+    ranges.sort_unstable();
+    if let Some(pair) = ranges.windows(2).find(|pair| pair[1].0 < pair[0].1) {
+        return Err(bad(format!("tensors '{}' and '{}' share bytes", pair[0].2, pair[1].2)));
+    }
     let mut tensors = HashMap::new();
     for (name, entry) in header {
         if name == "__metadata__" {
@@ -117,6 +144,8 @@ mod tests {
             r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}}"#,
             r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}}"#,
             r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[8,4]}}"#,
+            r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"v":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+            r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"i":{"dtype":"I64","shape":[1],"data_offsets":[8,40]}}"#,
             r#"{"w":{"dtype":"F32","shape":"4","data_offsets":[0,16]}}"#,
             r#"{"w":{"dtype":"F32","shape":[4]}}"#,
             "not json",

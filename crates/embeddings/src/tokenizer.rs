@@ -30,6 +30,8 @@ pub struct WordPiece {
     chinese_characters: bool,
     strip_accents: bool,
     lowercase: bool,
+    /// Added tokens matched in the raw text before anything else (`[MASK]`, `[SEP]`, ...), longest first.
+    added: Vec<(String, u32)>,
 }
 
 impl WordPiece {
@@ -89,6 +91,25 @@ impl WordPiece {
                 .ok_or_else(|| bad(format!("the vocab has no '{piece}'")))
         };
         let unknown_piece = model.get("unk_token").and_then(Value::as_str).unwrap_or("[UNK]");
+        // Added tokens that are matched on the text as written (`normalized: false`, as BERT's special tokens
+        // are); ones matched after normalising are not supported and refused by name.
+        let mut added = Vec::new();
+        for token in json.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
+            let content = token.get("content").and_then(Value::as_str).unwrap_or_default();
+            let id = token
+                .get("id")
+                .and_then(Value::as_u64)
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| bad(format!("the added token '{content}' has no usable id")))?;
+            let flag = |name: &str| token.get(name).and_then(Value::as_bool).unwrap_or(false);
+            if content.is_empty() || flag("normalized") || flag("single_word") || flag("lstrip") || flag("rstrip") {
+                return Err(bad(format!(
+                    "the added token '{content}' is matched in a way not supported (only exact, unnormalised matches)"
+                )));
+            }
+            added.push((content.to_string(), id));
+        }
+        added.sort_by_key(|(content, _)| std::cmp::Reverse(content.len()));
         Ok(WordPiece {
             unknown: id_of(unknown_piece)?,
             classifier: id_of("[CLS]")?,
@@ -110,6 +131,7 @@ impl WordPiece {
                 .unwrap_or(lowercase),
             lowercase,
             vocabulary,
+            added,
         })
     }
 
@@ -121,15 +143,38 @@ impl WordPiece {
     /// The ids of `text` framed as `[CLS] … [SEP]`, at most `max_length` of them (at least 2).
     pub fn encode(&self, text: &str, max_length: usize) -> Vec<u32> {
         let room = max_length.max(2) - 2;
-        let normalized = self.normalize(text);
         let mut ids = Vec::with_capacity(room.min(64) + 2);
         ids.push(self.classifier);
-        'words: for word in pre_tokenize(&normalized) {
-            for id in self.pieces(word) {
-                if ids.len() > room {
-                    break 'words;
+        let mut rest = text;
+        'text: while !rest.is_empty() {
+            // The next added token in the raw text, and the text before it.
+            let next = self
+                .added
+                .iter()
+                .filter_map(|(content, id)| rest.find(content.as_str()).map(|at| (at, content.len(), *id)))
+                .min_by_key(|(at, length, _)| (*at, std::cmp::Reverse(*length)));
+            let (plain, token) = match next {
+                Some((at, length, id)) => (&rest[..at], Some((id, at + length))),
+                None => (rest, None),
+            };
+            let normalized = self.normalize(plain);
+            for word in pre_tokenize(&normalized) {
+                for id in self.pieces(word) {
+                    if ids.len() > room {
+                        break 'text;
+                    }
+                    ids.push(id);
                 }
-                ids.push(id);
+            }
+            match token {
+                Some((id, end)) => {
+                    if ids.len() > room {
+                        break;
+                    }
+                    ids.push(id);
+                    rest = &rest[end..];
+                }
+                None => break,
             }
         }
         ids.truncate(room + 1);
@@ -226,8 +271,12 @@ fn is_whitespace(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r') || c.is_whitespace()
 }
 
+/// Control, format and private-use characters. Unassigned code points are kept (and become `[UNK]`), as
+/// Hugging Face's tokenizer, whose character tables know no unassigned category, keeps them.
 fn is_control(c: char) -> bool {
-    !matches!(c, '\t' | '\n' | '\r') && c.general_category_group() == GeneralCategoryGroup::Other
+    !matches!(c, '\t' | '\n' | '\r')
+        && c.general_category_group() == GeneralCategoryGroup::Other
+        && c.general_category() != GeneralCategory::Unassigned
 }
 
 fn is_punctuation(c: char) -> bool {
@@ -260,10 +309,20 @@ mod tests {
             .enumerate()
             .map(|(id, piece)| (piece.to_string(), Value::from(id)))
             .collect();
+        let added: Vec<Value> = ["[UNK]", "[CLS]", "[SEP]"]
+            .iter()
+            .map(|content| {
+                serde_json::json!({
+                    "id": vocab[*content], "content": content, "special": true, "normalized": false,
+                    "single_word": false, "lstrip": false, "rstrip": false,
+                })
+            })
+            .collect();
         let json = serde_json::json!({
             "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
                            "strip_accents": null, "lowercase": true},
             "pre_tokenizer": {"type": "BertPreTokenizer"},
+            "added_tokens": added,
             "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
                       "max_input_chars_per_word": 100, "vocab": vocab},
         });
@@ -282,6 +341,10 @@ mod tests {
         assert_eq!(t.encode("", 256), vec![2, 3]);
         assert_eq!(t.encode("hello hello hello", 4), vec![2, 4, 4, 3]);
         assert_eq!(t.encode(&"a".repeat(101), 256), vec![2, 1, 3]);
+        // Special tokens written in the text are those tokens, not brackets and words.
+        assert_eq!(t.encode("hello[SEP]world [UNK]", 256), vec![2, 4, 3, 6, 1, 3]);
+        assert_eq!(t.encode("[CLS]", 3), vec![2, 2, 3]);
+        assert_eq!(t.encode("[CLS][CLS]", 3), vec![2, 2, 3]);
     }
 
     #[test]

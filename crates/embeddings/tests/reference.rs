@@ -5,22 +5,10 @@
 //! directory in LOOPLINE_EMBEDDINGS_MODEL.
 
 use loopline_embeddings::SentenceEncoder;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn model_directory() -> PathBuf {
-    if let Ok(directory) = std::env::var("LOOPLINE_EMBEDDINGS_MODEL") {
-        return PathBuf::from(directory);
-    }
-    let python = std::env::var("LOOPLINE_PYTHON").unwrap_or_else(|_| {
-        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-        assert!(
-            venv.exists(),
-            "set LOOPLINE_PYTHON or create the project venv (scripts/test.sh does)"
-        );
-        venv.display().to_string()
-    });
-    loopline_embeddings::locate::model_directory("all-MiniLM-L6-v2", Path::new(&python)).unwrap()
-}
+mod common;
+use common::model_directory;
 
 fn reference() -> serde_json::Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/vectors/embedding_reference.json");

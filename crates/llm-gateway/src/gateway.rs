@@ -425,10 +425,20 @@ impl Gateway {
             )));
         };
         if endpoint != Endpoint::Embeddings {
-            return Err(unsupported(format!(
-                "the local model is a sentence-embedding model: it answers /embeddings, not {}",
-                endpoint.path()
-            )));
+            // The caller's mistake (a 400, not worth a retry), as OpenAI answers an embedding model asked to chat.
+            return Err(Failure {
+                kind: FailureKind::Caller,
+                status: Some(400),
+                retry_after: None,
+                message: format!(
+                    "{} is a sentence-embedding model: it answers /v1/embeddings, not /v1{}",
+                    request
+                        .get("model")
+                        .and_then(Value::as_str)
+                        .unwrap_or("the local model"),
+                    endpoint.path()
+                ),
+            });
         }
         local.embeddings(request).await.map(Answer::Json)
     }

@@ -157,7 +157,7 @@ impl Int8Vectors {
 /// Folds `term` of each pair of codes into 32 independent integer sums.
 #[inline(always)]
 fn fold_u8(a: &[u8], b: &[u8], term: impl Fn(u8, u8) -> u32) -> u32 {
-    crate::distance::ARCH.dispatch(CodeKernel { a, b, term })
+    crate::distance::dispatch(CodeKernel { a, b, term })
 }
 
 /// The integer kernel run through `pulp` (see `distance::Kernel`).

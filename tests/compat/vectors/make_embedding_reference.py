@@ -46,6 +46,11 @@ TEXTS = [
     "机器学习模型的部署",
     "モデル 🚀 deploy",
     "Hello,world!!(test)-x",
+    # Special tokens written in the text are matched as those tokens, before normalising.
+    "[MASK]",
+    "x[SEP]y and [CLS] [PAD] [UNK] ##ing unused0 [unused1] [mask]",
+    # Private use is dropped; unassigned code points (U+10FFFF, U+FAFF) stay and become [UNK].
+    "private \ue000 use, unassigned \U0010ffff and \ufaff here",
     "tabs\tand\nnewlines\r\nwith a NUL\u0000 and a zero\u200bwidth space",
     "ALL CAPS SHOUTING ABOUT MODEL REGISTRY",
     "3.14159 and 1,000,000",
