@@ -251,6 +251,12 @@ impl GatewayConfig {
 
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<GatewayConfig, String> {
+        Self::load_with_local(path, &[])
+    }
+
+    /// Reads and checks a configuration file on a server that runs the local models named `local` (which a
+    /// model's semantic cache may embed with).
+    pub fn load_with_local(path: &Path, local: &[String]) -> Result<GatewayConfig, String> {
         let limit = loopline_model_runtime_api::yaml_bounds::MAX_DOCUMENT_BYTES;
         let file = std::fs::File::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
         let mut text = String::new();
@@ -259,15 +265,24 @@ impl GatewayConfig {
         if text.len() > limit {
             return Err(format!("{} is larger than {limit} bytes", path.display()));
         }
-        Self::parse(&text, &|name| std::env::var(name).ok())
+        Self::parse_with_local(&text, &|name| std::env::var(name).ok(), local)
             .map_err(|error| format!("gateway configuration {}: {error}", path.display()))
     }
 
     /// Checks a configuration's text; `env` reads environment variables (keys named by `api_key_env`).
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<GatewayConfig, String> {
+        Self::parse_with_local(text, env, &[])
+    }
+
+    /// [`GatewayConfig::parse`] on a server that runs the local models named `local`.
+    pub fn parse_with_local(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        local: &[String],
+    ) -> Result<GatewayConfig, String> {
         let document = loopline_model_runtime_api::yaml_bounds::load_json(text)?;
         let file: File = serde_json::from_value(document).map_err(|error| error.to_string())?;
-        file.check(env)
+        file.check(env, local)
     }
 }
 
@@ -465,7 +480,7 @@ fn default_trace_experiment() -> String {
 }
 
 impl File {
-    fn check(self, env: &dyn Fn(&str) -> Option<String>) -> Result<GatewayConfig, String> {
+    fn check(self, env: &dyn Fn(&str) -> Option<String>, local: &[String]) -> Result<GatewayConfig, String> {
         if self.providers.len() > MAX_ENTRIES || self.models.len() > MAX_ENTRIES {
             return Err(format!("at most {MAX_ENTRIES} providers and {MAX_ENTRIES} models"));
         }
@@ -510,7 +525,7 @@ impl File {
                     .ok_or_else(|| format!("{field}.guardrails[{position}]: no guardrail is named '{name}'"))?;
                 guards.push(guardrail.clone());
             }
-            let mut model = entry.check(&field, &provider_index, &names)?;
+            let mut model = entry.check(&field, &provider_index, &names, local)?;
             model.guards = crate::guardrails::Guards::new(guards);
             models.push(model);
         }
@@ -654,6 +669,7 @@ impl ModelEntry {
         field: &str,
         providers: &HashMap<String, usize>,
         names: &HashMap<String, usize>,
+        local: &[String],
     ) -> Result<ModelGroup, String> {
         check_name(&self.name, &format!("{field}.name"))?;
         if self.deployments.is_empty() {
@@ -715,7 +731,7 @@ impl ModelEntry {
                 if !entry.threshold.is_finite() || entry.threshold <= 0.0 || entry.threshold > 1.0 {
                     return Err(format!("{at}.threshold: a cosine similarity above 0, at most 1"));
                 }
-                if !names.contains_key(&entry.embedding_model) {
+                if !names.contains_key(&entry.embedding_model) && !local.contains(&entry.embedding_model) {
                     return Err(format!(
                         "{at}.embedding_model: no model is named '{}'",
                         entry.embedding_model

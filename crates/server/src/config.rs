@@ -84,11 +84,16 @@ impl GatewayOptions {
     /// The gateway, over the configuration file when one is given (its mistakes named, keys never shown),
     /// sharing its cached answers through Redis when a URL is given.
     pub async fn gateway(&self) -> anyhow::Result<loopline_llm_gateway::Gateway> {
+        let spec = self.embeddings_model.as_deref().filter(|spec| !spec.trim().is_empty());
+        // The local model's name, which a configured model's semantic cache may embed with.
+        let local_names: Vec<String> = spec.map(loopline_embeddings::locate::served_name).into_iter().collect();
         let mut config = match &self.config {
-            Some(path) => loopline_llm_gateway::GatewayConfig::load(path).map_err(anyhow::Error::msg)?,
+            Some(path) => {
+                loopline_llm_gateway::GatewayConfig::load_with_local(path, &local_names).map_err(anyhow::Error::msg)?
+            }
             None => loopline_llm_gateway::GatewayConfig::empty(),
         };
-        let local = match self.embeddings_model.as_deref().filter(|spec| !spec.trim().is_empty()) {
+        let local = match spec {
             Some(spec) => Some(crate::embeddings::LocalEmbeddings::load(spec).await?),
             None => None,
         };

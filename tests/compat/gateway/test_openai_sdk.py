@@ -318,3 +318,38 @@ def test_guardrails_redact_and_block_and_are_traced(gateway):
     assert span.get_attribute("loopline.gateway.guardrails") == [
         {"guardrail": "pii", "stage": "input", "action": "redacted", "found": {"email": 1}}]
     assert secret_mail not in json.dumps(mine[0].to_dict())
+
+
+def test_the_semantic_cache_embeds_with_the_local_model():
+    """`--embeddings-model all-MiniLM-L6-v2` makes the local model a gateway model a semantic cache can name:
+    a question that means the same as an earlier one is answered from the cache, without the provider."""
+    fake = Fake()
+    directory = Path(tempfile.mkdtemp(prefix="loopline-gateway-local-"))
+    (directory / "gateway.yaml").write_text(f"""
+providers: [{{name: upstream, kind: openai-compatible, base_url: "{fake.base_url}"}}]
+models:
+  - {{name: chat, deployments: [{{provider: upstream, model: small-model}}], cache_ttl_seconds: 600,
+      semantic_cache: {{embedding_model: all-MiniLM-L6-v2, threshold: 0.9}}}}
+""")
+    port = free_port()
+    server = LooplineProcess(["server", "--port", str(port), "--data-dir", str(directory / "data"),
+                              "--gateway-config", str(directory / "gateway.yaml"),
+                              "--embeddings-model", "all-MiniLM-L6-v2"],
+                             port, directory / "server.log", timeout=60)
+    try:
+        sdk = client(server)
+        ask = lambda text: sdk.chat.completions.with_raw_response.create(
+            model="chat", messages=[{"role": "user", "content": text}])
+        first = ask("How do I roll back a model deployment?")
+        assert first.headers.get("x-loopline-cache") != "hit"
+        again = ask("how do I roll back a model deployment")
+        assert again.headers["x-loopline-cache"] == "hit"
+        assert float(again.headers["x-loopline-cache-similarity"]) >= 0.9
+        assert again.parse().choices[0].message.content == first.parse().choices[0].message.content
+        other = ask("Write a poem about the sea.")
+        assert other.headers.get("x-loopline-cache") != "hit"
+        chats = [call for call in fake.calls() if call.get("path", "").endswith("/chat/completions")]
+        assert len(chats) == 2, chats
+    finally:
+        assert server.stop() == 0
+        fake.stop()
