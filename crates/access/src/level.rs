@@ -82,6 +82,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "gateway_secret",
     "gateway_endpoint",
     "gateway_model_definition",
+    "collection",
 ];
 
 /// True for a kind grants may name.

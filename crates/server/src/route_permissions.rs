@@ -908,16 +908,31 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
         .collect()
 }
 
-/// Qdrant's API over the vector collections: signed-in callers read, writers write.
+/// Qdrant's API over the vector collections: grants on each collection (kind `collection`), the default
+/// permission for the rest; the creator gets MANAGE.
 fn vector_rows() -> Vec<(String, &'static str, Need)> {
+    use loopline_vector_api::Access;
+    let on = |level: Level, action: Action| Need::On {
+        kind: "collection",
+        source: Source::Path("name"),
+        via: Via::Itself,
+        level,
+        action,
+    };
     loopline_vector_api::ROUTES
         .iter()
-        .map(|(method, route, reads)| {
-            (
-                route.to_string(),
-                *method,
-                if *reads { SIGNED_READ } else { SIGNED_WRITE },
-            )
+        .map(|(method, route, access)| {
+            let need = match access {
+                Access::Signed => SIGNED_READ,
+                Access::Read => on(Level::Read, Action::Read),
+                Access::Edit => on(Level::Edit, Action::Write),
+                Access::Manage => on(Level::Manage, Action::Write),
+                Access::Create => Need::Create {
+                    kind: "collection",
+                    created: Created::Path("name"),
+                },
+            };
+            (route.to_string(), *method, need)
         })
         .collect()
 }

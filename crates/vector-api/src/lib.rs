@@ -109,46 +109,61 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     )
 }
 
-/// Every route with its method and whether it only reads (for the route permission table).
-pub const ROUTES: &[(&str, &str, bool)] = &[
-    ("GET", "/collections", true),
-    ("GET", "/collections/{name}", true),
-    ("PUT", "/collections/{name}", false),
-    ("DELETE", "/collections/{name}", false),
-    ("PATCH", "/collections/{name}", false),
-    ("GET", "/collections/{name}/exists", true),
-    ("PUT", "/collections/{name}/index", false),
-    ("DELETE", "/collections/{name}/index/{field}", false),
-    ("PUT", "/collections/{name}/points", false),
-    ("POST", "/collections/{name}/points", true),
-    ("GET", "/collections/{name}/points/{id}", true),
-    ("POST", "/collections/{name}/points/delete", false),
-    ("POST", "/collections/{name}/points/payload", false),
-    ("PUT", "/collections/{name}/points/payload", false),
-    ("POST", "/collections/{name}/points/payload/delete", false),
-    ("POST", "/collections/{name}/points/payload/clear", false),
-    ("POST", "/collections/{name}/points/scroll", true),
-    ("POST", "/collections/{name}/points/count", true),
-    ("POST", "/collections/{name}/points/query", true),
-    ("POST", "/collections/{name}/points/query/batch", true),
-    ("POST", "/collections/{name}/points/search", true),
-    ("POST", "/collections/{name}/points/search/batch", true),
+/// What a route needs on the collection it names (for the route permission table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any signed-in caller (no collection named).
+    Signed,
+    /// READ on the collection.
+    Read,
+    /// EDIT on the collection (its points, payloads, indexes, snapshots made).
+    Edit,
+    /// MANAGE on the collection (deleting it, replacing it from a snapshot, deleting its snapshots).
+    Manage,
+    /// EDIT on collections as a whole; the creator then gets MANAGE on the new one.
+    Create,
+}
+
+/// Every route with its method and what it needs.
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("GET", "/collections", Access::Signed),
+    ("GET", "/collections/{name}", Access::Read),
+    ("PUT", "/collections/{name}", Access::Create),
+    ("DELETE", "/collections/{name}", Access::Manage),
+    ("PATCH", "/collections/{name}", Access::Edit),
+    ("GET", "/collections/{name}/exists", Access::Read),
+    ("PUT", "/collections/{name}/index", Access::Edit),
+    ("DELETE", "/collections/{name}/index/{field}", Access::Edit),
+    ("PUT", "/collections/{name}/points", Access::Edit),
+    ("POST", "/collections/{name}/points", Access::Read),
+    ("GET", "/collections/{name}/points/{id}", Access::Read),
+    ("POST", "/collections/{name}/points/delete", Access::Edit),
+    ("POST", "/collections/{name}/points/payload", Access::Edit),
+    ("PUT", "/collections/{name}/points/payload", Access::Edit),
+    ("POST", "/collections/{name}/points/payload/delete", Access::Edit),
+    ("POST", "/collections/{name}/points/payload/clear", Access::Edit),
+    ("POST", "/collections/{name}/points/scroll", Access::Read),
+    ("POST", "/collections/{name}/points/count", Access::Read),
+    ("POST", "/collections/{name}/points/query", Access::Read),
+    ("POST", "/collections/{name}/points/query/batch", Access::Read),
+    ("POST", "/collections/{name}/points/search", Access::Read),
+    ("POST", "/collections/{name}/points/search/batch", Access::Read),
     // Refused with a message (not offered).
-    ("POST", "/collections/{name}/points/recommend", true),
-    ("POST", "/collections/{name}/points/recommend/batch", true),
-    ("POST", "/collections/{name}/points/recommend/groups", true),
-    ("POST", "/collections/{name}/points/discover", true),
-    ("POST", "/collections/{name}/points/discover/batch", true),
-    ("POST", "/collections/{name}/points/search/groups", true),
-    ("POST", "/collections/{name}/points/query/groups", true),
-    ("POST", "/collections/{name}/facet", true),
-    ("GET", "/collections/{name}/snapshots", true),
-    ("POST", "/collections/{name}/snapshots", false),
-    ("PUT", "/collections/{name}/snapshots/recover", false),
-    ("GET", "/collections/{name}/snapshots/{snapshot}", true),
-    ("DELETE", "/collections/{name}/snapshots/{snapshot}", false),
-    ("GET", "/collections/{name}/aliases", true),
-    ("GET", "/aliases", true),
+    ("POST", "/collections/{name}/points/recommend", Access::Read),
+    ("POST", "/collections/{name}/points/recommend/batch", Access::Read),
+    ("POST", "/collections/{name}/points/recommend/groups", Access::Read),
+    ("POST", "/collections/{name}/points/discover", Access::Read),
+    ("POST", "/collections/{name}/points/discover/batch", Access::Read),
+    ("POST", "/collections/{name}/points/search/groups", Access::Read),
+    ("POST", "/collections/{name}/points/query/groups", Access::Read),
+    ("POST", "/collections/{name}/facet", Access::Read),
+    ("GET", "/collections/{name}/snapshots", Access::Read),
+    ("POST", "/collections/{name}/snapshots", Access::Edit),
+    ("PUT", "/collections/{name}/snapshots/recover", Access::Manage),
+    ("GET", "/collections/{name}/snapshots/{snapshot}", Access::Read),
+    ("DELETE", "/collections/{name}/snapshots/{snapshot}", Access::Manage),
+    ("GET", "/collections/{name}/aliases", Access::Read),
+    ("GET", "/aliases", Access::Signed),
 ];
 
 /// The collection a route names (its `{name}`), with the API state.

@@ -100,7 +100,13 @@ pub(crate) async fn create(Target { api, name }: Target) -> Result<Response, Qdr
     .await?;
     let millis = now_millis();
     let stamp: String = creation_time(millis).replace([':', 'T'], "-");
-    let snapshot = format!("{name}-{}-{stamp}.snapshot", millis.rem_euclid(1_000_000_000));
+    // Unique within the process (a counter) and across replicas (random), not only to the millisecond.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let snapshot = format!(
+        "{name}-{count}{:06x}-{stamp}.snapshot",
+        rand::random::<u32>() & 0xff_ffff
+    );
     let checksum: String = Sha256::digest(&bytes)
         .iter()
         .map(|byte| format!("{byte:02x}"))
@@ -199,9 +205,14 @@ pub(crate) async fn remove(
 /// The collection and snapshot a `location` names: `NAME.snapshot` (of the collection being recovered), or
 /// a URL or path ending in `/collections/{collection}/snapshots/{snapshot}`.
 fn locate(location: &str, target: &str) -> Result<(String, String), QdrantError> {
-    let path = location
-        .split_once("://")
-        .map_or(location, |(_, rest)| rest.find('/').map_or("", |at| &rest[at..]));
+    let path = match location.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+            rest.find('/').map_or("", |at| &rest[at..])
+        }
+        // s3://, file:// and the rest would read as if they named another place, which they do not.
+        Some(_) => "",
+        None => location,
+    };
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let parts: Vec<&str> = path.trim_end_matches('/').rsplit('/').take(4).collect();
     let (collection, snapshot) = match parts.as_slice() {
@@ -292,6 +303,8 @@ mod tests {
         );
         for refused in [
             "file:///etc/passwd",
+            "file:///collections/docs/snapshots/docs-1.snapshot",
+            "s3://bucket/collections/docs/snapshots/docs-1.snapshot",
             "http://example.com/x.snapshot",
             "../../x.snapshot",
             "http://h/collections/../snapshots/x.snapshot",

@@ -15,5 +15,5 @@ pub fn model_directory() -> PathBuf {
         );
         venv.display().to_string()
     });
-    loopline_embeddings::locate::model_directory("all-MiniLM-L6-v2", Path::new(&python)).unwrap()
+    loopline_embeddings::locate::model_directory("all-MiniLM-L6-v2", &[PathBuf::from(python)]).unwrap()
 }

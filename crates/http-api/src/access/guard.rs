@@ -507,7 +507,12 @@ async fn authorise(
                     entry.resource_id.clone_from(&id);
                     Ok((request, id))
                 }
-                Created::Response(_) | Created::Path(_) => Ok((request, None)),
+                Created::Path(name) => {
+                    let (request, id) = locate(guard, request, Source::Path(name)).await?;
+                    entry.resource_id.clone_from(&id);
+                    Ok((request, id))
+                }
+                Created::Response(_) => Ok((request, None)),
             }
         }
         Need::On {

@@ -92,10 +92,11 @@ fn walk(directory: &Path, found: &mut Vec<(PathBuf, Kind)>) -> Result<(), String
     Ok(())
 }
 
-/// How a path is named in payloads: as given, without a leading `./`.
+/// How a path is named in payloads: its absolute path with links resolved, so every spelling of one file
+/// (relative from any directory, absolute, through a link) is one source and a rerun finds its chunks.
 fn source_name(path: &Path) -> String {
-    let text = path.to_string_lossy().replace('\\', "/");
-    text.strip_prefix("./").unwrap_or(&text).to_string()
+    let resolved = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    resolved.to_string_lossy().into_owned()
 }
 
 fn read_text(path: &Path) -> Result<String, String> {
@@ -179,10 +180,17 @@ fn parquet_documents(path: &Path, source: &str, text_field: &str, documents: &mu
     {
         let batch = batch.map_err(|error| error.to_string())?;
         let column = batch.column(0);
-        if !matches!(
-            column.data_type(),
-            arrow_schema::DataType::Utf8 | arrow_schema::DataType::LargeUtf8 | arrow_schema::DataType::Utf8View
-        ) {
+        let text = |data_type: &arrow_schema::DataType| {
+            matches!(
+                data_type,
+                arrow_schema::DataType::Utf8 | arrow_schema::DataType::LargeUtf8 | arrow_schema::DataType::Utf8View
+            )
+        };
+        let readable = match column.data_type() {
+            arrow_schema::DataType::Dictionary(_, values) => text(values),
+            other => text(other),
+        };
+        if !readable {
             return Err(format!(
                 "{source}: column '{text_field}' is {}, not text",
                 column.data_type()

@@ -76,7 +76,7 @@ struct ModelArgs {
 
 impl ModelArgs {
     fn load(&self) -> Result<SentenceEncoder, String> {
-        let directory = loopline_embeddings::locate::model_directory(&self.model, &crate::embeddings::python())
+        let directory = loopline_embeddings::locate::model_directory(&self.model, &crate::embeddings::pythons())
             .map_err(|error| format!("--model: {error}"))?;
         SentenceEncoder::load(&directory, &loopline_embeddings::locate::served_name(&self.model))
             .map_err(|error| format!("--model: {error}"))
@@ -122,7 +122,7 @@ fn chunk_id(source: &str, index: usize) -> String {
 }
 
 fn entries(documents: &[Document], encoder: &SentenceEncoder, chunk_tokens: usize, overlap: usize) -> Vec<Entry> {
-    let tokens = |text: &str| encoder.tokenize(text).len().saturating_sub(2);
+    let tokens = |text: &str| encoder.count_tokens(text);
     let mut entries = Vec::new();
     for document in documents {
         let chunks = loopline_embeddings::chunk::chunks(&document.sections, &tokens, chunk_tokens, overlap);
@@ -150,8 +150,14 @@ async fn qdrant(client: &Client, method: reqwest::Method, path: &str, body: Opti
     let message = answer["status"]["error"]
         .as_str()
         .or_else(|| answer["message"].as_str())
+        .or_else(|| answer["error_code"].as_str())
         .unwrap_or("no message");
-    Err(format!("the server refused {path} ({status}): {message}"))
+    let hint = match status {
+        401 => "; sign in: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or LOOPLINE_TOKEN",
+        403 => "; the signed-in user needs EDIT on the collection (or on collections, to make one)",
+        _ => "",
+    };
+    Err(format!("the server refused {path} ({status}): {message}{hint}"))
 }
 
 fn collection_path(name: &str) -> String {
@@ -273,7 +279,15 @@ pub fn run_embed(args: EmbedArgs) -> ExitCode {
     exit_code(embed(args))
 }
 
+fn check_collection(name: &str) -> Result<(), String> {
+    match loopline_vector_index::storage::catalog::name_problem(name) {
+        Some(problem) => Err(format!("--collection '{name}': {problem}")),
+        None => Ok(()),
+    }
+}
+
 fn embed(args: EmbedArgs) -> Result<(), String> {
+    check_collection(&args.collection)?;
     let client = Client::new(&args.server)?;
     let encoder = args.model.load()?;
     let most = encoder.max_length().saturating_sub(2);
@@ -358,6 +372,7 @@ fn search(args: SearchArgs) -> Result<(), String> {
     if !(1..=1000).contains(&args.limit) {
         return Err("--limit: between 1 and 1000".into());
     }
+    check_collection(&args.collection)?;
     let client = Client::new(&args.server)?;
     let encoder = args.model.load()?;
     let vector = encoder

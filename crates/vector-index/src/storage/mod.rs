@@ -254,6 +254,14 @@ pub(crate) fn split_snapshot(bytes: &[u8], threads: usize) -> Result<(&[u8], &[u
             parsed.vectors.keys().collect::<Vec<_>>()
         )));
     }
+    for (name, params) in decoded.vector_params() {
+        let stored = &parsed.vectors[name];
+        if stored.size != params.size || stored.distance != params.distance || stored.int8 != params.int8 {
+            return Err(damaged(format!(
+                "its configuration and its points disagree about vector '{name}' (size, distance or int8)"
+            )));
+        }
+    }
     Ok((config, segment))
 }
 
