@@ -6,8 +6,8 @@
 use loopline_embeddings::chunk::{Section, html_sections, markdown_sections};
 use std::path::{Path, PathBuf};
 
-/// The largest file read.
-const MAX_FILE_BYTES: u64 = 256 << 20;
+/// The largest file read (a document is held whole, with a few copies while it is cut into chunks).
+const MAX_FILE_BYTES: u64 = 64 << 20;
 /// The most files one run reads.
 const MAX_FILES: usize = 1_000_000;
 
