@@ -41,6 +41,11 @@ fn stored(error: ArtifactError) -> QdrantError {
     }
 }
 
+/// Qdrant's 404 for a snapshot that is not there.
+fn missing(what: &str) -> QdrantError {
+    QdrantError::new(StatusCode::NOT_FOUND, format!("Not found: {what} not found"))
+}
+
 /// A snapshot's name: letters, digits, `.`, `_` and `-`, ending in `.snapshot`.
 fn check_name(name: &str) -> Result<(), QdrantError> {
     let fine = name.len() <= 255
@@ -165,10 +170,7 @@ pub(crate) async fn download(
         .get(&path_of(&name, Some(&snapshot))?)
         .await
         .map_err(|error| match error {
-            ArtifactError::NotFound(_) => QdrantError::new(
-                StatusCode::NOT_FOUND,
-                format!("Not found: Snapshot {snapshot} not found"),
-            ),
+            ArtifactError::NotFound(_) => missing(&format!("Snapshot {snapshot}")),
             other => stored(other),
         })?;
     Response::builder()
@@ -192,10 +194,7 @@ pub(crate) async fn remove(
     check_name(&snapshot)?;
     let path = path_of(&name, Some(&snapshot))?;
     if artifacts.size(&path).await.is_err() {
-        return Err(QdrantError::new(
-            StatusCode::NOT_FOUND,
-            format!("Not found: Snapshot {snapshot} not found"),
-        ));
+        return Err(missing(&format!("Snapshot {snapshot}")));
     }
     artifacts.delete(&path).await.map_err(stored)?;
     let _ = artifacts.delete(&checksum_path(&name, &snapshot)?).await;
@@ -255,10 +254,7 @@ pub(crate) async fn recover(Target { api, name }: Target, body: Body) -> Result<
         .read_all(&path_of(&source, Some(&snapshot))?, MAX_SNAPSHOT_BYTES)
         .await
         .map_err(|error| match error {
-            ArtifactError::NotFound(_) => QdrantError::new(
-                StatusCode::NOT_FOUND,
-                format!("Not found: Snapshot {snapshot} of collection {source} not found"),
-            ),
+            ArtifactError::NotFound(_) => missing(&format!("Snapshot {snapshot} of collection {source}")),
             other => stored(other),
         })?;
     let store = api.store.clone();

@@ -71,18 +71,7 @@ fn docs(count: u64) -> (tempfile::TempDir, std::path::PathBuf, VectorStore, Vec<
 
 #[test]
 fn a_snapshot_restores_under_another_name_and_over_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("vectors");
-    let store = VectorStore::open(&root, 1).unwrap();
-    assert!(store.create("docs", params(4)).unwrap());
-    store
-        .get("docs")
-        .unwrap()
-        .write()
-        .unwrap()
-        .apply(points(0..20))
-        .unwrap();
-    let snapshot = store.get("docs").unwrap().read().unwrap().snapshot().unwrap();
+    let (_dir, root, store, snapshot) = docs(20);
     // Changed after the snapshot: the restore goes back to what it held then.
     store
         .get("docs")
@@ -180,4 +169,26 @@ fn an_interrupted_restore_leaves_one_directory_per_name() {
     assert_eq!(ids(&reopened, "docs"), (0..5).collect::<Vec<_>>());
     assert!(!old.exists());
     assert_eq!(directories(&root), 1);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Any bytes, or a real snapshot with bytes changed anywhere: restored whole or refused, never a panic,
+    /// and a refused one leaves the collection as it was.
+    #[test]
+    fn any_snapshot_bytes_are_restored_or_refused(
+        noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        flips in proptest::collection::vec((proptest::prelude::any::<usize>(), 1u8..=255), 0..8),
+    ) {
+        let (_dir, _root, store, snapshot) = docs(5);
+        let _ = store.restore("noise", &noise);
+        let mut changed = snapshot.clone();
+        for (at, bits) in flips {
+            let at = at % changed.len();
+            changed[at] ^= bits;
+        }
+        if store.restore("docs", &changed).is_err() {
+            proptest::prop_assert_eq!(ids(&store, "docs"), (0..5).collect::<Vec<_>>());
+        }
+    }
 }

@@ -228,14 +228,14 @@ impl VectorStore {
                 message: problem,
             });
         }
-        let (config, segment) = super::split_snapshot(snapshot, self.threads)?;
+        let snapshot = super::split_snapshot(snapshot, self.threads)?;
         let suffix = unique_suffix();
         let staging = self.root.join(format!(".restoring-{suffix}"));
         let dir = self.root.join(format!("c-{suffix}"));
         let written = std::fs::create_dir_all(&staging)
             .map_err(io(&staging))
-            .and_then(|()| write_durably(&staging.join("config.json"), config))
-            .and_then(|()| write_durably(&staging.join("segment.bin"), segment))
+            .and_then(|()| write_durably(&staging.join("config.json"), snapshot.config))
+            .and_then(|()| write_durably(&staging.join("segment.bin"), snapshot.segment_bytes))
             .and_then(|()| write_durably(&staging.join("name"), name.as_bytes()));
         if let Err(error) = written {
             let _ = std::fs::remove_dir_all(&staging);
@@ -266,7 +266,7 @@ impl VectorStore {
                     .and_then(|root| root.sync_all())
                     .map_err(io(&self.root))
             })
-            .and_then(|()| StoredCollection::open(&dir, self.threads));
+            .and_then(|()| StoredCollection::replay(&dir, snapshot.segment, snapshot.checkpoint));
             let stored = match prepared {
                 Ok(stored) => stored,
                 Err(error) => {

@@ -114,7 +114,7 @@ impl StoredCollection {
             message: error.to_string(),
         })?;
         let segment_path = dir.join("segment.bin");
-        let (mut segment, checkpoint) = match std::fs::read(&segment_path) {
+        let (segment, checkpoint) = match std::fs::read(&segment_path) {
             Ok(bytes) => segment_file::decode(&bytes, threads).map_err(|error| StorageError::Damaged {
                 path: segment_path.display().to_string(),
                 message: error.0,
@@ -141,6 +141,12 @@ impl StoredCollection {
             }
             Err(error) => return Err(io(&segment_path)(error)),
         };
+        Self::replay(dir, segment, checkpoint)
+    }
+
+    /// The collection in `dir` whose checkpoint `segment` (of operation `checkpoint`) is already loaded: its
+    /// log replayed on top.
+    pub(crate) fn replay(dir: &Path, mut segment: Segment, checkpoint: u64) -> Result<Self, StorageError> {
         let mut last_operation = checkpoint;
         let wal_path = dir.join("wal.log");
         let (wal, _) = Wal::open(&wal_path, |operation, bytes| {
@@ -225,9 +231,18 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"LLVSNAP1";
 /// The largest configuration a snapshot may carry.
 const MAX_SNAPSHOT_CONFIG: u64 = 1 << 20;
 
+/// A snapshot read and checked: its files' bytes, and the points they hold (decoded once, kept for the
+/// restored collection).
+pub(crate) struct Snapshot<'a> {
+    pub(crate) config: &'a [u8],
+    pub(crate) segment_bytes: &'a [u8],
+    pub(crate) segment: Segment,
+    pub(crate) checkpoint: u64,
+}
+
 /// A snapshot's configuration and checkpoint, checked: the configuration is read as a collection's, and the
 /// checkpoint decodes (every length and link checked) with the vectors the configuration names.
-pub(crate) fn split_snapshot(bytes: &[u8], threads: usize) -> Result<(&[u8], &[u8]), StorageError> {
+pub(crate) fn split_snapshot(bytes: &[u8], threads: usize) -> Result<Snapshot<'_>, StorageError> {
     let damaged = |message: String| StorageError::Damaged {
         path: "snapshot".into(),
         message,
@@ -246,7 +261,7 @@ pub(crate) fn split_snapshot(bytes: &[u8], threads: usize) -> Result<(&[u8], &[u
     let (config, segment) = rest[8..].split_at(length as usize);
     let parsed: StoredConfig =
         serde_json::from_slice(config).map_err(|error| damaged(format!("its configuration: {error}")))?;
-    let (decoded, _) = segment_file::decode(segment, threads).map_err(|error| damaged(error.0))?;
+    let (decoded, checkpoint) = segment_file::decode(segment, threads).map_err(|error| damaged(error.0))?;
     let named: Vec<&str> = decoded.vector_params().map(|(name, _)| name).collect();
     if !named.iter().copied().eq(parsed.vectors.keys().map(String::as_str)) {
         return Err(damaged(format!(
@@ -262,7 +277,12 @@ pub(crate) fn split_snapshot(bytes: &[u8], threads: usize) -> Result<(&[u8], &[u
             )));
         }
     }
-    Ok((config, segment))
+    Ok(Snapshot {
+        config,
+        segment_bytes: segment,
+        segment: decoded,
+        checkpoint,
+    })
 }
 
 /// Writes a file so that a crash leaves either the old content or the new: a temporary file beside it,
