@@ -41,6 +41,8 @@ export LOOPLINE_PYTHON="$VENV_DIR/bin/python"
 export ORT_DYLIB_PATH="$(ls "$VENV_DIR"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)"
 
 echo "==> building"
+# A fresh build gains nothing from incremental state, and it cost gigabytes of disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --all-targets --locked
 
 echo "==> Rust tests"

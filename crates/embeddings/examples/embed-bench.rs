@@ -1,5 +1,7 @@
 //! Embedding throughput on one file of sentences (one per line), for bench/vectors/embed.sh:
-//! `embed-bench MODEL_DIR SENTENCES [THREADS] [BATCH]` prints JSON as bench/vectors/embed_reference.py does.
+//! `embed-bench MODEL_DIR SENTENCES [THREADS] [BATCH] [OUT]` prints JSON as bench/vectors/embed_reference.py
+//! does; with OUT it also writes the embeddings there, float32 little-endian rows (bench/vectors/minilm_data.sh
+//! makes the vector benchmark's sentence data with it).
 
 use loopline_embeddings::SentenceEncoder;
 use std::time::Instant;
@@ -10,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let [_, directory, sentences, rest @ ..] = args.as_slice() else {
-        return Err("usage: embed-bench MODEL_DIR SENTENCES [THREADS] [BATCH]".into());
+        return Err("usage: embed-bench MODEL_DIR SENTENCES [THREADS] [BATCH] [OUT]".into());
     };
     let threads: usize = match rest.first() {
         Some(threads) => threads.parse()?,
@@ -21,9 +23,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(sentences)?;
     let lines: Vec<&str> = text.lines().collect();
     encoder.embed(&lines[..batch.min(lines.len())], threads)?;
+    let mut out = match rest.get(2) {
+        Some(path) => Some(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => None,
+    };
     let started = Instant::now();
     for chunk in lines.chunks(batch) {
-        encoder.embed(chunk, threads)?;
+        let rows = encoder.embed(chunk, threads)?;
+        if let Some(out) = out.as_mut() {
+            for value in rows.vectors.iter().flatten() {
+                std::io::Write::write_all(out, &value.to_le_bytes())?;
+            }
+        }
+    }
+    if let Some(mut out) = out {
+        std::io::Write::flush(&mut out)?;
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(

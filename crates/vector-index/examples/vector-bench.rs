@@ -50,6 +50,14 @@ struct Run<'a> {
 
 /// Recall@k and queries per second at one `ef` on `threads` threads.
 fn measure(run: &Run<'_>, ef: usize, threads: usize) -> (f64, f64) {
+    // The best of three passes, as bench.py times the reference tools.
+    (0..3)
+        .map(|_| measure_once(run, ef, threads))
+        .fold((0.0, 0.0), |best, pass| if pass.1 > best.1 { pass } else { best })
+}
+
+/// One pass over the queries.
+fn measure_once(run: &Run<'_>, ef: usize, threads: usize) -> (f64, f64) {
     let started = Instant::now();
     let chunk = run.queries.len().div_ceil(threads);
     let found: Vec<Vec<u64>> = std::thread::scope(|scope| {
@@ -179,10 +187,13 @@ fn main() {
                     "filter",
                 )
                 .expect("filter");
+                // Unindexed filters test every point's payload: at a million points a query takes a tenth of
+                // a second, so those runs use the first 100 queries.
+                let used = if indexed { queries.len() } else { queries.len().min(100) };
                 let run = Run {
                     segment: &segment,
-                    queries: &queries,
-                    truth: &filtered_truth,
+                    queries: &queries[..used],
+                    truth: &filtered_truth[..used],
                     k,
                     filter: Some(&filter),
                     int8,

@@ -91,6 +91,7 @@ impl Int8Vectors {
         Int8Query { codes, correction }
     }
 
+    #[inline(always)]
     fn codes_of(&self, node: u32) -> &[u8] {
         let start = node as usize * self.dim;
         &self.codes[start..start + self.dim]
@@ -99,6 +100,31 @@ impl Int8Vectors {
     /// The approximate similarity of a query to vector `node`.
     #[inline]
     pub fn similarity(&self, query: &Int8Query, node: u32) -> f32 {
+        let mut out = Vec::with_capacity(1);
+        self.similarities(query, &[node], &mut out);
+        out[0]
+    }
+
+    /// Appends the approximate similarity of a query to each of `nodes` to `out`, in order, in one dispatch
+    /// to the CPU's vector instructions, every node's codes asked for before the first is summed.
+    pub fn similarities(&self, query: &Int8Query, nodes: &[u32], out: &mut Vec<f32>) {
+        out.reserve(nodes.len());
+        crate::distance::dispatch(CodeKernel {
+            vectors: self,
+            query,
+            nodes,
+            out,
+        });
+    }
+
+    /// A walk's scorer for a query on the grid.
+    pub fn scorer<'a>(&'a self, query: &'a Int8Query) -> Int8Scorer<'a> {
+        Int8Scorer { vectors: self, query }
+    }
+
+    /// The similarity of one node, in plain integer loops the compiler vectorises (called inside a dispatch).
+    #[inline(always)]
+    fn similarity_plain(&self, query: &Int8Query, node: u32) -> f32 {
         let codes = self.codes_of(node);
         match self.distance {
             Distance::Cosine | Distance::Dot => {
@@ -157,30 +183,57 @@ impl Int8Vectors {
 /// Folds `term` of each pair of codes into 32 independent integer sums.
 #[inline(always)]
 fn fold_u8(a: &[u8], b: &[u8], term: impl Fn(u8, u8) -> u32) -> u32 {
-    crate::distance::dispatch(CodeKernel { a, b, term })
+    let (lanes, tail) = crate::distance::fold_lanes::<u8, u32, LANES>(a, b, term);
+    lanes.iter().sum::<u32>() + tail
 }
 
-/// The integer kernel run through `pulp` (see `distance::Kernel`).
-struct CodeKernel<'a, F> {
-    a: &'a [u8],
-    b: &'a [u8],
-    term: F,
+/// The many-node kernel run through `pulp` (see `distance::ManyKernel`).
+struct CodeKernel<'a> {
+    vectors: &'a Int8Vectors,
+    query: &'a Int8Query,
+    nodes: &'a [u32],
+    out: &'a mut Vec<f32>,
 }
 
-impl<F: Fn(u8, u8) -> u32> pulp::WithSimd for CodeKernel<'_, F> {
-    type Output = u32;
+impl pulp::WithSimd for CodeKernel<'_> {
+    type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) -> u32 {
-        let (lanes, tail) = crate::distance::fold_lanes::<u8, u32, LANES>(self.a, self.b, self.term);
-        lanes.iter().sum::<u32>() + tail
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        // All of every row's codes at once (six lines for 384 dimensions; measured best).
+        for &node in self.nodes {
+            crate::distance::prefetch_all(self.vectors.codes_of(node));
+        }
+        for &node in self.nodes {
+            self.out.push(self.vectors.similarity_plain(self.query, node));
+        }
     }
 }
 
+/// A query on the grid scored against the stored codes.
+pub struct Int8Scorer<'a> {
+    vectors: &'a Int8Vectors,
+    query: &'a Int8Query,
+}
+
+impl crate::hnsw::Scorer for Int8Scorer<'_> {
+    #[inline]
+    fn score(&self, node: u32) -> f32 {
+        self.vectors.similarity(self.query, node)
+    }
+
+    #[inline]
+    fn score_many(&self, nodes: &[u32], out: &mut Vec<f32>) {
+        self.vectors.similarities(self.query, nodes, out);
+    }
+}
+
+#[inline(always)]
 fn dot_u8(a: &[u8], b: &[u8]) -> u32 {
     fold_u8(a, b, |x, y| u32::from(x) * u32::from(y))
 }
 
+#[inline(always)]
 fn l2_u8(a: &[u8], b: &[u8]) -> u32 {
     fold_u8(a, b, |x, y| {
         let difference = u32::from(x.abs_diff(y));
@@ -188,6 +241,7 @@ fn l2_u8(a: &[u8], b: &[u8]) -> u32 {
     })
 }
 
+#[inline(always)]
 fn l1_u8(a: &[u8], b: &[u8]) -> u32 {
     fold_u8(a, b, |x, y| u32::from(x.abs_diff(y)))
 }

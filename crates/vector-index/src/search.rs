@@ -369,31 +369,17 @@ fn walk(
     let mut found = match space.int8.as_ref().filter(|_| use_int8) {
         Some(int8) => {
             let coded = int8.query(vector);
-            let mut found = space.graph.search(&|node| int8.similarity(&coded, node), ef, accept);
-            for scored in &mut found {
-                scored.similarity = space.vectors.similarity_to(vector, scored.node);
+            let mut found = space.graph.search(&int8.scorer(&coded), ef, accept);
+            let nodes: Vec<u32> = found.iter().map(|scored| scored.node).collect();
+            let mut exact = Vec::with_capacity(nodes.len());
+            space.vectors.similarities(vector, &nodes, &mut exact);
+            for (scored, similarity) in found.iter_mut().zip(exact) {
+                scored.similarity = similarity;
             }
             found.sort_unstable_by(|a, b| b.cmp(a));
             found
         }
-        None => match space.params.distance {
-            // One closure per distance, so the walk calls the kernel directly instead of matching each time.
-            crate::Distance::Cosine | crate::Distance::Dot => space.graph.search(
-                &|node| crate::distance::dot(vector, space.vectors.get(node)),
-                ef,
-                accept,
-            ),
-            crate::Distance::Euclid => space.graph.search(
-                &|node| -crate::distance::l2_squared(vector, space.vectors.get(node)),
-                ef,
-                accept,
-            ),
-            crate::Distance::Manhattan => space.graph.search(
-                &|node| -crate::distance::l1(vector, space.vectors.get(node)),
-                ef,
-                accept,
-            ),
-        },
+        None => space.graph.search(&space.vectors.scorer(vector), ef, accept),
     };
     found.truncate(wanted);
     found

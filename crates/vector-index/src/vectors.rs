@@ -1,7 +1,7 @@
 //! Stored float32 vectors, one flat array.
 
 use crate::distance::Distance;
-use crate::hnsw::Space;
+use crate::hnsw::{Scorer, Space};
 
 /// Vectors of one dimension, prepared for their distance (unit length for cosine), numbered from 0.
 #[derive(Debug, Clone)]
@@ -64,6 +64,17 @@ impl FloatVectors {
         self.distance.similarity(query, self.get(node))
     }
 
+    /// Appends the similarity of a prepared query to each of `nodes` to `out`, in order.
+    #[inline]
+    pub fn similarities(&self, query: &[f32], nodes: &[u32], out: &mut Vec<f32>) {
+        crate::distance::similarities(self.distance, query, &self.data, nodes, out);
+    }
+
+    /// A walk's scorer for a prepared query.
+    pub fn scorer<'a>(&'a self, query: &'a [f32]) -> QueryScorer<'a> {
+        QueryScorer { vectors: self, query }
+    }
+
     /// The flat array of components, for storage.
     pub(crate) fn data(&self) -> &[f32] {
         &self.data
@@ -87,5 +98,28 @@ impl Space for FloatVectors {
     #[inline]
     fn between(&self, a: u32, b: u32) -> f32 {
         self.distance.similarity(self.get(a), self.get(b))
+    }
+
+    #[inline]
+    fn between_many(&self, a: u32, nodes: &[u32], out: &mut Vec<f32>) {
+        self.similarities(self.get(a), nodes, out);
+    }
+}
+
+/// A prepared query scored against stored vectors.
+pub struct QueryScorer<'a> {
+    vectors: &'a FloatVectors,
+    query: &'a [f32],
+}
+
+impl Scorer for QueryScorer<'_> {
+    #[inline]
+    fn score(&self, node: u32) -> f32 {
+        self.vectors.similarity_to(self.query, node)
+    }
+
+    #[inline]
+    fn score_many(&self, nodes: &[u32], out: &mut Vec<f32>) {
+        self.vectors.similarities(self.query, nodes, out);
     }
 }

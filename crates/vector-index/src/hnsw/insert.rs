@@ -1,12 +1,36 @@
 //! Linking nodes into the graph, one at a time or a batch on several threads.
 
-use super::{Graph, Scored};
+use super::{Graph, Scored, Scorer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The stored vectors a graph is built over: the similarity of two nodes (higher is closer).
 pub trait Space: Sync {
     /// Similarity of two stored nodes.
     fn between(&self, a: u32, b: u32) -> f32;
+
+    /// Appends the similarity of `a` to each of `nodes` to `out`, in order.
+    #[inline]
+    fn between_many(&self, a: u32, nodes: &[u32], out: &mut Vec<f32>) {
+        out.extend(nodes.iter().map(|&node| self.between(a, node)));
+    }
+}
+
+/// A node of a space scored against others, as a walk from it needs.
+struct FromNode<'a, S> {
+    space: &'a S,
+    node: u32,
+}
+
+impl<S: Space> Scorer for FromNode<'_, S> {
+    #[inline]
+    fn score(&self, other: u32) -> f32 {
+        self.space.between(self.node, other)
+    }
+
+    #[inline]
+    fn score_many(&self, nodes: &[u32], out: &mut Vec<f32>) {
+        self.space.between_many(self.node, nodes, out);
+    }
 }
 
 impl Graph {
@@ -39,7 +63,7 @@ impl Graph {
     /// Links one reserved node into the graph.
     pub(crate) fn link(&self, node: u32, space: &impl Space) {
         let level = usize::from(self.levels[node as usize]);
-        let similarity = |other: u32| space.between(node, other);
+        let similarity = FromNode { space, node };
         // An insertion that may raise the top level holds `top` throughout, so two cannot race to be the entry.
         let mut raising = None;
         let (entry, top) = match self.entry() {
@@ -58,7 +82,7 @@ impl Graph {
         };
         let mut buffer = Vec::with_capacity(self.base_stride);
         let mut current = Scored {
-            similarity: similarity(entry),
+            similarity: similarity.score(entry),
             node: entry,
         };
         for layer in (level + 1..=top).rev() {

@@ -39,6 +39,27 @@ impl Default for HnswParams {
     }
 }
 
+/// What a walk needs of the stored vectors: each node's similarity to what is sought (higher is closer).
+/// A closure from node to similarity is one; a scorer over a flat array scores a node's unseen neighbours
+/// together, loading the next one's vector while it sums the current one.
+pub trait Scorer {
+    /// The similarity of one node.
+    fn score(&self, node: u32) -> f32;
+
+    /// Appends the similarity of each of `nodes` to `out`, in order.
+    #[inline]
+    fn score_many(&self, nodes: &[u32], out: &mut Vec<f32>) {
+        out.extend(nodes.iter().map(|&node| self.score(node)));
+    }
+}
+
+impl<F: Fn(u32) -> f32> Scorer for F {
+    #[inline]
+    fn score(&self, node: u32) -> f32 {
+        self(node)
+    }
+}
+
 /// The highest layer a node may get (a million nodes at m = 4 need about 10).
 const MAX_LEVEL: usize = 16;
 /// No entry point yet.
@@ -234,6 +255,14 @@ impl Graph {
         }
     }
 
+    /// Asks the CPU to start loading the link list of `node` on layer 0.
+    #[inline]
+    fn prefetch_links(&self, node: u32) {
+        if let Some(slot) = self.base.get(node as usize * self.base_stride) {
+            crate::distance::prefetch(slot);
+        }
+    }
+
     /// Copies the neighbours of `node` on `layer` into `out`.
     #[inline]
     pub(crate) fn neighbours(&self, node: u32, layer: usize, out: &mut Vec<u32>) {
@@ -261,13 +290,13 @@ impl Graph {
     /// Walks down from the entry point to layer 0 greedily, then searches layer 0 with `ef` candidates,
     /// returning the best `ef` nodes that `accept` lets through, closest first. Nodes `accept` refuses are
     /// still walked through.
-    pub fn search(&self, similarity: &impl Fn(u32) -> f32, ef: usize, accept: &impl Fn(u32) -> bool) -> Vec<Scored> {
+    pub fn search(&self, similarity: &impl Scorer, ef: usize, accept: &impl Fn(u32) -> bool) -> Vec<Scored> {
         let Some((entry, top)) = self.entry() else {
             return Vec::new();
         };
         let mut buffer = Vec::with_capacity(self.base_stride);
         let mut current = Scored {
-            similarity: similarity(entry),
+            similarity: similarity.score(entry),
             node: entry,
         };
         for layer in (1..=top).rev() {
@@ -279,18 +308,14 @@ impl Graph {
     }
 
     /// Moves to a closer neighbour on `layer` while there is one.
-    fn greedy(
-        &self,
-        similarity: &impl Fn(u32) -> f32,
-        mut current: Scored,
-        layer: usize,
-        buffer: &mut Vec<u32>,
-    ) -> Scored {
+    fn greedy(&self, similarity: &impl Scorer, mut current: Scored, layer: usize, buffer: &mut Vec<u32>) -> Scored {
+        let mut scores = Vec::with_capacity(self.base_stride);
         loop {
             let mut moved = false;
             self.neighbours(current.node, layer, buffer);
-            for &neighbour in buffer.iter() {
-                let score = similarity(neighbour);
+            scores.clear();
+            similarity.score_many(buffer, &mut scores);
+            for (&neighbour, &score) in buffer.iter().zip(&scores) {
                 if score > current.similarity {
                     current = Scored {
                         similarity: score,
@@ -308,7 +333,7 @@ impl Graph {
     /// The best-first search of one layer: up to `ef` accepted nodes (unordered).
     pub(crate) fn search_layer(
         &self,
-        similarity: &impl Fn(u32) -> f32,
+        similarity: &impl Scorer,
         entries: &[Scored],
         ef: usize,
         layer: usize,
@@ -338,11 +363,17 @@ impl Graph {
                 break;
             }
             self.neighbours(candidate.node, layer, &mut buffer);
+            // The next candidate's links load while this one's neighbours are scored.
+            if layer == 0
+                && let Some(next) = candidates.peek()
+            {
+                self.prefetch_links(next.node);
+            }
             // Score the unseen neighbours in one pass before touching the heaps, so the loads of their
             // vectors overlap instead of each waiting behind heap work.
             buffer.retain(|&neighbour| visited.insert(neighbour));
             scores.clear();
-            scores.extend(buffer.iter().map(|&neighbour| similarity(neighbour)));
+            similarity.score_many(&buffer, &mut scores);
             for (&neighbour, &similarity) in buffer.iter().zip(&scores) {
                 let score = Scored {
                     similarity,
