@@ -924,6 +924,11 @@ fn vector_rows() -> Vec<(String, &'static str, Need)> {
         .map(|(method, route, access)| {
             let need = match access {
                 Access::Signed => SIGNED_READ,
+                Access::List => Need::List {
+                    kind: "collection",
+                    items: "/result/collections",
+                    id: "name",
+                },
                 Access::Read => on(Level::Read, Action::Read),
                 Access::Edit => on(Level::Edit, Action::Write),
                 Access::Manage => on(Level::Manage, Action::Write),

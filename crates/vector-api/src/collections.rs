@@ -380,10 +380,10 @@ pub(crate) async fn create_index(Target { api, name }: Target, body: Body) -> Re
     })?;
     let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
     let operation = blocking(move || {
-        let mut stored = collection
-            .write()
-            .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
-        Ok(stored.apply(Operation::CreateIndex { key, field_type })?)
+        collection.update(
+            |_| Ok(Operation::CreateIndex { key, field_type }),
+            || QdrantError::no_collection(collection.name()),
+        )
     })
     .await?;
     Ok(ok(json!({"operation_id": operation, "status": "completed"}), started))
@@ -397,10 +397,10 @@ pub(crate) async fn delete_index(
     let started = Instant::now();
     let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
     let operation = blocking(move || {
-        let mut stored = collection
-            .write()
-            .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
-        Ok(stored.apply(Operation::DropIndex(field))?)
+        collection.update(
+            |_| Ok(Operation::DropIndex(field)),
+            || QdrantError::no_collection(collection.name()),
+        )
     })
     .await?;
     Ok(ok(json!({"operation_id": operation, "status": "completed"}), started))

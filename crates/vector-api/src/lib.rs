@@ -114,6 +114,8 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 pub enum Access {
     /// Any signed-in caller (no collection named).
     Signed,
+    /// Any signed-in caller; the list shows only the collections the caller may read.
+    List,
     /// READ on the collection.
     Read,
     /// EDIT on the collection (its points, payloads, indexes, snapshots made).
@@ -126,7 +128,7 @@ pub enum Access {
 
 /// Every route with its method and what it needs.
 pub const ROUTES: &[(&str, &str, Access)] = &[
-    ("GET", "/collections", Access::Signed),
+    ("GET", "/collections", Access::List),
     ("GET", "/collections/{name}", Access::Read),
     ("PUT", "/collections/{name}", Access::Create),
     ("DELETE", "/collections/{name}", Access::Manage),

@@ -20,7 +20,8 @@ fn updated(operation: u64, started: Instant) -> Response {
 }
 
 /// Applies the operation `make` builds from the body and the collection as it is (under its write lock, so
-/// a filter is resolved against the same points the write changes).
+/// a filter is resolved against the same points the write changes); an upsert is linked into the graph
+/// after, with searches going on (`Collection::update`).
 async fn write(
     api: VectorApi,
     name: String,
@@ -31,11 +32,10 @@ async fn write(
     let mut body = read(body).await?;
     let collection = api.store.get(&name).ok_or_else(|| QdrantError::no_collection(&name))?;
     let operation = blocking(move || {
-        let mut stored = collection
-            .write()
-            .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
-        let operation = make(&mut body, stored.segment())?;
-        Ok(stored.apply(operation)?)
+        collection.update(
+            |segment| make(&mut body, segment),
+            || QdrantError::no_collection(collection.name()),
+        )
     })
     .await?;
     Ok(updated(operation, started))

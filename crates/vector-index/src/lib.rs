@@ -23,6 +23,6 @@ pub use ops::{Operation, OperationError};
 pub use payload_index::FieldType;
 pub use point_id::PointId;
 pub use search::{Hit, Plan, Query};
-pub use segment::{Point, Record, Segment, SegmentError, VectorParams};
+pub use segment::{Point, Record, Segment, SegmentError, Staged, VectorParams};
 pub use storage::catalog::{Collection, VectorStore};
 pub use storage::{StorageError, StoredCollection};

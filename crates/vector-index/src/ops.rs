@@ -3,7 +3,7 @@
 
 use crate::payload_index::FieldType;
 use crate::point_id::PointId;
-use crate::segment::{MAX_PAYLOAD_DEPTH, Point, Segment, SegmentError, json_depth};
+use crate::segment::{MAX_PAYLOAD_DEPTH, Point, Segment, SegmentError, Staged, json_depth};
 use crate::storage::codec::{DecodeError, Reader, Writer};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -109,9 +109,18 @@ impl Segment {
 
     /// Applies a checked operation as write number `version`.
     pub fn apply(&mut self, operation: Operation, version: u64) -> Result<(), OperationError> {
+        if let Some(staged) = self.apply_staged(operation, version)? {
+            self.link_staged(&staged);
+        }
+        Ok(())
+    }
+
+    /// Applies a checked operation as write number `version`, an upsert without its graph links (answered
+    /// for [`Segment::link_staged`]).
+    pub fn apply_staged(&mut self, operation: Operation, version: u64) -> Result<Option<Staged>, OperationError> {
         self.check(&operation)?;
         match operation {
-            Operation::Upsert(points) => self.upsert(points, version, "points")?,
+            Operation::Upsert(points) => return Ok(Some(self.stage_upsert(points, version, "points")?)),
             Operation::Delete(ids) => {
                 self.delete(&ids);
             }
@@ -173,7 +182,7 @@ impl Segment {
                 self.drop_index(&key);
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -143,6 +143,24 @@ pub struct Segment {
     pub(crate) deleted: Vec<bool>,
     pub(crate) indexes: BTreeMap<String, FieldIndex>,
     pub(crate) threads: usize,
+    /// Different for every segment made or read in this process, so a batch staged in one is never linked
+    /// into its compacted successor (which linked every point itself).
+    pub(crate) identity: u64,
+}
+
+/// A fresh segment identity.
+pub(crate) fn next_identity() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Points an upsert wrote into a segment whose graph links are still to be made ([`Segment::link_staged`]).
+#[derive(Debug)]
+#[must_use = "staged points are found by graph searches only once linked"]
+pub struct Staged {
+    segment: u64,
+    first: u32,
+    end: u32,
 }
 
 /// A point as a filter sees it.
@@ -205,6 +223,7 @@ impl Segment {
             deleted: Vec::new(),
             indexes: BTreeMap::new(),
             threads: threads.max(1),
+            identity: next_identity(),
         }
     }
 
@@ -294,6 +313,15 @@ impl Segment {
     /// Writes points (replacing those with the same ids) after checking the whole batch, so a refused batch
     /// writes nothing; then links them into the graphs.
     pub fn upsert(&mut self, points: Vec<Point>, version: u64, at: &str) -> Result<(), SegmentError> {
+        let staged = self.stage_upsert(points, version, at)?;
+        self.link_staged(&staged);
+        Ok(())
+    }
+
+    /// An upsert without its graph links: the points are stored, read back, counted, filtered and found by
+    /// exact search at once; [`Segment::link_staged`] then links them through a shared reference, so a
+    /// large batch does not hold the segment exclusively while it is linked.
+    pub fn stage_upsert(&mut self, points: Vec<Point>, version: u64, at: &str) -> Result<Staged, SegmentError> {
         self.validate(&points, at)?;
         let first = self.ids.len() as u32;
         for point in points {
@@ -323,11 +351,39 @@ impl Segment {
         }
         let end = self.ids.len() as u32;
         for space in self.spaces.values_mut() {
-            let nodes: Vec<u32> = (first..end).filter(|node| space.present[*node as usize]).collect();
-            space.graph.insert_nodes(&nodes, &space.vectors, self.threads);
+            space.graph.reserve_nodes(end as usize);
             space.quantize(first, end);
         }
-        Ok(())
+        Ok(Staged {
+            segment: self.identity,
+            first,
+            end,
+        })
+    }
+
+    /// Links staged points into the graphs (nothing when the segment has since been replaced by its
+    /// compacted successor, which linked them itself).
+    pub fn link_staged(&self, staged: &Staged) {
+        if staged.segment != self.identity {
+            return;
+        }
+        for space in self.spaces.values() {
+            let end = staged.end.min(space.present.len() as u32);
+            let nodes: Vec<u32> = (staged.first..end)
+                .filter(|node| space.present[*node as usize])
+                .collect();
+            space.graph.link_nodes(&nodes, &space.vectors, self.threads);
+        }
+    }
+
+    /// Links every stored vector that has no links yet (a checkpoint or snapshot taken while a batch was
+    /// being linked holds it unlinked).
+    pub(crate) fn link_unlinked(&self) {
+        for space in self.spaces.values() {
+            let present = (0..space.present.len() as u32).filter(|node| space.present[*node as usize]);
+            let nodes = space.graph.unlinked(present);
+            space.graph.link_nodes(&nodes, &space.vectors, self.threads);
+        }
     }
 
     /// Deletes points by id; answers how many existed.

@@ -40,6 +40,18 @@ def test_collections_follow_grants_and_the_default_permission(monkeypatch):
         made = call("alice", "PUT", "/collections/docs", {"vectors": {"size": 4, "distance": "Cosine"}})
         assert made.status_code == 200, made.text
         assert call("alice", "PUT", "/collections/docs/points?wait=true", POINTS).status_code == 200
+        # A collection the reader is denied: left out of the reader's list, refused by name.
+        secret = call("alice", "PUT", "/collections/secret", {"vectors": {"size": 4, "distance": "Cosine"}})
+        assert secret.status_code == 200, secret.text
+        admin.grant_user_permission("reader", "collection", "secret", "DENY")
+
+        def listed(user):
+            return sorted(c["name"] for c in call(user, "GET", "/collections").json()["result"]["collections"])
+
+        assert listed("reader") == ["docs"]
+        assert listed("alice") == ["docs", "secret"]
+        assert call("reader", "GET", "/collections/secret").status_code == 403
+        assert call("reader", "POST", "/collections/secret/points/count", {}).status_code == 403
         # The reader reads, and changes nothing.
         assert call("reader", "POST", "/collections/docs/points/count", {}).json()["result"]["count"] == 2
         for method, path, body in [

@@ -710,7 +710,12 @@ async fn readable_items(principal: &Principal, kind: &str, items: &str, id: &str
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return Response::from_parts(parts, Body::from(bytes));
     };
-    if let Some(serde_json::Value::Array(list)) = value.get_mut(items) {
+    let listed = if items.starts_with('/') {
+        value.pointer_mut(items)
+    } else {
+        value.get_mut(items)
+    };
+    if let Some(serde_json::Value::Array(list)) = listed {
         list.retain(|item| {
             // A monitor shows its target's traffic: the target must be readable too.
             let watched = |field: &str, watched_kind: &str| {

@@ -129,7 +129,8 @@ pub enum Need {
     List {
         /// Resource kind listed.
         kind: &'static str,
-        /// The top-level field holding the array.
+        /// The field holding the array: a top-level name, or a JSON pointer (`/result/collections`) to one
+        /// inside the answer.
         items: &'static str,
         /// Each item's id field.
         id: &'static str,

@@ -40,7 +40,19 @@ impl Graph {
             return;
         };
         self.reserve_nodes(highest as usize + 1);
-        let graph = &*self;
+        self.link_nodes(nodes, space, threads);
+    }
+
+    /// Links reserved `nodes` (see [`Graph::insert_nodes`]) through a shared reference, so searches go on
+    /// meanwhile: a node is found once its links are written.
+    pub fn link_nodes(&self, nodes: &[u32], space: &impl Space, threads: usize) {
+        let nodes: Vec<u32> = nodes
+            .iter()
+            .copied()
+            .filter(|&node| (node as usize) < self.len())
+            .collect();
+        let nodes = nodes.as_slice();
+        let graph = self;
         if threads <= 1 || nodes.len() < 2 * threads {
             nodes.iter().for_each(|&node| graph.link(node, space));
             return;

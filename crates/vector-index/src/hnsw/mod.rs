@@ -263,6 +263,19 @@ impl Graph {
         }
     }
 
+    /// Which of `nodes` were reserved but never linked (no links on layer 0, and not the entry point): a batch
+    /// whose linking a crash cut short, or that a checkpoint caught half linked.
+    pub(crate) fn unlinked(&self, nodes: impl Iterator<Item = u32>) -> Vec<u32> {
+        let entry = self.entry().map(|(node, _)| node);
+        nodes
+            .filter(|&node| {
+                (node as usize) < self.len()
+                    && Some(node) != entry
+                    && self.slots(node, 0)[0].load(Ordering::Acquire) == 0
+            })
+            .collect()
+    }
+
     /// Copies the neighbours of `node` on `layer` into `out`.
     #[inline]
     pub(crate) fn neighbours(&self, node: u32, layer: usize, out: &mut Vec<u32>) {

@@ -7,11 +7,12 @@
 //! for the requests using it and removes the directory; a start-up removes marked leftovers.
 
 use super::{StorageError, StoredCollection, io, write_durably};
-use crate::segment::VectorParams;
+use crate::ops::Operation;
+use crate::segment::{Segment, VectorParams};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Longest collection name.
 pub const MAX_NAME: usize = 255;
@@ -22,6 +23,9 @@ pub struct Collection {
     dir: PathBuf,
     deleted: AtomicBool,
     inner: RwLock<StoredCollection>,
+    /// Held by [`Collection::update`] from its write to the end of its linking, so the next writer waits
+    /// here rather than on `inner` (where a waiting writer would hold back new searches).
+    writers: Mutex<()>,
 }
 
 impl Collection {
@@ -31,6 +35,7 @@ impl Collection {
             dir,
             deleted: AtomicBool::new(false),
             inner: RwLock::new(stored),
+            writers: Mutex::new(()),
         })
     }
 
@@ -53,6 +58,29 @@ impl Collection {
     pub fn read(&self) -> Option<RwLockReadGuard<'_, StoredCollection>> {
         let guard = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         (!self.deleted.load(Ordering::Acquire)).then_some(guard)
+    }
+
+    /// Applies the operation `make` builds from the points as they are (under the write lock, so a filter is
+    /// resolved against the same points the write changes) and answers its number, once it is durable and
+    /// applied. An upsert's graph links are made afterwards under the read lock: searches go on while a
+    /// large batch is linked (finding its points by exact search meanwhile, by the graph once linked), and
+    /// other writers wait for it. `gone` is the error once the collection has been deleted.
+    pub fn update<E: From<StorageError>>(
+        &self,
+        make: impl FnOnce(&Segment) -> Result<Operation, E>,
+        gone: impl Fn() -> E,
+    ) -> Result<u64, E> {
+        let _writer = self.writers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (number, staged) = {
+            let mut stored = self.write().ok_or_else(&gone)?;
+            let operation = make(stored.segment())?;
+            stored.apply_staged(operation)?
+        };
+        if let Some(staged) = staged {
+            self.read().ok_or_else(&gone)?.link(&staged);
+        }
+        self.write().ok_or_else(&gone)?.checkpoint_if_due()?;
+        Ok(number)
     }
 
     /// Writes it (one writer at a time, no readers meanwhile); `None` once it has been deleted.
@@ -159,6 +187,7 @@ impl VectorStore {
                 dir: path,
                 deleted: AtomicBool::new(false),
                 inner: RwLock::new(stored),
+                writers: Mutex::new(()),
             };
             collections.insert(name, Arc::new(collection));
         }

@@ -14,7 +14,7 @@ pub use codec::DecodeError;
 use crate::distance::Distance;
 use crate::hnsw::HnswParams;
 use crate::ops::{Operation, OperationError};
-use crate::segment::{Segment, VectorParams};
+use crate::segment::{Segment, Staged, VectorParams};
 use codec::{Reader, Writer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -182,17 +182,39 @@ impl StoredCollection {
     /// Checks, logs (synced) and applies an operation; answers its number. A refused operation writes
     /// nothing; a logged one is applied before this returns.
     pub fn apply(&mut self, operation: Operation) -> Result<u64, StorageError> {
+        let (number, staged) = self.apply_staged(operation)?;
+        if let Some(staged) = staged {
+            self.segment.link_staged(&staged);
+        }
+        self.checkpoint_if_due()?;
+        Ok(number)
+    }
+
+    /// [`StoredCollection::apply`] without an upsert's graph links, which [`StoredCollection::link`] then
+    /// makes under a shared reference (searches go on meanwhile), and without the checkpoint, which
+    /// [`StoredCollection::checkpoint_if_due`] takes after. The write is durable when this returns.
+    pub fn apply_staged(&mut self, operation: Operation) -> Result<(u64, Option<Staged>), StorageError> {
         self.segment.check(&operation)?;
         let mut out = Writer::default();
         operation.encode(&mut out);
         let number = self.last_operation + 1;
         self.wal.append(number, &out.bytes).map_err(io(self.wal.path()))?;
-        self.segment.apply(operation, number)?;
+        let staged = self.segment.apply_staged(operation, number)?;
         self.last_operation = number;
+        Ok((number, staged))
+    }
+
+    /// Links a staged upsert's points into the graphs.
+    pub fn link(&self, staged: &Staged) {
+        self.segment.link_staged(staged);
+    }
+
+    /// Writes a checkpoint when the log has grown past its limit.
+    pub fn checkpoint_if_due(&mut self) -> Result<(), StorageError> {
         if self.wal.len() >= CHECKPOINT_AFTER_BYTES {
             self.checkpoint()?;
         }
-        Ok(number)
+        Ok(())
     }
 
     /// Writes the segment as the new checkpoint (compacting it first when many points are tombstones)

@@ -212,9 +212,12 @@ pub(crate) fn decode(bytes: &[u8], threads: usize) -> Result<(Segment, u64), Dec
         deleted,
         indexes: BTreeMap::new(),
         threads: threads.max(1),
+        identity: crate::segment::next_identity(),
     };
     for (key, field_type) in index_keys {
         segment.create_index(&key, field_type).map_err(DecodeError)?;
     }
+    // Points written but not yet linked when this checkpoint was taken are linked now.
+    segment.link_unlinked();
     Ok((segment, last_operation))
 }
