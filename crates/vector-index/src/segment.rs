@@ -380,7 +380,8 @@ impl Segment {
     /// being linked holds it unlinked).
     pub(crate) fn link_unlinked(&self) {
         for space in self.spaces.values() {
-            let present = (0..space.present.len() as u32).filter(|node| space.present[*node as usize]);
+            let present = (0..space.present.len() as u32)
+                .filter(|node| space.present[*node as usize] && !self.deleted[*node as usize]);
             let nodes = space.graph.unlinked(present);
             space.graph.link_nodes(&nodes, &space.vectors, self.threads);
         }

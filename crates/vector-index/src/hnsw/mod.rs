@@ -263,15 +263,25 @@ impl Graph {
         }
     }
 
-    /// Which of `nodes` were reserved but never linked (no links on layer 0, and not the entry point): a batch
-    /// whose linking a crash cut short, or that a checkpoint caught half linked.
+    /// Which of `nodes` a walk may not reach on layer 0 (no links of their own, or none leading to them), the
+    /// entry point aside: a batch that a checkpoint or snapshot caught before or while it was linked (its own
+    /// links written, its neighbours' links back to it not yet).
     pub(crate) fn unlinked(&self, nodes: impl Iterator<Item = u32>) -> Vec<u32> {
         let entry = self.entry().map(|(node, _)| node);
+        let mut reached = vec![false; self.len()];
+        for list in self.base.chunks(self.base_stride) {
+            let count = (list[0].load(Ordering::Acquire) as usize).min(list.len() - 1);
+            for slot in &list[1..=count] {
+                if let Some(mark) = reached.get_mut(slot.load(Ordering::Relaxed) as usize) {
+                    *mark = true;
+                }
+            }
+        }
         nodes
             .filter(|&node| {
                 (node as usize) < self.len()
                     && Some(node) != entry
-                    && self.slots(node, 0)[0].load(Ordering::Acquire) == 0
+                    && (!reached[node as usize] || self.slots(node, 0)[0].load(Ordering::Acquire) == 0)
             })
             .collect()
     }
@@ -409,5 +419,50 @@ impl Graph {
         }
         self.visited.give(visited);
         results.into_iter().map(|reverse| reverse.0).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distance::Distance;
+    use crate::vectors::FloatVectors;
+
+    fn vectors(count: u32) -> FloatVectors {
+        let mut vectors = FloatVectors::new(4, Distance::Euclid);
+        for node in 0..count {
+            let x = node as f32;
+            vectors.push(&[x.sin(), x.cos(), (x * 0.37).sin(), (x * 1.3).cos()]);
+        }
+        vectors
+    }
+
+    #[test]
+    fn a_node_nothing_leads_to_is_unlinked_and_linking_it_again_makes_it_reachable() {
+        let space = vectors(200);
+        let mut graph = Graph::new(HnswParams {
+            m: 4,
+            ef_construction: 32,
+        });
+        let all: Vec<u32> = (0..200).collect();
+        graph.insert_nodes(&all, &space, 1);
+        let entry = graph.entry().map(|(node, _)| node);
+        let orphan = (0..200).find(|&node| Some(node) != entry).unwrap();
+        assert!(graph.unlinked(0..200).is_empty());
+        // Its own links stay; every link back to it goes (as when a snapshot caught it half linked).
+        for node in 0..200 {
+            let mut links = Vec::new();
+            graph.neighbours(node, 0, &mut links);
+            if links.contains(&orphan) {
+                links.retain(|&other| other != orphan);
+                graph.set_neighbours(node, 0, &links);
+            }
+        }
+        assert_eq!(graph.unlinked(0..200), vec![orphan]);
+        graph.link_nodes(&[orphan], &space, 1);
+        assert!(graph.unlinked(0..200).is_empty());
+        let query = space.get(orphan).to_vec();
+        let found = graph.search(&|node| space.similarity_to(&query, node), 16, &|_| true);
+        assert_eq!(found[0].node, orphan);
     }
 }
