@@ -263,26 +263,31 @@ impl Graph {
         }
     }
 
-    /// Which of `nodes` a walk may not reach on layer 0 (no links of their own, or none leading to them), the
-    /// entry point aside: a batch that a checkpoint or snapshot caught before or while it was linked (its own
-    /// links written, its neighbours' links back to it not yet).
+    /// Which of `nodes` a walk may not reach: those no path on layer 0 leads to from the entry point (all of
+    /// them while there is none). A checkpoint or snapshot taken while a batch was being linked holds some of
+    /// its nodes without links, or linked among themselves with no link back from the rest yet (an island);
+    /// a search over all links from the entry finds both.
     pub(crate) fn unlinked(&self, nodes: impl Iterator<Item = u32>) -> Vec<u32> {
-        let entry = self.entry().map(|(node, _)| node);
-        let mut reached = vec![false; self.len()];
-        for list in self.base.chunks(self.base_stride) {
-            let count = (list[0].load(Ordering::Acquire) as usize).min(list.len() - 1);
-            for slot in &list[1..=count] {
-                if let Some(mark) = reached.get_mut(slot.load(Ordering::Relaxed) as usize) {
-                    *mark = true;
+        let len = self.len();
+        let mut reached = vec![false; len];
+        if let Some((entry, _)) = self.entry() {
+            reached[entry as usize] = true;
+            let mut stack = vec![entry];
+            let mut buffer = Vec::with_capacity(self.base_stride);
+            while let Some(node) = stack.pop() {
+                self.neighbours(node, 0, &mut buffer);
+                for &next in &buffer {
+                    if let Some(mark) = reached.get_mut(next as usize)
+                        && !*mark
+                    {
+                        *mark = true;
+                        stack.push(next);
+                    }
                 }
             }
         }
         nodes
-            .filter(|&node| {
-                (node as usize) < self.len()
-                    && Some(node) != entry
-                    && (!reached[node as usize] || self.slots(node, 0)[0].load(Ordering::Acquire) == 0)
-            })
+            .filter(|&node| (node as usize) < len && !reached[node as usize])
             .collect()
     }
 
@@ -435,6 +440,40 @@ mod tests {
             vectors.push(&[x.sin(), x.cos(), (x * 0.37).sin(), (x * 1.3).cos()]);
         }
         vectors
+    }
+
+    #[test]
+    fn an_island_of_nodes_linked_only_to_each_other_is_unlinked() {
+        let space = vectors(200);
+        let mut graph = Graph::new(HnswParams {
+            m: 4,
+            ef_construction: 32,
+        });
+        let all: Vec<u32> = (0..200).collect();
+        graph.insert_nodes(&all, &space, 1);
+        let entry = graph.entry().map(|(node, _)| node);
+        let island: Vec<u32> = (0..200).filter(|&node| Some(node) != entry).take(2).collect();
+        // Nothing outside leads in; the two lead to each other (and out), as a batch a snapshot caught
+        // half linked.
+        for node in 0..200 {
+            let mut links = Vec::new();
+            graph.neighbours(node, 0, &mut links);
+            if !island.contains(&node) {
+                links.retain(|other| !island.contains(other));
+                graph.set_neighbours(node, 0, &links);
+            }
+        }
+        for (&from, &to) in island.iter().zip(island.iter().rev()) {
+            let mut links = Vec::new();
+            graph.neighbours(from, 0, &mut links);
+            links.retain(|&other| other != to);
+            links.insert(0, to);
+            links.truncate(8);
+            graph.set_neighbours(from, 0, &links);
+        }
+        assert_eq!(graph.unlinked(0..200), island);
+        graph.link_nodes(&island, &space, 1);
+        assert!(graph.unlinked(0..200).is_empty());
     }
 
     #[test]
