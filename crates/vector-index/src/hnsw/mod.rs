@@ -442,15 +442,21 @@ mod tests {
         vectors
     }
 
-    #[test]
-    fn an_island_of_nodes_linked_only_to_each_other_is_unlinked() {
-        let space = vectors(200);
+    /// `count` vectors and their graph, built on one thread (so always the same graph).
+    fn built(count: u32) -> (FloatVectors, Graph) {
+        let space = vectors(count);
         let mut graph = Graph::new(HnswParams {
             m: 4,
             ef_construction: 32,
         });
-        let all: Vec<u32> = (0..200).collect();
+        let all: Vec<u32> = (0..count).collect();
         graph.insert_nodes(&all, &space, 1);
+        (space, graph)
+    }
+
+    #[test]
+    fn an_island_of_nodes_linked_only_to_each_other_is_unlinked() {
+        let (space, graph) = built(200);
         let entry = graph.entry().map(|(node, _)| node);
         let island: Vec<u32> = (0..200).filter(|&node| Some(node) != entry).take(2).collect();
         // Nothing outside leads in; the two lead to each other (and out), as a batch a snapshot caught
@@ -478,13 +484,7 @@ mod tests {
 
     #[test]
     fn a_node_nothing_leads_to_is_unlinked_and_linking_it_again_makes_it_reachable() {
-        let space = vectors(200);
-        let mut graph = Graph::new(HnswParams {
-            m: 4,
-            ef_construction: 32,
-        });
-        let all: Vec<u32> = (0..200).collect();
-        graph.insert_nodes(&all, &space, 1);
+        let (space, graph) = built(200);
         let entry = graph.entry().map(|(node, _)| node);
         let orphan = (0..200).find(|&node| Some(node) != entry).unwrap();
         assert!(graph.unlinked(0..200).is_empty());
