@@ -1,6 +1,8 @@
 //! Upserts linked after they are written: staged points are stored and found by exact search at once, by
 //! the graph once linked; a checkpoint taken before the links were made is linked when it is read back; a
 //! batch staged before a compaction is never linked into the compacted segment (which linked it itself).
+//! Graphs here are built on one thread, so each test builds the same graph every time (two threads link in
+//! a different order on each run, and a point's own vector is then, rarely, not its first hit).
 
 use loopline_vector_index::{
     Distance, HnswParams, Operation, Point, PointId, Query, Segment, StoredCollection, VectorParams,
@@ -57,6 +59,8 @@ fn nearest(segment: &Segment, id: u64, exact: bool, int8: bool) -> Option<PointI
         limit: 1,
         offset: 0,
         filter: None,
+        // Small enough that the planner walks the graph (a larger ef over these few hundred points would
+        // score them all exactly).
         ef: Some(64),
         exact,
         score_threshold: None,
@@ -67,7 +71,7 @@ fn nearest(segment: &Segment, id: u64, exact: bool, int8: bool) -> Option<PointI
 
 #[test]
 fn staged_points_are_found_exactly_at_once_and_through_the_graph_once_linked() {
-    let mut segment = Segment::new(params(), 2);
+    let mut segment = Segment::new(params(), 1);
     segment.upsert(points(0..600), 1, "points").unwrap();
     let staged = segment.stage_upsert(points(600..900), 2, "points").unwrap();
     assert_eq!(segment.len(), 900);
@@ -95,11 +99,11 @@ fn staged_points_are_found_exactly_at_once_and_through_the_graph_once_linked() {
 fn a_checkpoint_taken_before_the_links_links_them_when_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c");
-    let mut collection = StoredCollection::create(&path, params(), 2).unwrap();
+    let mut collection = StoredCollection::create(&path, params(), 1).unwrap();
     collection.apply(Operation::Upsert(points(0..400))).unwrap();
     // The first batch of an empty collection too: nothing linked, no entry point.
     let empty_path = dir.path().join("empty");
-    let mut empty = StoredCollection::create(&empty_path, params(), 2).unwrap();
+    let mut empty = StoredCollection::create(&empty_path, params(), 1).unwrap();
     for stored in [&mut collection, &mut empty] {
         let (_, staged) = stored.apply_staged(Operation::Upsert(points(400..700))).unwrap();
         assert!(staged.is_some());
@@ -107,7 +111,7 @@ fn a_checkpoint_taken_before_the_links_links_them_when_read_back() {
     }
     drop((collection, empty));
     for (path, first) in [(&path, 0u64), (&empty_path, 400)] {
-        let reopened = StoredCollection::open(path, 2).unwrap();
+        let reopened = StoredCollection::open(path, 1).unwrap();
         assert_eq!(reopened.segment().len() as u64, 700 - first);
         for id in (first..700).step_by(11) {
             assert_eq!(
@@ -122,7 +126,7 @@ fn a_checkpoint_taken_before_the_links_links_them_when_read_back() {
 
 #[test]
 fn a_batch_staged_before_a_compaction_is_not_linked_into_its_successor() {
-    let mut segment = Segment::new(params(), 2);
+    let mut segment = Segment::new(params(), 1);
     segment.upsert(points(0..300), 1, "points").unwrap();
     let staged = segment.stage_upsert(points(300..500), 2, "points").unwrap();
     let compacted = segment.compacted();
