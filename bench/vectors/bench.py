@@ -177,6 +177,21 @@ def main():
                                     [l for l in lines if l["kind"] == "query" and l["int8"]])
         loopline_lines = lines
         print(f"loopline ran in {time.perf_counter() - started:.0f} s", flush=True)
+    if "loopline-disk" in tools:
+        # int8 with the originals on disk, as a server keeps such a collection: built through the log, then
+        # queried by a fresh process whose resident memory is read after opening it.
+        collection = os.path.join(work, "on-disk")
+        output = subprocess.run([args.loopline, "disk-build", collection, paths["base"], str(args.dim), str(args.m),
+                                 str(args.ef_construction)], check=True, capture_output=True, text=True).stdout
+        built = [json.loads(line) for line in output.splitlines() if line.startswith("{")][0]
+        output = subprocess.run([args.loopline, "disk-query", collection, paths["queries"], paths["truth"], str(args.dim),
+                                 str(args.k), ",".join(map(str, args.efs))], check=True, capture_output=True, text=True).stdout
+        lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        opened = next(line for line in lines if line["kind"] == "disk-open")
+        results["loopline on disk"] = (built["seconds"], None, [l for l in lines if l["kind"] == "disk-query"])
+        disk_lines = (built, opened, lines)
+        print(f"loopline on disk: built through the log in {built['seconds']:.0f} s; a fresh process opened it in "
+              f"{opened['seconds']:.1f} s, resident {opened['rss_mib']:.0f} MiB", flush=True)
     if "hnswlib" in tools:
         results["hnswlib"] = run_hnswlib(args, base, queries, expected, threads)
         print("hnswlib done", flush=True)
@@ -206,7 +221,7 @@ def main():
             every, _ = at_recall(rows, target, threads)
             parts.append(f"{name} " + (f"{one:.0f} / {every:.0f} (ef {ef_one})" if one else "not reached"))
         print(f"  recall {target:.2f}: " + ";  ".join(parts))
-        for name in ("loopline", "loopline int8"):
+        for name in ("loopline", "loopline int8", "loopline on disk"):
             if name not in results:
                 continue
             mine = results[name][2]
@@ -222,6 +237,14 @@ def main():
             if line["kind"] == "filtered":
                 index = "indexed" if line.get("indexed") else "unindexed"
                 print(f"  {line['filter']:<9} {index:<9} ef {line['ef']:>4}  recall {line['recall']:.4f}  qps {line['qps']:8.0f}")
+    if "loopline-disk" in tools:
+        built, opened, lines = disk_lines
+        peak = max(line["rss_mib"] for line in lines if line["kind"] == "disk-query")
+        floats = args.n * args.dim * 4 / 2**20
+        print(f"\nloopline on disk: {built['float_bytes_on_disk'] / 2**20:.0f} MiB of float32 in its file, in memory "
+              f"int8 {built['int8_bytes'] / 2**20:.0f} MiB and graph {built['graph_bytes'] / 2**20:.0f} MiB; the querying "
+              f"process's resident memory {opened['rss_mib']:.0f} MiB after opening, {peak:.0f} MiB at most while "
+              f"querying ({100 * peak / floats:.0f}% of the float32 vectors' {floats:.0f} MiB)")
     if "hnswlib" in results and "loopline" in results:
         print(f"\nbuild time loopline / hnswlib: {results['loopline'][0] / results['hnswlib'][0]:.2f}x")
 

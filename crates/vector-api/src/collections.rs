@@ -84,6 +84,9 @@ fn describe(segment: &Segment) -> Value {
         if params.int8 {
             described["quantization_config"] = quantization_json(true);
         }
+        if params.on_disk {
+            described["on_disk"] = Value::Bool(true);
+        }
         described
     };
     let vectors_json = match vectors.as_slice() {
@@ -111,6 +114,7 @@ fn describe(segment: &Segment) -> Value {
         hnsw: HnswParams::default(),
         full_scan_threshold_kb: FULL_SCAN_THRESHOLD_KB,
         int8: false,
+        on_disk: false,
     });
     json!({
         "status": "green",
@@ -257,12 +261,18 @@ fn vector_params(
     }
     let (hnsw, full_scan_threshold_kb) = hnsw(map.get("hnsw_config"), hnsw_base, &format!("{at}.hnsw_config"))?;
     let int8 = quantization(map.get("quantization_config"), &format!("{at}.quantization_config"))?.unwrap_or(int8_base);
+    let on_disk = match map.get("on_disk") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(on_disk)) => *on_disk,
+        Some(_) => return Err(QdrantError::format(format!("{at}.on_disk: true or false is expected"))),
+    };
     Ok(VectorParams {
         size,
         distance,
         hnsw,
         full_scan_threshold_kb,
         int8,
+        on_disk,
     })
 }
 

@@ -49,6 +49,7 @@ impl From<SegmentError> for QdrantError {
             SegmentError::WrongDimension { field, expected, got } => QdrantError::wrong_input(format!(
                 "Vector dimension error: expected dim: {expected}, got {got} (at {field})"
             )),
+            SegmentError::Storage { .. } => QdrantError::internal(error),
             _ => QdrantError::wrong_input(error),
         }
     }

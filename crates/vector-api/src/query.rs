@@ -7,7 +7,7 @@ use crate::{Target, VectorApi};
 use axum::body::Body;
 use axum::response::Response;
 use loopline_vector_index::filter::Condition;
-use loopline_vector_index::{Filter, Hit, PointId, Query, Segment};
+use loopline_vector_index::{Filter, Hit, PointId, Query, Rescore, Segment};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -40,6 +40,7 @@ struct Plan {
     ef: Option<usize>,
     exact: bool,
     use_int8: bool,
+    rescore: Rescore,
     limit: usize,
     offset: usize,
     score_threshold: Option<f32>,
@@ -56,10 +57,23 @@ fn number(body: &Map<String, Value>, key: &str, at: &str, default: usize) -> Res
     }
 }
 
-/// `params`: `hnsw_ef`, `exact`, `quantization.ignore`.
-fn search_params(body: &Map<String, Value>, at: &str) -> Result<(Option<usize>, bool, bool), QdrantError> {
+/// A query's `params`.
+struct SearchParams {
+    ef: Option<usize>,
+    exact: bool,
+    use_int8: bool,
+    rescore: Rescore,
+}
+
+/// `params`: `hnsw_ef`, `exact`, `quantization` (`ignore`, `rescore`, `oversampling`).
+fn search_params(body: &Map<String, Value>, at: &str) -> Result<SearchParams, QdrantError> {
     let Some(params) = body.get("params").filter(|value| !value.is_null()) else {
-        return Ok((None, false, true));
+        return Ok(SearchParams {
+            ef: None,
+            exact: false,
+            use_int8: true,
+            rescore: Rescore::All,
+        });
     };
     let params = params
         .as_object()
@@ -80,13 +94,41 @@ fn search_params(body: &Map<String, Value>, at: &str) -> Result<(Option<usize>, 
         Some(_) => Err(QdrantError::format(format!("{at}params.{name}: true or false"))),
     };
     let exact = flag(params.get("exact"), "exact")?;
-    let ignore = flag(
-        params
-            .get("quantization")
-            .and_then(|quantization| quantization.get("ignore")),
-        "quantization.ignore",
-    )?;
-    Ok((ef, exact, !ignore))
+    let quantization = match params.get("quantization") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(quantization)) => Some(quantization),
+        Some(_) => {
+            return Err(QdrantError::format(format!(
+                "{at}params.quantization: an object is expected"
+            )));
+        }
+    };
+    let field = |name: &str| quantization.and_then(|quantization| quantization.get(name));
+    let ignore = flag(field("ignore"), "quantization.ignore")?;
+    // Qdrant rescores unless told not to; without `oversampling` every candidate of the walk is rescored.
+    let rescore = match field("rescore") {
+        Some(Value::Bool(false)) => Rescore::Off,
+        value => {
+            flag(value, "quantization.rescore")?;
+            match field("oversampling") {
+                None | Some(Value::Null) => Rescore::All,
+                Some(value) => Rescore::Oversampled(
+                    value
+                        .as_f64()
+                        .filter(|factor| factor.is_finite() && *factor >= 1.0)
+                        .ok_or_else(|| {
+                            QdrantError::format(format!("{at}params.quantization.oversampling: a number of at least 1"))
+                        })?,
+                ),
+            }
+        }
+    };
+    Ok(SearchParams {
+        ef,
+        exact,
+        use_int8: !ignore,
+        rescore,
+    })
 }
 
 fn threshold(body: &Map<String, Value>, at: &str) -> Result<Option<f32>, QdrantError> {
@@ -222,7 +264,12 @@ fn plan(body: &Map<String, Value>, at: &str, depth: usize, budget: &mut Budget) 
         Some(Value::String(name)) => name.clone(),
         Some(_) => return Err(QdrantError::format(format!("{at}using: a vector name"))),
     };
-    let (ef, exact, use_int8) = search_params(body, at)?;
+    let SearchParams {
+        ef,
+        exact,
+        use_int8,
+        rescore,
+    } = search_params(body, at)?;
     let filter = match body.get("filter") {
         None | Some(Value::Null) => None,
         Some(value) => Some(Filter::from_json(value, &format!("{at}filter")).map_err(QdrantError::format)?),
@@ -241,6 +288,7 @@ fn plan(body: &Map<String, Value>, at: &str, depth: usize, budget: &mut Budget) 
         ef,
         exact,
         use_int8,
+        rescore,
         limit,
         offset,
         score_threshold: threshold(body, at)?,
@@ -349,6 +397,7 @@ fn nearest(
         exact: plan.exact,
         score_threshold: plan.score_threshold,
         use_int8: plan.use_int8,
+        rescore: plan.rescore,
     };
     let hits = segment.search(&query)?;
     Ok(hits.into_iter().filter(|hit| Some(hit.id) != leave_out).collect())
@@ -467,7 +516,10 @@ pub(crate) async fn searching(
         let stored = collection
             .read()
             .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
-        work(stored.segment())
+        let answer = work(stored.segment())?;
+        // Vectors kept on disk that could not be read are an error, not zeros in an answer.
+        stored.segment().check_reads()?;
+        Ok(answer)
     })
     .await?;
     Ok(ok(result, started))
@@ -541,7 +593,12 @@ fn one_search(body: &Map<String, Value>, segment: &Segment, budget: &mut Budget)
     if body.get("limit").is_none_or(Value::is_null) {
         return Err(QdrantError::format("missing field `limit`"));
     }
-    let (ef, exact, use_int8) = search_params(body, "")?;
+    let SearchParams {
+        ef,
+        exact,
+        use_int8,
+        rescore,
+    } = search_params(body, "")?;
     let (limit, offset) = (number(body, "limit", "", 10)?, number(body, "offset", "", 0)?);
     budget.take(limit.saturating_add(offset), "")?;
     let plan = Plan {
@@ -552,6 +609,7 @@ fn one_search(body: &Map<String, Value>, segment: &Segment, budget: &mut Budget)
         ef,
         exact,
         use_int8,
+        rescore,
         limit,
         offset,
         score_threshold: threshold(body, "")?,

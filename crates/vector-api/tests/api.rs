@@ -85,6 +85,63 @@ async fn named_vectors_and_batch_upserts() {
 }
 
 #[tokio::test]
+async fn vectors_on_disk_are_described_and_quantization_search_parameters_are_read() {
+    let server = Server::start().await;
+    let body = json!({
+        "vectors": {"size": 4, "distance": "Cosine", "on_disk": true},
+        "quantization_config": {"scalar": {"type": "int8", "always_ram": true}},
+        "hnsw_config": {"full_scan_threshold": 1}
+    });
+    server.ok("PUT", "/collections/disk", Some(body)).await;
+    let info = server.ok("GET", "/collections/disk", None).await;
+    assert_eq!(info["config"]["params"]["vectors"]["on_disk"], true);
+    server
+        .ok("PUT", "/collections/disk/points?wait=true", Some(common::points()))
+        .await;
+    let query = |quantization: Value| json!({"query": [1.0, 0.05, 0.0, 0.0], "limit": 2, "params": {"hnsw_ef": 16, "quantization": quantization}});
+    for quantization in [
+        json!({"rescore": true, "oversampling": 2.0}),
+        json!({"rescore": false}),
+        json!({"ignore": true}),
+    ] {
+        let found = server
+            .ok(
+                "POST",
+                "/collections/disk/points/query",
+                Some(query(quantization.clone())),
+            )
+            .await;
+        let ids: Vec<&Value> = found["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|point| &point["id"])
+            .collect();
+        assert_eq!(ids, [&json!(1), &json!(2)], "{quantization}");
+    }
+    for (quantization, field) in [
+        (json!({"oversampling": 0.5}), "params.quantization.oversampling"),
+        (json!({"oversampling": "x"}), "params.quantization.oversampling"),
+        (json!({"rescore": 1}), "params.quantization.rescore"),
+        (json!([true]), "params.quantization"),
+    ] {
+        let message = server
+            .error("POST", "/collections/disk/points/query", Some(query(quantization)), 400)
+            .await;
+        assert!(message.contains(field), "{message}");
+    }
+    let message = server
+        .error(
+            "PUT",
+            "/collections/other",
+            Some(json!({"vectors": {"size": 4, "distance": "Cosine", "on_disk": "yes"}})),
+            400,
+        )
+        .await;
+    assert!(message.contains("vectors.on_disk"), "{message}");
+}
+
+#[tokio::test]
 async fn points_are_read_scrolled_counted_and_searched_with_filters() {
     let server = with_docs().await;
     let records = server

@@ -6,8 +6,15 @@
 //! files for the base and query vectors; TRUTH (and the optional filtered truths, for points whose number
 //! is a multiple of 10 and of 100) as k u32 neighbour numbers per query; EFS comma-separated. Prints one JSON
 //! object per line.
+//!
+//! Originals on disk (int8 walk, rescored from the file), as a server holds such a collection:
+//! `vector-bench disk-build DIR BASE DIM M EF_CONSTRUCTION` writes a stored collection in DIR (batches of
+//! 10,000 through the log, then a checkpoint); `vector-bench disk-query DIR QUERIES TRUTH DIM K EFS`, in a
+//! fresh process, opens it and prints its resident memory and the queries' recall and speed.
 
-use loopline_vector_index::{Distance, FieldType, Filter, HnswParams, Point, PointId, Query, Segment, VectorParams};
+use loopline_vector_index::{
+    Distance, FieldType, Filter, HnswParams, Operation, Point, PointId, Query, Segment, StoredCollection, VectorParams,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
@@ -79,6 +86,7 @@ fn measure_once(run: &Run<'_>, ef: usize, threads: usize) -> (f64, f64) {
                                 exact: false,
                                 score_threshold: None,
                                 use_int8: run.int8,
+                                rescore: loopline_vector_index::Rescore::All,
                             };
                             let hits = run.segment.search(&query).expect("search");
                             hits.iter()
@@ -112,8 +120,96 @@ fn measure_once(run: &Run<'_>, ef: usize, threads: usize) -> (f64, f64) {
     )
 }
 
+/// `disk-build DIR BASE DIM M EF_CONSTRUCTION`.
+fn disk_build(args: &[String]) {
+    let dim: usize = args[3].parse().expect("DIM");
+    let m: usize = args[4].parse().expect("M");
+    let ef_construction: usize = args[5].parse().expect("EF_CONSTRUCTION");
+    let base = read_f32(&args[2], dim);
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let params = VectorParams {
+        size: dim,
+        distance: Distance::Cosine,
+        hnsw: HnswParams { m, ef_construction },
+        full_scan_threshold_kb: 0,
+        int8: true,
+        on_disk: true,
+    };
+    let dir = std::path::Path::new(&args[1]);
+    let started = Instant::now();
+    let mut collection =
+        StoredCollection::create(dir, BTreeMap::from([(String::new(), params)]), threads).expect("create");
+    for (batch, vectors) in base.chunks(10_000).enumerate() {
+        let points = vectors
+            .iter()
+            .enumerate()
+            .map(|(offset, vector)| Point {
+                id: PointId::Num((batch * 10_000 + offset) as u64),
+                vectors: BTreeMap::from([(String::new(), vector.clone())]),
+                payload: serde_json::Value::Null,
+            })
+            .collect();
+        collection.apply(Operation::Upsert(points)).expect("upsert");
+    }
+    collection.checkpoint().expect("checkpoint");
+    let memory = collection.segment().memory()[""];
+    println!(
+        "{}",
+        serde_json::json!({"kind": "disk-build", "seconds": started.elapsed().as_secs_f64(), "threads": threads,
+            "float_bytes_in_memory": memory.0, "int8_bytes": memory.1, "graph_bytes": memory.2,
+            "float_bytes_on_disk": collection.segment().disk_bytes()[""]})
+    );
+}
+
+/// `disk-query DIR QUERIES TRUTH DIM K EFS`.
+fn disk_query(args: &[String]) {
+    let dim: usize = args[4].parse().expect("DIM");
+    let k: usize = args[5].parse().expect("K");
+    let efs: Vec<usize> = args[6].split(',').map(|ef| ef.parse().expect("EFS")).collect();
+    let queries = read_f32(&args[2], dim);
+    let truth = read_truth(&args[3], k);
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let before = rss_mib();
+    let started = Instant::now();
+    let collection = StoredCollection::open(std::path::Path::new(&args[1]), threads).expect("open");
+    println!(
+        "{}",
+        serde_json::json!({"kind": "disk-open", "seconds": started.elapsed().as_secs_f64(),
+            "rss_mib": rss_mib(), "rss_growth_mib": rss_mib() - before})
+    );
+    let run = Run {
+        segment: collection.segment(),
+        queries: &queries,
+        truth: &truth,
+        k,
+        filter: None,
+        int8: true,
+    };
+    for &ef in &efs {
+        for used in [1, threads] {
+            let (recall, qps) = measure(&run, ef, used);
+            println!(
+                "{}",
+                serde_json::json!({"kind": "disk-query", "ef": ef, "threads": used, "recall": recall, "qps": qps,
+                    "rss_mib": rss_mib()})
+            );
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("disk-build") if args.len() == 7 => return disk_build(&args[1..]),
+        Some("disk-query") if args.len() == 8 => return disk_query(&args[1..]),
+        Some("disk-build" | "disk-query") => {
+            eprintln!(
+                "usage: vector-bench disk-build DIR BASE DIM M EF_CONSTRUCTION | disk-query DIR QUERIES TRUTH DIM K EFS"
+            );
+            std::process::exit(2);
+        }
+        _ => {}
+    }
     if args.len() < 9 {
         eprintln!("usage: vector-bench BASE QUERIES TRUTH DIM K M EF_CONSTRUCTION EFS [TRUTH_10 TRUTH_1]");
         std::process::exit(2);
@@ -134,6 +230,7 @@ fn main() {
             hnsw: HnswParams { m, ef_construction },
             full_scan_threshold_kb: 0,
             int8,
+            on_disk: false,
         };
         let before = rss_mib();
         let mut segment = Segment::new(BTreeMap::from([(String::new(), params)]), threads);

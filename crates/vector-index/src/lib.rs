@@ -22,7 +22,7 @@ pub use hnsw::HnswParams;
 pub use ops::{Operation, OperationError};
 pub use payload_index::FieldType;
 pub use point_id::PointId;
-pub use search::{Hit, Plan, Query};
+pub use search::{Hit, Plan, Query, Rescore};
 pub use segment::{Point, Record, Segment, SegmentError, Staged, VectorParams};
 pub use storage::catalog::{Collection, VectorStore};
 pub use storage::{StorageError, StoredCollection};

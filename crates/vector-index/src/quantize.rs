@@ -125,15 +125,27 @@ impl Int8Vectors {
     /// The similarity of one node, in plain integer loops the compiler vectorises (called inside a dispatch).
     #[inline(always)]
     fn similarity_plain(&self, query: &Int8Query, node: u32) -> f32 {
-        let codes = self.codes_of(node);
+        self.between_codes(&query.codes, query.correction, node)
+    }
+
+    /// The similarity of codes on the grid (with their correction) to node `node`'s.
+    #[inline(always)]
+    fn between_codes(&self, codes: &[u8], correction: f32, node: u32) -> f32 {
+        let stored = self.codes_of(node);
         match self.distance {
             Distance::Cosine | Distance::Dot => {
-                query.correction
-                    + self.corrections[node as usize]
-                    + self.step * self.step * dot_u8(&query.codes, codes) as f32
+                correction + self.corrections[node as usize] + self.step * self.step * dot_u8(codes, stored) as f32
             }
-            Distance::Euclid => -(self.step * self.step) * l2_u8(&query.codes, codes) as f32,
-            Distance::Manhattan => -self.step * l1_u8(&query.codes, codes) as f32,
+            Distance::Euclid => -(self.step * self.step) * l2_u8(codes, stored) as f32,
+            Distance::Manhattan => -self.step * l1_u8(codes, stored) as f32,
+        }
+    }
+
+    /// Stored node `node` as a query.
+    fn as_query(&self, node: u32) -> Int8Query {
+        Int8Query {
+            codes: self.codes_of(node).to_vec(),
+            correction: self.corrections[node as usize],
         }
     }
 
@@ -207,6 +219,20 @@ impl pulp::WithSimd for CodeKernel<'_> {
         for &node in self.nodes {
             self.out.push(self.vectors.similarity_plain(self.query, node));
         }
+    }
+}
+
+/// The graph of a vector whose originals are on disk is built on the codes (reading two rows from a file
+/// for every comparison would make building a thousand times slower).
+impl crate::hnsw::Space for Int8Vectors {
+    #[inline]
+    fn between(&self, a: u32, b: u32) -> f32 {
+        self.between_codes(self.codes_of(a), self.corrections[a as usize], b)
+    }
+
+    #[inline]
+    fn between_many(&self, a: u32, nodes: &[u32], out: &mut Vec<f32>) {
+        self.similarities(&self.as_query(a), nodes, out);
     }
 }
 

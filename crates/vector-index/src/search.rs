@@ -48,6 +48,21 @@ pub struct Query<'a> {
     pub score_threshold: Option<f32>,
     /// Walk on the int8 copy when there is one (then rescore on the originals).
     pub use_int8: bool,
+    /// After an int8 walk, how many of its best candidates are rescored on the originals (Qdrant's
+    /// `quantization.rescore` and `oversampling`).
+    pub rescore: Rescore,
+}
+
+/// Which candidates of an int8 walk are rescored on the original vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Rescore {
+    /// Every candidate the walk kept (`ef` of them): the best recall for the walk.
+    #[default]
+    All,
+    /// The best `limit x factor` by their int8 score (Qdrant's `oversampling`; at least `limit`).
+    Oversampled(f64),
+    /// None: int8 scores are returned (Qdrant's `rescore: false`).
+    Off,
 }
 
 /// One result.
@@ -138,10 +153,9 @@ impl Segment {
                     match self.indexed_candidates(filter, threshold) {
                         Some(candidates) => {
                             let passing = candidates.into_iter().filter(|&node| accept(node));
-                            return Ok((
-                                self.hits(space, exact(space, &vector, passing, wanted), query),
-                                Plan::Exact,
-                            ));
+                            let found = exact(space, &vector, passing, wanted);
+                            space.check_reads()?;
+                            return Ok((self.hits(space, found, query), Plan::Exact));
                         }
                         None => self.sampled_selectivity(filter),
                     }
@@ -174,11 +188,12 @@ impl Segment {
                 (found, Plan::Exact)
             } else {
                 (
-                    walk(space, &vector, ef, wanted, query.use_int8, &passes),
+                    walk(space, &vector, ef, wanted, (query.use_int8, query.rescore), &passes),
                     Plan::Graph(ef),
                 )
             }
         };
+        space.check_reads()?;
         Ok((self.hits(space, found, query), plan))
     }
 
@@ -203,6 +218,7 @@ impl Segment {
             (node as usize) < self.ids.len() && !self.deleted[node as usize] && space.present[node as usize]
         });
         let found = exact(space, &prepared, live, nodes.len());
+        space.check_reads()?;
         let distance = space.params.distance;
         Ok(found
             .into_iter()
@@ -218,7 +234,7 @@ impl Segment {
     pub fn vector_of(&self, using: &str, id: PointId) -> Option<Vec<f32>> {
         let node = self.node_of(id)?;
         let space = self.spaces.get(using)?;
-        space.present[node as usize].then(|| space.vectors.get(node).to_vec())
+        space.present[node as usize].then(|| space.vectors.get(node).into_owned())
     }
 
     /// Whether a higher score is better for a vector name (false for distances, and for unknown names).
@@ -356,20 +372,30 @@ fn exact(space: &VectorSpace, vector: &[f32], nodes: impl Iterator<Item = u32>, 
     found
 }
 
-/// Walks the graph (on the int8 copy when asked and present, then rescoring every candidate on the
+/// Walks the graph (on the int8 copy when asked and present, then rescoring its best candidates on the
 /// originals) and keeps the `wanted` best.
 fn walk(
     space: &VectorSpace,
     vector: &[f32],
     ef: usize,
     wanted: usize,
-    use_int8: bool,
+    (use_int8, rescore): (bool, Rescore),
     accept: &impl Fn(u32) -> bool,
 ) -> Vec<Scored> {
     let mut found = match space.int8.as_ref().filter(|_| use_int8) {
         Some(int8) => {
             let coded = int8.query(vector);
             let mut found = space.graph.search(&int8.scorer(&coded), ef, accept);
+            match rescore {
+                Rescore::All => {}
+                Rescore::Oversampled(factor) => {
+                    found.truncate(((wanted as f64 * factor).ceil() as usize).max(wanted));
+                }
+                Rescore::Off => {
+                    found.truncate(wanted);
+                    return found;
+                }
+            }
             let nodes: Vec<u32> = found.iter().map(|scored| scored.node).collect();
             let mut exact = Vec::with_capacity(nodes.len());
             space.vectors.similarities(vector, &nodes, &mut exact);

@@ -27,6 +27,9 @@ pub struct VectorParams {
     pub full_scan_threshold_kb: usize,
     /// Keep an int8 copy and walk the graph on it, rescoring on the originals.
     pub int8: bool,
+    /// Keep the originals in a file, read a row at a time, instead of memory (Qdrant's `on_disk`): only the
+    /// rows written since the last checkpoint stay in memory. With int8, the graph is built on the codes.
+    pub on_disk: bool,
 }
 
 /// Largest vector dimension accepted (Qdrant's limit).
@@ -98,6 +101,12 @@ pub enum SegmentError {
         /// Where it was.
         field: String,
     },
+    /// Stored vectors could not be read from their file (the disk, not the request).
+    #[error("the collection's vectors could not be read from disk: {message}")]
+    Storage {
+        /// What failed.
+        message: String,
+    },
 }
 
 /// Refuses a vector whose squared length passes a quarter of float32's range: any distance between two
@@ -131,6 +140,24 @@ pub(crate) struct VectorSpace {
     pub(crate) int8: Option<Int8Vectors>,
     /// Vectors present when the int8 grid was last fitted.
     pub(crate) fitted_at: usize,
+}
+
+impl VectorSpace {
+    /// Links `nodes` into the graph: on the int8 codes when the originals are on disk, else on the originals.
+    fn link(&self, nodes: &[u32], threads: usize) {
+        match self.int8.as_ref().filter(|_| self.params.on_disk) {
+            Some(int8) => self.graph.link_nodes(nodes, int8, threads),
+            None => self.graph.link_nodes(nodes, &self.vectors, threads),
+        }
+    }
+
+    /// An error for a read of the vectors' file that failed since the last check.
+    pub(crate) fn check_reads(&self) -> Result<(), SegmentError> {
+        match self.vectors.take_failure() {
+            Some(message) => Err(SegmentError::Storage { message }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The points.
@@ -372,7 +399,7 @@ impl Segment {
             let nodes: Vec<u32> = (staged.first..end)
                 .filter(|node| space.present[*node as usize])
                 .collect();
-            space.graph.link_nodes(&nodes, &space.vectors, self.threads);
+            space.link(&nodes, self.threads);
         }
     }
 
@@ -383,7 +410,7 @@ impl Segment {
             let present = (0..space.present.len() as u32)
                 .filter(|node| space.present[*node as usize] && !self.deleted[*node as usize]);
             let nodes = space.graph.unlinked(present);
-            space.graph.link_nodes(&nodes, &space.vectors, self.threads);
+            space.link(&nodes, self.threads);
         }
     }
 
@@ -450,7 +477,7 @@ impl Segment {
             self.spaces
                 .iter()
                 .filter(|(_, space)| space.present[node as usize])
-                .map(|(name, space)| (name.clone(), space.vectors.get(node).to_vec()))
+                .map(|(name, space)| (name.clone(), space.vectors.get(node).into_owned()))
                 .collect()
         } else {
             BTreeMap::new()
@@ -539,7 +566,30 @@ impl Segment {
         fresh
     }
 
-    /// Bytes held per vector name: float vectors, int8 copy, graph links.
+    /// An error when a read of stored vectors from their file failed since the last check (those vectors
+    /// read as zeros, and scored as the worst match).
+    pub fn check_reads(&self) -> Result<(), SegmentError> {
+        self.spaces.values().try_for_each(VectorSpace::check_reads)
+    }
+
+    /// Bytes of float vectors per vector name that are read from files rather than held in memory.
+    pub fn disk_bytes(&self) -> BTreeMap<String, usize> {
+        self.spaces
+            .iter()
+            .map(|(name, space)| (name.clone(), space.vectors.disk_bytes()))
+            .collect()
+    }
+
+    /// Bytes of on-disk vectors' rows held in memory since the last checkpoint.
+    pub(crate) fn rows_in_memory_for_disk(&self) -> usize {
+        self.spaces
+            .values()
+            .filter(|space| space.params.on_disk)
+            .map(|space| space.vectors.memory_bytes())
+            .sum()
+    }
+
+    /// Bytes held in memory per vector name: float vectors, int8 copy, graph links.
     pub fn memory(&self) -> BTreeMap<String, (usize, usize, usize)> {
         self.spaces
             .iter()
@@ -565,19 +615,20 @@ impl VectorSpace {
         let refit = self.int8.is_none() || (present >= 2 * self.fitted_at && self.fitted_at < 65_536);
         if refit {
             let stride = (present / 1_000).max(1);
-            let sample = (0..self.vectors.len() as u32)
+            let sample: Vec<_> = (0..self.vectors.len() as u32)
                 .filter(|node| self.present[*node as usize])
                 .step_by(stride)
-                .map(|node| self.vectors.get(node));
-            let mut int8 = Int8Vectors::fit(self.params.size, self.params.distance, sample);
+                .map(|node| self.vectors.get(node))
+                .collect();
+            let mut int8 = Int8Vectors::fit(self.params.size, self.params.distance, sample.iter().map(|row| &**row));
             for node in 0..self.vectors.len() as u32 {
-                int8.push(self.vectors.get(node));
+                int8.push(&self.vectors.get(node));
             }
             self.int8 = Some(int8);
             self.fitted_at = present.max(1);
         } else if let Some(int8) = &mut self.int8 {
             for node in first..end {
-                int8.push(self.vectors.get(node));
+                int8.push(&self.vectors.get(node));
             }
         }
     }

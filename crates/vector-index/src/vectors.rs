@@ -1,14 +1,34 @@
-//! Stored float32 vectors, one flat array.
+//! Stored float32 vectors: one flat array in memory, or (a vector's `on_disk` setting) the rows of the last
+//! checkpoint in a file read a row at a time, with only the rows written since in memory.
 
 use crate::distance::Distance;
 use crate::hnsw::{Scorer, Space};
+use std::borrow::Cow;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+
+/// Rows kept in a file (the first `rows` of a segment's vectors), as a checkpoint wrote them.
+#[derive(Debug, Clone)]
+pub(crate) struct DiskRows {
+    pub(crate) file: Arc<File>,
+    /// The file's name in the collection's directory.
+    pub(crate) name: String,
+    pub(crate) rows: usize,
+    /// CRC-32 of the rows' bytes.
+    pub(crate) checksum: u32,
+}
 
 /// Vectors of one dimension, prepared for their distance (unit length for cosine), numbered from 0.
 #[derive(Debug, Clone)]
 pub struct FloatVectors {
     dim: usize,
     distance: Distance,
+    /// The rows after those on disk (all of them without a file).
     data: Vec<f32>,
+    disk: Option<DiskRows>,
+    /// The first failed read since it was last taken (a read that fails scores as the worst match).
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl FloatVectors {
@@ -18,6 +38,8 @@ impl FloatVectors {
             dim,
             distance,
             data: Vec::new(),
+            disk: None,
+            failure: Arc::default(),
         }
     }
 
@@ -31,14 +53,19 @@ impl FloatVectors {
         self.distance
     }
 
+    /// Rows on disk.
+    fn on_disk(&self) -> usize {
+        self.disk.as_ref().map_or(0, |disk| disk.rows)
+    }
+
     /// How many there are.
     pub fn len(&self) -> usize {
-        self.data.len() / self.dim.max(1)
+        self.on_disk() + self.data.len() / self.dim.max(1)
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len() == 0
     }
 
     /// Appends a vector of the right dimension, prepared for the distance here; answers its number.
@@ -51,23 +78,92 @@ impl FloatVectors {
         number
     }
 
-    /// The vector numbered `node`.
+    /// The vector numbered `node` (read from the file when it is on disk).
     #[inline]
-    pub fn get(&self, node: u32) -> &[f32] {
-        let start = node as usize * self.dim;
-        &self.data[start..start + self.dim]
+    pub fn get(&self, node: u32) -> Cow<'_, [f32]> {
+        let on_disk = self.on_disk();
+        if (node as usize) < on_disk {
+            let mut row = vec![0.0; self.dim];
+            self.read_row(node, &mut row);
+            Cow::Owned(row)
+        } else {
+            let start = (node as usize - on_disk) * self.dim;
+            Cow::Borrowed(&self.data[start..start + self.dim])
+        }
+    }
+
+    /// Reads row `node` of the file into `row`; a failed read leaves zeros, is logged and remembered.
+    fn read_row(&self, node: u32, row: &mut [f32]) -> bool {
+        let Some(disk) = &self.disk else {
+            return false;
+        };
+        let mut bytes = vec![0u8; self.dim * 4];
+        let offset = node as u64 * (self.dim as u64 * 4);
+        match disk.file.read_exact_at(&mut bytes, offset) {
+            Ok(()) => {
+                for (value, chunk) in row.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *value = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                }
+                true
+            }
+            Err(error) => {
+                row.fill(0.0);
+                let message = format!("reading vector {node} from {}: {error}", disk.name);
+                tracing::error!("{message}");
+                let mut failure = self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                failure.get_or_insert(message);
+                false
+            }
+        }
+    }
+
+    /// The first read of the file that failed since the last call, if any.
+    pub(crate) fn take_failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     /// The similarity of a prepared query to vector `node`.
     #[inline]
     pub fn similarity_to(&self, query: &[f32], node: u32) -> f32 {
-        self.distance.similarity(query, self.get(node))
+        let on_disk = self.on_disk();
+        if (node as usize) < on_disk {
+            let mut row = vec![0.0; self.dim];
+            if !self.read_row(node, &mut row) {
+                return f32::NEG_INFINITY;
+            }
+            self.distance.similarity(query, &row)
+        } else {
+            let start = (node as usize - on_disk) * self.dim;
+            self.distance.similarity(query, &self.data[start..start + self.dim])
+        }
     }
 
     /// Appends the similarity of a prepared query to each of `nodes` to `out`, in order.
     #[inline]
     pub fn similarities(&self, query: &[f32], nodes: &[u32], out: &mut Vec<f32>) {
-        crate::distance::similarities(self.distance, query, &self.data, nodes, out);
+        if self.disk.is_none() {
+            crate::distance::similarities(self.distance, query, &self.data, nodes, out);
+            return;
+        }
+        let on_disk = self.on_disk();
+        let mut row = vec![0.0; self.dim];
+        out.reserve(nodes.len());
+        for &node in nodes {
+            let similarity = if (node as usize) < on_disk {
+                if self.read_row(node, &mut row) {
+                    self.distance.similarity(query, &row)
+                } else {
+                    f32::NEG_INFINITY
+                }
+            } else {
+                let start = (node as usize - on_disk) * self.dim;
+                self.distance.similarity(query, &self.data[start..start + self.dim])
+            };
+            out.push(similarity);
+        }
     }
 
     /// A walk's scorer for a prepared query.
@@ -75,9 +171,55 @@ impl FloatVectors {
         QueryScorer { vectors: self, query }
     }
 
-    /// The flat array of components, for storage.
-    pub(crate) fn data(&self) -> &[f32] {
-        &self.data
+    /// Calls `each` with the rows from number `from` on, in order, a run of whole rows at a time (at most a
+    /// few MiB read from the file at once). Stops at the first failed read.
+    pub(crate) fn for_each_run(
+        &self,
+        from: usize,
+        mut each: impl FnMut(&[f32]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let on_disk = self.on_disk();
+        if let Some(disk) = &self.disk
+            && from < on_disk
+        {
+            let rows_per_run = ((4 << 20) / (self.dim * 4)).max(1);
+            let mut bytes = Vec::new();
+            let mut values = Vec::new();
+            let mut row = from;
+            while row < on_disk {
+                let rows = rows_per_run.min(on_disk - row);
+                bytes.resize(rows * self.dim * 4, 0);
+                disk.file.read_exact_at(&mut bytes, (row * self.dim * 4) as u64)?;
+                values.clear();
+                values.extend(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])),
+                );
+                each(&values)?;
+                row += rows;
+            }
+        }
+        let skip = from.saturating_sub(on_disk) * self.dim;
+        if skip < self.data.len() {
+            each(&self.data[skip..])?;
+        }
+        Ok(())
+    }
+
+    /// The rows on disk, when there are some.
+    pub(crate) fn disk(&self) -> Option<&DiskRows> {
+        self.disk.as_ref()
+    }
+
+    /// Serves rows `0..rows.rows` from a file that holds them (a checkpoint just wrote every row there), and
+    /// drops those from memory.
+    pub(crate) fn move_to_disk(&mut self, rows: DiskRows) {
+        debug_assert_eq!(rows.rows, self.len());
+        let keep_from = (rows.rows - self.on_disk()) * self.dim;
+        self.data.drain(..keep_from.min(self.data.len()));
+        self.data.shrink_to_fit();
+        self.disk = Some(rows);
     }
 
     /// Vectors from a stored flat array (already prepared), checked.
@@ -85,24 +227,38 @@ impl FloatVectors {
         if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err("the vectors' data is not a whole number of vectors".into());
         }
-        Ok(FloatVectors { dim, distance, data })
+        let mut vectors = FloatVectors::new(dim, distance);
+        vectors.data = data;
+        Ok(vectors)
     }
 
-    /// Bytes the vectors take.
+    /// Vectors whose rows are all in a file.
+    pub(crate) fn from_disk(dim: usize, distance: Distance, rows: DiskRows) -> Self {
+        let mut vectors = FloatVectors::new(dim, distance);
+        vectors.disk = Some(rows);
+        vectors
+    }
+
+    /// Bytes the vectors take in memory.
     pub fn memory_bytes(&self) -> usize {
         self.data.len() * 4
+    }
+
+    /// Bytes of vectors read from a file instead.
+    pub fn disk_bytes(&self) -> usize {
+        self.on_disk() * self.dim * 4
     }
 }
 
 impl Space for FloatVectors {
     #[inline]
     fn between(&self, a: u32, b: u32) -> f32 {
-        self.distance.similarity(self.get(a), self.get(b))
+        self.similarity_to(&self.get(a), b)
     }
 
     #[inline]
     fn between_many(&self, a: u32, nodes: &[u32], out: &mut Vec<f32>) {
-        self.similarities(self.get(a), nodes, out);
+        self.similarities(&self.get(a), nodes, out);
     }
 }
 

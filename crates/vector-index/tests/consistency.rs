@@ -32,6 +32,7 @@ fn params(full_scan_threshold_kb: usize) -> BTreeMap<String, VectorParams> {
             },
             full_scan_threshold_kb,
             int8: false,
+            on_disk: false,
         },
     )])
 }
@@ -78,6 +79,7 @@ proptest! {
             let found = segment.search(&Query {
                 using: "", vector: &query, limit: 5, offset: 0, filter: Some(&filter),
                 ef: Some(200), exact, score_threshold: None, use_int8: false,
+ rescore: loopline_vector_index::Rescore::All,
             }).unwrap();
             prop_assert_eq!(found.len(), expected.len().min(5));
             for (hit, (distance, _)) in found.iter().zip(&expected) {
@@ -220,6 +222,7 @@ fn payload_indexes_never_miss_a_point_and_forget_old_values() {
                 exact: false,
                 score_threshold: None,
                 use_int8: false,
+                rescore: loopline_vector_index::Rescore::All,
             })
             .unwrap()
             .iter()

@@ -42,6 +42,16 @@ fn clustered(random: &mut Random, count: usize) -> Vec<Vec<f32>> {
 }
 
 fn segment(distance: Distance, int8: bool, full_scan_threshold_kb: usize, threads: usize) -> (Segment, Vec<Vec<f32>>) {
+    segment_with(distance, int8, false, full_scan_threshold_kb, threads)
+}
+
+fn segment_with(
+    distance: Distance,
+    int8: bool,
+    on_disk: bool,
+    full_scan_threshold_kb: usize,
+    threads: usize,
+) -> (Segment, Vec<Vec<f32>>) {
     let mut random = Random(0x5EED_1234_ABCD_0001);
     let data = clustered(&mut random, POINTS + 100);
     let params = VectorParams {
@@ -53,6 +63,7 @@ fn segment(distance: Distance, int8: bool, full_scan_threshold_kb: usize, thread
         },
         full_scan_threshold_kb,
         int8,
+        on_disk,
     };
     let mut segment = Segment::new(BTreeMap::from([(String::new(), params)]), threads);
     let points = data[..POINTS]
@@ -83,6 +94,7 @@ fn recall(segment: &Segment, queries: &[Vec<f32>], filter: Option<&Filter>, ef: 
             exact: false,
             score_threshold: None,
             use_int8: int8,
+            rescore: loopline_vector_index::Rescore::All,
         };
         let (found, used) = segment.search_with_plan(&query).unwrap();
         plan = used;
@@ -160,4 +172,14 @@ fn one_thread_and_two_build_graphs_of_the_same_quality() {
     let (single, queries) = segment(Distance::Euclid, false, 1, 1);
     let (found, _) = recall(&single, &queries, None, 64, false);
     assert!(found >= 0.95, "single-threaded build: recall@10 {found}");
+}
+
+#[test]
+fn a_graph_built_on_the_int8_codes_as_for_vectors_on_disk_keeps_its_recall() {
+    for distance in [Distance::Cosine, Distance::Euclid] {
+        let (segment, queries) = segment_with(distance, true, true, 1, 2);
+        let (found, plan) = recall(&segment, &queries, None, 64, true);
+        assert!(matches!(plan, Plan::Graph(_)));
+        assert!(found >= 0.95, "{distance:?}: recall@10 {found}");
+    }
 }

@@ -19,6 +19,7 @@ fn params(size: usize) -> BTreeMap<String, VectorParams> {
             },
             full_scan_threshold_kb: 0,
             int8: false,
+            on_disk: false,
         },
     )])
 }

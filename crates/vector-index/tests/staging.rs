@@ -24,6 +24,7 @@ fn params() -> BTreeMap<String, VectorParams> {
             },
             full_scan_threshold_kb: 0,
             int8: true,
+            on_disk: false,
         },
     )])
 }
@@ -65,6 +66,7 @@ fn nearest(segment: &Segment, id: u64, exact: bool, int8: bool) -> Option<PointI
         exact,
         score_threshold: None,
         use_int8: int8,
+        rescore: loopline_vector_index::Rescore::All,
     };
     segment.search(&query).unwrap().first().map(|hit| hit.id)
 }

@@ -22,6 +22,7 @@ fn params() -> BTreeMap<String, VectorParams> {
             },
             full_scan_threshold_kb: 0,
             int8: true,
+            on_disk: false,
         },
     )])
 }
@@ -62,6 +63,7 @@ fn state(collection: &StoredCollection) -> (Vec<loopline_vector_index::Record>, 
             exact: false,
             score_threshold: None,
             use_int8: true,
+            rescore: loopline_vector_index::Rescore::All,
         })
         .unwrap();
     (

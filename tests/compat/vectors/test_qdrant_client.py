@@ -256,3 +256,69 @@ def test_nested_paths_agree_with_local_mode(clients):
         client.delete_payload("paths", keys=["a.c", "arr[].v"], points=[1])
     a, b = both(clients, lambda c: c.retrieve("paths", ids=[1])[0].payload)
     assert a == b
+
+
+def test_vectors_on_disk_with_int8_agree_with_local_mode_and_are_read_from_their_file_after_a_restart(server):
+    """`on_disk=True` keeps the originals in a file after a checkpoint (taken at shutdown): answers before and
+    after a restart agree with local mode, and with Qdrant's quantization search parameters."""
+    from pathlib import Path
+
+    from qdrant_client import QdrantClient
+
+    data_dir = server.data_dir + "-on-disk"
+    first = start(data_dir)
+    local = QdrantClient(":memory:")
+    config = dict(vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE, on_disk=True),
+                  quantization_config=models.ScalarQuantization(
+                      scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)),
+                  hnsw_config=models.HnswConfigDiff(full_scan_threshold=1))
+    points = make_points(seed=5)
+    queries = [p.vector for p in make_points(seed=6)[:20]]
+
+    def answers(client):
+        exact = [client.query_points("disk", query=q, limit=10, with_vectors=True,
+                                     search_params=models.SearchParams(exact=True)).points for q in queries]
+        graph = [client.query_points("disk", query=q, limit=10, search_params=models.SearchParams(
+            hnsw_ef=128, quantization=models.QuantizationSearchParams(rescore=True, oversampling=2.0))).points
+            for q in queries]
+        unrescored = client.query_points("disk", query=queries[0], limit=5, search_params=models.SearchParams(
+            quantization=models.QuantizationSearchParams(rescore=False))).points
+        return exact, graph, unrescored
+
+    try:
+        client = QdrantClient(url=first.url, timeout=60, check_compatibility=False)
+        client.create_collection("disk", **config)
+        local.create_collection("disk", **config)
+        for at in range(0, N, 200):
+            client.upsert("disk", points=points[at:at + 200], wait=True)
+        local.upsert("disk", points=points)
+        info = client.get_collection("disk")
+        assert info.config.params.vectors.on_disk is True
+        before = answers(client)
+        # Local mode always searches exactly (and warns about search parameters).
+        expected = [local.query_points("disk", query=q, limit=10, with_vectors=True).points for q in queries]
+        for got, want in zip(before[0], expected):
+            same_hits(got, want)
+            for x, y in zip(got, want):
+                assert x.vector == pytest.approx(y.vector, abs=1e-5)
+        found = sum(len({p.id for p in g} & {p.id for p in e}) for g, e in zip(before[1], before[0]))
+        assert found / 200 >= 0.95
+        # Without rescoring the int8 scores come back: close to the real ones, not equal.
+        assert [p.id for p in before[2]][:1] == [p.id for p in before[0][0]][:1]
+        assert before[2][0].score == pytest.approx(before[0][0][0].score, abs=0.05)
+    finally:
+        assert first.stop() == 0, first.log_text()
+    files = list(Path(data_dir, "vectors").glob("*/vectors-*.f32"))
+    assert len(files) == 1 and files[0].stat().st_size == N * DIM * 4, files
+
+    again = start(data_dir)
+    try:
+        client = QdrantClient(url=again.url, timeout=60, check_compatibility=False)
+        after = answers(client)
+        for got, want in zip(after[0], before[0]):
+            same_hits(got, want, score_places=6)
+            assert [p.vector for p in got] == [p.vector for p in want]
+        assert [[p.id for p in hits] for hits in after[1]] == [[p.id for p in hits] for hits in before[1]]
+    finally:
+        assert again.stop() == 0, again.log_text()
+        local.close()

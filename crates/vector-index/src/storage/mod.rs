@@ -2,11 +2,13 @@
 //! rebuilding graphs) and `wal.log` (every operation since, synced before it is acknowledged). Opening
 //! loads the checkpoint and replays the log after it, so an acknowledged write survives `kill -9`; a
 //! checkpoint is written to a temporary file, synced and renamed into place before the log is emptied, so
-//! a crash at any point leaves either the old checkpoint and the whole log or the new one.
+//! a crash at any point leaves either the old checkpoint and the whole log or the new one. A vector kept on
+//! disk has its float rows in a file of their own beside the checkpoint (`vector_file`).
 
 pub mod catalog;
 pub(crate) mod codec;
 mod segment_file;
+mod vector_file;
 mod wal;
 
 pub use codec::DecodeError;
@@ -65,6 +67,8 @@ struct StoredParams {
     ef_construct: usize,
     full_scan_threshold_kb: usize,
     int8: bool,
+    #[serde(default)]
+    on_disk: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -95,6 +99,7 @@ impl StoredCollection {
                         ef_construct: params.hnsw.ef_construction,
                         full_scan_threshold_kb: params.full_scan_threshold_kb,
                         int8: params.int8,
+                        on_disk: params.on_disk,
                     };
                     (name.clone(), stored)
                 })
@@ -115,7 +120,7 @@ impl StoredCollection {
         })?;
         let segment_path = dir.join("segment.bin");
         let (segment, checkpoint) = match std::fs::read(&segment_path) {
-            Ok(bytes) => segment_file::decode(&bytes, threads).map_err(|error| StorageError::Damaged {
+            Ok(bytes) => segment_file::decode(&bytes, threads, Some(dir)).map_err(|error| StorageError::Damaged {
                 path: segment_path.display().to_string(),
                 message: error.0,
             })?,
@@ -133,6 +138,7 @@ impl StoredCollection {
                             },
                             full_scan_threshold_kb: stored.full_scan_threshold_kb,
                             int8: stored.int8,
+                            on_disk: stored.on_disk,
                         };
                         (name, params)
                     })
@@ -161,12 +167,26 @@ impl StoredCollection {
             Ok(())
         })
         .map_err(io(&wal_path))?;
-        Ok(StoredCollection {
+        let mut collection = StoredCollection {
             dir: dir.to_path_buf(),
             segment,
             wal,
             last_operation,
-        })
+        };
+        // Rows of vectors kept on disk that arrived in the checkpoint itself (a snapshot, or the first
+        // format) go to their file now when there are many.
+        collection.checkpoint_if_due()?;
+        vector_file::remove_others(dir, &collection.vector_files())?;
+        Ok(collection)
+    }
+
+    /// The vector files the points are read from.
+    fn vector_files(&self) -> Vec<&str> {
+        self.segment
+            .spaces
+            .values()
+            .filter_map(|space| space.vectors.disk().map(|disk| disk.name.as_str()))
+            .collect()
     }
 
     /// The points.
@@ -209,9 +229,12 @@ impl StoredCollection {
         self.segment.link_staged(staged);
     }
 
-    /// Writes a checkpoint when the log has grown past its limit.
+    /// Writes a checkpoint when the log has grown past its limit (or vectors kept on disk hold as many
+    /// bytes in memory).
     pub fn checkpoint_if_due(&mut self) -> Result<(), StorageError> {
-        if self.wal.len() >= CHECKPOINT_AFTER_BYTES {
+        if self.wal.len() >= CHECKPOINT_AFTER_BYTES
+            || self.segment.rows_in_memory_for_disk() as u64 >= CHECKPOINT_AFTER_BYTES
+        {
             self.checkpoint()?;
         }
         Ok(())
@@ -223,9 +246,20 @@ impl StoredCollection {
         if self.segment.deleted_fraction() > COMPACT_ABOVE {
             self.segment = self.segment.compacted();
         }
-        let bytes = segment_file::encode(&self.segment, self.last_operation);
-        write_durably(&self.dir.join("segment.bin"), &bytes)?;
-        self.wal.clear().map_err(io(self.wal.path()))
+        // Vectors kept on disk: their new rows go to their file (synced) and are then read from there, so
+        // the checkpoint names the file instead of holding them.
+        for space in self.segment.spaces.values_mut() {
+            if space.params.on_disk {
+                let rows = vector_file::write_rows(&self.dir, &space.vectors)?;
+                space.vectors.move_to_disk(rows);
+            }
+        }
+        let path = self.dir.join("segment.bin");
+        let bytes = segment_file::encode(&self.segment, self.last_operation, segment_file::Vectors::Files)
+            .map_err(io(&path))?;
+        write_durably(&path, &bytes)?;
+        self.wal.clear().map_err(io(self.wal.path()))?;
+        vector_file::remove_others(&self.dir, &self.vector_files())
     }
 
     /// A snapshot of the collection as it stands: its configuration and a checkpoint of its points, in one
@@ -233,7 +267,12 @@ impl StoredCollection {
     pub fn snapshot(&self) -> Result<Vec<u8>, StorageError> {
         let config_path = self.dir.join("config.json");
         let config = std::fs::read(&config_path).map_err(io(&config_path))?;
-        let segment = segment_file::encode(&self.segment, self.last_operation);
+        let segment = segment_file::encode(&self.segment, self.last_operation, segment_file::Vectors::Inline).map_err(
+            |error| StorageError::Io {
+                path: self.dir.display().to_string(),
+                error,
+            },
+        )?;
         let mut bytes = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 8 + config.len() + segment.len());
         bytes.extend_from_slice(SNAPSHOT_MAGIC);
         bytes.extend_from_slice(&(config.len() as u64).to_le_bytes());
@@ -283,7 +322,7 @@ pub(crate) fn split_snapshot(bytes: &[u8], threads: usize) -> Result<Snapshot<'_
     let (config, segment) = rest[8..].split_at(length as usize);
     let parsed: StoredConfig =
         serde_json::from_slice(config).map_err(|error| damaged(format!("its configuration: {error}")))?;
-    let (decoded, checkpoint) = segment_file::decode(segment, threads).map_err(|error| damaged(error.0))?;
+    let (decoded, checkpoint) = segment_file::decode(segment, threads, None).map_err(|error| damaged(error.0))?;
     let named: Vec<&str> = decoded.vector_params().map(|(name, _)| name).collect();
     if !named.iter().copied().eq(parsed.vectors.keys().map(String::as_str)) {
         return Err(damaged(format!(
@@ -293,9 +332,13 @@ pub(crate) fn split_snapshot(bytes: &[u8], threads: usize) -> Result<Snapshot<'_
     }
     for (name, params) in decoded.vector_params() {
         let stored = &parsed.vectors[name];
-        if stored.size != params.size || stored.distance != params.distance || stored.int8 != params.int8 {
+        if stored.size != params.size
+            || stored.distance != params.distance
+            || stored.int8 != params.int8
+            || stored.on_disk != params.on_disk
+        {
             return Err(damaged(format!(
-                "its configuration and its points disagree about vector '{name}' (size, distance or int8)"
+                "its configuration and its points disagree about vector '{name}' (size, distance, int8 or on_disk)"
             )));
         }
     }

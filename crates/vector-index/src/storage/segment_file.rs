@@ -1,7 +1,8 @@
 //! A segment written whole to one file: what a checkpoint leaves, loaded at start without rebuilding any
 //! graph. Layout: a magic string, then fields in order (see `encode`), then a CRC-32 of everything before
 //! it. Every count read back is checked against the bytes that remain before memory is reserved, and the
-//! graph's links are checked to stay inside the segment.
+//! graph's links are checked to stay inside the segment. The float vectors of a vector kept on disk are
+//! not in it but named: a file beside it (see `vector_file`), its row count and the rows' CRC-32.
 
 use super::codec::{DecodeError, Reader, Writer};
 use crate::distance::Distance;
@@ -11,8 +12,24 @@ use crate::quantize::Int8Vectors;
 use crate::segment::{Segment, VectorParams, VectorSpace};
 use crate::vectors::FloatVectors;
 use std::collections::BTreeMap;
+use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"LLVSEG01";
+/// The first format (no `on_disk`, vectors always inline), still read.
+const MAGIC_V1: &[u8; 8] = b"LLVSEG01";
+const MAGIC: &[u8; 8] = b"LLVSEG02";
+
+/// How a vector's float rows are written.
+const INLINE: u8 = 0;
+const IN_FILE: u8 = 1;
+
+/// Where `encode` puts float vectors kept on disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Vectors {
+    /// In the bytes themselves (a snapshot, which must stand alone).
+    Inline,
+    /// Named by their file when all their rows are in it (a checkpoint).
+    Files,
+}
 
 fn distance_code(distance: Distance) -> u8 {
     match distance {
@@ -34,7 +51,7 @@ fn distance_of(code: u8) -> Result<Distance, DecodeError> {
 }
 
 /// The segment's bytes, stamped with the last operation it holds.
-pub(crate) fn encode(segment: &Segment, last_operation: u64) -> Vec<u8> {
+pub(crate) fn encode(segment: &Segment, last_operation: u64, vectors: Vectors) -> std::io::Result<Vec<u8>> {
     let mut out = Writer::default();
     out.bytes.extend_from_slice(MAGIC);
     out.u64(last_operation);
@@ -66,6 +83,7 @@ pub(crate) fn encode(segment: &Segment, last_operation: u64) -> Vec<u8> {
         out.len(params.hnsw.ef_construction);
         out.len(params.full_scan_threshold_kb);
         out.u8(u8::from(params.int8));
+        out.u8(u8::from(params.on_disk));
         out.blob(
             &space
                 .present
@@ -73,7 +91,24 @@ pub(crate) fn encode(segment: &Segment, last_operation: u64) -> Vec<u8> {
                 .map(|present| u8::from(*present))
                 .collect::<Vec<_>>(),
         );
-        out.f32s(space.vectors.data());
+        match space.vectors.disk() {
+            Some(disk) if vectors == Vectors::Files && disk.rows == space.vectors.len() => {
+                out.u8(IN_FILE);
+                out.str(&disk.name);
+                out.len(disk.rows);
+                out.u32(disk.checksum);
+            }
+            _ => {
+                out.u8(INLINE);
+                out.len(space.vectors.len() * params.size);
+                space.vectors.for_each_run(0, |run| {
+                    out.bytes.reserve(run.len() * 4);
+                    run.iter()
+                        .for_each(|value| out.bytes.extend_from_slice(&value.to_le_bytes()));
+                    Ok(())
+                })?;
+            }
+        }
         let (levels, base, upper, entry) = space.graph.to_parts();
         out.blob(&levels);
         out.u32s(base.into_iter());
@@ -95,14 +130,16 @@ pub(crate) fn encode(segment: &Segment, last_operation: u64) -> Vec<u8> {
     }
     let checksum = crc32fast::hash(&out.bytes);
     out.u32(checksum);
-    out.bytes
+    Ok(out.bytes)
 }
 
-/// A segment read back from its bytes, and the last operation it holds.
-pub(crate) fn decode(bytes: &[u8], threads: usize) -> Result<(Segment, u64), DecodeError> {
-    if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
+/// A segment read back from its bytes, and the last operation it holds. Vectors kept in files are opened
+/// (and checked) in `dir`; without one (a snapshot), a segment naming such a file is refused.
+pub(crate) fn decode(bytes: &[u8], threads: usize, dir: Option<&Path>) -> Result<(Segment, u64), DecodeError> {
+    if bytes.len() < MAGIC.len() + 4 || (&bytes[..MAGIC.len()] != MAGIC && &bytes[..MAGIC.len()] != MAGIC_V1) {
         return Err(DecodeError("not a Loopline vector segment".into()));
     }
+    let first_format = &bytes[..MAGIC.len()] == MAGIC_V1;
     let (body, stored) = bytes.split_at(bytes.len() - 4);
     if crc32fast::hash(body) != u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]) {
         return Err(DecodeError(
@@ -144,19 +181,35 @@ pub(crate) fn decode(bytes: &[u8], threads: usize) -> Result<(Segment, u64), Dec
         let ef_construction = input.number()?;
         let full_scan_threshold_kb = input.number()?;
         let int8_wanted = input.u8()? != 0;
+        let on_disk = !first_format && input.u8()? != 0;
         let params = VectorParams {
             size,
             distance,
             hnsw: HnswParams { m, ef_construction },
             full_scan_threshold_kb,
             int8: int8_wanted,
+            on_disk,
         };
         if size == 0 || size > crate::segment::MAX_DIMENSION || !(2..=512).contains(&m) {
             return Err(DecodeError(format!("vector '{name}' has parameters out of range")));
         }
         let present: Vec<bool> = input.blob()?.iter().map(|byte| *byte != 0).collect();
-        let data = input.f32s()?;
-        let vectors = FloatVectors::from_data(size, distance, data).map_err(DecodeError)?;
+        let vectors = match if first_format { INLINE } else { input.u8()? } {
+            INLINE => FloatVectors::from_data(size, distance, input.f32s()?).map_err(DecodeError)?,
+            IN_FILE => {
+                let file = input.str()?;
+                let rows = input.number()?;
+                let checksum = input.u32()?;
+                let dir = dir.ok_or_else(|| {
+                    DecodeError(format!(
+                        "vector '{name}' names a file ({file}) instead of holding its vectors"
+                    ))
+                })?;
+                let rows = super::vector_file::open(dir, &file, rows, size, checksum)?;
+                FloatVectors::from_disk(size, distance, rows)
+            }
+            other => return Err(DecodeError(format!("vector '{name}': unknown vector layout {other}"))),
+        };
         let levels = input.bytes()?;
         let base = input.u32s()?;
         let upper_count = input.len(8)?;
