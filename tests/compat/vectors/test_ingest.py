@@ -126,6 +126,26 @@ def test_a_folder_is_embedded_searched_and_updated(server, folder):
         edited = qdrant.count("kb", count_filter=models.Filter(must=[models.FieldCondition(
             key="text", match=models.MatchText(text="within a second"))])).count
         assert edited >= 1
+
+        # A deleted file and a deleted JSONL file lose their chunks; a binary .txt and a Latin-1 one are
+        # skipped with a warning; a UTF-16 one (with its byte order mark) is read.
+        (folder / "store.html").unlink()
+        (folder / "limits.jsonl").unlink()
+        (folder / "dump.txt").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00")
+        (folder / "latin.txt").write_bytes("caf\u00e9 cr\u00e8me".encode("latin-1"))
+        (folder / "wide.txt").write_bytes("Wide notes about canary rollbacks.".encode("utf-16"))
+        before = len(points)
+        fourth = run("embed", "--collection", "kb", str(folder), *url, "--chunk-tokens", "24", "--overlap-tokens", "8")
+        assert "warning: skipped" in fourth.stderr and "dump.txt: binary" in fourth.stderr, fourth.stderr
+        assert "latin.txt: not UTF-8 text" in fourth.stderr and "iconv" in fourth.stderr, fourth.stderr
+        summary = fourth.stdout.strip().splitlines()[-1]
+        points, _ = qdrant.scroll("kb", limit=1000, with_payload=True)
+        sources = {point.payload["source"].removeprefix(str(folder) + "/") for point in points}
+        assert sources == {"guides/deploy.md", "guides/drift.md", "notes.txt", "wide.txt"}, sources
+        removed = int(summary.split(", ")[-1].split(" removed")[0])
+        assert removed == before + 1 - len(points), summary
+        wide = [p.payload["text"] for p in points if p.payload["source"].endswith("wide.txt")]
+        assert wide == ["Wide notes about canary rollbacks."]
     finally:
         qdrant.delete_collection("kb")
         qdrant.close()

@@ -1,7 +1,9 @@
 //! The documents `loopline embed` reads: text, Markdown and HTML files (one document each), and JSONL and
 //! Parquet files (one document per record, from a text field). Directories are walked in name order; hidden
 //! entries and symbolic links to directories are skipped; files of other kinds inside a directory are skipped,
-//! named on the command line they are refused.
+//! named on the command line they are refused. Text is UTF-8 (a byte order mark is dropped) or UTF-16 with a
+//! byte order mark; a file that is neither (binary, or another encoding) is skipped with a warning inside a
+//! directory and refused when named.
 
 use loopline_embeddings::chunk::{Section, html_sections, markdown_sections};
 use std::path::{Path, PathBuf};
@@ -41,8 +43,8 @@ fn kind_of(path: &Path) -> Option<Kind> {
     })
 }
 
-/// The files under `paths`, in order, each with its kind.
-fn files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Kind)>, String> {
+/// The files under `paths`, in order, each with its kind and whether it was named itself.
+fn files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Kind, bool)>, String> {
     let mut found = Vec::new();
     for path in paths {
         let metadata = std::fs::metadata(path).map_err(|error| format!("{}: {error}", path.display()))?;
@@ -55,7 +57,7 @@ fn files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Kind)>, String> {
                     path.display()
                 )
             })?;
-            found.push((path.clone(), kind));
+            found.push((path.clone(), kind, true));
         }
         if found.len() > MAX_FILES {
             return Err(format!("more than {MAX_FILES} files; embed fewer at a time"));
@@ -64,7 +66,7 @@ fn files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Kind)>, String> {
     Ok(found)
 }
 
-fn walk(directory: &Path, found: &mut Vec<(PathBuf, Kind)>) -> Result<(), String> {
+fn walk(directory: &Path, found: &mut Vec<(PathBuf, Kind, bool)>) -> Result<(), String> {
     let mut entries: Vec<std::fs::DirEntry> = std::fs::read_dir(directory)
         .map_err(|error| format!("{}: {error}", directory.display()))?
         .collect::<Result<_, _>>()
@@ -83,7 +85,7 @@ fn walk(directory: &Path, found: &mut Vec<(PathBuf, Kind)>) -> Result<(), String
         } else if (file_type.is_file() || (file_type.is_symlink() && path.is_file()))
             && let Some(kind) = kind_of(&path)
         {
-            found.push((path, kind));
+            found.push((path, kind, false));
             if found.len() > MAX_FILES {
                 return Err(format!("more than {MAX_FILES} files; embed fewer at a time"));
             }
@@ -94,7 +96,7 @@ fn walk(directory: &Path, found: &mut Vec<(PathBuf, Kind)>) -> Result<(), String
 
 /// How a path is named in payloads: its absolute path with links resolved, so every spelling of one file
 /// (relative from any directory, absolute, through a link) is one source and a rerun finds its chunks.
-fn source_name(path: &Path) -> String {
+pub fn source_name(path: &Path) -> String {
     let resolved = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     resolved.to_string_lossy().into_owned()
 }
@@ -110,7 +112,40 @@ fn read_text(path: &Path) -> Result<String, String> {
         ));
     }
     let bytes = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    decode_text(&bytes).map_err(|problem| {
+        format!(
+            "{}: {problem}; convert it to UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)",
+            path.display()
+        )
+    })
+}
+
+/// Text from a file's bytes: UTF-8 (a byte order mark dropped), or UTF-16 after its byte order mark (an
+/// unpaired surrogate becomes U+FFFD). Anything else, or text holding NUL bytes, is not read.
+fn decode_text(bytes: &[u8]) -> Result<String, &'static str> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        if rest.len() % 2 != 0 {
+            return Err("UTF-16 cut short (an odd number of bytes)");
+        }
+        let units = rest.chunks_exact(2).map(|pair| unit([pair[0], pair[1]]));
+        Ok(char::decode_utf16(units)
+            .map(|unit| unit.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect::<String>())
+    };
+    let text = match bytes {
+        [0xEF, 0xBB, 0xBF, rest @ ..] => std::str::from_utf8(rest)
+            .map(str::to_string)
+            .map_err(|_| "not UTF-8 text")?,
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes)?,
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes)?,
+        _ => std::str::from_utf8(bytes)
+            .map(str::to_string)
+            .map_err(|_| "not UTF-8 text (binary, or another encoding)")?,
+    };
+    if text.contains('\0') {
+        return Err("binary (it holds NUL bytes)");
+    }
+    Ok(text)
 }
 
 fn plain(text: String) -> Vec<Section> {
@@ -123,23 +158,35 @@ fn plain(text: String) -> Vec<Section> {
 /// The documents under `paths`; records of JSONL and Parquet files take their text from `text_field`.
 pub fn read(paths: &[PathBuf], text_field: &str) -> Result<Vec<Document>, String> {
     let mut documents = Vec::new();
-    for (path, kind) in files(paths)? {
+    for (path, kind, named) in files(paths)? {
         let source = source_name(&path);
+        let text = match kind {
+            Kind::Parquet => None,
+            _ => match read_text(&path) {
+                Ok(text) => Some(text),
+                Err(problem) if !named => {
+                    eprintln!("warning: skipped {problem}");
+                    continue;
+                }
+                Err(problem) => return Err(problem),
+            },
+        };
+        let text = text.unwrap_or_default();
         match kind {
             Kind::Text => documents.push(Document {
                 source,
-                sections: plain(read_text(&path)?),
+                sections: plain(text),
             }),
             Kind::Markdown => documents.push(Document {
                 source,
-                sections: markdown_sections(&read_text(&path)?),
+                sections: markdown_sections(&text),
             }),
             Kind::Html => documents.push(Document {
                 source,
-                sections: html_sections(&read_text(&path)?),
+                sections: html_sections(&text),
             }),
             Kind::JsonLines => {
-                for (index, line) in read_text(&path)?.lines().enumerate() {
+                for (index, line) in text.lines().enumerate() {
                     if line.trim().is_empty() {
                         continue;
                     }
@@ -210,4 +257,31 @@ fn parquet_documents(path: &Path, source: &str, text_field: &str, documents: &mu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_text;
+
+    #[test]
+    fn text_is_utf8_or_utf16_with_a_byte_order_mark_and_nothing_else() {
+        assert_eq!(decode_text("héllo".as_bytes()).unwrap(), "héllo");
+        assert_eq!(decode_text(b"\xEF\xBB\xBFplain").unwrap(), "plain");
+        let le: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("hé 日本".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(decode_text(&le).unwrap(), "hé 日本");
+        let be: Vec<u8> = [0xFE, 0xFF]
+            .into_iter()
+            .chain("hé".encode_utf16().flat_map(u16::to_be_bytes))
+            .collect();
+        assert_eq!(decode_text(&be).unwrap(), "hé");
+        assert_eq!(decode_text(&[0xFF, 0xFE, 0x00, 0xD8, 0x41, 0x00]).unwrap(), "\u{FFFD}A");
+        assert!(decode_text(&[0xFF, 0xFE, 0x41]).unwrap_err().contains("odd"));
+        assert!(decode_text(b"caf\xE9 latin-1").unwrap_err().contains("not UTF-8"));
+        assert!(decode_text(b"\x7FELF\x02\x01\x00\x00").unwrap_err().contains("NUL"));
+        // UTF-16 without its mark is binary here (every other byte NUL).
+        assert!(decode_text(&"ab".encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<_>>()).is_err());
+    }
 }

@@ -263,6 +263,55 @@ async fn stale_points(
     Ok(stale)
 }
 
+/// Ids of points whose source file lies under one of `directories` (absolute, links resolved) and no longer
+/// exists: a file deleted or renamed since it was embedded. Sources read this run are kept whatever happens.
+async fn vanished_points(
+    client: &Client,
+    collection: &str,
+    directories: &[String],
+    read: &HashSet<&str>,
+) -> Result<Vec<String>, String> {
+    let mut vanished = Vec::new();
+    if directories.is_empty() {
+        return Ok(vanished);
+    }
+    let under = |source: &str| {
+        directories.iter().any(|directory| {
+            source
+                .strip_prefix(directory.as_str())
+                .is_some_and(|rest| rest.starts_with(std::path::MAIN_SEPARATOR))
+        })
+    };
+    // A record of a JSONL or Parquet file is `<file>#L<line>` or `<file>#<row>`.
+    let file_of = |source: &str| match source.rsplit_once('#') {
+        Some((file, _)) if !std::path::Path::new(source).exists() => file.to_string(),
+        _ => source.to_string(),
+    };
+    let mut offset = Value::Null;
+    loop {
+        let page = qdrant(
+            client,
+            reqwest::Method::POST,
+            &format!("{}/points/scroll", collection_path(collection)),
+            Some(json!({"limit": LOOKUP, "offset": offset, "with_payload": ["source"], "with_vector": false})),
+        )
+        .await?;
+        for point in page["points"].as_array().into_iter().flatten() {
+            let (Some(id), Some(source)) = (point["id"].as_str(), point["payload"]["source"].as_str()) else {
+                continue;
+            };
+            if !read.contains(source) && under(source) && !std::path::Path::new(&file_of(source)).exists() {
+                vanished.push(id.to_string());
+            }
+        }
+        offset = page["next_page_offset"].clone();
+        if offset.is_null() {
+            break;
+        }
+    }
+    Ok(vanished)
+}
+
 /// Exit 0, or 2 with the message.
 fn exit_code(result: Result<(), String>) -> ExitCode {
     match result {
@@ -340,7 +389,15 @@ fn embed(args: EmbedArgs) -> Result<(), String> {
         bar.finish_and_clear();
         let sources: Vec<&str> = documents.iter().map(|document| document.source.as_str()).collect();
         let keep: HashSet<&str> = ids.iter().copied().collect();
-        let stale = stale_points(&client, &args.collection, &sources, &keep).await?;
+        let mut stale = stale_points(&client, &args.collection, &sources, &keep).await?;
+        let directories: Vec<String> = args
+            .paths
+            .iter()
+            .filter(|path| path.is_dir())
+            .map(|path| documents::source_name(path))
+            .collect();
+        let read: HashSet<&str> = sources.iter().copied().collect();
+        stale.extend(vanished_points(&client, &args.collection, &directories, &read).await?);
         for part in stale.chunks(LOOKUP) {
             qdrant(
                 &client,
