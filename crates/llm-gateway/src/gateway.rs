@@ -48,17 +48,24 @@ pub enum GatewayError {
     /// No model by that name is configured.
     #[error("The model '{0}' does not exist or you do not have access to it.")]
     ModelNotFound(String),
-    /// The provider said the request is wrong.
-    #[error("{0}")]
-    Rejected(String),
+    /// The provider said the request is wrong (about the request field `param`, when it said which).
+    #[error("{message}")]
+    Rejected {
+        /// What it said.
+        message: String,
+        /// The field.
+        param: Option<String>,
+    },
     /// The prompt does not fit any deployment's context window.
     #[error("{0}")]
     ContextWindow(String),
     /// Every deployment was rate limited.
-    #[error("Every deployment of '{model}' is rate limited; try again later.")]
+    #[error("Every deployment of '{model}' is rate limited; try again later (the last said: {last}).")]
     RateLimited {
         /// The model asked for.
         model: String,
+        /// What the last deployment said.
+        last: String,
         /// The shortest wait a provider asked for.
         retry_after: Option<Duration>,
     },
@@ -82,7 +89,7 @@ impl GatewayError {
     pub fn label(&self) -> &'static str {
         match self {
             GatewayError::ModelNotFound(_) => "model_not_found",
-            GatewayError::Rejected(_) => "rejected",
+            GatewayError::Rejected { .. } => "rejected",
             GatewayError::ContextWindow(_) => "context_window",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::Unavailable { .. } => "unavailable",
@@ -95,7 +102,7 @@ impl HasErrorCode for GatewayError {
     fn error_code(&self) -> ErrorCode {
         match self {
             GatewayError::ModelNotFound(_) => ErrorCode::ResourceDoesNotExist,
-            GatewayError::Rejected(_) | GatewayError::ContextWindow(_) | GatewayError::Blocked(_) => {
+            GatewayError::Rejected { .. } | GatewayError::ContextWindow(_) | GatewayError::Blocked(_) => {
                 ErrorCode::InvalidParameterValue
             }
             GatewayError::RateLimited { .. } => ErrorCode::RequestLimitExceeded,
@@ -353,7 +360,10 @@ impl Gateway {
                         tracing::warn!(model = %name, provider = %provider.name, upstream_model = %deployment.model,
                             status = ?failure.status, message = %failure.message, "a gateway deployment failed");
                         if failure.kind == FailureKind::Caller {
-                            return Err(GatewayError::Rejected(failure.message));
+                            return Err(GatewayError::Rejected {
+                                message: failure.message,
+                                param: failure.param,
+                            });
                         }
                         if failure.status != Some(429) {
                             rate_limited_only = false;
@@ -381,8 +391,9 @@ impl Gateway {
         let last = last.map(|failure| (failure.kind, failure.message));
         Err(match last {
             Some((FailureKind::ContextWindow, message)) => GatewayError::ContextWindow(message),
-            _ if rate_limited_only => GatewayError::RateLimited {
+            last if rate_limited_only => GatewayError::RateLimited {
                 model: name,
+                last: last.map_or_else(|| "nothing".to_string(), |(_, message)| message),
                 retry_after: shortest_wait.map(|wait| wait.min(self.config.max_retry_after)),
             },
             last => GatewayError::Unavailable {
@@ -416,6 +427,7 @@ impl Gateway {
             kind: FailureKind::Unsupported,
             status: None,
             retry_after: None,
+            param: None,
             message,
         };
         let Some(local) = &self.local else {
@@ -430,6 +442,7 @@ impl Gateway {
                 kind: FailureKind::Caller,
                 status: Some(400),
                 retry_after: None,
+                param: None,
                 message: format!(
                     "{} is a sentence-embedding model: it answers /v1/embeddings, not /v1{}",
                     request
@@ -461,6 +474,7 @@ impl Gateway {
                     kind: FailureKind::Unsupported,
                     status: None,
                     retry_after: None,
+                    param: None,
                     message: format!(
                         "{} speaks Anthropic's Messages API, which has no {}",
                         provider.name,
@@ -486,6 +500,7 @@ impl Gateway {
                     kind: FailureKind::Retryable,
                     status: None,
                     retry_after: None,
+                    param: None,
                     message: format!(
                         "{} answered an error: {}",
                         provider.name,
@@ -509,6 +524,7 @@ impl Gateway {
                 kind: FailureKind::Unusable,
                 status: Some(response.status().as_u16()),
                 retry_after: None,
+                param: None,
                 message: format!("{} did not stream its answer", provider.name),
             });
         }
@@ -534,6 +550,7 @@ impl Gateway {
                 kind: FailureKind::Retryable,
                 status: None,
                 retry_after: None,
+                param: None,
                 message: format!("{} ended its stream before any event", provider.name),
             });
         };
@@ -670,6 +687,7 @@ impl Events {
             kind: FailureKind::Retryable,
             status: None,
             retry_after: None,
+            param: None,
             message: format!("{}: {message}", self.provider),
         }
     }

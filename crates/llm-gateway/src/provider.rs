@@ -53,6 +53,8 @@ pub struct Failure {
     pub status: Option<u16>,
     /// How long the provider asked to wait (`retry-after-ms` or `retry-after`).
     pub retry_after: Option<Duration>,
+    /// The request field the failure is about, when known (OpenAI's `param`).
+    pub param: Option<String>,
     /// What happened, for logs and (for [`FailureKind::Caller`]) the caller.
     pub message: String,
 }
@@ -135,6 +137,7 @@ impl Upstream {
                 kind: FailureKind::Caller,
                 status: None,
                 retry_after: None,
+                param: None,
                 message: format!("the request could not be encoded: {error}"),
             })?);
         if provider.kind == ProviderKind::Anthropic {
@@ -197,6 +200,7 @@ impl Upstream {
             kind: FailureKind::Retryable,
             status: None,
             retry_after: None,
+            param: None,
             message: format!("{} answered something that is not JSON: {error}", provider.name),
         })?;
         if let Some(key) = &provider.api_key {
@@ -221,6 +225,7 @@ fn retryable(message: String) -> Failure {
         kind: FailureKind::Retryable,
         status: None,
         retry_after: None,
+        param: None,
         message,
     }
 }
@@ -331,22 +336,28 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
 }
 
-/// The message inside an OpenAI-shaped error body, if it has one.
-fn error_message(text: &str) -> Option<(String, Option<String>)> {
+/// The message inside an OpenAI-shaped error body, if it has one, with its code and param.
+fn error_message(text: &str) -> Option<(String, Option<String>, Option<String>)> {
     let value: Value = serde_json::from_str(text).ok()?;
     let error = value.get("error").unwrap_or(&value);
     let message = error.get("message")?.as_str()?.to_string();
     let code = error.get("code").and_then(Value::as_str).map(str::to_string);
-    Some((message, code))
+    let param = error
+        .get("param")
+        .and_then(Value::as_str)
+        .filter(|param| param.len() <= 64 && param.bytes().all(|byte| byte.is_ascii_graphic()))
+        .map(str::to_string);
+    Some((message, code, param))
 }
 
 fn classify(provider: &Provider, status: u16, retry_after: Option<Duration>, text: &str) -> Failure {
     // Only a message decoded from the provider's JSON is passed on (scrubbed whole, then cut): raw text could
     // hide the key behind escapes the scrubber does not see.
-    let (message, code) = match error_message(text) {
-        Some((message, code)) => (scrub(&message, provider.api_key.as_ref()), code),
+    let (message, code, param) = match error_message(text) {
+        Some((message, code, param)) => (scrub(&message, provider.api_key.as_ref()), code, param),
         None => (
             format!("an answer that is not a JSON error ({} bytes)", text.len()),
+            None,
             None,
         ),
     };
@@ -372,6 +383,7 @@ fn classify(provider: &Provider, status: u16, retry_after: Option<Duration>, tex
         kind,
         status: Some(status),
         retry_after,
+        param: param.filter(|_| kind == FailureKind::Caller),
         message,
     }
 }

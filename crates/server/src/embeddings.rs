@@ -108,6 +108,7 @@ impl LocalEmbeddings {
                     kind: FailureKind::Retryable,
                     status: Some(429),
                     retry_after: Some(Duration::from_secs(1)),
+                    param: None,
                     message: format!(
                         "the local embedding model is busy ({} texts queued, the limit is {MAX_QUEUED_TEXTS}); try \
                          again shortly",
@@ -138,7 +139,7 @@ impl LocalEmbeddings {
                     whole.vectors.extend(part.vectors);
                     whole.tokens.extend(part.tokens);
                 }
-                Ok(Err(message)) => return Err(caller(message)),
+                Ok(Err(message)) => return Err(caller("input", message)),
                 Err(_) => return Err(stopped()),
             }
         }
@@ -151,15 +152,18 @@ fn stopped() -> Failure {
         kind: FailureKind::Retryable,
         status: None,
         retry_after: None,
+        param: None,
         message: "the local embedding model stopped before answering".into(),
     }
 }
 
-fn caller(message: String) -> Failure {
+/// A mistake in the request's field `param`.
+fn caller(param: &str, message: String) -> Failure {
     Failure {
         kind: FailureKind::Caller,
         status: Some(400),
         retry_after: None,
+        param: Some(param.to_string()),
         message,
     }
 }
@@ -240,22 +244,26 @@ fn texts_of(request: &Map<String, Value>) -> Result<Vec<String>, Failure> {
             .enumerate()
             .map(|(index, item)| match item {
                 Value::String(text) => Ok(text.clone()),
-                _ => Err(caller(format!(
-                    "input[{index}]: the local model takes text; token ids (or anything else) are not accepted"
-                ))),
+                _ => Err(caller(
+                    "input",
+                    format!(
+                        "input[{index}]: the local model takes text; token ids (or anything else) are not accepted"
+                    ),
+                )),
             })
             .collect::<Result<_, _>>()?,
         _ => {
             return Err(caller(
+                "input",
                 "'input' must be a string or a non-empty array of strings.".into(),
             ));
         }
     };
     if texts.is_empty() || texts.len() > MAX_INPUTS {
-        return Err(caller(format!(
-            "'input' holds {} texts; send between 1 and {MAX_INPUTS}",
-            texts.len()
-        )));
+        return Err(caller(
+            "input",
+            format!("'input' holds {} texts; send between 1 and {MAX_INPUTS}", texts.len()),
+        ));
     }
     Ok(texts)
 }
@@ -269,9 +277,10 @@ impl loopline_llm_gateway::local::LocalModels for LocalEmbeddings {
             Some(Value::String(format)) if format == "float" => false,
             Some(Value::String(format)) if format == "base64" => true,
             Some(other) => {
-                return Err(caller(format!(
-                    "encoding_format: {other} is neither \"float\" nor \"base64\""
-                )));
+                return Err(caller(
+                    "encoding_format",
+                    format!("encoding_format: {other} is neither \"float\" nor \"base64\""),
+                ));
             }
         };
         let dimensions = self.encoder.dimensions();
@@ -279,10 +288,13 @@ impl loopline_llm_gateway::local::LocalModels for LocalEmbeddings {
             None | Some(Value::Null) => {}
             Some(Value::Number(asked)) if asked.as_u64() == Some(dimensions as u64) => {}
             Some(other) => {
-                return Err(caller(format!(
-                    "dimensions: {} gives {dimensions}-dimensional vectors and cannot give {other}",
-                    self.encoder.name()
-                )));
+                return Err(caller(
+                    "dimensions",
+                    format!(
+                        "dimensions: {} gives {dimensions}-dimensional vectors and cannot give {other}",
+                        self.encoder.name()
+                    ),
+                ));
             }
         }
         let embedded = self.embed(texts).await?;

@@ -70,16 +70,18 @@ def test_base64_vectors_decode_to_the_floats(client):
     assert np.allclose(decoded, floats, atol=1e-7)
 
 
-@pytest.mark.parametrize("arguments, says", [
-    ({"input": [[101, 2023, 102]]}, "token ids"),
-    ({"input": "x", "dimensions": 12}, "384-dimensional"),
-    ({"input": []}, "input"),
-    ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+@pytest.mark.parametrize("arguments, says, param", [
+    ({"input": [[101, 2023, 102]]}, "token ids", "input"),
+    ({"input": "x", "dimensions": 12}, "384-dimensional", "dimensions"),
+    ({"input": []}, "input", "input"),
+    ({"input": "x", "encoding_format": "int8"}, "encoding_format", "encoding_format"),
 ])
-def test_mistakes_are_400s_naming_the_field(client, arguments, says):
+def test_mistakes_are_400s_naming_the_field(client, arguments, says, param):
     with pytest.raises(openai.BadRequestError) as refused:
         client.embeddings.create(model=MODEL, **arguments)
     assert says in str(refused.value)
+    # The field is named where the SDK reads it too.
+    assert refused.value.param == param, refused.value.body
 
 
 def test_the_model_is_listed_and_answers_only_embeddings(client):

@@ -68,7 +68,7 @@ impl From<GatewayError> for OpenAiError {
         let status = crate::error::status_for(error.error_code());
         let (kind, code, param, retry_after) = match &error {
             GatewayError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found"), Some("model"), None),
-            GatewayError::Rejected(_) => ("invalid_request_error", None, None, None),
+            GatewayError::Rejected { param, .. } => ("invalid_request_error", None, param.as_deref(), None),
             GatewayError::ContextWindow(_) => (
                 "invalid_request_error",
                 Some("context_length_exceeded"),

@@ -124,7 +124,7 @@ fn read_text(path: &Path) -> Result<String, String> {
 /// unpaired surrogate becomes U+FFFD). Anything else, or text holding NUL bytes, is not read.
 fn decode_text(bytes: &[u8]) -> Result<String, &'static str> {
     let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
-        if rest.len() % 2 != 0 {
+        if !rest.len().is_multiple_of(2) {
             return Err("UTF-16 cut short (an odd number of bytes)");
         }
         let units = rest.chunks_exact(2).map(|pair| unit([pair[0], pair[1]]));

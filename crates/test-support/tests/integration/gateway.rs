@@ -171,6 +171,27 @@ async fn a_stream_is_passed_through_event_by_event_with_its_usage_and_done() {
 }
 
 #[tokio::test]
+async fn when_every_deployment_is_rate_limited_the_caller_reads_what_the_last_one_said() {
+    let setup = setup().await;
+    let limited = || Behaviour::Fail {
+        status: 429,
+        message: "queue full: 512 requests waiting".into(),
+        retry_after: Some("0".into()),
+    };
+    setup.primary.script("big-model", vec![limited(), limited()]);
+    setup.spare.script("small-model", vec![limited()]);
+    let answer = post(&setup.server, "/v1/chat/completions", &chat("chat", false)).await;
+    assert_eq!(answer.status, 429, "{}", answer.text);
+    let error = &answer.json()["error"];
+    assert_eq!(error["type"], "rate_limit_error");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("rate limited") && message.contains("queue full: 512 requests waiting"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn a_retryable_failure_is_retried_and_then_the_fallback_answers_before_any_byte_is_sent() {
     let setup = setup().await;
     let fail = |status: u16| Behaviour::Fail {
