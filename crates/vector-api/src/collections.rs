@@ -167,6 +167,12 @@ fn hnsw(value: Option<&Value>, base: (HnswParams, usize), at: &str) -> Result<(H
                 .ok_or_else(|| QdrantError::format(format!("{at}.{key}: a non-negative integer is expected"))),
         }
     };
+    if map
+        .get("on_disk")
+        .is_some_and(|value| !value.is_null() && !value.is_boolean())
+    {
+        return Err(QdrantError::format(format!("{at}.on_disk: true or false is expected")));
+    }
     let (mut params, mut threshold) = base;
     if let Some(m) = number("m")? {
         if m == 0 {
@@ -200,10 +206,35 @@ fn quantization(value: Option<&Value>, at: &str) -> Result<Option<bool>, QdrantE
         None => Ok(None),
         Some(Value::Null) => Ok(Some(false)),
         Some(Value::Object(map)) if map.contains_key("scalar") => {
-            let kind = map["scalar"].get("type").and_then(Value::as_str).unwrap_or("int8");
-            if kind != "int8" {
-                return Err(QdrantError::wrong_input(format!(
-                    "{at}.scalar.type: only int8 is supported"
+            let scalar = map["scalar"]
+                .as_object()
+                .ok_or_else(|| QdrantError::format(format!("{at}.scalar: an object is expected")))?;
+            match scalar.get("type") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(kind)) if kind == "int8" => {}
+                Some(Value::String(_)) => {
+                    return Err(QdrantError::wrong_input(format!(
+                        "{at}.scalar.type: only int8 is supported"
+                    )));
+                }
+                Some(_) => return Err(QdrantError::format(format!("{at}.scalar.type: \"int8\" is expected"))),
+            }
+            // The grid's quantiles are fixed (0.5% and 99.5%); Qdrant's `quantile` is accepted when valid.
+            match scalar.get("quantile") {
+                None | Some(Value::Null) => {}
+                Some(value) if value.as_f64().is_some_and(|quantile| (0.5..=1.0).contains(&quantile)) => {}
+                Some(_) => {
+                    return Err(QdrantError::format(format!(
+                        "{at}.scalar.quantile: a number from 0.5 to 1 is expected"
+                    )));
+                }
+            }
+            if scalar
+                .get("always_ram")
+                .is_some_and(|value| !value.is_null() && !value.is_boolean())
+            {
+                return Err(QdrantError::format(format!(
+                    "{at}.scalar.always_ram: true or false is expected"
                 )));
             }
             Ok(Some(true))

@@ -106,22 +106,20 @@ fn search_params(body: &Map<String, Value>, at: &str) -> Result<SearchParams, Qd
     let field = |name: &str| quantization.and_then(|quantization| quantization.get(name));
     let ignore = flag(field("ignore"), "quantization.ignore")?;
     // Qdrant rescores unless told not to; without `oversampling` every candidate of the walk is rescored.
-    let rescore = match field("rescore") {
-        Some(Value::Bool(false)) => Rescore::Off,
-        value => {
-            flag(value, "quantization.rescore")?;
-            match field("oversampling") {
-                None | Some(Value::Null) => Rescore::All,
-                Some(value) => Rescore::Oversampled(
-                    value
-                        .as_f64()
-                        .filter(|factor| factor.is_finite() && *factor >= 1.0)
-                        .ok_or_else(|| {
-                            QdrantError::format(format!("{at}params.quantization.oversampling: a number of at least 1"))
-                        })?,
-                ),
-            }
-        }
+    let oversampling = match field("oversampling") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            value
+                .as_f64()
+                .filter(|factor| factor.is_finite() && *factor >= 1.0)
+                .ok_or_else(|| {
+                    QdrantError::format(format!("{at}params.quantization.oversampling: a number of at least 1"))
+                })?,
+        ),
+    };
+    let rescore = match (flag(field("rescore"), "quantization.rescore")?, field("rescore")) {
+        (false, Some(Value::Bool(false))) => Rescore::Off,
+        _ => oversampling.map_or(Rescore::All, Rescore::Oversampled),
     };
     Ok(SearchParams {
         ef,
@@ -516,6 +514,8 @@ pub(crate) async fn searching(
         let stored = collection
             .read()
             .ok_or_else(|| QdrantError::no_collection(collection.name()))?;
+        // Failures of reads an earlier request on this thread left are not this one's.
+        let _ = stored.segment().check_reads();
         let answer = work(stored.segment())?;
         // Vectors kept on disk that could not be read are an error, not zeros in an answer.
         stored.segment().check_reads()?;

@@ -123,6 +123,10 @@ async fn vectors_on_disk_are_described_and_quantization_search_parameters_are_re
         (json!({"oversampling": 0.5}), "params.quantization.oversampling"),
         (json!({"oversampling": "x"}), "params.quantization.oversampling"),
         (json!({"rescore": 1}), "params.quantization.rescore"),
+        (
+            json!({"rescore": false, "oversampling": 0.5}),
+            "params.quantization.oversampling",
+        ),
         (json!([true]), "params.quantization"),
     ] {
         let message = server
@@ -139,6 +143,30 @@ async fn vectors_on_disk_are_described_and_quantization_search_parameters_are_re
         )
         .await;
     assert!(message.contains("vectors.on_disk"), "{message}");
+    for (config, field) in [
+        (
+            json!({"quantization_config": {"scalar": {"type": 5}}}),
+            "quantization_config.scalar.type",
+        ),
+        (
+            json!({"quantization_config": {"scalar": {"type": "int8", "quantile": 5}}}),
+            "quantization_config.scalar.quantile",
+        ),
+        (
+            json!({"quantization_config": {"scalar": {"always_ram": "x"}}}),
+            "quantization_config.scalar.always_ram",
+        ),
+        (
+            json!({"quantization_config": {"scalar": 1}}),
+            "quantization_config.scalar",
+        ),
+        (json!({"hnsw_config": {"on_disk": "x"}}), "hnsw_config.on_disk"),
+    ] {
+        let mut body = config.clone();
+        body["vectors"] = json!({"size": 4, "distance": "Cosine"});
+        let message = server.error("PUT", "/collections/other", Some(body), 400).await;
+        assert!(message.contains(field), "{config}: {message}");
+    }
 }
 
 #[tokio::test]

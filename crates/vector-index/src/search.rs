@@ -154,7 +154,7 @@ impl Segment {
                         Some(candidates) => {
                             let passing = candidates.into_iter().filter(|&node| accept(node));
                             let found = exact(space, &vector, passing, wanted);
-                            space.check_reads()?;
+                            crate::segment::check_reads()?;
                             return Ok((self.hits(space, found, query), Plan::Exact));
                         }
                         None => self.sampled_selectivity(filter),
@@ -193,7 +193,7 @@ impl Segment {
                 )
             }
         };
-        space.check_reads()?;
+        crate::segment::check_reads()?;
         Ok((self.hits(space, found, query), plan))
     }
 
@@ -218,7 +218,7 @@ impl Segment {
             (node as usize) < self.ids.len() && !self.deleted[node as usize] && space.present[node as usize]
         });
         let found = exact(space, &prepared, live, nodes.len());
-        space.check_reads()?;
+        crate::segment::check_reads()?;
         let distance = space.params.distance;
         Ok(found
             .into_iter()

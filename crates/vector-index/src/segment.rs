@@ -150,13 +150,13 @@ impl VectorSpace {
             None => self.graph.link_nodes(nodes, &self.vectors, threads),
         }
     }
+}
 
-    /// An error for a read of the vectors' file that failed since the last check.
-    pub(crate) fn check_reads(&self) -> Result<(), SegmentError> {
-        match self.vectors.take_failure() {
-            Some(message) => Err(SegmentError::Storage { message }),
-            None => Ok(()),
-        }
+/// An error for a read of a vectors file that failed on this thread since the last check (or the start).
+pub(crate) fn check_reads() -> Result<(), SegmentError> {
+    match crate::vectors::take_read_failure() {
+        Some(message) => Err(SegmentError::Storage { message }),
+        None => Ok(()),
     }
 }
 
@@ -349,6 +349,12 @@ impl Segment {
     /// exact search at once; [`Segment::link_staged`] then links them through a shared reference, so a
     /// large batch does not hold the segment exclusively while it is linked.
     pub fn stage_upsert(&mut self, points: Vec<Point>, version: u64, at: &str) -> Result<Staged, SegmentError> {
+        self.stage(points, version, at, false)
+    }
+
+    /// [`Segment::stage_upsert`] of vectors already `prepared` for their distance or not (a compaction copies
+    /// stored ones: normalising a unit vector again can move its last bit).
+    fn stage(&mut self, points: Vec<Point>, version: u64, at: &str, prepared: bool) -> Result<Staged, SegmentError> {
         self.validate(&points, at)?;
         let first = self.ids.len() as u32;
         for point in points {
@@ -361,6 +367,10 @@ impl Segment {
             self.deleted.push(false);
             for (name, space) in &mut self.spaces {
                 match point.vectors.get(name) {
+                    Some(vector) if prepared => {
+                        space.vectors.push_prepared(vector);
+                        space.present.push(true);
+                    }
                     Some(vector) => {
                         space.vectors.push(vector);
                         space.present.push(true);
@@ -535,8 +545,9 @@ impl Segment {
             .map(|(key, index)| (key.as_str(), index.field_type(), index.points()))
     }
 
-    /// A new segment holding only the live points, renumbered in id order, graphs rebuilt.
-    pub fn compacted(&self) -> Segment {
+    /// A new segment holding only the live points, renumbered in id order, graphs rebuilt; an error when a
+    /// vector kept on disk cannot be read (never a copy with zeros in its place).
+    pub fn compacted(&self) -> Result<Segment, SegmentError> {
         let params = self
             .spaces
             .iter()
@@ -546,30 +557,36 @@ impl Segment {
         for (key, index) in &self.indexes {
             let _ = fresh.create_index(key, index.field_type());
         }
-        let points: Vec<Point> = self
-            .by_id
-            .values()
-            .map(|&node| {
-                let record = self.record(node, true);
-                Point {
-                    id: record.id,
-                    vectors: record.vectors,
-                    payload: record.payload,
+        let mut points = Vec::with_capacity(self.by_id.len());
+        for (&id, &node) in &self.by_id {
+            let mut vectors = BTreeMap::new();
+            for (name, space) in &self.spaces {
+                if space.present[node as usize] {
+                    let vector = space
+                        .vectors
+                        .try_get(node)
+                        .map_err(|message| SegmentError::Storage { message })?;
+                    vectors.insert(name.clone(), vector.into_owned());
                 }
-            })
-            .collect();
-        let versions: Vec<u64> = self.by_id.values().map(|&node| self.versions[node as usize]).collect();
-        // Vectors are already prepared (normalising a unit vector again changes nothing).
-        if fresh.upsert(points, 0, "points").is_ok() {
-            fresh.versions = versions;
+            }
+            points.push(Point {
+                id,
+                vectors,
+                payload: self.payloads[node as usize].clone(),
+            });
         }
-        fresh
+        let versions: Vec<u64> = self.by_id.values().map(|&node| self.versions[node as usize]).collect();
+        let staged = fresh.stage(points, 0, "points", true)?;
+        fresh.link_staged(&staged);
+        fresh.versions = versions;
+        Ok(fresh)
     }
 
-    /// An error when a read of stored vectors from their file failed since the last check (those vectors
-    /// read as zeros, and scored as the worst match).
+    /// An error when a read of stored vectors from their file failed on this thread since the last check
+    /// (those vectors read as zeros, and scored as the worst match). A request checks once before it starts,
+    /// to forget what an earlier one on the same thread left, and once at its end.
     pub fn check_reads(&self) -> Result<(), SegmentError> {
-        self.spaces.values().try_for_each(VectorSpace::check_reads)
+        check_reads()
     }
 
     /// Bytes of float vectors per vector name that are read from files rather than held in memory.

@@ -4,9 +4,21 @@
 use crate::distance::Distance;
 use crate::hnsw::{Scorer, Space};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+thread_local! {
+    /// The first read of a vector file that failed on this thread since the last [`take_read_failure`]: a
+    /// search runs on one thread, so each request sees its own failures and no other's.
+    static READ_FAILURE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Takes (and clears) this thread's first failed read of a vector file since the last call.
+pub fn take_read_failure() -> Option<String> {
+    READ_FAILURE.with(|failure| failure.borrow_mut().take())
+}
 
 /// Rows kept in a file (the first `rows` of a segment's vectors), as a checkpoint wrote them.
 #[derive(Debug, Clone)]
@@ -27,8 +39,6 @@ pub struct FloatVectors {
     /// The rows after those on disk (all of them without a file).
     data: Vec<f32>,
     disk: Option<DiskRows>,
-    /// The first failed read since it was last taken (a read that fails scores as the worst match).
-    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl FloatVectors {
@@ -39,7 +49,6 @@ impl FloatVectors {
             distance,
             data: Vec::new(),
             disk: None,
-            failure: Arc::default(),
         }
     }
 
@@ -78,6 +87,14 @@ impl FloatVectors {
         number
     }
 
+    /// Appends a vector already prepared for the distance (a stored one, copied); answers its number.
+    pub(crate) fn push_prepared(&mut self, vector: &[f32]) -> u32 {
+        debug_assert_eq!(vector.len(), self.dim);
+        let number = self.len() as u32;
+        self.data.extend_from_slice(vector);
+        number
+    }
+
     /// The vector numbered `node` (read from the file when it is on disk).
     #[inline]
     pub fn get(&self, node: u32) -> Cow<'_, [f32]> {
@@ -92,37 +109,48 @@ impl FloatVectors {
         }
     }
 
-    /// Reads row `node` of the file into `row`; a failed read leaves zeros, is logged and remembered.
+    /// Reads row `node` of the file into `row`; a failed read leaves zeros and is logged and remembered on
+    /// this thread (see [`take_read_failure`]).
     fn read_row(&self, node: u32, row: &mut [f32]) -> bool {
-        let Some(disk) = &self.disk else {
-            return false;
-        };
-        let mut bytes = vec![0u8; self.dim * 4];
-        let offset = node as u64 * (self.dim as u64 * 4);
-        match disk.file.read_exact_at(&mut bytes, offset) {
-            Ok(()) => {
-                for (value, chunk) in row.iter_mut().zip(bytes.chunks_exact(4)) {
-                    *value = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-                }
-                true
-            }
-            Err(error) => {
+        match self.try_read_row(node, row) {
+            Ok(()) => true,
+            Err(message) => {
                 row.fill(0.0);
-                let message = format!("reading vector {node} from {}: {error}", disk.name);
                 tracing::error!("{message}");
-                let mut failure = self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                failure.get_or_insert(message);
+                READ_FAILURE.with(|failure| {
+                    failure.borrow_mut().get_or_insert(message);
+                });
                 false
             }
         }
     }
 
-    /// The first read of the file that failed since the last call, if any.
-    pub(crate) fn take_failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
+    fn try_read_row(&self, node: u32, row: &mut [f32]) -> Result<(), String> {
+        let Some(disk) = &self.disk else {
+            return Err(format!("vector {node} has no file"));
+        };
+        let mut bytes = vec![0u8; self.dim * 4];
+        let offset = node as u64 * (self.dim as u64 * 4);
+        disk.file
+            .read_exact_at(&mut bytes, offset)
+            .map_err(|error| format!("reading vector {node} from {}: {error}", disk.name))?;
+        for (value, chunk) in row.iter_mut().zip(bytes.chunks_exact(4)) {
+            *value = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        Ok(())
+    }
+
+    /// The vector numbered `node`, or why its file could not be read (for copies that must not hold zeros
+    /// in place of a vector: compaction).
+    pub(crate) fn try_get(&self, node: u32) -> Result<Cow<'_, [f32]>, String> {
+        let on_disk = self.on_disk();
+        if (node as usize) < on_disk {
+            let mut row = vec![0.0; self.dim];
+            self.try_read_row(node, &mut row)?;
+            Ok(Cow::Owned(row))
+        } else {
+            Ok(self.get(node))
+        }
     }
 
     /// The similarity of a prepared query to vector `node`.

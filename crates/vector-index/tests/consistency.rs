@@ -64,7 +64,7 @@ proptest! {
                         if let PointId::Num(id) = id { model.remove(&id); }
                     }
                 }
-                Step::Compact => segment = segment.compacted(),
+                Step::Compact => segment = segment.compacted().unwrap(),
             }
         }
         prop_assert_eq!(segment.len(), model.len());

@@ -282,3 +282,88 @@ fn a_snapshot_of_vectors_on_disk_holds_them_and_restores_elsewhere() {
     assert_eq!(float_bytes_in_memory(&copy.read().unwrap()), 0);
     assert_eq!(state(&copy.read().unwrap()), before);
 }
+
+#[test]
+fn a_compaction_that_cannot_read_a_vector_fails_and_writes_nothing() {
+    let (_dir, path, mut collection) = checkpointed(200);
+    let file = vector_files(&path).remove(0);
+    let good = std::fs::read(&file).unwrap();
+    // The file loses its second half while the collection is open (a disk fault).
+    std::fs::write(&file, &good[..good.len() / 2]).unwrap();
+    let checkpoint = std::fs::read(path.join("segment.bin")).unwrap();
+    collection
+        .apply(Operation::Delete((0..60).map(PointId::Num).collect()))
+        .unwrap();
+    match collection.checkpoint() {
+        Err(StorageError::Damaged { message, .. }) => {
+            assert!(message.contains("could not be compacted"), "{message}")
+        }
+        other => panic!("a compaction over unreadable vectors went on: {other:?}"),
+    }
+    assert_eq!(std::fs::read(path.join("segment.bin")).unwrap(), checkpoint);
+    assert_eq!(vector_files(&path), std::slice::from_ref(&file));
+    drop(collection);
+    // With the file mended, every point is back with its own vector (the delete replayed from the log).
+    std::fs::write(&file, &good).unwrap();
+    let reopened = StoredCollection::open(&path, 1).unwrap();
+    assert_eq!(reopened.segment().len(), 140);
+    let node = reopened.segment().node_of(PointId::Num(199)).unwrap();
+    let vector = &reopened.segment().record(node, true).vectors[""];
+    assert!(vector.iter().any(|value| *value != 0.0));
+}
+
+#[test]
+fn a_failed_read_is_reported_to_the_request_that_made_it_and_no_other() {
+    let (_dir, path, collection) = checkpointed(200);
+    let file = vector_files(&path).remove(0);
+    let good = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &good[..good.len() / 2]).unwrap();
+    let segment = collection.segment();
+    let unreadable = segment.node_of(PointId::Num(190)).unwrap();
+    let readable: Vec<PointId> = (0..5).map(PointId::Num).collect();
+    let filter = Filter::from_json(&json!({"must": [{"has_id": [0, 1, 2, 3, 4]}]}), "filter").unwrap();
+    let query = point(3).vectors[""].clone();
+    std::thread::scope(|scope| {
+        let failing = scope.spawn(|| {
+            let _ = segment.record(unreadable, true);
+            segment.check_reads()
+        });
+        let fine = scope.spawn(|| {
+            segment.search(&Query {
+                using: "",
+                vector: &query,
+                limit: 5,
+                offset: 0,
+                filter: Some(&filter),
+                ef: None,
+                exact: true,
+                score_threshold: None,
+                use_int8: true,
+                rescore: loopline_vector_index::Rescore::All,
+            })
+        });
+        let message = failing.join().unwrap().unwrap_err().to_string();
+        assert!(message.contains("could not be read from disk"), "{message}");
+        let hits = fine.join().unwrap().unwrap();
+        let mut found: Vec<PointId> = hits.iter().map(|hit| hit.id).collect();
+        found.sort();
+        assert_eq!(found, readable);
+    });
+    // Searching the unreadable row is an error, not a zero vector ranked among real ones.
+    let all = segment.search(&Query {
+        using: "",
+        vector: &query,
+        limit: 5,
+        offset: 0,
+        filter: None,
+        ef: None,
+        exact: true,
+        score_threshold: None,
+        use_int8: true,
+        rescore: loopline_vector_index::Rescore::All,
+    });
+    assert!(
+        matches!(all, Err(loopline_vector_index::SegmentError::Storage { .. })),
+        "{all:?}"
+    );
+}

@@ -131,7 +131,7 @@ fn a_batch_staged_before_a_compaction_is_not_linked_into_its_successor() {
     let mut segment = Segment::new(params(), 1);
     segment.upsert(points(0..300), 1, "points").unwrap();
     let staged = segment.stage_upsert(points(300..500), 2, "points").unwrap();
-    let compacted = segment.compacted();
+    let compacted = segment.compacted().unwrap();
     // The successor numbers its points afresh and linked every one itself; the stale batch changes nothing.
     compacted.link_staged(&staged);
     for id in (0..500).step_by(13) {

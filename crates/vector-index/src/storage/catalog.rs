@@ -79,7 +79,11 @@ impl Collection {
         if let Some(staged) = staged {
             self.read().ok_or_else(&gone)?.link(&staged);
         }
-        self.write().ok_or_else(&gone)?.checkpoint_if_due()?;
+        // The write is durable and applied: a checkpoint that fails now (a full disk) is logged and tried
+        // again after the next write, and the write is still acknowledged.
+        if let Err(error) = self.write().ok_or_else(&gone)?.checkpoint_if_due() {
+            tracing::error!(collection = %self.name, %error, "a checkpoint failed; it is tried again after the next write");
+        }
         Ok(number)
     }
 

@@ -173,10 +173,15 @@ impl StoredCollection {
             wal,
             last_operation,
         };
-        // Rows of vectors kept on disk that arrived in the checkpoint itself (a snapshot, or the first
-        // format) go to their file now when there are many.
-        collection.checkpoint_if_due()?;
+        // Vector files no checkpoint names (a crash mid-checkpoint) go first: they may hold the space the
+        // checkpoint below needs.
         vector_file::remove_others(dir, &collection.vector_files())?;
+        // Rows of vectors kept on disk that arrived in the checkpoint itself (a snapshot, or the first
+        // format) go to their file now when there are many. Failing that (a full disk), they stay in memory
+        // and the collection opens: the next checkpoint tries again.
+        if let Err(error) = collection.checkpoint_if_due() {
+            tracing::warn!(collection = %dir.display(), %error, "a checkpoint at open failed; it is tried again later");
+        }
         Ok(collection)
     }
 
@@ -244,7 +249,10 @@ impl StoredCollection {
     /// and empties the log.
     pub fn checkpoint(&mut self) -> Result<(), StorageError> {
         if self.segment.deleted_fraction() > COMPACT_ABOVE {
-            self.segment = self.segment.compacted();
+            self.segment = self.segment.compacted().map_err(|error| StorageError::Damaged {
+                path: self.dir.display().to_string(),
+                message: format!("the collection could not be compacted: {error}"),
+            })?;
         }
         // Vectors kept on disk: their new rows go to their file (synced) and are then read from there, so
         // the checkpoint names the file instead of holding them.

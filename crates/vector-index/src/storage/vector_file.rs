@@ -100,7 +100,7 @@ pub(crate) fn write_rows(dir: &Path, vectors: &FloatVectors) -> Result<DiskRows,
     };
     let mut offset = (from * row_bytes) as u64;
     let mut bytes = Vec::new();
-    vectors
+    let written = vectors
         .for_each_run(from, |run| {
             bytes.clear();
             run.iter()
@@ -110,8 +110,15 @@ pub(crate) fn write_rows(dir: &Path, vectors: &FloatVectors) -> Result<DiskRows,
             offset += bytes.len() as u64;
             Ok(())
         })
-        .and_then(|()| file.sync_data())
-        .map_err(io(&path))?;
+        .and_then(|()| file.sync_data());
+    if let Err(error) = written {
+        // A new file no checkpoint will name is removed at once (a full disk must not fill up further on
+        // every retry); an append's bytes past the named rows are ignored and overwritten by the next one.
+        if vectors.disk().is_none() {
+            let _ = std::fs::remove_file(&path);
+        }
+        return Err(io(&path)(error));
+    }
     let reader = match vectors.disk() {
         Some(disk) => Arc::clone(&disk.file),
         None => {
