@@ -262,6 +262,16 @@ fn parquet_documents(path: &Path, source: &str, text_field: &str, documents: &mu
 #[cfg(test)]
 mod tests {
     use super::decode_text;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_text_without_nul_or_refused(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(text) = decode_text(&bytes) {
+                prop_assert!(!text.contains('\0'));
+            }
+        }
+    }
 
     #[test]
     fn text_is_utf8_or_utf16_with_a_byte_order_mark_and_nothing_else() {

@@ -228,6 +228,32 @@ async fn stored_hashes(client: &Client, collection: &str, ids: &[&str]) -> Resul
     Ok(hashes)
 }
 
+/// Calls `each` with every point a scroll of `collection` with `request` (a filter, what to return) finds,
+/// a page of [`LOOKUP`] at a time.
+async fn scroll_all(
+    client: &Client,
+    collection: &str,
+    mut request: Value,
+    mut each: impl FnMut(&Value),
+) -> Result<(), String> {
+    request["limit"] = json!(LOOKUP);
+    request["with_vector"] = json!(false);
+    loop {
+        let page = qdrant(
+            client,
+            reqwest::Method::POST,
+            &format!("{}/points/scroll", collection_path(collection)),
+            Some(request.clone()),
+        )
+        .await?;
+        page["points"].as_array().into_iter().flatten().for_each(&mut each);
+        if page["next_page_offset"].is_null() {
+            return Ok(());
+        }
+        request["offset"] = page["next_page_offset"].clone();
+    }
+}
+
 /// Ids of the points of `sources` that are not among `keep`.
 async fn stale_points(
     client: &Client,
@@ -237,28 +263,13 @@ async fn stale_points(
 ) -> Result<Vec<String>, String> {
     let mut stale = Vec::new();
     for part in sources.chunks(LOOKUP) {
-        let mut offset = Value::Null;
-        loop {
-            let page = qdrant(
-                client,
-                reqwest::Method::POST,
-                &format!("{}/points/scroll", collection_path(collection)),
-                Some(json!({
-                    "filter": {"must": [{"key": "source", "match": {"any": part}}]},
-                    "limit": LOOKUP, "offset": offset, "with_payload": false, "with_vector": false,
-                })),
-            )
-            .await?;
-            for point in page["points"].as_array().into_iter().flatten() {
-                if let Some(id) = point["id"].as_str().filter(|id| !keep.contains(id)) {
-                    stale.push(id.to_string());
-                }
+        let request = json!({"filter": {"must": [{"key": "source", "match": {"any": part}}]}, "with_payload": false});
+        scroll_all(client, collection, request, |point| {
+            if let Some(id) = point["id"].as_str().filter(|id| !keep.contains(id)) {
+                stale.push(id.to_string());
             }
-            offset = page["next_page_offset"].clone();
-            if offset.is_null() {
-                break;
-            }
-        }
+        })
+        .await?;
     }
     Ok(stale)
 }
@@ -283,32 +294,22 @@ async fn vanished_points(
         })
     };
     // A record of a JSONL or Parquet file is `<file>#L<line>` or `<file>#<row>`.
-    let file_of = |source: &str| match source.rsplit_once('#') {
-        Some((file, _)) if !std::path::Path::new(source).exists() => file.to_string(),
-        _ => source.to_string(),
+    let exists = |source: &str| {
+        std::path::Path::new(source).exists()
+            || source
+                .rsplit_once('#')
+                .is_some_and(|(file, _)| std::path::Path::new(file).exists())
     };
-    let mut offset = Value::Null;
-    loop {
-        let page = qdrant(
-            client,
-            reqwest::Method::POST,
-            &format!("{}/points/scroll", collection_path(collection)),
-            Some(json!({"limit": LOOKUP, "offset": offset, "with_payload": ["source"], "with_vector": false})),
-        )
-        .await?;
-        for point in page["points"].as_array().into_iter().flatten() {
-            let (Some(id), Some(source)) = (point["id"].as_str(), point["payload"]["source"].as_str()) else {
-                continue;
-            };
-            if !read.contains(source) && under(source) && !std::path::Path::new(&file_of(source)).exists() {
-                vanished.push(id.to_string());
-            }
+    scroll_all(client, collection, json!({"with_payload": ["source"]}), |point| {
+        if let (Some(id), Some(source)) = (point["id"].as_str(), point["payload"]["source"].as_str())
+            && !read.contains(source)
+            && under(source)
+            && !exists(source)
+        {
+            vanished.push(id.to_string());
         }
-        offset = page["next_page_offset"].clone();
-        if offset.is_null() {
-            break;
-        }
-    }
+    })
+    .await?;
     Ok(vanished)
 }
 
