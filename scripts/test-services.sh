@@ -55,6 +55,24 @@ setup_stats_venv() {
   export STATS_PYTHON
 }
 
+# A venv for the feature store suite (tests/compat/features): Feast, the reference for point-in-time joins and
+# the online API. Feast pins pandas < 3 (the mlflow venv has 3) and pulls a pathspec the stats venv's dvc cannot
+# use, so it lives apart; it is small.
+setup_features_venv() {
+  local venv="${LOOPLINE_FEATURES_VENV:-.venv-features}"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "==> creating Python venv $venv"
+    python3 -m venv "$venv"
+  fi
+  if ! cmp -s tests/compat/features/requirements.txt "$venv/.loopline-requirements"; then
+    echo "==> installing Feast (tests/compat/features/requirements.txt)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/compat/features/requirements.txt
+    cp tests/compat/features/requirements.txt "$venv/.loopline-requirements"
+  fi
+  FEATURES_PYTHON="$venv/bin/python"
+  export FEATURES_PYTHON
+}
+
 # A third venv with Ray, whose head node (dashboard and Jobs API on loopback) the Ray executor is tested
 # against; its pins clash with neither suite's but it is large, so it lives apart.
 setup_ray() {

@@ -17,6 +17,8 @@
 #   6. the monitoring suite (tests/compat/monitoring): window performance against scikit-learn, estimated
 #      performance against NannyML's CBPE, the shipped Prometheus rules through promtool;
 #   7. the pipelines suite (tests/compat/pipelines): a DVC project made by the real dvc package, imported;
+#   7b. the feature store suite (tests/compat/features): training sets equal to Feast's own
+#      get_historical_features on generated data with every edge of the point-in-time rules, in memory and spilled;
 #   8. the loop suite (tests/compat/loop): `loopline quickstart` end to end, versioned data on S3,
 #      pipeline steps on a real Ray head node (from the ray package) through its Jobs API, and the web UI in
 #      Chromium driven by Playwright (every stock MLflow page and every Loopline page; screenshots are kept in
@@ -86,6 +88,10 @@ echo "==> monitoring suite: scikit-learn, NannyML, promtool"
 
 echo "==> pipelines suite: a project made by the real dvc package, imported"
 "$STATS_PYTHON" -m pytest tests/compat/pipelines -q -p no:cacheprovider -W ignore::DeprecationWarning
+
+setup_features_venv
+echo "==> feature store suite: training sets and online features against Feast itself"
+"$FEATURES_PYTHON" -m pytest tests/compat/features -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 setup_ray
 echo "==> loop suite: loopline quickstart with scikit-learn and the stock mlflow client; data on S3; a Ray head node; the web UI in Chromium"

@@ -64,6 +64,9 @@ enum Command {
     Embed(commands::embed::EmbedArgs),
     /// Ask a collection `loopline embed` filled: prints the best chunks with their source and heading.
     Search(commands::embed::SearchArgs),
+    /// The feature store: `features check` (definitions), `features historical` (a point-in-time correct
+    /// training set: each entity row with the feature values valid at its time, Feast's rules, out of core).
+    Features(commands::features::FeaturesArgs),
 }
 
 /// mimalloc's option that says how long freed memory is kept before it is returned to the system.
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         Command::Gateway(args) => commands::gateway::run(args),
         Command::Embed(args) => commands::embed::run_embed(args),
         Command::Search(args) => commands::embed::run_search(args),
+        Command::Features(args) => commands::features::run(args),
         Command::Quickstart(args) => commands::quickstart::run(args),
         Command::Server(config) => match run_server(*config) {
             Ok(()) => ExitCode::SUCCESS,

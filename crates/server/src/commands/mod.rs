@@ -7,6 +7,7 @@ pub mod data_remote;
 pub mod documents;
 pub mod drift;
 pub mod embed;
+pub mod features;
 pub mod gateway;
 pub mod lineage;
 pub mod loop_hooks;

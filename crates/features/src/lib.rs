@@ -1,0 +1,17 @@
+//! Loopline's feature store: Feast-compatible definitions ([`definitions`]) and point-in-time correct training
+//! sets ([`historical`]) computed as a partitioned sort-merge as-of join that spills to disk, so entity frames and
+//! sources larger than memory work.
+
+pub mod definitions;
+pub mod error;
+pub mod historical;
+mod keys;
+pub mod refs;
+mod time;
+pub mod value_type;
+
+pub use definitions::{Definitions, Entity, FeatureService, FeatureView, Field, Source};
+pub use error::FeatureError;
+pub use historical::{HistoricalRequest, HistoricalSummary, Progress, Silent, build_training_set};
+pub use refs::{FeatureSelection, Wanted, resolve};
+pub use value_type::ValueType;

@@ -1,0 +1,217 @@
+//! `loopline features`: feature definitions and point-in-time correct training sets.
+//!
+//! - `loopline features check [-d features.yaml]` reads and checks the definitions and lists them;
+//! - `loopline features historical --entities E --features view:feature,... | --service NAME -o train.parquet`
+//!   joins each entity row with the latest feature values at or before its time (Feast's rules), out of core.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use clap::{Args, Subcommand};
+use indicatif::ProgressBar;
+use loopline_features::refs::Wanted;
+use loopline_features::{Definitions, HistoricalRequest, Progress, build_training_set};
+
+use super::progress::rows_bar;
+use super::{OK, input_error};
+
+/// Arguments of `loopline features`.
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    #[command(subcommand)]
+    pub command: FeaturesCommand,
+}
+
+/// The `features` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FeaturesCommand {
+    /// Read and check a definitions file, then list its entities, sources, views and services.
+    Check(CheckArgs),
+    /// Build a training set: every entity row with the feature values valid at its time, as Parquet.
+    Historical(HistoricalArgs),
+}
+
+/// Arguments of `loopline features check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The definitions file.
+    #[arg(short, long, default_value = "features.yaml")]
+    pub definitions: PathBuf,
+}
+
+/// Arguments of `loopline features historical`.
+#[derive(Debug, Args)]
+pub struct HistoricalArgs {
+    /// The definitions file.
+    #[arg(short, long, default_value = "features.yaml")]
+    pub definitions: PathBuf,
+    /// The entity frame (Parquet, CSV or Arrow): join-key columns and an `event_timestamp` column (or a single
+    /// time column); every column is kept in the output.
+    #[arg(long)]
+    pub entities: PathBuf,
+    /// Features as `view:feature`, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "service",
+        required_unless_present = "service"
+    )]
+    pub features: Vec<String>,
+    /// A feature service's name instead of a feature list.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Name feature columns `view__feature` (needed when two views share a feature name).
+    #[arg(long)]
+    pub full_feature_names: bool,
+    /// Where to write the training set (Parquet).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// About how much memory the join may use (`512MiB`, `4GiB`, bytes); larger inputs are spilled to disk.
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+    pub memory_limit: u64,
+    /// Where spill files go (default: the output's directory).
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
+}
+
+/// Runs `loopline features`.
+pub fn run(args: FeaturesArgs) -> ExitCode {
+    match args.command {
+        FeaturesCommand::Check(args) => check(args),
+        FeaturesCommand::Historical(args) => historical(args),
+    }
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    let definitions = match Definitions::from_file(&args.definitions) {
+        Ok(definitions) => definitions,
+        Err(error) => return input_error(error),
+    };
+    println!("project {}", definitions.project);
+    for entity in definitions.entities.values() {
+        println!("entity   {:<28} join keys {}", entity.name, entity.join_keys.join(", "));
+    }
+    for source in definitions.sources.values() {
+        println!(
+            "source   {:<28} {} (time: {})",
+            source.name,
+            source.path.display(),
+            source.timestamp_field
+        );
+    }
+    for view in definitions.views.values() {
+        let ttl = view
+            .ttl_seconds
+            .map(|s| format!("{s} s"))
+            .unwrap_or_else(|| "none".to_string());
+        let features: Vec<String> = view
+            .features
+            .iter()
+            .map(|f| format!("{}:{}", f.name, f.dtype.name()))
+            .collect();
+        println!(
+            "view     {:<28} ttl {ttl}; keys [{}]; {}",
+            view.name,
+            view.join_keys.join(", "),
+            features.join(", ")
+        );
+    }
+    for service in definitions.services.values() {
+        let count: usize = service.features.iter().map(|(_, f)| f.len()).sum();
+        println!(
+            "service  {:<28} {count} features from {} views",
+            service.name,
+            service.features.len()
+        );
+    }
+    ExitCode::from(OK)
+}
+
+fn historical(args: HistoricalArgs) -> ExitCode {
+    let definitions = match Definitions::from_file(&args.definitions) {
+        Ok(definitions) => definitions,
+        Err(error) => return input_error(error),
+    };
+    let wanted = match args.service {
+        Some(service) => Wanted::Service(service),
+        None => Wanted::References(args.features),
+    };
+    let request = HistoricalRequest {
+        definitions,
+        wanted,
+        full_feature_names: args.full_feature_names,
+        entities: args.entities,
+        output: args.output.clone(),
+        memory_limit: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
+        spill_dir: args.spill_dir,
+    };
+    let progress = Bars(Mutex::new(None));
+    let result = build_training_set(&request, &progress);
+    if let Some(bar) = progress.0.lock().expect("not poisoned").take() {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(summary) => {
+            println!("wrote {} rows to {}", summary.rows, args.output.display());
+            for (view, partitions, matched) in &summary.views {
+                println!(
+                    "  {view}: {matched} of {} rows found a value{}",
+                    summary.rows,
+                    if *partitions > 1 {
+                        format!(" ({partitions} partitions spilled to disk)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            println!("  columns: {}", summary.columns.join(", "));
+            ExitCode::from(OK)
+        }
+        Err(error) => input_error(error),
+    }
+}
+
+/// One bar per stage, on standard error.
+struct Bars(Mutex<Option<ProgressBar>>);
+
+impl Progress for Bars {
+    fn stage(&self, label: &str, total_rows: Option<u64>) {
+        let mut current = self.0.lock().expect("not poisoned");
+        if let Some(bar) = current.take() {
+            bar.finish_and_clear();
+        }
+        *current = Some(rows_bar(label, total_rows));
+    }
+
+    fn advance(&self, rows: u64) {
+        if let Some(bar) = self.0.lock().expect("not poisoned").as_ref() {
+            bar.inc(rows);
+        }
+    }
+}
+
+/// A size in bytes: a number with an optional unit (`K`, `M`, `G`, `KiB`, `MiB`, `GiB`; powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let count: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 512MiB or 4GiB"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("unknown unit {other:?}; use KiB, MiB or GiB")),
+    };
+    let size = count
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if size < 1 << 20 {
+        return Err(format!("{text:?} is less than 1 MiB; the join needs at least that"));
+    }
+    Ok(size)
+}
