@@ -83,6 +83,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "gateway_endpoint",
     "gateway_model_definition",
     "collection",
+    "feature_store",
 ];
 
 /// True for a kind grants may name.

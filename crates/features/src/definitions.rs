@@ -26,6 +26,8 @@
 //!     features:
 //!       - driver_hourly_stats               # every feature of the view
 //!       - other_view: [feature_a]           # or some of them
+//! push_sources:                            # rows pushed through the API go to every view reading it
+//!   - {name: driver_stats_push, batch_source: driver_stats}
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -109,6 +111,9 @@ pub struct FeatureView {
     pub features: Vec<Field>,
     /// Whether it is materialised into the online store.
     pub online: bool,
+    /// The push source whose pushed rows it takes, if its source is one.
+    #[serde(default)]
+    pub push_source: Option<String>,
 }
 
 /// A named set of features, possibly from several views.
@@ -133,6 +138,10 @@ pub struct Definitions {
     pub views: BTreeMap<String, FeatureView>,
     /// Feature services by name.
     pub services: BTreeMap<String, FeatureService>,
+    /// Push sources by name: rows pushed to one go to every view reading it; its batch source holds the
+    /// history the views are trained and materialised from.
+    #[serde(default)]
+    pub push_sources: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +156,15 @@ struct FileSpec {
     feature_views: Vec<ViewSpec>,
     #[serde(default)]
     feature_services: Vec<ServiceSpec>,
+    #[serde(default)]
+    push_sources: Vec<PushSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushSpec {
+    name: String,
+    batch_source: String,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +334,27 @@ fn build(spec: FileSpec, base: &Path) -> Result<Definitions, String> {
             return Err(format!("source `{name}` is defined twice"));
         }
     }
+    for push in spec.push_sources {
+        check_name("push source", &push.name)?;
+        if definitions.sources.contains_key(&push.name) {
+            return Err(format!("push source `{}` has the name of a source", push.name));
+        }
+        if !definitions.sources.contains_key(&push.batch_source) {
+            return Err(format!(
+                "push source `{}`: no source `{}`; the sources are {:?}",
+                push.name,
+                push.batch_source,
+                definitions.sources.keys().collect::<Vec<_>>()
+            ));
+        }
+        if definitions
+            .push_sources
+            .insert(push.name.clone(), push.batch_source)
+            .is_some()
+        {
+            return Err(format!("push source `{}` is defined twice", push.name));
+        }
+    }
     for view in spec.feature_views {
         let built = build_view(view, &definitions)?;
         let name = built.name.clone();
@@ -351,13 +390,21 @@ fn build_view(view: ViewSpec, definitions: &Definitions) -> Result<FeatureView, 
             join_keys.push(key.clone());
         }
     }
-    if !definitions.sources.contains_key(&view.source) {
-        return Err(format!(
-            "{context}: no source `{}`; the sources are {:?}",
-            view.source,
-            definitions.sources.keys().collect::<Vec<_>>()
-        ));
-    }
+    let (source, push_source) = match definitions.push_sources.get(&view.source) {
+        Some(batch) => (batch.clone(), Some(view.source.clone())),
+        None if definitions.sources.contains_key(&view.source) => (view.source.clone(), None),
+        None => {
+            return Err(format!(
+                "{context}: no source or push source `{}`; the sources are {:?}",
+                view.source,
+                definitions
+                    .sources
+                    .keys()
+                    .chain(definitions.push_sources.keys())
+                    .collect::<Vec<_>>()
+            ));
+        }
+    };
     if view.schema.is_empty() {
         return Err(format!(
             "{context}: schema is empty; declare its features with name and dtype"
@@ -397,9 +444,10 @@ fn build_view(view: ViewSpec, definitions: &Definitions) -> Result<FeatureView, 
         entities: view.entities,
         join_keys,
         ttl_seconds,
-        source: view.source,
+        source,
         features,
         online: view.online,
+        push_source,
     })
 }
 

@@ -19,6 +19,9 @@ pub enum FeatureError {
     /// A feature reference names a view or feature that is not defined.
     #[error("{0}")]
     UnknownFeature(String),
+    /// A feature reference is malformed, or there are none or too many.
+    #[error("{0}")]
+    BadReference(String),
     /// Two requested features would get the same output column name.
     #[error(
         "feature name collision: {names:?} appear in more than one feature view; ask for full feature names \

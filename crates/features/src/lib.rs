@@ -3,11 +3,15 @@
 //! sources larger than memory work.
 
 pub mod definitions;
+pub mod diff;
 pub mod error;
 pub mod historical;
-mod keys;
+pub mod keys;
+pub mod materialize;
+pub mod online;
+pub mod online_read;
 pub mod refs;
-mod time;
+pub mod time;
 pub mod value_type;
 
 pub use definitions::{Definitions, Entity, FeatureService, FeatureView, Field, Source};

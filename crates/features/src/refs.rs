@@ -49,12 +49,12 @@ pub fn resolve(definitions: &Definitions, wanted: &Wanted, full_names: bool) -> 
     let pairs: Vec<(String, String)> = match wanted {
         Wanted::References(references) => {
             if references.is_empty() {
-                return Err(FeatureError::UnknownFeature(
+                return Err(FeatureError::BadReference(
                     "no features asked for; name them as `view:feature` or name a feature service".to_string(),
                 ));
             }
             if references.len() > MAX_REFERENCES {
-                return Err(FeatureError::UnknownFeature(format!(
+                return Err(FeatureError::BadReference(format!(
                     "{} feature references, more than the {MAX_REFERENCES} accepted",
                     references.len()
                 )));
@@ -128,17 +128,17 @@ pub fn resolve(definitions: &Definitions, wanted: &Wanted, full_names: bool) -> 
 /// kept).
 fn split_reference(reference: &str) -> Result<(String, String), FeatureError> {
     let Some((view, feature)) = reference.split_once(':') else {
-        return Err(FeatureError::UnknownFeature(format!(
+        return Err(FeatureError::BadReference(format!(
             "feature reference {reference:?} is not `view:feature`"
         )));
     };
     if view.is_empty() || feature.is_empty() || feature.contains(':') {
-        return Err(FeatureError::UnknownFeature(format!(
+        return Err(FeatureError::BadReference(format!(
             "feature reference {reference:?} is not `view:feature`"
         )));
     }
     if view.contains('@') {
-        return Err(FeatureError::UnknownFeature(format!(
+        return Err(FeatureError::BadReference(format!(
             "feature reference {reference:?} names a view version; only the current version of a view is served, \
              drop the `@...` part"
         )));

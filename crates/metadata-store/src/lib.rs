@@ -4,6 +4,7 @@
 pub mod access;
 pub mod entities;
 pub mod error;
+pub mod features;
 pub mod gateway;
 pub mod queries;
 pub mod search;
@@ -13,6 +14,7 @@ pub mod traits;
 pub use access::*;
 pub use entities::*;
 pub use error::{StoreError, StoreResult};
+pub use features::*;
 pub use gateway::*;
 pub use queries::*;
 pub use sql::SqlStore;

@@ -219,6 +219,7 @@ pub trait MetadataStore:
     + WebhookStore
     + crate::access::AccessStore
     + crate::gateway::GatewayKeyStore
+    + crate::features::FeatureDefinitionStore
 {
 }
 
@@ -238,7 +239,8 @@ impl<
         + IssueStore
         + WebhookStore
         + crate::access::AccessStore
-        + crate::gateway::GatewayKeyStore,
+        + crate::gateway::GatewayKeyStore
+        + crate::features::FeatureDefinitionStore,
 > MetadataStore for T
 {
 }

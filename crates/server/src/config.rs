@@ -70,7 +70,8 @@ pub struct GatewayOptions {
     )]
     pub api_base_allow_private_addresses: bool,
     /// Redis shared by the server's replicas (`redis://[:password@]host:port[/db]`): the gateway keeps its
-    /// exact and semantic cache answers there too, so any replica answers what another kept. Never logged.
+    /// exact and semantic cache answers there too, so any replica answers what another kept, and the feature
+    /// store keeps its online values there instead of in the data directory. Never logged.
     #[arg(long = "redis-url", env = "LOOPLINE_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// A sentence-transformers model to embed text with, on this server's CPU: a model directory, or

@@ -190,6 +190,8 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         webhooks: webhooks.clone(),
     };
     let vectors = open_vectors(&config.data_dir).await?;
+    let feature_definitions: Arc<dyn loopline_metadata_store::FeatureDefinitionStore> = store.clone();
+    let features = open_features(config, feature_definitions).await?;
     let prediction_log = serving.log.clone();
     let log_browse = loopline_serving::log_browse::routes(state.artifacts.clone());
     let snapshot_store = state.artifacts.clone();
@@ -211,6 +213,7 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
             store: vectors.clone(),
             artifacts: Some(snapshot_store),
         }))
+        .merge(loopline_feature_api::routes(features))
         .merge(loopline_http_api::ui::routes(
             ui_location::find(config.ui.mlflow_ui.as_deref()).await?,
         ));
@@ -439,6 +442,29 @@ pub struct Application {
 }
 
 /// Opens the vector collections under the data directory (replaying their logs).
+/// The feature store: definitions in the metadata store; online values in Redis when the server has one
+/// (`--redis-url`, shared by replicas), otherwise in `features/online.db` under the data directory.
+async fn open_features(
+    config: &ServerConfig,
+    definitions: Arc<dyn loopline_metadata_store::FeatureDefinitionStore>,
+) -> anyhow::Result<loopline_feature_api::FeatureApi> {
+    use loopline_features::online::{EmbeddedOnlineStore, OnlineStore, RedisOnlineStore};
+    let online: Arc<dyn OnlineStore> = match config.gateway.redis_url.as_deref().filter(|u| !u.trim().is_empty()) {
+        Some(url) => Arc::new(
+            RedisOnlineStore::connect(url)
+                .await
+                .map_err(|error| anyhow::anyhow!("--redis-url: {error}"))?,
+        ),
+        None => {
+            let path = config.data_dir.join("features").join("online.db");
+            Arc::new(tokio::task::spawn_blocking(move || EmbeddedOnlineStore::open(&path)).await??)
+        }
+    };
+    tracing::info!(store = %online.describe(), "feature store ready");
+    let registry = Arc::new(loopline_feature_api::FeatureRegistry::new(definitions));
+    Ok(loopline_feature_api::FeatureApi::new(registry, online))
+}
+
 async fn open_vectors(data_dir: &std::path::Path) -> anyhow::Result<Arc<loopline_vector_index::VectorStore>> {
     let root = data_dir.join("vectors");
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);

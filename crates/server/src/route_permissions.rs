@@ -905,6 +905,32 @@ fn loopline_rows() -> Vec<(String, &'static str, Need)> {
         .map(|(prefix, route, method, need)| (format!("{prefix}{route}"), method, need))
         .chain(ai_gateway_rows())
         .chain(vector_rows())
+        .chain(feature_rows())
+        .collect()
+}
+
+/// The feature store: Feast's routes and Loopline's. Reading features needs READ on feature stores as a
+/// whole (kind `feature_store`); writing values EDIT; definitions name files the server reads, so only
+/// admins apply them.
+fn feature_rows() -> Vec<(String, &'static str, Need)> {
+    use loopline_feature_api::Access;
+    let on = |level: Level, action: Action| Need::On {
+        kind: "feature_store",
+        source: Source::Nothing,
+        via: Via::Itself,
+        level,
+        action,
+    };
+    loopline_feature_api::ROUTES
+        .iter()
+        .map(|(method, route, access)| {
+            let need = match access {
+                Access::Read => on(Level::Read, Action::Read),
+                Access::Edit => on(Level::Edit, Action::Write),
+                Access::Admin => Need::Admin,
+            };
+            (route.to_string(), *method, need)
+        })
         .collect()
 }
 

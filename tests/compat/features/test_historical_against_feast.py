@@ -7,145 +7,14 @@ time, a new created time), entity rows with no match or with keys the source nev
 entities and a view of a text-keyed entity.
 """
 
-import os
 import subprocess
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-BINARY = os.environ.get("LOOPLINE_BIN", str(REPO_ROOT / "target" / "debug" / "loopline"))
-# Feast's usage telemetry would try the network.
-os.environ["FEAST_USAGE"] = "False"
-START = pd.Timestamp("2024-05-01T00:00:00Z")
-
-
-def make_data(directory: Path, seed: int = 11):
-    random = np.random.default_rng(seed)
-    minutes = lambda values: START + pd.to_timedelta(values, unit="min")  # noqa: E731
-
-    rows = 4000
-    drivers = pd.DataFrame({
-        "driver_id": random.integers(1000, 1040, rows).astype("int64"),
-        "event_timestamp": minutes(random.integers(0, 900, rows)),
-        "created": minutes(random.integers(0, 2000, rows)),
-        "conv_rate": random.random(rows).round(6),
-        "avg_daily_trips": random.integers(0, 500, rows).astype("int64"),
-    })
-    # Ties on event time with different created times, and late rows: an old event time written last.
-    ties = drivers.sample(300, random_state=1).copy()
-    ties["created"] = ties["created"] + pd.Timedelta(minutes=1)
-    ties["conv_rate"] = ties["conv_rate"] + 10
-    late = drivers.sample(100, random_state=2).copy()
-    late["created"] = minutes(5000)
-    late["conv_rate"] = late["conv_rate"] + 100
-    drivers = pd.concat([drivers, ties, late], ignore_index=True)
-    # Exact duplicates of (key, event, created) would leave the choice unspecified; keep one of each.
-    drivers = drivers.drop_duplicates(["driver_id", "event_timestamp", "created"]).reset_index(drop=True)
-    drivers.to_parquet(directory / "driver_stats.parquet")
-
-    trips = pd.DataFrame({
-        "driver_id": random.integers(1000, 1040, rows).astype("int64"),
-        "customer_id": pd.Series(random.integers(0, 30, rows)).map(lambda c: f"c{c}"),
-        "event_timestamp": minutes(random.integers(0, 900, rows)),
-        "trip_fare": random.random(rows).round(4) * 50,
-    }).drop_duplicates(["driver_id", "customer_id", "event_timestamp"]).reset_index(drop=True)
-    trips.to_parquet(directory / "trips.parquet")
-
-    customers = pd.DataFrame({
-        "customer_id": pd.Series(random.integers(0, 30, 800)).map(lambda c: f"c{c}"),
-        "event_timestamp": minutes(random.integers(0, 900, 800)),
-        "lifetime_value": random.random(800).round(5) * 1000,
-    }).drop_duplicates(["customer_id", "event_timestamp"]).reset_index(drop=True)
-    customers.to_parquet(directory / "customers.parquet")
-
-    n = 3000
-    entity_times = minutes(random.integers(0, 1000, n))
-    on_event = drivers.sample(n // 10, random_state=3)
-    entities = pd.DataFrame({
-        "driver_id": random.integers(995, 1045, n).astype("int64"),
-        "customer_id": pd.Series(random.integers(0, 33, n)).map(lambda c: f"c{c}"),
-        "event_timestamp": entity_times,
-        "label": np.arange(n),
-    })
-    # Entity times exactly on an event time, and exactly one TTL (2 h) after one.
-    k = len(on_event)
-    entities.loc[: k - 1, "driver_id"] = on_event["driver_id"].to_numpy()
-    entities.loc[: k - 1, "event_timestamp"] = on_event["event_timestamp"].to_numpy()
-    entities.loc[k: 2 * k - 1, "driver_id"] = on_event["driver_id"].to_numpy()
-    entities.loc[k: 2 * k - 1, "event_timestamp"] = (on_event["event_timestamp"] + pd.Timedelta(hours=2)).to_numpy()
-    entities.to_parquet(directory / "entities.parquet")
-    return entities
-
-
-FEAST_DEFINITIONS = """
-from datetime import timedelta
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Float64, Int64
-
-driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
-customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.STRING)
-driver_source = FileSource(name="driver_source", path="{dir}/driver_stats.parquet",
-                           timestamp_field="event_timestamp", created_timestamp_column="created")
-trip_source = FileSource(name="trip_source", path="{dir}/trips.parquet", timestamp_field="event_timestamp")
-customer_source = FileSource(name="customer_source", path="{dir}/customers.parquet",
-                             timestamp_field="event_timestamp")
-driver_stats = FeatureView(name="driver_stats", entities=[driver], ttl=timedelta(hours=2), source=driver_source,
-                           schema=[Field(name="conv_rate", dtype=Float64), Field(name="avg_daily_trips", dtype=Int64)])
-trip_stats = FeatureView(name="trip_stats", entities=[driver, customer], ttl=timedelta(hours=5), source=trip_source,
-                         schema=[Field(name="trip_fare", dtype=Float64)])
-customer_stats = FeatureView(name="customer_stats", entities=[customer], ttl=timedelta(0), source=customer_source,
-                             schema=[Field(name="lifetime_value", dtype=Float64)])
-everything = FeatureService(name="everything", features=[driver_stats, trip_stats, customer_stats])
-"""
-
-LOOPLINE_DEFINITIONS = """
-project: compat
-entities:
-  - {name: driver, join_keys: [driver_id], value_type: int64}
-  - {name: customer, join_keys: [customer_id], value_type: string}
-sources:
-  - {name: driver_source, path: driver_stats.parquet, timestamp_field: event_timestamp,
-     created_timestamp_column: created}
-  - {name: trip_source, path: trips.parquet, timestamp_field: event_timestamp}
-  - {name: customer_source, path: customers.parquet, timestamp_field: event_timestamp}
-feature_views:
-  - {name: driver_stats, entities: [driver], ttl: 2h, source: driver_source,
-     schema: [{name: conv_rate, dtype: Float64}, {name: avg_daily_trips, dtype: Int64}]}
-  - {name: trip_stats, entities: [driver, customer], ttl: 5h, source: trip_source,
-     schema: [{name: trip_fare, dtype: Float64}]}
-  - {name: customer_stats, entities: [customer], ttl: 0, source: customer_source,
-     schema: [{name: lifetime_value, dtype: Float64}]}
-feature_services:
-  - {name: everything, features: [driver_stats, trip_stats, customer_stats]}
-"""
-
-
-# (source file stem, join keys, output columns) of the service `everything` with full names.
-FULL_VIEWS = [
-    ("driver_stats", ["driver_id"], ["driver_stats__conv_rate", "driver_stats__avg_daily_trips"]),
-    ("trips", ["driver_id", "customer_id"], ["trip_stats__trip_fare"]),
-    ("customers", ["customer_id"], ["customer_stats__lifetime_value"]),
-]
-
-
-def feast_store(directory: Path):
-    from feast import FeatureStore
-
-    repo = directory / "feast_repo"
-    repo.mkdir()
-    (repo / "feature_store.yaml").write_text(
-        "project: compat\nregistry: data/registry.db\nprovider: local\n"
-        "online_store:\n  type: sqlite\n  path: data/online.db\nentity_key_serialization_version: 3\n"
-    )
-    (repo / "definitions.py").write_text(FEAST_DEFINITIONS.format(dir=directory))
-    subprocess.run(["feast", "apply"], cwd=repo, check=True, capture_output=True,
-                   env={**os.environ, "PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}",
-                        "FEAST_USAGE": "False"})
-    return FeatureStore(repo_path=str(repo))
+from feast_data import BINARY, FULL_VIEWS, LOOPLINE_DEFINITIONS, feast_store, make_data
 
 
 def loopline_historical(directory: Path, *args):

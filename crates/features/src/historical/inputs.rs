@@ -106,7 +106,11 @@ pub struct ViewSource {
 
 impl ViewSource {
     /// Opens and checks every file of the view's source against the entity frame's key kinds.
-    pub fn open(selection: &ViewSelection, source: &Source, entity: &EntityFrame) -> Result<ViewSource, FeatureError> {
+    pub fn open(
+        selection: &ViewSelection,
+        source: &Source,
+        entity: Option<&EntityFrame>,
+    ) -> Result<ViewSource, FeatureError> {
         let view = &selection.view;
         let error = |path: &Path, message: String| FeatureError::Source {
             source_name: source.name.clone(),
@@ -145,6 +149,15 @@ impl ViewSource {
                     &format!("join key `{key}` of feature view `{}`", view.name),
                 )?;
                 let source_kind = KeyKind::of(field.data_type());
+                let Some(entity) = entity else {
+                    if source_kind.is_none() {
+                        return Err(error(
+                            &path,
+                            format!("join key `{key}` is {}, which cannot be joined on", field.data_type()),
+                        ));
+                    }
+                    continue;
+                };
                 let entity_kind = entity.key_kind(key, &view.name)?;
                 if source_kind != Some(entity_kind) {
                     return Err(FeatureError::EntityFrame {

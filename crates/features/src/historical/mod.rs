@@ -7,7 +7,7 @@
 //! partitions back onto it, so the output keeps the entity frame's rows in their order with all its columns.
 
 mod asof;
-mod inputs;
+pub(crate) mod inputs;
 mod output;
 mod spill;
 
@@ -111,7 +111,7 @@ pub fn build_training_set(
             .sources
             .get(&view.view.source)
             .expect("definitions were checked");
-        sources.push(ViewSource::open(view, source, &entity)?);
+        sources.push(ViewSource::open(view, source, Some(&entity))?);
     }
 
     let output_dir = request

@@ -8,6 +8,7 @@ mod datasets;
 mod deployments;
 mod eval_datasets;
 mod experiments;
+mod features;
 mod gates;
 mod gateway;
 mod issues;

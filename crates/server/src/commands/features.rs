@@ -2,7 +2,10 @@
 //!
 //! - `loopline features check [-d features.yaml]` reads and checks the definitions and lists them;
 //! - `loopline features historical --entities E --features view:feature,... | --service NAME -o train.parquet`
-//!   joins each entity row with the latest feature values at or before its time (Feast's rules), out of core.
+//!   joins each entity row with the latest feature values at or before its time (Feast's rules), out of core;
+//! - `loopline features apply` stores the definitions on a server (the changes are shown first);
+//! - `loopline features materialize START END` / `materialize-incremental END` fill the server's online store;
+//! - `loopline features views` lists the server's views and how far each is materialised.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +16,11 @@ use indicatif::ProgressBar;
 use loopline_features::refs::Wanted;
 use loopline_features::{Definitions, HistoricalRequest, Progress, build_training_set};
 
+use reqwest::Method;
+use serde_json::{Value, json};
+
 use super::progress::rows_bar;
+use super::rollout::{Client, ServerArgs, runtime_block};
 use super::{OK, input_error};
 
 /// Arguments of `loopline features`.
@@ -30,6 +37,70 @@ pub enum FeaturesCommand {
     Check(CheckArgs),
     /// Build a training set: every entity row with the feature values valid at its time, as Parquet.
     Historical(HistoricalArgs),
+    /// Store the definitions on a server as the project's next version; the changes are printed first.
+    Apply(ApplyArgs),
+    /// Fill the server's online store with each view's latest values with event times in START..=END.
+    Materialize(MaterializeArgs),
+    /// Fill the server's online store from where each view's last materialisation ended up to END.
+    MaterializeIncremental(IncrementalArgs),
+    /// List the server's feature views and how far each is materialised.
+    Views(ViewsArgs),
+}
+
+/// Arguments of `loopline features apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The definitions file (source paths in it are resolved from its directory, which the server must see at
+    /// the same path).
+    #[arg(short, long, default_value = "features.yaml")]
+    pub definitions: PathBuf,
+    /// Show the changes and apply nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments of `loopline features materialize`.
+#[derive(Debug, Args)]
+pub struct MaterializeArgs {
+    /// Start of the window (`2024-05-01T00:00:00`, RFC 3339; naive is UTC).
+    pub start: String,
+    /// End of the window.
+    pub end: String,
+    /// Only these views (comma-separated; default: every online view).
+    #[arg(long, value_delimiter = ',')]
+    pub views: Vec<String>,
+    /// The project (needed when the server holds several).
+    #[arg(long)]
+    pub project: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments of `loopline features materialize-incremental`.
+#[derive(Debug, Args)]
+pub struct IncrementalArgs {
+    /// End of the window.
+    pub end: String,
+    /// Only these views (comma-separated; default: every online view).
+    #[arg(long, value_delimiter = ',')]
+    pub views: Vec<String>,
+    /// The project (needed when the server holds several).
+    #[arg(long)]
+    pub project: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments of `loopline features views`.
+#[derive(Debug, Args)]
+pub struct ViewsArgs {
+    /// The project.
+    #[arg(long, default_value = "default")]
+    pub project: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// Arguments of `loopline features check`.
@@ -80,7 +151,126 @@ pub fn run(args: FeaturesArgs) -> ExitCode {
     match args.command {
         FeaturesCommand::Check(args) => check(args),
         FeaturesCommand::Historical(args) => historical(args),
+        FeaturesCommand::Apply(args) => finish(apply(args)),
+        FeaturesCommand::Materialize(args) => {
+            let body = json!({"start_ts": args.start, "end_ts": args.end, "feature_views": views(&args.views)});
+            finish(materialize(&args.server, "/materialize", args.project.as_deref(), body))
+        }
+        FeaturesCommand::MaterializeIncremental(args) => {
+            let body = json!({"end_ts": args.end, "feature_views": views(&args.views)});
+            finish(materialize(
+                &args.server,
+                "/materialize-incremental",
+                args.project.as_deref(),
+                body,
+            ))
+        }
+        FeaturesCommand::Views(args) => finish(list_views(args)),
     }
+}
+
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(OK),
+        Err(error) => input_error(error),
+    }
+}
+
+fn views(names: &[String]) -> Value {
+    if names.is_empty() { Value::Null } else { json!(names) }
+}
+
+fn apply(args: ApplyArgs) -> Result<(), String> {
+    let definitions = Definitions::from_file(&args.definitions).map_err(|e| e.to_string())?;
+    let text =
+        std::fs::read_to_string(&args.definitions).map_err(|e| format!("{}: {e}", args.definitions.display()))?;
+    let absolute =
+        std::path::absolute(&args.definitions).map_err(|e| format!("{}: {e}", args.definitions.display()))?;
+    let base = absolute
+        .parent()
+        .and_then(|p| p.canonicalize().ok())
+        .ok_or_else(|| format!("{} has no readable directory", args.definitions.display()))?;
+    let client = Client::new(&args.server)?;
+    let path = format!("/api/loopline/v1/features/projects/{}/apply", definitions.project);
+    runtime_block(async {
+        let body = |dry: bool, expected: Option<i64>| json!({"yaml": text, "base_dir": base, "dry_run": dry, "expected_version": expected});
+        let plan = client.ok(Method::POST, &path, Some(body(true, None))).await?;
+        let changes: Vec<&str> = plan["changes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let version = plan["version"].as_i64().unwrap_or(0);
+        if changes.is_empty() && version > 0 {
+            println!("project {} is up to date at version {version}", definitions.project);
+            return Ok(());
+        }
+        for change in &changes {
+            println!("{change}");
+        }
+        if args.dry_run {
+            println!(
+                "dry run: nothing applied (project {} stays at version {version})",
+                definitions.project
+            );
+            return Ok(());
+        }
+        let applied = client.ok(Method::POST, &path, Some(body(false, Some(version)))).await?;
+        println!(
+            "applied: project {} is now at version {}",
+            definitions.project,
+            applied["version"].as_i64().unwrap_or(0)
+        );
+        Ok(())
+    })
+}
+
+fn materialize(server: &ServerArgs, route: &str, project: Option<&str>, body: Value) -> Result<(), String> {
+    let client = Client::new(server)?;
+    let path = match project {
+        Some(project) => format!("{route}?project={project}"),
+        None => route.to_string(),
+    };
+    runtime_block(async {
+        let (status, answer) = client.call(Method::POST, &path, Some(body)).await?;
+        if (200..300).contains(&status) {
+            println!("materialised");
+            return Ok(());
+        }
+        // Feast's error shape: a JSON string holding {"module", "class", "message"}.
+        let message = answer
+            .as_str()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+            .and_then(|detail| detail["message"].as_str().map(str::to_string))
+            .or_else(|| answer["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| answer.to_string());
+        Err(format!("the server refused ({status}): {message}"))
+    })
+}
+
+fn list_views(args: ViewsArgs) -> Result<(), String> {
+    let client = Client::new(&args.server)?;
+    let path = format!("/api/loopline/v1/features/projects/{}/views", args.project);
+    let answer = runtime_block(async { client.ok(Method::GET, &path, None).await })?;
+    println!("project {} version {}", args.project, answer["version"]);
+    println!("{:<28} {:<8} {:<28} features", "view", "online", "materialised until");
+    for view in answer["views"].as_array().into_iter().flatten() {
+        let features: Vec<&str> = view["features"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["name"].as_str())
+            .collect();
+        println!(
+            "{:<28} {:<8} {:<28} {}",
+            view["name"].as_str().unwrap_or_default(),
+            view["online"].as_bool().unwrap_or_default(),
+            view["materialized_until"].as_str().unwrap_or("never"),
+            features.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn check(args: CheckArgs) -> ExitCode {

@@ -1,0 +1,332 @@
+//! Feast's feature server routes (`feast serve`): `/get-online-features`, `/push`, `/write-to-online-store`,
+//! `/materialize`, `/materialize-incremental`. Bodies are read as JSON whatever the Content-Type says, as
+//! Feast's own `curl` examples send them.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use loopline_features::online_read::{self, EntityColumns, LookupError, Ordered};
+use loopline_features::{Definitions, Wanted, resolve};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::FeatureApi;
+use crate::error::{ApiError, unprocessable};
+use crate::materialize::{self, Window};
+
+/// `?project=` (when the server holds several) and Feast's `?async=` / `?force=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Options {
+    project: Option<String>,
+    #[serde(rename = "async", default)]
+    background: bool,
+    #[serde(default)]
+    force: bool,
+}
+
+pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Box<Response>> {
+    serde_json::from_slice(bytes).map_err(|e| Box::new(unprocessable(format!("the body is not the request: {e}"))))
+}
+
+async fn definitions(api: &FeatureApi, project: Option<&str>) -> Result<Arc<Definitions>, ApiError> {
+    let project = api.registry.project_for(project).await?;
+    match api.registry.current(&project).await? {
+        Some((_, definitions)) => Ok(definitions),
+        None => Err(ApiError::not_found(
+            "FeastObjectNotFoundException",
+            format!("project `{project}` has no feature definitions; run `loopline features apply`"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct OnlineRequest {
+    #[serde(default)]
+    features: Vec<String>,
+    feature_service: Option<String>,
+    entities: Ordered,
+    #[serde(default)]
+    full_feature_names: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    include_feature_view_version_metadata: bool,
+}
+
+/// `POST /get-online-features`.
+pub async fn get_online_features(
+    State(api): State<FeatureApi>,
+    Query(options): Query<Options>,
+    bytes: Bytes,
+) -> Response {
+    let request: OnlineRequest = match body(&bytes) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    match online(&api, options.project.as_deref(), request).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(error) => error.feast(),
+    }
+}
+
+async fn online(api: &FeatureApi, project: Option<&str>, request: OnlineRequest) -> Result<Value, ApiError> {
+    let definitions = definitions(api, project).await?;
+    let wanted = match request.feature_service {
+        Some(service) => Wanted::Service(service),
+        None => Wanted::References(request.features),
+    };
+    let selection = resolve(&definitions, &wanted, request.full_feature_names).map_err(ApiError::from_features)?;
+    let entities = EntityColumns::from_json(&request.entities.0).map_err(ApiError::bad_request)?;
+    online_read::lookup(api.online.as_ref(), &definitions, &selection, &entities)
+        .await
+        .map_err(|error| match error {
+            LookupError::Request(message) => ApiError::bad_request(message),
+            LookupError::Store(error) => ApiError::internal(error.to_string()),
+        })
+}
+
+/// The native twin of `get-online-features`, with the project in the path and Loopline's error shape.
+pub async fn native_online(
+    State(api): State<FeatureApi>,
+    axum::extract::Path(project): axum::extract::Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let request: OnlineRequest = match serde_json::from_slice(&bytes) {
+        Ok(request) => request,
+        Err(e) => return ApiError::bad_request(format!("the body is not a lookup: {e}")).native(),
+    };
+    match online(&api, Some(&project), request).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(error) => error.native(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PushRequest {
+    push_source_name: String,
+    df: Ordered,
+    #[serde(default = "online_only")]
+    to: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    allow_registry_cache: Option<bool>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    transform_on_write: Option<bool>,
+}
+
+fn online_only() -> String {
+    "online".to_string()
+}
+
+/// `POST /push`: rows for every view reading the push source.
+pub async fn push(State(api): State<FeatureApi>, Query(options): Query<Options>, bytes: Bytes) -> Response {
+    let request: PushRequest = match body(&bytes) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let result = async {
+        match request.to.as_str() {
+            "online" => {}
+            "offline" | "online_and_offline" => {
+                return Err(ApiError::bad_request(format!(
+                    "`to: {}`: Loopline does not write pushed rows to the offline store; push `to: online` and add \
+                     the rows to the push source's batch files",
+                    request.to
+                )));
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "`to` is {other:?}; use online, offline or online_and_offline"
+                )));
+            }
+        }
+        let definitions = definitions(&api, options.project.as_deref()).await?;
+        if !definitions.push_sources.contains_key(&request.push_source_name) {
+            return Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                class: "PushSourceNotFoundException",
+                message: format!(
+                    "Unable to find push source '{}'; the push sources are {:?}",
+                    request.push_source_name,
+                    definitions.push_sources.keys().collect::<Vec<_>>()
+                ),
+            });
+        }
+        let views: Vec<_> = definitions
+            .views
+            .values()
+            .filter(|v| v.push_source.as_deref() == Some(request.push_source_name.as_str()))
+            .collect();
+        // Every view's rows are checked before any is written: a bad row writes nothing.
+        let mut writes = Vec::with_capacity(views.len());
+        for view in views {
+            let rows = crate::rows::rows_for_view(&definitions, view, &request.df.0).map_err(ApiError::bad_request)?;
+            writes.push((view.name.clone(), rows));
+        }
+        for (view, rows) in writes {
+            api.online
+                .write(&definitions.project, &view, rows)
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(error) => error.feast(),
+    }
+}
+
+#[derive(Deserialize)]
+struct WriteRequest {
+    feature_view_name: String,
+    df: Ordered,
+    #[serde(default)]
+    #[allow(dead_code)]
+    allow_registry_cache: Option<bool>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    transform_on_write: Option<bool>,
+}
+
+/// `POST /write-to-online-store`: rows straight into one view.
+pub async fn write_to_online_store(
+    State(api): State<FeatureApi>,
+    Query(options): Query<Options>,
+    bytes: Bytes,
+) -> Response {
+    let request: WriteRequest = match body(&bytes) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let result = async {
+        let definitions = definitions(&api, options.project.as_deref()).await?;
+        let view = definitions
+            .view(&request.feature_view_name)
+            .map_err(ApiError::from_features)?;
+        let rows = crate::rows::rows_for_view(&definitions, view, &request.df.0).map_err(ApiError::bad_request)?;
+        api.online
+            .write(&definitions.project, &view.name, rows)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+    .await;
+    match result {
+        Ok(()) => axum::Json(Value::Null).into_response(),
+        Err(error) => error.feast(),
+    }
+}
+
+#[derive(Deserialize)]
+struct MaterializeRequest {
+    start_ts: Option<String>,
+    end_ts: Option<String>,
+    feature_views: Option<Vec<String>>,
+    #[serde(default)]
+    disable_event_timestamp: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    full_feature_names: Option<bool>,
+}
+
+/// `POST /materialize`: a time range into the online store.
+pub async fn materialize(State(api): State<FeatureApi>, Query(options): Query<Options>, bytes: Bytes) -> Response {
+    let request: MaterializeRequest = match body(&bytes) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let window = match (request.disable_event_timestamp, &request.start_ts, &request.end_ts) {
+        (true, _, _) => Ok(Window::Everything),
+        (false, Some(start), Some(end)) => materialize::parse_time(start)
+            .and_then(|s| materialize::parse_time(end).map(|e| (s, e)))
+            .and_then(|(start, end)| {
+                if start < end {
+                    Ok(Window::Range { start, end })
+                } else {
+                    Err(format!("start_ts {start:?} is not before end_ts {end:?}"))
+                }
+            }),
+        _ => Err("give start_ts and end_ts (or disable_event_timestamp: true)".to_string()),
+    };
+    let window = match window {
+        Ok(window) => window,
+        Err(message) => return ApiError::bad_request(message).feast(),
+    };
+    run(api, options, request.feature_views, window).await
+}
+
+#[derive(Deserialize)]
+struct IncrementalRequest {
+    end_ts: Option<String>,
+    feature_views: Option<Vec<String>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    full_feature_names: Option<bool>,
+}
+
+/// `POST /materialize-incremental`: each view from where its last materialisation ended.
+pub async fn materialize_incremental(
+    State(api): State<FeatureApi>,
+    Query(options): Query<Options>,
+    bytes: Bytes,
+) -> Response {
+    let request: IncrementalRequest = match body(&bytes) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
+    let end = match request.end_ts.as_deref().map(materialize::parse_time) {
+        Some(Ok(end)) => end,
+        Some(Err(message)) => return ApiError::bad_request(message).feast(),
+        None => return ApiError::bad_request("give end_ts".to_string()).feast(),
+    };
+    run(api, options, request.feature_views, Window::Incremental { end }).await
+}
+
+async fn run(api: FeatureApi, options: Options, views: Option<Vec<String>>, window: Window) -> Response {
+    let prepared = async {
+        let definitions = definitions(&api, options.project.as_deref()).await?;
+        let views = materialize::views_to_run(&definitions, views)?;
+        Ok::<_, ApiError>((definitions, views))
+    }
+    .await;
+    let (definitions, views) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return error.feast(),
+    };
+    let Some(claim) = api.running.claim(&definitions.project, &views, options.force) else {
+        let busy = api.running.busy(&definitions.project, &views);
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({
+                "error": format!("feature views {busy:?} are materializing; wait, or add ?force=true"),
+                "feature_views": busy,
+            })),
+        )
+            .into_response();
+    };
+    if options.background {
+        let names = views.clone();
+        tokio::spawn(async move {
+            let _claim = claim;
+            if let Err(error) = materialize::run(&api, &definitions, &views, window).await {
+                tracing::error!(message = %error.message, "background materialisation failed");
+            }
+        });
+        return (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"status": "accepted", "feature_views": names})),
+        )
+            .into_response();
+    }
+    let result = materialize::run(&api, &definitions, &views, window).await;
+    drop(claim);
+    match result {
+        Ok(()) => axum::Json(Value::Null).into_response(),
+        Err(error) => error.feast(),
+    }
+}

@@ -1,0 +1,104 @@
+//! The feature store over HTTP: Feast's feature server API at its own paths (so Feast's remote online store
+//! and `curl` users work unchanged) and Loopline's own API under `/api/loopline/v1/features` for definitions.
+
+mod error;
+mod feast;
+mod materialize;
+mod native;
+pub mod registry;
+mod rows;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use loopline_features::online::OnlineStore;
+
+pub use error::ApiError;
+pub use registry::FeatureRegistry;
+
+/// Largest request body.
+pub const MAX_BODY_BYTES: usize = 32 << 20;
+
+/// Shared by the handlers.
+#[derive(Clone)]
+pub struct FeatureApi {
+    /// The definitions.
+    pub registry: Arc<FeatureRegistry>,
+    /// The online store.
+    pub online: Arc<dyn OnlineStore>,
+    /// Views materialising now.
+    pub running: materialize::Running,
+}
+
+impl FeatureApi {
+    /// The API over a registry and an online store.
+    pub fn new(registry: Arc<FeatureRegistry>, online: Arc<dyn OnlineStore>) -> FeatureApi {
+        FeatureApi {
+            registry,
+            online,
+            running: materialize::Running::default(),
+        }
+    }
+}
+
+/// What a route needs of the caller when auth is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reading features or definitions.
+    Read,
+    /// Writing feature values (push, write, materialise).
+    Edit,
+    /// Changing definitions: they name files the server reads, so only admins.
+    Admin,
+}
+
+/// Every route with its method and what it needs.
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("POST", "/get-online-features", Access::Read),
+    ("POST", "/push", Access::Edit),
+    ("POST", "/write-to-online-store", Access::Edit),
+    ("POST", "/materialize", Access::Edit),
+    ("POST", "/materialize-incremental", Access::Edit),
+    ("GET", "/api/loopline/v1/features/projects", Access::Read),
+    ("GET", "/api/loopline/v1/features/projects/{project}", Access::Read),
+    (
+        "POST",
+        "/api/loopline/v1/features/projects/{project}/apply",
+        Access::Admin,
+    ),
+    (
+        "GET",
+        "/api/loopline/v1/features/projects/{project}/views",
+        Access::Read,
+    ),
+    (
+        "POST",
+        "/api/loopline/v1/features/projects/{project}/online",
+        Access::Read,
+    ),
+];
+
+/// The routes.
+pub fn routes(api: FeatureApi) -> Router {
+    Router::new()
+        .route("/get-online-features", post(feast::get_online_features))
+        .route("/push", post(feast::push))
+        .route("/write-to-online-store", post(feast::write_to_online_store))
+        .route("/materialize", post(feast::materialize))
+        .route("/materialize-incremental", post(feast::materialize_incremental))
+        .route("/api/loopline/v1/features/projects", get(native::projects))
+        .route("/api/loopline/v1/features/projects/{project}", get(native::project))
+        .route(
+            "/api/loopline/v1/features/projects/{project}/apply",
+            post(native::apply),
+        )
+        .route("/api/loopline/v1/features/projects/{project}/views", get(native::views))
+        .route(
+            "/api/loopline/v1/features/projects/{project}/online",
+            post(feast::native_online),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}

@@ -1,0 +1,333 @@
+//! Online feature lookups in Feast's shape: entity columns in, one column per feature out (values, statuses
+//! and event times), all views of the request read from the store in one exchange.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, StringArray};
+#[cfg(test)]
+use serde_json::Map;
+use serde_json::{Value, json};
+
+use crate::definitions::Definitions;
+use crate::keys;
+use crate::online::{FeatureValue, OnlineError, OnlineStore};
+use crate::refs::FeatureSelection;
+
+/// The most entity rows one lookup may ask for.
+pub const MAX_ENTITY_ROWS: usize = 100_000;
+/// The most entity columns one lookup may carry.
+pub const MAX_ENTITY_COLUMNS: usize = 64;
+
+/// A JSON object read with its keys in the order written (serde_json's map sorts them).
+#[derive(Debug, Default, Clone)]
+pub struct Ordered(pub Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Ordered, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Ordered, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    pairs.push((key, value));
+                }
+                Ok(Ordered(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// Entity columns of a request, as Arrow arrays (integers, text or booleans).
+#[derive(Debug)]
+pub struct EntityColumns {
+    /// Column names, in request order.
+    pub names: Vec<String>,
+    /// The request's values, kept to echo them back.
+    pub values: Vec<Vec<Value>>,
+    /// The same values as arrays.
+    pub arrays: Vec<ArrayRef>,
+    /// Rows.
+    pub rows: usize,
+}
+
+/// A lookup that cannot be answered as asked (a 4xx), or a store failure.
+#[derive(Debug)]
+pub enum LookupError {
+    /// The request is wrong; the message says how.
+    Request(String),
+    /// The store failed.
+    Store(OnlineError),
+}
+
+impl EntityColumns {
+    /// Reads Feast's `entities` object: join key -> list of values, all lists of one length (in request
+    /// order, which the answer keeps).
+    pub fn from_json(entities: &[(String, Value)]) -> Result<EntityColumns, String> {
+        if entities.is_empty() {
+            return Err("`entities` is empty; give each join key's values, e.g. {\"driver_id\": [1001, 1002]}".into());
+        }
+        if entities.len() > MAX_ENTITY_COLUMNS {
+            return Err(format!("more than {MAX_ENTITY_COLUMNS} entity columns"));
+        }
+        let mut names = Vec::new();
+        let mut values = Vec::new();
+        let mut arrays = Vec::new();
+        let mut rows = None;
+        for (name, column) in entities {
+            if names.contains(name) {
+                return Err(format!("entity column `{name}` is given twice"));
+            }
+            let Value::Array(items) = column else {
+                return Err(format!("entity column `{name}` must be a list of values"));
+            };
+            if items.len() > MAX_ENTITY_ROWS {
+                return Err(format!("entity column `{name}` has more than {MAX_ENTITY_ROWS} values"));
+            }
+            if *rows.get_or_insert(items.len()) != items.len() {
+                return Err(format!(
+                    "entity column `{name}` has {} values where others have {}",
+                    items.len(),
+                    rows.unwrap_or(0)
+                ));
+            }
+            arrays.push(column_array(name, items)?);
+            names.push(name.clone());
+            values.push(items.clone());
+        }
+        Ok(EntityColumns {
+            names,
+            values,
+            arrays,
+            rows: rows.unwrap_or(0),
+        })
+    }
+}
+
+fn column_array(name: &str, items: &[Value]) -> Result<ArrayRef, String> {
+    let present = items.iter().find(|v| !v.is_null());
+    let mixed = || format!("entity column `{name}` mixes types; all its values must be integers, or all text");
+    match present {
+        None | Some(Value::Number(_)) => {
+            let values = items
+                .iter()
+                .map(|v| match v {
+                    Value::Null => Ok(None),
+                    Value::Number(n) => n.as_i64().map(Some).ok_or_else(|| {
+                        format!("entity column `{name}`: {n} is not a whole number; keys are integers or text")
+                    }),
+                    _ => Err(mixed()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Arc::new(Int64Array::from(values)))
+        }
+        Some(Value::String(_)) => {
+            let values = items
+                .iter()
+                .map(|v| match v {
+                    Value::Null => Ok(None),
+                    Value::String(s) => Ok(Some(s.as_str())),
+                    _ => Err(mixed()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Arc::new(StringArray::from(values)))
+        }
+        Some(Value::Bool(_)) => {
+            let values = items
+                .iter()
+                .map(|v| match v {
+                    Value::Null => Ok(None),
+                    Value::Bool(b) => Ok(Some(*b)),
+                    _ => Err(mixed()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Arc::new(BooleanArray::from(values)))
+        }
+        Some(_) => Err(format!(
+            "entity column `{name}` holds lists or objects; keys are integers or text"
+        )),
+    }
+}
+
+/// Looks the features up and answers in Feast's shape: entity columns first, then the features.
+pub async fn lookup(
+    store: &dyn OnlineStore,
+    definitions: &Definitions,
+    selection: &FeatureSelection,
+    entities: &EntityColumns,
+) -> Result<Value, LookupError> {
+    let mut wanted = Vec::with_capacity(selection.views.len());
+    for view in &selection.views {
+        let mut columns = Vec::with_capacity(view.view.join_keys.len());
+        for key in &view.view.join_keys {
+            let position = entities.names.iter().position(|n| n == key).ok_or_else(|| {
+                LookupError::Request(format!(
+                    "feature view `{}` is keyed by `{key}`, which `entities` lacks; it has {:?}",
+                    view.view.name, entities.names
+                ))
+            })?;
+            if let Some(declared) = entity_type(definitions, &view.view.entities, key) {
+                let kind = keys::KeyKind::of(entities.arrays[position].data_type());
+                let expected = match declared {
+                    crate::ValueType::String => Some(keys::KeyKind::Text),
+                    crate::ValueType::Int32 | crate::ValueType::Int64 => Some(keys::KeyKind::Integer),
+                    crate::ValueType::Bool => Some(keys::KeyKind::Bool),
+                    _ => None,
+                };
+                if expected.is_some() && kind != expected && entities.arrays[position].null_count() < entities.rows {
+                    return Err(LookupError::Request(format!(
+                        "entity column `{key}` must hold {} values (the entity's value_type is {})",
+                        expected.map(|k| k.label()).unwrap_or("other"),
+                        declared.name()
+                    )));
+                }
+            }
+            columns.push(entities.arrays[position].clone());
+        }
+        let encoded = keys::encode(&columns, entities.rows).map_err(LookupError::Request)?;
+        // A null key can match nothing: it is looked up as an impossible key.
+        let keys: Vec<Vec<u8>> = (0..entities.rows)
+            .map(|i| {
+                if arrow_array::Array::is_null(&encoded, i) {
+                    vec![0xff]
+                } else {
+                    encoded.value(i).to_vec()
+                }
+            })
+            .collect();
+        wanted.push((view.view.name.clone(), keys));
+    }
+    let found = store
+        .read(&definitions.project, &wanted)
+        .await
+        .map_err(LookupError::Store)?;
+
+    let epoch = "1970-01-01T00:00:00Z";
+    let mut names: Vec<String> = entities.names.clone();
+    let mut results: Vec<Value> = entities
+        .values
+        .iter()
+        .map(|values| {
+            json!({
+                "values": values,
+                "statuses": vec!["PRESENT"; entities.rows],
+                "event_timestamps": vec![epoch; entities.rows],
+            })
+        })
+        .collect();
+    for (view, rows) in selection.views.iter().zip(found) {
+        for (feature, output) in &view.features {
+            let position = view
+                .view
+                .features
+                .iter()
+                .position(|f| &f.name == feature)
+                .expect("resolved");
+            let mut values = Vec::with_capacity(entities.rows);
+            let mut statuses = Vec::with_capacity(entities.rows);
+            let mut times = Vec::with_capacity(entities.rows);
+            for row in &rows {
+                match row {
+                    Some(row) => {
+                        let value = row.values.get(position).cloned().unwrap_or(FeatureValue::Null);
+                        values.push(value.to_json());
+                        statuses.push("PRESENT");
+                        times.push(Value::from(rfc3339(row.event_time)));
+                    }
+                    None => {
+                        values.push(Value::Null);
+                        statuses.push("NOT_FOUND");
+                        times.push(Value::from(epoch));
+                    }
+                }
+            }
+            names.push(output.clone());
+            results.push(json!({"values": values, "statuses": statuses, "event_timestamps": times}));
+        }
+    }
+    Ok(json!({"metadata": {"feature_names": names}, "results": results}))
+}
+
+fn entity_type(definitions: &Definitions, entities: &[String], key: &str) -> Option<crate::ValueType> {
+    entities
+        .iter()
+        .filter_map(|e| definitions.entities.get(e))
+        .find(|e| e.join_keys.iter().any(|k| k == key))
+        .and_then(|e| e.value_type)
+}
+
+/// RFC 3339 in UTC with `Z`, fractional digits only when non-zero (3, 6 or 9), as Feast writes event times.
+pub fn rfc3339(nanos: i64) -> String {
+    let seconds = nanos.div_euclid(1_000_000_000);
+    let fraction = nanos.rem_euclid(1_000_000_000);
+    let days = seconds.div_euclid(86_400);
+    let in_day = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let base = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        in_day / 3600,
+        (in_day / 60) % 60,
+        in_day % 60
+    );
+    if fraction == 0 {
+        format!("{base}Z")
+    } else if fraction % 1_000_000 == 0 {
+        format!("{base}.{:03}Z", fraction / 1_000_000)
+    } else if fraction % 1_000 == 0 {
+        format!("{base}.{:06}Z", fraction / 1_000)
+    } else {
+        format!("{base}.{fraction:09}Z")
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_times_are_written_as_feast_writes_them() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_714_557_600_000_000_000), "2024-05-01T10:00:00Z");
+        assert_eq!(rfc3339(1_714_557_600_500_000_000), "2024-05-01T10:00:00.500Z");
+        assert_eq!(rfc3339(1_714_557_600_000_001_000), "2024-05-01T10:00:00.000001Z");
+        assert_eq!(rfc3339(1_714_557_600_000_000_007), "2024-05-01T10:00:00.000000007Z");
+        assert_eq!(rfc3339(-1_000_000_000), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn entity_columns_must_agree_in_length_and_type() {
+        let parse = |text: &str| {
+            let map: Map<String, Value> = serde_json::from_str(text).unwrap();
+            EntityColumns::from_json(&map.into_iter().collect::<Vec<_>>())
+        };
+        assert_eq!(parse(r#"{"driver_id": [1, null, 3]}"#).unwrap().rows, 3);
+        assert!(
+            parse(r#"{"a": [1], "b": [1, 2]}"#)
+                .unwrap_err()
+                .contains("has 2 values")
+        );
+        assert!(parse(r#"{"a": [1, "x"]}"#).unwrap_err().contains("mixes types"));
+        assert!(parse(r#"{"a": [1.5]}"#).unwrap_err().contains("not a whole number"));
+        assert!(parse(r#"{"a": 1}"#).unwrap_err().contains("must be a list"));
+        assert!(parse(r#"{}"#).unwrap_err().contains("empty"));
+    }
+}
