@@ -89,7 +89,10 @@ async fn the_embedded_store_passes_and_keeps_rows_across_a_reopen() {
     let path = dir.path().join("features").join("online.db");
     let store = EmbeddedOnlineStore::open(&path).unwrap();
     // Reads before the first write answer "nothing" and make no file.
-    let nothing = store.read("p", &[("v".to_string(), vec![b"k".to_vec()])]).await.unwrap();
+    let nothing = store
+        .read("p", &[("v".to_string(), vec![b"k".to_vec()])])
+        .await
+        .unwrap();
     assert_eq!(nothing, vec![vec![None]]);
     assert_eq!(store.watermark("p", "v").await.unwrap(), None);
     assert!(!dir.path().join("features").exists());

@@ -6,6 +6,7 @@ pub mod browser_origins;
 pub mod commands;
 pub mod config;
 pub mod embeddings;
+pub mod feature_join;
 pub mod gates;
 pub mod model_fetch;
 pub mod network;
@@ -91,6 +92,12 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
     monitoring.set_alias_gate(Arc::new(gates::RegistryGate(gate_service.clone())));
     monitoring.start();
     serving.extra_metrics.push(monitoring.clone());
+    let feature_definitions: Arc<dyn loopline_metadata_store::FeatureDefinitionStore> = store.clone();
+    let features = open_features(config, feature_definitions).await?;
+    serving.features = Some(Arc::new(feature_join::FeatureJoiner::new(
+        metadata.clone(),
+        features.clone(),
+    )));
     let api_base_schemes: Vec<String> = match config.gateway.api_base_allowed_schemes.as_slice() {
         [] => vec!["https".to_string()],
         schemes => schemes
@@ -190,8 +197,6 @@ pub async fn build_application(config: &ServerConfig) -> anyhow::Result<Applicat
         webhooks: webhooks.clone(),
     };
     let vectors = open_vectors(&config.data_dir).await?;
-    let feature_definitions: Arc<dyn loopline_metadata_store::FeatureDefinitionStore> = store.clone();
-    let features = open_features(config, feature_definitions).await?;
     let prediction_log = serving.log.clone();
     let log_browse = loopline_serving::log_browse::routes(state.artifacts.clone());
     let snapshot_store = state.artifacts.clone();
@@ -547,6 +552,7 @@ fn serving_state(
             log,
             deployments: None,
             extra_metrics: Vec::new(),
+            features: None,
         },
         source,
     ))

@@ -7,6 +7,7 @@ pub mod body_budget;
 pub mod catalog;
 pub mod conform;
 pub mod dispatch;
+pub mod feature_join;
 pub mod log_browse;
 pub mod log_encoding;
 pub mod log_reader;

@@ -39,6 +39,8 @@ pub struct ServingState {
     pub deployments: Option<Arc<dyn Deployments>>,
     /// Other services whose gauges `/metrics` shows (monitors).
     pub extra_metrics: Vec<Arc<dyn MetricsSource>>,
+    /// Online features joined into requests of models that declare a feature service.
+    pub features: Option<Arc<dyn crate::feature_join::FeatureJoin>>,
 }
 
 /// A service that adds its own families to `/metrics`.
@@ -768,6 +770,30 @@ async fn score(state: &ServingState, name: &str, target: Target<'_>, headers: &H
             record(&labels, Outcome::BadInput);
             return mlflow_error(StatusCode::BAD_REQUEST, message);
         }
+    };
+    let inputs = match &state.features {
+        Some(features) => {
+            let model = match (&target, &served) {
+                (Target::Deployment(deployment), _) => deployment.model().to_string(),
+                (_, Some(served)) => served.name.clone(),
+                _ => name.to_string(),
+            };
+            match features.join(&model, inputs).await {
+                Ok(joined) => joined,
+                Err((status, message)) => {
+                    record(
+                        &labels,
+                        if status.is_client_error() {
+                            Outcome::BadInput
+                        } else {
+                            Outcome::Failure
+                        },
+                    );
+                    return mlflow_error(status, message);
+                }
+            }
+        }
+        None => inputs,
     };
     let request_id = headers
         .get(REQUEST_ID)

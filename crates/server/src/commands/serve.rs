@@ -119,6 +119,7 @@ async fn serve(mut args: ServeArgs) -> ExitCode {
         log: log.clone(),
         deployments: None,
         extra_metrics: Vec::new(),
+        features: None,
     };
     let address = format!("{}:{}", args.host, args.port);
     let listener = match tokio::net::TcpListener::bind(&address).await {

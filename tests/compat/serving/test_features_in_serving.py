@@ -1,0 +1,106 @@
+"""A model that declares a feature service is called with entity ids: the server joins the online features
+before the model runs. Trained on a training set from `loopline features historical`, logged and registered
+with the stock mlflow client, tagged with its feature service, and served; its answers equal the model's own
+predictions on the same features looked up through Feast's online API."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from loopline_process import binary
+
+DEFINITIONS = """
+project: rides
+entities: [{name: driver, join_keys: [driver_id], value_type: int64}]
+sources: [{name: driver_stats, path: driver_stats.parquet, timestamp_field: event_timestamp}]
+feature_views:
+  - {name: driver_hourly, entities: [driver], ttl: 1d, source: driver_stats,
+     schema: [{name: conv_rate, dtype: float64}, {name: trips, dtype: int64}]}
+feature_services: [{name: ranking, features: [driver_hourly]}]
+"""
+
+
+@pytest.fixture(scope="module")
+def ranker(server, tmp_path_factory):
+    import mlflow
+    import xgboost as xgb
+    from mlflow import MlflowClient
+
+    directory = tmp_path_factory.mktemp("features")
+    rng = np.random.default_rng(3)
+    start = pd.Timestamp("2024-05-01T00:00:00Z")
+    stats = pd.DataFrame({
+        "driver_id": rng.integers(1, 50, 3000).astype("int64"),
+        "event_timestamp": start + pd.to_timedelta(rng.integers(0, 24 * 60, 3000), unit="min"),
+        "conv_rate": rng.random(3000).round(4),
+        "trips": rng.integers(0, 300, 3000).astype("int64"),
+    })
+    stats.to_parquet(directory / "driver_stats.parquet")
+    entities = pd.DataFrame({
+        "driver_id": rng.integers(1, 50, 2000).astype("int64"),
+        "event_timestamp": start + pd.to_timedelta(rng.integers(60, 24 * 60, 2000), unit="min"),
+    })
+    entities["label"] = rng.random(2000)
+    entities.to_parquet(directory / "entities.parquet")
+    (directory / "features.yaml").write_text(DEFINITIONS)
+    cli = {**os.environ, "MLFLOW_TRACKING_URI": server.url}
+    run = lambda *args: subprocess.run([binary(), "features", *args], cwd=directory, env=cli, check=True,  # noqa: E731
+                                       capture_output=True, text=True)
+    run("historical", "--entities", "entities.parquet", "--service", "ranking", "-o", "train.parquet")
+    train = pd.read_parquet(directory / "train.parquet").dropna()
+    features = ["conv_rate", "trips"]
+    train["label"] = train["conv_rate"] * 2 + train["trips"] / 100
+    model = xgb.XGBRegressor(n_estimators=20, max_depth=3).fit(train[features], train["label"])
+    client = MlflowClient()
+    for name, tags in [("ranker", {}),
+                       ("ranker_with_defaults", {"loopline.features.on_missing": "defaults",
+                                                 "loopline.features.defaults": '{"conv_rate": 0.5, "trips": 7}'})]:
+        mlflow.xgboost.log_model(model, name="model", input_example=train[features].head(5),
+                                 registered_model_name=name)
+        client.set_registered_model_tag(name, "loopline.features.service", "ranking")
+        for key, value in tags.items():
+            client.set_registered_model_tag(name, key, value)
+    run("apply")
+    run("materialize", "2024-04-30T00:00:00", "2024-05-03T00:00:00")
+    return model, features
+
+
+def score(server, model_name, ids):
+    body = {"dataframe_split": {"columns": ["driver_id"], "data": [[i] for i in ids]}}
+    return requests.post(f"{server.url}/models/{model_name}/versions/1/invocations", json=body, timeout=60)
+
+
+def test_a_model_called_with_entity_ids_equals_the_model_on_the_joined_features(server, ranker):
+    model, features = ranker
+    ids = [3, 11, 17, 29, 41]
+    answer = score(server, "ranker", ids)
+    assert answer.status_code == 200, answer.text
+    online = requests.post(f"{server.url}/get-online-features",
+                           json={"feature_service": "ranking", "entities": {"driver_id": ids}}, timeout=30).json()
+    columns = dict(zip(online["metadata"]["feature_names"], online["results"]))
+    assert all(s == "PRESENT" for name in features for s in columns[name]["statuses"])
+    joined = pd.DataFrame({name: columns[name]["values"] for name in features})
+    np.testing.assert_allclose(answer.json()["predictions"], model.predict(joined), rtol=1e-6)
+
+
+def test_an_unknown_entity_is_a_404_naming_it_or_gets_the_declared_defaults(server, ranker):
+    model, features = ranker
+    missing = score(server, "ranker", [3, 999])
+    assert missing.status_code == 404
+    assert "driver_id=999" in missing.json()["message"]
+    answer = score(server, "ranker_with_defaults", [999])
+    assert answer.status_code == 200, answer.text
+    defaults = pd.DataFrame({"conv_rate": [0.5], "trips": [7]})
+    np.testing.assert_allclose(answer.json()["predictions"], model.predict(defaults), rtol=1e-6)
+
+
+def test_a_request_without_the_entity_column_says_which_column_to_send(server, ranker):
+    body = {"dataframe_split": {"columns": ["driver"], "data": [[3]]}}
+    answer = requests.post(f"{server.url}/models/ranker/versions/1/invocations", json=body, timeout=60)
+    assert answer.status_code == 400
+    assert "'driver_id'" in answer.json()["message"]
