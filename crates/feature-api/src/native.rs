@@ -67,7 +67,9 @@ pub async fn project(
 #[serde(deny_unknown_fields)]
 struct ApplyRequest {
     /// The definitions file's text.
-    yaml: String,
+    yaml: Option<String>,
+    /// Or a Feast registry (`registry.db`), base64.
+    feast_registry: Option<String>,
     /// The absolute directory relative source paths are taken from.
     base_dir: String,
     /// Apply only if the project is still at this version.
@@ -89,8 +91,25 @@ pub async fn apply(State(api): State<FeatureApi>, UrlPath(project): UrlPath<Stri
                 request.base_dir
             )));
         }
-        let definitions =
-            Definitions::from_yaml(&request.yaml, base, "the definitions").map_err(ApiError::from_features)?;
+        let definitions = match (&request.yaml, &request.feast_registry) {
+            (Some(yaml), None) => {
+                Definitions::from_yaml(yaml, base, "the definitions").map_err(ApiError::from_features)?
+            }
+            (None, Some(registry)) => {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(registry)
+                    .map_err(|_| ApiError::bad_request("feast_registry is not base64".to_string()))?;
+                loopline_features::feast_registry::from_bytes(&bytes, Some(&project), base)
+                    .map_err(|m| ApiError::bad_request(format!("the Feast registry: {m}")))?
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give the definitions as `yaml` (Loopline's format) or `feast_registry` (base64 of registry.db)"
+                        .to_string(),
+                ));
+            }
+        };
         if definitions.project != project {
             return Err(ApiError::bad_request(format!(
                 "the definitions are of project `{}`, not `{project}`",

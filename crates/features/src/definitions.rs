@@ -222,8 +222,12 @@ struct ServiceSpec {
 }
 
 impl Definitions {
-    /// Reads and checks a definitions file; relative source paths are taken from the file's directory.
+    /// Reads and checks definitions: a Loopline YAML file (relative source paths are taken from its
+    /// directory), or a Feast repository (a directory with `feature_store.yaml`) or its registry file.
     pub fn from_file(path: &Path) -> Result<Definitions, FeatureError> {
+        if crate::feast_registry::is_feast(path) {
+            return crate::feast_registry::read(path, None);
+        }
         let origin = path.display().to_string();
         let metadata = std::fs::metadata(path).map_err(|e| FeatureError::definitions(&origin, e.to_string()))?;
         if metadata.len() > MAX_DEFINITIONS_BYTES as u64 {

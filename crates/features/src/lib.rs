@@ -5,6 +5,7 @@
 pub mod definitions;
 pub mod diff;
 pub mod error;
+pub mod feast_registry;
 pub mod historical;
 pub mod keys;
 pub mod materialize;

@@ -125,3 +125,27 @@ def test_a_name_collision_without_full_names_is_refused_and_nothing_is_written(w
     assert "feature name collision" in result.stderr and "conv_rate" in result.stderr
     assert not (directory / "collide.parquet").exists()
     assert not [p for p in directory.iterdir() if p.name.startswith(".")], "no partial or spill files are left"
+
+
+def test_definitions_read_from_feasts_registry_give_the_same_training_set(workspace):
+    directory, _, _ = workspace
+    from_yaml = loopline_historical(directory, "--service", "everything", "--full-feature-names")
+    out = directory / "from_registry.parquet"
+    subprocess.run([BINARY, "features", "historical", "-d", str(directory / "feast_repo"),
+                    "--entities", str(directory / "entities.parquet"), "--service", "everything",
+                    "--full-feature-names", "-o", str(out)], check=True, capture_output=True, text=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), from_yaml)
+
+
+def test_a_registry_of_an_unsupported_version_or_not_a_registry_is_refused_by_name(workspace):
+    directory, _, _ = workspace
+    from feast.protos.feast.core import Registry_pb2
+
+    registry = Registry_pb2.Registry()
+    registry.ParseFromString((directory / "feast_repo" / "data" / "registry.db").read_bytes())
+    registry.registry_schema_version = "7"
+    (directory / "future.db").write_bytes(registry.SerializeToString())
+    (directory / "garbage.db").write_bytes(b"\xff\xfe not protobuf at all")
+    for name, wanted in [("future.db", 'schema version "7"'), ("garbage.db", "not a Feast registry")]:
+        result = subprocess.run([BINARY, "features", "check", "-d", str(directory / name)], capture_output=True, text=True)
+        assert result.returncode == 2 and wanted in result.stderr, result.stderr

@@ -1,5 +1,5 @@
 """Loopline's online API against Feast's own feature server (`feast serve`), both over the same registry of
-definitions and the same data, materialised by each (`feast materialize`, `loopline features materialize`):
+definitions (the registry `feast apply` wrote, which Loopline reads) and the same data, materialised by each (`feast materialize`, `loopline features materialize`):
 every answer to `/get-online-features` is compared whole (names, values, statuses, event times), and so are
 pushed rows."""
 
@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from feast_data import BINARY, LOOPLINE_DEFINITIONS, feast_store, make_data
+from feast_data import BINARY, feast_store, make_data
 from loopline_process import LooplineProcess, free_port
 
 START, END = "2024-04-01T00:00:00", "2024-06-01T00:00:00"
@@ -43,9 +43,9 @@ def servers(tmp_path_factory):
     port = free_port()
     loopline = LooplineProcess(["server", "--port", str(port), "--data-dir", str(directory / "loopline-data")], port,
                                directory / "loopline.log")
-    (directory / "features.yaml").write_text(LOOPLINE_DEFINITIONS)
+    # Loopline reads the very registry `feast apply` wrote.
     cli = {**os.environ, "MLFLOW_TRACKING_URI": loopline.url}
-    applied = subprocess.run([BINARY, "features", "apply", "-d", str(directory / "features.yaml")], env=cli,
+    applied = subprocess.run([BINARY, "features", "apply", "-d", str(repo)], env=cli,
                              check=True, capture_output=True, text=True)
     assert "+ feature view driver_stats" in applied.stdout and "version 1" in applied.stdout
     subprocess.run([BINARY, "features", "materialize", START, END], env=cli, check=True, capture_output=True)

@@ -182,18 +182,42 @@ fn views(names: &[String]) -> Value {
 
 fn apply(args: ApplyArgs) -> Result<(), String> {
     let definitions = Definitions::from_file(&args.definitions).map_err(|e| e.to_string())?;
-    let text =
-        std::fs::read_to_string(&args.definitions).map_err(|e| format!("{}: {e}", args.definitions.display()))?;
     let absolute =
         std::path::absolute(&args.definitions).map_err(|e| format!("{}: {e}", args.definitions.display()))?;
-    let base = absolute
-        .parent()
-        .and_then(|p| p.canonicalize().ok())
-        .ok_or_else(|| format!("{} has no readable directory", args.definitions.display()))?;
+    // A Feast repository is sent as its registry, read again on the server; a YAML file as its text.
+    let (field, content, base) = if loopline_features::feast_registry::is_feast(&args.definitions) {
+        use base64::Engine;
+        let (registry, repo) = if absolute.is_dir() {
+            let registry = loopline_features::feast_registry::registry_path(&absolute).map_err(|e| e.to_string())?;
+            (registry, absolute.clone())
+        } else {
+            let repo = absolute
+                .parent()
+                .and_then(std::path::Path::parent)
+                .unwrap_or(&absolute)
+                .to_path_buf();
+            (absolute.clone(), repo)
+        };
+        let bytes = std::fs::read(&registry).map_err(|e| format!("{}: {e}", registry.display()))?;
+        (
+            "feast_registry",
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            repo,
+        )
+    } else {
+        let text =
+            std::fs::read_to_string(&args.definitions).map_err(|e| format!("{}: {e}", args.definitions.display()))?;
+        let base = absolute
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .ok_or_else(|| format!("{} has no directory", args.definitions.display()))?;
+        ("yaml", text, base)
+    };
+    let base = base.canonicalize().map_err(|e| format!("{}: {e}", base.display()))?;
     let client = Client::new(&args.server)?;
     let path = format!("/api/loopline/v1/features/projects/{}/apply", definitions.project);
     runtime_block(async {
-        let body = |dry: bool, expected: Option<i64>| json!({"yaml": text, "base_dir": base, "dry_run": dry, "expected_version": expected});
+        let body = |dry: bool, expected: Option<i64>| json!({field: content, "base_dir": base, "dry_run": dry, "expected_version": expected});
         let plan = client.ok(Method::POST, &path, Some(body(true, None))).await?;
         let changes: Vec<&str> = plan["changes"]
             .as_array()
