@@ -15,7 +15,6 @@ usage: python bench.py --loopline target/release/loopline --loadgen bench/servin
 import argparse
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -140,15 +139,18 @@ def feast_env():
 
 
 def child(command, memory_gib=None, cwd=None, env=None):
-    """Runs a command; returns (seconds, peak RSS in MiB of the child, exit code, stderr tail)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Runs a command; returns (seconds, peak RSS in MiB of that child alone, exit code, stderr tail)."""
     if memory_gib:
         command = ["prlimit", f"--as={int(memory_gib * (1 << 30))}", "--", *command]
     started = time.monotonic()
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024, done.returncode, done.stderr[-600:]
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - started
+        errors.seek(0)
+        tail = errors.read().decode(errors="replace")[-600:]
+    return seconds, usage.ru_maxrss / 1024, process.returncode, tail
 
 
 FEAST_JOIN = """
@@ -236,7 +238,8 @@ def online(args, directory: Path, repo: Path, redis_port: int):
                                         "entities": {"driver_id": rng.integers(0, 100_000, count).tolist()}}))
             for label, port in (("feast", feast_port), ("loopline", loopline_port)):
                 url = f"http://127.0.0.1:{port}/get-online-features"
-                same = requests.post(url, data=body.read_bytes(), timeout=30)
+                same = requests.post(url, data=body.read_bytes(), timeout=30,
+                                     headers={"content-type": "application/json"})
                 assert same.status_code == 200, same.text
                 subprocess.run([args.loadgen, url, str(body), "2", "2"], capture_output=True, check=True)
                 for concurrency in (1, 8):

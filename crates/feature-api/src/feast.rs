@@ -33,10 +33,9 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Box<Response
 }
 
 async fn definitions(api: &FeatureApi, project: Option<&str>) -> Result<Arc<Definitions>, ApiError> {
-    let project = api.registry.project_for(project).await?;
-    match api.registry.current(&project).await? {
-        Some((_, definitions)) => Ok(definitions),
-        None => Err(ApiError::not_found(
+    match api.registry.current_for(project).await? {
+        (_, Some(definitions)) => Ok(definitions),
+        (project, None) => Err(ApiError::not_found(
             "FeastObjectNotFoundException",
             format!("project `{project}` has no feature definitions; run `loopline features apply`"),
         )),

@@ -43,6 +43,24 @@ impl FeatureRegistry {
             .feature_definitions_version(project)
             .await
             .map_err(ApiError::store)?;
+        self.at_version(project, version).await
+    }
+
+    /// The definitions a request means (the project it names, or the only one) and their newest version,
+    /// found with one query.
+    pub async fn current_for(&self, asked: Option<&str>) -> Result<(String, Option<Arc<Definitions>>), ApiError> {
+        match asked {
+            Some(project) => Ok((project.to_string(), self.current(project).await?.map(|(_, d)| d))),
+            None => {
+                let projects = self.store.feature_projects().await.map_err(ApiError::store)?;
+                let project = only_project(&projects)?;
+                let version = projects.iter().find(|(p, _)| *p == project).map_or(0, |(_, v)| *v);
+                Ok((project.clone(), self.at_version(&project, version).await?.map(|(_, d)| d)))
+            }
+        }
+    }
+
+    async fn at_version(&self, project: &str, version: i64) -> Result<Option<(i64, Arc<Definitions>)>, ApiError> {
         if version == 0 {
             return Ok(None);
         }
@@ -73,17 +91,7 @@ impl FeatureRegistry {
             return Ok(project.to_string());
         }
         let projects = self.store.feature_projects().await.map_err(ApiError::store)?;
-        match projects.as_slice() {
-            [(only, _)] => Ok(only.clone()),
-            [] => Err(ApiError::not_found(
-                "FeastObjectNotFoundException",
-                "no feature definitions are applied on this server; run `loopline features apply`".to_string(),
-            )),
-            many => Err(ApiError::bad_request(format!(
-                "this server holds several feature projects ({:?}); add `?project=NAME` to the URL",
-                many.iter().map(|(p, _)| p).collect::<Vec<_>>()
-            ))),
-        }
+        only_project(&projects)
     }
 
     /// Every project and its newest version.
@@ -137,6 +145,22 @@ impl FeatureRegistry {
                 "project `{project}` changed while this apply was checked; apply again"
             ))),
         }
+    }
+}
+
+/// The only project, or an error saying how to choose one.
+fn only_project(projects: &[(String, i64)]) -> Result<String, ApiError> {
+    match projects {
+        [(only, _)] => Ok(only.clone()),
+        [] => Err(ApiError::not_found(
+            "FeastObjectNotFoundException",
+            "no feature definitions are applied on this server; run `loopline features apply`".to_string(),
+        )),
+        many => Err(ApiError::bad_request(format!(
+            "this server holds several feature projects ({:?}); name one with `?project=NAME` in the URL \
+             (`--project` on the command line)",
+            many.iter().map(|(p, _)| p).collect::<Vec<_>>()
+        ))),
     }
 }
 

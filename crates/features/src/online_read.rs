@@ -220,6 +220,11 @@ pub async fn lookup(
         })
         .collect();
     for (view, rows) in selection.views.iter().zip(found) {
+        // Each row's event time is written once for all the view's features.
+        let row_times: Vec<Value> = rows
+            .iter()
+            .map(|row| Value::from(row.as_ref().map_or_else(|| epoch.to_string(), |r| rfc3339(r.event_time))))
+            .collect();
         for (feature, output) in &view.features {
             let position = view
                 .view
@@ -230,20 +235,18 @@ pub async fn lookup(
             let mut values = Vec::with_capacity(entities.rows);
             let mut statuses = Vec::with_capacity(entities.rows);
             let mut times = Vec::with_capacity(entities.rows);
-            for row in &rows {
+            for (row, time) in rows.iter().zip(&row_times) {
                 match row {
                     Some(row) => {
-                        let value = row.values.get(position).cloned().unwrap_or(FeatureValue::Null);
-                        values.push(value.to_json());
+                        values.push(row.values.get(position).map_or(Value::Null, FeatureValue::to_json));
                         statuses.push("PRESENT");
-                        times.push(Value::from(rfc3339(row.event_time)));
                     }
                     None => {
                         values.push(Value::Null);
                         statuses.push("NOT_FOUND");
-                        times.push(Value::from(epoch));
                     }
                 }
+                times.push(time.clone());
             }
             names.push(output.clone());
             results.push(json!({"values": values, "statuses": statuses, "event_timestamps": times}));

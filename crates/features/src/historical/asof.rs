@@ -2,8 +2,10 @@
 //! latest at or before the entity time (ties: the latest created time, a missing created time counting as the
 //! earliest), kept only when it is no older than the view's TTL. Both bounds are inclusive, as in Feast.
 
-use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::fast::FixedState;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt64Type};
@@ -94,6 +96,10 @@ pub fn join_partition(
 }
 
 /// For each entity row (in its order), the position of its source row, if any.
+///
+/// Rows are grouped by key through a hash map (each distinct key gets a dense id, then a counting sort puts
+/// each key's rows together); only the rows of one key are sorted by time. That is linear in the rows but for
+/// the small per-key sorts, where sorting whole partitions by key bytes was dominated by byte comparisons.
 pub fn match_rows(
     e_keys: &BinaryArray,
     e_times: &Int64Array,
@@ -102,63 +108,88 @@ pub fn match_rows(
     s_created: &Int64Array,
     ttl_nanos: Option<i64>,
 ) -> Vec<Option<u32>> {
-    let time = |array: &Int64Array, i: usize| if array.is_null(i) { None } else { Some(array.value(i)) };
-    let mut entity_order: Vec<u32> = (0..e_keys.len() as u32)
-        .filter(|&i| !e_keys.is_null(i as usize) && !e_times.is_null(i as usize))
-        .collect();
-    entity_order.sort_unstable_by(|&a, &b| {
-        let (a, b) = (a as usize, b as usize);
-        e_keys
-            .value(a)
-            .cmp(e_keys.value(b))
-            .then(e_times.value(a).cmp(&e_times.value(b)))
-    });
+    let mut ids: HashMap<&[u8], u32, FixedState> = HashMap::with_capacity_and_hasher(1024, FixedState::default());
     // Source rows without a key or an event time were dropped before partitioning.
-    let mut source_order: Vec<u32> = (0..s_keys.len() as u32).collect();
-    source_order.sort_unstable_by(|&a, &b| {
-        let (a, b) = (a as usize, b as usize);
-        s_keys
-            .value(a)
-            .cmp(s_keys.value(b))
-            .then(s_times.value(a).cmp(&s_times.value(b)))
-            // None (no created time) orders first, so it loses every tie.
-            .then(time(s_created, a).cmp(&time(s_created, b)))
-    });
+    let source_ids: Vec<u32> = (0..s_keys.len())
+        .map(|s| {
+            let next = ids.len() as u32;
+            *ids.entry(s_keys.value(s)).or_insert(next)
+        })
+        .collect();
+    let groups = ids.len();
+    let source_order = counting_sort(&source_ids, groups);
+    let created = |s: usize| if s_created.is_null(s) { None } else { Some(s_created.value(s)) };
+
+    let mut entity_ids = vec![u32::MAX; e_keys.len()];
+    for (e, id) in entity_ids.iter_mut().enumerate() {
+        if e_keys.is_null(e) || e_times.is_null(e) {
+            continue;
+        }
+        if let Some(found) = ids.get(e_keys.value(e)) {
+            *id = *found;
+        }
+    }
+    let entity_order = counting_sort(&entity_ids, groups);
 
     let mut matches = vec![None; e_keys.len()];
-    let mut j = 0usize;
-    let mut best: Option<usize> = None;
-    let mut group: Option<&[u8]> = None;
-    for &e in &entity_order {
-        let e = e as usize;
-        let key = e_keys.value(e);
-        let at = e_times.value(e);
-        if group != Some(key) {
-            group = Some(key);
-            best = None;
-            while j < source_order.len() && s_keys.value(source_order[j] as usize) < key {
+    let mut source_rows: Vec<u32> = Vec::new();
+    let mut entity_rows: Vec<u32> = Vec::new();
+    for group in 0..groups {
+        source_rows.clear();
+        source_rows.extend_from_slice(&source_order.rows[source_order.starts[group]..source_order.starts[group + 1]]);
+        entity_rows.clear();
+        entity_rows.extend_from_slice(&entity_order.rows[entity_order.starts[group]..entity_order.starts[group + 1]]);
+        if entity_rows.is_empty() {
+            continue;
+        }
+        // None (no created time) orders first, so it loses every tie on event time.
+        source_rows.sort_unstable_by_key(|&s| (s_times.value(s as usize), created(s as usize)));
+        entity_rows.sort_unstable_by_key(|&e| e_times.value(e as usize));
+        let mut j = 0usize;
+        let mut best: Option<usize> = None;
+        for &e in &entity_rows {
+            let e = e as usize;
+            let at = e_times.value(e);
+            while j < source_rows.len() && s_times.value(source_rows[j] as usize) <= at {
+                best = Some(source_rows[j] as usize);
                 j += 1;
             }
-        }
-        while j < source_order.len() {
-            let s = source_order[j] as usize;
-            if s_keys.value(s) != key || s_times.value(s).cmp(&at) == Ordering::Greater {
-                break;
-            }
-            best = Some(s);
-            j += 1;
-        }
-        if let Some(s) = best {
-            let fresh = match ttl_nanos {
-                None => true,
-                Some(ttl) => s_times.value(s) >= at.saturating_sub(ttl),
-            };
-            if fresh {
-                matches[e] = Some(s as u32);
+            if let Some(s) = best {
+                let fresh = ttl_nanos.is_none_or(|ttl| s_times.value(s) >= at.saturating_sub(ttl));
+                if fresh {
+                    matches[e] = Some(s as u32);
+                }
             }
         }
     }
     matches
+}
+
+/// Row positions grouped by id (ids `>= groups` are left out), with where each group starts.
+struct Grouped {
+    rows: Vec<u32>,
+    starts: Vec<usize>,
+}
+
+fn counting_sort(ids: &[u32], groups: usize) -> Grouped {
+    let mut starts = vec![0usize; groups + 1];
+    for &id in ids {
+        if (id as usize) < groups {
+            starts[id as usize + 1] += 1;
+        }
+    }
+    for g in 0..groups {
+        starts[g + 1] += starts[g];
+    }
+    let mut next = starts.clone();
+    let mut rows = vec![0u32; starts[groups]];
+    for (row, &id) in ids.iter().enumerate() {
+        if (id as usize) < groups {
+            rows[next[id as usize]] = row as u32;
+            next[id as usize] += 1;
+        }
+    }
+    Grouped { rows, starts }
 }
 
 /// The schema of a partition's output: the entity row number, then the features.

@@ -121,11 +121,17 @@ pub fn build_training_set(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let entity_rows = entity.table.rows();
+    // Views are joined side by side, each with its share of the memory limit.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(selection.views.len())
+        .max(1);
+    let share = request.memory_limit / threads;
     let partitions: Vec<usize> = selection
         .views
         .iter()
         .zip(&sources)
-        .map(|(view, source)| partition_count(entity_rows, source, view, request.memory_limit))
+        .map(|(view, source)| partition_count(entity_rows, source, view, share))
         .collect();
     let spill_root = if partitions.iter().any(|&p| p > 1) {
         let parent = request.spill_dir.clone().unwrap_or_else(|| output_dir.clone());
@@ -142,19 +148,58 @@ pub fn build_training_set(
     let out_row_bytes = 8 + 16 * outputs.len().max(1);
     let chunk_rows = (request.memory_limit / 4 / (total_partitions * out_row_bytes)).clamp(1024, 65_536);
 
+    let total_rows = sources
+        .iter()
+        .map(|s| s.rows)
+        .chain(std::iter::repeat_n(entity_rows, sources.len()))
+        .sum::<Option<u64>>();
+    progress.stage(&format!("joining {} feature view(s)", selection.views.len()), total_rows);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<Joined, FeatureError>>>> =
+        selection.views.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(view) = selection.views.get(index) else {
+                        break;
+                    };
+                    let count = partitions[index];
+                    let dir = if count > 1 { spill_root.as_ref().map(|d| d.path()) } else { None };
+                    let joined = join_view(view, &sources[index], &entity, count, dir, chunk_rows, progress);
+                    let failed = joined.is_err();
+                    *results[index].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(joined);
+                    if failed {
+                        // The others stop at their next view; the first error is reported.
+                        next.store(usize::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
     let mut joined: Vec<Vec<Stored>> = Vec::with_capacity(selection.views.len());
     let mut summary_views = Vec::new();
     let mut source_rows = 0u64;
-    for ((view, source), &count) in selection.views.iter().zip(&sources).zip(&partitions) {
-        let dir = if count > 1 {
-            spill_root.as_ref().map(|d| d.path())
-        } else {
-            None
-        };
-        let (parts, read, matched) = join_view(view, source, &entity, count, dir, chunk_rows, progress)?;
-        source_rows += read;
-        summary_views.push((view.view.name.clone(), count, matched));
-        joined.push(parts);
+    let mut first_error = None;
+    for ((view, result), &count) in selection.views.iter().zip(results).zip(&partitions) {
+        match result.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            Some(Ok((parts, read, matched))) => {
+                source_rows += read;
+                summary_views.push((view.view.name.clone(), count, matched));
+                joined.push(parts);
+            }
+            Some(Err(error)) => {
+                first_error.get_or_insert(error);
+            }
+            None => {}
+        }
+    }
+    if let Some(error) = first_error {
+        for parts in joined {
+            parts.into_iter().for_each(Stored::discard);
+        }
+        return Err(error);
     }
 
     progress.stage("writing the training set", entity_rows);
@@ -260,7 +305,6 @@ fn join_view(
     let source_schema = source.prepared_schema(&outputs);
     let file_name = |kind: &str, p: usize| format!("{}-{kind}-{p}.arrows", sanitize(name));
 
-    progress.stage(&format!("{name}: reading entity rows"), entity.table.rows());
     let mut entity_sinks = (0..partitions)
         .map(|p| Sink::new(&entity_schema, dir, &file_name("entities", p)))
         .collect::<Result<Vec<_>, _>>()?;
@@ -287,7 +331,6 @@ fn join_view(
         .map(Sink::finish)
         .collect::<Result<Vec<_>, _>>()?;
 
-    progress.stage(&format!("{name}: reading source `{}`", source.source.name), source.rows);
     let mut source_sinks = (0..partitions)
         .map(|p| Sink::new(&source_schema, dir, &file_name("source", p)))
         .collect::<Result<Vec<_>, _>>()?;
@@ -329,7 +372,6 @@ fn join_view(
             sink.push(batch)?;
         }
         joined.push(sink.finish()?);
-        progress.advance(1);
     }
     Ok((joined, read, matched))
 }
