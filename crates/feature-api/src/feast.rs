@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -19,17 +20,51 @@ use crate::error::{ApiError, unprocessable};
 use crate::materialize::{self, Window};
 
 /// `?project=` (when the server holds several) and Feast's `?async=` / `?force=`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub struct Options {
     project: Option<String>,
-    #[serde(rename = "async", default)]
     background: bool,
-    #[serde(default)]
     force: bool,
 }
 
-pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Box<Response>> {
-    serde_json::from_slice(bytes).map_err(|e| Box::new(unprocessable(format!("the body is not the request: {e}"))))
+/// The query options and the JSON body of a Feast route, every refusal in Feast's shapes.
+pub(crate) async fn read<T: DeserializeOwned>(raw: Option<String>, body: Body) -> Result<(Options, T), Box<Response>> {
+    let options = parse_options(raw.as_deref()).map_err(|m| Box::new(ApiError::bad_request(m).feast()))?;
+    let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES).await.map_err(|_| {
+        Box::new(
+            ApiError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                class: "FeastError",
+                message: format!(
+                    "the body is larger than {} bytes; send less at a time",
+                    crate::MAX_BODY_BYTES
+                ),
+            }
+            .feast(),
+        )
+    })?;
+    let request = serde_json::from_slice(&bytes)
+        .map_err(|e| Box::new(unprocessable(format!("the body is not the request: {e}"))))?;
+    Ok((options, request))
+}
+
+fn parse_options(raw: Option<&str>) -> Result<Options, String> {
+    let mut options = Options::default();
+    let flag = |name: &str, value: &str| match value {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(format!("`{name}` is {other:?}; use true or false")),
+    };
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "project" if options.project.is_some() => return Err("`project` is given twice".to_string()),
+            "project" => options.project = Some(value.into_owned()),
+            "async" => options.background = flag("async", &value)?,
+            "force" => options.force = flag("force", &value)?,
+            _ => {}
+        }
+    }
+    Ok(options)
 }
 
 async fn definitions(api: &FeatureApi, project: Option<&str>) -> Result<Arc<Definitions>, ApiError> {
@@ -56,13 +91,9 @@ struct OnlineRequest {
 }
 
 /// `POST /get-online-features`.
-pub async fn get_online_features(
-    State(api): State<FeatureApi>,
-    Query(options): Query<Options>,
-    bytes: Bytes,
-) -> Response {
-    let request: OnlineRequest = match body(&bytes) {
-        Ok(request) => request,
+pub async fn get_online_features(State(api): State<FeatureApi>, RawQuery(raw): RawQuery, body: Body) -> Response {
+    let (options, request): (Options, OnlineRequest) = match read(raw, body).await {
+        Ok(read) => read,
         Err(response) => return *response,
     };
     match online(&api, options.project.as_deref(), request).await {
@@ -122,9 +153,9 @@ fn online_only() -> String {
 }
 
 /// `POST /push`: rows for every view reading the push source.
-pub async fn push(State(api): State<FeatureApi>, Query(options): Query<Options>, bytes: Bytes) -> Response {
-    let request: PushRequest = match body(&bytes) {
-        Ok(request) => request,
+pub async fn push(State(api): State<FeatureApi>, RawQuery(raw): RawQuery, body: Body) -> Response {
+    let (options, request): (Options, PushRequest) = match read(raw, body).await {
+        Ok(read) => read,
         Err(response) => return *response,
     };
     let result = async {
@@ -194,13 +225,9 @@ struct WriteRequest {
 }
 
 /// `POST /write-to-online-store`: rows straight into one view.
-pub async fn write_to_online_store(
-    State(api): State<FeatureApi>,
-    Query(options): Query<Options>,
-    bytes: Bytes,
-) -> Response {
-    let request: WriteRequest = match body(&bytes) {
-        Ok(request) => request,
+pub async fn write_to_online_store(State(api): State<FeatureApi>, RawQuery(raw): RawQuery, body: Body) -> Response {
+    let (options, request): (Options, WriteRequest) = match read(raw, body).await {
+        Ok(read) => read,
         Err(response) => return *response,
     };
     let result = async {
@@ -234,20 +261,20 @@ struct MaterializeRequest {
 }
 
 /// `POST /materialize`: a time range into the online store.
-pub async fn materialize(State(api): State<FeatureApi>, Query(options): Query<Options>, bytes: Bytes) -> Response {
-    let request: MaterializeRequest = match body(&bytes) {
-        Ok(request) => request,
+pub async fn materialize(State(api): State<FeatureApi>, RawQuery(raw): RawQuery, body: Body) -> Response {
+    let (options, request): (Options, MaterializeRequest) = match read(raw, body).await {
+        Ok(read) => read,
         Err(response) => return *response,
     };
     let window = match (request.disable_event_timestamp, &request.start_ts, &request.end_ts) {
         (true, _, _) => Ok(Window::Everything),
-        (false, Some(start), Some(end)) => materialize::parse_time(start)
-            .and_then(|s| materialize::parse_time(end).map(|e| (s, e)))
+        (false, Some(start_text), Some(end_text)) => materialize::parse_time(start_text, "start_ts")
+            .and_then(|s| materialize::parse_time(end_text, "end_ts").map(|e| (s, e)))
             .and_then(|(start, end)| {
                 if start < end {
                     Ok(Window::Range { start, end })
                 } else {
-                    Err(format!("start_ts {start:?} is not before end_ts {end:?}"))
+                    Err(format!("start_ts {start_text:?} is not before end_ts {end_text:?}"))
                 }
             }),
         _ => Err("give start_ts and end_ts (or disable_event_timestamp: true)".to_string()),
@@ -269,16 +296,12 @@ struct IncrementalRequest {
 }
 
 /// `POST /materialize-incremental`: each view from where its last materialisation ended.
-pub async fn materialize_incremental(
-    State(api): State<FeatureApi>,
-    Query(options): Query<Options>,
-    bytes: Bytes,
-) -> Response {
-    let request: IncrementalRequest = match body(&bytes) {
-        Ok(request) => request,
+pub async fn materialize_incremental(State(api): State<FeatureApi>, RawQuery(raw): RawQuery, body: Body) -> Response {
+    let (options, request): (Options, IncrementalRequest) = match read(raw, body).await {
+        Ok(read) => read,
         Err(response) => return *response,
     };
-    let end = match request.end_ts.as_deref().map(materialize::parse_time) {
+    let end = match request.end_ts.as_deref().map(|t| materialize::parse_time(t, "end_ts")) {
         Some(Ok(end)) => end,
         Some(Err(message)) => return ApiError::bad_request(message).feast(),
         None => return ApiError::bad_request("give end_ts".to_string()).feast(),

@@ -3,7 +3,7 @@
 //! the watermark recorded, so a crash part-way leaves the window to be read again, and the store's
 //! keep-the-newer rule makes the second pass write no duplicates.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use loopline_features::materialize::latest_in_window;
@@ -29,14 +29,15 @@ pub enum Window {
 
 /// A time as Feast's server reads one (`2024-05-01T00:00:00`, with or without zone; naive is UTC; a bare date
 /// is its midnight).
-pub fn parse_time(text: &str) -> Result<i64, String> {
+pub fn parse_time(text: &str, field: &str) -> Result<i64, String> {
     let text = text.trim();
     let full = if text.len() == 10 && text.as_bytes().get(4) == Some(&b'-') {
         format!("{text}T00:00:00")
     } else {
         text.to_string()
     };
-    crate::rows::parse_times(&[Value::String(full)], "time")?[0].ok_or_else(|| format!("{text:?} is not a time"))
+    crate::rows::parse_times(&[Value::String(full)], field)?[0]
+        .ok_or_else(|| format!("`{field}` {text:?} is not a time"))
 }
 
 /// The views a request names (all online views when it names none), refusing unknown and offline ones.
@@ -62,9 +63,13 @@ pub fn views_to_run(definitions: &Definitions, asked: Option<Vec<String>>) -> Re
     }
 }
 
-/// Views materialising now, per project.
+/// Views materialising now, per project, and the last failure of each view's materialisation (kept until one
+/// succeeds, so a background run that failed is seen at `/views`).
 #[derive(Default, Clone)]
-pub struct Running(Arc<Mutex<HashSet<(String, String)>>>);
+pub struct Running(
+    Arc<Mutex<HashSet<(String, String)>>>,
+    Arc<Mutex<HashMap<(String, String), String>>>,
+);
 
 /// Views held while their materialisation runs; released when dropped.
 pub struct Claim {
@@ -96,6 +101,27 @@ impl Running {
         })
     }
 
+    /// The last failure of a view's materialisation, if the last one failed.
+    pub fn failure(&self, project: &str, view: &str) -> Option<String> {
+        let failures = self.1.lock().unwrap_or_else(PoisonError::into_inner);
+        failures.get(&(project.to_string(), view.to_string())).cloned()
+    }
+
+    fn record(&self, project: &str, view: &str, failure: Option<String>) {
+        let mut failures = self.1.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (project.to_string(), view.to_string());
+        match failure {
+            Some(message) => failures.insert(key, message),
+            None => failures.remove(&key),
+        };
+    }
+
+    /// Whether a view is materialising.
+    pub fn is_running(&self, project: &str, view: &str) -> bool {
+        let set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        set.contains(&(project.to_string(), view.to_string()))
+    }
+
     /// Which of the views are materialising.
     pub fn busy(&self, project: &str, views: &[String]) -> Vec<String> {
         let set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -114,15 +140,33 @@ fn now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
-/// Materialises the views one after another.
+/// Materialises the views one after another; each view's outcome is recorded.
 pub async fn run(
     api: &FeatureApi,
     definitions: &Arc<Definitions>,
     views: &[String],
     window: Window,
 ) -> Result<(), ApiError> {
-    let project = &definitions.project;
     for name in views {
+        let outcome = run_view(api, definitions, name, window).await;
+        api.running.record(
+            &definitions.project,
+            name,
+            outcome.as_ref().err().map(|e| e.message.clone()),
+        );
+        outcome?;
+    }
+    Ok(())
+}
+
+async fn run_view(
+    api: &FeatureApi,
+    definitions: &Arc<Definitions>,
+    name: &str,
+    window: Window,
+) -> Result<(), ApiError> {
+    let project = &definitions.project;
+    {
         let view = definitions.view(name).map_err(ApiError::from_features)?.clone();
         let (start, end) = match window {
             Window::Range { start, end } => (Some(start), end),

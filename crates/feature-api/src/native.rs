@@ -85,6 +85,12 @@ pub async fn apply(State(api): State<FeatureApi>, UrlPath(project): UrlPath<Stri
         let request: ApplyRequest = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("the body is not an apply request: {e}")))?;
         let base = Path::new(&request.base_dir);
+        if !base.is_dir() {
+            return Err(ApiError::bad_request(format!(
+                "base_dir {:?} is not a directory this server can see; definitions name files the server reads",
+                request.base_dir
+            )));
+        }
         if !base.is_absolute() {
             return Err(ApiError::bad_request(format!(
                 "base_dir {:?} must be an absolute directory",
@@ -110,6 +116,17 @@ pub async fn apply(State(api): State<FeatureApi>, UrlPath(project): UrlPath<Stri
                 ));
             }
         };
+        let missing: Vec<String> = definitions
+            .sources
+            .values()
+            .filter(|source| !source.path.exists())
+            .map(|source| format!("{} ({})", source.name, source.path.display()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "these sources are not on the server: {missing:?}; sources are read from the server's own disk"
+            )));
+        }
         if definitions.project != project {
             return Err(ApiError::bad_request(format!(
                 "the definitions are of project `{}`, not `{project}`",
@@ -160,6 +177,8 @@ pub async fn views(State(api): State<FeatureApi>, UrlPath(project): UrlPath<Stri
                 "source": view.source,
                 "push_source": view.push_source,
                 "materialized_until": watermark.map(rfc3339),
+                "materializing": api.running.is_running(&project, &view.name),
+                "last_failure": api.running.failure(&project, &view.name),
             }));
         }
         Ok(json!({"project": project, "version": version, "views": views}))

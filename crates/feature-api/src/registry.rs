@@ -55,7 +55,10 @@ impl FeatureRegistry {
                 let projects = self.store.feature_projects().await.map_err(ApiError::store)?;
                 let project = only_project(&projects)?;
                 let version = projects.iter().find(|(p, _)| *p == project).map_or(0, |(_, v)| *v);
-                Ok((project.clone(), self.at_version(&project, version).await?.map(|(_, d)| d)))
+                Ok((
+                    project.clone(),
+                    self.at_version(&project, version).await?.map(|(_, d)| d),
+                ))
             }
         }
     }

@@ -53,6 +53,9 @@ pub fn rows_for_view(definitions: &Definitions, view: &FeatureView, df: &[(Strin
         keys::encode(&[], rows)?
     } else {
         let entity = EntityColumns::from_json(&key_map)?;
+        for (key, array) in view.join_keys.iter().zip(&entity.arrays) {
+            loopline_features::online_read::check_key_kind(definitions, &view.entities, key, array)?;
+        }
         keys::encode(&entity.arrays, rows)?
     };
     let times = parse_times(column(&source.timestamp_field)?, &source.timestamp_field)?;
@@ -60,13 +63,10 @@ pub fn rows_for_view(definitions: &Definitions, view: &FeatureView, df: &[(Strin
         Some(name) if get(name).is_some() => Some(parse_times(column(name)?, name)?),
         _ => None,
     };
+    // Every feature is required, as Feast requires it: a row missing one would wipe its stored value.
     let mut features = Vec::with_capacity(view.features.len());
     for field in &view.features {
-        features.push(
-            get(&field.name)
-                .and_then(Value::as_array)
-                .map(|values| (field.dtype, &field.name, values)),
-        );
+        features.push((field.dtype, &field.name, column(&field.name)?));
     }
     let mut out = Vec::with_capacity(rows);
     for row in 0..rows {
@@ -79,13 +79,8 @@ pub fn rows_for_view(definitions: &Definitions, view: &FeatureView, df: &[(Strin
         let event_time =
             times[row].ok_or_else(|| format!("row {row} has no `{}` (the event time)", source.timestamp_field))?;
         let mut values = Vec::with_capacity(features.len());
-        for feature in &features {
-            values.push(match feature {
-                None => FeatureValue::Null,
-                Some((dtype, name, column)) => {
-                    value_of(*dtype, &column[row]).map_err(|e| format!("row {row}, feature `{name}`: {e}"))?
-                }
-            });
+        for (dtype, name, column) in &features {
+            values.push(value_of(*dtype, &column[row]).map_err(|e| format!("row {row}, feature `{name}`: {e}"))?);
         }
         out.push((
             encoded.value(row).to_vec(),
@@ -130,7 +125,14 @@ pub fn value_of(dtype: ValueType, value: &Value) -> Result<FeatureValue, String>
             }
             FeatureValue::Int(v)
         }
-        ValueType::Float32 => FeatureValue::Float32(value.as_f64().ok_or_else(wrong)? as f32),
+        ValueType::Float32 => {
+            let wide = value.as_f64().ok_or_else(wrong)?;
+            let narrow = wide as f32;
+            if narrow.is_infinite() {
+                return Err(format!("{value} is beyond the range of a Float32"));
+            }
+            FeatureValue::Float32(narrow)
+        }
         ValueType::Float64 => FeatureValue::Float64(value.as_f64().ok_or_else(wrong)?),
         ValueType::String => FeatureValue::Text(value.as_str().ok_or_else(wrong)?.to_string()),
         ValueType::Bytes => FeatureValue::Bytes(

@@ -234,6 +234,120 @@ async fn materialised_and_pushed_values_are_served() {
 }
 
 #[tokio::test]
+async fn writes_that_would_lose_data_and_oversized_requests_are_refused_in_feasts_shape() {
+    let server = Server::start().await;
+    server.apply(DEFINITIONS, None, false).await;
+    let push = |df: Value| json!({"push_source_name": "stats_push", "df": df});
+    // A feature left out would wipe the stored value; a key of the wrong type could never be read.
+    let (status, refused) = server
+        .call(
+            "/push",
+            push(json!({"driver_id": [7], "ts": ["2024-01-01T00:00:00Z"], "rate": [0.5]})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        feast_message(&refused)["message"]
+            .as_str()
+            .unwrap()
+            .contains("lacks column `trips`")
+    );
+    let (status, refused) = server
+        .call(
+            "/push",
+            push(json!({"driver_id": ["7"], "ts": ["2024-01-01T00:00:00Z"], "rate": [0.5], "trips": [1]})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        feast_message(&refused)["message"]
+            .as_str()
+            .unwrap()
+            .contains("value_type is Int64")
+    );
+
+    // An answer is built whole, so its size is bounded before any work.
+    let many: Vec<Value> = (0..20_000).map(Value::from).collect();
+    let mut entities = serde_json::Map::new();
+    entities.insert("driver_id".into(), Value::Array(many.clone()));
+    for extra in 0..60 {
+        entities.insert(format!("c{extra}"), Value::Array(many.clone()));
+    }
+    let (status, refused) = server
+        .call(
+            "/get-online-features",
+            json!({"feature_service": "scoring", "entities": entities}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        feast_message(&refused)["message"]
+            .as_str()
+            .unwrap()
+            .contains("values one answer holds")
+    );
+
+    let huge = "x".repeat(loopline_feature_api::MAX_BODY_BYTES + 1);
+    let response = server
+        .client
+        .post(format!("{}/push", server.base))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    assert!(
+        feast_message(&response.json().await.unwrap())["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than")
+    );
+    let (status, refused) = server
+        .call(
+            "/get-online-features?project=a&project=b",
+            json!({"features": [], "entities": {}}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        feast_message(&refused)["message"]
+            .as_str()
+            .unwrap()
+            .contains("given twice")
+    );
+}
+
+#[tokio::test]
+async fn a_background_materialisation_that_fails_is_shown_on_the_views() {
+    let server = Server::start().await;
+    server.apply(DEFINITIONS, None, false).await;
+    std::fs::remove_file(server.dir.path().join("stats.parquet")).unwrap();
+    let window = json!({"start_ts": "1970-01-01T00:00:00", "end_ts": "1970-01-02T00:00:00",
+                        "feature_views": ["driver_stats"]});
+    let (status, accepted) = server.call("/materialize?async=true", window).await;
+    assert_eq!((status, accepted["status"].clone()), (202, json!("accepted")));
+    let mut failure = Value::Null;
+    for _ in 0..200 {
+        let views = server.get("/api/loopline/v1/features/projects/shop/views").await.1;
+        failure = views["views"][1]["last_failure"].clone();
+        if failure.is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        failure.as_str().is_some_and(|f| f.contains("stats.parquet")),
+        "{failure}"
+    );
+    // Applying definitions whose sources the server cannot see is refused at once.
+    let (status, refused) = server
+        .apply(&DEFINITIONS.replace("ttl: 1d", "ttl: 3d"), None, false)
+        .await;
+    assert_eq!(status, 400);
+    assert!(refused["message"].as_str().unwrap().contains("not on the server"));
+}
+
+#[tokio::test]
 async fn a_server_without_definitions_says_how_to_add_them() {
     let server = Server::start().await;
     let (status, answer) = server

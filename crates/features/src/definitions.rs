@@ -229,17 +229,9 @@ impl Definitions {
             return crate::feast_registry::read(path, None);
         }
         let origin = path.display().to_string();
-        let metadata = std::fs::metadata(path).map_err(|e| FeatureError::definitions(&origin, e.to_string()))?;
-        if metadata.len() > MAX_DEFINITIONS_BYTES as u64 {
-            return Err(FeatureError::definitions(
-                &origin,
-                format!(
-                    "it is {} bytes, more than the {MAX_DEFINITIONS_BYTES} read",
-                    metadata.len()
-                ),
-            ));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| FeatureError::definitions(&origin, e.to_string()))?;
+        let text =
+            read_bounded(path, MAX_DEFINITIONS_BYTES as u64).map_err(|e| FeatureError::definitions(&origin, e))?;
+        let text = String::from_utf8(text).map_err(|_| FeatureError::definitions(&origin, "it is not UTF-8 text"))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = std::fs::canonicalize(if base.as_os_str().is_empty() {
             Path::new(".")
@@ -275,6 +267,29 @@ impl Definitions {
             ))
         })
     }
+}
+
+/// A regular file's bytes, at most `limit` of them (a device or a pipe reports no length, so the read itself
+/// is bounded too).
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !metadata.is_file() {
+        return Err("it is not a regular file".to_string());
+    }
+    if metadata.len() > limit {
+        return Err(format!("it is {} bytes, more than the {limit} read", metadata.len()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(|e| e.to_string())?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("it is more than the {limit} bytes read"));
+    }
+    Ok(bytes)
 }
 
 fn build(spec: FileSpec, base: &Path) -> Result<Definitions, String> {
@@ -327,6 +342,14 @@ fn build(spec: FileSpec, base: &Path) -> Result<Definitions, String> {
         }
         let path = base.join(&source.path);
         let name = source.name.clone();
+        let mut targets = BTreeSet::new();
+        for (from, to) in &source.field_mapping {
+            if !targets.insert(to.as_str()) {
+                return Err(format!(
+                    "source `{name}`: field_mapping maps two columns to `{to}` (one is `{from}`)"
+                ));
+            }
+        }
         let source = Source {
             name: source.name,
             path,
@@ -428,6 +451,14 @@ fn build_view(view: ViewSpec, definitions: &Definitions) -> Result<FeatureView, 
             // Feast lists join keys in a view's schema too; they are keys, not features.
             continue;
         }
+        let batch = definitions.sources.get(&source).expect("resolved above");
+        if field.name == batch.timestamp_field || batch.created_timestamp_column.as_deref() == Some(field.name.as_str())
+        {
+            return Err(format!(
+                "{context}: feature `{}` is the name of its source's time column; rename the feature",
+                field.name
+            ));
+        }
         let dtype = ValueType::parse(&field.dtype).map_err(|e| format!("{context}: feature `{}`: {e}", field.name))?;
         features.push(Field {
             name: field.name,
@@ -517,7 +548,13 @@ fn build_service(service: ServiceSpec, definitions: &Definitions) -> Result<Feat
 fn check_name(kind: &str, name: &str) -> Result<(), String> {
     let valid_start = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     let valid_rest = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if name.len() > 255 || !valid_start || !valid_rest {
+    if name.len() > 255 {
+        return Err(format!(
+            "{kind} name of {} bytes is too long; names are at most 255 bytes",
+            name.len()
+        ));
+    }
+    if !valid_start || !valid_rest {
         return Err(format!(
             "{kind} name {name:?} is not valid: use letters, digits, `_` and `-`, starting with a letter or `_`"
         ));

@@ -36,7 +36,7 @@ impl KeyKind {
     /// How messages name it.
     pub fn label(self) -> &'static str {
         match self {
-            KeyKind::Integer => "an integer",
+            KeyKind::Integer => "integer",
             KeyKind::Text => "text",
             KeyKind::Bytes => "bytes",
             KeyKind::Bool => "a boolean",

@@ -12,6 +12,7 @@ pub mod materialize;
 pub mod online;
 pub mod online_read;
 pub mod refs;
+pub mod scratch;
 pub mod time;
 pub mod value_type;
 

@@ -17,6 +17,8 @@ use crate::refs::FeatureSelection;
 pub const MAX_ENTITY_ROWS: usize = 100_000;
 /// The most entity columns one lookup may carry.
 pub const MAX_ENTITY_COLUMNS: usize = 64;
+/// The most values one answer may hold (rows x columns, entity columns included): an answer is built whole.
+pub const MAX_ANSWER_CELLS: usize = 1_000_000;
 
 /// A JSON object read with its keys in the order written (serde_json's map sorts them).
 #[derive(Debug, Default, Clone)]
@@ -160,6 +162,14 @@ pub async fn lookup(
     selection: &FeatureSelection,
     entities: &EntityColumns,
 ) -> Result<Value, LookupError> {
+    let columns = entities.names.len() + selection.views.iter().map(|v| v.features.len()).sum::<usize>();
+    if entities.rows.saturating_mul(columns) > MAX_ANSWER_CELLS {
+        return Err(LookupError::Request(format!(
+            "{} rows x {columns} columns is more than the {MAX_ANSWER_CELLS} values one answer holds; ask for fewer \
+             entities at a time, or leave out entity columns the features do not use",
+            entities.rows
+        )));
+    }
     let mut wanted = Vec::with_capacity(selection.views.len());
     for view in &selection.views {
         let mut columns = Vec::with_capacity(view.view.join_keys.len());
@@ -170,22 +180,8 @@ pub async fn lookup(
                     view.view.name, entities.names
                 ))
             })?;
-            if let Some(declared) = entity_type(definitions, &view.view.entities, key) {
-                let kind = keys::KeyKind::of(entities.arrays[position].data_type());
-                let expected = match declared {
-                    crate::ValueType::String => Some(keys::KeyKind::Text),
-                    crate::ValueType::Int32 | crate::ValueType::Int64 => Some(keys::KeyKind::Integer),
-                    crate::ValueType::Bool => Some(keys::KeyKind::Bool),
-                    _ => None,
-                };
-                if expected.is_some() && kind != expected && entities.arrays[position].null_count() < entities.rows {
-                    return Err(LookupError::Request(format!(
-                        "entity column `{key}` must hold {} values (the entity's value_type is {})",
-                        expected.map(|k| k.label()).unwrap_or("other"),
-                        declared.name()
-                    )));
-                }
-            }
+            check_key_kind(definitions, &view.view.entities, key, &entities.arrays[position])
+                .map_err(LookupError::Request)?;
             columns.push(entities.arrays[position].clone());
         }
         let encoded = keys::encode(&columns, entities.rows).map_err(LookupError::Request)?;
@@ -223,7 +219,12 @@ pub async fn lookup(
         // Each row's event time is written once for all the view's features.
         let row_times: Vec<Value> = rows
             .iter()
-            .map(|row| Value::from(row.as_ref().map_or_else(|| epoch.to_string(), |r| rfc3339(r.event_time))))
+            .map(|row| {
+                Value::from(
+                    row.as_ref()
+                        .map_or_else(|| epoch.to_string(), |r| rfc3339(r.event_time)),
+                )
+            })
             .collect();
         for (feature, output) in &view.features {
             let position = view
@@ -253,6 +254,34 @@ pub async fn lookup(
         }
     }
     Ok(json!({"metadata": {"feature_names": names}, "results": results}))
+}
+
+/// Refuses an entity column whose values are not of the entity's declared type (a key of another type could
+/// never match: it would be written where no read finds it, or read where nothing was written).
+pub fn check_key_kind(
+    definitions: &Definitions,
+    view_entities: &[String],
+    key: &str,
+    column: &ArrayRef,
+) -> Result<(), String> {
+    let Some(declared) = entity_type(definitions, view_entities, key) else {
+        return Ok(());
+    };
+    let kind = keys::KeyKind::of(column.data_type());
+    let expected = match declared {
+        crate::ValueType::String => Some(keys::KeyKind::Text),
+        crate::ValueType::Int32 | crate::ValueType::Int64 => Some(keys::KeyKind::Integer),
+        crate::ValueType::Bool => Some(keys::KeyKind::Bool),
+        _ => None,
+    };
+    if expected.is_some() && kind != expected && column.null_count() < column.len() {
+        return Err(format!(
+            "entity column `{key}` must hold {} values (the entity's value_type is {})",
+            expected.map(|k| k.label()).unwrap_or("other"),
+            declared.name()
+        ));
+    }
+    Ok(())
 }
 
 fn entity_type(definitions: &Definitions, entities: &[String], key: &str) -> Option<crate::ValueType> {

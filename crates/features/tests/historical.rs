@@ -362,6 +362,38 @@ fn bad_requests_are_refused_with_their_reason_and_leave_no_output() {
 }
 
 #[test]
+fn an_output_that_is_an_input_or_a_directory_is_refused_and_what_a_killed_run_left_is_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let mut bad = request(dir.path(), 1 << 30, "entities.parquet");
+    let message = build_training_set(&bad, &Silent).unwrap_err().to_string();
+    assert!(message.contains("is an input of this run"), "{message}");
+    bad.output = dir.path().join("customers.parquet");
+    assert!(
+        build_training_set(&bad, &Silent)
+            .unwrap_err()
+            .to_string()
+            .contains("is an input")
+    );
+    bad.output = dir.path().join("drivers");
+    assert!(
+        build_training_set(&bad, &Silent)
+            .unwrap_err()
+            .to_string()
+            .contains("is a directory")
+    );
+
+    // Scratch named after a process that no longer exists is what a killed run left.
+    let stale = dir.path().join(".loopline-features-spill-999999999-abc");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("view-source-0.arrows"), b"partial").unwrap();
+    let partial = dir.path().join(".loopline-training-set-999999999-xyz.partial");
+    std::fs::write(&partial, b"partial").unwrap();
+    build_training_set(&request(dir.path(), 4096, "out.parquet"), &Silent).unwrap();
+    assert!(!stale.exists() && !partial.exists());
+}
+
+#[test]
 fn definitions_that_do_not_hold_together_are_refused_naming_the_object() {
     let base = Path::new("/");
     let cases = [
@@ -383,6 +415,14 @@ fn definitions_that_do_not_hold_together_are_refused_naming_the_object() {
         ),
         ("entities: [{name: \"bad name\"}]", "is not valid"),
         ("", "it is empty"),
+        (
+            "sources: [{name: s, path: x, timestamp_field: t, field_mapping: {a: f, b: f}}]",
+            "maps two columns to `f`",
+        ),
+        (
+            "sources: [{name: s, path: x, timestamp_field: t}]\nfeature_views: [{name: v, source: s, schema: [{name: t, dtype: int64}]}]",
+            "time column",
+        ),
     ];
     for (text, wanted) in cases {
         let message = Definitions::from_yaml(text, base, "defs.yaml").unwrap_err().to_string();

@@ -118,7 +118,13 @@ pub fn match_rows(
         .collect();
     let groups = ids.len();
     let source_order = counting_sort(&source_ids, groups);
-    let created = |s: usize| if s_created.is_null(s) { None } else { Some(s_created.value(s)) };
+    let created = |s: usize| {
+        if s_created.is_null(s) {
+            None
+        } else {
+            Some(s_created.value(s))
+        }
+    };
 
     let mut entity_ids = vec![u32::MAX; e_keys.len()];
     for (e, id) in entity_ids.iter_mut().enumerate() {

@@ -28,11 +28,15 @@ pub struct EntityFrame {
 impl EntityFrame {
     /// Opens the frame and finds its time column: `event_timestamp`, or else its only time column.
     pub fn open(path: &Path) -> Result<EntityFrame, FeatureError> {
-        let table = TableSource::open(path)?;
         let error = |message: String| FeatureError::EntityFrame {
             path: path.to_path_buf(),
             message,
         };
+        let metadata = std::fs::metadata(path).map_err(|e| error(e.to_string()))?;
+        if !metadata.is_file() {
+            return Err(error("it is not a regular file (a table file is needed)".to_string()));
+        }
+        let table = TableSource::open(path)?;
         let schema = table.schema().clone();
         let time_column = if let Ok(field) = schema.field_with_name("event_timestamp") {
             if !time::readable_as_time(field.data_type()) {

@@ -80,7 +80,42 @@ impl Progress for Silent {
 }
 
 /// Most partitions per view (each is a spill file open at once in the last pass).
-const MAX_PARTITIONS: usize = 512;
+const MAX_PARTITIONS: usize = 256;
+/// Scratch names (with the process id): the spill directory and the output being written.
+const SPILL_KIND: &str = ".loopline-features-spill";
+const PARTIAL_KIND: &str = ".loopline-training-set";
+
+/// Refuses an output that is a directory, or one of the run's own inputs (it would be overwritten).
+fn check_output(output: &Path, entities: &Path, sources: &[ViewSource]) -> Result<(), FeatureError> {
+    if output.is_dir() {
+        return Err(FeatureError::io(
+            "writing the output",
+            output,
+            "it is a directory; name a file",
+        ));
+    }
+    let Ok(target) = std::fs::canonicalize(output) else {
+        return Ok(());
+    };
+    let inputs = std::iter::once(entities.to_path_buf()).chain(
+        sources
+            .iter()
+            .flat_map(|s| s.files.iter().map(|f| f.path().to_path_buf())),
+    );
+    for input in inputs {
+        if std::fs::canonicalize(&input).is_ok_and(|p| p == target) {
+            return Err(FeatureError::io(
+                "writing the output",
+                output,
+                format!(
+                    "it is an input of this run ({}); write the training set elsewhere",
+                    input.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Builds the training set and writes it to `request.output`; nothing is left at the output path on failure.
 pub fn build_training_set(
@@ -120,6 +155,12 @@ pub fn build_training_set(
         .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    check_output(&request.output, &request.entities, &sources)?;
+    crate::scratch::sweep(&output_dir, SPILL_KIND);
+    crate::scratch::sweep(&output_dir, PARTIAL_KIND);
+    if let Some(dir) = &request.spill_dir {
+        crate::scratch::sweep(dir, SPILL_KIND);
+    }
     let entity_rows = entity.table.rows();
     // Views are joined side by side, each with its share of the memory limit.
     let threads = std::thread::available_parallelism()
@@ -137,13 +178,16 @@ pub fn build_training_set(
         let parent = request.spill_dir.clone().unwrap_or_else(|| output_dir.clone());
         Some(
             tempfile::Builder::new()
-                .prefix(".loopline-features-spill-")
+                .prefix(&crate::scratch::prefix(SPILL_KIND))
                 .tempdir_in(&parent)
                 .map_err(|e| FeatureError::io("creating a spill directory", &parent, e))?,
         )
     } else {
         None
     };
+    if let Some(dir) = &spill_root {
+        crate::scratch::track(dir.path());
+    }
     let total_partitions: usize = partitions.iter().sum();
     let out_row_bytes = 8 + 16 * outputs.len().max(1);
     let chunk_rows = (request.memory_limit / 4 / (total_partitions * out_row_bytes)).clamp(1024, 65_536);
@@ -153,7 +197,10 @@ pub fn build_training_set(
         .map(|s| s.rows)
         .chain(std::iter::repeat_n(entity_rows, sources.len()))
         .sum::<Option<u64>>();
-    progress.stage(&format!("joining {} feature view(s)", selection.views.len()), total_rows);
+    progress.stage(
+        &format!("joining {} feature view(s)", selection.views.len()),
+        total_rows,
+    );
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::sync::Mutex<Option<Result<Joined, FeatureError>>>> =
         selection.views.iter().map(|_| std::sync::Mutex::new(None)).collect();
@@ -166,7 +213,11 @@ pub fn build_training_set(
                         break;
                     };
                     let count = partitions[index];
-                    let dir = if count > 1 { spill_root.as_ref().map(|d| d.path()) } else { None };
+                    let dir = if count > 1 {
+                        spill_root.as_ref().map(|d| d.path())
+                    } else {
+                        None
+                    };
                     let joined = join_view(view, &sources[index], &entity, count, dir, chunk_rows, progress);
                     let failed = joined.is_err();
                     *results[index].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(joined);
@@ -223,10 +274,11 @@ pub fn build_training_set(
     }
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     let temporary = tempfile::Builder::new()
-        .prefix(".loopline-training-set-")
+        .prefix(&crate::scratch::prefix(PARTIAL_KIND))
         .suffix(".partial")
         .tempfile_in(&output_dir)
         .map_err(|e| FeatureError::io("creating the output", &output_dir, e))?;
+    crate::scratch::track(temporary.path());
     let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
     let file = temporary
         .reopen()
@@ -262,9 +314,21 @@ pub fn build_training_set(
         .as_file()
         .sync_all()
         .map_err(|e| FeatureError::io("writing the output", &request.output, e))?;
+    // A training set is shared like any data file (the temporary file was private to this user).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = temporary
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let partial = temporary.path().to_path_buf();
     temporary
         .persist(&request.output)
         .map_err(|e| FeatureError::io("moving the output into place", &request.output, e.error))?;
+    crate::scratch::untrack(&partial);
+    if let Some(dir) = &spill_root {
+        crate::scratch::untrack(dir.path());
+    }
     for parts in joined {
         parts.into_iter().for_each(Stored::discard);
     }

@@ -12,6 +12,9 @@ use arrow_schema::SchemaRef;
 
 use crate::error::FeatureError;
 
+/// Buffer of each spill file being written or read: hundreds may be open at once.
+const BUFFER_BYTES: usize = 64 << 10;
+
 /// Where one partition's rows go while they are being written.
 pub enum Sink {
     /// Kept in memory.
@@ -36,7 +39,7 @@ impl Sink {
             Some(dir) => {
                 let path = dir.join(name);
                 let file = File::create(&path).map_err(|e| FeatureError::io("creating a spill file", &path, e))?;
-                let writer = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
+                let writer = StreamWriter::try_new(BufWriter::with_capacity(BUFFER_BYTES, file), schema)
                     .map_err(|e| FeatureError::io("writing a spill file", &path, e))?;
                 Ok(Sink::File(path, Box::new(writer)))
             }
@@ -80,7 +83,7 @@ impl Stored {
             Stored::Memory(batches) => Ok(Box::new(batches.clone().into_iter().map(Ok))),
             Stored::File(path) => {
                 let file = File::open(path).map_err(|e| FeatureError::io("reading a spill file", path, e))?;
-                let reader = StreamReader::try_new(BufReader::with_capacity(1 << 20, file), None)
+                let reader = StreamReader::try_new(BufReader::with_capacity(BUFFER_BYTES, file), None)
                     .map_err(|e| FeatureError::io("reading a spill file", path, e))?;
                 let path = path.clone();
                 Ok(Box::new(reader.map(move |batch| {

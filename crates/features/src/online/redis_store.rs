@@ -30,6 +30,8 @@ return 0
 pub struct RedisOnlineStore {
     connection: ConnectionManager,
     place: String,
+    /// The URL's user part and password, kept out of every message.
+    secrets: Vec<String>,
 }
 
 impl RedisOnlineStore {
@@ -38,10 +40,12 @@ impl RedisOnlineStore {
         let client =
             Client::open(url).map_err(|e| OnlineError(format!("the Redis URL is not valid: {}", e.kind_text())))?;
         let place = client.get_connection_info().addr.to_string();
+        // A Redis that is down fails a request within seconds, not after minutes of retries.
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
-            .set_response_timeout(Duration::from_secs(30))
-            .set_number_of_retries(2);
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(10))
+            .set_number_of_retries(1)
+            .set_max_delay(500);
         let refused = |what: String| OnlineError(format!("cannot reach Redis at {place}: {what}"));
         let mut connection = tokio::time::timeout(
             Duration::from_secs(10),
@@ -54,12 +58,44 @@ impl RedisOnlineStore {
             .query_async(&mut connection)
             .await
             .map_err(|e| refused(e.kind_text()))?;
-        Ok(RedisOnlineStore { connection, place })
+        Ok(RedisOnlineStore {
+            connection,
+            place,
+            secrets: url_secrets(url),
+        })
     }
 
     fn failed(&self, error: redis::RedisError) -> OnlineError {
-        OnlineError(format!("Redis at {}: {}", self.place, error.kind_text()))
+        let mut text = error.to_string();
+        for secret in &self.secrets {
+            text = text.replace(secret.as_str(), "***");
+        }
+        let advice = if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
+            "; is Redis running and reachable? The server retries on the next request"
+        } else {
+            ""
+        };
+        OnlineError(format!("Redis at {}: {text}{advice}", self.place))
     }
+}
+
+/// The user part of a URL (`user:password`) and the password alone, to be kept out of messages.
+fn url_secrets(url: &str) -> Vec<String> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let Some((user_part, _)) = authority.rsplit_once('@') else {
+        return Vec::new();
+    };
+    let mut secrets = vec![user_part.to_string()];
+    if let Some((_, password)) = user_part.split_once(':')
+        && !password.is_empty()
+    {
+        secrets.push(password.to_string());
+    }
+    secrets.retain(|s| !s.is_empty());
+    secrets
 }
 
 fn row_key(project: &str, view: &str, entity: &[u8]) -> Vec<u8> {

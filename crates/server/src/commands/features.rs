@@ -96,9 +96,9 @@ pub struct IncrementalArgs {
 /// Arguments of `loopline features views`.
 #[derive(Debug, Args)]
 pub struct ViewsArgs {
-    /// The project.
-    #[arg(long, default_value = "default")]
-    pub project: String,
+    /// The project (default: the server's only project).
+    #[arg(long)]
+    pub project: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -275,9 +275,31 @@ fn materialize(server: &ServerArgs, route: &str, project: Option<&str>, body: Va
 
 fn list_views(args: ViewsArgs) -> Result<(), String> {
     let client = Client::new(&args.server)?;
-    let path = format!("/api/loopline/v1/features/projects/{}/views", args.project);
+    let project = match args.project {
+        Some(project) => project,
+        None => {
+            let listed =
+                runtime_block(async { client.ok(Method::GET, "/api/loopline/v1/features/projects", None).await })?;
+            let names: Vec<String> = listed["projects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["name"].as_str().map(str::to_string))
+                .collect();
+            match names.as_slice() {
+                [only] => only.clone(),
+                [] => return Err("the server holds no feature definitions; run `loopline features apply`".into()),
+                many => {
+                    return Err(format!(
+                        "the server holds several projects {many:?}; name one with --project"
+                    ));
+                }
+            }
+        }
+    };
+    let path = format!("/api/loopline/v1/features/projects/{project}/views");
     let answer = runtime_block(async { client.ok(Method::GET, &path, None).await })?;
-    println!("project {} version {}", args.project, answer["version"]);
+    println!("project {project} version {}", answer["version"]);
     println!("{:<28} {:<8} {:<28} features", "view", "online", "materialised until");
     for view in answer["views"].as_array().into_iter().flatten() {
         let features: Vec<&str> = view["features"]
@@ -360,6 +382,9 @@ fn historical(args: HistoricalArgs) -> ExitCode {
         memory_limit: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
         spill_dir: args.spill_dir,
     };
+    // The last pass reads every spilled partition of every view at once.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    watch_for_interruption();
     let progress = Bars(Mutex::new(None));
     let result = build_training_set(&request, &progress);
     if let Some(bar) = progress.0.lock().expect("not poisoned").take() {
@@ -384,6 +409,29 @@ fn historical(args: HistoricalArgs) -> ExitCode {
         }
         Err(error) => input_error(error),
     }
+}
+
+/// On Ctrl-C or SIGTERM, removes the partial output and spill files before exiting (130 or 143).
+fn watch_for_interruption() {
+    std::thread::spawn(|| {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        let code = runtime.block_on(async {
+            let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+                return None;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Some(130),
+                _ = terminate.recv() => Some(143),
+            }
+        });
+        if let Some(code) = code {
+            loopline_features::scratch::remove_all();
+            eprintln!("\ninterrupted: the partial training set and its spill files were removed");
+            std::process::exit(code);
+        }
+    });
 }
 
 /// One bar per stage, on standard error.
