@@ -19,6 +19,23 @@ use crate::FeatureApi;
 use crate::error::{ApiError, unprocessable};
 use crate::materialize::{self, Window};
 
+/// The project named by the path of the project-scoped twins of Feast's routes
+/// (`/api/loopline/v1/features/projects/{project}/get-online-features`, ...), where Feast's remote online
+/// store can point (`path:`) when the server holds several projects.
+pub struct PathProject(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathProject {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let found = axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|axum::extract::Path(map)| map.get("project").cloned());
+        Ok(PathProject(found))
+    }
+}
+
 /// `?project=` (when the server holds several) and Feast's `?async=` / `?force=`.
 #[derive(Debug, Default)]
 pub struct Options {
@@ -91,11 +108,19 @@ struct OnlineRequest {
 }
 
 /// `POST /get-online-features`.
-pub async fn get_online_features(State(api): State<FeatureApi>, RawQuery(raw): RawQuery, body: Body) -> Response {
-    let (options, request): (Options, OnlineRequest) = match read(raw, body).await {
+pub async fn get_online_features(
+    State(api): State<FeatureApi>,
+    PathProject(scoped): PathProject,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Response {
+    let (mut options, request): (Options, OnlineRequest) = match read(raw, body).await {
         Ok(read) => read,
         Err(response) => return *response,
     };
+    if scoped.is_some() {
+        options.project = scoped;
+    }
     match online(&api, options.project.as_deref(), request).await {
         Ok(answer) => axum::Json(answer).into_response(),
         Err(error) => error.feast(),
@@ -153,11 +178,19 @@ fn online_only() -> String {
 }
 
 /// `POST /push`: rows for every view reading the push source.
-pub async fn push(State(api): State<FeatureApi>, RawQuery(raw): RawQuery, body: Body) -> Response {
-    let (options, request): (Options, PushRequest) = match read(raw, body).await {
+pub async fn push(
+    State(api): State<FeatureApi>,
+    PathProject(scoped): PathProject,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Response {
+    let (mut options, request): (Options, PushRequest) = match read(raw, body).await {
         Ok(read) => read,
         Err(response) => return *response,
     };
+    if scoped.is_some() {
+        options.project = scoped;
+    }
     let result = async {
         match request.to.as_str() {
             "online" => {}
@@ -195,7 +228,7 @@ pub async fn push(State(api): State<FeatureApi>, RawQuery(raw): RawQuery, body: 
         let mut writes = Vec::with_capacity(views.len());
         for view in views {
             let rows = crate::rows::rows_for_view(&definitions, view, &request.df.0).map_err(ApiError::bad_request)?;
-            writes.push((view.name.clone(), rows));
+            writes.push((view.storage_name(), rows));
         }
         for (view, rows) in writes {
             api.online
@@ -225,11 +258,19 @@ struct WriteRequest {
 }
 
 /// `POST /write-to-online-store`: rows straight into one view.
-pub async fn write_to_online_store(State(api): State<FeatureApi>, RawQuery(raw): RawQuery, body: Body) -> Response {
-    let (options, request): (Options, WriteRequest) = match read(raw, body).await {
+pub async fn write_to_online_store(
+    State(api): State<FeatureApi>,
+    PathProject(scoped): PathProject,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Response {
+    let (mut options, request): (Options, WriteRequest) = match read(raw, body).await {
         Ok(read) => read,
         Err(response) => return *response,
     };
+    if scoped.is_some() {
+        options.project = scoped;
+    }
     let result = async {
         let definitions = definitions(&api, options.project.as_deref()).await?;
         let view = definitions
@@ -237,7 +278,7 @@ pub async fn write_to_online_store(State(api): State<FeatureApi>, RawQuery(raw):
             .map_err(ApiError::from_features)?;
         let rows = crate::rows::rows_for_view(&definitions, view, &request.df.0).map_err(ApiError::bad_request)?;
         api.online
-            .write(&definitions.project, &view.name, rows)
+            .write(&definitions.project, &view.storage_name(), rows)
             .await
             .map_err(|e| ApiError::internal(e.to_string()))
     }
@@ -261,11 +302,19 @@ struct MaterializeRequest {
 }
 
 /// `POST /materialize`: a time range into the online store.
-pub async fn materialize(State(api): State<FeatureApi>, RawQuery(raw): RawQuery, body: Body) -> Response {
-    let (options, request): (Options, MaterializeRequest) = match read(raw, body).await {
+pub async fn materialize(
+    State(api): State<FeatureApi>,
+    PathProject(scoped): PathProject,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Response {
+    let (mut options, request): (Options, MaterializeRequest) = match read(raw, body).await {
         Ok(read) => read,
         Err(response) => return *response,
     };
+    if scoped.is_some() {
+        options.project = scoped;
+    }
     let window = match (request.disable_event_timestamp, &request.start_ts, &request.end_ts) {
         (true, _, _) => Ok(Window::Everything),
         (false, Some(start_text), Some(end_text)) => materialize::parse_time(start_text, "start_ts")
@@ -296,11 +345,19 @@ struct IncrementalRequest {
 }
 
 /// `POST /materialize-incremental`: each view from where its last materialisation ended.
-pub async fn materialize_incremental(State(api): State<FeatureApi>, RawQuery(raw): RawQuery, body: Body) -> Response {
-    let (options, request): (Options, IncrementalRequest) = match read(raw, body).await {
+pub async fn materialize_incremental(
+    State(api): State<FeatureApi>,
+    PathProject(scoped): PathProject,
+    RawQuery(raw): RawQuery,
+    body: Body,
+) -> Response {
+    let (mut options, request): (Options, IncrementalRequest) = match read(raw, body).await {
         Ok(read) => read,
         Err(response) => return *response,
     };
+    if scoped.is_some() {
+        options.project = scoped;
+    }
     let end = match request.end_ts.as_deref().map(|t| materialize::parse_time(t, "end_ts")) {
         Some(Ok(end)) => end,
         Some(Err(message)) => return ApiError::bad_request(message).feast(),

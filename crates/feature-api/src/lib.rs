@@ -78,7 +78,36 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/loopline/v1/features/projects/{project}/online",
         Access::Read,
     ),
+    ("DELETE", "/api/loopline/v1/features/projects/{project}", Access::Admin),
+    (
+        "POST",
+        "/api/loopline/v1/features/projects/{project}/get-online-features",
+        Access::Read,
+    ),
+    (
+        "POST",
+        "/api/loopline/v1/features/projects/{project}/push",
+        Access::Edit,
+    ),
+    (
+        "POST",
+        "/api/loopline/v1/features/projects/{project}/write-to-online-store",
+        Access::Edit,
+    ),
+    (
+        "POST",
+        "/api/loopline/v1/features/projects/{project}/materialize",
+        Access::Edit,
+    ),
+    (
+        "POST",
+        "/api/loopline/v1/features/projects/{project}/materialize-incremental",
+        Access::Edit,
+    ),
 ];
+
+/// The prefix of the project-scoped twins of Feast's routes.
+const SCOPED: &str = "/api/loopline/v1/features/projects/{project}";
 
 /// The routes.
 pub fn routes(api: FeatureApi) -> Router {
@@ -89,7 +118,24 @@ pub fn routes(api: FeatureApi) -> Router {
         .route("/materialize", post(feast::materialize))
         .route("/materialize-incremental", post(feast::materialize_incremental))
         .route("/api/loopline/v1/features/projects", get(native::projects))
-        .route("/api/loopline/v1/features/projects/{project}", get(native::project))
+        .route(
+            "/api/loopline/v1/features/projects/{project}",
+            get(native::project).delete(native::delete_project),
+        )
+        .route(
+            &format!("{SCOPED}/get-online-features"),
+            post(feast::get_online_features),
+        )
+        .route(&format!("{SCOPED}/push"), post(feast::push))
+        .route(
+            &format!("{SCOPED}/write-to-online-store"),
+            post(feast::write_to_online_store),
+        )
+        .route(&format!("{SCOPED}/materialize"), post(feast::materialize))
+        .route(
+            &format!("{SCOPED}/materialize-incremental"),
+            post(feast::materialize_incremental),
+        )
         .route(
             "/api/loopline/v1/features/projects/{project}/apply",
             post(native::apply),

@@ -168,13 +168,14 @@ async fn run_view(
     let project = &definitions.project;
     {
         let view = definitions.view(name).map_err(ApiError::from_features)?.clone();
+        let stored = view.storage_name();
         let (start, end) = match window {
             Window::Range { start, end } => (Some(start), end),
             Window::Everything => (None, now_nanos()),
             Window::Incremental { end } => {
                 let watermark = api
                     .online
-                    .watermark(project, name)
+                    .watermark(project, &stored)
                     .await
                     .map_err(|e| ApiError::internal(e.to_string()))?;
                 let start = watermark.unwrap_or_else(|| {
@@ -184,6 +185,12 @@ async fn run_view(
                 (Some(start), end)
             }
         };
+        if start.is_some_and(|start| start >= end) {
+            // Already materialised past `end` (or the first window, now minus the TTL, starts after it):
+            // nothing to read, and the watermark stays where it is.
+            tracing::info!(project = %project, view = %name, "nothing to materialise: the window starts after its end");
+            return Ok(());
+        }
         let owned = definitions.clone();
         let read = view.clone();
         let latest = tokio::task::spawn_blocking(move || latest_in_window(&owned, &read, start, end, &Silent))
@@ -192,16 +199,16 @@ async fn run_view(
             .map_err(ApiError::from_features)?;
         let written = latest.rows.len();
         api.online
-            .write(project, name, latest.rows)
+            .write(project, &stored, latest.rows)
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let previous = api
             .online
-            .watermark(project, name)
+            .watermark(project, &stored)
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
         api.online
-            .set_watermark(project, name, previous.map_or(end, |p| p.max(end)))
+            .set_watermark(project, &stored, previous.map_or(end, |p| p.max(end)))
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
         tracing::info!(project = %project, view = %name, rows_read = latest.rows_read, entities = written, "materialised");

@@ -26,6 +26,31 @@ pub async fn projects(State(api): State<FeatureApi>) -> Response {
     }
 }
 
+/// `DELETE /api/loopline/v1/features/projects/{project}`: its definitions (every version) and online values.
+pub async fn delete_project(State(api): State<FeatureApi>, UrlPath(project): UrlPath<String>) -> Response {
+    let result = async {
+        let current = api.registry.current(&project).await?;
+        let Some((_, definitions)) = current else {
+            return Err(ApiError::not_found(
+                "FeastObjectNotFoundException",
+                format!("project `{project}` has no feature definitions"),
+            ));
+        };
+        for view in definitions.views.values() {
+            api.online
+                .drop_view(&project, &view.storage_name())
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        }
+        api.registry.delete(&project).await
+    }
+    .await;
+    match result {
+        Ok(()) => Json(json!({"deleted": project})).into_response(),
+        Err(error) => error.native(),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct VersionQuery {
     version: Option<i64>,
@@ -127,6 +152,19 @@ pub async fn apply(State(api): State<FeatureApi>, UrlPath(project): UrlPath<Stri
                 "these sources are not on the server: {missing:?}; sources are read from the server's own disk"
             )));
         }
+        let checking = definitions.clone();
+        let problems: Vec<String> = tokio::task::spawn_blocking(move || loopline_features::check_sources(&checking))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .into_iter()
+            .filter_map(|(view, checked)| checked.err().map(|e| format!("feature view `{view}`: {e}")))
+            .collect();
+        if !problems.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "the sources do not fit the definitions: {}",
+                problems.join("; ")
+            )));
+        }
         if definitions.project != project {
             return Err(ApiError::bad_request(format!(
                 "the definitions are of project `{}`, not `{project}`",
@@ -164,7 +202,7 @@ pub async fn views(State(api): State<FeatureApi>, UrlPath(project): UrlPath<Stri
         for view in definitions.views.values() {
             let watermark = api
                 .online
-                .watermark(&project, &view.name)
+                .watermark(&project, &view.storage_name())
                 .await
                 .map_err(|e| ApiError::internal(e.to_string()))?;
             views.push(json!({

@@ -97,6 +97,19 @@ impl FeatureRegistry {
         only_project(&projects)
     }
 
+    /// Removes every version of a project's definitions.
+    pub async fn delete(&self, project: &str) -> Result<(), ApiError> {
+        self.store
+            .delete_feature_project(project)
+            .await
+            .map_err(ApiError::store)?;
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(project);
+        Ok(())
+    }
+
     /// Every project and its newest version.
     pub async fn projects(&self) -> Result<Vec<(String, i64)>, ApiError> {
         self.store.feature_projects().await.map_err(ApiError::store)

@@ -348,6 +348,89 @@ async fn a_background_materialisation_that_fails_is_shown_on_the_views() {
 }
 
 #[tokio::test]
+async fn a_view_whose_schema_changes_starts_afresh_instead_of_mixing_up_values() {
+    let server = Server::start().await;
+    server.apply(DEFINITIONS, None, false).await;
+    let window = json!({"start_ts": "1970-01-01T00:00:00", "end_ts": "1970-01-02T00:00:00"});
+    assert_eq!(server.call("/materialize", window.clone()).await.0, 200);
+    let live = json!({"features": ["driver_live:rate", "driver_live:trips"], "entities": {"driver_id": [1]}});
+    let before = server.call("/get-online-features", live.clone()).await.1;
+    assert_eq!(before["results"][1]["values"], json!([0.2]));
+    assert_eq!(before["results"][2]["values"], json!([100]));
+    // The features of driver_live swap places: stored rows hold values by position.
+    let swapped = DEFINITIONS.replace(
+        "schema: [{name: rate, dtype: float64}, {name: trips, dtype: int64}]",
+        "schema: [{name: trips, dtype: int64}, {name: rate, dtype: float64}]",
+    );
+    assert_eq!(server.apply(&swapped, None, false).await.1["version"], 2);
+    let after = server.call("/get-online-features", live.clone()).await.1;
+    assert_eq!(after["results"][1]["statuses"], json!(["NOT_FOUND"]));
+    let views = server.get("/api/loopline/v1/features/projects/shop/views").await.1;
+    assert_eq!(views["views"][0]["materialized_until"], Value::Null);
+    assert_eq!(server.call("/materialize", window).await.0, 200);
+    let again = server.call("/get-online-features", live).await.1;
+    assert_eq!(again["results"][1]["values"], json!([0.2]));
+    assert_eq!(again["results"][2]["values"], json!([100]));
+}
+
+#[tokio::test]
+async fn projects_have_scoped_feast_routes_and_can_be_deleted() {
+    let server = Server::start().await;
+    server.apply(DEFINITIONS, None, false).await;
+    let other = DEFINITIONS.replace("project: shop", "project: other");
+    let body = json!({"yaml": other, "base_dir": server.dir.path()});
+    assert_eq!(
+        server
+            .call("/api/loopline/v1/features/projects/other/apply", body)
+            .await
+            .0,
+        200
+    );
+    let lookup = json!({"feature_service": "scoring", "entities": {"driver_id": [1]}});
+    let (status, refused) = server.call("/get-online-features", lookup.clone()).await;
+    assert_eq!(status, 400);
+    assert!(
+        feast_message(&refused)["message"]
+            .as_str()
+            .unwrap()
+            .contains("several feature projects")
+    );
+    // Feast's remote online store can point at a project's prefix.
+    let window = json!({"start_ts": "1970-01-01T00:00:00", "end_ts": "1970-01-02T00:00:00"});
+    let scoped = "/api/loopline/v1/features/projects/shop";
+    assert_eq!(server.call(&format!("{scoped}/materialize"), window).await.0, 200);
+    let answer = server
+        .call(&format!("{scoped}/get-online-features"), lookup.clone())
+        .await
+        .1;
+    assert_eq!(answer["results"][1]["values"], json!([0.2]));
+    // An incremental run whose window starts after its end reads nothing and moves no watermark.
+    let (status, _) = server
+        .call(
+            &format!("{scoped}/materialize-incremental"),
+            json!({"end_ts": "1970-01-01T10:00:00"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let views = server.get(&format!("{scoped}/views")).await.1;
+    assert_eq!(views["views"][1]["materialized_until"], "1970-01-02T00:00:00Z");
+
+    let response = server
+        .client
+        .delete(format!("{}{scoped}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        server.get("/api/loopline/v1/features/projects").await.1["projects"],
+        json!([{"name": "other", "version": 1}])
+    );
+    // With one project left, the root routes serve it again.
+    assert_eq!(server.call("/get-online-features", lookup).await.0, 200);
+}
+
+#[tokio::test]
 async fn a_server_without_definitions_says_how_to_add_them() {
     let server = Server::start().await;
     let (status, answer) = server

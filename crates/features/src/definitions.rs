@@ -116,6 +116,28 @@ pub struct FeatureView {
     pub push_source: Option<String>,
 }
 
+impl FeatureView {
+    /// The name its online rows and watermark are kept under: the view's name and a fingerprint of its keys and
+    /// features (names, order and types). Online rows hold values by position, so a view whose schema changes
+    /// starts afresh under a new name (lookups say NOT_FOUND until it is materialised again) instead of
+    /// reading old values under the wrong names.
+    pub fn storage_name(&self) -> String {
+        let mut canonical = String::new();
+        for key in &self.join_keys {
+            canonical.push_str(key);
+            canonical.push('\u{1}');
+        }
+        canonical.push('\u{2}');
+        for feature in &self.features {
+            canonical.push_str(&feature.name);
+            canonical.push(':');
+            canonical.push_str(feature.dtype.name());
+            canonical.push('\u{1}');
+        }
+        format!("{}#{:08x}", self.name, crc32fast::hash(canonical.as_bytes()))
+    }
+}
+
 /// A named set of features, possibly from several views.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureService {

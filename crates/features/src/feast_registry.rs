@@ -179,7 +179,9 @@ const PUSH_SOURCE: i32 = 9;
 
 /// Whether `path` is a Feast repository (a directory with `feature_store.yaml`) or a registry file.
 pub fn is_feast(path: &Path) -> bool {
-    path.join("feature_store.yaml").is_file() || path.extension().is_some_and(|e| e == "db" || e == "pb")
+    path.join("feature_store.yaml").is_file()
+        || path.file_name().is_some_and(|n| n == "feature_store.yaml")
+        || path.extension().is_some_and(|e| e == "db" || e == "pb")
 }
 
 /// Reads a Feast repository (its `feature_store.yaml` names the registry and the project) or a registry file
@@ -187,6 +189,13 @@ pub fn is_feast(path: &Path) -> bool {
 pub fn read(path: &Path, project: Option<&str>) -> Result<Definitions, FeatureError> {
     let origin = path.display().to_string();
     let fail = |message: String| FeatureError::definitions(&origin, message);
+    // Relative paths in the registry are the repository's; they are made absolute here, once.
+    let path = &std::path::absolute(path).map_err(|e| fail(e.to_string()))?;
+    let path = if path.file_name().is_some_and(|n| n == "feature_store.yaml") {
+        path.parent().unwrap_or(path)
+    } else {
+        path.as_path()
+    };
     let (registry_path, repo_dir, project) = if path.is_dir() {
         let (registry, config_project) = repository(path)?;
         (
@@ -195,10 +204,14 @@ pub fn read(path: &Path, project: Option<&str>) -> Result<Definitions, FeatureEr
             project.map(str::to_string).or(config_project),
         )
     } else {
+        // A registry file: its repository is the nearest directory above it with feature_store.yaml.
         let repo = path
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("."))
+            .ancestors()
+            .skip(1)
+            .take(3)
+            .find(|dir| dir.join("feature_store.yaml").is_file())
+            .or_else(|| path.parent())
+            .unwrap_or(Path::new("/"))
             .to_path_buf();
         (path.to_path_buf(), repo, project.map(str::to_string))
     };

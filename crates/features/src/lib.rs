@@ -18,6 +18,6 @@ pub mod value_type;
 
 pub use definitions::{Definitions, Entity, FeatureService, FeatureView, Field, Source};
 pub use error::FeatureError;
-pub use historical::{HistoricalRequest, HistoricalSummary, Progress, Silent, build_training_set};
+pub use historical::{HistoricalRequest, HistoricalSummary, Progress, Silent, build_training_set, check_sources};
 pub use refs::{FeatureSelection, Wanted, resolve};
 pub use value_type::ValueType;

@@ -195,7 +195,7 @@ pub async fn lookup(
                 }
             })
             .collect();
-        wanted.push((view.view.name.clone(), keys));
+        wanted.push((view.view.storage_name(), keys));
     }
     let found = store
         .read(&definitions.project, &wanted)

@@ -383,6 +383,39 @@ fn an_output_that_is_an_input_or_a_directory_is_refused_and_what_a_killed_run_le
             .contains("is a directory")
     );
 
+    bad.output = dir.path().join("train.csv");
+    assert!(
+        build_training_set(&bad, &Silent)
+            .unwrap_err()
+            .to_string()
+            .contains("written as Parquet")
+    );
+    bad.output = dir.path().join("no-such-dir").join("train.parquet");
+    assert!(
+        build_training_set(&bad, &Silent)
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist")
+    );
+
+    // `check` reads the sources: a feature column missing, a key of another type than its entity declares.
+    let yaml = std::fs::read_to_string(dir.path().join("features.yaml")).unwrap();
+    let checked = loopline_features::check_sources(&Definitions::from_yaml(&yaml, dir.path(), "t").unwrap());
+    assert!(checked.iter().all(|(_, result)| result.is_ok()), "{checked:?}");
+    let wrong = yaml
+        .replace("{name: spend, dtype: float64}", "{name: spent, dtype: float64}")
+        .replace("value_type: int64}", "value_type: string}");
+    let checked = loopline_features::check_sources(&Definitions::from_yaml(&wrong, dir.path(), "t").unwrap());
+    let problems: Vec<String> = checked
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert!(problems.iter().any(|p| p.contains("no column `spent`")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("value_type is String")),
+        "{problems:?}"
+    );
+
     // Scratch named after a process that no longer exists is what a killed run left.
     let stale = dir.path().join(".loopline-features-spill-999999999-abc");
     std::fs::create_dir(&stale).unwrap();

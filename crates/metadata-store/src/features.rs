@@ -39,6 +39,8 @@ pub trait FeatureDefinitionStore: Send + Sync {
         expected: i64,
         body: &str,
     ) -> StoreResult<Option<FeatureDefinitionsRecord>>;
+    /// Removes every version of a project's definitions; how many were removed.
+    async fn delete_feature_project(&self, project: &str) -> StoreResult<u64>;
     /// Every project with its newest version, by name.
     async fn feature_projects(&self) -> StoreResult<Vec<(String, i64)>>;
 }

@@ -148,7 +148,19 @@ impl loopline_serving::feature_join::FeatureJoin for FeatureJoiner {
             .registry
             .project_for(binding.project.as_deref())
             .await
-            .map_err(failed)?;
+            .map_err(|error| {
+                if error.message.contains("several feature projects") {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!(
+                            "model '{model}': the server holds several feature projects; tag the model \
+                             loopline.features.project with the one its service is in"
+                        ),
+                    )
+                } else {
+                    failed(error)
+                }
+            })?;
         let Some((_, definitions)) = self.api.registry.current(&project).await.map_err(failed)? else {
             return Err((
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -161,6 +173,20 @@ impl loopline_serving::feature_join::FeatureJoin for FeatureJoiner {
             binding.full_names,
         )
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("model '{model}': {e}")))?;
+        if let Some(defaults) = &binding.defaults {
+            let outputs = selection.output_names();
+            let unknown: Vec<&String> = defaults.keys().filter(|k| !outputs.contains(k)).collect();
+            if !unknown.is_empty() {
+                return Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "model '{model}': tag loopline.features.defaults names {unknown:?}, which service '{}' does \
+                         not have; its features are {outputs:?}",
+                        binding.service
+                    ),
+                ));
+            }
+        }
         let rows = inputs.first().map_or(0, |t| t.shape.first().copied().unwrap_or(0));
         let mut keys: Vec<String> = Vec::new();
         for view in &selection.views {

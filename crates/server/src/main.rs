@@ -64,8 +64,9 @@ enum Command {
     Embed(commands::embed::EmbedArgs),
     /// Ask a collection `loopline embed` filled: prints the best chunks with their source and heading.
     Search(commands::embed::SearchArgs),
-    /// The feature store: `features check` (definitions), `features historical` (a point-in-time correct
-    /// training set: each entity row with the feature values valid at its time, Feast's rules, out of core).
+    /// The feature store (Feast's definitions, or a Feast repository): `features check`, `historical` (a
+    /// point-in-time correct training set, out of core); on a server: `apply`, `materialize`,
+    /// `materialize-incremental`, `views`.
     Features(commands::features::FeaturesArgs),
 }
 

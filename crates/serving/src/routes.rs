@@ -446,6 +446,20 @@ async fn infer_v2(state: &ServingState, name: &str, target: Target<'_>, headers:
         }
     };
     let inputs = std::mem::take(&mut request.inputs);
+    let inputs = match join_features(state, name, &target, served.as_ref(), inputs).await {
+        Ok(joined) => joined,
+        Err((status, message)) => {
+            record(
+                &labels,
+                if status.is_client_error() {
+                    Outcome::BadInput
+                } else {
+                    Outcome::Failure
+                },
+            );
+            return v2_error(status, message);
+        }
+    };
     let request_id = request
         .id
         .clone()
@@ -771,29 +785,19 @@ async fn score(state: &ServingState, name: &str, target: Target<'_>, headers: &H
             return mlflow_error(StatusCode::BAD_REQUEST, message);
         }
     };
-    let inputs = match &state.features {
-        Some(features) => {
-            let model = match (&target, &served) {
-                (Target::Deployment(deployment), _) => deployment.model().to_string(),
-                (_, Some(served)) => served.name.clone(),
-                _ => name.to_string(),
-            };
-            match features.join(&model, inputs).await {
-                Ok(joined) => joined,
-                Err((status, message)) => {
-                    record(
-                        &labels,
-                        if status.is_client_error() {
-                            Outcome::BadInput
-                        } else {
-                            Outcome::Failure
-                        },
-                    );
-                    return mlflow_error(status, message);
-                }
-            }
+    let inputs = match join_features(state, name, &target, served.as_ref(), inputs).await {
+        Ok(joined) => joined,
+        Err((status, message)) => {
+            record(
+                &labels,
+                if status.is_client_error() {
+                    Outcome::BadInput
+                } else {
+                    Outcome::Failure
+                },
+            );
+            return mlflow_error(status, message);
         }
-        None => inputs,
     };
     let request_id = headers
         .get(REQUEST_ID)
@@ -822,6 +826,26 @@ async fn score(state: &ServingState, name: &str, target: Target<'_>, headers: &H
             mlflow_error(status, message)
         }
     }
+}
+
+/// The request's inputs with the online features of its model's feature service joined, when the model
+/// declares one (the server's `FeatureJoin`); unchanged otherwise.
+async fn join_features(
+    state: &ServingState,
+    name: &str,
+    target: &Target<'_>,
+    served: Option<&Served>,
+    inputs: Vec<loopline_model_runtime_api::tensor::Tensor>,
+) -> Result<Vec<loopline_model_runtime_api::tensor::Tensor>, (StatusCode, String)> {
+    let Some(features) = &state.features else {
+        return Ok(inputs);
+    };
+    let model = match (target, served) {
+        (Target::Deployment(deployment), _) => deployment.model().to_string(),
+        (_, Some(served)) => served.name.clone(),
+        _ => name.to_string(),
+    };
+    features.join(&model, inputs).await
 }
 
 /// The header naming the version that answered (useful behind a deployment).

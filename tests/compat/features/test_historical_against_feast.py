@@ -131,10 +131,14 @@ def test_definitions_read_from_feasts_registry_give_the_same_training_set(worksp
     directory, _, _ = workspace
     from_yaml = loopline_historical(directory, "--service", "everything", "--full-feature-names")
     out = directory / "from_registry.parquet"
-    subprocess.run([BINARY, "features", "historical", "-d", str(directory / "feast_repo"),
-                    "--entities", str(directory / "entities.parquet"), "--service", "everything",
-                    "--full-feature-names", "-o", str(out)], check=True, capture_output=True, text=True)
+    # The repository is named relative to the working directory, as a user types it.
+    subprocess.run([BINARY, "features", "historical", "-d", "feast_repo", "--entities", "entities.parquet",
+                    "--service", "everything", "--full-feature-names", "-o", str(out)], cwd=directory,
+                   check=True, capture_output=True, text=True)
     pd.testing.assert_frame_equal(pd.read_parquet(out), from_yaml)
+    checked = subprocess.run([BINARY, "features", "check", "-d", "feast_repo/data/registry.db"], cwd=directory,
+                             check=True, capture_output=True, text=True)
+    assert "ok       driver_stats" in checked.stdout
 
 
 def test_a_registry_of_an_unsupported_version_or_not_a_registry_is_refused_by_name(workspace):

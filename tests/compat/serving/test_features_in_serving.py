@@ -104,3 +104,17 @@ def test_a_request_without_the_entity_column_says_which_column_to_send(server, r
     answer = requests.post(f"{server.url}/models/ranker/versions/1/invocations", json=body, timeout=60)
     assert answer.status_code == 400
     assert "'driver_id'" in answer.json()["message"]
+
+
+def test_the_open_inference_protocol_gets_the_features_joined_too(server, ranker):
+    model, features = ranker
+    ids = [5, 8, 13]
+    body = {"inputs": [{"name": "driver_id", "shape": [len(ids)], "datatype": "INT64", "data": ids}]}
+    answer = requests.post(f"{server.url}/v2/models/ranker/versions/1/infer", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    online = requests.post(f"{server.url}/get-online-features",
+                           json={"feature_service": "ranking", "entities": {"driver_id": ids}}, timeout=30).json()
+    columns = dict(zip(online["metadata"]["feature_names"], online["results"]))
+    joined = pd.DataFrame({name: columns[name]["values"] for name in features})
+    predictions = np.asarray(answer.json()["outputs"][0]["data"], dtype=float)
+    np.testing.assert_allclose(predictions, model.predict(joined), rtol=1e-6)

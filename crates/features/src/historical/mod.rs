@@ -94,6 +94,23 @@ fn check_output(output: &Path, entities: &Path, sources: &[ViewSource]) -> Resul
             "it is a directory; name a file",
         ));
     }
+    let extension = output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if !matches!(extension.as_deref(), None | Some("parquet" | "pq")) {
+        return Err(FeatureError::io(
+            "writing the output",
+            output,
+            "training sets are written as Parquet; name the output .parquet",
+        ));
+    }
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(FeatureError::io(
+            "writing the output",
+            output,
+            format!("the directory {} does not exist", parent.display()),
+        ));
+    }
     let Ok(target) = std::fs::canonicalize(output) else {
         return Ok(());
     };
@@ -112,6 +129,72 @@ fn check_output(output: &Path, entities: &Path, sources: &[ViewSource]) -> Resul
                     input.display()
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Opens every view's source files and checks them against the definitions: the key, time and feature columns
+/// exist with fitting types, and the key types agree with the entities' declared value types. One result per
+/// view: its source rows (when the files record them), or what is wrong.
+pub fn check_sources(definitions: &Definitions) -> Vec<(String, Result<Option<u64>, FeatureError>)> {
+    definitions
+        .views
+        .values()
+        .map(|view| {
+            let selection = ViewSelection {
+                view: view.clone(),
+                features: view.features.iter().map(|f| (f.name.clone(), f.name.clone())).collect(),
+            };
+            let source = definitions.sources.get(&view.source).expect("definitions were checked");
+            let checked = ViewSource::open(&selection, source, None).and_then(|opened| {
+                declared_key_types(definitions, view, &opened)?;
+                Ok(opened.rows)
+            });
+            (view.name.clone(), checked)
+        })
+        .collect()
+}
+
+/// Refuses a source key column whose type is not the entity's declared value type.
+fn declared_key_types(
+    definitions: &Definitions,
+    view: &crate::definitions::FeatureView,
+    opened: &ViewSource,
+) -> Result<(), FeatureError> {
+    for (key, column) in view.join_keys.iter().zip(&opened.key_columns) {
+        let declared = view
+            .entities
+            .iter()
+            .filter_map(|e| definitions.entities.get(e))
+            .find(|e| e.join_keys.contains(key))
+            .and_then(|e| e.value_type);
+        let Some(declared) = declared else {
+            continue;
+        };
+        for table in &opened.files {
+            let Ok(field) = table.schema().field_with_name(column) else {
+                continue;
+            };
+            let kind = keys::KeyKind::of(field.data_type());
+            let fits = match declared {
+                crate::ValueType::String => kind == Some(keys::KeyKind::Text),
+                crate::ValueType::Int32 | crate::ValueType::Int64 => kind == Some(keys::KeyKind::Integer),
+                crate::ValueType::Bool => kind == Some(keys::KeyKind::Bool),
+                crate::ValueType::Bytes => kind == Some(keys::KeyKind::Bytes),
+                _ => true,
+            };
+            if !fits {
+                return Err(FeatureError::Source {
+                    source_name: opened.source.name.clone(),
+                    path: table.path().to_path_buf(),
+                    message: format!(
+                        "join key `{key}` (column `{column}`) is {} but its entity's value_type is {}",
+                        field.data_type(),
+                        declared.name()
+                    ),
+                });
+            }
         }
     }
     Ok(())

@@ -84,6 +84,15 @@ impl FeatureDefinitionStore for SqlStore {
         self.feature_definitions_at(project, expected + 1).await
     }
 
+    async fn delete_feature_project(&self, project: &str) -> StoreResult<u64> {
+        let _writer = self.writer_guard().await;
+        let removed = sqlx::query("DELETE FROM feature_definitions WHERE project = $1")
+            .bind(project.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(removed.rows_affected())
+    }
+
     async fn feature_projects(&self) -> StoreResult<Vec<(String, i64)>> {
         let rows = sqlx::query(
             "SELECT project, MAX(version) AS version FROM feature_definitions GROUP BY project ORDER BY project LIMIT $1",

@@ -68,14 +68,8 @@ pub struct MaterializeArgs {
     pub start: String,
     /// End of the window.
     pub end: String,
-    /// Only these views (comma-separated; default: every online view).
-    #[arg(long, value_delimiter = ',')]
-    pub views: Vec<String>,
-    /// The project (needed when the server holds several).
-    #[arg(long)]
-    pub project: Option<String>,
     #[command(flatten)]
-    pub server: ServerArgs,
+    pub scope: Scope,
 }
 
 /// Arguments of `loopline features materialize-incremental`.
@@ -83,6 +77,13 @@ pub struct MaterializeArgs {
 pub struct IncrementalArgs {
     /// End of the window.
     pub end: String,
+    #[command(flatten)]
+    pub scope: Scope,
+}
+
+/// Which views of which project on which server a materialisation fills.
+#[derive(Debug, Args)]
+pub struct Scope {
     /// Only these views (comma-separated; default: every online view).
     #[arg(long, value_delimiter = ',')]
     pub views: Vec<String>,
@@ -121,7 +122,7 @@ pub struct HistoricalArgs {
     /// time column); every column is kept in the output.
     #[arg(long)]
     pub entities: PathBuf,
-    /// Features as `view:feature`, comma-separated.
+    /// Features as `view:feature`, comma-separated (or give --service).
     #[arg(
         long,
         value_delimiter = ',',
@@ -129,7 +130,7 @@ pub struct HistoricalArgs {
         required_unless_present = "service"
     )]
     pub features: Vec<String>,
-    /// A feature service's name instead of a feature list.
+    /// A feature service's name (or give --features).
     #[arg(long)]
     pub service: Option<String>,
     /// Name feature columns `view__feature` (needed when two views share a feature name).
@@ -153,17 +154,12 @@ pub fn run(args: FeaturesArgs) -> ExitCode {
         FeaturesCommand::Historical(args) => historical(args),
         FeaturesCommand::Apply(args) => finish(apply(args)),
         FeaturesCommand::Materialize(args) => {
-            let body = json!({"start_ts": args.start, "end_ts": args.end, "feature_views": views(&args.views)});
-            finish(materialize(&args.server, "/materialize", args.project.as_deref(), body))
+            let body = json!({"start_ts": args.start, "end_ts": args.end, "feature_views": views(&args.scope.views)});
+            finish(materialize(&args.scope, "/materialize", body))
         }
         FeaturesCommand::MaterializeIncremental(args) => {
-            let body = json!({"end_ts": args.end, "feature_views": views(&args.views)});
-            finish(materialize(
-                &args.server,
-                "/materialize-incremental",
-                args.project.as_deref(),
-                body,
-            ))
+            let body = json!({"end_ts": args.end, "feature_views": views(&args.scope.views)});
+            finish(materialize(&args.scope, "/materialize-incremental", body))
         }
         FeaturesCommand::Views(args) => finish(list_views(args)),
     }
@@ -187,13 +183,24 @@ fn apply(args: ApplyArgs) -> Result<(), String> {
     // A Feast repository is sent as its registry, read again on the server; a YAML file as its text.
     let (field, content, base) = if loopline_features::feast_registry::is_feast(&args.definitions) {
         use base64::Engine;
+        let absolute = if absolute.file_name().is_some_and(|n| n == "feature_store.yaml") {
+            absolute
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or(absolute.clone())
+        } else {
+            absolute.clone()
+        };
         let (registry, repo) = if absolute.is_dir() {
             let registry = loopline_features::feast_registry::registry_path(&absolute).map_err(|e| e.to_string())?;
             (registry, absolute.clone())
         } else {
             let repo = absolute
-                .parent()
-                .and_then(std::path::Path::parent)
+                .ancestors()
+                .skip(1)
+                .take(3)
+                .find(|dir| dir.join("feature_store.yaml").is_file())
+                .or_else(|| absolute.parent())
                 .unwrap_or(&absolute)
                 .to_path_buf();
             (absolute.clone(), repo)
@@ -250,9 +257,9 @@ fn apply(args: ApplyArgs) -> Result<(), String> {
     })
 }
 
-fn materialize(server: &ServerArgs, route: &str, project: Option<&str>, body: Value) -> Result<(), String> {
-    let client = Client::new(server)?;
-    let path = match project {
+fn materialize(scope: &Scope, route: &str, body: Value) -> Result<(), String> {
+    let client = Client::new(&scope.server)?;
+    let path = match &scope.project {
         Some(project) => format!("{route}?project={project}"),
         None => route.to_string(),
     };
@@ -355,11 +362,30 @@ fn check(args: CheckArgs) -> ExitCode {
     }
     for service in definitions.services.values() {
         let count: usize = service.features.iter().map(|(_, f)| f.len()).sum();
+        let views = service.features.len();
         println!(
-            "service  {:<28} {count} features from {} views",
+            "service  {:<28} {count} feature{} from {views} view{}",
             service.name,
-            service.features.len()
+            if count == 1 { "" } else { "s" },
+            if views == 1 { "" } else { "s" }
         );
+    }
+    // The sources themselves: columns, types and key types against the definitions.
+    let mut broken = 0;
+    for (view, checked) in loopline_features::check_sources(&definitions) {
+        match checked {
+            Ok(rows) => println!(
+                "ok       {view:<28} source readable{}",
+                rows.map(|r| format!(", {r} rows")).unwrap_or_default()
+            ),
+            Err(error) => {
+                broken += 1;
+                eprintln!("error    {view:<28} {error}");
+            }
+        }
+    }
+    if broken > 0 {
+        return ExitCode::from(super::INPUT_ERROR);
     }
     ExitCode::from(OK)
 }
