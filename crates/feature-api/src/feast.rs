@@ -45,8 +45,15 @@ pub struct Options {
 }
 
 /// The query options and the JSON body of a Feast route, every refusal in Feast's shapes.
-pub(crate) async fn read<T: DeserializeOwned>(raw: Option<String>, body: Body) -> Result<(Options, T), Box<Response>> {
-    let options = parse_options(raw.as_deref()).map_err(|m| Box::new(ApiError::bad_request(m).feast()))?;
+pub(crate) async fn read<T: DeserializeOwned>(
+    scoped: Option<String>,
+    raw: Option<String>,
+    body: Body,
+) -> Result<(Options, T), Box<Response>> {
+    let mut options = parse_options(raw.as_deref()).map_err(|m| Box::new(ApiError::bad_request(m).feast()))?;
+    if scoped.is_some() {
+        options.project = scoped;
+    }
     let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES).await.map_err(|_| {
         Box::new(
             ApiError {
@@ -114,13 +121,10 @@ pub async fn get_online_features(
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Response {
-    let (mut options, request): (Options, OnlineRequest) = match read(raw, body).await {
+    let (options, request): (Options, OnlineRequest) = match read(scoped, raw, body).await {
         Ok(read) => read,
         Err(response) => return *response,
     };
-    if scoped.is_some() {
-        options.project = scoped;
-    }
     match online(&api, options.project.as_deref(), request).await {
         Ok(answer) => axum::Json(answer).into_response(),
         Err(error) => error.feast(),
@@ -184,13 +188,10 @@ pub async fn push(
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Response {
-    let (mut options, request): (Options, PushRequest) = match read(raw, body).await {
+    let (options, request): (Options, PushRequest) = match read(scoped, raw, body).await {
         Ok(read) => read,
         Err(response) => return *response,
     };
-    if scoped.is_some() {
-        options.project = scoped;
-    }
     let result = async {
         match request.to.as_str() {
             "online" => {}
@@ -264,13 +265,10 @@ pub async fn write_to_online_store(
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Response {
-    let (mut options, request): (Options, WriteRequest) = match read(raw, body).await {
+    let (options, request): (Options, WriteRequest) = match read(scoped, raw, body).await {
         Ok(read) => read,
         Err(response) => return *response,
     };
-    if scoped.is_some() {
-        options.project = scoped;
-    }
     let result = async {
         let definitions = definitions(&api, options.project.as_deref()).await?;
         let view = definitions
@@ -308,13 +306,10 @@ pub async fn materialize(
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Response {
-    let (mut options, request): (Options, MaterializeRequest) = match read(raw, body).await {
+    let (options, request): (Options, MaterializeRequest) = match read(scoped, raw, body).await {
         Ok(read) => read,
         Err(response) => return *response,
     };
-    if scoped.is_some() {
-        options.project = scoped;
-    }
     let window = match (request.disable_event_timestamp, &request.start_ts, &request.end_ts) {
         (true, _, _) => Ok(Window::Everything),
         (false, Some(start_text), Some(end_text)) => materialize::parse_time(start_text, "start_ts")
@@ -351,13 +346,10 @@ pub async fn materialize_incremental(
     RawQuery(raw): RawQuery,
     body: Body,
 ) -> Response {
-    let (mut options, request): (Options, IncrementalRequest) = match read(raw, body).await {
+    let (options, request): (Options, IncrementalRequest) = match read(scoped, raw, body).await {
         Ok(read) => read,
         Err(response) => return *response,
     };
-    if scoped.is_some() {
-        options.project = scoped;
-    }
     let end = match request.end_ts.as_deref().map(|t| materialize::parse_time(t, "end_ts")) {
         Some(Ok(end)) => end,
         Some(Err(message)) => return ApiError::bad_request(message).feast(),
