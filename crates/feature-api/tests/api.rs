@@ -150,7 +150,10 @@ async fn definitions_are_versioned_and_an_apply_on_a_stale_version_is_refused() 
     let (status, stale) = server.apply(&changed, Some(0), false).await;
     assert_eq!(status, 409, "{stale}");
     let applied = server.apply(&changed, Some(1), false).await.1;
-    assert_eq!(applied["changes"], json!(["~ feature view driver_stats (ttl_seconds)"]));
+    assert_eq!(
+        applied["changes"],
+        json!(["~ feature view driver_stats (ttl_seconds: 86400 -> 172800)"])
+    );
     assert_eq!(applied["version"], 2);
     let first = server.get("/api/loopline/v1/features/projects/shop?version=1").await.1;
     assert_eq!(first["definitions"]["views"]["driver_stats"]["ttl_seconds"], 86_400);

@@ -16,7 +16,7 @@ pub struct Change {
     pub kind: &'static str,
     /// Its name.
     pub name: String,
-    /// For a change: the fields that differ.
+    /// For a change: the fields that differ, each with its old and new value when they are short.
     pub fields: Vec<String>,
 }
 
@@ -64,7 +64,7 @@ fn compare<T: Serialize>(
                         (Value::Object(a), Value::Object(b)) => b
                             .iter()
                             .filter(|(field, value)| a.get(*field) != Some(value))
-                            .map(|(field, _)| field.clone())
+                            .map(|(field, value)| shown(field, a.get(field).unwrap_or(&Value::Null), value))
                             .collect(),
                         _ => vec!["value".to_string()],
                     };
@@ -86,6 +86,43 @@ fn compare<T: Serialize>(
             fields: Vec::new(),
         });
     }
+}
+
+/// A changed field, with `old -> new` when both are short enough to read on one line.
+fn shown(field: &str, old: &Value, new: &Value) -> String {
+    if field == "features"
+        && let (Some(before), Some(after)) = (named(old), named(new))
+    {
+        // A view's features: which were added, removed, or changed type or place.
+        let mut parts = Vec::new();
+        for (position, (name, dtype)) in after.iter().enumerate() {
+            match before.iter().position(|(n, _)| n == name) {
+                None => parts.push(format!("+{name}")),
+                Some(at) if before[at].1 != *dtype => parts.push(format!("{name}: {} -> {dtype}", before[at].1)),
+                Some(at) if at != position => parts.push(format!("{name} moved")),
+                Some(_) => {}
+            }
+        }
+        for (name, _) in before.iter().filter(|(n, _)| !after.iter().any(|(a, _)| a == n)) {
+            parts.push(format!("-{name}"));
+        }
+        return format!("features: {}", parts.join(", "));
+    }
+    let (old, new) = (old.to_string(), new.to_string());
+    if old.len() + new.len() <= 80 {
+        format!("{field}: {old} -> {new}")
+    } else {
+        field.to_string()
+    }
+}
+
+/// A list of `{name, dtype}` objects as (name, dtype) pairs.
+fn named(value: &Value) -> Option<Vec<(String, String)>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|item| Some((item["name"].as_str()?.to_string(), item["dtype"].as_str()?.to_string())))
+        .collect()
 }
 
 fn to_value<T: Serialize>(item: &T) -> Value {
@@ -114,7 +151,21 @@ feature_views: [{name: v, entities: [driver], ttl: 1h, source: s, schema: [{name
         )
         .unwrap();
         let shown: Vec<String> = diff(Some(&old), &new).iter().map(ToString::to_string).collect();
-        assert_eq!(shown, ["~ feature view v (ttl_seconds)", "+ feature service svc"]);
+        assert_eq!(
+            shown,
+            ["~ feature view v (ttl_seconds: 3600 -> 7200)", "+ feature service svc"]
+        );
+        let grown = Definitions::from_yaml(
+            &base.replace(
+                "{name: f, dtype: int64}",
+                "{name: g, dtype: float64}, {name: f, dtype: float32}",
+            ),
+            Path::new("/"),
+            "grown",
+        )
+        .unwrap();
+        let shown: Vec<String> = diff(Some(&old), &grown).iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["~ feature view v (features: +g, f: Int64 -> Float32)"]);
         assert!(diff(Some(&new), &new).is_empty());
         assert_eq!(diff(None, &old).len(), 3);
     }
