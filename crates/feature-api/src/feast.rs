@@ -54,7 +54,7 @@ pub(crate) async fn read<T: DeserializeOwned>(
     if scoped.is_some() {
         options.project = scoped;
     }
-    let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES).await.map_err(|_| {
+    let too_large = || {
         Box::new(
             ApiError {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -66,7 +66,14 @@ pub(crate) async fn read<T: DeserializeOwned>(
             }
             .feast(),
         )
-    })?;
+    };
+    // A declared length past the limit is refused before any of the body is read.
+    if axum::body::HttpBody::size_hint(&body).lower() > crate::MAX_BODY_BYTES as u64 {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())?;
     let request = serde_json::from_slice(&bytes)
         .map_err(|e| Box::new(unprocessable(format!("the body is not the request: {e}"))))?;
     Ok((options, request))
