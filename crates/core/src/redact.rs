@@ -44,6 +44,30 @@ fn ends_a_path(character: char) -> bool {
     character.is_whitespace() || matches!(character, '\'' | '"' | '`' | ')' | ']' | '}' | ',' | ';' | ':')
 }
 
+/// The user part of a URL (`user:password`) and the password alone, to be kept out of messages.
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let Some((user_part, _)) = authority.rsplit_once('@') else {
+        return Vec::new();
+    };
+    let mut secrets = vec![user_part.to_string()];
+    if let Some((_, password)) = user_part.split_once(':') {
+        secrets.push(password.to_string());
+    }
+    secrets.retain(|secret| !secret.is_empty());
+    secrets
+}
+
+/// A message with the URL's secrets replaced.
+pub fn scrubbed(message: String, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .fold(message, |message, secret| message.replace(secret.as_str(), "***"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,12 +268,7 @@ pub fn check_key_kind(
         return Ok(());
     };
     let kind = keys::KeyKind::of(column.data_type());
-    let expected = match declared {
-        crate::ValueType::String => Some(keys::KeyKind::Text),
-        crate::ValueType::Int32 | crate::ValueType::Int64 => Some(keys::KeyKind::Integer),
-        crate::ValueType::Bool => Some(keys::KeyKind::Bool),
-        _ => None,
-    };
+    let expected = declared.key_kind().filter(|k| *k != keys::KeyKind::Bytes);
     if expected.is_some() && kind != expected && column.null_count() < column.len() {
         return Err(format!(
             "entity column `{key}` must hold {} values (the entity's value_type is {})",
@@ -298,7 +293,7 @@ pub fn rfc3339(nanos: i64) -> String {
     let fraction = nanos.rem_euclid(1_000_000_000);
     let days = seconds.div_euclid(86_400);
     let in_day = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = loopline_core::time::civil_date(days);
     let base = format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         in_day / 3600,
@@ -314,20 +309,6 @@ pub fn rfc3339(nanos: i64) -> String {
     } else {
         format!("{base}.{fraction:09}Z")
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -63,6 +63,18 @@ impl ValueType {
         }
     }
 
+    /// The family of join keys of this type (`None`: not a key type).
+    pub fn key_kind(self) -> Option<crate::keys::KeyKind> {
+        use crate::keys::KeyKind;
+        match self {
+            ValueType::String => Some(KeyKind::Text),
+            ValueType::Int32 | ValueType::Int64 => Some(KeyKind::Integer),
+            ValueType::Bool => Some(KeyKind::Bool),
+            ValueType::Bytes => Some(KeyKind::Bytes),
+            _ => None,
+        }
+    }
+
     /// Whether a column of `data_type` can hold values of this type.
     pub fn accepts(self, data_type: &DataType) -> bool {
         use DataType as D;

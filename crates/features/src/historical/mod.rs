@@ -176,14 +176,9 @@ fn declared_key_types(
             let Ok(field) = table.schema().field_with_name(column) else {
                 continue;
             };
-            let kind = keys::KeyKind::of(field.data_type());
-            let fits = match declared {
-                crate::ValueType::String => kind == Some(keys::KeyKind::Text),
-                crate::ValueType::Int32 | crate::ValueType::Int64 => kind == Some(keys::KeyKind::Integer),
-                crate::ValueType::Bool => kind == Some(keys::KeyKind::Bool),
-                crate::ValueType::Bytes => kind == Some(keys::KeyKind::Bytes),
-                _ => true,
-            };
+            let fits = declared
+                .key_kind()
+                .is_none_or(|expected| keys::KeyKind::of(field.data_type()) == Some(expected));
             if !fits {
                 return Err(FeatureError::Source {
                     source_name: opened.source.name.clone(),

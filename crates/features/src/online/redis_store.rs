@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use loopline_core::redact::{scrubbed, url_secrets};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client};
 
@@ -66,10 +67,7 @@ impl RedisOnlineStore {
     }
 
     fn failed(&self, error: redis::RedisError) -> OnlineError {
-        let mut text = error.to_string();
-        for secret in &self.secrets {
-            text = text.replace(secret.as_str(), "***");
-        }
+        let text = scrubbed(error.to_string(), &self.secrets);
         let advice = if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() {
             "; is Redis running and reachable? The server retries on the next request"
         } else {
@@ -77,25 +75,6 @@ impl RedisOnlineStore {
         };
         OnlineError(format!("Redis at {}: {text}{advice}", self.place))
     }
-}
-
-/// The user part of a URL (`user:password`) and the password alone, to be kept out of messages.
-fn url_secrets(url: &str) -> Vec<String> {
-    let Some((_, rest)) = url.split_once("://") else {
-        return Vec::new();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let Some((user_part, _)) = authority.rsplit_once('@') else {
-        return Vec::new();
-    };
-    let mut secrets = vec![user_part.to_string()];
-    if let Some((_, password)) = user_part.split_once(':')
-        && !password.is_empty()
-    {
-        secrets.push(password.to_string());
-    }
-    secrets.retain(|s| !s.is_empty());
-    secrets
 }
 
 fn row_key(project: &str, view: &str, entity: &[u8]) -> Vec<u8> {

@@ -22,6 +22,7 @@ use crate::cache::Kept;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, RedisResult};
 use async_trait::async_trait;
+use loopline_core::redact::{scrubbed, url_secrets};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -129,30 +130,6 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_response_timeout(DEADLINE)
         .set_number_of_retries(1)
         .set_max_delay(1_000)
-}
-
-/// The user part of a URL (`user:password`) and the password alone, to be kept out of messages.
-fn url_secrets(url: &str) -> Vec<String> {
-    let Some((_, rest)) = url.split_once("://") else {
-        return Vec::new();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let Some((user_part, _)) = authority.rsplit_once('@') else {
-        return Vec::new();
-    };
-    let mut secrets = vec![user_part.to_string()];
-    if let Some((_, password)) = user_part.split_once(':') {
-        secrets.push(password.to_string());
-    }
-    secrets.retain(|secret| !secret.is_empty());
-    secrets
-}
-
-/// A message with the URL's secrets replaced.
-fn scrubbed(message: String, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .fold(message, |message, secret| message.replace(secret.as_str(), "***"))
 }
 
 /// Whether an error says Redis could not be reached or refused who we are (rather than one command, such
