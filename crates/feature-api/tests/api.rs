@@ -237,6 +237,81 @@ async fn materialised_and_pushed_values_are_served() {
 }
 
 #[tokio::test]
+async fn on_demand_features_are_computed_from_request_fields_and_stored_features() {
+    let server = Server::start().await;
+    let on_demand = format!(
+        "{DEFINITIONS}request_sources: [{{name: req, schema: [{{name: km, dtype: float64}}, {{name: city, dtype: string}}]}}]
+on_demand_feature_views:
+  - {{name: est, sources: [driver_stats, req], schema: [
+      {{name: cost, dtype: float64, expression: 'km * (1 + rate)'}},
+      {{name: shout, dtype: string, expression: 'upper(city)'}},
+      {{name: known, dtype: bool, expression: 'not is_null(rate)'}}]}}
+"
+    );
+    // A type error is refused when applied, and nothing is applied.
+    let broken = on_demand.replace("'upper(city)'", "'upper(km)'");
+    let (status, refused) = server.apply(&broken, None, false).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("`upper` needs text"),
+        "{refused}"
+    );
+    assert_eq!(
+        server.get("/api/loopline/v1/features/projects").await.1["projects"],
+        json!([])
+    );
+
+    assert_eq!(server.apply(&on_demand, None, false).await.0, 200);
+    let window = json!({"start_ts": "1970-01-01T00:00:00", "end_ts": "1970-01-01T20:00:00"});
+    assert_eq!(server.call("/materialize", window).await.0, 200);
+    let lookup = json!({
+        "features": ["est:cost", "est:shout", "est:known"],
+        "entities": {"city": ["oslo", null, "rome"], "driver_id": [1, 2, 3], "km": [10, 2.5, 4.0], "extra": [1, 2, 3]}
+    });
+    let (status, answer) = server.call("/get-online-features", lookup).await;
+    assert_eq!(status, 200, "{answer}");
+    // The stored feature the expressions read is fetched but not returned; request fields are not echoed.
+    assert_eq!(
+        answer["metadata"]["feature_names"],
+        json!(["driver_id", "cost", "shout", "known"])
+    );
+    assert_eq!(answer["results"][1]["values"], json!([12.0, 3.25, null]));
+    assert_eq!(answer["results"][2]["values"], json!(["OSLO", null, "ROME"]));
+    assert_eq!(answer["results"][3]["values"], json!([true, true, false]));
+    assert_eq!(
+        answer["results"][3]["statuses"],
+        json!(["PRESENT", "PRESENT", "PRESENT"])
+    );
+
+    let (status, refused) = server
+        .call(
+            "/get-online-features",
+            json!({"features": ["est:cost"], "entities": {"driver_id": [1], "km": ["far"]}}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        feast_message(&refused)["message"]
+            .as_str()
+            .unwrap()
+            .contains("request field `km`")
+    );
+    let (status, refused) = server
+        .call(
+            "/get-online-features",
+            json!({"features": ["est:cost"], "entities": {"driver_id": [1]}}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        feast_message(&refused)["message"]
+            .as_str()
+            .unwrap()
+            .contains("[\"km\"]")
+    );
+}
+
+#[tokio::test]
 async fn writes_that_would_lose_data_and_oversized_requests_are_refused_in_feasts_shape() {
     let server = Server::start().await;
     server.apply(DEFINITIONS, None, false).await;

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::FeatureError;
+use crate::on_demand::{OnDemandSpec, OnDemandView, RequestSource, RequestSpec, build_on_demand, build_request_source};
 use crate::value_type::ValueType;
 
 /// The longest definitions file read.
@@ -164,6 +165,12 @@ pub struct Definitions {
     /// history the views are trained and materialised from.
     #[serde(default)]
     pub push_sources: BTreeMap<String, String>,
+    /// Request sources by name: fields a request carries for on-demand features.
+    #[serde(default)]
+    pub request_sources: BTreeMap<String, RequestSource>,
+    /// On-demand feature views by name: features computed from request fields and other views' features.
+    #[serde(default)]
+    pub on_demand_views: BTreeMap<String, OnDemandView>,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +187,10 @@ struct FileSpec {
     feature_services: Vec<ServiceSpec>,
     #[serde(default)]
     push_sources: Vec<PushSpec>,
+    #[serde(default)]
+    request_sources: Vec<RequestSpec>,
+    #[serde(default)]
+    on_demand_feature_views: Vec<OnDemandSpec>,
 }
 
 #[derive(Deserialize)]
@@ -231,9 +242,9 @@ fn yes() -> bool {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FieldSpec {
-    name: String,
-    dtype: String,
+pub(crate) struct FieldSpec {
+    pub(crate) name: String,
+    pub(crate) dtype: String,
 }
 
 #[derive(Deserialize)]
@@ -320,6 +331,8 @@ fn build(spec: FileSpec, base: &Path) -> Result<Definitions, String> {
         ("sources", spec.sources.len()),
         ("feature_views", spec.feature_views.len()),
         ("feature_services", spec.feature_services.len()),
+        ("request_sources", spec.request_sources.len()),
+        ("on_demand_feature_views", spec.on_demand_feature_views.len()),
     ];
     if let Some((kind, count)) = counts.iter().find(|(_, count)| *count > MAX_OBJECTS) {
         return Err(format!("{count} {kind}, more than the {MAX_OBJECTS} accepted"));
@@ -404,11 +417,25 @@ fn build(spec: FileSpec, base: &Path) -> Result<Definitions, String> {
             return Err(format!("push source `{}` is defined twice", push.name));
         }
     }
+    for request in spec.request_sources {
+        let built = build_request_source(request, &definitions)?;
+        let name = built.name.clone();
+        if definitions.request_sources.insert(name.clone(), built).is_some() {
+            return Err(format!("request source `{name}` is defined twice"));
+        }
+    }
     for view in spec.feature_views {
         let built = build_view(view, &definitions)?;
         let name = built.name.clone();
         if definitions.views.insert(name.clone(), built).is_some() {
             return Err(format!("feature view `{name}` is defined twice"));
+        }
+    }
+    for view in spec.on_demand_feature_views {
+        let built = build_on_demand(view, &definitions)?;
+        let name = built.name.clone();
+        if definitions.on_demand_views.insert(name.clone(), built).is_some() {
+            return Err(format!("on-demand feature view `{name}` is defined twice"));
         }
     }
     for service in spec.feature_services {
@@ -535,20 +562,31 @@ fn build_service(service: ServiceSpec, definitions: &Definitions) -> Result<Feat
                 return Err(format!("{context}: each item is a view name or `view: [feature, ...]`"));
             }
         };
-        let view = definitions.views.get(&view_name).ok_or_else(|| {
-            format!(
-                "{context}: no feature view `{view_name}`; the views are {:?}",
-                definitions.views.keys().collect::<Vec<_>>()
-            )
-        })?;
+        let declared: Vec<&String> = match (
+            definitions.views.get(&view_name),
+            definitions.on_demand_views.get(&view_name),
+        ) {
+            (Some(view), _) => view.features.iter().map(|f| &f.name).collect(),
+            (None, Some(view)) => view.features.iter().map(|f| &f.name).collect(),
+            (None, None) => {
+                return Err(format!(
+                    "{context}: no feature view `{view_name}`; the views are {:?}",
+                    definitions
+                        .views
+                        .keys()
+                        .chain(definitions.on_demand_views.keys())
+                        .collect::<Vec<_>>()
+                ));
+            }
+        };
         let names = match wanted {
-            None => view.features.iter().map(|f| f.name.clone()).collect(),
+            None => declared.iter().map(|f| f.to_string()).collect(),
             Some(names) => {
                 for name in &names {
-                    if !view.features.iter().any(|f| &f.name == name) {
+                    if !declared.contains(&name) {
                         return Err(format!(
-                            "{context}: feature view `{view_name}` has no feature `{name}`; its features are {:?}",
-                            view.features.iter().map(|f| &f.name).collect::<Vec<_>>()
+                            "{context}: feature view `{view_name}` has no feature `{name}`; its features are \
+                             {declared:?}"
                         ));
                     }
                 }
@@ -567,7 +605,7 @@ fn build_service(service: ServiceSpec, definitions: &Definitions) -> Result<Feat
 }
 
 /// Names are what Feast accepts: letters, digits, `_` and `-`, starting with a letter or `_`, at most 255 bytes.
-fn check_name(kind: &str, name: &str) -> Result<(), String> {
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), String> {
     let valid_start = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     let valid_rest = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if name.len() > 255 {

@@ -12,7 +12,7 @@ use crate::definitions::Definitions;
 pub struct Change {
     /// `+` added, `-` removed, `~` changed.
     pub change: char,
-    /// `entity`, `source`, `feature view`, `feature service` or `push source`.
+    /// `entity`, `source`, `push source`, `request source`, `feature view`, `on-demand feature view` or `feature service`.
     pub kind: &'static str,
     /// Its name.
     pub name: String,
@@ -38,7 +38,19 @@ pub fn diff(old: Option<&Definitions>, new: &Definitions) -> Vec<Change> {
     compare("entity", &old.entities, &new.entities, &mut changes);
     compare("source", &old.sources, &new.sources, &mut changes);
     compare("push source", &old.push_sources, &new.push_sources, &mut changes);
+    compare(
+        "request source",
+        &old.request_sources,
+        &new.request_sources,
+        &mut changes,
+    );
     compare("feature view", &old.views, &new.views, &mut changes);
+    compare(
+        "on-demand feature view",
+        &old.on_demand_views,
+        &new.on_demand_views,
+        &mut changes,
+    );
     compare("feature service", &old.services, &new.services, &mut changes);
     changes
 }
@@ -121,7 +133,15 @@ fn named(value: &Value) -> Option<Vec<(String, String)>> {
     value
         .as_array()?
         .iter()
-        .map(|item| Some((item["name"].as_str()?.to_string(), item["dtype"].as_str()?.to_string())))
+        .map(|item| {
+            let dtype = item["dtype"].as_str()?;
+            // A computed feature changes with its expression too.
+            let shown = match item["expression"].as_str() {
+                Some(expression) => format!("{dtype} = {expression}"),
+                None => dtype.to_string(),
+            };
+            Some((item["name"].as_str()?.to_string(), shown))
+        })
         .collect()
 }
 

@@ -5,10 +5,12 @@
 pub mod definitions;
 pub mod diff;
 pub mod error;
+pub mod expression;
 pub mod feast_registry;
 pub mod historical;
 pub mod keys;
 pub mod materialize;
+pub mod on_demand;
 pub mod online;
 pub mod online_read;
 pub mod refs;

@@ -3,15 +3,16 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, Int64Array, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
 #[cfg(test)]
 use serde_json::Map;
 use serde_json::{Value, json};
 
 use crate::definitions::Definitions;
+use crate::expression::{Kind, Scalar};
 use crate::keys;
 use crate::online::{FeatureValue, OnlineError, OnlineStore};
-use crate::refs::FeatureSelection;
+use crate::refs::{DerivedInput, DerivedInputs, FeatureSelection};
 
 /// The most entity rows one lookup may ask for.
 pub const MAX_ENTITY_ROWS: usize = 100_000;
@@ -114,14 +115,24 @@ fn column_array(name: &str, items: &[Value]) -> Result<ArrayRef, String> {
     let present = items.iter().find(|v| !v.is_null());
     let mixed = || format!("entity column `{name}` mixes types; all its values must be integers, or all text");
     match present {
+        // A request field may hold fractions; a key column that does is refused where it is used as a key.
+        Some(Value::Number(_)) if items.iter().any(|v| v.is_number() && v.as_i64().is_none()) => {
+            let values = items
+                .iter()
+                .map(|v| match v {
+                    Value::Null => Ok(None),
+                    Value::Number(n) => Ok(n.as_f64()),
+                    _ => Err(mixed()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Arc::new(Float64Array::from(values)))
+        }
         None | Some(Value::Number(_)) => {
             let values = items
                 .iter()
                 .map(|v| match v {
                     Value::Null => Ok(None),
-                    Value::Number(n) => n.as_i64().map(Some).ok_or_else(|| {
-                        format!("entity column `{name}`: {n} is not a whole number; keys are integers or text")
-                    }),
+                    Value::Number(n) => Ok(n.as_i64()),
                     _ => Err(mixed()),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -162,7 +173,9 @@ pub async fn lookup(
     selection: &FeatureSelection,
     entities: &EntityColumns,
 ) -> Result<Value, LookupError> {
-    let columns = entities.names.len() + selection.views.iter().map(|v| v.features.len()).sum::<usize>();
+    let columns = entities.names.len()
+        + selection.views.iter().map(|v| v.features.len()).sum::<usize>()
+        + selection.derived.len();
     if entities.rows.saturating_mul(columns) > MAX_ANSWER_CELLS {
         return Err(LookupError::Request(format!(
             "{} rows x {columns} columns is more than the {MAX_ANSWER_CELLS} values one answer holds; ask for fewer \
@@ -180,6 +193,11 @@ pub async fn lookup(
                     view.view.name, entities.names
                 ))
             })?;
+            if entities.arrays[position].data_type() == &arrow_schema::DataType::Float64 {
+                return Err(LookupError::Request(format!(
+                    "entity column `{key}` holds numbers that are not whole; keys are integers or text"
+                )));
+            }
             check_key_kind(definitions, &view.view.entities, key, &entities.arrays[position])
                 .map_err(LookupError::Request)?;
             columns.push(entities.arrays[position].clone());
@@ -202,19 +220,23 @@ pub async fn lookup(
         .await
         .map_err(LookupError::Store)?;
 
+    let request = request_values(selection, entities)?;
     let epoch = "1970-01-01T00:00:00Z";
-    let mut names: Vec<String> = entities.names.clone();
-    let mut results: Vec<Value> = entities
-        .values
-        .iter()
-        .map(|values| {
-            json!({
+    // As Feast answers: the join keys of the views read, in request order; request fields and other columns
+    // are not echoed.
+    let mut names: Vec<String> = Vec::new();
+    let mut results: Vec<Value> = Vec::new();
+    for (name, values) in entities.names.iter().zip(&entities.values) {
+        if selection.views.iter().any(|v| v.view.join_keys.contains(name)) {
+            names.push(name.clone());
+            results.push(json!({
                 "values": values,
                 "statuses": vec!["PRESENT"; entities.rows],
                 "event_timestamps": vec![epoch; entities.rows],
-            })
-        })
-        .collect();
+            }));
+        }
+    }
+    let mut columns: Vec<(&str, Vec<FeatureValue>)> = Vec::new();
     for (view, rows) in selection.views.iter().zip(found) {
         // Each row's event time is written once for all the view's features.
         let row_times: Vec<Value> = rows
@@ -233,6 +255,21 @@ pub async fn lookup(
                 .iter()
                 .position(|f| &f.name == feature)
                 .expect("resolved");
+            if selection.derived.iter().any(|d| d.inputs.contains_column(output)) {
+                let cells = rows
+                    .iter()
+                    .map(|row| {
+                        row.as_ref()
+                            .and_then(|r| r.values.get(position))
+                            .cloned()
+                            .unwrap_or(FeatureValue::Null)
+                    })
+                    .collect();
+                columns.push((output.as_str(), cells));
+            }
+            if crate::refs::is_hidden(output) {
+                continue;
+            }
             let mut values = Vec::with_capacity(entities.rows);
             let mut statuses = Vec::with_capacity(entities.rows);
             let mut times = Vec::with_capacity(entities.rows);
@@ -253,7 +290,71 @@ pub async fn lookup(
             results.push(json!({"values": values, "statuses": statuses, "event_timestamps": times}));
         }
     }
+    // On-demand features come last, PRESENT with no event time, as Feast computes them.
+    let mut slots = Vec::new();
+    for derived in &selection.derived {
+        let mut values = Vec::with_capacity(entities.rows);
+        for row in 0..entities.rows {
+            slots.clear();
+            for input in &derived.inputs {
+                slots.push(match input {
+                    DerivedInput::Column(column, kind) => columns
+                        .iter()
+                        .find(|(name, _)| name == column)
+                        .map_or(Scalar::Null, |(_, cells)| Scalar::from_feature(&cells[row], *kind)),
+                    DerivedInput::Request(field, _) => request
+                        .iter()
+                        .find(|(name, _)| name == field)
+                        .map_or(Scalar::Null, |(_, cells)| cells[row].clone()),
+                });
+            }
+            values.push(
+                derived
+                    .expression
+                    .evaluate(&slots)
+                    .into_feature(derived.dtype)
+                    .to_json(),
+            );
+        }
+        names.push(derived.output.clone());
+        results.push(json!({
+            "values": values,
+            "statuses": vec!["PRESENT"; entities.rows],
+            "event_timestamps": vec![epoch; entities.rows],
+        }));
+    }
     Ok(json!({"metadata": {"feature_names": names}, "results": results}))
+}
+
+/// The request fields on-demand features read, as values of their declared types.
+fn request_values(
+    selection: &FeatureSelection,
+    entities: &EntityColumns,
+) -> Result<Vec<(String, Vec<Scalar>)>, LookupError> {
+    let missing: Vec<&String> = selection
+        .request_fields
+        .iter()
+        .map(|(f, _)| f)
+        .filter(|f| !entities.names.contains(f))
+        .collect();
+    if !missing.is_empty() {
+        return Err(LookupError::Request(format!(
+            "the on-demand features asked for read request fields {missing:?}; send them in `entities` beside the \
+             join keys, one value per row"
+        )));
+    }
+    let mut request = Vec::with_capacity(selection.request_fields.len());
+    for (field, dtype) in &selection.request_fields {
+        let kind = Kind::of(*dtype).expect("checked when defined");
+        let position = entities.names.iter().position(|n| n == field).expect("checked above");
+        let cells = entities.values[position]
+            .iter()
+            .map(|value| Scalar::from_json(value, kind).map_err(|e| format!("request field `{field}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(LookupError::Request)?;
+        request.push((field.clone(), cells));
+    }
+    Ok(request)
 }
 
 /// Refuses an entity column whose values are not of the entity's declared type (a key of another type could
@@ -339,7 +440,10 @@ mod tests {
                 .contains("has 2 values")
         );
         assert!(parse(r#"{"a": [1, "x"]}"#).unwrap_err().contains("mixes types"));
-        assert!(parse(r#"{"a": [1.5]}"#).unwrap_err().contains("not a whole number"));
+        assert_eq!(
+            parse(r#"{"a": [1, 1.5]}"#).unwrap().arrays[0].data_type(),
+            &arrow_schema::DataType::Float64
+        );
         assert!(parse(r#"{"a": 1}"#).unwrap_err().contains("must be a list"));
         assert!(parse(r#"{}"#).unwrap_err().contains("empty"));
     }

@@ -209,7 +209,21 @@ impl loopline_serving::feature_join::FeatureJoin for FeatureJoiner {
             })?;
             entity_pairs.push((key.clone(), Value::Array(entity_values(tensor, rows)?)));
         }
-        let entities = EntityColumns::from_json(&entity_pairs).map_err(|m| (StatusCode::BAD_REQUEST, m))?;
+        let mut columns = entity_pairs.clone();
+        for (field, _) in &selection.request_fields {
+            let tensor = inputs.iter().find(|t| &t.name == field).ok_or_else(|| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "model '{model}' computes features from request field '{field}': send it as a column (the \
+                         request has {:?})",
+                        inputs.iter().map(|t| &t.name).collect::<Vec<_>>()
+                    ),
+                )
+            })?;
+            columns.push((field.clone(), Value::Array(request_values(tensor, rows)?)));
+        }
+        let entities = EntityColumns::from_json(&columns).map_err(|m| (StatusCode::BAD_REQUEST, m))?;
         let answer = online_read::lookup(self.api.online.as_ref(), &definitions, &selection, &entities)
             .await
             .map_err(|error| match error {
@@ -225,22 +239,7 @@ impl loopline_serving::feature_join::FeatureJoin for FeatureJoiner {
             .cloned()
             .unwrap_or_default();
         let results = answer["results"].as_array().cloned().unwrap_or_default();
-        let dtypes: Vec<(String, ValueType)> = selection
-            .views
-            .iter()
-            .flat_map(|view| {
-                view.features.iter().map(|(feature, output)| {
-                    let dtype = view
-                        .view
-                        .features
-                        .iter()
-                        .find(|f| &f.name == feature)
-                        .expect("resolved")
-                        .dtype;
-                    (output.clone(), dtype)
-                })
-            })
-            .collect();
+        let dtypes = selection.output_types();
         for (name, result) in names.iter().zip(&results).skip(keys.len()) {
             let name = name.as_str().unwrap_or_default();
             if joined.iter().any(|t| t.name == name) {
@@ -281,14 +280,18 @@ impl loopline_serving::feature_join::FeatureJoin for FeatureJoiner {
     }
 }
 
+/// A request field's values as JSON, fractions kept (an on-demand feature reads them as its field's type).
+fn request_values(tensor: &Tensor, rows: usize) -> Result<Vec<Value>, Failure> {
+    let float = |x: f64| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number);
+    match &tensor.data {
+        TensorData::F32(v) => column_values(tensor, rows, v.iter().map(|x| float(f64::from(*x))).collect()),
+        TensorData::F64(v) => column_values(tensor, rows, v.iter().map(|x| float(*x)).collect()),
+        _ => entity_values(tensor, rows),
+    }
+}
+
 /// An entity column's values as JSON (integers, text or booleans); whole floats are integers.
 fn entity_values(tensor: &Tensor, rows: usize) -> Result<Vec<Value>, Failure> {
-    if tensor.shape.len() > 2 || tensor.shape.iter().skip(1).any(|d| *d != 1) {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            format!("entity column '{}' must hold one value per row", tensor.name),
-        ));
-    }
     let values: Vec<Value> = match &tensor.data {
         TensorData::Int(v) => v.iter().map(|x| Value::from(*x)).collect(),
         TensorData::UInt(v) => v.iter().map(|x| Value::from(*x)).collect(),
@@ -307,6 +310,17 @@ fn entity_values(tensor: &Tensor, rows: usize) -> Result<Vec<Value>, Failure> {
             })
             .collect::<Result<_, _>>()?,
     };
+    column_values(tensor, rows, values)
+}
+
+/// The values of a one-value-per-row column, checked against the request's row count.
+fn column_values(tensor: &Tensor, rows: usize, values: Vec<Value>) -> Result<Vec<Value>, Failure> {
+    if tensor.shape.len() > 2 || tensor.shape.iter().skip(1).any(|d| *d != 1) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("entity column '{}' must hold one value per row", tensor.name),
+        ));
+    }
     if values.len() != rows {
         return Err((
             StatusCode::BAD_REQUEST,

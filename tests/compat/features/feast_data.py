@@ -136,16 +136,46 @@ FULL_VIEWS = [
 ]
 
 
-def feast_store(directory: Path):
+# An on-demand view in each language: Feast's as a pandas function, Loopline's as expressions computing the same.
+FEAST_ON_DEMAND = """
+import pandas as pd
+from feast import RequestSource
+from feast.on_demand_feature_view import on_demand_feature_view
+
+trip_request = RequestSource(name="trip_request", schema=[Field(name="distance_km", dtype=Float64)])
+
+
+@on_demand_feature_view(sources=[driver_stats, trip_request],
+                        schema=[Field(name="fare_estimate", dtype=Float64), Field(name="trips_per_km", dtype=Float64)])
+def trip_estimates(inputs: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame()
+    out["fare_estimate"] = 2.5 + inputs["distance_km"] * 1.2 * (1 + inputs["conv_rate"])
+    out["trips_per_km"] = inputs["avg_daily_trips"] / inputs["distance_km"]
+    return out
+"""
+
+LOOPLINE_ON_DEMAND = """
+request_sources:
+  - {name: trip_request, schema: [{name: distance_km, dtype: float64}]}
+on_demand_feature_views:
+  - name: trip_estimates
+    sources: [driver_stats, trip_request]
+    schema:
+      - {name: fare_estimate, dtype: float64, expression: "2.5 + distance_km * 1.2 * (1 + conv_rate)"}
+      - {name: trips_per_km, dtype: float64, expression: "avg_daily_trips / distance_km"}
+"""
+
+
+def feast_store(directory: Path, extra: str = "", name: str = "feast_repo"):
     from feast import FeatureStore
 
-    repo = directory / "feast_repo"
+    repo = directory / name
     repo.mkdir()
     (repo / "feature_store.yaml").write_text(
         "project: compat\nregistry: data/registry.db\nprovider: local\n"
         "online_store:\n  type: sqlite\n  path: data/online.db\nentity_key_serialization_version: 3\n"
     )
-    (repo / "definitions.py").write_text(FEAST_DEFINITIONS.format(dir=directory))
+    (repo / "definitions.py").write_text(FEAST_DEFINITIONS.format(dir=directory) + extra)
     subprocess.run(["feast", "apply"], cwd=repo, check=True, capture_output=True,
                    env={**os.environ, "PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}",
                         "FEAST_USAGE": "False"})

@@ -21,8 +21,19 @@ sources: [{name: driver_stats, path: driver_stats.parquet, timestamp_field: even
 feature_views:
   - {name: driver_hourly, entities: [driver], ttl: 1d, source: driver_stats,
      schema: [{name: conv_rate, dtype: float64}, {name: trips, dtype: int64}]}
-feature_services: [{name: ranking, features: [driver_hourly]}]
+request_sources: [{name: trip, schema: [{name: distance_km, dtype: float64}]}]
+on_demand_feature_views:
+  - {name: estimates, sources: [driver_hourly, trip],
+     schema: [{name: fare, dtype: float64, expression: "2.5 + distance_km * (1 + conv_rate)"},
+              {name: busy, dtype: int64, expression: "if(trips > 150, 1, 0)"}]}
+feature_services:
+  - {name: ranking, features: [driver_hourly]}
+  - {name: ranking_live, features: [driver_hourly, estimates]}
 """
+
+
+# Models trained by the fixture beside the one it returns.
+TRAINED = {}
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +57,7 @@ def ranker(server, tmp_path_factory):
         "event_timestamp": start + pd.to_timedelta(rng.integers(60, 24 * 60, 2000), unit="min"),
     })
     entities["label"] = rng.random(2000)
+    entities["distance_km"] = rng.uniform(1, 20, 2000).round(2)
     entities.to_parquet(directory / "entities.parquet")
     (directory / "features.yaml").write_text(DEFINITIONS)
     cli = {**os.environ, "MLFLOW_TRACKING_URI": server.url}
@@ -65,6 +77,16 @@ def ranker(server, tmp_path_factory):
         client.set_registered_model_tag(name, "loopline.features.service", "ranking")
         for key, value in tags.items():
             client.set_registered_model_tag(name, key, value)
+    # The same definitions give the training set's computed features and the served ones.
+    run("historical", "--entities", "entities.parquet", "--service", "ranking_live", "-o", "live.parquet")
+    live = pd.read_parquet(directory / "live.parquet").dropna()
+    live_features = ["distance_km", "conv_rate", "trips", "fare", "busy"]
+    np.testing.assert_allclose(live["fare"], 2.5 + live["distance_km"] * (1 + live["conv_rate"]), rtol=1e-12)
+    live_model = xgb.XGBRegressor(n_estimators=20, max_depth=3).fit(live[live_features], live["label"])
+    mlflow.xgboost.log_model(live_model, name="model", input_example=live[live_features].head(5),
+                             registered_model_name="ranker_live")
+    client.set_registered_model_tag("ranker_live", "loopline.features.service", "ranking_live")
+    TRAINED["ranker_live"] = live_model
     run("apply")
     run("materialize", "2024-04-30T00:00:00", "2024-05-03T00:00:00")
     return model, features
@@ -118,3 +140,20 @@ def test_the_open_inference_protocol_gets_the_features_joined_too(server, ranker
     joined = pd.DataFrame({name: columns[name]["values"] for name in features})
     predictions = np.asarray(answer.json()["outputs"][0]["data"], dtype=float)
     np.testing.assert_allclose(predictions, model.predict(joined), rtol=1e-6)
+
+
+def test_request_time_features_are_computed_from_the_request_before_the_model_runs(server, ranker):
+    ids, distances = [3, 11, 17], [2.5, 7.25, 15.0]
+    body = {"dataframe_split": {"columns": ["driver_id", "distance_km"], "data": [list(r) for r in zip(ids, distances)]}}
+    answer = requests.post(f"{server.url}/models/ranker_live/versions/1/invocations", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    online = requests.post(f"{server.url}/get-online-features", timeout=30, json={
+        "feature_service": "ranking_live", "entities": {"driver_id": ids, "distance_km": distances}}).json()
+    columns = dict(zip(online["metadata"]["feature_names"], online["results"]))
+    joined = pd.DataFrame({"distance_km": distances,
+                           **{name: columns[name]["values"] for name in ["conv_rate", "trips", "fare", "busy"]}})
+    np.testing.assert_allclose(joined["fare"], 2.5 + joined["distance_km"] * (1 + joined["conv_rate"]), rtol=1e-12)
+    np.testing.assert_allclose(answer.json()["predictions"], TRAINED["ranker_live"].predict(joined), rtol=1e-6)
+    missing = requests.post(f"{server.url}/models/ranker_live/versions/1/invocations", timeout=60,
+                            json={"dataframe_split": {"columns": ["driver_id"], "data": [[3]]}})
+    assert missing.status_code == 400 and "'distance_km'" in missing.json()["message"]

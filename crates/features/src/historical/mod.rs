@@ -7,6 +7,7 @@
 //! partitions back onto it, so the output keeps the entity frame's rows in their order with all its columns.
 
 mod asof;
+mod derived;
 pub(crate) mod inputs;
 mod output;
 mod spill;
@@ -24,6 +25,7 @@ use crate::definitions::Definitions;
 use crate::error::FeatureError;
 use crate::keys;
 use crate::refs::{self, ViewSelection, Wanted};
+use derived::DerivedColumns;
 use inputs::{EntityFrame, ViewSource};
 use output::ViewMerger;
 use spill::{Sink, Stored};
@@ -227,6 +229,25 @@ pub fn build_training_set(
         sources.push(ViewSource::open(view, source, Some(&entity))?);
     }
 
+    // The joined batches hold the entity columns and every selected stored feature (hidden inputs of on-demand
+    // features included); on-demand features are computed from them and the hidden ones dropped.
+    let mut fields: Vec<Field> = entity
+        .table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let entity_fields = fields.len();
+    for (view, source) in selection.views.iter().zip(&sources) {
+        for ((_, out), data_type) in view.features.iter().zip(&source.feature_types) {
+            fields.push(Field::new(out, data_type.clone(), true));
+        }
+    }
+    let joined_schema: SchemaRef = Arc::new(Schema::new(fields));
+    let derived = DerivedColumns::new(&selection, &joined_schema, entity_fields, &request.entities)?;
+    let schema = derived.schema();
+
     let output_dir = request
         .output
         .parent()
@@ -338,19 +359,6 @@ pub fn build_training_set(
         .zip(&joined)
         .map(|(view, parts)| ViewMerger::new(view.view.join_keys.clone(), parts))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut fields: Vec<Field> = entity
-        .table
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    for (view, source) in selection.views.iter().zip(&sources) {
-        for ((_, out), data_type) in view.features.iter().zip(&source.feature_types) {
-            fields.push(Field::new(out, data_type.clone(), true));
-        }
-    }
-    let schema: SchemaRef = Arc::new(Schema::new(fields));
     let temporary = tempfile::Builder::new()
         .prefix(&crate::scratch::prefix(PARTIAL_KIND))
         .suffix(".partial")
@@ -377,6 +385,7 @@ pub fn build_training_set(
         for merger in &mut mergers {
             columns.extend(merger.next_columns(&batch, row)?);
         }
+        let columns = derived.apply(&columns, batch.num_rows())?;
         let out = RecordBatch::try_new(schema.clone(), columns)
             .map_err(|e| FeatureError::io("writing the output", &request.output, e))?;
         writer

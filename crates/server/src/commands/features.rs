@@ -360,6 +360,25 @@ fn check(args: CheckArgs) -> ExitCode {
             features.join(", ")
         );
     }
+    for request in definitions.request_sources.values() {
+        let fields: Vec<String> = request
+            .schema
+            .iter()
+            .map(|f| format!("{}:{}", f.name, f.dtype.name()))
+            .collect();
+        println!("request  {:<28} {}", request.name, fields.join(", "));
+    }
+    for view in definitions.on_demand_views.values() {
+        for feature in &view.features {
+            println!(
+                "computed {:<28} {}:{} = {}",
+                view.name,
+                feature.name,
+                feature.dtype.name(),
+                feature.expression
+            );
+        }
+    }
     for service in definitions.services.values() {
         let count: usize = service.features.iter().map(|(_, f)| f.len()).sum();
         let views = service.features.len();
