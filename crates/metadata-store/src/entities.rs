@@ -553,6 +553,8 @@ pub struct DatasetVersion {
     pub table_schema: Option<String>,
     /// Its profile (the `loopline profile` format, JSON), for a table.
     pub profile: Option<String>,
+    /// What it was computed from (JSON), for a derived dataset such as a training set.
+    pub lineage: Option<String>,
     /// Where it was added from (a path, a URI, `dvc-import`...).
     pub source: String,
     /// Free text.

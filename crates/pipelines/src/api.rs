@@ -61,6 +61,7 @@ pub fn version_json(version: &DatasetVersion, with_profile: bool) -> Value {
         "schema": parsed(&version.table_schema),
         "source": version.source,
         "description": version.description,
+        "lineage": parsed(&version.lineage),
         "created_by": version.created_by,
         "creation_time": version.creation_time,
         "uri": format!("datasets:/{}/{}", version.name, version.version),

@@ -23,6 +23,8 @@ const MANIFESTS_AT_ONCE: usize = 2;
 pub const MAX_OBJECT_BYTES: u64 = 64 << 30;
 /// The largest profile stored with a version.
 const MAX_PROFILE_BYTES: usize = 16 << 20;
+/// The largest lineage a version may carry.
+const MAX_LINEAGE_BYTES: usize = 1 << 20;
 /// The largest schema stored with a version.
 const MAX_SCHEMA_BYTES: usize = 1 << 20;
 
@@ -61,6 +63,9 @@ pub struct NewVersion {
     /// Free text.
     #[serde(default)]
     pub description: String,
+    /// What it was computed from, for a derived dataset (a training set: definitions, sources, entity frame).
+    #[serde(default)]
+    pub lineage: Option<serde_json::Value>,
 }
 
 /// What garbage collection found (and, unless a dry run, removed).
@@ -364,6 +369,7 @@ impl DataService {
             row_count: new.rows.map(|rows| as_i64(rows, "row count")).transpose()?,
             table_schema: text_within(new.schema, MAX_SCHEMA_BYTES, "schema")?,
             profile: text_within(new.profile, MAX_PROFILE_BYTES, "profile")?,
+            lineage: text_within(new.lineage, MAX_LINEAGE_BYTES, "lineage")?,
             source: bounded_text(new.source, "source")?,
             description: bounded_text(new.description, "description")?,
             created_by: actor.to_string(),

@@ -204,6 +204,8 @@ async fn dataset_entry(store: &Arc<dyn MetadataStore>, name: &str, digest: &str)
         "version": matched.map(|v| v.version),
         "rows": matched.and_then(|v| v.row_count),
         "registered": matched.is_some(),
+        // A training set built by the feature store names its definitions, sources and entity frame.
+        "computed_from": matched.and_then(|v| v.lineage.as_deref()).map(parsed),
     }))
 }
 

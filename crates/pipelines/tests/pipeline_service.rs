@@ -206,6 +206,7 @@ fn dataset_version(name: &str, hash: &str) -> DatasetVersion {
         row_count: None,
         table_schema: None,
         profile: None,
+        lineage: None,
         source: "raw.csv".into(),
         description: String::new(),
         created_by: "test".into(),

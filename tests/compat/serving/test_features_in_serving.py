@@ -63,17 +63,26 @@ def ranker(server, tmp_path_factory):
     cli = {**os.environ, "MLFLOW_TRACKING_URI": server.url}
     run = lambda *args: subprocess.run([binary(), "features", *args], cwd=directory, env=cli, check=True,  # noqa: E731
                                        capture_output=True, text=True)
-    run("historical", "--entities", "entities.parquet", "--service", "ranking", "-o", "train.parquet")
+    # The training set is logged on the server as a dataset version with its lineage.
+    logged = run("historical", "--entities", "entities.parquet", "--service", "ranking", "-o", "train.parquet",
+                 "--log-dataset", "ranking-train")
+    assert "logged as dataset ranking-train v1" in logged.stdout, logged.stdout
+    TRAINED["directory"] = directory
     train = pd.read_parquet(directory / "train.parquet").dropna()
     features = ["conv_rate", "trips"]
     train["label"] = train["conv_rate"] * 2 + train["trips"] / 100
     model = xgb.XGBRegressor(n_estimators=20, max_depth=3).fit(train[features], train["label"])
     client = MlflowClient()
+    digest = requests.get(f"{server.url}/api/loopline/v1/datasets/ranking-train/versions/1", timeout=30).json()
+    digest = digest.get("version", digest)["hash"]
     for name, tags in [("ranker", {}),
                        ("ranker_with_defaults", {"loopline.features.on_missing": "defaults",
                                                  "loopline.features.defaults": '{"conv_rate": 0.5, "trips": 7}'})]:
-        mlflow.xgboost.log_model(model, name="model", input_example=train[features].head(5),
-                                 registered_model_name=name)
+        with mlflow.start_run():
+            # The stock client's dataset input, with the logged version's hash as its digest.
+            mlflow.log_input(mlflow.data.from_pandas(train, name="ranking-train", digest=digest), context="training")
+            mlflow.xgboost.log_model(model, name="model", input_example=train[features].head(5),
+                                     registered_model_name=name)
         client.set_registered_model_tag(name, "loopline.features.service", "ranking")
         for key, value in tags.items():
             client.set_registered_model_tag(name, key, value)
@@ -157,3 +166,24 @@ def test_request_time_features_are_computed_from_the_request_before_the_model_ru
     missing = requests.post(f"{server.url}/models/ranker_live/versions/1/invocations", timeout=60,
                             json={"dataframe_split": {"columns": ["driver_id"], "data": [[3]]}})
     assert missing.status_code == 400 and "'distance_km'" in missing.json()["message"]
+
+
+def test_the_training_set_is_a_dataset_version_whose_lineage_names_its_inputs(server, ranker):
+    directory = TRAINED["directory"]
+    lineage = requests.get(f"{server.url}/api/loopline/v1/lineage?model=ranker&version=1", timeout=30).json()
+    (dataset,) = lineage["datasets"]
+    assert (dataset["name"], dataset["version"], dataset["registered"]) == ("ranking-train", 1, True)
+    built = dataset["computed_from"]
+    assert built["kind"] == "feature_training_set" and built["service"] == "ranking"
+    assert built["definitions"]["project"] == "rides" and len(built["definitions"]["hash"]) == 64
+    assert [(s["name"], s["views"]) for s in built["sources"]] == [("driver_stats", ["driver_hourly"])]
+    assert built["columns"] == ["conv_rate", "trips"]
+    # The stored object is the file written, and the entity frame's hash is the one `loopline data` gives it.
+    stored = requests.get(f"{server.url}/api/loopline/v1/data/objects/{dataset['digest']}", timeout=30)
+    assert stored.content == (directory / "train.parquet").read_bytes()
+    added = subprocess.run([binary(), "data", "add", "entities.parquet", "--name", "entity-frame", "--push"],
+                           cwd=directory, env={**os.environ, "MLFLOW_TRACKING_URI": server.url},
+                           check=True, capture_output=True, text=True)
+    assert "registered as" in added.stdout
+    frame = requests.get(f"{server.url}/api/loopline/v1/datasets/entity-frame/versions/1", timeout=30).json()
+    assert frame.get("version", frame)["hash"] == built["entity_frame"]["hash"]

@@ -10,7 +10,7 @@ use loopline_core::time::now_millis;
 use sqlx::any::AnyRow;
 
 const COLUMNS: &str = "name, version, content_hash, size_bytes, file_count, row_count, table_schema, profile, \
-                       source, description, created_by, creation_time";
+                       source, description, created_by, creation_time, lineage";
 /// Attempts at taking the next number when replicas register versions of one dataset at once.
 const ATTEMPTS: usize = 5;
 
@@ -28,6 +28,7 @@ fn dataset_version(row: &AnyRow) -> StoreResult<DatasetVersion> {
         description: text(row, "description")?,
         created_by: text(row, "created_by")?,
         creation_time: integer(row, "creation_time")?,
+        lineage: optional_text(row, "lineage")?,
     })
 }
 
@@ -74,7 +75,7 @@ impl SqlStore {
             ..new.clone()
         };
         let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO dataset_versions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO dataset_versions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         )))
         .bind(stored.name.clone())
         .bind(stored.version)
@@ -88,6 +89,7 @@ impl SqlStore {
         .bind(stored.description.clone())
         .bind(stored.created_by.clone())
         .bind(stored.creation_time)
+        .bind(stored.lineage.clone())
         .execute(&mut *transaction)
         .await;
         match inserted {

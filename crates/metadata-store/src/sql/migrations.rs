@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0018_gateway_keys.sql"),
     include_str!("../../migrations/0019_gateway_catalog.sql"),
     include_str!("../../migrations/0020_feature_definitions.sql"),
+    include_str!("../../migrations/0021_dataset_lineage.sql"),
 ];
 
 /// The newest schema version this binary knows.

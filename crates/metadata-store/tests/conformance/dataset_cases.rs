@@ -12,6 +12,7 @@ fn version(name: &str, hash: &str) -> DatasetVersion {
         row_count: Some(3),
         table_schema: Some(r#"[{"name":"x","type":"double"}]"#.into()),
         profile: None,
+        lineage: Some(r#"{"entity_frame":{"hash":"ab"}}"#.into()),
         source: "train.csv".into(),
         description: String::new(),
         created_by: "cli".into(),

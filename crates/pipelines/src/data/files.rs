@@ -187,6 +187,31 @@ fn fill(file: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
+/// The content id, total size and file count of a file or a directory anywhere, as `loopline data add` would
+/// give them, so data that was versioned is recognised by its id.
+pub fn identify(path: &Path) -> Result<(super::ContentId, u64, u64), String> {
+    let metadata = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !metadata.is_dir() {
+        let (hash, size) = hash_file(path)?;
+        return Ok((super::ContentId::file(hash), size, 1));
+    }
+    let files = walk(path, path)?;
+    let refs: Vec<&WorkspaceFile> = files.iter().collect();
+    let hashes = hash_files(&refs, &|_| {})?;
+    let entries = files
+        .iter()
+        .zip(&hashes)
+        .map(|(file, (hash, size))| super::ManifestEntry {
+            path: file.relative.clone(),
+            hash: super::ContentId::file(*hash).key(),
+            size: *size,
+            exec: file.exec,
+        })
+        .collect();
+    let manifest = super::Manifest::new(entries)?;
+    Ok((manifest.id(), manifest.size(), files.len() as u64))
+}
+
 /// Hashes files in parallel, calling `progress` with the bytes of each file done; the first failure stops the
 /// rest.
 pub fn hash_files(

@@ -103,7 +103,9 @@ pub(crate) fn push(server: &ServerArgs, project: &Project, pointers: &[PathBuf])
         let bytes: u64 = missing.iter().map(|id| objects[id]).sum();
         let bar = BytesBar::new();
         transfer_all(&bar, "uploading", bytes, &missing, |id| {
-            upload(&http, &client.base, project, id, &bar)
+            let (http, base, bar) = (&http, &client.base, &bar);
+            let path = project.cache().path_of(&id);
+            async move { upload(http, base, &path, id, bar).await }
         })
         .await?;
         println!(
@@ -119,18 +121,11 @@ pub(crate) fn push(server: &ServerArgs, project: &Project, pointers: &[PathBuf])
     })
 }
 
-async fn upload(
-    http: &reqwest::Client,
-    base: &str,
-    project: &Project,
-    id: ContentId,
-    bar: &BytesBar,
-) -> Result<(), String> {
-    let path = project.cache().path_of(&id);
+async fn upload(http: &reqwest::Client, base: &str, path: &Path, id: ContentId, bar: &BytesBar) -> Result<(), String> {
     // Another push sending the same object is answered 409 until it is done: wait and send again (the
     // server then answers at once that it has the object).
     for _ in 0..CONFLICT_RETRIES {
-        let file = tokio::fs::File::open(&path)
+        let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let length = file
@@ -244,7 +239,12 @@ fn table_facts(
     if project.status(pointer_path)?.tree != TreeState::Unchanged {
         return Ok(None);
     }
-    let source = TableSource::open(&data).map_err(|e| e.to_string())?;
+    table_facts_at(&data, &pointer.dataset).map(Some)
+}
+
+/// Rows, schema and profile of the table at `data`, as a version of `dataset` records them.
+pub(crate) fn table_facts_at(data: &Path, dataset: &str) -> Result<(u64, Value, Value), String> {
+    let source = TableSource::open(data).map_err(|e| e.to_string())?;
     let columns = collect_columns(&source, None, |_| {}).map_err(|e| e.to_string())?;
     let rows = columns.first().map(|(_, v)| v.rows()).unwrap_or(0);
     let schema: Vec<Value> = source
@@ -253,9 +253,33 @@ fn table_facts(
         .iter()
         .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
         .collect();
-    let profile = DatasetProfile::of(&pointer.dataset, rows, &columns);
+    let profile = DatasetProfile::of(dataset, rows, &columns);
     let profile = serde_json::to_value(&profile).map_err(|e| e.to_string())?;
-    Ok(Some((rows, Value::Array(schema), profile)))
+    Ok((rows, Value::Array(schema), profile))
+}
+
+/// Uploads one file unless the server has it, then registers it as a version of `dataset` described by
+/// `version` (hash, size, files and the rest); the server's answer.
+pub(crate) fn push_file(
+    server: &ServerArgs,
+    path: &Path,
+    (id, size): (&ContentId, u64),
+    dataset: &str,
+    version: Value,
+) -> Result<Value, String> {
+    let client = Client::new(server)?;
+    let http = transfer_client(&super::credentials::ClientCredentials::from_env())?;
+    runtime_block(async {
+        if !missing_ids(&client, std::slice::from_ref(id)).await?.is_empty() {
+            let bar = BytesBar::new();
+            bar.phase("uploading", size);
+            let uploaded = upload(&http, &client.base, path, id.clone(), &bar).await;
+            bar.finish();
+            uploaded?;
+        }
+        let route = format!("/api/loopline/v1/datasets/{dataset}/versions");
+        client.ok(reqwest::Method::POST, &route, Some(version)).await
+    })
 }
 
 /// Downloads what the cache lacks of the pointers' versions (manifests first, to know the files).

@@ -145,6 +145,12 @@ pub struct HistoricalArgs {
     /// Where spill files go (default: the output's directory).
     #[arg(long)]
     pub spill_dir: Option<PathBuf>,
+    /// Also upload the training set to the server and register it as a version of this dataset, with its
+    /// lineage (the definitions, the entity frame and each source, by content hash).
+    #[arg(long, value_name = "DATASET")]
+    pub log_dataset: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// Runs `loopline features`.
@@ -418,11 +424,17 @@ fn historical(args: HistoricalArgs) -> ExitCode {
         Some(service) => Wanted::Service(service),
         None => Wanted::References(args.features),
     };
+    if let Some(dataset) = &args.log_dataset
+        && let Err(message) = loopline_pipelines::data::pointer::check_name(dataset)
+    {
+        eprintln!("error: --log-dataset: {message}");
+        return ExitCode::from(super::INPUT_ERROR);
+    }
     let request = HistoricalRequest {
         definitions,
         wanted,
         full_feature_names: args.full_feature_names,
-        entities: args.entities,
+        entities: args.entities.clone(),
         output: args.output.clone(),
         memory_limit: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
         spill_dir: args.spill_dir,
@@ -450,7 +462,27 @@ fn historical(args: HistoricalArgs) -> ExitCode {
                 );
             }
             println!("  columns: {}", summary.columns.join(", "));
-            ExitCode::from(OK)
+            let Some(dataset) = &args.log_dataset else {
+                return ExitCode::from(OK);
+            };
+            let built = super::features_lineage::Built {
+                definitions: &request.definitions,
+                definitions_path: &args.definitions,
+                wanted: &request.wanted,
+                full_feature_names: request.full_feature_names,
+                entities: &args.entities,
+                output: &args.output,
+            };
+            match super::features_lineage::log_training_set(&args.server, dataset, &built) {
+                Ok(()) => ExitCode::from(OK),
+                Err(message) => {
+                    eprintln!(
+                        "error: the training set is written to {}, but logging it failed: {message}",
+                        args.output.display()
+                    );
+                    ExitCode::from(super::INPUT_ERROR)
+                }
+            }
         }
         Err(error) => input_error(error),
     }

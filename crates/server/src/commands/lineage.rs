@@ -120,6 +120,41 @@ pub fn tree(lineage: &Value) -> String {
                 short(&dataset["digest"])
             ),
         );
+        // A training set the feature store built: what it was computed from.
+        let built = &dataset["computed_from"];
+        if built.is_object() {
+            let asked = match built["service"].as_str() {
+                Some(service) => format!("service {service}"),
+                None => format!("{} feature(s)", built["features"].as_array().map_or(0, Vec::len)),
+            };
+            line(
+                depth + 1,
+                format!(
+                    "built from feature project {} ({asked})  [definitions {}]",
+                    text(&built["definitions"]["project"]),
+                    short(&built["definitions"]["hash"])
+                ),
+            );
+            line(
+                depth + 1,
+                format!(
+                    "entity frame {}  [{}]",
+                    text(&built["entity_frame"]["path"]),
+                    short(&built["entity_frame"]["hash"])
+                ),
+            );
+            for source in built["sources"].as_array().unwrap_or(&empty) {
+                line(
+                    depth + 1,
+                    format!(
+                        "source {} {}  [{}]",
+                        text(&source["name"]),
+                        text(&source["path"]),
+                        short(&source["hash"])
+                    ),
+                );
+            }
+        }
     }
     if !list("datasets").is_empty() {
         depth += 1;
@@ -263,4 +298,24 @@ pub fn tree(lineage: &Value) -> String {
     let mut out = lines.join("\n");
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_training_set_shows_what_it_was_built_from() {
+        let lineage = serde_json::json!({
+            "datasets": [{"name": "train", "version": 2, "digest": "0123456789abcdef", "computed_from": {
+                "service": "ranking", "definitions": {"project": "rides", "hash": "ffffffffffffffff"},
+                "entity_frame": {"path": "/d/entities.parquet", "hash": "aaaaaaaaaaaaaaaa"},
+                "sources": [{"name": "stats", "path": "/d/stats.parquet", "hash": "bbbbbbbbbbbbbbbb"}]}}],
+        });
+        let shown = tree(&lineage);
+        assert!(shown.starts_with("dataset train@2  [0123456789ab]\n"), "{shown}");
+        assert!(shown.contains("\n   built from feature project rides (service ranking)  [definitions ffffffffffff]"));
+        assert!(shown.contains("\n   entity frame /d/entities.parquet  [aaaaaaaaaaaa]"));
+        assert!(shown.contains("\n   source stats /d/stats.parquet  [bbbbbbbbbbbb]"));
+    }
 }

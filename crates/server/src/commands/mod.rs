@@ -8,6 +8,7 @@ pub mod documents;
 pub mod drift;
 pub mod embed;
 pub mod features;
+pub mod features_lineage;
 pub mod gateway;
 pub mod lineage;
 pub mod loop_hooks;
