@@ -6,6 +6,7 @@ mod feast;
 mod materialize;
 mod native;
 pub mod registry;
+pub mod remote_sources;
 mod rows;
 
 use std::sync::Arc;
@@ -30,16 +31,26 @@ pub struct FeatureApi {
     pub online: Arc<dyn OnlineStore>,
     /// Views materialising now.
     pub running: materialize::Running,
+    /// Where sources on S3 are copied to be read.
+    pub remote_cache: std::path::PathBuf,
 }
 
 impl FeatureApi {
-    /// The API over a registry and an online store.
+    /// The API over a registry and an online store (sources on S3 copied under the system's temporary
+    /// directory until [`FeatureApi::with_remote_cache`] names another place).
     pub fn new(registry: Arc<FeatureRegistry>, online: Arc<dyn OnlineStore>) -> FeatureApi {
         FeatureApi {
             registry,
             online,
             running: materialize::Running::default(),
+            remote_cache: std::env::temp_dir().join("loopline-feature-sources"),
         }
+    }
+
+    /// Copies sources on S3 under `directory` (kept between jobs: an unchanged object is not fetched again).
+    pub fn with_remote_cache(mut self, directory: std::path::PathBuf) -> FeatureApi {
+        self.remote_cache = directory;
+        self
     }
 }
 

@@ -191,7 +191,10 @@ async fn run_view(
             tracing::info!(project = %project, view = %name, "nothing to materialise: the window starts after its end");
             return Ok(());
         }
-        let owned = definitions.clone();
+        let owned =
+            crate::remote_sources::localize(definitions, Some(std::slice::from_ref(&view.source)), &api.remote_cache)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("materialising `{name}`: {e}")))?;
         let read = view.clone();
         let latest = tokio::task::spawn_blocking(move || latest_in_window(&owned, &read, start, end, &Silent))
             .await

@@ -144,7 +144,7 @@ pub async fn apply(State(api): State<FeatureApi>, UrlPath(project): UrlPath<Stri
         let missing: Vec<String> = definitions
             .sources
             .values()
-            .filter(|source| !source.path.exists())
+            .filter(|source| !crate::remote_sources::is_remote(&source.path) && !source.path.exists())
             .map(|source| format!("{} ({})", source.name, source.path.display()))
             .collect();
         if !missing.is_empty() {
@@ -152,7 +152,10 @@ pub async fn apply(State(api): State<FeatureApi>, UrlPath(project): UrlPath<Stri
                 "these sources are not on the server: {missing:?}; sources are read from the server's own disk"
             )));
         }
-        let checking = definitions.clone();
+        // Sources on S3 are copied (into the cache materialisation reads from) and checked like the others.
+        let checking = crate::remote_sources::localize(&definitions, None, &api.remote_cache)
+            .await
+            .map_err(ApiError::bad_request)?;
         let problems: Vec<String> = tokio::task::spawn_blocking(move || loopline_features::check_sources(&checking))
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?

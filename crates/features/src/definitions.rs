@@ -375,7 +375,17 @@ fn build(spec: FileSpec, base: &Path) -> Result<Definitions, String> {
         if source.path.trim().is_empty() {
             return Err(format!("source `{}`: path is empty", source.name));
         }
-        let path = base.join(&source.path);
+        // A source on S3 is kept as its URI; the job reading it copies it to local disk first.
+        let path = if source.path.starts_with("s3://") {
+            PathBuf::from(&source.path)
+        } else if source.path.contains("://") {
+            return Err(format!(
+                "source `{}`: {:?} is neither a local path nor an s3:// URI",
+                source.name, source.path
+            ));
+        } else {
+            base.join(&source.path)
+        };
         let name = source.name.clone();
         let mut targets = BTreeSet::new();
         for (from, to) in &source.field_mapping {

@@ -453,14 +453,19 @@ fn source_entry(
         ));
     }
     let uri = source.file_options.as_ref().map(|f| f.uri.clone()).unwrap_or_default();
-    if uri.contains("://") && !uri.starts_with("file://") {
+    if uri.contains("://") && !uri.starts_with("file://") && !uri.starts_with("s3://") {
         return Err(format!(
-            "source `{}` is at {uri}, not a local file; copy it and point the source at the copy",
+            "source `{}` is at {uri}, which is neither a local file nor on S3; copy it and point the source at \
+             the copy",
             source.name
         ));
     }
     let path = PathBuf::from(uri.trim_start_matches("file://"));
-    let path = if path.is_absolute() { path } else { repo_dir.join(path) };
+    let path = if path.is_absolute() || uri.starts_with("s3://") {
+        path
+    } else {
+        repo_dir.join(path)
+    };
     let name = if source.name.is_empty() {
         format!("source_{}", sources.len())
     } else {

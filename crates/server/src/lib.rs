@@ -467,7 +467,8 @@ async fn open_features(
     };
     tracing::info!(store = %online.describe(), "feature store ready");
     let registry = Arc::new(loopline_feature_api::FeatureRegistry::new(definitions));
-    Ok(loopline_feature_api::FeatureApi::new(registry, online))
+    Ok(loopline_feature_api::FeatureApi::new(registry, online)
+        .with_remote_cache(config.data_dir.join("features").join("remote-sources")))
 }
 
 async fn open_vectors(data_dir: &std::path::Path) -> anyhow::Result<Arc<loopline_vector_index::VectorStore>> {

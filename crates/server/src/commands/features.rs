@@ -7,7 +7,7 @@
 //! - `loopline features materialize START END` / `materialize-incremental END` fill the server's online store;
 //! - `loopline features views` lists the server's views and how far each is materialised.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
@@ -183,11 +183,29 @@ fn views(names: &[String]) -> Value {
 }
 
 fn apply(args: ApplyArgs) -> Result<(), String> {
-    let definitions = Definitions::from_file(&args.definitions).map_err(|e| e.to_string())?;
+    let remote = loopline_feature_api::remote_sources::is_remote(&args.definitions);
+    let (definitions, remote_bytes) = if remote {
+        let (bytes, definitions) = super::features_remote::remote_registry(&args.definitions)?;
+        (definitions, Some(bytes))
+    } else {
+        (
+            Definitions::from_file(&args.definitions).map_err(|e| e.to_string())?,
+            None,
+        )
+    };
     let absolute =
         std::path::absolute(&args.definitions).map_err(|e| format!("{}: {e}", args.definitions.display()))?;
     // A Feast repository is sent as its registry, read again on the server; a YAML file as its text.
-    let (field, content, base) = if loopline_features::feast_registry::is_feast(&args.definitions) {
+    let (field, content, base) = if let Some(bytes) = remote_bytes {
+        // Its sources are absolute or on S3: the base directory is not used.
+        use base64::Engine;
+        let here = std::env::current_dir().map_err(|e| e.to_string())?;
+        (
+            "feast_registry",
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            here,
+        )
+    } else if loopline_features::feast_registry::is_feast(&args.definitions) {
         use base64::Engine;
         let absolute = if absolute.file_name().is_some_and(|n| n == "feature_store.yaml") {
             absolute
@@ -333,7 +351,7 @@ fn list_views(args: ViewsArgs) -> Result<(), String> {
 }
 
 fn check(args: CheckArgs) -> ExitCode {
-    let definitions = match Definitions::from_file(&args.definitions) {
+    let definitions = match super::features_remote::read_definitions(&args.definitions) {
         Ok(definitions) => definitions,
         Err(error) => return input_error(error),
     };
@@ -396,8 +414,12 @@ fn check(args: CheckArgs) -> ExitCode {
         );
     }
     // The sources themselves: columns, types and key types against the definitions.
+    let local = match super::features_remote::local_sources(definitions, &std::env::temp_dir()) {
+        Ok(local) => local,
+        Err(error) => return input_error(error),
+    };
     let mut broken = 0;
-    for (view, checked) in loopline_features::check_sources(&definitions) {
+    for (view, checked) in loopline_features::check_sources(&local.definitions) {
         match checked {
             Ok(rows) => println!(
                 "ok       {view:<28} source readable{}",
@@ -416,8 +438,23 @@ fn check(args: CheckArgs) -> ExitCode {
 }
 
 fn historical(args: HistoricalArgs) -> ExitCode {
-    let definitions = match Definitions::from_file(&args.definitions) {
+    let definitions = match super::features_remote::read_definitions(&args.definitions) {
         Ok(definitions) => definitions,
+        Err(error) => return input_error(error),
+    };
+    // Sources on S3 are copied beside the spill files (or the output) for the length of the run.
+    let near = args.spill_dir.clone().unwrap_or_else(|| {
+        args.output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    });
+    // The last pass reads every spilled partition of every view at once.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    watch_for_interruption();
+    let local = match super::features_remote::local_sources(definitions.clone(), &near) {
+        Ok(local) => local,
         Err(error) => return input_error(error),
     };
     let wanted = match args.service {
@@ -431,7 +468,7 @@ fn historical(args: HistoricalArgs) -> ExitCode {
         return ExitCode::from(super::INPUT_ERROR);
     }
     let request = HistoricalRequest {
-        definitions,
+        definitions: local.definitions.clone(),
         wanted,
         full_feature_names: args.full_feature_names,
         entities: args.entities.clone(),
@@ -439,9 +476,6 @@ fn historical(args: HistoricalArgs) -> ExitCode {
         memory_limit: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
         spill_dir: args.spill_dir,
     };
-    // The last pass reads every spilled partition of every view at once.
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-    watch_for_interruption();
     let progress = Bars(Mutex::new(None));
     let result = build_training_set(&request, &progress);
     if let Some(bar) = progress.0.lock().expect("not poisoned").take() {
@@ -466,7 +500,8 @@ fn historical(args: HistoricalArgs) -> ExitCode {
                 return ExitCode::from(OK);
             };
             let built = super::features_lineage::Built {
-                definitions: &request.definitions,
+                definitions: &definitions,
+                local: &request.definitions,
                 definitions_path: &args.definitions,
                 wanted: &request.wanted,
                 full_feature_names: request.full_feature_names,

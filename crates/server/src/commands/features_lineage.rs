@@ -17,6 +17,8 @@ use super::rollout::ServerArgs;
 pub struct Built<'a> {
     /// The definitions as read.
     pub definitions: &'a Definitions,
+    /// The same with sources on S3 at their local copies (what was read and is hashed).
+    pub local: &'a Definitions,
     /// Where they were read from.
     pub definitions_path: &'a Path,
     /// The features or service asked for.
@@ -46,10 +48,15 @@ pub fn lineage(built: &Built) -> Result<Value, String> {
         if sources.iter().any(|s: &Value| s["name"] == source.name.as_str()) {
             continue;
         }
-        let (id, bytes, files) =
-            identify(&source.path).map_err(|e| format!("hashing source `{}`: {e}", source.name))?;
+        let copy = &built.local.sources[&view.view.source].path;
+        let (id, bytes, files) = identify(copy).map_err(|e| format!("hashing source `{}`: {e}", source.name))?;
+        let path = if loopline_feature_api::remote_sources::is_remote(&source.path) {
+            source.path.display().to_string()
+        } else {
+            absolute(&source.path)
+        };
         sources.push(json!({
-            "name": source.name, "path": absolute(&source.path), "hash": id.key(), "bytes": bytes, "files": files,
+            "name": source.name, "path": path, "hash": id.key(), "bytes": bytes, "files": files,
             "views": selection.views.iter().filter(|v| v.view.source == source.name).map(|v| &v.view.name).collect::<Vec<_>>(),
         }));
     }

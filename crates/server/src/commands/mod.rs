@@ -9,6 +9,7 @@ pub mod drift;
 pub mod embed;
 pub mod features;
 pub mod features_lineage;
+pub mod features_remote;
 pub mod gateway;
 pub mod lineage;
 pub mod loop_hooks;
