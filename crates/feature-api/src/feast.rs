@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use loopline_features::online_read::{self, EntityColumns, LookupError, Ordered};
-use loopline_features::{Definitions, Wanted, resolve};
+use loopline_features::{Definitions, Wanted};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -144,8 +144,12 @@ async fn online(api: &FeatureApi, project: Option<&str>, request: OnlineRequest)
         Some(service) => Wanted::Service(service),
         None => Wanted::References(request.features),
     };
-    let selection = resolve(&definitions, &wanted, request.full_feature_names).map_err(ApiError::from_features)?;
-    let entities = EntityColumns::from_json(&request.entities.0).map_err(ApiError::bad_request)?;
+    let selection = api
+        .selections
+        .select(&definitions, &wanted, request.full_feature_names)
+        .map_err(ApiError::from_features)?;
+    let fields: Vec<&str> = selection.request_fields.iter().map(|(f, _)| f.as_str()).collect();
+    let entities = EntityColumns::with_request_fields(&request.entities.0, &fields).map_err(ApiError::bad_request)?;
     online_read::lookup(api.online.as_ref(), &definitions, &selection, &entities)
         .await
         .map_err(|error| match error {

@@ -8,6 +8,7 @@ mod native;
 pub mod registry;
 pub mod remote_sources;
 mod rows;
+pub mod selections;
 
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ pub struct FeatureApi {
     pub running: materialize::Running,
     /// Where sources on S3 are copied to be read.
     pub remote_cache: std::path::PathBuf,
+    /// Resolved selections, per definitions object.
+    pub selections: Arc<selections::Selections>,
 }
 
 impl FeatureApi {
@@ -44,6 +47,7 @@ impl FeatureApi {
             online,
             running: materialize::Running::default(),
             remote_cache: std::env::temp_dir().join("loopline-feature-sources"),
+            selections: Arc::default(),
         }
     }
 

@@ -461,6 +461,10 @@ fn build(spec: FileSpec, base: &Path) -> Result<Definitions, String> {
 fn build_view(view: ViewSpec, definitions: &Definitions) -> Result<FeatureView, String> {
     check_name("feature view", &view.name)?;
     let context = format!("feature view `{}`", view.name);
+    if definitions.request_sources.contains_key(&view.name) {
+        // On-demand views name both in one list of sources.
+        return Err(format!("{context} has the name of a request source"));
+    }
     let mut join_keys = Vec::new();
     for entity in &view.entities {
         let found = definitions.entities.get(entity).ok_or_else(|| {

@@ -200,13 +200,26 @@ pub(crate) fn build_request_source(spec: RequestSpec, definitions: &Definitions)
         if schema.iter().any(|f| f.name == field.name) {
             return Err(format!("{context}: field `{}` is declared twice", field.name));
         }
+        let dtype = ValueType::parse(&field.dtype).map_err(|e| format!("{context}: field `{}`: {e}", field.name))?;
+        // A request carries each field once, so a field of two request sources must be of one type.
+        for other in definitions.request_sources.values() {
+            if let Some(theirs) = other.schema.iter().find(|f| f.name == field.name && f.dtype != dtype) {
+                return Err(format!(
+                    "{context}: field `{}` is {} here but {} in request source `{}`; a request carries it once, \
+                     so give it one type",
+                    field.name,
+                    dtype.name(),
+                    theirs.dtype.name(),
+                    other.name
+                ));
+            }
+        }
         if definitions.entities.values().any(|e| e.join_keys.contains(&field.name)) {
             return Err(format!(
                 "{context}: field `{}` has the name of a join key; a request could not tell them apart",
                 field.name
             ));
         }
-        let dtype = ValueType::parse(&field.dtype).map_err(|e| format!("{context}: field `{}`: {e}", field.name))?;
         schema.push(Field {
             name: field.name,
             dtype,
@@ -221,15 +234,18 @@ pub(crate) fn build_request_source(spec: RequestSpec, definitions: &Definitions)
 pub(crate) fn build_on_demand(spec: OnDemandSpec, definitions: &Definitions) -> Result<OnDemandView, String> {
     check_name("on-demand feature view", &spec.name)?;
     let context = format!("on-demand feature view `{}`", spec.name);
-    if definitions.views.contains_key(&spec.name) {
-        return Err(format!("{context} has the name of a feature view"));
+    if definitions.views.contains_key(&spec.name) || definitions.request_sources.contains_key(&spec.name) {
+        return Err(format!("{context} has the name of a feature view or request source"));
     }
     if spec.sources.is_empty() {
         return Err(format!(
             "{context}: sources is empty; name the feature views and request sources it reads"
         ));
     }
-    for source in &spec.sources {
+    for (at, source) in spec.sources.iter().enumerate() {
+        if spec.sources[..at].contains(source) {
+            return Err(format!("{context}: source `{source}` is listed twice"));
+        }
         if !definitions.views.contains_key(source) && !definitions.request_sources.contains_key(source) {
             return Err(format!(
                 "{context}: no feature view or request source `{source}`; the views are {:?} and the request \
@@ -329,6 +345,20 @@ request_sources: [{name: req, schema: [{name: km, dtype: float64}, {name: city, 
     }
 
     #[test]
+    fn two_computed_features_of_one_name_collide_unless_full_names() {
+        let definitions = with(
+            "  - {name: o1, sources: [req], schema: [{name: z, dtype: float64, expression: 'km + 1'}]}
+  - {name: o2, sources: [req], schema: [{name: z, dtype: float64, expression: 'km * 100'}]}",
+        )
+        .unwrap();
+        let wanted = crate::Wanted::References(vec!["o1:z".into(), "o2:z".into(), "o1:z".into()]);
+        let refused = crate::resolve(&definitions, &wanted, false).unwrap_err();
+        assert!(refused.to_string().contains("collision"), "{refused}");
+        let selection = crate::resolve(&definitions, &wanted, true).unwrap();
+        assert_eq!(selection.output_names(), ["o1__z", "o2__z"]);
+    }
+
+    #[test]
     fn services_take_on_demand_features() {
         let definitions = Definitions::from_yaml(
             &format!(
@@ -347,5 +377,17 @@ feature_services: [{{name: svc, features: [a, {{o: [x]}}]}}]"
         let clash =
             Definitions::from_yaml(&BASE.replace("{name: km,", "{name: driver_id,"), Path::new("/"), "t").unwrap_err();
         assert!(clash.to_string().contains("has the name of a join key"));
+        let retyped = Definitions::from_yaml(
+            &format!("{BASE}  - {{name: req2, schema: [{{name: km, dtype: int64}}]}}\n").replace(
+                "request_sources: [{name: req, schema: [{name: km, dtype: float64}, {name: city, dtype: string}]}]",
+                "request_sources:\n  - {name: req, schema: [{name: km, dtype: float64}, {name: city, dtype: string}]}",
+            ),
+            Path::new("/"),
+            "t",
+        )
+        .unwrap_err();
+        assert!(retyped.to_string().contains("is Int64 here but Float64"), "{retyped}");
+        let twice = with("  - {name: o, sources: [a, a], schema: [{name: x, dtype: bool, expression: 'true'}]}");
+        assert!(twice.unwrap_err().contains("listed twice"));
     }
 }

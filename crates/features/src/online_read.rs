@@ -12,7 +12,7 @@ use crate::definitions::Definitions;
 use crate::expression::{Kind, Scalar};
 use crate::keys;
 use crate::online::{FeatureValue, OnlineError, OnlineStore};
-use crate::refs::{DerivedInput, DerivedInputs, FeatureSelection};
+use crate::refs::{DerivedInput, FeatureSelection};
 
 /// The most entity rows one lookup may ask for.
 pub const MAX_ENTITY_ROWS: usize = 100_000;
@@ -71,6 +71,12 @@ impl EntityColumns {
     /// Reads Feast's `entities` object: join key -> list of values, all lists of one length (in request
     /// order, which the answer keeps).
     pub fn from_json(entities: &[(String, Value)]) -> Result<EntityColumns, String> {
+        EntityColumns::with_request_fields(entities, &[])
+    }
+
+    /// As [`EntityColumns::from_json`], where the columns named in `request_fields` are values for on-demand
+    /// features rather than keys: they are read as their fields' types later, so any JSON values pass here.
+    pub fn with_request_fields(entities: &[(String, Value)], request_fields: &[&str]) -> Result<EntityColumns, String> {
         if entities.is_empty() {
             return Err("`entities` is empty; give each join key's values, e.g. {\"driver_id\": [1001, 1002]}".into());
         }
@@ -98,7 +104,13 @@ impl EntityColumns {
                     rows.unwrap_or(0)
                 ));
             }
-            arrays.push(column_array(name, items)?);
+            arrays.push(match column_array(name, items) {
+                Ok(array) => array,
+                Err(_) if request_fields.contains(&name.as_str()) => {
+                    Arc::new(arrow_array::NullArray::new(items.len())) as ArrayRef
+                }
+                Err(message) => return Err(message),
+            });
             names.push(name.clone());
             values.push(items.clone());
         }
@@ -236,6 +248,16 @@ pub async fn lookup(
             }));
         }
     }
+    // Stored columns the on-demand features read, kept by name as they are answered.
+    let read: std::collections::HashSet<&str> = selection
+        .derived
+        .iter()
+        .flat_map(|d| d.inputs.iter())
+        .filter_map(|i| match i {
+            DerivedInput::Column(column, _) => Some(column.as_str()),
+            DerivedInput::Request(..) => None,
+        })
+        .collect();
     let mut columns: Vec<(&str, Vec<FeatureValue>)> = Vec::new();
     for (view, rows) in selection.views.iter().zip(found) {
         // Each row's event time is written once for all the view's features.
@@ -255,7 +277,7 @@ pub async fn lookup(
                 .iter()
                 .position(|f| &f.name == feature)
                 .expect("resolved");
-            if selection.derived.iter().any(|d| d.inputs.contains_column(output)) {
+            if read.contains(output.as_str()) {
                 let cells = rows
                     .iter()
                     .map(|row| {
@@ -293,19 +315,29 @@ pub async fn lookup(
     // On-demand features come last, PRESENT with no event time, as Feast computes them.
     let mut slots = Vec::new();
     for derived in &selection.derived {
+        // Where each input slot reads from, found once for all rows.
+        let sources: Vec<Slot> = derived
+            .inputs
+            .iter()
+            .map(|input| match input {
+                DerivedInput::Column(column, kind) => columns
+                    .iter()
+                    .position(|(name, _)| name == column)
+                    .map_or(Slot::Missing, |at| Slot::Stored(at, *kind)),
+                DerivedInput::Request(field, _) => request
+                    .iter()
+                    .position(|(name, _)| name == field)
+                    .map_or(Slot::Missing, Slot::Request),
+            })
+            .collect();
         let mut values = Vec::with_capacity(entities.rows);
         for row in 0..entities.rows {
             slots.clear();
-            for input in &derived.inputs {
-                slots.push(match input {
-                    DerivedInput::Column(column, kind) => columns
-                        .iter()
-                        .find(|(name, _)| name == column)
-                        .map_or(Scalar::Null, |(_, cells)| Scalar::from_feature(&cells[row], *kind)),
-                    DerivedInput::Request(field, _) => request
-                        .iter()
-                        .find(|(name, _)| name == field)
-                        .map_or(Scalar::Null, |(_, cells)| cells[row].clone()),
+            for source in &sources {
+                slots.push(match source {
+                    Slot::Stored(at, kind) => Scalar::from_feature(&columns[*at].1[row], *kind),
+                    Slot::Request(at) => request[*at].1[row].clone(),
+                    Slot::Missing => Scalar::Null,
                 });
             }
             values.push(
@@ -326,6 +358,16 @@ pub async fn lookup(
     Ok(json!({"metadata": {"feature_names": names}, "results": results}))
 }
 
+/// Where one input of an on-demand feature is read from.
+enum Slot {
+    Stored(usize, Kind),
+    Request(usize),
+    Missing,
+}
+
+/// The most expression steps one lookup may evaluate (rows x the sizes of the on-demand features' expressions).
+pub const MAX_EVALUATION_STEPS: usize = 20_000_000;
+
 /// The request fields on-demand features read, as values of their declared types.
 fn request_values(
     selection: &FeatureSelection,
@@ -343,13 +385,25 @@ fn request_values(
              join keys, one value per row"
         )));
     }
+    let steps: usize = selection.derived.iter().map(|d| d.expression.size).sum();
+    if steps.saturating_mul(entities.rows) > MAX_EVALUATION_STEPS {
+        return Err(LookupError::Request(format!(
+            "{} rows x {steps} expression steps is more than the {MAX_EVALUATION_STEPS} one lookup computes; ask \
+             for fewer entities or fewer on-demand features at a time",
+            entities.rows
+        )));
+    }
     let mut request = Vec::with_capacity(selection.request_fields.len());
     for (field, dtype) in &selection.request_fields {
         let kind = Kind::of(*dtype).expect("checked when defined");
         let position = entities.names.iter().position(|n| n == field).expect("checked above");
         let cells = entities.values[position]
             .iter()
-            .map(|value| Scalar::from_json(value, kind).map_err(|e| format!("request field `{field}`: {e}")))
+            .map(|value| {
+                Scalar::from_json(value, kind)
+                    .map(|v| v.narrowed(*dtype))
+                    .map_err(|e| format!("request field `{field}`: {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(LookupError::Request)?;
         request.push((field.clone(), cells));

@@ -33,19 +33,6 @@ pub enum DerivedInput {
     Request(String, Kind),
 }
 
-/// The inputs of an on-demand feature.
-pub trait DerivedInputs {
-    /// Whether one of them is the selection column `column`.
-    fn contains_column(&self, column: &str) -> bool;
-}
-
-impl DerivedInputs for [DerivedInput] {
-    fn contains_column(&self, column: &str) -> bool {
-        self.iter()
-            .any(|i| matches!(i, DerivedInput::Column(c, _) if c == column))
-    }
-}
-
 /// An on-demand feature a request asked for.
 #[derive(Debug, Clone)]
 pub struct DerivedSelection {
@@ -178,7 +165,14 @@ pub fn resolve(definitions: &Definitions, wanted: &Wanted, full_names: bool) -> 
         add_column(&mut views, view, feature, output);
     }
     let mut request_fields: Vec<(String, ValueType)> = Vec::new();
+    let mut computed: Vec<(String, String)> = Vec::new();
     for (view_name, feature) in on_demand {
+        // The same feature asked for twice is computed once; another with the same output name is a collision,
+        // counted below.
+        if computed.contains(&(view_name.clone(), feature.clone())) {
+            continue;
+        }
+        computed.push((view_name.clone(), feature.clone()));
         let view = &definitions.on_demand_views[&view_name];
         let declared = view.features.iter().find(|f| f.name == feature).ok_or_else(|| {
             FeatureError::UnknownFeature(format!(
@@ -191,9 +185,6 @@ pub fn resolve(definitions: &Definitions, wanted: &Wanted, full_names: bool) -> 
         } else {
             feature.clone()
         };
-        if derived.iter().any(|d| d.output == output) {
-            continue;
-        }
         let (expression, reads) = view.compile(definitions, declared).map_err(|e| {
             FeatureError::BadReference(format!(
                 "on-demand feature `{view_name}:{feature}` no longer compiles: {e}"

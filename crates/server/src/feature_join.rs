@@ -22,7 +22,7 @@ use axum::http::StatusCode;
 use base64::Engine;
 use loopline_feature_api::FeatureApi;
 use loopline_features::online_read::{self, EntityColumns, LookupError};
-use loopline_features::{ValueType, Wanted, resolve};
+use loopline_features::{ValueType, Wanted};
 use loopline_metadata_store::{MetadataStore, StoreError};
 use loopline_model_runtime_api::tensor::{DataType, Tensor, TensorData};
 use serde_json::{Map, Value};
@@ -167,12 +167,15 @@ impl loopline_serving::feature_join::FeatureJoin for FeatureJoiner {
                 format!("model '{model}' takes features of project '{project}', which has no definitions"),
             ));
         };
-        let selection = resolve(
-            &definitions,
-            &Wanted::Service(binding.service.clone()),
-            binding.full_names,
-        )
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("model '{model}': {e}")))?;
+        let selection = self
+            .api
+            .selections
+            .select(
+                &definitions,
+                &Wanted::Service(binding.service.clone()),
+                binding.full_names,
+            )
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("model '{model}': {e}")))?;
         if let Some(defaults) = &binding.defaults {
             let outputs = selection.output_names();
             let unknown: Vec<&String> = defaults.keys().filter(|k| !outputs.contains(k)).collect();
@@ -223,7 +226,9 @@ impl loopline_serving::feature_join::FeatureJoin for FeatureJoiner {
             })?;
             columns.push((field.clone(), Value::Array(request_values(tensor, rows)?)));
         }
-        let entities = EntityColumns::from_json(&columns).map_err(|m| (StatusCode::BAD_REQUEST, m))?;
+        let fields: Vec<&str> = selection.request_fields.iter().map(|(f, _)| f.as_str()).collect();
+        let entities =
+            EntityColumns::with_request_fields(&columns, &fields).map_err(|m| (StatusCode::BAD_REQUEST, m))?;
         let answer = online_read::lookup(self.api.online.as_ref(), &definitions, &selection, &entities)
             .await
             .map_err(|error| match error {
@@ -263,20 +268,42 @@ impl loopline_serving::feature_join::FeatureJoin for FeatureJoiner {
                         .iter()
                         .map(|(k, v)| format!("{k}={}", v.get(row).cloned().unwrap_or(Value::Null)))
                         .collect();
-                    return Err((
-                        StatusCode::NOT_FOUND,
+                    let whom = if who.is_empty() {
+                        "the request".to_string()
+                    } else {
+                        who.join(", ")
+                    };
+                    let message = if status == "PRESENT" {
                         format!(
-                            "no online value of feature '{name}' for {} (row {row}): the entity is unknown or its view \
-                             is not materialised; materialise it, or tag the model loopline.features.on_missing=defaults",
-                            who.join(", ")
-                        ),
-                    ));
+                            "on-demand feature '{name}' has no value for {whom} (row {row}): a value its expression \
+                             reads is missing (an unknown entity, a null request field) or the result is out of range; \
+                             send the values, or tag the model loopline.features.on_missing=defaults"
+                        )
+                    } else {
+                        format!(
+                            "no online value of feature '{name}' for {whom} (row {row}): the entity is unknown or its \
+                             view is not materialised; materialise it, or tag the model \
+                             loopline.features.on_missing=defaults"
+                        )
+                    };
+                    return Err((StatusCode::NOT_FOUND, message));
                 };
                 cells.push(defaults.get(name).cloned().unwrap_or(Value::Null));
             }
             joined.push(feature_tensor(model, name, dtype, &cells, rows)?);
         }
         Ok(joined)
+    }
+}
+
+/// A float feature's JSON value: a number, or Feast's `"NaN"`, `"Infinity"` and `"-Infinity"` (a missing value
+/// is NaN).
+fn float_of(value: &Value) -> f64 {
+    match value {
+        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        Value::String(text) if text == "Infinity" => f64::INFINITY,
+        Value::String(text) if text == "-Infinity" => f64::NEG_INFINITY,
+        _ => f64::NAN,
     }
 }
 
@@ -377,16 +404,10 @@ fn feature_tensor(model: &str, name: &str, dtype: ValueType, cells: &[Value], ro
             (DataType::Int64, TensorData::Int(values))
         }
         ValueType::Float32 => {
-            let values = cells
-                .iter()
-                .map(|v| v.as_f64().map_or(f32::NAN, |f| f as f32))
-                .collect();
+            let values = cells.iter().map(|v| float_of(v) as f32).collect();
             (DataType::Fp32, TensorData::F32(values))
         }
-        ValueType::Float64 => (
-            DataType::Fp64,
-            TensorData::F64(cells.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect()),
-        ),
+        ValueType::Float64 => (DataType::Fp64, TensorData::F64(cells.iter().map(float_of).collect())),
         ValueType::Bool => {
             let values = cells
                 .iter()
@@ -416,4 +437,18 @@ fn feature_tensor(model: &str, name: &str, dtype: ValueType, cells: &[Value], ro
         }
     };
     Tensor::new(name, datatype, vec![rows], data).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infinite_and_missing_floats_reach_the_model_as_such() {
+        assert_eq!(float_of(&Value::from("Infinity")), f64::INFINITY);
+        assert_eq!(float_of(&Value::from("-Infinity")), f64::NEG_INFINITY);
+        assert!(float_of(&Value::from("NaN")).is_nan());
+        assert!(float_of(&Value::Null).is_nan());
+        assert_eq!(float_of(&Value::from(2.5)), 2.5);
+    }
 }

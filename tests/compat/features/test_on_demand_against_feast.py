@@ -115,3 +115,21 @@ def test_a_lookup_without_the_request_field_is_a_client_error_naming_it(online):
         "features": COMPUTED, "entities": {"driver_id": [1001], "distance_km": ["far"]}})
     assert response.status_code == 400
     assert "request field `distance_km`" in json.loads(response.json())["message"]
+
+
+def test_on_demand_features_of_request_fields_alone_need_no_stored_view(workspace):
+    directory, entities, _ = workspace
+    (directory / "request_only.yaml").write_text(LOOPLINE_DEFINITIONS + LOOPLINE_ON_DEMAND + """
+  - name: trip_only
+    sources: [trip_request]
+    schema:
+      - {name: metres, dtype: float64, expression: "distance_km * 1000"}
+      - {name: bucket, dtype: int64, expression: "floor(distance_km / 10)"}
+""")
+    out = directory / "request_only.parquet"
+    subprocess.run([BINARY, "features", "historical", "-d", str(directory / "request_only.yaml"), "--entities",
+                    str(directory / "entities.parquet"), "--features", "trip_only:metres,trip_only:bucket",
+                    "-o", str(out)], check=True, capture_output=True, text=True)
+    ours = pd.read_parquet(out)
+    np.testing.assert_allclose(ours["metres"], entities["distance_km"] * 1000, rtol=1e-12)
+    assert list(ours["bucket"]) == list(np.floor(entities["distance_km"] / 10).astype("int64"))

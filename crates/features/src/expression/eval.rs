@@ -22,7 +22,14 @@ fn whole(value: f64) -> Scalar {
 /// Python's modulo: the result takes the divisor's sign.
 fn python_rem_float(a: f64, b: f64) -> f64 {
     let r = a % b;
-    if r != 0.0 && (r < 0.0) != (b < 0.0) { r + b } else { r }
+    if r == 0.0 {
+        // A zero takes the divisor's sign too, as in Python and NumPy.
+        0.0f64.copysign(b)
+    } else if (r < 0.0) != (b < 0.0) {
+        r + b
+    } else {
+        r
+    }
 }
 
 pub(super) fn evaluate(node: &Node, inputs: &[Scalar]) -> Scalar {
@@ -70,6 +77,8 @@ fn binary_value(op: Op, left: &Node, right: &Node, inputs: &[Scalar]) -> Scalar 
                     Op::Add => x.checked_add(*y),
                     Op::Sub => x.checked_sub(*y),
                     Op::Mul => x.checked_mul(*y),
+                    // `i64::MIN % -1` overflows in the machine but is 0.
+                    _ if *y == -1 => Some(0),
                     _ => x
                         .checked_rem(*y)
                         .map(|r| if r != 0 && (r < 0) != (*y < 0) { r + y } else { r }),

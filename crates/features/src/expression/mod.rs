@@ -97,7 +97,14 @@ impl Scalar {
         use serde_json::Value;
         Ok(match (value, kind) {
             (Value::Null, _) => Scalar::Null,
-            (Value::Number(n), Kind::Int) => Scalar::Int(n.as_i64().ok_or_else(|| format!("{n} is not an integer"))?),
+            (Value::Number(n), Kind::Int) => match n.as_i64() {
+                Some(v) => Scalar::Int(v),
+                // A whole float (pandas sends 3.0 once a column has a null) is the integer.
+                None => match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Scalar::Int(f as i64),
+                    _ => return Err(format!("{n} is not an integer")),
+                },
+            },
             (Value::Number(n), Kind::Float) => Scalar::Float(n.as_f64().unwrap_or(f64::NAN)),
             (Value::String(s), Kind::Float) if matches!(s.as_str(), "NaN" | "Infinity" | "-Infinity") => {
                 Scalar::Float(s.parse().unwrap_or(f64::NAN))
@@ -122,6 +129,16 @@ impl Scalar {
             (Scalar::Bool(v), ValueType::Bool) => FeatureValue::Bool(v),
             (Scalar::Text(v), ValueType::String) => FeatureValue::Text(v),
             _ => FeatureValue::Null,
+        }
+    }
+
+    /// The value as a field of type `dtype` holds it: a Float32 rounded to single precision, an Int32 out of
+    /// range missing (so a request field means the same online as in a training set's typed column).
+    pub fn narrowed(self, dtype: ValueType) -> Scalar {
+        match (self, dtype) {
+            (Scalar::Float(v), ValueType::Float32) => Scalar::Float(f64::from(v as f32)),
+            (Scalar::Int(v), ValueType::Int32) if i32::try_from(v).is_err() => Scalar::Null,
+            (other, _) => other,
         }
     }
 
@@ -238,6 +255,8 @@ pub struct Expression {
     pub kind: Kind,
     /// The names it reads, in the order of their input slots.
     pub inputs: Vec<String>,
+    /// How many steps (nodes) one evaluation takes.
+    pub size: usize,
 }
 
 impl Expression {
@@ -250,5 +269,15 @@ impl Expression {
     /// The value for one row, whose inputs are given by slot.
     pub fn evaluate(&self, inputs: &[Scalar]) -> Scalar {
         eval::evaluate(&self.root, inputs)
+    }
+}
+
+/// The number of nodes of a tree (bounded in height by the parser).
+fn count(node: &Node) -> usize {
+    1 + match node {
+        Node::Literal(_) | Node::Input(..) => 0,
+        Node::Neg(inner) | Node::Not(inner) => count(inner),
+        Node::Binary(_, left, right) => count(left) + count(right),
+        Node::Call(_, args) => args.iter().map(count).sum(),
     }
 }

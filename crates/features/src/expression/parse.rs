@@ -26,6 +26,7 @@ pub(super) fn parse(text: &str, resolve: &dyn Fn(&str) -> Result<Kind, String>) 
         ));
     }
     Ok(Expression {
+        size: count(&typed.node),
         root: typed.node,
         kind: typed.kind,
         inputs: parser.inputs,
@@ -37,6 +38,8 @@ enum Token {
     Number(String),
     Text(String),
     Name(String),
+    /// A name in backquotes: always a name, never a keyword or function.
+    Quoted(String),
     Symbol(&'static str),
 }
 
@@ -45,7 +48,7 @@ impl Token {
         match self {
             Token::Number(n) => format!("number {n}"),
             Token::Text(t) => format!("text {t:?}"),
-            Token::Name(n) => format!("`{n}`"),
+            Token::Name(n) | Token::Quoted(n) => format!("`{n}`"),
             Token::Symbol(s) => format!("`{s}`"),
         }
     }
@@ -89,7 +92,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 .iter()
                 .position(|c| *c == '`')
                 .ok_or("a name opened with ` is not closed")?;
-            tokens.push(Token::Name(chars[i + 1..i + 1 + end].iter().collect()));
+            tokens.push(Token::Quoted(chars[i + 1..i + 1 + end].iter().collect()));
             i += end + 2;
         } else if c == '\'' || c == '"' {
             let mut value = String::new();
@@ -283,16 +286,16 @@ impl Parser<'_> {
                 kind: Kind::Bool,
                 height: 1,
             }),
-            Token::Name(name) => {
-                if self.peek() == Some(&Token::Symbol("(")) {
-                    self.at += 1;
-                    return self.call(&name, depth);
-                }
+            Token::Name(name) if self.peek() == Some(&Token::Symbol("(")) => {
+                self.at += 1;
+                self.call(&name, depth)
+            }
+            Token::Name(name) | Token::Quoted(name) => {
                 let mut full = name;
                 if self.peek() == Some(&Token::Symbol(".")) {
                     self.at += 1;
                     match self.tokens.get(self.at) {
-                        Some(Token::Name(feature)) => {
+                        Some(Token::Name(feature) | Token::Quoted(feature)) => {
                             full = format!("{full}.{feature}");
                             self.at += 1;
                         }

@@ -34,6 +34,9 @@ fn arithmetic_follows_numpy() {
     assert_eq!(run("-7 % 3", &[]), Scalar::Int(2));
     assert_eq!(run("7 % -3", &[]), Scalar::Int(-2));
     assert_eq!(run("-7.5 % 2", &[]), Scalar::Float(0.5));
+    assert_eq!(run("-4.0 % 2.0", &[]), Scalar::Float(0.0));
+    assert!(matches!(run("4.0 % -2.0", &[]), Scalar::Float(z) if z == 0.0 && z.is_sign_negative()));
+    assert_eq!(run("i % -1", &[("i", Scalar::Int(i64::MIN))]), Scalar::Int(0));
     assert_eq!(run("1 / 0", &[]), Scalar::Float(f64::INFINITY));
     assert_eq!(run("i % 0", &[("i", Scalar::Int(4))]), Scalar::Null);
     assert_eq!(run("i * 2", &[("i", Scalar::Int(i64::MAX))]), Scalar::Null);
@@ -102,6 +105,8 @@ fn text_booleans_and_names() {
 fn mistakes_are_named() {
     let error = |text: &str| Expression::parse(text, &kinds).unwrap_err();
     assert!(error("nope + 1").contains("no input `nope`"));
+    // A backquoted keyword is a name.
+    assert!(error("`true` and b").contains("no input `true`"));
     assert!(error("s + 1").contains("cannot take text and an integer"));
     assert!(error("if(i, 1, 2)").contains("boolean condition"));
     assert!(error("if(b, 1, 'x')").contains("one type"));

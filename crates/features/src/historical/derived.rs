@@ -16,7 +16,8 @@ use crate::refs::{DerivedInput, FeatureSelection, is_hidden};
 use crate::value_type::ValueType;
 
 struct Plan {
-    inputs: Vec<(usize, Kind)>,
+    /// Each slot's column, kind, and for a request field its declared type (values narrowed to it).
+    inputs: Vec<(usize, Kind, Option<ValueType>)>,
     expression: crate::expression::Expression,
     dtype: ValueType,
 }
@@ -52,6 +53,14 @@ impl DerivedColumns {
                     DerivedInput::Column(name, kind) => (name, *kind, entity_columns..joined.fields().len()),
                     DerivedInput::Request(name, kind) => (name, *kind, 0..entity_columns),
                 };
+                let narrow = match input {
+                    DerivedInput::Request(name, _) => selection
+                        .request_fields
+                        .iter()
+                        .find(|(f, _)| f == name)
+                        .map(|(_, t)| *t),
+                    DerivedInput::Column(..) => None,
+                };
                 let index = within
                     .clone()
                     .find(|i| joined.field(*i).name() == name)
@@ -63,7 +72,7 @@ impl DerivedColumns {
                             derived.output
                         ),
                     })?;
-                inputs.push((index, kind));
+                inputs.push((index, kind, narrow));
             }
             fields.push(Field::new(&derived.output, arrow_type(derived.dtype), true));
             plans.push(Plan {
@@ -77,7 +86,7 @@ impl DerivedColumns {
                 path: entities.to_path_buf(),
                 message: format!("it has no column `{field}`, a request field the on-demand features read"),
             })?;
-            if !dtype.accepts(column.data_type()) {
+            if !dtype.accepts(column.data_type()) && column.data_type() != &DataType::Null {
                 return Err(FeatureError::EntityFrame {
                     path: entities.to_path_buf(),
                     message: format!(
@@ -107,7 +116,7 @@ impl DerivedColumns {
             let inputs = plan
                 .inputs
                 .iter()
-                .map(|(index, kind)| canonical(&joined[*index], *kind).map(|a| (a, *kind)))
+                .map(|(index, kind, narrow)| canonical(&joined[*index], *kind, *narrow).map(|a| (a, *kind)))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut slots = vec![Scalar::Null; inputs.len()];
             let mut values = Vec::with_capacity(rows);
@@ -135,8 +144,21 @@ pub fn arrow_type(dtype: ValueType) -> DataType {
     }
 }
 
-/// The column as the one Arrow type each kind is read from.
-fn canonical(array: &ArrayRef, kind: Kind) -> Result<ArrayRef, FeatureError> {
+/// The column as the one Arrow type each kind is read from; a request field's values first narrowed to its
+/// declared type (single precision, or Int32 with values out of range missing), as online.
+fn canonical(array: &ArrayRef, kind: Kind, narrow: Option<ValueType>) -> Result<ArrayRef, FeatureError> {
+    let failed = |e: arrow_schema::ArrowError| {
+        FeatureError::io(
+            "reading an input of an on-demand feature",
+            std::path::Path::new("(joined batch)"),
+            e,
+        )
+    };
+    let array = match narrow {
+        Some(ValueType::Float32) => arrow_cast::cast(array, &DataType::Float32).map_err(failed)?,
+        Some(ValueType::Int32) => arrow_cast::cast(array, &DataType::Int32).map_err(failed)?,
+        _ => array.clone(),
+    };
     let target = match kind {
         Kind::Int => DataType::Int64,
         Kind::Float => DataType::Float64,
@@ -144,15 +166,9 @@ fn canonical(array: &ArrayRef, kind: Kind) -> Result<ArrayRef, FeatureError> {
         Kind::Text => DataType::Utf8,
     };
     if array.data_type() == &target {
-        return Ok(array.clone());
+        return Ok(array);
     }
-    arrow_cast::cast(array, &target).map_err(|e| {
-        FeatureError::io(
-            "reading an input of an on-demand feature",
-            std::path::Path::new("(joined batch)"),
-            e,
-        )
-    })
+    arrow_cast::cast(&array, &target).map_err(failed)
 }
 
 fn scalar_at(array: &ArrayRef, row: usize, kind: Kind) -> Scalar {

@@ -289,7 +289,7 @@ pub fn build_training_set(
     }
     let total_partitions: usize = partitions.iter().sum();
     let out_row_bytes = 8 + 16 * outputs.len().max(1);
-    let chunk_rows = (request.memory_limit / 4 / (total_partitions * out_row_bytes)).clamp(1024, 65_536);
+    let chunk_rows = (request.memory_limit / 4 / (total_partitions.max(1) * out_row_bytes)).clamp(1024, 65_536);
 
     let total_rows = sources
         .iter()
