@@ -145,6 +145,15 @@ fn bad_pipelines_are_refused_naming_the_step_and_field() {
             "step 'a', params: 'lr' is not among",
         ),
         ("steps: {a: {run: x, colour: red}}", "step 'a', colour: unknown field"),
+        ("steps: {m: {kind: materialize}}", "step 'm', with.project: is required"),
+        (
+            "steps: {m: {kind: materialize, with: {project: p, start: '2024-01-01'}}}",
+            "step 'm', with.start: needs an end too",
+        ),
+        (
+            "steps: {m: {kind: materialize, with: {project: p, views: driver}}}",
+            "step 'm', with.views: is a list of feature view names",
+        ),
         (
             "steps: {a: {run: 'x ${nope}'}}",
             "step 'a', run: '${nope}' names no parameter",

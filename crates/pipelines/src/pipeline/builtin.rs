@@ -19,6 +19,7 @@ fn accepted(kind: StepKind) -> (&'static [&'static str], &'static [&'static str]
         StepKind::Gate => (&["model", "candidate", "policy"], &["model", "candidate"]),
         StepKind::Register => (&["model", "from"], &["model", "from"]),
         StepKind::Deploy => (&["model", "alias", "version"], &["model", "alias", "version"]),
+        StepKind::Materialize => (&["project", "views", "start", "end"], &["project"]),
     }
 }
 
@@ -84,6 +85,23 @@ pub fn complete(step: &mut Step) -> Result<(), String> {
     }
     if step.kind == StepKind::Gate {
         check_gate_checks(step)?;
+    }
+    if step.kind == StepKind::Materialize {
+        text(step, "project")?;
+        text(step, "end")?;
+        if text(step, "start")?.is_some() && text(step, "end")?.is_none() {
+            return Err(problem(
+                step,
+                "start",
+                "needs an end too (without either, views go on from their watermarks)",
+            ));
+        }
+        match step.with.get("views") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(views))
+                if !views.is_empty() && views.iter().all(|v| v.as_str().is_some_and(|t| !t.is_empty())) => {}
+            Some(_) => return Err(problem(step, "views", "is a list of feature view names")),
+        }
     }
     if let Some(model) = text(step, "model")?.filter(|_| step.kind == StepKind::Evaluate) {
         if !(model.starts_with("models:/") || model.starts_with("step:")) {

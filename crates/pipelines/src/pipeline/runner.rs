@@ -286,11 +286,7 @@ impl Runner {
                     _ => {}
                 }
             }
-            if matches!(
-                step.kind,
-                StepKind::Evaluate | StepKind::Gate | StepKind::Register | StepKind::Deploy
-            ) && self.hooks.is_none()
-            {
+            if step.kind.on_server() && self.hooks.is_none() {
                 return Err(format!(
                     "step '{}': a {:?} step needs a Loopline server (--server URL)",
                     step.name, step.kind
@@ -491,11 +487,7 @@ impl Runner {
         shared.set(&step.name, |r| r.fingerprint = Some(key.clone()));
         let cache = RunCache::new(&self.project.root().join(".loopline/run-cache"));
         // The server's steps act on the registry (a new version, an alias moved): they always run.
-        let cacheable = step.cache
-            && !matches!(
-                step.kind,
-                StepKind::Evaluate | StepKind::Gate | StepKind::Register | StepKind::Deploy
-            );
+        let cacheable = step.cache && !step.kind.on_server();
         if cacheable
             && !forced
             && let Some(cached) = cache
@@ -713,7 +705,7 @@ impl Runner {
                 ],
                 false,
             ),
-            StepKind::Evaluate | StepKind::Gate | StepKind::Register | StepKind::Deploy => {
+            StepKind::Evaluate | StepKind::Gate | StepKind::Register | StepKind::Deploy | StepKind::Materialize => {
                 let hooks = self
                     .hooks
                     .as_ref()

@@ -54,9 +54,19 @@ pub enum StepKind {
     Register,
     /// Moves an alias; the deployment's rollout policy takes over.
     Deploy,
+    /// Materialises a feature project's views into the online store, each from where it last ended.
+    Materialize,
 }
 
 impl StepKind {
+    /// Whether the server runs the step (it acts on the registry or the feature store, so it always runs).
+    pub fn on_server(self) -> bool {
+        matches!(
+            self,
+            StepKind::Evaluate | StepKind::Gate | StepKind::Register | StepKind::Deploy | StepKind::Materialize
+        )
+    }
+
     fn parse(text: &str) -> Option<StepKind> {
         serde_json::from_value(Value::from(text)).ok()
     }

@@ -2,7 +2,8 @@
 //! laptop and one run by the server behave alike): a train step's command gets a nested MLflow run of the
 //! pipeline's run, so stock `mlflow` code logs into it, with the step's dataset inputs logged as
 //! `mlflow.log_input` would (the digest is Loopline's content id); dataset inputs are fetched into the
-//! project; the evaluate, gate, register and deploy steps call the registry, where the gate is enforced.
+//! project; the evaluate, gate, register and deploy steps call the registry, where the gate is enforced; a
+//! materialize step fills the feature store's online values.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -483,6 +484,71 @@ impl ServerHooks {
         }))
     }
 
+    /// Starts an incremental materialisation on the server (a background task there, so no request waits on
+    /// it) and follows the views until it ends; a view that failed fails the step with the server's message.
+    async fn materialize(&self, step: &Step) -> Result<Value, String> {
+        let project = setting(step, "project")?;
+        let base = format!("/api/loopline/v1/features/projects/{}", segment(project));
+        let end = match step.with.get("end").and_then(Value::as_str) {
+            Some(end) => end.to_string(),
+            None => loopline_features::online_read::rfc3339(now_millis().saturating_mul(1_000_000)),
+        };
+        let views = step.with.get("views").cloned().unwrap_or(Value::Null);
+        // With a start, the window is given whole; without, each view goes on from its watermark.
+        let (route, body) = match step.with.get("start").and_then(Value::as_str) {
+            Some(start) => (
+                "materialize",
+                json!({"start_ts": start, "end_ts": end, "feature_views": views}),
+            ),
+            None => (
+                "materialize-incremental",
+                json!({"end_ts": end, "feature_views": views}),
+            ),
+        };
+        self.post(&format!("{base}/{route}?async=true"), body)
+            .await
+            .map_err(|e| format!("materialising feature project '{project}': {e}"))?;
+        let wanted: Vec<String> = views
+            .as_array()
+            .map(|v| v.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let state = self.get(&format!("{base}/views")).await?;
+            let views: Vec<&Value> = state["views"]
+                .as_array()
+                .map(|all| {
+                    all.iter()
+                        .filter(|v| wanted.is_empty() || wanted.iter().any(|w| v["name"] == w.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if views.iter().any(|v| v["materializing"] == true) {
+                continue;
+            }
+            let failed: Vec<String> = views
+                .iter()
+                .filter_map(|v| v["last_failure"].as_str().map(|f| format!("{}: {f}", v["name"])))
+                .collect();
+            if !failed.is_empty() {
+                return Err(format!(
+                    "materialising feature project '{project}' failed: {}",
+                    failed.join("; ")
+                ));
+            }
+            let until: serde_json::Map<String, Value> = views
+                .iter()
+                .map(|v| {
+                    (
+                        v["name"].as_str().unwrap_or_default().to_string(),
+                        v["materialized_until"].clone(),
+                    )
+                })
+                .collect();
+            return Ok(json!({"project": project, "end": end, "materialized_until": until}));
+        }
+    }
+
     async fn deploy(&self, run: &RunContext, step: &Step) -> Result<Value, String> {
         let name = setting(step, "model")?;
         let alias = setting(step, "alias")?;
@@ -670,6 +736,7 @@ impl LoopHooks for ServerHooks {
             StepKind::Evaluate => self.evaluate(run, step).await,
             StepKind::Gate => self.gate(run, step).await,
             StepKind::Deploy => self.deploy(run, step).await,
+            StepKind::Materialize => self.materialize(step).await,
             other => Err(format!("a {other:?} step is not run by the server")),
         }
     }

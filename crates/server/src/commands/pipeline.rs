@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use loopline_pipelines::data::Project;
 use loopline_pipelines::pipeline::executor::LocalExecutor;
-use loopline_pipelines::pipeline::{Input, Observer, Pipeline, RunOptions, RunRecord, Runner, StepKind, StepState};
+use loopline_pipelines::pipeline::{Input, Observer, Pipeline, RunOptions, RunRecord, Runner, StepState};
 use tokio_util::sync::CancellationToken;
 
 use super::pipeline_remote;
@@ -284,13 +284,11 @@ impl Observer for LiveView {
 /// Whether a pipeline cannot run without a server.
 fn needs_server(pipeline: &Pipeline) -> bool {
     pipeline.steps.iter().any(|step| {
-        matches!(
-            step.kind,
-            StepKind::Evaluate | StepKind::Gate | StepKind::Register | StepKind::Deploy
-        ) || step
-            .inputs
-            .iter()
-            .any(|input| matches!(input, Input::Dataset(_) | Input::Model(_)))
+        step.kind.on_server()
+            || step
+                .inputs
+                .iter()
+                .any(|input| matches!(input, Input::Dataset(_) | Input::Model(_)))
     })
 }
 
