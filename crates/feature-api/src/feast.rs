@@ -204,21 +204,16 @@ pub async fn push(
         Err(response) => return *response,
     };
     let result = async {
-        match request.to.as_str() {
-            "online" => {}
-            "offline" | "online_and_offline" => {
-                return Err(ApiError::bad_request(format!(
-                    "`to: {}`: Loopline does not write pushed rows to the offline store; push `to: online` and add \
-                     the rows to the push source's batch files",
-                    request.to
-                )));
-            }
+        let (online, offline) = match request.to.as_str() {
+            "online" => (true, false),
+            "offline" => (false, true),
+            "online_and_offline" => (true, true),
             other => {
                 return Err(ApiError::bad_request(format!(
                     "`to` is {other:?}; use online, offline or online_and_offline"
                 )));
             }
-        }
+        };
         let definitions = definitions(&api, options.project.as_deref()).await?;
         if !definitions.push_sources.contains_key(&request.push_source_name) {
             return Err(ApiError {
@@ -238,9 +233,18 @@ pub async fn push(
             .collect();
         // Every view's rows are checked before any is written: a bad row writes nothing.
         let mut writes = Vec::with_capacity(views.len());
-        for view in views {
+        for view in views.into_iter().filter(|_| online) {
             let rows = crate::rows::rows_for_view(&definitions, view, &request.df.0).map_err(ApiError::bad_request)?;
             writes.push((view.storage_name(), rows));
+        }
+        if offline {
+            // The batch source first: its write is checked whole and refused whole.
+            let (owned, push, df) = (definitions.clone(), request.push_source_name.clone(), request.df.0.clone());
+            let written = tokio::task::spawn_blocking(move || loopline_features::offline_write::append(&owned, &push, &df))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?
+                .map_err(ApiError::bad_request)?;
+            tracing::info!(push_source = %request.push_source_name, file = %written.display(), "pushed rows written to the offline store");
         }
         for (view, rows) in writes {
             api.online

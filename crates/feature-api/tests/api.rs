@@ -312,6 +312,56 @@ on_demand_feature_views:
 }
 
 #[tokio::test]
+async fn rows_pushed_to_the_offline_store_are_added_to_the_batch_source() {
+    let server = Server::start().await;
+    server.apply(DEFINITIONS, None, false).await;
+    let stats = server.dir.path().join("stats.parquet");
+    let before = std::fs::read(&stats).unwrap();
+    let push = |to: &str, driver: i64, rate: f64| {
+        json!({"push_source_name": "stats_push", "to": to,
+               "df": {"driver_id": [driver], "ts": ["1970-01-01T15:00:00Z"], "rate": [rate], "trips": [5]}})
+    };
+    // A row missing a column of the source, or of the wrong type, changes nothing.
+    let mut incomplete = push("offline", 3, 0.5);
+    incomplete["df"].as_object_mut().unwrap().remove("trips");
+    let (status, refused) = server.call("/push", incomplete).await;
+    assert_eq!(status, 400);
+    assert!(
+        feast_message(&refused)["message"]
+            .as_str()
+            .unwrap()
+            .contains("lacks column `trips`"),
+        "{refused}"
+    );
+    let mut mistyped = push("offline", 3, 0.5);
+    mistyped["df"]["trips"] = json!(["many"]);
+    assert_eq!(server.call("/push", mistyped).await.0, 400);
+    assert_eq!(std::fs::read(&stats).unwrap(), before);
+
+    assert_eq!(server.call("/push", push("offline", 3, 0.5)).await.0, 200);
+    assert_eq!(server.call("/push", push("online_and_offline", 4, 0.75)).await.0, 200);
+    // Offline only: not online until materialised; both: online at once.
+    let live = json!({"features": ["driver_live:rate"], "entities": {"driver_id": [3, 4]}});
+    let answer = server.call("/get-online-features", live.clone()).await.1;
+    assert_eq!(answer["results"][1]["values"], json!([null, 0.75]));
+    let window = json!({"start_ts": "1970-01-01T00:00:00", "end_ts": "1970-01-01T20:00:00"});
+    assert_eq!(server.call("/materialize", window).await.0, 200);
+    let lookup = json!({"features": ["driver_stats:rate"], "entities": {"driver_id": [1, 3, 4]}});
+    let answer = server.call("/get-online-features", lookup).await.1;
+    assert_eq!(answer["results"][1]["values"], json!([0.2, 0.5, 0.75]));
+    let answer = server.call("/get-online-features", live).await.1;
+    assert_eq!(answer["results"][1]["values"], json!([0.5, 0.75]));
+    assert!(
+        !std::fs::read_dir(server.dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".partial")),
+        "no temporary files are left"
+    );
+}
+
+#[tokio::test]
 async fn writes_that_would_lose_data_and_oversized_requests_are_refused_in_feasts_shape() {
     let server = Server::start().await;
     server.apply(DEFINITIONS, None, false).await;

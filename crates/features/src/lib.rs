@@ -10,6 +10,7 @@ pub mod feast_registry;
 pub mod historical;
 pub mod keys;
 pub mod materialize;
+pub mod offline_write;
 pub mod on_demand;
 pub mod online;
 pub mod online_read;
