@@ -7,7 +7,7 @@ mod object_store_backend;
 
 pub use artifact_path::ArtifactPath;
 pub use error::{ArtifactError, ArtifactResult};
-pub use object_store_backend::{ObjectArtifactStore, remove_abandoned_staging_files};
+pub use object_store_backend::{ObjectArtifactStore, remove_abandoned_staging_files, s3_bucket};
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -17,6 +17,33 @@ fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// An S3 bucket as an object store: credentials, region and endpoint from the usual `AWS_*` variables
+/// (`AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL` for an S3-compatible server). The bucket name must be one
+/// S3 accepts (letters, digits, `-`, `_` and `.`, as legacy buckets may have), so it cannot change the URL it
+/// goes into.
+pub fn s3_bucket(bucket: &str) -> Result<Arc<dyn ObjectStore>, String> {
+    let valid = (3..=255).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && bucket.as_bytes()[0].is_ascii_alphanumeric()
+        && bucket.as_bytes()[bucket.len() - 1].is_ascii_alphanumeric()
+        && !bucket.contains("..");
+    if !valid {
+        return Err(format!(
+            "{bucket:?} is not an S3 bucket name (3 to 63 lowercase letters, digits, '-' and '.')"
+        ));
+    }
+    let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("MLFLOW_S3_ENDPOINT_URL")) {
+        builder = builder
+            .with_endpoint(endpoint.clone())
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    install_tls_provider();
+    Ok(Arc::new(builder.build().map_err(|error| error.to_string())?))
+}
+
 /// Artifacts kept in an `object_store` backend below a prefix.
 pub struct ObjectArtifactStore {
     store: Arc<dyn ObjectStore>,
@@ -70,19 +97,9 @@ impl ObjectArtifactStore {
                 return Err(configuration_error("the s3 url names no bucket".to_string()));
             }
             let prefix_path = ArtifactPath::parse(prefix).map_err(|error| configuration_error(error.to_string()))?;
-            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("MLFLOW_S3_ENDPOINT_URL"))
-            {
-                builder = builder
-                    .with_endpoint(endpoint.clone())
-                    .with_allow_http(endpoint.starts_with("http://"));
-            }
-            install_tls_provider();
-            let store = builder
-                .build()
-                .map_err(|error| configuration_error(error.to_string()))?;
+            let store = s3_bucket(bucket).map_err(configuration_error)?;
             return Ok(Self {
-                store: Arc::new(store),
+                store,
                 prefix: prefix_path.segments().to_vec(),
                 description: destination.to_string(),
             });

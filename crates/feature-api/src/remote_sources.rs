@@ -1,16 +1,26 @@
 //! Sources on S3: `path: s3://bucket/key.parquet` for a file, `s3://bucket/prefix/` for a directory of files
 //! (credentials, region and endpoint from the usual `AWS_*` variables, as for artifacts). The join and
-//! materialisation read local files, so a job first brings the sources it reads into a cache directory:
-//! every object is streamed to a temporary file, its length checked against the listing, and renamed into
-//! place; an object is fetched again only when its size or time in the listing changed, and files no longer
-//! listed are removed. The definitions the job then uses point at the local copies.
+//! materialisation read local files, so a job first brings the sources it reads into a cache directory.
+//!
+//! - Keys are used exactly as S3 lists them (any characters S3 allows).
+//! - Every object is streamed to a temporary file, its length checked against the listing, and renamed into
+//!   place; a temporary file left by a killed process is removed by the next fetch.
+//! - An object is fetched again only when its listing (size, ETag, time) changed; the listings of the copies
+//!   are kept apart from the data (`.fetched/`), so the copy of a prefix holds exactly its objects.
+//! - Files no longer listed are removed, and a key that turned from a file into a prefix (or back) is
+//!   replaced.
+//!
+//! The definitions a job then uses point at the local copies.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use futures::StreamExt;
-use loopline_artifact_store::{ArtifactError, ArtifactPath, ArtifactStore, ObjectArtifactStore};
+use futures::{StreamExt, TryStreamExt};
 use loopline_features::Definitions;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
 /// The most objects one remote source may hold.
@@ -19,14 +29,6 @@ pub const MAX_OBJECTS: usize = 100_000;
 /// Whether a source path is a remote URI.
 pub fn is_remote(path: &Path) -> bool {
     path.to_str().is_some_and(|p| p.starts_with("s3://"))
-}
-
-/// One object of a remote source.
-struct Object {
-    /// Its key below the source's key ("" for a source that is one file).
-    relative: String,
-    size: u64,
-    modified_ms: Option<i64>,
 }
 
 /// Brings the remote sources among `names` (every source when `None`) into `cache`, and gives definitions with
@@ -42,7 +44,7 @@ pub async fn localize(
             continue;
         }
         let uri = source.path.display().to_string();
-        let copy = fetch(&uri, cache)
+        let copy = fetch(&uri, cache, None)
             .await
             .map_err(|e| format!("source `{}` ({uri}): {e}", source.name))?;
         source.path = copy;
@@ -50,137 +52,187 @@ pub async fn localize(
     Ok(local)
 }
 
-/// Copies one remote file or prefix into `cache`, returning the local file or directory.
-pub async fn fetch(uri: &str, cache: &Path) -> Result<PathBuf, String> {
+/// One object, refused before anything is fetched when it is a prefix or larger than `limit` bytes.
+pub async fn fetch_file(uri: &str, cache: &Path, limit: u64) -> Result<PathBuf, String> {
+    fetch(uri, cache, Some(limit)).await
+}
+
+/// The bucket and key of an `s3://` URI.
+fn split(uri: &str) -> Result<(&str, ObjectPath), String> {
     let rest = uri
         .strip_prefix("s3://")
         .ok_or("only s3:// sources are read remotely")?;
     let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() || key.trim_matches('/').is_empty() {
+    if key.trim_matches('/').is_empty() {
         return Err("name a bucket and a key: s3://bucket/path/file.parquet or s3://bucket/prefix/".to_string());
     }
-    let key = ArtifactPath::parse(key.trim_matches('/')).map_err(|e| e.to_string())?;
-    let store = ObjectArtifactStore::open(&format!("s3://{bucket}")).map_err(|e| e.to_string())?;
-    let objects = list(&store, &key).await?;
-    let local = cache.join(bucket).join(key.segments().join("/"));
-    let single = objects.len() == 1 && objects[0].relative.is_empty();
-    let wanted: BTreeSet<PathBuf> = objects
-        .iter()
-        .map(|o| if single { local.clone() } else { local.join(&o.relative) })
-        .collect();
-    if !single {
+    let key = ObjectPath::parse(key).map_err(|e| format!("the key: {e}"))?;
+    Ok((bucket, key))
+}
+
+/// Copies one remote file or prefix into `cache` (a prefix refused when `single` limits the size), returning
+/// the local file or directory.
+async fn fetch(uri: &str, cache: &Path, single: Option<u64>) -> Result<PathBuf, String> {
+    let (bucket, key) = split(uri)?;
+    let store = loopline_artifact_store::s3_bucket(bucket)?;
+    let below: Vec<ObjectMeta> = store
+        .list(Some(&key))
+        .take(MAX_OBJECTS + 1)
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    if below.len() > MAX_OBJECTS {
+        return Err(format!("more than {MAX_OBJECTS} objects; partition the source"));
+    }
+    let prefix = !below.is_empty();
+    let objects = if prefix {
+        below
+    } else {
+        vec![store.head(&key).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => "no such object or prefix".to_string(),
+            other => other.to_string(),
+        })?]
+    };
+    if let Some(limit) = single {
+        if prefix {
+            return Err("it is a prefix; name one object".to_string());
+        }
+        if objects[0].size > limit {
+            return Err(format!("it is {} bytes, more than the {limit} read", objects[0].size));
+        }
+    }
+    let local = cache.join(bucket).join(key.as_ref());
+    // A key that turned from a file into a prefix, or back, replaces the old copy.
+    match std::fs::symlink_metadata(&local) {
+        Ok(meta) if meta.is_dir() && !prefix => remove(&local, true)?,
+        Ok(meta) if !meta.is_dir() && prefix => remove(&local, false)?,
+        _ => {}
+    }
+    let stamps_path = stamps_of(cache, uri);
+    let mut stamps: BTreeMap<String, String> = std::fs::read(&stamps_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let mut wanted = BTreeSet::new();
+    let mut listed = Vec::with_capacity(objects.len());
+    for object in &objects {
+        let relative = if prefix {
+            object
+                .location
+                .prefix_match(&key)
+                .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+                .ok_or_else(|| format!("{} is not below the prefix", object.location))?
+        } else {
+            String::new()
+        };
+        let target = if prefix { local.join(&relative) } else { local.clone() };
+        wanted.insert(target.clone());
+        listed.push((relative, target, object));
+    }
+    if prefix {
         remove_unlisted(&local, &wanted);
     }
-    for object in &objects {
-        let target = if single {
-            local.clone()
-        } else {
-            local.join(&object.relative)
-        };
-        let stamp = format!("{}:{}", object.size, object.modified_ms.unwrap_or(0));
-        let stamp_path = stamp_of(&target);
-        let current = std::fs::metadata(&target).is_ok_and(|m| m.len() == object.size)
-            && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp);
-        if current {
-            continue;
+    sweep_partials(if prefix {
+        &local
+    } else {
+        local.parent().unwrap_or(cache)
+    });
+    let mut kept = BTreeMap::new();
+    for (relative, target, object) in listed {
+        let stamp = format!(
+            "{}:{}:{}",
+            object.size,
+            object.e_tag.as_deref().unwrap_or(""),
+            object.last_modified.timestamp_nanos_opt().unwrap_or(0)
+        );
+        let current = stamps.get(&relative) == Some(&stamp)
+            && std::fs::metadata(&target).is_ok_and(|m| m.is_file() && m.len() == object.size);
+        if !current {
+            stamps.remove(&relative);
+            download(&store, object, &target).await?;
         }
-        let path = if object.relative.is_empty() {
-            key.clone()
-        } else {
-            key.join(&ArtifactPath::parse(&object.relative).map_err(|e| e.to_string())?)
-        };
-        download(&store, &path, object.size, &target).await?;
-        std::fs::write(&stamp_path, stamp).map_err(|e| format!("{}: {e}", stamp_path.display()))?;
+        kept.insert(relative, stamp);
     }
+    if let Some(parent) = stamps_path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let bytes = serde_json::to_vec(&kept).map_err(|e| e.to_string())?;
+    write_atomically(&stamps_path, &bytes)?;
     Ok(local)
 }
 
-/// The hidden file beside a copy that records which listing it was fetched at.
-fn stamp_of(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    target.with_file_name(format!(".{name}.fetched"))
+/// Where the listing a copy was fetched at is kept (out of the data tree).
+fn stamps_of(cache: &Path, uri: &str) -> PathBuf {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    uri.hash(&mut hasher);
+    cache.join(".fetched").join(format!("{:016x}.json", hasher.finish()))
 }
 
-/// The objects at `key`: the file itself, or every file below the prefix.
-async fn list(store: &ObjectArtifactStore, key: &ArtifactPath) -> Result<Vec<Object>, String> {
-    let mut objects = Vec::new();
-    let mut pending = vec![String::new()];
-    while let Some(prefix) = pending.pop() {
-        let at = if prefix.is_empty() {
-            key.clone()
-        } else {
-            key.join(&ArtifactPath::parse(&prefix).map_err(|e| e.to_string())?)
+/// Writes a small file through a temporary file renamed over it (removed if anything fails).
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut staged = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new("."))).map_err(failed)?;
+    staged.write_all(bytes).map_err(failed)?;
+    staged.persist(path).map_err(|e| failed(e.error))?;
+    Ok(())
+}
+
+fn remove(path: &Path, directory: bool) -> Result<(), String> {
+    let removed = if directory {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    removed.map_err(|e| format!("replacing the old copy {}: {e}", path.display()))
+}
+
+/// The name of a temporary file of this process.
+fn partial_name() -> String {
+    format!(".partial-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
+/// Removes temporary files that processes no longer running left in `dir` (a server killed mid-copy).
+fn sweep_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix(".partial-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
         };
-        for entry in store.list(&at).await.map_err(|e| e.to_string())? {
-            let relative = if prefix.is_empty() {
-                entry.name.clone()
-            } else {
-                format!("{prefix}/{}", entry.name)
-            };
-            if entry.is_dir {
-                pending.push(relative);
-            } else {
-                objects.push(Object {
-                    relative,
-                    size: entry.size.unwrap_or(0),
-                    modified_ms: entry.modified_ms,
-                });
-            }
-            if objects.len() + pending.len() > MAX_OBJECTS {
-                return Err(format!("more than {MAX_OBJECTS} objects; partition the source"));
-            }
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
-    if objects.is_empty() {
-        // Not a prefix: the key is one file (whose time the listing of its prefix gives), or nothing.
-        let size = store.size(key).await.map_err(|e| match e {
-            ArtifactError::NotFound(_) => "no such object or prefix".to_string(),
-            other => other.to_string(),
-        })?;
-        let segments = key.segments();
-        let parent = ArtifactPath::parse(&segments[..segments.len() - 1].join("/"));
-        let listed = match parent {
-            Ok(parent) => store.list(&parent).await.unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
-        let modified_ms = listed
-            .iter()
-            .find(|e| !e.is_dir && Some(&e.name) == segments.last())
-            .and_then(|e| e.modified_ms);
-        objects.push(Object {
-            relative: String::new(),
-            size,
-            modified_ms,
-        });
-    }
-    objects.sort_by(|a, b| a.relative.cmp(&b.relative));
-    Ok(objects)
 }
 
 /// Streams one object to `target` through a temporary file renamed into place once its length is right.
-async fn download(store: &ObjectArtifactStore, path: &ArtifactPath, size: u64, target: &Path) -> Result<(), String> {
+async fn download(store: &Arc<dyn ObjectStore>, object: &ObjectMeta, target: &Path) -> Result<(), String> {
     let parent = target.parent().ok_or("the cache path has no directory")?;
     tokio::fs::create_dir_all(parent)
         .await
         .map_err(|e| format!("{}: {e}", parent.display()))?;
-    let download = store.get(path).await.map_err(|e| e.to_string())?;
-    if download.size != size {
+    let got = store.get(&object.location).await.map_err(|e| e.to_string())?;
+    let size = object.size;
+    if got.meta.size != size {
         return Err(format!(
             "{} changed while it was listed ({size} bytes, now {}); run again",
-            path.as_string(),
-            download.size
+            object.location, got.meta.size
         ));
     }
-    let partial = parent.join(format!(".partial-{}", uuid::Uuid::new_v4().simple()));
+    let partial = parent.join(partial_name());
     let written = async {
         let mut file = tokio::fs::File::create(&partial).await?;
-        let mut body = download.body;
+        let mut body = got.into_stream();
         let mut total = 0u64;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
+            let chunk = chunk.map_err(std::io::Error::other)?;
             total += chunk.len() as u64;
             if total > size {
                 break;
@@ -191,26 +243,25 @@ async fn download(store: &ObjectArtifactStore, path: &ArtifactPath, size: u64, t
         Ok::<u64, std::io::Error>(total)
     }
     .await;
-    match written {
+    let outcome = match written {
         Ok(total) if total == size => tokio::fs::rename(&partial, target)
             .await
             .map_err(|e| format!("{}: {e}", target.display())),
-        Ok(total) => {
-            let _ = tokio::fs::remove_file(&partial).await;
-            Err(format!(
-                "{} gave {total} bytes where {size} were listed",
-                path.as_string()
-            ))
-        }
-        Err(error) => {
-            let _ = tokio::fs::remove_file(&partial).await;
-            Err(format!("downloading {}: {error}", path.as_string()))
-        }
+        Ok(total) => Err(format!(
+            "{} gave {total} bytes where {size} were listed",
+            object.location
+        )),
+        Err(error) => Err(format!("downloading {}: {error}", object.location)),
+    };
+    if outcome.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
     }
+    outcome
 }
 
-/// Removes files of an earlier copy of a prefix that the listing no longer has (with their stamps).
+/// Removes files (and then empty directories) of an earlier copy of a prefix that the listing no longer has.
 fn remove_unlisted(root: &Path, wanted: &BTreeSet<PathBuf>) {
+    let mut directories = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -220,16 +271,18 @@ fn remove_unlisted(root: &Path, wanted: &BTreeSet<PathBuf>) {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().to_string();
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                pending.push(path);
-            } else if name.starts_with(".partial-") {
-                continue;
-            } else if let Some(data) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".fetched")) {
-                if !wanted.contains(&path.with_file_name(data)) {
-                    let _ = std::fs::remove_file(&path);
+                if wanted.iter().any(|w| w.starts_with(&path)) {
+                    directories.push(path.clone());
+                    pending.push(path);
+                } else {
+                    let _ = std::fs::remove_dir_all(&path);
                 }
-            } else if !wanted.contains(&path) {
+            } else if !name.starts_with(".partial-") && !wanted.contains(&path) {
                 let _ = std::fs::remove_file(&path);
             }
         }
+    }
+    for dir in directories.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
     }
 }

@@ -25,6 +25,28 @@ pub const MAX_OBJECT_BYTES: u64 = 64 << 30;
 const MAX_PROFILE_BYTES: usize = 16 << 20;
 /// The largest lineage a version may carry.
 const MAX_LINEAGE_BYTES: usize = 1 << 20;
+/// The deepest nesting of a lineage (readers of the lineage parse it again, with their own depth limits).
+const MAX_LINEAGE_DEPTH: usize = 32;
+
+/// A lineage nested no deeper than [`MAX_LINEAGE_DEPTH`].
+fn shallow(lineage: Option<serde_json::Value>) -> Result<Option<serde_json::Value>, DataError> {
+    if let Some(value) = &lineage {
+        let mut pending = vec![(value, 1usize)];
+        while let Some((value, depth)) = pending.pop() {
+            if depth > MAX_LINEAGE_DEPTH {
+                return Err(DataError::Invalid(format!(
+                    "the lineage nests deeper than {MAX_LINEAGE_DEPTH} levels"
+                )));
+            }
+            match value {
+                serde_json::Value::Array(items) => pending.extend(items.iter().map(|v| (v, depth + 1))),
+                serde_json::Value::Object(map) => pending.extend(map.values().map(|v| (v, depth + 1))),
+                _ => {}
+            }
+        }
+    }
+    Ok(lineage)
+}
 /// The largest schema stored with a version.
 const MAX_SCHEMA_BYTES: usize = 1 << 20;
 
@@ -369,7 +391,7 @@ impl DataService {
             row_count: new.rows.map(|rows| as_i64(rows, "row count")).transpose()?,
             table_schema: text_within(new.schema, MAX_SCHEMA_BYTES, "schema")?,
             profile: text_within(new.profile, MAX_PROFILE_BYTES, "profile")?,
-            lineage: text_within(new.lineage, MAX_LINEAGE_BYTES, "lineage")?,
+            lineage: text_within(shallow(new.lineage)?, MAX_LINEAGE_BYTES, "lineage")?,
             source: bounded_text(new.source, "source")?,
             description: bounded_text(new.description, "description")?,
             created_by: actor.to_string(),
@@ -479,4 +501,21 @@ fn bounded(body: ByteStream, limit: u64) -> ByteStream {
         Ok(chunk)
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod lineage_tests {
+    use super::*;
+
+    #[test]
+    fn a_lineage_nested_too_deep_is_refused() {
+        let mut deep = serde_json::json!(1);
+        for _ in 0..MAX_LINEAGE_DEPTH {
+            deep = serde_json::json!({ "a": deep });
+        }
+        assert!(shallow(Some(deep.clone())).is_err());
+        let fits = deep["a"].clone();
+        assert_eq!(shallow(Some(fits.clone())).unwrap(), Some(fits));
+        assert_eq!(shallow(None).unwrap(), None);
+    }
 }

@@ -36,7 +36,8 @@ def on_s3(tmp_path_factory):
     half = len(trips) // 2
     for part, rows in enumerate([trips[:half], trips[half:]]):
         rows.to_parquet(directory / f"part-{part}.parquet")
-        put(f"{prefix}/trips/part-{part}.parquet", (directory / f"part-{part}.parquet").read_bytes())
+        # Keys are read as S3 lists them, whatever characters they hold.
+        put(f"{prefix}/trips/run #{part}/part ü~{part}.parquet", (directory / f"part-{part}.parquet").read_bytes())
     remote = (LOOPLINE_DEFINITIONS
               .replace("path: driver_stats.parquet", f"path: s3://{BUCKET}/{prefix}/driver_stats.parquet")
               .replace("path: trips.parquet", f"path: s3://{BUCKET}/{prefix}/trips/"))
@@ -62,6 +63,12 @@ def test_a_training_set_from_sources_on_s3_equals_the_one_from_local_copies(on_s
     checked = subprocess.run([BINARY, "features", "check", "-d", str(directory / "remote.yaml")],
                              check=True, capture_output=True, text=True)
     assert "ok       trip_stats" in checked.stdout
+    for bucket in ["Loop Line", "..", "bucket?list-type=2"]:
+        (directory / "bad.yaml").write_text(LOOPLINE_DEFINITIONS.replace(
+            "path: driver_stats.parquet", f"path: 's3://{bucket}/x.parquet'"))
+        refused = subprocess.run([BINARY, "features", "check", "-d", str(directory / "bad.yaml")],
+                                 capture_output=True, text=True)
+        assert refused.returncode == 2 and "not an S3 bucket name" in refused.stderr, refused.stderr
 
 
 def test_the_server_materialises_sources_on_s3_and_fetches_a_changed_object_again(on_s3):

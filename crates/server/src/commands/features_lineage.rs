@@ -89,7 +89,12 @@ pub fn log_training_set(server: &ServerArgs, dataset: &str, built: &Built) -> Re
     println!("hashing the training set and its inputs for its lineage");
     let lineage = lineage(built)?;
     let (id, size, _) = identify(built.output).map_err(|e| format!("hashing the training set: {e}"))?;
-    let (rows, schema, profile) = table_facts_at(built.output, dataset)?;
+    let (rows, schema, mut profile) = table_facts_at(built.output, dataset)?;
+    // The server keeps profiles of up to 16 MiB; a wider training set is logged without one.
+    if profile.to_string().len() > 16 << 20 {
+        println!("the training set's profile is larger than the server keeps; it is logged without one");
+        profile = Value::Null;
+    }
     let body = json!({
         "hash": id.key(), "size": size, "files": 1, "rows": rows, "schema": schema, "profile": profile,
         "source": absolute(built.output),

@@ -5,12 +5,14 @@
 
 use std::path::Path;
 
-use loopline_feature_api::remote_sources::{fetch, is_remote, localize};
+use loopline_feature_api::remote_sources::{fetch_file, is_remote, localize};
 use loopline_features::Definitions;
 
 use super::rollout::runtime_block;
 
 const SCRATCH_KIND: &str = ".loopline-sources";
+/// The largest registry file read.
+const MAX_REGISTRY_BYTES: u64 = 256 << 20;
 
 /// Sources copied for one command; the copies go when it is dropped.
 pub struct LocalSources {
@@ -39,13 +41,10 @@ pub fn read_definitions(location: &Path) -> Result<Definitions, String> {
 pub fn remote_registry(location: &Path) -> Result<(Vec<u8>, Definitions), String> {
     let uri = location.display().to_string();
     let scratch = tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
-    let local = runtime_block(fetch(&uri, scratch.path())).map_err(|e| format!("{uri}: {e}"))?;
-    if local.is_dir() {
-        return Err(format!(
-            "{uri} is a prefix; name the registry file itself (s3://bucket/repo/data/registry.db)"
-        ));
-    }
-    let bytes = loopline_features::definitions::read_bounded(&local, 256 << 20).map_err(|e| format!("{uri}: {e}"))?;
+    let local = runtime_block(fetch_file(&uri, scratch.path(), MAX_REGISTRY_BYTES))
+        .map_err(|e| format!("{uri}: {e}; name the registry file itself (s3://bucket/repo/data/registry.db)"))?;
+    let bytes =
+        loopline_features::definitions::read_bounded(&local, MAX_REGISTRY_BYTES).map_err(|e| format!("{uri}: {e}"))?;
     let definitions = loopline_features::feast_registry::from_bytes(&bytes, None, scratch.path())
         .map_err(|e| format!("{uri}: {e}"))?;
     // A relative source path is the repository's, which a registry on S3 does not have.
