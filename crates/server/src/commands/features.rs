@@ -161,13 +161,19 @@ pub fn run(args: FeaturesArgs) -> ExitCode {
         FeaturesCommand::Apply(args) => finish(apply(args)),
         FeaturesCommand::Materialize(args) => {
             let body = json!({"start_ts": args.start, "end_ts": args.end, "feature_views": views(&args.scope.views)});
-            finish(materialize(&args.scope, "/materialize", body))
+            finish(
+                materialize(&args.scope, "/materialize", body)
+                    .and_then(|()| list_views(&args.scope.server, args.scope.project.clone())),
+            )
         }
         FeaturesCommand::MaterializeIncremental(args) => {
             let body = json!({"end_ts": args.end, "feature_views": views(&args.scope.views)});
-            finish(materialize(&args.scope, "/materialize-incremental", body))
+            finish(
+                materialize(&args.scope, "/materialize-incremental", body)
+                    .and_then(|()| list_views(&args.scope.server, args.scope.project.clone())),
+            )
         }
-        FeaturesCommand::Views(args) => finish(list_views(args)),
+        FeaturesCommand::Views(args) => finish(list_views(&args.server, args.project)),
     }
 }
 
@@ -290,7 +296,7 @@ fn materialize(scope: &Scope, route: &str, body: Value) -> Result<(), String> {
     runtime_block(async {
         let (status, answer) = client.call(Method::POST, &path, Some(body)).await?;
         if (200..300).contains(&status) {
-            println!("materialised");
+            println!("materialised; the views now:");
             return Ok(());
         }
         // Feast's error shape: a JSON string holding {"module", "class", "message"}.
@@ -304,9 +310,9 @@ fn materialize(scope: &Scope, route: &str, body: Value) -> Result<(), String> {
     })
 }
 
-fn list_views(args: ViewsArgs) -> Result<(), String> {
-    let client = Client::new(&args.server)?;
-    let project = match args.project {
+fn list_views(server: &ServerArgs, project: Option<String>) -> Result<(), String> {
+    let client = Client::new(server)?;
+    let project = match project {
         Some(project) => project,
         None => {
             let listed =
