@@ -132,6 +132,23 @@ async fn fetch(uri: &str, cache: &Path, single: Option<u64>) -> Result<PathBuf, 
     if prefix {
         remove_unlisted(&local, &wanted);
     }
+    // What the listing declares is checked against the disk before anything is fetched.
+    let needed = listed
+        .iter()
+        .filter(|(relative, target, object)| {
+            !(stamps.contains_key(relative) && std::fs::metadata(target).is_ok_and(|m| m.len() == object.size))
+        })
+        .fold(0u64, |total, (_, _, object)| total.saturating_add(object.size));
+    std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    let free = rustix::fs::statvfs(cache)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .map_err(|e| format!("{}: {e}", cache.display()))?;
+    if needed > free {
+        return Err(format!(
+            "copying it needs {needed} bytes, and the disk of {} has {free} free",
+            cache.display()
+        ));
+    }
     sweep_partials(if prefix {
         &local
     } else {

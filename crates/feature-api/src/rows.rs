@@ -10,32 +10,12 @@ use loopline_features::online_read::EntityColumns;
 use loopline_features::{Definitions, FeatureView, ValueType, keys, time};
 use serde_json::Value;
 
-/// The most rows one write may carry.
-pub const MAX_ROWS: usize = 100_000;
-
 /// Turns `df` (column -> values) into rows of `view`: its join keys, its source's timestamp column (and
 /// created column when the source has one), and any of its features (absent features are null).
 pub fn rows_for_view(definitions: &Definitions, view: &FeatureView, df: &[(String, Value)]) -> Result<Keyed, String> {
     let source = definitions.sources.get(&view.source).expect("definitions were checked");
-    let rows = df
-        .first()
-        .and_then(|(_, v)| v.as_array())
-        .map(Vec::len)
-        .ok_or("`df` must map column names to lists of values")?;
-    if rows > MAX_ROWS {
-        return Err(format!("`df` has more than {MAX_ROWS} rows; send them in parts"));
-    }
+    let rows = loopline_features::offline_write::df_rows(df)?;
     let get = |name: &str| df.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-    for (name, column) in df {
-        match column.as_array() {
-            Some(values) if values.len() == rows => {}
-            _ => {
-                return Err(format!(
-                    "`df` column `{name}` must be a list of {rows} values, as long as the others"
-                ));
-            }
-        }
-    }
     let column = |name: &str| -> Result<&Vec<Value>, String> {
         get(name).and_then(Value::as_array).ok_or_else(|| {
             format!(

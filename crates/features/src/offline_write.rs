@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, BooleanArray, Float64Array, Int64Array, NullArray, RecordBatch, StringArray, TimestampMicrosecondArray,
-    TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
+    ArrayRef, RecordBatch, TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+    TimestampSecondArray,
 };
 use arrow_schema::{DataType, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -68,8 +68,9 @@ pub fn append(definitions: &Definitions, push: &str, df: &[(String, Value)]) -> 
     }
 }
 
-/// The rows as a batch of the source's schema.
-fn batch_of(source: &Source, schema: &SchemaRef, df: &[(String, Value)]) -> Result<RecordBatch, String> {
+/// The number of rows of Feast's column-major `df` (column -> list of values): every column a list, all of one
+/// length, at most [`MAX_ROWS`].
+pub fn df_rows(df: &[(String, Value)]) -> Result<usize, String> {
     let rows = df
         .first()
         .and_then(|(_, v)| v.as_array())
@@ -78,6 +79,19 @@ fn batch_of(source: &Source, schema: &SchemaRef, df: &[(String, Value)]) -> Resu
     if rows > MAX_ROWS {
         return Err(format!("`df` has more than {MAX_ROWS} rows; send them in parts"));
     }
+    for (name, column) in df {
+        if column.as_array().is_none_or(|values| values.len() != rows) {
+            return Err(format!(
+                "`df` column `{name}` must be a list of {rows} values, as long as the others"
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+/// The rows as a batch of the source's schema.
+fn batch_of(source: &Source, schema: &SchemaRef, df: &[(String, Value)]) -> Result<RecordBatch, String> {
+    df_rows(df)?;
     // A df column is the source column of that name, or the one a field mapping renames to it.
     let source_column = |name: &str| -> String {
         if schema.field_with_name(name).is_ok() {
@@ -88,10 +102,7 @@ fn batch_of(source: &Source, schema: &SchemaRef, df: &[(String, Value)]) -> Resu
     };
     let mut given: Vec<(String, &Vec<Value>)> = Vec::with_capacity(df.len());
     for (name, values) in df {
-        let values = values
-            .as_array()
-            .filter(|v| v.len() == rows)
-            .ok_or_else(|| format!("`df` column `{name}` must be a list of {rows} values, as long as the others"))?;
+        let values = values.as_array().expect("checked by df_rows");
         let column = source_column(name);
         if schema.field_with_name(&column).is_err() {
             return Err(format!(
@@ -112,7 +123,7 @@ fn batch_of(source: &Source, schema: &SchemaRef, df: &[(String, Value)]) -> Resu
             .find(|(c, _)| c == field.name())
             .map(|(_, v)| *v)
             .ok_or_else(|| format!("`df` lacks column `{}` of source `{}`", field.name(), source.name))?;
-        let array = json_array(values).map_err(|e| format!("`df` column `{}`: {e}", field.name()))?;
+        let array = crate::online_read::column_array(&format!("`df` column `{}`", field.name()), values)?;
         if let DataType::Timestamp(unit, zone) = field.data_type() {
             arrays.push(
                 timestamps(&array, *unit, zone.clone()).map_err(|e| format!("`df` column `{}`: {e}", field.name()))?,
@@ -136,27 +147,6 @@ fn batch_of(source: &Source, schema: &SchemaRef, df: &[(String, Value)]) -> Resu
     RecordBatch::try_new(plain, arrays).map_err(|e| e.to_string())
 }
 
-/// JSON values as the Arrow array they read as: integers, floats, booleans or text (times as text).
-fn json_array(values: &[Value]) -> Result<ArrayRef, String> {
-    let present: Vec<&Value> = values.iter().filter(|v| !v.is_null()).collect();
-    let array: ArrayRef = if present.is_empty() {
-        Arc::new(NullArray::new(values.len()))
-    } else if present.iter().all(|v| v.is_i64()) {
-        Arc::new(Int64Array::from(values.iter().map(Value::as_i64).collect::<Vec<_>>()))
-    } else if present.iter().all(|v| v.is_number()) {
-        Arc::new(Float64Array::from(values.iter().map(Value::as_f64).collect::<Vec<_>>()))
-    } else if present.iter().all(|v| v.is_boolean()) {
-        Arc::new(BooleanArray::from(
-            values.iter().map(Value::as_bool).collect::<Vec<_>>(),
-        ))
-    } else if present.iter().all(|v| v.is_string()) {
-        Arc::new(StringArray::from(values.iter().map(Value::as_str).collect::<Vec<_>>()))
-    } else {
-        return Err("mixes types, or holds lists or objects".to_string());
-    };
-    Ok(array)
-}
-
 /// Times (text, as pushes give them; naive is UTC) as a timestamp column of `unit` in zone `zone`.
 fn timestamps(array: &ArrayRef, unit: TimeUnit, zone: Option<Arc<str>>) -> Result<ArrayRef, String> {
     let nanos = crate::time::to_nanos(array)?;
@@ -175,37 +165,47 @@ fn timestamps(array: &ArrayRef, unit: TimeUnit, zone: Option<Arc<str>>) -> Resul
     })
 }
 
-fn writer_for(file: std::fs::File, schema: SchemaRef) -> Result<ArrowWriter<std::fs::File>, String> {
-    let properties = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::SNAPPY)
-        .build();
-    ArrowWriter::try_new(file, schema, Some(properties)).map_err(|e| e.to_string())
-}
-
-/// Writes the batch as a new file of the directory, through a hidden temporary name.
-fn write_new_file(directory: &Path, batch: &RecordBatch) -> Result<PathBuf, String> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let id = &format!(
-        "{:08x}",
-        crc32fast::hash(format!("{nanos}-{}", std::process::id()).as_bytes())
-    );
-    let target = directory.join(format!("push-{nanos}-{id}.parquet"));
+/// Writes a Parquet file at `target` through a hidden temporary file in `directory`, renamed over it only once
+/// `fill` has written every batch and the file is on disk (nothing is left behind on failure).
+fn write_staged(
+    directory: &Path,
+    target: &Path,
+    schema: SchemaRef,
+    fill: impl FnOnce(&mut ArrowWriter<std::fs::File>) -> Result<(), String>,
+) -> Result<(), String> {
     let staged = tempfile::Builder::new()
         .prefix(".push-")
         .suffix(".partial")
         .tempfile_in(directory)
         .map_err(|e| format!("{}: {e}", directory.display()))?;
     let file = staged.reopen().map_err(|e| e.to_string())?;
-    let mut writer = writer_for(file, batch.schema())?;
-    writer.write(batch).map_err(|e| e.to_string())?;
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(properties)).map_err(|e| e.to_string())?;
+    fill(&mut writer)?;
     writer.close().map_err(|e| e.to_string())?;
     staged.as_file().sync_all().map_err(|e| e.to_string())?;
     staged
-        .persist(&target)
+        .persist(target)
         .map_err(|e| format!("{}: {}", target.display(), e.error))?;
-    set_readable(&target);
+    set_readable(target);
+    Ok(())
+}
+
+/// Writes the batch as a new file of the directory.
+fn write_new_file(directory: &Path, batch: &RecordBatch) -> Result<PathBuf, String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = format!(
+        "{:08x}",
+        crc32fast::hash(format!("{nanos}-{}", std::process::id()).as_bytes())
+    );
+    let target = directory.join(format!("push-{nanos}-{id}.parquet"));
+    write_staged(directory, &target, batch.schema(), |writer| {
+        writer.write(batch).map_err(|e| e.to_string())
+    })?;
     Ok(target)
 }
 
@@ -225,13 +225,6 @@ fn rewrite_with(path: &Path, batch: &RecordBatch) -> Result<PathBuf, String> {
         .map_err(|e| format!("{}: {e}", lock_path.display()))?;
     lock.lock()
         .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
-    let staged = tempfile::Builder::new()
-        .prefix(".push-")
-        .suffix(".partial")
-        .tempfile_in(directory)
-        .map_err(|e| format!("{}: {e}", directory.display()))?;
-    let file = staged.reopen().map_err(|e| e.to_string())?;
-    let mut writer = writer_for(file, batch.schema())?;
     // The file is read again under the lock: another push may have rewritten it since its schema was read.
     let existing = loopline_tabular::TableSource::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if existing.schema().fields() != batch.schema().fields() {
@@ -240,18 +233,14 @@ fn rewrite_with(path: &Path, batch: &RecordBatch) -> Result<PathBuf, String> {
             path.display()
         ));
     }
-    for stored in existing.batches(None).map_err(|e| e.to_string())? {
-        let stored = stored.map_err(|e| e.to_string())?;
-        let stored = RecordBatch::try_new(batch.schema(), stored.columns().to_vec()).map_err(|e| e.to_string())?;
-        writer.write(&stored).map_err(|e| e.to_string())?;
-    }
-    writer.write(batch).map_err(|e| e.to_string())?;
-    writer.close().map_err(|e| e.to_string())?;
-    staged.as_file().sync_all().map_err(|e| e.to_string())?;
-    staged
-        .persist(path)
-        .map_err(|e| format!("{}: {}", path.display(), e.error))?;
-    set_readable(path);
+    write_staged(directory, path, batch.schema(), |writer| {
+        for stored in existing.batches(None).map_err(|e| e.to_string())? {
+            let stored = stored.map_err(|e| e.to_string())?;
+            let stored = RecordBatch::try_new(batch.schema(), stored.columns().to_vec()).map_err(|e| e.to_string())?;
+            writer.write(&stored).map_err(|e| e.to_string())?;
+        }
+        writer.write(batch).map_err(|e| e.to_string())
+    })?;
     Ok(path.to_path_buf())
 }
 
@@ -265,8 +254,8 @@ fn set_readable(path: &Path) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_directory_source_gets_a_new_file_and_keeps_its_schema() {
+    /// A directory source holding one file (driver Int32, ts, rate Float32) and its definitions.
+    fn directory_source() -> (tempfile::TempDir, PathBuf, RecordBatch, Definitions) {
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("stats");
         std::fs::create_dir(&source).unwrap();
@@ -288,9 +277,10 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut writer = writer_for(std::fs::File::create(source.join("part-0.parquet")).unwrap(), schema).unwrap();
-        writer.write(&first).unwrap();
-        writer.close().unwrap();
+        write_staged(&source, &source.join("part-0.parquet"), schema, |w| {
+            w.write(&first).map_err(|e| e.to_string())
+        })
+        .unwrap();
         let yaml = format!(
             "entities: [{{name: d, join_keys: [driver_id]}}]
 sources: [{{name: s, path: {}, timestamp_field: ts, field_mapping: {{driver: driver_id}}}}]
@@ -299,6 +289,12 @@ feature_views: [{{name: v, entities: [d], source: p, schema: [{{name: rate, dtyp
             source.display()
         );
         let definitions = Definitions::from_yaml(&yaml, dir.path(), "t").unwrap();
+        (dir, source, first, definitions)
+    }
+
+    #[test]
+    fn a_directory_source_gets_a_new_file_and_keeps_its_schema() {
+        let (_dir, source, first, definitions) = directory_source();
         // Columns by mapped name or source name; a value that does not fit refuses the push.
         let df = |rate: Value| {
             vec![
@@ -330,5 +326,50 @@ feature_views: [{{name: v, entities: [d], source: p, schema: [{{name: rate, dtyp
                 .unwrap_err()
                 .contains("not a column of source")
         );
+    }
+
+    fn hostile_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            Just(Value::from(u64::MAX)),
+            "\\PC{0,12}".prop_map(Value::from),
+            Just(Value::from("2024-05-01T10:00:00Z")),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z]{1,3}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn hostile_rows_are_refused_or_written_whole(
+            columns in proptest::collection::vec(
+                (proptest::sample::select(vec!["driver_id", "driver", "ts", "rate", "other"]),
+                 proptest::collection::vec(hostile_value(), 0..4)),
+                0..5,
+            )
+        ) {
+            let (_dir, source, _, definitions) = directory_source();
+            let df: Vec<(String, Value)> =
+                columns.into_iter().map(|(name, values)| (name.to_string(), Value::Array(values))).collect();
+            let written = append(&definitions, "p", &df);
+            // Whatever happened, every file of the source reads whole.
+            for file in list_files(&source).unwrap() {
+                let table = loopline_tabular::TableSource::open(&file).unwrap();
+                for batch in table.batches(None).unwrap() {
+                    batch.unwrap();
+                }
+            }
+            proptest::prop_assert_eq!(list_files(&source).unwrap().len(), if written.is_ok() { 2 } else { 1 });
+        }
     }
 }

@@ -104,7 +104,7 @@ impl EntityColumns {
                     rows.unwrap_or(0)
                 ));
             }
-            arrays.push(match column_array(name, items) {
+            arrays.push(match column_array(&format!("entity column `{name}`"), items) {
                 Ok(array) => array,
                 Err(_) if request_fields.contains(&name.as_str()) => {
                     Arc::new(arrow_array::NullArray::new(items.len())) as ArrayRef
@@ -123,59 +123,35 @@ impl EntityColumns {
     }
 }
 
-fn column_array(name: &str, items: &[Value]) -> Result<ArrayRef, String> {
-    let present = items.iter().find(|v| !v.is_null());
-    let mixed = || format!("entity column `{name}` mixes types; all its values must be integers, or all text");
-    match present {
+/// JSON values as the Arrow array they read as: integers (floats when any has a fraction), text or booleans;
+/// `label` names the column in messages.
+pub(crate) fn column_array(label: &str, items: &[Value]) -> Result<ArrayRef, String> {
+    // Each value of the column's kind, null as missing; another kind refuses the column.
+    fn all<'a, T>(
+        label: &str,
+        items: &'a [Value],
+        pick: impl Fn(&'a Value) -> Option<T>,
+    ) -> Result<Vec<Option<T>>, String> {
+        items
+            .iter()
+            .map(|v| match v {
+                Value::Null => Ok(None),
+                other => pick(other).map(Some).ok_or_else(|| {
+                    format!("{label} mixes types; give all its values as numbers, all as text or all as booleans")
+                }),
+            })
+            .collect()
+    }
+    Ok(match items.iter().find(|v| !v.is_null()) {
         // A request field may hold fractions; a key column that does is refused where it is used as a key.
         Some(Value::Number(_)) if items.iter().any(|v| v.is_number() && v.as_i64().is_none()) => {
-            let values = items
-                .iter()
-                .map(|v| match v {
-                    Value::Null => Ok(None),
-                    Value::Number(n) => Ok(n.as_f64()),
-                    _ => Err(mixed()),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Arc::new(Float64Array::from(values)))
+            Arc::new(Float64Array::from(all(label, items, Value::as_f64)?))
         }
-        None | Some(Value::Number(_)) => {
-            let values = items
-                .iter()
-                .map(|v| match v {
-                    Value::Null => Ok(None),
-                    Value::Number(n) => Ok(n.as_i64()),
-                    _ => Err(mixed()),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Arc::new(Int64Array::from(values)))
-        }
-        Some(Value::String(_)) => {
-            let values = items
-                .iter()
-                .map(|v| match v {
-                    Value::Null => Ok(None),
-                    Value::String(s) => Ok(Some(s.as_str())),
-                    _ => Err(mixed()),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Arc::new(StringArray::from(values)))
-        }
-        Some(Value::Bool(_)) => {
-            let values = items
-                .iter()
-                .map(|v| match v {
-                    Value::Null => Ok(None),
-                    Value::Bool(b) => Ok(Some(*b)),
-                    _ => Err(mixed()),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Arc::new(BooleanArray::from(values)))
-        }
-        Some(_) => Err(format!(
-            "entity column `{name}` holds lists or objects; keys are integers or text"
-        )),
-    }
+        None | Some(Value::Number(_)) => Arc::new(Int64Array::from(all(label, items, Value::as_i64)?)),
+        Some(Value::String(_)) => Arc::new(StringArray::from(all(label, items, Value::as_str)?)),
+        Some(Value::Bool(_)) => Arc::new(BooleanArray::from(all(label, items, Value::as_bool)?)),
+        Some(_) => return Err(format!("{label} holds lists or objects; keys are integers or text")),
+    })
 }
 
 /// Looks the features up and answers in Feast's shape: entity columns first, then the features.
