@@ -392,3 +392,94 @@ fn collection_waits_for_nobody_else_using_the_cache() {
     drop(other);
     project.lock_exclusively().unwrap();
 }
+
+#[test]
+fn a_pointer_with_the_wrong_size_is_refused_and_the_good_object_kept() {
+    let (directory, project) = project();
+    let good = directory.path().join("good.txt");
+    write(&good, b"VICTIM\n");
+    let added = project.add(&good, None, &Quiet).unwrap();
+    let id = added.pointer.id().unwrap();
+    // A committed pointer naming the same object with another size.
+    let evil = directory.path().join("evil.loopline");
+    std::fs::write(
+        &evil,
+        format!(
+            "dataset: evil\npath: evil\nhash: \"{}\"\nsize: 3\nfiles: 1\n",
+            added.pointer.hash
+        ),
+    )
+    .unwrap();
+    let error = project.checkout(&evil, false, &Quiet).unwrap_err();
+    assert!(error.contains("is wrong; nothing was removed"), "{error}");
+    assert!(
+        project.cache().verify(&id),
+        "a good object was removed on a pointer's word"
+    );
+    std::fs::remove_file(&good).unwrap();
+    project.checkout(&added.pointer_path, false, &Quiet).unwrap();
+    assert_eq!(std::fs::read(&good).unwrap(), b"VICTIM\n");
+}
+
+#[test]
+fn a_gitignore_that_is_a_link_is_not_written_through() {
+    let (directory, project) = project();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("target");
+    std::fs::write(&target, "ORIG\n").unwrap();
+    std::os::unix::fs::symlink(&target, directory.path().join(".gitignore")).unwrap();
+    let data = directory.path().join("f.txt");
+    write(&data, b"hi\n");
+    let error = project.add(&data, None, &Quiet).unwrap_err();
+    assert!(error.contains("is a symbolic link"), "{error}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "ORIG\n");
+    // Nor one whose target does not exist yet (it would create a file outside).
+    std::fs::remove_file(&target).unwrap();
+    assert!(project.add(&data, None, &Quiet).is_err());
+    assert!(!target.exists());
+}
+
+#[test]
+fn a_remembered_hash_that_proves_wrong_is_forgotten_for_the_next_add() {
+    let (directory, project) = project();
+    let data = directory.path().join("st.txt");
+    write(&data, b"AAAA");
+    let first = project.add(&data, None, &Quiet).unwrap();
+    let stamp = std::fs::metadata(&data).unwrap().modified().unwrap();
+    // The object goes, and the file changes in place keeping its size and time (as `cp -p` or
+    // `rsync -t --inplace` can): its stamp is the remembered one, its bytes are not.
+    let object = project.cache().path_of(&first.pointer.id().unwrap());
+    std::fs::remove_file(&object).unwrap();
+    rewrite_keeping_time(&data, b"BBBB", stamp);
+    let error = Project::find(directory.path())
+        .unwrap()
+        .add(&data, None, &Quiet)
+        .unwrap_err();
+    assert!(error.contains("changed while it was being added"), "{error}");
+    let again = Project::find(directory.path())
+        .unwrap()
+        .add(&data, None, &Quiet)
+        .unwrap();
+    assert_eq!(again.pointer.hash, blake3::hash(b"BBBB").to_hex().to_string());
+    // Linking, which reads nothing, checks a remembered id against the bytes before the file becomes the
+    // cache's object.
+    let object = project.cache().path_of(&again.pointer.id().unwrap());
+    std::fs::remove_file(&object).unwrap();
+    rewrite_keeping_time(&data, b"CCCC", stamp);
+    let linking = || Project::find(directory.path()).unwrap().with_link(LinkMode::Hardlink);
+    let error = linking().add(&data, None, &Quiet).unwrap_err();
+    assert!(error.contains("changed while it was being added"), "{error}");
+    assert!(
+        !project.cache().contains(&again.pointer.id().unwrap()),
+        "other bytes were stored under an id"
+    );
+    let linked = linking().add(&data, None, &Quiet).unwrap();
+    assert_eq!(linked.pointer.hash, blake3::hash(b"CCCC").to_hex().to_string());
+}
+
+/// Rewrites a file in place with its modification time put back.
+fn rewrite_keeping_time(path: &Path, bytes: &[u8], time: std::time::SystemTime) {
+    std::fs::write(path, bytes).unwrap();
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(time).unwrap();
+}

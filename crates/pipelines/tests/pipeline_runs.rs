@@ -368,3 +368,52 @@ fn outputs_are_cleared_before_a_step_runs_and_runs_do_not_overlap() {
         .unwrap_err();
     assert!(error.contains("another pipeline run is in progress"), "{error}");
 }
+
+#[test]
+fn outputs_in_a_folder_that_links_out_of_the_project_are_never_cleared() {
+    let setup = setup("loopline");
+    let outside = tempfile::tempdir().unwrap();
+    write(&outside.path().join("o.txt"), "KEEP\n");
+    write(&outside.path().join("sub/k.txt"), "KEEP\n");
+    std::os::unix::fs::symlink(outside.path(), setup.root.join("link")).unwrap();
+    let pipeline = Pipeline::parse("steps: {a: {run: 'true', outputs: [link/o.txt, link/sub/]}}", "p").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outcome = runtime.block_on(
+        setup
+            .runner
+            .run(&pipeline, &options("r1"), &CancellationToken::new(), &Unobserved),
+    );
+    let message = match outcome {
+        Err(error) => error,
+        Ok(record) => match state(&record, "a") {
+            StepState::Failed(message) => message,
+            other => panic!("the step was not refused: {other:?}"),
+        },
+    };
+    assert!(message.contains("outputs must stay inside the project"), "{message}");
+    assert_eq!(std::fs::read_to_string(outside.path().join("o.txt")).unwrap(), "KEEP\n");
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("sub/k.txt")).unwrap(),
+        "KEEP\n"
+    );
+    // A link deeper in the path, and one into the project's .git, are refused the same way.
+    std::fs::create_dir(setup.root.join("real")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), setup.root.join("real/inner")).unwrap();
+    std::os::unix::fs::symlink(setup.root.join(".git"), setup.root.join("hooks")).unwrap();
+    for output in ["real/inner/o.txt", "hooks/pre-commit"] {
+        let text = format!("steps: {{a: {{run: 'true', outputs: [{output}]}}}}");
+        let pipeline = Pipeline::parse(&text, "p").unwrap();
+        let outcome = runtime.block_on(setup.runner.run(
+            &pipeline,
+            &options("r2"),
+            &CancellationToken::new(),
+            &Unobserved,
+        ));
+        let refused = match outcome {
+            Err(error) => error.contains("outputs must stay inside"),
+            Ok(record) => matches!(state(&record, "a"), StepState::Failed(m) if m.contains("outputs must stay inside")),
+        };
+        assert!(refused, "{output} was not refused");
+    }
+    assert_eq!(std::fs::read_to_string(outside.path().join("o.txt")).unwrap(), "KEEP\n");
+}

@@ -46,6 +46,16 @@ pub(super) fn place(
     };
     let metadata = std::fs::metadata(&object).map_err(|e| format!("{}: {e}", object.display()))?;
     if metadata.len() != size {
+        // A pointer or manifest can be wrong (edited by hand, or by whoever committed it): the object is
+        // removed only when its own bytes prove it damaged, never on a size someone else wrote down.
+        if cache.verify(id) {
+            return Err(format!(
+                "{} is listed with {size} bytes, but the cached object {id} has {} and matches its id: the \
+                 pointer file (or the directory's manifest) is wrong; nothing was removed",
+                target.display(),
+                metadata.len()
+            ));
+        }
         return Err(damaged());
     }
     let shareable = metadata.permissions().mode() & 0o333 == 0;

@@ -302,7 +302,12 @@ impl Project {
     fn snapshot_inside(&self, target: &Path, progress: &dyn Progress) -> Result<Snapshot, String> {
         let (files, directory) = self.files_of(target)?;
         let (ids, hashed_bytes, copied) = self.identify_storing(&files, progress)?;
-        let new_objects = copied + self.store(&files, &ids, progress)?;
+        // A remembered hash that proved wrong while copying is forgotten for good (the next add hashes the
+        // file again), even though this add fails.
+        let new_objects = copied
+            + self.store(&files, &ids, progress).inspect_err(|_| {
+                let _ = self.save_state();
+            })?;
         let (id, size) = if directory {
             let manifest = manifest_of(&files, &ids)?;
             let id = manifest.id();
@@ -673,7 +678,19 @@ impl Project {
             .map(|(file, id)| {
                 let copied = match self.link {
                     LinkMode::Copy => self.cache.insert_file(id, &file.path),
-                    LinkMode::Hardlink => self.cache.link_file(id, &file.path, &file.stamp),
+                    // Linking reads nothing, and this id was remembered rather than read in this run: a file
+                    // edited in place keeping its size and time would enter the cache under the old bytes' id.
+                    LinkMode::Hardlink => match hash_file(&file.path) {
+                        Ok((hash, _)) if ContentId::file(hash) == **id => {
+                            self.cache.link_file(id, &file.path, &file.stamp)
+                        }
+                        Ok(_) => Err(format!(
+                            "{} changed while it was being added (its bytes differ from the hash remembered \
+                             for it); add it again",
+                            file.path.display()
+                        )),
+                        Err(error) => Err(error),
+                    },
                 };
                 let copied = copied.inspect_err(|_| {
                     if let Ok(mut state) = self.state.lock() {
@@ -738,6 +755,15 @@ impl Project {
             return Ok(());
         };
         let ignore = dir.join(".gitignore");
+        // Appending through a link would write wherever it leads (a repository can carry one).
+        if std::fs::symlink_metadata(&ignore).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "{} is a symbolic link; Loopline will not write through it (replace it with a file, or add \
+                 the line /{} yourself)",
+                ignore.display(),
+                gitignore_escape(name)
+            ));
+        }
         let line = format!("/{}", gitignore_escape(name));
         let existing = std::fs::read_to_string(&ignore).unwrap_or_default();
         if existing.lines().any(|l| l == line) {

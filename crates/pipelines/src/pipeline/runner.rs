@@ -510,6 +510,7 @@ impl Runner {
         // this run's), and the directories they go in made.
         for output in &step.outputs {
             let path = self.project.root().join(output.trim_end_matches('/'));
+            folder_inside(self.project.root(), output, &path)?;
             let kind = std::fs::symlink_metadata(&path).map(|m| m.is_dir());
             let removed = match kind {
                 Ok(true) => std::fs::remove_dir_all(&path),
@@ -787,4 +788,42 @@ pub fn new_run_id() -> String {
         millis.rem_euclid(1_000),
         &random[..4]
     )
+}
+
+/// Refuses an output whose folder leads out of the project, or into its `.git` or `.loopline`, through a
+/// symbolic link (a cloned repository can carry one): clearing the output, or making its folder, would
+/// delete or write files there. The output itself may be a link: clearing removes only the link.
+fn folder_inside(root: &Path, output: &str, path: &Path) -> Result<(), String> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    // The nearest folder that exists; the ones below it are made afresh inside it.
+    let mut existing = parent;
+    while std::fs::symlink_metadata(existing).is_err() {
+        match existing.parent() {
+            Some(up) => existing = up,
+            None => return Ok(()),
+        }
+    }
+    let root = root
+        .canonicalize()
+        .map_err(|e| format!("the project at {}: {e}", root.display()))?;
+    let real = existing
+        .canonicalize()
+        .map_err(|e| format!("the output {output}: {}: {e}", existing.display()))?;
+    let reserved = real.strip_prefix(&root).map(|relative| {
+        relative
+            .components()
+            .next()
+            .is_some_and(|first| matches!(first.as_os_str().to_str(), Some(".git" | ".loopline")))
+    });
+    match reserved {
+        Ok(false) => Ok(()),
+        _ => Err(format!(
+            "the output {output} lies in {}, which a symbolic link leads to {}: outputs must stay inside the \
+             project (and out of .git and .loopline); nothing was cleared",
+            existing.display(),
+            real.display()
+        )),
+    }
 }
