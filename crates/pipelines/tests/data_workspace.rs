@@ -483,3 +483,24 @@ fn rewrite_keeping_time(path: &Path, bytes: &[u8], time: std::time::SystemTime) 
     let file = std::fs::File::options().write(true).open(path).unwrap();
     file.set_modified(time).unwrap();
 }
+
+#[test]
+fn datasets_do_not_overlap() {
+    let (directory, project) = project();
+    let data = directory.path().join("data");
+    write(&data.join("train.csv"), b"a\n1\n");
+    write(&data.join("big/part.bin"), b"big");
+    project.add(&data.join("train.csv"), None, &Quiet).unwrap();
+    // The folder holding a dataset is not a dataset too (its .gitignore line would hide the inner pointer).
+    let error = project.add(&data, None, &Quiet).unwrap_err();
+    assert!(error.contains("the pointer of a dataset of its own"), "{error}");
+    assert!(!directory.path().join("data.loopline").exists());
+    // Nor is a part of a dataset.
+    project.add(&data.join("big"), None, &Quiet).unwrap();
+    write(&data.join("big/more.bin"), b"more");
+    let error = project.add(&data.join("big/more.bin"), None, &Quiet).unwrap_err();
+    assert!(error.contains("is a dataset of its own"), "{error}");
+    // Side by side is fine.
+    write(&data.join("holdout.csv"), b"a\n2\n");
+    project.add(&data.join("holdout.csv"), None, &Quiet).unwrap();
+}

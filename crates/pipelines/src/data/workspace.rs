@@ -210,6 +210,7 @@ impl Project {
                 target.display()
             ));
         }
+        self.refuse_overlap(&target)?;
         let pointer_path = pointer_path(&target);
         let previous = pointer_path
             .exists()
@@ -560,23 +561,36 @@ impl Project {
 
     /// Every pointer file in the project (hidden directories skipped), sorted.
     pub fn pointers(&self) -> Result<Vec<PathBuf>, String> {
-        let mut found = Vec::new();
-        let mut pending = vec![self.root.clone()];
-        while let Some(dir) = pending.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let hidden = name.to_str().is_none_or(|n| n.starts_with('.'));
-                let Ok(kind) = entry.file_type() else { continue };
-                if kind.is_dir() && !hidden {
-                    pending.push(entry.path());
-                } else if kind.is_file() && is_pointer(&entry.path()) {
-                    found.push(entry.path());
-                }
+        Ok(pointers_under(&self.root))
+    }
+
+    /// Refuses data that overlaps another dataset: inside one (a folder above it has a pointer beside it), or
+    /// holding one (a pointer file inside it). Both versions would claim the same files, and git could not
+    /// hold both pointers (the outer dataset's `.gitignore` line hides the inner one's); DVC refuses
+    /// overlapping outputs too.
+    fn refuse_overlap(&self, target: &Path) -> Result<(), String> {
+        let mut folder = target.parent();
+        while let Some(dir) = folder.filter(|dir| dir.starts_with(&self.root) && *dir != self.root) {
+            let outer = pointer_path(dir);
+            if outer.is_file() {
+                return Err(format!(
+                    "{} lies inside {}, which is a dataset of its own ({}); add that dataset again instead",
+                    target.display(),
+                    dir.display(),
+                    outer.display()
+                ));
             }
+            folder = dir.parent();
         }
-        found.sort();
-        Ok(found)
+        if let Some(inner) = pointers_under(target).first() {
+            return Err(format!(
+                "{} holds {}, the pointer of a dataset of its own; remove that pointer (and its line in the \
+                 .gitignore beside it) to version the whole folder as one dataset, or add the other parts separately",
+                target.display(),
+                inner.display()
+            ));
+        }
+        Ok(())
     }
 
     /// The objects a pointer's version consists of: its own id and, for a directory, each file's (read from
@@ -851,4 +865,25 @@ fn remove_any(path: &Path) -> Result<(), String> {
         std::fs::remove_file(path)
     };
     removed.map_err(|e| format!("removing {}: {e}", path.display()))
+}
+
+/// Every pointer file under `dir` (hidden directories skipped, links not followed), sorted.
+fn pointers_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let hidden = name.to_str().is_none_or(|n| n.starts_with('.'));
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() && !hidden {
+                pending.push(entry.path());
+            } else if kind.is_file() && is_pointer(&entry.path()) {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found
 }
