@@ -504,3 +504,28 @@ fn datasets_do_not_overlap() {
     write(&data.join("holdout.csv"), b"a\n2\n");
     project.add(&data.join("holdout.csv"), None, &Quiet).unwrap();
 }
+
+#[test]
+fn the_projects_own_folder_keeps_its_working_files_out_of_git() {
+    let (directory, _project) = project();
+    let ignore = directory.path().join(".loopline/.gitignore");
+    let text = std::fs::read_to_string(&ignore).unwrap();
+    for line in [
+        "/cache",
+        "/state.json",
+        "/run-cache",
+        "/pipeline-runs",
+        "/datasets",
+        "/pipeline.lock",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from {text}");
+    }
+    // A project made before the lock was listed gains it once.
+    std::fs::write(&ignore, "/cache\n/state.json").unwrap();
+    Project::find(directory.path()).unwrap();
+    Project::find(directory.path()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&ignore).unwrap(),
+        "/cache\n/state.json\n/pipeline.lock\n"
+    );
+}

@@ -150,10 +150,30 @@ impl Project {
         // Waits while a `gc` runs; any number of other commands share the cache.
         lock.lock_shared()
             .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+        // The cache, remembered hashes, run records and locks stay out of git; the folder itself may be
+        // committed. Written only as a file of its own (a link could lead anywhere).
         let ignore = own.join(".gitignore");
-        if !ignore.exists() {
-            // The cache, remembered hashes and run records stay out of git; the folder itself may be committed.
-            let _ = std::fs::write(&ignore, "/cache\n/state.json\n/run-cache\n/pipeline-runs\n/datasets\n");
+        match std::fs::symlink_metadata(&ignore) {
+            Err(_) => {
+                let _ = std::fs::write(&ignore, OWN_IGNORED);
+            }
+            Ok(metadata) if metadata.is_file() => {
+                let text = std::fs::read_to_string(&ignore).unwrap_or_default();
+                if !text.lines().any(|line| line == "/pipeline.lock") {
+                    let separator = if text.is_empty() || text.ends_with('\n') {
+                        ""
+                    } else {
+                        "\n"
+                    };
+                    let _ = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&ignore)
+                        .and_then(|mut file| {
+                            std::io::Write::write_all(&mut file, format!("{separator}/pipeline.lock\n").as_bytes())
+                        });
+                }
+            }
+            Ok(_) => {}
         }
         let state = Mutex::new(HashState::load(&own.join("state.json")));
         Ok(Project {
@@ -866,6 +886,9 @@ fn remove_any(path: &Path) -> Result<(), String> {
     };
     removed.map_err(|e| format!("removing {}: {e}", path.display()))
 }
+
+/// What `.loopline/.gitignore` keeps out of git.
+const OWN_IGNORED: &str = "/cache\n/state.json\n/run-cache\n/pipeline-runs\n/datasets\n/pipeline.lock\n";
 
 /// Every pointer file under `dir` (hidden directories skipped, links not followed), sorted.
 fn pointers_under(dir: &Path) -> Vec<PathBuf> {

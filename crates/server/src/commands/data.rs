@@ -79,7 +79,7 @@ enum DataCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Remove cached objects no pointer in the working tree needs (with --server: objects of the server's
+    /// Remove cached objects no pointer in the working tree needs (with --on-server: objects of the server's
     /// store that no registered version needs).
     Gc {
         /// Only report what would be removed.
