@@ -4,6 +4,7 @@
 //! is in the wire crate.
 
 pub mod admin;
+pub mod checked;
 pub mod level;
 pub mod oidc;
 pub mod password;
@@ -12,6 +13,7 @@ pub mod remembered;
 pub mod service;
 pub mod token;
 
+pub use checked::Checked;
 pub use level::{Grant, Level};
 pub use principal::{Action, Principal, Scope};
 pub use service::{Access, AccessSettings, AuthError, Credentials};

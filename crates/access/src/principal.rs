@@ -56,19 +56,20 @@ pub enum Action {
     Admin,
 }
 
-/// An authenticated caller.
+/// An authenticated caller. Its parts are shared, so handing a copy to every request of a remembered caller
+/// allocates nothing.
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// Numeric user id.
     pub user_id: i64,
     /// Name.
-    pub username: String,
+    pub username: Arc<str>,
     /// Passes every permission check (still bounded by a token's scopes).
     pub is_admin: bool,
     /// The token used, if any.
-    pub token_id: Option<String>,
+    pub token_id: Option<Arc<str>>,
     /// What the credentials may be used for.
-    pub scopes: Vec<Scope>,
+    pub scopes: Arc<[Scope]>,
     /// Grants from every role held.
     pub held: Arc<Vec<Held>>,
     /// Level on resources no grant names.
@@ -112,7 +113,7 @@ mod tests {
             username: "app".into(),
             is_admin: true,
             token_id: Some("t".into()),
-            scopes: vec![Scope::Predict],
+            scopes: Arc::from([Scope::Predict]),
             held: Arc::default(),
             default_level: Level::Read,
         };

@@ -10,7 +10,7 @@ use crate::{password, token};
 use loopline_metadata_store::{AccessStore, AccessUser, StoreError, StoreResult};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,18 +84,19 @@ struct Cached {
     holds_admin_role: bool,
 }
 
-struct CachedToken {
+pub(crate) struct CachedToken {
     /// When this replica last recorded the token's use (ms since the epoch; 0: not yet).
     touched: AtomicI64,
-    secret_hash: String,
-    scopes: Vec<Scope>,
-    expires_time: Option<i64>,
-    owner: Cached,
+    /// The stored SHA-256 of the secret (`None`: the stored text is not one, so nothing matches it).
+    secret_digest: Option<[u8; 32]>,
+    pub(crate) expires_time: Option<i64>,
+    /// The caller the token stands for, built once.
+    pub(crate) principal: Principal,
 }
 
 #[derive(Default)]
 struct Caches {
-    passwords: HashMap<String, ([u8; 32], Arc<Cached>)>,
+    passwords: HashMap<String, ([u8; 32], Principal)>,
     tokens: HashMap<String, Arc<CachedToken>>,
 }
 
@@ -113,6 +114,9 @@ pub struct Access {
     checked: AtomicI64,
     started: Instant,
     caches: Mutex<Caches>,
+    /// Moves (under the caches' lock, after they are emptied) each time they are: a check made at an earlier
+    /// epoch may no longer hold.
+    pub(crate) epoch: AtomicU64,
     cache_key: [u8; 32],
 }
 
@@ -121,7 +125,7 @@ fn now_ms() -> i64 {
 }
 
 /// True when a user name and password are within what a sign-in takes (an empty password never is).
-fn checkable(username: &str, password: &str) -> bool {
+pub(crate) fn checkable(username: &str, password: &str) -> bool {
     !password.is_empty() && password.len() <= password::MAX_PASSWORD_BYTES && username.len() <= 256
 }
 
@@ -146,6 +150,7 @@ impl Access {
             checked: AtomicI64::new(NEVER_CHECKED),
             started: Instant::now(),
             caches: Mutex::new(Caches::default()),
+            epoch: AtomicU64::new(0),
             cache_key,
         })
     }
@@ -185,15 +190,16 @@ impl Access {
         let mut caches = self.caches.lock().expect("access caches");
         caches.passwords.clear();
         caches.tokens.clear();
+        self.epoch.fetch_add(1, Ordering::Release);
     }
 
     /// Milliseconds since this service started (a clock that never goes back).
-    fn monotonic_ms(&self) -> i64 {
+    pub(crate) fn monotonic_ms(&self) -> i64 {
         i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
     /// True while the generation read last is recent enough to trust what is cached.
-    fn fresh(&self, now: i64) -> bool {
+    pub(crate) fn fresh(&self, now: i64) -> bool {
         let last = self.checked.load(Ordering::Acquire);
         let interval = i64::try_from(self.settings.generation_check.as_millis()).unwrap_or(i64::MAX);
         last != NEVER_CHECKED && now.saturating_sub(last) < interval
@@ -220,7 +226,8 @@ impl Access {
         Ok(())
     }
 
-    fn password_digest(&self, password: &str) -> [u8; 32] {
+    /// The keyed digest a password is remembered by (never the password itself).
+    pub(crate) fn password_digest(&self, password: &str) -> [u8; 32] {
         let mut digest = Sha256::new();
         digest.update(self.cache_key);
         digest.update(password.as_bytes());
@@ -250,13 +257,13 @@ impl Access {
         })
     }
 
-    fn principal(&self, cached: &Cached, token_id: Option<String>, scopes: Vec<Scope>) -> Principal {
+    fn principal(&self, cached: &Cached, token_id: Option<&str>, scopes: &[Scope]) -> Principal {
         Principal {
             user_id: cached.user.user_id,
-            username: cached.user.username.clone(),
+            username: Arc::from(cached.user.username.as_str()),
             is_admin: cached.user.is_admin || cached.holds_admin_role,
-            token_id,
-            scopes,
+            token_id: token_id.map(Arc::from),
+            scopes: Arc::from(scopes),
             held: cached.held.clone(),
             default_level: self.settings.default_level,
         }
@@ -328,9 +335,9 @@ impl Access {
             self.store.record_password_check(user.user_id, 0, 0).await?;
         }
         let cached = self.load(user).await?;
-        let principal = self.principal(&cached, None, vec![Scope::All]);
+        let principal = self.principal(&cached, None, &[Scope::All]);
         let mut caches = self.caches.lock().expect("access caches");
-        bounded_insert(&mut caches.passwords, username.to_string(), (digest, Arc::new(cached)));
+        bounded_insert(&mut caches.passwords, username.to_string(), (digest, principal.clone()));
         Ok(principal)
     }
 
@@ -338,7 +345,7 @@ impl Access {
         let Some((token_id, secret)) = token::parse(text) else {
             return Err(AuthError::Rejected);
         };
-        let presented = token::secret_hash(secret);
+        let presented = token::secret_digest(secret);
         let remembered = self.remembered_token(token_id);
         let cached = match remembered {
             Some(cached) => cached,
@@ -352,12 +359,13 @@ impl Access {
                 let Some(user) = self.store.find_user_by_id(stored.user_id).await? else {
                     return Err(AuthError::Rejected);
                 };
+                let scopes: Vec<Scope> = stored.scopes.iter().filter_map(|scope| Scope::parse(scope)).collect();
+                let owner = self.load(user).await?;
                 let cached = Arc::new(CachedToken {
                     touched: AtomicI64::new(0),
-                    secret_hash: stored.secret_hash,
-                    scopes: stored.scopes.iter().filter_map(|scope| Scope::parse(scope)).collect(),
+                    secret_digest: token::digest_from_hex(&stored.secret_hash),
                     expires_time: stored.expires_time,
-                    owner: self.load(user).await?,
+                    principal: self.principal(&owner, Some(token_id), &scopes),
                 });
                 let mut caches = self.caches.lock().expect("access caches");
                 bounded_insert(&mut caches.tokens, token_id.to_string(), cached.clone());
@@ -370,8 +378,16 @@ impl Access {
 
     /// The caller of a token known to this replica, when the presented secret is its own and it has not
     /// expired.
-    fn token_principal(&self, cached: &CachedToken, token_id: &str, presented: &str) -> Option<Principal> {
-        if !token::same_hash(presented, &cached.secret_hash) {
+    pub(crate) fn token_principal(
+        &self,
+        cached: &CachedToken,
+        token_id: &str,
+        presented: &[u8; 32],
+    ) -> Option<Principal> {
+        if !cached
+            .secret_digest
+            .is_some_and(|digest| token::same_bytes(&digest, presented))
+        {
             return None;
         }
         let now = now_ms();
@@ -379,43 +395,30 @@ impl Access {
             return None;
         }
         self.touch(cached, token_id, now);
-        Some(self.principal(&cached.owner, Some(token_id.to_string()), cached.scopes.clone()))
+        Some(cached.principal.clone())
     }
 
     fn remembered_token(&self, token_id: &str) -> Option<Arc<CachedToken>> {
-        self.caches.lock().expect("access caches").tokens.get(token_id).cloned()
+        self.remembered_token_at(token_id).map(|(cached, _)| cached)
+    }
+
+    /// A remembered token with the epoch it was read at.
+    pub(crate) fn remembered_token_at(&self, token_id: &str) -> Option<(Arc<CachedToken>, u64)> {
+        let caches = self.caches.lock().expect("access caches");
+        let cached = caches.tokens.get(token_id).cloned()?;
+        Some((cached, self.epoch.load(Ordering::Acquire)))
     }
 
     fn remembered_password(&self, username: &str, digest: &[u8; 32]) -> Option<Principal> {
-        let (known, cached) = self
-            .caches
-            .lock()
-            .expect("access caches")
-            .passwords
-            .get(username)
-            .cloned()?;
-        token::same_bytes(&known, digest).then(|| self.principal(&cached, None, vec![Scope::All]))
+        self.remembered_password_at(username, digest)
+            .map(|(principal, _)| principal)
     }
 
-    /// The caller, when it can be told without waiting: what is cached is fresh and holds these credentials.
-    /// `None` is not a refusal, only "ask `authenticate`", which reads the store when it must.
-    pub fn authenticate_now(&self, credentials: Credentials<'_>) -> Option<Principal> {
-        if !self.fresh(self.monotonic_ms()) {
-            return None;
-        }
-        match credentials {
-            Credentials::Password { username, password } => {
-                if !checkable(username, password) {
-                    return None;
-                }
-                self.remembered_password(username, &self.password_digest(password))
-            }
-            Credentials::Token(text) => {
-                let (token_id, secret) = token::parse(text)?;
-                let cached = self.remembered_token(token_id)?;
-                self.token_principal(&cached, token_id, &token::secret_hash(secret))
-            }
-        }
+    /// The caller of a remembered password, with the epoch it was read at.
+    pub(crate) fn remembered_password_at(&self, username: &str, digest: &[u8; 32]) -> Option<(Principal, u64)> {
+        let caches = self.caches.lock().expect("access caches");
+        let (known, principal) = caches.passwords.get(username)?;
+        token::same_bytes(known, digest).then(|| (principal.clone(), self.epoch.load(Ordering::Acquire)))
     }
 
     /// Runs password hashing work on a blocking thread, a few at a time.
@@ -430,7 +433,7 @@ impl Access {
     }
 
     /// Records a token's use, at most once a minute, without holding the request.
-    fn touch(&self, cached: &CachedToken, token_id: &str, now: i64) {
+    pub(crate) fn touch(&self, cached: &CachedToken, token_id: &str, now: i64) {
         let last = cached.touched.load(Ordering::Relaxed);
         let interval = i64::try_from(TOUCH_INTERVAL.as_millis()).unwrap_or(i64::MAX);
         if now.saturating_sub(last) < interval
@@ -450,7 +453,7 @@ impl Access {
     }
 
     /// The principal of a user by id (what a verified OIDC login or the bootstrap maps to).
-    pub async fn principal_of(&self, user: AccessUser, scopes: Vec<Scope>) -> StoreResult<Principal> {
+    pub async fn principal_of(&self, user: AccessUser, scopes: &[Scope]) -> StoreResult<Principal> {
         let cached = self.load(user).await?;
         Ok(self.principal(&cached, None, scopes))
     }
@@ -483,7 +486,7 @@ impl Access {
             );
         }
         cached.held = Arc::new(held);
-        Ok(self.principal(&cached, None, vec![Scope::All]))
+        Ok(self.principal(&cached, None, &[Scope::All]))
     }
 
     /// The store's access generation, read at most every `generation_check`: callers with caches of their own

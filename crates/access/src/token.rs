@@ -42,15 +42,34 @@ pub fn generate() -> NewToken {
     }
 }
 
-/// Hex SHA-256 of a secret.
+/// Hex SHA-256 of a secret (as stored).
 pub fn secret_hash(secret: &str) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(64);
-    for byte in Sha256::digest(secret.as_bytes()) {
+    for byte in secret_digest(secret) {
         text.push(DIGITS[usize::from(byte >> 4)] as char);
         text.push(DIGITS[usize::from(byte & 15)] as char);
     }
     text
+}
+
+/// SHA-256 of a secret, as bytes (what a presented token is checked with: no text built per request).
+pub fn secret_digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The digest a stored hex hash spells (`None` unless it is 64 hex digits).
+pub fn digest_from_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.as_bytes();
+    if text.len() != 64 {
+        return None;
+    }
+    let digit = |byte: u8| char::from(byte).to_digit(16).and_then(|value| u8::try_from(value).ok());
+    let mut digest = [0u8; 32];
+    for (index, byte) in digest.iter_mut().enumerate() {
+        *byte = digit(text[index * 2])? << 4 | digit(text[index * 2 + 1])?;
+    }
+    Some(digest)
 }
 
 /// Splits token text into id and secret; `None` when it is not shaped like one of ours.
@@ -98,7 +117,22 @@ mod tests {
         let (id, secret) = parse(&token.text).unwrap();
         assert_eq!(id, token.token_id);
         assert!(same_hash(&secret_hash(secret), &token.secret_hash));
+        assert_eq!(digest_from_hex(&token.secret_hash), Some(secret_digest(secret)));
         assert_ne!(generate().text, token.text);
+    }
+
+    #[test]
+    fn a_stored_hash_that_is_not_64_hex_digits_spells_no_digest() {
+        let good = secret_hash("s");
+        assert!(digest_from_hex(&good).is_some());
+        for bad in [
+            String::new(),
+            good[..63].to_string(),
+            format!("{good}0"),
+            format!("g{}", &good[1..]),
+        ] {
+            assert_eq!(digest_from_hex(&bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -120,6 +154,16 @@ mod tests {
         #[test]
         fn parsing_any_text_never_panics(text in ".{0,200}") {
             let _ = parse(&text);
+        }
+
+        #[test]
+        fn any_stored_text_reads_as_a_digest_only_when_it_spells_one(text in ".{0,80}", secret in "[a-zA-Z0-9_-]{1,50}") {
+            if let Some(digest) = digest_from_hex(&text) {
+                prop_assert_eq!(text.len(), 64);
+                prop_assert!(text.bytes().all(|byte| byte.is_ascii_hexdigit()));
+                prop_assert_eq!(digest_from_hex(&text.to_ascii_lowercase()), Some(digest));
+            }
+            prop_assert_eq!(digest_from_hex(&secret_hash(&secret)), Some(secret_digest(&secret)));
         }
     }
 }

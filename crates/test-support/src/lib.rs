@@ -2,6 +2,9 @@
 //! HTTP client for requests that ordinary clients would normalise (such as `..` in paths).
 
 pub mod fake_llm;
+pub mod kept;
+
+pub use kept::KeptConnection;
 
 use loopline_server::config::ServerConfig;
 use std::net::SocketAddr;

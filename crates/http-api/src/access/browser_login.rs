@@ -304,11 +304,11 @@ impl BrowserLogin {
                 );
             }
         };
-        entry.principal = Some(principal.username.clone());
+        entry.principal = Some(principal.username.to_string());
         let lifetime = i64::try_from(self.settings.session_lifetime.as_secs()).unwrap_or(i64::MAX / 2);
         let session = Session {
             user_id: principal.user_id,
-            username: principal.username.clone(),
+            username: principal.username.to_string(),
             roles,
             expires: now_seconds().saturating_add(lifetime),
         };

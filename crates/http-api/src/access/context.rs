@@ -60,7 +60,7 @@ impl Ctx {
     /// Refuses unless the caller is `username` or an admin.
     pub fn require_self_or_admin(&self, username: &str) -> Result<&Principal, ApiError> {
         let principal = self.principal()?;
-        if principal.is_admin || principal.username == username {
+        if principal.is_admin || *principal.username == *username {
             Ok(principal)
         } else {
             Err(denied())

@@ -233,7 +233,7 @@ async fn create_key(ctx: Ctx) -> Result<Value, ApiError> {
         .only(&fields(&["username", "name", "team", "models", "expires_in_days"]))?;
     let username = match ctx.params.optional_text("username")? {
         Some(username) => username,
-        None => ctx.principal()?.username.clone(),
+        None => ctx.principal()?.username.to_string(),
     };
     let owner = ctx.api.access.user(&username).await.map_err(store_error)?;
     let limits = limits(&ctx, &default_limits())?;

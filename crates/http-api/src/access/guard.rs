@@ -3,6 +3,7 @@
 //! only then runs the handler. It also gives creators MANAGE and writes the audit trail.
 
 use super::audit::AuditSink;
+use super::connection::{Caller, PeerAddress, user_header};
 use super::fields::top_level_fields;
 use super::layer::Next;
 use super::locate::{json_body, list_field, locate, read_body};
@@ -16,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use loopline_access::{Access, Action, AuthError, Credentials, Level, Principal};
 use loopline_core::ErrorCode;
 use loopline_metadata_store::AuditEntry;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Which kinds of credentials the server takes.
@@ -70,18 +70,6 @@ pub struct Guard {
     pub owners: Owners,
     /// The key filtered page tokens are sealed with.
     pub page_key: super::visibility::PageKey,
-}
-
-/// Where a request came from, for the audit trail (set by the listener): the peer's IP address as text,
-/// written out once per connection rather than for each recorded request.
-#[derive(Debug, Clone)]
-pub struct PeerAddress(Arc<str>);
-
-impl PeerAddress {
-    /// The address of a connection's peer.
-    pub fn new(peer: SocketAddr) -> PeerAddress {
-        PeerAddress(Arc::from(peer.ip().to_string()))
-    }
 }
 
 pub(super) enum Refused {
@@ -151,7 +139,7 @@ impl Guard {
         }
     }
 
-    async fn authenticate(&self, presented: Presented, session: Option<String>) -> Result<Principal, Refused> {
+    async fn authenticate(&self, presented: Presented<'_>, session: Option<String>) -> Result<Principal, Refused> {
         let result = match presented {
             // A browser's session stands in for credentials when the request brings none.
             Presented::Nothing => match (&self.browser, session) {
@@ -168,10 +156,10 @@ impl Guard {
                     .await
             }
             Presented::Bearer(token) if self.modes.token && token.starts_with(loopline_access::token::TOKEN_PREFIX) => {
-                self.access.authenticate(Credentials::Token(&token)).await
+                self.access.authenticate(Credentials::Token(token)).await
             }
             Presented::Bearer(token) => match (&self.oidc, self.modes.oidc) {
-                (Some(verifier), true) => verifier.verify(&token).await,
+                (Some(verifier), true) => verifier.verify(token).await,
                 _ => return Err(Refused::Unauthenticated),
             },
             Presented::Basic { .. } => return Err(Refused::Unauthenticated),
@@ -185,14 +173,14 @@ impl Guard {
 
 /// What the handler is given of the caller: the principal, the page key, and the `x-loopline-user` header
 /// handlers that record who acted read (with auth on, the authenticated user, whatever the client sent).
-pub(super) fn admitted(guard: &Guard, mut request: Request, principal: Principal) -> Request {
+pub(super) fn admitted(guard: &Guard, mut request: Request, caller: Caller) -> Request {
     const USER: axum::http::HeaderName = axum::http::HeaderName::from_static("x-loopline-user");
-    if let Ok(name) = axum::http::HeaderValue::from_str(&principal.username) {
+    if let Some(name) = caller.user {
         request.headers_mut().insert(USER, name);
     } else {
         request.headers_mut().remove(USER);
     }
-    request.extensions_mut().insert(principal);
+    request.extensions_mut().insert(caller.principal);
     request.extensions_mut().insert(guard.page_key.clone());
     request
 }
@@ -258,7 +246,10 @@ pub(super) async fn full_check(guard: Arc<Guard>, request: Request, next: Next) 
     };
     // What is the same for every entry of this request is written out only for entries that are recorded
     // (changes and refusals), not for each request.
-    let peer = request.extensions().get::<PeerAddress>().map(|peer| peer.0.clone());
+    let peer = request
+        .extensions()
+        .get::<PeerAddress>()
+        .map(|peer| peer.address().clone());
     let sourced = |mut entry: AuditEntry| {
         entry.method = method.as_str().to_string();
         entry.path = bounded(&path, 512);
@@ -266,21 +257,31 @@ pub(super) async fn full_check(guard: Arc<Guard>, request: Request, next: Next) 
         entry.source = peer.as_deref().map(str::to_string);
         entry
     };
-    let credentials = presented(request.headers());
-    let attempted = match &credentials {
-        Presented::Basic { username, .. } => Some(bounded(username, 256)),
-        _ => None,
-    };
-    let session = guard
-        .browser
-        .as_ref()
-        .and_then(|_| super::browser_login::cookie(request.headers(), super::browser_login::SESSION_COOKIE));
     // A page opened without credentials goes to the sign-in when browsers sign in with the provider.
     let sign_in_first = (guard.browser.is_some() && method == Method::GET && wants_page(request.headers()))
         .then(|| request.uri().path_and_query().map(|whole| whole.as_str().to_string()))
         .flatten();
-    let principal = match guard.authenticate(credentials, session).await {
-        Ok(principal) => principal,
+    // A caller this replica checked recently needs no waiting (and, on a kept-alive connection, no work).
+    let mut attempted = None;
+    let found = match super::quick::remembered_caller(&guard, request.headers(), request.extensions()) {
+        Some(caller) => Ok(caller),
+        None => {
+            let credentials = presented(request.headers());
+            if let Presented::Basic { username, .. } = &credentials {
+                attempted = Some(bounded(username, 256));
+            }
+            let session = guard
+                .browser
+                .as_ref()
+                .and_then(|_| super::browser_login::cookie(request.headers(), super::browser_login::SESSION_COOKIE));
+            guard.authenticate(credentials, session).await.map(|principal| Caller {
+                user: user_header(&principal),
+                principal,
+            })
+        }
+    };
+    let Caller { principal, user } = match found {
+        Ok(caller) => caller,
         Err(refused) => {
             // The name tried, never the password: repeated failures on one account show in the trail.
             entry.principal = attempted;
@@ -291,8 +292,8 @@ pub(super) async fn full_check(guard: Arc<Guard>, request: Request, next: Next) 
             };
         }
     };
-    entry.principal = Some(principal.username.clone());
-    entry.token_id = principal.token_id.clone();
+    entry.principal = Some(principal.username.to_string());
+    entry.token_id = principal.token_id.as_deref().map(str::to_string);
     if !principal.scopes_allow(need.action()) {
         let message = "The token's scopes do not allow this request.".to_string();
         return guard.refused(Refused::Denied(message), &path, sourced(entry)).await;
@@ -320,7 +321,11 @@ pub(super) async fn full_check(guard: Arc<Guard>, request: Request, next: Next) 
             }
         };
     }
-    let response = next.run(admitted(&guard, request, principal.clone())).await;
+    let caller = Caller {
+        user,
+        principal: principal.clone(),
+    };
+    let response = next.run(admitted(&guard, request, caller)).await;
     let response = match need {
         Need::Create { kind, created } if response.status().is_success() => {
             Box::pin(give_creator(

@@ -56,9 +56,9 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let (request, principal) = super::quick::allowed(&self.guard, request);
-        if let Some(principal) = principal {
-            return Either::Left(self.inner.call(admitted(&self.guard, request, principal)));
+        let (request, caller) = super::quick::allowed(&self.guard, request);
+        if let Some(caller) = caller {
+            return Either::Left(self.inner.call(admitted(&self.guard, request, caller)));
         }
         let stays = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, stays);

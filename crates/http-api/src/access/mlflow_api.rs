@@ -214,7 +214,7 @@ async fn get_user(ctx: Ctx) -> Result<Value, ApiError> {
 fn current_user(ctx: Ctx) -> Result<Value, ApiError> {
     let principal = ctx.principal()?;
     Ok(json!({
-        "user": {"id": principal.user_id, "username": principal.username, "is_admin": principal.is_admin},
+        "user": {"id": principal.user_id, "username": &*principal.username, "is_admin": principal.is_admin},
         "is_basic_auth": principal.token_id.is_none(),
     }))
 }
@@ -235,7 +235,7 @@ async fn update_password(ctx: Ctx) -> Result<Value, ApiError> {
     let password = ctx.params.text("password")?;
     let principal = ctx.require_self_or_admin(&username)?.clone();
     let user = ctx.api.access.user(&username).await.map_err(store_error)?;
-    if principal.username == username {
+    if *principal.username == *username {
         // Changing one's own password asks for the current one, so a stolen session cannot rotate it.
         let Some(current) = ctx
             .params
@@ -273,7 +273,7 @@ async fn update_admin(ctx: Ctx) -> Result<Value, ApiError> {
 async fn delete_user(ctx: Ctx) -> Result<Value, ApiError> {
     let principal = ctx.require_admin()?;
     let username = ctx.params.text("username")?;
-    if principal.username == username {
+    if *principal.username == *username {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
             "Users cannot delete their own account. Ask another admin to delete this user instead.",
@@ -671,7 +671,7 @@ async fn user_permission(ctx: Ctx) -> Result<Value, ApiError> {
     let principal = ctx
         .api
         .access
-        .principal_of(user, vec![loopline_access::Scope::All])
+        .principal_of(user, &[loopline_access::Scope::All])
         .await
         .map_err(store_error)?;
     let level = principal.level(&resource_type, Some(&resource_id));

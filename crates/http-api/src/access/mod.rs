@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod browser_login;
+mod connection;
 pub mod context;
 pub mod credentials;
 pub mod fields;
@@ -19,6 +20,7 @@ pub mod refusal;
 pub mod rules;
 pub mod visibility;
 
-pub use guard::{BearerVerifier, Guard, Modes, PeerAddress};
+pub use connection::PeerAddress;
+pub use guard::{BearerVerifier, Guard, Modes};
 pub use layer::GuardLayer;
 pub use rules::{Created, Need, RouteTable, Source, Via};

@@ -99,7 +99,7 @@ fn scopes(ctx: &Ctx) -> Result<Vec<Scope>, ApiError> {
 async fn issue(ctx: Ctx) -> Result<Value, ApiError> {
     let principal = ctx.principal()?.clone();
     let owner = match ctx.params.optional_text("username")? {
-        Some(username) if username != principal.username => {
+        Some(username) if *username != *principal.username => {
             if !principal.is_admin {
                 return Err(denied());
             }
@@ -110,7 +110,7 @@ async fn issue(ctx: Ctx) -> Result<Value, ApiError> {
     let mut wanted = scopes(&ctx)?;
     // No scopes named: those of the credentials making the token.
     if wanted.is_empty() {
-        wanted = principal.scopes.clone();
+        wanted = principal.scopes.to_vec();
     }
     // A token never gets more than the credentials that made it.
     if principal.token_id.is_some() && !principal.scopes.contains(&Scope::All) {
@@ -153,7 +153,7 @@ async fn list(ctx: Ctx) -> Result<Value, ApiError> {
     let wanted = ctx.params.optional_text("username")?;
     let user_id = match wanted.as_deref() {
         None => Some(principal.user_id),
-        Some(name) if name == principal.username => Some(principal.user_id),
+        Some(name) if name == &*principal.username => Some(principal.user_id),
         Some(_) if !principal.is_admin => return Err(denied()),
         Some("*") => None,
         Some(name) => Some(ctx.api.access.user(name).await.map_err(store_error)?.user_id),

@@ -5,26 +5,29 @@
 //! remembered, a change to record in the audit trail, a grant to give or move afterwards, a list to filter)
 //! goes to the full check, which decides with the same helpers and records what it must.
 
+use super::connection::{Caller, PeerAddress, user_header};
 use super::credentials::{Presented, presented};
 use super::guard::Guard;
 use super::locate::locate_now;
 use super::rules::{Need, Source, Via};
 use axum::extract::{MatchedPath, Request};
-use axum::http::Method;
 use axum::http::request::Parts;
-use loopline_access::{Action, Credentials, Principal};
+use axum::http::{Extensions, HeaderMap, Method, header};
+use loopline_access::{Action, Credentials};
 use loopline_metadata_store::Owned;
 
 /// The request back, with its caller when it may go on now (`None`: the full check must decide).
-pub(super) fn allowed(guard: &Guard, request: Request) -> (Request, Option<Principal>) {
+pub(super) fn allowed(guard: &Guard, request: Request) -> (Request, Option<Caller>) {
     let (mut parts, body) = request.into_parts();
-    let principal = settle(guard, &mut parts);
-    (Request::from_parts(parts, body), principal)
+    let caller = settle(guard, &mut parts);
+    (Request::from_parts(parts, body), caller)
 }
 
-fn settle(guard: &Guard, parts: &mut Parts) -> Option<Principal> {
-    let pattern = parts.extensions.get::<MatchedPath>()?.clone();
-    let route = guard.table.route(parts.method.as_str(), pattern.as_str())?;
+fn settle(guard: &Guard, parts: &mut Parts) -> Option<Caller> {
+    let route = {
+        let pattern = parts.extensions.get::<MatchedPath>()?;
+        guard.table.route(parts.method.as_str(), pattern.as_str())?
+    };
     let need = route.need;
     // Changes are recorded and some change grants afterwards: the full check does both.
     let changes = matches!(need.action(), Action::Write | Action::Admin)
@@ -33,36 +36,54 @@ fn settle(guard: &Guard, parts: &mut Parts) -> Option<Principal> {
     if changes || route.after.is_some() || need == Need::Public {
         return None;
     }
-    let principal = remembered_caller(guard, parts)?;
-    if !principal.scopes_allow(need.action()) {
+    let caller = remembered_caller(guard, &parts.headers, &parts.extensions)?;
+    if !caller.principal.scopes_allow(need.action()) {
         return None;
     }
     for need in std::iter::once(&need).chain(route.also.iter()) {
-        if !allows(guard, &principal, *need, parts)? {
+        if !allows(guard, &caller.principal, *need, parts)? {
             return None;
         }
     }
-    Some(principal)
+    Some(caller)
 }
 
-/// The caller, when its credentials are a token or password this replica has checked recently.
-fn remembered_caller(guard: &Guard, parts: &Parts) -> Option<Principal> {
-    match presented(&parts.headers) {
-        Presented::Bearer(token) if guard.modes.token && token.starts_with(loopline_access::token::TOKEN_PREFIX) => {
-            guard.access.authenticate_now(Credentials::Token(&token))
-        }
-        Presented::Basic { username, password } if guard.modes.basic => {
-            guard.access.authenticate_now(Credentials::Password {
-                username: &username,
-                password: &password,
-            })
-        }
+/// The caller, when its credentials are a token or password this replica has checked recently: the
+/// connection's last caller when it presents the same `Authorization` header again (see `connection.rs`).
+pub(super) fn remembered_caller(guard: &Guard, headers: &HeaderMap, extensions: &Extensions) -> Option<Caller> {
+    let connection = extensions.get::<PeerAddress>();
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let authorization = match (values.next(), values.next()) {
+        (Some(value), None) => Some(value.as_bytes()),
         _ => None,
+    };
+    if let (Some(connection), Some(authorization)) = (connection, authorization)
+        && let Some(caller) = connection.again(&guard.access, authorization)
+    {
+        return Some(caller);
     }
+    let checked = match presented(headers) {
+        Presented::Bearer(token) if guard.modes.token && token.starts_with(loopline_access::token::TOKEN_PREFIX) => {
+            guard.access.check_now(Credentials::Token(token))
+        }
+        Presented::Basic { username, password } if guard.modes.basic => guard.access.check_now(Credentials::Password {
+            username: &username,
+            password: &password,
+        }),
+        _ => None,
+    }?;
+    Some(match (connection, authorization) {
+        // Only credentials from the Authorization header are kept: it is what the next request is compared by.
+        (Some(connection), Some(authorization)) => connection.keep(authorization, checked),
+        _ => Caller {
+            user: user_header(&checked.principal),
+            principal: checked.principal,
+        },
+    })
 }
 
 /// Whether `need` lets the caller through, when that can be told at once (`None`: it cannot).
-fn allows(guard: &Guard, principal: &Principal, need: Need, parts: &mut Parts) -> Option<bool> {
+fn allows(guard: &Guard, principal: &loopline_access::Principal, need: Need, parts: &mut Parts) -> Option<bool> {
     match need {
         Need::Signed(_) | Need::Handler(_) | Need::Listing { .. } => Some(true),
         Need::Admin => Some(principal.is_admin),

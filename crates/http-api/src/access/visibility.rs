@@ -272,7 +272,7 @@ mod tests {
                 username: "u".into(),
                 is_admin: false,
                 token_id: None,
-                scopes: vec![loopline_access::Scope::All],
+                scopes: Arc::from([loopline_access::Scope::All]),
                 held: Arc::new(
                     grants
                         .iter()

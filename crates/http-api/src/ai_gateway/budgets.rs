@@ -138,7 +138,7 @@ async fn answer(sync: &CatalogSync, op: Op, request: Request) -> Result<Value, A
     let caller = request
         .extensions()
         .get::<Principal>()
-        .map(|principal| principal.username.clone());
+        .map(|principal| principal.username.to_string());
     let params = Params(params(request).await?);
     let now = now_ms();
     match op {

@@ -99,7 +99,7 @@ async fn answer(sync: &CatalogSync, op: Op, request: Request) -> Result<Value, A
     let caller = request
         .extensions()
         .get::<Principal>()
-        .map(|principal| principal.username.clone());
+        .map(|principal| principal.username.to_string());
     let params = Params(params(request).await?);
     let by = |field: &str| -> Result<Option<String>, ApiError> {
         Ok(params

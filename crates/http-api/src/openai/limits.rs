@@ -344,7 +344,7 @@ pub async fn admit(
         return Ok(Admitted::default());
     };
     let now = loopline_core::time::now_millis();
-    let user = principal.map(|principal| principal.username.as_str());
+    let user = principal.map(|principal| &*principal.username);
     let policies = super::budget_policies::applicable(gateway, group, user, now);
     if key.is_none() && policies.is_empty() {
         return Ok(Admitted::default());

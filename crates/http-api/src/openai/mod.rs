@@ -239,7 +239,7 @@ pub(crate) fn call_options(request: &Request) -> CallOptions {
         user: request
             .extensions()
             .get::<Principal>()
-            .map(|principal| principal.username.clone()),
+            .map(|principal| principal.username.to_string()),
     }
 }
 

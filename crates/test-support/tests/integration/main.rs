@@ -3,6 +3,7 @@
 mod access;
 mod access_attacks;
 mod access_browser_login;
+mod access_connections;
 mod access_oidc;
 mod access_replicas;
 mod concurrency;
