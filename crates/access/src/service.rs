@@ -26,6 +26,8 @@ pub const BUILTIN_ROLES: &[(&str, &str, &str)] = &[
 const CACHE_LIMIT: usize = 10_000;
 /// How often a token's last-used time is written.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+/// Times a check is made again when access changed while it was made, before it is answered unremembered.
+const CHECK_ATTEMPTS: u32 = 3;
 /// `checked` before the first read of the generation.
 const NEVER_CHECKED: i64 = i64::MIN;
 
@@ -295,6 +297,28 @@ impl Access {
             checking.entry(username.to_string()).or_default().clone()
         };
         let _turn = turn.lock().await;
+        // What the store said is remembered only when no change to access landed while it was read and
+        // checked (the hash takes tens of ms): a change made meanwhile would otherwise be outlived by an answer
+        // read before it. The check is then made again on what the store says now.
+        for attempt in 1..=CHECK_ATTEMPTS {
+            let epoch = self.epoch.load(Ordering::Acquire);
+            let cached = self.verify_password(username, password).await?;
+            let principal = self.principal(&cached, None, &[Scope::All]);
+            let mut caches = self.caches.lock().expect("access caches");
+            if self.epoch.load(Ordering::Acquire) == epoch {
+                bounded_insert(&mut caches.passwords, username.to_string(), (digest, principal.clone()));
+                return Ok(principal);
+            }
+            if attempt == CHECK_ATTEMPTS {
+                // Access keeps changing: answer this request, remember nothing.
+                return Ok(principal);
+            }
+        }
+        Err(AuthError::Rejected)
+    }
+
+    /// Reads a user and checks a password against the stored hash, counting failures and locking.
+    async fn verify_password(&self, username: &str, password: &str) -> Result<Cached, AuthError> {
         let Some(user) = self.store.find_user(username).await? else {
             let password = password.to_string();
             let _ = self.hash_work(move || password::verify_nothing(&password)).await;
@@ -334,11 +358,7 @@ impl Access {
         if user.failed_logins > 0 {
             self.store.record_password_check(user.user_id, 0, 0).await?;
         }
-        let cached = self.load(user).await?;
-        let principal = self.principal(&cached, None, &[Scope::All]);
-        let mut caches = self.caches.lock().expect("access caches");
-        bounded_insert(&mut caches.passwords, username.to_string(), (digest, principal.clone()));
-        Ok(principal)
+        Ok(self.load(user).await?)
     }
 
     async fn check_token(&self, text: &str) -> Result<Principal, AuthError> {
@@ -346,34 +366,52 @@ impl Access {
             return Err(AuthError::Rejected);
         };
         let presented = token::secret_digest(secret);
-        let remembered = self.remembered_token(token_id);
-        let cached = match remembered {
-            Some(cached) => cached,
-            None => {
-                let Some(stored) = self.store.find_token(token_id).await? else {
-                    return Err(AuthError::Rejected);
-                };
-                if stored.revoked_time.is_some() {
-                    return Err(AuthError::Rejected);
-                }
-                let Some(user) = self.store.find_user_by_id(stored.user_id).await? else {
-                    return Err(AuthError::Rejected);
-                };
-                let scopes: Vec<Scope> = stored.scopes.iter().filter_map(|scope| Scope::parse(scope)).collect();
-                let owner = self.load(user).await?;
-                let cached = Arc::new(CachedToken {
-                    touched: AtomicI64::new(0),
-                    secret_digest: token::digest_from_hex(&stored.secret_hash),
-                    expires_time: stored.expires_time,
-                    principal: self.principal(&owner, Some(token_id), &scopes),
-                });
+        if let Some(cached) = self.remembered_token(token_id) {
+            return self
+                .token_principal(&cached, token_id, &presented)
+                .ok_or(AuthError::Rejected);
+        }
+        // As for passwords: remembered only when no change to access landed while the store was read.
+        for attempt in 1..=CHECK_ATTEMPTS {
+            let epoch = self.epoch.load(Ordering::Acquire);
+            let cached = self.read_token(token_id).await?;
+            let unchanged = {
                 let mut caches = self.caches.lock().expect("access caches");
-                bounded_insert(&mut caches.tokens, token_id.to_string(), cached.clone());
-                cached
+                let unchanged = self.epoch.load(Ordering::Acquire) == epoch;
+                if unchanged {
+                    bounded_insert(&mut caches.tokens, token_id.to_string(), cached.clone());
+                }
+                unchanged
+            };
+            if unchanged || attempt == CHECK_ATTEMPTS {
+                return self
+                    .token_principal(&cached, token_id, &presented)
+                    .ok_or(AuthError::Rejected);
             }
+        }
+        Err(AuthError::Rejected)
+    }
+
+    /// A token as the store holds it, with the caller it stands for (`Rejected`: unknown, revoked, or its user
+    /// is gone).
+    async fn read_token(&self, token_id: &str) -> Result<Arc<CachedToken>, AuthError> {
+        let Some(stored) = self.store.find_token(token_id).await? else {
+            return Err(AuthError::Rejected);
         };
-        self.token_principal(&cached, token_id, &presented)
-            .ok_or(AuthError::Rejected)
+        if stored.revoked_time.is_some() {
+            return Err(AuthError::Rejected);
+        }
+        let Some(user) = self.store.find_user_by_id(stored.user_id).await? else {
+            return Err(AuthError::Rejected);
+        };
+        let scopes: Vec<Scope> = stored.scopes.iter().filter_map(|scope| Scope::parse(scope)).collect();
+        let owner = self.load(user).await?;
+        Ok(Arc::new(CachedToken {
+            touched: AtomicI64::new(0),
+            secret_digest: token::digest_from_hex(&stored.secret_hash),
+            expires_time: stored.expires_time,
+            principal: self.principal(&owner, Some(token_id), &scopes),
+        }))
     }
 
     /// The caller of a token known to this replica, when the presented secret is its own and it has not
