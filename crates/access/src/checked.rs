@@ -33,7 +33,7 @@ impl Access {
                 if !checkable(username, password) {
                     return None;
                 }
-                let (principal, epoch) = self.remembered_password_at(username, &self.password_digest(password))?;
+                let (principal, epoch) = self.remembered_password(username, &self.password_digest(password))?;
                 Some(Checked {
                     principal,
                     token: None,
@@ -42,7 +42,7 @@ impl Access {
             }
             Credentials::Token(text) => {
                 let (token_id, secret) = token::parse(text)?;
-                let (cached, epoch) = self.remembered_token_at(token_id)?;
+                let (cached, epoch) = self.remembered_token(token_id)?;
                 let principal = self.token_principal(&cached, token_id, &token::secret_digest(secret))?;
                 Some(Checked {
                     principal,

@@ -286,7 +286,7 @@ impl Access {
             return Err(AuthError::Rejected);
         }
         let digest = self.password_digest(password);
-        if let Some(principal) = self.remembered_password(username, &digest) {
+        if let Some((principal, _)) = self.remembered_password(username, &digest) {
             return Ok(principal);
         }
         let turn = {
@@ -366,7 +366,7 @@ impl Access {
             return Err(AuthError::Rejected);
         };
         let presented = token::secret_digest(secret);
-        if let Some(cached) = self.remembered_token(token_id) {
+        if let Some((cached, _)) = self.remembered_token(token_id) {
             return self
                 .token_principal(&cached, token_id, &presented)
                 .ok_or(AuthError::Rejected);
@@ -436,24 +436,15 @@ impl Access {
         Some(cached.principal.clone())
     }
 
-    fn remembered_token(&self, token_id: &str) -> Option<Arc<CachedToken>> {
-        self.remembered_token_at(token_id).map(|(cached, _)| cached)
-    }
-
     /// A remembered token with the epoch it was read at.
-    pub(crate) fn remembered_token_at(&self, token_id: &str) -> Option<(Arc<CachedToken>, u64)> {
+    pub(crate) fn remembered_token(&self, token_id: &str) -> Option<(Arc<CachedToken>, u64)> {
         let caches = self.caches.lock().expect("access caches");
         let cached = caches.tokens.get(token_id).cloned()?;
         Some((cached, self.epoch.load(Ordering::Acquire)))
     }
 
-    fn remembered_password(&self, username: &str, digest: &[u8; 32]) -> Option<Principal> {
-        self.remembered_password_at(username, digest)
-            .map(|(principal, _)| principal)
-    }
-
     /// The caller of a remembered password, with the epoch it was read at.
-    pub(crate) fn remembered_password_at(&self, username: &str, digest: &[u8; 32]) -> Option<(Principal, u64)> {
+    pub(crate) fn remembered_password(&self, username: &str, digest: &[u8; 32]) -> Option<(Principal, u64)> {
         let caches = self.caches.lock().expect("access caches");
         let (known, principal) = caches.passwords.get(username)?;
         token::same_bytes(known, digest).then(|| (principal.clone(), self.epoch.load(Ordering::Acquire)))
