@@ -306,7 +306,8 @@ def measure(server, args, workdir):
     # One untimed search first, on both servers: the runs table is asked for again and again, and the first
     # answer after the writes pays for caches (connections, pages, statements) the others reuse.
     client.search_runs([search_experiment], SEARCH_FILTER, order_by=SEARCH_ORDER, max_results=100)
-    for _ in range(15):
+    # Forty of each: with fifteen, one busy second of the machine moved the median by a fifth.
+    for _ in range(40):
         began = time.perf_counter()
         found = client.search_runs([search_experiment], SEARCH_FILTER, order_by=SEARCH_ORDER, max_results=100)
         timings.append(time.perf_counter() - began)
@@ -384,6 +385,52 @@ def compare_auth(args):
     print_auth_table(medians["loopline"], medians["loopline-token"], rounds["loopline"], rounds["loopline-token"])
 
 
+def compare_auth_search(args):
+    """The 3-clause search alone: both servers get the same runs, then the searches alternate request by
+    request between them, so the machine's slow seconds fall on both alike."""
+    from mlflow import MlflowClient
+
+    servers, sessions, experiments = {}, {}, {}
+    try:
+        for name in ["loopline", "loopline-token"]:
+            workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
+            port = free_port()
+            command = [os.path.abspath(args.loopline_bin), "server", "--port", str(port), "--data-dir", workdir]
+            if name == "loopline-token":
+                command += ["--auth", "basic,token"]
+                os.environ["LOOPLINE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+            server = Server(name, command, workdir, f"http://127.0.0.1:{port}")
+            servers[name] = server
+            use_token(sign_in_with_token(server.url) if name == "loopline-token" else None)
+            experiments[name] = MlflowClient(server.url).create_experiment("search")
+            populate_over_http(server.url, experiments[name], args.runs)
+            sessions[name] = requests.Session()
+            sessions[name].headers.update(SESSION_HEADERS)
+        use_token(None)
+        time.sleep(2)
+        timings = {name: [] for name in servers}
+        cpu = {name: 0.0 for name in servers}
+        for number in range(args.search_pairs):
+            for name in list(servers) if number % 2 == 0 else reversed(list(servers)):
+                body = {"experiment_ids": [experiments[name]], "filter": SEARCH_FILTER, "order_by": SEARCH_ORDER,
+                        "max_results": 100}
+                pid = servers[name].process.pid
+                cpu_before = cpu_seconds(pid)
+                began = time.perf_counter()
+                answer = sessions[name].post(f"{servers[name].url}/api/2.0/mlflow/runs/search", json=body)
+                timings[name].append(time.perf_counter() - began)
+                cpu[name] += cpu_seconds(pid) - cpu_before
+                answer.raise_for_status()
+                if len(answer.json()["runs"]) != 100:
+                    raise SystemExit(f"{name}: the search found {len(answer.json()['runs'])} runs, not 100")
+    finally:
+        for server in servers.values():
+            server.stop()
+    print(f"\n{'3-clause search, raw HTTP':30} {'median (ms)':>12} {'server CPU per search (ms)':>28}")
+    for name in servers:
+        print(f"{name:30} {statistics.median(timings[name]) * 1000:12.2f} {cpu[name] / len(timings[name]) * 1000:28.2f}")
+
+
 def auth_cost(key, plain_value, token_value):
     """Throughput lost, or time and memory added, as a fraction (`None` when there is nothing to compare)."""
     if any(unit in key for unit in HIGHER_IS_BETTER):
@@ -440,7 +487,12 @@ def main():
     parser.add_argument("--only", choices=["mlflow", "loopline"])
     parser.add_argument("--compare-auth", action="store_true", help="Loopline without auth against Loopline with token auth")
     parser.add_argument("--rounds", type=int, default=3, help="with --compare-auth: rounds per server (medians)")
+    parser.add_argument("--search-pairs", type=int, default=0,
+                        help="with --compare-auth: only the search, this many times on each server, alternating")
     args = parser.parse_args()
+    if args.compare_auth and args.search_pairs:
+        compare_auth_search(args)
+        return
     if args.compare_auth:
         compare_auth(args)
         return
