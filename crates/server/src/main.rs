@@ -72,27 +72,50 @@ enum Command {
 
 /// mimalloc's option that says how long freed memory is kept before it is returned to the system.
 const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
+/// mimalloc's option that says whether the process may have transparent huge pages at all.
+const ALLOW_THP: &str = "MIMALLOC_ALLOW_THP";
+/// Where Linux says when it gives transparent huge pages: `always`, `madvise` or `never`, the chosen one in
+/// brackets.
+const THP_MODE: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 
-/// Long-running commands return freed memory to the system at once. mimalloc keeps freed pages for a second
-/// by default; under steady load that second's churn stays resident and the resident set creeps up with
-/// every burst (a gateway soak at 1,200 traced calls a second: 48 -> 70 MiB in 15 minutes; with no delay flat
-/// at 45-46 MiB with the same throughput, docs/benchmarks.md). mimalloc reads its options from the
-/// environment as the process starts, before `main`, so the binary executes itself again, once, with the
-/// option set; an operator's own setting is left as it is.
-fn return_freed_memory_promptly() {
+/// Options for mimalloc, which reads them from the environment as the process starts, before `main`: so a
+/// long-running command executes itself again, once, with them set. An operator's own settings are left as
+/// they are.
+///
+/// - Freed memory is returned to the system at once. mimalloc keeps freed pages for a second by default;
+///   under steady load that second's churn stays resident and the resident set creeps up with every burst (a
+///   gateway soak at 1,200 traced calls a second: 48 -> 70 MiB in 15 minutes; with no delay flat at 45-46 MiB
+///   with the same throughput, docs/benchmarks.md).
+/// - Huge pages where the system gives them only on request. mimalloc is built without them (`no_thp`,
+///   docs/ARCHITECTURE.md) and so switches them off for the whole process, which would also refuse them to
+///   the vector index's arrays, which ask for them (docs/vectors.md). With the system's `madvise` mode only
+///   memory that asks gets them, and mimalloc's own never asks; with `always` they stay off.
+fn set_allocator_options() {
     let mut arguments = std::env::args_os();
     let program = arguments.next();
     let long_running = arguments
         .next()
         .is_some_and(|command| ["server", "serve", "quickstart"].iter().any(|name| command == *name));
-    if !long_running || std::env::var_os(PURGE_DELAY).is_some() {
+    if !long_running {
+        return;
+    }
+    let mut options: Vec<(&str, &str)> = Vec::new();
+    if std::env::var_os(PURGE_DELAY).is_none() {
+        options.push((PURGE_DELAY, "0"));
+    }
+    let on_request_only =
+        std::fs::read_to_string(THP_MODE).is_ok_and(|mode| mode.contains("[madvise]") || mode.contains("[never]"));
+    if std::env::var_os(ALLOW_THP).is_none() && on_request_only {
+        options.push((ALLOW_THP, "1"));
+    }
+    if options.is_empty() {
         return;
     }
     let Ok(executable) = std::env::current_exe() else {
         return;
     };
     let mut again = std::process::Command::new(executable);
-    again.args(std::env::args_os().skip(1)).env(PURGE_DELAY, "0");
+    again.args(std::env::args_os().skip(1)).envs(options);
     if let Some(program) = program {
         std::os::unix::process::CommandExt::arg0(&mut again, program);
     }
@@ -101,7 +124,7 @@ fn return_freed_memory_promptly() {
 }
 
 fn main() -> ExitCode {
-    return_freed_memory_promptly();
+    set_allocator_options();
     // Colour only for a person at a terminal: log files and collectors get plain text.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()

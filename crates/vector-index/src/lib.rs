@@ -5,6 +5,7 @@
 
 pub mod distance;
 pub mod filter;
+mod flat;
 pub mod hnsw;
 pub mod ops;
 pub mod payload_index;

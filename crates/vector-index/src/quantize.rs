@@ -8,6 +8,7 @@
 //! and Manhattan distances need only the byte differences.
 
 use crate::distance::Distance;
+use crate::flat::Flat;
 
 /// Values sampled to place the grid.
 const SAMPLE: usize = 200_000;
@@ -20,7 +21,7 @@ pub struct Int8Vectors {
     distance: Distance,
     low: f32,
     step: f32,
-    codes: Vec<u8>,
+    codes: Flat<u8>,
     corrections: Vec<f32>,
 }
 
@@ -54,7 +55,7 @@ impl Int8Vectors {
             distance,
             low,
             step,
-            codes: Vec::new(),
+            codes: Flat::new(),
             corrections: Vec::new(),
         }
     }
@@ -77,9 +78,9 @@ impl Int8Vectors {
     /// Appends a prepared vector; answers its number.
     pub fn push(&mut self, vector: &[f32]) -> u32 {
         let number = self.corrections.len() as u32;
-        let mut codes = std::mem::take(&mut self.codes);
+        let mut codes = Vec::with_capacity(self.dim);
         let correction = self.encode_into(vector, &mut codes);
-        self.codes = codes;
+        self.codes.extend_from_slice(&codes);
         self.corrections.push(correction);
         number
     }
@@ -151,7 +152,7 @@ impl Int8Vectors {
 
     /// The grid and codes, for storage: low, step, codes, corrections.
     pub(crate) fn to_parts(&self) -> (f32, f32, &[u8], &[f32]) {
-        (self.low, self.step, &self.codes, &self.corrections)
+        (self.low, self.step, self.codes.as_slice(), &self.corrections)
     }
 
     /// Quantised vectors from stored parts, checked.
@@ -171,7 +172,7 @@ impl Int8Vectors {
             distance,
             low,
             step,
-            codes,
+            codes: Flat::from_vec(codes),
             corrections,
         })
     }

@@ -2,6 +2,7 @@
 //! checkpoint in a file read a row at a time, with only the rows written since in memory.
 
 use crate::distance::Distance;
+use crate::flat::Flat;
 use crate::hnsw::{Scorer, Space};
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -37,7 +38,7 @@ pub struct FloatVectors {
     dim: usize,
     distance: Distance,
     /// The rows after those on disk (all of them without a file).
-    data: Vec<f32>,
+    data: Flat<f32>,
     disk: Option<DiskRows>,
 }
 
@@ -47,7 +48,7 @@ impl FloatVectors {
         FloatVectors {
             dim,
             distance,
-            data: Vec::new(),
+            data: Flat::new(),
             disk: None,
         }
     }
@@ -245,8 +246,7 @@ impl FloatVectors {
     pub(crate) fn move_to_disk(&mut self, rows: DiskRows) {
         debug_assert_eq!(rows.rows, self.len());
         let keep_from = (rows.rows - self.on_disk()) * self.dim;
-        self.data.drain(..keep_from.min(self.data.len()));
-        self.data.shrink_to_fit();
+        self.data.drain_front(keep_from);
         self.disk = Some(rows);
     }
 
@@ -256,7 +256,7 @@ impl FloatVectors {
             return Err("the vectors' data is not a whole number of vectors".into());
         }
         let mut vectors = FloatVectors::new(dim, distance);
-        vectors.data = data;
+        vectors.data = Flat::from_vec(data);
         Ok(vectors)
     }
 
