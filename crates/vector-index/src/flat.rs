@@ -36,6 +36,22 @@ impl<T: Pod> Flat<T> {
         }
     }
 
+    /// An empty array with room for `count` values (mapped at once when they will be many).
+    pub(crate) fn with_capacity(count: usize) -> Self {
+        if count * size_of::<T>() <= MAPPED_FROM {
+            return Flat {
+                store: Store::Small(Vec::with_capacity(count)),
+            };
+        }
+        Flat {
+            store: Store::Mapped {
+                map: mapping::<T>(count),
+                len: 0,
+                kind: PhantomData,
+            },
+        }
+    }
+
     /// The values of `values`, moved to a mapping when they are many.
     pub(crate) fn from_vec(values: Vec<T>) -> Self {
         let mut flat = Flat {
@@ -199,6 +215,11 @@ mod tests {
         let copy = Flat::from_vec(vec![7u8; MAPPED_FROM + 1]);
         assert!(format!("{copy:?}").contains("mapped"));
         assert_eq!(copy.clone().as_slice(), copy.as_slice());
+        let mut reserved: Flat<f32> = Flat::with_capacity(MAPPED_FROM);
+        assert!(format!("{reserved:?}").contains("mapped"));
+        reserved.extend_from_slice(&[1.5; 10]);
+        reserved[9] = 2.5;
+        assert_eq!(reserved.as_slice(), [[1.5; 9].as_slice(), &[2.5]].concat());
     }
 
     proptest! {

@@ -161,7 +161,7 @@ impl Int8Vectors {
         distance: Distance,
         low: f32,
         step: f32,
-        codes: Vec<u8>,
+        codes: Flat<u8>,
         corrections: Vec<f32>,
     ) -> Result<Self, String> {
         if codes.len() != corrections.len() * dim || !low.is_finite() || !step.is_finite() || step <= 0.0 {
@@ -172,7 +172,7 @@ impl Int8Vectors {
             distance,
             low,
             step,
-            codes: Flat::from_vec(codes),
+            codes,
             corrections,
         })
     }

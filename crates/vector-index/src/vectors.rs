@@ -251,12 +251,12 @@ impl FloatVectors {
     }
 
     /// Vectors from a stored flat array (already prepared), checked.
-    pub(crate) fn from_data(dim: usize, distance: Distance, data: Vec<f32>) -> Result<Self, String> {
+    pub(crate) fn from_data(dim: usize, distance: Distance, data: Flat<f32>) -> Result<Self, String> {
         if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err("the vectors' data is not a whole number of vectors".into());
         }
         let mut vectors = FloatVectors::new(dim, distance);
-        vectors.data = Flat::from_vec(data);
+        vectors.data = data;
         Ok(vectors)
     }
 

@@ -1,6 +1,7 @@
 //! The little-endian binary encoding of log records and segment files, and a reader that checks every
 //! length it is told against the bytes that are really there before reserving memory for it.
 
+use crate::flat::Flat;
 use crate::point_id::PointId;
 use serde_json::Value;
 
@@ -151,6 +152,30 @@ impl<'a> Reader<'a> {
             .chunks_exact(4)
             .map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
             .collect())
+    }
+    /// Like `f32s`, straight into the array that keeps them (no second copy of a large vector file).
+    pub(crate) fn f32s_flat(&mut self) -> Result<Flat<f32>, DecodeError> {
+        let count = self.len(4)?;
+        let bytes = self.take(count * 4)?;
+        let mut values = Flat::with_capacity(count);
+        let mut run = Vec::with_capacity(16_384);
+        for chunk in bytes.chunks(16_384 * 4) {
+            run.clear();
+            run.extend(
+                chunk
+                    .chunks_exact(4)
+                    .map(|value| f32::from_le_bytes([value[0], value[1], value[2], value[3]])),
+            );
+            values.extend_from_slice(&run);
+        }
+        Ok(values)
+    }
+    /// Like `bytes`, straight into the array that keeps them.
+    pub(crate) fn bytes_flat(&mut self) -> Result<Flat<u8>, DecodeError> {
+        let bytes = self.blob()?;
+        let mut values = Flat::with_capacity(bytes.len());
+        values.extend_from_slice(bytes);
+        Ok(values)
     }
     pub(crate) fn u32s(&mut self) -> Result<Vec<u32>, DecodeError> {
         let count = self.len(4)?;

@@ -195,7 +195,7 @@ pub(crate) fn decode(bytes: &[u8], threads: usize, dir: Option<&Path>) -> Result
         }
         let present: Vec<bool> = input.blob()?.iter().map(|byte| *byte != 0).collect();
         let vectors = match if first_format { INLINE } else { input.u8()? } {
-            INLINE => FloatVectors::from_data(size, distance, input.f32s()?).map_err(DecodeError)?,
+            INLINE => FloatVectors::from_data(size, distance, input.f32s_flat()?).map_err(DecodeError)?,
             IN_FILE => {
                 let file = input.str()?;
                 let rows = input.number()?;
@@ -221,7 +221,7 @@ pub(crate) fn decode(bytes: &[u8], threads: usize, dir: Option<&Path>) -> Result
             _ => {
                 let low = input.f32()?;
                 let step = input.f32()?;
-                let codes = input.bytes()?;
+                let codes = input.bytes_flat()?;
                 let corrections = input.f32s()?;
                 let fitted_at = input.number()?;
                 let int8 =
