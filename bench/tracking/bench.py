@@ -353,19 +353,25 @@ def use_token(token):
         SESSION_HEADERS["Authorization"] = f"Bearer {token}"
 
 
+def start_auth_server(args, name):
+    """A Loopline server for an auth comparison: `loopline-token` with `--auth basic,token` and its admin, any
+    other name without auth. Answers the server and its data directory."""
+    workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
+    port = free_port()
+    command = [os.path.abspath(args.loopline_bin), "server", "--port", str(port), "--data-dir", workdir]
+    if name == "loopline-token":
+        command += ["--auth", "basic,token"]
+        os.environ["LOOPLINE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
+    print(f"== {name}: starting in {workdir}", flush=True)
+    return Server(name, command, workdir, f"http://127.0.0.1:{port}"), workdir
+
+
 def compare_auth(args):
     """Loopline without auth against Loopline with token auth, the workload alternating between them."""
     servers, tokens = {}, {}
     try:
         for name in ["loopline", "loopline-token"]:
-            workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
-            port = free_port()
-            command = [os.path.abspath(args.loopline_bin), "server", "--port", str(port), "--data-dir", workdir]
-            if name == "loopline-token":
-                command += ["--auth", "basic,token"]
-                os.environ["LOOPLINE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
-            print(f"== {name}: starting in {workdir}", flush=True)
-            servers[name] = (Server(name, command, workdir, f"http://127.0.0.1:{port}"), workdir)
+            servers[name] = start_auth_server(args, name)
             tokens[name] = sign_in_with_token(servers[name][0].url) if name == "loopline-token" else None
         rounds = {name: [] for name in servers}
         for number in range(args.rounds):
@@ -393,13 +399,7 @@ def compare_auth_search(args):
     servers, sessions, experiments = {}, {}, {}
     try:
         for name in ["loopline", "loopline-token"]:
-            workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
-            port = free_port()
-            command = [os.path.abspath(args.loopline_bin), "server", "--port", str(port), "--data-dir", workdir]
-            if name == "loopline-token":
-                command += ["--auth", "basic,token"]
-                os.environ["LOOPLINE_ADMIN_PASSWORD"] = ADMIN_PASSWORD
-            server = Server(name, command, workdir, f"http://127.0.0.1:{port}")
+            server, _ = start_auth_server(args, name)
             servers[name] = server
             use_token(sign_in_with_token(server.url) if name == "loopline-token" else None)
             experiments[name] = MlflowClient(server.url).create_experiment("search")

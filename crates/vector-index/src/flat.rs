@@ -109,9 +109,7 @@ impl<T: Pod> Flat<T> {
     /// Drops the first `count` values (and memory no longer needed).
     pub(crate) fn drain_front(&mut self, count: usize) {
         let count = count.min(self.len());
-        let rest = self.as_slice()[count..].to_vec();
-        self.store = Store::Small(rest);
-        self.map_when_big(0);
+        *self = Flat::from_vec(self.as_slice()[count..].to_vec());
     }
 
     /// Moves a `Vec` that will hold more than `MAPPED_FROM` bytes after `adding` more values to a mapping.
@@ -157,7 +155,9 @@ impl<T: Pod> Default for Flat<T> {
 
 impl<T: Pod> Clone for Flat<T> {
     fn clone(&self) -> Self {
-        Flat::from_vec(self.as_slice().to_vec())
+        let mut copy = Flat::with_capacity(self.len());
+        copy.extend_from_slice(self.as_slice());
+        copy
     }
 }
 

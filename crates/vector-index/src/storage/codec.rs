@@ -196,3 +196,51 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A declared count followed by `tail`.
+    fn declared(count: u64, tail: &[u8]) -> Vec<u8> {
+        let mut bytes = count.to_le_bytes().to_vec();
+        bytes.extend_from_slice(tail);
+        bytes
+    }
+
+    #[test]
+    fn counts_larger_than_the_file_are_refused_before_memory_is_reserved() {
+        for count in [1u64 << 60, u64::MAX, (u64::MAX / 4) + 1, 5] {
+            let bytes = declared(count, &[0; 16]);
+            assert!(Reader::new(&bytes).f32s_flat().is_err(), "{count}");
+            assert!(Reader::new(&bytes).bytes_flat().is_err() || count <= 16, "{count}");
+        }
+    }
+
+    proptest! {
+        /// Any declared count and any bytes after it: the values it names when they are all there, else an
+        /// error; never a panic or an allocation of the declared size.
+        #[test]
+        fn declared_counts_are_read_or_refused(
+            count in prop_oneof![0u64..64, any::<u64>()],
+            tail in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let bytes = declared(count, &tail);
+            match Reader::new(&bytes).f32s_flat() {
+                Ok(values) => {
+                    prop_assert!(count * 4 <= tail.len() as u64);
+                    prop_assert_eq!(values.len() as u64, count);
+                    for (value, chunk) in values.iter().zip(tail.chunks_exact(4)) {
+                        prop_assert_eq!(value.to_bits(), u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
+                    }
+                }
+                Err(_) => prop_assert!(count.saturating_mul(4) > tail.len() as u64),
+            }
+            match Reader::new(&bytes).bytes_flat() {
+                Ok(values) => prop_assert_eq!(values.as_slice(), &tail[..count as usize]),
+                Err(_) => prop_assert!(count > tail.len() as u64),
+            }
+        }
+    }
+}
