@@ -130,7 +130,7 @@ def main():
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=100)
-    parser.add_argument("--efs", type=lambda text: [int(x) for x in text.split(",")], default=[10, 16, 24, 32, 48, 64, 96, 128, 256])
+    parser.add_argument("--efs", type=lambda text: [int(x) for x in text.split(",")], default=[10, 16, 24, 32, 40, 48, 64, 96, 128, 256])
     parser.add_argument("--only", default="loopline,hnswlib,faiss")
     parser.add_argument("--data", help="a .npy file of float32 rows (e.g. sentence embeddings) instead of the "
                         "generated mixture: its last --queries rows are the queries, the first --n the base")

@@ -6,6 +6,11 @@
 //! `d * low^2 + low * step * (sum(qx) + sum(qy)) + step^2 * sum(qx * qy)`: the first two terms are kept per
 //! vector (its *correction*), so scoring two vectors is one integer dot product and two additions. Euclidean
 //! and Manhattan distances need only the byte differences.
+//!
+//! A new grid is put through zero: `low` is a whole number `z` of steps below it, so `x = step * (q - z)`
+//! and `sum(x * y) = step^2 * (sum(qx * w) - z * sum(w))` with `w = qy - z`, the query's codes shifted once
+//! per query. A walk then reads no correction: one cache line less for each of the thousands of vectors it
+//! scores, most of them far apart in memory (grids stored before this have their corrections used as before).
 
 use crate::distance::Distance;
 use crate::flat::Flat;
@@ -23,6 +28,8 @@ pub struct Int8Vectors {
     step: f32,
     codes: Flat<u8>,
     corrections: Vec<f32>,
+    /// The code of zero when the grid passes through it (see the module's notes).
+    zero: Option<i16>,
 }
 
 /// A query on the same grid.
@@ -30,6 +37,26 @@ pub struct Int8Vectors {
 pub struct Int8Query {
     codes: Vec<u8>,
     correction: f32,
+    /// On a grid through zero: the codes less the code of zero, and the similarity's part that depends on the
+    /// query alone (`-step^2 * z * sum(w)`).
+    centred: Option<(Vec<i16>, f32)>,
+}
+
+/// The most a code of zero may lie outside the grid's 256 codes and still be used: shifted query codes stay
+/// within 510, so each product of a code and a shifted code fits an `i16` pair sum and 32 lanes of `i32` hold
+/// the sums of 65,536 dimensions.
+const ZERO_REACH: i32 = 255;
+
+/// The most dimensions scored on a grid through zero: every product is at most 255 x 510 in size, so the
+/// sum of this many fits an `i32` (more are scored with their corrections).
+const CENTRED_MAX_DIM: usize = 16_384;
+
+/// The code of zero on a grid, when it is a whole number of steps from `low` (within rounding) and near.
+fn zero_code(low: f32, step: f32) -> Option<i16> {
+    let steps = -low / step;
+    let zero = steps.round();
+    let near = (-ZERO_REACH as f32..=(255 + ZERO_REACH) as f32).contains(&zero);
+    (near && (steps - zero).abs() <= 1e-3).then_some(zero as i16)
 }
 
 impl Int8Vectors {
@@ -50,6 +77,13 @@ impl Int8Vectors {
             (at(0.005), at(0.995))
         };
         let step = if high > low { (high - low) / 255.0 } else { 1.0 / 255.0 };
+        // Through zero when zero is near the range: moved by less than half a step.
+        let zero = (-low / step).round();
+        let low = if (-ZERO_REACH as f32..=(255 + ZERO_REACH) as f32).contains(&zero) {
+            -zero * step
+        } else {
+            low
+        };
         Int8Vectors {
             dim,
             distance,
@@ -57,6 +91,7 @@ impl Int8Vectors {
             step,
             codes: Flat::new(),
             corrections: Vec::new(),
+            zero: zero_code(low, step),
         }
     }
 
@@ -89,7 +124,27 @@ impl Int8Vectors {
     pub fn query(&self, vector: &[f32]) -> Int8Query {
         let mut codes = Vec::with_capacity(self.dim);
         let correction = self.encode_into(vector, &mut codes);
-        Int8Query { codes, correction }
+        self.with_codes(codes, correction)
+    }
+
+    /// A query of codes already on the grid.
+    fn with_codes(&self, codes: Vec<u8>, correction: f32) -> Int8Query {
+        let centred = match (self.zero, self.distance) {
+            (Some(zero), Distance::Cosine | Distance::Dot) if self.dim <= CENTRED_MAX_DIM => {
+                let shifted: Vec<i16> = codes.iter().map(|&code| i16::from(code) - zero).collect();
+                let total: i64 = shifted.iter().map(|&value| i64::from(value)).sum();
+                Some((
+                    shifted,
+                    -(self.step * self.step) * (f64::from(zero) * total as f64) as f32,
+                ))
+            }
+            _ => None,
+        };
+        Int8Query {
+            codes,
+            correction,
+            centred,
+        }
     }
 
     #[inline(always)]
@@ -123,12 +178,6 @@ impl Int8Vectors {
         Int8Scorer { vectors: self, query }
     }
 
-    /// The similarity of one node, in plain integer loops the compiler vectorises (called inside a dispatch).
-    #[inline(always)]
-    fn similarity_plain(&self, query: &Int8Query, node: u32) -> f32 {
-        self.between_codes(&query.codes, query.correction, node)
-    }
-
     /// The similarity of codes on the grid (with their correction) to node `node`'s.
     #[inline(always)]
     fn between_codes(&self, codes: &[u8], correction: f32, node: u32) -> f32 {
@@ -144,10 +193,7 @@ impl Int8Vectors {
 
     /// Stored node `node` as a query.
     fn as_query(&self, node: u32) -> Int8Query {
-        Int8Query {
-            codes: self.codes_of(node).to_vec(),
-            correction: self.corrections[node as usize],
-        }
+        self.with_codes(self.codes_of(node).to_vec(), self.corrections[node as usize])
     }
 
     /// The grid and codes, for storage: low, step, codes, corrections.
@@ -174,6 +220,7 @@ impl Int8Vectors {
             step,
             codes,
             corrections,
+            zero: zero_code(low, step),
         })
     }
 
@@ -217,8 +264,22 @@ impl pulp::WithSimd for CodeKernel<'_> {
         for &node in self.nodes {
             crate::distance::prefetch_all(self.vectors.codes_of(node));
         }
-        for &node in self.nodes {
-            self.out.push(self.vectors.similarity_plain(self.query, node));
+        match &self.query.centred {
+            Some((shifted, constant)) => {
+                let scale = self.vectors.step * self.vectors.step;
+                for &node in self.nodes {
+                    let dot = dot_u8_i16(self.vectors.codes_of(node), shifted);
+                    self.out.push(constant + scale * dot as f32);
+                }
+            }
+            None => {
+                for &node in self.nodes {
+                    self.out.push(
+                        self.vectors
+                            .between_codes(&self.query.codes, self.query.correction, node),
+                    );
+                }
+            }
         }
     }
 }
@@ -260,6 +321,19 @@ fn dot_u8(a: &[u8], b: &[u8]) -> u32 {
     fold_u8(a, b, |x, y| u32::from(x) * u32::from(y))
 }
 
+/// The dot product of codes and shifted query codes, as one plain integer sum: the compiler vectorises it
+/// into pairs of products summed per step (`pmaddwd`), which hand-made lanes here defeat
+/// ([`CENTRED_MAX_DIM`] bounds the total).
+#[inline(always)]
+fn dot_u8_i16(codes: &[u8], shifted: &[i16]) -> i32 {
+    debug_assert_eq!(codes.len(), shifted.len());
+    codes
+        .iter()
+        .zip(shifted)
+        .map(|(&code, &value)| i32::from(code) * i32::from(value))
+        .sum()
+}
+
 #[inline(always)]
 fn l2_u8(a: &[u8], b: &[u8]) -> u32 {
     fold_u8(a, b, |x, y| {
@@ -276,6 +350,7 @@ fn l1_u8(a: &[u8], b: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hnsw::Space;
     use proptest::prelude::*;
 
     proptest! {
@@ -301,6 +376,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The similarity the grid stands for: the dot product of the vectors its codes decode to.
+    fn decoded_dot(vectors: &Int8Vectors, a: &[u8], b: &[u8]) -> f64 {
+        let decode = |code: u8| f64::from(vectors.low) + f64::from(vectors.step) * f64::from(code);
+        a.iter().zip(b).map(|(&x, &y)| decode(x) * decode(y)).sum()
+    }
+
+    proptest! {
+        #[test]
+        fn grids_through_zero_and_stored_grids_score_what_their_codes_decode_to(
+            rows in proptest::collection::vec(proptest::collection::vec(-3f32..2.0, 70), 2..12),
+            shift in -0.3f32..0.3,
+        ) {
+            let fitted = {
+                let mut vectors = Int8Vectors::fit(70, Distance::Dot, rows.iter().map(Vec::as_slice));
+                rows.iter().for_each(|row| { vectors.push(row); });
+                vectors
+            };
+            prop_assert!(fitted.zero.is_some());
+            // A grid as stored before grids went through zero: the same codes, `low` off the steps.
+            let (low, step, codes, corrections) = fitted.to_parts();
+            let moved_low = low + step * (0.37 + shift);
+            let offset = f64::from(moved_low - low);
+            let stored = Int8Vectors::from_parts(70, Distance::Dot, moved_low, step, Flat::from_vec(codes.to_vec()),
+                corrections.iter().zip(0..).map(|(&correction, node)| {
+                    let total: f64 = codes[node * 70..(node + 1) * 70].iter().map(|&code| f64::from(code)).sum();
+                    (f64::from(correction) + 70.0 * (f64::from(moved_low).powi(2) - f64::from(low).powi(2)) / 2.0
+                        + offset * f64::from(step) * total) as f32
+                }).collect()).unwrap();
+            prop_assert!(stored.zero.is_none());
+            for vectors in [&fitted, &stored] {
+                let query = vectors.query(&rows[0]);
+                let mut scores = Vec::new();
+                let nodes: Vec<u32> = (0..rows.len() as u32).collect();
+                vectors.similarities(&query, &nodes, &mut scores);
+                for (node, score) in nodes.iter().zip(&scores) {
+                    let expected = decoded_dot(vectors, &query.codes, vectors.codes_of(*node));
+                    prop_assert!((f64::from(*score) - expected).abs() <= 1e-3 * (1.0 + expected.abs()),
+                        "node {node}: {score} vs {expected}");
+                    let pair = vectors.between(0, *node);
+                    let expected = decoded_dot(vectors, vectors.codes_of(0), vectors.codes_of(*node));
+                    prop_assert!((f64::from(pair) - expected).abs() <= 1e-3 * (1.0 + expected.abs()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_grid_far_from_zero_keeps_its_range() {
+        let rows: Vec<Vec<f32>> = (0..50)
+            .map(|i| (0..16).map(|j| 1000.0 + ((i * j) % 7) as f32).collect())
+            .collect();
+        let vectors = Int8Vectors::fit(16, Distance::Dot, rows.iter().map(Vec::as_slice));
+        assert!(vectors.zero.is_none());
+        assert!((vectors.low - 1000.0).abs() < 0.1, "{}", vectors.low);
     }
 
     #[test]
