@@ -74,6 +74,8 @@ enum Command {
 const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
 /// mimalloc's option that says whether the process may have transparent huge pages at all.
 const ALLOW_THP: &str = "MIMALLOC_ALLOW_THP";
+/// glibc's settings, which it reads as the process starts; its allocator serves the C code (SQLite).
+const GLIBC_TUNABLES: &str = "GLIBC_TUNABLES";
 /// Where Linux says when it gives transparent huge pages: `always`, `madvise` or `never`, the chosen one in
 /// brackets.
 const THP_MODE: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
@@ -90,6 +92,11 @@ const THP_MODE: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 ///   docs/ARCHITECTURE.md) and so switches them off for the whole process, which would also refuse them to
 ///   the vector index's arrays, which ask for them (docs/vectors.md). With the system's `madvise` mode only
 ///   memory that asks gets them, and mimalloc's own never asks; with `always` they stay off.
+/// - One glibc arena. Rust's allocations go to mimalloc; glibc's malloc serves SQLite, whose page cache
+///   churns under steady writes. glibc gives each thread that allocates its own arena and returns an
+///   arena's freed memory only from its top, so each of SQLite's threads held several MiB it no longer used
+///   (a gateway soak: 11.3 MiB of arenas for 5.9 MiB of SQLite data); in one arena that was 10.4 for 7.0,
+///   docs/benchmarks.md.
 fn set_allocator_options() {
     let mut arguments = std::env::args_os();
     let program = arguments.next();
@@ -107,6 +114,9 @@ fn set_allocator_options() {
         std::fs::read_to_string(THP_MODE).is_ok_and(|mode| mode.contains("[madvise]") || mode.contains("[never]"));
     if std::env::var_os(ALLOW_THP).is_none() && on_request_only {
         options.push((ALLOW_THP, "1"));
+    }
+    if std::env::var_os(GLIBC_TUNABLES).is_none() {
+        options.push((GLIBC_TUNABLES, "glibc.malloc.arena_max=1"));
     }
     if options.is_empty() {
         return;

@@ -150,14 +150,19 @@ impl CallObserver for GatewayTraces {
     }
 }
 
-/// Traces deleted in one transaction by the retention sweep (the writer is shared with every other write).
-const SWEEP_BATCH: i64 = 2_000;
+/// Traces deleted in one transaction by the retention sweep (the writer is shared with every other write, and
+/// SQLite holds a transaction's changed pages and statement journal in memory until it ends).
+const SWEEP_BATCH: i64 = 500;
 
-/// Deletes the gateway's traces older than `retention` from its experiment, at least once a minute (every half
+/// How often the retention sweep runs at most: often, so each sweep is a few small transactions between the
+/// trace writes rather than a minute's worth at once (which held the writer for seconds while calls queued).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Deletes the gateway's traces older than `retention` from its experiment, every five seconds (every half
 /// retention when that is shorter), a batch at a time, so the database stays the size of the retention window
 /// at a steady call rate. MLflow endpoints' experiments are the user's and are left alone.
 async fn sweep(store: Arc<dyn MetadataStore>, experiment: String, retention: Duration) {
-    let every = (retention / 2).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    let every = (retention / 2).clamp(Duration::from_millis(200), SWEEP_EVERY);
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     loop {
         tokio::time::sleep(every).await;

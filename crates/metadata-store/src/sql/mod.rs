@@ -47,13 +47,16 @@ use std::str::FromStr;
 use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 
-/// The most heap SQLite keeps in the whole process, page caches included (16 MiB). The bundled SQLite is built
+/// The most heap SQLite keeps in the whole process, page caches included (2 MiB). The bundled SQLite is built
 /// with SQLITE_ENABLE_MEMORY_MANAGEMENT, so every connection's pages sit in one shared cache whose bound is
 /// the sum of the connections' `cache_size`: with the read settings below that is hundreds of megabytes, and
 /// the writer's pages were never let go (measured: +0.5 MiB a minute under a thousand traces a second, all
-/// of it releasable). Past this limit SQLite recycles the least recently used clean pages instead; reads
-/// mostly come from the mapped file anyway.
-const SQLITE_SOFT_HEAP_LIMIT: i64 = 16 << 20;
+/// of it releasable). Past this limit SQLite recycles the least recently used clean pages instead. Reads
+/// come from the mapped file and the system's page cache, so a small cache costs little: raw `log-metric`
+/// calls ran at the same rate with 2 and 16 MiB (35-42k a second either way), while glibc, which SQLite
+/// allocates from, held ~1.4 times SQLite's high mark (a gateway soak: 10.4 MiB at 16 MiB's limit and
+/// rising, 3.0 MiB flat at 2 MiB; docs/benchmarks.md).
+const SQLITE_SOFT_HEAP_LIMIT: i64 = 2 << 20;
 
 /// How every SQLite connection that reads is set up, the pool's and the reader's alike (see `connect`).
 const SQLITE_READ_SETTINGS: &str = "PRAGMA busy_timeout = 30000; PRAGMA case_sensitive_like = ON; \
