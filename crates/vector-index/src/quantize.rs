@@ -60,13 +60,15 @@ fn zero_code(low: f32, step: f32) -> Option<i16> {
 }
 
 impl Int8Vectors {
-    /// A grid fitted to `vectors` (already prepared for `distance`), with no vectors stored yet.
+    /// A grid fitted to `vectors` (already prepared for `distance`), with no vectors stored yet. When they hold
+    /// more than [`SAMPLE`] values, whole vectors evenly spread over them are read, not the first ones (a
+    /// collection whose early vectors differ from its later ones got a grid that fitted only the early ones).
     pub fn fit<'a>(dim: usize, distance: Distance, vectors: impl Iterator<Item = &'a [f32]>) -> Self {
+        let rows: Vec<&[f32]> = vectors.collect();
+        let wanted = (SAMPLE / dim.max(1)).max(1);
+        let every = rows.len().div_ceil(wanted).max(1);
         let mut sample: Vec<f32> = Vec::new();
-        for vector in vectors {
-            if sample.len() >= SAMPLE {
-                break;
-            }
+        for vector in rows.iter().step_by(every) {
             sample.extend(vector.iter().copied().filter(|value| value.is_finite()));
         }
         let (low, high) = if sample.is_empty() {
@@ -422,6 +424,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_grid_fits_vectors_from_the_whole_collection_not_only_the_first() {
+        // 256 small vectors first, then 844 a hundred times larger, at 1,024 dimensions: 200,000 values are
+        // the first 195 vectors alone.
+        let rows: Vec<Vec<f32>> = (0..1_100)
+            .map(|i| {
+                let scale = if i < 256 { 1.0 } else { 100.0 };
+                (0..1_024)
+                    .map(|j| scale * ((((i * 31 + j * 17) % 101) as f32) / 50.0 - 1.0))
+                    .collect()
+            })
+            .collect();
+        let vectors = Int8Vectors::fit(1_024, Distance::Dot, rows.iter().map(Vec::as_slice));
+        let high = vectors.low + 255.0 * vectors.step;
+        assert!(vectors.low < -90.0 && high > 90.0, "grid {} .. {high}", vectors.low);
     }
 
     #[test]
