@@ -59,8 +59,19 @@ def wait_ready(url, process, timeout=180):
     raise SystemExit(f"{url} did not become ready in {timeout} s")
 
 
+# With --pin: the gateway under test on one core, the load generator and the fake providers on the other, as
+# if on machines of their own; without it every process shares both cores.
+SUT_CPU, DRIVER_CPU = "1", "0"
+PIN = False
+
+
+def pinned(command, cpu):
+    return ["taskset", "-c", cpu, *command] if PIN else command
+
+
 def start_fake(binary, latency_ms, token_ms):
-    process = subprocess.Popen([binary, "--port", "0", "--latency-ms", str(latency_ms), "--token-ms", str(token_ms)],
+    command = [binary, "--port", "0", "--latency-ms", str(latency_ms), "--token-ms", str(token_ms)]
+    process = subprocess.Popen(pinned(command, DRIVER_CPU),
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     base_url = process.stdout.readline().strip()
     return process, base_url
@@ -73,8 +84,8 @@ def load(loadgen, url, body, concurrency, seconds, authorization=None, rate=None
         env["LOADGEN_AUTHORIZATION"] = authorization
     if rate:
         env["LOADGEN_RATE"] = str(rate)
-    out = subprocess.run([loadgen, url, str(body), str(concurrency), str(seconds)], capture_output=True, text=True,
-                         check=True, env=env)
+    out = subprocess.run(pinned([loadgen, url, str(body), str(concurrency), str(seconds)], DRIVER_CPU),
+                         capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout)
 
 
@@ -115,7 +126,11 @@ def main():
     parser.add_argument("--rates", default="1000",
                         help="open-loop rates (req/s, comma-separated) at which the added latency is measured on the "
                              "slow provider; empty for none")
+    parser.add_argument("--pin", action="store_true",
+                        help="the gateways on CPU 1, the load generator and the providers on CPU 0 (taskset)")
     args = parser.parse_args()
+    global PIN
+    PIN = args.pin
     levels = [int(level) for level in args.levels.split(",")]
     directory = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     files = bodies(directory)
@@ -130,8 +145,8 @@ def main():
         + (f"settings: {{trace_retention_seconds: {args.trace_retention_seconds}}}\n"
            if args.trace_retention_seconds else ""))
     port = free_port()
-    loopline = subprocess.Popen([args.loopline, "server", "--port", str(port), "--data-dir", str(directory / "data"),
-                                 "--gateway-config", str(directory / "gateway.yaml")],
+    loopline = subprocess.Popen(pinned([args.loopline, "server", "--port", str(port), "--data-dir", str(directory / "data"),
+                                        "--gateway-config", str(directory / "gateway.yaml")], SUT_CPU),
                                 stdout=subprocess.DEVNULL, stderr=open(directory / "loopline.log", "w"))
     processes.append(loopline)
     loopline_url = f"http://127.0.0.1:{port}"
@@ -145,8 +160,8 @@ def main():
             f"  - model_name: slow\n    litellm_params: {{model: openai/m, api_base: '{slow_url}', api_key: fake}}\n"
             "litellm_settings: {telemetry: false, drop_params: true}\n")
         litellm_port = free_port()
-        litellm = subprocess.Popen([args.litellm, "--config", str(directory / "litellm.yaml"), "--port", str(litellm_port),
-                                    "--num_workers", str(args.litellm_workers)],
+        litellm = subprocess.Popen(pinned([args.litellm, "--config", str(directory / "litellm.yaml"), "--port",
+                                           str(litellm_port), "--num_workers", str(args.litellm_workers)], SUT_CPU),
                                    stdout=open(directory / "litellm.log", "w"), stderr=subprocess.STDOUT,
                                    env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
                                         "LITELLM_MASTER_KEY": MASTER_KEY})

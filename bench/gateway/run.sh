@@ -2,7 +2,8 @@
 # LLM gateway benchmark: Loopline's gateway against the LiteLLM proxy (`pip install 'litellm[proxy]'` into
 # .venv-litellm) in front of the same fake provider, 1 / 64 / 512 concurrent clients, instant and 50 ms
 # providers, plain and streamed. Release builds. Extra arguments go to bench.py (--seconds, --levels,
-# --soak-seconds N, --litellm-workers N).
+# --soak-seconds N, --litellm-workers N, --pin: the gateways on one core, the load
+# generator and providers on the other).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ ! -x .venv-litellm/bin/litellm ]; then
