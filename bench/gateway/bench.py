@@ -126,6 +126,8 @@ def main():
     parser.add_argument("--rates", default="1000",
                         help="open-loop rates (req/s, comma-separated) at which the added latency is measured on the "
                              "slow provider; empty for none")
+    parser.add_argument("--no-traces", action="store_true",
+                        help="Loopline's settings.traces false: calls are not written as MLflow traces")
     parser.add_argument("--pin", action="store_true",
                         help="the gateways on CPU 1, the load generator and the providers on CPU 0 (taskset)")
     args = parser.parse_args()
@@ -142,8 +144,9 @@ def main():
         f"  - {{name: slow, kind: openai-compatible, base_url: '{slow_url}'}}\n"
         "models:\n  - {name: instant, deployments: [{provider: instant, model: m}], retries: 0}\n"
         "  - {name: slow, deployments: [{provider: slow, model: m}], retries: 0}\n"
-        + (f"settings: {{trace_retention_seconds: {args.trace_retention_seconds}}}\n"
-           if args.trace_retention_seconds else ""))
+        + "settings: {" + ", ".join(
+            ([f"trace_retention_seconds: {args.trace_retention_seconds}"] if args.trace_retention_seconds else [])
+            + (["traces: false"] if args.no_traces else [])) + "}\n")
     port = free_port()
     loopline = subprocess.Popen(pinned([args.loopline, "server", "--port", str(port), "--data-dir", str(directory / "data"),
                                         "--gateway-config", str(directory / "gateway.yaml")], SUT_CPU),
