@@ -55,8 +55,12 @@ const CENTRED_MAX_DIM: usize = 16_384;
 fn zero_code(low: f32, step: f32) -> Option<i16> {
     let steps = -low / step;
     let zero = steps.round();
-    let near = (-ZERO_REACH as f32..=(255 + ZERO_REACH) as f32).contains(&zero);
-    (near && (steps - zero).abs() <= 1e-3).then_some(zero as i16)
+    (within_reach(zero) && (steps - zero).abs() <= 1e-3).then_some(zero as i16)
+}
+
+/// Whether a code of zero is near enough to the grid to be used (see [`ZERO_REACH`]).
+fn within_reach(zero: f32) -> bool {
+    (-ZERO_REACH as f32..=(255 + ZERO_REACH) as f32).contains(&zero)
 }
 
 impl Int8Vectors {
@@ -81,11 +85,7 @@ impl Int8Vectors {
         let step = if high > low { (high - low) / 255.0 } else { 1.0 / 255.0 };
         // Through zero when zero is near the range: moved by less than half a step.
         let zero = (-low / step).round();
-        let low = if (-ZERO_REACH as f32..=(255 + ZERO_REACH) as f32).contains(&zero) {
-            -zero * step
-        } else {
-            low
-        };
+        let low = if within_reach(zero) { -zero * step } else { low };
         Int8Vectors {
             dim,
             distance,
