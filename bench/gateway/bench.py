@@ -126,6 +126,11 @@ def main():
     parser.add_argument("--rates", default="1000",
                         help="open-loop rates (req/s, comma-separated) at which the added latency is measured on the "
                              "slow provider; empty for none")
+    parser.add_argument("--rate-providers", default="slow",
+                        help="which providers the open-loop rates run against: slow, instant, or both (comma-separated)")
+    parser.add_argument("--rate-runs", type=int, default=1,
+                        help="how many times each open-loop rate is measured (a p99 of one 30 s run moves by "
+                             "tenths of a millisecond from run to run on a shared machine)")
     parser.add_argument("--no-traces", action="store_true",
                         help="Loopline's settings.traces false: calls are not written as MLflow traces")
     parser.add_argument("--pin", action="store_true",
@@ -197,7 +202,11 @@ def main():
                           f"  p99 {result['p99_ms']:8.2f} ms  errors {result['errors']:<6} rss {result['rss_mib']:.0f} MiB",
                           flush=True)
         for rate in [int(rate) for rate in args.rates.split(",") if rate]:
-            fixed_rate(args, rows, rate, targets, authorization, files, slow_url)
+            for run in range(1, args.rate_runs + 1):
+                for provider in args.rate_providers.split(","):
+                    fixed_rate(args, rows, rate, targets, authorization, files,
+                               {"slow": slow_url, "instant": instant_url}[provider], provider,
+                               run if args.rate_runs > 1 else None)
         summary(rows)
         if args.soak_seconds:
             soak(args, loopline, f"{loopline_url}/v1/chat/completions", files[("slow", "plain")])
@@ -213,16 +222,18 @@ def main():
     print(f"\nresults: {directory / 'results.json'}")
 
 
-def fixed_rate(args, rows, rate, targets, authorization, files, slow_url):
-    """The added latency at a fixed request rate (open loop) on the slow provider: 128 connections, each sending
+def fixed_rate(args, rows, rate, targets, authorization, files, provider_url, provider, run):
+    """The added latency at a fixed request rate (open loop) on one provider: 128 connections, each sending
     every 128/rate seconds, latency counted from each request's scheduled instant."""
-    label = f"{args.latency_ms} ms provider at {rate} req/s"
+    label = (f"{args.latency_ms} ms provider" if provider == "slow" else "instant provider") + f" at {rate} req/s"
+    if run is not None:
+        label += f", run {run}"
     print(f"\n{label} (open loop)", flush=True)
     for target, url, process in targets:
         if target == "direct":
-            endpoint, body = f"{slow_url}/chat/completions", files[("direct", "slow", "plain")]
+            endpoint, body = f"{provider_url}/chat/completions", files[("direct", provider, "plain")]
         else:
-            endpoint, body = f"{url}/v1/chat/completions", files[("slow", "plain")]
+            endpoint, body = f"{url}/v1/chat/completions", files[(provider, "plain")]
         result = load(args.loadgen, endpoint, body, 128, args.seconds * 3, authorization.get(target), rate)
         result.update(workload=label, target=target, concurrency=128,
                       rss_mib=rss_mib(process.pid) if process else 0.0)

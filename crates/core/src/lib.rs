@@ -10,6 +10,7 @@ pub mod page_token;
 pub mod proto_json;
 pub mod python_json;
 pub mod redact;
+pub mod threads;
 pub mod time;
 
 pub use error_code::{ErrorCode, HasErrorCode};

@@ -182,6 +182,11 @@ pub trait TraceStore: Send + Sync {
     /// spans as kept in this store (`mlflow.trace.spansLocation`), and stores the spans (replacing ones with
     /// the same ids).
     async fn log_spans(&self, batches: Vec<SpanBatch>) -> StoreResult<()>;
+    /// `log_spans` for writes nobody waits for (the LLM gateway's traces): a store that can, runs them
+    /// behind every other use of the machine's processors (SQLite: a writer thread at idle priority).
+    async fn log_spans_in_background(&self, batches: Vec<SpanBatch>) -> StoreResult<()> {
+        self.log_spans(batches).await
+    }
     /// Links traces to a run (at most 100 at once; ids of traces that do not exist are skipped); the run
     /// must exist.
     async fn link_traces_to_run(&self, trace_ids: &[String], run_id: &str) -> StoreResult<()>;
@@ -199,6 +204,17 @@ pub trait TraceStore: Send + Sync {
         max_timestamp_millis: Option<i64>,
         max_traces: Option<i64>,
     ) -> StoreResult<i64>;
+    /// `delete_traces` of the oldest traces before a time, for sweeps nobody waits for: a store that can,
+    /// runs it behind every other use of the machine's processors, as `log_spans_in_background`.
+    async fn delete_old_traces_in_background(
+        &self,
+        experiment_id: &str,
+        max_timestamp_millis: i64,
+        max_traces: i64,
+    ) -> StoreResult<i64> {
+        self.delete_traces(experiment_id, &[], Some(max_timestamp_millis), Some(max_traces))
+            .await
+    }
 }
 
 /// Everything a server needs from metadata storage.

@@ -9,6 +9,9 @@
 //! sending at `start + i/R + k*CONCURRENCY/R`, and each latency is counted from the scheduled instant, so a
 //! request that had to wait for its connection counts its wait (no coordinated omission). Choose CONCURRENCY
 //! large enough that a connection's answer normally arrives before its next slot.
+//!
+//! `LOADGEN_TIMELINE=PATH` also writes each answered request's start (seconds from the run's start) and
+//! latency (ms), one per line, to see when the slow ones happened (bursts, or spread evenly).
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +22,8 @@ use hyper_util::rt::TokioIo;
 
 struct Outcome {
     latencies: Vec<Duration>,
+    /// When each answered request started (its slot in an open loop), beside its latency.
+    starts: Vec<Instant>,
     /// What the server says it added itself (`x-loopline-overhead-ms`), when it says so.
     overheads: Vec<f64>,
     errors: u64,
@@ -34,6 +39,7 @@ async fn connection(
 ) -> Outcome {
     let mut outcome = Outcome {
         latencies: Vec::new(),
+        starts: Vec::new(),
         overheads: Vec::new(),
         errors: 0,
     };
@@ -82,6 +88,7 @@ async fn connection(
                     let read = response.into_body().collect().await.is_ok();
                     if ok && read {
                         outcome.latencies.push(started.elapsed());
+                        outcome.starts.push(started);
                         outcome.overheads.extend(overhead);
                     } else {
                         outcome.errors += 1;
@@ -135,13 +142,25 @@ async fn main() {
     let mut latencies = Vec::new();
     let mut overheads = Vec::new();
     let mut errors = 0;
+    // LOADGEN_TIMELINE=PATH: each answered request's start (seconds from the run's start) and latency
+    // (ms), one per line, to see when the slow ones happened.
+    let mut timeline = std::env::var("LOADGEN_TIMELINE").ok().map(|path| (path, String::new()));
     for task in tasks {
         let outcome = task.await.expect("a connection task does not panic");
+        if let Some((_, text)) = &mut timeline {
+            for (start, latency) in outcome.starts.iter().zip(&outcome.latencies) {
+                let since = start.saturating_duration_since(started).as_secs_f64();
+                text.push_str(&format!("{since:.6} {:.3}\n", latency.as_secs_f64() * 1000.0));
+            }
+        }
         latencies.extend(outcome.latencies);
         overheads.extend(outcome.overheads);
         errors += outcome.errors;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if let Some((path, text)) = timeline {
+        std::fs::write(&path, text).expect("the timeline file can be written");
+    }
     latencies.sort();
     let percentile = |p: f64| -> f64 {
         if latencies.is_empty() {

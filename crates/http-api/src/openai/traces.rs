@@ -2,7 +2,7 @@
 //! the gateway served it (deployment, attempts, fallback, time to first token), stored as if it had come over
 //! OTLP, in one experiment (created on first use), so `mlflow.search_traces` and the MLflow UI show them.
 //! Written off the request path by one task behind a bounded queue: when the store falls behind, records are
-//! dropped and counted, never waited for.
+//! dropped and counted, never waited for. The spans are built and written at the system's idle priority.
 
 use crate::otlp::messages::{
     Any, AnyValue, ArrayValue, ExportTraceServiceRequest, KeyValue, KeyValueList, ResourceSpans, ScopeSpans, Span,
@@ -10,18 +10,19 @@ use crate::otlp::messages::{
 };
 use loopline_llm_gateway::Endpoint;
 use loopline_llm_gateway::observe::{CallObserver, CallRecord};
-use loopline_metadata_store::{Experiment, MetadataStore, StoreError};
+use loopline_metadata_store::{Experiment, MetadataStore, SpanBatch, StoreError};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Records waiting to be written.
 const QUEUE: usize = 1024;
-/// The most records written in one transaction.
-const BATCH: usize = 64;
+/// The most records written in one transaction. The background writer holds the database for the
+/// transaction, and a request's write may wait behind it; sixteen traces take a few milliseconds.
+const BATCH: usize = 16;
 /// MLflow endpoints' experiments remembered (looked up again when more are in use).
 const MAX_ENDPOINT_EXPERIMENTS: usize = 1024;
 
@@ -47,6 +48,7 @@ impl GatewayTraces {
             tokio::spawn(sweep(store.clone(), experiment.clone(), retention));
         }
         let (queue, mut records) = mpsc::channel::<CallRecord>(QUEUE);
+        let builder = SpanBuilder::start();
         tokio::spawn(async move {
             let mut known: Option<Experiment> = None;
             // MLflow endpoints' own experiments, by id.
@@ -94,22 +96,15 @@ impl GatewayTraces {
                             },
                         },
                     };
-                    // Building the spans is all computation: off the async workers, which answer calls.
+                    // Building the spans is all computation: off the async workers, which answer calls, on
+                    // the builder's thread at idle priority; the store writes them at idle priority too.
                     let count = records.len();
-                    let experiment_of_batch = target.clone();
-                    let prepared = tokio::task::spawn_blocking(move || {
-                        let request = ExportTraceServiceRequest {
-                            resource_spans: records
-                                .iter()
-                                .flat_map(|record| export_request(record).resource_spans)
-                                .collect(),
-                        };
-                        crate::otlp::span_batches(&experiment_of_batch, &request)
-                    })
-                    .await
-                    .unwrap_or_else(|error| Err(format!("building the spans failed: {error}")));
+                    let prepared = builder.build(records, target.clone()).await;
                     let stored = match prepared {
-                        Ok(batches) => store.log_spans(batches).await.map_err(|error| error.to_string()),
+                        Ok(batches) => store
+                            .log_spans_in_background(batches)
+                            .await
+                            .map_err(|error| error.to_string()),
                         Err(error) => Err(error),
                     };
                     if let Err(error) = stored {
@@ -127,6 +122,65 @@ impl GatewayTraces {
             models,
         }
     }
+}
+
+/// The spans of a batch of calls, one batch per trace.
+type Built = Result<Vec<SpanBatch>, String>;
+type BuildJob = (Vec<CallRecord>, Experiment, oneshot::Sender<Built>);
+
+/// Builds spans on a thread of its own at the system's idle priority (docs/gateway.md, "Latency"): it ran
+/// on the shared blocking threads before, and the calls that woke behind it waited for its time slice.
+/// Where the thread cannot be started, the blocking threads build them.
+struct SpanBuilder {
+    jobs: Option<std::sync::mpsc::Sender<BuildJob>>,
+}
+
+impl SpanBuilder {
+    fn start() -> SpanBuilder {
+        let (jobs, inbox) = std::sync::mpsc::channel::<BuildJob>();
+        let started = std::thread::Builder::new()
+            .name("gateway-traces".to_string())
+            .spawn(move || {
+                if let Err(error) = loopline_core::threads::lower_to_idle_priority() {
+                    tracing::warn!(%error, "the gateway's trace builder keeps the normal priority");
+                }
+                // Ends when the writer task (the only sender) does.
+                while let Ok((records, experiment, answer)) = inbox.recv() {
+                    let _ = answer.send(span_batches(&records, &experiment));
+                }
+            });
+        if let Err(error) = &started {
+            tracing::warn!(%error, "the gateway's trace builder thread could not be started; the blocking threads build the spans");
+        }
+        SpanBuilder {
+            jobs: started.ok().map(|_| jobs),
+        }
+    }
+
+    async fn build(&self, records: Vec<CallRecord>, experiment: Experiment) -> Built {
+        let Some(jobs) = &self.jobs else {
+            return tokio::task::spawn_blocking(move || span_batches(&records, &experiment))
+                .await
+                .unwrap_or_else(|error| Err(format!("building the spans failed: {error}")));
+        };
+        let (answer, answered) = oneshot::channel();
+        jobs.send((records, experiment, answer))
+            .map_err(|_| "the trace builder thread has stopped".to_string())?;
+        answered
+            .await
+            .unwrap_or_else(|_| Err("building the spans failed (the server log has the details)".to_string()))
+    }
+}
+
+/// The calls as OTLP spans, then as the store's batches: the same path as spans sent over OTLP.
+fn span_batches(records: &[CallRecord], experiment: &Experiment) -> Built {
+    let request = ExportTraceServiceRequest {
+        resource_spans: records
+            .iter()
+            .flat_map(|record| export_request(record).resource_spans)
+            .collect(),
+    };
+    crate::otlp::span_batches(experiment, &request)
 }
 
 impl CallObserver for GatewayTraces {
@@ -150,9 +204,10 @@ impl CallObserver for GatewayTraces {
     }
 }
 
-/// Traces deleted in one transaction by the retention sweep (the writer is shared with every other write, and
-/// SQLite holds a transaction's changed pages and statement journal in memory until it ends).
-const SWEEP_BATCH: i64 = 500;
+/// Traces deleted in one transaction by the retention sweep (the connection is shared with every other write,
+/// which waits behind the sweep's idle-priority transaction, and SQLite holds a transaction's changed pages and
+/// statement journal in memory until it ends).
+const SWEEP_BATCH: i64 = 200;
 
 /// How often the retention sweep runs at most: often, so each sweep is a few small transactions between the
 /// trace writes rather than a minute's worth at once (which held the writer for seconds while calls queued).
@@ -178,7 +233,7 @@ async fn sweep(store: Arc<dyn MetadataStore>, experiment: String, retention: Dur
         let mut deleted = 0;
         loop {
             match store
-                .delete_traces(&found.experiment_id, &[], Some(before), Some(SWEEP_BATCH))
+                .delete_old_traces_in_background(&found.experiment_id, before, SWEEP_BATCH)
                 .await
             {
                 Ok(count) => {

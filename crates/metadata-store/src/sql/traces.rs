@@ -522,6 +522,32 @@ impl TraceStore for SqlStore {
         self.log_spans_sql(&batches).await
     }
 
+    async fn delete_old_traces_in_background(
+        &self,
+        experiment_id: &str,
+        max_timestamp_millis: i64,
+        max_traces: i64,
+    ) -> StoreResult<i64> {
+        let Some(writer) = &self.sqlite_writer else {
+            return self
+                .delete_traces(experiment_id, &[], Some(max_timestamp_millis), Some(max_traces))
+                .await;
+        };
+        let experiment_id = parse_experiment_id(experiment_id)?;
+        let (count, work) = deletion(experiment_id, Vec::new(), Some(max_timestamp_millis), Some(max_traces));
+        writer.write_in_background(work).await?;
+        Ok(count.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    async fn log_spans_in_background(&self, batches: Vec<crate::queries::SpanBatch>) -> StoreResult<()> {
+        if let Some(writer) = &self.sqlite_writer {
+            return writer
+                .write_in_background(move |connection| super::sqlite_spans::log_spans(connection, &batches))
+                .await;
+        }
+        self.log_spans_sql(&batches).await
+    }
+
     async fn link_traces_to_run(&self, trace_ids: &[String], run_id: &str) -> StoreResult<()> {
         if trace_ids.len() > MAX_TRACE_LINKS {
             return Err(StoreError::InvalidParameter(format!(
@@ -604,23 +630,9 @@ impl TraceStore for SqlStore {
                 ));
             }
             // On the writer's own connection, as spans are written: one connection's pages, not a pool's.
-            let deleted = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
-            let count = deleted.clone();
-            let trace_ids = trace_ids.to_vec();
-            writer
-                .write(move |connection| {
-                    let doomed = super::sqlite_spans::delete_traces(
-                        connection,
-                        experiment_id,
-                        &trace_ids,
-                        max_timestamp_millis,
-                        max_traces,
-                    )?;
-                    count.store(doomed, std::sync::atomic::Ordering::Relaxed);
-                    Ok(())
-                })
-                .await?;
-            return Ok(deleted.load(std::sync::atomic::Ordering::Relaxed));
+            let (count, work) = deletion(experiment_id, trace_ids.to_vec(), max_timestamp_millis, max_traces);
+            writer.write(work).await?;
+            return Ok(count.load(std::sync::atomic::Ordering::Relaxed));
         }
         let mut builder = SqlBuilder::new("SELECT trace_id FROM traces WHERE experiment_id = ");
         let placeholder = builder.bind(SqlValue::Integer(experiment_id));
@@ -668,4 +680,30 @@ impl TraceStore for SqlStore {
         transaction.commit().await?;
         Ok(doomed.len() as i64)
     }
+}
+
+/// A deletion of traces for the SQLite writer, and where it leaves how many it deleted.
+fn deletion(
+    experiment_id: i64,
+    trace_ids: Vec<String>,
+    max_timestamp_millis: Option<i64>,
+    max_traces: Option<i64>,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicI64>,
+    impl FnOnce(&rusqlite::Connection) -> StoreResult<()> + Send + 'static,
+) {
+    let deleted = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let count = deleted.clone();
+    let work = move |connection: &rusqlite::Connection| {
+        let doomed = super::sqlite_spans::delete_traces(
+            connection,
+            experiment_id,
+            &trace_ids,
+            max_timestamp_millis,
+            max_traces,
+        )?;
+        count.store(doomed, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    };
+    (deleted, work)
 }

@@ -99,6 +99,7 @@ every_backend!(
     gate_policies_evaluations_and_overrides,
     pipelines_and_their_runs,
     spans_make_and_finish_their_trace,
+    background_span_writes_land_beside_ordinary_ones,
     evaluation_datasets_keep_one_record_per_inputs,
     scorers_are_versioned_per_experiment_and_name,
     traces_are_found_by_spans_assessments_and_issues,

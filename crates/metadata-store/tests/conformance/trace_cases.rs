@@ -392,3 +392,85 @@ pub async fn traces_are_found_by_request_id_and_prompt_and_ordered_by_tags(store
     assert_eq!(ordered("tags.team DESC").await, ["tr-p2", "tr-p1"]);
     assert_eq!(ordered("tags.team ASC").await, ["tr-p1", "tr-p2"]);
 }
+
+/// Background span writes (the gateway's traces) land like ordinary ones while ordinary writes run beside
+/// them (on SQLite two threads share one connection), and a refused batch leaves nothing behind.
+pub async fn background_span_writes_land_beside_ordinary_ones(store: &SqlStore) {
+    let batch = |trace_id: String, experiment_id: &str| SpanBatch {
+        trace: NewTrace {
+            experiment_id: experiment_id.into(),
+            ..trace(&trace_id, json!([]))
+        },
+        end_ms: Some(200),
+        root_state: Some("OK".into()),
+        spans: vec![span(&trace_id, "AAAAAAAAAAE=", None, "call", vec![])],
+    };
+    let run = store
+        .create_run(&NewRun {
+            experiment_id: "0".into(),
+            user_id: "tester".into(),
+            run_name: "beside".into(),
+            start_time: 1,
+            tags: vec![],
+        })
+        .await
+        .unwrap();
+    let run_id = run.info.run_id;
+    let background = (0..12).map(|i| store.log_spans_in_background(vec![batch(format!("tr-bg-{i}"), "0")]));
+    let ordinary = (0..12).map(|i| store.log_spans(vec![batch(format!("tr-fg-{i}"), "0")]));
+    let metric = |step: i64| LogBatch {
+        metrics: vec![Metric {
+            key: "loss".into(),
+            value: 0.5,
+            timestamp: 1,
+            step,
+            dataset_name: None,
+            dataset_digest: None,
+            model_id: None,
+            run_id: None,
+        }],
+        ..Default::default()
+    };
+    let batches: Vec<LogBatch> = (0..12).map(metric).collect();
+    let metrics = batches.iter().map(|batch| store.log_batch(&run_id, batch));
+    // Three streams of writes at once, each one write after another.
+    let (background, ordinary, metrics) = tokio::join!(
+        one_after_another(background),
+        one_after_another(ordinary),
+        one_after_another(metrics)
+    );
+    assert!(
+        background.iter().chain(&ordinary).all(Result::is_ok),
+        "{background:?} {ordinary:?}"
+    );
+    assert!(metrics.iter().all(Result::is_ok), "{metrics:?}");
+    for prefix in ["tr-bg", "tr-fg"] {
+        for i in 0..12 {
+            let trace_id = format!("{prefix}-{i}");
+            assert_eq!(
+                store.get_trace_info(&trace_id).await.unwrap()["state"],
+                "OK",
+                "{trace_id}"
+            );
+            assert_eq!(store.get_trace_spans(&trace_id).await.unwrap().len(), 1, "{trace_id}");
+        }
+    }
+    // All or nothing in the background too: a batch for a missing experiment keeps its neighbour out.
+    let refused = store
+        .log_spans_in_background(vec![
+            batch("tr-bg-fine".into(), "0"),
+            batch("tr-bg-orphan".into(), "404"),
+        ])
+        .await;
+    assert!(matches!(refused, Err(StoreError::NotFound(_))), "{refused:?}");
+    assert!(store.get_trace_info("tr-bg-fine").await.is_err());
+}
+
+/// Awaits the futures one after another; their outputs.
+async fn one_after_another<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut outputs = Vec::new();
+    for future in futures {
+        outputs.push(future.await);
+    }
+    outputs
+}
