@@ -144,9 +144,15 @@ impl SpanBuilder {
                 if let Err(error) = loopline_core::threads::lower_to_idle_priority() {
                     tracing::warn!(%error, "the gateway's trace builder keeps the normal priority");
                 }
-                // Ends when the writer task (the only sender) does.
+                // Ends when the writer task (the only sender) does. A batch whose building panics is
+                // refused alone, as it was on the blocking threads; the thread goes on with the next.
                 while let Ok((records, experiment, answer)) = inbox.recv() {
-                    let _ = answer.send(span_batches(&records, &experiment));
+                    let built =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| span_batches(&records, &experiment)))
+                            .unwrap_or_else(|_| {
+                                Err("building the spans failed (the server log has the details)".to_string())
+                            });
+                    let _ = answer.send(built);
                 }
             });
         if let Err(error) = &started {
