@@ -88,23 +88,20 @@ async fn provider_config(Query(query): Query<BTreeMap<String, String>>) -> Respo
     let Some(provider) = query.get("provider").filter(|provider| !provider.is_empty()) else {
         return ApiError::new(ErrorCode::InvalidParameterValue, "Provider parameter is required").into_response();
     };
-    let Some(known) = known(provider) else {
-        return ApiError::new(
-            ErrorCode::InvalidParameterValue,
-            format!("Provider '{provider}' is not allowed by the current gateway provider policy."),
-        )
-        .into_response();
-    };
+    // A provider Loopline does not name is called as an OpenAI-compatible server at the secret's `api_base`
+    // (as a model definition naming it is), so its form asks for that address; MLflow answers such names
+    // with its generic form too.
+    let (kind, base) = known(provider).map_or((ProviderKind::OpenaiCompatible, None), |known| (known.kind, known.base));
     let title = title(provider);
-    let mut config_fields = vec![field("api_base", format!("{title} API Base URL"), known.base.is_none())];
-    if known.kind == ProviderKind::Azure {
+    let mut config_fields = vec![field("api_base", format!("{title} API Base URL"), base.is_none())];
+    if kind == ProviderKind::Azure {
         config_fields.push(field("api_version", format!("{title} API version"), true));
     }
     let mode = json!({
         "mode": "api_key",
         "display_name": "API Key",
         "description": format!("Use {title} API Key"),
-        "secret_fields": [field("api_key", format!("{title} API Key"), known.base.is_some_and(|base| !base.starts_with("http://localhost")))],
+        "secret_fields": [field("api_key", format!("{title} API Key"), base.is_some_and(|base| !base.starts_with("http://localhost")))],
         "config_fields": config_fields,
     });
     axum::Json(json!({"auth_modes": [mode], "default_mode": "api_key"})).into_response()

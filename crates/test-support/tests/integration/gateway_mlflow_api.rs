@@ -336,11 +336,20 @@ async fn hostile_management_requests_are_refused_in_mlflows_shape() {
         assert_eq!(answer.status / 100, 4, "{body}: {}", answer.text);
         assert!(answer.json()["error_code"].is_string(), "{body}");
     }
+    // A provider Loopline does not name is an OpenAI-compatible server at the secret's address: its form asks
+    // for the address first, and for a key it may do without.
+    let generic = ok(&get(&server, "/api/3.0/mlflow/gateway/provider-config?provider=nonesuch").await);
+    assert_eq!(generic["default_mode"], "api_key");
+    let mode = &generic["auth_modes"][0];
+    assert_eq!(mode["config_fields"][0]["name"], "api_base");
+    assert_eq!(mode["config_fields"][0]["required"], true);
+    assert_eq!(mode["secret_fields"][0]["name"], "api_key");
+    assert_eq!(mode["secret_fields"][0]["required"], false);
     refused(
-        &get(&server, "/api/3.0/mlflow/gateway/provider-config?provider=nonesuch").await,
+        &get(&server, "/api/3.0/mlflow/gateway/provider-config").await,
         400,
         "INVALID_PARAMETER_VALUE",
-        "not allowed",
+        "Provider parameter is required",
     );
     let providers = ok(&get(&server, "/ajax-api/3.0/mlflow/gateway/supported-providers").await);
     assert!(providers["providers"].as_array().unwrap().contains(&json!("anthropic")));
