@@ -124,6 +124,9 @@ impl GatewayTraces {
     }
 }
 
+/// What the writer is told when building a batch's spans panicked (the panic itself is in the log).
+const BUILD_PANICKED: &str = "building the spans failed (the server log has the details)";
+
 /// The spans of a batch of calls, one batch per trace.
 type Built = Result<Vec<SpanBatch>, String>;
 type BuildJob = (Vec<CallRecord>, Experiment, oneshot::Sender<Built>);
@@ -149,9 +152,7 @@ impl SpanBuilder {
                 while let Ok((records, experiment, answer)) = inbox.recv() {
                     let built =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| span_batches(&records, &experiment)))
-                            .unwrap_or_else(|_| {
-                                Err("building the spans failed (the server log has the details)".to_string())
-                            });
+                            .unwrap_or_else(|_| Err(BUILD_PANICKED.to_string()));
                     let _ = answer.send(built);
                 }
             });
@@ -172,9 +173,7 @@ impl SpanBuilder {
         let (answer, answered) = oneshot::channel();
         jobs.send((records, experiment, answer))
             .map_err(|_| "the trace builder thread has stopped".to_string())?;
-        answered
-            .await
-            .unwrap_or_else(|_| Err("building the spans failed (the server log has the details)".to_string()))
+        answered.await.unwrap_or_else(|_| Err(BUILD_PANICKED.to_string()))
     }
 }
 

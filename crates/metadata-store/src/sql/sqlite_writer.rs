@@ -83,6 +83,15 @@ pub(super) struct SqliteWriter {
     background: Sender<Message>,
 }
 
+/// Which thread commits a write.
+#[derive(Clone, Copy)]
+pub(super) enum Lane {
+    /// The writer, at normal priority (what [`SqliteWriter::write`] uses).
+    Writer,
+    /// The background writer, at idle priority: for writes nobody waits for.
+    Background,
+}
+
 /// What a writer thread works with: the connection (shared by the writer and the background writer), the
 /// store's write lock, and the checkpoint thread's activity counter and wake-up.
 struct Shared {
@@ -159,15 +168,20 @@ impl SqliteWriter {
         &self,
         work: impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static,
     ) -> StoreResult<()> {
-        Self::hand_over(&self.messages, Box::new(work)).await
+        self.write_on(Lane::Writer, work).await
     }
 
-    /// Runs `work` on the background writer, at idle priority, and answers once it is committed.
-    pub(super) async fn write_in_background(
+    /// Runs `work` on the thread `lane` names and answers once it is committed.
+    pub(super) async fn write_on(
         &self,
+        lane: Lane,
         work: impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static,
     ) -> StoreResult<()> {
-        Self::hand_over(&self.background, Box::new(work)).await
+        let thread = match lane {
+            Lane::Writer => &self.messages,
+            Lane::Background => &self.background,
+        };
+        Self::hand_over(thread, Box::new(work)).await
     }
 
     async fn hand_over(thread: &Sender<Message>, work: Work) -> StoreResult<()> {

@@ -3,6 +3,7 @@
 
 use super::query_text;
 use super::rows::text;
+use super::sqlite_writer::Lane;
 use super::trace_filters;
 use super::{SqlStore, built_query, into_page, invalid_filter, invalid_search, page_limits, parse_experiment_id};
 use crate::entities::{Page, Tag};
@@ -514,12 +515,7 @@ impl TraceStore for SqlStore {
     }
 
     async fn log_spans(&self, batches: Vec<crate::queries::SpanBatch>) -> StoreResult<()> {
-        if let Some(writer) = &self.sqlite_writer {
-            return writer
-                .write(move |connection| super::sqlite_spans::log_spans(connection, &batches))
-                .await;
-        }
-        self.log_spans_sql(&batches).await
+        self.log_spans_on(Lane::Writer, batches).await
     }
 
     async fn delete_old_traces_in_background(
@@ -528,24 +524,18 @@ impl TraceStore for SqlStore {
         max_timestamp_millis: i64,
         max_traces: i64,
     ) -> StoreResult<i64> {
-        let Some(writer) = &self.sqlite_writer else {
-            return self
-                .delete_traces(experiment_id, &[], Some(max_timestamp_millis), Some(max_traces))
-                .await;
-        };
-        let experiment_id = parse_experiment_id(experiment_id)?;
-        let (count, work) = deletion(experiment_id, Vec::new(), Some(max_timestamp_millis), Some(max_traces));
-        writer.write_in_background(work).await?;
-        Ok(count.load(std::sync::atomic::Ordering::Relaxed))
+        self.delete_traces_on(
+            Lane::Background,
+            experiment_id,
+            &[],
+            Some(max_timestamp_millis),
+            Some(max_traces),
+        )
+        .await
     }
 
     async fn log_spans_in_background(&self, batches: Vec<crate::queries::SpanBatch>) -> StoreResult<()> {
-        if let Some(writer) = &self.sqlite_writer {
-            return writer
-                .write_in_background(move |connection| super::sqlite_spans::log_spans(connection, &batches))
-                .await;
-        }
-        self.log_spans_sql(&batches).await
+        self.log_spans_on(Lane::Background, batches).await
     }
 
     async fn link_traces_to_run(&self, trace_ids: &[String], run_id: &str) -> StoreResult<()> {
@@ -615,6 +605,33 @@ impl TraceStore for SqlStore {
         max_timestamp_millis: Option<i64>,
         max_traces: Option<i64>,
     ) -> StoreResult<i64> {
+        self.delete_traces_on(Lane::Writer, experiment_id, trace_ids, max_timestamp_millis, max_traces)
+            .await
+    }
+}
+
+impl SqlStore {
+    /// Stores spans; on SQLite, committed by the thread `lane` names.
+    async fn log_spans_on(&self, lane: Lane, batches: Vec<crate::queries::SpanBatch>) -> StoreResult<()> {
+        if let Some(writer) = &self.sqlite_writer {
+            return writer
+                .write_on(lane, move |connection| {
+                    super::sqlite_spans::log_spans(connection, &batches)
+                })
+                .await;
+        }
+        self.log_spans_sql(&batches).await
+    }
+
+    /// `delete_traces`; on SQLite, committed by the thread `lane` names.
+    async fn delete_traces_on(
+        &self,
+        lane: Lane,
+        experiment_id: &str,
+        trace_ids: &[String],
+        max_timestamp_millis: Option<i64>,
+        max_traces: Option<i64>,
+    ) -> StoreResult<i64> {
         let experiment_id = parse_experiment_id(experiment_id)?;
         if trace_ids.len() > super::MAX_IDS_PER_CALL {
             return Err(StoreError::InvalidParameter(format!(
@@ -630,9 +647,23 @@ impl TraceStore for SqlStore {
                 ));
             }
             // On the writer's own connection, as spans are written: one connection's pages, not a pool's.
-            let (count, work) = deletion(experiment_id, trace_ids.to_vec(), max_timestamp_millis, max_traces);
-            writer.write(work).await?;
-            return Ok(count.load(std::sync::atomic::Ordering::Relaxed));
+            let deleted = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+            let count = deleted.clone();
+            let trace_ids = trace_ids.to_vec();
+            writer
+                .write_on(lane, move |connection| {
+                    let doomed = super::sqlite_spans::delete_traces(
+                        connection,
+                        experiment_id,
+                        &trace_ids,
+                        max_timestamp_millis,
+                        max_traces,
+                    )?;
+                    count.store(doomed, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                })
+                .await?;
+            return Ok(deleted.load(std::sync::atomic::Ordering::Relaxed));
         }
         let mut builder = SqlBuilder::new("SELECT trace_id FROM traces WHERE experiment_id = ");
         let placeholder = builder.bind(SqlValue::Integer(experiment_id));
@@ -680,30 +711,4 @@ impl TraceStore for SqlStore {
         transaction.commit().await?;
         Ok(doomed.len() as i64)
     }
-}
-
-/// A deletion of traces for the SQLite writer, and where it leaves how many it deleted.
-fn deletion(
-    experiment_id: i64,
-    trace_ids: Vec<String>,
-    max_timestamp_millis: Option<i64>,
-    max_traces: Option<i64>,
-) -> (
-    std::sync::Arc<std::sync::atomic::AtomicI64>,
-    impl FnOnce(&rusqlite::Connection) -> StoreResult<()> + Send + 'static,
-) {
-    let deleted = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
-    let count = deleted.clone();
-    let work = move |connection: &rusqlite::Connection| {
-        let doomed = super::sqlite_spans::delete_traces(
-            connection,
-            experiment_id,
-            &trace_ids,
-            max_timestamp_millis,
-            max_traces,
-        )?;
-        count.store(doomed, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
-    };
-    (deleted, work)
 }
