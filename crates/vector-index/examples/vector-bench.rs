@@ -10,7 +10,9 @@
 //! Originals on disk (int8 walk, rescored from the file), as a server holds such a collection:
 //! `vector-bench disk-build DIR BASE DIM M EF_CONSTRUCTION` writes a stored collection in DIR (batches of
 //! 10,000 through the log, then a checkpoint); `vector-bench disk-query DIR QUERIES TRUTH DIM K EFS`, in a
-//! fresh process, opens it and prints its resident memory and the queries' recall and speed.
+//! fresh process, opens it and prints its resident memory and the queries' recall and speed. With
+//! `VECTOR_BENCH_IN_MEMORY=1` disk-build keeps the float rows in the checkpoint instead (a collection without
+//! `on_disk`), so changes to the walk can be timed on one stored graph by several builds of this example.
 
 use loopline_vector_index::{
     Distance, FieldType, Filter, HnswParams, Operation, Point, PointId, Query, Segment, StoredCollection, VectorParams,
@@ -133,7 +135,8 @@ fn disk_build(args: &[String]) {
         hnsw: HnswParams { m, ef_construction },
         full_scan_threshold_kb: 0,
         int8: true,
-        on_disk: true,
+        // `VECTOR_BENCH_IN_MEMORY=1` keeps the float rows in the checkpoint, for timing walks on a stored graph.
+        on_disk: std::env::var_os("VECTOR_BENCH_IN_MEMORY").is_none(),
     };
     let dir = std::path::Path::new(&args[1]);
     let started = Instant::now();
