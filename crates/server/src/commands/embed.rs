@@ -360,7 +360,7 @@ fn embed(args: EmbedArgs) -> Result<(), String> {
             .iter()
             .filter(|entry| stored.get(&entry.id) != Some(&entry.hash))
             .collect();
-        let bar = super::progress::rows_bar("embed", Some(changed.len() as u64));
+        let bar = super::progress::counting_bar("embed", Some(changed.len() as u64), "chunks");
         for batch in changed.chunks(BATCH) {
             let texts: Vec<String> = batch.iter().map(|entry| entry.embedded_text()).collect();
             let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
